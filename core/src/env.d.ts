@@ -1,0 +1,9 @@
+// The core runs on any JavaScript runtime and so imports no Node types; these
+// WHATWG encoding globals exist in every runtime we target.
+declare class TextEncoder {
+  encode(input?: string): Uint8Array;
+}
+declare class TextDecoder {
+  constructor(label?: string, options?: { fatal?: boolean });
+  decode(input?: Uint8Array): string;
+}

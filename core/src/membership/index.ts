@@ -1,0 +1,2 @@
+export { Changer, restoreConfig, type ChangeResult } from './changer.js';
+export { encodeConfChange, decodeConfChange, enterJoint } from './codec.js';

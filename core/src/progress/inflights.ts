@@ -1,0 +1,77 @@
+import { assert } from '../assert.js';
+import type { LogIndex } from '../types.js';
+
+/**
+ * The append messages sent to one follower and not yet acknowledged, as a ring
+ * buffer of (last index, bytes). Bounded both in count and in bytes so a slow
+ * follower costs the leader a fixed amount of memory and bandwidth.
+ */
+export class Inflights {
+  private start = 0;
+  private count = 0;
+  private bytes = 0;
+  private readonly indexes: LogIndex[];
+  private readonly sizes: number[];
+
+  constructor(
+    readonly countMax: number,
+    readonly bytesMax: number,
+  ) {
+    assert(countMax > 0, `inflight countMax must be positive, got ${countMax}`);
+    assert(bytesMax > 0, `inflight bytesMax must be positive, got ${bytesMax}`);
+    this.indexes = new Array<LogIndex>(countMax).fill(0);
+    this.sizes = new Array<number>(countMax).fill(0);
+  }
+
+  clone(): Inflights {
+    const c = new Inflights(this.countMax, this.bytesMax);
+    for (let i = 0; i < this.count; i++) {
+      const at = (this.start + i) % this.countMax;
+      c.add(this.indexes[at]!, this.sizes[at]!);
+    }
+    return c;
+  }
+
+  /** Records an append whose last entry is `index`; indexes must increase. */
+  add(index: LogIndex, bytes: number): void {
+    assert(!this.full(), () => `inflights full (${this.count}/${this.countMax}, ${this.bytes}/${this.bytesMax} B)`);
+    if (this.count > 0) {
+      const last = this.indexes[(this.start + this.count - 1) % this.countMax]!;
+      assert(index > last, () => `inflight index ${index} not above previous ${last}`);
+    }
+    const at = (this.start + this.count) % this.countMax;
+    this.indexes[at] = index;
+    this.sizes[at] = bytes;
+    this.count++;
+    this.bytes += bytes;
+  }
+
+  /** Frees every inflight append up to and including `index` (acknowledged). */
+  freeLE(index: LogIndex): void {
+    while (this.count > 0 && this.indexes[this.start]! <= index) {
+      this.bytes -= this.sizes[this.start]!;
+      this.start = (this.start + 1) % this.countMax;
+      this.count--;
+    }
+    if (this.count === 0) this.start = 0;
+  }
+
+  /** Full in count, or at/over the byte budget (one message may overshoot it; the next waits). */
+  full(): boolean {
+    return this.count === this.countMax || this.bytes >= this.bytesMax;
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  get sizeBytes(): number {
+    return this.bytes;
+  }
+
+  reset(): void {
+    this.start = 0;
+    this.count = 0;
+    this.bytes = 0;
+  }
+}

@@ -1,0 +1,2 @@
+export { MajorityConfig, JointConfig } from './quorum.js';
+export type { VoteResult, AckedIndexer } from './quorum.js';
