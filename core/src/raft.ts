@@ -1,5 +1,5 @@
 import { assert, unreachable } from './assert.js';
-import { CompactedError, CorruptStateError, ProposalDroppedError, SnapshotTemporarilyUnavailableError } from './errors.js';
+import { CompactedError, CorruptStateError, InvalidConfChangeError, ProposalDroppedError, SnapshotTemporarilyUnavailableError } from './errors.js';
 import type { Logger } from './logger.js';
 import { SILENT_LOGGER } from './logger.js';
 import { RaftLog } from './log/raft-log.js';
@@ -500,6 +500,14 @@ export class Raft {
       this.logger.warn({ nodeId: this.id, term: this.term }, 'cannot campaign: committed conf changes not yet applied');
       return;
     }
+    if (!transfer && this.config.readMode === 'lease' && this.lead !== NONE && this.electionElapsed < this.config.electionTimeoutTicks) {
+      // A forced campaign (RawNode.campaign) while we still hear from the leader: our last heartbeat
+      // acknowledgement promised its lease that we would not vote, for ourselves either, for an
+      // election timeout (thesis §4.2.3, §6.4.1). Campaigning would also forget the leader and let
+      // us grant others' votes. The timer never gets here: it fires only after the timeout.
+      this.logger.warn({ nodeId: this.id, term: this.term, leaderId: this.lead, electionElapsedTicks: this.electionElapsed }, 'cannot campaign: inside the leader lease');
+      return;
+    }
     this.logger.info({ nodeId: this.id, term: this.term }, 'starting a new election');
     if (this.config.preVote && !transfer) this.campaign('preElection', false);
     else this.campaign('election', transfer);
@@ -579,8 +587,9 @@ export class Raft {
   private tickElection(): void {
     this.electionElapsed++;
     if (this.promotable() && this.pastElectionTimeout()) {
-      this.electionElapsed = 0;
+      // Reset after the hup, so hup sees how long we have not heard from a leader.
       this.step({ type: 'hup', from: this.id, to: this.id, term: 0, transfer: false });
+      this.electionElapsed = 0;
     }
   }
 
@@ -863,6 +872,10 @@ export class Raft {
     progress.recentActive = true;
     progress.probeSent = false;
     this.onHeartbeatAck(m.from, m.round);
+    // Every append filling the window may have been lost (or its ack): free one slot so the
+    // follower gets an append whose answer resyncs the window (etcd-raft's FreeFirstOne).
+    // Without it replication to a live follower stalls forever (simulator seed 24, 3 nodes).
+    if (progress.state === 'replicate' && progress.inflights.full()) progress.inflights.freeFirstOne();
     if (progress.match < this.log.lastIndex()) this.sendAppend(m.from);
   }
 
@@ -1152,6 +1165,14 @@ export class Raft {
 
   /** Applies a committed conf change; returns the new ConfState for the application to persist. */
   applyConfChange(cc: ConfChange): ConfState {
+    if (this.tracker.config.voters.incoming.size === 0) {
+      // The bootstrap config lives in an index-0 snapshot, never in the log. A replica started on an
+      // empty storage replays only the later changes: on `addNode` of itself it would believe it is a
+      // one-voter group and elect itself (split brain). Fail loudly instead.
+      throw new InvalidConfChangeError(
+        `node ${this.id} has no configuration to change (applied ${this.log.applied}); start a joining replica from the group's bootstrap ConfState or from a snapshot`,
+      );
+    }
     const changer = new Changer({ config: this.tracker.config, progress: this.tracker.progress }, this.log.lastIndex(), (o) =>
       this.tracker.newProgress(o),
     );

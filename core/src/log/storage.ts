@@ -111,6 +111,8 @@ export class MemoryStorage implements Storage {
   createSnapshot(i: LogIndex, confState: ConfState, data: Uint8Array): Snapshot {
     if (i <= this.snap.metadata.index) throw new SnapshotOutOfDateError(i, this.snap.metadata.index);
     const offset = this.ents[0]!.index;
+    // compact() may have gone past the latest snapshot: the term of `i` is then gone.
+    if (i < offset) throw new CompactedError(i, offset + 1);
     assert(i <= this.lastIndex(), () => `snapshot index ${i} is past last index ${this.lastIndex()}`);
     this.snap = { metadata: { index: i, term: this.ents[i - offset]!.term, confState }, data };
     return this.snap;

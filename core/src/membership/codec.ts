@@ -39,7 +39,8 @@ export function decodeConfChange(data: Uint8Array): ConfChange {
   });
   const cc: ConfChange = { changes, transition: t as ConfChangeTransition };
   if (x !== undefined) {
-    if (!Array.isArray(x) || !x.every((b) => typeof b === 'number' && b >= 0 && b < 256)) {
+    // Integers only: Uint8Array.from would silently truncate 1.5 to 1.
+    if (!Array.isArray(x) || !x.every((b) => Number.isInteger(b) && b >= 0 && b < 256)) {
       throw new InvalidConfChangeError('malformed context');
     }
     return { ...cc, context: Uint8Array.from(x as number[]) };

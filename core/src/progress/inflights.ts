@@ -56,6 +56,11 @@ export class Inflights {
     if (this.count === 0) this.start = 0;
   }
 
+  /** Frees the oldest inflight append: the leader assumes it (or its ack) was lost. */
+  freeFirstOne(): void {
+    if (this.count > 0) this.freeLE(this.indexes[this.start]!);
+  }
+
   /** Full in count, or at/over the byte budget (one message may overshoot it; the next waits). */
   full(): boolean {
     return this.count === this.countMax || this.bytes >= this.bytesMax;
