@@ -176,6 +176,12 @@ export class Raft {
   leadTransferee: NodeId = NONE;
   /** Index of the latest conf change in the log; a new one is refused until applied passes it. */
   pendingConfIndex: LogIndex = 0;
+  /**
+   * Set by RawNode while a Ready's committed entries are with the application. Their conf
+   * changes are applied (applyConfChange) to the current configuration, so no snapshot may
+   * replace that configuration until advance().
+   */
+  applyingCommittedEntries = false;
   /** Payload bytes appended by this leader and not yet committed. */
   uncommittedBytes = 0;
 
@@ -1144,13 +1150,22 @@ export class Raft {
       return false;
     }
     const member = [confState.voters, confState.learners, confState.votersOutgoing].some((ids) => ids.includes(this.id));
-    if (!member) {
+    // A replica added after the leader's latest snapshot is not in that snapshot's config yet: it
+    // restores it anyway and learns of its own addition from the entries that follow (else it could
+    // never catch up). A current member that the snapshot would drop still refuses it.
+    if (!member && this.tracker.progress.has(this.id)) {
       this.logger.warn({ nodeId: this.id, term: this.term, snapshotIndex: index }, 'snapshot does not include this node; ignored');
       return false;
     }
     if (this.log.matchTerm(index, term)) {
       // We already have the snapshot's last entry: fast-forward the commit index instead.
       this.log.commitTo(index);
+      return false;
+    }
+    if (this.applyingCommittedEntries) {
+      // Entries below the snapshot are being applied; restoring now would swap the config their
+      // conf changes apply to (a replayed addNode would re-add a removed voter). The leader retries.
+      this.logger.info({ nodeId: this.id, term: this.term, snapshotIndex: index }, 'snapshot ignored: committed entries are being applied');
       return false;
     }
     this.log.restore(snapshot);

@@ -201,6 +201,7 @@ export class RawNode {
     r.readStates = [];
     r.droppedReads = [];
     r.reduceUncommittedBytes(committedEntries);
+    r.applyingCommittedEntries = committedEntries.length > 0;
     if (softChanged) this.previousSoftState = soft;
     this.pending = rd;
     return rd;
@@ -212,6 +213,7 @@ export class RawNode {
     assert(rd !== undefined, () => `advance() without ready() (node ${this.raft.id})`);
     this.pending = undefined;
     const r = this.raft;
+    r.applyingCommittedEntries = false;
     if (rd.hardState !== undefined) this.previousHardState = rd.hardState;
     if (rd.snapshot !== undefined) {
       r.log.stableSnapTo(rd.snapshot.metadata.index);

@@ -141,6 +141,8 @@ export class MemoryStorage implements Storage {
     if (first > entries[0]!.index) toAppend = entries.slice(first - entries[0]!.index);
     const offset = toAppend[0]!.index - this.ents[0]!.index;
     assert(offset <= this.ents.length, () => `missing log entries [last ${this.lastIndex()}, append at ${toAppend[0]!.index}]`);
-    this.ents = [...this.ents.slice(0, offset), ...toAppend];
+    // Truncate the conflicting suffix in place and push: copying the whole log per append is quadratic.
+    this.ents.length = offset;
+    for (const e of toAppend) this.ents.push(e);
   }
 }

@@ -10,8 +10,9 @@ export class Inflights {
   private start = 0;
   private count = 0;
   private bytes = 0;
-  private readonly indexes: LogIndex[];
-  private readonly sizes: number[];
+  /** Ring storage, grown on demand up to countMax: most followers never fill the window (etcd-raft grows it too). */
+  private indexes: LogIndex[] = [];
+  private sizes: number[] = [];
 
   constructor(
     readonly countMax: number,
@@ -19,14 +20,12 @@ export class Inflights {
   ) {
     assert(countMax > 0, `inflight countMax must be positive, got ${countMax}`);
     assert(bytesMax > 0, `inflight bytesMax must be positive, got ${bytesMax}`);
-    this.indexes = new Array<LogIndex>(countMax).fill(0);
-    this.sizes = new Array<number>(countMax).fill(0);
   }
 
   clone(): Inflights {
     const c = new Inflights(this.countMax, this.bytesMax);
     for (let i = 0; i < this.count; i++) {
-      const at = (this.start + i) % this.countMax;
+      const at = (this.start + i) % this.indexes.length;
       c.add(this.indexes[at]!, this.sizes[at]!);
     }
     return c;
@@ -36,21 +35,37 @@ export class Inflights {
   add(index: LogIndex, bytes: number): void {
     assert(!this.full(), () => `inflights full (${this.count}/${this.countMax}, ${this.bytes}/${this.bytesMax} B)`);
     if (this.count > 0) {
-      const last = this.indexes[(this.start + this.count - 1) % this.countMax]!;
+      const last = this.indexes[(this.start + this.count - 1) % this.indexes.length]!;
       assert(index > last, () => `inflight index ${index} not above previous ${last}`);
     }
-    const at = (this.start + this.count) % this.countMax;
+    if (this.count === this.indexes.length) this.grow();
+    const at = (this.start + this.count) % this.indexes.length;
     this.indexes[at] = index;
     this.sizes[at] = bytes;
     this.count++;
     this.bytes += bytes;
   }
 
+  /** Doubles the ring (up to countMax), unrolling it so the oldest entry is at slot 0. */
+  private grow(): void {
+    const capacity = Math.min(this.countMax, Math.max(4, this.indexes.length * 2));
+    const indexes: LogIndex[] = new Array<LogIndex>(capacity);
+    const sizes: number[] = new Array<number>(capacity);
+    for (let i = 0; i < this.count; i++) {
+      const from = (this.start + i) % this.indexes.length;
+      indexes[i] = this.indexes[from]!;
+      sizes[i] = this.sizes[from]!;
+    }
+    this.indexes = indexes;
+    this.sizes = sizes;
+    this.start = 0;
+  }
+
   /** Frees every inflight append up to and including `index` (acknowledged). */
   freeLE(index: LogIndex): void {
     while (this.count > 0 && this.indexes[this.start]! <= index) {
       this.bytes -= this.sizes[this.start]!;
-      this.start = (this.start + 1) % this.countMax;
+      this.start = (this.start + 1) % this.indexes.length;
       this.count--;
     }
     if (this.count === 0) this.start = 0;
