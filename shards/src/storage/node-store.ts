@@ -1,0 +1,406 @@
+import {
+  CompactedError,
+  EMPTY_CONF_STATE,
+  EMPTY_HARD_STATE,
+  UnavailableError,
+  assert,
+  entrySizeBytes,
+  type ConfState,
+  type Entry,
+  type GroupId,
+  type HardState,
+  type LogIndex,
+  type Snapshot,
+  type Storage,
+  type Term,
+} from '@flotilla/core';
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { decodeConfState, decodeEntry, decodeHardState, encodeConfState, encodeEntry, encodeHardState } from './codec.js';
+import { prepareDataDir } from './data-dir.js';
+import { CorruptRecordError, DataDirError } from './errors.js';
+
+/** Entries of one shard's log kept in memory, newest first to go: followers and the apply path read recent entries. */
+export const ENTRY_CACHE_COUNT_MAX = 1024;
+/** LMDB map grows on demand (lmdb-js resizes); start at 256 MiB so small nodes stay small. */
+const MAP_SIZE_INITIAL_BYTES = 256 * 1024 * 1024;
+/** Sub-databases: log, meta, data, snapshot staging. */
+const SUB_DATABASE_COUNT_MAX = 8;
+
+/** What one group contributes to a group commit: its new entries and hard state from a Ready. */
+export interface ShardWrite {
+  readonly shardId: GroupId;
+  /** Appended after removing any stored entries from entries[0].index on (a conflicting suffix). */
+  readonly entries: readonly Entry[];
+  readonly hardState?: HardState | undefined;
+}
+
+/** Per-shard metadata kept in memory, mirroring the `meta` sub-database after each commit. */
+interface ShardState {
+  hardState: HardState;
+  confState: ConfState;
+  applied: LogIndex;
+  /** The compaction point: the entry at snapshotIndex is no longer stored, only its term. */
+  snapshotIndex: LogIndex;
+  snapshotTerm: Term;
+  lastIndex: LogIndex;
+  /** Recent entries, contiguous, ending at lastIndex. */
+  cache: Entry[];
+}
+
+type MetaKey = [shardId: number, field: 'hard' | 'conf' | 'applied' | 'snap' | 'desc'];
+type LogKey = [shardId: number, index: number];
+
+/**
+ * One LMDB environment per node holding every shard's Raft log, metadata and
+ * user data (ARCHITECTURE.md: "storage"). Writes go through `persist` (group
+ * commit: many shards in one transaction, resolved only when durable);
+ * reads are synchronous, as the core's Storage interface requires.
+ */
+export class NodeStore {
+  readonly env: RootDatabase;
+  readonly log: Database<unknown, LogKey>;
+  readonly meta: Database<unknown, MetaKey>;
+  /** User data, keyed by user key bytes; value [version, bytes]. Ranges on one node are disjoint. */
+  readonly data: Database<unknown, Buffer>;
+  /** Snapshot chunks received but not yet installed; cleared on open (an unfinished install never happened). */
+  readonly staging: Database<unknown, [shardId: number, seq: number]>;
+  private readonly shards = new Map<GroupId, ShardState>();
+  private readonly storages = new Map<GroupId, ShardStorage>();
+  private closed = false;
+
+  private constructor(
+    readonly dir: string,
+    readonly nodeId: number,
+    env: RootDatabase,
+  ) {
+    this.env = env;
+    this.log = env.openDB<unknown, LogKey>({ name: 'log' });
+    this.meta = env.openDB<unknown, MetaKey>({ name: 'meta' });
+    this.data = env.openDB<unknown, Buffer>({ name: 'data', keyEncoding: 'binary' });
+    this.staging = env.openDB<unknown, [number, number]>({ name: 'staging' });
+  }
+
+  /** Opens (or creates) the node's store; throws DataDirError for a foreign, damaged or mismatched directory. */
+  static async open(options: { dir: string; nodeId: number }): Promise<NodeStore> {
+    const { storePath, created } = prepareDataDir(options.dir, options.nodeId);
+    let env: RootDatabase;
+    try {
+      env = open({ path: storePath, maxDbs: SUB_DATABASE_COUNT_MAX, mapSize: MAP_SIZE_INITIAL_BYTES, noMetaSync: false, noSync: false });
+    } catch (err) {
+      throw new DataDirError('DATA_DIR_DAMAGED', storePath, `cannot be opened as an LMDB store (${(err as Error).message}); expected the node's LMDB store`);
+    }
+    const store = new NodeStore(options.dir, options.nodeId, env);
+    try {
+      await store.checkIdentity(created, storePath);
+      store.loadShards();
+      await store.clearStaging();
+    } catch (err) {
+      await env.close();
+      throw err;
+    }
+    return store;
+  }
+
+  private async checkIdentity(created: boolean, storePath: string): Promise<void> {
+    const key = [0, 'node'] as unknown as MetaKey;
+    let stored: unknown;
+    try {
+      stored = this.meta.get(key);
+    } catch (err) {
+      throw new DataDirError('DATA_DIR_DAMAGED', storePath, `cannot be read (${(err as Error).message})`);
+    }
+    if (stored === undefined) {
+      if (!created && this.meta.getKeysCount() > 0) {
+        throw new DataDirError('DATA_DIR_DAMAGED', storePath, 'has shard metadata but no node identity record');
+      }
+      await this.env.transaction(() => this.meta.putSync(key, { nodeId: this.nodeId }));
+      await this.env.flushed;
+      return;
+    }
+    const nodeId = (stored as { nodeId?: unknown }).nodeId;
+    if (nodeId !== this.nodeId) {
+      throw new DataDirError('DATA_DIR_NODE_MISMATCH', storePath, `store belongs to node ${String(nodeId)}; expected node ${this.nodeId}`);
+    }
+  }
+
+  private loadShards(): void {
+    for (const { key } of this.meta.getRange({ start: [1, ''] as unknown as MetaKey })) {
+      const [shardId, field] = key;
+      if (field !== 'hard') continue;
+      this.shards.set(shardId as GroupId, this.readShardState(shardId as GroupId));
+    }
+  }
+
+  private readShardState(shardId: GroupId): ShardState {
+    const hardState = decodeHardState(this.meta.get([shardId, 'hard']));
+    const confState = decodeConfState(this.meta.get([shardId, 'conf']));
+    const applied = this.meta.get([shardId, 'applied']);
+    const snap = this.meta.get([shardId, 'snap']);
+    if (!Number.isSafeInteger(applied)) throw new CorruptRecordError(`shard ${shardId} applied index ${String(applied)}`);
+    if (!Array.isArray(snap) || snap.length !== 2) throw new CorruptRecordError(`shard ${shardId} snapshot point ${JSON.stringify(snap)}`);
+    const [snapshotIndex, snapshotTerm] = snap as [number, number];
+    let lastIndex = snapshotIndex;
+    for (const key of this.log.getKeys({ start: [shardId, Number.MAX_SAFE_INTEGER], end: [shardId, snapshotIndex], reverse: true, limit: 1 })) {
+      lastIndex = key[1];
+    }
+    const state: ShardState = { hardState, confState, applied: applied as number, snapshotIndex, snapshotTerm, lastIndex, cache: [] };
+    this.checkShardInvariants(shardId, state);
+    return state;
+  }
+
+  /** What must hold for every shard after open and after every write; a violation means damaged storage. */
+  private checkShardInvariants(shardId: GroupId, s: ShardState): void {
+    const where = `(shard ${shardId}, node ${this.nodeId}, ${this.dir})`;
+    if (s.applied < s.snapshotIndex) throw new CorruptRecordError(`applied index ${s.applied} is below the snapshot index ${s.snapshotIndex} ${where}`);
+    if (s.hardState.commit < s.applied) throw new CorruptRecordError(`commit index ${s.hardState.commit} is below applied ${s.applied} ${where}`);
+    if (s.hardState.commit > s.lastIndex) throw new CorruptRecordError(`commit index ${s.hardState.commit} exceeds last index ${s.lastIndex} ${where}`);
+  }
+
+  private async clearStaging(): Promise<void> {
+    if (this.staging.getKeysCount() === 0) return;
+    await this.env.transaction(() => {
+      for (const key of this.staging.getKeys()) this.staging.removeSync(key);
+    });
+  }
+
+  shardIds(): GroupId[] {
+    return [...this.shards.keys()].sort((a, b) => a - b);
+  }
+
+  hasShard(shardId: GroupId): boolean {
+    return this.shards.has(shardId);
+  }
+
+  /**
+   * Creates a shard's metadata: an empty log whose bootstrap configuration
+   * is the index-0 snapshot's ConfState (see core/README.md, joining replicas).
+   */
+  async createShard(shardId: GroupId, options: { confState: ConfState; descriptor?: unknown }): Promise<void> {
+    assert(shardId > 0, `shard id must be positive, got ${shardId}`);
+    if (this.shards.has(shardId)) throw new Error(`shard ${shardId} already exists on node ${this.nodeId}`);
+    const state: ShardState = {
+      hardState: EMPTY_HARD_STATE,
+      confState: options.confState,
+      applied: 0,
+      snapshotIndex: 0,
+      snapshotTerm: 0,
+      lastIndex: 0,
+      cache: [],
+    };
+    await this.env.transaction(() => {
+      this.meta.putSync([shardId, 'hard'], encodeHardState(state.hardState));
+      this.meta.putSync([shardId, 'conf'], encodeConfState(state.confState));
+      this.meta.putSync([shardId, 'applied'], 0);
+      this.meta.putSync([shardId, 'snap'], [0, 0]);
+      if (options.descriptor !== undefined) this.meta.putSync([shardId, 'desc'], options.descriptor);
+    });
+    await this.env.flushed;
+    this.shards.set(shardId, state);
+  }
+
+  /** The core's Storage view of one shard. */
+  storage(shardId: GroupId): ShardStorage {
+    let s = this.storages.get(shardId);
+    if (s === undefined) {
+      const state = this.shards.get(shardId);
+      if (state === undefined) throw new Error(`shard ${shardId} does not exist on node ${this.nodeId}`);
+      s = new ShardStorage(this, shardId, state);
+      this.storages.set(shardId, s);
+    }
+    return s;
+  }
+
+  /** @internal */
+  shardState(shardId: GroupId): ShardState {
+    const s = this.shards.get(shardId);
+    if (s === undefined) throw new Error(`shard ${shardId} does not exist on node ${this.nodeId}`);
+    return s;
+  }
+
+  /**
+   * Group commit: writes every shard's entries and hard state in one LMDB
+   * transaction and resolves once it is flushed to disk. The in-memory view
+   * changes only after the commit, so a failed write leaves it untouched.
+   */
+  async persist(writes: readonly ShardWrite[]): Promise<void> {
+    this.checkOpen();
+    const plans = writes.map((w) => this.planWrite(w));
+    await this.env.transaction(() => {
+      for (const plan of plans) {
+        const shardId = plan.shardId;
+        for (let i = plan.truncateFrom; i <= plan.previousLast; i++) this.log.removeSync([shardId, i]);
+        for (const e of plan.entries) this.log.putSync([shardId, e.index], encodeEntry(e));
+        if (plan.hardState !== undefined) this.meta.putSync([shardId, 'hard'], encodeHardState(plan.hardState));
+      }
+    });
+    await this.env.flushed;
+    for (const plan of plans) this.applyPlan(plan);
+  }
+
+  private planWrite(w: ShardWrite): WritePlan {
+    const s = this.shardState(w.shardId);
+    // Entries at or below the compaction point are already covered by the snapshot.
+    const entries = w.entries.filter((e) => e.index > s.snapshotIndex);
+    for (let i = 1; i < entries.length; i++) {
+      assert(entries[i]!.index === entries[i - 1]!.index + 1, () => `shard ${w.shardId}: non-contiguous append at ${entries[i]!.index}`);
+    }
+    let truncateFrom = Number.POSITIVE_INFINITY;
+    if (entries.length > 0) {
+      const first = entries[0]!.index;
+      if (first > s.lastIndex + 1) {
+        throw new UnavailableError(first, s.lastIndex); // a gap: the caller skipped entries
+      }
+      truncateFrom = first;
+    }
+    if (w.hardState !== undefined) {
+      const last = entries.length > 0 ? entries[entries.length - 1]!.index : s.lastIndex;
+      assert(w.hardState.commit <= last, () => `shard ${w.shardId}: commit ${w.hardState!.commit} beyond last index ${last}`);
+      assert(w.hardState.term >= s.hardState.term, () => `shard ${w.shardId}: term going back from ${s.hardState.term} to ${w.hardState!.term}`);
+    }
+    return { shardId: w.shardId, entries, truncateFrom, previousLast: s.lastIndex, hardState: w.hardState };
+  }
+
+  private applyPlan(plan: WritePlan): void {
+    const s = this.shardState(plan.shardId);
+    if (plan.entries.length > 0) {
+      const first = plan.entries[0]!.index;
+      const keep = s.cache.length - Math.max(0, s.lastIndex + 1 - first);
+      s.cache.length = Math.max(0, keep);
+      if (s.cache.length > 0 && s.cache[s.cache.length - 1]!.index !== first - 1) s.cache.length = 0;
+      for (const e of plan.entries) s.cache.push(e);
+      if (s.cache.length > ENTRY_CACHE_COUNT_MAX) s.cache.splice(0, s.cache.length - ENTRY_CACHE_COUNT_MAX);
+      s.lastIndex = plan.entries[plan.entries.length - 1]!.index;
+    }
+    if (plan.hardState !== undefined) s.hardState = plan.hardState;
+  }
+
+  /** Drops log entries up to and including `upTo` (which must be applied); its term is kept as the compaction point. */
+  async compact(shardId: GroupId, upTo: LogIndex): Promise<void> {
+    this.checkOpen();
+    const s = this.shardState(shardId);
+    if (upTo <= s.snapshotIndex) return;
+    assert(upTo <= s.applied, () => `shard ${shardId}: compact ${upTo} beyond applied ${s.applied}`);
+    const term = this.storage(shardId).term(upTo);
+    const from = s.snapshotIndex + 1;
+    await this.env.transaction(() => {
+      for (let i = from; i <= upTo; i++) this.log.removeSync([shardId, i]);
+      this.meta.putSync([shardId, 'snap'], [upTo, term]);
+    });
+    await this.env.flushed;
+    s.snapshotIndex = upTo;
+    s.snapshotTerm = term;
+    while (s.cache.length > 0 && s.cache[0]!.index <= upTo) s.cache.shift();
+  }
+
+  /** @internal Called by the state machine after its apply transaction committed. */
+  noteApplied(shardId: GroupId, applied: LogIndex, confState: ConfState | undefined): void {
+    const s = this.shardState(shardId);
+    s.applied = applied;
+    if (confState !== undefined) s.confState = confState;
+  }
+
+  /** @internal Replaces a shard's whole state after a snapshot install committed. */
+  noteInstalled(shardId: GroupId, state: Omit<ShardState, 'cache'>): void {
+    // In place: RawNodes hold the ShardStorage that reads this object.
+    Object.assign(this.shardState(shardId), state, { cache: [] });
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new Error(`node store ${this.dir} is closed`);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.env.flushed;
+    await this.env.close();
+  }
+}
+
+interface WritePlan {
+  shardId: GroupId;
+  entries: readonly Entry[];
+  truncateFrom: number;
+  previousLast: number;
+  hardState: HardState | undefined;
+}
+
+/**
+ * The core's `Storage` for one shard over the node's LMDB store. Reads the
+ * in-memory mirror and the entry cache first, LMDB otherwise.
+ */
+export class ShardStorage implements Storage {
+  constructor(
+    private readonly store: NodeStore,
+    readonly shardId: GroupId,
+    private readonly state: ShardState,
+  ) {}
+
+  initialState(): { hardState: HardState; confState: ConfState } {
+    return { hardState: this.state.hardState, confState: this.state.confState ?? EMPTY_CONF_STATE };
+  }
+
+  get applied(): LogIndex {
+    return this.state.applied;
+  }
+
+  firstIndex(): LogIndex {
+    return this.state.snapshotIndex + 1;
+  }
+
+  lastIndex(): LogIndex {
+    return this.state.lastIndex;
+  }
+
+  term(i: LogIndex): Term {
+    const s = this.state;
+    if (i < s.snapshotIndex) throw new CompactedError(i, s.snapshotIndex + 1);
+    if (i > s.lastIndex) throw new UnavailableError(i, s.lastIndex);
+    if (i === s.snapshotIndex) return s.snapshotTerm;
+    return this.entry(i).term;
+  }
+
+  entries(lo: LogIndex, hi: LogIndex, bytesMax: number): Entry[] {
+    const s = this.state;
+    if (lo <= s.snapshotIndex) throw new CompactedError(lo, s.snapshotIndex + 1);
+    if (hi > s.lastIndex + 1) throw new UnavailableError(hi - 1, s.lastIndex);
+    const out: Entry[] = [];
+    let bytes = 0;
+    const cacheFirst = s.cache.length > 0 ? s.cache[0]!.index : Number.POSITIVE_INFINITY;
+    let index = lo;
+    if (index < cacheFirst) {
+      for (const { key, value } of this.store.log.getRange({ start: [this.shardId, lo], end: [this.shardId, Math.min(hi, cacheFirst)] })) {
+        const e = decodeEntry(key[1], value);
+        if (e.index !== index) throw new CorruptRecordError(`shard ${this.shardId}: log hole at ${index} (found ${e.index})`);
+        bytes += entrySizeBytes(e);
+        if (out.length > 0 && bytes > bytesMax) return out;
+        out.push(e);
+        index++;
+      }
+      if (index < Math.min(hi, cacheFirst)) throw new CorruptRecordError(`shard ${this.shardId}: log hole at ${index}`);
+    }
+    for (; index < hi; index++) {
+      const e = s.cache[index - cacheFirst]!;
+      bytes += entrySizeBytes(e);
+      if (out.length > 0 && bytes > bytesMax) return out;
+      out.push(e);
+    }
+    return out;
+  }
+
+  /** A snapshot descriptor at the applied index; its data is streamed separately (snapshot.ts). */
+  snapshot(): Snapshot {
+    const s = this.state;
+    const index = s.applied;
+    const term = index === 0 ? 0 : this.term(index);
+    return { metadata: { index, term, confState: s.confState }, data: new Uint8Array(0) };
+  }
+
+  private entry(i: LogIndex): Entry {
+    const cache = this.state.cache;
+    if (cache.length > 0 && i >= cache[0]!.index) return cache[i - cache[0]!.index]!;
+    const raw = this.store.log.get([this.shardId, i]);
+    if (raw === undefined) throw new CorruptRecordError(`shard ${this.shardId}: log entry ${i} is missing (first ${this.firstIndex()}, last ${this.lastIndex()})`);
+    return decodeEntry(i, raw);
+  }
+}
