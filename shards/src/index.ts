@@ -2,6 +2,6 @@
 export { NodeStore, ShardStorage, ENTRY_CACHE_COUNT_MAX, type ShardWrite } from './storage/node-store.js';
 export { prepareDataDir, DATA_FORMAT_VERSION, IDENTITY_FILE, STORE_FILE } from './storage/data-dir.js';
 export { DataDirError, CorruptRecordError } from './storage/errors.js';
-export { readSnapshot, decodeChunk, SnapshotInstaller, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_PAIR_BYTES_MAX, type RangeBounds, type SnapshotHeader } from './storage/snapshot.js';
+export { readSnapshot, decodeChunk, SnapshotInstaller, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_PAIR_BYTES_MAX, SNAPSHOT_PAIR_OVERHEAD_BYTES, type RangeBounds, type SnapshotHeader } from './storage/snapshot.js';
 export { KvStateMachine, type ApplyBatch, type ApplyResults, type StoredValue } from './kv/state-machine.js';
-export { encodeCommand, decodeCommand, type KvCommand, type KvResult } from './kv/command.js';
+export { encodeCommand, decodeCommand, validateCommand, InvalidCommandError, KEY_BYTES_MAX, VALUE_BYTES_MAX, type KvCommand, type KvResult } from './kv/command.js';

@@ -1,5 +1,13 @@
+import { assert } from '@flotilla/core';
 import { Packr } from 'msgpackr';
 import { CorruptRecordError } from '../storage/errors.js';
+import { SNAPSHOT_PAIR_BYTES_MAX, SNAPSHOT_PAIR_OVERHEAD_BYTES } from '../storage/snapshot.js';
+
+/** LMDB's key size limit as compiled into lmdb-js 3.5.6 (measured: 1978 B stored, 1979 B refused). Keys are also non-empty. */
+export const KEY_BYTES_MAX = 1978;
+/** The largest value whose pair still fits one snapshot chunk: a range with a bigger one could never be snapshotted. */
+export const VALUE_BYTES_MAX = SNAPSHOT_PAIR_BYTES_MAX - KEY_BYTES_MAX - SNAPSHOT_PAIR_OVERHEAD_BYTES;
+assert(VALUE_BYTES_MAX >= 512 * 1024, `VALUE_BYTES_MAX ${VALUE_BYTES_MAX} fell below 512 KiB: the snapshot chunk limit shrank`);
 
 /**
  * A write to a range, as carried in a Raft entry. `ifVersion` makes it
@@ -13,14 +21,42 @@ export type KvCommand =
 /** The outcome of applying one command, reported to whoever proposed it. */
 export type KvResult =
   | { readonly ok: true; readonly version: number }
-  | { readonly ok: false; readonly code: 'VERSION_MISMATCH'; readonly currentVersion: number };
+  | { readonly ok: false; readonly code: 'VERSION_MISMATCH'; readonly currentVersion: number }
+  /** A well-formed command the store cannot hold (see validateCommand); refused the same way on every replica. */
+  | { readonly ok: false; readonly code: 'COMMAND_INVALID'; readonly reason: string };
+
+/** A command the store cannot hold; the proposer's fault (a 4xx), never retryable. */
+export class InvalidCommandError extends Error {
+  readonly code = 'COMMAND_INVALID';
+  readonly retryable = false;
+  constructor(readonly reason: string) {
+    super(`invalid command: ${reason}`);
+    this.name = 'InvalidCommandError';
+  }
+}
+
+/**
+ * Why LMDB or a snapshot could not hold this command, or undefined if it can.
+ * Checked when proposing (encodeCommand) and again when applying, so a command
+ * that slipped past the proposer is refused deterministically instead of
+ * failing the apply transaction on every replica forever.
+ */
+export function validateCommand(c: KvCommand): string | undefined {
+  if (c.key.byteLength === 0) return 'key is empty';
+  if (c.key.byteLength > KEY_BYTES_MAX) return `key of ${c.key.byteLength} B exceeds ${KEY_BYTES_MAX} B`;
+  if (c.op === 'put' && c.value.byteLength > VALUE_BYTES_MAX) return `value of ${c.value.byteLength} B exceeds ${VALUE_BYTES_MAX} B`;
+  return undefined;
+}
 
 // Wire form: [opcode, key, value|null, ifVersion|-1]. Plain arrays: no field names per entry.
 const OP_PUT = 1;
 const OP_DELETE = 2;
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
+/** Encodes a command for proposal; throws InvalidCommandError for one the store cannot hold. */
 export function encodeCommand(c: KvCommand): Uint8Array {
+  const invalid = validateCommand(c);
+  if (invalid !== undefined) throw new InvalidCommandError(invalid);
   return packr.pack(c.op === 'put' ? [OP_PUT, c.key, c.value, c.ifVersion ?? -1] : [OP_DELETE, c.key, null, c.ifVersion ?? -1]);
 }
 

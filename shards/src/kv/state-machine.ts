@@ -2,7 +2,7 @@ import { assert, type ConfState, type Entry, type GroupId, type LogIndex } from 
 import { encodeConfState } from '../storage/codec.js';
 import { CorruptRecordError } from '../storage/errors.js';
 import type { NodeStore } from '../storage/node-store.js';
-import { decodeCommand, type KvResult } from './command.js';
+import { decodeCommand, validateCommand, type KvResult } from './command.js';
 
 /** One shard's committed entries to apply, and its configuration afterwards if a conf change was among them. */
 export interface ApplyBatch {
@@ -40,7 +40,11 @@ export class KvStateMachine {
       if (b.entries.length === 0) continue;
       const state = this.store.shardState(b.shardId);
       const first = b.entries[0]!.index;
+      assert(!applied.has(b.shardId), () => `shard ${b.shardId} appears twice in one apply`);
       assert(first === state.applied + 1, () => `shard ${b.shardId}: apply from ${first} but applied is ${state.applied}`);
+      for (let i = 1; i < b.entries.length; i++) {
+        assert(b.entries[i]!.index === first + i, () => `shard ${b.shardId}: apply batch jumps from ${b.entries[i - 1]!.index} to ${b.entries[i]!.index}`);
+      }
       applied.set(b.shardId, { index: b.entries[b.entries.length - 1]!.index, confState: b.confState });
     }
     if (applied.size === 0) return results;
@@ -65,6 +69,8 @@ export class KvStateMachine {
 
   private applyCommand(e: Entry): KvResult {
     const command = decodeCommand(e.index, e.data);
+    const invalid = validateCommand(command);
+    if (invalid !== undefined) return { ok: false, code: 'COMMAND_INVALID', reason: invalid };
     const key = Buffer.from(command.key.buffer, command.key.byteOffset, command.key.byteLength);
     const current = this.readRaw(key);
     const currentVersion = current?.version ?? 0;
@@ -82,11 +88,7 @@ export class KvStateMachine {
 
   private readRaw(key: Buffer): StoredValue | undefined {
     const raw = this.store.data.get(key);
-    if (raw === undefined) return undefined;
-    if (!Array.isArray(raw) || raw.length !== 2 || !Number.isSafeInteger(raw[0]) || !(raw[1] instanceof Uint8Array)) {
-      throw new CorruptRecordError(`data record for key ${key.toString('hex')} is malformed`);
-    }
-    return { version: raw[0] as number, value: raw[1] as Buffer };
+    return raw === undefined ? undefined : decodeStoredValue(key, raw);
   }
 
   get(key: Uint8Array): StoredValue | undefined {
@@ -101,8 +103,16 @@ export class KvStateMachine {
       limit: options.limit,
     });
     for (const { key, value } of range) {
-      const [version, bytes] = value as [number, Buffer];
-      yield { key, value: bytes, version };
+      const stored = decodeStoredValue(key, value);
+      yield { key, value: stored.value, version: stored.version };
     }
   }
+}
+
+/** A data record as read back from LMDB: [version, bytes], checked so damage fails loudly. */
+function decodeStoredValue(key: Buffer, raw: unknown): StoredValue {
+  if (!Array.isArray(raw) || raw.length !== 2 || !Number.isSafeInteger(raw[0]) || (raw[0] as number) < 1 || !(raw[1] instanceof Uint8Array)) {
+    throw new CorruptRecordError(`data record for key ${key.toString('hex')} is malformed`);
+  }
+  return { version: raw[0] as number, value: raw[1] as Buffer };
 }

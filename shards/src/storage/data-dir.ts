@@ -56,7 +56,11 @@ export function prepareDataDir(dir: string, nodeId: number): { storePath: string
     );
   }
   if (!existsSync(storePath)) {
-    throw new DataDirError('DATA_DIR_DAMAGED', storePath, `is missing although ${IDENTITY_FILE} exists; expected the node's LMDB store`);
+    // The identity file is written first on creation; a crash before LMDB created its store
+    // leaves only that file. Nothing can have been stored yet, so finishing the creation loses nothing.
+    const others = readdirSync(dir).filter((f) => f !== IDENTITY_FILE && f !== `${IDENTITY_FILE}.tmp`);
+    if (others.length === 0) return { storePath, created: true };
+    throw new DataDirError('DATA_DIR_DAMAGED', storePath, `is missing although ${IDENTITY_FILE} and other files exist; expected the node's LMDB store`);
   }
   return { storePath, created: false };
 }

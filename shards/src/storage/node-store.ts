@@ -66,6 +66,8 @@ export class NodeStore {
   readonly staging: Database<unknown, [shardId: number, seq: number]>;
   private readonly shards = new Map<GroupId, ShardState>();
   private readonly storages = new Map<GroupId, ShardStorage>();
+  /** Shards with a persist in flight (see persist). */
+  private readonly persisting = new Set<GroupId>();
   private closed = false;
 
   private constructor(
@@ -224,16 +226,30 @@ export class NodeStore {
    */
   async persist(writes: readonly ShardWrite[]): Promise<void> {
     this.checkOpen();
+    // Each plan is made against the in-memory view before the commit: a second
+    // write for the same shard (in this call or in one still in flight) would be
+    // planned against a stale last index and could leave a hole in the log.
+    const shardIds = new Set<GroupId>();
+    for (const w of writes) {
+      assert(!shardIds.has(w.shardId), () => `shard ${w.shardId} appears twice in one persist (node ${this.nodeId})`);
+      assert(!this.persisting.has(w.shardId), () => `shard ${w.shardId} is already being persisted (node ${this.nodeId}); await the previous persist`);
+      shardIds.add(w.shardId);
+    }
     const plans = writes.map((w) => this.planWrite(w));
-    await this.env.transaction(() => {
-      for (const plan of plans) {
-        const shardId = plan.shardId;
-        for (let i = plan.truncateFrom; i <= plan.previousLast; i++) this.log.removeSync([shardId, i]);
-        for (const e of plan.entries) this.log.putSync([shardId, e.index], encodeEntry(e));
-        if (plan.hardState !== undefined) this.meta.putSync([shardId, 'hard'], encodeHardState(plan.hardState));
-      }
-    });
-    await this.env.flushed;
+    for (const id of shardIds) this.persisting.add(id);
+    try {
+      await this.env.transaction(() => {
+        for (const plan of plans) {
+          const shardId = plan.shardId;
+          for (let i = plan.truncateFrom; i <= plan.previousLast; i++) this.log.removeSync([shardId, i]);
+          for (const e of plan.entries) this.log.putSync([shardId, e.index], encodeEntry(e));
+          if (plan.hardState !== undefined) this.meta.putSync([shardId, 'hard'], encodeHardState(plan.hardState));
+        }
+      });
+      await this.env.flushed;
+    } finally {
+      for (const id of shardIds) this.persisting.delete(id);
+    }
     for (const plan of plans) this.applyPlan(plan);
   }
 

@@ -10,6 +10,12 @@ export const SNAPSHOT_CHUNK_BYTES_MAX = 1024 * 1024;
 const CHUNK_HEADER_BYTES_MAX = 16 * 1024;
 /** A single key/value pair must fit one chunk. */
 export const SNAPSHOT_PAIR_BYTES_MAX = SNAPSHOT_CHUNK_BYTES_MAX - CHUNK_HEADER_BYTES_MAX;
+/**
+ * msgpack framing counted per pair: fixarray 1 + key header ≤ 3 + version ≤ 9 +
+ * value header ≤ 3 for pairs under 64 KiB; bigger pairs (bin32, 2 more bytes
+ * each) are few per chunk and fit in the header allowance.
+ */
+export const SNAPSHOT_PAIR_OVERHEAD_BYTES = 16;
 const SNAPSHOT_FORMAT = 1;
 
 /** The key range a shard owns: [start, end), `end` null for "to the end of the key space". */
@@ -63,7 +69,7 @@ export function* readSnapshot(store: NodeStore, shardId: GroupId, bounds: RangeB
     });
     for (const { key, value } of range) {
       const [version, data] = value as [number, Buffer];
-      const pairBytes = key.byteLength + data.byteLength + 16;
+      const pairBytes = key.byteLength + data.byteLength + SNAPSHOT_PAIR_OVERHEAD_BYTES;
       assert(pairBytes <= SNAPSHOT_PAIR_BYTES_MAX, () => `shard ${shardId}: pair of ${pairBytes} B exceeds the snapshot pair limit ${SNAPSHOT_PAIR_BYTES_MAX}`);
       if (bytes + pairBytes > SNAPSHOT_PAIR_BYTES_MAX) {
         yield encodeChunk({ header, seq: seq++, last: false, pairs });
@@ -178,7 +184,11 @@ export class SnapshotInstaller {
     assert(current.term >= h.term, () => `shard ${this.shardId}: hard state term ${current.term} below snapshot term ${h.term}`);
     const store = this.store;
     const shardId = this.shardId;
-    const hardState: HardState = { term: current.term, vote: current.vote, commit: Math.max(current.commit, h.index) };
+    const stored = store.shardState(shardId).hardState;
+    // The durable term and vote never move back, whatever the caller passes.
+    assert(current.term >= stored.term, () => `shard ${shardId}: install with term ${current.term} below stored term ${stored.term}`);
+    assert(current.term > stored.term || current.vote === stored.vote || stored.vote === 0, () => `shard ${shardId}: install would change the vote of term ${stored.term}`);
+    const hardState: HardState = { term: current.term, vote: current.vote, commit: Math.max(stored.commit, current.commit, h.index) };
     await store.env.transaction(() => {
       const dataRange = { start: Buffer.from(h.bounds.start), ...(h.bounds.end === null ? {} : { end: Buffer.from(h.bounds.end) }) };
       for (const key of store.data.getKeys(dataRange)) store.data.removeSync(key);

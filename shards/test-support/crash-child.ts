@@ -1,0 +1,281 @@
+// Crash-test child: `node dist-support/crash-child.js <dir> <log|snapshot> <seed>`.
+//
+// Writes a deterministic workload (workload.ts) into a NodeStore at <dir>
+// until it is killed, announcing every durable step on stdout (protocol.ts).
+// It keeps no state of its own between runs: each start continues from
+// whatever the store holds, as a restarted node would.
+import { writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { SeededRng, assert, type GroupId, type HardState, type NodeId } from '@flotilla/core';
+import { KvStateMachine, NodeStore, SnapshotInstaller, readSnapshot, type ApplyBatch, type ShardStorage, type ShardWrite } from '@flotilla/shards';
+import { formatLine, type Line, type WriteIntent } from './protocol.js';
+import { WORKLOADS, entryDataOf, shardRange, type CrashMode, type WorkloadSpec } from './workload.js';
+
+/** A child the parent forgot must not run forever: it exits on its own after this long. */
+const CHILD_LIFETIME_MS_MAX = 120_000;
+/** Shards written by the log workload; several, so one persist spans shards (group commit). */
+const LOG_SHARD_COUNT = 4;
+/** Entries per shard write in the log workload; up to 4 × 16 per commit. */
+const LOG_WRITE_ENTRY_COUNT_MAX = 16;
+/** Chance per round of compacting one shard up to a random applied index. */
+const LOG_COMPACT_PROBABILITY = 0.15;
+/** Snapshot mode: the shard that receives snapshots and the bystander whose range must never change. */
+const SNAPSHOT_SHARD = 1;
+const BYSTANDER_SHARD = 2;
+const BYSTANDER_ENTRY_COUNT = 30;
+/** Snapshot mode uses one term throughout, so the source's log and the target's are the same pure log. */
+const SNAPSHOT_MODE_TERM = 1;
+/** First snapshot index: by then every key was written, so a snapshot spans more than one chunk. */
+const SNAPSHOT_INDEX_MIN = 1200;
+/** Entries per source commit while the source catches up. */
+const SOURCE_BATCH_ENTRY_COUNT_MAX = 256;
+const TARGET_NODE = 1;
+const SOURCE_NODE = 2;
+
+const emitBuffer = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Writes lines to fd 1 synchronously: an intent must be in the pipe before
+ * the operation it announces can reach the disk, and SIGKILL loses nothing
+ * already written to a pipe.
+ */
+function emit(...lines: Line[]): void {
+  const bytes = Buffer.from(lines.map((l) => `${formatLine(l)}\n`).join(''));
+  let offset = 0;
+  while (offset < bytes.length) {
+    try {
+      offset += writeSync(1, bytes, offset);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      Atomics.wait(emitBuffer, 0, 0, 1); // pipe full: the parent is busy; wait a millisecond
+    }
+  }
+}
+
+interface ShardView {
+  readonly storage: ShardStorage;
+  readonly hardState: HardState;
+  readonly lastIndex: number;
+  readonly snapshotIndex: number;
+  readonly applied: number;
+}
+
+function view(store: NodeStore, shard: number): ShardView {
+  const storage = store.storage(shard as GroupId);
+  return {
+    storage,
+    hardState: storage.initialState().hardState,
+    lastIndex: storage.lastIndex(),
+    snapshotIndex: storage.firstIndex() - 1,
+    applied: storage.applied,
+  };
+}
+
+function entriesOf(shard: number, from: number, last: number, term: number, spec: WorkloadSpec): ShardWrite['entries'] {
+  const entries = [];
+  for (let index = from; index <= last; index++) entries.push({ term, index, type: 'normal' as const, data: entryDataOf(shard, index, term, spec) });
+  return entries;
+}
+
+function hardStateOf(w: WriteIntent): HardState {
+  return { term: w.hardState.term, vote: w.hardState.vote as NodeId, commit: w.hardState.commit };
+}
+
+/** Persists writes announced as one intent; acks each write once the group commit resolved. */
+async function persistAnnounced(store: NodeStore, writes: readonly WriteIntent[], spec: WorkloadSpec): Promise<void> {
+  emit({ kind: 'persist', writes });
+  await store.persist(writes.map((w) => ({ shardId: w.shard as GroupId, entries: entriesOf(w.shard, w.from, w.last, w.term, spec), hardState: hardStateOf(w) })));
+  emit(
+    ...writes.map((w): Line => {
+      const storage = store.storage(w.shard as GroupId);
+      return { kind: 'ack', shard: w.shard, lastIndex: storage.lastIndex(), lastTerm: storage.term(storage.lastIndex()), commit: w.hardState.commit };
+    }),
+  );
+}
+
+async function applyAnnounced(store: NodeStore, machine: KvStateMachine, targets: readonly { shard: number; to: number }[]): Promise<void> {
+  if (targets.length === 0) return;
+  const batches: ApplyBatch[] = targets.map((t) => {
+    const storage = store.storage(t.shard as GroupId);
+    return { shardId: t.shard as GroupId, entries: storage.entries(storage.applied + 1, t.to + 1, Number.POSITIVE_INFINITY) };
+  });
+  emit({ kind: 'apply', targets });
+  await machine.apply(batches);
+  emit(...targets.map((t): Line => ({ kind: 'applied', shard: t.shard, index: t.to })));
+}
+
+async function createAnnounced(store: NodeStore, shard: number): Promise<void> {
+  emit({ kind: 'create', shard });
+  await store.createShard(shard as GroupId, { confState: { voters: [TARGET_NODE as NodeId], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false } });
+  emit({ kind: 'created', shard });
+}
+
+/** One shard's next write in the log workload: append, overwrite an uncommitted suffix, or hard state only. */
+function nextLogWrite(rng: SeededRng, shard: number, v: ShardView): WriteIntent {
+  const commit = v.hardState.commit;
+  let term = Math.max(v.hardState.term, 1);
+  let vote = v.hardState.vote === 0 ? 1 : v.hardState.vote;
+  let from = v.lastIndex + 1;
+  let count: number;
+  const roll = rng.nextFloat();
+  if (roll < 0.15 && v.lastIndex > commit) {
+    // A new leader's log replaces this replica's uncommitted suffix (§5.3).
+    term++;
+    vote = 1 + rng.intBelow(3);
+    from = commit + 1 + rng.intBelow(v.lastIndex - commit);
+    count = 1 + rng.intBelow(8);
+  } else if (roll < 0.25) {
+    // An election or a commit-only update: hard state without entries.
+    if (rng.chance(0.5)) {
+      term++;
+      vote = 1 + rng.intBelow(3);
+    }
+    count = 0;
+  } else {
+    count = 1 + rng.intBelow(LOG_WRITE_ENTRY_COUNT_MAX);
+  }
+  const last = count > 0 ? from + count - 1 : v.lastIndex;
+  return { shard, from, last, term, hardState: { term, vote, commit: commit + rng.intBelow(last - commit + 1) } };
+}
+
+async function runLog(dir: string, rng: SeededRng): Promise<never> {
+  const spec = WORKLOADS.log;
+  emit({ kind: 'start' });
+  const store = await NodeStore.open({ dir, nodeId: TARGET_NODE });
+  const machine = new KvStateMachine(store);
+  for (let shard = 1; shard <= LOG_SHARD_COUNT; shard++) {
+    if (!store.hasShard(shard as GroupId)) await createAnnounced(store, shard);
+  }
+  emit({ kind: 'ready' });
+  const shards = Array.from({ length: LOG_SHARD_COUNT }, (_, i) => i + 1);
+  for (;;) {
+    const chosen = shards.filter(() => rng.chance(0.6));
+    if (chosen.length === 0) chosen.push(shards[rng.intBelow(shards.length)]!);
+    await persistAnnounced(store, chosen.map((shard) => nextLogWrite(rng, shard, view(store, shard))), spec);
+
+    const targets = [];
+    for (const shard of shards) {
+      const v = view(store, shard);
+      if (v.applied < v.hardState.commit && rng.chance(0.8)) targets.push({ shard, to: v.applied + 1 + rng.intBelow(v.hardState.commit - v.applied) });
+    }
+    await applyAnnounced(store, machine, targets);
+
+    if (rng.chance(LOG_COMPACT_PROBABILITY)) {
+      const shard = shards[rng.intBelow(shards.length)]!;
+      const v = view(store, shard);
+      if (v.applied > v.snapshotIndex) {
+        const upTo = v.snapshotIndex + 1 + rng.intBelow(v.applied - v.snapshotIndex);
+        emit({ kind: 'compact', shard, upTo });
+        await store.compact(shard as GroupId, upTo);
+        emit({ kind: 'compacted', shard, upTo });
+      }
+    }
+  }
+}
+
+/**
+ * The source's shard 1 is the leader's copy of the same pure log the target
+ * receives; it is not announced (the parent checks only the target), but it
+ * is killed like everything else and must reopen.
+ */
+async function advanceSource(source: NodeStore, machine: KvStateMachine, target: number, spec: WorkloadSpec): Promise<void> {
+  const shard = SNAPSHOT_SHARD as GroupId;
+  for (;;) {
+    const storage = source.storage(shard);
+    if (storage.applied < storage.initialState().hardState.commit) {
+      const entries = storage.entries(storage.applied + 1, storage.initialState().hardState.commit + 1, Number.POSITIVE_INFINITY);
+      await machine.apply([{ shardId: shard, entries }]);
+      continue;
+    }
+    if (storage.lastIndex() >= target) return;
+    const from = storage.lastIndex() + 1;
+    const last = Math.min(target, from + SOURCE_BATCH_ENTRY_COUNT_MAX - 1);
+    await source.persist([{ shardId: shard, entries: entriesOf(SNAPSHOT_SHARD, from, last, SNAPSHOT_MODE_TERM, spec), hardState: { term: SNAPSHOT_MODE_TERM, vote: SOURCE_NODE as NodeId, commit: last } }]);
+  }
+}
+
+async function runSnapshot(dir: string, rng: SeededRng): Promise<never> {
+  const spec = WORKLOADS.snapshot;
+  emit({ kind: 'start' });
+  const target = await NodeStore.open({ dir: join(dir, 'target'), nodeId: TARGET_NODE });
+  const source = await NodeStore.open({ dir: join(dir, 'source'), nodeId: SOURCE_NODE });
+  const targetMachine = new KvStateMachine(target);
+  const sourceMachine = new KvStateMachine(source);
+  if (!source.hasShard(SNAPSHOT_SHARD as GroupId)) {
+    await source.createShard(SNAPSHOT_SHARD as GroupId, { confState: { voters: [SOURCE_NODE as NodeId], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false } });
+  }
+  for (const shard of [SNAPSHOT_SHARD, BYSTANDER_SHARD]) {
+    if (!target.hasShard(shard as GroupId)) await createAnnounced(target, shard);
+  }
+  // The bystander's range is written once and must survive every install next door.
+  const bystander = view(target, BYSTANDER_SHARD);
+  if (bystander.lastIndex < BYSTANDER_ENTRY_COUNT) {
+    const hardState = { term: SNAPSHOT_MODE_TERM, vote: TARGET_NODE, commit: BYSTANDER_ENTRY_COUNT };
+    await persistAnnounced(target, [{ shard: BYSTANDER_SHARD, from: bystander.lastIndex + 1, last: BYSTANDER_ENTRY_COUNT, term: SNAPSHOT_MODE_TERM, hardState }], spec);
+  }
+  if (view(target, BYSTANDER_SHARD).applied < BYSTANDER_ENTRY_COUNT) await applyAnnounced(target, targetMachine, [{ shard: BYSTANDER_SHARD, to: BYSTANDER_ENTRY_COUNT }]);
+  emit({ kind: 'ready' });
+
+  for (;;) {
+    // The target's own log between snapshots: what an install must wipe.
+    const localRounds = rng.intBelow(3);
+    for (let round = 0; round < localRounds; round++) {
+      const v = view(target, SNAPSHOT_SHARD);
+      const last = v.lastIndex + 1 + rng.intBelow(20);
+      const commit = v.hardState.commit + rng.intBelow(last - v.hardState.commit + 1);
+      const hardState = { term: SNAPSHOT_MODE_TERM, vote: TARGET_NODE, commit };
+      await persistAnnounced(target, [{ shard: SNAPSHOT_SHARD, from: v.lastIndex + 1, last, term: SNAPSHOT_MODE_TERM, hardState }], spec);
+      if (commit > v.applied && rng.chance(0.7)) await applyAnnounced(target, targetMachine, [{ shard: SNAPSHOT_SHARD, to: v.applied + 1 + rng.intBelow(commit - v.applied) }]);
+    }
+
+    const v = view(target, SNAPSHOT_SHARD);
+    // Above everything either log holds: a kill may have left the source with persisted, unapplied entries.
+    const sourceLast = source.storage(SNAPSHOT_SHARD as GroupId).lastIndex();
+    const index = Math.max(SNAPSHOT_INDEX_MIN, sourceLast, v.lastIndex) + 1 + rng.intBelow(200);
+    await advanceSource(source, sourceMachine, index, spec);
+
+    const range = shardRange(SNAPSHOT_SHARD);
+    const chunks = readSnapshot(source, SNAPSHOT_SHARD as GroupId, { start: range.start, end: range.end });
+    const installer = new SnapshotInstaller(target, SNAPSHOT_SHARD as GroupId);
+    let seq = 0;
+    for (let next = chunks.next(); ; next = chunks.next()) {
+      if (next.done === true) {
+        assert(next.value.index === index, () => `source snapshot at ${next.value.index}, expected ${index}`);
+        break;
+      }
+      emit({ kind: 'stage', shard: SNAPSHOT_SHARD, index, seq });
+      await installer.addChunk(next.value);
+      emit({ kind: 'staged', shard: SNAPSHOT_SHARD, index, seq });
+      seq++;
+    }
+    const current = view(target, SNAPSHOT_SHARD).hardState;
+    const hardState = { term: current.term, vote: current.vote, commit: Math.max(current.commit, index) };
+    emit({ kind: 'install', shard: SNAPSHOT_SHARD, index, term: SNAPSHOT_MODE_TERM, hardState });
+    await installer.install(current);
+    emit({ kind: 'installed', shard: SNAPSHOT_SHARD, index });
+
+    // Keep the source small: it only needs entries above its last snapshot.
+    const sourceStorage = source.storage(SNAPSHOT_SHARD as GroupId);
+    if (sourceStorage.applied > sourceStorage.firstIndex()) await source.compact(SNAPSHOT_SHARD as GroupId, sourceStorage.applied);
+  }
+}
+
+async function main(): Promise<void> {
+  const [dir, mode, seedText] = process.argv.slice(2);
+  const seed = Number(seedText);
+  if (dir === undefined || (mode !== 'log' && mode !== 'snapshot') || !Number.isSafeInteger(seed)) {
+    throw new Error(`usage: crash-child.js <dir> <log|snapshot> <seed>; got ${process.argv.slice(2).join(' ')}`);
+  }
+  setTimeout(() => {
+    process.stderr.write(`crash child ${process.pid} ran ${CHILD_LIFETIME_MS_MAX} ms without being killed; exiting\n`);
+    process.exit(3);
+  }, CHILD_LIFETIME_MS_MAX);
+  const rng = new SeededRng(seed);
+  const run: (dir: string, rng: SeededRng) => Promise<never> = (mode as CrashMode) === 'log' ? runLog : runSnapshot;
+  await run(dir, rng);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`crash child failed: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,153 @@
+// The crash child's stdout protocol: one line per event, space-separated.
+//
+// Before every operation that changes durable state the child writes an
+// intent line, synchronously, so that it reaches the pipe before the first
+// byte reaches LMDB; after the operation's promise resolves it writes the
+// acknowledgements. The parent therefore knows, for every kill, the last
+// acknowledged state and the at most one operation that may or may not
+// have become durable.
+//
+//   create <shard>                                        created <shard>
+//   persist <shard>:<from>:<last>:<term>:<hsTerm>:<vote>:<commit> …
+//                                                         ack <shard> <lastIndex> <lastTerm> <commit>   (one per write)
+//   apply <shard>:<to> …                                  applied <shard> <to>                          (one per shard)
+//   compact <shard> <upTo>                                compacted <shard> <upTo>
+//   install <shard> <index> <term> <hsTerm> <vote> <commit>
+//                                                         installed <shard> <index>
+//   stage <shard> <index> <seq>                           staged <shard> <index> <seq>   (staging is not visible state)
+//   start, ready                                          (process milestones)
+//
+// In a persist write, from = last + 1 means "no entries, hard state only";
+// all entries of one write carry `term`.
+
+export interface HardStateLine {
+  readonly term: number;
+  readonly vote: number;
+  readonly commit: number;
+}
+
+export interface WriteIntent {
+  readonly shard: number;
+  readonly from: number;
+  readonly last: number;
+  readonly term: number;
+  readonly hardState: HardStateLine;
+}
+
+export type Intent =
+  | { readonly kind: 'create'; readonly shard: number }
+  | { readonly kind: 'persist'; readonly writes: readonly WriteIntent[] }
+  | { readonly kind: 'apply'; readonly targets: readonly { readonly shard: number; readonly to: number }[] }
+  | { readonly kind: 'compact'; readonly shard: number; readonly upTo: number }
+  | { readonly kind: 'install'; readonly shard: number; readonly index: number; readonly term: number; readonly hardState: HardStateLine };
+
+export type Ack =
+  | { readonly kind: 'created'; readonly shard: number }
+  | { readonly kind: 'ack'; readonly shard: number; readonly lastIndex: number; readonly lastTerm: number; readonly commit: number }
+  | { readonly kind: 'applied'; readonly shard: number; readonly index: number }
+  | { readonly kind: 'compacted'; readonly shard: number; readonly upTo: number }
+  | { readonly kind: 'installed'; readonly shard: number; readonly index: number };
+
+export type Info =
+  | { readonly kind: 'start' }
+  | { readonly kind: 'ready' }
+  | { readonly kind: 'stage' | 'staged'; readonly shard: number; readonly index: number; readonly seq: number };
+
+export type Line = Intent | Ack | Info;
+
+export const ACK_KINDS: ReadonlySet<string> = new Set(['created', 'ack', 'applied', 'compacted', 'installed']);
+export const INTENT_KINDS: ReadonlySet<string> = new Set(['create', 'persist', 'apply', 'compact', 'install']);
+
+export function formatLine(line: Line): string {
+  switch (line.kind) {
+    case 'create':
+    case 'created':
+      return `${line.kind} ${line.shard}`;
+    case 'persist':
+      return `persist ${line.writes.map((w) => [w.shard, w.from, w.last, w.term, w.hardState.term, w.hardState.vote, w.hardState.commit].join(':')).join(' ')}`;
+    case 'ack':
+      return `ack ${line.shard} ${line.lastIndex} ${line.lastTerm} ${line.commit}`;
+    case 'apply':
+      return `apply ${line.targets.map((t) => `${t.shard}:${t.to}`).join(' ')}`;
+    case 'applied':
+      return `applied ${line.shard} ${line.index}`;
+    case 'compact':
+    case 'compacted':
+      return `${line.kind} ${line.shard} ${line.upTo}`;
+    case 'install':
+      return `install ${line.shard} ${line.index} ${line.term} ${line.hardState.term} ${line.hardState.vote} ${line.hardState.commit}`;
+    case 'installed':
+      return `installed ${line.shard} ${line.index}`;
+    case 'stage':
+    case 'staged':
+      return `${line.kind} ${line.shard} ${line.index} ${line.seq}`;
+    case 'start':
+    case 'ready':
+      return line.kind;
+  }
+}
+
+/** Parses one line; throws on anything malformed (a child bug, or a torn line, which the pipe never produces). */
+export function parseLine(text: string): Line {
+  const [kind, ...rest] = text.trim().split(' ');
+  const ints = (parts: readonly string[], count: number): number[] => {
+    if (parts.length !== count) throw new Error(`line "${text}": expected ${count} numbers`);
+    return parts.map((p) => {
+      const n = Number(p);
+      if (!Number.isSafeInteger(n) || n < 0) throw new Error(`line "${text}": "${p}" is not a non-negative integer`);
+      return n;
+    });
+  };
+  switch (kind) {
+    case 'create':
+    case 'created':
+      return { kind, shard: ints(rest, 1)[0]! };
+    case 'persist': {
+      if (rest.length === 0) throw new Error(`line "${text}": persist without writes`);
+      const writes = rest.map((part) => {
+        const [shard, from, last, term, hsTerm, vote, commit] = ints(part.split(':'), 7) as [number, number, number, number, number, number, number];
+        return { shard, from, last, term, hardState: { term: hsTerm, vote, commit } };
+      });
+      return { kind, writes };
+    }
+    case 'ack': {
+      const [shard, lastIndex, lastTerm, commit] = ints(rest, 4) as [number, number, number, number];
+      return { kind, shard, lastIndex, lastTerm, commit };
+    }
+    case 'apply': {
+      if (rest.length === 0) throw new Error(`line "${text}": apply without targets`);
+      return { kind, targets: rest.map((part) => {
+        const [shard, to] = ints(part.split(':'), 2) as [number, number];
+        return { shard, to };
+      }) };
+    }
+    case 'applied': {
+      const [shard, index] = ints(rest, 2) as [number, number];
+      return { kind, shard, index };
+    }
+    case 'compact':
+    case 'compacted': {
+      const [shard, upTo] = ints(rest, 2) as [number, number];
+      return { kind, shard, upTo };
+    }
+    case 'install': {
+      const [shard, index, term, hsTerm, vote, commit] = ints(rest, 6) as [number, number, number, number, number, number];
+      return { kind, shard, index, term, hardState: { term: hsTerm, vote, commit } };
+    }
+    case 'installed': {
+      const [shard, index] = ints(rest, 2) as [number, number];
+      return { kind, shard, index };
+    }
+    case 'stage':
+    case 'staged': {
+      const [shard, index, seq] = ints(rest, 3) as [number, number, number];
+      return { kind, shard, index, seq };
+    }
+    case 'start':
+    case 'ready':
+      ints(rest, 0);
+      return { kind };
+    default:
+      throw new Error(`unknown line "${text}"`);
+  }
+}

@@ -1,0 +1,533 @@
+// Parent side of the crash tests: spawn the child (test-support/crash-child.ts,
+// built to dist-support/), SIGKILL it at a seeded moment, reopen its store and
+// check the store against what the child acknowledged.
+//
+// The parent models the store from the child's stdout (test-support/protocol.ts):
+// `acked` is the state after every acknowledged operation; `pending` is the one
+// operation announced but not acknowledged when the kill came. After a kill the
+// store must equal `acked` or `acked` + `pending` (all of it, for every shard
+// it touches) — nothing older, nothing in between.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SeededRng } from '@flotilla/core';
+import { NodeStore } from '../../src/index.js';
+import { ACK_KINDS, INTENT_KINDS, parseLine, type HardStateLine, type Intent, type Line } from '../../test-support/protocol.js';
+import { ReplayOracle, WORKLOADS, entryDataOf, keyOf, shardRange, valueOf, type CrashMode, type WorkloadSpec } from '../../test-support/workload.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+export const CHILD_ENTRY = resolve(HERE, '../../dist-support/crash-child.js');
+
+/** Kill cycles per test in CI; FLOTILLA_CRASH_CYCLES raises it for a long run. The issue asks for at least 50. */
+export const CRASH_CYCLES_DEFAULT = 50;
+/** The seed used when FLOTILLA_CRASH_SEED is not set: CI runs the same schedule every time. */
+export const CRASH_SEED_DEFAULT = 20_240_603;
+/** Node start, module load and LMDB open take ~100 ms here; 20 s means the child is stuck, not slow. */
+const CHILD_TRIGGER_TIMEOUT_MS = 20_000;
+/** After SIGKILL the pipe drains and `close` fires within milliseconds; 10 s means something is wrong. */
+const CHILD_CLOSE_TIMEOUT_MS = 10_000;
+/** The issue's window: kill 20–150 ms after the first acknowledgement. */
+const KILL_DELAY_MS_MIN = 20;
+const KILL_DELAY_MS_MAX = 150;
+/** Some kills land in startup instead (store open, staging cleanup, shard creation): up to this long after `start`. */
+const STARTUP_KILL_PROBABILITY = 0.15;
+const STARTUP_KILL_DELAY_MS_MAX = 25;
+
+export function crashSettings(): { seed: number; cycles: number } {
+  const seedText = process.env.FLOTILLA_CRASH_SEED;
+  const cyclesText = process.env.FLOTILLA_CRASH_CYCLES;
+  const seed = seedText === undefined || seedText === '' ? CRASH_SEED_DEFAULT : Number(seedText);
+  const cycles = cyclesText === undefined || cyclesText === '' ? CRASH_CYCLES_DEFAULT : Number(cyclesText);
+  if (!Number.isSafeInteger(seed)) throw new Error(`FLOTILLA_CRASH_SEED must be an integer, got "${seedText}"`);
+  if (!Number.isSafeInteger(cycles) || cycles < 1) throw new Error(`FLOTILLA_CRASH_CYCLES must be a positive integer, got "${cyclesText}"`);
+  return { seed, cycles };
+}
+
+// ---------------------------------------------------------------- child processes
+
+/** Children alive right now, so afterEach can end exactly the processes this file started. */
+const liveChildren = new Set<ChildProcess>();
+
+export function killLeftoverChildren(): number {
+  let killed = 0;
+  for (const child of liveChildren) {
+    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      killed++;
+    }
+  }
+  liveChildren.clear();
+  return killed;
+}
+
+export interface KillPlan {
+  /** The first line of this kind starts the kill timer. */
+  readonly after: 'start' | 'firstAck';
+  readonly delayMs: number;
+}
+
+export function planKill(rng: SeededRng): KillPlan {
+  if (rng.chance(STARTUP_KILL_PROBABILITY)) return { after: 'start', delayMs: rng.intBelow(STARTUP_KILL_DELAY_MS_MAX) };
+  return { after: 'firstAck', delayMs: KILL_DELAY_MS_MIN + rng.intBelow(KILL_DELAY_MS_MAX - KILL_DELAY_MS_MIN + 1) };
+}
+
+export interface ChildRun {
+  readonly lines: string[];
+  readonly stderr: string;
+}
+
+/** Runs one child until the kill plan fires; rejects if it dies any other way or gets stuck. */
+export function runChildUntilKilled(options: { dir: string; mode: CrashMode; childSeed: number; kill: KillPlan }): Promise<ChildRun> {
+  if (!existsSync(CHILD_ENTRY)) throw new Error(`${CHILD_ENTRY} is missing; run \`npm run build\` in shards/ first`);
+  const child = spawn(process.execPath, [CHILD_ENTRY, options.dir, options.mode, String(options.childSeed)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  liveChildren.add(child);
+  const lines: string[] = [];
+  let stderr = '';
+  let partial = '';
+  let killTimer: NodeJS.Timeout | undefined;
+  let killedByUs = false;
+  const killNow = (): void => {
+    killedByUs = true;
+    child.kill('SIGKILL');
+  };
+  const armKill = (): void => {
+    if (killTimer === undefined) killTimer = setTimeout(killNow, options.kill.delayMs);
+  };
+  const triggerTimer = setTimeout(killNow, CHILD_TRIGGER_TIMEOUT_MS);
+  let triggered = false;
+  child.stdout!.setEncoding('utf8');
+  child.stdout!.on('data', (chunk: string) => {
+    const parts = (partial + chunk).split('\n');
+    partial = parts.pop()!;
+    for (const text of parts) {
+      lines.push(text);
+      const kind = text.split(' ', 1)[0]!;
+      if (!triggered && ((options.kill.after === 'start' && kind === 'start') || (options.kill.after === 'firstAck' && ACK_KINDS.has(kind)))) {
+        triggered = true;
+        clearTimeout(triggerTimer);
+        armKill();
+      }
+    }
+  });
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  return new Promise<ChildRun>((resolvePromise, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(triggerTimer);
+      if (killTimer !== undefined) clearTimeout(killTimer);
+      liveChildren.delete(child);
+      // A line cut by the kill never reached the pipe whole; the child writes each line with one write(2).
+      if (partial !== '') reject(new Error(`child ${child.pid} left a partial line "${partial}"`));
+      else if (!killedByUs) reject(new Error(`child ${child.pid} exited by itself (code ${code}, signal ${signal}):\n${stderr}`));
+      else if (!triggered) reject(new Error(`child ${child.pid} never reached its kill trigger (${options.kill.after}) within ${CHILD_TRIGGER_TIMEOUT_MS} ms:\n${stderr}`));
+      else if (signal !== 'SIGKILL') reject(new Error(`child ${child.pid} ended with code ${code}, signal ${signal}, expected SIGKILL:\n${stderr}`));
+      else resolvePromise({ lines, stderr });
+    });
+    setTimeout(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }, CHILD_TRIGGER_TIMEOUT_MS + CHILD_CLOSE_TIMEOUT_MS).unref();
+  });
+}
+
+// ---------------------------------------------------------------- the model
+
+export interface ShardModel {
+  /** terms[i] is the term of entry i for i ≤ lastIndex (also below the compaction point: committed, never changes). */
+  terms: number[];
+  lastIndex: number;
+  snapshotIndex: number;
+  snapshotTerm: number;
+  applied: number;
+  hardState: HardStateLine;
+}
+
+export type StoreModel = Map<number, ShardModel>;
+
+function cloneModel(model: StoreModel): StoreModel {
+  const copy: StoreModel = new Map();
+  for (const [shard, s] of model) copy.set(shard, { ...s, terms: s.terms.slice(), hardState: { ...s.hardState } });
+  return copy;
+}
+
+function shardOf(model: StoreModel, shard: number, intent: Intent): ShardModel {
+  const s = model.get(shard);
+  if (s === undefined) throw new Error(`intent ${intent.kind} for shard ${shard}, which was never created`);
+  return s;
+}
+
+/** The effect of one operation on the model: what the store must hold once the operation is durable. */
+export function applyIntent(model: StoreModel, intent: Intent): void {
+  switch (intent.kind) {
+    case 'create':
+      model.set(intent.shard, { terms: [0], lastIndex: 0, snapshotIndex: 0, snapshotTerm: 0, applied: 0, hardState: { term: 0, vote: 0, commit: 0 } });
+      return;
+    case 'persist':
+      for (const w of intent.writes) {
+        const s = shardOf(model, w.shard, intent);
+        if (w.from <= w.last) {
+          if (w.from > s.lastIndex + 1) throw new Error(`persist shard ${w.shard} from ${w.from} leaves a gap after ${s.lastIndex}`);
+          s.terms.length = w.from;
+          for (let i = w.from; i <= w.last; i++) s.terms[i] = w.term;
+          s.lastIndex = w.last;
+        }
+        s.hardState = { ...w.hardState };
+      }
+      return;
+    case 'apply':
+      for (const t of intent.targets) shardOf(model, t.shard, intent).applied = t.to;
+      return;
+    case 'compact': {
+      const s = shardOf(model, intent.shard, intent);
+      s.snapshotIndex = intent.upTo;
+      s.snapshotTerm = s.terms[intent.upTo]!;
+      return;
+    }
+    case 'install': {
+      const s = shardOf(model, intent.shard, intent);
+      // The snapshot replaces entries 1..index with the sender's log; the crash
+      // workload sends snapshots only from single-term logs, so that log is known.
+      for (let i = 1; i <= Math.min(s.lastIndex, intent.index); i++) {
+        if (s.terms[i] !== intent.term) throw new Error(`install at ${intent.index} term ${intent.term} over entry ${i} of term ${s.terms[i]}: the model needs a single-term log`);
+      }
+      s.terms.length = intent.index + 1;
+      s.terms.fill(intent.term, s.lastIndex + 1);
+      s.terms[0] = 0;
+      s.lastIndex = intent.index;
+      s.snapshotIndex = intent.index;
+      s.snapshotTerm = intent.term;
+      s.applied = intent.index;
+      s.hardState = { ...intent.hardState };
+      return;
+    }
+  }
+}
+
+/** What the parent learned from one child's output. */
+export interface ChildOutcome {
+  /** The operation announced but not acknowledged at the kill, if any. */
+  readonly pending: Intent | undefined;
+  /** What the child was doing when killed: the pending operation, staging a chunk, starting up, or between operations. */
+  readonly phase: string;
+  /** Staged snapshot chunks acknowledged but never installed: garbage the next open must clear. */
+  readonly stagedLeftover: number;
+  readonly ackCount: number;
+}
+
+/**
+ * Folds a child's lines into `model` (acknowledged operations only) and
+ * cross-checks each acknowledgement against the model, so an ack that lies
+ * about what the child wrote fails here rather than looking like data loss.
+ */
+export function foldLines(model: StoreModel, texts: readonly string[]): ChildOutcome {
+  let pending: Intent | undefined;
+  let pendingApplied = false;
+  let stagedLeftover = 0;
+  let ackCount = 0;
+  let lastKind = 'none';
+  for (const text of texts) {
+    const line: Line = parseLine(text);
+    lastKind = line.kind;
+    if (INTENT_KINDS.has(line.kind)) {
+      if (pending !== undefined && !pendingApplied) throw new Error(`intent "${text}" while "${pending.kind}" is still unacknowledged`);
+      pending = line as Intent;
+      pendingApplied = false;
+      continue;
+    }
+    if (line.kind === 'staged') stagedLeftover = line.seq + 1;
+    if (!ACK_KINDS.has(line.kind)) continue;
+    ackCount++;
+    if (pending === undefined) throw new Error(`acknowledgement "${text}" without an intent`);
+    // The first acknowledgement proves the whole operation durable (one transaction).
+    if (!pendingApplied) {
+      applyIntent(model, pending);
+      pendingApplied = true;
+      if (pending.kind === 'install') stagedLeftover = 0;
+    }
+    checkAck(model, line as Extract<Line, { kind: 'created' | 'ack' | 'applied' | 'compacted' | 'installed' }>, pending, text);
+  }
+  const open = pendingApplied ? undefined : pending;
+  const phase = open?.kind ?? (lastKind === 'stage' ? 'stage' : lastKind === 'none' || lastKind === 'start' ? 'startup' : 'idle');
+  return { pending: open, phase, stagedLeftover, ackCount };
+}
+
+function checkAck(model: StoreModel, ack: Extract<Line, { kind: 'created' | 'ack' | 'applied' | 'compacted' | 'installed' }>, intent: Intent, text: string): void {
+  const s = model.get(ack.shard);
+  const fail = (why: string): never => {
+    throw new Error(`acknowledgement "${text}" does not match intent ${intent.kind}: ${why}`);
+  };
+  if (s === undefined) return fail('unknown shard');
+  switch (ack.kind) {
+    case 'created':
+      if (intent.kind !== 'create') fail('wrong kind');
+      return;
+    case 'ack': {
+      if (intent.kind !== 'persist') fail('wrong kind');
+      const lastTerm = s.lastIndex === s.snapshotIndex ? s.snapshotTerm : s.terms[s.lastIndex];
+      if (ack.lastIndex !== s.lastIndex || ack.lastTerm !== lastTerm || ack.commit !== s.hardState.commit) {
+        fail(`model has last ${s.lastIndex} term ${lastTerm} commit ${s.hardState.commit}`);
+      }
+      return;
+    }
+    case 'applied':
+      if (intent.kind !== 'apply' || ack.index !== s.applied) fail(`model applied ${s.applied}`);
+      return;
+    case 'compacted':
+      if (intent.kind !== 'compact' || ack.upTo !== s.snapshotIndex) fail(`model compaction point ${s.snapshotIndex}`);
+      return;
+    case 'installed':
+      if (intent.kind !== 'install' || ack.index !== s.snapshotIndex) fail(`model snapshot index ${s.snapshotIndex}`);
+      return;
+  }
+}
+
+// ---------------------------------------------------------------- reading the store back
+
+export interface ShardOnDisk {
+  readonly hardState: HardStateLine;
+  readonly applied: number;
+  readonly snapshotIndex: number;
+  readonly snapshotTerm: number;
+  readonly lastIndex: number;
+  /** Stored log entries in key order, straight from the `log` sub-database. */
+  readonly log: readonly { index: number; term: number; data: Uint8Array }[];
+  /** The shard's key range, straight from the `data` sub-database. */
+  readonly data: ReadonlyMap<string, { version: number; value: Buffer }>;
+}
+
+export interface StoreOnDisk {
+  readonly shards: ReadonlyMap<number, ShardOnDisk>;
+  readonly stagedCount: number;
+}
+
+/** Opens the store as a restarted node would and reads every shard back, bypassing the entry cache. */
+export async function readStore(dir: string, nodeId: number): Promise<StoreOnDisk> {
+  const store = await NodeStore.open({ dir, nodeId });
+  try {
+    const shards = new Map<number, ShardOnDisk>();
+    for (const shardId of store.shardIds()) {
+      const shard = shardId as number;
+      const storage = store.storage(shardId);
+      const hardState = storage.initialState().hardState;
+      const snapshotIndex = storage.firstIndex() - 1;
+      const log: { index: number; term: number; data: Uint8Array }[] = [];
+      for (const { key, value } of store.log.getRange({ start: [shard, 0], end: [shard, Number.MAX_SAFE_INTEGER] })) {
+        const raw = value as unknown;
+        if (!Array.isArray(raw) || raw.length !== 3 || typeof raw[0] !== 'number' || !(raw[2] instanceof Uint8Array)) {
+          throw new Error(`shard ${shard}: log entry ${key[1]} is malformed: ${JSON.stringify(raw)}`);
+        }
+        log.push({ index: key[1], term: raw[0] as number, data: raw[2] as Uint8Array });
+      }
+      const data = new Map<string, { version: number; value: Buffer }>();
+      for (const { key, value } of store.data.getRange(shardRange(shard))) {
+        const [version, bytes] = value as [number, Buffer];
+        data.set(key.toString('latin1'), { version, value: Buffer.from(bytes) });
+      }
+      shards.set(shard, {
+        hardState: { term: hardState.term, vote: hardState.vote, commit: hardState.commit },
+        applied: storage.applied,
+        snapshotIndex,
+        snapshotTerm: snapshotIndex === 0 ? 0 : storage.term(snapshotIndex),
+        lastIndex: storage.lastIndex(),
+        log,
+        data,
+      });
+    }
+    return { shards, stagedCount: store.staging.getKeysCount() };
+  } finally {
+    await store.close();
+  }
+}
+
+// ---------------------------------------------------------------- checks
+
+/** Invariants that hold whatever was acknowledged; each names the shard and the numbers. */
+export function checkInvariants(disk: StoreOnDisk, spec: WorkloadSpec): string[] {
+  const problems: string[] = [];
+  if (disk.stagedCount !== 0) problems.push(`${disk.stagedCount} staged snapshot chunks are visible after open`);
+  for (const [shard, s] of disk.shards) {
+    const at = `shard ${shard}`;
+    if (s.applied > s.hardState.commit) problems.push(`${at}: applied ${s.applied} exceeds commit ${s.hardState.commit}`);
+    if (s.applied < s.snapshotIndex) problems.push(`${at}: applied ${s.applied} below the compaction point ${s.snapshotIndex}`);
+    if (s.hardState.commit > s.lastIndex) problems.push(`${at}: commit ${s.hardState.commit} exceeds last index ${s.lastIndex}`);
+    // Contiguity: exactly the keys firstIndex..lastIndex, no leftovers below, no holes, nothing above.
+    const expectedCount = s.lastIndex - s.snapshotIndex;
+    if (s.log.length !== expectedCount) problems.push(`${at}: ${s.log.length} stored entries, expected ${expectedCount} (first ${s.snapshotIndex + 1}, last ${s.lastIndex})`);
+    let previousTerm = s.snapshotTerm;
+    for (let k = 0; k < s.log.length; k++) {
+      const e = s.log[k]!;
+      if (e.index !== s.snapshotIndex + 1 + k) {
+        problems.push(`${at}: log not contiguous: found entry ${e.index} where ${s.snapshotIndex + 1 + k} belongs`);
+        break;
+      }
+      if (e.term < previousTerm) problems.push(`${at}: entry ${e.index} has term ${e.term} below its predecessor's ${previousTerm}`);
+      previousTerm = e.term;
+      const expected = entryDataOf(shard, e.index, e.term, spec);
+      if (Buffer.compare(Buffer.from(e.data), Buffer.from(expected)) !== 0) problems.push(`${at}: entry ${e.index} (term ${e.term}) holds bytes of another command`);
+    }
+  }
+  return problems;
+}
+
+/** Every difference between the store and one candidate model, excluding user data (checked by replay). */
+export function diffAgainst(disk: StoreOnDisk, model: StoreModel): string[] {
+  const diffs: string[] = [];
+  for (const shard of disk.shards.keys()) if (!model.has(shard)) diffs.push(`shard ${shard} exists but was never created`);
+  for (const [shard, m] of model) {
+    const s = disk.shards.get(shard);
+    const at = `shard ${shard}`;
+    if (s === undefined) {
+      diffs.push(`${at} is missing`);
+      continue;
+    }
+    const hs = (h: HardStateLine): string => `term ${h.term} vote ${h.vote} commit ${h.commit}`;
+    if (hs(s.hardState) !== hs(m.hardState)) diffs.push(`${at}: hard state ${hs(s.hardState)}, expected ${hs(m.hardState)}`);
+    if (s.applied !== m.applied) diffs.push(`${at}: applied ${s.applied}, expected ${m.applied}`);
+    if (s.snapshotIndex !== m.snapshotIndex || s.snapshotTerm !== m.snapshotTerm) {
+      diffs.push(`${at}: compaction point ${s.snapshotIndex}/${s.snapshotTerm}, expected ${m.snapshotIndex}/${m.snapshotTerm}`);
+    }
+    if (s.lastIndex !== m.lastIndex) diffs.push(`${at}: last index ${s.lastIndex}, expected ${m.lastIndex}`);
+    for (const e of s.log) {
+      if (e.index <= m.lastIndex && m.terms[e.index] !== e.term) {
+        diffs.push(`${at}: entry ${e.index} has term ${e.term}, expected ${m.terms[e.index]}`);
+        break;
+      }
+    }
+  }
+  return diffs;
+}
+
+/** User data of one shard against the naive replay of its log up to the applied index. */
+export function diffData(shard: number, disk: ShardOnDisk, oracle: ReplayOracle): string[] {
+  const diffs: string[] = [];
+  const at = `shard ${shard} (applied ${oracle.applied})`;
+  const expectedKeys = new Set<string>();
+  for (const [keyNo, v] of oracle.values) {
+    const key = keyOf(shard, keyNo).toString('latin1');
+    expectedKeys.add(key);
+    const stored = disk.data.get(key);
+    if (stored === undefined) {
+      diffs.push(`${at}: key ${key} is missing; expected the value of entry ${v.index} (term ${v.term})`);
+    } else if (stored.version !== v.index || !stored.value.equals(valueOf(shard, v.index, v.term, oracle.spec))) {
+      diffs.push(`${at}: key ${key} holds version ${stored.version} "${stored.value.subarray(0, 24).toString()}…"; expected entry ${v.index} (term ${v.term})`);
+    }
+    if (diffs.length >= 5) return diffs;
+  }
+  for (const key of disk.data.keys()) {
+    if (!expectedKeys.has(key)) diffs.push(`${at}: key ${key} should not exist`);
+    if (diffs.length >= 5) return diffs;
+  }
+  return diffs;
+}
+
+// ---------------------------------------------------------------- the kill loop
+
+export interface CrashReport {
+  readonly cycles: number;
+  readonly acks: number;
+  /** Kills per operation in flight ("idle" when nothing was). */
+  readonly killedDuring: Record<string, number>;
+  /** Kills where the unacknowledged operation turned out durable anyway. */
+  readonly pendingFoundDurable: number;
+  /** Kills that left acknowledged staged chunks, all cleared on open. */
+  readonly stagedLeftoverCycles: number;
+  readonly durationMs: number;
+}
+
+export interface CrashLoopOptions {
+  readonly mode: CrashMode;
+  readonly seed: number;
+  readonly cycles: number;
+  /** The store the parent checks: the child's <dir> in log mode, <dir>/target in snapshot mode. */
+  readonly storeDir: (dir: string) => string;
+  readonly nodeId: number;
+}
+
+export class CrashFailure extends Error {}
+
+/**
+ * Runs `cycles` kill cycles on one directory. Each cycle continues from the
+ * state the previous one left; a failure names the seed, the cycle, the
+ * child's seed and the kept directory.
+ */
+export async function runCrashLoop(options: CrashLoopOptions): Promise<CrashReport> {
+  const spec = WORKLOADS[options.mode];
+  const started = performance.now();
+  const rng = new SeededRng(options.seed);
+  const dir = mkdtempSync(join(tmpdir(), `flotilla-crash-${options.mode}-`));
+  let model: StoreModel = new Map();
+  const oracles = new Map<number, ReplayOracle>();
+  const killedDuring: Record<string, number> = {};
+  let pendingFoundDurable = 0;
+  let stagedLeftoverCycles = 0;
+  let acks = 0;
+  for (let cycle = 0; cycle < options.cycles; cycle++) {
+    const childSeed = rng.nextUint32();
+    const kill = planKill(rng);
+    const where = (): string =>
+      `[mode ${options.mode}, FLOTILLA_CRASH_SEED=${options.seed}, cycle ${cycle}, child seed ${childSeed}, kill ${kill.delayMs} ms after ${kill.after}, dir ${dir} (kept)]`;
+    let outcome: ChildOutcome;
+    let lastLines: string[] = [];
+    try {
+      const run = await runChildUntilKilled({ dir, mode: options.mode, childSeed, kill });
+      lastLines = run.lines.slice(-6);
+      outcome = foldLines(model, run.lines);
+    } catch (err) {
+      throw new CrashFailure(`${(err as Error).message}\n${where()}`);
+    }
+    acks += outcome.ackCount;
+    killedDuring[outcome.phase] = (killedDuring[outcome.phase] ?? 0) + 1;
+    if (outcome.stagedLeftover > 0) stagedLeftoverCycles++;
+
+    let disk: StoreOnDisk;
+    try {
+      disk = await readStore(options.storeDir(dir), options.nodeId);
+    } catch (err) {
+      throw new CrashFailure(`store does not reopen after the kill: ${(err as Error).stack}\nlast lines: ${lastLines.join(' | ')}\n${where()}`);
+    }
+    const problems = checkInvariants(disk, spec);
+    if (problems.length > 0) throw new CrashFailure(`invariants broken after the kill:\n  ${problems.join('\n  ')}\nlast lines: ${lastLines.join(' | ')}\n${where()}`);
+
+    // The store must equal the acknowledged state, or that state plus the whole pending operation.
+    const candidates: { name: string; model: StoreModel }[] = [{ name: 'acknowledged state', model }];
+    if (outcome.pending !== undefined) {
+      const withPending = cloneModel(model);
+      applyIntent(withPending, outcome.pending);
+      candidates.push({ name: `acknowledged state + pending ${outcome.pending.kind}`, model: withPending });
+    }
+    const diffs = candidates.map((c) => diffAgainst(disk, c.model));
+    const match = diffs.findIndex((d) => d.length === 0);
+    if (match < 0) {
+      const detail = candidates.map((c, k) => `  vs ${c.name}:\n    ${diffs[k]!.slice(0, 8).join('\n    ')}`).join('\n');
+      throw new CrashFailure(`store matches neither the acknowledged state nor it plus the pending operation:\n${detail}\nlast lines: ${lastLines.join(' | ')}\n${where()}`);
+    }
+    if (match === 1 && diffs[0]!.length > 0) pendingFoundDurable++;
+    model = candidates[match]!.model;
+
+    for (const [shard, m] of model) {
+      let oracle = oracles.get(shard);
+      if (oracle === undefined) {
+        oracle = new ReplayOracle(shard, spec);
+        oracles.set(shard, oracle);
+      }
+      oracle.advanceTo(m.applied, (i) => m.terms[i]!);
+      const dataDiffs = diffData(shard, disk.shards.get(shard)!, oracle);
+      if (dataDiffs.length > 0) throw new CrashFailure(`data does not match a replay of the log:\n  ${dataDiffs.join('\n  ')}\nlast lines: ${lastLines.join(' | ')}\n${where()}`);
+    }
+  }
+  rmSync(dir, { recursive: true, force: true });
+  return { cycles: options.cycles, acks, killedDuring, pendingFoundDurable, stagedLeftoverCycles, durationMs: Math.round(performance.now() - started) };
+}
+
+export function describeReport(mode: CrashMode, seed: number, r: CrashReport): string {
+  const phases = Object.entries(r.killedDuring)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([phase, n]) => `${phase} ${n}`)
+    .join(', ');
+  return `crash ${mode}: ${r.cycles} cycles in ${r.durationMs} ms (seed ${seed}), ${r.acks} acks checked; killed during: ${phases}; unacknowledged op found durable ${r.pendingFoundDurable}×; staged chunks left by a kill ${r.stagedLeftoverCycles}×`;
+}
+
