@@ -10,14 +10,13 @@
 //   node --expose-gc dist/core-bench.js --quick    tiny inputs, seconds (CI, npm test)
 //   ... --compare results/core-<timestamp>.json    ratios against an earlier run (e.g. the base branch)
 //   ... --filter 'g=1024 p=16B'                    only matching tasks (and their baselines), e.g. under --cpu-prof
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { SeededRng, assert } from '@flotilla/core';
 import { Bench, type Task } from 'tinybench';
 import { Cluster, applyPayload, emptyChecksum, type ApplyChecksum } from './cluster.js';
+import { commandLine, fmt, gc, hex32, machineInfo, printTable, ratio, writeResults } from './report.js';
 
 type TaskKind = 'copy' | 'raft-1-voter' | 'raft-3-replica';
 const TASK_KINDS: readonly TaskKind[] = ['copy', 'raft-1-voter', 'raft-3-replica'];
@@ -189,8 +188,6 @@ function copyWorkload(spec: TaskSpec, params: BenchParameters, state: TaskState)
 // ---------------------------------------------------------------------------
 // Running
 
-const gc = (globalThis as { gc?: () => void }).gc;
-
 function taskSpecs(params: BenchParameters, filter: string | undefined): TaskSpec[] {
   const specs: TaskSpec[] = [];
   for (const payloadBytes of params.payloadBytesList) {
@@ -275,42 +272,6 @@ function addRatios(rows: TaskResultRow[]): void {
 // ---------------------------------------------------------------------------
 // Reporting
 
-function machineInfo() {
-  const cpus = os.cpus();
-  let gitCommit = 'unknown';
-  let gitDirty: boolean | undefined;
-  try {
-    gitCommit = execFileSync('git', ['rev-parse', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    gitDirty = execFileSync('git', ['status', '--porcelain'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() !== '';
-  } catch {
-    // Not a git checkout (e.g. a packed tarball): the commit stays unknown.
-  }
-  return {
-    nodeVersion: process.version,
-    v8Version: process.versions.v8,
-    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-    cpuCount: cpus.length,
-    cpuModel: cpus[0]?.model ?? 'unknown',
-    cpuSpeedMhz: cpus[0]?.speed ?? 0,
-    memoryBytesTotal: os.totalmem(),
-    gcExposed: gc !== undefined,
-    gitCommit,
-    gitDirty,
-  };
-}
-
-const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
-const hex32 = (n: number): string => (n >>> 0).toString(16).padStart(8, '0');
-const ratio = (n: number | undefined): string => (n === undefined ? '' : n >= 0.1 ? n.toFixed(2) : n.toFixed(3));
-
-function printTable(headers: string[], rows: string[][]): void {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  console.log(line(headers));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const r of rows) console.log(line(r));
-}
-
 function printResults(rows: TaskResultRow[]): void {
   printTable(
     ['task', 'props/iter', 'msgs/iter', 'iter ms', '±%', 'ops/s', 'msgs/s', '÷copy', '÷1-voter', '÷g=1', 'checksum (index sum/payload)'],
@@ -377,20 +338,16 @@ async function main(): Promise<void> {
   if (params.mode === 'quick') console.log('quick mode: inputs too small for meaningful numbers; this run checks that the bench works and the replicas agree.');
   if (values.compare !== undefined) printComparison(rows, values.compare, params.mode);
 
-  const resultsDir = fileURLToPath(new URL('../results/', import.meta.url));
-  mkdirSync(resultsDir, { recursive: true });
-  const file = `${resultsDir}core-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`;
   const report = {
     benchmark: 'core',
     startedAt: startedAt.toISOString(),
     finishedAt: finishedAt.toISOString(),
-    command: [process.argv0, ...process.execArgv, ...process.argv.slice(1)].join(' '),
+    command: commandLine(),
     machine: { ...machine, loadAverageBefore, loadAverageAfter, cpuPercentOfWall },
     parameters: params,
     results: rows,
   };
-  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
-  console.log(`wrote ${file}`);
+  console.log(`wrote ${writeResults('core', startedAt, report)}`);
 }
 
 await main();

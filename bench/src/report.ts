@@ -1,0 +1,109 @@
+// What every benchmark records and prints the same way: the machine it ran
+// on, fixed-width tables, number formats, and the results file.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+/** Present when node runs with --expose-gc; benches collect garbage between tasks with it. */
+export const gc = (globalThis as { gc?: () => void }).gc;
+
+export function machineInfo() {
+  const cpus = os.cpus();
+  let gitCommit = 'unknown';
+  let gitDirty: boolean | undefined;
+  try {
+    gitCommit = execFileSync('git', ['rev-parse', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    gitDirty = execFileSync('git', ['status', '--porcelain'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() !== '';
+  } catch {
+    // Not a git checkout (e.g. a packed tarball): the commit stays unknown.
+  }
+  return {
+    nodeVersion: process.version,
+    v8Version: process.versions.v8,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    cpuCount: cpus.length,
+    cpuModel: cpus[0]?.model ?? 'unknown',
+    cpuSpeedMhz: cpus[0]?.speed ?? 0,
+    memoryBytesTotal: os.totalmem(),
+    gcExposed: gc !== undefined,
+    gitCommit,
+    gitDirty,
+  };
+}
+
+export const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+export const hex32 = (n: number): string => (n >>> 0).toString(16).padStart(8, '0');
+export const ratio = (n: number | undefined): string => (n === undefined ? '' : n >= 0.1 ? n.toFixed(2) : n.toFixed(3));
+export const loadAverageText = (l: readonly number[]): string => l.map((x) => x.toFixed(2)).join(' ');
+
+export function printTable(headers: string[], rows: string[][]): void {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  console.log(line(headers));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const r of rows) console.log(line(r));
+}
+
+/** Writes `report` to bench/results/<benchmark>-<timestamp>.json (git-ignored) and returns the path. */
+export function writeResults(benchmark: string, startedAt: Date, report: unknown): string {
+  const resultsDir = fileURLToPath(new URL('../results/', import.meta.url));
+  mkdirSync(resultsDir, { recursive: true });
+  const file = `${resultsDir}${benchmark}-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`;
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  return file;
+}
+
+/** The command line as run, for the results file. */
+export function commandLine(): string {
+  return [process.argv0, ...process.execArgv, ...process.argv.slice(1)].join(' ');
+}
+
+/** Machine-wide CPU time (from /proc/stat) and this process's own (all its threads, workers included), sampled together. */
+export interface CpuSample {
+  readonly atMs: number;
+  /** Undefined where /proc/stat is unreadable (not Linux). */
+  readonly machine: { readonly busyTicks: number; readonly totalTicks: number } | undefined;
+  readonly own: NodeJS.CpuUsage;
+}
+
+export function sampleCpu(): CpuSample {
+  let machine: CpuSample['machine'];
+  try {
+    // cpu  user nice system idle iowait irq softirq steal ...  (USER_HZ ticks, all cores)
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = fields;
+    const busyTicks = user + nice + system + irq + softirq + steal;
+    machine = { busyTicks, totalTicks: busyTicks + idle + iowait };
+  } catch {
+    machine = undefined;
+  }
+  return { atMs: performance.now(), machine, own: process.cpuUsage() };
+}
+
+export interface CpuShare {
+  /** This process's CPU time over wall time: 100 is one core busy. */
+  readonly ownPercentOfWall: number;
+  /** Every core's busy time as a share of all cores' time. */
+  readonly machineBusyPercent: number | undefined;
+  /** What everyone else used, as a share of all cores: the neighbours a load average cannot tell apart from our own threads waiting on the disk. */
+  readonly othersBusyPercent: number | undefined;
+}
+
+export function cpuShare(from: CpuSample, to: CpuSample): CpuShare {
+  const wallMs = Math.max(1e-3, to.atMs - from.atMs);
+  const ownMs = (to.own.user - from.own.user + (to.own.system - from.own.system)) / 1_000;
+  const ownPercentOfWall = (ownMs / wallMs) * 100;
+  if (from.machine === undefined || to.machine === undefined || to.machine.totalTicks === from.machine.totalTicks) {
+    return { ownPercentOfWall, machineBusyPercent: undefined, othersBusyPercent: undefined };
+  }
+  const machineBusyPercent = ((to.machine.busyTicks - from.machine.busyTicks) / (to.machine.totalTicks - from.machine.totalTicks)) * 100;
+  const ownPercentOfMachine = ownPercentOfWall / os.cpus().length;
+  return { ownPercentOfWall, machineBusyPercent, othersBusyPercent: Math.max(0, machineBusyPercent - ownPercentOfMachine) };
+}
+
+export function cpuShareText(c: CpuShare): string {
+  const own = `this process ${c.ownPercentOfWall.toFixed(0)} % of one core`;
+  if (c.machineBusyPercent === undefined || c.othersBusyPercent === undefined) return own;
+  return `${own}; machine busy ${c.machineBusyPercent.toFixed(0)} % of all cores, others ${c.othersBusyPercent.toFixed(0)} %`;
+}
