@@ -789,6 +789,8 @@ export class Raft {
       this.appendProposal(m.entries);
     } catch (err) {
       if (err instanceof ProposalDroppedError) return this.dropRequest(m, err.reason);
+      // An invalid or undecodable conf change: our caller gets the error; one forwarded over the network is dropped.
+      if (err instanceof InvalidConfChangeError && m.from !== this.id) return this.dropRequest(m, err.message);
       throw err;
     }
     this.bcastAppend();
@@ -805,26 +807,33 @@ export class Raft {
 
   /** Validates conf changes among `entries`, then appends them all; throws ProposalDroppedError when refused. */
   private appendProposal(entries: readonly Entry[]): void {
+    // Recorded only once the entries are accepted: a proposal refused by the cap must not block the next change.
+    let pendingConfIndex = this.pendingConfIndex;
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
       if (e.type !== 'confChange') continue;
       const cc = decodeConfChange(e.data);
-      const alreadyPending = this.pendingConfIndex > this.log.applied;
+      const alreadyPending = pendingConfIndex > this.log.applied;
       const alreadyJoint = this.tracker.config.voters.isJoint;
       const wantsLeaveJoint = isLeaveJoint(cc);
       let refused: string | undefined;
-      if (alreadyPending) refused = `conf change at index ${this.pendingConfIndex} not yet applied (applied ${this.log.applied})`;
+      if (alreadyPending) refused = `conf change at index ${pendingConfIndex} not yet applied (applied ${this.log.applied})`;
       else if (alreadyJoint && !wantsLeaveJoint) refused = 'must leave the joint configuration first';
       else if (!alreadyJoint && wantsLeaveJoint) refused = 'not in a joint configuration; nothing to leave';
       if (refused !== undefined) {
         this.logger.info({ nodeId: this.id, term: this.term, reason: refused }, 'conf change refused');
         throw new ProposalDroppedError(refused);
       }
-      this.pendingConfIndex = this.log.lastIndex() + i + 1;
+      // Dry-run it: with no other change pending, the current config is the one it will be applied to,
+      // and a committed change that every replica fails to apply wedges the group (test/test/sim.test.ts
+      // regressions: removing every voter was committed, then threw on each replica).
+      this.changedConfig(cc);
+      pendingConfIndex = this.log.lastIndex() + i + 1;
     }
     if (!this.appendEntries(entries)) {
       throw new ProposalDroppedError(`uncommitted bytes ${this.uncommittedBytes} at cap ${this.config.uncommittedBytesMax}`);
     }
+    this.pendingConfIndex = pendingConfIndex;
   }
 
   private onLeaderReadIndex(m: ReadIndexMessage): void {
@@ -880,7 +889,7 @@ export class Raft {
     this.onHeartbeatAck(m.from, m.round);
     // Every append filling the window may have been lost (or its ack): free one slot so the
     // follower gets an append whose answer resyncs the window (etcd-raft's FreeFirstOne).
-    // Without it replication to a live follower stalls forever (simulator seed 24, 3 nodes).
+    // Without it replication to a live follower stalls forever (test/test/sim.test.ts regressions).
     if (progress.state === 'replicate' && progress.inflights.full()) progress.inflights.freeFirstOne();
     if (progress.match < this.log.lastIndex()) this.sendAppend(m.from);
   }
@@ -1164,7 +1173,8 @@ export class Raft {
     }
     if (this.applyingCommittedEntries) {
       // Entries below the snapshot are being applied; restoring now would swap the config their
-      // conf changes apply to (a replayed addNode would re-add a removed voter). The leader retries.
+      // conf changes apply to: replicas diverged on membership or threw InvalidConfChangeError
+      // (test/test/sim.test.ts regressions). The leader retries.
       this.logger.info({ nodeId: this.id, term: this.term, snapshotIndex: index }, 'snapshot ignored: committed entries are being applied');
       return false;
     }
@@ -1188,17 +1198,17 @@ export class Raft {
         `node ${this.id} has no configuration to change (applied ${this.log.applied}); start a joining replica from the group's bootstrap ConfState or from a snapshot`,
       );
     }
+    return this.switchToConfig(this.changedConfig(cc));
+  }
+
+  /** The config and progress `cc` leads to from the current config; throws InvalidConfChangeError if it cannot apply. */
+  private changedConfig(cc: ConfChange): ChangeResult {
     const changer = new Changer({ config: this.tracker.config, progress: this.tracker.progress }, this.log.lastIndex(), (o) =>
       this.tracker.newProgress(o),
     );
-    let result: ChangeResult;
-    if (isLeaveJoint(cc)) {
-      result = changer.leaveJoint();
-    } else {
-      const { joint, autoLeave } = enterJoint(cc);
-      result = joint ? changer.enterJoint(autoLeave, cc.changes) : changer.simple(cc.changes);
-    }
-    return this.switchToConfig(result);
+    if (isLeaveJoint(cc)) return changer.leaveJoint();
+    const { joint, autoLeave } = enterJoint(cc);
+    return joint ? changer.enterJoint(autoLeave, cc.changes) : changer.simple(cc.changes);
   }
 
   private switchToConfig(result: ChangeResult): ConfState {

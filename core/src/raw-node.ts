@@ -118,6 +118,10 @@ export class RawNode {
     this.raft.propose(payloads.map((data) => ({ term: 0, index: 0, type: 'normal', data })));
   }
 
+  /**
+   * Proposes a membership change. Throws ProposalDroppedError when another change is pending (or no
+   * leader...), and InvalidConfChangeError on the leader when `cc` cannot apply to the current config.
+   */
   proposeConfChange(cc: ConfChange): void {
     this.raft.propose([{ term: 0, index: 0, type: 'confChange', data: encodeConfChange(cc) }]);
   }
