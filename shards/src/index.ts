@@ -1,6 +1,6 @@
 // @flotilla/shards: where shards live. Today: the node's LMDB store and the KV state machine.
 export { NodeStore, ShardStorage, ENTRY_CACHE_COUNT_MAX, type ShardWrite } from './storage/node-store.js';
-export { prepareDataDir, DATA_FORMAT_VERSION, IDENTITY_FILE, STORE_FILE } from './storage/data-dir.js';
+export { prepareDataDir, markDataDirReady, checkStoreFile, DATA_FORMAT_VERSION, IDENTITY_FILE, STORE_FILE, STORE_LOCK_FILE } from './storage/data-dir.js';
 export { DataDirError, CorruptRecordError } from './storage/errors.js';
 export { readSnapshot, decodeChunk, SnapshotInstaller, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_PAIR_BYTES_MAX, SNAPSHOT_PAIR_OVERHEAD_BYTES, type RangeBounds, type SnapshotHeader } from './storage/snapshot.js';
 export { KvStateMachine, type ApplyBatch, type ApplyResults, type StoredValue } from './kv/state-machine.js';

@@ -1,10 +1,10 @@
 import { assert } from '@flotilla/core';
 import { Packr } from 'msgpackr';
+import { KEY_BYTES_MAX } from '../storage/codec.js';
 import { CorruptRecordError } from '../storage/errors.js';
 import { SNAPSHOT_PAIR_BYTES_MAX, SNAPSHOT_PAIR_OVERHEAD_BYTES } from '../storage/snapshot.js';
 
-/** LMDB's key size limit as compiled into lmdb-js 3.5.6 (measured: 1978 B stored, 1979 B refused). Keys are also non-empty. */
-export const KEY_BYTES_MAX = 1978;
+export { KEY_BYTES_MAX };
 /** The largest value whose pair still fits one snapshot chunk: a range with a bigger one could never be snapshotted. */
 export const VALUE_BYTES_MAX = SNAPSHOT_PAIR_BYTES_MAX - KEY_BYTES_MAX - SNAPSHOT_PAIR_OVERHEAD_BYTES;
 assert(VALUE_BYTES_MAX >= 512 * 1024, `VALUE_BYTES_MAX ${VALUE_BYTES_MAX} fell below 512 KiB: the snapshot chunk limit shrank`);

@@ -5,6 +5,9 @@ import { CorruptRecordError } from './errors.js';
 // not objects: no field names repeated in every log entry. Every decoder
 // checks shape, so a damaged record fails loudly instead of propagating.
 
+/** LMDB's key size limit as compiled into lmdb-js 3.5.6 (measured: 1978 B stored, 1979 B refused); LMDB also refuses empty keys. */
+export const KEY_BYTES_MAX = 1978;
+
 export type StoredEntry = [term: number, type: 0 | 1, data: Uint8Array];
 export type StoredHardState = [term: number, vote: number, commit: number];
 

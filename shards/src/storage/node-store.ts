@@ -14,9 +14,9 @@ import {
   type Storage,
   type Term,
 } from '@flotilla/core';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import { open, type Database, type DatabaseOptions, type Key, type RootDatabase } from 'lmdb';
 import { decodeConfState, decodeEntry, decodeHardState, encodeConfState, encodeEntry, encodeHardState } from './codec.js';
-import { prepareDataDir } from './data-dir.js';
+import { fsyncDir, markDataDirReady, prepareDataDir } from './data-dir.js';
 import { CorruptRecordError, DataDirError } from './errors.js';
 
 /** Entries of one shard's log kept in memory, newest first to go: followers and the apply path read recent entries. */
@@ -49,6 +49,7 @@ interface ShardState {
 
 type MetaKey = [shardId: number, field: 'hard' | 'conf' | 'applied' | 'snap' | 'desc'];
 type LogKey = [shardId: number, index: number];
+type SubDatabases = Pick<NodeStore, 'log' | 'meta' | 'data' | 'staging'>;
 
 /**
  * One LMDB environment per node holding every shard's Raft log, metadata and
@@ -74,15 +75,22 @@ export class NodeStore {
     readonly dir: string,
     readonly nodeId: number,
     env: RootDatabase,
+    databases: SubDatabases,
   ) {
     this.env = env;
-    this.log = env.openDB<unknown, LogKey>({ name: 'log' });
-    this.meta = env.openDB<unknown, MetaKey>({ name: 'meta' });
-    this.data = env.openDB<unknown, Buffer>({ name: 'data', keyEncoding: 'binary' });
-    this.staging = env.openDB<unknown, [number, number]>({ name: 'staging' });
+    this.log = databases.log;
+    this.meta = databases.meta;
+    this.data = databases.data;
+    this.staging = databases.staging;
   }
 
-  /** Opens (or creates) the node's store; throws DataDirError for a foreign, damaged or mismatched directory. */
+  /**
+   * Opens (or creates) the node's store; throws DataDirError for a foreign,
+   * damaged or mismatched directory. Creating is two-phase: the identity file
+   * says `initializing` until the store exists durably with its node identity
+   * record, so a crash in between starts over instead of leaving a directory
+   * that looks damaged (see data-dir.ts).
+   */
   static async open(options: { dir: string; nodeId: number }): Promise<NodeStore> {
     const { storePath, created } = prepareDataDir(options.dir, options.nodeId);
     let env: RootDatabase;
@@ -91,37 +99,57 @@ export class NodeStore {
     } catch (err) {
       throw new DataDirError('DATA_DIR_DAMAGED', storePath, `cannot be opened as an LMDB store (${(err as Error).message}); expected the node's LMDB store`);
     }
-    const store = new NodeStore(options.dir, options.nodeId, env);
+    let store: NodeStore;
     try {
-      await store.checkIdentity(created, storePath);
+      // Only a store being created may create sub-databases: creating one in an
+      // existing store would write to a store we may be about to refuse.
+      const openSub = <K extends Key>(name: string, keyEncoding?: 'binary'): Database<unknown, K> => {
+        // `create` is an lmdb-js option its typings lack; with create: false a missing database comes back undefined.
+        const dbOptions = { name, create: created, ...(keyEncoding === undefined ? {} : { keyEncoding }) } as DatabaseOptions & { name: string };
+        const db = env.openDB<unknown, K>(dbOptions) as Database<unknown, K> | undefined;
+        if (db === undefined) throw new DataDirError('DATA_DIR_DAMAGED', storePath, `lacks the "${name}" sub-database; expected the LMDB store of node ${options.nodeId}`);
+        return db;
+      };
+      const meta = openSub<MetaKey>('meta');
+      await NodeStore.checkIdentity({ env, meta, created, storePath, nodeId: options.nodeId, dir: options.dir });
+      store = new NodeStore(options.dir, options.nodeId, env, {
+        meta,
+        log: openSub<LogKey>('log'),
+        data: openSub<Buffer>('data', 'binary'),
+        staging: openSub<[number, number]>('staging'),
+      });
+      if (created) await env.flushed;
       store.loadShards();
       await store.clearStaging();
     } catch (err) {
       await env.close();
       throw err;
     }
+    if (created) markDataDirReady(options.dir, options.nodeId);
     return store;
   }
 
-  private async checkIdentity(created: boolean, storePath: string): Promise<void> {
+  private static async checkIdentity(o: { env: RootDatabase; meta: Database<unknown, MetaKey>; created: boolean; storePath: string; nodeId: number; dir: string }): Promise<void> {
     const key = [0, 'node'] as unknown as MetaKey;
-    let stored: unknown;
-    try {
-      stored = this.meta.get(key);
-    } catch (err) {
-      throw new DataDirError('DATA_DIR_DAMAGED', storePath, `cannot be read (${(err as Error).message})`);
-    }
-    if (stored === undefined) {
-      if (!created && this.meta.getKeysCount() > 0) {
-        throw new DataDirError('DATA_DIR_DAMAGED', storePath, 'has shard metadata but no node identity record');
-      }
-      await this.env.transaction(() => this.meta.putSync(key, { nodeId: this.nodeId }));
-      await this.env.flushed;
+    if (o.created) {
+      await o.env.transaction(() => o.meta.putSync(key, { nodeId: o.nodeId }));
+      await o.env.flushed;
+      fsyncDir(o.dir); // the new store.mdb's directory entry: LMDB syncs the file, not its directory
       return;
     }
+    let stored: unknown;
+    try {
+      stored = o.meta.get(key);
+    } catch (err) {
+      throw new DataDirError('DATA_DIR_DAMAGED', o.storePath, `cannot be read (${(err as Error).message}); expected the node's LMDB store`);
+    }
+    // A ready directory's store always has the record: without it the store was replaced or reset.
+    if (stored === undefined) {
+      throw new DataDirError('DATA_DIR_DAMAGED', o.storePath, `has no node identity record; expected the store of node ${o.nodeId} (refusing to start on a reset store)`);
+    }
     const nodeId = (stored as { nodeId?: unknown }).nodeId;
-    if (nodeId !== this.nodeId) {
-      throw new DataDirError('DATA_DIR_NODE_MISMATCH', storePath, `store belongs to node ${String(nodeId)}; expected node ${this.nodeId}`);
+    if (nodeId !== o.nodeId) {
+      throw new DataDirError('DATA_DIR_NODE_MISMATCH', o.storePath, `store belongs to node ${String(nodeId)}; expected node ${o.nodeId}`);
     }
   }
 

@@ -1,6 +1,6 @@
-import { assert, type ConfState, type GroupId, type HardState, type LogIndex, type Term } from '@flotilla/core';
+import { SnapshotOutOfDateError, assert, type ConfState, type GroupId, type HardState, type LogIndex, type Term } from '@flotilla/core';
 import { Packr } from 'msgpackr';
-import { decodeConfState, encodeConfState, encodeHardState } from './codec.js';
+import { KEY_BYTES_MAX, decodeConfState, encodeConfState, encodeHardState } from './codec.js';
 import { CorruptRecordError } from './errors.js';
 import type { NodeStore } from './node-store.js';
 
@@ -122,10 +122,22 @@ export function decodeChunk(bytes: Uint8Array): Chunk {
     throw new CorruptRecordError('snapshot chunk bounds are malformed');
   }
   if (!Array.isArray(pairs)) throw new CorruptRecordError('snapshot chunk pairs are not a list');
-  for (const p of pairs as unknown[]) {
+  const start = bounds[0] as Uint8Array;
+  const end = bounds[1] as Uint8Array | null;
+  let previous: Uint8Array | undefined;
+  for (const [i, p] of (pairs as unknown[]).entries()) {
     if (!Array.isArray(p) || p.length !== 3 || !(p[0] instanceof Uint8Array) || !Number.isSafeInteger(p[1]) || !(p[2] instanceof Uint8Array)) {
-      throw new CorruptRecordError('snapshot chunk holds a malformed pair');
+      throw new CorruptRecordError(`snapshot chunk ${String(seq)} holds a malformed pair at ${i}`);
     }
+    const [key, version] = p as [Uint8Array, number, Uint8Array];
+    // Installing a key outside the range would overwrite another range's data on this node.
+    if (key.byteLength === 0 || key.byteLength > KEY_BYTES_MAX) throw new CorruptRecordError(`snapshot chunk ${String(seq)} pair ${i} has a key of ${key.byteLength} B`);
+    if (compareBytes(key, start) < 0 || (end !== null && compareBytes(key, end) >= 0)) {
+      throw new CorruptRecordError(`snapshot chunk ${String(seq)} pair ${i} key ${hex(key)} is outside [${hex(start)}, ${end === null ? '∞' : hex(end)})`);
+    }
+    if (previous !== undefined && compareBytes(previous, key) >= 0) throw new CorruptRecordError(`snapshot chunk ${String(seq)} pair ${i} key ${hex(key)} is not after ${hex(previous)}`);
+    if (version < 1) throw new CorruptRecordError(`snapshot chunk ${String(seq)} pair ${i} has version ${version}`);
+    previous = key;
   }
   return {
     header: {
@@ -142,6 +154,27 @@ export function decodeChunk(bytes: Uint8Array): Chunk {
   };
 }
 
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  return Buffer.compare(a, b);
+}
+
+function hex(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+}
+
+function sameHeader(a: SnapshotHeader, b: SnapshotHeader): boolean {
+  const sameBytes = (x: Uint8Array | null, y: Uint8Array | null) => (x === null || y === null ? x === y : compareBytes(x, y) === 0);
+  return (
+    a.format === b.format &&
+    a.shardId === b.shardId &&
+    a.index === b.index &&
+    a.term === b.term &&
+    JSON.stringify(encodeConfState(a.confState)) === JSON.stringify(encodeConfState(b.confState)) &&
+    sameBytes(a.bounds.start, b.bounds.start) &&
+    sameBytes(a.bounds.end, b.bounds.end)
+  );
+}
+
 /**
  * Receives a snapshot's chunks into the staging sub-database, then swaps the
  * shard's state in one transaction: its range's data, its log (emptied; the
@@ -153,25 +186,38 @@ export class SnapshotInstaller {
   private header: SnapshotHeader | undefined;
   private nextSeq = 0;
   private complete = false;
+  /** The last key staged: keys must ascend across chunks too. */
+  private lastKey: Uint8Array | undefined;
 
   constructor(
     private readonly store: NodeStore,
     readonly shardId: GroupId,
   ) {}
 
-  /** Stages one chunk (in order). Returns true when the last chunk has arrived. */
+  /**
+   * Stages one chunk (in order). Returns true when the last chunk has arrived.
+   * Chunks come from the network: anything malformed, out of order, from
+   * another shard or snapshot, or after the last one is a CorruptRecordError
+   * and leaves the installer as it was, so the right chunk may still follow.
+   */
   async addChunk(bytes: Uint8Array): Promise<boolean> {
-    assert(!this.complete, () => `shard ${this.shardId}: chunk after the last one`);
     const chunk = decodeChunk(bytes);
+    if (this.complete) throw new CorruptRecordError(`snapshot chunk ${chunk.seq} for shard ${this.shardId} arrived after the last chunk`);
     if (chunk.header.shardId !== this.shardId) throw new CorruptRecordError(`snapshot chunk for shard ${chunk.header.shardId}, expected ${this.shardId}`);
     if (chunk.seq !== this.nextSeq) throw new CorruptRecordError(`snapshot chunk ${chunk.seq} out of order; expected ${this.nextSeq}`);
-    if (this.header === undefined) {
-      this.header = chunk.header;
-      await this.clear();
-    } else if (chunk.header.index !== this.header.index || chunk.header.term !== this.header.term) {
-      throw new CorruptRecordError(`snapshot chunk ${chunk.seq} is from snapshot ${chunk.header.index}/${chunk.header.term}, expected ${this.header.index}/${this.header.term}`);
+    if (this.header !== undefined && !sameHeader(chunk.header, this.header)) {
+      throw new CorruptRecordError(
+        `snapshot chunk ${chunk.seq} is from snapshot ${chunk.header.index}/${chunk.header.term} of shard ${chunk.header.shardId} with other bounds or conf state than ${this.header.index}/${this.header.term}`,
+      );
     }
+    const firstKey = chunk.pairs[0]?.[0];
+    if (firstKey !== undefined && this.lastKey !== undefined && compareBytes(this.lastKey, firstKey) >= 0) {
+      throw new CorruptRecordError(`snapshot chunk ${chunk.seq} starts at key ${hex(firstKey)}, not after ${hex(this.lastKey)}`);
+    }
+    if (this.header === undefined) await this.clear();
     await this.store.env.transaction(() => this.store.staging.putSync([this.shardId, chunk.seq], chunk.pairs));
+    this.header ??= chunk.header;
+    this.lastKey = chunk.pairs[chunk.pairs.length - 1]?.[0] ?? this.lastKey;
     this.nextSeq++;
     this.complete = chunk.last;
     return chunk.last;
@@ -184,7 +230,12 @@ export class SnapshotInstaller {
     assert(current.term >= h.term, () => `shard ${this.shardId}: hard state term ${current.term} below snapshot term ${h.term}`);
     const store = this.store;
     const shardId = this.shardId;
-    const stored = store.shardState(shardId).hardState;
+    const before = store.shardState(shardId); // throws for a shard this node does not have, before anything is written
+    // Installing at or below the applied index would roll the range back (and drop applied entries from the log).
+    if (h.index <= before.applied) throw new SnapshotOutOfDateError(h.index, before.applied);
+    const stored = before.hardState;
+    // The log is emptied up to the snapshot point: a commit index past it would point at entries that are gone.
+    assert(Math.max(current.commit, stored.commit) <= h.index, () => `shard ${shardId}: commit ${Math.max(current.commit, stored.commit)} is past snapshot index ${h.index}; Raft restores only snapshots beyond its commit`);
     // The durable term and vote never move back, whatever the caller passes.
     assert(current.term >= stored.term, () => `shard ${shardId}: install with term ${current.term} below stored term ${stored.term}`);
     assert(current.term > stored.term || current.vote === stored.vote || stored.vote === 0, () => `shard ${shardId}: install would change the vote of term ${stored.term}`);

@@ -1,0 +1,334 @@
+// The KV state machine over LMDB: what applying committed entries does to the
+// data, the versions and the applied index, and the command codec's checks.
+import { NONE, SeededRng, groupId, type Entry, type GroupId } from '@flotilla/core';
+import { Packr } from 'msgpackr';
+import { describe, expect, it } from 'vitest';
+import { KEY_BYTES_MAX, VALUE_BYTES_MAX, decodeCommand, encodeCommand, type KvCommand, type KvResult } from '../src/kv/command.js';
+import { KvStateMachine } from '../src/kv/state-machine.js';
+import { CorruptRecordError } from '../src/storage/errors.js';
+import type { NodeStore } from '../src/storage/node-store.js';
+import {
+  SHARD,
+  asyncErrorCode,
+  bytes,
+  commitAndApply,
+  confState,
+  deleteEntry,
+  errorCode,
+  openStore,
+  putEntry,
+  reopen,
+  tempDir,
+  useTempStores,
+} from './support/fixtures.js';
+
+useTempStores();
+
+const TERM = 1;
+
+async function newStore(): Promise<NodeStore> {
+  const store = await openStore(tempDir());
+  await store.createShard(SHARD, { confState: confState({ voters: [1, 2, 3] }) });
+  return store;
+}
+
+/** Commits and applies one batch of commands as consecutive entries after the shard's last index. */
+async function run(store: NodeStore, build: ((index: number) => Entry)[], shardId: GroupId = SHARD): Promise<KvResult[]> {
+  const first = store.storage(shardId).lastIndex() + 1;
+  const batch = build.map((b, i) => b(first + i));
+  const results = await commitAndApply(store, shardId, batch);
+  return batch.map((e) => results.get(e.index)!);
+}
+
+const put = (key: string, value: string, ifVersion?: number) => (index: number) => putEntry(index, TERM, bytes(key), bytes(value), ifVersion);
+const del = (key: string, ifVersion?: number) => (index: number) => deleteEntry(index, TERM, bytes(key), ifVersion);
+const text = (b: Uint8Array | undefined) => (b === undefined ? undefined : Buffer.from(b).toString());
+
+describe('apply', () => {
+  it('put then get returns the value and the version', async () => {
+    const store = await newStore();
+    const kv = new KvStateMachine(store);
+    const [result] = await run(store, [put('a', 'one')]);
+    expect(result).toEqual({ ok: true, version: 1 });
+    expect(text(kv.get(bytes('a'))?.value)).toBe('one');
+    expect(kv.get(bytes('a'))?.version).toBe(1);
+    expect(kv.get(bytes('b'))).toBeUndefined();
+  });
+
+  it('delete removes the key and reports version 0; deleting a missing key succeeds', async () => {
+    const store = await newStore();
+    const kv = new KvStateMachine(store);
+    expect(await run(store, [put('a', 'one'), del('a'), del('never')])).toEqual([
+      { ok: true, version: 1 },
+      { ok: true, version: 0 },
+      { ok: true, version: 0 },
+    ]);
+    expect(kv.get(bytes('a'))).toBeUndefined();
+  });
+
+  // Each row runs after put('k', 'v1') at index 1 (version 1).
+  const conditional: { name: string; command: (index: number) => Entry; result: KvResult; value: string | undefined }[] = [
+    { name: 'put ifVersion 0 on an existing key', command: put('k', 'v2', 0), result: { ok: false, code: 'VERSION_MISMATCH', currentVersion: 1 }, value: 'v1' },
+    { name: 'put ifVersion 0 on a missing key', command: put('fresh', 'x', 0), result: { ok: true, version: 2 }, value: 'v1' },
+    { name: 'put ifVersion matching', command: put('k', 'v2', 1), result: { ok: true, version: 2 }, value: 'v2' },
+    { name: 'put ifVersion stale', command: put('k', 'v2', 7), result: { ok: false, code: 'VERSION_MISMATCH', currentVersion: 1 }, value: 'v1' },
+    { name: 'put ifVersion n on a missing key', command: put('fresh', 'x', 1), result: { ok: false, code: 'VERSION_MISMATCH', currentVersion: 0 }, value: 'v1' },
+    { name: 'delete ifVersion matching', command: del('k', 1), result: { ok: true, version: 0 }, value: undefined },
+    { name: 'delete ifVersion stale', command: del('k', 2), result: { ok: false, code: 'VERSION_MISMATCH', currentVersion: 1 }, value: 'v1' },
+    { name: 'delete ifVersion 0 on an existing key', command: del('k', 0), result: { ok: false, code: 'VERSION_MISMATCH', currentVersion: 1 }, value: 'v1' },
+    { name: 'delete ifVersion 0 on a missing key', command: del('fresh', 0), result: { ok: true, version: 0 }, value: 'v1' },
+  ];
+  for (const c of conditional) {
+    it(`conditional ${c.name} → ${c.result.ok ? 'ok' : c.result.code}`, async () => {
+      const store = await newStore();
+      await run(store, [put('k', 'v1')]);
+      expect(await run(store, [c.command])).toEqual([c.result]);
+      expect(text(new KvStateMachine(store).get(bytes('k'))?.value)).toBe(c.value);
+      expect(store.storage(SHARD).applied).toBe(2); // a refused command is still applied
+    });
+  }
+
+  it('a key’s version is max(previous + 1, entry index): monotonic within a batch, across deletes and across shards', async () => {
+    const store = await newStore();
+    const kv = new KvStateMachine(store);
+    await run(store, [put('pad', '1'), put('pad', '2'), put('pad', '3')]); // indexes 1..3
+    // Within one batch each put sees the previous one's write.
+    expect(await run(store, [put('k', 'a'), put('k', 'b'), put('k', 'c', 5)])).toEqual([
+      { ok: true, version: 4 },
+      { ok: true, version: 5 },
+      { ok: true, version: 6 },
+    ]);
+    // A delete and a re-put never reuse a version.
+    expect(await run(store, [del('k'), put('k', 'd')])).toEqual([
+      { ok: true, version: 0 },
+      { ok: true, version: 8 },
+    ]);
+    // Another shard's younger log (index 1) writing the same key keeps the version growing.
+    const other = groupId(2);
+    await store.createShard(other, { confState: confState({ voters: [1] }) });
+    expect(await run(store, [put('k', 'e')], other)).toEqual([{ ok: true, version: 9 }]);
+    expect(kv.get(bytes('k'))).toMatchObject({ version: 9 });
+  });
+
+  it('entries without a command (the leader’s empty entry, conf changes) only advance the applied index', async () => {
+    const store = await newStore();
+    const empty = (index: number): Entry => ({ index, term: TERM, type: 'normal', data: new Uint8Array(0) });
+    const conf = (index: number): Entry => ({ index, term: TERM, type: 'confChange', data: bytes('{"changes":[]}') });
+    const results = await run(store, [empty, conf, put('a', 'x')]);
+    expect(results).toEqual([undefined, undefined, { ok: true, version: 3 }]);
+    expect(store.storage(SHARD).applied).toBe(3);
+  });
+
+  it('the applied index, the conf state and the data advance together and survive a reopen', async () => {
+    let store = await newStore();
+    const conf = confState({ voters: [1, 2, 3, 4] });
+    const first = store.storage(SHARD).lastIndex() + 1;
+    await commitAndApply(store, SHARD, [putEntry(first, TERM, bytes('a'), bytes('1')), putEntry(first + 1, TERM, bytes('b'), bytes('2'))], { confState: conf });
+    const expectState = (s: NodeStore) => {
+      expect(s.storage(SHARD).applied).toBe(2);
+      expect(s.storage(SHARD).initialState().confState).toEqual(conf);
+      expect(text(new KvStateMachine(s).get(bytes('b'))?.value)).toBe('2');
+    };
+    expectState(store);
+    store = await reopen(store);
+    expectState(store);
+  });
+
+  it('one apply carries several shards; their applied indexes move independently', async () => {
+    const store = await newStore();
+    const other = groupId(2);
+    await store.createShard(other, { confState: confState({ voters: [1] }) });
+    const a = [putEntry(1, TERM, bytes('a1'), bytes('x')), putEntry(2, TERM, bytes('a2'), bytes('y'))];
+    const b = [putEntry(1, TERM, bytes('b1'), bytes('z'))];
+    await store.persist([
+      { shardId: SHARD, entries: a, hardState: { term: TERM, vote: NONE, commit: 2 } },
+      { shardId: other, entries: b, hardState: { term: TERM, vote: NONE, commit: 1 } },
+    ]);
+    const results = await new KvStateMachine(store).apply([
+      { shardId: SHARD, entries: a },
+      { shardId: other, entries: b },
+    ]);
+    expect([...results.get(SHARD)!.keys(), ...results.get(other)!.keys()]).toEqual([1, 2, 1]);
+    expect([store.storage(SHARD).applied, store.storage(other).applied]).toEqual([2, 1]);
+  });
+
+  const misordered: { name: string; from: (applied: number) => number }[] = [
+    { name: 'a gap after the applied index', from: (applied) => applied + 2 },
+    { name: 'the applied entry again', from: (applied) => applied },
+  ];
+  for (const m of misordered) {
+    it(`apply must start at applied+1: ${m.name} is an assertion failure and changes nothing`, async () => {
+      const store = await newStore();
+      await run(store, [put('a', '1'), put('b', '2')]);
+      const applied = store.storage(SHARD).applied;
+      const from = m.from(applied);
+      const batch = [putEntry(from, TERM, bytes('a'), bytes('changed'))];
+      await store.persist([{ shardId: SHARD, entries: [putEntry(3, TERM, bytes('c'), bytes('3')), putEntry(4, TERM, bytes('d'), bytes('4'))] }]);
+      expect(await asyncErrorCode(() => new KvStateMachine(store).apply([{ shardId: SHARD, entries: batch }]))).toBe('ASSERTION_FAILED');
+      expect(store.storage(SHARD).applied).toBe(applied);
+      expect(text(new KvStateMachine(store).get(bytes('a'))?.value)).toBe('1');
+    });
+  }
+
+  it('a batch with a hole in it is an assertion failure', async () => {
+    const store = await newStore();
+    const batch = [putEntry(1, TERM, bytes('a'), bytes('1')), putEntry(3, TERM, bytes('b'), bytes('2'))];
+    expect(await asyncErrorCode(() => new KvStateMachine(store).apply([{ shardId: SHARD, entries: batch }]))).toBe('ASSERTION_FAILED');
+    expect(store.storage(SHARD).applied).toBe(0);
+  });
+
+  // A committed command the storage cannot hold must not wedge the range: every replica
+  // refuses it the same way and moves on (the proposer should have refused it first).
+  const invalid: { name: string; key: Uint8Array; value: Uint8Array }[] = [
+    { name: 'an empty key', key: new Uint8Array(0), value: bytes('x') },
+    { name: `a key over ${KEY_BYTES_MAX} bytes`, key: new Uint8Array(KEY_BYTES_MAX + 1).fill(7), value: bytes('x') },
+    { name: `a value over ${VALUE_BYTES_MAX} bytes`, key: bytes('k'), value: new Uint8Array(VALUE_BYTES_MAX + 1) },
+  ];
+  for (const c of invalid) {
+    it(`a committed put with ${c.name} is refused as COMMAND_INVALID and the shard keeps applying`, async () => {
+      const store = await newStore();
+      const packr = new Packr({ useRecords: false, moreTypes: false });
+      const raw = (index: number): Entry => ({ index, term: TERM, type: 'normal', data: packr.pack([1, c.key, c.value, -1]) });
+      const results = await run(store, [raw, put('after', 'ok')]);
+      expect(results[0]).toMatchObject({ ok: false, code: 'COMMAND_INVALID' });
+      expect(results[1]).toEqual({ ok: true, version: 2 });
+      expect(store.storage(SHARD).applied).toBe(2);
+      expect(errorCode(() => encodeCommand({ op: 'put', key: c.key, value: c.value }))).toBe('COMMAND_INVALID');
+    });
+  }
+
+  it('the largest key and value are accepted', async () => {
+    const store = await newStore();
+    const key = new Uint8Array(KEY_BYTES_MAX).fill(0xff);
+    const value = new Uint8Array(VALUE_BYTES_MAX).fill(1);
+    const first = store.storage(SHARD).lastIndex() + 1;
+    const results = await commitAndApply(store, SHARD, [putEntry(first, TERM, key, value)]);
+    expect(results.get(first)).toEqual({ ok: true, version: 1 });
+    expect(new KvStateMachine(store).get(key)?.value.byteLength).toBe(VALUE_BYTES_MAX);
+  });
+});
+
+describe('scan', () => {
+  // Binary keys whose byte order differs from string order and includes prefixes, 0x00 and 0xff.
+  const keys = [[0x00], [0x00, 0x00], [0x00, 0x01], [0x01], [0x01, 0x00], [0x41], [0x61], [0x7f, 0xff], [0x80], [0xc3, 0xa9], [0xff], [0xff, 0x00], [0xff, 0xff, 0xff]].map(
+    (k) => new Uint8Array(k),
+  );
+
+  async function filled(): Promise<{ store: NodeStore; kv: KvStateMachine }> {
+    const store = await newStore();
+    // Insert in a scrambled (seeded) order so the ordering comes from LMDB, not from the inserts.
+    const rng = new SeededRng(7);
+    const order = [...keys];
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = rng.intBelow(i + 1);
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    const first = store.storage(SHARD).lastIndex() + 1;
+    await commitAndApply(store, SHARD, order.map((k, i) => putEntry(first + i, TERM, k, k)));
+    return { store, kv: new KvStateMachine(store) };
+  }
+
+  /** The naive oracle: sort by bytes, filter [start, end), cut at limit. */
+  function expected(start: Uint8Array, end: Uint8Array | undefined, limit: number): string[] {
+    return [...keys]
+      .sort((a, b) => Buffer.compare(a, b))
+      .filter((k) => Buffer.compare(k, start) >= 0 && (end === undefined || Buffer.compare(k, end) < 0))
+      .slice(0, limit)
+      .map((k) => Buffer.from(k).toString('hex'));
+  }
+
+  const cases: { start: number[]; end?: number[]; limit: number }[] = [
+    { start: [0x00], limit: 100 },
+    { start: [0x00], limit: 3 },
+    { start: [0x00, 0x00], end: [0x01], limit: 100 },
+    { start: [0x01], end: [0x01, 0x00], limit: 100 }, // end is exclusive
+    { start: [0x01, 0x00, 0x00], end: [0x80], limit: 100 }, // start between keys
+    { start: [0x7f], end: [0xff], limit: 100 },
+    { start: [0xff], limit: 100 },
+    { start: [0xff, 0x00, 0x00], limit: 2 },
+    { start: [0x80], end: [0x80], limit: 100 }, // empty range
+    { start: [0x42], end: [0x41], limit: 100 }, // end before start
+  ];
+  for (const c of cases) {
+    const hex = (k: number[] | undefined) => (k === undefined ? '∞' : Buffer.from(k).toString('hex'));
+    it(`scan [${hex(c.start)}, ${hex(c.end)}) limit ${c.limit} returns keys in byte order`, async () => {
+      const { kv } = await filled();
+      const end = c.end === undefined ? undefined : new Uint8Array(c.end);
+      const got = [...kv.scan({ start: new Uint8Array(c.start), end, limit: c.limit })];
+      expect(got.map((r) => r.key.toString('hex'))).toEqual(expected(new Uint8Array(c.start), end, c.limit));
+      for (const r of got) {
+        expect(r.value.toString('hex')).toBe(r.key.toString('hex'));
+        expect(r.version).toBeGreaterThan(0);
+      }
+    });
+  }
+});
+
+describe('command codec', () => {
+  const roundTrips: KvCommand[] = [
+    { op: 'put', key: bytes('k'), value: bytes('v') },
+    { op: 'put', key: new Uint8Array([0, 255]), value: new Uint8Array(0), ifVersion: 0 },
+    { op: 'put', key: bytes('k'), value: bytes('v'), ifVersion: 2 ** 40 },
+    { op: 'delete', key: bytes('k') },
+    { op: 'delete', key: bytes('k'), ifVersion: 3 },
+  ];
+  for (const c of roundTrips) {
+    it(`encode/decode round-trips ${c.op}${c.ifVersion === undefined ? '' : ` ifVersion ${c.ifVersion}`}`, () => {
+      const decoded = decodeCommand(1, encodeCommand(c));
+      expect({ ...decoded, key: [...decoded.key], ...('value' in decoded ? { value: [...decoded.value] } : {}) }).toEqual({
+        ...c,
+        key: [...c.key],
+        ...('value' in c ? { value: [...c.value] } : {}),
+      });
+    });
+  }
+
+  const packr = new Packr({ useRecords: false, moreTypes: false });
+  const valid = encodeCommand({ op: 'put', key: bytes('key'), value: bytes('value') });
+  const malformed: { name: string; data: Uint8Array }[] = [
+    { name: 'empty bytes', data: new Uint8Array(0) },
+    { name: 'a reserved msgpack byte (0xc1)', data: new Uint8Array([0xc1]) },
+    { name: 'a truncated command', data: valid.subarray(0, valid.byteLength - 3) },
+    { name: 'trailing bytes', data: new Uint8Array([...valid, 0x00]) },
+    { name: 'not an array', data: packr.pack({ op: 'put' }) },
+    { name: 'a 3-tuple', data: packr.pack([1, bytes('k'), bytes('v')]) },
+    { name: 'an unknown opcode', data: packr.pack([9, bytes('k'), null, -1]) },
+    { name: 'a string key', data: packr.pack([1, 'k', bytes('v'), -1]) },
+    { name: 'a put without a value', data: packr.pack([1, bytes('k'), null, -1]) },
+    { name: 'ifVersion -2', data: packr.pack([1, bytes('k'), bytes('v'), -2]) },
+    { name: 'a fractional ifVersion', data: packr.pack([2, bytes('k'), null, 1.5]) },
+    { name: 'a string ifVersion', data: packr.pack([2, bytes('k'), null, '1']) },
+  ];
+  for (const m of malformed) {
+    it(`decodeCommand rejects ${m.name} with CorruptRecordError`, () => {
+      let caught: unknown;
+      try {
+        decodeCommand(42, m.data);
+      } catch (err) {
+        caught = err;
+      }
+      expect(caught).toBeInstanceOf(CorruptRecordError);
+      expect(caught).toMatchObject({ code: 'CORRUPT_RECORD', retryable: false });
+      expect((caught as Error).message).toContain('entry 42');
+    });
+  }
+
+  it('decodeCommand rejects seeded random garbage (never returns a malformed command)', () => {
+    const rng = new SeededRng(20240601);
+    let rejected = 0;
+    for (let n = 0; n < 500; n++) {
+      const data = new Uint8Array(1 + rng.intBelow(40));
+      for (let i = 0; i < data.length; i++) data[i] = rng.intBelow(256);
+      try {
+        const c = decodeCommand(n, data);
+        // Whatever decodes must be a well-formed command.
+        expect(c.key).toBeInstanceOf(Uint8Array);
+        expect(['put', 'delete']).toContain(c.op);
+      } catch (err) {
+        expect(err).toBeInstanceOf(CorruptRecordError);
+        rejected++;
+      }
+    }
+    expect(rejected).toBeGreaterThan(450);
+  });
+});

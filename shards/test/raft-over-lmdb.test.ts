@@ -1,0 +1,285 @@
+// Three RawNodes from @flotilla/core, each with its own NodeStore in its own
+// directory, driven by a small loop that follows the Ready contract
+// (core/README.md): send messages, persist durably, send messagesAfterPersist,
+// apply, advance. Snapshots travel as readSnapshot chunks into a
+// SnapshotInstaller on the receiver.
+import {
+  ProposalDroppedError,
+  RawNode,
+  SeededRng,
+  decodeConfChange,
+  nodeId,
+  type ConfState,
+  type Message,
+  type NodeId,
+  type Ready,
+  type SnapshotMessage,
+} from '@flotilla/core';
+import { describe, expect, it } from 'vitest';
+import { KvStateMachine } from '../src/kv/state-machine.js';
+import { encodeCommand, type KvResult } from '../src/kv/command.js';
+import type { NodeStore } from '../src/storage/node-store.js';
+import { SnapshotInstaller, readSnapshot, type RangeBounds } from '../src/storage/snapshot.js';
+import { SHARD, bytes, closeStore, confState, openStore, tempDir, useTempStores } from './support/fixtures.js';
+
+useTempStores();
+
+/** The shard owns the whole key space (keys are non-empty, so 0x00 is the smallest). */
+const BOUNDS: RangeBounds = { start: Uint8Array.of(0x00), end: null };
+const VOTERS = [1, 2, 3];
+const SEED = 20_240_611;
+/** Rounds of the loop without progress before a scenario step is declared stuck. */
+const SETTLE_ROUNDS_MAX = 10_000;
+const TICKS_MAX = 500;
+
+interface Replica {
+  readonly id: NodeId;
+  readonly dir: string;
+  store: NodeStore;
+  node: RawNode;
+  /** A snapshot's chunks staged on delivery, installed when the Ready carrying the snapshot is handled. */
+  installer: SnapshotInstaller | undefined;
+}
+
+class Cluster {
+  readonly replicas = new Map<NodeId, Replica>();
+  readonly down = new Set<NodeId>();
+  private queue: Message[] = [];
+  private readonly chunksOf = new WeakMap<SnapshotMessage, Uint8Array[]>();
+  /** Apply results by index, as reported on the node that proposed. */
+  readonly results = new Map<number, KvResult>();
+  snapshotsSent = 0;
+  snapshotsInstalled = 0;
+
+  static async start(): Promise<Cluster> {
+    const cluster = new Cluster();
+    for (const id of VOTERS.map(nodeId)) {
+      const dir = tempDir();
+      const store = await openStore(dir, id);
+      await store.createShard(SHARD, { confState: confState({ voters: VOTERS }) });
+      cluster.replicas.set(id, { id, dir, store, node: Cluster.rawNode(id, store), installer: undefined });
+    }
+    return cluster;
+  }
+
+  private static rawNode(id: NodeId, store: NodeStore): RawNode {
+    const storage = store.storage(SHARD);
+    return new RawNode({ id, storage, applied: storage.applied, rng: new SeededRng(SEED + id), electionTimeoutTicks: 10, heartbeatIntervalTicks: 1 });
+  }
+
+  get(id: number): Replica {
+    return this.replicas.get(nodeId(id))!;
+  }
+
+  live(): Replica[] {
+    return [...this.replicas.values()].filter((r) => !this.down.has(r.id));
+  }
+
+  leader(): Replica | undefined {
+    return this.live().find((r) => r.node.status().softState.role === 'leader');
+  }
+
+  /** Stops a replica as a crash would between two loop rounds: its store closes, its RawNode is dropped. */
+  async stop(id: number): Promise<void> {
+    const r = this.get(id);
+    this.down.add(r.id);
+    r.installer = undefined;
+    await closeStore(r.store);
+  }
+
+  /** Restarts from what is on disk: a new NodeStore and a new RawNode with applied = storage.applied. */
+  async restart(id: number): Promise<void> {
+    const r = this.get(id);
+    if (!this.down.has(r.id)) await closeStore(r.store);
+    r.store = await openStore(r.dir, r.id);
+    r.node = Cluster.rawNode(r.id, r.store);
+    this.down.delete(r.id);
+  }
+
+  /** One pass: every live replica's Ready handled in contract order, then the network delivered. Returns whether anything happened. */
+  async round(): Promise<boolean> {
+    let busy = false;
+    for (const r of this.live()) {
+      if (!r.node.hasReady()) continue;
+      busy = true;
+      await this.handleReady(r, r.node.ready());
+    }
+    const inbox = this.queue;
+    this.queue = [];
+    for (const m of inbox) {
+      busy = true;
+      await this.deliver(m);
+    }
+    return busy;
+  }
+
+  private async handleReady(r: Replica, rd: Ready): Promise<void> {
+    // 1. Messages that do not depend on this Ready's writes.
+    this.send(r, rd.messages);
+    // 2. Durable writes: the snapshot first, then entries and hard state in one group commit.
+    if (rd.snapshot !== undefined) {
+      const installer = r.installer;
+      expect(installer, `node ${r.id} restored a snapshot whose chunks never arrived`).toBeDefined();
+      const header = await installer!.install(rd.hardState ?? r.store.storage(SHARD).initialState().hardState);
+      expect({ index: header.index, term: header.term }).toEqual({ index: rd.snapshot.metadata.index, term: rd.snapshot.metadata.term });
+      r.installer = undefined;
+      this.snapshotsInstalled++;
+    }
+    if (rd.entries.length > 0 || rd.hardState !== undefined) {
+      await r.store.persist([{ shardId: SHARD, entries: rd.entries, hardState: rd.hardState }]);
+    }
+    // 3. Votes and acknowledgements promise what was just written.
+    this.send(r, rd.messagesAfterPersist);
+    // 4. Apply: conf changes through the RawNode, everything through the state machine in one transaction.
+    if (rd.committedEntries.length > 0) {
+      let conf: ConfState | undefined;
+      for (const e of rd.committedEntries) if (e.type === 'confChange') conf = r.node.applyConfChange(decodeConfChange(e.data));
+      const results = await new KvStateMachine(r.store).apply([{ shardId: SHARD, entries: rd.committedEntries, confState: conf }]);
+      if (r.node.status().softState.role === 'leader') for (const [index, result] of results.get(SHARD) ?? []) this.results.set(index, result);
+    }
+    r.node.advance();
+  }
+
+  private send(from: Replica, messages: readonly Message[]): void {
+    for (const m of messages) {
+      if (m.type === 'snapshot') {
+        // The snapshot's data leaves with it, read from the sender's store at the snapshot's point.
+        const chunks = [...readSnapshot(from.store, SHARD, BOUNDS)];
+        this.chunksOf.set(m, chunks);
+        this.snapshotsSent++;
+      }
+      this.queue.push(m);
+    }
+  }
+
+  private async deliver(m: Message): Promise<void> {
+    const to = this.replicas.get(m.to);
+    if (to === undefined || this.down.has(m.to) || this.down.has(m.from)) return; // dropped (node 4 is a learner with no replica)
+    if (m.type === 'snapshot') await this.stageSnapshot(to, m);
+    to.node.step(m);
+    if (m.type === 'snapshot') this.get(m.from).node.reportSnapshot(to.id, 'finished');
+  }
+
+  /** Streams a snapshot's chunks into the receiver's staging area before its RawNode sees the message. */
+  private async stageSnapshot(to: Replica, m: SnapshotMessage): Promise<void> {
+    const installer = new SnapshotInstaller(to.store, SHARD);
+    for (const chunk of this.chunksOf.get(m)!) await installer.addChunk(chunk);
+    to.installer = installer;
+  }
+
+  /** Rounds until nothing is left to do (no Ready, no message in flight). */
+  async settle(): Promise<void> {
+    for (let i = 0; i < SETTLE_ROUNDS_MAX; i++) {
+      if (!(await this.round())) return;
+    }
+    throw new Error(`cluster did not settle within ${SETTLE_ROUNDS_MAX} rounds`);
+  }
+
+  async tickUntil(done: () => boolean, what: string): Promise<void> {
+    for (let t = 0; t < TICKS_MAX; t++) {
+      await this.settle();
+      if (done()) return;
+      for (const r of this.live()) r.node.tick();
+    }
+    throw new Error(`${what} did not happen within ${TICKS_MAX} ticks`);
+  }
+
+  /** Proposes on the leader and waits until every live replica applied it. */
+  async proposeAndApply(payloads: readonly Uint8Array[]): Promise<void> {
+    const leader = this.leader();
+    expect(leader, 'no leader to propose to').toBeDefined();
+    try {
+      leader!.node.proposeBatch(payloads);
+    } catch (err) {
+      if (err instanceof ProposalDroppedError) throw new Error(`proposal dropped: ${err.reason}`);
+      throw err;
+    }
+    const target = leader!.node.status().lastIndex;
+    await this.tickUntil(() => this.live().every((r) => r.store.storage(SHARD).applied >= target), `applying up to ${target}`);
+  }
+}
+
+/** Put i writes `key-(i mod 150)` (so later puts overwrite earlier ones); every 17th command is a delete. */
+function command(i: number): Uint8Array {
+  const key = bytes(`key-${String(i % 150).padStart(3, '0')}`);
+  if (i % 17 === 16) return encodeCommand({ op: 'delete', key });
+  return encodeCommand({ op: 'put', key, value: bytes(`value-${i}-${'x'.repeat(i % 40)}`) });
+}
+
+function dataOf(store: NodeStore): string[] {
+  const kv = new KvStateMachine(store);
+  return [...kv.scan({ start: BOUNDS.start, limit: Number.MAX_SAFE_INTEGER })].map((r) => `${r.key.toString()}=${r.value.toString()}@${r.version}`);
+}
+
+describe('Raft over LMDB', () => {
+  it('elects, commits 200 commands, compacts, and a restarted follower catches up by snapshot to identical data', async () => {
+    const cluster = await Cluster.start();
+    cluster.get(1).node.campaign();
+    await cluster.tickUntil(() => cluster.leader() !== undefined, 'an election');
+    expect(cluster.leader()!.id).toBe(1);
+
+    let proposed = 0;
+    const proposeCommands = async (count: number) => {
+      for (let end = proposed + count; proposed < end; ) {
+        const batch: Uint8Array[] = [];
+        for (let i = 0; i < 10 && proposed < end; i++) batch.push(command(proposed++));
+        await cluster.proposeAndApply(batch);
+      }
+    };
+
+    await proposeCommands(100);
+    // Node 3 goes down; the others change the configuration and go on without it.
+    await cluster.stop(3);
+    cluster.leader()!.node.proposeConfChange({ changes: [{ type: 'addLearner', nodeId: nodeId(4) }], transition: 'auto' });
+    const confIndex = cluster.leader()!.node.status().lastIndex;
+    await cluster.tickUntil(() => cluster.live().every((r) => r.store.storage(SHARD).applied >= confIndex), 'the conf change');
+    await proposeCommands(50);
+    // Node 2 restarts from its store (a follower restart with nothing missing); commits need it again at once.
+    await cluster.restart(2);
+    await proposeCommands(50);
+    expect(proposed).toBe(200);
+
+    const leader = cluster.get(1);
+    const compactTo = leader.store.storage(SHARD).applied;
+    await leader.store.compact(SHARD, compactTo);
+    await cluster.get(2).store.compact(SHARD, cluster.get(2).store.storage(SHARD).applied - 20);
+    expect(leader.store.storage(SHARD).firstIndex()).toBe(compactTo + 1);
+
+    // Node 3 restarts far behind the leader's first index: only a snapshot can catch it up.
+    await cluster.restart(3);
+    const lastBeforeCatchUp = cluster.get(3).store.storage(SHARD).lastIndex();
+    expect(lastBeforeCatchUp).toBeLessThan(compactTo);
+    await cluster.tickUntil(() => cluster.get(3).store.storage(SHARD).applied >= compactTo, 'node 3 catching up');
+    expect(cluster.snapshotsSent).toBeGreaterThanOrEqual(1);
+    expect(cluster.snapshotsInstalled).toBe(1);
+    expect(cluster.get(3).store.storage(SHARD).firstIndex()).toBeGreaterThan(lastBeforeCatchUp + 1); // its log restarts after the snapshot point
+
+    // The log goes on after the snapshot point on every replica.
+    await proposeCommands(20);
+
+    // Every put and delete was applied successfully on the leader.
+    const outcomes = [...cluster.results.values()];
+    expect(outcomes).toHaveLength(220);
+    expect(outcomes.every((r) => r.ok)).toBe(true);
+
+    const replicas = [1, 2, 3].map((id) => cluster.get(id));
+    const summary = (r: Replica) => {
+      const s = r.store.storage(SHARD);
+      return { applied: s.applied, last: s.lastIndex(), commit: s.initialState().hardState.commit, conf: s.initialState().confState, data: dataOf(r.store) };
+    };
+    const [s1, s2, s3After] = replicas.map(summary);
+    expect(s1!.data.length).toBeGreaterThan(100);
+    expect(s1!.conf).toEqual({ ...confState({ voters: VOTERS, learners: [4] }) });
+    expect(s2).toEqual(s1);
+    expect(s3After).toEqual(s1);
+    // Log matching (§5.3): wherever two logs both hold an index, they hold the same term.
+    const first = Math.max(...replicas.map((r) => r.store.storage(SHARD).firstIndex()));
+    const termsOf = (r: Replica) => Array.from({ length: s1!.last - first + 1 }, (_, i) => r.store.storage(SHARD).term(first + i));
+    expect(termsOf(replicas[1]!)).toEqual(termsOf(replicas[0]!));
+    expect(termsOf(replicas[2]!)).toEqual(termsOf(replicas[0]!));
+
+    // And all of it is on disk: reopened stores hold the same.
+    for (const id of [1, 2, 3]) await cluster.restart(id);
+    expect(replicas.map((r) => cluster.get(r.id)).map(summary)).toEqual([s1, s1, s1]);
+  });
+});
