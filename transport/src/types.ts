@@ -1,0 +1,69 @@
+/**
+ * What the rest of Flotilla needs from a network: move opaque batches of
+ * bytes between nodes, and stream snapshots beside them. Transport knows
+ * node ids and bytes, never Raft; the shards layer encodes message batches.
+ *
+ * Two implementations share this interface: `TcpTransport` (one connection
+ * per ordered node pair, length-prefixed versioned frames) and
+ * `MemoryNetwork` endpoints (seeded faults for tests).
+ */
+
+/** A node's identity in the cluster (positive integer). */
+export type PeerId = number;
+
+export interface TransportStats {
+  /** Batches handed to send() that left (or were queued to leave) per peer. */
+  readonly batchesSent: number;
+  readonly batchesReceived: number;
+  readonly bytesSent: number;
+  readonly bytesReceived: number;
+  /** Batches dropped: peer unknown or unreachable, send queue over its bound. */
+  readonly batchesDropped: number;
+  /** Frames rejected as malformed, oversized or of an unknown version (each closed its connection). */
+  readonly framesRejected: number;
+  readonly connectionsOpened: number;
+  readonly reconnects: number;
+}
+
+/** Sends a snapshot as an ordered stream of chunks with flow control. */
+export interface SnapshotSender {
+  /** Resolves when the receiver has room for more (credit-based flow control); rejects if the stream broke. */
+  write(chunk: Uint8Array): Promise<void>;
+  /** Marks the end; resolves when the receiver acknowledged the last chunk. */
+  end(): Promise<void>;
+  /** Abandons the stream; the receiver's iterator throws. */
+  abort(reason: string): void;
+}
+
+/** An incoming snapshot: the sender's header, then chunks in order. */
+export interface SnapshotReceiver {
+  readonly from: PeerId;
+  readonly header: Uint8Array;
+  /** Chunks in order; throws if the sender aborted or the connection broke. Consuming a chunk grants the sender credit. */
+  readonly chunks: AsyncIterable<Uint8Array>;
+}
+
+export interface TransportHandlers {
+  /** A batch arrived from `from`. Called synchronously from the socket's data path; must not throw. */
+  onBatch(from: PeerId, batch: Uint8Array): void;
+  /** A send to `to` could not be delivered (connection down, queue full); the Raft layer reports it unreachable. */
+  onUnreachable?(to: PeerId): void;
+  /** A peer opened a snapshot stream. */
+  onSnapshot?(stream: SnapshotReceiver): void;
+}
+
+export interface Transport {
+  readonly nodeId: PeerId;
+  /** Starts delivering inbound traffic to `handlers` (call once, before traffic is expected). */
+  start(handlers: TransportHandlers): Promise<void>;
+  /** Queues one batch for `to`. Never blocks or throws for network reasons: failures are counted and reported via onUnreachable. */
+  send(to: PeerId, batch: Uint8Array): void;
+  /** Opens a snapshot stream to `to`, separate from batches so a large snapshot never delays them. */
+  openSnapshot(to: PeerId, header: Uint8Array): SnapshotSender;
+  /** Learns or updates a peer's address (TCP: "host:port"; memory: ignored). */
+  setPeer(id: PeerId, address: string): void;
+  removePeer(id: PeerId): void;
+  stats(): TransportStats;
+  /** Closes every connection and stops listening; pending sends are dropped. */
+  close(): Promise<void>;
+}
