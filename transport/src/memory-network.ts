@@ -37,6 +37,7 @@
  * gets one back per chunk the receiver consumes. Cutting either direction
  * between the two endpoints, isolating or closing either breaks the stream.
  */
+import { SnapshotStreamError } from './errors.js';
 import type {
   PeerId,
   SnapshotReceiver,
@@ -90,27 +91,17 @@ function assertPeerId(id: PeerId, what: string): void {
 // ---------------------------------------------------------------------------
 // Errors
 
-export type MemorySnapshotStreamErrorCode = 'SNAPSHOT_STREAM_BROKEN' | 'SNAPSHOT_STREAM_ABORTED';
-
 /**
- * A snapshot stream ended abnormally. BROKEN (link cut, endpoint closed,
- * receiver stopped reading) is retryable: open a new stream later. ABORTED
- * (the sender gave up) is what the receiver sees; it should discard the
- * partial snapshot.
+ * Streams end abnormally with the same SnapshotStreamError as over TCP:
+ * SNAPSHOT_CONNECTION_LOST (link cut, endpoint closed, receiver stopped
+ * reading; retryable) or SNAPSHOT_ABORTED (the sender gave up).
  */
-export class MemorySnapshotStreamError extends Error {
-  readonly retryable: boolean;
-  constructor(
-    readonly code: MemorySnapshotStreamErrorCode,
-    readonly from: PeerId,
-    readonly to: PeerId,
-    detail: string,
-  ) {
-    const verb = code === 'SNAPSHOT_STREAM_BROKEN' ? 'broke' : 'was aborted';
-    super(`snapshot stream from node ${from} to node ${to} ${verb}: ${detail}`);
-    this.name = 'MemorySnapshotStreamError';
-    this.retryable = code === 'SNAPSHOT_STREAM_BROKEN';
-  }
+function streamBroken(from: PeerId, to: PeerId, detail: string): SnapshotStreamError {
+  return new SnapshotStreamError('SNAPSHOT_CONNECTION_LOST', `snapshot stream from node ${from} to node ${to} broke: ${detail}`);
+}
+
+function streamAborted(from: PeerId, to: PeerId, reason: string): SnapshotStreamError {
+  return new SnapshotStreamError('SNAPSHOT_ABORTED', `snapshot stream from node ${from} to node ${to} was aborted: ${reason}`);
 }
 
 // ---------------------------------------------------------------------------
@@ -262,7 +253,7 @@ class MemorySnapshotStream {
   private readonly writesPending: PendingWrite[] = [];
   private endWaiter: Waiter<void> | undefined;
   private readerWaiter: Waiter<IteratorResult<Uint8Array>> | undefined;
-  private failure: MemorySnapshotStreamError | undefined;
+  private failure: SnapshotStreamError | undefined;
   private iteratorTaken = false;
   readonly sender: SnapshotSender;
   readonly receiver: SnapshotReceiver;
@@ -299,7 +290,7 @@ class MemorySnapshotStream {
   }
 
   breakWith(detail: string): void {
-    this.fail(new MemorySnapshotStreamError('SNAPSHOT_STREAM_BROKEN', this.from, this.to, detail));
+    this.fail(streamBroken(this.from, this.to, detail));
   }
 
   checkInvariants(): void {
@@ -337,7 +328,7 @@ class MemorySnapshotStream {
   }
 
   private abort(reason: string): void {
-    this.fail(new MemorySnapshotStreamError('SNAPSHOT_STREAM_ABORTED', this.from, this.to, reason));
+    this.fail(streamAborted(this.from, this.to, reason));
   }
 
   /** Takes one unit of credit; a waiting reader consumes the chunk at once and so returns it. */
@@ -375,7 +366,7 @@ class MemorySnapshotStream {
     this.onFinished(this);
   }
 
-  private fail(error: MemorySnapshotStreamError): void {
+  private fail(error: SnapshotStreamError): void {
     if (this.isFinished) return;
     this.phase = 'failed';
     this.failure = error;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   MemoryNetwork,
-  MemorySnapshotStreamError,
+  SnapshotStreamError,
   type LinkFaults,
   type MemoryNetworkRng,
   type PeerId,
@@ -502,10 +502,10 @@ describe('MemoryNetwork snapshot streams', () => {
     await sender.write(Uint8Array.of(1));
     sender.abort('leader stepped down');
     const error = await collect(h.node(2).snapshots[0]!).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(MemorySnapshotStreamError);
-    expect((error as MemorySnapshotStreamError).code).toBe('SNAPSHOT_STREAM_ABORTED');
-    expect((error as MemorySnapshotStreamError).message).toMatch(/leader stepped down/);
-    await expect(sender.write(Uint8Array.of(2))).rejects.toMatchObject({ code: 'SNAPSHOT_STREAM_ABORTED' });
+    expect(error).toBeInstanceOf(SnapshotStreamError);
+    expect((error as SnapshotStreamError).code).toBe('SNAPSHOT_ABORTED');
+    expect((error as SnapshotStreamError).message).toMatch(/leader stepped down/);
+    await expect(sender.write(Uint8Array.of(2))).rejects.toMatchObject({ code: 'SNAPSHOT_ABORTED' });
   });
 
   it('a partition breaks the stream: the pending write rejects and the reader throws BROKEN', async () => {
@@ -523,9 +523,9 @@ describe('MemoryNetwork snapshot streams', () => {
     h.net.cut(2, 1);
     await settle();
     expect(blockedAgain.state).toBe('rejected');
-    expect(blockedAgain.error).toMatchObject({ code: 'SNAPSHOT_STREAM_BROKEN', retryable: true });
-    await expect(iterator.next()).rejects.toMatchObject({ code: 'SNAPSHOT_STREAM_BROKEN' });
-    await expect(sender.end()).rejects.toMatchObject({ code: 'SNAPSHOT_STREAM_BROKEN' });
+    expect(blockedAgain.error).toMatchObject({ code: 'SNAPSHOT_CONNECTION_LOST', retryable: true });
+    await expect(iterator.next()).rejects.toMatchObject({ code: 'SNAPSHOT_CONNECTION_LOST' });
+    await expect(sender.end()).rejects.toMatchObject({ code: 'SNAPSHOT_CONNECTION_LOST' });
   });
 
   it('a partition before the open is delivered breaks the stream and the receiver never sees it', async () => {
@@ -533,7 +533,7 @@ describe('MemoryNetwork snapshot streams', () => {
     const sender = h.node(1).transport.openSnapshot(2, new Uint8Array(0));
     h.net.isolate(2);
     expect(h.net.pendingCount()).toBe(0);
-    await expect(sender.write(Uint8Array.of(1))).rejects.toMatchObject({ code: 'SNAPSHOT_STREAM_BROKEN' });
+    await expect(sender.write(Uint8Array.of(1))).rejects.toMatchObject({ code: 'SNAPSHOT_CONNECTION_LOST' });
     h.net.deliver();
     expect(h.node(2).snapshots).toEqual([]);
   });
@@ -542,7 +542,7 @@ describe('MemoryNetwork snapshot streams', () => {
     const h = await harness({ nodeIds: [1, 2] });
     h.net.cut(2, 1);
     const sender = h.node(1).transport.openSnapshot(2, new Uint8Array(0));
-    await expect(sender.write(Uint8Array.of(1))).rejects.toMatchObject({ code: 'SNAPSHOT_STREAM_BROKEN' });
+    await expect(sender.write(Uint8Array.of(1))).rejects.toMatchObject({ code: 'SNAPSHOT_CONNECTION_LOST' });
     h.net.deliver();
     expect(h.node(1).unreachable).toEqual([2]);
   });
@@ -557,7 +557,7 @@ describe('MemoryNetwork snapshot streams', () => {
     await settle();
     // The first consumed chunk admitted the second write, then the receiver left.
     expect(blocked.state).toBe('resolved');
-    await expect(sender.write(Uint8Array.of(3))).rejects.toMatchObject({ code: 'SNAPSHOT_STREAM_BROKEN' });
+    await expect(sender.write(Uint8Array.of(3))).rejects.toMatchObject({ code: 'SNAPSHOT_CONNECTION_LOST' });
   });
 
   it('closing the receiver breaks its incoming streams', async () => {
@@ -569,7 +569,7 @@ describe('MemoryNetwork snapshot streams', () => {
     await h.node(2).transport.close();
     await settle();
     expect(blocked.state).toBe('rejected');
-    expect(blocked.error).toMatchObject({ code: 'SNAPSHOT_STREAM_BROKEN' });
+    expect(blocked.error).toMatchObject({ code: 'SNAPSHOT_CONNECTION_LOST' });
   });
 
   it('snapshot streams do not hold back batches', async () => {
