@@ -46,6 +46,7 @@ import type {
   TransportHandlers,
   TransportStats,
 } from './types.js';
+import { zeroTransportStats } from './types.js';
 import { assert, unreachable } from './assert.js';
 
 // ---------------------------------------------------------------------------
@@ -145,23 +146,6 @@ export interface MemoryNetworkOptions {
 
 // ---------------------------------------------------------------------------
 // Internals
-
-type MutableStats = {
-  -readonly [K in keyof TransportStats]: TransportStats[K];
-};
-
-function zeroStats(): MutableStats {
-  return {
-    batchesSent: 0,
-    batchesReceived: 0,
-    bytesSent: 0,
-    bytesReceived: 0,
-    batchesDropped: 0,
-    framesRejected: 0,
-    connectionsOpened: 0,
-    reconnects: 0,
-  };
-}
 
 interface BatchDelivery {
   readonly kind: 'batch';
@@ -419,7 +403,7 @@ type LinkState = 'open' | 'broken';
 class MemoryEndpoint implements Transport {
   handlers: TransportHandlers | undefined;
   closed = false;
-  readonly counters = zeroStats();
+  readonly counters = zeroTransportStats();
   /** Peers forgotten by removePeer: sends to them drop as "peer unknown" until setPeer. */
   readonly removedPeers = new Set<PeerId>();
   /** Peers already reported unreachable in the current outage. */

@@ -25,7 +25,7 @@ import {
 } from './frame.js';
 import { Mulberry32Rng, type JitterRng } from './rng.js';
 import { SNAPSHOT_WINDOW_CHUNKS, TcpSnapshotReceiver, TcpSnapshotSender, type SnapshotStreamContext } from './tcp-snapshot.js';
-import type { PeerId, SnapshotSender, Transport, TransportHandlers, TransportStats } from './types.js';
+import { zeroTransportStats, type MutableTransportStats, type PeerId, type SnapshotSender, type Transport, type TransportHandlers, type TransportStats } from './types.js';
 
 /**
  * Bytes queued per peer (ours plus the socket's unflushed buffer). Two full
@@ -81,20 +81,7 @@ interface ResolvedOptions {
   readonly snapshotWindowChunks: number;
 }
 
-type MutableStats = { -readonly [K in keyof TransportStats]: TransportStats[K] };
 
-function emptyStats(): MutableStats {
-  return {
-    batchesSent: 0,
-    batchesReceived: 0,
-    bytesSent: 0,
-    bytesReceived: 0,
-    batchesDropped: 0,
-    framesRejected: 0,
-    connectionsOpened: 0,
-    reconnects: 0,
-  };
-}
 
 export interface PeerAddress {
   readonly host: string;
@@ -119,7 +106,7 @@ interface LinkContext {
   readonly log: Logger;
   readonly options: ResolvedOptions;
   readonly rng: JitterRng;
-  readonly counters: MutableStats;
+  readonly counters: MutableTransportStats;
   trackSocket(socket: Socket): void;
   scheduleFlush(): void;
   reportUnreachable(peer: PeerId): void;
@@ -265,7 +252,7 @@ type InboundPhase =
 /** What an inbound connection needs from its transport. */
 interface InboundContext {
   readonly log: Logger;
-  readonly counters: MutableStats;
+  readonly counters: MutableTransportStats;
   readonly options: ResolvedOptions;
   readonly handlers: TransportHandlers;
   rejectFrame(socket: Socket, err: FrameError, peerId: PeerId | undefined): void;
@@ -398,7 +385,7 @@ export class TcpTransport implements Transport {
   private readonly listenPort: number;
   private readonly rng: JitterRng;
   private readonly nowMs: () => number;
-  private readonly counters = emptyStats();
+  private readonly counters = zeroTransportStats();
   private readonly links = new Map<PeerId, PeerLink>();
   /** Every socket we opened or accepted, with a promise for its 'close' event. */
   private readonly sockets = new Map<Socket, Promise<void>>();

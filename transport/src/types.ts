@@ -25,6 +25,13 @@ export interface TransportStats {
   readonly reconnects: number;
 }
 
+/** Counters as kept by an implementation while running. */
+export type MutableTransportStats = { -readonly [K in keyof TransportStats]: TransportStats[K] };
+
+export function zeroTransportStats(): MutableTransportStats {
+  return { batchesSent: 0, batchesReceived: 0, bytesSent: 0, bytesReceived: 0, batchesDropped: 0, framesRejected: 0, connectionsOpened: 0, reconnects: 0 };
+}
+
 /** Sends a snapshot as an ordered stream of chunks with flow control. */
 export interface SnapshotSender {
   /** Resolves when the receiver has room for more (credit-based flow control); rejects if the stream broke. */
