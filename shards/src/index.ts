@@ -5,3 +5,4 @@ export { DataDirError, CorruptRecordError } from './storage/errors.js';
 export { readSnapshot, decodeChunk, SnapshotInstaller, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_PAIR_BYTES_MAX, SNAPSHOT_PAIR_OVERHEAD_BYTES, type RangeBounds, type SnapshotHeader } from './storage/snapshot.js';
 export { KvStateMachine, type ApplyBatch, type ApplyResults, type StoredValue } from './kv/state-machine.js';
 export { encodeCommand, decodeCommand, validateCommand, InvalidCommandError, KEY_BYTES_MAX, VALUE_BYTES_MAX, type KvCommand, type KvResult } from './kv/command.js';
+export { encodeBatch, decodeBatch, BatchDecodeError, BATCH_MESSAGE_COUNT_MAX, type Envelope } from './host/message-codec.js';
