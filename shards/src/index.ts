@@ -6,3 +6,4 @@ export { readSnapshot, decodeChunk, SnapshotInstaller, SNAPSHOT_CHUNK_BYTES_MAX,
 export { KvStateMachine, type ApplyBatch, type ApplyResults, type StoredValue } from './kv/state-machine.js';
 export { encodeCommand, decodeCommand, validateCommand, InvalidCommandError, KEY_BYTES_MAX, VALUE_BYTES_MAX, type KvCommand, type KvResult } from './kv/command.js';
 export { encodeBatch, decodeBatch, BatchDecodeError, BATCH_MESSAGE_COUNT_MAX, type Envelope } from './host/message-codec.js';
+export { openNodeStores, prepareNodeDir, markNodeDirReady, coreDirName, CORE_COUNT_MAX, NODE_DIR_FORMAT_VERSION, NODE_FILE, type NodeDirOptions } from './host/node-dir.js';

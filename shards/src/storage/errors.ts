@@ -5,7 +5,7 @@
 export class DataDirError extends Error {
   readonly retryable = false;
   constructor(
-    readonly code: 'DATA_DIR_FOREIGN' | 'DATA_DIR_VERSION' | 'DATA_DIR_NODE_MISMATCH' | 'DATA_DIR_DAMAGED',
+    readonly code: 'DATA_DIR_FOREIGN' | 'DATA_DIR_VERSION' | 'DATA_DIR_NODE_MISMATCH' | 'DATA_DIR_CORES_MISMATCH' | 'DATA_DIR_DAMAGED',
     readonly path: string,
     detail: string,
   ) {

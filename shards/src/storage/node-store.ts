@@ -18,6 +18,7 @@ import { open, type Database, type DatabaseOptions, type Key, type RootDatabase 
 import { decodeConfState, decodeEntry, decodeHardState, encodeConfState, encodeEntry, encodeHardState } from './codec.js';
 import { fsyncDir, markDataDirReady, prepareDataDir } from './data-dir.js';
 import { CorruptRecordError, DataDirError } from './errors.js';
+import type { RangeBounds } from './snapshot.js';
 
 /** Entries of one shard's log kept in memory, newest first to go: followers and the apply path read recent entries. */
 export const ENTRY_CACHE_COUNT_MAX = 1024;
@@ -47,7 +48,10 @@ interface ShardState {
   cache: Entry[];
 }
 
-type MetaKey = [shardId: number, field: 'hard' | 'conf' | 'applied' | 'snap' | 'desc'];
+type MetaField = 'hard' | 'conf' | 'applied' | 'snap' | 'desc';
+type MetaKey = [shardId: number, field: MetaField];
+/** Every per-shard meta record: destroyShard removes exactly these. */
+const META_FIELDS: readonly MetaField[] = ['hard', 'conf', 'applied', 'snap', 'desc'];
 type LogKey = [shardId: number, index: number];
 type SubDatabases = Pick<NodeStore, 'log' | 'meta' | 'data' | 'staging'>;
 
@@ -67,7 +71,7 @@ export class NodeStore {
   readonly staging: Database<unknown, [shardId: number, seq: number]>;
   private readonly shards = new Map<GroupId, ShardState>();
   private readonly storages = new Map<GroupId, ShardStorage>();
-  /** Shards with a persist in flight (see persist). */
+  /** Shards with a persist or destroyShard in flight (see persist). */
   private readonly persisting = new Set<GroupId>();
   private closed = false;
 
@@ -228,6 +232,57 @@ export class NodeStore {
     this.shards.set(shardId, state);
   }
 
+  /** What createShard or a snapshot install stored as the shard's descriptor; undefined if none (or no such shard). */
+  descriptor(shardId: GroupId): unknown {
+    this.checkOpen();
+    return this.meta.get([shardId, 'desc']);
+  }
+
+  /**
+   * Removes every trace of a shard in one transaction: its log entries, meta
+   * records and staged snapshot chunks, and, given `bounds` (the range it
+   * owned), every user-data key in them. Resolves once that is durable; only
+   * then does the shard leave the in-memory view. Afterwards the id is free
+   * for createShard. A crash leaves the shard whole or gone, never half.
+   *
+   * The caller must have stopped the shard first: no persist, apply, compact
+   * or snapshot install in flight or to come, and its RawNode and
+   * ShardStorage dropped (they would keep reading the old in-memory state).
+   * The bounds must be the shard's own: keys there are deleted whoever's
+   * they are (ranges on one node are disjoint).
+   */
+  async destroyShard(shardId: GroupId, bounds?: RangeBounds): Promise<void> {
+    this.checkOpen();
+    this.shardState(shardId); // throws for a shard this node does not have, before anything is written
+    assert(!this.persisting.has(shardId), () => `shard ${shardId} is being persisted (node ${this.nodeId}); stop the shard before destroying it`);
+    if (bounds !== undefined && bounds.end !== null) {
+      assert(Buffer.compare(bounds.start, bounds.end) < 0, () => `shard ${shardId}: destroy bounds start ${hex(bounds.start)} is not before end ${hex(bounds.end!)} (node ${this.nodeId})`);
+    }
+    const logRange = { start: [shardId, 0] as LogKey, end: [shardId, Number.MAX_SAFE_INTEGER] as LogKey };
+    const stagingRange = { start: [shardId, 0] as [number, number], end: [shardId, Number.MAX_SAFE_INTEGER] as [number, number] };
+    // A persist started now would write to a shard that is going away: persist asserts against it.
+    this.persisting.add(shardId);
+    try {
+      await this.env.transaction(() => {
+        for (const key of this.log.getKeys(logRange)) this.log.removeSync(key);
+        for (const field of META_FIELDS) this.meta.removeSync([shardId, field]);
+        for (const key of this.staging.getKeys(stagingRange)) this.staging.removeSync(key);
+        if (bounds !== undefined) {
+          const dataRange = { start: Buffer.from(bounds.start), ...(bounds.end === null ? {} : { end: Buffer.from(bounds.end) }) };
+          for (const key of this.data.getKeys(dataRange)) this.data.removeSync(key);
+        }
+      });
+      await this.env.flushed;
+    } finally {
+      this.persisting.delete(shardId);
+    }
+    // Read back: a record left behind would resurrect part of the shard on the next open.
+    assert(this.log.getKeysCount({ ...logRange, limit: 1 }) === 0, () => `shard ${shardId}: log entries left after destroy (node ${this.nodeId})`);
+    for (const field of META_FIELDS) assert(this.meta.get([shardId, field]) === undefined, () => `shard ${shardId}: meta ${field} left after destroy (node ${this.nodeId})`);
+    this.shards.delete(shardId);
+    this.storages.delete(shardId);
+  }
+
   /** The core's Storage view of one shard. */
   storage(shardId: GroupId): ShardStorage {
     let s = this.storages.get(shardId);
@@ -359,6 +414,10 @@ export class NodeStore {
     await this.env.flushed;
     await this.env.close();
   }
+}
+
+function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 }
 
 interface WritePlan {

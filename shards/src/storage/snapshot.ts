@@ -194,6 +194,16 @@ export class SnapshotInstaller {
     readonly shardId: GroupId,
   ) {}
 
+  /** The header of the snapshot being staged, once its first chunk arrived. */
+  get stagedHeader(): SnapshotHeader | undefined {
+    return this.header;
+  }
+
+  /** Whether the last chunk has been staged (install may follow). */
+  get isComplete(): boolean {
+    return this.complete;
+  }
+
   /**
    * Stages one chunk (in order). Returns true when the last chunk has arrived.
    * Chunks come from the network: anything malformed, out of order, from

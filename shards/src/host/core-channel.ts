@@ -1,0 +1,151 @@
+import { Worker } from 'node:worker_threads';
+import type { NodeStore } from '../storage/node-store.js';
+import { decodeTransferred, encodeForTransfer, type CoreInput, type CoreOutput } from './core-protocol.js';
+import { ShardCore, type ShardCoreOptions, type ShellLogger } from './shard-core.js';
+
+/**
+ * How the Host talks to one worker core. Both implementations carry the
+ * same encoded messages, so the inline one (deterministic tests) exercises
+ * the codec the worker one depends on.
+ */
+export interface CoreChannel {
+  post(input: CoreInput): void;
+  /** Resolves once the core has finished its work and closed its store. */
+  close(): Promise<void>;
+  /** Forcibly stops the core (tests of a dead core; never in normal operation). */
+  terminate(): Promise<void>;
+}
+
+export interface CoreChannelHandlers {
+  onOutput(output: CoreOutput): void;
+  /** The core died: the node must stop. */
+  onFatal(err: Error): void;
+}
+
+/** Settings a worker core receives (serializable; the worker opens its own store). */
+export type CoreSettings = Omit<ShardCoreOptions, 'store' | 'logger' | 'emit' | 'onFatal'> & { readonly storeDir: string; readonly logLevel: string };
+
+/** Control messages between the Host and a worker (data crosses as bare transferred ArrayBuffers). */
+export type WorkerControl =
+  | { readonly type: 'ready' }
+  | { readonly type: 'startFailed'; readonly code: string | undefined; readonly message: string }
+  | { readonly type: 'close' }
+  | { readonly type: 'closed' };
+
+/** A core on its own worker thread: its groups' Raft state lives there and never migrates. */
+export class WorkerCoreChannel implements CoreChannel {
+  private closing = false;
+  private closedResolve: (() => void) | undefined;
+
+  private constructor(
+    private readonly worker: Worker,
+    private readonly handlers: CoreChannelHandlers,
+  ) {}
+
+  static start(options: { workerPath: string | URL; settings: CoreSettings; handlers: CoreChannelHandlers }): Promise<WorkerCoreChannel> {
+    const worker = new Worker(options.workerPath, { workerData: options.settings });
+    const channel = new WorkerCoreChannel(worker, options.handlers);
+    return new Promise((resolve, reject) => {
+      let started = false;
+      worker.on('message', (m: ArrayBuffer | WorkerControl) => {
+        if (m instanceof ArrayBuffer) return options.handlers.onOutput(decodeTransferred<CoreOutput>(m));
+        switch (m.type) {
+          case 'ready':
+            started = true;
+            return resolve(channel);
+          case 'startFailed': {
+            const err = new Error(m.message) as Error & { code?: string };
+            if (m.code !== undefined) err.code = m.code;
+            void worker.terminate();
+            return reject(err);
+          }
+          case 'closed':
+            channel.closedResolve?.();
+            return;
+        }
+      });
+      worker.on('error', (err) => {
+        if (!started) return reject(err);
+        options.handlers.onFatal(err);
+      });
+      worker.on('exit', (code) => {
+        if (!started) return reject(new Error(`worker core ${options.settings.coreIndex} exited with code ${code} while starting`));
+        if (!channel.closing) options.handlers.onFatal(new Error(`worker core ${options.settings.coreIndex} exited with code ${code}`));
+        channel.closedResolve?.();
+      });
+    });
+  }
+
+  post(input: CoreInput): void {
+    const buffer = encodeForTransfer(input);
+    this.worker.postMessage(buffer, [buffer]);
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    const closed = new Promise<void>((resolve) => (this.closedResolve = resolve));
+    this.worker.postMessage({ type: 'close' } satisfies WorkerControl);
+    await closed;
+    await this.worker.terminate();
+  }
+
+  async terminate(): Promise<void> {
+    await this.worker.terminate();
+  }
+}
+
+/** A core on the Host's own thread: deterministic tests; also what one-core embedding could use. */
+export class InlineCoreChannel implements CoreChannel {
+  private readonly core: ShardCore;
+  private dead = false;
+
+  constructor(options: { settings: Omit<ShardCoreOptions, 'emit' | 'logger' | 'onFatal'>; logger: ShellLogger; handlers: CoreChannelHandlers }) {
+    const handlers = options.handlers;
+    this.core = new ShardCore({
+      ...options.settings,
+      logger: options.logger,
+      emit: (output) => {
+        const buffer = encodeForTransfer(output);
+        queueMicrotask(() => {
+          if (!this.dead) handlers.onOutput(decodeTransferred<CoreOutput>(buffer));
+        });
+      },
+      onFatal: (err) => {
+        this.dead = true;
+        queueMicrotask(() => handlers.onFatal(err instanceof Error ? err : new Error(String(err))));
+      },
+    });
+  }
+
+  get store(): NodeStore {
+    return this.core.store;
+  }
+
+  post(input: CoreInput): void {
+    const buffer = encodeForTransfer(input);
+    queueMicrotask(() => {
+      if (!this.dead) this.core.onInput(decodeTransferred<CoreInput>(buffer));
+    });
+  }
+
+  /** Whether the core has work in progress (tests wait for every core to go idle). */
+  get isBusy(): boolean {
+    return this.core.isBusy;
+  }
+
+  idle(): Promise<void> {
+    return this.core.idle();
+  }
+
+  async close(): Promise<void> {
+    if (this.dead) return;
+    this.dead = true;
+    await this.core.close();
+  }
+
+  async terminate(): Promise<void> {
+    this.dead = true;
+    await this.core.close();
+  }
+}

@@ -1,0 +1,164 @@
+import { Packr } from 'msgpackr';
+import type { Segment } from './node-batch.js';
+
+/**
+ * What crosses between the Host (main thread) and a worker core: one
+ * `CoreInput` per core per loop turn (ticks, inbound traffic, requests and
+ * events together, so a tick costs one message per core, not one per group)
+ * and `CoreOutput`s back. Both cross as one msgpack-encoded ArrayBuffer that
+ * is transferred, never structured-cloned (shared/DEPENDENCIES.md: 2–4× the
+ * throughput of a clone per batch).
+ */
+
+export interface RangeBoundsWire {
+  readonly start: Uint8Array;
+  /** null: to the end of the key space. */
+  readonly end: Uint8Array | null;
+}
+
+export type ReadOp =
+  | { readonly op: 'get'; readonly key: Uint8Array }
+  | { readonly op: 'scan'; readonly start: Uint8Array; readonly end: Uint8Array | null; readonly limit: number };
+
+export type Consistency = 'linearizable' | 'stale';
+
+export type CoreRequest =
+  | { readonly kind: 'propose'; readonly id: number; readonly shardId: number; readonly command: Uint8Array }
+  | { readonly kind: 'read'; readonly id: number; readonly shardId: number; readonly read: ReadOp; readonly consistency: Consistency }
+  | {
+      readonly kind: 'createShard';
+      readonly id: number;
+      readonly shardId: number;
+      readonly voters: readonly number[];
+      readonly learners: readonly number[];
+      readonly bounds: RangeBoundsWire;
+      /** A replica joining an existing group: empty configuration, caught up by the leader (snapshot). */
+      readonly join: boolean;
+    }
+  | { readonly kind: 'removeShard'; readonly id: number; readonly shardId: number }
+  | { readonly kind: 'status'; readonly id: number }
+  | { readonly kind: 'transferLeader'; readonly id: number; readonly shardId: number; readonly to: number }
+  | { readonly kind: 'stats'; readonly id: number };
+
+export type CoreEvent =
+  /** The node liveness tracker declared a peer down: wake quiesced groups it led (rate-limited). */
+  | { readonly kind: 'peerDown'; readonly peer: number }
+  /** The transport could not deliver to a peer. */
+  | { readonly kind: 'unreachable'; readonly peer: number }
+  /** Outgoing snapshot stream: the Host wrote the last chunk; send the next. */
+  | { readonly kind: 'snapshotCredit'; readonly streamId: number }
+  /** Outgoing snapshot stream finished (the receiver acknowledged the end) or failed. */
+  | { readonly kind: 'snapshotDone'; readonly streamId: number; readonly ok: boolean }
+  /** Incoming snapshot stream opened by a peer's leader replica. */
+  | { readonly kind: 'snapshotIncoming'; readonly streamId: number; readonly shardId: number; readonly from: number; readonly term: number }
+  | { readonly kind: 'snapshotChunk'; readonly streamId: number; readonly bytes: Uint8Array }
+  /** Incoming stream ended: `ok` after the last chunk, false when it broke. */
+  | { readonly kind: 'snapshotEnd'; readonly streamId: number; readonly ok: boolean };
+
+export interface CoreInput {
+  readonly ticks: number;
+  readonly inbound: readonly (readonly [from: number, segment: Segment])[];
+  readonly requests: readonly CoreRequest[];
+  readonly events: readonly CoreEvent[];
+}
+
+export interface WireError {
+  readonly code: string;
+  readonly message: string;
+  readonly retryable: boolean;
+  /** NOT_LEADER: the node the replica believes leads the group (0 when unknown). */
+  readonly leaderHint?: number;
+}
+
+export type CoreReply = { readonly id: number; readonly ok: true; readonly value: unknown } | { readonly id: number; readonly ok: false; readonly error: WireError };
+
+export type CoreOutEvent =
+  | { readonly kind: 'snapshotOpen'; readonly streamId: number; readonly to: number; readonly header: Uint8Array }
+  | { readonly kind: 'snapshotChunk'; readonly streamId: number; readonly bytes: Uint8Array }
+  | { readonly kind: 'snapshotEnd'; readonly streamId: number }
+  | { readonly kind: 'snapshotAbort'; readonly streamId: number; readonly reason: string }
+  /** Incoming stream: the chunk was staged (or refused: `error`); the Host may pull the next one. */
+  | { readonly kind: 'snapshotChunkAck'; readonly streamId: number; readonly error?: string }
+  /** A replica's view of its group's leader changed (for leader hints and routing). */
+  | { readonly kind: 'leader'; readonly shardId: number; readonly leader: number; readonly term: number };
+
+export interface CoreOutput {
+  /** Per destination node: one encoded segment (see node-batch.ts). */
+  readonly outbound: readonly (readonly [to: number, segment: Uint8Array])[];
+  readonly replies: readonly CoreReply[];
+  readonly events: readonly CoreOutEvent[];
+}
+
+/** One shard's state as reported by `status`. */
+export interface ShardStatus {
+  readonly shardId: number;
+  readonly role: string;
+  readonly leader: number;
+  readonly term: number;
+  readonly commit: number;
+  readonly applied: number;
+  readonly lastIndex: number;
+  readonly firstIndex: number;
+  readonly quiesced: boolean;
+  readonly voters: readonly number[];
+  readonly learners: readonly number[];
+}
+
+/** Counters a core keeps; `stats` returns them. Monotonic unless noted. */
+export interface CoreStats {
+  rounds: number;
+  /** Group ticks delivered (a quiesced group gets none). */
+  groupTicks: number;
+  messagesStepped: number;
+  messagesSent: number;
+  /** Messages from the network that failed validation (wrong node, unknown shard, undecodable). */
+  messagesRejected: number;
+  proposals: number;
+  reads: number;
+  entriesPersisted: number;
+  entriesApplied: number;
+  quiesces: number;
+  wakes: number;
+  snapshotsSent: number;
+  snapshotsInstalled: number;
+  compactions: number;
+  /** Gauges. */
+  groupCount: number;
+  activeGroupCount: number;
+}
+
+export function zeroCoreStats(): CoreStats {
+  return {
+    rounds: 0,
+    groupTicks: 0,
+    messagesStepped: 0,
+    messagesSent: 0,
+    messagesRejected: 0,
+    proposals: 0,
+    reads: 0,
+    entriesPersisted: 0,
+    entriesApplied: 0,
+    quiesces: 0,
+    wakes: 0,
+    snapshotsSent: 0,
+    snapshotsInstalled: 0,
+    compactions: 0,
+    groupCount: 0,
+    activeGroupCount: 0,
+  };
+}
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+/**
+ * Encodes into a fresh ArrayBuffer that the sender may transfer: msgpackr's
+ * output views its reusable pool, and transferring the pool would detach it.
+ */
+export function encodeForTransfer(value: CoreInput | CoreOutput): ArrayBuffer {
+  const bytes = packr.pack(value);
+  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+}
+
+export function decodeTransferred<T extends CoreInput | CoreOutput>(buffer: ArrayBuffer): T {
+  return packr.unpack(new Uint8Array(buffer)) as T;
+}

@@ -1,0 +1,49 @@
+// Entry point of a worker core thread: opens this core's LMDB environment,
+// runs a ShardCore, and exchanges transferred buffers with the Host.
+import { parentPort, workerData } from 'node:worker_threads';
+import { pino } from 'pino';
+import { NodeStore } from '../storage/node-store.js';
+import { decodeTransferred, encodeForTransfer, type CoreInput } from './core-protocol.js';
+import type { CoreSettings, WorkerControl } from './core-channel.js';
+import { ShardCore, type ShellLogger } from './shard-core.js';
+
+const settings = workerData as CoreSettings;
+const port = parentPort!;
+// One root logger per worker (STYLE.md §9), to stderr like the Host's.
+const logger = pino({ level: settings.logLevel, base: { pid: process.pid } }, pino.destination(2)) as unknown as ShellLogger;
+
+async function main(): Promise<void> {
+  let store: NodeStore;
+  try {
+    store = await NodeStore.open({ dir: settings.storeDir, nodeId: settings.nodeId });
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    port.postMessage({ type: 'startFailed', code: e.code, message: e.message } satisfies WorkerControl);
+    return;
+  }
+  const core = new ShardCore({
+    ...settings,
+    store,
+    logger,
+    emit: (output) => {
+      const buffer = encodeForTransfer(output);
+      port.postMessage(buffer, [buffer]);
+    },
+    onFatal: (err) => {
+      logger.error({ err, core: settings.coreIndex }, 'worker core failed');
+      // Rethrown outside any promise so the thread dies and the Host sees it (never a silently dead thread).
+      setImmediate(() => {
+        throw err;
+      });
+    },
+  });
+  port.on('message', (m: ArrayBuffer | WorkerControl) => {
+    if (m instanceof ArrayBuffer) return core.onInput(decodeTransferred<CoreInput>(m));
+    if (m.type === 'close') {
+      void core.close().then(() => port.postMessage({ type: 'closed' } satisfies WorkerControl));
+    }
+  });
+  port.postMessage({ type: 'ready' } satisfies WorkerControl);
+}
+
+void main();

@@ -1,0 +1,135 @@
+import { ProposalDroppedError } from '@flotilla/core';
+import { InvalidCommandError } from '../kv/command.js';
+import type { WireError } from './core-protocol.js';
+
+/**
+ * Expected failures of requests that enter through the Host. Each has a
+ * stable `code` and says whether retrying can help; they cross the thread
+ * boundary as `WireError` and are rebuilt on the Host side (`fromWire`).
+ */
+
+/** This replica is not the leader of the shard; `leaderHint` is the node it believes leads (0: unknown). */
+export class NotLeaderError extends Error {
+  readonly code = 'NOT_LEADER';
+  readonly retryable = true;
+  constructor(
+    readonly shardId: number,
+    readonly nodeId: number,
+    readonly leaderHint: number,
+  ) {
+    super(`shard ${shardId} on node ${nodeId} is not the leader (leader hint ${leaderHint === 0 ? 'unknown' : `node ${leaderHint}`})`);
+    this.name = 'NotLeaderError';
+  }
+}
+
+export class ShardNotFoundError extends Error {
+  readonly code = 'SHARD_NOT_FOUND';
+  readonly retryable = false;
+  constructor(
+    readonly shardId: number,
+    readonly nodeId: number,
+  ) {
+    super(`shard ${shardId} has no replica on node ${nodeId}`);
+    this.name = 'ShardNotFoundError';
+  }
+}
+
+export class ShardExistsError extends Error {
+  readonly code = 'SHARD_EXISTS';
+  readonly retryable = false;
+  constructor(
+    readonly shardId: number,
+    readonly nodeId: number,
+  ) {
+    super(`shard ${shardId} already has a replica on node ${nodeId}`);
+    this.name = 'ShardExistsError';
+  }
+}
+
+/** A key outside the shard's range: the caller routed to the wrong shard (stale routing). */
+export class KeyOutOfRangeError extends Error {
+  readonly code = 'KEY_OUT_OF_RANGE';
+  readonly retryable = false;
+  constructor(message: string) {
+    super(message);
+    this.name = 'KeyOutOfRangeError';
+  }
+}
+
+/** No answer within the request's deadline; the outcome of a write is unknown. */
+export class RequestTimeoutError extends Error {
+  readonly code = 'REQUEST_TIMEOUT';
+  readonly retryable = true;
+  constructor(detail: string) {
+    super(`request timed out: ${detail}`);
+    this.name = 'RequestTimeoutError';
+  }
+}
+
+export class HostClosedError extends Error {
+  readonly code = 'HOST_CLOSED';
+  readonly retryable = false;
+  constructor(nodeId: number) {
+    super(`host of node ${nodeId} is closed`);
+    this.name = 'HostClosedError';
+  }
+}
+
+/** A worker core died; the node stops (its groups recover from disk on restart). */
+export class CoreCrashedError extends Error {
+  readonly code = 'CORE_CRASHED';
+  readonly retryable = false;
+  constructor(detail: string) {
+    super(`worker core crashed: ${detail}`);
+    this.name = 'CoreCrashedError';
+  }
+}
+
+/** Any error a core answers a request with, as it crosses to the Host. */
+export type HostRequestError =
+  | NotLeaderError
+  | ShardNotFoundError
+  | ShardExistsError
+  | KeyOutOfRangeError
+  | RequestTimeoutError
+  | HostClosedError
+  | CoreCrashedError
+  | ProposalDroppedError
+  | InvalidCommandError;
+
+interface Coded {
+  code: string;
+  message: string;
+  retryable: boolean;
+  leaderHint?: number;
+}
+
+export function toWire(err: unknown): WireError | undefined {
+  if (!(err instanceof Error) || typeof (err as Partial<Coded>).code !== 'string') return undefined;
+  const c = err as Error & Coded;
+  return { code: c.code, message: c.message, retryable: c.retryable === true, ...(c.leaderHint === undefined ? {} : { leaderHint: c.leaderHint }) };
+}
+
+/** Rebuilds a typed error from its wire form; `shardId` and `nodeId` name the request's target. */
+export function fromWire(e: WireError, target: { shardId: number; nodeId: number }): Error {
+  switch (e.code) {
+    case 'NOT_LEADER':
+      return new NotLeaderError(target.shardId, target.nodeId, e.leaderHint ?? 0);
+    case 'SHARD_NOT_FOUND':
+      return new ShardNotFoundError(target.shardId, target.nodeId);
+    case 'SHARD_EXISTS':
+      return new ShardExistsError(target.shardId, target.nodeId);
+    case 'KEY_OUT_OF_RANGE':
+      return new KeyOutOfRangeError(e.message);
+    case 'PROPOSAL_DROPPED':
+      return new ProposalDroppedError(e.message.replace(/^proposal dropped: /, ''));
+    case 'COMMAND_INVALID':
+      return new InvalidCommandError(e.message.replace(/^invalid command: /, ''));
+    default: {
+      const err = new Error(e.message) as Error & Coded;
+      err.code = e.code;
+      err.retryable = e.retryable;
+      return err;
+    }
+  }
+}

@@ -1,0 +1,106 @@
+import { NONE, RawNode, SeededRng, type GroupId, type LogIndex, type Logger, type NodeId, type RaftConfig, type ReadContext, type Term } from '@flotilla/core';
+import type { SnapshotInstaller } from '../storage/snapshot.js';
+import type { ShardStorage } from '../storage/node-store.js';
+import type { RangeBoundsWire, ReadOp } from './core-protocol.js';
+
+/** A proposal waiting for its entry to apply; it is ours only if the applied entry has our term. */
+export interface PendingProposal {
+  readonly requestId: number;
+  readonly term: Term;
+}
+
+export interface PendingRead {
+  readonly requestId: number;
+  readonly read: ReadOp;
+}
+
+/** Raft settings every replica of every group on a node shares (core/README.md: readMode is per group and must agree). */
+export type GroupRaftOptions = Pick<
+  RaftConfig,
+  'electionTimeoutTicks' | 'heartbeatIntervalTicks' | 'readMode' | 'checkQuorum' | 'preVote' | 'appendBytesMax' | 'inflightCountMax' | 'uncommittedBytesMax' | 'applyBytesMax'
+>;
+
+/**
+ * One replica of one shard on this core: its RawNode and everything the shell
+ * tracks for it between Readys (pending proposals and reads, quiescence,
+ * snapshot transfers). Owned by exactly one core for its whole life.
+ */
+export class Group {
+  readonly raw: RawNode;
+  /** Not ticking: idle and fully replicated (leader), or told so by the leader (follower). */
+  quiesced = false;
+  /** Last leader and term reported to the Host. */
+  reportedLeader: NodeId = NONE;
+  reportedTerm: Term = 0;
+  readonly proposals = new Map<LogIndex, PendingProposal>();
+  /** Reads waiting for their ReadState, by context. */
+  readonly reads = new Map<ReadContext, PendingRead>();
+  /** Reads confirmed at an index the state machine has not applied yet, in index order. */
+  readonly readsAwaitingApply: { index: LogIndex; read: PendingRead }[] = [];
+  /** Outgoing snapshot stream per follower. */
+  readonly snapshotsOut = new Map<NodeId, number>();
+  /** Incoming snapshot being staged, and the stream carrying it. */
+  incoming: { streamId: number; installer: SnapshotInstaller; from: NodeId; term: Term } | undefined;
+  /** A staged snapshot Raft accepted; installed when its Ready is handled. */
+  accepted: SnapshotInstaller | undefined;
+  removed = false;
+
+  constructor(
+    readonly id: GroupId,
+    readonly storage: ShardStorage,
+    public bounds: RangeBoundsWire,
+    options: { nodeId: NodeId; seed: number; raft: GroupRaftOptions; logger: Logger },
+  ) {
+    this.raw = new RawNode({
+      ...options.raft,
+      id: options.nodeId,
+      storage,
+      applied: storage.applied,
+      // Every group on every node draws its own election jitter, reproducibly from the node's seed.
+      rng: new SeededRng((options.seed ^ Math.imul(id, 0x9e3779b1) ^ Math.imul(options.nodeId, 0x85ebca6b)) >>> 0),
+      logger: options.logger,
+      // The shell answers non-leaders with a leader hint instead (proposals are matched by index and term on the leader).
+      proposalForwarding: false,
+    });
+  }
+
+  get isLeader(): boolean {
+    return this.raw.raft.role === 'leader';
+  }
+
+  get leader(): NodeId {
+    return this.raw.raft.lead;
+  }
+
+  /** Whether any request of a client still waits on this group. */
+  hasPendingRequests(): boolean {
+    return this.proposals.size > 0 || this.reads.size > 0 || this.readsAwaitingApply.length > 0;
+  }
+
+  /**
+   * Whether a leader may quiesce: nothing to do and every replica holds and
+   * has applied-to-commit the whole log (so a follower told to quiesce has
+   * nothing to wait for), no transfer, no joint configuration, no snapshot
+   * in flight, every follower heard from recently.
+   */
+  canQuiesce(): boolean {
+    const raw = this.raw;
+    const r = raw.raft;
+    if (r.role !== 'leader' || r.leadTransferee !== NONE) return false;
+    if (raw.isProcessingReady || raw.hasReady() || this.hasPendingRequests() || r.pendingReadCount() > 0) return false;
+    if (this.snapshotsOut.size > 0 || this.incoming !== undefined) return false;
+    const last = r.log.lastIndex();
+    if (r.log.committed !== last || r.log.applied !== last || r.pendingConfIndex > last) return false;
+    if (r.tracker.confState().votersOutgoing.length > 0) return false;
+    let caughtUp = true;
+    r.tracker.visit((id, progress) => {
+      if (id === r.id) return;
+      if (progress.match !== last || progress.state !== 'replicate' || !progress.recentActive) caughtUp = false;
+    });
+    return caughtUp;
+  }
+}
+
+export function inBounds(bounds: RangeBoundsWire, key: Uint8Array): boolean {
+  return Buffer.compare(key, bounds.start) >= 0 && (bounds.end === null || Buffer.compare(key, bounds.end) < 0);
+}

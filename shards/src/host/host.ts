@@ -1,0 +1,555 @@
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DEFAULTS, assert, type GroupId } from '@flotilla/core';
+import { BATCH_BYTES_MAX, type SnapshotReceiver, type SnapshotSender, type Transport, type TransportStats } from '@flotilla/transport';
+import { encodeCommand, type KvCommand, type KvResult } from '../kv/command.js';
+import type { StoredValue } from '../kv/state-machine.js';
+import { InlineCoreChannel, WorkerCoreChannel, type CoreChannel, type CoreSettings } from './core-channel.js';
+import type { CoreEvent, CoreOutEvent, CoreOutput, CoreRequest, CoreStats, RangeBoundsWire, ReadOp, ShardStatus, Consistency } from './core-protocol.js';
+import { CoreCrashedError, HostClosedError, RequestTimeoutError, fromWire } from './errors.js';
+import type { GroupRaftOptions } from './group.js';
+import { Liveness } from './liveness.js';
+import { BatchDecodeError } from './message-codec.js';
+import { decodeFrame, splitSegment, type Segment } from './node-batch.js';
+import { markNodeDirReady, prepareNodeDir } from './node-dir.js';
+import { decodeSnapshotStreamHeader, type ShellLogger } from './shard-core.js';
+import { NodeStore } from '../storage/node-store.js';
+
+/** 100 ms ticks with the core's 10-tick election timeout: elections after 1–2 s of silence (etcd's defaults). */
+export const TICK_INTERVAL_MS_DEFAULT = 100;
+/** A liveness ping to every peer we sent nothing else to for this many ticks. */
+export const LIVENESS_INTERVAL_TICKS_DEFAULT = 2;
+/** A peer silent this long is down: one election timeout, when its followers would have noticed by themselves. */
+export const LIVENESS_TIMEOUT_TICKS_DEFAULT = DEFAULTS.electionTimeoutTicks;
+/** 5 s at the default tick: a request not answered by then is failed with REQUEST_TIMEOUT (outcome unknown). */
+export const REQUEST_TIMEOUT_TICKS_DEFAULT = 50;
+/** Groups per core woken per tick after a peer is declared down: 1,000 groups wake within a second or two, never at once. */
+export const WAKE_COUNT_PER_TICK_MAX_DEFAULT = 64;
+/** etcd's default snapshot trigger is 10,000 entries and it keeps 5,000 for slow followers; we keep fewer (entries are in the cache too). */
+export const COMPACTION_TRIGGER_ENTRIES_DEFAULT = 10_000;
+export const COMPACTION_KEEP_ENTRIES_DEFAULT = 1_000;
+assert(LIVENESS_INTERVAL_TICKS_DEFAULT * 2 < LIVENESS_TIMEOUT_TICKS_DEFAULT, 'a peer must be able to miss a liveness ping without being declared down');
+
+export interface HostOptions {
+  readonly nodeId: number;
+  /** The node's data directory (one LMDB environment per core under it). */
+  readonly dir: string;
+  /** Started by the Host; closed by `close()`. */
+  readonly transport: Transport;
+  /** Worker cores; fixed per data directory. Default: available parallelism. */
+  readonly coreCount?: number;
+  /** `worker` (default): one thread per core. `inline`: cores on this thread, for deterministic tests. */
+  readonly coreMode?: 'worker' | 'inline';
+  /** `manual`: the caller calls `tick()` (tests with a virtual clock). Default: a timer every TICK_INTERVAL_MS_DEFAULT. */
+  readonly ticker?: { readonly kind: 'timer'; readonly intervalMs: number } | { readonly kind: 'manual' };
+  readonly raft?: Partial<GroupRaftOptions>;
+  readonly quiesce?: boolean;
+  readonly livenessIntervalTicks?: number;
+  readonly livenessTimeoutTicks?: number;
+  readonly requestTimeoutTicks?: number;
+  readonly wakeCountPerTickMax?: number;
+  readonly compactionTriggerEntries?: number;
+  readonly compactionKeepEntries?: number;
+  readonly seed?: number;
+  readonly logger: ShellLogger & { level?: string };
+  /** A worker core died. Default: log it and close the Host; a node process should exit. */
+  readonly onFatal?: (err: Error) => void;
+  /** Where the built worker entry lives (default: next to this module in dist/). */
+  readonly workerPath?: string | URL;
+}
+
+interface PendingRequest {
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (err: Error) => void;
+  readonly deadlineTick: number;
+  readonly shardId: number;
+}
+
+interface CoreQueue {
+  ticks: number;
+  inbound: [number, Segment][];
+  requests: CoreRequest[];
+  events: CoreEvent[];
+}
+
+const emptyQueue = (): CoreQueue => ({ ticks: 0, inbound: [], requests: [], events: [] });
+
+/** Counters the Host keeps itself (transport and cores keep their own). */
+export interface HostStats {
+  /** Frames whose batch failed to decode (dropped whole, logged). */
+  framesDropped: number;
+  /** Liveness pings sent (empty frames). */
+  pingsSent: number;
+  /** Messages posted to cores (one per core per loop turn at most). */
+  corePosts: number;
+  requestsTimedOut: number;
+}
+
+/**
+ * The per-node host of every shard replica (shared/DESIGN.md, "shards"): one
+ * tick loop for all groups, the mux between the transport and the worker
+ * cores, node liveness, and the entry point for proposals and reads.
+ *
+ * Per loop turn the Host posts at most one message to each core (ticks,
+ * inbound traffic, requests and events together) and sends at most one frame
+ * to each peer (every core's outbound segments for it, concatenated).
+ */
+export class Host {
+  private readonly cores: CoreChannel[] = [];
+  private readonly queues: CoreQueue[];
+  private readonly outbound = new Map<number, Uint8Array[]>();
+  private readonly pending = new Map<number, PendingRequest>();
+  private readonly leaders = new Map<number, number>();
+  private readonly snapshotSenders = new Map<number, SnapshotSender>();
+  private readonly chunkAcks = new Map<number, (error: string | undefined) => void>();
+  private readonly liveness: Liveness;
+  private nextRequestId = 1;
+  private nextIncomingStreamId = 1;
+  private flushScheduled = false;
+  private nowTick = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private failure: Error | undefined;
+  private readonly log: ShellLogger;
+  private lastDropLogMs = 0;
+  readonly stats: HostStats = { framesDropped: 0, pingsSent: 0, corePosts: 0, requestsTimedOut: 0 };
+  readonly coreCount: number;
+  private readonly requestTimeoutTicks: number;
+
+  private constructor(private readonly options: HostOptions) {
+    this.coreCount = options.coreCount ?? availableParallelism();
+    this.queues = Array.from({ length: this.coreCount }, emptyQueue);
+    this.log = options.logger.child({ component: 'host', nodeId: options.nodeId });
+    this.requestTimeoutTicks = options.requestTimeoutTicks ?? REQUEST_TIMEOUT_TICKS_DEFAULT;
+    this.liveness = new Liveness({
+      intervalTicks: options.livenessIntervalTicks ?? LIVENESS_INTERVAL_TICKS_DEFAULT,
+      timeoutTicks: options.livenessTimeoutTicks ?? LIVENESS_TIMEOUT_TICKS_DEFAULT,
+    });
+  }
+
+  /** Opens the data directory, starts every core and the transport, and starts ticking. */
+  static async start(options: HostOptions): Promise<Host> {
+    const host = new Host(options);
+    const raft = options.raft ?? {};
+    const quiesce = options.quiesce ?? true;
+    // Leases assume every replica ticks in step with real time; a quiesced group does not tick.
+    assert(!(quiesce && raft.readMode === 'lease'), 'lease reads need groups that always tick: set quiesce: false to use readMode "lease"');
+    const coreDirs = prepareNodeDir({ dir: options.dir, nodeId: options.nodeId, coreCount: host.coreCount });
+    const base = {
+      nodeId: options.nodeId,
+      coreCount: host.coreCount,
+      raft,
+      quiesce,
+      wakeCountPerTickMax: options.wakeCountPerTickMax ?? WAKE_COUNT_PER_TICK_MAX_DEFAULT,
+      compactionTriggerEntries: options.compactionTriggerEntries ?? COMPACTION_TRIGGER_ENTRIES_DEFAULT,
+      compactionKeepEntries: options.compactionKeepEntries ?? COMPACTION_KEEP_ENTRIES_DEFAULT,
+      seed: options.seed ?? options.nodeId,
+    };
+    const handlers = (coreIndex: number) => ({
+      onOutput: (output: CoreOutput) => host.onCoreOutput(coreIndex, output),
+      onFatal: (err: Error) => host.onFatal(coreIndex, err),
+    });
+    try {
+      if ((options.coreMode ?? 'worker') === 'inline') {
+        for (let i = 0; i < host.coreCount; i++) {
+          const store = await NodeStore.open({ dir: coreDirs[i]!, nodeId: options.nodeId });
+          host.cores.push(new InlineCoreChannel({ settings: { ...base, coreIndex: i, store }, logger: options.logger, handlers: handlers(i) }));
+        }
+      } else {
+        const workerPath = options.workerPath ?? defaultWorkerPath();
+        const started = await Promise.allSettled(
+          coreDirs.map((storeDir, i) => {
+            const settings: CoreSettings = { ...base, coreIndex: i, storeDir, logLevel: options.logger.level ?? 'info' };
+            return WorkerCoreChannel.start({ workerPath, settings, handlers: handlers(i) });
+          }),
+        );
+        for (const s of started) if (s.status === 'fulfilled') host.cores.push(s.value);
+        const failed = started.find((s) => s.status === 'rejected');
+        if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+      }
+      // Every core's store exists: from now on a missing core directory is damage, never a fresh start.
+      markNodeDirReady({ dir: options.dir, nodeId: options.nodeId, coreCount: host.coreCount });
+      await options.transport.start({
+        onBatch: (from, batch) => host.onBatch(from, batch),
+        onUnreachable: (to) => host.broadcastEvent({ kind: 'unreachable', peer: to }),
+        onSnapshot: (stream) => void host.onSnapshot(stream),
+      });
+    } catch (err) {
+      host.closed = true;
+      await Promise.allSettled(host.cores.map((c) => c.close()));
+      throw err;
+    }
+    const ticker = options.ticker ?? { kind: 'timer', intervalMs: TICK_INTERVAL_MS_DEFAULT };
+    if (ticker.kind === 'timer') host.timer = setInterval(() => host.tick(), ticker.intervalMs);
+    host.log.info({ coreCount: host.coreCount, coreMode: options.coreMode ?? 'worker', dir: options.dir }, 'host started');
+    return host;
+  }
+
+  get nodeId(): number {
+    return this.options.nodeId;
+  }
+
+  coreOf(shardId: number): number {
+    return shardId % this.coreCount;
+  }
+
+  /** Learns a peer's address; it is then pinged and watched for liveness. */
+  setPeer(id: number, address: string): void {
+    assert(id !== this.options.nodeId, () => `node ${id} cannot be its own peer`);
+    this.options.transport.setPeer(id, address);
+    this.liveness.track(id, this.nowTick);
+  }
+
+  removePeer(id: number): void {
+    this.options.transport.removePeer(id);
+    this.liveness.untrack(id);
+  }
+
+  /** Peers currently considered up. */
+  livePeers(): number[] {
+    return this.liveness.livePeers();
+  }
+
+  // ---------------------------------------------------------------------------
+  // The tick loop and the mux
+
+  /** One tick for every group on the node: one message per core. */
+  tick(): void {
+    if (this.closed) return;
+    this.nowTick++;
+    for (const q of this.queues) q.ticks++;
+    const { ping, down, up } = this.liveness.onTick(this.nowTick);
+    for (const peer of ping) this.queueOutbound(peer, undefined);
+    for (const peer of down) {
+      this.log.warn({ peer, silentTicks: this.liveness.silentTicks(peer, this.nowTick) }, 'peer down');
+      this.broadcastEvent({ kind: 'peerDown', peer });
+    }
+    for (const peer of up) this.log.info({ peer }, 'peer up');
+    for (const [id, p] of this.pending) {
+      if (p.deadlineTick > this.nowTick) continue;
+      this.pending.delete(id);
+      this.stats.requestsTimedOut++;
+      p.reject(new RequestTimeoutError(`no answer from shard ${p.shardId} on node ${this.options.nodeId} within ${this.requestTimeoutTicks} ticks`));
+    }
+    this.scheduleFlush();
+  }
+
+  private onBatch(from: number, batch: Uint8Array): void {
+    if (this.closed) return;
+    this.liveness.heard(from, this.nowTick);
+    let segments: Segment[];
+    try {
+      segments = decodeFrame(batch);
+    } catch (err) {
+      if (!(err instanceof BatchDecodeError)) throw err;
+      this.stats.framesDropped++;
+      const nowMs = Date.now();
+      if (nowMs - this.lastDropLogMs >= 1000) {
+        this.lastDropLogMs = nowMs;
+        this.log.warn({ peer: from, code: err.code, err }, 'frame dropped: undecodable batch');
+      }
+      return;
+    }
+    for (const s of segments) {
+      const parts = splitSegment(s, (shard) => this.coreOf(shard), this.coreCount);
+      for (let i = 0; i < parts.length; i++) if (parts[i] !== undefined) this.queues[i]!.inbound.push([from, parts[i]!]);
+    }
+    this.scheduleFlush();
+  }
+
+  private broadcastEvent(e: CoreEvent): void {
+    if (this.closed) return;
+    for (const q of this.queues) q.events.push(e);
+    this.scheduleFlush();
+  }
+
+  private postEvent(core: number, e: CoreEvent): void {
+    this.queues[core]!.events.push(e);
+    this.scheduleFlush();
+  }
+
+  /** `segment` undefined: a liveness ping (an empty frame) unless something else goes out this turn. */
+  private queueOutbound(to: number, segment: Uint8Array | undefined): void {
+    let list = this.outbound.get(to);
+    if (list === undefined) {
+      list = [];
+      this.outbound.set(to, list);
+    }
+    if (segment !== undefined) list.push(segment);
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.closed) return;
+    this.flushScheduled = true;
+    // setImmediate: runs after this poll phase, so every socket read and core output of the turn joins one flush.
+    setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.closed) return;
+    for (let i = 0; i < this.cores.length; i++) {
+      const q = this.queues[i]!;
+      if (q.ticks === 0 && q.inbound.length === 0 && q.requests.length === 0 && q.events.length === 0) continue;
+      this.queues[i] = emptyQueue();
+      this.stats.corePosts++;
+      this.cores[i]!.post(q);
+    }
+    for (const [to, segments] of this.outbound) {
+      this.liveness.sent(to, this.nowTick);
+      if (segments.length === 0) {
+        this.stats.pingsSent++;
+        this.options.transport.send(to, new Uint8Array(0));
+        continue;
+      }
+      for (const frame of joinSegments(segments)) this.options.transport.send(to, frame);
+    }
+    this.outbound.clear();
+  }
+
+  private onCoreOutput(coreIndex: number, output: CoreOutput): void {
+    if (this.closed) return;
+    for (const [to, segment] of output.outbound) this.queueOutbound(to, segment);
+    for (const r of output.replies) {
+      const p = this.pending.get(r.id);
+      if (p === undefined) continue; // timed out already
+      this.pending.delete(r.id);
+      if (r.ok) p.resolve(r.value);
+      else p.reject(fromWire(r.error, { shardId: p.shardId, nodeId: this.options.nodeId }));
+    }
+    for (const e of output.events) this.onCoreEvent(coreIndex, e);
+  }
+
+  private onCoreEvent(coreIndex: number, e: CoreOutEvent): void {
+    switch (e.kind) {
+      case 'leader':
+        this.leaders.set(e.shardId, e.leader);
+        return;
+      case 'snapshotOpen':
+        this.snapshotSenders.set(e.streamId, this.options.transport.openSnapshot(e.to, e.header));
+        return;
+      case 'snapshotChunk': {
+        const sender = this.snapshotSenders.get(e.streamId);
+        if (sender === undefined) return;
+        sender.write(e.bytes).then(
+          () => this.postEvent(coreIndex, { kind: 'snapshotCredit', streamId: e.streamId }),
+          (err: unknown) => this.onSnapshotSendFailed(coreIndex, e.streamId, err),
+        );
+        return;
+      }
+      case 'snapshotEnd': {
+        const sender = this.snapshotSenders.get(e.streamId);
+        if (sender === undefined) return;
+        sender.end().then(
+          () => {
+            this.snapshotSenders.delete(e.streamId);
+            this.postEvent(coreIndex, { kind: 'snapshotDone', streamId: e.streamId, ok: true });
+          },
+          (err: unknown) => this.onSnapshotSendFailed(coreIndex, e.streamId, err),
+        );
+        return;
+      }
+      case 'snapshotAbort':
+        this.snapshotSenders.get(e.streamId)?.abort(e.reason);
+        this.snapshotSenders.delete(e.streamId);
+        return;
+      case 'snapshotChunkAck':
+        this.chunkAcks.get(e.streamId)?.(e.error);
+        return;
+      default: {
+        const never: never = e;
+        throw new Error(`unknown core event ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  private onSnapshotSendFailed(coreIndex: number, streamId: number, err: unknown): void {
+    if (!this.snapshotSenders.delete(streamId)) return;
+    this.log.warn({ streamId, err }, 'snapshot stream failed');
+    this.postEvent(coreIndex, { kind: 'snapshotDone', streamId, ok: false });
+  }
+
+  /** An incoming snapshot: chunks go to the owning core one at a time, the next pulled once it is staged. */
+  private async onSnapshot(stream: SnapshotReceiver): Promise<void> {
+    const header = decodeSnapshotStreamHeader(stream.header);
+    const iterator = stream.chunks[Symbol.asyncIterator]();
+    if (header === undefined || header.from !== stream.from || this.closed) {
+      this.log.warn({ peer: stream.from }, 'snapshot stream refused: malformed header');
+      await iterator.return?.();
+      return;
+    }
+    const core = this.coreOf(header.shardId);
+    const streamId = this.nextIncomingStreamId++;
+    this.postEvent(core, { kind: 'snapshotIncoming', streamId, shardId: header.shardId, from: header.from, term: header.term });
+    try {
+      for (;;) {
+        const next = await iterator.next();
+        if (next.done === true) break;
+        const acked = new Promise<string | undefined>((resolve) => this.chunkAcks.set(streamId, resolve));
+        this.postEvent(core, { kind: 'snapshotChunk', streamId, bytes: next.value });
+        const error = await acked;
+        if (error !== undefined) {
+          this.log.warn({ peer: stream.from, shardId: header.shardId, error }, 'snapshot stream abandoned');
+          await iterator.return?.();
+          this.postEvent(core, { kind: 'snapshotEnd', streamId, ok: false });
+          return;
+        }
+      }
+      this.postEvent(core, { kind: 'snapshotEnd', streamId, ok: true });
+    } catch (err) {
+      this.log.warn({ peer: stream.from, shardId: header.shardId, err }, 'snapshot stream broke');
+      this.postEvent(core, { kind: 'snapshotEnd', streamId, ok: false });
+    } finally {
+      this.chunkAcks.delete(streamId);
+    }
+  }
+
+  // ---------------------------------------------------------------------------
+  // Requests
+
+  private request<T>(shardId: number, make: (id: number) => CoreRequest, core = this.coreOf(shardId)): Promise<T> {
+    if (this.failure !== undefined) return Promise.reject(new CoreCrashedError(this.failure.message));
+    if (this.closed) return Promise.reject(new HostClosedError(this.options.nodeId));
+    const id = this.nextRequestId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, deadlineTick: this.nowTick + this.requestTimeoutTicks, shardId });
+      this.queues[core]!.requests.push(make(id));
+      this.scheduleFlush();
+    });
+  }
+
+  /** Replicates a write through the shard's leader here; throws NotLeaderError (with a hint) on a follower. */
+  propose(shardId: GroupId, command: KvCommand): Promise<KvResult> {
+    let encoded: Uint8Array;
+    try {
+      encoded = encodeCommand(command);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.request(shardId, (id) => ({ kind: 'propose', id, shardId, command: encoded }));
+  }
+
+  /** Linearizable (ReadIndex on the leader) unless `stale`, which reads this replica as it is. */
+  async get(shardId: GroupId, key: Uint8Array, options: { consistency?: Consistency } = {}): Promise<StoredValue | undefined> {
+    const read: ReadOp = { op: 'get', key };
+    const v = await this.request<{ value: Uint8Array; version: number } | null>(shardId, (id) => ({ kind: 'read', id, shardId, read, consistency: options.consistency ?? 'linearizable' }));
+    return v === null ? undefined : { value: Buffer.from(v.value.buffer, v.value.byteOffset, v.value.byteLength), version: v.version };
+  }
+
+  /** Keys of the shard in [start, end) ∩ its range, in order, at most `limit`. */
+  async scan(shardId: GroupId, range: { start: Uint8Array; end: Uint8Array | null; limit: number }, options: { consistency?: Consistency } = {}): Promise<{ key: Uint8Array; value: Uint8Array; version: number }[]> {
+    const read: ReadOp = { op: 'scan', ...range };
+    const pairs = await this.request<[Uint8Array, Uint8Array, number][]>(shardId, (id) => ({ kind: 'read', id, shardId, read, consistency: options.consistency ?? 'linearizable' }));
+    return pairs.map(([key, value, version]) => ({ key, value, version }));
+  }
+
+  /** Creates this node's replica of a shard. `join`: an empty replica the leader catches up (placement adds it). */
+  createShard(spec: { shardId: GroupId; voters: readonly number[]; learners?: readonly number[]; bounds?: RangeBoundsWire; join?: boolean }): Promise<void> {
+    assert(spec.shardId > 0, () => `shard id must be positive, got ${spec.shardId}`);
+    return this.request(spec.shardId, (id) => ({
+      kind: 'createShard',
+      id,
+      shardId: spec.shardId,
+      voters: spec.voters,
+      learners: spec.learners ?? [],
+      bounds: spec.bounds ?? { start: new Uint8Array(0), end: null },
+      join: spec.join ?? false,
+    }));
+  }
+
+  /** Destroys this node's replica of a shard (its log, metadata and data). */
+  removeShard(shardId: GroupId): Promise<void> {
+    return this.request(shardId, (id) => ({ kind: 'removeShard', id, shardId }));
+  }
+
+  transferLeader(shardId: GroupId, to: number): Promise<void> {
+    return this.request(shardId, (id) => ({ kind: 'transferLeader', id, shardId, to }));
+  }
+
+  /** Every replica on this node, in shard order. */
+  async shards(): Promise<ShardStatus[]> {
+    const all = await Promise.all(this.cores.map((_, core) => this.request<ShardStatus[]>(0, (id) => ({ kind: 'status', id }), core)));
+    return all.flat().sort((a, b) => a.shardId - b.shardId);
+  }
+
+  async coreStats(): Promise<CoreStats[]> {
+    return Promise.all(this.cores.map((_, core) => this.request<CoreStats>(0, (id) => ({ kind: 'stats', id }), core)));
+  }
+
+  /** The leader last reported by this node's replica (0: unknown, undefined: no replica here). */
+  leaderOf(shardId: GroupId): number | undefined {
+    return this.leaders.get(shardId);
+  }
+
+  transportStats(): TransportStats {
+    return this.options.transport.stats();
+  }
+
+  /** Whether some core has work in progress or inputs wait to be posted (tests settle on this). */
+  get isBusy(): boolean {
+    if (this.flushScheduled) return true;
+    return this.cores.some((c) => c instanceof InlineCoreChannel && c.isBusy);
+  }
+
+  /** Stops a worker core the hard way (tests: a dead core must stop the node). */
+  async killCore(coreIndex: number): Promise<void> {
+    await this.cores[coreIndex]!.terminate();
+  }
+
+  private onFatal(coreIndex: number, err: Error): void {
+    if (this.failure !== undefined || this.closed) return;
+    this.failure = err;
+    this.log.error({ err, core: coreIndex }, 'worker core crashed; the node stops');
+    const crashed = new CoreCrashedError(`core ${coreIndex} of node ${this.options.nodeId}: ${err.message}`);
+    for (const p of this.pending.values()) p.reject(crashed);
+    this.pending.clear();
+    if (this.options.onFatal !== undefined) this.options.onFatal(crashed);
+    else void this.close();
+  }
+
+  /** Stops ticking, fails what is pending, lets every core finish its round and close its store, closes the transport. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    const closing = new HostClosedError(this.options.nodeId);
+    for (const p of this.pending.values()) p.reject(closing);
+    this.pending.clear();
+    for (const s of this.snapshotSenders.values()) s.abort('host closing');
+    this.snapshotSenders.clear();
+    await this.options.transport.close();
+    await Promise.allSettled(this.cores.map((c) => c.close()));
+    this.log.info({}, 'host closed');
+  }
+}
+
+/** Joins segments into as few frames as BATCH_BYTES_MAX allows (a segment is never split). */
+function joinSegments(segments: Uint8Array[]): Uint8Array[] {
+  if (segments.length === 1) return segments;
+  const frames: Uint8Array[] = [];
+  let group: Uint8Array[] = [];
+  let bytes = 0;
+  for (const s of segments) {
+    assert(s.byteLength <= BATCH_BYTES_MAX, () => `segment of ${s.byteLength} B exceeds the batch limit ${BATCH_BYTES_MAX}`);
+    if (bytes + s.byteLength > BATCH_BYTES_MAX) {
+      frames.push(Buffer.concat(group));
+      group = [];
+      bytes = 0;
+    }
+    group.push(s);
+    bytes += s.byteLength;
+  }
+  if (group.length > 0) frames.push(group.length === 1 ? group[0]! : Buffer.concat(group));
+  return frames;
+}
+
+/** dist/host/core-worker.js, also when this module runs from src/ under a test runner. */
+function defaultWorkerPath(): string {
+  const here = fileURLToPath(import.meta.url);
+  const dir = join(here, '..');
+  if (here.endsWith('.ts')) return join(dir, '..', '..', 'dist', 'host', 'core-worker.js');
+  return join(dir, 'core-worker.js');
+}
+

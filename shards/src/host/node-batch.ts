@@ -1,0 +1,125 @@
+import type { GroupId } from '@flotilla/core';
+import { Packr } from 'msgpackr';
+import { BatchDecodeError } from './message-codec.js';
+
+/**
+ * The wire form of one frame between two nodes. A frame's payload is a
+ * sequence of *segments* (concatenated msgpack values, one per worker core
+ * that had traffic for that peer in the loop turn): the sending Host joins
+ * its cores' segments without decoding them, and the receiving Host decodes
+ * only this outer layer to route each part to the core that owns the shard.
+ * Raft message bodies stay opaque bytes until the owning core decodes them.
+ *
+ * Heartbeats and their responses do not travel as Raft messages: every
+ * group's heartbeat between two nodes is a tuple in one flat number list,
+ * the node-level heartbeat (CockroachDB's coalesced heartbeats), expanded into
+ * per-group messages on receipt. From and to are the two nodes (a replica's
+ * id is its node's id).
+ *
+ * An empty payload is a liveness ping: it says only "this node is up".
+ */
+
+export const SEGMENT_FORMAT = 1;
+
+/** Heartbeat tuple: shard, term, commit, round, quiesce (0 or 1). */
+export const HEARTBEAT_TUPLE_LENGTH = 5;
+/** Heartbeat response tuple: shard, term, round. */
+export const HEARTBEAT_RESPONSE_TUPLE_LENGTH = 3;
+
+export interface Segment {
+  /** Flat heartbeat tuples (HEARTBEAT_TUPLE_LENGTH numbers each). */
+  readonly heartbeats: number[];
+  /** Flat heartbeat response tuples (HEARTBEAT_RESPONSE_TUPLE_LENGTH numbers each). */
+  readonly heartbeatResponses: number[];
+  /** Flat pairs: shard id, then that shard's messages encoded with `encodeBatch`. */
+  readonly sections: (number | Uint8Array)[];
+  /** Shards whose replica on the receiver should stop quiescing (a follower woke and wants its leader). */
+  readonly wakes: number[];
+}
+
+export function emptySegment(): Segment {
+  return { heartbeats: [], heartbeatResponses: [], sections: [], wakes: [] };
+}
+
+export function isEmptySegment(s: Segment): boolean {
+  return s.heartbeats.length === 0 && s.heartbeatResponses.length === 0 && s.sections.length === 0 && s.wakes.length === 0;
+}
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+export function encodeSegment(s: Segment): Uint8Array {
+  return packr.pack([SEGMENT_FORMAT, s.heartbeats, s.heartbeatResponses, s.sections, s.wakes]);
+}
+
+/**
+ * Decodes a frame payload into its segments, validating the outer layer
+ * completely (so whatever reaches a core is well-formed at this level).
+ * Throws BatchDecodeError on anything malformed; the caller drops the whole
+ * frame and counts it. Shard messages inside sections are validated by the
+ * core that decodes them.
+ */
+export function decodeFrame(bytes: Uint8Array): Segment[] {
+  if (bytes.byteLength === 0) return [];
+  let values: unknown[];
+  try {
+    values = packr.unpackMultiple(bytes) as unknown[];
+  } catch (err) {
+    throw new BatchDecodeError(`undecodable frame (${(err as Error).message})`);
+  }
+  return values.map((v, i) => decodeSegment(v, i));
+}
+
+function decodeSegment(raw: unknown, position: number): Segment {
+  const fail = (what: string): never => {
+    throw new BatchDecodeError(`segment ${position}: ${what}`);
+  };
+  if (!Array.isArray(raw) || raw.length !== 5) return fail('not a 5-tuple');
+  if (raw[0] !== SEGMENT_FORMAT) return fail(`format ${String(raw[0])}; expected ${SEGMENT_FORMAT}`);
+  const heartbeats = counts(raw[1], 'heartbeats', fail);
+  if (heartbeats.length % HEARTBEAT_TUPLE_LENGTH !== 0) fail(`heartbeats hold ${heartbeats.length} numbers, not a multiple of ${HEARTBEAT_TUPLE_LENGTH}`);
+  for (let i = 0; i < heartbeats.length; i += HEARTBEAT_TUPLE_LENGTH) {
+    if (heartbeats[i] === 0) fail(`heartbeat ${i / HEARTBEAT_TUPLE_LENGTH} has shard 0`);
+    if (heartbeats[i + 4]! > 1) fail(`heartbeat ${i / HEARTBEAT_TUPLE_LENGTH} quiesce flag ${heartbeats[i + 4]}`);
+  }
+  const heartbeatResponses = counts(raw[2], 'heartbeat responses', fail);
+  if (heartbeatResponses.length % HEARTBEAT_RESPONSE_TUPLE_LENGTH !== 0) {
+    fail(`heartbeat responses hold ${heartbeatResponses.length} numbers, not a multiple of ${HEARTBEAT_RESPONSE_TUPLE_LENGTH}`);
+  }
+  for (let i = 0; i < heartbeatResponses.length; i += HEARTBEAT_RESPONSE_TUPLE_LENGTH) {
+    if (heartbeatResponses[i] === 0) fail(`heartbeat response ${i / HEARTBEAT_RESPONSE_TUPLE_LENGTH} has shard 0`);
+  }
+  const sections = raw[3];
+  if (!Array.isArray(sections) || sections.length % 2 !== 0) return fail('sections are not a list of pairs');
+  for (let i = 0; i < sections.length; i += 2) {
+    const shard = sections[i];
+    if (typeof shard !== 'number' || !Number.isSafeInteger(shard) || shard <= 0) fail(`section ${i / 2} shard ${String(shard)}`);
+    if (!(sections[i + 1] instanceof Uint8Array)) fail(`section ${i / 2} body is not bytes`);
+  }
+  const wakes = counts(raw[4], 'wakes', fail);
+  if (wakes.includes(0)) fail('wake for shard 0');
+  return { heartbeats, heartbeatResponses, sections: sections as (number | Uint8Array)[], wakes };
+}
+
+function counts(v: unknown, name: string, fail: (what: string) => never): number[] {
+  if (!Array.isArray(v)) return fail(`${name} are not a list`);
+  for (const n of v) {
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) fail(`${name} hold ${String(n)}, not a non-negative integer`);
+  }
+  return v as number[];
+}
+
+/** Splits a segment's parts by the core that owns each shard. */
+export function splitSegment(s: Segment, coreOf: (shard: GroupId) => number, coreCount: number): (Segment | undefined)[] {
+  if (coreCount === 1) return [s];
+  const parts: (Segment | undefined)[] = new Array(coreCount).fill(undefined);
+  const part = (shard: number): Segment => (parts[coreOf(shard as GroupId)] ??= emptySegment());
+  for (let i = 0; i < s.heartbeats.length; i += HEARTBEAT_TUPLE_LENGTH) {
+    part(s.heartbeats[i]!).heartbeats.push(...s.heartbeats.slice(i, i + HEARTBEAT_TUPLE_LENGTH));
+  }
+  for (let i = 0; i < s.heartbeatResponses.length; i += HEARTBEAT_RESPONSE_TUPLE_LENGTH) {
+    part(s.heartbeatResponses[i]!).heartbeatResponses.push(...s.heartbeatResponses.slice(i, i + HEARTBEAT_RESPONSE_TUPLE_LENGTH));
+  }
+  for (let i = 0; i < s.sections.length; i += 2) part(s.sections[i] as number).sections.push(s.sections[i]!, s.sections[i + 1]!);
+  for (const shard of s.wakes) part(shard).wakes.push(shard);
+  return parts;
+}

@@ -1,0 +1,866 @@
+import {
+  EMPTY_CONF_STATE,
+  InvalidMessageError,
+  NONE,
+  ProposalDroppedError,
+  StepPeerNotFoundError,
+  assert,
+  decodeConfChange,
+  groupId,
+  nodeId,
+  type ConfState,
+  type Entry,
+  type GroupId,
+  type LogIndex,
+  type Logger,
+  type Message,
+  type NodeId,
+  type Ready,
+} from '@flotilla/core';
+import { Packr } from 'msgpackr';
+import { decodeCommand, InvalidCommandError } from '../kv/command.js';
+import { KvStateMachine, type ApplyBatch } from '../kv/state-machine.js';
+import type { NodeStore, ShardWrite } from '../storage/node-store.js';
+import { readSnapshot, SnapshotInstaller, type RangeBounds } from '../storage/snapshot.js';
+import {
+  zeroCoreStats,
+  type CoreEvent,
+  type CoreInput,
+  type CoreOutEvent,
+  type CoreOutput,
+  type CoreReply,
+  type CoreRequest,
+  type CoreStats,
+  type RangeBoundsWire,
+  type ReadOp,
+  type ShardStatus,
+} from './core-protocol.js';
+import { KeyOutOfRangeError, NotLeaderError, ShardExistsError, ShardNotFoundError, toWire } from './errors.js';
+import { Group, inBounds, type GroupRaftOptions, type PendingRead } from './group.js';
+import { decodeBatch } from './message-codec.js';
+import { HEARTBEAT_RESPONSE_TUPLE_LENGTH, HEARTBEAT_TUPLE_LENGTH, type Segment } from './node-batch.js';
+import { Outbox } from './outbox.js';
+
+/** Logging as the shell needs it: the core's interface plus error and child bindings (pino satisfies it). */
+export interface ShellLogger extends Logger {
+  error(fields: Record<string, unknown>, message: string): void;
+  child(bindings: Record<string, unknown>): ShellLogger;
+}
+
+export interface ShardCoreOptions {
+  readonly nodeId: number;
+  readonly coreIndex: number;
+  readonly coreCount: number;
+  readonly store: NodeStore;
+  readonly raft: GroupRaftOptions;
+  /** Idle, fully replicated groups stop ticking (see `Group.canQuiesce`). */
+  readonly quiesce: boolean;
+  /** Groups woken per tick after their leader's node went down: spreads elections out instead of a storm. */
+  readonly wakeCountPerTickMax: number;
+  /** Compact a shard's log once it holds this many applied entries... */
+  readonly compactionTriggerEntries: number;
+  /** ...keeping this many recent ones for followers that lag a little (the rest catch up by snapshot). */
+  readonly compactionKeepEntries: number;
+  readonly seed: number;
+  readonly logger: ShellLogger;
+  /** Called with everything the core has for the Host; at most twice per round. */
+  readonly emit: (output: CoreOutput) => void;
+  /** The loop failed (an assertion, a storage error): the node must stop; its groups recover from disk. */
+  readonly onFatal: (err: unknown) => void;
+}
+
+const headerPackr = new Packr({ useRecords: false, moreTypes: false });
+
+/** The header of a snapshot stream between nodes: which shard, from which leader, in which term. */
+export function encodeSnapshotStreamHeader(h: { shardId: number; from: number; term: number }): Uint8Array {
+  return headerPackr.pack([h.shardId, h.from, h.term]);
+}
+
+export function decodeSnapshotStreamHeader(bytes: Uint8Array): { shardId: number; from: number; term: number } | undefined {
+  let raw: unknown;
+  try {
+    raw = headerPackr.unpack(bytes);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(raw) || raw.length !== 3 || !raw.every((n) => Number.isSafeInteger(n) && (n as number) > 0)) return undefined;
+  const [shardId, from, term] = raw as number[];
+  return { shardId: shardId!, from: from!, term: term! };
+}
+
+interface OutgoingSnapshot {
+  readonly group: Group;
+  readonly to: NodeId;
+  readonly chunks: Generator<Uint8Array, unknown>;
+  ended: boolean;
+}
+
+/**
+ * The shards of one worker core and the loop that drives them. Inputs
+ * (ticks, messages, requests) are stepped synchronously as they arrive; the
+ * loop then runs rounds: take every ready group's Ready → send what may
+ * leave at once → one durable group commit for all of them → send what
+ * depended on it → apply every group's committed entries in one
+ * transaction → answer proposals and reads → advance. The same class runs
+ * inside a worker thread (core-worker.ts) or inline for deterministic tests.
+ */
+export class ShardCore {
+  private readonly groups = new Map<GroupId, Group>();
+  /** Groups that tick: not quiesced. */
+  private readonly active = new Set<Group>();
+  /** Groups that got input since the last round and may have a Ready. */
+  private readonly touched = new Set<Group>();
+  private readonly wakeQueue: Group[] = [];
+  private readonly sm: KvStateMachine;
+  private readonly outbox = new Outbox();
+  private replies: CoreReply[] = [];
+  private events: CoreOutEvent[] = [];
+  private readonly tasks: (() => Promise<void>)[] = [];
+  private looping = false;
+  private closed = false;
+  private storeClosed = false;
+  private readonly outgoing = new Map<number, OutgoingSnapshot>();
+  private readonly incomingStreams = new Map<number, Group>();
+  private nextStreamSeq = 0;
+  readonly stats: CoreStats = zeroCoreStats();
+  private readonly self: NodeId;
+  private readonly log: ShellLogger;
+  private idleWaiters: (() => void)[] = [];
+  private failure: unknown;
+
+  constructor(private readonly options: ShardCoreOptions) {
+    assert(options.wakeCountPerTickMax > 0, 'wakeCountPerTickMax must be positive');
+    assert(options.compactionKeepEntries < options.compactionTriggerEntries, () => `compactionKeepEntries ${options.compactionKeepEntries} must be below compactionTriggerEntries ${options.compactionTriggerEntries}`);
+    this.self = nodeId(options.nodeId);
+    this.sm = new KvStateMachine(options.store);
+    this.log = options.logger.child({ component: 'core', nodeId: options.nodeId, core: options.coreIndex });
+    for (const shardId of options.store.shardIds()) {
+      assert(shardId % options.coreCount === options.coreIndex, () => `shard ${shardId} is stored in core ${options.coreIndex} but belongs to core ${shardId % options.coreCount}`);
+      // After a restart every group starts dormant: it wakes when a message or request arrives,
+      // so a node coming back does not start an election storm (its peers still have leaders).
+      const g = this.addGroup(shardId, boundsOf(options.store.descriptor(shardId)));
+      g.quiesced = options.quiesce;
+      if (!g.quiesced) this.active.add(g);
+    }
+    this.log.info({ groupCount: this.groups.size }, 'core started');
+  }
+
+  private addGroup(shardId: GroupId, bounds: RangeBoundsWire): Group {
+    const g = new Group(shardId, this.options.store.storage(shardId), bounds, {
+      nodeId: this.self,
+      seed: this.options.seed,
+      raft: this.options.raft,
+      logger: this.log.child({ component: 'raft', shardId }),
+    });
+    this.groups.set(shardId, g);
+    return g;
+  }
+
+  // ---------------------------------------------------------------------------
+  // Inputs
+
+  /** Steps one batch of inputs from the Host, then runs rounds until nothing is ready. */
+  onInput(input: CoreInput): void {
+    if (this.closed) return;
+    for (let t = 0; t < input.ticks; t++) this.onTick();
+    for (const [from, segment] of input.inbound) this.onSegment(nodeId(from), segment);
+    for (const e of input.events) this.onEvent(e);
+    for (const r of input.requests) this.onRequest(r);
+    this.kick();
+  }
+
+  private onTick(): void {
+    for (const g of this.active) {
+      g.raw.tick();
+      this.touched.add(g);
+    }
+    this.stats.groupTicks += this.active.size;
+    if (this.options.quiesce) {
+      for (const g of this.active) if (g.canQuiesce()) this.quiesceLeader(g);
+    }
+    for (let n = 0; n < this.options.wakeCountPerTickMax && this.wakeQueue.length > 0; n++) {
+      const g = this.wakeQueue.shift()!;
+      if (!g.removed && g.quiesced) this.wake(g, { notifyLeader: false });
+    }
+  }
+
+  /** A leader with nothing to do tells its followers to stop ticking, with one last heartbeat, and stops too. */
+  private quiesceLeader(g: Group): void {
+    g.quiesced = true;
+    this.active.delete(g);
+    this.stats.quiesces++;
+    // The heartbeats of this beat carry the quiesce flag (see route).
+    g.raw.raft.step({ type: 'beat', from: this.self, to: this.self, term: 0 });
+    this.touched.add(g);
+  }
+
+  /** Resumes ticking. A follower woken by anything but its leader asks the leader to wake too. */
+  private wake(g: Group, options: { notifyLeader: boolean }): void {
+    if (!g.quiesced) return;
+    g.quiesced = false;
+    this.active.add(g);
+    this.stats.wakes++;
+    const leader = g.leader;
+    if (options.notifyLeader && leader !== NONE && leader !== this.self) this.outbox.wake(leader, g.id);
+  }
+
+  private onSegment(from: NodeId, s: Segment): void {
+    for (let i = 0; i < s.heartbeats.length; i += HEARTBEAT_TUPLE_LENGTH) {
+      const g = this.inboundGroup(s.heartbeats[i]!, from);
+      if (g === undefined) continue;
+      const term = s.heartbeats[i + 1]!;
+      const commit = s.heartbeats[i + 2]!;
+      const quiesce = s.heartbeats[i + 4] === 1;
+      if (!quiesce) this.wake(g, { notifyLeader: false });
+      this.stepChecked(g, { type: 'heartbeat', from, to: this.self, term, commit, round: s.heartbeats[i + 3]! });
+      if (quiesce) this.maybeQuiesceFollower(g, from, term, commit);
+    }
+    for (let i = 0; i < s.heartbeatResponses.length; i += HEARTBEAT_RESPONSE_TUPLE_LENGTH) {
+      const g = this.inboundGroup(s.heartbeatResponses[i]!, from);
+      if (g === undefined) continue;
+      const term = s.heartbeatResponses[i + 1]!;
+      // The answers to a quiescing leader's last heartbeat must not wake it again.
+      if (term !== g.raw.raft.term) this.wake(g, { notifyLeader: true });
+      this.stepChecked(g, { type: 'heartbeatResponse', from, to: this.self, term, round: s.heartbeatResponses[i + 2]! });
+    }
+    for (let i = 0; i < s.sections.length; i += 2) this.onSection(from, s.sections[i] as number, s.sections[i + 1] as Uint8Array);
+    for (const shard of s.wakes) {
+      const g = this.inboundGroup(shard, from);
+      if (g !== undefined) this.wake(g, { notifyLeader: false });
+    }
+  }
+
+  private onSection(from: NodeId, shard: number, body: Uint8Array): void {
+    const g = this.inboundGroup(shard, from);
+    if (g === undefined) return;
+    let envelopes;
+    try {
+      envelopes = decodeBatch(body);
+    } catch (err) {
+      this.reject({ shardId: shard, from, err }, 'undecodable shard messages from the network');
+      return;
+    }
+    for (const { shardId, message } of envelopes) {
+      if (shardId !== shard || message.from !== from || message.to !== this.self) {
+        this.reject({ shardId, from, to: message.to, type: message.type }, 'shard message with crossed wires');
+        continue;
+      }
+      // Snapshot data travels on its own stream (snapshotIncoming); a snapshot message in a batch is not ours.
+      if (message.type === 'snapshot') {
+        this.reject({ shardId, from }, 'snapshot message outside a snapshot stream');
+        continue;
+      }
+      this.wake(g, { notifyLeader: message.from !== g.leader });
+      this.stepChecked(g, message);
+    }
+  }
+
+  private inboundGroup(shard: number, from: NodeId): Group | undefined {
+    const g = this.groups.get(shard as GroupId);
+    if (g === undefined || g.removed) {
+      // Placement creates a replica before its group talks to it; until then its messages have nowhere to go.
+      this.reject({ shardId: shard, from }, 'message for a shard not on this node');
+      return undefined;
+    }
+    return g;
+  }
+
+  private reject(fields: Record<string, unknown>, message: string): void {
+    this.stats.messagesRejected++;
+    this.log.debug(fields, message);
+  }
+
+  private stepChecked(g: Group, m: Message): void {
+    try {
+      g.raw.step(m);
+      this.stats.messagesStepped++;
+    } catch (err) {
+      if (err instanceof InvalidMessageError || err instanceof StepPeerNotFoundError) {
+        this.reject({ shardId: g.id, from: m.from, type: m.type, code: err.code }, 'message refused by raft');
+        return;
+      }
+      throw err;
+    }
+    this.touched.add(g);
+  }
+
+  private maybeQuiesceFollower(g: Group, from: NodeId, term: number, commit: LogIndex): void {
+    if (!this.options.quiesce || g.quiesced) return;
+    const r = g.raw.raft;
+    // Only a follower that holds exactly what its leader committed may stop listening for it.
+    if (r.role !== 'follower' || r.lead !== from || r.term !== term) return;
+    if (r.log.lastIndex() !== commit || r.log.committed !== commit || g.hasPendingRequests()) return;
+    g.quiesced = true;
+    this.active.delete(g);
+    this.stats.quiesces++;
+  }
+
+  private onEvent(e: CoreEvent): void {
+    switch (e.kind) {
+      case 'peerDown':
+        return this.onPeerDown(nodeId(e.peer));
+      case 'unreachable':
+        return this.onUnreachable(nodeId(e.peer));
+      case 'snapshotCredit':
+        return this.onSnapshotCredit(e.streamId);
+      case 'snapshotDone':
+        return this.onSnapshotDone(e.streamId, e.ok);
+      case 'snapshotIncoming':
+        return this.onSnapshotIncoming(e.streamId, groupId(e.shardId), nodeId(e.from), e.term);
+      case 'snapshotChunk':
+        return this.onSnapshotChunk(e.streamId, e.bytes);
+      case 'snapshotEnd':
+        return this.onSnapshotEnd(e.streamId, e.ok);
+      default: {
+        const never: never = e;
+        throw new Error(`unknown core event ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  /** Quiesced followers of a dead node's leaders wake (rate-limited per tick) and elect new leaders. */
+  private onPeerDown(peer: NodeId): void {
+    let queued = 0;
+    for (const g of this.groups.values()) {
+      if (g.quiesced && g.leader === peer) {
+        this.wakeQueue.push(g);
+        queued++;
+      }
+    }
+    if (queued > 0) this.log.info({ peer, groupCount: queued }, 'peer down; waking the groups it led');
+  }
+
+  private onUnreachable(peer: NodeId): void {
+    for (const g of this.active) {
+      if (g.isLeader && g.raw.raft.tracker.progress.has(peer)) {
+        g.raw.reportUnreachable(peer);
+        this.touched.add(g);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------
+  // Requests
+
+  private onRequest(r: CoreRequest): void {
+    switch (r.kind) {
+      case 'propose':
+        return this.onPropose(r.id, groupId(r.shardId), r.command);
+      case 'read':
+        return this.onRead(r.id, groupId(r.shardId), { requestId: r.id, read: r.read }, r.consistency);
+      case 'createShard':
+        return this.onCreateShard(r);
+      case 'removeShard':
+        return this.onRemoveShard(r.id, groupId(r.shardId));
+      case 'status':
+        return this.reply(r.id, [...this.groups.values()].filter((g) => !g.removed).map((g) => statusOf(g)));
+      case 'transferLeader':
+        return this.onTransferLeader(r.id, groupId(r.shardId), nodeId(r.to));
+      case 'stats':
+        this.stats.groupCount = this.groups.size;
+        this.stats.activeGroupCount = this.active.size;
+        return this.reply(r.id, { ...this.stats });
+      default: {
+        const never: never = r;
+        throw new Error(`unknown core request ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  private reply(id: number, value: unknown): void {
+    this.replies.push({ id, ok: true, value });
+  }
+
+  private fail(id: number, err: unknown): void {
+    const wire = toWire(err);
+    assert(wire !== undefined, () => `request ${id} failed with an uncoded error: ${String(err)}`);
+    this.replies.push({ id, ok: false, error: wire });
+  }
+
+  /** The group a client request addresses, woken; undefined (and answered) when it is not here. */
+  private requestGroup(id: number, shardId: GroupId): Group | undefined {
+    const g = this.groups.get(shardId);
+    if (g === undefined || g.removed) {
+      this.fail(id, new ShardNotFoundError(shardId, this.self));
+      return undefined;
+    }
+    if (g.quiesced && (g.isLeader || g.leader === NONE)) {
+      this.wake(g, { notifyLeader: false });
+      // A dormant group that knows no leader (a restarted node) campaigns at once instead of
+      // waiting out an election timeout; pre-vote keeps that from disturbing a live leader.
+      if (g.leader === NONE && g.raw.raft.promotable()) g.raw.campaign();
+      this.touched.add(g);
+    }
+    return g;
+  }
+
+  private notLeader(id: number, g: Group): void {
+    this.fail(id, new NotLeaderError(g.id, this.self, g.leader));
+  }
+
+  private onPropose(id: number, shardId: GroupId, command: Uint8Array): void {
+    const g = this.requestGroup(id, shardId);
+    if (g === undefined) return;
+    if (!g.isLeader) return this.notLeader(id, g);
+    let key: Uint8Array;
+    try {
+      key = decodeCommand(0, command).key;
+    } catch (err) {
+      return this.fail(id, new InvalidCommandError((err as Error).message));
+    }
+    if (!inBounds(g.bounds, key)) return this.fail(id, this.outOfRange(g, key));
+    try {
+      g.raw.propose(command);
+    } catch (err) {
+      if (err instanceof ProposalDroppedError) return this.fail(id, err);
+      throw err;
+    }
+    const r = g.raw.raft;
+    const index = r.log.lastIndex();
+    const previous = g.proposals.get(index);
+    // An entry we proposed at this index in an earlier term was overwritten: it will never apply.
+    if (previous !== undefined) this.fail(previous.requestId, new ProposalDroppedError(`entry ${index} of shard ${shardId} was replaced by a later leader`));
+    g.proposals.set(index, { requestId: id, term: r.term });
+    this.stats.proposals++;
+    this.touched.add(g);
+  }
+
+  private outOfRange(g: Group, key: Uint8Array): KeyOutOfRangeError {
+    const hex = (b: Uint8Array | null) => (b === null ? '∞' : Buffer.from(b).toString('hex'));
+    return new KeyOutOfRangeError(`key ${hex(key)} is outside shard ${g.id}'s range [${hex(g.bounds.start)}, ${hex(g.bounds.end)}) on node ${this.self}`);
+  }
+
+  private onRead(id: number, shardId: GroupId, read: PendingRead, consistency: 'linearizable' | 'stale'): void {
+    const g = this.requestGroup(id, shardId);
+    if (g === undefined) return;
+    const op = read.read;
+    if (op.op === 'get' && !inBounds(g.bounds, op.key)) return this.fail(id, this.outOfRange(g, op.key));
+    this.stats.reads++;
+    if (consistency === 'stale') return this.serveRead(g, read);
+    if (!g.isLeader) return this.notLeader(id, g);
+    const context = String(id);
+    try {
+      g.raw.readIndex(context);
+    } catch (err) {
+      if (err instanceof ProposalDroppedError) return this.fail(id, err);
+      throw err;
+    }
+    g.reads.set(context, read);
+    this.touched.add(g);
+  }
+
+  private serveRead(g: Group, pending: PendingRead): void {
+    const op: ReadOp = pending.read;
+    if (op.op === 'get') {
+      const v = this.sm.get(op.key);
+      return this.reply(pending.requestId, v === undefined ? null : { value: v.value, version: v.version });
+    }
+    const start = Buffer.compare(op.start, g.bounds.start) > 0 ? op.start : g.bounds.start;
+    const end = op.end === null ? g.bounds.end : g.bounds.end === null || Buffer.compare(op.end, g.bounds.end) < 0 ? op.end : g.bounds.end;
+    const pairs: [Uint8Array, Uint8Array, number][] = [];
+    if (end === null || Buffer.compare(start, end) < 0) {
+      for (const p of this.sm.scan({ start, end: end ?? undefined, limit: op.limit })) pairs.push([p.key, p.value, p.version]);
+    }
+    this.reply(pending.requestId, pairs);
+  }
+
+  private onCreateShard(r: Extract<CoreRequest, { kind: 'createShard' }>): void {
+    const shardId = groupId(r.shardId);
+    assert(shardId % this.options.coreCount === this.options.coreIndex, () => `shard ${shardId} sent to core ${this.options.coreIndex}`);
+    if (this.groups.has(shardId)) return this.fail(r.id, new ShardExistsError(shardId, this.self));
+    const confState: ConfState = r.join
+      ? EMPTY_CONF_STATE
+      : { voters: r.voters.map(nodeId), votersOutgoing: [], learners: r.learners.map(nodeId), learnersNext: [], autoLeave: false };
+    this.schedule(async () => {
+      if (this.groups.has(shardId)) return this.fail(r.id, new ShardExistsError(shardId, this.self));
+      await this.options.store.createShard(shardId, { confState, descriptor: [r.bounds.start, r.bounds.end] });
+      const g = this.addGroup(shardId, r.bounds);
+      this.active.add(g);
+      // The first voter campaigns at once so a new group has a leader within a round trip.
+      if (!r.join && r.voters[0] === this.self) g.raw.campaign();
+      this.touched.add(g);
+      this.log.info({ shardId, voters: r.voters, learners: r.learners, join: r.join }, 'shard created');
+      this.reply(r.id, null);
+    });
+  }
+
+  private onRemoveShard(id: number, shardId: GroupId): void {
+    const g = this.groups.get(shardId);
+    if (g === undefined || g.removed) return this.fail(id, new ShardNotFoundError(shardId, this.self));
+    g.removed = true;
+    this.active.delete(g);
+    this.touched.delete(g);
+    this.schedule(async () => {
+      this.failPending(g, () => new ShardNotFoundError(shardId, this.self));
+      for (const [streamId, s] of this.outgoing) if (s.group === g) this.endOutgoing(streamId, { ok: false, reason: 'shard removed' });
+      if (g.incoming !== undefined) this.incomingStreams.delete(g.incoming.streamId);
+      // A Ready taken but not advanced cannot exist here: rounds run inside the loop, and so do tasks.
+      await this.options.store.destroyShard(shardId, { start: g.bounds.start, end: g.bounds.end });
+      this.groups.delete(shardId);
+      this.log.info({ shardId }, 'shard removed');
+      this.reply(id, null);
+    });
+  }
+
+  private onTransferLeader(id: number, shardId: GroupId, to: NodeId): void {
+    const g = this.requestGroup(id, shardId);
+    if (g === undefined) return;
+    if (!g.isLeader) return this.notLeader(id, g);
+    g.raw.transferLeader(to);
+    this.touched.add(g);
+    this.reply(id, null);
+  }
+
+  private failPending(g: Group, error: () => Error): void {
+    for (const p of g.proposals.values()) this.fail(p.requestId, error());
+    for (const r of g.reads.values()) this.fail(r.requestId, error());
+    for (const r of g.readsAwaitingApply) this.fail(r.read.requestId, error());
+    g.proposals.clear();
+    g.reads.clear();
+    g.readsAwaitingApply.length = 0;
+  }
+
+  // ---------------------------------------------------------------------------
+  // The loop
+
+  private schedule(task: () => Promise<void>): void {
+    this.tasks.push(task);
+    this.kick();
+  }
+
+  private kick(): void {
+    if (this.looping || this.closed) {
+      this.flush();
+      return;
+    }
+    this.looping = true;
+    queueMicrotask(() => void this.loop());
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      for (;;) {
+        while (this.tasks.length > 0) await this.tasks.shift()!();
+        const ready: Group[] = [];
+        for (const g of this.touched) if (!g.removed && g.raw.hasReady()) ready.push(g);
+        this.touched.clear();
+        if (ready.length === 0) break;
+        await this.round(ready);
+      }
+    } catch (err) {
+      this.failure = err;
+      this.closed = true;
+      this.log.error({ err }, 'core loop failed; the node must stop');
+      for (const w of this.idleWaiters.splice(0)) w();
+      this.options.onFatal(err);
+      return;
+    }
+    this.looping = false;
+    this.flush();
+    for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  /** One round over every ready group (see the class comment for the order and why). */
+  private async round(groups: Group[]): Promise<void> {
+    this.stats.rounds++;
+    const items = groups.map((g) => ({ g, rd: g.raw.ready() }));
+    for (const { g, rd } of items) {
+      if (rd.softState !== undefined || rd.hardState !== undefined) this.noteLeader(g);
+      this.route(g, rd.messages);
+    }
+    this.flush();
+
+    for (const { g, rd } of items) if (rd.snapshot !== undefined) await this.installAccepted(g, rd);
+    const writes: ShardWrite[] = [];
+    for (const { g, rd } of items) {
+      if (rd.entries.length > 0 || rd.hardState !== undefined) writes.push({ shardId: g.id, entries: rd.entries, hardState: rd.hardState });
+      this.stats.entriesPersisted += rd.entries.length;
+    }
+    if (writes.length > 0) await this.options.store.persist(writes);
+    for (const { g, rd } of items) this.route(g, rd.messagesAfterPersist);
+    this.flush();
+
+    await this.apply(items);
+    for (const { g, rd } of items) this.answerReads(g, rd);
+    for (const { g } of items) {
+      g.raw.advance();
+      this.touched.add(g);
+    }
+    for (const { g } of items) await this.maybeCompact(g);
+  }
+
+  private noteLeader(g: Group): void {
+    const r = g.raw.raft;
+    if (r.lead === g.reportedLeader && r.term === g.reportedTerm) return;
+    if (r.lead !== g.reportedLeader) this.log.info({ shardId: g.id, term: r.term, leaderId: r.lead, role: r.role }, 'leader changed');
+    g.reportedLeader = r.lead;
+    g.reportedTerm = r.term;
+    this.events.push({ kind: 'leader', shardId: g.id, leader: r.lead, term: r.term });
+  }
+
+  private route(g: Group, messages: readonly Message[]): void {
+    for (const m of messages) {
+      if (m.type === 'snapshot') {
+        this.startOutgoing(g, m.to, m.term);
+        continue;
+      }
+      this.outbox.add(g.id, m, { quiesce: m.type === 'heartbeat' && g.quiesced });
+      this.stats.messagesSent++;
+    }
+  }
+
+  private async apply(items: readonly { g: Group; rd: Ready }[]): Promise<void> {
+    const batches: ApplyBatch[] = [];
+    for (const { g, rd } of items) {
+      if (rd.committedEntries.length === 0) continue;
+      let confState: ConfState | undefined;
+      for (const e of rd.committedEntries) if (e.type === 'confChange') confState = g.raw.applyConfChange(decodeConfChange(e.data));
+      batches.push({ shardId: g.id, entries: rd.committedEntries, confState });
+      this.stats.entriesApplied += rd.committedEntries.length;
+    }
+    if (batches.length === 0) return;
+    const results = await this.sm.apply(batches);
+    for (const { g, rd } of items) {
+      if (g.proposals.size === 0) continue;
+      const shardResults = results.get(g.id);
+      for (const e of rd.committedEntries) this.settleProposal(g, e, shardResults?.get(e.index));
+    }
+  }
+
+  private settleProposal(g: Group, e: Entry, result: unknown): void {
+    const p = g.proposals.get(e.index);
+    if (p === undefined) return;
+    g.proposals.delete(e.index);
+    if (p.term !== e.term) {
+      this.fail(p.requestId, new ProposalDroppedError(`entry ${e.index} of shard ${g.id} committed from term ${e.term}, not the proposal's term ${p.term}`));
+      return;
+    }
+    assert(result !== undefined, () => `shard ${g.id}: proposal at ${e.index} applied without a result`);
+    this.reply(p.requestId, result);
+  }
+
+  private answerReads(g: Group, rd: Ready): void {
+    const applied = g.storage.applied;
+    for (const rs of rd.readStates) {
+      const read = g.reads.get(rs.context);
+      if (read === undefined) continue;
+      g.reads.delete(rs.context);
+      if (rs.index <= applied) this.serveRead(g, read);
+      else g.readsAwaitingApply.push({ index: rs.index, read });
+    }
+    for (const context of rd.droppedReads) {
+      const read = g.reads.get(context);
+      if (read === undefined) continue;
+      g.reads.delete(context);
+      this.fail(read.requestId, new NotLeaderError(g.id, this.self, g.leader));
+    }
+    while (g.readsAwaitingApply.length > 0 && g.readsAwaitingApply[0]!.index <= applied) this.serveRead(g, g.readsAwaitingApply.shift()!.read);
+  }
+
+  private async maybeCompact(g: Group): Promise<void> {
+    const applied = g.storage.applied;
+    if (applied - (g.storage.firstIndex() - 1) < this.options.compactionTriggerEntries) return;
+    await this.options.store.compact(g.id, applied - this.options.compactionKeepEntries);
+    this.stats.compactions++;
+  }
+
+  private flush(): void {
+    if (this.outbox.isEmpty() && this.replies.length === 0 && this.events.length === 0) return;
+    const output: CoreOutput = { outbound: this.outbox.take(), replies: this.replies, events: this.events };
+    this.replies = [];
+    this.events = [];
+    this.options.emit(output);
+  }
+
+  // ---------------------------------------------------------------------------
+  // Snapshots: data streams on its own connection; Raft sees only metadata.
+
+  private startOutgoing(g: Group, to: NodeId, term: number): void {
+    if (g.snapshotsOut.has(to)) return; // already streaming; Raft resends only after we report
+    const streamId = this.options.coreIndex + this.options.coreCount * ++this.nextStreamSeq;
+    const bounds: RangeBounds = { start: g.bounds.start, end: g.bounds.end };
+    const chunks = readSnapshot(this.options.store, g.id, bounds);
+    g.snapshotsOut.set(to, streamId);
+    this.outgoing.set(streamId, { group: g, to, chunks, ended: false });
+    this.stats.snapshotsSent++;
+    this.log.info({ shardId: g.id, to, streamId }, 'streaming snapshot');
+    this.events.push({ kind: 'snapshotOpen', streamId, to, header: encodeSnapshotStreamHeader({ shardId: g.id, from: this.self, term }) });
+    this.onSnapshotCredit(streamId);
+  }
+
+  private onSnapshotCredit(streamId: number): void {
+    const s = this.outgoing.get(streamId);
+    if (s === undefined || s.ended) return;
+    const next = s.chunks.next();
+    if (next.done === true) {
+      s.ended = true;
+      this.events.push({ kind: 'snapshotEnd', streamId });
+    } else {
+      this.events.push({ kind: 'snapshotChunk', streamId, bytes: next.value });
+    }
+  }
+
+  private onSnapshotDone(streamId: number, ok: boolean): void {
+    const s = this.outgoing.get(streamId);
+    if (s === undefined) return;
+    this.endOutgoing(streamId, ok ? { ok: true } : { ok: false, reason: 'stream failed' });
+  }
+
+  private endOutgoing(streamId: number, outcome: { ok: true } | { ok: false; reason: string }): void {
+    const s = this.outgoing.get(streamId)!;
+    this.outgoing.delete(streamId);
+    s.chunks.return(undefined); // releases the read transaction
+    s.group.snapshotsOut.delete(s.to);
+    if (!outcome.ok && !s.ended) this.events.push({ kind: 'snapshotAbort', streamId, reason: outcome.reason });
+    if (s.group.removed) return;
+    this.log.info({ shardId: s.group.id, to: s.to, streamId, ok: outcome.ok }, 'snapshot stream ended');
+    if (s.group.raw.raft.tracker.progress.has(s.to)) {
+      s.group.raw.reportSnapshot(s.to, outcome.ok ? 'finished' : 'failed');
+      this.touched.add(s.group);
+      this.kick();
+    }
+  }
+
+  private onSnapshotIncoming(streamId: number, shardId: GroupId, from: NodeId, term: number): void {
+    const g = this.groups.get(shardId);
+    if (g === undefined || g.removed) {
+      this.events.push({ kind: 'snapshotChunkAck', streamId, error: `shard ${shardId} is not on node ${this.self}` });
+      return;
+    }
+    // A newer transfer replaces an older one (the leader retried).
+    if (g.incoming !== undefined) this.incomingStreams.delete(g.incoming.streamId);
+    g.incoming = { streamId, installer: new SnapshotInstaller(this.options.store, shardId), from, term };
+    this.incomingStreams.set(streamId, g);
+    this.wake(g, { notifyLeader: false });
+  }
+
+  private onSnapshotChunk(streamId: number, bytes: Uint8Array): void {
+    const g = this.incomingStreams.get(streamId);
+    if (g === undefined || g.incoming?.streamId !== streamId) {
+      this.events.push({ kind: 'snapshotChunkAck', streamId, error: 'no such snapshot stream' });
+      return;
+    }
+    const incoming = g.incoming;
+    this.schedule(async () => {
+      try {
+        await incoming.installer.addChunk(bytes);
+        this.events.push({ kind: 'snapshotChunkAck', streamId });
+      } catch (err) {
+        this.log.warn({ shardId: g.id, streamId, err }, 'snapshot chunk refused');
+        this.dropIncoming(g, streamId);
+        this.events.push({ kind: 'snapshotChunkAck', streamId, error: (err as Error).message });
+      }
+    });
+  }
+
+  private onSnapshotEnd(streamId: number, ok: boolean): void {
+    const g = this.incomingStreams.get(streamId);
+    if (g === undefined || g.incoming?.streamId !== streamId) return;
+    const incoming = g.incoming;
+    this.schedule(async () => {
+      if (g.incoming !== incoming) return;
+      const header = incoming.installer.stagedHeader;
+      if (!ok || !incoming.installer.isComplete || header === undefined) {
+        this.dropIncoming(g, streamId);
+        await incoming.installer.clear();
+        return;
+      }
+      this.incomingStreams.delete(streamId);
+      g.incoming = undefined;
+      this.stepChecked(g, {
+        type: 'snapshot',
+        from: incoming.from,
+        to: this.self,
+        term: incoming.term,
+        snapshot: { metadata: { index: header.index, term: header.term, confState: header.confState }, data: new Uint8Array(0) },
+      });
+      if (g.raw.raft.log.unstable.snapshot?.metadata.index === header.index) {
+        g.accepted = incoming.installer;
+      } else {
+        await incoming.installer.clear();
+      }
+    });
+  }
+
+  private dropIncoming(g: Group, streamId: number): void {
+    this.incomingStreams.delete(streamId);
+    if (g.incoming?.streamId === streamId) g.incoming = undefined;
+  }
+
+  private async installAccepted(g: Group, rd: Ready): Promise<void> {
+    const installer = g.accepted;
+    const snapshot = rd.snapshot!;
+    assert(installer !== undefined, () => `shard ${g.id}: Raft restored snapshot ${snapshot.metadata.index} that was never staged`);
+    assert(installer.stagedHeader?.index === snapshot.metadata.index, () => `shard ${g.id}: staged snapshot ${installer.stagedHeader?.index} is not Raft's ${snapshot.metadata.index}`);
+    g.accepted = undefined;
+    const header = await installer.install(rd.hardState ?? g.raw.raft.hardState());
+    g.bounds = { start: header.bounds.start, end: header.bounds.end };
+    // Whatever waited on entries the snapshot replaced was decided elsewhere; its outcome is unknown here.
+    for (const [index, p] of g.proposals) {
+      if (index <= header.index) {
+        this.fail(p.requestId, new ProposalDroppedError(`entry ${index} of shard ${g.id} was superseded by snapshot ${header.index}`));
+        g.proposals.delete(index);
+      }
+    }
+    this.stats.snapshotsInstalled++;
+    this.log.info({ shardId: g.id, snapshotIndex: header.index, snapshotTerm: header.term }, 'snapshot installed');
+  }
+
+  // ---------------------------------------------------------------------------
+
+  /** Resolves when the loop has nothing left to do (tests and close). Rejects if the loop failed. */
+  async idle(): Promise<void> {
+    if (this.failure !== undefined) throw this.failure;
+    if (!this.looping && this.tasks.length === 0) return;
+    await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  get store(): NodeStore {
+    return this.options.store;
+  }
+
+  get isBusy(): boolean {
+    return this.looping || this.tasks.length > 0;
+  }
+
+  async close(): Promise<void> {
+    if (this.storeClosed) return;
+    this.storeClosed = true;
+    await this.idle().catch(() => undefined);
+    this.closed = true;
+    for (const streamId of [...this.outgoing.keys()]) {
+      const s = this.outgoing.get(streamId)!;
+      this.outgoing.delete(streamId);
+      s.chunks.return(undefined);
+    }
+    for (const g of this.groups.values()) this.failPending(g, () => new ProposalDroppedError(`node ${this.self} is shutting down`));
+    this.flush();
+    await this.options.store.close();
+  }
+}
+
+function statusOf(g: Group): ShardStatus {
+  const s = g.raw.status();
+  return {
+    shardId: g.id,
+    role: s.softState.role,
+    leader: s.softState.leader,
+    term: s.hardState.term,
+    commit: s.hardState.commit,
+    applied: s.applied,
+    lastIndex: s.lastIndex,
+    firstIndex: g.storage.firstIndex(),
+    quiesced: g.quiesced,
+    voters: [...s.config.voters],
+    learners: [...s.config.learners],
+  };
+}
+
+function boundsOf(descriptor: unknown): RangeBoundsWire {
+  if (Array.isArray(descriptor) && descriptor.length === 2 && descriptor[0] instanceof Uint8Array && (descriptor[1] === null || descriptor[1] instanceof Uint8Array)) {
+    return { start: descriptor[0], end: descriptor[1] };
+  }
+  // A shard created without a descriptor owns the whole key space.
+  return { start: new Uint8Array(0), end: null };
+}

@@ -1,0 +1,186 @@
+// An in-process cluster of Hosts over the deterministic MemoryNetwork, with
+// inline cores and a manual tick: the test owns time and delivery.
+import { SeededRng, groupId, type GroupId } from '@flotilla/core';
+import { MemoryNetwork } from '@flotilla/transport';
+import { pino } from 'pino';
+import type { KvCommand, KvResult } from '../../src/kv/command.js';
+import { Host, type HostOptions } from '../../src/host/host.js';
+import type { ShardStatus } from '../../src/host/core-protocol.js';
+import type { ShellLogger } from '../../src/host/shard-core.js';
+import { tempDir } from './fixtures.js';
+
+/** Rounds of deliver-and-wait before settle() gives up: far more than any test needs, and bounded. */
+const SETTLE_ROUNDS_MAX = 10_000;
+
+export const silentLogger = (): ShellLogger => pino({ level: process.env['FLOTILLA_TEST_LOG'] ?? 'silent' }) as unknown as ShellLogger;
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+export interface HostClusterOptions {
+  readonly nodeCount: number;
+  readonly coreCount: number;
+  readonly seed: number;
+  readonly host?: Partial<HostOptions>;
+}
+
+export class HostCluster {
+  readonly network: MemoryNetwork;
+  readonly hosts = new Map<number, Host>();
+  readonly dirs = new Map<number, string>();
+  private constructor(
+    readonly options: HostClusterOptions,
+  ) {
+    this.network = new MemoryNetwork({ rng: new SeededRng(options.seed), verify: true });
+  }
+
+  static async start(options: HostClusterOptions): Promise<HostCluster> {
+    const c = new HostCluster(options);
+    for (let id = 1; id <= options.nodeCount; id++) {
+      c.dirs.set(id, tempDir());
+      await c.startNode(id);
+    }
+    return c;
+  }
+
+  get nodeIds(): number[] {
+    return [...this.dirs.keys()];
+  }
+
+  async startNode(id: number): Promise<Host> {
+    const host = await Host.start({
+      nodeId: id,
+      dir: this.dirs.get(id)!,
+      transport: this.network.endpoint(id),
+      coreCount: this.options.coreCount,
+      coreMode: 'inline',
+      ticker: { kind: 'manual' },
+      seed: this.options.seed * 31 + id,
+      logger: silentLogger(),
+      ...this.options.host,
+    });
+    for (const peer of this.nodeIds) if (peer !== id) host.setPeer(peer, `memory:${peer}`);
+    this.hosts.set(id, host);
+    return host;
+  }
+
+  async stopNode(id: number): Promise<void> {
+    const host = this.hosts.get(id)!;
+    this.hosts.delete(id);
+    await host.close();
+  }
+
+  host(id: number): Host {
+    const h = this.hosts.get(id);
+    if (h === undefined) throw new Error(`node ${id} is not running`);
+    return h;
+  }
+
+  /** Delivers and waits until no host, core or link has anything left to do now. */
+  async settle(): Promise<void> {
+    let quietRounds = 0;
+    for (let round = 0; round < SETTLE_ROUNDS_MAX; round++) {
+      await nextTurn();
+      const delivered = this.network.deliver();
+      const busy = [...this.hosts.values()].some((h) => h.isBusy);
+      quietRounds = delivered === 0 && !busy ? quietRounds + 1 : 0;
+      // Two quiet turns: LMDB completions and queued microtasks have surfaced.
+      if (quietRounds >= 2) return;
+    }
+    throw new Error(`cluster did not settle within ${SETTLE_ROUNDS_MAX} rounds`);
+  }
+
+  async tick(count = 1): Promise<void> {
+    for (let i = 0; i < count; i++) {
+      this.network.advance(1);
+      for (const h of this.hosts.values()) h.tick();
+      await this.settle();
+    }
+  }
+
+  /** Ticks until `done` holds, at most `ticksMax` ticks; throws naming `what` otherwise. */
+  async tickUntil(what: string, done: () => Promise<boolean> | boolean, ticksMax: number): Promise<number> {
+    for (let t = 0; t <= ticksMax; t++) {
+      if (await done()) return t;
+      await this.tick();
+    }
+    throw new Error(`${what}: not reached within ${ticksMax} ticks`);
+  }
+
+  async createShards(shardIds: readonly number[], options: { voters?: number[] } = {}): Promise<void> {
+    const voters = options.voters ?? this.nodeIds;
+    await Promise.all(
+      voters.flatMap((node) => shardIds.map((shardId) => this.host(node).createShard({ shardId: groupId(shardId), voters, bounds: shardBounds(shardId) }))),
+    );
+  }
+
+  async statuses(): Promise<Map<number, ShardStatus[]>> {
+    const out = new Map<number, ShardStatus[]>();
+    for (const [id, h] of this.hosts) out.set(id, await h.shards());
+    return out;
+  }
+
+  /** Leader per shard when every running replica agrees on it and it is one of them; undefined otherwise. */
+  async agreedLeaders(shardIds: readonly number[]): Promise<Map<number, number> | undefined> {
+    const statuses = await this.statuses();
+    const leaders = new Map<number, number>();
+    for (const shardId of shardIds) {
+      let leader: number | undefined;
+      for (const [node, list] of statuses) {
+        const s = list.find((x) => x.shardId === shardId);
+        if (s === undefined) continue;
+        if (s.role === 'leader' && s.leader !== node) return undefined;
+        if (leader === undefined) leader = s.leader;
+        if (s.leader !== leader || leader === 0) return undefined;
+      }
+      if (leader === undefined || !this.hosts.has(leader)) return undefined;
+      leaders.set(shardId, leader);
+    }
+    return leaders;
+  }
+
+  /** Proposes through whichever node leads the shard, following hints; ticks between tries. */
+  async write(shardId: number, command: KvCommand, triesMax = 50): Promise<KvResult> {
+    let target = this.nodeIds.find((id) => this.hosts.has(id))!;
+    for (let attempt = 0; attempt < triesMax; attempt++) {
+      const host = this.hosts.get(target);
+      if (host !== undefined) {
+        const outcome = host.propose(groupId(shardId) as GroupId, command).then(
+          (value) => ({ ok: true as const, value }),
+          (err: unknown) => ({ ok: false as const, err }),
+        );
+        await this.settle();
+        const o = await outcome;
+        if (o.ok) return o.value;
+        {
+          const err = o.err;
+          const e = err as { code?: string; leaderHint?: number };
+          if (e.code !== 'NOT_LEADER' && e.code !== 'PROPOSAL_DROPPED') throw err;
+          if (e.code === 'NOT_LEADER' && e.leaderHint !== undefined && e.leaderHint !== 0 && this.hosts.has(e.leaderHint)) {
+            target = e.leaderHint;
+            continue;
+          }
+        }
+      }
+      const live = this.nodeIds.filter((id) => this.hosts.has(id));
+      target = live[(live.indexOf(target) + 1) % live.length]!;
+      await this.tick();
+    }
+    throw new Error(`write to shard ${shardId} failed after ${triesMax} tries`);
+  }
+
+  async close(): Promise<void> {
+    for (const h of this.hosts.values()) await h.close();
+    this.hosts.clear();
+  }
+}
+
+/** Ranges on one node are disjoint: shard n owns the keys "s<n>/…" (zero-padded), see shardKey. */
+export function shardBounds(shardId: number): { start: Uint8Array; end: Uint8Array } {
+  const prefix = `s${String(shardId).padStart(6, '0')}`;
+  return { start: key(`${prefix}/`), end: key(`${prefix}0`) };
+}
+
+export const shardKey = (shardId: number, name: string): Uint8Array => key(`s${String(shardId).padStart(6, '0')}/${name}`);
+
+export const key = (s: string): Uint8Array => new TextEncoder().encode(s);
+export const text = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : new TextDecoder().decode(b));
