@@ -43,6 +43,8 @@ export type CoreRequest =
 export type CoreEvent =
   /** The node liveness tracker declared a peer down: wake quiesced groups it led (rate-limited). */
   | { readonly kind: 'peerDown'; readonly peer: number }
+  /** A peer declared down was heard from again: groups it led that have not woken yet stay quiesced. */
+  | { readonly kind: 'peerUp'; readonly peer: number }
   /** The transport could not deliver to a peer. */
   | { readonly kind: 'unreachable'; readonly peer: number }
   /** Outgoing snapshot stream: the Host wrote the last chunk; send the next. */

@@ -78,12 +78,12 @@ export class Group {
   }
 
   /**
-   * Whether a leader may quiesce: nothing to do and every replica holds and
-   * has applied-to-commit the whole log (so a follower told to quiesce has
-   * nothing to wait for), no transfer, no joint configuration, no snapshot
-   * in flight, every follower heard from recently.
+   * Whether a leader may quiesce: nothing to do and every replica on a live
+   * node holds the whole log (so a follower told to quiesce has nothing to
+   * wait for), no transfer, no joint configuration, no snapshot in flight,
+   * every live follower heard from recently.
    */
-  canQuiesce(): boolean {
+  canQuiesce(downPeers: ReadonlySet<NodeId>): boolean {
     const raw = this.raw;
     const r = raw.raft;
     if (r.role !== 'leader' || r.leadTransferee !== NONE) return false;
@@ -92,12 +92,17 @@ export class Group {
     const last = r.log.lastIndex();
     if (r.log.committed !== last || r.log.applied !== last || r.pendingConfIndex > last) return false;
     if (r.tracker.confState().votersOutgoing.length > 0) return false;
+    // Replicas on nodes that are down are left behind (they catch up on the next write after they
+    // return), but only while the live, caught-up voters still form a quorum.
     let caughtUp = true;
+    let liveVoters = 0;
+    const voters = new Set(r.tracker.confState().voters);
     r.tracker.visit((id, progress) => {
-      if (id === r.id) return;
-      if (progress.match !== last || progress.state !== 'replicate' || !progress.recentActive) caughtUp = false;
+      if (id !== r.id && downPeers.has(id)) return;
+      if (id !== r.id && (progress.match !== last || progress.state !== 'replicate' || !progress.recentActive)) caughtUp = false;
+      if (voters.has(id)) liveVoters++;
     });
-    return caughtUp;
+    return caughtUp && liveVoters * 2 > voters.size;
   }
 }
 

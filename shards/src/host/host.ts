@@ -225,7 +225,10 @@ export class Host {
       this.log.warn({ peer, silentTicks: this.liveness.silentTicks(peer, this.nowTick) }, 'peer down');
       this.broadcastEvent({ kind: 'peerDown', peer });
     }
-    for (const peer of up) this.log.info({ peer }, 'peer up');
+    for (const peer of up) {
+      this.log.info({ peer }, 'peer up');
+      this.broadcastEvent({ kind: 'peerUp', peer });
+    }
     for (const [id, p] of this.pending) {
       if (p.deadlineTick > this.nowTick) continue;
       this.pending.delete(id);

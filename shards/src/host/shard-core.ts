@@ -110,7 +110,9 @@ export class ShardCore {
   private readonly active = new Set<Group>();
   /** Groups that got input since the last round and may have a Ready. */
   private readonly touched = new Set<Group>();
-  private readonly wakeQueue: Group[] = [];
+  /** Quiesced groups whose leader's node went down, woken a few per tick; entries of peers back up are skipped. */
+  private readonly wakeQueue: { group: Group; peer: NodeId }[] = [];
+  private readonly downPeers = new Set<NodeId>();
   private readonly sm: KvStateMachine;
   private readonly outbox = new Outbox();
   private replies: CoreReply[] = [];
@@ -171,16 +173,20 @@ export class ShardCore {
 
   private onTick(): void {
     for (const g of this.active) {
+      // Checked before the tick: a leader's tick queues a heartbeat, and a queued message is work.
+      if (this.options.quiesce && g.canQuiesce(this.downPeers)) {
+        this.quiesceLeader(g);
+        continue;
+      }
       g.raw.tick();
+      this.stats.groupTicks++;
       this.touched.add(g);
     }
-    this.stats.groupTicks += this.active.size;
-    if (this.options.quiesce) {
-      for (const g of this.active) if (g.canQuiesce()) this.quiesceLeader(g);
-    }
-    for (let n = 0; n < this.options.wakeCountPerTickMax && this.wakeQueue.length > 0; n++) {
-      const g = this.wakeQueue.shift()!;
-      if (!g.removed && g.quiesced) this.wake(g, { notifyLeader: false });
+    for (let n = 0; n < this.options.wakeCountPerTickMax && this.wakeQueue.length > 0; ) {
+      const { group, peer } = this.wakeQueue.shift()!;
+      if (group.removed || !group.quiesced || !this.downPeers.has(peer)) continue;
+      this.wake(group, { notifyLeader: false });
+      n++;
     }
   }
 
@@ -299,6 +305,9 @@ export class ShardCore {
     switch (e.kind) {
       case 'peerDown':
         return this.onPeerDown(nodeId(e.peer));
+      case 'peerUp':
+        this.downPeers.delete(nodeId(e.peer));
+        return;
       case 'unreachable':
         return this.onUnreachable(nodeId(e.peer));
       case 'snapshotCredit':
@@ -320,10 +329,15 @@ export class ShardCore {
 
   /** Quiesced followers of a dead node's leaders wake (rate-limited per tick) and elect new leaders. */
   private onPeerDown(peer: NodeId): void {
+    this.downPeers.add(peer);
     let queued = 0;
     for (const g of this.groups.values()) {
-      if (g.quiesced && g.leader === peer) {
-        this.wakeQueue.push(g);
+      // Followers of its leaders elect new ones; our leaders with it as a voter tick again, so
+      // check-quorum steps them down if they lost their quorum (instead of taking writes that time out).
+      const ledByPeer = g.leader === peer;
+      const ledHereWithPeer = g.leader === this.self && g.raw.raft.tracker.progress.has(peer);
+      if (g.quiesced && (ledByPeer || ledHereWithPeer)) {
+        this.wakeQueue.push({ group: g, peer });
         queued++;
       }
     }
@@ -476,8 +490,9 @@ export class ShardCore {
       await this.options.store.createShard(shardId, { confState, descriptor: [r.bounds.start, r.bounds.end] });
       const g = this.addGroup(shardId, r.bounds);
       this.active.add(g);
-      // The first voter campaigns at once so a new group has a leader within a round trip.
-      if (!r.join && r.voters[0] === this.self) g.raw.campaign();
+      // One voter campaigns at once so a new group has a leader within a round trip; which one
+      // rotates with the shard id, so a batch of new shards spreads its leaders over the nodes.
+      if (!r.join && r.voters[shardId % r.voters.length] === this.self) g.raw.campaign();
       this.touched.add(g);
       this.log.info({ shardId, voters: r.voters, learners: r.learners, join: r.join }, 'shard created');
       this.reply(r.id, null);

@@ -9,10 +9,13 @@ import type { ShardStatus } from '../../src/host/core-protocol.js';
 import type { ShellLogger } from '../../src/host/shard-core.js';
 import { tempDir } from './fixtures.js';
 
-/** Rounds of deliver-and-wait before settle() gives up: far more than any test needs, and bounded. */
-const SETTLE_ROUNDS_MAX = 10_000;
+/** How long settle() waits for the cluster to go quiet: LMDB syncs take milliseconds each, a settle needs a few dozen. */
+const SETTLE_DURATION_MS_MAX = 30_000;
 
 export const silentLogger = (): ShellLogger => pino({ level: process.env['FLOTILLA_TEST_LOG'] ?? 'silent' }) as unknown as ShellLogger;
+
+/** Ticks a request may take before the harness gives up: above the Host's request timeout, which always answers. */
+const REQUEST_TICKS_MAX = 200;
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -35,10 +38,8 @@ export class HostCluster {
 
   static async start(options: HostClusterOptions): Promise<HostCluster> {
     const c = new HostCluster(options);
-    for (let id = 1; id <= options.nodeCount; id++) {
-      c.dirs.set(id, tempDir());
-      await c.startNode(id);
-    }
+    for (let id = 1; id <= options.nodeCount; id++) c.dirs.set(id, tempDir());
+    for (let id = 1; id <= options.nodeCount; id++) await c.startNode(id);
     return c;
   }
 
@@ -78,15 +79,18 @@ export class HostCluster {
   /** Delivers and waits until no host, core or link has anything left to do now. */
   async settle(): Promise<void> {
     let quietRounds = 0;
-    for (let round = 0; round < SETTLE_ROUNDS_MAX; round++) {
+    const deadlineMs = performance.now() + SETTLE_DURATION_MS_MAX;
+    while (performance.now() < deadlineMs) {
       await nextTurn();
       const delivered = this.network.deliver();
       const busy = [...this.hosts.values()].some((h) => h.isBusy);
       quietRounds = delivered === 0 && !busy ? quietRounds + 1 : 0;
       // Two quiet turns: LMDB completions and queued microtasks have surfaced.
       if (quietRounds >= 2) return;
+      // A core waiting on an LMDB sync: give the I/O time instead of spinning.
+      if (busy && delivered === 0) await new Promise((resolve) => setTimeout(resolve, 1));
     }
-    throw new Error(`cluster did not settle within ${SETTLE_ROUNDS_MAX} rounds`);
+    throw new Error(`cluster did not settle within ${SETTLE_DURATION_MS_MAX} ms`);
   }
 
   async tick(count = 1): Promise<void> {
@@ -148,8 +152,12 @@ export class HostCluster {
           (value) => ({ ok: true as const, value }),
           (err: unknown) => ({ ok: false as const, err }),
         );
+        let o: Awaited<typeof outcome> | undefined;
+        void outcome.then((x) => (o = x));
         await this.settle();
-        const o = await outcome;
+        // A stale leader (e.g. on the minority side) answers only when its request times out: keep time moving.
+        for (let t = 0; o === undefined && t < REQUEST_TICKS_MAX; t++) await this.tick();
+        if (o === undefined) throw new Error(`write to shard ${shardId} on node ${target} got no answer within ${REQUEST_TICKS_MAX} ticks`);
         if (o.ok) return o.value;
         {
           const err = o.err;

@@ -1,0 +1,96 @@
+import { groupId } from '@flotilla/core';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { CoreStats } from '../../src/host/core-protocol.js';
+import { useTempStores } from '../support/fixtures.js';
+import { HostCluster, key, shardKey } from '../support/host-cluster.js';
+
+useTempStores();
+
+let cluster: HostCluster | undefined;
+afterEach(async () => {
+  await cluster?.close();
+  cluster = undefined;
+});
+
+const SHARD_COUNT = 1000;
+const shardIds = Array.from({ length: SHARD_COUNT }, (_, i) => i + 1);
+
+async function totals(c: HostCluster): Promise<Map<number, CoreStats>> {
+  const out = new Map<number, CoreStats>();
+  for (const [id, h] of c.hosts) {
+    const sum = (await h.coreStats()).reduce((a, s) => {
+      for (const k of Object.keys(s) as (keyof CoreStats)[]) a[k] += s[k];
+      return a;
+    });
+    out.set(id, sum);
+  }
+  return out;
+}
+
+async function allQuiesced(c: HostCluster): Promise<boolean> {
+  for (const h of c.hosts.values()) if ((await h.coreStats()).some((s) => s.activeGroupCount > 0)) return false;
+  return true;
+}
+
+describe('quiescence', () => {
+  it('1,000 idle shards per node step nothing while idle; a write wakes exactly its group', async () => {
+    const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 2, seed: 5 }));
+    await c.createShards(shardIds);
+    await c.tickUntil('every shard elected a leader', async () => (await c.agreedLeaders(shardIds)) !== undefined, 100);
+    await c.tickUntil('every group quiesced', () => allQuiesced(c), 50);
+
+    const before = await totals(c);
+    const pingsBefore = [...c.hosts.values()].map((h) => h.stats.pingsSent);
+    await c.tick(30);
+    const idle = await totals(c);
+    for (const [id, s] of idle) {
+      const b = before.get(id)!;
+      expect(s.groupTicks - b.groupTicks, `node ${id} ticked a group`).toBe(0);
+      expect(s.messagesSent - b.messagesSent, `node ${id} sent Raft messages`).toBe(0);
+      expect(s.rounds - b.rounds, `node ${id} ran rounds`).toBe(0);
+    }
+    // Liveness still flows, node to node, not group to group.
+    [...c.hosts.values()].forEach((h, i) => expect(h.stats.pingsSent).toBeGreaterThan(pingsBefore[i]!));
+
+    const target = 417;
+    const r = await c.write(target, { op: 'put', key: shardKey(target, 'k'), value: key('v') });
+    expect(r.ok).toBe(true);
+    const statuses = await c.statuses();
+    for (const [node, list] of statuses) {
+      const awake = list.filter((s) => !s.quiesced).map((s) => s.shardId);
+      expect(awake, `awake groups on node ${node}`).toEqual([target]);
+    }
+    const woken = await totals(c);
+    for (const [id, s] of woken) expect(s.wakes - idle.get(id)!.wakes, `wakes on node ${id}`).toBe(1);
+    // Idle again, it quiesces again.
+    await c.tickUntil('the written group quiesced again', () => allQuiesced(c), 20);
+    for (const h of c.hosts.values()) {
+      const v = await h.get(groupId(target), shardKey(target, 'k'), { consistency: 'stale' });
+      expect(v?.value.toString()).toBe('v');
+    }
+  }, 240_000);
+
+  it('followers of a quiesced group elect a new leader when the leader node goes silent', async () => {
+    const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 9 }));
+    const ids = Array.from({ length: 50 }, (_, i) => i + 1);
+    await c.createShards(ids);
+    await c.tickUntil('leaders', async () => (await c.agreedLeaders(ids)) !== undefined, 100);
+    await c.tickUntil('every group quiesced', () => allQuiesced(c), 50);
+    const leaders = (await c.agreedLeaders(ids))!;
+    const dead = leaders.get(1)!;
+    const led = ids.filter((id) => leaders.get(id) === dead);
+    await c.stopNode(dead);
+    const survivors = c.nodeIds.filter((n) => c.hosts.has(n));
+    const ticks = await c.tickUntil(
+      'the survivors lead every group the dead node led',
+      async () => {
+        const statuses = await c.statuses();
+        return led.every((shardId) => survivors.some((n) => statuses.get(n)!.find((s) => s.shardId === shardId)!.role === 'leader'));
+      },
+      200,
+    );
+    expect(ticks).toBeGreaterThan(0);
+    const r = await c.write(led[0]!, { op: 'put', key: shardKey(led[0]!, 'after'), value: key('x') });
+    expect(r.ok).toBe(true);
+  }, 120_000);
+});
