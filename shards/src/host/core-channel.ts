@@ -35,6 +35,7 @@ export type WorkerControl =
 /** A core on its own worker thread: its groups' Raft state lives there and never migrates. */
 export class WorkerCoreChannel implements CoreChannel {
   private closing = false;
+  private exited = false;
   private closedResolve: (() => void) | undefined;
 
   private constructor(
@@ -69,6 +70,7 @@ export class WorkerCoreChannel implements CoreChannel {
         options.handlers.onFatal(err);
       });
       worker.on('exit', (code) => {
+        channel.exited = true;
         if (!started) return reject(new Error(`worker core ${options.settings.coreIndex} exited with code ${code} while starting`));
         if (!channel.closing) options.handlers.onFatal(new Error(`worker core ${options.settings.coreIndex} exited with code ${code}`));
         channel.closedResolve?.();
@@ -82,7 +84,7 @@ export class WorkerCoreChannel implements CoreChannel {
   }
 
   async close(): Promise<void> {
-    if (this.closing) return;
+    if (this.closing || this.exited) return;
     this.closing = true;
     const closed = new Promise<void>((resolve) => (this.closedResolve = resolve));
     this.worker.postMessage({ type: 'close' } satisfies WorkerControl);
@@ -92,6 +94,7 @@ export class WorkerCoreChannel implements CoreChannel {
 
   async terminate(): Promise<void> {
     await this.worker.terminate();
+    this.exited = true;
   }
 }
 

@@ -217,6 +217,12 @@ export class ShardCore {
       const term = s.heartbeats[i + 1]!;
       const commit = s.heartbeats[i + 2]!;
       const quiesce = s.heartbeats[i + 4] === 1;
+      // A leader never sends a commit past what it knows the follower holds (min(match, commit)):
+      // a larger one is bad input or a follower that lost its log, and Raft would assert on it.
+      if (commit > g.raw.raft.log.lastIndex()) {
+        this.reject({ shardId: g.id, from, commit, lastIndex: g.raw.raft.log.lastIndex() }, 'heartbeat commit beyond the local log');
+        continue;
+      }
       if (!quiesce) this.wake(g, { notifyLeader: false });
       this.stepChecked(g, { type: 'heartbeat', from, to: this.self, term, commit, round: s.heartbeats[i + 3]! });
       if (quiesce) this.maybeQuiesceFollower(g, from, term, commit);
@@ -251,9 +257,9 @@ export class ShardCore {
         this.reject({ shardId, from, to: message.to, type: message.type }, 'shard message with crossed wires');
         continue;
       }
-      // Snapshot data travels on its own stream (snapshotIncoming); a snapshot message in a batch is not ours.
-      if (message.type === 'snapshot') {
-        this.reject({ shardId, from }, 'snapshot message outside a snapshot stream');
+      const invalid = invalidNetworkMessage(message);
+      if (invalid !== undefined) {
+        this.reject({ shardId, from, type: message.type, invalid }, 'shard message refused');
         continue;
       }
       this.wake(g, { notifyLeader: message.from !== g.leader });
@@ -852,6 +858,34 @@ export class ShardCore {
     for (const g of this.groups.values()) this.failPending(g, () => new ProposalDroppedError(`node ${this.self} is shutting down`));
     this.flush();
     await this.options.store.close();
+  }
+}
+
+/**
+ * What the codec cannot check and Raft would assert on (an assertion is for our
+ * own bugs, never for bytes from the network). undefined when acceptable.
+ */
+function invalidNetworkMessage(m: Message): string | undefined {
+  switch (m.type) {
+    // Snapshot data travels on its own stream (snapshotIncoming); a snapshot message in a batch is not ours.
+    case 'snapshot':
+      return 'snapshot message outside a snapshot stream';
+    // We never forward proposals or reads (proposalForwarding is off): a forwarded entry would bypass validateCommand.
+    case 'propose':
+    case 'readIndex':
+      return `${m.type} is never forwarded between nodes`;
+    case 'append': {
+      if (m.logTerm > m.term) return `previous entry term ${m.logTerm} above message term ${m.term}`;
+      for (let i = 0; i < m.entries.length; i++) {
+        const e = m.entries[i]!;
+        if (e.index !== m.index + 1 + i) return `entry ${i} has index ${e.index}, expected ${m.index + 1 + i}`;
+        if (e.term > m.term) return `entry ${e.index} has term ${e.term} above message term ${m.term}`;
+        if (e.term < (i === 0 ? m.logTerm : m.entries[i - 1]!.term)) return `entry ${e.index} term ${e.term} goes back`;
+      }
+      return undefined;
+    }
+    default:
+      return undefined;
   }
 }
 

@@ -1,0 +1,110 @@
+import { Writable } from 'node:stream';
+import { groupId } from '@flotilla/core';
+import { MemoryNetwork } from '@flotilla/transport';
+import { SeededRng } from '@flotilla/core';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Host } from '../../src/host/host.js';
+import type { ShellLogger } from '../../src/host/shard-core.js';
+import { tempDir, useTempStores } from '../support/fixtures.js';
+import { key } from '../support/host-cluster.js';
+
+useTempStores();
+
+const hosts: Host[] = [];
+afterEach(async () => {
+  for (const h of hosts.splice(0)) await h.close();
+});
+
+function capturingLogger(): { logger: ShellLogger; lines: () => Record<string, unknown>[] } {
+  const chunks: string[] = [];
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      chunks.push(String(chunk));
+      done();
+    },
+  });
+  const logger = pino({ level: 'info' }, stream) as unknown as ShellLogger;
+  return { logger, lines: () => chunks.join('').split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l) as Record<string, unknown>) };
+}
+
+async function startSingleNode(options: { dir: string; coreCount: number; logger: ShellLogger; onFatal?: (err: Error) => void }): Promise<Host> {
+  const network = new MemoryNetwork({ rng: new SeededRng(1) });
+  const host = await Host.start({
+    nodeId: 1,
+    dir: options.dir,
+    transport: network.endpoint(1),
+    coreCount: options.coreCount,
+    coreMode: 'worker',
+    ticker: { kind: 'timer', intervalMs: 10 },
+    logger: options.logger,
+    ...(options.onFatal === undefined ? {} : { onFatal: options.onFatal }),
+  });
+  hosts.push(host);
+  return host;
+}
+
+describe('worker cores', () => {
+  it('run each shard on its own thread and survive a restart from their LMDB environments', async () => {
+    const dir = tempDir();
+    const { logger } = capturingLogger();
+    let host = await startSingleNode({ dir, coreCount: 2, logger });
+    await host.createShard({ shardId: groupId(1), voters: [1], bounds: { start: key('a'), end: key('m') } });
+    await host.createShard({ shardId: groupId(2), voters: [1], bounds: { start: key('m'), end: null } });
+    const propose = async (shardId: number, k: string, v: string) => {
+      for (let i = 0; i < 200; i++) {
+        try {
+          return await host.propose(groupId(shardId), { op: 'put', key: key(k), value: key(v) });
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'NOT_LEADER') throw err;
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      }
+      throw new Error('no leader');
+    };
+    expect((await propose(1, 'b', 'one')).ok).toBe(true);
+    expect((await propose(2, 'x', 'two')).ok).toBe(true);
+    const stats = await host.coreStats();
+    expect(stats.map((s) => s.groupCount)).toEqual([1, 1]);
+    await host.close();
+    hosts.length = 0;
+
+    host = await startSingleNode({ dir, coreCount: 2, logger });
+    const read = async (shardId: number, k: string) => {
+      for (let i = 0; i < 200; i++) {
+        try {
+          return (await host.get(groupId(shardId), key(k)))?.value.toString();
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'NOT_LEADER') throw err;
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      }
+      throw new Error('no leader');
+    };
+    expect(await read(1, 'b')).toBe('one');
+    expect(await read(2, 'x')).toBe('two');
+  }, 30_000);
+
+  it('a dead core stops the node with one clear log line and fails what was pending', async () => {
+    const { logger, lines } = capturingLogger();
+    let fatal: Error | undefined;
+    const host = await startSingleNode({ dir: tempDir(), coreCount: 2, logger, onFatal: (err) => (fatal = err) });
+    await host.createShard({ shardId: groupId(2), voters: [1] });
+    await host.killCore(0);
+    for (let i = 0; i < 100 && fatal === undefined; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(fatal).toMatchObject({ code: 'CORE_CRASHED' });
+    const crashLines = lines().filter((l) => l['msg'] === 'worker core crashed; the node stops');
+    expect(crashLines).toHaveLength(1);
+    expect(crashLines[0]).toMatchObject({ core: 0, nodeId: 1 });
+    await expect(host.propose(groupId(2), { op: 'put', key: key('k'), value: key('v') })).rejects.toMatchObject({ code: 'CORE_CRASHED' });
+  }, 30_000);
+
+  it('refuses a data directory made with another core count, naming both', async () => {
+    const dir = tempDir();
+    const { logger } = capturingLogger();
+    const host = await startSingleNode({ dir, coreCount: 2, logger });
+    await host.close();
+    hosts.length = 0;
+    await expect(startSingleNode({ dir, coreCount: 1, logger })).rejects.toMatchObject({ code: 'DATA_DIR_CORES_MISMATCH', message: expect.stringMatching(/2 cores; started with 1/) });
+  }, 30_000);
+});
