@@ -110,8 +110,12 @@ export class ShardCore {
   private readonly active = new Set<Group>();
   /** Groups that got input since the last round and may have a Ready. */
   private readonly touched = new Set<Group>();
-  /** Quiesced groups whose leader's node went down, woken a few per tick; entries of peers back up are skipped. */
-  private readonly wakeQueue: { group: Group; peer: NodeId }[] = [];
+  /**
+   * Quiesced groups to wake a few per tick: after a peer went down (its followers elect, our leaders
+   * re-check their quorum) or came back (our leaders catch it up). An entry whose cause was undone
+   * meanwhile (the peer is back up, or down again) is skipped.
+   */
+  private readonly wakeQueue: { group: Group; peer: NodeId; cause: 'down' | 'up' }[] = [];
   private readonly downPeers = new Set<NodeId>();
   private readonly sm: KvStateMachine;
   private readonly outbox = new Outbox();
@@ -183,8 +187,8 @@ export class ShardCore {
       this.touched.add(g);
     }
     for (let n = 0; n < this.options.wakeCountPerTickMax && this.wakeQueue.length > 0; ) {
-      const { group, peer } = this.wakeQueue.shift()!;
-      if (group.removed || !group.quiesced || !this.downPeers.has(peer)) continue;
+      const { group, peer, cause } = this.wakeQueue.shift()!;
+      if (group.removed || !group.quiesced || this.downPeers.has(peer) !== (cause === 'down')) continue;
       this.wake(group, { notifyLeader: false });
       n++;
     }
@@ -312,8 +316,7 @@ export class ShardCore {
       case 'peerDown':
         return this.onPeerDown(nodeId(e.peer));
       case 'peerUp':
-        this.downPeers.delete(nodeId(e.peer));
-        return;
+        return this.onPeerUp(nodeId(e.peer));
       case 'unreachable':
         return this.onUnreachable(nodeId(e.peer));
       case 'snapshotCredit':
@@ -343,11 +346,29 @@ export class ShardCore {
       const ledByPeer = g.leader === peer;
       const ledHereWithPeer = g.leader === this.self && g.raw.raft.tracker.progress.has(peer);
       if (g.quiesced && (ledByPeer || ledHereWithPeer)) {
-        this.wakeQueue.push({ group: g, peer });
+        this.wakeQueue.push({ group: g, peer, cause: 'down' });
         queued++;
       }
     }
     if (queued > 0) this.log.info({ peer, groupCount: queued }, 'peer down; waking the groups it led');
+  }
+
+  /**
+   * Leaders that quiesced while the peer was down left its replicas behind: wake those (rate-limited)
+   * so they catch it up now, not at the shard's next write. Its dormant replicas wake on their leaders' messages.
+   */
+  private onPeerUp(peer: NodeId): void {
+    this.downPeers.delete(peer);
+    let queued = 0;
+    for (const g of this.groups.values()) {
+      if (!g.quiesced || !g.isLeader) continue;
+      const progress = g.raw.raft.tracker.progress.get(peer);
+      if (progress !== undefined && progress.match < g.raw.raft.log.lastIndex()) {
+        this.wakeQueue.push({ group: g, peer, cause: 'up' });
+        queued++;
+      }
+    }
+    if (queued > 0) this.log.info({ peer, groupCount: queued }, 'peer up; waking the groups that left it behind');
   }
 
   private onUnreachable(peer: NodeId): void {

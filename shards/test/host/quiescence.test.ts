@@ -93,4 +93,27 @@ describe('quiescence', () => {
     const r = await c.write(led[0]!, { op: 'put', key: shardKey(led[0]!, 'after'), value: key('x') });
     expect(r.ok).toBe(true);
   }, 120_000);
+
+  it('a leader that quiesced with a replica down catches it up when its node returns, without a write', async () => {
+    const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 13 }));
+    const ids = [1, 2, 3, 4];
+    await c.createShards(ids);
+    await c.tickUntil('leaders', async () => (await c.agreedLeaders(ids)) !== undefined, 100);
+    const leaders = (await c.agreedLeaders(ids))!;
+    const follower = c.nodeIds.find((n) => n !== leaders.get(1))!;
+    await c.stopNode(follower);
+    for (let i = 0; i < 5; i++) expect((await c.write(1, { op: 'put', key: shardKey(1, `k${i}`), value: key(`v${i}`) })).ok).toBe(true);
+    await c.tickUntil('the survivors quiesce, leaving the stopped replica behind', () => allQuiesced(c), 60);
+    const back = await c.startNode(follower);
+    await c.tickUntil(
+      'the returning replica of shard 1 applied the writes it missed',
+      async () => {
+        const mine = (await back.shards()).find((s) => s.shardId === 1)!;
+        const theirs = (await c.host(leaders.get(1)!).shards()).find((s) => s.shardId === 1)!;
+        return mine.applied === theirs.commit;
+      },
+      60,
+    );
+    expect((await back.get(groupId(1), shardKey(1, 'k4'), { consistency: 'stale' }))?.value.toString()).toBe('v4');
+  }, 120_000);
 });
