@@ -122,6 +122,8 @@ export class ShardCore {
   private replies: CoreReply[] = [];
   private events: CoreOutEvent[] = [];
   private readonly tasks: (() => Promise<void>)[] = [];
+  /** createShard requests waiting for their shared transaction. */
+  private readonly creating: Extract<CoreRequest, { kind: 'createShard' }>[] = [];
   private looping = false;
   private closed = false;
   private storeClosed = false;
@@ -508,22 +510,28 @@ export class ShardCore {
   private onCreateShard(r: Extract<CoreRequest, { kind: 'createShard' }>): void {
     const shardId = groupId(r.shardId);
     assert(shardId % this.options.coreCount === this.options.coreIndex, () => `shard ${shardId} sent to core ${this.options.coreIndex}`);
-    if (this.groups.has(shardId)) return this.fail(r.id, new ShardExistsError(shardId, this.self));
-    const confState: ConfState = r.join
-      ? EMPTY_CONF_STATE
-      : { voters: r.voters.map(nodeId), votersOutgoing: [], learners: r.learners.map(nodeId), learnersNext: [], autoLeave: false };
-    this.schedule(async () => {
-      if (this.groups.has(shardId)) return this.fail(r.id, new ShardExistsError(shardId, this.self));
-      await this.options.store.createShard(shardId, { confState, descriptor: [r.bounds.start, r.bounds.end] });
+    if (this.groups.has(shardId) || this.creating.some((c) => c.shardId === r.shardId)) return this.fail(r.id, new ShardExistsError(shardId, this.self));
+    // Creations queued together share one durable transaction (one sync for a thousand shards).
+    this.creating.push(r);
+    if (this.creating.length === 1) this.schedule(() => this.createQueued());
+  }
+
+  private async createQueued(): Promise<void> {
+    const batch = this.creating.splice(0);
+    const confStateOf = (r: (typeof batch)[number]): ConfState =>
+      r.join ? EMPTY_CONF_STATE : { voters: r.voters.map(nodeId), votersOutgoing: [], learners: r.learners.map(nodeId), learnersNext: [], autoLeave: false };
+    await this.options.store.createShards(batch.map((r) => ({ shardId: groupId(r.shardId), confState: confStateOf(r), descriptor: [r.bounds.start, r.bounds.end] })));
+    for (const r of batch) {
+      const shardId = groupId(r.shardId);
       const g = this.addGroup(shardId, r.bounds);
       this.active.add(g);
       // One voter campaigns at once so a new group has a leader within a round trip; which one
       // rotates with the shard id, so a batch of new shards spreads its leaders over the nodes.
       if (!r.join && r.voters[shardId % r.voters.length] === this.self) g.raw.campaign();
       this.touched.add(g);
-      this.log.info({ shardId, voters: r.voters, learners: r.learners, join: r.join }, 'shard created');
       this.reply(r.id, null);
-    });
+    }
+    this.log.info({ shardCount: batch.length, firstShardId: batch[0]!.shardId }, 'shards created');
   }
 
   private onRemoveShard(id: number, shardId: GroupId): void {

@@ -210,26 +210,31 @@ export class NodeStore {
    * is the index-0 snapshot's ConfState (see core/README.md, joining replicas).
    */
   async createShard(shardId: GroupId, options: { confState: ConfState; descriptor?: unknown }): Promise<void> {
-    assert(shardId > 0, `shard id must be positive, got ${shardId}`);
-    if (this.shards.has(shardId)) throw new Error(`shard ${shardId} already exists on node ${this.nodeId}`);
-    const state: ShardState = {
-      hardState: EMPTY_HARD_STATE,
-      confState: options.confState,
-      applied: 0,
-      snapshotIndex: 0,
-      snapshotTerm: 0,
-      lastIndex: 0,
-      cache: [],
-    };
+    await this.createShards([{ shardId, ...options }]);
+  }
+
+  /** Creates many shards in one durable transaction (a node given thousands of ranges at once). */
+  async createShards(specs: readonly { shardId: GroupId; confState: ConfState; descriptor?: unknown }[]): Promise<void> {
+    this.checkOpen();
+    const ids = new Set<GroupId>();
+    for (const { shardId } of specs) {
+      assert(shardId > 0, `shard id must be positive, got ${shardId}`);
+      if (this.shards.has(shardId) || ids.has(shardId)) throw new Error(`shard ${shardId} already exists on node ${this.nodeId}`);
+      ids.add(shardId);
+    }
     await this.env.transaction(() => {
-      this.meta.putSync([shardId, 'hard'], encodeHardState(state.hardState));
-      this.meta.putSync([shardId, 'conf'], encodeConfState(state.confState));
-      this.meta.putSync([shardId, 'applied'], 0);
-      this.meta.putSync([shardId, 'snap'], [0, 0]);
-      if (options.descriptor !== undefined) this.meta.putSync([shardId, 'desc'], options.descriptor);
+      for (const { shardId, confState, descriptor } of specs) {
+        this.meta.putSync([shardId, 'hard'], encodeHardState(EMPTY_HARD_STATE));
+        this.meta.putSync([shardId, 'conf'], encodeConfState(confState));
+        this.meta.putSync([shardId, 'applied'], 0);
+        this.meta.putSync([shardId, 'snap'], [0, 0]);
+        if (descriptor !== undefined) this.meta.putSync([shardId, 'desc'], descriptor);
+      }
     });
     await this.env.flushed;
-    this.shards.set(shardId, state);
+    for (const { shardId, confState } of specs) {
+      this.shards.set(shardId, { hardState: EMPTY_HARD_STATE, confState, applied: 0, snapshotIndex: 0, snapshotTerm: 0, lastIndex: 0, cache: [] });
+    }
   }
 
   /** What createShard or a snapshot install stored as the shard's descriptor; undefined if none (or no such shard). */
