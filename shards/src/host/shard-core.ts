@@ -544,6 +544,9 @@ export class ShardCore {
       this.failPending(g, () => new ShardNotFoundError(shardId, this.self));
       for (const [streamId, s] of this.outgoing) if (s.group === g) this.endOutgoing(streamId, { ok: false, reason: 'shard removed' });
       if (g.incoming !== undefined) this.incomingStreams.delete(g.incoming.streamId);
+      // The other replicas may be quiesced, following us: wake them, so they notice our silence and elect.
+      const config = g.raw.raft.tracker.confState();
+      for (const peer of new Set([...config.voters, ...config.votersOutgoing, ...config.learners])) if (peer !== this.self) this.outbox.wake(peer, shardId);
       // A Ready taken but not advanced cannot exist here: rounds run inside the loop, and so do tasks.
       await this.options.store.destroyShard(shardId, { start: g.bounds.start, end: g.bounds.end });
       this.groups.delete(shardId);

@@ -162,7 +162,8 @@ export class HostCluster {
         {
           const err = o.err;
           const e = err as { code?: string; leaderHint?: number };
-          if (e.code !== 'NOT_LEADER' && e.code !== 'PROPOSAL_DROPPED') throw err;
+          // A node without the shard, or without the lead, sends us on; anything else is the test's answer.
+          if (e.code !== 'NOT_LEADER' && e.code !== 'PROPOSAL_DROPPED' && e.code !== 'SHARD_NOT_FOUND') throw err;
           if (e.code === 'NOT_LEADER' && e.leaderHint !== undefined && e.leaderHint !== 0 && this.hosts.has(e.leaderHint)) {
             target = e.leaderHint;
             continue;

@@ -1,0 +1,70 @@
+import { groupId } from '@flotilla/core';
+import { afterEach, describe, expect, it } from 'vitest';
+import { useTempStores } from '../support/fixtures.js';
+import { HostCluster, key, shardBounds, shardKey } from '../support/host-cluster.js';
+
+useTempStores();
+
+let cluster: HostCluster | undefined;
+afterEach(async () => {
+  await cluster?.close();
+  cluster = undefined;
+});
+
+describe('shards on a running node', () => {
+  it('a follower answers proposals and linearizable reads with the leader as a hint', async () => {
+    const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 2, seed: 21 }));
+    await c.createShards([5]);
+    await c.tickUntil('leader', async () => (await c.agreedLeaders([5])) !== undefined, 100);
+    const leader = (await c.agreedLeaders([5]))!.get(5)!;
+    const follower = c.nodeIds.find((n) => n !== leader)!;
+    const write = expect(c.host(follower).propose(groupId(5), { op: 'put', key: shardKey(5, 'k'), value: key('v') })).rejects.toMatchObject({ code: 'NOT_LEADER', leaderHint: leader, retryable: true });
+    const read = expect(c.host(follower).get(groupId(5), shardKey(5, 'k'))).rejects.toMatchObject({ code: 'NOT_LEADER', leaderHint: leader });
+    const outOfRange = expect(c.host(leader).propose(groupId(5), { op: 'put', key: shardKey(6, 'k'), value: key('v') })).rejects.toMatchObject({ code: 'KEY_OUT_OF_RANGE' });
+    await c.settle();
+    await Promise.all([write, read, outOfRange]);
+  });
+
+  it('creates and removes shards while others keep serving; a removed replica drops its data and its traffic', async () => {
+    const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 2, seed: 22 }));
+    await c.createShards([1, 2]);
+    await c.tickUntil('leaders', async () => (await c.agreedLeaders([1, 2])) !== undefined, 100);
+    expect((await c.write(1, { op: 'put', key: shardKey(1, 'a'), value: key('1') })).ok).toBe(true);
+    expect((await c.write(2, { op: 'put', key: shardKey(2, 'b'), value: key('2') })).ok).toBe(true);
+    await c.tick(2);
+
+    // Shard 3 appears on the running nodes and elects while shard 1 and 2 keep working.
+    await c.createShards([3]);
+    await c.tickUntil('shard 3 leader', async () => (await c.agreedLeaders([3])) !== undefined, 100);
+    expect((await c.write(3, { op: 'put', key: shardKey(3, 'c'), value: key('3') })).ok).toBe(true);
+
+    // Remove shard 2 everywhere: its data is gone, shard 1 is untouched, and re-creating it starts empty.
+    for (const h of c.hosts.values()) await h.removeShard(groupId(2));
+    for (const h of c.hosts.values()) {
+      expect((await h.shards()).map((s) => s.shardId)).toEqual([1, 3]);
+      await expect(h.get(groupId(2), shardKey(2, 'b'), { consistency: 'stale' })).rejects.toMatchObject({ code: 'SHARD_NOT_FOUND' });
+      expect((await h.get(groupId(1), shardKey(1, 'a'), { consistency: 'stale' }))?.value.toString()).toBe('1');
+    }
+    for (const h of c.hosts.values()) await h.createShard({ shardId: groupId(2), voters: c.nodeIds, bounds: shardBounds(2) });
+    await c.tickUntil('shard 2 leader again', async () => (await c.agreedLeaders([2])) !== undefined, 100);
+    for (const h of c.hosts.values()) expect(await h.get(groupId(2), shardKey(2, 'b'), { consistency: 'stale' })).toBeUndefined();
+    expect((await c.write(1, { op: 'put', key: shardKey(1, 'a'), value: key('1b') })).ok).toBe(true);
+
+    // A replica removed on one node only: its peers' messages for it are dropped and counted.
+    const [one] = c.nodeIds;
+    const before = (await c.host(one!).coreStats()).reduce((n, s) => n + s.messagesRejected, 0);
+    await c.host(one!).removeShard(groupId(3));
+    for (let i = 0; i < 3; i++) await c.write(3, { op: 'put', key: shardKey(3, `x${i}`), value: key('y') });
+    await c.tick(3);
+    const after = (await c.host(one!).coreStats()).reduce((n, s) => n + s.messagesRejected, 0);
+    expect(after).toBeGreaterThan(before);
+  });
+
+  it('refuses a duplicate shard and removal of one that is not there', async () => {
+    const c = (cluster = await HostCluster.start({ nodeCount: 1, coreCount: 1, seed: 23 }));
+    const h = c.host(1);
+    await h.createShard({ shardId: groupId(4), voters: [1] });
+    await expect(h.createShard({ shardId: groupId(4), voters: [1] })).rejects.toMatchObject({ code: 'SHARD_EXISTS' });
+    await expect(h.removeShard(groupId(9))).rejects.toMatchObject({ code: 'SHARD_NOT_FOUND' });
+  });
+});
