@@ -1,7 +1,7 @@
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { assert } from '@flotilla/core';
-import { IDENTITY_FILE, STORE_FILE, fsyncDir } from '../storage/data-dir.js';
+import { IDENTITY_FILE, STORE_FILE, fsyncDir, writeJsonDurably } from '../storage/data-dir.js';
 import { DataDirError } from '../storage/errors.js';
 import { NodeStore } from '../storage/node-store.js';
 
@@ -201,18 +201,8 @@ function readNodeIdentity(path: string): NodeIdentity {
   return p as NodeIdentity;
 }
 
-/** Writes NODE durably: temp file, fsync, rename, fsync of the directory. */
 function writeNodeIdentity(dir: string, identity: NodeIdentity): void {
-  const tmp = join(dir, NODE_TEMP_FILE);
-  const fd = openSync(tmp, 'w');
-  try {
-    writeFileSync(fd, `${JSON.stringify(identity)}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, join(dir, NODE_FILE));
-  fsyncDir(dir);
+  writeJsonDurably({ dir, name: NODE_FILE, tempName: NODE_TEMP_FILE, value: identity });
 }
 
 /** Creates a directory and its missing parents, and makes each new entry durable in its parent. */

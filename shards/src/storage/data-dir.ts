@@ -117,18 +117,22 @@ function readIdentity(path: string): DataDirIdentity {
   return p as DataDirIdentity;
 }
 
-/** Writes the identity file durably: temp file, fsync, rename, fsync of the directory. */
 function writeIdentity(dir: string, identity: DataDirIdentity): void {
-  const tmp = join(dir, IDENTITY_TEMP_FILE);
+  writeJsonDurably({ dir, name: IDENTITY_FILE, tempName: IDENTITY_TEMP_FILE, value: identity });
+}
+
+/** Writes a small JSON file so a crash leaves the old one or the new one: temp file, fsync, rename, fsync of the directory. */
+export function writeJsonDurably(o: { dir: string; name: string; tempName: string; value: unknown }): void {
+  const tmp = join(o.dir, o.tempName);
   const fd = openSync(tmp, 'w');
   try {
-    writeSync(fd, `${JSON.stringify(identity)}\n`);
+    writeSync(fd, `${JSON.stringify(o.value)}\n`);
     fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
-  renameSync(tmp, join(dir, IDENTITY_FILE));
-  fsyncDir(dir);
+  renameSync(tmp, join(o.dir, o.name));
+  fsyncDir(o.dir);
 }
 
 /** Makes a directory's entries (a created, renamed or removed file) durable. */
