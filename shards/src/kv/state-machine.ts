@@ -14,6 +14,15 @@ export interface ApplyBatch {
 /** What applying produced: a result per normal entry with a command (keyed by index). */
 export type ApplyResults = Map<GroupId, Map<LogIndex, KvResult>>;
 
+/** An apply split around a caller's transaction (see KvStateMachine.stage). */
+export interface StagedApply {
+  readonly isEmpty: boolean;
+  /** Writes the data and applied indexes; call inside a write transaction, once. */
+  write(): ApplyResults;
+  /** Updates the in-memory applied indexes; call after that transaction committed. */
+  committed(): void;
+}
+
 export interface StoredValue {
   readonly value: Buffer;
   readonly version: number;
@@ -34,7 +43,24 @@ export class KvStateMachine {
    * monotonic even when a key moves to a range whose log is younger.
    */
   async apply(batches: readonly ApplyBatch[]): Promise<ApplyResults> {
-    const results: ApplyResults = new Map();
+    const staged = this.stage(batches);
+    let results: ApplyResults = new Map();
+    if (staged.isEmpty) return results;
+    await this.store.env.transaction(() => {
+      results = staged.write();
+    });
+    // Applied state need not be flushed before answering: a crash rolls data and applied index back together and replay redoes it.
+    staged.committed();
+    return results;
+  }
+
+  /**
+   * Checks `batches` and returns the apply as two steps, so a caller can run
+   * it inside a write transaction of its own (the Host applies in the same
+   * transaction as its group commit): `write()` inside the transaction,
+   * `committed()` once it committed.
+   */
+  stage(batches: readonly ApplyBatch[]): StagedApply {
     const applied = new Map<GroupId, { index: LogIndex; confState: ConfState | undefined }>();
     for (const b of batches) {
       if (b.entries.length === 0) continue;
@@ -47,24 +73,28 @@ export class KvStateMachine {
       }
       applied.set(b.shardId, { index: b.entries[b.entries.length - 1]!.index, confState: b.confState });
     }
-    if (applied.size === 0) return results;
-    await this.store.env.transaction(() => {
-      for (const b of batches) {
-        if (b.entries.length === 0) continue;
-        const shardResults = new Map<LogIndex, KvResult>();
-        results.set(b.shardId, shardResults);
-        for (const e of b.entries) {
-          if (e.type !== 'normal' || e.data.byteLength === 0) continue;
-          shardResults.set(e.index, this.applyCommand(e));
+    return {
+      isEmpty: applied.size === 0,
+      write: () => {
+        const results: ApplyResults = new Map();
+        for (const b of batches) {
+          if (b.entries.length === 0) continue;
+          const shardResults = new Map<LogIndex, KvResult>();
+          results.set(b.shardId, shardResults);
+          for (const e of b.entries) {
+            if (e.type !== 'normal' || e.data.byteLength === 0) continue;
+            shardResults.set(e.index, this.applyCommand(e));
+          }
+          const done = applied.get(b.shardId)!;
+          this.store.meta.putSync([b.shardId, 'applied'], done.index);
+          if (done.confState !== undefined) this.store.meta.putSync([b.shardId, 'conf'], encodeConfState(done.confState));
         }
-        const done = applied.get(b.shardId)!;
-        this.store.meta.putSync([b.shardId, 'applied'], done.index);
-        if (done.confState !== undefined) this.store.meta.putSync([b.shardId, 'conf'], encodeConfState(done.confState));
-      }
-    });
-    // Applied state need not be flushed before answering: a crash rolls data and applied index back together and replay redoes it.
-    for (const [shardId, done] of applied) this.store.noteApplied(shardId, done.index, done.confState);
-    return results;
+        return results;
+      },
+      committed: () => {
+        for (const [shardId, done] of applied) this.store.noteApplied(shardId, done.index, done.confState);
+      },
+    };
   }
 
   private applyCommand(e: Entry): KvResult {

@@ -311,8 +311,10 @@ export class NodeStore {
    * Group commit: writes every shard's entries and hard state in one LMDB
    * transaction and resolves once it is flushed to disk. The in-memory view
    * changes only after the commit, so a failed write leaves it untouched.
+   * `alsoInTransaction` runs inside the same transaction after the log writes
+   * (the Host applies committed entries there: one transaction per round).
    */
-  async persist(writes: readonly ShardWrite[]): Promise<void> {
+  async persist(writes: readonly ShardWrite[], options: { alsoInTransaction?: () => void } = {}): Promise<void> {
     this.checkOpen();
     // Each plan is made against the in-memory view before the commit: a second
     // write for the same shard (in this call or in one still in flight) would be
@@ -333,6 +335,7 @@ export class NodeStore {
           for (const e of plan.entries) this.log.putSync([shardId, e.index], encodeEntry(e));
           if (plan.hardState !== undefined) this.meta.putSync([shardId, 'hard'], encodeHardState(plan.hardState));
         }
+        options.alsoInTransaction?.();
       });
       await this.env.flushed;
     } finally {
