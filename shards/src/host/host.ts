@@ -101,6 +101,7 @@ export class Host {
   private readonly outbound = new Map<number, Uint8Array[]>();
   private readonly pending = new Map<number, PendingRequest>();
   private readonly leaders = new Map<number, number>();
+  private readonly shardCores = new Map<number, number>();
   private readonly snapshotSenders = new Map<number, SnapshotSender>();
   private readonly chunkAcks = new Map<number, (error: string | undefined) => void>();
   private readonly liveness: Liveness;
@@ -168,6 +169,12 @@ export class Host {
         const failed = started.find((s) => s.status === 'rejected');
         if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
       }
+      for (let core = 0; core < host.cores.length; core++) {
+        for (const s of await host.request<ShardStatus[]>(0, (id) => ({ kind: 'status', id }), core)) {
+          assert(!host.shardCores.has(s.shardId), () => `shard ${s.shardId} is stored by cores ${host.shardCores.get(s.shardId)} and ${core} of node ${options.nodeId}`);
+          host.shardCores.set(s.shardId, core);
+        }
+      }
       // Every core's store exists: from now on a missing core directory is damage, never a fresh start.
       markNodeDirReady({ dir: options.dir, nodeId: options.nodeId, coreCount: host.coreCount });
       await options.transport.start({
@@ -190,8 +197,28 @@ export class Host {
     return this.options.nodeId;
   }
 
+  /**
+   * The core that owns a shard. A shard stays on the core (and in the LMDB
+   * environment) it was created on; the table is rebuilt at start from what
+   * each core's store holds. Unknown shards map by id so their traffic still
+   * reaches a core that counts and drops it.
+   */
   coreOf(shardId: number): number {
-    return shardId % this.coreCount;
+    return this.shardCores.get(shardId) ?? shardId % this.coreCount;
+  }
+
+  /** Where a new shard goes: next to `colocateWith` (a split's halves share their data's environment), else the core with fewest shards. */
+  private placeShard(shardId: number, colocateWith: number | undefined): number {
+    const existing = this.shardCores.get(shardId);
+    if (existing !== undefined) return existing;
+    if (colocateWith !== undefined) {
+      const core = this.shardCores.get(colocateWith);
+      assert(core !== undefined, () => `shard ${colocateWith} to colocate shard ${shardId} with is not on node ${this.options.nodeId}`);
+      return core;
+    }
+    const counts = new Array<number>(this.coreCount).fill(0);
+    for (const core of this.shardCores.values()) counts[core]!++;
+    return counts.indexOf(Math.min(...counts));
   }
 
   /** Learns a peer's address; it is then pinged and watched for liveness. */
@@ -449,8 +476,10 @@ export class Host {
   }
 
   /** Creates this node's replica of a shard. `join`: an empty replica the leader catches up (placement adds it). */
-  createShard(spec: { shardId: GroupId; voters: readonly number[]; learners?: readonly number[]; bounds?: RangeBoundsWire; join?: boolean }): Promise<void> {
+  createShard(spec: { shardId: GroupId; voters: readonly number[]; learners?: readonly number[]; bounds?: RangeBoundsWire; join?: boolean; colocateWith?: GroupId }): Promise<void> {
     assert(spec.shardId > 0, () => `shard id must be positive, got ${spec.shardId}`);
+    const core = this.placeShard(spec.shardId, spec.colocateWith);
+    this.shardCores.set(spec.shardId, core);
     return this.request(spec.shardId, (id) => ({
       kind: 'createShard',
       id,
@@ -463,8 +492,10 @@ export class Host {
   }
 
   /** Destroys this node's replica of a shard (its log, metadata and data). */
-  removeShard(shardId: GroupId): Promise<void> {
-    return this.request(shardId, (id) => ({ kind: 'removeShard', id, shardId }));
+  async removeShard(shardId: GroupId): Promise<void> {
+    await this.request(shardId, (id) => ({ kind: 'removeShard', id, shardId }));
+    this.shardCores.delete(shardId);
+    this.leaders.delete(shardId);
   }
 
   transferLeader(shardId: GroupId, to: number): Promise<void> {

@@ -143,12 +143,19 @@ export class ShardCore {
     this.sm = new KvStateMachine(options.store);
     this.log = options.logger.child({ component: 'core', nodeId: options.nodeId, core: options.coreIndex });
     for (const shardId of options.store.shardIds()) {
-      assert(shardId % options.coreCount === options.coreIndex, () => `shard ${shardId} is stored in core ${options.coreIndex} but belongs to core ${shardId % options.coreCount}`);
       // After a restart every group starts dormant: it wakes when a message or request arrives,
       // so a node coming back does not start an election storm (its peers still have leaders).
       const g = this.addGroup(shardId, boundsOf(options.store.descriptor(shardId)));
-      g.quiesced = options.quiesce;
-      if (!g.quiesced) this.active.add(g);
+      const voters = options.store.storage(shardId).initialState().confState.voters;
+      if (voters.length === 1 && voters[0] === this.self) {
+        // A group of one has nobody to disturb and nobody to wake it: it elects itself at once.
+        this.active.add(g);
+        g.raw.campaign();
+        this.touched.add(g);
+      } else {
+        g.quiesced = options.quiesce;
+        if (!g.quiesced) this.active.add(g);
+      }
     }
     this.log.info({ groupCount: this.groups.size }, 'core started');
   }
@@ -509,7 +516,6 @@ export class ShardCore {
 
   private onCreateShard(r: Extract<CoreRequest, { kind: 'createShard' }>): void {
     const shardId = groupId(r.shardId);
-    assert(shardId % this.options.coreCount === this.options.coreIndex, () => `shard ${shardId} sent to core ${this.options.coreIndex}`);
     if (this.groups.has(shardId) || this.creating.some((c) => c.shardId === r.shardId)) return this.fail(r.id, new ShardExistsError(shardId, this.self));
     // Creations queued together share one durable transaction (one sync for a thousand shards).
     this.creating.push(r);

@@ -67,4 +67,19 @@ describe('shards on a running node', () => {
     await expect(h.createShard({ shardId: groupId(4), voters: [1] })).rejects.toMatchObject({ code: 'SHARD_EXISTS' });
     await expect(h.removeShard(groupId(9))).rejects.toMatchObject({ code: 'SHARD_NOT_FOUND' });
   });
+
+  it('places new shards on the least loaded core, or next to the shard they colocate with, and keeps them there across a restart', async () => {
+    const c = (cluster = await HostCluster.start({ nodeCount: 1, coreCount: 2, seed: 24 }));
+    const h = c.host(1);
+    for (const shardId of [10, 12, 14]) await h.createShard({ shardId: groupId(shardId), voters: [1], bounds: shardBounds(shardId) });
+    expect((await h.coreStats()).map((s) => s.groupCount).sort()).toEqual([1, 2]);
+    await h.createShard({ shardId: groupId(16), voters: [1], bounds: shardBounds(16), colocateWith: groupId(10) });
+    expect(h.coreOf(16)).toBe(h.coreOf(10));
+    const placement = new Map([10, 12, 14, 16].map((s) => [s, h.coreOf(s)]));
+    await c.stopNode(1);
+    const again = await c.startNode(1);
+    for (const [shardId, core] of placement) expect(again.coreOf(shardId), `shard ${shardId}`).toBe(core);
+    await c.tickUntil('leaders after restart', async () => (await c.agreedLeaders([10, 12, 14, 16])) !== undefined, 100);
+    expect((await c.write(16, { op: 'put', key: shardKey(16, 'k'), value: key('v') })).ok).toBe(true);
+  });
 });
