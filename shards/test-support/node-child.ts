@@ -39,6 +39,10 @@
 // `defaultShardPrefix(shard) + tag + '/' + n`, n < keyCountPerShard (default:
 // every write its own key), so it needs shards with the default bounds.
 // Each value is unique (tag and sequence number, padded to valueBytes).
+// The result (LoadResult) carries this node's exact latency percentiles and a
+// histogram of the same latencies in fixed log buckets (LatencyHistogram), so
+// a parent can merge several nodes' loads by adding counts: percentiles of
+// per-node percentiles are not percentiles of the whole.
 //
 // Exit codes: 0 after `close` or when the parent disconnects; 70 when a worker
 // core dies (onFatal); 1 when start fails.
@@ -95,6 +99,20 @@ export type AckedWrite = readonly [shardId: number, key: string, value: string, 
 /** [shardId, key hex, value hex]: a write that may or may not have been applied (timeout, dropped). */
 export type UnknownWrite = readonly [shardId: number, key: string, value: string];
 
+/**
+ * Latencies in fixed logarithmic buckets: bucket 0 holds those below `lowMs`,
+ * bucket i ≥ 1 those in [lowMs·2^((i-1)/bucketsPerOctave), lowMs·2^(i/bucketsPerOctave)).
+ * The boundaries are the same in every load (LATENCY_HISTOGRAM_LOW_MS,
+ * LATENCY_HISTOGRAM_BUCKETS_PER_OCTAVE), so histograms merge by adding counts;
+ * a bucket is 4.4 % wide at 16 per octave.
+ */
+export interface LatencyHistogram {
+  readonly lowMs: number;
+  readonly bucketsPerOctave: number;
+  /** [bucket index, count] for every non-empty bucket, in ascending bucket order. */
+  readonly counts: readonly (readonly [bucket: number, count: number])[];
+}
+
 export interface LoadResult {
   readonly acked: readonly AckedWrite[] | number;
   /** Only with ackedAs 'list'. */
@@ -102,8 +120,10 @@ export interface LoadResult {
   /** Proposals issued. */
   readonly ops: number;
   readonly durationMs: number;
-  /** Over acknowledged proposals only. */
+  /** Over acknowledged proposals only: from the call to host.propose until it resolved (nearest rank; 0 when none). */
   readonly latencyMs: { readonly p50: number; readonly p99: number; readonly max: number };
+  /** The same latencies, bucketed for merging across loads. */
+  readonly latencyHistogram: LatencyHistogram;
   readonly errorsByCode: Readonly<Record<string, number>>;
 }
 
@@ -160,6 +180,12 @@ const LOAD_CONCURRENCY_MAX = 4_096;
 const LOAD_DURATION_MS_MAX = 600_000;
 /** Value bytes per load write at most (KV allows far more; a load of huge values is not a load test). */
 const LOAD_VALUE_BYTES_MAX = 1024 * 1024;
+/** Lower edge of the latency histogram's first log bucket: 1 µs. */
+const LATENCY_HISTOGRAM_LOW_MS = 0.001;
+/** Buckets per doubling of latency: each 2^(1/16) − 1 = 4.4 % wide. */
+const LATENCY_HISTOGRAM_BUCKETS_PER_OCTAVE = 16;
+/** 1 µs · 2^(480/16) ≈ 18 min, past LOAD_DURATION_MS_MAX: the last bucket is never reached in practice, and clamps. */
+const LATENCY_HISTOGRAM_BUCKET_COUNT = 481;
 /** A load lane with no locally led shard waits this long before looking again. */
 const LOAD_IDLE_WAIT_MS = 5;
 /** After the parent disconnects, close gracefully but exit after this long regardless. */
@@ -346,6 +372,20 @@ function loadValue(tag: string, seq: number, valueBytes: number): Buffer {
   return value;
 }
 
+function latencyBucket(ms: number): number {
+  if (!(ms >= LATENCY_HISTOGRAM_LOW_MS)) return 0;
+  const i = 1 + Math.floor(Math.log2(ms / LATENCY_HISTOGRAM_LOW_MS) * LATENCY_HISTOGRAM_BUCKETS_PER_OCTAVE);
+  return Math.min(i, LATENCY_HISTOGRAM_BUCKET_COUNT - 1);
+}
+
+function latencyHistogram(latenciesMs: readonly number[]): LatencyHistogram {
+  const counts = new Array<number>(LATENCY_HISTOGRAM_BUCKET_COUNT).fill(0);
+  for (const ms of latenciesMs) counts[latencyBucket(ms)]!++;
+  const nonEmpty: [number, number][] = [];
+  for (let i = 0; i < counts.length; i++) if (counts[i]! > 0) nonEmpty.push([i, counts[i]!]);
+  return { lowMs: LATENCY_HISTOGRAM_LOW_MS, bucketsPerOctave: LATENCY_HISTOGRAM_BUCKETS_PER_OCTAVE, counts: nonEmpty };
+}
+
 async function runLoad(host: Host, plan: LoadPlan): Promise<LoadResult> {
   const startedMs = performance.now();
   const deadlineMs = startedMs + plan.durationMsMax;
@@ -408,6 +448,7 @@ async function runLoad(host: Host, plan: LoadPlan): Promise<LoadResult> {
     ops: issued,
     durationMs: round(performance.now() - startedMs),
     latencyMs: { p50: round(at(0.5)), p99: round(at(0.99)), max: round(latenciesMs[latenciesMs.length - 1] ?? 0) },
+    latencyHistogram: latencyHistogram(latenciesMs),
     errorsByCode,
   };
 }

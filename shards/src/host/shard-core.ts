@@ -117,6 +117,8 @@ export class ShardCore {
    */
   private readonly wakeQueue: { group: Group; peer: NodeId; cause: 'down' | 'up' }[] = [];
   private readonly downPeers = new Set<NodeId>();
+  /** New groups whose first campaign is still to come (rate-limited, see createQueued). */
+  private readonly campaignQueue: Group[] = [];
   private readonly sm: KvStateMachine;
   private readonly outbox = new Outbox();
   private replies: CoreReply[] = [];
@@ -177,9 +179,11 @@ export class ShardCore {
   /** Steps one batch of inputs from the Host, then runs rounds until nothing is ready. */
   onInput(input: CoreInput): void {
     if (this.closed) return;
-    for (let t = 0; t < input.ticks; t++) this.onTick();
+    // Messages before ticks: a core that fell behind must not fire election timeouts against
+    // heartbeats it already holds.
     for (const [from, segment] of input.inbound) this.onSegment(nodeId(from), segment);
     for (const e of input.events) this.onEvent(e);
+    for (let t = 0; t < input.ticks; t++) this.onTick();
     for (const r of input.requests) this.onRequest(r);
     this.kick();
   }
@@ -194,6 +198,13 @@ export class ShardCore {
       g.raw.tick();
       this.stats.groupTicks++;
       this.touched.add(g);
+    }
+    for (let n = 0; n < this.options.wakeCountPerTickMax && this.campaignQueue.length > 0; ) {
+      const g = this.campaignQueue.shift()!;
+      if (g.removed || g.leader !== NONE || !g.raw.raft.promotable()) continue;
+      g.raw.campaign();
+      this.touched.add(g);
+      n++;
     }
     for (let n = 0; n < this.options.wakeCountPerTickMax && this.wakeQueue.length > 0; ) {
       const { group, peer, cause } = this.wakeQueue.shift()!;
@@ -531,9 +542,11 @@ export class ShardCore {
       const shardId = groupId(r.shardId);
       const g = this.addGroup(shardId, r.bounds);
       this.active.add(g);
-      // One voter campaigns at once so a new group has a leader within a round trip; which one
-      // rotates with the shard id, so a batch of new shards spreads its leaders over the nodes.
-      if (!r.join && r.voters[shardId % r.voters.length] === this.self) g.raw.campaign();
+      // One voter campaigns soon so a new group has a leader within a few ticks; which one rotates
+      // with the shard id, so a batch of new shards spreads its leaders over the nodes. Campaigns
+      // start at most wakeCountPerTickMax per tick: thousands of elections at once would delay
+      // every group's heartbeats past their election timeouts.
+      if (!r.join && r.voters[shardId % r.voters.length] === this.self) this.campaignQueue.push(g);
       this.touched.add(g);
       this.reply(r.id, null);
     }

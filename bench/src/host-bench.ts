@@ -1,0 +1,720 @@
+// End-to-end benchmarks of the per-node Host (@flotilla/shards): node
+// processes (shards/test-support/node-child.ts: a Host with worker-thread
+// cores and a TcpTransport) over TCP on 127.0.0.1, each on a fresh data dir
+// under os.tmpdir(), driven over IPC from this process.
+//
+//   throughput  replicated durable writes/s and p50/p99 commit latency for
+//               1, 8 and 64 shards × 16 B and 256 B values × coreCount 1 and 2.
+//               The load runs inside every node process at once (the `load`
+//               op), each node proposing to the shards it leads with a fixed
+//               number in flight, so IPC is not measured. Baselines in the same
+//               run: the same on one node with single-voter shards (÷1-node:
+//               the cost of replication), and coreCount 1 (÷cores=1: what the
+//               second worker core buys).
+//   idle        CPU of 3 nodes holding 10,000 quiesced shards each (created in
+//               batches, every batch elected and quiesced before the next),
+//               over an idle window, next to 3 nodes with no shard at all
+//               (liveness pings only).
+//
+//   node dist/host-bench.js                          full run (about five minutes on 2 cores)
+//   node dist/host-bench.js --quick                  tiny inputs, under a minute (CI, npm test)
+//   ... --filter '3-node cores=2 s=64'               only matching cases (and their baselines)
+//   ... --concurrency 64                             proposals in flight per loading node
+//   ... --idle-shards 10000 --creation-batch 1000    shards per node in the idle section, and per createShards request
+//   ... --cpu-prof-dir /tmp/prof                     every node process (and its worker cores) runs under --cpu-prof
+//   ... --compare results/host-<timestamp>.json      ratios against an earlier run (e.g. the base branch)
+//
+// After every measured load the bench waits until every replica of every
+// shard applied the same index, and checks that the shards' applied indexes
+// grew by at least the acknowledged writes: that sum and a hash of the
+// per-shard applied indexes are the checksum. Every node process is killed by
+// pid in a finally (and on SIGINT/SIGTERM); the temp dir is removed.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { TICK_INTERVAL_MS_DEFAULT, type ShardStatus } from '@flotilla/shards';
+import {
+  TcpCluster,
+  histogramCount,
+  histogramQuantileMs,
+  killLeftoverNodes,
+  mergeLatencyHistograms,
+  waitUntil,
+  type LoadResult,
+  type NodeChildStats,
+} from '@flotilla/shards/test-support/node-cluster';
+import { commandLine, fmt, hex32, loadAverageText, machineInfo, printTable, ratio, sampleCpu, writeResults, type CpuSample } from './report.js';
+
+type Topology = '1-node' | '3-node';
+const TOPOLOGIES: readonly Topology[] = ['1-node', '3-node'];
+
+interface HostBenchParameters {
+  readonly mode: 'full' | 'quick';
+  /** The Host's default tick (elections after 10–20 ticks, liveness pings every 2). */
+  readonly tickIntervalMs: number;
+  readonly throughput: {
+    readonly shardCounts: readonly number[];
+    readonly valueBytesList: readonly number[];
+    readonly coreCounts: readonly number[];
+    /** Proposals in flight per loading node (a node that leads no shard does not load). */
+    readonly concurrencyPerNode: number;
+    /** Discarded load before every measured one, same shards and values. */
+    readonly warmupMs: number;
+    readonly runMs: number;
+    /** A load also stops after this many proposals per node. */
+    readonly countPerNodeMax: number;
+  };
+  readonly idle: {
+    readonly nodeCount: number;
+    readonly shardCount: number;
+    readonly coreCounts: readonly number[];
+    /** Shards created per createShards request; each batch is elected and quiesced before the next. */
+    readonly creationBatch: number;
+    /** After every group quiesced (or, without shards, after start), before the window opens. */
+    readonly settleMs: number;
+    /**
+     * And not before the node processes are this old: V8's memory reducer runs a
+     * major GC some 8–12 s after start, which would land in a baseline's window.
+     */
+    readonly nodeAgeMinMs: number;
+    readonly windowMs: number;
+  };
+}
+
+// Full: 12 clusters × 2 payloads × (1 s warm-up + 5 s run) ≈ 2.5 min, idle ≈ 1.5 min (2 core counts × (10k shards + baseline)); ~4.5 min in all.
+const FULL: HostBenchParameters = {
+  mode: 'full',
+  tickIntervalMs: TICK_INTERVAL_MS_DEFAULT,
+  throughput: { shardCounts: [1, 8, 64], valueBytesList: [16, 256], coreCounts: [1, 2], concurrencyPerNode: 64, warmupMs: 1_000, runMs: 5_000, countPerNodeMax: 1_000_000 },
+  idle: { nodeCount: 3, shardCount: 10_000, coreCounts: [1, 2], creationBatch: 1_000, settleMs: 3_000, nodeAgeMinMs: 15_000, windowMs: 10_000 },
+};
+
+// Quick: every code path with tiny inputs, so CI keeps the bench from rotting.
+const QUICK: HostBenchParameters = {
+  mode: 'quick',
+  tickIntervalMs: TICK_INTERVAL_MS_DEFAULT,
+  throughput: { shardCounts: [1, 8], valueBytesList: [16, 256], coreCounts: [1, 2], concurrencyPerNode: 64, warmupMs: 200, runMs: 500, countPerNodeMax: 50_000 },
+  idle: { nodeCount: 3, shardCount: 300, coreCounts: [2], creationBatch: 1_000, settleMs: 300, nodeAgeMinMs: 1_000, windowMs: 1_000 },
+};
+
+/** First elections of ≤ 64 shards take a round trip; with CPU starved by neighbours, seconds. */
+const LEADERS_TIMEOUT_MS = 30_000;
+/** One creation batch elected and quiesced; ~1.5 s per 1,000 shards here. */
+const BATCH_CONVERGE_TIMEOUT_MS = 60_000;
+/** After a load every replica applies what was committed within a few rounds. */
+const REPLICAS_CONVERGE_TIMEOUT_MS = 15_000;
+/** A histogram percentile is within half a 4.4 % bucket of the exact one; checked where one node loaded alone. */
+const HISTOGRAM_TOLERANCE = 0.05;
+
+const perSecond = (count: number, ms: number): number => count / (ms / 1_000);
+const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0);
+const cpuMicros = (s: NodeChildStats): number => s.cpuUsage.user + s.cpuUsage.system;
+
+function fnvNumbers(values: readonly number[], hash = 0x811c9dc5): number {
+  let h = hash;
+  for (const v of values) {
+    for (let shift = 0; shift < 32; shift += 8) {
+      h ^= (v >>> shift) & 0xff;
+      h = Math.imul(h, 0x01000193);
+    }
+  }
+  return h >>> 0;
+}
+
+// ---------------------------------------------------------------------------
+// Cases and the filter
+
+interface ThroughputCase {
+  readonly name: string;
+  readonly topology: Topology;
+  readonly coreCount: number;
+  readonly shardCount: number;
+  readonly valueBytes: number;
+}
+
+interface IdleCase {
+  readonly name: string;
+  readonly coreCount: number;
+  readonly shardCount: number;
+}
+
+const throughputName = (c: Omit<ThroughputCase, 'name'>): string => `${c.topology} cores=${c.coreCount} s=${c.shardCount} v=${c.valueBytes}B`;
+const idleName = (c: Omit<IdleCase, 'name'>, nodeCount: number): string => `idle ${nodeCount}-node cores=${c.coreCount} s=${c.shardCount}`;
+
+function plan(params: HostBenchParameters, filter: readonly string[] | undefined): { throughput: ThroughputCase[]; idle: IdleCase[] } {
+  const t = params.throughput;
+  const throughput: ThroughputCase[] = [];
+  for (const coreCount of t.coreCounts) {
+    for (const shardCount of t.shardCounts) {
+      for (const topology of TOPOLOGIES) {
+        for (const valueBytes of t.valueBytesList) throughput.push({ name: throughputName({ topology, coreCount, shardCount, valueBytes }), topology, coreCount, shardCount, valueBytes });
+      }
+    }
+  }
+  const idle: IdleCase[] = [];
+  for (const coreCount of params.idle.coreCounts) {
+    for (const shardCount of [0, params.idle.shardCount]) idle.push({ name: idleName({ coreCount, shardCount }, params.idle.nodeCount), coreCount, shardCount });
+  }
+  if (filter === undefined) return { throughput, idle };
+  const matches = (name: string) => filter.some((f) => name.includes(f));
+  // A filtered run keeps the baselines of what it selected, so every ratio still has a denominator.
+  const keptT = throughput.filter((c) => matches(c.name));
+  const isBaselineT = (c: ThroughputCase) =>
+    keptT.some((k) => k.shardCount === c.shardCount && k.valueBytes === c.valueBytes && ((k.coreCount === c.coreCount && c.topology === '1-node') || (k.topology === c.topology && c.coreCount === t.coreCounts[0])));
+  const keptI = idle.filter((c) => matches(c.name));
+  return {
+    throughput: throughput.filter((c) => keptT.includes(c) || isBaselineT(c)),
+    idle: idle.filter((c) => keptI.includes(c) || (c.shardCount === 0 && keptI.some((k) => k.coreCount === c.coreCount))),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Machine-wide CPU next to the node processes' own
+
+interface CpuWindow {
+  /** Every node process (all threads) over wall time: 100 = one core. */
+  readonly nodesPercentOfCore: number;
+  /** Per node, same unit. */
+  readonly perNodePercentOfCore: readonly number[];
+  /** Every core's busy time as a share of all cores (from /proc/stat). */
+  readonly machineBusyPercent: number | undefined;
+  /** What neither the nodes nor this process used, as a share of all cores: the neighbours. */
+  readonly othersBusyPercent: number | undefined;
+}
+
+function cpuWindow(from: { sample: CpuSample; stats: Map<number, NodeChildStats> }, to: { sample: CpuSample; stats: Map<number, NodeChildStats> }): CpuWindow {
+  const wallMs = Math.max(1e-3, to.sample.atMs - from.sample.atMs);
+  const perNodeMs = [...to.stats].map(([id, s]) => (cpuMicros(s) - cpuMicros(from.stats.get(id)!)) / 1_000);
+  const perNodePercentOfCore = perNodeMs.map((ms) => (ms / wallMs) * 100);
+  const nodesPercentOfCore = sum(perNodePercentOfCore);
+  const a = from.sample.machine;
+  const b = to.sample.machine;
+  if (a === undefined || b === undefined || b.totalTicks === a.totalTicks) return { nodesPercentOfCore, perNodePercentOfCore, machineBusyPercent: undefined, othersBusyPercent: undefined };
+  const machineBusyPercent = ((b.busyTicks - a.busyTicks) / (b.totalTicks - a.totalTicks)) * 100;
+  const ownMs = (to.sample.own.user - from.sample.own.user + to.sample.own.system - from.sample.own.system) / 1_000;
+  const oursPercentOfMachine = ((sum(perNodeMs) + ownMs) / wallMs / os.cpus().length) * 100;
+  return { nodesPercentOfCore, perNodePercentOfCore, machineBusyPercent, othersBusyPercent: Math.max(0, machineBusyPercent - oursPercentOfMachine) };
+}
+
+async function sampleWindowEdge(cluster: TcpCluster): Promise<{ sample: CpuSample; stats: Map<number, NodeChildStats> }> {
+  const stats = await cluster.stats();
+  return { sample: sampleCpu(), stats };
+}
+
+// ---------------------------------------------------------------------------
+// throughput
+
+interface NodeLoadRow {
+  readonly nodeId: number;
+  readonly ledShardCount: number;
+  readonly ops: number;
+  readonly acked: number;
+  readonly durationMs: number;
+  /** This node's exact percentiles (node-child, nearest rank). */
+  readonly latencyMs: LoadResult['latencyMs'];
+  readonly errorsByCode: Readonly<Record<string, number>>;
+}
+
+interface ThroughputRow extends ThroughputCase {
+  readonly nodeCount: number;
+  readonly concurrencyPerNode: number;
+  /** Shards each node led during the measured load (node 1 first). */
+  readonly leadersPerNode: readonly number[];
+  readonly loadingNodeCount: number;
+  readonly inFlightTotal: number;
+  readonly warmup: { readonly acked: number; readonly durationMs: number };
+  readonly ops: number;
+  readonly acked: number;
+  readonly errors: number;
+  readonly errorsByCode: Readonly<Record<string, number>>;
+  /** The longest node's load, from its first proposal to its last answer. */
+  readonly spanMs: number;
+  readonly writesPerSecond: number;
+  /** Merged over every loading node's histogram (nearest rank, ±2.2 %); max is exact. */
+  readonly latencyMs: { readonly p50: number; readonly p99: number; readonly max: number };
+  readonly nodes: readonly NodeLoadRow[];
+  readonly cpu: CpuWindow;
+  readonly loadAverageBefore: readonly number[];
+  readonly loadAverageAfter: readonly number[];
+  /** Σ applied index over the shards (after every replica converged) grew by this much: ≥ acked. */
+  readonly appliedDelta: number;
+  readonly checksum: { readonly acked: number; readonly appliedHash: number };
+  /** writesPerSecond ÷ the 1-node row of the same cores, shards and value size. */
+  ratioTo1Node?: number;
+  /** writesPerSecond ÷ the cores=1 row of the same topology, shards and value size. */
+  ratioToCores1?: number;
+}
+
+/** Applied index per shard once every replica applied up to its commit and all replicas agree. */
+async function convergedApplied(cluster: TcpCluster, shardIds: readonly number[]): Promise<Map<number, number>> {
+  return waitUntil(
+    'every replica of every shard applied the same, committed, index',
+    async () => {
+      const statuses = await cluster.statuses();
+      const byNode = [...statuses.values()].map((list) => new Map(list.map((s) => [s.shardId, s] as const)));
+      const applied = new Map<number, number>();
+      for (const shardId of shardIds) {
+        const replicas = byNode.map((m) => m.get(shardId));
+        const first = replicas[0];
+        if (first === undefined || replicas.some((s: ShardStatus | undefined) => s === undefined || s.applied !== s.commit || s.applied !== first.applied)) return undefined;
+        applied.set(shardId, first.applied);
+      }
+      return applied;
+    },
+    { timeoutMs: REPLICAS_CONVERGE_TIMEOUT_MS, intervalMs: 20 },
+  );
+}
+
+async function runLoads(cluster: TcpCluster, shardIds: readonly number[], args: { valueBytes: number; durationMs: number; countPerNodeMax: number; concurrency: number; tag: string }) {
+  const leaders = await waitUntil('every shard has an agreed leader', () => cluster.agreedLeaders(shardIds), { timeoutMs: LEADERS_TIMEOUT_MS, intervalMs: 20 });
+  const loads = await Promise.all(
+    cluster.nodeIds.map(async (nodeId) => {
+      const led = shardIds.filter((s) => leaders.get(s) === nodeId);
+      if (led.length === 0) return undefined;
+      const result = await cluster.node(nodeId).load({
+        shardIds: led,
+        count: args.countPerNodeMax,
+        concurrency: args.concurrency,
+        valueBytes: args.valueBytes,
+        durationMsMax: args.durationMs,
+        ackedAs: 'count',
+        tag: `${args.tag}n${nodeId}`,
+      });
+      return { nodeId, led, result };
+    }),
+  );
+  const leadersPerNode = cluster.nodeIds.map((id) => shardIds.filter((s) => leaders.get(s) === id).length);
+  return { leadersPerNode, loads: loads.filter((l) => l !== undefined) };
+}
+
+async function runThroughputCluster(
+  cases: readonly ThroughputCase[],
+  params: HostBenchParameters,
+  options: { dataDirParent: string; execArgv: readonly string[]; concurrency: number; runIndex: { n: number } },
+): Promise<ThroughputRow[]> {
+  const { topology, coreCount, shardCount } = cases[0]!;
+  const nodeCount = topology === '1-node' ? 1 : 3;
+  const shardIds = Array.from({ length: shardCount }, (_, i) => i + 1);
+  const t = params.throughput;
+  const rows: ThroughputRow[] = [];
+  const cluster = await TcpCluster.start({ nodeCount, coreCount, tickIntervalMs: params.tickIntervalMs, dataDirParent: options.dataDirParent, execArgv: options.execArgv });
+  try {
+    await cluster.createShards(shardIds);
+    for (const c of cases) {
+      const tag = `r${options.runIndex.n++}`;
+      const loadArgs = { valueBytes: c.valueBytes, countPerNodeMax: t.countPerNodeMax, concurrency: options.concurrency };
+      const warmup = (await runLoads(cluster, shardIds, { ...loadArgs, durationMs: t.warmupMs, tag: `${tag}w` })).loads;
+      const appliedBefore = await convergedApplied(cluster, shardIds);
+      const loadAverageBefore = os.loadavg();
+      const from = await sampleWindowEdge(cluster);
+      const { loads, leadersPerNode } = await runLoads(cluster, shardIds, { ...loadArgs, durationMs: t.runMs, tag: `${tag}m` });
+      const to = await sampleWindowEdge(cluster);
+      const loadAverageAfter = os.loadavg();
+      const appliedAfter = await convergedApplied(cluster, shardIds);
+
+      const acked = sum(loads.map((l) => l.result.acked as number));
+      const ops = sum(loads.map((l) => l.result.ops));
+      const errorsByCode: Record<string, number> = {};
+      for (const l of loads) for (const [code, n] of Object.entries(l.result.errorsByCode)) errorsByCode[code] = (errorsByCode[code] ?? 0) + n;
+      const appliedDelta = sum(shardIds.map((s) => appliedAfter.get(s)! - appliedBefore.get(s)!));
+      if (appliedDelta < acked) throw new Error(`${c.name}: the shards applied ${appliedDelta} entries during the run, but ${acked} writes were acknowledged`);
+      const histogram = mergeLatencyHistograms(loads.map((l) => l.result.latencyHistogram));
+      if (histogramCount(histogram) !== acked) throw new Error(`${c.name}: latency histograms hold ${histogramCount(histogram)} samples for ${acked} acknowledged writes`);
+      const maxMs = Math.max(0, ...loads.map((l) => l.result.latencyMs.max));
+      const latencyMs = { p50: histogramQuantileMs(histogram, 0.5, maxMs), p99: histogramQuantileMs(histogram, 0.99, maxMs), max: maxMs };
+      if (loads.length === 1) checkHistogram(c.name, latencyMs, loads[0]!.result.latencyMs);
+      const spanMs = Math.max(...loads.map((l) => l.result.durationMs));
+      const row: ThroughputRow = {
+        ...c,
+        nodeCount,
+        concurrencyPerNode: options.concurrency,
+        leadersPerNode,
+        loadingNodeCount: loads.length,
+        inFlightTotal: loads.length * options.concurrency,
+        warmup: { acked: sum(warmup.map((l) => l.result.acked as number)), durationMs: Math.max(...warmup.map((l) => l.result.durationMs)) },
+        ops,
+        acked,
+        errors: ops - acked,
+        errorsByCode,
+        spanMs,
+        writesPerSecond: perSecond(acked, spanMs),
+        latencyMs,
+        nodes: loads.map((l) => ({
+          nodeId: l.nodeId,
+          ledShardCount: l.led.length,
+          ops: l.result.ops,
+          acked: l.result.acked as number,
+          durationMs: l.result.durationMs,
+          latencyMs: l.result.latencyMs,
+          errorsByCode: l.result.errorsByCode,
+        })),
+        cpu: cpuWindow(from, to),
+        loadAverageBefore,
+        loadAverageAfter,
+        appliedDelta,
+        checksum: { acked, appliedHash: fnvNumbers(shardIds.flatMap((s) => [s, appliedAfter.get(s)!])) },
+      };
+      rows.push(row);
+      progress(
+        c.name,
+        `${fmt(row.writesPerSecond)} writes/s, p50 ${fmt(latencyMs.p50, 2)} ms, p99 ${fmt(latencyMs.p99, 2)} ms, nodes CPU ${fmt(row.cpu.nodesPercentOfCore)} %` +
+          (row.errors > 0 ? `, errors ${JSON.stringify(errorsByCode)}` : ''),
+      );
+    }
+  } catch (err) {
+    const tails = [...cluster.nodes.values()].map((n) => `node ${n.nodeId} stderr:\n${n.stderr().slice(-2_000)}`).join('\n');
+    throw new Error(`${String(err)}\n${tails}`);
+  } finally {
+    await cluster.close();
+  }
+  return rows;
+}
+
+/** Where one node loaded alone, the histogram's percentiles must match its exact ones to within a bucket. */
+function checkHistogram(name: string, merged: { p50: number; p99: number }, exact: { p50: number; p99: number }): void {
+  for (const q of ['p50', 'p99'] as const) {
+    const tolerance = exact[q] * HISTOGRAM_TOLERANCE + 0.002;
+    if (Math.abs(merged[q] - exact[q]) > tolerance) throw new Error(`${name}: histogram ${q} ${merged[q]} ms is not within ${HISTOGRAM_TOLERANCE * 100} % of the exact ${exact[q]} ms`);
+  }
+}
+
+async function runThroughputSection(cases: readonly ThroughputCase[], params: HostBenchParameters, options: { dataDirParent: string; execArgv: readonly string[]; concurrency: number }): Promise<ThroughputRow[]> {
+  const rows: ThroughputRow[] = [];
+  const runIndex = { n: 0 };
+  // One cluster per (cores, shards, topology), both value sizes on it; the 1-node baseline runs right before its 3-node row.
+  const clusters = new Map<string, ThroughputCase[]>();
+  for (const c of cases) {
+    const key = `${c.coreCount}/${c.shardCount}/${c.topology}`;
+    clusters.set(key, [...(clusters.get(key) ?? []), c]);
+  }
+  for (const group of clusters.values()) rows.push(...(await runThroughputCluster(group, params, { ...options, runIndex })));
+  for (const r of rows) {
+    const oneNode = rows.find((b) => b.topology === '1-node' && b.coreCount === r.coreCount && b.shardCount === r.shardCount && b.valueBytes === r.valueBytes);
+    if (r.topology === '3-node' && oneNode !== undefined) r.ratioTo1Node = r.writesPerSecond / oneNode.writesPerSecond;
+    const cores1 = rows.find((b) => b.coreCount === 1 && b.topology === r.topology && b.shardCount === r.shardCount && b.valueBytes === r.valueBytes);
+    if (r.coreCount !== 1 && cores1 !== undefined) r.ratioToCores1 = r.writesPerSecond / cores1.writesPerSecond;
+  }
+  return rows;
+}
+
+function printThroughput(rows: readonly ThroughputRow[]): void {
+  printTable(
+    ['task', 'leaders/node', 'in flight', 'writes/s', 'p50 ms', 'p99 ms', 'max ms', '÷1-node', '÷cores=1', 'CPU %', 'others %', 'errors', 'checksum (acked/applied)'],
+    rows.map((r) => [
+      r.name,
+      r.leadersPerNode.join('/'),
+      fmt(r.inFlightTotal),
+      fmt(r.writesPerSecond),
+      fmt(r.latencyMs.p50, 2),
+      fmt(r.latencyMs.p99, 2),
+      fmt(r.latencyMs.max, 1),
+      ratio(r.ratioTo1Node),
+      ratio(r.ratioToCores1),
+      fmt(r.cpu.nodesPercentOfCore),
+      r.cpu.othersBusyPercent === undefined ? '-' : fmt(r.cpu.othersBusyPercent),
+      fmt(r.errors),
+      `${r.checksum.acked}/${hex32(r.checksum.appliedHash)}`,
+    ]),
+  );
+}
+
+// ---------------------------------------------------------------------------
+// idle
+
+interface IdleRow extends IdleCase {
+  readonly nodeCount: number;
+  /** From the first createShards to every group on every node quiesced. */
+  readonly convergeMs: number;
+  readonly creationBatchCount: number;
+  readonly windowMs: number;
+  readonly cpu: CpuWindow;
+  /** Mean over the nodes, % of one core. */
+  readonly cpuPercentPerNode: number;
+  /** Over the window, summed over the nodes: group ticks (0 when every group stayed quiesced), wakes, Raft messages sent, liveness pings. */
+  readonly groupTicks: number;
+  readonly wakes: number;
+  readonly messagesSent: number;
+  readonly pingsSent: number;
+  readonly frames: number;
+  readonly activeGroupCountAfter: number;
+  readonly rssBytesPerNode: readonly number[];
+  readonly loadAverageBefore: readonly number[];
+  readonly loadAverageAfter: readonly number[];
+  /** Replicas and the sum of their applied indexes at the end of the window: what the nodes hold. */
+  readonly checksum: { readonly replicaCount: number; readonly appliedSum: number };
+  /** cpuPercentPerNode ÷ the 0-shard row of the same cores. */
+  ratioToNoShards?: number;
+}
+
+const activeGroups = (stats: Map<number, NodeChildStats>): number => sum([...stats.values()].map((s) => s.coreTotals['activeGroupCount'] ?? 0));
+const totalOf = (stats: Map<number, NodeChildStats>, name: string): number => sum([...stats.values()].map((s) => s.coreTotals[name] ?? 0));
+
+async function runIdleCase(c: IdleCase, params: HostBenchParameters, options: { dataDirParent: string; execArgv: readonly string[] }): Promise<IdleRow> {
+  const p = params.idle;
+  const clusterStartedMs = performance.now();
+  const cluster = await TcpCluster.start({ nodeCount: p.nodeCount, coreCount: c.coreCount, tickIntervalMs: params.tickIntervalMs, dataDirParent: options.dataDirParent, execArgv: options.execArgv });
+  try {
+    const started = performance.now();
+    let batches = 0;
+    for (let first = 1; first <= c.shardCount; first += p.creationBatch) {
+      const ids = Array.from({ length: Math.min(p.creationBatch, c.shardCount - first + 1) }, (_, i) => first + i);
+      await cluster.createShards(ids);
+      batches++;
+      await waitUntil(`shards ${first}–${ids.at(-1)} have agreed leaders`, () => cluster.agreedLeaders(ids), { timeoutMs: BATCH_CONVERGE_TIMEOUT_MS, intervalMs: 100 });
+      await waitUntil(`every group on every node quiesced (after shards ${first}–${ids.at(-1)})`, async () => (activeGroups(await cluster.stats()) === 0 ? true : undefined), {
+        timeoutMs: BATCH_CONVERGE_TIMEOUT_MS,
+        intervalMs: 100,
+      });
+    }
+    const convergeMs = performance.now() - started;
+    if (c.shardCount > 0) progress(c.name, `${fmt(c.shardCount)} shards in ${batches} batch(es) elected and quiesced in ${fmt(convergeMs / 1_000, 1)} s`);
+    await new Promise((r) => setTimeout(r, Math.max(p.settleMs, p.nodeAgeMinMs - (performance.now() - clusterStartedMs))));
+    const loadAverageBefore = os.loadavg();
+    const from = await sampleWindowEdge(cluster);
+    await new Promise((r) => setTimeout(r, p.windowMs));
+    const to = await sampleWindowEdge(cluster);
+    const loadAverageAfter = os.loadavg();
+    const cpu = cpuWindow(from, to);
+    const statuses = await cluster.statuses();
+    const replicas = [...statuses.values()].flat();
+    const transportFrames = (s: Map<number, NodeChildStats>) => sum([...s.values()].map((x) => x.transport.batchesReceived));
+    const row: IdleRow = {
+      ...c,
+      nodeCount: p.nodeCount,
+      convergeMs,
+      creationBatchCount: batches,
+      windowMs: to.sample.atMs - from.sample.atMs,
+      cpu,
+      cpuPercentPerNode: cpu.nodesPercentOfCore / p.nodeCount,
+      groupTicks: totalOf(to.stats, 'groupTicks') - totalOf(from.stats, 'groupTicks'),
+      wakes: totalOf(to.stats, 'wakes') - totalOf(from.stats, 'wakes'),
+      messagesSent: totalOf(to.stats, 'messagesSent') - totalOf(from.stats, 'messagesSent'),
+      pingsSent: sum([...to.stats].map(([id, s]) => s.host.pingsSent - from.stats.get(id)!.host.pingsSent)),
+      frames: transportFrames(to.stats) - transportFrames(from.stats),
+      activeGroupCountAfter: activeGroups(to.stats),
+      rssBytesPerNode: [...to.stats.values()].map((s) => s.memoryUsage.rss),
+      loadAverageBefore,
+      loadAverageAfter,
+      checksum: { replicaCount: replicas.length, appliedSum: sum(replicas.map((s) => s.applied)) },
+    };
+    if (row.checksum.replicaCount !== c.shardCount * p.nodeCount) throw new Error(`${c.name}: the nodes hold ${row.checksum.replicaCount} replicas, expected ${c.shardCount * p.nodeCount}`);
+    progress(c.name, `${fmt(row.cpuPercentPerNode, 2)} % of a core per node (${cpu.perNodePercentOfCore.map((x) => fmt(x, 2)).join(' / ')}), group ticks ${row.groupTicks}, pings ${row.pingsSent}`);
+    return row;
+  } catch (err) {
+    const tails = [...cluster.nodes.values()].map((n) => `node ${n.nodeId} stderr:\n${n.stderr().slice(-2_000)}`).join('\n');
+    throw new Error(`${String(err)}\n${tails}`);
+  } finally {
+    await cluster.close();
+  }
+}
+
+async function runIdleSection(cases: readonly IdleCase[], params: HostBenchParameters, options: { dataDirParent: string; execArgv: readonly string[] }): Promise<IdleRow[]> {
+  const rows: IdleRow[] = [];
+  for (const c of cases) rows.push(await runIdleCase(c, params, options));
+  for (const r of rows) {
+    const base = rows.find((b) => b.shardCount === 0 && b.coreCount === r.coreCount);
+    if (r.shardCount > 0 && base !== undefined) r.ratioToNoShards = r.cpuPercentPerNode / base.cpuPercentPerNode;
+  }
+  return rows;
+}
+
+function printIdle(rows: readonly IdleRow[]): void {
+  printTable(
+    ['task', 'converged s', 'window s', 'CPU %/node', 'per node', '÷0 shards', 'group ticks', 'msgs sent', 'pings', 'frames in', 'RSS MB/node', 'others %', 'checksum (replicas/applied)'],
+    rows.map((r) => [
+      r.name,
+      r.shardCount === 0 ? '-' : fmt(r.convergeMs / 1_000, 1),
+      fmt(r.windowMs / 1_000, 1),
+      fmt(r.cpuPercentPerNode, 2),
+      r.cpu.perNodePercentOfCore.map((x) => fmt(x, 2)).join(' / '),
+      ratio(r.ratioToNoShards),
+      fmt(r.groupTicks),
+      fmt(r.messagesSent),
+      fmt(r.pingsSent),
+      fmt(r.frames),
+      r.rssBytesPerNode.map((b) => fmt(b / 1e6)).join('/'),
+      r.cpu.othersBusyPercent === undefined ? '-' : fmt(r.cpu.othersBusyPercent),
+      `${r.checksum.replicaCount}/${r.checksum.appliedSum}`,
+    ]),
+  );
+}
+
+// ---------------------------------------------------------------------------
+// Running and reporting
+
+function progress(name: string, text: string): void {
+  console.log(`  ${name}: ${text}`);
+}
+
+/** The file system under the temp dir (fsync cost depends on it); undefined where `df` is missing. */
+function fileSystemOf(path: string): string | undefined {
+  try {
+    const lines = execFileSync('df', ['-PT', path], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n');
+    const [device, type, , , , , mount] = lines[1]!.split(/\s+/);
+    return `${type} on ${device} mounted at ${mount}`;
+  } catch {
+    return undefined;
+  }
+}
+
+interface HostReport {
+  readonly parameters: HostBenchParameters;
+  readonly machine?: { readonly gitCommit?: string };
+  readonly throughput?: readonly ThroughputRow[];
+  readonly idle?: readonly IdleRow[];
+}
+
+/** The one number per row that --compare divides: writes/s, or idle CPU % per node. */
+function headlines(report: Pick<HostReport, 'throughput' | 'idle'>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const r of report.throughput ?? []) out.set(`${r.name} (writes/s)`, r.writesPerSecond);
+  for (const r of report.idle ?? []) out.set(`${r.name} (CPU %/node)`, r.cpuPercentPerNode);
+  return out;
+}
+
+function printComparison(now: HostReport, basePath: string): void {
+  const base = JSON.parse(readFileSync(basePath, 'utf8')) as HostReport;
+  console.log(`\ncompared with ${basePath} (commit ${base.machine?.gitCommit ?? 'unknown'}): now ÷ then`);
+  if (base.parameters?.mode !== now.parameters.mode) console.log(`warning: that run was in ${base.parameters?.mode ?? 'unknown'} mode, this one in ${now.parameters.mode} mode; the ratios mean little`);
+  const then = headlines(base);
+  printTable(
+    ['row', 'then', 'now', 'now÷then'],
+    [...headlines(now)].map(([name, value]) => {
+      const old = then.get(name);
+      return [name, old === undefined ? '-' : fmt(old, 2), fmt(value, 2), old === undefined ? '-' : ratio(value / old)];
+    }),
+  );
+}
+
+function positiveInteger(text: string | undefined, name: string): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got ${JSON.stringify(text)}`);
+  return n;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean' },
+      filter: { type: 'string' },
+      concurrency: { type: 'string' },
+      'idle-shards': { type: 'string' },
+      'creation-batch': { type: 'string' },
+      'cpu-prof-dir': { type: 'string' },
+      compare: { type: 'string' },
+    },
+  });
+  const quick = values.quick === true || process.env.FLOTILLA_BENCH_QUICK === '1';
+  const base = quick ? QUICK : FULL;
+  const concurrency = positiveInteger(values.concurrency, 'concurrency') ?? base.throughput.concurrencyPerNode;
+  const params: HostBenchParameters = {
+    ...base,
+    throughput: { ...base.throughput, concurrencyPerNode: concurrency },
+    idle: {
+      ...base.idle,
+      shardCount: positiveInteger(values['idle-shards'], 'idle-shards') ?? base.idle.shardCount,
+      creationBatch: positiveInteger(values['creation-batch'], 'creation-batch') ?? base.idle.creationBatch,
+    },
+  };
+  const filter = values.filter?.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const cases = plan(params, filter);
+  if (cases.throughput.length === 0 && cases.idle.length === 0) throw new Error(`--filter ${JSON.stringify(values.filter)} matches no case`);
+  // Explicit, so the node processes never inherit this process's own flags (a --cpu-prof here would profile every child too).
+  let execArgv: string[] = [];
+  if (values['cpu-prof-dir'] !== undefined) {
+    const dir = resolve(values['cpu-prof-dir']);
+    mkdirSync(dir, { recursive: true });
+    execArgv = ['--cpu-prof', '--cpu-prof-dir', dir];
+  }
+
+  const machine = machineInfo();
+  const loadAverageBefore = os.loadavg();
+  const startedAt = new Date();
+  const cpuAtStart = sampleCpu();
+  const tmpRoot = mkdtempSync(join(os.tmpdir(), 'flotilla-host-bench-'));
+  const fileSystem = fileSystemOf(tmpRoot);
+  // Ctrl-C must not leave node processes behind: kill them by pid, remove the data, then exit.
+  const onSignal = (signal: NodeJS.Signals) => {
+    const killed = killLeftoverNodes();
+    rmSync(tmpRoot, { recursive: true, force: true });
+    console.error(`\n${signal}: killed ${killed} node process(es), removed ${tmpRoot}`);
+    process.exit(130);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  const t = params.throughput;
+  const idle = params.idle;
+  console.log(`host bench (${params.mode}): ${machine.cpuCount} × ${machine.cpuModel}, Node ${machine.nodeVersion}, ${machine.platform}`);
+  console.log(`temp dir ${tmpRoot} (${fileSystem ?? 'file system unknown'}); load average before: ${loadAverageText(loadAverageBefore)}; tick ${params.tickIntervalMs} ms${execArgv.length === 0 ? '' : `; node processes run with ${execArgv.join(' ')}`}`);
+  console.log(
+    `throughput: ${t.shardCounts.join('/')} shards × ${t.valueBytesList.join('/')} B values × cores ${t.coreCounts.join('/')}, 3 nodes and 1 node; ` +
+      `${t.concurrencyPerNode} in flight per loading node; ${t.runMs} ms (≤ ${fmt(t.countPerNodeMax)} proposals per node) after a discarded ${t.warmupMs} ms warm-up`,
+  );
+  console.log(
+    `idle: ${idle.nodeCount} nodes × ${fmt(idle.shardCount)} shards (batches of ${fmt(idle.creationBatch)}, each elected and quiesced) and × 0 shards, cores ${idle.coreCounts.join('/')}; ` +
+      `${idle.windowMs} ms window after ${idle.settleMs} ms settling, nodes at least ${idle.nodeAgeMinMs} ms old`,
+  );
+  if (filter !== undefined) console.log(`filter ${JSON.stringify(filter)}: ${cases.throughput.length} throughput and ${cases.idle.length} idle case(s), baselines included`);
+  console.log('writes/s = acknowledged (committed, applied, durable on a quorum) puts per second; CPU % = every node process, all threads, over wall time (100 = one core); others % = the rest of the machine, as a share of all cores.\n');
+
+  const sections: { name: string; elapsedMs: number; loadAverageBefore: number[]; loadAverageAfter: number[] }[] = [];
+  const timed = async <T>(name: string, run: () => Promise<T>): Promise<T> => {
+    console.log(`${name}:`);
+    const before = os.loadavg();
+    const startMs = performance.now();
+    const result = await run();
+    sections.push({ name, elapsedMs: performance.now() - startMs, loadAverageBefore: before, loadAverageAfter: os.loadavg() });
+    return result;
+  };
+  let throughput: ThroughputRow[] | undefined;
+  let idleRows: IdleRow[] | undefined;
+  try {
+    const options = { dataDirParent: tmpRoot, execArgv };
+    if (cases.throughput.length > 0) throughput = await timed('throughput', () => runThroughputSection(cases.throughput, params, { ...options, concurrency }));
+    if (cases.idle.length > 0) idleRows = await timed('idle', () => runIdleSection(cases.idle, params, options));
+  } finally {
+    const killed = killLeftoverNodes();
+    if (killed > 0) console.error(`killed ${killed} leftover node process(es)`);
+    rmSync(tmpRoot, { recursive: true, force: true });
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  }
+  const loadAverageAfter = os.loadavg();
+  const finishedAt = new Date();
+  const cpuAtEnd = sampleCpu();
+  const wallMs = finishedAt.getTime() - startedAt.getTime();
+
+  if (throughput !== undefined) {
+    console.log(`\nthroughput: durable replicated puts, load inside every node process (${t.concurrencyPerNode} in flight per node that leads a shard)`);
+    printThroughput(throughput);
+  }
+  if (idleRows !== undefined) {
+    console.log(`\nidle: CPU of ${idle.nodeCount} node processes holding quiesced shards, over ${idle.windowMs} ms (100 = one core)`);
+    printIdle(idleRows);
+  }
+  const ownMs = (cpuAtEnd.own.user - cpuAtStart.own.user + cpuAtEnd.own.system - cpuAtStart.own.system) / 1_000;
+  console.log(`\nload average after: ${loadAverageText(loadAverageAfter)}; took ${(wallMs / 1_000).toFixed(1)} s; this process ${((ownMs / wallMs) * 100).toFixed(0)} % of one core`);
+  for (const s of sections) console.log(`  ${s.name}: ${(s.elapsedMs / 1_000).toFixed(1)} s, load average ${loadAverageText(s.loadAverageBefore)} → ${loadAverageText(s.loadAverageAfter)}`);
+  if (params.mode === 'quick') console.log('quick mode: inputs too small for meaningful numbers; this run checks that the bench works and every acknowledged write was applied on every replica.');
+  const results = { throughput, idle: idleRows };
+  if (values.compare !== undefined) printComparison({ ...results, parameters: params }, values.compare);
+
+  const report = {
+    benchmark: 'host',
+    startedAt: startedAt.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+    command: commandLine(),
+    machine: { ...machine, loadAverageBefore, loadAverageAfter, tmpDir: os.tmpdir(), fileSystem, sections, benchProcessCpuPercentOfCore: (ownMs / wallMs) * 100 },
+    parameters: params,
+    filter,
+    nodeExecArgv: execArgv,
+    ...results,
+  };
+  console.log(`wrote ${writeResults('host', startedAt, report)}`);
+}
+
+await main();
