@@ -104,6 +104,9 @@ export interface ShardStatus {
   readonly quiesced: boolean;
   readonly voters: readonly number[];
   readonly learners: readonly number[];
+  /** The key range the replica owns: [start, end), end null for the end of the key space. */
+  readonly start: Uint8Array;
+  readonly end: Uint8Array | null;
 }
 
 /** Counters a core keeps; `stats` returns them. Monotonic unless noted. */

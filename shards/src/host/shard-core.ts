@@ -962,6 +962,8 @@ function statusOf(g: Group): ShardStatus {
     quiesced: g.quiesced,
     voters: [...s.config.voters],
     learners: [...s.config.learners],
+    start: g.bounds.start,
+    end: g.bounds.end,
   };
 }
 

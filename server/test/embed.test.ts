@@ -1,0 +1,97 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import type { ShellLogger } from '@flotilla/shards';
+import { open, type KvStore } from '../src/embed.js';
+
+const dirs: string[] = [];
+const stores: KvStore[] = [];
+afterEach(async () => {
+  for (const s of stores.splice(0)) await s.close();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+const logger = pino({ level: 'silent' }) as unknown as ShellLogger;
+const b = (s: string) => Buffer.from(s);
+
+async function openAt(dir: string): Promise<KvStore> {
+  const store = await open({ dir, logger });
+  stores.push(store);
+  return store;
+}
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'flotilla-embed-'));
+  dirs.push(d);
+  return d;
+}
+
+describe('open() — the embedded single-node store', () => {
+  it('puts, gets, deletes and scans with versions, and survives close and reopen', async () => {
+    const dir = tempDir();
+    const store = await openAt(dir);
+    const v1 = await store.put(b('apple'), b('red'));
+    const v2 = await store.put(b('apple'), b('green'));
+    expect(v2.version).toBeGreaterThan(v1.version);
+    await store.put(b('banana'), b('yellow'));
+    await store.put(b('cherry'), b('dark'));
+    await store.delete(b('cherry'));
+    expect(await store.get(b('cherry'))).toBeUndefined();
+    expect(Buffer.from((await store.get(b('apple')))!.value).toString()).toBe('green');
+    const page = await store.scan({ limit: 10 });
+    expect(page.items.map((i) => Buffer.from(i.key).toString())).toEqual(['apple', 'banana']);
+    expect(page.cursor).toBeUndefined();
+    await store.close();
+    stores.length = 0;
+
+    const again = await openAt(dir);
+    const apple = await again.get(b('apple'));
+    expect(Buffer.from(apple!.value).toString()).toBe('green');
+    expect(apple!.version).toBe(v2.version);
+    expect(await again.get(b('cherry'))).toBeUndefined();
+  }, 30_000);
+
+  it('makes conditional writes on the version and says the current one on a mismatch', async () => {
+    const store = await openAt(tempDir());
+    const created = await store.put(b('k'), b('1'), { ifVersion: 0 });
+    await expect(store.put(b('k'), b('2'), { ifVersion: 0 })).rejects.toMatchObject({ code: 'PRECONDITION_FAILED', details: { currentVersion: created.version } });
+    const next = await store.put(b('k'), b('2'), { ifVersion: created.version });
+    await expect(store.delete(b('k'), { ifVersion: created.version })).rejects.toMatchObject({ code: 'PRECONDITION_FAILED', details: { currentVersion: next.version } });
+    await store.delete(b('k'), { ifVersion: next.version });
+    expect(await store.get(b('k'))).toBeUndefined();
+  }, 30_000);
+
+  it('pages a scan with a cursor, exactly once per key, in order', async () => {
+    const store = await openAt(tempDir());
+    const keys = Array.from({ length: 57 }, (_, i) => `key/${String(i).padStart(3, '0')}`);
+    await Promise.all(keys.map((k) => store.put(b(k), b(k.toUpperCase()))));
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    for (let pages = 0; pages < 20; pages++) {
+      const page = await store.scan({ start: b('key/'), end: b('key0'), limit: 10, ...(cursor === undefined ? {} : { cursor }) });
+      seen.push(...page.items.map((i) => Buffer.from(i.key).toString()));
+      cursor = page.cursor;
+      if (cursor === undefined) break;
+    }
+    expect(seen).toEqual(keys);
+    await expect(store.scan({ limit: 10, cursor: 'not-a-cursor' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(store.scan({ limit: 0 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  }, 30_000);
+
+  it('refuses empty and oversized keys and values with their own codes, and keeps serving', async () => {
+    const store = await openAt(tempDir());
+    await expect(store.put(new Uint8Array(0), b('v'))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(store.put(Buffer.alloc(5000, 1), b('v'))).rejects.toMatchObject({ code: 'KEY_TOO_LARGE' });
+    await expect(store.put(b('k'), Buffer.alloc(2 * 1024 * 1024))).rejects.toMatchObject({ code: 'VALUE_TOO_LARGE' });
+    await expect(store.put(b('k'), b('v'), { ifVersion: -3 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect((await store.put(b('k'), b('v'))).version).toBeGreaterThan(0);
+  }, 30_000);
+
+  it('refuses a foreign data directory without touching it', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'notes.txt'), 'my files');
+    await expect(open({ dir, logger })).rejects.toMatchObject({ code: 'DATA_DIR_FOREIGN' });
+  });
+});
