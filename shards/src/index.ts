@@ -7,7 +7,7 @@ export { KvStateMachine, type ApplyBatch, type ApplyResults, type StagedApply, t
 export { encodeCommand, decodeCommand, validateCommand, InvalidCommandError, KEY_BYTES_MAX, VALUE_BYTES_MAX, type KvCommand, type KvResult } from './kv/command.js';
 export { encodeBatch, decodeBatch, BatchDecodeError, BATCH_MESSAGE_COUNT_MAX, type Envelope } from './host/message-codec.js';
 export { openNodeStores, prepareNodeDir, markNodeDirReady, coreDirName, CORE_COUNT_MAX, NODE_DIR_FORMAT_VERSION, NODE_FILE, type NodeDirOptions } from './host/node-dir.js';
-export { Host, type HostOptions, type HostStats, TICK_INTERVAL_MS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT } from './host/host.js';
+export { Host, ForwardedRequestError, type HostOptions, type HostStats, TICK_INTERVAL_MS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT } from './host/host.js';
 export type { ShardStatus, CoreStats, Consistency, RangeBoundsWire } from './host/core-protocol.js';
 export type { ShellLogger } from './host/shard-core.js';
 export { NotLeaderError, ShardNotFoundError, ShardExistsError, KeyOutOfRangeError, RequestTimeoutError, HostClosedError, CoreCrashedError, type HostRequestError } from './host/errors.js';

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULTS, assert, type GroupId } from '@flotilla/core';
+import { Packr } from 'msgpackr';
 import { BATCH_BYTES_MAX, type SnapshotReceiver, type SnapshotSender, type Transport, type TransportStats } from '@flotilla/transport';
 import { encodeCommand, type KvCommand, type KvResult } from '../kv/command.js';
 import type { StoredValue } from '../kv/state-machine.js';
@@ -11,7 +12,7 @@ import { CoreCrashedError, HostClosedError, RequestTimeoutError, fromWire } from
 import type { GroupRaftOptions } from './group.js';
 import { Liveness } from './liveness.js';
 import { BatchDecodeError } from './message-codec.js';
-import { decodeFrame, splitSegment, type Segment } from './node-batch.js';
+import { decodeFrame, encodeRpcSegment, splitSegment, type DecodedFrame, type RpcSegment, type Segment } from './node-batch.js';
 import { markNodeDirReady, prepareNodeDir } from './node-dir.js';
 import { decodeSnapshotStreamHeader, type ShellLogger } from './shard-core.js';
 import { NodeStore } from '../storage/node-store.js';
@@ -84,6 +85,8 @@ export interface HostStats {
   /** Messages posted to cores (one per core per loop turn at most). */
   corePosts: number;
   requestsTimedOut: number;
+  /** Forwarded-request answers nobody waited for (late, or not from the node asked). */
+  rpcResponsesDropped: number;
 }
 
 /**
@@ -102,6 +105,9 @@ export class Host {
   private readonly pending = new Map<number, PendingRequest>();
   private readonly leaders = new Map<number, number>();
   private readonly shardCores = new Map<number, number>();
+  private readonly rpcOutbound = new Map<number, RpcSegment>();
+  private readonly pendingForwards = new Map<number, { resolve: (v: Uint8Array) => void; reject: (e: Error) => void; deadlineTick: number; to: number }>();
+  private requestHandler: ((from: number, payload: Uint8Array) => Promise<Uint8Array>) | undefined;
   private readonly snapshotSenders = new Map<number, SnapshotSender>();
   private readonly chunkAcks = new Map<number, (error: string | undefined) => void>();
   private readonly liveness: Liveness;
@@ -114,7 +120,7 @@ export class Host {
   private failure: Error | undefined;
   private readonly log: ShellLogger;
   private lastDropLogMs = 0;
-  readonly stats: HostStats = { framesDropped: 0, pingsSent: 0, corePosts: 0, requestsTimedOut: 0 };
+  readonly stats: HostStats = { framesDropped: 0, pingsSent: 0, corePosts: 0, requestsTimedOut: 0, rpcResponsesDropped: 0 };
   readonly coreCount: number;
   private readonly requestTimeoutTicks: number;
 
@@ -262,15 +268,21 @@ export class Host {
       this.stats.requestsTimedOut++;
       p.reject(new RequestTimeoutError(`no answer from shard ${p.shardId} on node ${this.options.nodeId} within ${this.requestTimeoutTicks} ticks`));
     }
+    for (const [id, p] of this.pendingForwards) {
+      if (p.deadlineTick > this.nowTick) continue;
+      this.pendingForwards.delete(id);
+      this.stats.requestsTimedOut++;
+      p.reject(new RequestTimeoutError(`no answer from node ${p.to} to a request forwarded by node ${this.options.nodeId} within ${this.requestTimeoutTicks} ticks`));
+    }
     this.scheduleFlush();
   }
 
   private onBatch(from: number, batch: Uint8Array): void {
     if (this.closed) return;
     this.liveness.heard(from, this.nowTick);
-    let segments: Segment[];
+    let frame: DecodedFrame;
     try {
-      segments = decodeFrame(batch);
+      frame = decodeFrame(batch);
     } catch (err) {
       if (!(err instanceof BatchDecodeError)) throw err;
       this.stats.framesDropped++;
@@ -281,11 +293,84 @@ export class Host {
       }
       return;
     }
-    for (const s of segments) {
+    for (const s of frame.segments) {
       const parts = splitSegment(s, (shard) => this.coreOf(shard), this.coreCount);
       for (let i = 0; i < parts.length; i++) if (parts[i] !== undefined) this.queues[i]!.inbound.push([from, parts[i]!]);
     }
+    for (const rpc of frame.rpcs) this.onRpcSegment(from, rpc);
     this.scheduleFlush();
+  }
+
+  // ---------------------------------------------------------------------------
+  // Requests between Hosts (forwarding to the node that leads a range)
+
+  /**
+   * Sends `payload` to `to`'s request handler and resolves with its answer. It
+   * travels in the frames Raft traffic uses (coalesced per turn). Fails with
+   * RequestTimeoutError after requestTimeoutTicks (the peer is down, or lost
+   * the request), or with the handler's error.
+   */
+  forward(to: number, payload: Uint8Array): Promise<Uint8Array> {
+    if (this.failure !== undefined) return Promise.reject(new CoreCrashedError(this.failure.message));
+    if (this.closed) return Promise.reject(new HostClosedError(this.options.nodeId));
+    const id = this.nextRequestId++;
+    return new Promise<Uint8Array>((resolve, reject) => {
+      this.pendingForwards.set(id, { resolve, reject, deadlineTick: this.nowTick + this.requestTimeoutTicks, to });
+      this.rpcOutbox(to).requests.push(id, payload);
+      this.queueOutbound(to, undefined);
+    });
+  }
+
+  private rpcOutbox(to: number): RpcSegment {
+    let box = this.rpcOutbound.get(to);
+    if (box === undefined) {
+      box = { requests: [], responses: [] };
+      this.rpcOutbound.set(to, box);
+    }
+    return box;
+  }
+
+  private onRpcSegment(from: number, rpc: RpcSegment): void {
+    for (let i = 0; i < rpc.requests.length; i += 2) this.serveForwarded(from, rpc.requests[i] as number, rpc.requests[i + 1] as Uint8Array);
+    for (let i = 0; i < rpc.responses.length; i += 3) {
+      const id = rpc.responses[i] as number;
+      const p = this.pendingForwards.get(id);
+      // Unknown: timed out already, or a response we never asked for (counted, not trusted).
+      if (p === undefined || p.to !== from) {
+        this.stats.rpcResponsesDropped++;
+        continue;
+      }
+      this.pendingForwards.delete(id);
+      const payload = rpc.responses[i + 2] as Uint8Array;
+      if (rpc.responses[i + 1] === 1) p.resolve(payload);
+      else p.reject(decodeRpcError(payload));
+    }
+  }
+
+  private serveForwarded(from: number, id: number, payload: Uint8Array): void {
+    const handler = this.requestHandler;
+    const answer = (ok: boolean, bytes: Uint8Array) => {
+      if (this.closed) return;
+      this.rpcOutbox(from).responses.push(id, ok ? 1 : 0, bytes);
+      this.queueOutbound(from, undefined);
+    };
+    if (handler === undefined) {
+      answer(false, encodeRpcError({ code: 'NO_HANDLER', message: `node ${this.options.nodeId} serves no forwarded requests` }));
+      return;
+    }
+    handler(from, payload).then(
+      (bytes) => answer(true, bytes),
+      (err: unknown) => {
+        const e = err as { code?: unknown; message?: unknown };
+        if (typeof e.code !== 'string') this.log.error({ err, peer: from }, 'forwarded request failed unexpectedly');
+        answer(false, encodeRpcError({ code: typeof e.code === 'string' ? e.code : 'INTERNAL', message: typeof e.message === 'string' ? e.message : 'internal error' }));
+      },
+    );
+  }
+
+  /** Serves requests other nodes `forward` to this one (the KV service sets it). */
+  setRequestHandler(handler: (from: number, payload: Uint8Array) => Promise<Uint8Array>): void {
+    this.requestHandler = handler;
   }
 
   private broadcastEvent(e: CoreEvent): void {
@@ -327,6 +412,8 @@ export class Host {
       this.stats.corePosts++;
       this.cores[i]!.post(q);
     }
+    for (const [to, box] of this.rpcOutbound) this.outbound.get(to)!.push(encodeRpcSegment(box));
+    this.rpcOutbound.clear();
     for (const [to, segments] of this.outbound) {
       this.liveness.sent(to, this.nowTick);
       if (segments.length === 0) {
@@ -539,6 +626,8 @@ export class Host {
     const crashed = new CoreCrashedError(`core ${coreIndex} of node ${this.options.nodeId}: ${err.message}`);
     for (const p of this.pending.values()) p.reject(crashed);
     this.pending.clear();
+    for (const p of this.pendingForwards.values()) p.reject(crashed);
+    this.pendingForwards.clear();
     if (this.options.onFatal !== undefined) this.options.onFatal(crashed);
     else void this.close();
   }
@@ -551,6 +640,8 @@ export class Host {
     const closing = new HostClosedError(this.options.nodeId);
     for (const p of this.pending.values()) p.reject(closing);
     this.pending.clear();
+    for (const p of this.pendingForwards.values()) p.reject(closing);
+    this.pendingForwards.clear();
     for (const s of this.snapshotSenders.values()) s.abort('host closing');
     this.snapshotSenders.clear();
     await this.options.transport.close();
@@ -587,3 +678,29 @@ function defaultWorkerPath(): string {
   return join(dir, 'core-worker.js');
 }
 
+const rpcErrorPackr = new Packr({ useRecords: false, moreTypes: false });
+
+function encodeRpcError(e: { code: string; message: string }): Uint8Array {
+  return rpcErrorPackr.pack([e.code, e.message]);
+}
+
+/** An error answered by the node a request was forwarded to, with its stable code (or RPC_MALFORMED). */
+export class ForwardedRequestError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ForwardedRequestError';
+  }
+}
+
+function decodeRpcError(bytes: Uint8Array): ForwardedRequestError {
+  try {
+    const raw = rpcErrorPackr.unpack(bytes) as unknown;
+    if (Array.isArray(raw) && raw.length === 2 && typeof raw[0] === 'string' && typeof raw[1] === 'string') return new ForwardedRequestError(raw[0], raw[1]);
+  } catch {
+    // fall through: a malformed error answer is itself the error
+  }
+  return new ForwardedRequestError('RPC_MALFORMED', 'the peer answered with a malformed error');
+}

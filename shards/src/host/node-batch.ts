@@ -52,22 +52,72 @@ export function encodeSegment(s: Segment): Uint8Array {
 }
 
 /**
+ * Requests between Hosts (not Raft traffic): a KV request forwarded to the
+ * node that leads its range, and the answers. They ride in the same frames
+ * as Raft traffic, as their own segment kind, so they are coalesced the same way.
+ */
+export const RPC_SEGMENT_FORMAT = 2;
+
+export interface RpcSegment {
+  /** Flat pairs: request id, payload. */
+  readonly requests: (number | Uint8Array)[];
+  /** Flat triples: request id, 1 if it succeeded else 0, payload (the answer, or an encoded error). */
+  readonly responses: (number | Uint8Array)[];
+}
+
+export function encodeRpcSegment(s: RpcSegment): Uint8Array {
+  return packr.pack([RPC_SEGMENT_FORMAT, s.requests, s.responses]);
+}
+
+export interface DecodedFrame {
+  readonly segments: Segment[];
+  readonly rpcs: RpcSegment[];
+}
+
+/**
  * Decodes a frame payload into its segments, validating the outer layer
  * completely (so whatever reaches a core is well-formed at this level).
  * Throws BatchDecodeError on anything malformed; the caller drops the whole
  * frame and counts it. Shard messages inside sections are validated by the
  * core that decodes them.
  */
-export function decodeFrame(bytes: Uint8Array): Segment[] {
-  if (bytes.byteLength === 0) return [];
+export function decodeFrame(bytes: Uint8Array): DecodedFrame {
+  const frame: DecodedFrame = { segments: [], rpcs: [] };
+  if (bytes.byteLength === 0) return frame;
   let values: unknown[];
   try {
     values = packr.unpackMultiple(bytes) as unknown[];
   } catch (err) {
     throw new BatchDecodeError(`undecodable frame (${(err as Error).message})`);
   }
-  return values.map((v, i) => decodeSegment(v, i));
+  values.forEach((v, i) => {
+    if (Array.isArray(v) && v[0] === RPC_SEGMENT_FORMAT) frame.rpcs.push(decodeRpcSegment(v, i));
+    else frame.segments.push(decodeSegment(v, i));
+  });
+  return frame;
 }
+
+function decodeRpcSegment(raw: unknown[], position: number): RpcSegment {
+  const fail = (what: string): never => {
+    throw new BatchDecodeError(`rpc segment ${position}: ${what}`);
+  };
+  if (raw.length !== 3) return fail('not a 3-tuple');
+  const [, requests, responses] = raw;
+  if (!Array.isArray(requests) || requests.length % 2 !== 0) return fail('requests are not a list of pairs');
+  for (let i = 0; i < requests.length; i += 2) {
+    if (!isId(requests[i])) fail(`request ${i / 2} id ${String(requests[i])}`);
+    if (!(requests[i + 1] instanceof Uint8Array)) fail(`request ${i / 2} payload is not bytes`);
+  }
+  if (!Array.isArray(responses) || responses.length % 3 !== 0) return fail('responses are not a list of triples');
+  for (let i = 0; i < responses.length; i += 3) {
+    if (!isId(responses[i])) fail(`response ${i / 3} id ${String(responses[i])}`);
+    if (responses[i + 1] !== 0 && responses[i + 1] !== 1) fail(`response ${i / 3} status ${String(responses[i + 1])}`);
+    if (!(responses[i + 2] instanceof Uint8Array)) fail(`response ${i / 3} payload is not bytes`);
+  }
+  return { requests: requests as (number | Uint8Array)[], responses: responses as (number | Uint8Array)[] };
+}
+
+const isId = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
 
 function decodeSegment(raw: unknown, position: number): Segment {
   const fail = (what: string): never => {

@@ -1,0 +1,61 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { useTempStores } from '../support/fixtures.js';
+import { HostCluster } from '../support/host-cluster.js';
+
+useTempStores();
+
+let cluster: HostCluster | undefined;
+afterEach(async () => {
+  await cluster?.close();
+  cluster = undefined;
+});
+
+const bytes = (s: string) => new TextEncoder().encode(s);
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/** Settles the promise while time moves, so a test can wait for answers that need ticks. */
+async function answer<T>(c: HostCluster, p: Promise<T>, ticksMax = 100): Promise<{ ok: true; value: T } | { ok: false; err: unknown }> {
+  let out: { ok: true; value: T } | { ok: false; err: unknown } | undefined;
+  p.then(
+    (value) => (out = { ok: true, value }),
+    (err: unknown) => (out = { ok: false, err }),
+  );
+  await c.settle();
+  for (let t = 0; out === undefined && t < ticksMax; t++) await c.tick();
+  if (out === undefined) throw new Error('no answer');
+  return out;
+}
+
+describe('requests forwarded between Hosts', () => {
+  it('reach the peer handler inside the Raft frames and bring its answer or its coded error back', async () => {
+    const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 31 }));
+    c.host(2).setRequestHandler(async (from, payload) => {
+      const s = text(payload);
+      if (s === 'fail') throw Object.assign(new Error('refused on purpose'), { code: 'NOT_LEADER' });
+      if (s === 'crash') throw new Error('an uncoded bug');
+      return bytes(`node 2 got "${s}" from node ${from}`);
+    });
+    const ok = await answer(c, c.host(1).forward(2, bytes('hello')));
+    expect(ok.ok && text(ok.value)).toBe('node 2 got "hello" from node 1');
+    const many = await answer(c, Promise.all(Array.from({ length: 50 }, (_, i) => c.host(3).forward(2, bytes(`n${i}`)))));
+    expect(many.ok && many.value.map(text)).toEqual(Array.from({ length: 50 }, (_, i) => `node 2 got "n${i}" from node 3`));
+    const coded = await answer(c, c.host(1).forward(2, bytes('fail')));
+    expect(coded.ok ? undefined : coded.err).toMatchObject({ code: 'NOT_LEADER', message: 'refused on purpose' });
+    const uncoded = await answer(c, c.host(1).forward(2, bytes('crash')));
+    expect(uncoded.ok ? undefined : uncoded.err).toMatchObject({ code: 'INTERNAL' });
+    // A node without a handler says so instead of leaving the caller to time out.
+    const none = await answer(c, c.host(2).forward(3, bytes('x')));
+    expect(none.ok ? undefined : none.err).toMatchObject({ code: 'NO_HANDLER' });
+  });
+
+  it('time out when the peer is unreachable, and drop answers nobody waits for', async () => {
+    const c = (cluster = await HostCluster.start({ nodeCount: 2, coreCount: 1, seed: 32, host: { requestTimeoutTicks: 5 } }));
+    c.host(2).setRequestHandler(async () => bytes('late'));
+    c.network.partition(1, 2);
+    const lost = await answer(c, c.host(1).forward(2, bytes('x')));
+    expect(lost.ok ? undefined : lost.err).toMatchObject({ code: 'REQUEST_TIMEOUT', retryable: true });
+    c.network.healAll();
+    const fine = await answer(c, c.host(1).forward(2, bytes('y')));
+    expect(fine.ok && text(fine.value)).toBe('late');
+  });
+});
