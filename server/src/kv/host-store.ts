@@ -1,6 +1,6 @@
-import { groupId } from '@flotilla/core';
 import { RangeTable, compareKeys, type RangeDescriptor } from '@flotilla/placement';
-import { KEY_BYTES_MAX, VALUE_BYTES_MAX, type Consistency, type Host, type KvCommand, type KvResult } from '@flotilla/shards';
+import { KEY_BYTES_MAX, VALUE_BYTES_MAX, type Consistency, type Host, type KvResult } from '@flotilla/shards';
+import { decodeRangeOp, decodeRangeOpResult, encodeRangeOp, encodeRangeOpResult, runLocally, type RangeOp, type RangeOpResult } from './range-ops.js';
 import { KvError, SCAN_LIMIT_MAX, type KvStore, type ScanOptions, type ScanPage, type VersionedValue } from './store.js';
 
 /** How long a request keeps retrying a range without a leader before it fails UNAVAILABLE (two election timeouts at the default tick, and then some). */
@@ -10,6 +10,8 @@ const RETRY_DELAY_MS = 10;
 /** What a 503 tells the client to wait. */
 const RETRY_AFTER_MS = 1_000;
 const CURSOR_PREFIX = 'v1.';
+/** Leader hints followed in a row before pausing: hints chase a moving leadership, not a loop. */
+const HINT_HOPS_MAX = 3;
 
 export interface HostKvStoreOptions {
   readonly host: Host;
@@ -20,10 +22,11 @@ export interface HostKvStoreOptions {
 }
 
 /**
- * The KvStore over the ranges of this node's Host (every range with a
- * replica here). It routes each key by the range table and retries a range
- * that has no leader yet; a range led elsewhere is not served here yet —
- * forwarding to the leader's node arrives with the cluster router.
+ * The KvStore over the ranges of this node's Host: it routes each key by the
+ * range table, runs the operation on the range's leader — here, or forwarded
+ * over the transport to the leader's node, following leader hints — and
+ * retries while a range has no leader. Any node serves any key of a range it
+ * knows; stale reads are served by the local replica.
  */
 export class HostKvStore implements KvStore {
   private closed = false;
@@ -31,27 +34,30 @@ export class HostKvStore implements KvStore {
 
   constructor(private readonly options: HostKvStoreOptions) {
     this.unavailableAfterMs = options.unavailableAfterMs ?? UNAVAILABLE_AFTER_MS_DEFAULT;
+    // Serve what other nodes forward here: run it on the local replica, which answers NOT_LEADER
+    // with its hint if leadership moved; the sender follows the hint.
+    options.host.setRequestHandler(async (_from, payload) => encodeRangeOpResult(await runLocally(options.host, decodeRangeOp(payload))));
   }
 
   async get(key: Uint8Array, options: { consistency?: Consistency } = {}): Promise<VersionedValue | undefined> {
     checkKey(key);
     const range = this.route(key);
-    const v = await this.retry(range, () => this.options.host.get(groupId(range.rangeId), key, options));
-    return v === undefined ? undefined : { value: v.value, version: v.version };
+    return (await this.execute({ kind: 'get', rangeId: range.rangeId, key, consistency: options.consistency ?? 'linearizable' })) as VersionedValue | undefined;
   }
 
   async put(key: Uint8Array, value: Uint8Array, options: { ifVersion?: number } = {}): Promise<{ version: number }> {
     checkKey(key);
     if (value.byteLength > VALUE_BYTES_MAX) throw new KvError('VALUE_TOO_LARGE', `value of ${value.byteLength} B exceeds ${VALUE_BYTES_MAX} B`);
     checkIfVersion(options.ifVersion);
-    const result = await this.write({ op: 'put', key, value, ...(options.ifVersion === undefined ? {} : { ifVersion: options.ifVersion }) });
-    return { version: result };
+    const range = this.route(key);
+    return { version: await this.write({ kind: 'put', rangeId: range.rangeId, key, value, ifVersion: options.ifVersion }) };
   }
 
   async delete(key: Uint8Array, options: { ifVersion?: number } = {}): Promise<void> {
     checkKey(key);
     checkIfVersion(options.ifVersion);
-    await this.write({ op: 'delete', key, ...(options.ifVersion === undefined ? {} : { ifVersion: options.ifVersion }) });
+    const range = this.route(key);
+    await this.write({ kind: 'delete', rangeId: range.rangeId, key, ifVersion: options.ifVersion });
   }
 
   async scan(options: ScanOptions): Promise<ScanPage> {
@@ -67,9 +73,11 @@ export class HostKvStore implements KvStore {
       const rangeStart = compareKeys(start, range.start) > 0 ? start : range.start;
       const rangeEnd = end === null ? range.end : range.end === null || compareKeys(end, range.end) < 0 ? end : range.end;
       const limit = options.limit - items.length;
-      const page = await this.retry(range, () =>
-        this.options.host.scan(groupId(range.rangeId), { start: rangeStart, end: rangeEnd, limit }, options.consistency === undefined ? {} : { consistency: options.consistency }),
-      );
+      const page = (await this.execute({ kind: 'scan', rangeId: range.rangeId, start: rangeStart, end: rangeEnd, limit, consistency: options.consistency ?? 'linearizable' })) as {
+        key: Uint8Array;
+        value: Uint8Array;
+        version: number;
+      }[];
       items.push(...page);
       if (items.length === options.limit) {
         // The next page starts just after the last key returned (the smallest key greater than it).
@@ -88,12 +96,11 @@ export class HostKvStore implements KvStore {
     await this.options.onClose?.();
   }
 
-  private async write(command: KvCommand): Promise<number> {
-    const range = this.route(command.key);
-    const result: KvResult = await this.retry(range, () => this.options.host.propose(groupId(range.rangeId), command));
+  private async write(op: Extract<RangeOp, { kind: 'put' | 'delete' }>): Promise<number> {
+    const result = (await this.execute(op)) as KvResult;
     if (result.ok) return result.version;
     if (result.code === 'VERSION_MISMATCH') {
-      throw new KvError('PRECONDITION_FAILED', `key's version is ${result.currentVersion}, not ${command.ifVersion}`, { currentVersion: result.currentVersion });
+      throw new KvError('PRECONDITION_FAILED', `key's version is ${result.currentVersion}, not ${op.ifVersion}`, { currentVersion: result.currentVersion });
     }
     throw new KvError('INVALID_ARGUMENT', result.reason);
   }
@@ -105,23 +112,41 @@ export class HostKvStore implements KvStore {
     return range;
   }
 
-  /** Runs `call` against the range, retrying while it has no leader here, until unavailableAfterMs. */
-  private async retry<T>(range: RangeDescriptor, call: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `op` where its range is led: here, or forwarded to the node the
+   * replicas name as leader (following hints), retrying while the range has
+   * no leader, until unavailableAfterMs. A write that timed out is not
+   * retried: it may have been applied. Stale reads run on the local replica.
+   */
+  private async execute(op: RangeOp): Promise<RangeOpResult> {
+    const host = this.options.host;
     const deadlineMs = performance.now() + this.unavailableAfterMs;
-    for (;;) {
+    const stale = (op.kind === 'get' || op.kind === 'scan') && op.consistency === 'stale';
+    let target = host.nodeId;
+    for (let hops = 0; ; hops++) {
       this.checkOpen();
       try {
-        return await call();
+        if (target === host.nodeId || stale) return await runLocally(host, op);
+        return decodeRangeOpResult(op, await host.forward(target, encodeRangeOp(op)));
       } catch (err) {
-        const code = (err as { code?: string }).code;
-        if (code === 'REQUEST_TIMEOUT') throw new KvError('TIMEOUT', `range ${range.rangeId} did not answer in time; a write's outcome is unknown`);
-        if (code === 'HOST_CLOSED' || code === 'CORE_CRASHED') throw new KvError('CLOSED', `the store is closed (${(err as Error).message})`);
-        if (code === 'COMMAND_INVALID') throw new KvError('INVALID_ARGUMENT', (err as Error).message);
-        const waiting = code === 'NOT_LEADER' || code === 'PROPOSAL_DROPPED';
-        if (!waiting) throw err;
+        const e = err as { code?: string; leaderHint?: number; message?: string };
+        const isWrite = op.kind === 'put' || op.kind === 'delete';
+        if (e.code === 'REQUEST_TIMEOUT' && isWrite) throw new KvError('TIMEOUT', `range ${op.rangeId} did not answer in time; the write's outcome is unknown`);
+        if (e.code === 'HOST_CLOSED' || e.code === 'CORE_CRASHED') throw new KvError('CLOSED', `the store is closed (${e.message})`);
+        if (e.code === 'COMMAND_INVALID') throw new KvError('INVALID_ARGUMENT', e.message ?? 'invalid command');
+        const retryable = e.code === 'NOT_LEADER' || e.code === 'PROPOSAL_DROPPED' || e.code === 'REQUEST_TIMEOUT' || e.code === 'SHARD_NOT_FOUND';
+        if (!retryable) throw err;
         if (performance.now() >= deadlineMs) {
-          throw new KvError('UNAVAILABLE', `range ${range.rangeId} has no leader reachable from this node (${(err as Error).message})`, { retryAfterMs: RETRY_AFTER_MS });
+          throw new KvError('UNAVAILABLE', `range ${op.rangeId} has no leader reachable from node ${host.nodeId} (${e.message})`, { retryAfterMs: RETRY_AFTER_MS });
         }
+        const hint = e.code === 'NOT_LEADER' ? (e.leaderHint ?? 0) : 0;
+        // Follow a fresh hint at once (a bounded number of times); otherwise wait and start over here.
+        if (hint !== 0 && hint !== target && hops < HINT_HOPS_MAX) {
+          target = hint;
+          continue;
+        }
+        target = host.nodeId;
+        hops = 0;
         await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS));
       }
     }

@@ -363,7 +363,15 @@ export class Host {
       (err: unknown) => {
         const e = err as { code?: unknown; message?: unknown };
         if (typeof e.code !== 'string') this.log.error({ err, peer: from }, 'forwarded request failed unexpectedly');
-        answer(false, encodeRpcError({ code: typeof e.code === 'string' ? e.code : 'INTERNAL', message: typeof e.message === 'string' ? e.message : 'internal error' }));
+        const leaderHint = (err as { leaderHint?: unknown }).leaderHint;
+        answer(
+          false,
+          encodeRpcError({
+            code: typeof e.code === 'string' ? e.code : 'INTERNAL',
+            message: typeof e.code === 'string' && typeof e.message === 'string' ? e.message : 'internal error',
+            leaderHint: typeof leaderHint === 'number' ? leaderHint : 0,
+          }),
+        );
       },
     );
   }
@@ -680,25 +688,32 @@ function defaultWorkerPath(): string {
 
 const rpcErrorPackr = new Packr({ useRecords: false, moreTypes: false });
 
-function encodeRpcError(e: { code: string; message: string }): Uint8Array {
-  return rpcErrorPackr.pack([e.code, e.message]);
+function encodeRpcError(e: { code: string; message: string; leaderHint?: number }): Uint8Array {
+  return rpcErrorPackr.pack([e.code, e.message, e.leaderHint ?? 0]);
 }
 
-/** An error answered by the node a request was forwarded to, with its stable code (or RPC_MALFORMED). */
+/** An error answered by the node a request was forwarded to, with its stable code (or RPC_MALFORMED) and, for NOT_LEADER, its leader hint. */
 export class ForwardedRequestError extends Error {
   constructor(
     readonly code: string,
     message: string,
+    readonly leaderHint = 0,
   ) {
     super(message);
     this.name = 'ForwardedRequestError';
+  }
+
+  get retryable(): boolean {
+    return this.code === 'NOT_LEADER' || this.code === 'PROPOSAL_DROPPED' || this.code === 'REQUEST_TIMEOUT';
   }
 }
 
 function decodeRpcError(bytes: Uint8Array): ForwardedRequestError {
   try {
     const raw = rpcErrorPackr.unpack(bytes) as unknown;
-    if (Array.isArray(raw) && raw.length === 2 && typeof raw[0] === 'string' && typeof raw[1] === 'string') return new ForwardedRequestError(raw[0], raw[1]);
+    if (Array.isArray(raw) && raw.length === 3 && typeof raw[0] === 'string' && typeof raw[1] === 'string' && Number.isSafeInteger(raw[2]) && (raw[2] as number) >= 0) {
+      return new ForwardedRequestError(raw[0], raw[1], raw[2] as number);
+    }
   } catch {
     // fall through: a malformed error answer is itself the error
   }

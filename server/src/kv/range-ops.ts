@@ -1,0 +1,132 @@
+import { groupId } from '@flotilla/core';
+import { Packr } from 'msgpackr';
+import type { Consistency, Host, KvResult } from '@flotilla/shards';
+
+/**
+ * One operation on one range, as run on the node that leads it: locally, or
+ * forwarded there over the transport (Host.forward) by a node that does not.
+ * The wire form is a msgpack tuple; every field is validated on receipt.
+ */
+export type RangeOp =
+  | { readonly kind: 'get'; readonly rangeId: number; readonly key: Uint8Array; readonly consistency: Consistency }
+  | { readonly kind: 'put'; readonly rangeId: number; readonly key: Uint8Array; readonly value: Uint8Array; readonly ifVersion: number | undefined }
+  | { readonly kind: 'delete'; readonly rangeId: number; readonly key: Uint8Array; readonly ifVersion: number | undefined }
+  | {
+      readonly kind: 'scan';
+      readonly rangeId: number;
+      readonly start: Uint8Array;
+      readonly end: Uint8Array | null;
+      readonly limit: number;
+      readonly consistency: Consistency;
+    };
+
+export type RangeOpResult = { value: Uint8Array; version: number } | undefined | KvResult | { key: Uint8Array; value: Uint8Array; version: number }[];
+
+/** Runs `op` on this node's replica (which answers NOT_LEADER with a hint if it does not lead). */
+export async function runLocally(host: Host, op: RangeOp): Promise<RangeOpResult> {
+  const shard = groupId(op.rangeId);
+  switch (op.kind) {
+    case 'get': {
+      const v = await host.get(shard, op.key, { consistency: op.consistency });
+      return v === undefined ? undefined : { value: v.value, version: v.version };
+    }
+    case 'put':
+      return host.propose(shard, { op: 'put', key: op.key, value: op.value, ...(op.ifVersion === undefined ? {} : { ifVersion: op.ifVersion }) });
+    case 'delete':
+      return host.propose(shard, { op: 'delete', key: op.key, ...(op.ifVersion === undefined ? {} : { ifVersion: op.ifVersion }) });
+    case 'scan':
+      return host.scan(shard, { start: op.start, end: op.end, limit: op.limit }, { consistency: op.consistency });
+    default: {
+      const never: never = op;
+      throw new Error(`unknown range op ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+export function encodeRangeOp(op: RangeOp): Uint8Array {
+  switch (op.kind) {
+    case 'get':
+      return packr.pack(['get', op.rangeId, op.key, op.consistency]);
+    case 'put':
+      return packr.pack(['put', op.rangeId, op.key, op.value, op.ifVersion ?? -1]);
+    case 'delete':
+      return packr.pack(['delete', op.rangeId, op.key, op.ifVersion ?? -1]);
+    case 'scan':
+      return packr.pack(['scan', op.rangeId, op.start, op.end, op.limit, op.consistency]);
+  }
+}
+
+/** A forwarded request that does not decode: the sender's bug or bad input; answered with this code. */
+export class MalformedRangeOpError extends Error {
+  readonly code = 'RANGE_OP_MALFORMED';
+  constructor(detail: string) {
+    super(`malformed forwarded request: ${detail}`);
+  }
+}
+
+export function decodeRangeOp(bytes: Uint8Array): RangeOp {
+  let raw: unknown;
+  try {
+    raw = packr.unpack(bytes);
+  } catch {
+    throw new MalformedRangeOpError('undecodable');
+  }
+  if (!Array.isArray(raw) || raw.length < 3) throw new MalformedRangeOpError('not a tuple');
+  const [kind, rangeId, key] = raw as unknown[];
+  if (typeof rangeId !== 'number' || !Number.isSafeInteger(rangeId) || rangeId <= 0) throw new MalformedRangeOpError('range id');
+  if (!(key instanceof Uint8Array)) throw new MalformedRangeOpError('key is not bytes');
+  const consistencyAt = (i: number): Consistency => {
+    const c = raw[i];
+    if (c !== 'linearizable' && c !== 'stale') throw new MalformedRangeOpError('consistency');
+    return c;
+  };
+  const ifVersionAt = (i: number): number | undefined => {
+    const v = raw[i];
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < -1) throw new MalformedRangeOpError('ifVersion');
+    return v === -1 ? undefined : v;
+  };
+  switch (kind) {
+    case 'get':
+      if (raw.length !== 4) throw new MalformedRangeOpError('get arity');
+      return { kind, rangeId, key, consistency: consistencyAt(3) };
+    case 'put':
+      if (raw.length !== 5 || !(raw[3] instanceof Uint8Array)) throw new MalformedRangeOpError('put');
+      return { kind, rangeId, key, value: raw[3], ifVersion: ifVersionAt(4) };
+    case 'delete':
+      if (raw.length !== 4) throw new MalformedRangeOpError('delete arity');
+      return { kind, rangeId, key, ifVersion: ifVersionAt(3) };
+    case 'scan': {
+      const [, , , end, limit] = raw as unknown[];
+      if (raw.length !== 6 || !(end === null || end instanceof Uint8Array) || typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1) {
+        throw new MalformedRangeOpError('scan');
+      }
+      return { kind, rangeId, start: key, end, limit, consistency: consistencyAt(5) };
+    }
+    default:
+      throw new MalformedRangeOpError(`kind ${String(kind)}`);
+  }
+}
+
+export function encodeRangeOpResult(result: RangeOpResult): Uint8Array {
+  return packr.pack(result === undefined ? null : result);
+}
+
+/** Decodes what the leader's node answered; the shape was checked by whoever ran the op, so only the outer form is checked here. */
+export function decodeRangeOpResult(op: RangeOp, bytes: Uint8Array): RangeOpResult {
+  const raw = packr.unpack(bytes) as unknown;
+  if (op.kind === 'get') {
+    if (raw === null) return undefined;
+    const v = raw as { value?: unknown; version?: unknown };
+    if (!(v.value instanceof Uint8Array) || typeof v.version !== 'number') throw new MalformedRangeOpError('get answer');
+    return { value: v.value, version: v.version };
+  }
+  if (op.kind === 'scan') {
+    if (!Array.isArray(raw)) throw new MalformedRangeOpError('scan answer');
+    return raw as { key: Uint8Array; value: Uint8Array; version: number }[];
+  }
+  const r = raw as KvResult;
+  if (r === null || typeof r !== 'object' || typeof r.ok !== 'boolean') throw new MalformedRangeOpError('write answer');
+  return r;
+}

@@ -1,0 +1,90 @@
+import { groupId } from '@flotilla/core';
+import { RangeTable } from '@flotilla/placement';
+import { Host, type ShellLogger } from '@flotilla/shards';
+import { TcpTransport } from '@flotilla/transport';
+import type { Logger } from 'pino';
+import { HostKvStore } from './kv/host-store.js';
+import type { KvStore } from './kv/store.js';
+
+/** Ranges a new cluster starts with when not told otherwise: enough to spread leaders over three nodes. */
+export const INITIAL_RANGE_COUNT_DEFAULT = 8;
+/** Most ranges a static bootstrap may pre-split into (split points sit on the first key byte). */
+export const INITIAL_RANGE_COUNT_MAX = 256;
+
+export interface NodeOptions {
+  readonly nodeId: number;
+  readonly dir: string;
+  /** Where this node's transport listens (node-to-node traffic). */
+  readonly listen: { readonly host: string; readonly port: number };
+  /** Every other member: node id → "host:port" of its transport. */
+  readonly peers: Readonly<Record<number, string>>;
+  /** On a first start with no ranges: pre-split the key space into this many ranges, each replicated on every member. */
+  readonly initialRangeCount?: number;
+  readonly coreCount?: number;
+  readonly tickIntervalMs?: number;
+  readonly logger: ShellLogger;
+  readonly onFatal?: (err: Error) => void;
+}
+
+/**
+ * One cluster node: a Host on a TCP transport and the KvStore over it.
+ *
+ * Membership is static for now (etcd's `--initial-cluster`): every member is
+ * started with the same peers and range count, and on its first start
+ * creates the same ranges — [i·256/n, (i+1)·256/n) on the first key byte —
+ * replicated on all members. Joining a running cluster by address needs the
+ * meta range (next step of the KV service issue).
+ */
+export class FlotillaNode {
+  private constructor(
+    readonly host: Host,
+    readonly store: KvStore,
+    readonly transportAddress: string,
+  ) {}
+
+  static async start(options: NodeOptions): Promise<FlotillaNode> {
+    const count = options.initialRangeCount ?? INITIAL_RANGE_COUNT_DEFAULT;
+    if (!Number.isSafeInteger(count) || count < 1 || count > INITIAL_RANGE_COUNT_MAX) {
+      throw new RangeError(`initial range count ${count} is not an integer in [1, ${INITIAL_RANGE_COUNT_MAX}]`);
+    }
+    const transport = new TcpTransport({ nodeId: options.nodeId, host: options.listen.host, port: options.listen.port, logger: options.logger as unknown as Logger });
+    const host = await Host.start({
+      nodeId: options.nodeId,
+      dir: options.dir,
+      transport,
+      logger: options.logger,
+      ...(options.coreCount === undefined ? {} : { coreCount: options.coreCount }),
+      ...(options.tickIntervalMs === undefined ? {} : { ticker: { kind: 'timer' as const, intervalMs: options.tickIntervalMs } }),
+      ...(options.onFatal === undefined ? {} : { onFatal: options.onFatal }),
+    });
+    try {
+      for (const [id, address] of Object.entries(options.peers)) host.setPeer(Number(id), address);
+      let shards = await host.shards();
+      if (shards.length === 0) {
+        const members = [options.nodeId, ...Object.keys(options.peers).map(Number)].sort((a, b) => a - b);
+        await Promise.all(initialRanges(count).map((r) => host.createShard({ shardId: groupId(r.rangeId), voters: members, bounds: r })));
+        shards = await host.shards();
+      }
+      const ranges = new RangeTable(shards.map((s) => ({ rangeId: s.shardId, start: s.start, end: s.end, epoch: 1, replicas: s.voters })));
+      const store = new HostKvStore({ host, ranges, onClose: () => host.close() });
+      const address = transport.address();
+      return new FlotillaNode(host, store, `${address.host}:${address.port}`);
+    } catch (err) {
+      await host.close();
+      throw err;
+    }
+  }
+
+  close(): Promise<void> {
+    return this.store.close();
+  }
+}
+
+/** The ranges of a static bootstrap: `count` ranges split evenly on the first key byte, ids from 1. */
+export function initialRanges(count: number): { rangeId: number; start: Uint8Array; end: Uint8Array | null }[] {
+  return Array.from({ length: count }, (_, i) => ({
+    rangeId: i + 1,
+    start: i === 0 ? new Uint8Array(0) : Uint8Array.of(Math.floor((i * 256) / count)),
+    end: i === count - 1 ? null : Uint8Array.of(Math.floor(((i + 1) * 256) / count)),
+  }));
+}
