@@ -86,6 +86,9 @@ describe('open() — the embedded single-node store', () => {
     await expect(store.put(Buffer.alloc(5000, 1), b('v'))).rejects.toMatchObject({ code: 'KEY_TOO_LARGE' });
     await expect(store.put(b('k'), Buffer.alloc(2 * 1024 * 1024))).rejects.toMatchObject({ code: 'VALUE_TOO_LARGE' });
     await expect(store.put(b('k'), b('v'), { ifVersion: -3 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    // Scan bounds past LMDB's key limit are refused, not passed to LMDB (which once took the core down).
+    await expect(store.scan({ end: Buffer.alloc(1979, 1), limit: 5 })).rejects.toMatchObject({ code: 'KEY_TOO_LARGE' });
+    await expect(store.scan({ start: Buffer.alloc(4000, 1), limit: 5 })).rejects.toMatchObject({ code: 'KEY_TOO_LARGE' });
     expect((await store.put(b('k'), b('v'))).version).toBeGreaterThan(0);
   }, 30_000);
 

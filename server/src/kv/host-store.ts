@@ -65,6 +65,9 @@ export class HostKvStore implements KvStore {
     if (!Number.isSafeInteger(options.limit) || options.limit < 1 || options.limit > SCAN_LIMIT_MAX) {
       throw new KvError('INVALID_ARGUMENT', `scan limit ${options.limit} is not an integer in [1, ${SCAN_LIMIT_MAX}]`);
     }
+    for (const [name, bound] of [['start', options.start], ['end', options.end]] as const) {
+      if (bound !== undefined && bound.byteLength > KEY_BYTES_MAX) throw new KvError('KEY_TOO_LARGE', `scan ${name} of ${bound.byteLength} B exceeds ${KEY_BYTES_MAX} B`);
+    }
     const start = options.cursor !== undefined ? decodeCursor(options.cursor) : (options.start ?? new Uint8Array(0));
     const end = options.end ?? null;
     const items: { key: Uint8Array; value: Uint8Array; version: number }[] = [];

@@ -18,7 +18,7 @@ import {
   type Ready,
 } from '@flotilla/core';
 import { Packr } from 'msgpackr';
-import { decodeCommand, InvalidCommandError } from '../kv/command.js';
+import { decodeCommand, InvalidCommandError, KEY_BYTES_MAX } from '../kv/command.js';
 import { KvStateMachine, type ApplyBatch, type ApplyResults, type StagedApply } from '../kv/state-machine.js';
 import type { NodeStore, ShardWrite } from '../storage/node-store.js';
 import { readSnapshot, SnapshotInstaller, type RangeBounds } from '../storage/snapshot.js';
@@ -495,6 +495,9 @@ export class ShardCore {
     const g = this.requestGroup(id, shardId);
     if (g === undefined) return;
     const op = read.read;
+    // LMDB refuses (throws on) keys over its limit; a read must fail, not take the core down.
+    const invalid = invalidReadOp(op);
+    if (invalid !== undefined) return this.fail(id, new InvalidCommandError(invalid));
     if (op.op === 'get' && !inBounds(g.bounds, op.key)) return this.fail(id, this.outOfRange(g, op.key));
     this.stats.reads++;
     if (consistency === 'stale') return this.serveRead(g, read);
@@ -918,6 +921,19 @@ export class ShardCore {
     this.flush();
     await this.options.store.close();
   }
+}
+
+/** Why LMDB could not serve this read, or undefined. A scan may start one byte past the longest key (a cursor after it). */
+function invalidReadOp(op: ReadOp): string | undefined {
+  if (op.op === 'get') {
+    if (op.key.byteLength === 0) return 'key is empty';
+    if (op.key.byteLength > KEY_BYTES_MAX) return `key of ${op.key.byteLength} B exceeds ${KEY_BYTES_MAX} B`;
+    return undefined;
+  }
+  if (op.start.byteLength > KEY_BYTES_MAX + 1) return `scan start of ${op.start.byteLength} B exceeds ${KEY_BYTES_MAX + 1} B`;
+  if (op.end !== null && op.end.byteLength > KEY_BYTES_MAX) return `scan end of ${op.end.byteLength} B exceeds ${KEY_BYTES_MAX} B`;
+  if (!Number.isSafeInteger(op.limit) || op.limit < 1) return `scan limit ${op.limit} is not a positive integer`;
+  return undefined;
 }
 
 /**

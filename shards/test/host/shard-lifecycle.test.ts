@@ -82,4 +82,20 @@ describe('shards on a running node', () => {
     await c.tickUntil('leaders after restart', async () => (await c.agreedLeaders([10, 12, 14, 16])) !== undefined, 100);
     expect((await c.write(16, { op: 'put', key: shardKey(16, 'k'), value: key('v') })).ok).toBe(true);
   });
+
+  it('refuses reads LMDB cannot serve (oversized keys and scan bounds) and keeps serving', async () => {
+    const c = (cluster = await HostCluster.start({ nodeCount: 1, coreCount: 1, seed: 25 }));
+    const h = c.host(1);
+    await h.createShard({ shardId: groupId(1), voters: [1] });
+    await c.tickUntil('leader', async () => (await c.agreedLeaders([1])) !== undefined, 50);
+    const probes = [
+      expect(h.get(groupId(1), new Uint8Array(1979), { consistency: 'stale' })).rejects.toMatchObject({ code: 'COMMAND_INVALID' }),
+      expect(h.get(groupId(1), new Uint8Array(0))).rejects.toMatchObject({ code: 'COMMAND_INVALID' }),
+      expect(h.scan(groupId(1), { start: new Uint8Array(0), end: new Uint8Array(1979).fill(1), limit: 3 })).rejects.toMatchObject({ code: 'COMMAND_INVALID' }),
+      expect(h.scan(groupId(1), { start: new Uint8Array(1981), end: null, limit: 3 })).rejects.toMatchObject({ code: 'COMMAND_INVALID' }),
+    ];
+    await c.settle();
+    await Promise.all(probes);
+    expect((await c.write(1, { op: 'put', key: key('after'), value: key('ok') })).ok).toBe(true);
+  });
 });

@@ -1,0 +1,322 @@
+#!/usr/bin/env node
+// The `flotilla` command: run a node (`start`), a local 3-node cluster
+// (`dev`, what `npm start` runs), or talk to a running node over HTTP
+// (`put`, `get`, `del`, `scan`, `status`).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import type { ShellLogger } from '@flotilla/shards';
+import { createHttpServer } from './http/app.js';
+import { FlotillaNode, INITIAL_RANGE_COUNT_DEFAULT } from './node.js';
+
+const USAGE = `usage:
+  flotilla dev    [--dir ./flotilla-dev] [--nodes 3] [--port 7100] [--http-port 8100] [--ranges ${INITIAL_RANGE_COUNT_DEFAULT}]
+  flotilla start  --id N --dir DIR --listen HOST:PORT --http HOST:PORT [--peers ID=HOST:PORT,...] [--ranges N] [--cores N] [--log-level info]
+  flotilla put    KEY VALUE [--url http://127.0.0.1:8101] [--if-version N]
+  flotilla get    KEY       [--url ...] [--stale]
+  flotilla del    KEY       [--url ...] [--if-version N]
+  flotilla scan   [--start KEY] [--end KEY] [--limit N] [--url ...]
+  flotilla status [--url ...]
+Keys and values are UTF-8 text on the command line (the HTTP API takes any bytes).`;
+
+/** A usage mistake: printed with the usage, exit code 2. */
+class UsageError extends Error {}
+
+/** How long `dev` waits for each node to report ready before giving up. */
+const NODE_START_TIMEOUT_MS = 30_000;
+/** How long shutdown waits for a node process to exit after SIGTERM before SIGKILL. */
+const NODE_STOP_TIMEOUT_MS = 10_000;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'start':
+      return start(rest);
+    case 'dev':
+      return dev(rest);
+    case 'put':
+    case 'get':
+    case 'del':
+    case 'scan':
+    case 'status':
+      return client(command, rest);
+    case undefined:
+    case 'help':
+    case '--help':
+      console.log(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+function hostPort(value: string, flag: string): { host: string; port: number } {
+  const m = /^([^:]+):(\d{1,5})$/.exec(value);
+  const port = m === null ? NaN : Number(m[2]);
+  if (m === null || port > 65535) throw new UsageError(`${flag} must be HOST:PORT, got "${value}"`);
+  return { host: m[1]!, port };
+}
+
+function positiveInt(value: string | undefined, flag: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) throw new UsageError(`${flag} must be a positive integer, got "${value}"`);
+  return n;
+}
+
+async function start(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      id: { type: 'string' },
+      dir: { type: 'string' },
+      listen: { type: 'string' },
+      http: { type: 'string' },
+      peers: { type: 'string', default: '' },
+      ranges: { type: 'string' },
+      cores: { type: 'string' },
+      'log-level': { type: 'string', default: 'info' },
+      'tick-ms': { type: 'string' },
+    },
+    strict: true,
+  });
+  if (values.id === undefined || values.dir === undefined || values.listen === undefined || values.http === undefined) {
+    throw new UsageError('start needs --id, --dir, --listen and --http');
+  }
+  const nodeId = positiveInt(values.id, '--id', 0);
+  const peers: Record<number, string> = {};
+  for (const entry of values.peers.split(',').filter((e) => e.length > 0)) {
+    const [id, address] = entry.split('=');
+    const peerId = positiveInt(id, '--peers id', 0);
+    if (address === undefined || peerId === nodeId) throw new UsageError(`--peers entries are ID=HOST:PORT of other nodes, got "${entry}"`);
+    hostPort(address, '--peers address');
+    peers[peerId] = address;
+  }
+  const logger = pino({ level: values['log-level'], base: { nodeId } }, pino.destination(2)) as unknown as ShellLogger & pino.Logger;
+  const node = await FlotillaNode.start({
+    nodeId,
+    dir: resolve(values.dir),
+    listen: hostPort(values.listen, '--listen'),
+    peers,
+    initialRangeCount: positiveInt(values.ranges, '--ranges', INITIAL_RANGE_COUNT_DEFAULT),
+    logger,
+    onFatal: (err) => {
+      logger.fatal({ err }, 'node stopping after a fatal error');
+      process.exit(70);
+    },
+    ...(values.cores === undefined ? {} : { coreCount: positiveInt(values.cores, '--cores', 1) }),
+    ...(values['tick-ms'] === undefined ? {} : { tickIntervalMs: positiveInt(values['tick-ms'], '--tick-ms', 100) }),
+  });
+  const http = await createHttpServer({ store: node.store, logger });
+  const url = await http.listen(hostPort(values.http, '--http'));
+  // One line on stdout says the node is serving (dev waits for it); logs go to stderr.
+  console.log(JSON.stringify({ ready: true, nodeId, http: url, transport: node.transportAddress }));
+  logger.info({ http: url, transport: node.transportAddress }, 'node serving');
+  await new Promise<void>((resolveStop) => {
+    const stop = (signal: string) => {
+      logger.info({ signal }, 'shutting down');
+      resolveStop();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  // Stop accepting and finish in-flight requests, then close the store (Host, cores, LMDB, transport).
+  await http.close();
+  logger.info({}, 'stopped');
+  return 0;
+}
+
+async function dev(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      dir: { type: 'string', default: './flotilla-dev' },
+      nodes: { type: 'string', default: '3' },
+      port: { type: 'string', default: '7100' },
+      'http-port': { type: 'string', default: '8100' },
+      ranges: { type: 'string' },
+      'log-level': { type: 'string', default: 'warn' },
+    },
+    strict: true,
+  });
+  const count = positiveInt(values.nodes, '--nodes', 3);
+  const basePort = positiveInt(values.port, '--port', 7100);
+  const baseHttp = positiveInt(values['http-port'], '--http-port', 8100);
+  const root = resolve(values.dir);
+  mkdirSync(root, { recursive: true });
+  const ids = Array.from({ length: count }, (_, i) => i + 1);
+  const transport = (id: number) => `127.0.0.1:${basePort + id}`;
+  const self = fileURLToPath(import.meta.url);
+  const children = new Map<number, ChildProcess>();
+  let stopping = false;
+
+  const stopAll = async (): Promise<void> => {
+    stopping = true;
+    await Promise.all(
+      [...children.values()].map(
+        (child) =>
+          new Promise<void>((done) => {
+            if (child.exitCode !== null || child.signalCode !== null) return done();
+            const timer = setTimeout(() => child.kill('SIGKILL'), NODE_STOP_TIMEOUT_MS);
+            child.once('exit', () => {
+              clearTimeout(timer);
+              done();
+            });
+            child.kill('SIGTERM');
+          }),
+      ),
+    );
+  };
+
+  const ready = ids.map(
+    (id) =>
+      new Promise<string>((resolveReady, rejectReady) => {
+        const peers = ids.filter((p) => p !== id).map((p) => `${p}=${transport(p)}`).join(',');
+        const child = spawn(
+          process.execPath,
+          [
+            self,
+            'start',
+            '--id',
+            String(id),
+            '--dir',
+            join(root, `node-${id}`),
+            '--listen',
+            transport(id),
+            '--http',
+            `127.0.0.1:${baseHttp + id}`,
+            '--log-level',
+            values['log-level'],
+            ...(peers.length > 0 ? ['--peers', peers] : []),
+            ...(values.ranges === undefined ? [] : ['--ranges', values.ranges]),
+          ],
+          { stdio: ['ignore', 'pipe', 'inherit'] },
+        );
+        children.set(id, child);
+        const timer = setTimeout(() => rejectReady(new Error(`node ${id} did not start within ${NODE_START_TIMEOUT_MS} ms`)), NODE_START_TIMEOUT_MS);
+        let buffered = '';
+        child.stdout!.on('data', (chunk: Buffer) => {
+          buffered += chunk.toString();
+          for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+            const line = buffered.slice(0, nl);
+            buffered = buffered.slice(nl + 1);
+            try {
+              const msg = JSON.parse(line) as { ready?: boolean; http?: string };
+              if (msg.ready === true && typeof msg.http === 'string') {
+                clearTimeout(timer);
+                resolveReady(msg.http);
+              }
+            } catch {
+              process.stdout.write(`[node ${id}] ${line}\n`);
+            }
+          }
+        });
+        child.once('exit', (code, signal) => {
+          clearTimeout(timer);
+          if (!stopping) {
+            console.error(`node ${id} (pid ${child.pid}) exited (${signal ?? `code ${code}`}); stopping the cluster`);
+            void stopAll().then(() => process.exit(1));
+          }
+          rejectReady(new Error(`node ${id} exited before it was ready`));
+        });
+      }),
+  );
+  let urls: string[];
+  try {
+    urls = await Promise.all(ready);
+  } catch (err) {
+    console.error((err as Error).message);
+    await stopAll();
+    return 1;
+  }
+  const first = urls[0]!;
+  console.log(`Flotilla dev cluster: ${count} node${count === 1 ? '' : 's'} on loopback, data under ${root}`);
+  for (const [i, url] of urls.entries()) console.log(`  node ${i + 1}  ${url}   (pid ${children.get(i + 1)!.pid})`);
+  console.log(`
+Try it:
+  curl -X PUT --data-binary 'hello' ${first}/kv/greeting
+  curl ${urls[urls.length - 1]}/kv/greeting
+  curl '${first}/kv?limit=10'
+Ctrl-C stops the cluster (data stays in ${root}).`);
+  await new Promise<void>((resolveStop) => {
+    process.once('SIGINT', () => resolveStop());
+    process.once('SIGTERM', () => resolveStop());
+  });
+  console.log('stopping the cluster…');
+  await stopAll();
+  return 0;
+}
+
+async function client(command: 'put' | 'get' | 'del' | 'scan' | 'status', args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      url: { type: 'string', default: 'http://127.0.0.1:8101' },
+      'if-version': { type: 'string' },
+      stale: { type: 'boolean', default: false },
+      start: { type: 'string' },
+      end: { type: 'string' },
+      limit: { type: 'string' },
+    },
+    strict: true,
+  });
+  const base = values.url.replace(/\/+$/, '');
+  const keyUrl = (key: string | undefined) => {
+    if (key === undefined || key.length === 0) throw new UsageError(`${command} needs a KEY`);
+    return `${base}/kv/${encodeURIComponent(key)}`;
+  };
+  const conditional: Record<string, string> = values['if-version'] === undefined ? {} : { 'if-match': `"${positiveInt(values['if-version'], '--if-version', 1)}"` };
+  let response: Response;
+  switch (command) {
+    case 'put':
+      if (positionals[1] === undefined) throw new UsageError('put needs KEY and VALUE');
+      response = await fetch(keyUrl(positionals[0]), { method: 'PUT', body: positionals[1], headers: conditional });
+      break;
+    case 'get':
+      response = await fetch(`${keyUrl(positionals[0])}${values.stale ? '?consistency=stale' : ''}`);
+      break;
+    case 'del':
+      response = await fetch(keyUrl(positionals[0]), { method: 'DELETE', headers: conditional });
+      break;
+    case 'scan': {
+      const q = new URLSearchParams();
+      if (values.start !== undefined) q.set('start', values.start);
+      if (values.end !== undefined) q.set('end', values.end);
+      if (values.limit !== undefined) q.set('limit', values.limit);
+      q.set('encoding', 'utf8');
+      response = await fetch(`${base}/kv?${q.toString()}`);
+      break;
+    }
+    case 'status':
+      response = await fetch(`${base}/health`);
+      break;
+  }
+  const body = await response.text();
+  const version = response.headers.get('etag');
+  if (!response.ok) {
+    console.error(`${response.status} ${body}`);
+    return 1;
+  }
+  if (command === 'get' && version !== null) console.error(`version ${version.replace(/"/g, '')}`);
+  if (command === 'put' && version !== null) console.log(`ok, version ${version.replace(/"/g, '')}`);
+  else if (body.length > 0) console.log(body);
+  else console.log('ok');
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof UsageError || (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || (err as { code?: string }).code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+      console.error(`flotilla: ${(err as Error).message}\n\n${USAGE}`);
+      process.exit(2);
+    }
+    const e = err as { code?: string; message?: string };
+    console.error(`flotilla: ${e.code === undefined ? '' : `${e.code}: `}${e.message ?? String(err)}`);
+    process.exit(1);
+  },
+);
