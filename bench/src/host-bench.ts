@@ -29,7 +29,6 @@
 // grew by at least the acknowledged writes: that sum and a hash of the
 // per-shard applied indexes are the checksum. Every node process is killed by
 // pid in a finally (and on SIGINT/SIGTERM); the temp dir is removed.
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
@@ -45,7 +44,7 @@ import {
   type LoadResult,
   type NodeChildStats,
 } from '@flotilla/shards/test-support/node-cluster';
-import { commandLine, fmt, hex32, loadAverageText, machineInfo, printTable, ratio, sampleCpu, writeResults, type CpuSample } from './report.js';
+import { commandLine, fileSystemOf, fmt, hex32, loadAverageText, machineInfo, printTable, progress, ratio, sampleCpu, writeResults, type CpuSample } from './report.js';
 
 type Topology = '1-node' | '3-node';
 const TOPOLOGIES: readonly Topology[] = ['1-node', '3-node'];
@@ -544,20 +543,6 @@ function printIdle(rows: readonly IdleRow[]): void {
 // ---------------------------------------------------------------------------
 // Running and reporting
 
-function progress(name: string, text: string): void {
-  console.log(`  ${name}: ${text}`);
-}
-
-/** The file system under the temp dir (fsync cost depends on it); undefined where `df` is missing. */
-function fileSystemOf(path: string): string | undefined {
-  try {
-    const lines = execFileSync('df', ['-PT', path], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n');
-    const [device, type, , , , , mount] = lines[1]!.split(/\s+/);
-    return `${type} on ${device} mounted at ${mount}`;
-  } catch {
-    return undefined;
-  }
-}
 
 interface HostReport {
   readonly parameters: HostBenchParameters;

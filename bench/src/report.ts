@@ -107,3 +107,19 @@ export function cpuShareText(c: CpuShare): string {
   if (c.machineBusyPercent === undefined || c.othersBusyPercent === undefined) return own;
   return `${own}; machine busy ${c.machineBusyPercent.toFixed(0)} % of all cores, others ${c.othersBusyPercent.toFixed(0)} %`;
 }
+
+/** One progress line under the current section. */
+export function progress(name: string, text: string): void {
+  console.log(`  ${name}: ${text}`);
+}
+
+/** The file system under the temp dir (fsync cost depends on it); undefined where `df` is missing. */
+export function fileSystemOf(path: string): string | undefined {
+  try {
+    const lines = execFileSync('df', ['-PT', path], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n');
+    const [device, type, , , , , mount] = lines[1]!.split(/\s+/);
+    return `${type} on ${device} mounted at ${mount}`;
+  } catch {
+    return undefined;
+  }
+}

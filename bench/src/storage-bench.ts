@@ -21,7 +21,6 @@
 // Every store a task wrote is closed, reopened and read back before its
 // numbers count: the entry count and a hash of each shard's last entry must
 // match what was acknowledged (the checksum column). Temp dirs are removed.
-import { execFileSync } from 'node:child_process';
 import { closeSync, fstatSync, mkdtempSync, openSync, readFileSync, readSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -29,7 +28,7 @@ import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { NONE, assert, groupId, type Entry, type GroupId } from '@flotilla/core';
 import { KvStateMachine, NodeStore, SnapshotInstaller, encodeCommand, readSnapshot, type RangeBounds } from '@flotilla/shards';
-import { commandLine, cpuShare, cpuShareText, fmt, gc, hex32, loadAverageText, machineInfo, printTable, ratio, sampleCpu, writeResults, type CpuShare } from './report.js';
+import { commandLine, cpuShare, cpuShareText, fileSystemOf, fmt, gc, hex32, loadAverageText, machineInfo, printTable, progress, ratio, sampleCpu, writeResults, type CpuShare } from './report.js';
 import {
   BENCH_CONF_STATE,
   BENCH_NODE_ID,
@@ -726,20 +725,6 @@ function printEnv(summary: EnvSummaryRow[], runs: EnvRunRow[]): void {
 // ---------------------------------------------------------------------------
 // Running and reporting
 
-function progress(name: string, text: string): void {
-  console.log(`  ${name}: ${text}`);
-}
-
-/** The file system under the temp dir (fsync cost depends on it); undefined where `df` is missing. */
-function fileSystemOf(path: string): string | undefined {
-  try {
-    const lines = execFileSync('df', ['-PT', path], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n');
-    const [device, type, , , , , mount] = lines[1]!.split(/\s+/);
-    return `${type} on ${device} mounted at ${mount}`;
-  } catch {
-    return undefined;
-  }
-}
 
 interface SectionTiming {
   readonly section: Section;
