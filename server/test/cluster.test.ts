@@ -1,24 +1,15 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import type { ShellLogger } from '@flotilla/shards';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePorts } from '@flotilla/shards/test-support/node-cluster';
 import { FlotillaNode, initialRanges } from '../src/node.js';
 
 const logger = pino({ level: 'silent' }) as unknown as ShellLogger;
 const b = (s: string) => Buffer.from(s);
 const t = (v: Uint8Array | undefined) => (v === undefined ? undefined : Buffer.from(v).toString());
-
-async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: count }, () => new Promise<import('node:net').Server>((resolve) => { const s = createServer(); s.listen(0, '127.0.0.1', () => resolve(s)); })),
-  );
-  const ports = servers.map((s) => (s.address() as import('node:net').AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
-}
 
 describe('3 nodes in one process over TCP, 8 ranges on every node', () => {
   const nodes: FlotillaNode[] = [];

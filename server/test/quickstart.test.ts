@@ -3,32 +3,16 @@
 // only the ports swapped for free ones and N for the version the first PUT returned.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { freePortRun } from '@flotilla/shards/test-support/node-cluster';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = join(ROOT, 'server', 'dist', 'cli.js');
-
-async function freePortBase(count: number): Promise<number> {
-  // A base where base+1..base+count are all free (dev uses base + node id).
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
-    const ok = await Promise.all(
-      Array.from({ length: count }, (_, i) => new Promise<boolean>((resolve) => {
-        const s = createServer();
-        s.once('error', () => resolve(false));
-        s.listen(base + i + 1, '127.0.0.1', () => s.close(() => resolve(true)));
-      })),
-    );
-    if (ok.every(Boolean)) return base;
-  }
-  throw new Error('no free port range');
-}
 
 function quickstartCommands(): string[] {
   const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
@@ -52,8 +36,9 @@ describe('README quickstart', () => {
   });
 
   it('starts a 3-node dev cluster and every quickstart command works as written', async () => {
-    const transportBase = await freePortBase(3);
-    const httpBase = await freePortBase(3);
+    const transportBase = (await freePortRun(3)).base;
+    let httpBase = (await freePortRun(3)).base;
+    while (Math.abs(httpBase - transportBase) <= 3) httpBase = (await freePortRun(3)).base;
     dev = spawn(process.execPath, [CLI, 'dev', '--dir', dir, '--port', String(transportBase), '--http-port', String(httpBase)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     dev.stdout!.on('data', (c: Buffer) => (out += c.toString()));

@@ -13,7 +13,7 @@
 // bounded in time and in iterations.
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -311,21 +311,38 @@ export interface ReadValue {
   readonly version: number;
 }
 
-/** Binds `count` listeners on port 0 at once (so the ports differ), notes the ports and frees them. */
+/**
+ * Ports for test servers, below Linux's ephemeral range (32768–60999 by
+ * default): a port the kernel hands out for outgoing connections (our own
+ * transports dialing peers, in this or a concurrent test process) can never
+ * collide with one picked here — the race that port 0, noted and freed, has.
+ */
+const TEST_PORT_MIN = 20_000;
+const TEST_PORT_MAX = 32_000;
+/** Tries before giving up on finding a free run of ports. */
+const FREE_PORT_ATTEMPTS_MAX = 50;
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolvePromise) => {
+    const s = createServer();
+    s.once('error', () => resolvePromise(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolvePromise(true)));
+  });
+}
+
+/** `count` consecutive free ports (base + 1 .. base + count); returns them. */
 export async function freePorts(count: number): Promise<number[]> {
-  const servers = Array.from({ length: count }, () => createServer());
-  await Promise.all(
-    servers.map(
-      (s) =>
-        new Promise<void>((resolvePromise, reject) => {
-          s.once('error', reject);
-          s.listen(0, '127.0.0.1', () => resolvePromise());
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
-  return ports;
+  return (await freePortRun(count)).ports;
+}
+
+/** A base such that base + 1 .. base + count are free (`flotilla dev` numbers nodes from base + 1). */
+export async function freePortRun(count: number): Promise<{ base: number; ports: number[] }> {
+  for (let attempt = 0; attempt < FREE_PORT_ATTEMPTS_MAX; attempt++) {
+    const base = TEST_PORT_MIN + Math.floor(Math.random() * (TEST_PORT_MAX - TEST_PORT_MIN - count - 1));
+    const ports = Array.from({ length: count }, (_, i) => base + i + 1);
+    if ((await Promise.all(ports.map(canBind))).every(Boolean)) return { base, ports };
+  }
+  throw new Error(`no run of ${count} free ports in [${TEST_PORT_MIN}, ${TEST_PORT_MAX}) after ${FREE_PORT_ATTEMPTS_MAX} tries`);
 }
 
 export class TcpCluster {
@@ -340,6 +357,17 @@ export class TcpCluster {
 
   /** `nodeCount` nodes with ids 1..n, each on a fresh data directory and a free port, every one the others' peer. */
   static async start(options: TcpClusterOptions): Promise<TcpCluster> {
+    // Another process may take a port between the check and the bind: start over on fresh ports.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await TcpCluster.startOnce(options);
+      } catch (err) {
+        if (!String((err as Error).message).includes('EADDRINUSE') || attempt >= 3) throw err;
+      }
+    }
+  }
+
+  private static async startOnce(options: TcpClusterOptions): Promise<TcpCluster> {
     const c = new TcpCluster(options);
     const ids = Array.from({ length: options.nodeCount }, (_, i) => i + 1);
     const ports = await freePorts(options.nodeCount);
