@@ -110,7 +110,7 @@ async function start(args: string[]): Promise<number> {
     ...(values.cores === undefined ? {} : { coreCount: positiveInt(values.cores, '--cores', 1) }),
     ...(values['tick-ms'] === undefined ? {} : { tickIntervalMs: positiveInt(values['tick-ms'], '--tick-ms', 100) }),
   });
-  const http = await createHttpServer({ store: node.store, logger });
+  const http = await createHttpServer({ store: node.store, logger, cluster: node.view });
   const url = await http.listen(hostPort(values.http, '--http'));
   // One line on stdout says the node is serving (dev waits for it); logs go to stderr.
   console.log(JSON.stringify({ ready: true, nodeId, http: url, transport: node.transportAddress }));
@@ -292,7 +292,7 @@ async function client(command: 'put' | 'get' | 'del' | 'scan' | 'status', args: 
       break;
     }
     case 'status':
-      response = await fetch(`${base}/health`);
+      response = await fetch(`${base}/cluster`);
       break;
   }
   const body = await response.text();

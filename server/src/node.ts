@@ -3,6 +3,8 @@ import { RangeTable } from '@flotilla/placement';
 import { Host, type ShellLogger } from '@flotilla/shards';
 import { TcpTransport } from '@flotilla/transport';
 import type { Logger } from 'pino';
+import { clusterViewOf } from './cluster-view.js';
+import type { ClusterView } from './http/app.js';
 import { HostKvStore } from './kv/host-store.js';
 import type { KvStore } from './kv/store.js';
 
@@ -40,6 +42,8 @@ export class FlotillaNode {
     readonly host: Host,
     readonly store: KvStore,
     readonly transportAddress: string,
+    /** What the node serves on /cluster, /ranges and /metrics. */
+    readonly view: ClusterView,
   ) {}
 
   static async start(options: NodeOptions): Promise<FlotillaNode> {
@@ -68,7 +72,8 @@ export class FlotillaNode {
       const ranges = new RangeTable(shards.map((s) => ({ rangeId: s.shardId, start: s.start, end: s.end, epoch: 1, replicas: s.voters })));
       const store = new HostKvStore({ host, ranges, onClose: () => host.close() });
       const address = transport.address();
-      return new FlotillaNode(host, store, `${address.host}:${address.port}`);
+      const transportAddress = `${address.host}:${address.port}`;
+      return new FlotillaNode(host, store, transportAddress, clusterViewOf({ host, peers: options.peers, transportAddress }));
     } catch (err) {
       await host.close();
       throw err;

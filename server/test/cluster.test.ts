@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import type { ShellLogger } from '@flotilla/shards';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePorts } from '@flotilla/shards/test-support/node-cluster';
+import { createHttpServer } from '../src/http/app.js';
 import { FlotillaNode, initialRanges } from '../src/node.js';
 
 const logger = pino({ level: 'silent' }) as unknown as ShellLogger;
@@ -78,5 +79,34 @@ describe('3 nodes in one process over TCP, 8 ranges on every node', () => {
     expect(seen).toEqual(sorted);
     expect(new Set(seen.map((k) => k.toString('hex'))).size).toBe(seen.length);
     for (const k of prefixKeys) expect(seen.some((s) => s.equals(k))).toBe(true);
+  }, 30_000);
+
+  it('tells about itself over HTTP: /cluster, /ranges and /metrics', async () => {
+    const http = await createHttpServer({ store: nodes[0]!.store, logger: logger as unknown as import('pino').Logger, cluster: nodes[0]!.view });
+    try {
+      for (let i = 0; i < 100; i++) {
+        const c = (await http.app.inject({ method: 'GET', url: '/cluster' })).json() as { nodes: { state: string }[] };
+        if (c.nodes.every((n) => n.state !== 'down')) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const cluster = await http.app.inject({ method: 'GET', url: '/cluster' });
+      expect(cluster.statusCode).toBe(200);
+      const body = cluster.json() as { nodeId: number; nodes: { nodeId: number; state: string }[]; ranges: { rangeId: number; leader: number; replicas: number[] }[] };
+      expect(body.nodes.map((n) => [n.nodeId, n.state])).toEqual([[1, 'self'], [2, 'up'], [3, 'up']]);
+      expect(body.ranges.map((r) => r.rangeId)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+      expect(body.ranges.every((r) => r.leader > 0 && r.replicas.length === 3)).toBe(true);
+      const ranges = await http.app.inject({ method: 'GET', url: '/ranges' });
+      expect((ranges.json() as { ranges: unknown[] }).ranges).toHaveLength(8);
+      const metrics = await http.app.inject({ method: 'GET', url: '/metrics' });
+      expect(metrics.headers['content-type']).toContain('text/plain; version=0.0.4');
+      const rounds = /^flotilla_core_rounds_total\{node="1",core="0"\} (\d+)$/m.exec(metrics.body);
+      expect(Number(rounds?.[1])).toBeGreaterThan(0);
+      expect(metrics.body).toMatch(/^flotilla_peers_up\{node="1"\} 2$/m);
+      // Every sample line is name{labels} number.
+      for (const line of metrics.body.split('\n').filter((l) => l.length > 0 && !l.startsWith('#'))) expect(line).toMatch(/^[a-z_]+\{[^}]*\} [0-9.e+-]+$/);
+      expect((await http.app.inject({ method: 'POST', url: '/metrics' })).statusCode).toBe(405);
+    } finally {
+      await http.app.close();
+    }
   }, 30_000);
 });

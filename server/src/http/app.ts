@@ -44,6 +44,18 @@ export interface HttpServerOptions {
   readonly valueBytesMax?: number;
   /** Default SCAN_PAGE_BYTES_MAX. */
   readonly scanPageBytesMax?: number;
+  /** A cluster node's view of itself: serves /cluster, /ranges and /metrics (absent when embedded). */
+  readonly cluster?: ClusterView;
+}
+
+/** What a node tells about itself over HTTP. */
+export interface ClusterView {
+  /** JSON: this node, its peers and their liveness, every range with its leader. */
+  cluster(): Promise<unknown>;
+  /** JSON: every range this node holds a replica of. */
+  ranges(): Promise<unknown>;
+  /** Prometheus text exposition format 0.0.4. */
+  metrics(): Promise<string>;
 }
 
 export interface HttpServer {
@@ -113,6 +125,24 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     },
   });
 
+  const view = options.cluster;
+  const routes: Route[] = [...ROUTES];
+  if (view !== undefined) {
+    routes.push(
+      { url: '/cluster', matches: (path) => path === '/cluster', methods: { GET: async (_c, request) => (parseQuery(request, []), view.cluster()) } },
+      { url: '/ranges', matches: (path) => path === '/ranges', methods: { GET: async (_c, request) => (parseQuery(request, []), view.ranges()) } },
+      {
+        url: '/metrics',
+        matches: (path) => path === '/metrics',
+        methods: {
+          GET: async (_c, request, reply) => {
+            parseQuery(request, []);
+            return reply.type('text/plain; version=0.0.4; charset=utf-8').send(await view.metrics());
+          },
+        },
+      },
+    );
+  }
   app.removeAllContentTypeParsers();
   // Values are bytes whatever the client calls them: every media type parses to the raw body as a Buffer.
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
@@ -124,7 +154,7 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     void reply.code(mapped.statusCode).headers(mapped.headers).send(mapped.body);
   }
   app.setErrorHandler((err, request, reply) => sendError(err, request, reply));
-  app.setNotFoundHandler(async (request) => onUnknownRoute(request));
+  app.setNotFoundHandler(async (request) => onUnknownRoute(routes, request));
 
   app.addHook('onSend', async (_request, reply) => {
     // Otherwise an idle keep-alive connection after an in-flight reply holds close() open until the client hangs up.
@@ -143,7 +173,7 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     log.info('http server closed');
   });
 
-  for (const route of ROUTES) {
+  for (const route of routes) {
     for (const [method, handler] of Object.entries(route.methods)) {
       app.route({ method, url: route.url, handler: (request, reply) => handler(context, request, reply) });
     }
@@ -259,9 +289,9 @@ function encodeUtf8(bytes: Uint8Array, what: string): string {
   }
 }
 
-function onUnknownRoute(request: FastifyRequest): never {
+function onUnknownRoute(routes: readonly Route[], request: FastifyRequest): never {
   const path = splitTarget(request.originalUrl).path;
-  const route = ROUTES.find((r) => r.matches(path));
+  const route = routes.find((r) => r.matches(path));
   if (route === undefined) throw new HttpError('ROUTE_NOT_FOUND', `no route for ${request.method} ${truncate(path)}`);
   const allow = allowedMethods(route);
   throw new HttpError('METHOD_NOT_ALLOWED', `${request.method} is not allowed on ${route.url} (allowed: ${allow.join(', ')})`, { allow });

@@ -1,0 +1,77 @@
+import type { CoreStats, Host } from '@flotilla/shards';
+import type { ClusterView } from './http/app.js';
+
+const hex = (b: Uint8Array | null): string | null => (b === null ? null : Buffer.from(b).toString('hex'));
+
+/**
+ * What a node tells about itself and the ranges it holds: /cluster, /ranges
+ * and /metrics. Until the meta range exists, a node knows the cluster only
+ * through its own replicas and its peers' liveness.
+ */
+export function clusterViewOf(o: { host: Host; peers: Readonly<Record<number, string>>; transportAddress: string }): ClusterView {
+  const { host } = o;
+  const ranges = async () =>
+    (await host.shards()).map((s) => ({
+      rangeId: s.shardId,
+      start: hex(s.start),
+      end: hex(s.end),
+      leader: s.leader,
+      term: s.term,
+      replicas: s.voters,
+      learners: s.learners,
+      local: { role: s.role, commit: s.commit, applied: s.applied, quiesced: s.quiesced },
+    }));
+  return {
+    ranges: async () => ({ nodeId: host.nodeId, keyEncoding: 'hex', ranges: await ranges() }),
+    cluster: async () => {
+      const live = new Set(host.livePeers());
+      return {
+        nodeId: host.nodeId,
+        nodes: [
+          { nodeId: host.nodeId, transport: o.transportAddress, state: 'self' },
+          ...Object.entries(o.peers).map(([id, address]) => ({ nodeId: Number(id), transport: address, state: live.has(Number(id)) ? 'up' : 'down' })),
+        ].sort((a, b) => a.nodeId - b.nodeId),
+        keyEncoding: 'hex',
+        ranges: (await ranges()).map(({ rangeId, start, end, leader, term, replicas }) => ({ rangeId, start, end, leader, term, replicas })),
+      };
+    },
+    metrics: async () => prometheusText(host, await host.coreStats(), (await host.shards()).filter((s) => s.role === 'leader').length),
+  };
+}
+
+/** The counters of the node's Host, cores and transport in Prometheus text format, every series labelled with the node. */
+function prometheusText(host: Host, cores: readonly CoreStats[], leaderCount: number): string {
+  const node = `node="${host.nodeId}"`;
+  const lines: string[] = [];
+  const metric = (name: string, type: 'counter' | 'gauge', help: string, samples: [labels: string, value: number][]) => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [labels, value] of samples) lines.push(`${name}{${labels}} ${value}`);
+  };
+  const perCore = (field: keyof CoreStats): [string, number][] => cores.map((c, i) => [`${node},core="${i}"`, c[field]]);
+  metric('flotilla_core_rounds_total', 'counter', 'Rounds run (one durable LMDB transaction each).', perCore('rounds'));
+  metric('flotilla_core_entries_persisted_total', 'counter', 'Raft log entries written durably.', perCore('entriesPersisted'));
+  metric('flotilla_core_entries_applied_total', 'counter', 'Committed entries applied to the state machine.', perCore('entriesApplied'));
+  metric('flotilla_core_proposals_total', 'counter', 'Writes proposed on this node.', perCore('proposals'));
+  metric('flotilla_core_reads_total', 'counter', 'Reads served or started on this node.', perCore('reads'));
+  metric('flotilla_core_group_ticks_total', 'counter', 'Ticks delivered to groups (quiesced groups get none).', perCore('groupTicks'));
+  metric('flotilla_core_messages_sent_total', 'counter', 'Raft messages sent.', perCore('messagesSent'));
+  metric('flotilla_core_messages_rejected_total', 'counter', 'Raft messages from the network dropped as invalid.', perCore('messagesRejected'));
+  metric('flotilla_core_snapshots_sent_total', 'counter', 'Snapshot streams started.', perCore('snapshotsSent'));
+  metric('flotilla_core_snapshots_installed_total', 'counter', 'Snapshots installed.', perCore('snapshotsInstalled'));
+  metric('flotilla_core_groups', 'gauge', 'Replicas on the core.', perCore('groupCount'));
+  metric('flotilla_core_groups_active', 'gauge', 'Replicas not quiesced.', perCore('activeGroupCount'));
+  metric('flotilla_ranges_led', 'gauge', 'Ranges whose leader is this node.', [[node, leaderCount]]);
+  metric('flotilla_host_frames_dropped_total', 'counter', 'Frames whose batch did not decode.', [[node, host.stats.framesDropped]]);
+  metric('flotilla_host_requests_timed_out_total', 'counter', 'Requests failed with REQUEST_TIMEOUT.', [[node, host.stats.requestsTimedOut]]);
+  const t = host.transportStats();
+  metric('flotilla_transport_batches_sent_total', 'counter', 'Frames sent to peers.', [[node, t.batchesSent]]);
+  metric('flotilla_transport_bytes_sent_total', 'counter', 'Batch bytes sent to peers.', [[node, t.bytesSent]]);
+  metric('flotilla_transport_batches_dropped_total', 'counter', 'Batches dropped (peer down, queue full).', [[node, t.batchesDropped]]);
+  metric('flotilla_transport_frames_rejected_total', 'counter', 'Malformed frames (each closed its connection).', [[node, t.framesRejected]]);
+  metric('flotilla_peers_up', 'gauge', 'Peers heard from within the liveness timeout.', [[node, host.livePeers().length]]);
+  const memory = process.memoryUsage();
+  metric('process_resident_memory_bytes', 'gauge', 'Resident set size.', [[node, memory.rss]]);
+  const cpu = process.cpuUsage();
+  metric('process_cpu_seconds_total', 'counter', 'User and system CPU time of the node process.', [[node, (cpu.user + cpu.system) / 1e6]]);
+  return `${lines.join('\n')}\n`;
+}
