@@ -26,7 +26,30 @@ export interface OpenOptions {
  * (Host, worker cores, Raft, LMDB) as a cluster node, with one replica of
  * each range. Reopening the directory recovers everything acknowledged.
  */
-export async function open(options: OpenOptions): Promise<KvStore> {
+/** One write of a `batch`. */
+export type BatchOp =
+  | { readonly op: 'put'; readonly key: Uint8Array; readonly value: Uint8Array; readonly ifVersion?: number }
+  | { readonly op: 'delete'; readonly key: Uint8Array; readonly ifVersion?: number };
+
+/** What `batch` reports per op, in order: its new version (0 for a delete), or the error it failed with. */
+export type BatchResult = { readonly ok: true; readonly version: number } | { readonly ok: false; readonly error: Error };
+
+/** The embedded store: the KvStore contract plus conveniences for in-process use. */
+export interface EmbeddedStore extends KvStore {
+  /** Every key in [start, end) in order, fetched page by page (`pageLimit` keys at a time). */
+  iterate(options?: { start?: Uint8Array; end?: Uint8Array; pageLimit?: number; consistency?: 'linearizable' | 'stale' }): AsyncIterableIterator<{ key: Uint8Array; value: Uint8Array; version: number }>;
+  /**
+   * Runs many writes at once (they share group commits) and reports each.
+   * Each write is atomic and durable on its own; the batch is NOT one
+   * transaction: a failure of one leaves the others applied.
+   */
+  batch(ops: readonly BatchOp[]): Promise<BatchResult[]>;
+}
+
+/** Keys per page when iterating: one page is one read per range it crosses. */
+const ITERATE_PAGE_LIMIT_DEFAULT = 256;
+
+export async function open(options: OpenOptions): Promise<EmbeddedStore> {
   const logger = options.logger ?? (pino({ level: 'warn' }, pino.destination(2)) as unknown as ShellLogger);
   // No peers: an in-process network endpoint satisfies the Host's transport and never carries anything.
   const network = new MemoryNetwork({ rng: new SeededRng(EMBEDDED_NODE_ID) });
@@ -38,7 +61,7 @@ export async function open(options: OpenOptions): Promise<KvStore> {
       shards = await host.shards();
     }
     const ranges = new RangeTable(shards.map((s) => ({ rangeId: s.shardId, start: s.start, end: s.end, epoch: 1, replicas: s.voters })));
-    return new HostKvStore({ host, ranges, onClose: () => host.close() });
+    return embedded(new HostKvStore({ host, ranges, onClose: () => host.close() }));
   } catch (err) {
     await host.close();
     throw err;
@@ -47,3 +70,35 @@ export async function open(options: OpenOptions): Promise<KvStore> {
 
 export type { KvStore, VersionedValue, ScanOptions, ScanPage, KvErrorCode } from './kv/store.js';
 export { KvError, SCAN_LIMIT_MAX } from './kv/store.js';
+
+function embedded(store: KvStore): EmbeddedStore {
+  return Object.assign(store, {
+    async *iterate(o: Parameters<EmbeddedStore['iterate']>[0] = {}) {
+      let cursor: string | undefined;
+      do {
+        const page = await store.scan({
+          limit: o.pageLimit ?? ITERATE_PAGE_LIMIT_DEFAULT,
+          ...(cursor === undefined ? (o.start === undefined ? {} : { start: o.start }) : { cursor }),
+          ...(o.end === undefined ? {} : { end: o.end }),
+          ...(o.consistency === undefined ? {} : { consistency: o.consistency }),
+        });
+        yield* page.items;
+        cursor = page.cursor;
+      } while (cursor !== undefined);
+    },
+    async batch(ops: readonly BatchOp[]): Promise<BatchResult[]> {
+      return Promise.all(
+        ops.map(async (o): Promise<BatchResult> => {
+          try {
+            const condition = o.ifVersion === undefined ? {} : { ifVersion: o.ifVersion };
+            if (o.op === 'put') return { ok: true, version: (await store.put(o.key, o.value, condition)).version };
+            await store.delete(o.key, condition);
+            return { ok: true, version: 0 };
+          } catch (err) {
+            return { ok: false, error: err as Error };
+          }
+        }),
+      );
+    },
+  });
+}

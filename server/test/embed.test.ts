@@ -4,10 +4,10 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import type { ShellLogger } from '@flotilla/shards';
-import { open, type KvStore } from '../src/embed.js';
+import { open, type EmbeddedStore } from '../src/embed.js';
 
 const dirs: string[] = [];
-const stores: KvStore[] = [];
+const stores: EmbeddedStore[] = [];
 afterEach(async () => {
   for (const s of stores.splice(0)) await s.close();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
@@ -16,7 +16,7 @@ afterEach(async () => {
 const logger = pino({ level: 'silent' }) as unknown as ShellLogger;
 const b = (s: string) => Buffer.from(s);
 
-async function openAt(dir: string): Promise<KvStore> {
+async function openAt(dir: string): Promise<EmbeddedStore> {
   const store = await open({ dir, logger });
   stores.push(store);
   return store;
@@ -97,4 +97,23 @@ describe('open() — the embedded single-node store', () => {
     writeFileSync(join(dir, 'notes.txt'), 'my files');
     await expect(open({ dir, logger })).rejects.toMatchObject({ code: 'DATA_DIR_FOREIGN' });
   });
+
+  it('iterates every key in order across pages, and runs batches reporting each write', async () => {
+    const store = await openAt(tempDir());
+    const keys = Array.from({ length: 300 }, (_, i) => `it/${String(i).padStart(4, '0')}`);
+    const results = await store.batch(keys.map((k) => ({ op: 'put' as const, key: b(k), value: b(k) })));
+    expect(results.every((r) => r.ok)).toBe(true);
+    const seen: string[] = [];
+    for await (const item of store.iterate({ start: b('it/'), end: b('it0'), pageLimit: 64 })) seen.push(Buffer.from(item.key).toString());
+    expect(seen).toEqual(keys);
+    const mixed = await store.batch([
+      { op: 'put', key: b('it/0000'), value: b('x'), ifVersion: 0 },
+      { op: 'delete', key: b('it/0001') },
+      { op: 'put', key: new Uint8Array(0), value: b('x') },
+    ]);
+    expect(mixed[0]).toMatchObject({ ok: false, error: { code: 'PRECONDITION_FAILED' } });
+    expect(mixed[1]).toEqual({ ok: true, version: 0 });
+    expect(mixed[2]).toMatchObject({ ok: false, error: { code: 'INVALID_ARGUMENT' } });
+    expect(await store.get(b('it/0001'))).toBeUndefined();
+  }, 30_000);
 });
