@@ -1,8 +1,7 @@
-import { groupId } from '@flotilla/core';
+import { SeededRng, groupId } from '@flotilla/core';
 import { RangeTable } from '@flotilla/placement';
 import { Host, type ShellLogger } from '@flotilla/shards';
 import { MemoryNetwork } from '@flotilla/transport';
-import { SeededRng } from '@flotilla/core';
 import { pino } from 'pino';
 import { HostKvStore } from './kv/host-store.js';
 import type { KvStore } from './kv/store.js';

@@ -1,5 +1,4 @@
 import { Worker } from 'node:worker_threads';
-import type { NodeStore } from '../storage/node-store.js';
 import { decodeTransferred, encodeForTransfer, type CoreInput, type CoreOutput } from './core-protocol.js';
 import { ShardCore, type ShardCoreOptions, type ShellLogger } from './shard-core.js';
 
@@ -119,10 +118,6 @@ export class InlineCoreChannel implements CoreChannel {
         queueMicrotask(() => handlers.onFatal(err instanceof Error ? err : new Error(String(err))));
       },
     });
-  }
-
-  get store(): NodeStore {
-    return this.core.store;
   }
 
   post(input: CoreInput): void {

@@ -37,12 +37,8 @@ export interface Segment {
   readonly wakes: number[];
 }
 
-export function emptySegment(): Segment {
+function emptySegment(): Segment {
   return { heartbeats: [], heartbeatResponses: [], sections: [], wakes: [] };
-}
-
-export function isEmptySegment(s: Segment): boolean {
-  return s.heartbeats.length === 0 && s.heartbeatResponses.length === 0 && s.sections.length === 0 && s.wakes.length === 0;
 }
 
 const packr = new Packr({ useRecords: false, moreTypes: false });

@@ -29,7 +29,6 @@ class Destination {
  */
 export class Outbox {
   private destinations = new Map<NodeId, Destination>();
-  messageCount = 0;
 
   private to(node: NodeId): Destination {
     let d = this.destinations.get(node);
@@ -41,7 +40,6 @@ export class Outbox {
   }
 
   add(shardId: GroupId, m: Message, options: { quiesce: boolean }): void {
-    this.messageCount++;
     const d = this.to(m.to);
     if (m.type === 'heartbeat') {
       d.heartbeats.push(shardId, m.term, m.commit, m.round, options.quiesce ? 1 : 0);

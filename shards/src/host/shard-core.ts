@@ -899,10 +899,6 @@ export class ShardCore {
     if (this.failure !== undefined) throw this.failure;
   }
 
-  get store(): NodeStore {
-    return this.options.store;
-  }
-
   get isBusy(): boolean {
     return this.looping || this.tasks.length > 0;
   }
