@@ -1,2 +1,28 @@
-// @flotilla/placement: range descriptors and routing. The meta range and the placement driver come next.
+// @flotilla/placement: range descriptors and routing, the meta range's key layout and record codecs. The placement driver comes next.
 export { RangeTable, compareKeys, rangeContains, type RangeDescriptor } from './range.js';
+export {
+  FIRST_ALLOCATED_NODE_ID,
+  FIRST_ALLOCATED_RANGE_ID,
+  KEYED_ID_MAX,
+  META_RANGE_END,
+  META_RANGE_ID,
+  META_RANGE_START,
+  MetaRecordError,
+  NODE_ID_ALLOCATOR_KEY,
+  NODE_KEYS,
+  RANGE_ID_ALLOCATOR_KEY,
+  RANGE_KEYS,
+  SYSTEM_PREFIX,
+  USER_KEY_MIN,
+  decodeCounter,
+  decodeNodeRecord,
+  decodeRangeDescriptor,
+  encodeCounter,
+  encodeNodeRecord,
+  encodeRangeDescriptor,
+  isSystemKey,
+  nodeKey,
+  rangeKey,
+  type KeySpan,
+  type NodeRecord,
+} from './meta.js';

@@ -144,11 +144,12 @@ describe('destroyShard', () => {
   it('frees the id: the shard can be created again and starts from an empty log', async () => {
     const store = await threeShardStore();
     await store.destroyShard(VICTIM, VICTIM_BOUNDS);
-    await store.createShard(VICTIM, { confState: confState({ voters: [1] }), descriptor: 'second life' });
+    const secondLife = [Buffer.from(VICTIM_BOUNDS.start), Buffer.from(VICTIM_BOUNDS.end!), 2];
+    await store.createShard(VICTIM, { confState: confState({ voters: [1] }), descriptor: secondLife });
     const storage = store.storage(VICTIM);
     expect(storage.initialState()).toEqual({ hardState: EMPTY_HARD_STATE, confState: confState({ voters: [1] }) });
     expect([storage.firstIndex(), storage.lastIndex(), storage.applied]).toEqual([1, 0, 0]);
-    expect(store.descriptor(VICTIM)).toBe('second life');
+    expect(store.descriptor(VICTIM)).toEqual(secondLife);
 
     await commitAndApply(store, VICTIM, [putEntry(1, 1, bytes('b00001'), bytes('new'))]);
     expect(new KvStateMachine(store).get(bytes('b00001'))).toEqual({ value: Buffer.from('new'), version: 1 });
@@ -157,7 +158,7 @@ describe('destroyShard', () => {
     const again = await reopen(store);
     expect(again.shardIds()).toEqual([LOW, VICTIM, HIGH]);
     expect([again.storage(VICTIM).lastIndex(), again.storage(VICTIM).applied]).toEqual([1, 1]);
-    expect(again.descriptor(VICTIM)).toBe('second life');
+    expect(again.descriptor(VICTIM)).toEqual(secondLife);
   });
 
   it('an unknown shard is an error naming the shard and the node, and changes nothing', async () => {

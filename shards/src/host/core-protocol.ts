@@ -82,7 +82,9 @@ export type CoreOutEvent =
   /** Incoming stream: the chunk was staged (or refused: `error`); the Host may pull the next one. */
   | { readonly kind: 'snapshotChunkAck'; readonly streamId: number; readonly error?: string }
   /** A replica's view of its group's leader changed (for leader hints and routing). */
-  | { readonly kind: 'leader'; readonly shardId: number; readonly leader: number; readonly term: number };
+  | { readonly kind: 'leader'; readonly shardId: number; readonly leader: number; readonly term: number }
+  /** Applying a split created this shard on the core (next to `parent`). */
+  | { readonly kind: 'shardCreated'; readonly shardId: number; readonly parent: number };
 
 export interface CoreOutput {
   /** Per destination node: one encoded segment (see node-batch.ts). */
@@ -107,6 +109,8 @@ export interface ShardStatus {
   /** The key range the replica owns: [start, end), end null for the end of the key space. */
   readonly start: Uint8Array;
   readonly end: Uint8Array | null;
+  /** Grows with every split and membership change (kv/range.ts). */
+  readonly epoch: number;
 }
 
 /** Counters a core keeps; `stats` returns them. Monotonic unless noted. */

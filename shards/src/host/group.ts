@@ -1,7 +1,8 @@
 import { NONE, RawNode, SeededRng, type GroupId, type LogIndex, type Logger, type NodeId, type RaftConfig, type ReadContext, type Term } from '@flotilla/core';
 import type { SnapshotInstaller } from '../storage/snapshot.js';
 import type { ShardStorage } from '../storage/node-store.js';
-import type { RangeBoundsWire, ReadOp } from './core-protocol.js';
+import type { ShardRange } from '../kv/range.js';
+import type { ReadOp } from './core-protocol.js';
 
 /** A proposal waiting for its entry to apply; it is ours only if the applied entry has our term. */
 export interface PendingProposal {
@@ -48,7 +49,8 @@ export class Group {
   constructor(
     readonly id: GroupId,
     readonly storage: ShardStorage,
-    public bounds: RangeBoundsWire,
+    /** The range this replica owns now; applying a split or conf change, or installing a snapshot, replaces it. */
+    public bounds: ShardRange,
     options: { nodeId: NodeId; seed: number; raft: GroupRaftOptions; logger: Logger },
   ) {
     this.raw = new RawNode({
@@ -104,8 +106,4 @@ export class Group {
     });
     return caughtUp && liveVoters * 2 > voters.size;
   }
-}
-
-export function inBounds(bounds: RangeBoundsWire, key: Uint8Array): boolean {
-  return Buffer.compare(key, bounds.start) >= 0 && (bounds.end === null || Buffer.compare(key, bounds.end) < 0);
 }

@@ -452,6 +452,9 @@ export class Host {
       case 'leader':
         this.leaders.set(e.shardId, e.leader);
         return;
+      case 'shardCreated':
+        this.shardCores.set(e.shardId, coreIndex);
+        return;
       case 'snapshotOpen':
         this.snapshotSenders.set(e.streamId, this.options.transport.openSnapshot(e.to, e.header));
         return;
@@ -563,7 +566,7 @@ export class Host {
     return v === null ? undefined : { value: Buffer.from(v.value.buffer, v.value.byteOffset, v.value.byteLength), version: v.version };
   }
 
-  /** Keys of the shard in [start, end) ∩ its range, in order, at most `limit`. */
+  /** Keys of the shard in [start, end), in order, at most `limit`; KEY_OUT_OF_RANGE unless the span lies within the shard's range when served. */
   async scan(shardId: GroupId, range: { start: Uint8Array; end: Uint8Array | null; limit: number }, options: { consistency?: Consistency } = {}): Promise<{ key: Uint8Array; value: Uint8Array; version: number }[]> {
     const read: ReadOp = { op: 'scan', ...range };
     const pairs = await this.request<[Uint8Array, Uint8Array, number][]>(shardId, (id) => ({ kind: 'read', id, shardId, read, consistency: options.consistency ?? 'linearizable' }));

@@ -19,9 +19,10 @@ import {
 } from '@flotilla/core';
 import { Packr } from 'msgpackr';
 import { decodeCommand, InvalidCommandError, KEY_BYTES_MAX } from '../kv/command.js';
-import { KvStateMachine, type ApplyBatch, type ApplyResults, type StagedApply } from '../kv/state-machine.js';
+import { coversSpan, decodeShardRange, describeRange, encodeShardRange, inRange, type ShardRange } from '../kv/range.js';
+import { KvStateMachine, type ApplyBatch, type ApplyOutcome, type ApplyResults, type StagedApply } from '../kv/state-machine.js';
 import type { NodeStore, ShardWrite } from '../storage/node-store.js';
-import { readSnapshot, SnapshotInstaller, type RangeBounds } from '../storage/snapshot.js';
+import { readSnapshot, SnapshotInstaller } from '../storage/snapshot.js';
 import {
   zeroCoreStats,
   type CoreEvent,
@@ -31,12 +32,11 @@ import {
   type CoreReply,
   type CoreRequest,
   type CoreStats,
-  type RangeBoundsWire,
   type ReadOp,
   type ShardStatus,
 } from './core-protocol.js';
 import { KeyOutOfRangeError, NotLeaderError, ShardExistsError, ShardNotFoundError, toWire } from './errors.js';
-import { Group, inBounds, type GroupRaftOptions, type PendingRead } from './group.js';
+import { Group, type GroupRaftOptions, type PendingRead } from './group.js';
 import { decodeBatch } from './message-codec.js';
 import { HEARTBEAT_RESPONSE_TUPLE_LENGTH, HEARTBEAT_TUPLE_LENGTH, type Segment } from './node-batch.js';
 import { Outbox } from './outbox.js';
@@ -147,7 +147,7 @@ export class ShardCore {
     for (const shardId of options.store.shardIds()) {
       // After a restart every group starts dormant: it wakes when a message or request arrives,
       // so a node coming back does not start an election storm (its peers still have leaders).
-      const g = this.addGroup(shardId, boundsOf(options.store.descriptor(shardId)));
+      const g = this.addGroup(shardId, decodeShardRange(shardId, options.store.descriptor(shardId)));
       const voters = options.store.storage(shardId).initialState().confState.voters;
       if (voters.length === 1 && voters[0] === this.self) {
         // A group of one has nobody to disturb and nobody to wake it: it elects itself at once.
@@ -162,7 +162,7 @@ export class ShardCore {
     this.log.info({ groupCount: this.groups.size }, 'core started');
   }
 
-  private addGroup(shardId: GroupId, bounds: RangeBoundsWire): Group {
+  private addGroup(shardId: GroupId, bounds: ShardRange): Group {
     const g = new Group(shardId, this.options.store.storage(shardId), bounds, {
       nodeId: this.self,
       seed: this.options.seed,
@@ -469,7 +469,7 @@ export class ShardCore {
     } catch (err) {
       return this.fail(id, new InvalidCommandError((err as Error).message));
     }
-    if (!inBounds(g.bounds, key)) return this.fail(id, this.outOfRange(g, key));
+    if (!inRange(g.bounds, key)) return this.fail(id, this.outOfRange(g, key));
     try {
       g.raw.propose(command);
     } catch (err) {
@@ -486,9 +486,10 @@ export class ShardCore {
     this.touched.add(g);
   }
 
-  private outOfRange(g: Group, key: Uint8Array): KeyOutOfRangeError {
+  private outOfRange(g: Group, key: Uint8Array, end?: Uint8Array | null): KeyOutOfRangeError {
     const hex = (b: Uint8Array | null) => (b === null ? '∞' : Buffer.from(b).toString('hex'));
-    return new KeyOutOfRangeError(`key ${hex(key)} is outside shard ${g.id}'s range [${hex(g.bounds.start)}, ${hex(g.bounds.end)}) on node ${this.self}`);
+    const what = end === undefined ? `key ${hex(key)}` : `span [${hex(key)}, ${hex(end)})`;
+    return new KeyOutOfRangeError(`${what} is outside shard ${g.id}'s range ${describeRange(g.bounds)} (epoch ${g.bounds.epoch}) on node ${this.self}`);
   }
 
   private onRead(id: number, shardId: GroupId, read: PendingRead, consistency: 'linearizable' | 'stale'): void {
@@ -498,7 +499,7 @@ export class ShardCore {
     // LMDB refuses (throws on) keys over its limit; a read must fail, not take the core down.
     const invalid = invalidReadOp(op);
     if (invalid !== undefined) return this.fail(id, new InvalidCommandError(invalid));
-    if (op.op === 'get' && !inBounds(g.bounds, op.key)) return this.fail(id, this.outOfRange(g, op.key));
+    if (op.op === 'get' && !inRange(g.bounds, op.key)) return this.fail(id, this.outOfRange(g, op.key));
     this.stats.reads++;
     if (consistency === 'stale') return this.serveRead(g, read);
     if (!g.isLeader) return this.notLeader(id, g);
@@ -513,17 +514,24 @@ export class ShardCore {
     this.touched.add(g);
   }
 
+  /**
+   * Serves a read from the applied state. The range is checked here, at
+   * serving time, not only on arrival: a split applied while a ReadIndex was
+   * confirmed moved part of the range away, and a scan must fail then
+   * (KEY_OUT_OF_RANGE: the caller re-routes) rather than return a page
+   * silently missing the other half's keys.
+   */
   private serveRead(g: Group, pending: PendingRead): void {
     const op: ReadOp = pending.read;
     if (op.op === 'get') {
+      if (!inRange(g.bounds, op.key)) return this.fail(pending.requestId, this.outOfRange(g, op.key));
       const v = this.sm.get(op.key);
       return this.reply(pending.requestId, v === undefined ? null : { value: v.value, version: v.version });
     }
-    const start = Buffer.compare(op.start, g.bounds.start) > 0 ? op.start : g.bounds.start;
-    const end = op.end === null ? g.bounds.end : g.bounds.end === null || Buffer.compare(op.end, g.bounds.end) < 0 ? op.end : g.bounds.end;
+    if (!coversSpan(g.bounds, op.start, op.end)) return this.fail(pending.requestId, this.outOfRange(g, op.start, op.end));
     const pairs: [Uint8Array, Uint8Array, number][] = [];
-    if (end === null || Buffer.compare(start, end) < 0) {
-      for (const p of this.sm.scan({ start, end: end ?? undefined, limit: op.limit })) pairs.push([p.key, p.value, p.version]);
+    if (op.end === null || Buffer.compare(op.start, op.end) < 0) {
+      for (const p of this.sm.scan({ start: op.start, end: op.end ?? undefined, limit: op.limit })) pairs.push([p.key, p.value, p.version]);
     }
     this.reply(pending.requestId, pairs);
   }
@@ -540,10 +548,10 @@ export class ShardCore {
     const batch = this.creating.splice(0);
     const confStateOf = (r: (typeof batch)[number]): ConfState =>
       r.join ? EMPTY_CONF_STATE : { voters: r.voters.map(nodeId), votersOutgoing: [], learners: r.learners.map(nodeId), learnersNext: [], autoLeave: false };
-    await this.options.store.createShards(batch.map((r) => ({ shardId: groupId(r.shardId), confState: confStateOf(r), descriptor: [r.bounds.start, r.bounds.end] })));
+    await this.options.store.createShards(batch.map((r) => ({ shardId: groupId(r.shardId), confState: confStateOf(r), descriptor: encodeShardRange({ ...r.bounds, epoch: 1 }) })));
     for (const r of batch) {
       const shardId = groupId(r.shardId);
-      const g = this.addGroup(shardId, r.bounds);
+      const g = this.addGroup(shardId, { ...r.bounds, epoch: 1 });
       this.active.add(g);
       // One voter campaigns soon so a new group has a leader within a few ticks; which one rotates
       // with the shard id, so a batch of new shards spreads its leaders over the nodes. Campaigns
@@ -654,11 +662,13 @@ export class ShardCore {
     // Committed entries are applied in the group commit's own transaction: they are committed by a
     // quorum already, and one transaction per round instead of two halves the syncs a round waits for.
     const apply = this.stageApply(items);
-    let results: ApplyResults = new Map();
+    let outcome: ApplyOutcome | undefined;
     if (writes.length > 0 || !apply.isEmpty) {
-      await this.options.store.persist(writes, { alsoInTransaction: () => (results = apply.write()) });
+      await this.options.store.persist(writes, { alsoInTransaction: () => (outcome = apply.write()) });
     }
     apply.committed();
+    const results: ApplyResults = outcome?.results ?? new Map();
+    if (outcome !== undefined) this.afterApply(outcome);
     for (const { g, rd } of items) this.route(g, rd.messagesAfterPersist);
     this.flush();
     this.settleProposals(items, results);
@@ -668,6 +678,29 @@ export class ShardCore {
       this.touched.add(g);
     }
     for (const { g } of items) await this.maybeCompact(g);
+  }
+
+  /**
+   * What applying changed besides data: ranges that moved (a split's left
+   * half, a conf change's epoch) and shards a split created here, which join
+   * this core at once. The replica that led the split campaigns for the right
+   * half right away (TiKV does the same): the others are applying the same
+   * split about now, and an election timeout would leave the new range
+   * without a leader for nothing.
+   */
+  private afterApply(outcome: ApplyOutcome): void {
+    for (const [shardId, range] of outcome.ranges) {
+      const g = this.groups.get(shardId);
+      if (g !== undefined) g.bounds = range;
+    }
+    for (const c of outcome.created) {
+      const g = this.addGroup(c.shardId, c.range);
+      this.active.add(g);
+      this.touched.add(g);
+      this.events.push({ kind: 'shardCreated', shardId: c.shardId, parent: c.parent });
+      if (this.groups.get(c.parent)?.isLeader === true && g.raw.raft.promotable()) g.raw.campaign();
+      this.log.info({ shardId: c.shardId, parent: c.parent, range: describeRange(c.range), epoch: c.range.epoch }, 'shard created by a split');
+    }
   }
 
   private noteLeader(g: Group): void {
@@ -695,8 +728,13 @@ export class ShardCore {
     for (const { g, rd } of items) {
       if (rd.committedEntries.length === 0) continue;
       let confState: ConfState | undefined;
-      for (const e of rd.committedEntries) if (e.type === 'confChange') confState = g.raw.applyConfChange(decodeConfChange(e.data));
-      batches.push({ shardId: g.id, entries: rd.committedEntries, confState });
+      let confAt: Map<LogIndex, ConfState> | undefined;
+      for (const e of rd.committedEntries) {
+        if (e.type !== 'confChange') continue;
+        confState = g.raw.applyConfChange(decodeConfChange(e.data));
+        (confAt ??= new Map()).set(e.index, confState);
+      }
+      batches.push({ shardId: g.id, entries: rd.committedEntries, confState, confAt, range: g.bounds });
       this.stats.entriesApplied += rd.committedEntries.length;
     }
     return this.sm.stage(batches);
@@ -761,8 +799,7 @@ export class ShardCore {
   private startOutgoing(g: Group, to: NodeId, term: number): void {
     if (g.snapshotsOut.has(to)) return; // already streaming; Raft resends only after we report
     const streamId = this.options.coreIndex + this.options.coreCount * ++this.nextStreamSeq;
-    const bounds: RangeBounds = { start: g.bounds.start, end: g.bounds.end };
-    const chunks = readSnapshot(this.options.store, g.id, bounds);
+    const chunks = readSnapshot(this.options.store, g.id);
     g.snapshotsOut.set(to, streamId);
     this.outgoing.set(streamId, { group: g, to, chunks, ended: false });
     this.stats.snapshotsSent++;
@@ -877,7 +914,7 @@ export class ShardCore {
     assert(installer.stagedHeader?.index === snapshot.metadata.index, () => `shard ${g.id}: staged snapshot ${installer.stagedHeader?.index} is not Raft's ${snapshot.metadata.index}`);
     g.accepted = undefined;
     const header = await installer.install(rd.hardState ?? g.raw.raft.hardState());
-    g.bounds = { start: header.bounds.start, end: header.bounds.end };
+    g.bounds = { start: header.bounds.start, end: header.bounds.end, epoch: header.epoch };
     // Whatever waited on entries the snapshot replaced was decided elsewhere; its outcome is unknown here.
     for (const [index, p] of g.proposals) {
       if (index <= header.index) {
@@ -976,13 +1013,6 @@ function statusOf(g: Group): ShardStatus {
     learners: [...s.config.learners],
     start: g.bounds.start,
     end: g.bounds.end,
+    epoch: g.bounds.epoch,
   };
-}
-
-function boundsOf(descriptor: unknown): RangeBoundsWire {
-  if (Array.isArray(descriptor) && descriptor.length === 2 && descriptor[0] instanceof Uint8Array && (descriptor[1] === null || descriptor[1] instanceof Uint8Array)) {
-    return { start: descriptor[0], end: descriptor[1] };
-  }
-  // A shard created without a descriptor owns the whole key space.
-  return { start: new Uint8Array(0), end: null };
 }

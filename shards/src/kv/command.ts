@@ -16,12 +16,40 @@ assert(VALUE_BYTES_MAX >= 512 * 1024, `VALUE_BYTES_MAX ${VALUE_BYTES_MAX} fell b
  */
 export type KvCommand =
   | { readonly op: 'put'; readonly key: Uint8Array; readonly value: Uint8Array; readonly ifVersion?: number }
-  | { readonly op: 'delete'; readonly key: Uint8Array; readonly ifVersion?: number };
+  | { readonly op: 'delete'; readonly key: Uint8Array; readonly ifVersion?: number }
+  | SplitCommand;
+
+/**
+ * Splits the range at `key` (it becomes the right half's start) if its epoch
+ * is still `epoch`: the range keeps [start, key), a new shard `newShardId`
+ * takes [key, end) on every replica that applies it (see state-machine.ts).
+ */
+export interface SplitCommand {
+  readonly op: 'split';
+  readonly key: Uint8Array;
+  readonly newShardId: number;
+  readonly epoch: number;
+}
+
+/** The log a split's right half starts with on every replica: as if restored from a snapshot at this index and term (TiKV's RAFT_INIT_LOG_INDEX). */
+export const SPLIT_INITIAL_INDEX = 5;
+export const SPLIT_INITIAL_TERM = 5;
+
+/** Both halves after a split, as the state machine applied it. */
+export interface SplitOutcome {
+  readonly left: { readonly shardId: number; readonly start: Uint8Array; readonly end: Uint8Array; readonly epoch: number };
+  readonly right: { readonly shardId: number; readonly start: Uint8Array; readonly end: Uint8Array | null; readonly epoch: number };
+}
 
 /** The outcome of applying one command, reported to whoever proposed it. */
 export type KvResult =
   | { readonly ok: true; readonly version: number }
+  | { readonly ok: true; readonly version: 0; readonly split: SplitOutcome }
   | { readonly ok: false; readonly code: 'VERSION_MISMATCH'; readonly currentVersion: number }
+  /** The key (or split point) is outside the range as it was when the entry applied (a split got there first). */
+  | { readonly ok: false; readonly code: 'KEY_OUT_OF_RANGE'; readonly reason: string }
+  /** A split proposed against an epoch the range has left behind. */
+  | { readonly ok: false; readonly code: 'EPOCH_MISMATCH'; readonly currentEpoch: number }
   /** A well-formed command the store cannot hold (see validateCommand); refused the same way on every replica. */
   | { readonly ok: false; readonly code: 'COMMAND_INVALID'; readonly reason: string };
 
@@ -45,18 +73,24 @@ export function validateCommand(c: KvCommand): string | undefined {
   if (c.key.byteLength === 0) return 'key is empty';
   if (c.key.byteLength > KEY_BYTES_MAX) return `key of ${c.key.byteLength} B exceeds ${KEY_BYTES_MAX} B`;
   if (c.op === 'put' && c.value.byteLength > VALUE_BYTES_MAX) return `value of ${c.value.byteLength} B exceeds ${VALUE_BYTES_MAX} B`;
+  if (c.op === 'split') {
+    if (!Number.isSafeInteger(c.newShardId) || c.newShardId <= 0) return `split's new shard id ${c.newShardId} is not a positive integer`;
+    if (!Number.isSafeInteger(c.epoch) || c.epoch < 1) return `split epoch ${c.epoch} is not a positive integer`;
+  }
   return undefined;
 }
 
-// Wire form: [opcode, key, value|null, ifVersion|-1]. Plain arrays: no field names per entry.
+// Wire form: [opcode, key, value|null, ifVersion|-1], a split [OP_SPLIT, key, newShardId, epoch]. Plain arrays: no field names per entry.
 const OP_PUT = 1;
 const OP_DELETE = 2;
+const OP_SPLIT = 3;
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
 /** Encodes a command for proposal; throws InvalidCommandError for one the store cannot hold. */
 export function encodeCommand(c: KvCommand): Uint8Array {
   const invalid = validateCommand(c);
   if (invalid !== undefined) throw new InvalidCommandError(invalid);
+  if (c.op === 'split') return packr.pack([OP_SPLIT, c.key, c.newShardId, c.epoch]);
   return packr.pack(c.op === 'put' ? [OP_PUT, c.key, c.value, c.ifVersion ?? -1] : [OP_DELETE, c.key, null, c.ifVersion ?? -1]);
 }
 
@@ -70,6 +104,11 @@ export function decodeCommand(index: number, data: Uint8Array): KvCommand {
   if (!Array.isArray(raw) || raw.length !== 4) throw new CorruptRecordError(`entry ${index}: command is not a 4-tuple`);
   const [op, key, value, ifVersion] = raw as unknown[];
   if (!(key instanceof Uint8Array)) throw new CorruptRecordError(`entry ${index}: command key is not bytes`);
+  if (op === OP_SPLIT) {
+    // Range checks (positive ids and epochs) are validateCommand's: a bad one is refused at apply, not fatal.
+    if (typeof value !== 'number' || typeof ifVersion !== 'number') throw new CorruptRecordError(`entry ${index}: split without numeric shard id and epoch`);
+    return { op: 'split', key, newShardId: value, epoch: ifVersion };
+  }
   if (typeof ifVersion !== 'number' || !Number.isSafeInteger(ifVersion) || ifVersion < -1) {
     throw new CorruptRecordError(`entry ${index}: command ifVersion ${String(ifVersion)}`);
   }

@@ -1,24 +1,44 @@
 import { assert, type ConfState, type Entry, type GroupId, type LogIndex } from '@flotilla/core';
 import { encodeConfState } from '../storage/codec.js';
 import { CorruptRecordError } from '../storage/errors.js';
-import type { NodeStore } from '../storage/node-store.js';
-import { decodeCommand, validateCommand, type KvResult } from './command.js';
+import type { NewShard, NodeStore } from '../storage/node-store.js';
+import { SPLIT_INITIAL_INDEX, SPLIT_INITIAL_TERM, decodeCommand, validateCommand, type KvCommand, type KvResult, type SplitCommand } from './command.js';
+import { decodeShardRange, describeRange, encodeShardRange, inRange, type ShardRange } from './range.js';
 
 /** One shard's committed entries to apply, and its configuration afterwards if a conf change was among them. */
 export interface ApplyBatch {
   readonly shardId: GroupId;
   readonly entries: readonly Entry[];
   readonly confState?: ConfState | undefined;
+  /** The configuration after each conf change entry among `entries`, by index (a split's right half takes the one in force). */
+  readonly confAt?: ReadonlyMap<LogIndex, ConfState>;
+  /** The shard's range before these entries, if the caller holds it; otherwise read from its stored descriptor. */
+  readonly range?: ShardRange;
 }
 
 /** What applying produced: a result per normal entry with a command (keyed by index). */
 export type ApplyResults = Map<GroupId, Map<LogIndex, KvResult>>;
 
+/** A shard a split created on this node while applying. */
+export interface CreatedShard {
+  readonly shardId: GroupId;
+  readonly parent: GroupId;
+  readonly range: ShardRange;
+  readonly confState: ConfState;
+}
+
+export interface ApplyOutcome {
+  readonly results: ApplyResults;
+  /** Shards whose range or epoch the entries changed, with the new one. */
+  readonly ranges: Map<GroupId, ShardRange>;
+  readonly created: readonly CreatedShard[];
+}
+
 /** An apply split around a caller's transaction (see KvStateMachine.stage). */
 export interface StagedApply {
   readonly isEmpty: boolean;
-  /** Writes the data and applied indexes; call inside a write transaction, once. */
-  write(): ApplyResults;
+  /** Writes the data, applied indexes, changed ranges and split-created shards; call inside a write transaction, once. */
+  write(): ApplyOutcome;
   /** Updates the in-memory applied indexes; call after that transaction committed. */
   committed(): void;
 }
@@ -47,7 +67,7 @@ export class KvStateMachine {
     let results: ApplyResults = new Map();
     if (staged.isEmpty) return results;
     await this.store.env.transaction(() => {
-      results = staged.write();
+      results = staged.write().results;
     });
     // Applied state need not be flushed before answering: a crash rolls data and applied index back together and replay redoes it.
     staged.committed();
@@ -73,34 +93,89 @@ export class KvStateMachine {
       }
       applied.set(b.shardId, { index: b.entries[b.entries.length - 1]!.index, confState: b.confState });
     }
+    const created: CreatedShard[] = [];
     return {
       isEmpty: applied.size === 0,
       write: () => {
         const results: ApplyResults = new Map();
+        const ranges = new Map<GroupId, ShardRange>();
         for (const b of batches) {
           if (b.entries.length === 0) continue;
           const shardResults = new Map<LogIndex, KvResult>();
           results.set(b.shardId, shardResults);
+          const before = b.range ?? decodeShardRange(b.shardId, this.store.descriptor(b.shardId));
+          let range = before;
+          let conf = this.store.shardState(b.shardId).confState;
           for (const e of b.entries) {
-            if (e.type !== 'normal' || e.data.byteLength === 0) continue;
-            shardResults.set(e.index, this.applyCommand(e));
+            if (e.type === 'confChange') {
+              // A membership change moves the epoch: a router holding the old replica set is stale.
+              conf = b.confAt?.get(e.index) ?? conf;
+              range = { ...range, epoch: range.epoch + 1 };
+              continue;
+            }
+            if (e.data.byteLength === 0) continue;
+            const command = decodeCommand(e.index, e.data);
+            if (command.op === 'split') {
+              const outcome = this.applySplit(b.shardId, command, range, conf, created);
+              shardResults.set(e.index, outcome.result);
+              range = outcome.range;
+            } else {
+              shardResults.set(e.index, this.applyCommand(e.index, command, range));
+            }
+          }
+          if (range !== before) {
+            this.store.meta.putSync([b.shardId, 'desc'], encodeShardRange(range));
+            ranges.set(b.shardId, range);
           }
           const done = applied.get(b.shardId)!;
           this.store.meta.putSync([b.shardId, 'applied'], done.index);
           if (done.confState !== undefined) this.store.meta.putSync([b.shardId, 'conf'], encodeConfState(done.confState));
         }
-        return results;
+        return { results, ranges, created };
       },
       committed: () => {
         for (const [shardId, done] of applied) this.store.noteApplied(shardId, done.index, done.confState);
+        for (const c of created) this.store.registerShard(newShardOf(c));
       },
     };
   }
 
-  private applyCommand(e: Entry): KvResult {
-    const command = decodeCommand(e.index, e.data);
+  /**
+   * A split, decided from the log alone so every replica decides the same:
+   * refused if the range's epoch moved since it was proposed, the key is not
+   * strictly inside the range, or a membership change is under way; else the
+   * range keeps [start, key) and both halves take epoch + 1. The right half's
+   * shard is created here in the same transaction — unless this node has it
+   * already (it arrived by snapshot first), which changes nothing else.
+   */
+  private applySplit(shardId: GroupId, c: SplitCommand, range: ShardRange, conf: ConfState, created: CreatedShard[]): { result: KvResult; range: ShardRange } {
+    const invalid = validateCommand(c);
+    if (invalid !== undefined) return { result: { ok: false, code: 'COMMAND_INVALID', reason: invalid }, range };
+    if (c.epoch !== range.epoch) return { result: { ok: false, code: 'EPOCH_MISMATCH', currentEpoch: range.epoch }, range };
+    if (Buffer.compare(c.key, range.start) <= 0 || (range.end !== null && Buffer.compare(c.key, range.end) >= 0)) {
+      return { result: { ok: false, code: 'KEY_OUT_OF_RANGE', reason: `split key ${Buffer.from(c.key).toString('hex')} is not inside ${describeRange(range)}` }, range };
+    }
+    if (conf.votersOutgoing.length > 0) return { result: { ok: false, code: 'COMMAND_INVALID', reason: 'the range is changing membership; split it afterwards' }, range };
+    if (c.newShardId === shardId) return { result: { ok: false, code: 'COMMAND_INVALID', reason: `split's new shard id is the range's own` }, range };
+    const left: ShardRange = { start: range.start, end: c.key, epoch: range.epoch + 1 };
+    const right: ShardRange = { start: c.key, end: range.end, epoch: range.epoch + 1 };
+    const newShardId = c.newShardId as GroupId;
+    if (!this.store.hasShard(newShardId) && !created.some((x) => x.shardId === newShardId)) {
+      const shard: CreatedShard = { shardId: newShardId, parent: shardId, range: right, confState: conf };
+      this.store.writeShardRecords(newShardOf(shard));
+      created.push(shard);
+    }
+    return {
+      result: { ok: true, version: 0, split: { left: { shardId, start: left.start, end: c.key, epoch: left.epoch }, right: { shardId: newShardId, ...right } } },
+      range: left,
+    };
+  }
+
+  private applyCommand(index: LogIndex, command: Exclude<KvCommand, SplitCommand>, range: ShardRange): KvResult {
     const invalid = validateCommand(command);
     if (invalid !== undefined) return { ok: false, code: 'COMMAND_INVALID', reason: invalid };
+    // Proposed before a split that applied first: the key belongs to the other half now. Refused alike everywhere; the client retries there.
+    if (!inRange(range, command.key)) return { ok: false, code: 'KEY_OUT_OF_RANGE', reason: `key ${Buffer.from(command.key).toString('hex')} is outside ${describeRange(range)}` };
     const key = Buffer.from(command.key.buffer, command.key.byteOffset, command.key.byteLength);
     const current = this.readRaw(key);
     const currentVersion = current?.version ?? 0;
@@ -108,7 +183,7 @@ export class KvStateMachine {
       return { ok: false, code: 'VERSION_MISMATCH', currentVersion };
     }
     if (command.op === 'put') {
-      const version = Math.max(currentVersion + 1, e.index);
+      const version = Math.max(currentVersion + 1, index);
       this.store.data.putSync(key, [version, command.value]);
       return { ok: true, version };
     }
@@ -137,6 +212,10 @@ export class KvStateMachine {
       yield { key, value: stored.value, version: stored.version };
     }
   }
+}
+
+function newShardOf(c: CreatedShard): NewShard {
+  return { shardId: c.shardId, confState: c.confState, descriptor: encodeShardRange(c.range), startAt: { index: SPLIT_INITIAL_INDEX, term: SPLIT_INITIAL_TERM } };
 }
 
 /** A data record as read back from LMDB: [version, bytes], checked so damage fails loudly. */

@@ -35,6 +35,19 @@ export interface ShardWrite {
   readonly hardState?: HardState | undefined;
 }
 
+/** A shard to create: its configuration, an opaque descriptor, and where its log starts (an empty log at 0 unless given). */
+export interface NewShard {
+  readonly shardId: GroupId;
+  readonly confState: ConfState;
+  readonly descriptor?: unknown;
+  /** As if restored from a snapshot at this index and term, applied and committed there (a split's right half). */
+  readonly startAt?: { readonly index: LogIndex; readonly term: Term };
+}
+
+function initialHardState(spec: NewShard): HardState {
+  return spec.startAt === undefined ? EMPTY_HARD_STATE : { ...EMPTY_HARD_STATE, term: spec.startAt.term, commit: spec.startAt.index };
+}
+
 /** Per-shard metadata kept in memory, mirroring the `meta` sub-database after each commit. */
 interface ShardState {
   hardState: HardState;
@@ -209,32 +222,60 @@ export class NodeStore {
    * Creates a shard's metadata: an empty log whose bootstrap configuration
    * is the index-0 snapshot's ConfState (see core/README.md, joining replicas).
    */
-  async createShard(shardId: GroupId, options: { confState: ConfState; descriptor?: unknown }): Promise<void> {
+  async createShard(shardId: GroupId, options: Omit<NewShard, 'shardId'>): Promise<void> {
     await this.createShards([{ shardId, ...options }]);
   }
 
   /** Creates many shards in one durable transaction (a node given thousands of ranges at once). */
-  async createShards(specs: readonly { shardId: GroupId; confState: ConfState; descriptor?: unknown }[]): Promise<void> {
+  async createShards(specs: readonly NewShard[]): Promise<void> {
     this.checkOpen();
     const ids = new Set<GroupId>();
     for (const { shardId } of specs) {
-      assert(shardId > 0, `shard id must be positive, got ${shardId}`);
-      if (this.shards.has(shardId) || ids.has(shardId)) throw new Error(`shard ${shardId} already exists on node ${this.nodeId}`);
+      if (ids.has(shardId)) throw new Error(`shard ${shardId} already exists on node ${this.nodeId}`);
+      this.checkNewShard(shardId);
       ids.add(shardId);
     }
     await this.env.transaction(() => {
-      for (const { shardId, confState, descriptor } of specs) {
-        this.meta.putSync([shardId, 'hard'], encodeHardState(EMPTY_HARD_STATE));
-        this.meta.putSync([shardId, 'conf'], encodeConfState(confState));
-        this.meta.putSync([shardId, 'applied'], 0);
-        this.meta.putSync([shardId, 'snap'], [0, 0]);
-        if (descriptor !== undefined) this.meta.putSync([shardId, 'desc'], descriptor);
-      }
+      for (const spec of specs) this.writeShardRecords(spec);
     });
     await this.env.flushed;
-    for (const { shardId, confState } of specs) {
-      this.shards.set(shardId, { hardState: EMPTY_HARD_STATE, confState, applied: 0, snapshotIndex: 0, snapshotTerm: 0, lastIndex: 0, cache: [] });
-    }
+    for (const spec of specs) this.registerShard(spec);
+  }
+
+  /**
+   * @internal Writes a new shard's records inside the caller's write
+   * transaction (a split creating its right half while applying); call
+   * registerShard once that transaction committed.
+   */
+  writeShardRecords(spec: NewShard): void {
+    this.checkNewShard(spec.shardId);
+    const start = spec.startAt ?? { index: 0, term: 0 };
+    const hardState = initialHardState(spec);
+    this.meta.putSync([spec.shardId, 'hard'], encodeHardState(hardState));
+    this.meta.putSync([spec.shardId, 'conf'], encodeConfState(spec.confState));
+    this.meta.putSync([spec.shardId, 'applied'], start.index);
+    this.meta.putSync([spec.shardId, 'snap'], [start.index, start.term]);
+    if (spec.descriptor !== undefined) this.meta.putSync([spec.shardId, 'desc'], spec.descriptor);
+  }
+
+  /** @internal Makes a shard whose records committed (createShards, writeShardRecords) part of the in-memory view. */
+  registerShard(spec: NewShard): void {
+    const start = spec.startAt ?? { index: 0, term: 0 };
+    const hardState = initialHardState(spec);
+    this.shards.set(spec.shardId, {
+      hardState,
+      confState: spec.confState,
+      applied: start.index,
+      snapshotIndex: start.index,
+      snapshotTerm: start.term,
+      lastIndex: start.index,
+      cache: [],
+    });
+  }
+
+  private checkNewShard(shardId: GroupId): void {
+    assert(shardId > 0, `shard id must be positive, got ${shardId}`);
+    if (this.shards.has(shardId)) throw new Error(`shard ${shardId} already exists on node ${this.nodeId}`);
   }
 
   /** What createShard or a snapshot install stored as the shard's descriptor; undefined if none (or no such shard). */

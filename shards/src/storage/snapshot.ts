@@ -2,6 +2,7 @@ import { SnapshotOutOfDateError, assert, type ConfState, type GroupId, type Hard
 import { Packr } from 'msgpackr';
 import { KEY_BYTES_MAX, decodeConfState, encodeConfState, encodeHardState } from './codec.js';
 import { CorruptRecordError } from './errors.js';
+import { WHOLE_KEY_SPACE, decodeShardRange, type RangeBounds } from '../kv/range.js';
 import type { NodeStore } from './node-store.js';
 
 /** Largest snapshot chunk on the wire: bounds memory on both sides and keeps chunks interleavable with heartbeats. */
@@ -18,11 +19,7 @@ export const SNAPSHOT_PAIR_BYTES_MAX = SNAPSHOT_CHUNK_BYTES_MAX - CHUNK_HEADER_B
 export const SNAPSHOT_PAIR_OVERHEAD_BYTES = 16;
 const SNAPSHOT_FORMAT = 1;
 
-/** The key range a shard owns: [start, end), `end` null for "to the end of the key space". */
-export interface RangeBounds {
-  readonly start: Uint8Array;
-  readonly end: Uint8Array | null;
-}
+export type { RangeBounds } from '../kv/range.js';
 
 export interface SnapshotHeader {
   readonly format: number;
@@ -31,6 +28,8 @@ export interface SnapshotHeader {
   readonly term: Term;
   readonly confState: ConfState;
   readonly bounds: RangeBounds;
+  /** The range's epoch at the snapshot (kv/range.ts). */
+  readonly epoch: number;
 }
 
 interface Chunk {
@@ -44,21 +43,25 @@ interface Chunk {
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
 /**
- * Reads a consistent snapshot of one shard — its data in `bounds`, applied
+ * Reads a consistent snapshot of one shard — its data in its range (the stored descriptor; `fallback` for a shard without one), applied
  * index, term and conf state — from a single LMDB read transaction, and
  * yields it as chunks of at most SNAPSHOT_CHUNK_BYTES_MAX. Memory use is one
  * chunk, whatever the range's size. The read transaction is held until the
  * generator finishes or is returned early.
  */
-export function* readSnapshot(store: NodeStore, shardId: GroupId, bounds: RangeBounds): Generator<Uint8Array, SnapshotHeader> {
+export function* readSnapshot(store: NodeStore, shardId: GroupId, fallback: RangeBounds = WHOLE_KEY_SPACE): Generator<Uint8Array, SnapshotHeader> {
   const txn = store.env.useReadTransaction();
   try {
     const at = { transaction: txn };
+    // The range as of the same transaction as the data and applied index: a split applied since the
+    // transfer was asked for must not leave a snapshot claiming the old bounds at the new index.
+    const stored = store.meta.get([shardId, 'desc'], at);
+    const { epoch, ...bounds } = stored === undefined ? { ...fallback, epoch: 1 } : decodeShardRange(shardId, stored);
     const index = store.meta.get([shardId, 'applied'], at);
     if (!Number.isSafeInteger(index)) throw new CorruptRecordError(`shard ${shardId}: applied index ${String(index)}`);
     const confState = decodeConfState(store.meta.get([shardId, 'conf'], at));
     const term = termAt(store, shardId, index as number, txn);
-    const header: SnapshotHeader = { format: SNAPSHOT_FORMAT, shardId, index: index as number, term, confState, bounds };
+    const header: SnapshotHeader = { format: SNAPSHOT_FORMAT, shardId, index: index as number, term, confState, bounds, epoch };
     let pairs: [Uint8Array, number, Uint8Array][] = [];
     let bytes = 0;
     let seq = 0;
@@ -97,7 +100,7 @@ function termAt(store: NodeStore, shardId: GroupId, index: number, txn: ReturnTy
 
 function encodeChunk(c: Chunk): Uint8Array {
   const h = c.header;
-  const bytes = packr.pack([h.format, h.shardId, h.index, h.term, encodeConfState(h.confState), [h.bounds.start, h.bounds.end], c.seq, c.last, c.pairs]);
+  const bytes = packr.pack([h.format, h.shardId, h.index, h.term, encodeConfState(h.confState), [h.bounds.start, h.bounds.end, h.epoch], c.seq, c.last, c.pairs]);
   assert(bytes.byteLength <= SNAPSHOT_CHUNK_BYTES_MAX, () => `snapshot chunk of ${bytes.byteLength} B exceeds ${SNAPSHOT_CHUNK_BYTES_MAX}`);
   return bytes;
 }
@@ -118,7 +121,14 @@ export function decodeChunk(bytes: Uint8Array): Chunk {
     if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new CorruptRecordError(`snapshot chunk ${name} ${String(n)}`);
   }
   if (typeof last !== 'boolean') throw new CorruptRecordError('snapshot chunk lacks the last flag');
-  if (!Array.isArray(bounds) || bounds.length !== 2 || !(bounds[0] instanceof Uint8Array) || !(bounds[1] === null || bounds[1] instanceof Uint8Array)) {
+  if (
+    !Array.isArray(bounds) ||
+    bounds.length !== 3 ||
+    !(bounds[0] instanceof Uint8Array) ||
+    !(bounds[1] === null || bounds[1] instanceof Uint8Array) ||
+    !Number.isSafeInteger(bounds[2]) ||
+    (bounds[2] as number) < 1
+  ) {
     throw new CorruptRecordError('snapshot chunk bounds are malformed');
   }
   if (!Array.isArray(pairs)) throw new CorruptRecordError('snapshot chunk pairs are not a list');
@@ -147,6 +157,7 @@ export function decodeChunk(bytes: Uint8Array): Chunk {
       term: term as number,
       confState: decodeConfState(conf),
       bounds: { start: bounds[0] as Uint8Array, end: bounds[1] as Uint8Array | null },
+      epoch: bounds[2] as number,
     },
     seq: seq as number,
     last,
@@ -171,7 +182,8 @@ function sameHeader(a: SnapshotHeader, b: SnapshotHeader): boolean {
     a.term === b.term &&
     JSON.stringify(encodeConfState(a.confState)) === JSON.stringify(encodeConfState(b.confState)) &&
     sameBytes(a.bounds.start, b.bounds.start) &&
-    sameBytes(a.bounds.end, b.bounds.end)
+    sameBytes(a.bounds.end, b.bounds.end) &&
+    a.epoch === b.epoch
   );
 }
 
@@ -264,7 +276,7 @@ export class SnapshotInstaller {
       store.meta.putSync([shardId, 'conf'], encodeConfState(h.confState));
       store.meta.putSync([shardId, 'applied'], h.index);
       store.meta.putSync([shardId, 'snap'], [h.index, h.term]);
-      store.meta.putSync([shardId, 'desc'], [h.bounds.start, h.bounds.end]);
+      store.meta.putSync([shardId, 'desc'], [h.bounds.start, h.bounds.end, h.epoch]);
     });
     await store.env.flushed;
     store.noteInstalled(shardId, {

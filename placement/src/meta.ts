@@ -1,0 +1,245 @@
+import { assert } from '@flotilla/core';
+import { Packr } from 'msgpackr';
+import { compareKeys, type RangeDescriptor } from './range.js';
+
+/*
+ * The meta range: the Raft group holding the cluster's metadata (range
+ * descriptors, node records, id allocators) as ordinary versioned KV pairs
+ * in the reserved system part of the key space. This module fixes that key
+ * layout and the records' wire form; it does no I/O.
+ *
+ * Key space:
+ *   [∅, 00 01)          system keys, all owned by the meta range
+ *     00 00 'a' <name>  id allocators (a counter)
+ *     00 00 'n' <id>    node records, id 4-byte big-endian
+ *     00 00 'r' <id>    range descriptors, id 4-byte big-endian
+ *   [00 01, ∞)          user keys
+ *
+ * The key constants are shared Uint8Arrays: never mutate them.
+ */
+
+export const META_RANGE_ID = 1;
+
+/** The smallest user key; everything below it is reserved (the empty key, 0x00, and every key starting 0x00 0x00). */
+export const USER_KEY_MIN = Uint8Array.of(0x00, 0x01);
+export const SYSTEM_PREFIX = Uint8Array.of(0x00, 0x00);
+export const META_RANGE_START = new Uint8Array(0);
+export const META_RANGE_END = USER_KEY_MIN;
+
+/** Ids below these are handed out statically: the meta range (1) and the pre-split ranges (2..), and the static members' node ids. */
+export const FIRST_ALLOCATED_RANGE_ID = 1024;
+export const FIRST_ALLOCATED_NODE_ID = 1024;
+
+/** Largest id a key holds: range and node ids are keyed as 4 bytes big-endian, so keys sort by id. */
+export const KEYED_ID_MAX = 0xffff_ffff;
+
+const FAMILY_ALLOCATOR = 0x61; // 'a'
+const FAMILY_NODE = 0x6e; // 'n'
+const FAMILY_RANGE = 0x72; // 'r'
+
+export function isSystemKey(key: Uint8Array): boolean {
+  return compareKeys(key, USER_KEY_MIN) < 0;
+}
+
+export interface KeySpan {
+  readonly start: Uint8Array;
+  /** Exclusive. */
+  readonly end: Uint8Array;
+}
+
+/** Scan bounds of every range descriptor key (and nothing else). */
+export const RANGE_KEYS: KeySpan = familySpan(FAMILY_RANGE);
+/** Scan bounds of every node record key (and nothing else). */
+export const NODE_KEYS: KeySpan = familySpan(FAMILY_NODE);
+
+export const RANGE_ID_ALLOCATOR_KEY = systemKey(FAMILY_ALLOCATOR, Buffer.from('range', 'latin1'));
+export const NODE_ID_ALLOCATOR_KEY = systemKey(FAMILY_ALLOCATOR, Buffer.from('node', 'latin1'));
+
+export function rangeKey(rangeId: number): Uint8Array {
+  return systemKey(FAMILY_RANGE, keyedId(rangeId, 'range'));
+}
+
+export function nodeKey(nodeId: number): Uint8Array {
+  return systemKey(FAMILY_NODE, keyedId(nodeId, 'node'));
+}
+
+function systemKey(family: number, suffix: Uint8Array): Uint8Array {
+  const key = new Uint8Array(SYSTEM_PREFIX.length + 1 + suffix.length);
+  key.set(SYSTEM_PREFIX, 0);
+  key[SYSTEM_PREFIX.length] = family;
+  key.set(suffix, SYSTEM_PREFIX.length + 1);
+  return key;
+}
+
+function familySpan(family: number): KeySpan {
+  return { start: systemKey(family, new Uint8Array(0)), end: systemKey(family + 1, new Uint8Array(0)) };
+}
+
+function keyedId(id: number, what: string): Uint8Array {
+  assert(isKeyedId(id), () => `${what} id ${id} is not an integer in [1, ${KEYED_ID_MAX}]`);
+  const bytes = new Uint8Array(4);
+  new DataView(bytes.buffer).setUint32(0, id);
+  return bytes;
+}
+
+function isKeyedId(id: unknown): id is number {
+  return typeof id === 'number' && Number.isSafeInteger(id) && id >= 1 && id <= KEYED_ID_MAX;
+}
+
+// The layout's invariants, checked once at load: every family lies below the user keys, and the families are disjoint.
+assert(compareKeys(SYSTEM_PREFIX, USER_KEY_MIN) < 0, 'the system prefix sorts below the user keys');
+assert(compareKeys(META_RANGE_START, META_RANGE_END) < 0, 'the meta range is not empty');
+for (const span of [RANGE_KEYS, NODE_KEYS]) {
+  assert(compareKeys(span.start, span.end) < 0, 'a key family span is not empty');
+  assert(isSystemKey(span.start) && compareKeys(span.end, USER_KEY_MIN) <= 0, 'a key family lies in the system keys');
+}
+assert(compareKeys(NODE_KEYS.end, RANGE_KEYS.start) <= 0, 'node keys sort below range keys');
+for (const key of [RANGE_ID_ALLOCATOR_KEY, NODE_ID_ALLOCATOR_KEY]) {
+  assert(isSystemKey(key) && compareKeys(key, NODE_KEYS.start) < 0, 'allocator keys sort below node keys');
+}
+assert(META_RANGE_ID < FIRST_ALLOCATED_RANGE_ID, 'the meta range id is a static id');
+
+/** A stored meta record that does not decode: corruption or a writer's bug. Not retryable. */
+export class MetaRecordError extends Error {
+  readonly code = 'META_RECORD_MALFORMED';
+  readonly retryable = false;
+  constructor(detail: string) {
+    super(`malformed meta record: ${detail}`);
+    this.name = 'MetaRecordError';
+  }
+}
+
+/** A cluster member as the meta range records it. */
+export interface NodeRecord {
+  readonly nodeId: number;
+  /** "host:port" (or "[v6]:port") of its transport. */
+  readonly address: string;
+  /** "host:port" of its HTTP API, null when it serves none. */
+  readonly httpAddress: string | null;
+  readonly state: 'up' | 'decommissioned';
+}
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+// Wire forms, plain tuples (no field names per record):
+//   range descriptor  [rangeId, start, end|null, epoch, replicas]
+//   node record       [nodeId, address, httpAddress|null, state]
+//   counter           n
+// Each codec checks its record before encoding (a failure is our bug: assert) and after decoding (corruption: MetaRecordError).
+
+export function encodeRangeDescriptor(d: RangeDescriptor): Uint8Array {
+  const tuple: unknown[] = [d.rangeId, d.start, d.end, d.epoch, d.replicas];
+  const problem = rangeDescriptorProblem(tuple);
+  assert(problem === undefined, () => `range descriptor ${d.rangeId}: ${problem}`);
+  return packr.pack(tuple);
+}
+
+export function decodeRangeDescriptor(bytes: Uint8Array): RangeDescriptor {
+  const tuple = unpackTuple(bytes, 'range descriptor', 5);
+  const problem = rangeDescriptorProblem(tuple);
+  if (problem !== undefined) throw new MetaRecordError(`range descriptor: ${problem}`);
+  const [rangeId, start, end, epoch, replicas] = tuple as [number, Uint8Array, Uint8Array | null, number, number[]];
+  return { rangeId, start, end, epoch, replicas };
+}
+
+/** What is wrong with a range descriptor tuple, or undefined when it is well-formed. */
+function rangeDescriptorProblem(tuple: readonly unknown[]): string | undefined {
+  const [rangeId, start, end, epoch, replicas] = tuple;
+  if (!isKeyedId(rangeId)) return `range id ${show(rangeId)} is not an integer in [1, ${KEYED_ID_MAX}]`;
+  if (!(start instanceof Uint8Array)) return `range ${rangeId}: start ${show(start)} is not bytes`;
+  if (end !== null && !(end instanceof Uint8Array)) return `range ${rangeId}: end ${show(end)} is neither bytes nor null`;
+  if (end !== null && compareKeys(start, end) >= 0) {
+    return `range ${rangeId}: start ${hex(start)} does not precede end ${hex(end)}`;
+  }
+  if (typeof epoch !== 'number' || !Number.isSafeInteger(epoch) || epoch < 1) return `range ${rangeId}: epoch ${show(epoch)} is not a positive integer`;
+  if (!Array.isArray(replicas)) return `range ${rangeId}: replicas ${show(replicas)} is not an array`;
+  const seen = new Set<number>();
+  for (const nodeId of replicas as unknown[]) {
+    if (!isKeyedId(nodeId)) return `range ${rangeId}: replica node id ${show(nodeId)} is not an integer in [1, ${KEYED_ID_MAX}]`;
+    if (seen.has(nodeId)) return `range ${rangeId}: replica node id ${nodeId} appears twice`;
+    seen.add(nodeId);
+  }
+  return undefined;
+}
+
+export function encodeNodeRecord(n: NodeRecord): Uint8Array {
+  const tuple: unknown[] = [n.nodeId, n.address, n.httpAddress, n.state];
+  const problem = nodeRecordProblem(tuple);
+  assert(problem === undefined, () => `node record ${n.nodeId}: ${problem}`);
+  return packr.pack(tuple);
+}
+
+export function decodeNodeRecord(bytes: Uint8Array): NodeRecord {
+  const tuple = unpackTuple(bytes, 'node record', 4);
+  const problem = nodeRecordProblem(tuple);
+  if (problem !== undefined) throw new MetaRecordError(`node record: ${problem}`);
+  const [nodeId, address, httpAddress, state] = tuple as [number, string, string | null, NodeRecord['state']];
+  return { nodeId, address, httpAddress, state };
+}
+
+function nodeRecordProblem(tuple: readonly unknown[]): string | undefined {
+  const [nodeId, address, httpAddress, state] = tuple;
+  if (!isKeyedId(nodeId)) return `node id ${show(nodeId)} is not an integer in [1, ${KEYED_ID_MAX}]`;
+  if (!isHostPort(address)) return `node ${nodeId}: address ${show(address)} is not host:port with a port in [1, 65535]`;
+  if (httpAddress !== null && !isHostPort(httpAddress)) {
+    return `node ${nodeId}: http address ${show(httpAddress)} is neither null nor host:port with a port in [1, 65535]`;
+  }
+  if (state !== 'up' && state !== 'decommissioned') return `node ${nodeId}: state ${show(state)} is neither "up" nor "decommissioned"`;
+  return undefined;
+}
+
+/** "host:port" or "[v6]:port": a non-empty host without whitespace (an IPv6 host in brackets), a decimal port in [1, 65535]. */
+function isHostPort(address: unknown): boolean {
+  if (typeof address !== 'string') return false;
+  const colon = address.lastIndexOf(':');
+  if (colon <= 0) return false;
+  const host = address.slice(0, colon);
+  const portText = address.slice(colon + 1);
+  if (!/^[1-9][0-9]{0,4}$/.test(portText) || Number(portText) > 65535) return false;
+  if (host.startsWith('[')) return /^\[[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\]$/.test(host);
+  return /^[^\s:[\]]+$/.test(host);
+}
+
+export function encodeCounter(n: number): Uint8Array {
+  assert(isCounter(n), () => `counter ${n} is not a positive integer`);
+  return packr.pack(n);
+}
+
+export function decodeCounter(bytes: Uint8Array): number {
+  const n = unpack(bytes, 'counter');
+  if (!isCounter(n)) throw new MetaRecordError(`counter ${show(n)} is not a positive integer`);
+  return n;
+}
+
+function isCounter(n: unknown): n is number {
+  return typeof n === 'number' && Number.isSafeInteger(n) && n >= 1;
+}
+
+function unpackTuple(bytes: Uint8Array, what: string, arity: number): unknown[] {
+  const raw = unpack(bytes, what);
+  if (!Array.isArray(raw) || raw.length !== arity) throw new MetaRecordError(`${what} is not a ${arity}-tuple`);
+  return raw as unknown[];
+}
+
+function unpack(bytes: Uint8Array, what: string): unknown {
+  try {
+    return packr.unpack(bytes) as unknown;
+  } catch (err) {
+    throw new MetaRecordError(`undecodable ${what} (${(err as Error).message})`);
+  }
+}
+
+/** How much of a bad value an error message quotes: enough to recognise it, not a record's worth. */
+const SHOWN_CHARS_MAX = 64;
+
+/** A bad value for an error message: short, and never the whole of a large one. */
+function show(value: unknown): string {
+  if (value instanceof Uint8Array) return `0x${hex(value)}`;
+  const text = typeof value === 'string' ? JSON.stringify(value) : String(value);
+  return text.length > SHOWN_CHARS_MAX ? `${text.slice(0, SHOWN_CHARS_MAX)}…` : text;
+}
+
+function hex(bytes: Uint8Array): string {
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
+  return text.length > SHOWN_CHARS_MAX ? `${text.slice(0, SHOWN_CHARS_MAX)}…` : text;
+}

@@ -1,0 +1,60 @@
+import { CorruptRecordError } from '../storage/errors.js';
+/** The key range a shard owns: [start, end), `end` null for "to the end of the key space". */
+export interface RangeBounds {
+  readonly start: Uint8Array;
+  readonly end: Uint8Array | null;
+}
+
+/**
+ * The key range a shard owns and its epoch: [start, end), `end` null for the
+ * end of the key space. The epoch grows by one with every split (both halves
+ * take the parent's epoch + 1) and every membership change, so of two
+ * overlapping descriptors of different ranges the lower epoch is stale.
+ * Applying entries keeps it (state-machine.ts); it is stored as the shard's
+ * descriptor and carried by its snapshots.
+ */
+export interface ShardRange extends RangeBounds {
+  readonly epoch: number;
+}
+
+export const WHOLE_KEY_SPACE: ShardRange = { start: new Uint8Array(0), end: null, epoch: 1 };
+
+/** The stored form: [start, end, epoch]. */
+export function encodeShardRange(r: ShardRange): [Uint8Array, Uint8Array | null, number] {
+  return [r.start, r.end, r.epoch];
+}
+
+/** Reads a stored descriptor; a shard created without one owns the whole key space, one stored as [start, end] is at epoch 1. */
+export function decodeShardRange(shardId: number, stored: unknown): ShardRange {
+  if (stored === undefined) return WHOLE_KEY_SPACE;
+  if (Array.isArray(stored) && stored.length === 2 && stored[0] instanceof Uint8Array && (stored[1] === null || stored[1] instanceof Uint8Array)) {
+    return { start: stored[0], end: stored[1], epoch: 1 };
+  }
+  if (
+    Array.isArray(stored) &&
+    stored.length === 3 &&
+    stored[0] instanceof Uint8Array &&
+    (stored[1] === null || stored[1] instanceof Uint8Array) &&
+    Number.isSafeInteger(stored[2]) &&
+    (stored[2] as number) >= 1
+  ) {
+    return { start: stored[0], end: stored[1], epoch: stored[2] as number };
+  }
+  throw new CorruptRecordError(`shard ${shardId}: range descriptor is malformed`);
+}
+
+export function inRange(r: RangeBounds, key: Uint8Array): boolean {
+  return Buffer.compare(key, r.start) >= 0 && (r.end === null || Buffer.compare(key, r.end) < 0);
+}
+
+/** Whether [start, end) lies within the range (`end` null: to the end of the key space). */
+export function coversSpan(r: RangeBounds, start: Uint8Array, end: Uint8Array | null): boolean {
+  if (Buffer.compare(start, r.start) < 0) return false;
+  if (r.end === null) return true;
+  return end !== null && Buffer.compare(end, r.end) <= 0;
+}
+
+export function describeRange(r: RangeBounds): string {
+  const hex = (b: Uint8Array | null) => (b === null ? '∞' : Buffer.from(b).toString('hex'));
+  return `[${hex(r.start)}, ${hex(r.end)})`;
+}
