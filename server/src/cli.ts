@@ -20,6 +20,7 @@ const USAGE = `usage:
   flotilla del    KEY       [--url ...] [--if-version N]
   flotilla scan   [--start KEY] [--end KEY] [--limit N] [--url ...]
   flotilla status [--url ...]
+  flotilla split  RANGE_ID KEY [--url ...]   (KEY becomes the right half's first key; see \`status\` for range ids)
 Keys and values are UTF-8 text on the command line (the HTTP API takes any bytes).`;
 
 /** A usage mistake: printed with the usage, exit code 2. */
@@ -42,6 +43,7 @@ async function main(argv: string[]): Promise<number> {
     case 'del':
     case 'scan':
     case 'status':
+    case 'split':
       return client(command, rest);
     case undefined:
     case 'help':
@@ -250,7 +252,7 @@ Ctrl-C stops the cluster (data stays in ${root}).`);
   return 0;
 }
 
-async function client(command: 'put' | 'get' | 'del' | 'scan' | 'status', args: string[]): Promise<number> {
+async function client(command: 'put' | 'get' | 'del' | 'scan' | 'status' | 'split', args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -294,6 +296,12 @@ async function client(command: 'put' | 'get' | 'del' | 'scan' | 'status', args: 
     case 'status':
       response = await fetch(`${base}/cluster`);
       break;
+    case 'split': {
+      if (positionals[0] === undefined || positionals[1] === undefined || positionals[1].length === 0) throw new UsageError('split needs RANGE_ID and KEY');
+      const rangeId = positiveInt(positionals[0], 'RANGE_ID', 1);
+      response = await fetch(`${base}/ranges/${rangeId}/split`, { method: 'POST', body: JSON.stringify({ key: positionals[1] }), headers: { 'content-type': 'application/json' } });
+      break;
+    }
   }
   const body = await response.text();
   const version = response.headers.get('etag');

@@ -1,5 +1,6 @@
 import type { CoreStats, Host } from '@flotilla/shards';
 import type { ClusterView } from './http/app.js';
+import type { HostKvStore } from './kv/host-store.js';
 
 const hex = (b: Uint8Array | null): string | null => (b === null ? null : Buffer.from(b).toString('hex'));
 
@@ -8,13 +9,14 @@ const hex = (b: Uint8Array | null): string | null => (b === null ? null : Buffer
  * and /metrics. Until the meta range exists, a node knows the cluster only
  * through its own replicas and its peers' liveness.
  */
-export function clusterViewOf(o: { host: Host; peers: Readonly<Record<number, string>>; transportAddress: string }): ClusterView {
+export function clusterViewOf(o: { host: Host; store: HostKvStore; peers: Readonly<Record<number, string>>; transportAddress: string }): ClusterView {
   const { host } = o;
   const ranges = async () =>
     (await host.shards()).map((s) => ({
       rangeId: s.shardId,
       start: hex(s.start),
       end: hex(s.end),
+      epoch: s.epoch,
       leader: s.leader,
       term: s.term,
       replicas: s.voters,
@@ -32,8 +34,13 @@ export function clusterViewOf(o: { host: Host; peers: Readonly<Record<number, st
           ...Object.entries(o.peers).map(([id, address]) => ({ nodeId: Number(id), transport: address, state: live.has(Number(id)) ? 'up' : 'down' })),
         ].sort((a, b) => a.nodeId - b.nodeId),
         keyEncoding: 'hex',
-        ranges: (await ranges()).map(({ rangeId, start, end, leader, term, replicas }) => ({ rangeId, start, end, leader, term, replicas })),
+        ranges: (await ranges()).map(({ rangeId, start, end, epoch, leader, term, replicas }) => ({ rangeId, start, end, epoch, leader, term, replicas })),
       };
+    },
+    split: async (rangeId, key) => {
+      const { left, right } = await o.store.split(rangeId, key);
+      const half = (h: { shardId: number; start: Uint8Array; end: Uint8Array | null; epoch: number }) => ({ rangeId: h.shardId, start: hex(h.start), end: hex(h.end), epoch: h.epoch });
+      return { keyEncoding: 'hex', left: half(left), right: half(right) };
     },
     metrics: async () => prometheusText(host, await host.coreStats(), (await host.shards()).filter((s) => s.role === 'leader').length),
   };

@@ -1,15 +1,13 @@
-import { SeededRng, groupId } from '@flotilla/core';
-import { RangeTable } from '@flotilla/placement';
+import { SeededRng } from '@flotilla/core';
 import { Host, type ShellLogger } from '@flotilla/shards';
 import { MemoryNetwork } from '@flotilla/transport';
 import { pino } from 'pino';
 import { HostKvStore } from './kv/host-store.js';
+import { bootstrapRanges } from './node.js';
 import type { KvStore } from './kv/store.js';
 
 /** The node id of an embedded single-node store. */
 const EMBEDDED_NODE_ID = 1;
-/** The range every key lives in until ranges split. */
-const FIRST_RANGE_ID = 1;
 
 export interface OpenOptions {
   /** The data directory (created if missing; refused if foreign or damaged). */
@@ -54,12 +52,7 @@ export async function open(options: OpenOptions): Promise<EmbeddedStore> {
   const network = new MemoryNetwork({ rng: new SeededRng(EMBEDDED_NODE_ID) });
   const host = await Host.start({ nodeId: EMBEDDED_NODE_ID, dir: options.dir, transport: network.endpoint(EMBEDDED_NODE_ID), coreCount: options.coreCount ?? 1, logger });
   try {
-    let shards = await host.shards();
-    if (shards.length === 0) {
-      await host.createShard({ shardId: groupId(FIRST_RANGE_ID), voters: [EMBEDDED_NODE_ID], bounds: { start: new Uint8Array(0), end: null } });
-      shards = await host.shards();
-    }
-    const ranges = new RangeTable(shards.map((s) => ({ rangeId: s.shardId, start: s.start, end: s.end, epoch: 1, replicas: s.voters })));
+    const ranges = await bootstrapRanges(host, [EMBEDDED_NODE_ID], 1);
     return embedded(new HostKvStore({ host, ranges, onClose: () => host.close() }));
   } catch (err) {
     await host.close();

@@ -1,5 +1,5 @@
 import { groupId } from '@flotilla/core';
-import { RangeTable } from '@flotilla/placement';
+import { META_RANGE_END, META_RANGE_ID, META_RANGE_START, RangeTable, USER_KEY_MIN } from '@flotilla/placement';
 import { Host, type ShellLogger } from '@flotilla/shards';
 import { TcpTransport } from '@flotilla/transport';
 import type { Logger } from 'pino';
@@ -40,7 +40,7 @@ export interface NodeOptions {
 export class FlotillaNode {
   private constructor(
     readonly host: Host,
-    readonly store: KvStore,
+    readonly store: HostKvStore,
     readonly transportAddress: string,
     /** What the node serves on /cluster, /ranges and /metrics. */
     readonly view: ClusterView,
@@ -63,17 +63,12 @@ export class FlotillaNode {
     });
     try {
       for (const [id, address] of Object.entries(options.peers)) host.setPeer(Number(id), address);
-      let shards = await host.shards();
-      if (shards.length === 0) {
-        const members = [options.nodeId, ...Object.keys(options.peers).map(Number)].sort((a, b) => a - b);
-        await Promise.all(initialRanges(count).map((r) => host.createShard({ shardId: groupId(r.rangeId), voters: members, bounds: r })));
-        shards = await host.shards();
-      }
-      const ranges = new RangeTable(shards.map((s) => ({ rangeId: s.shardId, start: s.start, end: s.end, epoch: 1, replicas: s.voters })));
+      const members = [options.nodeId, ...Object.keys(options.peers).map(Number)].sort((a, b) => a - b);
+      const ranges = await bootstrapRanges(host, members, count);
       const store = new HostKvStore({ host, ranges, onClose: () => host.close() });
       const address = transport.address();
       const transportAddress = `${address.host}:${address.port}`;
-      return new FlotillaNode(host, store, transportAddress, clusterViewOf({ host, peers: options.peers, transportAddress }));
+      return new FlotillaNode(host, store, transportAddress, clusterViewOf({ host, store, peers: options.peers, transportAddress }));
     } catch (err) {
       await host.close();
       throw err;
@@ -85,11 +80,29 @@ export class FlotillaNode {
   }
 }
 
-/** The ranges of a static bootstrap: `count` ranges split evenly on the first key byte, ids from 1. */
+/**
+ * The node's range table, creating the cluster's ranges on a first start:
+ * the meta range (system keys, below USER_KEY_MIN) and `count` user ranges,
+ * every one replicated on every member. Every member of a static cluster runs
+ * this with the same members and count, so all create the same ranges.
+ */
+export async function bootstrapRanges(host: Host, members: readonly number[], count: number): Promise<RangeTable> {
+  let shards = await host.shards();
+  if (shards.length === 0) {
+    await Promise.all(initialRanges(count).map((r) => host.createShard({ shardId: groupId(r.rangeId), voters: members, bounds: r })));
+    shards = await host.shards();
+  }
+  return new RangeTable(shards.map((s) => ({ rangeId: s.shardId, start: s.start, end: s.end, epoch: s.epoch, replicas: s.voters })));
+}
+
+/** The ranges of a static bootstrap: the meta range (id 1), then `count` user ranges split evenly on the first key byte (ids from 2). */
 export function initialRanges(count: number): { rangeId: number; start: Uint8Array; end: Uint8Array | null }[] {
-  return Array.from({ length: count }, (_, i) => ({
-    rangeId: i + 1,
-    start: i === 0 ? new Uint8Array(0) : Uint8Array.of(Math.floor((i * 256) / count)),
-    end: i === count - 1 ? null : Uint8Array.of(Math.floor(((i + 1) * 256) / count)),
-  }));
+  return [
+    { rangeId: META_RANGE_ID, start: META_RANGE_START, end: META_RANGE_END },
+    ...Array.from({ length: count }, (_, i) => ({
+      rangeId: META_RANGE_ID + 1 + i,
+      start: i === 0 ? USER_KEY_MIN : Uint8Array.of(Math.floor((i * 256) / count)),
+      end: i === count - 1 ? null : Uint8Array.of(Math.floor(((i + 1) * 256) / count)),
+    })),
+  ];
 }

@@ -81,6 +81,68 @@ describe('3 nodes in one process over TCP, 8 ranges on every node', () => {
     for (const k of prefixKeys) expect(seen.some((s) => s.equals(k))).toBe(true);
   }, 30_000);
 
+  it('splits a range over HTTP under a write load: both halves serve at once, no acknowledged write is lost, scans cross the split', async () => {
+    // Not closed here: closing the HTTP server closes node 1's store, which the next test still uses.
+    const http = await createHttpServer({ store: nodes[0]!.store, logger: logger as unknown as import('pino').Logger, cluster: nodes[0]!.view });
+    const target = initialRanges(8).find((r) => r.start.byteLength === 1 && r.start[0] === 0x40)!;
+    const keyOf = (i: number) => Buffer.concat([Uint8Array.of(0x40 + (i % 32)), b(`/load${String(i).padStart(4, '0')}`)]);
+    const acked = new Map<string, string>();
+    const writers = [0, 1, 2].map(async (w) => {
+      for (let n = 0; n < 200; n++) {
+        const i = (n * 3 + w) % 320;
+        const value = `w${w}n${n}`;
+        await nodes[(n + w) % 3]!.store.put(keyOf(i), b(value));
+        acked.set(keyOf(i).toString('hex'), value);
+      }
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    const split = await http.app.inject({ method: 'POST', url: `/ranges/${target.rangeId}/split`, payload: JSON.stringify({ keyBase64: Buffer.of(0x50).toString('base64') }) });
+    expect(split.statusCode, split.body).toBe(200);
+    const halves = split.json() as { left: { rangeId: number; start: string; end: string; epoch: number }; right: { rangeId: number; start: string; end: string; epoch: number } };
+    expect(halves.left).toEqual({ rangeId: target.rangeId, start: '40', end: '50', epoch: 2 });
+    expect(halves.right).toMatchObject({ start: '50', end: '60', epoch: 2 });
+    expect(halves.right.rangeId).toBeGreaterThanOrEqual(1024);
+    // Split the right half again while the load goes on: ids come from the meta range's allocator.
+    const again = await http.app.inject({ method: 'POST', url: `/ranges/${halves.right.rangeId}/split`, payload: JSON.stringify({ keyBase64: Buffer.of(0x58).toString('base64') }) });
+    expect(again.statusCode, again.body).toBe(200);
+    expect((again.json() as { right: { rangeId: number } }).right.rangeId).toBe(halves.right.rangeId + 1);
+    const ackedAtSplit = acked.size;
+    await Promise.all(writers);
+    // The splits ran inside the load: writes were acknowledged after them, to keys of every half.
+    expect(ackedAtSplit).toBeLessThan(320);
+    expect(acked.size).toBe(320);
+
+    // Every acknowledged write reads back, through every node, with the last value acknowledged.
+    for (const [hex, value] of acked) for (const n of nodes) expect(t((await n.store.get(Buffer.from(hex, 'hex')))?.value), hex).toBe(value);
+    // One scan over the old range's span crosses the three ranges it became, in order, nothing missing.
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    for (let pages = 0; pages < 100; pages++) {
+      const page = await nodes[1]!.store.scan({ start: Uint8Array.of(0x40), end: Uint8Array.of(0x60), limit: 50, ...(cursor === undefined ? {} : { cursor }) });
+      seen.push(...page.items.map((i) => Buffer.from(i.key).toString('hex')));
+      cursor = page.cursor;
+      if (cursor === undefined) break;
+    }
+    expect(seen).toEqual([...seen].sort());
+    const loadMarker = b('/load').toString('hex');
+    expect(seen.filter((k) => k.slice(2).startsWith(loadMarker))).toEqual([...acked.keys()].sort());
+
+    // Bad split requests: 4xx, and nothing changes.
+    const bad = async (url: string, payload: string) => (await http.app.inject({ method: 'POST', url, payload })).statusCode;
+    expect(await bad(`/ranges/${target.rangeId}/split`, '{not json')).toBe(400);
+    expect(await bad(`/ranges/${target.rangeId}/split`, JSON.stringify({ key: 'x', keyBase64: 'eA==' }))).toBe(400);
+    expect(await bad(`/ranges/${target.rangeId}/split`, JSON.stringify({ keyBase64: Buffer.of(0x70).toString('base64') }))).toBe(400);
+    expect(await bad(`/ranges/${target.rangeId}/split`, JSON.stringify({ keyBase64: Buffer.of(0x40).toString('base64') }))).toBe(400);
+    expect(await bad('/ranges/0/split', JSON.stringify({ key: 'a' }))).toBe(400);
+    expect(await bad('/ranges/abc/split', JSON.stringify({ key: 'a' }))).toBe(400);
+    expect(await bad('/ranges/999999/split', JSON.stringify({ key: 'a' }))).toBe(404);
+    expect(await bad(`/ranges/${target.rangeId}/split`, JSON.stringify({ key: 'x'.repeat(5000) }))).toBe(413);
+    expect((await http.app.inject({ method: 'GET', url: `/ranges/${target.rangeId}/split` })).statusCode).toBe(405);
+    // System keys are not the user's.
+    await expect(nodes[0]!.store.put(Uint8Array.of(0, 0, 1), b('x'))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(nodes[0]!.store.put(Uint8Array.of(0), b('x'))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  }, 60_000);
+
   it('tells about itself over HTTP: /cluster, /ranges and /metrics', async () => {
     const http = await createHttpServer({ store: nodes[0]!.store, logger: logger as unknown as import('pino').Logger, cluster: nodes[0]!.view });
     try {
@@ -93,10 +155,11 @@ describe('3 nodes in one process over TCP, 8 ranges on every node', () => {
       expect(cluster.statusCode).toBe(200);
       const body = cluster.json() as { nodeId: number; nodes: { nodeId: number; state: string }[]; ranges: { rangeId: number; leader: number; replicas: number[] }[] };
       expect(body.nodes.map((n) => [n.nodeId, n.state])).toEqual([[1, 'self'], [2, 'up'], [3, 'up']]);
-      expect(body.ranges.map((r) => r.rangeId)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
-      expect(body.ranges.every((r) => r.leader > 0 && r.replicas.length === 3)).toBe(true);
+      expect(body.ranges.map((r) => r.rangeId).slice(0, 9)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+      expect(body.ranges.slice(0, 9).every((r) => r.leader > 0 && r.replicas.length === 3)).toBe(true);
       const ranges = await http.app.inject({ method: 'GET', url: '/ranges' });
-      expect((ranges.json() as { ranges: unknown[] }).ranges).toHaveLength(8);
+      // The meta range, 8 user ranges, and the halves the split test made.
+      expect((ranges.json() as { ranges: unknown[] }).ranges.length).toBeGreaterThanOrEqual(9);
       const metrics = await http.app.inject({ method: 'GET', url: '/metrics' });
       expect(metrics.headers['content-type']).toContain('text/plain; version=0.0.4');
       const rounds = /^flotilla_core_rounds_total\{node="1",core="0"\} (\d+)$/m.exec(metrics.body);

@@ -56,6 +56,8 @@ export interface ClusterView {
   ranges(): Promise<unknown>;
   /** Prometheus text exposition format 0.0.4. */
   metrics(): Promise<string>;
+  /** Splits a range at `key` (the right half's first key); JSON: both halves. */
+  split(rangeId: number, key: Uint8Array): Promise<unknown>;
 }
 
 export interface HttpServer {
@@ -84,7 +86,7 @@ interface Route {
   readonly url: string;
   /** Whether a path (no query) names this route; decides 405 versus 404 for other methods. */
   readonly matches: (path: string) => boolean;
-  readonly methods: Readonly<Partial<Record<'GET' | 'PUT' | 'DELETE', Handler>>>;
+  readonly methods: Readonly<Partial<Record<'GET' | 'PUT' | 'DELETE' | 'POST', Handler>>>;
 }
 
 const ROUTES: readonly Route[] = [
@@ -131,6 +133,11 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     routes.push(
       { url: '/cluster', matches: (path) => path === '/cluster', methods: { GET: async (_c, request) => (parseQuery(request, []), view.cluster()) } },
       { url: '/ranges', matches: (path) => path === '/ranges', methods: { GET: async (_c, request) => (parseQuery(request, []), view.ranges()) } },
+      {
+        url: '/ranges/:id/split',
+        matches: (path) => /^\/ranges\/[^/]*\/split$/.test(path),
+        methods: { POST: async (c, request) => (parseQuery(request, []), view.split(rangeIdOf(request), splitKeyOf(c, request))) },
+      },
       {
         url: '/metrics',
         matches: (path) => path === '/metrics',
@@ -193,6 +200,36 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
       return closed;
     },
   };
+}
+
+/** The :id of /ranges/:id/split: a positive decimal integer. */
+function rangeIdOf(request: FastifyRequest): number {
+  const raw = (request.params as { id?: string }).id ?? '';
+  const id = /^[1-9][0-9]{0,15}$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(id)) throw new HttpError('INVALID_ARGUMENT', `range id ${JSON.stringify(raw.slice(0, 40))} is not a positive integer`);
+  return id;
+}
+
+/** The split point from a JSON body: {"key": "<UTF-8 text>"} or {"keyBase64": "<base64>"}, exactly one. */
+function splitKeyOf(context: Context, request: FastifyRequest): Uint8Array {
+  const body = request.body;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.isBuffer(body) ? body.toString('utf8') : '');
+  } catch {
+    throw new HttpError('INVALID_ARGUMENT', 'split body must be JSON: {"key": "<text>"} or {"keyBase64": "<base64>"}');
+  }
+  const o = parsed as { key?: unknown; keyBase64?: unknown } | null;
+  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new HttpError('INVALID_ARGUMENT', 'split body must be a JSON object');
+  const extra = Object.keys(o).filter((k) => k !== 'key' && k !== 'keyBase64');
+  if (extra.length > 0) throw new HttpError('INVALID_ARGUMENT', `split body has unknown field ${JSON.stringify(extra[0]!.slice(0, 40))}`);
+  let key: Buffer;
+  if (typeof o.key === 'string' && o.keyBase64 === undefined) key = Buffer.from(o.key, 'utf8');
+  else if (typeof o.keyBase64 === 'string' && o.key === undefined && /^[A-Za-z0-9+/]*={0,2}$/.test(o.keyBase64)) key = Buffer.from(o.keyBase64, 'base64');
+  else throw new HttpError('INVALID_ARGUMENT', 'split body needs exactly one of "key" (a string) or "keyBase64" (base64)');
+  if (key.byteLength === 0) throw new HttpError('INVALID_ARGUMENT', 'split key is empty');
+  if (key.byteLength > context.keyBytesMax) throw new HttpError('KEY_TOO_LARGE', `split key of ${key.byteLength} B exceeds ${context.keyBytesMax} B`);
+  return key;
 }
 
 async function onHealth(): Promise<unknown> {

@@ -1,5 +1,16 @@
-import { RangeTable, compareKeys, type RangeDescriptor } from '@flotilla/placement';
-import { KEY_BYTES_MAX, VALUE_BYTES_MAX, type Consistency, type Host, type KvResult } from '@flotilla/shards';
+import {
+  FIRST_ALLOCATED_RANGE_ID,
+  META_RANGE_ID,
+  RANGE_ID_ALLOCATOR_KEY,
+  RangeTable,
+  USER_KEY_MIN,
+  compareKeys,
+  decodeCounter,
+  encodeCounter,
+  isSystemKey,
+  type RangeDescriptor,
+} from '@flotilla/placement';
+import { KEY_BYTES_MAX, VALUE_BYTES_MAX, type Consistency, type Host, type KvResult, type SplitOutcome } from '@flotilla/shards';
 import { decodeRangeOp, decodeRangeOpResult, encodeRangeOp, encodeRangeOpResult, runLocally, type RangeOp, type RangeOpResult } from './range-ops.js';
 import { KvError, SCAN_LIMIT_MAX, type KvStore, type ScanOptions, type ScanPage, type VersionedValue } from './store.js';
 
@@ -12,6 +23,10 @@ const RETRY_AFTER_MS = 1_000;
 const CURSOR_PREFIX = 'v1.';
 /** Leader hints followed in a row before pausing: hints chase a moving leadership, not a loop. */
 const HINT_HOPS_MAX = 3;
+/** Times a split looks its range up again after the range moved on under it. */
+const ROUTE_RETRIES_MAX = 3;
+/** Compare-and-set rounds on the range id allocator before giving up (only contention loses one). */
+const ALLOCATE_RETRIES_MAX = 16;
 
 export interface HostKvStoreOptions {
   readonly host: Host;
@@ -31,33 +46,33 @@ export interface HostKvStoreOptions {
 export class HostKvStore implements KvStore {
   private closed = false;
   private readonly unavailableAfterMs: number;
+  private readonly ranges: RangeTable;
 
   constructor(private readonly options: HostKvStoreOptions) {
     this.unavailableAfterMs = options.unavailableAfterMs ?? UNAVAILABLE_AFTER_MS_DEFAULT;
+    this.ranges = options.ranges;
     // Serve what other nodes forward here: run it on the local replica, which answers NOT_LEADER
     // with its hint if leadership moved; the sender follows the hint.
     options.host.setRequestHandler(async (_from, payload) => encodeRangeOpResult(await runLocally(options.host, decodeRangeOp(payload))));
   }
 
   async get(key: Uint8Array, options: { consistency?: Consistency } = {}): Promise<VersionedValue | undefined> {
-    checkKey(key);
-    const range = this.route(key);
-    return (await this.execute({ kind: 'get', rangeId: range.rangeId, key, consistency: options.consistency ?? 'linearizable' })) as VersionedValue | undefined;
+    checkUserKey(key);
+    const consistency = options.consistency ?? 'linearizable';
+    return (await this.routed(key, (range) => this.execute({ kind: 'get', rangeId: range.rangeId, key, consistency }))) as VersionedValue | undefined;
   }
 
   async put(key: Uint8Array, value: Uint8Array, options: { ifVersion?: number } = {}): Promise<{ version: number }> {
-    checkKey(key);
+    checkUserKey(key);
     if (value.byteLength > VALUE_BYTES_MAX) throw new KvError('VALUE_TOO_LARGE', `value of ${value.byteLength} B exceeds ${VALUE_BYTES_MAX} B`);
     checkIfVersion(options.ifVersion);
-    const range = this.route(key);
-    return { version: await this.write({ kind: 'put', rangeId: range.rangeId, key, value, ifVersion: options.ifVersion }) };
+    return { version: await this.write(key, (rangeId) => ({ kind: 'put', rangeId, key, value, ifVersion: options.ifVersion })) };
   }
 
   async delete(key: Uint8Array, options: { ifVersion?: number } = {}): Promise<void> {
-    checkKey(key);
+    checkUserKey(key);
     checkIfVersion(options.ifVersion);
-    const range = this.route(key);
-    await this.write({ kind: 'delete', rangeId: range.rangeId, key, ifVersion: options.ifVersion });
+    await this.write(key, (rangeId) => ({ kind: 'delete', rangeId, key, ifVersion: options.ifVersion }));
   }
 
   async scan(options: ScanOptions): Promise<ScanPage> {
@@ -68,19 +83,21 @@ export class HostKvStore implements KvStore {
     for (const [name, bound] of [['start', options.start], ['end', options.end]] as const) {
       if (bound !== undefined && bound.byteLength > KEY_BYTES_MAX) throw new KvError('KEY_TOO_LARGE', `scan ${name} of ${bound.byteLength} B exceeds ${KEY_BYTES_MAX} B`);
     }
-    const start = options.cursor !== undefined ? decodeCursor(options.cursor) : (options.start ?? new Uint8Array(0));
+    const requested = options.cursor !== undefined ? decodeCursor(options.cursor) : (options.start ?? USER_KEY_MIN);
+    // System keys (the meta range) are not the user's: a scan starts at the first user key at the earliest.
+    let position = compareKeys(requested, USER_KEY_MIN) < 0 ? USER_KEY_MIN : requested;
     const end = options.end ?? null;
+    const consistency = options.consistency ?? 'linearizable';
     const items: { key: Uint8Array; value: Uint8Array; version: number }[] = [];
-    if (end !== null && compareKeys(start, end) >= 0) return { items };
-    for (const range of this.options.ranges.overlapping(start, end)) {
-      const rangeStart = compareKeys(start, range.start) > 0 ? start : range.start;
-      const rangeEnd = end === null ? range.end : range.end === null || compareKeys(end, range.end) < 0 ? end : range.end;
-      const limit = options.limit - items.length;
-      const page = (await this.execute({ kind: 'scan', rangeId: range.rangeId, start: rangeStart, end: rangeEnd, limit, consistency: options.consistency ?? 'linearizable' })) as {
-        key: Uint8Array;
-        value: Uint8Array;
-        version: number;
-      }[];
+    // One range at a time from `position`; a range that split under us answers KEY_OUT_OF_RANGE and is looked up again.
+    while (end === null || compareKeys(position, end) < 0) {
+      const from = position;
+      const { page, rangeEnd } = await this.routed(from, async (range) => {
+        const rangeEnd = end === null ? range.end : range.end === null || compareKeys(end, range.end) < 0 ? end : range.end;
+        const limit = options.limit - items.length;
+        const page = (await this.execute({ kind: 'scan', rangeId: range.rangeId, start: from, end: rangeEnd, limit, consistency })) as { key: Uint8Array; value: Uint8Array; version: number }[];
+        return { page, rangeEnd };
+      });
       items.push(...page);
       if (items.length === options.limit) {
         // The next page starts just after the last key returned (the smallest key greater than it).
@@ -89,8 +106,62 @@ export class HostKvStore implements KvStore {
         const more = end === null || compareKeys(next, end) < 0;
         return more ? { items, cursor: encodeCursor(next) } : { items };
       }
+      if (rangeEnd === null) break;
+      position = rangeEnd;
     }
     return { items };
+  }
+
+  /**
+   * Splits range `rangeId` at `key` (the right half's first key): a new range
+   * id from the meta range's allocator, then one Raft command on the range,
+   * proposed against the epoch this node knows (refreshed and retried if the
+   * range moved on). Both halves serve as soon as it applies.
+   */
+  async split(rangeId: number, key: Uint8Array): Promise<SplitOutcome> {
+    checkUserKey(key);
+    for (let attempt = 0; ; attempt++) {
+      const range = this.ranges.all().find((r) => r.rangeId === rangeId);
+      if (range === undefined) throw new KvError('NOT_FOUND', `range ${rangeId} is not known to node ${this.options.host.nodeId}`);
+      if (compareKeys(key, range.start) <= 0 || (range.end !== null && compareKeys(key, range.end) >= 0)) {
+        throw new KvError('INVALID_ARGUMENT', `split key ${Buffer.from(key).toString('hex')} is not strictly inside range ${rangeId} [${Buffer.from(range.start).toString('hex')}, ${range.end === null ? '∞' : Buffer.from(range.end).toString('hex')})`);
+      }
+      const newShardId = await this.allocateRangeId();
+      const result = (await this.execute({ kind: 'split', rangeId, key, newShardId, epoch: range.epoch })) as KvResult;
+      if (result.ok && 'split' in result) {
+        const { left, right } = result.split;
+        this.ranges.upsert({ rangeId: left.shardId, start: left.start, end: left.end, epoch: left.epoch, replicas: range.replicas });
+        this.ranges.upsert({ rangeId: right.shardId, start: right.start, end: right.end, epoch: right.epoch, replicas: range.replicas });
+        return result.split;
+      }
+      // The range split or changed membership since we looked: look again (the allocated id is simply not used).
+      if (!result.ok && (result.code === 'EPOCH_MISMATCH' || result.code === 'KEY_OUT_OF_RANGE') && attempt < ROUTE_RETRIES_MAX) {
+        await this.refresh();
+        continue;
+      }
+      throw new KvError('INVALID_ARGUMENT', `range ${rangeId} refused the split: ${!result.ok ? result.code : 'unexpected answer'}`);
+    }
+  }
+
+  /** The known ranges, in key order (the meta range first). */
+  knownRanges(): readonly RangeDescriptor[] {
+    return this.ranges.all();
+  }
+
+  /**
+   * A fresh range id from the meta range: a compare-and-set on the
+   * allocator key, retried on a lost race. Ids below FIRST_ALLOCATED_RANGE_ID
+   * belong to the bootstrap ranges.
+   */
+  private async allocateRangeId(): Promise<number> {
+    for (let attempt = 0; attempt < ALLOCATE_RETRIES_MAX; attempt++) {
+      const current = (await this.execute({ kind: 'get', rangeId: META_RANGE_ID, key: RANGE_ID_ALLOCATOR_KEY, consistency: 'linearizable' })) as VersionedValue | undefined;
+      const next = current === undefined ? FIRST_ALLOCATED_RANGE_ID : decodeCounter(current.value);
+      const result = (await this.execute({ kind: 'put', rangeId: META_RANGE_ID, key: RANGE_ID_ALLOCATOR_KEY, value: encodeCounter(next + 1), ifVersion: current?.version ?? 0 })) as KvResult;
+      if (result.ok) return next;
+      if (result.code !== 'VERSION_MISMATCH') throw new KvError('UNAVAILABLE', `the range id allocator refused: ${result.code}`, { retryAfterMs: RETRY_AFTER_MS });
+    }
+    throw new KvError('UNAVAILABLE', `could not allocate a range id in ${ALLOCATE_RETRIES_MAX} tries (contention)`, { retryAfterMs: RETRY_AFTER_MS });
   }
 
   async close(): Promise<void> {
@@ -99,20 +170,57 @@ export class HostKvStore implements KvStore {
     await this.options.onClose?.();
   }
 
-  private async write(op: Extract<RangeOp, { kind: 'put' | 'delete' }>): Promise<number> {
-    const result = (await this.execute(op)) as KvResult;
-    if (result.ok) return result.version;
-    if (result.code === 'VERSION_MISMATCH') {
-      throw new KvError('PRECONDITION_FAILED', `key's version is ${result.currentVersion}, not ${op.ifVersion}`, { currentVersion: result.currentVersion });
-    }
-    throw new KvError('INVALID_ARGUMENT', result.reason);
+  private async write(key: Uint8Array, opFor: (rangeId: number) => Extract<RangeOp, { kind: 'put' | 'delete' }>): Promise<number> {
+    return this.routed(key, async (range) => {
+      const op = opFor(range.rangeId);
+      const result = (await this.execute(op)) as KvResult;
+      if (result.ok) return result.version;
+      if (result.code === 'VERSION_MISMATCH') {
+        throw new KvError('PRECONDITION_FAILED', `key's version is ${result.currentVersion}, not ${op.ifVersion}`, { currentVersion: result.currentVersion });
+      }
+      // Refused at apply (a split applied first): nothing was written, so it is safe to route again.
+      if (result.code === 'KEY_OUT_OF_RANGE') throw Object.assign(new Error(result.reason), { code: 'KEY_OUT_OF_RANGE' });
+      throw new KvError('INVALID_ARGUMENT', 'reason' in result ? result.reason : result.code);
+    });
   }
 
-  private route(key: Uint8Array): RangeDescriptor {
-    this.checkOpen();
-    const range = this.options.ranges.lookup(key);
-    if (range === undefined) throw new KvError('UNAVAILABLE', `no known range holds key ${Buffer.from(key).toString('hex')}`, { retryAfterMs: RETRY_AFTER_MS });
-    return range;
+  /**
+   * Runs `run` on the range that holds `key` by this node's table; when the
+   * range answers that the key is not its own (it split, or the table is
+   * stale) or the range is gone, the table is refreshed and the key routed
+   * again, until unavailableAfterMs.
+   */
+  private async routed<T>(key: Uint8Array, run: (range: RangeDescriptor) => Promise<T>): Promise<T> {
+    const deadlineMs = performance.now() + this.unavailableAfterMs;
+    for (;;) {
+      this.checkOpen();
+      const range = this.ranges.lookup(key);
+      try {
+        if (range === undefined) throw Object.assign(new Error(`no known range holds key ${Buffer.from(key).toString('hex')}`), { code: 'KEY_OUT_OF_RANGE' });
+        return await run(range);
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (code !== 'KEY_OUT_OF_RANGE' && code !== 'RANGE_GONE') throw err;
+        if (performance.now() >= deadlineMs) {
+          throw new KvError('UNAVAILABLE', `no range reachable from node ${this.options.host.nodeId} holds key ${Buffer.from(key).toString('hex')} (${(err as Error).message})`, { retryAfterMs: RETRY_AFTER_MS });
+        }
+        await this.refresh();
+        await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS));
+      }
+    }
+  }
+
+  /**
+   * Refreshes the range table from this node's replicas (each carries its
+   * range and epoch; a newer epoch evicts the stale descriptors it overlaps).
+   * Every member holds a replica of every range in a static cluster, so the
+   * local replicas are the whole picture; reading descriptors from the meta
+   * range is the step after this one (see the KV service issue's note).
+   */
+  private async refresh(): Promise<void> {
+    for (const s of await this.options.host.shards()) {
+      this.ranges.upsert({ rangeId: s.shardId, start: s.start, end: s.end, epoch: s.epoch, replicas: s.voters });
+    }
   }
 
   /**
@@ -133,10 +241,12 @@ export class HostKvStore implements KvStore {
         return decodeRangeOpResult(op, await host.forward(target, encodeRangeOp(op)));
       } catch (err) {
         const e = err as { code?: string; leaderHint?: number; message?: string };
-        const isWrite = op.kind === 'put' || op.kind === 'delete';
+        const isWrite = op.kind === 'put' || op.kind === 'delete' || op.kind === 'split';
         if (e.code === 'REQUEST_TIMEOUT' && isWrite) throw new KvError('TIMEOUT', `range ${op.rangeId} did not answer in time; the write's outcome is unknown`);
         if (e.code === 'HOST_CLOSED' || e.code === 'CORE_CRASHED') throw new KvError('CLOSED', `the store is closed (${e.message})`);
         if (e.code === 'COMMAND_INVALID') throw new KvError('INVALID_ARGUMENT', e.message ?? 'invalid command');
+        // A key no longer this range's (it split): the caller routes again.
+        if (e.code === 'KEY_OUT_OF_RANGE') throw err;
         const retryable = e.code === 'NOT_LEADER' || e.code === 'PROPOSAL_DROPPED' || e.code === 'REQUEST_TIMEOUT' || e.code === 'SHARD_NOT_FOUND';
         if (!retryable) throw err;
         if (performance.now() >= deadlineMs) {
@@ -160,8 +270,9 @@ export class HostKvStore implements KvStore {
   }
 }
 
-function checkKey(key: Uint8Array): void {
+function checkUserKey(key: Uint8Array): void {
   if (key.byteLength === 0) throw new KvError('INVALID_ARGUMENT', 'key is empty');
+  if (isSystemKey(key)) throw new KvError('INVALID_ARGUMENT', `key ${Buffer.from(key).toString('hex')} is reserved: keys below 0x0001 (0x00 and 0x0000…) hold the cluster's metadata`);
   if (key.byteLength > KEY_BYTES_MAX) throw new KvError('KEY_TOO_LARGE', `key of ${key.byteLength} B exceeds ${KEY_BYTES_MAX} B`);
 }
 

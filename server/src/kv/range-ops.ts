@@ -11,6 +11,7 @@ export type RangeOp =
   | { readonly kind: 'get'; readonly rangeId: number; readonly key: Uint8Array; readonly consistency: Consistency }
   | { readonly kind: 'put'; readonly rangeId: number; readonly key: Uint8Array; readonly value: Uint8Array; readonly ifVersion: number | undefined }
   | { readonly kind: 'delete'; readonly rangeId: number; readonly key: Uint8Array; readonly ifVersion: number | undefined }
+  | { readonly kind: 'split'; readonly rangeId: number; readonly key: Uint8Array; readonly newShardId: number; readonly epoch: number }
   | {
       readonly kind: 'scan';
       readonly rangeId: number;
@@ -34,6 +35,8 @@ export async function runLocally(host: Host, op: RangeOp): Promise<RangeOpResult
       return host.propose(shard, { op: 'put', key: op.key, value: op.value, ...(op.ifVersion === undefined ? {} : { ifVersion: op.ifVersion }) });
     case 'delete':
       return host.propose(shard, { op: 'delete', key: op.key, ...(op.ifVersion === undefined ? {} : { ifVersion: op.ifVersion }) });
+    case 'split':
+      return host.propose(shard, { op: 'split', key: op.key, newShardId: op.newShardId, epoch: op.epoch });
     case 'scan':
       return host.scan(shard, { start: op.start, end: op.end, limit: op.limit }, { consistency: op.consistency });
     default: {
@@ -53,6 +56,8 @@ export function encodeRangeOp(op: RangeOp): Uint8Array {
       return packr.pack(['put', op.rangeId, op.key, op.value, op.ifVersion ?? -1]);
     case 'delete':
       return packr.pack(['delete', op.rangeId, op.key, op.ifVersion ?? -1]);
+    case 'split':
+      return packr.pack(['split', op.rangeId, op.key, op.newShardId, op.epoch]);
     case 'scan':
       return packr.pack(['scan', op.rangeId, op.start, op.end, op.limit, op.consistency]);
   }
@@ -97,6 +102,12 @@ export function decodeRangeOp(bytes: Uint8Array): RangeOp {
     case 'delete':
       if (raw.length !== 4) throw new MalformedRangeOpError('delete arity');
       return { kind, rangeId, key, ifVersion: ifVersionAt(3) };
+    case 'split': {
+      const [, , , newShardId, epoch] = raw as unknown[];
+      const positive = (n: unknown) => typeof n === 'number' && Number.isSafeInteger(n) && n > 0;
+      if (raw.length !== 5 || !positive(newShardId) || !positive(epoch)) throw new MalformedRangeOpError('split');
+      return { kind, rangeId, key, newShardId: newShardId as number, epoch: epoch as number };
+    }
     case 'scan': {
       const [, , , end, limit] = raw as unknown[];
       if (raw.length !== 6 || !(end === null || end instanceof Uint8Array) || typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1) {

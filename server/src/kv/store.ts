@@ -53,6 +53,7 @@ export const SCAN_LIMIT_MAX = 10_000;
  */
 export type KvErrorCode =
   | 'INVALID_ARGUMENT' // malformed request: empty key, bad cursor, limit out of range
+  | 'NOT_FOUND' // an admin call named a range that does not exist
   | 'KEY_TOO_LARGE'
   | 'VALUE_TOO_LARGE'
   | 'PRECONDITION_FAILED' // ifVersion did not match
