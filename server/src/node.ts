@@ -26,6 +26,49 @@ export interface NodeOptions {
   readonly tickIntervalMs?: number;
   readonly logger: ShellLogger;
   readonly onFatal?: (err: Error) => void;
+  /** How often the node records the descriptors of the ranges it leads in the meta range (only changed ones are written). */
+  readonly descriptorReportIntervalMs?: number;
+}
+
+export const DESCRIPTOR_REPORT_INTERVAL_MS_DEFAULT = 1_000;
+
+/**
+ * Runs HostKvStore.reportDescriptors on a timer, one run at a time; a run
+ * that fails (no meta leader yet, shutting down) is retried on the next tick
+ * and logged at debug: meta converges, nothing waits on it.
+ */
+class DescriptorReporter {
+  private readonly timer: NodeJS.Timeout;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly store: HostKvStore,
+    private readonly log: ShellLogger,
+    intervalMs: number,
+  ) {
+    this.timer = setInterval(() => this.run(), intervalMs);
+    this.timer.unref();
+  }
+
+  private run(): void {
+    if (this.running !== undefined || this.stopped) return;
+    this.running = this.store
+      .reportDescriptors()
+      .then(
+        (written) => {
+          if (written > 0) this.log.info({ written }, 'range descriptors recorded in the meta range');
+        },
+        (err: unknown) => this.log.debug({ err }, 'recording range descriptors failed; retrying on the next tick'),
+      )
+      .finally(() => (this.running = undefined));
+  }
+
+  /** Stops the timer; a run in flight fails on its own once the Host closes (and is only logged). */
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.timer);
+  }
 }
 
 /**
@@ -65,7 +108,16 @@ export class FlotillaNode {
       for (const [id, address] of Object.entries(options.peers)) host.setPeer(Number(id), address);
       const members = [options.nodeId, ...Object.keys(options.peers).map(Number)].sort((a, b) => a - b);
       const ranges = await bootstrapRanges(host, members, count);
-      const store = new HostKvStore({ host, ranges, onClose: () => host.close() });
+      let reporter: DescriptorReporter | undefined;
+      const store = new HostKvStore({
+        host,
+        ranges,
+        onClose: async () => {
+          reporter?.stop();
+          await host.close();
+        },
+      });
+      reporter = new DescriptorReporter(store, options.logger, options.descriptorReportIntervalMs ?? DESCRIPTOR_REPORT_INTERVAL_MS_DEFAULT);
       const address = transport.address();
       const transportAddress = `${address.host}:${address.port}`;
       return new FlotillaNode(host, store, transportAddress, clusterViewOf({ host, store, peers: options.peers, transportAddress }));

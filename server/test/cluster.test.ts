@@ -127,6 +127,15 @@ describe('3 nodes in one process over TCP, 8 ranges on every node', () => {
     const loadMarker = b('/load').toString('hex');
     expect(seen.filter((k) => k.slice(2).startsWith(loadMarker))).toEqual([...acked.keys()].sort());
 
+    // The leaders record both halves in the meta range (their reporters run every second).
+    const recorded = async () => new Map((await nodes[2]!.store.metaDescriptors()).map((d) => [d.rangeId, d]));
+    for (let i = 0; i < 100 && (await recorded()).get(halves.right.rangeId + 1)?.epoch !== 3; i++) await new Promise((r) => setTimeout(r, 100));
+    const meta = await recorded();
+    expect(meta.get(target.rangeId)).toMatchObject({ epoch: 2, start: Buffer.of(0x40), end: Buffer.of(0x50), replicas: [1, 2, 3] });
+    expect(meta.get(halves.right.rangeId)).toMatchObject({ epoch: 3, start: Buffer.of(0x50), end: Buffer.of(0x58) });
+    expect(meta.get(halves.right.rangeId + 1)).toMatchObject({ epoch: 3, start: Buffer.of(0x58), end: Buffer.of(0x60) });
+    expect([...meta.keys()].filter((id) => id < 1024)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+
     // Bad split requests: 4xx, and nothing changes.
     const bad = async (url: string, payload: string) => (await http.app.inject({ method: 'POST', url, payload })).statusCode;
     expect(await bad(`/ranges/${target.rangeId}/split`, '{not json')).toBe(400);

@@ -271,9 +271,11 @@ describe('command codec', () => {
     { op: 'put', key: bytes('k'), value: bytes('v'), ifVersion: 2 ** 40 },
     { op: 'delete', key: bytes('k') },
     { op: 'delete', key: bytes('k'), ifVersion: 3 },
+    { op: 'split', key: bytes('m'), newShardId: 1024, epoch: 7 },
   ];
   for (const c of roundTrips) {
-    it(`encode/decode round-trips ${c.op}${c.ifVersion === undefined ? '' : ` ifVersion ${c.ifVersion}`}`, () => {
+    const condition = 'ifVersion' in c && c.ifVersion !== undefined ? ` ifVersion ${c.ifVersion}` : '';
+    it(`encode/decode round-trips ${c.op}${condition}`, () => {
       const decoded = decodeCommand(1, encodeCommand(c));
       expect({ ...decoded, key: [...decoded.key], ...('value' in decoded ? { value: [...decoded.value] } : {}) }).toEqual({
         ...c,

@@ -2,7 +2,11 @@ import {
   FIRST_ALLOCATED_RANGE_ID,
   META_RANGE_ID,
   RANGE_ID_ALLOCATOR_KEY,
+  RANGE_KEYS,
   RangeTable,
+  decodeRangeDescriptor,
+  encodeRangeDescriptor,
+  rangeKey,
   USER_KEY_MIN,
   compareKeys,
   decodeCounter,
@@ -47,6 +51,8 @@ export class HostKvStore implements KvStore {
   private closed = false;
   private readonly unavailableAfterMs: number;
   private readonly ranges: RangeTable;
+  /** What reportDescriptors last recorded per range ("epoch/replicas"). */
+  private readonly reported = new Map<number, string>();
 
   constructor(private readonly options: HostKvStoreOptions) {
     this.unavailableAfterMs = options.unavailableAfterMs ?? UNAVAILABLE_AFTER_MS_DEFAULT;
@@ -140,6 +146,47 @@ export class HostKvStore implements KvStore {
         continue;
       }
       throw new KvError('INVALID_ARGUMENT', `range ${rangeId} refused the split: ${!result.ok ? result.code : 'unexpected answer'}`);
+    }
+  }
+
+  /**
+   * Records in the meta range the descriptor of every range this node leads
+   * whose epoch or replicas moved since this node last recorded it (the
+   * first call records them all): a compare-and-set that keeps whichever
+   * descriptor has the higher epoch, so reporters racing each other, or a
+   * stale leader, never move meta backwards. Returns how many it wrote.
+   * TiKV's region heartbeats to PD, pulled by the node's own timer.
+   */
+  async reportDescriptors(): Promise<number> {
+    let written = 0;
+    for (const s of await this.options.host.shards()) {
+      if (s.role !== 'leader') continue;
+      const local: RangeDescriptor = { rangeId: s.shardId, start: s.start, end: s.end, epoch: s.epoch, replicas: [...s.voters].sort((a, b) => a - b) };
+      const fingerprint = `${local.epoch}/${local.replicas.join(',')}`;
+      if (this.reported.get(s.shardId) === fingerprint) continue;
+      const key = rangeKey(s.shardId);
+      const stored = (await this.execute({ kind: 'get', rangeId: META_RANGE_ID, key, consistency: 'linearizable' })) as VersionedValue | undefined;
+      const current = stored === undefined ? undefined : decodeRangeDescriptor(stored.value);
+      const same = current !== undefined && current.epoch === local.epoch && current.replicas.join(',') === local.replicas.join(',');
+      if (current === undefined || current.epoch < local.epoch || (current.epoch === local.epoch && !same)) {
+        const result = (await this.execute({ kind: 'put', rangeId: META_RANGE_ID, key, value: encodeRangeDescriptor(local), ifVersion: stored?.version ?? 0 })) as KvResult;
+        if (!result.ok) continue; // raced another reporter: look again next time
+        written++;
+      }
+      this.reported.set(s.shardId, fingerprint);
+    }
+    return written;
+  }
+
+  /** Every range descriptor recorded in the meta range, in range id order (linearizable). */
+  async metaDescriptors(): Promise<RangeDescriptor[]> {
+    const out: RangeDescriptor[] = [];
+    let start = RANGE_KEYS.start;
+    for (;;) {
+      const page = (await this.execute({ kind: 'scan', rangeId: META_RANGE_ID, start, end: RANGE_KEYS.end, limit: SCAN_LIMIT_MAX, consistency: 'linearizable' })) as { key: Uint8Array; value: Uint8Array }[];
+      out.push(...page.map((p) => decodeRangeDescriptor(p.value)));
+      if (page.length < SCAN_LIMIT_MAX) return out;
+      start = Buffer.concat([page[page.length - 1]!.key, Buffer.of(0)]);
     }
   }
 
