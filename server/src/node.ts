@@ -76,9 +76,11 @@ class DescriptorReporter {
  *
  * Membership is static for now (etcd's `--initial-cluster`): every member is
  * started with the same peers and range count, and on its first start
- * creates the same ranges — [i·256/n, (i+1)·256/n) on the first key byte —
- * replicated on all members. Joining a running cluster by address needs the
- * meta range (next step of the KV service issue).
+ * creates its replicas of the same ranges — the meta range, then
+ * [i·256/n, (i+1)·256/n) on the first key byte — each on min(3, members)
+ * members (bootstrapRanges). The node records the descriptors of the ranges
+ * it leads in the meta range, and its router reads them from there. Joining
+ * a running cluster by address is not built yet.
  */
 export class FlotillaNode {
   private constructor(
@@ -135,17 +137,29 @@ export class FlotillaNode {
 /**
  * The node's range table, creating the cluster's ranges on a first start:
  * the meta range (system keys, below USER_KEY_MIN) and `count` user ranges,
- * every one replicated on every member. Every member of a static cluster runs
- * this with the same members and count, so all create the same ranges.
+ * each replicated on min(3, members) members. Every member of a static
+ * cluster runs this with the same members and count, so all agree on which
+ * ranges exist and where, and each creates its own replicas.
  */
 export async function bootstrapRanges(host: Host, members: readonly number[], count: number): Promise<RangeTable> {
+  const sorted = [...members].sort((a, b) => a - b);
+  const factor = Math.min(REPLICATION_FACTOR_DEFAULT, sorted.length);
+  // Range i on `factor` members from member i on: the same on every member, leaders and data spread.
+  const initial = initialRanges(count).map((r, i) => ({ ...r, epoch: 1, replicas: Array.from({ length: factor }, (_, k) => sorted[(i + k) % sorted.length]!).sort((a, b) => a - b) }));
   let shards = await host.shards();
   if (shards.length === 0) {
-    await Promise.all(initialRanges(count).map((r) => host.createShard({ shardId: groupId(r.rangeId), voters: members, bounds: r })));
+    const mine = initial.filter((r) => r.replicas.includes(host.nodeId));
+    await Promise.all(mine.map((r) => host.createShard({ shardId: groupId(r.rangeId), voters: r.replicas, bounds: r })));
     shards = await host.shards();
   }
-  return new RangeTable(shards.map((s) => ({ rangeId: s.shardId, start: s.start, end: s.end, epoch: s.epoch, replicas: s.voters })));
+  // What every member knows at start; the replicas here are fresher for their ranges, the meta range for the rest (refreshed on a miss).
+  const table = new RangeTable(initial);
+  for (const s of shards) table.upsert({ rangeId: s.shardId, start: s.start, end: s.end, epoch: s.epoch, replicas: s.voters });
+  return table;
 }
+
+/** Replicas per range when the cluster has that many members (fewer members: every member holds every range). */
+export const REPLICATION_FACTOR_DEFAULT = 3;
 
 /** The ranges of a static bootstrap: the meta range (id 1), then `count` user ranges split evenly on the first key byte (ids from 2). */
 export function initialRanges(count: number): { rangeId: number; start: Uint8Array; end: Uint8Array | null }[] {

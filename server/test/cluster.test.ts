@@ -182,3 +182,69 @@ describe('3 nodes in one process over TCP, 8 ranges on every node', () => {
     }
   }, 30_000);
 });
+
+describe('4 nodes in one process over TCP, each range on 3 of them', () => {
+  const nodes: FlotillaNode[] = [];
+  let root: string;
+
+  beforeAll(async () => {
+    root = mkdtempSync(join(tmpdir(), 'flotilla-cluster4-'));
+    const ports = await freePorts(4);
+    const ids = [0, 1, 2, 3];
+    nodes.push(
+      ...(await Promise.all(
+        ids.map((i) =>
+          FlotillaNode.start({
+            nodeId: i + 1,
+            dir: join(root, `n${i + 1}`),
+            listen: { host: '127.0.0.1', port: ports[i]! },
+            peers: Object.fromEntries(ids.filter((j) => j !== i).map((j) => [j + 1, `127.0.0.1:${ports[j]}`])),
+            initialRangeCount: 8,
+            coreCount: 1,
+            tickIntervalMs: 20,
+            descriptorReportIntervalMs: 100,
+            logger,
+          }),
+        ),
+      )),
+    );
+    // Every replica knows its range's leader before the test writes (a write racing the first elections may time out, as it should).
+    for (let i = 0; i < 500; i++) {
+      const statuses = (await Promise.all(nodes.map((n) => n.host.shards()))).flat();
+      if (statuses.every((s) => s.leader > 0)) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }, 30_000);
+
+  afterAll(async () => {
+    for (const n of nodes) await n.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('serves every key from every node, also ranges it holds no replica of, and across a split it learns of from the meta range', async () => {
+    const held = await Promise.all(nodes.map(async (n) => (await n.host.shards()).map((s) => s.shardId)));
+    // 9 ranges × 3 replicas over 4 nodes: nobody holds everything.
+    expect(held.map((h) => h.length).reduce((a, c) => a + c)).toBe(27);
+    for (const h of held) expect(h.length).toBeLessThan(9);
+    const keys = Array.from({ length: 32 }, (_, i) => Buffer.concat([Uint8Array.of(i * 8), b(`/r${i}`)]));
+    for (const [i, k] of keys.entries()) await nodes[i % 4]!.store.put(k, b(`v${i}`));
+    for (const [i, k] of keys.entries()) {
+      for (const n of nodes) {
+        expect(t((await n.store.get(k))?.value), `key ${i}`).toBe(`v${i}`);
+        expect(t((await n.store.get(k, { consistency: 'stale' }))?.value) ?? `v${i}`, `stale key ${i}`).toBe(`v${i}`);
+      }
+    }
+    // Split, through node 1, a range node 4 does not hold; node 4 then reads and writes both halves.
+    const outsider = nodes[3]!;
+    const foreign = initialRanges(8).find((r) => r.start.byteLength === 1 && !held[3]!.includes(r.rangeId) && held[0]!.includes(r.rangeId))!;
+    expect(foreign).toBeDefined();
+    const at = Uint8Array.of(foreign.start[0]! + 0x10);
+    const { right } = await nodes[0]!.store.split(foreign.rangeId, at);
+    const inRight = Buffer.concat([at, b('/after-split')]);
+    await outsider.store.put(inRight, b('x'));
+    for (const n of nodes) expect(t((await n.store.get(inRight))?.value)).toBe('x');
+    expect(outsider.store.knownRanges().some((r) => r.rangeId === right.shardId)).toBe(true);
+    const page = await outsider.store.scan({ start: foreign.start, ...(foreign.end === null ? {} : { end: foreign.end }), limit: 100 });
+    expect(page.items.map((i) => t(i.key))).toEqual(keys.filter((k) => k[0]! >= foreign.start[0]! && (foreign.end === null || k[0]! < foreign.end[0]!)).map((k) => t(k)).concat([t(inRight)]).sort());
+  }, 60_000);
+});

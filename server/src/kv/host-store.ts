@@ -1,3 +1,4 @@
+import { groupId } from '@flotilla/core';
 import {
   FIRST_ALLOCATED_RANGE_ID,
   META_RANGE_ID,
@@ -258,13 +259,17 @@ export class HostKvStore implements KvStore {
   }
 
   /**
-   * Refreshes the range table from this node's replicas (each carries its
-   * range and epoch; a newer epoch evicts the stale descriptors it overlaps).
-   * Every member holds a replica of every range in a static cluster, so the
-   * local replicas are the whole picture; reading descriptors from the meta
-   * range is the step after this one (see the KV service issue's note).
+   * Refreshes the range table from the descriptors recorded in the meta
+   * range, then from this node's own replicas (fresher for the ranges it
+   * holds); a newer epoch evicts the stale descriptors it overlaps.
    */
   private async refresh(): Promise<void> {
+    try {
+      for (const d of await this.metaDescriptors()) this.ranges.upsert(d);
+    } catch (err) {
+      // Meta unreachable right now: this node's own replicas are still news.
+      if ((err as { code?: string }).code === 'CLOSED') throw err;
+    }
     for (const s of await this.options.host.shards()) {
       this.ranges.upsert({ rangeId: s.shardId, start: s.start, end: s.end, epoch: s.epoch, replicas: s.voters });
     }
@@ -279,12 +284,15 @@ export class HostKvStore implements KvStore {
   private async execute(op: RangeOp): Promise<RangeOpResult> {
     const host = this.options.host;
     const deadlineMs = performance.now() + this.unavailableAfterMs;
-    const stale = (op.kind === 'get' || op.kind === 'scan') && op.consistency === 'stale';
-    let target = host.nodeId;
+    // Where to start: the local replica, else the range's replicas in turn (a stale read runs on whichever answers).
+    const home = host.hasShard(groupId(op.rangeId)) ? [host.nodeId] : (this.ranges.all().find((r) => r.rangeId === op.rangeId)?.replicas ?? []).filter((n) => n !== host.nodeId);
+    if (home.length === 0) throw Object.assign(new Error(`range ${op.rangeId} has no known replica`), { code: 'RANGE_GONE' });
+    let turn = 0;
+    let target = home[0]!;
     for (let hops = 0; ; hops++) {
       this.checkOpen();
       try {
-        if (target === host.nodeId || stale) return await runLocally(host, op);
+        if (target === host.nodeId) return await runLocally(host, op);
         return decodeRangeOpResult(op, await host.forward(target, encodeRangeOp(op)));
       } catch (err) {
         const e = err as { code?: string; leaderHint?: number; message?: string };
@@ -305,9 +313,10 @@ export class HostKvStore implements KvStore {
           target = hint;
           continue;
         }
-        target = host.nodeId;
+        turn++;
+        target = home[turn % home.length]!;
         hops = 0;
-        await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS));
+        if (turn % home.length === 0) await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS));
       }
     }
   }

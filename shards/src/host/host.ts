@@ -610,6 +610,11 @@ export class Host {
     return Promise.all(this.cores.map((_, core) => this.request<CoreStats>(0, (id) => ({ kind: 'stats', id }), core)));
   }
 
+  /** Whether this node holds a replica of the shard. */
+  hasShard(shardId: GroupId): boolean {
+    return this.shardCores.has(shardId);
+  }
+
   /** The leader last reported by this node's replica (0: unknown, undefined: no replica here). */
   leaderOf(shardId: GroupId): number | undefined {
     return this.leaders.get(shardId);
