@@ -156,9 +156,9 @@ describe('RangeTable under stale descriptors (higher epoch wins on overlap)', ()
 });
 
 describe('RangeTable property: random split histories', () => {
-  const SEEDS = 25;
+  const SEEDS = 10;
   const HISTORY_STEPS = 120;
-  const SUBSETS_PER_SEED = 20;
+  const SUBSETS_PER_SEED = 8;
 
   it('holds exactly the current ranges after every version arrives, in any order', () => {
     for (let seed = 1; seed <= SEEDS; seed++) {

@@ -14,7 +14,7 @@ import { FlotillaNode, INITIAL_RANGE_COUNT_DEFAULT } from './node.js';
 
 const USAGE = `usage:
   flotilla dev    [--dir ./flotilla-dev] [--nodes 3] [--port 7100] [--http-port 8100] [--ranges ${INITIAL_RANGE_COUNT_DEFAULT}]
-  flotilla start  --id N --dir DIR --listen HOST:PORT --http HOST:PORT [--peers ID=HOST:PORT,...] [--ranges N] [--cores N] [--log-level info]
+  flotilla start  --id N --dir DIR --listen HOST:PORT --http HOST:PORT [--peers ID=HOST:PORT,... | --join http://HOST:PORT] [--ranges N] [--cores N] [--log-level info]
   flotilla put    KEY VALUE [--url http://127.0.0.1:8101] [--if-version N]
   flotilla get    KEY       [--url ...] [--stale]
   flotilla del    KEY       [--url ...] [--if-version N]
@@ -78,6 +78,7 @@ async function start(args: string[]): Promise<number> {
       listen: { type: 'string' },
       http: { type: 'string' },
       peers: { type: 'string', default: '' },
+      join: { type: 'string' },
       ranges: { type: 'string' },
       cores: { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
@@ -89,6 +90,7 @@ async function start(args: string[]): Promise<number> {
     throw new UsageError('start needs --id, --dir, --listen and --http');
   }
   const nodeId = positiveInt(values.id, '--id', 0);
+  if (values.join !== undefined && values.peers.length > 0) throw new UsageError('start takes --join URL or --peers, not both');
   const peers: Record<number, string> = {};
   for (const entry of values.peers.split(',').filter((e) => e.length > 0)) {
     const [id, address] = entry.split('=');
@@ -103,6 +105,8 @@ async function start(args: string[]): Promise<number> {
     dir: resolve(values.dir),
     listen: hostPort(values.listen, '--listen'),
     peers,
+    httpAddress: values.http,
+    ...(values.join === undefined ? {} : { join: values.join }),
     initialRangeCount: positiveInt(values.ranges, '--ranges', INITIAL_RANGE_COUNT_DEFAULT),
     logger,
     onFatal: (err) => {

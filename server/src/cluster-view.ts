@@ -1,4 +1,6 @@
-import type { CoreStats, Host } from '@flotilla/shards';
+import { META_RANGE_ID } from '@flotilla/placement';
+import type { CoreStats, Host, ShellLogger } from '@flotilla/shards';
+import { KvError } from './kv/store.js';
 import type { ClusterView } from './http/app.js';
 import type { HostKvStore } from './kv/host-store.js';
 
@@ -9,7 +11,7 @@ const hex = (b: Uint8Array | null): string | null => (b === null ? null : Buffer
  * and /metrics. Until the meta range exists, a node knows the cluster only
  * through its own replicas and its peers' liveness.
  */
-export function clusterViewOf(o: { host: Host; store: HostKvStore; peers: Readonly<Record<number, string>>; transportAddress: string }): ClusterView {
+export function clusterViewOf(o: { host: Host; store: HostKvStore; peers: Readonly<Record<number, string>>; transportAddress: string; log: ShellLogger }): ClusterView {
   const { host } = o;
   const ranges = async () =>
     (await host.shards()).map((s) => ({
@@ -27,15 +29,29 @@ export function clusterViewOf(o: { host: Host; store: HostKvStore; peers: Readon
     ranges: async () => ({ nodeId: host.nodeId, keyEncoding: 'hex', ranges: await ranges() }),
     cluster: async () => {
       const live = new Set(host.livePeers());
+      const known = new Map<number, string>(Object.entries(o.peers).map(([id, address]) => [Number(id), address]));
+      // Members that joined later are known from the meta range; if it cannot answer now, the static peers still are.
+      for (const n of await o.store.metaNodes().catch(() => [])) if (n.nodeId !== host.nodeId) known.set(n.nodeId, n.address);
       return {
         nodeId: host.nodeId,
         nodes: [
           { nodeId: host.nodeId, transport: o.transportAddress, state: 'self' },
-          ...Object.entries(o.peers).map(([id, address]) => ({ nodeId: Number(id), transport: address, state: live.has(Number(id)) ? 'up' : 'down' })),
+          ...[...known].map(([id, address]) => ({ nodeId: id, transport: address, state: live.has(id) ? 'up' : 'down' })),
         ].sort((a, b) => a.nodeId - b.nodeId),
         keyEncoding: 'hex',
         ranges: (await ranges()).map(({ rangeId, start, end, epoch, leader, term, replicas }) => ({ rangeId, start, end, epoch, leader, term, replicas })),
       };
+    },
+    join: async (node) => {
+      if (node.nodeId === host.nodeId) throw new KvError('INVALID_ARGUMENT', `node id ${node.nodeId} is this node's own`);
+      await o.store.recordNode({ ...node, state: 'up' });
+      host.setPeer(node.nodeId, node.address);
+      const nodes = new Map<number, string>(Object.entries(o.peers).map(([id, address]) => [Number(id), address]));
+      nodes.set(host.nodeId, o.transportAddress);
+      for (const n of await o.store.metaNodes()) if (n.state === 'up') nodes.set(n.nodeId, n.address);
+      const meta = o.store.knownRanges().find((r) => r.rangeId === META_RANGE_ID)!;
+      o.log.info({ joined: node.nodeId, address: node.address }, 'node joined the cluster');
+      return { nodes: [...nodes].map(([nodeId, address]) => ({ nodeId, address })).sort((a, b) => a.nodeId - b.nodeId), meta: { epoch: meta.epoch, replicas: meta.replicas } };
     },
     split: async (rangeId, key) => {
       const { left, right } = await o.store.split(rangeId, key);

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { clusterViewOf } from './cluster-view.js';
 import type { ClusterView } from './http/app.js';
 import { HostKvStore } from './kv/host-store.js';
-import type { KvStore } from './kv/store.js';
+import { MetaDuties, joinThrough, metaDescriptorOf, readMembership, writeMembership } from './membership.js';
 
 /** Ranges a new cluster starts with when not told otherwise: enough to spread leaders over three nodes. */
 export const INITIAL_RANGE_COUNT_DEFAULT = 8;
@@ -26,50 +26,19 @@ export interface NodeOptions {
   readonly tickIntervalMs?: number;
   readonly logger: ShellLogger;
   readonly onFatal?: (err: Error) => void;
-  /** How often the node records the descriptors of the ranges it leads in the meta range (only changed ones are written). */
+  /** How often the node does its meta range duties: record itself, learn members, record the descriptors of ranges it leads (only changed ones are written). */
   readonly descriptorReportIntervalMs?: number;
+  /** This node's HTTP address ("host:port"), recorded in the meta range. */
+  readonly httpAddress?: string;
+  /**
+   * Join a running cluster through any member's HTTP URL instead of
+   * bootstrapping one (then `peers` must be empty). Only the first start
+   * joins; `<dir>/cluster.json` remembers the cluster for restarts.
+   */
+  readonly join?: string;
 }
 
 export const DESCRIPTOR_REPORT_INTERVAL_MS_DEFAULT = 1_000;
-
-/**
- * Runs HostKvStore.reportDescriptors on a timer, one run at a time; a run
- * that fails (no meta leader yet, shutting down) is retried on the next tick
- * and logged at debug: meta converges, nothing waits on it.
- */
-class DescriptorReporter {
-  private readonly timer: NodeJS.Timeout;
-  private running: Promise<void> | undefined;
-  private stopped = false;
-
-  constructor(
-    private readonly store: HostKvStore,
-    private readonly log: ShellLogger,
-    intervalMs: number,
-  ) {
-    this.timer = setInterval(() => this.run(), intervalMs);
-    this.timer.unref();
-  }
-
-  private run(): void {
-    if (this.running !== undefined || this.stopped) return;
-    this.running = this.store
-      .reportDescriptors()
-      .then(
-        (written) => {
-          if (written > 0) this.log.info({ written }, 'range descriptors recorded in the meta range');
-        },
-        (err: unknown) => this.log.debug({ err }, 'recording range descriptors failed; retrying on the next tick'),
-      )
-      .finally(() => (this.running = undefined));
-  }
-
-  /** Stops the timer; a run in flight fails on its own once the Host closes (and is only logged). */
-  stop(): void {
-    this.stopped = true;
-    clearInterval(this.timer);
-  }
-}
 
 /**
  * One cluster node: a Host on a TCP transport and the KvStore over it.
@@ -107,22 +76,37 @@ export class FlotillaNode {
       ...(options.onFatal === undefined ? {} : { onFatal: options.onFatal }),
     });
     try {
-      for (const [id, address] of Object.entries(options.peers)) host.setPeer(Number(id), address);
-      const members = [options.nodeId, ...Object.keys(options.peers).map(Number)].sort((a, b) => a - b);
-      const ranges = await bootstrapRanges(host, members, count);
-      let reporter: DescriptorReporter | undefined;
+      const address = transport.address();
+      const transportAddress = `${address.host}:${address.port}`;
+      const self = { nodeId: options.nodeId, address: transportAddress, httpAddress: options.httpAddress ?? null };
+      let ranges: RangeTable;
+      let membership = readMembership(options.dir);
+      if (options.join !== undefined || membership !== undefined) {
+        if (Object.keys(options.peers).length > 0) throw new RangeError('a node joins a cluster or is given its peers, not both');
+        if (membership === undefined) {
+          membership = await joinThrough(options.join!, self);
+          writeMembership(options.dir, membership);
+          options.logger.info({ via: options.join, members: membership.nodes.length }, 'joined the cluster');
+        }
+        for (const n of membership.nodes) if (n.nodeId !== options.nodeId) host.setPeer(n.nodeId, n.address);
+        ranges = new RangeTable([metaDescriptorOf(membership)]);
+        for (const s of await host.shards()) ranges.upsert({ rangeId: s.shardId, start: s.start, end: s.end, epoch: s.epoch, replicas: s.voters });
+      } else {
+        for (const [id, addr] of Object.entries(options.peers)) host.setPeer(Number(id), addr);
+        const members = [options.nodeId, ...Object.keys(options.peers).map(Number)].sort((a, b) => a - b);
+        ranges = await bootstrapRanges(host, members, count);
+      }
+      let duties: MetaDuties | undefined;
       const store = new HostKvStore({
         host,
         ranges,
         onClose: async () => {
-          reporter?.stop();
+          duties?.stop();
           await host.close();
         },
       });
-      reporter = new DescriptorReporter(store, options.logger, options.descriptorReportIntervalMs ?? DESCRIPTOR_REPORT_INTERVAL_MS_DEFAULT);
-      const address = transport.address();
-      const transportAddress = `${address.host}:${address.port}`;
-      return new FlotillaNode(host, store, transportAddress, clusterViewOf({ host, store, peers: options.peers, transportAddress }));
+      duties = new MetaDuties({ store, log: options.logger, self, intervalMs: options.descriptorReportIntervalMs ?? DESCRIPTOR_REPORT_INTERVAL_MS_DEFAULT });
+      return new FlotillaNode(host, store, transportAddress, clusterViewOf({ host, store, peers: options.peers, transportAddress, log: options.logger }));
     } catch (err) {
       await host.close();
       throw err;

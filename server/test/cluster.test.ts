@@ -247,4 +247,56 @@ describe('4 nodes in one process over TCP, each range on 3 of them', () => {
     const page = await outsider.store.scan({ start: foreign.start, ...(foreign.end === null ? {} : { end: foreign.end }), limit: 100 });
     expect(page.items.map((i) => t(i.key))).toEqual(keys.filter((k) => k[0]! >= foreign.start[0]! && (foreign.end === null || k[0]! < foreign.end[0]!)).map((k) => t(k)).concat([t(inRight)]).sort());
   }, 60_000);
+
+  it('a fifth node joins by address, serves every key by forwarding, is listed by the others, and restarts without joining again', async () => {
+    const http = await createHttpServer({ store: nodes[0]!.store, logger: logger as unknown as import('pino').Logger, cluster: nodes[0]!.view });
+    const url = await http.listen({ host: '127.0.0.1', port: 0 });
+    const [port] = await freePorts(1);
+    const dir = join(root, 'n5');
+    const startFifth = (join5: string | undefined) =>
+      FlotillaNode.start({
+        nodeId: 5,
+        dir,
+        listen: { host: '127.0.0.1', port: port! },
+        peers: {},
+        ...(join5 === undefined ? {} : { join: join5 }),
+        coreCount: 1,
+        tickIntervalMs: 20,
+        descriptorReportIntervalMs: 100,
+        logger,
+      });
+    try {
+      // Bad join requests are refused with 400 and change nothing.
+      for (const payload of ['{', JSON.stringify({ nodeId: 0, address: '127.0.0.1:1' }), JSON.stringify({ nodeId: 6, address: 'nope' }), JSON.stringify({ nodeId: 1, address: '127.0.0.1:9' })]) {
+        expect((await http.app.inject({ method: 'POST', url: '/cluster/join', payload })).statusCode, payload).toBe(400);
+      }
+      // An id recorded with another address is refused (412): two processes cannot be one node.
+      for (let i = 0; i < 50 && (await nodes[0]!.store.metaNodes()).length < 4; i++) await new Promise((r) => setTimeout(r, 100));
+      expect((await http.app.inject({ method: 'POST', url: '/cluster/join', payload: JSON.stringify({ nodeId: 2, address: '127.0.0.1:9' }) })).statusCode).toBe(412);
+
+      let fifth = await startFifth(url);
+      expect((await fifth.host.shards()).length, 'a joined node holds no replica until placement moves one there').toBe(0);
+      const keys = Array.from({ length: 16 }, (_, i) => Buffer.concat([Uint8Array.of(i * 16 + 1), b(`/joined${i}`)]));
+      for (const [i, k] of keys.entries()) await fifth.store.put(k, b(`j${i}`));
+      for (const [i, k] of keys.entries()) {
+        expect(t((await fifth.store.get(k))?.value)).toBe(`j${i}`);
+        expect(t((await nodes[(i % 4)]!.store.get(k))?.value)).toBe(`j${i}`);
+      }
+      // The others learn its address from the meta range and list it.
+      const listed = async () => ((await http.app.inject({ method: 'GET', url: '/cluster' })).json() as { nodes: { nodeId: number }[] }).nodes.map((n) => n.nodeId);
+      for (let i = 0; i < 50 && !(await listed()).includes(5); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(await listed()).toEqual([1, 2, 3, 4, 5]);
+
+      // Restart: cluster.json brings it back without a seed.
+      await fifth.close();
+      fifth = await startFifth(undefined);
+      try {
+        for (const [i, k] of keys.entries()) expect(t((await fifth.store.get(k))?.value)).toBe(`j${i}`);
+      } finally {
+        await fifth.close();
+      }
+    } finally {
+      await http.close();
+    }
+  }, 60_000);
 });

@@ -58,6 +58,8 @@ export interface ClusterView {
   metrics(): Promise<string>;
   /** Splits a range at `key` (the right half's first key); JSON: both halves. */
   split(rangeId: number, key: Uint8Array): Promise<unknown>;
+  /** Records a joining node in the meta range; JSON: the membership it starts with. */
+  join(node: { nodeId: number; address: string; httpAddress: string | null }): Promise<unknown>;
 }
 
 export interface HttpServer {
@@ -133,6 +135,7 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     routes.push(
       { url: '/cluster', matches: (path) => path === '/cluster', methods: { GET: async (_c, request) => (parseQuery(request, []), view.cluster()) } },
       { url: '/ranges', matches: (path) => path === '/ranges', methods: { GET: async (_c, request) => (parseQuery(request, []), view.ranges()) } },
+      { url: '/cluster/join', matches: (path) => path === '/cluster/join', methods: { POST: async (_c, request) => (parseQuery(request, []), view.join(joinRequestOf(request))) } },
       {
         url: '/ranges/:id/split',
         matches: (path) => /^\/ranges\/[^/]*\/split$/.test(path),
@@ -200,6 +203,23 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
       return closed;
     },
   };
+}
+
+/** A join request: {"nodeId": N, "address": "host:port", "httpAddress": "host:port" | null}. */
+function joinRequestOf(request: FastifyRequest): { nodeId: number; address: string; httpAddress: string | null } {
+  const body = request.body;
+  let o: { nodeId?: unknown; address?: unknown; httpAddress?: unknown } | null;
+  try {
+    o = JSON.parse(Buffer.isBuffer(body) ? body.toString('utf8') : '') as typeof o;
+  } catch {
+    throw new HttpError('INVALID_ARGUMENT', 'join body must be JSON: {"nodeId": N, "address": "host:port", "httpAddress": "host:port"}');
+  }
+  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new HttpError('INVALID_ARGUMENT', 'join body must be a JSON object');
+  const hostPort = (v: unknown) => typeof v === 'string' && v.length <= 300 && /^[^\s:/]+:([1-9][0-9]{0,4})$/.test(v) && Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535;
+  if (typeof o.nodeId !== 'number' || !Number.isSafeInteger(o.nodeId) || o.nodeId < 1 || o.nodeId > 0xffff_ffff) throw new HttpError('INVALID_ARGUMENT', 'join nodeId must be an integer in [1, 2^32)');
+  if (!hostPort(o.address)) throw new HttpError('INVALID_ARGUMENT', 'join address must be "host:port" of the node\'s transport');
+  if (!(o.httpAddress === undefined || o.httpAddress === null || hostPort(o.httpAddress))) throw new HttpError('INVALID_ARGUMENT', 'join httpAddress must be "host:port" or null');
+  return { nodeId: o.nodeId, address: o.address as string, httpAddress: (o.httpAddress as string | null | undefined) ?? null };
 }
 
 /** The :id of /ranges/:id/split: a positive decimal integer. */

@@ -3,8 +3,13 @@ import {
   FIRST_ALLOCATED_RANGE_ID,
   META_RANGE_ID,
   RANGE_ID_ALLOCATOR_KEY,
+  NODE_KEYS,
   RANGE_KEYS,
   RangeTable,
+  decodeNodeRecord,
+  encodeNodeRecord,
+  nodeKey,
+  type NodeRecord,
   decodeRangeDescriptor,
   encodeRangeDescriptor,
   rangeKey,
@@ -60,7 +65,12 @@ export class HostKvStore implements KvStore {
     this.ranges = options.ranges;
     // Serve what other nodes forward here: run it on the local replica, which answers NOT_LEADER
     // with its hint if leadership moved; the sender follows the hint.
-    options.host.setRequestHandler(async (_from, payload) => encodeRangeOpResult(await runLocally(options.host, decodeRangeOp(payload))));
+    options.host.setRequestHandler(async (from, payload) => {
+      const result = encodeRangeOpResult(await runLocally(options.host, decodeRangeOp(payload)));
+      // A node that joined since this one last read the members: learn its address, or the answer cannot reach it.
+      if (!options.host.hasPeer(from)) await this.learnPeers().catch(() => undefined);
+      return result;
+    });
   }
 
   async get(key: Uint8Array, options: { consistency?: Consistency } = {}): Promise<VersionedValue | undefined> {
@@ -181,11 +191,46 @@ export class HostKvStore implements KvStore {
 
   /** Every range descriptor recorded in the meta range, in range id order (linearizable). */
   async metaDescriptors(): Promise<RangeDescriptor[]> {
-    const out: RangeDescriptor[] = [];
-    let start = RANGE_KEYS.start;
+    return (await this.metaScan(RANGE_KEYS)).map((value) => decodeRangeDescriptor(value));
+  }
+
+  /** Every node recorded in the meta range, in node id order (linearizable). */
+  async metaNodes(): Promise<NodeRecord[]> {
+    return (await this.metaScan(NODE_KEYS)).map((value) => decodeNodeRecord(value));
+  }
+
+  /**
+   * Records a node in the meta range: a compare-and-set that refuses a node
+   * id recorded with another transport address (two processes claiming one
+   * id would split its replicas' identity). Writes only when it changed.
+   */
+  async recordNode(record: NodeRecord): Promise<void> {
+    const key = nodeKey(record.nodeId);
+    for (let attempt = 0; attempt < ALLOCATE_RETRIES_MAX; attempt++) {
+      const stored = (await this.execute({ kind: 'get', rangeId: META_RANGE_ID, key, consistency: 'linearizable' })) as VersionedValue | undefined;
+      const current = stored === undefined ? undefined : decodeNodeRecord(stored.value);
+      if (current !== undefined && current.address !== record.address) {
+        throw new KvError('PRECONDITION_FAILED', `node ${record.nodeId} is recorded at ${current.address}, not ${record.address}`, { currentVersion: stored!.version });
+      }
+      if (current !== undefined && current.httpAddress === record.httpAddress && current.state === record.state) return;
+      const result = (await this.execute({ kind: 'put', rangeId: META_RANGE_ID, key, value: encodeNodeRecord(record), ifVersion: stored?.version ?? 0 })) as KvResult;
+      if (result.ok) return;
+    }
+    throw new KvError('UNAVAILABLE', `could not record node ${record.nodeId} in ${ALLOCATE_RETRIES_MAX} tries (contention)`, { retryAfterMs: RETRY_AFTER_MS });
+  }
+
+  /** Points the transport at every node recorded in the meta range. */
+  async learnPeers(): Promise<void> {
+    const host = this.options.host;
+    for (const n of await this.metaNodes()) if (n.nodeId !== host.nodeId && n.state === 'up') host.setPeer(n.nodeId, n.address);
+  }
+
+  private async metaScan(span: { start: Uint8Array; end: Uint8Array }): Promise<Uint8Array[]> {
+    const out: Uint8Array[] = [];
+    let start = span.start;
     for (;;) {
-      const page = (await this.execute({ kind: 'scan', rangeId: META_RANGE_ID, start, end: RANGE_KEYS.end, limit: SCAN_LIMIT_MAX, consistency: 'linearizable' })) as { key: Uint8Array; value: Uint8Array }[];
-      out.push(...page.map((p) => decodeRangeDescriptor(p.value)));
+      const page = (await this.execute({ kind: 'scan', rangeId: META_RANGE_ID, start, end: span.end, limit: SCAN_LIMIT_MAX, consistency: 'linearizable' })) as { key: Uint8Array; value: Uint8Array }[];
+      out.push(...page.map((p) => p.value));
       if (page.length < SCAN_LIMIT_MAX) return out;
       start = Buffer.concat([page[page.length - 1]!.key, Buffer.of(0)]);
     }

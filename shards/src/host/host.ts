@@ -105,6 +105,7 @@ export class Host {
   private readonly pending = new Map<number, PendingRequest>();
   private readonly leaders = new Map<number, number>();
   private readonly shardCores = new Map<number, number>();
+  private readonly peerIds = new Set<number>();
   private readonly rpcOutbound = new Map<number, RpcSegment>();
   private readonly pendingForwards = new Map<number, { resolve: (v: Uint8Array) => void; reject: (e: Error) => void; deadlineTick: number; to: number }>();
   private requestHandler: ((from: number, payload: Uint8Array) => Promise<Uint8Array>) | undefined;
@@ -231,12 +232,19 @@ export class Host {
   setPeer(id: number, address: string): void {
     assert(id !== this.options.nodeId, () => `node ${id} cannot be its own peer`);
     this.options.transport.setPeer(id, address);
-    this.liveness.track(id, this.nowTick);
+    if (!this.peerIds.has(id)) this.liveness.track(id, this.nowTick);
+    this.peerIds.add(id);
   }
 
   removePeer(id: number): void {
     this.options.transport.removePeer(id);
     this.liveness.untrack(id);
+    this.peerIds.delete(id);
+  }
+
+  /** Whether this node knows where `id` listens (a reply to it can be sent). */
+  hasPeer(id: number): boolean {
+    return this.peerIds.has(id);
   }
 
   /** Peers currently considered up. */
