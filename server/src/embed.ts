@@ -3,7 +3,7 @@ import { Host, type ShellLogger } from '@flotilla/shards';
 import { MemoryNetwork } from '@flotilla/transport';
 import { pino } from 'pino';
 import { HostKvStore } from './kv/host-store.js';
-import { bootstrapRanges } from './node.js';
+import { FlotillaNode, bootstrapRanges } from './node.js';
 import type { KvStore } from './kv/store.js';
 
 /** The node id of an embedded single-node store. */
@@ -16,6 +16,21 @@ export interface OpenOptions {
   readonly coreCount?: number;
   /** pino logger; default: warnings and errors to stderr. */
   readonly logger?: ShellLogger;
+  /**
+   * Run as one member of a cluster instead of alone: this process is node
+   * `nodeId`, its transport listens on `listen`, and it is either a static
+   * member (`peers`: every other member's transport address, the same set
+   * on every member) or joins a running cluster (`join`: any member's HTTP URL).
+   */
+  readonly cluster?: {
+    readonly nodeId: number;
+    readonly listen: { readonly host: string; readonly port: number };
+    readonly peers?: Readonly<Record<number, string>>;
+    readonly join?: string;
+    readonly initialRangeCount?: number;
+    /** Raft tick; default the node's (TICK_INTERVAL_MS_DEFAULT). */
+    readonly tickIntervalMs?: number;
+  };
 }
 
 /**
@@ -48,6 +63,21 @@ const ITERATE_PAGE_LIMIT_DEFAULT = 256;
 
 export async function open(options: OpenOptions): Promise<EmbeddedStore> {
   const logger = options.logger ?? (pino({ level: 'warn' }, pino.destination(2)) as unknown as ShellLogger);
+  const c = options.cluster;
+  if (c !== undefined) {
+    const node = await FlotillaNode.start({
+      nodeId: c.nodeId,
+      dir: options.dir,
+      listen: c.listen,
+      peers: c.peers ?? {},
+      logger,
+      coreCount: options.coreCount ?? 1,
+      ...(c.join === undefined ? {} : { join: c.join }),
+      ...(c.initialRangeCount === undefined ? {} : { initialRangeCount: c.initialRangeCount }),
+      ...(c.tickIntervalMs === undefined ? {} : { tickIntervalMs: c.tickIntervalMs }),
+    });
+    return embedded(node.store);
+  }
   // No peers: an in-process network endpoint satisfies the Host's transport and never carries anything.
   const network = new MemoryNetwork({ rng: new SeededRng(EMBEDDED_NODE_ID) });
   const host = await Host.start({ nodeId: EMBEDDED_NODE_ID, dir: options.dir, transport: network.endpoint(EMBEDDED_NODE_ID), coreCount: options.coreCount ?? 1, logger });

@@ -117,3 +117,45 @@ describe('open() — the embedded single-node store', () => {
     expect(await store.get(b('it/0001'))).toBeUndefined();
   }, 30_000);
 });
+
+describe('open() with peers — three embedded members of one cluster', () => {
+  it('each process-local store serves every key, and a member reopened on its directory reads what the others wrote', async () => {
+    const { freePorts } = await import('@flotilla/shards/test-support/node-cluster');
+    const ports = await freePorts(3);
+    const dirsOf = [tempDir(), tempDir(), tempDir()];
+    const member = (i: number) =>
+      open({
+        dir: dirsOf[i]!,
+        logger,
+        cluster: {
+          nodeId: i + 1,
+          listen: { host: '127.0.0.1', port: ports[i]! },
+          peers: Object.fromEntries([0, 1, 2].filter((j) => j !== i).map((j) => [j + 1, `127.0.0.1:${ports[j]}`])),
+          initialRangeCount: 2,
+          tickIntervalMs: 20,
+        },
+      });
+    const dbs = await Promise.all([0, 1, 2].map(member));
+    stores.push(dbs[0]!, dbs[1]!);
+    // The first writes race the first elections and may time out (outcome unknown): a client retries them; these puts are idempotent.
+    const put = async (db: EmbeddedStore, k: string, v: string) => {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await db.put(b(k), b(v));
+        } catch (err) {
+          if (attempt >= 5 || !['TIMEOUT', 'UNAVAILABLE'].includes((err as { code?: string }).code ?? '')) throw err;
+        }
+      }
+    };
+    for (let i = 0; i < 12; i++) await put(dbs[i % 3]!, `k${i}`, `v${i}`);
+    for (let i = 0; i < 12; i++) for (const db of dbs) expect((await db.get(b(`k${i}`)))?.value.toString()).toBe(`v${i}`);
+    await dbs[2]!.close();
+    await put(dbs[0]!, 'while-away', 'x');
+    const back = await member(2);
+    stores.push(back);
+    expect((await back.get(b('while-away')))?.value.toString()).toBe('x');
+    const keys: string[] = [];
+    for await (const { key } of back.iterate()) keys.push(Buffer.from(key).toString());
+    expect(keys).toEqual([...Array.from({ length: 12 }, (_, i) => `k${i}`), 'while-away'].sort());
+  }, 60_000);
+});
