@@ -45,6 +45,7 @@ function spansOverlap(a: Span, b: Span): boolean {
  */
 export class RangeTable {
   private ranges: RangeDescriptor[] = [];
+  private byId = new Map<number, RangeDescriptor>();
 
   /** As replaceAll(ranges): the order of `ranges` does not matter. */
   constructor(ranges: readonly RangeDescriptor[] = []) {
@@ -57,6 +58,16 @@ export class RangeTable {
 
   all(): readonly RangeDescriptor[] {
     return this.ranges;
+  }
+
+  /** The descriptor held for range `rangeId`, if any. */
+  get(rangeId: number): RangeDescriptor | undefined {
+    return this.byId.get(rangeId);
+  }
+
+  private set(next: RangeDescriptor[]): void {
+    this.ranges = next;
+    this.byId = new Map(next.map((r) => [r.rangeId, r]));
   }
 
   /**
@@ -73,7 +84,7 @@ export class RangeTable {
   upsert(r: RangeDescriptor): boolean {
     const next = upserted(this.ranges, r);
     if (next === undefined) return false;
-    this.ranges = next;
+    this.set(next);
     return true;
   }
 
@@ -90,11 +101,11 @@ export class RangeTable {
     );
     let next: RangeDescriptor[] = [];
     for (const r of byEpochDescending) next = upserted(next, r) ?? next;
-    this.ranges = next;
+    this.set(next);
   }
 
   remove(rangeId: number): void {
-    this.ranges = this.ranges.filter((r) => r.rangeId !== rangeId);
+    this.set(this.ranges.filter((r) => r.rangeId !== rangeId));
   }
 
   /** The range holding `key`, or undefined when no known range covers it. */

@@ -287,3 +287,15 @@ function mulberry32(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 0x1_0000_0000;
   };
 }
+
+describe('RangeTable.get', () => {
+  it('finds a range by id, and forgets it once evicted or removed', () => {
+    const t = new RangeTable([range(1, '', 'm', 1), range(2, 'm', null, 1)]);
+    expect(t.get(2)?.start).toEqual(Buffer.from('m'));
+    expect(t.upsert(range(3, 't', null, 2))).toBe(true); // evicts range 2
+    expect(t.get(2)).toBeUndefined();
+    expect(t.get(3)?.epoch).toBe(2);
+    t.remove(1);
+    expect([t.get(1), t.get(3)?.rangeId]).toEqual([undefined, 3]);
+  });
+});

@@ -1,4 +1,4 @@
-import { META_RANGE_ID } from '@flotilla/placement';
+import { META_RANGE_ID, type NodeRecord } from '@flotilla/placement';
 import type { CoreStats, Host, ShellLogger } from '@flotilla/shards';
 import { KvError } from './kv/store.js';
 import type { ClusterView } from './http/app.js';
@@ -7,12 +7,19 @@ import type { HostKvStore } from './kv/host-store.js';
 const hex = (b: Uint8Array | null): string | null => (b === null ? null : Buffer.from(b).toString('hex'));
 
 /**
- * What a node tells about itself and the ranges it holds: /cluster, /ranges
- * and /metrics. Until the meta range exists, a node knows the cluster only
- * through its own replicas and its peers' liveness.
+ * What a node tells about itself and the ranges it holds — /cluster, /ranges
+ * and /metrics — and the admin calls it serves (/cluster/join,
+ * /ranges/:id/split). Ranges are this node's own replicas; members are its
+ * static peers plus the nodes recorded in the meta range.
  */
 export function clusterViewOf(o: { host: Host; store: HostKvStore; peers: Readonly<Record<number, string>>; transportAddress: string; log: ShellLogger }): ClusterView {
   const { host } = o;
+  // The other members: the static peers and every node recorded (up) in the meta range.
+  const otherMembers = (recorded: readonly NodeRecord[]): Map<number, string> => {
+    const members = new Map<number, string>(Object.entries(o.peers).map(([id, address]) => [Number(id), address]));
+    for (const n of recorded) if (n.nodeId !== host.nodeId && n.state === 'up') members.set(n.nodeId, n.address);
+    return members;
+  };
   const ranges = async () =>
     (await host.shards()).map((s) => ({
       rangeId: s.shardId,
@@ -29,9 +36,8 @@ export function clusterViewOf(o: { host: Host; store: HostKvStore; peers: Readon
     ranges: async () => ({ nodeId: host.nodeId, keyEncoding: 'hex', ranges: await ranges() }),
     cluster: async () => {
       const live = new Set(host.livePeers());
-      const known = new Map<number, string>(Object.entries(o.peers).map(([id, address]) => [Number(id), address]));
-      // Members that joined later are known from the meta range; if it cannot answer now, the static peers still are.
-      for (const n of await o.store.metaNodes().catch(() => [])) if (n.nodeId !== host.nodeId) known.set(n.nodeId, n.address);
+      // If the meta range cannot answer now, the static peers are still known.
+      const known = otherMembers(await o.store.metaNodes().catch(() => []));
       return {
         nodeId: host.nodeId,
         nodes: [
@@ -46,10 +52,8 @@ export function clusterViewOf(o: { host: Host; store: HostKvStore; peers: Readon
       if (node.nodeId === host.nodeId) throw new KvError('INVALID_ARGUMENT', `node id ${node.nodeId} is this node's own`);
       await o.store.recordNode({ ...node, state: 'up' });
       host.setPeer(node.nodeId, node.address);
-      const nodes = new Map<number, string>(Object.entries(o.peers).map(([id, address]) => [Number(id), address]));
-      nodes.set(host.nodeId, o.transportAddress);
-      for (const n of await o.store.metaNodes()) if (n.state === 'up') nodes.set(n.nodeId, n.address);
-      const meta = o.store.knownRanges().find((r) => r.rangeId === META_RANGE_ID)!;
+      const nodes = otherMembers(await o.store.metaNodes()).set(host.nodeId, o.transportAddress);
+      const meta = o.store.knownRange(META_RANGE_ID)!;
       o.log.info({ joined: node.nodeId, address: node.address }, 'node joined the cluster');
       return { nodes: [...nodes].map(([nodeId, address]) => ({ nodeId, address })).sort((a, b) => a.nodeId - b.nodeId), meta: { epoch: meta.epoch, replicas: meta.replicas } };
     },

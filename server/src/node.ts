@@ -5,7 +5,7 @@ import { TcpTransport } from '@flotilla/transport';
 import type { Logger } from 'pino';
 import { clusterViewOf } from './cluster-view.js';
 import type { ClusterView } from './http/app.js';
-import { HostKvStore } from './kv/host-store.js';
+import { HostKvStore, descriptorOf } from './kv/host-store.js';
 import { MetaDuties, joinThrough, metaDescriptorOf, readMembership, writeMembership } from './membership.js';
 
 /** Ranges a new cluster starts with when not told otherwise: enough to spread leaders over three nodes. */
@@ -27,7 +27,7 @@ export interface NodeOptions {
   readonly logger: ShellLogger;
   readonly onFatal?: (err: Error) => void;
   /** How often the node does its meta range duties: record itself, learn members, record the descriptors of ranges it leads (only changed ones are written). */
-  readonly descriptorReportIntervalMs?: number;
+  readonly metaDutyIntervalMs?: number;
   /** This node's HTTP address ("host:port"), recorded in the meta range. */
   readonly httpAddress?: string;
   /**
@@ -38,7 +38,7 @@ export interface NodeOptions {
   readonly join?: string;
 }
 
-export const DESCRIPTOR_REPORT_INTERVAL_MS_DEFAULT = 1_000;
+export const META_DUTY_INTERVAL_MS_DEFAULT = 1_000;
 
 /**
  * One cluster node: a Host on a TCP transport and the KvStore over it.
@@ -90,7 +90,7 @@ export class FlotillaNode {
         }
         for (const n of membership.nodes) if (n.nodeId !== options.nodeId) host.setPeer(n.nodeId, n.address);
         ranges = new RangeTable([metaDescriptorOf(membership)]);
-        for (const s of await host.shards()) ranges.upsert({ rangeId: s.shardId, start: s.start, end: s.end, epoch: s.epoch, replicas: s.voters });
+        for (const s of await host.shards()) ranges.upsert(descriptorOf(s));
       } else {
         for (const [id, addr] of Object.entries(options.peers)) host.setPeer(Number(id), addr);
         const members = [options.nodeId, ...Object.keys(options.peers).map(Number)].sort((a, b) => a - b);
@@ -105,7 +105,7 @@ export class FlotillaNode {
           await host.close();
         },
       });
-      duties = new MetaDuties({ store, log: options.logger, self, intervalMs: options.descriptorReportIntervalMs ?? DESCRIPTOR_REPORT_INTERVAL_MS_DEFAULT });
+      duties = new MetaDuties({ store, log: options.logger, self, intervalMs: options.metaDutyIntervalMs ?? META_DUTY_INTERVAL_MS_DEFAULT });
       return new FlotillaNode(host, store, transportAddress, clusterViewOf({ host, store, peers: options.peers, transportAddress, log: options.logger }));
     } catch (err) {
       await host.close();
@@ -138,7 +138,7 @@ export async function bootstrapRanges(host: Host, members: readonly number[], co
   }
   // What every member knows at start; the replicas here are fresher for their ranges, the meta range for the rest (refreshed on a miss).
   const table = new RangeTable(initial);
-  for (const s of shards) table.upsert({ rangeId: s.shardId, start: s.start, end: s.end, epoch: s.epoch, replicas: s.voters });
+  for (const s of shards) table.upsert(descriptorOf(s));
   return table;
 }
 

@@ -12,6 +12,15 @@ const logger = pino({ level: 'silent' }) as unknown as ShellLogger;
 const b = (s: string) => Buffer.from(s);
 const t = (v: Uint8Array | undefined) => (v === undefined ? undefined : Buffer.from(v).toString());
 
+/** Until every replica knows its range's leader: a write racing the first elections may time out (outcome unknown), as it should. */
+async function untilLeadersKnown(nodes: readonly FlotillaNode[]): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const statuses = (await Promise.all(nodes.map((n) => n.host.shards()))).flat();
+    if (statuses.every((s) => s.leader > 0)) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 describe('3 nodes in one process over TCP, 8 ranges on every node', () => {
   const nodes: FlotillaNode[] = [];
   let root: string;
@@ -36,6 +45,7 @@ describe('3 nodes in one process over TCP, 8 ranges on every node', () => {
         ),
       )),
     );
+    await untilLeadersKnown(nodes);
   }, 30_000);
 
   afterAll(async () => {
@@ -202,18 +212,13 @@ describe('4 nodes in one process over TCP, each range on 3 of them', () => {
             initialRangeCount: 8,
             coreCount: 1,
             tickIntervalMs: 20,
-            descriptorReportIntervalMs: 100,
+            metaDutyIntervalMs: 100,
             logger,
           }),
         ),
       )),
     );
-    // Every replica knows its range's leader before the test writes (a write racing the first elections may time out, as it should).
-    for (let i = 0; i < 500; i++) {
-      const statuses = (await Promise.all(nodes.map((n) => n.host.shards()))).flat();
-      if (statuses.every((s) => s.leader > 0)) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await untilLeadersKnown(nodes);
   }, 30_000);
 
   afterAll(async () => {
@@ -262,7 +267,7 @@ describe('4 nodes in one process over TCP, each range on 3 of them', () => {
         ...(join5 === undefined ? {} : { join: join5 }),
         coreCount: 1,
         tickIntervalMs: 20,
-        descriptorReportIntervalMs: 100,
+        metaDutyIntervalMs: 100,
         logger,
       });
     try {

@@ -20,7 +20,7 @@ import {
   isSystemKey,
   type RangeDescriptor,
 } from '@flotilla/placement';
-import { KEY_BYTES_MAX, VALUE_BYTES_MAX, type Consistency, type Host, type KvResult, type SplitOutcome } from '@flotilla/shards';
+import { KEY_BYTES_MAX, VALUE_BYTES_MAX, type Consistency, type Host, type KvResult, type ShardStatus, type SplitOutcome } from '@flotilla/shards';
 import { decodeRangeOp, decodeRangeOpResult, encodeRangeOp, encodeRangeOpResult, runLocally, type RangeOp, type RangeOpResult } from './range-ops.js';
 import { KvError, SCAN_LIMIT_MAX, type KvStore, type ScanOptions, type ScanPage, type VersionedValue } from './store.js';
 
@@ -35,8 +35,8 @@ const CURSOR_PREFIX = 'v1.';
 const HINT_HOPS_MAX = 3;
 /** Times a split looks its range up again after the range moved on under it. */
 const ROUTE_RETRIES_MAX = 3;
-/** Compare-and-set rounds on the range id allocator before giving up (only contention loses one). */
-const ALLOCATE_RETRIES_MAX = 16;
+/** Compare-and-set rounds on one meta key before giving up (only contention loses one). */
+const CAS_RETRIES_MAX = 16;
 
 export interface HostKvStoreOptions {
   readonly host: Host;
@@ -138,7 +138,7 @@ export class HostKvStore implements KvStore {
   async split(rangeId: number, key: Uint8Array): Promise<SplitOutcome> {
     checkUserKey(key);
     for (let attempt = 0; ; attempt++) {
-      const range = this.ranges.all().find((r) => r.rangeId === rangeId);
+      const range = this.ranges.get(rangeId);
       if (range === undefined) throw new KvError('NOT_FOUND', `range ${rangeId} is not known to node ${this.options.host.nodeId}`);
       if (compareKeys(key, range.start) <= 0 || (range.end !== null && compareKeys(key, range.end) >= 0)) {
         throw new KvError('INVALID_ARGUMENT', `split key ${Buffer.from(key).toString('hex')} is not strictly inside range ${rangeId} [${Buffer.from(range.start).toString('hex')}, ${range.end === null ? '∞' : Buffer.from(range.end).toString('hex')})`);
@@ -172,18 +172,15 @@ export class HostKvStore implements KvStore {
     let written = 0;
     for (const s of await this.options.host.shards()) {
       if (s.role !== 'leader') continue;
-      const local: RangeDescriptor = { rangeId: s.shardId, start: s.start, end: s.end, epoch: s.epoch, replicas: [...s.voters].sort((a, b) => a - b) };
+      const local = descriptorOf(s);
       const fingerprint = `${local.epoch}/${local.replicas.join(',')}`;
       if (this.reported.get(s.shardId) === fingerprint) continue;
-      const key = rangeKey(s.shardId);
-      const stored = (await this.execute({ kind: 'get', rangeId: META_RANGE_ID, key, consistency: 'linearizable' })) as VersionedValue | undefined;
-      const current = stored === undefined ? undefined : decodeRangeDescriptor(stored.value);
-      const same = current !== undefined && current.epoch === local.epoch && current.replicas.join(',') === local.replicas.join(',');
-      if (current === undefined || current.epoch < local.epoch || (current.epoch === local.epoch && !same)) {
-        const result = (await this.execute({ kind: 'put', rangeId: META_RANGE_ID, key, value: encodeRangeDescriptor(local), ifVersion: stored?.version ?? 0 })) as KvResult;
-        if (!result.ok) continue; // raced another reporter: look again next time
-        written++;
-      }
+      const wrote = await this.metaCompareAndSet(rangeKey(s.shardId), `record range ${s.shardId}`, (stored) => {
+        const current = stored === undefined ? undefined : decodeRangeDescriptor(stored.value);
+        if (current !== undefined && (current.epoch > local.epoch || (current.epoch === local.epoch && current.replicas.join(',') === local.replicas.join(',')))) return undefined;
+        return encodeRangeDescriptor(local);
+      });
+      if (wrote) written++;
       this.reported.set(s.shardId, fingerprint);
     }
     return written;
@@ -205,18 +202,31 @@ export class HostKvStore implements KvStore {
    * id would split its replicas' identity). Writes only when it changed.
    */
   async recordNode(record: NodeRecord): Promise<void> {
-    const key = nodeKey(record.nodeId);
-    for (let attempt = 0; attempt < ALLOCATE_RETRIES_MAX; attempt++) {
-      const stored = (await this.execute({ kind: 'get', rangeId: META_RANGE_ID, key, consistency: 'linearizable' })) as VersionedValue | undefined;
+    await this.metaCompareAndSet(nodeKey(record.nodeId), `record node ${record.nodeId}`, (stored) => {
       const current = stored === undefined ? undefined : decodeNodeRecord(stored.value);
       if (current !== undefined && current.address !== record.address) {
         throw new KvError('PRECONDITION_FAILED', `node ${record.nodeId} is recorded at ${current.address}, not ${record.address}`, { currentVersion: stored!.version });
       }
-      if (current !== undefined && current.httpAddress === record.httpAddress && current.state === record.state) return;
-      const result = (await this.execute({ kind: 'put', rangeId: META_RANGE_ID, key, value: encodeNodeRecord(record), ifVersion: stored?.version ?? 0 })) as KvResult;
-      if (result.ok) return;
+      if (current !== undefined && current.httpAddress === record.httpAddress && current.state === record.state) return undefined;
+      return encodeNodeRecord(record);
+    });
+  }
+
+  /**
+   * One compare-and-set on a meta range key, retried while it loses races:
+   * `decide` sees the stored value (undefined when absent) and returns what
+   * to write, or undefined to leave it as it is. Resolves to whether it wrote.
+   */
+  private async metaCompareAndSet(key: Uint8Array, what: string, decide: (stored: VersionedValue | undefined) => Uint8Array | undefined): Promise<boolean> {
+    for (let attempt = 0; attempt < CAS_RETRIES_MAX; attempt++) {
+      const stored = (await this.execute({ kind: 'get', rangeId: META_RANGE_ID, key, consistency: 'linearizable' })) as VersionedValue | undefined;
+      const value = decide(stored);
+      if (value === undefined) return false;
+      const result = (await this.execute({ kind: 'put', rangeId: META_RANGE_ID, key, value, ifVersion: stored?.version ?? 0 })) as KvResult;
+      if (result.ok) return true;
+      if (result.code !== 'VERSION_MISMATCH') throw new KvError('UNAVAILABLE', `the meta range refused to ${what}: ${result.code}`, { retryAfterMs: RETRY_AFTER_MS });
     }
-    throw new KvError('UNAVAILABLE', `could not record node ${record.nodeId} in ${ALLOCATE_RETRIES_MAX} tries (contention)`, { retryAfterMs: RETRY_AFTER_MS });
+    throw new KvError('UNAVAILABLE', `could not ${what} in ${CAS_RETRIES_MAX} tries (contention)`, { retryAfterMs: RETRY_AFTER_MS });
   }
 
   /** Points the transport at every node recorded in the meta range. */
@@ -241,20 +251,22 @@ export class HostKvStore implements KvStore {
     return this.ranges.all();
   }
 
+  knownRange(rangeId: number): RangeDescriptor | undefined {
+    return this.ranges.get(rangeId);
+  }
+
   /**
    * A fresh range id from the meta range: a compare-and-set on the
    * allocator key, retried on a lost race. Ids below FIRST_ALLOCATED_RANGE_ID
    * belong to the bootstrap ranges.
    */
   private async allocateRangeId(): Promise<number> {
-    for (let attempt = 0; attempt < ALLOCATE_RETRIES_MAX; attempt++) {
-      const current = (await this.execute({ kind: 'get', rangeId: META_RANGE_ID, key: RANGE_ID_ALLOCATOR_KEY, consistency: 'linearizable' })) as VersionedValue | undefined;
-      const next = current === undefined ? FIRST_ALLOCATED_RANGE_ID : decodeCounter(current.value);
-      const result = (await this.execute({ kind: 'put', rangeId: META_RANGE_ID, key: RANGE_ID_ALLOCATOR_KEY, value: encodeCounter(next + 1), ifVersion: current?.version ?? 0 })) as KvResult;
-      if (result.ok) return next;
-      if (result.code !== 'VERSION_MISMATCH') throw new KvError('UNAVAILABLE', `the range id allocator refused: ${result.code}`, { retryAfterMs: RETRY_AFTER_MS });
-    }
-    throw new KvError('UNAVAILABLE', `could not allocate a range id in ${ALLOCATE_RETRIES_MAX} tries (contention)`, { retryAfterMs: RETRY_AFTER_MS });
+    let next = FIRST_ALLOCATED_RANGE_ID;
+    await this.metaCompareAndSet(RANGE_ID_ALLOCATOR_KEY, 'allocate a range id', (stored) => {
+      next = stored === undefined ? FIRST_ALLOCATED_RANGE_ID : decodeCounter(stored.value);
+      return encodeCounter(next + 1);
+    });
+    return next;
   }
 
   async close(): Promise<void> {
@@ -272,7 +284,7 @@ export class HostKvStore implements KvStore {
         throw new KvError('PRECONDITION_FAILED', `key's version is ${result.currentVersion}, not ${op.ifVersion}`, { currentVersion: result.currentVersion });
       }
       // Refused at apply (a split applied first): nothing was written, so it is safe to route again.
-      if (result.code === 'KEY_OUT_OF_RANGE') throw Object.assign(new Error(result.reason), { code: 'KEY_OUT_OF_RANGE' });
+      if (result.code === 'KEY_OUT_OF_RANGE') throw new StaleRouteError(result.reason);
       throw new KvError('INVALID_ARGUMENT', 'reason' in result ? result.reason : result.code);
     });
   }
@@ -289,11 +301,11 @@ export class HostKvStore implements KvStore {
       this.checkOpen();
       const range = this.ranges.lookup(key);
       try {
-        if (range === undefined) throw Object.assign(new Error(`no known range holds key ${Buffer.from(key).toString('hex')}`), { code: 'KEY_OUT_OF_RANGE' });
+        if (range === undefined) throw new StaleRouteError(`no known range holds key ${Buffer.from(key).toString('hex')}`);
         return await run(range);
       } catch (err) {
-        const code = (err as { code?: string }).code;
-        if (code !== 'KEY_OUT_OF_RANGE' && code !== 'RANGE_GONE') throw err;
+        // KEY_OUT_OF_RANGE: a replica (here or forwarded) says the key is not its range's any more.
+        if (!(err instanceof StaleRouteError) && (err as { code?: string }).code !== 'KEY_OUT_OF_RANGE') throw err;
         if (performance.now() >= deadlineMs) {
           throw new KvError('UNAVAILABLE', `no range reachable from node ${this.options.host.nodeId} holds key ${Buffer.from(key).toString('hex')} (${(err as Error).message})`, { retryAfterMs: RETRY_AFTER_MS });
         }
@@ -315,9 +327,7 @@ export class HostKvStore implements KvStore {
       // Meta unreachable right now: this node's own replicas are still news.
       if ((err as { code?: string }).code === 'CLOSED') throw err;
     }
-    for (const s of await this.options.host.shards()) {
-      this.ranges.upsert({ rangeId: s.shardId, start: s.start, end: s.end, epoch: s.epoch, replicas: s.voters });
-    }
+    for (const s of await this.options.host.shards()) this.ranges.upsert(descriptorOf(s));
   }
 
   /**
@@ -330,8 +340,8 @@ export class HostKvStore implements KvStore {
     const host = this.options.host;
     const deadlineMs = performance.now() + this.unavailableAfterMs;
     // Where to start: the local replica, else the range's replicas in turn (a stale read runs on whichever answers).
-    const home = host.hasShard(groupId(op.rangeId)) ? [host.nodeId] : (this.ranges.all().find((r) => r.rangeId === op.rangeId)?.replicas ?? []).filter((n) => n !== host.nodeId);
-    if (home.length === 0) throw Object.assign(new Error(`range ${op.rangeId} has no known replica`), { code: 'RANGE_GONE' });
+    const home = host.hasShard(groupId(op.rangeId)) ? [host.nodeId] : (this.ranges.get(op.rangeId)?.replicas ?? []).filter((n) => n !== host.nodeId);
+    if (home.length === 0) throw new StaleRouteError(`range ${op.rangeId} has no known replica`);
     let turn = 0;
     let target = home[0]!;
     for (let hops = 0; ; hops++) {
@@ -370,6 +380,14 @@ export class HostKvStore implements KvStore {
     if (this.closed) throw new KvError('CLOSED', 'the store is closed');
   }
 }
+
+/** The routing table's view of a replica here: its range, epoch and voters (sorted). */
+export function descriptorOf(s: ShardStatus): RangeDescriptor {
+  return { rangeId: s.shardId, start: s.start, end: s.end, epoch: s.epoch, replicas: [...s.voters].sort((a, b) => a - b) };
+}
+
+/** This node's table sent the request to a range that does not hold the key (or to none): refresh and route again. */
+class StaleRouteError extends Error {}
 
 function checkUserKey(key: Uint8Array): void {
   if (key.byteLength === 0) throw new KvError('INVALID_ARGUMENT', 'key is empty');

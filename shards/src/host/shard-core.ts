@@ -19,7 +19,7 @@ import {
 } from '@flotilla/core';
 import { Packr } from 'msgpackr';
 import { decodeCommand, InvalidCommandError, KEY_BYTES_MAX } from '../kv/command.js';
-import { coversSpan, decodeShardRange, describeRange, encodeShardRange, inRange, type ShardRange } from '../kv/range.js';
+import { coversSpan, decodeShardRange, describeRange, encodeShardRange, hexKey, inRange, type ShardRange } from '../kv/range.js';
 import { KvStateMachine, type ApplyBatch, type ApplyOutcome, type ApplyResults, type StagedApply } from '../kv/state-machine.js';
 import type { NodeStore, ShardWrite } from '../storage/node-store.js';
 import { readSnapshot, SnapshotInstaller } from '../storage/snapshot.js';
@@ -487,8 +487,7 @@ export class ShardCore {
   }
 
   private outOfRange(g: Group, key: Uint8Array, end?: Uint8Array | null): KeyOutOfRangeError {
-    const hex = (b: Uint8Array | null) => (b === null ? '∞' : Buffer.from(b).toString('hex'));
-    const what = end === undefined ? `key ${hex(key)}` : `span [${hex(key)}, ${hex(end)})`;
+    const what = end === undefined ? `key ${hexKey(key)}` : `span [${hexKey(key)}, ${hexKey(end)})`;
     return new KeyOutOfRangeError(`${what} is outside shard ${g.id}'s range ${describeRange(g.bounds)} (epoch ${g.bounds.epoch}) on node ${this.self}`);
   }
 

@@ -54,7 +54,11 @@ export function coversSpan(r: RangeBounds, start: Uint8Array, end: Uint8Array | 
   return end !== null && Buffer.compare(end, r.end) <= 0;
 }
 
+/** A key (or a range end) for messages: hex, ∞ for the end of the key space. */
+export function hexKey(b: Uint8Array | null): string {
+  return b === null ? '∞' : Buffer.from(b).toString('hex');
+}
+
 export function describeRange(r: RangeBounds): string {
-  const hex = (b: Uint8Array | null) => (b === null ? '∞' : Buffer.from(b).toString('hex'));
-  return `[${hex(r.start)}, ${hex(r.end)})`;
+  return `[${hexKey(r.start)}, ${hexKey(r.end)})`;
 }

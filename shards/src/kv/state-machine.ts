@@ -3,7 +3,7 @@ import { encodeConfState } from '../storage/codec.js';
 import { CorruptRecordError } from '../storage/errors.js';
 import type { NewShard, NodeStore } from '../storage/node-store.js';
 import { SPLIT_INITIAL_INDEX, SPLIT_INITIAL_TERM, decodeCommand, validateCommand, type KvCommand, type KvResult, type SplitCommand } from './command.js';
-import { decodeShardRange, describeRange, encodeShardRange, inRange, type ShardRange } from './range.js';
+import { decodeShardRange, describeRange, encodeShardRange, hexKey, inRange, type ShardRange } from './range.js';
 
 /** One shard's committed entries to apply, and its configuration afterwards if a conf change was among them. */
 export interface ApplyBatch {
@@ -153,7 +153,7 @@ export class KvStateMachine {
     if (invalid !== undefined) return { result: { ok: false, code: 'COMMAND_INVALID', reason: invalid }, range };
     if (c.epoch !== range.epoch) return { result: { ok: false, code: 'EPOCH_MISMATCH', currentEpoch: range.epoch }, range };
     if (Buffer.compare(c.key, range.start) <= 0 || (range.end !== null && Buffer.compare(c.key, range.end) >= 0)) {
-      return { result: { ok: false, code: 'KEY_OUT_OF_RANGE', reason: `split key ${Buffer.from(c.key).toString('hex')} is not inside ${describeRange(range)}` }, range };
+      return { result: { ok: false, code: 'KEY_OUT_OF_RANGE', reason: `split key ${hexKey(c.key)} is not inside ${describeRange(range)}` }, range };
     }
     if (conf.votersOutgoing.length > 0) return { result: { ok: false, code: 'COMMAND_INVALID', reason: 'the range is changing membership; split it afterwards' }, range };
     if (c.newShardId === shardId) return { result: { ok: false, code: 'COMMAND_INVALID', reason: `split's new shard id is the range's own` }, range };
@@ -175,7 +175,7 @@ export class KvStateMachine {
     const invalid = validateCommand(command);
     if (invalid !== undefined) return { ok: false, code: 'COMMAND_INVALID', reason: invalid };
     // Proposed before a split that applied first: the key belongs to the other half now. Refused alike everywhere; the client retries there.
-    if (!inRange(range, command.key)) return { ok: false, code: 'KEY_OUT_OF_RANGE', reason: `key ${Buffer.from(command.key).toString('hex')} is outside ${describeRange(range)}` };
+    if (!inRange(range, command.key)) return { ok: false, code: 'KEY_OUT_OF_RANGE', reason: `key ${hexKey(command.key)} is outside ${describeRange(range)}` };
     const key = Buffer.from(command.key.buffer, command.key.byteOffset, command.key.byteLength);
     const current = this.readRaw(key);
     const currentVersion = current?.version ?? 0;
