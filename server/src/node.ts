@@ -90,7 +90,7 @@ export class FlotillaNode {
         }
         for (const n of membership.nodes) if (n.nodeId !== options.nodeId) host.setPeer(n.nodeId, n.address);
         ranges = new RangeTable([metaDescriptorOf(membership)]);
-        for (const s of await host.shards()) ranges.upsert(descriptorOf(s));
+        for (const s of await host.shards()) if (s.epoch > 0) ranges.upsert(descriptorOf(s));
       } else {
         for (const [id, addr] of Object.entries(options.peers)) host.setPeer(Number(id), addr);
         const members = [options.nodeId, ...Object.keys(options.peers).map(Number)].sort((a, b) => a - b);

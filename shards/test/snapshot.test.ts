@@ -237,6 +237,27 @@ describe('SnapshotInstaller', () => {
     expect(target.storage(SHARD).lastIndex()).toBe(header.index + 1);
   });
 
+  it('installing a narrower range (a split since) drops what the replica owned outside it, and only that', async () => {
+    const source = await sourceStore(KEY_COUNT_SMALL);
+    const { chunks } = readAll(source, SHARD, BOUNDS);
+    const target = await targetStore();
+    // The replica still owns the range before the split: [j, n), wider than the snapshot's [k, l).
+    const outsideBefore = [...pairsIn(target, { start: bytes('a'), end: bytes('b') }), ...pairsIn(target, { start: bytes('z'), end: null })];
+    expect(outsideBefore.length).toBeGreaterThan(0);
+    await target.env.transaction(() => target.meta.putSync([SHARD, 'desc'], [bytes('j'), bytes('n'), 1]));
+    await commitAndApply(target, SHARD, ['j-old', 'l-old', 'm-old'].map((k, i) => putEntry(61 + i, 1, bytes(k), bytes('pre-split'))));
+    expect(pairsIn(target, { start: bytes('l'), end: bytes('n') }).length).toBe(2);
+    const installer = new SnapshotInstaller(target, SHARD);
+    for (const c of chunks) await installer.addChunk(c);
+    await installer.install({ ...CURRENT, commit: 63 });
+    expect(pairsIn(target, BOUNDS)).toEqual(pairsIn(source, BOUNDS));
+    const left = (start: string, end: string | null) => pairsIn(target, { start: bytes(start), end: end === null ? null : bytes(end) }).map(([k]) => Buffer.from(k, 'hex').toString());
+    expect(left('j', 'k')).toEqual([]);
+    expect(left('l', 'n')).toEqual([]);
+    // Other ranges' data (outside [j, n)) is kept.
+    expect([...pairsIn(target, { start: bytes('a'), end: bytes('b') }), ...pairsIn(target, { start: bytes('z'), end: null })]).toEqual(outsideBefore);
+  });
+
   /** Re-encodes a decoded chunk after `edit`: the wire format is [format, shard, index, term, conf, [start, end], seq, last, pairs]. */
   function tampered(chunk: Uint8Array, edit: (fields: unknown[]) => void): Uint8Array {
     const packr = new Packr({ useRecords: false, moreTypes: false });

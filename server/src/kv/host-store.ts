@@ -327,7 +327,8 @@ export class HostKvStore implements KvStore {
       // Meta unreachable right now: this node's own replicas are still news.
       if ((err as { code?: string }).code === 'CLOSED') throw err;
     }
-    for (const s of await this.options.host.shards()) this.ranges.upsert(descriptorOf(s));
+    // A replica still waiting for its first snapshot (epoch 0) owns no keys yet.
+    for (const s of await this.options.host.shards()) if (s.epoch > 0) this.ranges.upsert(descriptorOf(s));
   }
 
   /**

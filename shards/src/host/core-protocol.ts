@@ -32,10 +32,17 @@ export type CoreRequest =
       readonly voters: readonly number[];
       readonly learners: readonly number[];
       readonly bounds: RangeBoundsWire;
-      /** A replica joining an existing group: empty configuration, caught up by the leader (snapshot). */
+      /** A replica joining an existing group: empty configuration, no range (UNINITIALIZED), caught up by the leader's snapshot. */
       readonly join: boolean;
     }
   | { readonly kind: 'removeShard'; readonly id: number; readonly shardId: number }
+  /**
+   * The Host is about to create a replica of `shardId` in another core's store. Answers `here` (this
+   * core has it, or a split being applied is creating it), `removed` (a replica was removed here:
+   * messages for it are stale), or `free` — after durably marking it away, so no split applied here
+   * creates it a second time (see NodeStore.markAway).
+   */
+  | { readonly kind: 'claimShard'; readonly id: number; readonly shardId: number }
   | { readonly kind: 'status'; readonly id: number }
   | { readonly kind: 'transferLeader'; readonly id: number; readonly shardId: number; readonly to: number }
   | { readonly kind: 'stats'; readonly id: number };
@@ -84,7 +91,11 @@ export type CoreOutEvent =
   /** A replica's view of its group's leader changed (for leader hints and routing). */
   | { readonly kind: 'leader'; readonly shardId: number; readonly leader: number; readonly term: number }
   /** Applying a split created this shard on the core (next to `parent`). */
-  | { readonly kind: 'shardCreated'; readonly shardId: number; readonly parent: number };
+  | { readonly kind: 'shardCreated'; readonly shardId: number; readonly parent: number }
+  /** A peer's replica of a shard this core does not have sent it Raft traffic (the Host may create the replica, see Host.adopt). */
+  | { readonly kind: 'unknownShard'; readonly shardId: number; readonly from: number };
+
+export type ClaimAnswer = 'here' | 'removed' | 'free';
 
 export interface CoreOutput {
   /** Per destination node: one encoded segment (see node-batch.ts). */

@@ -7,8 +7,8 @@ import { BATCH_BYTES_MAX, type SnapshotReceiver, type SnapshotSender, type Trans
 import { encodeCommand, type KvCommand, type KvResult } from '../kv/command.js';
 import type { StoredValue } from '../kv/state-machine.js';
 import { InlineCoreChannel, WorkerCoreChannel, type CoreChannel, type CoreSettings } from './core-channel.js';
-import type { CoreEvent, CoreOutEvent, CoreOutput, CoreRequest, CoreStats, RangeBoundsWire, ReadOp, ShardStatus, Consistency } from './core-protocol.js';
-import { CoreCrashedError, HostClosedError, RequestTimeoutError, fromWire } from './errors.js';
+import type { ClaimAnswer, CoreEvent, CoreOutEvent, CoreOutput, CoreRequest, CoreStats, RangeBoundsWire, ReadOp, ShardStatus, Consistency } from './core-protocol.js';
+import { CoreCrashedError, HostClosedError, RequestTimeoutError, ShardExistsError, fromWire } from './errors.js';
 import type { GroupRaftOptions } from './group.js';
 import { Liveness } from './liveness.js';
 import { BatchDecodeError } from './message-codec.js';
@@ -105,6 +105,10 @@ export class Host {
   private readonly pending = new Map<number, PendingRequest>();
   private readonly leaders = new Map<number, number>();
   private readonly shardCores = new Map<number, number>();
+  /** Shards being adopted (see adopt): their traffic is dropped meanwhile. */
+  private readonly adopting = new Set<number>();
+  /** Shards whose replica was removed from this node: their leaders' traffic is stale and creates nothing. */
+  private readonly removedShards = new Set<number>();
   private readonly peerIds = new Set<number>();
   private readonly rpcOutbound = new Map<number, RpcSegment>();
   private readonly pendingForwards = new Map<number, { resolve: (v: Uint8Array) => void; reject: (e: Error) => void; deadlineTick: number; to: number }>();
@@ -460,8 +464,19 @@ export class Host {
       case 'leader':
         this.leaders.set(e.shardId, e.leader);
         return;
-      case 'shardCreated':
+      case 'shardCreated': {
+        const known = this.shardCores.get(e.shardId);
+        // adopt's claims make a split skip a shard another core holds; two copies would be a bug.
+        assert(known === undefined || known === coreIndex, () => `shard ${e.shardId} created by a split on core ${coreIndex} of node ${this.options.nodeId}, but it is on core ${known}`);
         this.shardCores.set(e.shardId, coreIndex);
+        return;
+      }
+      case 'unknownShard':
+        if (this.shardCores.has(e.shardId) || this.adopting.has(e.shardId) || this.removedShards.has(e.shardId) || !this.peerIds.has(e.from)) return;
+        this.adopting.add(e.shardId);
+        this.adopt(e.shardId, { explicit: false })
+          .catch((err: unknown) => this.log.warn({ shardId: e.shardId, from: e.from, err }, 'could not create a replica for an unknown shard'))
+          .finally(() => this.adopting.delete(e.shardId));
         return;
       case 'snapshotOpen':
         this.snapshotSenders.set(e.streamId, this.options.transport.openSnapshot(e.to, e.header));
@@ -581,9 +596,17 @@ export class Host {
     return pairs.map(([key, value, version]) => ({ key, value, version }));
   }
 
-  /** Creates this node's replica of a shard. `join`: an empty replica the leader catches up (placement adds it). */
-  createShard(spec: { shardId: GroupId; voters: readonly number[]; learners?: readonly number[]; bounds?: RangeBoundsWire; join?: boolean; colocateWith?: GroupId }): Promise<void> {
+  /**
+   * Creates this node's replica of a shard. `join`: an empty replica, owning
+   * no keys, that the group's leader catches up by snapshot (placement adds
+   * it as a learner or voter); `voters`, `learners` and `bounds` are then unused.
+   */
+  async createShard(spec: { shardId: GroupId; voters: readonly number[]; learners?: readonly number[]; bounds?: RangeBoundsWire; join?: boolean; colocateWith?: GroupId }): Promise<void> {
     assert(spec.shardId > 0, () => `shard id must be positive, got ${spec.shardId}`);
+    if (spec.join === true) {
+      if ((await this.adopt(spec.shardId, { explicit: true })) === 'here') throw new ShardExistsError(spec.shardId, this.options.nodeId);
+      return;
+    }
     const core = this.placeShard(spec.shardId, spec.colocateWith);
     this.shardCores.set(spec.shardId, core);
     return this.request(spec.shardId, (id) => ({
@@ -597,11 +620,44 @@ export class Host {
     }));
   }
 
-  /** Destroys this node's replica of a shard (its log, metadata and data). */
+  /**
+   * Creates an empty replica of a shard in one core's store, after every
+   * core has answered a claim (core-protocol.ts `claimShard`): a core that
+   * has the shard, or is creating it by applying a split, wins and nothing
+   * is created; every other core marks it away first, so a split applied
+   * there later skips it instead of making a second copy. A shard removed
+   * here is not re-created by traffic (`explicit` false: a stale leader's
+   * messages), only when asked, in the store holding the tombstone (it keeps
+   * the last vote).
+   */
+  private async adopt(shardId: number, options: { explicit: boolean }): Promise<ClaimAnswer> {
+    const answers = await Promise.all(this.cores.map((_, core) => this.request<ClaimAnswer>(shardId, (id) => ({ kind: 'claimShard', id, shardId }), core)));
+    if (answers.includes('here')) return 'here';
+    const tombstoneCore = answers.indexOf('removed');
+    if (tombstoneCore >= 0 && !options.explicit) {
+      this.removedShards.add(shardId);
+      this.log.info({ shardId }, 'traffic for a shard removed from this node ignored');
+      return 'removed';
+    }
+    const core = tombstoneCore >= 0 ? tombstoneCore : this.placeShard(shardId, undefined);
+    this.shardCores.set(shardId, core);
+    this.removedShards.delete(shardId);
+    try {
+      await this.request(shardId, (id) => ({ kind: 'createShard', id, shardId, voters: [], learners: [], bounds: { start: new Uint8Array(0), end: null }, join: true }), core);
+    } catch (err) {
+      this.shardCores.delete(shardId);
+      throw err;
+    }
+    this.log.info({ shardId, core, explicit: options.explicit }, 'empty replica created for its leader to catch up');
+    return 'free';
+  }
+
+  /** Destroys this node's replica of a shard (its log, metadata and data); a tombstone keeps its last term and vote. */
   async removeShard(shardId: GroupId): Promise<void> {
     await this.request(shardId, (id) => ({ kind: 'removeShard', id, shardId }));
     this.shardCores.delete(shardId);
     this.leaders.delete(shardId);
+    this.removedShards.add(shardId);
   }
 
   transferLeader(shardId: GroupId, to: number): Promise<void> {

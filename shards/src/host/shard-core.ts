@@ -18,8 +18,8 @@ import {
   type Ready,
 } from '@flotilla/core';
 import { Packr } from 'msgpackr';
-import { decodeCommand, InvalidCommandError, KEY_BYTES_MAX } from '../kv/command.js';
-import { coversSpan, decodeShardRange, describeRange, encodeShardRange, hexKey, inRange, type ShardRange } from '../kv/range.js';
+import { decodeCommand, INITIAL_LOG_INDEX, INITIAL_LOG_TERM, InvalidCommandError, KEY_BYTES_MAX } from '../kv/command.js';
+import { UNINITIALIZED, coversSpan, decodeShardRange, describeRange, encodeShardRange, hexKey, inRange, isInitialized, overlaps, type ShardRange } from '../kv/range.js';
 import { KvStateMachine, type ApplyBatch, type ApplyOutcome, type ApplyResults, type StagedApply } from '../kv/state-machine.js';
 import type { NodeStore, ShardWrite } from '../storage/node-store.js';
 import { readSnapshot, SnapshotInstaller } from '../storage/snapshot.js';
@@ -32,6 +32,7 @@ import {
   type CoreReply,
   type CoreRequest,
   type CoreStats,
+  type ClaimAnswer,
   type ReadOp,
   type ShardStatus,
 } from './core-protocol.js';
@@ -69,6 +70,11 @@ export interface ShardCoreOptions {
   readonly onFatal: (err: unknown) => void;
 }
 
+/** A shard this core lacks is reported to the Host at most this often (its leader heartbeats every few ticks). */
+const UNKNOWN_REPORT_TICKS = 20;
+/** Bounds the memory a flood of unknown shard ids could take. */
+const UNKNOWN_REPORTED_COUNT_MAX = 4096;
+
 const headerPackr = new Packr({ useRecords: false, moreTypes: false });
 
 /** The header of a snapshot stream between nodes: which shard, from which leader, in which term. */
@@ -86,6 +92,11 @@ export function decodeSnapshotStreamHeader(bytes: Uint8Array): { shardId: number
   if (!Array.isArray(raw) || raw.length !== 3 || !raw.every((n) => Number.isSafeInteger(n) && (n as number) > 0)) return undefined;
   const [shardId, from, term] = raw as number[];
   return { shardId: shardId!, from: from!, term: term! };
+}
+
+/** A snapshot that would overlap another replica's range in this core's store (see checkSnapshotRange). */
+class SnapshotOverlapError extends Error {
+  readonly code = 'SNAPSHOT_OVERLAP';
 }
 
 interface OutgoingSnapshot {
@@ -132,6 +143,10 @@ export class ShardCore {
   private readonly outgoing = new Map<number, OutgoingSnapshot>();
   private readonly incomingStreams = new Map<number, Group>();
   private nextStreamSeq = 0;
+  /** Ticks seen; paces reportUnknown. */
+  private tickCount = 0;
+  /** Shards reported unknown, with the tick of the report. */
+  private readonly unknownReported = new Map<number, number>();
   readonly stats: CoreStats = zeroCoreStats();
   private readonly self: NodeId;
   private readonly log: ShellLogger;
@@ -189,6 +204,7 @@ export class ShardCore {
   }
 
   private onTick(): void {
+    this.tickCount++;
     for (const g of this.active) {
       // Checked before the tick: a leader's tick queues a heartbeat, and a queued message is work.
       if (this.options.quiesce && g.canQuiesce(this.downPeers)) {
@@ -236,7 +252,7 @@ export class ShardCore {
 
   private onSegment(from: NodeId, s: Segment): void {
     for (let i = 0; i < s.heartbeats.length; i += HEARTBEAT_TUPLE_LENGTH) {
-      const g = this.inboundGroup(s.heartbeats[i]!, from);
+      const g = this.inboundGroup(s.heartbeats[i]!, from, { reportUnknown: true });
       if (g === undefined) continue;
       const term = s.heartbeats[i + 1]!;
       const commit = s.heartbeats[i + 2]!;
@@ -267,7 +283,7 @@ export class ShardCore {
   }
 
   private onSection(from: NodeId, shard: number, body: Uint8Array): void {
-    const g = this.inboundGroup(shard, from);
+    const g = this.inboundGroup(shard, from, { reportUnknown: true });
     if (g === undefined) return;
     let envelopes;
     try {
@@ -291,14 +307,31 @@ export class ShardCore {
     }
   }
 
-  private inboundGroup(shard: number, from: NodeId): Group | undefined {
+  /**
+   * The group a message from the network is for. A shard this node has no
+   * replica of is reported to the Host (at most once per UNKNOWN_REPORT_TICKS
+   * per shard), which may create an empty replica for the sender's leader to
+   * catch up: how a replica that got the left half of a split by snapshot —
+   * past the split entry — gets the right half (TiKV does the same). Only
+   * traffic a leader or candidate starts counts: answers are for replicas
+   * this node had.
+   */
+  private inboundGroup(shard: number, from: NodeId, options: { reportUnknown?: boolean } = {}): Group | undefined {
     const g = this.groups.get(shard as GroupId);
     if (g === undefined || g.removed) {
-      // Placement creates a replica before its group talks to it; until then its messages have nowhere to go.
       this.reject({ shardId: shard, from }, 'message for a shard not on this node');
+      if (options.reportUnknown === true && g === undefined) this.reportUnknown(shard, from);
       return undefined;
     }
     return g;
+  }
+
+  private reportUnknown(shard: number, from: NodeId): void {
+    const last = this.unknownReported.get(shard);
+    if (last !== undefined && this.tickCount - last < UNKNOWN_REPORT_TICKS) return;
+    if (this.unknownReported.size >= UNKNOWN_REPORTED_COUNT_MAX) this.unknownReported.clear();
+    this.unknownReported.set(shard, this.tickCount);
+    this.events.push({ kind: 'unknownShard', shardId: shard, from });
   }
 
   private reject(fields: Record<string, unknown>, message: string): void {
@@ -413,6 +446,8 @@ export class ShardCore {
         return this.onCreateShard(r);
       case 'removeShard':
         return this.onRemoveShard(r.id, groupId(r.shardId));
+      case 'claimShard':
+        return this.onClaimShard(r.id, groupId(r.shardId));
       case 'status':
         return this.reply(r.id, [...this.groups.values()].filter((g) => !g.removed).map((g) => statusOf(g)));
       case 'transferLeader':
@@ -547,10 +582,14 @@ export class ShardCore {
     const batch = this.creating.splice(0);
     const confStateOf = (r: (typeof batch)[number]): ConfState =>
       r.join ? EMPTY_CONF_STATE : { voters: r.voters.map(nodeId), votersOutgoing: [], learners: r.learners.map(nodeId), learnersNext: [], autoLeave: false };
-    await this.options.store.createShards(batch.map((r) => ({ shardId: groupId(r.shardId), confState: confStateOf(r), descriptor: encodeShardRange({ ...r.bounds, epoch: 1 }) })));
+    const rangeOf = (r: (typeof batch)[number]): ShardRange => (r.join ? UNINITIALIZED : { ...r.bounds, epoch: 1 });
+    const initial = { index: INITIAL_LOG_INDEX, term: INITIAL_LOG_TERM };
+    await this.options.store.createShards(
+      batch.map((r) => ({ shardId: groupId(r.shardId), confState: confStateOf(r), descriptor: encodeShardRange(rangeOf(r)), ...(r.join ? {} : { startAt: initial }) })),
+    );
     for (const r of batch) {
       const shardId = groupId(r.shardId);
-      const g = this.addGroup(shardId, { ...r.bounds, epoch: 1 });
+      const g = this.addGroup(shardId, rangeOf(r));
       this.active.add(g);
       // One voter campaigns soon so a new group has a leader within a few ticks; which one rotates
       // with the shard id, so a batch of new shards spreads its leaders over the nodes. Campaigns
@@ -561,6 +600,18 @@ export class ShardCore {
       this.reply(r.id, null);
     }
     this.log.info({ shardCount: batch.length, firstShardId: batch[0]!.shardId }, 'shards created');
+  }
+
+  private onClaimShard(id: number, shardId: GroupId): void {
+    const store = this.options.store;
+    if (this.groups.has(shardId) || this.creating.some((c) => c.shardId === shardId) || this.sm.isCreating(shardId)) return this.reply(id, 'here' satisfies ClaimAnswer);
+    if (store.tombstone(shardId) !== undefined) return this.reply(id, 'removed' satisfies ClaimAnswer);
+    // Marked in memory now, before any later apply can run; answered once durable.
+    const marked = store.markAway(shardId);
+    this.schedule(async () => {
+      await marked;
+      this.reply(id, 'free' satisfies ClaimAnswer);
+    });
   }
 
   private onRemoveShard(id: number, shardId: GroupId): void {
@@ -577,7 +628,8 @@ export class ShardCore {
       const config = g.raw.raft.tracker.confState();
       for (const peer of new Set([...config.voters, ...config.votersOutgoing, ...config.learners])) if (peer !== this.self) this.outbox.wake(peer, shardId);
       // A Ready taken but not advanced cannot exist here: rounds run inside the loop, and so do tasks.
-      await this.options.store.destroyShard(shardId, { start: g.bounds.start, end: g.bounds.end });
+      // The tombstone keeps the last term and vote: a replica created here again must not vote twice in a term.
+      await this.options.store.destroyShard(shardId, isInitialized(g.bounds) ? { start: g.bounds.start, end: g.bounds.end } : undefined, { tombstone: g.raw.raft.hardState() });
       this.groups.delete(shardId);
       this.log.info({ shardId }, 'shard removed');
       this.reply(id, null);
@@ -863,11 +915,14 @@ export class ShardCore {
     this.schedule(async () => {
       try {
         await incoming.installer.addChunk(bytes);
+        this.checkSnapshotRange(g, incoming.installer);
         this.events.push({ kind: 'snapshotChunkAck', streamId });
       } catch (err) {
         this.log.warn({ shardId: g.id, streamId, err }, 'snapshot chunk refused');
         this.dropIncoming(g, streamId);
         this.events.push({ kind: 'snapshotChunkAck', streamId, error: (err as Error).message });
+        // Unless a newer transfer took over (it stages under the same shard).
+        if (g.incoming === undefined) await incoming.installer.clear();
       }
     });
   }
@@ -886,6 +941,13 @@ export class ShardCore {
       }
       this.incomingStreams.delete(streamId);
       g.incoming = undefined;
+      try {
+        this.checkSnapshotRange(g, incoming.installer);
+      } catch (err) {
+        this.log.warn({ shardId: g.id, streamId, err }, 'snapshot refused');
+        await incoming.installer.clear();
+        return;
+      }
       this.stepChecked(g, {
         type: 'snapshot',
         from: incoming.from,
@@ -899,6 +961,33 @@ export class ShardCore {
         await incoming.installer.clear();
       }
     });
+  }
+
+  /**
+   * Ranges in one store are disjoint: user data is keyed by user key alone.
+   * A snapshot whose range overlaps another replica's here is refused (the
+   * leader retries later): that replica has not applied a split the
+   * snapshot's shard came from, and installing now would let its older
+   * entries overwrite the snapshot's data. It fits once that replica
+   * applies the split or installs a snapshot of its own past it (TiKV's
+   * snapshot overlap check).
+   */
+  private checkSnapshotRange(g: Group, installer: SnapshotInstaller): void {
+    const h = installer.stagedHeader;
+    if (h === undefined) return;
+    const range: ShardRange = { start: h.bounds.start, end: h.bounds.end, epoch: h.epoch };
+    for (const other of this.groups.values()) {
+      if (other === g || other.removed) continue;
+      const pending = other.accepted?.stagedHeader;
+      const claimed = [other.bounds, ...(pending === undefined ? [] : [{ start: pending.bounds.start, end: pending.bounds.end, epoch: pending.epoch }])];
+      for (const r of claimed) {
+        if (overlaps(r, range)) {
+          throw new SnapshotOverlapError(
+            `snapshot ${h.index} of shard ${g.id} covers ${describeRange(range)} (epoch ${range.epoch}), overlapping shard ${other.id}'s ${describeRange(r)} (epoch ${r.epoch}) on node ${this.self}; retried once that shard catches up`,
+          );
+        }
+      }
+    }
   }
 
   private dropIncoming(g: Group, streamId: number): void {

@@ -31,9 +31,16 @@ export interface SplitCommand {
   readonly epoch: number;
 }
 
-/** The log a split's right half starts with on every replica: as if restored from a snapshot at this index and term (TiKV's RAFT_INIT_LOG_INDEX). */
-export const SPLIT_INITIAL_INDEX = 5;
-export const SPLIT_INITIAL_TERM = 5;
+/**
+ * Every shard's log starts as if restored from a snapshot at this index and
+ * term, the same on every replica: a range created at bootstrap and a
+ * split's right half alike (TiKV's RAFT_INIT_LOG_INDEX). A replica added
+ * later starts empty, below the leader's first index, so it is caught up by
+ * snapshot — the only way it learns the range and the configuration, which
+ * are in no log entry.
+ */
+export const INITIAL_LOG_INDEX = 5;
+export const INITIAL_LOG_TERM = 5;
 
 /** Both halves after a split, as the state machine applied it. */
 export interface SplitOutcome {

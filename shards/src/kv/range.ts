@@ -19,6 +19,26 @@ export interface ShardRange extends RangeBounds {
 
 export const WHOLE_KEY_SPACE: ShardRange = { start: new Uint8Array(0), end: null, epoch: 1 };
 
+/**
+ * The range of a replica that holds no data yet (created to receive a
+ * snapshot: a joining replica, or one made on the first message from a
+ * leader this node had no replica for). It owns no key until its first
+ * snapshot installs; epoch 0 says so.
+ */
+export const UNINITIALIZED: ShardRange = { start: new Uint8Array(0), end: new Uint8Array(0), epoch: 0 };
+
+export function isInitialized(r: ShardRange): boolean {
+  return r.epoch > 0;
+}
+
+/** Whether two ranges share a key (an uninitialized range shares none). */
+export function overlaps(a: ShardRange, b: ShardRange): boolean {
+  if (!isInitialized(a) || !isInitialized(b)) return false;
+  const aEndsBeforeB = a.end !== null && Buffer.compare(a.end, b.start) <= 0;
+  const bEndsBeforeA = b.end !== null && Buffer.compare(b.end, a.start) <= 0;
+  return !aEndsBeforeB && !bEndsBeforeA;
+}
+
 /** The stored form: [start, end, epoch]. */
 export function encodeShardRange(r: ShardRange): [Uint8Array, Uint8Array | null, number] {
   return [r.start, r.end, r.epoch];
@@ -40,7 +60,12 @@ export function decodeShardRange(shardId: number, stored: unknown): ShardRange {
   ) {
     return { start: stored[0], end: stored[1], epoch: stored[2] as number };
   }
+  if (Array.isArray(stored) && stored.length === 3 && stored[2] === 0 && isEmptyBytes(stored[0]) && isEmptyBytes(stored[1])) return UNINITIALIZED;
   throw new CorruptRecordError(`shard ${shardId}: range descriptor is malformed`);
+}
+
+function isEmptyBytes(v: unknown): boolean {
+  return v instanceof Uint8Array && v.byteLength === 0;
 }
 
 export function inRange(r: RangeBounds, key: Uint8Array): boolean {

@@ -2,7 +2,7 @@ import { assert, type ConfState, type Entry, type GroupId, type LogIndex } from 
 import { encodeConfState } from '../storage/codec.js';
 import { CorruptRecordError } from '../storage/errors.js';
 import type { NewShard, NodeStore } from '../storage/node-store.js';
-import { SPLIT_INITIAL_INDEX, SPLIT_INITIAL_TERM, decodeCommand, validateCommand, type KvCommand, type KvResult, type SplitCommand } from './command.js';
+import { INITIAL_LOG_INDEX, INITIAL_LOG_TERM, decodeCommand, validateCommand, type KvCommand, type KvResult, type SplitCommand } from './command.js';
 import { decodeShardRange, describeRange, encodeShardRange, hexKey, inRange, type ShardRange } from './range.js';
 
 /** One shard's committed entries to apply, and its configuration afterwards if a conf change was among them. */
@@ -55,7 +55,15 @@ export interface StoredValue {
  * resumes exactly where the last apply ended.
  */
 export class KvStateMachine {
+  /** Shards a split wrote in a transaction that has not committed yet (see isCreating). */
+  private readonly creating = new Set<GroupId>();
+
   constructor(private readonly store: NodeStore) {}
+
+  /** Whether a split being applied right now creates this shard (it exists once the transaction commits). */
+  isCreating(shardId: GroupId): boolean {
+    return this.creating.has(shardId);
+  }
 
   /**
    * Applies committed entries of many shards in one transaction. A key's
@@ -135,7 +143,10 @@ export class KvStateMachine {
       },
       committed: () => {
         for (const [shardId, done] of applied) this.store.noteApplied(shardId, done.index, done.confState);
-        for (const c of created) this.store.registerShard(newShardOf(c));
+        for (const c of created) {
+          this.store.registerShard(newShardOf(c));
+          this.creating.delete(c.shardId);
+        }
       },
     };
   }
@@ -145,8 +156,9 @@ export class KvStateMachine {
    * refused if the range's epoch moved since it was proposed, the key is not
    * strictly inside the range, or a membership change is under way; else the
    * range keeps [start, key) and both halves take epoch + 1. The right half's
-   * shard is created here in the same transaction — unless this node has it
-   * already (it arrived by snapshot first), which changes nothing else.
+   * shard is created here in the same transaction — unless this node has a
+   * replica of it already (made for a snapshot before this replica caught up
+   * to the split), which then gets the right half's data by that snapshot.
    */
   private applySplit(shardId: GroupId, c: SplitCommand, range: ShardRange, conf: ConfState, created: CreatedShard[]): { result: KvResult; range: ShardRange } {
     const invalid = validateCommand(c);
@@ -160,10 +172,16 @@ export class KvStateMachine {
     const left: ShardRange = { start: range.start, end: c.key, epoch: range.epoch + 1 };
     const right: ShardRange = { start: c.key, end: range.end, epoch: range.epoch + 1 };
     const newShardId = c.newShardId as GroupId;
-    if (!this.store.hasShard(newShardId) && !created.some((x) => x.shardId === newShardId)) {
+    if (!this.store.hasShard(newShardId) && !this.store.isAway(newShardId) && !created.some((x) => x.shardId === newShardId)) {
       const shard: CreatedShard = { shardId: newShardId, parent: shardId, range: right, confState: conf };
       this.store.writeShardRecords(newShardOf(shard));
+      this.creating.add(newShardId);
       created.push(shard);
+    } else if (!created.some((x) => x.shardId === newShardId)) {
+      // The right half has a replica on this node already, made to receive a snapshot before this
+      // replica applied the split (ShardCore: unknown shards), here or in another core's store. It
+      // will hold the right half's data from that snapshot; the copy here is nobody's.
+      this.store.deleteData(right);
     }
     return {
       result: { ok: true, version: 0, split: { left: { shardId, start: left.start, end: c.key, epoch: left.epoch }, right: { shardId: newShardId, ...right } } },
@@ -215,7 +233,7 @@ export class KvStateMachine {
 }
 
 function newShardOf(c: CreatedShard): NewShard {
-  return { shardId: c.shardId, confState: c.confState, descriptor: encodeShardRange(c.range), startAt: { index: SPLIT_INITIAL_INDEX, term: SPLIT_INITIAL_TERM } };
+  return { shardId: c.shardId, confState: c.confState, descriptor: encodeShardRange(c.range), startAt: { index: INITIAL_LOG_INDEX, term: INITIAL_LOG_TERM } };
 }
 
 /** A data record as read back from LMDB: [version, bytes], checked so damage fails loudly. */

@@ -44,8 +44,16 @@ export interface NewShard {
   readonly startAt?: { readonly index: LogIndex; readonly term: Term };
 }
 
-function initialHardState(spec: NewShard): HardState {
-  return spec.startAt === undefined ? EMPTY_HARD_STATE : { ...EMPTY_HARD_STATE, term: spec.startAt.term, commit: spec.startAt.index };
+/**
+ * A new shard's hard state. A replica re-created where one was removed
+ * starts from the term and vote its tombstone kept: it may have voted in that
+ * term, and a fresh hard state would let it vote again (Raft's one vote per
+ * term is per node, across incarnations).
+ */
+function initialHardState(spec: NewShard, tombstone: HardState | undefined): HardState {
+  const start = spec.startAt === undefined ? EMPTY_HARD_STATE : { ...EMPTY_HARD_STATE, term: spec.startAt.term, commit: spec.startAt.index };
+  if (tombstone === undefined || tombstone.term <= start.term) return start;
+  return { ...start, term: tombstone.term, vote: tombstone.vote };
 }
 
 /** Per-shard metadata kept in memory, mirroring the `meta` sub-database after each commit. */
@@ -61,7 +69,13 @@ interface ShardState {
   cache: Entry[];
 }
 
-type MetaField = 'hard' | 'conf' | 'applied' | 'snap' | 'desc';
+/**
+ * Per-shard records, plus two that outlive a shard here: `tomb` (the hard
+ * state of a replica removed from this store; see initialHardState) and
+ * `away` (the shard lives in another core's store on this node: a split
+ * applied here must not create it a second time).
+ */
+type MetaField = 'hard' | 'conf' | 'applied' | 'snap' | 'desc' | 'tomb' | 'away';
 type MetaKey = [shardId: number, field: MetaField];
 /** Every per-shard meta record: destroyShard removes exactly these. */
 const META_FIELDS: readonly MetaField[] = ['hard', 'conf', 'applied', 'snap', 'desc'];
@@ -84,6 +98,8 @@ export class NodeStore {
   readonly staging: Database<unknown, [shardId: number, seq: number]>;
   private readonly shards = new Map<GroupId, ShardState>();
   private readonly storages = new Map<GroupId, ShardStorage>();
+  /** Shards marked `away` (see MetaField), in memory as soon as marked. */
+  private readonly away = new Set<GroupId>();
   /** Shards with a persist or destroyShard in flight (see persist). */
   private readonly persisting = new Set<GroupId>();
   private closed = false;
@@ -173,6 +189,7 @@ export class NodeStore {
   private loadShards(): void {
     for (const { key } of this.meta.getRange({ start: [1, ''] as unknown as MetaKey })) {
       const [shardId, field] = key;
+      if (field === 'away') this.away.add(shardId as GroupId);
       if (field !== 'hard') continue;
       this.shards.set(shardId as GroupId, this.readShardState(shardId as GroupId));
     }
@@ -250,7 +267,9 @@ export class NodeStore {
   writeShardRecords(spec: NewShard): void {
     this.checkNewShard(spec.shardId);
     const start = spec.startAt ?? { index: 0, term: 0 };
-    const hardState = initialHardState(spec);
+    const hardState = initialHardState(spec, this.tombstone(spec.shardId));
+    this.meta.removeSync([spec.shardId, 'tomb']);
+    this.meta.removeSync([spec.shardId, 'away']);
     this.meta.putSync([spec.shardId, 'hard'], encodeHardState(hardState));
     this.meta.putSync([spec.shardId, 'conf'], encodeConfState(spec.confState));
     this.meta.putSync([spec.shardId, 'applied'], start.index);
@@ -261,7 +280,8 @@ export class NodeStore {
   /** @internal Makes a shard whose records committed (createShards, writeShardRecords) part of the in-memory view. */
   registerShard(spec: NewShard): void {
     const start = spec.startAt ?? { index: 0, term: 0 };
-    const hardState = initialHardState(spec);
+    const hardState = decodeHardState(this.meta.get([spec.shardId, 'hard']));
+    this.away.delete(spec.shardId);
     this.shards.set(spec.shardId, {
       hardState,
       confState: spec.confState,
@@ -276,6 +296,36 @@ export class NodeStore {
   private checkNewShard(shardId: GroupId): void {
     assert(shardId > 0, `shard id must be positive, got ${shardId}`);
     if (this.shards.has(shardId)) throw new Error(`shard ${shardId} already exists on node ${this.nodeId}`);
+  }
+
+  /** The hard state a removed replica of the shard left here (destroyShard's `tombstone`), if any. */
+  tombstone(shardId: GroupId): HardState | undefined {
+    const raw = this.meta.get([shardId, 'tomb']);
+    return raw === undefined ? undefined : decodeHardState(raw);
+  }
+
+  /** Whether the shard is marked as living in another store of this node (markAway). */
+  isAway(shardId: GroupId): boolean {
+    return this.away.has(shardId);
+  }
+
+  /**
+   * Marks a shard as living in another core's store on this node, durably: a
+   * split applied here will not create it again (kv/state-machine.ts). The
+   * mark holds in memory at once, before the returned promise resolves.
+   */
+  async markAway(shardId: GroupId): Promise<void> {
+    this.checkOpen();
+    if (this.away.has(shardId)) return;
+    this.away.add(shardId);
+    await this.env.transaction(() => this.meta.putSync([shardId, 'away'], true));
+    await this.env.flushed;
+  }
+
+  /** @internal Deletes user data in [start, end) inside the caller's write transaction (a split's right half that lives elsewhere). */
+  deleteData(bounds: RangeBounds): void {
+    const dataRange = { start: Buffer.from(bounds.start), ...(bounds.end === null ? {} : { end: Buffer.from(bounds.end) }) };
+    for (const key of this.data.getKeys(dataRange)) this.data.removeSync(key);
   }
 
   /** What createShard or a snapshot install stored as the shard's descriptor; undefined if none (or no such shard). */
@@ -297,7 +347,7 @@ export class NodeStore {
    * The bounds must be the shard's own: keys there are deleted whoever's
    * they are (ranges on one node are disjoint).
    */
-  async destroyShard(shardId: GroupId, bounds?: RangeBounds): Promise<void> {
+  async destroyShard(shardId: GroupId, bounds?: RangeBounds, options: { tombstone?: HardState } = {}): Promise<void> {
     this.checkOpen();
     this.shardState(shardId); // throws for a shard this node does not have, before anything is written
     assert(!this.persisting.has(shardId), () => `shard ${shardId} is being persisted (node ${this.nodeId}); stop the shard before destroying it`);
@@ -313,10 +363,8 @@ export class NodeStore {
         for (const key of this.log.getKeys(logRange)) this.log.removeSync(key);
         for (const field of META_FIELDS) this.meta.removeSync([shardId, field]);
         for (const key of this.staging.getKeys(stagingRange)) this.staging.removeSync(key);
-        if (bounds !== undefined) {
-          const dataRange = { start: Buffer.from(bounds.start), ...(bounds.end === null ? {} : { end: Buffer.from(bounds.end) }) };
-          for (const key of this.data.getKeys(dataRange)) this.data.removeSync(key);
-        }
+        if (bounds !== undefined) this.deleteData(bounds);
+        if (options.tombstone !== undefined) this.meta.putSync([shardId, 'tomb'], encodeHardState(options.tombstone));
       });
       await this.env.flushed;
     } finally {

@@ -2,7 +2,7 @@ import { SnapshotOutOfDateError, assert, type ConfState, type GroupId, type Hard
 import { Packr } from 'msgpackr';
 import { KEY_BYTES_MAX, decodeConfState, encodeConfState, encodeHardState } from './codec.js';
 import { CorruptRecordError } from './errors.js';
-import { WHOLE_KEY_SPACE, decodeShardRange, type RangeBounds } from '../kv/range.js';
+import { WHOLE_KEY_SPACE, decodeShardRange, isInitialized, type RangeBounds } from '../kv/range.js';
 import type { NodeStore } from './node-store.js';
 
 /** Largest snapshot chunk on the wire: bounds memory on both sides and keeps chunks interleavable with heartbeats. */
@@ -263,8 +263,14 @@ export class SnapshotInstaller {
     assert(current.term > stored.term || current.vote === stored.vote || stored.vote === 0, () => `shard ${shardId}: install would change the vote of term ${stored.term}`);
     const hardState: HardState = { term: current.term, vote: current.vote, commit: Math.max(stored.commit, current.commit, h.index) };
     await store.env.transaction(() => {
-      const dataRange = { start: Buffer.from(h.bounds.start), ...(h.bounds.end === null ? {} : { end: Buffer.from(h.bounds.end) }) };
-      for (const key of store.data.getKeys(dataRange)) store.data.removeSync(key);
+      // The range this replica owned until now goes too: after a split it owned more than the
+      // snapshot's range, and what lies outside is no longer its own (ranges in one store are
+      // disjoint, see ShardCore's overlap check, so nobody else's data is there).
+      // (A shard stored without a descriptor, from before ranges, is left to the snapshot's bounds.)
+      const stored = store.meta.get([shardId, 'desc']);
+      const owned = stored === undefined ? undefined : decodeShardRange(shardId, stored);
+      if (owned !== undefined && isInitialized(owned)) store.deleteData(owned);
+      store.deleteData(h.bounds);
       for (let seq = 0; seq < this.nextSeq; seq++) {
         const pairs = store.staging.get([shardId, seq]) as [Uint8Array, number, Uint8Array][] | undefined;
         if (pairs === undefined) throw new CorruptRecordError(`shard ${shardId}: staged snapshot chunk ${seq} is missing`);
