@@ -110,12 +110,12 @@ describe('apply', () => {
     expect(kv.get(bytes('k'))).toMatchObject({ version: 9 });
   });
 
-  it('entries without a command (the leader’s empty entry, conf changes) only advance the applied index', async () => {
+  it('the leader’s empty entry only advances the applied index; a conf change reports the epoch it moved to', async () => {
     const store = await newStore();
     const empty = (index: number): Entry => ({ index, term: TERM, type: 'normal', data: new Uint8Array(0) });
     const conf = (index: number): Entry => ({ index, term: TERM, type: 'confChange', data: bytes('{"changes":[]}') });
     const results = await run(store, [empty, conf, put('a', 'x')]);
-    expect(results).toEqual([undefined, undefined, { ok: true, version: 3 }]);
+    expect(results).toEqual([undefined, { ok: true, version: 0, membership: { epoch: 2, voters: [1, 2, 3], votersOutgoing: [], learners: [] } }, { ok: true, version: 3 }]);
     expect(store.storage(SHARD).applied).toBe(3);
   });
 

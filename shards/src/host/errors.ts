@@ -56,6 +56,16 @@ export class KeyOutOfRangeError extends Error {
   }
 }
 
+/** A change planned against an epoch the range has moved past (a split or another membership change came first). */
+export class EpochMismatchError extends Error {
+  readonly code = 'EPOCH_MISMATCH';
+  readonly retryable = false;
+  constructor(message: string) {
+    super(message);
+    this.name = 'EpochMismatchError';
+  }
+}
+
 /** No answer within the request's deadline; the outcome of a write is unknown. */
 export class RequestTimeoutError extends Error {
   readonly code = 'REQUEST_TIMEOUT';

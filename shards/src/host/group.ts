@@ -4,6 +4,13 @@ import type { ShardStorage } from '../storage/node-store.js';
 import type { ShardRange } from '../kv/range.js';
 import type { ReadOp } from './core-protocol.js';
 
+/** One requested key in this many is sampled: cheap on the request path, still hundreds per second under load. */
+const KEY_SAMPLE_EVERY = 8;
+/** Samples kept per group (a ring): recent enough to follow a shifting hot spot. */
+const KEY_SAMPLE_COUNT = 64;
+/** Fewer samples than this say nothing about where load is. */
+const KEY_SAMPLE_COUNT_MIN = 16;
+
 /** A proposal waiting for its entry to apply; it is ours only if the applied entry has our term. */
 export interface PendingProposal {
   readonly requestId: number;
@@ -45,6 +52,15 @@ export class Group {
   /** A staged snapshot Raft accepted; installed when its Ready is handled. */
   accepted: SnapshotInstaller | undefined;
   removed = false;
+  /** Keys and bytes of its data, kept up to date on apply; undefined until counted (see ShardCore.sizesOf). */
+  sizes: { keyCount: number; sizeBytes: number } | undefined;
+  /** Writes proposed and reads served here (placement's load signal). */
+  writeCount = 0;
+  readCount = 0;
+  /** Every KEY_SAMPLE_EVERY-th requested key, the last KEY_SAMPLE_COUNT of them: where load concentrates. */
+  private readonly keySamples: Uint8Array[] = [];
+  private keySampleNext = 0;
+  private keysSeen = 0;
 
   constructor(
     readonly id: GroupId,
@@ -64,6 +80,34 @@ export class Group {
       // The shell answers non-leaders with a leader hint instead (proposals are matched by index and term on the leader).
       proposalForwarding: false,
     });
+  }
+
+  /** Notes a key a request touched (one in KEY_SAMPLE_EVERY is kept). */
+  sampleKey(key: Uint8Array): void {
+    if (this.keysSeen++ % KEY_SAMPLE_EVERY !== 0) return;
+    if (this.keySamples.length < KEY_SAMPLE_COUNT) this.keySamples.push(key);
+    else this.keySamples[this.keySampleNext] = key;
+    this.keySampleNext = (this.keySampleNext + 1) % KEY_SAMPLE_COUNT;
+  }
+
+  /**
+   * The median sampled key strictly inside the range, once enough were seen
+   * (CockroachDB's load-based splitter does the same with its samples): a
+   * split there halves the load, wherever the data lies.
+   */
+  loadSplitKey(): Uint8Array | undefined {
+    if (this.keySamples.length < KEY_SAMPLE_COUNT_MIN) return undefined;
+    const inside = this.keySamples.filter((k) => Buffer.compare(k, this.bounds.start) > 0 && (this.bounds.end === null || Buffer.compare(k, this.bounds.end) < 0));
+    if (inside.length < KEY_SAMPLE_COUNT_MIN) return undefined;
+    inside.sort(Buffer.compare);
+    return inside[inside.length >> 1];
+  }
+
+  /** Forgets samples and sizes (the range changed under them: a split, a snapshot). */
+  resetLoad(): void {
+    this.keySamples.length = 0;
+    this.keySampleNext = 0;
+    this.sizes = undefined;
   }
 
   get isLeader(): boolean {

@@ -7,7 +7,7 @@ import { BATCH_BYTES_MAX, type SnapshotReceiver, type SnapshotSender, type Trans
 import { encodeCommand, type KvCommand, type KvResult } from '../kv/command.js';
 import type { StoredValue } from '../kv/state-machine.js';
 import { InlineCoreChannel, WorkerCoreChannel, type CoreChannel, type CoreSettings } from './core-channel.js';
-import type { ClaimAnswer, CoreEvent, CoreOutEvent, CoreOutput, CoreRequest, CoreStats, RangeBoundsWire, ReadOp, ShardStatus, Consistency } from './core-protocol.js';
+import type { ClaimAnswer, LeaderReport, MembershipChange, CoreEvent, CoreOutEvent, CoreOutput, CoreRequest, CoreStats, RangeBoundsWire, ReadOp, ShardStatus, Consistency } from './core-protocol.js';
 import { CoreCrashedError, HostClosedError, RequestTimeoutError, ShardExistsError, fromWire } from './errors.js';
 import type { GroupRaftOptions } from './group.js';
 import { Liveness } from './liveness.js';
@@ -471,6 +471,11 @@ export class Host {
         this.shardCores.set(e.shardId, coreIndex);
         return;
       }
+      case 'shardRemoved':
+        this.shardCores.delete(e.shardId);
+        this.leaders.delete(e.shardId);
+        this.removedShards.add(e.shardId);
+        return;
       case 'unknownShard':
         if (this.shardCores.has(e.shardId) || this.adopting.has(e.shardId) || this.removedShards.has(e.shardId) || !this.peerIds.has(e.from)) return;
         this.adopting.add(e.shardId);
@@ -658,6 +663,23 @@ export class Host {
     this.shardCores.delete(shardId);
     this.leaders.delete(shardId);
     this.removedShards.add(shardId);
+  }
+
+  /**
+   * Changes the shard's membership through this node's replica, which must
+   * lead it, if the range is still at `epoch` (EPOCH_MISMATCH otherwise).
+   * Resolves with the outcome once applied here: the new epoch and
+   * configuration. More than one voter changing goes through a joint
+   * configuration, left automatically. No changes: leave a joint one.
+   */
+  changeMembership(shardId: GroupId, change: { epoch: number; changes: readonly MembershipChange[] }): Promise<KvResult> {
+    return this.request(shardId, (id) => ({ kind: 'changeMembership', id, shardId, epoch: change.epoch, changes: change.changes }));
+  }
+
+  /** Every shard this node leads, with what the placement driver plans from; a split key where a range holds at least splitKeyMinBytes. */
+  async leaderReports(options: { splitKeyMinBytes: number }): Promise<LeaderReport[]> {
+    const all = await Promise.all(this.cores.map((_, core) => this.request<LeaderReport[]>(0, (id) => ({ kind: 'leaderReports', id, splitKeyMinBytes: options.splitKeyMinBytes }), core)));
+    return all.flat().sort((a, b) => a.shardId - b.shardId);
   }
 
   transferLeader(shardId: GroupId, to: number): Promise<void> {

@@ -1,5 +1,6 @@
 import {
   EMPTY_CONF_STATE,
+  InvalidConfChangeError,
   InvalidMessageError,
   NONE,
   ProposalDroppedError,
@@ -33,10 +34,12 @@ import {
   type CoreRequest,
   type CoreStats,
   type ClaimAnswer,
+  type LeaderReport,
+  type MembershipChange,
   type ReadOp,
   type ShardStatus,
 } from './core-protocol.js';
-import { KeyOutOfRangeError, NotLeaderError, ShardExistsError, ShardNotFoundError, toWire } from './errors.js';
+import { EpochMismatchError, KeyOutOfRangeError, NotLeaderError, ShardExistsError, ShardNotFoundError, toWire } from './errors.js';
 import { Group, type GroupRaftOptions, type PendingRead } from './group.js';
 import { decodeBatch } from './message-codec.js';
 import { HEARTBEAT_RESPONSE_TUPLE_LENGTH, HEARTBEAT_TUPLE_LENGTH, type Segment } from './node-batch.js';
@@ -143,6 +146,8 @@ export class ShardCore {
   private readonly outgoing = new Map<number, OutgoingSnapshot>();
   private readonly incomingStreams = new Map<number, Group>();
   private nextStreamSeq = 0;
+  /** Groups whose applied configuration no longer has this node (destroyed after the round). */
+  private readonly removedByApply = new Set<Group>();
   /** Ticks seen; paces reportUnknown. */
   private tickCount = 0;
   /** Shards reported unknown, with the tick of the report. */
@@ -448,6 +453,10 @@ export class ShardCore {
         return this.onRemoveShard(r.id, groupId(r.shardId));
       case 'claimShard':
         return this.onClaimShard(r.id, groupId(r.shardId));
+      case 'changeMembership':
+        return this.onChangeMembership(r.id, groupId(r.shardId), r.epoch, r.changes);
+      case 'leaderReports':
+        return this.reply(r.id, this.leaderReports(r.splitKeyMinBytes));
       case 'status':
         return this.reply(r.id, [...this.groups.values()].filter((g) => !g.removed).map((g) => statusOf(g)));
       case 'transferLeader':
@@ -505,6 +514,8 @@ export class ShardCore {
       return this.fail(id, new InvalidCommandError((err as Error).message));
     }
     if (!inRange(g.bounds, key)) return this.fail(id, this.outOfRange(g, key));
+    g.writeCount++;
+    g.sampleKey(key);
     try {
       g.raw.propose(command);
     } catch (err) {
@@ -535,6 +546,8 @@ export class ShardCore {
     if (invalid !== undefined) return this.fail(id, new InvalidCommandError(invalid));
     if (op.op === 'get' && !inRange(g.bounds, op.key)) return this.fail(id, this.outOfRange(g, op.key));
     this.stats.reads++;
+    g.readCount++;
+    g.sampleKey(op.op === 'get' ? op.key : op.start);
     if (consistency === 'stale') return this.serveRead(g, read);
     if (!g.isLeader) return this.notLeader(id, g);
     const context = String(id);
@@ -614,9 +627,103 @@ export class ShardCore {
     });
   }
 
+  /**
+   * Proposes a membership change on the leader (joint consensus when more
+   * than one voter changes, left automatically), refused unless the range is
+   * still at the epoch the caller planned against: a plan made before a
+   * split or another change must be made again. Answered once applied.
+   */
+  private onChangeMembership(id: number, shardId: GroupId, epoch: number, changes: readonly MembershipChange[]): void {
+    const g = this.requestGroup(id, shardId);
+    if (g === undefined) return;
+    if (!g.isLeader) return this.notLeader(id, g);
+    if (g.bounds.epoch !== epoch) return this.fail(id, new EpochMismatchError(`shard ${shardId} is at epoch ${g.bounds.epoch}, not ${epoch} (node ${this.self})`));
+    try {
+      g.raw.proposeConfChange({ changes: changes.map((c) => ({ type: c.type, nodeId: nodeId(c.nodeId) })), transition: 'auto' });
+    } catch (err) {
+      if (err instanceof ProposalDroppedError || err instanceof InvalidConfChangeError) return this.fail(id, err);
+      throw err;
+    }
+    const r = g.raw.raft;
+    const index = r.log.lastIndex();
+    const previous = g.proposals.get(index);
+    if (previous !== undefined) this.fail(previous.requestId, new ProposalDroppedError(`entry ${index} of shard ${shardId} was replaced by a later leader`));
+    g.proposals.set(index, { requestId: id, term: r.term });
+    this.log.info({ shardId, epoch, changes }, 'membership change proposed');
+    this.touched.add(g);
+  }
+
+  private leaderReports(splitKeyMinBytes: number): LeaderReport[] {
+    const reports: LeaderReport[] = [];
+    for (const g of this.groups.values()) {
+      if (g.removed || !g.isLeader) continue;
+      const r = g.raw.raft;
+      const conf = r.tracker.confState();
+      const progress: { nodeId: number; match: number }[] = [];
+      r.tracker.visit((id, p) => {
+        if (id !== this.self) progress.push({ nodeId: id, match: p.match });
+      });
+      const sizes = this.sizesOf(g);
+      const sizeSplitKey = sizes.sizeBytes >= splitKeyMinBytes && sizes.keyCount >= 2 ? this.middleKey(g, sizes.keyCount) : undefined;
+      const loadSplitKey = g.loadSplitKey();
+      reports.push({
+        shardId: g.id,
+        start: g.bounds.start,
+        end: g.bounds.end,
+        epoch: g.bounds.epoch,
+        term: r.term,
+        voters: [...conf.voters],
+        votersOutgoing: [...conf.votersOutgoing],
+        learners: [...conf.learners, ...conf.learnersNext],
+        lastIndex: r.log.lastIndex(),
+        progress,
+        keyCount: sizes.keyCount,
+        sizeBytes: sizes.sizeBytes,
+        writeCount: g.writeCount,
+        readCount: g.readCount,
+        ...(sizeSplitKey === undefined ? {} : { sizeSplitKey }),
+        ...(loadSplitKey === undefined ? {} : { loadSplitKey }),
+      });
+    }
+    return reports;
+  }
+
+  /** The group's keys and bytes: counted once by a scan of its range, then kept current by each apply. */
+  private sizesOf(g: Group): { keyCount: number; sizeBytes: number } {
+    if (g.sizes !== undefined) return g.sizes;
+    let keyCount = 0;
+    let sizeBytes = 0;
+    if (isInitialized(g.bounds)) {
+      for (const p of this.sm.scan({ start: g.bounds.start, end: g.bounds.end ?? undefined, limit: Number.MAX_SAFE_INTEGER })) {
+        keyCount++;
+        sizeBytes += p.key.byteLength + p.value.byteLength;
+      }
+    }
+    g.sizes = { keyCount, sizeBytes };
+    return g.sizes;
+  }
+
+  /** The key halfway through the range's data, never its start key (a split there would leave an empty half). */
+  private middleKey(g: Group, keyCount: number): Uint8Array | undefined {
+    for (const p of this.sm.scan({ start: g.bounds.start, end: g.bounds.end ?? undefined, limit: 1, offset: keyCount >> 1 })) {
+      if (Buffer.compare(p.key, g.bounds.start) > 0) return p.key;
+    }
+    return undefined;
+  }
+
   private onRemoveShard(id: number, shardId: GroupId): void {
     const g = this.groups.get(shardId);
     if (g === undefined || g.removed) return this.fail(id, new ShardNotFoundError(shardId, this.self));
+    this.destroyGroup(g, () => this.reply(id, null));
+  }
+
+  /**
+   * Stops a group and destroys its replica (log, metadata, data) with a
+   * tombstone keeping its last term and vote: a replica created here again
+   * must not vote twice in a term.
+   */
+  private destroyGroup(g: Group, then: () => void): void {
+    const shardId = g.id;
     g.removed = true;
     this.active.delete(g);
     this.touched.delete(g);
@@ -628,11 +735,10 @@ export class ShardCore {
       const config = g.raw.raft.tracker.confState();
       for (const peer of new Set([...config.voters, ...config.votersOutgoing, ...config.learners])) if (peer !== this.self) this.outbox.wake(peer, shardId);
       // A Ready taken but not advanced cannot exist here: rounds run inside the loop, and so do tasks.
-      // The tombstone keeps the last term and vote: a replica created here again must not vote twice in a term.
       await this.options.store.destroyShard(shardId, isInitialized(g.bounds) ? { start: g.bounds.start, end: g.bounds.end } : undefined, { tombstone: g.raw.raft.hardState() });
       this.groups.delete(shardId);
       this.log.info({ shardId }, 'shard removed');
-      this.reply(id, null);
+      then();
     });
   }
 
@@ -720,6 +826,7 @@ export class ShardCore {
     apply.committed();
     const results: ApplyResults = outcome?.results ?? new Map();
     if (outcome !== undefined) this.afterApply(outcome);
+    this.destroyRemovedByApply();
     for (const { g, rd } of items) this.route(g, rd.messagesAfterPersist);
     this.flush();
     this.settleProposals(items, results);
@@ -740,9 +847,18 @@ export class ShardCore {
    * without a leader for nothing.
    */
   private afterApply(outcome: ApplyOutcome): void {
+    for (const [shardId, delta] of outcome.sizes) {
+      const sizes = this.groups.get(shardId)?.sizes;
+      if (sizes === undefined) continue;
+      sizes.keyCount += delta.keyCount;
+      sizes.sizeBytes += delta.sizeBytes;
+    }
     for (const [shardId, range] of outcome.ranges) {
       const g = this.groups.get(shardId);
-      if (g !== undefined) g.bounds = range;
+      if (g === undefined) continue;
+      // A split moved part of the data (and of the load) away: count again when next asked.
+      if (Buffer.compare(g.bounds.start, range.start) !== 0 || !sameEnd(g.bounds.end, range.end)) g.resetLoad();
+      g.bounds = range;
     }
     for (const c of outcome.created) {
       const g = this.addGroup(c.shardId, c.range);
@@ -752,6 +868,21 @@ export class ShardCore {
       if (this.groups.get(c.parent)?.isLeader === true && g.raw.raft.promotable()) g.raw.campaign();
       this.log.info({ shardId: c.shardId, parent: c.parent, range: describeRange(c.range), epoch: c.range.epoch }, 'shard created by a split');
     }
+  }
+
+  /**
+   * Replicas that applied their own removal destroy themselves (TiKV does
+   * the same): the rest of the group goes on without them, and a tombstone
+   * keeps a stale leader's traffic from re-creating them. The Host hears
+   * `shardRemoved`.
+   */
+  private destroyRemovedByApply(): void {
+    for (const g of this.removedByApply) {
+      if (g.removed) continue;
+      this.log.info({ shardId: g.id }, 'replica removed from its group by a membership change');
+      this.destroyGroup(g, () => this.events.push({ kind: 'shardRemoved', shardId: g.id }));
+    }
+    this.removedByApply.clear();
   }
 
   private noteLeader(g: Group): void {
@@ -785,6 +916,7 @@ export class ShardCore {
         confState = g.raw.applyConfChange(decodeConfChange(e.data));
         (confAt ??= new Map()).set(e.index, confState);
       }
+      if (confState !== undefined && !isMember(confState, this.self)) this.removedByApply.add(g);
       batches.push({ shardId: g.id, entries: rd.committedEntries, confState, confAt, range: g.bounds });
       this.stats.entriesApplied += rd.committedEntries.length;
     }
@@ -1003,6 +1135,7 @@ export class ShardCore {
     g.accepted = undefined;
     const header = await installer.install(rd.hardState ?? g.raw.raft.hardState());
     g.bounds = { start: header.bounds.start, end: header.bounds.end, epoch: header.epoch };
+    g.resetLoad();
     // Whatever waited on entries the snapshot replaced was decided elsewhere; its outcome is unknown here.
     for (const [index, p] of g.proposals) {
       if (index <= header.index) {
@@ -1083,6 +1216,14 @@ function invalidNetworkMessage(m: Message): string | undefined {
     default:
       return undefined;
   }
+}
+
+function isMember(c: ConfState, node: NodeId): boolean {
+  return c.voters.includes(node) || c.votersOutgoing.includes(node) || c.learners.includes(node) || c.learnersNext.includes(node);
+}
+
+function sameEnd(a: Uint8Array | null, b: Uint8Array | null): boolean {
+  return a === null || b === null ? a === b : Buffer.compare(a, b) === 0;
 }
 
 function statusOf(g: Group): ShardStatus {

@@ -48,10 +48,19 @@ export interface SplitOutcome {
   readonly right: { readonly shardId: number; readonly start: Uint8Array; readonly end: Uint8Array | null; readonly epoch: number };
 }
 
+export interface MembershipOutcome {
+  readonly epoch: number;
+  readonly voters: readonly number[];
+  readonly votersOutgoing: readonly number[];
+  readonly learners: readonly number[];
+}
+
 /** The outcome of applying one command, reported to whoever proposed it. */
 export type KvResult =
   | { readonly ok: true; readonly version: number }
   | { readonly ok: true; readonly version: 0; readonly split: SplitOutcome }
+  /** A membership change applied: the range's epoch and configuration after it. */
+  | { readonly ok: true; readonly version: 0; readonly membership: MembershipOutcome }
   | { readonly ok: false; readonly code: 'VERSION_MISMATCH'; readonly currentVersion: number }
   /** The key (or split point) is outside the range as it was when the entry applied (a split got there first). */
   | { readonly ok: false; readonly code: 'KEY_OUT_OF_RANGE'; readonly reason: string }

@@ -27,8 +27,16 @@ export interface CreatedShard {
   readonly confState: ConfState;
 }
 
+/** How applying changed a shard's data: keys added (negative: removed) and bytes of keys and values. */
+export interface SizeDelta {
+  keyCount: number;
+  sizeBytes: number;
+}
+
 export interface ApplyOutcome {
   readonly results: ApplyResults;
+  /** Per shard with puts or deletes applied. */
+  readonly sizes: Map<GroupId, SizeDelta>;
   /** Shards whose range or epoch the entries changed, with the new one. */
   readonly ranges: Map<GroupId, ShardRange>;
   readonly created: readonly CreatedShard[];
@@ -107,6 +115,7 @@ export class KvStateMachine {
       write: () => {
         const results: ApplyResults = new Map();
         const ranges = new Map<GroupId, ShardRange>();
+        const sizes = new Map<GroupId, SizeDelta>();
         for (const b of batches) {
           if (b.entries.length === 0) continue;
           const shardResults = new Map<LogIndex, KvResult>();
@@ -119,6 +128,11 @@ export class KvStateMachine {
               // A membership change moves the epoch: a router holding the old replica set is stale.
               conf = b.confAt?.get(e.index) ?? conf;
               range = { ...range, epoch: range.epoch + 1 };
+              shardResults.set(e.index, {
+                ok: true,
+                version: 0,
+                membership: { epoch: range.epoch, voters: [...conf.voters], votersOutgoing: [...conf.votersOutgoing], learners: [...conf.learners] },
+              });
               continue;
             }
             if (e.data.byteLength === 0) continue;
@@ -128,7 +142,9 @@ export class KvStateMachine {
               shardResults.set(e.index, outcome.result);
               range = outcome.range;
             } else {
-              shardResults.set(e.index, this.applyCommand(e.index, command, range));
+              let delta = sizes.get(b.shardId);
+              if (delta === undefined) sizes.set(b.shardId, (delta = { keyCount: 0, sizeBytes: 0 }));
+              shardResults.set(e.index, this.applyCommand(e.index, command, range, delta));
             }
           }
           if (range !== before) {
@@ -139,7 +155,7 @@ export class KvStateMachine {
           this.store.meta.putSync([b.shardId, 'applied'], done.index);
           if (done.confState !== undefined) this.store.meta.putSync([b.shardId, 'conf'], encodeConfState(done.confState));
         }
-        return { results, ranges, created };
+        return { results, ranges, created, sizes };
       },
       committed: () => {
         for (const [shardId, done] of applied) this.store.noteApplied(shardId, done.index, done.confState);
@@ -189,7 +205,7 @@ export class KvStateMachine {
     };
   }
 
-  private applyCommand(index: LogIndex, command: Exclude<KvCommand, SplitCommand>, range: ShardRange): KvResult {
+  private applyCommand(index: LogIndex, command: Exclude<KvCommand, SplitCommand>, range: ShardRange, delta: SizeDelta): KvResult {
     const invalid = validateCommand(command);
     if (invalid !== undefined) return { ok: false, code: 'COMMAND_INVALID', reason: invalid };
     // Proposed before a split that applied first: the key belongs to the other half now. Refused alike everywhere; the client retries there.
@@ -203,9 +219,19 @@ export class KvStateMachine {
     if (command.op === 'put') {
       const version = Math.max(currentVersion + 1, index);
       this.store.data.putSync(key, [version, command.value]);
+      if (current === undefined) {
+        delta.keyCount++;
+        delta.sizeBytes += key.byteLength + command.value.byteLength;
+      } else {
+        delta.sizeBytes += command.value.byteLength - current.value.byteLength;
+      }
       return { ok: true, version };
     }
-    if (current !== undefined) this.store.data.removeSync(key);
+    if (current !== undefined) {
+      this.store.data.removeSync(key);
+      delta.keyCount--;
+      delta.sizeBytes -= key.byteLength + current.value.byteLength;
+    }
     return { ok: true, version: 0 };
   }
 
@@ -218,12 +244,13 @@ export class KvStateMachine {
     return this.readRaw(Buffer.from(key.buffer, key.byteOffset, key.byteLength));
   }
 
-  /** Keys in [start, end) in order, at most `limit`; `end` undefined means to the end of the key space. */
-  *scan(options: { start: Uint8Array; end?: Uint8Array | undefined; limit: number }): Generator<{ key: Buffer; value: Buffer; version: number }> {
+  /** Keys in [start, end) in order, at most `limit`, skipping the first `offset`; `end` undefined means to the end of the key space. */
+  *scan(options: { start: Uint8Array; end?: Uint8Array | undefined; limit: number; offset?: number }): Generator<{ key: Buffer; value: Buffer; version: number }> {
     const range = this.store.data.getRange({
       start: Buffer.from(options.start),
       ...(options.end === undefined ? {} : { end: Buffer.from(options.end) }),
       limit: options.limit,
+      ...(options.offset === undefined ? {} : { offset: options.offset }),
     });
     for (const { key, value } of range) {
       const stored = decodeStoredValue(key, value);
