@@ -11,6 +11,7 @@ import { compareKeys, type RangeDescriptor } from './range.js';
  * Key space:
  *   [∅, 00 01)          system keys, all owned by the meta range
  *     00 00 'a' <name>  id allocators (a counter)
+ *     00 00 'c' <name>  settings (the placement driver's)
  *     00 00 'n' <id>    node records, id 4-byte big-endian
  *     00 00 'r' <id>    range descriptors, id 4-byte big-endian
  *   [00 01, ∞)          user keys
@@ -34,6 +35,7 @@ export const FIRST_ALLOCATED_NODE_ID = 1024;
 export const KEYED_ID_MAX = 0xffff_ffff;
 
 const FAMILY_ALLOCATOR = 0x61; // 'a'
+const FAMILY_SETTINGS = 0x63; // 'c'
 const FAMILY_NODE = 0x6e; // 'n'
 const FAMILY_RANGE = 0x72; // 'r'
 
@@ -54,6 +56,7 @@ export const NODE_KEYS: KeySpan = familySpan(FAMILY_NODE);
 
 export const RANGE_ID_ALLOCATOR_KEY = systemKey(FAMILY_ALLOCATOR, Buffer.from('range', 'latin1'));
 export const NODE_ID_ALLOCATOR_KEY = systemKey(FAMILY_ALLOCATOR, Buffer.from('node', 'latin1'));
+export const PLACEMENT_SETTINGS_KEY = systemKey(FAMILY_SETTINGS, Buffer.from('placement', 'latin1'));
 
 export function rangeKey(rangeId: number): Uint8Array {
   return systemKey(FAMILY_RANGE, keyedId(rangeId, 'range'));
@@ -116,7 +119,34 @@ export interface NodeRecord {
   readonly address: string;
   /** "host:port" of its HTTP API, null when it serves none. */
   readonly httpAddress: string | null;
-  readonly state: 'up' | 'decommissioned';
+  /** Set by the operator: `decommissioning` has its replicas moved off; the node records only its addresses. */
+  readonly state: NodeAdminState;
+}
+
+export type NodeAdminState = 'up' | 'decommissioning' | 'decommissioned';
+const NODE_ADMIN_STATES: readonly string[] = ['up', 'decommissioning', 'decommissioned'] satisfies readonly NodeAdminState[];
+
+/** What an operator sets for the placement driver; kept in the meta range so a new driver (a new meta leader) has it. */
+export interface PlacementSettings {
+  readonly paused: boolean;
+  readonly replicationFactor: number;
+}
+
+/** Replicas per range, at most: 7 voters already take four failures. */
+export const REPLICATION_FACTOR_MAX = 7;
+
+export function encodePlacementSettings(s: PlacementSettings): Uint8Array {
+  assert(Number.isSafeInteger(s.replicationFactor) && s.replicationFactor >= 1 && s.replicationFactor <= REPLICATION_FACTOR_MAX, () => `replication factor ${s.replicationFactor}`);
+  return packr.pack([s.paused, s.replicationFactor]);
+}
+
+export function decodePlacementSettings(bytes: Uint8Array): PlacementSettings {
+  const [paused, replicationFactor] = unpackTuple(bytes, 'placement settings', 2);
+  if (typeof paused !== 'boolean') throw new MetaRecordError(`placement settings: paused ${show(paused)} is not a boolean`);
+  if (typeof replicationFactor !== 'number' || !Number.isSafeInteger(replicationFactor) || replicationFactor < 1 || replicationFactor > REPLICATION_FACTOR_MAX) {
+    throw new MetaRecordError(`placement settings: replication factor ${show(replicationFactor)} is not an integer in [1, ${REPLICATION_FACTOR_MAX}]`);
+  }
+  return { paused, replicationFactor };
 }
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -184,7 +214,7 @@ function nodeRecordProblem(tuple: readonly unknown[]): string | undefined {
   if (httpAddress !== null && !isHostPort(httpAddress)) {
     return `node ${nodeId}: http address ${show(httpAddress)} is neither null nor host:port with a port in [1, 65535]`;
   }
-  if (state !== 'up' && state !== 'decommissioned') return `node ${nodeId}: state ${show(state)} is neither "up" nor "decommissioned"`;
+  if (typeof state !== 'string' || !NODE_ADMIN_STATES.includes(state)) return `node ${nodeId}: state ${show(state)} is not one of ${NODE_ADMIN_STATES.join(', ')}`;
   return undefined;
 }
 

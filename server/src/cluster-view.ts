@@ -3,6 +3,7 @@ import type { CoreStats, Host, ShellLogger } from '@flotilla/shards';
 import { KvError } from './kv/store.js';
 import type { ClusterView } from './http/app.js';
 import type { HostKvStore } from './kv/host-store.js';
+import type { PlacementService } from './placement-service.js';
 
 const hex = (b: Uint8Array | null): string | null => (b === null ? null : Buffer.from(b).toString('hex'));
 
@@ -12,12 +13,12 @@ const hex = (b: Uint8Array | null): string | null => (b === null ? null : Buffer
  * /ranges/:id/split). Ranges are this node's own replicas; members are its
  * static peers plus the nodes recorded in the meta range.
  */
-export function clusterViewOf(o: { host: Host; store: HostKvStore; peers: Readonly<Record<number, string>>; transportAddress: string; log: ShellLogger }): ClusterView {
+export function clusterViewOf(o: { host: Host; store: HostKvStore; peers: Readonly<Record<number, string>>; transportAddress: string; log: ShellLogger; placement: PlacementService }): ClusterView {
   const { host } = o;
   // The other members: the static peers and every node recorded (up) in the meta range.
   const otherMembers = (recorded: readonly NodeRecord[]): Map<number, string> => {
     const members = new Map<number, string>(Object.entries(o.peers).map(([id, address]) => [Number(id), address]));
-    for (const n of recorded) if (n.nodeId !== host.nodeId && n.state === 'up') members.set(n.nodeId, n.address);
+    for (const n of recorded) if (n.nodeId !== host.nodeId && n.state !== 'decommissioned') members.set(n.nodeId, n.address);
     return members;
   };
   const ranges = async () =>
@@ -62,6 +63,14 @@ export function clusterViewOf(o: { host: Host; store: HostKvStore; peers: Readon
       const half = (h: { shardId: number; start: Uint8Array; end: Uint8Array | null; epoch: number }) => ({ rangeId: h.shardId, start: hex(h.start), end: hex(h.end), epoch: h.epoch });
       return { keyEncoding: 'hex', left: half(left), right: half(right) };
     },
+    placement: () => o.placement.status(),
+    placementSettings: async (change) => ({ settings: await o.store.updatePlacementSettings(o.placement.defaults, change) }),
+    nodeState: async (nodeId, state) => {
+      const record = await o.store.setNodeState(nodeId, state);
+      o.log.info({ nodeId, state }, 'node state set');
+      return { nodeId: record.nodeId, state: record.state };
+    },
+    operator: (op) => o.placement.submit(op),
     metrics: async () => prometheusText(host, await host.coreStats(), (await host.shards()).filter((s) => s.role === 'leader').length),
   };
 }

@@ -2,6 +2,7 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { META_RANGE_END, META_RANGE_ID, META_RANGE_START, type RangeDescriptor } from '@flotilla/placement';
 import type { ShellLogger } from '@flotilla/shards';
+import type { PlacementService } from './placement-service.js';
 import type { HostKvStore } from './kv/host-store.js';
 
 /**
@@ -89,7 +90,14 @@ export class MetaDuties {
   private selfRecorded = false;
 
   constructor(
-    private readonly o: { store: HostKvStore; log: ShellLogger; self: { nodeId: number; address: string; httpAddress: string | null }; intervalMs: number },
+    private readonly o: {
+      store: HostKvStore;
+      log: ShellLogger;
+      self: { nodeId: number; address: string; httpAddress: string | null };
+      intervalMs: number;
+      /** Heartbeats to the placement driver, and the driver itself where the meta range is led. */
+      placement?: PlacementService;
+    },
   ) {
     this.timer = setInterval(() => this.run(), o.intervalMs);
     this.timer.unref();
@@ -112,6 +120,7 @@ export class MetaDuties {
     await store.learnPeers();
     const written = await store.reportDescriptors();
     if (written > 0) this.o.log.info({ written }, 'range descriptors recorded in the meta range');
+    await this.o.placement?.tick();
   }
 
   /** Stops the timer; a run in flight fails on its own once the Host closes (and is only logged). */

@@ -1,11 +1,12 @@
 import { groupId } from '@flotilla/core';
-import { META_RANGE_END, META_RANGE_ID, META_RANGE_START, RangeTable, USER_KEY_MIN } from '@flotilla/placement';
+import { DRIVER_CONFIG_DEFAULTS, META_RANGE_END, META_RANGE_ID, META_RANGE_START, RangeTable, SCHEDULER_CONFIG_DEFAULTS, USER_KEY_MIN, type DriverConfig } from '@flotilla/placement';
 import { Host, type ShellLogger } from '@flotilla/shards';
 import { TcpTransport } from '@flotilla/transport';
 import type { Logger } from 'pino';
 import { clusterViewOf } from './cluster-view.js';
 import type { ClusterView } from './http/app.js';
 import { HostKvStore, descriptorOf } from './kv/host-store.js';
+import { PlacementService } from './placement-service.js';
 import { MetaDuties, joinThrough, metaDescriptorOf, readMembership, writeMembership } from './membership.js';
 
 /** Ranges a new cluster starts with when not told otherwise: enough to spread leaders over three nodes. */
@@ -36,6 +37,32 @@ export interface NodeOptions {
    * joins; `<dir>/cluster.json` remembers the cluster for restarts.
    */
   readonly join?: string;
+  /** The placement driver's timings and limits (placement/src/driver.ts), for tests and tuning; defaults otherwise. */
+  readonly placement?: PlacementOptions;
+}
+
+export interface PlacementOptions {
+  readonly suspectAfterMs?: number;
+  readonly downAfterMs?: number;
+  readonly operatorTimeoutMs?: number;
+  readonly stepRetryMs?: number;
+  readonly scheduler?: Partial<DriverConfig['scheduler']>;
+  /** Until an operator sets them (PUT /placement/settings). */
+  readonly replicationFactor?: number;
+  readonly paused?: boolean;
+}
+
+/** The driver's configuration from a node's options. */
+export function driverConfigOf(o: PlacementOptions = {}): DriverConfig {
+  const { paused: _paused, replicationFactor: _rf, ...scheduler } = SCHEDULER_CONFIG_DEFAULTS;
+  return {
+    ...DRIVER_CONFIG_DEFAULTS,
+    ...(o.suspectAfterMs === undefined ? {} : { suspectAfterMs: o.suspectAfterMs }),
+    ...(o.downAfterMs === undefined ? {} : { downAfterMs: o.downAfterMs }),
+    ...(o.operatorTimeoutMs === undefined ? {} : { operatorTimeoutMs: o.operatorTimeoutMs }),
+    ...(o.stepRetryMs === undefined ? {} : { stepRetryMs: o.stepRetryMs }),
+    scheduler: { ...scheduler, unsplittable: [META_RANGE_ID], leaderPinned: [META_RANGE_ID], ...o.scheduler },
+  };
 }
 
 export const META_DUTY_INTERVAL_MS_DEFAULT = 1_000;
@@ -105,8 +132,16 @@ export class FlotillaNode {
           await host.close();
         },
       });
-      duties = new MetaDuties({ store, log: options.logger, self, intervalMs: options.metaDutyIntervalMs ?? META_DUTY_INTERVAL_MS_DEFAULT });
-      return new FlotillaNode(host, store, transportAddress, clusterViewOf({ host, store, peers: options.peers, transportAddress, log: options.logger }));
+      const placement = new PlacementService({
+        host,
+        store,
+        log: options.logger,
+        dir: options.dir,
+        config: driverConfigOf(options.placement),
+        defaults: { paused: options.placement?.paused ?? false, replicationFactor: options.placement?.replicationFactor ?? REPLICATION_FACTOR_DEFAULT },
+      });
+      duties = new MetaDuties({ store, log: options.logger, self, intervalMs: options.metaDutyIntervalMs ?? META_DUTY_INTERVAL_MS_DEFAULT, placement });
+      return new FlotillaNode(host, store, transportAddress, clusterViewOf({ host, store, peers: options.peers, transportAddress, log: options.logger, placement }));
     } catch (err) {
       await host.close();
       throw err;

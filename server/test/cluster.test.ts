@@ -8,7 +8,7 @@ import { freePorts } from '@flotilla/shards/test-support/node-cluster';
 import { createHttpServer } from '../src/http/app.js';
 import { FlotillaNode, initialRanges } from '../src/node.js';
 
-const logger = pino({ level: 'silent' }) as unknown as ShellLogger;
+const logger = pino({ level: process.env['FLOTILLA_TEST_LOG'] ?? 'silent' }) as unknown as ShellLogger;
 const b = (s: string) => Buffer.from(s);
 const t = (v: Uint8Array | undefined) => (v === undefined ? undefined : Buffer.from(v).toString());
 
@@ -213,6 +213,8 @@ describe('4 nodes in one process over TCP, each range on 3 of them', () => {
             coreCount: 1,
             tickIntervalMs: 20,
             metaDutyIntervalMs: 100,
+            // These tests are about routing over a fixed placement: the driver moves nothing.
+            placement: { paused: true },
             logger,
           }),
         ),
@@ -268,6 +270,7 @@ describe('4 nodes in one process over TCP, each range on 3 of them', () => {
         coreCount: 1,
         tickIntervalMs: 20,
         metaDutyIntervalMs: 100,
+        placement: { paused: true },
         logger,
       });
     try {

@@ -13,7 +13,7 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-const logger = pino({ level: 'silent' }) as unknown as ShellLogger;
+const logger = pino({ level: process.env['FLOTILLA_TEST_LOG'] ?? 'silent' }) as unknown as ShellLogger;
 const b = (s: string) => Buffer.from(s);
 
 async function openAt(dir: string): Promise<EmbeddedStore> {

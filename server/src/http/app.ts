@@ -60,6 +60,14 @@ export interface ClusterView {
   split(rangeId: number, key: Uint8Array): Promise<unknown>;
   /** Records a joining node in the meta range; JSON: the membership it starts with. */
   join(node: { nodeId: number; address: string; httpAddress: string | null }): Promise<unknown>;
+  /** JSON: the placement driver's view (nodes with their state, operators in flight, settings), from wherever it runs. */
+  placement(): Promise<unknown>;
+  /** Changes the driver's settings (kept in the meta range); JSON: the settings now. */
+  placementSettings(change: { paused?: boolean; replicationFactor?: number }): Promise<unknown>;
+  /** Sets a node's administrative state: `decommissioning` moves its replicas off, `up` stops that. */
+  nodeState(nodeId: number, state: 'up' | 'decommissioning'): Promise<unknown>;
+  /** Asks the driver to move a replica, or a range's lead; JSON: the operator started. */
+  operator(op: { kind: 'moveReplica'; rangeId: number; from: number; to: number } | { kind: 'transferLeader'; rangeId: number; to: number }): Promise<unknown>;
 }
 
 export interface HttpServer {
@@ -141,6 +149,46 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
         matches: (path) => /^\/ranges\/[^/]*\/split$/.test(path),
         methods: { POST: async (c, request) => (parseQuery(request, []), view.split(rangeIdOf(request), splitKeyOf(c, request))) },
       },
+      { url: '/placement', matches: (path) => path === '/placement', methods: { GET: async (_c, request) => (parseQuery(request, []), view.placement()) } },
+      {
+        url: '/placement/settings',
+        matches: (path) => path === '/placement/settings',
+        methods: { PUT: async (_c, request) => (parseQuery(request, []), view.placementSettings(settingsOf(request))) },
+      },
+      {
+        url: '/nodes/:id/:action',
+        matches: (path) => /^\/nodes\/[^/]*\/(decommission|recommission)$/.test(path),
+        methods: {
+          POST: async (_c, request) => {
+            parseQuery(request, []);
+            const { id, action } = request.params as { id: string; action: string };
+            if (action !== 'decommission' && action !== 'recommission') throw new HttpError('NOT_FOUND', `no route ${request.url}`);
+            return view.nodeState(positiveIdOf(id, 'node id'), action === 'decommission' ? 'decommissioning' : 'up');
+          },
+        },
+      },
+      {
+        url: '/ranges/:id/move',
+        matches: (path) => /^\/ranges\/[^/]*\/move$/.test(path),
+        methods: {
+          POST: async (_c, request) => {
+            parseQuery(request, []);
+            const body = jsonObjectOf(request, 'move body must be JSON: {"from": N, "to": N}', ['from', 'to']);
+            return view.operator({ kind: 'moveReplica', rangeId: rangeIdOf(request), from: positiveIdOf(body['from'], 'from'), to: positiveIdOf(body['to'], 'to') });
+          },
+        },
+      },
+      {
+        url: '/ranges/:id/transfer-leader',
+        matches: (path) => /^\/ranges\/[^/]*\/transfer-leader$/.test(path),
+        methods: {
+          POST: async (_c, request) => {
+            parseQuery(request, []);
+            const body = jsonObjectOf(request, 'transfer body must be JSON: {"to": N}', ['to']);
+            return view.operator({ kind: 'transferLeader', rangeId: rangeIdOf(request), to: positiveIdOf(body['to'], 'to') });
+          },
+        },
+      },
       {
         url: '/metrics',
         matches: (path) => path === '/metrics',
@@ -220,6 +268,45 @@ function joinRequestOf(request: FastifyRequest): { nodeId: number; address: stri
   if (!hostPort(o.address)) throw new HttpError('INVALID_ARGUMENT', 'join address must be "host:port" of the node\'s transport');
   if (!(o.httpAddress === undefined || o.httpAddress === null || hostPort(o.httpAddress))) throw new HttpError('INVALID_ARGUMENT', 'join httpAddress must be "host:port" or null');
   return { nodeId: o.nodeId, address: o.address as string, httpAddress: (o.httpAddress as string | null | undefined) ?? null };
+}
+
+/** A JSON object body with only the given fields. */
+function jsonObjectOf(request: FastifyRequest, usage: string, fields: readonly string[]): Record<string, unknown> {
+  const body = request.body;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.isBuffer(body) ? body.toString('utf8') : '');
+  } catch {
+    throw new HttpError('INVALID_ARGUMENT', usage);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new HttpError('INVALID_ARGUMENT', usage);
+  const extra = Object.keys(parsed).filter((k) => !fields.includes(k));
+  if (extra.length > 0) throw new HttpError('INVALID_ARGUMENT', `unknown field ${JSON.stringify(extra[0]!.slice(0, 40))}; ${usage}`);
+  return parsed as Record<string, unknown>;
+}
+
+/** A node or range id: an integer in [1, 2^32), as a JSON number or a path segment. */
+function positiveIdOf(v: unknown, what: string): number {
+  const n = typeof v === 'string' ? (/^[1-9][0-9]{0,9}$/.test(v) ? Number(v) : NaN) : v;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1 || n > 0xffff_ffff) throw new HttpError('INVALID_ARGUMENT', `${what} ${JSON.stringify(typeof v === 'string' ? v.slice(0, 40) : v)} is not an integer in [1, 2^32)`);
+  return n;
+}
+
+function settingsOf(request: FastifyRequest): { paused?: boolean; replicationFactor?: number } {
+  const usage = 'settings body must be JSON: {"paused": true|false, "replicationFactor": 1..7} (either or both)';
+  const o = jsonObjectOf(request, usage, ['paused', 'replicationFactor']);
+  const change: { paused?: boolean; replicationFactor?: number } = {};
+  if (o['paused'] !== undefined) {
+    if (typeof o['paused'] !== 'boolean') throw new HttpError('INVALID_ARGUMENT', usage);
+    change.paused = o['paused'];
+  }
+  if (o['replicationFactor'] !== undefined) {
+    const rf = o['replicationFactor'];
+    if (typeof rf !== 'number' || !Number.isSafeInteger(rf) || rf < 1 || rf > 7) throw new HttpError('INVALID_ARGUMENT', usage);
+    change.replicationFactor = rf;
+  }
+  if (Object.keys(change).length === 0) throw new HttpError('INVALID_ARGUMENT', usage);
+  return change;
 }
 
 /** The :id of /ranges/:id/split: a positive decimal integer. */

@@ -19,9 +19,13 @@ import {
   encodeCounter,
   isSystemKey,
   type RangeDescriptor,
+  PLACEMENT_SETTINGS_KEY,
+  decodePlacementSettings,
+  encodePlacementSettings,
+  type PlacementSettings,
 } from '@flotilla/placement';
 import { KEY_BYTES_MAX, VALUE_BYTES_MAX, type Consistency, type Host, type KvResult, type ShardStatus, type SplitOutcome } from '@flotilla/shards';
-import { decodeRangeOp, decodeRangeOpResult, encodeRangeOp, encodeRangeOpResult, runLocally, type RangeOp, type RangeOpResult } from './range-ops.js';
+import { decodeRangeOp, decodeRangeOpResult, encodeRangeOp, encodeRangeOpResult, runLocally, type PlacementHandler, type RangeOp, type RangeOpResult } from './range-ops.js';
 import { KvError, SCAN_LIMIT_MAX, type KvStore, type ScanOptions, type ScanPage, type VersionedValue } from './store.js';
 
 /** How long a request keeps retrying a range without a leader before it fails UNAVAILABLE (two election timeouts at the default tick, and then some). */
@@ -59,6 +63,7 @@ export class HostKvStore implements KvStore {
   private readonly ranges: RangeTable;
   /** What reportDescriptors last recorded per range ("epoch/replicas"). */
   private readonly reported = new Map<number, string>();
+  private placement: PlacementHandler | undefined;
 
   constructor(private readonly options: HostKvStoreOptions) {
     this.unavailableAfterMs = options.unavailableAfterMs ?? UNAVAILABLE_AFTER_MS_DEFAULT;
@@ -66,7 +71,7 @@ export class HostKvStore implements KvStore {
     // Serve what other nodes forward here: run it on the local replica, which answers NOT_LEADER
     // with its hint if leadership moved; the sender follows the hint.
     options.host.setRequestHandler(async (from, payload) => {
-      const result = encodeRangeOpResult(await runLocally(options.host, decodeRangeOp(payload)));
+      const result = encodeRangeOpResult(await runLocally(options.host, decodeRangeOp(payload), this.placement));
       // A node that joined since this one last read the members: learn its address, or the answer cannot reach it.
       if (!options.host.hasPeer(from)) await this.learnPeers().catch(() => undefined);
       return result;
@@ -207,9 +212,37 @@ export class HostKvStore implements KvStore {
       if (current !== undefined && current.address !== record.address) {
         throw new KvError('PRECONDITION_FAILED', `node ${record.nodeId} is recorded at ${current.address}, not ${record.address}`, { currentVersion: stored!.version });
       }
-      if (current !== undefined && current.httpAddress === record.httpAddress && current.state === record.state) return undefined;
-      return encodeNodeRecord(record);
+      // The state is the operator's (decommissioning): a node recording its addresses keeps it.
+      if (current !== undefined && current.httpAddress === record.httpAddress) return undefined;
+      return encodeNodeRecord(current === undefined ? record : { ...record, state: current.state });
     });
+  }
+
+  /** Sets a recorded node's administrative state (decommissioning); NOT_FOUND for a node never recorded. */
+  async setNodeState(nodeId: number, state: NodeRecord['state']): Promise<NodeRecord> {
+    let updated: NodeRecord | undefined;
+    await this.metaCompareAndSet(nodeKey(nodeId), `set node ${nodeId} ${state}`, (stored) => {
+      if (stored === undefined) throw new KvError('NOT_FOUND', `node ${nodeId} is not recorded in the meta range`);
+      const current = decodeNodeRecord(stored.value);
+      updated = { ...current, state };
+      return current.state === state ? undefined : encodeNodeRecord(updated);
+    });
+    return updated!;
+  }
+
+  /** The placement driver's settings as the meta range holds them (defaults until first set). */
+  async placementSettings(defaults: PlacementSettings): Promise<PlacementSettings> {
+    const stored = (await this.execute({ kind: 'get', rangeId: META_RANGE_ID, key: PLACEMENT_SETTINGS_KEY, consistency: 'linearizable' })) as VersionedValue | undefined;
+    return stored === undefined ? defaults : decodePlacementSettings(stored.value);
+  }
+
+  async updatePlacementSettings(defaults: PlacementSettings, change: Partial<PlacementSettings>): Promise<PlacementSettings> {
+    let next: PlacementSettings = defaults;
+    await this.metaCompareAndSet(PLACEMENT_SETTINGS_KEY, 'update the placement settings', (stored) => {
+      next = { ...(stored === undefined ? defaults : decodePlacementSettings(stored.value)), ...change };
+      return encodePlacementSettings(next);
+    });
+    return next;
   }
 
   /**
@@ -232,7 +265,7 @@ export class HostKvStore implements KvStore {
   /** Points the transport at every node recorded in the meta range. */
   async learnPeers(): Promise<void> {
     const host = this.options.host;
-    for (const n of await this.metaNodes()) if (n.nodeId !== host.nodeId && n.state === 'up') host.setPeer(n.nodeId, n.address);
+    for (const n of await this.metaNodes()) if (n.nodeId !== host.nodeId && n.state !== 'decommissioned') host.setPeer(n.nodeId, n.address);
   }
 
   private async metaScan(span: { start: Uint8Array; end: Uint8Array }): Promise<Uint8Array[]> {
@@ -337,6 +370,16 @@ export class HostKvStore implements KvStore {
    * no leader, until unavailableAfterMs. A write that timed out is not
    * retried: it may have been applied. Stale reads run on the local replica.
    */
+  /** Serves `placement` requests here while this node leads the meta range (PlacementService). */
+  setPlacementHandler(handler: PlacementHandler | undefined): void {
+    this.placement = handler;
+  }
+
+  /** Runs one operation on a range's leader (execute): what the placement driver's steps and heartbeats go through. */
+  runOnRange(op: RangeOp): Promise<RangeOpResult> {
+    return this.execute(op);
+  }
+
   private async execute(op: RangeOp): Promise<RangeOpResult> {
     const host = this.options.host;
     const deadlineMs = performance.now() + this.unavailableAfterMs;
@@ -348,11 +391,11 @@ export class HostKvStore implements KvStore {
     for (let hops = 0; ; hops++) {
       this.checkOpen();
       try {
-        if (target === host.nodeId) return await runLocally(host, op);
+        if (target === host.nodeId) return await runLocally(host, op, this.placement);
         return decodeRangeOpResult(op, await host.forward(target, encodeRangeOp(op)));
       } catch (err) {
         const e = err as { code?: string; leaderHint?: number; message?: string };
-        const isWrite = op.kind === 'put' || op.kind === 'delete' || op.kind === 'split';
+        const isWrite = op.kind === 'put' || op.kind === 'delete' || op.kind === 'split' || op.kind === 'membership';
         if (e.code === 'REQUEST_TIMEOUT' && isWrite) throw new KvError('TIMEOUT', `range ${op.rangeId} did not answer in time; the write's outcome is unknown`);
         if (e.code === 'HOST_CLOSED' || e.code === 'CORE_CRASHED') throw new KvError('CLOSED', `the store is closed (${e.message})`);
         if (e.code === 'COMMAND_INVALID') throw new KvError('INVALID_ARGUMENT', e.message ?? 'invalid command');

@@ -1,6 +1,7 @@
 import { groupId } from '@flotilla/core';
 import { Packr } from 'msgpackr';
-import type { Consistency, Host, KvResult } from '@flotilla/shards';
+import { META_RANGE_ID } from '@flotilla/placement';
+import { NotLeaderError, type Consistency, type Host, type KvResult, type MembershipChange } from '@flotilla/shards';
 
 /**
  * One operation on one range, as run on the node that leads it: locally, or
@@ -12,6 +13,11 @@ export type RangeOp =
   | { readonly kind: 'put'; readonly rangeId: number; readonly key: Uint8Array; readonly value: Uint8Array; readonly ifVersion: number | undefined }
   | { readonly kind: 'delete'; readonly rangeId: number; readonly key: Uint8Array; readonly ifVersion: number | undefined }
   | { readonly kind: 'split'; readonly rangeId: number; readonly key: Uint8Array; readonly newShardId: number; readonly epoch: number }
+  /** A membership change on the range's leader (the placement driver's steps). */
+  | { readonly kind: 'membership'; readonly rangeId: number; readonly epoch: number; readonly changes: readonly MembershipChange[] }
+  | { readonly kind: 'transferLeader'; readonly rangeId: number; readonly to: number }
+  /** A request for the placement driver, which runs where the meta range is led (`rangeId` is always META_RANGE_ID). */
+  | { readonly kind: 'placement'; readonly rangeId: number; readonly payload: Uint8Array }
   | {
       readonly kind: 'scan';
       readonly rangeId: number;
@@ -21,12 +27,26 @@ export type RangeOp =
       readonly consistency: Consistency;
     };
 
-export type RangeOpResult = { value: Uint8Array; version: number } | undefined | KvResult | { key: Uint8Array; value: Uint8Array; version: number }[];
+export type RangeOpResult = { value: Uint8Array; version: number } | undefined | KvResult | { key: Uint8Array; value: Uint8Array; version: number }[] | Uint8Array;
+
+/** Serves `placement` requests on the node leading the meta range (the placement driver); absent: this node serves none. */
+export type PlacementHandler = (payload: Uint8Array) => Promise<Uint8Array>;
 
 /** Runs `op` on this node's replica (which answers NOT_LEADER with a hint if it does not lead). */
-export async function runLocally(host: Host, op: RangeOp): Promise<RangeOpResult> {
+export async function runLocally(host: Host, op: RangeOp, placement?: PlacementHandler): Promise<RangeOpResult> {
   const shard = groupId(op.rangeId);
   switch (op.kind) {
+    case 'membership':
+      return host.changeMembership(shard, { epoch: op.epoch, changes: op.changes });
+    case 'transferLeader':
+      await host.transferLeader(shard, op.to);
+      return undefined;
+    case 'placement': {
+      // The driver runs next to the meta range's leader: elsewhere, point the caller there.
+      const leader = host.leaderOf(groupId(META_RANGE_ID));
+      if (leader !== host.nodeId || placement === undefined) throw new NotLeaderError(META_RANGE_ID, host.nodeId, leader === host.nodeId ? 0 : (leader ?? 0));
+      return placement(op.payload);
+    }
     case 'get': {
       const v = await host.get(shard, op.key, { consistency: op.consistency });
       return v === undefined ? undefined : { value: v.value, version: v.version };
@@ -60,6 +80,42 @@ export function encodeRangeOp(op: RangeOp): Uint8Array {
       return packr.pack(['split', op.rangeId, op.key, op.newShardId, op.epoch]);
     case 'scan':
       return packr.pack(['scan', op.rangeId, op.start, op.end, op.limit, op.consistency]);
+    case 'membership':
+      return packr.pack(['membership', op.rangeId, op.epoch, op.changes.flatMap((c) => [c.type, c.nodeId])]);
+    case 'transferLeader':
+      return packr.pack(['transferLeader', op.rangeId, op.to]);
+    case 'placement':
+      return packr.pack(['placement', op.rangeId, op.payload]);
+  }
+}
+
+const CHANGE_TYPES: readonly string[] = ['addNode', 'removeNode', 'addLearner'] satisfies readonly MembershipChange['type'][];
+const positive = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n > 0;
+
+/** The kinds without a key: the placement driver's. */
+function decodeAdminOp(raw: unknown[]): RangeOp | undefined {
+  const [kind, rangeId] = raw;
+  if (!positive(rangeId)) return undefined;
+  switch (kind) {
+    case 'membership': {
+      const [, , epoch, flat] = raw;
+      if (raw.length !== 4 || !positive(epoch) || !Array.isArray(flat) || flat.length % 2 !== 0 || flat.length > 16) throw new MalformedRangeOpError('membership');
+      const changes: MembershipChange[] = [];
+      for (let i = 0; i < flat.length; i += 2) {
+        const [type, nodeId] = [flat[i], flat[i + 1]];
+        if (typeof type !== 'string' || !CHANGE_TYPES.includes(type) || !positive(nodeId)) throw new MalformedRangeOpError('membership change');
+        changes.push({ type: type as MembershipChange['type'], nodeId });
+      }
+      return { kind, rangeId, epoch, changes };
+    }
+    case 'transferLeader':
+      if (raw.length !== 3 || !positive(raw[2])) throw new MalformedRangeOpError('transferLeader');
+      return { kind, rangeId, to: raw[2] };
+    case 'placement':
+      if (raw.length !== 3 || !(raw[2] instanceof Uint8Array) || rangeId !== META_RANGE_ID) throw new MalformedRangeOpError('placement');
+      return { kind, rangeId, payload: raw[2] };
+    default:
+      return undefined;
   }
 }
 
@@ -79,6 +135,8 @@ export function decodeRangeOp(bytes: Uint8Array): RangeOp {
     throw new MalformedRangeOpError('undecodable');
   }
   if (!Array.isArray(raw) || raw.length < 3) throw new MalformedRangeOpError('not a tuple');
+  const admin = decodeAdminOp(raw as unknown[]);
+  if (admin !== undefined) return admin;
   const [kind, rangeId, key] = raw as unknown[];
   if (typeof rangeId !== 'number' || !Number.isSafeInteger(rangeId) || rangeId <= 0) throw new MalformedRangeOpError('range id');
   if (!(key instanceof Uint8Array)) throw new MalformedRangeOpError('key is not bytes');
@@ -104,7 +162,6 @@ export function decodeRangeOp(bytes: Uint8Array): RangeOp {
       return { kind, rangeId, key, ifVersion: ifVersionAt(3) };
     case 'split': {
       const [, , , newShardId, epoch] = raw as unknown[];
-      const positive = (n: unknown) => typeof n === 'number' && Number.isSafeInteger(n) && n > 0;
       if (raw.length !== 5 || !positive(newShardId) || !positive(epoch)) throw new MalformedRangeOpError('split');
       return { kind, rangeId, key, newShardId: newShardId as number, epoch: epoch as number };
     }
@@ -127,6 +184,11 @@ export function encodeRangeOpResult(result: RangeOpResult): Uint8Array {
 /** Decodes what the leader's node answered; the shape was checked by whoever ran the op, so only the outer form is checked here. */
 export function decodeRangeOpResult(op: RangeOp, bytes: Uint8Array): RangeOpResult {
   const raw = packr.unpack(bytes) as unknown;
+  if (op.kind === 'transferLeader') return undefined;
+  if (op.kind === 'placement') {
+    if (!(raw instanceof Uint8Array)) throw new MalformedRangeOpError('placement answer');
+    return raw;
+  }
   if (op.kind === 'get') {
     if (raw === null) return undefined;
     const v = raw as { value?: unknown; version?: unknown };

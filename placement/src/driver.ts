@@ -1,0 +1,339 @@
+import type { ClusterSnapshot, NodeInfo, NodeState, Operator, RangeInfo, SchedulerConfig, Step } from './cluster.js';
+import type { RangeReport, StoreHeartbeat, HeartbeatAnswer } from './heartbeat.js';
+import type { NodeAdminState, PlacementSettings } from './meta.js';
+import { nextStep } from './operator.js';
+import { plan } from './scheduler.js';
+
+/**
+ * The placement driver: the meta range's leader runs one. It keeps the
+ * cluster as heartbeats report it (in memory only, like PD's cache: a new
+ * driver rebuilds it from the next heartbeats and waits a `downAfterMs`
+ * before calling anything down), plans with the pure scheduler, and carries
+ * out operators one step at a time through `ports.runStep` — each step a
+ * Raft command on the range, so a driver that dies mid-operator leaves a
+ * valid range, and the next driver's plan finishes or undoes the change
+ * (scheduler.ts, stray learners and joint configurations). Time comes in as
+ * `nowMs` arguments: no clocks here.
+ */
+
+export interface DriverConfig {
+  /** Scheduler thresholds and limits; `paused` and `replicationFactor` come from the settings. */
+  readonly scheduler: Omit<SchedulerConfig, 'paused' | 'replicationFactor'>;
+  /** A node silent this long is suspect (nothing moves for it yet)... */
+  readonly suspectAfterMs: number;
+  /** ...and this long, down: its replicas are rebuilt elsewhere. */
+  readonly downAfterMs: number;
+  /** An operator not done by then is dropped (the next pass re-plans from what the range is). */
+  readonly operatorTimeoutMs: number;
+  /** The same step is not sent again for this long unless the range reports a change. */
+  readonly stepRetryMs: number;
+}
+
+export const DRIVER_CONFIG_DEFAULTS: Omit<DriverConfig, 'scheduler'> = {
+  suspectAfterMs: 5_000,
+  downAfterMs: 30_000,
+  operatorTimeoutMs: 120_000,
+  stepRetryMs: 3_000,
+};
+
+/** What a step changed, when the range's leader answered with it (a membership change's outcome). */
+export interface StepOutcome {
+  readonly epoch: number;
+  readonly voters: readonly number[];
+  readonly votersOutgoing: readonly number[];
+  readonly learners: readonly number[];
+}
+
+export interface DriverPorts {
+  /** Runs one step on the range's leader; resolves once applied there. */
+  runStep(rangeId: number, step: Step, at: { epoch: number; leader: number }): Promise<StepOutcome | undefined>;
+  readonly log: {
+    info(fields: Record<string, unknown>, message: string): void;
+    warn(fields: Record<string, unknown>, message: string): void;
+    debug(fields: Record<string, unknown>, message: string): void;
+  };
+}
+
+interface NodeRecordView {
+  readonly nodeId: number;
+  readonly state: NodeAdminState;
+}
+
+interface TrackedNode {
+  heardMs: number | undefined;
+  usedBytes: number;
+  availableBytes: number;
+  replicas: { rangeId: number; epoch: number }[];
+}
+
+interface TrackedRange {
+  report: RangeReport;
+  leader: number;
+  heardMs: number;
+  writesPerSec: number;
+  readsPerSec: number;
+  hotSinceMs: number | undefined;
+}
+
+interface TrackedOperator {
+  readonly op: Operator;
+  readonly startedMs: number;
+  pending: boolean;
+  /** The last step sent, at which epoch and when: not repeated within stepRetryMs. */
+  last: { key: string; epoch: number; sentMs: number } | undefined;
+}
+
+export interface DriverStatus {
+  readonly settings: PlacementSettings;
+  readonly nodes: readonly (NodeInfo & { readonly replicaCount: number; readonly leaderCount: number; readonly silentMs: number | null })[];
+  readonly rangeCount: number;
+  readonly operators: readonly (Operator & { readonly ageMs: number; readonly lastStep: string | null })[];
+}
+
+export class PlacementDriver {
+  private readonly nodes = new Map<number, TrackedNode>();
+  private readonly admin = new Map<number, NodeAdminState>();
+  private readonly ranges = new Map<number, TrackedRange>();
+  private readonly operators = new Map<number, TrackedOperator>();
+  private settings: PlacementSettings;
+
+  constructor(
+    private readonly o: { startMs: number; config: DriverConfig; ports: DriverPorts; settings: PlacementSettings },
+  ) {
+    this.settings = o.settings;
+  }
+
+  setSettings(settings: PlacementSettings): void {
+    if (settings.paused !== this.settings.paused || settings.replicationFactor !== this.settings.replicationFactor) {
+      this.o.ports.log.info({ ...settings }, 'placement settings changed');
+    }
+    this.settings = settings;
+  }
+
+  /** The nodes the meta range records, with their administrative state. A node never heard from counts as silent since the driver started. */
+  setMembers(records: readonly NodeRecordView[]): void {
+    for (const r of records) {
+      this.admin.set(r.nodeId, r.state);
+      if (!this.nodes.has(r.nodeId)) this.nodes.set(r.nodeId, { heardMs: undefined, usedBytes: 0, availableBytes: 0, replicas: [] });
+    }
+  }
+
+  /** Takes in one node's heartbeat; answers which of its replicas to destroy (their range removed them). */
+  onHeartbeat(h: StoreHeartbeat, nowMs: number): HeartbeatAnswer {
+    this.nodes.set(h.nodeId, { heardMs: nowMs, usedBytes: h.usedBytes, availableBytes: h.availableBytes, replicas: [...h.replicas] });
+    for (const report of h.leading) this.onRangeReport(h.nodeId, report, nowMs);
+    const collect: number[] = [];
+    for (const { rangeId, epoch } of h.replicas) {
+      const r = this.ranges.get(rangeId);
+      // Only a replica that applied an epoch older than the range's and is not in the range's
+      // configuration: an empty one (epoch 0) may be a learner being added right now.
+      if (r === undefined || epoch === 0 || epoch >= r.report.epoch) continue;
+      if (holds(r.report, h.nodeId)) continue;
+      collect.push(rangeId);
+    }
+    if (collect.length > 0) this.o.ports.log.info({ nodeId: h.nodeId, rangeIds: collect }, 'replicas their ranges removed are collected');
+    return { collect };
+  }
+
+  /**
+   * A node a range's configuration names is a node, whether or not it has
+   * recorded itself or sent a heartbeat yet: unknown, the scheduler would
+   * count the cluster smaller and call its replicas excess.
+   */
+  private noteReferenced(report: RangeReport): void {
+    for (const nodeId of [...report.voters, ...report.votersOutgoing, ...report.learners]) {
+      if (!this.nodes.has(nodeId)) this.nodes.set(nodeId, { heardMs: undefined, usedBytes: 0, availableBytes: 0, replicas: [] });
+    }
+  }
+
+  private onRangeReport(from: number, report: RangeReport, nowMs: number): void {
+    this.noteReferenced(report);
+    const known = this.ranges.get(report.rangeId);
+    if (known !== undefined && (report.epoch < known.report.epoch || (report.epoch === known.report.epoch && report.term < known.report.term))) return;
+    let writesPerSec = 0;
+    let readsPerSec = 0;
+    if (known !== undefined && known.leader === from && known.report.term === report.term && nowMs > known.heardMs) {
+      const seconds = (nowMs - known.heardMs) / 1000;
+      writesPerSec = Math.max(0, report.writeCount - known.report.writeCount) / seconds;
+      readsPerSec = Math.max(0, report.readCount - known.report.readCount) / seconds;
+    }
+    const hot = writesPerSec + readsPerSec >= this.o.config.scheduler.splitLoadOpsPerSec;
+    const hotSinceMs = hot ? (known?.hotSinceMs ?? nowMs) : undefined;
+    this.ranges.set(report.rangeId, { report, leader: from, heardMs: nowMs, writesPerSec, readsPerSec, hotSinceMs });
+    // A split's halves report separately; the parent's entry is replaced by the left half (same id).
+  }
+
+  /** The cluster as the scheduler sees it now. */
+  snapshot(nowMs: number): ClusterSnapshot {
+    const nodes: NodeInfo[] = [...this.nodes.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([nodeId, n]) => ({ nodeId, state: this.nodeState(nodeId, nowMs), usedBytes: n.usedBytes, availableBytes: n.availableBytes }));
+    const ranges: RangeInfo[] = [...this.ranges.values()]
+      .sort((a, b) => a.report.rangeId - b.report.rangeId)
+      .map((t) => {
+        const r = t.report;
+        // A leader not heard from within the down timeout (or on a node that is down) leads nothing the driver can use.
+        const leaderLive = nowMs - t.heardMs < this.o.config.downAfterMs && this.nodeState(t.leader, nowMs) !== 'down';
+        const overSize = r.sizeBytes >= this.o.config.scheduler.splitSizeBytes;
+        return {
+          rangeId: r.rangeId,
+          start: r.start,
+          end: r.end,
+          epoch: r.epoch,
+          voters: r.voters,
+          votersOutgoing: r.votersOutgoing,
+          learners: r.learners,
+          leader: leaderLive ? t.leader : 0,
+          lastIndex: r.lastIndex,
+          progress: r.progress,
+          sizeBytes: r.sizeBytes,
+          keyCount: r.keyCount,
+          writesPerSec: t.writesPerSec,
+          readsPerSec: t.readsPerSec,
+          hotForSec: t.hotSinceMs === undefined ? 0 : (nowMs - t.hotSinceMs) / 1000,
+          splitKey: overSize ? r.sizeSplitKey : r.loadSplitKey,
+        };
+      });
+    return { nodes, ranges };
+  }
+
+  private nodeState(nodeId: number, nowMs: number): NodeState {
+    const admin = this.admin.get(nodeId) ?? 'up';
+    if (admin === 'decommissioned') return 'decommissioned';
+    const n = this.nodes.get(nodeId);
+    const silentMs = nowMs - (n?.heardMs ?? this.o.startMs);
+    if (silentMs >= this.o.config.downAfterMs) return 'down';
+    if (admin === 'decommissioning') return 'decommissioning';
+    if (silentMs >= this.o.config.suspectAfterMs) return 'suspect';
+    return 'up';
+  }
+
+  /** Starts an operator an operator asked for (admin API); refused while the range has one. */
+  submit(op: Operator, nowMs: number): void {
+    const existing = this.operators.get(op.rangeId);
+    if (existing !== undefined) throw new OperatorConflictError(`range ${op.rangeId} already has a ${existing.op.kind} operator in flight`);
+    if (!this.ranges.has(op.rangeId)) throw new OperatorConflictError(`range ${op.rangeId} has not been reported by its leader`);
+    this.start(op, nowMs);
+  }
+
+  private start(op: Operator, nowMs: number): void {
+    this.operators.set(op.rangeId, { op, startedMs: nowMs, pending: false, last: undefined });
+    this.o.ports.log.info({ ...describeOperator(op) }, 'operator started');
+  }
+
+  /**
+   * Whether the driver has heard from every node it knows (or waited out
+   * the down timeout): before that its view lacks the ranges the silent
+   * nodes lead, and a plan from it would "balance" what only looks uneven.
+   * PD's prepare checker waits the same way.
+   */
+  isWarm(nowMs: number): boolean {
+    if (nowMs - this.o.startMs >= this.o.config.downAfterMs) return true;
+    for (const [nodeId, n] of this.nodes) if (n.heardMs === undefined && this.admin.get(nodeId) !== 'decommissioned') return false;
+    return true;
+  }
+
+  /** One pass: advance every operator in flight, then plan new ones (unless paused, or not warm yet) and take their first steps. */
+  pass(nowMs: number): void {
+    const snapshot = this.snapshot(nowMs);
+    this.advance(snapshot, nowMs);
+    if (!this.isWarm(nowMs)) return;
+    const config: SchedulerConfig = { ...this.o.config.scheduler, paused: this.settings.paused, replicationFactor: this.settings.replicationFactor };
+    const planned = plan(snapshot, config, [...this.operators.values()].map((t) => t.op));
+    for (const op of planned) if (!this.operators.has(op.rangeId)) this.start(op, nowMs);
+    if (planned.length > 0) this.advance(snapshot, nowMs);
+  }
+
+  private advance(snapshot: ClusterSnapshot, nowMs: number): void {
+    const ranges = new Map(snapshot.ranges.map((r) => [r.rangeId, r]));
+    const states = new Map(snapshot.nodes.map((n) => [n.nodeId, n.state]));
+    for (const [rangeId, t] of this.operators) {
+      if (nowMs - t.startedMs > this.o.config.operatorTimeoutMs) {
+        this.operators.delete(rangeId);
+        this.o.ports.log.warn({ ...describeOperator(t.op), ageMs: nowMs - t.startedMs }, 'operator timed out; the next pass plans again');
+        continue;
+      }
+      const range = ranges.get(rangeId);
+      const decision = nextStep(t.op, range, { catchUpLagEntriesMax: this.o.config.scheduler.catchUpLagEntriesMax, nodeState: (id) => states.get(id) });
+      if (decision.kind === 'done' || decision.kind === 'abandon') {
+        this.operators.delete(rangeId);
+        this.o.ports.log.info({ ...describeOperator(t.op), ageMs: nowMs - t.startedMs, ...(decision.kind === 'abandon' ? { why: decision.why } : {}) }, decision.kind === 'done' ? 'operator finished' : 'operator abandoned');
+        continue;
+      }
+      if (decision.kind === 'wait' || t.pending || range === undefined) continue;
+      const key = stepKey(decision.step);
+      if (t.last !== undefined && t.last.key === key && t.last.epoch === range.epoch && nowMs - t.last.sentMs < this.o.config.stepRetryMs) continue;
+      t.pending = true;
+      t.last = { key, epoch: range.epoch, sentMs: nowMs };
+      this.o.ports.log.debug({ rangeId, step: key, epoch: range.epoch, leader: range.leader }, 'operator step sent');
+      this.o.ports
+        .runStep(rangeId, decision.step, { epoch: range.epoch, leader: range.leader })
+        .then(
+          (outcome) => {
+            if (outcome !== undefined) this.applyOutcome(rangeId, outcome);
+          },
+          (err: unknown) => this.o.ports.log.debug({ rangeId, step: key, err }, 'operator step failed; retried on a later pass'),
+        )
+        .finally(() => (t.pending = false));
+    }
+  }
+
+  /** What a step's answer says of the range, taken in before its leader's next report. */
+  private applyOutcome(rangeId: number, outcome: StepOutcome): void {
+    const t = this.ranges.get(rangeId);
+    if (t === undefined || outcome.epoch <= t.report.epoch) return;
+    t.report = { ...t.report, epoch: outcome.epoch, voters: outcome.voters, votersOutgoing: outcome.votersOutgoing, learners: outcome.learners };
+    this.noteReferenced(t.report);
+  }
+
+  status(nowMs: number): DriverStatus {
+    const snapshot = this.snapshot(nowMs);
+    const replicaCount = new Map<number, number>();
+    const leaderCount = new Map<number, number>();
+    for (const r of snapshot.ranges) {
+      for (const n of new Set([...r.voters, ...r.votersOutgoing, ...r.learners])) replicaCount.set(n, (replicaCount.get(n) ?? 0) + 1);
+      if (r.leader !== 0) leaderCount.set(r.leader, (leaderCount.get(r.leader) ?? 0) + 1);
+    }
+    return {
+      settings: this.settings,
+      nodes: snapshot.nodes.map((n) => {
+        const heardMs = this.nodes.get(n.nodeId)?.heardMs;
+        return { ...n, replicaCount: replicaCount.get(n.nodeId) ?? 0, leaderCount: leaderCount.get(n.nodeId) ?? 0, silentMs: heardMs === undefined ? null : nowMs - heardMs };
+      }),
+      rangeCount: snapshot.ranges.length,
+      operators: [...this.operators.values()].map((t) => ({ ...t.op, ageMs: nowMs - t.startedMs, lastStep: t.last?.key ?? null })),
+    };
+  }
+}
+
+/** An admin operator refused: the range has one in flight, or is unknown. */
+export class OperatorConflictError extends Error {
+  readonly code = 'OPERATOR_CONFLICT';
+  readonly retryable = true;
+}
+
+function holds(r: Pick<RangeReport, 'voters' | 'votersOutgoing' | 'learners'>, nodeId: number): boolean {
+  return r.voters.includes(nodeId) || r.votersOutgoing.includes(nodeId) || r.learners.includes(nodeId);
+}
+
+function stepKey(s: Step): string {
+  switch (s.kind) {
+    case 'split':
+      return `split@${Buffer.from(s.key).toString('hex')}`;
+    case 'addLearner':
+    case 'promote':
+    case 'removeNode':
+      return `${s.kind}(${s.node})`;
+    case 'replaceVoter':
+      return `replaceVoter(+${s.add},-${s.remove})`;
+    case 'transferLeader':
+      return `transferLeader(${s.to})`;
+    case 'leaveJoint':
+      return 'leaveJoint';
+  }
+}
+
+/** Log fields for an operator (keys as hex: never raw bytes in logs). */
+export function describeOperator(op: Operator): Record<string, unknown> {
+  return op.kind === 'split' ? { ...op, key: Buffer.from(op.key).toString('hex') } : { ...op };
+}

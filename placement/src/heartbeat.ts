@@ -1,0 +1,138 @@
+import { Packr } from 'msgpackr';
+import { MetaRecordError } from './meta.js';
+
+/**
+ * What every node tells the placement driver once per heartbeat interval
+ * (TiKV's store heartbeat with its region heartbeats folded in: one message
+ * per node, not one per range): its disk, every replica it holds (so the
+ * driver can collect ones the range has dropped), and every range it leads.
+ */
+export interface StoreHeartbeat {
+  readonly nodeId: number;
+  /** Bytes of user data in its stores. */
+  readonly usedBytes: number;
+  /** Bytes free on the file system of its data directory. */
+  readonly availableBytes: number;
+  /** Every replica on the node and the epoch it has applied (0: empty, waiting for a snapshot). */
+  readonly replicas: readonly { readonly rangeId: number; readonly epoch: number }[];
+  readonly leading: readonly RangeReport[];
+}
+
+/** A range as its leader sees it. */
+export interface RangeReport {
+  readonly rangeId: number;
+  readonly start: Uint8Array;
+  readonly end: Uint8Array | null;
+  readonly epoch: number;
+  /** The leader's term: of two reports of one epoch, the higher term is the newer leader. */
+  readonly term: number;
+  readonly voters: readonly number[];
+  readonly votersOutgoing: readonly number[];
+  readonly learners: readonly number[];
+  readonly lastIndex: number;
+  readonly progress: readonly { readonly nodeId: number; readonly match: number }[];
+  readonly keyCount: number;
+  readonly sizeBytes: number;
+  /** Counters since the replica became leader-capable on that node; the driver takes rates from successive reports. */
+  readonly writeCount: number;
+  readonly readCount: number;
+  readonly sizeSplitKey?: Uint8Array | undefined;
+  readonly loadSplitKey?: Uint8Array | undefined;
+}
+
+/** The driver's answer: replicas the node should destroy (their range removed them). */
+export interface HeartbeatAnswer {
+  readonly collect: readonly number[];
+}
+
+/** Replicas and led ranges in one heartbeat, at most: bounds what a peer's message can make the driver hold. */
+export const HEARTBEAT_RANGE_COUNT_MAX = 100_000;
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+export function encodeStoreHeartbeat(h: StoreHeartbeat): Uint8Array {
+  return packr.pack([
+    h.nodeId,
+    h.usedBytes,
+    h.availableBytes,
+    h.replicas.flatMap((r) => [r.rangeId, r.epoch]),
+    h.leading.map((r) => [
+      r.rangeId,
+      r.start,
+      r.end,
+      r.epoch,
+      r.term,
+      r.voters,
+      r.votersOutgoing,
+      r.learners,
+      r.lastIndex,
+      r.progress.flatMap((p) => [p.nodeId, p.match]),
+      r.keyCount,
+      r.sizeBytes,
+      r.writeCount,
+      r.readCount,
+      r.sizeSplitKey ?? null,
+      r.loadSplitKey ?? null,
+    ]),
+  ]);
+}
+
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isId = (v: unknown): v is number => isCount(v) && v > 0;
+const isIds = (v: unknown): v is number[] => Array.isArray(v) && v.length <= HEARTBEAT_RANGE_COUNT_MAX && v.every(isId);
+const isKeyOrNull = (v: unknown): v is Uint8Array | null => v === null || v instanceof Uint8Array;
+
+/** Decodes a heartbeat from the network; throws MetaRecordError on anything malformed. */
+export function decodeStoreHeartbeat(bytes: Uint8Array): StoreHeartbeat {
+  let raw: unknown;
+  try {
+    raw = packr.unpack(bytes);
+  } catch (err) {
+    throw new MetaRecordError(`undecodable heartbeat (${(err as Error).message})`);
+  }
+  const fail = (what: string): never => {
+    throw new MetaRecordError(`heartbeat: ${what}`);
+  };
+  if (!Array.isArray(raw) || raw.length !== 5) fail('not a 5-tuple');
+  const [nodeId, usedBytes, availableBytes, replicaPairs, leading] = raw as unknown[];
+  if (!isId(nodeId)) fail(`node id ${String(nodeId)}`);
+  if (!isCount(usedBytes) || !isCount(availableBytes)) fail('disk byte counts');
+  if (!Array.isArray(replicaPairs) || replicaPairs.length % 2 !== 0 || replicaPairs.length > 2 * HEARTBEAT_RANGE_COUNT_MAX || !replicaPairs.every(isCount)) fail('replicas');
+  const replicas: { rangeId: number; epoch: number }[] = [];
+  for (let i = 0; i < (replicaPairs as number[]).length; i += 2) {
+    const [rangeId, epoch] = [(replicaPairs as number[])[i]!, (replicaPairs as number[])[i + 1]!];
+    if (rangeId === 0) fail('replica of range 0');
+    replicas.push({ rangeId, epoch });
+  }
+  if (!Array.isArray(leading) || leading.length > HEARTBEAT_RANGE_COUNT_MAX) fail('led ranges');
+  const reports = (leading as unknown[]).map((r, i): RangeReport => {
+    if (!Array.isArray(r) || r.length !== 16) fail(`led range ${i} is not a 16-tuple`);
+    const [rangeId, start, end, epoch, term, voters, votersOutgoing, learners, lastIndex, progressPairs, keyCount, sizeBytes, writeCount, readCount, sizeSplitKey, loadSplitKey] = r as unknown[];
+    if (!isId(rangeId) || !isId(epoch) || !isCount(term) || !isCount(lastIndex)) fail(`led range ${i}: ids, epoch, term or index`);
+    if (!(start instanceof Uint8Array) || !isKeyOrNull(end) || !isKeyOrNull(sizeSplitKey) || !isKeyOrNull(loadSplitKey)) fail(`led range ${i}: keys`);
+    if (!isIds(voters) || !isIds(votersOutgoing) || !isIds(learners)) fail(`led range ${i}: configuration`);
+    if (!isCount(keyCount) || !isCount(sizeBytes) || !isCount(writeCount) || !isCount(readCount)) fail(`led range ${i}: counters`);
+    if (!Array.isArray(progressPairs) || progressPairs.length % 2 !== 0 || !progressPairs.every(isCount)) fail(`led range ${i}: progress`);
+    const progress: { nodeId: number; match: number }[] = [];
+    for (let j = 0; j < (progressPairs as number[]).length; j += 2) progress.push({ nodeId: (progressPairs as number[])[j]!, match: (progressPairs as number[])[j + 1]! });
+    return {
+      rangeId: rangeId as number,
+      start: start as Uint8Array,
+      end: end as Uint8Array | null,
+      epoch: epoch as number,
+      term: term as number,
+      voters: voters as number[],
+      votersOutgoing: votersOutgoing as number[],
+      learners: learners as number[],
+      lastIndex: lastIndex as number,
+      progress,
+      keyCount: keyCount as number,
+      sizeBytes: sizeBytes as number,
+      writeCount: writeCount as number,
+      readCount: readCount as number,
+      sizeSplitKey: (sizeSplitKey as Uint8Array | null) ?? undefined,
+      loadSplitKey: (loadSplitKey as Uint8Array | null) ?? undefined,
+    };
+  });
+  return { nodeId: nodeId as number, usedBytes: usedBytes as number, availableBytes: availableBytes as number, replicas, leading: reports };
+}

@@ -1,0 +1,447 @@
+import { AssertionError, assert } from '@flotilla/core';
+import type { ClusterSnapshot, NodeInfo, NodeState, Operator, RangeInfo, SchedulerConfig } from './cluster.js';
+import { hasQuorum, isCaughtUp, keyStrictlyInside } from './operator.js';
+
+/**
+ * The placement driver's planner: from a cluster snapshot and the operators
+ * already in flight, the new operators to start. Pure and deterministic:
+ * the same input gives the same operators in the same order.
+ *
+ * Rules, in the order they are planned (and get the move budget):
+ *   1. leaveJoint   a joint configuration left behind by a leader that crashed mid-change
+ *   2. repair       a voter on a down node moves to a new node (an over-replicated range just loses it in 5)
+ *   3. stray        a learner no operator owns (a driver crashed mid-move): promoted if the range needs voters, else removed
+ *   4. replicate    too few voters: add one
+ *   5. excess       too many voters: remove one, the one on the least healthy node first
+ *   6. drain        a replica on a decommissioning (or decommissioned) node moves off it
+ *   7. split        by size, or by load sustained
+ *   8. balance      replicas per up node within one of each other
+ *   9. balance      leaders per up node within one of each other
+ *
+ * At most one operator per range (counting those in flight): operators on
+ * one range would race for its membership. Ranges that lost their quorum
+ * get nothing: no command can commit there, and an operator would only hold
+ * budget. Only up nodes receive replicas or leaders.
+ *
+ * Limits: replica additions and moves (each a snapshot to some node) in
+ * flight across the cluster ≤ movesInFlightMax, and onto any one node ≤
+ * snapshotsInFlightPerNodeMax, counting those already in flight. Splits,
+ * transfers, removals and leaveJoint are cheap and unlimited.
+ */
+export function plan(snapshot: ClusterSnapshot, config: SchedulerConfig, inFlight: readonly Operator[]): Operator[] {
+  assertConfig(config);
+  if (config.paused) return [];
+  const planning = startPlanning(snapshot, config, inFlight);
+  planLeaveJoint(planning);
+  planRepairs(planning);
+  planStrayLearners(planning);
+  planReplication(planning);
+  planExcess(planning);
+  planDrains(planning);
+  planSplits(planning);
+  planReplicaBalance(planning);
+  planLeaderBalance(planning);
+  const operators = [...planning.planned].sort((a, b) => a.priority - b.priority || a.op.rangeId - b.op.rangeId).map((p) => p.op);
+  assertPlan(planning, inFlight, operators);
+  return operators;
+}
+
+/** Output order; a rule's operators come after those of every rule above it. */
+const PRIORITY = {
+  leaveJoint: 0,
+  repair: 1,
+  stray: 2,
+  replicate: 3,
+  excess: 4,
+  drain: 5,
+  split: 6,
+  balanceReplicas: 7,
+  balanceLeaders: 8,
+} as const;
+type Rule = keyof typeof PRIORITY;
+
+/** The working state of one plan() call: what is planned so far and what it already spent. */
+interface Planning {
+  readonly config: SchedulerConfig;
+  readonly nodes: readonly NodeInfo[];
+  readonly nodeState: (nodeId: number) => NodeState | undefined;
+  /** By range id, so every rule visits ranges in the same order. */
+  readonly ranges: readonly RangeInfo[];
+  readonly replicasTarget: number;
+  /** Ranges with an operator in flight or planned: each gets at most one. */
+  readonly busy: Set<number>;
+  /** addReplica and moveReplica operators in flight or planned. */
+  movesCount: number;
+  /** addReplica and moveReplica operators in flight or planned, by the node they copy a replica to. */
+  readonly snapshotsByNode: Map<number, number>;
+  /** Replicas (voters, outgoing voters, learners) per node as they will be once every operator in flight or planned is done. */
+  readonly replicasByNode: Map<number, number>;
+  /** Leaders per node, counting transfers in flight or planned as done. */
+  readonly leadersByNode: Map<number, number>;
+  readonly planned: { readonly op: Operator; readonly priority: number }[];
+}
+
+function startPlanning(snapshot: ClusterSnapshot, config: SchedulerConfig, inFlight: readonly Operator[]): Planning {
+  const stateById = new Map(snapshot.nodes.map((n) => [n.nodeId, n.state]));
+  const ranges = [...snapshot.ranges].sort((a, b) => a.rangeId - b.rangeId);
+  const rangeById = new Map(ranges.map((r) => [r.rangeId, r]));
+  const planning: Planning = {
+    config,
+    nodes: [...snapshot.nodes].sort((a, b) => a.nodeId - b.nodeId),
+    nodeState: (nodeId) => stateById.get(nodeId),
+    ranges,
+    replicasTarget: replicasTarget(snapshot.nodes, config),
+    busy: new Set(inFlight.map((op) => op.rangeId)),
+    movesCount: 0,
+    snapshotsByNode: new Map(),
+    replicasByNode: new Map(),
+    leadersByNode: new Map(),
+    planned: [],
+  };
+  for (const range of ranges) {
+    for (const node of holders(range)) add(planning.replicasByNode, node, 1);
+    if (range.leader !== 0) add(planning.leadersByNode, range.leader, 1);
+  }
+  for (const op of inFlight) spend(planning, op, rangeById.get(op.rangeId));
+  return planning;
+}
+
+/**
+ * Voters per range: the configured factor, but no more than the nodes that may keep one, and at least one.
+ * A down node still counts: with no spare node its voter stays (as CockroachDB does) rather than the range
+ * shrinking now and growing back by snapshot when the node returns; with a spare, repair moves it. Nodes
+ * leaving (decommissioning or decommissioned) do not count.
+ */
+function replicasTarget(nodes: readonly NodeInfo[], config: SchedulerConfig): number {
+  const usableCount = nodes.filter((n) => n.state !== 'decommissioning' && n.state !== 'decommissioned').length;
+  return Math.max(1, Math.min(config.replicationFactor, usableCount));
+}
+
+/** Charges `op` (in flight, or just planned) to the budgets and the projected counts. `range` is undefined for a range no longer reported. */
+function spend(planning: Planning, op: Operator, range: RangeInfo | undefined): void {
+  const target = snapshotTarget(op);
+  if (target !== undefined) {
+    planning.movesCount += 1;
+    add(planning.snapshotsByNode, target, 1);
+  }
+  if (range === undefined) return;
+  const before = holders(range);
+  const after = holdersAfter(range, op);
+  for (const node of after) if (!before.has(node)) add(planning.replicasByNode, node, 1);
+  for (const node of before) if (!after.has(node)) add(planning.replicasByNode, node, -1);
+  if (op.kind === 'transferLeader' && range.leader === op.from) {
+    add(planning.leadersByNode, op.from, -1);
+    add(planning.leadersByNode, op.to, 1);
+  }
+}
+
+function propose(planning: Planning, range: RangeInfo, op: Operator, rule: Rule): void {
+  assert(op.rangeId === range.rangeId, () => `operator for range ${op.rangeId} proposed against range ${range.rangeId}`);
+  assert(!planning.busy.has(op.rangeId), () => `second operator for range ${op.rangeId} (${op.kind})`);
+  const target = snapshotTarget(op);
+  if (target !== undefined) {
+    assert(movesLeft(planning), () => `move budget spent (${planning.movesCount} of ${planning.config.movesInFlightMax}), planning ${op.kind} of range ${op.rangeId}`);
+    assert(snapshotRoom(planning, target), () => `node ${target} already receives ${planning.snapshotsByNode.get(target)} snapshots`);
+    const state = planning.nodeState(target);
+    assert(state === 'up', () => `${op.kind} of range ${op.rangeId} targets node ${target}, which is ${state}`);
+  }
+  planning.busy.add(op.rangeId);
+  spend(planning, op, range);
+  planning.planned.push({ op, priority: PRIORITY[rule] });
+}
+
+// --- The rules, in priority order. Each visits the ranges open to a new operator, by range id. ---
+
+function planLeaveJoint(planning: Planning): void {
+  for (const range of openRanges(planning)) {
+    if (range.votersOutgoing.length === 0) continue;
+    propose(planning, range, { kind: 'leaveJoint', rangeId: range.rangeId, epoch: range.epoch, reason: 'repair' }, 'leaveJoint');
+  }
+}
+
+function planRepairs(planning: Planning): void {
+  // An over-replicated range loses its down voter to the excess rule instead: no snapshot needed.
+  const damaged = [...openRanges(planning)].filter(
+    (r) => r.voters.length <= planning.replicasTarget && r.voters.some((v) => planning.nodeState(v) === 'down'),
+  );
+  // The range closest to losing its quorum first: it gets the budget if there is not enough for all.
+  damaged.sort((a, b) => quorumMargin(planning, a) - quorumMargin(planning, b) || a.rangeId - b.rangeId);
+  for (const range of damaged) {
+    if (!movesLeft(planning)) return;
+    const from = Math.min(...range.voters.filter((v) => planning.nodeState(v) === 'down'));
+    const to = bestCandidate(planning, range);
+    if (to === undefined) continue;
+    propose(planning, range, { kind: 'moveReplica', rangeId: range.rangeId, epoch: range.epoch, from, to, reason: 'repair' }, 'repair');
+  }
+}
+
+/**
+ * Learners no operator owns are what a driver that crashed mid-add or mid-move leaves. The range needing voters
+ * finishes the promotion (the learner may be caught up already); otherwise the learner is undone.
+ */
+function planStrayLearners(planning: Planning): void {
+  for (const range of openRanges(planning)) {
+    if (range.learners.length === 0) continue;
+    const learners = [...range.learners].sort((a, b) => a - b);
+    if (range.voters.length < planning.replicasTarget) {
+      const promotable = learners.filter((l) => planning.nodeState(l) === 'up');
+      if (promotable.length > 0) {
+        const node = promotable.find((l) => snapshotRoom(planning, l));
+        // Out of budget: leave the learner for a later pass rather than undo work the range needs.
+        if (node === undefined || !movesLeft(planning)) continue;
+        propose(planning, range, { kind: 'addReplica', rangeId: range.rangeId, epoch: range.epoch, node, reason: 'replicate' }, 'stray');
+        continue;
+      }
+    }
+    propose(planning, range, { kind: 'removeReplica', rangeId: range.rangeId, epoch: range.epoch, node: learners[0]!, reason: 'undo' }, 'stray');
+  }
+}
+
+function planReplication(planning: Planning): void {
+  for (const range of openRanges(planning)) {
+    if (!movesLeft(planning)) return;
+    // A range with a learner left over was skipped by the stray rule for want of budget; it is finished there.
+    if (range.learners.length > 0 || range.voters.length >= planning.replicasTarget) continue;
+    const node = bestCandidate(planning, range);
+    if (node === undefined) continue;
+    propose(planning, range, { kind: 'addReplica', rangeId: range.rangeId, epoch: range.epoch, node, reason: 'replicate' }, 'replicate');
+  }
+}
+
+/** How much a voter's node is worth keeping: the lower, the sooner it is removed. */
+const KEEP_RANK: Record<NodeState, number> = { down: 0, decommissioned: 1, decommissioning: 1, suspect: 2, up: 3 };
+
+function planExcess(planning: Planning): void {
+  for (const range of openRanges(planning)) {
+    if (range.voters.length <= planning.replicasTarget) continue;
+    const keepRank = (v: number) => KEEP_RANK[planning.nodeState(v) ?? 'suspect'];
+    const isLeader = (v: number) => (v === range.leader ? 1 : 0);
+    const node = [...range.voters].sort(
+      (a, b) => keepRank(a) - keepRank(b) || isLeader(a) - isLeader(b) || replicasOn(planning, b) - replicasOn(planning, a) || a - b,
+    )[0]!;
+    propose(planning, range, { kind: 'removeReplica', rangeId: range.rangeId, epoch: range.epoch, node, reason: 'excess' }, 'excess');
+  }
+}
+
+function planDrains(planning: Planning): void {
+  for (const range of openRanges(planning)) {
+    if (!movesLeft(planning)) return;
+    // A decommissioned node should hold nothing; a replica it still holds is drained like a decommissioning one's.
+    const leaving = [...range.voters, ...range.learners].filter((n) => {
+      const state = planning.nodeState(n);
+      return state === 'decommissioning' || state === 'decommissioned';
+    });
+    if (leaving.length === 0) continue;
+    const to = bestCandidate(planning, range);
+    if (to === undefined) continue;
+    const from = Math.min(...leaving);
+    propose(planning, range, { kind: 'moveReplica', rangeId: range.rangeId, epoch: range.epoch, from, to, reason: 'drain' }, 'drain');
+  }
+}
+
+function planSplits(planning: Planning): void {
+  const { config } = planning;
+  for (const range of openRanges(planning)) {
+    if (config.unsplittable.includes(range.rangeId)) continue;
+    if (range.splitKey === undefined || !keyStrictlyInside(range, range.splitKey)) continue;
+    const big = range.sizeBytes >= config.splitSizeBytes;
+    const hot = range.hotForSec >= config.splitLoadSustainedSec && range.writesPerSec + range.readsPerSec >= config.splitLoadOpsPerSec;
+    if (!big && !hot) continue;
+    const reason = big ? 'size' : 'load';
+    propose(planning, range, { kind: 'split', rangeId: range.rangeId, epoch: range.epoch, key: range.splitKey, reason }, 'split');
+  }
+}
+
+/**
+ * Moves replicas from the most loaded up node to less loaded ones until every pair is within one. A move only goes
+ * to a node at least two below its source, so each one lowers the spread and the loop ends (it is bounded by the
+ * move budget besides).
+ */
+function planReplicaBalance(planning: Planning): void {
+  const candidates = planning.nodes.filter((n) => n.state === 'up').map((n) => n.nodeId);
+  while (movesLeft(planning)) {
+    const move = findReplicaMove(planning, candidates);
+    if (move === undefined) return;
+    const { range, from, to } = move;
+    propose(planning, range, { kind: 'moveReplica', rangeId: range.rangeId, epoch: range.epoch, from, to, reason: 'balance' }, 'balanceReplicas');
+  }
+}
+
+function findReplicaMove(planning: Planning, candidates: readonly number[]): { range: RangeInfo; from: number; to: number } | undefined {
+  if (candidates.length < 2) return undefined;
+  const countMin = Math.min(...candidates.map((n) => replicasOn(planning, n)));
+  const sources = [...candidates].sort((a, b) => replicasOn(planning, b) - replicasOn(planning, a) || a - b);
+  for (const from of sources) {
+    const fromCount = replicasOn(planning, from);
+    if (fromCount - countMin <= 1) return undefined;
+    // A source that leads needs a leader transfer first; prefer ranges it only follows.
+    const ranges = [...openRanges(planning)]
+      .filter((r) => r.voters.includes(from))
+      .sort((a, b) => Number(a.leader === from) - Number(b.leader === from) || a.rangeId - b.rangeId);
+    for (const range of ranges) {
+      const to = bestCandidate(planning, range, (n) => replicasOn(planning, n) <= fromCount - 2);
+      if (to !== undefined) return { range, from, to };
+    }
+  }
+  return undefined;
+}
+
+/** As planReplicaBalance, for leaders: a transfer to one of the range's caught-up voters at least two leaders below. */
+function planLeaderBalance(planning: Planning): void {
+  const candidates = planning.nodes.filter((n) => n.state === 'up').map((n) => n.nodeId);
+  for (;;) {
+    const transfer = findLeaderTransfer(planning, candidates);
+    if (transfer === undefined) return;
+    const { range, from, to } = transfer;
+    propose(planning, range, { kind: 'transferLeader', rangeId: range.rangeId, epoch: range.epoch, from, to, reason: 'balance' }, 'balanceLeaders');
+  }
+}
+
+function findLeaderTransfer(planning: Planning, candidates: readonly number[]): { range: RangeInfo; from: number; to: number } | undefined {
+  if (candidates.length < 2) return undefined;
+  const leadersOn = (n: number) => planning.leadersByNode.get(n) ?? 0;
+  const countMin = Math.min(...candidates.map(leadersOn));
+  const sources = [...candidates].sort((a, b) => leadersOn(b) - leadersOn(a) || a - b);
+  for (const from of sources) {
+    const fromCount = leadersOn(from);
+    if (fromCount - countMin <= 1) return undefined;
+    for (const range of planning.ranges) {
+      if (range.leader !== from || !isOpen(planning, range) || planning.config.leaderPinned.includes(range.rangeId)) continue;
+      const to = range.voters
+        .filter(
+          (v) =>
+            v !== from &&
+            planning.nodeState(v) === 'up' &&
+            leadersOn(v) <= fromCount - 2 &&
+            isCaughtUp(range, v, planning.config.catchUpLagEntriesMax),
+        )
+        .sort((a, b) => leadersOn(a) - leadersOn(b) || a - b)[0];
+      if (to !== undefined) return { range, from, to };
+    }
+  }
+  return undefined;
+}
+
+// --- Helpers. ---
+
+/** Ranges a new operator may go to, by range id. Checked as it goes, so a rule sees its own proposals. */
+function* openRanges(planning: Planning): Generator<RangeInfo> {
+  for (const range of planning.ranges) if (isOpen(planning, range)) yield range;
+}
+
+/** No operator in flight or planned, and a quorum to commit one. */
+function isOpen(planning: Planning, range: RangeInfo): boolean {
+  return !planning.busy.has(range.rangeId) && hasQuorum(range, planning.nodeState);
+}
+
+/**
+ * Where a new replica of `range` goes: an up node not holding it, with room for another snapshot, the fewest
+ * replicas (counting operators in flight), then the most free bytes, then the lowest id.
+ */
+function bestCandidate(planning: Planning, range: RangeInfo, eligible: (nodeId: number) => boolean = () => true): number | undefined {
+  const held = holders(range);
+  return planning.nodes
+    .filter((n) => n.state === 'up' && !held.has(n.nodeId) && snapshotRoom(planning, n.nodeId) && eligible(n.nodeId))
+    .sort((a, b) => replicasOn(planning, a.nodeId) - replicasOn(planning, b.nodeId) || b.availableBytes - a.availableBytes || a.nodeId - b.nodeId)[0]
+    ?.nodeId;
+}
+
+/** Live voters beyond the quorum's need: 0 means one more failure loses it. */
+function quorumMargin(planning: Planning, range: RangeInfo): number {
+  const liveCount = range.voters.filter((v) => planning.nodeState(v) !== 'down').length;
+  return liveCount - (Math.floor(range.voters.length / 2) + 1);
+}
+
+/** Nodes with any replica of the range: voters, outgoing voters, learners. */
+function holders(range: RangeInfo): Set<number> {
+  return new Set([...range.voters, ...range.votersOutgoing, ...range.learners]);
+}
+
+/** The nodes holding the range once `op` is done. */
+function holdersAfter(range: RangeInfo, op: Operator): Set<number> {
+  const after = holders(range);
+  switch (op.kind) {
+    case 'addReplica':
+      after.add(op.node);
+      break;
+    case 'moveReplica':
+      after.add(op.to);
+      after.delete(op.from);
+      break;
+    case 'removeReplica':
+      after.delete(op.node);
+      break;
+    case 'leaveJoint':
+      for (const node of range.votersOutgoing) if (!range.voters.includes(node) && !range.learners.includes(node)) after.delete(node);
+      break;
+    case 'split':
+    case 'transferLeader':
+      break;
+    default: {
+      const never: never = op;
+      throw new AssertionError(`unreachable: unexpected operator ${JSON.stringify(never)}`);
+    }
+  }
+  return after;
+}
+
+/** The node an operator copies a replica to (a snapshot's worth of work), if it is a move or an addition. */
+function snapshotTarget(op: Operator): number | undefined {
+  if (op.kind === 'addReplica') return op.node;
+  if (op.kind === 'moveReplica') return op.to;
+  return undefined;
+}
+
+function movesLeft(planning: Planning): boolean {
+  return planning.movesCount < planning.config.movesInFlightMax;
+}
+
+function snapshotRoom(planning: Planning, nodeId: number): boolean {
+  return (planning.snapshotsByNode.get(nodeId) ?? 0) < planning.config.snapshotsInFlightPerNodeMax;
+}
+
+function replicasOn(planning: Planning, nodeId: number): number {
+  return planning.replicasByNode.get(nodeId) ?? 0;
+}
+
+function add(counts: Map<number, number>, key: number, delta: number): void {
+  counts.set(key, (counts.get(key) ?? 0) + delta);
+}
+
+function assertConfig(config: SchedulerConfig): void {
+  assert(
+    Number.isSafeInteger(config.replicationFactor) && config.replicationFactor >= 1,
+    () => `replication factor ${config.replicationFactor} is not a positive integer`,
+  );
+  assert(
+    Number.isSafeInteger(config.movesInFlightMax) && config.movesInFlightMax >= 0,
+    () => `moves in flight max ${config.movesInFlightMax} is not a non-negative integer`,
+  );
+  assert(
+    Number.isSafeInteger(config.snapshotsInFlightPerNodeMax) && config.snapshotsInFlightPerNodeMax >= 0,
+    () => `snapshots in flight per node max ${config.snapshotsInFlightPerNodeMax} is not a non-negative integer`,
+  );
+  assert(config.catchUpLagEntriesMax >= 0, () => `catch-up lag ${config.catchUpLagEntriesMax} is negative`);
+}
+
+/** What plan() promises, checked on its own output (O(operators)). */
+function assertPlan(planning: Planning, inFlight: readonly Operator[], operators: readonly Operator[]): void {
+  const seen = new Set(inFlight.map((op) => op.rangeId));
+  let movesNewCount = 0;
+  for (const op of operators) {
+    assert(!seen.has(op.rangeId), () => `range ${op.rangeId} planned a second operator (${op.kind})`);
+    seen.add(op.rangeId);
+    if (snapshotTarget(op) !== undefined) movesNewCount += 1;
+  }
+  const movesInFlightCount = inFlight.filter((op) => snapshotTarget(op) !== undefined).length;
+  assert(
+    movesNewCount === 0 || movesInFlightCount + movesNewCount <= planning.config.movesInFlightMax,
+    () => `${movesNewCount} moves planned with ${movesInFlightCount} in flight, over ${planning.config.movesInFlightMax}`,
+  );
+  for (const target of new Set(operators.map(snapshotTarget))) {
+    if (target === undefined) continue;
+    const count = [...inFlight, ...operators].filter((op) => snapshotTarget(op) === target).length;
+    const countMax = planning.config.snapshotsInFlightPerNodeMax;
+    assert(count <= countMax, () => `${count} snapshots onto node ${target}, over ${countMax}`);
+  }
+}

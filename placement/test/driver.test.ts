@@ -1,0 +1,210 @@
+// The placement driver's shell over the pure scheduler: heartbeats in, node liveness, warm-up, operators
+// carried out one step at a time through a fake port, replica collection. Time is the nowMs argument.
+import { describe, expect, it } from 'vitest';
+import { SCHEDULER_CONFIG_DEFAULTS, type Step } from '../src/cluster.js';
+import { PlacementDriver, type DriverConfig, type StepOutcome } from '../src/driver.js';
+import type { RangeReport, StoreHeartbeat } from '../src/heartbeat.js';
+
+const { paused: _p, replicationFactor: _r, ...scheduler } = SCHEDULER_CONFIG_DEFAULTS;
+const CONFIG: DriverConfig = { scheduler: { ...scheduler, movesInFlightMax: 8 }, suspectAfterMs: 500, downAfterMs: 2_000, operatorTimeoutMs: 10_000, stepRetryMs: 300 };
+const b = (s: string) => Buffer.from(s);
+
+interface Sent {
+  rangeId: number;
+  step: Step;
+  epoch: number;
+}
+
+function driverWith(o: { answer?: (s: Sent) => StepOutcome | undefined; paused?: boolean } = {}) {
+  const sent: Sent[] = [];
+  const logs: string[] = [];
+  const log = { info: (_f: unknown, m: string) => logs.push(m), warn: (_f: unknown, m: string) => logs.push(m), debug: () => undefined };
+  const driver = new PlacementDriver({
+    startMs: 0,
+    config: CONFIG,
+    settings: { paused: o.paused ?? false, replicationFactor: 3 },
+    ports: {
+      runStep: async (rangeId, step, at) => {
+        const s = { rangeId, step, epoch: at.epoch };
+        sent.push(s);
+        return o.answer?.(s);
+      },
+      log,
+    },
+  });
+  return { driver, sent, logs };
+}
+
+function report(rangeId: number, o: Partial<RangeReport> & { voters: number[] }): RangeReport {
+  return {
+    rangeId,
+    start: b(`r${rangeId}`),
+    end: b(`r${rangeId}~`),
+    epoch: 1,
+    term: 6,
+    votersOutgoing: [],
+    learners: [],
+    lastIndex: 100,
+    progress: o.voters.map((nodeId) => ({ nodeId, match: 100 })),
+    keyCount: 10,
+    sizeBytes: 1000,
+    writeCount: 0,
+    readCount: 0,
+    ...o,
+  };
+}
+
+function heartbeat(nodeId: number, leading: RangeReport[], replicas: { rangeId: number; epoch: number }[] = []): StoreHeartbeat {
+  return { nodeId, usedBytes: 0, availableBytes: 1e9, replicas, leading };
+}
+
+/** Ranges 1..count, each on nodes 1–3, led round-robin. */
+function threeNodeRanges(count: number): Map<number, RangeReport[]> {
+  const byLeader = new Map<number, RangeReport[]>([[1, []], [2, []], [3, []]]);
+  for (let id = 1; id <= count; id++) byLeader.get(((id - 1) % 3) + 1)!.push(report(id, { voters: [1, 2, 3] }));
+  return byLeader;
+}
+
+const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+describe('PlacementDriver', () => {
+  it('plans nothing until it heard from every node, counting nodes it knows only from range configurations', async () => {
+    const { driver, sent } = driverWith();
+    const ranges = threeNodeRanges(6);
+    // Nodes 1 and 2 report; node 3 is named by every range but silent (not recorded either).
+    driver.onHeartbeat(heartbeat(1, ranges.get(1)!), 100);
+    driver.onHeartbeat(heartbeat(2, ranges.get(2)!), 100);
+    driver.pass(200);
+    await settle();
+    expect(driver.isWarm(200)).toBe(false);
+    expect(driver.status(200).operators).toEqual([]);
+    // Once node 3 reports, the cluster is balanced: still nothing to do, and node 3's voters were never "excess".
+    driver.onHeartbeat(heartbeat(3, ranges.get(3)!), 300);
+    driver.pass(300);
+    await settle();
+    expect(driver.isWarm(300)).toBe(true);
+    expect(sent).toEqual([]);
+    expect(driver.status(300).nodes.map((n) => [n.nodeId, n.state, n.replicaCount, n.leaderCount])).toEqual([
+      [1, 'up', 6, 2],
+      [2, 'up', 6, 2],
+      [3, 'up', 6, 2],
+    ]);
+  });
+
+  it('moves a replica onto a new node step by step: learner, caught up, one joint change; then it is done', async () => {
+    const { driver, sent, logs } = driverWith({ answer: (s) => (s.step.kind === 'addLearner' ? { epoch: s.epoch + 1, voters: [1, 2, 3], votersOutgoing: [], learners: [4] } : undefined) });
+    driver.setMembers([1, 2, 3, 4].map((nodeId) => ({ nodeId, state: 'up' as const })));
+    const ranges = threeNodeRanges(6);
+    for (const n of [1, 2, 3]) driver.onHeartbeat(heartbeat(n, ranges.get(n)!), 100);
+    driver.onHeartbeat(heartbeat(4, []), 100);
+    driver.pass(100);
+    await settle();
+    // 18 replicas over 4 nodes want about four on node 4; snapshotsInFlightPerNodeMax of them start at once.
+    const moves = driver.status(100).operators;
+    expect(moves.length).toBe(CONFIG.scheduler.snapshotsInFlightPerNodeMax);
+    expect(moves.every((op) => op.kind === 'moveReplica' && op.to === 4)).toBe(true);
+    expect(sent.map((s) => s.step)).toEqual(moves.map(() => ({ kind: 'addLearner', node: 4 })));
+    // The same step is not sent again before stepRetryMs, even without news.
+    driver.pass(200);
+    await settle();
+    expect(sent.length).toBe(moves.length);
+
+    // Follow the first move: its range reports the learner behind, then caught up.
+    const op = moves[0]! as (typeof moves)[number] & { kind: 'moveReplica'; from: number };
+    const leader = [1, 2, 3].find((n) => ranges.get(n)!.some((r) => r.rangeId === op.rangeId))!;
+    const leaderNode = leader === op.from ? [1, 2, 3].find((n) => n !== op.from)! : leader;
+    const withLearner = (match: number) =>
+      report(op.rangeId, { voters: [1, 2, 3], learners: [4], epoch: 2, progress: [...[1, 2, 3].map((nodeId) => ({ nodeId, match: 100 })), { nodeId: 4, match }] });
+    driver.onHeartbeat(heartbeat(leader, [withLearner(0)]), 400);
+    driver.pass(400);
+    await settle();
+    expect(sent.filter((s) => s.rangeId === op.rangeId).map((s) => s.step.kind)).toEqual(['addLearner']);
+    driver.onHeartbeat(heartbeat(leader, [withLearner(100)]), 500);
+    driver.pass(500);
+    await settle();
+    const next = sent.filter((s) => s.rangeId === op.rangeId).map((s) => s.step);
+    // The leaving replica leads: the lead moves first; otherwise straight to the joint change.
+    if (leader === op.from) expect(next[1]).toMatchObject({ kind: 'transferLeader' });
+    else expect(next[1]).toEqual({ kind: 'replaceVoter', add: 4, remove: op.from });
+    // The range reports the move done (led by a staying node): the operator finishes.
+    const after = [1, 2, 3, 4].filter((n) => n !== op.from);
+    driver.onHeartbeat(heartbeat(leaderNode, [report(op.rangeId, { voters: after, epoch: 4, term: 7 })]), 600);
+    driver.pass(600);
+    await settle();
+    expect(driver.status(600).operators.some((o) => o.rangeId === op.rangeId)).toBe(false);
+    expect(logs).toContain('operator finished');
+  });
+
+  it('calls a silent node suspect, then down, and rebuilds its replicas on a spare node', async () => {
+    const { driver, sent } = driverWith();
+    driver.setMembers([1, 2, 3, 4].map((nodeId) => ({ nodeId, state: 'up' as const })));
+    const ranges = threeNodeRanges(3);
+    const beat = (nowMs: number, nodes: number[]) => {
+      for (const n of nodes) driver.onHeartbeat(heartbeat(n, n === 3 ? [] : (ranges.get(n) ?? [])), nowMs);
+    };
+    // Node 3's range is led by node 1 from now on (node 3 stops).
+    ranges.get(1)!.push(...ranges.get(3)!.map((r) => ({ ...r, term: r.term + 1 })));
+    ranges.set(3, []);
+    beat(0, [1, 2, 3, 4]);
+    // Balanced apart from the empty node 4, which attracts moves; pause to watch liveness alone.
+    driver.setSettings({ paused: true, replicationFactor: 3 });
+    beat(400, [1, 2, 4]);
+    expect(driver.status(400).nodes.find((n) => n.nodeId === 3)!.state).toBe('up');
+    beat(1_000, [1, 2, 4]);
+    expect(driver.status(1_000).nodes.find((n) => n.nodeId === 3)!.state).toBe('suspect');
+    driver.pass(1_000);
+    beat(2_100, [1, 2, 4]);
+    expect(driver.status(2_100).nodes.find((n) => n.nodeId === 3)!.state).toBe('down');
+    driver.pass(2_100);
+    await settle();
+    expect(sent).toEqual([]); // paused: nothing planned
+    driver.setSettings({ paused: false, replicationFactor: 3 });
+    driver.pass(2_200);
+    await settle();
+    // One replica per range to rebuild, on the only spare node: as many at once as it may receive.
+    const ops = driver.status(2_200).operators;
+    expect(ops.length).toBe(CONFIG.scheduler.snapshotsInFlightPerNodeMax);
+    expect(ops.every((op) => op.kind === 'moveReplica' && op.from === 3 && op.to === 4 && op.reason === 'repair')).toBe(true);
+  });
+
+  it('answers a heartbeat with the replicas their ranges dropped, never an empty one being added', () => {
+    const { driver } = driverWith();
+    driver.onHeartbeat(heartbeat(1, [report(7, { voters: [1, 2, 4], epoch: 5 }), report(8, { voters: [1, 2, 3], epoch: 3 })]), 0);
+    // Node 3: range 7 removed it (its replica is at epoch 4); range 8 still has it; range 9 unknown; range 7's copy
+    // on node 5 is empty (epoch 0: maybe a learner being added) and stays.
+    expect(driver.onHeartbeat(heartbeat(3, [], [{ rangeId: 7, epoch: 4 }, { rangeId: 8, epoch: 3 }, { rangeId: 9, epoch: 1 }]), 10).collect).toEqual([7]);
+    expect(driver.onHeartbeat(heartbeat(5, [], [{ rangeId: 7, epoch: 0 }]), 10).collect).toEqual([]);
+    // Up to date with the range: kept even if the driver's view is stale.
+    expect(driver.onHeartbeat(heartbeat(6, [], [{ rangeId: 7, epoch: 5 }]), 10).collect).toEqual([]);
+  });
+
+  it('takes load rates from successive reports of one leader, and how long a range has stayed hot', () => {
+    const { driver } = driverWith();
+    const hot = CONFIG.scheduler.splitLoadOpsPerSec;
+    const at = (nowMs: number, writeCount: number, readCount: number) => driver.onHeartbeat(heartbeat(1, [report(1, { voters: [1], writeCount, readCount, loadSplitKey: b('r1m') })]), nowMs);
+    at(0, 0, 0);
+    at(1_000, hot, hot); // 2× the threshold for a second
+    at(3_000, 3 * hot, hot); // hot (ops/s = hot) for two more
+    const range = driver.snapshot(3_000).ranges[0]!;
+    expect([range.writesPerSec, range.readsPerSec, range.hotForSec]).toEqual([hot, 0, 2]);
+    expect(Buffer.from(range.splitKey!).toString()).toBe('r1m');
+    at(4_000, 3 * hot, hot); // idle: no longer hot
+    expect(driver.snapshot(4_000).ranges[0]!.hotForSec).toBe(0);
+  });
+
+  it('drops an operator that runs past its timeout, so the next pass plans from what the range is', async () => {
+    const { driver, logs } = driverWith();
+    driver.setMembers([1, 2, 3, 4].map((nodeId) => ({ nodeId, state: 'up' as const })));
+    const ranges = threeNodeRanges(3);
+    for (const n of [1, 2, 3]) driver.onHeartbeat(heartbeat(n, ranges.get(n)!), 0);
+    driver.onHeartbeat(heartbeat(4, []), 0);
+    driver.pass(0);
+    await settle();
+    expect(driver.status(0).operators.length).toBeGreaterThan(0);
+    for (const n of [1, 2, 3, 4]) driver.onHeartbeat(heartbeat(n, ranges.get(n) ?? []), CONFIG.operatorTimeoutMs);
+    driver.setSettings({ paused: true, replicationFactor: 3 });
+    driver.pass(CONFIG.operatorTimeoutMs + 1);
+    expect(driver.status(CONFIG.operatorTimeoutMs + 1).operators).toEqual([]);
+    expect(logs).toContain('operator timed out; the next pass plans again');
+  });
+});

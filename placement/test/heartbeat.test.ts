@@ -1,0 +1,63 @@
+import { Packr } from 'msgpackr';
+import { describe, expect, it } from 'vitest';
+import { decodeStoreHeartbeat, encodeStoreHeartbeat, type StoreHeartbeat } from '../src/heartbeat.js';
+
+const b = (s: string) => Buffer.from(s);
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+const HEARTBEAT: StoreHeartbeat = {
+  nodeId: 3,
+  usedBytes: 123_456,
+  availableBytes: 9_000_000,
+  replicas: [{ rangeId: 1, epoch: 4 }, { rangeId: 7, epoch: 0 }],
+  leading: [
+    {
+      rangeId: 1,
+      start: b(''),
+      end: b('\u0000\u0001'),
+      epoch: 4,
+      term: 9,
+      voters: [1, 2, 3],
+      votersOutgoing: [],
+      learners: [4],
+      lastIndex: 812,
+      progress: [{ nodeId: 1, match: 812 }, { nodeId: 4, match: 0 }],
+      keyCount: 10,
+      sizeBytes: 700,
+      writeCount: 50,
+      readCount: 20,
+      sizeSplitKey: b('m'),
+      loadSplitKey: undefined,
+    },
+  ],
+};
+
+describe('store heartbeat codec', () => {
+  it('round-trips', () => {
+    const back = decodeStoreHeartbeat(encodeStoreHeartbeat(HEARTBEAT));
+    expect({ ...back, leading: back.leading.map((r) => ({ ...r, start: Buffer.from(r.start), end: r.end && Buffer.from(r.end), sizeSplitKey: r.sizeSplitKey && Buffer.from(r.sizeSplitKey) })) }).toEqual(HEARTBEAT);
+  });
+
+  const valid = packr.unpack(encodeStoreHeartbeat(HEARTBEAT)) as unknown[];
+  const edited = (edit: (t: unknown[]) => void) => {
+    const t = structuredClone(valid);
+    edit(t);
+    return packr.pack(t);
+  };
+  const led = (t: unknown[]) => (t[4] as unknown[][])[0]!;
+  it.each<[string, Uint8Array]>([
+    ['garbage', Uint8Array.of(0xc1)],
+    ['not a tuple', packr.pack({ nodeId: 1 })],
+    ['node id 0', edited((t) => (t[0] = 0))],
+    ['negative bytes', edited((t) => (t[1] = -1))],
+    ['odd replica list', edited((t) => (t[3] = [1, 2, 3]))],
+    ['a replica of range 0', edited((t) => (t[3] = [0, 1]))],
+    ['a led range of 15 fields', edited((t) => led(t).pop())],
+    ['a fractional epoch', edited((t) => (led(t)[3] = 1.5))],
+    ['a voter id 0', edited((t) => (led(t)[5] = [0, 1]))],
+    ['a start that is not bytes', edited((t) => (led(t)[1] = 'a'))],
+    ['odd progress pairs', edited((t) => (led(t)[9] = [1]))],
+  ])('refuses %s with MetaRecordError', (_name, bytes) => {
+    expect(() => decodeStoreHeartbeat(bytes)).toThrow(expect.objectContaining({ code: 'META_RECORD_MALFORMED' }) as Error);
+  });
+});

@@ -1,0 +1,268 @@
+import { readdirSync, statSync, statfsSync } from 'node:fs';
+import { join } from 'node:path';
+import { groupId } from '@flotilla/core';
+import {
+  META_RANGE_ID,
+  PlacementDriver,
+  decodeStoreHeartbeat,
+  describeOperator,
+  encodeStoreHeartbeat,
+  type DriverConfig,
+  type DriverStatus,
+  type Operator,
+  type PlacementSettings,
+  type Step,
+  type StepOutcome,
+} from '@flotilla/placement';
+import type { Host, KvResult, LeaderReport, MembershipChange, ShellLogger } from '@flotilla/shards';
+import { Packr } from 'msgpackr';
+import type { HostKvStore } from './kv/host-store.js';
+import { KvError } from './kv/store.js';
+
+/**
+ * The placement driver's shell on every node (placement/src/driver.ts is the
+ * driver; this wires it to the node). Each duty tick the node sends its
+ * store heartbeat to wherever the meta range is led, destroys the replicas
+ * the answer names, and — on the node leading the meta range — runs one
+ * driver pass. The driver lives as long as this node leads the meta range:
+ * a new leader starts a fresh one that rebuilds its view from heartbeats.
+ */
+export interface PlacementServiceOptions {
+  readonly host: Host;
+  readonly store: HostKvStore;
+  readonly log: ShellLogger;
+  /** The node's data directory: its disk use and free space go into the heartbeat. */
+  readonly dir: string;
+  readonly config: DriverConfig;
+  /** Settings until an operator changes them (kept in the meta range from then on). */
+  readonly defaults: PlacementSettings;
+  /** Injected for tests; Date.now otherwise. */
+  readonly nowMs?: () => number;
+}
+
+/** What an operator asks of the driver through the admin API. */
+export type AdminOperator =
+  | { readonly kind: 'moveReplica'; readonly rangeId: number; readonly from: number; readonly to: number }
+  | { readonly kind: 'transferLeader'; readonly rangeId: number; readonly to: number }
+  | { readonly kind: 'split'; readonly rangeId: number; readonly key: Uint8Array };
+
+const packr = new Packr({ useRecords: false, moreTypes: false });
+
+export class PlacementService {
+  private driver: PlacementDriver | undefined;
+  private readonly nowMs: () => number;
+  readonly defaults: PlacementSettings;
+
+  constructor(private readonly o: PlacementServiceOptions) {
+    this.nowMs = o.nowMs ?? Date.now;
+    this.defaults = o.defaults;
+    o.store.setPlacementHandler((payload) => this.handle(payload));
+  }
+
+  /** One duty tick: heartbeat, then a driver pass if this node leads the meta range. */
+  async tick(): Promise<void> {
+    await this.heartbeat();
+    await this.drive();
+  }
+
+  private async heartbeat(): Promise<void> {
+    const { host, store } = this.o;
+    const [shards, leading] = await Promise.all([host.shards(), host.leaderReports({ splitKeyMinBytes: this.o.config.scheduler.splitSizeBytes })]);
+    const heartbeat = encodeStoreHeartbeat({
+      nodeId: host.nodeId,
+      ...diskOf(this.o.dir),
+      replicas: shards.map((s) => ({ rangeId: s.shardId, epoch: s.epoch })),
+      leading: leading.map(reportOf),
+    });
+    const answer = (await store.runOnRange({ kind: 'placement', rangeId: META_RANGE_ID, payload: packr.pack(['heartbeat', heartbeat]) })) as Uint8Array;
+    const collect = decodeCollect(answer);
+    for (const rangeId of collect) {
+      if (!host.hasShard(groupId(rangeId))) continue;
+      this.o.log.info({ rangeId }, 'replica collected: its range no longer has this node');
+      await host.removeShard(groupId(rangeId));
+    }
+  }
+
+  private async drive(): Promise<void> {
+    const { host, store } = this.o;
+    if (host.leaderOf(groupId(META_RANGE_ID)) !== host.nodeId) {
+      if (this.driver !== undefined) this.o.log.info({}, 'placement driver stopped: this node no longer leads the meta range');
+      this.driver = undefined;
+      return;
+    }
+    const driver = this.ensureDriver();
+    driver.setSettings(await store.placementSettings(this.o.defaults));
+    driver.setMembers(await store.metaNodes());
+    driver.pass(this.nowMs());
+  }
+
+  private ensureDriver(): PlacementDriver {
+    if (this.driver !== undefined) return this.driver;
+    this.o.log.info({}, 'placement driver started: this node leads the meta range');
+    this.driver = new PlacementDriver({
+      startMs: this.nowMs(),
+      config: this.o.config,
+      settings: this.o.defaults,
+      ports: { runStep: (rangeId, step, at) => this.runStep(rangeId, step, at), log: this.o.log },
+    });
+    return this.driver;
+  }
+
+  /** Each step is one command on the range's leader, wherever it is (the router follows hints). */
+  private async runStep(rangeId: number, step: Step, at: { epoch: number }): Promise<StepOutcome | undefined> {
+    const { store } = this.o;
+    switch (step.kind) {
+      case 'split':
+        await store.split(rangeId, step.key);
+        return undefined;
+      case 'transferLeader':
+        await store.runOnRange({ kind: 'transferLeader', rangeId, to: step.to });
+        return undefined;
+      default: {
+        const result = (await store.runOnRange({ kind: 'membership', rangeId, epoch: at.epoch, changes: changesOf(step) })) as KvResult;
+        return result.ok && 'membership' in result ? result.membership : undefined;
+      }
+    }
+  }
+
+  /** Serves placement requests forwarded here (this node leads the meta range: runLocally checked). */
+  private async handle(payload: Uint8Array): Promise<Uint8Array> {
+    let raw: unknown;
+    try {
+      raw = packr.unpack(payload);
+    } catch {
+      throw new KvError('INVALID_ARGUMENT', 'undecodable placement request');
+    }
+    if (!Array.isArray(raw) || typeof raw[0] !== 'string') throw new KvError('INVALID_ARGUMENT', 'placement request is not a tagged tuple');
+    const driver = this.ensureDriver();
+    const nowMs = this.nowMs();
+    switch (raw[0]) {
+      case 'heartbeat': {
+        if (!(raw[1] instanceof Uint8Array)) throw new KvError('INVALID_ARGUMENT', 'heartbeat without a body');
+        let heartbeat;
+        try {
+          heartbeat = decodeStoreHeartbeat(raw[1]);
+        } catch (err) {
+          throw new KvError('INVALID_ARGUMENT', (err as Error).message);
+        }
+        return packr.pack(driver.onHeartbeat(heartbeat, nowMs).collect);
+      }
+      case 'status':
+        return packr.pack(JSON.stringify(statusJson(driver.status(nowMs))));
+      case 'operator': {
+        const op = operatorOf(raw[1], (rangeId) => driver.snapshot(nowMs).ranges.find((r) => r.rangeId === rangeId));
+        try {
+          driver.submit(op, nowMs);
+        } catch (err) {
+          if ((err as { code?: string }).code === 'OPERATOR_CONFLICT') throw new KvError('PRECONDITION_FAILED', (err as Error).message);
+          throw err;
+        }
+        driver.pass(nowMs);
+        return packr.pack(JSON.stringify(describeOperator(op)));
+      }
+      default:
+        throw new KvError('INVALID_ARGUMENT', `unknown placement request ${JSON.stringify(raw[0])}`);
+    }
+  }
+
+  /** The driver's view, from whichever node runs it. */
+  async status(): Promise<unknown> {
+    const answer = (await this.o.store.runOnRange({ kind: 'placement', rangeId: META_RANGE_ID, payload: packr.pack(['status']) })) as Uint8Array;
+    return JSON.parse(packr.unpack(answer) as string) as unknown;
+  }
+
+  /** Hands an operator to the driver (it fills in the range's epoch); PRECONDITION_FAILED while the range has one in flight. */
+  async submit(op: AdminOperator): Promise<unknown> {
+    const wire = op.kind === 'split' ? [op.kind, op.rangeId, op.key] : op.kind === 'moveReplica' ? [op.kind, op.rangeId, op.from, op.to] : [op.kind, op.rangeId, op.to];
+    const answer = (await this.o.store.runOnRange({ kind: 'placement', rangeId: META_RANGE_ID, payload: packr.pack(['operator', wire]) })) as Uint8Array;
+    return JSON.parse(packr.unpack(answer) as string) as unknown;
+  }
+}
+
+function changesOf(step: Exclude<Step, { kind: 'split' | 'transferLeader' }>): MembershipChange[] {
+  switch (step.kind) {
+    case 'addLearner':
+      return [{ type: 'addLearner', nodeId: step.node }];
+    case 'promote':
+      return [{ type: 'addNode', nodeId: step.node }];
+    case 'replaceVoter':
+      return [
+        { type: 'addNode', nodeId: step.add },
+        { type: 'removeNode', nodeId: step.remove },
+      ];
+    case 'removeNode':
+      return [{ type: 'removeNode', nodeId: step.node }];
+    case 'leaveJoint':
+      return [];
+  }
+}
+
+function reportOf(r: LeaderReport) {
+  return { ...r, rangeId: r.shardId };
+}
+
+function decodeCollect(bytes: Uint8Array): number[] {
+  const raw = packr.unpack(bytes) as unknown;
+  if (!Array.isArray(raw) || !raw.every((n) => Number.isSafeInteger(n) && (n as number) > 0)) throw new KvError('UNAVAILABLE', 'malformed heartbeat answer');
+  return raw as number[];
+}
+
+function operatorOf(raw: unknown, rangeOf: (rangeId: number) => { epoch: number; leader: number } | undefined): Operator {
+  if (!Array.isArray(raw)) throw new KvError('INVALID_ARGUMENT', 'operator is not a tuple');
+  const [kind, rangeId] = raw as unknown[];
+  const positive = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n > 0;
+  if (!positive(rangeId)) throw new KvError('INVALID_ARGUMENT', `range id ${String(rangeId)}`);
+  const range = rangeOf(rangeId);
+  if (range === undefined) throw new KvError('NOT_FOUND', `range ${rangeId} has not been reported to the placement driver`);
+  const { epoch, leader } = range;
+  switch (kind) {
+    case 'moveReplica': {
+      const [, , from, to] = raw as unknown[];
+      if (!positive(from) || !positive(to) || from === to) throw new KvError('INVALID_ARGUMENT', 'a move needs two different node ids, from and to');
+      return { kind, rangeId, epoch, from, to, reason: 'admin' };
+    }
+    case 'transferLeader': {
+      const to = (raw as unknown[])[2];
+      if (!positive(to)) throw new KvError('INVALID_ARGUMENT', 'a leader transfer needs a node id');
+      if (leader === 0) throw new KvError('UNAVAILABLE', `range ${rangeId} has no leader the placement driver knows of`, { retryAfterMs: 1_000 });
+      return { kind, rangeId, epoch, from: leader, to, reason: 'admin' };
+    }
+    case 'split': {
+      const key = (raw as unknown[])[2];
+      if (!(key instanceof Uint8Array) || key.byteLength === 0) throw new KvError('INVALID_ARGUMENT', 'a split needs a key');
+      return { kind, rangeId, epoch, key, reason: 'admin' };
+    }
+    default:
+      throw new KvError('INVALID_ARGUMENT', `unknown operator ${String(kind)}`);
+  }
+}
+
+function statusJson(s: DriverStatus): unknown {
+  return {
+    settings: s.settings,
+    rangeCount: s.rangeCount,
+    nodes: s.nodes,
+    operators: s.operators.map((op) => (op.kind === 'split' ? { ...op, key: Buffer.from(op.key).toString('hex') } : op)),
+  };
+}
+
+/** Bytes the node's stores take and bytes free on their file system. */
+function diskOf(dir: string): { usedBytes: number; availableBytes: number } {
+  let usedBytes = 0;
+  const walk = (path: string, depth: number) => {
+    for (const entry of readdirSync(path, { withFileTypes: true })) {
+      const full = join(path, entry.name);
+      if (entry.isDirectory() && depth < 2) walk(full, depth + 1);
+      else if (entry.isFile()) usedBytes += statSync(full).size;
+    }
+  };
+  let availableBytes = 0;
+  try {
+    walk(dir, 0);
+    const fs = statfsSync(dir);
+    availableBytes = fs.bavail * fs.bsize;
+  } catch {
+    // A directory we cannot measure reports zero: the scheduler only prefers emptier nodes.
+  }
+  return { usedBytes, availableBytes };
+}
