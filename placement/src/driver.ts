@@ -95,6 +95,8 @@ export class PlacementDriver {
   private readonly admin = new Map<number, NodeAdminState>();
   private readonly ranges = new Map<number, TrackedRange>();
   private readonly operators = new Map<number, TrackedOperator>();
+  /** Per node, its empty replicas of ranges that do not have it, and since when (see onHeartbeat). */
+  private readonly emptySince = new Map<number, Map<number, number>>();
   private settings: PlacementSettings;
 
   constructor(
@@ -123,14 +125,24 @@ export class PlacementDriver {
     this.nodes.set(h.nodeId, { heardMs: nowMs, usedBytes: h.usedBytes, availableBytes: h.availableBytes, replicas: [...h.replicas] });
     for (const report of h.leading) this.onRangeReport(h.nodeId, report, nowMs);
     const collect: number[] = [];
+    const emptySeen = new Map<number, number>();
     for (const { rangeId, epoch } of h.replicas) {
       const r = this.ranges.get(rangeId);
-      // Only a replica that applied an epoch older than the range's and is not in the range's
-      // configuration: an empty one (epoch 0) may be a learner being added right now.
-      if (r === undefined || epoch === 0 || epoch >= r.report.epoch) continue;
-      if (holds(r.report, h.nodeId)) continue;
-      collect.push(rangeId);
+      if (r === undefined || holds(r.report, h.nodeId)) continue;
+      if (epoch === 0) {
+        // An empty replica may be a learner about to be added (prepared before the change): only one
+        // that stayed empty and unclaimed past an operator's lifetime, with no operator adding it, goes.
+        const since = this.emptySince.get(h.nodeId)?.get(rangeId) ?? nowMs;
+        emptySeen.set(rangeId, since);
+        const op = this.operators.get(rangeId)?.op;
+        const adding = op !== undefined && ((op.kind === 'moveReplica' && op.to === h.nodeId) || (op.kind === 'addReplica' && op.node === h.nodeId));
+        if (!adding && nowMs - since > this.o.config.operatorTimeoutMs) collect.push(rangeId);
+        continue;
+      }
+      // A replica that applied an epoch older than the range's, which no longer has it.
+      if (epoch < r.report.epoch) collect.push(rangeId);
     }
+    this.emptySince.set(h.nodeId, emptySeen);
     if (collect.length > 0) this.o.ports.log.info({ nodeId: h.nodeId, rangeIds: collect }, 'replicas their ranges removed are collected');
     return { collect };
   }

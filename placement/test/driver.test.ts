@@ -167,7 +167,7 @@ describe('PlacementDriver', () => {
     expect(ops.every((op) => op.kind === 'moveReplica' && op.from === 3 && op.to === 4 && op.reason === 'repair')).toBe(true);
   });
 
-  it('answers a heartbeat with the replicas their ranges dropped, never an empty one being added', () => {
+  it('answers a heartbeat with the replicas their ranges dropped; an empty one only once it outlived an operator and nothing adds it', () => {
     const { driver } = driverWith();
     driver.onHeartbeat(heartbeat(1, [report(7, { voters: [1, 2, 4], epoch: 5 }), report(8, { voters: [1, 2, 3], epoch: 3 })]), 0);
     // Node 3: range 7 removed it (its replica is at epoch 4); range 8 still has it; range 9 unknown; range 7's copy
@@ -176,6 +176,9 @@ describe('PlacementDriver', () => {
     expect(driver.onHeartbeat(heartbeat(5, [], [{ rangeId: 7, epoch: 0 }]), 10).collect).toEqual([]);
     // Up to date with the range: kept even if the driver's view is stale.
     expect(driver.onHeartbeat(heartbeat(6, [], [{ rangeId: 7, epoch: 5 }]), 10).collect).toEqual([]);
+    // The empty copy on node 5 that nobody adds: collected once it outlived an operator's lifetime.
+    expect(driver.onHeartbeat(heartbeat(5, [], [{ rangeId: 7, epoch: 0 }]), 10 + CONFIG.operatorTimeoutMs).collect).toEqual([]);
+    expect(driver.onHeartbeat(heartbeat(5, [], [{ rangeId: 7, epoch: 0 }]), 11 + CONFIG.operatorTimeoutMs).collect).toEqual([7]);
   });
 
   it('takes load rates from successive reports of one leader, and how long a range has stayed hot', () => {

@@ -83,11 +83,15 @@ function checkMembership(raw: unknown, where: string): Membership {
  * the meta range per tick keeps that one group from quiescing (a watch on
  * the node records would let it sleep).
  */
+/** Consecutive failed duty ticks between warnings. */
+const DUTY_FAILURES_WARN_EVERY = 10;
+
 export class MetaDuties {
   private readonly timer: NodeJS.Timeout;
   private running: Promise<void> | undefined;
   private stopped = false;
   private selfRecorded = false;
+  private failuresInARow = 0;
 
   constructor(
     private readonly o: {
@@ -106,7 +110,15 @@ export class MetaDuties {
   private run(): void {
     if (this.running !== undefined || this.stopped) return;
     this.running = this.once()
-      .catch((err: unknown) => this.o.log.debug({ err }, 'meta range duties failed; retrying on the next tick'))
+      .then(() => {
+        this.failuresInARow = 0;
+      })
+      .catch((err: unknown) => {
+        // One failure is the meta range electing; many in a row is worth an operator's look.
+        this.failuresInARow++;
+        if (this.failuresInARow % DUTY_FAILURES_WARN_EVERY === 0) this.o.log.warn({ err, failuresInARow: this.failuresInARow }, 'meta range duties keep failing');
+        else this.o.log.debug({ err }, 'meta range duties failed; retrying on the next tick');
+      })
       .finally(() => (this.running = undefined));
   }
 
@@ -117,10 +129,16 @@ export class MetaDuties {
       this.selfRecorded = true;
       this.o.log.info({ nodeId: self.nodeId, address: self.address }, 'node recorded in the meta range');
     }
-    await store.learnPeers();
-    const written = await store.reportDescriptors();
-    if (written > 0) this.o.log.info({ written }, 'range descriptors recorded in the meta range');
-    await this.o.placement?.tick();
+    // Each duty on its own: one failing (a meta write timing out) must not starve the heartbeat.
+    const results = await Promise.allSettled([
+      store.learnPeers(),
+      store.reportDescriptors().then((written) => {
+        if (written > 0) this.o.log.info({ written }, 'range descriptors recorded in the meta range');
+      }),
+      this.o.placement?.tick(),
+    ]);
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
   }
 
   /** Stops the timer; a run in flight fails on its own once the Host closes (and is only logged). */

@@ -135,12 +135,12 @@ export class FlotillaNode {
       const placement = new PlacementService({
         host,
         store,
-        log: options.logger,
+        log: options.logger.child({ nodeId: options.nodeId, component: 'placement' }),
         dir: options.dir,
         config: driverConfigOf(options.placement),
         defaults: { paused: options.placement?.paused ?? false, replicationFactor: options.placement?.replicationFactor ?? REPLICATION_FACTOR_DEFAULT },
       });
-      duties = new MetaDuties({ store, log: options.logger, self, intervalMs: options.metaDutyIntervalMs ?? META_DUTY_INTERVAL_MS_DEFAULT, placement });
+      duties = new MetaDuties({ store, log: options.logger.child({ nodeId: options.nodeId }), self, intervalMs: options.metaDutyIntervalMs ?? META_DUTY_INTERVAL_MS_DEFAULT, placement });
       return new FlotillaNode(host, store, transportAddress, clusterViewOf({ host, store, peers: options.peers, transportAddress, log: options.logger, placement }));
     } catch (err) {
       await host.close();

@@ -118,11 +118,19 @@ export class PlacementService {
       case 'transferLeader':
         await store.runOnRange({ kind: 'transferLeader', rangeId, to: step.to });
         return undefined;
-      default: {
-        const result = (await store.runOnRange({ kind: 'membership', rangeId, epoch: at.epoch, changes: changesOf(step) })) as KvResult;
-        return result.ok && 'membership' in result ? result.membership : undefined;
-      }
+      case 'addLearner':
+        // The new node creates its empty replica first: traffic alone would not override a tombstone a
+        // replica removed from it earlier left (its leader's messages then look stale).
+        await store.runOnNode(step.node, { kind: 'prepareReplica', rangeId });
+        return this.changeMembership(rangeId, step, at);
+      default:
+        return this.changeMembership(rangeId, step, at);
     }
+  }
+
+  private async changeMembership(rangeId: number, step: Exclude<Step, { kind: 'split' | 'transferLeader' }>, at: { epoch: number }): Promise<StepOutcome | undefined> {
+    const result = (await this.o.store.runOnRange({ kind: 'membership', rangeId, epoch: at.epoch, changes: changesOf(step) })) as KvResult;
+    return result.ok && 'membership' in result ? result.membership : undefined;
   }
 
   /** Serves placement requests forwarded here (this node leads the meta range: runLocally checked). */

@@ -375,6 +375,14 @@ export class HostKvStore implements KvStore {
     this.placement = handler;
   }
 
+  /** Runs one operation on one node (here, or forwarded): what the placement driver sends a node that is to hold a replica. */
+  async runOnNode(nodeId: number, op: RangeOp): Promise<RangeOpResult> {
+    const host = this.options.host;
+    this.checkOpen();
+    if (nodeId === host.nodeId) return runLocally(host, op, this.placement);
+    return decodeRangeOpResult(op, await host.forward(nodeId, encodeRangeOp(op)));
+  }
+
   /** Runs one operation on a range's leader (execute): what the placement driver's steps and heartbeats go through. */
   runOnRange(op: RangeOp): Promise<RangeOpResult> {
     return this.execute(op);
@@ -383,11 +391,13 @@ export class HostKvStore implements KvStore {
   private async execute(op: RangeOp): Promise<RangeOpResult> {
     const host = this.options.host;
     const deadlineMs = performance.now() + this.unavailableAfterMs;
-    // Where to start: the local replica, else the range's replicas in turn (a stale read runs on whichever answers).
-    const home = host.hasShard(groupId(op.rangeId)) ? [host.nodeId] : (this.ranges.get(op.rangeId)?.replicas ?? []).filter((n) => n !== host.nodeId);
+    let home = this.homeOf(op.rangeId);
     if (home.length === 0) throw new StaleRouteError(`range ${op.rangeId} has no known replica`);
     let turn = 0;
     let target = home[0]!;
+    // Whether every node asked this round said it holds no replica (the placement driver moved the range), and whether we re-read meta for it.
+    let noneHeld = true;
+    let refreshed = false;
     for (let hops = 0; ; hops++) {
       this.checkOpen();
       try {
@@ -407,17 +417,45 @@ export class HostKvStore implements KvStore {
           throw new KvError('UNAVAILABLE', `range ${op.rangeId} has no leader reachable from node ${host.nodeId} (${e.message})`, { retryAfterMs: RETRY_AFTER_MS });
         }
         const hint = e.code === 'NOT_LEADER' ? (e.leaderHint ?? 0) : 0;
+        if (e.code !== 'SHARD_NOT_FOUND') noneHeld = false;
         // Follow a fresh hint at once (a bounded number of times); otherwise wait and start over here.
         if (hint !== 0 && hint !== target && hops < HINT_HOPS_MAX) {
           target = hint;
           continue;
         }
         turn++;
-        target = home[turn % home.length]!;
         hops = 0;
-        if (turn % home.length === 0) await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS));
+        if (turn % home.length === 0) {
+          // Nobody we know of holds it any more: its replicas moved. Learn where from meta, once.
+          if (noneHeld && !refreshed) {
+            refreshed = true;
+            await this.refresh().catch(() => undefined);
+            home = this.homeOf(op.rangeId);
+            if (home.length === 0) throw new StaleRouteError(`range ${op.rangeId} has no known replica`);
+          }
+          noneHeld = true;
+          await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS));
+        }
+        target = home[turn % home.length]!;
       }
     }
+  }
+
+  /**
+   * Where to run an operation on a range: the local replica, else the
+   * range's replicas in turn (a stale read runs on whichever answers). The
+   * meta range moves like any other, and its own descriptor lives in it: so
+   * every live peer is asked too, after its known replicas (a replica
+   * answers with a leader hint, anyone else with SHARD_NOT_FOUND).
+   */
+  private homeOf(rangeId: number): number[] {
+    const host = this.options.host;
+    const live = new Set(host.livePeers());
+    // Peers the liveness tracker calls down go last: a write forwarded to one times out with an unknown outcome, and is not retried.
+    const known = (this.ranges.get(rangeId)?.replicas ?? []).filter((n) => n !== host.nodeId).sort((a, b) => Number(live.has(b)) - Number(live.has(a)));
+    const others = rangeId === META_RANGE_ID ? [...new Set([...known.filter((n) => live.has(n)), ...live, ...known])] : known;
+    // The local replica first, but not alone: an empty one (being added, not caught up yet) knows no leader.
+    return host.hasShard(groupId(rangeId)) ? [host.nodeId, ...others] : others;
   }
 
   private checkOpen(): void {

@@ -16,6 +16,12 @@ export type RangeOp =
   /** A membership change on the range's leader (the placement driver's steps). */
   | { readonly kind: 'membership'; readonly rangeId: number; readonly epoch: number; readonly changes: readonly MembershipChange[] }
   | { readonly kind: 'transferLeader'; readonly rangeId: number; readonly to: number }
+  /**
+   * Creates an empty replica of the range on the node it is sent to, for its leader to catch up once
+   * it adds the node (the driver sends it before adding a learner). Explicit, so it is created even
+   * where a removed replica left a tombstone, which traffic alone never overrides.
+   */
+  | { readonly kind: 'prepareReplica'; readonly rangeId: number }
   /** A request for the placement driver, which runs where the meta range is led (`rangeId` is always META_RANGE_ID). */
   | { readonly kind: 'placement'; readonly rangeId: number; readonly payload: Uint8Array }
   | {
@@ -40,6 +46,11 @@ export async function runLocally(host: Host, op: RangeOp, placement?: PlacementH
       return host.changeMembership(shard, { epoch: op.epoch, changes: op.changes });
     case 'transferLeader':
       await host.transferLeader(shard, op.to);
+      return undefined;
+    case 'prepareReplica':
+      await host.createShard({ shardId: shard, voters: [], join: true }).catch((err: unknown) => {
+        if ((err as { code?: string }).code !== 'SHARD_EXISTS') throw err;
+      });
       return undefined;
     case 'placement': {
       // The driver runs next to the meta range's leader: elsewhere, point the caller there.
@@ -84,6 +95,8 @@ export function encodeRangeOp(op: RangeOp): Uint8Array {
       return packr.pack(['membership', op.rangeId, op.epoch, op.changes.flatMap((c) => [c.type, c.nodeId])]);
     case 'transferLeader':
       return packr.pack(['transferLeader', op.rangeId, op.to]);
+    case 'prepareReplica':
+      return packr.pack(['prepareReplica', op.rangeId, null]);
     case 'placement':
       return packr.pack(['placement', op.rangeId, op.payload]);
   }
@@ -111,6 +124,9 @@ function decodeAdminOp(raw: unknown[]): RangeOp | undefined {
     case 'transferLeader':
       if (raw.length !== 3 || !positive(raw[2])) throw new MalformedRangeOpError('transferLeader');
       return { kind, rangeId, to: raw[2] };
+    case 'prepareReplica':
+      if (raw.length !== 3 || raw[2] !== null) throw new MalformedRangeOpError('prepareReplica');
+      return { kind, rangeId };
     case 'placement':
       if (raw.length !== 3 || !(raw[2] instanceof Uint8Array) || rangeId !== META_RANGE_ID) throw new MalformedRangeOpError('placement');
       return { kind, rangeId, payload: raw[2] };
@@ -184,7 +200,7 @@ export function encodeRangeOpResult(result: RangeOpResult): Uint8Array {
 /** Decodes what the leader's node answered; the shape was checked by whoever ran the op, so only the outer form is checked here. */
 export function decodeRangeOpResult(op: RangeOp, bytes: Uint8Array): RangeOpResult {
   const raw = packr.unpack(bytes) as unknown;
-  if (op.kind === 'transferLeader') return undefined;
+  if (op.kind === 'transferLeader' || op.kind === 'prepareReplica') return undefined;
   if (op.kind === 'placement') {
     if (!(raw instanceof Uint8Array)) throw new MalformedRangeOpError('placement answer');
     return raw;

@@ -1,0 +1,244 @@
+// The placement driver on a live cluster (in one process, over TCP): 17 ranges on 3 nodes; a 4th and a
+// 5th node join and the driver moves replicas and leaders onto them until every node is within one of
+// the mean, while clients write and read through every node — no acknowledged write lost, no read going
+// back behind one. Then a node stops for good and its replicas are rebuilt on the others, and the node
+// running the driver stops in the middle of moves: the next driver finishes or undoes them.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import type { ShellLogger } from '@flotilla/shards';
+import { afterAll, describe, expect, it } from 'vitest';
+import { freePorts } from '@flotilla/shards/test-support/node-cluster';
+import { createHttpServer, type HttpServer } from '../src/http/app.js';
+import { FlotillaNode, type NodeOptions } from '../src/node.js';
+
+const logger = pino({ level: process.env['FLOTILLA_TEST_LOG'] ?? 'silent' }) as unknown as ShellLogger;
+const b = (s: string) => Buffer.from(s);
+const RANGE_COUNT = 16;
+/** Fast enough for a test, slow enough for 5 nodes on 2 CPUs: heartbeats every 100 ms, down after 3 s. */
+const PLACEMENT: NodeOptions['placement'] = { suspectAfterMs: 1_000, downAfterMs: 3_000, stepRetryMs: 500, operatorTimeoutMs: 20_000 };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface DriverView {
+  nodes: { nodeId: number; state: string; replicaCount: number; leaderCount: number }[];
+  rangeCount: number;
+  operators: { kind: string; rangeId: number }[];
+}
+
+let root: string | undefined;
+const nodes = new Map<number, FlotillaNode>();
+let http: HttpServer | undefined;
+
+afterAll(async () => {
+  await http?.close().catch(() => undefined);
+  for (const n of nodes.values()) await n.close().catch(() => undefined);
+  if (root !== undefined) rmSync(root, { recursive: true, force: true });
+});
+
+/** Polls until `check` returns a value, or fails after `timeoutMs` saying what it waited for and what it last saw. */
+async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      const view = await driverView().catch((err: unknown) => `unreachable: ${String(err)}`);
+      const configs = await rangeConfigs().catch(() => new Map());
+      for (const n of nodes.values()) {
+        const mine = await n.host.shards().catch(() => []);
+        console.log(`node ${n.host.nodeId}: ${mine.map((x) => `${x.shardId}:${x.role[0]}${x.leader}@${x.term}e${x.epoch}[${x.voters.join('')}]`).join(' ')}`);
+      }
+      throw new Error(`${what}: not within ${timeoutMs} ms (last error: ${String(last)}); driver: ${JSON.stringify(view)}; ranges: ${JSON.stringify([...configs])}`);
+    }
+    await sleep(100);
+  }
+}
+
+async function driverView(): Promise<DriverView> {
+  for (const n of nodes.values()) {
+    try {
+      return (await n.view.placement()) as DriverView;
+    } catch {
+      // that node could not reach the driver right now; ask another
+    }
+  }
+  throw new Error('no node reached the placement driver');
+}
+
+/** Every range's configuration as its leader reports it to the driver, through the cluster view of a live node. */
+async function rangeConfigs(): Promise<Map<number, { voters: number[]; learners: number[] }>> {
+  const out = new Map<number, { voters: number[]; learners: number[] }>();
+  for (const n of nodes.values()) {
+    for (const s of await n.host.shards()) if (s.role === 'leader') out.set(s.shardId, { voters: [...s.voters].sort(), learners: [...s.learners] });
+  }
+  return out;
+}
+
+/** Within one of the mean, replicas and leaders, over the live nodes; nothing in flight. */
+function balanced(v: DriverView, live: readonly number[]): boolean {
+  const mine = v.nodes.filter((n) => live.includes(n.nodeId));
+  if (mine.length !== live.length || v.operators.length > 0) return false;
+  for (const count of [(n: (typeof mine)[number]) => n.replicaCount, (n: (typeof mine)[number]) => n.leaderCount]) {
+    const counts = mine.map(count);
+    const mean = counts.reduce((a, c) => a + c, 0) / counts.length;
+    if (counts.some((c) => Math.abs(c - mean) > 1)) return false;
+  }
+  return true;
+}
+
+/**
+ * Writers through every live node, each over its own keys with increasing values, and readers checking
+ * that no read returns less than what was acknowledged before it started. Bounded in time by stop().
+ */
+function startLoad(through: () => FlotillaNode[]) {
+  const acked = new Map<string, number>();
+  const errors = { write: 0, read: 0, staleReads: [] as string[] };
+  let stopped = false;
+  let writes = 0;
+  const writer = async (w: number) => {
+    for (let seq = 1; !stopped && seq < 100_000; seq++) {
+      const key = `load/${w}/${seq % 40}`;
+      const live = through();
+      const node = live[seq % live.length]!;
+      try {
+        await node.store.put(b(key), b(String(seq)));
+        acked.set(key, seq);
+        writes++;
+      } catch {
+        errors.write++; // unknown outcome: later values overwrite it anyway
+        await sleep(20);
+      }
+    }
+  };
+  const reader = async (r: number) => {
+    for (let i = 0; !stopped && i < 1_000_000; i++) {
+      const key = `load/${i % 4}/${(i * 7 + r) % 40}`;
+      const before = acked.get(key) ?? 0;
+      const live = through();
+      try {
+        const v = await live[(i + r) % live.length]!.store.get(b(key));
+        const seen = v === undefined ? 0 : Number(Buffer.from(v.value).toString());
+        if (seen < before) errors.staleReads.push(`${key}: read ${seen} after ${before} was acknowledged`);
+      } catch {
+        errors.read++;
+        await sleep(20);
+      }
+    }
+  };
+  const running = [0, 1, 2, 3].map(writer).concat([0, 1].map(reader));
+  return {
+    acked,
+    errors,
+    get writes() {
+      return writes;
+    },
+    async stop() {
+      stopped = true;
+      await Promise.all(running);
+    },
+  };
+}
+
+describe('placement driver on 3, then 5 nodes (one process, TCP)', () => {
+  it('rebalances onto new nodes under load, rebuilds a lost node\'s replicas, and survives losing the driver mid-move', async () => {
+    root = mkdtempSync(join(tmpdir(), 'flotilla-placement-'));
+    const ports = await freePorts(5);
+    const address = (id: number) => `127.0.0.1:${ports[id - 1]}`;
+    const base = (id: number) => ({
+      nodeId: id,
+      dir: join(root!, `n${id}`),
+      listen: { host: '127.0.0.1', port: ports[id - 1]! },
+      coreCount: 1,
+      tickIntervalMs: 20,
+      metaDutyIntervalMs: 100,
+      placement: PLACEMENT,
+      logger,
+    });
+    for (const n of await Promise.all(
+      [1, 2, 3].map((id) => FlotillaNode.start({ ...base(id), peers: Object.fromEntries([1, 2, 3].filter((j) => j !== id).map((j) => [j, address(j)])), initialRangeCount: RANGE_COUNT })),
+    )) {
+      nodes.set(n.host.nodeId, n);
+    }
+    const live = () => [...nodes.values()];
+    await until('leaders for every range', async () => ((await rangeConfigs()).size === RANGE_COUNT + 1 ? true : undefined), 20_000);
+    // Data in every range: 4 keys under each first byte.
+    for (let i = 0; i < 256; i += 4) await nodes.get(1)!.store.put(Uint8Array.of(i, 1, 2, 3), b(`data-${i}`));
+    await until('the driver sees 17 ranges, balanced on 3 nodes', async () => {
+      const v = await driverView();
+      return v.rangeCount === RANGE_COUNT + 1 && balanced(v, [1, 2, 3]) ? v : undefined;
+    }, 20_000);
+
+    const load = startLoad(live);
+    try {
+      // Nodes 4 and 5 join through node 1's HTTP address; the driver moves replicas and leaders onto them.
+      http = await createHttpServer({ store: nodes.get(1)!.store, logger: logger as unknown as import('pino').Logger, cluster: nodes.get(1)!.view });
+      const url = await http.listen({ host: '127.0.0.1', port: 0 });
+      for (const id of [4, 5]) nodes.set(id, await FlotillaNode.start({ ...base(id), peers: {}, join: url }));
+      const rebalanced = await until('replicas and leaders within one of the mean on 5 nodes', async () => {
+        const v = await driverView();
+        return balanced(v, [1, 2, 3, 4, 5]) && v.nodes.every((n) => n.replicaCount > 0) ? v : undefined;
+      }, 90_000);
+      console.log(`rebalanced: ${rebalanced.nodes.map((n) => `node ${n.nodeId} ${n.replicaCount} replicas/${n.leaderCount} leaders`).join(', ')}; ${load.writes} writes acknowledged so far`);
+      for (const [rangeId, c] of await rangeConfigs()) {
+        expect(c.voters.length, `range ${rangeId}`).toBe(3);
+        expect(c.learners, `range ${rangeId}`).toEqual([]);
+      }
+    } finally {
+      await load.stop();
+    }
+    expect(load.errors.staleReads).toEqual([]);
+    expect(load.writes).toBeGreaterThan(100);
+    const check = async () => {
+      for (const [key, seq] of load.acked) {
+        for (const n of live()) expect(Buffer.from((await n.store.get(b(key)))!.value).toString(), `${key} via node ${n.host.nodeId}`).toBe(String(seq));
+      }
+      for (let i = 0; i < 256; i += 4) expect(Buffer.from((await live()[0]!.store.get(Uint8Array.of(i, 1, 2, 3)))!.value).toString()).toBe(`data-${i}`);
+    };
+    await check();
+
+    // Node 2 stops for good: after the down timeout its replicas are rebuilt on the others. (Node 1's
+    // HTTP server stays up: closing it closes node 1's store.)
+    await nodes.get(2)!.close();
+    nodes.delete(2);
+    await until('every range on three live voters again', async () => {
+      const configs = await rangeConfigs();
+      if (configs.size !== RANGE_COUNT + 1) return undefined;
+      for (const c of configs.values()) if (c.voters.length !== 3 || c.voters.includes(2) || c.learners.length > 0) return undefined;
+      return true;
+    }, 60_000);
+    await check();
+
+    // The node running the driver stops while moves are in flight (an operator asked for: move a range
+    // onto the node that leads the fewest). The next driver leaves every range whole: 3 voters, no learner.
+    const before = await driverView();
+    // Not node 1, whose store the HTTP server closes at the end (if it leads the meta range, move that lead first).
+    let metaLeader = live().find((n) => n.host.leaderOf(1 as never) === n.host.nodeId)!;
+    if (metaLeader.host.nodeId === 1) {
+      await metaLeader.host.transferLeader(1 as never, [...nodes.keys()].find((id) => id !== 1)!);
+      metaLeader = await until('the meta range led off node 1', async () => live().find((n) => n.host.nodeId !== 1 && n.host.leaderOf(1 as never) === n.host.nodeId), 10_000);
+    }
+    const configs = await rangeConfigs();
+    const target = [...configs].find(([rangeId, c]) => rangeId !== 1 && !c.voters.includes(metaLeader.host.nodeId));
+    if (target !== undefined) {
+      const [rangeId, c] = target;
+      const to = [...nodes.keys()].find((id) => !c.voters.includes(id))!;
+      await metaLeader.view.operator({ kind: 'moveReplica', rangeId, from: c.voters[0]!, to }).catch(() => undefined);
+    }
+    expect(before.nodes.length).toBeGreaterThan(0);
+    await metaLeader.close();
+    nodes.delete(metaLeader.host.nodeId);
+    await until('a new driver, and every range whole on the three nodes left', async () => {
+      const configs = await rangeConfigs();
+      if (configs.size !== RANGE_COUNT + 1) return undefined;
+      for (const c of configs.values()) if (c.voters.length !== 3 || c.learners.length > 0 || c.voters.some((v) => !nodes.has(v))) return undefined;
+      return true;
+    }, 60_000);
+    await check();
+  }, 240_000);
+});
