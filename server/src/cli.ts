@@ -19,8 +19,13 @@ const USAGE = `usage:
   flotilla get    KEY       [--url ...] [--stale]
   flotilla del    KEY       [--url ...] [--if-version N]
   flotilla scan   [--start KEY] [--end KEY] [--limit N] [--url ...]
-  flotilla status [--url ...]
+  flotilla status [--url ...] [--json]          (nodes and their state, replicas and leaders per node, moves in flight)
   flotilla split  RANGE_ID KEY [--url ...]   (KEY becomes the right half's first key; see \`status\` for range ids)
+  flotilla move   RANGE_ID FROM_NODE TO_NODE [--url ...]
+  flotilla transfer-leader RANGE_ID TO_NODE [--url ...]
+  flotilla decommission NODE_ID [--url ...]   (moves its replicas off; \`recommission NODE_ID\` undoes it)
+  flotilla pause | resume [--url ...]          (the placement driver plans nothing while paused)
+  flotilla replication-factor N [--url ...]
 Keys and values are UTF-8 text on the command line (the HTTP API takes any bytes).`;
 
 /** A usage mistake: printed with the usage, exit code 2. */
@@ -44,6 +49,13 @@ async function main(argv: string[]): Promise<number> {
     case 'scan':
     case 'status':
     case 'split':
+    case 'move':
+    case 'transfer-leader':
+    case 'decommission':
+    case 'recommission':
+    case 'pause':
+    case 'resume':
+    case 'replication-factor':
       return client(command, rest);
     case undefined:
     case 'help':
@@ -256,7 +268,9 @@ Ctrl-C stops the cluster (data stays in ${root}).`);
   return 0;
 }
 
-async function client(command: 'put' | 'get' | 'del' | 'scan' | 'status' | 'split', args: string[]): Promise<number> {
+type ClientCommand = 'put' | 'get' | 'del' | 'scan' | 'status' | 'split' | 'move' | 'transfer-leader' | 'decommission' | 'recommission' | 'pause' | 'resume' | 'replication-factor';
+
+async function client(command: ClientCommand, args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
@@ -267,9 +281,11 @@ async function client(command: 'put' | 'get' | 'del' | 'scan' | 'status' | 'spli
       start: { type: 'string' },
       end: { type: 'string' },
       limit: { type: 'string' },
+      json: { type: 'boolean', default: false },
     },
     strict: true,
   });
+  const json = (body: unknown) => ({ method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
   const base = values.url.replace(/\/+$/, '');
   const keyUrl = (key: string | undefined) => {
     if (key === undefined || key.length === 0) throw new UsageError(`${command} needs a KEY`);
@@ -297,8 +313,44 @@ async function client(command: 'put' | 'get' | 'del' | 'scan' | 'status' | 'spli
       response = await fetch(`${base}/kv?${q.toString()}`);
       break;
     }
-    case 'status':
-      response = await fetch(`${base}/cluster`);
+    case 'status': {
+      if (values.json) {
+        response = await fetch(`${base}/placement`);
+        break;
+      }
+      const [cluster, placement] = await Promise.all([fetch(`${base}/cluster`), fetch(`${base}/placement`)]);
+      if (!cluster.ok) {
+        console.error(`${cluster.status} ${await cluster.text()}`);
+        return 1;
+      }
+      console.log(statusText((await cluster.json()) as ClusterJson, placement.ok ? ((await placement.json()) as PlacementJson) : undefined));
+      return 0;
+    }
+    case 'move': {
+      const [rangeId, from, to] = positionals.map((p, i) => positiveInt(p, ['RANGE_ID', 'FROM_NODE', 'TO_NODE'][i] ?? 'argument', 1));
+      if (to === undefined) throw new UsageError('move needs RANGE_ID FROM_NODE TO_NODE');
+      response = await fetch(`${base}/ranges/${rangeId}/move`, json({ from, to }));
+      break;
+    }
+    case 'transfer-leader': {
+      const [rangeId, to] = positionals.map((p, i) => positiveInt(p, ['RANGE_ID', 'TO_NODE'][i] ?? 'argument', 1));
+      if (to === undefined) throw new UsageError('transfer-leader needs RANGE_ID TO_NODE');
+      response = await fetch(`${base}/ranges/${rangeId}/transfer-leader`, json({ to }));
+      break;
+    }
+    case 'decommission':
+    case 'recommission': {
+      if (positionals[0] === undefined) throw new UsageError(`${command} needs NODE_ID`);
+      response = await fetch(`${base}/nodes/${positiveInt(positionals[0], 'NODE_ID', 1)}/${command}`, { method: 'POST' });
+      break;
+    }
+    case 'pause':
+    case 'resume':
+      response = await fetch(`${base}/placement/settings`, { ...json({ paused: command === 'pause' }), method: 'PUT' });
+      break;
+    case 'replication-factor':
+      if (positionals[0] === undefined) throw new UsageError('replication-factor needs N');
+      response = await fetch(`${base}/placement/settings`, { ...json({ replicationFactor: positiveInt(positionals[0], 'N', 1) }), method: 'PUT' });
       break;
     case 'split': {
       if (positionals[0] === undefined || positionals[1] === undefined || positionals[1].length === 0) throw new UsageError('split needs RANGE_ID and KEY');
@@ -318,6 +370,46 @@ async function client(command: 'put' | 'get' | 'del' | 'scan' | 'status' | 'spli
   else if (body.length > 0) console.log(body);
   else console.log('ok');
   return 0;
+}
+
+interface ClusterJson {
+  nodeId: number;
+  nodes: { nodeId: number; transport: string; state: string }[];
+  ranges: { rangeId: number; leader: number; replicas: number[] }[];
+}
+
+interface PlacementJson {
+  settings: { paused: boolean; replicationFactor: number };
+  rangeCount: number;
+  nodes: { nodeId: number; state: string; replicaCount: number; leaderCount: number; usedBytes: number; availableBytes: number; silentMs: number | null }[];
+  operators: { kind: string; rangeId: number; reason: string; ageMs: number; lastStep: string | null; from?: number; to?: number; node?: number }[];
+}
+
+/** The cluster at a glance: the driver's view of every node, what it is doing, and this node's view when the driver is unreachable. */
+function statusText(cluster: ClusterJson, placement: PlacementJson | undefined): string {
+  const lines: string[] = [];
+  if (placement === undefined) {
+    lines.push(`node ${cluster.nodeId}: the placement driver is not reachable; this node's view:`);
+    for (const n of cluster.nodes) lines.push(`  node ${n.nodeId}  ${n.state.padEnd(6)} ${n.transport}`);
+    lines.push(`  ${cluster.ranges.length} ranges held here`);
+    return lines.join('\n');
+  }
+  const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+  lines.push(`${placement.rangeCount} ranges, replication factor ${placement.settings.replicationFactor}, scheduler ${placement.settings.paused ? 'PAUSED' : 'running'}`);
+  lines.push('node  state            replicas  leaders  used        free        last heard');
+  for (const n of placement.nodes) {
+    const heard = n.silentMs === null ? 'never' : `${(n.silentMs / 1000).toFixed(1)} s ago`;
+    lines.push(`${String(n.nodeId).padEnd(5)} ${n.state.padEnd(16)} ${String(n.replicaCount).padEnd(9)} ${String(n.leaderCount).padEnd(8)} ${mib(n.usedBytes).padEnd(11)} ${mib(n.availableBytes).padEnd(11)} ${heard}`);
+  }
+  if (placement.operators.length === 0) lines.push('no operators in flight');
+  else {
+    lines.push(`${placement.operators.length} operator(s) in flight:`);
+    for (const op of placement.operators) {
+      const what = op.kind === 'moveReplica' || op.kind === 'transferLeader' ? `${op.from} → ${op.to}` : op.node !== undefined ? `node ${op.node}` : '';
+      lines.push(`  range ${op.rangeId}: ${op.kind} ${what} (${op.reason}), ${(op.ageMs / 1000).toFixed(1)} s, last step ${op.lastStep ?? 'none'}`);
+    }
+  }
+  return lines.join('\n');
 }
 
 main(process.argv.slice(2)).then(

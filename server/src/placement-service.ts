@@ -17,7 +17,7 @@ import {
 import type { Host, KvResult, LeaderReport, MembershipChange, ShellLogger } from '@flotilla/shards';
 import { Packr } from 'msgpackr';
 import type { HostKvStore } from './kv/host-store.js';
-import { KvError } from './kv/store.js';
+import { KV_ERROR_CODES, KvError, type KvErrorCode } from './kv/store.js';
 
 /**
  * The placement driver's shell on every node (placement/src/driver.ts is the
@@ -93,7 +93,15 @@ export class PlacementService {
     const driver = this.ensureDriver();
     driver.setSettings(await store.placementSettings(this.o.defaults));
     driver.setMembers(await store.metaNodes());
-    driver.pass(this.nowMs());
+    const nowMs = this.nowMs();
+    driver.pass(nowMs);
+    // A decommissioning node whose replicas are all gone is done: recorded so, it is no longer a member.
+    if (!driver.isWarm(nowMs)) return;
+    for (const n of driver.status(nowMs).nodes) {
+      if (n.state !== 'decommissioning' || n.replicaCount > 0) continue;
+      await store.setNodeState(n.nodeId, 'decommissioned');
+      this.o.log.info({ decommissioned: n.nodeId }, 'node drained and decommissioned');
+    }
   }
 
   private ensureDriver(): PlacementDriver {
@@ -174,15 +182,28 @@ export class PlacementService {
   }
 
   /** The driver's view, from whichever node runs it. */
-  async status(): Promise<unknown> {
-    const answer = (await this.o.store.runOnRange({ kind: 'placement', rangeId: META_RANGE_ID, payload: packr.pack(['status']) })) as Uint8Array;
-    return JSON.parse(packr.unpack(answer) as string) as unknown;
+  status(): Promise<unknown> {
+    return this.ask(['status']);
   }
 
   /** Hands an operator to the driver (it fills in the range's epoch); PRECONDITION_FAILED while the range has one in flight. */
-  async submit(op: AdminOperator): Promise<unknown> {
+  submit(op: AdminOperator): Promise<unknown> {
     const wire = op.kind === 'split' ? [op.kind, op.rangeId, op.key] : op.kind === 'moveReplica' ? [op.kind, op.rangeId, op.from, op.to] : [op.kind, op.rangeId, op.to];
-    const answer = (await this.o.store.runOnRange({ kind: 'placement', rangeId: META_RANGE_ID, payload: packr.pack(['operator', wire]) })) as Uint8Array;
+    return this.ask(['operator', wire]);
+  }
+
+  /** One request to the driver, wherever it runs; its refusals come back as the KvErrors it threw (a 4xx, not a 500). */
+  private async ask(request: unknown[]): Promise<unknown> {
+    let answer: Uint8Array;
+    try {
+      answer = (await this.o.store.runOnRange({ kind: 'placement', rangeId: META_RANGE_ID, payload: packr.pack(request) })) as Uint8Array;
+    } catch (err) {
+      const e = err as { code?: unknown; message?: unknown };
+      if (!(err instanceof KvError) && typeof e.code === 'string' && (KV_ERROR_CODES as readonly string[]).includes(e.code)) {
+        throw new KvError(e.code as KvErrorCode, String(e.message), e.code === 'UNAVAILABLE' ? { retryAfterMs: 1_000 } : {});
+      }
+      throw err;
+    }
     return JSON.parse(packr.unpack(answer) as string) as unknown;
   }
 }

@@ -242,3 +242,92 @@ describe('placement driver on 3, then 5 nodes (one process, TCP)', () => {
     await check();
   }, 240_000);
 });
+
+describe('placement admin over HTTP (3 nodes, then a 4th)', () => {
+  it('answers the admin routes, refuses bad input, moves a replica and a lead on request, and drains a decommissioned node', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'flotilla-placement-admin-'));
+    const ports = await freePorts(4);
+    const address = (id: number) => `127.0.0.1:${ports[id - 1]}`;
+    const base = (id: number) => ({ nodeId: id, dir: join(dir, `n${id}`), listen: { host: '127.0.0.1', port: ports[id - 1]! }, coreCount: 1, tickIntervalMs: 20, metaDutyIntervalMs: 100, placement: PLACEMENT, logger });
+    const mine = new Map<number, FlotillaNode>();
+    let server: HttpServer | undefined;
+    try {
+      for (const n of await Promise.all([1, 2, 3].map((id) => FlotillaNode.start({ ...base(id), peers: Object.fromEntries([1, 2, 3].filter((j) => j !== id).map((j) => [j, address(j)])), initialRangeCount: 4 })))) {
+        mine.set(n.host.nodeId, n);
+      }
+      server = await createHttpServer({ store: mine.get(1)!.store, logger: logger as unknown as import('pino').Logger, cluster: mine.get(1)!.view });
+      const url = await server.listen({ host: '127.0.0.1', port: 0 });
+      const call = async (method: string, path: string, body?: unknown) => {
+        const r = await server!.app.inject({ method: method as 'GET', url: path, ...(body === undefined ? {} : { payload: typeof body === 'string' ? body : JSON.stringify(body) }) });
+        return { status: r.statusCode, body: r.json() as Record<string, unknown> };
+      };
+      const view = async () => (await call('GET', '/placement')).body as unknown as DriverView & { settings: { paused: boolean; replicationFactor: number } };
+      await until('the driver sees 5 ranges on 3 nodes', async () => {
+        const v = await view();
+        return v.rangeCount === 5 && v.nodes.length === 3 && v.nodes.every((n) => n.state === 'up') ? v : undefined;
+      }, 20_000);
+
+      // Bad input: the right 4xx, nothing changes.
+      for (const [method, path, body, status] of [
+        ['PUT', '/placement/settings', '{', 400],
+        ['PUT', '/placement/settings', {}, 400],
+        ['PUT', '/placement/settings', { paused: 'yes' }, 400],
+        ['PUT', '/placement/settings', { replicationFactor: 0 }, 400],
+        ['PUT', '/placement/settings', { replicationFactor: 9 }, 400],
+        ['PUT', '/placement/settings', { paused: true, extra: 1 }, 400],
+        ['POST', '/placement/settings', { paused: true }, 405],
+        ['POST', '/nodes/0/decommission', undefined, 400],
+        ['POST', '/nodes/x/decommission', undefined, 400],
+        ['POST', '/nodes/99/decommission', undefined, 404],
+        ['POST', '/nodes/1/explode', undefined, 404],
+        ['POST', '/ranges/2/move', '{', 400],
+        ['POST', '/ranges/2/move', { from: 1 }, 400],
+        ['POST', '/ranges/2/move', { from: 1, to: 1 }, 400],
+        ['POST', '/ranges/2/move', { from: 1, to: 'two' }, 400],
+        ['POST', '/ranges/999/move', { from: 1, to: 2 }, 404],
+        ['POST', '/ranges/2/transfer-leader', { to: 0 }, 400],
+        ['GET', '/ranges/2/move', undefined, 405],
+      ] as const) {
+        expect([method, path, (await call(method, path, body)).status]).toEqual([method, path, status]);
+      }
+      expect((await view()).settings).toEqual({ paused: false, replicationFactor: 3 });
+
+      // Pause, then a 4th node joins: paused, nothing moves onto it.
+      expect((await call('PUT', '/placement/settings', { paused: true })).body).toEqual({ settings: { paused: true, replicationFactor: 3 } });
+      mine.set(4, await FlotillaNode.start({ ...base(4), peers: {}, join: url }));
+      await until('the driver hears node 4', async () => ((await view()).nodes.some((n) => n.nodeId === 4 && n.state === 'up') ? true : undefined), 20_000);
+      await sleep(1_000);
+      expect((await view()).nodes.find((n) => n.nodeId === 4)!.replicaCount).toBe(0);
+
+      // Asked to, the driver moves one replica there even while paused (an operator's request is not the scheduler's plan).
+      const moved = await call('POST', '/ranges/2/move', { from: 1, to: 4 });
+      expect(moved.status).toBe(200);
+      expect(moved.body).toMatchObject({ kind: 'moveReplica', rangeId: 2, from: 1, to: 4, reason: 'admin' });
+      expect((await call('POST', '/ranges/2/move', { from: 2, to: 4 })).status).toBe(412); // one operator per range
+      await until('range 2 moved onto node 4', async () => {
+        const s = (await mine.get(4)!.host.shards()).find((x) => x.shardId === 2);
+        return s !== undefined && s.voters.includes(4) && !s.voters.includes(1) && (await view()).operators.length === 0 ? true : undefined;
+      }, 30_000);
+      const leaderOf2 = (await mine.get(4)!.host.shards()).find((x) => x.shardId === 2)!.leader;
+      const newLeader = [2, 3, 4].find((n) => n !== leaderOf2)!;
+      expect((await call('POST', '/ranges/2/transfer-leader', { to: newLeader })).status).toBe(200);
+      await until('range 2 led by the node asked for', async () => ((await mine.get(newLeader)!.host.shards()).find((x) => x.shardId === 2)?.role === 'leader' ? true : undefined), 20_000);
+
+      // Decommission node 4 (and resume): its replicas go, and it is recorded decommissioned.
+      expect((await call('POST', '/nodes/4/decommission')).body).toEqual({ nodeId: 4, state: 'decommissioning' });
+      expect((await call('PUT', '/placement/settings', { paused: false })).status).toBe(200);
+      await until('node 4 drained and decommissioned', async () => {
+        const v = await view();
+        const n4 = v.nodes.find((n) => n.nodeId === 4);
+        return n4?.state === 'decommissioned' && n4.replicaCount === 0 && v.operators.length === 0 ? v : undefined;
+      }, 30_000);
+      for (const n of [1, 2, 3]) expect((await mine.get(n)!.host.shards()).map((s) => s.shardId)).toEqual([1, 2, 3, 4, 5]);
+      await until('node 4 holds no replica', async () => ((await mine.get(4)!.host.shards()).length === 0 ? true : undefined), 20_000);
+    } finally {
+      await server?.close().catch(() => undefined);
+      for (const n of mine.values()) await n.close().catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
+

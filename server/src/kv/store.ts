@@ -61,6 +61,8 @@ export type KvErrorCode =
   | 'TIMEOUT' // no answer in time; a write's outcome is unknown
   | 'CLOSED'; // the store is shutting down
 
+export const KV_ERROR_CODES: readonly KvErrorCode[] = ['INVALID_ARGUMENT', 'NOT_FOUND', 'KEY_TOO_LARGE', 'VALUE_TOO_LARGE', 'PRECONDITION_FAILED', 'UNAVAILABLE', 'TIMEOUT', 'CLOSED'];
+
 export class KvError extends Error {
   constructor(
     readonly code: KvErrorCode,
