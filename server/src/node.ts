@@ -25,6 +25,8 @@ export interface NodeOptions {
   readonly initialRangeCount?: number;
   readonly coreCount?: number;
   readonly tickIntervalMs?: number;
+  /** Snapshot bytes per second this node sends, over all streams (the Host's default otherwise). */
+  readonly snapshotBytesPerSecMax?: number;
   readonly logger: ShellLogger;
   readonly onFatal?: (err: Error) => void;
   /** How often the node does its meta range duties: record itself, learn members, record the descriptors of ranges it leads (only changed ones are written). */
@@ -99,6 +101,7 @@ export class FlotillaNode {
       transport,
       logger: options.logger,
       ...(options.coreCount === undefined ? {} : { coreCount: options.coreCount }),
+      ...(options.snapshotBytesPerSecMax === undefined ? {} : { snapshotBytesPerSecMax: options.snapshotBytesPerSecMax }),
       ...(options.tickIntervalMs === undefined ? {} : { ticker: { kind: 'timer' as const, intervalMs: options.tickIntervalMs } }),
       ...(options.onFatal === undefined ? {} : { onFatal: options.onFatal }),
     });

@@ -11,6 +11,7 @@ import type { ClaimAnswer, LeaderReport, MembershipChange, CoreEvent, CoreOutEve
 import { CoreCrashedError, HostClosedError, RequestTimeoutError, ShardExistsError, fromWire } from './errors.js';
 import type { GroupRaftOptions } from './group.js';
 import { Liveness } from './liveness.js';
+import { ByteRateLimiter } from './rate-limit.js';
 import { BatchDecodeError } from './message-codec.js';
 import { decodeFrame, encodeRpcSegment, splitSegment, type DecodedFrame, type RpcSegment, type Segment } from './node-batch.js';
 import { markNodeDirReady, prepareNodeDir } from './node-dir.js';
@@ -23,6 +24,8 @@ export const TICK_INTERVAL_MS_DEFAULT = 100;
 export const LIVENESS_INTERVAL_TICKS_DEFAULT = 2;
 /** A peer silent this long is down: one election timeout, when its followers would have noticed by themselves. */
 export const LIVENESS_TIMEOUT_TICKS_DEFAULT = DEFAULTS.electionTimeoutTicks;
+/** Snapshot bandwidth a node sends by default: half a 1 Gbit/s link, well under a disk's write rate (TiKV's default is 100 MB/s). */
+export const SNAPSHOT_BYTES_PER_SEC_DEFAULT = 64 * 1024 * 1024;
 /** 5 s at the default tick: a request not answered by then is failed with REQUEST_TIMEOUT (outcome unknown). */
 export const REQUEST_TIMEOUT_TICKS_DEFAULT = 50;
 /** Groups per core woken per tick after a peer is declared down: 1,000 groups wake within a second or two, never at once. */
@@ -52,6 +55,8 @@ export interface HostOptions {
   readonly wakeCountPerTickMax?: number;
   readonly compactionTriggerEntries?: number;
   readonly compactionKeepEntries?: number;
+  /** Snapshot bytes this node sends per second, over all streams (default SNAPSHOT_BYTES_PER_SEC_DEFAULT). */
+  readonly snapshotBytesPerSecMax?: number;
   readonly seed?: number;
   readonly logger: ShellLogger & { level?: string };
   /** A worker core died. Default: log it and close the Host; a node process should exit. */
@@ -116,6 +121,7 @@ export class Host {
   private readonly snapshotSenders = new Map<number, SnapshotSender>();
   private readonly chunkAcks = new Map<number, (error: string | undefined) => void>();
   private readonly liveness: Liveness;
+  private readonly snapshotLimiter: ByteRateLimiter;
   private nextRequestId = 1;
   private nextIncomingStreamId = 1;
   private flushScheduled = false;
@@ -134,6 +140,13 @@ export class Host {
     this.queues = Array.from({ length: this.coreCount }, emptyQueue);
     this.log = options.logger.child({ component: 'host', nodeId: options.nodeId });
     this.requestTimeoutTicks = options.requestTimeoutTicks ?? REQUEST_TIMEOUT_TICKS_DEFAULT;
+    const snapshotBytesPerSec = options.snapshotBytesPerSecMax ?? SNAPSHOT_BYTES_PER_SEC_DEFAULT;
+    this.snapshotLimiter = new ByteRateLimiter({
+      bytesPerSec: snapshotBytesPerSec,
+      burstBytes: snapshotBytesPerSec,
+      nowMs: () => performance.now(),
+      sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+    });
     this.liveness = new Liveness({
       intervalTicks: options.livenessIntervalTicks ?? LIVENESS_INTERVAL_TICKS_DEFAULT,
       timeoutTicks: options.livenessTimeoutTicks ?? LIVENESS_TIMEOUT_TICKS_DEFAULT,
@@ -489,10 +502,14 @@ export class Host {
       case 'snapshotChunk': {
         const sender = this.snapshotSenders.get(e.streamId);
         if (sender === undefined) return;
-        sender.write(e.bytes).then(
-          () => this.postEvent(coreIndex, { kind: 'snapshotCredit', streamId: e.streamId }),
-          (err: unknown) => this.onSnapshotSendFailed(coreIndex, e.streamId, err),
-        );
+        // The node's snapshot bandwidth bound applies before each chunk leaves (a stream aborted meanwhile fails its write).
+        this.snapshotLimiter
+          .take(e.bytes.byteLength)
+          .then(() => sender.write(e.bytes))
+          .then(
+            () => this.postEvent(coreIndex, { kind: 'snapshotCredit', streamId: e.streamId }),
+            (err: unknown) => this.onSnapshotSendFailed(coreIndex, e.streamId, err),
+          );
         return;
       }
       case 'snapshotEnd': {
