@@ -73,7 +73,7 @@ export class HostKvStore implements KvStore {
     options.host.setRequestHandler(async (from, payload) => {
       const result = encodeRangeOpResult(await runLocally(options.host, decodeRangeOp(payload), this.placement));
       // A node that joined since this one last read the members: learn its address, or the answer cannot reach it.
-      if (!options.host.hasPeer(from)) await this.learnPeers().catch(() => undefined);
+      if (!options.host.hasPeer(from)) await this.learnPeer(from).catch(() => undefined);
       return result;
     });
   }
@@ -266,6 +266,14 @@ export class HostKvStore implements KvStore {
   async learnPeers(): Promise<void> {
     const host = this.options.host;
     for (const n of await this.metaNodes()) if (n.nodeId !== host.nodeId && n.state !== 'decommissioned') host.setPeer(n.nodeId, n.address);
+  }
+
+  /** Learns one node's address from its record (one read, not a scan: a reply to it is waiting). */
+  async learnPeer(nodeId: number): Promise<void> {
+    const stored = (await this.execute({ kind: 'get', rangeId: META_RANGE_ID, key: nodeKey(nodeId), consistency: 'linearizable' })) as VersionedValue | undefined;
+    if (stored === undefined) return;
+    const n = decodeNodeRecord(stored.value);
+    if (n.state !== 'decommissioned') this.options.host.setPeer(n.nodeId, n.address);
   }
 
   private async metaScan(span: { start: Uint8Array; end: Uint8Array }): Promise<Uint8Array[]> {
