@@ -10,11 +10,12 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import type { ShellLogger } from '@flotilla/shards';
 import { createHttpServer } from './http/app.js';
-import { FlotillaNode, INITIAL_RANGE_COUNT_DEFAULT } from './node.js';
+import { FlotillaNode, INITIAL_RANGE_COUNT_DEFAULT, type NodeOptions } from './node.js';
 
 const USAGE = `usage:
   flotilla dev    [--dir ./flotilla-dev] [--nodes 3] [--port 7100] [--http-port 8100] [--ranges ${INITIAL_RANGE_COUNT_DEFAULT}]
   flotilla start  --id N --dir DIR --listen HOST:PORT --http HOST:PORT [--peers ID=HOST:PORT,... | --join http://HOST:PORT] [--ranges N] [--cores N] [--log-level info]
+                  [--tick-ms 100] [--duty-ms 1000] [--down-after-ms 30000]   (heartbeat/duty interval; when the placement driver calls a silent node down)
   flotilla put    KEY VALUE [--url http://127.0.0.1:8101] [--if-version N]
   flotilla get    KEY       [--url ...] [--stale]
   flotilla del    KEY       [--url ...] [--if-version N]
@@ -74,6 +75,11 @@ function hostPort(value: string, flag: string): { host: string; port: number } {
   return { host: m[1]!, port };
 }
 
+/** The driver's timings from the time after which a silent node is down: suspect at a sixth of it. */
+function placementTimingsOf(downAfterMs: number): NonNullable<NodeOptions['placement']> {
+  return { downAfterMs, suspectAfterMs: Math.max(1, Math.floor(downAfterMs / 6)) };
+}
+
 function positiveInt(value: string | undefined, flag: string, fallback: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
@@ -95,6 +101,8 @@ async function start(args: string[]): Promise<number> {
       cores: { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
       'tick-ms': { type: 'string' },
+      'duty-ms': { type: 'string' },
+      'down-after-ms': { type: 'string' },
     },
     strict: true,
   });
@@ -127,6 +135,8 @@ async function start(args: string[]): Promise<number> {
     },
     ...(values.cores === undefined ? {} : { coreCount: positiveInt(values.cores, '--cores', 1) }),
     ...(values['tick-ms'] === undefined ? {} : { tickIntervalMs: positiveInt(values['tick-ms'], '--tick-ms', 100) }),
+    ...(values['duty-ms'] === undefined ? {} : { metaDutyIntervalMs: positiveInt(values['duty-ms'], '--duty-ms', 1_000) }),
+    ...(values['down-after-ms'] === undefined ? {} : { placement: placementTimingsOf(positiveInt(values['down-after-ms'], '--down-after-ms', 30_000)) }),
   });
   const http = await createHttpServer({ store: node.store, logger, cluster: node.view });
   const url = await http.listen(hostPort(values.http, '--http'));

@@ -403,7 +403,8 @@ export class HostKvStore implements KvStore {
     if (home.length === 0) throw new StaleRouteError(`range ${op.rangeId} has no known replica`);
     let turn = 0;
     let target = home[0]!;
-    // Whether every node asked this round said it holds no replica (the placement driver moved the range), and whether we re-read meta for it.
+    // Whether nobody asked this round could point at a leader — no replica there, or an empty one that knows
+    // none (the placement driver moved the range; this table is stale) — and whether we re-read meta for it.
     let noneHeld = true;
     let refreshed = false;
     for (let hops = 0; ; hops++) {
@@ -425,7 +426,7 @@ export class HostKvStore implements KvStore {
           throw new KvError('UNAVAILABLE', `range ${op.rangeId} has no leader reachable from node ${host.nodeId} (${e.message})`, { retryAfterMs: RETRY_AFTER_MS });
         }
         const hint = e.code === 'NOT_LEADER' ? (e.leaderHint ?? 0) : 0;
-        if (e.code !== 'SHARD_NOT_FOUND') noneHeld = false;
+        if (e.code !== 'SHARD_NOT_FOUND' && !(e.code === 'NOT_LEADER' && hint === 0)) noneHeld = false;
         // Follow a fresh hint at once (a bounded number of times); otherwise wait and start over here.
         if (hint !== 0 && hint !== target && hops < HINT_HOPS_MAX) {
           target = hint;
