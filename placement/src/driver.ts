@@ -85,7 +85,14 @@ interface TrackedOperator {
 
 export interface DriverStatus {
   readonly settings: PlacementSettings;
-  readonly nodes: readonly (NodeInfo & { readonly replicaCount: number; readonly leaderCount: number; readonly silentMs: number | null })[];
+  readonly nodes: readonly (NodeInfo & {
+    readonly replicaCount: number;
+    readonly leaderCount: number;
+    /** Writes and reads per second the ranges it leads serve (the node's load). */
+    readonly writesPerSec: number;
+    readonly readsPerSec: number;
+    readonly silentMs: number | null;
+  })[];
   readonly rangeCount: number;
   readonly operators: readonly (Operator & { readonly ageMs: number; readonly lastStep: string | null })[];
 }
@@ -302,15 +309,25 @@ export class PlacementDriver {
     const snapshot = this.snapshot(nowMs);
     const replicaCount = new Map<number, number>();
     const leaderCount = new Map<number, number>();
+    const load = new Map<number, { writesPerSec: number; readsPerSec: number }>();
     for (const r of snapshot.ranges) {
       for (const n of new Set([...r.voters, ...r.votersOutgoing, ...r.learners])) replicaCount.set(n, (replicaCount.get(n) ?? 0) + 1);
-      if (r.leader !== 0) leaderCount.set(r.leader, (leaderCount.get(r.leader) ?? 0) + 1);
+      if (r.leader === 0) continue;
+      leaderCount.set(r.leader, (leaderCount.get(r.leader) ?? 0) + 1);
+      const l = load.get(r.leader) ?? { writesPerSec: 0, readsPerSec: 0 };
+      load.set(r.leader, { writesPerSec: l.writesPerSec + r.writesPerSec, readsPerSec: l.readsPerSec + r.readsPerSec });
     }
     return {
       settings: this.settings,
       nodes: snapshot.nodes.map((n) => {
         const heardMs = this.nodes.get(n.nodeId)?.heardMs;
-        return { ...n, replicaCount: replicaCount.get(n.nodeId) ?? 0, leaderCount: leaderCount.get(n.nodeId) ?? 0, silentMs: heardMs === undefined ? null : nowMs - heardMs };
+        return {
+          ...n,
+          replicaCount: replicaCount.get(n.nodeId) ?? 0,
+          leaderCount: leaderCount.get(n.nodeId) ?? 0,
+          ...(load.get(n.nodeId) ?? { writesPerSec: 0, readsPerSec: 0 }),
+          silentMs: heardMs === undefined ? null : nowMs - heardMs,
+        };
       }),
       rangeCount: snapshot.ranges.length,
       operators: [...this.operators.values()].map((t) => ({ ...t.op, ageMs: nowMs - t.startedMs, lastStep: t.last?.key ?? null })),

@@ -190,6 +190,8 @@ describe('PlacementDriver', () => {
     at(3_000, 3 * hot, hot); // hot (ops/s = hot) for two more
     const range = driver.snapshot(3_000).ranges[0]!;
     expect([range.writesPerSec, range.readsPerSec, range.hotForSec]).toEqual([hot, 0, 2]);
+    // The node's load is what the ranges it leads serve.
+    expect(driver.status(3_000).nodes.map((n) => [n.nodeId, n.writesPerSec, n.readsPerSec])).toEqual([[1, hot, 0]]);
     expect(Buffer.from(range.splitKey!).toString()).toBe('r1m');
     at(4_000, 3 * hot, hot); // idle: no longer hot
     expect(driver.snapshot(4_000).ranges[0]!.hotForSec).toBe(0);

@@ -391,7 +391,7 @@ interface ClusterJson {
 interface PlacementJson {
   settings: { paused: boolean; replicationFactor: number };
   rangeCount: number;
-  nodes: { nodeId: number; state: string; replicaCount: number; leaderCount: number; usedBytes: number; availableBytes: number; silentMs: number | null }[];
+  nodes: { nodeId: number; state: string; replicaCount: number; leaderCount: number; writesPerSec: number; readsPerSec: number; usedBytes: number; availableBytes: number; silentMs: number | null }[];
   operators: { kind: string; rangeId: number; reason: string; ageMs: number; lastStep: string | null; from?: number; to?: number; node?: number }[];
 }
 
@@ -406,10 +406,11 @@ function statusText(cluster: ClusterJson, placement: PlacementJson | undefined):
   }
   const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
   lines.push(`${placement.rangeCount} ranges, replication factor ${placement.settings.replicationFactor}, scheduler ${placement.settings.paused ? 'PAUSED' : 'running'}`);
-  lines.push('node  state            replicas  leaders  used        free        last heard');
+  lines.push('node  state            replicas  leaders  ops/s     used        free        last heard');
   for (const n of placement.nodes) {
     const heard = n.silentMs === null ? 'never' : `${(n.silentMs / 1000).toFixed(1)} s ago`;
-    lines.push(`${String(n.nodeId).padEnd(5)} ${n.state.padEnd(16)} ${String(n.replicaCount).padEnd(9)} ${String(n.leaderCount).padEnd(8)} ${mib(n.usedBytes).padEnd(11)} ${mib(n.availableBytes).padEnd(11)} ${heard}`);
+    const ops = Math.round(n.writesPerSec + n.readsPerSec);
+    lines.push(`${String(n.nodeId).padEnd(5)} ${n.state.padEnd(16)} ${String(n.replicaCount).padEnd(9)} ${String(n.leaderCount).padEnd(8)} ${String(ops).padEnd(9)} ${mib(n.usedBytes).padEnd(11)} ${mib(n.availableBytes).padEnd(11)} ${heard}`);
   }
   if (placement.operators.length === 0) lines.push('no operators in flight');
   else {

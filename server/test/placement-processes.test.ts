@@ -35,7 +35,7 @@ function startNode(o: { id: number; dir: string; transport: number; http: number
     [
       CLI, 'start', '--id', String(o.id), '--dir', o.dir, '--listen', `127.0.0.1:${o.transport}`, '--http', `127.0.0.1:${o.http}`,
       ...(o.peers === undefined ? [] : ['--peers', o.peers]), ...(o.join === undefined ? [] : ['--join', o.join]),
-      '--ranges', String(RANGE_COUNT), '--tick-ms', '20', '--cores', '1', '--duty-ms', '100', '--down-after-ms', '3000', '--log-level', 'warn',
+      '--ranges', String(RANGE_COUNT), '--tick-ms', '20', '--cores', '1', '--duty-ms', '100', '--down-after-ms', '3000', '--log-level', 'error',
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
@@ -63,12 +63,13 @@ async function json<T>(url: string, init?: RequestInit): Promise<T | undefined> 
   }
 }
 
-async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+/** Polls `check` until it returns a value; on a timeout the error carries `describe()` (what the cluster looked like). */
+async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number, describe: () => Promise<unknown> = async () => undefined): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await check().catch(() => undefined);
     if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms; last seen: ${JSON.stringify(await describe().catch((err: unknown) => String(err)))}`);
     await sleep(200);
   }
 }
@@ -99,6 +100,7 @@ describe('placement driver over 3 → 5 node processes, kill -9 twice', () => {
       }
       return undefined;
     };
+    const clusterOf = async (n: Node) => json<{ ranges: { rangeId: number; leader: number; replicas: number[] }[] }>(`${n.url}/cluster`);
     const balancedOn = (v: DriverView, ids: number[]) => {
       const mine = v.nodes.filter((n) => ids.includes(n.nodeId));
       return mine.length === ids.length && v.operators.length === 0 && withinOne(mine.map((n) => n.replicaCount)) && withinOne(mine.map((n) => n.leaderCount)) && mine.every((n) => n.replicaCount > 0);
@@ -133,7 +135,7 @@ describe('placement driver over 3 → 5 node processes, kill -9 twice', () => {
       const v = await until('replicas and leaders within one of the mean on 5 nodes', async () => {
         const v = await view();
         return v !== undefined && balancedOn(v, [1, 2, 3, 4, 5]) ? v : undefined;
-      }, 120_000);
+      }, 120_000, view);
       console.log(`placement over processes: balanced on 5 nodes: ${v.nodes.map((n) => `${n.nodeId}:${n.replicaCount}/${n.leaderCount}`).join(' ')}; ${acked.size} keys acknowledged`);
     } finally {
       stopped = true;
@@ -157,11 +159,10 @@ describe('placement driver over 3 → 5 node processes, kill -9 twice', () => {
       const v = await view();
       const n2 = v?.nodes.find((n) => n.nodeId === 2);
       return v !== undefined && n2?.state === 'down' && n2.replicaCount === 0 && v.operators.length === 0 ? v : undefined;
-    }, 90_000);
+    }, 150_000, async () => ({ view: await view(), ranges: await Promise.all(live().map(async (n) => [n.id, (await clusterOf(n))?.ranges.map((r) => `${r.rangeId}:${r.leader}[${r.replicas.join('')}]`).join(' ')])) }));
     await check();
 
     // Ask for a move, then kill -9 the node running the driver at once: the next driver finishes or undoes it.
-    const clusterOf = async (n: Node) => json<{ ranges: { rangeId: number; leader: number; replicas: number[] }[] }>(`${n.url}/cluster`);
     const metaLeader = await until('the meta range\'s leader', async () => (await clusterOf(live()[0]!))?.ranges.find((r) => r.rangeId === 1)?.leader || undefined, 10_000);
     const driverNode = nodes.get(metaLeader)!;
     const target = (await clusterOf(driverNode))!.ranges.find((r) => r.rangeId !== 1 && r.replicas.length === 3);
@@ -179,7 +180,7 @@ describe('placement driver over 3 → 5 node processes, kill -9 twice', () => {
         if (n === undefined || n.state !== 'down' || n.replicaCount !== 0) return undefined;
       }
       return v;
-    }, 90_000);
+    }, 150_000, view);
     await check();
   }, 400_000);
 });
