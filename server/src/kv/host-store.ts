@@ -460,9 +460,13 @@ export class HostKvStore implements KvStore {
   private homeOf(rangeId: number): number[] {
     const host = this.options.host;
     const live = new Set(host.livePeers());
-    // Peers the liveness tracker calls down go last: a write forwarded to one times out with an unknown outcome, and is not retried.
-    const known = (this.ranges.get(rangeId)?.replicas ?? []).filter((n) => n !== host.nodeId).sort((a, b) => Number(live.has(b)) - Number(live.has(a)));
-    const others = rangeId === META_RANGE_ID ? [...new Set([...known.filter((n) => live.has(n)), ...live, ...known])] : known;
+    // Peers the liveness tracker calls down are left out while any other is known: a write forwarded
+    // to one times out with an unknown outcome and is not retried, and a stale table (one naming a
+    // dead replica) is re-read only after a round of asking found no leader.
+    const replicas = (this.ranges.get(rangeId)?.replicas ?? []).filter((n) => n !== host.nodeId);
+    const reachable = replicas.filter((n) => live.has(n));
+    const known = reachable.length > 0 ? reachable : replicas;
+    const others = rangeId === META_RANGE_ID ? [...new Set([...known.filter((n) => live.has(n)), ...live])] : known;
     // The local replica first, but not alone: an empty one (being added, not caught up yet) knows no leader.
     return host.hasShard(groupId(rangeId)) ? [host.nodeId, ...others] : others;
   }
