@@ -24,6 +24,14 @@ export const TICK_INTERVAL_MS_DEFAULT = 100;
 export const LIVENESS_INTERVAL_TICKS_DEFAULT = 2;
 /** A peer silent this long is down: one election timeout, when its followers would have noticed by themselves. */
 export const LIVENESS_TIMEOUT_TICKS_DEFAULT = DEFAULTS.electionTimeoutTicks;
+/**
+ * Ticks a shard's traffic must keep arriving before this node makes an empty replica for it: two
+ * seconds at the default tick, two election timeouts: time enough for a follower only a little
+ * behind the split that creates the shard to apply it. Cores report such traffic every 20 ticks per shard.
+ */
+const ADOPT_AFTER_TICKS = 20;
+/** Bounds what traffic for unknown shards can make the Host remember. */
+const UNKNOWN_SHARDS_TRACKED_MAX = 4096;
 /** Snapshot bandwidth a node sends by default: half a 1 Gbit/s link, well under a disk's write rate (TiKV's default is 100 MB/s). */
 export const SNAPSHOT_BYTES_PER_SEC_DEFAULT = 64 * 1024 * 1024;
 /** 5 s at the default tick: a request not answered by then is failed with REQUEST_TIMEOUT (outcome unknown). */
@@ -110,6 +118,8 @@ export class Host {
   private readonly pending = new Map<number, PendingRequest>();
   private readonly leaders = new Map<number, number>();
   private readonly shardCores = new Map<number, number>();
+  /** Shards whose traffic arrived with no replica here, and the tick it was first seen (see `unknownShard`). */
+  private readonly unknownSince = new Map<number, number>();
   /** Shards being adopted (see adopt): their traffic is dropped meanwhile. */
   private readonly adopting = new Set<number>();
   /** Shards whose replica was removed from this node: their leaders' traffic is stale and creates nothing. */
@@ -489,13 +499,26 @@ export class Host {
         this.leaders.delete(e.shardId);
         this.removedShards.add(e.shardId);
         return;
-      case 'unknownShard':
+      case 'unknownShard': {
         if (this.shardCores.has(e.shardId) || this.adopting.has(e.shardId) || this.removedShards.has(e.shardId) || !this.peerIds.has(e.from)) return;
+        // Not at the first message: a replica a little behind is about to apply the split that creates
+        // this shard with its data, and an empty one made now would make that split drop the data and
+        // wait for a snapshot. Only traffic that keeps coming for ADOPT_AFTER_TICKS is from a shard
+        // this node will not create by itself (it missed the split, or is being added).
+        const first = this.unknownSince.get(e.shardId);
+        if (first === undefined || this.nowTick - first > ADOPT_AFTER_TICKS * 4) {
+          if (this.unknownSince.size >= UNKNOWN_SHARDS_TRACKED_MAX) this.unknownSince.clear();
+          this.unknownSince.set(e.shardId, this.nowTick);
+          return;
+        }
+        if (this.nowTick - first < ADOPT_AFTER_TICKS) return;
+        this.unknownSince.delete(e.shardId);
         this.adopting.add(e.shardId);
         this.adopt(e.shardId, { explicit: false })
           .catch((err: unknown) => this.log.warn({ shardId: e.shardId, from: e.from, err }, 'could not create a replica for an unknown shard'))
           .finally(() => this.adopting.delete(e.shardId));
         return;
+      }
       case 'snapshotOpen':
         this.snapshotSenders.set(e.streamId, this.options.transport.openSnapshot(e.to, e.header));
         return;
