@@ -1,0 +1,47 @@
+/**
+ * The operation mixes of `flotilla bench` (YCSB's core workloads, plus a
+ * write-only and a scan-heavy one). Proportions add up to 1; `pick` maps a
+ * uniform draw in [0, 1) to an operation.
+ */
+export type OpKind = 'read' | 'update' | 'insert' | 'readModifyWrite' | 'scan';
+
+export interface Workload {
+  readonly name: string;
+  readonly description: string;
+  readonly mix: Readonly<Partial<Record<OpKind, number>>>;
+}
+
+export const WORKLOADS: Readonly<Record<string, Workload>> = {
+  write: { name: 'write', description: 'write-only: every operation overwrites a key', mix: { update: 1 } },
+  a: { name: 'a', description: 'YCSB A, update heavy: 50 % reads, 50 % updates', mix: { read: 0.5, update: 0.5 } },
+  b: { name: 'b', description: 'YCSB B, read mostly: 95 % reads, 5 % updates', mix: { read: 0.95, update: 0.05 } },
+  c: { name: 'c', description: 'YCSB C, read only', mix: { read: 1 } },
+  f: { name: 'f', description: 'YCSB F, read-modify-write: 50 % reads, 50 % read then conditional write on the version read', mix: { read: 0.5, readModifyWrite: 0.5 } },
+  scan: { name: 'scan', description: 'scan heavy (YCSB E without inserts): 95 % short scans, 5 % updates', mix: { scan: 0.95, update: 0.05 } },
+};
+
+const ORDER: readonly OpKind[] = ['read', 'update', 'insert', 'readModifyWrite', 'scan'];
+
+/** Checks that the mix's proportions are in [0, 1] and add up to 1 (within rounding). */
+export function checkWorkload(w: Workload): void {
+  let sum = 0;
+  for (const [op, p] of Object.entries(w.mix)) {
+    if (!ORDER.includes(op as OpKind) || typeof p !== 'number' || !(p >= 0 && p <= 1)) throw new RangeError(`workload ${w.name}: ${op} proportion ${String(p)}`);
+    sum += p;
+  }
+  if (Math.abs(sum - 1) > 1e-9) throw new RangeError(`workload ${w.name}: proportions add up to ${sum}, not 1`);
+}
+
+/** The operation a uniform draw `u` in [0, 1) selects. */
+export function pick(w: Workload, u: number): OpKind {
+  let acc = 0;
+  let last: OpKind | undefined;
+  for (const op of ORDER) {
+    const p = w.mix[op] ?? 0;
+    if (p === 0) continue;
+    acc += p;
+    last = op;
+    if (u < acc) return op;
+  }
+  return last!; // u within rounding of 1
+}
