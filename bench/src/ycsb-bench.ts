@@ -1,0 +1,114 @@
+// `ycsb-bench`: the workloads of issue 7 (write-only, YCSB A, B, C, F, scan-heavy; uniform or zipfian keys)
+// against a target — the embedded API in this process, or a running cluster over HTTP — at one or more
+// concurrencies. Prints a table (ops/s, errors by kind, conflicts, latency p50/p90/p99/p99.9/max from an
+// HDR histogram) and writes the JSON with the machine and the load average before and during each run.
+//
+//   node dist/ycsb-bench.js --target embedded --workloads write,a,b,c,f,scan --concurrency 1,16,64
+//   node dist/ycsb-bench.js --target http --url http://127.0.0.1:8101,http://127.0.0.1:8102 --workloads a
+//   node dist/ycsb-bench.js --quick          (CI: every workload, tiny, embedded)
+//
+// Not built yet (issue 7 continues): the etcd target, the side-by-side compare run, the chart, a
+// replicated embedded target, a progress bar.
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { open } from '@flotilla/server';
+import { pino } from 'pino';
+import { loadKeys, run, type RunResult, type Target } from './load/runner.js';
+import { httpTarget, kvStoreTarget } from './load/targets.js';
+import { WORKLOADS, type Workload } from './workload/mix.js';
+import { commandLine, fmt, loadAverageText, machineInfo, printTable, writeResults } from './report.js';
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    target: { type: 'string', default: 'embedded' },
+    url: { type: 'string' },
+    workloads: { type: 'string', default: 'write,a,b,c,f,scan' },
+    dist: { type: 'string', default: 'zipfian' },
+    keys: { type: 'string' },
+    'value-bytes': { type: 'string', default: '16' },
+    concurrency: { type: 'string' },
+    'duration-ms': { type: 'string' },
+    'warmup-ms': { type: 'string' },
+    ops: { type: 'string' },
+    seed: { type: 'string', default: '1' },
+  },
+  strict: true,
+});
+
+const positive = (v: string, flag: string): number => {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`${flag} must be a positive integer, got "${v}"`);
+  return n;
+};
+const QUICK = values.quick;
+const keyCount = positive(values.keys ?? (QUICK ? '1000' : '100000'), '--keys');
+const valueBytes = positive(values['value-bytes'], '--value-bytes');
+const concurrencies = (values.concurrency ?? (QUICK ? '4' : '1,16,64')).split(',').map((c) => positive(c, '--concurrency'));
+const durationMs = positive(values['duration-ms'] ?? (QUICK ? '300' : '10000'), '--duration-ms');
+const warmupMs = positive(values['warmup-ms'] ?? (QUICK ? '100' : '2000'), '--warmup-ms');
+const opCountMax = values.ops === undefined ? undefined : positive(values.ops, '--ops');
+const distribution = values.dist === 'uniform' || values.dist === 'zipfian' ? values.dist : (() => { throw new RangeError(`--dist is uniform or zipfian, got "${values.dist}"`); })();
+const workloads: Workload[] = values.workloads.split(',').map((w) => {
+  const found = WORKLOADS[w];
+  if (found === undefined) throw new RangeError(`unknown workload "${w}"; known: ${Object.keys(WORKLOADS).join(', ')}`);
+  return found;
+});
+
+async function targetOf(): Promise<{ target: Target; cleanup: () => void }> {
+  if (values.target === 'http') {
+    if (values.url === undefined) throw new RangeError('--target http needs --url URL[,URL...]');
+    return { target: httpTarget(values.url.split(','), { requestTimeoutMs: 10_000 }), cleanup: () => undefined };
+  }
+  if (values.target !== 'embedded') throw new RangeError(`--target is embedded or http, got "${values.target}"`);
+  const dir = mkdtempSync(join(os.tmpdir(), 'flotilla-ycsb-'));
+  const store = await open({ dir, logger: pino({ level: 'warn' }) as never });
+  return { target: kvStoreTarget('embedded', store, () => store.close()), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+async function main(): Promise<void> {
+  const startedAt = new Date();
+  const loadBefore = os.loadavg();
+  const { target, cleanup } = await targetOf();
+  const runs: { workload: string; distribution: string; concurrency: number; loadAverageDuring: number[]; result: RunResult }[] = [];
+  try {
+    await loadKeys(target, { keyCount, valueBytes, concurrency: 32 });
+    for (const workload of workloads) {
+      for (const concurrency of concurrencies) {
+        let loadAverageDuring: number[] = [];
+        const sampler = setTimeout(() => (loadAverageDuring = os.loadavg()), warmupMs + durationMs / 2);
+        const result = await run(target, { workload, distribution, keyCount, valueBytes, concurrency, durationMs, warmupMs, seed: positive(values.seed, '--seed'), ...(opCountMax === undefined ? {} : { opCountMax }) });
+        clearTimeout(sampler);
+        runs.push({ workload: workload.name, distribution, concurrency, loadAverageDuring, result });
+      }
+    }
+  } finally {
+    await target.close();
+    cleanup();
+  }
+  console.log(`ycsb bench${QUICK ? ' (quick)' : ''} → ${target.name}: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; load average before ${loadAverageText(loadBefore)}`);
+  console.log(`${fmt(keyCount)} keys (${distribution}), ${valueBytes} B values; ${fmt(warmupMs)} ms warm-up, ${fmt(durationMs)} ms measured per row`);
+  printTable(
+    ['workload', 'clients', 'ops/s', 'errors', 'conflicts', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'load avg'],
+    runs.map(({ workload, concurrency, loadAverageDuring, result: r }) => [
+      workload,
+      String(concurrency),
+      fmt(r.opsPerSec),
+      Object.entries(r.errors).map(([k, n]) => `${k}:${n}`).join(' ') || '0',
+      fmt(r.conflicts),
+      fmt(r.latencyMs.p50, 2),
+      fmt(r.latencyMs.p90, 2),
+      fmt(r.latencyMs.p99, 2),
+      fmt(r.latencyMs.p999, 2),
+      fmt(r.latencyMs.max, 1),
+      loadAverageDuring.length === 0 ? '' : loadAverageDuring[0]!.toFixed(2),
+    ]),
+  );
+  console.log(`checksum ${runs.reduce((a, r) => (a + r.result.checksum) >>> 0, 0)}`);
+  const file = writeResults('ycsb', startedAt, { command: commandLine(), machine: machineInfo(), loadAverageBefore: loadBefore, loadAverageAfter: os.loadavg(), parameters: { target: target.name, keyCount, valueBytes, distribution, durationMs, warmupMs, opCountMax }, runs });
+  console.log(`results: ${file}`);
+}
+
+await main();
