@@ -5,9 +5,10 @@
 //
 //   node dist/ycsb-bench.js --target embedded --workloads write,a,b,c,f,scan --concurrency 1,16,64
 //   node dist/ycsb-bench.js --target http --url http://127.0.0.1:8101,http://127.0.0.1:8102 --workloads a
+//   node dist/ycsb-bench.js --target etcd --url http://127.0.0.1:2379 --workloads a   (etcd v3's JSON gateway)
 //   node dist/ycsb-bench.js --quick          (CI: every workload, tiny, embedded)
 //
-// Not built yet (issue 7 continues): the etcd target, the side-by-side compare run, the chart, a
+// Not built yet (issue 7 continues): the side-by-side compare run that starts both clusters, the chart, a
 // replicated embedded target, a progress bar.
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -16,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { open } from '@flotilla/server';
 import { pino } from 'pino';
 import { loadKeys, run, type RunResult, type Target } from './load/runner.js';
-import { httpTarget, kvStoreTarget } from './load/targets.js';
+import { etcdTarget, httpTarget, kvStoreTarget } from './load/targets.js';
 import { WORKLOADS, type Workload } from './workload/mix.js';
 import { commandLine, fmt, loadAverageText, machineInfo, printTable, writeResults } from './report.js';
 
@@ -58,11 +59,12 @@ const workloads: Workload[] = values.workloads.split(',').map((w) => {
 });
 
 async function targetOf(): Promise<{ target: Target; cleanup: () => void }> {
-  if (values.target === 'http') {
-    if (values.url === undefined) throw new RangeError('--target http needs --url URL[,URL...]');
-    return { target: httpTarget(values.url.split(','), { requestTimeoutMs: 10_000 }), cleanup: () => undefined };
+  if (values.target === 'http' || values.target === 'etcd') {
+    if (values.url === undefined) throw new RangeError(`--target ${values.target} needs --url URL[,URL...]`);
+    const make = values.target === 'http' ? httpTarget : etcdTarget;
+    return { target: make(values.url.split(','), { requestTimeoutMs: 10_000 }), cleanup: () => undefined };
   }
-  if (values.target !== 'embedded') throw new RangeError(`--target is embedded or http, got "${values.target}"`);
+  if (values.target !== 'embedded') throw new RangeError(`--target is embedded, http or etcd, got "${values.target}"`);
   const dir = mkdtempSync(join(os.tmpdir(), 'flotilla-ycsb-'));
   const store = await open({ dir, logger: pino({ level: 'warn' }) as never });
   return { target: kvStoreTarget('embedded', store, () => store.close()), cleanup: () => rmSync(dir, { recursive: true, force: true }) };

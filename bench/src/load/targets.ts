@@ -65,3 +65,51 @@ export function httpTarget(urls: readonly string[], o: { requestTimeoutMs: numbe
     close: async () => undefined,
   };
 }
+
+/**
+ * etcd v3 through its JSON gateway (`/v3/kv/put`, `/v3/kv/range`, `/v3/kv/txn`), requests spread over
+ * `urls`. The version a read reports is the key's mod_revision; YCSB F's conditional write is a txn
+ * comparing it (a create when the key had none), like Flotilla's If-Match.
+ */
+export function etcdTarget(urls: readonly string[], o: { requestTimeoutMs: number }): Target {
+  if (urls.length === 0) throw new RangeError('the etcd target needs at least one URL');
+  let next = 0;
+  const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
+  const post = async <T>(path: string, body: unknown): Promise<T> => {
+    const res = await fetch(`${urls[next++ % urls.length]!.replace(/\/+$/, '')}${path}`, {
+      method: 'POST',
+      body: JSON.stringify(body),
+      headers: { 'content-type': 'application/json' },
+      signal: AbortSignal.timeout(o.requestTimeoutMs),
+    });
+    const json = (await res.json()) as T & { code?: number; message?: string };
+    if (!res.ok) throw Object.assign(new Error(`etcd ${res.status}: ${json.message ?? ''}`), { code: `ETCD_${res.status}` });
+    return json;
+  };
+  return {
+    name: 'etcd',
+    get: async (key) => {
+      const r = await post<{ kvs?: { mod_revision?: string }[] }>('/v3/kv/range', { key: b64(key) });
+      const kv = r.kvs?.[0];
+      return kv === undefined ? undefined : { version: Number(kv.mod_revision ?? 0) };
+    },
+    put: async (key, value, options) => {
+      if (options?.ifVersion === undefined) {
+        await post('/v3/kv/put', { key: b64(key), value: b64(value) });
+        return { ok: true };
+      }
+      const compare =
+        options.ifVersion === 0
+          ? { key: b64(key), target: 'CREATE', result: 'EQUAL', create_revision: '0' }
+          : { key: b64(key), target: 'MOD', result: 'EQUAL', mod_revision: String(options.ifVersion) };
+      const r = await post<{ succeeded?: boolean }>('/v3/kv/txn', { compare: [compare], success: [{ request_put: { key: b64(key), value: b64(value) } }] });
+      return { ok: r.succeeded === true };
+    },
+    scan: async (start, limit) => {
+      // To the end of the key space: range_end "\0" (etcd's "all keys >= key").
+      const r = await post<{ kvs?: unknown[] }>('/v3/kv/range', { key: b64(start), range_end: b64(Uint8Array.of(0)), limit: String(limit) });
+      return r.kvs?.length ?? 0;
+    },
+    close: async () => undefined,
+  };
+}
