@@ -130,12 +130,14 @@ export class MetaDuties {
       this.o.log.info({ nodeId: self.nodeId, address: self.address }, 'node recorded in the meta range');
     }
     // Each duty on its own: one failing (a meta write timing out) must not starve the heartbeat.
+    // One read of the node records serves both duties that need them.
+    const nodes = store.metaNodes();
     const results = await Promise.allSettled([
-      store.learnPeers(),
+      store.learnPeers(nodes),
       store.reportDescriptors().then((written) => {
         if (written > 0) this.o.log.info({ written }, 'range descriptors recorded in the meta range');
       }),
-      this.o.placement?.tick(),
+      this.o.placement?.tick(nodes),
     ]);
     const failed = results.find((r) => r.status === 'rejected');
     if (failed !== undefined) throw failed.reason;

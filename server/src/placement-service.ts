@@ -9,6 +9,7 @@ import {
   encodeStoreHeartbeat,
   type DriverConfig,
   type DriverStatus,
+  type NodeRecord,
   type Operator,
   type PlacementSettings,
   type Step,
@@ -59,10 +60,10 @@ export class PlacementService {
     o.store.setPlacementHandler((payload) => this.handle(payload));
   }
 
-  /** One duty tick: heartbeat, then a driver pass if this node leads the meta range. */
-  async tick(): Promise<void> {
+  /** One duty tick: heartbeat, then a driver pass if this node leads the meta range (`nodes`: the meta range's node records, read this tick). */
+  async tick(nodes: Promise<NodeRecord[]>): Promise<void> {
     await this.heartbeat();
-    await this.drive();
+    await this.drive(nodes);
   }
 
   private async heartbeat(): Promise<void> {
@@ -83,7 +84,7 @@ export class PlacementService {
     }
   }
 
-  private async drive(): Promise<void> {
+  private async drive(nodes: Promise<NodeRecord[]>): Promise<void> {
     const { host, store } = this.o;
     if (host.leaderOf(groupId(META_RANGE_ID)) !== host.nodeId) {
       if (this.driver !== undefined) this.o.log.info({}, 'placement driver stopped: this node no longer leads the meta range');
@@ -92,7 +93,7 @@ export class PlacementService {
     }
     const driver = this.ensureDriver();
     driver.setSettings(await store.placementSettings(this.o.defaults));
-    driver.setMembers(await store.metaNodes());
+    driver.setMembers(await nodes);
     const nowMs = this.nowMs();
     driver.pass(nowMs);
     // A decommissioning node whose replicas are all gone is done: recorded so, it is no longer a member.

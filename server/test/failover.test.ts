@@ -1,14 +1,12 @@
 // kill -9 of the node leading the most ranges while clients write over HTTP:
 // no acknowledged write is lost and the survivors keep serving.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { freePorts } from '@flotilla/shards/test-support/node-cluster';
 import { afterAll, describe, expect, it } from 'vitest';
+import { startNodeProcess, type NodeProcess as Node } from './support/node-process.js';
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
 /** Load phases, bounded in time; every request also has its own deadline. */
 const BEFORE_KILL_MS = 1_500;
 const AFTER_KILL_MS = 4_000;
@@ -17,32 +15,13 @@ const CONCURRENCY = 8;
 
 const pathOf = (key: Uint8Array): string => [...key].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('');
 
-interface Node {
-  readonly id: number;
-  readonly url: string;
-  readonly child: ChildProcess;
-}
-
 function startNode(o: { id: number; dir: string; transport: number[]; http: number[] }): Promise<Node> {
   const peers = o.transport.map((p, i) => [i + 1, p] as const).filter(([id]) => id !== o.id).map(([id, p]) => `${id}=127.0.0.1:${p}`).join(',');
-  const child = spawn(
-    process.execPath,
-    [CLI, 'start', '--id', String(o.id), '--dir', o.dir, '--listen', `127.0.0.1:${o.transport[o.id - 1]}`, '--http', `127.0.0.1:${o.http[o.id - 1]}`, '--peers', peers, '--ranges', '4', '--tick-ms', '20', '--cores', '1', '--log-level', 'warn'],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
+  return startNodeProcess(
+    o.id,
+    ['--dir', o.dir, '--listen', `127.0.0.1:${o.transport[o.id - 1]}`, '--http', `127.0.0.1:${o.http[o.id - 1]}`, '--peers', peers, '--ranges', '4', '--tick-ms', '20', '--cores', '1', '--log-level', 'warn'],
+    20_000,
   );
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`node ${o.id} did not start`)), 20_000);
-    let out = '';
-    child.stdout!.on('data', (c: Buffer) => {
-      out += c.toString();
-      const m = /\{"ready":true.*\}/.exec(out);
-      if (m !== null) {
-        clearTimeout(timer);
-        resolve({ id: o.id, url: (JSON.parse(m[0]) as { http: string }).http, child });
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`node ${o.id} exited with ${code} before it was ready`)));
-  });
 }
 
 describe('kill -9 under an HTTP write load (3 node processes)', () => {

@@ -2,24 +2,16 @@
 // and the driver balances them in under a write load (no acknowledged write lost); then kill -9 of a node
 // (its replicas are rebuilt elsewhere) and kill -9 of the node running the driver right after a move was
 // asked for (the next driver finishes or undoes it, every range stays available).
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { freePorts } from '@flotilla/shards/test-support/node-cluster';
 import { afterAll, describe, expect, it } from 'vitest';
+import { startNodeProcess, type NodeProcess as Node } from './support/node-process.js';
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
 const REQUEST_TIMEOUT_MS = 3_000;
 const RANGE_COUNT = 16;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface Node {
-  readonly id: number;
-  readonly url: string;
-  readonly child: ChildProcess;
-}
 
 interface DriverView {
   nodes: { nodeId: number; state: string; replicaCount: number; leaderCount: number }[];
@@ -30,28 +22,11 @@ interface DriverView {
 const pathOf = (key: Uint8Array): string => [...key].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('');
 
 function startNode(o: { id: number; dir: string; transport: number; http: number; peers?: string; join?: string }): Promise<Node> {
-  const child = spawn(
-    process.execPath,
-    [
-      CLI, 'start', '--id', String(o.id), '--dir', o.dir, '--listen', `127.0.0.1:${o.transport}`, '--http', `127.0.0.1:${o.http}`,
-      ...(o.peers === undefined ? [] : ['--peers', o.peers]), ...(o.join === undefined ? [] : ['--join', o.join]),
-      '--ranges', String(RANGE_COUNT), '--tick-ms', '20', '--cores', '1', '--duty-ms', '100', '--down-after-ms', '3000', '--log-level', 'error',
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`node ${o.id} did not start`)), 30_000);
-    let out = '';
-    child.stdout!.on('data', (c: Buffer) => {
-      out += c.toString();
-      const m = /\{"ready":true.*\}/.exec(out);
-      if (m !== null) {
-        clearTimeout(timer);
-        resolve({ id: o.id, url: (JSON.parse(m[0]) as { http: string }).http, child });
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`node ${o.id} exited with ${code} before it was ready`)));
-  });
+  return startNodeProcess(o.id, [
+    '--dir', o.dir, '--listen', `127.0.0.1:${o.transport}`, '--http', `127.0.0.1:${o.http}`,
+    ...(o.peers === undefined ? [] : ['--peers', o.peers]), ...(o.join === undefined ? [] : ['--join', o.join]),
+    '--ranges', String(RANGE_COUNT), '--tick-ms', '20', '--cores', '1', '--duty-ms', '100', '--down-after-ms', '3000', '--log-level', 'error',
+  ]);
 }
 
 async function json<T>(url: string, init?: RequestInit): Promise<T | undefined> {

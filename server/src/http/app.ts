@@ -311,25 +311,12 @@ function settingsOf(request: FastifyRequest): { paused?: boolean; replicationFac
 
 /** The :id of /ranges/:id/split: a positive decimal integer. */
 function rangeIdOf(request: FastifyRequest): number {
-  const raw = (request.params as { id?: string }).id ?? '';
-  const id = /^[1-9][0-9]{0,15}$/.test(raw) ? Number(raw) : NaN;
-  if (!Number.isSafeInteger(id)) throw new HttpError('INVALID_ARGUMENT', `range id ${JSON.stringify(raw.slice(0, 40))} is not a positive integer`);
-  return id;
+  return positiveIdOf((request.params as { id?: string }).id ?? '', 'range id');
 }
 
 /** The split point from a JSON body: {"key": "<UTF-8 text>"} or {"keyBase64": "<base64>"}, exactly one. */
 function splitKeyOf(context: Context, request: FastifyRequest): Uint8Array {
-  const body = request.body;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.isBuffer(body) ? body.toString('utf8') : '');
-  } catch {
-    throw new HttpError('INVALID_ARGUMENT', 'split body must be JSON: {"key": "<text>"} or {"keyBase64": "<base64>"}');
-  }
-  const o = parsed as { key?: unknown; keyBase64?: unknown } | null;
-  if (o === null || typeof o !== 'object' || Array.isArray(o)) throw new HttpError('INVALID_ARGUMENT', 'split body must be a JSON object');
-  const extra = Object.keys(o).filter((k) => k !== 'key' && k !== 'keyBase64');
-  if (extra.length > 0) throw new HttpError('INVALID_ARGUMENT', `split body has unknown field ${JSON.stringify(extra[0]!.slice(0, 40))}`);
+  const o = jsonObjectOf(request, 'split body must be JSON: {"key": "<text>"} or {"keyBase64": "<base64>"}', ['key', 'keyBase64']) as { key?: unknown; keyBase64?: unknown };
   let key: Buffer;
   if (typeof o.key === 'string' && o.keyBase64 === undefined) key = Buffer.from(o.key, 'utf8');
   else if (typeof o.keyBase64 === 'string' && o.key === undefined && /^[A-Za-z0-9+/]*={0,2}$/.test(o.keyBase64)) key = Buffer.from(o.keyBase64, 'base64');

@@ -263,9 +263,10 @@ export class HostKvStore implements KvStore {
   }
 
   /** Points the transport at every node recorded in the meta range. */
-  async learnPeers(): Promise<void> {
+  /** Learns every recorded node's address; `nodes`: the records already read this duty tick. */
+  async learnPeers(nodes: Promise<NodeRecord[]> = this.metaNodes()): Promise<void> {
     const host = this.options.host;
-    for (const n of await this.metaNodes()) if (n.nodeId !== host.nodeId && n.state !== 'decommissioned') host.setPeer(n.nodeId, n.address);
+    for (const n of await nodes) if (n.nodeId !== host.nodeId && n.state !== 'decommissioned') host.setPeer(n.nodeId, n.address);
   }
 
   /** Learns one node's address from its record (one read, not a scan: a reply to it is waiting). */
@@ -466,7 +467,7 @@ export class HostKvStore implements KvStore {
     const replicas = (this.ranges.get(rangeId)?.replicas ?? []).filter((n) => n !== host.nodeId);
     const reachable = replicas.filter((n) => live.has(n));
     const known = reachable.length > 0 ? reachable : replicas;
-    const others = rangeId === META_RANGE_ID ? [...new Set([...known.filter((n) => live.has(n)), ...live])] : known;
+    const others = rangeId === META_RANGE_ID ? [...new Set([...reachable, ...live])] : known;
     // The local replica first, but not alone: an empty one (being added, not caught up yet) knows no leader.
     return host.hasShard(groupId(rangeId)) ? [host.nodeId, ...others] : others;
   }

@@ -51,17 +51,18 @@ export const SCAN_LIMIT_MAX = 10_000;
  * Expected failures of KvStore calls, one stable code each; the HTTP layer
  * maps codes to statuses in one table (http/errors.ts).
  */
-export type KvErrorCode =
-  | 'INVALID_ARGUMENT' // malformed request: empty key, bad cursor, limit out of range
-  | 'NOT_FOUND' // an admin call named a range that does not exist
-  | 'KEY_TOO_LARGE'
-  | 'VALUE_TOO_LARGE'
-  | 'PRECONDITION_FAILED' // ifVersion did not match
-  | 'UNAVAILABLE' // the range has no leader or quorum right now; retry later
-  | 'TIMEOUT' // no answer in time; a write's outcome is unknown
-  | 'CLOSED'; // the store is shutting down
+export const KV_ERROR_CODES = [
+  'INVALID_ARGUMENT', // malformed request: empty key, bad cursor, limit out of range
+  'NOT_FOUND', // an admin call named a range that does not exist
+  'KEY_TOO_LARGE',
+  'VALUE_TOO_LARGE',
+  'PRECONDITION_FAILED', // ifVersion did not match
+  'UNAVAILABLE', // the range has no leader or quorum right now; retry later
+  'TIMEOUT', // no answer in time; a write's outcome is unknown
+  'CLOSED', // the store is shutting down
+] as const;
 
-export const KV_ERROR_CODES: readonly KvErrorCode[] = ['INVALID_ARGUMENT', 'NOT_FOUND', 'KEY_TOO_LARGE', 'VALUE_TOO_LARGE', 'PRECONDITION_FAILED', 'UNAVAILABLE', 'TIMEOUT', 'CLOSED'];
+export type KvErrorCode = (typeof KV_ERROR_CODES)[number];
 
 export class KvError extends Error {
   constructor(

@@ -522,14 +522,19 @@ export class ShardCore {
       if (err instanceof ProposalDroppedError) return this.fail(id, err);
       throw err;
     }
+    this.trackProposal(g, id);
+    this.stats.proposals++;
+    this.touched.add(g);
+  }
+
+  /** Request `id` waits for the entry just proposed (the log's last), answered when it applies in this term. */
+  private trackProposal(g: Group, id: number): void {
     const r = g.raw.raft;
     const index = r.log.lastIndex();
     const previous = g.proposals.get(index);
     // An entry we proposed at this index in an earlier term was overwritten: it will never apply.
-    if (previous !== undefined) this.fail(previous.requestId, new ProposalDroppedError(`entry ${index} of shard ${shardId} was replaced by a later leader`));
+    if (previous !== undefined) this.fail(previous.requestId, new ProposalDroppedError(`entry ${index} of shard ${g.id} was replaced by a later leader`));
     g.proposals.set(index, { requestId: id, term: r.term });
-    this.stats.proposals++;
-    this.touched.add(g);
   }
 
   private outOfRange(g: Group, key: Uint8Array, end?: Uint8Array | null): KeyOutOfRangeError {
@@ -644,11 +649,7 @@ export class ShardCore {
       if (err instanceof ProposalDroppedError || err instanceof InvalidConfChangeError) return this.fail(id, err);
       throw err;
     }
-    const r = g.raw.raft;
-    const index = r.log.lastIndex();
-    const previous = g.proposals.get(index);
-    if (previous !== undefined) this.fail(previous.requestId, new ProposalDroppedError(`entry ${index} of shard ${shardId} was replaced by a later leader`));
-    g.proposals.set(index, { requestId: id, term: r.term });
+    this.trackProposal(g, id);
     this.log.info({ shardId, epoch, changes }, 'membership change proposed');
     this.touched.add(g);
   }
