@@ -155,7 +155,7 @@ describe('placement driver over 3 → 5 node processes, kill -9 twice', () => {
         if (n === undefined || n.state !== 'down' || n.replicaCount !== 0) return undefined;
       }
       return v;
-    }, 150_000, view);
+    }, 150_000, async () => ({ view: await view(), ranges: await Promise.all(live().map(async (n) => [n.id, (await clusterOf(n))?.ranges.map((r) => `${r.rangeId}:${r.leader}[${r.replicas.join('')}]`).join(' ')])) }));
     await check();
   }, 400_000);
 });

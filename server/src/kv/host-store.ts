@@ -400,6 +400,14 @@ export class HostKvStore implements KvStore {
   private async execute(op: RangeOp): Promise<RangeOpResult> {
     const host = this.options.host;
     const deadlineMs = performance.now() + this.unavailableAfterMs;
+    let refreshed = false;
+    // Every other replica this table names is on a node that is down: the range was moved (or repaired)
+    // since, most likely. Re-read meta before asking, rather than forward to a dead node (a write would
+    // time out with an unknown outcome, and is not retried).
+    if (op.rangeId !== META_RANGE_ID && this.onlyDownReplicasKnown(op.rangeId)) {
+      refreshed = true;
+      await this.refresh().catch(() => undefined);
+    }
     let home = this.homeOf(op.rangeId);
     if (home.length === 0) throw new StaleRouteError(`range ${op.rangeId} has no known replica`);
     let turn = 0;
@@ -407,7 +415,6 @@ export class HostKvStore implements KvStore {
     // Whether nobody asked this round could point at a leader — no replica there, or an empty one that knows
     // none (the placement driver moved the range; this table is stale) — and whether we re-read meta for it.
     let noneHeld = true;
-    let refreshed = false;
     for (let hops = 0; ; hops++) {
       this.checkOpen();
       try {
@@ -470,6 +477,14 @@ export class HostKvStore implements KvStore {
     const others = rangeId === META_RANGE_ID ? [...new Set([...reachable, ...live])] : known;
     // The local replica first, but not alone: an empty one (being added, not caught up yet) knows no leader.
     return host.hasShard(groupId(rangeId)) ? [host.nodeId, ...others] : others;
+  }
+
+  private onlyDownReplicasKnown(rangeId: number): boolean {
+    const host = this.options.host;
+    const others = (this.ranges.get(rangeId)?.replicas ?? []).filter((n) => n !== host.nodeId);
+    if (others.length === 0) return false;
+    const live = new Set(host.livePeers());
+    return others.every((n) => !live.has(n));
   }
 
   private checkOpen(): void {
