@@ -11,7 +11,7 @@ import { open } from '../src/embed.js';
 import { SCAN_LIMIT_DEFAULT, createHttpServer, type HttpServer } from '../src/http/app.js';
 import { HttpError, STATUS_BY_CODE, errorReply, type ErrorCode } from '../src/http/errors.js';
 import { KvError, SCAN_LIMIT_MAX, type KvErrorCode, type KvStore } from '../src/kv/store.js';
-import { MemoryKvStore } from './support/memory-store.js';
+import { MemoryKvStore } from '../src/kv/memory-store.js';
 import { ScriptedStore } from './support/scripted-store.js';
 
 const silent = pino({ level: 'silent' });

@@ -64,6 +64,12 @@ export class HostKvStore implements KvStore {
   /** What reportDescriptors last recorded per range ("epoch/replicas"). */
   private readonly reported = new Map<number, string>();
   private placement: PlacementHandler | undefined;
+  /**
+   * The node last seen leading each range (it answered, or a replica's hint named it): asked first, so an
+   * operation is not sent to a follower only to be told where to go. A hint, never trusted: a node that
+   * no longer leads answers NOT_LEADER and the usual walk over the replicas follows.
+   */
+  private readonly leaderHints = new Map<number, number>();
 
   constructor(private readonly options: HostKvStoreOptions) {
     this.unavailableAfterMs = options.unavailableAfterMs ?? UNAVAILABLE_AFTER_MS_DEFAULT;
@@ -411,17 +417,26 @@ export class HostKvStore implements KvStore {
     let home = this.homeOf(op.rangeId);
     if (home.length === 0) throw new StaleRouteError(`range ${op.rangeId} has no known replica`);
     let turn = 0;
-    let target = home[0]!;
+    const leaderRun = !(op.kind === 'get' && op.consistency === 'stale');
+    const likely = leaderRun ? this.likelyLeader(op.rangeId) : undefined;
+    let target = likely ?? home[0]!;
+    // Whether the likely leader was asked first and gave no hint: the walk over `home` then starts at its head.
+    let walkUnstarted = likely !== undefined && likely !== home[0];
     // Whether nobody asked this round could point at a leader — no replica there, or an empty one that knows
     // none (the placement driver moved the range; this table is stale) — and whether we re-read meta for it.
     let noneHeld = true;
     for (let hops = 0; ; hops++) {
       this.checkOpen();
       try {
-        if (target === host.nodeId) return await runLocally(host, op, this.placement);
-        return decodeRangeOpResult(op, await host.forward(target, encodeRangeOp(op)));
+        const result = target === host.nodeId ? await runLocally(host, op, this.placement) : decodeRangeOpResult(op, await host.forward(target, encodeRangeOp(op)));
+        if (leaderRun) this.leaderHints.set(op.rangeId, target);
+        return result;
       } catch (err) {
         const e = err as { code?: string; leaderHint?: number; message?: string };
+        if (leaderRun) {
+          if (e.code === 'NOT_LEADER' && e.leaderHint !== undefined && e.leaderHint !== 0) this.leaderHints.set(op.rangeId, e.leaderHint);
+          else this.leaderHints.delete(op.rangeId);
+        }
         const isWrite = op.kind === 'put' || op.kind === 'delete' || op.kind === 'split' || op.kind === 'membership';
         if (e.code === 'REQUEST_TIMEOUT' && isWrite) throw new KvError('TIMEOUT', `range ${op.rangeId} did not answer in time; the write's outcome is unknown`);
         if (e.code === 'HOST_CLOSED' || e.code === 'CORE_CRASHED') throw new KvError('CLOSED', `the store is closed (${e.message})`);
@@ -438,6 +453,11 @@ export class HostKvStore implements KvStore {
         // Follow a fresh hint at once (a bounded number of times); otherwise wait and start over here.
         if (hint !== 0 && hint !== target && hops < HINT_HOPS_MAX) {
           target = hint;
+          continue;
+        }
+        if (walkUnstarted) {
+          walkUnstarted = false;
+          target = home[0]!;
           continue;
         }
         turn++;
@@ -477,6 +497,17 @@ export class HostKvStore implements KvStore {
     const others = rangeId === META_RANGE_ID ? [...new Set([...reachable, ...live])] : known;
     // The local replica first, but not alone: an empty one (being added, not caught up yet) knows no leader.
     return host.hasShard(groupId(rangeId)) ? [host.nodeId, ...others] : others;
+  }
+
+  /**
+   * Where the range is most likely led: what this node's replica last heard, else the last node seen
+   * leading it — if that node is this one or a live peer. Undefined: start with homeOf's order.
+   */
+  private likelyLeader(rangeId: number): number | undefined {
+    const host = this.options.host;
+    const leader = host.leaderOf(groupId(rangeId)) || this.leaderHints.get(rangeId);
+    if (leader === undefined || leader === 0) return undefined;
+    return leader === host.nodeId || host.livePeers().includes(leader) ? leader : undefined;
   }
 
   private onlyDownReplicasKnown(rangeId: number): boolean {

@@ -1,5 +1,5 @@
 import { KEY_BYTES_MAX, VALUE_BYTES_MAX } from '@flotilla/shards';
-import { KvError, SCAN_LIMIT_MAX, type KvStore, type ScanOptions, type ScanPage, type VersionedValue } from '../../src/kv/store.js';
+import { KvError, SCAN_LIMIT_MAX, type KvStore, type ScanOptions, type ScanPage, type VersionedValue } from './store.js';
 
 const CURSOR_PREFIX = 'm1.';
 
@@ -11,7 +11,8 @@ interface Entry {
 
 /**
  * A KvStore in a Map, deliberately naive, for tests of the layers above the
- * store. It keeps the interface's contract exactly: versions start at 1 and
+ * store and for the benchmarks' no-consensus baseline (the HTTP stack over
+ * it: the ceiling a cluster's HTTP API can reach on a machine). It keeps the interface's contract exactly: versions start at 1 and
  * grow per key, and a key that is deleted and written again continues from
  * its last version (so an old ETag never matches a new value); ifVersion 0
  * means absent; scans are in byte order over [start, end), at most `limit`,
