@@ -123,3 +123,36 @@ export function fileSystemOf(path: string): string | undefined {
     return undefined;
   }
 }
+
+/**
+ * A progress bar on stderr when it is a terminal (redrawn in place, at most every 100 ms); nothing
+ * otherwise, so logs and CI output stay plain.
+ */
+export class ProgressBar {
+  private readonly enabled = process.stderr.isTTY === true;
+  private lastDrawMs = 0;
+  private readonly startedMs = performance.now();
+
+  constructor(private readonly total: number) {}
+
+  /** `done` of `total` steps finished, `fraction` of the current one; `label` says what runs. */
+  update(done: number, fraction: number, label: string): void {
+    if (!this.enabled) return;
+    const now = performance.now();
+    if (now - this.lastDrawMs < 100) return;
+    this.lastDrawMs = now;
+    const share = Math.min(1, (done + Math.min(1, Math.max(0, fraction))) / Math.max(1, this.total));
+    const width = 30;
+    const filled = Math.round(share * width);
+    const elapsedS = (now - this.startedMs) / 1000;
+    const etaS = share > 0.01 ? (elapsedS / share) * (1 - share) : undefined;
+    const columns = process.stderr.columns ?? 100;
+    const line = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(share * 100).toFixed(0).padStart(3)}% ${done}/${this.total}${etaS === undefined ? '' : ` ~${Math.ceil(etaS)} s left`}  ${label}`;
+    process.stderr.write(`\r${line.slice(0, columns - 1).padEnd(columns - 1)}`);
+  }
+
+  /** Clears the bar (before printing results). */
+  done(): void {
+    if (this.enabled) process.stderr.write(`\r${' '.repeat((process.stderr.columns ?? 100) - 1)}\r`);
+  }
+}

@@ -26,6 +26,7 @@ const { values } = parseArgs({
     quick: { type: 'boolean', default: false },
     target: { type: 'string', default: 'embedded' },
     url: { type: 'string' },
+    route: { type: 'string', default: 'any' },
     workloads: { type: 'string', default: 'write,a,b,c,f,scan' },
     dist: { type: 'string', default: 'zipfian' },
     keys: { type: 'string' },
@@ -61,8 +62,9 @@ const workloads: Workload[] = values.workloads.split(',').map((w) => {
 async function targetOf(): Promise<{ target: Target; cleanup: () => void }> {
   if (values.target === 'http' || values.target === 'etcd') {
     if (values.url === undefined) throw new RangeError(`--target ${values.target} needs --url URL[,URL...]`);
-    const make = values.target === 'http' ? httpTarget : etcdTarget;
-    return { target: make(values.url.split(','), { requestTimeoutMs: 10_000 }), cleanup: () => undefined };
+    const urls = values.url.split(',');
+    const target = values.target === 'http' ? await httpTarget(urls, { requestTimeoutMs: 10_000, routeToLeaders: values.route === 'leaders' }) : etcdTarget(urls, { requestTimeoutMs: 10_000 });
+    return { target, cleanup: () => undefined };
   }
   if (values.target !== 'embedded') throw new RangeError(`--target is embedded, http or etcd, got "${values.target}"`);
   const dir = mkdtempSync(join(os.tmpdir(), 'flotilla-ycsb-'));

@@ -32,6 +32,8 @@ export interface RunOptions {
   readonly warmupMs: number;
   readonly scanLength?: number;
   readonly seed: number;
+  /** Called about every 100 ms with the share of the run (warm-up included) done, for a progress bar. */
+  readonly onProgress?: (fraction: number) => void;
 }
 
 export interface RunResult {
@@ -94,6 +96,14 @@ export async function run(target: Target, o: RunOptions): Promise<RunResult> {
     }
     return false;
   };
+  const progress =
+    o.onProgress === undefined
+      ? undefined
+      : setInterval(() => {
+          const byTime = (performance.now() - startMs) / (o.warmupMs + o.durationMs);
+          const byCount = o.opCountMax === undefined ? 0 : measured / o.opCountMax;
+          o.onProgress!(Math.max(byTime, byCount));
+        }, 100);
   await Promise.all(
     Array.from({ length: o.concurrency }, async (_, client) => {
       const rng = seedRng.fork();
@@ -118,6 +128,7 @@ export async function run(target: Target, o: RunOptions): Promise<RunResult> {
       }
     }),
   );
+  if (progress !== undefined) clearInterval(progress);
   const durationMs = Math.max(1, Math.min(measuredEndMs, performance.now()) - measureFromMs);
   const at = (p: number) => histogram.getValueAtPercentile(p) / 1000;
   const result: RunResult = {

@@ -1,5 +1,58 @@
+import http from 'node:http';
 import type { KvStore } from '@flotilla/server';
 import type { Target } from './runner.js';
+
+/**
+ * HTTP/1.1 with keep-alive over node:http. Not fetch: on this 2-core machine fetch (undici inside Node 20)
+ * spent so much CPU per request that a 64-client load from one process topped out at ~1,300 req/s
+ * against a server that serves ~6,000 with node:http as the client (bench/README.md, "The load
+ * generator"); the client must not be what a benchmark measures.
+ */
+export interface HttpResponse {
+  readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+export class HttpClient {
+  private readonly agent: http.Agent;
+  private readonly bases: { host: string; port: number }[];
+  private next = 0;
+
+  constructor(urls: readonly string[], private readonly requestTimeoutMs: number) {
+    if (urls.length === 0) throw new RangeError('an HTTP target needs at least one URL');
+    this.bases = urls.map((u) => {
+      const url = new URL(u);
+      if (url.protocol !== 'http:') throw new RangeError(`only http:// URLs are supported, got "${u}"`);
+      return { host: url.hostname, port: Number(url.port || 80) };
+    });
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, scheduling: 'lifo' });
+  }
+
+  get urlCount(): number {
+    return this.bases.length;
+  }
+
+  /** One request to URL number `to`, or else to the next URL in turn (round-robin over the endpoints). */
+  request(method: string, path: string, body?: Uint8Array | string, headers: Record<string, string | number> = {}, to?: number): Promise<HttpResponse> {
+    const base = this.bases[to ?? this.next++ % this.bases.length]!;
+    return new Promise((resolve, reject) => {
+      const req = http.request({ host: base.host, port: base.port, method, path, agent: this.agent, timeout: this.requestTimeoutMs, headers: body === undefined ? headers : { ...headers, 'content-length': Buffer.byteLength(body) } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) }));
+        res.on('error', reject);
+      });
+      req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer in ${this.requestTimeoutMs} ms`), { code: 'CLIENT_TIMEOUT' })));
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
 
 /** Every byte percent-escaped: binary keys in paths and query strings. */
 const escaped = (key: Uint8Array): string => Array.from(key, (b) => `%${b.toString(16).padStart(2, '0')}`).join('');
@@ -23,46 +76,113 @@ export function kvStoreTarget(name: string, store: KvStore, close: () => Promise
   };
 }
 
-/** A cluster over its HTTP API, requests spread round-robin over `urls`. */
-export function httpTarget(urls: readonly string[], o: { requestTimeoutMs: number }): Target {
-  if (urls.length === 0) throw new RangeError('the http target needs at least one URL');
-  let next = 0;
-  const base = () => urls[next++ % urls.length]!.replace(/\/+$/, '');
-  const fail = async (res: Response): Promise<never> => {
+/**
+ * Which of the target's URLs leads the range holding a key, from the cluster's own `/ranges` (and each
+ * URL's node id from `/cluster`), refreshed every `refreshMs`: a client that sends each operation to its
+ * range's leader, as TiKV's and CockroachDB's clients do, instead of letting the node it reached forward
+ * it. Only a hint: a stale one costs a forward on the server side, never a wrong answer.
+ */
+export class LeaderRoutes {
+  private starts: Buffer[] = [];
+  private urlIndexes: (number | undefined)[] = [];
+  private readonly timer: NodeJS.Timeout;
+
+  private constructor(private readonly client: HttpClient, private readonly byNode: Map<number, number>, refreshMs: number) {
+    this.timer = setInterval(() => void this.refresh().catch(() => undefined), refreshMs);
+    this.timer.unref();
+  }
+
+  static async start(client: HttpClient, refreshMs: number): Promise<LeaderRoutes> {
+    const byNode = new Map<number, number>();
+    for (let i = 0; i < client.urlCount; i++) {
+      const res = await client.request('GET', '/cluster', undefined, {}, i);
+      if (res.status !== 200) throw new Error(`GET /cluster on URL ${i} answered ${res.status}`);
+      byNode.set((JSON.parse(res.body.toString('utf8')) as { nodeId: number }).nodeId, i);
+    }
+    const routes = new LeaderRoutes(client, byNode, refreshMs);
+    await routes.refresh();
+    return routes;
+  }
+
+  /** The URL index to send `key` to; undefined: any. */
+  urlFor(key: Uint8Array): number | undefined {
+    // The last range starting at or before the key (ranges tile the key space in start order).
+    let lo = 0;
+    let hi = this.starts.length - 1;
+    let found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (Buffer.compare(this.starts[mid]!, key) <= 0) {
+        found = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return found < 0 ? undefined : this.urlIndexes[found];
+  }
+
+  async refresh(): Promise<void> {
+    const res = await this.client.request('GET', '/ranges');
+    if (res.status !== 200) return;
+    const ranges = (JSON.parse(res.body.toString('utf8')) as { ranges: { start: string; leader: number }[] }).ranges
+      .map((r) => ({ start: Buffer.from(r.start, 'hex'), url: this.byNode.get(r.leader) }))
+      .sort((a, b) => Buffer.compare(a.start, b.start));
+    this.starts = ranges.map((r) => r.start);
+    this.urlIndexes = ranges.map((r) => r.url);
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+  }
+}
+
+/** How often a leader-routing client re-reads where ranges are led. */
+const LEADER_ROUTES_REFRESH_MS = 1_000;
+
+/**
+ * A cluster over its HTTP API (or the baseline server), requests spread round-robin over `urls`, or
+ * with `routeToLeaders` each sent to its range's leader (see LeaderRoutes).
+ */
+export async function httpTarget(urls: readonly string[], o: { requestTimeoutMs: number; name?: string; routeToLeaders?: boolean }): Promise<Target> {
+  const client = new HttpClient(urls, o.requestTimeoutMs);
+  const routes = o.routeToLeaders === true ? await LeaderRoutes.start(client, LEADER_ROUTES_REFRESH_MS) : undefined;
+  const to = (key: Uint8Array) => routes?.urlFor(key);
+  const fail = (res: HttpResponse): never => {
     let code = `HTTP_${res.status}`;
     try {
-      code = ((await res.json()) as { error?: { code?: string } }).error?.code ?? code;
+      code = (JSON.parse(res.body.toString('utf8')) as { error?: { code?: string } }).error?.code ?? code;
     } catch {
       // not our JSON error body: the status says it
     }
     throw Object.assign(new Error(`${res.status} ${code}`), { code });
   };
   return {
-    name: 'http',
+    name: o.name ?? 'http',
     get: async (key) => {
-      const res = await fetch(`${base()}/kv/${escaped(key)}`, { signal: AbortSignal.timeout(o.requestTimeoutMs) });
-      if (res.status !== 404 && !res.ok) return fail(res);
-      await res.arrayBuffer();
+      const res = await client.request('GET', `/kv/${escaped(key)}`, undefined, {}, to(key));
       if (res.status === 404) return undefined;
-      return { version: Number((res.headers.get('etag') ?? '"0"').replace(/"/g, '')) };
+      if (res.status !== 200) return fail(res);
+      return { version: Number(String(res.headers.etag ?? '"0"').replace(/"/g, '')) };
     },
     put: async (key, value, options) => {
-      const headers: Record<string, string> = {};
+      const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
       if (options?.ifVersion !== undefined) {
         if (options.ifVersion === 0) headers['if-none-match'] = '*';
         else headers['if-match'] = `"${options.ifVersion}"`;
       }
-      const res = await fetch(`${base()}/kv/${escaped(key)}`, { method: 'PUT', body: value, headers, signal: AbortSignal.timeout(o.requestTimeoutMs) });
-      if (res.status !== 412 && !res.ok) return fail(res);
-      await res.arrayBuffer();
-      return { ok: res.status !== 412 };
+      const res = await client.request('PUT', `/kv/${escaped(key)}`, value, headers, to(key));
+      if (res.status === 412) return { ok: false };
+      if (res.status < 200 || res.status >= 300) return fail(res);
+      return { ok: true };
     },
     scan: async (start, limit) => {
-      const res = await fetch(`${base()}/kv?start=${escaped(start)}&limit=${limit}`, { signal: AbortSignal.timeout(o.requestTimeoutMs) });
-      if (!res.ok) return fail(res);
-      return ((await res.json()) as { items: unknown[] }).items.length;
+      const res = await client.request('GET', `/kv?start=${escaped(start)}&limit=${limit}`, undefined, {}, to(start));
+      if (res.status !== 200) return fail(res);
+      return (JSON.parse(res.body.toString('utf8')) as { items: unknown[] }).items.length;
     },
-    close: async () => undefined,
+    close: async () => {
+      routes?.close();
+      client.close();
+    },
   };
 }
 
@@ -72,18 +192,17 @@ export function httpTarget(urls: readonly string[], o: { requestTimeoutMs: numbe
  * comparing it (a create when the key had none), like Flotilla's If-Match.
  */
 export function etcdTarget(urls: readonly string[], o: { requestTimeoutMs: number }): Target {
-  if (urls.length === 0) throw new RangeError('the etcd target needs at least one URL');
-  let next = 0;
+  const client = new HttpClient(urls, o.requestTimeoutMs);
   const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
   const post = async <T>(path: string, body: unknown): Promise<T> => {
-    const res = await fetch(`${urls[next++ % urls.length]!.replace(/\/+$/, '')}${path}`, {
-      method: 'POST',
-      body: JSON.stringify(body),
-      headers: { 'content-type': 'application/json' },
-      signal: AbortSignal.timeout(o.requestTimeoutMs),
-    });
-    const json = (await res.json()) as T & { code?: number; message?: string };
-    if (!res.ok) throw Object.assign(new Error(`etcd ${res.status}: ${json.message ?? ''}`), { code: `ETCD_${res.status}` });
+    const res = await client.request('POST', path, JSON.stringify(body), { 'content-type': 'application/json' });
+    let json: T & { code?: number; message?: string; error?: string };
+    try {
+      json = JSON.parse(res.body.toString('utf8')) as typeof json;
+    } catch {
+      throw Object.assign(new Error(`etcd ${res.status}: not JSON`), { code: `ETCD_${res.status}` });
+    }
+    if (res.status !== 200) throw Object.assign(new Error(`etcd ${res.status}: ${json.message ?? json.error ?? ''}`), { code: `ETCD_${res.status}` });
     return json;
   };
   return {
@@ -110,6 +229,6 @@ export function etcdTarget(urls: readonly string[], o: { requestTimeoutMs: numbe
       const r = await post<{ kvs?: unknown[] }>('/v3/kv/range', { key: b64(start), range_end: b64(Uint8Array.of(0)), limit: String(limit) });
       return r.kvs?.length ?? 0;
     },
-    close: async () => undefined,
+    close: async () => client.close(),
   };
 }

@@ -1,0 +1,211 @@
+// `compare-bench` (npm run bench:compare): Flotilla side by side with etcd, and both against the
+// no-consensus baseline, in one run on this machine. Starts a local 3-node Flotilla cluster (`flotilla
+// start` processes), a local 3-node etcd cluster (if etcd is installed; otherwise says how to install it
+// and skips that side) and the baseline (Flotilla's HTTP stack over an in-memory map), all on loopback;
+// loads the same keys into each; then for every workload and concurrency runs each system in turn — the
+// order alternating from cell to cell so slow drift of the machine does not favour one — and prints
+// per workload ops/s and p99 of each, Flotilla ÷ etcd (ops/s and p99) and Flotilla ÷ baseline. Writes the
+// JSON (machine, load average before and during every cell, every result), a Markdown table and an SVG
+// chart of throughput and p99 against concurrency to bench/results/.
+//
+//   npm run bench:compare                              (write, A, B, C, F, scan at 1, 16, 64, 256 clients)
+//   node dist/compare-bench.js --workloads write,c --concurrency 64 --duration-ms 20000
+//   node dist/compare-bench.js --quick                 (CI: tiny, etcd only if installed)
+//
+// Each system is driven the way its own clients do: Flotilla's requests go to the leader of the key's
+// range (read from /ranges, refreshed every second; TiKV's and CockroachDB's clients route the same
+// way), etcd's are spread over its members (one Raft group: followers forward to the one leader), the
+// baseline has one process. Reads are linearizable on both (ReadIndex).
+import os from 'node:os';
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { compareChartSvg, type ChartRow } from './compare/chart.js';
+import { ETCD_INSTALL_HINT, etcdBinary, startBaseline, startEtcd, startFlotilla, type RunningSystem } from './compare/systems.js';
+import { loadKeys, run, type RunResult, type Target } from './load/runner.js';
+import { etcdTarget, httpTarget } from './load/targets.js';
+import { commandLine, fmt, loadAverageText, machineInfo, printTable, ProgressBar, ratio, writeResults } from './report.js';
+import { WORKLOADS, type Workload } from './workload/mix.js';
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    workloads: { type: 'string' },
+    concurrency: { type: 'string' },
+    dist: { type: 'string', default: 'zipfian' },
+    keys: { type: 'string' },
+    'value-bytes': { type: 'string', default: '16' },
+    'duration-ms': { type: 'string' },
+    'warmup-ms': { type: 'string' },
+    ranges: { type: 'string', default: '16' },
+    cores: { type: 'string', default: '1' },
+    systems: { type: 'string', default: 'flotilla,etcd,baseline' },
+    seed: { type: 'string', default: '1' },
+  },
+  strict: true,
+});
+
+const positive = (v: string, flag: string): number => {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`${flag} must be a positive integer, got "${v}"`);
+  return n;
+};
+const QUICK = values.quick;
+const workloads: Workload[] = (values.workloads ?? (QUICK ? 'write,c,f' : 'write,a,b,c,f,scan')).split(',').map((w) => {
+  const found = WORKLOADS[w];
+  if (found === undefined) throw new RangeError(`unknown workload "${w}"; known: ${Object.keys(WORKLOADS).join(', ')}`);
+  return found;
+});
+const concurrencies = (values.concurrency ?? (QUICK ? '1,8' : '1,16,64,256')).split(',').map((c) => positive(c, '--concurrency'));
+const distribution = values.dist === 'uniform' || values.dist === 'zipfian' ? values.dist : (() => { throw new RangeError(`--dist is uniform or zipfian, got "${values.dist}"`); })();
+const keyCount = positive(values.keys ?? (QUICK ? '200' : '10000'), '--keys');
+const valueBytes = positive(values['value-bytes'], '--value-bytes');
+const durationMs = positive(values['duration-ms'] ?? (QUICK ? '300' : '5000'), '--duration-ms');
+const warmupMs = positive(values['warmup-ms'] ?? (QUICK ? '100' : '1000'), '--warmup-ms');
+const rangeCount = positive(values.ranges, '--ranges');
+const coreCount = positive(values.cores, '--cores');
+const seed = positive(values.seed, '--seed');
+const wanted = new Set(values.systems.split(','));
+for (const s of wanted) if (!['flotilla', 'etcd', 'baseline'].includes(s)) throw new RangeError(`--systems lists flotilla, etcd, baseline; got "${s}"`);
+
+/** The baseline's map scans by sorting every key (it is a test double): its scan numbers would say nothing. */
+const baselineServes = (w: Workload) => !w.name.startsWith('scan');
+
+interface Cell {
+  workload: string;
+  concurrency: number;
+  system: string;
+  loadAverageDuring: number[];
+  result: RunResult;
+}
+
+interface Side {
+  readonly system: RunningSystem;
+  readonly target: Target;
+}
+
+async function main(): Promise<void> {
+  const startedAt = new Date();
+  const loadBefore = os.loadavg();
+  const skipped: string[] = [];
+  const sides: Side[] = [];
+  const etcd = wanted.has('etcd') ? etcdBinary() : undefined;
+  if (wanted.has('etcd') && etcd === undefined) {
+    console.log(`${ETCD_INSTALL_HINT}; skipping the etcd side.`);
+    skipped.push('etcd (not installed)');
+  }
+  const cells: Cell[] = [];
+  try {
+    if (wanted.has('flotilla')) {
+      const system = await startFlotilla({ members: 3, ranges: rangeCount, cores: coreCount });
+      sides.push({ system, target: await httpTarget(system.urls, { requestTimeoutMs: 10_000, name: 'flotilla', routeToLeaders: true }) });
+    }
+    if (etcd !== undefined) {
+      const system = await startEtcd({ members: 3, binary: etcd });
+      sides.push({ system, target: etcdTarget(system.urls, { requestTimeoutMs: 10_000 }) });
+    }
+    if (wanted.has('baseline')) {
+      const system = await startBaseline();
+      sides.push({ system, target: await httpTarget(system.urls, { requestTimeoutMs: 10_000, name: 'baseline' }) });
+    }
+    for (const s of sides) console.log(`${s.system.name}: ${s.system.urls.join(' ')} (pids ${s.system.pids.join(' ')})`);
+    for (const s of sides) await loadKeys(s.target, { keyCount, valueBytes, concurrency: 64 });
+
+    const plan: { workload: Workload; concurrency: number; side: Side }[] = [];
+    let flip = false;
+    for (const workload of workloads) {
+      for (const concurrency of concurrencies) {
+        const here = sides.filter((s) => s.system.name !== 'baseline' || baselineServes(workload));
+        for (const side of flip ? [...here].reverse() : here) plan.push({ workload, concurrency, side });
+        flip = !flip;
+      }
+    }
+    const bar = new ProgressBar(plan.length);
+    for (const [i, { workload, concurrency, side }] of plan.entries()) {
+      const label = `${side.system.name} ${workload.name} × ${concurrency}`;
+      bar.update(i, 0, label);
+      let loadAverageDuring: number[] = [];
+      const sampler = setTimeout(() => (loadAverageDuring = os.loadavg()), warmupMs + durationMs / 2);
+      const result = await run(side.target, { workload, distribution, keyCount, valueBytes, concurrency, durationMs, warmupMs, seed, onProgress: (f) => bar.update(i, f, label) });
+      clearTimeout(sampler);
+      cells.push({ workload: workload.name, concurrency, system: side.system.name, loadAverageDuring, result });
+    }
+    bar.done();
+  } finally {
+    for (const s of sides) await s.target.close();
+    await Promise.all(sides.map((s) => s.system.stop()));
+  }
+
+  const systems = sides.map((s) => s.system.name);
+  const cellOf = (workload: string, concurrency: number, system: string) => cells.find((c) => c.workload === workload && c.concurrency === concurrency && c.system === system)?.result;
+  const headline = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; load average before ${loadAverageText(loadBefore)}`;
+  const setup = `${fmt(keyCount)} keys (${distribution}), ${valueBytes} B values, ${fmt(warmupMs)} ms warm-up + ${fmt(durationMs)} ms per cell; Flotilla: 3 nodes, ${rangeCount} ranges, ${coreCount} core${coreCount === 1 ? '' : 's'} each`;
+  console.log(`\ncompare bench${QUICK ? ' (quick)' : ''}: ${headline}`);
+  console.log(setup);
+  if (skipped.length > 0) console.log(`skipped: ${skipped.join(', ')}`);
+
+  const headers = ['workload', 'clients', ...systems.flatMap((s) => [`${s} ops/s`, `${s} p99 ms`]), ...(systems.includes('etcd') ? ['÷etcd ops/s', '÷etcd p99'] : []), ...(systems.includes('baseline') ? ['÷baseline ops/s'] : []), 'errors'];
+  const rows: string[][] = [];
+  for (const workload of workloads) {
+    for (const concurrency of concurrencies) {
+      const f = cellOf(workload.name, concurrency, 'flotilla');
+      const e = cellOf(workload.name, concurrency, 'etcd');
+      const b = cellOf(workload.name, concurrency, 'baseline');
+      const errors = systems
+        .map((s) => {
+          const r = cellOf(workload.name, concurrency, s);
+          const n = r === undefined ? 0 : Object.values(r.errors).reduce((a, x) => a + x, 0);
+          return n === 0 ? '' : `${s}:${Object.entries(r!.errors).map(([k, v]) => `${k}=${v}`).join('/')}`;
+        })
+        .filter((x) => x !== '')
+        .join(' ');
+      rows.push([
+        workload.name,
+        String(concurrency),
+        ...systems.flatMap((s) => {
+          const r = cellOf(workload.name, concurrency, s);
+          return r === undefined ? ['—', '—'] : [fmt(r.opsPerSec), fmt(r.latencyMs.p99, 2)];
+        }),
+        ...(systems.includes('etcd') ? [f && e ? ratio(f.opsPerSec / e.opsPerSec) : '', f && e ? ratio(f.latencyMs.p99 / e.latencyMs.p99) : ''] : []),
+        ...(systems.includes('baseline') ? [f && b ? ratio(f.opsPerSec / b.opsPerSec) : ''] : []),
+        errors || '0',
+      ]);
+    }
+  }
+  printTable(headers, rows);
+  console.log('÷etcd: Flotilla over etcd (ops/s: above 1 is faster; p99: below 1 is lower). ÷baseline: Flotilla over its own HTTP stack with no consensus.');
+  console.log(`checksum ${cells.reduce((a, c) => (a + c.result.checksum) >>> 0, 0)}`);
+
+  const file = writeResults('compare', startedAt, {
+    command: commandLine(),
+    machine: machineInfo(),
+    loadAverageBefore: loadBefore,
+    loadAverageAfter: os.loadavg(),
+    parameters: { workloads: workloads.map((w) => w.name), concurrencies, distribution, keyCount, valueBytes, durationMs, warmupMs, rangeCount, coreCount, systems, skipped },
+    cells,
+  });
+  const markdown = [
+    `**compare bench** — ${headline}  `,
+    `${setup}  `,
+    `command: \`${commandLine()}\``,
+    '',
+    `| ${headers.join(' | ')} |`,
+    `| ${headers.map((_, i) => (i < 1 ? '---' : '---:')).join(' | ')} |`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+    '',
+  ].join('\n');
+  writeFileSync(file.replace(/\.json$/, '.md'), markdown);
+  const chartRows: ChartRow[] = workloads.map((w) => ({
+    workload: w.name,
+    series: systems.map((system) => ({
+      system,
+      points: concurrencies.flatMap((c) => {
+        const r = cellOf(w.name, c, system);
+        return r === undefined ? [] : [[c, r.opsPerSec, r.latencyMs.p99] as const];
+      }),
+    })),
+  }));
+  writeFileSync(file.replace(/\.json$/, '.svg'), compareChartSvg({ title: 'Flotilla vs etcd vs the no-consensus baseline', subtitle: `${headline}. ${setup}`, concurrencies, rows: chartRows }));
+  console.log(`results: ${file} (and .md, .svg)`);
+}
+
+await main();
