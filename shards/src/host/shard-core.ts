@@ -822,7 +822,21 @@ export class ShardCore {
     const apply = this.stageApply(items);
     let outcome: ApplyOutcome | undefined;
     if (writes.length > 0 || !apply.isEmpty) {
-      await this.options.store.persist(writes, { alsoInTransaction: () => (outcome = apply.write()) });
+      // Where each group's log was durable before this round (this round may truncate below its end).
+      const durableThrough = new Map<Group, LogIndex>();
+      for (const { g, rd } of items) durableThrough.set(g, Math.min(g.storage.lastIndex(), rd.entries.length > 0 ? rd.entries[0]!.index - 1 : Number.MAX_SAFE_INTEGER) as LogIndex);
+      await this.options.store.persist(writes, {
+        alsoInTransaction: () => (outcome = apply.write()),
+        // A write whose entry was in the durable log before this round is answered once its apply commits,
+        // not a flush later: its entry is committed, so a crash before the flush re-applies it from the log
+        // to the same result (TiKV and etcd answer from the apply, too). Only rounds that change no range
+        // or configuration: those answers wait for the in-memory changes after the flush.
+        onCommitted: () => {
+          if (outcome === undefined || outcome.ranges.size > 0 || outcome.created.length > 0) return;
+          this.settleProposals(items, outcome.results, durableThrough);
+          this.flush();
+        },
+      });
     }
     apply.committed();
     const results: ApplyResults = outcome?.results ?? new Map();
@@ -924,11 +938,16 @@ export class ShardCore {
     return this.sm.stage(batches);
   }
 
-  private settleProposals(items: readonly { g: Group; rd: Ready }[], results: ApplyResults): void {
+  /** Answers the proposals `items` applied; with `durableThrough`, only normal entries up to each group's index there. */
+  private settleProposals(items: readonly { g: Group; rd: Ready }[], results: ApplyResults, durableThrough?: ReadonlyMap<Group, LogIndex>): void {
     for (const { g, rd } of items) {
       if (g.proposals.size === 0) continue;
       const shardResults = results.get(g.id);
-      for (const e of rd.committedEntries) this.settleProposal(g, e, shardResults?.get(e.index));
+      const upTo = durableThrough?.get(g) ?? Number.MAX_SAFE_INTEGER;
+      for (const e of rd.committedEntries) {
+        if (e.index > upTo || (durableThrough !== undefined && e.type !== 'normal')) break;
+        this.settleProposal(g, e, shardResults?.get(e.index));
+      }
     }
   }
 

@@ -402,8 +402,11 @@ export class NodeStore {
    * changes only after the commit, so a failed write leaves it untouched.
    * `alsoInTransaction` runs inside the same transaction after the log writes
    * (the Host applies committed entries there: one transaction per round).
+   * `onCommitted` runs once the transaction is committed (visible to reads)
+   * but before it is flushed: for what a crash may lose and redo (see
+   * ShardCore.round).
    */
-  async persist(writes: readonly ShardWrite[], options: { alsoInTransaction?: () => void } = {}): Promise<void> {
+  async persist(writes: readonly ShardWrite[], options: { alsoInTransaction?: () => void; onCommitted?: () => void } = {}): Promise<void> {
     this.checkOpen();
     // Each plan is made against the in-memory view before the commit: a second
     // write for the same shard (in this call or in one still in flight) would be
@@ -426,6 +429,7 @@ export class NodeStore {
         }
         options.alsoInTransaction?.();
       });
+      options.onCommitted?.();
       await this.env.flushed;
     } finally {
       for (const id of shardIds) this.persisting.delete(id);
