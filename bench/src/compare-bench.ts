@@ -172,7 +172,9 @@ async function main(): Promise<void> {
     }
   }
   printTable(headers, rows);
-  console.log('÷etcd: Flotilla over etcd (ops/s: above 1 is faster; p99: below 1 is lower). ÷baseline: Flotilla over its own HTTP stack with no consensus.');
+  if (systems.includes('flotilla') && systems.length > 1) {
+    console.log('÷etcd: Flotilla over etcd (ops/s: above 1 is faster; p99: below 1 is lower). ÷baseline: Flotilla over its own HTTP stack with no consensus.');
+  }
   console.log(`checksum ${cells.reduce((a, c) => (a + c.result.checksum) >>> 0, 0)}`);
 
   const file = writeResults('compare', startedAt, {

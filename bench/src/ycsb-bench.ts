@@ -4,12 +4,14 @@
 // HDR histogram) and writes the JSON with the machine and the load average before and during each run.
 //
 //   node dist/ycsb-bench.js --target embedded --workloads write,a,b,c,f,scan --concurrency 1,16,64
-//   node dist/ycsb-bench.js --target http --url http://127.0.0.1:8101,http://127.0.0.1:8102 --workloads a
+//   node dist/ycsb-bench.js --target embedded-replicated --workloads write --concurrency 512   (3 members in this process)
+//   node dist/ycsb-bench.js --target http --url http://127.0.0.1:8101,http://127.0.0.1:8102 --route leaders --workloads a
 //   node dist/ycsb-bench.js --target etcd --url http://127.0.0.1:2379 --workloads a   (etcd v3's JSON gateway)
 //   node dist/ycsb-bench.js --quick          (CI: every workload, tiny, embedded)
+//   flotilla bench ...                       (the same, through the CLI)
 //
-// Not built yet (issue 7 continues): the side-by-side compare run that starts both clusters, the chart, a
-// replicated embedded target, a progress bar.
+// --route leaders sends each operation to its range's leader (read from /ranges); the default spreads
+// them over the URLs and lets the nodes forward. The side-by-side run against etcd is compare-bench.
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +19,7 @@ import { parseArgs } from 'node:util';
 import { open } from '@flotilla/server';
 import { pino } from 'pino';
 import { loadKeys, run, type RunResult, type Target } from './load/runner.js';
+import { freePorts } from './compare/systems.js';
 import { etcdTarget, httpTarget, kvStoreTarget } from './load/targets.js';
 import { WORKLOADS, type Workload } from './workload/mix.js';
 import { commandLine, fmt, loadAverageText, machineInfo, printTable, writeResults } from './report.js';
@@ -36,6 +39,7 @@ const { values } = parseArgs({
     'warmup-ms': { type: 'string' },
     ops: { type: 'string' },
     seed: { type: 'string', default: '1' },
+    ranges: { type: 'string', default: '16' },
   },
   strict: true,
 });
@@ -51,6 +55,7 @@ const valueBytes = positive(values['value-bytes'], '--value-bytes');
 const concurrencies = (values.concurrency ?? (QUICK ? '4' : '1,16,64')).split(',').map((c) => positive(c, '--concurrency'));
 const durationMs = positive(values['duration-ms'] ?? (QUICK ? '300' : '10000'), '--duration-ms');
 const warmupMs = positive(values['warmup-ms'] ?? (QUICK ? '100' : '2000'), '--warmup-ms');
+const rangeCount = positive(values.ranges, '--ranges');
 const opCountMax = values.ops === undefined ? undefined : positive(values.ops, '--ops');
 const distribution = values.dist === 'uniform' || values.dist === 'zipfian' ? values.dist : (() => { throw new RangeError(`--dist is uniform or zipfian, got "${values.dist}"`); })();
 const workloads: Workload[] = values.workloads.split(',').map((w) => {
@@ -66,10 +71,25 @@ async function targetOf(): Promise<{ target: Target; cleanup: () => void }> {
     const target = values.target === 'http' ? await httpTarget(urls, { requestTimeoutMs: 10_000, routeToLeaders: values.route === 'leaders' }) : etcdTarget(urls, { requestTimeoutMs: 10_000 });
     return { target, cleanup: () => undefined };
   }
-  if (values.target !== 'embedded') throw new RangeError(`--target is embedded, http or etcd, got "${values.target}"`);
   const dir = mkdtempSync(join(os.tmpdir(), 'flotilla-ycsb-'));
-  const store = await open({ dir, logger: pino({ level: 'warn' }) as never });
-  return { target: kvStoreTarget('embedded', store, () => store.close()), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  const cleanup = () => rmSync(dir, { recursive: true, force: true });
+  const logger = pino({ level: 'warn' }) as never;
+  if (values.target === 'embedded') {
+    const store = await open({ dir, logger });
+    return { target: kvStoreTarget('embedded', store, () => store.close()), cleanup };
+  }
+  if (values.target !== 'embedded-replicated') throw new RangeError(`--target is embedded, embedded-replicated, http or etcd, got "${values.target}"`);
+  // Three members of one cluster in this process (open() with \`cluster\`), each with its own worker core,
+  // over TCP on loopback; the operations go through member 1's store, which forwards to the range leaders.
+  const ports = await freePorts(3);
+  const peersOf = (id: number) => Object.fromEntries([1, 2, 3].filter((p) => p !== id).map((p) => [p, `127.0.0.1:${ports[p - 1]}`]));
+  const members = await Promise.all(
+    [1, 2, 3].map((id) => open({ dir: join(dir, `node-${id}`), logger, cluster: { nodeId: id, listen: { host: '127.0.0.1', port: ports[id - 1]! }, peers: peersOf(id), initialRangeCount: rangeCount } })),
+  );
+  const close = async () => {
+    await Promise.all(members.map((m) => m.close()));
+  };
+  return { target: kvStoreTarget('embedded-replicated', members[0]!, close), cleanup };
 }
 
 async function main(): Promise<void> {

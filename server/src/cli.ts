@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // The `flotilla` command: run a node (`start`), a local 3-node cluster
 // (`dev`, what `npm start` runs), or talk to a running node over HTTP
-// (`put`, `get`, `del`, `scan`, `status`).
+// (`put`, `get`, `del`, `scan`, `status`, ...), or run the benchmarks (`bench`).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -27,6 +27,9 @@ const USAGE = `usage:
   flotilla decommission NODE_ID [--url ...]   (moves its replicas off; \`recommission NODE_ID\` undoes it)
   flotilla pause | resume [--url ...]          (the placement driver plans nothing while paused)
   flotilla replication-factor N [--url ...]
+  flotilla bench  [--target embedded|embedded-replicated|http|etcd] [--url URL,...] [--workloads write,a,b,c,f,scan] [--concurrency 1,16,64] ...
+  flotilla bench compare [--workloads ...] [--concurrency 1,16,64,256] ...   (Flotilla vs etcd vs the no-consensus baseline)
+                  (the benchmarks of @flotilla/bench; bench/README.md has every flag)
 Keys and values are UTF-8 text on the command line (the HTTP API takes any bytes).`;
 
 /** A usage mistake: printed with the usage, exit code 2. */
@@ -58,6 +61,8 @@ async function main(argv: string[]): Promise<number> {
     case 'resume':
     case 'replication-factor':
       return client(command, rest);
+    case 'bench':
+      return bench(rest);
     case undefined:
     case 'help':
     case '--help':
@@ -155,6 +160,31 @@ async function start(args: string[]): Promise<number> {
   await http.close();
   logger.info({}, 'stopped');
   return 0;
+}
+
+/**
+ * `flotilla bench`: runs the benchmarks of @flotilla/bench (ycsb-bench, or compare-bench for `bench
+ * compare`) in a child process with the rest of the arguments. The bench package depends on this one, not
+ * the other way round: it is found where it is installed next to it (in this repository, always).
+ */
+async function bench(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  const script = sub === 'compare' ? 'compare-bench.js' : 'ycsb-bench.js';
+  let path: string;
+  try {
+    path = fileURLToPath(new URL(`dist/${script}`, import.meta.resolve('@flotilla/bench/package.json')));
+  } catch {
+    console.error('flotilla bench needs the @flotilla/bench package (in this repository: npm ci && npm run build)');
+    return 1;
+  }
+  if (!existsSync(path)) {
+    console.error(`${path} is missing: build the benchmarks first (npm run build)`);
+    return 1;
+  }
+  const child = spawn(process.execPath, [path, ...(sub === 'compare' ? rest : args)], { stdio: 'inherit' });
+  return new Promise((done) => {
+    child.once('exit', (code, signal) => done(code ?? (signal === null ? 1 : 128)));
+  });
 }
 
 async function dev(args: string[]): Promise<number> {
