@@ -6,7 +6,9 @@
 // order alternating from cell to cell so slow drift of the machine does not favour one — and prints
 // per workload ops/s and p99 of each, Flotilla ÷ etcd (ops/s and p99) and Flotilla ÷ baseline. Writes the
 // JSON (machine, load average before and during every cell, every result), a Markdown table and an SVG
-// chart of throughput and p99 against concurrency to bench/results/.
+// chart of throughput and p99 against concurrency to bench/results/. Next to each system's numbers: the CPU
+// its processes spent per operation (from /proc; the bench's own client is not counted), which says
+// whether a system is slower because it waits or because it works more.
 //
 //   npm run bench:compare                              (write, A, B, C, F, scan at 1, 16, 64, 256 clients)
 //   node dist/compare-bench.js --workloads write,c --concurrency 64 --duration-ms 20000
@@ -23,7 +25,7 @@ import { compareChartSvg, type ChartRow } from './compare/chart.js';
 import { ETCD_INSTALL_HINT, etcdBinary, startBaseline, startEtcd, startFlotilla, type RunningSystem } from './compare/systems.js';
 import { loadKeys, run, type RunResult, type Target } from './load/runner.js';
 import { etcdTarget, httpTarget } from './load/targets.js';
-import { commandLine, fmt, loadAverageText, machineInfo, printTable, ProgressBar, ratio, writeResults } from './report.js';
+import { commandLine, fmt, loadAverageText, machineInfo, printTable, processesCpuMs, ProgressBar, ratio, writeResults } from './report.js';
 import { WORKLOADS, type Workload } from './workload/mix.js';
 
 const { values } = parseArgs({
@@ -75,6 +77,8 @@ interface Cell {
   concurrency: number;
   system: string;
   loadAverageDuring: number[];
+  /** CPU the system's processes used per measured operation (warm-up included in the CPU, so a slight overestimate). */
+  cpuMsPerOp: number | undefined;
   result: RunResult;
 }
 
@@ -125,9 +129,13 @@ async function main(): Promise<void> {
       bar.update(i, 0, label);
       let loadAverageDuring: number[] = [];
       const sampler = setTimeout(() => (loadAverageDuring = os.loadavg()), warmupMs + durationMs / 2);
+      const cpuBefore = processesCpuMs(side.system.pids);
       const result = await run(side.target, { workload, distribution, keyCount, valueBytes, concurrency, durationMs, warmupMs, seed, onProgress: (f) => bar.update(i, f, label) });
+      const cpuAfter = processesCpuMs(side.system.pids);
       clearTimeout(sampler);
-      cells.push({ workload: workload.name, concurrency, system: side.system.name, loadAverageDuring, result });
+      // The CPU of the whole run over the measured ops, scaled to the measured share of the run.
+      const cpuMsPerOp = cpuBefore === undefined || cpuAfter === undefined || result.ops === 0 ? undefined : ((cpuAfter - cpuBefore) * (result.durationMs / (result.durationMs + warmupMs))) / result.ops;
+      cells.push({ workload: workload.name, concurrency, system: side.system.name, loadAverageDuring, cpuMsPerOp, result });
     }
     bar.done();
   } finally {
@@ -136,14 +144,15 @@ async function main(): Promise<void> {
   }
 
   const systems = sides.map((s) => s.system.name);
-  const cellOf = (workload: string, concurrency: number, system: string) => cells.find((c) => c.workload === workload && c.concurrency === concurrency && c.system === system)?.result;
+  const fullCellOf = (workload: string, concurrency: number, system: string) => cells.find((c) => c.workload === workload && c.concurrency === concurrency && c.system === system);
+  const cellOf = (workload: string, concurrency: number, system: string) => fullCellOf(workload, concurrency, system)?.result;
   const headline = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; load average before ${loadAverageText(loadBefore)}`;
   const setup = `${fmt(keyCount)} keys (${distribution}), ${valueBytes} B values, ${fmt(warmupMs)} ms warm-up + ${fmt(durationMs)} ms per cell; Flotilla: 3 nodes, ${rangeCount} ranges, ${coreCount} core${coreCount === 1 ? '' : 's'} each`;
   console.log(`\ncompare bench${QUICK ? ' (quick)' : ''}: ${headline}`);
   console.log(setup);
   if (skipped.length > 0) console.log(`skipped: ${skipped.join(', ')}`);
 
-  const headers = ['workload', 'clients', ...systems.flatMap((s) => [`${s} ops/s`, `${s} p99 ms`]), ...(systems.includes('etcd') ? ['÷etcd ops/s', '÷etcd p99'] : []), ...(systems.includes('baseline') ? ['÷baseline ops/s'] : []), 'errors'];
+  const headers = ['workload', 'clients', ...systems.flatMap((s) => [`${s} ops/s`, `${s} p99 ms`, `${s} CPU µs/op`]), ...(systems.includes('etcd') ? ['÷etcd ops/s', '÷etcd p99'] : []), ...(systems.includes('baseline') ? ['÷baseline ops/s'] : []), 'errors'];
   const rows: string[][] = [];
   for (const workload of workloads) {
     for (const concurrency of concurrencies) {
@@ -162,8 +171,9 @@ async function main(): Promise<void> {
         workload.name,
         String(concurrency),
         ...systems.flatMap((s) => {
-          const r = cellOf(workload.name, concurrency, s);
-          return r === undefined ? ['—', '—'] : [fmt(r.opsPerSec), fmt(r.latencyMs.p99, 2)];
+          const c = fullCellOf(workload.name, concurrency, s);
+          if (c === undefined) return ['—', '—', '—'];
+          return [fmt(c.result.opsPerSec), fmt(c.result.latencyMs.p99, 2), c.cpuMsPerOp === undefined ? '' : fmt(c.cpuMsPerOp * 1000)];
         }),
         ...(systems.includes('etcd') ? [f && e ? ratio(f.opsPerSec / e.opsPerSec) : '', f && e ? ratio(f.latencyMs.p99 / e.latencyMs.p99) : ''] : []),
         ...(systems.includes('baseline') ? [f && b ? ratio(f.opsPerSec / b.opsPerSec) : ''] : []),

@@ -156,3 +156,22 @@ export class ProgressBar {
     if (this.enabled) process.stderr.write(`\r${' '.repeat((process.stderr.columns ?? 100) - 1)}\r`);
   }
 }
+
+/** CPU time (user + system, every thread) the processes `pids` used so far, in ms; undefined where /proc is unreadable. */
+export function processesCpuMs(pids: readonly number[]): number | undefined {
+  let ticks = 0;
+  try {
+    for (const pid of pids) {
+      // Fields after the command's closing paren: state is field 3, utime 14, stime 15 (USER_HZ ticks).
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    }
+  } catch {
+    return undefined;
+  }
+  return (ticks * 1000) / USER_HZ;
+}
+
+/** Linux's USER_HZ: /proc reports CPU times in these ticks on every architecture Node runs on. */
+const USER_HZ = 100;
