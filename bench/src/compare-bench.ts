@@ -12,6 +12,7 @@
 //
 //   npm run bench:compare                              (write, A, B, C, F, scan at 1, 16, 64, 256 clients)
 //   node dist/compare-bench.js --workloads write,c --concurrency 64 --duration-ms 20000
+//   node dist/compare-bench.js --rounds 3              (every cell three times; the median round is reported)
 //   node dist/compare-bench.js --quick                 (CI: tiny, etcd only if installed)
 //
 // Each system is driven the way its own clients do: Flotilla's requests go to the leader of the key's
@@ -24,7 +25,7 @@ import { parseArgs } from 'node:util';
 import { compareChartSvg, type ChartRow } from './compare/chart.js';
 import { ETCD_INSTALL_HINT, etcdBinary, startBaseline, startEtcd, startFlotilla, type RunningSystem } from './compare/systems.js';
 import { loadKeys, run, type RunResult, type Target } from './load/runner.js';
-import { etcdTarget, httpTarget } from './load/targets.js';
+import { etcdTarget, HttpClient, httpTarget } from './load/targets.js';
 import { commandLine, fmt, loadAverageText, machineInfo, printTable, processesCpuMs, ProgressBar, ratio, writeResults } from './report.js';
 import { WORKLOADS, type Workload } from './workload/mix.js';
 
@@ -42,6 +43,7 @@ const { values } = parseArgs({
     cores: { type: 'string', default: '1' },
     systems: { type: 'string', default: 'flotilla,etcd,baseline' },
     seed: { type: 'string', default: '1' },
+    rounds: { type: 'string', default: '1' },
   },
   strict: true,
 });
@@ -66,6 +68,7 @@ const warmupMs = positive(values['warmup-ms'] ?? (QUICK ? '100' : '1000'), '--wa
 const rangeCount = positive(values.ranges, '--ranges');
 const coreCount = positive(values.cores, '--cores');
 const seed = positive(values.seed, '--seed');
+const rounds = positive(values.rounds, '--rounds');
 const wanted = new Set(values.systems.split(','));
 for (const s of wanted) if (!['flotilla', 'etcd', 'baseline'].includes(s)) throw new RangeError(`--systems lists flotilla, etcd, baseline; got "${s}"`);
 
@@ -73,6 +76,7 @@ for (const s of wanted) if (!['flotilla', 'etcd', 'baseline'].includes(s)) throw
 const baselineServes = (w: Workload) => !w.name.startsWith('scan');
 
 interface Cell {
+  round: number;
   workload: string;
   concurrency: number;
   system: string;
@@ -98,6 +102,7 @@ async function main(): Promise<void> {
     skipped.push('etcd (not installed)');
   }
   const cells: Cell[] = [];
+  let flotillaRangesAtEnd: string | undefined;
   try {
     if (wanted.has('flotilla')) {
       const system = await startFlotilla({ members: 3, ranges: rangeCount, cores: coreCount });
@@ -114,18 +119,20 @@ async function main(): Promise<void> {
     for (const s of sides) console.log(`${s.system.name}: ${s.system.urls.join(' ')} (pids ${s.system.pids.join(' ')})`);
     for (const s of sides) await loadKeys(s.target, { keyCount, valueBytes, concurrency: 64 });
 
-    const plan: { workload: Workload; concurrency: number; side: Side }[] = [];
+    const plan: { round: number; workload: Workload; concurrency: number; side: Side }[] = [];
     let flip = false;
-    for (const workload of workloads) {
-      for (const concurrency of concurrencies) {
-        const here = sides.filter((s) => s.system.name !== 'baseline' || baselineServes(workload));
-        for (const side of flip ? [...here].reverse() : here) plan.push({ workload, concurrency, side });
-        flip = !flip;
+    for (let round = 0; round < rounds; round++) {
+      for (const workload of workloads) {
+        for (const concurrency of concurrencies) {
+          const here = sides.filter((s) => s.system.name !== 'baseline' || baselineServes(workload));
+          for (const side of flip ? [...here].reverse() : here) plan.push({ round, workload, concurrency, side });
+          flip = !flip;
+        }
       }
     }
     const bar = new ProgressBar(plan.length);
-    for (const [i, { workload, concurrency, side }] of plan.entries()) {
-      const label = `${side.system.name} ${workload.name} × ${concurrency}`;
+    for (const [i, { round, workload, concurrency, side }] of plan.entries()) {
+      const label = `${rounds > 1 ? `round ${round + 1}: ` : ''}${side.system.name} ${workload.name} × ${concurrency}`;
       bar.update(i, 0, label);
       let loadAverageDuring: number[] = [];
       const sampler = setTimeout(() => (loadAverageDuring = os.loadavg()), warmupMs + durationMs / 2);
@@ -135,22 +142,31 @@ async function main(): Promise<void> {
       clearTimeout(sampler);
       // The CPU of the whole run over the measured ops, scaled to the measured share of the run.
       const cpuMsPerOp = cpuBefore === undefined || cpuAfter === undefined || result.ops === 0 ? undefined : ((cpuAfter - cpuBefore) * (result.durationMs / (result.durationMs + warmupMs))) / result.ops;
-      cells.push({ workload: workload.name, concurrency, system: side.system.name, loadAverageDuring, cpuMsPerOp, result });
+      cells.push({ round, workload: workload.name, concurrency, system: side.system.name, loadAverageDuring, cpuMsPerOp, result });
     }
     bar.done();
+    // The placement driver runs as it would for a user (it may split a range under load or move leaders):
+    // what it did shows here.
+    const flotilla = sides.find((s) => s.system.name === 'flotilla');
+    if (flotilla !== undefined) flotillaRangesAtEnd = await rangesSummary(flotilla.system.urls);
   } finally {
     for (const s of sides) await s.target.close();
     await Promise.all(sides.map((s) => s.system.stop()));
   }
 
   const systems = sides.map((s) => s.system.name);
-  const fullCellOf = (workload: string, concurrency: number, system: string) => cells.find((c) => c.workload === workload && c.concurrency === concurrency && c.system === system);
+  // With several rounds, each cell reports its median round by ops/s (the JSON keeps every round).
+  const fullCellOf = (workload: string, concurrency: number, system: string) => {
+    const all = cells.filter((c) => c.workload === workload && c.concurrency === concurrency && c.system === system).sort((a, b) => a.result.opsPerSec - b.result.opsPerSec);
+    return all[Math.floor((all.length - 1) / 2)];
+  };
   const cellOf = (workload: string, concurrency: number, system: string) => fullCellOf(workload, concurrency, system)?.result;
   const headline = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; load average before ${loadAverageText(loadBefore)}`;
-  const setup = `${fmt(keyCount)} keys (${distribution}), ${valueBytes} B values, ${fmt(warmupMs)} ms warm-up + ${fmt(durationMs)} ms per cell; Flotilla: 3 nodes, ${rangeCount} ranges, ${coreCount} core${coreCount === 1 ? '' : 's'} each`;
+  const setup = `${fmt(keyCount)} keys (${distribution}), ${valueBytes} B values, ${fmt(warmupMs)} ms warm-up + ${fmt(durationMs)} ms per cell${rounds > 1 ? `, median of ${rounds} rounds` : ''}; Flotilla: 3 nodes, ${rangeCount} ranges, ${coreCount} core${coreCount === 1 ? '' : 's'} each`;
   console.log(`\ncompare bench${QUICK ? ' (quick)' : ''}: ${headline}`);
   console.log(setup);
   if (skipped.length > 0) console.log(`skipped: ${skipped.join(', ')}`);
+  if (flotillaRangesAtEnd !== undefined) console.log(`Flotilla at the end: ${flotillaRangesAtEnd}`);
 
   const headers = ['workload', 'clients', ...systems.flatMap((s) => [`${s} ops/s`, `${s} p99 ms`, `${s} CPU µs/op`]), ...(systems.includes('etcd') ? ['÷etcd ops/s', '÷etcd p99'] : []), ...(systems.includes('baseline') ? ['÷baseline ops/s'] : []), 'errors'];
   const rows: string[][] = [];
@@ -182,9 +198,8 @@ async function main(): Promise<void> {
     }
   }
   printTable(headers, rows);
-  if (systems.includes('flotilla') && systems.length > 1) {
-    console.log('÷etcd: Flotilla over etcd (ops/s: above 1 is faster; p99: below 1 is lower). ÷baseline: Flotilla over its own HTTP stack with no consensus.');
-  }
+  if (systems.includes('flotilla') && systems.includes('etcd')) console.log('÷etcd: Flotilla over etcd (ops/s: above 1 is faster; p99: below 1 is lower).');
+  if (systems.includes('flotilla') && systems.includes('baseline')) console.log('÷baseline: Flotilla over its own HTTP stack with no consensus (the HTTP ceiling of this machine).');
   console.log(`checksum ${cells.reduce((a, c) => (a + c.result.checksum) >>> 0, 0)}`);
 
   const file = writeResults('compare', startedAt, {
@@ -192,12 +207,14 @@ async function main(): Promise<void> {
     machine: machineInfo(),
     loadAverageBefore: loadBefore,
     loadAverageAfter: os.loadavg(),
-    parameters: { workloads: workloads.map((w) => w.name), concurrencies, distribution, keyCount, valueBytes, durationMs, warmupMs, rangeCount, coreCount, systems, skipped },
+    parameters: { workloads: workloads.map((w) => w.name), concurrencies, distribution, keyCount, valueBytes, durationMs, warmupMs, rangeCount, coreCount, rounds, systems, skipped },
+    flotillaRangesAtEnd,
     cells,
   });
   const markdown = [
     `**compare bench** — ${headline}  `,
     `${setup}  `,
+    ...(flotillaRangesAtEnd === undefined ? [] : [`Flotilla at the end: ${flotillaRangesAtEnd}  `]),
     `command: \`${commandLine()}\``,
     '',
     `| ${headers.join(' | ')} |`,
@@ -218,6 +235,24 @@ async function main(): Promise<void> {
   }));
   writeFileSync(file.replace(/\.json$/, '.svg'), compareChartSvg({ title: 'Flotilla vs etcd vs the no-consensus baseline', subtitle: `${headline}. ${setup}`, concurrencies, rows: chartRows }));
   console.log(`results: ${file} (and .md, .svg)`);
+}
+
+/** How many ranges the cluster has and how their leaders spread over the nodes, from /ranges. */
+async function rangesSummary(urls: readonly string[]): Promise<string | undefined> {
+  const client = new HttpClient(urls, 5_000);
+  try {
+    const res = await client.request('GET', '/ranges');
+    if (res.status !== 200) return undefined;
+    const ranges = (JSON.parse(res.body.toString('utf8')) as { ranges: { leader: number }[] }).ranges;
+    const byLeader = new Map<number, number>();
+    for (const r of ranges) byLeader.set(r.leader, (byLeader.get(r.leader) ?? 0) + 1);
+    const leaders = [...byLeader].sort((a, b) => a[0] - b[0]).map(([n, c]) => `node ${n}: ${c}`).join(', ');
+    return `${ranges.length} ranges (meta included; ${rangeCount + 1} at the start), leaders ${leaders}`;
+  } catch {
+    return undefined;
+  } finally {
+    client.close();
+  }
 }
 
 await main();
