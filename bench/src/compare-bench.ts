@@ -26,7 +26,7 @@ import { compareChartSvg, type ChartRow } from './compare/chart.js';
 import { ETCD_INSTALL_HINT, etcdBinary, startBaseline, startEtcd, startFlotilla, type RunningSystem } from './compare/systems.js';
 import { loadKeys, run, type RunResult, type Target } from './load/runner.js';
 import { etcdTarget, HttpClient, httpTarget } from './load/targets.js';
-import { commandLine, fmt, loadAverageText, machineInfo, printTable, processesCpuMs, ProgressBar, ratio, writeResults } from './report.js';
+import { commandLine, fmt, loadAverageText, machineInfo, markdownTable, printTable, processesCpuMs, ProgressBar, ratio, writeResults } from './report.js';
 import { WORKLOADS, type Workload } from './workload/mix.js';
 
 const { values } = parseArgs({
@@ -217,9 +217,7 @@ async function main(): Promise<void> {
     ...(flotillaRangesAtEnd === undefined ? [] : [`Flotilla at the end: ${flotillaRangesAtEnd}  `]),
     `command: \`${commandLine()}\``,
     '',
-    `| ${headers.join(' | ')} |`,
-    `| ${headers.map((_, i) => (i < 1 ? '---' : '---:')).join(' | ')} |`,
-    ...rows.map((r) => `| ${r.join(' | ')} |`),
+    markdownTable(headers, rows),
     '',
   ].join('\n');
   writeFileSync(file.replace(/\.json$/, '.md'), markdown);

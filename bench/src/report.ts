@@ -45,6 +45,12 @@ export function printTable(headers: string[], rows: string[][]): void {
   for (const r of rows) console.log(line(r));
 }
 
+/** The same table as printTable, as Markdown (first column left-aligned, the rest right-aligned). */
+export function markdownTable(headers: string[], rows: string[][]): string {
+  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  return [line(headers), line(headers.map((_, i) => (i === 0 ? '---' : '---:'))), ...rows.map(line)].join('\n');
+}
+
 /** Writes `report` to bench/results/<benchmark>-<timestamp>.json (git-ignored) and returns the path. */
 export function writeResults(benchmark: string, startedAt: Date, report: unknown): string {
   const resultsDir = fileURLToPath(new URL('../results/', import.meta.url));

@@ -12,7 +12,7 @@
 //
 // --route leaders sends each operation to its range's leader (read from /ranges); the default spreads
 // them over the URLs and lets the nodes forward. The side-by-side run against etcd is compare-bench.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -22,7 +22,8 @@ import { loadKeys, run, type RunResult, type Target } from './load/runner.js';
 import { freePorts } from './compare/systems.js';
 import { etcdTarget, httpTarget, kvStoreTarget } from './load/targets.js';
 import { WORKLOADS, type Workload } from './workload/mix.js';
-import { commandLine, fmt, loadAverageText, machineInfo, printTable, writeResults } from './report.js';
+import { commandLine, fmt, loadAverageText, machineInfo, markdownTable, printTable, ProgressBar, writeResults } from './report.js';
+import { compareChartSvg, type ChartRow } from './compare/chart.js';
 
 const { values } = parseArgs({
   options: {
@@ -99,40 +100,51 @@ async function main(): Promise<void> {
   const runs: { workload: string; distribution: string; concurrency: number; loadAverageDuring: number[]; result: RunResult }[] = [];
   try {
     await loadKeys(target, { keyCount, valueBytes, concurrency: 32 });
+    const bar = new ProgressBar(workloads.length * concurrencies.length);
     for (const workload of workloads) {
       for (const concurrency of concurrencies) {
+        const step = runs.length;
+        const label = `${workload.name} × ${concurrency}`;
         let loadAverageDuring: number[] = [];
         const sampler = setTimeout(() => (loadAverageDuring = os.loadavg()), warmupMs + durationMs / 2);
-        const result = await run(target, { workload, distribution, keyCount, valueBytes, concurrency, durationMs, warmupMs, seed: positive(values.seed, '--seed'), ...(opCountMax === undefined ? {} : { opCountMax }) });
+        const result = await run(target, { workload, distribution, keyCount, valueBytes, concurrency, durationMs, warmupMs, seed: positive(values.seed, '--seed'), onProgress: (f) => bar.update(step, f, label), ...(opCountMax === undefined ? {} : { opCountMax }) });
         clearTimeout(sampler);
         runs.push({ workload: workload.name, distribution, concurrency, loadAverageDuring, result });
       }
     }
+    bar.done();
   } finally {
     await target.close();
     cleanup();
   }
   console.log(`ycsb bench${QUICK ? ' (quick)' : ''} → ${target.name}: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; load average before ${loadAverageText(loadBefore)}`);
   console.log(`${fmt(keyCount)} keys (${distribution}), ${valueBytes} B values; ${fmt(warmupMs)} ms warm-up, ${fmt(durationMs)} ms measured per row`);
-  printTable(
-    ['workload', 'clients', 'ops/s', 'errors', 'conflicts', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'load avg'],
-    runs.map(({ workload, concurrency, loadAverageDuring, result: r }) => [
-      workload,
-      String(concurrency),
-      fmt(r.opsPerSec),
-      Object.entries(r.errors).map(([k, n]) => `${k}:${n}`).join(' ') || '0',
-      fmt(r.conflicts),
-      fmt(r.latencyMs.p50, 2),
-      fmt(r.latencyMs.p90, 2),
-      fmt(r.latencyMs.p99, 2),
-      fmt(r.latencyMs.p999, 2),
-      fmt(r.latencyMs.max, 1),
-      loadAverageDuring.length === 0 ? '' : loadAverageDuring[0]!.toFixed(2),
-    ]),
-  );
+  const headers = ['workload', 'clients', 'ops/s', 'errors', 'conflicts', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'load avg'];
+  const rows = runs.map(({ workload, concurrency, loadAverageDuring, result: r }) => [
+    workload,
+    String(concurrency),
+    fmt(r.opsPerSec),
+    Object.entries(r.errors).map(([k, n]) => `${k}:${n}`).join(' ') || '0',
+    fmt(r.conflicts),
+    fmt(r.latencyMs.p50, 2),
+    fmt(r.latencyMs.p90, 2),
+    fmt(r.latencyMs.p99, 2),
+    fmt(r.latencyMs.p999, 2),
+    fmt(r.latencyMs.max, 1),
+    loadAverageDuring.length === 0 ? '' : loadAverageDuring[0]!.toFixed(2),
+  ]);
+  printTable(headers, rows);
   console.log(`checksum ${runs.reduce((a, r) => (a + r.result.checksum) >>> 0, 0)}`);
   const file = writeResults('ycsb', startedAt, { command: commandLine(), machine: machineInfo(), loadAverageBefore: loadBefore, loadAverageAfter: os.loadavg(), parameters: { target: target.name, keyCount, valueBytes, distribution, durationMs, warmupMs, opCountMax }, runs });
-  console.log(`results: ${file}`);
+  const headline = `ycsb bench → ${target.name}: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; load average before ${loadAverageText(loadBefore)}`;
+  const setup = `${fmt(keyCount)} keys (${distribution}), ${valueBytes} B values; ${fmt(warmupMs)} ms warm-up, ${fmt(durationMs)} ms measured per row`;
+  writeFileSync(file.replace(/\.json$/, '.md'), `**${headline}**  \n${setup}  \ncommand: \`${commandLine()}\`\n\n${markdownTable(headers, rows)}\n`);
+  const chartRows: ChartRow[] = workloads.map((w) => ({
+    workload: w.name,
+    series: [{ system: target.name, points: runs.filter((r) => r.workload === w.name).map((r) => [r.concurrency, r.result.opsPerSec, r.result.latencyMs.p99] as const) }],
+  }));
+  writeFileSync(file.replace(/\.json$/, '.svg'), compareChartSvg({ title: `ycsb → ${target.name}`, subtitle: `${headline}. ${setup}`, concurrencies, rows: chartRows }));
+  console.log(`results: ${file} (and .md, .svg)`);
 }
 
 await main();
