@@ -409,8 +409,9 @@ export class NodeStore {
    * apply to it. It blocks this thread for the commit, which the caller's
    * round waits for anyway, and costs about half the CPU and wall time of an
    * async `transaction` + `flushed` (which hands the batch to lmdb's write
-   * thread and back): 200 vs 450 µs of CPU, 0.5 vs 0.9 ms per commit, on this
-   * machine (bench/README.md, "storage-bench").
+   * thread and back): 200 vs 450 µs of CPU, 0.5 vs 0.9 ms per commit of two
+   * small puts, 2,000 commits in a row on this machine (`npm run
+   * bench:storage` measures persist end to end).
    */
   async persist(writes: readonly ShardWrite[], options: { alsoInTransaction?: () => void } = {}): Promise<void> {
     this.checkOpen();
