@@ -152,14 +152,14 @@ export class ProgressBar {
     const filled = Math.round(share * width);
     const elapsedS = (now - this.startedMs) / 1000;
     const etaS = share > 0.01 ? (elapsedS / share) * (1 - share) : undefined;
-    const columns = process.stderr.columns ?? 100;
+    const columns = process.stderr.columns || 100;
     const line = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(share * 100).toFixed(0).padStart(3)}% ${done}/${this.total}${etaS === undefined ? '' : ` ~${Math.ceil(etaS)} s left`}  ${label}`;
     process.stderr.write(`\r${line.slice(0, columns - 1).padEnd(columns - 1)}`);
   }
 
   /** Clears the bar (before printing results). */
   done(): void {
-    if (this.enabled) process.stderr.write(`\r${' '.repeat((process.stderr.columns ?? 100) - 1)}\r`);
+    if (this.enabled) process.stderr.write(`\r${' '.repeat((process.stderr.columns || 100) - 1)}\r`);
   }
 }
 
