@@ -34,6 +34,13 @@ const KILL_DELAY_MS_MAX = 150;
 /** Some kills land in startup instead (store open, staging cleanup, shard creation): up to this long after `start`. */
 const STARTUP_KILL_PROBABILITY = 0.15;
 const STARTUP_KILL_DELAY_MS_MAX = 25;
+/**
+ * Snapshot mode: some kills are timed from the first staged chunk instead, so they land in staging or
+ * the install on any machine. Timed from the first acknowledgement only, a loaded CI machine spent the
+ * whole window in the steps before the transfer and not one of 50 kills hit an install.
+ */
+const STAGE_KILL_PROBABILITY = 0.4;
+const STAGE_KILL_DELAY_MS_MAX = 40;
 
 export function crashSettings(): { seed: number; cycles: number } {
   const seedText = process.env.FLOTILLA_CRASH_SEED;
@@ -64,12 +71,13 @@ export function killLeftoverChildren(): number {
 
 export interface KillPlan {
   /** The first line of this kind starts the kill timer. */
-  readonly after: 'start' | 'firstAck';
+  readonly after: 'start' | 'firstAck' | 'stage';
   readonly delayMs: number;
 }
 
-export function planKill(rng: SeededRng): KillPlan {
+export function planKill(rng: SeededRng, mode: CrashMode): KillPlan {
   if (rng.chance(STARTUP_KILL_PROBABILITY)) return { after: 'start', delayMs: rng.intBelow(STARTUP_KILL_DELAY_MS_MAX) };
+  if (mode === 'snapshot' && rng.chance(STAGE_KILL_PROBABILITY)) return { after: 'stage', delayMs: rng.intBelow(STAGE_KILL_DELAY_MS_MAX) };
   return { after: 'firstAck', delayMs: KILL_DELAY_MS_MIN + rng.intBelow(KILL_DELAY_MS_MAX - KILL_DELAY_MS_MIN + 1) };
 }
 
@@ -104,7 +112,8 @@ export function runChildUntilKilled(options: { dir: string; mode: CrashMode; chi
     for (const text of parts) {
       lines.push(text);
       const kind = text.split(' ', 1)[0]!;
-      if (!triggered && ((options.kill.after === 'start' && kind === 'start') || (options.kill.after === 'firstAck' && ACK_KINDS.has(kind)))) {
+      const trigger = options.kill.after === 'firstAck' ? ACK_KINDS.has(kind) : kind === options.kill.after;
+      if (!triggered && trigger) {
         triggered = true;
         clearTimeout(triggerTimer);
         armKill();
@@ -467,7 +476,7 @@ export async function runCrashLoop(options: CrashLoopOptions): Promise<CrashRepo
   let acks = 0;
   for (let cycle = 0; cycle < options.cycles; cycle++) {
     const childSeed = rng.nextUint32();
-    const kill = planKill(rng);
+    const kill = planKill(rng, options.mode);
     const where = (): string =>
       `[mode ${options.mode}, FLOTILLA_CRASH_SEED=${options.seed}, cycle ${cycle}, child seed ${childSeed}, kill ${kill.delayMs} ms after ${kill.after}, dir ${dir} (kept)]`;
     let outcome: ChildOutcome;
