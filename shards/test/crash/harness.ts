@@ -35,12 +35,12 @@ const KILL_DELAY_MS_MAX = 150;
 const STARTUP_KILL_PROBABILITY = 0.15;
 const STARTUP_KILL_DELAY_MS_MAX = 25;
 /**
- * Snapshot mode: some kills are timed from the first staged chunk instead, so they land in staging or
- * the install on any machine. Timed from the first acknowledgement only, a loaded CI machine spent the
- * whole window in the steps before the transfer and not one of 50 kills hit an install.
+ * Snapshot mode: some kills are timed from the child's announcement that it starts an install, so they
+ * land in the install (or just after it) on any machine. Timed from the first acknowledgement only, a
+ * loaded CI machine spent the whole window in the steps before (not one of 50 kills hit an install).
  */
-const STAGE_KILL_PROBABILITY = 0.4;
-const STAGE_KILL_DELAY_MS_MAX = 40;
+const INSTALL_KILL_PROBABILITY = 0.3;
+const INSTALL_KILL_DELAY_MS_MAX = 5;
 
 export function crashSettings(): { seed: number; cycles: number } {
   const seedText = process.env.FLOTILLA_CRASH_SEED;
@@ -71,13 +71,13 @@ export function killLeftoverChildren(): number {
 
 export interface KillPlan {
   /** The first line of this kind starts the kill timer. */
-  readonly after: 'start' | 'firstAck' | 'stage';
+  readonly after: 'start' | 'firstAck' | 'install';
   readonly delayMs: number;
 }
 
 export function planKill(rng: SeededRng, mode: CrashMode): KillPlan {
   if (rng.chance(STARTUP_KILL_PROBABILITY)) return { after: 'start', delayMs: rng.intBelow(STARTUP_KILL_DELAY_MS_MAX) };
-  if (mode === 'snapshot' && rng.chance(STAGE_KILL_PROBABILITY)) return { after: 'stage', delayMs: rng.intBelow(STAGE_KILL_DELAY_MS_MAX) };
+  if (mode === 'snapshot' && rng.chance(INSTALL_KILL_PROBABILITY)) return { after: 'install', delayMs: rng.intBelow(INSTALL_KILL_DELAY_MS_MAX) };
   return { after: 'firstAck', delayMs: KILL_DELAY_MS_MIN + rng.intBelow(KILL_DELAY_MS_MAX - KILL_DELAY_MS_MIN + 1) };
 }
 
