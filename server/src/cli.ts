@@ -11,6 +11,7 @@ import { pino } from 'pino';
 import type { ShellLogger } from '@flotilla/shards';
 import { createHttpServer } from './http/app.js';
 import { FlotillaNode, INITIAL_RANGE_COUNT_DEFAULT, type NodeOptions } from './node.js';
+import { readyUrl } from './ready-line.js';
 
 const USAGE = `usage:
   flotilla dev    [--dir ./flotilla-dev] [--nodes 3] [--port 7100] [--http-port 8100] [--ranges ${INITIAL_RANGE_COUNT_DEFAULT}]
@@ -229,59 +230,36 @@ async function dev(args: string[]): Promise<number> {
     );
   };
 
-  const ready = ids.map(
-    (id) =>
-      new Promise<string>((resolveReady, rejectReady) => {
-        const peers = ids.filter((p) => p !== id).map((p) => `${p}=${transport(p)}`).join(',');
-        const child = spawn(
-          process.execPath,
-          [
-            self,
-            'start',
-            '--id',
-            String(id),
-            '--dir',
-            join(root, `node-${id}`),
-            '--listen',
-            transport(id),
-            '--http',
-            `127.0.0.1:${baseHttp + id}`,
-            '--log-level',
-            values['log-level'],
-            ...(peers.length > 0 ? ['--peers', peers] : []),
-            ...(values.ranges === undefined ? [] : ['--ranges', values.ranges]),
-          ],
-          { stdio: ['ignore', 'pipe', 'inherit'] },
-        );
-        children.set(id, child);
-        const timer = setTimeout(() => rejectReady(new Error(`node ${id} did not start within ${NODE_START_TIMEOUT_MS} ms`)), NODE_START_TIMEOUT_MS);
-        let buffered = '';
-        child.stdout!.on('data', (chunk: Buffer) => {
-          buffered += chunk.toString();
-          for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
-            const line = buffered.slice(0, nl);
-            buffered = buffered.slice(nl + 1);
-            try {
-              const msg = JSON.parse(line) as { ready?: boolean; http?: string };
-              if (msg.ready === true && typeof msg.http === 'string') {
-                clearTimeout(timer);
-                resolveReady(msg.http);
-              }
-            } catch {
-              process.stdout.write(`[node ${id}] ${line}\n`);
-            }
-          }
-        });
-        child.once('exit', (code, signal) => {
-          clearTimeout(timer);
-          if (!stopping) {
-            console.error(`node ${id} (pid ${child.pid}) exited (${signal ?? `code ${code}`}); stopping the cluster`);
-            void stopAll().then(() => process.exit(1));
-          }
-          rejectReady(new Error(`node ${id} exited before it was ready`));
-        });
-      }),
-  );
+  const ready = ids.map((id) => {
+    const peers = ids.filter((p) => p !== id).map((p) => `${p}=${transport(p)}`).join(',');
+    const child = spawn(
+      process.execPath,
+      [
+        self,
+        'start',
+        '--id',
+        String(id),
+        '--dir',
+        join(root, `node-${id}`),
+        '--listen',
+        transport(id),
+        '--http',
+        `127.0.0.1:${baseHttp + id}`,
+        '--log-level',
+        values['log-level'],
+        ...(peers.length > 0 ? ['--peers', peers] : []),
+        ...(values.ranges === undefined ? [] : ['--ranges', values.ranges]),
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    children.set(id, child);
+    child.once('exit', (code, signal) => {
+      if (stopping) return;
+      console.error(`node ${id} (pid ${child.pid}) exited (${signal ?? `code ${code}`}); stopping the cluster`);
+      void stopAll().then(() => process.exit(1));
+    });
+    return readyUrl(child, { name: `node ${id}`, timeoutMs: NODE_START_TIMEOUT_MS, onOtherLine: (line) => process.stdout.write(`[node ${id}] ${line}\n`) });
+  });
   let urls: string[];
   try {
     urls = await Promise.all(ready);

@@ -4,3 +4,4 @@ export { MemoryKvStore } from './kv/memory-store.js';
 export { KvError, SCAN_LIMIT_MAX, type KvStore, type KvErrorCode, type VersionedValue, type ScanOptions, type ScanPage } from './kv/store.js';
 export { FlotillaNode, INITIAL_RANGE_COUNT_DEFAULT, type NodeOptions } from './node.js';
 export { createHttpServer, type HttpServer, type HttpServerOptions } from './http/app.js';
+export { readyUrl } from './ready-line.js';

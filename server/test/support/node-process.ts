@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { readyUrl } from '../../src/ready-line.js';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'cli.js');
 
@@ -13,19 +14,7 @@ export interface NodeProcess {
 }
 
 /** Runs `flotilla start --id ID <flags>`; fails if it exits or stays silent for `readyTimeoutMs`. */
-export function startNodeProcess(id: number, flags: readonly string[], readyTimeoutMs = 30_000): Promise<NodeProcess> {
+export async function startNodeProcess(id: number, flags: readonly string[], readyTimeoutMs = 30_000): Promise<NodeProcess> {
   const child = spawn(process.execPath, [CLI, 'start', '--id', String(id), ...flags], { stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`node ${id} did not start`)), readyTimeoutMs);
-    let out = '';
-    child.stdout!.on('data', (c: Buffer) => {
-      out += c.toString();
-      const m = /\{"ready":true.*\}/.exec(out);
-      if (m !== null) {
-        clearTimeout(timer);
-        resolve({ id, url: (JSON.parse(m[0]) as { http: string }).http, child });
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`node ${id} exited with ${code} before it was ready`)));
-  });
+  return { id, url: await readyUrl(child, { name: `node ${id}`, timeoutMs: readyTimeoutMs }), child };
 }
