@@ -7,6 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { readyUrl } from '@flotilla/server';
 import { HttpClient } from '../load/targets.js';
 
 export interface RunningSystem {
@@ -100,34 +101,6 @@ process.once('exit', () => {
   for (const c of everyChildren) c.killNow();
 });
 
-/** Resolves with the first stdout line that parses as JSON with `ready: true`. */
-function readyLine(child: ChildProcess, name: string): Promise<{ http: string }> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} did not start within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
-    let buffered = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        try {
-          const msg = JSON.parse(line) as { ready?: boolean; http?: string };
-          if (msg.ready === true && typeof msg.http === 'string') {
-            clearTimeout(timer);
-            resolve({ http: msg.http });
-          }
-        } catch {
-          // a log line
-        }
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${name} exited with ${code} before it was ready`));
-    });
-  });
-}
-
 /** Polls `check` until it resolves true, every 100 ms, up to START_TIMEOUT_MS. */
 async function until(what: string, check: () => Promise<boolean>): Promise<void> {
   const deadline = performance.now() + START_TIMEOUT_MS;
@@ -171,11 +144,11 @@ export async function startFlotilla(o: { members: number; ranges: number; cores:
     const args = [cli, 'start', '--id', String(id), '--dir', join(dir, `node-${id}`), '--listen', transport(id), '--http', `127.0.0.1:${ports[o.members + id - 1]}`];
     args.push('--log-level', 'warn', '--ranges', String(o.ranges), '--cores', String(o.cores));
     if (peers.length > 0) args.push('--peers', peers.join(','));
-    return readyLine(children.spawn(process.execPath, args, `flotilla node ${id}`), `flotilla node ${id}`);
+    return readyUrl(children.spawn(process.execPath, args, `flotilla node ${id}`), { name: `flotilla node ${id}`, timeoutMs: START_TIMEOUT_MS });
   });
   const urls: string[] = [];
   return started('flotilla', children, dir, urls, async () => {
-    urls.push(...(await Promise.all(ready)).map((r) => r.http));
+    urls.push(...(await Promise.all(ready)));
     const client = new HttpClient(urls, 5_000);
     try {
       await until('every Flotilla range has a leader', async () => {
@@ -236,9 +209,9 @@ export async function startBaseline(): Promise<RunningSystem> {
   const children = new Children();
   everyChildren.add(children);
   const server = fileURLToPath(new URL('./baseline-server.js', import.meta.url));
-  const ready = readyLine(children.spawn(process.execPath, [server, '--http', `127.0.0.1:${port}`], 'baseline'), 'baseline');
+  const ready = readyUrl(children.spawn(process.execPath, [server, '--http', `127.0.0.1:${port}`], 'baseline'), { name: 'baseline', timeoutMs: START_TIMEOUT_MS });
   const urls: string[] = [];
   return started('baseline', children, dir, urls, async () => {
-    urls.push((await ready).http);
+    urls.push(await ready);
   });
 }
