@@ -210,67 +210,76 @@ function envelopesSum(envelopes: readonly Envelope[]): number {
   return sum;
 }
 
+/**
+ * A synchronous codec task: `run` once per iteration, its output folded into the checksum by `sum`.
+ * Verified after the run: the checksum must be `expectedPerIteration` per iteration, and `check` must
+ * accept the last output.
+ */
+function codecTask<T>(o: {
+  name: string;
+  group: TaskGroup;
+  what: string;
+  opsPerIteration: number;
+  bytesPerOp: number;
+  run: () => T;
+  sum: (out: T) => number;
+  expectedPerIteration: number;
+  check: (last: T) => void;
+}): Workload {
+  let iterations = 0;
+  let checksum = 0;
+  let last: T | undefined;
+  return {
+    name: o.name,
+    group: o.group,
+    what: o.what,
+    opsPerIteration: o.opsPerIteration,
+    bytesPerOp: o.bytesPerOp,
+    async: false,
+    iterate: () => {
+      last = o.run();
+      checksum = (checksum + o.sum(last)) | 0;
+      iterations++;
+    },
+    reset: () => {
+      iterations = 0;
+      checksum = 0;
+    },
+    verify: () => {
+      assertChecksum(o.name, checksum, repeatedSum(iterations, o.expectedPerIteration), iterations);
+      o.check(last!);
+    },
+    iterationCount: () => iterations,
+    checksum: () => checksum,
+  };
+}
+
 function batchWorkloads(params: BenchParameters): Workload[] {
   const batch = messageBatch(params);
   const encoded = encodeBatch(batch);
   const reference = Uint8Array.from(encoded);
-  const what = `${batch.length} msgs, ${fmt(encoded.byteLength / 1024, 1)} KiB`;
-
-  let encodeIterations = 0;
-  let encodeChecksum = 0;
-  let lastEncoded: Uint8Array = new Uint8Array(0);
-  const encode: Workload = {
-    name: 'batch encode',
-    group: 'batch',
-    what,
-    opsPerIteration: 1,
-    bytesPerOp: encoded.byteLength,
-    async: false,
-    iterate: () => {
-      lastEncoded = encodeBatch(batch);
-      encodeChecksum = (encodeChecksum + bytesSum(lastEncoded)) | 0;
-      encodeIterations++;
-    },
-    reset: () => {
-      encodeIterations = 0;
-      encodeChecksum = 0;
-    },
-    verify: () => {
-      assertChecksum('batch encode', encodeChecksum, repeatedSum(encodeIterations, bytesSum(reference)), encodeIterations);
-      assertSame('batch encode (bytes against the first encode)', lastEncoded, reference);
-      assertSame('batch encode', decodeBatch(lastEncoded), batch);
-    },
-    iterationCount: () => encodeIterations,
-    checksum: () => encodeChecksum,
-  };
-
-  let decodeIterations = 0;
-  let decodeChecksum = 0;
-  let lastDecoded: Envelope[] = [];
-  const decode: Workload = {
-    name: 'batch decode',
-    group: 'batch',
-    what,
-    opsPerIteration: 1,
-    bytesPerOp: encoded.byteLength,
-    async: false,
-    iterate: () => {
-      lastDecoded = decodeBatch(encoded);
-      decodeChecksum = (decodeChecksum + envelopesSum(lastDecoded)) | 0;
-      decodeIterations++;
-    },
-    reset: () => {
-      decodeIterations = 0;
-      decodeChecksum = 0;
-    },
-    verify: () => {
-      assertChecksum('batch decode', decodeChecksum, repeatedSum(decodeIterations, envelopesSum(batch)), decodeIterations);
-      assertSame('batch decode', lastDecoded, batch);
-    },
-    iterationCount: () => decodeIterations,
-    checksum: () => decodeChecksum,
-  };
-  return [encode, decode];
+  const shape = { group: 'batch' as const, what: `${batch.length} msgs, ${fmt(encoded.byteLength / 1024, 1)} KiB`, opsPerIteration: 1, bytesPerOp: encoded.byteLength };
+  return [
+    codecTask({
+      ...shape,
+      name: 'batch encode',
+      run: () => encodeBatch(batch),
+      sum: bytesSum,
+      expectedPerIteration: bytesSum(reference),
+      check: (last) => {
+        assertSame('batch encode (bytes against the first encode)', last, reference);
+        assertSame('batch encode', decodeBatch(last), batch);
+      },
+    }),
+    codecTask({
+      ...shape,
+      name: 'batch decode',
+      run: () => decodeBatch(encoded),
+      sum: envelopesSum,
+      expectedPerIteration: envelopesSum(batch),
+      check: (last) => assertSame('batch decode', last, batch),
+    }),
+  ];
 }
 
 // ---------------------------------------------------------------------------
@@ -292,76 +301,39 @@ function commandWorkloads(params: BenchParameters): Workload[] {
   const encoded = commands.map((c) => encodeCommand(c));
   const reference = encoded.map((b) => Uint8Array.from(b));
   const encodedBytesMean = encoded.reduce((n, b) => n + b.byteLength, 0) / encoded.length;
-  const what = `put k=${params.commandKeyBytes}B v=${params.commandValueBytes}B, ${fmt(encodedBytesMean)} B`;
   const n = commands.length;
-
-  let encodeIterations = 0;
-  let encodeChecksum = 0;
+  const shape = { group: 'command' as const, what: `put k=${params.commandKeyBytes}B v=${params.commandValueBytes}B, ${fmt(encodedBytesMean)} B`, opsPerIteration: n, bytesPerOp: encodedBytesMean };
+  // Outputs land in arrays made once: the tasks time the codec, not an array per iteration.
   const lastEncoded: Uint8Array[] = new Array<Uint8Array>(n);
-  const encode: Workload = {
-    name: 'command encode',
-    group: 'command',
-    what,
-    opsPerIteration: n,
-    bytesPerOp: encodedBytesMean,
-    async: false,
-    iterate: () => {
-      let sum = encodeChecksum;
-      for (let i = 0; i < n; i++) {
-        const b = encodeCommand(commands[i]!);
-        lastEncoded[i] = b;
-        sum = (sum + bytesSum(b)) | 0;
-      }
-      encodeChecksum = sum;
-      encodeIterations++;
-    },
-    reset: () => {
-      encodeIterations = 0;
-      encodeChecksum = 0;
-    },
-    verify: () => {
-      const perIteration = reference.reduce((sum, b) => (sum + bytesSum(b)) | 0, 0);
-      assertChecksum('command encode', encodeChecksum, repeatedSum(encodeIterations, perIteration), encodeIterations);
-      assertSame('command encode (bytes against the first encode)', lastEncoded, reference);
-      assertSame('command encode', lastEncoded.map((b, i) => decodeCommand(i + 1, b)), commands);
-    },
-    iterationCount: () => encodeIterations,
-    checksum: () => encodeChecksum,
-  };
-
-  let decodeIterations = 0;
-  let decodeChecksum = 0;
   const lastDecoded: KvCommand[] = new Array<KvCommand>(n);
-  const decode: Workload = {
-    name: 'command decode',
-    group: 'command',
-    what,
-    opsPerIteration: n,
-    bytesPerOp: encodedBytesMean,
-    async: false,
-    iterate: () => {
-      let sum = decodeChecksum;
-      for (let i = 0; i < n; i++) {
-        const c = decodeCommand(i + 1, encoded[i]!);
-        lastDecoded[i] = c;
-        sum = (sum + commandSum(c)) | 0;
-      }
-      decodeChecksum = sum;
-      decodeIterations++;
-    },
-    reset: () => {
-      decodeIterations = 0;
-      decodeChecksum = 0;
-    },
-    verify: () => {
-      const perIteration = commands.reduce((sum, c) => (sum + commandSum(c)) | 0, 0);
-      assertChecksum('command decode', decodeChecksum, repeatedSum(decodeIterations, perIteration), decodeIterations);
-      assertSame('command decode', lastDecoded, commands);
-    },
-    iterationCount: () => decodeIterations,
-    checksum: () => decodeChecksum,
-  };
-  return [encode, decode];
+  const sumBy = <T>(items: readonly T[], f: (item: T) => number) => items.reduce((sum, item) => (sum + f(item)) | 0, 0);
+  return [
+    codecTask({
+      ...shape,
+      name: 'command encode',
+      run: () => {
+        for (let i = 0; i < n; i++) lastEncoded[i] = encodeCommand(commands[i]!);
+        return lastEncoded;
+      },
+      sum: (out) => sumBy(out, bytesSum),
+      expectedPerIteration: sumBy(reference, bytesSum),
+      check: (last) => {
+        assertSame('command encode (bytes against the first encode)', last, reference);
+        assertSame('command encode', last.map((b, i) => decodeCommand(i + 1, b)), commands);
+      },
+    }),
+    codecTask({
+      ...shape,
+      name: 'command decode',
+      run: () => {
+        for (let i = 0; i < n; i++) lastDecoded[i] = decodeCommand(i + 1, encoded[i]!);
+        return lastDecoded;
+      },
+      sum: (out) => sumBy(out, commandSum),
+      expectedPerIteration: sumBy(commands, commandSum),
+      check: (last) => assertSame('command decode', last, commands),
+    }),
+  ];
 }
 
 // ---------------------------------------------------------------------------

@@ -26,8 +26,9 @@ import { compareChartSvg, type ChartRow } from './compare/chart.js';
 import { ETCD_INSTALL_HINT, etcdBinary, startBaseline, startEtcd, startFlotilla, type RunningSystem } from './compare/systems.js';
 import { loadKeys, run, type RunResult, type Target } from './load/runner.js';
 import { etcdTarget, HttpClient, httpTarget } from './load/targets.js';
-import { commandLine, fmt, loadAverageText, machineInfo, markdownTable, printTable, processesCpuMs, ProgressBar, ratio, writeResults } from './report.js';
-import { WORKLOADS, type Workload } from './workload/mix.js';
+import { commandLine, fmt, machineHeadline, machineInfo, markdownTable, printTable, processesCpuMs, ProgressBar, ratio, writeResults } from './report.js';
+import type { Workload } from './workload/mix.js';
+import { distributionOf, positiveInt, positiveInts, workloadsOf } from './flags.js';
 
 const { values } = parseArgs({
   options: {
@@ -48,27 +49,18 @@ const { values } = parseArgs({
   strict: true,
 });
 
-const positive = (v: string, flag: string): number => {
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`${flag} must be a positive integer, got "${v}"`);
-  return n;
-};
 const QUICK = values.quick;
-const workloads: Workload[] = (values.workloads ?? (QUICK ? 'write,c,f' : 'write,a,b,c,f,scan')).split(',').map((w) => {
-  const found = WORKLOADS[w];
-  if (found === undefined) throw new RangeError(`unknown workload "${w}"; known: ${Object.keys(WORKLOADS).join(', ')}`);
-  return found;
-});
-const concurrencies = (values.concurrency ?? (QUICK ? '1,8' : '1,16,64,256')).split(',').map((c) => positive(c, '--concurrency'));
-const distribution = values.dist === 'uniform' || values.dist === 'zipfian' ? values.dist : (() => { throw new RangeError(`--dist is uniform or zipfian, got "${values.dist}"`); })();
-const keyCount = positive(values.keys ?? (QUICK ? '200' : '10000'), '--keys');
-const valueBytes = positive(values['value-bytes'], '--value-bytes');
-const durationMs = positive(values['duration-ms'] ?? (QUICK ? '300' : '5000'), '--duration-ms');
-const warmupMs = positive(values['warmup-ms'] ?? (QUICK ? '100' : '1000'), '--warmup-ms');
-const rangeCount = positive(values.ranges, '--ranges');
-const coreCount = positive(values.cores, '--cores');
-const seed = positive(values.seed, '--seed');
-const rounds = positive(values.rounds, '--rounds');
+const workloads = workloadsOf(values.workloads ?? (QUICK ? 'write,c,f' : 'write,a,b,c,f,scan'));
+const concurrencies = positiveInts(values.concurrency ?? (QUICK ? '1,8' : '1,16,64,256'), '--concurrency');
+const distribution = distributionOf(values.dist);
+const keyCount = positiveInt(values.keys ?? (QUICK ? '200' : '10000'), '--keys');
+const valueBytes = positiveInt(values['value-bytes'], '--value-bytes');
+const durationMs = positiveInt(values['duration-ms'] ?? (QUICK ? '300' : '5000'), '--duration-ms');
+const warmupMs = positiveInt(values['warmup-ms'] ?? (QUICK ? '100' : '1000'), '--warmup-ms');
+const rangeCount = positiveInt(values.ranges, '--ranges');
+const coreCount = positiveInt(values.cores, '--cores');
+const seed = positiveInt(values.seed, '--seed');
+const rounds = positiveInt(values.rounds, '--rounds');
 const wanted = new Set(values.systems.split(','));
 for (const s of wanted) if (!['flotilla', 'etcd', 'baseline'].includes(s)) throw new RangeError(`--systems lists flotilla, etcd, baseline; got "${s}"`);
 
@@ -161,7 +153,7 @@ async function main(): Promise<void> {
     return all[Math.floor((all.length - 1) / 2)];
   };
   const cellOf = (workload: string, concurrency: number, system: string) => fullCellOf(workload, concurrency, system)?.result;
-  const headline = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; load average before ${loadAverageText(loadBefore)}`;
+  const headline = machineHeadline(loadBefore);
   const setup = `${fmt(keyCount)} keys (${distribution}), ${valueBytes} B values, ${fmt(warmupMs)} ms warm-up + ${fmt(durationMs)} ms per cell${rounds > 1 ? `, median of ${rounds} rounds` : ''}; Flotilla: 3 nodes, ${rangeCount} ranges, ${coreCount} core${coreCount === 1 ? '' : 's'} each`;
   console.log(`\ncompare bench${QUICK ? ' (quick)' : ''}: ${headline}`);
   console.log(setup);

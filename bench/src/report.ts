@@ -37,6 +37,10 @@ export const hex32 = (n: number): string => (n >>> 0).toString(16).padStart(8, '
 export const ratio = (n: number | undefined): string => (n === undefined ? '' : n >= 0.1 ? n.toFixed(2) : n.toFixed(3));
 export const loadAverageText = (l: readonly number[]): string => l.map((x) => x.toFixed(2)).join(' ');
 
+/** One line saying what ran the benchmark: cores and model, Node, the load average before it. */
+export const machineHeadline = (loadBefore: readonly number[]): string =>
+  `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; load average before ${loadAverageText(loadBefore)}`;
+
 export function printTable(headers: string[], rows: string[][]): void {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');

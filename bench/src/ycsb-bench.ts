@@ -21,8 +21,8 @@ import { pino } from 'pino';
 import { loadKeys, run, type RunResult, type Target } from './load/runner.js';
 import { freePorts } from './compare/systems.js';
 import { etcdTarget, httpTarget, kvStoreTarget } from './load/targets.js';
-import { WORKLOADS, type Workload } from './workload/mix.js';
-import { commandLine, fmt, loadAverageText, machineInfo, markdownTable, printTable, ProgressBar, writeResults } from './report.js';
+import { distributionOf, positiveInt, positiveInts, workloadsOf } from './flags.js';
+import { commandLine, fmt, machineHeadline, machineInfo, markdownTable, printTable, ProgressBar, writeResults } from './report.js';
 import { compareChartSvg, type ChartRow } from './compare/chart.js';
 
 const { values } = parseArgs({
@@ -45,25 +45,16 @@ const { values } = parseArgs({
   strict: true,
 });
 
-const positive = (v: string, flag: string): number => {
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`${flag} must be a positive integer, got "${v}"`);
-  return n;
-};
 const QUICK = values.quick;
-const keyCount = positive(values.keys ?? (QUICK ? '1000' : '100000'), '--keys');
-const valueBytes = positive(values['value-bytes'], '--value-bytes');
-const concurrencies = (values.concurrency ?? (QUICK ? '4' : '1,16,64')).split(',').map((c) => positive(c, '--concurrency'));
-const durationMs = positive(values['duration-ms'] ?? (QUICK ? '300' : '10000'), '--duration-ms');
-const warmupMs = positive(values['warmup-ms'] ?? (QUICK ? '100' : '2000'), '--warmup-ms');
-const rangeCount = positive(values.ranges, '--ranges');
-const opCountMax = values.ops === undefined ? undefined : positive(values.ops, '--ops');
-const distribution = values.dist === 'uniform' || values.dist === 'zipfian' ? values.dist : (() => { throw new RangeError(`--dist is uniform or zipfian, got "${values.dist}"`); })();
-const workloads: Workload[] = values.workloads.split(',').map((w) => {
-  const found = WORKLOADS[w];
-  if (found === undefined) throw new RangeError(`unknown workload "${w}"; known: ${Object.keys(WORKLOADS).join(', ')}`);
-  return found;
-});
+const keyCount = positiveInt(values.keys ?? (QUICK ? '1000' : '100000'), '--keys');
+const valueBytes = positiveInt(values['value-bytes'], '--value-bytes');
+const concurrencies = positiveInts(values.concurrency ?? (QUICK ? '4' : '1,16,64'), '--concurrency');
+const durationMs = positiveInt(values['duration-ms'] ?? (QUICK ? '300' : '10000'), '--duration-ms');
+const warmupMs = positiveInt(values['warmup-ms'] ?? (QUICK ? '100' : '2000'), '--warmup-ms');
+const rangeCount = positiveInt(values.ranges, '--ranges');
+const opCountMax = values.ops === undefined ? undefined : positiveInt(values.ops, '--ops');
+const distribution = distributionOf(values.dist);
+const workloads = workloadsOf(values.workloads);
 
 async function targetOf(): Promise<{ target: Target; cleanup: () => void }> {
   if (values.target === 'http' || values.target === 'etcd') {
@@ -107,7 +98,7 @@ async function main(): Promise<void> {
         const label = `${workload.name} × ${concurrency}`;
         let loadAverageDuring: number[] = [];
         const sampler = setTimeout(() => (loadAverageDuring = os.loadavg()), warmupMs + durationMs / 2);
-        const result = await run(target, { workload, distribution, keyCount, valueBytes, concurrency, durationMs, warmupMs, seed: positive(values.seed, '--seed'), onProgress: (f) => bar.update(step, f, label), ...(opCountMax === undefined ? {} : { opCountMax }) });
+        const result = await run(target, { workload, distribution, keyCount, valueBytes, concurrency, durationMs, warmupMs, seed: positiveInt(values.seed, '--seed'), onProgress: (f) => bar.update(step, f, label), ...(opCountMax === undefined ? {} : { opCountMax }) });
         clearTimeout(sampler);
         runs.push({ workload: workload.name, distribution, concurrency, loadAverageDuring, result });
       }
@@ -117,8 +108,10 @@ async function main(): Promise<void> {
     await target.close();
     cleanup();
   }
-  console.log(`ycsb bench${QUICK ? ' (quick)' : ''} → ${target.name}: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; load average before ${loadAverageText(loadBefore)}`);
-  console.log(`${fmt(keyCount)} keys (${distribution}), ${valueBytes} B values; ${fmt(warmupMs)} ms warm-up, ${fmt(durationMs)} ms measured per row`);
+  const headline = `ycsb bench${QUICK ? ' (quick)' : ''} → ${target.name}: ${machineHeadline(loadBefore)}`;
+  const setup = `${fmt(keyCount)} keys (${distribution}), ${valueBytes} B values; ${fmt(warmupMs)} ms warm-up, ${fmt(durationMs)} ms measured per row`;
+  console.log(headline);
+  console.log(setup);
   const headers = ['workload', 'clients', 'ops/s', 'errors', 'conflicts', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'load avg'];
   const rows = runs.map(({ workload, concurrency, loadAverageDuring, result: r }) => [
     workload,
@@ -136,8 +129,6 @@ async function main(): Promise<void> {
   printTable(headers, rows);
   console.log(`checksum ${runs.reduce((a, r) => (a + r.result.checksum) >>> 0, 0)}`);
   const file = writeResults('ycsb', startedAt, { command: commandLine(), machine: machineInfo(), loadAverageBefore: loadBefore, loadAverageAfter: os.loadavg(), parameters: { target: target.name, keyCount, valueBytes, distribution, durationMs, warmupMs, opCountMax }, runs });
-  const headline = `ycsb bench → ${target.name}: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; load average before ${loadAverageText(loadBefore)}`;
-  const setup = `${fmt(keyCount)} keys (${distribution}), ${valueBytes} B values; ${fmt(warmupMs)} ms warm-up, ${fmt(durationMs)} ms measured per row`;
   writeFileSync(file.replace(/\.json$/, '.md'), `**${headline}**  \n${setup}  \ncommand: \`${commandLine()}\`\n\n${markdownTable(headers, rows)}\n`);
   const chartRows: ChartRow[] = workloads.map((w) => ({
     workload: w.name,
