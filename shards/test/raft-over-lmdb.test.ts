@@ -50,6 +50,11 @@ class Cluster {
   readonly results = new Map<number, KvResult>();
   snapshotsSent = 0;
   snapshotsInstalled = 0;
+  /** Snapshot messages to this node stay in flight (in `parked`) until the test releases them. */
+  parkSnapshotsTo: NodeId | undefined;
+  readonly parked: Message[] = [];
+  /** Replicas whose Ready is not handled: their RawNode steps what arrives, nothing is written or sent. */
+  readonly held = new Set<NodeId>();
 
   static async start(): Promise<Cluster> {
     const cluster = new Cluster();
@@ -100,13 +105,17 @@ class Cluster {
   async round(): Promise<boolean> {
     let busy = false;
     for (const r of this.live()) {
-      if (!r.node.hasReady()) continue;
+      if (!r.node.hasReady() || this.held.has(r.id)) continue;
       busy = true;
       await this.handleReady(r, r.node.ready());
     }
     const inbox = this.queue;
     this.queue = [];
     for (const m of inbox) {
+      if (m.type === 'snapshot' && m.to === this.parkSnapshotsTo) {
+        this.parked.push(m);
+        continue;
+      }
       busy = true;
       await this.deliver(m);
     }
@@ -165,6 +174,11 @@ class Cluster {
     const installer = new SnapshotInstaller(to.store, SHARD);
     for (const chunk of this.chunksOf.get(m)!) await installer.addChunk(chunk);
     to.installer = installer;
+  }
+
+  /** Puts messages back in flight (parked ones, or ones a test made). */
+  release(messages: readonly Message[]): void {
+    this.queue.push(...messages);
   }
 
   /** Rounds until nothing is left to do (no Ready, no message in flight). */
@@ -281,5 +295,64 @@ describe('Raft over LMDB', () => {
     // And all of it is on disk: reopened stores hold the same.
     for (const id of [1, 2, 3]) await cluster.restart(id);
     expect(replicas.map((r) => cluster.get(r.id)).map(summary)).toEqual([s1, s1, s1]);
+  });
+});
+
+describe('a snapshot and the entries after it in one Ready', () => {
+  it('installs the snapshot committed at its own point, then appends the entries and commit the same Ready carries', async () => {
+    const cluster = await Cluster.start();
+    cluster.get(1).node.campaign();
+    await cluster.tickUntil(() => cluster.leader() !== undefined, 'an election');
+    const leader = cluster.get(1);
+    let proposed = 0;
+    /** Proposes `count` commands on the leader and waits until the replicas in `on` applied them. */
+    const propose = async (count: number, on: readonly number[]) => {
+      leader.node.proposeBatch(Array.from({ length: count }, () => command(proposed++)));
+      const target = leader.node.status().lastIndex;
+      await cluster.tickUntil(() => on.every((id) => cluster.get(id).store.storage(SHARD).applied >= target), `applying up to ${target} on ${on.join(', ')}`);
+    };
+    await propose(30, [1, 2, 3]);
+    await cluster.stop(3);
+    await propose(30, [1, 2]);
+    await leader.store.compact(SHARD, leader.store.storage(SHARD).applied);
+
+    // Node 3 comes back behind the compacted log; the leader's snapshot to it stays in flight while the
+    // leader commits more with node 2, so the append that follows the snapshot carries entries past it.
+    cluster.parkSnapshotsTo = nodeId(3);
+    await cluster.restart(3);
+    await cluster.tickUntil(() => cluster.parked.length > 0, 'a snapshot sent to node 3');
+    await propose(5, [1, 2]);
+    // The snapshot arrives and the leader hears it finished; then a heartbeat response node 3 sent
+    // before the snapshot reaches the leader late, so it sends the rest at once, and node 3 steps that
+    // append before its next Ready is taken (what crashed a node in the placement test: its core ran
+    // other tasks between stepping the snapshot and the round that installs it).
+    cluster.held.add(nodeId(3));
+    cluster.parkSnapshotsTo = undefined;
+    cluster.release(cluster.parked.splice(0));
+    await cluster.settle();
+    const term = leader.node.status().hardState.term;
+    leader.node.step({ type: 'heartbeatResponse', from: nodeId(3), to: leader.id, term, round: 0 });
+    await cluster.settle();
+    const node3 = cluster.get(3);
+    const snapshotIndex = node3.installer?.stagedHeader?.index;
+    expect(snapshotIndex, 'the snapshot was staged on node 3').toBeDefined();
+    expect(node3.node.status().hardState.commit, 'node 3 committed past the snapshot before its Ready').toBeGreaterThan(snapshotIndex!);
+    expect(node3.node.status().lastIndex).toBe(leader.node.status().lastIndex);
+
+    // Now the Ready: snapshot, entries after it, a commit among them — installed, written, applied.
+    cluster.held.delete(nodeId(3));
+    await cluster.settle();
+    expect(cluster.snapshotsInstalled).toBe(1);
+    expect(node3.store.storage(SHARD).firstIndex()).toBe(snapshotIndex! + 1);
+    await propose(5, [1, 2, 3]);
+    const summary = (r: Replica) => {
+      const s = r.store.storage(SHARD);
+      return { applied: s.applied, last: s.lastIndex(), commit: s.initialState().hardState.commit, data: dataOf(r.store) };
+    };
+    const s1 = summary(leader);
+    expect(s1.data.length).toBeGreaterThan(50);
+    expect(summary(node3)).toEqual(s1);
+    await cluster.restart(3);
+    expect(summary(cluster.get(3))).toEqual(s1);
   });
 });

@@ -237,6 +237,27 @@ describe('SnapshotInstaller', () => {
     expect(target.storage(SHARD).lastIndex()).toBe(header.index + 1);
   });
 
+  it('records the commit at the snapshot point when Raft committed past it (the entries after it come in the round\'s own write)', async () => {
+    const source = await sourceStore(KEY_COUNT_SMALL);
+    const { chunks, header } = readAll(source, SHARD, BOUNDS);
+    let target = await targetStore();
+    const installer = new SnapshotInstaller(target, SHARD);
+    for (const c of chunks) await installer.addChunk(c);
+    const ready: HardState = { ...CURRENT, commit: header.index + 2 };
+    await installer.install(ready);
+    expect(target.storage(SHARD).initialState().hardState).toEqual({ ...ready, commit: header.index });
+    // A crash before the round's group commit: the store opens, committed at the snapshot point.
+    target = await reopen(target);
+    expect(target.storage(SHARD).initialState().hardState.commit).toBe(header.index);
+    expect(target.storage(SHARD).lastIndex()).toBe(header.index);
+    // The group commit after the install brings the entries and the Ready's commit.
+    const next = [putEntry(header.index + 1, TERM, bytes('k-next'), bytes('1')), putEntry(header.index + 2, TERM, bytes('k-next'), bytes('2'))];
+    await target.persist([{ shardId: SHARD, entries: next, hardState: ready }]);
+    target = await reopen(target);
+    expect(target.storage(SHARD).initialState().hardState).toEqual(ready);
+    expect(target.storage(SHARD).lastIndex()).toBe(header.index + 2);
+  });
+
   it('installing a narrower range (a split since) drops what the replica owned outside it, and only that', async () => {
     const source = await sourceStore(KEY_COUNT_SMALL);
     const { chunks } = readAll(source, SHARD, BOUNDS);

@@ -245,7 +245,11 @@ export class SnapshotInstaller {
     return chunk.last;
   }
 
-  /** Atomically replaces the shard's state with the staged snapshot; resolves once durable. */
+  /**
+   * Atomically replaces the shard's state with the staged snapshot; resolves once durable. `current` is
+   * Raft's hard state as of the Ready carrying the snapshot: its term and vote are recorded, the commit
+   * index is the snapshot's (see below).
+   */
   async install(current: HardState): Promise<SnapshotHeader> {
     const h = this.header;
     assert(h !== undefined && this.complete, () => `shard ${this.shardId}: install before the last chunk`);
@@ -256,12 +260,17 @@ export class SnapshotInstaller {
     // Installing at or below the applied index would roll the range back (and drop applied entries from the log).
     if (h.index <= before.applied) throw new SnapshotOutOfDateError(h.index, before.applied);
     const stored = before.hardState;
-    // The log is emptied up to the snapshot point: a commit index past it would point at entries that are gone.
-    assert(Math.max(current.commit, stored.commit) <= h.index, () => `shard ${shardId}: commit ${Math.max(current.commit, stored.commit)} is past snapshot index ${h.index}; Raft restores only snapshots beyond its commit`);
+    // The log is emptied up to the snapshot point: a durable commit index past it would point at entries
+    // that are gone (Raft restores only snapshots beyond its commit, so this is our bug if it fails).
+    assert(stored.commit <= h.index, () => `shard ${shardId}: stored commit ${stored.commit} is past snapshot index ${h.index}; Raft restores only snapshots beyond its commit`);
     // The durable term and vote never move back, whatever the caller passes.
     assert(current.term >= stored.term, () => `shard ${shardId}: install with term ${current.term} below stored term ${stored.term}`);
     assert(current.term > stored.term || current.vote === stored.vote || stored.vote === 0, () => `shard ${shardId}: install would change the vote of term ${stored.term}`);
-    const hardState: HardState = { term: current.term, vote: current.vote, commit: Math.max(stored.commit, current.commit, h.index) };
+    // Committed at the snapshot point, not at `current.commit`: the Ready that carries the snapshot may
+    // also carry the entries after it and a commit index among them (the leader's next append arrived
+    // before the Ready was taken). Those entries and that commit are the round's group commit, after
+    // this one; a crash in between leaves a log ending at the snapshot, committed there, as it must.
+    const hardState: HardState = { term: current.term, vote: current.vote, commit: h.index };
     await store.env.transaction(() => {
       // The range this replica owned until now goes too: after a split it owned more than the
       // snapshot's range, and what lies outside is no longer its own (ranges in one store are
