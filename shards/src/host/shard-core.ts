@@ -1035,6 +1035,13 @@ export class ShardCore {
       this.events.push({ kind: 'snapshotChunkAck', streamId, error: `shard ${shardId} is not on node ${this.self}` });
       return;
     }
+    // A snapshot accepted by Raft but not installed yet (the next round installs it) owns the shard's
+    // staging area: a second transfer staging now would clear it under that install. Refused; the
+    // leader retries once this replica answers.
+    if (g.accepted !== undefined) {
+      this.events.push({ kind: 'snapshotChunkAck', streamId, error: `shard ${shardId} on node ${this.self} is installing a snapshot` });
+      return;
+    }
     // A newer transfer replaces an older one (the leader retried).
     if (g.incoming !== undefined) this.incomingStreams.delete(g.incoming.streamId);
     g.incoming = { streamId, installer: new SnapshotInstaller(this.options.store, shardId), from, term };
@@ -1051,6 +1058,8 @@ export class ShardCore {
     const incoming = g.incoming;
     this.schedule(async () => {
       try {
+        // (As in onSnapshotIncoming: the stream may have started before a snapshot was accepted.)
+        if (g.accepted !== undefined) throw new Error(`shard ${g.id} on node ${this.self} is installing a snapshot`);
         await incoming.installer.addChunk(bytes);
         this.checkSnapshotRange(g, incoming.installer);
         this.events.push({ kind: 'snapshotChunkAck', streamId });
@@ -1058,8 +1067,8 @@ export class ShardCore {
         this.log.warn({ shardId: g.id, streamId, err }, 'snapshot chunk refused');
         this.dropIncoming(g, streamId);
         this.events.push({ kind: 'snapshotChunkAck', streamId, error: (err as Error).message });
-        // Unless a newer transfer took over (it stages under the same shard).
-        if (g.incoming === undefined) await incoming.installer.clear();
+        // Unless a newer transfer took over, or an accepted one awaits its install (both stage under the same shard).
+        if (g.incoming === undefined && g.accepted === undefined) await incoming.installer.clear();
       }
     });
   }
