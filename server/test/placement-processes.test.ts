@@ -138,7 +138,14 @@ describe('placement driver over 3 → 5 node processes, kill -9 twice', () => {
     await check();
 
     // Ask for a move, then kill -9 the node running the driver at once: the next driver finishes or undoes it.
-    const metaLeader = await until('the meta range\'s leader', async () => (await clusterOf(live()[0]!))?.ranges.find((r) => r.rangeId === 1)?.leader || undefined, 10_000);
+    // Asked of every live node: /cluster lists a node's own replicas, and after the moves any one node may hold none of the meta range.
+    const metaLeader = await until('the meta range\'s leader', async () => {
+      for (const n of live()) {
+        const leader = (await clusterOf(n))?.ranges.find((r) => r.rangeId === 1)?.leader;
+        if (leader !== undefined && leader !== 0 && nodes.has(leader)) return leader;
+      }
+      return undefined;
+    }, 10_000);
     const driverNode = nodes.get(metaLeader)!;
     const target = (await clusterOf(driverNode))!.ranges.find((r) => r.rangeId !== 1 && r.replicas.length === 3);
     if (target !== undefined) {
