@@ -6,7 +6,7 @@
 // whatever the store holds, as a restarted node would.
 import { writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { SeededRng, assert, type GroupId, type HardState, type NodeId } from '@flotilla/core';
+import { NONE, SeededRng, assert, type GroupId, type HardState, type NodeId } from '@flotilla/core';
 import { KvStateMachine, NodeStore, SnapshotInstaller, readSnapshot, type ApplyBatch, type ShardStorage, type ShardWrite } from '@flotilla/shards';
 import { formatLine, type Line, type WriteIntent } from './protocol.js';
 import { WORKLOADS, entryDataOf, shardRange, type CrashMode, type WorkloadSpec } from './workload.js';
@@ -248,10 +248,14 @@ async function runSnapshot(dir: string, rng: SeededRng): Promise<never> {
       emit({ kind: 'staged', shard: SNAPSHOT_SHARD, index, seq });
       seq++;
     }
+    // Raft's hard state when it restores the snapshot: at least the snapshot's term (a follower takes
+    // the term of the leader's message; with no local rounds since a restart the target may still be at
+    // term 0), committed at the snapshot point.
     const current = view(target, SNAPSHOT_SHARD).hardState;
-    const hardState = { term: current.term, vote: current.vote, commit: Math.max(current.commit, index) };
+    const term = Math.max(current.term, SNAPSHOT_MODE_TERM);
+    const hardState: HardState = { term, vote: term === current.term ? current.vote : NONE, commit: Math.max(current.commit, index) };
     emit({ kind: 'install', shard: SNAPSHOT_SHARD, index, term: SNAPSHOT_MODE_TERM, hardState });
-    await installer.install(current);
+    await installer.install(hardState);
     emit({ kind: 'installed', shard: SNAPSHOT_SHARD, index });
 
     // Keep the source small: it only needs entries above its last snapshot.
