@@ -30,6 +30,8 @@ export class HostCluster {
   readonly network: MemoryNetwork;
   readonly hosts = new Map<number, Host>();
   readonly dirs = new Map<number, string>();
+  /** What stopped a host (a core's assertion, a storage error): the next settle fails with it at once. */
+  readonly fatal: string[] = [];
   private constructor(
     readonly options: HostClusterOptions,
   ) {
@@ -48,6 +50,7 @@ export class HostCluster {
   }
 
   async startNode(id: number): Promise<Host> {
+    let started: Host | undefined;
     const host = await Host.start({
       nodeId: id,
       dir: this.dirs.get(id)!,
@@ -57,8 +60,13 @@ export class HostCluster {
       ticker: { kind: 'manual' },
       seed: this.options.seed * 31 + id,
       logger: silentLogger(),
+      onFatal: (err) => {
+        this.fatal.push(`node ${id}: ${err.message}`);
+        void started?.close();
+      },
       ...this.options.host,
     });
+    started = host;
     for (const peer of this.nodeIds) if (peer !== id) host.setPeer(peer, `memory:${peer}`);
     this.hosts.set(id, host);
     return host;
@@ -81,6 +89,7 @@ export class HostCluster {
     let quietRounds = 0;
     const deadlineMs = performance.now() + SETTLE_DURATION_MS_MAX;
     while (performance.now() < deadlineMs) {
+      if (this.fatal.length > 0) throw new Error(`a host stopped on a fatal error: ${this.fatal.join('; ')}`);
       await nextTurn();
       const delivered = this.network.deliver();
       const busy = [...this.hosts.values()].some((h) => h.isBusy);
