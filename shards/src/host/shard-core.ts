@@ -1037,7 +1037,8 @@ export class ShardCore {
     }
     // A snapshot accepted by Raft but not installed yet (the next round installs it) owns the shard's
     // staging area: a second transfer staging now would clear it under that install. Refused; the
-    // leader retries once this replica answers.
+    // leader retries once this replica answers. (Only here: while a stream is incoming, none is
+    // accepted — accepting one ends it, and a newer stream replaces it before its end is handled.)
     if (g.accepted !== undefined) {
       this.events.push({ kind: 'snapshotChunkAck', streamId, error: `shard ${shardId} on node ${this.self} is installing a snapshot` });
       return;
@@ -1058,8 +1059,6 @@ export class ShardCore {
     const incoming = g.incoming;
     this.schedule(async () => {
       try {
-        // (As in onSnapshotIncoming: the stream may have started before a snapshot was accepted.)
-        if (g.accepted !== undefined) throw new Error(`shard ${g.id} on node ${this.self} is installing a snapshot`);
         await incoming.installer.addChunk(bytes);
         this.checkSnapshotRange(g, incoming.installer);
         this.events.push({ kind: 'snapshotChunkAck', streamId });
@@ -1067,8 +1066,8 @@ export class ShardCore {
         this.log.warn({ shardId: g.id, streamId, err }, 'snapshot chunk refused');
         this.dropIncoming(g, streamId);
         this.events.push({ kind: 'snapshotChunkAck', streamId, error: (err as Error).message });
-        // Unless a newer transfer took over, or an accepted one awaits its install (both stage under the same shard).
-        if (g.incoming === undefined && g.accepted === undefined) await incoming.installer.clear();
+        // Unless a newer transfer took over (it stages under the same shard).
+        if (g.incoming === undefined) await incoming.installer.clear();
       }
     });
   }
