@@ -19,13 +19,12 @@
 //
 //   node dist/codec-bench.js            full run (each task ~1 s, about 10 s in all)
 //   node dist/codec-bench.js --quick    tiny time budget, a second or two (CI)
-import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { SeededRng, assert, groupId, nodeId, type AppendMessage, type Entry, type HeartbeatMessage } from '@flotilla/core';
 import { decodeBatch, decodeCommand, encodeBatch, encodeCommand, type Envelope, type KvCommand } from '@flotilla/shards';
 import { Bench, type Task } from 'tinybench';
-import { commandLine, fmt, gc, hex32, loadAverageText, machineInfo, printTable, ratio, writeResults } from './report.js';
+import { commandLine, finishRun, fmt, gc, hex32, printTable, ratio, startRun, writeResults } from './report.js';
 
 interface BenchParameters {
   readonly mode: 'full' | 'quick';
@@ -568,13 +567,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: { quick: { type: 'boolean' } } });
   const quick = values.quick === true || process.env.FLOTILLA_BENCH_QUICK === '1';
   const params = quick ? QUICK : FULL;
-  const machine = machineInfo();
-  const loadAverageBefore = os.loadavg();
-  const startedAt = new Date();
-  const cpuAtStart = process.cpuUsage();
-
-  console.log(`codec bench (${params.mode}): ${machine.cpuCount} × ${machine.cpuModel}, Node ${machine.nodeVersion}, ${machine.platform}`);
-  console.log(`load average before: ${loadAverageText(loadAverageBefore)}; gc between tasks: ${machine.gcExposed ? 'yes' : 'no (run with --expose-gc)'}`);
+  const run = startRun(`codec bench (${params.mode})`);
   console.log(
     `parameters: batch of ${params.appendShardCount} appends × ${params.entriesPerAppend} entries × ${params.entryPayloadBytes} B + ${params.heartbeatShardCount} heartbeats; ` +
       `${params.commandCount} puts per iteration; handoff ${params.handoffLargeBytes} B and ${params.handoffSmallBytes} B; ` +
@@ -596,12 +589,8 @@ async function main(): Promise<void> {
     await echo.terminate();
   }
   const ratios = handoffRatios(rows, [params.handoffLargeBytes, params.handoffSmallBytes]);
-  const loadAverageAfter = os.loadavg();
-  const finishedAt = new Date();
-  const cpu = process.cpuUsage(cpuAtStart);
-  const wallMs = finishedAt.getTime() - startedAt.getTime();
-  // Includes the echo worker's thread: a handoff keeps two threads partly busy.
-  const cpuPercentOfWall = ((cpu.user + cpu.system) / 1_000 / wallMs) * 100;
+  // (The process CPU includes the echo worker's thread: a handoff keeps two threads partly busy.)
+  const end = finishRun(run);
 
   printResults(rows);
   const messagesPerBatch = params.appendShardCount + params.heartbeatShardCount;
@@ -614,20 +603,20 @@ async function main(): Promise<void> {
     );
   }
   console.log(`claimed: transfer beats clone 2–4× per batch; measured at ${fmt(params.handoffLargeBytes)} B: ${ratio(ratios[0]!.transferOverClone)}×`);
-  console.log(`\nload average after: ${loadAverageText(loadAverageAfter)}; took ${(wallMs / 1_000).toFixed(1)} s; process CPU ${cpuPercentOfWall.toFixed(0)} % of wall time`);
+  console.log(`\n${end.text}`);
   if (params.mode === 'quick') console.log('quick mode: time budget too small for meaningful numbers; this run checks that the bench works and every decode matches its input.');
 
   const report = {
     benchmark: 'codec',
-    startedAt: startedAt.toISOString(),
-    finishedAt: finishedAt.toISOString(),
+    startedAt: run.startedAt.toISOString(),
+    finishedAt: end.finishedAt.toISOString(),
     command: commandLine(),
-    machine: { ...machine, loadAverageBefore, loadAverageAfter, cpuPercentOfWall },
+    machine: end.machine,
     parameters: params,
     results: rows,
     handoffRatios: ratios,
   };
-  console.log(`wrote ${writeResults('codec', startedAt, report)}`);
+  console.log(`wrote ${writeResults('codec', run.startedAt, report)}`);
 }
 
 await main();

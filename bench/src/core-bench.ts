@@ -11,12 +11,11 @@
 //   ... --compare results/core-<timestamp>.json    ratios against an earlier run (e.g. the base branch)
 //   ... --filter 'g=1024 p=16B'                    only matching tasks (and their baselines), e.g. under --cpu-prof
 import { readFileSync } from 'node:fs';
-import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { SeededRng, assert } from '@flotilla/core';
 import { Bench, type Task } from 'tinybench';
 import { Cluster, applyPayload, emptyChecksum, type ApplyChecksum } from './cluster.js';
-import { commandLine, fmt, gc, hex32, machineInfo, printTable, ratio, writeResults } from './report.js';
+import { commandLine, finishRun, fmt, gc, hex32, printTable, ratio, startRun, writeResults } from './report.js';
 
 type TaskKind = 'copy' | 'raft-1-voter' | 'raft-3-replica';
 const TASK_KINDS: readonly TaskKind[] = ['copy', 'raft-1-voter', 'raft-3-replica'];
@@ -309,13 +308,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: { quick: { type: 'boolean' }, compare: { type: 'string' }, filter: { type: 'string' } } });
   const quick = values.quick === true || process.env.FLOTILLA_BENCH_QUICK === '1';
   const params = quick ? QUICK : FULL;
-  const machine = machineInfo();
-  const loadAverageBefore = os.loadavg();
-  const startedAt = new Date();
-  const cpuAtStart = process.cpuUsage();
-
-  console.log(`core bench (${params.mode}): ${machine.cpuCount} × ${machine.cpuModel}, Node ${machine.nodeVersion}, ${machine.platform}`);
-  console.log(`load average before: ${loadAverageBefore.map((l) => l.toFixed(2)).join(' ')}; gc between tasks: ${machine.gcExposed ? 'yes' : 'no (run with --expose-gc)'}`);
+  const run = startRun(`core bench (${params.mode})`);
   console.log(
     `parameters: groups ${params.groupCounts.join('/')}, payload ${params.payloadBytesList.join('/')} B, batch ${params.batchCount} proposals per group per iteration, ` +
       `${params.taskTimeMs} ms and ≥${params.taskIterationsMin} iterations per task after ${params.warmupTimeMs} ms / ≥${params.warmupIterationsMin} iterations of warm-up`,
@@ -324,30 +317,23 @@ async function main(): Promise<void> {
 
   const rows = await runTasks(params, values.filter);
   addRatios(rows);
-  const loadAverageAfter = os.loadavg();
-  const finishedAt = new Date();
-  const cpu = process.cpuUsage(cpuAtStart);
-  const wallMs = finishedAt.getTime() - startedAt.getTime();
-  // Below ~100 % the bench was descheduled (another process on these 2 cores); above, GC threads helped.
-  const cpuPercentOfWall = ((cpu.user + cpu.system) / 1_000 / wallMs) * 100;
+  const end = finishRun(run);
 
   printResults(rows);
-  console.log(
-    `\nload average after: ${loadAverageAfter.map((l) => l.toFixed(2)).join(' ')}; took ${(wallMs / 1_000).toFixed(1)} s; process CPU ${cpuPercentOfWall.toFixed(0)} % of wall time`,
-  );
+  console.log(`\n${end.text}`);
   if (params.mode === 'quick') console.log('quick mode: inputs too small for meaningful numbers; this run checks that the bench works and the replicas agree.');
   if (values.compare !== undefined) printComparison(rows, values.compare, params.mode);
 
   const report = {
     benchmark: 'core',
-    startedAt: startedAt.toISOString(),
-    finishedAt: finishedAt.toISOString(),
+    startedAt: run.startedAt.toISOString(),
+    finishedAt: end.finishedAt.toISOString(),
     command: commandLine(),
-    machine: { ...machine, loadAverageBefore, loadAverageAfter, cpuPercentOfWall },
+    machine: end.machine,
     parameters: params,
     results: rows,
   };
-  console.log(`wrote ${writeResults('core', startedAt, report)}`);
+  console.log(`wrote ${writeResults('core', run.startedAt, report)}`);
 }
 
 await main();

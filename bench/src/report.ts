@@ -41,6 +41,42 @@ export const loadAverageText = (l: readonly number[]): string => l.map((x) => x.
 export const machineHeadline = (loadBefore: readonly number[]): string =>
   `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; load average before ${loadAverageText(loadBefore)}`;
 
+/** What a micro benchmark's run notes before its tasks (see startRun). */
+export interface RunStart {
+  readonly machine: ReturnType<typeof machineInfo>;
+  readonly loadAverageBefore: number[];
+  readonly startedAt: Date;
+  readonly cpuAtStart: NodeJS.CpuUsage;
+}
+
+/** Notes the machine, load, time and CPU before a micro benchmark's tasks, and prints its two headline lines. */
+export function startRun(title: string): RunStart {
+  const machine = machineInfo();
+  const loadAverageBefore = os.loadavg();
+  const start = { machine, loadAverageBefore, startedAt: new Date(), cpuAtStart: process.cpuUsage() };
+  console.log(`${title}: ${machine.cpuCount} × ${machine.cpuModel}, Node ${machine.nodeVersion}, ${machine.platform}`);
+  console.log(`load average before: ${loadAverageText(loadAverageBefore)}; gc between tasks: ${machine.gcExposed ? 'yes' : 'no (run with --expose-gc)'}`);
+  return start;
+}
+
+/**
+ * The end of a run begun with startRun: the report's `machine` (with the load before and after and this
+ * process's CPU over wall time — below ~100 % it was descheduled, above it other threads helped) and the
+ * line to print.
+ */
+export function finishRun(s: RunStart) {
+  const loadAverageAfter = os.loadavg();
+  const finishedAt = new Date();
+  const cpu = process.cpuUsage(s.cpuAtStart);
+  const wallMs = finishedAt.getTime() - s.startedAt.getTime();
+  const cpuPercentOfWall = ((cpu.user + cpu.system) / 1_000 / wallMs) * 100;
+  return {
+    finishedAt,
+    machine: { ...s.machine, loadAverageBefore: s.loadAverageBefore, loadAverageAfter, cpuPercentOfWall },
+    text: `load average after: ${loadAverageText(loadAverageAfter)}; took ${(wallMs / 1_000).toFixed(1)} s; process CPU ${cpuPercentOfWall.toFixed(0)} % of wall time`,
+  };
+}
+
 export function printTable(headers: string[], rows: string[][]): void {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
