@@ -274,6 +274,20 @@ function dataOf(store: NodeStore): string[] {
   return [...kv.scan({ start: BOUNDS.start, limit: Number.MAX_SAFE_INTEGER })].map((r) => `${r.key.toString()}=${r.value.toString()}@${r.version}`);
 }
 
+/** What replicas that applied the same log must agree on, and what a reopened store must still hold. */
+function stateOf(r: Replica) {
+  const s = r.store.storage(SHARD);
+  return { applied: s.applied, last: s.lastIndex(), commit: s.initialState().hardState.commit, conf: s.initialState().confState, data: dataOf(r.store) };
+}
+
+/** Log matching (§5.3): wherever every replica's log holds an index, they hold the same term there. */
+function expectLogsMatch(replicas: readonly Replica[]): void {
+  const first = Math.max(...replicas.map((r) => r.store.storage(SHARD).firstIndex()));
+  const last = Math.min(...replicas.map((r) => r.store.storage(SHARD).lastIndex()));
+  const termsOf = (r: Replica) => Array.from({ length: Math.max(0, last - first + 1) }, (_, i) => r.store.storage(SHARD).term(first + i));
+  for (const r of replicas.slice(1)) expect(termsOf(r), `node ${r.id}'s log against node ${replicas[0]!.id}'s`).toEqual(termsOf(replicas[0]!));
+}
+
 describe('Raft over LMDB', () => {
   it('elects, commits 200 commands, compacts, and a restarted follower catches up by snapshot to identical data', async () => {
     const cluster = await Cluster.start();
@@ -326,24 +340,16 @@ describe('Raft over LMDB', () => {
     expect(outcomes.every((r) => r.ok)).toBe(true);
 
     const replicas = [1, 2, 3].map((id) => cluster.get(id));
-    const summary = (r: Replica) => {
-      const s = r.store.storage(SHARD);
-      return { applied: s.applied, last: s.lastIndex(), commit: s.initialState().hardState.commit, conf: s.initialState().confState, data: dataOf(r.store) };
-    };
-    const [s1, s2, s3After] = replicas.map(summary);
+    const [s1, s2, s3After] = replicas.map(stateOf);
     expect(s1!.data.length).toBeGreaterThan(100);
     expect(s1!.conf).toEqual({ ...confState({ voters: VOTERS, learners: [4] }) });
     expect(s2).toEqual(s1);
     expect(s3After).toEqual(s1);
-    // Log matching (§5.3): wherever two logs both hold an index, they hold the same term.
-    const first = Math.max(...replicas.map((r) => r.store.storage(SHARD).firstIndex()));
-    const termsOf = (r: Replica) => Array.from({ length: s1!.last - first + 1 }, (_, i) => r.store.storage(SHARD).term(first + i));
-    expect(termsOf(replicas[1]!)).toEqual(termsOf(replicas[0]!));
-    expect(termsOf(replicas[2]!)).toEqual(termsOf(replicas[0]!));
+    expectLogsMatch(replicas);
 
     // And all of it is on disk: reopened stores hold the same.
     for (const id of [1, 2, 3]) await cluster.restart(id);
-    expect(replicas.map((r) => cluster.get(r.id)).map(summary)).toEqual([s1, s1, s1]);
+    expect(replicas.map((r) => cluster.get(r.id)).map(stateOf)).toEqual([s1, s1, s1]);
   });
 });
 
@@ -394,15 +400,11 @@ describe('a snapshot and the entries after it in one Ready', () => {
     expect(cluster.snapshotsInstalled).toBe(1);
     expect(node3.store.storage(SHARD).firstIndex()).toBe(snapshotIndex! + 1);
     await propose(5, [1, 2, 3]);
-    const summary = (r: Replica) => {
-      const s = r.store.storage(SHARD);
-      return { applied: s.applied, last: s.lastIndex(), commit: s.initialState().hardState.commit, data: dataOf(r.store) };
-    };
-    const s1 = summary(leader);
+    const s1 = stateOf(leader);
     expect(s1.data.length).toBeGreaterThan(50);
-    expect(summary(node3)).toEqual(s1);
+    expect(stateOf(node3)).toEqual(s1);
     await cluster.restart(3);
-    expect(summary(cluster.get(3))).toEqual(s1);
+    expect(stateOf(cluster.get(3))).toEqual(s1);
   });
 });
 
@@ -457,18 +459,10 @@ describe('Raft over LMDB under seeded faults', () => {
       await cluster.proposeAndApply([put(proposed++)]);
 
       const replicas = [1, 2, 3].map((id) => cluster.get(id));
-      const summary = (r: Replica) => {
-        const s = r.store.storage(SHARD);
-        return { applied: s.applied, last: s.lastIndex(), data: dataOf(r.store) };
-      };
-      const [s1, s2, s3] = replicas.map(summary);
+      const [s1, s2, s3] = replicas.map(stateOf);
       expect(s2).toEqual(s1);
       expect(s3).toEqual(s1);
-      // Log matching (§5.3) over what every replica still holds.
-      const first = Math.max(...replicas.map((r) => r.store.storage(SHARD).firstIndex()));
-      const termsOf = (r: Replica) => Array.from({ length: Math.max(0, s1!.last - first + 1) }, (_, i) => r.store.storage(SHARD).term(first + i));
-      expect(termsOf(replicas[1]!)).toEqual(termsOf(replicas[0]!));
-      expect(termsOf(replicas[2]!)).toEqual(termsOf(replicas[0]!));
+      expectLogsMatch(replicas);
       // No acknowledged write lost: each key holds its last acknowledged put or a later one (log order is proposal order).
       const values = new Map(s1!.data.map((line) => [line.slice(0, line.indexOf('=')), Number(line.slice(line.indexOf('=') + 1).split('@')[0]!.split('-')[1])]));
       expect(cluster.ackedMax.size).toBeGreaterThan(10);
