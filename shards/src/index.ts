@@ -11,4 +11,4 @@ export { openNodeStores, prepareNodeDir, markNodeDirReady, coreDirName, CORE_COU
 export { Host, ForwardedRequestError, type HostOptions, type HostStats, TICK_INTERVAL_MS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT } from './host/host.js';
 export type { ShardStatus, CoreStats, Consistency, RangeBoundsWire, LeaderReport, MembershipChange } from './host/core-protocol.js';
 export type { ShellLogger } from './host/shard-core.js';
-export { NotLeaderError, ShardNotFoundError, ShardExistsError, KeyOutOfRangeError, EpochMismatchError, RequestTimeoutError, HostClosedError, CoreCrashedError, type HostRequestError } from './host/errors.js';
+export { NotLeaderError, ShardNotFoundError, ShardExistsError, KeyOutOfRangeError, EpochMismatchError, RequestTimeoutError, HostClosedError, CoreCrashedError, OverloadedError, type HostRequestError } from './host/errors.js';

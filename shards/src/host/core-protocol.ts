@@ -170,6 +170,8 @@ export interface CoreStats {
   groupTicks: number;
   messagesStepped: number;
   messagesSent: number;
+  /** Appends dropped over a peer's per-flush budget (outbox.ts); their followers probe and are resent. */
+  appendsDeferred: number;
   /** Messages from the network that failed validation (wrong node, unknown shard, undecodable). */
   messagesRejected: number;
   proposals: number;
@@ -192,6 +194,7 @@ export function zeroCoreStats(): CoreStats {
     groupTicks: 0,
     messagesStepped: 0,
     messagesSent: 0,
+    appendsDeferred: 0,
     messagesRejected: 0,
     proposals: 0,
     reads: 0,

@@ -76,6 +76,16 @@ export class RequestTimeoutError extends Error {
   }
 }
 
+/** Too many requests are waiting on this node already (Host's PENDING_*_MAX): retry after a moment. */
+export class OverloadedError extends Error {
+  readonly code = 'OVERLOADED';
+  readonly retryable = true;
+  constructor(message: string) {
+    super(message);
+    this.name = 'OverloadedError';
+  }
+}
+
 export class HostClosedError extends Error {
   readonly code = 'HOST_CLOSED';
   readonly retryable = false;
@@ -104,6 +114,7 @@ export type HostRequestError =
   | RequestTimeoutError
   | HostClosedError
   | CoreCrashedError
+  | OverloadedError
   | ProposalDroppedError
   | InvalidCommandError;
 

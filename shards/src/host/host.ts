@@ -4,16 +4,16 @@ import { fileURLToPath } from 'node:url';
 import { DEFAULTS, assert, type GroupId } from '@flotilla/core';
 import { Packr } from 'msgpackr';
 import { BATCH_BYTES_MAX, type SnapshotReceiver, type SnapshotSender, type Transport, type TransportStats } from '@flotilla/transport';
-import { encodeCommand, type KvCommand, type KvResult } from '../kv/command.js';
+import { KEY_BYTES_MAX, VALUE_BYTES_MAX, encodeCommand, type KvCommand, type KvResult } from '../kv/command.js';
 import type { StoredValue } from '../kv/state-machine.js';
 import { InlineCoreChannel, WorkerCoreChannel, type CoreChannel, type CoreSettings } from './core-channel.js';
 import type { ClaimAnswer, LeaderReport, MembershipChange, CoreEvent, CoreOutEvent, CoreOutput, CoreRequest, CoreStats, RangeBoundsWire, ReadOp, ShardStatus, Consistency } from './core-protocol.js';
-import { CoreCrashedError, HostClosedError, RequestTimeoutError, ShardExistsError, fromWire } from './errors.js';
+import { CoreCrashedError, HostClosedError, OverloadedError, RequestTimeoutError, ShardExistsError, fromWire } from './errors.js';
 import type { GroupRaftOptions } from './group.js';
 import { Liveness } from './liveness.js';
 import { ByteRateLimiter } from './rate-limit.js';
 import { BatchDecodeError } from './message-codec.js';
-import { decodeFrame, encodeRpcSegment, splitSegment, type DecodedFrame, type RpcSegment, type Segment } from './node-batch.js';
+import { SEGMENT_BYTES_MAX, decodeFrame, encodeRpcSegments, splitSegment, type DecodedFrame, type RpcSegment, type Segment } from './node-batch.js';
 import { markNodeDirReady, prepareNodeDir } from './node-dir.js';
 import { decodeSnapshotStreamHeader, type ShellLogger } from './shard-core.js';
 import { NodeStore } from '../storage/node-store.js';
@@ -41,6 +41,25 @@ export const WAKE_COUNT_PER_TICK_MAX_DEFAULT = 64;
 /** etcd's default snapshot trigger is 10,000 entries and it keeps 5,000 for slow followers; we keep fewer (entries are in the cache too). */
 export const COMPACTION_TRIGGER_ENTRIES_DEFAULT = 10_000;
 export const COMPACTION_KEEP_ENTRIES_DEFAULT = 1_000;
+/**
+ * Bytes sent to one peer per turn of the Host's loop, over every core and
+ * the RPC outbox: two frames, what the transport queues for a peer. A peer
+ * that was cut off or paused comes back to every shard's leader catching it
+ * up at once; this (with each core's per-flush append budget, outbox.ts) is
+ * what keeps that burst from growing without bound.
+ */
+export const PEER_TURN_BYTES_MAX = 2 * BATCH_BYTES_MAX;
+/**
+ * Requests waiting for a core's answer, and requests forwarded to other nodes
+ * waiting for theirs. Every one has a deadline (requestTimeoutTicks), so these
+ * bound what a burst of clients can pin between two deadlines; past them a
+ * request fails at once with OVERLOADED (retryable).
+ */
+export const PENDING_REQUESTS_MAX = 65_536;
+/** Upper bound of one Raft entry's encoded bytes: the largest KV command (key, value, framing) with room to spare. */
+const ENTRY_BYTES_MAX = KEY_BYTES_MAX + VALUE_BYTES_MAX + 1024;
+export const PENDING_FORWARDS_MAX = 16_384;
+assert(SEGMENT_BYTES_MAX <= PEER_TURN_BYTES_MAX, 'one full segment must fit a peer\'s turn');
 assert(LIVENESS_INTERVAL_TICKS_DEFAULT * 2 < LIVENESS_TIMEOUT_TICKS_DEFAULT, 'a peer must be able to miss a liveness ping without being declared down');
 
 export interface HostOptions {
@@ -100,6 +119,13 @@ export interface HostStats {
   requestsTimedOut: number;
   /** Forwarded-request answers nobody waited for (late, or not from the node asked). */
   rpcResponsesDropped: number;
+  /** Outbound segments dropped over a peer's per-turn bound (PEER_TURN_BYTES_MAX), and their bytes. */
+  segmentsDropped: number;
+  segmentBytesDropped: number;
+  /** Largest number of bytes queued for one peer in one turn (a gauge of the high-water mark). */
+  peerTurnBytesMax: number;
+  /** Requests refused because PENDING_REQUESTS_MAX (or PENDING_FORWARDS_MAX) were already waiting. */
+  requestsRefused: number;
 }
 
 /**
@@ -114,7 +140,8 @@ export interface HostStats {
 export class Host {
   private readonly cores: CoreChannel[] = [];
   private readonly queues: CoreQueue[];
-  private readonly outbound = new Map<number, Uint8Array[]>();
+  /** Segments for each peer this turn, their bytes, and whether one was dropped over the bound (see queueOutbound). */
+  private readonly outbound = new Map<number, { segments: Uint8Array[]; bytes: number; dropped?: boolean }>();
   private readonly pending = new Map<number, PendingRequest>();
   private readonly leaders = new Map<number, number>();
   private readonly shardCores = new Map<number, number>();
@@ -141,7 +168,7 @@ export class Host {
   private failure: Error | undefined;
   private readonly log: ShellLogger;
   private lastDropLogMs = 0;
-  readonly stats: HostStats = { framesDropped: 0, pingsSent: 0, corePosts: 0, requestsTimedOut: 0, rpcResponsesDropped: 0 };
+  readonly stats: HostStats = { framesDropped: 0, pingsSent: 0, corePosts: 0, requestsTimedOut: 0, rpcResponsesDropped: 0, segmentsDropped: 0, segmentBytesDropped: 0, peerTurnBytesMax: 0, requestsRefused: 0 };
   readonly coreCount: number;
   private readonly requestTimeoutTicks: number;
 
@@ -167,6 +194,12 @@ export class Host {
   static async start(options: HostOptions): Promise<Host> {
     const host = new Host(options);
     const raft = options.raft ?? {};
+    // An append carries entries up to appendBytesMax plus one more (Raft always sends at least one):
+    // that must fit one segment, or a follower could never be caught up past that entry.
+    const appendBytesMax = raft.appendBytesMax ?? DEFAULTS.appendBytesMax;
+    if (appendBytesMax + ENTRY_BYTES_MAX > SEGMENT_BYTES_MAX) {
+      throw new RangeError(`raft appendBytesMax ${appendBytesMax} plus the largest entry (${ENTRY_BYTES_MAX} B) exceeds a segment (${SEGMENT_BYTES_MAX} B)`);
+    }
     const quiesce = options.quiesce ?? true;
     // Leases assume every replica ticks in step with real time; a quiesced group does not tick.
     assert(!(quiesce && raft.readMode === 'lease'), 'lease reads need groups that always tick: set quiesce: false to use readMode "lease"');
@@ -348,6 +381,10 @@ export class Host {
   forward(to: number, payload: Uint8Array): Promise<Uint8Array> {
     if (this.failure !== undefined) return Promise.reject(new CoreCrashedError(this.failure.message));
     if (this.closed) return Promise.reject(new HostClosedError(this.options.nodeId));
+    if (this.pendingForwards.size >= PENDING_FORWARDS_MAX) {
+      this.stats.requestsRefused++;
+      return Promise.reject(new OverloadedError(`node ${this.options.nodeId} has ${this.pendingForwards.size} forwarded requests waiting for answers`));
+    }
     const id = this.nextRequestId++;
     return new Promise<Uint8Array>((resolve, reject) => {
       this.pendingForwards.set(id, { resolve, reject, deadlineTick: this.nowTick + this.requestTimeoutTicks, to });
@@ -427,14 +464,33 @@ export class Host {
     this.scheduleFlush();
   }
 
-  /** `segment` undefined: a liveness ping (an empty frame) unless something else goes out this turn. */
+  /**
+   * `segment` undefined: a liveness ping (an empty frame) unless something
+   * else goes out this turn. What one peer is sent per turn is bounded
+   * (PEER_TURN_BYTES_MAX): past it a segment is dropped and counted, and the
+   * cores hear the peer was unreachable, so their leaders probe it and resend
+   * instead of counting the lost appends as in flight.
+   */
   private queueOutbound(to: number, segment: Uint8Array | undefined): void {
-    let list = this.outbound.get(to);
-    if (list === undefined) {
-      list = [];
-      this.outbound.set(to, list);
+    let box = this.outbound.get(to);
+    if (box === undefined) {
+      box = { segments: [], bytes: 0 };
+      this.outbound.set(to, box);
     }
-    if (segment !== undefined) list.push(segment);
+    if (segment !== undefined) {
+      if (segment.byteLength > BATCH_BYTES_MAX || (box.bytes > 0 && box.bytes + segment.byteLength > PEER_TURN_BYTES_MAX)) {
+        this.stats.segmentsDropped++;
+        this.stats.segmentBytesDropped += segment.byteLength;
+        if (!box.dropped) {
+          box.dropped = true;
+          this.broadcastEvent({ kind: 'unreachable', peer: to });
+        }
+      } else {
+        box.segments.push(segment);
+        box.bytes += segment.byteLength;
+        if (box.bytes > this.stats.peerTurnBytesMax) this.stats.peerTurnBytesMax = box.bytes;
+      }
+    }
     this.scheduleFlush();
   }
 
@@ -455,9 +511,9 @@ export class Host {
       this.stats.corePosts++;
       this.cores[i]!.post(q);
     }
-    for (const [to, box] of this.rpcOutbound) this.outbound.get(to)!.push(encodeRpcSegment(box));
+    for (const [to, box] of this.rpcOutbound) for (const segment of encodeRpcSegments(box)) this.queueOutbound(to, segment);
     this.rpcOutbound.clear();
-    for (const [to, segments] of this.outbound) {
+    for (const [to, { segments }] of this.outbound) {
       this.liveness.sent(to, this.nowTick);
       if (segments.length === 0) {
         this.stats.pingsSent++;
@@ -608,6 +664,10 @@ export class Host {
   private request<T>(shardId: number, make: (id: number) => CoreRequest, core = this.coreOf(shardId)): Promise<T> {
     if (this.failure !== undefined) return Promise.reject(new CoreCrashedError(this.failure.message));
     if (this.closed) return Promise.reject(new HostClosedError(this.options.nodeId));
+    if (this.pending.size >= PENDING_REQUESTS_MAX) {
+      this.stats.requestsRefused++;
+      return Promise.reject(new OverloadedError(`node ${this.options.nodeId} has ${this.pending.size} requests waiting for its cores`));
+    }
     const id = this.nextRequestId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, deadlineTick: this.nowTick + this.requestTimeoutTicks, shardId });
@@ -792,16 +852,19 @@ export class Host {
   }
 }
 
-/** Joins segments into as few frames as BATCH_BYTES_MAX allows (a segment is never split). */
-function joinSegments(segments: Uint8Array[]): Uint8Array[] {
-  if (segments.length === 1) return segments;
+/**
+ * Joins segments into as few frames as BATCH_BYTES_MAX allows (a segment is
+ * never split: cores and the RPC outbox build them at most SEGMENT_BYTES_MAX,
+ * and queueOutbound refuses anything larger than a frame).
+ */
+export function joinSegments(segments: readonly Uint8Array[]): Uint8Array[] {
+  if (segments.length === 1) return [segments[0]!];
   const frames: Uint8Array[] = [];
   let group: Uint8Array[] = [];
   let bytes = 0;
   for (const s of segments) {
-    assert(s.byteLength <= BATCH_BYTES_MAX, () => `segment of ${s.byteLength} B exceeds the batch limit ${BATCH_BYTES_MAX}`);
-    if (bytes + s.byteLength > BATCH_BYTES_MAX) {
-      frames.push(Buffer.concat(group));
+    if (group.length > 0 && bytes + s.byteLength > BATCH_BYTES_MAX) {
+      frames.push(group.length === 1 ? group[0]! : Buffer.concat(group));
       group = [];
       bytes = 0;
     }

@@ -1,4 +1,5 @@
-import type { GroupId } from '@flotilla/core';
+import { assert, type GroupId } from '@flotilla/core';
+import { BATCH_BYTES_MAX } from '@flotilla/transport';
 import { Packr } from 'msgpackr';
 import { BatchDecodeError } from './message-codec.js';
 
@@ -20,6 +21,17 @@ import { BatchDecodeError } from './message-codec.js';
  */
 
 export const SEGMENT_FORMAT = 1;
+
+/**
+ * Largest segment a core or the RPC outbox hands the Host's flush. The Host
+ * joins segments into frames of at most BATCH_BYTES_MAX without splitting
+ * one, so a segment must fit a frame with room to spare; a quarter of a frame
+ * keeps frames well filled while no segment ever needs a frame of its own.
+ */
+export const SEGMENT_BYTES_MAX = 4 * 1024 * 1024;
+assert(SEGMENT_BYTES_MAX * 2 <= BATCH_BYTES_MAX, 'a frame must hold at least two full segments');
+/** Overhead of one request or response in an RPC segment over its payload: id, status, bytes header. */
+const RPC_ITEM_OVERHEAD_BYTES = 24;
 
 /** Heartbeat tuple: shard, term, commit, round, quiesce (0 or 1). */
 export const HEARTBEAT_TUPLE_LENGTH = 5;
@@ -63,6 +75,31 @@ export interface RpcSegment {
 
 export function encodeRpcSegment(s: RpcSegment): Uint8Array {
   return packr.pack([RPC_SEGMENT_FORMAT, s.requests, s.responses]);
+}
+
+/**
+ * Encodes an RPC outbox as segments of at most SEGMENT_BYTES_MAX each (one
+ * larger item goes alone: forwarded payloads are bounded by the KV limits,
+ * well under a frame).
+ */
+export function encodeRpcSegments(s: RpcSegment): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let current: { requests: (number | Uint8Array)[]; responses: (number | Uint8Array)[] } = { requests: [], responses: [] };
+  let bytes = 0;
+  const add = (payload: Uint8Array, put: (c: typeof current) => void): void => {
+    const itemBytes = payload.byteLength + RPC_ITEM_OVERHEAD_BYTES;
+    if (bytes > 0 && bytes + itemBytes > SEGMENT_BYTES_MAX) {
+      out.push(encodeRpcSegment(current));
+      current = { requests: [], responses: [] };
+      bytes = 0;
+    }
+    put(current);
+    bytes += itemBytes;
+  };
+  for (let i = 0; i < s.requests.length; i += 2) add(s.requests[i + 1] as Uint8Array, (c) => c.requests.push(s.requests[i]!, s.requests[i + 1]!));
+  for (let i = 0; i < s.responses.length; i += 3) add(s.responses[i + 2] as Uint8Array, (c) => c.responses.push(s.responses[i]!, s.responses[i + 1]!, s.responses[i + 2]!));
+  if (bytes > 0) out.push(encodeRpcSegment(current));
+  return out;
 }
 
 export interface DecodedFrame {

@@ -127,9 +127,10 @@ export class ShardCore {
   /**
    * Quiesced groups to wake a few per tick: after a peer went down (its followers elect, our leaders
    * re-check their quorum) or came back (our leaders catch it up). An entry whose cause was undone
-   * meanwhile (the peer is back up, or down again) is skipped.
+   * meanwhile (the peer is back up, or down again) is skipped. Keyed by group and peer, the later
+   * cause replacing the earlier: a flapping peer never grows it past groups × peers.
    */
-  private readonly wakeQueue: { group: Group; peer: NodeId; cause: 'down' | 'up' }[] = [];
+  private readonly wakeQueue = new Map<string, { group: Group; peer: NodeId; cause: 'down' | 'up' }>();
   private readonly downPeers = new Set<NodeId>();
   /** New groups whose first campaign is still to come (rate-limited, see createQueued). */
   private readonly campaignQueue: Group[] = [];
@@ -227,11 +228,13 @@ export class ShardCore {
       this.touched.add(g);
       n++;
     }
-    for (let n = 0; n < this.options.wakeCountPerTickMax && this.wakeQueue.length > 0; ) {
-      const { group, peer, cause } = this.wakeQueue.shift()!;
+    let woken = 0;
+    for (const [key, { group, peer, cause }] of this.wakeQueue) {
+      if (woken >= this.options.wakeCountPerTickMax) break;
+      this.wakeQueue.delete(key);
       if (group.removed || !group.quiesced || this.downPeers.has(peer) !== (cause === 'down')) continue;
       this.wake(group, { notifyLeader: false });
-      n++;
+      woken++;
     }
   }
 
@@ -404,7 +407,7 @@ export class ShardCore {
       const ledByPeer = g.leader === peer;
       const ledHereWithPeer = g.leader === this.self && g.raw.raft.tracker.progress.has(peer);
       if (g.quiesced && (ledByPeer || ledHereWithPeer)) {
-        this.wakeQueue.push({ group: g, peer, cause: 'down' });
+        this.wakeQueue.set(`${g.id}/${peer}`, { group: g, peer, cause: 'down' });
         queued++;
       }
     }
@@ -422,7 +425,7 @@ export class ShardCore {
       if (!g.quiesced || !g.isLeader) continue;
       const progress = g.raw.raft.tracker.progress.get(peer);
       if (progress !== undefined && progress.match < g.raw.raft.log.lastIndex()) {
-        this.wakeQueue.push({ group: g, peer, cause: 'up' });
+        this.wakeQueue.set(`${g.id}/${peer}`, { group: g, peer, cause: 'up' });
         queued++;
       }
     }
@@ -905,8 +908,15 @@ export class ShardCore {
         this.startOutgoing(g, m.to, m.term);
         continue;
       }
-      this.outbox.add(g.id, m, { quiesce: m.type === 'heartbeat' && g.quiesced });
-      this.stats.messagesSent++;
+      if (this.outbox.add(g.id, m, { quiesce: m.type === 'heartbeat' && g.quiesced })) {
+        this.stats.messagesSent++;
+        continue;
+      }
+      // Over the peer's append budget for this flush: Raft must not count it as in flight, so the
+      // follower drops to probing and is resent from its match once it answers.
+      this.stats.appendsDeferred++;
+      g.raw.reportUnreachable(m.to);
+      this.touched.add(g);
     }
   }
 

@@ -1,7 +1,7 @@
 // An in-process cluster of Hosts over the deterministic MemoryNetwork, with
 // inline cores and a manual tick: the test owns time and delivery.
 import { SeededRng, groupId, type GroupId } from '@flotilla/core';
-import { MemoryNetwork } from '@flotilla/transport';
+import { MemoryNetwork, type Transport } from '@flotilla/transport';
 import { pino } from 'pino';
 import type { KvCommand, KvResult } from '../../src/kv/command.js';
 import { Host, type HostOptions } from '../../src/host/host.js';
@@ -24,6 +24,8 @@ export interface HostClusterOptions {
   readonly coreCount: number;
   readonly seed: number;
   readonly host?: Partial<HostOptions>;
+  /** Wraps each node's network endpoint (tests that watch what a Host sends). */
+  readonly transportFor?: (nodeId: number, endpoint: Transport) => Transport;
 }
 
 export class HostCluster {
@@ -54,7 +56,7 @@ export class HostCluster {
     const host = await Host.start({
       nodeId: id,
       dir: this.dirs.get(id)!,
-      transport: this.network.endpoint(id),
+      transport: this.options.transportFor?.(id, this.network.endpoint(id)) ?? this.network.endpoint(id),
       coreCount: this.options.coreCount,
       coreMode: 'inline',
       ticker: { kind: 'manual' },
