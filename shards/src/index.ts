@@ -1,13 +1,14 @@
 // @flotilla/shards: where shards live — the Host and its worker cores, the node's LMDB stores, the KV state machine.
 export { NodeStore, ShardStorage, ENTRY_CACHE_COUNT_MAX, type ShardWrite } from './storage/node-store.js';
 export { prepareDataDir, markDataDirReady, checkStoreFile, DATA_FORMAT_VERSION, IDENTITY_FILE, STORE_FILE, STORE_LOCK_FILE } from './storage/data-dir.js';
-export { DataDirError, CorruptRecordError } from './storage/errors.js';
+export { DataDirError, DataDirLockedError, CorruptRecordError, type DataDirErrorCode } from './storage/errors.js';
+export { DirLock, LOCK_FILE } from './storage/dir-lock.js';
 export { readSnapshot, decodeChunk, SnapshotInstaller, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_PAIR_BYTES_MAX, SNAPSHOT_PAIR_OVERHEAD_BYTES, type RangeBounds, type SnapshotHeader } from './storage/snapshot.js';
 export { KvStateMachine, type ApplyBatch, type ApplyOutcome, type ApplyResults, type CreatedShard, type StagedApply, type StoredValue } from './kv/state-machine.js';
 export { WHOLE_KEY_SPACE, type ShardRange } from './kv/range.js';
 export { encodeCommand, decodeCommand, validateCommand, InvalidCommandError, KEY_BYTES_MAX, VALUE_BYTES_MAX, INITIAL_LOG_INDEX, INITIAL_LOG_TERM, type KvCommand, type KvResult, type SplitCommand, type SplitOutcome, type MembershipOutcome } from './kv/command.js';
 export { encodeBatch, decodeBatch, BatchDecodeError, BATCH_MESSAGE_COUNT_MAX, type Envelope } from './host/message-codec.js';
-export { openNodeStores, prepareNodeDir, markNodeDirReady, coreDirName, CORE_COUNT_MAX, NODE_DIR_FORMAT_VERSION, NODE_FILE, type NodeDirOptions } from './host/node-dir.js';
+export { openNodeStores, lockNodeDir, prepareNodeDir, markNodeDirReady, coreDirName, CORE_COUNT_MAX, NODE_DIR_FORMAT_VERSION, NODE_FILE, type NodeDirOptions } from './host/node-dir.js';
 export { Host, ForwardedRequestError, type HostOptions, type HostStats, TICK_INTERVAL_MS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT } from './host/host.js';
 export type { ShardStatus, CoreStats, Consistency, RangeBoundsWire, LeaderReport, MembershipChange } from './host/core-protocol.js';
 export type { ShellLogger } from './host/shard-core.js';

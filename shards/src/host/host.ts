@@ -14,8 +14,9 @@ import { Liveness } from './liveness.js';
 import { ByteRateLimiter } from './rate-limit.js';
 import { BatchDecodeError } from './message-codec.js';
 import { SEGMENT_BYTES_MAX, decodeFrame, encodeRpcSegments, splitSegment, type DecodedFrame, type RpcSegment, type Segment } from './node-batch.js';
-import { markNodeDirReady, prepareNodeDir } from './node-dir.js';
+import { lockNodeDir, markNodeDirReady, prepareNodeDir } from './node-dir.js';
 import { decodeSnapshotStreamHeader, type ShellLogger } from './shard-core.js';
+import type { DirLock } from '../storage/dir-lock.js';
 import { NodeStore } from '../storage/node-store.js';
 
 /** 100 ms ticks with the core's 10-tick election timeout: elections after 1–2 s of silence (etcd's defaults). */
@@ -166,6 +167,8 @@ export class Host {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private failure: Error | undefined;
+  /** The data directory's lock, from start until close (or a failed start) released it. */
+  private dirLock: DirLock | undefined;
   private readonly log: ShellLogger;
   private lastDropLogMs = 0;
   readonly stats: HostStats = { framesDropped: 0, pingsSent: 0, corePosts: 0, requestsTimedOut: 0, rpcResponsesDropped: 0, segmentsDropped: 0, segmentBytesDropped: 0, peerTurnBytesMax: 0, requestsRefused: 0 };
@@ -203,7 +206,16 @@ export class Host {
     const quiesce = options.quiesce ?? true;
     // Leases assume every replica ticks in step with real time; a quiesced group does not tick.
     assert(!(quiesce && raft.readMode === 'lease'), 'lease reads need groups that always tick: set quiesce: false to use readMode "lease"');
-    const coreDirs = prepareNodeDir({ dir: options.dir, nodeId: options.nodeId, coreCount: host.coreCount });
+    // One process per data directory: locked before anything in it is read or written (DATA_DIR_LOCKED otherwise).
+    const dirLock = lockNodeDir(options.dir);
+    host.dirLock = dirLock;
+    let coreDirs: string[];
+    try {
+      coreDirs = prepareNodeDir({ dir: options.dir, nodeId: options.nodeId, coreCount: host.coreCount });
+    } catch (err) {
+      dirLock.release();
+      throw err;
+    }
     const base = {
       nodeId: options.nodeId,
       coreCount: host.coreCount,
@@ -252,6 +264,7 @@ export class Host {
     } catch (err) {
       host.closed = true;
       await Promise.allSettled(host.cores.map((c) => c.close()));
+      dirLock.release();
       throw err;
     }
     const ticker = options.ticker ?? { kind: 'timer', intervalMs: TICK_INTERVAL_MS_DEFAULT };
@@ -848,6 +861,8 @@ export class Host {
     this.snapshotSenders.clear();
     await this.options.transport.close();
     await Promise.allSettled(this.cores.map((c) => c.close()));
+    // Last: a new opener must not find a store of ours still closing.
+    this.dirLock?.release();
     this.log.info({}, 'host closed');
   }
 }

@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } fr
 import { dirname, join, resolve } from 'node:path';
 import { assert } from '@flotilla/core';
 import { IDENTITY_FILE, STORE_FILE, fsyncDir, writeJsonDurably } from '../storage/data-dir.js';
+import { DirLock, LOCK_FILE } from '../storage/dir-lock.js';
 import { DataDirError } from '../storage/errors.js';
 import { NodeStore } from '../storage/node-store.js';
 
@@ -50,10 +51,30 @@ export interface NodeDirOptions {
 }
 
 /**
+ * Takes the node directory's lock (DirLock on `<dir>/LOCK`): one process,
+ * and one open within it, per node directory. Call it before anything else
+ * opens or modifies the directory, and release the lock after the last
+ * store is closed. A missing directory is created; an existing one that
+ * holds anything but a node directory's files is refused as foreign before
+ * the lock file is made (a directory we refuse is never modified). Throws
+ * DataDirLockedError (DATA_DIR_LOCKED) when the lock is held, and then has
+ * changed nothing.
+ */
+export function lockNodeDir(dir: string): DirLock {
+  if (!existsSync(dir)) makeDirDurably(dir);
+  if (!statSync(dir).isDirectory()) throw new DataDirError('DATA_DIR_FOREIGN', dir, 'is not a directory; expected a Flotilla node directory');
+  const names = readdirSync(dir).sort();
+  const ours = names.includes(NODE_FILE) || names.includes(LOCK_FILE) || (names.length === 1 && names[0] === NODE_TEMP_FILE);
+  if (names.length > 0 && !ours) throw foreignDirError(dir, names);
+  return DirLock.acquire(dir);
+}
+
+/**
  * Opens (or creates) a node's data directory and every core's store: the
  * stores, indexed by core. The caller owns them and must close each one.
  * prepareNodeDir, NodeStore.open for each core directory, then
- * markNodeDirReady. Throws what they throw. When core i is refused, the
+ * markNodeDirReady. The caller holds lockNodeDir's lock (Host.start takes
+ * it). Throws what they throw. When core i is refused, the
  * cores before it were opened (LMDB rewrites their lock files) and are closed
  * again before the error is rethrown.
  */
@@ -78,9 +99,10 @@ export async function openNodeStores(options: NodeDirOptions): Promise<NodeStore
  * NodeStore directory `core-<i>` per worker core (ARCHITECTURE.md: one LMDB
  * environment per core). Returns the core directories, indexed by core, for
  * NodeStore.open (in this thread or in each core's worker). Once every one of
- * them has been opened, call markNodeDirReady.
+ * them has been opened, call markNodeDirReady. The caller holds the
+ * directory's lock (lockNodeDir) throughout.
  *
- * - missing or empty directory → NODE is written durably, `initializing`;
+ * - missing or empty directory (LOCK aside) → NODE is written durably, `initializing`;
  * - NODE present → format, version, node id and core count must match. While
  *   initializing, missing core directories are fine (NodeStore.open creates
  *   them). A ready directory must have every one;
@@ -98,7 +120,10 @@ export function prepareNodeDir(options: NodeDirOptions): string[] {
   if (!existsSync(dir)) makeDirDurably(dir);
   if (!statSync(dir).isDirectory()) throw new DataDirError('DATA_DIR_FOREIGN', dir, 'is not a directory; expected a Flotilla node directory');
   const coreDirs = Array.from({ length: coreCount }, (_, core) => join(dir, coreDirName(core)));
-  const names = readdirSync(dir).sort();
+  // The lock file is not part of the layout: lockNodeDir made it, maybe in a directory that is otherwise new.
+  const names = readdirSync(dir)
+    .filter((name) => name !== LOCK_FILE)
+    .sort();
   // Only a temp NODE file: a crash during the very first write, before anything else existed.
   if (names.length === 0 || (names.length === 1 && names[0] === NODE_TEMP_FILE)) {
     rmSync(join(dir, NODE_TEMP_FILE), { force: true });

@@ -1,3 +1,12 @@
+export type DataDirErrorCode =
+  | 'DATA_DIR_FOREIGN'
+  | 'DATA_DIR_VERSION'
+  | 'DATA_DIR_NODE_MISMATCH'
+  | 'DATA_DIR_CORES_MISMATCH'
+  | 'DATA_DIR_DAMAGED'
+  /** Another process, or another open in this one, holds the directory's lock. */
+  | 'DATA_DIR_LOCKED';
+
 /**
  * A data directory the node must not start on. Never retryable: an operator
  * has to look. The message names the path, what was found and what was expected.
@@ -5,12 +14,30 @@
 export class DataDirError extends Error {
   readonly retryable = false;
   constructor(
-    readonly code: 'DATA_DIR_FOREIGN' | 'DATA_DIR_VERSION' | 'DATA_DIR_NODE_MISMATCH' | 'DATA_DIR_CORES_MISMATCH' | 'DATA_DIR_DAMAGED',
+    readonly code: DataDirErrorCode,
     readonly path: string,
     detail: string,
   ) {
     super(`${path}: ${detail}`);
     this.name = 'DataDirError';
+  }
+}
+
+/** The directory is in use: its lock is held. `holderPid` is what the holder recorded (undefined: not yet written). */
+export class DataDirLockedError extends DataDirError {
+  constructor(
+    dir: string,
+    lockPath: string,
+    readonly holderPid: number | undefined,
+  ) {
+    const holder =
+      holderPid === undefined ? 'another process (its pid is not recorded yet)' : holderPid === process.pid ? `this process (pid ${holderPid}), which opened it already` : `process ${holderPid}`;
+    super(
+      'DATA_DIR_LOCKED',
+      dir,
+      `is in use by ${holder}, which holds the lock on ${lockPath}; one process per data directory: stop that process (or close the store it opened) first (nothing was changed)`,
+    );
+    this.name = 'DataDirLockedError';
   }
 }
 
