@@ -3,6 +3,7 @@ export { NodeStore, ShardStorage, ENTRY_CACHE_COUNT_MAX, type ShardWrite } from 
 export { prepareDataDir, markDataDirReady, checkStoreFile, DATA_FORMAT_VERSION, IDENTITY_FILE, STORE_FILE, STORE_LOCK_FILE } from './storage/data-dir.js';
 export { DataDirError, DataDirLockedError, CorruptRecordError, type DataDirErrorCode } from './storage/errors.js';
 export { DirLock, LOCK_FILE } from './storage/dir-lock.js';
+export { writeFileDurably, writeJsonDurably, fsyncDir, makeDirDurably, tempFileName, NODE_FS, type DurableFs } from './storage/durable-file.js';
 export { readSnapshot, decodeChunk, SnapshotInstaller, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_PAIR_BYTES_MAX, SNAPSHOT_PAIR_OVERHEAD_BYTES, type RangeBounds, type SnapshotHeader } from './storage/snapshot.js';
 export { KvStateMachine, type ApplyBatch, type ApplyOutcome, type ApplyResults, type CreatedShard, type StagedApply, type StoredValue } from './kv/state-machine.js';
 export { WHOLE_KEY_SPACE, type ShardRange } from './kv/range.js';
@@ -12,4 +13,4 @@ export { openNodeStores, lockNodeDir, prepareNodeDir, markNodeDirReady, coreDirN
 export { Host, ForwardedRequestError, type HostOptions, type HostStats, TICK_INTERVAL_MS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT } from './host/host.js';
 export type { ShardStatus, CoreStats, Consistency, RangeBoundsWire, LeaderReport, MembershipChange } from './host/core-protocol.js';
 export type { ShellLogger } from './host/shard-core.js';
-export { NotLeaderError, ShardNotFoundError, ShardExistsError, KeyOutOfRangeError, EpochMismatchError, RequestTimeoutError, HostClosedError, CoreCrashedError, OverloadedError, type HostRequestError } from './host/errors.js';
+export { NotLeaderError, ShardNotFoundError, ShardExistsError, KeyOutOfRangeError, EpochMismatchError, RequestTimeoutError, HostClosedError, CoreCrashedError, OverloadedError, DiskFullError, type HostRequestError } from './host/errors.js';

@@ -132,7 +132,9 @@ export type CoreOutEvent =
   /** A peer's replica of a shard this core does not have sent it Raft traffic (the Host may create the replica, see Host.adopt). */
   | { readonly kind: 'unknownShard'; readonly shardId: number; readonly from: number }
   /** This replica applied its own removal from the shard and destroyed itself (a tombstone remains). */
-  | { readonly kind: 'shardRemoved'; readonly shardId: number };
+  | { readonly kind: 'shardRemoved'; readonly shardId: number }
+  /** The core's view of its store's disk changed: `full` (a group commit failed for want of space), `low` (below the reserve: writes refused). */
+  | { readonly kind: 'disk'; readonly full: boolean; readonly low: boolean; readonly freeBytes: number };
 
 export type ClaimAnswer = 'here' | 'removed' | 'free';
 
@@ -172,6 +174,12 @@ export interface CoreStats {
   messagesSent: number;
   /** Appends dropped over a peer's per-flush budget (outbox.ts); their followers probe and are resent. */
   appendsDeferred: number;
+  /** Inbound segments dropped while the disk was full (nothing stepped then could be persisted). */
+  segmentsDroppedDiskFull: number;
+  /** Group commits that failed for want of space (each retried until one succeeds). */
+  diskFullCommits: number;
+  /** Other store writes (compaction, claims, destroys) given up for want of space. */
+  storeWritesFailedDiskFull: number;
   /** Messages from the network that failed validation (wrong node, unknown shard, undecodable). */
   messagesRejected: number;
   proposals: number;
@@ -195,6 +203,9 @@ export function zeroCoreStats(): CoreStats {
     messagesStepped: 0,
     messagesSent: 0,
     appendsDeferred: 0,
+    segmentsDroppedDiskFull: 0,
+    diskFullCommits: 0,
+    storeWritesFailedDiskFull: 0,
     messagesRejected: 0,
     proposals: 0,
     reads: 0,

@@ -86,6 +86,20 @@ export class OverloadedError extends Error {
   }
 }
 
+/**
+ * The node's disk is full: it takes no writes (and serves no linearizable
+ * reads) until space returns, while other replicas of the range go on.
+ * Retryable: the range's leadership moves off a node that cannot persist.
+ */
+export class DiskFullError extends Error {
+  readonly code = 'DISK_FULL';
+  readonly retryable = true;
+  constructor(message: string) {
+    super(message);
+    this.name = 'DiskFullError';
+  }
+}
+
 export class HostClosedError extends Error {
   readonly code = 'HOST_CLOSED';
   readonly retryable = false;
@@ -115,6 +129,7 @@ export type HostRequestError =
   | HostClosedError
   | CoreCrashedError
   | OverloadedError
+  | DiskFullError
   | ProposalDroppedError
   | InvalidCommandError;
 

@@ -43,6 +43,13 @@ export const WAKE_COUNT_PER_TICK_MAX_DEFAULT = 64;
 export const COMPACTION_TRIGGER_ENTRIES_DEFAULT = 10_000;
 export const COMPACTION_KEEP_ENTRIES_DEFAULT = 1_000;
 /**
+ * Free bytes below which a node refuses client writes (ShardCore's
+ * diskReserveBytes): room for Raft's own writes — hard states, the entries
+ * its peers' leaders replicate, a compaction — after writes stop, a few
+ * seconds of replication at disk speed.
+ */
+export const DISK_RESERVE_BYTES_DEFAULT = 16 * 1024 * 1024;
+/**
  * Bytes sent to one peer per turn of the Host's loop, over every core and
  * the RPC outbox: two frames, what the transport queues for a peer. A peer
  * that was cut off or paused comes back to every shard's leader catching it
@@ -85,6 +92,8 @@ export interface HostOptions {
   readonly compactionKeepEntries?: number;
   /** Snapshot bytes this node sends per second, over all streams (default SNAPSHOT_BYTES_PER_SEC_DEFAULT). */
   readonly snapshotBytesPerSecMax?: number;
+  /** Free disk bytes below which client writes are refused (default DISK_RESERVE_BYTES_DEFAULT). */
+  readonly diskReserveBytes?: number;
   readonly seed?: number;
   readonly logger: ShellLogger & { level?: string };
   /** A worker core died. Default: log it and close the Host; a node process should exit. */
@@ -140,6 +149,8 @@ export interface HostStats {
  */
 export class Host {
   private readonly cores: CoreChannel[] = [];
+  /** Each core's last report on its store's disk (`disk` events); undefined until a core reports a problem. */
+  private readonly disks: ({ full: boolean; low: boolean; freeBytes: number } | undefined)[] = [];
   private readonly queues: CoreQueue[];
   /** Segments for each peer this turn, their bytes, and whether one was dropped over the bound (see queueOutbound). */
   private readonly outbound = new Map<number, { segments: Uint8Array[]; bytes: number; dropped?: boolean }>();
@@ -224,6 +235,7 @@ export class Host {
       wakeCountPerTickMax: options.wakeCountPerTickMax ?? WAKE_COUNT_PER_TICK_MAX_DEFAULT,
       compactionTriggerEntries: options.compactionTriggerEntries ?? COMPACTION_TRIGGER_ENTRIES_DEFAULT,
       compactionKeepEntries: options.compactionKeepEntries ?? COMPACTION_KEEP_ENTRIES_DEFAULT,
+      diskReserveBytes: options.diskReserveBytes ?? DISK_RESERVE_BYTES_DEFAULT,
       seed: options.seed ?? options.nodeId,
     };
     const handlers = (coreIndex: number) => ({
@@ -563,6 +575,9 @@ export class Host {
         this.shardCores.set(e.shardId, coreIndex);
         return;
       }
+      case 'disk':
+        this.disks[coreIndex] = { full: e.full, low: e.low, freeBytes: e.freeBytes };
+        return;
       case 'shardRemoved':
         this.shardCores.delete(e.shardId);
         this.leaders.delete(e.shardId);
@@ -807,6 +822,24 @@ export class Host {
 
   async coreStats(): Promise<CoreStats[]> {
     return Promise.all(this.cores.map((_, core) => this.request<CoreStats>(0, (id) => ({ kind: 'stats', id }), core)));
+  }
+
+  /**
+   * Whether this node can take writes as far as its disks go: `full` when a
+   * core's group commit waits for space (that core steps no Raft traffic),
+   * `low` when free space is below the reserve (writes refused, Raft goes on).
+   */
+  diskStatus(): { full: boolean; low: boolean; freeBytesMin: number | undefined } {
+    let full = false;
+    let low = false;
+    let freeBytesMin: number | undefined;
+    for (const d of this.disks) {
+      if (d === undefined) continue;
+      full ||= d.full;
+      low ||= d.low;
+      freeBytesMin = freeBytesMin === undefined ? d.freeBytes : Math.min(freeBytesMin, d.freeBytes);
+    }
+    return { full, low, freeBytesMin };
   }
 
   /** Whether this node holds a replica of the shard. */

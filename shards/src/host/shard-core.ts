@@ -23,6 +23,7 @@ import { decodeCommand, INITIAL_LOG_INDEX, INITIAL_LOG_TERM, InvalidCommandError
 import { UNINITIALIZED, coversSpan, decodeShardRange, describeRange, encodeShardRange, hexKey, inRange, isInitialized, overlaps, type ShardRange } from '../kv/range.js';
 import { KvStateMachine, type ApplyBatch, type ApplyOutcome, type ApplyResults, type StagedApply } from '../kv/state-machine.js';
 import type { NodeStore, ShardWrite } from '../storage/node-store.js';
+import { freeBytes, isOutOfSpace } from '../storage/disk-space.js';
 import { readSnapshot, SnapshotInstaller } from '../storage/snapshot.js';
 import {
   zeroCoreStats,
@@ -39,7 +40,7 @@ import {
   type ReadOp,
   type ShardStatus,
 } from './core-protocol.js';
-import { EpochMismatchError, KeyOutOfRangeError, NotLeaderError, ShardExistsError, ShardNotFoundError, toWire } from './errors.js';
+import { DiskFullError, EpochMismatchError, KeyOutOfRangeError, NotLeaderError, ShardExistsError, ShardNotFoundError, toWire } from './errors.js';
 import { Group, type GroupRaftOptions, type PendingRead } from './group.js';
 import { decodeBatch } from './message-codec.js';
 import { HEARTBEAT_RESPONSE_TUPLE_LENGTH, HEARTBEAT_TUPLE_LENGTH, type Segment } from './node-batch.js';
@@ -71,7 +72,19 @@ export interface ShardCoreOptions {
   readonly emit: (output: CoreOutput) => void;
   /** The loop failed (an assertion, a storage error): the node must stop; its groups recover from disk. */
   readonly onFatal: (err: unknown) => void;
+  /**
+   * Below this many free bytes on the store's file system the core refuses
+   * new writes (DISK_FULL) while Raft goes on: the rest is room for the hard
+   * states and the entries its leaders replicate, so the disk fills as late
+   * as possible and never in the middle of a client's write.
+   */
+  readonly diskReserveBytes: number;
 }
+
+/** How often (ticks) the core looks at the free space of its store's file system: once a second at the default tick. */
+const DISK_CHECK_TICKS = 10;
+/** A group commit that failed on a full disk is retried this often (ticks) until space returns. */
+const DISK_FULL_RETRY_TICKS = 10;
 
 /** A shard this core lacks is reported to the Host at most this often (its leader heartbeats every few ticks). */
 const UNKNOWN_REPORT_TICKS = 20;
@@ -158,6 +171,19 @@ export class ShardCore {
   private readonly log: ShellLogger;
   private idleWaiters: (() => void)[] = [];
   private failure: unknown;
+  /**
+   * Set while a group commit fails for want of space (see persistRetrying):
+   * the round waits, the core steps no Raft traffic and ticks no group (it
+   * cannot persist a vote, an entry or a term), and refuses writes and
+   * linearizable reads; stale reads are served. Cleared by the first commit
+   * that succeeds.
+   */
+  private diskFull: { sinceTick: number; err: string } | undefined;
+  /** Free space below diskReserveBytes at the last check: writes are refused, Raft goes on. */
+  private diskLow = false;
+  private diskRetryWaiters: (() => void)[] = [];
+  /** close() was called while a round waited for space: the round gives up its Ready. */
+  private abandoning = false;
 
   constructor(private readonly options: ShardCoreOptions) {
     assert(options.wakeCountPerTickMax > 0, 'wakeCountPerTickMax must be positive');
@@ -202,7 +228,11 @@ export class ShardCore {
     if (this.closed) return;
     // Messages before ticks: a core that fell behind must not fire election timeouts against
     // heartbeats it already holds.
-    for (const [from, segment] of input.inbound) this.onSegment(nodeId(from), segment);
+    for (const [from, segment] of input.inbound) {
+      // Nothing stepped now could be persisted, and leaders resend what a follower has not acknowledged.
+      if (this.diskFull !== undefined) this.stats.segmentsDroppedDiskFull++;
+      else this.onSegment(nodeId(from), segment);
+    }
     for (const e of input.events) this.onEvent(e);
     for (let t = 0; t < input.ticks; t++) this.onTick();
     for (const r of input.requests) this.onRequest(r);
@@ -211,6 +241,12 @@ export class ShardCore {
 
   private onTick(): void {
     this.tickCount++;
+    if (this.tickCount % DISK_CHECK_TICKS === 0) this.checkDiskSpace();
+    if (this.diskFull !== undefined) {
+      // No group ticks: a node that cannot persist must not campaign, and its leaders must not look alive.
+      if ((this.tickCount - this.diskFull.sinceTick) % DISK_FULL_RETRY_TICKS === 0) for (const w of this.diskRetryWaiters.splice(0)) w();
+      return;
+    }
     for (const g of this.active) {
       // Checked before the tick: a leader's tick queues a heartbeat, and a queued message is work.
       if (this.options.quiesce && g.canQuiesce(this.downPeers)) {
@@ -510,6 +546,8 @@ export class ShardCore {
     const g = this.requestGroup(id, shardId);
     if (g === undefined) return;
     if (!g.isLeader) return this.notLeader(id, g);
+    const full = this.diskRefusal();
+    if (full !== undefined) return this.fail(id, full);
     let key: Uint8Array;
     try {
       key = decodeCommand(0, command).key;
@@ -558,6 +596,8 @@ export class ShardCore {
     g.sampleKey(op.op === 'get' ? op.key : op.start);
     if (consistency === 'stale') return this.serveRead(g, read);
     if (!g.isLeader) return this.notLeader(id, g);
+    // A leader whose Readys wait for space sends no heartbeats: its ReadIndex would never be confirmed.
+    if (this.diskFull !== undefined) return this.fail(id, this.diskRefusal()!);
     const context = String(id);
     try {
       g.raw.readIndex(context);
@@ -605,9 +645,15 @@ export class ShardCore {
       r.join ? EMPTY_CONF_STATE : { voters: r.voters.map(nodeId), votersOutgoing: [], learners: r.learners.map(nodeId), learnersNext: [], autoLeave: false };
     const rangeOf = (r: (typeof batch)[number]): ShardRange => (r.join ? UNINITIALIZED : { ...r.bounds, epoch: 1 });
     const initial = { index: INITIAL_LOG_INDEX, term: INITIAL_LOG_TERM };
-    await this.options.store.createShards(
-      batch.map((r) => ({ shardId: groupId(r.shardId), confState: confStateOf(r), descriptor: encodeShardRange(rangeOf(r)), ...(r.join ? {} : { startAt: initial }) })),
-    );
+    try {
+      await this.options.store.createShards(
+        batch.map((r) => ({ shardId: groupId(r.shardId), confState: confStateOf(r), descriptor: encodeShardRange(rangeOf(r)), ...(r.join ? {} : { startAt: initial }) })),
+      );
+    } catch (err) {
+      if (!isOutOfSpace(err, this.options.store.dir)) throw err;
+      for (const r of batch) this.fail(r.id, new DiskFullError(`node ${this.self} has no disk space to create shard ${r.shardId}`));
+      return;
+    }
     for (const r of batch) {
       const shardId = groupId(r.shardId);
       const g = this.addGroup(shardId, rangeOf(r));
@@ -646,6 +692,8 @@ export class ShardCore {
     if (g === undefined) return;
     if (!g.isLeader) return this.notLeader(id, g);
     if (g.bounds.epoch !== epoch) return this.fail(id, new EpochMismatchError(`shard ${shardId} is at epoch ${g.bounds.epoch}, not ${epoch} (node ${this.self})`));
+    const full = this.diskRefusal();
+    if (full !== undefined) return this.fail(id, full);
     try {
       g.raw.proposeConfChange({ changes: changes.map((c) => ({ type: c.type, nodeId: nodeId(c.nodeId) })), transition: 'auto' });
     } catch (err) {
@@ -784,11 +832,11 @@ export class ShardCore {
   private async loop(): Promise<void> {
     try {
       for (;;) {
-        while (this.tasks.length > 0) await this.tasks.shift()!();
+        while (this.tasks.length > 0) await this.runTask(this.tasks.shift()!);
         const ready: Group[] = [];
         for (const g of this.touched) if (!g.removed && g.raw.hasReady()) ready.push(g);
         this.touched.clear();
-        if (ready.length === 0) break;
+        if (ready.length === 0 || this.abandoning) break;
         await this.round(ready);
         // Let the input that arrived during the round (its commit blocks this thread) be handled first, so
         // the next round carries it too: without this, rounds ran back to back on what the last one
@@ -808,6 +856,21 @@ export class ShardCore {
     for (const w of this.idleWaiters.splice(0)) w();
   }
 
+  /**
+   * A task that failed for want of space (a claim, a destroy, a staging
+   * clear) is given up, logged and counted, not the node's end: each leaves
+   * the store as it was, and whoever asked times out and may ask again.
+   */
+  private async runTask(task: () => Promise<void>): Promise<void> {
+    try {
+      await task();
+    } catch (err) {
+      if (!isOutOfSpace(err, this.options.store.dir)) throw err;
+      this.stats.storeWritesFailedDiskFull++;
+      this.log.error({ dir: this.options.store.dir, err }, 'a store write failed: the disk is full');
+    }
+  }
+
   /** One round over every ready group (see the class comment for the order and why). */
   private async round(groups: Group[]): Promise<void> {
     this.stats.rounds++;
@@ -818,7 +881,9 @@ export class ShardCore {
     }
     this.flush();
 
-    for (const { g, rd } of items) if (rd.snapshot !== undefined) await this.installAccepted(g, rd);
+    for (const { g, rd } of items) {
+      if (rd.snapshot !== undefined && !(await this.untilWritten(() => this.installAccepted(g, rd)))) return;
+    }
     const writes: ShardWrite[] = [];
     for (const { g, rd } of items) {
       if (rd.entries.length > 0 || rd.hardState !== undefined) writes.push({ shardId: g.id, entries: rd.entries, hardState: rd.hardState });
@@ -829,7 +894,9 @@ export class ShardCore {
     const apply = this.stageApply(items);
     let outcome: ApplyOutcome | undefined;
     if (writes.length > 0 || !apply.isEmpty) {
-      await this.options.store.persist(writes, { alsoInTransaction: () => (outcome = apply.write()) });
+      const persisted = await this.untilWritten(() => this.options.store.persist(writes, { alsoInTransaction: () => (outcome = apply.write()) }));
+      // Closing while the disk was full: the Ready is abandoned, as a crash would; the log replays it.
+      if (!persisted) return;
     }
     apply.committed();
     const results: ApplyResults = outcome?.results ?? new Map();
@@ -976,10 +1043,106 @@ export class ShardCore {
     while (g.readsAwaitingApply.length > 0 && g.readsAwaitingApply[0]!.index <= applied) this.serveRead(g, g.readsAwaitingApply.shift()!.read);
   }
 
+  /**
+   * A write the round cannot go on without (its group commit, a snapshot
+   * install), retried while it fails for want of space: a failed LMDB
+   * transaction leaves the store and its in-memory mirror as they were, and
+   * both writes are made to be repeated (the staged apply writes the same
+   * again; the installer keeps its staged chunks). Any other storage error is
+   * the node's end, as before. False: the core is closing and the Ready is
+   * abandoned, as a crash would (the durable log replays it).
+   */
+  private async untilWritten(write: () => Promise<void>): Promise<boolean> {
+    for (;;) {
+      try {
+        await write();
+        if (this.diskFull !== undefined) this.onDiskSpaceBack();
+        return true;
+      } catch (err) {
+        if (!isOutOfSpace(err, this.options.store.dir)) throw err;
+        this.onDiskFull(err as Error);
+      }
+      await new Promise<void>((resolve) => this.diskRetryWaiters.push(resolve));
+      if (this.abandoning) return false;
+    }
+  }
+
+  private onDiskFull(err: Error): void {
+    this.stats.diskFullCommits++;
+    if (this.diskFull !== undefined) return;
+    this.diskFull = { sinceTick: this.tickCount, err: err.message };
+    const free = freeBytes(this.options.store.dir);
+    this.log.error({ dir: this.options.store.dir, freeBytes: free, err }, 'disk full: writes refused until space returns; this node steps no Raft traffic meanwhile');
+    this.events.push({ kind: 'disk', full: true, low: true, freeBytes: free ?? 0 });
+    this.flush();
+  }
+
+  private onDiskSpaceBack(): void {
+    const free = freeBytes(this.options.store.dir);
+    this.log.warn({ dir: this.options.store.dir, freeBytes: free, fullTicks: this.tickCount - this.diskFull!.sinceTick }, 'disk space returned: group commits succeed again');
+    this.diskFull = undefined;
+    this.diskLow = free !== undefined && free < this.options.diskReserveBytes;
+    this.events.push({ kind: 'disk', full: false, low: this.diskLow, freeBytes: free ?? 0 });
+    // Every group may have missed ticks and traffic: let them all look at their state again.
+    for (const g of this.active) this.touched.add(g);
+  }
+
+  /**
+   * Once every DISK_CHECK_TICKS: below the reserve, writes are refused before
+   * the disk is actually full, and the groups led here hand their lead to
+   * their most caught-up follower, so the range takes writes elsewhere.
+   */
+  private checkDiskSpace(): void {
+    if (this.diskFull !== undefined) return;
+    const free = freeBytes(this.options.store.dir);
+    if (free === undefined) return;
+    const low = free < this.options.diskReserveBytes;
+    if (low) this.leadOffLowDisk();
+    if (low === this.diskLow) return;
+    this.diskLow = low;
+    if (low) this.log.warn({ dir: this.options.store.dir, freeBytes: free, reserveBytes: this.options.diskReserveBytes }, 'disk space below the reserve: writes refused');
+    else this.log.info({ dir: this.options.store.dir, freeBytes: free }, 'disk space above the reserve again: writes accepted');
+    this.events.push({ kind: 'disk', full: false, low, freeBytes: free });
+  }
+
+  private leadOffLowDisk(): void {
+    for (const g of this.active) {
+      if (!g.isLeader) continue;
+      const raft = g.raw.raft;
+      let best: NodeId | undefined;
+      let bestMatch = -1;
+      for (const voter of raft.tracker.confState().voters) {
+        const match = raft.tracker.progress.get(voter)?.match ?? -1;
+        if (voter !== this.self && !this.downPeers.has(voter) && match > bestMatch) {
+          best = voter;
+          bestMatch = match;
+        }
+      }
+      if (best === undefined) continue;
+      g.raw.transferLeader(best);
+      this.touched.add(g);
+      this.log.info({ shardId: g.id, to: best }, 'leadership handed off: this node is low on disk space');
+    }
+  }
+
+  private diskRefusal(): DiskFullError | undefined {
+    if (this.diskFull === undefined && !this.diskLow) return undefined;
+    const free = freeBytes(this.options.store.dir);
+    const what = this.diskFull !== undefined ? 'is full' : `has ${free ?? '?'} B free, below the reserve of ${this.options.diskReserveBytes} B`;
+    return new DiskFullError(`the disk of node ${this.self} (${this.options.store.dir}) ${what}; writes are refused until space returns`);
+  }
+
   private async maybeCompact(g: Group): Promise<void> {
     const applied = g.storage.applied;
     if (applied - (g.storage.firstIndex() - 1) < this.options.compactionTriggerEntries) return;
-    await this.options.store.compact(g.id, applied - this.options.compactionKeepEntries);
+    try {
+      await this.options.store.compact(g.id, applied - this.options.compactionKeepEntries);
+    } catch (err) {
+      // Compaction only trims: the log stays longer until a later round finds space for it.
+      if (!isOutOfSpace(err, this.options.store.dir)) throw err;
+      this.stats.storeWritesFailedDiskFull++;
+      return;
+    }
     this.stats.compactions++;
   }
 
@@ -1155,8 +1318,8 @@ export class ShardCore {
     const snapshot = rd.snapshot!;
     assert(installer !== undefined, () => `shard ${g.id}: Raft restored snapshot ${snapshot.metadata.index} that was never staged`);
     assert(installer.stagedHeader?.index === snapshot.metadata.index, () => `shard ${g.id}: staged snapshot ${installer.stagedHeader?.index} is not Raft's ${snapshot.metadata.index}`);
-    g.accepted = undefined;
     const header = await installer.install(rd.hardState ?? g.raw.raft.hardState());
+    g.accepted = undefined;
     g.bounds = { start: header.bounds.start, end: header.bounds.end, epoch: header.epoch };
     g.resetLoad();
     // Whatever waited on entries the snapshot replaced was decided elsewhere; its outcome is unknown here.
@@ -1181,12 +1344,18 @@ export class ShardCore {
   }
 
   get isBusy(): boolean {
+    // A round waiting for disk space waits for ticks, not for work in progress.
+    if (this.diskRetryWaiters.length > 0) return false;
     return this.looping || this.tasks.length > 0;
   }
 
   async close(): Promise<void> {
     if (this.storeClosed) return;
     this.storeClosed = true;
+    if (this.diskFull !== undefined) {
+      this.abandoning = true;
+      for (const w of this.diskRetryWaiters.splice(0)) w();
+    }
     await this.idle().catch(() => undefined);
     this.closed = true;
     for (const streamId of [...this.outgoing.keys()]) {

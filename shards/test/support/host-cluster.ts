@@ -26,6 +26,8 @@ export interface HostClusterOptions {
   readonly host?: Partial<HostOptions>;
   /** Wraps each node's network endpoint (tests that watch what a Host sends). */
   readonly transportFor?: (nodeId: number, endpoint: Transport) => Transport;
+  /** A node's data directory (default: a fresh temporary one). */
+  readonly dirFor?: (nodeId: number) => string | undefined;
 }
 
 export class HostCluster {
@@ -42,7 +44,7 @@ export class HostCluster {
 
   static async start(options: HostClusterOptions): Promise<HostCluster> {
     const c = new HostCluster(options);
-    for (let id = 1; id <= options.nodeCount; id++) c.dirs.set(id, tempDir());
+    for (let id = 1; id <= options.nodeCount; id++) c.dirs.set(id, options.dirFor?.(id) ?? tempDir());
     for (let id = 1; id <= options.nodeCount; id++) await c.startNode(id);
     return c;
   }
@@ -174,7 +176,7 @@ export class HostCluster {
           const err = o.err;
           const e = err as { code?: string; leaderHint?: number };
           // A node without the shard, or without the lead, sends us on; anything else is the test's answer.
-          if (e.code !== 'NOT_LEADER' && e.code !== 'PROPOSAL_DROPPED' && e.code !== 'SHARD_NOT_FOUND') throw err;
+          if (e.code !== 'NOT_LEADER' && e.code !== 'PROPOSAL_DROPPED' && e.code !== 'SHARD_NOT_FOUND' && e.code !== 'DISK_FULL') throw err;
           if (e.code === 'NOT_LEADER' && e.leaderHint !== undefined && e.leaderHint !== 0 && this.hosts.has(e.leaderHint)) {
             target = e.leaderHint;
             continue;
