@@ -1,7 +1,7 @@
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { META_RANGE_END, META_RANGE_ID, META_RANGE_START, type RangeDescriptor } from '@flotilla/placement';
-import type { ShellLogger } from '@flotilla/shards';
+import { DataDirError, writeFileDurably, type ShellLogger } from '@flotilla/shards';
 import type { PlacementService } from './placement-service.js';
 import type { HostKvStore } from './kv/host-store.js';
 
@@ -18,22 +18,35 @@ export interface Membership {
 
 export const MEMBERSHIP_FILE = 'cluster.json';
 
+/**
+ * The membership this node recorded when it joined, or undefined if it never
+ * joined. A file that exists but is empty, not JSON or not a membership
+ * record is DATA_DIR_DAMAGED (DataDirError naming it): starting without it
+ * would mean not knowing the cluster, so the node refuses and says what to do.
+ */
 export function readMembership(dir: string): Membership | undefined {
   const path = join(dir, MEMBERSHIP_FILE);
   if (!existsSync(path)) return undefined;
+  const damaged = (detail: string) =>
+    new DataDirError(
+      'DATA_DIR_DAMAGED',
+      path,
+      `${detail}; it records the cluster this node joined (its members and where the meta range lives) and the node cannot start without it. Restore it from a backup (nothing was changed)`,
+    );
+  const text = readFileSync(path, 'utf8');
+  if (text.trim().length === 0) throw damaged(`is empty (${Buffer.byteLength(text)} bytes)`);
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'));
+    parsed = JSON.parse(text);
   } catch (err) {
-    throw new Error(`${path} is not valid JSON (${(err as Error).message}); it records the cluster this node joined`);
+    throw damaged(`is not valid JSON (${(err as Error).message})`);
   }
-  return checkMembership(parsed, path);
+  return checkMembership(parsed, (detail) => damaged(`is not a cluster membership record (${detail})`));
 }
 
+/** Records the membership durably (durable-file.ts: a crash leaves the old file or the new one, never an empty one). */
 export function writeMembership(dir: string, m: Membership): void {
-  const path = join(dir, MEMBERSHIP_FILE);
-  writeFileSync(`${path}.tmp`, JSON.stringify(m, null, 2));
-  renameSync(`${path}.tmp`, path);
+  writeFileDurably({ dir, name: MEMBERSHIP_FILE, data: `${JSON.stringify(m, null, 2)}\n` });
 }
 
 /** The meta range as a joined node first knows it; the rest of the table comes from there. */
@@ -52,25 +65,31 @@ export async function joinThrough(url: string, self: { nodeId: number; address: 
   }
   const text = await response.text();
   if (!response.ok) throw new Error(`joining through ${base} failed: ${response.status} ${text}`);
-  return checkMembership(JSON.parse(text), `the join answer of ${base}`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`the join answer of ${base} is not JSON (${(err as Error).message})`);
+  }
+  return checkMembership(parsed, (detail) => new Error(`the join answer of ${base} is not a cluster membership record (${detail})`));
 }
 
-function checkMembership(raw: unknown, where: string): Membership {
-  const m = raw as Membership;
+/** Validates a membership record; `bad(detail)` makes the error thrown for one that is not. */
+function checkMembership(raw: unknown, bad: (detail: string) => Error): Membership {
   const positive = (n: unknown) => typeof n === 'number' && Number.isSafeInteger(n) && n > 0;
-  const ok =
-    m !== null &&
-    typeof m === 'object' &&
-    Array.isArray(m.nodes) &&
-    m.nodes.every((n) => positive(n?.nodeId) && typeof n.address === 'string' && /^[^\s]+:\d{1,5}$/.test(n.address)) &&
-    m.meta !== null &&
-    typeof m.meta === 'object' &&
-    positive(m.meta.epoch) &&
-    Array.isArray(m.meta.replicas) &&
-    m.meta.replicas.length > 0 &&
-    m.meta.replicas.every(positive);
-  if (!ok) throw new Error(`${where} is not a cluster membership record`);
-  return { nodes: m.nodes.map((n) => ({ nodeId: n.nodeId, address: n.address })), meta: { epoch: m.meta.epoch, replicas: [...m.meta.replicas] } };
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw bad('expected a JSON object');
+  const m = raw as Partial<Membership>;
+  if (!Array.isArray(m.nodes)) throw bad('"nodes" is not an array');
+  for (const n of m.nodes as unknown[]) {
+    const node = n as { nodeId?: unknown; address?: unknown } | null;
+    if (node === null || typeof node !== 'object' || !positive(node.nodeId) || typeof node.address !== 'string' || !/^[^\s]+:\d{1,5}$/.test(node.address)) {
+      throw bad(`node ${JSON.stringify(n)} is not {"nodeId": positive integer, "address": "host:port"}`);
+    }
+  }
+  const meta = m.meta as { epoch?: unknown; replicas?: unknown } | null | undefined;
+  if (meta === null || typeof meta !== 'object' || !positive(meta.epoch)) throw bad('"meta" lacks a positive integer epoch');
+  if (!Array.isArray(meta.replicas) || meta.replicas.length === 0 || !meta.replicas.every(positive)) throw bad('"meta.replicas" is not a non-empty list of node ids');
+  return { nodes: m.nodes.map((n) => ({ nodeId: n.nodeId, address: n.address })), meta: { epoch: meta.epoch as number, replicas: [...(meta.replicas as number[])] } };
 }
 
 /**

@@ -1,7 +1,8 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { assert } from '@flotilla/core';
-import { IDENTITY_FILE, STORE_FILE, fsyncDir, writeJsonDurably } from '../storage/data-dir.js';
+import { IDENTITY_FILE, STORE_FILE } from '../storage/data-dir.js';
+import { fsyncDir, makeDirDurably, tempFileName, writeJsonDurably } from '../storage/durable-file.js';
 import { DirLock, LOCK_FILE } from '../storage/dir-lock.js';
 import { DataDirError } from '../storage/errors.js';
 import { NodeStore } from '../storage/node-store.js';
@@ -10,7 +11,7 @@ import { NodeStore } from '../storage/node-store.js';
 export const NODE_DIR_FORMAT_VERSION = 1;
 /** The node directory's identity file, next to the `core-<i>` store directories. */
 export const NODE_FILE = 'NODE';
-const NODE_TEMP_FILE = `${NODE_FILE}.tmp`;
+const NODE_TEMP_FILE = tempFileName(NODE_FILE);
 const NODE_FORMAT_NAME = 'flotilla-node';
 const CORE_DIR_PREFIX = 'core-';
 /**
@@ -227,17 +228,7 @@ function readNodeIdentity(path: string): NodeIdentity {
 }
 
 function writeNodeIdentity(dir: string, identity: NodeIdentity): void {
-  writeJsonDurably({ dir, name: NODE_FILE, tempName: NODE_TEMP_FILE, value: identity });
-}
-
-/** Creates a directory and its missing parents, and makes each new entry durable in its parent. */
-function makeDirDurably(dir: string): void {
-  const target = resolve(dir);
-  const topCreated = resolve(mkdirSync(target, { recursive: true }) ?? target);
-  for (let d = target; ; d = dirname(d)) {
-    fsyncDir(dirname(d));
-    if (d === topCreated || dirname(d) === d) break;
-  }
+  writeJsonDurably({ dir, name: NODE_FILE, value: identity });
 }
 
 function foreignDirError(dir: string, names: readonly string[]): DataDirError {

@@ -1,8 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { fsyncDir, makeDirDurably, tempFileName, writeJsonDurably } from './durable-file.js';
 import { DataDirError } from './errors.js';
+
+// Callers that sync a directory after their own change (NodeStore's new store file) import it from here.
+export { fsyncDir } from './durable-file.js';
 
 /** Bumped on any incompatible change to the on-disk layout; a node refuses other versions. */
 export const DATA_FORMAT_VERSION = 1;
@@ -10,7 +14,7 @@ export const IDENTITY_FILE = 'FLOTILLA';
 export const STORE_FILE = 'store.mdb';
 /** LMDB's lock file next to the store: runtime state only (reader table), rebuilt on open. */
 export const STORE_LOCK_FILE = `${STORE_FILE}-lock`;
-const IDENTITY_TEMP_FILE = `${IDENTITY_FILE}.tmp`;
+const IDENTITY_TEMP_FILE = tempFileName(IDENTITY_FILE);
 const FORMAT_NAME = 'flotilla-data';
 
 /**
@@ -43,10 +47,7 @@ export interface DataDirIdentity {
 export function prepareDataDir(dir: string, nodeId: number): { storePath: string; created: boolean } {
   const identityPath = join(dir, IDENTITY_FILE);
   const storePath = join(dir, STORE_FILE);
-  if (!existsSync(dir)) {
-    mkdirSync(dir, { recursive: true });
-    fsyncDir(dirname(dir));
-  }
+  if (!existsSync(dir)) makeDirDurably(dir);
   if (!statSync(dir).isDirectory()) {
     throw new DataDirError('DATA_DIR_FOREIGN', dir, 'is not a directory; expected a Flotilla data directory');
   }
@@ -118,31 +119,7 @@ function readIdentity(path: string): DataDirIdentity {
 }
 
 function writeIdentity(dir: string, identity: DataDirIdentity): void {
-  writeJsonDurably({ dir, name: IDENTITY_FILE, tempName: IDENTITY_TEMP_FILE, value: identity });
-}
-
-/** Writes a small JSON file so a crash leaves the old one or the new one: temp file, fsync, rename, fsync of the directory. */
-export function writeJsonDurably(o: { dir: string; name: string; tempName: string; value: unknown }): void {
-  const tmp = join(o.dir, o.tempName);
-  const fd = openSync(tmp, 'w');
-  try {
-    writeSync(fd, `${JSON.stringify(o.value)}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, join(o.dir, o.name));
-  fsyncDir(o.dir);
-}
-
-/** Makes a directory's entries (a created, renamed or removed file) durable. */
-export function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
+  writeJsonDurably({ dir, name: IDENTITY_FILE, value: identity });
 }
 
 // The LMDB file header as laid out by the LMDB inside lmdb-js 3.5.6
