@@ -47,6 +47,7 @@ import type {
   TransportStats,
 } from './types.js';
 import { zeroTransportStats } from './types.js';
+import { BATCH_BYTES_MAX } from './frame.js';
 import { assert, unreachable } from './assert.js';
 
 // ---------------------------------------------------------------------------
@@ -537,6 +538,12 @@ class Fabric {
   send(sender: MemoryEndpoint, to: PeerId, batch: Uint8Array): void {
     assertPeerId(to, 'destination');
     const from = sender.nodeId;
+    // As TcpTransport: a batch over the frame limit is a caller's bug, dropped and counted.
+    if (batch.byteLength > BATCH_BYTES_MAX) {
+      sender.counters.batchesDropped++;
+      sender.counters.batchesOversized++;
+      return;
+    }
     if (sender.closed) {
       // No handlers run after close; the drop is still counted.
       sender.counters.batchesDropped++;

@@ -380,6 +380,7 @@ class InboundConnection {
 export class TcpTransport implements Transport {
   readonly nodeId: PeerId;
   private readonly log: Logger;
+  private oversizedLoggedAtMs = 0;
   private readonly options: ResolvedOptions;
   private readonly listenHost: string;
   private readonly listenPort: number;
@@ -447,7 +448,19 @@ export class TcpTransport implements Transport {
   }
 
   send(to: PeerId, batch: Uint8Array): void {
-    assert(batch.byteLength <= BATCH_BYTES_MAX, () => `batch of ${batch.byteLength} bytes for node ${to} exceeds BATCH_BYTES_MAX ${BATCH_BYTES_MAX}; the caller must split it`);
+    // The caller splits its batches (the Host does, node-batch.ts); one that is too large anyway is
+    // dropped like any batch the link cannot take — Raft resends — never an assertion that stops a
+    // healthy node because of what a peer's lag made it send.
+    if (batch.byteLength > BATCH_BYTES_MAX) {
+      this.counters.batchesDropped += 1;
+      this.counters.batchesOversized += 1;
+      if (this.counters.batchesOversized === 1 || this.nowMs() - this.oversizedLoggedAtMs >= this.options.unreachableReportIntervalMs) {
+        this.oversizedLoggedAtMs = this.nowMs();
+        this.log.error({ peerId: to, batchBytes: batch.byteLength, batchBytesMax: BATCH_BYTES_MAX, oversizedCount: this.counters.batchesOversized }, 'batch over the frame limit dropped');
+      }
+      this.reportUnreachable(to);
+      return;
+    }
     if (this.closed) {
       this.counters.batchesDropped += 1;
       return;

@@ -19,6 +19,8 @@ export interface TransportStats {
   readonly bytesReceived: number;
   /** Batches dropped: peer unknown or unreachable, send queue over its bound. */
   readonly batchesDropped: number;
+  /** Of those, batches over BATCH_BYTES_MAX: a caller's bug, dropped (and logged) rather than taking the node down. */
+  readonly batchesOversized: number;
   /** Frames rejected as malformed, oversized or of an unknown version (each closed its connection). */
   readonly framesRejected: number;
   readonly connectionsOpened: number;
@@ -29,7 +31,7 @@ export interface TransportStats {
 export type MutableTransportStats = { -readonly [K in keyof TransportStats]: TransportStats[K] };
 
 export function zeroTransportStats(): MutableTransportStats {
-  return { batchesSent: 0, batchesReceived: 0, bytesSent: 0, bytesReceived: 0, batchesDropped: 0, framesRejected: 0, connectionsOpened: 0, reconnects: 0 };
+  return { batchesSent: 0, batchesReceived: 0, bytesSent: 0, bytesReceived: 0, batchesDropped: 0, batchesOversized: 0, framesRejected: 0, connectionsOpened: 0, reconnects: 0 };
 }
 
 /** Sends a snapshot as an ordered stream of chunks with flow control. */

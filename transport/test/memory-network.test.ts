@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  BATCH_BYTES_MAX,
   MemoryNetwork,
   SnapshotStreamError,
   type LinkFaults,
@@ -405,6 +406,14 @@ describe('MemoryNetwork partitions', () => {
     expect(transport.stats().batchesDropped).toBe(1);
   });
 
+  it('drops and counts a batch over the frame limit, as the TCP transport does', async () => {
+    const h = await harness();
+    const a = h.node(1).transport;
+    a.send(2, new Uint8Array(BATCH_BYTES_MAX + 1));
+    h.net.deliver();
+    expect(a.stats()).toMatchObject({ batchesSent: 0, batchesDropped: 1, batchesOversized: 1 });
+  });
+
   it('counts batches, bytes, drops and connections per endpoint', async () => {
     const h = await harness();
     const a = h.node(1).transport;
@@ -418,6 +427,7 @@ describe('MemoryNetwork partitions', () => {
       bytesSent: 16,
       bytesReceived: 0,
       batchesDropped: 0,
+      batchesOversized: 0,
       framesRejected: 0,
       connectionsOpened: 2,
       reconnects: 0,

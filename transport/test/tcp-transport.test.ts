@@ -166,6 +166,16 @@ describe('TcpTransport batches', () => {
     expect(a.transport.stats().batchesDropped).toBe(1);
     await waitFor(() => b.received.length === 2, 'the two that fit');
   });
+
+  it('drops, counts and reports a batch over the frame limit instead of failing the sender', async () => {
+    const [a, b] = [await startNode(1), await startNode(2)];
+    connectAll([a, b]);
+    a.transport.send(2, new Uint8Array(FRAME_BYTES_MAX));
+    a.transport.send(2, text('after'));
+    await waitFor(() => b.received.length === 1, 'the batch after the oversized one');
+    expect(a.transport.stats()).toMatchObject({ batchesDropped: 1, batchesOversized: 1 });
+    expect(a.unreachable).toContain(2);
+  });
 });
 
 describe('TcpTransport snapshots', () => {
