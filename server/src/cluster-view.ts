@@ -1,3 +1,4 @@
+import { readdirSync } from 'node:fs';
 import { META_RANGE_ID, type NodeRecord } from '@flotilla/placement';
 import type { CoreStats, Host, ShellLogger } from '@flotilla/shards';
 import { KvError } from './kv/store.js';
@@ -109,5 +110,31 @@ function prometheusText(host: Host, cores: readonly CoreStats[], leaderCount: nu
   metric('process_resident_memory_bytes', 'gauge', 'Resident set size.', [[node, memory.rss]]);
   const cpu = process.cpuUsage();
   metric('process_cpu_seconds_total', 'counter', 'User and system CPU time of the node process.', [[node, (cpu.user + cpu.system) / 1e6]]);
+  // What a soak run watches for growth (bench/src/soak-bench.ts). Heap, external memory, the event loop
+  // and the active resources are the main thread's: worker threads (the cores) have their own heaps and
+  // loops, which process.memoryUsage() does not see; RSS and the open descriptors cover the whole process.
+  metric('nodejs_heap_used_bytes', 'gauge', 'V8 heap in use (main thread).', [[node, memory.heapUsed]]);
+  metric('nodejs_heap_total_bytes', 'gauge', 'V8 heap reserved (main thread).', [[node, memory.heapTotal]]);
+  metric('nodejs_external_bytes', 'gauge', 'Memory of C++ objects bound to main-thread JS objects, Buffers included.', [[node, memory.external]]);
+  metric('nodejs_array_buffers_bytes', 'gauge', 'ArrayBuffer and Buffer memory (part of external).', [[node, memory.arrayBuffers]]);
+  const resources = new Map<string, number>();
+  for (const type of process.getActiveResourcesInfo()) resources.set(type, (resources.get(type) ?? 0) + 1);
+  metric('nodejs_active_resources', 'gauge', 'Handles and requests keeping the main event loop alive, by type (Timeout: timers).', [...resources].sort(([a], [b]) => a.localeCompare(b)).map(([type, count]) => [`${node},type="${type}"`, count]));
+  // Cumulative, so a scraper gets the loop's busy share over any interval from two scrapes without the
+  // node keeping a histogram (monitorEventLoopDelay would need enabling and disabling with the node).
+  const loop = performance.eventLoopUtilization();
+  metric('nodejs_eventloop_active_seconds_total', 'counter', 'Time the main event loop spent running callbacks.', [[node, loop.active / 1e3]]);
+  metric('nodejs_eventloop_idle_seconds_total', 'counter', 'Time the main event loop spent waiting for events.', [[node, loop.idle / 1e3]]);
+  const openFdCount = openFileDescriptorCount();
+  if (openFdCount !== undefined) metric('process_open_fds', 'gauge', 'Open file descriptors.', [[node, openFdCount]]);
   return `${lines.join('\n')}\n`;
+}
+
+/** Entries of /proc/self/fd (the listing's own descriptor included); undefined where there is no /proc (not Linux). */
+function openFileDescriptorCount(): number | undefined {
+  try {
+    return readdirSync('/proc/self/fd').length;
+  } catch {
+    return undefined;
+  }
 }
