@@ -41,6 +41,8 @@ export interface NodeOptions {
   readonly join?: string;
   /** The placement driver's timings and limits (placement/src/driver.ts), for tests and tuning; defaults otherwise. */
   readonly placement?: PlacementOptions;
+  /** Budget of a store call that names no deadline of its own (API calls, meta duties); HostKvStore's default otherwise. */
+  readonly requestDeadlineMs?: number;
 }
 
 export interface PlacementOptions {
@@ -130,6 +132,7 @@ export class FlotillaNode {
       const store = new HostKvStore({
         host,
         ranges,
+        ...(options.requestDeadlineMs === undefined ? {} : { requestDeadlineMs: options.requestDeadlineMs }),
         onClose: async () => {
           duties?.stop();
           await host.close();

@@ -8,15 +8,18 @@ import type { Consistency } from '@flotilla/shards';
  * and that range's leader; callers never see ranges.
  */
 export interface KvStore {
-  /** Linearizable unless `consistency: 'stale'` (then served by whichever replica answers, possibly behind). */
-  get(key: Uint8Array, options?: { consistency?: Consistency }): Promise<VersionedValue | undefined>;
+  /**
+   * Linearizable unless `consistency: 'stale'` (then served by this node's replica if it has one,
+   * else by one live replica, possibly behind; no leader or quorum needed).
+   */
+  get(key: Uint8Array, options?: { consistency?: Consistency } & WithDeadline): Promise<VersionedValue | undefined>;
   /**
    * `ifVersion`: 0 = only if the key does not exist, n > 0 = only if its current version is n;
    * otherwise throws PreconditionFailedError carrying the current version (0: absent).
    */
-  put(key: Uint8Array, value: Uint8Array, options?: { ifVersion?: number }): Promise<{ version: number }>;
+  put(key: Uint8Array, value: Uint8Array, options?: { ifVersion?: number } & WithDeadline): Promise<{ version: number }>;
   /** Deleting an absent key succeeds (unless `ifVersion` says otherwise). */
-  delete(key: Uint8Array, options?: { ifVersion?: number }): Promise<void>;
+  delete(key: Uint8Array, options?: { ifVersion?: number } & WithDeadline): Promise<void>;
   /**
    * Keys in [start, end) in order across ranges, at most `limit`. `cursor` continues a previous
    * page (it is opaque, and replaces `start`); the result's `cursor` is absent on the last page.
@@ -30,7 +33,19 @@ export interface VersionedValue {
   readonly version: number;
 }
 
-export interface ScanOptions {
+/**
+ * Every call answers by its deadline: the caller's, when it passes one (an
+ * HTTP request passes the one it started with to every call it makes), else
+ * the store's default budget from the call's start. Past it the call fails
+ * UNAVAILABLE, or TIMEOUT when a write was handed to a replica and its
+ * outcome is unknown; helpers inside the store use what is left of it and
+ * never start a budget of their own.
+ */
+export interface WithDeadline {
+  readonly deadline?: Deadline;
+}
+
+export interface ScanOptions extends WithDeadline {
   readonly start?: Uint8Array;
   /** Exclusive; absent: to the end of the key space. */
   readonly end?: Uint8Array;
@@ -48,6 +63,44 @@ export interface ScanPage {
 export const SCAN_LIMIT_MAX = 10_000;
 
 /**
+ * A request's budget when its caller names none: two election timeouts at
+ * the default tick (1 s each) for a leader to be elected, and then some.
+ */
+export const REQUEST_DEADLINE_MS_DEFAULT = 5_000;
+
+/**
+ * The instant a request must be answered by, on a monotonic clock. Made once
+ * where the request enters (an HTTP request, an API call, a duty run) and
+ * passed down unchanged, so nested work shares one budget.
+ */
+export class Deadline {
+  private constructor(
+    /** On `nowMs`'s clock. */
+    readonly atMs: number,
+    private readonly nowMs: () => number,
+  ) {}
+
+  /** `budgetMs` from now; `nowMs` is the clock (performance.now unless a test injects one). */
+  static after(budgetMs: number, nowMs: () => number = () => performance.now()): Deadline {
+    if (!(budgetMs >= 0) || !Number.isFinite(budgetMs)) throw new RangeError(`deadline budget ${budgetMs} ms is not a finite non-negative number`);
+    return new Deadline(nowMs() + budgetMs, nowMs);
+  }
+
+  remainingMs(): number {
+    return Math.max(0, this.atMs - this.nowMs());
+  }
+
+  get expired(): boolean {
+    return this.nowMs() >= this.atMs;
+  }
+
+  /** The earlier of this deadline and `budgetMs` from now: a step may take less than its request, never more. */
+  within(budgetMs: number): Deadline {
+    return new Deadline(Math.min(this.atMs, this.nowMs() + budgetMs), this.nowMs);
+  }
+}
+
+/**
  * Expected failures of KvStore calls, one stable code each; the HTTP layer
  * maps codes to statuses in one table (http/errors.ts).
  */
@@ -57,8 +110,8 @@ export const KV_ERROR_CODES = [
   'KEY_TOO_LARGE',
   'VALUE_TOO_LARGE',
   'PRECONDITION_FAILED', // ifVersion did not match
-  'UNAVAILABLE', // the range has no leader or quorum right now; retry later
-  'TIMEOUT', // no answer in time; a write's outcome is unknown
+  'UNAVAILABLE', // the range has no leader or quorum right now, or none answered by the deadline; nothing was written; retry later
+  'TIMEOUT', // a write was handed to a replica and no answer came by the deadline: its outcome is unknown
   'CLOSED', // the store is shutting down
 ] as const;
 
