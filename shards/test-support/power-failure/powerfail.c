@@ -416,6 +416,7 @@ static void sync_dir(int dirfd) {
   if (d == NULL) die("cannot read", "a directory");
   size_t used = 0, cap = 4096;
   char *records = malloc(cap);
+  if (records == NULL) die("out of memory for", "a listing");
   for (struct dirent *e; (e = readdir(d)) != NULL;) {
     if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
     struct stat es;
@@ -437,8 +438,8 @@ static void sync_dir(int dirfd) {
     if (used + need > cap) {
       while (used + need > cap) cap *= 2;
       records = realloc(records, cap);
+      if (records == NULL) die("out of memory for", "a listing");
     }
-    if (records == NULL) die("out of memory for", "a listing");
     records[used++] = type;
     memcpy(records + used, field, strlen(field) + 1), used += strlen(field) + 1;
     memcpy(records + used, e->d_name, strlen(e->d_name) + 1), used += strlen(e->d_name) + 1;
