@@ -331,19 +331,8 @@ async function client(command: ClientCommand, args: string[]): Promise<number> {
       response = await fetch(`${base}/kv?${q.toString()}`);
       break;
     }
-    case 'status': {
-      if (values.json) {
-        response = await fetch(`${base}/placement`);
-        break;
-      }
-      const [cluster, placement] = await Promise.all([fetch(`${base}/cluster`), fetch(`${base}/placement`)]);
-      if (!cluster.ok) {
-        console.error(`${cluster.status} ${await cluster.text()}`);
-        return 1;
-      }
-      console.log(statusText((await cluster.json()) as ClusterJson, placement.ok ? ((await placement.json()) as PlacementJson) : undefined));
-      return 0;
-    }
+    case 'status':
+      return status(base, { json: values.json });
     case 'move': {
       const [rangeId, from, to] = positionals.map((p, i) => positiveInt(p, ['RANGE_ID', 'FROM_NODE', 'TO_NODE'][i] ?? 'argument', 1));
       if (to === undefined) throw new UsageError('move needs RANGE_ID FROM_NODE TO_NODE');
@@ -390,10 +379,79 @@ async function client(command: ClientCommand, args: string[]): Promise<number> {
   return 0;
 }
 
+/**
+ * Budget of each call `status` makes to the node for what it knows locally
+ * (/cluster, /ready): the node answers those at once whatever the cluster's
+ * state, so this only covers a loaded machine or a hung process.
+ */
+const STATUS_NODE_TIMEOUT_MS = 3_000;
+/** Budget of the call to the placement driver (it runs where the meta range is led, which may be nowhere): past it, the node's own view. */
+const STATUS_PLACEMENT_TIMEOUT_MS = 2_000;
+
+/**
+ * One GET for `status`: `ok` with its JSON body on a 2xx; otherwise why not
+ * (no answer in time, refused, an error status with its body) and the body
+ * if it was JSON (/ready's 503 carries its reasons).
+ */
+async function statusGet(url: string, timeoutMs: number): Promise<{ ok: true; body: unknown } | { ok: false; problem: string; body?: unknown }> {
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    const text = await response.text();
+    let body: unknown;
+    try {
+      body = JSON.parse(text) as unknown;
+    } catch {
+      return { ok: false, problem: `${response.status} ${text}` };
+    }
+    return response.ok ? { ok: true, body } : { ok: false, problem: `${response.status} ${text}`, body };
+  } catch (err) {
+    const e = err as { name?: string; message?: string; cause?: { code?: string } };
+    if (e.name === 'TimeoutError') return { ok: false, problem: `no answer within ${timeoutMs} ms` };
+    return { ok: false, problem: e.cause?.code ?? e.message ?? String(err) };
+  }
+}
+
+/**
+ * `flotilla status`: the placement driver's view of the cluster when it can
+ * be reached, else this node's own; and whether this node is ready. Every
+ * call has a client-side timeout, so it answers within a few seconds
+ * whatever the cluster's state.
+ */
+async function status(base: string, o: { json: boolean }): Promise<number> {
+  if (o.json) {
+    const placement = await statusGet(`${base}/placement`, STATUS_PLACEMENT_TIMEOUT_MS);
+    if (!placement.ok) {
+      console.error(`${base}/placement: ${placement.problem}`);
+      return 1;
+    }
+    console.log(JSON.stringify(placement.body));
+    return 0;
+  }
+  const [cluster, placement, ready] = await Promise.all([
+    statusGet(`${base}/cluster`, STATUS_NODE_TIMEOUT_MS),
+    statusGet(`${base}/placement`, STATUS_PLACEMENT_TIMEOUT_MS),
+    statusGet(`${base}/ready`, STATUS_NODE_TIMEOUT_MS),
+  ]);
+  if (!cluster.ok) {
+    console.error(`${base}/cluster: ${cluster.problem}`);
+    return 1;
+  }
+  // /ready answers 503 with its reasons; anything else is reported as it came.
+  const readyBody = ready.body as Partial<ReadyJson> | undefined;
+  const readiness: ReadyJson | string = typeof readyBody?.ready === 'boolean' && Array.isArray(readyBody.reasons) ? (readyBody as ReadyJson) : ready.ok ? 'unreadable answer' : ready.problem;
+  console.log(statusText(cluster.body as ClusterJson, placement.ok ? { view: placement.body as PlacementJson } : { problem: placement.problem }, readiness));
+  return 0;
+}
+
 interface ClusterJson {
   nodeId: number;
   nodes: { nodeId: number; transport: string; state: string }[];
   ranges: { rangeId: number; leader: number; replicas: number[] }[];
+}
+
+interface ReadyJson {
+  ready: boolean;
+  reasons: string[];
 }
 
 interface PlacementJson {
@@ -403,15 +461,32 @@ interface PlacementJson {
   operators: { kind: string; rangeId: number; reason: string; ageMs: number; lastStep: string | null; from?: number; to?: number; node?: number }[];
 }
 
-/** The cluster at a glance: the driver's view of every node, what it is doing, and this node's view when the driver is unreachable. */
-function statusText(cluster: ClusterJson, placement: PlacementJson | undefined): string {
+/**
+ * The cluster at a glance: the driver's view of every node and what it is
+ * doing — or this node's own view when the driver cannot be reached — then
+ * whether the node asked is ready, and why not.
+ */
+function statusText(cluster: ClusterJson, driver: { view: PlacementJson } | { problem: string }, readiness: ReadyJson | string): string {
   const lines: string[] = [];
-  if (placement === undefined) {
-    lines.push(`node ${cluster.nodeId}: the placement driver is not reachable; this node's view:`);
+  if ('problem' in driver) {
+    lines.push(`the placement driver is not reachable (${driver.problem}); node ${cluster.nodeId}'s view:`);
     for (const n of cluster.nodes) lines.push(`  node ${n.nodeId}  ${n.state.padEnd(6)} ${n.transport}`);
-    lines.push(`  ${cluster.ranges.length} ranges held here`);
-    return lines.join('\n');
+    lines.push(`  ${cluster.ranges.length} ranges held here, ${cluster.ranges.filter((r) => r.leader === 0).length} of them without a known leader`);
+  } else {
+    lines.push(...placementLines(driver.view));
   }
+  if (typeof readiness === 'string') lines.push(`node ${cluster.nodeId}: readiness unknown (${readiness})`);
+  else if (readiness.ready) lines.push(`node ${cluster.nodeId}: ready`);
+  else {
+    lines.push(`node ${cluster.nodeId}: NOT READY`);
+    for (const reason of readiness.reasons) lines.push(`  ${reason}`);
+  }
+  return lines.join('\n');
+}
+
+/** The driver's view: settings, one line per node, the operators in flight. */
+function placementLines(placement: PlacementJson): string[] {
+  const lines: string[] = [];
   const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
   lines.push(`${placement.rangeCount} ranges, replication factor ${placement.settings.replicationFactor}, scheduler ${placement.settings.paused ? 'PAUSED' : 'running'}`);
   lines.push('node  state            replicas  leaders  ops/s     used        free        last heard');
@@ -428,7 +503,7 @@ function statusText(cluster: ClusterJson, placement: PlacementJson | undefined):
       lines.push(`  range ${op.rangeId}: ${op.kind} ${what} (${op.reason}), ${(op.ageMs / 1000).toFixed(1)} s, last step ${op.lastStep ?? 'none'}`);
     }
   }
-  return lines.join('\n');
+  return lines;
 }
 
 main(process.argv.slice(2)).then(

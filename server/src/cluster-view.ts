@@ -3,16 +3,18 @@ import { META_RANGE_ID, type NodeRecord } from '@flotilla/placement';
 import type { CoreStats, Host, ShellLogger } from '@flotilla/shards';
 import { KvError } from './kv/store.js';
 import type { ClusterView } from './http/app.js';
-import type { HostKvStore } from './kv/host-store.js';
+import type { HostKvStore, HostKvStoreStats } from './kv/host-store.js';
 import type { PlacementService } from './placement-service.js';
 
 const hex = (b: Uint8Array | null): string | null => (b === null ? null : Buffer.from(b).toString('hex'));
 
 /**
- * What a node tells about itself and the ranges it holds — /cluster, /ranges
- * and /metrics — and the admin calls it serves (/cluster/join,
+ * What a node tells about itself and the ranges it holds — /cluster, /ranges,
+ * /metrics and /ready — and the admin calls it serves (/cluster/join,
  * /ranges/:id/split). Ranges are this node's own replicas; members are its
- * static peers plus the nodes recorded in the meta range.
+ * static peers plus the nodes recorded in the meta range. The first four
+ * answer from local knowledge only (replicas, liveness, what the meta range
+ * said when last read), so they answer at once with the cluster in any state.
  */
 export function clusterViewOf(o: { host: Host; store: HostKvStore; peers: Readonly<Record<number, string>>; transportAddress: string; log: ShellLogger; placement: PlacementService }): ClusterView {
   const { host } = o;
@@ -38,46 +40,51 @@ export function clusterViewOf(o: { host: Host; store: HostKvStore; peers: Readon
     ranges: async () => ({ nodeId: host.nodeId, keyEncoding: 'hex', ranges: await ranges() }),
     cluster: async () => {
       const live = new Set(host.livePeers());
-      // If the meta range cannot answer now, the static peers are still known.
-      const known = otherMembers(await o.store.metaNodes().catch(() => []));
+      // The members as the meta range listed them when last read (the duties read it every tick), never
+      // read now: that would wait on the meta range's quorum. Until a first read, the static peers.
+      const recorded = o.store.cachedMetaNodes();
+      const known = otherMembers(recorded?.nodes ?? []);
       return {
         nodeId: host.nodeId,
         nodes: [
           { nodeId: host.nodeId, transport: o.transportAddress, state: 'self' },
           ...[...known].map(([id, address]) => ({ nodeId: id, transport: address, state: live.has(id) ? 'up' : 'down' })),
         ].sort((a, b) => a.nodeId - b.nodeId),
+        // Age of the meta range read the members come from; null: not read yet (only the static peers are listed).
+        membersAgeMs: recorded === undefined ? null : Math.round(recorded.ageMs),
         keyEncoding: 'hex',
         ranges: (await ranges()).map(({ rangeId, start, end, epoch, leader, term, replicas }) => ({ rangeId, start, end, epoch, leader, term, replicas })),
       };
     },
-    join: async (node) => {
+    ready: () => o.store.readiness(),
+    join: async (node, deadline) => {
       if (node.nodeId === host.nodeId) throw new KvError('INVALID_ARGUMENT', `node id ${node.nodeId} is this node's own`);
-      await o.store.recordNode({ ...node, state: 'up' });
+      await o.store.recordNode({ ...node, state: 'up' }, { deadline });
       host.setPeer(node.nodeId, node.address);
-      const nodes = otherMembers(await o.store.metaNodes()).set(host.nodeId, o.transportAddress);
+      const nodes = otherMembers(await o.store.metaNodes({ deadline })).set(host.nodeId, o.transportAddress);
       const meta = o.store.knownRange(META_RANGE_ID)!;
       o.log.info({ joined: node.nodeId, address: node.address }, 'node joined the cluster');
       return { nodes: [...nodes].map(([nodeId, address]) => ({ nodeId, address })).sort((a, b) => a.nodeId - b.nodeId), meta: { epoch: meta.epoch, replicas: meta.replicas } };
     },
-    split: async (rangeId, key) => {
-      const { left, right } = await o.store.split(rangeId, key);
+    split: async (rangeId, key, deadline) => {
+      const { left, right } = await o.store.split(rangeId, key, { deadline });
       const half = (h: { shardId: number; start: Uint8Array; end: Uint8Array | null; epoch: number }) => ({ rangeId: h.shardId, start: hex(h.start), end: hex(h.end), epoch: h.epoch });
       return { keyEncoding: 'hex', left: half(left), right: half(right) };
     },
     placement: () => o.placement.status(),
-    placementSettings: async (change) => ({ settings: await o.store.updatePlacementSettings(o.placement.defaults, change) }),
-    nodeState: async (nodeId, state) => {
-      const record = await o.store.setNodeState(nodeId, state);
+    placementSettings: async (change, deadline) => ({ settings: await o.store.updatePlacementSettings(o.placement.defaults, change, { deadline }) }),
+    nodeState: async (nodeId, state, deadline) => {
+      const record = await o.store.setNodeState(nodeId, state, { deadline });
       o.log.info({ nodeId, state }, 'node state set');
       return { nodeId: record.nodeId, state: record.state };
     },
     operator: (op) => o.placement.submit(op),
-    metrics: async () => prometheusText(host, await host.coreStats(), (await host.shards()).filter((s) => s.role === 'leader').length),
+    metrics: async () => prometheusText(host, o.store.stats, await host.coreStats(), (await host.shards()).filter((s) => s.role === 'leader').length),
   };
 }
 
 /** The counters of the node's Host, cores and transport in Prometheus text format, every series labelled with the node. */
-function prometheusText(host: Host, cores: readonly CoreStats[], leaderCount: number): string {
+function prometheusText(host: Host, store: HostKvStoreStats, cores: readonly CoreStats[], leaderCount: number): string {
   const node = `node="${host.nodeId}"`;
   const lines: string[] = [];
   const metric = (name: string, type: 'counter' | 'gauge', help: string, samples: [labels: string, value: number][]) => {
@@ -106,6 +113,11 @@ function prometheusText(host: Host, cores: readonly CoreStats[], leaderCount: nu
   metric('flotilla_transport_batches_dropped_total', 'counter', 'Batches dropped (peer down, queue full).', [[node, t.batchesDropped]]);
   metric('flotilla_transport_frames_rejected_total', 'counter', 'Malformed frames (each closed its connection).', [[node, t.framesRejected]]);
   metric('flotilla_peers_up', 'gauge', 'Peers heard from within the liveness timeout.', [[node, host.livePeers().length]]);
+  metric('flotilla_kv_requests_in_flight', 'gauge', 'Calls into the KV store not answered yet.', [[node, store.requestsInFlight]]);
+  metric('flotilla_kv_host_calls_in_flight', 'gauge', 'Host calls the KV store awaits.', [[node, store.hostCallsInFlight]]);
+  metric('flotilla_kv_host_calls_abandoned', 'gauge', 'Host calls given up at their deadline that the Host still holds.', [[node, store.hostCallsAbandoned]]);
+  metric('flotilla_kv_refreshes_in_flight', 'gauge', 'Reads of the range descriptors from the meta range in flight (at most one).', [[node, store.refreshesInFlight]]);
+  metric('flotilla_kv_meta_refreshes_total', 'counter', 'Reads of the range descriptors from the meta range started.', [[node, store.metaRefreshesStarted]]);
   const memory = process.memoryUsage();
   metric('process_resident_memory_bytes', 'gauge', 'Resident set size.', [[node, memory.rss]]);
   const cpu = process.cpuUsage();

@@ -364,7 +364,7 @@ describe('errors thrown by the store', () => {
     { error: new KvError('UNAVAILABLE', 'range 3 has no leader', { retryAfterMs: 2_500 }), status: 503, code: 'UNAVAILABLE', retryAfter: '3' },
     { error: new KvError('UNAVAILABLE', 'range 3 has no leader'), status: 503, code: 'UNAVAILABLE', retryAfter: '1' },
     { error: new KvError('CLOSED', 'the store is closed'), status: 503, code: 'CLOSED', retryAfter: '1' },
-    { error: new KvError('TIMEOUT', 'range 3 did not answer'), status: 504, code: 'TIMEOUT' },
+    { error: new KvError('TIMEOUT', 'range 3 did not answer; the write\'s outcome is unknown'), status: 503, code: 'TIMEOUT', retryAfter: '1' },
     { error: new KvError('INVALID_ARGUMENT', 'nope'), status: 400, code: 'INVALID_ARGUMENT' },
     { error: new KvError('KEY_TOO_LARGE', 'too long'), status: 413, code: 'KEY_TOO_LARGE' },
     { error: new TypeError('cannot read properties of undefined (secret internals)'), status: 500, code: 'INTERNAL' },

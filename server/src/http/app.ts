@@ -1,6 +1,9 @@
 // The HTTP API over a KvStore (fastify). Routes:
 //
-//   GET    /health                      200 { status: 'ok' }
+//   GET    /health                      200 { status: 'ok' } while the process serves HTTP (liveness: asks no quorum)
+//   GET    /ready, /health?ready=1      200 { ready: true, reasons: [] } when this node can serve linearizable
+//                                       traffic (HostKvStore.readiness); 503 NOT_READY with Retry-After and
+//                                       { ready: false, reasons: [...], error } otherwise. Without a cluster view: ready.
 //   GET    /kv/:key                     200 raw value bytes, ETag "<version>"; 404 NOT_FOUND
 //   PUT    /kv/:key                     200 { version }, ETag; the body (any Content-Type, absent = empty) is the value
 //   DELETE /kv/:key                     204 (deleting an absent key succeeds)
@@ -14,12 +17,19 @@
 // current version otherwise); on GET also If-None-Match: "<version>" (304).
 // Every error is JSON { error: { code, message } } with its status from the
 // one table in errors.ts.
+//
+// Every request has one deadline, requestDeadlineMs from when its handler
+// starts, which every store call it makes shares (a scan page may take
+// several). Past it the request answers 503 with Retry-After: UNAVAILABLE
+// (nothing was written), or TIMEOUT for a write handed to a replica that did
+// not answer (its outcome is unknown). Stale reads, /health, /ready, /cluster
+// and /ranges need no quorum and answer from this node's own knowledge.
 import fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { KEY_BYTES_MAX, VALUE_BYTES_MAX, type Consistency } from '@flotilla/shards';
-import { SCAN_LIMIT_MAX, type KvStore, type ScanOptions, type ScanPage } from '../kv/store.js';
+import { Deadline, REQUEST_DEADLINE_MS_DEFAULT, SCAN_LIMIT_MAX, type KvStore, type ScanOptions, type ScanPage } from '../kv/store.js';
 import { HttpError, clientErrorResponse, errorReply, type ErrorContext } from './errors.js';
 
 /** Items per scan page when the client names no limit. */
@@ -44,28 +54,42 @@ export interface HttpServerOptions {
   readonly valueBytesMax?: number;
   /** Default SCAN_PAGE_BYTES_MAX. */
   readonly scanPageBytesMax?: number;
+  /** Each request's budget, from when its handler starts; default REQUEST_DEADLINE_MS_DEFAULT. */
+  readonly requestDeadlineMs?: number;
   /** A cluster node's view of itself: serves /cluster, /ranges and /metrics (absent when embedded). */
   readonly cluster?: ClusterView;
 }
 
-/** What a node tells about itself over HTTP. */
+/** What /ready reports: whether this node can serve linearizable traffic, and if not, why (one line per reason). */
+export interface Readiness {
+  readonly ready: boolean;
+  readonly reasons: readonly string[];
+}
+
+/**
+ * What a node tells about itself over HTTP. `cluster`, `ranges`, `metrics`
+ * and `ready` answer from what the node knows locally, at once, whatever the
+ * cluster's state; the others may need the meta range and take a deadline.
+ */
 export interface ClusterView {
-  /** JSON: this node, its peers and their liveness, every range with its leader. */
+  /** JSON: this node, its peers and their liveness, every range it holds with its leader. */
   cluster(): Promise<unknown>;
   /** JSON: every range this node holds a replica of. */
   ranges(): Promise<unknown>;
   /** Prometheus text exposition format 0.0.4. */
   metrics(): Promise<string>;
+  /** Whether this node can serve linearizable traffic now. */
+  ready(): Promise<Readiness>;
   /** Splits a range at `key` (the right half's first key); JSON: both halves. */
-  split(rangeId: number, key: Uint8Array): Promise<unknown>;
+  split(rangeId: number, key: Uint8Array, deadline: Deadline): Promise<unknown>;
   /** Records a joining node in the meta range; JSON: the membership it starts with. */
-  join(node: { nodeId: number; address: string; httpAddress: string | null }): Promise<unknown>;
+  join(node: { nodeId: number; address: string; httpAddress: string | null }, deadline: Deadline): Promise<unknown>;
   /** JSON: the placement driver's view (nodes with their state, operators in flight, settings), from wherever it runs. */
   placement(): Promise<unknown>;
   /** Changes the driver's settings (kept in the meta range); JSON: the settings now. */
-  placementSettings(change: { paused?: boolean; replicationFactor?: number }): Promise<unknown>;
+  placementSettings(change: { paused?: boolean; replicationFactor?: number }, deadline: Deadline): Promise<unknown>;
   /** Sets a node's administrative state: `decommissioning` moves its replicas off, `up` stops that. */
-  nodeState(nodeId: number, state: 'up' | 'decommissioning'): Promise<unknown>;
+  nodeState(nodeId: number, state: 'up' | 'decommissioning', deadline: Deadline): Promise<unknown>;
   /** Asks the driver to move a replica, or a range's lead; JSON: the operator started. */
   operator(op: { kind: 'moveReplica'; rangeId: number; from: number; to: number } | { kind: 'transferLeader'; rangeId: number; to: number }): Promise<unknown>;
 }
@@ -87,6 +111,9 @@ interface Context extends ErrorContext {
   readonly store: KvStore;
   readonly keyBytesMax: number;
   readonly scanPageBytesMax: number;
+  readonly requestDeadlineMs: number;
+  /** Absent without a cluster view: the server is then ready while it is up. */
+  readonly readiness: (() => Promise<Readiness>) | undefined;
 }
 
 type Handler = (context: Context, request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
@@ -101,6 +128,7 @@ interface Route {
 
 const ROUTES: readonly Route[] = [
   { url: '/health', matches: (path) => path === '/health', methods: { GET: onHealth } },
+  { url: '/ready', matches: (path) => path === '/ready', methods: { GET: onReady } },
   { url: '/kv', matches: (path) => path === '/kv', methods: { GET: onScan } },
   // One wildcard: a key may contain '/'. The path is rewritten before routing (routableUrl) so any escape matches.
   { url: `${KEY_PATH_PREFIX}*`, matches: (path) => path.startsWith(KEY_PATH_PREFIX), methods: { GET: onGetKey, PUT: onPutKey, DELETE: onDeleteKey } },
@@ -110,10 +138,12 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
   const keyBytesMax = options.keyBytesMax ?? KEY_BYTES_MAX;
   const valueBytesMax = options.valueBytesMax ?? VALUE_BYTES_MAX;
   const scanPageBytesMax = options.scanPageBytesMax ?? SCAN_PAGE_BYTES_MAX;
-  for (const [name, bytes] of [['keyBytesMax', keyBytesMax], ['valueBytesMax', valueBytesMax], ['scanPageBytesMax', scanPageBytesMax]] as const) {
-    if (!Number.isSafeInteger(bytes) || bytes < 1) throw new RangeError(`${name} ${bytes} is not a positive integer`);
+  const requestDeadlineMs = options.requestDeadlineMs ?? REQUEST_DEADLINE_MS_DEFAULT;
+  for (const [name, n] of [['keyBytesMax', keyBytesMax], ['valueBytesMax', valueBytesMax], ['scanPageBytesMax', scanPageBytesMax], ['requestDeadlineMs', requestDeadlineMs]] as const) {
+    if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`${name} ${n} is not a positive integer`);
   }
-  const context: Context = { store: options.store, keyBytesMax, valueBytesMax, scanPageBytesMax };
+  const view = options.cluster;
+  const context: Context = { store: options.store, keyBytesMax, valueBytesMax, scanPageBytesMax, requestDeadlineMs, readiness: view === undefined ? undefined : () => view.ready() };
   const log = options.logger;
   let closing = false;
 
@@ -137,33 +167,32 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     },
   });
 
-  const view = options.cluster;
   const routes: Route[] = [...ROUTES];
   if (view !== undefined) {
     routes.push(
       { url: '/cluster', matches: (path) => path === '/cluster', methods: { GET: async (_c, request) => (parseQuery(request, []), view.cluster()) } },
       { url: '/ranges', matches: (path) => path === '/ranges', methods: { GET: async (_c, request) => (parseQuery(request, []), view.ranges()) } },
-      { url: '/cluster/join', matches: (path) => path === '/cluster/join', methods: { POST: async (_c, request) => (parseQuery(request, []), view.join(joinRequestOf(request))) } },
+      { url: '/cluster/join', matches: (path) => path === '/cluster/join', methods: { POST: async (c, request) => (parseQuery(request, []), view.join(joinRequestOf(request), deadlineOf(c))) } },
       {
         url: '/ranges/:id/split',
         matches: (path) => /^\/ranges\/[^/]*\/split$/.test(path),
-        methods: { POST: async (c, request) => (parseQuery(request, []), view.split(rangeIdOf(request), splitKeyOf(c, request))) },
+        methods: { POST: async (c, request) => (parseQuery(request, []), view.split(rangeIdOf(request), splitKeyOf(c, request), deadlineOf(c))) },
       },
       { url: '/placement', matches: (path) => path === '/placement', methods: { GET: async (_c, request) => (parseQuery(request, []), view.placement()) } },
       {
         url: '/placement/settings',
         matches: (path) => path === '/placement/settings',
-        methods: { PUT: async (_c, request) => (parseQuery(request, []), view.placementSettings(settingsOf(request))) },
+        methods: { PUT: async (c, request) => (parseQuery(request, []), view.placementSettings(settingsOf(request), deadlineOf(c))) },
       },
       {
         url: '/nodes/:id/:action',
         matches: (path) => /^\/nodes\/[^/]*\/(decommission|recommission)$/.test(path),
         methods: {
-          POST: async (_c, request) => {
+          POST: async (c, request) => {
             parseQuery(request, []);
             const { id, action } = request.params as { id: string; action: string };
             if (action !== 'decommission' && action !== 'recommission') throw new HttpError('NOT_FOUND', `no route ${request.url}`);
-            return view.nodeState(positiveIdOf(id, 'node id'), action === 'decommission' ? 'decommissioning' : 'up');
+            return view.nodeState(positiveIdOf(id, 'node id'), action === 'decommission' ? 'decommissioning' : 'up', deadlineOf(c));
           },
         },
       },
@@ -326,8 +355,29 @@ function splitKeyOf(context: Context, request: FastifyRequest): Uint8Array {
   return key;
 }
 
-async function onHealth(): Promise<unknown> {
+/** The request's one deadline, made when its handler starts; every store call it makes gets this one. */
+function deadlineOf(context: Context): Deadline {
+  return Deadline.after(context.requestDeadlineMs);
+}
+
+/** Liveness: the process answers HTTP. `?ready=1` (or `true`) asks for readiness instead, as /ready. */
+async function onHealth(context: Context, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+  const query = parseQuery(request, ['ready']);
+  if (flagOf(query, 'ready')) return readinessReply(context, reply);
   return { status: 'ok' };
+}
+
+async function onReady(context: Context, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+  parseQuery(request, []);
+  return readinessReply(context, reply);
+}
+
+/** 200 when ready; otherwise NOT_READY's status from the table (503, with Retry-After), the reasons, and the usual error object. */
+async function readinessReply(context: Context, reply: FastifyReply): Promise<unknown> {
+  const readiness = context.readiness === undefined ? { ready: true, reasons: [] } : await context.readiness();
+  if (readiness.ready) return { ready: true, reasons: [] };
+  const mapped = errorReply(new HttpError('NOT_READY', `this node cannot serve linearizable traffic: ${readiness.reasons.join('; ')}`), context);
+  return reply.code(mapped.statusCode).headers(mapped.headers).send({ ready: false, reasons: readiness.reasons, ...mapped.body });
 }
 
 async function onGetKey(context: Context, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
@@ -335,7 +385,8 @@ async function onGetKey(context: Context, request: FastifyRequest, reply: Fastif
   const query = parseQuery(request, ['consistency']);
   const consistency = consistencyOf(query);
   const conditions = parseConditions(request.headers);
-  const found = await context.store.get(key, consistency === undefined ? {} : { consistency });
+  const deadline = deadlineOf(context);
+  const found = await context.store.get(key, consistency === undefined ? { deadline } : { consistency, deadline });
   const currentVersion = found?.version ?? 0;
   // RFC 9110 §13.2.2: If-Match first, then If-None-Match (which, on a GET, means 304 rather than 412).
   if (conditions.ifMatch !== undefined && (currentVersion === 0 || (conditions.ifMatch !== '*' && conditions.ifMatch !== currentVersion))) {
@@ -356,7 +407,8 @@ async function onPutKey(context: Context, request: FastifyRequest, reply: Fastif
   const value = body === undefined || body === null ? Buffer.alloc(0) : body;
   if (!Buffer.isBuffer(value)) throw new Error(`PUT body parsed as ${typeof value}, not a Buffer`);
   if (value.byteLength > context.valueBytesMax) throw new HttpError('VALUE_TOO_LARGE', `value of ${value.byteLength} B exceeds ${context.valueBytesMax} B`);
-  const { version } = await context.store.put(key, value, ifVersion === undefined ? {} : { ifVersion });
+  const deadline = deadlineOf(context);
+  const { version } = await context.store.put(key, value, ifVersion === undefined ? { deadline } : { ifVersion, deadline });
   return reply.header('etag', etagOf(version)).send({ version });
 }
 
@@ -364,7 +416,8 @@ async function onDeleteKey(context: Context, request: FastifyRequest, reply: Fas
   const key = keyOf(context, request);
   parseQuery(request, []);
   const ifVersion = writeCondition(parseConditions(request.headers));
-  await context.store.delete(key, ifVersion === undefined ? {} : { ifVersion });
+  const deadline = deadlineOf(context);
+  await context.store.delete(key, ifVersion === undefined ? { deadline } : { ifVersion, deadline });
   return reply.code(204).send();
 }
 
@@ -381,7 +434,7 @@ async function onScan(context: Context, request: FastifyRequest): Promise<unknow
   const cursor = query.has('cursor') ? textOf(query, 'cursor') : undefined;
   const encoding = enumOf(query, 'encoding', ENCODINGS) ?? 'base64';
   const consistency = consistencyOf(query);
-  const page = await scanBounded(context, { start, end, limit, cursor, consistency });
+  const page = await scanBounded(context, { start, end, limit, cursor, consistency, deadline: deadlineOf(context) });
   const encode = encoding === 'base64' ? encodeBase64 : encodeUtf8;
   const items = page.items.map((item, index) => ({ key: encode(item.key, `key of item ${index}`), value: encode(item.value, `value of item ${index}`), version: item.version }));
   return { encoding, items, cursor: page.cursor ?? null };
@@ -552,6 +605,14 @@ function enumOf<T extends string>(query: ReadonlyMap<string, Buffer>, name: stri
 
 function consistencyOf(query: ReadonlyMap<string, Buffer>): Consistency | undefined {
   return enumOf(query, 'consistency', CONSISTENCIES);
+}
+
+const FLAG_VALUES = ['1', 'true', '0', 'false'] as const;
+
+/** A boolean parameter: 1 or true, 0 or false; absent is false. */
+function flagOf(query: ReadonlyMap<string, Buffer>, name: string): boolean {
+  const value = enumOf(query, name, FLAG_VALUES);
+  return value === '1' || value === 'true';
 }
 
 function limitOf(query: ReadonlyMap<string, Buffer>): number {

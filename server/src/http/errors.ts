@@ -8,6 +8,7 @@ export type HttpOnlyErrorCode =
   | 'METHOD_NOT_ALLOWED' // a known path, another method (the reply's Allow header lists the right ones)
   | 'REQUEST_TIMEOUT' // the client did not send its request in time (Node's requestTimeout)
   | 'HEADERS_TOO_LARGE' // the request line and headers exceed Node's header limit (a key of many KiB in the URL lands here)
+  | 'NOT_READY' // GET /ready: this node cannot serve linearizable traffic now (the reply lists why)
   | 'INTERNAL'; // our bug: the client sees a generic message, the log gets the error
 
 export type ErrorCode = KvErrorCode | HttpOnlyErrorCode;
@@ -15,7 +16,10 @@ export type ErrorCode = KvErrorCode | HttpOnlyErrorCode;
 /**
  * The one table from error codes to HTTP statuses. Every status the API
  * answers with apart from 2xx/304 comes from here; `satisfies` makes a new
- * KvErrorCode a compile error until it has a row.
+ * KvErrorCode a compile error until it has a row. Every 503 carries
+ * Retry-After. TIMEOUT is a 503 too, not a 504: the server is no gateway,
+ * and the client's move is the same as for UNAVAILABLE — retry later —
+ * except that the write it sent may have been applied (its message says so).
  */
 export const STATUS_BY_CODE = {
   INVALID_ARGUMENT: 400,
@@ -30,7 +34,8 @@ export const STATUS_BY_CODE = {
   INTERNAL: 500,
   UNAVAILABLE: 503,
   CLOSED: 503,
-  TIMEOUT: 504,
+  TIMEOUT: 503,
+  NOT_READY: 503,
 } as const satisfies Record<ErrorCode, number>;
 
 /** What a 503 tells the client to wait when the error does not say (one election timeout is well under a second). */

@@ -46,6 +46,10 @@ const RETRY_AFTER_MS = 1_000;
  * that changed (a split, a move) is learned well within one request's budget.
  */
 const META_REFRESH_INTERVAL_MS_MIN = 250;
+/** Budget of the local status read behind readiness (only this node's cores answer it: no quorum is involved). */
+const LOCAL_STATUS_BUDGET_MS = 2_000;
+/** Reasons readiness lists at most (a node may hold thousands of ranges); the last one says how many more. */
+const READINESS_REASONS_MAX = 16;
 const CURSOR_PREFIX = 'v1.';
 /** Times a split looks its range up again after the range moved on under it. */
 const ROUTE_RETRIES_MAX = 3;
@@ -91,6 +95,12 @@ export interface HostKvStoreStats {
   readonly metaRefreshesStarted: number;
 }
 
+/** Whether this node can serve linearizable traffic, and if not, why (see readiness). */
+export interface Readiness {
+  readonly ready: boolean;
+  readonly reasons: readonly string[];
+}
+
 /** One round of asking a range's replicas (askRound): the answer, or why nobody gave one. */
 type RoundOutcome = { readonly answered: true; readonly result: RangeOpResult } | { readonly answered: false; readonly someoneHolds: boolean; readonly failure: string };
 
@@ -125,6 +135,8 @@ export class HostKvStore implements KvStore {
   private metaRefreshStartMs = Number.NEGATIVE_INFINITY;
   /** learnPeer calls in flight by node id: a burst of requests from an unknown node reads its record once. */
   private readonly learning = new Map<number, Promise<void>>();
+  /** The node records the last successful metaNodes read returned, and when: what /cluster lists without a quorum. */
+  private metaNodesRead: { readonly nodes: readonly NodeRecord[]; readonly atMs: number } | undefined;
   private requestsInFlight = 0;
   private hostCallsInFlight = 0;
   private hostCallsAbandoned = 0;
@@ -286,9 +298,19 @@ export class HostKvStore implements KvStore {
     return this.call(options.deadline, async (deadline) => (await this.metaScan(RANGE_KEYS, deadline)).map((value) => decodeRangeDescriptor(value)));
   }
 
-  /** Every node recorded in the meta range, in node id order (linearizable). */
+  /** Every node recorded in the meta range, in node id order (linearizable); remembered for cachedMetaNodes. */
   async metaNodes(options: WithDeadline = {}): Promise<NodeRecord[]> {
-    return this.call(options.deadline, async (deadline) => (await this.metaScan(NODE_KEYS, deadline)).map((value) => decodeNodeRecord(value)));
+    return this.call(options.deadline, async (deadline) => {
+      const nodes = (await this.metaScan(NODE_KEYS, deadline)).map((value) => decodeNodeRecord(value));
+      this.metaNodesRead = { nodes, atMs: this.nowMs() };
+      return nodes;
+    });
+  }
+
+  /** The node records the last successful metaNodes read returned and how old that read is; undefined before the first. No quorum needed. */
+  cachedMetaNodes(): { readonly nodes: readonly NodeRecord[]; readonly ageMs: number } | undefined {
+    const read = this.metaNodesRead;
+    return read === undefined ? undefined : { nodes: read.nodes, ageMs: this.nowMs() - read.atMs };
   }
 
   /**
@@ -375,6 +397,49 @@ export class HostKvStore implements KvStore {
 
   knownRange(rangeId: number): RangeDescriptor | undefined {
     return this.ranges.get(rangeId);
+  }
+
+  /**
+   * Whether this node can serve linearizable traffic now, judged from what
+   * it knows locally (it asks no quorum, so it answers at once whatever the
+   * cluster's state): for every range it holds a replica of — the meta range
+   * among them — a majority of the voters is on live nodes (this one or peers
+   * the liveness tracker calls up) and the leader is known and live. A
+   * dormant range (quiesced, no leader known: a node that restarted) with a
+   * live majority counts as ready, since a request wakes it and it elects at
+   * once. A node holding no replica of the meta range needs to have seen its
+   * leader, live. Empty replicas waiting for their first snapshot are skipped.
+   * A full disk makes a node unready (its cores persist nothing: no vote, no
+   * entry); a disk only below its reserve does not (its leads move away and
+   * it forwards writes to them).
+   */
+  async readiness(options: WithDeadline = {}): Promise<Readiness> {
+    const host = this.options.host;
+    const deadline = options.deadline ?? Deadline.after(LOCAL_STATUS_BUDGET_MS, this.nowMs);
+    const live = this.liveNodes();
+    const reasons: string[] = [];
+    const nameOf = (rangeId: number) => (rangeId === META_RANGE_ID ? `the meta range (range ${rangeId})` : `range ${rangeId}`);
+    const disk = host.diskStatus();
+    if (disk.full) reasons.push(`the disk of node ${host.nodeId} is full (${disk.freeBytesMin ?? 0} B free): it persists nothing until space returns`);
+    const shards = await this.call(deadline, (d) => this.hostCall(d, 'read the local replicas', () => host.shards()));
+    for (const s of shards) {
+      if (s.epoch === 0) continue;
+      const liveVoters = s.voters.filter((v) => live.has(v));
+      if (liveVoters.length * 2 <= s.voters.length) {
+        reasons.push(`no quorum for ${nameOf(s.shardId)}: ${liveVoters.length} of its ${s.voters.length} voters (nodes ${s.voters.join(', ')}) are live`);
+      } else if (s.leader === 0) {
+        if (!s.quiesced) reasons.push(`${nameOf(s.shardId)} has no leader (electing one)`);
+      } else if (!live.has(s.leader)) {
+        reasons.push(`${nameOf(s.shardId)}'s leader, node ${s.leader}, is down`);
+      }
+    }
+    if (!host.hasShard(groupId(META_RANGE_ID))) {
+      const leader = this.leaderHints.get(META_RANGE_ID);
+      if (leader === undefined) reasons.push(`the meta range's leader is unknown to node ${host.nodeId} (it holds no replica of it and has not reached it)`);
+      else if (!live.has(leader)) reasons.push(`the meta range's leader, node ${leader}, is down`);
+    }
+    if (reasons.length > READINESS_REASONS_MAX) reasons.splice(READINESS_REASONS_MAX - 1, reasons.length, `and ${reasons.length - READINESS_REASONS_MAX + 1} more`);
+    return { ready: reasons.length === 0, reasons };
   }
 
   /** Serves `placement` requests here while this node leads the meta range (PlacementService). */
