@@ -30,6 +30,7 @@ const USAGE = `usage:
   flotilla replication-factor N [--url ...]
   flotilla bench  [--target embedded|embedded-replicated|http|etcd] [--url URL,...] [--workloads write,a,b,c,f,scan] [--concurrency 1,16,64] ...
   flotilla bench compare [--workloads ...] [--concurrency 1,16,64,256] ...   (Flotilla vs etcd vs the no-consensus baseline)
+  flotilla bench soak [--rate 500] [--duration-ms 600000] [--warmup-ms 60000] ...   (3 nodes at a fixed load, watched for growth)
                   (the benchmarks of @flotilla/bench; bench/README.md has every flag)
 Keys and values are UTF-8 text on the command line (the HTTP API takes any bytes).`;
 
@@ -163,14 +164,22 @@ async function start(args: string[]): Promise<number> {
   return 0;
 }
 
+/** The benchmarks `flotilla bench <name>` runs; without a name, ycsb-bench. */
+const BENCH_SCRIPTS: ReadonlyMap<string, string> = new Map([
+  ['compare', 'compare-bench.js'],
+  ['soak', 'soak-bench.js'],
+]);
+
 /**
- * `flotilla bench`: runs the benchmarks of @flotilla/bench (ycsb-bench, or compare-bench for `bench
- * compare`) in a child process with the rest of the arguments. The bench package depends on this one, not
- * the other way round: it is found where it is installed next to it (in this repository, always).
+ * `flotilla bench`: runs the benchmarks of @flotilla/bench (ycsb-bench, or the one BENCH_SCRIPTS names,
+ * e.g. compare-bench for `bench compare`) in a child process with the rest of the arguments. The bench
+ * package depends on this one, not the other way round: it is found where it is installed next to it (in
+ * this repository, always).
  */
 async function bench(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  const script = sub === 'compare' ? 'compare-bench.js' : 'ycsb-bench.js';
+  const named = sub === undefined ? undefined : BENCH_SCRIPTS.get(sub);
+  const script = named ?? 'ycsb-bench.js';
   let path: string;
   try {
     path = fileURLToPath(new URL(`dist/${script}`, import.meta.resolve('@flotilla/bench/package.json')));
@@ -182,7 +191,7 @@ async function bench(args: string[]): Promise<number> {
     console.error(`${path} is missing: build the benchmarks first (npm run build)`);
     return 1;
   }
-  const child = spawn(process.execPath, [path, ...(sub === 'compare' ? rest : args)], { stdio: 'inherit' });
+  const child = spawn(process.execPath, [path, ...(named === undefined ? args : rest)], { stdio: 'inherit' });
   return new Promise((done) => {
     child.once('exit', (code, signal) => done(code ?? (signal === null ? 1 : 128)));
   });
