@@ -127,13 +127,13 @@ async function started(name: string, children: Children, dir: string, urls: stri
 }
 
 /**
- * A local Flotilla cluster: `members` `flotilla start` processes on loopback (data under a temp dir),
- * `ranges` ranges pre-split over the key space, `cores` worker cores each. Resolved once every range
- * has a leader.
+ * A local Flotilla cluster: `members` `flotilla start` processes on loopback (data under a temp dir named
+ * `<tempDirPrefix>…`, removed by stop), `ranges` ranges pre-split over the key space, `cores` worker cores
+ * each. Resolved once every range has a leader.
  */
-export async function startFlotilla(o: { members: number; ranges: number; cores: number }): Promise<RunningSystem> {
+export async function startFlotilla(o: { members: number; ranges: number; cores: number; tempDirPrefix?: string }): Promise<RunningSystem> {
   const cli = join(dirname(fileURLToPath(import.meta.resolve('@flotilla/server'))), 'cli.js');
-  const dir = mkdtempSync(join(os.tmpdir(), 'flotilla-compare-'));
+  const dir = mkdtempSync(join(os.tmpdir(), o.tempDirPrefix ?? 'flotilla-compare-'));
   const ports = await freePorts(o.members * 2);
   const ids = Array.from({ length: o.members }, (_, i) => i + 1);
   const transport = (id: number) => `127.0.0.1:${ports[id - 1]}`;

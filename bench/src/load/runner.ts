@@ -15,6 +15,8 @@ export interface Target {
   put(key: Uint8Array, value: Uint8Array, options?: { readonly ifVersion?: number }): Promise<{ readonly ok: boolean }>;
   /** Reads up to `limit` keys from `start` on; resolves to how many came back. */
   scan(start: Uint8Array, limit: number): Promise<number>;
+  /** Deleting an absent key succeeds. */
+  delete(key: Uint8Array): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -30,6 +32,11 @@ export interface RunOptions {
   readonly opCountMax?: number;
   /** Run, but not measured, before the measured time. */
   readonly warmupMs: number;
+  /**
+   * A fixed offered load (operations per second over all clients, warm-up included); the clients bound
+   * how many are in flight. Without it each client sends its next operation as soon as the last answered.
+   */
+  readonly rateOpsPerSec?: number;
   readonly scanLength?: number;
   readonly seed: number;
   /** Called about every 100 ms with the share of the run (warm-up included) done, for a progress bar. */
@@ -76,6 +83,7 @@ export async function loadKeys(target: Target, o: { keyCount: number; valueBytes
 
 export async function run(target: Target, o: RunOptions): Promise<RunResult> {
   checkWorkload(o.workload);
+  if (o.rateOpsPerSec !== undefined && !(o.rateOpsPerSec > 0 && Number.isFinite(o.rateOpsPerSec))) throw new RangeError(`rate ${o.rateOpsPerSec} ops/s must be a positive number`);
   const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: LATENCY_US_MAX, numberOfSignificantValueDigits: 3 });
   const errors: Record<string, number> = {};
   const byOp: Partial<Record<OpKind, number>> = {};
@@ -86,6 +94,7 @@ export async function run(target: Target, o: RunOptions): Promise<RunResult> {
   const startMs = performance.now();
   const measureFromMs = startMs + o.warmupMs;
   const endMs = measureFromMs + o.durationMs;
+  const nextSlot = o.rateOpsPerSec === undefined ? undefined : offeredLoad(startMs, o.rateOpsPerSec);
   let measuredEndMs = endMs;
   const done = () => {
     const now = performance.now();
@@ -109,6 +118,10 @@ export async function run(target: Target, o: RunOptions): Promise<RunResult> {
       const rng = seedRng.fork();
       const keys: KeyChooser = o.distribution === 'uniform' ? uniformKeys(o.keyCount, rng) : scrambledZipfianKeys(o.keyCount, rng);
       for (let i = 0; !done(); i++) {
+        if (nextSlot !== undefined) {
+          await nextSlot();
+          if (done()) break;
+        }
         const op = pick(o.workload, rng.nextFloat());
         const key = keyOf(keys.next());
         const t0 = performance.now();
@@ -162,7 +175,24 @@ async function runOp(target: Target, op: OpKind, key: Uint8Array, value: Uint8Ar
     }
     case 'scan':
       return target.scan(key, scanLength);
+    case 'delete':
+      await target.delete(key);
+      return 1;
   }
+}
+
+/**
+ * The start times of a fixed offered load: slot n at `startMs + n × 1000 / rate`, handed out in order to
+ * whichever client asks next, which waits for it. The schedule never slips: after a stall that kept every
+ * client busy, the slots already past are sent at once (a burst no larger than the clients allow), so
+ * the achieved rate says whether the target kept up.
+ */
+function offeredLoad(startMs: number, rateOpsPerSec: number): () => Promise<void> {
+  let slot = 0;
+  return async () => {
+    const waitMs = startMs + (slot++ * 1000) / rateOpsPerSec - performance.now();
+    if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
+  };
 }
 
 /** A value of `bytes` bytes that differs per write (so nothing can be deduplicated). */

@@ -72,6 +72,7 @@ export function kvStoreTarget(name: string, store: KvStore, close: () => Promise
       }
     },
     scan: async (start, limit) => (await store.scan({ start, limit })).items.length,
+    delete: async (key) => store.delete(key),
     close,
   };
 }
@@ -179,6 +180,10 @@ export async function httpTarget(urls: readonly string[], o: { requestTimeoutMs:
       if (res.status !== 200) return fail(res);
       return (JSON.parse(res.body.toString('utf8')) as { items: unknown[] }).items.length;
     },
+    delete: async (key) => {
+      const res = await client.request('DELETE', `/kv/${escaped(key)}`, undefined, {}, to(key));
+      if (res.status < 200 || res.status >= 300) fail(res);
+    },
     close: async () => {
       routes?.close();
       client.close();
@@ -228,6 +233,9 @@ export function etcdTarget(urls: readonly string[], o: { requestTimeoutMs: numbe
       // To the end of the key space: range_end "\0" (etcd's "all keys >= key").
       const r = await post<{ kvs?: unknown[] }>('/v3/kv/range', { key: b64(start), range_end: b64(Uint8Array.of(0)), limit: String(limit) });
       return r.kvs?.length ?? 0;
+    },
+    delete: async (key) => {
+      await post('/v3/kv/deleterange', { key: b64(key) });
     },
     close: async () => client.close(),
   };
