@@ -365,6 +365,7 @@ describe('errors thrown by the store', () => {
     { error: new KvError('UNAVAILABLE', 'range 3 has no leader'), status: 503, code: 'UNAVAILABLE', retryAfter: '1' },
     { error: new KvError('CLOSED', 'the store is closed'), status: 503, code: 'CLOSED', retryAfter: '1' },
     { error: new KvError('TIMEOUT', 'range 3 did not answer; the write\'s outcome is unknown'), status: 503, code: 'TIMEOUT', retryAfter: '1' },
+    { error: new KvError('DISK_FULL', 'range 3 is led on a node whose disk is full', { retryAfterMs: 1_000 }), status: 507, code: 'DISK_FULL', retryAfter: '1' },
     { error: new KvError('INVALID_ARGUMENT', 'nope'), status: 400, code: 'INVALID_ARGUMENT' },
     { error: new KvError('KEY_TOO_LARGE', 'too long'), status: 413, code: 'KEY_TOO_LARGE' },
     { error: new TypeError('cannot read properties of undefined (secret internals)'), status: 500, code: 'INTERNAL' },
@@ -400,7 +401,7 @@ describe('the error table', () => {
   const context = { valueBytesMax: 1_000 };
 
   it('gives every code a status, and every KvError code maps through it', () => {
-    const kvCodes: readonly KvErrorCode[] = ['INVALID_ARGUMENT', 'KEY_TOO_LARGE', 'VALUE_TOO_LARGE', 'PRECONDITION_FAILED', 'UNAVAILABLE', 'TIMEOUT', 'CLOSED'];
+    const kvCodes: readonly KvErrorCode[] = ['INVALID_ARGUMENT', 'KEY_TOO_LARGE', 'VALUE_TOO_LARGE', 'PRECONDITION_FAILED', 'UNAVAILABLE', 'TIMEOUT', 'DISK_FULL', 'CLOSED'];
     for (const code of kvCodes) {
       const reply = errorReply(new KvError(code, 'm'), context);
       expect(reply.statusCode).toBe(STATUS_BY_CODE[code]);

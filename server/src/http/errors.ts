@@ -36,6 +36,8 @@ export const STATUS_BY_CODE = {
   CLOSED: 503,
   TIMEOUT: 503,
   NOT_READY: 503,
+  // 507 Insufficient Storage (RFC 4918): the request was fine, the server cannot store it now; Retry-After as for 503.
+  DISK_FULL: 507,
 } as const satisfies Record<ErrorCode, number>;
 
 /** What a 503 tells the client to wait when the error does not say (one election timeout is well under a second). */
@@ -107,7 +109,7 @@ export function errorReply(err: unknown, context: ErrorContext): ErrorReply {
 function replyFor(code: ErrorCode, message: string, details: HttpError['details']): ErrorReply {
   const headers: Record<string, string> = {};
   const statusCode = STATUS_BY_CODE[code];
-  if (statusCode === 503) headers['retry-after'] = String(Math.max(1, Math.ceil((details.retryAfterMs ?? RETRY_AFTER_MS_DEFAULT) / 1_000)));
+  if (statusCode === 503 || statusCode === 507) headers['retry-after'] = String(Math.max(1, Math.ceil((details.retryAfterMs ?? RETRY_AFTER_MS_DEFAULT) / 1_000)));
   if (code === 'METHOD_NOT_ALLOWED' && details.allow !== undefined) headers['allow'] = details.allow.join(', ');
   const error = code === 'PRECONDITION_FAILED' ? { code, message, currentVersion: details.currentVersion ?? 0 } : { code, message };
   return { statusCode, headers, body: { error }, unexpected: false };

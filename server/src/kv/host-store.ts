@@ -102,7 +102,9 @@ export interface Readiness {
 }
 
 /** One round of asking a range's replicas (askRound): the answer, or why nobody gave one. */
-type RoundOutcome = { readonly answered: true; readonly result: RangeOpResult } | { readonly answered: false; readonly someoneHolds: boolean; readonly failure: string };
+type RoundOutcome =
+  | { readonly answered: true; readonly result: RangeOpResult }
+  | { readonly answered: false; readonly someoneHolds: boolean; readonly failure: string; readonly diskFull?: string };
 
 /**
  * The KvStore over the ranges of this node's Host: it routes each key by the
@@ -673,6 +675,10 @@ export class HostKvStore implements KvStore {
       }
       await this.pause(deadline, retryDelayMs(round));
       if (deadline.expired) {
+        // The range's leader is on a full disk and no other replica took over yet: say so, it is not a quorum problem.
+        if (outcome.diskFull !== undefined) {
+          throw new KvError('DISK_FULL', `range ${op.rangeId} is led on a node whose disk is full (${outcome.diskFull}); nothing was written`, { retryAfterMs: RETRY_AFTER_MS });
+        }
         throw new KvError('UNAVAILABLE', `range ${op.rangeId} has no leader reachable from node ${host.nodeId} (${outcome.failure}); nothing was written`, { retryAfterMs: RETRY_AFTER_MS });
       }
     }
@@ -693,6 +699,8 @@ export class HostKvStore implements KvStore {
     const asked = new Set<number>();
     let someoneHolds = false;
     let failure = home.length === 0 ? `its replicas, on nodes ${(this.ranges.get(op.rangeId)?.replicas ?? []).join(', ')}, are down` : 'nobody asked';
+    /** The last node that refused for want of disk space, if any did this round. */
+    let diskFull: string | undefined;
     for (let target = queue.shift(); target !== undefined; target = queue.shift()) {
       if (asked.has(target)) continue;
       asked.add(target);
@@ -707,10 +715,11 @@ export class HostKvStore implements KvStore {
         else this.leaderHints.delete(op.rangeId);
         if (e.code !== 'SHARD_NOT_FOUND' && !(e.code === 'NOT_LEADER' && hint === 0)) someoneHolds = true;
         failure = `node ${target}: ${e.code}`;
+        if (e.code === 'DISK_FULL') diskFull = failure;
         if (hint !== 0 && !asked.has(hint) && live.has(hint)) queue.unshift(hint);
       }
     }
-    return { answered: false, someoneHolds, failure };
+    return { answered: false, someoneHolds, failure, ...(diskFull === undefined ? {} : { diskFull }) };
   }
 
   /**

@@ -112,6 +112,7 @@ export const KV_ERROR_CODES = [
   'PRECONDITION_FAILED', // ifVersion did not match
   'UNAVAILABLE', // the range has no leader or quorum right now, or none answered by the deadline; nothing was written; retry later
   'TIMEOUT', // a write was handed to a replica and no answer came by the deadline: its outcome is unknown
+  'DISK_FULL', // the range is led on a node whose disk is full (or below its reserve) and leadership has not moved yet; nothing was written
   'CLOSED', // the store is shutting down
 ] as const;
 
@@ -128,6 +129,6 @@ export class KvError extends Error {
   }
 
   get retryable(): boolean {
-    return this.code === 'UNAVAILABLE' || this.code === 'TIMEOUT';
+    return this.code === 'UNAVAILABLE' || this.code === 'TIMEOUT' || this.code === 'DISK_FULL';
   }
 }
