@@ -83,13 +83,8 @@ export async function untilTrue(what: string, timeoutMs: number, check: () => bo
   }
 }
 
-/**
- * How many requests the Host holds waiting for a core's answer or a peer's.
- * Host keeps both maps private; these tests read their sizes (the report of
- * issue 14 asks for a public count) and fail loudly if the fields move.
- */
+/** How many requests the Host holds waiting for a core's answer or a peer's (Host.pendingCounts). */
 export function hostPendingCounts(host: Host): { pending: number; pendingForwards: number } {
-  const h = host as unknown as { pending?: unknown; pendingForwards?: unknown };
-  if (!(h.pending instanceof Map) || !(h.pendingForwards instanceof Map)) throw new Error('Host no longer keeps the pending / pendingForwards maps this test reads');
-  return { pending: h.pending.size, pendingForwards: h.pendingForwards.size };
+  const { requests, forwards } = host.pendingCounts();
+  return { pending: requests, pendingForwards: forwards };
 }

@@ -842,6 +842,11 @@ export class Host {
     return { full, low, freeBytesMin };
   }
 
+  /** Requests waiting for a core's answer and forwards waiting for a peer's: each bounded (PENDING_*_MAX) and each with a deadline. */
+  pendingCounts(): { requests: number; forwards: number } {
+    return { requests: this.pending.size, forwards: this.pendingForwards.size };
+  }
+
   /** Whether this node holds a replica of the shard. */
   hasShard(shardId: GroupId): boolean {
     return this.shardCores.has(shardId);
