@@ -15,7 +15,7 @@ import { readyUrl } from './ready-line.js';
 
 const USAGE = `usage:
   flotilla dev    [--dir ./flotilla-dev] [--nodes 3] [--port 7100] [--http-port 8100] [--ranges ${INITIAL_RANGE_COUNT_DEFAULT}]
-  flotilla start  --id N --dir DIR --listen HOST:PORT --http HOST:PORT [--peers ID=HOST:PORT,... | --join http://HOST:PORT] [--ranges N] [--cores N] [--log-level info]
+  flotilla start  --id N --dir DIR --listen HOST:PORT --http HOST:PORT [--peers ID=HOST:PORT,... [--cluster-token T] | --join http://HOST:PORT] [--ranges N] [--cores N] [--log-level info]
                   [--tick-ms 100] [--duty-ms 1000] [--down-after-ms 30000]   (heartbeat/duty interval; when the placement driver calls a silent node down)
   flotilla put    KEY VALUE [--url http://127.0.0.1:8101] [--if-version N]
   flotilla get    KEY       [--url ...] [--stale]
@@ -104,6 +104,7 @@ async function start(args: string[]): Promise<number> {
       http: { type: 'string' },
       peers: { type: 'string', default: '' },
       join: { type: 'string' },
+      'cluster-token': { type: 'string' },
       ranges: { type: 'string' },
       cores: { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
@@ -118,6 +119,7 @@ async function start(args: string[]): Promise<number> {
   }
   const nodeId = positiveInt(values.id, '--id', 0);
   if (values.join !== undefined && values.peers.length > 0) throw new UsageError('start takes --join URL or --peers, not both');
+  if (values.join !== undefined && values['cluster-token'] !== undefined) throw new UsageError('--cluster-token is for a static bootstrap (--peers); a joining node takes the cluster id from the member it joins through');
   const peers: Record<number, string> = {};
   for (const entry of values.peers.split(',').filter((e) => e.length > 0)) {
     const [id, address] = entry.split('=');
@@ -134,6 +136,7 @@ async function start(args: string[]): Promise<number> {
     peers,
     httpAddress: values.http,
     ...(values.join === undefined ? {} : { join: values.join }),
+    ...(values['cluster-token'] === undefined ? {} : { clusterToken: values['cluster-token'] }),
     initialRangeCount: positiveInt(values.ranges, '--ranges', INITIAL_RANGE_COUNT_DEFAULT),
     logger,
     onFatal: (err) => {

@@ -27,6 +27,8 @@ export interface OpenOptions {
     readonly listen: { readonly host: string; readonly port: number };
     readonly peers?: Readonly<Record<number, string>>;
     readonly join?: string;
+    /** A static member's cluster token (the same on every member; NodeOptions.clusterToken). */
+    readonly clusterToken?: string;
     readonly initialRangeCount?: number;
     /** Raft tick; default the node's (TICK_INTERVAL_MS_DEFAULT). */
     readonly tickIntervalMs?: number;
@@ -73,6 +75,7 @@ export async function open(options: OpenOptions): Promise<EmbeddedStore> {
       logger,
       coreCount: options.coreCount ?? 1,
       ...(c.join === undefined ? {} : { join: c.join }),
+      ...(c.clusterToken === undefined ? {} : { clusterToken: c.clusterToken }),
       ...(c.initialRangeCount === undefined ? {} : { initialRangeCount: c.initialRangeCount }),
       ...(c.tickIntervalMs === undefined ? {} : { tickIntervalMs: c.tickIntervalMs }),
     });

@@ -1,7 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { assert } from '@flotilla/core';
 import { join } from 'node:path';
 import { META_RANGE_END, META_RANGE_ID, META_RANGE_START, type RangeDescriptor } from '@flotilla/placement';
 import { DataDirError, writeFileDurably, type ShellLogger } from '@flotilla/shards';
+import { isClusterId, type ClusterId } from '@flotilla/transport';
+import { CLUSTER_FILE, writeClusterIdentity, type ClusterIdentity } from './cluster-identity.js';
 import type { PlacementService } from './placement-service.js';
 import type { HostKvStore } from './kv/host-store.js';
 
@@ -54,8 +57,64 @@ export function metaDescriptorOf(m: Membership): RangeDescriptor {
   return { rangeId: META_RANGE_ID, start: META_RANGE_START, end: META_RANGE_END, epoch: m.meta.epoch, replicas: m.meta.replicas };
 }
 
-/** Asks a member (its HTTP address) to record this node in the meta range; answers the membership to start with. */
-export async function joinThrough(url: string, self: { nodeId: number; address: string; httpAddress: string | null }): Promise<Membership> {
+/**
+ * The membership a node that joined starts with, and its cluster id. It
+ * reads cluster.json, or joins through `join` (a member's HTTP URL) when
+ * there is none yet: the first start of a joining node, or a node whose
+ * first join was cut short after it recorded CLUSTER. A damaged cluster.json
+ * is refused (readMembership) unless `join` is given and CLUSTER is
+ * recorded: then the node joins again. That is safe because cluster.json
+ * holds only where to find the cluster (members' addresses, the meta range's
+ * replicas at join time) — the node's replicas and the cluster's records
+ * live in LMDB and the meta range, which a join does not touch; recording a
+ * node in the meta range again changes nothing but its addresses (one at
+ * another address is refused); and the member's answer must carry the
+ * recorded cluster id, so it is the same cluster, and the answer replaces
+ * the file durably.
+ */
+export async function joinedMembership(o: {
+  dir: string;
+  join: string | undefined;
+  self: { nodeId: number; address: string; httpAddress: string | null };
+  recorded: ClusterIdentity | undefined;
+  log: ShellLogger;
+}): Promise<{ membership: Membership; clusterId: ClusterId }> {
+  let membership: Membership | undefined;
+  try {
+    membership = readMembership(o.dir);
+  } catch (err) {
+    if (!(o.join !== undefined && o.recorded !== undefined && (err as { code?: string }).code === 'DATA_DIR_DAMAGED')) throw err;
+    o.log.warn({ err, via: o.join, clusterId: o.recorded.clusterId }, 'cluster.json is damaged; joining again through the member given (its cluster id must be the one recorded)');
+  }
+  if (membership !== undefined) {
+    // A joined node always records CLUSTER before cluster.json; without it, the directory predates cluster ids (node.ts records the legacy id).
+    assert(o.recorded !== undefined, () => `${join(o.dir, MEMBERSHIP_FILE)} exists without ${join(o.dir, CLUSTER_FILE)}: the caller records the cluster id first`);
+    return { membership, clusterId: o.recorded.clusterId };
+  }
+  if (o.join === undefined) {
+    throw new DataDirError(
+      'DATA_DIR_DAMAGED',
+      join(o.dir, MEMBERSHIP_FILE),
+      `is missing although ${CLUSTER_FILE} records that this node joined cluster ${o.recorded?.clusterId}; start it with --join <HTTP URL of any member> to fetch it again (the member's cluster id is checked against the recorded one) (nothing was changed)`,
+    );
+  }
+  const answer = await joinThrough(o.join, o.self);
+  if (o.recorded !== undefined && answer.clusterId !== o.recorded.clusterId) {
+    throw new DataDirError(
+      'DATA_DIR_CLUSTER_MISMATCH',
+      join(o.dir, CLUSTER_FILE),
+      `records cluster ${o.recorded.clusterId}, but ${o.join} answered for cluster ${answer.clusterId}; refusing to take this node's replicas into another cluster (nothing was changed)`,
+    );
+  }
+  // CLUSTER first: a crash before cluster.json leaves a node that knows it joined and asks for --join again.
+  if (o.recorded === undefined) writeClusterIdentity(o.dir, { clusterId: answer.clusterId, origin: 'join' });
+  writeMembership(o.dir, answer.membership);
+  o.log.info({ via: o.join, members: answer.membership.nodes.length, clusterId: answer.clusterId }, o.recorded === undefined ? 'joined the cluster' : 'joined the cluster again');
+  return answer;
+}
+
+/** Asks a member (its HTTP address) to record this node in the meta range; answers the membership to start with and the cluster's id. */
+export async function joinThrough(url: string, self: { nodeId: number; address: string; httpAddress: string | null }): Promise<{ membership: Membership; clusterId: ClusterId }> {
   const base = url.replace(/\/+$/, '');
   let response: Response;
   try {
@@ -71,7 +130,9 @@ export async function joinThrough(url: string, self: { nodeId: number; address: 
   } catch (err) {
     throw new Error(`the join answer of ${base} is not JSON (${(err as Error).message})`);
   }
-  return checkMembership(parsed, (detail) => new Error(`the join answer of ${base} is not a cluster membership record (${detail})`));
+  const clusterId = (parsed as { clusterId?: unknown } | null)?.clusterId;
+  if (!isClusterId(clusterId)) throw new Error(`the join answer of ${base} carries no cluster id (got ${JSON.stringify(clusterId)}): the member runs an earlier release`);
+  return { membership: checkMembership(parsed, (detail) => new Error(`the join answer of ${base} is not a cluster membership record (${detail})`)), clusterId };
 }
 
 /** Validates a membership record; `bad(detail)` makes the error thrown for one that is not. */

@@ -1,13 +1,16 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { groupId } from '@flotilla/core';
 import { DRIVER_CONFIG_DEFAULTS, META_RANGE_END, META_RANGE_ID, META_RANGE_START, RangeTable, SCHEDULER_CONFIG_DEFAULTS, USER_KEY_MIN, type DriverConfig } from '@flotilla/placement';
 import { Host, type ShellLogger } from '@flotilla/shards';
-import { TcpTransport } from '@flotilla/transport';
+import { TcpTransport, type ClusterId } from '@flotilla/transport';
 import type { Logger } from 'pino';
 import { clusterViewOf } from './cluster-view.js';
 import type { ClusterView } from './http/app.js';
 import { HostKvStore, descriptorOf } from './kv/host-store.js';
 import { PlacementService } from './placement-service.js';
-import { MetaDuties, joinThrough, metaDescriptorOf, readMembership, writeMembership } from './membership.js';
+import { CLUSTER_TOKEN_DEFAULT, LEGACY_CLUSTER_ID, deriveClusterId, readClusterIdentity, writeClusterIdentity, type ClusterIdentity } from './cluster-identity.js';
+import { MEMBERSHIP_FILE, MetaDuties, joinedMembership, metaDescriptorOf } from './membership.js';
 
 /** Ranges a new cluster starts with when not told otherwise: enough to spread leaders over three nodes. */
 export const INITIAL_RANGE_COUNT_DEFAULT = 8;
@@ -39,6 +42,11 @@ export interface NodeOptions {
    * joins; `<dir>/cluster.json` remembers the cluster for restarts.
    */
   readonly join?: string;
+  /**
+   * Mixed into the cluster id a static bootstrap derives (cluster-identity.ts);
+   * every member must be given the same one. Default CLUSTER_TOKEN_DEFAULT.
+   */
+  readonly clusterToken?: string;
   /** The placement driver's timings and limits (placement/src/driver.ts), for tests and tuning; defaults otherwise. */
   readonly placement?: PlacementOptions;
   /** Budget of a store call that names no deadline of its own (API calls, meta duties); HostKvStore's default otherwise. */
@@ -89,6 +97,8 @@ export class FlotillaNode {
     readonly transportAddress: string,
     /** What the node serves on /cluster, /ranges and /metrics. */
     readonly view: ClusterView,
+    /** The cluster this node belongs to, as recorded in `<dir>/CLUSTER`. */
+    readonly clusterId: ClusterId,
   ) {}
 
   static async start(options: NodeOptions): Promise<FlotillaNode> {
@@ -112,18 +122,21 @@ export class FlotillaNode {
       const transportAddress = `${address.host}:${address.port}`;
       const self = { nodeId: options.nodeId, address: transportAddress, httpAddress: options.httpAddress ?? null };
       let ranges: RangeTable;
-      let membership = readMembership(options.dir);
-      if (options.join !== undefined || membership !== undefined) {
+      let clusterId: ClusterId;
+      const recorded = await recordedClusterIdentity(host, options);
+      if (options.join !== undefined || existsSync(join(options.dir, MEMBERSHIP_FILE)) || recorded?.origin === 'join') {
         if (Object.keys(options.peers).length > 0) throw new RangeError('a node joins a cluster or is given its peers, not both');
-        if (membership === undefined) {
-          membership = await joinThrough(options.join!, self);
-          writeMembership(options.dir, membership);
-          options.logger.info({ via: options.join, members: membership.nodes.length }, 'joined the cluster');
-        }
-        for (const n of membership.nodes) if (n.nodeId !== options.nodeId) host.setPeer(n.nodeId, n.address);
-        ranges = new RangeTable([metaDescriptorOf(membership)]);
+        const joined = await joinedMembership({ dir: options.dir, join: options.join, self, recorded, log: options.logger });
+        clusterId = joined.clusterId;
+        // Before the first peer: hellos carry it, and until it is set the transport refuses every hello.
+        transport.setClusterId(clusterId);
+        for (const n of joined.membership.nodes) if (n.nodeId !== options.nodeId) host.setPeer(n.nodeId, n.address);
+        ranges = new RangeTable([metaDescriptorOf(joined.membership)]);
         for (const s of await host.shards()) if (s.epoch > 0) ranges.upsert(descriptorOf(s));
       } else {
+        // Recorded before bootstrapRanges creates a replica, so a restart never derives it again.
+        clusterId = recorded?.clusterId ?? recordBootstrapClusterId(options);
+        transport.setClusterId(clusterId);
         for (const [id, addr] of Object.entries(options.peers)) host.setPeer(Number(id), addr);
         const members = [options.nodeId, ...Object.keys(options.peers).map(Number)].sort((a, b) => a - b);
         ranges = await bootstrapRanges(host, members, count);
@@ -147,7 +160,8 @@ export class FlotillaNode {
         defaults: { paused: options.placement?.paused ?? false, replicationFactor: options.placement?.replicationFactor ?? REPLICATION_FACTOR_DEFAULT },
       });
       duties = new MetaDuties({ store, log: options.logger.child({ nodeId: options.nodeId }), self, intervalMs: options.metaDutyIntervalMs ?? META_DUTY_INTERVAL_MS_DEFAULT, placement });
-      return new FlotillaNode(host, store, transportAddress, clusterViewOf({ host, store, peers: options.peers, transportAddress, log: options.logger, placement }));
+      const view = clusterViewOf({ host, store, peers: options.peers, transportAddress, log: options.logger, placement });
+      return new FlotillaNode(host, store, transportAddress, withClusterIdInJoinAnswer(view, clusterId), clusterId);
     } catch (err) {
       await host.close();
       throw err;
@@ -157,6 +171,35 @@ export class FlotillaNode {
   close(): Promise<void> {
     return this.store.close();
   }
+}
+
+/**
+ * The identity `<dir>/CLUSTER` records, after recording the legacy id in a
+ * data directory from before cluster ids: one that joined (cluster.json) or
+ * holds replicas. (A new directory records its id before either exists.)
+ */
+async function recordedClusterIdentity(host: Host, options: NodeOptions): Promise<ClusterIdentity | undefined> {
+  const recorded = readClusterIdentity(options.dir);
+  if (recorded !== undefined) return recorded;
+  if (!existsSync(join(options.dir, MEMBERSHIP_FILE)) && (await host.shards()).length === 0) return undefined;
+  const legacy: ClusterIdentity = { clusterId: LEGACY_CLUSTER_ID, origin: 'legacy' };
+  writeClusterIdentity(options.dir, legacy);
+  options.logger.warn({ clusterId: legacy.clusterId, dir: options.dir }, 'data directory from before cluster ids: recorded the legacy cluster id (ARCHITECTURE.md); every member must run this version');
+  return legacy;
+}
+
+/** A static member's first start: the id every member derives from the same members and token, recorded. */
+function recordBootstrapClusterId(options: NodeOptions): ClusterId {
+  const members = [{ nodeId: options.nodeId, address: `${options.listen.host}:${options.listen.port}` }, ...Object.entries(options.peers).map(([id, address]) => ({ nodeId: Number(id), address }))];
+  const clusterId = deriveClusterId({ members, token: options.clusterToken ?? CLUSTER_TOKEN_DEFAULT });
+  writeClusterIdentity(options.dir, { clusterId, origin: 'bootstrap' });
+  options.logger.info({ clusterId, members: members.length }, 'cluster id derived and recorded');
+  return clusterId;
+}
+
+/** The view with the cluster id added to the join answer: the joining node records it and says it in every hello. */
+function withClusterIdInJoinAnswer(view: ClusterView, clusterId: ClusterId): ClusterView {
+  return { ...view, join: async (...args: Parameters<ClusterView['join']>) => ({ ...((await view.join(...args)) as Record<string, unknown>), clusterId }) };
 }
 
 /**

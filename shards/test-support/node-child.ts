@@ -49,6 +49,7 @@
 import { pino, type Logger } from 'pino';
 import { Host, type ShellLogger } from '@flotilla/shards';
 import { TcpTransport } from '@flotilla/transport';
+import { NODE_CHILD_CLUSTER_ID } from './node-cluster.js';
 import type { GroupId } from '@flotilla/core';
 
 export interface NodeChildConfig {
@@ -485,6 +486,7 @@ async function main(): Promise<void> {
   const logger = pino({ level: config.logLevel ?? 'warn', base: { pid: process.pid, nodeId: config.nodeId } }, pino.destination(2));
   const transport = new TcpTransport({
     nodeId: config.nodeId,
+    clusterId: NODE_CHILD_CLUSTER_ID,
     host: '127.0.0.1',
     port: config.port,
     logger,

@@ -41,6 +41,8 @@ function nodeChildEntry(): string {
 }
 
 export const NODE_CHILD_ENTRY = nodeChildEntry();
+/** The cluster id every node-child process is in (their hellos carry it; a raw socket's hello must too). */
+export const NODE_CHILD_CLUSTER_ID = '6e6f64652d6368696c642d636c757374';
 
 /** Process start, module load, two worker threads and their LMDB environments: ~300 ms here; 20 s means stuck. */
 const NODE_START_TIMEOUT_MS = 20_000;

@@ -10,7 +10,13 @@
  */
 import { assert, unreachable } from './assert.js';
 
-export const FRAME_VERSION = 1;
+/**
+ * Version 2: the hello carries the sender's cluster id. A node refuses any
+ * other version, so a node of an earlier release (whose hello names only a
+ * node id) is refused at its first frame and counted (TcpTransport stats,
+ * `hellosRefusedVersion`): every member of a cluster runs the same version.
+ */
+export const FRAME_VERSION = 2;
 /** u32 length prefix. */
 export const FRAME_LENGTH_BYTES = 4;
 /** Length prefix + version byte + kind byte. */
@@ -27,6 +33,10 @@ export const FRAME_BYTES_MAX = 16 * 1024 * 1024;
 export const SNAPSHOT_CHUNK_BYTES_MAX = 1024 * 1024;
 /** Bytes of a snapshot header (range descriptor, conf state, indexes): small, 1 MiB is generous. */
 export const SNAPSHOT_HEADER_BYTES_MAX = 1024 * 1024;
+/** Bytes of a cluster id: 128 bits of a hash, so independently made clusters never share one. */
+export const CLUSTER_ID_BYTES = 16;
+/** u32 node id + cluster id. */
+const HELLO_PAYLOAD_BYTES = 4 + CLUSTER_ID_BYTES;
 /** UTF-8 bytes of an abort reason: a log line, not a document. */
 export const ABORT_REASON_BYTES_MAX = 1024;
 /** Largest batch payload that fits one frame (length field minus version and kind). */
@@ -58,8 +68,19 @@ const FRAME_KINDS_BY_CODE: ReadonlyMap<number, FrameKind> = new Map(
   (Object.entries(FRAME_KIND_CODES) as [FrameKind, number][]).map(([kind, code]) => [code, kind]),
 );
 
-/** First frame on every connection: who is talking. */
-export interface HelloFrame { readonly kind: 'hello'; readonly nodeId: number }
+/**
+ * A cluster's identity, fixed when it is bootstrapped: CLUSTER_ID_BYTES as
+ * lowercase hex. A node talks only to nodes that present its own.
+ */
+export type ClusterId = string;
+
+/** Whether `value` is a well-formed cluster id (lowercase hex of CLUSTER_ID_BYTES bytes). */
+export function isClusterId(value: unknown): value is ClusterId {
+  return typeof value === 'string' && value.length === CLUSTER_ID_BYTES * 2 && /^[0-9a-f]+$/.test(value);
+}
+
+/** First frame on every connection: who is talking, and in which cluster. */
+export interface HelloFrame { readonly kind: 'hello'; readonly nodeId: number; readonly clusterId: ClusterId }
 /** Opaque bytes for the shards layer (one per send()). */
 export interface BatchFrame { readonly kind: 'batch'; readonly batch: Uint8Array }
 export interface SnapshotOpenFrame { readonly kind: 'snapshot-open'; readonly streamId: number; readonly header: Uint8Array }
@@ -108,7 +129,7 @@ export class FrameError extends Error {
 function payloadBytes(frame: Frame): number {
   switch (frame.kind) {
     case 'hello':
-      return 4;
+      return HELLO_PAYLOAD_BYTES;
     case 'batch':
       return frame.batch.byteLength;
     case 'snapshot-open':
@@ -137,6 +158,7 @@ function assertEncodable(frame: Frame): void {
   switch (frame.kind) {
     case 'hello':
       assertU32Positive(frame.nodeId, 'hello node id');
+      assert(isClusterId(frame.clusterId), () => `hello cluster id ${JSON.stringify(frame.clusterId)} is not ${CLUSTER_ID_BYTES} bytes of lowercase hex`);
       return;
     case 'batch':
       assert(frame.batch.byteLength <= BATCH_BYTES_MAX, () => `batch of ${frame.batch.byteLength} bytes exceeds BATCH_BYTES_MAX ${BATCH_BYTES_MAX}`);
@@ -183,7 +205,8 @@ export function writeFrame(frame: Frame, target: Buffer, offset: number): number
   let at = offset + FRAME_HEADER_BYTES;
   switch (frame.kind) {
     case 'hello':
-      target.writeUInt32BE(frame.nodeId, at);
+      at = target.writeUInt32BE(frame.nodeId, at);
+      target.write(frame.clusterId, at, CLUSTER_ID_BYTES, 'hex');
       break;
     case 'batch':
       target.set(frame.batch, at);
@@ -255,10 +278,12 @@ function expectPayloadBytes(kind: FrameKind, payload: Buffer, expected: number):
 function decodePayload(kind: FrameKind, payload: Buffer): Frame {
   switch (kind) {
     case 'hello': {
-      expectPayloadBytes(kind, payload, 4);
+      expectPayloadBytes(kind, payload, HELLO_PAYLOAD_BYTES);
       const nodeId = payload.readUInt32BE(0);
       if (nodeId === 0) throw malformed(kind, 'node id 0 (must be positive)');
-      return { kind, nodeId };
+      const clusterId = payload.toString('hex', 4, HELLO_PAYLOAD_BYTES);
+      assert(isClusterId(clusterId), () => `decoded cluster id ${clusterId} is not ${CLUSTER_ID_BYTES} bytes of hex`);
+      return { kind, nodeId, clusterId };
     }
     case 'batch':
       return { kind, batch: payload };
@@ -301,6 +326,11 @@ function decodePayload(kind: FrameKind, payload: Buffer): Frame {
     default:
       return unreachable(kind, 'frame kind');
   }
+}
+
+function versionMismatch(version: number): string {
+  if (version === 1) return `frame version 1, expected ${FRAME_VERSION}: the sender runs an earlier release, whose hello carries no cluster id (every member must run this version)`;
+  return `frame version ${version}, expected ${FRAME_VERSION}`;
 }
 
 export interface FrameDecoderOptions {
@@ -373,7 +403,7 @@ export class FrameDecoder {
       if (length > this.frameBytesMax) throw new FrameError('FRAME_TOO_LARGE', `frame length ${length} exceeds ${this.frameBytesMax} bytes`);
       if (header.length < FRAME_LENGTH_BYTES + 1) return;
       const version = header[FRAME_LENGTH_BYTES]!;
-      if (version !== FRAME_VERSION) throw new FrameError('FRAME_VERSION_UNKNOWN', `frame version ${version}, expected ${FRAME_VERSION}`);
+      if (version !== FRAME_VERSION) throw new FrameError('FRAME_VERSION_UNKNOWN', versionMismatch(version));
       if (header.length < FRAME_HEADER_BYTES) return;
       const kindCode = header[FRAME_LENGTH_BYTES + 1]!;
       const kind = FRAME_KINDS_BY_CODE.get(kindCode);

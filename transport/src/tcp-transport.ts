@@ -2,7 +2,10 @@
  * Transport over node:net. One outbound connection per peer carries our
  * batches to it (the ordered pair self→peer); connections peers open to us are
  * only read from. Every connection starts with a hello frame naming the
- * sender. Snapshots get a connection each (tcp-snapshot.ts).
+ * sender and its cluster; a hello from another cluster, from a node that is
+ * not a member or of another frame version is refused (counted, logged at
+ * warn rate-limited, the connection closed) before anything it sends is
+ * delivered. Snapshots get a connection each (tcp-snapshot.ts).
  *
  * Batches handed to send() in one event-loop turn leave in one socket write
  * (one frame per send(), all frames in one Buffer). Putting everything for one
@@ -21,7 +24,10 @@ import {
   FrameError,
   encodeFrame,
   encodeFrames,
+  isClusterId,
+  type ClusterId,
   type Frame,
+  type HelloFrame,
 } from './frame.js';
 import { Mulberry32Rng, type JitterRng } from './rng.js';
 import { SNAPSHOT_WINDOW_CHUNKS, TcpSnapshotReceiver, TcpSnapshotSender, type SnapshotStreamContext } from './tcp-snapshot.js';
@@ -43,12 +49,30 @@ export const UNREACHABLE_REPORT_INTERVAL_MS_DEFAULT = 1_000;
 export const CONNECT_TIMEOUT_MS_DEFAULT = 5_000;
 /** An inbound connection that sends no hello within this is closed (bounds idle half-open sockets). */
 export const HELLO_TIMEOUT_MS_DEFAULT = 5_000;
+/**
+ * One warn line per refusal reason per interval: a refused peer reconnects
+ * every ~50 ms (its backoff restarts on every successful connect), so each
+ * refusal logged would be twenty lines a second. The counters count them all.
+ */
+export const HELLO_REFUSED_WARN_INTERVAL_MS_DEFAULT = 10_000;
 
 assert(SEND_QUEUE_BYTES_MAX_DEFAULT >= FRAME_HEADER_BYTES + BATCH_BYTES_MAX, 'an empty send queue must take the largest legal batch');
 assert(RECONNECT_DELAY_MS_MIN_DEFAULT <= RECONNECT_DELAY_MS_MAX_DEFAULT, 'reconnect delay min must not exceed max');
 
 export interface TcpTransportOptions {
   readonly nodeId: PeerId;
+  /**
+   * The cluster this node belongs to: sent in every hello, and a hello must
+   * carry it to be accepted. May be given later with setClusterId (a node
+   * learns it when it joins), but before the first setPeer: no connection is
+   * opened and every hello is refused until it is known.
+   */
+  readonly clusterId?: ClusterId;
+  /**
+   * Whether a node id that says hello is a current member. Default: a peer
+   * given an address with setPeer (the Host's peers). Our own id is never one.
+   */
+  readonly isMember?: (id: PeerId) => boolean;
   /** Address to listen on; tests use 127.0.0.1. */
   readonly host: string;
   /** Port to listen on; 0 picks a free one (see address()). */
@@ -67,6 +91,7 @@ export interface TcpTransportOptions {
   readonly unreachableReportIntervalMs?: number;
   readonly connectTimeoutMs?: number;
   readonly helloTimeoutMs?: number;
+  readonly helloRefusedWarnIntervalMs?: number;
   /** Snapshot chunks the receiver grants up front. Default SNAPSHOT_WINDOW_CHUNKS. */
   readonly snapshotWindowChunks?: number;
 }
@@ -78,6 +103,7 @@ interface ResolvedOptions {
   readonly unreachableReportIntervalMs: number;
   readonly connectTimeoutMs: number;
   readonly helloTimeoutMs: number;
+  readonly helloRefusedWarnIntervalMs: number;
   readonly snapshotWindowChunks: number;
 }
 
@@ -103,6 +129,8 @@ export function parsePeerAddress(address: string): PeerAddress {
 /** What a peer link needs from its transport. */
 interface LinkContext {
   readonly nodeId: PeerId;
+  /** Our cluster id for the hello; known before any peer is added (asserted). */
+  clusterId(): ClusterId;
   readonly log: Logger;
   readonly options: ResolvedOptions;
   readonly rng: JitterRng;
@@ -197,7 +225,7 @@ class PeerLink {
       this.wasConnected = true;
       this.failureCount = 0;
       log.info({ peerId: this.peerId }, 'peer connected');
-      socket.write(encodeFrame({ kind: 'hello', nodeId: this.context.nodeId }));
+      socket.write(encodeFrame({ kind: 'hello', nodeId: this.context.nodeId, clusterId: this.context.clusterId() }));
       this.context.scheduleFlush();
     });
     // Peers never write on our outbound connection; anything they send is a protocol violation.
@@ -249,8 +277,19 @@ type InboundPhase =
   | { readonly name: 'batches'; readonly from: PeerId }
   | { readonly name: 'snapshot'; readonly from: PeerId; readonly receiver: TcpSnapshotReceiver };
 
+/** Why a hello was refused: the stats counter it goes to, and what the log line says. */
+interface HelloRefusal {
+  readonly reason: 'cluster' | 'not-member' | 'version';
+  readonly detail: string;
+  /** A refusal expected in normal operation (our cluster id not known yet): logged at debug, not warn. */
+  readonly expected?: boolean;
+}
+
 /** What an inbound connection needs from its transport. */
 interface InboundContext {
+  /** Undefined if the hello may pass; otherwise why not. */
+  checkHello(hello: HelloFrame): HelloRefusal | undefined;
+  refuseHello(socket: Socket, refusal: HelloRefusal, claimed: { nodeId?: PeerId; clusterId?: ClusterId }): void;
   readonly log: Logger;
   readonly counters: MutableTransportStats;
   readonly options: ResolvedOptions;
@@ -295,6 +334,12 @@ class InboundConnection {
       this.decoder.push(data, (frame) => this.onFrame(frame));
     } catch (err) {
       if (!(err instanceof FrameError)) throw err;
+      if (err.code === 'FRAME_VERSION_UNKNOWN' && this.phase.name === 'awaiting-hello') {
+        // The first frame is of another version: a node of another release, refused as such.
+        this.rejected = true;
+        this.context.refuseHello(this.socket, { reason: 'version', detail: err.message }, {});
+        return;
+      }
       this.reject(err);
     }
   }
@@ -336,6 +381,13 @@ class InboundConnection {
 
   private onFrameAwaitingHello(frame: Frame): void {
     if (frame.kind !== 'hello') throw new FrameError('FRAME_UNEXPECTED', `${frame.kind} frame before hello`);
+    const refusal = this.context.checkHello(frame);
+    if (refusal !== undefined) {
+      // Set before the socket closes: frames that arrived with the hello are dropped unread.
+      this.rejected = true;
+      this.context.refuseHello(this.socket, refusal, { nodeId: frame.nodeId, clusterId: frame.clusterId });
+      return;
+    }
     this.socket.setTimeout(0);
     this.phase = { name: 'identified', from: frame.nodeId };
   }
@@ -393,6 +445,10 @@ export class TcpTransport implements Transport {
   private readonly senders = new Set<TcpSnapshotSender>();
   private readonly receivers = new Set<TcpSnapshotReceiver>();
   private readonly lastUnreachableReportMs = new Map<PeerId, number>();
+  private clusterIdValue: ClusterId | undefined;
+  private readonly isMember: (id: PeerId) => boolean;
+  /** Per refusal reason: when it was last logged at warn, and how many were refused since. */
+  private readonly helloRefusedWarnings = new Map<HelloRefusal['reason'], { lastWarnMs: number; refusedSince: number }>();
   private handlers: TransportHandlers | null = null;
   private server: Server | null = null;
   private flushImmediate: NodeJS.Immediate | null = null;
@@ -407,6 +463,8 @@ export class TcpTransport implements Transport {
     this.log = (options.logger ?? pino({ level: 'silent' })).child({ component: 'transport', nodeId: options.nodeId });
     this.rng = options.rng ?? new Mulberry32Rng(options.seed ?? options.nodeId);
     this.nowMs = options.nowMs ?? (() => performance.now());
+    if (options.clusterId !== undefined) this.setClusterId(options.clusterId);
+    this.isMember = options.isMember ?? ((id) => this.links.has(id));
     this.options = {
       sendQueueBytesMax: options.sendQueueBytesMax ?? SEND_QUEUE_BYTES_MAX_DEFAULT,
       reconnectDelayMsMin: options.reconnectDelayMsMin ?? RECONNECT_DELAY_MS_MIN_DEFAULT,
@@ -414,6 +472,7 @@ export class TcpTransport implements Transport {
       unreachableReportIntervalMs: options.unreachableReportIntervalMs ?? UNREACHABLE_REPORT_INTERVAL_MS_DEFAULT,
       connectTimeoutMs: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS_DEFAULT,
       helloTimeoutMs: options.helloTimeoutMs ?? HELLO_TIMEOUT_MS_DEFAULT,
+      helloRefusedWarnIntervalMs: options.helloRefusedWarnIntervalMs ?? HELLO_REFUSED_WARN_INTERVAL_MS_DEFAULT,
       snapshotWindowChunks: options.snapshotWindowChunks ?? SNAPSHOT_WINDOW_CHUNKS,
     };
     const o = this.options;
@@ -438,6 +497,21 @@ export class TcpTransport implements Transport {
     });
     server.on('error', (err) => this.log.error({ err }, 'server error'));
     this.log.info({ address: this.address() }, 'listening');
+  }
+
+  /**
+   * Sets the cluster id (see TcpTransportOptions.clusterId); once set it
+   * never changes. Call before the first setPeer.
+   */
+  setClusterId(id: ClusterId): void {
+    assert(isClusterId(id), () => `cluster id ${JSON.stringify(id)} is not a cluster id (lowercase hex of 16 bytes)`);
+    assert(this.clusterIdValue === undefined || this.clusterIdValue === id, () => `transport ${this.nodeId} is in cluster ${this.clusterIdValue}; cannot move it to ${id}`);
+    this.clusterIdValue = id;
+  }
+
+  /** The cluster id hellos carry and must match, once known. */
+  get clusterId(): ClusterId | undefined {
+    return this.clusterIdValue;
   }
 
   /** The bound listen address (after start). */
@@ -484,7 +558,7 @@ export class TcpTransport implements Transport {
     let openingBytes: Buffer = Buffer.alloc(0);
     if (failure === null && link !== undefined) {
       openingBytes = encodeFrames([
-        { kind: 'hello', nodeId: this.nodeId },
+        { kind: 'hello', nodeId: this.nodeId, clusterId: this.knownClusterId() },
         { kind: 'snapshot-open', streamId, header },
       ]);
       socket = connect({ host: link.address.host, port: link.address.port });
@@ -502,6 +576,8 @@ export class TcpTransport implements Transport {
 
   setPeer(id: PeerId, address: string): void {
     assert(Number.isInteger(id) && id > 0, () => `peer id ${id} must be a positive integer`);
+    assert(id !== this.nodeId, () => `node ${id} cannot be its own peer`);
+    this.knownClusterId();
     const parsed = parsePeerAddress(address);
     const existing = this.links.get(id);
     if (existing !== undefined && existing.address.host === parsed.host && existing.address.port === parsed.port) return;
@@ -543,6 +619,8 @@ export class TcpTransport implements Transport {
     this.trackSocket(socket);
     this.counters.connectionsOpened += 1;
     new InboundConnection(socket, {
+      checkHello: (hello) => this.checkHello(hello),
+      refuseHello: (s, refusal, claimed) => this.refuseHello(s, refusal, claimed),
       log: this.log,
       counters: this.counters,
       options: this.options,
@@ -563,6 +641,49 @@ export class TcpTransport implements Transport {
         }),
       ),
     );
+  }
+
+  /** The hello's cluster id first (the most telling reason for a node that is not ours), then its node id. */
+  private checkHello(hello: HelloFrame): HelloRefusal | undefined {
+    const ours = this.clusterIdValue;
+    if (ours === undefined) return { reason: 'cluster', detail: `node ${hello.nodeId} said hello before this node knew its cluster id (it is joining)`, expected: true };
+    if (hello.clusterId !== ours) return { reason: 'cluster', detail: `node ${hello.nodeId} is in cluster ${hello.clusterId}, this node in cluster ${ours}` };
+    if (hello.nodeId === this.nodeId) return { reason: 'not-member', detail: `a peer claims this node's own id ${hello.nodeId} (two nodes configured with one id?)` };
+    if (!this.isMember(hello.nodeId)) return { reason: 'not-member', detail: `node ${hello.nodeId} is not a member this node knows (no address for it)` };
+    return undefined;
+  }
+
+  /** A hello we do not accept: count it, log it (warn, at most once per reason per interval), close the connection. */
+  private refuseHello(socket: Socket, refusal: HelloRefusal, claimed: { nodeId?: PeerId; clusterId?: ClusterId }): void {
+    switch (refusal.reason) {
+      case 'cluster':
+        this.counters.hellosRefusedCluster += 1;
+        break;
+      case 'not-member':
+        this.counters.hellosRefusedNotMember += 1;
+        break;
+      case 'version':
+        this.counters.hellosRefusedVersion += 1;
+        break;
+    }
+    socket.destroy();
+    const fields = { reason: refusal.reason, detail: refusal.detail, peerId: claimed.nodeId, peerClusterId: claimed.clusterId, clusterId: this.clusterIdValue, remoteAddress: socket.remoteAddress, remotePort: socket.remotePort };
+    const warning = this.helloRefusedWarnings.get(refusal.reason);
+    const nowMs = this.nowMs();
+    if (refusal.expected === true || (warning !== undefined && nowMs - warning.lastWarnMs < this.options.helloRefusedWarnIntervalMs)) {
+      if (warning !== undefined) warning.refusedSince += 1;
+      this.log.debug(fields, 'hello refused, connection closed');
+      return;
+    }
+    this.log.warn({ ...fields, refusedSinceLastWarning: warning?.refusedSince ?? 0 }, 'hello refused, connection closed');
+    this.helloRefusedWarnings.set(refusal.reason, { lastWarnMs: nowMs, refusedSince: 0 });
+  }
+
+  /** Our cluster id, which must be known before we connect anywhere (a hello without it would be refused). */
+  private knownClusterId(): ClusterId {
+    const id = this.clusterIdValue;
+    assert(id !== undefined, () => `transport ${this.nodeId} has no cluster id: set one (option or setClusterId) before adding peers`);
+    return id;
   }
 
   /** Bad network input: count it, log it, close that connection. Never an assertion. */
@@ -597,6 +718,7 @@ export class TcpTransport implements Transport {
   private linkContext(): LinkContext {
     return {
       nodeId: this.nodeId,
+      clusterId: () => this.knownClusterId(),
       log: this.log,
       options: this.options,
       rng: this.rng,

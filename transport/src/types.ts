@@ -23,6 +23,16 @@ export interface TransportStats {
   readonly batchesOversized: number;
   /** Frames rejected as malformed, oversized or of an unknown version (each closed its connection). */
   readonly framesRejected: number;
+  /**
+   * Inbound connections refused at their hello (each closed, nothing from it
+   * delivered): a hello from another cluster, or before this node knows its
+   * own cluster id.
+   */
+  readonly hellosRefusedCluster: number;
+  /** Refused at hello: a node id that is not a member (no address known for it) or is our own. */
+  readonly hellosRefusedNotMember: number;
+  /** Refused at the first frame: another frame version (a node of an earlier release). Not also in framesRejected. */
+  readonly hellosRefusedVersion: number;
   readonly connectionsOpened: number;
   readonly reconnects: number;
 }
@@ -31,7 +41,7 @@ export interface TransportStats {
 export type MutableTransportStats = { -readonly [K in keyof TransportStats]: TransportStats[K] };
 
 export function zeroTransportStats(): MutableTransportStats {
-  return { batchesSent: 0, batchesReceived: 0, bytesSent: 0, bytesReceived: 0, batchesDropped: 0, batchesOversized: 0, framesRejected: 0, connectionsOpened: 0, reconnects: 0 };
+  return { batchesSent: 0, batchesReceived: 0, bytesSent: 0, bytesReceived: 0, batchesDropped: 0, batchesOversized: 0, framesRejected: 0, hellosRefusedCluster: 0, hellosRefusedNotMember: 0, hellosRefusedVersion: 0, connectionsOpened: 0, reconnects: 0 };
 }
 
 /** Sends a snapshot as an ordered stream of chunks with flow control. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   ABORT_REASON_BYTES_MAX,
+  CLUSTER_ID_BYTES,
   FRAME_BYTES_MAX,
   FRAME_HEADER_BYTES,
   FRAME_KIND_CODES,
@@ -11,6 +12,7 @@ import {
   encodeFrame,
   encodeFrames,
   encodedFrameBytes,
+  isClusterId,
   type Frame,
   type FrameErrorCode,
 } from '../src/frame.js';
@@ -48,10 +50,11 @@ function normalize(frame: Frame): unknown {
 }
 
 const bytes = (...values: number[]) => Uint8Array.from(values);
+const CLUSTER = '00112233445566778899aabbccddeeff';
 
 const EVERY_KIND: readonly Frame[] = [
-  { kind: 'hello', nodeId: 7 },
-  { kind: 'hello', nodeId: 0xffff_ffff },
+  { kind: 'hello', nodeId: 7, clusterId: CLUSTER },
+  { kind: 'hello', nodeId: 0xffff_ffff, clusterId: 'ff'.repeat(CLUSTER_ID_BYTES) },
   { kind: 'batch', batch: bytes(1, 2, 3) },
   { kind: 'batch', batch: new Uint8Array(0) },
   { kind: 'snapshot-open', streamId: 1, header: bytes(9, 8, 7) },
@@ -128,14 +131,16 @@ describe('frame codec round trip', () => {
 
 describe('frame encoder asserts on frames we must never build', () => {
   it.each<[string, Frame]>([
-    ['hello node id 0', { kind: 'hello', nodeId: 0 }],
-    ['fractional node id', { kind: 'hello', nodeId: 1.5 }],
+    ['hello node id 0', { kind: 'hello', nodeId: 0, clusterId: CLUSTER }],
+    ['fractional node id', { kind: 'hello', nodeId: 1.5, clusterId: CLUSTER }],
+    ['short cluster id', { kind: 'hello', nodeId: 1, clusterId: 'abcd' }],
+    ['uppercase cluster id', { kind: 'hello', nodeId: 1, clusterId: CLUSTER.toUpperCase() }],
     ['stream id 0', { kind: 'snapshot-end', streamId: 0 }],
     ['credit of 0', { kind: 'snapshot-credit', streamId: 1, chunkCount: 0 }],
     ['oversized chunk', { kind: 'snapshot-chunk', streamId: 1, chunk: new Uint8Array(SNAPSHOT_CHUNK_BYTES_MAX + 1) }],
     ['oversized reason', { kind: 'snapshot-abort', streamId: 1, reason: 'x'.repeat(ABORT_REASON_BYTES_MAX + 1) }],
   ])('%s', (_name, frame) => {
-    expect(() => encodeFrame(frame)).toThrow(/ASSERTION|must|exceeds|integer/);
+    expect(() => encodeFrame(frame)).toThrow(/ASSERTION|must|exceeds|integer|hex/);
   });
 });
 
@@ -151,6 +156,7 @@ function rawFrame(options: { version?: number; kind: number; payload?: number[];
 
 const K = FRAME_KIND_CODES;
 const u32 = (n: number) => [(n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];
+const clusterBytes = [...Buffer.from(CLUSTER, 'hex')];
 
 const BAD_INPUTS: readonly [string, Buffer, FrameErrorCode][] = [
   ['length above FRAME_BYTES_MAX', Buffer.from(u32(FRAME_BYTES_MAX + 1)), 'FRAME_TOO_LARGE'],
@@ -158,7 +164,8 @@ const BAD_INPUTS: readonly [string, Buffer, FrameErrorCode][] = [
   ['snapshot chunk above SNAPSHOT_CHUNK_BYTES_MAX', rawFrame({ kind: K['snapshot-chunk'], payload: [...u32(1), ...new Array<number>(SNAPSHOT_CHUNK_BYTES_MAX + 1).fill(0)] }), 'FRAME_TOO_LARGE'],
   ['abort reason above ABORT_REASON_BYTES_MAX', rawFrame({ kind: K['snapshot-abort'], payload: [...u32(1), ...new Array<number>(ABORT_REASON_BYTES_MAX + 1).fill(0x61)] }), 'FRAME_TOO_LARGE'],
   ['version 0', rawFrame({ version: 0, kind: K.batch }), 'FRAME_VERSION_UNKNOWN'],
-  ['version 2', rawFrame({ version: 2, kind: K.batch }), 'FRAME_VERSION_UNKNOWN'],
+  ['version 1 (the hello without a cluster id)', rawFrame({ version: 1, kind: K.hello, payload: u32(1) }), 'FRAME_VERSION_UNKNOWN'],
+  ['version 3', rawFrame({ version: 3, kind: K.batch }), 'FRAME_VERSION_UNKNOWN'],
   ['version 255', rawFrame({ version: 255, kind: K.hello, payload: u32(1) }), 'FRAME_VERSION_UNKNOWN'],
   ['kind 0', rawFrame({ kind: 0 }), 'FRAME_KIND_UNKNOWN'],
   ['kind 9', rawFrame({ kind: 9 }), 'FRAME_KIND_UNKNOWN'],
@@ -167,8 +174,10 @@ const BAD_INPUTS: readonly [string, Buffer, FrameErrorCode][] = [
   ['length 1', Buffer.from([0, 0, 0, 1, FRAME_VERSION]), 'FRAME_MALFORMED'],
   ['hello without node id', rawFrame({ kind: K.hello }), 'FRAME_MALFORMED'],
   ['hello with 3-byte node id', rawFrame({ kind: K.hello, payload: [0, 0, 1] }), 'FRAME_MALFORMED'],
-  ['hello with node id 0', rawFrame({ kind: K.hello, payload: u32(0) }), 'FRAME_MALFORMED'],
-  ['hello with trailing bytes', rawFrame({ kind: K.hello, payload: [...u32(1), 0] }), 'FRAME_MALFORMED'],
+  ['hello without cluster id (the version 1 layout)', rawFrame({ kind: K.hello, payload: u32(1) }), 'FRAME_MALFORMED'],
+  ['hello with a short cluster id', rawFrame({ kind: K.hello, payload: [...u32(1), ...clusterBytes.slice(1)] }), 'FRAME_MALFORMED'],
+  ['hello with node id 0', rawFrame({ kind: K.hello, payload: [...u32(0), ...clusterBytes] }), 'FRAME_MALFORMED'],
+  ['hello with trailing bytes', rawFrame({ kind: K.hello, payload: [...u32(1), ...clusterBytes, 0] }), 'FRAME_MALFORMED'],
   ['snapshot-open without stream id', rawFrame({ kind: K['snapshot-open'], payload: [0, 1] }), 'FRAME_MALFORMED'],
   ['snapshot-chunk with stream id 0', rawFrame({ kind: K['snapshot-chunk'], payload: [...u32(0), 1] }), 'FRAME_MALFORMED'],
   ['snapshot-end with trailing bytes', rawFrame({ kind: K['snapshot-end'], payload: [...u32(1), 0] }), 'FRAME_MALFORMED'],
@@ -228,12 +237,12 @@ describe('frame decoder validates bad input with a stable code', () => {
   });
 
   it('delivers the good frames before a bad one, then stays failed', () => {
-    const good = encodeFrame({ kind: 'hello', nodeId: 3 });
+    const good = encodeFrame({ kind: 'hello', nodeId: 3, clusterId: CLUSTER });
     const bad = rawFrame({ version: 9, kind: K.batch });
     const decoder = new FrameDecoder();
     const frames: Frame[] = [];
     expect(() => decoder.push(Buffer.concat([good, bad]), (f) => frames.push(f))).toThrow(FrameError);
-    expect(frames.map(normalize)).toEqual([normalize({ kind: 'hello', nodeId: 3 })]);
+    expect(frames.map(normalize)).toEqual([normalize({ kind: 'hello', nodeId: 3, clusterId: CLUSTER })]);
     expect(() => decoder.push(good, (f) => frames.push(f))).toThrow(expect.objectContaining({ code: 'FRAME_VERSION_UNKNOWN' }));
     expect(frames).toHaveLength(1);
   });
@@ -276,5 +285,29 @@ describe('frame decoder fuzz (seeded)', () => {
         if (!(err instanceof FrameError)) throw new Error(`seed ${seed}: ${String(err)}`);
       }
     }
+  });
+});
+
+describe('hello frame (version 2)', () => {
+  it('lays out u32 node id then the 16 cluster id bytes, and decodes the id as lowercase hex', () => {
+    const encoded = encodeFrame({ kind: 'hello', nodeId: 0x01020304, clusterId: CLUSTER });
+    expect([...encoded]).toEqual([...u32(2 + 4 + CLUSTER_ID_BYTES), FRAME_VERSION, K.hello, 1, 2, 3, 4, ...clusterBytes]);
+    expect(decodeAll([encoded])).toEqual([{ kind: 'hello', nodeId: 0x01020304, clusterId: CLUSTER }]);
+  });
+
+  it('says why a version 1 frame is refused', () => {
+    expect(() => decodeAll([rawFrame({ version: 1, kind: K.hello, payload: u32(1) })])).toThrow(/version 1, expected 2: the sender runs an earlier release, whose hello carries no cluster id/);
+  });
+
+  it.each<[unknown, boolean]>([
+    [CLUSTER, true],
+    ['0'.repeat(32), true],
+    [CLUSTER.toUpperCase(), false],
+    [CLUSTER.slice(1), false],
+    [`${CLUSTER}0`, false],
+    ['g'.repeat(32), false],
+    [42, false],
+  ])('isClusterId(%j) is %s', (value, expected) => {
+    expect(isClusterId(value)).toBe(expected);
   });
 });

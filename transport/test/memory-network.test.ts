@@ -429,6 +429,9 @@ describe('MemoryNetwork partitions', () => {
       batchesDropped: 0,
       batchesOversized: 0,
       framesRejected: 0,
+      hellosRefusedCluster: 0,
+      hellosRefusedNotMember: 0,
+      hellosRefusedVersion: 0,
       connectionsOpened: 2,
       reconnects: 0,
     });

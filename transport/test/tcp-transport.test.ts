@@ -8,6 +8,9 @@ import { SEND_QUEUE_BYTES_MAX_DEFAULT, TcpTransport, type TcpTransportOptions } 
 import type { PeerId, SnapshotReceiver } from '../src/types.js';
 
 const WAIT_MS_MAX = 10_000;
+/** The cluster every node of these tests is in, unless a test says otherwise. */
+const CLUSTER = '0123456789abcdef0123456789abcdef';
+const OTHER_CLUSTER = 'fedcba9876543210fedcba9876543210';
 
 /** Polls `condition` every 5 ms; fails the test after WAIT_MS_MAX. */
 async function waitFor(condition: () => boolean, what: string, timeoutMs = WAIT_MS_MAX): Promise<void> {
@@ -32,7 +35,7 @@ afterEach(async () => {
 });
 
 async function startNode(nodeId: PeerId, options: Partial<TcpTransportOptions> = {}): Promise<Node> {
-  const transport = new TcpTransport({ nodeId, host: '127.0.0.1', port: 0, reconnectDelayMsMin: 10, reconnectDelayMsMax: 100, unreachableReportIntervalMs: 50, ...options });
+  const transport = new TcpTransport({ nodeId, clusterId: CLUSTER, host: '127.0.0.1', port: 0, reconnectDelayMsMin: 10, reconnectDelayMsMax: 100, unreachableReportIntervalMs: 50, ...options });
   opened.push(transport);
   const node: Node = { transport, received: [], unreachable: [], snapshots: [], address: '' };
   await transport.start({
@@ -306,7 +309,9 @@ function rawFrame(options: { version?: number; kind: number; payload?: number[];
   return Buffer.concat([header, payload]);
 }
 
-const hello9 = encodeFrame({ kind: 'hello', nodeId: 9 });
+const hello9 = encodeFrame({ kind: 'hello', nodeId: 9, clusterId: CLUSTER });
+/** Makes node 9, whose hello the raw sockets send, a member of `node`'s cluster (an address it never dials). */
+const admit9 = (node: Node) => node.transport.setPeer(9, '127.0.0.1:9');
 const goodBatch = encodeFrame({ kind: 'batch', batch: text('ok') });
 
 describe('TcpTransport on bad frames from a raw socket', () => {
@@ -314,7 +319,7 @@ describe('TcpTransport on bad frames from a raw socket', () => {
     ['garbage bytes', Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), { end: false }],
     ['a truncated frame then close', Buffer.concat([hello9, goodBatch.subarray(0, goodBatch.length - 1)]), { end: true }],
     ['an oversized length prefix', Buffer.concat([hello9, Buffer.from([0x7f, 0xff, 0xff, 0xff])]), { end: false }],
-    ['an unknown version', Buffer.concat([hello9, rawFrame({ version: 2, kind: FRAME_KIND_CODES.batch, payload: [1] })]), { end: false }],
+    ['an unknown version', Buffer.concat([hello9, rawFrame({ version: FRAME_VERSION + 1, kind: FRAME_KIND_CODES.batch, payload: [1] })]), { end: false }],
     ['an unknown kind', Buffer.concat([hello9, rawFrame({ kind: 200, payload: [1] })]), { end: false }],
     ['a batch before hello', goodBatch, { end: false }],
     ['a second hello', Buffer.concat([hello9, hello9]), { end: false }],
@@ -325,6 +330,7 @@ describe('TcpTransport on bad frames from a raw socket', () => {
   it.each(BAD)('%s: connection dropped, counted, node keeps serving', async (_name, bytes, options) => {
     const [a, b] = [await startNode(1), await startNode(2)];
     connectAll([a, b]);
+    admit9(b);
     const port = b.transport.address().port;
     await rawExchange(port, bytes, options);
     await waitFor(() => b.transport.stats().framesRejected === 1, 'frame rejected');
@@ -338,6 +344,7 @@ describe('TcpTransport on bad frames from a raw socket', () => {
     const lines: { level: number; msg: string; code?: string }[] = [];
     const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
     const b = await startNode(2, { logger });
+    admit9(b);
     await rawExchange(b.transport.address().port, Buffer.concat([hello9, rawFrame({ version: 7, kind: 2 })]), { end: false });
     await waitFor(() => lines.length === 1, 'warn line');
     expect(lines[0]).toMatchObject({ level: 40, msg: 'frame rejected, connection closed', code: 'FRAME_VERSION_UNKNOWN', peerId: 9 });
@@ -368,5 +375,128 @@ describe('TcpTransport lifecycle', () => {
     await new Promise<void>((r) => server.close(() => r()));
     a.transport.send(2, text('after close'));
     expect(a.transport.stats().batchesDropped).toBe(1);
+  });
+});
+
+/** The stats fields that count refused hellos, for one expect. */
+const refusals = (n: Node) => {
+  const { hellosRefusedCluster, hellosRefusedNotMember, hellosRefusedVersion, framesRejected } = n.transport.stats();
+  return { hellosRefusedCluster, hellosRefusedNotMember, hellosRefusedVersion, framesRejected };
+};
+
+describe('TcpTransport hello: only members of our cluster', () => {
+  it('delivers batches and snapshots between members of one cluster', async () => {
+    const [a, b] = [await startNode(1), await startNode(2)];
+    connectAll([a, b]);
+    a.transport.send(2, text('in'));
+    await waitFor(() => b.received.length === 1, 'batch');
+    a.transport.openSnapshot(2, text('h'));
+    await waitFor(() => b.snapshots.length === 1, 'snapshot');
+    expect(refusals(b)).toEqual({ hellosRefusedCluster: 0, hellosRefusedNotMember: 0, hellosRefusedVersion: 0, framesRejected: 0 });
+  });
+
+  it('refuses a node of another cluster: no batch or snapshot delivered, each connection counted', async () => {
+    const b = await startNode(2);
+    const foreign = await startNode(1, { clusterId: OTHER_CLUSTER });
+    connectAll([foreign, b]);
+    // The foreign node keeps reconnecting (its backoff restarts with each accepted TCP connect); every hello is refused.
+    for (let i = 0; i < 3; i++) foreign.transport.send(2, text(`foreign#${i}`));
+    await waitFor(() => b.transport.stats().hellosRefusedCluster >= 3, 'three refused connections');
+    const snapshot = foreign.transport.openSnapshot(2, text('h'));
+    await expect(snapshot.end()).rejects.toMatchObject({ code: 'SNAPSHOT_CONNECTION_LOST' });
+    expect(b.received).toEqual([]);
+    expect(b.snapshots).toEqual([]);
+    expect(b.transport.stats().batchesReceived).toBe(0);
+    // Both ways: b's hellos to the foreign node are refused there too.
+    b.transport.send(1, text('to foreign'));
+    await waitFor(() => foreign.transport.stats().hellosRefusedCluster >= 1, 'refused by the foreign node');
+    expect(foreign.received).toEqual([]);
+  });
+
+  it('refuses a stranger of our cluster (no address known for it) and a node claiming our own id', async () => {
+    const b = await startNode(2);
+    const stranger = await startNode(9);
+    stranger.transport.setPeer(2, b.address);
+    stranger.transport.send(2, text('stranger'));
+    await waitFor(() => b.transport.stats().hellosRefusedNotMember >= 1, 'stranger refused');
+    // Same cluster id, same node id as the receiver: a second node configured with one id.
+    const twin = await startNode(2);
+    twin.transport.setPeer(3, b.address);
+    twin.transport.send(3, text('twin'));
+    await waitFor(() => b.transport.stats().hellosRefusedNotMember >= 2, 'twin refused');
+    expect(b.received).toEqual([]);
+    // Once b knows the stranger (the Host adds a joined member), its next connection is accepted.
+    b.transport.setPeer(9, stranger.address);
+    await waitFor(() => {
+      stranger.transport.send(2, text('member now'));
+      return b.received.some((r) => r.text === 'member now' && r.from === 9);
+    }, 'delivery after setPeer');
+  });
+
+  it('consults the isMember option instead of the peer table when given', async () => {
+    const members = new Set<number>();
+    const b = await startNode(2, { isMember: (id) => members.has(id) });
+    const a = await startNode(1);
+    a.transport.setPeer(2, b.address);
+    a.transport.send(2, text('x'));
+    await waitFor(() => b.transport.stats().hellosRefusedNotMember >= 1, 'refused while not a member');
+    members.add(1);
+    await waitFor(() => {
+      a.transport.send(2, text('y'));
+      return b.received.length > 0;
+    }, 'delivery once a member');
+  });
+
+  it('refuses the old hello (frame version 1) as a node of an earlier release, counted apart from bad frames', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const b = await startNode(2, { logger });
+    admit9(b);
+    const oldHello = rawFrame({ version: 1, kind: FRAME_KIND_CODES.hello, payload: [0, 0, 0, 9] });
+    await rawExchange(b.transport.address().port, Buffer.concat([oldHello, rawFrame({ version: 1, kind: FRAME_KIND_CODES.batch, payload: [1] })]), { end: false });
+    expect(refusals(b)).toEqual({ hellosRefusedCluster: 0, hellosRefusedNotMember: 0, hellosRefusedVersion: 1, framesRejected: 0 });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ level: 40, msg: 'hello refused, connection closed', reason: 'version', detail: expect.stringMatching(/version 1, expected 2: the sender runs an earlier release/) });
+  });
+
+  it('drops frames that arrived together with a refused hello', async () => {
+    const b = await startNode(2);
+    admit9(b);
+    const foreignHello = encodeFrame({ kind: 'hello', nodeId: 9, clusterId: OTHER_CLUSTER });
+    await rawExchange(b.transport.address().port, Buffer.concat([foreignHello, goodBatch, goodBatch]), { end: false });
+    expect(b.received).toEqual([]);
+    expect(refusals(b)).toEqual({ hellosRefusedCluster: 1, hellosRefusedNotMember: 0, hellosRefusedVersion: 0, framesRejected: 0 });
+  });
+
+  it('logs a refusal at warn at most once per reason per interval, with the count refused since', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    let nowMs = 0;
+    const b = await startNode(2, { logger, nowMs: () => nowMs, helloRefusedWarnIntervalMs: 1_000 });
+    const foreignHello = encodeFrame({ kind: 'hello', nodeId: 9, clusterId: OTHER_CLUSTER });
+    const strangerHello = encodeFrame({ kind: 'hello', nodeId: 7, clusterId: CLUSTER });
+    for (let i = 0; i < 5; i++) await rawExchange(b.transport.address().port, foreignHello, { end: false });
+    await rawExchange(b.transport.address().port, strangerHello, { end: false });
+    expect(lines.map((l) => l['reason'])).toEqual(['cluster', 'not-member']);
+    expect(lines[0]).toMatchObject({ peerId: 9, peerClusterId: OTHER_CLUSTER, clusterId: CLUSTER, refusedSinceLastWarning: 0 });
+    nowMs = 1_000;
+    await rawExchange(b.transport.address().port, foreignHello, { end: false });
+    expect(lines).toHaveLength(3);
+    expect(lines[2]).toMatchObject({ reason: 'cluster', refusedSinceLastWarning: 4 });
+    expect(b.transport.stats().hellosRefusedCluster).toBe(6);
+  });
+
+  it('refuses every hello until it knows its cluster id, and dials nobody before then', async () => {
+    const b = await startNode(2, { clusterId: undefined as unknown as string });
+    expect(b.transport.clusterId).toBeUndefined();
+    await rawExchange(b.transport.address().port, hello9, { end: false });
+    expect(b.transport.stats().hellosRefusedCluster).toBe(1);
+    expect(() => b.transport.setPeer(1, '127.0.0.1:1')).toThrow(/no cluster id/);
+    b.transport.setClusterId(CLUSTER);
+    expect(() => b.transport.setClusterId(OTHER_CLUSTER)).toThrow(/cannot move it/);
+    const a = await startNode(1);
+    connectAll([a, b]);
+    a.transport.send(2, text('now'));
+    await waitFor(() => b.received.length === 1, 'delivery once the id is known');
   });
 });

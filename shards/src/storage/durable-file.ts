@@ -1,6 +1,6 @@
 /**
  * The one way a node writes a file outside LMDB (identity files FLOTILLA and
- * NODE, cluster.json): a crash or power failure at any point leaves
+ * NODE, cluster.json, CLUSTER): a crash or power failure at any point leaves
  * either the old file or the new one, never a short or empty one. LMDB syncs
  * its own files; LOCK is the one exception (dir-lock.ts says why).
  */

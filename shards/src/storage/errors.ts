@@ -5,7 +5,9 @@ export type DataDirErrorCode =
   | 'DATA_DIR_CORES_MISMATCH'
   | 'DATA_DIR_DAMAGED'
   /** Another process, or another open in this one, holds the directory's lock. */
-  | 'DATA_DIR_LOCKED';
+  | 'DATA_DIR_LOCKED'
+  /** The node's recorded cluster id differs from the cluster it is asked to join. */
+  | 'DATA_DIR_CLUSTER_MISMATCH';
 
 /**
  * A data directory the node must not start on. Never retryable: an operator

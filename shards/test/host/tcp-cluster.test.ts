@@ -10,7 +10,7 @@ import type { GroupId, NodeId } from '@flotilla/core';
 import { encodeBatch } from '../../src/host/message-codec.js';
 import { encodeSegment } from '../../src/host/node-batch.js';
 import type { AckedWrite } from '../../test-support/node-child.js';
-import { forEachConcurrent, hexOf, killLeftoverNodes, startWriter, TcpCluster, waitUntil, WriteLog } from './tcp-harness.js';
+import { forEachConcurrent, hexOf, killLeftoverNodes, NODE_CHILD_CLUSTER_ID, startWriter, TcpCluster, waitUntil, WriteLog } from './tcp-harness.js';
 
 /** Fast ticks keep the file short: elections after 10–20 ticks = 200–400 ms of silence. */
 const TICK_INTERVAL_MS = 20;
@@ -181,8 +181,13 @@ const frameShardIds = [1, 2, 3, 4, 5, 6];
 const RAW_CLOSE_TIMEOUT_MS = 10_000;
 /** A node id no cluster member has. */
 const STRANGER_NODE_ID = 99;
+/** The member a forger names in its hello (the bad frames must come from an accepted connection). */
+const FORGED_MEMBER = 2;
+/** A cluster id that is not the node-child cluster's. */
+const OTHER_CLUSTER_ID = 'ffffffffffffffffffffffffffffffff';
 
-const hello = encodeFrame({ kind: 'hello', nodeId: STRANGER_NODE_ID });
+/** The hello a raw socket sends to pass as `nodeId` of the node-child cluster (or of another cluster). */
+const helloAs = (nodeId: number, clusterId = NODE_CHILD_CLUSTER_ID): Buffer => encodeFrame({ kind: 'hello', nodeId, clusterId });
 
 function rawFrame(options: { version?: number; kind: number; payload: Buffer; length?: number }): Buffer {
   const header = Buffer.alloc(6);
@@ -225,12 +230,15 @@ describe('a node process fed bad frames on its transport port', () => {
   let round = 0;
   /** The node under attack: one that leads shards, so writes go through it. */
   let target = 0;
+  /** The hello of another member: bad frames must come from a connection the target accepted, or they never reach the frame decoder's later checks. */
+  let hello: Buffer = Buffer.alloc(0);
 
   beforeAll(async () => {
     c = await TcpCluster.start({ nodeCount: 3, coreCount: CORE_COUNT, tickIntervalMs: TICK_INTERVAL_MS, reconnectDelayMsMax: RECONNECT_DELAY_MS_MAX });
     await c.createShards(frameShardIds);
     const leaders = await waitUntil('every shard has an agreed leader', () => c.agreedLeaders(frameShardIds), { timeoutMs: LEADERS_AGREED_MS_MAX });
     target = byLeaderCount(leaders, c.nodeIds)[0]!;
+    hello = helloAs(c.nodeIds.find((id) => id !== target)!);
   }, 30_000);
 
   afterAll(async () => {
@@ -265,17 +273,17 @@ describe('a node process fed bad frames on its transport port', () => {
     }
   }
 
-  const CLOSING_CASES: readonly [string, Buffer, { end: boolean }][] = [
-    ['garbage bytes', Buffer.from('GET / HTTP/1.1\r\nHost: flotilla\r\n\r\n'), { end: false }],
-    ['a truncated frame, then close', Buffer.concat([hello, rawFrame({ kind: FRAME_KIND_CODES.batch, payload: Buffer.alloc(10, 7), length: 100 })]), { end: true }],
-    ['an oversized length header', Buffer.concat([hello, Buffer.from([0x7f, 0xff, 0xff, 0xff])]), { end: false }],
-    ['an unknown version byte', Buffer.concat([hello, rawFrame({ version: 9, kind: FRAME_KIND_CODES.batch, payload: Buffer.from([1]) })]), { end: false }],
+  const CLOSING_CASES: readonly [string, () => Buffer, { end: boolean }][] = [
+    ['garbage bytes', () => Buffer.from('GET / HTTP/1.1\r\nHost: flotilla\r\n\r\n'), { end: false }],
+    ['a truncated frame, then close', () => Buffer.concat([hello, rawFrame({ kind: FRAME_KIND_CODES.batch, payload: Buffer.alloc(10, 7), length: 100 })]), { end: true }],
+    ['an oversized length header', () => Buffer.concat([hello, Buffer.from([0x7f, 0xff, 0xff, 0xff])]), { end: false }],
+    ['an unknown version byte', () => Buffer.concat([hello, rawFrame({ version: 9, kind: FRAME_KIND_CODES.batch, payload: Buffer.from([1]) })]), { end: false }],
   ];
 
   it.each(CLOSING_CASES)('closes the connection on %s, counts it in framesRejected, and keeps serving writes', async (_name, bytes, options) => {
     const node = c.node(target);
     const before = await node.stats();
-    await sendUntilClosedByNode(port(), bytes, options);
+    await sendUntilClosedByNode(port(), bytes(), options);
     const after = await waitUntil('framesRejected counted', async () => {
       const s = await node.stats();
       return s.transport.framesRejected > before.transport.framesRejected ? s : undefined;
@@ -312,7 +320,7 @@ describe('a node process fed bad frames on its transport port', () => {
   });
 });
 
-describe('a node process fed well-formed frames forged by a stranger', () => {
+describe('a node process fed well-formed frames forged on its transport port', () => {
   let c: TcpCluster | undefined;
   afterEach(async () => {
     await c?.close();
@@ -320,13 +328,15 @@ describe('a node process fed well-formed frames forged by a stranger', () => {
     killLeftoverNodes();
   });
 
-  // The transport trusts hello (no authentication yet), so these reach the cores. Raft assumes
-  // neither can come from a correct leader (the heartbeat trips RaftLog.commitTo's assertion);
-  // the cores must refuse both as bad input, count them and carry on (STYLE.md §4).
+  // A hello naming a member of the cluster is trusted (no authentication yet), so these reach the
+  // cores. Raft assumes neither can come from a correct leader (the heartbeat trips RaftLog.commitTo's
+  // assertion); the cores must refuse both as bad input, count them and carry on (STYLE.md §4).
+  // From a stranger or another cluster they never get that far: the hello is refused.
   it('refuses a heartbeat whose commit is past its log and an append with non-contiguous entries, and keeps its leadership and serving writes', async () => {
-    c = await TcpCluster.start({ nodeCount: 1, coreCount: CORE_COUNT, tickIntervalMs: TICK_INTERVAL_MS });
+    // Node 2 is the member whose name the forger takes; shard 1 lives on node 1 alone.
+    c = await TcpCluster.start({ nodeCount: 2, coreCount: CORE_COUNT, tickIntervalMs: TICK_INTERVAL_MS });
     await c.createShards([1], [1]);
-    await waitUntil('the single voter leads', () => c!.agreedLeaders([1]), { timeoutMs: LEADERS_AGREED_MS_MAX });
+    await waitUntil('the single voter leads', async () => ((await c!.node(1).shards())[0]?.role === 'leader' ? true : undefined), { timeoutMs: LEADERS_AGREED_MS_MAX });
     const node = c.node(1);
     const [statusBefore] = await node.shards();
     const before = await node.stats();
@@ -340,15 +350,27 @@ describe('a node process fed well-formed frames forged by a stranger', () => {
         encodeBatch([
           {
             shardId: 1 as GroupId,
-            message: { type: 'append', from: STRANGER_NODE_ID as NodeId, to: 1 as NodeId, term: 1_000, index: 1, logTerm: 1, commit: 0, entries: [{ index: 7, term: 1_000, type: 'normal', data: new Uint8Array(0) }] },
+            message: { type: 'append', from: FORGED_MEMBER as NodeId, to: 1 as NodeId, term: 1_000, index: 1, logTerm: 1, commit: 0, entries: [{ index: 7, term: 1_000, type: 'normal', data: new Uint8Array(0) }] },
           },
         ]),
       ],
       wakes: [],
     });
+    const forged = Buffer.concat([encodeFrame({ kind: 'batch', batch: heartbeat }), encodeFrame({ kind: 'batch', batch: append })]);
+    // A stranger of this cluster and a member of another: refused at hello, nothing reaches a core.
+    for (const [hello, counter] of [
+      [helloAs(STRANGER_NODE_ID), 'hellosRefusedNotMember'],
+      [helloAs(FORGED_MEMBER, OTHER_CLUSTER_ID), 'hellosRefusedCluster'],
+    ] as const) {
+      const refusedBefore = (await node.stats()).transport[counter];
+      await sendUntilClosedByNode(c.configs.get(1)!.port, Buffer.concat([hello, forged]), { end: false });
+      const s = await node.stats();
+      expect(s.transport[counter], counter).toBe(refusedBefore + 1);
+      expect(s.coreTotals['messagesRejected'] ?? 0, 'nothing reached a core').toBe(before.coreTotals['messagesRejected'] ?? 0);
+    }
     const socket = await rawConnect(c.configs.get(1)!.port);
     try {
-      socket.write(Buffer.concat([hello, encodeFrame({ kind: 'batch', batch: heartbeat }), encodeFrame({ kind: 'batch', batch: append })]));
+      socket.write(Buffer.concat([helloAs(FORGED_MEMBER), forged]));
       const after = await waitUntil('both forged messages refused', async () => {
         const s = await node.stats();
         return (s.coreTotals['messagesRejected'] ?? 0) >= (before.coreTotals['messagesRejected'] ?? 0) + 2 ? s : undefined;
@@ -363,7 +385,8 @@ describe('a node process fed well-formed frames forged by a stranger', () => {
     }
     const [statusAfter] = await node.shards();
     expect({ role: statusAfter!.role, term: statusAfter!.term }).toEqual({ role: 'leader', term: statusBefore!.term });
-    const version = await c.write(1, keyOf(1, 'after-forged-frames'), hexOf('still here'), new WriteLog());
-    expect(version).toBeGreaterThan(0);
+    const written = await node.request<{ ok: boolean; version: number }>({ op: 'propose', shardId: 1, key: keyOf(1, 'after-forged-frames'), value: hexOf('still here') });
+    expect(written.ok).toBe(true);
+    expect(written.version).toBeGreaterThan(0);
   });
 });
