@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { freePorts } from '@flotilla/shards/test-support/node-cluster';
 import { PowerFailDisk, buildPowerFailTools, type DurabilityEvent, type PowerFailMode } from '@flotilla/shards/test-support/power-failure';
 import { afterAll, describe, expect, it } from 'vitest';
+import { CLUSTER_TOKEN_DEFAULT, deriveClusterId, readClusterIdentity } from '../src/cluster-identity.js';
 import { readyUrl } from '../src/ready-line.js';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
@@ -180,6 +181,8 @@ describe.skipIf(tools === undefined)('power failure of flotilla start processes'
         failures.push(`${mode} mode: node ${id} did not restart after a power failure right after joining: exit ${outcome.signal ?? outcome.code}; cluster.json: ${JSON.stringify(existsSync(join(c.dir, 'cluster.json')) ? readFileSync(join(c.dir, 'cluster.json'), 'utf8') : null)}\n${outcome.stderr}`);
         continue;
       }
+      const clusterIds = [readClusterIdentity(c.dir)?.clusterId, readClusterIdentity(join(root, 'join-n1'))?.clusterId];
+      if (clusterIds[0] !== clusterIds[1]) failures.push(`${mode} mode: node ${id} restarted with cluster id ${clusterIds[0]}, the members' is ${clusterIds[1]}`);
       const key = `%20join${id}`;
       const status = await put(outcome.url, key, `via-${id}`);
       const read = await get(members[1]!.url, key);
@@ -283,8 +286,9 @@ function crashPointsOf(events: readonly DurabilityEvent[], mode: PowerFailMode):
 
 /**
  * One node's first start, power-failed before durability event `crashAt`, then restarted. Returns what
- * went wrong, or undefined: the restart served a write and a read, or refused with a stable code, and
- * a store its FLOTILLA file called ready is the same file afterwards (not silently made anew).
+ * went wrong, or undefined: the restart served a write and a read with the cluster id it derives, or
+ * refused with a stable code, and a store its FLOTILLA file called ready is the same file afterwards
+ * (not silently made anew).
  */
 async function cutFirstStart(mode: PowerFailMode, crashAt: number): Promise<string | undefined> {
   const disk = newDisk(mode);
@@ -311,6 +315,10 @@ async function cutFirstStart(mode: PowerFailMode, crashAt: number): Promise<stri
     }
     try {
       if (storeWasReady && statSync(join(coreDir, 'store.mdb')).ino !== storeInode) return `${where}: FLOTILLA said ready, yet the restart made core-0/store.mdb anew`;
+      // The id a one-member cluster derives; anything else (the legacy id of a directory with replicas but no CLUSTER) would cut it off from peers it had.
+      const clusterId = readClusterIdentity(config.dir)?.clusterId;
+      const derived = deriveClusterId({ members: [{ nodeId: 1, address: `127.0.0.1:${transport}` }], token: CLUSTER_TOKEN_DEFAULT });
+      if (clusterId !== derived) return `${where}: restarted with cluster id ${clusterId}, not the derived ${derived}`;
       const status = await put(outcome.url, '%10probe', 'after-restart');
       const read = await get(outcome.url, '%10probe');
       if (status !== 200 || typeof read === 'string' || read.body !== 'after-restart') return `${where}: restarted, but PUT answered ${status} and GET ${JSON.stringify(read)}`;
