@@ -55,15 +55,21 @@ interface ClusterFile extends ClusterIdentity {
 
 /**
  * The id of a statically bootstrapped cluster: every member computes it from
- * the same member list. Each member lists itself as it listens (`--listen`)
- * and the others as its `--peers` name them, so every member must name each
- * one by the same host:port it listens on; if not, they derive different
- * ids and refuse each other's hellos, which the transport logs at warn with
- * both ids.
+ * the same member list and token. Only each member's id and transport PORT
+ * enter it, not the host: a member listening on a wildcard (`--listen
+ * 0.0.0.0:7101`) and its peers naming it by an interface address
+ * (`1=10.0.0.1:7101`) must agree, and clusters sharing a machine still differ
+ * by their ports. Two clusters on different machines with the same ids and
+ * ports are told apart only by `--cluster-token`: give each its own.
  */
 export function deriveClusterId(o: { members: readonly { readonly nodeId: number; readonly address: string }[]; token: string }): ClusterId {
-  const members = [...o.members].sort((a, b) => a.nodeId - b.nodeId).map((m) => `${m.nodeId}=${m.address}`);
-  return hashToClusterId(`flotilla cluster id v1\ntoken=${o.token}\nmembers=${members.join(',')}`);
+  const members = [...o.members].sort((a, b) => a.nodeId - b.nodeId).map((m) => `${m.nodeId}:${portOf(m.address)}`);
+  return hashToClusterId(`flotilla cluster id v2\ntoken=${o.token}\nmembers=${members.join(',')}`);
+}
+
+/** The port of "host:port" or "[v6]:port" (the address was validated where it came from). */
+function portOf(address: string): string {
+  return address.slice(address.lastIndexOf(':') + 1);
 }
 
 function hashToClusterId(input: string): ClusterId {

@@ -99,9 +99,11 @@ describe('cluster id', () => {
     expect(a.map((n) => n.clusterId)).toEqual([expected, expected, expected]);
     for (const i of [0, 1, 2]) expect(readClusterIdentity(join(root, `a${i + 1}`))).toEqual({ clusterId: expected, origin: 'bootstrap' });
     expect(expected).not.toBe(LEGACY_CLUSTER_ID);
-    // Another token or other addresses: another cluster.
+    // Another token or other ports: another cluster.
     expect(deriveClusterId({ members: aPorts.map((port, i) => ({ nodeId: i + 1, address: `127.0.0.1:${port}` })), token: 'other' })).not.toBe(expected);
     expect(deriveClusterId({ members: aPorts.map((port, i) => ({ nodeId: i + 1, address: `127.0.0.1:${port + 1}` })), token: 'flotilla' })).not.toBe(expected);
+    // The host as each member spells it does not matter: a wildcard listen and an interface address agree.
+    expect(deriveClusterId({ members: aPorts.map((port, i) => ({ nodeId: i + 1, address: `${i === 0 ? '0.0.0.0' : '10.0.0.7'}:${port}` })), token: 'flotilla' })).toBe(expected);
   });
 
   it('a node of another cluster pointed at a member\'s port is refused at hello and moves no term', async () => {
