@@ -7,7 +7,21 @@ export { writeFileDurably, writeJsonDurably, fsyncDir, makeDirDurably, tempFileN
 export { readSnapshot, decodeChunk, SnapshotInstaller, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_PAIR_BYTES_MAX, SNAPSHOT_PAIR_OVERHEAD_BYTES, type RangeBounds, type SnapshotHeader } from './storage/snapshot.js';
 export { KvStateMachine, type ApplyBatch, type ApplyOutcome, type ApplyResults, type CreatedShard, type StagedApply, type StoredValue } from './kv/state-machine.js';
 export { WHOLE_KEY_SPACE, type ShardRange } from './kv/range.js';
-export { encodeCommand, decodeCommand, validateCommand, InvalidCommandError, KEY_BYTES_MAX, VALUE_BYTES_MAX, INITIAL_LOG_INDEX, INITIAL_LOG_TERM, type KvCommand, type KvResult, type SplitCommand, type SplitOutcome, type MembershipOutcome } from './kv/command.js';
+export { encodeCommand, decodeCommand, validateCommand, InvalidCommandError, KEY_BYTES_MAX, VALUE_BYTES_MAX, INITIAL_LOG_INDEX, INITIAL_LOG_TERM, type KvCommand, type KvResult, type SplitCommand, type SplitOutcome, type MembershipOutcome, type ChecksumApplied } from './kv/command.js';
+export {
+  digestPairs,
+  firstDifferentBlock,
+  firstDifferentKey,
+  CHECKSUM_BLOCK_KEY_COUNT,
+  CHECKSUM_BLOCK_DIGEST_BYTES,
+  CHECKSUM_KEY_DIGEST_BYTES,
+  CHECKSUM_CHUNK_KEY_COUNT_DEFAULT,
+  CHECKSUM_HOLD_TICKS_DEFAULT,
+  type BlockDetail,
+  type ChecksumAnswer,
+  type ChecksumBlockAnswer,
+  type RangeDigest,
+} from './kv/consistency.js';
 export { encodeBatch, decodeBatch, BatchDecodeError, BATCH_MESSAGE_COUNT_MAX, type Envelope } from './host/message-codec.js';
 export { openNodeStores, lockNodeDir, prepareNodeDir, markNodeDirReady, coreDirName, CORE_COUNT_MAX, NODE_DIR_FORMAT_VERSION, NODE_FILE, type NodeDirOptions } from './host/node-dir.js';
 export { Host, ForwardedRequestError, type HostOptions, type HostStats, TICK_INTERVAL_MS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT } from './host/host.js';

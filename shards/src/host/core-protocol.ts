@@ -52,7 +52,13 @@ export type CoreRequest =
   | { readonly kind: 'leaderReports'; readonly id: number; readonly splitKeyMinBytes: number }
   | { readonly kind: 'status'; readonly id: number }
   | { readonly kind: 'transferLeader'; readonly id: number; readonly shardId: number; readonly to: number }
-  | { readonly kind: 'stats'; readonly id: number };
+  | { readonly kind: 'stats'; readonly id: number }
+  /** On the shard's leader: propose checksum entry `checksumId`; answered once applied here (KvResult with `checksum`). */
+  | { readonly kind: 'checksumPropose'; readonly id: number; readonly shardId: number; readonly checksumId: number }
+  /** This replica's result for the checksum entry at `index` (kv/consistency.ts ChecksumAnswer); `withBlocks` adds the block digests. */
+  | { readonly kind: 'checksumResult'; readonly id: number; readonly shardId: number; readonly index: number; readonly checksumId: number; readonly withBlocks: boolean }
+  /** One block's keys and per-key digests from that check's held snapshot (ChecksumBlockAnswer). */
+  | { readonly kind: 'checksumBlock'; readonly id: number; readonly shardId: number; readonly index: number; readonly checksumId: number; readonly block: number };
 
 export interface MembershipChange {
   readonly type: 'addNode' | 'removeNode' | 'addLearner';
@@ -191,6 +197,11 @@ export interface CoreStats {
   snapshotsSent: number;
   snapshotsInstalled: number;
   compactions: number;
+  /** Consistency checks: passes started, refused (too many waiting), failed to read their range, and chunks hashed (kv/consistency.ts). */
+  checksumPasses: number;
+  checksumPassesRefused: number;
+  checksumPassesFailed: number;
+  checksumChunks: number;
   /** Gauges. */
   groupCount: number;
   activeGroupCount: number;
@@ -216,6 +227,10 @@ export function zeroCoreStats(): CoreStats {
     snapshotsSent: 0,
     snapshotsInstalled: 0,
     compactions: 0,
+    checksumPasses: 0,
+    checksumPassesRefused: 0,
+    checksumPassesFailed: 0,
+    checksumChunks: 0,
     groupCount: 0,
     activeGroupCount: 0,
   };

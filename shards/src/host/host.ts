@@ -5,6 +5,7 @@ import { DEFAULTS, assert, type GroupId } from '@flotilla/core';
 import { Packr } from 'msgpackr';
 import { BATCH_BYTES_MAX, type SnapshotReceiver, type SnapshotSender, type Transport, type TransportStats } from '@flotilla/transport';
 import { KEY_BYTES_MAX, VALUE_BYTES_MAX, encodeCommand, type KvCommand, type KvResult } from '../kv/command.js';
+import { CHECKSUM_CHUNK_KEY_COUNT_DEFAULT, CHECKSUM_HOLD_TICKS_DEFAULT, type ChecksumAnswer, type ChecksumBlockAnswer } from '../kv/consistency.js';
 import type { StoredValue } from '../kv/state-machine.js';
 import { InlineCoreChannel, WorkerCoreChannel, type CoreChannel, type CoreSettings } from './core-channel.js';
 import type { ClaimAnswer, LeaderReport, MembershipChange, CoreEvent, CoreOutEvent, CoreOutput, CoreRequest, CoreStats, RangeBoundsWire, ReadOp, ShardStatus, Consistency } from './core-protocol.js';
@@ -94,6 +95,10 @@ export interface HostOptions {
   readonly snapshotBytesPerSecMax?: number;
   /** Free disk bytes below which client writes are refused (default DISK_RESERVE_BYTES_DEFAULT). */
   readonly diskReserveBytes?: number;
+  /** Keys a consistency check hashes per core per tick (default CHECKSUM_CHUNK_KEY_COUNT_DEFAULT). */
+  readonly checksumChunkKeyCount?: number;
+  /** Ticks a finished consistency check keeps its snapshot for block details (default CHECKSUM_HOLD_TICKS_DEFAULT). */
+  readonly checksumHoldTicks?: number;
   readonly seed?: number;
   readonly logger: ShellLogger & { level?: string };
   /** A worker core died. Default: log it and close the Host; a node process should exit. */
@@ -236,6 +241,8 @@ export class Host {
       compactionTriggerEntries: options.compactionTriggerEntries ?? COMPACTION_TRIGGER_ENTRIES_DEFAULT,
       compactionKeepEntries: options.compactionKeepEntries ?? COMPACTION_KEEP_ENTRIES_DEFAULT,
       diskReserveBytes: options.diskReserveBytes ?? DISK_RESERVE_BYTES_DEFAULT,
+      checksumChunkKeyCount: options.checksumChunkKeyCount ?? CHECKSUM_CHUNK_KEY_COUNT_DEFAULT,
+      checksumHoldTicks: options.checksumHoldTicks ?? CHECKSUM_HOLD_TICKS_DEFAULT,
       seed: options.seed ?? options.nodeId,
     };
     const handlers = (coreIndex: number) => ({
@@ -812,6 +819,27 @@ export class Host {
 
   transferLeader(shardId: GroupId, to: number): Promise<void> {
     return this.request(shardId, (id) => ({ kind: 'transferLeader', id, shardId, to }));
+  }
+
+  /**
+   * Starts a consistency check on the shard's leader here (NOT_LEADER with a
+   * hint otherwise): proposes checksum entry `checksumId` and resolves once
+   * it applied here, with its index and the range and replicas as of it
+   * (KvResult's `checksum`). Every replica then hashes its data as of that
+   * index; ask each with `checksumResult`.
+   */
+  proposeChecksum(shardId: GroupId, checksumId: number): Promise<KvResult> {
+    return this.request(shardId, (id) => ({ kind: 'checksumPropose', id, shardId, checksumId }));
+  }
+
+  /** This node's replica's result for checksum `checksumId` at `index`: pending, done (with the block digests if asked) or missing. */
+  checksumResult(shardId: GroupId, q: { index: number; checksumId: number; withBlocks?: boolean }): Promise<ChecksumAnswer> {
+    return this.request(shardId, (id) => ({ kind: 'checksumResult', id, shardId, index: q.index, checksumId: q.checksumId, withBlocks: q.withBlocks ?? false }));
+  }
+
+  /** One block's keys and per-key digests, from the snapshot that check hashed (held for checksumHoldTicks after it finished). */
+  checksumBlock(shardId: GroupId, q: { index: number; checksumId: number; block: number }): Promise<ChecksumBlockAnswer> {
+    return this.request(shardId, (id) => ({ kind: 'checksumBlock', id, shardId, index: q.index, checksumId: q.checksumId, block: q.block }));
   }
 
   /** Every replica on this node, in shard order. */

@@ -19,9 +19,10 @@ import {
   type Ready,
 } from '@flotilla/core';
 import { Packr } from 'msgpackr';
-import { decodeCommand, INITIAL_LOG_INDEX, INITIAL_LOG_TERM, InvalidCommandError, KEY_BYTES_MAX } from '../kv/command.js';
+import { decodeCommand, encodeChecksumCommand, INITIAL_LOG_INDEX, INITIAL_LOG_TERM, InvalidCommandError, isChecksumCommand, KEY_BYTES_MAX, type KvResult } from '../kv/command.js';
+import { ReplicaChecksums } from '../kv/consistency.js';
 import { UNINITIALIZED, coversSpan, decodeShardRange, describeRange, encodeShardRange, hexKey, inRange, isInitialized, overlaps, type ShardRange } from '../kv/range.js';
-import { KvStateMachine, type ApplyBatch, type ApplyOutcome, type ApplyResults, type StagedApply } from '../kv/state-machine.js';
+import { KvStateMachine, type ApplyBatch, type ApplyOutcome, type ApplyResults } from '../kv/state-machine.js';
 import type { NodeStore, ShardWrite } from '../storage/node-store.js';
 import { freeBytes, isOutOfSpace } from '../storage/disk-space.js';
 import { readSnapshot, SnapshotInstaller } from '../storage/snapshot.js';
@@ -79,6 +80,10 @@ export interface ShardCoreOptions {
    * as possible and never in the middle of a client's write.
    */
   readonly diskReserveBytes: number;
+  /** Keys a consistency check hashes per tick (kv/consistency.ts CHECKSUM_CHUNK_KEY_COUNT_DEFAULT). */
+  readonly checksumChunkKeyCount: number;
+  /** Ticks a finished check keeps its snapshot for block details (CHECKSUM_HOLD_TICKS_DEFAULT). */
+  readonly checksumHoldTicks: number;
 }
 
 /** How often (ticks) the core looks at the free space of its store's file system: once a second at the default tick. */
@@ -115,6 +120,22 @@ class SnapshotOverlapError extends Error {
   readonly code = 'SNAPSHOT_OVERLAP';
 }
 
+/** One apply transaction of a round (see applySegments): a piece of some groups' committed entries, and the checksum entries it ends at. */
+interface ApplySegment {
+  readonly pieces: (Omit<ApplyBatch, 'shardId' | 'range'> & { readonly g: Group })[];
+  readonly checksums: { readonly g: Group; readonly index: LogIndex }[];
+}
+
+/** The configuration after the last conf change among `entries`, if any. */
+function lastConfIn(entries: readonly Entry[], confAt: ReadonlyMap<LogIndex, ConfState> | undefined): ConfState | undefined {
+  if (confAt === undefined) return undefined;
+  for (let i = entries.length - 1; i >= 0; i--) {
+    const conf = confAt.get(entries[i]!.index);
+    if (conf !== undefined) return conf;
+  }
+  return undefined;
+}
+
 interface OutgoingSnapshot {
   readonly group: Group;
   readonly to: NodeId;
@@ -148,6 +169,8 @@ export class ShardCore {
   /** New groups whose first campaign is still to come (rate-limited, see createQueued). */
   private readonly campaignQueue: Group[] = [];
   private readonly sm: KvStateMachine;
+  /** Consistency check results and the passes computing them, one chunk per tick (kv/consistency.ts). */
+  private readonly checksums: ReplicaChecksums;
   private readonly outbox = new Outbox();
   private replies: CoreReply[] = [];
   private events: CoreOutEvent[] = [];
@@ -191,6 +214,7 @@ export class ShardCore {
     this.self = nodeId(options.nodeId);
     this.sm = new KvStateMachine(options.store);
     this.log = options.logger.child({ component: 'core', nodeId: options.nodeId, core: options.coreIndex });
+    this.checksums = new ReplicaChecksums(options.store, { chunkKeyCount: options.checksumChunkKeyCount, holdTicks: options.checksumHoldTicks }, (fields, message) => this.log.error(fields, message));
     for (const shardId of options.store.shardIds()) {
       // After a restart every group starts dormant: it wakes when a message or request arrives,
       // so a node coming back does not start an election storm (its peers still have leaders).
@@ -241,6 +265,8 @@ export class ShardCore {
 
   private onTick(): void {
     this.tickCount++;
+    // Hashing advances with time, not with rounds: one chunk per tick keeps a big range's check from stalling the loop.
+    this.checksums.onTick(this.tickCount);
     if (this.tickCount % DISK_CHECK_TICKS === 0) this.checkDiskSpace();
     if (this.diskFull !== undefined) {
       // No group ticks: a node that cannot persist must not campaign, and its leaders must not look alive.
@@ -503,7 +529,16 @@ export class ShardCore {
       case 'stats':
         this.stats.groupCount = this.groups.size;
         this.stats.activeGroupCount = this.active.size;
+        this.stats.checksumPasses = this.checksums.stats.passes;
+        this.stats.checksumPassesRefused = this.checksums.stats.passesRefused;
+        this.stats.checksumPassesFailed = this.checksums.stats.passesFailed;
+        this.stats.checksumChunks = this.checksums.stats.chunks;
         return this.reply(r.id, { ...this.stats });
+      case 'checksumPropose':
+        return this.onChecksumPropose(r.id, groupId(r.shardId), r.checksumId);
+      case 'checksumResult':
+      case 'checksumBlock':
+        return this.onChecksumQuery(r);
       default: {
         const never: never = r;
         throw new Error(`unknown core request ${JSON.stringify(never)}`);
@@ -629,6 +664,37 @@ export class ShardCore {
       for (const p of this.sm.scan({ start: op.start, end: op.end ?? undefined, limit: op.limit })) pairs.push([p.key, p.value, p.version]);
     }
     this.reply(pending.requestId, pairs);
+  }
+
+  /** A consistency check starts on the leader: one checksum entry through Raft, answered once applied here. */
+  private onChecksumPropose(id: number, shardId: GroupId, checksumId: number): void {
+    const g = this.requestGroup(id, shardId);
+    if (g === undefined) return;
+    if (!g.isLeader) return this.notLeader(id, g);
+    const full = this.diskRefusal();
+    if (full !== undefined) return this.fail(id, full);
+    let command: Uint8Array;
+    try {
+      command = encodeChecksumCommand({ op: 'checksum', id: checksumId });
+    } catch (err) {
+      return this.fail(id, err);
+    }
+    try {
+      g.raw.propose(command);
+    } catch (err) {
+      if (err instanceof ProposalDroppedError) return this.fail(id, err);
+      throw err;
+    }
+    this.trackProposal(g, id);
+    this.touched.add(g);
+  }
+
+  /** What this replica has for a checksum entry; asking never wakes the group (a follower answers from memory). */
+  private onChecksumQuery(r: Extract<CoreRequest, { kind: 'checksumResult' | 'checksumBlock' }>): void {
+    const g = this.groups.get(groupId(r.shardId));
+    if (g === undefined || g.removed) return this.fail(r.id, new ShardNotFoundError(groupId(r.shardId), this.self));
+    if (r.kind === 'checksumBlock') return this.reply(r.id, this.checksums.block(g.id, { index: r.index, id: r.checksumId, block: r.block }));
+    this.reply(r.id, this.checksums.answer(g.id, { index: r.index, id: r.checksumId, withBlocks: r.withBlocks }, g.storage.applied));
   }
 
   private onCreateShard(r: Extract<CoreRequest, { kind: 'createShard' }>): void {
@@ -779,6 +845,7 @@ export class ShardCore {
     g.removed = true;
     this.active.delete(g);
     this.touched.delete(g);
+    this.checksums.dropShard(shardId);
     this.schedule(async () => {
       this.failPending(g, () => new ShardNotFoundError(shardId, this.self));
       for (const [streamId, s] of this.outgoing) if (s.group === g) this.endOutgoing(streamId, { ok: false, reason: 'shard removed' });
@@ -891,16 +958,32 @@ export class ShardCore {
     }
     // Committed entries are applied in the group commit's own transaction: they are committed by a
     // quorum already, and one transaction per round instead of two halves the syncs a round waits for.
-    const apply = this.stageApply(items);
-    let outcome: ApplyOutcome | undefined;
-    if (writes.length > 0 || !apply.isEmpty) {
-      const persisted = await this.untilWritten(() => this.options.store.persist(writes, { alsoInTransaction: () => (outcome = apply.write()) }));
-      // Closing while the disk was full: the Ready is abandoned, as a crash would; the log replays it.
-      if (!persisted) return;
+    // A checksum entry ends its transaction (applySegments): the entries after it apply in another one.
+    const results: ApplyResults = new Map();
+    const segments = this.applySegments(items);
+    for (let i = 0; i < segments.length; i++) {
+      const segment = segments[i]!;
+      // Staged only now: each segment starts where the one before it left the store and the groups' ranges.
+      const apply = this.sm.stage(segment.pieces.map((p) => ({ ...p, shardId: p.g.id, range: p.g.bounds })));
+      const logWrites = i === 0 ? writes : [];
+      let outcome: ApplyOutcome | undefined;
+      if (logWrites.length > 0 || !apply.isEmpty) {
+        const persisted = await this.untilWritten(() => this.options.store.persist(logWrites, { alsoInTransaction: () => (outcome = apply.write()) }));
+        // Closing while the disk was full: the Ready is abandoned, as a crash would; the log replays it.
+        if (!persisted) return;
+      }
+      apply.committed();
+      if (outcome !== undefined) {
+        for (const [shardId, shardResults] of outcome.results) {
+          const merged = results.get(shardId);
+          if (merged === undefined) results.set(shardId, shardResults);
+          else for (const [index, result] of shardResults) merged.set(index, result);
+        }
+        this.afterApply(outcome);
+      }
+      // Nothing has written to the store since that commit: each snapshot holds the data exactly as of its entry.
+      for (const { g, index } of segment.checksums) this.captureChecksum(g, index, results.get(g.id)?.get(index));
     }
-    apply.committed();
-    const results: ApplyResults = outcome?.results ?? new Map();
-    if (outcome !== undefined) this.afterApply(outcome);
     this.destroyRemovedByApply();
     for (const { g, rd } of items) this.route(g, rd.messagesAfterPersist);
     this.flush();
@@ -987,22 +1070,55 @@ export class ShardCore {
     }
   }
 
-  private stageApply(items: readonly { g: Group; rd: Ready }[]): StagedApply {
-    const batches: ApplyBatch[] = [];
+  /**
+   * The round's committed entries as apply transactions: one, unless a
+   * checksum entry is among them. A checksum entry ends its transaction (the
+   * entries after it, in any group, go in the next), so a snapshot taken
+   * right after that commit holds the range exactly as of the checksum's
+   * index on every replica — wherever each replica's Readys happened to cut
+   * the log. Checksums are rare (one per range per check interval), so the
+   * extra transaction and sync almost never happen.
+   */
+  private applySegments(items: readonly { g: Group; rd: Ready }[]): ApplySegment[] {
+    const segments: ApplySegment[] = [{ pieces: [], checksums: [] }];
     for (const { g, rd } of items) {
       if (rd.committedEntries.length === 0) continue;
-      let confState: ConfState | undefined;
       let confAt: Map<LogIndex, ConfState> | undefined;
+      let confState: ConfState | undefined;
       for (const e of rd.committedEntries) {
         if (e.type !== 'confChange') continue;
         confState = g.raw.applyConfChange(decodeConfChange(e.data));
         (confAt ??= new Map()).set(e.index, confState);
       }
       if (confState !== undefined && !isMember(confState, this.self)) this.removedByApply.add(g);
-      batches.push({ shardId: g.id, entries: rd.committedEntries, confState, confAt, range: g.bounds });
       this.stats.entriesApplied += rd.committedEntries.length;
+      let from = 0;
+      let segment = 0;
+      const cut = (to: number, checksum: boolean) => {
+        const entries = rd.committedEntries.slice(from, to);
+        if (segments[segment] === undefined) segments[segment] = { pieces: [], checksums: [] };
+        segments[segment]!.pieces.push({ g, entries, confState: lastConfIn(entries, confAt), confAt });
+        if (checksum) segments[segment]!.checksums.push({ g, index: entries[entries.length - 1]!.index });
+        from = to;
+        segment++;
+      };
+      for (let i = 0; i < rd.committedEntries.length; i++) {
+        const e = rd.committedEntries[i]!;
+        if (e.type === 'normal' && isChecksumCommand(e.data)) cut(i + 1, true);
+      }
+      if (from < rd.committedEntries.length) cut(rd.committedEntries.length, false);
     }
-    return this.sm.stage(batches);
+    return segments;
+  }
+
+  /** A checksum entry applied and committed: this replica snapshots its range now and hashes it over the next ticks. */
+  private captureChecksum(g: Group, index: LogIndex, result: KvResult | undefined): void {
+    assert(result !== undefined, () => `shard ${g.id}: checksum entry ${index} applied without a result`);
+    // A malformed id was refused alike on every replica: nothing to hash.
+    if (!result.ok || !('checksum' in result)) return;
+    const c = result.checksum;
+    this.checksums.capture(g.id, { id: c.id, index, bounds: { start: c.start, end: c.end } });
+    this.log.debug({ shardId: g.id, checksumId: c.id, index }, 'checksum captured');
   }
 
   private settleProposals(items: readonly { g: Group; rd: Ready }[], results: ApplyResults): void {
@@ -1365,6 +1481,7 @@ export class ShardCore {
     }
     for (const g of this.groups.values()) this.failPending(g, () => new ProposalDroppedError(`node ${this.self} is shutting down`));
     this.flush();
+    this.checksums.close();
     await this.options.store.close();
   }
 }

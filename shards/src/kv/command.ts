@@ -55,10 +55,34 @@ export interface MembershipOutcome {
   readonly learners: readonly number[];
 }
 
+/**
+ * Asks every replica to hash its range's data exactly as of this entry's
+ * index (kv/consistency.ts): not a write, and not a KvCommand — nothing
+ * outside the consistency checker proposes or decodes one. `id` is the
+ * proposer's name for the check (a positive integer).
+ */
+export interface ChecksumCommand {
+  readonly op: 'checksum';
+  readonly id: number;
+}
+
+/** A checksum entry as the state machine applied it: where, and the range and replicas it covers as of that index. */
+export interface ChecksumApplied {
+  readonly id: number;
+  readonly index: number;
+  readonly start: Uint8Array;
+  readonly end: Uint8Array | null;
+  readonly epoch: number;
+  /** Every replica holding the range's data at that index: voters (incoming and outgoing) and learners. */
+  readonly replicas: readonly number[];
+}
+
 /** The outcome of applying one command, reported to whoever proposed it. */
 export type KvResult =
   | { readonly ok: true; readonly version: number }
   | { readonly ok: true; readonly version: 0; readonly split: SplitOutcome }
+  /** A checksum entry applied (see ChecksumCommand); each replica hashes its data as of `checksum.index`. */
+  | { readonly ok: true; readonly version: 0; readonly checksum: ChecksumApplied }
   /** A membership change applied: the range's epoch and configuration after it. */
   | { readonly ok: true; readonly version: 0; readonly membership: MembershipOutcome }
   | { readonly ok: false; readonly code: 'VERSION_MISMATCH'; readonly currentVersion: number }
@@ -96,10 +120,14 @@ export function validateCommand(c: KvCommand): string | undefined {
   return undefined;
 }
 
-// Wire form: [opcode, key, value|null, ifVersion|-1], a split [OP_SPLIT, key, newShardId, epoch]. Plain arrays: no field names per entry.
+// Wire form: [opcode, key, value|null, ifVersion|-1], a split [OP_SPLIT, key, newShardId, epoch], a checksum
+// [OP_CHECKSUM, empty key, id, -1]. Plain arrays: no field names per entry.
 const OP_PUT = 1;
 const OP_DELETE = 2;
 const OP_SPLIT = 3;
+const OP_CHECKSUM = 4;
+/** msgpack's fixarray-of-4 header: every command's first byte (the opcode, a positive fixint, is the second). */
+const TUPLE_4_HEADER = 0x94;
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
 /** Encodes a command for proposal; throws InvalidCommandError for one the store cannot hold. */
@@ -108,6 +136,36 @@ export function encodeCommand(c: KvCommand): Uint8Array {
   if (invalid !== undefined) throw new InvalidCommandError(invalid);
   if (c.op === 'split') return packr.pack([OP_SPLIT, c.key, c.newShardId, c.epoch]);
   return packr.pack(c.op === 'put' ? [OP_PUT, c.key, c.value, c.ifVersion ?? -1] : [OP_DELETE, c.key, null, c.ifVersion ?? -1]);
+}
+
+/** Encodes a checksum entry; throws InvalidCommandError for an id that is not a positive integer. */
+export function encodeChecksumCommand(c: ChecksumCommand): Uint8Array {
+  if (!Number.isSafeInteger(c.id) || c.id <= 0) throw new InvalidCommandError(`checksum id ${c.id} is not a positive integer`);
+  return packr.pack([OP_CHECKSUM, new Uint8Array(0), c.id, -1]);
+}
+
+/**
+ * Whether an entry's payload is a checksum entry, from its first two bytes
+ * (the apply path asks this of every entry before decoding it): msgpack
+ * writes the 4-tuple header and then the opcode as one byte, and no other
+ * opcode is 4.
+ */
+export function isChecksumCommand(data: Uint8Array): boolean {
+  return data.byteLength >= 2 && data[0] === TUPLE_4_HEADER && data[1] === OP_CHECKSUM;
+}
+
+/** Decodes a checksum entry (isChecksumCommand was true); a malformed id is refused at apply, alike on every replica. */
+export function decodeChecksumCommand(index: number, data: Uint8Array): ChecksumCommand | { readonly invalid: string } {
+  let raw: unknown;
+  try {
+    raw = packr.unpack(data);
+  } catch (err) {
+    throw new CorruptRecordError(`entry ${index}: undecodable checksum command (${(err as Error).message})`);
+  }
+  if (!Array.isArray(raw) || raw.length !== 4 || raw[0] !== OP_CHECKSUM) throw new CorruptRecordError(`entry ${index}: checksum command is not a 4-tuple`);
+  const id = raw[2] as unknown;
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id <= 0) return { invalid: `checksum id ${String(id)} is not a positive integer` };
+  return { op: 'checksum', id };
 }
 
 export function decodeCommand(index: number, data: Uint8Array): KvCommand {
@@ -134,5 +192,6 @@ export function decodeCommand(index: number, data: Uint8Array): KvCommand {
     return { op: 'put', key, value, ...condition };
   }
   if (op === OP_DELETE) return { op: 'delete', key, ...condition };
+  if (op === OP_CHECKSUM) throw new CorruptRecordError(`entry ${index}: a checksum entry is not a KV command (decodeChecksumCommand)`);
   throw new CorruptRecordError(`entry ${index}: unknown opcode ${String(op)}`);
 }

@@ -2,7 +2,17 @@ import { assert, type ConfState, type Entry, type GroupId, type LogIndex } from 
 import { encodeConfState } from '../storage/codec.js';
 import { CorruptRecordError } from '../storage/errors.js';
 import type { NewShard, NodeStore } from '../storage/node-store.js';
-import { INITIAL_LOG_INDEX, INITIAL_LOG_TERM, decodeCommand, validateCommand, type KvCommand, type KvResult, type SplitCommand } from './command.js';
+import {
+  INITIAL_LOG_INDEX,
+  INITIAL_LOG_TERM,
+  decodeChecksumCommand,
+  decodeCommand,
+  isChecksumCommand,
+  validateCommand,
+  type KvCommand,
+  type KvResult,
+  type SplitCommand,
+} from './command.js';
 import { decodeShardRange, describeRange, encodeShardRange, hexKey, inRange, type ShardRange } from './range.js';
 
 /** One shard's committed entries to apply, and its configuration afterwards if a conf change was among them. */
@@ -136,6 +146,10 @@ export class KvStateMachine {
               continue;
             }
             if (e.data.byteLength === 0) continue;
+            if (isChecksumCommand(e.data)) {
+              shardResults.set(e.index, checksumApplied(e.index, e.data, range, conf));
+              continue;
+            }
             const command = decodeCommand(e.index, e.data);
             if (command.op === 'split') {
               const outcome = this.applySplit(b.shardId, command, range, conf, created);
@@ -257,6 +271,19 @@ export class KvStateMachine {
       yield { key, value: stored.value, version: stored.version };
     }
   }
+}
+
+/**
+ * A checksum entry writes nothing: the Host ends the apply transaction at it
+ * and each replica hashes its data from a snapshot taken right after the
+ * commit (kv/consistency.ts). Its result names the range and the replicas
+ * as of its index, which the checker compares.
+ */
+function checksumApplied(index: LogIndex, data: Uint8Array, range: ShardRange, conf: ConfState): KvResult {
+  const command = decodeChecksumCommand(index, data);
+  if ('invalid' in command) return { ok: false, code: 'COMMAND_INVALID', reason: command.invalid };
+  const replicas = [...new Set([...conf.voters, ...conf.votersOutgoing, ...conf.learners, ...conf.learnersNext])].sort((a, b) => a - b);
+  return { ok: true, version: 0, checksum: { id: command.id, index, start: range.start, end: range.end, epoch: range.epoch, replicas } };
 }
 
 function newShardOf(c: CreatedShard): NewShard {
