@@ -3,6 +3,7 @@ import { META_RANGE_ID, type NodeRecord } from '@flotilla/placement';
 import type { CoreStats, Host, ShellLogger } from '@flotilla/shards';
 import { KvError } from './kv/store.js';
 import type { ClusterView } from './http/app.js';
+import type { ConsistencyChecker, ConsistencyStats } from './consistency.js';
 import type { HostKvStore, HostKvStoreStats } from './kv/host-store.js';
 import type { PlacementService } from './placement-service.js';
 
@@ -16,7 +17,16 @@ const hex = (b: Uint8Array | null): string | null => (b === null ? null : Buffer
  * answer from local knowledge only (replicas, liveness, what the meta range
  * said when last read), so they answer at once with the cluster in any state.
  */
-export function clusterViewOf(o: { host: Host; store: HostKvStore; peers: Readonly<Record<number, string>>; transportAddress: string; log: ShellLogger; placement: PlacementService }): ClusterView {
+export function clusterViewOf(o: {
+  host: Host;
+  store: HostKvStore;
+  peers: Readonly<Record<number, string>>;
+  transportAddress: string;
+  log: ShellLogger;
+  placement: PlacementService;
+  /** Serves POST /ranges/:id/consistency-check and the consistency metrics (absent: neither). */
+  consistency?: ConsistencyChecker;
+}): ClusterView {
   const { host } = o;
   // The other members: the static peers and every node recorded (up) in the meta range.
   const otherMembers = (recorded: readonly NodeRecord[]): Map<number, string> => {
@@ -79,12 +89,13 @@ export function clusterViewOf(o: { host: Host; store: HostKvStore; peers: Readon
       return { nodeId: record.nodeId, state: record.state };
     },
     operator: (op) => o.placement.submit(op),
-    metrics: async () => prometheusText(host, o.store.stats, await host.coreStats(), (await host.shards()).filter((s) => s.role === 'leader').length),
+    ...(o.consistency === undefined ? {} : { consistencyCheck: (rangeId: number) => o.consistency!.check(rangeId) }),
+    metrics: async () => prometheusText(host, o.store.stats, await host.coreStats(), (await host.shards()).filter((s) => s.role === 'leader').length, o.consistency?.stats),
   };
 }
 
 /** The counters of the node's Host, cores and transport in Prometheus text format, every series labelled with the node. */
-function prometheusText(host: Host, store: HostKvStoreStats, cores: readonly CoreStats[], leaderCount: number): string {
+function prometheusText(host: Host, store: HostKvStoreStats, cores: readonly CoreStats[], leaderCount: number, consistency: ConsistencyStats | undefined): string {
   const node = `node="${host.nodeId}"`;
   const lines: string[] = [];
   const metric = (name: string, type: 'counter' | 'gauge', help: string, samples: [labels: string, value: number][]) => {
@@ -118,6 +129,13 @@ function prometheusText(host: Host, store: HostKvStoreStats, cores: readonly Cor
   metric('flotilla_kv_host_calls_abandoned', 'gauge', 'Host calls given up at their deadline that the Host still holds.', [[node, store.hostCallsAbandoned]]);
   metric('flotilla_kv_refreshes_in_flight', 'gauge', 'Reads of the range descriptors from the meta range in flight (at most one).', [[node, store.refreshesInFlight]]);
   metric('flotilla_kv_meta_refreshes_total', 'counter', 'Reads of the range descriptors from the meta range started.', [[node, store.metaRefreshesStarted]]);
+  if (consistency !== undefined) {
+    metric('flotilla_consistency_checks_total', 'counter', 'Consistency checks this node ran to a verdict (periodic and on request).', [[node, consistency.checks]]);
+    metric('flotilla_consistency_mismatches_total', 'counter', 'Consistency checks this node ran that found replicas of a range disagreeing.', [[node, consistency.mismatches]]);
+    metric('flotilla_consistency_checks_failed_total', 'counter', 'Consistency checks this node could not run to a verdict.', [[node, consistency.checksFailed]]);
+  }
+  metric('flotilla_core_checksum_passes_total', 'counter', 'Consistency check passes started on this node\'s replicas.', perCore('checksumPasses'));
+  metric('flotilla_core_checksum_chunks_total', 'counter', 'Chunks hashed by consistency check passes (one per core per tick at most).', perCore('checksumChunks'));
   const memory = process.memoryUsage();
   metric('process_resident_memory_bytes', 'gauge', 'Resident set size.', [[node, memory.rss]]);
   const cpu = process.cpuUsage();

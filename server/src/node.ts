@@ -6,6 +6,7 @@ import { Host, type ShellLogger } from '@flotilla/shards';
 import { TcpTransport, type ClusterId } from '@flotilla/transport';
 import type { Logger } from 'pino';
 import { clusterViewOf } from './cluster-view.js';
+import { CONSISTENCY_CHECK_INTERVAL_MS_DEFAULT, ConsistencyChecker, ConsistencyDuty } from './consistency.js';
 import type { ClusterView } from './http/app.js';
 import { HostKvStore, descriptorOf } from './kv/host-store.js';
 import { PlacementService } from './placement-service.js';
@@ -51,6 +52,15 @@ export interface NodeOptions {
   readonly placement?: PlacementOptions;
   /** Budget of a store call that names no deadline of its own (API calls, meta duties); HostKvStore's default otherwise. */
   readonly requestDeadlineMs?: number;
+  /**
+   * Least time between two background consistency checks of a range this
+   * node leads (consistency.ts); 0 turns them off (POST
+   * /ranges/:id/consistency-check still runs one). Default
+   * CONSISTENCY_CHECK_INTERVAL_MS_DEFAULT.
+   */
+  readonly consistencyCheckIntervalMs?: number;
+  /** Budget of one consistency check (consistency.ts CONSISTENCY_CHECK_BUDGET_MS_DEFAULT otherwise). */
+  readonly consistencyCheckBudgetMs?: number;
 }
 
 export interface PlacementOptions {
@@ -106,6 +116,8 @@ export class FlotillaNode {
     if (!Number.isSafeInteger(count) || count < 1 || count > INITIAL_RANGE_COUNT_MAX) {
       throw new RangeError(`initial range count ${count} is not an integer in [1, ${INITIAL_RANGE_COUNT_MAX}]`);
     }
+    const consistencyIntervalMs = options.consistencyCheckIntervalMs ?? CONSISTENCY_CHECK_INTERVAL_MS_DEFAULT;
+    if (!Number.isSafeInteger(consistencyIntervalMs) || consistencyIntervalMs < 0) throw new RangeError(`consistency check interval ${consistencyIntervalMs} ms is not a non-negative integer`);
     const transport = new TcpTransport({ nodeId: options.nodeId, host: options.listen.host, port: options.listen.port, logger: options.logger as unknown as Logger });
     const host = await Host.start({
       nodeId: options.nodeId,
@@ -142,12 +154,14 @@ export class FlotillaNode {
         ranges = await bootstrapRanges(host, members, count);
       }
       let duties: MetaDuties | undefined;
+      let consistencyDuty: ConsistencyDuty | undefined;
       const store = new HostKvStore({
         host,
         ranges,
         ...(options.requestDeadlineMs === undefined ? {} : { requestDeadlineMs: options.requestDeadlineMs }),
         onClose: async () => {
           duties?.stop();
+          consistencyDuty?.stop();
           await host.close();
         },
       });
@@ -160,7 +174,16 @@ export class FlotillaNode {
         defaults: { paused: options.placement?.paused ?? false, replicationFactor: options.placement?.replicationFactor ?? REPLICATION_FACTOR_DEFAULT },
       });
       duties = new MetaDuties({ store, log: options.logger.child({ nodeId: options.nodeId }), self, intervalMs: options.metaDutyIntervalMs ?? META_DUTY_INTERVAL_MS_DEFAULT, placement });
-      const view = clusterViewOf({ host, store, peers: options.peers, transportAddress, log: options.logger, placement });
+      const consistency = new ConsistencyChecker({
+        host,
+        store,
+        log: options.logger.child({ nodeId: options.nodeId, component: 'consistency' }),
+        ...(options.consistencyCheckBudgetMs === undefined ? {} : { budgetMs: options.consistencyCheckBudgetMs }),
+      });
+      if (consistencyIntervalMs > 0) {
+        consistencyDuty = new ConsistencyDuty({ host, checker: consistency, log: options.logger.child({ nodeId: options.nodeId, component: 'consistency' }), intervalMs: consistencyIntervalMs });
+      }
+      const view = clusterViewOf({ host, store, peers: options.peers, transportAddress, log: options.logger, placement, consistency });
       return new FlotillaNode(host, store, transportAddress, withClusterIdInJoinAnswer(view, clusterId), clusterId);
     } catch (err) {
       await host.close();

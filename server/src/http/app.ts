@@ -92,6 +92,13 @@ export interface ClusterView {
   nodeState(nodeId: number, state: 'up' | 'decommissioning', deadline: Deadline): Promise<unknown>;
   /** Asks the driver to move a replica, or a range's lead; JSON: the operator started. */
   operator(op: { kind: 'moveReplica'; rangeId: number; from: number; to: number } | { kind: 'transferLeader'; rangeId: number; to: number }): Promise<unknown>;
+  /**
+   * Checks that every replica of the range holds the same data as of one
+   * Raft index (server/src/consistency.ts); JSON: the report, mismatch or
+   * not. Runs on the check's own budget, not requestDeadlineMs (replicas
+   * hash a big range over many ticks). Absent: no such route.
+   */
+  consistencyCheck?(rangeId: number): Promise<unknown>;
 }
 
 export interface HttpServer {
@@ -218,6 +225,15 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
           },
         },
       },
+      ...(view.consistencyCheck === undefined
+        ? []
+        : [
+            {
+              url: '/ranges/:id/consistency-check',
+              matches: (path: string) => /^\/ranges\/[^/]*\/consistency-check$/.test(path),
+              methods: { POST: async (_c: Context, request: FastifyRequest) => (parseQuery(request, []), view.consistencyCheck!(rangeIdOf(request))) },
+            },
+          ]),
       {
         url: '/metrics',
         matches: (path) => path === '/metrics',

@@ -1,7 +1,7 @@
 import { groupId } from '@flotilla/core';
 import { Packr } from 'msgpackr';
 import { META_RANGE_ID } from '@flotilla/placement';
-import { NotLeaderError, type Consistency, type Host, type KvResult, type MembershipChange } from '@flotilla/shards';
+import { NotLeaderError, type ChecksumAnswer, type ChecksumBlockAnswer, type Consistency, type Host, type KvResult, type MembershipChange } from '@flotilla/shards';
 
 /**
  * One operation on one range, as run on the node that leads it: locally, or
@@ -24,6 +24,12 @@ export type RangeOp =
   | { readonly kind: 'prepareReplica'; readonly rangeId: number }
   /** A request for the placement driver, which runs where the meta range is led (`rangeId` is always META_RANGE_ID). */
   | { readonly kind: 'placement'; readonly rangeId: number; readonly payload: Uint8Array }
+  /** Starts a consistency check on the range's leader: checksum entry `checksumId` through Raft (answers KvResult with `checksum`). */
+  | { readonly kind: 'checksum'; readonly rangeId: number; readonly checksumId: number }
+  /** The replica on the node it is sent to (never forwarded on to a leader): its result for the check at `index`. */
+  | { readonly kind: 'checksumResult'; readonly rangeId: number; readonly index: number; readonly checksumId: number; readonly withBlocks: boolean }
+  /** The replica on the node it is sent to: one block's keys and per-key digests from that check's snapshot. */
+  | { readonly kind: 'checksumBlock'; readonly rangeId: number; readonly index: number; readonly checksumId: number; readonly block: number }
   | {
       readonly kind: 'scan';
       readonly rangeId: number;
@@ -33,7 +39,14 @@ export type RangeOp =
       readonly consistency: Consistency;
     };
 
-export type RangeOpResult = { value: Uint8Array; version: number } | undefined | KvResult | { key: Uint8Array; value: Uint8Array; version: number }[] | Uint8Array;
+export type RangeOpResult =
+  | { value: Uint8Array; version: number }
+  | undefined
+  | KvResult
+  | { key: Uint8Array; value: Uint8Array; version: number }[]
+  | Uint8Array
+  | ChecksumAnswer
+  | ChecksumBlockAnswer;
 
 /** Serves `placement` requests on the node leading the meta range (the placement driver); absent: this node serves none. */
 export type PlacementHandler = (payload: Uint8Array) => Promise<Uint8Array>;
@@ -70,6 +83,12 @@ export async function runLocally(host: Host, op: RangeOp, placement?: PlacementH
       return host.propose(shard, { op: 'split', key: op.key, newShardId: op.newShardId, epoch: op.epoch });
     case 'scan':
       return host.scan(shard, { start: op.start, end: op.end, limit: op.limit }, { consistency: op.consistency });
+    case 'checksum':
+      return host.proposeChecksum(shard, op.checksumId);
+    case 'checksumResult':
+      return host.checksumResult(shard, { index: op.index, checksumId: op.checksumId, withBlocks: op.withBlocks });
+    case 'checksumBlock':
+      return host.checksumBlock(shard, { index: op.index, checksumId: op.checksumId, block: op.block });
     default: {
       const never: never = op;
       throw new Error(`unknown range op ${JSON.stringify(never)}`);
@@ -99,11 +118,18 @@ export function encodeRangeOp(op: RangeOp): Uint8Array {
       return packr.pack(['prepareReplica', op.rangeId, null]);
     case 'placement':
       return packr.pack(['placement', op.rangeId, op.payload]);
+    case 'checksum':
+      return packr.pack(['checksum', op.rangeId, op.checksumId]);
+    case 'checksumResult':
+      return packr.pack(['checksumResult', op.rangeId, op.index, op.checksumId, op.withBlocks]);
+    case 'checksumBlock':
+      return packr.pack(['checksumBlock', op.rangeId, op.index, op.checksumId, op.block]);
   }
 }
 
 const CHANGE_TYPES: readonly string[] = ['addNode', 'removeNode', 'addLearner'] satisfies readonly MembershipChange['type'][];
 const positive = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n > 0;
+const nonNegative = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
 
 /** The kinds without a key: the placement driver's. */
 function decodeAdminOp(raw: unknown[]): RangeOp | undefined {
@@ -130,6 +156,19 @@ function decodeAdminOp(raw: unknown[]): RangeOp | undefined {
     case 'placement':
       if (raw.length !== 3 || !(raw[2] instanceof Uint8Array) || rangeId !== META_RANGE_ID) throw new MalformedRangeOpError('placement');
       return { kind, rangeId, payload: raw[2] };
+    case 'checksum':
+      if (raw.length !== 3 || !positive(raw[2])) throw new MalformedRangeOpError('checksum');
+      return { kind, rangeId, checksumId: raw[2] };
+    case 'checksumResult': {
+      const [, , index, checksumId, withBlocks] = raw;
+      if (raw.length !== 5 || !positive(index) || !positive(checksumId) || typeof withBlocks !== 'boolean') throw new MalformedRangeOpError('checksumResult');
+      return { kind, rangeId, index, checksumId, withBlocks };
+    }
+    case 'checksumBlock': {
+      const [, , index, checksumId, block] = raw;
+      if (raw.length !== 5 || !positive(index) || !positive(checksumId) || !nonNegative(block)) throw new MalformedRangeOpError('checksumBlock');
+      return { kind, rangeId, index, checksumId, block };
+    }
     default:
       return undefined;
   }
@@ -214,6 +253,11 @@ export function decodeRangeOpResult(op: RangeOp, bytes: Uint8Array): RangeOpResu
   if (op.kind === 'scan') {
     if (!Array.isArray(raw)) throw new MalformedRangeOpError('scan answer');
     return raw as { key: Uint8Array; value: Uint8Array; version: number }[];
+  }
+  if (op.kind === 'checksumResult' || op.kind === 'checksumBlock') {
+    const state = (raw as { state?: unknown } | null)?.state;
+    if (state !== 'pending' && state !== 'done' && state !== 'missing') throw new MalformedRangeOpError(`${op.kind} answer`);
+    return raw as ChecksumAnswer | ChecksumBlockAnswer;
   }
   const r = raw as KvResult;
   if (r === null || typeof r !== 'object' || typeof r.ok !== 'boolean') throw new MalformedRangeOpError('write answer');
