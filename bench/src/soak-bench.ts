@@ -20,9 +20,9 @@ import { startFlotilla, type RunningSystem } from './compare/systems.js';
 import { loadKeys, run, type RunResult, type Target } from './load/runner.js';
 import { HttpClient, httpTarget } from './load/targets.js';
 import { distributionOf, positiveInt, workloadsOf } from './flags.js';
-import { commandLine, fmt, machineHeadline, machineInfo, markdownTable, printTable, ProgressBar, ratio, writeResults } from './report.js';
-import { metricsSampleOf, procSampleOf, seriesOf, SOAK_METRICS, type MetricUnit, type NodeSample, type SoakMetric } from './soak/sample.js';
-import { trendOf, type GrowthRule, type Trend } from './soak/trend.js';
+import { commandLine, fmt, machineHeadline, machineInfo, markdownTable, printTable, ProgressBar, ratio, sampleCpu, writeResults } from './report.js';
+import { dirBytes, metricsSampleOf, procSampleOf, seriesOf, SOAK_METRICS, type MetricUnit, type NodeSample, type SoakMetric } from './soak/sample.js';
+import { firstAndLastWindowMeans, trendOf, windowMeans, type GrowthRule, type Point, type Trend } from './soak/trend.js';
 
 const { values } = parseArgs({
   options: {
@@ -109,17 +109,28 @@ interface SoakNode {
   readonly nodeId: number;
   readonly pid: number;
   readonly url: string;
+  readonly dataDir: string | undefined;
   readonly samples: NodeSample[];
   /** When /proc stopped answering for the process: it exited. */
   goneAtMs: number | undefined;
 }
 
+/** The whole machine's CPU (from /proc/stat) and the bench's own, at one round of samples. */
+interface MachineSample {
+  readonly atMs: number;
+  /** USER_HZ ticks of all cores; undefined without /proc/stat. */
+  readonly busyTicks: number | undefined;
+  readonly totalTicks: number | undefined;
+  /** This process (the load generator and the sampler), user + system. */
+  readonly benchCpuMs: number;
+}
+
 /**
  * Samples every node every `intervalMs` from `startMs` on until stopped: /proc first, then one /metrics
- * request to each node at once. The next round starts an interval after the last one began, or at once
- * when a round took longer (never two at a time).
+ * request to each node at once; and the machine's CPU. The next round starts an interval after the last
+ * one began, or at once when a round took longer (never two at a time).
  */
-function startSampling(nodes: readonly SoakNode[], o: { startMs: number; intervalMs: number; counts: RequestCounts; onRound: (atMs: number) => void }): { stop(): Promise<void> } {
+function startSampling(nodes: readonly SoakNode[], o: { startMs: number; intervalMs: number; counts: RequestCounts; machine: MachineSample[]; onRound: (atMs: number) => void }): { stop(): Promise<void> } {
   const client = new HttpClient(
     nodes.map((n) => n.url),
     SCRAPE_TIMEOUT_MS,
@@ -128,6 +139,7 @@ function startSampling(nodes: readonly SoakNode[], o: { startMs: number; interva
   let pause: { timer: NodeJS.Timeout; resolve: () => void } | undefined;
   const sampleNode = async (node: SoakNode, index: number, atMs: number): Promise<void> => {
     const proc = procSampleOf(node.pid);
+    const dataBytes = node.dataDir === undefined ? undefined : dirBytes(node.dataDir);
     if (proc === undefined && node.goneAtMs === undefined) node.goneAtMs = atMs;
     const counts = { requestCount: o.counts.requests, errorCount: o.counts.errors };
     const t0 = performance.now();
@@ -142,11 +154,13 @@ function startSampling(nodes: readonly SoakNode[], o: { startMs: number; interva
     } catch {
       // A failed or slow scrape leaves this second without the node's own figures.
     }
-    node.samples.push({ atMs, proc, metrics, scrapeMs, ...counts });
+    node.samples.push({ atMs, proc, metrics, scrapeMs, dataBytes, ...counts });
   };
   const loop = (async () => {
     for (let nextMs = performance.now(); !stopped; ) {
       const atMs = performance.now() - o.startMs;
+      const cpu = sampleCpu();
+      o.machine.push({ atMs, busyTicks: cpu.machine?.busyTicks, totalTicks: cpu.machine?.totalTicks, benchCpuMs: (cpu.own.user + cpu.own.system) / 1e3 });
       await Promise.all(nodes.map((n, i) => sampleNode(n, i, atMs)));
       o.onRound(atMs);
       nextMs = Math.max(nextMs + o.intervalMs, performance.now());
@@ -191,7 +205,39 @@ function progressLine(nodes: readonly SoakNode[], atMs: number, previous: { atMs
       .join('/');
   };
   const requestsPerSec = previous === undefined ? undefined : ((counts.requests - previous.requests) / (atMs - previous.atMs)) * 1000;
-  return `  ${mmss(atMs)}  requests/s ${requestsPerSec === undefined ? '?' : fmt(requestsPerSec)}  errors ${fmt(counts.errors)}  rss MiB ${latest('rss')}  heap MiB ${latest('heap used')}  cpu % ${latest('cpu')}  fds ${latest('open fds')}  timers ${latest('timers')}`;
+  return `  ${mmss(atMs)}  requests/s ${requestsPerSec === undefined ? '?' : fmt(requestsPerSec)}  errors ${fmt(counts.errors)}  rss MiB ${latest('rss')} (anon ${latest('rss anon')})  heap MiB ${latest('heap used')}  cpu % ${latest('cpu')}  fds ${latest('open fds')}  timers ${latest('timers')}  disk MiB ${latest('data on disk')}`;
+}
+
+/**
+ * Who used the machine's CPU in the first warm window and the last, in percent of all cores: the nodes,
+ * the bench (load generator and sampler), everyone else. A node's CPU that rises with everyone else's
+ * is the machine, not the node.
+ */
+function machineContext(machine: readonly MachineSample[], nodes: readonly SoakNode[], o: { warmFromMs: number; windowMs: number }): { text: string; windows: Record<string, [first: number, last: number]> } | undefined {
+  const cores = os.cpus().length;
+  const busy: Point[] = [];
+  const bench: Point[] = [];
+  for (let i = 1; i < machine.length; i++) {
+    const [a, b] = [machine[i - 1]!, machine[i]!];
+    if (a.busyTicks === undefined || b.busyTicks === undefined || a.totalTicks === undefined || b.totalTicks === undefined || b.totalTicks === a.totalTicks) continue;
+    busy.push({ atMs: b.atMs, value: ((b.busyTicks - a.busyTicks) / (b.totalTicks - a.totalTicks)) * 100 });
+    bench.push({ atMs: b.atMs, value: ((b.benchCpuMs - a.benchCpuMs) / (b.atMs - a.atMs) / cores) * 100 });
+  }
+  const cpu = SOAK_METRICS.find((m) => m.name === 'cpu')!;
+  const nodesCpu = new Map<number, number>();
+  for (const n of nodes) for (const p of seriesOf(cpu, n.samples)) nodesCpu.set(p.atMs, (nodesCpu.get(p.atMs) ?? 0) + p.value / cores);
+  const nodesSeries = [...nodesCpu].map(([atMs, value]) => ({ atMs, value }));
+  const firstLast = (points: Point[]) => firstAndLastWindowMeans(points, { fromMs: o.warmFromMs, windowMs: o.windowMs });
+  const all = firstLast(busy);
+  const ours = firstLast(nodesSeries);
+  const client = firstLast(bench);
+  if (all === undefined || ours === undefined || client === undefined) return undefined;
+  const others: [number, number] = [Math.max(0, all[0] - ours[0] - client[0]), Math.max(0, all[1] - ours[1] - client[1])];
+  const pair = ([a, b]: [number, number]) => `${fmt(a)} → ${fmt(b)}`;
+  return {
+    text: `machine CPU, % of all ${cores} cores, first warm window → last: busy ${pair(all)} (the nodes ${pair(ours)}, the load generator ${pair(client)}, everyone else ${pair(others)})`,
+    windows: { busy: all, nodes: ours, loadGenerator: client, others },
+  };
 }
 
 async function main(): Promise<void> {
@@ -201,6 +247,7 @@ async function main(): Promise<void> {
   let system: RunningSystem | undefined;
   let target: Target | undefined;
   let nodes: SoakNode[] = [];
+  const machine: MachineSample[] = [];
   let result: RunResult;
   // Ctrl-C still stops the nodes and removes their data (systems.ts kills them on exit, but leaves the dirs).
   process.once('SIGINT', () => {
@@ -208,7 +255,7 @@ async function main(): Promise<void> {
   });
   try {
     system = await startFlotilla({ members: MEMBER_COUNT, ranges: rangeCount, cores: coreCount, tempDirPrefix: 'flotilla-soak-' });
-    nodes = system.pids.map((pid, i) => ({ nodeId: i + 1, pid, url: system!.urls[i]!, samples: [], goneAtMs: undefined }));
+    nodes = system.pids.map((pid, i) => ({ nodeId: i + 1, pid, url: system!.urls[i]!, dataDir: system!.dataDirs[i], samples: [], goneAtMs: undefined }));
     console.log(`flotilla: ${system.urls.join(' ')} (pids ${system.pids.join(' ')})`);
     target = counted(await httpTarget(system.urls, { requestTimeoutMs: REQUEST_TIMEOUT_MS, name: 'flotilla', routeToLeaders: true }), counts);
     await loadKeys(target, { keyCount, valueBytes, concurrency: 64 });
@@ -224,6 +271,7 @@ async function main(): Promise<void> {
       startMs,
       intervalMs: sampleIntervalMs,
       counts,
+      machine,
       onRound: (atMs) => {
         if (atMs < nextLineMs) return;
         if (lastLine !== undefined) console.log(progressLine(nodes, atMs, lastLine, counts));
@@ -258,10 +306,20 @@ async function main(): Promise<void> {
     `load (measured window): ${fmt(result.opsPerSec, 1)} ops/s of ${fmt(rateOpsPerSec)} offered, ${fmt(result.ops)} ops, errors ${errorCount === 0 ? '0' : Object.entries(result.errors).map(([k, n]) => `${k}=${n}`).join(' ')}, ` +
     `conflicts ${fmt(result.conflicts)}; latency p50 ${fmt(result.latencyMs.p50, 2)} ms, p99 ${fmt(result.latencyMs.p99, 2)} ms, max ${fmt(result.latencyMs.max, 1)} ms`;
   const scope = 'heap, external, array buffers, timers, active resources, loop busy: the node\'s main thread (worker threads\' heaps are not in process.memoryUsage()); rss, cpu, open fds, threads: the whole process';
-  const verdict =
+  // Each flagged metric with its mean per window after the warm-up: steady growth, levelling off or a step.
+  const verdictLines =
     growing.length === 0
-      ? 'growing after warm-up: nothing'
-      : `growing after warm-up: ${growing.map(({ nodeId, metric, unit, trend: t }) => `node ${nodeId} ${metric} ${shown(unit, t!.firstWindowMean)} → ${shown(unit, t!.lastWindowMean)} ${unitText[unit]} (${fmt(t!.growthPerHour! * 100)} %/h)`).join('; ')}`;
+      ? ['growing after warm-up: nothing']
+      : [
+          `growing after warm-up (first warm window → last; then the mean of every ${fmt(trendWindowMs / 1000)} s window):`,
+          ...growing.map(({ nodeId, metric, unit, trend: t }) => {
+            const soakMetric = SOAK_METRICS.find((m) => m.name === metric)!;
+            const means = windowMeans(seriesOf(soakMetric, nodes.find((n) => n.nodeId === nodeId)!.samples), { fromMs: warmupMs, windowMs: trendWindowMs });
+            const perHour = t!.growthPerHour === undefined ? '' : `, ${fmt(t!.growthPerHour * 100)} %/h`;
+            return `- node ${nodeId} ${metric}: ${shown(unit, t!.firstWindowMean)} → ${shown(unit, t!.lastWindowMean)} ${unitText[unit]}${perHour}; ${means.map((m) => (Number.isNaN(m) ? '?' : shown(unit, m, 0))).join(' ')}`;
+          }),
+        ];
+  const context = machineContext(machine, nodes, { warmFromMs: warmupMs, windowMs: trendWindowMs });
 
   const headers = ['node', 'metric', 'unit', 'warm end', 'end', 'min', 'max', 'slope/min', 'growth %/h', 'last÷first', 'growing'];
   const rows = trends.map(({ nodeId, metric, unit, trend: t }) =>
@@ -286,7 +344,8 @@ async function main(): Promise<void> {
   console.log(load);
   console.log(`(${scope})`);
   printTable(headers, rows);
-  console.log(verdict);
+  for (const line of verdictLines) console.log(line);
+  if (context !== undefined) console.log(context.text);
   if (QUICK) console.log('quick mode: too short to be warm; the trends mean nothing, the run only proves the bench works');
   for (const n of gone) console.log(`node ${n.nodeId} (pid ${n.pid}) exited at ${mmss(n.goneAtMs!)} into the run`);
   console.log(`checksum ${result.checksum}`);
@@ -301,10 +360,12 @@ async function main(): Promise<void> {
     result,
     trends,
     growing: growing.map(({ nodeId, metric }) => ({ nodeId, metric })),
+    machineCpuPercent: context?.windows,
+    machineSamples: machine,
     nodesGone: gone.map(({ nodeId, pid, goneAtMs }) => ({ nodeId, pid, goneAtMs })),
-    nodes: nodes.map(({ nodeId, pid, url, samples }) => ({ nodeId, pid, url, samples })),
+    nodes: nodes.map(({ nodeId, pid, url, dataDir, samples }) => ({ nodeId, pid, url, dataDir, samples })),
   });
-  writeFileSync(file.replace(/\.json$/, '.md'), [`**${headline}**  `, `${setup}  `, `${load}  `, `(${scope})  `, `command: \`${commandLine()}\``, '', markdownTable(headers, rows), '', verdict, ''].join('\n'));
+  writeFileSync(file.replace(/\.json$/, '.md'), [`**${headline}**  `, `${setup}  `, `${load}  `, `(${scope})  `, `command: \`${commandLine()}\``, '', markdownTable(headers, rows), '', ...verdictLines, ...(context === undefined ? [] : ['', context.text]), ''].join('\n'));
   console.log(`results: ${file} (and .md)`);
   if (gone.length > 0 || (values['fail-on-growth'] && growing.length > 0)) process.exitCode = 1;
 }

@@ -1,11 +1,14 @@
 // The soak run's parts that can be wrong without a cluster: the trend and its growth rule (synthetic
-// series with a seeded noise), reading a node's /metrics and /proc, the per-interval rates, and the
+// series with a seeded noise), reading a node's /metrics, /proc and data directory, the per-interval rates, and the
 // load generator's fixed offered rate and delete operation (against a target in memory).
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
 import { SeededRng } from '@flotilla/core';
 import { describe, expect, it } from 'vitest';
 import { run, type Target } from '../src/load/runner.js';
-import { metricsSampleOf, parsePrometheus, procSampleOf, seriesOf, SOAK_METRICS, type NodeSample } from '../src/soak/sample.js';
-import { fitLine, trendOf, type GrowthRule, type Point } from '../src/soak/trend.js';
+import { dirBytes, metricsSampleOf, parsePrometheus, procSampleOf, seriesOf, SOAK_METRICS, type NodeSample } from '../src/soak/sample.js';
+import { firstAndLastWindowMeans, fitLine, trendOf, windowMeans, type GrowthRule, type Point } from '../src/soak/trend.js';
 import { WORKLOADS } from '../src/workload/mix.js';
 
 const MIB = 1024 * 1024;
@@ -87,6 +90,21 @@ describe('trendOf: what counts as growing after the warm-up', () => {
   });
 });
 
+describe('windowMeans', () => {
+  it('averages each window from the start on, the last one shorter, and marks an empty one', () => {
+    const points = [0, 500, 1000, 1500, 2000, 4100].map((atMs) => ({ atMs, value: atMs / 100 }));
+    expect(windowMeans(points, { fromMs: 500, windowMs: 1000 })).toEqual([7.5, 17.5, NaN, 41]);
+    expect(windowMeans([], { fromMs: 0, windowMs: 1000 })).toEqual([]);
+    expect(() => windowMeans(points, { fromMs: 0, windowMs: 0 })).toThrow(RangeError);
+  });
+
+  it('firstAndLastWindowMeans: the first window from the first point on, the last up to the last point', () => {
+    const points = [4100, 0, 500, 1000, 1500, 2000].map((atMs) => ({ atMs, value: atMs / 100 }));
+    expect(firstAndLastWindowMeans(points, { fromMs: 500, windowMs: 1000 })).toEqual([7.5, 41]);
+    expect(firstAndLastWindowMeans(points, { fromMs: 5000, windowMs: 1000 })).toBeUndefined();
+  });
+});
+
 const METRICS_TEXT = `# HELP nodejs_heap_used_bytes V8 heap in use (main thread).
 # TYPE nodejs_heap_used_bytes gauge
 nodejs_heap_used_bytes{node="2"} 20971520
@@ -127,9 +145,10 @@ describe('reading a node', () => {
     const base = metricsSampleOf(METRICS_TEXT)!;
     const at = (atMs: number, cpuMs: number, loopActiveMs: number, loopIdleMs: number): NodeSample => ({
       atMs,
-      proc: { rssBytes: 100 * MIB, cpuMs, openFdCount: 41, threadCount: 12 },
+      proc: { rssBytes: 100 * MIB, rssAnonBytes: 60 * MIB, rssFileBytes: 40 * MIB, cpuMs, openFdCount: 41, threadCount: 12 },
       metrics: { ...base, loopActiveMs, loopIdleMs },
       scrapeMs: 2,
+      dataBytes: atMs,
       requestCount: 0,
       errorCount: 0,
     });
@@ -140,6 +159,8 @@ describe('reading a node', () => {
     expect(values('timers')).toEqual([3, 3, 3]);
     expect(values('active resources')).toEqual([10, 10, 10]);
     expect(values('rss')).toEqual([100 * MIB, 100 * MIB, 100 * MIB]);
+    expect(values('rss file')).toEqual([40 * MIB, 40 * MIB, 40 * MIB]);
+    expect(values('data on disk')).toEqual([0, 1000, 2000]);
     // A second without a scrape has no figures from /metrics, and the next one no rate from it.
     samples[1] = { ...samples[1]!, metrics: undefined, scrapeMs: undefined };
     expect(values('loop busy')).toEqual([]);
@@ -150,10 +171,24 @@ describe('reading a node', () => {
     const own = procSampleOf(process.pid);
     if (own === undefined) return expect(process.platform).not.toBe('linux');
     expect(own.rssBytes).toBeGreaterThan(MIB);
+    if (own.rssAnonBytes !== undefined) expect(own.rssAnonBytes).toBeLessThanOrEqual(own.rssBytes);
     expect(own.openFdCount).toBeGreaterThan(2);
     expect(own.threadCount).toBeGreaterThanOrEqual(1);
     expect(own.cpuMs).toBeGreaterThan(0);
     expect(procSampleOf(2 ** 22 + 12345)).toBeUndefined();
+  });
+
+  it('adds up the files under a data directory, and says undefined for one that does not exist', () => {
+    const dir = mkdtempSync(join(os.tmpdir(), 'soak-test-'));
+    try {
+      writeFileSync(join(dir, 'FLOTILLA'), 'x'.repeat(66));
+      mkdirSync(join(dir, 'core-0'));
+      writeFileSync(join(dir, 'core-0', 'store.mdb'), Buffer.alloc(4096));
+      expect(dirBytes(dir)).toBe(66 + 4096);
+      expect(dirBytes(join(dir, 'absent'))).toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

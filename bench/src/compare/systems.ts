@@ -15,6 +15,8 @@ export interface RunningSystem {
   /** Client URLs, one per member. */
   readonly urls: readonly string[];
   readonly pids: readonly number[];
+  /** Each member's data directory (in `pids` order; none for a system that keeps nothing on disk), removed by stop. */
+  readonly dataDirs: readonly string[];
   stop(): Promise<void>;
 }
 
@@ -111,7 +113,7 @@ async function until(what: string, check: () => Promise<boolean>): Promise<void>
   }
 }
 
-async function started(name: string, children: Children, dir: string, urls: string[], ready: () => Promise<void>): Promise<RunningSystem> {
+async function started(name: string, children: Children, dir: string, urls: string[], dataDirs: readonly string[], ready: () => Promise<void>): Promise<RunningSystem> {
   const stop = async () => {
     await children.stop();
     everyChildren.delete(children);
@@ -123,7 +125,7 @@ async function started(name: string, children: Children, dir: string, urls: stri
     await stop();
     throw err;
   }
-  return { name, urls, pids: children.pids, stop };
+  return { name, urls, pids: children.pids, dataDirs, stop };
 }
 
 /**
@@ -137,17 +139,18 @@ export async function startFlotilla(o: { members: number; ranges: number; cores:
   const ports = await freePorts(o.members * 2);
   const ids = Array.from({ length: o.members }, (_, i) => i + 1);
   const transport = (id: number) => `127.0.0.1:${ports[id - 1]}`;
+  const dataDir = (id: number) => join(dir, `node-${id}`);
   const children = new Children();
   everyChildren.add(children);
   const ready = ids.map((id) => {
     const peers = ids.filter((p) => p !== id).map((p) => `${p}=${transport(p)}`);
-    const args = [cli, 'start', '--id', String(id), '--dir', join(dir, `node-${id}`), '--listen', transport(id), '--http', `127.0.0.1:${ports[o.members + id - 1]}`];
+    const args = [cli, 'start', '--id', String(id), '--dir', dataDir(id), '--listen', transport(id), '--http', `127.0.0.1:${ports[o.members + id - 1]}`];
     args.push('--log-level', 'warn', '--ranges', String(o.ranges), '--cores', String(o.cores));
     if (peers.length > 0) args.push('--peers', peers.join(','));
     return readyUrl(children.spawn(process.execPath, args, `flotilla node ${id}`), { name: `flotilla node ${id}`, timeoutMs: START_TIMEOUT_MS });
   });
   const urls: string[] = [];
-  return started('flotilla', children, dir, urls, async () => {
+  return started('flotilla', children, dir, urls, ids.map(dataDir), async () => {
     urls.push(...(await Promise.all(ready)));
     const client = new HttpClient(urls, 5_000);
     try {
@@ -190,7 +193,7 @@ export async function startEtcd(o: { members: number; binary: string }): Promise
       name,
     );
   }
-  return started('etcd', children, dir, urls, async () => {
+  return started('etcd', children, dir, urls, names.map((n) => join(dir, n)), async () => {
     const client = new HttpClient(urls, 5_000);
     try {
       for (let i = 0; i < urls.length; i++) {
@@ -211,7 +214,7 @@ export async function startBaseline(): Promise<RunningSystem> {
   const server = fileURLToPath(new URL('./baseline-server.js', import.meta.url));
   const ready = readyUrl(children.spawn(process.execPath, [server, '--http', `127.0.0.1:${port}`], 'baseline'), { name: 'baseline', timeoutMs: START_TIMEOUT_MS });
   const urls: string[] = [];
-  return started('baseline', children, dir, urls, async () => {
+  return started('baseline', children, dir, urls, [], async () => {
     urls.push(await ready);
   });
 }

@@ -1,8 +1,9 @@
 // What a soak run samples from each node process once a second: from /proc (RSS, CPU, open descriptors,
-// threads — the whole process, worker threads included) and from the node's own /metrics (the main
-// thread's heap, external memory, active resources and event-loop utilization; worker threads' heaps
-// are not visible there).
-import { readdirSync, readFileSync } from 'node:fs';
+// threads — the whole process, worker threads included), the size of its data directory, and from the
+// node's own /metrics (the main thread's heap, external memory, active resources and event-loop
+// utilization; worker threads' heaps are not visible there).
+import { lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { processesCpuMs } from '../report.js';
 
 export interface NodeSample {
@@ -14,6 +15,8 @@ export interface NodeSample {
   readonly metrics: MetricsSample | undefined;
   /** How long the /metrics request took: the node's main thread answering under load. */
   readonly scrapeMs: number | undefined;
+  /** Bytes of the files in the node's data directory (LMDB's store files among them). */
+  readonly dataBytes: number | undefined;
   /** Requests the load sent to the whole cluster so far (answered, errors included), and errors. */
   readonly requestCount: number;
   readonly errorCount: number;
@@ -21,6 +24,12 @@ export interface NodeSample {
 
 export interface ProcSample {
   readonly rssBytes: number;
+  /**
+   * RSS split as the kernel counts it (Linux 4.5+): anonymous memory (heaps, malloc, stacks) apart from
+   * file pages mapped in (LMDB's memory map, the node binary), which grow as the store file does.
+   */
+  readonly rssAnonBytes: number | undefined;
+  readonly rssFileBytes: number | undefined;
   /** User + system, every thread, since the process started. */
   readonly cpuMs: number;
   readonly openFdCount: number;
@@ -47,7 +56,26 @@ export function procSampleOf(pid: number): ProcSample | undefined {
     const rssKb = fieldOfStatus(status, 'VmRSS');
     const threadCount = fieldOfStatus(status, 'Threads');
     if (cpuMs === undefined || rssKb === undefined || threadCount === undefined) return undefined;
-    return { rssBytes: rssKb * 1024, cpuMs, openFdCount: readdirSync(`/proc/${pid}/fd`).length, threadCount };
+    const kib = (name: string) => {
+      const v = fieldOfStatus(status, name);
+      return v === undefined ? undefined : v * 1024;
+    };
+    return { rssBytes: rssKb * 1024, rssAnonBytes: kib('RssAnon'), rssFileBytes: kib('RssFile'), cpuMs, openFdCount: readdirSync(`/proc/${pid}/fd`).length, threadCount };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Bytes of every regular file under `dir` (links not followed); undefined when it cannot be read. */
+export function dirBytes(dir: string): number | undefined {
+  try {
+    let total = 0;
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) total += dirBytes(path) ?? 0;
+      else if (entry.isFile()) total += lstatSync(path).size;
+    }
+    return total;
   } catch {
     return undefined;
   }
@@ -117,11 +145,13 @@ export interface SoakMetric {
 
 const MIB = 1024 * 1024;
 
-/** The difference of a cumulative figure over the interval, as a share of the interval's wall time or of a total, in percent. */
+/** `part` in percent of `whole` (an interval's wall time, or its busy plus idle time); undefined for an empty interval. */
 const percentOf = (part: number, whole: number): number | undefined => (whole > 0 ? (part / whole) * 100 : undefined);
 
 export const SOAK_METRICS: readonly SoakMetric[] = [
   { name: 'rss', unit: 'bytes', riseMin: MIB, valueOf: (s) => s.proc?.rssBytes },
+  { name: 'rss anon', unit: 'bytes', riseMin: MIB, valueOf: (s) => s.proc?.rssAnonBytes },
+  { name: 'rss file', unit: 'bytes', riseMin: MIB, valueOf: (s) => s.proc?.rssFileBytes },
   { name: 'heap used', unit: 'bytes', riseMin: MIB, valueOf: (s) => s.metrics?.heapUsedBytes },
   { name: 'heap total', unit: 'bytes', riseMin: MIB, valueOf: (s) => s.metrics?.heapTotalBytes },
   { name: 'external', unit: 'bytes', riseMin: MIB, valueOf: (s) => s.metrics?.externalBytes },
@@ -147,6 +177,7 @@ export const SOAK_METRICS: readonly SoakMetric[] = [
   { name: 'timers', unit: 'count', riseMin: 1, valueOf: (s) => (s.metrics === undefined ? undefined : (s.metrics.activeResources.Timeout ?? 0)) },
   { name: 'active resources', unit: 'count', riseMin: 1, valueOf: (s) => (s.metrics === undefined ? undefined : Object.values(s.metrics.activeResources).reduce((a, n) => a + n, 0)) },
   { name: 'metrics scrape', unit: 'ms', riseMin: 5, valueOf: (s) => s.scrapeMs },
+  { name: 'data on disk', unit: 'bytes', riseMin: MIB, valueOf: (s) => s.dataBytes },
 ];
 
 /** A metric's values over a node's samples, in time order, where defined. */

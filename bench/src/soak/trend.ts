@@ -88,8 +88,7 @@ export function trendOf(points: readonly Point[], o: { readonly warmFromMs: numb
   const first = warm[0]!;
   const last = warm[warm.length - 1]!;
   const mean = meanOf(warm);
-  const firstWindowMean = meanOf(warm.filter((p) => p.atMs < first.atMs + o.windowMs));
-  const lastWindowMean = meanOf(warm.filter((p) => p.atMs > last.atMs - o.windowMs));
+  const [firstWindowMean, lastWindowMean] = edgeWindowMeans(warm, o.windowMs);
   const slopePerMin = fit.slopePerMs * MS_PER_MIN;
   const growthPerHour = mean === 0 ? undefined : (slopePerMin * 60) / Math.abs(mean);
   const lastOverFirst = firstWindowMean === 0 ? undefined : lastWindowMean / firstWindowMean;
@@ -108,8 +107,42 @@ export function trendOf(points: readonly Point[], o: { readonly warmFromMs: numb
   return { sampleCount: warm.length, atWarmEnd: first.value, atEnd: last.value, min, max, mean, slopePerMin, growthPerHour, firstWindowMean, lastWindowMean, lastOverFirst, growing };
 }
 
+/**
+ * The means of the first and the last `windowMs` of the points from `fromMs` on (the first window starts
+ * at the first such point, the last ends at the last one); undefined without such points.
+ */
+export function firstAndLastWindowMeans(points: readonly Point[], o: { readonly fromMs: number; readonly windowMs: number }): [first: number, last: number] | undefined {
+  if (!(o.windowMs > 0)) throw new RangeError(`window ${o.windowMs} ms must be positive`);
+  const warm = points.filter((p) => p.atMs >= o.fromMs).sort((a, b) => a.atMs - b.atMs);
+  return warm.length === 0 ? undefined : edgeWindowMeans(warm, o.windowMs);
+}
+
+/** firstAndLastWindowMeans of points sorted by time, at least one. */
+function edgeWindowMeans(sorted: readonly Point[], windowMs: number): [first: number, last: number] {
+  const firstAtMs = sorted[0]!.atMs;
+  const lastAtMs = sorted[sorted.length - 1]!.atMs;
+  return [meanOf(sorted.filter((p) => p.atMs < firstAtMs + windowMs)), meanOf(sorted.filter((p) => p.atMs > lastAtMs - windowMs))];
+}
+
 function meanOf(points: readonly Point[]): number {
   let sum = 0;
   for (const p of points) sum += p.value;
   return sum / points.length;
+}
+
+/**
+ * The mean of each consecutive window of `windowMs` from `fromMs` on (a last, shorter window included;
+ * NaN for a window without points): the shape of a trend — steady, levelling off, a step.
+ */
+export function windowMeans(points: readonly Point[], o: { readonly fromMs: number; readonly windowMs: number }): number[] {
+  if (!(o.windowMs > 0)) throw new RangeError(`window ${o.windowMs} ms must be positive`);
+  const sums: { sum: number; count: number }[] = [];
+  for (const p of points) {
+    if (p.atMs < o.fromMs) continue;
+    const i = Math.floor((p.atMs - o.fromMs) / o.windowMs);
+    while (sums.length <= i) sums.push({ sum: 0, count: 0 });
+    sums[i]!.sum += p.value;
+    sums[i]!.count++;
+  }
+  return sums.map((w) => (w.count === 0 ? NaN : w.sum / w.count));
 }
