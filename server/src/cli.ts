@@ -17,6 +17,7 @@ const USAGE = `usage:
   flotilla dev    [--dir ./flotilla-dev] [--nodes 3] [--port 7100] [--http-port 8100] [--ranges ${INITIAL_RANGE_COUNT_DEFAULT}]
   flotilla start  --id N --dir DIR --listen HOST:PORT --http HOST:PORT [--peers ID=HOST:PORT,... [--cluster-token T] | --join http://HOST:PORT] [--ranges N] [--cores N] [--log-level info]
                   [--tick-ms 100] [--duty-ms 1000] [--down-after-ms 30000]   (heartbeat/duty interval; when the placement driver calls a silent node down)
+                  [--consistency-check-ms 600000]   (least time between background consistency checks of a range this node leads; 0: off)
   flotilla put    KEY VALUE [--url http://127.0.0.1:8101] [--if-version N]
   flotilla get    KEY       [--url ...] [--stale]
   flotilla del    KEY       [--url ...] [--if-version N]
@@ -94,6 +95,12 @@ function positiveInt(value: string | undefined, flag: string, fallback: number):
   return n;
 }
 
+function nonNegativeInt(value: string, flag: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isSafeInteger(n) || n < 0) throw new UsageError(`${flag} must be a non-negative integer, got "${value}"`);
+  return n;
+}
+
 async function start(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
@@ -111,6 +118,7 @@ async function start(args: string[]): Promise<number> {
       'tick-ms': { type: 'string' },
       'duty-ms': { type: 'string' },
       'down-after-ms': { type: 'string' },
+      'consistency-check-ms': { type: 'string' },
     },
     strict: true,
   });
@@ -147,6 +155,7 @@ async function start(args: string[]): Promise<number> {
     ...(values['tick-ms'] === undefined ? {} : { tickIntervalMs: positiveInt(values['tick-ms'], '--tick-ms', 100) }),
     ...(values['duty-ms'] === undefined ? {} : { metaDutyIntervalMs: positiveInt(values['duty-ms'], '--duty-ms', 1_000) }),
     ...(values['down-after-ms'] === undefined ? {} : { placement: placementTimingsOf(positiveInt(values['down-after-ms'], '--down-after-ms', 30_000)) }),
+    ...(values['consistency-check-ms'] === undefined ? {} : { consistencyCheckIntervalMs: nonNegativeInt(values['consistency-check-ms'], '--consistency-check-ms') }),
   });
   const http = await createHttpServer({ store: node.store, logger, cluster: node.view });
   const url = await http.listen(hostPort(values.http, '--http'));

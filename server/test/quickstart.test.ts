@@ -68,6 +68,7 @@ describe('README quickstart', () => {
     expect(outputs[5]).toMatch(/ok, version \d+/);
     expect(JSON.parse(outputs[6]!)).toMatchObject({ left: { rangeId: 5, start: '60', end: '6d', epoch: 2 }, right: { start: '6d', end: '80', epoch: 2 } });
     expect(outputs[7]).toMatch(/^\d+ ranges, replication factor 3, scheduler running\nnode  state/);
+    expect(JSON.parse(outputs[8]!)).toMatchObject({ rangeId: 5, ok: true, keyEncoding: 'hex', start: '60', end: '6d' });
 
     const exited = new Promise<number | null>((r) => dev!.once('exit', (code) => r(code)));
     dev.kill('SIGINT');
