@@ -18,6 +18,7 @@ const USAGE = `usage:
   flotilla start  --id N --dir DIR --listen HOST:PORT --http HOST:PORT [--peers ID=HOST:PORT,... [--cluster-token T] | --join http://HOST:PORT] [--ranges N] [--cores N] [--log-level info]
                   [--tick-ms 100] [--duty-ms 1000] [--down-after-ms 30000]   (heartbeat/duty interval; when the placement driver calls a silent node down)
                   [--consistency-check-ms 600000]   (least time between background consistency checks of a range this node leads; 0: off)
+                  [--advertise HOST:PORT]   (the transport address peers dial, recorded in the meta range; default the --listen address)
   flotilla put    KEY VALUE [--url http://127.0.0.1:8101] [--if-version N]
   flotilla get    KEY       [--url ...] [--stale]
   flotilla del    KEY       [--url ...] [--if-version N]
@@ -118,6 +119,7 @@ async function start(args: string[]): Promise<number> {
       'tick-ms': { type: 'string' },
       'duty-ms': { type: 'string' },
       'down-after-ms': { type: 'string' },
+      advertise: { type: 'string' },
       'consistency-check-ms': { type: 'string' },
     },
     strict: true,
@@ -136,11 +138,13 @@ async function start(args: string[]): Promise<number> {
     hostPort(address, '--peers address');
     peers[peerId] = address;
   }
+  if (values.advertise !== undefined) hostPort(values.advertise, '--advertise');
   const logger = pino({ level: values['log-level'], base: { nodeId } }, pino.destination(2)) as unknown as ShellLogger & pino.Logger;
   const node = await FlotillaNode.start({
     nodeId,
     dir: resolve(values.dir),
     listen: hostPort(values.listen, '--listen'),
+    ...(values.advertise === undefined ? {} : { advertise: values.advertise }),
     peers,
     httpAddress: values.http,
     ...(values.join === undefined ? {} : { join: values.join }),

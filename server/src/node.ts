@@ -23,6 +23,12 @@ export interface NodeOptions {
   readonly dir: string;
   /** Where this node's transport listens (node-to-node traffic). */
   readonly listen: { readonly host: string; readonly port: number };
+  /**
+   * The transport address peers dial ("host:port"), recorded in the meta
+   * range and answered to joiners; default the bound listen address. Differs
+   * from it when something relays node traffic (the fault suite's proxy).
+   */
+  readonly advertise?: string;
   /** Every other member: node id → "host:port" of its transport. */
   readonly peers: Readonly<Record<number, string>>;
   /** On a first start with no ranges: pre-split the key space into this many ranges, each replicated on every member. */
@@ -131,7 +137,7 @@ export class FlotillaNode {
     });
     try {
       const address = transport.address();
-      const transportAddress = `${address.host}:${address.port}`;
+      const transportAddress = options.advertise ?? `${address.host}:${address.port}`;
       const self = { nodeId: options.nodeId, address: transportAddress, httpAddress: options.httpAddress ?? null };
       let ranges: RangeTable;
       let clusterId: ClusterId;
