@@ -55,7 +55,8 @@ interface ClusterFile extends ClusterIdentity {
 
 /**
  * The id of a statically bootstrapped cluster: every member computes it from
- * the same member list and token. Only each member's id and transport PORT
+ * the same member list and token: each member's id and the transport port the
+ * others dial (its `--advertise`, else its `--listen`). Only the id and PORT
  * enter it, not the host: a member listening on a wildcard (`--listen
  * 0.0.0.0:7101`) and its peers naming it by an interface address
  * (`1=10.0.0.1:7101`) must agree, and clusters sharing a machine still differ

@@ -219,7 +219,9 @@ async function recordedClusterIdentity(host: Host, options: NodeOptions): Promis
 
 /** A static member's first start: the id every member derives from the same members and token, recorded. */
 function recordBootstrapClusterId(options: NodeOptions): ClusterId {
-  const members = [{ nodeId: options.nodeId, address: `${options.listen.host}:${options.listen.port}` }, ...Object.entries(options.peers).map(([id, address]) => ({ nodeId: Number(id), address }))];
+  // Itself as the others name it in their --peers: the advertised address when something relays its traffic.
+  const self = options.advertise ?? `${options.listen.host}:${options.listen.port}`;
+  const members = [{ nodeId: options.nodeId, address: self }, ...Object.entries(options.peers).map(([id, address]) => ({ nodeId: Number(id), address }))];
   const clusterId = deriveClusterId({ members, token: options.clusterToken ?? CLUSTER_TOKEN_DEFAULT });
   writeClusterIdentity(options.dir, { clusterId, origin: 'bootstrap' });
   options.logger.info({ clusterId, members: members.length }, 'cluster id derived and recorded');
