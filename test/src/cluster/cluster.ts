@@ -73,8 +73,16 @@ export function flotillaCliPath(): string {
   return cli;
 }
 
+/** A node's process changed state (run clock). */
+export interface StateChange {
+  readonly nodeId: number;
+  readonly atMs: number;
+  readonly state: NodeState;
+}
+
 export class Cluster {
   readonly exits: ExitRecord[] = [];
+  readonly stateChanges: StateChange[] = [];
   private readonly slots = new Map<number, NodeSlot>();
   private readonly rssTimer: NodeJS.Timeout;
   private readonly cli = flotillaCliPath();
@@ -157,6 +165,22 @@ export class Cluster {
     return this.o.nowMs();
   }
 
+  private setState(s: NodeSlot, state: NodeState): void {
+    s.state = state;
+    this.stateChanges.push({ nodeId: s.id, atMs: this.nowMs(), state });
+  }
+
+  /** Whether the node's process ran unpaused for the whole of [fromMs, toMs] (run clock). */
+  runningThroughout(id: number, fromMs: number, toMs: number): boolean {
+    let state: NodeState = 'stopped';
+    for (const c of this.stateChanges) {
+      if (c.nodeId !== id) continue;
+      if (c.atMs <= fromMs) state = c.state;
+      else if (c.atMs <= toMs && c.state !== 'running') return false;
+    }
+    return state === 'running';
+  }
+
   private async spawn(id: number): Promise<void> {
     if (this.stopped) throw new Error(`node ${id} not started: the cluster is stopping`);
     const s = this.slot(id);
@@ -177,14 +201,14 @@ export class Cluster {
       closeSync(logFd);
     }
     s.child = child;
-    s.state = 'running';
+    this.setState(s, 'running');
     s.expectingExit = false;
     const pid = child.pid ?? -1;
     child.once('exit', (code, signal) => {
       this.exits.push({ nodeId: id, pid, atMs: this.nowMs(), code, signal, expected: s.expectingExit, logTail: this.logTail(id) });
       if (s.child === child) {
         s.child = undefined;
-        s.state = 'stopped';
+        this.setState(s, 'stopped');
       }
     });
     await readyUrl(child, { name: `node ${id}`, timeoutMs: NODE_READY_TIMEOUT_MS });
@@ -220,14 +244,14 @@ export class Cluster {
     const s = this.slot(id);
     if (s.state !== 'running' || s.child === undefined) return;
     s.child.kill('SIGSTOP');
-    s.state = 'paused';
+    this.setState(s, 'paused');
   }
 
   resume(id: number): void {
     const s = this.slot(id);
     if (s.state !== 'paused' || s.child === undefined) return;
     s.child.kill('SIGCONT');
-    s.state = 'running';
+    this.setState(s, 'running');
   }
 
   private sampleRss(): void {

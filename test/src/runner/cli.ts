@@ -5,15 +5,15 @@ import { randomInt } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { parseArgs } from 'node:util';
 import { ADMIN_KINDS, FAULT_KINDS, type AdminKind, type FaultKind } from '../nemesis/schedule.js';
-import { SEARCH_STEPS_MAX_DEFAULT } from '../lin/index.js';
 import { runFaults, type RunOptions } from './run.js';
 
 const USAGE = `usage: npm run faults -- [--seed N] [--seeds COUNT] [--nodes 3|5] [--duration SECONDS]
          [--faults all|${FAULT_KINDS.join(',')}] [--admin all|none|${ADMIN_KINDS.join(',')}]
-         [--clients N] [--keys N] [--ops-per-key N] [--rate OPS_PER_SEC] [--request-timeout-ms MS]
+         [--clients N] [--keys N] [--ops-per-key N] [--rate OPS_PER_SEC] [--request-timeout-ms MS] [--value-bytes N]
          [--ranges N] [--tick-ms MS] [--rss-max-mb MB] [--dir DIR] [--keep] [--node-log-level warn]
   --seed      first seed (default: random, printed); --seeds runs that many seeds from it
-  --duration  fault phase in seconds (default 30); healing and checks come after`;
+  --duration  fault phase in seconds (default 30); healing and checks come after
+  --value-bytes  pad every value to about N bytes (default: a short unique name), so lagging peers lag in bytes`;
 
 class UsageError extends Error {}
 
@@ -29,6 +29,11 @@ const DEFAULTS = {
   ranges: 4,
   tickMs: 50,
   rssMaxMb: 1_024,
+  /**
+   * Search steps per key (about 1 µs each): a violation among many unknown writes can take the search
+   * long to prove, and a key left undecided fails the run anyway — a short bound keeps a bad run short.
+   */
+  checkerStepsMax: 10_000_000,
 } as const;
 
 function positive(value: string | undefined, flag: string, fallback: number): number {
@@ -69,6 +74,7 @@ export function parseCli(argv: readonly string[]): CliRun {
       'ops-per-key': { type: 'string' },
       rate: { type: 'string' },
       'request-timeout-ms': { type: 'string' },
+      'value-bytes': { type: 'string' },
       ranges: { type: 'string' },
       'tick-ms': { type: 'string' },
       'rss-max-mb': { type: 'string' },
@@ -103,13 +109,14 @@ export function parseCli(argv: readonly string[]): CliRun {
       opsPerKey: positive(values['ops-per-key'], '--ops-per-key', DEFAULTS.opsPerKey),
       opsPerSec: positive(values.rate, '--rate', DEFAULTS.opsPerSec),
       requestTimeoutMs: positive(values['request-timeout-ms'], '--request-timeout-ms', DEFAULTS.requestTimeoutMs),
+      valuePaddingBytes: values['value-bytes'] === undefined ? 0 : positive(values['value-bytes'], '--value-bytes', 1),
       rangeCount: positive(values.ranges, '--ranges', DEFAULTS.ranges),
       tickMs: positive(values['tick-ms'], '--tick-ms', DEFAULTS.tickMs),
       rssBytesMax: positive(values['rss-max-mb'], '--rss-max-mb', DEFAULTS.rssMaxMb) * 1024 * 1024,
       dir: values.dir ?? tmpdir(),
       keepDir: values.keep,
       nodeLogLevel: values['node-log-level'] ?? 'warn',
-      checkerStepsMax: SEARCH_STEPS_MAX_DEFAULT,
+      checkerStepsMax: DEFAULTS.checkerStepsMax,
     },
   };
 }

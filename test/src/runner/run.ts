@@ -14,7 +14,7 @@ import { Tmpfs } from '../cluster/tmpfs.js';
 import { checkRegisterHistory, describeVerdict, type HistoryVerdict } from '../lin/index.js';
 import { Nemesis } from '../nemesis/executor.js';
 import { describeSchedule, planSchedule, type AdminKind, type FaultKind } from '../nemesis/schedule.js';
-import { Workload, type WorkloadKey } from '../workload/workload.js';
+import { Workload, type FailedAnswer, type WorkloadKey } from '../workload/workload.js';
 import { checkConvergence, waitPlacementIdle } from './convergence.js';
 
 export interface RunOptions {
@@ -28,6 +28,7 @@ export interface RunOptions {
   readonly opsPerKey: number;
   readonly opsPerSec: number;
   readonly requestTimeoutMs: number;
+  readonly valuePaddingBytes: number;
   readonly rangeCount: number;
   readonly tickMs: number;
   readonly rssBytesMax: number;
@@ -135,7 +136,7 @@ export async function runFaults(o: RunOptions): Promise<RunReport> {
 
     const urls = new Map(cluster.nodeIds.map((n) => [n, cluster.urlOf(n)]));
     runStart = performance.now();
-    const workload = new Workload({ seed: o.seed, clientCount: o.clientCount, slotCount: o.slotCount, opsPerKey: o.opsPerKey, opsPerSec: o.opsPerSec, requestTimeoutMs: o.requestTimeoutMs, urls, nowMs: runMs });
+    const workload = new Workload({ seed: o.seed, clientCount: o.clientCount, slotCount: o.slotCount, opsPerKey: o.opsPerKey, opsPerSec: o.opsPerSec, requestTimeoutMs: o.requestTimeoutMs, valuePaddingBytes: o.valuePaddingBytes, urls, nowMs: runMs });
     const nemesis = new Nemesis(cluster, schedule, runMs, () => workload.result().keys.map((k) => k.bytes));
     workload.start();
     nemesis.start();
@@ -189,6 +190,13 @@ export async function runFaults(o: RunOptions): Promise<RunReport> {
     log('answers per node (node, method, status or error → count), failures only:');
     for (const [k, v] of [...result.outcomes].filter(([k]) => !/ (200|204|404|412)( |$)/.test(k)).sort()) o.log(`    ${k.padEnd(40)} ${v}`);
     for (const r of result.unexpectedRefusals.slice(0, 10)) failures.push(`unexpected refusal: ${r}`);
+    // A request to a node that ran unpaused all along must be answered within the client's timeout (above the server's deadline).
+    const hung = result.failedAnswers.filter((a) => a.what.endsWith(' timeout') && cluster.runningThroughout(a.node, a.atMs - o.requestTimeoutMs, a.atMs));
+    if (hung.length > 0) {
+      const first = hung.slice(0, 5).map((a) => `node ${a.node} ${a.what.replace(/ timeout$/, '')} at ${(a.atMs / 1000).toFixed(1)} s`).join('; ');
+      failures.push(`${hung.length} requests to running nodes got no answer within ${o.requestTimeoutMs} ms, e.g. ${first}`);
+    }
+    if (result.missingRetryAfter.length > 0) failures.push(`${result.missingRetryAfter.length} answers 503/507 without Retry-After, e.g. ${result.missingRetryAfter.slice(0, 5).join('; ')}`);
 
     const checkStart = performance.now();
     verdict = checkRegisterHistory(ops, { stepsMax: o.checkerStepsMax });
@@ -201,7 +209,7 @@ export async function runFaults(o: RunOptions): Promise<RunReport> {
     for (const line of convergence.lines) o.log(`    ${line}`);
     failures.push(...convergence.failures);
 
-    for (const d of diskFullFindings(nemesis, result.outcomes, cluster)) log(d);
+    for (const d of diskFullFindings(nemesis, result.failedAnswers, cluster)) log(d);
   } catch (err) {
     failures.push(`run aborted: ${(err as Error).stack ?? String(err)}`);
   } finally {
@@ -261,13 +269,15 @@ async function finalReads(workload: Workload, keys: readonly WorkloadKey[], node
 const DISK_FULL_AFTERMATH_MS = 10_000;
 
 /** What the node with the full disk answered, and whether it lived through the episode and its aftermath. */
-function diskFullFindings(nemesis: Nemesis, outcomes: Map<string, number>, cluster: Cluster): string[] {
+function diskFullFindings(nemesis: Nemesis, failed: readonly FailedAnswer[], cluster: Cluster): string[] {
   const lines: string[] = [];
   for (const d of nemesis.diskFull) {
-    const answers = [...outcomes].filter(([k]) => k.startsWith(`${d.node} `) && / (503|507)/.test(k)).map(([k, v]) => `${k.slice(2)} ×${v}`);
+    const counts = new Map<string, number>();
+    for (const a of failed) if (a.node === d.node && a.atMs >= d.fullAtMs && a.atMs <= d.freedAtMs) counts.set(a.what, (counts.get(a.what) ?? 0) + 1);
+    const answers = [...counts].map(([what, n]) => `${what} ×${n}`).join(', ');
     const death = cluster.exits.find((e) => e.nodeId === d.node && !e.expected && e.atMs >= d.fullAtMs && e.atMs <= d.freedAtMs + DISK_FULL_AFTERMATH_MS);
     const fate = death === undefined ? 'it stayed up' : `it DIED at ${(death.atMs / 1000).toFixed(1)} s (${death.signal ?? `exit code ${death.code}`})`;
-    lines.push(`disk full on node ${d.node} from ${(d.fullAtMs / 1000).toFixed(1)} s to ${(d.freedAtMs / 1000).toFixed(1)} s (${(d.bytesFilled / 1024 / 1024).toFixed(1)} MiB filled): ${fate}; its 503/507 answers over the run: ${answers.join(', ') || 'none'}`);
+    lines.push(`disk full on node ${d.node} from ${(d.fullAtMs / 1000).toFixed(1)} s to ${(d.freedAtMs / 1000).toFixed(1)} s (${(d.bytesFilled / 1024 / 1024).toFixed(1)} MiB filled): ${fate}; its failed answers meanwhile: ${answers || 'none'}`);
   }
   return lines;
 }

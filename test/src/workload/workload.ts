@@ -30,6 +30,13 @@ export interface WorkloadOptions {
   readonly opsPerSec: number;
   /** A request with no answer by then is abandoned (its outcome unknown if a write). */
   readonly requestTimeoutMs: number;
+  /**
+   * Bytes of padding after each value's unique name (0: none): big values make
+   * a peer that fell behind far behind in bytes. The history knows values by
+   * their names; a read whose padding is not intact keeps its whole body, so
+   * it matches no write.
+   */
+  readonly valuePaddingBytes: number;
   /** Node ids and their HTTP URLs. */
   readonly urls: ReadonlyMap<number, string>;
   /** The run's clock, ms. */
@@ -44,8 +51,20 @@ export interface WorkloadResult {
   readonly keys: readonly WorkloadKey[];
   /** "<node> <method> <status or error>" → count. */
   readonly outcomes: OutcomeCounts;
+  /** Every answer that was not a success (2xx, 404, 412), with its node and time: what the faults did to clients. */
+  readonly failedAnswers: readonly FailedAnswer[];
   /** 4xx other than 404 and 412: refusals nobody should see. */
   readonly unexpectedRefusals: readonly string[];
+  /** 503 / 507 answers without Retry-After (the API promises one): "<node> <method> <status> <code>". */
+  readonly missingRetryAfter: readonly string[];
+}
+
+export interface FailedAnswer {
+  readonly node: number;
+  /** When the answer came, on the run's clock. */
+  readonly atMs: number;
+  /** "<method> <status> <code>" or "<method> <error>". */
+  readonly what: string;
 }
 
 /** A key the workload used: its bytes and the name the history knows it by. */
@@ -71,7 +90,7 @@ interface Slot {
 
 /** The answer to one HTTP attempt, before it becomes a register output. */
 type Answer =
-  | { readonly kind: 'response'; readonly status: number; readonly etag: string | null; readonly body: string; readonly code: string | undefined }
+  | { readonly kind: 'response'; readonly status: number; readonly etag: string | null; readonly retryAfter: string | null; readonly body: string; readonly code: string | undefined }
   /** Nothing was sent (connection refused): no effect. */
   | { readonly kind: 'not-sent'; readonly error: string }
   /** Sent, no answer (timeout, reset): unknown. */
@@ -84,6 +103,8 @@ export class Workload {
   private readonly operations: KeyedOperation[] = [];
   private readonly outcomes: OutcomeCounts = new Map();
   private readonly unexpectedRefusals: string[] = [];
+  private readonly failedAnswers: FailedAnswer[] = [];
+  private readonly missingRetryAfter: string[] = [];
   /** Per client and key name: the version it last saw (0: absent). */
   private readonly knownVersions: Map<string, number>[];
   private nextOperationId = 1;
@@ -116,7 +137,7 @@ export class Workload {
   }
 
   result(): WorkloadResult {
-    return { operations: this.operations, keys: this.keys, outcomes: this.outcomes, unexpectedRefusals: this.unexpectedRefusals };
+    return { operations: this.operations, keys: this.keys, outcomes: this.outcomes, failedAnswers: this.failedAnswers, unexpectedRefusals: this.unexpectedRefusals, missingRetryAfter: this.missingRetryAfter };
   }
 
   /** Successful writes so far whose invocation came after `sinceMs`. */
@@ -159,19 +180,34 @@ export class Workload {
   async runOperation(client: number, node: number, key: WorkloadKey, input: RegisterInput, options: { readonly timeoutMs?: number } = {}): Promise<RegisterOutput | null | 'no-effect'> {
     const url = `${this.o.urls.get(node)!}/kv/${keyPath(key.bytes)}`;
     const init: RequestInit = { method: input.kind === 'get' ? 'GET' : input.kind === 'put' ? 'PUT' : 'DELETE', headers: {} };
-    if (input.kind === 'put') init.body = input.value;
+    if (input.kind === 'put') init.body = this.o.valuePaddingBytes === 0 ? input.value : `${input.value}${this.padding}`;
     if (input.kind !== 'get' && input.ifVersion !== undefined) (init.headers as Record<string, string>)[input.ifVersion === 0 ? 'if-none-match' : 'if-match'] = input.ifVersion === 0 ? '*' : `"${input.ifVersion}"`;
     const invokeMs = this.o.nowMs();
     const answer = await attempt(url, init, options.timeoutMs ?? this.o.requestTimeoutMs);
     const completeMs = this.o.nowMs();
     const outcome = this.outcomeOf(input, answer);
-    this.count(`${node} ${init.method} ${answer.kind === 'response' ? `${answer.status}${answer.code === undefined ? '' : ` ${answer.code}`}` : answer.error}`);
+    const what = `${init.method} ${answer.kind === 'response' ? `${answer.status}${answer.code === undefined ? '' : ` ${answer.code}`}` : answer.error}`;
+    this.count(`${node} ${what}`);
+    if (answer.kind !== 'response' || !(answer.status < 300 || answer.status === 404 || answer.status === 412)) this.failedAnswers.push({ node, atMs: completeMs, what });
+    if (answer.kind === 'response' && (answer.status === 503 || answer.status === 507) && answer.retryAfter === null) this.missingRetryAfter.push(`${node} ${what}`);
     if (outcome === 'no-effect') return outcome;
     if (outcome === null && input.kind === 'get') return null; // a read with no answer observed nothing
     const output = outcome;
     this.operations.push({ id: this.nextOperationId++, clientId: client, key: key.name, invokeMs, completeMs: output === null ? null : completeMs, input, output });
     if (output !== null) this.learnVersion(client, key, output);
     return output;
+  }
+
+  /** Appended to every value written: a separator no name contains, then filler. */
+  private get padding(): string {
+    return `|${'x'.repeat(Math.max(0, this.o.valuePaddingBytes - 1))}`;
+  }
+
+  /** A value read back, as the history names it. */
+  private valueName(body: string): string {
+    if (this.o.valuePaddingBytes === 0) return body;
+    const bar = body.indexOf('|');
+    return bar >= 0 && body.slice(bar) === this.padding ? body.slice(0, bar) : body;
   }
 
   private learnVersion(client: number, key: WorkloadKey, output: RegisterOutput): void {
@@ -213,7 +249,7 @@ export class Workload {
     switch (input.kind) {
       case 'get':
         if (status === 404) return { kind: 'absent' };
-        return { kind: 'found', value: answer.body, version: versionOf(answer.etag) };
+        return { kind: 'found', value: this.valueName(answer.body), version: versionOf(answer.etag) };
       case 'put':
         return { kind: 'written', version: (JSON.parse(answer.body) as { version: number }).version };
       case 'delete':
@@ -243,7 +279,7 @@ async function attempt(url: string, init: RequestInit, timeoutMs: number): Promi
         code = undefined;
       }
     }
-    return { kind: 'response', status: res.status, etag: res.headers.get('etag'), body, code };
+    return { kind: 'response', status: res.status, etag: res.headers.get('etag'), retryAfter: res.headers.get('retry-after'), body, code };
   } catch (err) {
     const cause = (err as { cause?: { code?: string } }).cause;
     const name = (err as Error).name;
