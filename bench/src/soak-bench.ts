@@ -2,13 +2,14 @@
 // load for a long time, watched for anything that keeps growing once warm (issue 14). Starts three
 // `flotilla start` processes on loopback (fresh temp data dirs, removed at the end), loads the keys, then
 // runs the soak mix (reads, updates, read-then-conditional-writes, deletes) at `--rate` operations per
-// second for the warm-up and the measured time, while once a second it samples every node process: RSS,
-// CPU, open descriptors and threads from /proc; the main thread's heap, external memory, timers and
-// other active resources and event-loop utilization from the node's /metrics. Reports per node and
-// metric the value when the warm-up ended and at the end, min and max, the least-squares slope per
-// minute over the warm samples and the last window's mean over the first warm one, and flags what grows
-// (soak/trend.ts has the rule); also the load achieved, errors and latency. Writes
-// results/soak-<timestamp>.json (every sample) and .md (the table).
+// second for the warm-up and the measured time, while once a second it samples every node process: RSS
+// (and its anonymous and file-backed parts), CPU, open descriptors and threads from /proc, the size of
+// its data directory, and the main thread's heap, external memory, timers and other active resources
+// and event-loop utilization from the node's /metrics (soak/sample.ts). Reports per node and metric the
+// value when the warm-up ended and at the end, min and max, the least-squares slope per minute over the
+// warm samples and the last window's mean over the first warm one, and flags what grows (soak/trend.ts
+// has the rule), each flagged metric with its mean per window; also the load achieved, errors, latency,
+// and who used the machine's CPU. Writes results/soak-<timestamp>.json (every sample) and .md (the table).
 //
 //   npm run bench:soak                                   (500 ops/s, 60 s warm-up, 10 minutes measured)
 //   node dist/soak-bench.js --rate 1000 --duration-ms 1800000 --value-bytes 1024
@@ -40,6 +41,7 @@ const { values } = parseArgs({
     'sample-ms': { type: 'string', default: '1000' },
     seed: { type: 'string', default: '1' },
     'fail-on-growth': { type: 'boolean', default: false },
+    'node-args': { type: 'string', default: '' },
   },
   strict: true,
 });
@@ -57,6 +59,8 @@ const rangeCount = positiveInt(values.ranges, '--ranges');
 const coreCount = positiveInt(values.cores, '--cores');
 const sampleIntervalMs = positiveInt(values['sample-ms'], '--sample-ms');
 const seed = positiveInt(values.seed, '--seed');
+/** Added to every node's `flotilla start` (split on spaces), e.g. `--node-args='--consistency-check-ms 0'` to soak without a feature. */
+const nodeArgs = values['node-args'].split(' ').filter((a) => a.length > 0);
 
 /** Members of the soaked cluster: the smallest that replicates and keeps a quorum through one loss. */
 const MEMBER_COUNT = 3;
@@ -65,8 +69,9 @@ const TREND_WINDOW_MS_MAX = 60_000;
 const trendWindowMs = Math.min(TREND_WINDOW_MS_MAX, durationMs / 3);
 /**
  * The growth rule (soak/trend.ts) with each metric's own floor. A fifth of the level per hour and 5 %
- * between the first and last minute: a healthy node's RSS and heap move by a few percent between minutes
- * (GC, allocator), which these clear; a leak of a descriptor or timer a minute clears them within minutes.
+ * between the first and last minute: loose enough that RSS and heap moving between minutes with GC and
+ * the allocator do not count, tight enough that a descriptor or timer leaked every minute does within
+ * minutes.
  */
 const GROWTH_PER_HOUR_MIN = 0.2;
 const LAST_OVER_FIRST_MIN = 1.05;
@@ -243,6 +248,8 @@ function machineContext(machine: readonly MachineSample[], nodes: readonly SoakN
 async function main(): Promise<void> {
   const startedAt = new Date();
   const loadBefore = os.loadavg();
+  // Noted before the run: the commit the nodes were built from, not one made while it ran.
+  const machineAtStart = machineInfo();
   const counts: RequestCounts = { requests: 0, errors: 0 };
   let system: RunningSystem | undefined;
   let target: Target | undefined;
@@ -254,7 +261,7 @@ async function main(): Promise<void> {
     void (system?.stop() ?? Promise.resolve()).finally(() => process.exit(130));
   });
   try {
-    system = await startFlotilla({ members: MEMBER_COUNT, ranges: rangeCount, cores: coreCount, tempDirPrefix: 'flotilla-soak-' });
+    system = await startFlotilla({ members: MEMBER_COUNT, ranges: rangeCount, cores: coreCount, tempDirPrefix: 'flotilla-soak-', nodeArgs });
     nodes = system.pids.map((pid, i) => ({ nodeId: i + 1, pid, url: system!.urls[i]!, dataDir: system!.dataDirs[i], samples: [], goneAtMs: undefined }));
     console.log(`flotilla: ${system.urls.join(' ')} (pids ${system.pids.join(' ')})`);
     target = counted(await httpTarget(system.urls, { requestTimeoutMs: REQUEST_TIMEOUT_MS, name: 'flotilla', routeToLeaders: true }), counts);
@@ -301,7 +308,8 @@ async function main(): Promise<void> {
   const setup =
     `${MEMBER_COUNT} nodes (${rangeCount} ranges, ${coreCount} core${coreCount === 1 ? '' : 's'} each), workload ${workload!.name} (${workload!.description}), ` +
     `${fmt(keyCount)} keys (${distribution}), ${valueBytes} B values; offered ${fmt(rateOpsPerSec)} ops/s by at most ${concurrency} clients; ` +
-    `warm-up ${fmt(warmupMs)} ms, measured ${fmt(durationMs)} ms; sampled every ${fmt(sampleIntervalMs)} ms, trend windows ${fmt(trendWindowMs / 1000)} s`;
+    `warm-up ${fmt(warmupMs)} ms, measured ${fmt(durationMs)} ms; sampled every ${fmt(sampleIntervalMs)} ms, trend windows ${fmt(trendWindowMs / 1000)} s` +
+    (nodeArgs.length === 0 ? '' : `; nodes started with ${nodeArgs.join(' ')}`);
   const load =
     `load (measured window): ${fmt(result.opsPerSec, 1)} ops/s of ${fmt(rateOpsPerSec)} offered, ${fmt(result.ops)} ops, errors ${errorCount === 0 ? '0' : Object.entries(result.errors).map(([k, n]) => `${k}=${n}`).join(' ')}, ` +
     `conflicts ${fmt(result.conflicts)}; latency p50 ${fmt(result.latencyMs.p50, 2)} ms, p99 ${fmt(result.latencyMs.p99, 2)} ms, max ${fmt(result.latencyMs.max, 1)} ms`;
@@ -352,10 +360,10 @@ async function main(): Promise<void> {
 
   const file = writeResults('soak', startedAt, {
     command: commandLine(),
-    machine: machineInfo(),
+    machine: machineAtStart,
     loadAverageBefore: loadBefore,
     loadAverageAfter: os.loadavg(),
-    parameters: { rateOpsPerSec, durationMs, warmupMs, valueBytes, keyCount, concurrency, workload: workload!.name, distribution, rangeCount, coreCount, memberCount: MEMBER_COUNT, sampleIntervalMs, trendWindowMs, seed },
+    parameters: { rateOpsPerSec, durationMs, warmupMs, valueBytes, keyCount, concurrency, workload: workload!.name, distribution, rangeCount, coreCount, memberCount: MEMBER_COUNT, sampleIntervalMs, trendWindowMs, seed, nodeArgs },
     growthRule: { growthPerHourMin: GROWTH_PER_HOUR_MIN, lastOverFirstMin: LAST_OVER_FIRST_MIN, riseMin: Object.fromEntries(SOAK_METRICS.map((m) => [m.name, m.riseMin])) },
     result,
     trends,

@@ -131,9 +131,9 @@ async function started(name: string, children: Children, dir: string, urls: stri
 /**
  * A local Flotilla cluster: `members` `flotilla start` processes on loopback (data under a temp dir named
  * `<tempDirPrefix>…`, removed by stop), `ranges` ranges pre-split over the key space, `cores` worker cores
- * each. Resolved once every range has a leader.
+ * each, and `nodeArgs` added to every start's arguments. Resolved once every range has a leader.
  */
-export async function startFlotilla(o: { members: number; ranges: number; cores: number; tempDirPrefix?: string }): Promise<RunningSystem> {
+export async function startFlotilla(o: { members: number; ranges: number; cores: number; tempDirPrefix?: string; nodeArgs?: readonly string[] }): Promise<RunningSystem> {
   const cli = join(dirname(fileURLToPath(import.meta.resolve('@flotilla/server'))), 'cli.js');
   const dir = mkdtempSync(join(os.tmpdir(), o.tempDirPrefix ?? 'flotilla-compare-'));
   const ports = await freePorts(o.members * 2);
@@ -145,7 +145,7 @@ export async function startFlotilla(o: { members: number; ranges: number; cores:
   const ready = ids.map((id) => {
     const peers = ids.filter((p) => p !== id).map((p) => `${p}=${transport(p)}`);
     const args = [cli, 'start', '--id', String(id), '--dir', dataDir(id), '--listen', transport(id), '--http', `127.0.0.1:${ports[o.members + id - 1]}`];
-    args.push('--log-level', 'warn', '--ranges', String(o.ranges), '--cores', String(o.cores));
+    args.push('--log-level', 'warn', '--ranges', String(o.ranges), '--cores', String(o.cores), ...(o.nodeArgs ?? []));
     if (peers.length > 0) args.push('--peers', peers.join(','));
     return readyUrl(children.spawn(process.execPath, args, `flotilla node ${id}`), { name: `flotilla node ${id}`, timeoutMs: START_TIMEOUT_MS });
   });
