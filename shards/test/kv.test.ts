@@ -45,6 +45,33 @@ const del = (key: string, ifVersion?: number) => (index: number) => deleteEntry(
 const text = (b: Uint8Array | undefined) => (b === undefined ? undefined : Buffer.from(b).toString());
 
 describe('apply', () => {
+  it('a staged apply whose transaction failed writes the same again: a split still creates its right half with the data', async () => {
+    const store = await newStore();
+    await run(store, [put('a', 'left'), put('x', 'right')]);
+    const kv = new KvStateMachine(store);
+    const index = store.storage(SHARD).lastIndex() + 1;
+    const split: Entry = { index, term: TERM, type: 'normal', data: encodeCommand({ op: 'split', key: bytes('m'), newShardId: 1024, epoch: 1 }) };
+    const previous = store.storage(SHARD).initialState().hardState;
+    await store.persist([{ shardId: SHARD, entries: [split], hardState: { ...previous, commit: index } }]);
+    const staged = kv.stage([{ shardId: SHARD, entries: [split], range: { start: new Uint8Array(0), end: null, epoch: 1 } }]);
+    // The first attempt's transaction fails after the apply wrote into it (as a full disk makes a commit fail).
+    expect(() =>
+      store.env.transactionSync(() => {
+        staged.write();
+        throw new Error('ENOSPC');
+      }),
+    ).toThrow('ENOSPC');
+    expect(store.hasShard(groupId(1024))).toBe(false);
+    let outcome: ReturnType<typeof staged.write> | undefined;
+    store.env.transactionSync(() => (outcome = staged.write()));
+    staged.committed();
+    expect(outcome!.results.get(SHARD)!.get(index)).toMatchObject({ ok: true });
+    expect(outcome!.created.map((c) => c.shardId)).toEqual([1024]);
+    expect(store.hasShard(groupId(1024))).toBe(true);
+    expect(text(kv.get(bytes('x'))?.value)).toBe('right');
+    expect(text(kv.get(bytes('a'))?.value)).toBe('left');
+  });
+
   it('put then get returns the value and the version', async () => {
     const store = await newStore();
     const kv = new KvStateMachine(store);

@@ -123,6 +123,10 @@ export class KvStateMachine {
     return {
       isEmpty: applied.size === 0,
       write: () => {
+        // write() runs again when its transaction failed (a full disk: ShardCore retries the round's
+        // commit): what an earlier attempt noted as created here was rolled back with it, and left in
+        // the list it would make a split take its own right half for a replica made elsewhere.
+        created.length = 0;
         const results: ApplyResults = new Map();
         const ranges = new Map<GroupId, ShardRange>();
         const sizes = new Map<GroupId, SizeDelta>();
