@@ -577,12 +577,23 @@ export class ShardCore {
     this.fail(id, new NotLeaderError(g.id, this.self, g.leader));
   }
 
-  private onPropose(id: number, shardId: GroupId, command: Uint8Array): void {
+  /**
+   * The group a write request goes to, when this replica may propose: it
+   * exists, leads, and its disk takes writes. Otherwise the request is
+   * failed (SHARD_NOT_FOUND, NOT_LEADER with a hint, DISK_FULL) and undefined returned.
+   */
+  private proposingGroup(id: number, shardId: GroupId): Group | undefined {
     const g = this.requestGroup(id, shardId);
-    if (g === undefined) return;
-    if (!g.isLeader) return this.notLeader(id, g);
+    if (g === undefined) return undefined;
+    if (!g.isLeader) return void this.notLeader(id, g);
     const full = this.diskRefusal();
-    if (full !== undefined) return this.fail(id, full);
+    if (full !== undefined) return void this.fail(id, full);
+    return g;
+  }
+
+  private onPropose(id: number, shardId: GroupId, command: Uint8Array): void {
+    const g = this.proposingGroup(id, shardId);
+    if (g === undefined) return;
     let key: Uint8Array;
     try {
       key = decodeCommand(0, command).key;
@@ -668,11 +679,8 @@ export class ShardCore {
 
   /** A consistency check starts on the leader: one checksum entry through Raft, answered once applied here. */
   private onChecksumPropose(id: number, shardId: GroupId, checksumId: number): void {
-    const g = this.requestGroup(id, shardId);
+    const g = this.proposingGroup(id, shardId);
     if (g === undefined) return;
-    if (!g.isLeader) return this.notLeader(id, g);
-    const full = this.diskRefusal();
-    if (full !== undefined) return this.fail(id, full);
     let command: Uint8Array;
     try {
       command = encodeChecksumCommand({ op: 'checksum', id: checksumId });
@@ -754,12 +762,9 @@ export class ShardCore {
    * split or another change must be made again. Answered once applied.
    */
   private onChangeMembership(id: number, shardId: GroupId, epoch: number, changes: readonly MembershipChange[]): void {
-    const g = this.requestGroup(id, shardId);
+    const g = this.proposingGroup(id, shardId);
     if (g === undefined) return;
-    if (!g.isLeader) return this.notLeader(id, g);
     if (g.bounds.epoch !== epoch) return this.fail(id, new EpochMismatchError(`shard ${shardId} is at epoch ${g.bounds.epoch}, not ${epoch} (node ${this.self})`));
-    const full = this.diskRefusal();
-    if (full !== undefined) return this.fail(id, full);
     try {
       g.raw.proposeConfChange({ changes: changes.map((c) => ({ type: c.type, nodeId: nodeId(c.nodeId) })), transition: 'auto' });
     } catch (err) {
