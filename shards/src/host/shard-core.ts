@@ -90,6 +90,26 @@ export interface ShardCoreOptions {
 const DISK_CHECK_TICKS = 10;
 /** A group commit that failed on a full disk is retried this often (ticks) until space returns. */
 const DISK_FULL_RETRY_TICKS = 10;
+/**
+ * Free bytes a store write never takes the file system below (see
+ * spaceShortfall): room for LMDB's copy-on-write pages beyond our estimate
+ * of a write, and for the file to grow by its own increments.
+ */
+const DISK_FLOOR_BYTES = 8 * 1024 * 1024;
+/** Per-entry bytes over its payload in the log and in the data (keys, term, type, b-tree cells). */
+const ENTRY_STORED_OVERHEAD_BYTES = 64;
+
+function entryBytes(entries: readonly Entry[]): number {
+  let bytes = 0;
+  for (const e of entries) bytes += e.data.byteLength + ENTRY_STORED_OVERHEAD_BYTES;
+  return bytes;
+}
+
+function writeBytes(writes: readonly ShardWrite[]): number {
+  let bytes = 0;
+  for (const w of writes) bytes += entryBytes(w.entries) + ENTRY_STORED_OVERHEAD_BYTES;
+  return bytes;
+}
 
 /** A shard this core lacks is reported to the Host at most this often (its leader heartbeats every few ticks). */
 const UNKNOWN_REPORT_TICKS = 20;
@@ -954,7 +974,7 @@ export class ShardCore {
     this.flush();
 
     for (const { g, rd } of items) {
-      if (rd.snapshot !== undefined && !(await this.untilWritten(() => this.installAccepted(g, rd)))) return;
+      if (rd.snapshot !== undefined && !(await this.untilWritten(() => this.installAccepted(g, rd), 2 * (g.accepted?.stagedBytes ?? 0)))) return;
     }
     const writes: ShardWrite[] = [];
     for (const { g, rd } of items) {
@@ -973,7 +993,8 @@ export class ShardCore {
       const logWrites = i === 0 ? writes : [];
       let outcome: ApplyOutcome | undefined;
       if (logWrites.length > 0 || !apply.isEmpty) {
-        const persisted = await this.untilWritten(() => this.options.store.persist(logWrites, { alsoInTransaction: () => (outcome = apply.write()) }));
+        const bytes = 2 * (writeBytes(logWrites) + segment.pieces.reduce((sum, p) => sum + entryBytes(p.entries), 0));
+        const persisted = await this.untilWritten(() => this.options.store.persist(logWrites, { alsoInTransaction: () => (outcome = apply.write()) }), bytes);
         // Closing while the disk was full: the Ready is abandoned, as a crash would; the log replays it.
         if (!persisted) return;
       }
@@ -1173,19 +1194,40 @@ export class ShardCore {
    * the node's end, as before. False: the core is closing and the Ready is
    * abandoned, as a crash would (the durable log replays it).
    */
-  private async untilWritten(write: () => Promise<void>): Promise<boolean> {
+  private async untilWritten(write: () => Promise<void>, bytesEstimate: number): Promise<boolean> {
     for (;;) {
-      try {
-        await write();
-        if (this.diskFull !== undefined) this.onDiskSpaceBack();
-        return true;
-      } catch (err) {
-        if (!isOutOfSpace(err, this.options.store.dir)) throw err;
-        this.onDiskFull(err as Error);
+      const shortfall = this.spaceShortfall(bytesEstimate);
+      if (shortfall !== undefined) {
+        this.onDiskFull(shortfall);
+      } else {
+        try {
+          await write();
+          if (this.diskFull !== undefined) this.onDiskSpaceBack();
+          return true;
+        } catch (err) {
+          if (!isOutOfSpace(err, this.options.store.dir)) throw err;
+          this.onDiskFull(err as Error);
+        }
       }
       await new Promise<void>((resolve) => this.diskRetryWaiters.push(resolve));
       if (this.abandoning) return false;
     }
+  }
+
+  /**
+   * Whether a write of about `bytes` would take the file system below
+   * DISK_FLOOR_BYTES: then it is not attempted, and the core waits as for a
+   * full disk. LMDB's own out-of-space path is to be avoided, not only
+   * survived: lmdb-js 3.5.6 formats that error with sprintf into a 100-byte
+   * malloc'd buffer (mdb.c, mdb_page_flush), which its positions and buffer
+   * sizes can overrun — the fault suite saw glibc abort on a corrupted heap
+   * twice in ~25 full-disk episodes. The failed-write path above stays for
+   * space taken by someone else between this check and the write.
+   */
+  private spaceShortfall(bytes: number): Error | undefined {
+    const free = freeBytes(this.options.store.dir);
+    if (free === undefined || free >= DISK_FLOOR_BYTES + bytes) return undefined;
+    return new DiskFullError(`${free} B free on ${this.options.store.dir}, under the floor of ${DISK_FLOOR_BYTES} B plus ~${bytes} B this write needs`);
   }
 
   private onDiskFull(err: Error): void {
@@ -1256,6 +1298,10 @@ export class ShardCore {
   private async maybeCompact(g: Group): Promise<void> {
     const applied = g.storage.applied;
     if (applied - (g.storage.firstIndex() - 1) < this.options.compactionTriggerEntries) return;
+    if (this.spaceShortfall(0) !== undefined) {
+      this.stats.storeWritesFailedDiskFull++;
+      return;
+    }
     try {
       await this.options.store.compact(g.id, applied - this.options.compactionKeepEntries);
     } catch (err) {
@@ -1353,6 +1399,8 @@ export class ShardCore {
     const incoming = g.incoming;
     this.schedule(async () => {
       try {
+        const shortfall = this.spaceShortfall(2 * bytes.byteLength);
+        if (shortfall !== undefined) throw shortfall;
         await incoming.installer.addChunk(bytes);
         this.checkSnapshotRange(g, incoming.installer);
         this.events.push({ kind: 'snapshotChunkAck', streamId });

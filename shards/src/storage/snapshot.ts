@@ -198,6 +198,8 @@ export class SnapshotInstaller {
   private header: SnapshotHeader | undefined;
   private nextSeq = 0;
   private complete = false;
+  /** Encoded bytes of the chunks staged so far: what the install will write again into the data. */
+  private stagedByteCount = 0;
   /** The last key staged: keys must ascend across chunks too. */
   private lastKey: Uint8Array | undefined;
 
@@ -212,6 +214,10 @@ export class SnapshotInstaller {
   }
 
   /** Whether the last chunk has been staged (install may follow). */
+  get stagedBytes(): number {
+    return this.stagedByteCount;
+  }
+
   get isComplete(): boolean {
     return this.complete;
   }
@@ -241,6 +247,7 @@ export class SnapshotInstaller {
     this.header ??= chunk.header;
     this.lastKey = chunk.pairs[chunk.pairs.length - 1]?.[0] ?? this.lastKey;
     this.nextSeq++;
+    this.stagedByteCount += bytes.byteLength;
     this.complete = chunk.last;
     return chunk.last;
   }
