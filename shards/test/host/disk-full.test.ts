@@ -22,15 +22,19 @@ const WRITES_MAX = 400;
 
 let cluster: HostCluster | undefined;
 afterEach(async () => {
-  await cluster?.close();
-  cluster = undefined;
-  if (isRoot) {
-    try {
-      execFileSync('umount', [MOUNT]);
-    } catch {
-      // not mounted: the test failed before mounting
+  try {
+    await cluster?.close();
+  } finally {
+    cluster = undefined;
+    // Removed by name, also when the cluster failed to close (a host that stopped on a fatal error).
+    if (isRoot) {
+      try {
+        execFileSync('umount', [MOUNT]);
+      } catch {
+        // not mounted: the test failed before mounting
+      }
+      rmSync(MOUNT, { recursive: true, force: true });
     }
-    rmSync(MOUNT, { recursive: true, force: true });
   }
 });
 
