@@ -623,15 +623,23 @@ export class ShardCore {
     if (!inRange(g.bounds, key)) return this.fail(id, this.outOfRange(g, key));
     g.writeCount++;
     g.sampleKey(key);
+    if (this.proposeTracked(id, g, command)) this.stats.proposals++;
+  }
+
+  /** Proposes `command` for request `id`, answered when its entry applies (false: Raft dropped it and the request failed). */
+  private proposeTracked(id: number, g: Group, command: Uint8Array): boolean {
     try {
       g.raw.propose(command);
     } catch (err) {
-      if (err instanceof ProposalDroppedError) return this.fail(id, err);
+      if (err instanceof ProposalDroppedError) {
+        this.fail(id, err);
+        return false;
+      }
       throw err;
     }
     this.trackProposal(g, id);
-    this.stats.proposals++;
     this.touched.add(g);
+    return true;
   }
 
   /** Request `id` waits for the entry just proposed (the log's last), answered when it applies in this term. */
@@ -707,14 +715,7 @@ export class ShardCore {
     } catch (err) {
       return this.fail(id, err);
     }
-    try {
-      g.raw.propose(command);
-    } catch (err) {
-      if (err instanceof ProposalDroppedError) return this.fail(id, err);
-      throw err;
-    }
-    this.trackProposal(g, id);
-    this.touched.add(g);
+    this.proposeTracked(id, g, command);
   }
 
   /** What this replica has for a checksum entry; asking never wakes the group (a follower answers from memory). */
