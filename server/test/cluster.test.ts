@@ -138,7 +138,9 @@ describe('3 nodes in one process over TCP, 8 ranges on every node', () => {
     expect(seen.filter((k) => k.slice(2).startsWith(loadMarker))).toEqual([...acked.keys()].sort());
 
     // The leaders record both halves in the meta range (their reporters run every second).
-    const recorded = async () => new Map((await nodes[2]!.store.metaDescriptors()).map((d) => [d.rangeId, d]));
+    // Keys as Buffers: a descriptor read through another node arrives as plain Uint8Arrays, one read locally as Buffers.
+    const recorded = async () =>
+      new Map((await nodes[2]!.store.metaDescriptors()).map((d) => [d.rangeId, { ...d, start: Buffer.from(d.start), end: d.end === null ? null : Buffer.from(d.end) }]));
     for (let i = 0; i < 100 && (await recorded()).get(halves.right.rangeId + 1)?.epoch !== 3; i++) await new Promise((r) => setTimeout(r, 100));
     const meta = await recorded();
     expect(meta.get(target.rangeId)).toMatchObject({ epoch: 2, start: Buffer.of(0x40), end: Buffer.of(0x50), replicas: [1, 2, 3] });
