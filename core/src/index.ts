@@ -4,6 +4,7 @@ export * from './errors.js';
 export { assert, AssertionError } from './assert.js';
 export { SILENT_LOGGER, type Logger } from './logger.js';
 export { SeededRng, type Rng } from './rng.js';
+export { SYSTEM_CLOCK, every, sleep, type Clock, type Timer } from './clock.js';
 export { RawNode, type Ready, type Status, type ProgressStatus } from './raw-node.js';
 export { Raft, DEFAULTS, type RaftConfig, type ReadMode } from './raft.js';
 export { MemoryStorage, RaftLog, Unstable, limitSize, type Storage } from './log/index.js';

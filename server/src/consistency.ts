@@ -3,7 +3,7 @@
 // leader, collect every replica's digest as of that entry, and on a mismatch name the replicas that
 // agree with each other and the first key where each outlier differs. Run on demand (POST
 // /ranges/:id/consistency-check) and periodically for the ranges a node leads (ConsistencyDuty).
-import { groupId } from '@flotilla/core';
+import { SYSTEM_CLOCK, every, groupId, sleep, type Clock, type Timer } from '@flotilla/core';
 import { firstDifferentBlock, firstDifferentKey, type BlockDetail, type ChecksumAnswer, type ChecksumBlockAnswer, type Host, type KvResult, type ShellLogger } from '@flotilla/shards';
 import type { HostKvStore } from './kv/host-store.js';
 import { Deadline, KvError } from './kv/store.js';
@@ -82,6 +82,7 @@ export class ConsistencyChecker {
   private checksFailed = 0;
   private readonly budgetMs: number;
   private readonly nowMs: () => number;
+  private readonly clock: Clock;
 
   constructor(
     private readonly o: {
@@ -90,11 +91,13 @@ export class ConsistencyChecker {
       log: ShellLogger;
       /** Budget of one check (CONSISTENCY_CHECK_BUDGET_MS_DEFAULT). */
       budgetMs?: number;
-      nowMs?: () => number;
+      /** SYSTEM_CLOCK otherwise. */
+      clock?: Clock;
     },
   ) {
     this.budgetMs = o.budgetMs ?? CONSISTENCY_CHECK_BUDGET_MS_DEFAULT;
-    this.nowMs = o.nowMs ?? (() => performance.now());
+    this.clock = o.clock ?? SYSTEM_CLOCK;
+    this.nowMs = () => this.clock.nowMs();
   }
 
   get stats(): ConsistencyStats {
@@ -152,7 +155,7 @@ export class ConsistencyChecker {
             if (code === 'CLOSED' || code === 'HOST_CLOSED') throw err;
             last = `${code ?? 'error'}: ${(err as Error).message}`;
           }
-          await pause(Math.min(PENDING_RETRY_MS, deadline.remainingMs()));
+          await sleep(this.clock, Math.min(PENDING_RETRY_MS, deadline.remainingMs()));
         }
       }),
     );
@@ -271,12 +274,12 @@ export class ConsistencyChecker {
  * checker's log and counters; nothing is stored (a restart starts over).
  */
 export class ConsistencyDuty {
-  private readonly timer: NodeJS.Timeout;
+  private readonly timer: Timer;
   private running: Promise<void> | undefined;
   private stopped = false;
-  /** Per range led: when it is next due (on nowMs's clock). */
+  /** Per range led: when it is next due (on the clock's time). */
   private readonly dueAtMs = new Map<number, number>();
-  private readonly nowMs: () => number;
+  private readonly clock: Clock;
 
   constructor(
     private readonly o: {
@@ -285,13 +288,13 @@ export class ConsistencyDuty {
       log: ShellLogger;
       /** Least time between two checks of one range; must be positive. */
       intervalMs: number;
-      nowMs?: () => number;
+      /** SYSTEM_CLOCK otherwise. */
+      clock?: Clock;
     },
   ) {
     if (!Number.isSafeInteger(o.intervalMs) || o.intervalMs < 1) throw new RangeError(`consistency check interval ${o.intervalMs} ms is not a positive integer`);
-    this.nowMs = o.nowMs ?? (() => performance.now());
-    this.timer = setInterval(() => this.poll(), Math.min(DUTY_POLL_MS_MAX, o.intervalMs));
-    this.timer.unref();
+    this.clock = o.clock ?? SYSTEM_CLOCK;
+    this.timer = every(this.clock, Math.min(DUTY_POLL_MS_MAX, o.intervalMs), () => this.poll());
   }
 
   private poll(): void {
@@ -304,7 +307,7 @@ export class ConsistencyDuty {
   /** Runs the most overdue check, if one is due. */
   async once(): Promise<void> {
     const led = (await this.o.host.shards()).filter((s) => s.role === 'leader' && s.epoch > 0).map((s) => s.shardId);
-    const now = this.nowMs();
+    const now = this.clock.nowMs();
     const ledSet = new Set(led);
     for (const rangeId of this.dueAtMs.keys()) if (!ledSet.has(rangeId)) this.dueAtMs.delete(rangeId);
     let next: number | undefined;
@@ -324,15 +327,11 @@ export class ConsistencyDuty {
   /** Stops the timer; a check in flight fails on its own once the store closes (and is only logged). */
   stop(): void {
     this.stopped = true;
-    clearInterval(this.timer);
+    this.timer.cancel();
   }
 }
 
 /** Where in the first interval a range's first check falls: spread by a multiplicative hash of its id. */
 function staggerMs(rangeId: number, intervalMs: number): number {
   return (Math.imul(rangeId, 0x9e3779b1) >>> 0) % intervalMs;
-}
-
-function pause(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 }

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { assert } from '@flotilla/core';
+import { SYSTEM_CLOCK, assert, every, type Clock, type Timer } from '@flotilla/core';
 import { join } from 'node:path';
 import { META_RANGE_END, META_RANGE_ID, META_RANGE_START, type RangeDescriptor } from '@flotilla/placement';
 import { DataDirError, writeFileDurably, type ShellLogger } from '@flotilla/shards';
@@ -167,7 +167,7 @@ function checkMembership(raw: unknown, bad: (detail: string) => Error): Membersh
 const DUTY_FAILURES_WARN_EVERY = 10;
 
 export class MetaDuties {
-  private readonly timer: NodeJS.Timeout;
+  private readonly timer: Timer;
   private running: Promise<void> | undefined;
   private stopped = false;
   private selfRecorded = false;
@@ -181,10 +181,11 @@ export class MetaDuties {
       intervalMs: number;
       /** Heartbeats to the placement driver, and the driver itself where the meta range is led. */
       placement?: PlacementService;
+      /** SYSTEM_CLOCK otherwise. */
+      clock?: Clock;
     },
   ) {
-    this.timer = setInterval(() => this.run(), o.intervalMs);
-    this.timer.unref();
+    this.timer = every(o.clock ?? SYSTEM_CLOCK, o.intervalMs, () => this.run());
   }
 
   private run(): void {
@@ -226,6 +227,6 @@ export class MetaDuties {
   /** Stops the timer; a run in flight fails on its own once the Host closes (and is only logged). */
   stop(): void {
     this.stopped = true;
-    clearInterval(this.timer);
+    this.timer.cancel();
   }
 }

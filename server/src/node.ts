@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { groupId } from '@flotilla/core';
+import { SYSTEM_CLOCK, groupId, type Clock } from '@flotilla/core';
 import { DRIVER_CONFIG_DEFAULTS, META_RANGE_END, META_RANGE_ID, META_RANGE_START, RangeTable, SCHEDULER_CONFIG_DEFAULTS, USER_KEY_MIN, type DriverConfig } from '@flotilla/placement';
-import { Host, type ShellLogger } from '@flotilla/shards';
-import { TcpTransport, type ClusterId } from '@flotilla/transport';
+import { Host, type HostOptions, type ShellLogger } from '@flotilla/shards';
+import { TcpTransport, type ClusterId, type Transport } from '@flotilla/transport';
 import type { Logger } from 'pino';
 import { clusterViewOf } from './cluster-view.js';
 import { CONSISTENCY_CHECK_INTERVAL_MS_DEFAULT, ConsistencyChecker, ConsistencyDuty } from './consistency.js';
@@ -67,6 +67,18 @@ export interface NodeOptions {
   readonly consistencyCheckIntervalMs?: number;
   /** Budget of one consistency check (consistency.ts CONSISTENCY_CHECK_BUDGET_MS_DEFAULT otherwise). */
   readonly consistencyCheckBudgetMs?: number;
+  /**
+   * Node-to-node traffic over a transport the caller made (the whole-node
+   * simulation's memory network) instead of TCP on `listen`: `address` is
+   * what the meta range records for this node.
+   */
+  readonly transport?: { readonly endpoint: Transport; readonly address: string };
+  /** Host options beyond the ones above (the simulation: inline cores, a manual ticker, simulated store I/O, Raft timings). */
+  readonly hostOptions?: Partial<Omit<HostOptions, 'nodeId' | 'dir' | 'transport' | 'logger' | 'clock'>>;
+  /** What every timer of the node runs on: deadlines, retries, duties, placement (SYSTEM_CLOCK otherwise). */
+  readonly clock?: Clock;
+  /** What the placement heartbeat reports of the disk (measured otherwise). */
+  readonly disk?: () => { usedBytes: number; availableBytes: number };
 }
 
 export interface PlacementOptions {
@@ -124,20 +136,23 @@ export class FlotillaNode {
     }
     const consistencyIntervalMs = options.consistencyCheckIntervalMs ?? CONSISTENCY_CHECK_INTERVAL_MS_DEFAULT;
     if (!Number.isSafeInteger(consistencyIntervalMs) || consistencyIntervalMs < 0) throw new RangeError(`consistency check interval ${consistencyIntervalMs} ms is not a non-negative integer`);
-    const transport = new TcpTransport({ nodeId: options.nodeId, host: options.listen.host, port: options.listen.port, logger: options.logger as unknown as Logger });
+    const tcp = options.transport === undefined ? new TcpTransport({ nodeId: options.nodeId, host: options.listen.host, port: options.listen.port, logger: options.logger as unknown as Logger }) : undefined;
+    const clock = options.clock ?? SYSTEM_CLOCK;
     const host = await Host.start({
+      ...options.hostOptions,
       nodeId: options.nodeId,
       dir: options.dir,
-      transport,
+      transport: tcp ?? options.transport!.endpoint,
       logger: options.logger,
+      clock,
       ...(options.coreCount === undefined ? {} : { coreCount: options.coreCount }),
       ...(options.snapshotBytesPerSecMax === undefined ? {} : { snapshotBytesPerSecMax: options.snapshotBytesPerSecMax }),
       ...(options.tickIntervalMs === undefined ? {} : { ticker: { kind: 'timer' as const, intervalMs: options.tickIntervalMs } }),
       ...(options.onFatal === undefined ? {} : { onFatal: options.onFatal }),
     });
     try {
-      const address = transport.address();
-      const transportAddress = options.advertise ?? `${address.host}:${address.port}`;
+      const address = tcp?.address();
+      const transportAddress = options.advertise ?? (address === undefined ? options.transport!.address : `${address.host}:${address.port}`);
       const self = { nodeId: options.nodeId, address: transportAddress, httpAddress: options.httpAddress ?? null };
       let ranges: RangeTable;
       let clusterId: ClusterId;
@@ -147,14 +162,14 @@ export class FlotillaNode {
         const joined = await joinedMembership({ dir: options.dir, join: options.join, self, recorded, log: options.logger });
         clusterId = joined.clusterId;
         // Before the first peer: hellos carry it, and until it is set the transport refuses every hello.
-        transport.setClusterId(clusterId);
+        tcp?.setClusterId(clusterId);
         for (const n of joined.membership.nodes) if (n.nodeId !== options.nodeId) host.setPeer(n.nodeId, n.address);
         ranges = new RangeTable([metaDescriptorOf(joined.membership)]);
         for (const s of await host.shards()) if (s.epoch > 0) ranges.upsert(descriptorOf(s));
       } else {
         // Recorded before bootstrapRanges creates a replica, so a restart never derives it again.
         clusterId = recorded?.clusterId ?? recordBootstrapClusterId(options);
-        transport.setClusterId(clusterId);
+        tcp?.setClusterId(clusterId);
         for (const [id, addr] of Object.entries(options.peers)) host.setPeer(Number(id), addr);
         const members = [options.nodeId, ...Object.keys(options.peers).map(Number)].sort((a, b) => a - b);
         ranges = await bootstrapRanges(host, members, count);
@@ -165,6 +180,7 @@ export class FlotillaNode {
         host,
         ranges,
         ...(options.requestDeadlineMs === undefined ? {} : { requestDeadlineMs: options.requestDeadlineMs }),
+        clock,
         onClose: async () => {
           duties?.stop();
           consistencyDuty?.stop();
@@ -178,16 +194,19 @@ export class FlotillaNode {
         dir: options.dir,
         config: driverConfigOf(options.placement),
         defaults: { paused: options.placement?.paused ?? false, replicationFactor: options.placement?.replicationFactor ?? REPLICATION_FACTOR_DEFAULT },
+        clock,
+        ...(options.disk === undefined ? {} : { disk: options.disk }),
       });
-      duties = new MetaDuties({ store, log: options.logger.child({ nodeId: options.nodeId }), self, intervalMs: options.metaDutyIntervalMs ?? META_DUTY_INTERVAL_MS_DEFAULT, placement });
+      duties = new MetaDuties({ store, log: options.logger.child({ nodeId: options.nodeId }), self, intervalMs: options.metaDutyIntervalMs ?? META_DUTY_INTERVAL_MS_DEFAULT, placement, clock });
       const consistency = new ConsistencyChecker({
         host,
         store,
         log: options.logger.child({ nodeId: options.nodeId, component: 'consistency' }),
         ...(options.consistencyCheckBudgetMs === undefined ? {} : { budgetMs: options.consistencyCheckBudgetMs }),
+        clock,
       });
       if (consistencyIntervalMs > 0) {
-        consistencyDuty = new ConsistencyDuty({ host, checker: consistency, log: options.logger.child({ nodeId: options.nodeId, component: 'consistency' }), intervalMs: consistencyIntervalMs });
+        consistencyDuty = new ConsistencyDuty({ host, checker: consistency, log: options.logger.child({ nodeId: options.nodeId, component: 'consistency' }), intervalMs: consistencyIntervalMs, clock });
       }
       const view = clusterViewOf({ host, store, peers: options.peers, transportAddress, log: options.logger, placement, consistency });
       return new FlotillaNode(host, store, transportAddress, withClusterIdInJoinAnswer(view, clusterId), clusterId);

@@ -1,6 +1,6 @@
 import { readdirSync, statSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
-import { groupId } from '@flotilla/core';
+import { SYSTEM_CLOCK, groupId, type Clock } from '@flotilla/core';
 import {
   META_RANGE_ID,
   PlacementDriver,
@@ -37,8 +37,10 @@ export interface PlacementServiceOptions {
   readonly config: DriverConfig;
   /** Settings until an operator changes them (kept in the meta range from then on). */
   readonly defaults: PlacementSettings;
-  /** Injected for tests; Date.now otherwise. */
-  readonly nowMs?: () => number;
+  /** The driver's clock (monotonic: its times never leave this node); SYSTEM_CLOCK otherwise. */
+  readonly clock?: Clock;
+  /** What the heartbeat reports of the node's disk; measured in `dir` otherwise (the simulation fixes it). */
+  readonly disk?: () => { usedBytes: number; availableBytes: number };
 }
 
 /** What an operator asks of the driver through the admin API. */
@@ -55,7 +57,8 @@ export class PlacementService {
   readonly defaults: PlacementSettings;
 
   constructor(private readonly o: PlacementServiceOptions) {
-    this.nowMs = o.nowMs ?? Date.now;
+    const clock = o.clock ?? SYSTEM_CLOCK;
+    this.nowMs = () => clock.nowMs();
     this.defaults = o.defaults;
     o.store.setPlacementHandler((payload) => this.handle(payload));
   }
@@ -71,7 +74,7 @@ export class PlacementService {
     const [shards, leading] = await Promise.all([host.shards(), host.leaderReports({ splitKeyMinBytes: this.o.config.scheduler.splitSizeBytes })]);
     const heartbeat = encodeStoreHeartbeat({
       nodeId: host.nodeId,
-      ...diskOf(this.o.dir),
+      ...(this.o.disk?.() ?? diskOf(this.o.dir)),
       replicas: shards.map((s) => ({ rangeId: s.shardId, epoch: s.epoch })),
       leading: leading.map(reportOf),
     });

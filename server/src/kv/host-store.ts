@@ -1,4 +1,4 @@
-import { assert, groupId } from '@flotilla/core';
+import { SYSTEM_CLOCK, assert, groupId, sleep, type Clock, type Timer } from '@flotilla/core';
 import {
   FIRST_ALLOCATED_RANGE_ID,
   META_RANGE_ID,
@@ -67,8 +67,8 @@ export interface HostKvStoreOptions {
   readonly ranges: RangeTable;
   /** Budget of a call that names no deadline of its own (API calls, the meta duties); REQUEST_DEADLINE_MS_DEFAULT otherwise. */
   readonly requestDeadlineMs?: number;
-  /** The monotonic clock deadlines run on; performance.now otherwise. */
-  readonly nowMs?: () => number;
+  /** The clock deadlines, retries and refresh intervals run on; SYSTEM_CLOCK otherwise. */
+  readonly clock?: Clock;
   /** Called once the store is closed (the owner closes the Host there). */
   readonly onClose?: () => Promise<void>;
 }
@@ -122,6 +122,7 @@ export class HostKvStore implements KvStore {
   private closed = false;
   private readonly requestDeadlineMs: number;
   private readonly nowMs: () => number;
+  private readonly clock: Clock;
   private readonly ranges: RangeTable;
   /** What reportDescriptors last recorded per range ("epoch/replicas"). */
   private readonly reported = new Map<number, string>();
@@ -147,7 +148,8 @@ export class HostKvStore implements KvStore {
   constructor(private readonly options: HostKvStoreOptions) {
     this.requestDeadlineMs = options.requestDeadlineMs ?? REQUEST_DEADLINE_MS_DEFAULT;
     if (!Number.isSafeInteger(this.requestDeadlineMs) || this.requestDeadlineMs < 1) throw new RangeError(`requestDeadlineMs ${this.requestDeadlineMs} is not a positive integer`);
-    this.nowMs = options.nowMs ?? (() => performance.now());
+    this.clock = options.clock ?? SYSTEM_CLOCK;
+    this.nowMs = () => this.clock.nowMs();
     this.ranges = options.ranges;
     // Serve what other nodes forward here: run it on the local replica, which answers NOT_LEADER
     // with its hint if leadership moved; the sender follows the hint.
@@ -485,12 +487,12 @@ export class HostKvStore implements KvStore {
     const remainingMs = deadline.remainingMs();
     if (remainingMs <= 0) throw new DeadlineExceededError(what, { handedOver: false });
     this.hostCallsInFlight++;
-    let timer: NodeJS.Timeout | undefined;
+    let timer: Timer | undefined;
     let pending: Promise<T> | undefined;
     try {
       pending = call();
       const cutOff = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new DeadlineExceededError(what, { handedOver: true })), remainingMs);
+        timer = this.clock.setTimer(remainingMs, () => reject(new DeadlineExceededError(what, { handedOver: true })));
       });
       return await Promise.race([pending, cutOff]);
     } catch (err) {
@@ -504,7 +506,7 @@ export class HostKvStore implements KvStore {
       }
       throw err;
     } finally {
-      clearTimeout(timer);
+      timer?.cancel();
       this.hostCallsInFlight--;
     }
   }
@@ -787,16 +789,16 @@ export class HostKvStore implements KvStore {
   /** Sleeps `ms`, cut short by the deadline. */
   private async pause(deadline: Deadline, ms: number): Promise<void> {
     const sleepMs = Math.min(ms, deadline.remainingMs());
-    if (sleepMs > 0) await new Promise((resolve) => setTimeout(resolve, sleepMs));
+    if (sleepMs > 0) await sleep(this.clock, sleepMs);
   }
 
   /** Waits for `work` until the deadline at the latest; `work` never rejects (refresh's shared read). */
   private async waitAtMost(deadline: Deadline, work: Promise<void>): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
+    let timer: Timer | undefined;
     try {
-      await Promise.race([work, new Promise<void>((resolve) => (timer = setTimeout(resolve, deadline.remainingMs())))]);
+      await Promise.race([work, new Promise<void>((resolve) => (timer = this.clock.setTimer(deadline.remainingMs(), resolve)))]);
     } finally {
-      clearTimeout(timer);
+      timer?.cancel();
     }
   }
 

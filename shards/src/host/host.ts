@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULTS, assert, type GroupId } from '@flotilla/core';
+import { DEFAULTS, SYSTEM_CLOCK, assert, sleep, type Clock, type GroupId } from '@flotilla/core';
 import { Packr } from 'msgpackr';
 import { BATCH_BYTES_MAX, type SnapshotReceiver, type SnapshotSender, type Transport, type TransportStats } from '@flotilla/transport';
 import { KEY_BYTES_MAX, VALUE_BYTES_MAX, encodeCommand, type KvCommand, type KvResult } from '../kv/command.js';
@@ -18,7 +18,7 @@ import { SEGMENT_BYTES_MAX, decodeFrame, encodeRpcSegments, splitSegment, type D
 import { lockNodeDir, markNodeDirReady, prepareNodeDir } from './node-dir.js';
 import { decodeSnapshotStreamHeader, type ShellLogger } from './shard-core.js';
 import type { DirLock } from '../storage/dir-lock.js';
-import { NodeStore } from '../storage/node-store.js';
+import { NodeStore, type StoreIo } from '../storage/node-store.js';
 
 /** 100 ms ticks with the core's 10-tick election timeout: elections after 1–2 s of silence (etcd's defaults). */
 export const TICK_INTERVAL_MS_DEFAULT = 100;
@@ -105,6 +105,10 @@ export interface HostOptions {
   readonly onFatal?: (err: Error) => void;
   /** Where the built worker entry lives (default: next to this module in dist/). */
   readonly workerPath?: string | URL;
+  /** How inline cores' stores reach the disk (NodeStore's StoreIo; default durable). Worker cores are always durable. */
+  readonly storeIo?: StoreIo;
+  /** What the snapshot rate limit and log rate limits measure time with (default SYSTEM_CLOCK). */
+  readonly clock?: Clock;
 }
 
 interface PendingRequest {
@@ -186,12 +190,14 @@ export class Host {
   /** The data directory's lock, from start until close (or a failed start) released it. */
   private dirLock: DirLock | undefined;
   private readonly log: ShellLogger;
-  private lastDropLogMs = 0;
+  private lastDropLogMs = Number.NEGATIVE_INFINITY;
+  private readonly clock: Clock;
   readonly stats: HostStats = { framesDropped: 0, pingsSent: 0, corePosts: 0, requestsTimedOut: 0, rpcResponsesDropped: 0, segmentsDropped: 0, segmentBytesDropped: 0, peerTurnBytesMax: 0, requestsRefused: 0 };
   readonly coreCount: number;
   private readonly requestTimeoutTicks: number;
 
   private constructor(private readonly options: HostOptions) {
+    this.clock = options.clock ?? SYSTEM_CLOCK;
     this.coreCount = options.coreCount ?? availableParallelism();
     this.queues = Array.from({ length: this.coreCount }, emptyQueue);
     this.log = options.logger.child({ component: 'host', nodeId: options.nodeId });
@@ -200,8 +206,8 @@ export class Host {
     this.snapshotLimiter = new ByteRateLimiter({
       bytesPerSec: snapshotBytesPerSec,
       burstBytes: snapshotBytesPerSec,
-      nowMs: () => performance.now(),
-      sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+      nowMs: () => this.clock.nowMs(),
+      sleep: (ms) => sleep(this.clock, ms),
     });
     this.liveness = new Liveness({
       intervalTicks: options.livenessIntervalTicks ?? LIVENESS_INTERVAL_TICKS_DEFAULT,
@@ -219,6 +225,7 @@ export class Host {
     if (appendBytesMax + ENTRY_BYTES_MAX > SEGMENT_BYTES_MAX) {
       throw new RangeError(`raft appendBytesMax ${appendBytesMax} plus the largest entry (${ENTRY_BYTES_MAX} B) exceeds a segment (${SEGMENT_BYTES_MAX} B)`);
     }
+    if (options.storeIo?.kind === 'simulated' && options.coreMode !== 'inline') throw new RangeError('simulated store I/O needs inline cores (coreMode "inline")');
     const quiesce = options.quiesce ?? true;
     // Leases assume every replica ticks in step with real time; a quiesced group does not tick.
     assert(!(quiesce && raft.readMode === 'lease'), 'lease reads need groups that always tick: set quiesce: false to use readMode "lease"');
@@ -252,7 +259,7 @@ export class Host {
     try {
       if ((options.coreMode ?? 'worker') === 'inline') {
         for (let i = 0; i < host.coreCount; i++) {
-          const store = await NodeStore.open({ dir: coreDirs[i]!, nodeId: options.nodeId });
+          const store = await NodeStore.open({ dir: coreDirs[i]!, nodeId: options.nodeId, ...(options.storeIo === undefined ? {} : { io: options.storeIo }) });
           host.cores.push(new InlineCoreChannel({ settings: { ...base, coreIndex: i, store }, logger: options.logger, handlers: handlers(i) }));
         }
       } else {
@@ -386,7 +393,7 @@ export class Host {
     } catch (err) {
       if (!(err instanceof BatchDecodeError)) throw err;
       this.stats.framesDropped++;
-      const nowMs = Date.now();
+      const nowMs = this.clock.nowMs();
       if (nowMs - this.lastDropLogMs >= 1000) {
         this.lastDropLogMs = nowMs;
         this.log.warn({ peer: from, code: err.code, err }, 'frame dropped: undecodable batch');

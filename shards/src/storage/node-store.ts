@@ -27,6 +27,21 @@ const MAP_SIZE_INITIAL_BYTES = 256 * 1024 * 1024;
 /** Sub-databases: log, meta, data, snapshot staging. */
 const SUB_DATABASE_COUNT_MAX = 8;
 
+/**
+ * How the store reaches its disk. `durable` (every real node): each write
+ * transaction is synced before it resolves. `simulated` (the whole-node
+ * simulation, test/src/node-sim, with inline cores only): every transaction
+ * commits synchronously on this thread without fsync, so writes finish in
+ * an order the seed fixes; the simulation kills a node in-process, where
+ * what committed is in the page cache and survives, and `beforeWrite` lets
+ * it stop the node at any write (a throw there loses that write and every
+ * later one, as a crash would). Never for a real node: a power failure
+ * loses what noSync did not flush.
+ */
+export type StoreIo = { readonly kind: 'durable' } | { readonly kind: 'simulated'; beforeWrite(): void };
+
+export const DURABLE_IO: StoreIo = Object.freeze({ kind: 'durable' });
+
 /** What one group contributes to a group commit: its new entries and hard state from a Ready. */
 export interface ShardWrite {
   readonly shardId: GroupId;
@@ -109,6 +124,7 @@ export class NodeStore {
     readonly nodeId: number,
     env: RootDatabase,
     databases: SubDatabases,
+    private readonly io: StoreIo,
   ) {
     this.env = env;
     this.log = databases.log;
@@ -124,11 +140,13 @@ export class NodeStore {
    * record, so a crash in between starts over instead of leaving a directory
    * that looks damaged (see data-dir.ts).
    */
-  static async open(options: { dir: string; nodeId: number }): Promise<NodeStore> {
+  static async open(options: { dir: string; nodeId: number; io?: StoreIo }): Promise<NodeStore> {
+    const io = options.io ?? DURABLE_IO;
     const { storePath, created } = prepareDataDir(options.dir, options.nodeId);
     let env: RootDatabase;
     try {
-      env = open({ path: storePath, maxDbs: SUB_DATABASE_COUNT_MAX, mapSize: MAP_SIZE_INITIAL_BYTES, noMetaSync: false, noSync: false });
+      const noSync = io.kind === 'simulated';
+      env = open({ path: storePath, maxDbs: SUB_DATABASE_COUNT_MAX, mapSize: MAP_SIZE_INITIAL_BYTES, noMetaSync: noSync, noSync });
     } catch (err) {
       throw new DataDirError('DATA_DIR_DAMAGED', storePath, `cannot be opened as an LMDB store (${(err as Error).message}); expected the node's LMDB store`);
     }
@@ -144,13 +162,13 @@ export class NodeStore {
         return db;
       };
       const meta = openSub<MetaKey>('meta');
-      await NodeStore.checkIdentity({ env, meta, created, storePath, nodeId: options.nodeId, dir: options.dir });
+      await NodeStore.checkIdentity({ env, io, meta, created, storePath, nodeId: options.nodeId, dir: options.dir });
       store = new NodeStore(options.dir, options.nodeId, env, {
         meta,
         log: openSub<LogKey>('log'),
         data: openSub<Buffer>('data', 'binary'),
         staging: openSub<[number, number]>('staging'),
-      });
+      }, io);
       if (created) await env.flushed;
       store.loadShards();
       await store.clearStaging();
@@ -162,11 +180,10 @@ export class NodeStore {
     return store;
   }
 
-  private static async checkIdentity(o: { env: RootDatabase; meta: Database<unknown, MetaKey>; created: boolean; storePath: string; nodeId: number; dir: string }): Promise<void> {
+  private static async checkIdentity(o: { env: RootDatabase; io: StoreIo; meta: Database<unknown, MetaKey>; created: boolean; storePath: string; nodeId: number; dir: string }): Promise<void> {
     const key = [0, 'node'] as unknown as MetaKey;
     if (o.created) {
-      await o.env.transaction(() => o.meta.putSync(key, { nodeId: o.nodeId }));
-      await o.env.flushed;
+      await writeTransaction(o.env, o.io, () => o.meta.putSync(key, { nodeId: o.nodeId }));
       fsyncDir(o.dir); // the new store.mdb's directory entry: LMDB syncs the file, not its directory
       return;
     }
@@ -222,7 +239,7 @@ export class NodeStore {
 
   private async clearStaging(): Promise<void> {
     if (this.staging.getKeysCount() === 0) return;
-    await this.env.transaction(() => {
+    await this.write(() => {
       for (const key of this.staging.getKeys()) this.staging.removeSync(key);
     });
   }
@@ -252,10 +269,9 @@ export class NodeStore {
       this.checkNewShard(shardId);
       ids.add(shardId);
     }
-    await this.env.transaction(() => {
+    await this.write(() => {
       for (const spec of specs) this.writeShardRecords(spec);
     });
-    await this.env.flushed;
     for (const spec of specs) this.registerShard(spec);
   }
 
@@ -318,8 +334,7 @@ export class NodeStore {
     this.checkOpen();
     if (this.away.has(shardId)) return;
     this.away.add(shardId);
-    await this.env.transaction(() => this.meta.putSync([shardId, 'away'], true));
-    await this.env.flushed;
+    await this.write(() => this.meta.putSync([shardId, 'away'], true));
   }
 
   /** @internal Deletes user data in [start, end) inside the caller's write transaction (a split's right half that lives elsewhere). */
@@ -359,14 +374,13 @@ export class NodeStore {
     // A persist started now would write to a shard that is going away: persist asserts against it.
     this.destroying.add(shardId);
     try {
-      await this.env.transaction(() => {
+      await this.write(() => {
         for (const key of this.log.getKeys(logRange)) this.log.removeSync(key);
         for (const field of META_FIELDS) this.meta.removeSync([shardId, field]);
         for (const key of this.staging.getKeys(stagingRange)) this.staging.removeSync(key);
         if (bounds !== undefined) this.deleteData(bounds);
         if (options.tombstone !== undefined) this.meta.putSync([shardId, 'tomb'], encodeHardState(options.tombstone));
       });
-      await this.env.flushed;
     } finally {
       this.destroying.delete(shardId);
     }
@@ -426,6 +440,7 @@ export class NodeStore {
       shardIds.add(w.shardId);
     }
     const plans = writes.map((w) => this.planWrite(w));
+    if (this.io.kind === 'simulated') this.io.beforeWrite();
     this.env.transactionSync(() => {
       for (const plan of plans) {
         const shardId = plan.shardId;
@@ -483,11 +498,10 @@ export class NodeStore {
     assert(upTo <= s.applied, () => `shard ${shardId}: compact ${upTo} beyond applied ${s.applied}`);
     const term = this.storage(shardId).term(upTo);
     const from = s.snapshotIndex + 1;
-    await this.env.transaction(() => {
+    await this.write(() => {
       for (let i = from; i <= upTo; i++) this.log.removeSync([shardId, i]);
       this.meta.putSync([shardId, 'snap'], [upTo, term]);
     });
-    await this.env.flushed;
     s.snapshotIndex = upTo;
     s.snapshotTerm = term;
     while (s.cache.length > 0 && s.cache[0]!.index <= upTo) s.cache.shift();
@@ -504,6 +518,15 @@ export class NodeStore {
   noteInstalled(shardId: GroupId, state: Omit<ShardState, 'cache'>): void {
     // In place: RawNodes hold the ShardStorage that reads this object.
     Object.assign(this.shardState(shardId), state, { cache: [] });
+  }
+
+  /**
+   * @internal One write transaction other than the group commit (shard
+   * creation, destruction, compaction, snapshot staging and install),
+   * resolved once durable.
+   */
+  write(body: () => void): Promise<void> {
+    return writeTransaction(this.env, this.io, body);
   }
 
   private checkOpen(): void {
@@ -608,4 +631,19 @@ export class ShardStorage implements Storage {
     if (raw === undefined) throw new CorruptRecordError(`shard ${this.shardId}: log entry ${i} is missing (first ${this.firstIndex()}, last ${this.lastIndex()})`);
     return decodeEntry(i, raw);
   }
+}
+
+/**
+ * Durable: lmdb-js's async transaction (its write thread batches them),
+ * then `flushed` (synced). Simulated: a synchronous commit without sync,
+ * after the simulation's crash point.
+ */
+async function writeTransaction(env: RootDatabase, io: StoreIo, body: () => void): Promise<void> {
+  if (io.kind === 'simulated') {
+    io.beforeWrite();
+    env.transactionSync(body);
+    return;
+  }
+  await env.transaction(body);
+  await env.flushed;
 }

@@ -243,7 +243,7 @@ export class SnapshotInstaller {
       throw new CorruptRecordError(`snapshot chunk ${chunk.seq} starts at key ${hex(firstKey)}, not after ${hex(this.lastKey)}`);
     }
     if (this.header === undefined) await this.clear();
-    await this.store.env.transaction(() => this.store.staging.putSync([this.shardId, chunk.seq], chunk.pairs));
+    await this.store.write(() => this.store.staging.putSync([this.shardId, chunk.seq], chunk.pairs));
     this.header ??= chunk.header;
     this.lastKey = chunk.pairs[chunk.pairs.length - 1]?.[0] ?? this.lastKey;
     this.nextSeq++;
@@ -278,7 +278,7 @@ export class SnapshotInstaller {
     // before the Ready was taken). Those entries and that commit are the round's group commit, after
     // this one; a crash in between leaves a log ending at the snapshot, committed there, as it must.
     const hardState: HardState = { term: current.term, vote: current.vote, commit: h.index };
-    await store.env.transaction(() => {
+    await store.write(() => {
       // The range this replica owned until now goes too: after a split it owned more than the
       // snapshot's range, and what lies outside is no longer its own (ranges in one store are
       // disjoint, see ShardCore's overlap check, so nobody else's data is there).
@@ -300,7 +300,6 @@ export class SnapshotInstaller {
       store.meta.putSync([shardId, 'snap'], [h.index, h.term]);
       store.meta.putSync([shardId, 'desc'], [h.bounds.start, h.bounds.end, h.epoch]);
     });
-    await store.env.flushed;
     store.noteInstalled(shardId, {
       hardState,
       confState: h.confState,
@@ -314,7 +313,7 @@ export class SnapshotInstaller {
 
   /** Drops whatever this shard has staged (an abandoned or restarted transfer). */
   async clear(): Promise<void> {
-    await this.store.env.transaction(() => {
+    await this.store.write(() => {
       for (const key of this.store.staging.getKeys({ start: [this.shardId, 0], end: [this.shardId, Number.MAX_SAFE_INTEGER] })) this.store.staging.removeSync(key);
     });
   }
