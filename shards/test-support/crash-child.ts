@@ -8,7 +8,7 @@ import { writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { NONE, SeededRng, assert, type GroupId, type HardState, type NodeId } from '@flotilla/core';
 import { KvStateMachine, NodeStore, SnapshotInstaller, readSnapshot, type ApplyBatch, type ShardStorage, type ShardWrite } from '@flotilla/shards';
-import { formatLine, type Line, type WriteIntent } from './protocol.js';
+import { formatLine, type ApplyTarget, type Line, type WriteIntent } from './protocol.js';
 import { WORKLOADS, entryDataOf, shardRange, type CrashMode, type WorkloadSpec } from './workload.js';
 
 /** A child the parent forgot must not run forever: it exits on its own after this long. */
@@ -17,6 +17,8 @@ const CHILD_LIFETIME_MS_MAX = 120_000;
 const LOG_SHARD_COUNT = 4;
 /** Entries per shard write in the log workload; up to 4 × 16 per commit. */
 const LOG_WRITE_ENTRY_COUNT_MAX = 16;
+/** Chance that a round applies committed entries without writing any log (the Host's later apply segments). */
+const LOG_APPLY_ONLY_PROBABILITY = 0.15;
 /** Chance per round of compacting one shard up to a random applied index. */
 const LOG_COMPACT_PROBABILITY = 0.15;
 /** Snapshot mode: the shard that receives snapshots and the bystander whose range must never change. */
@@ -81,27 +83,46 @@ function hardStateOf(w: WriteIntent): HardState {
   return { term: w.hardState.term, vote: w.hardState.vote as NodeId, commit: w.hardState.commit };
 }
 
-/** Persists writes announced as one intent; acks each write once the group commit resolved. */
-async function persistAnnounced(store: NodeStore, writes: readonly WriteIntent[], spec: WorkloadSpec): Promise<void> {
-  emit({ kind: 'persist', writes });
-  await store.persist(writes.map((w) => ({ shardId: w.shard as GroupId, entries: entriesOf(w.shard, w.from, w.last, w.term, spec), hardState: hardStateOf(w) })));
+/** One shard's entries from applied + 1 to `to`, with the terms its log has once `write` (if any) is persisted. */
+function entriesToApply(storage: ShardStorage, to: number, write: WriteIntent | undefined, spec: WorkloadSpec): ShardWrite['entries'] {
+  const shard = storage.shardId as number;
+  const entries = [];
+  for (let index = storage.applied + 1; index <= to; index++) {
+    // A write truncates from `from` (above the commit, so above every applied entry) and ends at `last`,
+    // at or above the commit it carries: every index up to that commit is in the log after the round.
+    const rewritten = write !== undefined && write.from <= write.last && index >= write.from;
+    assert(!rewritten || index <= write!.last, () => `shard ${shard}: apply target ${to} beyond the round's last index ${write!.last}`);
+    const term = rewritten ? write!.term : storage.term(index);
+    entries.push({ term, index, type: 'normal' as const, data: entryDataOf(shard, index, term, spec) });
+  }
+  return entries;
+}
+
+/**
+ * One round as the Host makes it (ShardCore.round): the state machine stages
+ * its apply, then one NodeStore.persist writes the log entries and hard
+ * states and, inside the same transaction (`alsoInTransaction`), the staged
+ * apply's data and applied indexes; `committed()` once it returned. Announced
+ * as one intent; acknowledged per write and per apply target.
+ */
+async function roundAnnounced(store: NodeStore, machine: KvStateMachine, writes: readonly WriteIntent[], targets: readonly ApplyTarget[], spec: WorkloadSpec): Promise<void> {
+  assert(writes.length > 0 || targets.length > 0, 'a round with nothing to write');
+  const batches: ApplyBatch[] = targets.map((t) => {
+    const storage = store.storage(t.shard as GroupId);
+    return { shardId: t.shard as GroupId, entries: entriesToApply(storage, t.to, writes.find((w) => w.shard === t.shard), spec) };
+  });
+  const apply = machine.stage(batches);
+  emit({ kind: 'round', writes, targets });
+  const shardWrites = writes.map((w): ShardWrite => ({ shardId: w.shard as GroupId, entries: entriesOf(w.shard, w.from, w.last, w.term, spec), hardState: hardStateOf(w) }));
+  await store.persist(shardWrites, { alsoInTransaction: () => void apply.write() });
+  apply.committed();
   emit(
     ...writes.map((w): Line => {
       const storage = store.storage(w.shard as GroupId);
       return { kind: 'ack', shard: w.shard, lastIndex: storage.lastIndex(), lastTerm: storage.term(storage.lastIndex()), commit: w.hardState.commit };
     }),
+    ...targets.map((t): Line => ({ kind: 'applied', shard: t.shard, index: store.storage(t.shard as GroupId).applied })),
   );
-}
-
-async function applyAnnounced(store: NodeStore, machine: KvStateMachine, targets: readonly { shard: number; to: number }[]): Promise<void> {
-  if (targets.length === 0) return;
-  const batches: ApplyBatch[] = targets.map((t) => {
-    const storage = store.storage(t.shard as GroupId);
-    return { shardId: t.shard as GroupId, entries: storage.entries(storage.applied + 1, t.to + 1, Number.POSITIVE_INFINITY) };
-  });
-  emit({ kind: 'apply', targets });
-  await machine.apply(batches);
-  emit(...targets.map((t): Line => ({ kind: 'applied', shard: t.shard, index: t.to })));
 }
 
 async function createAnnounced(store: NodeStore, shard: number): Promise<void> {
@@ -149,16 +170,21 @@ async function runLog(dir: string, rng: SeededRng): Promise<never> {
   emit({ kind: 'ready' });
   const shards = Array.from({ length: LOG_SHARD_COUNT }, (_, i) => i + 1);
   for (;;) {
-    const chosen = shards.filter(() => rng.chance(0.6));
-    if (chosen.length === 0) chosen.push(shards[rng.intBelow(shards.length)]!);
-    await persistAnnounced(store, chosen.map((shard) => nextLogWrite(rng, shard, view(store, shard))), spec);
-
-    const targets = [];
+    // Most rounds write some shards' logs and apply what is committed, as the Host's first segment does;
+    // some only apply, as a checksum segment after the first does. A round may apply entries it writes.
+    const writes: WriteIntent[] = [];
+    if (!rng.chance(LOG_APPLY_ONLY_PROBABILITY)) {
+      const chosen = shards.filter(() => rng.chance(0.6));
+      if (chosen.length === 0) chosen.push(shards[rng.intBelow(shards.length)]!);
+      for (const shard of chosen) writes.push(nextLogWrite(rng, shard, view(store, shard)));
+    }
+    const targets: ApplyTarget[] = [];
     for (const shard of shards) {
       const v = view(store, shard);
-      if (v.applied < v.hardState.commit && rng.chance(0.8)) targets.push({ shard, to: v.applied + 1 + rng.intBelow(v.hardState.commit - v.applied) });
+      const commit = writes.find((w) => w.shard === shard)?.hardState.commit ?? v.hardState.commit;
+      if (v.applied < commit && rng.chance(0.8)) targets.push({ shard, to: v.applied + 1 + rng.intBelow(commit - v.applied) });
     }
-    await applyAnnounced(store, machine, targets);
+    if (writes.length > 0 || targets.length > 0) await roundAnnounced(store, machine, writes, targets, spec);
 
     if (rng.chance(LOG_COMPACT_PROBABILITY)) {
       const shard = shards[rng.intBelow(shards.length)]!;
@@ -209,11 +235,13 @@ async function runSnapshot(dir: string, rng: SeededRng): Promise<never> {
   }
   // The bystander's range is written once and must survive every install next door.
   const bystander = view(target, BYSTANDER_SHARD);
+  const bystanderWrites: WriteIntent[] = [];
   if (bystander.lastIndex < BYSTANDER_ENTRY_COUNT) {
     const hardState = { term: SNAPSHOT_MODE_TERM, vote: TARGET_NODE, commit: BYSTANDER_ENTRY_COUNT };
-    await persistAnnounced(target, [{ shard: BYSTANDER_SHARD, from: bystander.lastIndex + 1, last: BYSTANDER_ENTRY_COUNT, term: SNAPSHOT_MODE_TERM, hardState }], spec);
+    bystanderWrites.push({ shard: BYSTANDER_SHARD, from: bystander.lastIndex + 1, last: BYSTANDER_ENTRY_COUNT, term: SNAPSHOT_MODE_TERM, hardState });
   }
-  if (view(target, BYSTANDER_SHARD).applied < BYSTANDER_ENTRY_COUNT) await applyAnnounced(target, targetMachine, [{ shard: BYSTANDER_SHARD, to: BYSTANDER_ENTRY_COUNT }]);
+  const bystanderTargets = bystander.applied < BYSTANDER_ENTRY_COUNT ? [{ shard: BYSTANDER_SHARD, to: BYSTANDER_ENTRY_COUNT }] : [];
+  if (bystanderWrites.length > 0 || bystanderTargets.length > 0) await roundAnnounced(target, targetMachine, bystanderWrites, bystanderTargets, spec);
   emit({ kind: 'ready' });
 
   for (;;) {
@@ -224,8 +252,8 @@ async function runSnapshot(dir: string, rng: SeededRng): Promise<never> {
       const last = v.lastIndex + 1 + rng.intBelow(20);
       const commit = v.hardState.commit + rng.intBelow(last - v.hardState.commit + 1);
       const hardState = { term: SNAPSHOT_MODE_TERM, vote: TARGET_NODE, commit };
-      await persistAnnounced(target, [{ shard: SNAPSHOT_SHARD, from: v.lastIndex + 1, last, term: SNAPSHOT_MODE_TERM, hardState }], spec);
-      if (commit > v.applied && rng.chance(0.7)) await applyAnnounced(target, targetMachine, [{ shard: SNAPSHOT_SHARD, to: v.applied + 1 + rng.intBelow(commit - v.applied) }]);
+      const targets = commit > v.applied && rng.chance(0.7) ? [{ shard: SNAPSHOT_SHARD, to: v.applied + 1 + rng.intBelow(commit - v.applied) }] : [];
+      await roundAnnounced(target, targetMachine, [{ shard: SNAPSHOT_SHARD, from: v.lastIndex + 1, last, term: SNAPSHOT_MODE_TERM, hardState }], targets, spec);
     }
 
     const v = view(target, SNAPSHOT_SHARD);

@@ -8,17 +8,23 @@
 // have become durable.
 //
 //   create <shard>                                        created <shard>
-//   persist <shard>:<from>:<last>:<term>:<hsTerm>:<vote>:<commit> …
+//   round <shard>:<from>:<last>:<term>:<hsTerm>:<vote>:<commit> … | <shard>:<to> …
 //                                                         ack <shard> <lastIndex> <lastTerm> <commit>   (one per write)
-//   apply <shard>:<to> …                                  applied <shard> <to>                          (one per shard)
+//                                                         applied <shard> <to>                          (one per apply target)
 //   compact <shard> <upTo>                                compacted <shard> <upTo>
 //   install <shard> <index> <term> <hsTerm> <vote> <commit>
 //                                                         installed <shard> <index>
 //   stage <shard> <index> <seq>                           staged <shard> <index> <seq>   (staging is not visible state)
 //   start, ready                                          (process milestones)
 //
-// In a persist write, from = last + 1 means "no entries, hard state only";
-// all entries of one write carry `term`.
+// A round is the Host's write (ShardCore.round): one NodeStore.persist of the
+// writes before `|` whose transaction also runs the state machine's staged
+// apply of the targets after it (`alsoInTransaction`), so log, hard state,
+// data and applied index commit together. Either side may be empty, not both:
+// the Host's rounds are log-only, log + apply, or apply-only (a checksum
+// segment after the first). In a write, from = last + 1 means "no entries,
+// hard state only"; all entries of one write carry `term`. An apply target
+// may reach entries the same round writes (up to the round's new commit).
 
 export interface HardStateLine {
   readonly term: number;
@@ -34,10 +40,14 @@ export interface WriteIntent {
   readonly hardState: HardStateLine;
 }
 
+export interface ApplyTarget {
+  readonly shard: number;
+  readonly to: number;
+}
+
 export type Intent =
   | { readonly kind: 'create'; readonly shard: number }
-  | { readonly kind: 'persist'; readonly writes: readonly WriteIntent[] }
-  | { readonly kind: 'apply'; readonly targets: readonly { readonly shard: number; readonly to: number }[] }
+  | { readonly kind: 'round'; readonly writes: readonly WriteIntent[]; readonly targets: readonly ApplyTarget[] }
   | { readonly kind: 'compact'; readonly shard: number; readonly upTo: number }
   | { readonly kind: 'install'; readonly shard: number; readonly index: number; readonly term: number; readonly hardState: HardStateLine };
 
@@ -56,19 +66,19 @@ export type Info =
 export type Line = Intent | Ack | Info;
 
 export const ACK_KINDS: ReadonlySet<string> = new Set(['created', 'ack', 'applied', 'compacted', 'installed']);
-export const INTENT_KINDS: ReadonlySet<string> = new Set(['create', 'persist', 'apply', 'compact', 'install']);
+export const INTENT_KINDS: ReadonlySet<string> = new Set(['create', 'round', 'compact', 'install']);
 
 export function formatLine(line: Line): string {
   switch (line.kind) {
     case 'create':
     case 'created':
       return `${line.kind} ${line.shard}`;
-    case 'persist':
-      return `persist ${line.writes.map((w) => [w.shard, w.from, w.last, w.term, w.hardState.term, w.hardState.vote, w.hardState.commit].join(':')).join(' ')}`;
+    case 'round': {
+      const writes = line.writes.map((w) => [w.shard, w.from, w.last, w.term, w.hardState.term, w.hardState.vote, w.hardState.commit].join(':'));
+      return ['round', ...writes, '|', ...line.targets.map((t) => `${t.shard}:${t.to}`)].join(' ');
+    }
     case 'ack':
       return `ack ${line.shard} ${line.lastIndex} ${line.lastTerm} ${line.commit}`;
-    case 'apply':
-      return `apply ${line.targets.map((t) => `${t.shard}:${t.to}`).join(' ')}`;
     case 'applied':
       return `applied ${line.shard} ${line.index}`;
     case 'compact':
@@ -102,24 +112,23 @@ export function parseLine(text: string): Line {
     case 'create':
     case 'created':
       return { kind, shard: ints(rest, 1)[0]! };
-    case 'persist': {
-      if (rest.length === 0) throw new Error(`line "${text}": persist without writes`);
-      const writes = rest.map((part) => {
+    case 'round': {
+      const bar = rest.indexOf('|');
+      if (bar < 0 || rest.indexOf('|', bar + 1) >= 0) throw new Error(`line "${text}": a round needs exactly one "|" between writes and apply targets`);
+      if (rest.length === 1) throw new Error(`line "${text}": a round without writes or apply targets`);
+      const writes = rest.slice(0, bar).map((part) => {
         const [shard, from, last, term, hsTerm, vote, commit] = ints(part.split(':'), 7) as [number, number, number, number, number, number, number];
         return { shard, from, last, term, hardState: { term: hsTerm, vote, commit } };
       });
-      return { kind, writes };
+      const targets = rest.slice(bar + 1).map((part) => {
+        const [shard, to] = ints(part.split(':'), 2) as [number, number];
+        return { shard, to };
+      });
+      return { kind, writes, targets };
     }
     case 'ack': {
       const [shard, lastIndex, lastTerm, commit] = ints(rest, 4) as [number, number, number, number];
       return { kind, shard, lastIndex, lastTerm, commit };
-    }
-    case 'apply': {
-      if (rest.length === 0) throw new Error(`line "${text}": apply without targets`);
-      return { kind, targets: rest.map((part) => {
-        const [shard, to] = ints(part.split(':'), 2) as [number, number];
-        return { shard, to };
-      }) };
     }
     case 'applied': {
       const [shard, index] = ints(rest, 2) as [number, number];

@@ -4,9 +4,13 @@
 //
 // The parent models the store from the child's stdout (test-support/protocol.ts):
 // `acked` is the state after every acknowledged operation; `pending` is the one
-// operation announced but not acknowledged when the kill came. After a kill the
-// store must equal `acked` or `acked` + `pending` (all of it, for every shard
-// it touches) — nothing older, nothing in between.
+// operation announced but not acknowledged when the kill came — the one the
+// kill interrupted, numbered across the loop. After a kill the store must equal
+// `acked` (before it) or `acked` + `pending` (after it: all of it, for every
+// shard it touches) — nothing older, nothing in between. The child writes the
+// way the Host does: each round is one NodeStore.persist whose transaction
+// also holds the state machine's staged apply, so "in between" includes a log
+// written without its apply and an apply without its log.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -175,20 +179,23 @@ export function applyIntent(model: StoreModel, intent: Intent): void {
     case 'create':
       model.set(intent.shard, { terms: [0], lastIndex: 0, snapshotIndex: 0, snapshotTerm: 0, applied: 0, hardState: { term: 0, vote: 0, commit: 0 } });
       return;
-    case 'persist':
+    case 'round':
+      // The log part first: an apply target may reach entries this round writes.
       for (const w of intent.writes) {
         const s = shardOf(model, w.shard, intent);
         if (w.from <= w.last) {
-          if (w.from > s.lastIndex + 1) throw new Error(`persist shard ${w.shard} from ${w.from} leaves a gap after ${s.lastIndex}`);
+          if (w.from > s.lastIndex + 1) throw new Error(`round writes shard ${w.shard} from ${w.from}, leaving a gap after ${s.lastIndex}`);
           s.terms.length = w.from;
           for (let i = w.from; i <= w.last; i++) s.terms[i] = w.term;
           s.lastIndex = w.last;
         }
         s.hardState = { ...w.hardState };
       }
-      return;
-    case 'apply':
-      for (const t of intent.targets) shardOf(model, t.shard, intent).applied = t.to;
+      for (const t of intent.targets) {
+        const s = shardOf(model, t.shard, intent);
+        if (t.to <= s.applied || t.to > s.hardState.commit) throw new Error(`round applies shard ${t.shard} to ${t.to}, outside (applied ${s.applied}, commit ${s.hardState.commit}]`);
+        s.applied = t.to;
+      }
       return;
     case 'compact': {
       const s = shardOf(model, intent.shard, intent);
@@ -216,15 +223,57 @@ export function applyIntent(model: StoreModel, intent: Intent): void {
   }
 }
 
+/** One announced operation, numbered across the whole loop (every child's intents in order, from 1). */
+export interface NumberedIntent {
+  readonly op: number;
+  readonly intent: Intent;
+}
+
 /** What the parent learned from one child's output. */
 export interface ChildOutcome {
-  /** The operation announced but not acknowledged at the kill, if any. */
-  readonly pending: Intent | undefined;
-  /** What the child was doing when killed: the pending operation, staging a chunk, starting up, or between operations. */
+  /** The operation announced but not acknowledged at the kill, if any: the one the kill interrupted. */
+  readonly pending: NumberedIntent | undefined;
+  /** The last operation this child had acknowledged before the kill, if any. */
+  readonly lastCompleted: NumberedIntent | undefined;
+  /** What the child was doing when killed: the pending operation's phase name, staging a chunk, starting up, or between operations. */
   readonly phase: string;
   /** Staged snapshot chunks acknowledged but never installed: garbage the next open must clear. */
   readonly stagedLeftover: number;
   readonly ackCount: number;
+  /** Operations this child announced (the next child's numbering continues after them). */
+  readonly intentCount: number;
+}
+
+/**
+ * A phase name per kind of operation; rounds by their shape (ShardCore makes
+ * all three), so the report shows kills inside the combined log + apply
+ * transaction apart from the rest.
+ */
+export function phaseOf(intent: Intent): string {
+  if (intent.kind !== 'round') return intent.kind;
+  if (intent.writes.length > 0 && intent.targets.length > 0) return 'round:log+apply';
+  return intent.writes.length > 0 ? 'round:log' : 'round:apply';
+}
+
+/** One operation in words, for failure messages. */
+export function describeIntent(n: NumberedIntent): string {
+  const i = n.intent;
+  const body = ((): string => {
+    switch (i.kind) {
+      case 'create':
+        return `shard ${i.shard}`;
+      case 'round': {
+        const writes = i.writes.map((w) => `shard ${w.shard} ${w.from <= w.last ? `entries ${w.from}..${w.last} term ${w.term}` : 'hard state only'}, commit ${w.hardState.commit}`);
+        const targets = i.targets.map((t) => `shard ${t.shard} to ${t.to}`);
+        return `log [${writes.join('; ')}] apply [${targets.join('; ')}]`;
+      }
+      case 'compact':
+        return `shard ${i.shard} up to ${i.upTo}`;
+      case 'install':
+        return `shard ${i.shard} at ${i.index} term ${i.term}`;
+    }
+  })();
+  return `operation #${n.op} ${phaseOf(i)} (${body})`;
 }
 
 /**
@@ -232,18 +281,21 @@ export interface ChildOutcome {
  * cross-checks each acknowledgement against the model, so an ack that lies
  * about what the child wrote fails here rather than looking like data loss.
  */
-export function foldLines(model: StoreModel, texts: readonly string[]): ChildOutcome {
-  let pending: Intent | undefined;
+export function foldLines(model: StoreModel, texts: readonly string[], firstOp: number): ChildOutcome {
+  let pending: NumberedIntent | undefined;
   let pendingApplied = false;
+  let lastCompleted: NumberedIntent | undefined;
   let stagedLeftover = 0;
   let ackCount = 0;
+  let intentCount = 0;
   let lastKind = 'none';
   for (const text of texts) {
     const line: Line = parseLine(text);
     lastKind = line.kind;
     if (INTENT_KINDS.has(line.kind)) {
-      if (pending !== undefined && !pendingApplied) throw new Error(`intent "${text}" while "${pending.kind}" is still unacknowledged`);
-      pending = line as Intent;
+      if (pending !== undefined && !pendingApplied) throw new Error(`intent "${text}" while ${describeIntent(pending)} is still unacknowledged`);
+      pending = { op: firstOp + intentCount, intent: line as Intent };
+      intentCount++;
       pendingApplied = false;
       continue;
     }
@@ -253,15 +305,16 @@ export function foldLines(model: StoreModel, texts: readonly string[]): ChildOut
     if (pending === undefined) throw new Error(`acknowledgement "${text}" without an intent`);
     // The first acknowledgement proves the whole operation durable (one transaction).
     if (!pendingApplied) {
-      applyIntent(model, pending);
+      applyIntent(model, pending.intent);
       pendingApplied = true;
-      if (pending.kind === 'install') stagedLeftover = 0;
+      lastCompleted = pending;
+      if (pending.intent.kind === 'install') stagedLeftover = 0;
     }
-    checkAck(model, line as Extract<Line, { kind: 'created' | 'ack' | 'applied' | 'compacted' | 'installed' }>, pending, text);
+    checkAck(model, line as Extract<Line, { kind: 'created' | 'ack' | 'applied' | 'compacted' | 'installed' }>, pending.intent, text);
   }
   const open = pendingApplied ? undefined : pending;
-  const phase = open?.kind ?? (lastKind === 'stage' ? 'stage' : lastKind === 'none' || lastKind === 'start' ? 'startup' : 'idle');
-  return { pending: open, phase, stagedLeftover, ackCount };
+  const phase = open !== undefined ? phaseOf(open.intent) : lastKind === 'stage' ? 'stage' : lastKind === 'none' || lastKind === 'start' ? 'startup' : 'idle';
+  return { pending: open, lastCompleted, phase, stagedLeftover, ackCount, intentCount };
 }
 
 function checkAck(model: StoreModel, ack: Extract<Line, { kind: 'created' | 'ack' | 'applied' | 'compacted' | 'installed' }>, intent: Intent, text: string): void {
@@ -275,7 +328,7 @@ function checkAck(model: StoreModel, ack: Extract<Line, { kind: 'created' | 'ack
       if (intent.kind !== 'create') fail('wrong kind');
       return;
     case 'ack': {
-      if (intent.kind !== 'persist') fail('wrong kind');
+      if (intent.kind !== 'round' || !intent.writes.some((w) => w.shard === ack.shard)) fail('not a write of this round');
       const lastTerm = s.lastIndex === s.snapshotIndex ? s.snapshotTerm : s.terms[s.lastIndex];
       if (ack.lastIndex !== s.lastIndex || ack.lastTerm !== lastTerm || ack.commit !== s.hardState.commit) {
         fail(`model has last ${s.lastIndex} term ${lastTerm} commit ${s.hardState.commit}`);
@@ -283,7 +336,8 @@ function checkAck(model: StoreModel, ack: Extract<Line, { kind: 'created' | 'ack
       return;
     }
     case 'applied':
-      if (intent.kind !== 'apply' || ack.index !== s.applied) fail(`model applied ${s.applied}`);
+      if (intent.kind !== 'round' || !intent.targets.some((t) => t.shard === ack.shard)) fail('not an apply target of this round');
+      if (ack.index !== s.applied) fail(`model applied ${s.applied}`);
       return;
     case 'compacted':
       if (intent.kind !== 'compact' || ack.upTo !== s.snapshotIndex) fail(`model compaction point ${s.snapshotIndex}`);
@@ -435,13 +489,25 @@ export function diffData(shard: number, disk: ShardOnDisk, oracle: ReplayOracle)
 
 // ---------------------------------------------------------------- the kill loop
 
+/** Where the store stood after a kill relative to the operation the kill interrupted. */
+export interface InterruptedCounts {
+  /** Exactly as before the operation: its transaction never committed. */
+  before: number;
+  /** Exactly as after it: it committed, the kill came before the acknowledgement. */
+  after: number;
+  /** Before and after are the same state (an operation that rewrote what the store held). */
+  same: number;
+}
+
 export interface CrashReport {
   readonly cycles: number;
   readonly acks: number;
-  /** Kills per operation in flight ("idle" when nothing was). */
+  /** Operations announced over the whole loop. */
+  readonly operations: number;
+  /** Kills per phase: the interrupted operation's phase, or "idle", "stage", "startup". */
   readonly killedDuring: Record<string, number>;
-  /** Kills where the unacknowledged operation turned out durable anyway. */
-  readonly pendingFoundDurable: number;
+  /** Per phase of an interrupted operation: where the reopened store stood relative to it. */
+  readonly interrupted: Record<string, InterruptedCounts>;
   /** Kills that left acknowledged staged chunks, all cleared on open. */
   readonly stagedLeftoverCycles: number;
   readonly durationMs: number;
@@ -461,7 +527,14 @@ export class CrashFailure extends Error {}
 /**
  * Runs `cycles` kill cycles on one directory. Each cycle continues from the
  * state the previous one left; a failure names the seed, the cycle, the
- * child's seed and the kept directory.
+ * child's seed, the operation the kill interrupted and the kept directory.
+ *
+ * After each kill the reopened store must be exactly at one point of the
+ * operation sequence: if the kill interrupted operation #n (announced, not
+ * acknowledged), just before #n or just after it; otherwise just after the
+ * last acknowledged one. Log entries, hard state, applied index, compaction
+ * point and the applied data are all checked against that one point, so a
+ * round that left its log written and its apply not (or the reverse) fails.
  */
 export async function runCrashLoop(options: CrashLoopOptions): Promise<CrashReport> {
   const spec = WORKLOADS[options.mode];
@@ -471,9 +544,10 @@ export async function runCrashLoop(options: CrashLoopOptions): Promise<CrashRepo
   let model: StoreModel = new Map();
   const oracles = new Map<number, ReplayOracle>();
   const killedDuring: Record<string, number> = {};
-  let pendingFoundDurable = 0;
+  const interrupted: Record<string, InterruptedCounts> = {};
   let stagedLeftoverCycles = 0;
   let acks = 0;
+  let nextOp = 1;
   for (let cycle = 0; cycle < options.cycles; cycle++) {
     const childSeed = rng.nextUint32();
     const kill = planKill(rng, options.mode);
@@ -484,38 +558,54 @@ export async function runCrashLoop(options: CrashLoopOptions): Promise<CrashRepo
     try {
       const run = await runChildUntilKilled({ dir, mode: options.mode, childSeed, kill });
       lastLines = run.lines.slice(-6);
-      outcome = foldLines(model, run.lines);
+      outcome = foldLines(model, run.lines, nextOp);
     } catch (err) {
       throw new CrashFailure(`${(err as Error).message}\n${where()}`);
     }
+    nextOp += outcome.intentCount;
     acks += outcome.ackCount;
     killedDuring[outcome.phase] = (killedDuring[outcome.phase] ?? 0) + 1;
     if (outcome.stagedLeftover > 0) stagedLeftoverCycles++;
+    const pending = outcome.pending;
+    const killedAt =
+      pending !== undefined
+        ? `the kill interrupted ${describeIntent(pending)}`
+        : outcome.lastCompleted !== undefined
+          ? `the kill came after ${describeIntent(outcome.lastCompleted)} was acknowledged, in phase ${outcome.phase}`
+          : `the kill came before this child acknowledged anything, in phase ${outcome.phase}`;
+    const context = (): string => `${killedAt}\nlast lines: ${lastLines.join(' | ')}\n${where()}`;
 
     let disk: StoreOnDisk;
     try {
       disk = await readStore(options.storeDir(dir), options.nodeId);
     } catch (err) {
-      throw new CrashFailure(`store does not reopen after the kill: ${(err as Error).stack}\nlast lines: ${lastLines.join(' | ')}\n${where()}`);
+      throw new CrashFailure(`store does not reopen after the kill: ${(err as Error).stack}\n${context()}`);
     }
     const problems = checkInvariants(disk, spec);
-    if (problems.length > 0) throw new CrashFailure(`invariants broken after the kill:\n  ${problems.join('\n  ')}\nlast lines: ${lastLines.join(' | ')}\n${where()}`);
+    if (problems.length > 0) throw new CrashFailure(`invariants broken after the kill:\n  ${problems.join('\n  ')}\n${context()}`);
 
-    // The store must equal the acknowledged state, or that state plus the whole pending operation.
-    const candidates: { name: string; model: StoreModel }[] = [{ name: 'acknowledged state', model }];
-    if (outcome.pending !== undefined) {
+    // Exactly before the interrupted operation or exactly after it; with none in flight, exactly the acknowledged state.
+    const candidates: { name: 'before' | 'after'; model: StoreModel }[] = [{ name: pending === undefined ? 'after' : 'before', model }];
+    if (pending !== undefined) {
       const withPending = cloneModel(model);
-      applyIntent(withPending, outcome.pending);
-      candidates.push({ name: `acknowledged state + pending ${outcome.pending.kind}`, model: withPending });
+      applyIntent(withPending, pending.intent);
+      candidates.push({ name: 'after', model: withPending });
     }
     const diffs = candidates.map((c) => diffAgainst(disk, c.model));
     const match = diffs.findIndex((d) => d.length === 0);
     if (match < 0) {
-      const detail = candidates.map((c, k) => `  vs ${c.name}:\n    ${diffs[k]!.slice(0, 8).join('\n    ')}`).join('\n');
-      throw new CrashFailure(`store matches neither the acknowledged state nor it plus the pending operation:\n${detail}\nlast lines: ${lastLines.join(' | ')}\n${where()}`);
+      const detail = candidates.map((c, k) => `  vs ${c.name} it:\n    ${diffs[k]!.slice(0, 8).join('\n    ')}`).join('\n');
+      const what = pending === undefined ? 'the store is not exactly at the acknowledged state' : 'the store is neither exactly before nor exactly after that operation';
+      throw new CrashFailure(`${what}:\n${detail}\n${context()}`);
     }
-    if (match === 1 && diffs[0]!.length > 0) pendingFoundDurable++;
-    model = candidates[match]!.model;
+    const chosen = candidates[match]!;
+    if (pending !== undefined) {
+      const phase = phaseOf(pending.intent);
+      const counts = (interrupted[phase] ??= { before: 0, after: 0, same: 0 });
+      if (diffs.every((d) => d.length === 0)) counts.same++;
+      else counts[chosen.name]++;
+    }
+    model = chosen.model;
 
     for (const [shard, m] of model) {
       let oracle = oracles.get(shard);
@@ -525,18 +615,22 @@ export async function runCrashLoop(options: CrashLoopOptions): Promise<CrashRepo
       }
       oracle.advanceTo(m.applied, (i) => m.terms[i]!);
       const dataDiffs = diffData(shard, disk.shards.get(shard)!, oracle);
-      if (dataDiffs.length > 0) throw new CrashFailure(`data does not match a replay of the log:\n  ${dataDiffs.join('\n  ')}\nlast lines: ${lastLines.join(' | ')}\n${where()}`);
+      if (dataDiffs.length > 0) {
+        throw new CrashFailure(`log, hard state and applied index are ${chosen.name} the operation, the data is not (it does not match a replay of the log):\n  ${dataDiffs.join('\n  ')}\n${context()}`);
+      }
     }
   }
   rmSync(dir, { recursive: true, force: true });
-  return { cycles: options.cycles, acks, killedDuring, pendingFoundDurable, stagedLeftoverCycles, durationMs: Math.round(performance.now() - started) };
+  return { cycles: options.cycles, acks, operations: nextOp - 1, killedDuring, interrupted, stagedLeftoverCycles, durationMs: Math.round(performance.now() - started) };
 }
 
 export function describeReport(mode: CrashMode, seed: number, r: CrashReport): string {
   const phases = Object.entries(r.killedDuring)
     .sort(([a], [b]) => a.localeCompare(b))
-    .map(([phase, n]) => `${phase} ${n}`)
+    .map(([phase, n]) => {
+      const c = r.interrupted[phase];
+      return c === undefined ? `${phase} ${n}` : `${phase} ${n} (store before it ${c.before}, after it ${c.after}, same either way ${c.same})`;
+    })
     .join(', ');
-  return `crash ${mode}: ${r.cycles} cycles in ${r.durationMs} ms (seed ${seed}), ${r.acks} acks checked; killed during: ${phases}; unacknowledged op found durable ${r.pendingFoundDurable}×; staged chunks left by a kill ${r.stagedLeftoverCycles}×`;
+  return `crash ${mode}: ${r.cycles} cycles in ${r.durationMs} ms (seed ${seed}), ${r.operations} operations, ${r.acks} acks checked; killed during: ${phases}; staged chunks left by a kill ${r.stagedLeftoverCycles}×`;
 }
-
