@@ -7,11 +7,11 @@ import { pino } from 'pino';
 import type { Host, ShellLogger } from '@flotilla/shards';
 import { freePorts } from '@flotilla/shards/test-support/node-cluster';
 import { FlotillaNode, type NodeOptions } from '../../src/node.js';
+import { untilTrue } from './until.js';
+
+export { untilTrue } from './until.js';
 
 export const testLogger = pino({ level: process.env['FLOTILLA_TEST_LOG'] ?? 'silent' }) as unknown as ShellLogger;
-
-/** Polls in untilTrue: often enough for a test of a few seconds, rare enough to cost nothing. */
-const POLL_INTERVAL_MS = 20;
 
 export class InProcessCluster {
   /** Running nodes by id; a stopped node's slot is undefined. */
@@ -70,16 +70,6 @@ export class InProcessCluster {
   async close(): Promise<void> {
     for (const id of [...this.nodes.keys()]) await this.stopNode(id).catch(() => undefined);
     rmSync(this.root, { recursive: true, force: true });
-  }
-}
-
-/** Polls `check` until it holds; fails naming `what` after `timeoutMs`. */
-export async function untilTrue(what: string, timeoutMs: number, check: () => boolean | Promise<boolean>): Promise<void> {
-  const deadlineMs = performance.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (performance.now() > deadlineMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, POLL_INTERVAL_MS));
   }
 }
 
