@@ -1,0 +1,836 @@
+/**
+ * The whole-node simulation: N production nodes (FlotillaNode: the Host
+ * with inline cores, NodeStore over LMDB, the KV service's routing and
+ * forwarding, meta duties, the placement driver) in one thread, on one
+ * virtual clock and the seeded MemoryNetwork. Only time and the network are
+ * simulated; see test/README.md "Whole-node simulation".
+ *
+ * A run: start the cluster; `faultTicks` ticks of clients and the nemesis
+ * (crashes at any store write, pauses, partitions, lossy links, splits,
+ * moves, leader transfers); heal; wait until every range has one leader and
+ * converged replicas; final reads; then the checks. The first broken check
+ * throws a SimFailure naming the seed and the command that replays it.
+ */
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SeededRng } from '@flotilla/core';
+import { META_RANGE_ID, type RangeDescriptor } from '@flotilla/placement';
+import { FlotillaNode, KvError } from '@flotilla/server';
+import type { ShellLogger, ShardStatus } from '@flotilla/shards';
+import { MemoryNetwork, NO_LINK_FAULTS, type SnapshotSender, type Transport, type TransportHandlers } from '@flotilla/transport';
+import { pino } from 'pino';
+import { checkRegisterHistory, describeVerdict, type KeyedOperation, type RegisterInput, type RegisterOutput } from '../lin/index.js';
+import { installBug } from './bugs.js';
+import { TICK_MS, replayCommand, type NodeSimOptions } from './options.js';
+import { NodeClock, VirtualClock } from './virtual-clock.js';
+
+/** Event-loop turns one settle may take before the run is declared livelocked. */
+const SETTLE_TURNS_MAX = 20_000;
+/** Virtual budget of a client call: the store's default (REQUEST_DEADLINE_MS_DEFAULT). */
+const REQUEST_DEADLINE_MS = 5_000;
+/** Virtual time clients think between operations: up to this. */
+const THINK_MS_MAX = 300;
+/** A fault episode lasts this many ticks at most (a crashed node stays down, a partition stands...). */
+const EPISODE_TICKS_MAX = 60;
+/** Bounds on what a node may hold at any sample: past them something grows without bound. */
+const HOST_PENDING_MAX = 2_000;
+const STORE_REQUESTS_IN_FLIGHT_MAX = 200;
+const NETWORK_PENDING_MAX = 50_000;
+const TIMERS_PENDING_MAX = 20_000;
+/** How often (ticks) every running replica's status is sampled for the safety checks. */
+const STATUS_SAMPLE_TICKS = 5;
+
+export class SimFailure extends Error {
+  constructor(
+    readonly options: NodeSimOptions,
+    readonly check: string,
+    detail: string,
+  ) {
+    super(`node simulation seed ${options.seed} failed (${check}): ${detail}\n  replay: ${replayCommand(options)}`);
+    this.name = 'SimFailure';
+  }
+}
+
+export interface NodeSimStats {
+  readonly ticks: number;
+  readonly operations: number;
+  readonly unknownOutcomes: number;
+  readonly crashes: number;
+  readonly pauses: number;
+  readonly partitions: number;
+  readonly lossyEpisodes: number;
+  readonly adminOk: number;
+  readonly adminFailed: number;
+  readonly ranges: number;
+  readonly snapshotsSent: number;
+}
+
+export interface NodeSimResult {
+  readonly stats: NodeSimStats;
+  /** Every operation with its outcome, in invocation order: two runs of one seed must agree on it exactly. */
+  readonly trace: readonly string[];
+}
+
+/** One process lifetime of a node. */
+interface Incarnation {
+  readonly clock: NodeClock;
+  node: FlotillaNode | undefined;
+  dead: boolean;
+  /** Stores writes left until the crash (armed by the nemesis); undefined: not armed. */
+  writesUntilCrash: number | undefined;
+  /** Resolves when this incarnation dies: an operation still waiting then has an unknown outcome. */
+  readonly died: Promise<void>;
+  markDied: () => void;
+  closing: Promise<void> | undefined;
+}
+
+interface SimNode {
+  readonly id: number;
+  readonly dir: string;
+  state: 'up' | 'paused' | 'down';
+  inc: Incarnation | undefined;
+  /** Ticks left in its current down or paused episode. */
+  episodeTicksLeft: number;
+  /** Highest applied index ever seen per range on this node (applied state is durable: it never goes back). */
+  readonly appliedSeen: Map<number, number>;
+}
+
+class SimulatedCrash extends Error {
+  constructor(nodeId: number) {
+    super(`node ${nodeId} crashed (simulated)`);
+    this.name = 'SimulatedCrash';
+  }
+}
+
+const silentLogger = (): ShellLogger => pino({ level: process.env['FLOTILLA_TEST_LOG'] ?? 'silent' }) as unknown as ShellLogger;
+
+/** Where run directories go: tmpfs when there is one (the store never syncs in a simulation anyway). */
+function simRoot(): string {
+  const base = process.env['FLOTILLA_SIM_DIR'] ?? '/dev/shm';
+  try {
+    mkdirSync(base, { recursive: true });
+    return mkdtempSync(join(base, 'flotilla-node-sim-'));
+  } catch {
+    return mkdtempSync(join(tmpdir(), 'flotilla-node-sim-'));
+  }
+}
+
+export class NodeSim {
+  readonly clock = new VirtualClock();
+  readonly network: MemoryNetwork;
+  private readonly rng: SeededRng;
+  private readonly nemesisRng: SeededRng;
+  private readonly root: string;
+  private readonly nodes: SimNode[] = [];
+  private readonly keys: string[];
+  private readonly ops: KeyedOperation[] = [];
+  /** Stale reads, checked apart: each must return a value some put of that key wrote (or nothing). */
+  private readonly staleReads: { key: string; value: string | null; completeMs: number }[] = [];
+  /** Every value each key was ever asked to hold, with when the put was invoked. */
+  private readonly putsByKey = new Map<string, Map<string, number>>();
+  private nextOpId = 1;
+  private tickCount = 0;
+  private phase: 'faults' | 'healing' | 'done' = 'faults';
+  private failure: SimFailure | undefined;
+  /** (range, term) → the node that led it then: two leaders in one term break Election Safety. */
+  private readonly leadersByTerm = new Map<string, number>();
+  private episode: { kind: string; ticksLeft: number; heal: () => void } | undefined;
+  private readonly counts = { crashes: 0, pauses: 0, partitions: 0, lossyEpisodes: 0, adminOk: 0, adminFailed: 0, unknown: 0 };
+  private readonly trace: string[] = [];
+  private uninstallBug: (() => void) | undefined;
+
+  constructor(readonly options: NodeSimOptions) {
+    this.rng = new SeededRng(options.seed);
+    this.network = new MemoryNetwork({ rng: this.rng.fork(), verify: false });
+    this.nemesisRng = this.rng.fork();
+    this.root = simRoot();
+    this.keys = Array.from({ length: options.keyCount }, (_, i) => simKey(i, options.keyCount));
+  }
+
+  /** Runs the whole scenario; throws SimFailure on the first broken check. */
+  async run(): Promise<NodeSimResult> {
+    this.uninstallBug = installBug(this.options.bug);
+    try {
+      for (let id = 1; id <= this.options.nodeCount; id++) {
+        const dir = join(this.root, `n${id}`);
+        this.nodes.push({ id, dir, state: 'down', inc: undefined, episodeTicksLeft: 0, appliedSeen: new Map() });
+      }
+      for (const n of this.nodes) await this.start(n);
+      await this.untilTicks('every range has a leader', 300, async () => (await this.rangesWithoutLeader()).length === 0);
+      const clients = Array.from({ length: this.options.clientCount }, (_, i) => this.client(i + 1, this.rng.fork()));
+      for (let t = 0; t < this.options.faultTicks; t++) {
+        await this.nemesisStep();
+        await this.tick();
+      }
+      this.phase = 'healing';
+      await this.heal();
+      await this.untilDone('clients finish', Promise.all(clients), 200);
+      await this.converge();
+      await this.finalReads();
+      this.checkHistory();
+      this.phase = 'done';
+      return { stats: await this.stats(), trace: this.trace };
+    } catch (err) {
+      throw this.failure ?? (err instanceof SimFailure ? err : new SimFailure(this.options, 'run', (err as Error).stack ?? String(err)));
+    } finally {
+      this.phase = 'done';
+      await this.closeAll();
+      this.uninstallBug?.();
+      rmSync(this.root, { recursive: true, force: true });
+    }
+  }
+
+  // ---------------------------------------------------------------------------
+  // Time
+
+  /** Runs the event loop until nothing is left to do now: deliveries, core rounds, flushes, promise chains. */
+  private async settle(): Promise<void> {
+    let quiet = 0;
+    for (let turn = 0; turn < SETTLE_TURNS_MAX; turn++) {
+      if (this.failure !== undefined) throw this.failure;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      const delivered = this.network.deliver();
+      const busy = this.nodes.some((n) => n.inc?.node !== undefined && !n.inc.dead && n.inc.node.host.isBusy);
+      quiet = delivered === 0 && !busy ? quiet + 1 : 0;
+      if (quiet >= 2) return;
+    }
+    throw this.fail('livelock', `the cluster did not settle within ${SETTLE_TURNS_MAX} event-loop turns at ${this.clock.nowMs()} ms`);
+  }
+
+  /** One Host tick of virtual time: timers due meanwhile fire in order, then every running node ticks. */
+  private async tick(): Promise<void> {
+    const target = this.clock.nowMs() + TICK_MS;
+    while (this.clock.fireNext(target)) await this.settle();
+    this.network.advance(1);
+    this.tickCount++;
+    for (const n of this.nodes) if (n.state === 'up' && n.inc?.node !== undefined && !n.inc.dead) n.inc.node.host.tick();
+    await this.settle();
+    this.checkBounds();
+    if (this.tickCount % STATUS_SAMPLE_TICKS === 0) await this.sampleStatuses();
+  }
+
+  /** Ticks until `done` holds (it may tick itself), at most `ticksMax` ticks here. */
+  private async untilTicks(what: string, ticksMax: number, done: () => Promise<boolean>): Promise<void> {
+    for (let t = 0; t <= ticksMax; t++) {
+      if (await done()) return;
+      await this.tick();
+    }
+    throw this.fail('liveness', `${what}: not within ${ticksMax} ticks`);
+  }
+
+  /** Ticks until `work` settles (at most `ticksMax`), returning its value. */
+  private async untilDone<T>(what: string, work: Promise<T>, ticksMax: number): Promise<T> {
+    let outcome: { ok: true; value: T } | { ok: false; err: unknown } | undefined;
+    work.then(
+      (value) => (outcome = { ok: true, value }),
+      (err: unknown) => (outcome = { ok: false, err }),
+    );
+    await this.settle();
+    for (let t = 0; outcome === undefined && t < ticksMax; t++) await this.tick();
+    if (outcome === undefined) throw this.fail('liveness', `${what}: not within ${ticksMax} ticks`);
+    if (!outcome.ok) throw outcome.err;
+    return outcome.value;
+  }
+
+  /** Awaits work that needs no time (a status read), turning the event loop meanwhile. */
+  private async pumped<T>(work: Promise<T>): Promise<T> {
+    let outcome: { ok: true; value: T } | { ok: false; err: unknown } | undefined;
+    work.then(
+      (value) => (outcome = { ok: true, value }),
+      (err: unknown) => (outcome = { ok: false, err }),
+    );
+    for (let turn = 0; outcome === undefined; turn++) {
+      if (turn > SETTLE_TURNS_MAX) throw this.fail('livelock', 'a status read did not finish without time passing');
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      this.network.deliver();
+    }
+    if (!outcome.ok) throw outcome.err;
+    return outcome.value;
+  }
+
+  // ---------------------------------------------------------------------------
+  // Nodes
+
+  private async start(n: SimNode): Promise<void> {
+    let markDied = () => undefined as void;
+    const died = new Promise<void>((resolve) => (markDied = resolve));
+    const inc: Incarnation = { clock: new NodeClock(this.clock), node: undefined, dead: false, writesUntilCrash: undefined, died, markDied, closing: undefined };
+    n.inc = inc;
+    const peers = Object.fromEntries(this.nodes.filter((m) => m.id !== n.id).map((m) => [m.id, `memory:${m.id}`]));
+    const node = await this.pumped(
+      FlotillaNode.start({
+        nodeId: n.id,
+        dir: n.dir,
+        listen: { host: '127.0.0.1', port: 0 },
+        peers,
+        initialRangeCount: this.options.initialRangeCount,
+        coreCount: this.options.coreCount,
+        logger: silentLogger(),
+        transport: { endpoint: guarded(this.network.endpoint(n.id), () => inc.dead), address: `memory:${n.id}` },
+        clock: inc.clock,
+        disk: () => ({ usedBytes: 0, availableBytes: 1e12 }),
+        metaDutyIntervalMs: 1_000,
+        requestDeadlineMs: REQUEST_DEADLINE_MS,
+        consistencyCheckIntervalMs: 0,
+        placement: { suspectAfterMs: 3_000, downAfterMs: 15_000, stepRetryMs: 1_000, operatorTimeoutMs: 30_000, paused: !this.options.scheduler },
+        hostOptions: {
+          coreMode: 'inline',
+          ticker: { kind: 'manual' },
+          seed: this.options.seed * 97 + n.id,
+          storeIo: { kind: 'simulated', beforeWrite: () => this.beforeWrite(n, inc) },
+          compactionTriggerEntries: this.options.compactionTriggerEntries,
+          compactionKeepEntries: this.options.compactionKeepEntries,
+        },
+        onFatal: (err) => {
+          if (inc.dead || err instanceof SimulatedCrash || err.message.includes('crashed (simulated)')) return;
+          this.fail('node died', `node ${n.id} stopped on a fatal error it was not crashed into: ${err.stack ?? err.message}`);
+        },
+      }),
+    );
+    inc.node = node;
+    n.state = 'up';
+  }
+
+  /** The store's crash point: an armed node dies at its chosen write, losing that write and all after it. */
+  private beforeWrite(n: SimNode, inc: Incarnation): void {
+    if (inc.dead) throw new SimulatedCrash(n.id);
+    if (inc.writesUntilCrash === undefined) return;
+    inc.writesUntilCrash--;
+    if (inc.writesUntilCrash > 0) return;
+    this.crash(n);
+    throw new SimulatedCrash(n.id);
+  }
+
+  /** The node is gone now: nothing it does from here reaches anyone, and its store takes no more writes. */
+  private crash(n: SimNode): void {
+    const inc = n.inc!;
+    if (inc.dead) return;
+    inc.dead = true;
+    inc.clock.kill();
+    inc.markDied();
+    n.state = 'down';
+    this.counts.crashes++;
+    this.note(`crash node ${n.id}`);
+    // Closed on a later turn: the crash may be inside one of the node's own calls.
+    inc.closing = new Promise<void>((resolve) => setImmediate(resolve)).then(() => inc.node?.close().catch(() => undefined));
+  }
+
+  private async restart(n: SimNode): Promise<void> {
+    await this.pumped(n.inc?.closing ?? Promise.resolve());
+    this.note(`restart node ${n.id}`);
+    await this.start(n);
+  }
+
+  private pause(n: SimNode): void {
+    n.state = 'paused';
+    n.inc!.clock.pause();
+    for (const m of this.nodes) {
+      if (m.id === n.id) continue;
+      this.network.clog(n.id, m.id);
+      this.network.clog(m.id, n.id);
+    }
+    this.counts.pauses++;
+    this.note(`pause node ${n.id}`);
+  }
+
+  private resume(n: SimNode): void {
+    for (const m of this.nodes) {
+      if (m.id === n.id) continue;
+      this.network.unclog(n.id, m.id);
+      this.network.unclog(m.id, n.id);
+    }
+    n.inc!.clock.resume();
+    n.state = 'up';
+    this.note(`resume node ${n.id}`);
+  }
+
+  private running(): SimNode[] {
+    return this.nodes.filter((n) => n.state === 'up');
+  }
+
+  private async closeAll(): Promise<void> {
+    for (const n of this.nodes) {
+      const inc = n.inc;
+      if (inc === undefined) continue;
+      if (!inc.dead) {
+        inc.dead = true;
+        inc.clock.kill();
+        inc.markDied();
+        inc.closing = inc.node?.close().catch(() => undefined);
+      }
+      // Bounded: a close that cannot finish without time is abandoned with the run's directory.
+      await Promise.race([inc.closing, new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
+    }
+  }
+
+  // ---------------------------------------------------------------------------
+  // Nemesis
+
+  private async nemesisStep(): Promise<void> {
+    const rng = this.nemesisRng;
+    const chance = (p: number) => rng.intBelow(1_000_000) < p * 1_000_000;
+    for (const n of this.nodes) {
+      if (n.state === 'up' || n.episodeTicksLeft <= 0) continue;
+      if (--n.episodeTicksLeft > 0) continue;
+      if (n.state === 'paused') this.resume(n);
+      else await this.restart(n);
+    }
+    if (this.episode !== undefined && --this.episode.ticksLeft <= 0) {
+      this.episode.heal();
+      this.note(`heal ${this.episode.kind}`);
+      this.episode = undefined;
+    }
+    if (chance(this.options.adminChance)) this.adminOperation(rng);
+    if (!chance(this.options.faultChance)) return;
+    const up = this.running();
+    // Keep a majority running or paused-and-back-soon: a run that is all faults tests little.
+    const majority = Math.floor(this.options.nodeCount / 2) + 1;
+    const kind = ['crash', 'crashAtWrite', 'pause', 'partition', 'oneWay', 'lossy'][rng.intBelow(6)]!;
+    const ticks = 5 + rng.intBelow(EPISODE_TICKS_MAX);
+    if ((kind === 'crash' || kind === 'crashAtWrite' || kind === 'pause') && up.length > majority - (rng.intBelow(4) === 0 ? 1 : 0)) {
+      const victim = up[rng.intBelow(up.length)]!;
+      victim.episodeTicksLeft = ticks;
+      if (kind === 'pause') this.pause(victim);
+      else if (kind === 'crash') this.crash(victim);
+      else {
+        victim.inc!.writesUntilCrash = 1 + rng.intBelow(20);
+        this.note(`arm crash of node ${victim.id} at write ${victim.inc!.writesUntilCrash}`);
+        // Down once it crashes; until then it runs (a node that never writes again is crashed at the episode's end).
+        victim.episodeTicksLeft = ticks;
+      }
+      return;
+    }
+    if (this.episode !== undefined) return;
+    const ids = this.nodes.map((n) => n.id);
+    if (kind === 'partition') {
+      const shuffled = ids.map((id) => ({ id, r: rng.intBelow(1_000_000) })).sort((a, b) => a.r - b.r || a.id - b.id).map((x) => x.id);
+      const cut = 1 + rng.intBelow(ids.length - 1);
+      const a = shuffled.slice(0, cut);
+      const b = shuffled.slice(cut);
+      this.network.partition(a, b);
+      this.counts.partitions++;
+      this.note(`partition ${a.join(',')} | ${b.join(',')}`);
+      this.episode = { kind: 'partition', ticksLeft: ticks, heal: () => this.healLinks() };
+    } else if (kind === 'oneWay') {
+      const from = ids[rng.intBelow(ids.length)]!;
+      const others = ids.filter((id) => id !== from);
+      const cutTo = others.filter(() => rng.intBelow(2) === 0);
+      for (const to of cutTo.length > 0 ? cutTo : others) this.network.cut(from, to);
+      this.counts.partitions++;
+      this.note(`one-way cut from node ${from}`);
+      this.episode = { kind: 'one-way cut', ticksLeft: ticks, heal: () => this.healLinks() };
+    } else if (kind === 'lossy') {
+      const faults = {
+        dropProbability: [0, 0.05, 0.2][rng.intBelow(3)]!,
+        duplicateProbability: [0, 0.05, 0.2][rng.intBelow(3)]!,
+        reorderWindowCount: [0, 2, 8][rng.intBelow(3)]!,
+        delayTicksMin: 0,
+        delayTicksMax: [0, 1, 5][rng.intBelow(3)]!,
+      };
+      this.network.setFaults(faults);
+      this.counts.lossyEpisodes++;
+      this.note(`lossy links ${JSON.stringify(faults)}`);
+      this.episode = { kind: 'lossy links', ticksLeft: ticks, heal: () => this.network.setFaults(NO_LINK_FAULTS) };
+    }
+  }
+
+  /** Heals cuts and partitions, keeping paused nodes' links clogged. */
+  private healLinks(): void {
+    this.network.healAll();
+  }
+
+  private adminOperation(rng: SeededRng): void {
+    const up = this.running();
+    if (up.length === 0) return;
+    const via = up[rng.intBelow(up.length)]!.inc!.node!;
+    const ranges = via.store.knownRanges().filter((r) => r.rangeId !== META_RANGE_ID);
+    if (ranges.length === 0) return;
+    const range = ranges[rng.intBelow(ranges.length)]!;
+    const what = rng.intBelow(3);
+    let work: Promise<unknown>;
+    let label: string;
+    if (what === 0) {
+      // A split key inside the range: one of the workload's keys (so splits cut through written data), or between two.
+      const inside = this.keys.map(keyBytes).filter((k) => inRange(range, k));
+      if (inside.length < 2) return;
+      const key = inside[1 + rng.intBelow(inside.length - 1)]!;
+      label = `split range ${range.rangeId} at ${Buffer.from(key).toString('hex')}`;
+      work = via.store.split(range.rangeId, key);
+    } else if (what === 1 || this.options.nodeCount <= 3) {
+      const to = range.replicas[rng.intBelow(range.replicas.length)]!;
+      label = `transfer leader of range ${range.rangeId} to node ${to}`;
+      work = via.view.operator({ kind: 'transferLeader', rangeId: range.rangeId, to });
+    } else {
+      const from = range.replicas[rng.intBelow(range.replicas.length)]!;
+      const candidates = this.nodes.map((n) => n.id).filter((id) => !range.replicas.includes(id));
+      if (candidates.length === 0) return;
+      const to = candidates[rng.intBelow(candidates.length)]!;
+      label = `move range ${range.rangeId} from node ${from} to node ${to}`;
+      work = via.view.operator({ kind: 'moveReplica', rangeId: range.rangeId, from, to });
+    }
+    this.note(label);
+    work.then(
+      () => this.counts.adminOk++,
+      () => this.counts.adminFailed++,
+    );
+  }
+
+  private async heal(): Promise<void> {
+    this.episode?.heal();
+    this.episode = undefined;
+    this.network.healAll();
+    this.network.setFaults(NO_LINK_FAULTS);
+    for (const n of this.nodes) {
+      if (n.state === 'paused') this.resume(n);
+      if (n.inc !== undefined) n.inc.writesUntilCrash = undefined;
+    }
+    for (const n of this.nodes) if (n.state === 'down') await this.restart(n);
+    this.note('healed');
+  }
+
+  // ---------------------------------------------------------------------------
+  // Clients
+
+  private async client(clientId: number, rng: SeededRng): Promise<void> {
+    let n = 0;
+    while (this.phase === 'faults') {
+      await this.sleep(rng.intBelow(THINK_MS_MAX));
+      if (this.phase !== 'faults') return;
+      const target = this.nodes[rng.intBelow(this.nodes.length)]!;
+      const inc = target.inc;
+      if (target.state === 'down' || inc?.node === undefined || inc.dead) continue;
+      const key = this.keys[rng.intBelow(this.keys.length)]!;
+      const roll = rng.intBelow(100);
+      const value = `c${clientId}-${n++}`;
+      if (roll < 30) await this.opGet(clientId, inc, key, rng.intBelow(5) === 0 ? 'stale' : 'linearizable');
+      else if (roll < 40) await this.opScan(clientId, inc, rng, rng.intBelow(4) === 0 ? 'stale' : 'linearizable');
+      else if (roll < 70) await this.opWrite(clientId, inc, key, { kind: 'put', value });
+      else if (roll < 85) await this.opWrite(clientId, inc, key, { kind: 'put', value, ifVersion: await this.guessVersion(key, rng) });
+      else await this.opWrite(clientId, inc, key, rng.intBelow(2) === 0 ? { kind: 'delete' } : { kind: 'delete', ifVersion: await this.guessVersion(key, rng) });
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.clock.setTimer(ms, resolve));
+  }
+
+  /** A version to condition on: 0 (only if absent) or one a recent operation on the key saw. */
+  private async guessVersion(key: string, rng: SeededRng): Promise<number> {
+    const seen = this.ops.filter((o) => o.key === key && o.output !== null).slice(-4);
+    const versions = [0, ...seen.map((o) => (o.output!.kind === 'found' || o.output!.kind === 'written' ? o.output!.version : o.output!.kind === 'refused' ? o.output!.currentVersion : 0))];
+    return versions[rng.intBelow(versions.length)]!;
+  }
+
+  /** Runs `call` against an incarnation: its outcome, or `died` if the node died first. */
+  private async outcomeOf<T>(inc: Incarnation, call: () => Promise<T>): Promise<{ ok: true; value: T } | { ok: false; err: unknown } | { died: true }> {
+    const work = call().then(
+      (value) => ({ ok: true as const, value }),
+      (err: unknown) => ({ ok: false as const, err }),
+    );
+    const o = await Promise.race([work, inc.died.then(() => ({ died: true as const }))]);
+    // Answered after the node died: nobody could have received that answer.
+    return inc.dead && !('died' in o) ? { died: true } : o;
+  }
+
+  private async opGet(clientId: number, inc: Incarnation, key: string, consistency: 'linearizable' | 'stale'): Promise<void> {
+    const invokeMs = this.clock.nowMs();
+    const o = await this.outcomeOf(inc, () => inc.node!.store.get(keyBytes(key), { consistency }));
+    if ('died' in o || !o.ok) return; // a read that failed observed nothing
+    const found = o.value;
+    const completeMs = this.clock.nowMs();
+    if (consistency === 'stale') {
+      this.staleReads.push({ key, value: found === undefined ? null : text(found.value), completeMs });
+      return;
+    }
+    this.record(clientId, key, invokeMs, completeMs, { kind: 'get' }, found === undefined ? { kind: 'absent' } : { kind: 'found', value: text(found.value), version: found.version });
+  }
+
+  /** A scan over a span of the workload's keys; a linearizable one is a get of every key in the span. */
+  private async opScan(clientId: number, inc: Incarnation, rng: SeededRng, consistency: 'linearizable' | 'stale'): Promise<void> {
+    const sorted = [...this.keys].sort((a, b) => Buffer.compare(keyBytes(a), keyBytes(b)));
+    const from = rng.intBelow(sorted.length);
+    const to = from + 1 + rng.intBelow(sorted.length - from);
+    const start = keyBytes(sorted[from]!);
+    const end = to < sorted.length ? keyBytes(sorted[to]!) : undefined;
+    const invokeMs = this.clock.nowMs();
+    const o = await this.outcomeOf(inc, () => inc.node!.store.scan({ start, ...(end === undefined ? {} : { end }), limit: 1_000, consistency }));
+    if ('died' in o || !o.ok) return;
+    const completeMs = this.clock.nowMs();
+    const page = o.value;
+    if (page.cursor !== undefined) throw this.fail('scan', `a scan of ${to - from} keys with limit 1000 returned a cursor`);
+    const items = new Map(page.items.map((i) => [text(i.key), i]));
+    for (const k of items.keys()) if (!sorted.slice(from, to).includes(k)) throw this.fail('scan', `a scan of [${sorted[from]}, ${sorted[to] ?? 'end'}) returned key ${k}`);
+    for (const key of sorted.slice(from, to)) {
+      const item = items.get(key);
+      if (consistency === 'stale') this.staleReads.push({ key, value: item === undefined ? null : text(item.value), completeMs });
+      else this.record(clientId, key, invokeMs, completeMs, { kind: 'get' }, item === undefined ? { kind: 'absent' } : { kind: 'found', value: text(item.value), version: item.version });
+    }
+  }
+
+  private async opWrite(clientId: number, inc: Incarnation, key: string, input: Exclude<RegisterInput, { kind: 'get' }>): Promise<void> {
+    const invokeMs = this.clock.nowMs();
+    if (input.kind === 'put') {
+      let puts = this.putsByKey.get(key);
+      if (puts === undefined) this.putsByKey.set(key, (puts = new Map()));
+      puts.set(input.value, invokeMs);
+    }
+    const condition = input.ifVersion === undefined ? {} : { ifVersion: input.ifVersion };
+    const o = await this.outcomeOf(inc, async (): Promise<RegisterOutput> => {
+      if (input.kind === 'put') return { kind: 'written', version: (await inc.node!.store.put(keyBytes(key), Buffer.from(input.value), condition)).version };
+      await inc.node!.store.delete(keyBytes(key), condition);
+      return { kind: 'deleted' };
+    });
+    if ('died' in o) return this.record(clientId, key, invokeMs, null, input, null);
+    if (o.ok) return this.record(clientId, key, invokeMs, this.clock.nowMs(), input, o.value);
+    const err = o.err;
+    if (err instanceof KvError && err.code === 'PRECONDITION_FAILED') {
+      return this.record(clientId, key, invokeMs, this.clock.nowMs(), input, { kind: 'refused', currentVersion: err.details.currentVersion ?? 0 });
+    }
+    // The store promises UNAVAILABLE and DISK_FULL wrote nothing; the simulation holds it to that.
+    if (err instanceof KvError && (err.code === 'UNAVAILABLE' || err.code === 'DISK_FULL' || err.code === 'INVALID_ARGUMENT')) return;
+    // TIMEOUT, CLOSED and anything else: the outcome is unknown.
+    this.record(clientId, key, invokeMs, null, input, null);
+  }
+
+  private record(clientId: number, key: string, invokeMs: number, completeMs: number | null, input: RegisterInput, output: RegisterOutput | null): void {
+    const op: KeyedOperation = { id: this.nextOpId++, clientId, key, invokeMs, completeMs, input, output };
+    this.ops.push(op);
+    if (output === null) this.counts.unknown++;
+    this.trace.push(`${invokeMs}-${completeMs ?? '?'} c${clientId} ${key} ${JSON.stringify(input)} → ${JSON.stringify(output)}`);
+  }
+
+  private note(what: string): void {
+    this.trace.push(`${this.clock.nowMs()} ${what}`);
+  }
+
+  // ---------------------------------------------------------------------------
+  // Checks
+
+  private fail(check: string, detail: string): SimFailure {
+    this.failure ??= new SimFailure(this.options, check, detail);
+    return this.failure;
+  }
+
+  /** Every running node's queues, every tick: none may grow without bound. */
+  private checkBounds(): void {
+    for (const n of this.nodes) {
+      const node = n.inc?.node;
+      if (node === undefined || n.inc!.dead) continue;
+      const pending = node.host.pendingCounts();
+      if (pending.requests + pending.forwards > HOST_PENDING_MAX) throw this.fail('bounded queues', `node ${n.id} holds ${pending.requests} core requests and ${pending.forwards} forwards`);
+      if (node.store.stats.requestsInFlight > STORE_REQUESTS_IN_FLIGHT_MAX) throw this.fail('bounded queues', `node ${n.id} has ${node.store.stats.requestsInFlight} store calls in flight`);
+    }
+    if (this.network.pendingCount() > NETWORK_PENDING_MAX) throw this.fail('bounded queues', `${this.network.pendingCount()} deliveries in flight`);
+    if (this.clock.pendingCount > TIMERS_PENDING_MAX) throw this.fail('bounded queues', `${this.clock.pendingCount} timers pending`);
+  }
+
+  /** Election Safety per range, and applied indexes that never go back (applied state is durable). */
+  private async sampleStatuses(): Promise<void> {
+    for (const n of this.running()) {
+      const statuses = await this.statusesOf(n);
+      if (statuses === undefined) continue;
+      for (const s of statuses) {
+        if (s.role === 'leader') {
+          const key = `${s.shardId}/${s.term}`;
+          const other = this.leadersByTerm.get(key);
+          if (other !== undefined && other !== n.id) throw this.fail('election safety', `range ${s.shardId} has two leaders in term ${s.term}: nodes ${other} and ${n.id}`);
+          this.leadersByTerm.set(key, n.id);
+        }
+        const seen = n.appliedSeen.get(s.shardId) ?? 0;
+        // A replica re-created here (moved away and back) starts at 0 and jumps to a snapshot past `seen`.
+        if (s.applied > 0 && s.applied < seen) throw this.fail('durable apply', `node ${n.id} range ${s.shardId}: applied index went back from ${seen} to ${s.applied}`);
+        n.appliedSeen.set(s.shardId, Math.max(seen, s.applied));
+      }
+      const held = new Set(statuses.map((s) => s.shardId));
+      for (const rangeId of [...n.appliedSeen.keys()]) if (!held.has(rangeId)) n.appliedSeen.delete(rangeId);
+    }
+  }
+
+  private async statusesOf(n: SimNode): Promise<ShardStatus[] | undefined> {
+    const inc = n.inc;
+    if (inc?.node === undefined || inc.dead) return undefined;
+    try {
+      return await this.pumped(inc.node.host.shards());
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async rangesWithoutLeader(): Promise<number[]> {
+    const leaderless: number[] = [];
+    const byRange = new Map<number, ShardStatus[]>();
+    for (const n of this.running()) for (const s of (await this.statusesOf(n)) ?? []) byRange.set(s.shardId, [...(byRange.get(s.shardId) ?? []), s]);
+    for (const [rangeId, list] of byRange) if (!list.some((s) => s.role === 'leader')) leaderless.push(rangeId);
+    return leaderless;
+  }
+
+  /**
+   * After healing: the meta range's descriptors tile the key space without
+   * overlap; each range has one leader, and every replica the descriptor
+   * names holds it at the leader's epoch, bounds and applied index; then a
+   * consistency check per range proves the replicas' data equal.
+   */
+  private async converge(): Promise<void> {
+    for (let t = 0; ; t++) {
+      const problem = await this.convergenceProblem();
+      if (problem === undefined) break;
+      if (t >= this.options.healTicksMax) throw this.fail('convergence', `not converged within ${this.options.healTicksMax} ticks of healing: ${problem}`);
+      await this.tick();
+    }
+    const via = this.nodes[0]!.inc!.node!;
+    const descriptors = await this.untilDone('read the meta range', via.store.metaDescriptors(), 100);
+    for (const d of descriptors) {
+      const leader = await this.leaderOf(d.rangeId);
+      const node = this.nodes.find((n) => n.id === leader)!.inc!.node!;
+      const report = await this.retried(`consistency check of range ${d.rangeId}`, () => node.view.consistencyCheck!(d.rangeId) as Promise<{ ok: boolean }>);
+      if (!report.ok) throw this.fail('replica consistency', `range ${d.rangeId}: replicas differ: ${JSON.stringify(report)}`);
+    }
+  }
+
+  private async leaderOf(rangeId: number): Promise<number> {
+    for (const n of this.running()) for (const s of (await this.statusesOf(n)) ?? []) if (s.shardId === rangeId && s.role === 'leader') return n.id;
+    throw this.fail('convergence', `range ${rangeId} has no leader`);
+  }
+
+  private async convergenceProblem(): Promise<string | undefined> {
+    const via = this.running()[0]?.inc?.node;
+    if (via === undefined) return 'no node running';
+    let descriptors: RangeDescriptor[];
+    try {
+      descriptors = await this.untilDone('read the meta range', via.store.metaDescriptors(), 50);
+    } catch (err) {
+      return `meta range unreadable: ${(err as Error).message}`;
+    }
+    descriptors.sort((a, b) => Buffer.compare(a.start, b.start));
+    for (let i = 1; i < descriptors.length; i++) {
+      const prev = descriptors[i - 1]!;
+      const cur = descriptors[i]!;
+      if (prev.end === null || Buffer.compare(prev.end, cur.start) !== 0) return `meta ranges ${prev.rangeId} and ${cur.rangeId} do not abut (${hexOf(prev.end)} vs ${hexOf(cur.start)})`;
+    }
+    if (descriptors.at(-1)?.end !== null) return 'the last meta range does not reach the end of the key space';
+    const statuses = new Map<number, ShardStatus[]>();
+    for (const n of this.nodes) statuses.set(n.id, (await this.statusesOf(n)) ?? []);
+    for (const d of descriptors) {
+      const replicas = d.replicas.map((id) => ({ id, s: statuses.get(id)?.find((x) => x.shardId === d.rangeId) }));
+      const missing = replicas.filter((r) => r.s === undefined);
+      if (missing.length > 0) return `range ${d.rangeId}: nodes ${missing.map((r) => r.id).join(',')} named in meta hold no replica`;
+      const leaders = replicas.filter((r) => r.s!.role === 'leader');
+      if (leaders.length !== 1) return `range ${d.rangeId}: ${leaders.length} leaders`;
+      const lead = leaders[0]!.s!;
+      for (const r of replicas) {
+        const s = r.s!;
+        // A follower restarted while its group slept knows no leader until the group next has work (dormant by design).
+        if (s.leader !== leaders[0]!.id && s.leader !== 0) return `range ${d.rangeId}: node ${r.id} follows ${s.leader}, not ${leaders[0]!.id}`;
+        if (s.epoch !== d.epoch || Buffer.compare(s.start, d.start) !== 0 || hexOf(s.end) !== hexOf(d.end)) return `range ${d.rangeId}: node ${r.id} holds epoch ${s.epoch} [${hexOf(s.start)}, ${hexOf(s.end)}), meta says epoch ${d.epoch} [${hexOf(d.start)}, ${hexOf(d.end)})`;
+        if (s.applied !== lead.applied) return `range ${d.rangeId}: node ${r.id} applied ${s.applied}, leader ${lead.applied}`;
+        if ([...s.voters].sort().join(',') !== [...d.replicas].sort().join(',')) return `range ${d.rangeId}: node ${r.id} has voters ${s.voters.join(',')}, meta says ${d.replicas.join(',')}`;
+        if (s.learners.length > 0) return `range ${d.rangeId}: node ${r.id} still has learners ${s.learners.join(',')} (voters ${s.voters.join(',')})`;
+      }
+    }
+    // No replica of a range the meta range does not list, nor one outside its descriptor's replicas (left behind by a move).
+    for (const [id, list] of statuses) {
+      for (const s of list) {
+        const d = descriptors.find((x) => x.rangeId === s.shardId);
+        if (d === undefined) return `node ${id} holds range ${s.shardId}, which the meta range does not list`;
+        if (!d.replicas.includes(id)) return `node ${id} still holds a replica of range ${s.shardId} (replicas ${d.replicas.join(',')})`;
+      }
+    }
+    return undefined;
+  }
+
+  /** A linearizable read of every key after healing: what was acknowledged must be there. */
+  private async finalReads(): Promise<void> {
+    for (const key of this.keys) {
+      const n = this.nodes[this.rng.intBelow(this.nodes.length)]!;
+      const inc = n.inc!;
+      const invokeMs = this.clock.nowMs();
+      const found = await this.retried(`final read of ${key}`, () => inc.node!.store.get(keyBytes(key)));
+      this.record(0, key, invokeMs, this.clock.nowMs(), { kind: 'get' }, found === undefined ? { kind: 'absent' } : { kind: 'found', value: text(found.value), version: found.version });
+    }
+  }
+
+  /** `call`, retried (ticking between) while it fails: a leader may still be moving after convergence. */
+  private async retried<T>(what: string, call: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.untilDone(what, call(), 100);
+      } catch (err) {
+        if (attempt >= 5 || err instanceof SimFailure) throw this.fail('liveness', `${what} failed ${attempt} times after healing: ${(err as Error).message}`);
+        await this.tick();
+      }
+    }
+  }
+
+  private checkHistory(): void {
+    const verdict = checkRegisterHistory(this.ops);
+    if (verdict.kind === 'violation') throw this.fail('linearizability', describeVerdict(verdict));
+    for (const r of this.staleReads) {
+      if (r.value === null) continue;
+      const invokedAt = this.putsByKey.get(r.key)?.get(r.value);
+      if (invokedAt === undefined || invokedAt > r.completeMs) throw this.fail('stale read', `a stale read of ${r.key} returned ${r.value}, which no put of that key wrote before it completed`);
+    }
+  }
+
+  private async stats(): Promise<NodeSimStats> {
+    let snapshotsSent = 0;
+    for (const n of this.nodes) {
+      const node = n.inc?.node;
+      if (node === undefined || n.inc!.dead) continue;
+      for (const c of await this.pumped(node.host.coreStats())) snapshotsSent += c.snapshotsSent;
+    }
+    const ranges = this.nodes[0]!.inc!.node!.store.knownRanges().length;
+    return {
+      ticks: this.tickCount,
+      operations: this.ops.length,
+      unknownOutcomes: this.counts.unknown,
+      crashes: this.counts.crashes,
+      pauses: this.counts.pauses,
+      partitions: this.counts.partitions,
+      lossyEpisodes: this.counts.lossyEpisodes,
+      adminOk: this.counts.adminOk,
+      adminFailed: this.counts.adminFailed,
+      ranges,
+      snapshotsSent,
+    };
+  }
+}
+
+/**
+ * The network endpoint as the node sees it, cut off the moment its
+ * incarnation dies: a dead node sends nothing and hears nothing, even from
+ * calls still unwinding inside it.
+ */
+function guarded(endpoint: Transport, dead: () => boolean): Transport {
+  return {
+    start: (handlers: TransportHandlers) =>
+      endpoint.start({
+        onBatch: (from, batch) => (dead() ? undefined : handlers.onBatch(from, batch)),
+        onUnreachable: (to) => (dead() ? undefined : handlers.onUnreachable?.(to)),
+        onSnapshot: (stream) => (dead() ? undefined : handlers.onSnapshot?.(stream)),
+      }),
+    send: (to, batch) => (dead() ? undefined : endpoint.send(to, batch)),
+    openSnapshot: (to, header): SnapshotSender => {
+      if (!dead()) return endpoint.openSnapshot(to, header);
+      return { write: () => Promise.reject(new Error('node crashed')), end: () => Promise.reject(new Error('node crashed')), abort: () => undefined };
+    },
+    setPeer: (id, address) => endpoint.setPeer(id, address),
+    removePeer: (id) => endpoint.removePeer(id),
+    stats: () => endpoint.stats(),
+    close: () => endpoint.close(),
+  } as Transport;
+}
+
+/** Key i of n: first bytes spread over the user key space, so keys fall in different ranges. */
+function simKey(i: number, n: number): string {
+  const first = 0x10 + Math.floor((i * 0xe0) / n);
+  return `${String.fromCharCode(first)}k${i}`;
+}
+
+const keyBytes = (key: string): Uint8Array => Buffer.from(key, 'latin1');
+const text = (b: Uint8Array): string => Buffer.from(b).toString('latin1');
+const hexOf = (b: Uint8Array | null): string => (b === null ? 'end' : Buffer.from(b).toString('hex'));
+
+function inRange(r: RangeDescriptor, key: Uint8Array): boolean {
+  return Buffer.compare(key, r.start) > 0 && (r.end === null || Buffer.compare(key, r.end) < 0);
+}

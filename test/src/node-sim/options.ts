@@ -1,0 +1,85 @@
+/**
+ * What one whole-node simulation run does, derived from its seed: cluster
+ * shape, fault mix, workload. Everything random in a run comes from
+ * `SeededRng(seed)` forks, so `--seed N` replays it.
+ */
+import { SeededRng } from '@flotilla/core';
+
+/**
+ * A deliberately broken build, patched into the production classes for one
+ * run (bugs.ts), to show the simulation catches it:
+ * - `ackBeforePersist`: a Ready's messagesAfterPersist (append acks, votes)
+ *   go out with its messages, before the write is durable;
+ * - `staleLeaderRead`: a leader serves a linearizable read at once, without
+ *   confirming it still leads (a deposed leader answers stale data);
+ * - `applyBeforeCommit`: replicas apply every persisted entry, committed or
+ *   not;
+ * - `splitLosesRightHalf`: a split's right half starts without the data it
+ *   had in the left.
+ */
+export const SIM_BUGS = ['none', 'ackBeforePersist', 'staleLeaderRead', 'applyBeforeCommit', 'splitLosesRightHalf'] as const;
+export type SimBug = (typeof SIM_BUGS)[number];
+
+export interface NodeSimOptions {
+  readonly seed: number;
+  readonly nodeCount: number;
+  /** Ranges a static bootstrap makes besides the meta range. */
+  readonly initialRangeCount: number;
+  readonly coreCount: number;
+  /** Ticks of clients and faults; then the cluster heals and is checked. */
+  readonly faultTicks: number;
+  /** After healing: ticks within which every range must have one leader and converged replicas. */
+  readonly healTicksMax: number;
+  readonly clientCount: number;
+  readonly keyCount: number;
+  /** Chance per tick that the nemesis starts a fault episode (when none is running). */
+  readonly faultChance: number;
+  /** Chance per tick of an admin operation (split, move, leader transfer). */
+  readonly adminChance: number;
+  /** Compaction thresholds: small, so lagging replicas need snapshots. */
+  readonly compactionTriggerEntries: number;
+  readonly compactionKeepEntries: number;
+  /** The placement driver balances on its own (else it only runs the nemesis's operators). */
+  readonly scheduler: boolean;
+  readonly bug: SimBug;
+}
+
+export interface NodeSimOverrides {
+  readonly nodeCount?: number;
+  readonly faultTicks?: number;
+  readonly bug?: SimBug;
+}
+
+/** Virtual milliseconds per Host tick: the production default (TICK_INTERVAL_MS_DEFAULT). */
+export const TICK_MS = 100;
+
+/** Fault-phase length CI uses: 30 s of virtual time, about two dozen fault episodes. */
+export const FAULT_TICKS_DEFAULT = 300;
+
+const OPTIONS_SALT = 0x0d51_3e0f;
+
+export function nodeSimOptionsForSeed(seed: number, o: NodeSimOverrides = {}): NodeSimOptions {
+  const rng = new SeededRng((seed ^ OPTIONS_SALT) >>> 0);
+  const pick = <T>(xs: readonly T[]): T => xs[rng.intBelow(xs.length)]!;
+  return {
+    seed,
+    nodeCount: o.nodeCount ?? pick([3, 3, 5]),
+    initialRangeCount: pick([1, 2, 4]),
+    coreCount: pick([1, 1, 2]),
+    faultTicks: o.faultTicks ?? FAULT_TICKS_DEFAULT,
+    healTicksMax: 600,
+    clientCount: pick([3, 4, 6]),
+    keyCount: pick([4, 8, 16]),
+    faultChance: pick([0.05, 0.1, 0.2]),
+    adminChance: pick([0.01, 0.03, 0.06]),
+    compactionTriggerEntries: pick([20, 50, 200]),
+    compactionKeepEntries: pick([2, 10]),
+    scheduler: pick([false, true]),
+    bug: o.bug ?? 'none',
+  };
+}
+
+/** The one command that replays a run. */
+export function replayCommand(o: NodeSimOptions): string {
+  return `npm run sim -- --seed ${o.seed} --nodes ${o.nodeCount} --fault-ticks ${o.faultTicks}${o.bug === 'none' ? '' : ` --bug ${o.bug}`}`;
+}

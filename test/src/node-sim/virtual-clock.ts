@@ -1,0 +1,150 @@
+/**
+ * Virtual time for the whole-node simulation: one clock for the run, and a
+ * view of it per node incarnation. Nothing here reads a real clock; the
+ * simulation moves time with `advanceTo`, firing due timers in (due time,
+ * creation order), so a seed replays a run exactly.
+ *
+ * A node's view can be paused (its timers due meanwhile fire on resume, late,
+ * as after a stall) and killed (its timers never fire: the process is gone).
+ */
+import { assert, type Clock, type Timer } from '@flotilla/core';
+
+interface Entry {
+  readonly dueMs: number;
+  readonly seq: number;
+  readonly fn: () => void;
+  readonly owner: NodeClock | undefined;
+  cancelled: boolean;
+}
+
+export class VirtualClock implements Clock {
+  private now = 0;
+  private seq = 0;
+  /** A binary heap on (dueMs, seq). */
+  private readonly heap: Entry[] = [];
+
+  nowMs(): number {
+    return this.now;
+  }
+
+  setTimer(ms: number, fn: () => void): Timer {
+    return this.schedule(ms, fn, undefined);
+  }
+
+  /** @internal */
+  schedule(ms: number, fn: () => void, owner: NodeClock | undefined): Timer {
+    // A zero delay still fires later, never inside this call (as setTimeout).
+    const entry: Entry = { dueMs: this.now + Math.max(0, Number.isFinite(ms) ? ms : 0), seq: this.seq++, fn, owner, cancelled: false };
+    this.push(entry);
+    return { cancel: () => void (entry.cancelled = true) };
+  }
+
+  /** Due time of the next live timer, or undefined. */
+  nextDueMs(): number | undefined {
+    while (this.heap.length > 0 && this.heap[0]!.cancelled) this.pop();
+    return this.heap[0]?.dueMs;
+  }
+
+  /**
+   * Moves time to the next timer due at or before `limitMs` and fires every
+   * timer due then; returns false (and moves to `limitMs`) when none is.
+   */
+  fireNext(limitMs: number): boolean {
+    const due = this.nextDueMs();
+    if (due === undefined || due > limitMs) {
+      assert(limitMs >= this.now, () => `time cannot go back from ${this.now} to ${limitMs}`);
+      this.now = limitMs;
+      return false;
+    }
+    this.now = Math.max(this.now, due);
+    while (this.heap.length > 0 && this.heap[0]!.dueMs <= this.now) {
+      const e = this.pop();
+      if (e.cancelled) continue;
+      if (e.owner === undefined) e.fn();
+      else e.owner.fire(e);
+    }
+    return true;
+  }
+
+  /** Live timers (the simulation's queue-growth check). */
+  get pendingCount(): number {
+    return this.heap.filter((e) => !e.cancelled).length;
+  }
+
+  private push(e: Entry): void {
+    const h = this.heap;
+    h.push(e);
+    let i = h.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!before(h[i]!, h[parent]!)) break;
+      [h[i], h[parent]] = [h[parent]!, h[i]!];
+      i = parent;
+    }
+  }
+
+  private pop(): Entry {
+    const h = this.heap;
+    const top = h[0]!;
+    const last = h.pop()!;
+    if (h.length > 0) {
+      h[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && before(h[l]!, h[m]!)) m = l;
+        if (r < h.length && before(h[r]!, h[m]!)) m = r;
+        if (m === i) break;
+        [h[i], h[m]] = [h[m]!, h[i]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
+function before(a: Entry, b: Entry): boolean {
+  return a.dueMs < b.dueMs || (a.dueMs === b.dueMs && a.seq < b.seq);
+}
+
+/** One node incarnation's view of the clock: same time, timers it can pause and lose. */
+export class NodeClock implements Clock {
+  private paused = false;
+  private killed = false;
+  private readonly deferred: (() => void)[] = [];
+
+  constructor(private readonly clock: VirtualClock) {}
+
+  nowMs(): number {
+    return this.clock.nowMs();
+  }
+
+  setTimer(ms: number, fn: () => void): Timer {
+    if (this.killed) return { cancel: () => undefined };
+    return this.clock.schedule(ms, fn, this);
+  }
+
+  /** @internal */
+  fire(e: { fn: () => void }): void {
+    if (this.killed) return;
+    if (this.paused) this.deferred.push(e.fn);
+    else e.fn();
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** Timers that came due while paused fire now, on a later timer turn, in the order they came due. */
+  resume(): void {
+    this.paused = false;
+    for (const fn of this.deferred.splice(0)) this.clock.schedule(0, fn, this);
+  }
+
+  kill(): void {
+    this.killed = true;
+    this.deferred.length = 0;
+  }
+}
