@@ -81,10 +81,14 @@ describe('TcpTransport batches', () => {
     const a = await startNode(1);
     // A raw peer that records every chunk it reads.
     const dataChunks: Buffer[] = [];
+    let readCount = 0;
     const peerSockets: Socket[] = [];
     const server = createServer((socket) => {
       peerSockets.push(socket);
-      socket.on('data', (chunk: Buffer) => dataChunks.push(chunk));
+      socket.on('data', (chunk: Buffer) => {
+        readCount++;
+        dataChunks.push(chunk);
+      });
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     try {
@@ -97,11 +101,11 @@ describe('TcpTransport batches', () => {
         return frames.length;
       };
       await waitFor(() => decoded() === 2, 'hello and warm-up');
+      const readsBefore = readCount;
       for (let i = 0; i < 100; i++) a.transport.send(2, text(`n${i}`));
-      await waitFor(() => dataChunks.length > 0, 'the coalesced write');
-      await new Promise((r) => setTimeout(r, 50));
-      expect(dataChunks).toHaveLength(1);
-      expect(decoded()).toBe(102);
+      // Wait for the 100 frames themselves: every byte of them has been read, so a second write would show as a second read.
+      await waitFor(() => decoded() === 102, 'the 100 batches');
+      expect(readCount - readsBefore, 'socket reads that carried the 100 batches').toBe(1);
       expect(frames.slice(2).map((f) => (f.kind === 'batch' ? Buffer.from(f.batch).toString() : f.kind))).toEqual(
         Array.from({ length: 100 }, (_, i) => `n${i}`),
       );
@@ -194,8 +198,22 @@ describe('TcpTransport snapshots', () => {
     const sender = a.transport.openSnapshot(2, text('header-v1'));
     let chunksConsumed = 0;
     let windowExceeded = false;
-    let snapshotDoneMs = Number.POSITIVE_INFINITY;
-    const batchArrivalMs: number[] = [];
+    let snapshotDone = false;
+    /** Chunks taken from the stream when each batch arrived. */
+    const consumedAtBatch: number[] = [];
+    // After each chunk the consumer waits for a permit to take the next: batches must arrive while it
+    // holds the stream (its sender out of credit), an order the test fixes instead of a slow consumer's timing.
+    let permits = 0;
+    let permitGiven: (() => void) | undefined;
+    const permit = async (): Promise<void> => {
+      while (permits === 0) await new Promise<void>((r) => (permitGiven = r));
+      permits--;
+    };
+    const givePermits = (count: number): void => {
+      permits += count;
+      permitGiven?.();
+      permitGiven = undefined;
+    };
 
     const sending = (async () => {
       let written = 0;
@@ -219,27 +237,34 @@ describe('TcpTransport snapshots', () => {
         chunksConsumed += 1;
         hash.update(chunk);
         byteCount += chunk.byteLength;
-        await new Promise((r) => setTimeout(r, 10)); // a slow consumer
+        await permit();
       }
-      snapshotDoneMs = performance.now();
+      snapshotDone = true;
       return { digest: hash.digest('hex'), byteCount };
     })();
 
-    // Heartbeat-like batches while the snapshot streams.
+    // Heartbeat-like batches while the snapshot streams: each must arrive while the consumer is held,
+    // then the consumer may take a few chunks, so batches and chunks interleave but the stream never ends first.
     const batchCount = 20;
+    const chunksPerBatch = Math.floor(CHUNK_COUNT / (2 * batchCount));
+    await waitFor(() => chunksConsumed === 1, 'the first chunk taken');
     for (let i = 0; i < batchCount; i++) {
       a.transport.send(2, text(`hb#${i}`));
-      await waitFor(() => b.received.length === i + 1, `batch ${i}`);
-      batchArrivalMs.push(performance.now());
+      await waitFor(() => b.received.length === i + 1, `batch ${i} while the snapshot is held at chunk ${chunksConsumed} of ${CHUNK_COUNT}`);
+      expect(snapshotDone, `snapshot finished before batch ${i}`).toBe(false);
+      consumedAtBatch.push(chunksConsumed);
+      givePermits(chunksPerBatch);
+      await waitFor(() => chunksConsumed === 1 + (i + 1) * chunksPerBatch, `${chunksPerBatch} more chunks taken after batch ${i}`);
     }
+    givePermits(CHUNK_COUNT);
 
     const [result] = await Promise.all([receiving, sending]);
     expect(result.byteCount).toBe(5 * 1024 * 1024);
     expect(result.digest).toBe(expectedHash.digest('hex'));
     expect(windowExceeded).toBe(false);
     expect(chunksConsumed).toBe(CHUNK_COUNT);
-    // Every batch arrived while the snapshot was still being consumed: chunks never sat in front of them.
-    expect(Math.max(...batchArrivalMs)).toBeLessThan(snapshotDoneMs);
+    // Every batch arrived while the snapshot was mid-stream: chunks never sat in front of them.
+    expect(consumedAtBatch).toEqual(Array.from({ length: batchCount }, (_, i) => 1 + i * chunksPerBatch));
     expect(b.received.map((r) => r.text)).toEqual(Array.from({ length: batchCount }, (_, i) => `hb#${i}`));
   });
 

@@ -105,6 +105,7 @@ describe('3 node processes × 24 shards over TCP', () => {
       }),
     );
     let outageAcked = 0;
+    let outageIssued = 0;
     const outageErrors: Record<string, number> = {};
     const outageAckedByShard = new Map<number, number>();
     for (const r of loads) {
@@ -112,11 +113,15 @@ describe('3 node processes × 24 shards over TCP', () => {
       log.addLoad(r);
       const acked = r.acked as readonly AckedWrite[];
       outageAcked += acked.length;
+      outageIssued += r.ops;
       for (const [shardId] of acked) outageAckedByShard.set(shardId, (outageAckedByShard.get(shardId) ?? 0) + 1);
       for (const [code, n] of Object.entries(r.errorsByCode)) outageErrors[code] = (outageErrors[code] ?? 0) + n;
     }
-    // Leadership is stable without faults: nearly every proposal must land (a stray election may refuse a few).
-    expect(outageAcked).toBeGreaterThanOrEqual(Math.floor(SHARD_COUNT * OUTAGE_WRITE_COUNT_PER_SHARD * 0.95));
+    // Leadership is stable without faults: nearly every proposal issued must land (a stray election may
+    // refuse a few). Counted against what was issued, not what was planned: on a slow machine the load's
+    // time bound may stop it early, and the top-ups below make up the count; speed is bench material.
+    expect(outageIssued, 'outage proposals issued').toBeGreaterThan(0);
+    expect(outageAcked, `outage proposals acknowledged of ${outageIssued} issued`).toBeGreaterThanOrEqual(Math.floor(outageIssued * 0.95));
     const outageMs = loads.reduce((ms, r) => Math.max(ms, r?.durationMs ?? 0), 0);
     // A load skips a shard while its leadership moves; top such shards up through the client so every one is past the trigger.
     const topUps = shardIds.flatMap((shardId) =>
@@ -165,7 +170,7 @@ describe('3 node processes × 24 shards over TCP', () => {
       [
         `tcp cluster: leaders elected in ${Math.round(electedMs)} ms;`,
         `killed node ${victim} (led ${victimLeaderCount}/${SHARD_COUNT}) after ${KILL_AFTER_ACK_COUNT}+ client acks; survivors led every shard after ${Math.round(failoverMs)} ms;`,
-        `client writes acked ${writerReport.acked}; outage load acked ${outageAcked} in ${Math.round(outageMs)} ms (errors ${JSON.stringify(outageErrors)}, p99 ${Math.max(...loads.map((r) => r?.latencyMs.p99 ?? 0))} ms, ${topUps.length} top-up writes);`,
+        `client writes acked ${writerReport.acked}; outage load acked ${outageAcked} of ${outageIssued} issued in ${Math.round(outageMs)} ms (errors ${JSON.stringify(outageErrors)}, p99 ${Math.max(...loads.map((r) => r?.latencyMs.p99 ?? 0))} ms, ${topUps.length} top-up writes);`,
         `restarted node caught up in ${Math.round(catchUpMs)} ms, ${restartedStats.coreTotals['snapshotsInstalled']} snapshots installed (${snapshotsSent} sent);`,
         `${log.keyCount} keys checked (${log.ackedCount} acks, ${log.unknownCount} unknown outcomes); total ${Math.round(performance.now() - started)} ms`,
       ].join(' '),

@@ -6,10 +6,37 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Host } from '../../src/host/host.js';
 import type { ShellLogger } from '../../src/host/shard-core.js';
+import { waitUntil } from '../../test-support/node-cluster.js';
 import { tempDir, useTempStores } from '../support/fixtures.js';
 import { key } from '../support/host-cluster.js';
 
 useTempStores();
+
+/**
+ * A single voter elects itself 10–20 ticks (100–200 ms at these 10 ms ticks)
+ * after its worker started; 10 s means it never will, not that it is slow.
+ */
+const LEADER_WAIT_MS_MAX = 10_000;
+/** A killed worker's exit reaches the Host within milliseconds; 10 s means onFatal never ran. */
+const FATAL_WAIT_MS_MAX = 10_000;
+/** Polling interval for both: one tick. */
+const POLL_INTERVAL_MS = 10;
+
+/** Runs `request` until it stops failing with NOT_LEADER (the shard has elected), bounded in time. */
+function whenLed<T>(what: string, request: () => Promise<T>): Promise<{ value: T }> {
+  return waitUntil(
+    `${what} (answered without NOT_LEADER)`,
+    async () => {
+      try {
+        return { value: await request() };
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'NOT_LEADER') throw err;
+        return undefined;
+      }
+    },
+    { timeoutMs: LEADER_WAIT_MS_MAX, intervalMs: POLL_INTERVAL_MS },
+  );
+}
 
 const hosts: Host[] = [];
 afterEach(async () => {
@@ -51,17 +78,8 @@ describe('worker cores', () => {
     let host = await startSingleNode({ dir, coreCount: 2, logger });
     await host.createShard({ shardId: groupId(1), voters: [1], bounds: { start: key('a'), end: key('m') } });
     await host.createShard({ shardId: groupId(2), voters: [1], bounds: { start: key('m'), end: null } });
-    const propose = async (shardId: number, k: string, v: string) => {
-      for (let i = 0; i < 200; i++) {
-        try {
-          return await host.propose(groupId(shardId), { op: 'put', key: key(k), value: key(v) });
-        } catch (err) {
-          if ((err as { code?: string }).code !== 'NOT_LEADER') throw err;
-          await new Promise((r) => setTimeout(r, 10));
-        }
-      }
-      throw new Error('no leader');
-    };
+    const propose = async (shardId: number, k: string, v: string) =>
+      (await whenLed(`put ${k} on shard ${shardId}`, () => host.propose(groupId(shardId), { op: 'put', key: key(k), value: key(v) }))).value;
     expect((await propose(1, 'b', 'one')).ok).toBe(true);
     expect((await propose(2, 'x', 'two')).ok).toBe(true);
     const stats = await host.coreStats();
@@ -70,17 +88,7 @@ describe('worker cores', () => {
     hosts.length = 0;
 
     host = await startSingleNode({ dir, coreCount: 2, logger });
-    const read = async (shardId: number, k: string) => {
-      for (let i = 0; i < 200; i++) {
-        try {
-          return (await host.get(groupId(shardId), key(k)))?.value.toString();
-        } catch (err) {
-          if ((err as { code?: string }).code !== 'NOT_LEADER') throw err;
-          await new Promise((r) => setTimeout(r, 10));
-        }
-      }
-      throw new Error('no leader');
-    };
+    const read = async (shardId: number, k: string) => (await whenLed(`get ${k} on shard ${shardId} after the restart`, () => host.get(groupId(shardId), key(k)))).value?.value.toString();
     expect(await read(1, 'b')).toBe('one');
     expect(await read(2, 'x')).toBe('two');
   }, 30_000);
@@ -91,7 +99,7 @@ describe('worker cores', () => {
     const host = await startSingleNode({ dir: tempDir(), coreCount: 2, logger, onFatal: (err) => (fatal = err) });
     await host.createShard({ shardId: groupId(2), voters: [1] });
     await host.killCore(0);
-    for (let i = 0; i < 100 && fatal === undefined; i++) await new Promise((r) => setTimeout(r, 10));
+    await waitUntil('onFatal after core 0 was killed', () => fatal, { timeoutMs: FATAL_WAIT_MS_MAX, intervalMs: POLL_INTERVAL_MS });
     expect(fatal).toMatchObject({ code: 'CORE_CRASHED' });
     const crashLines = lines().filter((l) => l['msg'] === 'worker core crashed; the node stops');
     expect(crashLines).toHaveLength(1);
