@@ -1,12 +1,13 @@
 // The placement driver against `flotilla start` processes over HTTP: 17 ranges on 3 nodes, two more join
 // and the driver balances them in under a write load (no acknowledged write lost); then kill -9 of a node
-// (its replicas are rebuilt elsewhere) and kill -9 of the node running the driver right after a move was
-// asked for (the next driver finishes or undoes it, every range stays available).
+// (its replicas are rebuilt elsewhere) and kill -9 of the node running the driver while a move is in flight
+// (the next driver finishes or undoes it, every range stays available and ends whole).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePorts } from '@flotilla/shards/test-support/node-cluster';
 import { afterAll, describe, expect, it } from 'vitest';
+import { untilMoveInFlight, type OperatorView } from './support/move-in-flight.js';
 import { startNodeProcess, type NodeProcess as Node } from './support/node-process.js';
 
 const REQUEST_TIMEOUT_MS = 3_000;
@@ -16,8 +17,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 interface DriverView {
   nodes: { nodeId: number; state: string; replicaCount: number; leaderCount: number }[];
   rangeCount: number;
-  operators: { kind: string; rangeId: number }[];
+  operators: OperatorView[];
 }
+/** Moves asked for, at most, for one to be seen in flight before the driver dies (one finishes in a few hundred ms). */
+const MOVE_ATTEMPTS_MAX = 5;
 
 const pathOf = (key: Uint8Array): string => [...key].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('');
 
@@ -76,6 +79,7 @@ describe('placement driver over 3 → 5 node processes, kill -9 twice', () => {
       return undefined;
     };
     const clusterOf = async (n: Node) => json<{ ranges: { rangeId: number; leader: number; replicas: number[] }[] }>(`${n.url}/cluster`);
+    const rangesOf = async (n: Node) => json<{ ranges: { rangeId: number; epoch: number; leader: number; replicas: number[]; learners: number[]; local: { role: string } }[] }>(`${n.url}/ranges`);
     const balancedOn = (v: DriverView, ids: number[]) => {
       const mine = v.nodes.filter((n) => ids.includes(n.nodeId));
       return mine.length === ids.length && v.operators.length === 0 && withinOne(mine.map((n) => n.replicaCount)) && withinOne(mine.map((n) => n.leaderCount)) && mine.every((n) => n.replicaCount > 0);
@@ -137,7 +141,8 @@ describe('placement driver over 3 → 5 node processes, kill -9 twice', () => {
     }, 150_000, async () => ({ view: await view(), ranges: await Promise.all(live().map(async (n) => [n.id, (await clusterOf(n))?.ranges.map((r) => `${r.rangeId}:${r.leader}[${r.replicas.join('')}]`).join(' ')])) }));
     await check();
 
-    // Ask for a move, then kill -9 the node running the driver at once: the next driver finishes or undoes it.
+    // kill -9 of the node running the driver while a move is in flight, seen so: the driver lists it with
+    // a step sent, and the range's epoch already moved under it. The next driver finishes or undoes it.
     // Asked of every live node: /cluster lists a node's own replicas, and after the moves any one node may hold none of the meta range.
     const metaLeader = await until('the meta range\'s leader', async () => {
       for (const n of live()) {
@@ -147,21 +152,36 @@ describe('placement driver over 3 → 5 node processes, kill -9 twice', () => {
       return undefined;
     }, 10_000);
     const driverNode = nodes.get(metaLeader)!;
-    const target = (await clusterOf(driverNode))!.ranges.find((r) => r.rangeId !== 1 && r.replicas.length === 3);
-    if (target !== undefined) {
-      const to = [...nodes.keys()].find((id) => !target.replicas.includes(id));
-      if (to !== undefined) await json(`${driverNode.url}/ranges/${target.rangeId}/move`, { method: 'POST', body: JSON.stringify({ from: target.replicas.find((r) => r !== metaLeader) ?? target.replicas[0], to }), headers: { 'content-type': 'application/json' } });
-    }
+    const inFlight = await untilMoveInFlight({
+      operators: async () => (await json<DriverView>(`${driverNode.url}/placement`))?.operators ?? [],
+      epochOf: async (rangeId) => Math.max(0, ...(await Promise.all(live().map(async (n) => (await rangesOf(n))?.ranges.find((r) => r.rangeId === rangeId)?.epoch ?? 0)))),
+      startMove: async () => {
+        // A range on the driver's node, moved off another of its voters onto the live node it lacks.
+        const target = (await clusterOf(driverNode))!.ranges.find((r) => r.rangeId !== 1 && r.replicas.length === 3 && [...nodes.keys()].some((id) => !r.replicas.includes(id)))!;
+        const to = [...nodes.keys()].find((id) => !target.replicas.includes(id))!;
+        // Refused (412) if the scheduler has an operator on that range now: the next look asks again.
+        await json(`${driverNode.url}/ranges/${target.rangeId}/move`, { method: 'POST', body: JSON.stringify({ from: target.replicas.find((r) => r !== metaLeader), to }), headers: { 'content-type': 'application/json' } });
+        return target.rangeId;
+      },
+      attemptsMax: MOVE_ATTEMPTS_MAX,
+      timeoutMs: 60_000,
+    });
     driverNode.child.kill('SIGKILL');
     nodes.delete(metaLeader);
-    await until('a new driver; the killed nodes down and empty; nothing in flight', async () => {
+    console.log(`driver on node ${metaLeader} killed mid-move: ${JSON.stringify(inFlight)}`);
+    expect(inFlight).toMatchObject({ kind: 'moveReplica', lastStep: expect.any(String) });
+    expect(inFlight.epochNow).toBeGreaterThan(inFlight.epoch);
+    await until('a new driver; the killed nodes down and empty; nothing in flight; every range whole on live nodes', async () => {
       const v = await view();
       if (v === undefined || v.operators.length > 0) return undefined;
       for (const dead of [2, metaLeader]) {
         const n = v.nodes.find((x) => x.nodeId === dead);
         if (n === undefined || n.state !== 'down' || n.replicaCount !== 0) return undefined;
       }
-      return v;
+      // Whole: as each range's leader reports it, 3 voters on live nodes and no learner left over from the move.
+      const led = (await Promise.all(live().map(async (n) => (await rangesOf(n))?.ranges ?? []))).flat().filter((r) => r.local.role === 'leader');
+      if (new Set(led.map((r) => r.rangeId)).size !== v.rangeCount) return undefined;
+      return led.every((r) => r.replicas.length === 3 && r.learners.length === 0 && r.replicas.every((id) => nodes.has(id))) ? v : undefined;
     }, 150_000, async () => ({ view: await view(), ranges: await Promise.all(live().map(async (n) => [n.id, (await clusterOf(n))?.ranges.map((r) => `${r.rangeId}:${r.leader}[${r.replicas.join('')}]`).join(' ')])) }));
     await check();
   }, 400_000);
