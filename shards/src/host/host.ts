@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -68,6 +69,10 @@ export const PENDING_REQUESTS_MAX = 65_536;
 /** Upper bound of one Raft entry's encoded bytes: the largest KV command (key, value, framing) with room to spare. */
 const ENTRY_BYTES_MAX = KEY_BYTES_MAX + VALUE_BYTES_MAX + 1024;
 export const PENDING_FORWARDS_MAX = 16_384;
+/** Forwarded request ids remembered per peer (see serveForwarded): beyond the requests one peer can have outstanding. */
+const SERVED_FORWARDS_PER_PEER_MAX = 4 * PENDING_FORWARDS_MAX;
+/** Random start of a Host's request ids: 2^40, leaving 2^13 ids a second for 30 years before ids pass 2^53. */
+const REQUEST_ID_BASE_MAX = 2 ** 40;
 assert(SEGMENT_BYTES_MAX <= PEER_TURN_BYTES_MAX, 'one full segment must fit a peer\'s turn');
 assert(LIVENESS_INTERVAL_TICKS_DEFAULT * 2 < LIVENESS_TIMEOUT_TICKS_DEFAULT, 'a peer must be able to miss a liveness ping without being declared down');
 
@@ -138,6 +143,8 @@ export interface HostStats {
   requestsTimedOut: number;
   /** Forwarded-request answers nobody waited for (late, or not from the node asked). */
   rpcResponsesDropped: number;
+  /** Forwarded requests that arrived again (a network that duplicates): answered once, not run twice. */
+  rpcRequestsDuplicate: number;
   /** Outbound segments dropped over a peer's per-turn bound (PEER_TURN_BYTES_MAX), and their bytes. */
   segmentsDropped: number;
   segmentBytesDropped: number;
@@ -180,7 +187,15 @@ export class Host {
   private readonly chunkAcks = new Map<number, (error: string | undefined) => void>();
   private readonly liveness: Liveness;
   private readonly snapshotLimiter: ByteRateLimiter;
-  private nextRequestId = 1;
+  /**
+   * Ids of requests this Host sends (to its cores and forwarded to peers).
+   * Forwarded ones start at a random point per start, so a peer's record of
+   * ids it served (servedForwards) never mistakes a restarted sender's
+   * request for one it already ran. The seed option fixes it (simulation).
+   */
+  private nextRequestId: number;
+  /** Per peer, ids of forwarded requests run recently, with the tick each arrived: insertion-ordered, pruned by age and count. */
+  private readonly servedForwards = new Map<number, Map<number, number>>();
   private nextIncomingStreamId = 1;
   private flushScheduled = false;
   private nowTick = 0;
@@ -192,12 +207,13 @@ export class Host {
   private readonly log: ShellLogger;
   private lastDropLogMs = Number.NEGATIVE_INFINITY;
   private readonly clock: Clock;
-  readonly stats: HostStats = { framesDropped: 0, pingsSent: 0, corePosts: 0, requestsTimedOut: 0, rpcResponsesDropped: 0, segmentsDropped: 0, segmentBytesDropped: 0, peerTurnBytesMax: 0, requestsRefused: 0 };
+  readonly stats: HostStats = { framesDropped: 0, pingsSent: 0, corePosts: 0, requestsTimedOut: 0, rpcResponsesDropped: 0, rpcRequestsDuplicate: 0, segmentsDropped: 0, segmentBytesDropped: 0, peerTurnBytesMax: 0, requestsRefused: 0 };
   readonly coreCount: number;
   private readonly requestTimeoutTicks: number;
 
   private constructor(private readonly options: HostOptions) {
     this.clock = options.clock ?? SYSTEM_CLOCK;
+    this.nextRequestId = 1 + (options.seed === undefined ? randomInt(REQUEST_ID_BASE_MAX) : (Math.imul(options.seed, 0x9e3779b1) >>> 0) * 64);
     this.coreCount = options.coreCount ?? availableParallelism();
     this.queues = Array.from({ length: this.coreCount }, emptyQueue);
     this.log = options.logger.child({ component: 'host', nodeId: options.nodeId });
@@ -336,6 +352,7 @@ export class Host {
   }
 
   removePeer(id: number): void {
+    this.servedForwards.delete(id);
     this.options.transport.removePeer(id);
     this.liveness.untrack(id);
     this.peerIds.delete(id);
@@ -374,6 +391,13 @@ export class Host {
       this.pending.delete(id);
       this.stats.requestsTimedOut++;
       p.reject(new RequestTimeoutError(`no answer from shard ${p.shardId} on node ${this.options.nodeId} within ${this.requestTimeoutTicks} ticks`));
+    }
+    // A duplicate arrives within the sender's timeout of the original, or never matters (the sender gave up).
+    for (const served of this.servedForwards.values()) {
+      for (const [id, tick] of served) {
+        if (tick + 2 * this.requestTimeoutTicks > this.nowTick) break;
+        served.delete(id);
+      }
     }
     for (const [id, p] of this.pendingForwards) {
       if (p.deadlineTick > this.nowTick) continue;
@@ -459,6 +483,15 @@ export class Host {
   }
 
   private serveForwarded(from: number, id: number, payload: Uint8Array): void {
+    // At most once: TCP never delivers a batch twice, but a request must not run twice whatever carries it.
+    let served = this.servedForwards.get(from);
+    if (served === undefined) this.servedForwards.set(from, (served = new Map()));
+    if (served.has(id)) {
+      this.stats.rpcRequestsDuplicate++;
+      return;
+    }
+    served.set(id, this.nowTick);
+    if (served.size > SERVED_FORWARDS_PER_PEER_MAX) served.delete(served.keys().next().value!);
     const handler = this.requestHandler;
     const answer = (ok: boolean, bytes: Uint8Array) => {
       if (this.closed) return;
