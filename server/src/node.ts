@@ -272,7 +272,8 @@ export async function bootstrapRanges(host: Host, members: readonly number[], co
   }
   // What every member knows at start; the replicas here are fresher for their ranges, the meta range for the rest (refreshed on a miss).
   const table = new RangeTable(initial);
-  for (const s of shards) table.upsert(descriptorOf(s));
+  // A replica still waiting for its first snapshot (epoch 0, added by a move) knows no range yet.
+  for (const s of shards) if (s.epoch > 0) table.upsert(descriptorOf(s));
   return table;
 }
 
