@@ -1,8 +1,9 @@
 // The placement driver on a live cluster (in one process, over TCP): 17 ranges on 3 nodes; a 4th and a
 // 5th node join and the driver moves replicas and leaders onto them until every node is within one of
-// the mean, while clients write and read through every node — no acknowledged write lost, no read going
-// back behind one. Then a node stops for good and its replicas are rebuilt on the others, and the node
-// running the driver stops in the middle of moves: the next driver finishes or undoes them.
+// the mean, while clients write and read through every node — no acknowledged write lost, every read
+// linearizable (one writer per key), no read failed, writes failed only with leader changes. Then a
+// node stops for good and its replicas are rebuilt on the others, and the node running the driver
+// stops in the middle of a move: the next driver finishes or undoes it.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +14,7 @@ import { freePorts } from '@flotilla/shards/test-support/node-cluster';
 import { createHttpServer, type HttpServer } from '../src/http/app.js';
 import { FlotillaNode, type NodeOptions } from '../src/node.js';
 import { untilMoveInFlight, type OperatorView } from './support/move-in-flight.js';
+import { MonotonicRegisters, outcomeOfWriteError } from './support/registers.js';
 
 const logger = pino({ level: process.env['FLOTILLA_TEST_LOG'] ?? 'silent' }) as unknown as ShellLogger;
 const b = (s: string) => Buffer.from(s);
@@ -78,6 +80,13 @@ async function driverView(): Promise<DriverView> {
   throw new Error('no node reached the placement driver');
 }
 
+/** The terms of every range, added up: how many leader changes (and elections) the ranges went through, from one sum to the next. */
+async function termSum(): Promise<number> {
+  const terms = new Map<number, number>();
+  for (const n of nodes.values()) for (const s of await n.host.shards()) terms.set(s.shardId, Math.max(terms.get(s.shardId) ?? 0, s.term));
+  return [...terms.values()].reduce((a, t) => a + t, 0);
+}
+
 /** Every range's configuration as its leader reports it to the driver, through the cluster view of a live node. */
 async function rangeConfigs(): Promise<Map<number, { voters: number[]; learners: number[] }>> {
   const out = new Map<number, { voters: number[]; learners: number[] }>();
@@ -100,47 +109,72 @@ function balanced(v: DriverView, live: readonly number[]): boolean {
 }
 
 /**
- * Writers through every live node, each over its own keys with increasing values, and readers checking
- * that no read returns less than what was acknowledged before it started. Bounded in time by stop().
+ * Bounds of the load's failures. A read is retried by the store (any replica, any leader hint) until its
+ * deadline (REQUEST_DEADLINE_MS_DEFAULT, 5 s), so it fails only if its range has no reachable leader that
+ * long. Nothing this test does leaves a range leaderless near that long while the load runs: a leader
+ * transfer or a membership change hands the lead over at once or, at worst, after an election (1–2
+ * election timeouts of 10 ticks at 20 ms, 200–400 ms). So no read may fail.
+ */
+const READ_FAILURES_MAX = 0;
+/**
+ * A write fails (TIMEOUT, outcome unknown) when the leader it was handed to loses the lead before
+ * answering: the forward is dropped and times out. Each leader change of the rebalance (a transfer, a
+ * leader moved off its node, an election) may cost the writes in flight to its range, at most one per
+ * writer. Every leader change raises its range's term, so the bound is WRITER_COUNT per term the ranges
+ * moved through while the load ran.
+ */
+const WRITER_COUNT = 4;
+const WRITE_FAILURES_PER_LEADER_CHANGE_MAX = WRITER_COUNT;
+/** The load's ceilings in count; stop() ends it in time. */
+const WRITES_PER_WRITER_MAX = 100_000;
+const READS_PER_READER_MAX = 1_000_000;
+
+/**
+ * Writers through every live node, each the only writer of its keys and writing increasing values, and
+ * readers through every live node checking each read as linearizable for such registers
+ * (support/registers.ts): nothing older than what was acknowledged before the read began, nothing that
+ * was not yet written when it completed, nothing refused. Bounded in count, and in time by stop().
  */
 function startLoad(through: () => FlotillaNode[]) {
-  const acked = new Map<string, number>();
-  const errors = { write: 0, read: 0, staleReads: [] as string[] };
+  const registers = new MonotonicRegisters();
+  const errors = { write: [] as string[], read: [] as string[], reads: [] as string[] };
   let stopped = false;
   let writes = 0;
   const writer = async (w: number) => {
-    for (let seq = 1; !stopped && seq < 100_000; seq++) {
+    for (let seq = 1; !stopped && seq < WRITES_PER_WRITER_MAX; seq++) {
       const key = `load/${w}/${seq % 40}`;
       const live = through();
       const node = live[seq % live.length]!;
+      registers.writeInvoked(key, seq);
       try {
         await node.store.put(b(key), b(String(seq)));
-        acked.set(key, seq);
+        registers.writeCompleted(key, seq, 'acknowledged');
         writes++;
-      } catch {
-        errors.write++; // unknown outcome: later values overwrite it anyway
-        await sleep(20);
+      } catch (err) {
+        registers.writeCompleted(key, seq, outcomeOfWriteError(err));
+        errors.write.push(`${key}=${seq} via node ${node.host.nodeId}: ${(err as { code?: string }).code ?? String(err)}`);
+        await sleep(20); // a client's backoff, not a wait for anything
       }
     }
   };
   const reader = async (r: number) => {
-    for (let i = 0; !stopped && i < 1_000_000; i++) {
-      const key = `load/${i % 4}/${(i * 7 + r) % 40}`;
-      const before = acked.get(key) ?? 0;
-      const live = through();
+    for (let i = 0; !stopped && i < READS_PER_READER_MAX; i++) {
+      const key = `load/${i % WRITER_COUNT}/${(i * 7 + r) % 40}`;
+      const node = through()[(i + r) % through().length]!;
+      const start = registers.readInvoked(key);
       try {
-        const v = await live[(i + r) % live.length]!.store.get(b(key));
-        const seen = v === undefined ? 0 : Number(Buffer.from(v.value).toString());
-        if (seen < before) errors.staleReads.push(`${key}: read ${seen} after ${before} was acknowledged`);
-      } catch {
-        errors.read++;
-        await sleep(20);
+        const v = await node.store.get(b(key));
+        const problem = registers.readCompleted(start, v === undefined ? 0 : Number(Buffer.from(v.value).toString()));
+        if (problem !== undefined) errors.reads.push(`${problem} (via node ${node.host.nodeId})`);
+      } catch (err) {
+        errors.read.push(`${key} via node ${node.host.nodeId}: ${(err as { code?: string }).code ?? String(err)}`);
+        await sleep(20); // a client's backoff, not a wait for anything
       }
     }
   };
-  const running = [0, 1, 2, 3].map(writer).concat([0, 1].map(reader));
+  const running = Array.from({ length: WRITER_COUNT }, (_, w) => writer(w)).concat([0, 1].map(reader));
   return {
-    acked,
+    registers,
     errors,
     get writes() {
       return writes;
@@ -182,6 +216,7 @@ describe('placement driver on 3, then 5 nodes (one process, TCP)', () => {
       return v.rangeCount === RANGE_COUNT + 1 && balanced(v, [1, 2, 3]) ? v : undefined;
     }, 20_000);
 
+    const termsBefore = await termSum();
     const load = startLoad(live);
     try {
       // Nodes 4 and 5 join through node 1's HTTP address; the driver moves replicas and leaders onto them.
@@ -197,14 +232,24 @@ describe('placement driver on 3, then 5 nodes (one process, TCP)', () => {
         expect(c.voters.length, `range ${rangeId}`).toBe(3);
         expect(c.learners, `range ${rangeId}`).toEqual([]);
       }
+      // Enough of both for the checks below to mean something, should the rebalance have been quick.
+      await until('100 writes acknowledged and 100 reads checked', async () => (load.writes >= 100 && load.registers.readCount >= 100 ? true : undefined), 30_000);
     } finally {
       await load.stop();
     }
-    expect(load.errors.staleReads).toEqual([]);
-    expect(load.writes).toBeGreaterThan(100);
+    const { registers, errors } = load;
+    const leaderChanges = (await termSum()) - termsBefore;
+    const writeFailuresMax = leaderChanges * WRITE_FAILURES_PER_LEADER_CHANGE_MAX;
+    console.log(`load: ${load.writes} writes acknowledged, ${errors.write.length} failed (bound ${writeFailuresMax}: ${leaderChanges} leader changes); ${registers.readCount} reads checked, ${errors.read.length} failed, ${registers.lateUnknownReads} returned an older write of unknown outcome`);
+    expect(errors.reads, 'reads that are not linearizable').toEqual([]);
+    expect(errors.read.length, `failed reads (at most ${READ_FAILURES_MAX}): ${errors.read.slice(0, 10).join('; ')}`).toBeLessThanOrEqual(READ_FAILURES_MAX);
+    expect(errors.write.length, `failed writes (at most ${WRITE_FAILURES_PER_LEADER_CHANGE_MAX} per leader change, ${leaderChanges} changes): ${errors.write.slice(0, 10).join('; ')}`).toBeLessThanOrEqual(writeFailuresMax);
     const check = async () => {
-      for (const [key, seq] of load.acked) {
-        for (const n of live()) expect(Buffer.from((await n.store.get(b(key)))!.value).toString(), `${key} via node ${n.host.nodeId}`).toBe(String(seq));
+      for (const key of registers.acknowledgedKeys()) {
+        for (const n of live()) {
+          const v = await n.store.get(b(key));
+          expect(registers.finalValueProblem(key, v === undefined ? 0 : Number(Buffer.from(v.value).toString())), `${key} via node ${n.host.nodeId}`).toBeUndefined();
+        }
       }
       for (let i = 0; i < 256; i += 4) expect(Buffer.from((await live()[0]!.store.get(Uint8Array.of(i, 1, 2, 3)))!.value).toString()).toBe(`data-${i}`);
     };
