@@ -770,6 +770,9 @@ export class ShardCore {
     if (store.tombstone(shardId) !== undefined) return this.reply(id, 'removed' satisfies ClaimAnswer);
     // Marked in memory now, before any later apply can run; answered once durable.
     const marked = store.markAway(shardId);
+    // Handled here at once: the scheduled step awaits it later, and a failed write (a dying disk) must
+    // reach it, and so the core's fatal path, not end the process as an unhandled rejection first.
+    marked.catch(() => undefined);
     this.schedule(async () => {
       await marked;
       this.reply(id, 'free' satisfies ClaimAnswer);

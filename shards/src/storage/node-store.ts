@@ -34,11 +34,13 @@ const SUB_DATABASE_COUNT_MAX = 8;
  * commits synchronously on this thread without fsync, so writes finish in
  * an order the seed fixes; the simulation kills a node in-process, where
  * what committed is in the page cache and survives, and `beforeWrite` lets
- * it stop the node at any write (a throw there loses that write and every
- * later one, as a crash would). Never for a real node: a power failure
+ * it stop the node at any write (a rejection there loses that write and
+ * every later one, as a crash would). It resolves on a later turn, as a
+ * real write's sync does: what the caller sent meanwhile is out before the
+ * write is durable, so the window a crash can fall in exists here too. Never for a real node: a power failure
  * loses what noSync did not flush.
  */
-export type StoreIo = { readonly kind: 'durable' } | { readonly kind: 'simulated'; beforeWrite(): void };
+export type StoreIo = { readonly kind: 'durable' } | { readonly kind: 'simulated'; beforeWrite(): Promise<void> };
 
 export const DURABLE_IO: StoreIo = Object.freeze({ kind: 'durable' });
 
@@ -429,6 +431,10 @@ export class NodeStore {
    */
   async persist(writes: readonly ShardWrite[], options: { alsoInTransaction?: () => void } = {}): Promise<void> {
     this.checkOpen();
+    if (this.io.kind === 'simulated') {
+      await this.io.beforeWrite();
+      this.checkOpen();
+    }
     // Each plan is made against the in-memory view before the commit: a second
     // write for the same shard in this call would be planned against a stale
     // last index and could leave a hole in the log. (Two calls cannot overlap:
@@ -440,7 +446,6 @@ export class NodeStore {
       shardIds.add(w.shardId);
     }
     const plans = writes.map((w) => this.planWrite(w));
-    if (this.io.kind === 'simulated') this.io.beforeWrite();
     this.env.transactionSync(() => {
       for (const plan of plans) {
         const shardId = plan.shardId;
@@ -640,7 +645,7 @@ export class ShardStorage implements Storage {
  */
 async function writeTransaction(env: RootDatabase, io: StoreIo, body: () => void): Promise<void> {
   if (io.kind === 'simulated') {
-    io.beforeWrite();
+    await io.beforeWrite();
     env.transactionSync(body);
     return;
   }
