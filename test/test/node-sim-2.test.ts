@@ -1,0 +1,7 @@
+// The second block of whole-node simulation seeds (see node-sim.test.ts); a file of its own so vitest runs it on the other core.
+import { describe } from 'vitest';
+import { seedBlocks } from './node-sim-seeds.js';
+
+describe('whole-node simulation', () => {
+  describe('seeds', () => seedBlocks(51, 50));
+});
