@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePorts } from '@flotilla/shards/test-support/node-cluster';
 import { createHttpServer } from '../src/http/app.js';
 import { FlotillaNode, initialRanges } from '../src/node.js';
+import { untilTrue } from './support/until.js';
 
 const logger = pino({ level: process.env['FLOTILLA_TEST_LOG'] ?? 'silent' }) as unknown as ShellLogger;
 const b = (s: string) => Buffer.from(s);
@@ -14,11 +15,7 @@ const t = (v: Uint8Array | undefined) => (v === undefined ? undefined : Buffer.f
 
 /** Until every replica knows its range's leader: a write racing the first elections may time out (outcome unknown), as it should. */
 async function untilLeadersKnown(nodes: readonly FlotillaNode[]): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    const statuses = (await Promise.all(nodes.map((n) => n.host.shards()))).flat();
-    if (statuses.every((s) => s.leader > 0)) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await untilTrue('every replica knows its leader', 10_000, async () => (await Promise.all(nodes.map((n) => n.host.shards()))).flat().every((s) => s.leader > 0));
 }
 
 describe('3 nodes in one process over TCP, 8 ranges on every node', () => {
@@ -97,15 +94,20 @@ describe('3 nodes in one process over TCP, 8 ranges on every node', () => {
     const target = initialRanges(8).find((r) => r.start.byteLength === 1 && r.start[0] === 0x40)!;
     const keyOf = (i: number) => Buffer.concat([Uint8Array.of(0x40 + (i % 32)), b(`/load${String(i).padStart(4, '0')}`)]);
     const acked = new Map<string, string>();
+    // Each writer's second half waits for both splits: the splits land inside the load, whatever the timing.
+    const halfWrites = 100;
+    let splitsDone = (): void => {};
+    const afterSplits = new Promise<void>((resolve) => (splitsDone = resolve));
     const writers = [0, 1, 2].map(async (w) => {
-      for (let n = 0; n < 200; n++) {
+      for (let n = 0; n < 2 * halfWrites; n++) {
+        if (n === halfWrites) await afterSplits;
         const i = (n * 3 + w) % 320;
         const value = `w${w}n${n}`;
         await nodes[(n + w) % 3]!.store.put(keyOf(i), b(value));
         acked.set(keyOf(i).toString('hex'), value);
       }
     });
-    await new Promise((r) => setTimeout(r, 100));
+    await untilTrue('writes acknowledged before the split', 10_000, () => acked.size >= 30);
     const split = await http.app.inject({ method: 'POST', url: `/ranges/${target.rangeId}/split`, payload: JSON.stringify({ keyBase64: Buffer.of(0x50).toString('base64') }) });
     expect(split.statusCode, split.body).toBe(200);
     const halves = split.json() as { left: { rangeId: number; start: string; end: string; epoch: number }; right: { rangeId: number; start: string; end: string; epoch: number } };
@@ -117,9 +119,10 @@ describe('3 nodes in one process over TCP, 8 ranges on every node', () => {
     expect(again.statusCode, again.body).toBe(200);
     expect((again.json() as { right: { rangeId: number } }).right.rangeId).toBe(halves.right.rangeId + 1);
     const ackedAtSplit = acked.size;
+    splitsDone();
     await Promise.all(writers);
-    // The splits ran inside the load: writes were acknowledged after them, to keys of every half.
-    expect(ackedAtSplit).toBeLessThan(320);
+    // The splits ran inside the load: at most half the writes were acknowledged before them, the rest after, to keys of every half.
+    expect(ackedAtSplit).toBeLessThanOrEqual(3 * halfWrites);
     expect(acked.size).toBe(320);
 
     // Every acknowledged write reads back, through every node, with the last value acknowledged.
@@ -141,7 +144,7 @@ describe('3 nodes in one process over TCP, 8 ranges on every node', () => {
     // Keys as Buffers: a descriptor read through another node arrives as plain Uint8Arrays, one read locally as Buffers.
     const recorded = async () =>
       new Map((await nodes[2]!.store.metaDescriptors()).map((d) => [d.rangeId, { ...d, start: Buffer.from(d.start), end: d.end === null ? null : Buffer.from(d.end) }]));
-    for (let i = 0; i < 100 && (await recorded()).get(halves.right.rangeId + 1)?.epoch !== 3; i++) await new Promise((r) => setTimeout(r, 100));
+    await untilTrue('the second split recorded in the meta range', 10_000, async () => (await recorded()).get(halves.right.rangeId + 1)?.epoch === 3);
     const meta = await recorded();
     expect(meta.get(target.rangeId)).toMatchObject({ epoch: 2, start: Buffer.of(0x40), end: Buffer.of(0x50), replicas: [1, 2, 3] });
     expect(meta.get(halves.right.rangeId)).toMatchObject({ epoch: 3, start: Buffer.of(0x50), end: Buffer.of(0x58) });
@@ -167,11 +170,7 @@ describe('3 nodes in one process over TCP, 8 ranges on every node', () => {
   it('tells about itself over HTTP: /cluster, /ranges and /metrics', async () => {
     const http = await createHttpServer({ store: nodes[0]!.store, logger: logger as unknown as import('pino').Logger, cluster: nodes[0]!.view });
     try {
-      for (let i = 0; i < 100; i++) {
-        const c = (await http.app.inject({ method: 'GET', url: '/cluster' })).json() as { nodes: { state: string }[] };
-        if (c.nodes.every((n) => n.state !== 'down')) break;
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await untilTrue('node 1 hears both peers', 10_000, async () => ((await http.app.inject({ method: 'GET', url: '/cluster' })).json() as { nodes: { state: string }[] }).nodes.every((n) => n.state !== 'down'));
       const cluster = await http.app.inject({ method: 'GET', url: '/cluster' });
       expect(cluster.statusCode).toBe(200);
       const body = cluster.json() as { nodeId: number; nodes: { nodeId: number; state: string }[]; ranges: { rangeId: number; leader: number; replicas: number[] }[] };
@@ -287,7 +286,7 @@ describe('4 nodes in one process over TCP, each range on 3 of them', () => {
         expect((await http.app.inject({ method: 'POST', url: '/cluster/join', payload })).statusCode, payload).toBe(400);
       }
       // An id recorded with another address is refused (412): two processes cannot be one node.
-      for (let i = 0; i < 50 && (await nodes[0]!.store.metaNodes()).length < 4; i++) await new Promise((r) => setTimeout(r, 100));
+      await untilTrue('the four nodes recorded in the meta range', 10_000, async () => (await nodes[0]!.store.metaNodes()).length >= 4);
       expect((await http.app.inject({ method: 'POST', url: '/cluster/join', payload: JSON.stringify({ nodeId: 2, address: '127.0.0.1:9' }) })).statusCode).toBe(412);
 
       let fifth = await startFifth(url);
@@ -311,7 +310,7 @@ describe('4 nodes in one process over TCP, each range on 3 of them', () => {
       }
       // The others learn its address from the meta range and list it.
       const listed = async () => ((await http.app.inject({ method: 'GET', url: '/cluster' })).json() as { nodes: { nodeId: number }[] }).nodes.map((n) => n.nodeId);
-      for (let i = 0; i < 50 && !(await listed()).includes(5); i++) await new Promise((r) => setTimeout(r, 100));
+      await untilTrue('node 1 lists node 5', 10_000, async () => (await listed()).includes(5));
       expect(await listed()).toEqual([1, 2, 3, 4, 5]);
 
       // Restart: cluster.json brings it back without a seed.

@@ -262,19 +262,24 @@ describe('splits under an HTTP write load (3 node processes)', () => {
     const nodes = [1, 2, 3].map((id) => started.get(id)!);
     const acked = new Map<string, string>();
     let seq = 0;
-    let ackedAfterSplits = 0;
-    let splitsDone = false;
+    // Four key groups, one on each side of each split point: 0x10 | 0x30 in range 2 (split at 0x20), 0x50 | 0x70 in range 3 (at 0x60).
     const firstBytes = [0x10, 0x30, 0x50, 0x70];
-    const writer = async (lane: number, untilMs: number) => {
-      while (performance.now() < untilMs) {
+    const ackedByGroup = { beforeSplits: [0, 0, 0, 0], afterSplits: [0, 0, 0, 0] };
+    let splitsDone = false;
+    let stopped = false;
+    const writer = async (lane: number) => {
+      for (let writes = 0; !stopped && writes < WRITES_PER_LANE_MAX; writes++) {
         const n = seq++;
-        const keyBytes = Buffer.concat([Uint8Array.of(firstBytes[n % 4]!), Buffer.from(`${lane}-${n}`)]);
+        const group = n % 4;
+        const keyBytes = Buffer.concat([Uint8Array.of(firstBytes[group]!), Buffer.from(`${lane}-${n}`)]);
         const value = `v${n}`;
+        // Counted after both splits only if sent after them: it was routed across the new boundaries.
+        const phase = splitsDone ? 'afterSplits' : 'beforeSplits';
         try {
           const res = await fetch(`${nodes[n % 3]!.url}/kv/${pathOf(keyBytes)}`, { method: 'PUT', body: value, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
           if (res.status === 200) {
             acked.set(keyBytes.toString('hex'), value);
-            if (splitsDone) ackedAfterSplits++;
+            ackedByGroup[phase][group]!++;
           }
           await res.arrayBuffer();
         } catch {
@@ -282,23 +287,25 @@ describe('splits under an HTTP write load (3 node processes)', () => {
         }
       }
     };
-    const start = performance.now();
-    const load = Promise.all(Array.from({ length: CONCURRENCY }, (_, lane) => writer(lane, start + 3_000)));
-    await new Promise((r) => setTimeout(r, 500));
-    const ackedBeforeSplits = acked.size;
-    // 4 ranges on the first byte: range 2 is [0x0001, 0x40), range 3 is [0x40, 0x80). Split each in its middle, through different nodes.
-    const split = async (node: Node, rangeId: number, at: number) => {
-      const res = await fetch(`${node.url}/ranges/${rangeId}/split`, { method: 'POST', body: JSON.stringify({ keyBase64: Buffer.of(at).toString('base64') }), signal: AbortSignal.timeout(10_000) });
-      expect(res.status, await res.clone().text()).toBe(200);
-      return (await res.json()) as { left: { end: string }; right: { rangeId: number; start: string } };
-    };
-    const [a, b2] = await Promise.all([split(nodes[0]!, 2, 0x20), split(nodes[1]!, 3, 0x60)]);
-    splitsDone = true;
-    expect([a.left.end, a.right.start, b2.left.end, b2.right.start]).toEqual(['20', '20', '60', '60']);
-    expect(a.right.rangeId).not.toBe(b2.right.rangeId);
-    await load;
-    expect(ackedBeforeSplits).toBeGreaterThan(0);
-    expect(ackedAfterSplits, 'writes acknowledged after both splits').toBeGreaterThan(0);
+    const load = Promise.all(Array.from({ length: CONCURRENCY }, (_, lane) => writer(lane)));
+    try {
+      await untilTrue(`${ACKED_PER_RANGE_MIN} writes acknowledged in each key group`, WAIT_TIMEOUT_MS, () => ackedByGroup.beforeSplits.every((c) => c >= ACKED_PER_RANGE_MIN), () => ackedByGroup);
+      // 4 ranges on the first byte: range 2 is [0x0001, 0x40), range 3 is [0x40, 0x80). Split each in its middle, through different nodes.
+      const split = async (node: Node, rangeId: number, at: number) => {
+        const res = await fetch(`${node.url}/ranges/${rangeId}/split`, { method: 'POST', body: JSON.stringify({ keyBase64: Buffer.of(at).toString('base64') }), signal: AbortSignal.timeout(10_000) });
+        expect(res.status, await res.clone().text()).toBe(200);
+        return (await res.json()) as { left: { end: string }; right: { rangeId: number; start: string } };
+      };
+      const [a, b2] = await Promise.all([split(nodes[0]!, 2, 0x20), split(nodes[1]!, 3, 0x60)]);
+      splitsDone = true;
+      expect([a.left.end, a.right.start, b2.left.end, b2.right.start]).toEqual(['20', '20', '60', '60']);
+      expect(a.right.rangeId).not.toBe(b2.right.rangeId);
+      // Every half serves writes sent after both splits.
+      await untilTrue(`${ACKED_PER_RANGE_MIN} writes acknowledged in each half after the splits`, WAIT_TIMEOUT_MS, () => ackedByGroup.afterSplits.every((c) => c >= ACKED_PER_RANGE_MIN), () => ackedByGroup);
+    } finally {
+      stopped = true;
+      await load;
+    }
 
     const lost: string[] = [];
     for (const [hex, value] of acked) {
@@ -323,6 +330,6 @@ describe('splits under an HTTP write load (3 node processes)', () => {
       if (cursor === undefined) break;
     }
     expect(seen).toEqual([...acked.keys()].sort());
-    console.info(`split under load: ${acked.size} acked writes (${ackedAfterSplits} after both splits), all read back through every node and scanned once`);
+    console.info(`split under load: ${acked.size} acked writes (per key group ${JSON.stringify(ackedByGroup)}), all read back through every node and scanned once`);
   }, 60_000);
 });

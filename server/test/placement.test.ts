@@ -364,8 +364,24 @@ describe('placement admin over HTTP (3 nodes, then a 4th)', () => {
       expect((await call('PUT', '/placement/settings', { paused: true })).body).toEqual({ settings: { paused: true, replicationFactor: 3 } });
       mine.set(4, await FlotillaNode.start({ ...base(4), peers: {}, join: url }));
       await until('the driver hears node 4', async () => ((await view()).nodes.some((n) => n.nodeId === 4 && n.state === 'up') ? true : undefined), 20_000);
-      await sleep(1_000);
-      expect((await view()).nodes.find((n) => n.nodeId === 4)!.replicaCount).toBe(0);
+      // Watched over the driver's next passes, not a fixed time: each duty tick the meta range's leader
+      // sends its own heartbeat, then runs a pass, so a heartbeat taken in (its silentMs drops) means the
+      // pass before it ran; the first drop seen may be the one already under way, so four make three passes.
+      const driverId = [...mine.values()].find((n) => n.host.leaderOf(1 as never) === n.host.nodeId)!.host.nodeId;
+      let driverBeats = 0;
+      let driverSilentMs = Number.POSITIVE_INFINITY;
+      const whilePaused = { replicasOnNode4Max: 0, operatorsMax: 0 };
+      await until('three driver passes with node 4 up', async () => {
+        const v = await view();
+        whilePaused.replicasOnNode4Max = Math.max(whilePaused.replicasOnNode4Max, v.nodes.find((n) => n.nodeId === 4)?.replicaCount ?? 0);
+        whilePaused.operatorsMax = Math.max(whilePaused.operatorsMax, v.operators.length);
+        const silentMs = v.nodes.find((n) => n.nodeId === driverId)?.silentMs ?? Number.POSITIVE_INFINITY;
+        if (silentMs < driverSilentMs) driverBeats++;
+        driverSilentMs = silentMs;
+        return driverBeats >= 4 ? true : undefined;
+      }, 20_000);
+      // Unpaused, the first of those passes would have planned moves onto the empty node, and the next shown its learners.
+      expect(whilePaused).toEqual({ replicasOnNode4Max: 0, operatorsMax: 0 });
 
       // Asked to, the driver moves one replica there even while paused (an operator's request is not the scheduler's plan).
       const moved = await call('POST', '/ranges/2/move', { from: 1, to: 4 });
