@@ -229,32 +229,20 @@ export class NodeSim {
 
   /** Ticks until `work` settles (at most `ticksMax`), returning its value. */
   private async untilDone<T>(what: string, work: Promise<T>, ticksMax: number): Promise<T> {
-    let outcome: { ok: true; value: T } | { ok: false; err: unknown } | undefined;
-    work.then(
-      (value) => (outcome = { ok: true, value }),
-      (err: unknown) => (outcome = { ok: false, err }),
-    );
+    const outcome = watch(work);
     await this.settle();
-    for (let t = 0; outcome === undefined && t < ticksMax; t++) await this.tick();
-    if (outcome === undefined) throw this.fail('liveness', `${what}: not within ${ticksMax} ticks`);
-    if (!outcome.ok) throw outcome.err;
-    return outcome.value;
+    for (let t = 0; outcome() === undefined && t < ticksMax; t++) await this.tick();
+    return valueOf(outcome(), () => this.fail('liveness', `${what}: not within ${ticksMax} ticks`));
   }
 
   /** Awaits work that needs no time (a status read), turning the event loop meanwhile. */
   private async pumped<T>(work: Promise<T>): Promise<T> {
-    let outcome: { ok: true; value: T } | { ok: false; err: unknown } | undefined;
-    work.then(
-      (value) => (outcome = { ok: true, value }),
-      (err: unknown) => (outcome = { ok: false, err }),
-    );
-    for (let turn = 0; outcome === undefined; turn++) {
-      if (turn > SETTLE_TURNS_MAX) throw this.fail('livelock', 'a status read did not finish without time passing');
+    const outcome = watch(work);
+    for (let turn = 0; outcome() === undefined && turn <= SETTLE_TURNS_MAX; turn++) {
       await new Promise<void>((resolve) => setImmediate(resolve));
       this.network.deliver();
     }
-    if (!outcome.ok) throw outcome.err;
-    return outcome.value;
+    return valueOf(outcome(), () => this.fail('livelock', 'work that needs no time did not finish without time passing'));
   }
 
   // ---------------------------------------------------------------------------
@@ -399,7 +387,7 @@ export class NodeSim {
     }
     if (chance(this.options.adminChance)) this.adminOperation(rng);
     const crashes = this.options.profile === 'crashes';
-    if (!chance(crashes ? 0.25 : this.options.faultChance)) return;
+    if (!chance(this.options.faultChance)) return;
     const up = this.running();
     // Keep a majority running or paused-and-back-soon: a run that is all faults tests little.
     const majority = Math.floor(this.options.nodeCount / 2) + 1;
@@ -823,6 +811,25 @@ export class NodeSim {
       snapshotsSent,
     };
   }
+}
+
+type Outcome<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly err: unknown };
+
+/** How `work` settled, once it has (undefined until then), without awaiting it. */
+function watch<T>(work: Promise<T>): () => Outcome<T> | undefined {
+  let outcome: Outcome<T> | undefined;
+  work.then(
+    (value) => (outcome = { ok: true, value }),
+    (err: unknown) => (outcome = { ok: false, err }),
+  );
+  return () => outcome;
+}
+
+/** The settled value, its error thrown, or `unsettled()` thrown when it has not settled. */
+function valueOf<T>(outcome: Outcome<T> | undefined, unsettled: () => Error): T {
+  if (outcome === undefined) throw unsettled();
+  if (!outcome.ok) throw outcome.err;
+  return outcome.value;
 }
 
 /**

@@ -65,7 +65,7 @@ const OPTIONS_SALT = 0x0d51_3e0f;
 export function nodeSimOptionsForSeed(seed: number, o: NodeSimOverrides = {}): NodeSimOptions {
   const rng = new SeededRng((seed ^ OPTIONS_SALT) >>> 0);
   const pick = <T>(xs: readonly T[]): T => xs[rng.intBelow(xs.length)]!;
-  return {
+  const options: NodeSimOptions = {
     seed,
     nodeCount: o.nodeCount ?? pick([3, 3, 5]),
     initialRangeCount: pick([1, 2, 4]),
@@ -78,10 +78,11 @@ export function nodeSimOptionsForSeed(seed: number, o: NodeSimOverrides = {}): N
     adminChance: pick([0.01, 0.03, 0.06]),
     compactionTriggerEntries: pick([20, 50, 200]),
     compactionKeepEntries: pick([2, 10]),
-    // Every fourth seed: the crash profile.
-    profile: seed % 4 === 0 ? 'crashes' : 'mixed',
+    profile: 'mixed',
     bug: o.bug ?? 'none',
   };
+  // Every fourth seed: the crash profile (a fault episode starts on a quarter of the ticks).
+  return seed % 4 === 0 ? { ...options, profile: 'crashes', faultChance: 0.25 } : options;
 }
 
 /** The one command that replays a run. */
