@@ -660,6 +660,9 @@ export class ShardCore {
   private onRead(id: number, shardId: GroupId, read: PendingRead, consistency: 'linearizable' | 'stale'): void {
     const g = this.requestGroup(id, shardId);
     if (g === undefined) return;
+    // A replica waiting for its first snapshot (added by a move) owns no range yet: it sends the caller
+    // on as a follower does. KEY_OUT_OF_RANGE would stop the caller: it means "the range moved".
+    if (!isInitialized(g.bounds)) return this.notLeader(id, g);
     const op = read.read;
     // LMDB refuses (throws on) keys over its limit; a read must fail, not take the core down.
     const invalid = invalidReadOp(op);

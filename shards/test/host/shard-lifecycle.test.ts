@@ -25,6 +25,17 @@ describe('shards on a running node', () => {
     await Promise.all([write, read, outOfRange]);
   });
 
+  it('a replica still waiting for its first snapshot sends readers on (NOT_LEADER), stale or not', async () => {
+    // Found by the whole-node simulation: such a replica of the meta range answered KEY_OUT_OF_RANGE, which
+    // stopped the node's meta duties, so it never heartbeat and the driver never collected the replica.
+    const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 23 }));
+    await c.host(1).createShard({ shardId: groupId(5), voters: [], join: true });
+    const linearizable = expect(c.host(1).get(groupId(5), shardKey(5, 'k'))).rejects.toMatchObject({ code: 'NOT_LEADER', retryable: true });
+    const stale = expect(c.host(1).get(groupId(5), shardKey(5, 'k'), { consistency: 'stale' })).rejects.toMatchObject({ code: 'NOT_LEADER', retryable: true });
+    await c.settle();
+    await Promise.all([linearizable, stale]);
+  });
+
   it('creates and removes shards while others keep serving; a removed replica drops its data and its traffic', async () => {
     const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 2, seed: 22 }));
     await c.createShards([1, 2]);

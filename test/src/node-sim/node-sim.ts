@@ -681,7 +681,7 @@ export class NodeSim {
     for (let t = 0; ; t++) {
       const problem = await this.convergenceProblem();
       if (problem === undefined) break;
-      if (t >= this.options.healTicksMax) throw this.fail('convergence', `not converged within ${this.options.healTicksMax} ticks of healing: ${problem}`);
+      if (t >= this.options.healTicksMax) throw this.fail('convergence', `not converged within ${this.options.healTicksMax} ticks of healing: ${problem}\n  placement driver: ${await this.placementView()}`);
       await this.tick();
     }
     const via = this.nodes[0]!.inc!.node!;
@@ -691,6 +691,17 @@ export class NodeSim {
       const node = this.nodes.find((n) => n.id === leader)!.inc!.node!;
       const report = await this.retried(`consistency check of range ${d.rangeId}`, () => node.view.consistencyCheck!(d.rangeId) as Promise<{ ok: boolean }>);
       if (!report.ok) throw this.fail('replica consistency', `range ${d.rangeId}: replicas differ: ${JSON.stringify(report)}`);
+    }
+  }
+
+  /** The placement driver's view from the first running node, for a failure's message. */
+  private async placementView(): Promise<string> {
+    const via = this.running()[0]?.inc?.node;
+    if (via === undefined) return 'no node running';
+    try {
+      return JSON.stringify(await this.untilDone('read the placement status', via.view.placement(), 50));
+    } catch (err) {
+      return `unreadable (${(err as Error).message})`;
     }
   }
 
