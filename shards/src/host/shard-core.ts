@@ -239,14 +239,19 @@ export class ShardCore {
       // After a restart every group starts dormant: it wakes when a message or request arrives,
       // so a node coming back does not start an election storm (its peers still have leaders).
       const g = this.addGroup(shardId, decodeShardRange(shardId, options.store.descriptor(shardId)));
-      const voters = options.store.storage(shardId).initialState().confState.voters;
-      if (voters.length === 1 && voters[0] === this.self) {
+      const storage = options.store.storage(shardId);
+      const { confState, hardState } = storage.initialState();
+      if (confState.voters.length === 1 && confState.voters[0] === this.self) {
         // A group of one has nobody to disturb and nobody to wake it: it elects itself at once.
         this.active.add(g);
         g.raw.campaign();
         this.touched.add(g);
       } else {
-        g.quiesced = options.quiesce;
+        // Except one holding entries it never learned were committed: its leader may have quiesced
+        // since (the commit went out in a heartbeat this node missed while down) and would never tell
+        // it. Ticking, it times out and asks (pre-vote), which wakes the leader, whose heartbeat carries
+        // the commit. Found by the whole-node simulation (seeds 85, 431).
+        g.quiesced = options.quiesce && hardState.commit >= storage.lastIndex();
         if (!g.quiesced) this.active.add(g);
       }
     }

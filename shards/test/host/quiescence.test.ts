@@ -1,4 +1,5 @@
 import { groupId } from '@flotilla/core';
+import type { Transport } from '@flotilla/transport';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CoreStats } from '../../src/host/core-protocol.js';
 import { useTempStores } from '../support/fixtures.js';
@@ -25,6 +26,20 @@ async function totals(c: HostCluster): Promise<Map<number, CoreStats>> {
     out.set(id, sum);
   }
   return out;
+}
+
+/** The endpoint's methods bound to it, to override one of them. */
+function bound(endpoint: Transport): Transport {
+  return {
+    nodeId: endpoint.nodeId,
+    start: (h) => endpoint.start(h),
+    send: (to, batch) => endpoint.send(to, batch),
+    openSnapshot: (to, header) => endpoint.openSnapshot(to, header),
+    setPeer: (id, address) => endpoint.setPeer(id, address),
+    removePeer: (id) => endpoint.removePeer(id),
+    stats: () => endpoint.stats(),
+    close: () => endpoint.close(),
+  };
 }
 
 async function allQuiesced(c: HostCluster): Promise<boolean> {
@@ -115,5 +130,57 @@ describe('quiescence', () => {
       60,
     );
     expect((await back.get(groupId(1), shardKey(1, 'k4'), { consistency: 'stale' }))?.value.toString()).toBe('v4');
+  }, 120_000);
+
+  it('a replica back from a quick restart with entries it never saw committed learns the commit though its leader quiesced', async () => {
+    // Found by the whole-node simulation (seeds 85, 431): the follower persisted an entry, restarted
+    // before the leader's commit update reached it, and came back too fast to be seen down. Its leader
+    // then quiesced (every replica held the whole log) and its group restarted dormant: the entry stayed
+    // uncommitted there for good.
+    // Links that lose what they carry without the sender knowing (a connection whose peer died with
+    // bytes unread): unlike a closed endpoint, nothing reports the peer unreachable.
+    const lossy = new Set<string>();
+    const c = (cluster = await HostCluster.start({
+      nodeCount: 3,
+      coreCount: 1,
+      seed: 14,
+      transportFor: (from, endpoint) => ({ ...bound(endpoint), send: (to: number, batch: Uint8Array) => (lossy.has(`${from}>${to}`) ? undefined : endpoint.send(to, batch)) }),
+    }));
+    await c.createShards([1]);
+    await c.tickUntil('a leader', async () => (await c.agreedLeaders([1])) !== undefined, 100);
+    const leader = (await c.agreedLeaders([1]))!.get(1)!;
+    const follower = c.nodeIds.find((n) => n !== leader)!;
+    expect((await c.write(1, { op: 'put', key: shardKey(1, 'a'), value: key('1') })).ok).toBe(true);
+    await c.tickUntil('every group quiesced', () => allQuiesced(c), 60);
+    const status = async (node: number) => (await c.host(node).shards()).find((s) => s.shardId === 1)!;
+    const before = await status(follower);
+
+    // One batch at a time until the follower holds the new entry, then it restarts at once.
+    const written = c.host(leader).propose(groupId(1), { op: 'put', key: shardKey(1, 'b'), value: key('2') });
+    for (let step = 0; (await status(follower)).lastIndex === before.lastIndex; step++) {
+      expect(step, 'the follower never received the append').toBeLessThan(1_000);
+      c.network.deliver(1);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    // From here the leader's messages to it are lost (its ack still arrives): the commit never reaches it.
+    lossy.add(`${leader}>${follower}`);
+    await c.settle();
+    expect((await written).ok).toBe(true);
+    const held = await status(follower);
+    expect(held.commit, 'the follower holds an entry it does not know is committed').toBeLessThan(held.lastIndex);
+    await c.stopNode(follower);
+    await c.startNode(follower);
+    // The leader quiesces (every replica acknowledged the whole log), its last heartbeat lost too; then
+    // the link works again, with nothing left to send on it.
+    await c.tickUntil('the leader quiesces', async () => (await status(leader)).quiesced, 20);
+    lossy.clear();
+    await c.tickUntil(
+      'the restarted replica applied the entry',
+      async () => {
+        const mine = await status(follower);
+        return mine.commit === mine.lastIndex && mine.applied === (await status(leader)).commit;
+      },
+      100,
+    );
   }, 120_000);
 });

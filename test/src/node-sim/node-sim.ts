@@ -850,6 +850,7 @@ function valueOf<T>(outcome: Outcome<T> | undefined, unsettled: () => Error): T 
  */
 function guarded(endpoint: Transport, dead: () => boolean): Transport {
   return {
+    nodeId: endpoint.nodeId,
     start: (handlers: TransportHandlers) =>
       endpoint.start({
         onBatch: (from, batch) => (dead() ? undefined : handlers.onBatch(from, batch)),
@@ -865,7 +866,7 @@ function guarded(endpoint: Transport, dead: () => boolean): Transport {
     removePeer: (id) => endpoint.removePeer(id),
     stats: () => endpoint.stats(),
     close: () => endpoint.close(),
-  } as Transport;
+  };
 }
 
 /** Key i of n: first bytes spread over the user key space, so keys fall in different ranges. */
