@@ -667,7 +667,16 @@ export class HostKvStore implements KvStore {
     let refreshed = op.rangeId === META_RANGE_ID;
     for (let round = 0; ; round++) {
       this.checkOpen();
-      if (this.ranges.get(op.rangeId) === undefined && !host.hasShard(groupId(op.rangeId))) throw new StaleRouteError(`range ${op.rangeId} has no known replica`);
+      if (this.ranges.get(op.rangeId) === undefined && !host.hasShard(groupId(op.rangeId))) {
+        // A range made since this node last read the meta range (a split elsewhere): the placement
+        // driver names ranges by id, not by key, so nothing else would make this node look it up.
+        if (!refreshed) {
+          refreshed = true;
+          await this.refresh(deadline, { fromMeta: true });
+          continue;
+        }
+        throw new StaleRouteError(`range ${op.rangeId} has no known replica`);
+      }
       const outcome = await this.askRound(op, deadline);
       if (outcome.answered) return outcome.result;
       if (!outcome.someoneHolds && !refreshed) {
