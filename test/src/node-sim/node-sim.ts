@@ -40,6 +40,9 @@ const HOST_PENDING_MAX = 2_000;
 const STORE_REQUESTS_IN_FLIGHT_MAX = 200;
 const NETWORK_PENDING_MAX = 50_000;
 const TIMERS_PENDING_MAX = 20_000;
+/** Attempts of a request after healing (final reads, consistency checks), RETRY_PAUSE_TICKS apart. */
+const RETRY_ATTEMPTS_AFTER_HEALING = 10;
+const RETRY_PAUSE_TICKS = 10;
 /** How often (ticks) every running replica's status is sampled for the safety checks. */
 const STATUS_SAMPLE_TICKS = 5;
 
@@ -313,7 +316,9 @@ export class NodeSim {
     inc.dead = true;
     inc.clock.kill();
     inc.markDied();
+    const wasPaused = n.state === 'paused';
     n.state = 'down';
+    if (wasPaused) this.clogPausedLinks();
     this.counts.crashes++;
     this.note(`crash node ${n.id}`);
     // Closed on a later turn: the crash may be inside one of the node's own calls.
@@ -329,24 +334,31 @@ export class NodeSim {
   private pause(n: SimNode): void {
     n.state = 'paused';
     n.inc!.clock.pause();
-    for (const m of this.nodes) {
-      if (m.id === n.id) continue;
-      this.network.clog(n.id, m.id);
-      this.network.clog(m.id, n.id);
-    }
+    this.clogPausedLinks();
     this.counts.pauses++;
     this.note(`pause node ${n.id}`);
   }
 
   private resume(n: SimNode): void {
-    for (const m of this.nodes) {
-      if (m.id === n.id) continue;
-      this.network.unclog(n.id, m.id);
-      this.network.unclog(m.id, n.id);
-    }
-    n.inc!.clock.resume();
     n.state = 'up';
+    this.clogPausedLinks();
+    n.inc!.clock.resume();
     this.note(`resume node ${n.id}`);
+  }
+
+  /**
+   * A link holds its traffic while either end is paused: one node's resume must not release links to
+   * another still paused, and a paused node that crashes (an armed crash still fires: its core keeps
+   * writing what it had) releases its own.
+   */
+  private clogPausedLinks(): void {
+    for (const a of this.nodes) {
+      for (const b of this.nodes) {
+        if (a === b) continue;
+        if (a.state === 'paused' || b.state === 'paused') this.network.clog(a.id, b.id);
+        else this.network.unclog(a.id, b.id);
+      }
+    }
   }
 
   private running(): SimNode[] {
@@ -681,7 +693,7 @@ export class NodeSim {
     for (let t = 0; ; t++) {
       const problem = await this.convergenceProblem();
       if (problem === undefined) break;
-      if (t >= this.options.healTicksMax) throw this.fail('convergence', `not converged within ${this.options.healTicksMax} ticks of healing: ${problem}\n  placement driver: ${await this.placementView()}`);
+      if (t >= this.options.healTicksMax) throw this.fail('convergence', `not converged within ${this.options.healTicksMax} ticks of healing: ${problem}\n  placement driver: ${await this.placementView()}\n  ${await this.rangesView()}`);
       await this.tick();
     }
     const via = this.nodes[0]!.inc!.node!;
@@ -692,6 +704,21 @@ export class NodeSim {
       const report = await this.retried(`consistency check of range ${d.rangeId}`, () => node.view.consistencyCheck!(d.rangeId) as Promise<{ ok: boolean }>);
       if (!report.ok) throw this.fail('replica consistency', `range ${d.rangeId}: replicas differ: ${JSON.stringify(report)}`);
     }
+  }
+
+  /** What every node's router believes of each range, and what each replica says, for a failure's message. */
+  private async rangesView(): Promise<string> {
+    const lines: string[] = [];
+    for (const n of this.running()) {
+      const node = n.inc!.node!;
+      const known = node.store.knownRanges().map((r) => `${r.rangeId}@${r.epoch}[${hexOf(r.start)},${hexOf(r.end)}) on ${r.replicas.join(',')}`);
+      const held = ((await this.statusesOf(n)) ?? []).map((s) => `${s.shardId}:${s.role}/${s.leader}@${s.epoch} t${s.term} a${s.applied} v${s.voters.join(',')}${s.learners.length > 0 ? ` l${s.learners.join(',')}` : ''}`);
+      lines.push(`node ${n.id} routes ${known.join(' ')}; holds ${held.join(' ')}; hears ${node.host.livePeers().join(',')}`);
+    }
+    const down = this.nodes.flatMap((a) => this.nodes.filter((b) => b !== a && !this.network.isLinkUp(a.id, b.id)).map((b) => `${a.id}>${b.id}`));
+    const clogged = [...((this.network as unknown as { fabric: { cloggedLinks: Set<string> } }).fabric.cloggedLinks ?? [])];
+    lines.push(`links down: ${down.join(' ') || 'none'}; clogged: ${clogged.join(' ') || 'none'}`);
+    return lines.join('\n  ');
   }
 
   /** The placement driver's view from the first running node, for a failure's message. */
@@ -778,14 +805,18 @@ export class NodeSim {
     }
   }
 
-  /** `call`, retried (ticking between) while it fails: a leader may still be moving after convergence. */
+  /**
+   * `call`, retried a second apart while it fails, as a client backs off: the placement driver keeps
+   * balancing after convergence, and a router learns a moved range from the meta range at most once
+   * per refresh interval.
+   */
   private async retried<T>(what: string, call: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.untilDone(what, call(), 100);
       } catch (err) {
-        if (attempt >= 5 || err instanceof SimFailure) throw this.fail('liveness', `${what} failed ${attempt} times after healing: ${(err as Error).message}`);
-        await this.tick();
+        if (attempt >= RETRY_ATTEMPTS_AFTER_HEALING || err instanceof SimFailure) throw this.fail('liveness', `${what} failed ${attempt} times after healing: ${(err as Error).message}\n  ${await this.rangesView()}`);
+        for (let t = 0; t < RETRY_PAUSE_TICKS; t++) await this.tick();
       }
     }
   }
