@@ -3,5 +3,5 @@ import { describe } from 'vitest';
 import { seedBlocks } from './node-sim-seeds.js';
 
 describe('whole-node simulation', () => {
-  describe('seeds', () => seedBlocks(51, 50));
+  describe('seeds', () => seedBlocks(101, 100));
 });

@@ -54,5 +54,5 @@ describe('whole-node simulation', () => {
     }
   });
 
-  describe('seeds', () => seedBlocks(1, 50));
+  describe('seeds', () => seedBlocks(1, 100));
 });
