@@ -143,6 +143,8 @@ export class NodeSim {
   /** (range, term) → the node that led it then: two leaders in one term break Election Safety. */
   private readonly leadersByTerm = new Map<string, number>();
   private episode: { kind: string; ticksLeft: number; heal: () => void } | undefined;
+  /** A node cut off from the rest that half the clients keep using (the 'isolate' fault): reads there meet a deposed leader. */
+  private focus: number | undefined;
   private readonly counts = { crashes: 0, pauses: 0, partitions: 0, lossyEpisodes: 0, adminOk: 0, adminFailed: 0, unknown: 0 };
   private readonly trace: string[] = [];
   private uninstallBug: (() => void) | undefined;
@@ -403,10 +405,11 @@ export class NodeSim {
     const up = this.running();
     // Keep a majority running or paused-and-back-soon: a run that is all faults tests little.
     const majority = Math.floor(this.options.nodeCount / 2) + 1;
-    const kind = crashes ? (rng.intBelow(4) === 0 ? 'crash' : 'crashAtWrite') : ['crash', 'crashAtWrite', 'pause', 'partition', 'oneWay', 'lossy'][rng.intBelow(6)]!;
+    const kind = crashes ? (rng.intBelow(4) === 0 ? 'crash' : 'crashAtWrite') : ['crash', 'crashAtWrite', 'pause', 'partition', 'isolate', 'oneWay', 'lossy'][rng.intBelow(7)]!;
     const ticks = crashes ? 2 + rng.intBelow(20) : 5 + rng.intBelow(EPISODE_TICKS_MAX);
     const floor = crashes ? 1 : majority - (rng.intBelow(4) === 0 ? 1 : 0);
-    if ((kind === 'crash' || kind === 'crashAtWrite' || kind === 'pause') && up.length > floor) {
+    // While a node is isolated the rest stays whole: it must elect and write past the deposed leaders.
+    if ((kind === 'crash' || kind === 'crashAtWrite' || kind === 'pause') && up.length > floor && this.focus === undefined) {
       const victim = up[rng.intBelow(up.length)]!;
       victim.episodeTicksLeft = ticks;
       if (kind === 'pause') this.pause(victim);
@@ -421,7 +424,31 @@ export class NodeSim {
     }
     if (this.episode !== undefined) return;
     const ids = this.nodes.map((n) => n.id);
-    if (kind === 'partition') {
+    if (kind === 'isolate') {
+      // One node alone, its leaders deposed on the other side once that side elects, while half the
+      // clients keep talking to it: a leader that serves reads without confirming it leads is caught.
+      // The node leading the most ranges (ties: the lowest id): its leaders are the ones deposed.
+      let alone: SimNode | undefined;
+      let most = -1;
+      for (const n of up) {
+        const leading = ((await this.statusesOf(n)) ?? []).filter((st) => st.role === 'leader').length;
+        if (leading > most) [alone, most] = [n, leading];
+      }
+      if (alone === undefined) return;
+      this.network.partition([alone.id], ids.filter((id) => id !== alone.id));
+      this.focus = alone.id;
+      this.counts.partitions++;
+      this.note(`isolate node ${alone.id} with half the clients`);
+      this.episode = {
+        kind: 'isolation',
+        // Long enough for the rest to elect and write past it.
+        ticksLeft: 30 + ticks,
+        heal: () => {
+          this.focus = undefined;
+          this.healLinks();
+        },
+      };
+    } else if (kind === 'partition') {
       const shuffled = ids.map((id) => ({ id, r: rng.intBelow(1_000_000) })).sort((a, b) => a.r - b.r || a.id - b.id).map((x) => x.id);
       const cut = 1 + rng.intBelow(ids.length - 1);
       const a = shuffled.slice(0, cut);
@@ -515,11 +542,13 @@ export class NodeSim {
     while (this.phase === 'faults') {
       await this.sleep(rng.intBelow(THINK_MS_MAX));
       if (this.phase !== 'faults') return;
-      const target = this.nodes[rng.intBelow(this.nodes.length)]!;
+      const focus = this.focus === undefined ? undefined : this.nodes[this.focus - 1];
+      const target = focus !== undefined && rng.intBelow(2) === 0 ? focus : this.nodes[rng.intBelow(this.nodes.length)]!;
       const inc = target.inc;
       if (target.state === 'down' || inc?.node === undefined || inc.dead) continue;
       const key = this.keys[rng.intBelow(this.keys.length)]!;
-      const roll = rng.intBelow(100);
+      // Through an isolated node, reads (what a deposed leader could get wrong); elsewhere the usual mix, writes mostly.
+      const roll = target === focus ? rng.intBelow(40) : rng.intBelow(100);
       const value = `c${clientId}-${n++}`;
       if (roll < 30) await this.opGet(clientId, inc, key, rng.intBelow(5) === 0 ? 'stale' : 'linearizable');
       else if (roll < 40) await this.opScan(clientId, inc, rng, rng.intBelow(4) === 0 ? 'stale' : 'linearizable');
