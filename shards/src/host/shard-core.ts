@@ -239,22 +239,32 @@ export class ShardCore {
       // After a restart every group starts dormant: it wakes when a message or request arrives,
       // so a node coming back does not start an election storm (its peers still have leaders).
       const g = this.addGroup(shardId, decodeShardRange(shardId, options.store.descriptor(shardId)));
-      const storage = options.store.storage(shardId);
-      const { confState, hardState } = storage.initialState();
+      const { confState } = options.store.storage(shardId).initialState();
+      if (isInitialized(g.bounds) && !isMember(confState, this.self)) {
+        // It applied its own removal and stopped before destroying itself (destroyRemovedByApply runs
+        // after the round's commit): finish that now. Nobody else would (its epoch is the range's, so
+        // the placement driver does not collect it). Found by the whole-node simulation (seed 126).
+        this.removedByApply.add(g);
+        continue;
+      }
       if (confState.voters.length === 1 && confState.voters[0] === this.self) {
         // A group of one has nobody to disturb and nobody to wake it: it elects itself at once.
         this.active.add(g);
         g.raw.campaign();
         this.touched.add(g);
       } else {
-        // Except one holding entries it never learned were committed: its leader may have quiesced
-        // since (the commit went out in a heartbeat this node missed while down) and would never tell
-        // it. Ticking, it times out and asks (pre-vote), which wakes the leader, whose heartbeat carries
-        // the commit. Found by the whole-node simulation (seeds 85, 431).
-        g.quiesced = options.quiesce && hardState.commit >= storage.lastIndex();
+        g.quiesced = options.quiesce;
         if (!g.quiesced) this.active.add(g);
+        // Still, nobody may ever wake it: its leader quiesced while this node was down (so this node
+        // may hold entries it never heard were committed), or every replica restarted and none knows a
+        // leader (the range then has none, records nothing in the meta range, and no router finds it).
+        // So each campaigns once, a few per tick (wakeCountPerTickMax): a pre-vote wakes a live leader,
+        // whose heartbeat brings it up to date, or elects one. Found by the whole-node simulation
+        // (seeds 85, 431, 1612).
+        if (g.quiesced && confState.voters.includes(this.self)) this.campaignQueue.push(g);
       }
     }
+    this.destroyRemovedByApply();
     this.log.info({ groupCount: this.groups.size }, 'core started');
   }
 
@@ -311,6 +321,8 @@ export class ShardCore {
     for (let n = 0; n < this.options.wakeCountPerTickMax && this.campaignQueue.length > 0; ) {
       const g = this.campaignQueue.shift()!;
       if (g.removed || g.leader !== NONE || !g.raw.raft.promotable()) continue;
+      // Ticking from now: a pre-vote nobody answers (peers in a live leader's lease stay silent) is tried again.
+      this.wake(g, { notifyLeader: false });
       g.raw.campaign();
       this.touched.add(g);
       n++;

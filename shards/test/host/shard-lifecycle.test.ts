@@ -1,4 +1,8 @@
-import { groupId } from '@flotilla/core';
+import { join } from 'node:path';
+import { EMPTY_CONF_STATE, groupId, nodeId } from '@flotilla/core';
+import { coreDirName } from '../../src/host/node-dir.js';
+import { encodeConfState } from '../../src/storage/codec.js';
+import { NodeStore } from '../../src/storage/node-store.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { useTempStores } from '../support/fixtures.js';
 import { HostCluster, key, shardBounds, shardKey } from '../support/host-cluster.js';
@@ -34,6 +38,27 @@ describe('shards on a running node', () => {
     const stale = expect(c.host(1).get(groupId(5), shardKey(5, 'k'), { consistency: 'stale' })).rejects.toMatchObject({ code: 'NOT_LEADER', retryable: true });
     await c.settle();
     await Promise.all([linearizable, stale]);
+  });
+
+  it('a replica that applied its own removal but stopped before destroying itself is destroyed when its node starts', async () => {
+    // Found by the whole-node simulation (seed 126): a crash between the round's commit (the removal
+    // applied) and the destroy left a replica at the range's own epoch that nobody ever collected.
+    const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 24 }));
+    await c.createShards([5]);
+    await c.tickUntil('a leader', async () => (await c.agreedLeaders([5])) !== undefined, 100);
+    expect((await c.write(5, { op: 'put', key: shardKey(5, 'k'), value: key('v') })).ok).toBe(true);
+    const leader = (await c.agreedLeaders([5]))!.get(5)!;
+    const removed = c.nodeIds.find((n) => n !== leader)!;
+    const remaining = c.nodeIds.filter((n) => n !== removed);
+    // Its store as such a crash leaves it: the membership without it applied, the replica still there.
+    await c.stopNode(removed);
+    const store = await NodeStore.open({ dir: join(c.dirs.get(removed)!, coreDirName(0)), nodeId: removed });
+    await store.write(() => store.meta.putSync([5, 'conf'], encodeConfState({ ...EMPTY_CONF_STATE, voters: remaining.map(nodeId) })));
+    await store.close();
+    await c.startNode(removed);
+    await c.settle();
+    expect((await c.host(removed).shards()).map((s) => s.shardId)).not.toContain(5);
+    expect(c.host(removed).hasShard(groupId(5))).toBe(false);
   });
 
   it('creates and removes shards while others keep serving; a removed replica drops its data and its traffic', async () => {
