@@ -514,21 +514,22 @@ export class ShardCore {
   }
 
   /**
-   * Leaders that quiesced while the peer was down left its replicas behind: wake those (rate-limited)
-   * so they catch it up now, not at the shard's next write. Its dormant replicas wake on their leaders' messages.
+   * Leaders that quiesced while the peer was away wake (rate-limited) for a round of heartbeats: one
+   * that left the peer's replica behind catches it up now, not at the shard's next write, and one the
+   * others deposed meanwhile (cut off, it quiesced as leader and never heard of the new term) learns it
+   * and steps down. Its dormant replicas wake on their leaders' messages.
    */
   private onPeerUp(peer: NodeId): void {
     this.downPeers.delete(peer);
     let queued = 0;
     for (const g of this.groups.values()) {
       if (!g.quiesced || !g.isLeader) continue;
-      const progress = g.raw.raft.tracker.progress.get(peer);
-      if (progress !== undefined && progress.match < g.raw.raft.log.lastIndex()) {
+      if (g.raw.raft.tracker.progress.has(peer)) {
         this.wakeQueue.set(`${g.id}/${peer}`, { group: g, peer, cause: 'up' });
         queued++;
       }
     }
-    if (queued > 0) this.log.info({ peer, groupCount: queued }, 'peer up; waking the groups that left it behind');
+    if (queued > 0) this.log.info({ peer, groupCount: queued }, 'peer up; waking the groups led here that include it');
   }
 
   private onUnreachable(peer: NodeId): void {

@@ -769,17 +769,6 @@ export class NodeSim {
   private async convergenceProblem(): Promise<string | undefined> {
     const via = this.running()[0]?.inc?.node;
     if (via === undefined) return 'no node running';
-    // A range whose replicas all sleep (every one restarted since it last had work) has no leader, and
-    // records no new descriptor in the meta range, until asked: ask each, as clients would (not recorded).
-    const led = new Set<number>();
-    const held = new Map<number, Uint8Array>();
-    for (const n of this.running()) {
-      for (const s of (await this.statusesOf(n)) ?? []) {
-        if (s.role === 'leader') led.add(s.shardId);
-        if (s.epoch > 0 && s.shardId !== META_RANGE_ID) held.set(s.shardId, s.start);
-      }
-    }
-    for (const [rangeId, start] of held) if (!led.has(rangeId)) void via.store.get(start).catch(() => undefined);
     let descriptors: RangeDescriptor[];
     try {
       descriptors = await this.untilDone('read the meta range', via.store.metaDescriptors(), 50);
