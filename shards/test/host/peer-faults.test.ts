@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { BATCH_BYTES_MAX, type Transport } from '@flotilla/transport';
 import { PEER_TURN_BYTES_MAX } from '../../src/host/host.js';
-import { HostCluster, shardKey } from '../support/host-cluster.js';
+import { HostCluster, shardKey, withSend } from '../support/host-cluster.js';
 
 const SHARD_IDS = [1, 2, 3, 4, 5, 6, 7, 8];
 /** 10 s at the 100 ms default tick. */
@@ -20,21 +20,11 @@ class SendWatch {
   oversized = 0;
 
   wrap(endpoint: Transport): Transport {
-    const send = (to: number, batch: Uint8Array): void => {
+    return withSend(endpoint, (to, batch) => {
       this.batchBytesMax = Math.max(this.batchBytesMax, batch.byteLength);
       if (batch.byteLength > BATCH_BYTES_MAX) this.oversized++;
       endpoint.send(to, batch);
-    };
-    return {
-      nodeId: endpoint.nodeId,
-      start: (handlers) => endpoint.start(handlers),
-      send,
-      openSnapshot: (to, header) => endpoint.openSnapshot(to, header),
-      setPeer: (id, address) => endpoint.setPeer(id, address),
-      removePeer: (id) => endpoint.removePeer(id),
-      stats: () => endpoint.stats(),
-      close: () => endpoint.close(),
-    };
+    });
   }
 }
 

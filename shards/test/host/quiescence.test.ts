@@ -1,9 +1,8 @@
 import { groupId } from '@flotilla/core';
-import type { Transport } from '@flotilla/transport';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CoreStats } from '../../src/host/core-protocol.js';
 import { useTempStores } from '../support/fixtures.js';
-import { HostCluster, key, shardKey } from '../support/host-cluster.js';
+import { HostCluster, key, shardKey, withSend } from '../support/host-cluster.js';
 
 useTempStores();
 
@@ -26,20 +25,6 @@ async function totals(c: HostCluster): Promise<Map<number, CoreStats>> {
     out.set(id, sum);
   }
   return out;
-}
-
-/** The endpoint's methods bound to it, to override one of them. */
-function bound(endpoint: Transport): Transport {
-  return {
-    nodeId: endpoint.nodeId,
-    start: (h) => endpoint.start(h),
-    send: (to, batch) => endpoint.send(to, batch),
-    openSnapshot: (to, header) => endpoint.openSnapshot(to, header),
-    setPeer: (id, address) => endpoint.setPeer(id, address),
-    removePeer: (id) => endpoint.removePeer(id),
-    stats: () => endpoint.stats(),
-    close: () => endpoint.close(),
-  };
 }
 
 async function allQuiesced(c: HostCluster): Promise<boolean> {
@@ -144,7 +129,7 @@ describe('quiescence', () => {
       nodeCount: 3,
       coreCount: 1,
       seed: 14,
-      transportFor: (from, endpoint) => ({ ...bound(endpoint), send: (to: number, batch: Uint8Array) => (lossy.has(`${from}>${to}`) ? undefined : endpoint.send(to, batch)) }),
+      transportFor: (from, endpoint) => withSend(endpoint, (to, batch) => (lossy.has(`${from}>${to}`) ? undefined : endpoint.send(to, batch))),
     }));
     await c.createShards([1]);
     await c.tickUntil('a leader', async () => (await c.agreedLeaders([1])) !== undefined, 100);

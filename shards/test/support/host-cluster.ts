@@ -196,6 +196,20 @@ export class HostCluster {
   }
 }
 
+/** `endpoint` with its sends going through `send` (which may pass them on, count or drop them); the rest as is. */
+export function withSend(endpoint: Transport, send: (to: number, batch: Uint8Array) => void): Transport {
+  return {
+    nodeId: endpoint.nodeId,
+    start: (handlers) => endpoint.start(handlers),
+    send,
+    openSnapshot: (to, header) => endpoint.openSnapshot(to, header),
+    setPeer: (id, address) => endpoint.setPeer(id, address),
+    removePeer: (id) => endpoint.removePeer(id),
+    stats: () => endpoint.stats(),
+    close: () => endpoint.close(),
+  };
+}
+
 /** Ranges on one node are disjoint: shard n owns the keys "s<n>/…" (zero-padded), see shardKey. */
 export function shardBounds(shardId: number): { start: Uint8Array; end: Uint8Array } {
   const prefix = `s${String(shardId).padStart(6, '0')}`;
