@@ -56,8 +56,8 @@ describe('whole-node simulation', () => {
     }
   });
 
-  // Each failed on the build that found it; the simulation has grown since, so only 3014 is known to take
-  // the same path today (it fails with the old onPeerUp). Each bug also has a test of its own where one
+  // Each failed on the build that found it; the simulation has grown since, so only 3014 and 5834 are known to
+  // take the same path today (each fails without its fix). Each bug also has a test of its own where one
   // could be built (shards/test/host: quiescence, shard-lifecycle).
   describe('regressions: seeds that found bugs above the core', () => {
     const REGRESSIONS: readonly { seed: number; faultTicks: number; bug: string }[] = [
@@ -66,6 +66,7 @@ describe('whole-node simulation', () => {
       { seed: 148, faultTicks: 300, bug: 'an empty meta replica answered KEY_OUT_OF_RANGE and its node never heartbeat' },
       { seed: 1612, faultTicks: 300, bug: 'a range whose replicas all restarted had no leader and no meta record' },
       { seed: 3014, faultTicks: 300, bug: 'a leader deposed while quiesced kept calling itself leader after the heal' },
+      { seed: 5834, faultTicks: 300, bug: 'an empty replica voted for a stale candidate: two leaders in one term' },
     ];
     for (const r of REGRESSIONS) {
       it(`${r.bug} (seed ${r.seed})`, async () => {

@@ -1,5 +1,7 @@
 import { join } from 'node:path';
 import { EMPTY_CONF_STATE, groupId, nodeId } from '@flotilla/core';
+import { encodeBatch } from '../../src/host/message-codec.js';
+import { encodeSegment } from '../../src/host/node-batch.js';
 import { coreDirName } from '../../src/host/node-dir.js';
 import { encodeConfState } from '../../src/storage/codec.js';
 import { NodeStore } from '../../src/storage/node-store.js';
@@ -59,6 +61,26 @@ describe('shards on a running node', () => {
     await c.settle();
     expect((await c.host(removed).shards()).map((s) => s.shardId)).not.toContain(5);
     expect(c.host(removed).hasShard(groupId(5))).toBe(false);
+  });
+
+  it('a replica still waiting for its first snapshot grants no vote', async () => {
+    // Found by the whole-node simulation (seed 5834): such a replica, created on a node removed earlier
+    // and being added again, voted for a restarted candidate whose stale configuration still named
+    // it; that candidate won a term beside the real leader of the same term.
+    const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 25 }));
+    await c.host(3).createShard({ shardId: groupId(7), voters: [], join: true });
+    const termOf = async () => (await c.host(3).shards()).find((s) => s.shardId === 7)!.term;
+    const rejectedOf = async () => (await c.host(3).coreStats()).reduce((n, s) => n + s.messagesRejected, 0);
+    const [termBefore, rejectedBefore] = [await termOf(), await rejectedOf()];
+    // A candidate on node 1 (no replica of shard 7 there: only its messages are needed) asks node 3.
+    for (const type of ['preVote', 'vote'] as const) {
+      const vote = { type, from: nodeId(1), to: nodeId(3), term: termBefore + 5, index: 100, logTerm: termBefore + 4, transfer: false };
+      c.network.endpoint(1).send(3, encodeSegment({ heartbeats: [], heartbeatResponses: [], sections: [7, encodeBatch([{ shardId: groupId(7), message: vote }])], wakes: [] }));
+    }
+    await c.settle();
+    // Refused before Raft saw it: no vote, not even the candidate's term.
+    expect(await termOf()).toBe(termBefore);
+    expect(await rejectedOf()).toBe(rejectedBefore + 2);
   });
 
   it('creates and removes shards while others keep serving; a removed replica drops its data and its traffic', async () => {
