@@ -55,13 +55,15 @@ async function main(): Promise<void> {
   let crashes = 0;
   for (let seed = from; seed < from + count; seed++) {
     const options = nodeSimOptionsForSeed(seed, { bug, ...(nodes === undefined ? {} : { nodeCount: nodes }), ...(faultTicks === undefined ? {} : { faultTicks }) });
+    const sim = new NodeSim(options);
     try {
-      const { stats, trace } = await new NodeSim(options).run();
+      const { stats, trace } = await sim.run();
       operations += stats.operations;
       crashes += stats.crashes;
       if (values.trace) console.log(trace.join('\n'));
       if (count === 1) console.log(`seed ${seed}: passed ${JSON.stringify(stats)}`);
     } catch (err) {
+      if (values.trace) console.log(sim.trace.join('\n'));
       failed++;
       console.error(err instanceof SimFailure ? err.message : `seed ${seed}: ${(err as Error).stack}`);
       if (values['stop-on-failure']) break;

@@ -141,12 +141,13 @@ export class NodeSim {
   private phase: 'faults' | 'healing' | 'done' = 'faults';
   private failure: SimFailure | undefined;
   /** (range, term) → the node that led it then: two leaders in one term break Election Safety. */
-  private readonly leadersByTerm = new Map<string, number>();
+  private readonly leadersByTerm = new Map<string, { node: number; seen: string }>();
   private episode: { kind: string; ticksLeft: number; heal: () => void } | undefined;
   /** A node cut off from the rest that half the clients keep using (the 'isolate' fault): reads there meet a deposed leader. */
   private focus: number | undefined;
   private readonly counts = { crashes: 0, pauses: 0, partitions: 0, lossyEpisodes: 0, adminOk: 0, adminFailed: 0, unknown: 0 };
-  private readonly trace: string[] = [];
+  /** Every operation with its outcome and every fault, in order (NodeSimResult.trace; kept on failure too). */
+  readonly trace: string[] = [];
   private uninstallBug: (() => void) | undefined;
 
   constructor(readonly options: NodeSimOptions) {
@@ -680,9 +681,10 @@ export class NodeSim {
       for (const s of statuses) {
         if (s.role === 'leader') {
           const key = `${s.shardId}/${s.term}`;
+          const seen = `node ${n.id} at ${this.clock.nowMs()} ms: epoch ${s.epoch} [${hexOf(s.start)}, ${hexOf(s.end)}) voters ${s.voters.join(',')} last ${s.lastIndex}`;
           const other = this.leadersByTerm.get(key);
-          if (other !== undefined && other !== n.id) throw this.fail('election safety', `range ${s.shardId} has two leaders in term ${s.term}: nodes ${other} and ${n.id}`);
-          this.leadersByTerm.set(key, n.id);
+          if (other !== undefined && other.node !== n.id) throw this.fail('election safety', `range ${s.shardId} has two leaders in term ${s.term}: ${other.seen}; ${seen}\n  ${await this.rangesView()}`);
+          this.leadersByTerm.set(key, { node: n.id, seen });
         }
         const seen = n.appliedSeen.get(s.shardId) ?? 0;
         // A replica re-created here (moved away and back) starts at 0 and jumps to a snapshot past `seen`.
