@@ -40,6 +40,8 @@ const HOST_PENDING_MAX = 2_000;
 const STORE_REQUESTS_IN_FLIGHT_MAX = 200;
 const NETWORK_PENDING_MAX = 50_000;
 const TIMERS_PENDING_MAX = 20_000;
+/** Ticks a range may be without a leader after convergence (a few election timeouts). */
+const LEADER_WAIT_TICKS = 100;
 /** Attempts of a request after healing (final reads, consistency checks), RETRY_PAUSE_TICKS apart. */
 const RETRY_ATTEMPTS_AFTER_HEALING = 10;
 const RETRY_PAUSE_TICKS = 10;
@@ -763,9 +765,13 @@ export class NodeSim {
     }
   }
 
+  /** The range's leader, waiting out an election (the scheduler keeps moving leaders after convergence). */
   private async leaderOf(rangeId: number): Promise<number> {
-    for (const n of this.running()) for (const s of (await this.statusesOf(n)) ?? []) if (s.shardId === rangeId && s.role === 'leader') return n.id;
-    throw this.fail('convergence', `range ${rangeId} has no leader`);
+    for (let t = 0; t <= LEADER_WAIT_TICKS; t++) {
+      for (const n of this.running()) for (const s of (await this.statusesOf(n)) ?? []) if (s.shardId === rangeId && s.role === 'leader') return n.id;
+      await this.tick();
+    }
+    throw this.fail('convergence', `range ${rangeId} has had no leader for ${LEADER_WAIT_TICKS} ticks after convergence\n  ${await this.rangesView()}`);
   }
 
   private async convergenceProblem(): Promise<string | undefined> {
