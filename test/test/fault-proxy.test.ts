@@ -101,7 +101,8 @@ describe('fault proxy between transports', () => {
   it('refuses a link: the sender sees its peer unreachable, other links are untouched', async () => {
     const c = await cluster();
     c.network.setLink(1, 3, fault({ cut: 'refuse' }));
-    for (let i = 0; i < 100 && c.nodes[0]!.unreachable.filter((p) => p === 3).length === 0; i++) {
+    // Until both are seen (each is asynchronous, and a loaded machine may see one long before the other).
+    for (let i = 0; i < 250 && (!c.nodes[0]!.unreachable.includes(3) || c.texts(2, 3).length === 0); i++) {
       c.send(1, 3, 'refused');
       c.send(2, 3, `ok${i}`);
       await new Promise((r) => setTimeout(r, 20));
