@@ -24,6 +24,8 @@ const READY_TIMEOUT_MS = 30_000;
 const REQUEST_TIMEOUT_MS = 3_000;
 /** Reads after a restart may wait for elections in every range first. */
 const READ_TIMEOUT_MS = 10_000;
+/** A restarted node may answer 503 (a deadline passed while its ranges elected): a client retries the same value, a few times. */
+const PUT_ATTEMPTS = 5;
 /** The tail of a node's stderr kept for failure messages and refusals. */
 const STDERR_KEPT_CHARS = 4_000;
 /** Writer lanes of the load; each write has its own deadline, and the phases are bounded in count and, by their waits, in time. */
@@ -187,9 +189,10 @@ describe.skipIf(tools === undefined)('power failure of flotilla start processes'
       const clusterIds = [readClusterIdentity(c.dir)?.clusterId, readClusterIdentity(join(root, 'join-n1'))?.clusterId];
       if (clusterIds[0] !== clusterIds[1]) failures.push(`${mode} mode: node ${id} restarted with cluster id ${clusterIds[0]}, the members' is ${clusterIds[1]}`);
       const key = `%20join${id}`;
-      const status = await put(outcome.url, key, `via-${id}`);
+      let status: number | undefined;
+      for (let attempt = 0; attempt < PUT_ATTEMPTS && status !== 200; attempt++) status = await put(outcome.url, key, `via-${id}`);
       const read = await get(members[1]!.url, key);
-      if (status !== 200 || typeof read === 'string' || read.body !== `via-${id}`) failures.push(`${mode} mode: node ${id} restarted but PUT ${status} through it, GET through node 2 ${JSON.stringify(read)}`);
+      if (status !== 200 || typeof read === 'string' || read.body !== `via-${id}`) failures.push(`${mode} mode: node ${id} restarted but PUT ${status} through it ${PUT_ATTEMPTS} times, GET through node 2 ${JSON.stringify(read)}`);
       await stopHard(restart);
     }
     for (const m of members) await stopHard(m.run);
