@@ -17,7 +17,7 @@
 //   partition 1 | 2 3 ; isolate 1 ; cut 1 2 ; drop heartbeat append ; hold snapshot ; release ; heal
 //   stop 1 | restart 1 | compact 1 | report-snapshot 1 3 failed|finished
 //   status [1,2]                   one line per replica
-import { RaftError } from '../../src/errors.js';
+import { FlotillaError } from '../../src/errors.js';
 import type { ReadMode } from '../../src/raft.js';
 import { NETWORK_MESSAGE_TYPES, nodeId, type ConfChange, type ConfChangeSingle, type Message, type NodeId } from '../../src/types.js';
 import { storageWith } from '../helpers.js';
@@ -49,7 +49,7 @@ export class ScriptRunner {
       try {
         this.command(line);
       } catch (err) {
-        if (err instanceof RaftError) this.out.push(`! ${err.code}: ${err.message}`);
+        if (err instanceof FlotillaError) this.out.push(`! ${err.code}: ${err.message}`);
         else throw new Error(`line ${i + 1} "${line}": ${(err as Error).message}`);
       }
     });

@@ -1,4 +1,4 @@
-import { ProposalDroppedError } from '@flotilla/core';
+import { FlotillaError, ProposalDroppedError } from '@flotilla/core';
 import { InvalidCommandError } from '../kv/command.js';
 import type { WireError } from './core-protocol.js';
 
@@ -9,7 +9,7 @@ import type { WireError } from './core-protocol.js';
  */
 
 /** This replica is not the leader of the shard; `leaderHint` is the node it believes leads (0: unknown). */
-export class NotLeaderError extends Error {
+export class NotLeaderError extends FlotillaError {
   readonly code = 'NOT_LEADER';
   readonly retryable = true;
   constructor(
@@ -18,11 +18,10 @@ export class NotLeaderError extends Error {
     readonly leaderHint: number,
   ) {
     super(`shard ${shardId} on node ${nodeId} is not the leader (leader hint ${leaderHint === 0 ? 'unknown' : `node ${leaderHint}`})`);
-    this.name = 'NotLeaderError';
   }
 }
 
-export class ShardNotFoundError extends Error {
+export class ShardNotFoundError extends FlotillaError {
   readonly code = 'SHARD_NOT_FOUND';
   readonly retryable = false;
   constructor(
@@ -30,11 +29,10 @@ export class ShardNotFoundError extends Error {
     readonly nodeId: number,
   ) {
     super(`shard ${shardId} has no replica on node ${nodeId}`);
-    this.name = 'ShardNotFoundError';
   }
 }
 
-export class ShardExistsError extends Error {
+export class ShardExistsError extends FlotillaError {
   readonly code = 'SHARD_EXISTS';
   readonly retryable = false;
   constructor(
@@ -42,47 +40,42 @@ export class ShardExistsError extends Error {
     readonly nodeId: number,
   ) {
     super(`shard ${shardId} already has a replica on node ${nodeId}`);
-    this.name = 'ShardExistsError';
   }
 }
 
 /** A key outside the shard's range: the caller routed to the wrong shard (stale routing). */
-export class KeyOutOfRangeError extends Error {
+export class KeyOutOfRangeError extends FlotillaError {
   readonly code = 'KEY_OUT_OF_RANGE';
   readonly retryable = false;
   constructor(message: string) {
     super(message);
-    this.name = 'KeyOutOfRangeError';
   }
 }
 
 /** A change planned against an epoch the range has moved past (a split or another membership change came first). */
-export class EpochMismatchError extends Error {
+export class EpochMismatchError extends FlotillaError {
   readonly code = 'EPOCH_MISMATCH';
   readonly retryable = false;
   constructor(message: string) {
     super(message);
-    this.name = 'EpochMismatchError';
   }
 }
 
 /** No answer within the request's deadline; the outcome of a write is unknown. */
-export class RequestTimeoutError extends Error {
+export class RequestTimeoutError extends FlotillaError {
   readonly code = 'REQUEST_TIMEOUT';
   readonly retryable = true;
   constructor(detail: string) {
     super(`request timed out: ${detail}`);
-    this.name = 'RequestTimeoutError';
   }
 }
 
 /** Too many requests are waiting on this node already (Host's PENDING_*_MAX): retry after a moment. */
-export class OverloadedError extends Error {
+export class OverloadedError extends FlotillaError {
   readonly code = 'OVERLOADED';
   readonly retryable = true;
   constructor(message: string) {
     super(message);
-    this.name = 'OverloadedError';
   }
 }
 
@@ -91,31 +84,28 @@ export class OverloadedError extends Error {
  * reads) until space returns, while other replicas of the range go on.
  * Retryable: the range's leadership moves off a node that cannot persist.
  */
-export class DiskFullError extends Error {
+export class DiskFullError extends FlotillaError {
   readonly code = 'DISK_FULL';
   readonly retryable = true;
   constructor(message: string) {
     super(message);
-    this.name = 'DiskFullError';
   }
 }
 
-export class HostClosedError extends Error {
+export class HostClosedError extends FlotillaError {
   readonly code = 'HOST_CLOSED';
   readonly retryable = false;
   constructor(nodeId: number) {
     super(`host of node ${nodeId} is closed`);
-    this.name = 'HostClosedError';
   }
 }
 
 /** A worker core died; the node stops (its groups recover from disk on restart). */
-export class CoreCrashedError extends Error {
+export class CoreCrashedError extends FlotillaError {
   readonly code = 'CORE_CRASHED';
   readonly retryable = false;
   constructor(detail: string) {
     super(`worker core crashed: ${detail}`);
-    this.name = 'CoreCrashedError';
   }
 }
 

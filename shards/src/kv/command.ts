@@ -1,4 +1,4 @@
-import { assert } from '@flotilla/core';
+import { assert, FlotillaError } from '@flotilla/core';
 import { Packr } from 'msgpackr';
 import { KEY_BYTES_MAX } from '../storage/codec.js';
 import { CorruptRecordError } from '../storage/errors.js';
@@ -94,12 +94,11 @@ export type KvResult =
   | { readonly ok: false; readonly code: 'COMMAND_INVALID'; readonly reason: string };
 
 /** A command the store cannot hold; the proposer's fault (a 4xx), never retryable. */
-export class InvalidCommandError extends Error {
+export class InvalidCommandError extends FlotillaError {
   readonly code = 'COMMAND_INVALID';
   readonly retryable = false;
   constructor(readonly reason: string) {
     super(`invalid command: ${reason}`);
-    this.name = 'InvalidCommandError';
   }
 }
 

@@ -1,3 +1,5 @@
+import { FlotillaError } from '@flotilla/core';
+
 export type DataDirErrorCode =
   | 'DATA_DIR_FOREIGN'
   | 'DATA_DIR_VERSION'
@@ -13,7 +15,7 @@ export type DataDirErrorCode =
  * A data directory the node must not start on. Never retryable: an operator
  * has to look. The message names the path, what was found and what was expected.
  */
-export class DataDirError extends Error {
+export class DataDirError extends FlotillaError {
   readonly retryable = false;
   constructor(
     readonly code: DataDirErrorCode,
@@ -21,7 +23,6 @@ export class DataDirError extends Error {
     detail: string,
   ) {
     super(`${path}: ${detail}`);
-    this.name = 'DataDirError';
   }
 }
 
@@ -39,16 +40,14 @@ export class DataDirLockedError extends DataDirError {
       dir,
       `is in use by ${holder}, which holds the lock on ${lockPath}; one process per data directory: stop that process (or close the store it opened) first (nothing was changed)`,
     );
-    this.name = 'DataDirLockedError';
   }
 }
 
 /** Stored bytes that do not decode as what they must be: the store is damaged. */
-export class CorruptRecordError extends Error {
+export class CorruptRecordError extends FlotillaError {
   readonly code = 'CORRUPT_RECORD';
   readonly retryable = false;
   constructor(detail: string) {
     super(`corrupt record: ${detail}`);
-    this.name = 'CorruptRecordError';
   }
 }

@@ -13,7 +13,7 @@
 // in random order, then drive each node's Ready pipeline by a stage or more.
 import {
   decodeConfChange,
-  RaftError,
+  FlotillaError,
   RawNode,
   SnapshotTemporarilyUnavailableError,
   SeededRng,
@@ -644,7 +644,7 @@ export class Simulator {
       this.callDroppable(leader, () => leader.raw.proposeConfChange(cc));
     } catch (err) {
       // The leader must refuse a change that cannot apply; committing it would wedge every replica.
-      if (!(invalid && err instanceof RaftError && err.code === 'INVALID_CONF_CHANGE')) throw err;
+      if (!(invalid && err instanceof FlotillaError && err.code === 'INVALID_CONF_CHANGE')) throw err;
       if (this.trace.enabled) this.emit(`n${leader.id} refused invalid conf change: ${err.message}`);
     }
   }
@@ -667,7 +667,7 @@ export class Simulator {
       fn();
       return true;
     } catch (err) {
-      if (err instanceof RaftError && err.code === 'PROPOSAL_DROPPED') {
+      if (err instanceof FlotillaError && err.code === 'PROPOSAL_DROPPED') {
         if (this.trace.enabled) this.emit(`n${node.id} dropped: ${err.message}`);
         return false;
       }
@@ -763,7 +763,7 @@ export class Simulator {
       node.raw.step(m);
     } catch (err) {
       // A response from a peer this node does not track (removed, or not yet known): the transport drops it.
-      if (!(err instanceof RaftError && err.code === 'PEER_NOT_FOUND')) throw err;
+      if (!(err instanceof FlotillaError && err.code === 'PEER_NOT_FOUND')) throw err;
       if (this.trace.enabled) this.emit(`n${node.id} refused: ${err.message}`);
     }
     this.checker.observe(node);
