@@ -1,3 +1,4 @@
+import { FlotillaError } from '@flotilla/core';
 import type { ClusterSnapshot, NodeInfo, NodeState, Operator, RangeInfo, SchedulerConfig, Step } from './cluster.js';
 import type { RangeReport, StoreHeartbeat, HeartbeatAnswer } from './heartbeat.js';
 import type { NodeAdminState, PlacementSettings } from './meta.js';
@@ -336,7 +337,7 @@ export class PlacementDriver {
 }
 
 /** An admin operator refused: the range has one in flight, or is unknown. */
-export class OperatorConflictError extends Error {
+export class OperatorConflictError extends FlotillaError {
   readonly code = 'OPERATOR_CONFLICT';
   readonly retryable = true;
 }

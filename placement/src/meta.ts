@@ -1,4 +1,4 @@
-import { assert } from '@flotilla/core';
+import { assert, FlotillaError } from '@flotilla/core';
 import { Packr } from 'msgpackr';
 import { compareKeys, type RangeDescriptor } from './range.js';
 
@@ -103,12 +103,11 @@ for (const key of [RANGE_ID_ALLOCATOR_KEY, NODE_ID_ALLOCATOR_KEY]) {
 assert(META_RANGE_ID < FIRST_ALLOCATED_RANGE_ID, 'the meta range id is a static id');
 
 /** A stored meta record that does not decode: corruption or a writer's bug. Not retryable. */
-export class MetaRecordError extends Error {
+export class MetaRecordError extends FlotillaError {
   readonly code = 'META_RECORD_MALFORMED';
   readonly retryable = false;
   constructor(detail: string) {
     super(`malformed meta record: ${detail}`);
-    this.name = 'MetaRecordError';
   }
 }
 
