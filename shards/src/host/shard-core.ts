@@ -18,14 +18,14 @@ import {
   type NodeId,
   type Ready,
 } from '@flotilla/core';
-import { Packr } from 'msgpackr';
-import { decodeCommand, encodeChecksumCommand, INITIAL_LOG_INDEX, INITIAL_LOG_TERM, InvalidCommandError, isChecksumCommand, KEY_BYTES_MAX, type KvResult } from '../kv/command.js';
+import { decodeCommand, encodeChecksumCommand, INITIAL_LOG_INDEX, INITIAL_LOG_TERM, InvalidCommandError, isChecksumCommand, type KvResult } from '../kv/command.js';
 import { ReplicaChecksums } from '../kv/consistency.js';
 import { UNINITIALIZED, coversSpan, decodeShardRange, describeRange, encodeShardRange, hexKey, inRange, isInitialized, overlaps, type ShardRange } from '../kv/range.js';
 import { KvStateMachine, type ApplyBatch, type ApplyOutcome, type ApplyResults } from '../kv/state-machine.js';
 import type { NodeStore, ShardWrite } from '../storage/node-store.js';
 import { freeBytes, isOutOfSpace } from '../storage/disk-space.js';
 import { readSnapshot, SnapshotInstaller } from '../storage/snapshot.js';
+import { encodeSnapshotStreamHeader } from '../snapshot/stream-header.js';
 import {
   zeroCoreStats,
   type CoreEvent,
@@ -43,6 +43,7 @@ import {
 } from './core-protocol.js';
 import { DiskFullError, EpochMismatchError, KeyOutOfRangeError, NotLeaderError, ShardExistsError, ShardNotFoundError, toWire } from './errors.js';
 import { Group, type GroupRaftOptions, type PendingRead } from './group.js';
+import { invalidNetworkMessage, invalidReadOp } from './input-checks.js';
 import { decodeBatch } from './message-codec.js';
 import { HEARTBEAT_RESPONSE_TUPLE_LENGTH, HEARTBEAT_TUPLE_LENGTH, type Segment } from './node-batch.js';
 import { Outbox } from './outbox.js';
@@ -115,25 +116,6 @@ function writeBytes(writes: readonly ShardWrite[]): number {
 const UNKNOWN_REPORT_TICKS = 20;
 /** Bounds the memory a flood of unknown shard ids could take. */
 const UNKNOWN_REPORTED_COUNT_MAX = 4096;
-
-const headerPackr = new Packr({ useRecords: false, moreTypes: false });
-
-/** The header of a snapshot stream between nodes: which shard, from which leader, in which term. */
-export function encodeSnapshotStreamHeader(h: { shardId: number; from: number; term: number }): Uint8Array {
-  return headerPackr.pack([h.shardId, h.from, h.term]);
-}
-
-export function decodeSnapshotStreamHeader(bytes: Uint8Array): { shardId: number; from: number; term: number } | undefined {
-  let raw: unknown;
-  try {
-    raw = headerPackr.unpack(bytes);
-  } catch {
-    return undefined;
-  }
-  if (!Array.isArray(raw) || raw.length !== 3 || !raw.every((n) => Number.isSafeInteger(n) && (n as number) > 0)) return undefined;
-  const [shardId, from, term] = raw as number[];
-  return { shardId: shardId!, from: from!, term: term! };
-}
 
 /** A snapshot that would overlap another replica's range in this core's store (see checkSnapshotRange). */
 class SnapshotOverlapError extends Error {
@@ -1570,47 +1552,6 @@ export class ShardCore {
     this.flush();
     this.checksums.close();
     await this.options.store.close();
-  }
-}
-
-/** Why LMDB could not serve this read, or undefined. A scan may start one byte past the longest key (a cursor after it). */
-function invalidReadOp(op: ReadOp): string | undefined {
-  if (op.op === 'get') {
-    if (op.key.byteLength === 0) return 'key is empty';
-    if (op.key.byteLength > KEY_BYTES_MAX) return `key of ${op.key.byteLength} B exceeds ${KEY_BYTES_MAX} B`;
-    return undefined;
-  }
-  if (op.start.byteLength > KEY_BYTES_MAX + 1) return `scan start of ${op.start.byteLength} B exceeds ${KEY_BYTES_MAX + 1} B`;
-  if (op.end !== null && op.end.byteLength > KEY_BYTES_MAX) return `scan end of ${op.end.byteLength} B exceeds ${KEY_BYTES_MAX} B`;
-  if (!Number.isSafeInteger(op.limit) || op.limit < 1) return `scan limit ${op.limit} is not a positive integer`;
-  return undefined;
-}
-
-/**
- * What the codec cannot check and Raft would assert on (an assertion is for our
- * own bugs, never for bytes from the network). undefined when acceptable.
- */
-function invalidNetworkMessage(m: Message): string | undefined {
-  switch (m.type) {
-    // Snapshot data travels on its own stream (snapshotIncoming); a snapshot message in a batch is not ours.
-    case 'snapshot':
-      return 'snapshot message outside a snapshot stream';
-    // We never forward proposals or reads (proposalForwarding is off): a forwarded entry would bypass validateCommand.
-    case 'propose':
-    case 'readIndex':
-      return `${m.type} is never forwarded between nodes`;
-    case 'append': {
-      if (m.logTerm > m.term) return `previous entry term ${m.logTerm} above message term ${m.term}`;
-      for (let i = 0; i < m.entries.length; i++) {
-        const e = m.entries[i]!;
-        if (e.index !== m.index + 1 + i) return `entry ${i} has index ${e.index}, expected ${m.index + 1 + i}`;
-        if (e.term > m.term) return `entry ${e.index} has term ${e.term} above message term ${m.term}`;
-        if (e.term < (i === 0 ? m.logTerm : m.entries[i - 1]!.term)) return `entry ${e.index} term ${e.term} goes back`;
-      }
-      return undefined;
-    }
-    default:
-      return undefined;
   }
 }
 
