@@ -1,6 +1,6 @@
 import { SeededRng } from '@flotilla/core';
 import { Host, type ShellLogger } from '@flotilla/shards';
-import { MemoryNetwork } from '@flotilla/transport';
+import { MemoryNetwork } from '@flotilla/transport/testing';
 import { pino } from 'pino';
 import { HostKvStore } from './kv/host-store.js';
 import { FlotillaNode, bootstrapRanges } from './node.js';

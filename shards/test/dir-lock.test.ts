@@ -7,7 +7,7 @@ import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'n
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SeededRng, groupId } from '@flotilla/core';
-import { MemoryNetwork } from '@flotilla/transport';
+import { MemoryNetwork } from '@flotilla/transport/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Host } from '../src/host/host.js';
 import { NODE_FILE, lockNodeDir } from '../src/host/node-dir.js';
@@ -68,7 +68,7 @@ function listing(root: string): Record<string, string> {
 }
 
 const SHARDS_DIST = fileURLToPath(new URL('../dist/index.js', import.meta.url));
-const TRANSPORT_DIST = fileURLToPath(new URL('../../transport/dist/index.js', import.meta.url));
+const TRANSPORT_DIST = fileURLToPath(new URL('../../transport/dist/testing/index.js', import.meta.url));
 const CORE_DIST = fileURLToPath(new URL('../../core/dist/index.js', import.meta.url));
 
 /**

@@ -1,5 +1,4 @@
 export * from './types.js';
-export * from './memory-network.js';
 export * from './frame.js';
 export * from './errors.js';
 export { AssertionError } from './assert.js';

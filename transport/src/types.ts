@@ -4,8 +4,9 @@
  * node ids and bytes, never Raft; the shards layer encodes message batches.
  *
  * Two implementations share this interface: `TcpTransport` (one connection
- * per ordered node pair, length-prefixed versioned frames) and
- * `MemoryNetwork` endpoints (seeded faults for tests).
+ * per ordered node pair, length-prefixed versioned frames) and, for tests
+ * only (`@flotilla/transport/testing`), `MemoryNetwork` endpoints (seeded
+ * faults).
  */
 
 /** A node's identity in the cluster (positive integer). */

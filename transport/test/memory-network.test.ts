@@ -1,15 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import {
   BATCH_BYTES_MAX,
-  MemoryNetwork,
   SnapshotStreamError,
-  type LinkFaults,
-  type MemoryNetworkRng,
   type PeerId,
   type SnapshotReceiver,
   type Transport,
   type TransportHandlers,
 } from '../src/index.js';
+import { MemoryNetwork, type LinkFaults, type MemoryNetworkRng } from '../src/testing/index.js';
 
 /** mulberry32: a tiny seeded PRNG, so transport tests need nothing from core. */
 class TestRng implements MemoryNetworkRng {

@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { groupId } from '@flotilla/core';
-import { MemoryNetwork } from '@flotilla/transport';
+import { MemoryNetwork } from '@flotilla/transport/testing';
 import { SeededRng } from '@flotilla/core';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';

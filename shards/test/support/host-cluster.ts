@@ -1,7 +1,8 @@
 // An in-process cluster of Hosts over the deterministic MemoryNetwork, with
 // inline cores and a manual tick: the test owns time and delivery.
 import { SeededRng, groupId, type GroupId } from '@flotilla/core';
-import { MemoryNetwork, type Transport } from '@flotilla/transport';
+import type { Transport } from '@flotilla/transport';
+import { MemoryNetwork } from '@flotilla/transport/testing';
 import { pino } from 'pino';
 import type { KvCommand, KvResult } from '../../src/kv/command.js';
 import { Host, type HostOptions } from '../../src/host/host.js';

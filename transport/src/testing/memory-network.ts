@@ -37,7 +37,7 @@
  * gets one back per chunk the receiver consumes. Cutting either direction
  * between the two endpoints, isolating or closing either breaks the stream.
  */
-import { SnapshotStreamError } from './errors.js';
+import { SnapshotStreamError } from '../errors.js';
 import type {
   PeerId,
   SnapshotReceiver,
@@ -45,10 +45,10 @@ import type {
   Transport,
   TransportHandlers,
   TransportStats,
-} from './types.js';
-import { zeroTransportStats } from './types.js';
-import { BATCH_BYTES_MAX } from './frame.js';
-import { assert, unreachable } from './assert.js';
+} from '../types.js';
+import { zeroTransportStats } from '../types.js';
+import { BATCH_BYTES_MAX } from '../frame.js';
+import { assert, unreachable } from '../assert.js';
 
 // ---------------------------------------------------------------------------
 // Limits
