@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ByteRateLimiter } from '../src/host/rate-limit.js';
+import { ByteRateLimiter } from '../src/snapshot/rate-limit.js';
 
 /** A fake clock whose sleeps advance it: the time a sequence of takes needs is exactly what it slept. */
 function fakeTime() {

@@ -1,23 +1,23 @@
-import { randomInt } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULTS, SYSTEM_CLOCK, assert, sleep, type Clock, type GroupId } from '@flotilla/core';
-import { Packr } from 'msgpackr';
-import { BATCH_BYTES_MAX, type SnapshotReceiver, type SnapshotSender, type Transport, type TransportStats } from '@flotilla/transport';
+import { DEFAULTS, SYSTEM_CLOCK, assert, type Clock, type GroupId } from '@flotilla/core';
+import { BATCH_BYTES_MAX, type Transport, type TransportStats } from '@flotilla/transport';
 import { KEY_BYTES_MAX, VALUE_BYTES_MAX, encodeCommand, type KvCommand, type KvResult } from '../kv/command.js';
 import { CHECKSUM_CHUNK_KEY_COUNT_DEFAULT, CHECKSUM_HOLD_TICKS_DEFAULT, type ChecksumAnswer, type ChecksumBlockAnswer } from '../kv/consistency.js';
 import type { StoredValue } from '../kv/state-machine.js';
 import { InlineCoreChannel, WorkerCoreChannel, type CoreChannel, type CoreSettings } from './core-channel.js';
-import type { ClaimAnswer, LeaderReport, MembershipChange, CoreEvent, CoreOutEvent, CoreOutput, CoreRequest, CoreStats, RangeBoundsWire, ReadOp, ShardStatus, Consistency } from './core-protocol.js';
-import { CoreCrashedError, HostClosedError, OverloadedError, RequestTimeoutError, ShardExistsError, fromWire } from './errors.js';
+import type { LeaderReport, MembershipChange, CoreEvent, CoreOutEvent, CoreOutput, CoreRequest, CoreStats, RangeBoundsWire, ReadOp, ShardStatus, Consistency } from './core-protocol.js';
+import { CoreCrashedError, HostClosedError, OverloadedError, RequestTimeoutError, fromWire } from './errors.js';
 import type { GroupRaftOptions } from './group.js';
 import { Liveness } from './liveness.js';
-import { ByteRateLimiter } from './rate-limit.js';
 import { BatchDecodeError } from './message-codec.js';
-import { SEGMENT_BYTES_MAX, decodeFrame, encodeRpcSegments, splitSegment, type DecodedFrame, type RpcSegment, type Segment } from './node-batch.js';
+import { SEGMENT_BYTES_MAX, decodeFrame, splitSegment, type DecodedFrame, type Segment } from './node-batch.js';
 import { lockNodeDir, markNodeDirReady, prepareNodeDir } from './node-dir.js';
-import { decodeSnapshotStreamHeader, type ShellLogger } from './shard-core.js';
+import { NodeRpc, RequestIds, type RequestHandler } from './rpc.js';
+import type { ShellLogger } from './shard-core.js';
+import { ReplicaAdoption } from '../replica/adoption.js';
+import { SnapshotRelay } from '../snapshot/relay.js';
 import type { DirLock } from '../storage/dir-lock.js';
 import { NodeStore, type StoreIo } from '../storage/node-store.js';
 
@@ -27,16 +27,6 @@ export const TICK_INTERVAL_MS_DEFAULT = 100;
 export const LIVENESS_INTERVAL_TICKS_DEFAULT = 2;
 /** A peer silent this long is down: one election timeout, when its followers would have noticed by themselves. */
 export const LIVENESS_TIMEOUT_TICKS_DEFAULT = DEFAULTS.electionTimeoutTicks;
-/**
- * Ticks a shard's traffic must keep arriving before this node makes an empty replica for it: two
- * seconds at the default tick, two election timeouts: time enough for a follower only a little
- * behind the split that creates the shard to apply it. Cores report such traffic every 20 ticks per shard.
- */
-const ADOPT_AFTER_TICKS = 20;
-/** Bounds what traffic for unknown shards can make the Host remember. */
-const UNKNOWN_SHARDS_TRACKED_MAX = 4096;
-/** Snapshot bandwidth a node sends by default: half a 1 Gbit/s link, well under a disk's write rate (TiKV's default is 100 MB/s). */
-export const SNAPSHOT_BYTES_PER_SEC_DEFAULT = 64 * 1024 * 1024;
 /** 5 s at the default tick: a request not answered by then is failed with REQUEST_TIMEOUT (outcome unknown). */
 export const REQUEST_TIMEOUT_TICKS_DEFAULT = 50;
 /** Groups per core woken per tick after a peer is declared down: 1,000 groups wake within a second or two, never at once. */
@@ -60,19 +50,14 @@ export const DISK_RESERVE_BYTES_DEFAULT = 16 * 1024 * 1024;
  */
 export const PEER_TURN_BYTES_MAX = 2 * BATCH_BYTES_MAX;
 /**
- * Requests waiting for a core's answer, and requests forwarded to other nodes
- * waiting for theirs. Every one has a deadline (requestTimeoutTicks), so these
- * bound what a burst of clients can pin between two deadlines; past them a
- * request fails at once with OVERLOADED (retryable).
+ * Requests waiting for a core's answer. Every one has a deadline
+ * (requestTimeoutTicks), so this bounds what a burst of clients can pin
+ * between two deadlines; past it a request fails at once with OVERLOADED
+ * (retryable). PENDING_FORWARDS_MAX (rpc.ts) is the forwarded requests' side.
  */
 export const PENDING_REQUESTS_MAX = 65_536;
 /** Upper bound of one Raft entry's encoded bytes: the largest KV command (key, value, framing) with room to spare. */
 const ENTRY_BYTES_MAX = KEY_BYTES_MAX + VALUE_BYTES_MAX + 1024;
-export const PENDING_FORWARDS_MAX = 16_384;
-/** Forwarded request ids remembered per peer (see serveForwarded): beyond the requests one peer can have outstanding. */
-const SERVED_FORWARDS_PER_PEER_MAX = 4 * PENDING_FORWARDS_MAX;
-/** Random start of a Host's request ids: 2^40, leaving 2^13 ids a second for 30 years before ids pass 2^53. */
-const REQUEST_ID_BASE_MAX = 2 ** 40;
 assert(SEGMENT_BYTES_MAX <= PEER_TURN_BYTES_MAX, 'one full segment must fit a peer\'s turn');
 assert(LIVENESS_INTERVAL_TICKS_DEFAULT * 2 < LIVENESS_TIMEOUT_TICKS_DEFAULT, 'a peer must be able to miss a liveness ping without being declared down');
 
@@ -173,30 +158,13 @@ export class Host {
   private readonly pending = new Map<number, PendingRequest>();
   private readonly leaders = new Map<number, number>();
   private readonly shardCores = new Map<number, number>();
-  /** Shards whose traffic arrived with no replica here, and the tick it was first seen (see `unknownShard`). */
-  private readonly unknownSince = new Map<number, number>();
-  /** Shards being adopted (see adopt): their traffic is dropped meanwhile. */
-  private readonly adopting = new Set<number>();
-  /** Shards whose replica was removed from this node: their leaders' traffic is stale and creates nothing. */
-  private readonly removedShards = new Set<number>();
   private readonly peerIds = new Set<number>();
-  private readonly rpcOutbound = new Map<number, RpcSegment>();
-  private readonly pendingForwards = new Map<number, { resolve: (v: Uint8Array) => void; reject: (e: Error) => void; deadlineTick: number; to: number }>();
-  private requestHandler: ((from: number, payload: Uint8Array) => Promise<Uint8Array>) | undefined;
-  private readonly snapshotSenders = new Map<number, SnapshotSender>();
-  private readonly chunkAcks = new Map<number, (error: string | undefined) => void>();
   private readonly liveness: Liveness;
-  private readonly snapshotLimiter: ByteRateLimiter;
-  /**
-   * Ids of requests this Host sends (to its cores and forwarded to peers).
-   * Forwarded ones start at a random point per start, so a peer's record of
-   * ids it served (servedForwards) never mistakes a restarted sender's
-   * request for one it already ran. The seed option fixes it (simulation).
-   */
-  private nextRequestId: number;
-  /** Per peer, ids of forwarded requests run recently, with the tick each arrived: insertion-ordered, pruned by age and count. */
-  private readonly servedForwards = new Map<number, Map<number, number>>();
-  private nextIncomingStreamId = 1;
+  /** Ids of requests to cores and of forwarded ones, from one counter (see RequestIds). */
+  private readonly requestIds: RequestIds;
+  private readonly rpc: NodeRpc;
+  private readonly snapshots: SnapshotRelay;
+  private readonly adoption: ReplicaAdoption;
   private flushScheduled = false;
   private nowTick = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -213,21 +181,47 @@ export class Host {
 
   private constructor(private readonly options: HostOptions) {
     this.clock = options.clock ?? SYSTEM_CLOCK;
-    this.nextRequestId = 1 + (options.seed === undefined ? randomInt(REQUEST_ID_BASE_MAX) : (Math.imul(options.seed, 0x9e3779b1) >>> 0) * 64);
+    this.requestIds = new RequestIds(options.seed);
     this.coreCount = options.coreCount ?? availableParallelism();
     this.queues = Array.from({ length: this.coreCount }, emptyQueue);
     this.log = options.logger.child({ component: 'host', nodeId: options.nodeId });
     this.requestTimeoutTicks = options.requestTimeoutTicks ?? REQUEST_TIMEOUT_TICKS_DEFAULT;
-    const snapshotBytesPerSec = options.snapshotBytesPerSecMax ?? SNAPSHOT_BYTES_PER_SEC_DEFAULT;
-    this.snapshotLimiter = new ByteRateLimiter({
-      bytesPerSec: snapshotBytesPerSec,
-      burstBytes: snapshotBytesPerSec,
-      nowMs: () => this.clock.nowMs(),
-      sleep: (ms) => sleep(this.clock, ms),
-    });
     this.liveness = new Liveness({
       intervalTicks: options.livenessIntervalTicks ?? LIVENESS_INTERVAL_TICKS_DEFAULT,
       timeoutTicks: options.livenessTimeoutTicks ?? LIVENESS_TIMEOUT_TICKS_DEFAULT,
+    });
+    const nowTick = () => this.nowTick;
+    const isClosed = () => this.closed;
+    this.rpc = new NodeRpc({
+      nodeId: options.nodeId,
+      log: this.log,
+      requestTimeoutTicks: this.requestTimeoutTicks,
+      ids: this.requestIds,
+      stats: this.stats,
+      nowTick,
+      isClosed,
+      wakePeer: (to) => this.queueOutbound(to, undefined),
+    });
+    this.snapshots = new SnapshotRelay({
+      log: this.log,
+      clock: this.clock,
+      bytesPerSecMax: options.snapshotBytesPerSecMax,
+      transport: options.transport,
+      coreOf: (shardId) => this.coreOf(shardId),
+      postEvent: (core, e) => this.postEvent(core, e),
+      isClosed,
+    });
+    this.adoption = new ReplicaAdoption({
+      nodeId: options.nodeId,
+      log: this.log,
+      coreCount: this.coreCount,
+      request: (shardId, make, core) => this.request(shardId, make, core),
+      placeShard: (shardId) => this.placeShard(shardId, undefined),
+      hasShard: (shardId) => this.shardCores.has(shardId),
+      assignShard: (shardId, core) => this.shardCores.set(shardId, core),
+      unassignShard: (shardId) => this.shardCores.delete(shardId),
+      hasPeer: (id) => this.peerIds.has(id),
+      nowTick,
     });
   }
 
@@ -301,7 +295,7 @@ export class Host {
       await options.transport.start({
         onBatch: (from, batch) => host.onBatch(from, batch),
         onUnreachable: (to) => host.broadcastEvent({ kind: 'unreachable', peer: to }),
-        onSnapshot: (stream) => void host.onSnapshot(stream),
+        onSnapshot: (stream) => void host.snapshots.onSnapshot(stream),
       });
     } catch (err) {
       host.closed = true;
@@ -352,7 +346,7 @@ export class Host {
   }
 
   removePeer(id: number): void {
-    this.servedForwards.delete(id);
+    this.rpc.forgetPeer(id);
     this.options.transport.removePeer(id);
     this.liveness.untrack(id);
     this.peerIds.delete(id);
@@ -392,19 +386,7 @@ export class Host {
       this.stats.requestsTimedOut++;
       p.reject(new RequestTimeoutError(`no answer from shard ${p.shardId} on node ${this.options.nodeId} within ${this.requestTimeoutTicks} ticks`));
     }
-    // A duplicate arrives within the sender's timeout of the original, or never matters (the sender gave up).
-    for (const served of this.servedForwards.values()) {
-      for (const [id, tick] of served) {
-        if (tick + 2 * this.requestTimeoutTicks > this.nowTick) break;
-        served.delete(id);
-      }
-    }
-    for (const [id, p] of this.pendingForwards) {
-      if (p.deadlineTick > this.nowTick) continue;
-      this.pendingForwards.delete(id);
-      this.stats.requestsTimedOut++;
-      p.reject(new RequestTimeoutError(`no answer from node ${p.to} to a request forwarded by node ${this.options.nodeId} within ${this.requestTimeoutTicks} ticks`));
-    }
+    this.rpc.onTick(this.nowTick);
     this.scheduleFlush();
   }
 
@@ -428,7 +410,7 @@ export class Host {
       const parts = splitSegment(s, (shard) => this.coreOf(shard), this.coreCount);
       for (let i = 0; i < parts.length; i++) if (parts[i] !== undefined) this.queues[i]!.inbound.push([from, parts[i]!]);
     }
-    for (const rpc of frame.rpcs) this.onRpcSegment(from, rpc);
+    for (const rpc of frame.rpcs) this.rpc.onSegment(from, rpc);
     this.scheduleFlush();
   }
 
@@ -444,85 +426,12 @@ export class Host {
   forward(to: number, payload: Uint8Array): Promise<Uint8Array> {
     if (this.failure !== undefined) return Promise.reject(new CoreCrashedError(this.failure.message));
     if (this.closed) return Promise.reject(new HostClosedError(this.options.nodeId));
-    if (this.pendingForwards.size >= PENDING_FORWARDS_MAX) {
-      this.stats.requestsRefused++;
-      return Promise.reject(new OverloadedError(`node ${this.options.nodeId} has ${this.pendingForwards.size} forwarded requests waiting for answers`));
-    }
-    const id = this.nextRequestId++;
-    return new Promise<Uint8Array>((resolve, reject) => {
-      this.pendingForwards.set(id, { resolve, reject, deadlineTick: this.nowTick + this.requestTimeoutTicks, to });
-      this.rpcOutbox(to).requests.push(id, payload);
-      this.queueOutbound(to, undefined);
-    });
-  }
-
-  private rpcOutbox(to: number): RpcSegment {
-    let box = this.rpcOutbound.get(to);
-    if (box === undefined) {
-      box = { requests: [], responses: [] };
-      this.rpcOutbound.set(to, box);
-    }
-    return box;
-  }
-
-  private onRpcSegment(from: number, rpc: RpcSegment): void {
-    for (let i = 0; i < rpc.requests.length; i += 2) this.serveForwarded(from, rpc.requests[i] as number, rpc.requests[i + 1] as Uint8Array);
-    for (let i = 0; i < rpc.responses.length; i += 3) {
-      const id = rpc.responses[i] as number;
-      const p = this.pendingForwards.get(id);
-      // Unknown: timed out already, or a response we never asked for (counted, not trusted).
-      if (p === undefined || p.to !== from) {
-        this.stats.rpcResponsesDropped++;
-        continue;
-      }
-      this.pendingForwards.delete(id);
-      const payload = rpc.responses[i + 2] as Uint8Array;
-      if (rpc.responses[i + 1] === 1) p.resolve(payload);
-      else p.reject(decodeRpcError(payload));
-    }
-  }
-
-  private serveForwarded(from: number, id: number, payload: Uint8Array): void {
-    // At most once: TCP never delivers a batch twice, but a request must not run twice whatever carries it.
-    let served = this.servedForwards.get(from);
-    if (served === undefined) this.servedForwards.set(from, (served = new Map()));
-    if (served.has(id)) {
-      this.stats.rpcRequestsDuplicate++;
-      return;
-    }
-    served.set(id, this.nowTick);
-    if (served.size > SERVED_FORWARDS_PER_PEER_MAX) served.delete(served.keys().next().value!);
-    const handler = this.requestHandler;
-    const answer = (ok: boolean, bytes: Uint8Array) => {
-      if (this.closed) return;
-      this.rpcOutbox(from).responses.push(id, ok ? 1 : 0, bytes);
-      this.queueOutbound(from, undefined);
-    };
-    if (handler === undefined) {
-      answer(false, encodeRpcError({ code: 'NO_HANDLER', message: `node ${this.options.nodeId} serves no forwarded requests` }));
-      return;
-    }
-    handler(from, payload).then(
-      (bytes) => answer(true, bytes),
-      (err: unknown) => {
-        const e = err as { code?: unknown; message?: unknown };
-        if (typeof e.code !== 'string') this.log.error({ err, peer: from }, 'forwarded request failed unexpectedly');
-        const leaderHint = (err as { leaderHint?: unknown }).leaderHint;
-        answer(
-          false,
-          encodeRpcError({
-            code: typeof e.code === 'string' ? e.code : 'INTERNAL',
-            message: typeof e.code === 'string' && typeof e.message === 'string' ? e.message : 'internal error',
-            leaderHint: typeof leaderHint === 'number' ? leaderHint : 0,
-          }),
-        );
-      },
-    );
+    return this.rpc.forward(to, payload);
   }
 
   /** Serves requests other nodes `forward` to this one (the KV service sets it). */
-  setRequestHandler(handler: (from: number, payload: Uint8Array) => Promise<Uint8Array>): void {
-    this.requestHandler = handler;
+  setRequestHandler(handler: RequestHandler): void {
+    this.rpc.setRequestHandler(handler);
   }
 
   private broadcastEvent(e: CoreEvent): void {
@@ -583,8 +492,7 @@ export class Host {
       this.stats.corePosts++;
       this.cores[i]!.post(q);
     }
-    for (const [to, box] of this.rpcOutbound) for (const segment of encodeRpcSegments(box)) this.queueOutbound(to, segment);
-    this.rpcOutbound.clear();
+    this.rpc.takeSegments((to, segment) => this.queueOutbound(to, segment));
     for (const [to, { segments }] of this.outbound) {
       this.liveness.sent(to, this.nowTick);
       if (segments.length === 0) {
@@ -617,7 +525,7 @@ export class Host {
         return;
       case 'shardCreated': {
         const known = this.shardCores.get(e.shardId);
-        // adopt's claims make a split skip a shard another core holds; two copies would be a bug.
+        // ReplicaAdoption's claims make a split skip a shard another core holds; two copies would be a bug.
         assert(known === undefined || known === coreIndex, () => `shard ${e.shardId} created by a split on core ${coreIndex} of node ${this.options.nodeId}, but it is on core ${known}`);
         this.shardCores.set(e.shardId, coreIndex);
         return;
@@ -628,108 +536,22 @@ export class Host {
       case 'shardRemoved':
         this.shardCores.delete(e.shardId);
         this.leaders.delete(e.shardId);
-        this.removedShards.add(e.shardId);
+        this.adoption.onRemoved(e.shardId);
         return;
-      case 'unknownShard': {
-        if (this.shardCores.has(e.shardId) || this.adopting.has(e.shardId) || this.removedShards.has(e.shardId) || !this.peerIds.has(e.from)) return;
-        // Not at the first message: a replica a little behind is about to apply the split that creates
-        // this shard with its data, and an empty one made now would make that split drop the data and
-        // wait for a snapshot. Only traffic that keeps coming for ADOPT_AFTER_TICKS is from a shard
-        // this node will not create by itself (it missed the split, or is being added).
-        const first = this.unknownSince.get(e.shardId);
-        if (first === undefined || this.nowTick - first > ADOPT_AFTER_TICKS * 4) {
-          if (this.unknownSince.size >= UNKNOWN_SHARDS_TRACKED_MAX) this.unknownSince.clear();
-          this.unknownSince.set(e.shardId, this.nowTick);
-          return;
-        }
-        if (this.nowTick - first < ADOPT_AFTER_TICKS) return;
-        this.unknownSince.delete(e.shardId);
-        this.adopting.add(e.shardId);
-        this.adopt(e.shardId, { explicit: false })
-          .catch((err: unknown) => this.log.warn({ shardId: e.shardId, from: e.from, err }, 'could not create a replica for an unknown shard'))
-          .finally(() => this.adopting.delete(e.shardId));
+      case 'unknownShard':
+        this.adoption.onUnknownShard(e.shardId, e.from);
         return;
-      }
       case 'snapshotOpen':
-        this.snapshotSenders.set(e.streamId, this.options.transport.openSnapshot(e.to, e.header));
-        return;
-      case 'snapshotChunk': {
-        const sender = this.snapshotSenders.get(e.streamId);
-        if (sender === undefined) return;
-        // The node's snapshot bandwidth bound applies before each chunk leaves (a stream aborted meanwhile fails its write).
-        this.snapshotLimiter
-          .take(e.bytes.byteLength)
-          .then(() => sender.write(e.bytes))
-          .then(
-            () => this.postEvent(coreIndex, { kind: 'snapshotCredit', streamId: e.streamId }),
-            (err: unknown) => this.onSnapshotSendFailed(coreIndex, e.streamId, err),
-          );
-        return;
-      }
-      case 'snapshotEnd': {
-        const sender = this.snapshotSenders.get(e.streamId);
-        if (sender === undefined) return;
-        sender.end().then(
-          () => {
-            this.snapshotSenders.delete(e.streamId);
-            this.postEvent(coreIndex, { kind: 'snapshotDone', streamId: e.streamId, ok: true });
-          },
-          (err: unknown) => this.onSnapshotSendFailed(coreIndex, e.streamId, err),
-        );
-        return;
-      }
+      case 'snapshotChunk':
+      case 'snapshotEnd':
       case 'snapshotAbort':
-        this.snapshotSenders.get(e.streamId)?.abort(e.reason);
-        this.snapshotSenders.delete(e.streamId);
-        return;
       case 'snapshotChunkAck':
-        this.chunkAcks.get(e.streamId)?.(e.error);
+        this.snapshots.onCoreEvent(coreIndex, e);
         return;
       default: {
         const never: never = e;
         throw new Error(`unknown core event ${JSON.stringify(never)}`);
       }
-    }
-  }
-
-  private onSnapshotSendFailed(coreIndex: number, streamId: number, err: unknown): void {
-    if (!this.snapshotSenders.delete(streamId)) return;
-    this.log.warn({ streamId, err }, 'snapshot stream failed');
-    this.postEvent(coreIndex, { kind: 'snapshotDone', streamId, ok: false });
-  }
-
-  /** An incoming snapshot: chunks go to the owning core one at a time, the next pulled once it is staged. */
-  private async onSnapshot(stream: SnapshotReceiver): Promise<void> {
-    const header = decodeSnapshotStreamHeader(stream.header);
-    const iterator = stream.chunks[Symbol.asyncIterator]();
-    if (header === undefined || header.from !== stream.from || this.closed) {
-      this.log.warn({ peer: stream.from }, 'snapshot stream refused: malformed header');
-      await iterator.return?.();
-      return;
-    }
-    const core = this.coreOf(header.shardId);
-    const streamId = this.nextIncomingStreamId++;
-    this.postEvent(core, { kind: 'snapshotIncoming', streamId, shardId: header.shardId, from: header.from, term: header.term });
-    try {
-      for (;;) {
-        const next = await iterator.next();
-        if (next.done === true) break;
-        const acked = new Promise<string | undefined>((resolve) => this.chunkAcks.set(streamId, resolve));
-        this.postEvent(core, { kind: 'snapshotChunk', streamId, bytes: next.value });
-        const error = await acked;
-        if (error !== undefined) {
-          this.log.warn({ peer: stream.from, shardId: header.shardId, error }, 'snapshot stream abandoned');
-          await iterator.return?.();
-          this.postEvent(core, { kind: 'snapshotEnd', streamId, ok: false });
-          return;
-        }
-      }
-      this.postEvent(core, { kind: 'snapshotEnd', streamId, ok: true });
-    } catch (err) {
-      this.log.warn({ peer: stream.from, shardId: header.shardId, err }, 'snapshot stream broke');
-      this.postEvent(core, { kind: 'snapshotEnd', streamId, ok: false });
-    } finally {
-      this.chunkAcks.delete(streamId);
     }
   }
 
@@ -743,7 +565,7 @@ export class Host {
       this.stats.requestsRefused++;
       return Promise.reject(new OverloadedError(`node ${this.options.nodeId} has ${this.pending.size} requests waiting for its cores`));
     }
-    const id = this.nextRequestId++;
+    const id = this.requestIds.take();
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, deadlineTick: this.nowTick + this.requestTimeoutTicks, shardId });
       this.queues[core]!.requests.push(make(id));
@@ -784,7 +606,7 @@ export class Host {
   async createShard(spec: { shardId: GroupId; voters: readonly number[]; learners?: readonly number[]; bounds?: RangeBoundsWire; join?: boolean; colocateWith?: GroupId }): Promise<void> {
     assert(spec.shardId > 0, () => `shard id must be positive, got ${spec.shardId}`);
     if (spec.join === true) {
-      if ((await this.adopt(spec.shardId, { explicit: true })) === 'here') throw new ShardExistsError(spec.shardId, this.options.nodeId);
+      await this.adoption.join(spec.shardId);
       return;
     }
     const core = this.placeShard(spec.shardId, spec.colocateWith);
@@ -800,44 +622,12 @@ export class Host {
     }));
   }
 
-  /**
-   * Creates an empty replica of a shard in one core's store, after every
-   * core has answered a claim (core-protocol.ts `claimShard`): a core that
-   * has the shard, or is creating it by applying a split, wins and nothing
-   * is created; every other core marks it away first, so a split applied
-   * there later skips it instead of making a second copy. A shard removed
-   * here is not re-created by traffic (`explicit` false: a stale leader's
-   * messages), only when asked, in the store holding the tombstone (it keeps
-   * the last vote).
-   */
-  private async adopt(shardId: number, options: { explicit: boolean }): Promise<ClaimAnswer> {
-    const answers = await Promise.all(this.cores.map((_, core) => this.request<ClaimAnswer>(shardId, (id) => ({ kind: 'claimShard', id, shardId }), core)));
-    if (answers.includes('here')) return 'here';
-    const tombstoneCore = answers.indexOf('removed');
-    if (tombstoneCore >= 0 && !options.explicit) {
-      this.removedShards.add(shardId);
-      this.log.info({ shardId }, 'traffic for a shard removed from this node ignored');
-      return 'removed';
-    }
-    const core = tombstoneCore >= 0 ? tombstoneCore : this.placeShard(shardId, undefined);
-    this.shardCores.set(shardId, core);
-    this.removedShards.delete(shardId);
-    try {
-      await this.request(shardId, (id) => ({ kind: 'createShard', id, shardId, voters: [], learners: [], bounds: { start: new Uint8Array(0), end: null }, join: true }), core);
-    } catch (err) {
-      this.shardCores.delete(shardId);
-      throw err;
-    }
-    this.log.info({ shardId, core, explicit: options.explicit }, 'empty replica created for its leader to catch up');
-    return 'free';
-  }
-
   /** Destroys this node's replica of a shard (its log, metadata and data); a tombstone keeps its last term and vote. */
   async removeShard(shardId: GroupId): Promise<void> {
     await this.request(shardId, (id) => ({ kind: 'removeShard', id, shardId }));
     this.shardCores.delete(shardId);
     this.leaders.delete(shardId);
-    this.removedShards.add(shardId);
+    this.adoption.onRemoved(shardId);
   }
 
   /**
@@ -912,7 +702,7 @@ export class Host {
 
   /** Requests waiting for a core's answer and forwards waiting for a peer's: each bounded (PENDING_*_MAX) and each with a deadline. */
   pendingCounts(): { requests: number; forwards: number } {
-    return { requests: this.pending.size, forwards: this.pendingForwards.size };
+    return { requests: this.pending.size, forwards: this.rpc.pendingCount };
   }
 
   /** Whether this node holds a replica of the shard. */
@@ -947,8 +737,7 @@ export class Host {
     const crashed = new CoreCrashedError(`core ${coreIndex} of node ${this.options.nodeId}: ${err.message}`);
     for (const p of this.pending.values()) p.reject(crashed);
     this.pending.clear();
-    for (const p of this.pendingForwards.values()) p.reject(crashed);
-    this.pendingForwards.clear();
+    this.rpc.rejectAll(crashed);
     if (this.options.onFatal !== undefined) this.options.onFatal(crashed);
     else void this.close();
   }
@@ -961,10 +750,8 @@ export class Host {
     const closing = new HostClosedError(this.options.nodeId);
     for (const p of this.pending.values()) p.reject(closing);
     this.pending.clear();
-    for (const p of this.pendingForwards.values()) p.reject(closing);
-    this.pendingForwards.clear();
-    for (const s of this.snapshotSenders.values()) s.abort('host closing');
-    this.snapshotSenders.clear();
+    this.rpc.rejectAll(closing);
+    this.snapshots.close();
     await this.options.transport.close();
     await Promise.allSettled(this.cores.map((c) => c.close()));
     // Last: a new opener must not find a store of ours still closing.
@@ -1002,38 +789,4 @@ function defaultWorkerPath(): string {
   const dir = join(here, '..');
   if (here.endsWith('.ts')) return join(dir, '..', '..', 'dist', 'host', 'core-worker.js');
   return join(dir, 'core-worker.js');
-}
-
-const rpcErrorPackr = new Packr({ useRecords: false, moreTypes: false });
-
-function encodeRpcError(e: { code: string; message: string; leaderHint?: number }): Uint8Array {
-  return rpcErrorPackr.pack([e.code, e.message, e.leaderHint ?? 0]);
-}
-
-/** An error answered by the node a request was forwarded to, with its stable code (or RPC_MALFORMED) and, for NOT_LEADER, its leader hint. */
-export class ForwardedRequestError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly leaderHint = 0,
-  ) {
-    super(message);
-    this.name = 'ForwardedRequestError';
-  }
-
-  get retryable(): boolean {
-    return this.code === 'NOT_LEADER' || this.code === 'PROPOSAL_DROPPED' || this.code === 'REQUEST_TIMEOUT';
-  }
-}
-
-function decodeRpcError(bytes: Uint8Array): ForwardedRequestError {
-  try {
-    const raw = rpcErrorPackr.unpack(bytes) as unknown;
-    if (Array.isArray(raw) && raw.length === 3 && typeof raw[0] === 'string' && typeof raw[1] === 'string' && Number.isSafeInteger(raw[2]) && (raw[2] as number) >= 0) {
-      return new ForwardedRequestError(raw[0], raw[1], raw[2] as number);
-    }
-  } catch {
-    // fall through: a malformed error answer is itself the error
-  }
-  return new ForwardedRequestError('RPC_MALFORMED', 'the peer answered with a malformed error');
 }

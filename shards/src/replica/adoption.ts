@@ -1,0 +1,112 @@
+import type { ClaimAnswer, CoreRequest } from '../host/core-protocol.js';
+import { ShardExistsError } from '../host/errors.js';
+import type { ShellLogger } from '../host/shard-core.js';
+
+/**
+ * Ticks a shard's traffic must keep arriving before this node makes an empty replica for it: two
+ * seconds at the default tick, two election timeouts: time enough for a follower only a little
+ * behind the split that creates the shard to apply it. Cores report such traffic every 20 ticks per shard.
+ */
+const ADOPT_AFTER_TICKS = 20;
+/** Bounds what traffic for unknown shards can make the Host remember. */
+const UNKNOWN_SHARDS_TRACKED_MAX = 4096;
+
+/** What adoption needs of the Host: its requests to cores, and its table of which core holds which shard. */
+export interface ReplicaAdoptionPort {
+  readonly nodeId: number;
+  readonly log: ShellLogger;
+  readonly coreCount: number;
+  /** A request to core `core`, answered by its reply (the Host's request path: bounded, with a deadline). */
+  request<T>(shardId: number, make: (id: number) => CoreRequest, core: number): Promise<T>;
+  /** Where a new replica goes (the core already holding it, else the one with fewest shards). */
+  placeShard(shardId: number): number;
+  hasShard(shardId: number): boolean;
+  assignShard(shardId: number, core: number): void;
+  unassignShard(shardId: number): void;
+  /** Whether this node knows the peer (traffic from strangers creates nothing). */
+  hasPeer(id: number): boolean;
+  nowTick(): number;
+}
+
+/**
+ * The Host's side of a replica's lifecycle: creating an empty replica that
+ * the group's leader catches up (asked for, or adopted because the shard's
+ * traffic keeps arriving), and remembering which shards were removed here
+ * so their stale leaders' traffic creates nothing.
+ */
+export class ReplicaAdoption {
+  /** Shards whose traffic arrived with no replica here, and the tick it was first seen (see `onUnknownShard`). */
+  private readonly unknownSince = new Map<number, number>();
+  /** Shards being adopted (see adopt): their traffic is dropped meanwhile. */
+  private readonly adopting = new Set<number>();
+  /** Shards whose replica was removed from this node: their leaders' traffic is stale and creates nothing. */
+  private readonly removedShards = new Set<number>();
+
+  constructor(private readonly port: ReplicaAdoptionPort) {}
+
+  /** An empty replica asked for (createShard with `join`); SHARD_EXISTS if a core already holds the shard. */
+  async join(shardId: number): Promise<void> {
+    if ((await this.adopt(shardId, { explicit: true })) === 'here') throw new ShardExistsError(shardId, this.port.nodeId);
+  }
+
+  /** The replica was destroyed here (removeShard, or it applied its own removal). */
+  onRemoved(shardId: number): void {
+    this.removedShards.add(shardId);
+  }
+
+  /** A core got Raft traffic for a shard it does not have (the `unknownShard` core event). */
+  onUnknownShard(shardId: number, from: number): void {
+    const { port } = this;
+    if (port.hasShard(shardId) || this.adopting.has(shardId) || this.removedShards.has(shardId) || !port.hasPeer(from)) return;
+    // Not at the first message: a replica a little behind is about to apply the split that creates
+    // this shard with its data, and an empty one made now would make that split drop the data and
+    // wait for a snapshot. Only traffic that keeps coming for ADOPT_AFTER_TICKS is from a shard
+    // this node will not create by itself (it missed the split, or is being added).
+    const nowTick = port.nowTick();
+    const first = this.unknownSince.get(shardId);
+    if (first === undefined || nowTick - first > ADOPT_AFTER_TICKS * 4) {
+      if (this.unknownSince.size >= UNKNOWN_SHARDS_TRACKED_MAX) this.unknownSince.clear();
+      this.unknownSince.set(shardId, nowTick);
+      return;
+    }
+    if (nowTick - first < ADOPT_AFTER_TICKS) return;
+    this.unknownSince.delete(shardId);
+    this.adopting.add(shardId);
+    this.adopt(shardId, { explicit: false })
+      .catch((err: unknown) => port.log.warn({ shardId, from, err }, 'could not create a replica for an unknown shard'))
+      .finally(() => this.adopting.delete(shardId));
+  }
+
+  /**
+   * Creates an empty replica of a shard in one core's store, after every
+   * core has answered a claim (core-protocol.ts `claimShard`): a core that
+   * has the shard, or is creating it by applying a split, wins and nothing
+   * is created; every other core marks it away first, so a split applied
+   * there later skips it instead of making a second copy. A shard removed
+   * here is not re-created by traffic (`explicit` false: a stale leader's
+   * messages), only when asked, in the store holding the tombstone (it keeps
+   * the last vote).
+   */
+  private async adopt(shardId: number, options: { explicit: boolean }): Promise<ClaimAnswer> {
+    const { port } = this;
+    const answers = await Promise.all(Array.from({ length: port.coreCount }, (_, core) => port.request<ClaimAnswer>(shardId, (id) => ({ kind: 'claimShard', id, shardId }), core)));
+    if (answers.includes('here')) return 'here';
+    const tombstoneCore = answers.indexOf('removed');
+    if (tombstoneCore >= 0 && !options.explicit) {
+      this.removedShards.add(shardId);
+      port.log.info({ shardId }, 'traffic for a shard removed from this node ignored');
+      return 'removed';
+    }
+    const core = tombstoneCore >= 0 ? tombstoneCore : port.placeShard(shardId);
+    port.assignShard(shardId, core);
+    this.removedShards.delete(shardId);
+    try {
+      await port.request(shardId, (id) => ({ kind: 'createShard', id, shardId, voters: [], learners: [], bounds: { start: new Uint8Array(0), end: null }, join: true }), core);
+    } catch (err) {
+      port.unassignShard(shardId);
+      throw err;
+    }
+    port.log.info({ shardId, core, explicit: options.explicit }, 'empty replica created for its leader to catch up');
+    return 'free';
+  }
+}
