@@ -23,16 +23,14 @@ import { ReplicaChecksums } from '../kv/consistency.js';
 import { UNINITIALIZED, coversSpan, decodeShardRange, describeRange, encodeShardRange, hexKey, inRange, isInitialized, overlaps, type ShardRange } from '../kv/range.js';
 import { KvStateMachine, type ApplyBatch, type ApplyOutcome, type ApplyResults } from '../kv/state-machine.js';
 import type { NodeStore, ShardWrite } from '../storage/node-store.js';
-import { freeBytes, isOutOfSpace } from '../storage/disk-space.js';
+import { isOutOfSpace } from '../storage/disk-space.js';
 import { readSnapshot, SnapshotInstaller } from '../storage/snapshot.js';
 import { encodeSnapshotStreamHeader } from '../snapshot/stream-header.js';
 import {
   zeroCoreStats,
   type CoreEvent,
   type CoreInput,
-  type CoreOutEvent,
   type CoreOutput,
-  type CoreReply,
   type CoreRequest,
   type CoreStats,
   type ClaimAnswer,
@@ -41,12 +39,13 @@ import {
   type ReadOp,
   type ShardStatus,
 } from './core-protocol.js';
-import { DiskFullError, EpochMismatchError, KeyOutOfRangeError, NotLeaderError, ShardExistsError, ShardNotFoundError, toWire } from './errors.js';
+import { DiskFullError, EpochMismatchError, KeyOutOfRangeError, NotLeaderError, ShardExistsError, ShardNotFoundError } from './errors.js';
 import { Group, type GroupRaftOptions, type PendingRead } from './group.js';
 import { invalidNetworkMessage, invalidReadOp } from './input-checks.js';
 import { decodeBatch } from './message-codec.js';
 import { HEARTBEAT_RESPONSE_TUPLE_LENGTH, HEARTBEAT_TUPLE_LENGTH, type Segment } from './node-batch.js';
-import { Outbox } from './outbox.js';
+import { CoreOutputBuffer } from './core-output.js';
+import { DiskGuard, entryBytes, writeBytes } from './disk-guard.js';
 
 /** Logging as the shell needs it: the core's interface plus error and child bindings (pino satisfies it). */
 export interface ShellLogger extends Logger {
@@ -85,31 +84,6 @@ export interface ShardCoreOptions {
   readonly checksumChunkKeyCount: number;
   /** Ticks a finished check keeps its snapshot for block details (CHECKSUM_HOLD_TICKS_DEFAULT). */
   readonly checksumHoldTicks: number;
-}
-
-/** How often (ticks) the core looks at the free space of its store's file system: once a second at the default tick. */
-const DISK_CHECK_TICKS = 10;
-/** A group commit that failed on a full disk is retried this often (ticks) until space returns. */
-const DISK_FULL_RETRY_TICKS = 10;
-/**
- * Free bytes a store write never takes the file system below (see
- * spaceShortfall): room for LMDB's copy-on-write pages beyond our estimate
- * of a write, and for the file to grow by its own increments.
- */
-const DISK_FLOOR_BYTES = 8 * 1024 * 1024;
-/** Per-entry bytes over its payload in the log and in the data (keys, term, type, b-tree cells). */
-const ENTRY_STORED_OVERHEAD_BYTES = 64;
-
-function entryBytes(entries: readonly Entry[]): number {
-  let bytes = 0;
-  for (const e of entries) bytes += e.data.byteLength + ENTRY_STORED_OVERHEAD_BYTES;
-  return bytes;
-}
-
-function writeBytes(writes: readonly ShardWrite[]): number {
-  let bytes = 0;
-  for (const w of writes) bytes += entryBytes(w.entries) + ENTRY_STORED_OVERHEAD_BYTES;
-  return bytes;
 }
 
 /** A shard this core lacks is reported to the Host at most this often (its leader heartbeats every few ticks). */
@@ -173,9 +147,8 @@ export class ShardCore {
   private readonly sm: KvStateMachine;
   /** Consistency check results and the passes computing them, one chunk per tick (kv/consistency.ts). */
   private readonly checksums: ReplicaChecksums;
-  private readonly outbox = new Outbox();
-  private replies: CoreReply[] = [];
-  private events: CoreOutEvent[] = [];
+  private readonly out: CoreOutputBuffer;
+  private readonly disk: DiskGuard;
   private readonly tasks: (() => Promise<void>)[] = [];
   /** createShard requests waiting for their shared transaction. */
   private readonly creating: Extract<CoreRequest, { kind: 'createShard' }>[] = [];
@@ -196,26 +169,24 @@ export class ShardCore {
   private readonly log: ShellLogger;
   private idleWaiters: (() => void)[] = [];
   private failure: unknown;
-  /**
-   * Set while a group commit fails for want of space (see persistRetrying):
-   * the round waits, the core steps no Raft traffic and ticks no group (it
-   * cannot persist a vote, an entry or a term), and refuses writes and
-   * linearizable reads; stale reads are served. Cleared by the first commit
-   * that succeeds.
-   */
-  private diskFull: { sinceTick: number; err: string } | undefined;
-  /** Free space below diskReserveBytes at the last check: writes are refused, Raft goes on. */
-  private diskLow = false;
-  private diskRetryWaiters: (() => void)[] = [];
-  /** close() was called while a round waited for space: the round gives up its Ready. */
-  private abandoning = false;
-
   constructor(private readonly options: ShardCoreOptions) {
     assert(options.wakeCountPerTickMax > 0, 'wakeCountPerTickMax must be positive');
     assert(options.compactionKeepEntries < options.compactionTriggerEntries, () => `compactionKeepEntries ${options.compactionKeepEntries} must be below compactionTriggerEntries ${options.compactionTriggerEntries}`);
     this.self = nodeId(options.nodeId);
     this.sm = new KvStateMachine(options.store);
     this.log = options.logger.child({ component: 'core', nodeId: options.nodeId, core: options.coreIndex });
+    this.out = new CoreOutputBuffer(options.emit);
+    this.disk = new DiskGuard({
+      dir: options.store.dir,
+      reserveBytes: options.diskReserveBytes,
+      self: this.self,
+      stats: this.stats,
+      log: this.log,
+      out: this.out,
+      active: this.active,
+      downPeers: this.downPeers,
+      touch: (g) => this.touched.add(g),
+    });
     this.checksums = new ReplicaChecksums(options.store, { chunkKeyCount: options.checksumChunkKeyCount, holdTicks: options.checksumHoldTicks }, (fields, message) => this.log.error(fields, message));
     for (const shardId of options.store.shardIds()) {
       // After a restart every group starts dormant: it wakes when a message or request arrives,
@@ -271,7 +242,7 @@ export class ShardCore {
     // heartbeats it already holds.
     for (const [from, segment] of input.inbound) {
       // Nothing stepped now could be persisted, and leaders resend what a follower has not acknowledged.
-      if (this.diskFull !== undefined) this.stats.segmentsDroppedDiskFull++;
+      if (this.disk.isFull) this.stats.segmentsDroppedDiskFull++;
       else this.onSegment(nodeId(from), segment);
     }
     for (const e of input.events) this.onEvent(e);
@@ -284,12 +255,9 @@ export class ShardCore {
     this.tickCount++;
     // Hashing advances with time, not with rounds: one chunk per tick keeps a big range's check from stalling the loop.
     this.checksums.onTick(this.tickCount);
-    if (this.tickCount % DISK_CHECK_TICKS === 0) this.checkDiskSpace();
-    if (this.diskFull !== undefined) {
-      // No group ticks: a node that cannot persist must not campaign, and its leaders must not look alive.
-      if ((this.tickCount - this.diskFull.sinceTick) % DISK_FULL_RETRY_TICKS === 0) for (const w of this.diskRetryWaiters.splice(0)) w();
-      return;
-    }
+    this.disk.onTick(this.tickCount);
+    // No group ticks: a node that cannot persist must not campaign, and its leaders must not look alive.
+    if (this.disk.isFull) return;
     for (const g of this.active) {
       // Checked before the tick: a leader's tick queues a heartbeat, and a queued message is work.
       if (this.options.quiesce && g.canQuiesce(this.downPeers)) {
@@ -336,7 +304,7 @@ export class ShardCore {
     this.active.add(g);
     this.stats.wakes++;
     const leader = g.leader;
-    if (options.notifyLeader && leader !== NONE && leader !== this.self) this.outbox.wake(leader, g.id);
+    if (options.notifyLeader && leader !== NONE && leader !== this.self) this.out.outbox.wake(leader, g.id);
   }
 
   private onSegment(from: NodeId, s: Segment): void {
@@ -429,7 +397,7 @@ export class ShardCore {
     if (last !== undefined && this.tickCount - last < UNKNOWN_REPORT_TICKS) return;
     if (this.unknownReported.size >= UNKNOWN_REPORTED_COUNT_MAX) this.unknownReported.clear();
     this.unknownReported.set(shard, this.tickCount);
-    this.events.push({ kind: 'unknownShard', shardId: shard, from });
+    this.out.event({ kind: 'unknownShard', shardId: shard, from });
   }
 
   private reject(fields: Record<string, unknown>, message: string): void {
@@ -576,13 +544,11 @@ export class ShardCore {
   }
 
   private reply(id: number, value: unknown): void {
-    this.replies.push({ id, ok: true, value });
+    this.out.reply(id, value);
   }
 
   private fail(id: number, err: unknown): void {
-    const wire = toWire(err);
-    assert(wire !== undefined, () => `request ${id} failed with an uncoded error: ${String(err)}`);
-    this.replies.push({ id, ok: false, error: wire });
+    this.out.fail(id, err);
   }
 
   /** The group a client request addresses, woken; undefined (and answered) when it is not here. */
@@ -615,7 +581,7 @@ export class ShardCore {
     const g = this.requestGroup(id, shardId);
     if (g === undefined) return undefined;
     if (!g.isLeader) return void this.notLeader(id, g);
-    const full = this.diskRefusal();
+    const full = this.disk.refusal();
     if (full !== undefined) return void this.fail(id, full);
     return g;
   }
@@ -683,7 +649,7 @@ export class ShardCore {
     if (consistency === 'stale') return this.serveRead(g, read);
     if (!g.isLeader) return this.notLeader(id, g);
     // A leader whose Readys wait for space sends no heartbeats: its ReadIndex would never be confirmed.
-    if (this.diskFull !== undefined) return this.fail(id, this.diskRefusal()!);
+    if (this.disk.isFull) return this.fail(id, this.disk.refusal()!);
     const context = String(id);
     try {
       g.raw.readIndex(context);
@@ -893,7 +859,7 @@ export class ShardCore {
       if (g.incoming !== undefined) this.incomingStreams.delete(g.incoming.streamId);
       // The other replicas may be quiesced, following us: wake them, so they notice our silence and elect.
       const config = g.raw.raft.tracker.confState();
-      for (const peer of new Set([...config.voters, ...config.votersOutgoing, ...config.learners])) if (peer !== this.self) this.outbox.wake(peer, shardId);
+      for (const peer of new Set([...config.voters, ...config.votersOutgoing, ...config.learners])) if (peer !== this.self) this.out.outbox.wake(peer, shardId);
       // A Ready taken but not advanced cannot exist here: rounds run inside the loop, and so do tasks.
       await this.options.store.destroyShard(shardId, isInitialized(g.bounds) ? { start: g.bounds.start, end: g.bounds.end } : undefined, { tombstone: g.raw.raft.hardState() });
       this.groups.delete(shardId);
@@ -944,7 +910,7 @@ export class ShardCore {
         const ready: Group[] = [];
         for (const g of this.touched) if (!g.removed && g.raw.hasReady()) ready.push(g);
         this.touched.clear();
-        if (ready.length === 0 || this.abandoning) break;
+        if (ready.length === 0 || this.disk.isAbandoning) break;
         await this.round(ready);
         // Let the input that arrived during the round (its commit blocks this thread) be handled first, so
         // the next round carries it too: without this, rounds ran back to back on what the last one
@@ -990,7 +956,7 @@ export class ShardCore {
     this.flush();
 
     for (const { g, rd } of items) {
-      if (rd.snapshot !== undefined && !(await this.untilWritten(() => this.installAccepted(g, rd), 2 * (g.accepted?.stagedBytes ?? 0)))) return;
+      if (rd.snapshot !== undefined && !(await this.disk.untilWritten(() => this.installAccepted(g, rd), 2 * (g.accepted?.stagedBytes ?? 0)))) return;
     }
     const writes: ShardWrite[] = [];
     for (const { g, rd } of items) {
@@ -1010,7 +976,7 @@ export class ShardCore {
       let outcome: ApplyOutcome | undefined;
       if (logWrites.length > 0 || !apply.isEmpty) {
         const bytes = 2 * (writeBytes(logWrites) + segment.pieces.reduce((sum, p) => sum + entryBytes(p.entries), 0));
-        const persisted = await this.untilWritten(() => this.options.store.persist(logWrites, { alsoInTransaction: () => (outcome = apply.write()) }), bytes);
+        const persisted = await this.disk.untilWritten(() => this.options.store.persist(logWrites, { alsoInTransaction: () => (outcome = apply.write()) }), bytes);
         // Closing while the disk was full: the Ready is abandoned, as a crash would; the log replays it.
         if (!persisted) return;
       }
@@ -1064,7 +1030,7 @@ export class ShardCore {
       const g = this.addGroup(c.shardId, c.range);
       this.active.add(g);
       this.touched.add(g);
-      this.events.push({ kind: 'shardCreated', shardId: c.shardId, parent: c.parent });
+      this.out.event({ kind: 'shardCreated', shardId: c.shardId, parent: c.parent });
       if (this.groups.get(c.parent)?.isLeader === true && g.raw.raft.promotable()) g.raw.campaign();
       this.log.info({ shardId: c.shardId, parent: c.parent, range: describeRange(c.range), epoch: c.range.epoch }, 'shard created by a split');
     }
@@ -1080,7 +1046,7 @@ export class ShardCore {
     for (const g of this.removedByApply) {
       if (g.removed) continue;
       this.log.info({ shardId: g.id }, 'replica removed from its group by a membership change');
-      this.destroyGroup(g, () => this.events.push({ kind: 'shardRemoved', shardId: g.id }));
+      this.destroyGroup(g, () => this.out.event({ kind: 'shardRemoved', shardId: g.id }));
     }
     this.removedByApply.clear();
   }
@@ -1091,7 +1057,7 @@ export class ShardCore {
     if (r.lead !== g.reportedLeader) this.log.info({ shardId: g.id, term: r.term, leaderId: r.lead, role: r.role }, 'leader changed');
     g.reportedLeader = r.lead;
     g.reportedTerm = r.term;
-    this.events.push({ kind: 'leader', shardId: g.id, leader: r.lead, term: r.term });
+    this.out.event({ kind: 'leader', shardId: g.id, leader: r.lead, term: r.term });
   }
 
   private route(g: Group, messages: readonly Message[]): void {
@@ -1100,7 +1066,7 @@ export class ShardCore {
         this.startOutgoing(g, m.to, m.term);
         continue;
       }
-      if (this.outbox.add(g.id, m, { quiesce: m.type === 'heartbeat' && g.quiesced })) {
+      if (this.out.outbox.add(g.id, m, { quiesce: m.type === 'heartbeat' && g.quiesced })) {
         this.stats.messagesSent++;
         continue;
       }
@@ -1201,120 +1167,10 @@ export class ShardCore {
     while (g.readsAwaitingApply.length > 0 && g.readsAwaitingApply[0]!.index <= applied) this.serveRead(g, g.readsAwaitingApply.shift()!.read);
   }
 
-  /**
-   * A write the round cannot go on without (its group commit, a snapshot
-   * install), retried while it fails for want of space: a failed LMDB
-   * transaction leaves the store and its in-memory mirror as they were, and
-   * both writes are made to be repeated (the staged apply writes the same
-   * again; the installer keeps its staged chunks). Any other storage error is
-   * the node's end, as before. False: the core is closing and the Ready is
-   * abandoned, as a crash would (the durable log replays it).
-   */
-  private async untilWritten(write: () => Promise<void>, bytesEstimate: number): Promise<boolean> {
-    for (;;) {
-      const shortfall = this.spaceShortfall(bytesEstimate);
-      if (shortfall !== undefined) {
-        this.onDiskFull(shortfall);
-      } else {
-        try {
-          await write();
-          if (this.diskFull !== undefined) this.onDiskSpaceBack();
-          return true;
-        } catch (err) {
-          if (!isOutOfSpace(err, this.options.store.dir)) throw err;
-          this.onDiskFull(err as Error);
-        }
-      }
-      await new Promise<void>((resolve) => this.diskRetryWaiters.push(resolve));
-      if (this.abandoning) return false;
-    }
-  }
-
-  /**
-   * Whether a write of about `bytes` would take the file system below
-   * DISK_FLOOR_BYTES: then it is not attempted, and the core waits as for a
-   * full disk. LMDB's own out-of-space path is to be avoided, not only
-   * survived: lmdb-js 3.5.6 formats that error with sprintf into a 100-byte
-   * malloc'd buffer (mdb.c, mdb_page_flush), which its positions and buffer
-   * sizes can overrun — the fault suite saw glibc abort on a corrupted heap
-   * twice in ~25 full-disk episodes. The failed-write path above stays for
-   * space taken by someone else between this check and the write.
-   */
-  private spaceShortfall(bytes: number): Error | undefined {
-    const free = freeBytes(this.options.store.dir);
-    if (free === undefined || free >= DISK_FLOOR_BYTES + bytes) return undefined;
-    return new DiskFullError(`${free} B free on ${this.options.store.dir}, under the floor of ${DISK_FLOOR_BYTES} B plus ~${bytes} B this write needs`);
-  }
-
-  private onDiskFull(err: Error): void {
-    this.stats.diskFullCommits++;
-    if (this.diskFull !== undefined) return;
-    this.diskFull = { sinceTick: this.tickCount, err: err.message };
-    const free = freeBytes(this.options.store.dir);
-    this.log.error({ dir: this.options.store.dir, freeBytes: free, err }, 'disk full: writes refused until space returns; this node steps no Raft traffic meanwhile');
-    this.events.push({ kind: 'disk', full: true, low: true, freeBytes: free ?? 0 });
-    this.flush();
-  }
-
-  private onDiskSpaceBack(): void {
-    const free = freeBytes(this.options.store.dir);
-    this.log.warn({ dir: this.options.store.dir, freeBytes: free, fullTicks: this.tickCount - this.diskFull!.sinceTick }, 'disk space returned: group commits succeed again');
-    this.diskFull = undefined;
-    this.diskLow = free !== undefined && free < this.options.diskReserveBytes;
-    this.events.push({ kind: 'disk', full: false, low: this.diskLow, freeBytes: free ?? 0 });
-    // Every group may have missed ticks and traffic: let them all look at their state again.
-    for (const g of this.active) this.touched.add(g);
-  }
-
-  /**
-   * Once every DISK_CHECK_TICKS: below the reserve, writes are refused before
-   * the disk is actually full, and the groups led here hand their lead to
-   * their most caught-up follower, so the range takes writes elsewhere.
-   */
-  private checkDiskSpace(): void {
-    if (this.diskFull !== undefined) return;
-    const free = freeBytes(this.options.store.dir);
-    if (free === undefined) return;
-    const low = free < this.options.diskReserveBytes;
-    if (low) this.leadOffLowDisk();
-    if (low === this.diskLow) return;
-    this.diskLow = low;
-    if (low) this.log.warn({ dir: this.options.store.dir, freeBytes: free, reserveBytes: this.options.diskReserveBytes }, 'disk space below the reserve: writes refused');
-    else this.log.info({ dir: this.options.store.dir, freeBytes: free }, 'disk space above the reserve again: writes accepted');
-    this.events.push({ kind: 'disk', full: false, low, freeBytes: free });
-  }
-
-  private leadOffLowDisk(): void {
-    for (const g of this.active) {
-      if (!g.isLeader) continue;
-      const raft = g.raw.raft;
-      let best: NodeId | undefined;
-      let bestMatch = -1;
-      for (const voter of raft.tracker.confState().voters) {
-        const match = raft.tracker.progress.get(voter)?.match ?? -1;
-        if (voter !== this.self && !this.downPeers.has(voter) && match > bestMatch) {
-          best = voter;
-          bestMatch = match;
-        }
-      }
-      if (best === undefined) continue;
-      g.raw.transferLeader(best);
-      this.touched.add(g);
-      this.log.info({ shardId: g.id, to: best }, 'leadership handed off: this node is low on disk space');
-    }
-  }
-
-  private diskRefusal(): DiskFullError | undefined {
-    if (this.diskFull === undefined && !this.diskLow) return undefined;
-    const free = freeBytes(this.options.store.dir);
-    const what = this.diskFull !== undefined ? 'is full' : `has ${free ?? '?'} B free, below the reserve of ${this.options.diskReserveBytes} B`;
-    return new DiskFullError(`the disk of node ${this.self} (${this.options.store.dir}) ${what}; writes are refused until space returns`);
-  }
-
   private async maybeCompact(g: Group): Promise<void> {
     const applied = g.storage.applied;
     if (applied - (g.storage.firstIndex() - 1) < this.options.compactionTriggerEntries) return;
-    if (this.spaceShortfall(0) !== undefined) {
+    if (this.disk.spaceShortfall(0) !== undefined) {
       this.stats.storeWritesFailedDiskFull++;
       return;
     }
@@ -1330,11 +1186,7 @@ export class ShardCore {
   }
 
   private flush(): void {
-    if (this.outbox.isEmpty() && this.replies.length === 0 && this.events.length === 0) return;
-    const output: CoreOutput = { outbound: this.outbox.take(), replies: this.replies, events: this.events };
-    this.replies = [];
-    this.events = [];
-    this.options.emit(output);
+    this.out.flush();
   }
 
   // ---------------------------------------------------------------------------
@@ -1348,7 +1200,7 @@ export class ShardCore {
     this.outgoing.set(streamId, { group: g, to, chunks, ended: false });
     this.stats.snapshotsSent++;
     this.log.info({ shardId: g.id, to, streamId }, 'streaming snapshot');
-    this.events.push({ kind: 'snapshotOpen', streamId, to, header: encodeSnapshotStreamHeader({ shardId: g.id, from: this.self, term }) });
+    this.out.event({ kind: 'snapshotOpen', streamId, to, header: encodeSnapshotStreamHeader({ shardId: g.id, from: this.self, term }) });
     this.onSnapshotCredit(streamId);
   }
 
@@ -1358,9 +1210,9 @@ export class ShardCore {
     const next = s.chunks.next();
     if (next.done === true) {
       s.ended = true;
-      this.events.push({ kind: 'snapshotEnd', streamId });
+      this.out.event({ kind: 'snapshotEnd', streamId });
     } else {
-      this.events.push({ kind: 'snapshotChunk', streamId, bytes: next.value });
+      this.out.event({ kind: 'snapshotChunk', streamId, bytes: next.value });
     }
   }
 
@@ -1375,7 +1227,7 @@ export class ShardCore {
     this.outgoing.delete(streamId);
     s.chunks.return(undefined); // releases the read transaction
     s.group.snapshotsOut.delete(s.to);
-    if (!outcome.ok && !s.ended) this.events.push({ kind: 'snapshotAbort', streamId, reason: outcome.reason });
+    if (!outcome.ok && !s.ended) this.out.event({ kind: 'snapshotAbort', streamId, reason: outcome.reason });
     if (s.group.removed) return;
     this.log.info({ shardId: s.group.id, to: s.to, streamId, ok: outcome.ok }, 'snapshot stream ended');
     if (s.group.raw.raft.tracker.progress.has(s.to)) {
@@ -1388,7 +1240,7 @@ export class ShardCore {
   private onSnapshotIncoming(streamId: number, shardId: GroupId, from: NodeId, term: number): void {
     const g = this.groups.get(shardId);
     if (g === undefined || g.removed) {
-      this.events.push({ kind: 'snapshotChunkAck', streamId, error: `shard ${shardId} is not on node ${this.self}` });
+      this.out.event({ kind: 'snapshotChunkAck', streamId, error: `shard ${shardId} is not on node ${this.self}` });
       return;
     }
     // A snapshot accepted by Raft but not installed yet (the next round installs it) owns the shard's
@@ -1396,7 +1248,7 @@ export class ShardCore {
     // leader retries once this replica answers. (Only here: while a stream is incoming, none is
     // accepted — accepting one ends it, and a newer stream replaces it before its end is handled.)
     if (g.accepted !== undefined) {
-      this.events.push({ kind: 'snapshotChunkAck', streamId, error: `shard ${shardId} on node ${this.self} is installing a snapshot` });
+      this.out.event({ kind: 'snapshotChunkAck', streamId, error: `shard ${shardId} on node ${this.self} is installing a snapshot` });
       return;
     }
     // A newer transfer replaces an older one (the leader retried).
@@ -1409,21 +1261,21 @@ export class ShardCore {
   private onSnapshotChunk(streamId: number, bytes: Uint8Array): void {
     const g = this.incomingStreams.get(streamId);
     if (g === undefined || g.incoming?.streamId !== streamId) {
-      this.events.push({ kind: 'snapshotChunkAck', streamId, error: 'no such snapshot stream' });
+      this.out.event({ kind: 'snapshotChunkAck', streamId, error: 'no such snapshot stream' });
       return;
     }
     const incoming = g.incoming;
     this.schedule(async () => {
       try {
-        const shortfall = this.spaceShortfall(2 * bytes.byteLength);
+        const shortfall = this.disk.spaceShortfall(2 * bytes.byteLength);
         if (shortfall !== undefined) throw shortfall;
         await incoming.installer.addChunk(bytes);
         this.checkSnapshotRange(g, incoming.installer);
-        this.events.push({ kind: 'snapshotChunkAck', streamId });
+        this.out.event({ kind: 'snapshotChunkAck', streamId });
       } catch (err) {
         this.log.warn({ shardId: g.id, streamId, err }, 'snapshot chunk refused');
         this.dropIncoming(g, streamId);
-        this.events.push({ kind: 'snapshotChunkAck', streamId, error: (err as Error).message });
+        this.out.event({ kind: 'snapshotChunkAck', streamId, error: (err as Error).message });
         // Unless a newer transfer took over (it stages under the same shard).
         if (g.incoming === undefined) await incoming.installer.clear();
       }
@@ -1530,17 +1382,14 @@ export class ShardCore {
 
   get isBusy(): boolean {
     // A round waiting for disk space waits for ticks, not for work in progress.
-    if (this.diskRetryWaiters.length > 0) return false;
+    if (this.disk.isWaiting) return false;
     return this.looping || this.tasks.length > 0;
   }
 
   async close(): Promise<void> {
     if (this.storeClosed) return;
     this.storeClosed = true;
-    if (this.diskFull !== undefined) {
-      this.abandoning = true;
-      for (const w of this.diskRetryWaiters.splice(0)) w();
-    }
+    this.disk.onClose();
     await this.idle().catch(() => undefined);
     this.closed = true;
     for (const streamId of [...this.outgoing.keys()]) {
