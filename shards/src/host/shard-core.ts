@@ -34,7 +34,6 @@ import {
   type CoreRequest,
   type CoreStats,
   type ClaimAnswer,
-  type LeaderReport,
   type MembershipChange,
   type ReadOp,
   type ShardStatus,
@@ -42,6 +41,7 @@ import {
 import { DiskFullError, EpochMismatchError, KeyOutOfRangeError, NotLeaderError, ShardExistsError, ShardNotFoundError } from './errors.js';
 import { Group, type GroupRaftOptions, type PendingRead } from './group.js';
 import { invalidNetworkMessage, invalidReadOp } from './input-checks.js';
+import { leaderReports } from './leader-reports.js';
 import { decodeBatch } from './message-codec.js';
 import { HEARTBEAT_RESPONSE_TUPLE_LENGTH, HEARTBEAT_TUPLE_LENGTH, type Segment } from './node-batch.js';
 import { CoreOutputBuffer } from './core-output.js';
@@ -518,7 +518,7 @@ export class ShardCore {
       case 'changeMembership':
         return this.onChangeMembership(r.id, groupId(r.shardId), r.epoch, r.changes);
       case 'leaderReports':
-        return this.reply(r.id, this.leaderReports(r.splitKeyMinBytes));
+        return this.reply(r.id, leaderReports(this.groups.values(), this.sm, { self: this.self, splitKeyMinBytes: r.splitKeyMinBytes }));
       case 'status':
         return this.reply(r.id, [...this.groups.values()].filter((g) => !g.removed).map((g) => statusOf(g)));
       case 'transferLeader':
@@ -776,64 +776,6 @@ export class ShardCore {
     this.trackProposal(g, id);
     this.log.info({ shardId, epoch, changes }, 'membership change proposed');
     this.touched.add(g);
-  }
-
-  private leaderReports(splitKeyMinBytes: number): LeaderReport[] {
-    const reports: LeaderReport[] = [];
-    for (const g of this.groups.values()) {
-      if (g.removed || !g.isLeader) continue;
-      const r = g.raw.raft;
-      const conf = r.tracker.confState();
-      const progress: { nodeId: number; match: number }[] = [];
-      r.tracker.visit((id, p) => {
-        if (id !== this.self) progress.push({ nodeId: id, match: p.match });
-      });
-      const sizes = this.sizesOf(g);
-      const sizeSplitKey = sizes.sizeBytes >= splitKeyMinBytes && sizes.keyCount >= 2 ? this.middleKey(g, sizes.keyCount) : undefined;
-      const loadSplitKey = g.loadSplitKey();
-      reports.push({
-        shardId: g.id,
-        start: g.bounds.start,
-        end: g.bounds.end,
-        epoch: g.bounds.epoch,
-        term: r.term,
-        voters: [...conf.voters],
-        votersOutgoing: [...conf.votersOutgoing],
-        learners: [...conf.learners, ...conf.learnersNext],
-        lastIndex: r.log.lastIndex(),
-        progress,
-        keyCount: sizes.keyCount,
-        sizeBytes: sizes.sizeBytes,
-        writeCount: g.writeCount,
-        readCount: g.readCount,
-        ...(sizeSplitKey === undefined ? {} : { sizeSplitKey }),
-        ...(loadSplitKey === undefined ? {} : { loadSplitKey }),
-      });
-    }
-    return reports;
-  }
-
-  /** The group's keys and bytes: counted once by a scan of its range, then kept current by each apply. */
-  private sizesOf(g: Group): { keyCount: number; sizeBytes: number } {
-    if (g.sizes !== undefined) return g.sizes;
-    let keyCount = 0;
-    let sizeBytes = 0;
-    if (isInitialized(g.bounds)) {
-      for (const p of this.sm.scan({ start: g.bounds.start, end: g.bounds.end ?? undefined, limit: Number.MAX_SAFE_INTEGER })) {
-        keyCount++;
-        sizeBytes += p.key.byteLength + p.value.byteLength;
-      }
-    }
-    g.sizes = { keyCount, sizeBytes };
-    return g.sizes;
-  }
-
-  /** The key halfway through the range's data, never its start key (a split there would leave an empty half). */
-  private middleKey(g: Group, keyCount: number): Uint8Array | undefined {
-    for (const p of this.sm.scan({ start: g.bounds.start, end: g.bounds.end ?? undefined, limit: 1, offset: keyCount >> 1 })) {
-      if (Buffer.compare(p.key, g.bounds.start) > 0) return p.key;
-    }
-    return undefined;
   }
 
   private onRemoveShard(id: number, shardId: GroupId): void {
