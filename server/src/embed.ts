@@ -1,6 +1,5 @@
-import { SeededRng } from '@flotilla/core';
 import { Host, type ShellLogger } from '@flotilla/shards';
-import { MemoryNetwork } from '@flotilla/transport/testing';
+import { NoNetworkTransport } from '@flotilla/transport';
 import { pino } from 'pino';
 import { HostKvStore } from './kv/host-store.js';
 import { FlotillaNode, bootstrapRanges } from './node.js';
@@ -35,11 +34,6 @@ export interface OpenOptions {
   };
 }
 
-/**
- * Opens Flotilla in this process as a single-node store: the same engine
- * (Host, worker cores, Raft, LMDB) as a cluster node, with one replica of
- * each range. Reopening the directory recovers everything acknowledged.
- */
 /** One write of a `batch`. */
 export type BatchOp =
   | { readonly op: 'put'; readonly key: Uint8Array; readonly value: Uint8Array; readonly ifVersion?: number }
@@ -63,6 +57,11 @@ export interface EmbeddedStore extends KvStore {
 /** Keys per page when iterating: one page is one read per range it crosses. */
 const ITERATE_PAGE_LIMIT_DEFAULT = 256;
 
+/**
+ * Opens Flotilla in this process as a single-node store: the same engine
+ * (Host, worker cores, Raft, LMDB) as a cluster node, with one replica of
+ * each range. Reopening the directory recovers everything acknowledged.
+ */
 export async function open(options: OpenOptions): Promise<EmbeddedStore> {
   const logger = options.logger ?? (pino({ level: 'warn' }, pino.destination(2)) as unknown as ShellLogger);
   const c = options.cluster;
@@ -81,9 +80,9 @@ export async function open(options: OpenOptions): Promise<EmbeddedStore> {
     });
     return embedded(node.store);
   }
-  // No peers: an in-process network endpoint satisfies the Host's transport and never carries anything.
-  const network = new MemoryNetwork({ rng: new SeededRng(EMBEDDED_NODE_ID) });
-  const host = await Host.start({ nodeId: EMBEDDED_NODE_ID, dir: options.dir, transport: network.endpoint(EMBEDDED_NODE_ID), coreCount: options.coreCount ?? 1, logger });
+  // Alone, the node is every range's only voter and sends nothing; anything that would need a peer is dropped and counted.
+  const transport = new NoNetworkTransport({ nodeId: EMBEDDED_NODE_ID });
+  const host = await Host.start({ nodeId: EMBEDDED_NODE_ID, dir: options.dir, transport, coreCount: options.coreCount ?? 1, logger });
   try {
     const ranges = await bootstrapRanges(host, [EMBEDDED_NODE_ID], 1);
     return embedded(new HostKvStore({ host, ranges, onClose: () => host.close() }));

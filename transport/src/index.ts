@@ -5,3 +5,4 @@ export { AssertionError } from './assert.js';
 export { Mulberry32Rng, type JitterRng } from './rng.js';
 export { SNAPSHOT_WINDOW_CHUNKS } from './tcp-snapshot.js';
 export * from './tcp-transport.js';
+export * from './no-network-transport.js';

@@ -3,10 +3,10 @@
  * bytes between nodes, and stream snapshots beside them. Transport knows
  * node ids and bytes, never Raft; the shards layer encodes message batches.
  *
- * Two implementations share this interface: `TcpTransport` (one connection
- * per ordered node pair, length-prefixed versioned frames) and, for tests
- * only (`@flotilla/transport/testing`), `MemoryNetwork` endpoints (seeded
- * faults).
+ * Implementations: `TcpTransport` (one connection per ordered node pair,
+ * length-prefixed versioned frames), `NoNetworkTransport` (a node that runs
+ * alone: every send is a counted drop) and, for tests only
+ * (`@flotilla/transport/testing`), `MemoryNetwork` endpoints (seeded faults).
  */
 
 /** A node's identity in the cluster (positive integer). */
