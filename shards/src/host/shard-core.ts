@@ -20,12 +20,12 @@ import {
 } from '@flotilla/core';
 import { decodeCommand, encodeChecksumCommand, INITIAL_LOG_INDEX, INITIAL_LOG_TERM, InvalidCommandError, isChecksumCommand, type KvResult } from '../kv/command.js';
 import { ReplicaChecksums } from '../kv/consistency.js';
-import { UNINITIALIZED, coversSpan, decodeShardRange, describeRange, encodeShardRange, hexKey, inRange, isInitialized, overlaps, type ShardRange } from '../kv/range.js';
+import { UNINITIALIZED, coversSpan, decodeShardRange, describeRange, encodeShardRange, hexKey, inRange, isInitialized, type ShardRange } from '../kv/range.js';
 import { KvStateMachine, type ApplyBatch, type ApplyOutcome, type ApplyResults } from '../kv/state-machine.js';
 import type { NodeStore, ShardWrite } from '../storage/node-store.js';
 import { isOutOfSpace } from '../storage/disk-space.js';
-import { readSnapshot, SnapshotInstaller } from '../storage/snapshot.js';
-import { encodeSnapshotStreamHeader } from '../snapshot/stream-header.js';
+import { IncomingSnapshots } from '../snapshot/incoming.js';
+import { OutgoingSnapshots } from '../snapshot/outgoing.js';
 import {
   zeroCoreStats,
   type CoreEvent,
@@ -91,11 +91,6 @@ const UNKNOWN_REPORT_TICKS = 20;
 /** Bounds the memory a flood of unknown shard ids could take. */
 const UNKNOWN_REPORTED_COUNT_MAX = 4096;
 
-/** A snapshot that would overlap another replica's range in this core's store (see checkSnapshotRange). */
-class SnapshotOverlapError extends Error {
-  readonly code = 'SNAPSHOT_OVERLAP';
-}
-
 /** One apply transaction of a round (see applySegments): a piece of some groups' committed entries, and the checksum entries it ends at. */
 interface ApplySegment {
   readonly pieces: (Omit<ApplyBatch, 'shardId' | 'range'> & { readonly g: Group })[];
@@ -110,13 +105,6 @@ function lastConfIn(entries: readonly Entry[], confAt: ReadonlyMap<LogIndex, Con
     if (conf !== undefined) return conf;
   }
   return undefined;
-}
-
-interface OutgoingSnapshot {
-  readonly group: Group;
-  readonly to: NodeId;
-  readonly chunks: Generator<Uint8Array, unknown>;
-  ended: boolean;
 }
 
 /**
@@ -155,9 +143,8 @@ export class ShardCore {
   private looping = false;
   private closed = false;
   private storeClosed = false;
-  private readonly outgoing = new Map<number, OutgoingSnapshot>();
-  private readonly incomingStreams = new Map<number, Group>();
-  private nextStreamSeq = 0;
+  private readonly snapshotsOut: OutgoingSnapshots;
+  private readonly snapshotsIn: IncomingSnapshots;
   /** Groups whose applied configuration no longer has this node (destroyed after the round). */
   private readonly removedByApply = new Set<Group>();
   /** Ticks seen; paces reportUnknown. */
@@ -186,6 +173,31 @@ export class ShardCore {
       active: this.active,
       downPeers: this.downPeers,
       touch: (g) => this.touched.add(g),
+    });
+    this.snapshotsOut = new OutgoingSnapshots({
+      store: options.store,
+      self: this.self,
+      coreIndex: options.coreIndex,
+      coreCount: options.coreCount,
+      stats: this.stats,
+      log: this.log,
+      out: this.out,
+      onReported: (g) => {
+        this.touched.add(g);
+        this.kick();
+      },
+    });
+    this.snapshotsIn = new IncomingSnapshots({
+      store: options.store,
+      self: this.self,
+      stats: this.stats,
+      log: this.log,
+      out: this.out,
+      groups: this.groups,
+      disk: this.disk,
+      schedule: (task) => this.schedule(task),
+      wake: (g) => this.wake(g, { notifyLeader: false }),
+      step: (g, m) => this.stepChecked(g, m),
     });
     this.checksums = new ReplicaChecksums(options.store, { chunkKeyCount: options.checksumChunkKeyCount, holdTicks: options.checksumHoldTicks }, (fields, message) => this.log.error(fields, message));
     for (const shardId of options.store.shardIds()) {
@@ -439,15 +451,15 @@ export class ShardCore {
       case 'unreachable':
         return this.onUnreachable(nodeId(e.peer));
       case 'snapshotCredit':
-        return this.onSnapshotCredit(e.streamId);
+        return this.snapshotsOut.onCredit(e.streamId);
       case 'snapshotDone':
-        return this.onSnapshotDone(e.streamId, e.ok);
+        return this.snapshotsOut.onDone(e.streamId, e.ok);
       case 'snapshotIncoming':
-        return this.onSnapshotIncoming(e.streamId, groupId(e.shardId), nodeId(e.from), e.term);
+        return this.snapshotsIn.onIncoming(e.streamId, groupId(e.shardId), nodeId(e.from), e.term);
       case 'snapshotChunk':
-        return this.onSnapshotChunk(e.streamId, e.bytes);
+        return this.snapshotsIn.onChunk(e.streamId, e.bytes);
       case 'snapshotEnd':
-        return this.onSnapshotEnd(e.streamId, e.ok);
+        return this.snapshotsIn.onEnd(e.streamId, e.ok);
       default: {
         const never: never = e;
         throw new Error(`unknown core event ${JSON.stringify(never)}`);
@@ -797,8 +809,8 @@ export class ShardCore {
     this.checksums.dropShard(shardId);
     this.schedule(async () => {
       this.failPending(g, () => new ShardNotFoundError(shardId, this.self));
-      for (const [streamId, s] of this.outgoing) if (s.group === g) this.endOutgoing(streamId, { ok: false, reason: 'shard removed' });
-      if (g.incoming !== undefined) this.incomingStreams.delete(g.incoming.streamId);
+      this.snapshotsOut.endAll(g, 'shard removed');
+      this.snapshotsIn.forget(g);
       // The other replicas may be quiesced, following us: wake them, so they notice our silence and elect.
       const config = g.raw.raft.tracker.confState();
       for (const peer of new Set([...config.voters, ...config.votersOutgoing, ...config.learners])) if (peer !== this.self) this.out.outbox.wake(peer, shardId);
@@ -898,7 +910,7 @@ export class ShardCore {
     this.flush();
 
     for (const { g, rd } of items) {
-      if (rd.snapshot !== undefined && !(await this.disk.untilWritten(() => this.installAccepted(g, rd), 2 * (g.accepted?.stagedBytes ?? 0)))) return;
+      if (rd.snapshot !== undefined && !(await this.disk.untilWritten(() => this.snapshotsIn.install(g, rd), 2 * (g.accepted?.stagedBytes ?? 0)))) return;
     }
     const writes: ShardWrite[] = [];
     for (const { g, rd } of items) {
@@ -1005,7 +1017,7 @@ export class ShardCore {
   private route(g: Group, messages: readonly Message[]): void {
     for (const m of messages) {
       if (m.type === 'snapshot') {
-        this.startOutgoing(g, m.to, m.term);
+        this.snapshotsOut.start(g, m.to, m.term);
         continue;
       }
       if (this.out.outbox.add(g.id, m, { quiesce: m.type === 'heartbeat' && g.quiesced })) {
@@ -1132,187 +1144,6 @@ export class ShardCore {
   }
 
   // ---------------------------------------------------------------------------
-  // Snapshots: data streams on its own connection; Raft sees only metadata.
-
-  private startOutgoing(g: Group, to: NodeId, term: number): void {
-    if (g.snapshotsOut.has(to)) return; // already streaming; Raft resends only after we report
-    const streamId = this.options.coreIndex + this.options.coreCount * ++this.nextStreamSeq;
-    const chunks = readSnapshot(this.options.store, g.id);
-    g.snapshotsOut.set(to, streamId);
-    this.outgoing.set(streamId, { group: g, to, chunks, ended: false });
-    this.stats.snapshotsSent++;
-    this.log.info({ shardId: g.id, to, streamId }, 'streaming snapshot');
-    this.out.event({ kind: 'snapshotOpen', streamId, to, header: encodeSnapshotStreamHeader({ shardId: g.id, from: this.self, term }) });
-    this.onSnapshotCredit(streamId);
-  }
-
-  private onSnapshotCredit(streamId: number): void {
-    const s = this.outgoing.get(streamId);
-    if (s === undefined || s.ended) return;
-    const next = s.chunks.next();
-    if (next.done === true) {
-      s.ended = true;
-      this.out.event({ kind: 'snapshotEnd', streamId });
-    } else {
-      this.out.event({ kind: 'snapshotChunk', streamId, bytes: next.value });
-    }
-  }
-
-  private onSnapshotDone(streamId: number, ok: boolean): void {
-    const s = this.outgoing.get(streamId);
-    if (s === undefined) return;
-    this.endOutgoing(streamId, ok ? { ok: true } : { ok: false, reason: 'stream failed' });
-  }
-
-  private endOutgoing(streamId: number, outcome: { ok: true } | { ok: false; reason: string }): void {
-    const s = this.outgoing.get(streamId)!;
-    this.outgoing.delete(streamId);
-    s.chunks.return(undefined); // releases the read transaction
-    s.group.snapshotsOut.delete(s.to);
-    if (!outcome.ok && !s.ended) this.out.event({ kind: 'snapshotAbort', streamId, reason: outcome.reason });
-    if (s.group.removed) return;
-    this.log.info({ shardId: s.group.id, to: s.to, streamId, ok: outcome.ok }, 'snapshot stream ended');
-    if (s.group.raw.raft.tracker.progress.has(s.to)) {
-      s.group.raw.reportSnapshot(s.to, outcome.ok ? 'finished' : 'failed');
-      this.touched.add(s.group);
-      this.kick();
-    }
-  }
-
-  private onSnapshotIncoming(streamId: number, shardId: GroupId, from: NodeId, term: number): void {
-    const g = this.groups.get(shardId);
-    if (g === undefined || g.removed) {
-      this.out.event({ kind: 'snapshotChunkAck', streamId, error: `shard ${shardId} is not on node ${this.self}` });
-      return;
-    }
-    // A snapshot accepted by Raft but not installed yet (the next round installs it) owns the shard's
-    // staging area: a second transfer staging now would clear it under that install. Refused; the
-    // leader retries once this replica answers. (Only here: while a stream is incoming, none is
-    // accepted — accepting one ends it, and a newer stream replaces it before its end is handled.)
-    if (g.accepted !== undefined) {
-      this.out.event({ kind: 'snapshotChunkAck', streamId, error: `shard ${shardId} on node ${this.self} is installing a snapshot` });
-      return;
-    }
-    // A newer transfer replaces an older one (the leader retried).
-    if (g.incoming !== undefined) this.incomingStreams.delete(g.incoming.streamId);
-    g.incoming = { streamId, installer: new SnapshotInstaller(this.options.store, shardId), from, term };
-    this.incomingStreams.set(streamId, g);
-    this.wake(g, { notifyLeader: false });
-  }
-
-  private onSnapshotChunk(streamId: number, bytes: Uint8Array): void {
-    const g = this.incomingStreams.get(streamId);
-    if (g === undefined || g.incoming?.streamId !== streamId) {
-      this.out.event({ kind: 'snapshotChunkAck', streamId, error: 'no such snapshot stream' });
-      return;
-    }
-    const incoming = g.incoming;
-    this.schedule(async () => {
-      try {
-        const shortfall = this.disk.spaceShortfall(2 * bytes.byteLength);
-        if (shortfall !== undefined) throw shortfall;
-        await incoming.installer.addChunk(bytes);
-        this.checkSnapshotRange(g, incoming.installer);
-        this.out.event({ kind: 'snapshotChunkAck', streamId });
-      } catch (err) {
-        this.log.warn({ shardId: g.id, streamId, err }, 'snapshot chunk refused');
-        this.dropIncoming(g, streamId);
-        this.out.event({ kind: 'snapshotChunkAck', streamId, error: (err as Error).message });
-        // Unless a newer transfer took over (it stages under the same shard).
-        if (g.incoming === undefined) await incoming.installer.clear();
-      }
-    });
-  }
-
-  private onSnapshotEnd(streamId: number, ok: boolean): void {
-    const g = this.incomingStreams.get(streamId);
-    if (g === undefined || g.incoming?.streamId !== streamId) return;
-    const incoming = g.incoming;
-    this.schedule(async () => {
-      if (g.incoming !== incoming) return;
-      const header = incoming.installer.stagedHeader;
-      if (!ok || !incoming.installer.isComplete || header === undefined) {
-        this.dropIncoming(g, streamId);
-        await incoming.installer.clear();
-        return;
-      }
-      this.incomingStreams.delete(streamId);
-      g.incoming = undefined;
-      try {
-        this.checkSnapshotRange(g, incoming.installer);
-      } catch (err) {
-        this.log.warn({ shardId: g.id, streamId, err }, 'snapshot refused');
-        await incoming.installer.clear();
-        return;
-      }
-      this.stepChecked(g, {
-        type: 'snapshot',
-        from: incoming.from,
-        to: this.self,
-        term: incoming.term,
-        snapshot: { metadata: { index: header.index, term: header.term, confState: header.confState }, data: new Uint8Array(0) },
-      });
-      if (g.raw.raft.log.unstable.snapshot?.metadata.index === header.index) {
-        g.accepted = incoming.installer;
-      } else {
-        await incoming.installer.clear();
-      }
-    });
-  }
-
-  /**
-   * Ranges in one store are disjoint: user data is keyed by user key alone.
-   * A snapshot whose range overlaps another replica's here is refused (the
-   * leader retries later): that replica has not applied a split the
-   * snapshot's shard came from, and installing now would let its older
-   * entries overwrite the snapshot's data. It fits once that replica
-   * applies the split or installs a snapshot of its own past it (TiKV's
-   * snapshot overlap check).
-   */
-  private checkSnapshotRange(g: Group, installer: SnapshotInstaller): void {
-    const h = installer.stagedHeader;
-    if (h === undefined) return;
-    const range: ShardRange = { start: h.bounds.start, end: h.bounds.end, epoch: h.epoch };
-    for (const other of this.groups.values()) {
-      if (other === g || other.removed) continue;
-      const pending = other.accepted?.stagedHeader;
-      const claimed = [other.bounds, ...(pending === undefined ? [] : [{ start: pending.bounds.start, end: pending.bounds.end, epoch: pending.epoch }])];
-      for (const r of claimed) {
-        if (overlaps(r, range)) {
-          throw new SnapshotOverlapError(
-            `snapshot ${h.index} of shard ${g.id} covers ${describeRange(range)} (epoch ${range.epoch}), overlapping shard ${other.id}'s ${describeRange(r)} (epoch ${r.epoch}) on node ${this.self}; retried once that shard catches up`,
-          );
-        }
-      }
-    }
-  }
-
-  private dropIncoming(g: Group, streamId: number): void {
-    this.incomingStreams.delete(streamId);
-    if (g.incoming?.streamId === streamId) g.incoming = undefined;
-  }
-
-  private async installAccepted(g: Group, rd: Ready): Promise<void> {
-    const installer = g.accepted;
-    const snapshot = rd.snapshot!;
-    assert(installer !== undefined, () => `shard ${g.id}: Raft restored snapshot ${snapshot.metadata.index} that was never staged`);
-    assert(installer.stagedHeader?.index === snapshot.metadata.index, () => `shard ${g.id}: staged snapshot ${installer.stagedHeader?.index} is not Raft's ${snapshot.metadata.index}`);
-    const header = await installer.install(rd.hardState ?? g.raw.raft.hardState());
-    g.accepted = undefined;
-    g.bounds = { start: header.bounds.start, end: header.bounds.end, epoch: header.epoch };
-    g.resetLoad();
-    // Whatever waited on entries the snapshot replaced was decided elsewhere; its outcome is unknown here.
-    for (const [index, p] of g.proposals) {
-      if (index <= header.index) {
-        this.fail(p.requestId, new ProposalDroppedError(`entry ${index} of shard ${g.id} was superseded by snapshot ${header.index}`));
-        g.proposals.delete(index);
-      }
-    }
-    this.stats.snapshotsInstalled++;
-    this.log.info({ shardId: g.id, snapshotIndex: header.index, snapshotTerm: header.term }, 'snapshot installed');
-  }
-
-  // ---------------------------------------------------------------------------
 
   /** Resolves when the loop has nothing left to do (tests and close). Rejects if the loop failed. */
   async idle(): Promise<void> {
@@ -1334,11 +1165,7 @@ export class ShardCore {
     this.disk.onClose();
     await this.idle().catch(() => undefined);
     this.closed = true;
-    for (const streamId of [...this.outgoing.keys()]) {
-      const s = this.outgoing.get(streamId)!;
-      this.outgoing.delete(streamId);
-      s.chunks.return(undefined);
-    }
+    this.snapshotsOut.close();
     for (const g of this.groups.values()) this.failPending(g, () => new ProposalDroppedError(`node ${this.self} is shutting down`));
     this.flush();
     this.checksums.close();
