@@ -24,7 +24,8 @@ export {
 } from './kv/consistency.js';
 export { encodeBatch, decodeBatch, BatchDecodeError, BATCH_MESSAGE_COUNT_MAX, type Envelope } from './host/message-codec.js';
 export { openNodeStores, lockNodeDir, prepareNodeDir, markNodeDirReady, coreDirName, CORE_COUNT_MAX, NODE_DIR_FORMAT_VERSION, NODE_FILE, type NodeDirOptions } from './host/node-dir.js';
-export { Host, type HostOptions, type HostStats, TICK_INTERVAL_MS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT } from './host/host.js';
+export { Host, type HostStats } from './host/host.js';
+export { TICK_INTERVAL_MS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT, type HostOptions } from './host/options.js';
 export { ForwardedRequestError } from './host/rpc.js';
 export type { ShardStatus, CoreStats, Consistency, RangeBoundsWire, LeaderReport, MembershipChange } from './host/core-protocol.js';
 export type { ShellLogger } from './host/shard-core.js';

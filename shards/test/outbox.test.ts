@@ -1,9 +1,8 @@
 import { groupId, nodeId, type Entry, type Message } from '@flotilla/core';
 import { BATCH_BYTES_MAX } from '@flotilla/transport';
 import { describe, expect, it } from 'vitest';
-import { joinSegments } from '../src/host/host.js';
 import { decodeBatch } from '../src/host/message-codec.js';
-import { SEGMENT_BYTES_MAX, decodeFrame, encodeRpcSegments } from '../src/host/node-batch.js';
+import { SEGMENT_BYTES_MAX, decodeFrame, encodeRpcSegments, joinSegments } from '../src/host/node-batch.js';
 import { Outbox, PEER_APPEND_BYTES_PER_FLUSH_MAX } from '../src/host/outbox.js';
 
 const entry = (index: number, bytes: number): Entry => ({ index, term: 2, type: 'normal', data: new Uint8Array(bytes).fill(index % 251) });

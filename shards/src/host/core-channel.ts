@@ -1,4 +1,7 @@
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { NodeStore, type StoreIo } from '../storage/node-store.js';
 import { decodeTransferred, encodeForTransfer, type CoreInput, type CoreOutput } from './core-protocol.js';
 import { ShardCore, type ShardCoreOptions, type ShellLogger } from './shard-core.js';
 
@@ -23,6 +26,9 @@ export interface CoreChannelHandlers {
 
 /** Settings a worker core receives (serializable; the worker opens its own store). */
 export type CoreSettings = Omit<ShardCoreOptions, 'store' | 'logger' | 'emit' | 'onFatal'> & { readonly storeDir: string; readonly logLevel: string };
+
+/** Settings every core of a node shares (options.ts `coreSettingsOf`); each core adds its index and its store. */
+export type CoreSettingsBase = Omit<ShardCoreOptions, 'store' | 'logger' | 'emit' | 'onFatal' | 'coreIndex'>;
 
 /** Control messages between the Host and a worker (data crosses as bare transferred ArrayBuffers). */
 export type WorkerControl =
@@ -146,4 +152,49 @@ export class InlineCoreChannel implements CoreChannel {
     this.dead = true;
     await this.core.close();
   }
+}
+
+/**
+ * Starts a node's cores, one per directory of `coreDirs`, pushing each into
+ * `into` as it starts so the caller can close those that did if another
+ * fails. Inline cores open their stores here, one after another; worker
+ * cores start together, each opening its own store.
+ */
+export async function startCoreChannels(
+  into: CoreChannel[],
+  o: {
+    readonly mode: 'worker' | 'inline';
+    readonly settings: CoreSettingsBase;
+    readonly coreDirs: readonly string[];
+    readonly logger: ShellLogger & { level?: string };
+    readonly storeIo: StoreIo | undefined;
+    readonly workerPath: string | URL | undefined;
+    readonly handlers: (coreIndex: number) => CoreChannelHandlers;
+  },
+): Promise<void> {
+  if (o.mode === 'inline') {
+    for (let i = 0; i < o.coreDirs.length; i++) {
+      const store = await NodeStore.open({ dir: o.coreDirs[i]!, nodeId: o.settings.nodeId, ...(o.storeIo === undefined ? {} : { io: o.storeIo }) });
+      into.push(new InlineCoreChannel({ settings: { ...o.settings, coreIndex: i, store }, logger: o.logger, handlers: o.handlers(i) }));
+    }
+    return;
+  }
+  const workerPath = o.workerPath ?? defaultWorkerPath();
+  const started = await Promise.allSettled(
+    o.coreDirs.map((storeDir, i) => {
+      const settings: CoreSettings = { ...o.settings, coreIndex: i, storeDir, logLevel: o.logger.level ?? 'info' };
+      return WorkerCoreChannel.start({ workerPath, settings, handlers: o.handlers(i) });
+    }),
+  );
+  for (const s of started) if (s.status === 'fulfilled') into.push(s.value);
+  const failed = started.find((s) => s.status === 'rejected');
+  if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+}
+
+/** dist/host/core-worker.js, also when this module runs from src/ under a test runner. */
+function defaultWorkerPath(): string {
+  const here = fileURLToPath(import.meta.url);
+  const dir = join(here, '..');
+  if (here.endsWith('.ts')) return join(dir, '..', '..', 'dist', 'host', 'core-worker.js');
+  return join(dir, 'core-worker.js');
 }

@@ -1,46 +1,23 @@
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { DEFAULTS, SYSTEM_CLOCK, assert, type Clock, type GroupId } from '@flotilla/core';
-import { BATCH_BYTES_MAX, type Transport, type TransportStats } from '@flotilla/transport';
+import { BATCH_BYTES_MAX, type TransportStats } from '@flotilla/transport';
 import { KEY_BYTES_MAX, VALUE_BYTES_MAX, encodeCommand, type KvCommand, type KvResult } from '../kv/command.js';
-import { CHECKSUM_CHUNK_KEY_COUNT_DEFAULT, CHECKSUM_HOLD_TICKS_DEFAULT, type ChecksumAnswer, type ChecksumBlockAnswer } from '../kv/consistency.js';
+import type { ChecksumAnswer, ChecksumBlockAnswer } from '../kv/consistency.js';
 import type { StoredValue } from '../kv/state-machine.js';
-import { InlineCoreChannel, WorkerCoreChannel, type CoreChannel, type CoreSettings } from './core-channel.js';
+import { InlineCoreChannel, startCoreChannels, type CoreChannel } from './core-channel.js';
 import type { LeaderReport, MembershipChange, CoreEvent, CoreOutEvent, CoreOutput, CoreRequest, CoreStats, RangeBoundsWire, ReadOp, ShardStatus, Consistency } from './core-protocol.js';
 import { CoreCrashedError, HostClosedError, OverloadedError, RequestTimeoutError, fromWire } from './errors.js';
-import type { GroupRaftOptions } from './group.js';
 import { Liveness } from './liveness.js';
 import { BatchDecodeError } from './message-codec.js';
-import { SEGMENT_BYTES_MAX, decodeFrame, splitSegment, type DecodedFrame, type Segment } from './node-batch.js';
+import { SEGMENT_BYTES_MAX, decodeFrame, joinSegments, splitSegment, type DecodedFrame, type Segment } from './node-batch.js';
 import { lockNodeDir, markNodeDirReady, prepareNodeDir } from './node-dir.js';
+import { LIVENESS_INTERVAL_TICKS_DEFAULT, LIVENESS_TIMEOUT_TICKS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT, TICK_INTERVAL_MS_DEFAULT, coreSettingsOf, type HostOptions } from './options.js';
 import { NodeRpc, RequestIds, type RequestHandler } from './rpc.js';
 import type { ShellLogger } from './shard-core.js';
 import { ReplicaAdoption } from '../replica/adoption.js';
 import { SnapshotRelay } from '../snapshot/relay.js';
 import type { DirLock } from '../storage/dir-lock.js';
-import { NodeStore, type StoreIo } from '../storage/node-store.js';
 
-/** 100 ms ticks with the core's 10-tick election timeout: elections after 1–2 s of silence (etcd's defaults). */
-export const TICK_INTERVAL_MS_DEFAULT = 100;
-/** A liveness ping to every peer we sent nothing else to for this many ticks. */
-export const LIVENESS_INTERVAL_TICKS_DEFAULT = 2;
-/** A peer silent this long is down: one election timeout, when its followers would have noticed by themselves. */
-export const LIVENESS_TIMEOUT_TICKS_DEFAULT = DEFAULTS.electionTimeoutTicks;
-/** 5 s at the default tick: a request not answered by then is failed with REQUEST_TIMEOUT (outcome unknown). */
-export const REQUEST_TIMEOUT_TICKS_DEFAULT = 50;
-/** Groups per core woken per tick after a peer is declared down: 1,000 groups wake within a second or two, never at once. */
-export const WAKE_COUNT_PER_TICK_MAX_DEFAULT = 64;
-/** etcd's default snapshot trigger is 10,000 entries and it keeps 5,000 for slow followers; we keep fewer (entries are in the cache too). */
-export const COMPACTION_TRIGGER_ENTRIES_DEFAULT = 10_000;
-export const COMPACTION_KEEP_ENTRIES_DEFAULT = 1_000;
-/**
- * Free bytes below which a node refuses client writes (ShardCore's
- * diskReserveBytes): room for Raft's own writes — hard states, the entries
- * its peers' leaders replicate, a compaction — after writes stop, a few
- * seconds of replication at disk speed.
- */
-export const DISK_RESERVE_BYTES_DEFAULT = 16 * 1024 * 1024;
 /**
  * Bytes sent to one peer per turn of the Host's loop, over every core and
  * the RPC outbox: two frames, what the transport queues for a peer. A peer
@@ -59,47 +36,6 @@ export const PENDING_REQUESTS_MAX = 65_536;
 /** Upper bound of one Raft entry's encoded bytes: the largest KV command (key, value, framing) with room to spare. */
 const ENTRY_BYTES_MAX = KEY_BYTES_MAX + VALUE_BYTES_MAX + 1024;
 assert(SEGMENT_BYTES_MAX <= PEER_TURN_BYTES_MAX, 'one full segment must fit a peer\'s turn');
-assert(LIVENESS_INTERVAL_TICKS_DEFAULT * 2 < LIVENESS_TIMEOUT_TICKS_DEFAULT, 'a peer must be able to miss a liveness ping without being declared down');
-
-export interface HostOptions {
-  readonly nodeId: number;
-  /** The node's data directory (one LMDB environment per core under it). */
-  readonly dir: string;
-  /** Started by the Host; closed by `close()`. */
-  readonly transport: Transport;
-  /** Worker cores; fixed per data directory. Default: available parallelism. */
-  readonly coreCount?: number;
-  /** `worker` (default): one thread per core. `inline`: cores on this thread, for deterministic tests. */
-  readonly coreMode?: 'worker' | 'inline';
-  /** `manual`: the caller calls `tick()` (tests with a virtual clock). Default: a timer every TICK_INTERVAL_MS_DEFAULT. */
-  readonly ticker?: { readonly kind: 'timer'; readonly intervalMs: number } | { readonly kind: 'manual' };
-  readonly raft?: Partial<GroupRaftOptions>;
-  readonly quiesce?: boolean;
-  readonly livenessIntervalTicks?: number;
-  readonly livenessTimeoutTicks?: number;
-  readonly requestTimeoutTicks?: number;
-  readonly wakeCountPerTickMax?: number;
-  readonly compactionTriggerEntries?: number;
-  readonly compactionKeepEntries?: number;
-  /** Snapshot bytes this node sends per second, over all streams (default SNAPSHOT_BYTES_PER_SEC_DEFAULT). */
-  readonly snapshotBytesPerSecMax?: number;
-  /** Free disk bytes below which client writes are refused (default DISK_RESERVE_BYTES_DEFAULT). */
-  readonly diskReserveBytes?: number;
-  /** Keys a consistency check hashes per core per tick (default CHECKSUM_CHUNK_KEY_COUNT_DEFAULT). */
-  readonly checksumChunkKeyCount?: number;
-  /** Ticks a finished consistency check keeps its snapshot for block details (default CHECKSUM_HOLD_TICKS_DEFAULT). */
-  readonly checksumHoldTicks?: number;
-  readonly seed?: number;
-  readonly logger: ShellLogger & { level?: string };
-  /** A worker core died. Default: log it and close the Host; a node process should exit. */
-  readonly onFatal?: (err: Error) => void;
-  /** Where the built worker entry lives (default: next to this module in dist/). */
-  readonly workerPath?: string | URL;
-  /** How inline cores' stores reach the disk (NodeStore's StoreIo; default durable). Worker cores are always durable. */
-  readonly storeIo?: StoreIo;
-  /** What the snapshot rate limit and log rate limits measure time with (default SYSTEM_CLOCK). */
-  readonly clock?: Clock;
-}
 
 interface PendingRequest {
   readonly resolve: (value: unknown) => void;
@@ -249,41 +185,20 @@ export class Host {
       dirLock.release();
       throw err;
     }
-    const base = {
-      nodeId: options.nodeId,
-      coreCount: host.coreCount,
-      raft,
-      quiesce,
-      wakeCountPerTickMax: options.wakeCountPerTickMax ?? WAKE_COUNT_PER_TICK_MAX_DEFAULT,
-      compactionTriggerEntries: options.compactionTriggerEntries ?? COMPACTION_TRIGGER_ENTRIES_DEFAULT,
-      compactionKeepEntries: options.compactionKeepEntries ?? COMPACTION_KEEP_ENTRIES_DEFAULT,
-      diskReserveBytes: options.diskReserveBytes ?? DISK_RESERVE_BYTES_DEFAULT,
-      checksumChunkKeyCount: options.checksumChunkKeyCount ?? CHECKSUM_CHUNK_KEY_COUNT_DEFAULT,
-      checksumHoldTicks: options.checksumHoldTicks ?? CHECKSUM_HOLD_TICKS_DEFAULT,
-      seed: options.seed ?? options.nodeId,
-    };
     const handlers = (coreIndex: number) => ({
       onOutput: (output: CoreOutput) => host.onCoreOutput(coreIndex, output),
       onFatal: (err: Error) => host.onFatal(coreIndex, err),
     });
     try {
-      if ((options.coreMode ?? 'worker') === 'inline') {
-        for (let i = 0; i < host.coreCount; i++) {
-          const store = await NodeStore.open({ dir: coreDirs[i]!, nodeId: options.nodeId, ...(options.storeIo === undefined ? {} : { io: options.storeIo }) });
-          host.cores.push(new InlineCoreChannel({ settings: { ...base, coreIndex: i, store }, logger: options.logger, handlers: handlers(i) }));
-        }
-      } else {
-        const workerPath = options.workerPath ?? defaultWorkerPath();
-        const started = await Promise.allSettled(
-          coreDirs.map((storeDir, i) => {
-            const settings: CoreSettings = { ...base, coreIndex: i, storeDir, logLevel: options.logger.level ?? 'info' };
-            return WorkerCoreChannel.start({ workerPath, settings, handlers: handlers(i) });
-          }),
-        );
-        for (const s of started) if (s.status === 'fulfilled') host.cores.push(s.value);
-        const failed = started.find((s) => s.status === 'rejected');
-        if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
-      }
+      await startCoreChannels(host.cores, {
+        mode: options.coreMode ?? 'worker',
+        settings: coreSettingsOf(options, host.coreCount),
+        coreDirs,
+        logger: options.logger,
+        storeIo: options.storeIo,
+        workerPath: options.workerPath,
+        handlers,
+      });
       for (let core = 0; core < host.cores.length; core++) {
         for (const s of await host.request<ShardStatus[]>(0, (id) => ({ kind: 'status', id }), core)) {
           assert(!host.shardCores.has(s.shardId), () => `shard ${s.shardId} is stored by cores ${host.shardCores.get(s.shardId)} and ${core} of node ${options.nodeId}`);
@@ -758,35 +673,4 @@ export class Host {
     this.dirLock?.release();
     this.log.info({}, 'host closed');
   }
-}
-
-/**
- * Joins segments into as few frames as BATCH_BYTES_MAX allows (a segment is
- * never split: cores and the RPC outbox build them at most SEGMENT_BYTES_MAX,
- * and queueOutbound refuses anything larger than a frame).
- */
-export function joinSegments(segments: readonly Uint8Array[]): Uint8Array[] {
-  if (segments.length === 1) return [segments[0]!];
-  const frames: Uint8Array[] = [];
-  let group: Uint8Array[] = [];
-  let bytes = 0;
-  for (const s of segments) {
-    if (group.length > 0 && bytes + s.byteLength > BATCH_BYTES_MAX) {
-      frames.push(group.length === 1 ? group[0]! : Buffer.concat(group));
-      group = [];
-      bytes = 0;
-    }
-    group.push(s);
-    bytes += s.byteLength;
-  }
-  if (group.length > 0) frames.push(group.length === 1 ? group[0]! : Buffer.concat(group));
-  return frames;
-}
-
-/** dist/host/core-worker.js, also when this module runs from src/ under a test runner. */
-function defaultWorkerPath(): string {
-  const here = fileURLToPath(import.meta.url);
-  const dir = join(here, '..');
-  if (here.endsWith('.ts')) return join(dir, '..', '..', 'dist', 'host', 'core-worker.js');
-  return join(dir, 'core-worker.js');
 }

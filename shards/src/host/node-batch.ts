@@ -102,6 +102,29 @@ export function encodeRpcSegments(s: RpcSegment): Uint8Array[] {
   return out;
 }
 
+/**
+ * Joins segments into as few frames as BATCH_BYTES_MAX allows (a segment is
+ * never split: cores and the RPC outbox build them at most SEGMENT_BYTES_MAX,
+ * and the Host's queueOutbound refuses anything larger than a frame).
+ */
+export function joinSegments(segments: readonly Uint8Array[]): Uint8Array[] {
+  if (segments.length === 1) return [segments[0]!];
+  const frames: Uint8Array[] = [];
+  let group: Uint8Array[] = [];
+  let bytes = 0;
+  for (const s of segments) {
+    if (group.length > 0 && bytes + s.byteLength > BATCH_BYTES_MAX) {
+      frames.push(group.length === 1 ? group[0]! : Buffer.concat(group));
+      group = [];
+      bytes = 0;
+    }
+    group.push(s);
+    bytes += s.byteLength;
+  }
+  if (group.length > 0) frames.push(group.length === 1 ? group[0]! : Buffer.concat(group));
+  return frames;
+}
+
 export interface DecodedFrame {
   readonly segments: Segment[];
   readonly rpcs: RpcSegment[];

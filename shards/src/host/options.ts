@@ -1,0 +1,86 @@
+import { DEFAULTS, assert, type Clock } from '@flotilla/core';
+import type { Transport } from '@flotilla/transport';
+import { CHECKSUM_CHUNK_KEY_COUNT_DEFAULT, CHECKSUM_HOLD_TICKS_DEFAULT } from '../kv/consistency.js';
+import type { StoreIo } from '../storage/node-store.js';
+import type { CoreSettingsBase } from './core-channel.js';
+import type { GroupRaftOptions } from './group.js';
+import type { ShellLogger } from './shard-core.js';
+
+/** 100 ms ticks with the core's 10-tick election timeout: elections after 1–2 s of silence (etcd's defaults). */
+export const TICK_INTERVAL_MS_DEFAULT = 100;
+/** A liveness ping to every peer we sent nothing else to for this many ticks. */
+export const LIVENESS_INTERVAL_TICKS_DEFAULT = 2;
+/** A peer silent this long is down: one election timeout, when its followers would have noticed by themselves. */
+export const LIVENESS_TIMEOUT_TICKS_DEFAULT = DEFAULTS.electionTimeoutTicks;
+/** 5 s at the default tick: a request not answered by then is failed with REQUEST_TIMEOUT (outcome unknown). */
+export const REQUEST_TIMEOUT_TICKS_DEFAULT = 50;
+/** Groups per core woken per tick after a peer is declared down: 1,000 groups wake within a second or two, never at once. */
+export const WAKE_COUNT_PER_TICK_MAX_DEFAULT = 64;
+/** etcd's default snapshot trigger is 10,000 entries and it keeps 5,000 for slow followers; we keep fewer (entries are in the cache too). */
+export const COMPACTION_TRIGGER_ENTRIES_DEFAULT = 10_000;
+export const COMPACTION_KEEP_ENTRIES_DEFAULT = 1_000;
+/**
+ * Free bytes below which a node refuses client writes (ShardCore's
+ * diskReserveBytes): room for Raft's own writes — hard states, the entries
+ * its peers' leaders replicate, a compaction — after writes stop, a few
+ * seconds of replication at disk speed.
+ */
+export const DISK_RESERVE_BYTES_DEFAULT = 16 * 1024 * 1024;
+assert(LIVENESS_INTERVAL_TICKS_DEFAULT * 2 < LIVENESS_TIMEOUT_TICKS_DEFAULT, 'a peer must be able to miss a liveness ping without being declared down');
+
+export interface HostOptions {
+  readonly nodeId: number;
+  /** The node's data directory (one LMDB environment per core under it). */
+  readonly dir: string;
+  /** Started by the Host; closed by `close()`. */
+  readonly transport: Transport;
+  /** Worker cores; fixed per data directory. Default: available parallelism. */
+  readonly coreCount?: number;
+  /** `worker` (default): one thread per core. `inline`: cores on this thread, for deterministic tests. */
+  readonly coreMode?: 'worker' | 'inline';
+  /** `manual`: the caller calls `tick()` (tests with a virtual clock). Default: a timer every TICK_INTERVAL_MS_DEFAULT. */
+  readonly ticker?: { readonly kind: 'timer'; readonly intervalMs: number } | { readonly kind: 'manual' };
+  readonly raft?: Partial<GroupRaftOptions>;
+  readonly quiesce?: boolean;
+  readonly livenessIntervalTicks?: number;
+  readonly livenessTimeoutTicks?: number;
+  readonly requestTimeoutTicks?: number;
+  readonly wakeCountPerTickMax?: number;
+  readonly compactionTriggerEntries?: number;
+  readonly compactionKeepEntries?: number;
+  /** Snapshot bytes this node sends per second, over all streams (default SNAPSHOT_BYTES_PER_SEC_DEFAULT, snapshot/relay.ts). */
+  readonly snapshotBytesPerSecMax?: number;
+  /** Free disk bytes below which client writes are refused (default DISK_RESERVE_BYTES_DEFAULT). */
+  readonly diskReserveBytes?: number;
+  /** Keys a consistency check hashes per core per tick (default CHECKSUM_CHUNK_KEY_COUNT_DEFAULT). */
+  readonly checksumChunkKeyCount?: number;
+  /** Ticks a finished consistency check keeps its snapshot for block details (default CHECKSUM_HOLD_TICKS_DEFAULT). */
+  readonly checksumHoldTicks?: number;
+  readonly seed?: number;
+  readonly logger: ShellLogger & { level?: string };
+  /** A worker core died. Default: log it and close the Host; a node process should exit. */
+  readonly onFatal?: (err: Error) => void;
+  /** Where the built worker entry lives (default: next to this module in dist/). */
+  readonly workerPath?: string | URL;
+  /** How inline cores' stores reach the disk (NodeStore's StoreIo; default durable). Worker cores are always durable. */
+  readonly storeIo?: StoreIo;
+  /** What the snapshot rate limit and log rate limits measure time with (default SYSTEM_CLOCK). */
+  readonly clock?: Clock;
+}
+
+/** What every core of a node is started with, from the Host's options and their defaults. */
+export function coreSettingsOf(options: HostOptions, coreCount: number): CoreSettingsBase {
+  return {
+    nodeId: options.nodeId,
+    coreCount,
+    raft: options.raft ?? {},
+    quiesce: options.quiesce ?? true,
+    wakeCountPerTickMax: options.wakeCountPerTickMax ?? WAKE_COUNT_PER_TICK_MAX_DEFAULT,
+    compactionTriggerEntries: options.compactionTriggerEntries ?? COMPACTION_TRIGGER_ENTRIES_DEFAULT,
+    compactionKeepEntries: options.compactionKeepEntries ?? COMPACTION_KEEP_ENTRIES_DEFAULT,
+    diskReserveBytes: options.diskReserveBytes ?? DISK_RESERVE_BYTES_DEFAULT,
+    checksumChunkKeyCount: options.checksumChunkKeyCount ?? CHECKSUM_CHUNK_KEY_COUNT_DEFAULT,
+    checksumHoldTicks: options.checksumHoldTicks ?? CHECKSUM_HOLD_TICKS_DEFAULT,
+    seed: options.seed ?? options.nodeId,
+  };
+}
