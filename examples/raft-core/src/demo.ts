@@ -1,15 +1,16 @@
-// `npm start` until the KV server exists: a live, narrated demo of the Raft
-// consensus core. Three replicas in this process, a real timer for ticks, an
-// in-memory network and in-memory disks. It elects a leader, commits
-// proposals, crashes the leader, elects another, commits more, restarts the
-// crashed node from its stored log and shows it catching up; then it exits 0.
+// A live, narrated run of the Raft consensus core alone: what `flotilla dev`
+// does underneath, slowed down and told step by step. Three replicas in this
+// process, a real timer for ticks, an in-memory network and in-memory disks.
+// It elects a leader, commits proposals, crashes the leader, elects another,
+// commits more, restarts the crashed node from its stored log and shows it
+// catching up; then it exits 0 (1 if the replicas disagree or the story stalls).
 //
 //   node dist/demo.js              the story once (about 7 s), then exit
 //   node dist/demo.js --forever    crash and restart leaders until Ctrl-C
 //   node dist/demo.js --seed 42    another (reproducible) sequence of elections
 //
 // The narration is for people, so it goes to stdout as plain sentences; the
-// services will log structured records with pino instead.
+// server logs structured records with pino instead.
 import { parseArgs } from 'node:util';
 import { nodeId, type Entry, type NodeId, type SoftState, type Term } from '@flotilla/core';
 import { DemoCluster, type Member } from './demo-cluster.js';
@@ -145,7 +146,7 @@ function main(): void {
   const { values } = parseArgs({ options: { forever: { type: 'boolean' }, seed: { type: 'string' } } });
   const forever = values.forever === true;
   const seed = Number(values.seed ?? 7);
-  console.log('Flotilla core demo — an in-memory demo of the Raft consensus core, NOT the key-value server (that comes later).');
+  console.log('Flotilla core demo — an in-memory demo of the Raft consensus core, NOT the key-value server (`npm start` runs that).');
   console.log(`Three replicas of one Raft group run in this process: messages travel through an in-memory queue, each node's "disk"`);
   console.log(`is an in-memory log, and a real ${TICK_INTERVAL_MS} ms timer drives the clock. Seed ${seed}.`);
   console.log(forever ? 'Running until Ctrl-C.\n' : 'The story takes about 7 seconds, then the demo exits (--forever keeps crashing and restarting leaders).\n');
