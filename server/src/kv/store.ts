@@ -15,10 +15,11 @@ export interface KvStore {
   get(key: Uint8Array, options?: { consistency?: Consistency } & WithDeadline): Promise<VersionedValue | undefined>;
   /**
    * `ifVersion`: 0 = only if the key does not exist, n > 0 = only if its current version is n;
-   * otherwise throws PreconditionFailedError carrying the current version (0: absent).
+   * otherwise throws a KvError with code PRECONDITION_FAILED whose `details.currentVersion` is the
+   * key's current version (0: absent), and nothing is written.
    */
   put(key: Uint8Array, value: Uint8Array, options?: { ifVersion?: number } & WithDeadline): Promise<{ version: number }>;
-  /** Deleting an absent key succeeds (unless `ifVersion` says otherwise). */
+  /** Deleting an absent key succeeds (unless `ifVersion` says otherwise: then PRECONDITION_FAILED as for put). */
   delete(key: Uint8Array, options?: { ifVersion?: number } & WithDeadline): Promise<void>;
   /**
    * Keys in [start, end) in order across ranges, at most `limit`. `cursor` continues a previous
@@ -117,6 +118,9 @@ export const KV_ERROR_CODES = [
 ] as const;
 
 export type KvErrorCode = (typeof KV_ERROR_CODES)[number];
+
+/** What the store's retryable errors (UNAVAILABLE, TIMEOUT, DISK_FULL) tell the client to wait (`details.retryAfterMs`: the reply's Retry-After). */
+export const RETRY_AFTER_MS = 1_000;
 
 export class KvError extends Error {
   constructor(
