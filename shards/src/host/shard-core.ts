@@ -1,6 +1,5 @@
 import {
   EMPTY_CONF_STATE,
-  InvalidConfChangeError,
   InvalidMessageError,
   NONE,
   ProposalDroppedError,
@@ -18,9 +17,9 @@ import {
   type NodeId,
   type Ready,
 } from '@flotilla/core';
-import { decodeCommand, encodeChecksumCommand, INITIAL_LOG_INDEX, INITIAL_LOG_TERM, InvalidCommandError, isChecksumCommand, type KvResult } from '../kv/command.js';
+import { INITIAL_LOG_INDEX, INITIAL_LOG_TERM, isChecksumCommand, type KvResult } from '../kv/command.js';
 import { ReplicaChecksums } from '../kv/consistency.js';
-import { UNINITIALIZED, coversSpan, decodeShardRange, describeRange, encodeShardRange, hexKey, inRange, isInitialized, type ShardRange } from '../kv/range.js';
+import { UNINITIALIZED, decodeShardRange, describeRange, encodeShardRange, isInitialized, type ShardRange } from '../kv/range.js';
 import { KvStateMachine, type ApplyBatch, type ApplyOutcome, type ApplyResults } from '../kv/state-machine.js';
 import type { NodeStore, ShardWrite } from '../storage/node-store.js';
 import { isOutOfSpace } from '../storage/disk-space.js';
@@ -34,14 +33,12 @@ import {
   type CoreRequest,
   type CoreStats,
   type ClaimAnswer,
-  type MembershipChange,
-  type ReadOp,
-  type ShardStatus,
 } from './core-protocol.js';
-import { DiskFullError, EpochMismatchError, KeyOutOfRangeError, NotLeaderError, ShardExistsError, ShardNotFoundError } from './errors.js';
-import { Group, type GroupRaftOptions, type PendingRead } from './group.js';
-import { invalidNetworkMessage, invalidReadOp } from './input-checks.js';
+import { DiskFullError, NotLeaderError, ShardExistsError, ShardNotFoundError } from './errors.js';
+import { Group, type GroupRaftOptions } from './group.js';
+import { invalidNetworkMessage } from './input-checks.js';
 import { leaderReports } from './leader-reports.js';
+import { ShardRequests } from './shard-requests.js';
 import { decodeBatch } from './message-codec.js';
 import { HEARTBEAT_RESPONSE_TUPLE_LENGTH, HEARTBEAT_TUPLE_LENGTH, type Segment } from './node-batch.js';
 import { CoreOutputBuffer } from './core-output.js';
@@ -145,6 +142,7 @@ export class ShardCore {
   private storeClosed = false;
   private readonly snapshotsOut: OutgoingSnapshots;
   private readonly snapshotsIn: IncomingSnapshots;
+  private readonly requests: ShardRequests;
   /** Groups whose applied configuration no longer has this node (destroyed after the round). */
   private readonly removedByApply = new Set<Group>();
   /** Ticks seen; paces reportUnknown. */
@@ -163,6 +161,7 @@ export class ShardCore {
     this.sm = new KvStateMachine(options.store);
     this.log = options.logger.child({ component: 'core', nodeId: options.nodeId, core: options.coreIndex });
     this.out = new CoreOutputBuffer(options.emit);
+    this.checksums = new ReplicaChecksums(options.store, { chunkKeyCount: options.checksumChunkKeyCount, holdTicks: options.checksumHoldTicks }, (fields, message) => this.log.error(fields, message));
     this.disk = new DiskGuard({
       dir: options.store.dir,
       reserveBytes: options.diskReserveBytes,
@@ -199,7 +198,18 @@ export class ShardCore {
       wake: (g) => this.wake(g, { notifyLeader: false }),
       step: (g, m) => this.stepChecked(g, m),
     });
-    this.checksums = new ReplicaChecksums(options.store, { chunkKeyCount: options.checksumChunkKeyCount, holdTicks: options.checksumHoldTicks }, (fields, message) => this.log.error(fields, message));
+    this.requests = new ShardRequests({
+      self: this.self,
+      stats: this.stats,
+      log: this.log,
+      out: this.out,
+      groups: this.groups,
+      sm: this.sm,
+      checksums: this.checksums,
+      disk: this.disk,
+      wake: (g) => this.wake(g, { notifyLeader: false }),
+      touch: (g) => this.touched.add(g),
+    });
     for (const shardId of options.store.shardIds()) {
       // After a restart every group starts dormant: it wakes when a message or request arrives,
       // so a node coming back does not start an election storm (its peers still have leaders).
@@ -518,9 +528,9 @@ export class ShardCore {
   private onRequest(r: CoreRequest): void {
     switch (r.kind) {
       case 'propose':
-        return this.onPropose(r.id, groupId(r.shardId), r.command);
+        return this.requests.onPropose(r.id, groupId(r.shardId), r.command);
       case 'read':
-        return this.onRead(r.id, groupId(r.shardId), { requestId: r.id, read: r.read }, r.consistency);
+        return this.requests.onRead(r.id, groupId(r.shardId), { requestId: r.id, read: r.read }, r.consistency);
       case 'createShard':
         return this.onCreateShard(r);
       case 'removeShard':
@@ -528,13 +538,13 @@ export class ShardCore {
       case 'claimShard':
         return this.onClaimShard(r.id, groupId(r.shardId));
       case 'changeMembership':
-        return this.onChangeMembership(r.id, groupId(r.shardId), r.epoch, r.changes);
+        return this.requests.onChangeMembership(r.id, groupId(r.shardId), r.epoch, r.changes);
       case 'leaderReports':
         return this.reply(r.id, leaderReports(this.groups.values(), this.sm, { self: this.self, splitKeyMinBytes: r.splitKeyMinBytes }));
       case 'status':
-        return this.reply(r.id, [...this.groups.values()].filter((g) => !g.removed).map((g) => statusOf(g)));
+        return this.requests.onStatus(r.id);
       case 'transferLeader':
-        return this.onTransferLeader(r.id, groupId(r.shardId), nodeId(r.to));
+        return this.requests.onTransferLeader(r.id, groupId(r.shardId), nodeId(r.to));
       case 'stats':
         this.stats.groupCount = this.groups.size;
         this.stats.activeGroupCount = this.active.size;
@@ -544,10 +554,10 @@ export class ShardCore {
         this.stats.checksumChunks = this.checksums.stats.chunks;
         return this.reply(r.id, { ...this.stats });
       case 'checksumPropose':
-        return this.onChecksumPropose(r.id, groupId(r.shardId), r.checksumId);
+        return this.requests.onChecksumPropose(r.id, groupId(r.shardId), r.checksumId);
       case 'checksumResult':
       case 'checksumBlock':
-        return this.onChecksumQuery(r);
+        return this.requests.onChecksumQuery(r);
       default: {
         const never: never = r;
         throw new Error(`unknown core request ${JSON.stringify(never)}`);
@@ -561,159 +571,6 @@ export class ShardCore {
 
   private fail(id: number, err: unknown): void {
     this.out.fail(id, err);
-  }
-
-  /** The group a client request addresses, woken; undefined (and answered) when it is not here. */
-  private requestGroup(id: number, shardId: GroupId): Group | undefined {
-    const g = this.groups.get(shardId);
-    if (g === undefined || g.removed) {
-      this.fail(id, new ShardNotFoundError(shardId, this.self));
-      return undefined;
-    }
-    if (g.quiesced && (g.isLeader || g.leader === NONE)) {
-      this.wake(g, { notifyLeader: false });
-      // A dormant group that knows no leader (a restarted node) campaigns at once instead of
-      // waiting out an election timeout; pre-vote keeps that from disturbing a live leader.
-      if (g.leader === NONE && g.raw.raft.promotable()) g.raw.campaign();
-      this.touched.add(g);
-    }
-    return g;
-  }
-
-  private notLeader(id: number, g: Group): void {
-    this.fail(id, new NotLeaderError(g.id, this.self, g.leader));
-  }
-
-  /**
-   * The group a write request goes to, when this replica may propose: it
-   * exists, leads, and its disk takes writes. Otherwise the request is
-   * failed (SHARD_NOT_FOUND, NOT_LEADER with a hint, DISK_FULL) and undefined returned.
-   */
-  private proposingGroup(id: number, shardId: GroupId): Group | undefined {
-    const g = this.requestGroup(id, shardId);
-    if (g === undefined) return undefined;
-    if (!g.isLeader) return void this.notLeader(id, g);
-    const full = this.disk.refusal();
-    if (full !== undefined) return void this.fail(id, full);
-    return g;
-  }
-
-  private onPropose(id: number, shardId: GroupId, command: Uint8Array): void {
-    const g = this.proposingGroup(id, shardId);
-    if (g === undefined) return;
-    let key: Uint8Array;
-    try {
-      key = decodeCommand(0, command).key;
-    } catch (err) {
-      return this.fail(id, new InvalidCommandError((err as Error).message));
-    }
-    if (!inRange(g.bounds, key)) return this.fail(id, this.outOfRange(g, key));
-    g.writeCount++;
-    g.sampleKey(key);
-    if (this.proposeTracked(id, g, command)) this.stats.proposals++;
-  }
-
-  /** Proposes `command` for request `id`, answered when its entry applies (false: Raft dropped it and the request failed). */
-  private proposeTracked(id: number, g: Group, command: Uint8Array): boolean {
-    try {
-      g.raw.propose(command);
-    } catch (err) {
-      if (err instanceof ProposalDroppedError) {
-        this.fail(id, err);
-        return false;
-      }
-      throw err;
-    }
-    this.trackProposal(g, id);
-    this.touched.add(g);
-    return true;
-  }
-
-  /** Request `id` waits for the entry just proposed (the log's last), answered when it applies in this term. */
-  private trackProposal(g: Group, id: number): void {
-    const r = g.raw.raft;
-    const index = r.log.lastIndex();
-    const previous = g.proposals.get(index);
-    // An entry we proposed at this index in an earlier term was overwritten: it will never apply.
-    if (previous !== undefined) this.fail(previous.requestId, new ProposalDroppedError(`entry ${index} of shard ${g.id} was replaced by a later leader`));
-    g.proposals.set(index, { requestId: id, term: r.term });
-  }
-
-  private outOfRange(g: Group, key: Uint8Array, end?: Uint8Array | null): KeyOutOfRangeError {
-    const what = end === undefined ? `key ${hexKey(key)}` : `span [${hexKey(key)}, ${hexKey(end)})`;
-    return new KeyOutOfRangeError(`${what} is outside shard ${g.id}'s range ${describeRange(g.bounds)} (epoch ${g.bounds.epoch}) on node ${this.self}`);
-  }
-
-  private onRead(id: number, shardId: GroupId, read: PendingRead, consistency: 'linearizable' | 'stale'): void {
-    const g = this.requestGroup(id, shardId);
-    if (g === undefined) return;
-    // A replica waiting for its first snapshot (added by a move) owns no range yet: it sends the caller
-    // on as a follower does. KEY_OUT_OF_RANGE would stop the caller: it means "the range moved".
-    if (!isInitialized(g.bounds)) return this.notLeader(id, g);
-    const op = read.read;
-    // LMDB refuses (throws on) keys over its limit; a read must fail, not take the core down.
-    const invalid = invalidReadOp(op);
-    if (invalid !== undefined) return this.fail(id, new InvalidCommandError(invalid));
-    if (op.op === 'get' && !inRange(g.bounds, op.key)) return this.fail(id, this.outOfRange(g, op.key));
-    this.stats.reads++;
-    g.readCount++;
-    g.sampleKey(op.op === 'get' ? op.key : op.start);
-    if (consistency === 'stale') return this.serveRead(g, read);
-    if (!g.isLeader) return this.notLeader(id, g);
-    // A leader whose Readys wait for space sends no heartbeats: its ReadIndex would never be confirmed.
-    if (this.disk.isFull) return this.fail(id, this.disk.refusal()!);
-    const context = String(id);
-    try {
-      g.raw.readIndex(context);
-    } catch (err) {
-      if (err instanceof ProposalDroppedError) return this.fail(id, err);
-      throw err;
-    }
-    g.reads.set(context, read);
-    this.touched.add(g);
-  }
-
-  /**
-   * Serves a read from the applied state. The range is checked here, at
-   * serving time, not only on arrival: a split applied while a ReadIndex was
-   * confirmed moved part of the range away, and a scan must fail then
-   * (KEY_OUT_OF_RANGE: the caller re-routes) rather than return a page
-   * silently missing the other half's keys.
-   */
-  private serveRead(g: Group, pending: PendingRead): void {
-    const op: ReadOp = pending.read;
-    if (op.op === 'get') {
-      if (!inRange(g.bounds, op.key)) return this.fail(pending.requestId, this.outOfRange(g, op.key));
-      const v = this.sm.get(op.key);
-      return this.reply(pending.requestId, v === undefined ? null : { value: v.value, version: v.version });
-    }
-    if (!coversSpan(g.bounds, op.start, op.end)) return this.fail(pending.requestId, this.outOfRange(g, op.start, op.end));
-    const pairs: [Uint8Array, Uint8Array, number][] = [];
-    if (op.end === null || Buffer.compare(op.start, op.end) < 0) {
-      for (const p of this.sm.scan({ start: op.start, end: op.end ?? undefined, limit: op.limit })) pairs.push([p.key, p.value, p.version]);
-    }
-    this.reply(pending.requestId, pairs);
-  }
-
-  /** A consistency check starts on the leader: one checksum entry through Raft, answered once applied here. */
-  private onChecksumPropose(id: number, shardId: GroupId, checksumId: number): void {
-    const g = this.proposingGroup(id, shardId);
-    if (g === undefined) return;
-    let command: Uint8Array;
-    try {
-      command = encodeChecksumCommand({ op: 'checksum', id: checksumId });
-    } catch (err) {
-      return this.fail(id, err);
-    }
-    this.proposeTracked(id, g, command);
-  }
-
-  /** What this replica has for a checksum entry; asking never wakes the group (a follower answers from memory). */
-  private onChecksumQuery(r: Extract<CoreRequest, { kind: 'checksumResult' | 'checksumBlock' }>): void {
-    const g = this.groups.get(groupId(r.shardId));
-    if (g === undefined || g.removed) return this.fail(r.id, new ShardNotFoundError(groupId(r.shardId), this.self));
-    if (r.kind === 'checksumBlock') return this.reply(r.id, this.checksums.block(g.id, { index: r.index, id: r.checksumId, block: r.block }));
-    this.reply(r.id, this.checksums.answer(g.id, { index: r.index, id: r.checksumId, withBlocks: r.withBlocks }, g.storage.applied));
   }
 
   private onCreateShard(r: Extract<CoreRequest, { kind: 'createShard' }>): void {
@@ -769,27 +626,6 @@ export class ShardCore {
     });
   }
 
-  /**
-   * Proposes a membership change on the leader (joint consensus when more
-   * than one voter changes, left automatically), refused unless the range is
-   * still at the epoch the caller planned against: a plan made before a
-   * split or another change must be made again. Answered once applied.
-   */
-  private onChangeMembership(id: number, shardId: GroupId, epoch: number, changes: readonly MembershipChange[]): void {
-    const g = this.proposingGroup(id, shardId);
-    if (g === undefined) return;
-    if (g.bounds.epoch !== epoch) return this.fail(id, new EpochMismatchError(`shard ${shardId} is at epoch ${g.bounds.epoch}, not ${epoch} (node ${this.self})`));
-    try {
-      g.raw.proposeConfChange({ changes: changes.map((c) => ({ type: c.type, nodeId: nodeId(c.nodeId) })), transition: 'auto' });
-    } catch (err) {
-      if (err instanceof ProposalDroppedError || err instanceof InvalidConfChangeError) return this.fail(id, err);
-      throw err;
-    }
-    this.trackProposal(g, id);
-    this.log.info({ shardId, epoch, changes }, 'membership change proposed');
-    this.touched.add(g);
-  }
-
   private onRemoveShard(id: number, shardId: GroupId): void {
     const g = this.groups.get(shardId);
     if (g === undefined || g.removed) return this.fail(id, new ShardNotFoundError(shardId, this.self));
@@ -808,7 +644,7 @@ export class ShardCore {
     this.touched.delete(g);
     this.checksums.dropShard(shardId);
     this.schedule(async () => {
-      this.failPending(g, () => new ShardNotFoundError(shardId, this.self));
+      this.requests.failPending(g, () => new ShardNotFoundError(shardId, this.self));
       this.snapshotsOut.endAll(g, 'shard removed');
       this.snapshotsIn.forget(g);
       // The other replicas may be quiesced, following us: wake them, so they notice our silence and elect.
@@ -820,24 +656,6 @@ export class ShardCore {
       this.log.info({ shardId }, 'shard removed');
       then();
     });
-  }
-
-  private onTransferLeader(id: number, shardId: GroupId, to: NodeId): void {
-    const g = this.requestGroup(id, shardId);
-    if (g === undefined) return;
-    if (!g.isLeader) return this.notLeader(id, g);
-    g.raw.transferLeader(to);
-    this.touched.add(g);
-    this.reply(id, null);
-  }
-
-  private failPending(g: Group, error: () => Error): void {
-    for (const p of g.proposals.values()) this.fail(p.requestId, error());
-    for (const r of g.reads.values()) this.fail(r.requestId, error());
-    for (const r of g.readsAwaitingApply) this.fail(r.read.requestId, error());
-    g.proposals.clear();
-    g.reads.clear();
-    g.readsAwaitingApply.length = 0;
   }
 
   // ---------------------------------------------------------------------------
@@ -1109,7 +927,7 @@ export class ShardCore {
       const read = g.reads.get(rs.context);
       if (read === undefined) continue;
       g.reads.delete(rs.context);
-      if (rs.index <= applied) this.serveRead(g, read);
+      if (rs.index <= applied) this.requests.serveRead(g, read);
       else g.readsAwaitingApply.push({ index: rs.index, read });
     }
     for (const context of rd.droppedReads) {
@@ -1118,7 +936,7 @@ export class ShardCore {
       g.reads.delete(context);
       this.fail(read.requestId, new NotLeaderError(g.id, this.self, g.leader));
     }
-    while (g.readsAwaitingApply.length > 0 && g.readsAwaitingApply[0]!.index <= applied) this.serveRead(g, g.readsAwaitingApply.shift()!.read);
+    while (g.readsAwaitingApply.length > 0 && g.readsAwaitingApply[0]!.index <= applied) this.requests.serveRead(g, g.readsAwaitingApply.shift()!.read);
   }
 
   private async maybeCompact(g: Group): Promise<void> {
@@ -1166,7 +984,7 @@ export class ShardCore {
     await this.idle().catch(() => undefined);
     this.closed = true;
     this.snapshotsOut.close();
-    for (const g of this.groups.values()) this.failPending(g, () => new ProposalDroppedError(`node ${this.self} is shutting down`));
+    for (const g of this.groups.values()) this.requests.failPending(g, () => new ProposalDroppedError(`node ${this.self} is shutting down`));
     this.flush();
     this.checksums.close();
     await this.options.store.close();
@@ -1179,24 +997,4 @@ function isMember(c: ConfState, node: NodeId): boolean {
 
 function sameEnd(a: Uint8Array | null, b: Uint8Array | null): boolean {
   return a === null || b === null ? a === b : Buffer.compare(a, b) === 0;
-}
-
-function statusOf(g: Group): ShardStatus {
-  const s = g.raw.status();
-  return {
-    shardId: g.id,
-    role: s.softState.role,
-    leader: s.softState.leader,
-    term: s.hardState.term,
-    commit: s.hardState.commit,
-    applied: s.applied,
-    lastIndex: s.lastIndex,
-    firstIndex: g.storage.firstIndex(),
-    quiesced: g.quiesced,
-    voters: [...s.config.voters],
-    learners: [...s.config.learners],
-    start: g.bounds.start,
-    end: g.bounds.end,
-    epoch: g.bounds.epoch,
-  };
 }

@@ -1,0 +1,261 @@
+import { InvalidConfChangeError, NONE, ProposalDroppedError, groupId, nodeId, type GroupId, type NodeId } from '@flotilla/core';
+import { decodeCommand, encodeChecksumCommand, InvalidCommandError } from '../kv/command.js';
+import type { ReplicaChecksums } from '../kv/consistency.js';
+import { coversSpan, describeRange, hexKey, inRange, isInitialized } from '../kv/range.js';
+import type { KvStateMachine } from '../kv/state-machine.js';
+import type { CoreRequest, CoreStats, MembershipChange, ReadOp, ShardStatus } from './core-protocol.js';
+import type { CoreOutputBuffer } from './core-output.js';
+import type { DiskGuard } from './disk-guard.js';
+import { EpochMismatchError, KeyOutOfRangeError, NotLeaderError, ShardNotFoundError } from './errors.js';
+import type { Group, PendingRead } from './group.js';
+import { invalidReadOp } from './input-checks.js';
+import type { ShellLogger } from './shard-core.js';
+
+/** What a shard's requests need of their core. */
+export interface ShardRequestsPort {
+  readonly self: NodeId;
+  readonly stats: CoreStats;
+  readonly log: ShellLogger;
+  readonly out: Pick<CoreOutputBuffer, 'reply' | 'fail'>;
+  readonly groups: ReadonlyMap<GroupId, Group>;
+  readonly sm: Pick<KvStateMachine, 'get' | 'scan'>;
+  readonly checksums: Pick<ReplicaChecksums, 'answer' | 'block'>;
+  readonly disk: Pick<DiskGuard, 'isFull' | 'refusal'>;
+  /** Lets a quiesced group tick again (its leader is not asked to). */
+  wake(g: Group): void;
+  /** The group may have a Ready now. */
+  touch(g: Group): void;
+}
+
+/**
+ * The requests one shard's replica answers: writes (proposals), reads,
+ * consistency checks, membership changes and leadership transfers. A write
+ * is answered once its entry applies, a linearizable read once its ReadIndex
+ * is confirmed and applied (the round settles both: ShardCore); everything
+ * else is answered here.
+ */
+export class ShardRequests {
+  constructor(private readonly port: ShardRequestsPort) {}
+
+  onPropose(id: number, shardId: GroupId, command: Uint8Array): void {
+    const g = this.proposingGroup(id, shardId);
+    if (g === undefined) return;
+    let key: Uint8Array;
+    try {
+      key = decodeCommand(0, command).key;
+    } catch (err) {
+      return this.port.out.fail(id, new InvalidCommandError((err as Error).message));
+    }
+    if (!inRange(g.bounds, key)) return this.port.out.fail(id, this.outOfRange(g, key));
+    g.writeCount++;
+    g.sampleKey(key);
+    if (this.proposeTracked(id, g, command)) this.port.stats.proposals++;
+  }
+
+  onRead(id: number, shardId: GroupId, read: PendingRead, consistency: 'linearizable' | 'stale'): void {
+    const { out, stats, disk } = this.port;
+    const g = this.requestGroup(id, shardId);
+    if (g === undefined) return;
+    // A replica waiting for its first snapshot (added by a move) owns no range yet: it sends the caller
+    // on as a follower does. KEY_OUT_OF_RANGE would stop the caller: it means "the range moved".
+    if (!isInitialized(g.bounds)) return this.notLeader(id, g);
+    const op = read.read;
+    // LMDB refuses (throws on) keys over its limit; a read must fail, not take the core down.
+    const invalid = invalidReadOp(op);
+    if (invalid !== undefined) return out.fail(id, new InvalidCommandError(invalid));
+    if (op.op === 'get' && !inRange(g.bounds, op.key)) return out.fail(id, this.outOfRange(g, op.key));
+    stats.reads++;
+    g.readCount++;
+    g.sampleKey(op.op === 'get' ? op.key : op.start);
+    if (consistency === 'stale') return this.serveRead(g, read);
+    if (!g.isLeader) return this.notLeader(id, g);
+    // A leader whose Readys wait for space sends no heartbeats: its ReadIndex would never be confirmed.
+    if (disk.isFull) return out.fail(id, disk.refusal()!);
+    const context = String(id);
+    try {
+      g.raw.readIndex(context);
+    } catch (err) {
+      if (err instanceof ProposalDroppedError) return out.fail(id, err);
+      throw err;
+    }
+    g.reads.set(context, read);
+    this.port.touch(g);
+  }
+
+  /**
+   * Serves a read from the applied state. The range is checked here, at
+   * serving time, not only on arrival: a split applied while a ReadIndex was
+   * confirmed moved part of the range away, and a scan must fail then
+   * (KEY_OUT_OF_RANGE: the caller re-routes) rather than return a page
+   * silently missing the other half's keys.
+   */
+  serveRead(g: Group, pending: PendingRead): void {
+    const { out, sm } = this.port;
+    const op: ReadOp = pending.read;
+    if (op.op === 'get') {
+      if (!inRange(g.bounds, op.key)) return out.fail(pending.requestId, this.outOfRange(g, op.key));
+      const v = sm.get(op.key);
+      return out.reply(pending.requestId, v === undefined ? null : { value: v.value, version: v.version });
+    }
+    if (!coversSpan(g.bounds, op.start, op.end)) return out.fail(pending.requestId, this.outOfRange(g, op.start, op.end));
+    const pairs: [Uint8Array, Uint8Array, number][] = [];
+    if (op.end === null || Buffer.compare(op.start, op.end) < 0) {
+      for (const p of sm.scan({ start: op.start, end: op.end ?? undefined, limit: op.limit })) pairs.push([p.key, p.value, p.version]);
+    }
+    out.reply(pending.requestId, pairs);
+  }
+
+  /** A consistency check starts on the leader: one checksum entry through Raft, answered once applied here. */
+  onChecksumPropose(id: number, shardId: GroupId, checksumId: number): void {
+    const g = this.proposingGroup(id, shardId);
+    if (g === undefined) return;
+    let command: Uint8Array;
+    try {
+      command = encodeChecksumCommand({ op: 'checksum', id: checksumId });
+    } catch (err) {
+      return this.port.out.fail(id, err);
+    }
+    this.proposeTracked(id, g, command);
+  }
+
+  /** What this replica has for a checksum entry; asking never wakes the group (a follower answers from memory). */
+  onChecksumQuery(r: Extract<CoreRequest, { kind: 'checksumResult' | 'checksumBlock' }>): void {
+    const { groups, out, checksums, self } = this.port;
+    const g = groups.get(groupId(r.shardId));
+    if (g === undefined || g.removed) return out.fail(r.id, new ShardNotFoundError(groupId(r.shardId), self));
+    if (r.kind === 'checksumBlock') return out.reply(r.id, checksums.block(g.id, { index: r.index, id: r.checksumId, block: r.block }));
+    out.reply(r.id, checksums.answer(g.id, { index: r.index, id: r.checksumId, withBlocks: r.withBlocks }, g.storage.applied));
+  }
+
+  /**
+   * Proposes a membership change on the leader (joint consensus when more
+   * than one voter changes, left automatically), refused unless the range is
+   * still at the epoch the caller planned against: a plan made before a
+   * split or another change must be made again. Answered once applied.
+   */
+  onChangeMembership(id: number, shardId: GroupId, epoch: number, changes: readonly MembershipChange[]): void {
+    const g = this.proposingGroup(id, shardId);
+    if (g === undefined) return;
+    if (g.bounds.epoch !== epoch) return this.port.out.fail(id, new EpochMismatchError(`shard ${shardId} is at epoch ${g.bounds.epoch}, not ${epoch} (node ${this.port.self})`));
+    try {
+      g.raw.proposeConfChange({ changes: changes.map((c) => ({ type: c.type, nodeId: nodeId(c.nodeId) })), transition: 'auto' });
+    } catch (err) {
+      if (err instanceof ProposalDroppedError || err instanceof InvalidConfChangeError) return this.port.out.fail(id, err);
+      throw err;
+    }
+    this.trackProposal(g, id);
+    this.port.log.info({ shardId, epoch, changes }, 'membership change proposed');
+    this.port.touch(g);
+  }
+
+  onTransferLeader(id: number, shardId: GroupId, to: NodeId): void {
+    const g = this.requestGroup(id, shardId);
+    if (g === undefined) return;
+    if (!g.isLeader) return this.notLeader(id, g);
+    g.raw.transferLeader(to);
+    this.port.touch(g);
+    this.port.out.reply(id, null);
+  }
+
+  /** Every replica on this core but those being removed. */
+  onStatus(id: number): void {
+    this.port.out.reply(id, [...this.port.groups.values()].filter((g) => !g.removed).map((g) => statusOf(g)));
+  }
+
+  /** Fails every request still waiting on the group (it is being removed, or the core closes). */
+  failPending(g: Group, error: () => Error): void {
+    const { out } = this.port;
+    for (const p of g.proposals.values()) out.fail(p.requestId, error());
+    for (const r of g.reads.values()) out.fail(r.requestId, error());
+    for (const r of g.readsAwaitingApply) out.fail(r.read.requestId, error());
+    g.proposals.clear();
+    g.reads.clear();
+    g.readsAwaitingApply.length = 0;
+  }
+
+  /** The group a client request addresses, woken; undefined (and answered) when it is not here. */
+  private requestGroup(id: number, shardId: GroupId): Group | undefined {
+    const g = this.port.groups.get(shardId);
+    if (g === undefined || g.removed) {
+      this.port.out.fail(id, new ShardNotFoundError(shardId, this.port.self));
+      return undefined;
+    }
+    if (g.quiesced && (g.isLeader || g.leader === NONE)) {
+      this.port.wake(g);
+      // A dormant group that knows no leader (a restarted node) campaigns at once instead of
+      // waiting out an election timeout; pre-vote keeps that from disturbing a live leader.
+      if (g.leader === NONE && g.raw.raft.promotable()) g.raw.campaign();
+      this.port.touch(g);
+    }
+    return g;
+  }
+
+  /**
+   * The group a write request goes to, when this replica may propose: it
+   * exists, leads, and its disk takes writes. Otherwise the request is
+   * failed (SHARD_NOT_FOUND, NOT_LEADER with a hint, DISK_FULL) and undefined returned.
+   */
+  private proposingGroup(id: number, shardId: GroupId): Group | undefined {
+    const g = this.requestGroup(id, shardId);
+    if (g === undefined) return undefined;
+    if (!g.isLeader) return void this.notLeader(id, g);
+    const full = this.port.disk.refusal();
+    if (full !== undefined) return void this.port.out.fail(id, full);
+    return g;
+  }
+
+  private notLeader(id: number, g: Group): void {
+    this.port.out.fail(id, new NotLeaderError(g.id, this.port.self, g.leader));
+  }
+
+  /** Proposes `command` for request `id`, answered when its entry applies (false: Raft dropped it and the request failed). */
+  private proposeTracked(id: number, g: Group, command: Uint8Array): boolean {
+    try {
+      g.raw.propose(command);
+    } catch (err) {
+      if (err instanceof ProposalDroppedError) {
+        this.port.out.fail(id, err);
+        return false;
+      }
+      throw err;
+    }
+    this.trackProposal(g, id);
+    this.port.touch(g);
+    return true;
+  }
+
+  /** Request `id` waits for the entry just proposed (the log's last), answered when it applies in this term. */
+  private trackProposal(g: Group, id: number): void {
+    const r = g.raw.raft;
+    const index = r.log.lastIndex();
+    const previous = g.proposals.get(index);
+    // An entry we proposed at this index in an earlier term was overwritten: it will never apply.
+    if (previous !== undefined) this.port.out.fail(previous.requestId, new ProposalDroppedError(`entry ${index} of shard ${g.id} was replaced by a later leader`));
+    g.proposals.set(index, { requestId: id, term: r.term });
+  }
+
+  private outOfRange(g: Group, key: Uint8Array, end?: Uint8Array | null): KeyOutOfRangeError {
+    const what = end === undefined ? `key ${hexKey(key)}` : `span [${hexKey(key)}, ${hexKey(end)})`;
+    return new KeyOutOfRangeError(`${what} is outside shard ${g.id}'s range ${describeRange(g.bounds)} (epoch ${g.bounds.epoch}) on node ${this.port.self}`);
+  }
+}
+
+function statusOf(g: Group): ShardStatus {
+  const s = g.raw.status();
+  return {
+    shardId: g.id,
+    role: s.softState.role,
+    leader: s.softState.leader,
+    term: s.hardState.term,
+    commit: s.hardState.commit,
+    applied: s.applied,
+    lastIndex: s.lastIndex,
+    firstIndex: g.storage.firstIndex(),
+    quiesced: g.quiesced,
+    voters: [...s.config.voters],
+    learners: [...s.config.learners],
+    start: g.bounds.start,
+    end: g.bounds.end,
+    epoch: g.bounds.epoch,
+  };
+}
