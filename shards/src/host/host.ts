@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
-import { DEFAULTS, SYSTEM_CLOCK, assert, type Clock, type GroupId } from '@flotilla/core';
+import { SYSTEM_CLOCK, assert, type Clock, type GroupId } from '@flotilla/core';
 import { BATCH_BYTES_MAX, type TransportStats } from '@flotilla/transport';
-import { KEY_BYTES_MAX, VALUE_BYTES_MAX, encodeCommand, type KvCommand, type KvResult } from '../kv/command.js';
+import { encodeCommand, type KvCommand, type KvResult } from '../kv/command.js';
 import type { ChecksumAnswer, ChecksumBlockAnswer } from '../kv/consistency.js';
 import type { StoredValue } from '../kv/state-machine.js';
 import { InlineCoreChannel, startCoreChannels, type CoreChannel } from './core-channel.js';
@@ -11,10 +11,11 @@ import { Liveness } from './liveness.js';
 import { BatchDecodeError } from './message-codec.js';
 import { SEGMENT_BYTES_MAX, decodeFrame, joinSegments, splitSegment, type DecodedFrame, type Segment } from './node-batch.js';
 import { lockNodeDir, markNodeDirReady, prepareNodeDir } from './node-dir.js';
-import { LIVENESS_INTERVAL_TICKS_DEFAULT, LIVENESS_TIMEOUT_TICKS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT, TICK_INTERVAL_MS_DEFAULT, coreSettingsOf, type HostOptions } from './options.js';
+import { LIVENESS_INTERVAL_TICKS_DEFAULT, LIVENESS_TIMEOUT_TICKS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT, TICK_INTERVAL_MS_DEFAULT, checkHostOptions, coreSettingsOf, type HostOptions } from './options.js';
 import { NodeRpc, RequestIds, type RequestHandler } from './rpc.js';
 import type { ShellLogger } from './shard-core.js';
 import { ReplicaAdoption } from '../replica/adoption.js';
+import { ShardTable } from './shard-table.js';
 import { SnapshotRelay } from '../snapshot/relay.js';
 import type { DirLock } from '../storage/dir-lock.js';
 
@@ -33,8 +34,6 @@ export const PEER_TURN_BYTES_MAX = 2 * BATCH_BYTES_MAX;
  * (retryable). PENDING_FORWARDS_MAX (rpc.ts) is the forwarded requests' side.
  */
 export const PENDING_REQUESTS_MAX = 65_536;
-/** Upper bound of one Raft entry's encoded bytes: the largest KV command (key, value, framing) with room to spare. */
-const ENTRY_BYTES_MAX = KEY_BYTES_MAX + VALUE_BYTES_MAX + 1024;
 assert(SEGMENT_BYTES_MAX <= PEER_TURN_BYTES_MAX, 'one full segment must fit a peer\'s turn');
 
 interface PendingRequest {
@@ -76,9 +75,12 @@ export interface HostStats {
 }
 
 /**
- * The per-node host of every shard replica (shared/DESIGN.md, "shards"): one
- * tick loop for all groups, the mux between the transport and the worker
- * cores, node liveness, and the entry point for proposals and reads.
+ * The per-node host of every shard replica (ARCHITECTURE.md, "shards: the
+ * Host and its worker cores"): one tick loop for all groups, the mux between
+ * the transport and the worker cores, node liveness, and the entry point for
+ * proposals and reads. Requests between nodes (rpc.ts), the snapshot relay
+ * (snapshot/relay.ts) and replica adoption (replica/adoption.ts) are classes
+ * of their own, each reaching the Host through a small port.
  *
  * Per loop turn the Host posts at most one message to each core (ticks,
  * inbound traffic, requests and events together) and sends at most one frame
@@ -92,8 +94,7 @@ export class Host {
   /** Segments for each peer this turn, their bytes, and whether one was dropped over the bound (see queueOutbound). */
   private readonly outbound = new Map<number, { segments: Uint8Array[]; bytes: number; dropped?: boolean }>();
   private readonly pending = new Map<number, PendingRequest>();
-  private readonly leaders = new Map<number, number>();
-  private readonly shardCores = new Map<number, number>();
+  private readonly shardTable: ShardTable;
   private readonly peerIds = new Set<number>();
   private readonly liveness: Liveness;
   /** Ids of requests to cores and of forwarded ones, from one counter (see RequestIds). */
@@ -119,6 +120,7 @@ export class Host {
     this.clock = options.clock ?? SYSTEM_CLOCK;
     this.requestIds = new RequestIds(options.seed);
     this.coreCount = options.coreCount ?? availableParallelism();
+    this.shardTable = new ShardTable({ nodeId: options.nodeId, coreCount: this.coreCount });
     this.queues = Array.from({ length: this.coreCount }, emptyQueue);
     this.log = options.logger.child({ component: 'host', nodeId: options.nodeId });
     this.requestTimeoutTicks = options.requestTimeoutTicks ?? REQUEST_TIMEOUT_TICKS_DEFAULT;
@@ -152,10 +154,7 @@ export class Host {
       log: this.log,
       coreCount: this.coreCount,
       request: (shardId, make, core) => this.request(shardId, make, core),
-      placeShard: (shardId) => this.placeShard(shardId, undefined),
-      hasShard: (shardId) => this.shardCores.has(shardId),
-      assignShard: (shardId, core) => this.shardCores.set(shardId, core),
-      unassignShard: (shardId) => this.shardCores.delete(shardId),
+      shards: this.shardTable,
       hasPeer: (id) => this.peerIds.has(id),
       nowTick,
     });
@@ -164,17 +163,7 @@ export class Host {
   /** Opens the data directory, starts every core and the transport, and starts ticking. */
   static async start(options: HostOptions): Promise<Host> {
     const host = new Host(options);
-    const raft = options.raft ?? {};
-    // An append carries entries up to appendBytesMax plus one more (Raft always sends at least one):
-    // that must fit one segment, or a follower could never be caught up past that entry.
-    const appendBytesMax = raft.appendBytesMax ?? DEFAULTS.appendBytesMax;
-    if (appendBytesMax + ENTRY_BYTES_MAX > SEGMENT_BYTES_MAX) {
-      throw new RangeError(`raft appendBytesMax ${appendBytesMax} plus the largest entry (${ENTRY_BYTES_MAX} B) exceeds a segment (${SEGMENT_BYTES_MAX} B)`);
-    }
-    if (options.storeIo?.kind === 'simulated' && options.coreMode !== 'inline') throw new RangeError('simulated store I/O needs inline cores (coreMode "inline")');
-    const quiesce = options.quiesce ?? true;
-    // Leases assume every replica ticks in step with real time; a quiesced group does not tick.
-    assert(!(quiesce && raft.readMode === 'lease'), 'lease reads need groups that always tick: set quiesce: false to use readMode "lease"');
+    checkHostOptions(options);
     // One process per data directory: locked before anything in it is read or written (DATA_DIR_LOCKED otherwise).
     const dirLock = lockNodeDir(options.dir);
     host.dirLock = dirLock;
@@ -200,10 +189,7 @@ export class Host {
         handlers,
       });
       for (let core = 0; core < host.cores.length; core++) {
-        for (const s of await host.request<ShardStatus[]>(0, (id) => ({ kind: 'status', id }), core)) {
-          assert(!host.shardCores.has(s.shardId), () => `shard ${s.shardId} is stored by cores ${host.shardCores.get(s.shardId)} and ${core} of node ${options.nodeId}`);
-          host.shardCores.set(s.shardId, core);
-        }
+        for (const s of await host.request<ShardStatus[]>(0, (id) => ({ kind: 'status', id }), core)) host.shardTable.loaded(s.shardId, core);
       }
       // Every core's store exists: from now on a missing core directory is damage, never a fresh start.
       markNodeDirReady({ dir: options.dir, nodeId: options.nodeId, coreCount: host.coreCount });
@@ -228,28 +214,9 @@ export class Host {
     return this.options.nodeId;
   }
 
-  /**
-   * The core that owns a shard. A shard stays on the core (and in the LMDB
-   * environment) it was created on; the table is rebuilt at start from what
-   * each core's store holds. Unknown shards map by id so their traffic still
-   * reaches a core that counts and drops it.
-   */
+  /** The core that owns a shard (see ShardTable). */
   coreOf(shardId: number): number {
-    return this.shardCores.get(shardId) ?? shardId % this.coreCount;
-  }
-
-  /** Where a new shard goes: next to `colocateWith` (a split's halves share their data's environment), else the core with fewest shards. */
-  private placeShard(shardId: number, colocateWith: number | undefined): number {
-    const existing = this.shardCores.get(shardId);
-    if (existing !== undefined) return existing;
-    if (colocateWith !== undefined) {
-      const core = this.shardCores.get(colocateWith);
-      assert(core !== undefined, () => `shard ${colocateWith} to colocate shard ${shardId} with is not on node ${this.options.nodeId}`);
-      return core;
-    }
-    const counts = new Array<number>(this.coreCount).fill(0);
-    for (const core of this.shardCores.values()) counts[core]!++;
-    return counts.indexOf(Math.min(...counts));
+    return this.shardTable.coreOf(shardId);
   }
 
   /** Learns a peer's address; it is then pinged and watched for liveness. */
@@ -436,21 +403,16 @@ export class Host {
   private onCoreEvent(coreIndex: number, e: CoreOutEvent): void {
     switch (e.kind) {
       case 'leader':
-        this.leaders.set(e.shardId, e.leader);
+        this.shardTable.setLeader(e.shardId, e.leader);
         return;
-      case 'shardCreated': {
-        const known = this.shardCores.get(e.shardId);
-        // ReplicaAdoption's claims make a split skip a shard another core holds; two copies would be a bug.
-        assert(known === undefined || known === coreIndex, () => `shard ${e.shardId} created by a split on core ${coreIndex} of node ${this.options.nodeId}, but it is on core ${known}`);
-        this.shardCores.set(e.shardId, coreIndex);
+      case 'shardCreated':
+        this.shardTable.createdBySplit(e.shardId, coreIndex);
         return;
-      }
       case 'disk':
         this.disks[coreIndex] = { full: e.full, low: e.low, freeBytes: e.freeBytes };
         return;
       case 'shardRemoved':
-        this.shardCores.delete(e.shardId);
-        this.leaders.delete(e.shardId);
+        this.shardTable.removed(e.shardId);
         this.adoption.onRemoved(e.shardId);
         return;
       case 'unknownShard':
@@ -524,8 +486,7 @@ export class Host {
       await this.adoption.join(spec.shardId);
       return;
     }
-    const core = this.placeShard(spec.shardId, spec.colocateWith);
-    this.shardCores.set(spec.shardId, core);
+    this.shardTable.assign(spec.shardId, this.shardTable.place(spec.shardId, spec.colocateWith));
     return this.request(spec.shardId, (id) => ({
       kind: 'createShard',
       id,
@@ -540,8 +501,7 @@ export class Host {
   /** Destroys this node's replica of a shard (its log, metadata and data); a tombstone keeps its last term and vote. */
   async removeShard(shardId: GroupId): Promise<void> {
     await this.request(shardId, (id) => ({ kind: 'removeShard', id, shardId }));
-    this.shardCores.delete(shardId);
-    this.leaders.delete(shardId);
+    this.shardTable.removed(shardId);
     this.adoption.onRemoved(shardId);
   }
 
@@ -622,12 +582,12 @@ export class Host {
 
   /** Whether this node holds a replica of the shard. */
   hasShard(shardId: GroupId): boolean {
-    return this.shardCores.has(shardId);
+    return this.shardTable.has(shardId);
   }
 
   /** The leader last reported by this node's replica (0: unknown, undefined: no replica here). */
   leaderOf(shardId: GroupId): number | undefined {
-    return this.leaders.get(shardId);
+    return this.shardTable.leaderOf(shardId);
   }
 
   transportStats(): TransportStats {

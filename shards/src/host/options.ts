@@ -1,9 +1,11 @@
 import { DEFAULTS, assert, type Clock } from '@flotilla/core';
 import type { Transport } from '@flotilla/transport';
+import { KEY_BYTES_MAX, VALUE_BYTES_MAX } from '../kv/command.js';
 import { CHECKSUM_CHUNK_KEY_COUNT_DEFAULT, CHECKSUM_HOLD_TICKS_DEFAULT } from '../kv/consistency.js';
 import type { StoreIo } from '../storage/node-store.js';
 import type { CoreSettingsBase } from './core-channel.js';
 import type { GroupRaftOptions } from './group.js';
+import { SEGMENT_BYTES_MAX } from './node-batch.js';
 import type { ShellLogger } from './shard-core.js';
 
 /** 100 ms ticks with the core's 10-tick election timeout: elections after 1–2 s of silence (etcd's defaults). */
@@ -26,6 +28,8 @@ export const COMPACTION_KEEP_ENTRIES_DEFAULT = 1_000;
  * seconds of replication at disk speed.
  */
 export const DISK_RESERVE_BYTES_DEFAULT = 16 * 1024 * 1024;
+/** Upper bound of one Raft entry's encoded bytes: the largest KV command (key, value, framing) with room to spare. */
+const ENTRY_BYTES_MAX = KEY_BYTES_MAX + VALUE_BYTES_MAX + 1024;
 assert(LIVENESS_INTERVAL_TICKS_DEFAULT * 2 < LIVENESS_TIMEOUT_TICKS_DEFAULT, 'a peer must be able to miss a liveness ping without being declared down');
 
 export interface HostOptions {
@@ -66,6 +70,21 @@ export interface HostOptions {
   readonly storeIo?: StoreIo;
   /** What the snapshot rate limit and log rate limits measure time with (default SYSTEM_CLOCK). */
   readonly clock?: Clock;
+}
+
+/** Refuses options that cannot work together: RangeError for the caller's mistakes, an assertion for the lease rule. */
+export function checkHostOptions(options: HostOptions): void {
+  const raft = options.raft ?? {};
+  // An append carries entries up to appendBytesMax plus one more (Raft always sends at least one):
+  // that must fit one segment, or a follower could never be caught up past that entry.
+  const appendBytesMax = raft.appendBytesMax ?? DEFAULTS.appendBytesMax;
+  if (appendBytesMax + ENTRY_BYTES_MAX > SEGMENT_BYTES_MAX) {
+    throw new RangeError(`raft appendBytesMax ${appendBytesMax} plus the largest entry (${ENTRY_BYTES_MAX} B) exceeds a segment (${SEGMENT_BYTES_MAX} B)`);
+  }
+  if (options.storeIo?.kind === 'simulated' && options.coreMode !== 'inline') throw new RangeError('simulated store I/O needs inline cores (coreMode "inline")');
+  const quiesce = options.quiesce ?? true;
+  // Leases assume every replica ticks in step with real time; a quiesced group does not tick.
+  assert(!(quiesce && raft.readMode === 'lease'), 'lease reads need groups that always tick: set quiesce: false to use readMode "lease"');
 }
 
 /** What every core of a node is started with, from the Host's options and their defaults. */

@@ -1,6 +1,7 @@
 import type { ClaimAnswer, CoreRequest } from '../host/core-protocol.js';
 import { ShardExistsError } from '../host/errors.js';
 import type { ShellLogger } from '../host/shard-core.js';
+import type { ShardTable } from '../host/shard-table.js';
 
 /**
  * Ticks a shard's traffic must keep arriving before this node makes an empty replica for it: two
@@ -11,18 +12,15 @@ const ADOPT_AFTER_TICKS = 20;
 /** Bounds what traffic for unknown shards can make the Host remember. */
 const UNKNOWN_SHARDS_TRACKED_MAX = 4096;
 
-/** What adoption needs of the Host: its requests to cores, and its table of which core holds which shard. */
+/** What adoption needs of the Host: its requests to cores, its shard table, and its peers. */
 export interface ReplicaAdoptionPort {
   readonly nodeId: number;
   readonly log: ShellLogger;
   readonly coreCount: number;
   /** A request to core `core`, answered by its reply (the Host's request path: bounded, with a deadline). */
   request<T>(shardId: number, make: (id: number) => CoreRequest, core: number): Promise<T>;
-  /** Where a new replica goes (the core already holding it, else the one with fewest shards). */
-  placeShard(shardId: number): number;
-  hasShard(shardId: number): boolean;
-  assignShard(shardId: number, core: number): void;
-  unassignShard(shardId: number): void;
+  /** Which core holds which shard: where a new replica goes, and recording it there. */
+  readonly shards: Pick<ShardTable, 'has' | 'place' | 'assign' | 'unassign'>;
   /** Whether this node knows the peer (traffic from strangers creates nothing). */
   hasPeer(id: number): boolean;
   nowTick(): number;
@@ -57,7 +55,7 @@ export class ReplicaAdoption {
   /** A core got Raft traffic for a shard it does not have (the `unknownShard` core event). */
   onUnknownShard(shardId: number, from: number): void {
     const { port } = this;
-    if (port.hasShard(shardId) || this.adopting.has(shardId) || this.removedShards.has(shardId) || !port.hasPeer(from)) return;
+    if (port.shards.has(shardId) || this.adopting.has(shardId) || this.removedShards.has(shardId) || !port.hasPeer(from)) return;
     // Not at the first message: a replica a little behind is about to apply the split that creates
     // this shard with its data, and an empty one made now would make that split drop the data and
     // wait for a snapshot. Only traffic that keeps coming for ADOPT_AFTER_TICKS is from a shard
@@ -97,13 +95,13 @@ export class ReplicaAdoption {
       port.log.info({ shardId }, 'traffic for a shard removed from this node ignored');
       return 'removed';
     }
-    const core = tombstoneCore >= 0 ? tombstoneCore : port.placeShard(shardId);
-    port.assignShard(shardId, core);
+    const core = tombstoneCore >= 0 ? tombstoneCore : port.shards.place(shardId, undefined);
+    port.shards.assign(shardId, core);
     this.removedShards.delete(shardId);
     try {
       await port.request(shardId, (id) => ({ kind: 'createShard', id, shardId, voters: [], learners: [], bounds: { start: new Uint8Array(0), end: null }, join: true }), core);
     } catch (err) {
-      port.unassignShard(shardId);
+      port.shards.unassign(shardId);
       throw err;
     }
     port.log.info({ shardId, core, explicit: options.explicit }, 'empty replica created for its leader to catch up');
