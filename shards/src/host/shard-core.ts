@@ -1,5 +1,4 @@
 import {
-  EMPTY_CONF_STATE,
   InvalidMessageError,
   NONE,
   ProposalDroppedError,
@@ -17,12 +16,13 @@ import {
   type NodeId,
   type Ready,
 } from '@flotilla/core';
-import { INITIAL_LOG_INDEX, INITIAL_LOG_TERM, isChecksumCommand, type KvResult } from '../kv/command.js';
+import { isChecksumCommand, type KvResult } from '../kv/command.js';
 import { ReplicaChecksums } from '../kv/consistency.js';
-import { UNINITIALIZED, decodeShardRange, describeRange, encodeShardRange, isInitialized, type ShardRange } from '../kv/range.js';
+import { decodeShardRange, describeRange, isInitialized, type ShardRange } from '../kv/range.js';
 import { KvStateMachine, type ApplyBatch, type ApplyOutcome, type ApplyResults } from '../kv/state-machine.js';
 import type { NodeStore, ShardWrite } from '../storage/node-store.js';
 import { isOutOfSpace } from '../storage/disk-space.js';
+import { isMember, ReplicaLifecycle } from '../replica/lifecycle.js';
 import { IncomingSnapshots } from '../snapshot/incoming.js';
 import { OutgoingSnapshots } from '../snapshot/outgoing.js';
 import {
@@ -32,9 +32,8 @@ import {
   type CoreOutput,
   type CoreRequest,
   type CoreStats,
-  type ClaimAnswer,
 } from './core-protocol.js';
-import { DiskFullError, NotLeaderError, ShardExistsError, ShardNotFoundError } from './errors.js';
+import { NotLeaderError } from './errors.js';
 import { Group, type GroupRaftOptions } from './group.js';
 import { invalidNetworkMessage } from './input-checks.js';
 import { leaderReports } from './leader-reports.js';
@@ -135,16 +134,13 @@ export class ShardCore {
   private readonly out: CoreOutputBuffer;
   private readonly disk: DiskGuard;
   private readonly tasks: (() => Promise<void>)[] = [];
-  /** createShard requests waiting for their shared transaction. */
-  private readonly creating: Extract<CoreRequest, { kind: 'createShard' }>[] = [];
   private looping = false;
   private closed = false;
   private storeClosed = false;
   private readonly snapshotsOut: OutgoingSnapshots;
   private readonly snapshotsIn: IncomingSnapshots;
   private readonly requests: ShardRequests;
-  /** Groups whose applied configuration no longer has this node (destroyed after the round). */
-  private readonly removedByApply = new Set<Group>();
+  private readonly replicas: ReplicaLifecycle;
   /** Ticks seen; paces reportUnknown. */
   private tickCount = 0;
   /** Shards reported unknown, with the tick of the report. */
@@ -210,6 +206,32 @@ export class ShardCore {
       wake: (g) => this.wake(g, { notifyLeader: false }),
       touch: (g) => this.touched.add(g),
     });
+    this.replicas = new ReplicaLifecycle({
+      self: this.self,
+      store: options.store,
+      log: this.log,
+      out: this.out,
+      groups: this.groups,
+      sm: this.sm,
+      requests: this.requests,
+      snapshotsOut: this.snapshotsOut,
+      snapshotsIn: this.snapshotsIn,
+      schedule: (task) => this.schedule(task),
+      addGroup: (shardId, bounds) => this.addGroup(shardId, bounds),
+      start: (g, { campaignSoon }) => {
+        this.active.add(g);
+        if (campaignSoon) this.campaignQueue.push(g);
+        this.touched.add(g);
+      },
+      stop: (g) => {
+        this.active.delete(g);
+        this.touched.delete(g);
+        this.checksums.dropShard(g.id);
+      },
+      forget: (g) => {
+        this.groups.delete(g.id);
+      },
+    });
     for (const shardId of options.store.shardIds()) {
       // After a restart every group starts dormant: it wakes when a message or request arrives,
       // so a node coming back does not start an election storm (its peers still have leaders).
@@ -219,7 +241,7 @@ export class ShardCore {
         // It applied its own removal and stopped before destroying itself (destroyRemovedByApply runs
         // after the round's commit): finish that now. Nobody else would (its epoch is the range's, so
         // the placement driver does not collect it). Found by the whole-node simulation (seed 126).
-        this.removedByApply.add(g);
+        this.replicas.noteRemovedByApply(g);
         continue;
       }
       if (confState.voters.length === 1 && confState.voters[0] === this.self) {
@@ -239,7 +261,7 @@ export class ShardCore {
         if (g.quiesced && confState.voters.includes(this.self)) this.campaignQueue.push(g);
       }
     }
-    this.destroyRemovedByApply();
+    this.replicas.destroyRemovedByApply();
     this.log.info({ groupCount: this.groups.size }, 'core started');
   }
 
@@ -532,11 +554,11 @@ export class ShardCore {
       case 'read':
         return this.requests.onRead(r.id, groupId(r.shardId), { requestId: r.id, read: r.read }, r.consistency);
       case 'createShard':
-        return this.onCreateShard(r);
+        return this.replicas.onCreateShard(r);
       case 'removeShard':
-        return this.onRemoveShard(r.id, groupId(r.shardId));
+        return this.replicas.onRemoveShard(r.id, groupId(r.shardId));
       case 'claimShard':
-        return this.onClaimShard(r.id, groupId(r.shardId));
+        return this.replicas.onClaimShard(r.id, groupId(r.shardId));
       case 'changeMembership':
         return this.requests.onChangeMembership(r.id, groupId(r.shardId), r.epoch, r.changes);
       case 'leaderReports':
@@ -571,91 +593,6 @@ export class ShardCore {
 
   private fail(id: number, err: unknown): void {
     this.out.fail(id, err);
-  }
-
-  private onCreateShard(r: Extract<CoreRequest, { kind: 'createShard' }>): void {
-    const shardId = groupId(r.shardId);
-    if (this.groups.has(shardId) || this.creating.some((c) => c.shardId === r.shardId)) return this.fail(r.id, new ShardExistsError(shardId, this.self));
-    // Creations queued together share one durable transaction (one sync for a thousand shards).
-    this.creating.push(r);
-    if (this.creating.length === 1) this.schedule(() => this.createQueued());
-  }
-
-  private async createQueued(): Promise<void> {
-    const batch = this.creating.splice(0);
-    const confStateOf = (r: (typeof batch)[number]): ConfState =>
-      r.join ? EMPTY_CONF_STATE : { voters: r.voters.map(nodeId), votersOutgoing: [], learners: r.learners.map(nodeId), learnersNext: [], autoLeave: false };
-    const rangeOf = (r: (typeof batch)[number]): ShardRange => (r.join ? UNINITIALIZED : { ...r.bounds, epoch: 1 });
-    const initial = { index: INITIAL_LOG_INDEX, term: INITIAL_LOG_TERM };
-    try {
-      await this.options.store.createShards(
-        batch.map((r) => ({ shardId: groupId(r.shardId), confState: confStateOf(r), descriptor: encodeShardRange(rangeOf(r)), ...(r.join ? {} : { startAt: initial }) })),
-      );
-    } catch (err) {
-      if (!isOutOfSpace(err, this.options.store.dir)) throw err;
-      for (const r of batch) this.fail(r.id, new DiskFullError(`node ${this.self} has no disk space to create shard ${r.shardId}`));
-      return;
-    }
-    for (const r of batch) {
-      const shardId = groupId(r.shardId);
-      const g = this.addGroup(shardId, rangeOf(r));
-      this.active.add(g);
-      // One voter campaigns soon so a new group has a leader within a few ticks; which one rotates
-      // with the shard id, so a batch of new shards spreads its leaders over the nodes. Campaigns
-      // start at most wakeCountPerTickMax per tick: thousands of elections at once would delay
-      // every group's heartbeats past their election timeouts.
-      if (!r.join && r.voters[shardId % r.voters.length] === this.self) this.campaignQueue.push(g);
-      this.touched.add(g);
-      this.reply(r.id, null);
-    }
-    this.log.info({ shardCount: batch.length, firstShardId: batch[0]!.shardId }, 'shards created');
-  }
-
-  private onClaimShard(id: number, shardId: GroupId): void {
-    const store = this.options.store;
-    if (this.groups.has(shardId) || this.creating.some((c) => c.shardId === shardId) || this.sm.isCreating(shardId)) return this.reply(id, 'here' satisfies ClaimAnswer);
-    if (store.tombstone(shardId) !== undefined) return this.reply(id, 'removed' satisfies ClaimAnswer);
-    // Marked in memory now, before any later apply can run; answered once durable.
-    const marked = store.markAway(shardId);
-    // Handled here at once: the scheduled step awaits it later, and a failed write (a dying disk) must
-    // reach it, and so the core's fatal path, not end the process as an unhandled rejection first.
-    marked.catch(() => undefined);
-    this.schedule(async () => {
-      await marked;
-      this.reply(id, 'free' satisfies ClaimAnswer);
-    });
-  }
-
-  private onRemoveShard(id: number, shardId: GroupId): void {
-    const g = this.groups.get(shardId);
-    if (g === undefined || g.removed) return this.fail(id, new ShardNotFoundError(shardId, this.self));
-    this.destroyGroup(g, () => this.reply(id, null));
-  }
-
-  /**
-   * Stops a group and destroys its replica (log, metadata, data) with a
-   * tombstone keeping its last term and vote: a replica created here again
-   * must not vote twice in a term.
-   */
-  private destroyGroup(g: Group, then: () => void): void {
-    const shardId = g.id;
-    g.removed = true;
-    this.active.delete(g);
-    this.touched.delete(g);
-    this.checksums.dropShard(shardId);
-    this.schedule(async () => {
-      this.requests.failPending(g, () => new ShardNotFoundError(shardId, this.self));
-      this.snapshotsOut.endAll(g, 'shard removed');
-      this.snapshotsIn.forget(g);
-      // The other replicas may be quiesced, following us: wake them, so they notice our silence and elect.
-      const config = g.raw.raft.tracker.confState();
-      for (const peer of new Set([...config.voters, ...config.votersOutgoing, ...config.learners])) if (peer !== this.self) this.out.outbox.wake(peer, shardId);
-      // A Ready taken but not advanced cannot exist here: rounds run inside the loop, and so do tasks.
-      await this.options.store.destroyShard(shardId, isInitialized(g.bounds) ? { start: g.bounds.start, end: g.bounds.end } : undefined, { tombstone: g.raw.raft.hardState() });
-      this.groups.delete(shardId);
-      this.log.info({ shardId }, 'shard removed');
-      then();
-    });
   }
 
   // ---------------------------------------------------------------------------
@@ -764,7 +701,7 @@ export class ShardCore {
       // Nothing has written to the store since that commit: each snapshot holds the data exactly as of its entry.
       for (const { g, index } of segment.checksums) this.captureChecksum(g, index, results.get(g.id)?.get(index));
     }
-    this.destroyRemovedByApply();
+    this.replicas.destroyRemovedByApply();
     for (const { g, rd } of items) this.route(g, rd.messagesAfterPersist);
     this.flush();
     this.settleProposals(items, results);
@@ -806,21 +743,6 @@ export class ShardCore {
       if (this.groups.get(c.parent)?.isLeader === true && g.raw.raft.promotable()) g.raw.campaign();
       this.log.info({ shardId: c.shardId, parent: c.parent, range: describeRange(c.range), epoch: c.range.epoch }, 'shard created by a split');
     }
-  }
-
-  /**
-   * Replicas that applied their own removal destroy themselves (TiKV does
-   * the same): the rest of the group goes on without them, and a tombstone
-   * keeps a stale leader's traffic from re-creating them. The Host hears
-   * `shardRemoved`.
-   */
-  private destroyRemovedByApply(): void {
-    for (const g of this.removedByApply) {
-      if (g.removed) continue;
-      this.log.info({ shardId: g.id }, 'replica removed from its group by a membership change');
-      this.destroyGroup(g, () => this.out.event({ kind: 'shardRemoved', shardId: g.id }));
-    }
-    this.removedByApply.clear();
   }
 
   private noteLeader(g: Group): void {
@@ -870,7 +792,7 @@ export class ShardCore {
         confState = g.raw.applyConfChange(decodeConfChange(e.data));
         (confAt ??= new Map()).set(e.index, confState);
       }
-      if (confState !== undefined && !isMember(confState, this.self)) this.removedByApply.add(g);
+      if (confState !== undefined && !isMember(confState, this.self)) this.replicas.noteRemovedByApply(g);
       this.stats.entriesApplied += rd.committedEntries.length;
       let from = 0;
       let segment = 0;
@@ -989,10 +911,6 @@ export class ShardCore {
     this.checksums.close();
     await this.options.store.close();
   }
-}
-
-function isMember(c: ConfState, node: NodeId): boolean {
-  return c.voters.includes(node) || c.votersOutgoing.includes(node) || c.learners.includes(node) || c.learnersNext.includes(node);
 }
 
 function sameEnd(a: Uint8Array | null, b: Uint8Array | null): boolean {

@@ -1,0 +1,163 @@
+import { EMPTY_CONF_STATE, groupId, nodeId, type ConfState, type GroupId, type NodeId } from '@flotilla/core';
+import { INITIAL_LOG_INDEX, INITIAL_LOG_TERM } from '../kv/command.js';
+import { UNINITIALIZED, encodeShardRange, isInitialized, type ShardRange } from '../kv/range.js';
+import type { KvStateMachine } from '../kv/state-machine.js';
+import type { ClaimAnswer, CoreRequest } from '../host/core-protocol.js';
+import type { CoreOutputBuffer } from '../host/core-output.js';
+import { DiskFullError, ShardExistsError, ShardNotFoundError } from '../host/errors.js';
+import type { Group } from '../host/group.js';
+import type { ShellLogger } from '../host/shard-core.js';
+import type { ShardRequests } from '../host/shard-requests.js';
+import type { IncomingSnapshots } from '../snapshot/incoming.js';
+import type { OutgoingSnapshots } from '../snapshot/outgoing.js';
+import { isOutOfSpace } from '../storage/disk-space.js';
+import type { NodeStore } from '../storage/node-store.js';
+
+type CreateShardRequest = Extract<CoreRequest, { kind: 'createShard' }>;
+
+/** What the lifecycle needs of its core. */
+export interface ReplicaLifecyclePort {
+  readonly self: NodeId;
+  readonly store: NodeStore;
+  readonly log: ShellLogger;
+  readonly out: Pick<CoreOutputBuffer, 'reply' | 'fail' | 'event' | 'outbox'>;
+  /** The core's replicas, removed ones included until their destroy is durable. */
+  readonly groups: ReadonlyMap<GroupId, Group>;
+  readonly sm: Pick<KvStateMachine, 'isCreating'>;
+  readonly requests: Pick<ShardRequests, 'failPending'>;
+  readonly snapshotsOut: Pick<OutgoingSnapshots, 'endAll'>;
+  readonly snapshotsIn: Pick<IncomingSnapshots, 'forget'>;
+  /** Runs a store write in the core's loop, between rounds. */
+  schedule(task: () => Promise<void>): void;
+  /** A replica of `shardId` joins the core (its store data exists), not ticking yet. */
+  addGroup(shardId: GroupId, bounds: ShardRange): Group;
+  /** A new replica ticks; with `campaignSoon` it also campaigns, a few per tick (the core's campaign queue). */
+  start(g: Group, options: { campaignSoon: boolean }): void;
+  /** The core stops driving a replica being destroyed: no ticks, no rounds, no consistency checks. */
+  stop(g: Group): void;
+  /** The replica's store data is gone: the core forgets it. */
+  forget(g: Group): void;
+}
+
+/**
+ * The core's side of a replica's life: created on request (in batches that
+ * share one transaction), claimed before the Host creates it in another
+ * core's store, removed on request or by applying a membership change that
+ * drops this node, and destroyed behind a tombstone.
+ */
+export class ReplicaLifecycle {
+  /** createShard requests waiting for their shared transaction. */
+  private readonly creating: CreateShardRequest[] = [];
+  /** Groups whose applied configuration no longer has this node (destroyed after the round). */
+  private readonly removedByApply = new Set<Group>();
+
+  constructor(private readonly port: ReplicaLifecyclePort) {}
+
+  onCreateShard(r: CreateShardRequest): void {
+    const shardId = groupId(r.shardId);
+    if (this.port.groups.has(shardId) || this.creating.some((c) => c.shardId === r.shardId)) return this.port.out.fail(r.id, new ShardExistsError(shardId, this.port.self));
+    // Creations queued together share one durable transaction (one sync for a thousand shards).
+    this.creating.push(r);
+    if (this.creating.length === 1) this.port.schedule(() => this.createQueued());
+  }
+
+  private async createQueued(): Promise<void> {
+    const { store, self, out } = this.port;
+    const batch = this.creating.splice(0);
+    const confStateOf = (r: (typeof batch)[number]): ConfState =>
+      r.join ? EMPTY_CONF_STATE : { voters: r.voters.map(nodeId), votersOutgoing: [], learners: r.learners.map(nodeId), learnersNext: [], autoLeave: false };
+    const rangeOf = (r: (typeof batch)[number]): ShardRange => (r.join ? UNINITIALIZED : { ...r.bounds, epoch: 1 });
+    const initial = { index: INITIAL_LOG_INDEX, term: INITIAL_LOG_TERM };
+    try {
+      await store.createShards(
+        batch.map((r) => ({ shardId: groupId(r.shardId), confState: confStateOf(r), descriptor: encodeShardRange(rangeOf(r)), ...(r.join ? {} : { startAt: initial }) })),
+      );
+    } catch (err) {
+      if (!isOutOfSpace(err, store.dir)) throw err;
+      for (const r of batch) out.fail(r.id, new DiskFullError(`node ${self} has no disk space to create shard ${r.shardId}`));
+      return;
+    }
+    for (const r of batch) {
+      const shardId = groupId(r.shardId);
+      const g = this.port.addGroup(shardId, rangeOf(r));
+      // One voter campaigns soon so a new group has a leader within a few ticks; which one rotates
+      // with the shard id, so a batch of new shards spreads its leaders over the nodes. Campaigns
+      // start at most wakeCountPerTickMax per tick: thousands of elections at once would delay
+      // every group's heartbeats past their election timeouts.
+      this.port.start(g, { campaignSoon: !r.join && r.voters[shardId % r.voters.length] === self });
+      out.reply(r.id, null);
+    }
+    this.port.log.info({ shardCount: batch.length, firstShardId: batch[0]!.shardId }, 'shards created');
+  }
+
+  onClaimShard(id: number, shardId: GroupId): void {
+    const { store, out } = this.port;
+    if (this.port.groups.has(shardId) || this.creating.some((c) => c.shardId === shardId) || this.port.sm.isCreating(shardId)) return out.reply(id, 'here' satisfies ClaimAnswer);
+    if (store.tombstone(shardId) !== undefined) return out.reply(id, 'removed' satisfies ClaimAnswer);
+    // Marked in memory now, before any later apply can run; answered once durable.
+    const marked = store.markAway(shardId);
+    // Handled here at once: the scheduled step awaits it later, and a failed write (a dying disk) must
+    // reach it, and so the core's fatal path, not end the process as an unhandled rejection first.
+    marked.catch(() => undefined);
+    this.port.schedule(async () => {
+      await marked;
+      out.reply(id, 'free' satisfies ClaimAnswer);
+    });
+  }
+
+  onRemoveShard(id: number, shardId: GroupId): void {
+    const g = this.port.groups.get(shardId);
+    if (g === undefined || g.removed) return this.port.out.fail(id, new ShardNotFoundError(shardId, this.port.self));
+    this.destroyGroup(g, () => this.port.out.reply(id, null));
+  }
+
+  /** The group applied a configuration without this node: it is destroyed once the round has committed (destroyRemovedByApply). */
+  noteRemovedByApply(g: Group): void {
+    this.removedByApply.add(g);
+  }
+
+  /**
+   * Replicas that applied their own removal destroy themselves (TiKV does
+   * the same): the rest of the group goes on without them, and a tombstone
+   * keeps a stale leader's traffic from re-creating them. The Host hears
+   * `shardRemoved`.
+   */
+  destroyRemovedByApply(): void {
+    for (const g of this.removedByApply) {
+      if (g.removed) continue;
+      this.port.log.info({ shardId: g.id }, 'replica removed from its group by a membership change');
+      this.destroyGroup(g, () => this.port.out.event({ kind: 'shardRemoved', shardId: g.id }));
+    }
+    this.removedByApply.clear();
+  }
+
+  /**
+   * Stops a group and destroys its replica (log, metadata, data) with a
+   * tombstone keeping its last term and vote: a replica created here again
+   * must not vote twice in a term.
+   */
+  private destroyGroup(g: Group, then: () => void): void {
+    const { self, store, out } = this.port;
+    const shardId = g.id;
+    g.removed = true;
+    this.port.stop(g);
+    this.port.schedule(async () => {
+      this.port.requests.failPending(g, () => new ShardNotFoundError(shardId, self));
+      this.port.snapshotsOut.endAll(g, 'shard removed');
+      this.port.snapshotsIn.forget(g);
+      // The other replicas may be quiesced, following us: wake them, so they notice our silence and elect.
+      const config = g.raw.raft.tracker.confState();
+      for (const peer of new Set([...config.voters, ...config.votersOutgoing, ...config.learners])) if (peer !== self) out.outbox.wake(peer, shardId);
+      // A Ready taken but not advanced cannot exist here: rounds run inside the loop, and so do tasks.
+      await store.destroyShard(shardId, isInitialized(g.bounds) ? { start: g.bounds.start, end: g.bounds.end } : undefined, { tombstone: g.raw.raft.hardState() });
+      this.port.forget(g);
+      this.port.log.info({ shardId }, 'shard removed');
+      then();
+    });
+  }
+}
+
+/** Whether the configuration has `node` in any role. */
+export function isMember(c: ConfState, node: NodeId): boolean {
+  return c.voters.includes(node) || c.votersOutgoing.includes(node) || c.learners.includes(node) || c.learnersNext.includes(node);
+}
