@@ -1,0 +1,288 @@
+import { assert, type Clock } from '@flotilla/core';
+import {
+  FIRST_ALLOCATED_RANGE_ID,
+  META_RANGE_ID,
+  NODE_KEYS,
+  PLACEMENT_SETTINGS_KEY,
+  RANGE_ID_ALLOCATOR_KEY,
+  RANGE_KEYS,
+  decodeCounter,
+  decodeNodeRecord,
+  decodePlacementSettings,
+  decodeRangeDescriptor,
+  encodeCounter,
+  encodeNodeRecord,
+  encodePlacementSettings,
+  encodeRangeDescriptor,
+  nodeKey,
+  rangeKey,
+  type NodeRecord,
+  type PlacementSettings,
+  type RangeDescriptor,
+  type RangeTable,
+} from '@flotilla/placement';
+import type { KvResult, ShardStatus } from '@flotilla/shards';
+import { closedOr, type HostCalls } from './host-calls.js';
+import type { RangeOp, RangeOpResult } from './range-ops.js';
+import { KvError, REQUEST_DEADLINE_MS_DEFAULT, RETRY_AFTER_MS, SCAN_LIMIT_MAX, type Deadline, type VersionedValue } from './store.js';
+
+/**
+ * Least time between the starts of two reads of the descriptors from the
+ * meta range. Every request routed to a stale or dead range asks for one;
+ * one read in flight serves them all, and this keeps a node whose meta range
+ * has no leader from re-reading it back to back. A quarter second: a route
+ * that changed (a split, a move) is learned well within one request's budget.
+ */
+const META_REFRESH_INTERVAL_MS_MIN = 250;
+/** Compare-and-set rounds on one meta key before giving up (only contention loses one). */
+const CAS_RETRIES_MAX = 16;
+
+assert(META_REFRESH_INTERVAL_MS_MIN < REQUEST_DEADLINE_MS_DEFAULT, 'a request must be able to wait out the refresh interval within its default budget');
+
+export interface MetaClientOptions {
+  /** The routing table refresh brings up to date. */
+  readonly ranges: RangeTable;
+  readonly calls: HostCalls;
+  /** What refresh intervals and the age of cachedNodes run on. */
+  readonly clock: Clock;
+  /**
+   * Runs one op on the meta range's leader (Router.execute). Meta-range ops
+   * never refresh the table, so a refresh, which runs them, never recurses.
+   */
+  readonly run: (op: RangeOp, deadline: Deadline) => Promise<RangeOpResult>;
+  /** This node's replicas (Host.shards), given up at the deadline. */
+  readonly localReplicas: (deadline: Deadline) => Promise<readonly ShardStatus[]>;
+  /** Throws CLOSED once the store is closed. */
+  readonly checkOpen: () => void;
+}
+
+/**
+ * What this node reads from and writes to the meta range: the range
+ * descriptors (into the routing table: refresh), the node records, the
+ * placement settings and the range id allocator. Every call runs under its
+ * caller's deadline; writes are compare-and-sets retried on lost races.
+ */
+export class MetaClient {
+  /** The read of the meta range's descriptors in flight, shared by every refresh meanwhile; it never rejects. */
+  private refreshInFlight: Promise<void> | undefined;
+  private refreshStartMs = Number.NEGATIVE_INFINITY;
+  private refreshCount = 0;
+  /** What reportDescriptors last recorded per range ("epoch/replicas"). */
+  private readonly reported = new Map<number, string>();
+  /** The node records the last successful nodes() read returned, and when: what /cluster lists without a quorum. */
+  private nodesRead: { readonly nodes: readonly NodeRecord[]; readonly atMs: number } | undefined;
+
+  constructor(private readonly o: MetaClientOptions) {}
+
+  /** 0 or 1: every caller shares the one read of the meta range in flight. */
+  get refreshesInFlight(): number {
+    return this.refreshInFlight === undefined ? 0 : 1;
+  }
+
+  /** Reads of the descriptors from the meta range started so far (at most one per META_REFRESH_INTERVAL_MS_MIN). */
+  get refreshesStarted(): number {
+    return this.refreshCount;
+  }
+
+  /**
+   * Brings the range table up to date: this node's own replicas at once, and
+   * with `fromMeta` the descriptors recorded in the meta range, then the
+   * replicas again over them (fresher for the ranges held here; a newer
+   * epoch evicts the stale descriptors it overlaps). Meta reads are
+   * single-flight — a caller joins the one in flight, waiting no longer than
+   * its own deadline — and start at most once per
+   * META_REFRESH_INTERVAL_MS_MIN (a caller waits out the rest of it). They
+   * are meta-range operations, which never refresh, so a refresh never
+   * recurses. A refresh takes at most half of what is left of its request's
+   * budget: the rest is the request's own, to ask the replicas it learned of
+   * (or, with the meta range unreachable, the ones it knew). Throws only
+   * CLOSED: a meta range that cannot answer leaves the table as it was.
+   */
+  async refresh(request: Deadline, o: { fromMeta: boolean }): Promise<void> {
+    const deadline = request.within(request.remainingMs() / 2);
+    try {
+      await this.refreshFromReplicas(deadline);
+    } catch (err) {
+      this.o.checkOpen();
+      if (err instanceof KvError && err.code === 'CLOSED') throw err;
+      return;
+    }
+    if (!o.fromMeta) return;
+    if (this.refreshInFlight === undefined) {
+      await this.o.calls.pause(deadline, this.refreshStartMs + META_REFRESH_INTERVAL_MS_MIN - this.o.clock.nowMs());
+      if (deadline.expired) return;
+      this.o.checkOpen();
+    }
+    await this.o.calls.waitAtMost(deadline, this.refreshInFlight ?? this.startRefresh(deadline));
+  }
+
+  /** Every range descriptor recorded in the meta range, in range id order (linearizable). */
+  async rangeDescriptors(deadline: Deadline): Promise<RangeDescriptor[]> {
+    return (await this.scan(RANGE_KEYS, deadline)).map((value) => decodeRangeDescriptor(value));
+  }
+
+  /**
+   * Records in the meta range the descriptor of every range this node leads
+   * whose epoch or replicas moved since this node last recorded it (the
+   * first call records them all): a compare-and-set that keeps whichever
+   * descriptor has the higher epoch, so reporters racing each other, or a
+   * stale leader, never move meta backwards. Returns how many it wrote.
+   * TiKV's region heartbeats to PD, pulled by the node's own timer.
+   */
+  async reportDescriptors(deadline: Deadline): Promise<number> {
+    let written = 0;
+    for (const s of await this.o.localReplicas(deadline)) {
+      if (s.role !== 'leader') continue;
+      const local = descriptorOf(s);
+      const fingerprint = `${local.epoch}/${local.replicas.join(',')}`;
+      if (this.reported.get(s.shardId) === fingerprint) continue;
+      const wrote = await this.compareAndSet(rangeKey(s.shardId), `record range ${s.shardId}`, deadline, (stored) => {
+        const current = stored === undefined ? undefined : decodeRangeDescriptor(stored.value);
+        if (current !== undefined && (current.epoch > local.epoch || (current.epoch === local.epoch && current.replicas.join(',') === local.replicas.join(',')))) return undefined;
+        return encodeRangeDescriptor(local);
+      });
+      if (wrote) written++;
+      this.reported.set(s.shardId, fingerprint);
+    }
+    return written;
+  }
+
+  /**
+   * A fresh range id: a compare-and-set on the allocator key, retried on a
+   * lost race. Ids below FIRST_ALLOCATED_RANGE_ID belong to the bootstrap
+   * ranges.
+   */
+  async allocateRangeId(deadline: Deadline): Promise<number> {
+    let next = FIRST_ALLOCATED_RANGE_ID;
+    await this.compareAndSet(RANGE_ID_ALLOCATOR_KEY, 'allocate a range id', deadline, (stored) => {
+      next = stored === undefined ? FIRST_ALLOCATED_RANGE_ID : decodeCounter(stored.value);
+      return encodeCounter(next + 1);
+    });
+    return next;
+  }
+
+  /** Every node recorded, in node id order (linearizable); remembered for cachedNodes. */
+  async nodes(deadline: Deadline): Promise<NodeRecord[]> {
+    const nodes = (await this.scan(NODE_KEYS, deadline)).map((value) => decodeNodeRecord(value));
+    this.nodesRead = { nodes, atMs: this.o.clock.nowMs() };
+    return nodes;
+  }
+
+  /** The node records the last successful nodes() read returned and how old that read is; undefined before the first. No quorum needed. */
+  cachedNodes(): { readonly nodes: readonly NodeRecord[]; readonly ageMs: number } | undefined {
+    const read = this.nodesRead;
+    return read === undefined ? undefined : { nodes: read.nodes, ageMs: this.o.clock.nowMs() - read.atMs };
+  }
+
+  /** One node's record (one read, not a scan); undefined if it was never recorded. */
+  async node(nodeId: number, deadline: Deadline): Promise<NodeRecord | undefined> {
+    const stored = await this.get(nodeKey(nodeId), deadline);
+    return stored === undefined ? undefined : decodeNodeRecord(stored.value);
+  }
+
+  /**
+   * Records a node: a compare-and-set that refuses a node id recorded with
+   * another transport address (two processes claiming one id would split its
+   * replicas' identity). Writes only when it changed.
+   */
+  async recordNode(record: NodeRecord, deadline: Deadline): Promise<void> {
+    await this.compareAndSet(nodeKey(record.nodeId), `record node ${record.nodeId}`, deadline, (stored) => {
+      const current = stored === undefined ? undefined : decodeNodeRecord(stored.value);
+      if (current !== undefined && current.address !== record.address) {
+        throw new KvError('PRECONDITION_FAILED', `node ${record.nodeId} is recorded at ${current.address}, not ${record.address}`, { currentVersion: stored!.version });
+      }
+      // The state is the operator's (decommissioning): a node recording its addresses keeps it.
+      if (current !== undefined && current.httpAddress === record.httpAddress) return undefined;
+      return encodeNodeRecord(current === undefined ? record : { ...record, state: current.state });
+    });
+  }
+
+  /** Sets a recorded node's administrative state (decommissioning); NOT_FOUND for a node never recorded. */
+  async setNodeState(nodeId: number, state: NodeRecord['state'], deadline: Deadline): Promise<NodeRecord> {
+    let updated: NodeRecord | undefined;
+    await this.compareAndSet(nodeKey(nodeId), `set node ${nodeId} ${state}`, deadline, (stored) => {
+      if (stored === undefined) throw new KvError('NOT_FOUND', `node ${nodeId} is not recorded in the meta range`);
+      const current = decodeNodeRecord(stored.value);
+      updated = { ...current, state };
+      return current.state === state ? undefined : encodeNodeRecord(updated);
+    });
+    return updated!;
+  }
+
+  /** The placement driver's settings as the meta range holds them (defaults until first set). */
+  async placementSettings(defaults: PlacementSettings, deadline: Deadline): Promise<PlacementSettings> {
+    const stored = await this.get(PLACEMENT_SETTINGS_KEY, deadline);
+    return stored === undefined ? defaults : decodePlacementSettings(stored.value);
+  }
+
+  async updatePlacementSettings(defaults: PlacementSettings, change: Partial<PlacementSettings>, deadline: Deadline): Promise<PlacementSettings> {
+    let next: PlacementSettings = defaults;
+    await this.compareAndSet(PLACEMENT_SETTINGS_KEY, 'update the placement settings', deadline, (stored) => {
+      next = { ...(stored === undefined ? defaults : decodePlacementSettings(stored.value)), ...change };
+      return encodePlacementSettings(next);
+    });
+    return next;
+  }
+
+  /** Starts the shared read of the descriptors (see refresh); the promise never rejects: a failed read changes nothing. */
+  private startRefresh(deadline: Deadline): Promise<void> {
+    this.refreshStartMs = this.o.clock.nowMs();
+    this.refreshCount++;
+    const read = this.refreshFromMeta(deadline)
+      .catch(() => undefined)
+      .finally(() => (this.refreshInFlight = undefined));
+    this.refreshInFlight = read;
+    return read;
+  }
+
+  private async refreshFromMeta(deadline: Deadline): Promise<void> {
+    for (const value of await this.scan(RANGE_KEYS, deadline)) this.o.ranges.upsert(decodeRangeDescriptor(value));
+    await this.refreshFromReplicas(deadline);
+  }
+
+  private async refreshFromReplicas(deadline: Deadline): Promise<void> {
+    const shards = await this.o.localReplicas(deadline).catch((err: unknown) => {
+      throw closedOr(err);
+    });
+    // A replica still waiting for its first snapshot (epoch 0) owns no keys yet.
+    for (const s of shards) if (s.epoch > 0) this.o.ranges.upsert(descriptorOf(s));
+  }
+
+  private async get(key: Uint8Array, deadline: Deadline): Promise<VersionedValue | undefined> {
+    return (await this.o.run({ kind: 'get', rangeId: META_RANGE_ID, key, consistency: 'linearizable' }, deadline)) as VersionedValue | undefined;
+  }
+
+  /**
+   * One compare-and-set on a meta range key, retried while it loses races:
+   * `decide` sees the stored value (undefined when absent) and returns what
+   * to write, or undefined to leave it as it is. Resolves to whether it wrote.
+   */
+  private async compareAndSet(key: Uint8Array, what: string, deadline: Deadline, decide: (stored: VersionedValue | undefined) => Uint8Array | undefined): Promise<boolean> {
+    for (let attempt = 0; attempt < CAS_RETRIES_MAX; attempt++) {
+      const stored = await this.get(key, deadline);
+      const value = decide(stored);
+      if (value === undefined) return false;
+      const result = (await this.o.run({ kind: 'put', rangeId: META_RANGE_ID, key, value, ifVersion: stored?.version ?? 0 }, deadline)) as KvResult;
+      if (result.ok) return true;
+      if (result.code !== 'VERSION_MISMATCH') throw new KvError('UNAVAILABLE', `the meta range refused to ${what}: ${result.code}`, { retryAfterMs: RETRY_AFTER_MS });
+    }
+    throw new KvError('UNAVAILABLE', `could not ${what} in ${CAS_RETRIES_MAX} tries (contention)`, { retryAfterMs: RETRY_AFTER_MS });
+  }
+
+  /** Every value under `span`, page after page (linearizable). */
+  private async scan(span: { start: Uint8Array; end: Uint8Array }, deadline: Deadline): Promise<Uint8Array[]> {
+    const out: Uint8Array[] = [];
+    let start = span.start;
+    for (;;) {
+      const page = (await this.o.run({ kind: 'scan', rangeId: META_RANGE_ID, start, end: span.end, limit: SCAN_LIMIT_MAX, consistency: 'linearizable' }, deadline)) as { key: Uint8Array; value: Uint8Array }[];
+      out.push(...page.map((p) => p.value));
+      if (page.length < SCAN_LIMIT_MAX) return out;
+      start = Buffer.concat([page[page.length - 1]!.key, Buffer.of(0)]);
+    }
+  }
+}
+
+/** The routing table's view of a replica here: its range, epoch and voters (sorted). */
+export function descriptorOf(s: ShardStatus): RangeDescriptor {
+  return { rangeId: s.shardId, start: s.start, end: s.end, epoch: s.epoch, replicas: [...s.voters].sort((a, b) => a - b) };
+}
