@@ -6,16 +6,17 @@ import type { ChecksumAnswer, ChecksumBlockAnswer } from '../kv/consistency.js';
 import type { StoredValue } from '../kv/state-machine.js';
 import { InlineCoreChannel, startCoreChannels, type CoreChannel } from './core-channel.js';
 import type { LeaderReport, MembershipChange, CoreEvent, CoreOutEvent, CoreOutput, CoreRequest, CoreStats, RangeBoundsWire, ReadOp, ShardStatus, Consistency } from './core-protocol.js';
-import { CoreCrashedError, HostClosedError, OverloadedError, RequestTimeoutError, fromWire } from './errors.js';
+import { CoreCrashedError, HostClosedError } from './errors.js';
 import { Liveness } from './liveness.js';
 import { BatchDecodeError } from './message-codec.js';
 import { SEGMENT_BYTES_MAX, decodeFrame, joinSegments, splitSegment, type DecodedFrame, type Segment } from './node-batch.js';
 import { lockNodeDir, markNodeDirReady, prepareNodeDir } from './node-dir.js';
 import { LIVENESS_INTERVAL_TICKS_DEFAULT, LIVENESS_TIMEOUT_TICKS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT, TICK_INTERVAL_MS_DEFAULT, checkHostOptions, coreSettingsOf, type HostOptions } from './options.js';
+import { PendingRequests } from './pending-requests.js';
 import { NodeRpc, RequestIds, type RequestHandler } from './rpc.js';
 import type { ShellLogger } from './shard-core.js';
-import { ReplicaAdoption } from '../replica/adoption.js';
 import { ShardTable } from './shard-table.js';
+import { ReplicaAdoption } from '../replica/adoption.js';
 import { SnapshotRelay } from '../snapshot/relay.js';
 import type { DirLock } from '../storage/dir-lock.js';
 
@@ -27,21 +28,7 @@ import type { DirLock } from '../storage/dir-lock.js';
  * what keeps that burst from growing without bound.
  */
 export const PEER_TURN_BYTES_MAX = 2 * BATCH_BYTES_MAX;
-/**
- * Requests waiting for a core's answer. Every one has a deadline
- * (requestTimeoutTicks), so this bounds what a burst of clients can pin
- * between two deadlines; past it a request fails at once with OVERLOADED
- * (retryable). PENDING_FORWARDS_MAX (rpc.ts) is the forwarded requests' side.
- */
-export const PENDING_REQUESTS_MAX = 65_536;
 assert(SEGMENT_BYTES_MAX <= PEER_TURN_BYTES_MAX, 'one full segment must fit a peer\'s turn');
-
-interface PendingRequest {
-  readonly resolve: (value: unknown) => void;
-  readonly reject: (err: Error) => void;
-  readonly deadlineTick: number;
-  readonly shardId: number;
-}
 
 interface CoreQueue {
   ticks: number;
@@ -93,12 +80,10 @@ export class Host {
   private readonly queues: CoreQueue[];
   /** Segments for each peer this turn, their bytes, and whether one was dropped over the bound (see queueOutbound). */
   private readonly outbound = new Map<number, { segments: Uint8Array[]; bytes: number; dropped?: boolean }>();
-  private readonly pending = new Map<number, PendingRequest>();
+  private readonly pending: PendingRequests;
   private readonly shardTable: ShardTable;
   private readonly peerIds = new Set<number>();
   private readonly liveness: Liveness;
-  /** Ids of requests to cores and of forwarded ones, from one counter (see RequestIds). */
-  private readonly requestIds: RequestIds;
   private readonly rpc: NodeRpc;
   private readonly snapshots: SnapshotRelay;
   private readonly adoption: ReplicaAdoption;
@@ -114,16 +99,17 @@ export class Host {
   private readonly clock: Clock;
   readonly stats: HostStats = { framesDropped: 0, pingsSent: 0, corePosts: 0, requestsTimedOut: 0, rpcResponsesDropped: 0, rpcRequestsDuplicate: 0, segmentsDropped: 0, segmentBytesDropped: 0, peerTurnBytesMax: 0, requestsRefused: 0 };
   readonly coreCount: number;
-  private readonly requestTimeoutTicks: number;
 
   private constructor(private readonly options: HostOptions) {
     this.clock = options.clock ?? SYSTEM_CLOCK;
-    this.requestIds = new RequestIds(options.seed);
     this.coreCount = options.coreCount ?? availableParallelism();
     this.shardTable = new ShardTable({ nodeId: options.nodeId, coreCount: this.coreCount });
     this.queues = Array.from({ length: this.coreCount }, emptyQueue);
     this.log = options.logger.child({ component: 'host', nodeId: options.nodeId });
-    this.requestTimeoutTicks = options.requestTimeoutTicks ?? REQUEST_TIMEOUT_TICKS_DEFAULT;
+    const requestTimeoutTicks = options.requestTimeoutTicks ?? REQUEST_TIMEOUT_TICKS_DEFAULT;
+    // Requests to cores and forwarded ones take their ids from one counter (see RequestIds).
+    const ids = new RequestIds(options.seed);
+    this.pending = new PendingRequests({ nodeId: options.nodeId, requestTimeoutTicks, ids, stats: this.stats });
     this.liveness = new Liveness({
       intervalTicks: options.livenessIntervalTicks ?? LIVENESS_INTERVAL_TICKS_DEFAULT,
       timeoutTicks: options.livenessTimeoutTicks ?? LIVENESS_TIMEOUT_TICKS_DEFAULT,
@@ -133,8 +119,8 @@ export class Host {
     this.rpc = new NodeRpc({
       nodeId: options.nodeId,
       log: this.log,
-      requestTimeoutTicks: this.requestTimeoutTicks,
-      ids: this.requestIds,
+      requestTimeoutTicks,
+      ids,
       stats: this.stats,
       nowTick,
       isClosed,
@@ -262,12 +248,7 @@ export class Host {
       this.log.info({ peer }, 'peer up');
       this.broadcastEvent({ kind: 'peerUp', peer });
     }
-    for (const [id, p] of this.pending) {
-      if (p.deadlineTick > this.nowTick) continue;
-      this.pending.delete(id);
-      this.stats.requestsTimedOut++;
-      p.reject(new RequestTimeoutError(`no answer from shard ${p.shardId} on node ${this.options.nodeId} within ${this.requestTimeoutTicks} ticks`));
-    }
+    this.pending.expire(this.nowTick);
     this.rpc.onTick(this.nowTick);
     this.scheduleFlush();
   }
@@ -294,26 +275,6 @@ export class Host {
     }
     for (const rpc of frame.rpcs) this.rpc.onSegment(from, rpc);
     this.scheduleFlush();
-  }
-
-  // ---------------------------------------------------------------------------
-  // Requests between Hosts (forwarding to the node that leads a range)
-
-  /**
-   * Sends `payload` to `to`'s request handler and resolves with its answer. It
-   * travels in the frames Raft traffic uses (coalesced per turn). Fails with
-   * RequestTimeoutError after requestTimeoutTicks (the peer is down, or lost
-   * the request), or with the handler's error.
-   */
-  forward(to: number, payload: Uint8Array): Promise<Uint8Array> {
-    if (this.failure !== undefined) return Promise.reject(new CoreCrashedError(this.failure.message));
-    if (this.closed) return Promise.reject(new HostClosedError(this.options.nodeId));
-    return this.rpc.forward(to, payload);
-  }
-
-  /** Serves requests other nodes `forward` to this one (the KV service sets it). */
-  setRequestHandler(handler: RequestHandler): void {
-    this.rpc.setRequestHandler(handler);
   }
 
   private broadcastEvent(e: CoreEvent): void {
@@ -390,13 +351,7 @@ export class Host {
   private onCoreOutput(coreIndex: number, output: CoreOutput): void {
     if (this.closed) return;
     for (const [to, segment] of output.outbound) this.queueOutbound(to, segment);
-    for (const r of output.replies) {
-      const p = this.pending.get(r.id);
-      if (p === undefined) continue; // timed out already
-      this.pending.delete(r.id);
-      if (r.ok) p.resolve(r.value);
-      else p.reject(fromWire(r.error, { shardId: p.shardId, nodeId: this.options.nodeId }));
-    }
+    for (const r of output.replies) this.pending.settle(r);
     for (const e of output.events) this.onCoreEvent(coreIndex, e);
   }
 
@@ -438,16 +393,27 @@ export class Host {
   private request<T>(shardId: number, make: (id: number) => CoreRequest, core = this.coreOf(shardId)): Promise<T> {
     if (this.failure !== undefined) return Promise.reject(new CoreCrashedError(this.failure.message));
     if (this.closed) return Promise.reject(new HostClosedError(this.options.nodeId));
-    if (this.pending.size >= PENDING_REQUESTS_MAX) {
-      this.stats.requestsRefused++;
-      return Promise.reject(new OverloadedError(`node ${this.options.nodeId} has ${this.pending.size} requests waiting for its cores`));
-    }
-    const id = this.requestIds.take();
-    return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, deadlineTick: this.nowTick + this.requestTimeoutTicks, shardId });
+    return this.pending.open<T>(shardId, this.nowTick, (id) => {
       this.queues[core]!.requests.push(make(id));
       this.scheduleFlush();
     });
+  }
+
+  /**
+   * Sends `payload` to `to`'s request handler and resolves with its answer. It
+   * travels in the frames Raft traffic uses (coalesced per turn). Fails with
+   * RequestTimeoutError after requestTimeoutTicks (the peer is down, or lost
+   * the request), or with the handler's error.
+   */
+  forward(to: number, payload: Uint8Array): Promise<Uint8Array> {
+    if (this.failure !== undefined) return Promise.reject(new CoreCrashedError(this.failure.message));
+    if (this.closed) return Promise.reject(new HostClosedError(this.options.nodeId));
+    return this.rpc.forward(to, payload);
+  }
+
+  /** Serves requests other nodes `forward` to this one (the KV service sets it). */
+  setRequestHandler(handler: RequestHandler): void {
+    this.rpc.setRequestHandler(handler);
   }
 
   /** Replicates a write through the shard's leader here; throws NotLeaderError (with a hint) on a follower. */
@@ -610,8 +576,7 @@ export class Host {
     this.failure = err;
     this.log.error({ err, core: coreIndex }, 'worker core crashed; the node stops');
     const crashed = new CoreCrashedError(`core ${coreIndex} of node ${this.options.nodeId}: ${err.message}`);
-    for (const p of this.pending.values()) p.reject(crashed);
-    this.pending.clear();
+    this.pending.rejectAll(crashed);
     this.rpc.rejectAll(crashed);
     if (this.options.onFatal !== undefined) this.options.onFatal(crashed);
     else void this.close();
@@ -623,8 +588,7 @@ export class Host {
     this.closed = true;
     if (this.timer !== undefined) clearInterval(this.timer);
     const closing = new HostClosedError(this.options.nodeId);
-    for (const p of this.pending.values()) p.reject(closing);
-    this.pending.clear();
+    this.pending.rejectAll(closing);
     this.rpc.rejectAll(closing);
     this.snapshots.close();
     await this.options.transport.close();

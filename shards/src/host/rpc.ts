@@ -9,7 +9,8 @@ import type { ShellLogger } from './shard-core.js';
  * Requests forwarded to other nodes waiting for their answers. Every one has
  * a deadline (requestTimeoutTicks), so this bounds what a burst of clients
  * can pin between two deadlines; past it a forward fails at once with
- * OVERLOADED (retryable). PENDING_REQUESTS_MAX (host.ts) is the cores' side.
+ * OVERLOADED (retryable). PENDING_REQUESTS_MAX (pending-requests.ts) is the
+ * cores' side.
  */
 export const PENDING_FORWARDS_MAX = 16_384;
 /** Forwarded request ids remembered per peer (see serveForwarded): beyond the requests one peer can have outstanding. */
