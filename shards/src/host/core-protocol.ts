@@ -6,8 +6,10 @@ import type { Segment } from './node-batch.js';
  * `CoreInput` per core per loop turn (ticks, inbound traffic, requests and
  * events together, so a tick costs one message per core, not one per group)
  * and `CoreOutput`s back. Both cross as one msgpack-encoded ArrayBuffer that
- * is transferred, never structured-cloned (shared/DEPENDENCIES.md: 2–4× the
- * throughput of a clone per batch).
+ * is transferred, never structured-cloned: a transfer hands the buffer over
+ * without a copy, where a clone copies every batch, and a small Buffer that
+ * views a larger pool (as msgpackr's decoded ones do) drags the whole pool
+ * along (ARCHITECTURE.md, the Host and its worker cores).
  */
 
 export interface RangeBoundsWire {

@@ -20,28 +20,21 @@ import { isChecksumCommand, type KvResult } from '../kv/command.js';
 import { ReplicaChecksums } from '../kv/consistency.js';
 import { decodeShardRange, describeRange, isInitialized, type ShardRange } from '../kv/range.js';
 import { KvStateMachine, type ApplyBatch, type ApplyOutcome, type ApplyResults } from '../kv/state-machine.js';
-import type { NodeStore, ShardWrite } from '../storage/node-store.js';
-import { isOutOfSpace } from '../storage/disk-space.js';
 import { isMember, ReplicaLifecycle } from '../replica/lifecycle.js';
 import { IncomingSnapshots } from '../snapshot/incoming.js';
 import { OutgoingSnapshots } from '../snapshot/outgoing.js';
-import {
-  zeroCoreStats,
-  type CoreEvent,
-  type CoreInput,
-  type CoreOutput,
-  type CoreRequest,
-  type CoreStats,
-} from './core-protocol.js';
+import { isOutOfSpace } from '../storage/disk-space.js';
+import type { NodeStore, ShardWrite } from '../storage/node-store.js';
+import { CoreOutputBuffer } from './core-output.js';
+import { zeroCoreStats, type CoreEvent, type CoreInput, type CoreOutput, type CoreRequest, type CoreStats } from './core-protocol.js';
+import { DiskGuard, entryBytes, writeBytes } from './disk-guard.js';
 import { NotLeaderError } from './errors.js';
 import { Group, type GroupRaftOptions } from './group.js';
 import { invalidNetworkMessage } from './input-checks.js';
 import { leaderReports } from './leader-reports.js';
-import { ShardRequests } from './shard-requests.js';
 import { decodeBatch } from './message-codec.js';
 import { HEARTBEAT_RESPONSE_TUPLE_LENGTH, HEARTBEAT_TUPLE_LENGTH, type Segment } from './node-batch.js';
-import { CoreOutputBuffer } from './core-output.js';
-import { DiskGuard, entryBytes, writeBytes } from './disk-guard.js';
+import { ShardRequests } from './shard-requests.js';
 
 /** Logging as the shell needs it: the core's interface plus error and child bindings (pino satisfies it). */
 export interface ShellLogger extends Logger {
@@ -111,6 +104,12 @@ function lastConfIn(entries: readonly Entry[], confAt: ReadonlyMap<LogIndex, Con
  * entries, hard states and the apply of their committed entries → send what
  * depended on it → answer proposals and reads → advance. The same class runs
  * inside a worker thread (core-worker.ts) or inline for deterministic tests.
+ *
+ * What is not the inputs or the loop lives in parts that own their state
+ * and see the core through a small port: a shard's requests
+ * (shard-requests.ts), the replica lifecycle (replica/lifecycle.ts),
+ * snapshot streams each way (snapshot/), the disk-space guard
+ * (disk-guard.ts), and the buffer of what goes to the Host (core-output.ts).
  */
 export class ShardCore {
   private readonly groups = new Map<GroupId, Group>();
@@ -126,30 +125,32 @@ export class ShardCore {
    */
   private readonly wakeQueue = new Map<string, { group: Group; peer: NodeId; cause: 'down' | 'up' }>();
   private readonly downPeers = new Set<NodeId>();
-  /** New groups whose first campaign is still to come (rate-limited, see createQueued). */
+  /** Groups whose first campaign is still to come, wakeCountPerTickMax per tick (new ones, and those a restart left dormant). */
   private readonly campaignQueue: Group[] = [];
+  /** Ticks seen; paces reportUnknown. */
+  private tickCount = 0;
+  /** Shards reported unknown, with the tick of the report. */
+  private readonly unknownReported = new Map<number, number>();
   private readonly sm: KvStateMachine;
   /** Consistency check results and the passes computing them, one chunk per tick (kv/consistency.ts). */
   private readonly checksums: ReplicaChecksums;
   private readonly out: CoreOutputBuffer;
   private readonly disk: DiskGuard;
+  private readonly requests: ShardRequests;
+  private readonly replicas: ReplicaLifecycle;
+  private readonly snapshotsOut: OutgoingSnapshots;
+  private readonly snapshotsIn: IncomingSnapshots;
+  /** Store writes that run in the loop, between rounds (see schedule). */
   private readonly tasks: (() => Promise<void>)[] = [];
   private looping = false;
   private closed = false;
   private storeClosed = false;
-  private readonly snapshotsOut: OutgoingSnapshots;
-  private readonly snapshotsIn: IncomingSnapshots;
-  private readonly requests: ShardRequests;
-  private readonly replicas: ReplicaLifecycle;
-  /** Ticks seen; paces reportUnknown. */
-  private tickCount = 0;
-  /** Shards reported unknown, with the tick of the report. */
-  private readonly unknownReported = new Map<number, number>();
+  private idleWaiters: (() => void)[] = [];
+  private failure: unknown;
   readonly stats: CoreStats = zeroCoreStats();
   private readonly self: NodeId;
   private readonly log: ShellLogger;
-  private idleWaiters: (() => void)[] = [];
-  private failure: unknown;
+
   constructor(private readonly options: ShardCoreOptions) {
     assert(options.wakeCountPerTickMax > 0, 'wakeCountPerTickMax must be positive');
     assert(options.compactionKeepEntries < options.compactionTriggerEntries, () => `compactionKeepEntries ${options.compactionKeepEntries} must be below compactionTriggerEntries ${options.compactionTriggerEntries}`);
@@ -158,65 +159,34 @@ export class ShardCore {
     this.log = options.logger.child({ component: 'core', nodeId: options.nodeId, core: options.coreIndex });
     this.out = new CoreOutputBuffer(options.emit);
     this.checksums = new ReplicaChecksums(options.store, { chunkKeyCount: options.checksumChunkKeyCount, holdTicks: options.checksumHoldTicks }, (fields, message) => this.log.error(fields, message));
-    this.disk = new DiskGuard({
-      dir: options.store.dir,
-      reserveBytes: options.diskReserveBytes,
-      self: this.self,
-      stats: this.stats,
-      log: this.log,
-      out: this.out,
-      active: this.active,
-      downPeers: this.downPeers,
-      touch: (g) => this.touched.add(g),
-    });
+    // What every part of the core gets: who we are, what we count and log, where answers go.
+    const shared = { self: this.self, stats: this.stats, log: this.log, out: this.out };
+    const touch = (g: Group): void => void this.touched.add(g);
+    const wakeQuietly = (g: Group): void => this.wake(g, { notifyLeader: false });
+    const schedule = (task: () => Promise<void>): void => this.schedule(task);
+    const { store } = options;
+    this.disk = new DiskGuard({ ...shared, dir: store.dir, reserveBytes: options.diskReserveBytes, active: this.active, downPeers: this.downPeers, touch });
     this.snapshotsOut = new OutgoingSnapshots({
-      store: options.store,
-      self: this.self,
+      ...shared,
+      store,
       coreIndex: options.coreIndex,
       coreCount: options.coreCount,
-      stats: this.stats,
-      log: this.log,
-      out: this.out,
       onReported: (g) => {
         this.touched.add(g);
         this.kick();
       },
     });
-    this.snapshotsIn = new IncomingSnapshots({
-      store: options.store,
-      self: this.self,
-      stats: this.stats,
-      log: this.log,
-      out: this.out,
-      groups: this.groups,
-      disk: this.disk,
-      schedule: (task) => this.schedule(task),
-      wake: (g) => this.wake(g, { notifyLeader: false }),
-      step: (g, m) => this.stepChecked(g, m),
-    });
-    this.requests = new ShardRequests({
-      self: this.self,
-      stats: this.stats,
-      log: this.log,
-      out: this.out,
-      groups: this.groups,
-      sm: this.sm,
-      checksums: this.checksums,
-      disk: this.disk,
-      wake: (g) => this.wake(g, { notifyLeader: false }),
-      touch: (g) => this.touched.add(g),
-    });
+    this.snapshotsIn = new IncomingSnapshots({ ...shared, store, groups: this.groups, disk: this.disk, schedule, wake: wakeQuietly, step: (g, m) => this.stepChecked(g, m) });
+    this.requests = new ShardRequests({ ...shared, groups: this.groups, sm: this.sm, checksums: this.checksums, disk: this.disk, wake: wakeQuietly, touch });
     this.replicas = new ReplicaLifecycle({
-      self: this.self,
-      store: options.store,
-      log: this.log,
-      out: this.out,
+      ...shared,
+      store,
       groups: this.groups,
       sm: this.sm,
       requests: this.requests,
       snapshotsOut: this.snapshotsOut,
       snapshotsIn: this.snapshotsIn,
-      schedule: (task) => this.schedule(task),
+      schedule,
       addGroup: (shardId, bounds) => this.addGroup(shardId, bounds),
       start: (g, { campaignSoon }) => {
         this.active.add(g);
@@ -232,11 +202,21 @@ export class ShardCore {
         this.groups.delete(g.id);
       },
     });
-    for (const shardId of options.store.shardIds()) {
-      // After a restart every group starts dormant: it wakes when a message or request arrives,
-      // so a node coming back does not start an election storm (its peers still have leaders).
-      const g = this.addGroup(shardId, decodeShardRange(shardId, options.store.descriptor(shardId)));
-      const { confState } = options.store.storage(shardId).initialState();
+    this.openStoredGroups();
+    this.replicas.destroyRemovedByApply();
+    this.log.info({ groupCount: this.groups.size }, 'core started');
+  }
+
+  /**
+   * The replicas the store holds at start. After a restart every group starts dormant: it wakes when a
+   * message or request arrives, so a node coming back does not start an election storm (its peers
+   * still have leaders).
+   */
+  private openStoredGroups(): void {
+    const { store, quiesce } = this.options;
+    for (const shardId of store.shardIds()) {
+      const g = this.addGroup(shardId, decodeShardRange(shardId, store.descriptor(shardId)));
+      const { confState } = store.storage(shardId).initialState();
       if (isInitialized(g.bounds) && !isMember(confState, this.self)) {
         // It applied its own removal and stopped before destroying itself (destroyRemovedByApply runs
         // after the round's commit): finish that now. Nobody else would (its epoch is the range's, so
@@ -250,7 +230,7 @@ export class ShardCore {
         g.raw.campaign();
         this.touched.add(g);
       } else {
-        g.quiesced = options.quiesce;
+        g.quiesced = quiesce;
         if (!g.quiesced) this.active.add(g);
         // Still, nobody may ever wake it: its leader quiesced while this node was down (so this node
         // may hold entries it never heard were committed), or every replica restarted and none knows a
@@ -261,8 +241,6 @@ export class ShardCore {
         if (g.quiesced && confState.voters.includes(this.self)) this.campaignQueue.push(g);
       }
     }
-    this.replicas.destroyRemovedByApply();
-    this.log.info({ groupCount: this.groups.size }, 'core started');
   }
 
   private addGroup(shardId: GroupId, bounds: ShardRange): Group {
@@ -562,7 +540,7 @@ export class ShardCore {
       case 'changeMembership':
         return this.requests.onChangeMembership(r.id, groupId(r.shardId), r.epoch, r.changes);
       case 'leaderReports':
-        return this.reply(r.id, leaderReports(this.groups.values(), this.sm, { self: this.self, splitKeyMinBytes: r.splitKeyMinBytes }));
+        return this.out.reply(r.id, leaderReports(this.groups.values(), this.sm, { self: this.self, splitKeyMinBytes: r.splitKeyMinBytes }));
       case 'status':
         return this.requests.onStatus(r.id);
       case 'transferLeader':
@@ -574,7 +552,7 @@ export class ShardCore {
         this.stats.checksumPassesRefused = this.checksums.stats.passesRefused;
         this.stats.checksumPassesFailed = this.checksums.stats.passesFailed;
         this.stats.checksumChunks = this.checksums.stats.chunks;
-        return this.reply(r.id, { ...this.stats });
+        return this.out.reply(r.id, { ...this.stats });
       case 'checksumPropose':
         return this.requests.onChecksumPropose(r.id, groupId(r.shardId), r.checksumId);
       case 'checksumResult':
@@ -587,14 +565,6 @@ export class ShardCore {
     }
   }
 
-  private reply(id: number, value: unknown): void {
-    this.out.reply(id, value);
-  }
-
-  private fail(id: number, err: unknown): void {
-    this.out.fail(id, err);
-  }
-
   // ---------------------------------------------------------------------------
   // The loop
 
@@ -605,7 +575,7 @@ export class ShardCore {
 
   private kick(): void {
     if (this.looping || this.closed) {
-      this.flush();
+      this.out.flush();
       return;
     }
     this.looping = true;
@@ -622,8 +592,8 @@ export class ShardCore {
         if (ready.length === 0 || this.disk.isAbandoning) break;
         await this.round(ready);
         // Let the input that arrived during the round (its commit blocks this thread) be handled first, so
-        // the next round carries it too: without this, rounds ran back to back on what the last one
-        // touched, one entry each, while requests waited behind them (3-node writes fell to ~350/s).
+        // the next round carries it too: otherwise rounds run back to back on what the last one touched,
+        // one entry each, while requests wait behind them.
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
     } catch (err) {
@@ -635,7 +605,7 @@ export class ShardCore {
       return;
     }
     this.looping = false;
-    this.flush();
+    this.out.flush();
     for (const w of this.idleWaiters.splice(0)) w();
   }
 
@@ -662,7 +632,7 @@ export class ShardCore {
       if (rd.softState !== undefined || rd.hardState !== undefined) this.noteLeader(g);
       this.route(g, rd.messages);
     }
-    this.flush();
+    this.out.flush();
 
     for (const { g, rd } of items) {
       if (rd.snapshot !== undefined && !(await this.disk.untilWritten(() => this.snapshotsIn.install(g, rd), 2 * (g.accepted?.stagedBytes ?? 0)))) return;
@@ -703,7 +673,7 @@ export class ShardCore {
     }
     this.replicas.destroyRemovedByApply();
     for (const { g, rd } of items) this.route(g, rd.messagesAfterPersist);
-    this.flush();
+    this.out.flush();
     this.settleProposals(items, results);
     for (const { g, rd } of items) this.answerReads(g, rd);
     for (const { g } of items) {
@@ -836,11 +806,11 @@ export class ShardCore {
     if (p === undefined) return;
     g.proposals.delete(e.index);
     if (p.term !== e.term) {
-      this.fail(p.requestId, new ProposalDroppedError(`entry ${e.index} of shard ${g.id} committed from term ${e.term}, not the proposal's term ${p.term}`));
+      this.out.fail(p.requestId, new ProposalDroppedError(`entry ${e.index} of shard ${g.id} committed from term ${e.term}, not the proposal's term ${p.term}`));
       return;
     }
     assert(result !== undefined, () => `shard ${g.id}: proposal at ${e.index} applied without a result`);
-    this.reply(p.requestId, result);
+    this.out.reply(p.requestId, result);
   }
 
   private answerReads(g: Group, rd: Ready): void {
@@ -856,7 +826,7 @@ export class ShardCore {
       const read = g.reads.get(context);
       if (read === undefined) continue;
       g.reads.delete(context);
-      this.fail(read.requestId, new NotLeaderError(g.id, this.self, g.leader));
+      this.out.fail(read.requestId, new NotLeaderError(g.id, this.self, g.leader));
     }
     while (g.readsAwaitingApply.length > 0 && g.readsAwaitingApply[0]!.index <= applied) this.requests.serveRead(g, g.readsAwaitingApply.shift()!.read);
   }
@@ -877,10 +847,6 @@ export class ShardCore {
       return;
     }
     this.stats.compactions++;
-  }
-
-  private flush(): void {
-    this.out.flush();
   }
 
   // ---------------------------------------------------------------------------
@@ -907,7 +873,7 @@ export class ShardCore {
     this.closed = true;
     this.snapshotsOut.close();
     for (const g of this.groups.values()) this.requests.failPending(g, () => new ProposalDroppedError(`node ${this.self} is shutting down`));
-    this.flush();
+    this.out.flush();
     this.checksums.close();
     await this.options.store.close();
   }
