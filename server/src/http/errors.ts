@@ -1,4 +1,5 @@
 import { STATUS_CODES } from 'node:http';
+import type { FastifySchemaValidationError } from 'fastify';
 import { KvError, type KvErrorCode } from '../kv/store.js';
 
 /** Codes only the HTTP layer produces; every other code comes from KvStore (KvErrorCode). */
@@ -63,6 +64,31 @@ export interface ErrorBody {
   readonly error: { readonly code: ErrorCode; readonly message: string; readonly currentVersion?: number };
 }
 
+/**
+ * ErrorBody as a JSON schema, shared by every route (app.ts adds it) so
+ * /openapi.json lists the codes once; routes name it by ERROR_RESPONSE.
+ */
+export const ERROR_BODY_SCHEMA = {
+  $id: 'ErrorBody',
+  description: 'An error. Its code decides the status (one table); every 503 and 507 carries Retry-After, a 405 carries Allow.',
+  type: 'object',
+  required: ['error'],
+  properties: {
+    error: {
+      type: 'object',
+      required: ['code', 'message'],
+      properties: {
+        code: { type: 'string', enum: Object.keys(STATUS_BY_CODE) },
+        message: { type: 'string' },
+        currentVersion: { type: 'integer', minimum: 0, description: "PRECONDITION_FAILED only: the key's version now (0: the key is absent)" },
+      },
+    },
+  },
+} as const;
+
+/** Every route's `default` response: an ErrorBody. */
+export const ERROR_RESPONSE = { $ref: `${ERROR_BODY_SCHEMA.$id}#` } as const;
+
 export interface ErrorReply {
   readonly statusCode: number;
   readonly headers: Readonly<Record<string, string>>;
@@ -104,6 +130,32 @@ export function errorReply(err: unknown, context: ErrorContext): ErrorReply {
     return replyFor('INVALID_ARGUMENT', `malformed request (${fastifyCode ?? 'client error'})`, {});
   }
   return { ...replyFor('INTERNAL', INTERNAL_MESSAGE, {}), unexpected: true };
+}
+
+/**
+ * A request that fails its route's JSON schema (fastify's schemaErrorFormatter):
+ * INVALID_ARGUMENT like any other bad input, so it goes through the table.
+ * Names the part and field, and quotes the field's `description` when the
+ * schema has one (ajv runs with `verbose` for that). `usage`, when given, is
+ * what a body must look like and ends a body error's message.
+ */
+export function schemaError(errors: readonly FastifySchemaValidationError[], dataVar: string, usage?: string): HttpError {
+  // With allErrors off ajv stops at the first failure; an anyOf/oneOf lists its branches' failures before its own.
+  const error = errors.at(-1) as (FastifySchemaValidationError & { readonly data?: unknown; readonly parentSchema?: { readonly description?: unknown } }) | undefined;
+  const where = `${dataVar}${error?.instancePath ?? ''}`;
+  let detail = error?.message ?? 'does not match its schema';
+  if (error?.keyword === 'additionalProperties') {
+    detail = `has unknown ${dataVar === 'querystring' ? 'parameter' : 'field'} ${JSON.stringify(truncate(String(error.params['additionalProperty'])))}`;
+  } else if (typeof error?.parentSchema?.description === 'string' && error.data !== null && typeof error.data !== 'object') {
+    detail = `${JSON.stringify(typeof error.data === 'string' ? truncate(error.data) : error.data)} is not ${error.parentSchema.description}`;
+  }
+  return new HttpError('INVALID_ARGUMENT', usage === undefined || dataVar !== 'body' ? `${where} ${detail}` : `${where} ${detail}; ${usage}`);
+}
+
+/** Client input as error messages quote it: at most 100 characters. */
+export function truncate(text: string): string {
+  const lengthMax = 100;
+  return text.length <= lengthMax ? text : `${text.slice(0, lengthMax)}…`;
 }
 
 function replyFor(code: ErrorCode, message: string, details: HttpError['details']): ErrorReply {

@@ -1,0 +1,326 @@
+// The operations API (fastify plugin):
+//
+//   GET    /health                      200 { status: 'ok' } while the process serves HTTP (liveness: asks no quorum)
+//   GET    /ready, /health?ready=1      200 { ready: true, reasons: [] } when this node can serve linearizable
+//                                       traffic (HostKvStore.readiness); 503 NOT_READY with Retry-After and
+//                                       { ready: false, reasons: [...], error } otherwise. Without a cluster view: ready.
+//
+// and, with a cluster view, the admin routes below (cluster, ranges,
+// placement, nodes, metrics). Each route's JSON schema is its contract:
+// fastify (ajv) checks params, query and body against it before the
+// handler runs, and /openapi.json is generated from it. Bodies arrive as
+// bytes, like every body (app.ts), and are parsed as JSON here whatever
+// their Content-Type, so a client need not send one.
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError, FastifySchema } from 'fastify';
+import { Deadline } from '../kv/store.js';
+import type { ClusterView, Readiness } from './app.js';
+import { ERROR_BODY_SCHEMA, ERROR_RESPONSE, HttpError, errorReply, schemaError } from './errors.js';
+
+export interface AdminRoutesOptions {
+  /** A cluster node's view of itself; absent when embedded: then only /health and /ready, and ready while up. */
+  readonly view: ClusterView | undefined;
+  /** Split keys longer than this get 413 KEY_TOO_LARGE. */
+  readonly keyBytesMax: number;
+  readonly valueBytesMax: number;
+  /** Each request's budget, from when its handler starts (the consistency check has its own). */
+  readonly requestDeadlineMs: number;
+}
+
+export async function adminRoutes(app: FastifyInstance, options: AdminRoutesOptions): Promise<void> {
+  const readiness = options.view === undefined ? async (): Promise<Readiness> => ({ ready: true, reasons: [] }) : options.view.ready.bind(options.view);
+  app.get<{ Querystring: { ready?: string } }>('/health', { schema: HEALTH_SCHEMA }, async (request, reply) => {
+    if (request.query.ready === '1' || request.query.ready === 'true') return readinessReply(await readiness(), options, reply);
+    return { status: 'ok' };
+  });
+  app.get('/ready', { schema: READY_SCHEMA }, async (_request, reply) => readinessReply(await readiness(), options, reply));
+  if (options.view !== undefined) clusterRoutes(app, options.view, options);
+}
+
+/** 200 when ready; otherwise NOT_READY's status from the table (503, with Retry-After), the reasons, and the usual error object. */
+function readinessReply(readiness: Readiness, options: AdminRoutesOptions, reply: FastifyReply): unknown {
+  if (readiness.ready) return { ready: true, reasons: [] };
+  const mapped = errorReply(new HttpError('NOT_READY', `this node cannot serve linearizable traffic: ${readiness.reasons.join('; ')}`), options);
+  return reply.code(mapped.statusCode).headers(mapped.headers).send({ ready: false, reasons: readiness.reasons, ...mapped.body });
+}
+
+interface IdParams {
+  readonly id: string;
+}
+interface JoinBody {
+  readonly nodeId: number;
+  readonly address: string;
+  readonly httpAddress?: string | null;
+}
+interface SplitBody {
+  readonly key?: string;
+  readonly keyBase64?: string;
+}
+interface SettingsBody {
+  readonly paused?: boolean;
+  readonly replicationFactor?: number;
+}
+interface MoveBody {
+  readonly from: number;
+  readonly to: number;
+}
+interface TransferBody {
+  readonly to: number;
+}
+
+function clusterRoutes(app: FastifyInstance, view: ClusterView, options: AdminRoutesOptions): void {
+  const deadline = (): Deadline => Deadline.after(options.requestDeadlineMs);
+  app.get('/cluster', { schema: CLUSTER_SCHEMA }, async () => view.cluster());
+  app.get('/ranges', { schema: RANGES_SCHEMA }, async () => view.ranges());
+  app.post<{ Body: JoinBody }>('/cluster/join', { schema: JOIN_SCHEMA, ...jsonBody(JOIN_USAGE) }, async (request) => {
+    const { nodeId, address, httpAddress } = request.body;
+    return view.join({ nodeId, address, httpAddress: httpAddress ?? null }, deadline());
+  });
+  app.post<{ Params: IdParams; Body: SplitBody }>('/ranges/:id/split', { schema: SPLIT_SCHEMA, ...jsonBody(SPLIT_USAGE) }, async (request) =>
+    view.split(Number(request.params.id), splitKeyOf(request.body, options.keyBytesMax), deadline()),
+  );
+  app.get('/placement', { schema: PLACEMENT_SCHEMA }, async () => view.placement());
+  app.put<{ Body: SettingsBody }>('/placement/settings', { schema: SETTINGS_SCHEMA, ...jsonBody(SETTINGS_USAGE) }, async (request) => {
+    const { paused, replicationFactor } = request.body;
+    return view.placementSettings({ ...(paused === undefined ? {} : { paused }), ...(replicationFactor === undefined ? {} : { replicationFactor }) }, deadline());
+  });
+  app.post<{ Params: IdParams }>('/nodes/:id/decommission', { schema: nodeStateSchema('decommission') }, async (request) =>
+    view.nodeState(Number(request.params.id), 'decommissioning', deadline()),
+  );
+  app.post<{ Params: IdParams }>('/nodes/:id/recommission', { schema: nodeStateSchema('recommission') }, async (request) => view.nodeState(Number(request.params.id), 'up', deadline()));
+  app.post<{ Params: IdParams; Body: MoveBody }>('/ranges/:id/move', { schema: MOVE_SCHEMA, ...jsonBody(MOVE_USAGE) }, async (request) =>
+    view.operator({ kind: 'moveReplica', rangeId: Number(request.params.id), from: request.body.from, to: request.body.to }),
+  );
+  app.post<{ Params: IdParams; Body: TransferBody }>('/ranges/:id/transfer-leader', { schema: TRANSFER_SCHEMA, ...jsonBody(TRANSFER_USAGE) }, async (request) =>
+    view.operator({ kind: 'transferLeader', rangeId: Number(request.params.id), to: request.body.to }),
+  );
+  const consistencyCheck = view.consistencyCheck?.bind(view);
+  if (consistencyCheck !== undefined) {
+    app.post<{ Params: IdParams }>('/ranges/:id/consistency-check', { schema: CONSISTENCY_CHECK_SCHEMA }, async (request) => consistencyCheck(Number(request.params.id)));
+  }
+  app.get('/metrics', { schema: METRICS_SCHEMA }, async (_request, reply) => reply.type('text/plain; version=0.0.4; charset=utf-8').send(await view.metrics()));
+}
+
+/**
+ * A route whose body is JSON: the body (bytes, see app.ts) is parsed before
+ * validation, and a failure names `usage`, what the body must look like.
+ */
+function jsonBody(usage: string): {
+  preValidation: (request: FastifyRequest) => Promise<void>;
+  schemaErrorFormatter: (errors: FastifySchemaValidationError[], dataVar: string) => Error;
+} {
+  return {
+    preValidation: async (request) => {
+      const body = request.body;
+      try {
+        request.body = JSON.parse(Buffer.isBuffer(body) ? body.toString('utf8') : '') as unknown;
+      } catch {
+        throw new HttpError('INVALID_ARGUMENT', usage);
+      }
+    },
+    schemaErrorFormatter: (errors, dataVar) => schemaError(errors, dataVar, usage),
+  };
+}
+
+/** The split point, exactly one of text or base64 (the schema says which is there). */
+function splitKeyOf(body: SplitBody, keyBytesMax: number): Uint8Array {
+  const key = body.key === undefined ? Buffer.from(body.keyBase64 ?? '', 'base64') : Buffer.from(body.key, 'utf8');
+  // base64 of nothing ('' or '==') passes the schema's pattern.
+  if (key.byteLength === 0) throw new HttpError('INVALID_ARGUMENT', 'split key is empty');
+  if (key.byteLength > keyBytesMax) throw new HttpError('KEY_TOO_LARGE', `split key of ${key.byteLength} B exceeds ${keyBytesMax} B`);
+  return key;
+}
+
+// ---- schemas ----
+
+const TAGS = ['operations'];
+
+/** Admin routes take no query parameters. */
+const NO_QUERY_SCHEMA = { type: 'object', additionalProperties: false, properties: {} } as const;
+
+/** Decimal without a leading zero, in [1, 2^32 - 1 = 4294967295]: each branch fixes one more leading digit of the maximum. */
+const ID_PATTERN =
+  '^(?:[1-9][0-9]{0,8}|[1-3][0-9]{9}|4[01][0-9]{8}|42[0-8][0-9]{7}|429[0-3][0-9]{6}|4294[0-8][0-9]{5}|42949[0-5][0-9]{4}|429496[0-6][0-9]{3}|4294967[01][0-9]{2}|42949672[0-8][0-9]|429496729[0-5])$';
+
+/** A node or range id in a path; validation messages quote the description. */
+function idParamsSchema(what: 'node' | 'range'): FastifySchema['params'] {
+  return { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: ID_PATTERN, description: `a ${what} id: a decimal integer in [1, 2^32)` } } };
+}
+
+/** A node id in a JSON body: a number, not a string. */
+const NODE_ID_SCHEMA = { type: 'integer', minimum: 1, maximum: 0xffff_ffff, description: 'a node id: an integer in [1, 2^32)' } as const;
+
+/** host:port with a port in [1, 65535]; the port alternatives fix its leading digits as ID_PATTERN does. */
+const HOST_PORT_PATTERN = '^[^\\s:/]+:(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$';
+const HOST_PORT_LENGTH_MAX = 300;
+
+/** What each of ClusterView's answers is documented as; the JSON itself is whatever the view returns. */
+function jsonResponse(description: string): { 200: { description: string; type: 'object'; additionalProperties: true }; default: typeof ERROR_RESPONSE } {
+  return { 200: { description, type: 'object', additionalProperties: true }, default: ERROR_RESPONSE };
+}
+
+const READINESS_SCHEMA = {
+  type: 'object',
+  required: ['ready', 'reasons'],
+  properties: { ready: { type: 'boolean' }, reasons: { type: 'array', items: { type: 'string' }, description: 'Why this node is not ready, one line per reason.' } },
+} as const;
+
+const NOT_READY_RESPONSE = {
+  description: 'NOT_READY: this node cannot serve linearizable traffic now (Retry-After); the reasons, and the usual error object.',
+  type: 'object',
+  required: ['ready', 'reasons', 'error'],
+  properties: { ...READINESS_SCHEMA.properties, error: ERROR_BODY_SCHEMA.properties.error },
+} as const;
+
+const HEALTH_SCHEMA = {
+  tags: TAGS,
+  summary: 'Liveness: the process answers HTTP (asks no quorum)',
+  operationId: 'health',
+  querystring: {
+    type: 'object',
+    additionalProperties: false,
+    properties: { ready: { type: 'string', enum: ['1', 'true', '0', 'false', ''], description: 'a flag: 1 or true answers readiness instead, as /ready; 0, false or empty (absent) answers liveness' } },
+  },
+  response: {
+    200: { description: '{ status: "ok" }, or with ready=1 the readiness', anyOf: [{ type: 'object', required: ['status'], properties: { status: { type: 'string', enum: ['ok'] } } }, READINESS_SCHEMA] },
+    503: NOT_READY_RESPONSE,
+    default: ERROR_RESPONSE,
+  },
+} as const satisfies FastifySchema;
+
+const READY_SCHEMA = {
+  tags: TAGS,
+  summary: 'Readiness: whether this node can serve linearizable traffic',
+  operationId: 'ready',
+  querystring: NO_QUERY_SCHEMA,
+  response: { 200: { description: 'Ready', ...READINESS_SCHEMA }, 503: NOT_READY_RESPONSE, default: ERROR_RESPONSE },
+} as const satisfies FastifySchema;
+
+const CLUSTER_SCHEMA = {
+  tags: TAGS,
+  summary: 'This node, its peers and their liveness, every range it holds with its leader',
+  operationId: 'cluster',
+  querystring: NO_QUERY_SCHEMA,
+  response: jsonResponse("This node's view of the cluster"),
+} as const satisfies FastifySchema;
+
+const RANGES_SCHEMA = {
+  tags: TAGS,
+  summary: 'Every range this node holds a replica of',
+  operationId: 'ranges',
+  querystring: NO_QUERY_SCHEMA,
+  response: jsonResponse("This node's ranges"),
+} as const satisfies FastifySchema;
+
+const JOIN_USAGE = 'join body must be JSON: {"nodeId": N, "address": "host:port", "httpAddress": "host:port"}';
+const JOIN_SCHEMA = {
+  tags: TAGS,
+  summary: 'Records a joining node in the meta range',
+  operationId: 'join',
+  querystring: NO_QUERY_SCHEMA,
+  body: {
+    type: 'object',
+    required: ['nodeId', 'address'],
+    properties: {
+      nodeId: NODE_ID_SCHEMA,
+      address: { type: 'string', maxLength: HOST_PORT_LENGTH_MAX, pattern: HOST_PORT_PATTERN, description: '"host:port" of the node\'s transport' },
+      httpAddress: { type: ['string', 'null'], maxLength: HOST_PORT_LENGTH_MAX, pattern: HOST_PORT_PATTERN, description: '"host:port" of the node\'s HTTP API, or null' },
+    },
+  },
+  response: jsonResponse('The membership the joining node starts with'),
+} as const satisfies FastifySchema;
+
+const SPLIT_USAGE = 'split body must be JSON: {"key": "<text>"} or {"keyBase64": "<base64>"}';
+const SPLIT_SCHEMA = {
+  tags: TAGS,
+  summary: "Splits a range at a key, the right half's first key",
+  operationId: 'split',
+  params: idParamsSchema('range'),
+  querystring: NO_QUERY_SCHEMA,
+  body: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      key: { type: 'string', description: 'the split key as UTF-8 text' },
+      keyBase64: { type: 'string', pattern: '^[A-Za-z0-9+/]*={0,2}$', description: 'the split key in base64' },
+    },
+    oneOf: [{ required: ['key'] }, { required: ['keyBase64'] }],
+  },
+  response: jsonResponse('Both halves'),
+} as const satisfies FastifySchema;
+
+const PLACEMENT_SCHEMA = {
+  tags: TAGS,
+  summary: "The placement driver's view, from wherever it runs",
+  operationId: 'placement',
+  querystring: NO_QUERY_SCHEMA,
+  response: jsonResponse('Nodes with their state, operators in flight, settings'),
+} as const satisfies FastifySchema;
+
+const SETTINGS_USAGE = 'settings body must be JSON: {"paused": true|false, "replicationFactor": 1..7} (either or both)';
+const SETTINGS_SCHEMA = {
+  tags: TAGS,
+  summary: "Changes the placement driver's settings (kept in the meta range)",
+  operationId: 'placementSettings',
+  querystring: NO_QUERY_SCHEMA,
+  body: {
+    type: 'object',
+    additionalProperties: false,
+    minProperties: 1,
+    properties: { paused: { type: 'boolean' }, replicationFactor: { type: 'integer', minimum: 1, maximum: 7 } },
+  },
+  response: jsonResponse('The settings now'),
+} as const satisfies FastifySchema;
+
+function nodeStateSchema(action: 'decommission' | 'recommission'): FastifySchema {
+  return {
+    tags: TAGS,
+    summary: action === 'decommission' ? "Marks a node decommissioning: placement moves its replicas off" : 'Marks a node up again: placement stops moving its replicas off',
+    operationId: action,
+    params: idParamsSchema('node'),
+    querystring: NO_QUERY_SCHEMA,
+    response: jsonResponse("The node's administrative state"),
+  };
+}
+
+const MOVE_USAGE = 'move body must be JSON: {"from": N, "to": N}';
+const MOVE_SCHEMA = {
+  tags: TAGS,
+  summary: 'Asks the placement driver to move a replica',
+  operationId: 'moveReplica',
+  params: idParamsSchema('range'),
+  querystring: NO_QUERY_SCHEMA,
+  body: { type: 'object', additionalProperties: false, required: ['from', 'to'], properties: { from: NODE_ID_SCHEMA, to: NODE_ID_SCHEMA } },
+  response: jsonResponse('The operator started'),
+} as const satisfies FastifySchema;
+
+const TRANSFER_USAGE = 'transfer body must be JSON: {"to": N}';
+const TRANSFER_SCHEMA = {
+  tags: TAGS,
+  summary: "Asks the placement driver to move a range's lead",
+  operationId: 'transferLeader',
+  params: idParamsSchema('range'),
+  querystring: NO_QUERY_SCHEMA,
+  body: { type: 'object', additionalProperties: false, required: ['to'], properties: { to: NODE_ID_SCHEMA } },
+  response: jsonResponse('The operator started'),
+} as const satisfies FastifySchema;
+
+const CONSISTENCY_CHECK_SCHEMA = {
+  tags: TAGS,
+  summary: 'Checks that every replica of the range holds the same data as of one Raft index',
+  description: 'Runs on its own budget, not the request deadline: replicas hash a big range over many ticks.',
+  operationId: 'consistencyCheck',
+  params: idParamsSchema('range'),
+  querystring: NO_QUERY_SCHEMA,
+  response: jsonResponse('The report, mismatch or not'),
+} as const satisfies FastifySchema;
+
+const METRICS_SCHEMA = {
+  tags: TAGS,
+  summary: "This node's metrics",
+  operationId: 'metrics',
+  querystring: NO_QUERY_SCHEMA,
+  response: {
+    200: { description: 'Prometheus text exposition format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } },
+    default: ERROR_RESPONSE,
+  },
+} as const satisfies FastifySchema;
