@@ -15,7 +15,7 @@ import {
   type Step,
   type StepOutcome,
 } from '@flotilla/placement';
-import type { Host, KvResult, LeaderReport, MembershipChange, ShellLogger } from '@flotilla/shards';
+import type { Host, KvResult, MembershipChange, ShellLogger } from '@flotilla/shards';
 import { Packr } from 'msgpackr';
 import type { HostKvStore } from './kv/host-store.js';
 import { KV_ERROR_CODES, KvError, type KvErrorCode } from './kv/store.js';
@@ -71,12 +71,12 @@ export class PlacementService {
 
   private async heartbeat(): Promise<void> {
     const { host, store } = this.o;
-    const [shards, leading] = await Promise.all([host.shards(), host.leaderReports({ splitKeyMinBytes: this.o.config.scheduler.splitSizeBytes })]);
+    const [shards, leading] = await Promise.all([host.shards(), host.rangeReports({ splitKeyMinBytes: this.o.config.scheduler.splitSizeBytes })]);
     const heartbeat = encodeStoreHeartbeat({
       nodeId: host.nodeId,
       ...(this.o.disk?.() ?? diskOf(this.o.dir)),
       replicas: shards.map((s) => ({ rangeId: s.shardId, epoch: s.epoch })),
-      leading: leading.map(reportOf),
+      leading,
     });
     const answer = (await store.runOnRange({ kind: 'placement', rangeId: META_RANGE_ID, payload: packr.pack(['heartbeat', heartbeat]) })) as Uint8Array;
     const collect = decodeCollect(answer);
@@ -228,10 +228,6 @@ function changesOf(step: Exclude<Step, { kind: 'split' | 'transferLeader' }>): M
     case 'leaveJoint':
       return [];
   }
-}
-
-function reportOf(r: LeaderReport) {
-  return { ...r, rangeId: r.shardId };
 }
 
 function decodeCollect(bytes: Uint8Array): number[] {

@@ -4,7 +4,8 @@ export { prepareDataDir, markDataDirReady, checkStoreFile, DATA_FORMAT_VERSION, 
 export { DataDirError, DataDirLockedError, CorruptRecordError, type DataDirErrorCode } from './storage/errors.js';
 export { DirLock, LOCK_FILE } from './storage/dir-lock.js';
 export { writeFileDurably, writeJsonDurably, fsyncDir, makeDirDurably, tempFileName, NODE_FS, type DurableFs } from './storage/durable-file.js';
-export { readSnapshot, decodeChunk, SnapshotInstaller, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_PAIR_BYTES_MAX, SNAPSHOT_PAIR_OVERHEAD_BYTES, type RangeBounds, type SnapshotHeader } from './storage/snapshot.js';
+export { SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_PAIR_BYTES_MAX, SNAPSHOT_PAIR_OVERHEAD_BYTES, type RangeBounds } from './storage/codec.js';
+export { readSnapshot, decodeChunk, SnapshotInstaller, type SnapshotHeader } from './storage/snapshot.js';
 export { KvStateMachine, type ApplyBatch, type ApplyOutcome, type ApplyResults, type CreatedShard, type StagedApply, type StoredValue } from './kv/state-machine.js';
 export { WHOLE_KEY_SPACE, type ShardRange } from './kv/range.js';
 export { encodeCommand, decodeCommand, validateCommand, InvalidCommandError, KEY_BYTES_MAX, VALUE_BYTES_MAX, INITIAL_LOG_INDEX, INITIAL_LOG_TERM, type KvCommand, type KvResult, type SplitCommand, type SplitOutcome, type MembershipOutcome, type ChecksumApplied } from './kv/command.js';
@@ -27,6 +28,6 @@ export { openNodeStores, lockNodeDir, prepareNodeDir, markNodeDirReady, coreDirN
 export { Host, type HostStats } from './host/host.js';
 export { TICK_INTERVAL_MS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT, type HostOptions } from './host/options.js';
 export { ForwardedRequestError } from './host/rpc.js';
-export type { ShardStatus, CoreStats, Consistency, RangeBoundsWire, LeaderReport, MembershipChange } from './host/core-protocol.js';
+export type { ShardStatus, CoreStats, Consistency, RangeBoundsWire, MembershipChange } from './host/core-protocol.js';
 export type { ShellLogger } from './host/shard-core.js';
 export { NotLeaderError, ShardNotFoundError, ShardExistsError, KeyOutOfRangeError, EpochMismatchError, RequestTimeoutError, HostClosedError, CoreCrashedError, OverloadedError, DiskFullError, type HostRequestError } from './host/errors.js';

@@ -50,8 +50,8 @@ export type CoreRequest =
    * caller planned against). No changes: leave a joint configuration. Answered when applied.
    */
   | { readonly kind: 'changeMembership'; readonly id: number; readonly shardId: number; readonly epoch: number; readonly changes: readonly MembershipChange[] }
-  /** What placement needs of every shard this core leads (see LeaderReport). */
-  | { readonly kind: 'leaderReports'; readonly id: number; readonly splitKeyMinBytes: number }
+  /** What placement needs of every shard this core leads (placement's RangeReport). */
+  | { readonly kind: 'rangeReports'; readonly id: number; readonly splitKeyMinBytes: number }
   | { readonly kind: 'status'; readonly id: number }
   | { readonly kind: 'transferLeader'; readonly id: number; readonly shardId: number; readonly to: number }
   | { readonly kind: 'stats'; readonly id: number }
@@ -65,31 +65,6 @@ export type CoreRequest =
 export interface MembershipChange {
   readonly type: 'addNode' | 'removeNode' | 'addLearner';
   readonly nodeId: number;
-}
-
-/** A shard this node leads, as the placement driver's range heartbeat carries it. */
-export interface LeaderReport {
-  readonly shardId: number;
-  readonly start: Uint8Array;
-  readonly end: Uint8Array | null;
-  readonly epoch: number;
-  readonly term: number;
-  readonly voters: readonly number[];
-  readonly votersOutgoing: readonly number[];
-  readonly learners: readonly number[];
-  readonly lastIndex: number;
-  /** Every other replica: how far it holds the log. */
-  readonly progress: readonly { readonly nodeId: number; readonly match: number }[];
-  readonly keyCount: number;
-  /** Keys and values, as stored (not counting LMDB's overhead). */
-  readonly sizeBytes: number;
-  /** Writes proposed and reads served by this replica since it was created here (counters; the driver takes rates). */
-  readonly writeCount: number;
-  readonly readCount: number;
-  /** The key in the middle of its data, when it holds at least splitKeyMinBytes and two keys. */
-  readonly sizeSplitKey?: Uint8Array;
-  /** The median of recently requested keys, when enough were seen: where to split for load. */
-  readonly loadSplitKey?: Uint8Array;
 }
 
 export type CoreEvent =

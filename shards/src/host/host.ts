@@ -5,7 +5,8 @@ import { encodeCommand, type KvCommand, type KvResult } from '../kv/command.js';
 import type { ChecksumAnswer, ChecksumBlockAnswer } from '../kv/consistency.js';
 import type { StoredValue } from '../kv/state-machine.js';
 import { InlineCoreChannel, startCoreChannels, type CoreChannel } from './core-channel.js';
-import type { LeaderReport, MembershipChange, CoreEvent, CoreOutEvent, CoreOutput, CoreRequest, CoreStats, RangeBoundsWire, ReadOp, ShardStatus, Consistency } from './core-protocol.js';
+import type { RangeReport } from '@flotilla/placement';
+import type { MembershipChange, CoreEvent, CoreOutEvent, CoreOutput, CoreRequest, CoreStats, RangeBoundsWire, ReadOp, ShardStatus, Consistency } from './core-protocol.js';
 import { CoreCrashedError, HostClosedError } from './errors.js';
 import { Liveness } from './liveness.js';
 import { BatchDecodeError } from './message-codec.js';
@@ -483,9 +484,9 @@ export class Host {
   }
 
   /** Every shard this node leads, with what the placement driver plans from; a split key where a range holds at least splitKeyMinBytes. */
-  async leaderReports(options: { splitKeyMinBytes: number }): Promise<LeaderReport[]> {
-    const all = await Promise.all(this.cores.map((_, core) => this.request<LeaderReport[]>(0, (id) => ({ kind: 'leaderReports', id, splitKeyMinBytes: options.splitKeyMinBytes }), core)));
-    return all.flat().sort((a, b) => a.shardId - b.shardId);
+  async rangeReports(options: { splitKeyMinBytes: number }): Promise<RangeReport[]> {
+    const all = await Promise.all(this.cores.map((_, core) => this.request<RangeReport[]>(0, (id) => ({ kind: 'rangeReports', id, splitKeyMinBytes: options.splitKeyMinBytes }), core)));
+    return all.flat().sort((a, b) => a.rangeId - b.rangeId);
   }
 
   transferLeader(shardId: GroupId, to: number): Promise<void> {

@@ -31,7 +31,7 @@ import { DiskGuard, entryBytes, writeBytes } from './disk-guard.js';
 import { NotLeaderError } from './errors.js';
 import { Group, type GroupRaftOptions } from './group.js';
 import { invalidNetworkMessage } from './input-checks.js';
-import { leaderReports } from './leader-reports.js';
+import { rangeReports } from './range-reports.js';
 import { decodeBatch } from './message-codec.js';
 import { HEARTBEAT_RESPONSE_TUPLE_LENGTH, HEARTBEAT_TUPLE_LENGTH, type Segment } from './node-batch.js';
 import { ShardRequests } from './shard-requests.js';
@@ -539,8 +539,8 @@ export class ShardCore {
         return this.replicas.onClaimShard(r.id, groupId(r.shardId));
       case 'changeMembership':
         return this.requests.onChangeMembership(r.id, groupId(r.shardId), r.epoch, r.changes);
-      case 'leaderReports':
-        return this.out.reply(r.id, leaderReports(this.groups.values(), this.sm, { self: this.self, splitKeyMinBytes: r.splitKeyMinBytes }));
+      case 'rangeReports':
+        return this.out.reply(r.id, rangeReports(this.groups.values(), this.sm, { self: this.self, splitKeyMinBytes: r.splitKeyMinBytes }));
       case 'status':
         return this.requests.onStatus(r.id);
       case 'transferLeader':

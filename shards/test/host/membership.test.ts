@@ -94,7 +94,7 @@ describe('membership changes', () => {
       expect(await c.write(SHARD, { op: 'put', key: k, value: v })).toMatchObject({ ok: true });
     }
     const leader = c.host(await leaderOf(c));
-    const first = (await leader.leaderReports({ splitKeyMinBytes: 1 })).find((r) => r.shardId === SHARD)!;
+    const first = (await leader.rangeReports({ splitKeyMinBytes: 1 })).find((r) => r.rangeId === SHARD)!;
     expect([first.keyCount, first.sizeBytes]).toEqual([40, bytes]);
     expect(text(first.sizeSplitKey)).toBe(text(shardKey(SHARD, name(20))));
     expect(first.progress.map((p) => p.nodeId).sort()).toEqual([1, 2, 3].filter((n) => n !== leader.nodeId));
@@ -105,7 +105,7 @@ describe('membership changes', () => {
     expect(await c.write(SHARD, { op: 'delete', key: k0 })).toMatchObject({ ok: true });
     const k1 = shardKey(SHARD, name(1));
     expect(await c.write(SHARD, { op: 'put', key: k1, value: key('a-much-longer-value-1') })).toMatchObject({ ok: true });
-    const second = (await leader.leaderReports({ splitKeyMinBytes: bytes * 10 })).find((r) => r.shardId === SHARD)!;
+    const second = (await leader.rangeReports({ splitKeyMinBytes: bytes * 10 })).find((r) => r.rangeId === SHARD)!;
     const expectedBytes = bytes - (k0.byteLength + key('value-0').byteLength) + (key('a-much-longer-value-1').byteLength - key('value-1').byteLength);
     expect([second.keyCount, second.sizeBytes, second.sizeSplitKey]).toEqual([39, expectedBytes, undefined]);
 
@@ -113,7 +113,7 @@ describe('membership changes', () => {
     for (let round = 0; round < 20; round++) {
       await run(c, Promise.all(Array.from({ length: 10 }, (_, i) => leader.get(groupId(SHARD), shardKey(SHARD, name(30 + i))))));
     }
-    const third = (await leader.leaderReports({ splitKeyMinBytes: Number.MAX_SAFE_INTEGER })).find((r) => r.shardId === SHARD)!;
+    const third = (await leader.rangeReports({ splitKeyMinBytes: Number.MAX_SAFE_INTEGER })).find((r) => r.rangeId === SHARD)!;
     const loadKey = text(third.loadSplitKey)!;
     expect(loadKey >= text(shardKey(SHARD, name(30)))! && loadKey <= text(shardKey(SHARD, name(39)))!).toBe(true);
     expect(third.readCount).toBeGreaterThanOrEqual(200);

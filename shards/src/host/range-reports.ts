@@ -1,16 +1,16 @@
-// What placement learns from a core: one report per shard led here, with the
-// sizes and load behind its split decisions.
+// What placement learns from a core: a RangeReport (placement's heartbeat
+// record) per shard led here, with the sizes and load behind its split decisions.
 import type { NodeId } from '@flotilla/core';
+import type { RangeReport } from '@flotilla/placement';
 import { isInitialized } from '../kv/range.js';
 import type { KvStateMachine } from '../kv/state-machine.js';
-import type { LeaderReport } from './core-protocol.js';
 import type { Group } from './group.js';
 
 type Scanner = Pick<KvStateMachine, 'scan'>;
 
 /** A report for every live group led here; a size split key only for ranges of at least `splitKeyMinBytes`. */
-export function leaderReports(groups: Iterable<Group>, sm: Scanner, options: { self: NodeId; splitKeyMinBytes: number }): LeaderReport[] {
-  const reports: LeaderReport[] = [];
+export function rangeReports(groups: Iterable<Group>, sm: Scanner, options: { self: NodeId; splitKeyMinBytes: number }): RangeReport[] {
+  const reports: RangeReport[] = [];
   for (const g of groups) {
     if (g.removed || !g.isLeader) continue;
     const r = g.raw.raft;
@@ -23,7 +23,7 @@ export function leaderReports(groups: Iterable<Group>, sm: Scanner, options: { s
     const sizeSplitKey = sizes.sizeBytes >= options.splitKeyMinBytes && sizes.keyCount >= 2 ? middleKey(g, sm, sizes.keyCount) : undefined;
     const loadSplitKey = g.loadSplitKey();
     reports.push({
-      shardId: g.id,
+      rangeId: g.id,
       start: g.bounds.start,
       end: g.bounds.end,
       epoch: g.bounds.epoch,
