@@ -5,7 +5,8 @@ import { AssertionError, EMPTY_HARD_STATE, groupId, type GroupId } from '@flotil
 import { describe, expect, it } from 'vitest';
 import { KvStateMachine } from '../src/kv/state-machine.js';
 import type { NodeStore } from '../src/storage/node-store.js';
-import { SnapshotInstaller, readSnapshot, type RangeBounds } from '../src/storage/snapshot.js';
+import type { RangeBounds } from '../src/storage/codec.js';
+import { SnapshotInstaller, readSnapshot } from '../src/storage/snapshot.js';
 import { bytes, closeStore, commitAndApply, confState, entries, openStore, putEntry, reopen, tempDir, useTempStores } from './support/fixtures.js';
 
 useTempStores();

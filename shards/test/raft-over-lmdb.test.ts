@@ -22,7 +22,8 @@ import { describe, expect, it } from 'vitest';
 import { KvStateMachine } from '../src/kv/state-machine.js';
 import { decodeCommand, encodeCommand, type KvResult } from '../src/kv/command.js';
 import type { NodeStore } from '../src/storage/node-store.js';
-import { SnapshotInstaller, readSnapshot, type RangeBounds } from '../src/storage/snapshot.js';
+import type { RangeBounds } from '../src/storage/codec.js';
+import { SnapshotInstaller, readSnapshot } from '../src/storage/snapshot.js';
 import { SHARD, bytes, closeStore, confState, openStore, tempDir, useTempStores } from './support/fixtures.js';
 
 useTempStores();

@@ -6,7 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { KvStateMachine } from '../src/kv/state-machine.js';
 import { CorruptRecordError } from '../src/storage/errors.js';
 import type { NodeStore } from '../src/storage/node-store.js';
-import { SNAPSHOT_CHUNK_BYTES_MAX, SnapshotInstaller, decodeChunk, readSnapshot, type RangeBounds, type SnapshotHeader } from '../src/storage/snapshot.js';
+import { SNAPSHOT_CHUNK_BYTES_MAX, type RangeBounds } from '../src/storage/codec.js';
+import { SnapshotInstaller, decodeChunk, readSnapshot, type SnapshotHeader } from '../src/storage/snapshot.js';
 import {
   SHARD,
   asyncErrorCode,

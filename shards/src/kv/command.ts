@@ -1,8 +1,7 @@
 import { assert, FlotillaError } from '@flotilla/core';
 import { Packr } from 'msgpackr';
-import { KEY_BYTES_MAX } from '../storage/codec.js';
+import { KEY_BYTES_MAX, SNAPSHOT_PAIR_BYTES_MAX, SNAPSHOT_PAIR_OVERHEAD_BYTES } from '../storage/codec.js';
 import { CorruptRecordError } from '../storage/errors.js';
-import { SNAPSHOT_PAIR_BYTES_MAX, SNAPSHOT_PAIR_OVERHEAD_BYTES } from '../storage/snapshot.js';
 
 export { KEY_BYTES_MAX };
 /** The largest value whose pair still fits one snapshot chunk: a range with a bigger one could never be snapshotted. */

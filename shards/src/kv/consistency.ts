@@ -13,8 +13,8 @@
 import { createHash, type Hash } from 'node:crypto';
 import { assert, type GroupId, type LogIndex } from '@flotilla/core';
 import { Packr } from 'msgpackr';
+import type { RangeBounds } from '../storage/codec.js';
 import type { NodeStore } from '../storage/node-store.js';
-import type { RangeBounds } from './range.js';
 
 /**
  * Keys per block. The checker finds the first block whose digest differs,

@@ -1,9 +1,5 @@
+import type { RangeBounds } from '../storage/codec.js';
 import { CorruptRecordError } from '../storage/errors.js';
-/** The key range a shard owns: [start, end), `end` null for "to the end of the key space". */
-export interface RangeBounds {
-  readonly start: Uint8Array;
-  readonly end: Uint8Array | null;
-}
 
 /**
  * The key range a shard owns and its epoch: [start, end), `end` null for the

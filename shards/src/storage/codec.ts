@@ -8,6 +8,34 @@ import { CorruptRecordError } from './errors.js';
 /** LMDB's key size limit as compiled into lmdb-js 3.5.6 (measured: 1978 B stored, 1979 B refused); LMDB also refuses empty keys. */
 export const KEY_BYTES_MAX = 1978;
 
+/**
+ * A span of keys in the data sub-database: [start, end), `end` null for "to
+ * the end of the key space". What a shard owns, and what the store reads
+ * for a snapshot and deletes when a range leaves this node.
+ */
+export interface RangeBounds {
+  readonly start: Uint8Array;
+  readonly end: Uint8Array | null;
+}
+
+// Snapshot chunks: the unit a snapshot travels in and the record a staged
+// chunk is in the staging sub-database. The largest pair a chunk holds also
+// bounds the largest value a range may store, so these limits sit with the
+// key limit rather than with the chunk format.
+
+/** Largest snapshot chunk on the wire: bounds memory on both sides and keeps chunks interleavable with heartbeats. */
+export const SNAPSHOT_CHUNK_BYTES_MAX = 1024 * 1024;
+/** Room for a chunk's header and msgpack framing within SNAPSHOT_CHUNK_BYTES_MAX. */
+const CHUNK_HEADER_BYTES_MAX = 16 * 1024;
+/** A single key/value pair must fit one chunk. */
+export const SNAPSHOT_PAIR_BYTES_MAX = SNAPSHOT_CHUNK_BYTES_MAX - CHUNK_HEADER_BYTES_MAX;
+/**
+ * msgpack framing counted per pair: fixarray 1 + key header ≤ 3 + version ≤ 9 +
+ * value header ≤ 3 for pairs under 64 KiB; bigger pairs (bin32, 2 more bytes
+ * each) are few per chunk and fit in the header allowance.
+ */
+export const SNAPSHOT_PAIR_OVERHEAD_BYTES = 16;
+
 export type StoredEntry = [term: number, type: 0 | 1, data: Uint8Array];
 export type StoredHardState = [term: number, vote: number, commit: number];
 

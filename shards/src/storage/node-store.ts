@@ -15,10 +15,9 @@ import {
   type Term,
 } from '@flotilla/core';
 import { open, type Database, type DatabaseOptions, type Key, type RootDatabase } from 'lmdb';
-import { decodeConfState, decodeEntry, decodeHardState, encodeConfState, encodeEntry, encodeHardState } from './codec.js';
+import { decodeConfState, decodeEntry, decodeHardState, encodeConfState, encodeEntry, encodeHardState, type RangeBounds } from './codec.js';
 import { fsyncDir, markDataDirReady, prepareDataDir } from './data-dir.js';
 import { CorruptRecordError, DataDirError } from './errors.js';
-import type { RangeBounds } from './snapshot.js';
 
 /** Entries of one shard's log kept in memory, newest first to go: followers and the apply path read recent entries. */
 export const ENTRY_CACHE_COUNT_MAX = 1024;

@@ -1,25 +1,20 @@
 import { SnapshotOutOfDateError, assert, type ConfState, type GroupId, type HardState, type LogIndex, type Term } from '@flotilla/core';
 import { Packr } from 'msgpackr';
-import { KEY_BYTES_MAX, decodeConfState, encodeConfState, encodeHardState } from './codec.js';
+import {
+  KEY_BYTES_MAX,
+  SNAPSHOT_CHUNK_BYTES_MAX,
+  SNAPSHOT_PAIR_BYTES_MAX,
+  SNAPSHOT_PAIR_OVERHEAD_BYTES,
+  decodeConfState,
+  encodeConfState,
+  encodeHardState,
+  type RangeBounds,
+} from './codec.js';
 import { CorruptRecordError } from './errors.js';
-import { WHOLE_KEY_SPACE, decodeShardRange, isInitialized, type RangeBounds } from '../kv/range.js';
+import { WHOLE_KEY_SPACE, decodeShardRange, isInitialized } from '../kv/range.js';
 import type { NodeStore } from './node-store.js';
 
-/** Largest snapshot chunk on the wire: bounds memory on both sides and keeps chunks interleavable with heartbeats. */
-export const SNAPSHOT_CHUNK_BYTES_MAX = 1024 * 1024;
-/** Room for a chunk's header and msgpack framing within SNAPSHOT_CHUNK_BYTES_MAX. */
-const CHUNK_HEADER_BYTES_MAX = 16 * 1024;
-/** A single key/value pair must fit one chunk. */
-export const SNAPSHOT_PAIR_BYTES_MAX = SNAPSHOT_CHUNK_BYTES_MAX - CHUNK_HEADER_BYTES_MAX;
-/**
- * msgpack framing counted per pair: fixarray 1 + key header ≤ 3 + version ≤ 9 +
- * value header ≤ 3 for pairs under 64 KiB; bigger pairs (bin32, 2 more bytes
- * each) are few per chunk and fit in the header allowance.
- */
-export const SNAPSHOT_PAIR_OVERHEAD_BYTES = 16;
 const SNAPSHOT_FORMAT = 1;
-
-export type { RangeBounds } from '../kv/range.js';
 
 export interface SnapshotHeader {
   readonly format: number;
