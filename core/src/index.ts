@@ -1,7 +1,7 @@
 // Public surface of @flotilla/core: Raft as a pure, deterministic state machine.
 export * from './types.js';
 export * from './errors.js';
-export { assert, AssertionError } from './assert.js';
+export { assert, unreachable, AssertionError } from './assert.js';
 export { SILENT_LOGGER, type Logger } from './logger.js';
 export { SeededRng, type Rng } from './rng.js';
 export { SYSTEM_CLOCK, every, sleep, type Clock, type Timer } from './clock.js';

@@ -1,4 +1,4 @@
-import { AssertionError, assert } from '@flotilla/core';
+import { assert, unreachable } from '@flotilla/core';
 import type { NodeState, Operator, RangeInfo, Step, StepDecision } from './cluster.js';
 import { compareKeys } from './range.js';
 
@@ -71,10 +71,8 @@ function decide(op: Operator, context: Context): StepDecision {
       return nextTransferLeader(op, context);
     case 'leaveJoint':
       return nextLeaveJoint(op, context);
-    default: {
-      const never: never = op;
-      throw new AssertionError(`unreachable: unexpected operator ${JSON.stringify(never)}`);
-    }
+    default:
+      return unreachable(op, 'operator');
   }
 }
 
@@ -239,10 +237,8 @@ function keepsQuorum(range: RangeInfo, s: Step, nodeState: (nodeId: number) => N
     case 'transferLeader':
     case 'leaveJoint':
       return true;
-    default: {
-      const never: never = s;
-      throw new AssertionError(`unreachable: unexpected step ${JSON.stringify(never)}`);
-    }
+    default:
+      return unreachable(s, 'step');
   }
 }
 

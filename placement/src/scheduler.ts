@@ -1,4 +1,4 @@
-import { AssertionError, assert } from '@flotilla/core';
+import { assert, unreachable } from '@flotilla/core';
 import type { ClusterSnapshot, NodeInfo, NodeState, Operator, RangeInfo, SchedulerConfig } from './cluster.js';
 import { hasQuorum, isCaughtUp, keyStrictlyInside } from './operator.js';
 
@@ -377,10 +377,8 @@ function holdersAfter(range: RangeInfo, op: Operator): Set<number> {
     case 'split':
     case 'transferLeader':
       break;
-    default: {
-      const never: never = op;
-      throw new AssertionError(`unreachable: unexpected operator ${JSON.stringify(never)}`);
-    }
+    default:
+      return unreachable(op, 'operator');
   }
   return after;
 }

@@ -1,3 +1,5 @@
+import { FlotillaError } from '@flotilla/core';
+
 export type SnapshotStreamErrorCode =
   /** The other side abandoned the stream (abort frame) or the local caller aborted it. */
   | 'SNAPSHOT_ABORTED'
@@ -16,14 +18,13 @@ const RETRYABLE: Record<SnapshotStreamErrorCode, boolean> = {
 };
 
 /** Why a snapshot stream ended before snapshot-done. Retryable means: open a new stream later. */
-export class SnapshotStreamError extends Error {
+export class SnapshotStreamError extends FlotillaError {
   readonly retryable: boolean;
   constructor(
     readonly code: SnapshotStreamErrorCode,
     message: string,
   ) {
     super(message);
-    this.name = 'SnapshotStreamError';
     this.retryable = RETRYABLE[code];
   }
 }

@@ -8,7 +8,7 @@
  * The encoder asserts (a bad frame we build is our bug); the decoder validates
  * (a bad frame we receive is bad network input) and throws `FrameError`.
  */
-import { assert, unreachable } from './assert.js';
+import { FlotillaError, assert, unreachable } from '@flotilla/core';
 
 /**
  * Version 2: the hello carries the sender's cluster id. A node refuses any
@@ -113,14 +113,13 @@ export type FrameErrorCode =
   | 'FRAME_UNEXPECTED';
 
 /** Bad bytes from the network. Never retryable on the same connection: it is closed. */
-export class FrameError extends Error {
+export class FrameError extends FlotillaError {
   readonly retryable = false;
   constructor(
     readonly code: FrameErrorCode,
     message: string,
   ) {
     super(message);
-    this.name = 'FrameError';
   }
 }
 

@@ -1,8 +1,6 @@
 export * from './types.js';
 export * from './frame.js';
 export * from './errors.js';
-export { AssertionError } from './assert.js';
-export { Mulberry32Rng, type JitterRng } from './rng.js';
 export { SNAPSHOT_WINDOW_CHUNKS } from './tcp-snapshot.js';
 export * from './tcp-transport.js';
 export * from './no-network-transport.js';

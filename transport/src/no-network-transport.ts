@@ -17,7 +17,7 @@
  * addresses of the members a copied directory records) and changes nothing:
  * an address does not make a peer reachable without a network.
  */
-import { assert } from './assert.js';
+import { assert } from '@flotilla/core';
 import { SnapshotStreamError } from './errors.js';
 import { BATCH_BYTES_MAX } from './frame.js';
 import type { PeerId, SnapshotSender, Transport, TransportHandlers, TransportStats } from './types.js';

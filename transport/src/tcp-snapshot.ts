@@ -15,7 +15,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { assert } from './assert.js';
+import { assert } from '@flotilla/core';
 import { SnapshotStreamError } from './errors.js';
 import { ABORT_REASON_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX, encodeFrame, FrameDecoder, FrameError, type Frame } from './frame.js';
 import type { PeerId, SnapshotReceiver, SnapshotSender } from './types.js';

@@ -13,7 +13,7 @@
  */
 import { createServer, connect, type Server, type Socket, type AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
-import { assert } from './assert.js';
+import { SeededRng, assert, type Rng } from '@flotilla/core';
 import { SnapshotStreamError } from './errors.js';
 import {
   BATCH_BYTES_MAX,
@@ -29,7 +29,6 @@ import {
   type Frame,
   type HelloFrame,
 } from './frame.js';
-import { Mulberry32Rng, type JitterRng } from './rng.js';
 import { SNAPSHOT_WINDOW_CHUNKS, TcpSnapshotReceiver, TcpSnapshotSender, type SnapshotStreamContext } from './tcp-snapshot.js';
 import { zeroTransportStats, type MutableTransportStats, type PeerId, type SnapshotSender, type Transport, type TransportHandlers, type TransportStats } from './types.js';
 
@@ -80,7 +79,7 @@ export interface TcpTransportOptions {
   /** Root logger; the transport logs through a child. Default: a silent pino. */
   readonly logger?: Logger;
   /** Reconnect jitter. Default: a generator seeded with `seed`. */
-  readonly rng?: JitterRng;
+  readonly rng?: Rng;
   /** Seed for the default jitter generator. Default: nodeId (so nodes spread their retries). */
   readonly seed?: number;
   /** Clock for rate-limiting onUnreachable. Default: performance.now. */
@@ -133,7 +132,7 @@ interface LinkContext {
   clusterId(): ClusterId;
   readonly log: Logger;
   readonly options: ResolvedOptions;
-  readonly rng: JitterRng;
+  readonly rng: Rng;
   readonly counters: MutableTransportStats;
   trackSocket(socket: Socket): void;
   scheduleFlush(): void;
@@ -436,7 +435,7 @@ export class TcpTransport implements Transport {
   private readonly options: ResolvedOptions;
   private readonly listenHost: string;
   private readonly listenPort: number;
-  private readonly rng: JitterRng;
+  private readonly rng: Rng;
   private readonly nowMs: () => number;
   private readonly counters = zeroTransportStats();
   private readonly links = new Map<PeerId, PeerLink>();
@@ -461,7 +460,7 @@ export class TcpTransport implements Transport {
     this.listenHost = options.host;
     this.listenPort = options.port;
     this.log = (options.logger ?? pino({ level: 'silent' })).child({ component: 'transport', nodeId: options.nodeId });
-    this.rng = options.rng ?? new Mulberry32Rng(options.seed ?? options.nodeId);
+    this.rng = options.rng ?? new SeededRng(options.seed ?? options.nodeId);
     this.nowMs = options.nowMs ?? (() => performance.now());
     if (options.clusterId !== undefined) this.setClusterId(options.clusterId);
     this.isMember = options.isMember ?? ((id) => this.links.has(id));

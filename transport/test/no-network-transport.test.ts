@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { AssertionError, BATCH_BYTES_MAX, NoNetworkTransport, SnapshotStreamError, zeroTransportStats, type PeerId } from '../src/index.js';
+import { AssertionError } from '@flotilla/core';
+import { BATCH_BYTES_MAX, NoNetworkTransport, SnapshotStreamError, zeroTransportStats, type PeerId } from '../src/index.js';
 
 /** A started transport that records what its handlers see. */
 async function started(nodeId: PeerId = 1): Promise<{ transport: NoNetworkTransport; unreachable: PeerId[]; batches: number; snapshots: number }> {

@@ -48,7 +48,7 @@ import type {
 } from '../types.js';
 import { zeroTransportStats } from '../types.js';
 import { BATCH_BYTES_MAX } from '../frame.js';
-import { assert, unreachable } from '../assert.js';
+import { assert, unreachable } from '@flotilla/core';
 
 // ---------------------------------------------------------------------------
 // Limits
