@@ -5,7 +5,9 @@ export { DataDirError, DataDirLockedError, CorruptRecordError, type DataDirError
 export { DirLock, LOCK_FILE } from './storage/dir-lock.js';
 export { writeFileDurably, writeJsonDurably, fsyncDir, makeDirDurably, tempFileName, NODE_FS, type DurableFs } from './storage/durable-file.js';
 export { SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_PAIR_BYTES_MAX, SNAPSHOT_PAIR_OVERHEAD_BYTES, type RangeBounds } from './storage/codec.js';
-export { readSnapshot, decodeChunk, SnapshotInstaller, type SnapshotHeader } from './storage/snapshot.js';
+export { decodeChunk, type SnapshotHeader } from './snapshot/chunk.js';
+export { readSnapshot } from './snapshot/reader.js';
+export { SnapshotInstaller } from './snapshot/installer.js';
 export { KvStateMachine, type ApplyBatch, type ApplyOutcome, type ApplyResults, type CreatedShard, type StagedApply, type StoredValue } from './kv/state-machine.js';
 export { WHOLE_KEY_SPACE, type ShardRange } from './kv/range.js';
 export { encodeCommand, decodeCommand, validateCommand, InvalidCommandError, KEY_BYTES_MAX, VALUE_BYTES_MAX, INITIAL_LOG_INDEX, INITIAL_LOG_TERM, type KvCommand, type KvResult, type SplitCommand, type SplitOutcome, type MembershipOutcome, type ChecksumApplied } from './kv/command.js';

@@ -6,7 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { KvStateMachine } from '../src/kv/state-machine.js';
 import type { NodeStore } from '../src/storage/node-store.js';
 import type { RangeBounds } from '../src/storage/codec.js';
-import { SnapshotInstaller, readSnapshot } from '../src/storage/snapshot.js';
+import { SnapshotInstaller } from '../src/snapshot/installer.js';
+import { readSnapshot } from '../src/snapshot/reader.js';
 import { bytes, closeStore, commitAndApply, confState, entries, openStore, putEntry, reopen, tempDir, useTempStores } from './support/fixtures.js';
 
 useTempStores();

@@ -23,7 +23,8 @@ import { KvStateMachine } from '../src/kv/state-machine.js';
 import { decodeCommand, encodeCommand, type KvResult } from '../src/kv/command.js';
 import type { NodeStore } from '../src/storage/node-store.js';
 import type { RangeBounds } from '../src/storage/codec.js';
-import { SnapshotInstaller, readSnapshot } from '../src/storage/snapshot.js';
+import { SnapshotInstaller } from '../src/snapshot/installer.js';
+import { readSnapshot } from '../src/snapshot/reader.js';
 import { SHARD, bytes, closeStore, confState, openStore, tempDir, useTempStores } from './support/fixtures.js';
 
 useTempStores();

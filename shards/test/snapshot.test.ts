@@ -7,7 +7,9 @@ import { KvStateMachine } from '../src/kv/state-machine.js';
 import { CorruptRecordError } from '../src/storage/errors.js';
 import type { NodeStore } from '../src/storage/node-store.js';
 import { SNAPSHOT_CHUNK_BYTES_MAX, type RangeBounds } from '../src/storage/codec.js';
-import { SnapshotInstaller, decodeChunk, readSnapshot, type SnapshotHeader } from '../src/storage/snapshot.js';
+import { decodeChunk, type SnapshotHeader } from '../src/snapshot/chunk.js';
+import { SnapshotInstaller } from '../src/snapshot/installer.js';
+import { readSnapshot } from '../src/snapshot/reader.js';
 import {
   SHARD,
   asyncErrorCode,

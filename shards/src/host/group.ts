@@ -1,5 +1,5 @@
 import { NONE, RawNode, SeededRng, type GroupId, type LogIndex, type Logger, type NodeId, type RaftConfig, type ReadContext, type Term } from '@flotilla/core';
-import type { SnapshotInstaller } from '../storage/snapshot.js';
+import type { SnapshotInstaller } from '../snapshot/installer.js';
 import type { ShardStorage } from '../storage/node-store.js';
 import type { ShardRange } from '../kv/range.js';
 import type { ReadOp } from './core-protocol.js';

@@ -6,7 +6,7 @@ import type { DiskGuard } from '../host/disk-guard.js';
 import type { Group } from '../host/group.js';
 import type { ShellLogger } from '../host/shard-core.js';
 import type { NodeStore } from '../storage/node-store.js';
-import { SnapshotInstaller } from '../storage/snapshot.js';
+import { SnapshotInstaller } from './installer.js';
 
 /** A snapshot that would overlap another replica's range in this core's store (see checkRange). */
 class SnapshotOverlapError extends Error {

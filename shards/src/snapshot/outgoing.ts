@@ -4,7 +4,7 @@ import type { CoreOutputBuffer } from '../host/core-output.js';
 import type { Group } from '../host/group.js';
 import type { ShellLogger } from '../host/shard-core.js';
 import type { NodeStore } from '../storage/node-store.js';
-import { readSnapshot } from '../storage/snapshot.js';
+import { readSnapshot } from './reader.js';
 import { encodeSnapshotStreamHeader } from './stream-header.js';
 
 /** What the sending side needs of its core. */

@@ -620,7 +620,7 @@ export class ShardStorage implements Storage {
     return out;
   }
 
-  /** A snapshot descriptor at the applied index; its data is streamed separately (snapshot.ts). */
+  /** A snapshot descriptor at the applied index; its data is streamed separately (snapshot/reader.ts). */
   snapshot(): Snapshot {
     const s = this.state;
     const index = s.applied;
