@@ -1,8 +1,5 @@
 import {
-  InvalidMessageError,
-  NONE,
   ProposalDroppedError,
-  StepPeerNotFoundError,
   assert,
   decodeConfChange,
   groupId,
@@ -30,10 +27,9 @@ import { zeroCoreStats, type CoreEvent, type CoreInput, type CoreOutput, type Co
 import { DiskGuard, entryBytes, writeBytes } from './disk-guard.js';
 import { NotLeaderError } from './errors.js';
 import { Group, type GroupRaftOptions } from './group.js';
-import { invalidNetworkMessage } from './input-checks.js';
+import { InboundTraffic } from './inbound.js';
 import { rangeReports } from './range-reports.js';
-import { decodeBatch } from './message-codec.js';
-import { HEARTBEAT_RESPONSE_TUPLE_LENGTH, HEARTBEAT_TUPLE_LENGTH, type Segment } from './node-batch.js';
+import { Quiescence } from './quiescence.js';
 import { ShardRequests } from './shard-requests.js';
 
 /** Logging as the shell needs it: the core's interface plus error and child bindings (pino satisfies it). */
@@ -75,11 +71,6 @@ export interface ShardCoreOptions {
   readonly checksumHoldTicks: number;
 }
 
-/** A shard this core lacks is reported to the Host at most this often (its leader heartbeats every few ticks). */
-const UNKNOWN_REPORT_TICKS = 20;
-/** Bounds the memory a flood of unknown shard ids could take. */
-const UNKNOWN_REPORTED_COUNT_MAX = 4096;
-
 /** One apply transaction of a round (see applySegments): a piece of some groups' committed entries, and the checksum entries it ends at. */
 interface ApplySegment {
   readonly pieces: (Omit<ApplyBatch, 'shardId' | 'range'> & { readonly g: Group })[];
@@ -113,28 +104,16 @@ function lastConfIn(entries: readonly Entry[], confAt: ReadonlyMap<LogIndex, Con
  */
 export class ShardCore {
   private readonly groups = new Map<GroupId, Group>();
-  /** Groups that tick: not quiesced. */
-  private readonly active = new Set<Group>();
   /** Groups that got input since the last round and may have a Ready. */
   private readonly touched = new Set<Group>();
-  /**
-   * Quiesced groups to wake a few per tick: after a peer went down (its followers elect, our leaders
-   * re-check their quorum) or came back (our leaders catch it up). An entry whose cause was undone
-   * meanwhile (the peer is back up, or down again) is skipped. Keyed by group and peer, the later
-   * cause replacing the earlier: a flapping peer never grows it past groups × peers.
-   */
-  private readonly wakeQueue = new Map<string, { group: Group; peer: NodeId; cause: 'down' | 'up' }>();
-  private readonly downPeers = new Set<NodeId>();
-  /** Groups whose first campaign is still to come, wakeCountPerTickMax per tick (new ones, and those a restart left dormant). */
-  private readonly campaignQueue: Group[] = [];
-  /** Ticks seen; paces reportUnknown. */
+  /** Ticks seen: the clock of the disk guard, the consistency checks and the unknown-shard reports. */
   private tickCount = 0;
-  /** Shards reported unknown, with the tick of the report. */
-  private readonly unknownReported = new Map<number, number>();
   private readonly sm: KvStateMachine;
   /** Consistency check results and the passes computing them, one chunk per tick (kv/consistency.ts). */
   private readonly checksums: ReplicaChecksums;
   private readonly out: CoreOutputBuffer;
+  private readonly quiescence: Quiescence;
+  private readonly inbound: InboundTraffic;
   private readonly disk: DiskGuard;
   private readonly requests: ShardRequests;
   private readonly replicas: ReplicaLifecycle;
@@ -162,10 +141,12 @@ export class ShardCore {
     // What every part of the core gets: who we are, what we count and log, where answers go.
     const shared = { self: this.self, stats: this.stats, log: this.log, out: this.out };
     const touch = (g: Group): void => void this.touched.add(g);
-    const wakeQuietly = (g: Group): void => this.wake(g, { notifyLeader: false });
+    const wakeQuietly = (g: Group): void => this.quiescence.wake(g, { notifyLeader: false });
     const schedule = (task: () => Promise<void>): void => this.schedule(task);
     const { store } = options;
-    this.disk = new DiskGuard({ ...shared, dir: store.dir, reserveBytes: options.diskReserveBytes, active: this.active, downPeers: this.downPeers, touch });
+    this.quiescence = new Quiescence({ ...shared, groups: this.groups, quiesce: options.quiesce, wakeCountPerTickMax: options.wakeCountPerTickMax, touch });
+    this.inbound = new InboundTraffic({ ...shared, groups: this.groups, quiescence: this.quiescence, tickCount: () => this.tickCount, touch });
+    this.disk = new DiskGuard({ ...shared, dir: store.dir, reserveBytes: options.diskReserveBytes, active: this.quiescence.ticking, downPeers: this.quiescence.downPeers, touch });
     this.snapshotsOut = new OutgoingSnapshots({
       ...shared,
       store,
@@ -176,7 +157,7 @@ export class ShardCore {
         this.kick();
       },
     });
-    this.snapshotsIn = new IncomingSnapshots({ ...shared, store, groups: this.groups, disk: this.disk, schedule, wake: wakeQuietly, step: (g, m) => this.stepChecked(g, m) });
+    this.snapshotsIn = new IncomingSnapshots({ ...shared, store, groups: this.groups, disk: this.disk, schedule, wake: wakeQuietly, step: (g, m) => this.inbound.step(g, m) });
     this.requests = new ShardRequests({ ...shared, groups: this.groups, sm: this.sm, checksums: this.checksums, disk: this.disk, wake: wakeQuietly, touch });
     this.replicas = new ReplicaLifecycle({
       ...shared,
@@ -189,12 +170,12 @@ export class ShardCore {
       schedule,
       addGroup: (shardId, bounds) => this.addGroup(shardId, bounds),
       start: (g, { campaignSoon }) => {
-        this.active.add(g);
-        if (campaignSoon) this.campaignQueue.push(g);
+        this.quiescence.start(g);
+        if (campaignSoon) this.quiescence.campaignSoon(g);
         this.touched.add(g);
       },
       stop: (g) => {
-        this.active.delete(g);
+        this.quiescence.stop(g);
         this.touched.delete(g);
         this.checksums.dropShard(g.id);
       },
@@ -213,7 +194,7 @@ export class ShardCore {
    * still have leaders).
    */
   private openStoredGroups(): void {
-    const { store, quiesce } = this.options;
+    const { store } = this.options;
     for (const shardId of store.shardIds()) {
       const g = this.addGroup(shardId, decodeShardRange(shardId, store.descriptor(shardId)));
       const { confState } = store.storage(shardId).initialState();
@@ -226,19 +207,18 @@ export class ShardCore {
       }
       if (confState.voters.length === 1 && confState.voters[0] === this.self) {
         // A group of one has nobody to disturb and nobody to wake it: it elects itself at once.
-        this.active.add(g);
+        this.quiescence.start(g);
         g.raw.campaign();
         this.touched.add(g);
       } else {
-        g.quiesced = quiesce;
-        if (!g.quiesced) this.active.add(g);
+        this.quiescence.startDormant(g);
         // Still, nobody may ever wake it: its leader quiesced while this node was down (so this node
         // may hold entries it never heard were committed), or every replica restarted and none knows a
         // leader (the range then has none, records nothing in the meta range, and no router finds it).
         // So each campaigns once, a few per tick (wakeCountPerTickMax): a pre-vote wakes a live leader,
         // whose heartbeat brings it up to date, or elects one. Found by the whole-node simulation
         // (seeds 85, 431, 1612).
-        if (g.quiesced && confState.voters.includes(this.self)) this.campaignQueue.push(g);
+        if (g.quiesced && confState.voters.includes(this.self)) this.quiescence.campaignSoon(g);
       }
     }
   }
@@ -265,7 +245,7 @@ export class ShardCore {
     for (const [from, segment] of input.inbound) {
       // Nothing stepped now could be persisted, and leaders resend what a follower has not acknowledged.
       if (this.disk.isFull) this.stats.segmentsDroppedDiskFull++;
-      else this.onSegment(nodeId(from), segment);
+      else this.inbound.onSegment(nodeId(from), segment);
     }
     for (const e of input.events) this.onEvent(e);
     for (let t = 0; t < input.ticks; t++) this.onTick();
@@ -280,184 +260,21 @@ export class ShardCore {
     this.disk.onTick(this.tickCount);
     // No group ticks: a node that cannot persist must not campaign, and its leaders must not look alive.
     if (this.disk.isFull) return;
-    for (const g of this.active) {
-      // Checked before the tick: a leader's tick queues a heartbeat, and a queued message is work.
-      if (this.options.quiesce && g.canQuiesce(this.downPeers)) {
-        this.quiesceLeader(g);
-        continue;
-      }
+    for (const g of this.quiescence.ticking) {
+      if (this.quiescence.maybeQuiesceLeader(g)) continue;
       g.raw.tick();
       this.stats.groupTicks++;
       this.touched.add(g);
     }
-    for (let n = 0; n < this.options.wakeCountPerTickMax && this.campaignQueue.length > 0; ) {
-      const g = this.campaignQueue.shift()!;
-      if (g.removed || g.leader !== NONE || !g.raw.raft.promotable()) continue;
-      // Ticking from now: a pre-vote nobody answers (peers in a live leader's lease stay silent) is tried again.
-      this.wake(g, { notifyLeader: false });
-      g.raw.campaign();
-      this.touched.add(g);
-      n++;
-    }
-    let woken = 0;
-    for (const [key, { group, peer, cause }] of this.wakeQueue) {
-      if (woken >= this.options.wakeCountPerTickMax) break;
-      this.wakeQueue.delete(key);
-      if (group.removed || !group.quiesced || this.downPeers.has(peer) !== (cause === 'down')) continue;
-      this.wake(group, { notifyLeader: false });
-      woken++;
-    }
-  }
-
-  /** A leader with nothing to do tells its followers to stop ticking, with one last heartbeat, and stops too. */
-  private quiesceLeader(g: Group): void {
-    g.quiesced = true;
-    this.active.delete(g);
-    this.stats.quiesces++;
-    // The heartbeats of this beat carry the quiesce flag (see route).
-    g.raw.raft.step({ type: 'beat', from: this.self, to: this.self, term: 0 });
-    this.touched.add(g);
-  }
-
-  /** Resumes ticking. A follower woken by anything but its leader asks the leader to wake too. */
-  private wake(g: Group, options: { notifyLeader: boolean }): void {
-    if (!g.quiesced) return;
-    g.quiesced = false;
-    this.active.add(g);
-    this.stats.wakes++;
-    const leader = g.leader;
-    if (options.notifyLeader && leader !== NONE && leader !== this.self) this.out.outbox.wake(leader, g.id);
-  }
-
-  private onSegment(from: NodeId, s: Segment): void {
-    for (let i = 0; i < s.heartbeats.length; i += HEARTBEAT_TUPLE_LENGTH) {
-      const g = this.inboundGroup(s.heartbeats[i]!, from, { reportUnknown: true });
-      if (g === undefined) continue;
-      const term = s.heartbeats[i + 1]!;
-      const commit = s.heartbeats[i + 2]!;
-      const quiesce = s.heartbeats[i + 4] === 1;
-      // A leader never sends a commit past what it knows the follower holds (min(match, commit)):
-      // a larger one is bad input or a follower that lost its log, and Raft would assert on it.
-      if (commit > g.raw.raft.log.lastIndex()) {
-        this.reject({ shardId: g.id, from, commit, lastIndex: g.raw.raft.log.lastIndex() }, 'heartbeat commit beyond the local log');
-        continue;
-      }
-      if (!quiesce) this.wake(g, { notifyLeader: false });
-      this.stepChecked(g, { type: 'heartbeat', from, to: this.self, term, commit, round: s.heartbeats[i + 3]! });
-      if (quiesce) this.maybeQuiesceFollower(g, from, term, commit);
-    }
-    for (let i = 0; i < s.heartbeatResponses.length; i += HEARTBEAT_RESPONSE_TUPLE_LENGTH) {
-      const g = this.inboundGroup(s.heartbeatResponses[i]!, from);
-      if (g === undefined) continue;
-      const term = s.heartbeatResponses[i + 1]!;
-      // The answers to a quiescing leader's last heartbeat must not wake it again.
-      if (term !== g.raw.raft.term) this.wake(g, { notifyLeader: true });
-      this.stepChecked(g, { type: 'heartbeatResponse', from, to: this.self, term, round: s.heartbeatResponses[i + 2]! });
-    }
-    for (let i = 0; i < s.sections.length; i += 2) this.onSection(from, s.sections[i] as number, s.sections[i + 1] as Uint8Array);
-    for (const shard of s.wakes) {
-      const g = this.inboundGroup(shard, from);
-      if (g !== undefined) this.wake(g, { notifyLeader: false });
-    }
-  }
-
-  private onSection(from: NodeId, shard: number, body: Uint8Array): void {
-    const g = this.inboundGroup(shard, from, { reportUnknown: true });
-    if (g === undefined) return;
-    let envelopes;
-    try {
-      envelopes = decodeBatch(body);
-    } catch (err) {
-      this.reject({ shardId: shard, from, err }, 'undecodable shard messages from the network');
-      return;
-    }
-    for (const { shardId, message } of envelopes) {
-      if (shardId !== shard || message.from !== from || message.to !== this.self) {
-        this.reject({ shardId, from, to: message.to, type: message.type }, 'shard message with crossed wires');
-        continue;
-      }
-      const invalid = invalidNetworkMessage(message);
-      if (invalid !== undefined) {
-        this.reject({ shardId, from, type: message.type, invalid }, 'shard message refused');
-        continue;
-      }
-      // A replica waiting for its first snapshot (created empty for a move) has no log and no
-      // configuration: its vote would count for any candidate whose configuration still names this
-      // node — a stale one, from before this node was removed and re-added as a learner. Found by
-      // the whole-node simulation (seed 5834): a restarted replica at an old epoch won a term with
-      // such a vote, beside the real leader of that term. It votes once it holds the range.
-      if ((message.type === 'vote' || message.type === 'preVote') && !isInitialized(g.bounds)) {
-        this.reject({ shardId, from, type: message.type }, 'vote request to a replica that holds no range yet');
-        continue;
-      }
-      this.wake(g, { notifyLeader: message.from !== g.leader });
-      this.stepChecked(g, message);
-    }
-  }
-
-  /**
-   * The group a message from the network is for. A shard this node has no
-   * replica of is reported to the Host (at most once per UNKNOWN_REPORT_TICKS
-   * per shard), which may create an empty replica for the sender's leader to
-   * catch up: how a replica that got the left half of a split by snapshot —
-   * past the split entry — gets the right half (TiKV does the same). Only
-   * traffic a leader or candidate starts counts: answers are for replicas
-   * this node had.
-   */
-  private inboundGroup(shard: number, from: NodeId, options: { reportUnknown?: boolean } = {}): Group | undefined {
-    const g = this.groups.get(shard as GroupId);
-    if (g === undefined || g.removed) {
-      this.reject({ shardId: shard, from }, 'message for a shard not on this node');
-      if (options.reportUnknown === true && g === undefined) this.reportUnknown(shard, from);
-      return undefined;
-    }
-    return g;
-  }
-
-  private reportUnknown(shard: number, from: NodeId): void {
-    const last = this.unknownReported.get(shard);
-    if (last !== undefined && this.tickCount - last < UNKNOWN_REPORT_TICKS) return;
-    if (this.unknownReported.size >= UNKNOWN_REPORTED_COUNT_MAX) this.unknownReported.clear();
-    this.unknownReported.set(shard, this.tickCount);
-    this.out.event({ kind: 'unknownShard', shardId: shard, from });
-  }
-
-  private reject(fields: Record<string, unknown>, message: string): void {
-    this.stats.messagesRejected++;
-    this.log.debug(fields, message);
-  }
-
-  private stepChecked(g: Group, m: Message): void {
-    try {
-      g.raw.step(m);
-      this.stats.messagesStepped++;
-    } catch (err) {
-      if (err instanceof InvalidMessageError || err instanceof StepPeerNotFoundError) {
-        this.reject({ shardId: g.id, from: m.from, type: m.type, code: err.code }, 'message refused by raft');
-        return;
-      }
-      throw err;
-    }
-    this.touched.add(g);
-  }
-
-  private maybeQuiesceFollower(g: Group, from: NodeId, term: number, commit: LogIndex): void {
-    if (!this.options.quiesce || g.quiesced) return;
-    const r = g.raw.raft;
-    // Only a follower that holds exactly what its leader committed may stop listening for it.
-    if (r.role !== 'follower' || r.lead !== from || r.term !== term) return;
-    if (r.log.lastIndex() !== commit || r.log.committed !== commit || g.hasPendingRequests()) return;
-    g.quiesced = true;
-    this.active.delete(g);
-    this.stats.quiesces++;
+    this.quiescence.wakeQueued();
   }
 
   private onEvent(e: CoreEvent): void {
     switch (e.kind) {
       case 'peerDown':
-        return this.onPeerDown(nodeId(e.peer));
+        return this.quiescence.onPeerDown(nodeId(e.peer));
       case 'peerUp':
-        return this.onPeerUp(nodeId(e.peer));
+        return this.quiescence.onPeerUp(nodeId(e.peer));
       case 'unreachable':
         return this.onUnreachable(nodeId(e.peer));
       case 'snapshotCredit':
@@ -477,44 +294,8 @@ export class ShardCore {
     }
   }
 
-  /** Quiesced followers of a dead node's leaders wake (rate-limited per tick) and elect new leaders. */
-  private onPeerDown(peer: NodeId): void {
-    this.downPeers.add(peer);
-    let queued = 0;
-    for (const g of this.groups.values()) {
-      // Followers of its leaders elect new ones; our leaders with it as a voter tick again, so
-      // check-quorum steps them down if they lost their quorum (instead of taking writes that time out).
-      const ledByPeer = g.leader === peer;
-      const ledHereWithPeer = g.leader === this.self && g.raw.raft.tracker.progress.has(peer);
-      if (g.quiesced && (ledByPeer || ledHereWithPeer)) {
-        this.wakeQueue.set(`${g.id}/${peer}`, { group: g, peer, cause: 'down' });
-        queued++;
-      }
-    }
-    if (queued > 0) this.log.info({ peer, groupCount: queued }, 'peer down; waking the groups it led');
-  }
-
-  /**
-   * Leaders that quiesced while the peer was away wake (rate-limited) for a round of heartbeats: one
-   * that left the peer's replica behind catches it up now, not at the shard's next write, and one the
-   * others deposed meanwhile (cut off, it quiesced as leader and never heard of the new term) learns it
-   * and steps down. Its dormant replicas wake on their leaders' messages.
-   */
-  private onPeerUp(peer: NodeId): void {
-    this.downPeers.delete(peer);
-    let queued = 0;
-    for (const g of this.groups.values()) {
-      if (!g.quiesced || !g.isLeader) continue;
-      if (g.raw.raft.tracker.progress.has(peer)) {
-        this.wakeQueue.set(`${g.id}/${peer}`, { group: g, peer, cause: 'up' });
-        queued++;
-      }
-    }
-    if (queued > 0) this.log.info({ peer, groupCount: queued }, 'peer up; waking the groups led here that include it');
-  }
-
   private onUnreachable(peer: NodeId): void {
-    for (const g of this.active) {
+    for (const g of this.quiescence.ticking) {
       if (g.isLeader && g.raw.raft.tracker.progress.has(peer)) {
         g.raw.reportUnreachable(peer);
         this.touched.add(g);
@@ -547,7 +328,7 @@ export class ShardCore {
         return this.requests.onTransferLeader(r.id, groupId(r.shardId), nodeId(r.to));
       case 'stats':
         this.stats.groupCount = this.groups.size;
-        this.stats.activeGroupCount = this.active.size;
+        this.stats.activeGroupCount = this.quiescence.ticking.size;
         this.stats.checksumPasses = this.checksums.stats.passes;
         this.stats.checksumPassesRefused = this.checksums.stats.passesRefused;
         this.stats.checksumPassesFailed = this.checksums.stats.passesFailed;
@@ -707,7 +488,7 @@ export class ShardCore {
     }
     for (const c of outcome.created) {
       const g = this.addGroup(c.shardId, c.range);
-      this.active.add(g);
+      this.quiescence.start(g);
       this.touched.add(g);
       this.out.event({ kind: 'shardCreated', shardId: c.shardId, parent: c.parent });
       if (this.groups.get(c.parent)?.isLeader === true && g.raw.raft.promotable()) g.raw.campaign();

@@ -1,0 +1,158 @@
+import { InvalidMessageError, StepPeerNotFoundError, type GroupId, type Message, type NodeId } from '@flotilla/core';
+import { isInitialized } from '../kv/range.js';
+import type { CoreStats } from './core-protocol.js';
+import type { CoreOutputBuffer } from './core-output.js';
+import type { Group } from './group.js';
+import { invalidNetworkMessage } from './input-checks.js';
+import { decodeBatch } from './message-codec.js';
+import { HEARTBEAT_RESPONSE_TUPLE_LENGTH, HEARTBEAT_TUPLE_LENGTH, type Segment } from './node-batch.js';
+import type { Quiescence } from './quiescence.js';
+import type { ShellLogger } from './shard-core.js';
+
+/** A shard this core lacks is reported to the Host at most this often (its leader heartbeats every few ticks). */
+const UNKNOWN_REPORT_TICKS = 20;
+/** Bounds the memory a flood of unknown shard ids could take. */
+const UNKNOWN_REPORTED_COUNT_MAX = 4096;
+
+/** What inbound traffic needs of its core. */
+export interface InboundTrafficPort {
+  readonly self: NodeId;
+  readonly stats: CoreStats;
+  readonly log: ShellLogger;
+  readonly out: Pick<CoreOutputBuffer, 'event'>;
+  readonly groups: ReadonlyMap<GroupId, Group>;
+  /** Traffic wakes a quiesced group; a leader's quiescing heartbeat quiesces its follower. */
+  readonly quiescence: Pick<Quiescence, 'wake' | 'maybeQuiesceFollower'>;
+  /** The core's ticks so far: the clock that paces unknown-shard reports. */
+  tickCount(): number;
+  /** The group may have a Ready now. */
+  touch(g: Group): void;
+}
+
+/**
+ * The Raft traffic peers send this core: a segment of heartbeats, their
+ * responses, shard message batches and wake requests, each checked and
+ * stepped into its group. Bad network input is refused and counted
+ * (messagesRejected), never asserted on.
+ */
+export class InboundTraffic {
+  /** Shards reported unknown, with the tick of the report. */
+  private readonly unknownReported = new Map<number, number>();
+
+  constructor(private readonly port: InboundTrafficPort) {}
+
+  onSegment(from: NodeId, s: Segment): void {
+    const { self, quiescence } = this.port;
+    for (let i = 0; i < s.heartbeats.length; i += HEARTBEAT_TUPLE_LENGTH) {
+      const g = this.inboundGroup(s.heartbeats[i]!, from, { reportUnknown: true });
+      if (g === undefined) continue;
+      const term = s.heartbeats[i + 1]!;
+      const commit = s.heartbeats[i + 2]!;
+      const quiesce = s.heartbeats[i + 4] === 1;
+      // A leader never sends a commit past what it knows the follower holds (min(match, commit)):
+      // a larger one is bad input or a follower that lost its log, and Raft would assert on it.
+      if (commit > g.raw.raft.log.lastIndex()) {
+        this.reject({ shardId: g.id, from, commit, lastIndex: g.raw.raft.log.lastIndex() }, 'heartbeat commit beyond the local log');
+        continue;
+      }
+      if (!quiesce) quiescence.wake(g, { notifyLeader: false });
+      this.step(g, { type: 'heartbeat', from, to: self, term, commit, round: s.heartbeats[i + 3]! });
+      if (quiesce) quiescence.maybeQuiesceFollower(g, from, term, commit);
+    }
+    for (let i = 0; i < s.heartbeatResponses.length; i += HEARTBEAT_RESPONSE_TUPLE_LENGTH) {
+      const g = this.inboundGroup(s.heartbeatResponses[i]!, from);
+      if (g === undefined) continue;
+      const term = s.heartbeatResponses[i + 1]!;
+      // The answers to a quiescing leader's last heartbeat must not wake it again.
+      if (term !== g.raw.raft.term) quiescence.wake(g, { notifyLeader: true });
+      this.step(g, { type: 'heartbeatResponse', from, to: self, term, round: s.heartbeatResponses[i + 2]! });
+    }
+    for (let i = 0; i < s.sections.length; i += 2) this.onSection(from, s.sections[i] as number, s.sections[i + 1] as Uint8Array);
+    for (const shard of s.wakes) {
+      const g = this.inboundGroup(shard, from);
+      if (g !== undefined) quiescence.wake(g, { notifyLeader: false });
+    }
+  }
+
+  /** Steps a message from the network into its group: refused and counted, not asserted, when Raft rejects it. */
+  step(g: Group, m: Message): void {
+    try {
+      g.raw.step(m);
+      this.port.stats.messagesStepped++;
+    } catch (err) {
+      if (err instanceof InvalidMessageError || err instanceof StepPeerNotFoundError) {
+        this.reject({ shardId: g.id, from: m.from, type: m.type, code: err.code }, 'message refused by raft');
+        return;
+      }
+      throw err;
+    }
+    this.port.touch(g);
+  }
+
+  private onSection(from: NodeId, shard: number, body: Uint8Array): void {
+    const g = this.inboundGroup(shard, from, { reportUnknown: true });
+    if (g === undefined) return;
+    let envelopes;
+    try {
+      envelopes = decodeBatch(body);
+    } catch (err) {
+      this.reject({ shardId: shard, from, err }, 'undecodable shard messages from the network');
+      return;
+    }
+    for (const { shardId, message } of envelopes) {
+      if (shardId !== shard || message.from !== from || message.to !== this.port.self) {
+        this.reject({ shardId, from, to: message.to, type: message.type }, 'shard message with crossed wires');
+        continue;
+      }
+      const invalid = invalidNetworkMessage(message);
+      if (invalid !== undefined) {
+        this.reject({ shardId, from, type: message.type, invalid }, 'shard message refused');
+        continue;
+      }
+      // A replica waiting for its first snapshot (created empty for a move) has no log and no
+      // configuration: its vote would count for any candidate whose configuration still names this
+      // node — a stale one, from before this node was removed and re-added as a learner. Found by
+      // the whole-node simulation (seed 5834): a restarted replica at an old epoch won a term with
+      // such a vote, beside the real leader of that term. It votes once it holds the range.
+      if ((message.type === 'vote' || message.type === 'preVote') && !isInitialized(g.bounds)) {
+        this.reject({ shardId, from, type: message.type }, 'vote request to a replica that holds no range yet');
+        continue;
+      }
+      this.port.quiescence.wake(g, { notifyLeader: message.from !== g.leader });
+      this.step(g, message);
+    }
+  }
+
+  /**
+   * The group a message from the network is for. A shard this node has no
+   * replica of is reported to the Host (at most once per UNKNOWN_REPORT_TICKS
+   * per shard), which may create an empty replica for the sender's leader to
+   * catch up: how a replica that got the left half of a split by snapshot —
+   * past the split entry — gets the right half (TiKV does the same). Only
+   * traffic a leader or candidate starts counts: answers are for replicas
+   * this node had.
+   */
+  private inboundGroup(shard: number, from: NodeId, options: { reportUnknown?: boolean } = {}): Group | undefined {
+    const g = this.port.groups.get(shard as GroupId);
+    if (g === undefined || g.removed) {
+      this.reject({ shardId: shard, from }, 'message for a shard not on this node');
+      if (options.reportUnknown === true && g === undefined) this.reportUnknown(shard, from);
+      return undefined;
+    }
+    return g;
+  }
+
+  private reportUnknown(shard: number, from: NodeId): void {
+    const tickCount = this.port.tickCount();
+    const last = this.unknownReported.get(shard);
+    if (last !== undefined && tickCount - last < UNKNOWN_REPORT_TICKS) return;
+    if (this.unknownReported.size >= UNKNOWN_REPORTED_COUNT_MAX) this.unknownReported.clear();
+    this.unknownReported.set(shard, tickCount);
+    this.port.out.event({ kind: 'unknownShard', shardId: shard, from });
+  }
+
+  private reject(fields: Record<string, unknown>, message: string): void {
+    this.port.stats.messagesRejected++;
+    this.port.log.debug(fields, message);
+  }
+}
