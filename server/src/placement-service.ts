@@ -15,7 +15,7 @@ import {
   type Step,
   type StepOutcome,
 } from '@flotilla/placement';
-import type { Host, KvResult, MembershipChange, ShellLogger } from '@flotilla/shards';
+import { RemoteError, type Host, type KvResult, type MembershipChange, type ShellLogger } from '@flotilla/shards';
 import { Packr } from 'msgpackr';
 import type { HostKvStore } from './kv/host-store.js';
 import { KV_ERROR_CODES, KvError, type KvErrorCode } from './kv/store.js';
@@ -202,9 +202,9 @@ export class PlacementService {
     try {
       answer = (await this.o.store.runOnRange({ kind: 'placement', rangeId: META_RANGE_ID, payload: packr.pack(request) })) as Uint8Array;
     } catch (err) {
-      const e = err as { code?: unknown; message?: unknown };
-      if (!(err instanceof KvError) && typeof e.code === 'string' && (KV_ERROR_CODES as readonly string[]).includes(e.code)) {
-        throw new KvError(e.code as KvErrorCode, String(e.message), e.code === 'UNAVAILABLE' ? { retryAfterMs: 1_000 } : {});
+      // The driver's node answers its KvErrors as RemoteErrors (their code kept): the same refusal here.
+      if (err instanceof RemoteError && (KV_ERROR_CODES as readonly string[]).includes(err.code)) {
+        throw new KvError(err.code as KvErrorCode, err.message, err.code === 'UNAVAILABLE' ? { retryAfterMs: 1_000 } : {});
       }
       throw err;
     }

@@ -29,7 +29,6 @@ export { encodeBatch, decodeBatch, BatchDecodeError, BATCH_MESSAGE_COUNT_MAX, ty
 export { openNodeStores, lockNodeDir, prepareNodeDir, markNodeDirReady, coreDirName, CORE_COUNT_MAX, NODE_DIR_FORMAT_VERSION, NODE_FILE, type NodeDirOptions } from './host/node-dir.js';
 export { Host, type HostStats } from './host/host.js';
 export { TICK_INTERVAL_MS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT, type HostOptions } from './host/options.js';
-export { ForwardedRequestError } from './host/rpc.js';
 export type { ShardStatus, CoreStats, Consistency, RangeBoundsWire, MembershipChange } from './host/core-protocol.js';
 export type { ShellLogger } from './host/shard-core.js';
-export { NotLeaderError, ShardNotFoundError, ShardExistsError, KeyOutOfRangeError, EpochMismatchError, RequestTimeoutError, HostClosedError, CoreCrashedError, OverloadedError, DiskFullError, type HostRequestError } from './host/errors.js';
+export { NotLeaderError, ShardNotFoundError, ShardExistsError, KeyOutOfRangeError, EpochMismatchError, RequestTimeoutError, HostClosedError, CoreCrashedError, OverloadedError, DiskFullError, RemoteError } from './host/errors.js';

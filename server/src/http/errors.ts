@@ -1,4 +1,5 @@
 import { STATUS_CODES } from 'node:http';
+import { FlotillaError } from '@flotilla/core';
 import type { FastifySchemaValidationError } from 'fastify';
 import { KvError, type KvErrorCode } from '../kv/store.js';
 
@@ -48,14 +49,18 @@ export const RETRY_AFTER_MS_DEFAULT = 1_000;
 const INTERNAL_MESSAGE = 'internal error (logged on the server)';
 
 /** An expected failure found by the HTTP layer itself (bad escape, unknown route, …). */
-export class HttpError extends Error {
+export class HttpError extends FlotillaError {
   constructor(
     readonly code: ErrorCode,
     message: string,
     readonly details: { readonly allow?: readonly string[]; readonly currentVersion?: number; readonly retryAfterMs?: number } = {},
   ) {
     super(message);
-    this.name = 'HttpError';
+  }
+
+  /** The same request can succeed later only when the node was not ready or the client was too slow to send it. */
+  get retryable(): boolean {
+    return this.code === 'NOT_READY' || this.code === 'REQUEST_TIMEOUT';
   }
 }
 
@@ -120,8 +125,7 @@ const FASTIFY_ERRORS: Readonly<Record<string, { readonly code: ErrorCode; readon
 
 /** Maps anything thrown while serving a request to the reply the client gets. */
 export function errorReply(err: unknown, context: ErrorContext): ErrorReply {
-  if (err instanceof KvError) return replyFor(err.code, err.message, err.details);
-  if (err instanceof HttpError) return replyFor(err.code, err.message, err.details);
+  if (err instanceof KvError || err instanceof HttpError) return replyFor(err.code, err.message, err.details);
   const fastifyCode = typeof (err as { code?: unknown } | null)?.code === 'string' ? (err as { code: string }).code : undefined;
   const known = fastifyCode === undefined ? undefined : FASTIFY_ERRORS[fastifyCode];
   if (known !== undefined) return replyFor(known.code, known.message(context), {});

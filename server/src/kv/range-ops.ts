@@ -1,4 +1,4 @@
-import { groupId } from '@flotilla/core';
+import { FlotillaError, groupId } from '@flotilla/core';
 import { Packr } from 'msgpackr';
 import { META_RANGE_ID } from '@flotilla/placement';
 import { NotLeaderError, type ChecksumAnswer, type ChecksumBlockAnswer, type Consistency, type Host, type KvResult, type MembershipChange } from '@flotilla/shards';
@@ -175,8 +175,9 @@ function decodeAdminOp(raw: unknown[]): RangeOp | undefined {
 }
 
 /** A forwarded request that does not decode: the sender's bug or bad input; answered with this code. */
-export class MalformedRangeOpError extends Error {
+export class MalformedRangeOpError extends FlotillaError {
   readonly code = 'RANGE_OP_MALFORMED';
+  readonly retryable = false;
   constructor(detail: string) {
     super(`malformed forwarded request: ${detail}`);
   }

@@ -1,4 +1,4 @@
-import { AssertionError, assert, groupId } from '@flotilla/core';
+import { AssertionError, FlotillaError, assert, groupId } from '@flotilla/core';
 import { META_RANGE_ID, type RangeDescriptor, type RangeTable } from '@flotilla/placement';
 import type { Host } from '@flotilla/shards';
 import { DeadlineExceededError, closedOr, type HostCalls } from './host-calls.js';
@@ -39,7 +39,10 @@ export interface RouterOptions {
 }
 
 /** This node's table sent the request to a range that does not hold the key (or to none): refresh and route again. */
-export class StaleRouteError extends Error {}
+export class StaleRouteError extends FlotillaError {
+  readonly code = 'STALE_ROUTE';
+  readonly retryable = true;
+}
 
 /**
  * Which range holds a key (the range table), who leads it (the replica

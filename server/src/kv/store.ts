@@ -1,3 +1,4 @@
+import { FlotillaError } from '@flotilla/core';
 import type { Consistency } from '@flotilla/shards';
 
 /**
@@ -122,14 +123,13 @@ export type KvErrorCode = (typeof KV_ERROR_CODES)[number];
 /** What the store's retryable errors (UNAVAILABLE, TIMEOUT, DISK_FULL) tell the client to wait (`details.retryAfterMs`: the reply's Retry-After). */
 export const RETRY_AFTER_MS = 1_000;
 
-export class KvError extends Error {
+export class KvError extends FlotillaError {
   constructor(
     readonly code: KvErrorCode,
     message: string,
     readonly details: { readonly currentVersion?: number; readonly retryAfterMs?: number } = {},
   ) {
     super(message);
-    this.name = 'KvError';
   }
 
   get retryable(): boolean {

@@ -109,35 +109,35 @@ export class CoreCrashedError extends FlotillaError {
   }
 }
 
-/** Any error a core answers a request with, as it crosses to the Host. */
-export type HostRequestError =
-  | NotLeaderError
-  | ShardNotFoundError
-  | ShardExistsError
-  | KeyOutOfRangeError
-  | RequestTimeoutError
-  | HostClosedError
-  | CoreCrashedError
-  | OverloadedError
-  | DiskFullError
-  | ProposalDroppedError
-  | InvalidCommandError;
-
-interface Coded {
-  code: string;
-  message: string;
-  retryable: boolean;
-  leaderHint?: number;
+/**
+ * An expected failure that another thread or node answered with, under a
+ * code this side has no class of its own for: the code, message, retry
+ * advice and leader hint are the sender's.
+ */
+export class RemoteError extends FlotillaError {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly retryable: boolean,
+    readonly leaderHint = 0,
+  ) {
+    super(message);
+  }
 }
 
+/**
+ * The one wire form of an expected failure, between a core and the Host and
+ * between nodes. Anything that is not a FlotillaError has no stable code: a
+ * bug, which the caller logs and does not send.
+ */
 export function toWire(err: unknown): WireError | undefined {
-  if (!(err instanceof Error) || typeof (err as Partial<Coded>).code !== 'string') return undefined;
-  const c = err as Error & Coded;
-  return { code: c.code, message: c.message, retryable: c.retryable === true, ...(c.leaderHint === undefined ? {} : { leaderHint: c.leaderHint }) };
+  if (!(err instanceof FlotillaError)) return undefined;
+  const leaderHint = (err as { leaderHint?: unknown }).leaderHint;
+  return { code: err.code, message: err.message, retryable: err.retryable, ...(typeof leaderHint === 'number' ? { leaderHint } : {}) };
 }
 
 /** Rebuilds a typed error from its wire form; `shardId` and `nodeId` name the request's target. */
-export function fromWire(e: WireError, target: { shardId: number; nodeId: number }): Error {
+export function fromWire(e: WireError, target: { shardId: number; nodeId: number }): FlotillaError {
   switch (e.code) {
     case 'NOT_LEADER':
       return new NotLeaderError(target.shardId, target.nodeId, e.leaderHint ?? 0);
@@ -151,11 +151,7 @@ export function fromWire(e: WireError, target: { shardId: number; nodeId: number
       return new ProposalDroppedError(e.message.replace(/^proposal dropped: /, ''));
     case 'COMMAND_INVALID':
       return new InvalidCommandError(e.message.replace(/^invalid command: /, ''));
-    default: {
-      const err = new Error(e.message) as Error & Coded;
-      err.code = e.code;
-      err.retryable = e.retryable;
-      return err;
-    }
+    default:
+      return new RemoteError(e.code, e.message, e.retryable, e.leaderHint);
   }
 }

@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { Packr } from 'msgpackr';
-import { OverloadedError, RequestTimeoutError } from './errors.js';
+import { OverloadedError, RemoteError, RequestTimeoutError, toWire } from './errors.js';
 import type { HostStats } from './host.js';
 import { encodeRpcSegments, type RpcSegment } from './node-batch.js';
 import type { ShellLogger } from './shard-core.js';
@@ -183,23 +183,14 @@ export class NodeRpc {
       port.wakePeer(from);
     };
     if (handler === undefined) {
-      answer(false, encodeRpcError({ code: 'NO_HANDLER', message: `node ${port.nodeId} serves no forwarded requests` }));
+      answer(false, encodeRpcError(new RemoteError('NO_HANDLER', `node ${port.nodeId} serves no forwarded requests`, true)));
       return;
     }
     handler(from, payload).then(
       (bytes) => answer(true, bytes),
       (err: unknown) => {
-        const e = err as { code?: unknown; message?: unknown };
-        if (typeof e.code !== 'string') port.log.error({ err, peer: from }, 'forwarded request failed unexpectedly');
-        const leaderHint = (err as { leaderHint?: unknown }).leaderHint;
-        answer(
-          false,
-          encodeRpcError({
-            code: typeof e.code === 'string' ? e.code : 'INTERNAL',
-            message: typeof e.code === 'string' && typeof e.message === 'string' ? e.message : 'internal error',
-            leaderHint: typeof leaderHint === 'number' ? leaderHint : 0,
-          }),
-        );
+        if (toWire(err) === undefined) port.log.error({ err, peer: from }, 'forwarded request failed unexpectedly');
+        answer(false, encodeRpcError(err));
       },
     );
   }
@@ -207,34 +198,21 @@ export class NodeRpc {
 
 const rpcErrorPackr = new Packr({ useRecords: false, moreTypes: false });
 
-function encodeRpcError(e: { code: string; message: string; leaderHint?: number }): Uint8Array {
-  return rpcErrorPackr.pack([e.code, e.message, e.leaderHint ?? 0]);
+/** A failed forwarded request's answer: the error's wire form (toWire); one without a stable code is INTERNAL, its detail stays in this node's log. */
+function encodeRpcError(err: unknown): Uint8Array {
+  const e = toWire(err) ?? { code: 'INTERNAL', message: 'internal error', retryable: false };
+  return rpcErrorPackr.pack([e.code, e.message, e.retryable, e.leaderHint ?? 0]);
 }
 
-/** An error answered by the node a request was forwarded to, with its stable code (or RPC_MALFORMED) and, for NOT_LEADER, its leader hint. */
-export class ForwardedRequestError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly leaderHint = 0,
-  ) {
-    super(message);
-    this.name = 'ForwardedRequestError';
-  }
-
-  get retryable(): boolean {
-    return this.code === 'NOT_LEADER' || this.code === 'PROPOSAL_DROPPED' || this.code === 'REQUEST_TIMEOUT';
-  }
-}
-
-function decodeRpcError(bytes: Uint8Array): ForwardedRequestError {
+/** The error a peer answered a forwarded request with (RPC_MALFORMED if its answer does not decode). */
+function decodeRpcError(bytes: Uint8Array): RemoteError {
   try {
     const raw = rpcErrorPackr.unpack(bytes) as unknown;
-    if (Array.isArray(raw) && raw.length === 3 && typeof raw[0] === 'string' && typeof raw[1] === 'string' && Number.isSafeInteger(raw[2]) && (raw[2] as number) >= 0) {
-      return new ForwardedRequestError(raw[0], raw[1], raw[2] as number);
+    if (Array.isArray(raw) && raw.length === 4 && typeof raw[0] === 'string' && typeof raw[1] === 'string' && typeof raw[2] === 'boolean' && Number.isSafeInteger(raw[3]) && (raw[3] as number) >= 0) {
+      return new RemoteError(raw[0], raw[1], raw[2], raw[3] as number);
     }
   } catch {
     // fall through: a malformed error answer is itself the error
   }
-  return new ForwardedRequestError('RPC_MALFORMED', 'the peer answered with a malformed error');
+  return new RemoteError('RPC_MALFORMED', 'the peer answered with a malformed error', false);
 }

@@ -1,3 +1,4 @@
+import { FlotillaError } from '@flotilla/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { useTempStores } from '../support/fixtures.js';
 import { HostCluster } from '../support/host-cluster.js';
@@ -12,6 +13,12 @@ afterEach(async () => {
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/** An expected failure of the peer's handler: it crosses with its code and message. */
+class Refusal extends FlotillaError {
+  readonly code = 'NOT_LEADER';
+  readonly retryable = true;
+}
 
 /** Settles the promise while time moves, so a test can wait for answers that need ticks. */
 async function answer<T>(c: HostCluster, p: Promise<T>, ticksMax = 100): Promise<{ ok: true; value: T } | { ok: false; err: unknown }> {
@@ -31,7 +38,7 @@ describe('requests forwarded between Hosts', () => {
     const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 31 }));
     c.host(2).setRequestHandler(async (from, payload) => {
       const s = text(payload);
-      if (s === 'fail') throw Object.assign(new Error('refused on purpose'), { code: 'NOT_LEADER' });
+      if (s === 'fail') throw new Refusal('refused on purpose');
       if (s === 'crash') throw new Error('an uncoded bug');
       return bytes(`node 2 got "${s}" from node ${from}`);
     });
