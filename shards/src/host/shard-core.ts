@@ -44,9 +44,12 @@ export interface ShardCoreOptions {
   readonly coreCount: number;
   readonly store: NodeStore;
   readonly raft: GroupRaftOptions;
-  /** Idle, fully replicated groups stop ticking (see `Group.canQuiesce`). */
+  /** Idle, fully replicated groups stop ticking (see `Group.canQuiesce` and quiescence.ts). */
   readonly quiesce: boolean;
-  /** Groups woken per tick after their leader's node went down: spreads elections out instead of a storm. */
+  /**
+   * Queued groups campaigned, and queued groups woken, per tick: after a peer went down or came back,
+   * and after a restart. Spreads elections out instead of a storm.
+   */
   readonly wakeCountPerTickMax: number;
   /** Compact a shard's log once it holds this many applied entries... */
   readonly compactionTriggerEntries: number;
@@ -71,43 +74,39 @@ export interface ShardCoreOptions {
   readonly checksumHoldTicks: number;
 }
 
-/** One apply transaction of a round (see applySegments): a piece of some groups' committed entries, and the checksum entries it ends at. */
-interface ApplySegment {
-  readonly pieces: (Omit<ApplyBatch, 'shardId' | 'range'> & { readonly g: Group })[];
-  readonly checksums: { readonly g: Group; readonly index: LogIndex }[];
-}
-
-/** The configuration after the last conf change among `entries`, if any. */
-function lastConfIn(entries: readonly Entry[], confAt: ReadonlyMap<LogIndex, ConfState> | undefined): ConfState | undefined {
-  if (confAt === undefined) return undefined;
-  for (let i = entries.length - 1; i >= 0; i--) {
-    const conf = confAt.get(entries[i]!.index);
-    if (conf !== undefined) return conf;
-  }
-  return undefined;
-}
-
 /**
  * The shards of one worker core and the loop that drives them. Inputs
- * (ticks, messages, requests) are stepped synchronously as they arrive; the
- * loop then runs rounds: take every ready group's Ready → send what may
- * leave at once → one durable transaction for all of them holding their new
- * entries, hard states and the apply of their committed entries → send what
- * depended on it → answer proposals and reads → advance. The same class runs
- * inside a worker thread (core-worker.ts) or inline for deterministic tests.
+ * (messages, events, ticks, requests) are stepped synchronously as they
+ * arrive; the loop then runs rounds: take every ready group's Ready → send
+ * what may leave at once → one durable transaction for all of them holding
+ * their new entries, hard states and the apply of their committed entries →
+ * send what depended on it → answer proposals and reads → advance. The same
+ * class runs inside a worker thread (core-worker.ts) or inline for
+ * deterministic tests.
  *
- * What is not the inputs or the loop lives in parts that own their state
- * and see the core through a small port: a shard's requests
- * (shard-requests.ts), the replica lifecycle (replica/lifecycle.ts),
- * snapshot streams each way (snapshot/), the disk-space guard
- * (disk-guard.ts), and the buffer of what goes to the Host (core-output.ts).
+ * The rest lives in parts that own their state and see the core through a
+ * small port:
+ * - quiescence.ts: which groups tick — idle groups quiesce, traffic and a
+ *   peer's going down or coming back wake them, a few per tick;
+ * - inbound.ts: the Raft traffic peers send, checked and stepped;
+ * - shard-requests.ts: a shard's writes, reads, checks, membership changes
+ *   and leadership transfers;
+ * - replica/lifecycle.ts: a replica's creation, claim, removal and destroy;
+ * - snapshot/incoming.ts, snapshot/outgoing.ts: snapshot streams each way;
+ * - disk-guard.ts: free space, and rounds that wait for it;
+ * - core-output.ts: what goes to the Host, buffered until the loop flushes.
  */
 export class ShardCore {
+  readonly stats: CoreStats = zeroCoreStats();
+  private readonly self: NodeId;
+  private readonly log: ShellLogger;
+  /** Every replica in this core's store, a removed one until its destroy is durable. */
   private readonly groups = new Map<GroupId, Group>();
   /** Groups that got input since the last round and may have a Ready. */
   private readonly touched = new Set<Group>();
   /** Ticks seen: the clock of the disk guard, the consistency checks and the unknown-shard reports. */
   private tickCount = 0;
+
   private readonly sm: KvStateMachine;
   /** Consistency check results and the passes computing them, one chunk per tick (kv/consistency.ts). */
   private readonly checksums: ReplicaChecksums;
@@ -119,16 +118,19 @@ export class ShardCore {
   private readonly replicas: ReplicaLifecycle;
   private readonly snapshotsOut: OutgoingSnapshots;
   private readonly snapshotsIn: IncomingSnapshots;
+
   /** Store writes that run in the loop, between rounds (see schedule). */
   private readonly tasks: (() => Promise<void>)[] = [];
+  /** A loop is queued or running: a kick only flushes. */
   private looping = false;
+  /** No input is taken any more: the core is closing, or its loop failed. */
   private closed = false;
-  private storeClosed = false;
-  private idleWaiters: (() => void)[] = [];
+  /** close() was called: it runs once. */
+  private closing = false;
+  /** Callers of idle() waiting for the loop to stop. */
+  private readonly idleWaiters: (() => void)[] = [];
+  /** What ended the loop; idle() rethrows it. */
   private failure: unknown;
-  readonly stats: CoreStats = zeroCoreStats();
-  private readonly self: NodeId;
-  private readonly log: ShellLogger;
 
   constructor(private readonly options: ShardCoreOptions) {
     assert(options.wakeCountPerTickMax > 0, 'wakeCountPerTickMax must be positive');
@@ -294,6 +296,10 @@ export class ShardCore {
     }
   }
 
+  /**
+   * The Host dropped traffic to the peer: our leaders stop counting what they sent it as in flight and
+   * probe it, then resend from its match.
+   */
   private onUnreachable(peer: NodeId): void {
     for (const g of this.quiescence.ticking) {
       if (g.isLeader && g.raw.raft.tracker.progress.has(peer)) {
@@ -347,13 +353,15 @@ export class ShardCore {
   }
 
   // ---------------------------------------------------------------------------
-  // The loop
+  // The loop: store tasks first, then rounds while groups are ready
 
+  /** Runs a store write in the loop, before the next round (a creation, a claim, a destroy, a snapshot chunk). */
   private schedule(task: () => Promise<void>): void {
     this.tasks.push(task);
     this.kick();
   }
 
+  /** Starts the loop unless it runs or the core closed; then only what waits for the Host goes out now. */
   private kick(): void {
     if (this.looping || this.closed) {
       this.out.flush();
@@ -405,24 +413,26 @@ export class ShardCore {
     }
   }
 
+  // ---------------------------------------------------------------------------
+  // The round
+
   /** One round over every ready group (see the class comment for the order and why). */
   private async round(groups: Group[]): Promise<void> {
     this.stats.rounds++;
-    const items = groups.map((g) => ({ g, rd: g.raw.ready() }));
+    const items: GroupReady[] = groups.map((g) => ({ g, rd: g.raw.ready() }));
+    // What does not depend on this round's writes: a leader's appends go out while it persists.
     for (const { g, rd } of items) {
       if (rd.softState !== undefined || rd.hardState !== undefined) this.noteLeader(g);
       this.route(g, rd.messages);
     }
     this.out.flush();
 
+    // Each write waits while the disk is full. The core closing meanwhile abandons the Ready, as a crash
+    // would (the log replays it): the round ends there.
     for (const { g, rd } of items) {
       if (rd.snapshot !== undefined && !(await this.disk.untilWritten(() => this.snapshotsIn.install(g, rd), 2 * (g.accepted?.stagedBytes ?? 0)))) return;
     }
-    const writes: ShardWrite[] = [];
-    for (const { g, rd } of items) {
-      if (rd.entries.length > 0 || rd.hardState !== undefined) writes.push({ shardId: g.id, entries: rd.entries, hardState: rd.hardState });
-      this.stats.entriesPersisted += rd.entries.length;
-    }
+    const writes = this.logWrites(items);
     // Committed entries are applied in the group commit's own transaction: they are committed by a
     // quorum already, and one transaction per round instead of two halves the syncs a round waits for.
     // A checksum entry ends its transaction (applySegments): the entries after it apply in another one.
@@ -437,22 +447,19 @@ export class ShardCore {
       if (logWrites.length > 0 || !apply.isEmpty) {
         const bytes = 2 * (writeBytes(logWrites) + segment.pieces.reduce((sum, p) => sum + entryBytes(p.entries), 0));
         const persisted = await this.disk.untilWritten(() => this.options.store.persist(logWrites, { alsoInTransaction: () => (outcome = apply.write()) }), bytes);
-        // Closing while the disk was full: the Ready is abandoned, as a crash would; the log replays it.
         if (!persisted) return;
       }
       apply.committed();
       if (outcome !== undefined) {
-        for (const [shardId, shardResults] of outcome.results) {
-          const merged = results.get(shardId);
-          if (merged === undefined) results.set(shardId, shardResults);
-          else for (const [index, result] of shardResults) merged.set(index, result);
-        }
+        mergeResults(results, outcome.results);
         this.afterApply(outcome);
       }
       // Nothing has written to the store since that commit: each snapshot holds the data exactly as of its entry.
       for (const { g, index } of segment.checksums) this.captureChecksum(g, index, results.get(g.id)?.get(index));
     }
     this.replicas.destroyRemovedByApply();
+
+    // What promises what was just written (votes, acknowledgements), then the answers.
     for (const { g, rd } of items) this.route(g, rd.messagesAfterPersist);
     this.out.flush();
     this.settleProposals(items, results);
@@ -462,6 +469,88 @@ export class ShardCore {
       this.touched.add(g);
     }
     for (const { g } of items) await this.maybeCompact(g);
+  }
+
+  /** Tells the Host when the group's leader or term changed since it last heard. */
+  private noteLeader(g: Group): void {
+    const r = g.raw.raft;
+    if (r.lead === g.reportedLeader && r.term === g.reportedTerm) return;
+    if (r.lead !== g.reportedLeader) this.log.info({ shardId: g.id, term: r.term, leaderId: r.lead, role: r.role }, 'leader changed');
+    g.reportedLeader = r.lead;
+    g.reportedTerm = r.term;
+    this.out.event({ kind: 'leader', shardId: g.id, leader: r.lead, term: r.term });
+  }
+
+  /** Queues a group's messages for their peers; a snapshot message opens a snapshot stream instead. */
+  private route(g: Group, messages: readonly Message[]): void {
+    for (const m of messages) {
+      if (m.type === 'snapshot') {
+        this.snapshotsOut.start(g, m.to, m.term);
+        continue;
+      }
+      if (this.out.outbox.add(g.id, m, { quiesce: m.type === 'heartbeat' && g.quiesced })) {
+        this.stats.messagesSent++;
+        continue;
+      }
+      // Over the peer's append budget for this flush: Raft must not count it as in flight, so the
+      // follower drops to probing and is resent from its match once it answers.
+      this.stats.appendsDeferred++;
+      g.raw.reportUnreachable(m.to);
+      this.touched.add(g);
+    }
+  }
+
+  /** The round's new entries and hard states, one write per group that has any. */
+  private logWrites(items: readonly GroupReady[]): ShardWrite[] {
+    const writes: ShardWrite[] = [];
+    for (const { g, rd } of items) {
+      if (rd.entries.length > 0 || rd.hardState !== undefined) writes.push({ shardId: g.id, entries: rd.entries, hardState: rd.hardState });
+      this.stats.entriesPersisted += rd.entries.length;
+    }
+    return writes;
+  }
+
+  /**
+   * The round's committed entries as apply transactions: one, unless a
+   * checksum entry is among them. A checksum entry ends its transaction (the
+   * entries after it, in any group, go in the next), so a snapshot taken
+   * right after that commit holds the range exactly as of the checksum's
+   * index on every replica — wherever each replica's Readys happened to cut
+   * the log. Checksums are rare (one per range per check interval), so the
+   * extra transaction and sync almost never happen. Raft takes each conf
+   * change here, as it is planned for apply; a configuration without this
+   * node marks the replica for removal after the commit.
+   */
+  private applySegments(items: readonly GroupReady[]): ApplySegment[] {
+    const segments: ApplySegment[] = [{ pieces: [], checksums: [] }];
+    for (const { g, rd } of items) {
+      if (rd.committedEntries.length === 0) continue;
+      let confAt: Map<LogIndex, ConfState> | undefined;
+      let confState: ConfState | undefined;
+      for (const e of rd.committedEntries) {
+        if (e.type !== 'confChange') continue;
+        confState = g.raw.applyConfChange(decodeConfChange(e.data));
+        (confAt ??= new Map()).set(e.index, confState);
+      }
+      if (confState !== undefined && !isMember(confState, this.self)) this.replicas.noteRemovedByApply(g);
+      this.stats.entriesApplied += rd.committedEntries.length;
+      let from = 0;
+      let segment = 0;
+      const cut = (to: number, checksum: boolean) => {
+        const entries = rd.committedEntries.slice(from, to);
+        if (segments[segment] === undefined) segments[segment] = { pieces: [], checksums: [] };
+        segments[segment]!.pieces.push({ g, entries, confState: lastConfIn(entries, confAt), confAt });
+        if (checksum) segments[segment]!.checksums.push({ g, index: entries[entries.length - 1]!.index });
+        from = to;
+        segment++;
+      };
+      for (let i = 0; i < rd.committedEntries.length; i++) {
+        const e = rd.committedEntries[i]!;
+        if (e.type === 'normal' && isChecksumCommand(e.data)) cut(i + 1, true);
+      }
+      if (from < rd.committedEntries.length) cut(rd.committedEntries.length, false);
+    }
+    return segments;
   }
 
   /**
@@ -496,74 +585,6 @@ export class ShardCore {
     }
   }
 
-  private noteLeader(g: Group): void {
-    const r = g.raw.raft;
-    if (r.lead === g.reportedLeader && r.term === g.reportedTerm) return;
-    if (r.lead !== g.reportedLeader) this.log.info({ shardId: g.id, term: r.term, leaderId: r.lead, role: r.role }, 'leader changed');
-    g.reportedLeader = r.lead;
-    g.reportedTerm = r.term;
-    this.out.event({ kind: 'leader', shardId: g.id, leader: r.lead, term: r.term });
-  }
-
-  private route(g: Group, messages: readonly Message[]): void {
-    for (const m of messages) {
-      if (m.type === 'snapshot') {
-        this.snapshotsOut.start(g, m.to, m.term);
-        continue;
-      }
-      if (this.out.outbox.add(g.id, m, { quiesce: m.type === 'heartbeat' && g.quiesced })) {
-        this.stats.messagesSent++;
-        continue;
-      }
-      // Over the peer's append budget for this flush: Raft must not count it as in flight, so the
-      // follower drops to probing and is resent from its match once it answers.
-      this.stats.appendsDeferred++;
-      g.raw.reportUnreachable(m.to);
-      this.touched.add(g);
-    }
-  }
-
-  /**
-   * The round's committed entries as apply transactions: one, unless a
-   * checksum entry is among them. A checksum entry ends its transaction (the
-   * entries after it, in any group, go in the next), so a snapshot taken
-   * right after that commit holds the range exactly as of the checksum's
-   * index on every replica — wherever each replica's Readys happened to cut
-   * the log. Checksums are rare (one per range per check interval), so the
-   * extra transaction and sync almost never happen.
-   */
-  private applySegments(items: readonly { g: Group; rd: Ready }[]): ApplySegment[] {
-    const segments: ApplySegment[] = [{ pieces: [], checksums: [] }];
-    for (const { g, rd } of items) {
-      if (rd.committedEntries.length === 0) continue;
-      let confAt: Map<LogIndex, ConfState> | undefined;
-      let confState: ConfState | undefined;
-      for (const e of rd.committedEntries) {
-        if (e.type !== 'confChange') continue;
-        confState = g.raw.applyConfChange(decodeConfChange(e.data));
-        (confAt ??= new Map()).set(e.index, confState);
-      }
-      if (confState !== undefined && !isMember(confState, this.self)) this.replicas.noteRemovedByApply(g);
-      this.stats.entriesApplied += rd.committedEntries.length;
-      let from = 0;
-      let segment = 0;
-      const cut = (to: number, checksum: boolean) => {
-        const entries = rd.committedEntries.slice(from, to);
-        if (segments[segment] === undefined) segments[segment] = { pieces: [], checksums: [] };
-        segments[segment]!.pieces.push({ g, entries, confState: lastConfIn(entries, confAt), confAt });
-        if (checksum) segments[segment]!.checksums.push({ g, index: entries[entries.length - 1]!.index });
-        from = to;
-        segment++;
-      };
-      for (let i = 0; i < rd.committedEntries.length; i++) {
-        const e = rd.committedEntries[i]!;
-        if (e.type === 'normal' && isChecksumCommand(e.data)) cut(i + 1, true);
-      }
-      if (from < rd.committedEntries.length) cut(rd.committedEntries.length, false);
-    }
-    return segments;
-  }
-
   /** A checksum entry applied and committed: this replica snapshots its range now and hashes it over the next ticks. */
   private captureChecksum(g: Group, index: LogIndex, result: KvResult | undefined): void {
     assert(result !== undefined, () => `shard ${g.id}: checksum entry ${index} applied without a result`);
@@ -574,7 +595,7 @@ export class ShardCore {
     this.log.debug({ shardId: g.id, checksumId: c.id, index }, 'checksum captured');
   }
 
-  private settleProposals(items: readonly { g: Group; rd: Ready }[], results: ApplyResults): void {
+  private settleProposals(items: readonly GroupReady[], results: ApplyResults): void {
     for (const { g, rd } of items) {
       if (g.proposals.size === 0) continue;
       const shardResults = results.get(g.id);
@@ -631,6 +652,7 @@ export class ShardCore {
   }
 
   // ---------------------------------------------------------------------------
+  // Waiting and closing
 
   /** Resolves when the loop has nothing left to do (tests and close). Rejects if the loop failed. */
   async idle(): Promise<void> {
@@ -647,8 +669,8 @@ export class ShardCore {
   }
 
   async close(): Promise<void> {
-    if (this.storeClosed) return;
-    this.storeClosed = true;
+    if (this.closing) return;
+    this.closing = true;
     this.disk.onClose();
     await this.idle().catch(() => undefined);
     this.closed = true;
@@ -662,4 +684,35 @@ export class ShardCore {
 
 function sameEnd(a: Uint8Array | null, b: Uint8Array | null): boolean {
   return a === null || b === null ? a === b : Buffer.compare(a, b) === 0;
+}
+
+/** Adds one transaction's apply results to the round's. */
+function mergeResults(results: ApplyResults, more: ApplyResults): void {
+  for (const [shardId, shardResults] of more) {
+    const merged = results.get(shardId);
+    if (merged === undefined) results.set(shardId, shardResults);
+    else for (const [index, result] of shardResults) merged.set(index, result);
+  }
+}
+
+/** A group in this round, with its Ready. */
+interface GroupReady {
+  readonly g: Group;
+  readonly rd: Ready;
+}
+
+/** One apply transaction of a round (see applySegments): a piece of some groups' committed entries, and the checksum entries it ends at. */
+interface ApplySegment {
+  readonly pieces: (Omit<ApplyBatch, 'shardId' | 'range'> & { readonly g: Group })[];
+  readonly checksums: { readonly g: Group; readonly index: LogIndex }[];
+}
+
+/** The configuration after the last conf change among `entries`, if any. */
+function lastConfIn(entries: readonly Entry[], confAt: ReadonlyMap<LogIndex, ConfState> | undefined): ConfState | undefined {
+  if (confAt === undefined) return undefined;
+  for (let i = entries.length - 1; i >= 0; i--) {
+    const conf = confAt.get(entries[i]!.index);
+    if (conf !== undefined) return conf;
+  }
+  return undefined;
 }
