@@ -2,7 +2,7 @@ import { readdirSync } from 'node:fs';
 import { META_RANGE_ID, type NodeRecord } from '@flotilla/placement';
 import type { CoreStats, Host, ShellLogger } from '@flotilla/shards';
 import { KvError } from './kv/store.js';
-import type { ClusterView } from './http/app.js';
+import type { ClusterView } from './http/admin-routes.js';
 import type { ConsistencyChecker, ConsistencyStats } from './consistency.js';
 import type { HostKvStore, HostKvStoreStats } from './kv/host-store.js';
 import type { PlacementService } from './placement-service.js';

@@ -7,7 +7,7 @@ import { TcpTransport, type ClusterId, type Transport } from '@flotilla/transpor
 import type { Logger } from 'pino';
 import { clusterViewOf } from './cluster-view.js';
 import { CONSISTENCY_CHECK_INTERVAL_MS_DEFAULT, ConsistencyChecker, ConsistencyDuty } from './consistency.js';
-import type { ClusterView } from './http/app.js';
+import type { ClusterView } from './http/admin-routes.js';
 import { HostKvStore } from './kv/host-store.js';
 import { descriptorOf } from './kv/meta-client.js';
 import { PlacementService } from './placement-service.js';

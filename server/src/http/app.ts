@@ -21,7 +21,7 @@ import swagger from '@fastify/swagger';
 import type { Logger } from 'pino';
 import { KEY_BYTES_MAX, VALUE_BYTES_MAX } from '@flotilla/shards';
 import { REQUEST_DEADLINE_MS_DEFAULT, type Deadline, type KvStore } from '../kv/store.js';
-import { adminRoutes } from './admin-routes.js';
+import { adminRoutes, type ClusterView } from './admin-routes.js';
 import { ERROR_BODY_SCHEMA, ERROR_RESPONSE, HttpError, clientErrorResponse, errorReply, schemaError, truncate, type ErrorContext } from './errors.js';
 import { SCAN_PAGE_BYTES_MAX, kvRoutes } from './kv-routes.js';
 import { routableUrl, splitTarget } from './kv-url.js';
@@ -40,47 +40,6 @@ export interface HttpServerOptions {
   readonly requestDeadlineMs?: number;
   /** A cluster node's view of itself: serves /cluster, /ranges and /metrics (absent when embedded). */
   readonly cluster?: ClusterView;
-}
-
-/** What /ready reports: whether this node can serve linearizable traffic, and if not, why (one line per reason). */
-export interface Readiness {
-  readonly ready: boolean;
-  readonly reasons: readonly string[];
-}
-
-/**
- * What a node tells about itself over HTTP. `cluster`, `ranges`, `metrics`
- * and `ready` answer from what the node knows locally, at once, whatever the
- * cluster's state; the others may need the meta range and take a deadline.
- */
-export interface ClusterView {
-  /** JSON: this node, its peers and their liveness, every range it holds with its leader. */
-  cluster(): Promise<unknown>;
-  /** JSON: every range this node holds a replica of. */
-  ranges(): Promise<unknown>;
-  /** Prometheus text exposition format 0.0.4. */
-  metrics(): Promise<string>;
-  /** Whether this node can serve linearizable traffic now. */
-  ready(): Promise<Readiness>;
-  /** Splits a range at `key` (the right half's first key); JSON: both halves. */
-  split(rangeId: number, key: Uint8Array, deadline: Deadline): Promise<unknown>;
-  /** Records a joining node in the meta range; JSON: the membership it starts with. */
-  join(node: { nodeId: number; address: string; httpAddress: string | null }, deadline: Deadline): Promise<unknown>;
-  /** JSON: the placement driver's view (nodes with their state, operators in flight, settings), from wherever it runs. */
-  placement(): Promise<unknown>;
-  /** Changes the driver's settings (kept in the meta range); JSON: the settings now. */
-  placementSettings(change: { paused?: boolean; replicationFactor?: number }, deadline: Deadline): Promise<unknown>;
-  /** Sets a node's administrative state: `decommissioning` moves its replicas off, `up` stops that. */
-  nodeState(nodeId: number, state: 'up' | 'decommissioning', deadline: Deadline): Promise<unknown>;
-  /** Asks the driver to move a replica, or a range's lead; JSON: the operator started. */
-  operator(op: { kind: 'moveReplica'; rangeId: number; from: number; to: number } | { kind: 'transferLeader'; rangeId: number; to: number }): Promise<unknown>;
-  /**
-   * Checks that every replica of the range holds the same data as of one
-   * Raft index (server/src/consistency.ts); JSON: the report, mismatch or
-   * not. Runs on the check's own budget, not requestDeadlineMs (replicas
-   * hash a big range over many ticks). Absent: no such route.
-   */
-  consistencyCheck?(rangeId: number): Promise<unknown>;
 }
 
 export interface HttpServer {

@@ -1,6 +1,6 @@
 // A ClusterView that answers at once and records what it was asked: serves every admin route
 // (consistency check included) without a cluster, for tests of the HTTP layer itself.
-import type { ClusterView, Readiness } from '../../src/http/app.js';
+import type { ClusterView, Readiness } from '../../src/http/admin-routes.js';
 
 export class StubClusterView implements ClusterView {
   /** Each call as [method, ...arguments], Deadlines left out. */
