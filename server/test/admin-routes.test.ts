@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { createHttpServer, type HttpServer } from '../src/http/app.js';
-import { MemoryKvStore } from '../src/kv/memory-store.js';
+import { MemoryKvStore } from '../src/testing/memory-store.js';
 import { StubClusterView } from './support/stub-cluster-view.js';
 
 const silent = pino({ level: 'silent' });

@@ -12,7 +12,7 @@ import { createHttpServer, type HttpServer } from '../src/http/app.js';
 import { HttpError, STATUS_BY_CODE, errorReply, type ErrorCode } from '../src/http/errors.js';
 import { SCAN_LIMIT_DEFAULT } from '../src/http/kv-routes.js';
 import { KvError, SCAN_LIMIT_MAX, type KvErrorCode, type KvStore } from '../src/kv/store.js';
-import { MemoryKvStore } from '../src/kv/memory-store.js';
+import { MemoryKvStore } from '../src/testing/memory-store.js';
 import { ScriptedStore } from './support/scripted-store.js';
 
 const silent = pino({ level: 'silent' });

@@ -6,7 +6,8 @@
 //
 // One JSON line on stdout once listening ({"ready":true,"http":URL}); SIGINT or SIGTERM stops it.
 import { parseArgs } from 'node:util';
-import { createHttpServer, MemoryKvStore } from '@flotilla/server';
+import { createHttpServer } from '@flotilla/server';
+import { MemoryKvStore } from '@flotilla/server/testing';
 import { pino } from 'pino';
 
 const { values } = parseArgs({ options: { http: { type: 'string', default: '127.0.0.1:0' } }, strict: true });

@@ -1,5 +1,5 @@
 import type { KvStore, ScanOptions, ScanPage, VersionedValue } from '../../src/kv/store.js';
-import { MemoryKvStore } from '../../src/kv/memory-store.js';
+import { MemoryKvStore } from '../../src/testing/memory-store.js';
 
 export type StoreOperation = 'get' | 'put' | 'delete' | 'scan';
 

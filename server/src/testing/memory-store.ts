@@ -1,5 +1,5 @@
 import { KEY_BYTES_MAX, VALUE_BYTES_MAX } from '@flotilla/shards';
-import { KvError, SCAN_LIMIT_MAX, type KvStore, type ScanOptions, type ScanPage, type VersionedValue } from './store.js';
+import { KvError, SCAN_LIMIT_MAX, type KvStore, type ScanOptions, type ScanPage, type VersionedValue } from '../kv/store.js';
 
 const CURSOR_PREFIX = 'm1.';
 
