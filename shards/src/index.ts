@@ -27,8 +27,9 @@ export {
 } from './kv/consistency.js';
 export { encodeBatch, decodeBatch, BatchDecodeError, BATCH_MESSAGE_COUNT_MAX, type Envelope } from './host/message-codec.js';
 export { openNodeStores, lockNodeDir, prepareNodeDir, markNodeDirReady, coreDirName, CORE_COUNT_MAX, NODE_DIR_FORMAT_VERSION, NODE_FILE, type NodeDirOptions } from './host/node-dir.js';
-export { Host, type HostStats } from './host/host.js';
+export { Host } from './host/host.js';
+export type { HostStats } from './host/stats.js';
 export { TICK_INTERVAL_MS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT, type HostOptions } from './host/options.js';
 export type { ShardStatus, CoreStats, Consistency, RangeBoundsWire, MembershipChange } from './host/core-protocol.js';
-export type { ShellLogger } from './host/shard-core.js';
+export type { ShellLogger } from './shell-logger.js';
 export { NotLeaderError, ShardNotFoundError, ShardExistsError, KeyOutOfRangeError, EpochMismatchError, RequestTimeoutError, HostClosedError, CoreCrashedError, OverloadedError, DiskFullError, RemoteError } from './host/errors.js';

@@ -1,9 +1,10 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import type { ShellLogger } from '../shell-logger.js';
 import { NodeStore, type StoreIo } from '../storage/node-store.js';
 import { decodeTransferred, encodeForTransfer, type CoreInput, type CoreOutput } from './core-protocol.js';
-import { ShardCore, type ShardCoreOptions, type ShellLogger } from './shard-core.js';
+import { ShardCore, type ShardCoreOptions } from './shard-core.js';
 
 /**
  * How the Host talks to one worker core. Both implementations carry the

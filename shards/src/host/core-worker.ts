@@ -2,10 +2,11 @@
 // runs a ShardCore, and exchanges transferred buffers with the Host.
 import { parentPort, workerData } from 'node:worker_threads';
 import { pino } from 'pino';
+import type { ShellLogger } from '../shell-logger.js';
 import { NodeStore } from '../storage/node-store.js';
 import { decodeTransferred, encodeForTransfer, type CoreInput } from './core-protocol.js';
 import type { CoreSettings, WorkerControl } from './core-channel.js';
-import { ShardCore, type ShellLogger } from './shard-core.js';
+import { ShardCore } from './shard-core.js';
 
 const settings = workerData as CoreSettings;
 const port = parentPort!;

@@ -4,6 +4,7 @@ import { BATCH_BYTES_MAX, type TransportStats } from '@flotilla/transport';
 import { encodeCommand, type KvCommand, type KvResult } from '../kv/command.js';
 import type { ChecksumAnswer, ChecksumBlockAnswer } from '../kv/consistency.js';
 import type { StoredValue } from '../kv/state-machine.js';
+import type { ShellLogger } from '../shell-logger.js';
 import { InlineCoreChannel, startCoreChannels, type CoreChannel } from './core-channel.js';
 import type { RangeReport } from '@flotilla/placement';
 import type { MembershipChange, CoreEvent, CoreOutEvent, CoreOutput, CoreRequest, CoreStats, RangeBoundsWire, ReadOp, ShardStatus, Consistency } from './core-protocol.js';
@@ -15,8 +16,8 @@ import { lockNodeDir, markNodeDirReady, prepareNodeDir } from './node-dir.js';
 import { LIVENESS_INTERVAL_TICKS_DEFAULT, LIVENESS_TIMEOUT_TICKS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT, TICK_INTERVAL_MS_DEFAULT, checkHostOptions, coreSettingsOf, type HostOptions } from './options.js';
 import { PendingRequests } from './pending-requests.js';
 import { NodeRpc, RequestIds, type RequestHandler } from './rpc.js';
-import type { ShellLogger } from './shard-core.js';
 import { ShardTable } from './shard-table.js';
+import type { HostStats } from './stats.js';
 import { ReplicaAdoption } from '../replica/adoption.js';
 import { SnapshotRelay } from '../snapshot/relay.js';
 import type { DirLock } from '../storage/dir-lock.js';
@@ -39,28 +40,6 @@ interface CoreQueue {
 }
 
 const emptyQueue = (): CoreQueue => ({ ticks: 0, inbound: [], requests: [], events: [] });
-
-/** Counters the Host keeps itself (transport and cores keep their own). */
-export interface HostStats {
-  /** Frames whose batch failed to decode (dropped whole, logged). */
-  framesDropped: number;
-  /** Liveness pings sent (empty frames). */
-  pingsSent: number;
-  /** Messages posted to cores (one per core per loop turn at most). */
-  corePosts: number;
-  requestsTimedOut: number;
-  /** Forwarded-request answers nobody waited for (late, or not from the node asked). */
-  rpcResponsesDropped: number;
-  /** Forwarded requests that arrived again (a network that duplicates): answered once, not run twice. */
-  rpcRequestsDuplicate: number;
-  /** Outbound segments dropped over a peer's per-turn bound (PEER_TURN_BYTES_MAX), and their bytes. */
-  segmentsDropped: number;
-  segmentBytesDropped: number;
-  /** Largest number of bytes queued for one peer in one turn (a gauge of the high-water mark). */
-  peerTurnBytesMax: number;
-  /** Requests refused because PENDING_REQUESTS_MAX (or PENDING_FORWARDS_MAX) were already waiting. */
-  requestsRefused: number;
-}
 
 /**
  * The per-node host of every shard replica (ARCHITECTURE.md, "shards: the

@@ -1,5 +1,6 @@
 import { InvalidMessageError, StepPeerNotFoundError, type GroupId, type Message, type NodeId } from '@flotilla/core';
 import { isInitialized } from '../kv/range.js';
+import type { ShellLogger } from '../shell-logger.js';
 import type { CoreStats } from './core-protocol.js';
 import type { CoreOutputBuffer } from './core-output.js';
 import type { Group } from './group.js';
@@ -7,7 +8,6 @@ import { invalidNetworkMessage } from './input-checks.js';
 import { decodeBatch } from './message-codec.js';
 import { HEARTBEAT_RESPONSE_TUPLE_LENGTH, HEARTBEAT_TUPLE_LENGTH, type Segment } from './node-batch.js';
 import type { Quiescence } from './quiescence.js';
-import type { ShellLogger } from './shard-core.js';
 
 /** A shard this core lacks is reported to the Host at most this often (its leader heartbeats every few ticks). */
 const UNKNOWN_REPORT_TICKS = 20;

@@ -2,11 +2,11 @@ import { DEFAULTS, assert, type Clock } from '@flotilla/core';
 import type { Transport } from '@flotilla/transport';
 import { KEY_BYTES_MAX, VALUE_BYTES_MAX } from '../kv/command.js';
 import { CHECKSUM_CHUNK_KEY_COUNT_DEFAULT, CHECKSUM_HOLD_TICKS_DEFAULT } from '../kv/consistency.js';
+import type { ShellLogger } from '../shell-logger.js';
 import type { StoreIo } from '../storage/node-store.js';
 import type { CoreSettingsBase } from './core-channel.js';
 import type { GroupRaftOptions } from './group.js';
 import { SEGMENT_BYTES_MAX } from './node-batch.js';
-import type { ShellLogger } from './shard-core.js';
 
 /** 100 ms ticks with the core's 10-tick election timeout: elections after 1–2 s of silence (etcd's defaults). */
 export const TICK_INTERVAL_MS_DEFAULT = 100;

@@ -1,7 +1,7 @@
 import type { CoreReply } from './core-protocol.js';
 import { OverloadedError, RequestTimeoutError, fromWire } from './errors.js';
-import type { HostStats } from './host.js';
 import type { RequestIds } from './rpc.js';
+import type { HostStats } from './stats.js';
 
 /**
  * Requests waiting for a core's answer. Every one has a deadline

@@ -1,8 +1,8 @@
 import { NONE, type GroupId, type LogIndex, type NodeId } from '@flotilla/core';
+import type { ShellLogger } from '../shell-logger.js';
 import type { CoreStats } from './core-protocol.js';
 import type { CoreOutputBuffer } from './core-output.js';
 import type { Group } from './group.js';
-import type { ShellLogger } from './shard-core.js';
 
 /** What quiescence needs of its core. */
 export interface QuiescencePort {

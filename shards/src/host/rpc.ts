@@ -1,9 +1,9 @@
 import { randomInt } from 'node:crypto';
 import { Packr } from 'msgpackr';
+import type { ShellLogger } from '../shell-logger.js';
 import { OverloadedError, RemoteError, RequestTimeoutError, toWire } from './errors.js';
-import type { HostStats } from './host.js';
 import { encodeRpcSegments, type RpcSegment } from './node-batch.js';
-import type { ShellLogger } from './shard-core.js';
+import type { HostStats } from './stats.js';
 
 /**
  * Requests forwarded to other nodes waiting for their answers. Every one has

@@ -8,7 +8,6 @@ import {
   type Entry,
   type GroupId,
   type LogIndex,
-  type Logger,
   type Message,
   type NodeId,
   type Ready,
@@ -18,6 +17,7 @@ import { ReplicaChecksums } from '../kv/consistency.js';
 import { decodeShardRange, describeRange, isInitialized, type ShardRange } from '../kv/range.js';
 import { KvStateMachine, type ApplyBatch, type ApplyOutcome, type ApplyResults } from '../kv/state-machine.js';
 import { isMember, ReplicaLifecycle } from '../replica/lifecycle.js';
+import type { ShellLogger } from '../shell-logger.js';
 import { IncomingSnapshots } from '../snapshot/incoming.js';
 import { OutgoingSnapshots } from '../snapshot/outgoing.js';
 import { isOutOfSpace } from '../storage/disk-space.js';
@@ -31,12 +31,6 @@ import { InboundTraffic } from './inbound.js';
 import { rangeReports } from './range-reports.js';
 import { Quiescence } from './quiescence.js';
 import { ShardRequests } from './shard-requests.js';
-
-/** Logging as the shell needs it: the core's interface plus error and child bindings (pino satisfies it). */
-export interface ShellLogger extends Logger {
-  error(fields: Record<string, unknown>, message: string): void;
-  child(bindings: Record<string, unknown>): ShellLogger;
-}
 
 export interface ShardCoreOptions {
   readonly nodeId: number;

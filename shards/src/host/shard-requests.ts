@@ -3,13 +3,13 @@ import { decodeCommand, encodeChecksumCommand, InvalidCommandError } from '../kv
 import type { ReplicaChecksums } from '../kv/consistency.js';
 import { coversSpan, describeRange, hexKey, inRange, isInitialized } from '../kv/range.js';
 import type { KvStateMachine } from '../kv/state-machine.js';
+import type { ShellLogger } from '../shell-logger.js';
 import type { CoreRequest, CoreStats, MembershipChange, ReadOp, ShardStatus } from './core-protocol.js';
 import type { CoreOutputBuffer } from './core-output.js';
 import type { DiskGuard } from './disk-guard.js';
 import { EpochMismatchError, KeyOutOfRangeError, NotLeaderError, ShardNotFoundError } from './errors.js';
 import type { Group, PendingRead } from './group.js';
 import { invalidReadOp } from './input-checks.js';
-import type { ShellLogger } from './shard-core.js';
 
 /** What a shard's requests need of their core. */
 export interface ShardRequestsPort {

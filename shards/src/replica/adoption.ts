@@ -1,7 +1,7 @@
 import type { ClaimAnswer, CoreRequest } from '../host/core-protocol.js';
 import { ShardExistsError } from '../host/errors.js';
-import type { ShellLogger } from '../host/shard-core.js';
 import type { ShardTable } from '../host/shard-table.js';
+import type { ShellLogger } from '../shell-logger.js';
 
 /**
  * Ticks a shard's traffic must keep arriving before this node makes an empty replica for it: two

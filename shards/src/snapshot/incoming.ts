@@ -4,7 +4,7 @@ import type { CoreStats } from '../host/core-protocol.js';
 import type { CoreOutputBuffer } from '../host/core-output.js';
 import type { DiskGuard } from '../host/disk-guard.js';
 import type { Group } from '../host/group.js';
-import type { ShellLogger } from '../host/shard-core.js';
+import type { ShellLogger } from '../shell-logger.js';
 import type { NodeStore } from '../storage/node-store.js';
 import { SnapshotInstaller } from './installer.js';
 

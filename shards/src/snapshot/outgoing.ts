@@ -2,7 +2,7 @@ import type { NodeId } from '@flotilla/core';
 import type { CoreStats } from '../host/core-protocol.js';
 import type { CoreOutputBuffer } from '../host/core-output.js';
 import type { Group } from '../host/group.js';
-import type { ShellLogger } from '../host/shard-core.js';
+import type { ShellLogger } from '../shell-logger.js';
 import type { NodeStore } from '../storage/node-store.js';
 import { readSnapshot } from './reader.js';
 import { encodeSnapshotStreamHeader } from './stream-header.js';

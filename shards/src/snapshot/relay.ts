@@ -1,7 +1,7 @@
 import { sleep, type Clock } from '@flotilla/core';
 import type { SnapshotReceiver, SnapshotSender, Transport } from '@flotilla/transport';
 import type { CoreEvent, CoreOutEvent } from '../host/core-protocol.js';
-import type { ShellLogger } from '../host/shard-core.js';
+import type { ShellLogger } from '../shell-logger.js';
 import { ByteRateLimiter } from './rate-limit.js';
 import { decodeSnapshotStreamHeader } from './stream-header.js';
 

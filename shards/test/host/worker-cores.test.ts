@@ -5,7 +5,7 @@ import { SeededRng } from '@flotilla/core';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Host } from '../../src/host/host.js';
-import type { ShellLogger } from '../../src/host/shard-core.js';
+import type { ShellLogger } from '../../src/shell-logger.js';
 import { waitUntil } from '../../test-support/node-cluster.js';
 import { tempDir, useTempStores } from '../support/fixtures.js';
 import { key } from '../support/host-cluster.js';

@@ -8,7 +8,7 @@ import type { KvCommand, KvResult } from '../../src/kv/command.js';
 import { Host } from '../../src/host/host.js';
 import type { HostOptions } from '../../src/host/options.js';
 import type { ShardStatus } from '../../src/host/core-protocol.js';
-import type { ShellLogger } from '../../src/host/shard-core.js';
+import type { ShellLogger } from '../../src/shell-logger.js';
 import { tempDir } from './fixtures.js';
 
 /** How long settle() waits for the cluster to go quiet: LMDB syncs take milliseconds each, a settle needs a few dozen. */
