@@ -10,7 +10,7 @@ export { readSnapshot } from './snapshot/reader.js';
 export { SnapshotInstaller } from './snapshot/installer.js';
 export { KvStateMachine, type ApplyBatch, type ApplyOutcome, type ApplyResults, type CreatedShard, type StagedApply, type StoredValue } from './kv/state-machine.js';
 export { WHOLE_KEY_SPACE, type ShardRange } from './kv/range.js';
-export { encodeCommand, decodeCommand, validateCommand, InvalidCommandError, KEY_BYTES_MAX, VALUE_BYTES_MAX, INITIAL_LOG_INDEX, INITIAL_LOG_TERM, type KvCommand, type KvResult, type SplitCommand, type SplitOutcome, type MembershipOutcome, type ChecksumApplied } from './kv/command.js';
+export { encodeCommand, decodeCommand, validateCommand, KEY_BYTES_MAX, VALUE_BYTES_MAX, INITIAL_LOG_INDEX, INITIAL_LOG_TERM, type KvCommand, type KvResult, type SplitCommand, type SplitOutcome, type MembershipOutcome, type ChecksumApplied } from './kv/command.js';
 export {
   digestPairs,
   firstDifferentBlock,
@@ -32,4 +32,4 @@ export type { HostStats } from './host/stats.js';
 export { TICK_INTERVAL_MS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT, type HostOptions } from './host/options.js';
 export type { ShardStatus, CoreStats, Consistency, RangeBoundsWire, MembershipChange } from './host/core-protocol.js';
 export type { ShellLogger } from './shell-logger.js';
-export { NotLeaderError, ShardNotFoundError, ShardExistsError, KeyOutOfRangeError, EpochMismatchError, RequestTimeoutError, HostClosedError, CoreCrashedError, OverloadedError, DiskFullError, RemoteError } from './host/errors.js';
+export { NotLeaderError, ShardNotFoundError, ShardExistsError, KeyOutOfRangeError, EpochMismatchError, RequestTimeoutError, HostClosedError, CoreCrashedError, OverloadedError, DiskFullError, RemoteError, InvalidCommandError } from './errors.js';

@@ -1,6 +1,6 @@
 import { assert } from '@flotilla/core';
+import { toWire } from '../errors.js';
 import type { CoreOutEvent, CoreOutput, CoreReply } from './core-protocol.js';
-import { toWire } from './errors.js';
 import { Outbox } from './outbox.js';
 
 /**
@@ -19,7 +19,7 @@ export class CoreOutputBuffer {
     this.replies.push({ id, ok: true, value });
   }
 
-  /** Only errors with a stable code cross to the Host (errors.ts toWire); anything else is our bug. */
+  /** Only errors with a stable code cross to the Host (../errors.ts toWire); anything else is our bug. */
   fail(id: number, err: unknown): void {
     const wire = toWire(err);
     assert(wire !== undefined, () => `request ${id} failed with an uncoded error: ${String(err)}`);

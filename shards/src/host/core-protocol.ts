@@ -1,4 +1,5 @@
 import { Packr } from 'msgpackr';
+import type { WireError } from '../errors.js';
 import type { Segment } from './node-batch.js';
 
 /**
@@ -89,14 +90,6 @@ export interface CoreInput {
   readonly inbound: readonly (readonly [from: number, segment: Segment])[];
   readonly requests: readonly CoreRequest[];
   readonly events: readonly CoreEvent[];
-}
-
-export interface WireError {
-  readonly code: string;
-  readonly message: string;
-  readonly retryable: boolean;
-  /** NOT_LEADER: the node the replica believes leads the group (0 when unknown). */
-  readonly leaderHint?: number;
 }
 
 export type CoreReply = { readonly id: number; readonly ok: true; readonly value: unknown } | { readonly id: number; readonly ok: false; readonly error: WireError };

@@ -1,10 +1,10 @@
 import type { Entry, NodeId } from '@flotilla/core';
+import { DiskFullError } from '../errors.js';
 import type { ShellLogger } from '../shell-logger.js';
 import { freeBytes, isOutOfSpace } from '../storage/disk-space.js';
 import type { ShardWrite } from '../storage/node-store.js';
 import type { CoreStats } from './core-protocol.js';
 import type { CoreOutputBuffer } from './core-output.js';
-import { DiskFullError } from './errors.js';
 import type { Group } from './group.js';
 
 /** How often (ticks) the core looks at the free space of its store's file system: once a second at the default tick. */

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { SYSTEM_CLOCK, assert, type Clock, type GroupId } from '@flotilla/core';
 import { BATCH_BYTES_MAX, type TransportStats } from '@flotilla/transport';
+import { CoreCrashedError, HostClosedError } from '../errors.js';
 import { encodeCommand, type KvCommand, type KvResult } from '../kv/command.js';
 import type { ChecksumAnswer, ChecksumBlockAnswer } from '../kv/consistency.js';
 import type { StoredValue } from '../kv/state-machine.js';
@@ -8,7 +9,6 @@ import type { ShellLogger } from '../shell-logger.js';
 import { InlineCoreChannel, startCoreChannels, type CoreChannel } from './core-channel.js';
 import type { RangeReport } from '@flotilla/placement';
 import type { MembershipChange, CoreEvent, CoreOutEvent, CoreOutput, CoreRequest, CoreStats, RangeBoundsWire, ReadOp, ShardStatus, Consistency } from './core-protocol.js';
-import { CoreCrashedError, HostClosedError } from './errors.js';
 import { Liveness } from './liveness.js';
 import { BatchDecodeError } from './message-codec.js';
 import { SEGMENT_BYTES_MAX, decodeFrame, joinSegments, splitSegment, type DecodedFrame, type Segment } from './node-batch.js';

@@ -1,5 +1,5 @@
+import { OverloadedError, RequestTimeoutError, fromWire } from '../errors.js';
 import type { CoreReply } from './core-protocol.js';
-import { OverloadedError, RequestTimeoutError, fromWire } from './errors.js';
 import type { RequestIds } from './rpc.js';
 import type { HostStats } from './stats.js';
 

@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { Packr } from 'msgpackr';
+import { OverloadedError, RemoteError, RequestTimeoutError, toWire } from '../errors.js';
 import type { ShellLogger } from '../shell-logger.js';
-import { OverloadedError, RemoteError, RequestTimeoutError, toWire } from './errors.js';
 import { encodeRpcSegments, type RpcSegment } from './node-batch.js';
 import type { HostStats } from './stats.js';
 

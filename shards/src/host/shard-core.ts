@@ -12,6 +12,7 @@ import {
   type NodeId,
   type Ready,
 } from '@flotilla/core';
+import { NotLeaderError } from '../errors.js';
 import { isChecksumCommand, type KvResult } from '../kv/command.js';
 import { ReplicaChecksums } from '../kv/consistency.js';
 import { decodeShardRange, describeRange, isInitialized, type ShardRange } from '../kv/range.js';
@@ -25,7 +26,6 @@ import type { NodeStore, ShardWrite } from '../storage/node-store.js';
 import { CoreOutputBuffer } from './core-output.js';
 import { zeroCoreStats, type CoreEvent, type CoreInput, type CoreOutput, type CoreRequest, type CoreStats } from './core-protocol.js';
 import { DiskGuard, entryBytes, writeBytes } from './disk-guard.js';
-import { NotLeaderError } from './errors.js';
 import { Group, type GroupRaftOptions } from './group.js';
 import { InboundTraffic } from './inbound.js';
 import { rangeReports } from './range-reports.js';

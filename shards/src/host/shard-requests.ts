@@ -1,5 +1,6 @@
 import { InvalidConfChangeError, NONE, ProposalDroppedError, groupId, nodeId, type GroupId, type NodeId } from '@flotilla/core';
-import { decodeCommand, encodeChecksumCommand, InvalidCommandError } from '../kv/command.js';
+import { EpochMismatchError, InvalidCommandError, KeyOutOfRangeError, NotLeaderError, ShardNotFoundError } from '../errors.js';
+import { decodeCommand, encodeChecksumCommand } from '../kv/command.js';
 import type { ReplicaChecksums } from '../kv/consistency.js';
 import { coversSpan, describeRange, hexKey, inRange, isInitialized } from '../kv/range.js';
 import type { KvStateMachine } from '../kv/state-machine.js';
@@ -7,7 +8,6 @@ import type { ShellLogger } from '../shell-logger.js';
 import type { CoreRequest, CoreStats, MembershipChange, ReadOp, ShardStatus } from './core-protocol.js';
 import type { CoreOutputBuffer } from './core-output.js';
 import type { DiskGuard } from './disk-guard.js';
-import { EpochMismatchError, KeyOutOfRangeError, NotLeaderError, ShardNotFoundError } from './errors.js';
 import type { Group, PendingRead } from './group.js';
 import { invalidReadOp } from './input-checks.js';
 

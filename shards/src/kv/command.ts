@@ -1,5 +1,6 @@
-import { assert, FlotillaError } from '@flotilla/core';
+import { assert } from '@flotilla/core';
 import { Packr } from 'msgpackr';
+import { InvalidCommandError } from '../errors.js';
 import { KEY_BYTES_MAX, SNAPSHOT_PAIR_BYTES_MAX, SNAPSHOT_PAIR_OVERHEAD_BYTES } from '../storage/codec.js';
 import { CorruptRecordError } from '../storage/errors.js';
 
@@ -91,15 +92,6 @@ export type KvResult =
   | { readonly ok: false; readonly code: 'EPOCH_MISMATCH'; readonly currentEpoch: number }
   /** A well-formed command the store cannot hold (see validateCommand); refused the same way on every replica. */
   | { readonly ok: false; readonly code: 'COMMAND_INVALID'; readonly reason: string };
-
-/** A command the store cannot hold; the proposer's fault (a 4xx), never retryable. */
-export class InvalidCommandError extends FlotillaError {
-  readonly code = 'COMMAND_INVALID';
-  readonly retryable = false;
-  constructor(readonly reason: string) {
-    super(`invalid command: ${reason}`);
-  }
-}
 
 /**
  * Why LMDB or a snapshot could not hold this command, or undefined if it can.

@@ -1,5 +1,5 @@
+import { ShardExistsError } from '../errors.js';
 import type { ClaimAnswer, CoreRequest } from '../host/core-protocol.js';
-import { ShardExistsError } from '../host/errors.js';
 import type { ShardTable } from '../host/shard-table.js';
 import type { ShellLogger } from '../shell-logger.js';
 

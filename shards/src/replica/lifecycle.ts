@@ -1,10 +1,10 @@
 import { EMPTY_CONF_STATE, groupId, nodeId, type ConfState, type GroupId, type NodeId } from '@flotilla/core';
+import { DiskFullError, ShardExistsError, ShardNotFoundError } from '../errors.js';
 import { INITIAL_LOG_INDEX, INITIAL_LOG_TERM } from '../kv/command.js';
 import { UNINITIALIZED, encodeShardRange, isInitialized, type ShardRange } from '../kv/range.js';
 import type { KvStateMachine } from '../kv/state-machine.js';
 import type { ClaimAnswer, CoreRequest } from '../host/core-protocol.js';
 import type { CoreOutputBuffer } from '../host/core-output.js';
-import { DiskFullError, ShardExistsError, ShardNotFoundError } from '../host/errors.js';
 import type { Group } from '../host/group.js';
 import type { ShardRequests } from '../host/shard-requests.js';
 import type { ShellLogger } from '../shell-logger.js';

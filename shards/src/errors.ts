@@ -1,12 +1,32 @@
 import { FlotillaError, ProposalDroppedError } from '@flotilla/core';
-import { InvalidCommandError } from '../kv/command.js';
-import type { WireError } from './core-protocol.js';
 
 /**
  * Expected failures of requests that enter through the Host. Each has a
  * stable `code` and says whether retrying can help; they cross the thread
  * boundary as `WireError` and are rebuilt on the Host side (`fromWire`).
+ * A leaf: the KV commands, a replica's lifecycle and the Host all fail with
+ * these, and each layer may import it without importing the one above.
+ * The store's own failures (a data directory, a corrupt record) are
+ * storage/errors.ts.
  */
+
+/** The one wire form of an expected failure (see toWire). */
+export interface WireError {
+  readonly code: string;
+  readonly message: string;
+  readonly retryable: boolean;
+  /** NOT_LEADER: the node the replica believes leads the group (0 when unknown). */
+  readonly leaderHint?: number;
+}
+
+/** A command the store cannot hold; the proposer's fault (a 4xx), never retryable. */
+export class InvalidCommandError extends FlotillaError {
+  readonly code = 'COMMAND_INVALID';
+  readonly retryable = false;
+  constructor(readonly reason: string) {
+    super(`invalid command: ${reason}`);
+  }
+}
 
 /** This replica is not the leader of the shard; `leaderHint` is the node it believes leads (0: unknown). */
 export class NotLeaderError extends FlotillaError {
