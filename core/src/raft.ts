@@ -825,8 +825,8 @@ export class Raft {
         throw new ProposalDroppedError(refused);
       }
       // Dry-run it: with no other change pending, the current config is the one it will be applied to,
-      // and a committed change that every replica fails to apply wedges the group (test/test/sim.test.ts
-      // regressions: removing every voter was committed, then threw on each replica).
+      // and a committed change that every replica fails to apply (removing every voter, say) wedges the
+      // group (test/test/sim.test.ts has the regression).
       this.changedConfig(cc);
       pendingConfIndex = this.log.lastIndex() + i + 1;
     }
@@ -1173,7 +1173,7 @@ export class Raft {
     }
     if (this.applyingCommittedEntries) {
       // Entries below the snapshot are being applied; restoring now would swap the config their
-      // conf changes apply to: replicas diverged on membership or threw InvalidConfChangeError
+      // conf changes apply to, and replicas would diverge on membership or throw InvalidConfChangeError
       // (test/test/sim.test.ts regressions). The leader retries.
       this.logger.info({ nodeId: this.id, term: this.term, snapshotIndex: index }, 'snapshot ignored: committed entries are being applied');
       return false;

@@ -150,7 +150,7 @@ function nextTransferLeader(op: OperatorOf<'transferLeader'>, { range, options }
   if (range.leader === to) return done();
   if (!range.voters.includes(to)) return abandon(`node ${to} is not a voter of range ${range.rangeId}`);
   if (range.leader !== from) return abandon(`range ${range.rangeId} is led by node ${range.leader} now, not ${from}`);
-  // Not in the brief, but the scheduler's rule that only up nodes get leaders: a transfer to a node that went away
+  // The scheduler's rule that only up nodes get leaders holds here too: a transfer to a node that went away
   // would leave the range leaderless until an election.
   if (options.nodeState(to) !== 'up') return abandon(`node ${to} is ${options.nodeState(to) ?? 'unknown'}`);
   return step({ kind: 'transferLeader', to });

@@ -109,15 +109,17 @@ export function driverConfigOf(o: PlacementOptions = {}): DriverConfig {
 export const META_DUTY_INTERVAL_MS_DEFAULT = 1_000;
 
 /**
- * One cluster node: a Host on a TCP transport and the KvStore over it.
+ * One cluster node: a Host on a TCP transport (or the caller's) and the
+ * KvStore over it.
  *
- * Membership is static for now (etcd's `--initial-cluster`): every member is
- * started with the same peers and range count, and on its first start
- * creates its replicas of the same ranges — the meta range, then
- * [i·256/n, (i+1)·256/n) on the first key byte — each on min(3, members)
- * members (bootstrapRanges). The node records the descriptors of the ranges
- * it leads in the meta range, and its router reads them from there. Joining
- * a running cluster by address is not built yet.
+ * A node either bootstraps a cluster with the others (etcd's
+ * `--initial-cluster`): every member is started with the same peers and range
+ * count, and on its first start creates its replicas of the same ranges — the
+ * meta range, then [i·256/n, (i+1)·256/n) on the first key byte — each on
+ * min(3, members) members (bootstrapRanges); or it joins a running cluster
+ * through a member's HTTP URL (`join`, membership.ts) and is given replicas
+ * by the placement driver. The node records the descriptors of the ranges it
+ * leads in the meta range, and its router reads them from there.
  */
 export class FlotillaNode {
   private constructor(

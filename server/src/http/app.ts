@@ -107,8 +107,8 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
   // Values are bytes whatever the client calls them: every media type parses to the raw body as a Buffer.
   // Admin routes parse theirs as JSON (admin-routes.ts).
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
-  // Response schemas document the replies; replies are written as they always were, with JSON.stringify.
-  // fastify's schema serializer would drop any field a schema does not list, and the views' JSON is theirs.
+  // Response schemas document the replies; replies are written with JSON.stringify, not fastify's schema
+  // serializer, which would drop any field a schema does not list (the views' JSON is theirs).
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
 
   function sendError(err: unknown, request: FastifyRequest, reply: FastifyReply): void {
