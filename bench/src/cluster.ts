@@ -7,10 +7,10 @@ import { assert, MemoryStorage, RawNode, SeededRng, nodeId, type ConfState, type
 const TURN_COUNT_MAX = 1_000;
 
 /**
- * Entries a replica's MemoryStorage keeps before the shell compacts it.
- * MemoryStorage.append copies the whole stored log on every call, so an
- * uncompacted log makes each round O(log length); 256 keeps that copy under
- * a few microseconds while compacting rarely.
+ * Entries a replica's MemoryStorage keeps before the shell compacts it:
+ * uncompacted, the logs grow with the run, and their memory and GC work with
+ * them, so a longer run would measure something else. 256 keeps them small
+ * while compacting rarely.
  */
 const STORED_ENTRY_COUNT_MAX = 256;
 
@@ -32,9 +32,9 @@ export function emptyChecksum(): ApplyChecksum {
 
 /**
  * The bench's state machine: reads every payload byte, as a real apply would.
- * Sums stay int32 (`| 0`): storing `>>> 0` results above 2^31 turned the
- * fields into heap doubles and made this loop 10× slower (4.4 µs → 0.4 µs
- * per 256-byte payload, measured here), enough to swamp the Raft costs.
+ * Sums stay int32 (`| 0`): a `>>> 0` result above 2^31 is no small integer,
+ * so V8 would keep the fields as heap doubles and this loop would cost enough
+ * to swamp the Raft costs it is there to measure.
  */
 export function applyPayload(checksum: ApplyChecksum, index: number, bytes: Uint8Array, start: number, end: number): void {
   checksum.appliedEntryCount++;

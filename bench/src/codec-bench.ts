@@ -9,8 +9,8 @@
 //     how the Host passes batches to its worker cores: a 64 KiB ArrayBuffer
 //     transferred (what the Host does), the same bytes structured-cloned (what
 //     not transferring would cost), and a 256 B transferred and cloned one (a
-//     quiet loop turn). A transfer is said to beat a clone 2–4× per batch; the
-//     transfer÷clone lines re-measure that on this machine.
+//     quiet loop turn). The transfer÷clone lines say what transferring saves
+//     over cloning per batch on the machine the bench runs on.
 // Every task keeps a checksum of what it produced or received, so no work is
 // optimized away, and is verified after its run: the checksum must equal what
 // the inputs imply for that many iterations, and the last outputs must equal

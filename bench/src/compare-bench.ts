@@ -1,5 +1,5 @@
 // `compare-bench` (npm run bench:compare): Flotilla side by side with etcd, and both against the
-// no-consensus baseline, in one run on this machine. Starts a local 3-node Flotilla cluster (`flotilla
+// no-consensus baseline, in one run on one machine. Starts a local 3-node Flotilla cluster (`flotilla
 // start` processes), a local 3-node etcd cluster (if etcd is installed; otherwise says how to install it
 // and skips that side) and the baseline (Flotilla's HTTP stack over an in-memory map), all on loopback;
 // loads the same keys into each; then for every workload and concurrency runs each system in turn — the

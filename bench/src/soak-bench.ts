@@ -64,7 +64,10 @@ const nodeArgs = values['node-args'].split(' ').filter((a) => a.length > 0);
 
 /** Members of the soaked cluster: the smallest that replicates and keeps a quorum through one loss. */
 const MEMBER_COUNT = 3;
-/** The trend's windows (first warm, last): a minute, as the issue asks; a third of the measured time in a shorter run. */
+/**
+ * The trend's windows (first warm, last): a minute, long enough to average over GC cycles and the
+ * once-a-second samples' noise; a third of the measured time in a shorter run.
+ */
 const TREND_WINDOW_MS_MAX = 60_000;
 const trendWindowMs = Math.min(TREND_WINDOW_MS_MAX, durationMs / 3);
 /**

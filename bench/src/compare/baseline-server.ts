@@ -1,6 +1,6 @@
 // The no-consensus baseline: Flotilla's HTTP stack (createHttpServer: fastify, routing, validation, error
 // mapping) over an in-memory map instead of a cluster. No Raft, no disk, no forwarding: what the HTTP API
-// alone can do on this machine, the ceiling the cluster is measured against.
+// alone can do on the machine the bench runs on, the ceiling the cluster is measured against.
 //
 //   node dist/compare/baseline-server.js --http 127.0.0.1:8200
 //

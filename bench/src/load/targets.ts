@@ -3,10 +3,9 @@ import type { KvStore } from '@flotilla/server';
 import type { Target } from './runner.js';
 
 /**
- * HTTP/1.1 with keep-alive over node:http. Not fetch: on this 2-core machine fetch (undici inside Node 20)
- * spent so much CPU per request that a 64-client load from one process topped out at ~1,300 req/s
- * against a server that serves ~6,000 with node:http as the client (bench/README.md, "The load
- * generator"); the client must not be what a benchmark measures.
+ * HTTP/1.1 with keep-alive over node:http. Not fetch: fetch (undici inside Node 20) spends so much CPU
+ * per request that one process's load tops out far below what the server serves (bench/README.md, "The
+ * load generator", has the figures); the client must not be what a benchmark measures.
  */
 export interface HttpResponse {
   readonly status: number;

@@ -72,7 +72,9 @@ export interface ScheduleOptions {
 /**
  * Episode lengths. Short runs (CI's ~30 s) fit several faults; long ones
  * hold faults long enough for elections, repairs, snapshots and leaks to
- * show, and keep a node alone for a minute as the issue describes.
+ * show, and keep a node alone for a minute: long past every timeout it
+ * meets (elections, request deadlines, the placement driver's down timeout),
+ * so a node without a quorum must stay bounded however long that lasts.
  */
 const LONG_RUN_MS = 5 * 60_000;
 const SHORT = { episodeMs: [2_000, 6_000], gapMs: [500, 2_000], aloneMs: [4_000, 7_000] } as const;

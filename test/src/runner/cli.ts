@@ -30,8 +30,8 @@ const DEFAULTS = {
   tickMs: 50,
   rssMaxMb: 1_024,
   /**
-   * Search steps per key (about 1 µs each): a violation among many unknown writes can take the search
-   * long to prove, and a key left undecided fails the run anyway — a short bound keeps a bad run short.
+   * Search steps per key: a violation among many unknown writes can take the search long to prove, and a
+   * key left undecided fails the run anyway — a short bound keeps a bad run short.
    */
   checkerStepsMax: 10_000_000,
 } as const;
