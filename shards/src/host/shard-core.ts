@@ -1,31 +1,17 @@
-import {
-  ProposalDroppedError,
-  assert,
-  decodeConfChange,
-  groupId,
-  nodeId,
-  type ConfState,
-  type Entry,
-  type GroupId,
-  type LogIndex,
-  type Message,
-  type NodeId,
-  type Ready,
-} from '@flotilla/core';
-import { NotLeaderError } from '../errors.js';
-import { isChecksumCommand, type KvResult } from '../kv/command.js';
+import { ProposalDroppedError, assert, groupId, nodeId, type GroupId, type Message, type NodeId } from '@flotilla/core';
 import { ReplicaChecksums } from '../kv/consistency.js';
-import { decodeShardRange, describeRange, isInitialized, type ShardRange } from '../kv/range.js';
-import { KvStateMachine, type ApplyBatch, type ApplyOutcome, type ApplyResults } from '../kv/state-machine.js';
+import { decodeShardRange, isInitialized, type ShardRange } from '../kv/range.js';
+import { KvStateMachine, type ApplyOutcome, type ApplyResults } from '../kv/state-machine.js';
 import { isMember, ReplicaLifecycle } from '../replica/lifecycle.js';
 import type { ShellLogger } from '../shell-logger.js';
 import { IncomingSnapshots } from '../snapshot/incoming.js';
 import { OutgoingSnapshots } from '../snapshot/outgoing.js';
 import { isOutOfSpace } from '../storage/disk-space.js';
 import type { NodeStore, ShardWrite } from '../storage/node-store.js';
+import { ApplyPlan, segmentBatches, segmentBytes, type GroupReady } from './apply-plan.js';
 import { CoreOutputBuffer } from './core-output.js';
 import { zeroCoreStats, type CoreEvent, type CoreInput, type CoreOutput, type CoreRequest, type CoreStats } from './core-protocol.js';
-import { DiskGuard, entryBytes, writeBytes } from './disk-guard.js';
+import { DiskGuard, writeBytes } from './disk-guard.js';
 import { Group, type GroupRaftOptions } from './group.js';
 import { InboundTraffic } from './inbound.js';
 import { rangeReports } from './range-reports.js';
@@ -84,7 +70,9 @@ export interface ShardCoreOptions {
  *   peer's going down or coming back wake them, a few per tick;
  * - inbound.ts: the Raft traffic peers send, checked and stepped;
  * - shard-requests.ts: a shard's writes, reads, checks, membership changes
- *   and leadership transfers;
+ *   and leadership transfers, and the answers the round settles;
+ * - apply-plan.ts: the round's committed entries cut into apply
+ *   transactions, and what each commit changed besides data;
  * - replica/lifecycle.ts: a replica's creation, claim, removal and destroy;
  * - snapshot/incoming.ts, snapshot/outgoing.ts: snapshot streams each way;
  * - disk-guard.ts: free space, and rounds that wait for it;
@@ -112,6 +100,7 @@ export class ShardCore {
   private readonly replicas: ReplicaLifecycle;
   private readonly snapshotsOut: OutgoingSnapshots;
   private readonly snapshotsIn: IncomingSnapshots;
+  private readonly applyPlan: ApplyPlan;
 
   /** Store writes that run in the loop, between rounds (see schedule). */
   private readonly tasks: (() => Promise<void>)[] = [];
@@ -129,23 +118,37 @@ export class ShardCore {
   constructor(private readonly options: ShardCoreOptions) {
     assert(options.wakeCountPerTickMax > 0, 'wakeCountPerTickMax must be positive');
     assert(options.compactionKeepEntries < options.compactionTriggerEntries, () => `compactionKeepEntries ${options.compactionKeepEntries} must be below compactionTriggerEntries ${options.compactionTriggerEntries}`);
+    const { store } = options;
     this.self = nodeId(options.nodeId);
-    this.sm = new KvStateMachine(options.store);
+    this.sm = new KvStateMachine(store);
     this.log = options.logger.child({ component: 'core', nodeId: options.nodeId, core: options.coreIndex });
     this.out = new CoreOutputBuffer(options.emit);
-    this.checksums = new ReplicaChecksums(options.store, { chunkKeyCount: options.checksumChunkKeyCount, holdTicks: options.checksumHoldTicks }, (fields, message) => this.log.error(fields, message));
-    // What every part of the core gets: who we are, what we count and log, where answers go.
-    const shared = { self: this.self, stats: this.stats, log: this.log, out: this.out };
-    const touch = (g: Group): void => void this.touched.add(g);
-    const wakeQuietly = (g: Group): void => this.quiescence.wake(g, { notifyLeader: false });
-    const schedule = (task: () => Promise<void>): void => this.schedule(task);
-    const { store } = options;
-    this.quiescence = new Quiescence({ ...shared, groups: this.groups, quiesce: options.quiesce, wakeCountPerTickMax: options.wakeCountPerTickMax, touch });
-    this.inbound = new InboundTraffic({ ...shared, groups: this.groups, quiescence: this.quiescence, tickCount: () => this.tickCount, touch });
-    this.disk = new DiskGuard({ ...shared, dir: store.dir, reserveBytes: options.diskReserveBytes, active: this.quiescence.ticking, downPeers: this.quiescence.downPeers, touch });
+    this.checksums = new ReplicaChecksums(store, { chunkKeyCount: options.checksumChunkKeyCount, holdTicks: options.checksumHoldTicks }, (fields, message) => this.log.error(fields, message));
+    // What the parts share: who we are, what we count and log, where answers go, the replicas and the
+    // loop. Each part's port names what it takes of it.
+    const shared = {
+      self: this.self,
+      stats: this.stats,
+      log: this.log,
+      out: this.out,
+      store,
+      groups: this.groups,
+      touch: (g: Group): void => void this.touched.add(g),
+      /** Quietly: a follower's wake does not ask its leader to wake too. */
+      wake: (g: Group): void => this.quiescence.wake(g, { notifyLeader: false }),
+      schedule: (task: () => Promise<void>): void => this.schedule(task),
+    };
+    const start = (g: Group, { campaignSoon }: { campaignSoon: boolean }): void => {
+      this.quiescence.start(g);
+      if (campaignSoon) this.quiescence.campaignSoon(g);
+      this.touched.add(g);
+    };
+    const addGroup = (shardId: GroupId, bounds: ShardRange): Group => this.addGroup(shardId, bounds);
+    this.quiescence = new Quiescence({ ...shared, quiesce: options.quiesce, wakeCountPerTickMax: options.wakeCountPerTickMax });
+    this.inbound = new InboundTraffic({ ...shared, quiescence: this.quiescence, tickCount: () => this.tickCount });
+    this.disk = new DiskGuard({ ...shared, dir: store.dir, reserveBytes: options.diskReserveBytes, active: this.quiescence.ticking, downPeers: this.quiescence.downPeers });
     this.snapshotsOut = new OutgoingSnapshots({
       ...shared,
-      store,
       coreIndex: options.coreIndex,
       coreCount: options.coreCount,
       onReported: (g) => {
@@ -153,32 +156,24 @@ export class ShardCore {
         this.kick();
       },
     });
-    this.snapshotsIn = new IncomingSnapshots({ ...shared, store, groups: this.groups, disk: this.disk, schedule, wake: wakeQuietly, step: (g, m) => this.inbound.step(g, m) });
-    this.requests = new ShardRequests({ ...shared, groups: this.groups, sm: this.sm, checksums: this.checksums, disk: this.disk, wake: wakeQuietly, touch });
+    this.snapshotsIn = new IncomingSnapshots({ ...shared, disk: this.disk, step: (g, m) => this.inbound.step(g, m) });
+    this.requests = new ShardRequests({ ...shared, sm: this.sm, checksums: this.checksums, disk: this.disk });
     this.replicas = new ReplicaLifecycle({
       ...shared,
-      store,
-      groups: this.groups,
       sm: this.sm,
       requests: this.requests,
       snapshotsOut: this.snapshotsOut,
       snapshotsIn: this.snapshotsIn,
-      schedule,
-      addGroup: (shardId, bounds) => this.addGroup(shardId, bounds),
-      start: (g, { campaignSoon }) => {
-        this.quiescence.start(g);
-        if (campaignSoon) this.quiescence.campaignSoon(g);
-        this.touched.add(g);
-      },
+      addGroup,
+      start,
       stop: (g) => {
         this.quiescence.stop(g);
         this.touched.delete(g);
         this.checksums.dropShard(g.id);
       },
-      forget: (g) => {
-        this.groups.delete(g.id);
-      },
+      forget: (g) => void this.groups.delete(g.id),
     });
+    this.applyPlan = new ApplyPlan({ ...shared, checksums: this.checksums, replicas: this.replicas, addGroup, start });
     this.openStoredGroups();
     this.replicas.destroyRemovedByApply();
     this.log.info({ groupCount: this.groups.size }, 'core started');
@@ -431,33 +426,28 @@ export class ShardCore {
     // quorum already, and one transaction per round instead of two halves the syncs a round waits for.
     // A checksum entry ends its transaction (applySegments): the entries after it apply in another one.
     const results: ApplyResults = new Map();
-    const segments = this.applySegments(items);
+    const segments = this.applyPlan.segments(items);
     for (let i = 0; i < segments.length; i++) {
       const segment = segments[i]!;
       // Staged only now: each segment starts where the one before it left the store and the groups' ranges.
-      const apply = this.sm.stage(segment.pieces.map((p) => ({ ...p, shardId: p.g.id, range: p.g.bounds })));
+      const apply = this.sm.stage(segmentBatches(segment));
       const logWrites = i === 0 ? writes : [];
       let outcome: ApplyOutcome | undefined;
       if (logWrites.length > 0 || !apply.isEmpty) {
-        const bytes = 2 * (writeBytes(logWrites) + segment.pieces.reduce((sum, p) => sum + entryBytes(p.entries), 0));
+        const bytes = 2 * (writeBytes(logWrites) + segmentBytes(segment));
         const persisted = await this.disk.untilWritten(() => this.options.store.persist(logWrites, { alsoInTransaction: () => (outcome = apply.write()) }), bytes);
         if (!persisted) return;
       }
       apply.committed();
-      if (outcome !== undefined) {
-        mergeResults(results, outcome.results);
-        this.afterApply(outcome);
-      }
-      // Nothing has written to the store since that commit: each snapshot holds the data exactly as of its entry.
-      for (const { g, index } of segment.checksums) this.captureChecksum(g, index, results.get(g.id)?.get(index));
+      this.applyPlan.onCommitted(segment, outcome, results);
     }
     this.replicas.destroyRemovedByApply();
 
     // What promises what was just written (votes, acknowledgements), then the answers.
     for (const { g, rd } of items) this.route(g, rd.messagesAfterPersist);
     this.out.flush();
-    this.settleProposals(items, results);
-    for (const { g, rd } of items) this.answerReads(g, rd);
+    for (const { g, rd } of items) this.requests.settleProposals(g, rd.committedEntries, results.get(g.id));
+    for (const { g, rd } of items) this.requests.answerReads(g, rd);
     for (const { g } of items) {
       g.raw.advance();
       this.touched.add(g);
@@ -502,129 +492,6 @@ export class ShardCore {
       this.stats.entriesPersisted += rd.entries.length;
     }
     return writes;
-  }
-
-  /**
-   * The round's committed entries as apply transactions: one, unless a
-   * checksum entry is among them. A checksum entry ends its transaction (the
-   * entries after it, in any group, go in the next), so a snapshot taken
-   * right after that commit holds the range exactly as of the checksum's
-   * index on every replica — wherever each replica's Readys happened to cut
-   * the log. Checksums are rare (one per range per check interval), so the
-   * extra transaction and sync almost never happen. Raft takes each conf
-   * change here, as it is planned for apply; a configuration without this
-   * node marks the replica for removal after the commit.
-   */
-  private applySegments(items: readonly GroupReady[]): ApplySegment[] {
-    const segments: ApplySegment[] = [{ pieces: [], checksums: [] }];
-    for (const { g, rd } of items) {
-      if (rd.committedEntries.length === 0) continue;
-      let confAt: Map<LogIndex, ConfState> | undefined;
-      let confState: ConfState | undefined;
-      for (const e of rd.committedEntries) {
-        if (e.type !== 'confChange') continue;
-        confState = g.raw.applyConfChange(decodeConfChange(e.data));
-        (confAt ??= new Map()).set(e.index, confState);
-      }
-      if (confState !== undefined && !isMember(confState, this.self)) this.replicas.noteRemovedByApply(g);
-      this.stats.entriesApplied += rd.committedEntries.length;
-      let from = 0;
-      let segment = 0;
-      const cut = (to: number, checksum: boolean) => {
-        const entries = rd.committedEntries.slice(from, to);
-        if (segments[segment] === undefined) segments[segment] = { pieces: [], checksums: [] };
-        segments[segment]!.pieces.push({ g, entries, confState: lastConfIn(entries, confAt), confAt });
-        if (checksum) segments[segment]!.checksums.push({ g, index: entries[entries.length - 1]!.index });
-        from = to;
-        segment++;
-      };
-      for (let i = 0; i < rd.committedEntries.length; i++) {
-        const e = rd.committedEntries[i]!;
-        if (e.type === 'normal' && isChecksumCommand(e.data)) cut(i + 1, true);
-      }
-      if (from < rd.committedEntries.length) cut(rd.committedEntries.length, false);
-    }
-    return segments;
-  }
-
-  /**
-   * What applying changed besides data: ranges that moved (a split's left
-   * half, a conf change's epoch) and shards a split created here, which join
-   * this core at once. The replica that led the split campaigns for the right
-   * half right away (TiKV does the same): the others are applying the same
-   * split about now, and an election timeout would leave the new range
-   * without a leader for nothing.
-   */
-  private afterApply(outcome: ApplyOutcome): void {
-    for (const [shardId, delta] of outcome.sizes) {
-      const sizes = this.groups.get(shardId)?.sizes;
-      if (sizes === undefined) continue;
-      sizes.keyCount += delta.keyCount;
-      sizes.sizeBytes += delta.sizeBytes;
-    }
-    for (const [shardId, range] of outcome.ranges) {
-      const g = this.groups.get(shardId);
-      if (g === undefined) continue;
-      // A split moved part of the data (and of the load) away: count again when next asked.
-      if (Buffer.compare(g.bounds.start, range.start) !== 0 || !sameEnd(g.bounds.end, range.end)) g.resetLoad();
-      g.bounds = range;
-    }
-    for (const c of outcome.created) {
-      const g = this.addGroup(c.shardId, c.range);
-      this.quiescence.start(g);
-      this.touched.add(g);
-      this.out.event({ kind: 'shardCreated', shardId: c.shardId, parent: c.parent });
-      if (this.groups.get(c.parent)?.isLeader === true && g.raw.raft.promotable()) g.raw.campaign();
-      this.log.info({ shardId: c.shardId, parent: c.parent, range: describeRange(c.range), epoch: c.range.epoch }, 'shard created by a split');
-    }
-  }
-
-  /** A checksum entry applied and committed: this replica snapshots its range now and hashes it over the next ticks. */
-  private captureChecksum(g: Group, index: LogIndex, result: KvResult | undefined): void {
-    assert(result !== undefined, () => `shard ${g.id}: checksum entry ${index} applied without a result`);
-    // A malformed id was refused alike on every replica: nothing to hash.
-    if (!result.ok || !('checksum' in result)) return;
-    const c = result.checksum;
-    this.checksums.capture(g.id, { id: c.id, index, bounds: { start: c.start, end: c.end } });
-    this.log.debug({ shardId: g.id, checksumId: c.id, index }, 'checksum captured');
-  }
-
-  private settleProposals(items: readonly GroupReady[], results: ApplyResults): void {
-    for (const { g, rd } of items) {
-      if (g.proposals.size === 0) continue;
-      const shardResults = results.get(g.id);
-      for (const e of rd.committedEntries) this.settleProposal(g, e, shardResults?.get(e.index));
-    }
-  }
-
-  private settleProposal(g: Group, e: Entry, result: unknown): void {
-    const p = g.proposals.get(e.index);
-    if (p === undefined) return;
-    g.proposals.delete(e.index);
-    if (p.term !== e.term) {
-      this.out.fail(p.requestId, new ProposalDroppedError(`entry ${e.index} of shard ${g.id} committed from term ${e.term}, not the proposal's term ${p.term}`));
-      return;
-    }
-    assert(result !== undefined, () => `shard ${g.id}: proposal at ${e.index} applied without a result`);
-    this.out.reply(p.requestId, result);
-  }
-
-  private answerReads(g: Group, rd: Ready): void {
-    const applied = g.storage.applied;
-    for (const rs of rd.readStates) {
-      const read = g.reads.get(rs.context);
-      if (read === undefined) continue;
-      g.reads.delete(rs.context);
-      if (rs.index <= applied) this.requests.serveRead(g, read);
-      else g.readsAwaitingApply.push({ index: rs.index, read });
-    }
-    for (const context of rd.droppedReads) {
-      const read = g.reads.get(context);
-      if (read === undefined) continue;
-      g.reads.delete(context);
-      this.out.fail(read.requestId, new NotLeaderError(g.id, this.self, g.leader));
-    }
-    while (g.readsAwaitingApply.length > 0 && g.readsAwaitingApply[0]!.index <= applied) this.requests.serveRead(g, g.readsAwaitingApply.shift()!.read);
   }
 
   private async maybeCompact(g: Group): Promise<void> {
@@ -674,39 +541,4 @@ export class ShardCore {
     this.checksums.close();
     await this.options.store.close();
   }
-}
-
-function sameEnd(a: Uint8Array | null, b: Uint8Array | null): boolean {
-  return a === null || b === null ? a === b : Buffer.compare(a, b) === 0;
-}
-
-/** Adds one transaction's apply results to the round's. */
-function mergeResults(results: ApplyResults, more: ApplyResults): void {
-  for (const [shardId, shardResults] of more) {
-    const merged = results.get(shardId);
-    if (merged === undefined) results.set(shardId, shardResults);
-    else for (const [index, result] of shardResults) merged.set(index, result);
-  }
-}
-
-/** A group in this round, with its Ready. */
-interface GroupReady {
-  readonly g: Group;
-  readonly rd: Ready;
-}
-
-/** One apply transaction of a round (see applySegments): a piece of some groups' committed entries, and the checksum entries it ends at. */
-interface ApplySegment {
-  readonly pieces: (Omit<ApplyBatch, 'shardId' | 'range'> & { readonly g: Group })[];
-  readonly checksums: { readonly g: Group; readonly index: LogIndex }[];
-}
-
-/** The configuration after the last conf change among `entries`, if any. */
-function lastConfIn(entries: readonly Entry[], confAt: ReadonlyMap<LogIndex, ConfState> | undefined): ConfState | undefined {
-  if (confAt === undefined) return undefined;
-  for (let i = entries.length - 1; i >= 0; i--) {
-    const conf = confAt.get(entries[i]!.index);
-    if (conf !== undefined) return conf;
-  }
-  return undefined;
 }

@@ -1,6 +1,6 @@
-import { InvalidConfChangeError, NONE, ProposalDroppedError, groupId, nodeId, type GroupId, type NodeId } from '@flotilla/core';
+import { InvalidConfChangeError, NONE, ProposalDroppedError, assert, groupId, nodeId, type Entry, type GroupId, type LogIndex, type NodeId, type Ready } from '@flotilla/core';
 import { EpochMismatchError, InvalidCommandError, KeyOutOfRangeError, NotLeaderError, ShardNotFoundError } from '../errors.js';
-import { decodeCommand, encodeChecksumCommand } from '../kv/command.js';
+import { decodeCommand, encodeChecksumCommand, type KvResult } from '../kv/command.js';
 import type { ReplicaChecksums } from '../kv/consistency.js';
 import { coversSpan, describeRange, hexKey, inRange, isInitialized } from '../kv/range.js';
 import type { KvStateMachine } from '../kv/state-machine.js';
@@ -31,8 +31,9 @@ export interface ShardRequestsPort {
  * The requests one shard's replica answers: writes (proposals), reads,
  * consistency checks, membership changes and leadership transfers. A write
  * is answered once its entry applies, a linearizable read once its ReadIndex
- * is confirmed and applied (the round settles both: ShardCore); everything
- * else is answered here.
+ * is confirmed and applied: the round (ShardCore) settles both after its
+ * commit (settleProposals, answerReads); everything else is answered on
+ * arrival.
  */
 export class ShardRequests {
   constructor(private readonly port: ShardRequestsPort) {}
@@ -103,6 +104,40 @@ export class ShardRequests {
       for (const p of sm.scan({ start: op.start, end: op.end ?? undefined, limit: op.limit })) pairs.push([p.key, p.value, p.version]);
     }
     out.reply(pending.requestId, pairs);
+  }
+
+  /**
+   * Answers the requests waiting for the group's entries the round just
+   * applied: with the entry's result, or PROPOSAL_DROPPED when the entry at
+   * that index came from another term (a later leader overwrote ours).
+   */
+  settleProposals(g: Group, committed: readonly Entry[], results: ReadonlyMap<LogIndex, KvResult> | undefined): void {
+    if (g.proposals.size === 0) return;
+    for (const e of committed) this.settleProposal(g, e, results?.get(e.index));
+  }
+
+  /**
+   * Serves the reads whose ReadIndex the Ready confirmed, at once if the
+   * replica applied that far, else when it has; a read Raft dropped (the
+   * leader lost its lead) fails NOT_LEADER.
+   */
+  answerReads(g: Group, rd: Pick<Ready, 'readStates' | 'droppedReads'>): void {
+    const { out, self } = this.port;
+    const applied = g.storage.applied;
+    for (const rs of rd.readStates) {
+      const read = g.reads.get(rs.context);
+      if (read === undefined) continue;
+      g.reads.delete(rs.context);
+      if (rs.index <= applied) this.serveRead(g, read);
+      else g.readsAwaitingApply.push({ index: rs.index, read });
+    }
+    for (const context of rd.droppedReads) {
+      const read = g.reads.get(context);
+      if (read === undefined) continue;
+      g.reads.delete(context);
+      out.fail(read.requestId, new NotLeaderError(g.id, self, g.leader));
+    }
+    while (g.readsAwaitingApply.length > 0 && g.readsAwaitingApply[0]!.index <= applied) this.serveRead(g, g.readsAwaitingApply.shift()!.read);
   }
 
   /** A consistency check starts on the leader: one checksum entry through Raft, answered once applied here. */
@@ -202,6 +237,18 @@ export class ShardRequests {
     const full = this.port.disk.refusal();
     if (full !== undefined) return void this.port.out.fail(id, full);
     return g;
+  }
+
+  private settleProposal(g: Group, e: Entry, result: unknown): void {
+    const p = g.proposals.get(e.index);
+    if (p === undefined) return;
+    g.proposals.delete(e.index);
+    if (p.term !== e.term) {
+      this.port.out.fail(p.requestId, new ProposalDroppedError(`entry ${e.index} of shard ${g.id} committed from term ${e.term}, not the proposal's term ${p.term}`));
+      return;
+    }
+    assert(result !== undefined, () => `shard ${g.id}: proposal at ${e.index} applied without a result`);
+    this.port.out.reply(p.requestId, result);
   }
 
   private notLeader(id: number, g: Group): void {
