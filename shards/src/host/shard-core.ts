@@ -1,8 +1,8 @@
 import { ProposalDroppedError, assert, groupId, nodeId, type GroupId, type Message, type NodeId } from '@flotilla/core';
 import { ReplicaChecksums } from '../kv/consistency.js';
-import { decodeShardRange, isInitialized, type ShardRange } from '../kv/range.js';
+import type { ShardRange } from '../kv/range.js';
 import { KvStateMachine, type ApplyOutcome, type ApplyResults } from '../kv/state-machine.js';
-import { isMember, ReplicaLifecycle } from '../replica/lifecycle.js';
+import { ReplicaLifecycle } from '../replica/lifecycle.js';
 import type { ShellLogger } from '../shell-logger.js';
 import { IncomingSnapshots } from '../snapshot/incoming.js';
 import { OutgoingSnapshots } from '../snapshot/outgoing.js';
@@ -73,7 +73,8 @@ export interface ShardCoreOptions {
  *   and leadership transfers, and the answers the round settles;
  * - apply-plan.ts: the round's committed entries cut into apply
  *   transactions, and what each commit changed besides data;
- * - replica/lifecycle.ts: a replica's creation, claim, removal and destroy;
+ * - replica/lifecycle.ts: a replica's opening at start, creation, claim,
+ *   removal and destroy;
  * - snapshot/incoming.ts, snapshot/outgoing.ts: snapshot streams each way;
  * - disk-guard.ts: free space, and rounds that wait for it;
  * - core-output.ts: what goes to the Host, buffered until the loop flushes.
@@ -164,6 +165,7 @@ export class ShardCore {
       requests: this.requests,
       snapshotsOut: this.snapshotsOut,
       snapshotsIn: this.snapshotsIn,
+      quiescence: this.quiescence,
       addGroup,
       start,
       stop: (g) => {
@@ -174,44 +176,9 @@ export class ShardCore {
       forget: (g) => void this.groups.delete(g.id),
     });
     this.applyPlan = new ApplyPlan({ ...shared, checksums: this.checksums, replicas: this.replicas, addGroup, start });
-    this.openStoredGroups();
+    this.replicas.openStored();
     this.replicas.destroyRemovedByApply();
     this.log.info({ groupCount: this.groups.size }, 'core started');
-  }
-
-  /**
-   * The replicas the store holds at start. After a restart every group starts dormant: it wakes when a
-   * message or request arrives, so a node coming back does not start an election storm (its peers
-   * still have leaders).
-   */
-  private openStoredGroups(): void {
-    const { store } = this.options;
-    for (const shardId of store.shardIds()) {
-      const g = this.addGroup(shardId, decodeShardRange(shardId, store.descriptor(shardId)));
-      const { confState } = store.storage(shardId).initialState();
-      if (isInitialized(g.bounds) && !isMember(confState, this.self)) {
-        // It applied its own removal and stopped before destroying itself (destroyRemovedByApply runs
-        // after the round's commit): finish that now. Nobody else would (its epoch is the range's, so
-        // the placement driver does not collect it). Found by the whole-node simulation (seed 126).
-        this.replicas.noteRemovedByApply(g);
-        continue;
-      }
-      if (confState.voters.length === 1 && confState.voters[0] === this.self) {
-        // A group of one has nobody to disturb and nobody to wake it: it elects itself at once.
-        this.quiescence.start(g);
-        g.raw.campaign();
-        this.touched.add(g);
-      } else {
-        this.quiescence.startDormant(g);
-        // Still, nobody may ever wake it: its leader quiesced while this node was down (so this node
-        // may hold entries it never heard were committed), or every replica restarted and none knows a
-        // leader (the range then has none, records nothing in the meta range, and no router finds it).
-        // So each campaigns once, a few per tick (wakeCountPerTickMax): a pre-vote wakes a live leader,
-        // whose heartbeat brings it up to date, or elects one. Found by the whole-node simulation
-        // (seeds 85, 431, 1612).
-        if (g.quiesced && confState.voters.includes(this.self)) this.quiescence.campaignSoon(g);
-      }
-    }
   }
 
   private addGroup(shardId: GroupId, bounds: ShardRange): Group {
