@@ -105,7 +105,7 @@ export type CoreOutEvent =
   | { readonly kind: 'leader'; readonly shardId: number; readonly leader: number; readonly term: number }
   /** Applying a split created this shard on the core (next to `parent`). */
   | { readonly kind: 'shardCreated'; readonly shardId: number; readonly parent: number }
-  /** A peer's replica of a shard this core does not have sent it Raft traffic (the Host may create the replica, see Host.adopt). */
+  /** A peer's replica of a shard this core does not have sent it Raft traffic (the Host may create the replica: ReplicaAdoption.onUnknownShard, replica/adoption.ts). */
   | { readonly kind: 'unknownShard'; readonly shardId: number; readonly from: number }
   /** This replica applied its own removal from the shard and destroyed itself (a tombstone remains). */
   | { readonly kind: 'shardRemoved'; readonly shardId: number }

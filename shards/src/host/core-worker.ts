@@ -10,7 +10,7 @@ import { ShardCore } from './shard-core.js';
 
 const settings = workerData as CoreSettings;
 const port = parentPort!;
-// One root logger per worker (STYLE.md §9), to stderr like the Host's.
+// One root logger per worker, whose children carry the core's identity; to stderr like the Host's.
 const logger = pino({ level: settings.logLevel, base: { pid: process.pid } }, pino.destination(2)) as unknown as ShellLogger;
 
 async function main(): Promise<void> {

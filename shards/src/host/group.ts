@@ -52,7 +52,7 @@ export class Group {
   /** A staged snapshot Raft accepted; installed when its Ready is handled. */
   accepted: SnapshotInstaller | undefined;
   removed = false;
-  /** Keys and bytes of its data, kept up to date on apply; undefined until counted (see leader-reports.ts sizesOf). */
+  /** Keys and bytes of its data, kept up to date on apply; undefined until counted (see range-reports.ts sizesOf). */
   sizes: { keyCount: number; sizeBytes: number } | undefined;
   /** Writes proposed and reads served here (placement's load signal). */
   writeCount = 0;

@@ -44,7 +44,7 @@ export function rangeReports(groups: Iterable<Group>, sm: Scanner, options: { se
   return reports;
 }
 
-/** The group's keys and bytes: counted once by a scan of its range, then kept current by each apply (ShardCore.afterApply). */
+/** The group's keys and bytes: counted once by a scan of its range, then kept current by each apply (ApplyPlan.afterApply). */
 function sizesOf(g: Group, sm: Scanner): { keyCount: number; sizeBytes: number } {
   if (g.sizes !== undefined) return g.sizes;
   let keyCount = 0;

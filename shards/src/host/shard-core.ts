@@ -391,7 +391,7 @@ export class ShardCore {
     const writes = this.logWrites(items);
     // Committed entries are applied in the group commit's own transaction: they are committed by a
     // quorum already, and one transaction per round instead of two halves the syncs a round waits for.
-    // A checksum entry ends its transaction (applySegments): the entries after it apply in another one.
+    // A checksum entry ends its transaction (ApplyPlan.segments): the entries after it apply in another one.
     const results: ApplyResults = new Map();
     const segments = this.applyPlan.segments(items);
     for (let i = 0; i < segments.length; i++) {

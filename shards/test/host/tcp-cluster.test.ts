@@ -133,7 +133,7 @@ describe('3 node processes × 24 shards over TCP', () => {
     const restartedAt = performance.now();
     const restarted = await c.restart(victim);
     // No write after the restart: leaders that quiesced while the node was down must wake on its
-    // return and catch it up by themselves (ShardCore.onPeerUp).
+    // return and catch it up by themselves (Quiescence.onPeerUp).
     const converged = await waitUntil(
       'every replica of every shard applied up to its commit, equal on all three nodes',
       async () => {
@@ -335,7 +335,8 @@ describe('a node process fed well-formed frames forged on its transport port', (
 
   // A hello naming a member of the cluster is trusted (no authentication yet), so these reach the
   // cores. Raft assumes neither can come from a correct leader (the heartbeat trips RaftLog.commitTo's
-  // assertion); the cores must refuse both as bad input, count them and carry on (STYLE.md §4).
+  // assertion); the cores must refuse both as bad input, count them and carry on: bad network
+  // input is never an assertion failure.
   // From a stranger or another cluster they never get that far: the hello is refused.
   it('refuses a heartbeat whose commit is past its log and an append with non-contiguous entries, and keeps its leadership and serving writes', async () => {
     // Node 2 is the member whose name the forger takes; shard 1 lives on node 1 alone.
