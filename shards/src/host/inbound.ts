@@ -111,9 +111,9 @@ export class InboundTraffic {
       }
       // A replica waiting for its first snapshot (created empty for a move) has no log and no
       // configuration: its vote would count for any candidate whose configuration still names this
-      // node — a stale one, from before this node was removed and re-added as a learner. Found by
-      // the whole-node simulation (seed 5834): a restarted replica at an old epoch won a term with
-      // such a vote, beside the real leader of that term. It votes once it holds the range.
+      // node — a stale one, from before this node was removed and re-added as a learner: a restarted
+      // replica at an old epoch could win a term with such a vote, beside the real leader of that
+      // term. It votes once it holds the range.
       if ((message.type === 'vote' || message.type === 'preVote') && !isInitialized(g.bounds)) {
         this.reject({ shardId, from, type: message.type }, 'vote request to a replica that holds no range yet');
         continue;

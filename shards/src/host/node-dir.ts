@@ -16,8 +16,8 @@ const NODE_FORMAT_NAME = 'flotilla-node';
 const CORE_DIR_PREFIX = 'core-';
 /**
  * Worker cores per node, each with its own worker thread and LMDB environment
- * (file, map, fsync). The per-core environments were measured on 2 cores
- * (ARCHITECTURE.md, storage); 64 is the largest machine we plan for. The
+ * (file, map, fsync; ARCHITECTURE.md, storage, says why one per core); 64 is
+ * the largest machine we plan for. The
  * count is fixed for the directory's life, so a larger one is more likely a
  * typo than a machine, and is refused before anything is written.
  */

@@ -35,19 +35,23 @@ export const CHECKSUM_KEY_DIGEST_BYTES = 8;
  * up to KEY_BYTES_MAX per 128 keys.
  */
 const SEEK_STRIDE_BLOCKS = 16;
-/** Keys hashed per chunk (one chunk per core per tick) unless the Host says otherwise: 4,096 small pairs hash in about 1 ms. */
+/**
+ * Keys hashed per chunk (one chunk per core per tick) unless the Host says
+ * otherwise: few enough that a chunk takes a small part of a tick, so the
+ * core's rounds never wait long behind a check.
+ */
 export const CHECKSUM_CHUNK_KEY_COUNT_DEFAULT = 4096;
-/** Bytes hashed per chunk at most: about 2 ms of SHA-256 here, whatever the values' sizes. */
+/** Bytes hashed per chunk at most: hashing time follows bytes, so large values must not make a chunk long. */
 const CHECKSUM_CHUNK_BYTES_MAX = 1024 * 1024;
 /**
  * Ticks a finished pass keeps its read transaction for block details (2 s
  * at the default tick): replicas of one range finish their passes within a
  * few ticks of each other, and the checker asks for details as soon as it
  * has every digest. Short because a held snapshot keeps LMDB from reusing
- * every page written meanwhile: the file grows to hold the writes of the
- * longest hold (measured with the soak bench at 250 writes/s: a 60 s hold
- * grew each node's store from 15 MB to 1.25 GB). A detail asked for too late
- * answers `missing`, and the mismatch is still reported, without its key.
+ * every page written meanwhile: the file grows by everything written during
+ * the longest hold, which under steady writes soon dwarfs the data itself
+ * (ARCHITECTURE.md, "Replica consistency checks"). A detail asked for too
+ * late answers `missing`, and the mismatch is still reported, without its key.
  */
 export const CHECKSUM_HOLD_TICKS_DEFAULT = 20;
 /** Results kept per shard (the most recent): a leader retries a check it lost, so a few suffice. */

@@ -70,7 +70,7 @@ export class ReplicaLifecycle {
       if (isInitialized(g.bounds) && !isMember(confState, self)) {
         // It applied its own removal and stopped before destroying itself (destroyRemovedByApply runs
         // after the round's commit): finish that now. Nobody else would (its epoch is the range's, so
-        // the placement driver does not collect it). Found by the whole-node simulation (seed 126).
+        // the placement driver does not collect it).
         this.noteRemovedByApply(g);
         continue;
       }
@@ -84,8 +84,7 @@ export class ReplicaLifecycle {
         // may hold entries it never heard were committed), or every replica restarted and none knows a
         // leader (the range then has none, records nothing in the meta range, and no router finds it).
         // So each campaigns once, a few per tick (wakeCountPerTickMax): a pre-vote wakes a live leader,
-        // whose heartbeat brings it up to date, or elects one. Found by the whole-node simulation
-        // (seeds 85, 431, 1612).
+        // whose heartbeat brings it up to date, or elects one.
         if (g.quiesced && confState.voters.includes(self)) quiescence.campaignSoon(g);
       }
     }

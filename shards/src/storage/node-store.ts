@@ -422,11 +422,10 @@ export class NodeStore {
    * syncs them, then writes and syncs the meta page before returning — the
    * transaction carries no MDB_NOSYNC, so lmdb-js's overlapping sync does not
    * apply to it. It blocks this thread for the commit, which the caller's
-   * round waits for anyway, and costs about half the CPU and wall time of an
-   * async `transaction` + `flushed` (which hands the batch to lmdb's write
-   * thread and back): 200 vs 450 µs of CPU, 0.5 vs 0.9 ms per commit of two
-   * small puts, 2,000 commits in a row on this machine (`npm run
-   * bench:storage` measures persist end to end).
+   * round waits for anyway, and spares every commit the trip to lmdb-js's
+   * write thread and back that an async `transaction` + `flushed` takes:
+   * less CPU and a shorter commit (ARCHITECTURE.md, storage, "Group commit";
+   * `npm run bench:storage` measures persist end to end).
    */
   async persist(writes: readonly ShardWrite[], options: { alsoInTransaction?: () => void } = {}): Promise<void> {
     this.checkOpen();
