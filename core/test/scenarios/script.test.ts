@@ -1,4 +1,4 @@
-// Scenario scripts (STYLE.md §7): core/testdata/<name>.txt is run by
+// Scenario scripts (data-driven, as etcd-raft's testdata): core/testdata/<name>.txt is run by
 // ScriptRunner and its output compared with core/testdata/<name>.out.
 // Regenerate the expected outputs with UPDATE_TESTDATA=1 and read the diff.
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
