@@ -44,14 +44,11 @@ export class WorkerCoreChannel implements CoreChannel {
   private exited = false;
   private closedResolve: (() => void) | undefined;
 
-  private constructor(
-    private readonly worker: Worker,
-    private readonly handlers: CoreChannelHandlers,
-  ) {}
+  private constructor(private readonly worker: Worker) {}
 
   static start(options: { workerPath: string | URL; settings: CoreSettings; handlers: CoreChannelHandlers }): Promise<WorkerCoreChannel> {
     const worker = new Worker(options.workerPath, { workerData: options.settings });
-    const channel = new WorkerCoreChannel(worker, options.handlers);
+    const channel = new WorkerCoreChannel(worker);
     return new Promise((resolve, reject) => {
       let started = false;
       worker.on('message', (m: ArrayBuffer | WorkerControl) => {
