@@ -2,7 +2,7 @@
 // broken builds caught, and the first block of seeds (node-sim-2.test.ts runs
 // the second, in parallel on the other core).
 import { describe, expect, it } from 'vitest';
-import { NodeSim, SimFailure, nodeSimOptionsForSeed, type SimBug } from '../src/node-sim/index.js';
+import { NodeSim, SimFailure, nodeSimOptionsForSeed, replayCommand, type SimBug } from '../src/node-sim/index.js';
 import { BLOCK_TIMEOUT_MS, CI_FAULT_TICKS, seedBlocks } from './node-sim-seeds.js';
 
 /** Seeds a broken build is given to be caught, from its first: each is caught well within (the note lists the first catching seed). */
@@ -31,6 +31,15 @@ describe('whole-node simulation', () => {
     const other = await new NodeSim(nodeSimOptionsForSeed(4, { faultTicks: 100 })).run();
     expect(other.trace).not.toEqual(a.trace);
   }, BLOCK_TIMEOUT_MS);
+
+  it("a failure's replay command draws the same run: its flags rebuild the options the seed drew", () => {
+    for (let seed = 1; seed <= 200; seed++) {
+      const drawn = nodeSimOptionsForSeed(seed, { faultTicks: CI_FAULT_TICKS });
+      const flags = replayCommand(drawn).split(' ');
+      const flag = (name: string) => Number(flags[flags.indexOf(name) + 1]);
+      expect(nodeSimOptionsForSeed(flag('--seed'), { nodeCount: flag('--nodes'), faultTicks: flag('--fault-ticks') }), `seed ${seed}`).toEqual(drawn);
+    }
+  });
 
   describe('catches deliberately broken builds', () => {
     // `from`: where the search starts. A deposed leader is met only while one node is cut off with

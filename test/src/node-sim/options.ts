@@ -65,9 +65,12 @@ const OPTIONS_SALT = 0x0d51_3e0f;
 export function nodeSimOptionsForSeed(seed: number, o: NodeSimOverrides = {}): NodeSimOptions {
   const rng = new SeededRng((seed ^ OPTIONS_SALT) >>> 0);
   const pick = <T>(xs: readonly T[]): T => xs[rng.intBelow(xs.length)]!;
+  // Drawn even when overridden, so an override changes only itself: the replay
+  // command names the node count, and must draw the rest exactly as the run did.
+  const nodeCount = pick([3, 3, 5]);
   const options: NodeSimOptions = {
     seed,
-    nodeCount: o.nodeCount ?? pick([3, 3, 5]),
+    nodeCount: o.nodeCount ?? nodeCount,
     initialRangeCount: pick([1, 2, 4]),
     coreCount: pick([1, 1, 2]),
     faultTicks: o.faultTicks ?? FAULT_TICKS_DEFAULT,
