@@ -76,6 +76,7 @@ describe('whole-node simulation', () => {
       { seed: 1612, faultTicks: 300, bug: 'a range whose replicas all restarted had no leader and no meta record' },
       { seed: 3014, faultTicks: 300, bug: 'a leader deposed while quiesced kept calling itself leader after the heal' },
       { seed: 5834, faultTicks: 300, bug: 'an empty replica voted for a stale candidate: two leaders in one term' },
+      { seed: 495, faultTicks: 200, bug: 'a replica re-added past a split kept an orphan right half no driver collects' },
     ];
     for (const r of REGRESSIONS) {
       it(`${r.bug} (seed ${r.seed})`, async () => {

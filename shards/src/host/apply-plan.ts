@@ -131,6 +131,16 @@ export class ApplyPlan {
     }
     for (const c of outcome.created) {
       const g = this.port.addGroup(c.shardId, c.range);
+      if (!isMember(g.raw.raft.tracker.confState(), this.port.self)) {
+        // The split's configuration does not name this node: its replica of the parent applied the
+        // split while catching up from before its removal to its re-adding. The right half never had
+        // it (TiKV skips creating such a peer), and its placement driver would not collect it (same
+        // epoch as the range): it goes, data and all, as a replica that applied its own removal does.
+        out.event({ kind: 'shardCreated', shardId: c.shardId, parent: c.parent });
+        this.port.replicas.noteRemovedByApply(g);
+        log.info({ shardId: c.shardId, parent: c.parent }, 'shard a split created without this node is removed');
+        continue;
+      }
       this.port.start(g, { campaignSoon: false });
       out.event({ kind: 'shardCreated', shardId: c.shardId, parent: c.parent });
       if (groups.get(c.parent)?.isLeader === true && g.raw.raft.promotable()) g.raw.campaign();
