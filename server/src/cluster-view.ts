@@ -103,7 +103,9 @@ function prometheusText(host: Host, store: HostKvStoreStats, cores: readonly Cor
     for (const [labels, value] of samples) lines.push(`${name}{${labels}} ${value}`);
   };
   const perCore = (field: keyof CoreStats): [string, number][] => cores.map((c, i) => [`${node},core="${i}"`, c[field]]);
-  metric('flotilla_core_rounds_total', 'counter', 'Rounds run (one durable LMDB transaction each).', perCore('rounds'));
+  metric('flotilla_core_rounds_total', 'counter', 'Rounds run (at most one LMDB group commit each, more if a checksum entry splits it).', perCore('rounds'));
+  metric('flotilla_core_commits_synced_total', 'counter', 'Group commits made durable (new entries, a term or a vote); entries per sync = entries_persisted / this.', perCore('commitsSynced'));
+  metric('flotilla_core_commits_unsynced_total', 'counter', 'Group commits of commit indexes and applied entries only, without the meta sync (replayed from the log after a power failure).', perCore('commitsUnsynced'));
   metric('flotilla_core_entries_persisted_total', 'counter', 'Raft log entries written durably.', perCore('entriesPersisted'));
   metric('flotilla_core_entries_applied_total', 'counter', 'Committed entries applied to the state machine.', perCore('entriesApplied'));
   metric('flotilla_core_proposals_total', 'counter', 'Writes proposed on this node.', perCore('proposals'));

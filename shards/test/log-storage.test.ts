@@ -357,6 +357,29 @@ describe('group commit', () => {
     expect(check(await reopen(store))).toEqual(expected);
   });
 
+  it('syncs only what Raft must not lose: entries, a truncation, a term or a vote; not a commit index or an apply', async () => {
+    const store = await threeShards();
+    const [a, b] = [shards[0]!, shards[1]!];
+    const cases: { what: string; writes: Parameters<NodeStore['persist']>[0]; also?: boolean; synced: boolean }[] = [
+      { what: 'a commit index alone', writes: [{ shardId: a, entries: [], hardState: { term: 1, vote: nodeId(1), commit: 2 } }], synced: false },
+      { what: 'an apply alone', writes: [], also: true, synced: false },
+      { what: 'a commit index with an apply', writes: [{ shardId: b, entries: [], hardState: { term: 1, vote: nodeId(1), commit: 2 } }], also: true, synced: false },
+      { what: 'new entries', writes: [{ shardId: a, entries: entries(3, [1]) }], synced: true },
+      { what: 'a new vote', writes: [{ shardId: a, entries: [], hardState: { term: 1, vote: nodeId(2), commit: 2 } }], synced: true },
+      { what: 'a new term', writes: [{ shardId: a, entries: [], hardState: { term: 2, vote: nodeId(2), commit: 2 } }], synced: true },
+      { what: 'a commit index beside new entries of another shard', writes: [{ shardId: a, entries: [], hardState: { term: 2, vote: nodeId(2), commit: 3 } }, { shardId: b, entries: entries(4, [1]) }], synced: true },
+      { what: 'replacing entries (a truncation)', writes: [{ shardId: b, entries: entries(3, [2]) }], synced: true },
+    ];
+    const outcomes = [];
+    for (const c of cases) outcomes.push({ what: c.what, synced: await store.persist(c.writes, c.also === true ? { alsoInTransaction: () => {} } : {}) });
+    expect(outcomes).toEqual(cases.map((c) => ({ what: c.what, synced: c.synced })));
+    // Unsynced or not, every commit is visible at once and after a clean reopen.
+    const hard = (s: NodeStore) => shards.map((id) => s.storage(id).initialState().hardState);
+    const before = hard(store);
+    expect(before[0]).toEqual({ term: 2, vote: 2, commit: 3 });
+    expect(hard(await reopen(store))).toEqual(before);
+  });
+
   it('commits before its promise settles: a second persist for the shard, not awaiting the first, appends after it', async () => {
     const store = await threeShards();
     const first = store.persist([{ shardId: shards[0]!, entries: entries(3, [1]) }]);

@@ -162,6 +162,9 @@ export interface CoreStats {
   reads: number;
   entriesPersisted: number;
   entriesApplied: number;
+  /** Group commits made durable (entries, a term or a vote: NodeStore.persist), and those that were not (commits and applies only). */
+  commitsSynced: number;
+  commitsUnsynced: number;
   quiesces: number;
   wakes: number;
   snapshotsSent: number;
@@ -192,6 +195,8 @@ export function zeroCoreStats(): CoreStats {
     reads: 0,
     entriesPersisted: 0,
     entriesApplied: 0,
+    commitsSynced: 0,
+    commitsUnsynced: 0,
     quiesces: 0,
     wakes: 0,
     snapshotsSent: 0,

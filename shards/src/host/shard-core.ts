@@ -402,7 +402,11 @@ export class ShardCore {
       let outcome: ApplyOutcome | undefined;
       if (logWrites.length > 0 || !apply.isEmpty) {
         const bytes = 2 * (writeBytes(logWrites) + segmentBytes(segment));
-        const persisted = await this.disk.untilWritten(() => this.options.store.persist(logWrites, { alsoInTransaction: () => (outcome = apply.write()) }), bytes);
+        const persisted = await this.disk.untilWritten(async () => {
+          const synced = await this.options.store.persist(logWrites, { alsoInTransaction: () => (outcome = apply.write()) });
+          if (synced) this.stats.commitsSynced++;
+          else this.stats.commitsUnsynced++;
+        }, bytes);
         if (!persisted) return;
       }
       apply.committed();

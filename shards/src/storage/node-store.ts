@@ -27,6 +27,19 @@ const MAP_SIZE_INITIAL_BYTES = 256 * 1024 * 1024;
 const SUB_DATABASE_COUNT_MAX = 8;
 
 /**
+ * lmdb-js transaction flags (its `TransactionFlags` plus LMDB's per-transaction
+ * MDB_NOMETASYNC, which lmdb-js passes to mdb_txn_begin). A synced commit
+ * fdatasyncs the data pages, then writes and syncs the meta page. A
+ * data-synced commit fdatasyncs the data pages and writes the meta page
+ * without its sync: LMDB's integrity holds (the meta names only pages
+ * already on disk), but a power failure may lose this transaction until the
+ * next synced commit, which makes it durable too (metas are sequential).
+ */
+const TXN_SYNCED = 0x1 | 0x2; // ABORTABLE | SYNCHRONOUS_COMMIT: lmdb-js's default
+const MDB_NOMETASYNC = 0x40000;
+const TXN_DATA_SYNCED = TXN_SYNCED | MDB_NOMETASYNC;
+
+/**
  * How the store reaches its disk. `durable` (every real node): each write
  * transaction is synced before it resolves. `simulated` (the whole-node
  * simulation, test/src/node-sim, with inline cores only): every transaction
@@ -413,21 +426,28 @@ export class NodeStore {
 
   /**
    * Group commit: writes every shard's entries and hard state in one LMDB
-   * transaction, durable when this resolves. The in-memory view changes
-   * only after the commit, so a failed write leaves it untouched.
-   * `alsoInTransaction` runs inside the same transaction after the log writes
-   * (the Host applies committed entries there: one transaction per round).
+   * transaction. The in-memory view changes only after the commit, so a
+   * failed write leaves it untouched. `alsoInTransaction` runs inside the
+   * same transaction after the log writes (the Host applies committed
+   * entries there: one transaction per round).
+   *
+   * Durable when this resolves if any write carries what Raft must not
+   * lose (planNeedsSync: entries, a truncation, a new term or vote); then
+   * it answers true. Otherwise (commit indexes and applied entries only) the
+   * commit skips the meta page's sync and answers false: a power failure
+   * may undo it, and the log it came from replays it; the next durable
+   * commit makes it durable too.
    *
    * A synchronous transaction (`transactionSync`): LMDB writes the pages,
-   * syncs them, then writes and syncs the meta page before returning — the
-   * transaction carries no MDB_NOSYNC, so lmdb-js's overlapping sync does not
-   * apply to it. It blocks this thread for the commit, which the caller's
+   * syncs them, then writes (and, when durable, syncs) the meta page before
+   * returning — the transaction carries no MDB_NOSYNC, so lmdb-js's
+   * overlapping sync does not apply to it. It blocks this thread for the commit, which the caller's
    * round waits for anyway, and spares every commit the trip to lmdb-js's
    * write thread and back that an async `transaction` + `flushed` takes:
    * less CPU and a shorter commit (ARCHITECTURE.md, storage, "Group commit";
    * `npm run bench:storage` measures persist end to end).
    */
-  async persist(writes: readonly ShardWrite[], options: { alsoInTransaction?: () => void } = {}): Promise<void> {
+  async persist(writes: readonly ShardWrite[], options: { alsoInTransaction?: () => void } = {}): Promise<boolean> {
     this.checkOpen();
     if (this.io.kind === 'simulated') {
       await this.io.beforeWrite();
@@ -444,6 +464,7 @@ export class NodeStore {
       shardIds.add(w.shardId);
     }
     const plans = writes.map((w) => this.planWrite(w));
+    const mustSync = plans.some((p) => this.planNeedsSync(p));
     this.env.transactionSync(() => {
       for (const plan of plans) {
         const shardId = plan.shardId;
@@ -452,8 +473,21 @@ export class NodeStore {
         if (plan.hardState !== undefined) this.meta.putSync([shardId, 'hard'], encodeHardState(plan.hardState));
       }
       options.alsoInTransaction?.();
-    });
+    }, mustSync ? TXN_SYNCED : TXN_DATA_SYNCED);
     for (const plan of plans) this.applyPlan(plan);
+    return mustSync;
+  }
+
+  /**
+   * Raft needs a write durable before what it promises leaves: new or
+   * replaced entries, and a new term or vote. A commit index and applied
+   * entries need not be (they replay from the durable log after a crash).
+   */
+  private planNeedsSync(p: WritePlan): boolean {
+    if (p.entries.length > 0 || p.truncateFrom <= p.previousLast) return true;
+    if (p.hardState === undefined) return false;
+    const before = this.shardState(p.shardId).hardState;
+    return p.hardState.term !== before.term || p.hardState.vote !== before.vote;
   }
 
   private planWrite(w: ShardWrite): WritePlan {
