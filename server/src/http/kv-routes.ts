@@ -303,8 +303,12 @@ interface Conditions {
   readonly ifNoneMatch?: number | '*';
 }
 
+/** Most requests carry neither header: one shared empty answer instead of an object each. */
+const NO_CONDITIONS: Conditions = Object.freeze({});
+
 /** If-Match and If-None-Match: `*` or one strong ETag of ours ("<version>", version ≥ 1); lists and weak tags are 400. */
 function parseConditions(headers: IncomingHttpHeaders): Conditions {
+  if (headers['if-match'] === undefined && headers['if-none-match'] === undefined) return NO_CONDITIONS;
   const ifMatch = conditionOf(headers['if-match'], 'If-Match');
   const ifNoneMatch = conditionOf(headers['if-none-match'], 'If-None-Match');
   return { ...(ifMatch === undefined ? {} : { ifMatch }), ...(ifNoneMatch === undefined ? {} : { ifNoneMatch }) };
