@@ -13,6 +13,9 @@
 //
 //   node dist/http-overhead-bench.js            5 rounds of 20,000 requests each, about 30 s on 2 cores
 //   node dist/http-overhead-bench.js --quick    2 rounds of 2,000 (CI: checks that it runs)
+//   node dist/http-overhead-bench.js --other-dist /tmp/before/server/dist
+//                                               adds "other": createHttpServer from another build of
+//                                               @flotilla/server (a before/after of a change, in one run)
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { Agent, createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -49,6 +52,7 @@ const { values } = parseArgs({
     requests: { type: 'string' },
     concurrency: { type: 'string', default: '16' },
     'key-count': { type: 'string', default: '1000' },
+    'other-dist': { type: 'string' },
   },
   strict: true,
 });
@@ -132,7 +136,13 @@ async function runServers(): Promise<void> {
 
   const store = new MemoryKvStore();
   const logger = pino({ level: 'warn' }, pino.destination(2));
-  const targets: Target[] = [await startFloor(store), await startFastify(store), await startApp(store, logger)];
+  const targets: Target[] = [await startFloor(store), await startFastify(store)];
+  if (values['other-dist'] !== undefined) {
+    const other = (await import(pathToFileURL(`${values['other-dist']}/index.js`).href)) as typeof import('@flotilla/server');
+    targets.push(await startApp('other', other.createHttpServer, store, logger));
+  }
+  // Last, so it closes last: createHttpServer closes its store on close(), and the store is shared.
+  targets.push(await startApp('app', createHttpServer, store, logger));
 
   const child = fork(fileURLToPath(import.meta.url), ['--client'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const cpuMicrosByTarget = new Map<string, number[]>(targets.map((t) => [t.name, []]));
@@ -162,9 +172,12 @@ async function runServers(): Promise<void> {
     return [t.name, fmt(micros, 1), cpuMicrosByTarget.get(t.name)!.map((m) => fmt(m, 1)).join(' '), fmt(micros - floorMicros, 1), ratio(micros / floorMicros), fmt(requests / (wallMs / 1000))];
   });
   printTable(['server', 'cpu µs/req (median)', 'per round', 'over floor µs', '÷floor', 'req/s'], rows);
-  const app = median(cpuMicrosByTarget.get('app')!);
-  const bare = median(cpuMicrosByTarget.get('fastify')!);
-  console.log(`app÷fastify ${ratio(app / bare)}; app over fastify ${fmt(app - bare, 1)} µs/req (what Flotilla's layer adds to fastify)`);
+  // The same round's servers ran back to back, so a ratio within a round cancels most of the drift between rounds.
+  const pairedRatio = (over: string, under: string): number =>
+    median(cpuMicrosByTarget.get(over)!.map((micros, round) => micros / cpuMicrosByTarget.get(under)![round]!));
+  const pairs: [string, string][] = [['app', 'floor'], ['fastify', 'floor'], ['app', 'fastify']];
+  if (cpuMicrosByTarget.has('other')) pairs.push(['other', 'fastify'], ['app', 'other']);
+  console.log(`per-round ratios (median): ${pairs.map(([over, under]) => `${over}÷${under} ${ratio(pairedRatio(over, under))}`).join(', ')}`);
 }
 
 async function roundOf(child: ChildProcess, target: Target, load: Omit<LoadMessage, 'url'>): Promise<{ cpuMicros: number; wallMs: number }> {
@@ -232,9 +245,9 @@ async function startFastify(store: MemoryKvStore): Promise<Target> {
   return { name: 'fastify', url, close: () => app.close() };
 }
 
-async function startApp(store: MemoryKvStore, logger: unknown): Promise<Target> {
-  // createHttpServer closes its store on close(); the store is shared, and the other two are closed first.
-  const http = await createHttpServer({ store, logger: logger as never });
+async function startApp(name: string, create: typeof createHttpServer, store: MemoryKvStore, logger: unknown): Promise<Target> {
+  const http = await create({ store, logger: logger as never });
   const url = await http.listen({ host: '127.0.0.1', port: 0 });
-  return { name: 'app', url, close: () => http.close() };
+  // "other" closing the shared store would fail the rounds after it; close() is only reached at the end.
+  return { name, url, close: () => http.close() };
 }
