@@ -58,8 +58,9 @@ export interface ShardCoreOptions {
  * The shards of one worker core and the loop that drives them. Inputs
  * (messages, events, ticks, requests) are stepped synchronously as they
  * arrive; the loop then runs rounds: take every ready group's Ready → send
- * what may leave at once → one durable transaction for all of them holding
- * their new entries, hard states and the apply of their committed entries →
+ * what may leave at once → one transaction for all of them holding their
+ * new entries, hard states and the apply of their committed entries
+ * (synced when Raft needs it: NodeStore.persist) →
  * send what depended on it → answer proposals and reads → advance. The same
  * class runs inside a worker thread (core-worker.ts) or inline for
  * deterministic tests.
