@@ -109,6 +109,7 @@ function prometheusText(host: Host, store: HostKvStoreStats, cores: readonly Cor
   metric('flotilla_core_entries_persisted_total', 'counter', 'Raft log entries written durably.', perCore('entriesPersisted'));
   metric('flotilla_core_entries_applied_total', 'counter', 'Committed entries applied to the state machine.', perCore('entriesApplied'));
   metric('flotilla_core_proposals_total', 'counter', 'Writes proposed on this node.', perCore('proposals'));
+  metric('flotilla_core_proposal_entries_total', 'counter', 'Raft entries those writes were proposed in (writes of one range in one turn share one).', perCore('proposalEntries'));
   metric('flotilla_core_reads_total', 'counter', 'Reads served or started on this node.', perCore('reads'));
   metric('flotilla_core_group_ticks_total', 'counter', 'Ticks delivered to groups (quiesced groups get none).', perCore('groupTicks'));
   metric('flotilla_core_messages_sent_total', 'counter', 'Raft messages sent.', perCore('messagesSent'));

@@ -3,7 +3,7 @@
 import { NONE, SeededRng, groupId, type Entry, type GroupId } from '@flotilla/core';
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { KEY_BYTES_MAX, VALUE_BYTES_MAX, decodeCommand, encodeCommand, type KvCommand, type KvResult } from '../src/kv/command.js';
+import { KEY_BYTES_MAX, VALUE_BYTES_MAX, decodeBatchCommand, decodeCommand, encodeBatchCommand, encodeCommand, isBatchCommand, type KvCommand, type KvResult } from '../src/kv/command.js';
 import { KvStateMachine } from '../src/kv/state-machine.js';
 import { CorruptRecordError } from '../src/storage/errors.js';
 import type { NodeStore } from '../src/storage/node-store.js';
@@ -339,6 +339,28 @@ describe('command codec', () => {
       expect(caught).toBeInstanceOf(CorruptRecordError);
       expect(caught).toMatchObject({ code: 'CORRUPT_RECORD', retryable: false });
       expect((caught as Error).message).toContain('entry 42');
+    });
+  }
+
+  it('a batch entry round-trips its commands, is told apart by two bytes, and is no single command', () => {
+    const commands = roundTrips.filter((c) => c.op !== 'split').map((c) => encodeCommand(c));
+    const batch = encodeBatchCommand(commands);
+    expect(isBatchCommand(batch)).toBe(true);
+    expect(commands.some((c) => isBatchCommand(c))).toBe(false);
+    expect(decodeBatchCommand(3, batch).map((c) => [...c])).toEqual(commands.map((c) => [...c]));
+    expect(() => decodeCommand(3, batch)).toThrow(CorruptRecordError);
+  });
+
+  const malformedBatches: { name: string; data: Uint8Array }[] = [
+    { name: 'no commands', data: packr.pack([5, new Uint8Array(0), [], -1]) },
+    { name: 'a command that is not bytes', data: packr.pack([5, new Uint8Array(0), ['put'], -1]) },
+    { name: 'commands that are not a list', data: packr.pack([5, new Uint8Array(0), valid, -1]) },
+    { name: 'a truncated batch', data: encodeBatchCommand([valid, valid]).subarray(0, 10) },
+  ];
+  for (const m of malformedBatches) {
+    it(`decodeBatchCommand rejects ${m.name} with CorruptRecordError`, () => {
+      expect(() => decodeBatchCommand(42, m.data)).toThrow(/entry 42/);
+      expect(() => decodeBatchCommand(42, m.data)).toThrow(CorruptRecordError);
     });
   }
 

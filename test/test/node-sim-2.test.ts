@@ -4,4 +4,6 @@ import { seedBlocks } from './node-sim-seeds.js';
 
 describe('whole-node simulation', () => {
   describe('seeds', () => seedBlocks(101, 100));
+  // Clients with several puts in flight at once: leaders fold them into batch entries.
+  describe('seeds with write bursts', () => seedBlocks(1, 50, { writeBurstMax: 4 }));
 });

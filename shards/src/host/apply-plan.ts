@@ -1,8 +1,8 @@
 import { assert, decodeConfChange, type ConfState, type Entry, type GroupId, type LogIndex, type NodeId, type Ready } from '@flotilla/core';
-import { isChecksumCommand, type KvResult } from '../kv/command.js';
+import { isChecksumCommand } from '../kv/command.js';
 import type { ReplicaChecksums } from '../kv/consistency.js';
 import { describeRange, type ShardRange } from '../kv/range.js';
-import type { ApplyBatch, ApplyOutcome, ApplyResults } from '../kv/state-machine.js';
+import { isBatchResult, type ApplyBatch, type ApplyOutcome, type ApplyResults, type EntryResult } from '../kv/state-machine.js';
 import { isMember, type ReplicaLifecycle } from '../replica/lifecycle.js';
 import type { ShellLogger } from '../shell-logger.js';
 import type { CoreStats } from './core-protocol.js';
@@ -149,8 +149,9 @@ export class ApplyPlan {
   }
 
   /** A checksum entry applied and committed: this replica snapshots its range now and hashes it over the next ticks. */
-  private captureChecksum(g: Group, index: LogIndex, result: KvResult | undefined): void {
+  private captureChecksum(g: Group, index: LogIndex, result: EntryResult | undefined): void {
     assert(result !== undefined, () => `shard ${g.id}: checksum entry ${index} applied without a result`);
+    assert(!isBatchResult(result), () => `shard ${g.id}: checksum entry ${index} applied as a batch`);
     // A malformed id was refused alike on every replica: nothing to hash.
     if (!result.ok || !('checksum' in result)) return;
     const c = result.checksum;

@@ -159,6 +159,8 @@ export interface CoreStats {
   /** Messages from the network that failed validation (wrong node, unknown shard, undecodable). */
   messagesRejected: number;
   proposals: number;
+  /** Entries those writes went into: writes of one shard that arrive in one turn share an entry (ShardRequests). */
+  proposalEntries: number;
   reads: number;
   entriesPersisted: number;
   entriesApplied: number;
@@ -192,6 +194,7 @@ export function zeroCoreStats(): CoreStats {
     storeWritesFailedDiskFull: 0,
     messagesRejected: 0,
     proposals: 0,
+    proposalEntries: 0,
     reads: 0,
     entriesPersisted: 0,
     entriesApplied: 0,

@@ -11,10 +11,22 @@ const KEY_SAMPLE_COUNT = 64;
 /** Fewer samples than this say nothing about where load is. */
 const KEY_SAMPLE_COUNT_MIN = 16;
 
-/** A proposal waiting for its entry to apply; it is ours only if the applied entry has our term. */
+/**
+ * A proposal waiting for its entry to apply; it is ours only if the applied
+ * entry has our term. A batch entry answers each of its requests with its
+ * own command's result, in order (`batched`).
+ */
 export interface PendingProposal {
-  readonly requestId: number;
+  readonly requestIds: readonly number[];
   readonly term: Term;
+  readonly batched: boolean;
+}
+
+/** Writes a leader took this turn, proposed together as one entry before the next Ready (ShardRequests). */
+export interface ProposalBatch {
+  readonly requestIds: number[];
+  readonly commands: Uint8Array[];
+  bytes: number;
 }
 
 export interface PendingRead {
@@ -41,6 +53,7 @@ export class Group {
   reportedLeader: NodeId = NONE;
   reportedTerm: Term = 0;
   readonly proposals = new Map<LogIndex, PendingProposal>();
+  readonly batch: ProposalBatch = { requestIds: [], commands: [], bytes: 0 };
   /** Reads waiting for their ReadState, by context. */
   readonly reads = new Map<ReadContext, PendingRead>();
   /** Reads confirmed at an index the state machine has not applied yet, in index order. */

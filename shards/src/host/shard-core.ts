@@ -332,6 +332,8 @@ export class ShardCore {
     try {
       for (;;) {
         while (this.tasks.length > 0) await this.runTask(this.tasks.shift()!);
+        // The writes this turn brought, one entry per shard, before their Readys are taken.
+        this.requests.proposeBatches();
         const ready: Group[] = [];
         for (const g of this.touched) if (!g.removed && g.raw.hasReady()) ready.push(g);
         this.touched.clear();

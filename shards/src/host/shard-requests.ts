@@ -1,14 +1,14 @@
 import { InvalidConfChangeError, NONE, ProposalDroppedError, assert, groupId, nodeId, type Entry, type GroupId, type LogIndex, type NodeId, type Ready } from '@flotilla/core';
 import { EpochMismatchError, InvalidCommandError, KeyOutOfRangeError, NotLeaderError, ShardNotFoundError } from '../errors.js';
-import { decodeCommand, encodeChecksumCommand, type KvResult } from '../kv/command.js';
+import { BATCH_BYTES_MAX, BATCH_COMMAND_COUNT_MAX, decodeCommand, encodeBatchCommand, encodeChecksumCommand, type KvResult } from '../kv/command.js';
 import type { ReplicaChecksums } from '../kv/consistency.js';
 import { coversSpan, describeRange, hexKey, inRange, isInitialized } from '../kv/range.js';
-import type { KvStateMachine } from '../kv/state-machine.js';
+import { isBatchResult, type EntryResult, type KvStateMachine } from '../kv/state-machine.js';
 import type { ShellLogger } from '../shell-logger.js';
 import type { CoreRequest, CoreStats, MembershipChange, ReadOp, ShardStatus } from './core-protocol.js';
 import type { CoreOutputBuffer } from './core-output.js';
 import type { DiskGuard } from './disk-guard.js';
-import type { Group, PendingRead } from './group.js';
+import type { Group, PendingProposal, PendingRead } from './group.js';
 import { invalidReadOp } from './input-checks.js';
 
 /** What a shard's requests need of their core. */
@@ -34,23 +34,80 @@ export interface ShardRequestsPort {
  * is confirmed and applied: the round (ShardCore) settles both after its
  * commit (settleProposals, answerReads); everything else is answered on
  * arrival.
+ *
+ * Puts and deletes a leader takes in one turn of its core are proposed
+ * together, as one batch entry per shard (proposeBatches, called by the loop
+ * before it takes the Readys): one log record to write, replicate and
+ * decode on every replica instead of one per write. Anything else proposed
+ * for the shard (a split, a checksum, a membership change) proposes the
+ * pending batch first, so the log keeps the order requests arrived in.
  */
 export class ShardRequests {
+  /** Groups with writes waiting in their batch. */
+  private readonly batching = new Set<Group>();
+
   constructor(private readonly port: ShardRequestsPort) {}
 
   onPropose(id: number, shardId: GroupId, command: Uint8Array): void {
     const g = this.proposingGroup(id, shardId);
     if (g === undefined) return;
-    let key: Uint8Array;
+    let decoded: ReturnType<typeof decodeCommand>;
     try {
-      key = decodeCommand(0, command).key;
+      decoded = decodeCommand(0, command);
     } catch (err) {
       return this.port.out.fail(id, new InvalidCommandError((err as Error).message));
     }
+    const key = decoded.key;
     if (!inRange(g.bounds, key)) return this.port.out.fail(id, this.outOfRange(g, key));
     g.writeCount++;
     g.sampleKey(key);
-    if (this.proposeTracked(id, g, command)) this.port.stats.proposals++;
+    this.port.stats.proposals++;
+    if (decoded.op === 'split') {
+      this.proposeBatch(g);
+      this.proposeTracked(id, g, command);
+      return;
+    }
+    const b = g.batch;
+    if (b.commands.length >= BATCH_COMMAND_COUNT_MAX || (b.commands.length > 0 && b.bytes + command.byteLength > BATCH_BYTES_MAX)) this.proposeBatch(g);
+    b.requestIds.push(id);
+    b.commands.push(command);
+    b.bytes += command.byteLength;
+    this.batching.add(g);
+    this.port.touch(g);
+  }
+
+  /** Proposes every shard's pending writes, one entry per shard (the loop calls this before taking the Readys). */
+  proposeBatches(): void {
+    for (const g of this.batching) this.proposeBatch(g);
+    this.batching.clear();
+  }
+
+  /**
+   * Proposes the group's pending writes as one entry (a lone write as a
+   * plain command, as it came). A group that lost its lead or was removed
+   * since they arrived fails them as it would have on arrival.
+   */
+  private proposeBatch(g: Group): void {
+    const b = g.batch;
+    if (b.commands.length === 0) return;
+    const requestIds = b.requestIds.splice(0);
+    const commands = b.commands.splice(0);
+    b.bytes = 0;
+    const fail = (err: Error): void => {
+      for (const id of requestIds) this.port.out.fail(id, err);
+    };
+    if (g.removed) return fail(new ShardNotFoundError(g.id, this.port.self));
+    if (!g.isLeader) return fail(new NotLeaderError(g.id, this.port.self, g.leader));
+    const batched = commands.length > 1;
+    this.port.stats.proposalEntries++;
+    try {
+      g.raw.propose(batched ? encodeBatchCommand(commands) : commands[0]!);
+    } catch (err) {
+      if (err instanceof ProposalDroppedError) return fail(err);
+      throw err;
+    }
+    this.trackProposal(g, requestIds, batched);
+    this.port.touch(g);
   }
 
   onRead(id: number, shardId: GroupId, read: PendingRead, consistency: 'linearizable' | 'stale'): void {
@@ -111,7 +168,7 @@ export class ShardRequests {
    * applied: with the entry's result, or PROPOSAL_DROPPED when the entry at
    * that index came from another term (a later leader overwrote ours).
    */
-  settleProposals(g: Group, committed: readonly Entry[], results: ReadonlyMap<LogIndex, KvResult> | undefined): void {
+  settleProposals(g: Group, committed: readonly Entry[], results: ReadonlyMap<LogIndex, EntryResult> | undefined): void {
     if (g.proposals.size === 0) return;
     for (const e of committed) this.settleProposal(g, e, results?.get(e.index));
   }
@@ -150,6 +207,8 @@ export class ShardRequests {
     } catch (err) {
       return this.port.out.fail(id, err);
     }
+    // The check covers every write answered before it was asked for.
+    this.proposeBatch(g);
     this.proposeTracked(id, g, command);
   }
 
@@ -172,13 +231,14 @@ export class ShardRequests {
     const g = this.proposingGroup(id, shardId);
     if (g === undefined) return;
     if (g.bounds.epoch !== epoch) return this.port.out.fail(id, new EpochMismatchError(`shard ${shardId} is at epoch ${g.bounds.epoch}, not ${epoch} (node ${this.port.self})`));
+    this.proposeBatch(g);
     try {
       g.raw.proposeConfChange({ changes: changes.map((c) => ({ type: c.type, nodeId: nodeId(c.nodeId) })), transition: 'auto' });
     } catch (err) {
       if (err instanceof ProposalDroppedError || err instanceof InvalidConfChangeError) return this.port.out.fail(id, err);
       throw err;
     }
-    this.trackProposal(g, id);
+    this.trackProposal(g, [id], false);
     this.port.log.info({ shardId, epoch, changes }, 'membership change proposed');
     this.port.touch(g);
   }
@@ -200,10 +260,15 @@ export class ShardRequests {
   /** Fails every request still waiting on the group (it is being removed, or the core closes). */
   failPending(g: Group, error: () => Error): void {
     const { out } = this.port;
-    for (const p of g.proposals.values()) out.fail(p.requestId, error());
+    for (const p of g.proposals.values()) for (const id of p.requestIds) out.fail(id, error());
+    for (const id of g.batch.requestIds) out.fail(id, error());
     for (const r of g.reads.values()) out.fail(r.requestId, error());
     for (const r of g.readsAwaitingApply) out.fail(r.read.requestId, error());
     g.proposals.clear();
+    g.batch.requestIds.length = 0;
+    g.batch.commands.length = 0;
+    g.batch.bytes = 0;
+    this.batching.delete(g);
     g.reads.clear();
     g.readsAwaitingApply.length = 0;
   }
@@ -239,16 +304,26 @@ export class ShardRequests {
     return g;
   }
 
-  private settleProposal(g: Group, e: Entry, result: unknown): void {
+  private settleProposal(g: Group, e: Entry, result: EntryResult | undefined): void {
     const p = g.proposals.get(e.index);
     if (p === undefined) return;
     g.proposals.delete(e.index);
     if (p.term !== e.term) {
-      this.port.out.fail(p.requestId, new ProposalDroppedError(`entry ${e.index} of shard ${g.id} committed from term ${e.term}, not the proposal's term ${p.term}`));
+      this.failProposal(p, new ProposalDroppedError(`entry ${e.index} of shard ${g.id} committed from term ${e.term}, not the proposal's term ${p.term}`));
       return;
     }
     assert(result !== undefined, () => `shard ${g.id}: proposal at ${e.index} applied without a result`);
-    this.port.out.reply(p.requestId, result);
+    if (!p.batched) {
+      assert(!isBatchResult(result), () => `shard ${g.id}: entry ${e.index} of one write applied as a batch`);
+      this.port.out.reply(p.requestIds[0]!, result);
+      return;
+    }
+    assert(isBatchResult(result) && result.length === p.requestIds.length, () => `shard ${g.id}: batch entry ${e.index} of ${p.requestIds.length} writes applied with ${isBatchResult(result) ? result.length : 'no'} results`);
+    for (let i = 0; i < result.length; i++) this.port.out.reply(p.requestIds[i]!, result[i]);
+  }
+
+  private failProposal(p: PendingProposal, err: Error): void {
+    for (const id of p.requestIds) this.port.out.fail(id, err);
   }
 
   private notLeader(id: number, g: Group): void {
@@ -266,19 +341,19 @@ export class ShardRequests {
       }
       throw err;
     }
-    this.trackProposal(g, id);
+    this.trackProposal(g, [id], false);
     this.port.touch(g);
     return true;
   }
 
-  /** Request `id` waits for the entry just proposed (the log's last), answered when it applies in this term. */
-  private trackProposal(g: Group, id: number): void {
+  /** Requests `requestIds` wait for the entry just proposed (the log's last), answered when it applies in this term. */
+  private trackProposal(g: Group, requestIds: readonly number[], batched: boolean): void {
     const r = g.raw.raft;
     const index = r.log.lastIndex();
     const previous = g.proposals.get(index);
     // An entry we proposed at this index in an earlier term was overwritten: it will never apply.
-    if (previous !== undefined) this.port.out.fail(previous.requestId, new ProposalDroppedError(`entry ${index} of shard ${g.id} was replaced by a later leader`));
-    g.proposals.set(index, { requestId: id, term: r.term });
+    if (previous !== undefined) this.failProposal(previous, new ProposalDroppedError(`entry ${index} of shard ${g.id} was replaced by a later leader`));
+    g.proposals.set(index, { requestIds, term: r.term, batched });
   }
 
   private outOfRange(g: Group, key: Uint8Array, end?: Uint8Array | null): KeyOutOfRangeError {

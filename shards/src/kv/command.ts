@@ -111,11 +111,21 @@ export function validateCommand(c: KvCommand): string | undefined {
 }
 
 // Wire form: [opcode, key, value|null, ifVersion|-1], a split [OP_SPLIT, key, newShardId, epoch], a checksum
-// [OP_CHECKSUM, empty key, id, -1]. Plain arrays: no field names per entry.
+// [OP_CHECKSUM, empty key, id, -1], a batch [OP_BATCH, empty key, [command bytes...], -1]. Plain arrays: no
+// field names per entry.
 const OP_PUT = 1;
 const OP_DELETE = 2;
 const OP_SPLIT = 3;
 const OP_CHECKSUM = 4;
+const OP_BATCH = 5;
+/**
+ * Writes one batch entry carries at most. The leader folds the writes a
+ * shard receives in one turn of its core into one entry (ShardRequests):
+ * one log record, one entry to replicate and decode, instead of one each.
+ */
+export const BATCH_COMMAND_COUNT_MAX = 256;
+/** Bytes of commands one batch entry carries at most (a single larger command goes alone). */
+export const BATCH_BYTES_MAX = 256 * 1024;
 /** msgpack's fixarray-of-4 header: every command's first byte (the opcode, a positive fixint, is the second). */
 const TUPLE_4_HEADER = 0x94;
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -158,6 +168,37 @@ export function decodeChecksumCommand(index: number, data: Uint8Array): Checksum
   return { op: 'checksum', id };
 }
 
+/**
+ * Encodes puts and deletes, each already encoded (encodeCommand), as one
+ * entry. Applied in order, each with its own result, exactly as if each had
+ * been an entry of its own at the batch's index.
+ */
+export function encodeBatchCommand(commands: readonly Uint8Array[]): Uint8Array {
+  assert(commands.length > 0, 'a batch entry carries at least one command');
+  return packr.pack([OP_BATCH, new Uint8Array(0), commands, -1]);
+}
+
+/** Whether an entry's payload is a batch entry (see isChecksumCommand for why two bytes tell). */
+export function isBatchCommand(data: Uint8Array): boolean {
+  return data.byteLength >= 2 && data[0] === TUPLE_4_HEADER && data[1] === OP_BATCH;
+}
+
+/** The commands of a batch entry (isBatchCommand was true), each to decode with decodeCommand. */
+export function decodeBatchCommand(index: number, data: Uint8Array): readonly Uint8Array[] {
+  let raw: unknown;
+  try {
+    raw = packr.unpack(data);
+  } catch (err) {
+    throw new CorruptRecordError(`entry ${index}: undecodable batch command (${(err as Error).message})`);
+  }
+  if (!Array.isArray(raw) || raw.length !== 4 || raw[0] !== OP_BATCH) throw new CorruptRecordError(`entry ${index}: batch command is not a 4-tuple`);
+  const commands = raw[2] as unknown;
+  if (!Array.isArray(commands) || commands.length === 0 || !commands.every((c) => c instanceof Uint8Array)) {
+    throw new CorruptRecordError(`entry ${index}: batch command does not carry a list of encoded commands`);
+  }
+  return commands as Uint8Array[];
+}
+
 export function decodeCommand(index: number, data: Uint8Array): KvCommand {
   let raw: unknown;
   try {
@@ -183,5 +224,6 @@ export function decodeCommand(index: number, data: Uint8Array): KvCommand {
   }
   if (op === OP_DELETE) return { op: 'delete', key, ...condition };
   if (op === OP_CHECKSUM) throw new CorruptRecordError(`entry ${index}: a checksum entry is not a KV command (decodeChecksumCommand)`);
+  if (op === OP_BATCH) throw new CorruptRecordError(`entry ${index}: a batch entry is not one KV command (decodeBatchCommand)`);
   throw new CorruptRecordError(`entry ${index}: unknown opcode ${String(op)}`);
 }

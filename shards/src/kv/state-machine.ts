@@ -5,8 +5,10 @@ import type { NewShard, NodeStore } from '../storage/node-store.js';
 import {
   INITIAL_LOG_INDEX,
   INITIAL_LOG_TERM,
+  decodeBatchCommand,
   decodeChecksumCommand,
   decodeCommand,
+  isBatchCommand,
   isChecksumCommand,
   validateCommand,
   type KvCommand,
@@ -26,8 +28,16 @@ export interface ApplyBatch {
   readonly range?: ShardRange;
 }
 
+/** What one entry's apply produced: a batch entry's is a list, one result per command in order. */
+export type EntryResult = KvResult | readonly KvResult[];
+
+/** Whether an entry's result is a batch entry's list (Array.isArray does not narrow a readonly array). */
+export function isBatchResult(r: EntryResult): r is readonly KvResult[] {
+  return Array.isArray(r);
+}
+
 /** What applying produced: a result per normal entry with a command (keyed by index). */
-export type ApplyResults = Map<GroupId, Map<LogIndex, KvResult>>;
+export type ApplyResults = Map<GroupId, Map<LogIndex, EntryResult>>;
 
 /** A shard a split created on this node while applying. */
 export interface CreatedShard {
@@ -132,7 +142,7 @@ export class KvStateMachine {
         const sizes = new Map<GroupId, SizeDelta>();
         for (const b of batches) {
           if (b.entries.length === 0) continue;
-          const shardResults = new Map<LogIndex, KvResult>();
+          const shardResults = new Map<LogIndex, EntryResult>();
           results.set(b.shardId, shardResults);
           const before = b.range ?? decodeShardRange(b.shardId, this.store.descriptor(b.shardId));
           let range = before;
@@ -152,6 +162,18 @@ export class KvStateMachine {
             if (e.data.byteLength === 0) continue;
             if (isChecksumCommand(e.data)) {
               shardResults.set(e.index, checksumApplied(e.index, e.data, range, conf));
+              continue;
+            }
+            if (isBatchCommand(e.data)) {
+              let delta = sizes.get(b.shardId);
+              if (delta === undefined) sizes.set(b.shardId, (delta = { keyCount: 0, sizeBytes: 0 }));
+              const batchResults: KvResult[] = [];
+              for (const data of decodeBatchCommand(e.index, e.data)) {
+                const command = decodeCommand(e.index, data);
+                // Only puts and deletes are batched (ShardRequests): anything else in one is refused alike everywhere.
+                batchResults.push(command.op === 'split' ? { ok: false, code: 'COMMAND_INVALID', reason: 'a split cannot be batched' } : this.applyCommand(e.index, command, range, delta));
+              }
+              shardResults.set(e.index, batchResults);
               continue;
             }
             const command = decodeCommand(e.index, e.data);

@@ -146,7 +146,7 @@ export class IncomingSnapshots {
     // Whatever waited on entries the snapshot replaced was decided elsewhere; its outcome is unknown here.
     for (const [index, p] of g.proposals) {
       if (index <= header.index) {
-        this.port.out.fail(p.requestId, new ProposalDroppedError(`entry ${index} of shard ${g.id} was superseded by snapshot ${header.index}`));
+        for (const id of p.requestIds) this.port.out.fail(id, new ProposalDroppedError(`entry ${index} of shard ${g.id} was superseded by snapshot ${header.index}`));
         g.proposals.delete(index);
       }
     }

@@ -5,10 +5,11 @@ import { parseArgs } from 'node:util';
 import { NodeSim, SimFailure } from './node-sim.js';
 import { FAULT_TICKS_DEFAULT, SIM_BUGS, nodeSimOptionsForSeed, type SimBug } from './options.js';
 
-const USAGE = `usage: npm run sim -- [--seed N | --from N --seeds COUNT] [--nodes 3|5] [--fault-ticks N] [--bug ${SIM_BUGS.join('|')}] [--stop-on-failure] [--trace]
+const USAGE = `usage: npm run sim -- [--seed N | --from N --seeds COUNT] [--nodes 3|5] [--fault-ticks N] [--write-bursts N] [--bug ${SIM_BUGS.join('|')}] [--stop-on-failure] [--trace]
   --seed         one seed (replays a failure)
   --from/--seeds seeds from..from+count-1 (default 1, 100)
-  --fault-ticks  ticks of faults and clients per run (default ${FAULT_TICKS_DEFAULT}; a tick is 100 virtual ms)`;
+  --fault-ticks  ticks of faults and clients per run (default ${FAULT_TICKS_DEFAULT}; a tick is 100 virtual ms)
+  --write-bursts a client's put sometimes goes with up to N-1 more at once (default 1: one at a time)`;
 
 function int(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
@@ -28,6 +29,7 @@ async function main(): Promise<void> {
       seeds: { type: 'string' },
       nodes: { type: 'string' },
       'fault-ticks': { type: 'string' },
+      'write-bursts': { type: 'string' },
       bug: { type: 'string' },
       'stop-on-failure': { type: 'boolean' },
       trace: { type: 'boolean' },
@@ -49,12 +51,13 @@ async function main(): Promise<void> {
   const from = one ?? int(values.from, '--from') ?? 1;
   const count = one === undefined ? (int(values.seeds, '--seeds') ?? 100) : 1;
   const faultTicks = int(values['fault-ticks'], '--fault-ticks');
+  const writeBurstMax = int(values['write-bursts'], '--write-bursts');
   const startedMs = performance.now();
   let failed = 0;
   let operations = 0;
   let crashes = 0;
   for (let seed = from; seed < from + count; seed++) {
-    const options = nodeSimOptionsForSeed(seed, { bug, ...(nodes === undefined ? {} : { nodeCount: nodes }), ...(faultTicks === undefined ? {} : { faultTicks }) });
+    const options = nodeSimOptionsForSeed(seed, { bug, ...(nodes === undefined ? {} : { nodeCount: nodes }), ...(faultTicks === undefined ? {} : { faultTicks }), ...(writeBurstMax === undefined ? {} : { writeBurstMax }) });
     const sim = new NodeSim(options);
     try {
       const { stats, trace } = await sim.run();

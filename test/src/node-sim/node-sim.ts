@@ -32,6 +32,8 @@ const WRITE_LATENCY_TURNS = 3;
 const SETTLE_TURNS_MAX = 20_000;
 /** Virtual budget of a client call: the store's default (REQUEST_DEADLINE_MS_DEFAULT). */
 const REQUEST_DEADLINE_MS = 5_000;
+/** Salts a client's burst stream (see client). */
+const BURST_SALT = 0x6b75_7273;
 /** Virtual time clients think between operations: up to this. */
 const THINK_MS_MAX = 300;
 /** A fault episode lasts this many ticks at most (a crashed node stays down, a partition stands...). */
@@ -543,6 +545,8 @@ export class NodeSim {
 
   private async client(clientId: number, rng: SeededRng): Promise<void> {
     let n = 0;
+    // Its own stream: bursts must not shift the draws of runs without them.
+    const bursts = new SeededRng((Math.imul(this.options.seed, 0x9e3779b1) ^ Math.imul(clientId, 0x85ebca6b) ^ BURST_SALT) >>> 0);
     while (this.phase === 'faults') {
       await this.sleep(rng.intBelow(THINK_MS_MAX));
       if (this.phase !== 'faults') return;
@@ -556,7 +560,12 @@ export class NodeSim {
       const value = `c${clientId}-${n++}`;
       if (roll < 30) await this.opGet(clientId, inc, key, rng.intBelow(5) === 0 ? 'stale' : 'linearizable');
       else if (roll < 40) await this.opScan(clientId, inc, rng, rng.intBelow(4) === 0 ? 'stale' : 'linearizable');
-      else if (roll < 70) await this.opWrite(clientId, inc, key, { kind: 'put', value });
+      else if (roll < 70) {
+        const extra = this.options.writeBurstMax > 1 ? bursts.intBelow(this.options.writeBurstMax) : 0;
+        // The burst's keys may repeat: writes to one key in one entry must apply in arrival order.
+        const burst = Array.from({ length: extra }, (_, j) => this.opWrite(clientId, inc, this.keys[bursts.intBelow(this.keys.length)]!, { kind: 'put', value: `${value}.${j + 1}` }));
+        await Promise.all([this.opWrite(clientId, inc, key, { kind: 'put', value }), ...burst]);
+      }
       else if (roll < 85) await this.opWrite(clientId, inc, key, { kind: 'put', value, ifVersion: await this.guessVersion(key, rng) });
       else await this.opWrite(clientId, inc, key, rng.intBelow(2) === 0 ? { kind: 'delete' } : { kind: 'delete', ifVersion: await this.guessVersion(key, rng) });
     }

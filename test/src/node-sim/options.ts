@@ -45,12 +45,22 @@ export interface NodeSimOptions {
    * quorum often lost (what catches a write acknowledged before it is durable).
    */
   readonly profile: 'mixed' | 'crashes';
+  /**
+   * Writes a client may issue at once (1: one at a time). Above 1, a plain
+   * put sometimes goes out with up to this many more, to the same node,
+   * together: the leader folds writes that arrive in one turn into one
+   * entry (shards ShardRequests), and several in flight from one node are
+   * what exercises that. Off unless asked for (--write-bursts), so the
+   * seeds CI pins as regressions keep their runs.
+   */
+  readonly writeBurstMax: number;
   readonly bug: SimBug;
 }
 
 export interface NodeSimOverrides {
   readonly nodeCount?: number;
   readonly faultTicks?: number;
+  readonly writeBurstMax?: number;
   readonly bug?: SimBug;
 }
 
@@ -82,6 +92,7 @@ export function nodeSimOptionsForSeed(seed: number, o: NodeSimOverrides = {}): N
     compactionTriggerEntries: pick([20, 50, 200]),
     compactionKeepEntries: pick([2, 10]),
     profile: 'mixed',
+    writeBurstMax: o.writeBurstMax ?? 1,
     bug: o.bug ?? 'none',
   };
   // Every fourth seed: the crash profile (a fault episode starts on a quarter of the ticks).
@@ -90,5 +101,6 @@ export function nodeSimOptionsForSeed(seed: number, o: NodeSimOverrides = {}): N
 
 /** The one command that replays a run. */
 export function replayCommand(o: NodeSimOptions): string {
-  return `npm run sim -- --seed ${o.seed} --nodes ${o.nodeCount} --fault-ticks ${o.faultTicks}${o.bug === 'none' ? '' : ` --bug ${o.bug}`}`;
+  const bursts = o.writeBurstMax > 1 ? ` --write-bursts ${o.writeBurstMax}` : '';
+  return `npm run sim -- --seed ${o.seed} --nodes ${o.nodeCount} --fault-ticks ${o.faultTicks}${bursts}${o.bug === 'none' ? '' : ` --bug ${o.bug}`}`;
 }
