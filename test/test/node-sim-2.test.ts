@@ -6,4 +6,6 @@ describe('whole-node simulation', () => {
   describe('seeds', () => seedBlocks(101, 100));
   // Clients with several puts in flight at once: leaders fold them into batch entries.
   describe('seeds with write bursts', () => seedBlocks(1, 50, { writeBurstMax: 4 }));
+  // Half the write crashes strike right after the write: durable, but nothing it promised was sent.
+  describe('seeds with crashes after writes', () => seedBlocks(1, 50, { crashAfterWrites: true }));
 });

@@ -39,9 +39,10 @@ describe('whole-node simulation', () => {
       const flag = (name: string) => Number(flags[flags.indexOf(name) + 1]);
       expect(nodeSimOptionsForSeed(flag('--seed'), { nodeCount: flag('--nodes'), faultTicks: flag('--fault-ticks') }), `seed ${seed}`).toEqual(drawn);
     }
-    const bursty = nodeSimOptionsForSeed(7, { faultTicks: CI_FAULT_TICKS, writeBurstMax: 4 });
-    const flags = replayCommand(bursty).split(' ');
+    const extended = nodeSimOptionsForSeed(7, { faultTicks: CI_FAULT_TICKS, writeBurstMax: 4, crashAfterWrites: true });
+    const flags = replayCommand(extended).split(' ');
     expect(flags[flags.indexOf('--write-bursts') + 1]).toBe('4');
+    expect(flags).toContain('--crash-after-writes');
   });
 
   describe('catches deliberately broken builds', () => {

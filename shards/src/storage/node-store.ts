@@ -52,7 +52,18 @@ const TXN_DATA_SYNCED = TXN_SYNCED | MDB_NOMETASYNC;
  * write is durable, so the window a crash can fall in exists here too. Never for a real node: a power failure
  * loses what noSync did not flush.
  */
-export type StoreIo = { readonly kind: 'durable' } | { readonly kind: 'simulated'; beforeWrite(): Promise<void> };
+export type StoreIo =
+  | { readonly kind: 'durable' }
+  | {
+      readonly kind: 'simulated';
+      beforeWrite(): Promise<void>;
+      /**
+       * Called once a write committed, before the caller learns it did: a
+       * throw here is a crash after the write is durable and before anything
+       * that depended on it (acknowledgements, votes, answers) went out.
+       */
+      afterWrite?(): void;
+    };
 
 export const DURABLE_IO: StoreIo = Object.freeze({ kind: 'durable' });
 
@@ -474,6 +485,7 @@ export class NodeStore {
       }
       options.alsoInTransaction?.();
     }, mustSync ? TXN_SYNCED : TXN_DATA_SYNCED);
+    if (this.io.kind === 'simulated') this.io.afterWrite?.();
     for (const plan of plans) this.applyPlan(plan);
     return mustSync;
   }
@@ -679,6 +691,7 @@ async function writeTransaction(env: RootDatabase, io: StoreIo, body: () => void
   if (io.kind === 'simulated') {
     await io.beforeWrite();
     env.transactionSync(body);
+    io.afterWrite?.();
     return;
   }
   await env.transaction(body);

@@ -32,6 +32,8 @@ const WRITE_LATENCY_TURNS = 3;
 const SETTLE_TURNS_MAX = 20_000;
 /** Virtual budget of a client call: the store's default (REQUEST_DEADLINE_MS_DEFAULT). */
 const REQUEST_DEADLINE_MS = 5_000;
+/** Salts the stream that picks crash points (see afterWrite). */
+const CRASH_POINT_SALT = 0x6166_7472;
 /** Salts a client's burst stream (see client). */
 const BURST_SALT = 0x6b75_7273;
 /** Virtual time clients think between operations: up to this. */
@@ -89,6 +91,8 @@ interface Incarnation {
   dead: boolean;
   /** Stores writes left until the crash (armed by the nemesis); undefined: not armed. */
   writesUntilCrash: number | undefined;
+  /** The armed crash lets its write commit and strikes right after it (see afterWrite). */
+  crashAfterWrite: boolean;
   /** Resolves when this incarnation dies: an operation still waiting then has an unknown outcome. */
   readonly died: Promise<void>;
   markDied: () => void;
@@ -133,6 +137,8 @@ export class NodeSim {
   readonly network: MemoryNetwork;
   private readonly rng: SeededRng;
   private readonly nemesisRng: SeededRng;
+  /** Whether an armed crash strikes after its write (options.crashAfterWrites). */
+  private readonly crashPointRng: SeededRng;
   private readonly root: string;
   private readonly nodes: SimNode[] = [];
   private readonly keys: string[];
@@ -157,6 +163,7 @@ export class NodeSim {
 
   constructor(readonly options: NodeSimOptions) {
     this.rng = new SeededRng(options.seed);
+    this.crashPointRng = new SeededRng((Math.imul(options.seed, 0x9e3779b1) ^ CRASH_POINT_SALT) >>> 0);
     this.network = new MemoryNetwork({ rng: this.rng.fork(), verify: false });
     this.nemesisRng = this.rng.fork();
     this.root = simRoot();
@@ -262,7 +269,7 @@ export class NodeSim {
   private async start(n: SimNode): Promise<void> {
     let markDied = () => undefined as void;
     const died = new Promise<void>((resolve) => (markDied = resolve));
-    const inc: Incarnation = { clock: new NodeClock(this.clock), node: undefined, dead: false, writesUntilCrash: undefined, died, markDied, closing: undefined };
+    const inc: Incarnation = { clock: new NodeClock(this.clock), node: undefined, dead: false, writesUntilCrash: undefined, crashAfterWrite: false, died, markDied, closing: undefined };
     n.inc = inc;
     n.starts++;
     const peers = Object.fromEntries(this.nodes.filter((m) => m.id !== n.id).map((m) => [m.id, `memory:${m.id}`]));
@@ -287,7 +294,7 @@ export class NodeSim {
           ticker: { kind: 'manual' },
           // Per incarnation: a restarted node's forwarded request ids start elsewhere (Host.nextRequestId).
           seed: this.options.seed * 97 + n.id + 7_919 * n.starts,
-          storeIo: { kind: 'simulated', beforeWrite: () => this.beforeWrite(n, inc) },
+          storeIo: { kind: 'simulated', beforeWrite: () => this.beforeWrite(n, inc), afterWrite: () => this.afterWrite(n, inc) },
           compactionTriggerEntries: this.options.compactionTriggerEntries,
           compactionKeepEntries: this.options.compactionKeepEntries,
         },
@@ -312,7 +319,19 @@ export class NodeSim {
     if (inc.dead) throw new SimulatedCrash(n.id);
     if (inc.writesUntilCrash === undefined) return;
     inc.writesUntilCrash--;
-    if (inc.writesUntilCrash > 0) return;
+    if (inc.writesUntilCrash > 0 || inc.crashAfterWrite) return;
+    this.crash(n);
+    throw new SimulatedCrash(n.id);
+  }
+
+  /**
+   * The other crash point: the armed write committed (what it holds survives, as in the page cache)
+   * and the node dies before it acts on that — no acknowledgement, vote or answer the write promised
+   * goes out.
+   */
+  private afterWrite(n: SimNode, inc: Incarnation): void {
+    if (inc.dead) throw new SimulatedCrash(n.id);
+    if (inc.writesUntilCrash !== 0 || !inc.crashAfterWrite) return;
     this.crash(n);
     throw new SimulatedCrash(n.id);
   }
@@ -422,7 +441,9 @@ export class NodeSim {
       else if (kind === 'crash') this.crash(victim);
       else {
         victim.inc!.writesUntilCrash = 1 + rng.intBelow(crashes ? 4 : 20);
-        this.note(`arm crash of node ${victim.id} at write ${victim.inc!.writesUntilCrash}`);
+        // Its own stream, as bursts: a run without after-write crashes draws exactly as before.
+        victim.inc!.crashAfterWrite = this.options.crashAfterWrites && this.crashPointRng.intBelow(2) === 0;
+        this.note(`arm crash of node ${victim.id} ${victim.inc!.crashAfterWrite ? 'after' : 'at'} write ${victim.inc!.writesUntilCrash}`);
         // Down once it crashes; until then it runs (a node that never writes again is crashed at the episode's end).
         victim.episodeTicksLeft = ticks;
       }

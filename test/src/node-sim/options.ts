@@ -54,6 +54,13 @@ export interface NodeSimOptions {
    * seeds CI pins as regressions keep their runs.
    */
   readonly writeBurstMax: number;
+  /**
+   * Half the crashes armed at a store write strike right after it commits
+   * instead of before it: the write survives, and nothing that depended on
+   * it — append acknowledgements, votes, answers — went out. Off unless
+   * asked for (--crash-after-writes), as writeBurstMax.
+   */
+  readonly crashAfterWrites: boolean;
   readonly bug: SimBug;
 }
 
@@ -61,6 +68,7 @@ export interface NodeSimOverrides {
   readonly nodeCount?: number;
   readonly faultTicks?: number;
   readonly writeBurstMax?: number;
+  readonly crashAfterWrites?: boolean;
   readonly bug?: SimBug;
 }
 
@@ -93,6 +101,7 @@ export function nodeSimOptionsForSeed(seed: number, o: NodeSimOverrides = {}): N
     compactionKeepEntries: pick([2, 10]),
     profile: 'mixed',
     writeBurstMax: o.writeBurstMax ?? 1,
+    crashAfterWrites: o.crashAfterWrites ?? false,
     bug: o.bug ?? 'none',
   };
   // Every fourth seed: the crash profile (a fault episode starts on a quarter of the ticks).
@@ -102,5 +111,6 @@ export function nodeSimOptionsForSeed(seed: number, o: NodeSimOverrides = {}): N
 /** The one command that replays a run. */
 export function replayCommand(o: NodeSimOptions): string {
   const bursts = o.writeBurstMax > 1 ? ` --write-bursts ${o.writeBurstMax}` : '';
-  return `npm run sim -- --seed ${o.seed} --nodes ${o.nodeCount} --fault-ticks ${o.faultTicks}${bursts}${o.bug === 'none' ? '' : ` --bug ${o.bug}`}`;
+  const afterWrites = o.crashAfterWrites ? ' --crash-after-writes' : '';
+  return `npm run sim -- --seed ${o.seed} --nodes ${o.nodeCount} --fault-ticks ${o.faultTicks}${bursts}${afterWrites}${o.bug === 'none' ? '' : ` --bug ${o.bug}`}`;
 }
