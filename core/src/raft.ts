@@ -83,6 +83,16 @@ export interface RaftConfig {
   readonly proposalForwarding?: boolean;
   /** A leader removed from (or demoted in) the config steps down when the change applies. */
   readonly stepDownOnRemoval?: boolean;
+  /**
+   * `eager` (etcd-raft): when the leader's commit index moves, every
+   * follower gets an append at once, empty if it has every entry, only to
+   * carry the new commit index (and answers it). `lazy`: the commit index
+   * rides on the next append that carries entries, or on the next heartbeat
+   * (every heartbeatIntervalTicks): followers apply up to a heartbeat later,
+   * and each write costs two messages and a follower round less per
+   * follower. Commitment itself, and so safety, is the same either way.
+   */
+  readonly commitBroadcast?: 'eager' | 'lazy';
 }
 
 /** Defaults, each with where it comes from. */
@@ -107,6 +117,7 @@ export const DEFAULTS = {
   leaseMarginTicks: 1,
   proposalForwarding: true,
   stepDownOnRemoval: true,
+  commitBroadcast: 'eager' as 'eager' | 'lazy',
 } as const;
 
 type ResolvedConfig = Required<Omit<RaftConfig, 'logger' | 'applied'>> & { logger: Logger; applied: LogIndex };
@@ -369,7 +380,23 @@ export class Raft {
     if (!this.log.matchTerm(index, term)) return; // replaced since; not ours to count
     const self = this.tracker.progress.get(this.id);
     if (self === undefined) return;
-    if (self.maybeUpdate(index) && this.maybeCommit()) this.bcastAppend();
+    const before = this.log.committed;
+    if (self.maybeUpdate(index) && this.maybeCommit()) this.onCommitAdvanced(before);
+  }
+
+  /**
+   * The commit index moved past `before`: tell the followers now, or let the
+   * next append or heartbeat carry it (commitBroadcast). A conf change among
+   * the newly committed entries always goes out at once: once it applies
+   * here, a replica it removes hears from us no more, and must learn of its
+   * removal before that.
+   */
+  private onCommitAdvanced(before: LogIndex): void {
+    const confChangeCommitted = this.pendingConfIndex > before && this.pendingConfIndex <= this.log.committed;
+    if (this.config.commitBroadcast === 'eager' || confChangeCommitted) return this.bcastAppend();
+    this.tracker.visit((id) => {
+      if (id !== this.id) this.maybeSendAppend(id, false);
+    });
   }
 
   /** The application applied entries up to `index`. */
@@ -919,8 +946,9 @@ export class Raft {
         progress.inflights.freeLE(m.index);
         break;
     }
+    const before = this.log.committed;
     if (this.maybeCommit()) {
-      this.bcastAppend();
+      this.onCommitAdvanced(before);
     } else if (wasPaused) {
       // The window opened: nothing else will trigger a send.
       this.sendAppend(m.from);

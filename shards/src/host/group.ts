@@ -92,6 +92,9 @@ export class Group {
       logger: options.logger,
       // The shell answers non-leaders with a leader hint instead (proposals are matched by index and term on the leader).
       proposalForwarding: false,
+      // Followers learn a new commit index from the next append or the coalesced heartbeat (every tick), not from
+      // an append of its own: ARCHITECTURE.md, "Commit indexes ride on appends and heartbeats".
+      commitBroadcast: 'lazy',
     });
   }
 
