@@ -19,7 +19,7 @@ import {
   type SnapshotMessage,
 } from '@flotilla/core';
 import { describe, expect, it } from 'vitest';
-import { KvStateMachine } from '../src/kv/state-machine.js';
+import { KvStateMachine, isBatchResult } from '../src/kv/state-machine.js';
 import { decodeCommand, encodeCommand, type KvResult } from '../src/kv/command.js';
 import type { NodeStore } from '../src/storage/node-store.js';
 import type { RangeBounds } from '../src/storage/codec.js';
@@ -174,9 +174,15 @@ class Cluster {
       for (const e of rd.committedEntries) if (e.type === 'confChange') conf = r.node.applyConfChange(decodeConfChange(e.data));
       const results = await new KvStateMachine(r.store).apply([{ shardId: SHARD, entries: rd.committedEntries, confState: conf }]);
       if (r.node.status().softState.role === 'leader') {
-        for (const [index, result] of results.get(SHARD) ?? []) this.results.set(index, result);
+        // This harness proposes one command per entry: no batch entries, so every result is a single one.
+        const applied = new Map<number, KvResult>();
+        for (const [index, result] of results.get(SHARD) ?? []) {
+          if (isBatchResult(result)) throw new Error(`entry ${index} applied as a batch`);
+          applied.set(index, result);
+          this.results.set(index, result);
+        }
         for (const e of rd.committedEntries) {
-          if (e.type !== 'normal' || e.data.length === 0 || results.get(SHARD)?.get(e.index)?.ok !== true) continue;
+          if (e.type !== 'normal' || e.data.length === 0 || applied.get(e.index)?.ok !== true) continue;
           const c = decodeCommand(e.index, e.data);
           if (c.op !== 'put') continue;
           const key = Buffer.from(c.key).toString();
