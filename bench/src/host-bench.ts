@@ -25,9 +25,11 @@
 //   ... --compare results/host-<timestamp>.json      ratios against an earlier run (e.g. the base branch)
 //
 // After every measured load the bench waits until every replica of every
-// shard applied the same index, and checks that the shards' applied indexes
-// grew by at least the acknowledged writes: that sum and a hash of the
-// per-shard applied indexes are the checksum. Every node process is killed by
+// shard applied the same index, and checks that the leaders took at least the
+// acknowledged writes and that the shards' applied indexes grew by at least
+// the entries those writes went into (a leader folds one turn's writes of a
+// shard into one entry): that sum and a hash of the per-shard applied indexes
+// are the checksum. Every node process is killed by
 // pid in a finally (and on SIGINT/SIGTERM); the temp dir is removed.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -237,7 +239,7 @@ interface ThroughputRow extends ThroughputCase {
   readonly cpu: CpuWindow;
   readonly loadAverageBefore: readonly number[];
   readonly loadAverageAfter: readonly number[];
-  /** Σ applied index over the shards (after every replica converged) grew by this much: ≥ acked. */
+  /** Σ applied index over the shards (after every replica converged) grew by this much: ≥ the entries the writes went into. */
   readonly appliedDelta: number;
   readonly checksum: { readonly acked: number; readonly appliedHash: number };
   /** writesPerSecond ÷ the 1-node row of the same cores, shards and value size. */
@@ -318,7 +320,12 @@ async function runThroughputCluster(
       const errorsByCode: Record<string, number> = {};
       for (const l of loads) for (const [code, n] of Object.entries(l.result.errorsByCode)) errorsByCode[code] = (errorsByCode[code] ?? 0) + n;
       const appliedDelta = sum(shardIds.map((s) => appliedAfter.get(s)! - appliedBefore.get(s)!));
-      if (appliedDelta < acked) throw new Error(`${c.name}: the shards applied ${appliedDelta} entries during the run, but ${acked} writes were acknowledged`);
+      // Leaders fold the writes of one turn into one entry, so entries and writes are counted apart.
+      const proposedDelta = (field: 'proposals' | 'proposalEntries') => sum([...to.stats.values()].flatMap((n) => n.cores.map((core) => core[field]))) - sum([...from.stats.values()].flatMap((n) => n.cores.map((core) => core[field])));
+      const proposed = proposedDelta('proposals');
+      const proposedEntries = proposedDelta('proposalEntries');
+      if (proposed < acked) throw new Error(`${c.name}: ${acked} writes were acknowledged, but the leaders took only ${proposed}`);
+      if (appliedDelta < proposedEntries) throw new Error(`${c.name}: the shards applied ${appliedDelta} entries during the run, but the leaders proposed ${proposedEntries} entries of writes`);
       const histogram = mergeLatencyHistograms(loads.map((l) => l.result.latencyHistogram));
       if (histogramCount(histogram) !== acked) throw new Error(`${c.name}: latency histograms hold ${histogramCount(histogram)} samples for ${acked} acknowledged writes`);
       const maxMs = Math.max(0, ...loads.map((l) => l.result.latencyMs.max));

@@ -99,13 +99,13 @@ export class ShardRequests {
     if (g.removed) return fail(new ShardNotFoundError(g.id, this.port.self));
     if (!g.isLeader) return fail(new NotLeaderError(g.id, this.port.self, g.leader));
     const batched = commands.length > 1;
-    this.port.stats.proposalEntries++;
     try {
       g.raw.propose(batched ? encodeBatchCommand(commands) : commands[0]!);
     } catch (err) {
       if (err instanceof ProposalDroppedError) return fail(err);
       throw err;
     }
+    this.port.stats.proposalEntries++;
     this.trackProposal(g, requestIds, batched);
     this.port.touch(g);
   }

@@ -156,14 +156,8 @@ export function isChecksumCommand(data: Uint8Array): boolean {
 
 /** Decodes a checksum entry (isChecksumCommand was true); a malformed id is refused at apply, alike on every replica. */
 export function decodeChecksumCommand(index: number, data: Uint8Array): ChecksumCommand | { readonly invalid: string } {
-  let raw: unknown;
-  try {
-    raw = packr.unpack(data);
-  } catch (err) {
-    throw new CorruptRecordError(`entry ${index}: undecodable checksum command (${(err as Error).message})`);
-  }
-  if (!Array.isArray(raw) || raw.length !== 4 || raw[0] !== OP_CHECKSUM) throw new CorruptRecordError(`entry ${index}: checksum command is not a 4-tuple`);
-  const id = raw[2] as unknown;
+  const raw = unpackTuple(index, data, 'checksum command', OP_CHECKSUM);
+  const id = raw[2];
   if (typeof id !== 'number' || !Number.isSafeInteger(id) || id <= 0) return { invalid: `checksum id ${String(id)} is not a positive integer` };
   return { op: 'checksum', id };
 }
@@ -185,14 +179,7 @@ export function isBatchCommand(data: Uint8Array): boolean {
 
 /** The commands of a batch entry (isBatchCommand was true), each to decode with decodeCommand. */
 export function decodeBatchCommand(index: number, data: Uint8Array): readonly Uint8Array[] {
-  let raw: unknown;
-  try {
-    raw = packr.unpack(data);
-  } catch (err) {
-    throw new CorruptRecordError(`entry ${index}: undecodable batch command (${(err as Error).message})`);
-  }
-  if (!Array.isArray(raw) || raw.length !== 4 || raw[0] !== OP_BATCH) throw new CorruptRecordError(`entry ${index}: batch command is not a 4-tuple`);
-  const commands = raw[2] as unknown;
+  const commands = unpackTuple(index, data, 'batch command', OP_BATCH)[2];
   if (!Array.isArray(commands) || commands.length === 0 || !commands.every((c) => c instanceof Uint8Array)) {
     throw new CorruptRecordError(`entry ${index}: batch command does not carry a list of encoded commands`);
   }
@@ -200,14 +187,7 @@ export function decodeBatchCommand(index: number, data: Uint8Array): readonly Ui
 }
 
 export function decodeCommand(index: number, data: Uint8Array): KvCommand {
-  let raw: unknown;
-  try {
-    raw = packr.unpack(data);
-  } catch (err) {
-    throw new CorruptRecordError(`entry ${index}: undecodable command (${(err as Error).message})`);
-  }
-  if (!Array.isArray(raw) || raw.length !== 4) throw new CorruptRecordError(`entry ${index}: command is not a 4-tuple`);
-  const [op, key, value, ifVersion] = raw as unknown[];
+  const [op, key, value, ifVersion] = unpackTuple(index, data, 'command');
   if (!(key instanceof Uint8Array)) throw new CorruptRecordError(`entry ${index}: command key is not bytes`);
   if (op === OP_SPLIT) {
     // Range checks (positive ids and epochs) are validateCommand's: a bad one is refused at apply, not fatal.
@@ -226,4 +206,16 @@ export function decodeCommand(index: number, data: Uint8Array): KvCommand {
   if (op === OP_CHECKSUM) throw new CorruptRecordError(`entry ${index}: a checksum entry is not a KV command (decodeChecksumCommand)`);
   if (op === OP_BATCH) throw new CorruptRecordError(`entry ${index}: a batch entry is not one KV command (decodeBatchCommand)`);
   throw new CorruptRecordError(`entry ${index}: unknown opcode ${String(op)}`);
+}
+
+/** An entry's payload as its 4-tuple (with opcode `op`, if given); CorruptRecordError naming `what` otherwise. */
+function unpackTuple(index: number, data: Uint8Array, what: string, op?: number): unknown[] {
+  let raw: unknown;
+  try {
+    raw = packr.unpack(data);
+  } catch (err) {
+    throw new CorruptRecordError(`entry ${index}: undecodable ${what} (${(err as Error).message})`);
+  }
+  if (!Array.isArray(raw) || raw.length !== 4 || (op !== undefined && raw[0] !== op)) throw new CorruptRecordError(`entry ${index}: ${what} is not a 4-tuple`);
+  return raw as unknown[];
 }
