@@ -8,7 +8,9 @@
 // JSON (machine, load average before and during every cell, every result), a Markdown table and an SVG
 // chart of throughput and p99 against concurrency to bench/results/. Next to each system's numbers: the CPU
 // its processes spent per operation (from /proc; the bench's own client is not counted), which says
-// whether a system is slower because it waits or because it works more.
+// whether a system is slower because it waits or because it works more. For Flotilla also, from its
+// nodes' /metrics over each cell: synced commits per second per node, entries per synced commit, and Raft
+// messages per operation (what batching and the lazy commit broadcast change).
 //
 //   npm run bench:compare                              (write, A, B, C, F, scan at 1, 16, 64, 256 clients)
 //   node dist/compare-bench.js --workloads write,c --concurrency 64 --duration-ms 20000
@@ -75,6 +77,8 @@ interface Cell {
   loadAverageDuring: number[];
   /** CPU the system's processes used per measured operation (warm-up included in the CPU, so a slight overestimate). */
   cpuMsPerOp: number | undefined;
+  /** Flotilla only: its nodes' Raft counters over the cell (raftCounters). */
+  raft?: { syncsPerSecPerNode: number; entriesPerSync: number; messagesPerOp: number } | undefined;
   result: RunResult;
 }
 
@@ -128,13 +132,26 @@ async function main(): Promise<void> {
       bar.update(i, 0, label);
       let loadAverageDuring: number[] = [];
       const sampler = setTimeout(() => (loadAverageDuring = os.loadavg()), warmupMs + durationMs / 2);
+      const isFlotilla = side.system.name === 'flotilla';
+      const raftBefore = isFlotilla ? await raftCounters(side.system.urls) : undefined;
       const cpuBefore = processesCpuMs(side.system.pids);
       const result = await run(side.target, { workload, distribution, keyCount, valueBytes, concurrency, durationMs, warmupMs, seed, onProgress: (f) => bar.update(i, f, label) });
       const cpuAfter = processesCpuMs(side.system.pids);
+      const raftAfter = isFlotilla ? await raftCounters(side.system.urls) : undefined;
       clearTimeout(sampler);
       // The CPU of the whole run over the measured ops, scaled to the measured share of the run.
-      const cpuMsPerOp = cpuBefore === undefined || cpuAfter === undefined || result.ops === 0 ? undefined : ((cpuAfter - cpuBefore) * (result.durationMs / (result.durationMs + warmupMs))) / result.ops;
-      cells.push({ round, workload: workload.name, concurrency, system: side.system.name, loadAverageDuring, cpuMsPerOp, result });
+      const measuredShare = result.durationMs / (result.durationMs + warmupMs);
+      const cpuMsPerOp = cpuBefore === undefined || cpuAfter === undefined || result.ops === 0 ? undefined : ((cpuAfter - cpuBefore) * measuredShare) / result.ops;
+      let raft: Cell['raft'];
+      if (raftBefore !== undefined && raftAfter !== undefined && result.ops > 0) {
+        const syncs = raftAfter.syncs - raftBefore.syncs;
+        raft = {
+          syncsPerSecPerNode: syncs / ((result.durationMs + warmupMs) / 1000) / side.system.urls.length,
+          entriesPerSync: syncs === 0 ? 0 : (raftAfter.entries - raftBefore.entries) / syncs,
+          messagesPerOp: ((raftAfter.messages - raftBefore.messages) * measuredShare) / result.ops,
+        };
+      }
+      cells.push({ round, workload: workload.name, concurrency, system: side.system.name, loadAverageDuring, cpuMsPerOp, raft, result });
     }
     bar.done();
     // The placement driver runs as it would for a user (it may split a range under load or move leaders):
@@ -190,6 +207,16 @@ async function main(): Promise<void> {
     }
   }
   printTable(headers, rows);
+  const raftRows = workloads.flatMap((w) =>
+    concurrencies.flatMap((c) => {
+      const raft = fullCellOf(w.name, c, 'flotilla')?.raft;
+      return raft === undefined ? [] : [[w.name, String(c), fmt(raft.syncsPerSecPerNode), fmt(raft.entriesPerSync, 1), fmt(raft.messagesPerOp, 1)]];
+    }),
+  );
+  if (raftRows.length > 0) {
+    console.log('\nFlotilla\'s write path (/metrics of every node over the cell, warm-up included):');
+    printTable(['workload', 'clients', 'syncs/s per node', 'entries per sync', 'Raft messages per op'], raftRows);
+  }
   if (systems.includes('flotilla') && systems.includes('etcd')) console.log('÷etcd: Flotilla over etcd (ops/s: above 1 is faster; p99: below 1 is lower).');
   if (systems.includes('flotilla') && systems.includes('baseline')) console.log('÷baseline: Flotilla over its own HTTP stack with no consensus (the HTTP ceiling of this machine).');
   console.log(`checksum ${cells.reduce((a, c) => (a + c.result.checksum) >>> 0, 0)}`);
@@ -211,6 +238,7 @@ async function main(): Promise<void> {
     '',
     markdownTable(headers, rows),
     '',
+    ...(raftRows.length === 0 ? [] : ["Flotilla's write path (/metrics of every node over the cell, warm-up included):", '', markdownTable(['workload', 'clients', 'syncs/s per node', 'entries per sync', 'Raft messages per op'], raftRows), '']),
   ].join('\n');
   writeFileSync(file.replace(/\.json$/, '.md'), markdown);
   const chartRows: ChartRow[] = workloads.map((w) => ({
@@ -225,6 +253,36 @@ async function main(): Promise<void> {
   }));
   writeFileSync(file.replace(/\.json$/, '.svg'), compareChartSvg({ title: 'Flotilla vs etcd vs the no-consensus baseline', subtitle: `${headline}. ${setup}`, concurrencies, rows: chartRows }));
   console.log(`results: ${file} (and .md, .svg)`);
+}
+
+/**
+ * Synced commits, entries persisted and Raft messages sent, summed over
+ * every node's /metrics (each node counts its own cores); undefined if a
+ * node does not answer.
+ */
+async function raftCounters(urls: readonly string[]): Promise<{ syncs: number; entries: number; messages: number } | undefined> {
+  const totals = { syncs: 0, entries: 0, messages: 0 };
+  const names: Record<string, keyof typeof totals> = {
+    flotilla_core_commits_synced_total: 'syncs',
+    flotilla_core_entries_persisted_total: 'entries',
+    flotilla_core_messages_sent_total: 'messages',
+  };
+  for (const url of urls) {
+    let text: string;
+    try {
+      const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5_000) });
+      if (!res.ok) return undefined;
+      text = await res.text();
+    } catch {
+      return undefined;
+    }
+    for (const line of text.split('\n')) {
+      const name = line.slice(0, line.search(/[{ ]/));
+      const field = names[name];
+      if (field !== undefined) totals[field] += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return totals;
 }
 
 /** How many ranges the cluster has and how their leaders spread over the nodes, from /ranges. */
