@@ -692,6 +692,15 @@ export class TcpTransport implements Transport {
     socket.destroy();
   }
 
+  /** Writes every link's queued batches now, one socket write per peer (Transport.flush). */
+  flush(): void {
+    if (this.flushImmediate !== null) {
+      clearImmediate(this.flushImmediate);
+      this.flushImmediate = null;
+    }
+    for (const link of this.links.values()) link.flush();
+  }
+
   private scheduleFlush(): void {
     if (this.flushImmediate !== null || this.closed) return;
     // setImmediate runs after this turn's I/O callbacks, so every send() of the turn shares one write per peer.

@@ -78,6 +78,13 @@ export interface Transport {
   start(handlers: TransportHandlers): Promise<void>;
   /** Queues one batch for `to`. Never blocks or throws for network reasons: failures are counted and reported via onUnreachable. */
   send(to: PeerId, batch: Uint8Array): void;
+  /**
+   * Writes what `send` queued now rather than on a later turn: a caller that
+   * gathered a turn's traffic itself (the Host's flush) saves the event-loop
+   * iteration the transport's own coalescing would wait. Optional: without
+   * it, queued batches go out on the transport's own schedule.
+   */
+  flush?(): void;
   /** Opens a snapshot stream to `to`, separate from batches so a large snapshot never delays them. */
   openSnapshot(to: PeerId, header: Uint8Array): SnapshotSender;
   /** Learns or updates a peer's address (TCP: "host:port"; memory: ignored). */

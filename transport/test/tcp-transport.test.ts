@@ -116,6 +116,26 @@ describe('TcpTransport batches', () => {
     }
   });
 
+  it('flush() writes what send() queued at once, in one write per peer, instead of on a later turn', async () => {
+    const [a, b] = [await startNode(1), await startNode(2)];
+    connectAll([a, b]);
+    a.transport.send(2, text('warm-up'));
+    await waitFor(() => b.received.length === 1, 'the warm-up batch');
+    const sentBefore = a.transport.stats().batchesSent;
+    a.transport.send(2, text('x'));
+    a.transport.send(2, text('y'));
+    // Queued for the transport's own flush on a later turn...
+    expect(a.transport.stats().batchesSent).toBe(sentBefore);
+    a.transport.flush();
+    // ...written now by flush(), in order.
+    expect(a.transport.stats().batchesSent).toBe(sentBefore + 2);
+    await waitFor(() => b.received.length === 3, 'both batches');
+    expect(b.received.slice(1).map((r) => r.text)).toEqual(['x', 'y']);
+    // Nothing is written twice when the transport's own flush comes round.
+    await new Promise((r) => setImmediate(r));
+    expect(a.transport.stats().batchesSent).toBe(sentBefore + 2);
+  });
+
   it('reconnects after the peer restarts on the same port and resumes delivery', async () => {
     const a = await startNode(1);
     let b = await startNode(2);

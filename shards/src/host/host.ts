@@ -326,6 +326,8 @@ export class Host {
       for (const frame of joinSegments(segments)) this.options.transport.send(to, frame);
     }
     this.outbound.clear();
+    // This flush already gathered the turn: the sockets are written now, not one event-loop iteration later.
+    this.options.transport.flush?.();
   }
 
   private onCoreOutput(coreIndex: number, output: CoreOutput): void {
