@@ -13,13 +13,12 @@ const KEY_SAMPLE_COUNT_MIN = 16;
 
 /**
  * A proposal waiting for its entry to apply; it is ours only if the applied
- * entry has our term. A batch entry answers each of its requests with its
- * own command's result, in order (`batched`).
+ * entry has our term. More than one request: a batch entry, which answers
+ * each with its own command's result, in order.
  */
 export interface PendingProposal {
   readonly requestIds: readonly number[];
   readonly term: Term;
-  readonly batched: boolean;
 }
 
 /** Writes a leader took this turn, proposed together as one entry before the next Ready (ShardRequests). */

@@ -88,11 +88,8 @@ export class ShardRequests {
    * since they arrived fails them as it would have on arrival.
    */
   private proposeBatch(g: Group): void {
-    const b = g.batch;
-    if (b.commands.length === 0) return;
-    const requestIds = b.requestIds.splice(0);
-    const commands = b.commands.splice(0);
-    b.bytes = 0;
+    if (g.batch.commands.length === 0) return;
+    const { requestIds, commands } = takeBatch(g);
     const fail = (err: Error): void => {
       for (const id of requestIds) this.port.out.fail(id, err);
     };
@@ -106,7 +103,7 @@ export class ShardRequests {
       throw err;
     }
     this.port.stats.proposalEntries++;
-    this.trackProposal(g, requestIds, batched);
+    this.trackProposal(g, requestIds);
     this.port.touch(g);
   }
 
@@ -238,7 +235,7 @@ export class ShardRequests {
       if (err instanceof ProposalDroppedError || err instanceof InvalidConfChangeError) return this.port.out.fail(id, err);
       throw err;
     }
-    this.trackProposal(g, [id], false);
+    this.trackProposal(g, [id]);
     this.port.log.info({ shardId, epoch, changes }, 'membership change proposed');
     this.port.touch(g);
   }
@@ -261,13 +258,10 @@ export class ShardRequests {
   failPending(g: Group, error: () => Error): void {
     const { out } = this.port;
     for (const p of g.proposals.values()) for (const id of p.requestIds) out.fail(id, error());
-    for (const id of g.batch.requestIds) out.fail(id, error());
+    for (const id of takeBatch(g).requestIds) out.fail(id, error());
     for (const r of g.reads.values()) out.fail(r.requestId, error());
     for (const r of g.readsAwaitingApply) out.fail(r.read.requestId, error());
     g.proposals.clear();
-    g.batch.requestIds.length = 0;
-    g.batch.commands.length = 0;
-    g.batch.bytes = 0;
     this.batching.delete(g);
     g.reads.clear();
     g.readsAwaitingApply.length = 0;
@@ -313,7 +307,7 @@ export class ShardRequests {
       return;
     }
     assert(result !== undefined, () => `shard ${g.id}: proposal at ${e.index} applied without a result`);
-    if (!p.batched) {
+    if (p.requestIds.length === 1) {
       assert(!isBatchResult(result), () => `shard ${g.id}: entry ${e.index} of one write applied as a batch`);
       this.port.out.reply(p.requestIds[0]!, result);
       return;
@@ -341,19 +335,19 @@ export class ShardRequests {
       }
       throw err;
     }
-    this.trackProposal(g, [id], false);
+    this.trackProposal(g, [id]);
     this.port.touch(g);
     return true;
   }
 
   /** Requests `requestIds` wait for the entry just proposed (the log's last), answered when it applies in this term. */
-  private trackProposal(g: Group, requestIds: readonly number[], batched: boolean): void {
+  private trackProposal(g: Group, requestIds: readonly number[]): void {
     const r = g.raw.raft;
     const index = r.log.lastIndex();
     const previous = g.proposals.get(index);
     // An entry we proposed at this index in an earlier term was overwritten: it will never apply.
     if (previous !== undefined) this.failProposal(previous, new ProposalDroppedError(`entry ${index} of shard ${g.id} was replaced by a later leader`));
-    g.proposals.set(index, { requestIds, term: r.term, batched });
+    g.proposals.set(index, { requestIds, term: r.term });
   }
 
   private outOfRange(g: Group, key: Uint8Array, end?: Uint8Array | null): KeyOutOfRangeError {
@@ -380,4 +374,11 @@ function statusOf(g: Group): ShardStatus {
     end: g.bounds.end,
     epoch: g.bounds.epoch,
   };
+}
+
+/** Empties the group's pending batch, returning what it held. */
+function takeBatch(g: Group): { requestIds: number[]; commands: Uint8Array[] } {
+  const b = g.batch;
+  b.bytes = 0;
+  return { requestIds: b.requestIds.splice(0), commands: b.commands.splice(0) };
 }
