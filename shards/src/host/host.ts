@@ -448,9 +448,10 @@ export class Host {
 
   /** Destroys this node's replica of a shard (its log, metadata and data); a tombstone keeps its last term and vote. */
   async removeShard(shardId: GroupId): Promise<void> {
-    await this.request(shardId, (id) => ({ kind: 'removeShard', id, shardId }));
-    this.shardTable.removed(shardId);
-    this.adoption.onRemoved(shardId);
+    await this.adoption.remove(shardId, async () => {
+      await this.request(shardId, (id) => ({ kind: 'removeShard', id, shardId }));
+      this.shardTable.removed(shardId);
+    });
   }
 
   /**

@@ -39,12 +39,27 @@ export class ReplicaAdoption {
   private readonly adopting = new Set<number>();
   /** Shards whose replica was removed from this node: their leaders' traffic is stale and creates nothing. */
   private readonly removedShards = new Set<number>();
+  /** Per shard, the tail of its creations and removals here (see `serially`). */
+  private readonly lifecycle = new Map<number, Promise<unknown>>();
 
   constructor(private readonly port: ReplicaAdoptionPort) {}
 
   /** An empty replica asked for (createShard with `join`); SHARD_EXISTS if a core already holds the shard. */
   async join(shardId: number): Promise<void> {
-    if ((await this.adopt(shardId, { explicit: true })) === 'here') throw new ShardExistsError(shardId, this.port.nodeId);
+    if ((await this.serially(shardId, () => this.adopt(shardId, { explicit: true }))) === 'here') throw new ShardExistsError(shardId, this.port.nodeId);
+  }
+
+  /**
+   * Destroys this node's replica (`destroy`: the core request), in turn with
+   * the shard's creations here: a replica the placement driver collects and
+   * at once asks for again (a move back onto this node) is created after the
+   * removal, not found still present and then destroyed under its new leader.
+   */
+  async remove(shardId: number, destroy: () => Promise<void>): Promise<void> {
+    await this.serially(shardId, async () => {
+      await destroy();
+      this.onRemoved(shardId);
+    });
   }
 
   /** The replica was destroyed here (removeShard, or it applied its own removal). */
@@ -70,9 +85,20 @@ export class ReplicaAdoption {
     if (nowTick - first < ADOPT_AFTER_TICKS) return;
     this.unknownSince.delete(shardId);
     this.adopting.add(shardId);
-    this.adopt(shardId, { explicit: false })
+    this.serially(shardId, () => this.adopt(shardId, { explicit: false }))
       .catch((err: unknown) => port.log.warn({ shardId, from, err }, 'could not create a replica for an unknown shard'))
       .finally(() => this.adopting.delete(shardId));
+  }
+
+  /** Runs `step` after every earlier creation or removal of the shard here has settled. */
+  private serially<T>(shardId: number, step: () => Promise<T>): Promise<T> {
+    const run = (this.lifecycle.get(shardId) ?? Promise.resolve()).then(step, step);
+    const tail = run.catch(() => undefined);
+    this.lifecycle.set(shardId, tail);
+    void tail.then(() => {
+      if (this.lifecycle.get(shardId) === tail) this.lifecycle.delete(shardId);
+    });
+    return run;
   }
 
   /**

@@ -118,6 +118,18 @@ describe('shards on a running node', () => {
     expect(after).toBeGreaterThan(before);
   });
 
+  it('creates a replica asked for while its removal is under way after the removal, not before it', async () => {
+    // The placement driver collects a node's stale replica and, in the same pass, moves the range back
+    // onto that node: the "prepare" must not find the doomed replica present and then lose it.
+    const c = (cluster = await HostCluster.start({ nodeCount: 1, coreCount: 2, seed: 25 }));
+    const h = c.host(1);
+    await h.createShard({ shardId: groupId(4), voters: [1] });
+    await Promise.all([h.removeShard(groupId(4)), h.createShard({ shardId: groupId(4), voters: [], join: true })]);
+    const held = (await h.shards()).find((s) => s.shardId === 4);
+    expect(held).toBeDefined();
+    expect(held!.epoch).toBe(0); // the new, empty replica: its leader catches it up
+  });
+
   it('refuses a duplicate shard and removal of one that is not there', async () => {
     const c = (cluster = await HostCluster.start({ nodeCount: 1, coreCount: 1, seed: 23 }));
     const h = c.host(1);
