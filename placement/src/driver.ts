@@ -137,14 +137,17 @@ export class PlacementDriver {
     for (const { rangeId, epoch } of h.replicas) {
       const r = this.ranges.get(rangeId);
       if (r === undefined || holds(r.report, h.nodeId)) continue;
+      // A replica an operator is adding here is wanted, whatever the range's last report says: the
+      // report may predate the change, and a replica destroyed now would be missing from the group
+      // the change makes (its leader's traffic then meets a tombstone and creates nothing).
+      const op = this.operators.get(rangeId)?.op;
+      if (op !== undefined && ((op.kind === 'moveReplica' && op.to === h.nodeId) || (op.kind === 'addReplica' && op.node === h.nodeId))) continue;
       if (epoch === 0) {
         // An empty replica may be a learner about to be added (prepared before the change): only one
-        // that stayed empty and unclaimed past an operator's lifetime, with no operator adding it, goes.
+        // that stayed empty and unclaimed past an operator's lifetime goes.
         const since = this.emptySince.get(h.nodeId)?.get(rangeId) ?? nowMs;
         emptySeen.set(rangeId, since);
-        const op = this.operators.get(rangeId)?.op;
-        const adding = op !== undefined && ((op.kind === 'moveReplica' && op.to === h.nodeId) || (op.kind === 'addReplica' && op.node === h.nodeId));
-        if (!adding && nowMs - since > this.o.config.operatorTimeoutMs) collect.push(rangeId);
+        if (nowMs - since > this.o.config.operatorTimeoutMs) collect.push(rangeId);
         continue;
       }
       // A replica that applied an epoch older than the range's, which no longer has it.

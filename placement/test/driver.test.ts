@@ -181,6 +181,16 @@ describe('PlacementDriver', () => {
     expect(driver.onHeartbeat(heartbeat(5, [], [{ rangeId: 7, epoch: 0 }]), 11 + CONFIG.operatorTimeoutMs).collect).toEqual([7]);
   });
 
+  it('does not collect a replica an operator is adding, though the range report predates the change', () => {
+    const { driver } = driverWith();
+    driver.onHeartbeat(heartbeat(1, [report(7, { voters: [1, 2, 3], epoch: 5 })]), 0);
+    // Node 4's stale replica of range 7 (epoch 4) is collected while nothing adds it...
+    expect(driver.onHeartbeat(heartbeat(4, [], [{ rangeId: 7, epoch: 4 }]), 10).collect).toEqual([7]);
+    // ...but not once an operator moves range 7 onto node 4: the leader's next report will name it.
+    driver.submit({ kind: 'moveReplica', rangeId: 7, from: 3, to: 4 }, 20);
+    expect(driver.onHeartbeat(heartbeat(4, [], [{ rangeId: 7, epoch: 4 }]), 30).collect).toEqual([]);
+  });
+
   it('takes load rates from successive reports of one leader, and how long a range has stayed hot', () => {
     const { driver } = driverWith();
     const hot = CONFIG.scheduler.splitLoadOpsPerSec;

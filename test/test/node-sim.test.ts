@@ -2,7 +2,7 @@
 // broken builds caught, and the first block of seeds (node-sim-2.test.ts runs
 // the second, in parallel on the other core).
 import { describe, expect, it } from 'vitest';
-import { NodeSim, SimFailure, nodeSimOptionsForSeed, replayCommand, type SimBug } from '../src/node-sim/index.js';
+import { NodeSim, SimFailure, nodeSimOptionsForSeed, replayCommand, type NodeSimOverrides, type SimBug } from '../src/node-sim/index.js';
 import { BLOCK_TIMEOUT_MS, CI_FAULT_TICKS, seedBlocks } from './node-sim-seeds.js';
 
 /** Seeds a broken build is given to be caught, from its first: each is caught well within (the note lists the first catching seed). */
@@ -73,18 +73,20 @@ describe('whole-node simulation', () => {
   // take the same path today (each fails without its fix). Each bug also has a test of its own where one
   // could be built (shards/test/host: quiescence, shard-lifecycle).
   describe('regressions: seeds that found bugs above the core', () => {
-    const REGRESSIONS: readonly { seed: number; faultTicks: number; bug: string }[] = [
-      { seed: 35, faultTicks: 200, bug: 'the placement driver could not run a step on a range split off elsewhere' },
-      { seed: 85, faultTicks: 200, bug: 'a follower never heard the commit of an entry it held, under a leader quiesced meanwhile' },
-      { seed: 148, faultTicks: 300, bug: 'an empty meta replica answered KEY_OUT_OF_RANGE and its node never heartbeat' },
-      { seed: 1612, faultTicks: 300, bug: 'a range whose replicas all restarted had no leader and no meta record' },
-      { seed: 3014, faultTicks: 300, bug: 'a leader deposed while quiesced kept calling itself leader after the heal' },
-      { seed: 5834, faultTicks: 300, bug: 'an empty replica voted for a stale candidate: two leaders in one term' },
-      { seed: 495, faultTicks: 200, bug: 'a replica re-added past a split kept an orphan right half no driver collects' },
+    const REGRESSIONS: readonly ({ seed: number; faultTicks: number; found: string } & Omit<NodeSimOverrides, 'bug'>)[] = [
+      { seed: 35, faultTicks: 200, found: 'the placement driver could not run a step on a range split off elsewhere' },
+      { seed: 85, faultTicks: 200, found: 'a follower never heard the commit of an entry it held, under a leader quiesced meanwhile' },
+      { seed: 148, faultTicks: 300, found: 'an empty meta replica answered KEY_OUT_OF_RANGE and its node never heartbeat' },
+      { seed: 1612, faultTicks: 300, found: 'a range whose replicas all restarted had no leader and no meta record' },
+      { seed: 3014, faultTicks: 300, found: 'a leader deposed while quiesced kept calling itself leader after the heal' },
+      { seed: 5834, faultTicks: 300, found: 'an empty replica voted for a stale candidate: two leaders in one term' },
+      { seed: 495, faultTicks: 200, found: 'a replica re-added past a split kept an orphan right half no driver collects' },
+      { seed: 2085, faultTicks: 300, nodeCount: 5, writeBurstMax: 4, crashAfterWrites: true, found: 'a replica collected as the driver moved its range back: the move found it present, then lost it' },
     ];
     for (const r of REGRESSIONS) {
-      it(`${r.bug} (seed ${r.seed})`, async () => {
-        await new NodeSim(nodeSimOptionsForSeed(r.seed, { faultTicks: r.faultTicks })).run();
+      it(`${r.found} (seed ${r.seed})`, async () => {
+        const { seed, found: _found, ...overrides } = r;
+        await new NodeSim(nodeSimOptionsForSeed(seed, overrides)).run();
       }, BLOCK_TIMEOUT_MS);
     }
   });
