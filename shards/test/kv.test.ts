@@ -3,7 +3,21 @@
 import { NONE, SeededRng, groupId, type Entry, type GroupId } from '@flotilla/core';
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
-import { KEY_BYTES_MAX, VALUE_BYTES_MAX, decodeBatchCommand, decodeCommand, encodeBatchCommand, encodeCommand, isBatchCommand, type KvCommand, type KvResult } from '../src/kv/command.js';
+import {
+  ATOMIC_BATCH_OPS_MAX,
+  CONTENT_TYPE_BYTES_MAX,
+  KEY_BYTES_MAX,
+  VALUE_BYTES_MAX,
+  decodeBatchCommand,
+  decodeCommand,
+  encodeBatchCommand,
+  encodeCommand,
+  isBatchCommand,
+  validateCommand,
+  type KvCommand,
+  type KvResult,
+} from '../src/kv/command.js';
+import { commandOutsideRange } from '../src/kv/range.js';
 import { KvStateMachine } from '../src/kv/state-machine.js';
 import { CorruptRecordError } from '../src/storage/errors.js';
 import type { NodeStore } from '../src/storage/node-store.js';
@@ -76,7 +90,7 @@ describe('apply', () => {
     const store = await newStore();
     const kv = new KvStateMachine(store);
     const [result] = await run(store, [put('a', 'one')]);
-    expect(result).toEqual({ ok: true, version: 1 });
+    expect(result).toEqual({ ok: true, version: 1, created: true });
     expect(text(kv.get(bytes('a'))?.value)).toBe('one');
     expect(kv.get(bytes('a'))?.version).toBe(1);
     expect(kv.get(bytes('b'))).toBeUndefined();
@@ -86,7 +100,7 @@ describe('apply', () => {
     const store = await newStore();
     const kv = new KvStateMachine(store);
     expect(await run(store, [put('a', 'one'), del('a'), del('never')])).toEqual([
-      { ok: true, version: 1 },
+      { ok: true, version: 1, created: true },
       { ok: true, version: 0 },
       { ok: true, version: 0 },
     ]);
@@ -96,8 +110,8 @@ describe('apply', () => {
   // Each row runs after put('k', 'v1') at index 1 (version 1).
   const conditional: { name: string; command: (index: number) => Entry; result: KvResult; value: string | undefined }[] = [
     { name: 'put ifVersion 0 on an existing key', command: put('k', 'v2', 0), result: { ok: false, code: 'VERSION_MISMATCH', currentVersion: 1 }, value: 'v1' },
-    { name: 'put ifVersion 0 on a missing key', command: put('fresh', 'x', 0), result: { ok: true, version: 2 }, value: 'v1' },
-    { name: 'put ifVersion matching', command: put('k', 'v2', 1), result: { ok: true, version: 2 }, value: 'v2' },
+    { name: 'put ifVersion 0 on a missing key', command: put('fresh', 'x', 0), result: { ok: true, version: 2, created: true }, value: 'v1' },
+    { name: 'put ifVersion matching', command: put('k', 'v2', 1), result: { ok: true, version: 2, created: false }, value: 'v2' },
     { name: 'put ifVersion stale', command: put('k', 'v2', 7), result: { ok: false, code: 'VERSION_MISMATCH', currentVersion: 1 }, value: 'v1' },
     { name: 'put ifVersion n on a missing key', command: put('fresh', 'x', 1), result: { ok: false, code: 'VERSION_MISMATCH', currentVersion: 0 }, value: 'v1' },
     { name: 'delete ifVersion matching', command: del('k', 1), result: { ok: true, version: 0 }, value: undefined },
@@ -121,19 +135,19 @@ describe('apply', () => {
     await run(store, [put('pad', '1'), put('pad', '2'), put('pad', '3')]); // indexes 1..3
     // Within one batch each put sees the previous one's write.
     expect(await run(store, [put('k', 'a'), put('k', 'b'), put('k', 'c', 5)])).toEqual([
-      { ok: true, version: 4 },
-      { ok: true, version: 5 },
-      { ok: true, version: 6 },
+      { ok: true, version: 4, created: true },
+      { ok: true, version: 5, created: false },
+      { ok: true, version: 6, created: false },
     ]);
     // A delete and a re-put never reuse a version.
     expect(await run(store, [del('k'), put('k', 'd')])).toEqual([
       { ok: true, version: 0 },
-      { ok: true, version: 8 },
+      { ok: true, version: 8, created: true },
     ]);
     // Another shard's younger log (index 1) writing the same key keeps the version growing.
     const other = groupId(2);
     await store.createShard(other, { confState: confState({ voters: [1] }) });
-    expect(await run(store, [put('k', 'e')], other)).toEqual([{ ok: true, version: 9 }]);
+    expect(await run(store, [put('k', 'e')], other)).toEqual([{ ok: true, version: 9, created: false }]);
     expect(kv.get(bytes('k'))).toMatchObject({ version: 9 });
   });
 
@@ -142,7 +156,7 @@ describe('apply', () => {
     const empty = (index: number): Entry => ({ index, term: TERM, type: 'normal', data: new Uint8Array(0) });
     const conf = (index: number): Entry => ({ index, term: TERM, type: 'confChange', data: bytes('{"changes":[]}') });
     const results = await run(store, [empty, conf, put('a', 'x')]);
-    expect(results).toEqual([undefined, { ok: true, version: 0, membership: { epoch: 2, voters: [1, 2, 3], votersOutgoing: [], learners: [] } }, { ok: true, version: 3 }]);
+    expect(results).toEqual([undefined, { ok: true, version: 0, membership: { epoch: 2, voters: [1, 2, 3], votersOutgoing: [], learners: [] } }, { ok: true, version: 3, created: true }]);
     expect(store.storage(SHARD).applied).toBe(3);
   });
 
@@ -218,7 +232,7 @@ describe('apply', () => {
       const raw = (index: number): Entry => ({ index, term: TERM, type: 'normal', data: packr.pack([1, c.key, c.value, -1]) });
       const results = await run(store, [raw, put('after', 'ok')]);
       expect(results[0]).toMatchObject({ ok: false, code: 'COMMAND_INVALID' });
-      expect(results[1]).toEqual({ ok: true, version: 2 });
+      expect(results[1]).toEqual({ ok: true, version: 2, created: true });
       expect(store.storage(SHARD).applied).toBe(2);
       expect(errorCode(() => encodeCommand({ op: 'put', key: c.key, value: c.value }))).toBe('COMMAND_INVALID');
     });
@@ -230,9 +244,144 @@ describe('apply', () => {
     const value = new Uint8Array(VALUE_BYTES_MAX).fill(1);
     const first = store.storage(SHARD).lastIndex() + 1;
     const results = await commitAndApply(store, SHARD, [putEntry(first, TERM, key, value)]);
-    expect(results.get(first)).toEqual({ ok: true, version: 1 });
+    expect(results.get(first)).toEqual({ ok: true, version: 1, created: true });
     expect(new KvStateMachine(store).get(key)?.value.byteLength).toBe(VALUE_BYTES_MAX);
   });
+});
+
+describe('atomic batches, range deletes and content types', () => {
+  const command = (c: KvCommand) => (index: number): Entry => ({ index, term: TERM, type: 'normal', data: encodeCommand(c) });
+  const atomic = (ops: Extract<KvCommand, { op: 'atomicBatch' }>['ops']) => command({ op: 'atomicBatch', key: ops[0]!.key, ops });
+  const deleteRange = (start: string, end: string | null) => command({ op: 'deleteRange', key: bytes(start), end: end === null ? null : bytes(end) });
+  const keysOf = (kv: KvStateMachine) => [...kv.scan({ start: new Uint8Array([0]), limit: 1000 })].map((r) => `${r.key.toString()}=${r.value.toString()}`);
+
+  it('an atomic batch applies every op at its one index, each condition seeing the ops before it', async () => {
+    const store = await newStore();
+    const kv = new KvStateMachine(store);
+    await run(store, [put('a', 'old'), put('gone', 'x')]); // indexes 1, 2
+    const [result] = await run(store, [
+      atomic([
+        { op: 'put', key: bytes('a'), value: bytes('new'), ifVersion: 1 },
+        { op: 'put', key: bytes('b'), value: bytes('1'), ifVersion: 0 },
+        // b's version is 3 now: the batch's own put, not the state before it.
+        { op: 'put', key: bytes('b'), value: bytes('2'), ifVersion: 3 },
+        { op: 'delete', key: bytes('gone'), ifVersion: 2 },
+      ]),
+    ]);
+    expect(result).toEqual({ ok: true, version: 0, versions: [3, 3, 4, 0] });
+    expect(keysOf(kv)).toEqual(['a=new', 'b=2']);
+    expect(kv.get(bytes('b'))?.version).toBe(4);
+  });
+
+  it('an atomic batch with one failing ifVersion changes nothing, names the op, and the shard keeps applying', async () => {
+    const store = await newStore();
+    const kv = new KvStateMachine(store);
+    await run(store, [put('a', 'old'), put('b', 'old')]);
+    const before = keysOf(kv);
+    const results = await run(store, [
+      atomic([
+        { op: 'put', key: bytes('a'), value: bytes('new') },
+        { op: 'delete', key: bytes('b') },
+        { op: 'put', key: bytes('c'), value: bytes('new'), ifVersion: 99 },
+      ]),
+      put('after', 'ok'),
+    ]);
+    expect(results[0]).toEqual({ ok: false, code: 'VERSION_MISMATCH', currentVersion: 0, opIndex: 2 });
+    expect(results[1]).toMatchObject({ ok: true });
+    expect(keysOf(kv)).toEqual([...before, 'after=ok'].sort());
+    expect(kv.get(bytes('a'))?.version).toBe(1);
+  });
+
+  it('an atomic batch or range delete reaching past the range (a split applied first) is refused whole', async () => {
+    const store = await newStore();
+    await run(store, [put('a', '1'), put('x', '1')]);
+    const kv = new KvStateMachine(store);
+    const index = store.storage(SHARD).lastIndex() + 1;
+    const entries: Entry[] = [
+      atomic([
+        { op: 'put', key: bytes('a'), value: bytes('2') },
+        { op: 'put', key: bytes('x'), value: bytes('2') },
+      ])(index),
+      deleteRange('a', 'z')(index + 1),
+    ];
+    const previous = store.storage(SHARD).initialState().hardState;
+    await store.persist([{ shardId: SHARD, entries, hardState: { ...previous, commit: index + 1 } }]);
+    let results: Map<number, unknown> | undefined;
+    const staged = kv.stage([{ shardId: SHARD, entries, range: { start: new Uint8Array([0]), end: bytes('m'), epoch: 2 } }]);
+    await store.env.transaction(() => {
+      results = staged.write().results.get(SHARD);
+    });
+    staged.committed();
+    expect(results?.get(index)).toMatchObject({ ok: false, code: 'KEY_OUT_OF_RANGE' });
+    expect(results?.get(index + 1)).toMatchObject({ ok: false, code: 'KEY_OUT_OF_RANGE' });
+    expect(keysOf(kv)).toEqual(['a=1', 'x=1']);
+  });
+
+  it('a range delete removes every key of [start, end) and counts them; end null reaches the end of the key space', async () => {
+    const store = await newStore();
+    const kv = new KvStateMachine(store);
+    await run(store, ['a', 'b', 'b0', 'bz', 'c', 'd', 'e'].map((k) => put(k, 'v')));
+    expect(await run(store, [deleteRange('b', 'c')])).toEqual([{ ok: true, version: 0, deletedCount: 3 }]);
+    expect(keysOf(kv)).toEqual(['a=v', 'c=v', 'd=v', 'e=v']);
+    expect(await run(store, [deleteRange('b', 'c')])).toEqual([{ ok: true, version: 0, deletedCount: 0 }]);
+    expect(await run(store, [deleteRange('d', null)])).toEqual([{ ok: true, version: 0, deletedCount: 2 }]);
+    expect(keysOf(kv)).toEqual(['a=v', 'c=v']);
+  });
+
+  it('keeps a put\'s content type with its value; a put without one clears it; records without one still read', async () => {
+    const store = await newStore();
+    const kv = new KvStateMachine(store);
+    await run(store, [command({ op: 'put', key: bytes('typed'), value: bytes('{}'), contentType: 'application/json; charset=utf-8' }), put('plain', 'x')]);
+    expect(kv.get(bytes('typed'))).toMatchObject({ contentType: 'application/json; charset=utf-8' });
+    expect(kv.get(bytes('plain'))).not.toHaveProperty('contentType');
+    // A record stored before content types existed: [version, bytes].
+    expect(store.data.get(Buffer.from('plain'))).toHaveLength(2);
+    await run(store, [put('typed', 'now plain')]);
+    expect(kv.get(bytes('typed'))).not.toHaveProperty('contentType');
+  });
+
+  it('commandOutsideRange names the key or span a command reaches outside the range', () => {
+    const range = { start: bytes('b'), end: bytes('m') };
+    const put1 = (k: string) => ({ op: 'put' as const, key: bytes(k), value: bytes('v') });
+    const cases: { command: KvCommand; outside: string | undefined }[] = [
+      { command: put1('c'), outside: undefined },
+      { command: put1('m'), outside: 'm' },
+      { command: { op: 'atomicBatch', key: bytes('c'), ops: [put1('c'), put1('l')] }, outside: undefined },
+      { command: { op: 'atomicBatch', key: bytes('c'), ops: [put1('c'), put1('z')] }, outside: 'z' },
+      { command: { op: 'deleteRange', key: bytes('b'), end: bytes('m') }, outside: undefined },
+      { command: { op: 'deleteRange', key: bytes('c'), end: null }, outside: 'c…' },
+      { command: { op: 'deleteRange', key: bytes('a'), end: bytes('c') }, outside: 'a…' },
+    ];
+    for (const c of cases) {
+      const outside = commandOutsideRange(range, c.command);
+      expect(outside === undefined ? undefined : `${Buffer.from(outside.key).toString()}${outside.end === undefined ? '' : '…'}`, JSON.stringify(c.command.op)).toBe(c.outside);
+    }
+  });
+
+  const invalidCommands: { name: string; command: KvCommand; reason: RegExp }[] = [
+    { name: 'an atomic batch with no ops', command: { op: 'atomicBatch', key: bytes('a'), ops: [] }, reason: /no ops/ },
+    {
+      name: `an atomic batch of more than ${ATOMIC_BATCH_OPS_MAX} ops`,
+      command: { op: 'atomicBatch', key: bytes('a'), ops: Array.from({ length: ATOMIC_BATCH_OPS_MAX + 1 }, () => ({ op: 'delete' as const, key: bytes('a') })) },
+      reason: /exceeds/,
+    },
+    {
+      name: 'an atomic batch holding a split',
+      command: { op: 'atomicBatch', key: bytes('a'), ops: [{ op: 'split', key: bytes('a'), newShardId: 9, epoch: 1 } as never] },
+      reason: /not a put or delete/,
+    },
+    { name: 'an atomic batch whose key is not its first op\'s', command: { op: 'atomicBatch', key: bytes('b'), ops: [{ op: 'delete', key: bytes('a') }] }, reason: /first op/ },
+    { name: 'an atomic batch with an empty key', command: { op: 'atomicBatch', key: bytes('a'), ops: [{ op: 'delete', key: bytes('a') }, { op: 'delete', key: new Uint8Array(0) }] }, reason: /op 1 .*empty/ },
+    { name: 'a range delete whose start is not before its end', command: { op: 'deleteRange', key: bytes('b'), end: bytes('b') }, reason: /not before/ },
+    { name: 'a content type with a control character', command: { op: 'put', key: bytes('a'), value: bytes(''), contentType: 'text/plain\n' }, reason: /visible ASCII/ },
+    { name: `a content type over ${CONTENT_TYPE_BYTES_MAX} characters`, command: { op: 'put', key: bytes('a'), value: bytes(''), contentType: `a/${'b'.repeat(CONTENT_TYPE_BYTES_MAX)}` }, reason: /exceeds/ },
+  ];
+  for (const c of invalidCommands) {
+    it(`refuses ${c.name} when proposed (COMMAND_INVALID)`, () => {
+      expect(validateCommand(c.command)).toMatch(c.reason);
+      expect(errorCode(() => encodeCommand(c.command))).toBe('COMMAND_INVALID');
+    });
+  }
 });
 
 describe('scan', () => {
@@ -288,12 +437,20 @@ describe('scan', () => {
         expect(r.version).toBeGreaterThan(0);
       }
     });
+    it(`reverse scan [${hex(c.start)}, ${hex(c.end)}) limit ${c.limit} returns the last keys, from the last down`, async () => {
+      const { kv } = await filled();
+      const start = new Uint8Array(c.start);
+      const end = c.end === undefined ? undefined : new Uint8Array(c.end);
+      const got = [...kv.scan({ start, end, limit: c.limit, reverse: true })];
+      expect(got.map((r) => r.key.toString('hex'))).toEqual(expected(start, end, Number.MAX_SAFE_INTEGER).reverse().slice(0, c.limit));
+    });
   }
 });
 
 describe('command codec', () => {
   const roundTrips: KvCommand[] = [
     { op: 'put', key: bytes('k'), value: bytes('v') },
+    { op: 'put', key: bytes('k'), value: bytes('v'), ifVersion: 4, contentType: 'text/plain; charset=utf-8' },
     { op: 'put', key: new Uint8Array([0, 255]), value: new Uint8Array(0), ifVersion: 0 },
     { op: 'put', key: bytes('k'), value: bytes('v'), ifVersion: 2 ** 40 },
     { op: 'delete', key: bytes('k') },
@@ -341,6 +498,21 @@ describe('command codec', () => {
       expect((caught as Error).message).toContain('entry 42');
     });
   }
+
+  it('an atomic batch and a range delete round-trip, and are no batch entry', () => {
+    const plain = (x: unknown): unknown =>
+      x instanceof Uint8Array ? Buffer.from(x).toString('hex') : Array.isArray(x) ? x.map(plain) : x !== null && typeof x === 'object' ? Object.fromEntries(Object.entries(x).map(([k, v]) => [k, plain(v)])) : x;
+    const commands: KvCommand[] = [
+      { op: 'atomicBatch', key: bytes('a'), ops: [{ op: 'put', key: bytes('a'), value: bytes('1'), ifVersion: 0, contentType: 'text/plain' }, { op: 'delete', key: bytes('b'), ifVersion: 7 }] },
+      { op: 'deleteRange', key: bytes('a'), end: bytes('b') },
+      { op: 'deleteRange', key: bytes('a'), end: null },
+    ];
+    for (const c of commands) {
+      const encoded = encodeCommand(c);
+      expect(isBatchCommand(encoded)).toBe(false);
+      expect(plain(decodeCommand(1, encoded))).toEqual(plain(c));
+    }
+  });
 
   it('a batch entry round-trips its commands, is told apart by two bytes, and is no single command', () => {
     const commands = roundTrips.filter((c) => c.op !== 'split').map((c) => encodeCommand(c));

@@ -3,6 +3,7 @@
 import { SeededRng, groupId, nodeId, type ConfState, type Entry, type GroupId, type HardState } from '@flotilla/core';
 import { Packr } from 'msgpackr';
 import { describe, expect, it } from 'vitest';
+import { encodeCommand } from '../src/kv/command.js';
 import { KvStateMachine } from '../src/kv/state-machine.js';
 import { CorruptRecordError } from '../src/storage/errors.js';
 import type { NodeStore } from '../src/storage/node-store.js';
@@ -238,6 +239,25 @@ describe('SnapshotInstaller', () => {
     // The log continues after the snapshot point.
     await target.persist([{ shardId: SHARD, entries: [putEntry(header.index + 1, TERM, bytes('k-next'), bytes('1'))] }]);
     expect(target.storage(SHARD).lastIndex()).toBe(header.index + 1);
+  });
+
+  it('carries a value\'s content type: the installed record has it, a record without one stays without', async () => {
+    const source = await openStore(tempDir(), 1);
+    await source.createShard(SHARD, { confState: confState({ voters: [1, 2, 3] }) });
+    const first = source.storage(SHARD).lastIndex() + 1;
+    await commitAndApply(source, SHARD, [
+      { index: first, term: TERM, type: 'normal', data: encodeCommand({ op: 'put', key: bytes('k-typed'), value: bytes('{}'), contentType: 'application/json' }) },
+      putEntry(first + 1, TERM, bytes('k-plain'), bytes('x')),
+    ]);
+    const { chunks } = readAll(source, SHARD, BOUNDS);
+    const target = await openStore(tempDir(), 2);
+    await target.createShard(SHARD, { confState: confState({ voters: [1, 2, 3] }) });
+    const installer = new SnapshotInstaller(target, SHARD);
+    for (const c of chunks) await installer.addChunk(c);
+    await installer.install({ term: TERM, vote: nodeId(1), commit: 0 });
+    const kv = new KvStateMachine(target);
+    expect(kv.get(bytes('k-typed'))).toMatchObject({ contentType: 'application/json', version: first });
+    expect(kv.get(bytes('k-plain'))).not.toHaveProperty('contentType');
   });
 
   it('records the commit at the snapshot point when Raft committed past it (the entries after it come in the round\'s own write)', async () => {

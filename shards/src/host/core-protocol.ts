@@ -21,7 +21,8 @@ export interface RangeBoundsWire {
 
 export type ReadOp =
   | { readonly op: 'get'; readonly key: Uint8Array }
-  | { readonly op: 'scan'; readonly start: Uint8Array; readonly end: Uint8Array | null; readonly limit: number };
+  /** `reverse`: the span's last `limit` keys, from the last down. */
+  | { readonly op: 'scan'; readonly start: Uint8Array; readonly end: Uint8Array | null; readonly limit: number; readonly reverse?: boolean };
 
 export type Consistency = 'linearizable' | 'stale';
 

@@ -412,12 +412,17 @@ export class Host {
   /** Linearizable (ReadIndex on the leader) unless `stale`, which reads this replica as it is. */
   async get(shardId: GroupId, key: Uint8Array, options: { consistency?: Consistency } = {}): Promise<StoredValue | undefined> {
     const read: ReadOp = { op: 'get', key };
-    const v = await this.request<{ value: Uint8Array; version: number } | null>(shardId, (id) => ({ kind: 'read', id, shardId, read, consistency: options.consistency ?? 'linearizable' }));
-    return v === null ? undefined : { value: Buffer.from(v.value.buffer, v.value.byteOffset, v.value.byteLength), version: v.version };
+    const v = await this.request<{ value: Uint8Array; version: number; contentType?: string } | null>(shardId, (id) => ({ kind: 'read', id, shardId, read, consistency: options.consistency ?? 'linearizable' }));
+    if (v === null) return undefined;
+    const value = Buffer.from(v.value.buffer, v.value.byteOffset, v.value.byteLength);
+    return v.contentType === undefined ? { value, version: v.version } : { value, version: v.version, contentType: v.contentType };
   }
 
-  /** Keys of the shard in [start, end), in order, at most `limit`; KEY_OUT_OF_RANGE unless the span lies within the shard's range when served. */
-  async scan(shardId: GroupId, range: { start: Uint8Array; end: Uint8Array | null; limit: number }, options: { consistency?: Consistency } = {}): Promise<{ key: Uint8Array; value: Uint8Array; version: number }[]> {
+  /**
+   * Keys of the shard in [start, end), in order (`reverse`: the last `limit` of them, from the last down), at
+   * most `limit`; KEY_OUT_OF_RANGE unless the span lies within the shard's range when served.
+   */
+  async scan(shardId: GroupId, range: { start: Uint8Array; end: Uint8Array | null; limit: number; reverse?: boolean }, options: { consistency?: Consistency } = {}): Promise<{ key: Uint8Array; value: Uint8Array; version: number }[]> {
     const read: ReadOp = { op: 'scan', ...range };
     const pairs = await this.request<[Uint8Array, Uint8Array, number][]>(shardId, (id) => ({ kind: 'read', id, shardId, read, consistency: options.consistency ?? 'linearizable' }));
     return pairs.map(([key, value, version]) => ({ key, value, version }));

@@ -2,7 +2,7 @@ import { InvalidConfChangeError, NONE, ProposalDroppedError, assert, groupId, no
 import { EpochMismatchError, InvalidCommandError, KeyOutOfRangeError, NotLeaderError, ShardNotFoundError } from '../errors.js';
 import { BATCH_BYTES_MAX, BATCH_COMMAND_COUNT_MAX, decodeCommand, encodeBatchCommand, encodeChecksumCommand, type KvResult } from '../kv/command.js';
 import type { ReplicaChecksums } from '../kv/consistency.js';
-import { coversSpan, describeRange, hexKey, inRange, isInitialized } from '../kv/range.js';
+import { commandOutsideRange, coversSpan, describeRange, hexKey, inRange, isInitialized } from '../kv/range.js';
 import { isBatchResult, type EntryResult, type KvStateMachine } from '../kv/state-machine.js';
 import type { ShellLogger } from '../shell-logger.js';
 import type { CoreRequest, CoreStats, MembershipChange, ReadOp, ShardStatus } from './core-protocol.js';
@@ -57,12 +57,13 @@ export class ShardRequests {
     } catch (err) {
       return this.port.out.fail(id, new InvalidCommandError((err as Error).message));
     }
-    const key = decoded.key;
-    if (!inRange(g.bounds, key)) return this.port.out.fail(id, this.outOfRange(g, key));
+    const outside = commandOutsideRange(g.bounds, decoded);
+    if (outside !== undefined) return this.port.out.fail(id, this.outOfRange(g, outside.key, outside.end));
     g.writeCount++;
-    g.sampleKey(key);
+    g.sampleKey(decoded.key);
     this.port.stats.proposals++;
-    if (decoded.op === 'split') {
+    // Only single puts and deletes share a batch entry: anything else (a split, an atomic batch, a range delete) is an entry of its own.
+    if (decoded.op !== 'put' && decoded.op !== 'delete') {
       this.proposeBatch(g);
       this.proposeTracked(id, g, command);
       return;
@@ -150,12 +151,12 @@ export class ShardRequests {
     if (op.op === 'get') {
       if (!inRange(g.bounds, op.key)) return out.fail(pending.requestId, this.outOfRange(g, op.key));
       const v = sm.get(op.key);
-      return out.reply(pending.requestId, v === undefined ? null : { value: v.value, version: v.version });
+      return out.reply(pending.requestId, v === undefined ? null : { value: v.value, version: v.version, ...(v.contentType === undefined ? {} : { contentType: v.contentType }) });
     }
     if (!coversSpan(g.bounds, op.start, op.end)) return out.fail(pending.requestId, this.outOfRange(g, op.start, op.end));
     const pairs: [Uint8Array, Uint8Array, number][] = [];
     if (op.end === null || Buffer.compare(op.start, op.end) < 0) {
-      for (const p of sm.scan({ start: op.start, end: op.end ?? undefined, limit: op.limit })) pairs.push([p.key, p.value, p.version]);
+      for (const p of sm.scan({ start: op.start, end: op.end ?? undefined, limit: op.limit, reverse: op.reverse === true })) pairs.push([p.key, p.value, p.version]);
     }
     out.reply(pending.requestId, pairs);
   }

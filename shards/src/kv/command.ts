@@ -5,19 +5,72 @@ import { KEY_BYTES_MAX, SNAPSHOT_PAIR_BYTES_MAX, SNAPSHOT_PAIR_OVERHEAD_BYTES } 
 import { CorruptRecordError } from '../storage/errors.js';
 
 export { KEY_BYTES_MAX };
-/** The largest value whose pair still fits one snapshot chunk: a range with a bigger one could never be snapshotted. */
-export const VALUE_BYTES_MAX = SNAPSHOT_PAIR_BYTES_MAX - KEY_BYTES_MAX - SNAPSHOT_PAIR_OVERHEAD_BYTES;
+/**
+ * Characters of a value's content type at most (the HTTP API's
+ * Content-Type, stored with the value). Media types in the IANA registry
+ * are well under 100; parameters (charset, boundary) fit besides.
+ */
+export const CONTENT_TYPE_BYTES_MAX = 255;
+/** A content type's msgpack framing in a stored record or a snapshot pair: str8 (2 B) for up to 255 characters. */
+export const CONTENT_TYPE_OVERHEAD_BYTES = 2;
+/**
+ * The largest value whose pair still fits one snapshot chunk, with the
+ * longest content type beside it: a range with a bigger one could never be
+ * snapshotted.
+ */
+export const VALUE_BYTES_MAX = SNAPSHOT_PAIR_BYTES_MAX - KEY_BYTES_MAX - SNAPSHOT_PAIR_OVERHEAD_BYTES - CONTENT_TYPE_BYTES_MAX - CONTENT_TYPE_OVERHEAD_BYTES;
 assert(VALUE_BYTES_MAX >= 512 * 1024, `VALUE_BYTES_MAX ${VALUE_BYTES_MAX} fell below 512 KiB: the snapshot chunk limit shrank`);
 
 /**
- * A write to a range, as carried in a Raft entry. `ifVersion` makes it
- * conditional: 0 means "the key must not exist", n > 0 means "the key's
- * current version must be n"; absent means unconditional.
+ * A write to a range, as carried in a Raft entry. `ifVersion` makes a put
+ * or delete conditional: 0 means "the key must not exist", n > 0 means "the
+ * key's current version must be n"; absent means unconditional. Every
+ * command names `key`, the first key it touches: the range it is proposed
+ * to must hold it (and, for the atomic batch and the range delete, every
+ * other key it touches, see commandOutsideRange).
  */
-export type KvCommand =
-  | { readonly op: 'put'; readonly key: Uint8Array; readonly value: Uint8Array; readonly ifVersion?: number }
-  | { readonly op: 'delete'; readonly key: Uint8Array; readonly ifVersion?: number }
-  | SplitCommand;
+export type KvCommand = PutCommand | DeleteCommand | AtomicBatchCommand | DeleteRangeCommand | SplitCommand;
+
+/** Sets `key` to `value`; `contentType` (a media type, stored with the value) is the HTTP API's. */
+export interface PutCommand {
+  readonly op: 'put';
+  readonly key: Uint8Array;
+  readonly value: Uint8Array;
+  readonly ifVersion?: number;
+  readonly contentType?: string;
+}
+
+export interface DeleteCommand {
+  readonly op: 'delete';
+  readonly key: Uint8Array;
+  readonly ifVersion?: number;
+}
+
+/**
+ * Puts and deletes of keys of one range, applied all or none: each op's
+ * `ifVersion` is checked against the key as the ops before it in the batch
+ * left it, and if any fails nothing is written (VERSION_MISMATCH names the
+ * op). One entry, so every replica applies the whole batch at one index.
+ * `key` is the first op's.
+ */
+export interface AtomicBatchCommand {
+  readonly op: 'atomicBatch';
+  readonly key: Uint8Array;
+  readonly ops: readonly (PutCommand | DeleteCommand)[];
+}
+
+/**
+ * Deletes every key in [key, end) (`end` null: to the end of the key
+ * space) in one entry. The span must lie within the range when the entry
+ * applies (KEY_OUT_OF_RANGE otherwise, and nothing is deleted): a split
+ * applied first moved part of it away, and the proposer deletes the rest
+ * where it went.
+ */
+export interface DeleteRangeCommand {
+  readonly op: 'deleteRange';
+  readonly key: Uint8Array;
+  readonly end: Uint8Array | null;
+}
 
 /**
  * Splits the range at `key` (it becomes the right half's start) if its epoch
@@ -77,15 +130,23 @@ export interface ChecksumApplied {
   readonly replicas: readonly number[];
 }
 
-/** The outcome of applying one command, reported to whoever proposed it. */
+/**
+ * The outcome of applying one command, reported to whoever proposed it. A
+ * put's `created` says the key did not exist before it.
+ */
 export type KvResult =
-  | { readonly ok: true; readonly version: number }
+  | { readonly ok: true; readonly version: number; readonly created?: boolean }
+  /** An atomic batch applied: each op's new version, in order (0 for a delete). */
+  | { readonly ok: true; readonly version: 0; readonly versions: readonly number[] }
+  /** A range delete applied: how many keys it removed. */
+  | { readonly ok: true; readonly version: 0; readonly deletedCount: number }
   | { readonly ok: true; readonly version: 0; readonly split: SplitOutcome }
   /** A checksum entry applied (see ChecksumCommand); each replica hashes its data as of `checksum.index`. */
   | { readonly ok: true; readonly version: 0; readonly checksum: ChecksumApplied }
   /** A membership change applied: the range's epoch and configuration after it. */
   | { readonly ok: true; readonly version: 0; readonly membership: MembershipOutcome }
-  | { readonly ok: false; readonly code: 'VERSION_MISMATCH'; readonly currentVersion: number }
+  /** An ifVersion did not match; in an atomic batch `opIndex` is the op whose did (and nothing was written). */
+  | { readonly ok: false; readonly code: 'VERSION_MISMATCH'; readonly currentVersion: number; readonly opIndex?: number }
   /** The key (or split point) is outside the range as it was when the entry applied (a split got there first). */
   | { readonly ok: false; readonly code: 'KEY_OUT_OF_RANGE'; readonly reason: string }
   /** A split proposed against an epoch the range has left behind. */
@@ -102,22 +163,83 @@ export type KvResult =
 export function validateCommand(c: KvCommand): string | undefined {
   if (c.key.byteLength === 0) return 'key is empty';
   if (c.key.byteLength > KEY_BYTES_MAX) return `key of ${c.key.byteLength} B exceeds ${KEY_BYTES_MAX} B`;
-  if (c.op === 'put' && c.value.byteLength > VALUE_BYTES_MAX) return `value of ${c.value.byteLength} B exceeds ${VALUE_BYTES_MAX} B`;
-  if (c.op === 'split') {
-    if (!Number.isSafeInteger(c.newShardId) || c.newShardId <= 0) return `split's new shard id ${c.newShardId} is not a positive integer`;
-    if (!Number.isSafeInteger(c.epoch) || c.epoch < 1) return `split epoch ${c.epoch} is not a positive integer`;
+  switch (c.op) {
+    case 'put':
+      if (c.value.byteLength > VALUE_BYTES_MAX) return `value of ${c.value.byteLength} B exceeds ${VALUE_BYTES_MAX} B`;
+      return c.contentType === undefined ? undefined : invalidContentType(c.contentType);
+    case 'delete':
+      return undefined;
+    case 'atomicBatch':
+      return invalidAtomicBatch(c);
+    case 'deleteRange':
+      if (c.end !== null && c.end.byteLength > KEY_BYTES_MAX) return `range end of ${c.end.byteLength} B exceeds ${KEY_BYTES_MAX} B`;
+      if (c.end !== null && Buffer.compare(c.key, c.end) >= 0) return `range start ${hex(c.key)} is not before its end ${hex(c.end)}`;
+      return undefined;
+    case 'split':
+      if (!Number.isSafeInteger(c.newShardId) || c.newShardId <= 0) return `split's new shard id ${c.newShardId} is not a positive integer`;
+      if (!Number.isSafeInteger(c.epoch) || c.epoch < 1) return `split epoch ${c.epoch} is not a positive integer`;
+      return undefined;
+    default: {
+      const never: never = c;
+      return `unknown command ${JSON.stringify(never)}`;
+    }
   }
+}
+
+/**
+ * Ops of one atomic batch at most. With ATOMIC_BATCH_BYTES_MAX it keeps
+ * the batch's entry within the largest entry the log is sized for (the
+ * largest put: a key, a value and 1 KiB of framing; see options.ts), as
+ * asserted below: each op costs at most 5 B of framing in the entry.
+ */
+export const ATOMIC_BATCH_OPS_MAX = 512;
+/** Encoded bytes of an atomic batch's ops together at most (keys, values, content types and their framing). */
+export const ATOMIC_BATCH_BYTES_MAX = VALUE_BYTES_MAX;
+assert(ATOMIC_BATCH_BYTES_MAX + ATOMIC_BATCH_OPS_MAX * 5 + 16 <= KEY_BYTES_MAX + VALUE_BYTES_MAX + 1024, 'an atomic batch entry must fit the largest entry the log is sized for');
+
+function invalidAtomicBatch(c: AtomicBatchCommand): string | undefined {
+  if (c.ops.length === 0) return 'an atomic batch has no ops';
+  if (c.ops.length > ATOMIC_BATCH_OPS_MAX) return `an atomic batch of ${c.ops.length} ops exceeds ${ATOMIC_BATCH_OPS_MAX}`;
+  if (Buffer.compare(c.key, c.ops[0]!.key) !== 0) return "an atomic batch's key is not its first op's";
+  let bytes = 0;
+  for (const [i, op] of c.ops.entries()) {
+    // Only plain puts and deletes: a nested batch or a split inside one has no meaning.
+    if ((op.op as string) !== 'put' && (op.op as string) !== 'delete') return `op ${i} of an atomic batch is a ${String(op.op)}, not a put or delete`;
+    const invalid = validateCommand(op);
+    if (invalid !== undefined) return `op ${i} of an atomic batch: ${invalid}`;
+    bytes += op.key.byteLength + (op.op === 'put' ? op.value.byteLength + (op.contentType?.length ?? 0) : 0) + 16;
+  }
+  if (bytes > ATOMIC_BATCH_BYTES_MAX) return `an atomic batch of ${bytes} B exceeds ${ATOMIC_BATCH_BYTES_MAX} B`;
   return undefined;
 }
 
-// Wire form: [opcode, key, value|null, ifVersion|-1], a split [OP_SPLIT, key, newShardId, epoch], a checksum
-// [OP_CHECKSUM, empty key, id, -1], a batch [OP_BATCH, empty key, [command bytes...], -1]. Plain arrays: no
-// field names per entry.
+/**
+ * Why a content type cannot be stored, or undefined: at most
+ * CONTENT_TYPE_BYTES_MAX characters, each visible ASCII or a space (what a
+ * media type with parameters is made of, RFC 9110 §8.3), and not empty.
+ */
+export function invalidContentType(contentType: string): string | undefined {
+  if (typeof contentType !== 'string' || contentType.length === 0) return 'content type is empty';
+  if (contentType.length > CONTENT_TYPE_BYTES_MAX) return `content type of ${contentType.length} characters exceeds ${CONTENT_TYPE_BYTES_MAX}`;
+  if (!/^[\x20-\x7e]+$/.test(contentType)) return 'content type has a character that is not visible ASCII or a space';
+  return undefined;
+}
+
+function hex(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+}
+
+// Wire form: [opcode, key, value|null, ifVersion|-1], a put with a content type [OP_PUT, key, value, ifVersion|-1,
+// contentType], a split [OP_SPLIT, key, newShardId, epoch], a checksum [OP_CHECKSUM, empty key, id, -1], a batch
+// [OP_BATCH, empty key, [command bytes...], -1], an atomic batch [OP_ATOMIC_BATCH, first key, [put or delete
+// bytes...], -1], a range delete [OP_DELETE_RANGE, start, end|null, -1]. Plain arrays: no field names per entry.
 const OP_PUT = 1;
 const OP_DELETE = 2;
 const OP_SPLIT = 3;
 const OP_CHECKSUM = 4;
 const OP_BATCH = 5;
+const OP_ATOMIC_BATCH = 6;
+const OP_DELETE_RANGE = 7;
 /**
  * Writes one batch entry carries at most. The leader folds the writes a
  * shard receives in one turn of its core into one entry (ShardRequests):
@@ -134,8 +256,22 @@ const packr = new Packr({ useRecords: false, moreTypes: false });
 export function encodeCommand(c: KvCommand): Uint8Array {
   const invalid = validateCommand(c);
   if (invalid !== undefined) throw new InvalidCommandError(invalid);
-  if (c.op === 'split') return packr.pack([OP_SPLIT, c.key, c.newShardId, c.epoch]);
-  return packr.pack(c.op === 'put' ? [OP_PUT, c.key, c.value, c.ifVersion ?? -1] : [OP_DELETE, c.key, null, c.ifVersion ?? -1]);
+  return encodeValid(c);
+}
+
+function encodeValid(c: KvCommand): Uint8Array {
+  switch (c.op) {
+    case 'split':
+      return packr.pack([OP_SPLIT, c.key, c.newShardId, c.epoch]);
+    case 'put':
+      return packr.pack(c.contentType === undefined ? [OP_PUT, c.key, c.value, c.ifVersion ?? -1] : [OP_PUT, c.key, c.value, c.ifVersion ?? -1, c.contentType]);
+    case 'delete':
+      return packr.pack([OP_DELETE, c.key, null, c.ifVersion ?? -1]);
+    case 'atomicBatch':
+      return packr.pack([OP_ATOMIC_BATCH, c.key, c.ops.map(encodeValid), -1]);
+    case 'deleteRange':
+      return packr.pack([OP_DELETE_RANGE, c.key, c.end, -1]);
+  }
 }
 
 /** Encodes a checksum entry; throws InvalidCommandError for an id that is not a positive integer. */
@@ -187,8 +323,9 @@ export function decodeBatchCommand(index: number, data: Uint8Array): readonly Ui
 }
 
 export function decodeCommand(index: number, data: Uint8Array): KvCommand {
-  const [op, key, value, ifVersion] = unpackTuple(index, data, 'command');
+  const [op, key, value, ifVersion, contentType] = unpackTuple(index, data, 'command');
   if (!(key instanceof Uint8Array)) throw new CorruptRecordError(`entry ${index}: command key is not bytes`);
+  if (contentType !== undefined && (op !== OP_PUT || typeof contentType !== 'string')) throw new CorruptRecordError(`entry ${index}: command is not a 4-tuple`);
   if (op === OP_SPLIT) {
     // Range checks (positive ids and epochs) are validateCommand's: a bad one is refused at apply, not fatal.
     if (typeof value !== 'number' || typeof ifVersion !== 'number') throw new CorruptRecordError(`entry ${index}: split without numeric shard id and epoch`);
@@ -200,15 +337,32 @@ export function decodeCommand(index: number, data: Uint8Array): KvCommand {
   const condition = ifVersion === -1 ? {} : { ifVersion };
   if (op === OP_PUT) {
     if (!(value instanceof Uint8Array)) throw new CorruptRecordError(`entry ${index}: put without a byte value`);
-    return { op: 'put', key, value, ...condition };
+    return { op: 'put', key, value, ...condition, ...(contentType === undefined ? {} : { contentType: contentType as string }) };
   }
   if (op === OP_DELETE) return { op: 'delete', key, ...condition };
+  if (op === OP_DELETE_RANGE) {
+    if (ifVersion !== -1 || !(value === null || value instanceof Uint8Array)) throw new CorruptRecordError(`entry ${index}: range delete without a byte or null end`);
+    return { op: 'deleteRange', key, end: value };
+  }
+  if (op === OP_ATOMIC_BATCH) {
+    if (ifVersion !== -1 || !Array.isArray(value) || !value.every((c) => c instanceof Uint8Array)) throw new CorruptRecordError(`entry ${index}: atomic batch does not carry a list of encoded ops`);
+    const ops = (value as Uint8Array[]).map((c) => {
+      const decoded = decodeCommand(index, c);
+      // Anything but puts and deletes inside is refused at apply (validateCommand), alike on every replica.
+      return decoded as PutCommand | DeleteCommand;
+    });
+    return { op: 'atomicBatch', key, ops };
+  }
   if (op === OP_CHECKSUM) throw new CorruptRecordError(`entry ${index}: a checksum entry is not a KV command (decodeChecksumCommand)`);
   if (op === OP_BATCH) throw new CorruptRecordError(`entry ${index}: a batch entry is not one KV command (decodeBatchCommand)`);
   throw new CorruptRecordError(`entry ${index}: unknown opcode ${String(op)}`);
 }
 
-/** An entry's payload as its 4-tuple (with opcode `op`, if given); CorruptRecordError naming `what` otherwise. */
+/**
+ * An entry's payload as its 4-tuple (with opcode `op`, if given), or the
+ * 5-tuple of a put with a content type; CorruptRecordError naming `what`
+ * otherwise.
+ */
 function unpackTuple(index: number, data: Uint8Array, what: string, op?: number): unknown[] {
   let raw: unknown;
   try {
@@ -216,6 +370,7 @@ function unpackTuple(index: number, data: Uint8Array, what: string, op?: number)
   } catch (err) {
     throw new CorruptRecordError(`entry ${index}: undecodable ${what} (${(err as Error).message})`);
   }
-  if (!Array.isArray(raw) || raw.length !== 4 || (op !== undefined && raw[0] !== op)) throw new CorruptRecordError(`entry ${index}: ${what} is not a 4-tuple`);
+  const arity = Array.isArray(raw) ? raw.length : 0;
+  if (!Array.isArray(raw) || (arity !== 4 && !(arity === 5 && raw[0] === OP_PUT)) || (op !== undefined && raw[0] !== op)) throw new CorruptRecordError(`entry ${index}: ${what} is not a 4-tuple`);
   return raw as unknown[];
 }

@@ -110,7 +110,10 @@ const packr = new Packr({ useRecords: false, moreTypes: false });
 /** One record's header (tag, key length) and trailer (version, value length); the core's thread is the only user. */
 const scratch = Buffer.alloc(13);
 const TAG_RECORD = 1;
-/** A stored value that is not [version, bytes]: hashed as its re-encoding, so damage counts as a difference, never a crash. */
+/**
+ * A stored value that is not [version, bytes]: hashed as its re-encoding, so damage counts as a difference, never a crash.
+ * A record with a content type ([version, bytes, contentType]) is hashed this way too: all of it counts, alike on every replica.
+ */
 const TAG_MALFORMED = 2;
 
 /** Feeds one stored pair into `h`; returns the bytes it hashed. */

@@ -1,3 +1,4 @@
+import type { KvCommand } from './command.js';
 import type { RangeBounds } from '../storage/codec.js';
 import { CorruptRecordError } from '../storage/errors.js';
 
@@ -73,6 +74,25 @@ export function coversSpan(r: RangeBounds, start: Uint8Array, end: Uint8Array | 
   if (Buffer.compare(start, r.start) < 0) return false;
   if (r.end === null) return true;
   return end !== null && Buffer.compare(end, r.end) <= 0;
+}
+
+/**
+ * What of a command lies outside the range, or undefined if it all lies
+ * within: a key it writes, or a range delete's span (`end` set). Checked
+ * when a write is proposed and again when it applies (a split may have
+ * applied in between).
+ */
+export function commandOutsideRange(r: RangeBounds, c: KvCommand): { readonly key: Uint8Array; readonly end?: Uint8Array | null } | undefined {
+  switch (c.op) {
+    case 'deleteRange':
+      return coversSpan(r, c.key, c.end) ? undefined : { key: c.key, end: c.end };
+    case 'atomicBatch': {
+      const outside = c.ops.find((op) => !inRange(r, op.key));
+      return outside === undefined ? undefined : { key: outside.key };
+    }
+    default:
+      return inRange(r, c.key) ? undefined : { key: c.key };
+  }
 }
 
 /** A key (or a range end) for messages: hex, ∞ for the end of the key space. */

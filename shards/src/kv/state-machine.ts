@@ -11,11 +11,15 @@ import {
   isBatchCommand,
   isChecksumCommand,
   validateCommand,
+  type AtomicBatchCommand,
+  type DeleteCommand,
+  type DeleteRangeCommand,
   type KvCommand,
   type KvResult,
+  type PutCommand,
   type SplitCommand,
 } from './command.js';
-import { decodeShardRange, describeRange, encodeShardRange, hexKey, inRange, type ShardRange } from './range.js';
+import { commandOutsideRange, decodeShardRange, describeRange, encodeShardRange, hexKey, type ShardRange } from './range.js';
 
 /** One shard's committed entries to apply, and its configuration afterwards if a conf change was among them. */
 export interface ApplyBatch {
@@ -71,9 +75,16 @@ export interface StagedApply {
   committed(): void;
 }
 
+/**
+ * A key's record: its value, its version and, if the writer gave one, the
+ * value's content type. Stored as [version, value] or, with a content type,
+ * [version, value, contentType]: records written before content types
+ * existed read back unchanged.
+ */
 export interface StoredValue {
   readonly value: Buffer;
   readonly version: number;
+  readonly contentType?: string;
 }
 
 /**
@@ -171,7 +182,9 @@ export class KvStateMachine {
               for (const data of decodeBatchCommand(e.index, e.data)) {
                 const command = decodeCommand(e.index, data);
                 // Only puts and deletes are batched (ShardRequests): anything else in one is refused alike everywhere.
-                batchResults.push(command.op === 'split' ? { ok: false, code: 'COMMAND_INVALID', reason: 'a split cannot be batched' } : this.applyCommand(e.index, command, range, delta));
+                batchResults.push(
+                  command.op === 'put' || command.op === 'delete' ? this.applyWrite(e.index, command, range, delta) : { ok: false, code: 'COMMAND_INVALID', reason: `a ${command.op} cannot be batched` },
+                );
               }
               shardResults.set(e.index, batchResults);
               continue;
@@ -245,12 +258,18 @@ export class KvStateMachine {
     };
   }
 
+  /** A write command: put, delete, atomic batch or range delete. */
   private applyCommand(index: LogIndex, command: Exclude<KvCommand, SplitCommand>, range: ShardRange, delta: SizeDelta): KvResult {
-    const invalid = validateCommand(command);
-    if (invalid !== undefined) return { ok: false, code: 'COMMAND_INVALID', reason: invalid };
-    // Proposed before a split that applied first: the key belongs to the other half now. Refused alike everywhere; the client retries there.
-    if (!inRange(range, command.key)) return { ok: false, code: 'KEY_OUT_OF_RANGE', reason: `key ${hexKey(command.key)} is outside ${describeRange(range)}` };
-    const key = Buffer.from(command.key.buffer, command.key.byteOffset, command.key.byteLength);
+    if (command.op === 'put' || command.op === 'delete') return this.applyWrite(index, command, range, delta);
+    const refused = refusal(command, range);
+    if (refused !== undefined) return refused;
+    return command.op === 'atomicBatch' ? this.applyAtomicBatch(index, command, delta) : this.applyDeleteRange(command, delta);
+  }
+
+  private applyWrite(index: LogIndex, command: PutCommand | DeleteCommand, range: ShardRange, delta: SizeDelta): KvResult {
+    const refused = refusal(command, range);
+    if (refused !== undefined) return refused;
+    const key = asBuffer(command.key);
     const current = this.readRaw(key);
     const currentVersion = current?.version ?? 0;
     if (command.ifVersion !== undefined && command.ifVersion !== currentVersion) {
@@ -258,21 +277,85 @@ export class KvStateMachine {
     }
     if (command.op === 'put') {
       const version = Math.max(currentVersion + 1, index);
-      this.store.data.putSync(key, [version, command.value]);
-      if (current === undefined) {
-        delta.keyCount++;
-        delta.sizeBytes += key.byteLength + command.value.byteLength;
-      } else {
-        delta.sizeBytes += command.value.byteLength - current.value.byteLength;
-      }
-      return { ok: true, version };
+      this.writeRecord(key, current, { value: command.value, version, contentType: command.contentType }, delta);
+      return { ok: true, version, created: current === undefined };
     }
-    if (current !== undefined) {
+    if (current !== undefined) this.writeRecord(key, current, undefined, delta);
+    return { ok: true, version: 0 };
+  }
+
+  /**
+   * All ops or none: each op is checked against the key as the ops before
+   * it left it, on a copy in memory (the apply transaction is shared with
+   * other entries and cannot be rolled back alone); only when every
+   * condition held are the records written. A put's version follows the
+   * rule of a single put, as if the ops were entries in a row at `index`.
+   */
+  private applyAtomicBatch(index: LogIndex, command: AtomicBatchCommand, delta: SizeDelta): KvResult {
+    /** By the key's bytes as latin1: each key's record before the batch, and after the ops so far (undefined: absent). */
+    const before = new Map<string, { key: Buffer; record: StoredValue | undefined }>();
+    const after = new Map<string, { value: Uint8Array; version: number; contentType: string | undefined } | undefined>();
+    const versions: number[] = [];
+    for (const [opIndex, op] of command.ops.entries()) {
+      const key = asBuffer(op.key);
+      const id = key.toString('latin1');
+      if (!before.has(id)) before.set(id, { key, record: this.readRaw(key) });
+      const current = after.has(id) ? after.get(id) : before.get(id)!.record;
+      const currentVersion = current?.version ?? 0;
+      if (op.ifVersion !== undefined && op.ifVersion !== currentVersion) return { ok: false, code: 'VERSION_MISMATCH', currentVersion, opIndex };
+      if (op.op === 'put') {
+        const version = Math.max(currentVersion + 1, index);
+        after.set(id, { value: op.value, version, contentType: op.contentType });
+        versions.push(version);
+      } else {
+        after.set(id, undefined);
+        versions.push(0);
+      }
+    }
+    for (const [id, record] of after) {
+      const { key, record: previous } = before.get(id)!;
+      if (record === undefined && previous === undefined) continue;
+      this.writeRecord(key, previous, record, delta);
+    }
+    return { ok: true, version: 0, versions };
+  }
+
+  /**
+   * Removes every key of [start, end) (the range holds the whole span,
+   * checked by the caller) in this apply's transaction. The work is bounded
+   * by the range's size, which the placement driver keeps under its split
+   * threshold (splitSizeBytes); an embedded store that never splits
+   * deletes as many keys as the span holds.
+   */
+  private applyDeleteRange(command: DeleteRangeCommand, delta: SizeDelta): KvResult {
+    let deletedCount = 0;
+    const span = { start: asBuffer(command.key), ...(command.end === null ? {} : { end: asBuffer(command.end) }) };
+    for (const { key, value } of this.store.data.getRange(span)) {
+      const current = decodeStoredValue(key, value);
       this.store.data.removeSync(key);
       delta.keyCount--;
       delta.sizeBytes -= key.byteLength + current.value.byteLength;
+      deletedCount++;
     }
-    return { ok: true, version: 0 };
+    return { ok: true, version: 0, deletedCount };
+  }
+
+  /** Replaces `key`'s record `current` by `next` (undefined: deletes it), keeping the size delta. */
+  private writeRecord(key: Buffer, current: StoredValue | undefined, next: { value: Uint8Array; version: number; contentType: string | undefined } | undefined, delta: SizeDelta): void {
+    if (next === undefined) {
+      if (current === undefined) return;
+      this.store.data.removeSync(key);
+      delta.keyCount--;
+      delta.sizeBytes -= key.byteLength + current.value.byteLength;
+      return;
+    }
+    this.store.data.putSync(key, next.contentType === undefined ? [next.version, next.value] : [next.version, next.value, next.contentType]);
+    if (current === undefined) {
+      delta.keyCount++;
+      delta.sizeBytes += key.byteLength + next.value.byteLength;
+    } else {
+      delta.sizeBytes += next.value.byteLength - current.value.byteLength;
+    }
   }
 
   private readRaw(key: Buffer): StoredValue | undefined {
@@ -281,22 +364,58 @@ export class KvStateMachine {
   }
 
   get(key: Uint8Array): StoredValue | undefined {
-    return this.readRaw(Buffer.from(key.buffer, key.byteOffset, key.byteLength));
+    return this.readRaw(asBuffer(key));
   }
 
-  /** Keys in [start, end) in order, at most `limit`, skipping the first `offset`; `end` undefined means to the end of the key space. */
-  *scan(options: { start: Uint8Array; end?: Uint8Array | undefined; limit: number; offset?: number }): Generator<{ key: Buffer; value: Buffer; version: number }> {
-    const range = this.store.data.getRange({
-      start: Buffer.from(options.start),
-      ...(options.end === undefined ? {} : { end: Buffer.from(options.end) }),
-      limit: options.limit,
-      ...(options.offset === undefined ? {} : { offset: options.offset }),
-    });
-    for (const { key, value } of range) {
+  /**
+   * Keys in [start, end) in order, at most `limit`, skipping the first
+   * `offset`; `end` undefined means to the end of the key space. `reverse`:
+   * the same keys from the last down (the span is still [start, end)).
+   */
+  *scan(options: { start: Uint8Array; end?: Uint8Array | undefined; limit: number; offset?: number; reverse?: boolean }): Generator<{ key: Buffer; value: Buffer; version: number }> {
+    const start = Buffer.from(options.start);
+    const end = options.end === undefined ? undefined : Buffer.from(options.end);
+    if (options.reverse !== true) {
+      const range = this.store.data.getRange({ start, ...(end === undefined ? {} : { end }), limit: options.limit, ...(options.offset === undefined ? {} : { offset: options.offset }) });
+      for (const { key, value } of range) {
+        const stored = decodeStoredValue(key, value);
+        yield { key, value: stored.value, version: stored.version };
+      }
+      return;
+    }
+    // lmdb-js walks a reverse range from its `start` (inclusive) down to its `end` (exclusive): the opposite
+    // of ours. So it starts at our `end` (skipped when present: ours is exclusive) and runs, lazily, until a
+    // key below our `start`. Its default reverse end excludes the key 0x00; the empty key (which LMDB never
+    // stores) excludes nothing.
+    let skipCount = options.offset ?? 0;
+    let yieldedCount = 0;
+    for (const { key, value } of this.store.data.getRange({ ...(end === undefined ? {} : { start: end }), end: EMPTY_KEY, reverse: true })) {
+      if (end !== undefined && Buffer.compare(key, end) >= 0) continue;
+      if (Buffer.compare(key, start) < 0 || yieldedCount === options.limit) return;
+      if (skipCount > 0) {
+        skipCount--;
+        continue;
+      }
       const stored = decodeStoredValue(key, value);
+      yieldedCount++;
       yield { key, value: stored.value, version: stored.version };
     }
   }
+}
+
+/**
+ * Why a write is refused, alike on every replica, or undefined: invalid
+ * (validateCommand), or (in part) outside the range as it is now — proposed
+ * before a split that applied first, so the key belongs to the other half:
+ * the client retries there.
+ */
+function refusal(command: Exclude<KvCommand, SplitCommand>, range: ShardRange): KvResult | undefined {
+  const invalid = validateCommand(command);
+  if (invalid !== undefined) return { ok: false, code: 'COMMAND_INVALID', reason: invalid };
+  const outside = commandOutsideRange(range, command);
+  if (outside === undefined) return undefined;
+  const what = outside.end === undefined ? `key ${hexKey(outside.key)}` : `span [${hexKey(outside.key)}, ${hexKey(outside.end)})`;
+  return { ok: false, code: 'KEY_OUT_OF_RANGE', reason: `${what} is outside ${describeRange(range)}` };
 }
 
 /**
@@ -316,10 +435,20 @@ function newShardOf(c: CreatedShard): NewShard {
   return { shardId: c.shardId, confState: c.confState, descriptor: encodeShardRange(c.range), startAt: { index: INITIAL_LOG_INDEX, term: INITIAL_LOG_TERM } };
 }
 
-/** A data record as read back from LMDB: [version, bytes], checked so damage fails loudly. */
+/** A data record as read back from LMDB: [version, bytes] or [version, bytes, contentType], checked so damage fails loudly. */
 function decodeStoredValue(key: Buffer, raw: unknown): StoredValue {
-  if (!Array.isArray(raw) || raw.length !== 2 || !Number.isSafeInteger(raw[0]) || (raw[0] as number) < 1 || !(raw[1] instanceof Uint8Array)) {
+  if (!Array.isArray(raw) || (raw.length !== 2 && raw.length !== 3) || !Number.isSafeInteger(raw[0]) || (raw[0] as number) < 1 || !(raw[1] instanceof Uint8Array)) {
     throw new CorruptRecordError(`data record for key ${key.toString('hex')} is malformed`);
   }
+  if (raw.length === 3) {
+    if (typeof raw[2] !== 'string') throw new CorruptRecordError(`data record for key ${key.toString('hex')} has a content type that is not a string`);
+    return { version: raw[0] as number, value: raw[1] as Buffer, contentType: raw[2] };
+  }
   return { version: raw[0] as number, value: raw[1] as Buffer };
+}
+
+const EMPTY_KEY = Buffer.alloc(0);
+
+function asBuffer(b: Uint8Array): Buffer {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }

@@ -22,12 +22,15 @@ export interface SnapshotHeader {
   readonly epoch: number;
 }
 
+/** A key's record in a chunk: [key, version, value], or with the value's content type [key, version, value, contentType]. */
+export type SnapshotPair = [Uint8Array, number, Uint8Array] | [Uint8Array, number, Uint8Array, string];
+
 interface Chunk {
   readonly header: SnapshotHeader;
   readonly seq: number;
   readonly last: boolean;
-  /** [key, version, value] triples in key order. */
-  readonly pairs: readonly [Uint8Array, number, Uint8Array][];
+  /** Pairs in key order. */
+  readonly pairs: readonly SnapshotPair[];
 }
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
@@ -70,10 +73,10 @@ export function decodeChunk(bytes: Uint8Array): Chunk {
   const end = bounds[1] as Uint8Array | null;
   let previous: Uint8Array | undefined;
   for (const [i, p] of (pairs as unknown[]).entries()) {
-    if (!Array.isArray(p) || p.length !== 3 || !(p[0] instanceof Uint8Array) || !Number.isSafeInteger(p[1]) || !(p[2] instanceof Uint8Array)) {
+    if (!Array.isArray(p) || (p.length !== 3 && !(p.length === 4 && typeof p[3] === 'string')) || !(p[0] instanceof Uint8Array) || !Number.isSafeInteger(p[1]) || !(p[2] instanceof Uint8Array)) {
       throw new CorruptRecordError(`snapshot chunk ${String(seq)} holds a malformed pair at ${i}`);
     }
-    const [key, version] = p as [Uint8Array, number, Uint8Array];
+    const [key, version] = p as SnapshotPair;
     // Installing a key outside the range would overwrite another range's data on this node.
     if (key.byteLength === 0 || key.byteLength > KEY_BYTES_MAX) throw new CorruptRecordError(`snapshot chunk ${String(seq)} pair ${i} has a key of ${key.byteLength} B`);
     if (compareBytes(key, start) < 0 || (end !== null && compareBytes(key, end) >= 0)) {
@@ -95,7 +98,7 @@ export function decodeChunk(bytes: Uint8Array): Chunk {
     },
     seq: seq as number,
     last,
-    pairs: pairs as [Uint8Array, number, Uint8Array][],
+    pairs: pairs as SnapshotPair[],
   };
 }
 

@@ -3,7 +3,7 @@ import { decodeShardRange, hexKey, isInitialized } from '../kv/range.js';
 import { encodeConfState, encodeHardState } from '../storage/codec.js';
 import { CorruptRecordError } from '../storage/errors.js';
 import type { NodeStore } from '../storage/node-store.js';
-import { decodeChunk, sameHeader, type SnapshotHeader } from './chunk.js';
+import { decodeChunk, sameHeader, type SnapshotHeader, type SnapshotPair } from './chunk.js';
 
 /**
  * Receives a snapshot's chunks into the staging sub-database, then swaps the
@@ -106,9 +106,9 @@ export class SnapshotInstaller {
       if (owned !== undefined && isInitialized(owned)) store.deleteData(owned);
       store.deleteData(h.bounds);
       for (let seq = 0; seq < this.nextSeq; seq++) {
-        const pairs = store.staging.get([shardId, seq]) as [Uint8Array, number, Uint8Array][] | undefined;
+        const pairs = store.staging.get([shardId, seq]) as SnapshotPair[] | undefined;
         if (pairs === undefined) throw new CorruptRecordError(`shard ${shardId}: staged snapshot chunk ${seq} is missing`);
-        for (const [key, version, value] of pairs) store.data.putSync(Buffer.from(key), [version, value]);
+        for (const [key, version, value, contentType] of pairs) store.data.putSync(Buffer.from(key), contentType === undefined ? [version, value] : [version, value, contentType]);
         store.staging.removeSync([shardId, seq]);
       }
       for (const key of store.log.getKeys({ start: [shardId, 0], end: [shardId, Number.MAX_SAFE_INTEGER] })) store.log.removeSync(key);
