@@ -8,4 +8,53 @@ import type { Logger } from '@flotilla/core';
 export interface ShellLogger extends Logger {
   error(fields: Record<string, unknown>, message: string): void;
   child(bindings: Record<string, unknown>): ShellLogger;
+  /** What every line of this logger carries already (pino's, its root's `base` included); childLogger reads it. */
+  bindings?(): Record<string, unknown>;
+  /** pino's; absent: every level is taken to be enabled. */
+  isLevelEnabled?(level: string): boolean;
+}
+
+/**
+ * A child that binds only the keys its parent does not carry yet: pino
+ * writes a key bound twice twice (`"nodeId":1,…,"nodeId":1`), which JSON
+ * readers resolve differently. So a component may name its node whether or
+ * not the logger it was given already does (the CLI's root binds nodeId;
+ * a test's or an embedder's may not). Do not use it to re-label: a key the
+ * parent binds keeps the parent's value (`component` belongs on the leaf,
+ * so children of one component start from a logger without one).
+ */
+export function childLogger(parent: ShellLogger, bindings: Record<string, unknown>): ShellLogger {
+  const bound = parent.bindings?.();
+  if (bound === undefined) return parent.child(bindings);
+  const fresh: Record<string, unknown> = {};
+  for (const key of Object.keys(bindings)) if (!(key in bound)) fresh[key] = bindings[key];
+  return parent.child(fresh);
+}
+
+/**
+ * The logger a replica's Raft state machine gets. Raft names its node in
+ * every line's fields (`nodeId`, core/src/raft.ts), which the shell's
+ * logger binds already: dropped here, not written twice. And its state
+ * changes — became candidate, became leader, switched configuration — are
+ * per range: with hundreds of ranges per node they would be most of the
+ * info lines (a one-node start wrote 45 of its 84), so they go out at debug;
+ * a node's own state changes stay at info. Warnings stay warnings.
+ */
+export function raftLogger(log: ShellLogger): Logger {
+  const debugEnabled = log.isLevelEnabled?.('debug') ?? true;
+  const withoutNodeId = (fields: Record<string, unknown>): Record<string, unknown> => {
+    if (!('nodeId' in fields)) return fields;
+    const { nodeId: _nodeId, ...rest } = fields;
+    return rest;
+  };
+  return {
+    // Checked first: Raft builds a debug line's fields whether or not it is written; the copy is only for written ones.
+    debug: (fields, message) => {
+      if (debugEnabled) log.debug(withoutNodeId(fields), message);
+    },
+    info: (fields, message) => {
+      if (debugEnabled) log.debug(withoutNodeId(fields), message);
+    },
+    warn: (fields, message) => log.warn(withoutNodeId(fields), message),
+  };
 }

@@ -138,13 +138,13 @@ export class ApplyPlan {
         // epoch as the range): it goes, data and all, as a replica that applied its own removal does.
         out.event({ kind: 'shardCreated', shardId: c.shardId, parent: c.parent });
         this.port.replicas.noteRemovedByApply(g);
-        log.info({ shardId: c.shardId, parent: c.parent }, 'shard a split created without this node is removed');
+        log.info({ rangeId: c.shardId, parent: c.parent }, 'range a split created without this node is removed');
         continue;
       }
       this.port.start(g, { campaignSoon: false });
       out.event({ kind: 'shardCreated', shardId: c.shardId, parent: c.parent });
       if (groups.get(c.parent)?.isLeader === true && g.raw.raft.promotable()) g.raw.campaign();
-      log.info({ shardId: c.shardId, parent: c.parent, range: describeRange(c.range), epoch: c.range.epoch }, 'shard created by a split');
+      log.info({ rangeId: c.shardId, parent: c.parent, range: describeRange(c.range), epoch: c.range.epoch }, 'range created by a split');
     }
   }
 
@@ -156,7 +156,7 @@ export class ApplyPlan {
     if (!result.ok || !('checksum' in result)) return;
     const c = result.checksum;
     this.port.checksums.capture(g.id, { id: c.id, index, bounds: { start: c.start, end: c.end } });
-    this.port.log.debug({ shardId: g.id, checksumId: c.id, index }, 'checksum captured');
+    this.port.log.debug({ rangeId: g.id, checksumId: c.id, index }, 'checksum captured');
   }
 }
 

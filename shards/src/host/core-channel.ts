@@ -26,7 +26,10 @@ export interface CoreChannelHandlers {
 }
 
 /** Settings a worker core receives (serializable; the worker opens its own store). */
-export type CoreSettings = Omit<ShardCoreOptions, 'store' | 'logger' | 'emit' | 'onFatal'> & { readonly storeDir: string; readonly logLevel: string };
+export type CoreSettings = Omit<ShardCoreOptions, 'store' | 'logger' | 'emit' | 'onFatal'> & { readonly storeDir: string; readonly logLevel: string; readonly logFormat: LogFormat };
+
+/** How a worker core writes its log lines: JSON, or pino-pretty's lines as the main thread does (HostOptions.logFormat). */
+export type LogFormat = 'json' | 'pretty';
 
 /** Settings every core of a node shares (options.ts `coreSettingsOf`); each core adds its index and its store. */
 export type CoreSettingsBase = Omit<ShardCoreOptions, 'store' | 'logger' | 'emit' | 'onFatal' | 'coreIndex'>;
@@ -165,6 +168,7 @@ export async function startCoreChannels(
     readonly settings: CoreSettingsBase;
     readonly coreDirs: readonly string[];
     readonly logger: ShellLogger & { level?: string };
+    readonly logFormat: LogFormat;
     readonly storeIo: StoreIo | undefined;
     readonly workerPath: string | URL | undefined;
     readonly handlers: (coreIndex: number) => CoreChannelHandlers;
@@ -180,7 +184,7 @@ export async function startCoreChannels(
   const workerPath = o.workerPath ?? defaultWorkerPath();
   const started = await Promise.allSettled(
     o.coreDirs.map((storeDir, i) => {
-      const settings: CoreSettings = { ...o.settings, coreIndex: i, storeDir, logLevel: o.logger.level ?? 'info' };
+      const settings: CoreSettings = { ...o.settings, coreIndex: i, storeDir, logLevel: o.logger.level ?? 'info', logFormat: o.logFormat };
       return WorkerCoreChannel.start({ workerPath, settings, handlers: o.handlers(i) });
     }),
   );

@@ -1,6 +1,7 @@
 import { Packr } from 'msgpackr';
 import type { WireError } from '../errors.js';
 import type { Segment } from './node-batch.js';
+import type { CoreLatencies } from './latency.js';
 
 /**
  * What crosses between the Host (main thread) and a worker core: one
@@ -181,7 +182,12 @@ export interface CoreStats {
   /** Gauges. */
   groupCount: number;
   activeGroupCount: number;
+  /** Bytes of the core's LMDB file in use: pages up to the last one written times the page size (freed pages inside are reused, not returned). A gauge, set when stats are asked for. */
+  storeUsedBytes: number;
 }
+
+/** What a core answers `stats` with: its counters, and its latency histograms (latency.ts), shipped with them rather than per observation. */
+export type CoreStatsReport = CoreStats & { readonly latencies: CoreLatencies };
 
 export function zeroCoreStats(): CoreStats {
   return {
@@ -212,6 +218,7 @@ export function zeroCoreStats(): CoreStats {
     checksumChunks: 0,
     groupCount: 0,
     activeGroupCount: 0,
+    storeUsedBytes: 0,
   };
 }
 

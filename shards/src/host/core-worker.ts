@@ -1,7 +1,8 @@
 // Entry point of a worker core thread: opens this core's LMDB environment,
 // runs a ShardCore, and exchanges transferred buffers with the Host.
 import { parentPort, workerData } from 'node:worker_threads';
-import { pino } from 'pino';
+import { pino, type DestinationStream } from 'pino';
+import { prettyLogDestination } from '../pretty-log.js';
 import type { ShellLogger } from '../shell-logger.js';
 import { NodeStore } from '../storage/node-store.js';
 import { decodeTransferred, encodeForTransfer, type CoreInput } from './core-protocol.js';
@@ -10,8 +11,15 @@ import { ShardCore } from './shard-core.js';
 
 const settings = workerData as CoreSettings;
 const port = parentPort!;
-// One root logger per worker, whose children carry the core's identity; to stderr like the Host's.
-const logger = pino({ level: settings.logLevel, base: { pid: process.pid } }, pino.destination(2)) as unknown as ShellLogger;
+// One root logger per worker, to stderr like the Host's and in its format. The root binds the node, once
+// (ShardCore's children then add only the component and the core: childLogger).
+const logger = pino({ level: settings.logLevel, base: { pid: process.pid, nodeId: settings.nodeId } }, logDestination(settings.logFormat)) as unknown as ShellLogger;
+
+/** Synchronous either way, as the main thread's (server/src/logging.ts): the last line a dying worker writes is not lost. */
+function logDestination(format: CoreSettings['logFormat']): DestinationStream {
+  if (format === 'json') return pino.destination({ dest: 2, sync: true });
+  return prettyLogDestination(2);
+}
 
 async function main(): Promise<void> {
   let store: NodeStore;

@@ -215,7 +215,7 @@ export class DiskGuard {
       if (best === undefined) continue;
       g.raw.transferLeader(best);
       this.port.touch(g);
-      this.port.log.info({ shardId: g.id, to: best }, 'leadership handed off: this node is low on disk space');
+      this.port.log.info({ rangeId: g.id, to: best }, 'leadership handed off: this node is low on disk space');
     }
   }
 }

@@ -19,6 +19,8 @@ const KEY_SAMPLE_COUNT_MIN = 16;
 export interface PendingProposal {
   readonly requestIds: readonly number[];
   readonly term: Term;
+  /** performance.now() when proposed: the start of its proposal-to-commit latency (latency.ts). */
+  readonly proposedAtMs: number;
 }
 
 /** Writes a leader took this turn, proposed together as one entry before the next Ready (ShardRequests). */

@@ -5,10 +5,10 @@ import { CoreCrashedError, HostClosedError } from '../errors.js';
 import { encodeCommand, type KvCommand, type KvResult } from '../kv/command.js';
 import type { ChecksumAnswer, ChecksumBlockAnswer } from '../kv/consistency.js';
 import type { StoredValue } from '../kv/state-machine.js';
-import type { ShellLogger } from '../shell-logger.js';
+import { childLogger, type ShellLogger } from '../shell-logger.js';
 import { InlineCoreChannel, startCoreChannels, type CoreChannel } from './core-channel.js';
 import type { RangeReport } from '@flotilla/placement';
-import type { MembershipChange, CoreEvent, CoreOutEvent, CoreOutput, CoreRequest, CoreStats, RangeBoundsWire, ReadOp, ShardStatus, Consistency } from './core-protocol.js';
+import type { MembershipChange, CoreEvent, CoreOutEvent, CoreOutput, CoreRequest, CoreStatsReport, RangeBoundsWire, ReadOp, ShardStatus, Consistency } from './core-protocol.js';
 import { Liveness } from './liveness.js';
 import { BatchDecodeError } from './message-codec.js';
 import { SEGMENT_BYTES_MAX, decodeFrame, joinSegments, splitSegment, type DecodedFrame, type Segment } from './node-batch.js';
@@ -85,7 +85,7 @@ export class Host {
     this.coreCount = options.coreCount ?? availableParallelism();
     this.shardTable = new ShardTable({ nodeId: options.nodeId, coreCount: this.coreCount });
     this.queues = Array.from({ length: this.coreCount }, emptyQueue);
-    this.log = options.logger.child({ component: 'host', nodeId: options.nodeId });
+    this.log = childLogger(options.logger, { component: 'host', nodeId: options.nodeId });
     const requestTimeoutTicks = options.requestTimeoutTicks ?? REQUEST_TIMEOUT_TICKS_DEFAULT;
     // Requests to cores and forwarded ones take their ids from one counter (see RequestIds).
     const ids = new RequestIds(options.seed);
@@ -150,6 +150,7 @@ export class Host {
         settings: coreSettingsOf(options, host.coreCount),
         coreDirs,
         logger: options.logger,
+        logFormat: options.logFormat ?? 'json',
         storeIo: options.storeIo,
         workerPath: options.workerPath,
         handlers,
@@ -507,8 +508,8 @@ export class Host {
     return all.flat().sort((a, b) => a.shardId - b.shardId);
   }
 
-  async coreStats(): Promise<CoreStats[]> {
-    return Promise.all(this.cores.map((_, core) => this.request<CoreStats>(0, (id) => ({ kind: 'stats', id }), core)));
+  async coreStats(): Promise<CoreStatsReport[]> {
+    return Promise.all(this.cores.map((_, core) => this.request<CoreStatsReport>(0, (id) => ({ kind: 'stats', id }), core)));
   }
 
   /**

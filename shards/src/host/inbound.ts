@@ -52,7 +52,7 @@ export class InboundTraffic {
       // A leader never sends a commit past what it knows the follower holds (min(match, commit)):
       // a larger one is bad input or a follower that lost its log, and Raft would assert on it.
       if (commit > g.raw.raft.log.lastIndex()) {
-        this.reject({ shardId: g.id, from, commit, lastIndex: g.raw.raft.log.lastIndex() }, 'heartbeat commit beyond the local log');
+        this.reject({ rangeId: g.id, from, commit, lastIndex: g.raw.raft.log.lastIndex() }, 'heartbeat commit beyond the local log');
         continue;
       }
       if (!quiesce) quiescence.wake(g, { notifyLeader: false });
@@ -81,7 +81,7 @@ export class InboundTraffic {
       this.port.stats.messagesStepped++;
     } catch (err) {
       if (err instanceof InvalidMessageError || err instanceof StepPeerNotFoundError) {
-        this.reject({ shardId: g.id, from: m.from, type: m.type, code: err.code }, 'message refused by raft');
+        this.reject({ rangeId: g.id, from: m.from, type: m.type, code: err.code }, 'message refused by raft');
         return;
       }
       throw err;
@@ -96,17 +96,17 @@ export class InboundTraffic {
     try {
       envelopes = decodeBatch(body);
     } catch (err) {
-      this.reject({ shardId: shard, from, err }, 'undecodable shard messages from the network');
+      this.reject({ rangeId: shard, from, err }, 'undecodable range messages from the network');
       return;
     }
     for (const { shardId, message } of envelopes) {
       if (shardId !== shard || message.from !== from || message.to !== this.port.self) {
-        this.reject({ shardId, from, to: message.to, type: message.type }, 'shard message with crossed wires');
+        this.reject({ rangeId: shardId, from, to: message.to, type: message.type }, 'range message with crossed wires');
         continue;
       }
       const invalid = invalidNetworkMessage(message);
       if (invalid !== undefined) {
-        this.reject({ shardId, from, type: message.type, invalid }, 'shard message refused');
+        this.reject({ rangeId: shardId, from, type: message.type, invalid }, 'range message refused');
         continue;
       }
       // A replica waiting for its first snapshot (created empty for a move) has no log and no
@@ -115,7 +115,7 @@ export class InboundTraffic {
       // replica at an old epoch could win a term with such a vote, beside the real leader of that
       // term. It votes once it holds the range.
       if ((message.type === 'vote' || message.type === 'preVote') && !isInitialized(g.bounds)) {
-        this.reject({ shardId, from, type: message.type }, 'vote request to a replica that holds no range yet');
+        this.reject({ rangeId: shardId, from, type: message.type }, 'vote request to a replica that holds no range yet');
         continue;
       }
       this.port.quiescence.wake(g, { notifyLeader: message.from !== g.leader });
@@ -135,7 +135,7 @@ export class InboundTraffic {
   private inboundGroup(shard: number, from: NodeId, options: { reportUnknown?: boolean } = {}): Group | undefined {
     const g = this.port.groups.get(shard as GroupId);
     if (g === undefined || g.removed) {
-      this.reject({ shardId: shard, from }, 'message for a shard not on this node');
+      this.reject({ rangeId: shard, from }, 'message for a range not on this node');
       if (options.reportUnknown === true && g === undefined) this.reportUnknown(shard, from);
       return undefined;
     }

@@ -4,7 +4,7 @@ import { KEY_BYTES_MAX, VALUE_BYTES_MAX } from '../kv/command.js';
 import { CHECKSUM_CHUNK_KEY_COUNT_DEFAULT, CHECKSUM_HOLD_TICKS_DEFAULT } from '../kv/consistency.js';
 import type { ShellLogger } from '../shell-logger.js';
 import type { StoreIo } from '../storage/node-store.js';
-import type { CoreSettingsBase } from './core-channel.js';
+import type { CoreSettingsBase, LogFormat } from './core-channel.js';
 import type { GroupRaftOptions } from './group.js';
 import { SEGMENT_BYTES_MAX } from './node-batch.js';
 
@@ -62,6 +62,11 @@ export interface HostOptions {
   readonly checksumHoldTicks?: number;
   readonly seed?: number;
   readonly logger: ShellLogger & { level?: string };
+  /**
+   * How worker cores write their lines (each thread has its own root
+   * logger, at the level of `logger`): match the main thread's. Default json.
+   */
+  readonly logFormat?: LogFormat;
   /** A worker core died. Default: log it and close the Host; a node process should exit. */
   readonly onFatal?: (err: Error) => void;
   /** Where the built worker entry lives (default: next to this module in dist/). */

@@ -155,7 +155,7 @@ export class Quiescence {
         queued++;
       }
     }
-    if (queued > 0) log.info({ peer, groupCount: queued }, 'peer down; waking the groups it led');
+    if (queued > 0) log.info({ peer, rangeCount: queued }, 'peer down; waking the ranges it led');
   }
 
   /**
@@ -174,6 +174,6 @@ export class Quiescence {
         queued++;
       }
     }
-    if (queued > 0) this.port.log.info({ peer, groupCount: queued }, 'peer up; waking the groups led here that include it');
+    if (queued > 0) this.port.log.info({ peer, rangeCount: queued }, 'peer up; waking the ranges led here that include it');
   }
 }

@@ -3,19 +3,20 @@ import { ReplicaChecksums } from '../kv/consistency.js';
 import type { ShardRange } from '../kv/range.js';
 import { KvStateMachine, type ApplyOutcome, type ApplyResults } from '../kv/state-machine.js';
 import { ReplicaLifecycle } from '../replica/lifecycle.js';
-import type { ShellLogger } from '../shell-logger.js';
+import { childLogger, raftLogger, type ShellLogger } from '../shell-logger.js';
 import { IncomingSnapshots } from '../snapshot/incoming.js';
 import { OutgoingSnapshots } from '../snapshot/outgoing.js';
 import { isOutOfSpace } from '../storage/disk-space.js';
 import type { NodeStore, ShardWrite } from '../storage/node-store.js';
 import { ApplyPlan, segmentBatches, segmentBytes, type GroupReady } from './apply-plan.js';
 import { CoreOutputBuffer } from './core-output.js';
-import { zeroCoreStats, type CoreEvent, type CoreInput, type CoreOutput, type CoreRequest, type CoreStats } from './core-protocol.js';
+import { zeroCoreStats, type CoreEvent, type CoreInput, type CoreOutput, type CoreRequest, type CoreStats, type CoreStatsReport } from './core-protocol.js';
 import { DiskGuard, writeBytes } from './disk-guard.js';
 import { Group, type GroupRaftOptions } from './group.js';
 import { InboundTraffic } from './inbound.js';
 import { rangeReports } from './range-reports.js';
 import { Quiescence } from './quiescence.js';
+import { copyCoreLatencies, emptyCoreLatencies, observeLatency } from './latency.js';
 import { ShardRequests } from './shard-requests.js';
 
 export interface ShardCoreOptions {
@@ -82,8 +83,12 @@ export interface ShardCoreOptions {
  */
 export class ShardCore {
   readonly stats: CoreStats = zeroCoreStats();
+  /** Counted as rounds and proposals go; sent with the stats (latency.ts). */
+  private readonly latencies = emptyCoreLatencies();
   private readonly self: NodeId;
   private readonly log: ShellLogger;
+  /** The parent of every replica's Raft logger: the core's identity without `component: 'core'` (see childLogger). */
+  private readonly raftLog: ShellLogger;
   /** Every replica in this core's store, a removed one until its destroy is durable. */
   private readonly groups = new Map<GroupId, Group>();
   /** Groups that got input since the last round and may have a Ready. */
@@ -123,7 +128,8 @@ export class ShardCore {
     const { store } = options;
     this.self = nodeId(options.nodeId);
     this.sm = new KvStateMachine(store);
-    this.log = options.logger.child({ component: 'core', nodeId: options.nodeId, core: options.coreIndex });
+    this.log = childLogger(options.logger, { component: 'core', nodeId: options.nodeId, core: options.coreIndex });
+    this.raftLog = childLogger(options.logger, { component: 'raft', nodeId: options.nodeId, core: options.coreIndex });
     this.out = new CoreOutputBuffer(options.emit);
     this.checksums = new ReplicaChecksums(store, { chunkKeyCount: options.checksumChunkKeyCount, holdTicks: options.checksumHoldTicks }, (fields, message) => this.log.error(fields, message));
     // What the parts share: who we are, what we count and log, where answers go, the replicas and the
@@ -131,6 +137,7 @@ export class ShardCore {
     const shared = {
       self: this.self,
       stats: this.stats,
+      latencies: this.latencies,
       log: this.log,
       out: this.out,
       store,
@@ -179,7 +186,8 @@ export class ShardCore {
     this.applyPlan = new ApplyPlan({ ...shared, checksums: this.checksums, replicas: this.replicas, addGroup, start });
     this.replicas.openStored();
     this.replicas.destroyRemovedByApply();
-    this.log.info({ groupCount: this.groups.size }, 'core started');
+    // Per core: the Host's 'host started' says how many there are.
+    this.log.debug({ replicaCount: this.groups.size }, 'core started');
   }
 
   private addGroup(shardId: GroupId, bounds: ShardRange): Group {
@@ -187,7 +195,7 @@ export class ShardCore {
       nodeId: this.self,
       seed: this.options.seed,
       raft: this.options.raft,
-      logger: this.log.child({ component: 'raft', shardId }),
+      logger: raftLogger(this.raftLog.child({ rangeId: shardId })),
     });
     this.groups.set(shardId, g);
     return g;
@@ -296,7 +304,8 @@ export class ShardCore {
         this.stats.checksumPassesRefused = this.checksums.stats.passesRefused;
         this.stats.checksumPassesFailed = this.checksums.stats.passesFailed;
         this.stats.checksumChunks = this.checksums.stats.chunks;
-        return this.out.reply(r.id, { ...this.stats });
+        this.stats.storeUsedBytes = storeUsedBytes(this.options.store);
+        return this.out.reply(r.id, { ...this.stats, latencies: copyCoreLatencies(this.latencies) } satisfies CoreStatsReport);
       case 'checksumPropose':
         return this.requests.onChecksumPropose(r.id, groupId(r.shardId), r.checksumId);
       case 'checksumResult':
@@ -379,6 +388,8 @@ export class ShardCore {
   private async round(groups: Group[]): Promise<void> {
     this.stats.rounds++;
     const items: GroupReady[] = groups.map((g) => ({ g, rd: g.raw.ready() }));
+    // When the round took its Readys: the commit time of the entries they carry as committed (latency.ts).
+    const readyAtMs = performance.now();
     // What does not depend on this round's writes: a leader's appends go out while it persists.
     for (const { g, rd } of items) {
       if (rd.softState !== undefined || rd.hardState !== undefined) this.noteLeader(g);
@@ -406,9 +417,16 @@ export class ShardCore {
       if (logWrites.length > 0 || !apply.isEmpty) {
         const bytes = 2 * (writeBytes(logWrites) + segmentBytes(segment));
         const persisted = await this.disk.untilWritten(async () => {
+          const startMs = performance.now();
           const synced = await this.options.store.persist(logWrites, { alsoInTransaction: () => (outcome = apply.write()) });
-          if (synced) this.stats.commitsSynced++;
-          else this.stats.commitsUnsynced++;
+          const seconds = (performance.now() - startMs) / 1e3;
+          if (synced) {
+            this.stats.commitsSynced++;
+            observeLatency(this.latencies.storeCommitSynced, seconds);
+          } else {
+            this.stats.commitsUnsynced++;
+            observeLatency(this.latencies.storeCommitUnsynced, seconds);
+          }
         }, bytes);
         if (!persisted) return;
       }
@@ -420,7 +438,8 @@ export class ShardCore {
     // What promises what was just written (votes, acknowledgements), then the answers.
     for (const { g, rd } of items) this.route(g, rd.messagesAfterPersist);
     this.out.flush();
-    for (const { g, rd } of items) this.requests.settleProposals(g, rd.committedEntries, results.get(g.id));
+    const times = { readyAtMs, appliedAtMs: performance.now() };
+    for (const { g, rd } of items) this.requests.settleProposals(g, rd.committedEntries, results.get(g.id), times);
     for (const { g, rd } of items) this.requests.answerReads(g, rd);
     for (const { g } of items) {
       g.raw.advance();
@@ -433,7 +452,8 @@ export class ShardCore {
   private noteLeader(g: Group): void {
     const r = g.raw.raft;
     if (r.lead === g.reportedLeader && r.term === g.reportedTerm) return;
-    if (r.lead !== g.reportedLeader) this.log.info({ shardId: g.id, term: r.term, leaderId: r.lead, role: r.role }, 'leader changed');
+    // Per range, so at debug (see raftLogger): the Host learns it from the event, and /ranges shows it.
+    if (r.lead !== g.reportedLeader) this.log.debug({ rangeId: g.id, term: r.term, leaderId: r.lead, role: r.role }, 'leader changed');
     g.reportedLeader = r.lead;
     g.reportedTerm = r.term;
     this.out.event({ kind: 'leader', shardId: g.id, leader: r.lead, term: r.term });
@@ -515,4 +535,15 @@ export class ShardCore {
     this.checksums.close();
     await this.options.store.close();
   }
+}
+
+/**
+ * Bytes of the store's LMDB file in use: the pages up to the last one
+ * written (LMDB's high-water mark) times the page size. Read when stats are
+ * asked for (a scrape), never on the write path.
+ */
+function storeUsedBytes(store: NodeStore): number {
+  const stats = store.env.getStats() as { pageSize?: number; lastPageNumber?: number };
+  if (stats.pageSize === undefined || stats.lastPageNumber === undefined) return 0;
+  return (stats.lastPageNumber + 1) * stats.pageSize;
 }

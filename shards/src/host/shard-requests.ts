@@ -10,11 +10,23 @@ import type { CoreOutputBuffer } from './core-output.js';
 import type { DiskGuard } from './disk-guard.js';
 import type { Group, PendingProposal, PendingRead } from './group.js';
 import { invalidReadOp } from './input-checks.js';
+import { observeLatency, type CoreLatencies } from './latency.js';
+
+/**
+ * When the round that settles proposals took its Readys (their entries'
+ * commit, as this core sees it) and when its apply transaction committed.
+ */
+export interface ProposalTimes {
+  readonly readyAtMs: number;
+  readonly appliedAtMs: number;
+}
 
 /** What a shard's requests need of their core. */
 export interface ShardRequestsPort {
   readonly self: NodeId;
   readonly stats: CoreStats;
+  /** The core's latency histograms: a write's proposal-to-commit and commit-to-apply are counted here. */
+  readonly latencies: CoreLatencies;
   readonly log: ShellLogger;
   readonly out: Pick<CoreOutputBuffer, 'reply' | 'fail'>;
   readonly groups: ReadonlyMap<GroupId, Group>;
@@ -166,9 +178,9 @@ export class ShardRequests {
    * applied: with the entry's result, or PROPOSAL_DROPPED when the entry at
    * that index came from another term (a later leader overwrote ours).
    */
-  settleProposals(g: Group, committed: readonly Entry[], results: ReadonlyMap<LogIndex, EntryResult> | undefined): void {
+  settleProposals(g: Group, committed: readonly Entry[], results: ReadonlyMap<LogIndex, EntryResult> | undefined, times: ProposalTimes): void {
     if (g.proposals.size === 0) return;
-    for (const e of committed) this.settleProposal(g, e, results?.get(e.index));
+    for (const e of committed) this.settleProposal(g, e, results?.get(e.index), times);
   }
 
   /**
@@ -237,7 +249,7 @@ export class ShardRequests {
       throw err;
     }
     this.trackProposal(g, [id]);
-    this.port.log.info({ shardId, epoch, changes }, 'membership change proposed');
+    this.port.log.info({ rangeId: shardId, epoch, changes }, 'membership change proposed');
     this.port.touch(g);
   }
 
@@ -299,7 +311,7 @@ export class ShardRequests {
     return g;
   }
 
-  private settleProposal(g: Group, e: Entry, result: EntryResult | undefined): void {
+  private settleProposal(g: Group, e: Entry, result: EntryResult | undefined, times: ProposalTimes): void {
     const p = g.proposals.get(e.index);
     if (p === undefined) return;
     g.proposals.delete(e.index);
@@ -307,6 +319,9 @@ export class ShardRequests {
       this.failProposal(p, new ProposalDroppedError(`entry ${e.index} of shard ${g.id} committed from term ${e.term}, not the proposal's term ${p.term}`));
       return;
     }
+    const { latencies } = this.port;
+    observeLatency(latencies.proposalToCommit, Math.max(0, times.readyAtMs - p.proposedAtMs) / 1e3);
+    observeLatency(latencies.commitToApply, Math.max(0, times.appliedAtMs - times.readyAtMs) / 1e3);
     assert(result !== undefined, () => `shard ${g.id}: proposal at ${e.index} applied without a result`);
     if (p.requestIds.length === 1) {
       assert(!isBatchResult(result), () => `shard ${g.id}: entry ${e.index} of one write applied as a batch`);
@@ -348,7 +363,7 @@ export class ShardRequests {
     const previous = g.proposals.get(index);
     // An entry we proposed at this index in an earlier term was overwritten: it will never apply.
     if (previous !== undefined) this.failProposal(previous, new ProposalDroppedError(`entry ${index} of shard ${g.id} was replaced by a later leader`));
-    g.proposals.set(index, { requestIds, term: r.term });
+    g.proposals.set(index, { requestIds, term: r.term, proposedAtMs: performance.now() });
   }
 
   private outOfRange(g: Group, key: Uint8Array, end?: Uint8Array | null): KeyOutOfRangeError {

@@ -355,7 +355,7 @@ export class ReplicaChecksums {
       // A record LMDB or msgpack cannot read is damage this check exists to find: reported, never the core's end.
       this.stats.passesFailed++;
       r.reason = `reading range data on node ${this.store.nodeId} failed: ${(err as Error).message}`;
-      this.onFailed({ shardId: r.shardId, checksumId: r.id, index: r.index, err }, 'checksum pass could not read its range');
+      this.onFailed({ rangeId: r.shardId, checksumId: r.id, index: r.index, err }, 'checksum pass could not read its range');
       this.release(r);
       r.state = 'failed';
     }

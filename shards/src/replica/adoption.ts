@@ -86,7 +86,7 @@ export class ReplicaAdoption {
     this.unknownSince.delete(shardId);
     this.adopting.add(shardId);
     this.serially(shardId, () => this.adopt(shardId, { explicit: false }))
-      .catch((err: unknown) => port.log.warn({ shardId, from, err }, 'could not create a replica for an unknown shard'))
+      .catch((err: unknown) => port.log.warn({ rangeId: shardId, from, err }, 'could not create a replica for an unknown range'))
       .finally(() => this.adopting.delete(shardId));
   }
 
@@ -118,7 +118,7 @@ export class ReplicaAdoption {
     const tombstoneCore = answers.indexOf('removed');
     if (tombstoneCore >= 0 && !options.explicit) {
       this.removedShards.add(shardId);
-      port.log.info({ shardId }, 'traffic for a shard removed from this node ignored');
+      port.log.info({ rangeId: shardId }, 'traffic for a range removed from this node ignored');
       return 'removed';
     }
     const core = tombstoneCore >= 0 ? tombstoneCore : port.shards.place(shardId, undefined);
@@ -130,7 +130,7 @@ export class ReplicaAdoption {
       port.shards.unassign(shardId);
       throw err;
     }
-    port.log.info({ shardId, core, explicit: options.explicit }, 'empty replica created for its leader to catch up');
+    port.log.info({ rangeId: shardId, core, explicit: options.explicit }, 'empty replica created for its leader to catch up');
     return 'free';
   }
 }

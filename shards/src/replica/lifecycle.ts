@@ -124,7 +124,8 @@ export class ReplicaLifecycle {
       this.port.start(g, { campaignSoon: !r.join && r.voters[shardId % r.voters.length] === self });
       out.reply(r.id, null);
     }
-    this.port.log.info({ shardCount: batch.length, firstShardId: batch[0]!.shardId }, 'shards created');
+    // Per core and per batch: a node's start creates its ranges on every core (/ranges lists them).
+    this.port.log.debug({ replicaCount: batch.length, firstRangeId: batch[0]!.shardId }, 'replicas created');
   }
 
   onClaimShard(id: number, shardId: GroupId): void {
@@ -162,7 +163,7 @@ export class ReplicaLifecycle {
   destroyRemovedByApply(): void {
     for (const g of this.removedByApply) {
       if (g.removed) continue;
-      this.port.log.info({ shardId: g.id }, 'replica removed from its group by a membership change');
+      this.port.log.info({ rangeId: g.id }, 'replica removed from its range by a membership change');
       this.destroyGroup(g, () => this.port.out.event({ kind: 'shardRemoved', shardId: g.id }));
     }
     this.removedByApply.clear();
@@ -188,7 +189,7 @@ export class ReplicaLifecycle {
       // A Ready taken but not advanced cannot exist here: rounds run inside the loop, and so do tasks.
       await store.destroyShard(shardId, isInitialized(g.bounds) ? { start: g.bounds.start, end: g.bounds.end } : undefined, { tombstone: g.raw.raft.hardState() });
       this.port.forget(g);
-      this.port.log.info({ shardId }, 'shard removed');
+      this.port.log.info({ rangeId: shardId }, 'replica removed');
       then();
     });
   }

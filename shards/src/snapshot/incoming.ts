@@ -80,7 +80,7 @@ export class IncomingSnapshots {
         this.checkRange(g, incoming.installer);
         this.port.out.event({ kind: 'snapshotChunkAck', streamId });
       } catch (err) {
-        this.port.log.warn({ shardId: g.id, streamId, err }, 'snapshot chunk refused');
+        this.port.log.warn({ rangeId: g.id, streamId, err }, 'snapshot chunk refused');
         this.drop(g, streamId);
         this.port.out.event({ kind: 'snapshotChunkAck', streamId, error: (err as Error).message });
         // Unless a newer transfer took over (it stages under the same shard).
@@ -106,7 +106,7 @@ export class IncomingSnapshots {
       try {
         this.checkRange(g, incoming.installer);
       } catch (err) {
-        this.port.log.warn({ shardId: g.id, streamId, err }, 'snapshot refused');
+        this.port.log.warn({ rangeId: g.id, streamId, err }, 'snapshot refused');
         await incoming.installer.clear();
         return;
       }
@@ -151,7 +151,7 @@ export class IncomingSnapshots {
       }
     }
     this.port.stats.snapshotsInstalled++;
-    this.port.log.info({ shardId: g.id, snapshotIndex: header.index, snapshotTerm: header.term }, 'snapshot installed');
+    this.port.log.info({ rangeId: g.id, snapshotIndex: header.index, snapshotTerm: header.term }, 'snapshot installed');
   }
 
   /**

@@ -48,7 +48,7 @@ export class OutgoingSnapshots {
     g.snapshotsOut.set(to, streamId);
     this.streams.set(streamId, { group: g, to, chunks, ended: false });
     stats.snapshotsSent++;
-    log.info({ shardId: g.id, to, streamId }, 'streaming snapshot');
+    log.info({ rangeId: g.id, to, streamId }, 'streaming snapshot');
     out.event({ kind: 'snapshotOpen', streamId, to, header: encodeSnapshotStreamHeader({ shardId: g.id, from: this.port.self, term }) });
     this.onCredit(streamId);
   }
@@ -93,7 +93,7 @@ export class OutgoingSnapshots {
     s.group.snapshotsOut.delete(s.to);
     if (!outcome.ok && !s.ended) this.port.out.event({ kind: 'snapshotAbort', streamId, reason: outcome.reason });
     if (s.group.removed) return;
-    this.port.log.info({ shardId: s.group.id, to: s.to, streamId, ok: outcome.ok }, 'snapshot stream ended');
+    this.port.log.info({ rangeId: s.group.id, to: s.to, streamId, ok: outcome.ok }, 'snapshot stream ended');
     if (s.group.raw.raft.tracker.progress.has(s.to)) {
       s.group.raw.reportSnapshot(s.to, outcome.ok ? 'finished' : 'failed');
       this.port.onReported(s.group);

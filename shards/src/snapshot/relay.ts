@@ -117,7 +117,7 @@ export class SnapshotRelay {
         port.postEvent(core, { kind: 'snapshotChunk', streamId, bytes: next.value });
         const error = await acked;
         if (error !== undefined) {
-          port.log.warn({ peer: stream.from, shardId: header.shardId, error }, 'snapshot stream abandoned');
+          port.log.warn({ peer: stream.from, rangeId: header.shardId, error }, 'snapshot stream abandoned');
           await iterator.return?.();
           port.postEvent(core, { kind: 'snapshotEnd', streamId, ok: false });
           return;
@@ -125,7 +125,7 @@ export class SnapshotRelay {
       }
       port.postEvent(core, { kind: 'snapshotEnd', streamId, ok: true });
     } catch (err) {
-      port.log.warn({ peer: stream.from, shardId: header.shardId, err }, 'snapshot stream broke');
+      port.log.warn({ peer: stream.from, rangeId: header.shardId, err }, 'snapshot stream broke');
       port.postEvent(core, { kind: 'snapshotEnd', streamId, ok: false });
     } finally {
       this.chunkAcks.delete(streamId);
