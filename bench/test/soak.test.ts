@@ -105,24 +105,25 @@ describe('windowMeans', () => {
   });
 });
 
-const METRICS_TEXT = `# HELP nodejs_heap_used_bytes V8 heap in use (main thread).
-# TYPE nodejs_heap_used_bytes gauge
-nodejs_heap_used_bytes{node="2"} 20971520
-nodejs_heap_total_bytes{node="2"} 33554432
-nodejs_external_bytes{node="2"} 1048576
-nodejs_array_buffers_bytes{node="2"} 524288
-nodejs_active_resources{node="2",type="TCPSocketWrap"} 7
-nodejs_active_resources{node="2",type="Timeout"} 3
-nodejs_eventloop_active_seconds_total{node="2"} 1.5
-nodejs_eventloop_idle_seconds_total{node="2"} 8.5
-flotilla_core_rounds_total{node="2",core="0"} 12
-process_open_fds{node="2"} 41
+const METRICS_TEXT = `# HELP nodejs_heap_size_used_bytes Process heap size used from Node.js in bytes.
+# TYPE nodejs_heap_size_used_bytes gauge
+nodejs_heap_size_used_bytes 20971520
+nodejs_heap_size_total_bytes 33554432
+nodejs_external_memory_bytes 1048576
+nodejs_array_buffers_bytes 524288
+
+nodejs_active_resources{type="TCPSocketWrap"} 7
+nodejs_active_resources{type="Timeout"} 3
+nodejs_eventloop_active_seconds_total 1.5
+nodejs_eventloop_idle_seconds_total 8.5
+flotilla_core_rounds_total{core="0"} 12
+process_open_fds 41
 `;
 
 describe('reading a node', () => {
   it('parses the Prometheus text a node writes', () => {
     const all = parsePrometheus(`${METRICS_TEXT}garbage line\nno_labels 4\nescaped{a="x\\"y",b="z"} 1e3\n`);
-    expect(all.get('flotilla_core_rounds_total')).toEqual([{ labels: { node: '2', core: '0' }, value: 12 }]);
+    expect(all.get('flotilla_core_rounds_total')).toEqual([{ labels: { core: '0' }, value: 12 }]);
     expect(all.get('no_labels')).toEqual([{ labels: {}, value: 4 }]);
     expect(all.get('escaped')).toEqual([{ labels: { a: 'x\\"y', b: 'z' }, value: 1000 }]);
     expect(all.has('garbage')).toBe(false);
@@ -138,7 +139,7 @@ describe('reading a node', () => {
       loopActiveMs: 1500,
       loopIdleMs: 8500,
     });
-    expect(metricsSampleOf(METRICS_TEXT.replace(/^nodejs_heap_used_bytes.*$/m, ''))).toBeUndefined();
+    expect(metricsSampleOf(METRICS_TEXT.replace(/^nodejs_heap_size_used_bytes.*$/m, ''))).toBeUndefined();
   });
 
   it('turns cumulative CPU and loop time into shares of each interval, and counts timers and resources', () => {

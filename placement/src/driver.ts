@@ -154,7 +154,7 @@ export class PlacementDriver {
       if (epoch < r.report.epoch) collect.push(rangeId);
     }
     this.emptySince.set(h.nodeId, emptySeen);
-    if (collect.length > 0) this.o.ports.log.info({ nodeId: h.nodeId, rangeIds: collect }, 'replicas their ranges removed are collected');
+    if (collect.length > 0) this.o.ports.log.info({ holder: h.nodeId, rangeIds: collect }, 'replicas whose ranges no longer include them: collected');
     return { collect };
   }
 

@@ -1,10 +1,10 @@
-import { readdirSync } from 'node:fs';
 import { META_RANGE_ID, type NodeRecord } from '@flotilla/placement';
-import type { CoreStats, Host, ShellLogger } from '@flotilla/shards';
+import type { Host, ShellLogger } from '@flotilla/shards';
 import { KvError } from './kv/store.js';
 import type { ClusterView } from './http/admin-routes.js';
-import type { ConsistencyChecker, ConsistencyStats } from './consistency.js';
-import type { HostKvStore, HostKvStoreStats } from './kv/host-store.js';
+import type { ConsistencyChecker } from './consistency.js';
+import type { HostKvStore } from './kv/host-store.js';
+import type { NodeMetrics } from './metrics/node-metrics.js';
 import type { PlacementService } from './placement-service.js';
 
 const hex = (b: Uint8Array | null): string | null => (b === null ? null : Buffer.from(b).toString('hex'));
@@ -24,8 +24,10 @@ export function clusterViewOf(o: {
   transportAddress: string;
   log: ShellLogger;
   placement: PlacementService;
-  /** Serves POST /ranges/:id/consistency-check and the consistency metrics (absent: neither). */
+  /** Serves POST /ranges/:id/consistency-check (absent: no such route). */
   consistency?: ConsistencyChecker;
+  /** The node's metrics: /metrics, and the HTTP histogram the server records into. */
+  metrics: NodeMetrics;
 }): ClusterView {
   const { host } = o;
   // The other members: the static peers and every node recorded (up) in the meta range.
@@ -85,89 +87,12 @@ export function clusterViewOf(o: {
     placementSettings: async (change, deadline) => ({ settings: await o.store.updatePlacementSettings(o.placement.defaults, change, { deadline }) }),
     nodeState: async (nodeId, state, deadline) => {
       const record = await o.store.setNodeState(nodeId, state, { deadline });
-      o.log.info({ nodeId, state }, 'node state set');
+      o.log.info({ targetNodeId: nodeId, state }, 'node state set');
       return { nodeId: record.nodeId, state: record.state };
     },
     operator: (op) => o.placement.submit(op),
     ...(o.consistency === undefined ? {} : { consistencyCheck: (rangeId: number) => o.consistency!.check(rangeId) }),
-    metrics: async () => prometheusText(host, o.store.stats, await host.coreStats(), (await host.shards()).filter((s) => s.role === 'leader').length, o.consistency?.stats),
+    metrics: () => o.metrics.exposition(),
+    httpMetrics: o.metrics.http,
   };
-}
-
-/** The counters of the node's Host, cores and transport in Prometheus text format, every series labelled with the node. */
-function prometheusText(host: Host, store: HostKvStoreStats, cores: readonly CoreStats[], leaderCount: number, consistency: ConsistencyStats | undefined): string {
-  const node = `node="${host.nodeId}"`;
-  const lines: string[] = [];
-  const metric = (name: string, type: 'counter' | 'gauge', help: string, samples: [labels: string, value: number][]) => {
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-    for (const [labels, value] of samples) lines.push(`${name}{${labels}} ${value}`);
-  };
-  const perCore = (field: keyof CoreStats): [string, number][] => cores.map((c, i) => [`${node},core="${i}"`, c[field]]);
-  metric('flotilla_core_rounds_total', 'counter', 'Rounds run (at most one LMDB group commit each, more if a checksum entry splits it).', perCore('rounds'));
-  metric('flotilla_core_commits_synced_total', 'counter', 'Group commits made durable (new entries, a term or a vote); entries per sync = entries_persisted / this.', perCore('commitsSynced'));
-  metric('flotilla_core_commits_unsynced_total', 'counter', 'Group commits of commit indexes and applied entries only, without the meta sync (replayed from the log after a power failure).', perCore('commitsUnsynced'));
-  metric('flotilla_core_entries_persisted_total', 'counter', 'Raft log entries written durably.', perCore('entriesPersisted'));
-  metric('flotilla_core_entries_applied_total', 'counter', 'Committed entries applied to the state machine.', perCore('entriesApplied'));
-  metric('flotilla_core_proposals_total', 'counter', 'Writes proposed on this node.', perCore('proposals'));
-  metric('flotilla_core_proposal_entries_total', 'counter', 'Raft entries those writes were proposed in (writes of one range in one turn share one).', perCore('proposalEntries'));
-  metric('flotilla_core_reads_total', 'counter', 'Reads served or started on this node.', perCore('reads'));
-  metric('flotilla_core_group_ticks_total', 'counter', 'Ticks delivered to groups (quiesced groups get none).', perCore('groupTicks'));
-  metric('flotilla_core_messages_sent_total', 'counter', 'Raft messages sent.', perCore('messagesSent'));
-  metric('flotilla_core_messages_rejected_total', 'counter', 'Raft messages from the network dropped as invalid.', perCore('messagesRejected'));
-  metric('flotilla_core_snapshots_sent_total', 'counter', 'Snapshot streams started.', perCore('snapshotsSent'));
-  metric('flotilla_core_snapshots_installed_total', 'counter', 'Snapshots installed.', perCore('snapshotsInstalled'));
-  metric('flotilla_core_groups', 'gauge', 'Replicas on the core.', perCore('groupCount'));
-  metric('flotilla_core_groups_active', 'gauge', 'Replicas not quiesced.', perCore('activeGroupCount'));
-  metric('flotilla_ranges_led', 'gauge', 'Ranges whose leader is this node.', [[node, leaderCount]]);
-  metric('flotilla_host_frames_dropped_total', 'counter', 'Frames whose batch did not decode.', [[node, host.stats.framesDropped]]);
-  metric('flotilla_host_requests_timed_out_total', 'counter', 'Requests failed with REQUEST_TIMEOUT.', [[node, host.stats.requestsTimedOut]]);
-  const t = host.transportStats();
-  metric('flotilla_transport_batches_sent_total', 'counter', 'Frames sent to peers.', [[node, t.batchesSent]]);
-  metric('flotilla_transport_bytes_sent_total', 'counter', 'Batch bytes sent to peers.', [[node, t.bytesSent]]);
-  metric('flotilla_transport_batches_dropped_total', 'counter', 'Batches dropped (peer down, queue full).', [[node, t.batchesDropped]]);
-  metric('flotilla_transport_frames_rejected_total', 'counter', 'Malformed frames (each closed its connection).', [[node, t.framesRejected]]);
-  metric('flotilla_peers_up', 'gauge', 'Peers heard from within the liveness timeout.', [[node, host.livePeers().length]]);
-  metric('flotilla_kv_requests_in_flight', 'gauge', 'Calls into the KV store not answered yet.', [[node, store.requestsInFlight]]);
-  metric('flotilla_kv_host_calls_in_flight', 'gauge', 'Host calls the KV store awaits.', [[node, store.hostCallsInFlight]]);
-  metric('flotilla_kv_host_calls_abandoned', 'gauge', 'Host calls given up at their deadline that the Host still holds.', [[node, store.hostCallsAbandoned]]);
-  metric('flotilla_kv_refreshes_in_flight', 'gauge', 'Reads of the range descriptors from the meta range in flight (at most one).', [[node, store.refreshesInFlight]]);
-  metric('flotilla_kv_meta_refreshes_total', 'counter', 'Reads of the range descriptors from the meta range started.', [[node, store.metaRefreshesStarted]]);
-  if (consistency !== undefined) {
-    metric('flotilla_consistency_checks_total', 'counter', 'Consistency checks this node ran to a verdict (periodic and on request).', [[node, consistency.checks]]);
-    metric('flotilla_consistency_mismatches_total', 'counter', 'Consistency checks this node ran that found replicas of a range disagreeing.', [[node, consistency.mismatches]]);
-    metric('flotilla_consistency_checks_failed_total', 'counter', 'Consistency checks this node could not run to a verdict.', [[node, consistency.checksFailed]]);
-  }
-  metric('flotilla_core_checksum_passes_total', 'counter', 'Consistency check passes started on this node\'s replicas.', perCore('checksumPasses'));
-  metric('flotilla_core_checksum_chunks_total', 'counter', 'Chunks hashed by consistency check passes (one per core per tick at most).', perCore('checksumChunks'));
-  const memory = process.memoryUsage();
-  metric('process_resident_memory_bytes', 'gauge', 'Resident set size.', [[node, memory.rss]]);
-  const cpu = process.cpuUsage();
-  metric('process_cpu_seconds_total', 'counter', 'User and system CPU time of the node process.', [[node, (cpu.user + cpu.system) / 1e6]]);
-  // What a soak run watches for growth (bench/src/soak-bench.ts). Heap, external memory, the event loop
-  // and the active resources are the main thread's: worker threads (the cores) have their own heaps and
-  // loops, which process.memoryUsage() does not see; RSS and the open descriptors cover the whole process.
-  metric('nodejs_heap_used_bytes', 'gauge', 'V8 heap in use (main thread).', [[node, memory.heapUsed]]);
-  metric('nodejs_heap_total_bytes', 'gauge', 'V8 heap reserved (main thread).', [[node, memory.heapTotal]]);
-  metric('nodejs_external_bytes', 'gauge', 'Memory of C++ objects bound to main-thread JS objects, Buffers included.', [[node, memory.external]]);
-  metric('nodejs_array_buffers_bytes', 'gauge', 'ArrayBuffer and Buffer memory (part of external).', [[node, memory.arrayBuffers]]);
-  const resources = new Map<string, number>();
-  for (const type of process.getActiveResourcesInfo()) resources.set(type, (resources.get(type) ?? 0) + 1);
-  metric('nodejs_active_resources', 'gauge', 'Handles and requests keeping the main event loop alive, by type (Timeout: timers).', [...resources].sort(([a], [b]) => a.localeCompare(b)).map(([type, count]) => [`${node},type="${type}"`, count]));
-  // Cumulative, so a scraper gets the loop's busy share over any interval from two scrapes without the
-  // node keeping a histogram (monitorEventLoopDelay would need enabling and disabling with the node).
-  const loop = performance.eventLoopUtilization();
-  metric('nodejs_eventloop_active_seconds_total', 'counter', 'Time the main event loop spent running callbacks.', [[node, loop.active / 1e3]]);
-  metric('nodejs_eventloop_idle_seconds_total', 'counter', 'Time the main event loop spent waiting for events.', [[node, loop.idle / 1e3]]);
-  const openFdCount = openFileDescriptorCount();
-  if (openFdCount !== undefined) metric('process_open_fds', 'gauge', 'Open file descriptors.', [[node, openFdCount]]);
-  return `${lines.join('\n')}\n`;
-}
-
-/** Entries of /proc/self/fd (the listing's own descriptor included); undefined where there is no /proc (not Linux). */
-function openFileDescriptorCount(): number | undefined {
-  try {
-    return readdirSync('/proc/self/fd').length;
-  } catch {
-    return undefined;
-  }
 }

@@ -1,7 +1,6 @@
 // The node's root logger: JSON lines for machines, or pino-pretty for a person at a terminal.
-import { isatty } from 'node:tty';
 import { pino, type DestinationStream } from 'pino';
-import pinoPretty from 'pino-pretty';
+import { prettyLogDestination } from '@flotilla/shards';
 
 /** What `--log-format` accepts: one JSON object per line, or pino-pretty's coloured lines. */
 export const LOG_FORMATS = ['json', 'pretty'] as const;
@@ -57,9 +56,11 @@ export interface NodeLoggerOptions {
 }
 
 /**
- * The root logger of one node's main thread. JSON writes synchronously (a
- * crash loses no line); pretty formats in this thread with pino-pretty,
- * also synchronously, for development, and colours only a terminal.
+ * The root logger of one node's main thread. Both formats write each line
+ * before the call returns (a crash loses none): JSON through pino's
+ * synchronous destination, pretty through pino-pretty's formatter
+ * (prettyLogDestination, which the worker cores use too), coloured only on
+ * a terminal.
  */
 export function createNodeLogger(options: NodeLoggerOptions): pino.Logger {
   const level = parseLogLevel(options.level);
@@ -69,24 +70,11 @@ export function createNodeLogger(options: NodeLoggerOptions): pino.Logger {
   const base = options.nodeId === undefined ? { pid: process.pid } : { pid: process.pid, nodeId: options.nodeId };
   const stream: DestinationStream =
     format === 'pretty'
-      ? prettyStream(destination)
+      ? prettyLogDestination(destination)
       : typeof destination === 'number'
         ? pino.destination({ dest: destination, sync: true })
         : destination;
   const logger = pino({ level, base }, stream);
   Object.defineProperty(logger, LOG_FORMAT, { value: format, enumerable: false });
   return logger;
-}
-
-/** pino-pretty as this thread's synchronous destination; the worker cores use the same options (core-worker.ts). */
-export function prettyStream(destination: number | DestinationStream): DestinationStream {
-  return pinoPretty({
-    destination,
-    sync: true,
-    colorize: typeof destination === 'number' && isatty(destination),
-    translateTime: 'SYS:HH:MM:ss.l',
-    ignore: 'pid,hostname',
-    // One line per record: a node's start is read top to bottom, not scrolled through.
-    singleLine: true,
-  });
 }

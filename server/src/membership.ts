@@ -208,7 +208,7 @@ export class MetaDuties {
     if (!this.selfRecorded) {
       await store.recordNode({ ...self, state: 'up' });
       this.selfRecorded = true;
-      this.o.log.info({ nodeId: self.nodeId, address: self.address }, 'node recorded in the meta range');
+      this.o.log.info({ address: self.address }, 'node recorded in the meta range');
     }
     // Each duty on its own: one failing (a meta write timing out) must not starve the heartbeat.
     // One read of the node records serves both duties that need them.

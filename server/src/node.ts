@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { SYSTEM_CLOCK, groupId, type Clock } from '@flotilla/core';
 import { DRIVER_CONFIG_DEFAULTS, META_RANGE_END, META_RANGE_ID, META_RANGE_START, RangeTable, SCHEDULER_CONFIG_DEFAULTS, USER_KEY_MIN, type DriverConfig } from '@flotilla/placement';
-import { Host, type HostOptions, type ShellLogger } from '@flotilla/shards';
+import { Host, childLogger, type HostOptions, type ShellLogger } from '@flotilla/shards';
 import { TcpTransport, type ClusterId, type Transport } from '@flotilla/transport';
 import type { Logger } from 'pino';
 import { clusterViewOf } from './cluster-view.js';
@@ -10,6 +10,8 @@ import { CONSISTENCY_CHECK_INTERVAL_MS_DEFAULT, ConsistencyChecker, ConsistencyD
 import type { ClusterView } from './http/admin-routes.js';
 import { HostKvStore } from './kv/host-store.js';
 import { descriptorOf } from './kv/meta-client.js';
+import { logFormatOf } from './logging.js';
+import { NodeMetrics } from './metrics/node-metrics.js';
 import { PlacementService } from './placement-service.js';
 import { CLUSTER_TOKEN_DEFAULT, LEGACY_CLUSTER_ID, deriveClusterId, readClusterIdentity, writeClusterIdentity, type ClusterIdentity } from './cluster-identity.js';
 import { MEMBERSHIP_FILE, MetaDuties, joinedMembership, metaDescriptorOf } from './membership.js';
@@ -130,6 +132,8 @@ export class FlotillaNode {
     readonly view: ClusterView,
     /** The cluster this node belongs to, as recorded in `<dir>/CLUSTER`. */
     readonly clusterId: ClusterId,
+    /** What /metrics shows, also as structured values (`metrics.values()`). */
+    readonly metrics: NodeMetrics,
   ) {}
 
   static async start(options: NodeOptions): Promise<FlotillaNode> {
@@ -147,6 +151,8 @@ export class FlotillaNode {
       dir: options.dir,
       transport: tcp ?? options.transport!.endpoint,
       logger: options.logger,
+      // The worker cores write the format the node's logger writes (a logger made by createNodeLogger says which).
+      logFormat: logFormatOf(options.logger),
       clock,
       ...(options.coreCount === undefined ? {} : { coreCount: options.coreCount }),
       ...(options.snapshotBytesPerSecMax === undefined ? {} : { snapshotBytesPerSecMax: options.snapshotBytesPerSecMax }),
@@ -162,7 +168,7 @@ export class FlotillaNode {
       const recorded = await recordedClusterIdentity(host, options);
       if (options.join !== undefined || existsSync(join(options.dir, MEMBERSHIP_FILE)) || recorded?.origin === 'join') {
         if (Object.keys(options.peers).length > 0) throw new RangeError('a node joins a cluster or is given its peers, not both');
-        const joined = await joinedMembership({ dir: options.dir, join: options.join, self, recorded, log: options.logger });
+        const joined = await joinedMembership({ dir: options.dir, join: options.join, self, recorded, log: childLogger(options.logger, { nodeId: options.nodeId }) });
         clusterId = joined.clusterId;
         // Before the first peer: hellos carry it, and until it is set the transport refuses every hello.
         tcp?.setClusterId(clusterId);
@@ -193,26 +199,27 @@ export class FlotillaNode {
       const placement = new PlacementService({
         host,
         store,
-        log: options.logger.child({ nodeId: options.nodeId, component: 'placement' }),
+        log: childLogger(options.logger, { component: 'placement', nodeId: options.nodeId }),
         dir: options.dir,
         config: driverConfigOf(options.placement),
         defaults: { paused: options.placement?.paused ?? false, replicationFactor: options.placement?.replicationFactor ?? REPLICATION_FACTOR_DEFAULT },
         clock,
         ...(options.disk === undefined ? {} : { disk: options.disk }),
       });
-      duties = new MetaDuties({ store, log: options.logger.child({ nodeId: options.nodeId }), self, intervalMs: options.metaDutyIntervalMs ?? META_DUTY_INTERVAL_MS_DEFAULT, placement, clock });
+      duties = new MetaDuties({ store, log: childLogger(options.logger, { component: 'meta', nodeId: options.nodeId }), self, intervalMs: options.metaDutyIntervalMs ?? META_DUTY_INTERVAL_MS_DEFAULT, placement, clock });
       const consistency = new ConsistencyChecker({
         host,
         store,
-        log: options.logger.child({ nodeId: options.nodeId, component: 'consistency' }),
+        log: childLogger(options.logger, { component: 'consistency', nodeId: options.nodeId }),
         ...(options.consistencyCheckBudgetMs === undefined ? {} : { budgetMs: options.consistencyCheckBudgetMs }),
         clock,
       });
       if (consistencyIntervalMs > 0) {
-        consistencyDuty = new ConsistencyDuty({ host, checker: consistency, log: options.logger.child({ nodeId: options.nodeId, component: 'consistency' }), intervalMs: consistencyIntervalMs, clock });
+        consistencyDuty = new ConsistencyDuty({ host, checker: consistency, log: childLogger(options.logger, { component: 'consistency', nodeId: options.nodeId }), intervalMs: consistencyIntervalMs, clock });
       }
-      const view = clusterViewOf({ host, store, peers: options.peers, transportAddress, log: options.logger, placement, consistency });
-      return new FlotillaNode(host, store, transportAddress, withClusterIdInJoinAnswer(view, clusterId), clusterId);
+      const metrics = new NodeMetrics({ host, store, consistency });
+      const view = clusterViewOf({ host, store, peers: options.peers, transportAddress, log: childLogger(options.logger, { nodeId: options.nodeId }), placement, consistency, metrics });
+      return new FlotillaNode(host, store, transportAddress, withClusterIdInJoinAnswer(view, clusterId), clusterId, metrics);
     } catch (err) {
       await host.close();
       throw err;

@@ -66,7 +66,7 @@ describe('POST /ranges/:id/consistency-check (3 nodes in one process over TCP)',
   };
   const metric = async (name: string) => {
     const text = (await http.app.inject({ method: 'GET', url: '/metrics' })).body;
-    const line = text.split('\n').find((l) => l.startsWith(`${name}{node="1"}`));
+    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
     return line === undefined ? undefined : Number(line.split(' ')[1]);
   };
 

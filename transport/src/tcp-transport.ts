@@ -459,7 +459,10 @@ export class TcpTransport implements Transport {
     this.nodeId = options.nodeId;
     this.listenHost = options.host;
     this.listenPort = options.port;
-    this.log = (options.logger ?? pino({ level: 'silent' })).child({ component: 'transport', nodeId: options.nodeId });
+    const parent = options.logger ?? pino({ level: 'silent' });
+    // A node's root logger names the node already: a key bound twice is written twice in every line.
+    const bound: Record<string, unknown> = typeof parent.bindings === 'function' ? parent.bindings() : {};
+    this.log = parent.child('nodeId' in bound ? { component: 'transport' } : { component: 'transport', nodeId: options.nodeId });
     this.rng = options.rng ?? new SeededRng(options.seed ?? options.nodeId);
     this.nowMs = options.nowMs ?? (() => performance.now());
     if (options.clusterId !== undefined) this.setClusterId(options.clusterId);

@@ -116,9 +116,9 @@ export function parsePrometheus(text: string): Map<string, PrometheusSample[]> {
 export function metricsSampleOf(text: string): MetricsSample | undefined {
   const all = parsePrometheus(text);
   const one = (name: string) => all.get(name)?.[0]?.value;
-  const heapUsedBytes = one('nodejs_heap_used_bytes');
-  const heapTotalBytes = one('nodejs_heap_total_bytes');
-  const externalBytes = one('nodejs_external_bytes');
+  const heapUsedBytes = one('nodejs_heap_size_used_bytes');
+  const heapTotalBytes = one('nodejs_heap_size_total_bytes');
+  const externalBytes = one('nodejs_external_memory_bytes');
   const arrayBuffersBytes = one('nodejs_array_buffers_bytes');
   const loopActiveSec = one('nodejs_eventloop_active_seconds_total');
   const loopIdleSec = one('nodejs_eventloop_idle_seconds_total');

@@ -13,7 +13,14 @@
 // their Content-Type, so a client need not send one.
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError, FastifySchema } from 'fastify';
 import { Deadline } from '../kv/store.js';
+import type { HttpMetrics } from '../metrics/http-metrics.js';
 import { ERROR_BODY_SCHEMA, ERROR_RESPONSE, HttpError, errorReply, schemaError } from './errors.js';
+
+/** What GET /metrics answers: the text, and the content type naming its format (prom-client's registry says which). */
+export interface MetricsExposition {
+  readonly contentType: string;
+  readonly text: string;
+}
 
 /** What /ready reports: whether this node can serve linearizable traffic, and if not, why (one line per reason). */
 export interface Readiness {
@@ -31,8 +38,10 @@ export interface ClusterView {
   cluster(): Promise<unknown>;
   /** JSON: every range this node holds a replica of. */
   ranges(): Promise<unknown>;
-  /** Prometheus text exposition format 0.0.4. */
-  metrics(): Promise<string>;
+  /** The Prometheus text exposition (format 0.0.4) with its content type (server/src/metrics). */
+  metrics(): Promise<MetricsExposition>;
+  /** The HTTP latency histogram the server records each request in (app.ts); absent: none recorded. */
+  readonly httpMetrics?: HttpMetrics;
   /** Whether this node can serve linearizable traffic now. */
   ready(): Promise<Readiness>;
   /** Splits a range at `key` (the right half's first key); JSON: both halves. */
@@ -137,7 +146,10 @@ function clusterRoutes(app: FastifyInstance, view: ClusterView, options: AdminRo
   if (consistencyCheck !== undefined) {
     app.post<{ Params: IdParams }>('/ranges/:id/consistency-check', { schema: CONSISTENCY_CHECK_SCHEMA }, async (request) => consistencyCheck(Number(request.params.id)));
   }
-  app.get('/metrics', { schema: METRICS_SCHEMA }, async (_request, reply) => reply.type('text/plain; version=0.0.4; charset=utf-8').send(await view.metrics()));
+  app.get('/metrics', { schema: METRICS_SCHEMA }, async (_request, reply) => {
+    const { contentType, text } = await view.metrics();
+    return reply.type(contentType).send(text);
+  });
 }
 
 /**
@@ -356,7 +368,7 @@ const CONSISTENCY_CHECK_SCHEMA = {
 
 const METRICS_SCHEMA = {
   tags: TAGS,
-  summary: "This node's metrics",
+  summary: "This node's metrics (ARCHITECTURE.md lists them)",
   operationId: 'metrics',
   querystring: NO_QUERY_SCHEMA,
   response: {

@@ -16,11 +16,12 @@
 // and /ranges need no quorum and answer from this node's own knowledge.
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
-import fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type onResponseHookHandler } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { Logger } from 'pino';
 import { KEY_BYTES_MAX, VALUE_BYTES_MAX } from '@flotilla/shards';
 import { REQUEST_DEADLINE_MS_DEFAULT, type Deadline, type KvStore } from '../kv/store.js';
+import type { HttpMetrics } from '../metrics/http-metrics.js';
 import { adminRoutes, type ClusterView } from './admin-routes.js';
 import { ERROR_BODY_SCHEMA, ERROR_RESPONSE, HttpError, clientErrorResponse, errorReply, schemaError, truncate, type ErrorContext } from './errors.js';
 import { SCAN_PAGE_BYTES_MAX, kvRoutes } from './kv-routes.js';
@@ -40,6 +41,8 @@ export interface HttpServerOptions {
   readonly requestDeadlineMs?: number;
   /** A cluster node's view of itself: serves /cluster, /ranges and /metrics (absent when embedded). */
   readonly cluster?: ClusterView;
+  /** Where each request's latency is recorded (by route, method and status); default the cluster view's, if any. */
+  readonly metrics?: HttpMetrics;
 }
 
 export interface HttpServer {
@@ -66,8 +69,11 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
   const log = options.logger;
   let closing = false;
 
+  const httpMetrics = options.metrics ?? options.cluster?.httpMetrics;
+
   const app = fastify({
-    loggerInstance: log as FastifyBaseLogger,
+    // fastify's own info lines ("listening at", one per address) would repeat ours: it gets warnings and errors only.
+    loggerInstance: (log.isLevelEnabled('info') ? log.child({}, { level: 'warn' }) : log) as FastifyBaseLogger,
     // Request logs are ours, at debug, with the route pattern instead of the URL.
     logController: new LogController({ disableRequestLogging: true }),
     // No child logger per request: pino's child() serialises its bindings on every call, a few µs per
@@ -104,7 +110,21 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
   });
   app.addSchema(ERROR_BODY_SCHEMA);
   const routes = new RouteTable();
-  app.addHook('onRoute', (route) => routes.add(route.method, route.url));
+  app.addHook('onRoute', (route) => {
+    routes.add(route.method, route.url);
+    // Each route records into its own series, known when it is added: per request, no lookup of the
+    // route (request.routeOptions builds an object per read) and nothing but the histogram's observe.
+    if (httpMetrics !== undefined) {
+      for (const method of typeof route.method === 'string' ? [route.method] : route.method) {
+        const record = httpMetrics.routeRecorder(route.url, method);
+        const hook: onResponseHookHandler = (request, reply, done) => {
+          if (request.method === method) record(reply.statusCode, reply.elapsedTime / 1e3);
+          done();
+        };
+        route.onResponse = [...toArray(route.onResponse), hook];
+      }
+    }
+  });
 
   app.removeAllContentTypeParsers();
   // Values are bytes whatever the client calls them: every media type parses to the raw body as a Buffer.
@@ -131,6 +151,8 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     done(null, payload);
   });
   app.addHook('onResponse', (request, reply, done) => {
+    // Matched routes record themselves (onRoute above); is404 reads the route context, no allocation.
+    if (httpMetrics !== undefined && request.is404) httpMetrics.recordUnmatched(request.method, reply.statusCode, reply.elapsedTime / 1e3);
     // request.routeOptions builds a fresh object on every read: only when the line is written.
     if (log.isLevelEnabled('debug')) {
       log.debug({ reqId: request.id, method: request.method, route: request.routeOptions.url ?? null, statusCode: reply.statusCode, durationMs: reply.elapsedTime }, 'request completed');
@@ -222,4 +244,10 @@ function onUnknownRoute(routes: RouteTable, request: FastifyRequest): never {
   const route = routes.find(path);
   if (route === undefined) throw new HttpError('ROUTE_NOT_FOUND', `no route for ${request.method} ${truncate(path)}`);
   throw new HttpError('METHOD_NOT_ALLOWED', `${request.method} is not allowed on ${route.url} (allowed: ${route.allow.join(', ')})`, { allow: route.allow });
+}
+
+/** A route option that fastify takes as one hook or several. */
+function toArray<T>(value: T | readonly T[] | undefined): T[] {
+  if (value === undefined) return [];
+  return Array.isArray(value) ? [...(value as readonly T[])] : [value as T];
 }

@@ -1,6 +1,6 @@
 // A ClusterView that answers at once and records what it was asked: serves every admin route
 // (consistency check included) without a cluster, for tests of the HTTP layer itself.
-import type { ClusterView, Readiness } from '../../src/http/admin-routes.js';
+import type { ClusterView, MetricsExposition, Readiness } from '../../src/http/admin-routes.js';
 
 export class StubClusterView implements ClusterView {
   /** Each call as [method, ...arguments], Deadlines left out. */
@@ -13,9 +13,9 @@ export class StubClusterView implements ClusterView {
   async ranges(): Promise<unknown> {
     return this.record('ranges');
   }
-  async metrics(): Promise<string> {
+  async metrics(): Promise<MetricsExposition> {
     this.calls.push(['metrics']);
-    return 'flotilla_stub 1\n';
+    return { contentType: 'text/plain; version=0.0.4; charset=utf-8', text: 'flotilla_stub 1\n' };
   }
   async ready(): Promise<Readiness> {
     this.calls.push(['ready']);
