@@ -31,7 +31,7 @@ export { Host } from './host/host.js';
 export type { HostStats } from './host/stats.js';
 export { TICK_INTERVAL_MS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT, type HostOptions } from './host/options.js';
 export type { ShardStatus, CoreStats, CoreStatsReport, Consistency, RangeBoundsWire, MembershipChange } from './host/core-protocol.js';
-export { LATENCY_BUCKET_BOUNDS_SECONDS, type LatencyBuckets, type CoreLatencies } from './host/latency.js';
+export { LATENCY_BUCKET_BOUNDS_SECONDS, emptyLatencyBuckets, observeLatency, type LatencyBuckets, type CoreLatencies } from './host/latency.js';
 export { childLogger, type ShellLogger } from './shell-logger.js';
 export { prettyLogDestination } from './pretty-log.js';
 export { NotLeaderError, ShardNotFoundError, ShardExistsError, KeyOutOfRangeError, EpochMismatchError, RequestTimeoutError, HostClosedError, CoreCrashedError, OverloadedError, DiskFullError, RemoteError, InvalidCommandError } from './errors.js';

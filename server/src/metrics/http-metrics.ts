@@ -1,5 +1,6 @@
-import { Histogram, type Registry } from 'prom-client';
-import { LATENCY_BUCKET_BOUNDS_SECONDS } from '@flotilla/shards';
+import type { Registry } from 'prom-client';
+import { emptyLatencyBuckets, observeLatency, type LatencyBuckets } from '@flotilla/shards';
+import { BucketHistogram } from './mirrored.js';
 
 /** The label `route` takes for a request no route matched (404 ROUTE_NOT_FOUND, 405): one series, not one per URL. */
 export const UNMATCHED_ROUTE = 'unmatched';
@@ -11,35 +12,37 @@ export type RequestRecorder = (statusCode: number, seconds: number) => void;
  * The HTTP server's latency histogram, by route pattern (`/kv/*`, never the
  * URL: keys would make a series each), method and status code. What app.ts
  * needs of a node's metrics; absent, the server records nothing.
+ *
+ * Counted as the worker cores count theirs (LatencyBuckets: an array of
+ * bucket counts per series, exposed through BucketHistogram) rather than
+ * with prom-client's Histogram, whose observe builds a label hash per
+ * call: about 1 µs a request against some 30 ns, measured with
+ * http-overhead-bench (ARCHITECTURE.md, "Metrics").
  */
 export class HttpMetrics {
-  private readonly duration: Histogram<'route' | 'method' | 'status_code'>;
+  /** Every series, in the order first answered: its labels and its buckets. */
+  private readonly series: { readonly labels: Readonly<Record<string, string | number>>; readonly buckets: LatencyBuckets }[] = [];
   private readonly unmatched = new Map<string, RequestRecorder>();
 
   constructor(registry: Registry) {
-    this.duration = new Histogram({
-      name: 'flotilla_http_request_duration_seconds',
-      help: 'HTTP requests answered by this node, from the request arriving to the reply written, by route pattern, method and status code.',
-      labelNames: ['route', 'method', 'status_code'],
-      buckets: [...LATENCY_BUCKET_BOUNDS_SECONDS],
-      registers: [registry],
-    });
+    new BucketHistogram(
+      'flotilla_http_request_duration_seconds',
+      'HTTP requests answered by this node, from the request arriving to the reply written, by route pattern, method and status code.',
+      () => this.series,
+    ).register(registry);
   }
 
-  /**
-   * The recorder of one route: its labelled series are looked up once per
-   * status code it answers, then each request costs prom-client's observe
-   * and nothing else.
-   */
+  /** The recorder of one route: its series are found once per status code it answers, then a request costs a bucket increment. */
   routeRecorder(route: string, method: string): RequestRecorder {
-    const byStatus = new Map<number, { observe(seconds: number): void }>();
+    const byStatus = new Map<number, LatencyBuckets>();
     return (statusCode, seconds) => {
-      let series = byStatus.get(statusCode);
-      if (series === undefined) {
-        series = this.duration.labels({ route, method, status_code: statusCode });
-        byStatus.set(statusCode, series);
+      let buckets = byStatus.get(statusCode);
+      if (buckets === undefined) {
+        buckets = emptyLatencyBuckets();
+        byStatus.set(statusCode, buckets);
+        this.series.push({ labels: { route, method, status_code: statusCode }, buckets });
       }
-      series.observe(seconds);
+      observeLatency(buckets, seconds);
     };
   }
 

@@ -14,12 +14,13 @@ for (let i = 1; i < LATENCY_BUCKET_BOUNDS_SECONDS.length; i++) {
 }
 
 /**
- * A histogram as a worker core keeps it: a fixed array of counts, one per
+ * A histogram as Flotilla counts it: a fixed array of counts, one per
  * bucket of LATENCY_BUCKET_BOUNDS_SECONDS plus a last one for what exceeds
  * the largest bound. Not cumulative (the exposition sums them): an
- * observation is one increment, and cores' arrays add up element-wise. It
- * reaches the main thread with the core's other stats, when asked for them:
- * no message per observation.
+ * observation is one increment, and cores' arrays add up element-wise. A
+ * worker core's reach the main thread with its other stats, when asked for
+ * them: no message per observation. The HTTP server counts its requests
+ * the same way (server/src/metrics/http-metrics.ts).
  */
 export interface LatencyBuckets {
   readonly counts: number[];
