@@ -37,8 +37,9 @@ export function childLogger(parent: ShellLogger, bindings: Record<string, unknow
  * logger binds already: dropped here, not written twice. And its state
  * changes — became candidate, became leader, switched configuration — are
  * per range: with hundreds of ranges per node they would be most of the
- * info lines (a one-node start wrote 45 of its 84), so they go out at debug;
- * a node's own state changes stay at info. Warnings stay warnings.
+ * info lines (a one-node start wrote 63 of its 84, for 9 ranges), so they
+ * go out at debug; a node's own state changes stay at info. Warnings stay
+ * warnings.
  */
 export function raftLogger(log: ShellLogger): Logger {
   const debugEnabled = log.isLevelEnabled?.('debug') ?? true;

@@ -161,12 +161,12 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
   });
   app.addHook('preClose', async () => {
     closing = true;
-    log.info('http server closing');
+    log.debug({}, 'http server closing');
   });
   // onClose runs once the server has closed and in-flight requests have finished.
   app.addHook('onClose', async () => {
     await options.store.close();
-    log.info('http server closed');
+    log.debug({}, 'http server closed');
   });
 
   app.get('/openapi.json', { schema: OPENAPI_SCHEMA }, async () => app.swagger());

@@ -584,6 +584,7 @@ export class Host {
     await Promise.allSettled(this.cores.map((c) => c.close()));
     // Last: a new opener must not find a store of ours still closing.
     this.dirLock?.release();
-    this.log.info({}, 'host closed');
+    // The CLI's 'stopped' says it at info; this one only orders the shutdown's steps.
+    this.log.debug({}, 'host closed');
   }
 }
