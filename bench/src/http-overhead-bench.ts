@@ -92,7 +92,8 @@ async function drive(agent: Agent, value: Buffer, load: LoadMessage): Promise<Do
         (res) => {
           res.resume();
           res.on('end', () => {
-            if (res.statusCode !== 200) {
+            // A PUT answers 201 when it creates the key, 200 when it overwrites it.
+            if (res.statusCode === undefined || res.statusCode < 200 || res.statusCode >= 300) {
               failures++;
               firstFailure ??= `${put ? 'PUT' : 'GET'} ${key}: ${res.statusCode}`;
             }

@@ -1,20 +1,52 @@
-import { Host, type ShellLogger } from '@flotilla/shards';
+// The embedding API: Flotilla in this process, as a library (`open`).
+//
+// Keys and values go in as bytes (any Uint8Array, Buffer included) or as
+// strings, which are stored as their UTF-8 bytes: 'a' and Uint8Array [0x61]
+// are the same key. They come back in one form, chosen per store at `open`
+// and per call by `keyEncoding` / `valueEncoding`: 'binary' (the default) as
+// plain Uint8Arrays — never Buffers, from every call alike — or 'utf8' as
+// strings. This follows classic-level's per-store encodings with per-call
+// overrides, minus the encodings (JSON, msgpack) that would decide for the
+// caller how a value is serialised.
+import { Host, type Consistency, type ShellLogger } from '@flotilla/shards';
 import { NoNetworkTransport } from '@flotilla/transport';
 import { pino } from 'pino';
+import { EmbeddedKvStore } from './embedded/embedded-store.js';
 import { HostKvStore } from './kv/host-store.js';
 import { FlotillaNode, bootstrapRanges } from './node.js';
-import type { KvStore } from './kv/store.js';
+import type { BatchOutcome, ClearResult, PutResult } from './kv/store.js';
 
 /** The node id of an embedded single-node store. */
 const EMBEDDED_NODE_ID = 1;
 
-export interface OpenOptions {
+/**
+ * A key or a value as the embedding API takes it: bytes, or a string
+ * (stored as its UTF-8 bytes). Anything else is a TypeError.
+ */
+export type Bytes = Uint8Array | string;
+
+/** How keys or values come back: 'binary' as plain Uint8Arrays, 'utf8' as strings. */
+export type Encoding = 'binary' | 'utf8';
+
+/**
+ * What an encoding gives back: a string for 'utf8', a Uint8Array for
+ * 'binary'. Bytes that are not UTF-8 read as 'utf8' become U+FFFD, as with
+ * TextDecoder; read them as 'binary' to get them exactly.
+ */
+export type Decoded<E extends Encoding> = E extends 'utf8' ? string : Uint8Array;
+
+/** How to open a store (`open`). */
+export interface OpenOptions<K extends Encoding = 'binary', V extends Encoding = 'binary'> {
   /** The data directory (created if missing; refused if foreign or damaged). */
   readonly dir: string;
   /** Worker cores; fixed once the directory exists. Default 1 (one range needs one core). */
   readonly coreCount?: number;
   /** pino logger; default: warnings and errors to stderr. */
   readonly logger?: ShellLogger;
+  /** How keys come back from iteration, unless a call says otherwise; default 'binary'. */
+  readonly keyEncoding?: K;
+  /** How values come back from reads, unless a call says otherwise; default 'binary'. */
+  readonly valueEncoding?: V;
   /**
    * Run as one member of a cluster instead of alone: this process is node
    * `nodeId`, its transport listens on `listen`, and it is either a static
@@ -28,41 +60,228 @@ export interface OpenOptions {
     readonly join?: string;
     /** A static member's cluster token (the same on every member; NodeOptions.clusterToken). */
     readonly clusterToken?: string;
+    /** User ranges a static cluster starts with (NodeOptions.initialRangeCount). */
     readonly initialRangeCount?: number;
     /** Raft tick; default the node's (TICK_INTERVAL_MS_DEFAULT). */
     readonly tickIntervalMs?: number;
   };
 }
 
-/** One write of a `batch`. */
-export type BatchOp =
-  | { readonly op: 'put'; readonly key: Uint8Array; readonly value: Uint8Array; readonly ifVersion?: number }
-  | { readonly op: 'delete'; readonly key: Uint8Array; readonly ifVersion?: number };
-
-/** What `batch` reports per op, in order: its new version (0 for a delete), or the error it failed with. */
-export type BatchResult = { readonly ok: true; readonly version: number } | { readonly ok: false; readonly error: Error };
-
-/** The embedded store: the KvStore contract plus conveniences for in-process use. */
-export interface EmbeddedStore extends KvStore {
-  /** Every key in [start, end) in order, fetched page by page (`pageLimit` keys at a time). */
-  iterate(options?: { start?: Uint8Array; end?: Uint8Array; pageLimit?: number; consistency?: 'linearizable' | 'stale' }): AsyncIterableIterator<{ key: Uint8Array; value: Uint8Array; version: number }>;
-  /**
-   * Runs many writes at once (they share group commits) and reports each.
-   * Each write is atomic and durable on its own; the batch is NOT one
-   * transaction: a failure of one leaves the others applied.
-   */
-  batch(ops: readonly BatchOp[]): Promise<BatchResult[]>;
+/**
+ * What every call takes. `signal` aborts the call: its promise rejects at
+ * once with an AbortError (its `cause` is the signal's reason), and the
+ * store stops retrying. A write already handed to its range's leader may
+ * still apply after the abort: its outcome is unknown, as after a TIMEOUT.
+ */
+export interface CallOptions {
+  readonly signal?: AbortSignal;
 }
 
-/** Keys per page when iterating: one page is one read per range it crosses. */
-const ITERATE_PAGE_LIMIT_DEFAULT = 256;
+/** Options of the reads. */
+export interface ReadOptions extends CallOptions {
+  /**
+   * 'linearizable' (default): through the range's leader, reflecting every
+   * write acknowledged before the call. 'stale': this node's replica as it
+   * is, with no leader or quorum needed; possibly behind.
+   */
+  readonly consistency?: Consistency;
+}
+
+/** Options of `get` and `getMany`. */
+export interface GetOptions<V extends Encoding> extends ReadOptions {
+  /** How the value comes back; default the store's. */
+  readonly valueEncoding?: V;
+}
+
+/** Options of `put` and `delete`. */
+export interface WriteOptions extends CallOptions {
+  /**
+   * Write only if the key is at this version: 0 means "only if the key
+   * does not exist", n > 0 "only if its version is n". Otherwise the call
+   * rejects with a KvError PRECONDITION_FAILED whose `details.currentVersion`
+   * is the key's version (0: absent), and nothing is written.
+   */
+  readonly ifVersion?: number;
+}
 
 /**
- * Opens Flotilla in this process as a single-node store: the same engine
- * (Host, worker cores, Raft, LMDB) as a cluster node, with one replica of
- * each range. Reopening the directory recovers everything acknowledged.
+ * A span of keys: [start, end) in byte order, narrowed to the keys that
+ * begin with `prefix` if given. Absent bounds: from the first key, to the
+ * last.
  */
-export async function open(options: OpenOptions): Promise<EmbeddedStore> {
+export interface RangeOptions {
+  /** The first key, inclusive. */
+  readonly start?: Bytes;
+  /** The key to stop before, exclusive. */
+  readonly end?: Bytes;
+  /** Only keys that begin with these bytes (with start and end: the keys that satisfy all three). */
+  readonly prefix?: Bytes;
+}
+
+/** Options of `iterate`, `keys` and `values`. */
+export interface IterateOptions<K extends Encoding, V extends Encoding> extends ReadOptions, RangeOptions {
+  /** From the last key of the span down. */
+  readonly reverse?: boolean;
+  /** Items at most; default all. */
+  readonly limit?: number;
+  /** Items fetched per round trip (one read per range a page crosses); default 256, at most SCAN_LIMIT_MAX. */
+  readonly pageLimit?: number;
+  /** How keys come back; default the store's. */
+  readonly keyEncoding?: K;
+  /** How values come back; default the store's. */
+  readonly valueEncoding?: V;
+}
+
+/** Options of `clear`: the span to delete (RangeOptions) and a signal. */
+export interface ClearOptions extends CallOptions, RangeOptions {}
+
+/** Options of `scan`, the paged read whose cursor outlives the process. */
+export interface ScanOptions extends ReadOptions {
+  readonly start?: Bytes;
+  readonly end?: Bytes;
+  /** Items in this page at most, in [1, SCAN_LIMIT_MAX]. */
+  readonly limit: number;
+  /** The `cursor` of the previous page, unchanged; it replaces `start` (`end` when reverse). */
+  readonly cursor?: string;
+  readonly reverse?: boolean;
+}
+
+/** A page of `scan`: always binary (keys and values as Uint8Arrays). */
+export interface ScanPage {
+  readonly items: readonly Item<Uint8Array, Uint8Array>[];
+  /** Absent on the last page; otherwise pass it back to get the next one. */
+  readonly cursor?: string;
+}
+
+/**
+ * A value and its version. The version is the Raft log index of the write
+ * that produced the value (see `EmbeddedStore`): it grows with every write
+ * of the key, though not by one.
+ */
+export interface Entry<V> {
+  readonly value: V;
+  readonly version: number;
+}
+
+/** A key, its value and its version, as iteration yields them. */
+export interface Item<K, V> extends Entry<V> {
+  readonly key: K;
+}
+
+/** One write of a `batch`. `ifVersion` as for `put` and `delete`, checked against the key as the ops before it in the batch left it. */
+export type BatchOp =
+  | { readonly op: 'put'; readonly key: Bytes; readonly value: Bytes; readonly ifVersion?: number }
+  | { readonly op: 'delete'; readonly key: Bytes; readonly ifVersion?: number };
+
+/**
+ * An open store: Flotilla in this process. Every method returns a promise
+ * and takes `{ signal }` (CallOptions). Expected failures reject with a
+ * KvError (branch on its `code`: KV_ERROR_CODES); arguments of the wrong
+ * type (a number as a key, say) with a TypeError; an aborted call with an
+ * AbortError.
+ *
+ * Versions: every key has one, the Raft log index of the entry that wrote
+ * its current value (or, when the key moved to a range with a younger log,
+ * its previous version + 1). So a version grows with every write of the
+ * key, but not by one — the range's other writes and Raft's own entries
+ * take indexes too, and a first put may answer 7. Compare versions of the
+ * same key and pass them back as `ifVersion`; never count on their spacing.
+ *
+ * Ranges: the key space is split into ranges, each its own Raft group (one
+ * range alone, unless the store runs in a cluster or splits). `batch` is
+ * atomic only within one range; `clear` is atomic per range.
+ *
+ * @typeParam K - How keys come back by default (OpenOptions.keyEncoding).
+ * @typeParam V - How values come back by default (OpenOptions.valueEncoding).
+ */
+export interface EmbeddedStore<K extends Encoding = 'binary', V extends Encoding = 'binary'> extends AsyncDisposable {
+  /** The key's value and version, or undefined if it does not exist. */
+  get<E extends Encoding = V>(key: Bytes, options?: GetOptions<E>): Promise<Entry<Decoded<E>> | undefined>;
+  /**
+   * Each key's value and version (undefined where absent), in the order of
+   * `keys`. Each key is read on its own (linearizably, unless stale): not
+   * one snapshot across keys.
+   */
+  getMany<E extends Encoding = V>(keys: readonly Bytes[], options?: GetOptions<E>): Promise<(Entry<Decoded<E>> | undefined)[]>;
+  /**
+   * Sets the key's value; answers its new version and whether the put
+   * created the key. Durable on a quorum of the range's replicas when it
+   * resolves.
+   */
+  put(key: Bytes, value: Bytes, options?: WriteOptions): Promise<PutResult>;
+  /** Deletes the key; deleting an absent key succeeds (unless `ifVersion` says otherwise). */
+  delete(key: Bytes, options?: WriteOptions): Promise<void>;
+  /**
+   * Runs puts and deletes as one atomic write: one Raft entry, applied all
+   * or none. If any op's `ifVersion` fails, nothing is written and the call
+   * rejects with PRECONDITION_FAILED (`details.opIndex` names the op). Every
+   * key must lie in one range; otherwise the call rejects with
+   * BATCH_SPANS_RANGES, naming the ranges (`details.rangeIds`), and nothing
+   * is written. Answers each op's new version in order (0 for a delete).
+   * At most ATOMIC_BATCH_OPS_MAX ops of ATOMIC_BATCH_BYTES_MAX bytes together.
+   */
+  batch(ops: readonly BatchOp[], options?: CallOptions): Promise<BatchOutcome>;
+  /**
+   * Deletes every key of the span (all keys if no bounds are given):
+   * atomic per range — each range's part applies whole or not at all — but
+   * not across ranges; a failure part way leaves the earlier ranges
+   * cleared, and calling again finishes the job. Answers the keys deleted,
+   * in total and per range.
+   */
+  clear(options?: ClearOptions): Promise<ClearResult>;
+  /**
+   * Every item of the span in key order (`reverse`: from the last down),
+   * fetched a page at a time. Each page is read consistently within each
+   * range it crosses; the iteration as a whole is no snapshot: a write
+   * between pages is seen if it lands after the current position.
+   */
+  iterate<KE extends Encoding = K, VE extends Encoding = V>(options?: IterateOptions<KE, VE>): AsyncIterableIterator<Item<Decoded<KE>, Decoded<VE>>>;
+  /** The keys `iterate` would yield. */
+  keys<KE extends Encoding = K>(options?: IterateOptions<KE, V>): AsyncIterableIterator<Decoded<KE>>;
+  /** The values `iterate` would yield. */
+  values<VE extends Encoding = V>(options?: IterateOptions<K, VE>): AsyncIterableIterator<Decoded<VE>>;
+  /**
+   * One page of keys in [start, end), binary, with a cursor for the next:
+   * the read to use when the position must outlive the process (the
+   * cursor is a string). `iterate` is the convenient form.
+   */
+  scan(options: ScanOptions): Promise<ScanPage>;
+  /** Closes the store (and the node under it); later calls reject with CLOSED. Idempotent. */
+  close(): Promise<void>;
+  /** `close()`, for `await using store = await open(…)`. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * Opens Flotilla in this process: the same engine (Host, worker cores,
+ * Raft, LMDB) as a cluster node. Alone (the default) it is a single-node
+ * store, one replica of each range; with `cluster` it is one member of a
+ * cluster. Reopening the directory recovers everything acknowledged.
+ *
+ * @example
+ * ```ts
+ * await using db = await open({ dir: './data', valueEncoding: 'utf8' });
+ * const { version } = await db.put('user/1', 'Ada');
+ * await db.put('user/1', 'Ada L.', { ifVersion: version });
+ * for await (const { key, value } of db.iterate({ prefix: 'user/' })) console.log(key, value);
+ * ```
+ */
+export async function open<K extends Encoding = 'binary', V extends Encoding = 'binary'>(options: OpenOptions<K, V>): Promise<EmbeddedStore<K, V>> {
+  const encodings = { keyEncoding: options.keyEncoding ?? 'binary', valueEncoding: options.valueEncoding ?? 'binary' };
+  for (const [name, encoding] of Object.entries(encodings)) {
+    if (encoding !== 'binary' && encoding !== 'utf8') throw new TypeError(`open: ${name} must be 'binary' or 'utf8', got ${JSON.stringify(encoding)}`);
+  }
+  const store = await openKvStore(options);
+  return new EmbeddedKvStore(store, encodings as { keyEncoding: K; valueEncoding: V });
+}
+
+/**
+ * The KvStore `open` wraps: a node's when in a cluster, else one over a
+ * Host of its own. For the HTTP server and tests, which speak KvStore.
+ *
+ * @internal
+ */
+export async function openKvStore(options: OpenOptions<Encoding, Encoding>): Promise<HostKvStore> {
   const logger = options.logger ?? (pino({ level: 'warn' }, pino.destination(2)) as unknown as ShellLogger);
   const c = options.cluster;
   if (c !== undefined) {
@@ -78,51 +297,20 @@ export async function open(options: OpenOptions): Promise<EmbeddedStore> {
       ...(c.initialRangeCount === undefined ? {} : { initialRangeCount: c.initialRangeCount }),
       ...(c.tickIntervalMs === undefined ? {} : { tickIntervalMs: c.tickIntervalMs }),
     });
-    return embedded(node.store);
+    return node.store;
   }
   // Alone, the node is every range's only voter and sends nothing; anything that would need a peer is dropped and counted.
   const transport = new NoNetworkTransport({ nodeId: EMBEDDED_NODE_ID });
   const host = await Host.start({ nodeId: EMBEDDED_NODE_ID, dir: options.dir, transport, coreCount: options.coreCount ?? 1, logger });
   try {
     const ranges = await bootstrapRanges(host, [EMBEDDED_NODE_ID], 1);
-    return embedded(new HostKvStore({ host, ranges, onClose: () => host.close() }));
+    return new HostKvStore({ host, ranges, onClose: () => host.close() });
   } catch (err) {
     await host.close();
     throw err;
   }
 }
 
-export type { KvStore, VersionedValue, ScanOptions, ScanPage, KvErrorCode } from './kv/store.js';
-export { KvError, SCAN_LIMIT_MAX } from './kv/store.js';
-
-function embedded(store: KvStore): EmbeddedStore {
-  return Object.assign(store, {
-    async *iterate(o: Parameters<EmbeddedStore['iterate']>[0] = {}) {
-      let cursor: string | undefined;
-      do {
-        const page = await store.scan({
-          limit: o.pageLimit ?? ITERATE_PAGE_LIMIT_DEFAULT,
-          ...(cursor === undefined ? (o.start === undefined ? {} : { start: o.start }) : { cursor }),
-          ...(o.end === undefined ? {} : { end: o.end }),
-          ...(o.consistency === undefined ? {} : { consistency: o.consistency }),
-        });
-        yield* page.items;
-        cursor = page.cursor;
-      } while (cursor !== undefined);
-    },
-    async batch(ops: readonly BatchOp[]): Promise<BatchResult[]> {
-      return Promise.all(
-        ops.map(async (o): Promise<BatchResult> => {
-          try {
-            const condition = o.ifVersion === undefined ? {} : { ifVersion: o.ifVersion };
-            if (o.op === 'put') return { ok: true, version: (await store.put(o.key, o.value, condition)).version };
-            await store.delete(o.key, condition);
-            return { ok: true, version: 0 };
-          } catch (err) {
-            return { ok: false, error: err as Error };
-          }
-        }),
-      );
-    },
-  });
-}
+export { AbortError } from './embedded/arguments.js';
+export { KvError, SCAN_LIMIT_MAX, KV_ERROR_CODES, type KvErrorCode, type KvErrorDetails, type PutResult, type BatchOutcome, type ClearResult } from './kv/store.js';
+export { ATOMIC_BATCH_BYTES_MAX, ATOMIC_BATCH_OPS_MAX, KEY_BYTES_MAX, VALUE_BYTES_MAX } from '@flotilla/shards';

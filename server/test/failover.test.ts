@@ -148,7 +148,7 @@ describe('kill -9 under an HTTP write load (3 node processes)', () => {
         try {
           const res = await fetch(`${node.url}/kv/${key}`, { method: 'PUT', body: value, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
           const body = await res.text();
-          if (res.status === 200) {
+          if (res.ok) {
             acked.set(key, value);
             ackedByRange[phase][range]!++;
           } else {
@@ -277,7 +277,7 @@ describe('splits under an HTTP write load (3 node processes)', () => {
         const phase = splitsDone ? 'afterSplits' : 'beforeSplits';
         try {
           const res = await fetch(`${nodes[n % 3]!.url}/kv/${pathOf(keyBytes)}`, { method: 'PUT', body: value, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
-          if (res.status === 200) {
+          if (res.ok) {
             acked.set(keyBytes.toString('hex'), value);
             ackedByGroup[phase][group]!++;
           }

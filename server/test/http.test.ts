@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino, type Logger } from 'pino';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { KEY_BYTES_MAX, VALUE_BYTES_MAX, type ShellLogger } from '@flotilla/shards';
-import { open } from '../src/embed.js';
+import { openKvStore } from '../src/embed.js';
 import { createHttpServer, type HttpServer } from '../src/http/app.js';
 import { HttpError, STATUS_BY_CODE, errorReply, type ErrorCode } from '../src/http/errors.js';
 import { SCAN_LIMIT_DEFAULT } from '../src/http/kv-routes.js';
@@ -68,7 +68,7 @@ const STORES: readonly { readonly name: string; readonly open: () => Promise<KvS
     open: async () => {
       const dir = mkdtempSync(join(tmpdir(), 'flotilla-http-'));
       tempDirs.push(dir);
-      return open({ dir, logger: silent as unknown as ShellLogger });
+      return openKvStore({ dir, logger: silent as unknown as ShellLogger });
     },
   },
 ];
@@ -78,7 +78,8 @@ describe.each(STORES)('HTTP API over the $name', (factory) => {
   const inject = (options: InjectOptions): Promise<LightMyRequestResponse> => server.app.inject(options);
   const put = async (key: Uint8Array, value: Uint8Array | string, headers: Record<string, string> = {}): Promise<number> => {
     const response = await inject({ method: 'PUT', url: keyUrl(key), payload: Buffer.from(value), headers });
-    expect(response.statusCode, response.body).toBe(200);
+    // 201 when the put created the key, 200 when it overwrote it (tested on its own below).
+    expect([200, 201], response.body).toContain(response.statusCode);
     const { version } = response.json<{ version: number }>();
     expect(response.headers.etag).toBe(etag(version));
     return version;
@@ -148,19 +149,65 @@ describe.each(STORES)('HTTP API over the $name', (factory) => {
     expect(spaced.body).toBe('literal');
   });
 
-  it('stores any body as raw bytes whatever its Content-Type, and an absent body as the empty value', async () => {
+  it('stores any body as raw bytes whatever its Content-Type, gives the Content-Type back, and an absent body as the empty value', async () => {
     const prefix = freshPrefix('content');
     for (const contentType of ['application/json', 'text/plain; charset=utf-8', 'image/png', 'application/x-www-form-urlencoded']) {
       await put(Buffer.concat([prefix, b(contentType)]), '{not json', { 'content-type': contentType });
       const response = await inject({ method: 'GET', url: keyUrl(Buffer.concat([prefix, b(contentType)])) });
       expect(response.body).toBe('{not json');
+      expect(response.headers['content-type']).toBe(contentType);
     }
     const emptyKey = Buffer.concat([prefix, b('empty')]);
     const created = await inject({ method: 'PUT', url: keyUrl(emptyKey) });
-    expect(created.statusCode).toBe(200);
+    expect(created.statusCode).toBe(201);
     const empty = await inject({ method: 'GET', url: keyUrl(emptyKey) });
     expect(empty.statusCode).toBe(200);
     expect(empty.rawPayload.byteLength).toBe(0);
+    // Written without a Content-Type: read back as bytes.
+    expect(empty.headers['content-type']).toBe('application/octet-stream');
+    // An overwrite without one drops the old one.
+    const typedKey = Buffer.concat([prefix, b('retyped')]);
+    await put(typedKey, '{}', { 'content-type': 'application/json' });
+    await put(typedKey, 'raw');
+    expect((await inject({ method: 'GET', url: keyUrl(typedKey) })).headers['content-type']).toBe('application/octet-stream');
+  });
+
+  it('answers 201 to a PUT that creates the key and 200 to one that overwrites it', async () => {
+    const key = Buffer.concat([freshPrefix('created'), b('k')]);
+    const first = await inject({ method: 'PUT', url: keyUrl(key), payload: 'one' });
+    expect(first.statusCode, first.body).toBe(201);
+    const second = await inject({ method: 'PUT', url: keyUrl(key), payload: 'two' });
+    expect(second.statusCode, second.body).toBe(200);
+    expect(second.json<{ version: number }>().version).toBeGreaterThan(first.json<{ version: number }>().version);
+    expect((await inject({ method: 'DELETE', url: keyUrl(key) })).statusCode).toBe(204);
+    const again = await inject({ method: 'PUT', url: keyUrl(key), payload: 'three', headers: { 'if-none-match': '*' } });
+    expect(again.statusCode, again.body).toBe(201);
+  });
+
+  it('DELETE /kv?start=&end= deletes every key of the interval and says how many, and nothing outside it', async () => {
+    const prefix = freshPrefix('clear');
+    const keys = ['a', 'b', 'b/1', 'b/2', 'c', 'd'].map((k) => Buffer.concat([prefix, b(k)]));
+    for (const key of keys) await put(key, 'v');
+    const response = await inject({ method: 'DELETE', url: `/kv?start=${encodeKey(Buffer.concat([prefix, b('b')]))}&end=${encodeKey(Buffer.concat([prefix, b('d')]))}` });
+    expect(response.statusCode, response.body).toBe(200);
+    const body = response.json<{ deletedCount: number; ranges: { rangeId: number; start: string; end: string | null; deletedCount: number }[] }>();
+    expect(body.deletedCount).toBe(4);
+    expect(body.ranges.reduce((sum, r) => sum + r.deletedCount, 0)).toBe(4);
+    expect(Buffer.from(body.ranges[0]!.start, 'base64').equals(Buffer.concat([prefix, b('b')]))).toBe(true);
+    const { items } = await scanAll(rangeQuery(prefix), 10);
+    expect(items.map((i) => Buffer.from(i.key, 'base64').subarray(prefix.length).toString())).toEqual(['a', 'd']);
+    // Deleting again is idempotent: nothing left to delete.
+    const again = await inject({ method: 'DELETE', url: `/kv?${rangeQuery(prefix)}` });
+    expect(again.json<{ deletedCount: number }>().deletedCount).toBe(2);
+  });
+
+  it('scans from the last key down with reverse=true, paging with the cursor', async () => {
+    const prefix = freshPrefix('reverse');
+    const names = Array.from({ length: 7 }, (_, i) => `k${i}`);
+    for (const name of names) await put(Buffer.concat([prefix, b(name)]), name);
+    const { pages, items } = await scanAll(`${rangeQuery(prefix)}&reverse=true&encoding=utf8`, 3);
+    expect(pages.length).toBe(3);
+    expect(items.map((i) => i.value)).toEqual([...names].reverse());
   });
 
   it('accepts a key of exactly KEY_BYTES_MAX bytes and a value of exactly VALUE_BYTES_MAX bytes', async () => {
@@ -308,8 +355,24 @@ describe.each(STORES)('HTTP API over the $name', (factory) => {
       { name: 'PATCH key', request: { method: 'PATCH', url: KEY, payload: 'x' }, status: 405, code: 'METHOD_NOT_ALLOWED', allow: 'GET, HEAD, PUT, DELETE' },
       { name: 'OPTIONS key', request: { method: 'OPTIONS', url: KEY }, status: 405, code: 'METHOD_NOT_ALLOWED', allow: 'GET, HEAD, PUT, DELETE' },
       { name: 'POST empty key', request: { method: 'POST', url: '/kv/' }, status: 405, code: 'METHOD_NOT_ALLOWED', allow: 'GET, HEAD, PUT, DELETE' },
-      { name: 'PUT /kv', request: { method: 'PUT', url: '/kv', payload: 'x' }, status: 405, code: 'METHOD_NOT_ALLOWED', allow: 'GET, HEAD' },
-      { name: 'DELETE /kv', request: { method: 'DELETE', url: '/kv?start=a' }, status: 405, code: 'METHOD_NOT_ALLOWED', allow: 'GET, HEAD' },
+      { name: 'PUT /kv', request: { method: 'PUT', url: '/kv', payload: 'x' }, status: 405, code: 'METHOD_NOT_ALLOWED', allow: 'GET, HEAD, DELETE' },
+      { name: 'POST /kv', request: { method: 'POST', url: '/kv?start=a' }, status: 405, code: 'METHOD_NOT_ALLOWED', allow: 'GET, HEAD, DELETE' },
+      // range deletes: bounds as for scans, and at least one of them
+      { name: 'DELETE /kv without bounds', request: { method: 'DELETE', url: '/kv' }, status: 400, code: 'INVALID_ARGUMENT' },
+      { name: 'DELETE /kv with empty bounds', request: { method: 'DELETE', url: '/kv?start=&end=' }, status: 400, code: 'INVALID_ARGUMENT' },
+      { name: 'DELETE /kv start after end', request: { method: 'DELETE', url: '/kv?start=zz-bad&end=zz-bac' }, status: 400, code: 'INVALID_ARGUMENT' },
+      { name: 'DELETE /kv start with %ZZ', request: { method: 'DELETE', url: '/kv?start=%ZZ' }, status: 400, code: 'INVALID_ARGUMENT' },
+      { name: 'DELETE /kv end of KEY_BYTES_MAX + 1', request: { method: 'DELETE', url: `/kv?start=a&end=${tooLongKey}` }, status: 413, code: 'KEY_TOO_LARGE' },
+      { name: 'DELETE /kv with a scan parameter', request: { method: 'DELETE', url: '/kv?start=zz-bad&limit=5' }, status: 400, code: 'INVALID_ARGUMENT' },
+      { name: 'scan start after end', request: { method: 'GET', url: '/kv?start=b&end=a' }, status: 400, code: 'INVALID_ARGUMENT' },
+      { name: 'scan reverse=yes', request: { method: 'GET', url: '/kv?reverse=yes' }, status: 400, code: 'INVALID_ARGUMENT' },
+      { name: 'scan with a reverse cursor, forwards', request: { method: 'GET', url: '/kv?cursor=r1.YQ' }, status: 400, code: 'INVALID_ARGUMENT' },
+      {
+        name: 'PUT Content-Type too long to store',
+        request: { method: 'PUT', url: KEY, payload: 'x', headers: { 'content-type': `text/plain; x=${'y'.repeat(300)}` } },
+        status: 400,
+        code: 'INVALID_ARGUMENT',
+      },
       { name: 'POST /health', request: { method: 'POST', url: '/health' }, status: 405, code: 'METHOD_NOT_ALLOWED', allow: 'GET, HEAD' },
       // bad conditional headers
       ...['3', '"abc"', 'W/"3"', '"1", "2"', '"0"', '"-1"', '"1.5"', '"99999999999999999999"', '""', '"3'].flatMap((value) => [
@@ -335,7 +398,7 @@ describe.each(STORES)('HTTP API over the $name', (factory) => {
       { name: 'GET key with a scan parameter', request: { method: 'GET', url: `${KEY}?limit=1` }, status: 400, code: 'INVALID_ARGUMENT' },
       { name: 'PUT key with a query parameter', request: { method: 'PUT', url: `${KEY}?consistency=stale`, payload: 'x' }, status: 400, code: 'INVALID_ARGUMENT' },
       // unknown routes, including the cluster routes that do not exist yet
-      ...['/', '/nope', '/kv2', '/kvx/a', '/health/', '/KV/a', '/cluster', '/ranges', '/ranges/1/split', '/metrics'].map(
+      ...['/', '/nope', '/kv2', '/kvx/a', '/health/', '/health/x', '/KV/a', '/admin', '/admin/ranges', '/cluster', '/cluster/x', '/ranges', '/ranges/1', '/ranges/1/split', '/metrics', '/nodes/1/decommission'].map(
         (url) => ({ name: `GET ${url}`, request: { method: 'GET', url }, status: 404, code: 'ROUTE_NOT_FOUND' }) as const,
       ),
       { name: 'POST /ranges/1/split', request: { method: 'POST', url: '/ranges/1/split' }, status: 404, code: 'ROUTE_NOT_FOUND' },
@@ -434,7 +497,7 @@ describe('HTTP API limits below the engine limits', () => {
   it('refuses a body over valueBytesMax before the store sees it, and takes exactly valueBytesMax', async () => {
     const store = new ScriptedStore();
     const server = await createHttpServer({ store, logger: silent, keyBytesMax: 10, valueBytesMax: 1_000 });
-    expect((await server.app.inject({ method: 'PUT', url: '/kv/k', payload: Buffer.alloc(1_000) })).statusCode).toBe(200);
+    expect((await server.app.inject({ method: 'PUT', url: '/kv/k', payload: Buffer.alloc(1_000) })).statusCode).toBe(201);
     const over = await server.app.inject({ method: 'PUT', url: '/kv/k', payload: Buffer.alloc(1_001) });
     expect(over.statusCode).toBe(413);
     expect(errorOf(over).code).toBe('VALUE_TOO_LARGE');
@@ -476,11 +539,47 @@ describe('HTTP API logging', () => {
     await server.app.inject({ method: 'GET', url: '/nowhere' });
     const completed = lines.filter((l) => l['msg'] === 'request completed');
     expect(completed).toHaveLength(2);
-    expect(completed[0]).toMatchObject({ level: 20, method: 'PUT', route: '/kv/*', statusCode: 200, durationMs: expect.any(Number) });
+    expect(completed[0]).toMatchObject({ level: 20, method: 'PUT', route: '/kv/*', statusCode: 201, durationMs: expect.any(Number) });
     expect(completed[1]).toMatchObject({ level: 20, method: 'GET', route: null, statusCode: 404 });
     expect(JSON.stringify(lines)).not.toContain('secret-key-name');
     await server.close();
     expect(lines.filter((l) => l['level'] === 30).map((l) => l['msg'])).toEqual(['http server closing', 'http server closed']);
+  });
+});
+
+describe('request ids', () => {
+  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+  it('answers every request with an x-request-id, made fresh when the caller sent none, and logs it as reqId', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const server = await createHttpServer({ store: new MemoryKvStore(), logger });
+    const responses = [
+      await server.app.inject({ method: 'PUT', url: '/kv/k', payload: 'v' }),
+      await server.app.inject({ method: 'GET', url: '/kv/k' }),
+      await server.app.inject({ method: 'GET', url: '/kv/absent' }),
+      await server.app.inject({ method: 'GET', url: '/nowhere' }),
+      await server.app.inject({ method: 'GET', url: '/health%ZZ' }),
+    ];
+    const ids = responses.map((r) => r.headers['x-request-id']);
+    for (const [i, id] of ids.entries()) expect(String(id), `response ${i}`).toMatch(UUID);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(lines.filter((l) => l['msg'] === 'request completed').map((l) => l['reqId'])).toEqual(ids.slice(0, 4));
+    // Refused before routing (a bad URL): no completion line, but its failure line names it.
+    expect(lines.filter((l) => l['msg'] === 'request failed').map((l) => l['reqId'])).toContain(ids[4]);
+    await server.close();
+  });
+
+  it("echoes the caller's id when it is acceptable, and replaces one that is not", async () => {
+    const server = await createHttpServer({ store: new MemoryKvStore(), logger: silent });
+    const idOf = async (id: string) => (await server.app.inject({ method: 'GET', url: '/health', headers: { 'x-request-id': id } })).headers['x-request-id'];
+    for (const good of ['abc', 'f47ac10b-58cc-4372-a567-0e02b2c3d479', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', 'Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8', 'x'.repeat(128)]) {
+      expect(await idOf(good)).toBe(good);
+    }
+    for (const bad of ['', 'x'.repeat(129), 'has space', 'quote"d', 'new\tline', 'comma,separated', 'é']) {
+      expect(await idOf(bad), JSON.stringify(bad)).toMatch(UUID);
+    }
+    await server.close();
   });
 });
 
@@ -520,7 +619,7 @@ describe('HTTP API on a real socket', () => {
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
 
     const put = await fetch(`${url}/kv/%00%FF%2F%25`, { method: 'PUT', body: Buffer.of(1, 2, 3), headers: { 'content-type': 'application/json' } });
-    expect(put.status).toBe(200);
+    expect(put.status).toBe(201);
     const { version } = (await put.json()) as { version: number };
     const got = await fetch(`${url}/kv/%00%ff/%25`);
     expect(got.status).toBe(200);
@@ -580,7 +679,7 @@ describe('HTTP API on a real socket', () => {
 
     release();
     const response = await slowPut;
-    expect(response.status).toBe(200);
+    expect(response.status).toBe(201);
     await closing;
     expect(store.events).toEqual(['put', 'put done', 'close']);
     await expect(store.inner.get(b('slow'))).rejects.toMatchObject({ code: 'CLOSED' });
@@ -602,7 +701,7 @@ describe('HTTP API on a real socket', () => {
     await socketClosed;
     await closing;
     const response = Buffer.concat(chunks).toString('latin1');
-    expect(response).toMatch(/^HTTP\/1\.1 200 /);
+    expect(response).toMatch(/^HTTP\/1\.1 201 /);
     expect(response.toLowerCase()).toContain('connection: close');
     expect(store.events).toEqual(['put', 'put done', 'close']);
   });

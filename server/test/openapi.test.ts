@@ -100,6 +100,18 @@ describe('GET /openapi.json', () => {
     }
   });
 
+  it('documents the range delete, the 201 of a create, reverse scans and versions as Raft log indexes', () => {
+    const kv = document.paths?.['/kv'];
+    expect(kv?.delete?.operationId).toBe('deleteRange');
+    expect(kv?.delete?.parameters?.filter((p) => p.in === 'query').map((p) => p.name).sort()).toEqual(['end', 'start']);
+    expect(Object.keys(kv?.delete?.responses ?? {})).toEqual(expect.arrayContaining(['200', 'default']));
+    expect(kv?.get?.parameters?.map((p) => p.name)).toContain('reverse');
+    const key = document.paths?.['/kv/{key}'];
+    expect(Object.keys(key?.put?.responses ?? {})).toEqual(expect.arrayContaining(['200', '201', 'default']));
+    expect(JSON.stringify(key?.get?.responses?.['200'])).toContain('Content-Type');
+    expect(JSON.stringify(key?.put?.responses?.['201'])).toContain('Raft log index');
+  });
+
   it('lists every route the server serves, and nothing else', () => {
     const served = servedRoutes(server.app);
     // The admin routes are there (the stub view has every optional one), not just /kv and /health.

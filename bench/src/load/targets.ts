@@ -56,8 +56,8 @@ export class HttpClient {
 /** Every byte percent-escaped: binary keys in paths and query strings. */
 const escaped = (key: Uint8Array): string => Array.from(key, (b) => `%${b.toString(16).padStart(2, '0')}`).join('');
 
-/** A KvStore in this process: the embedded API (`open()`) or a node's own store. */
-export function kvStoreTarget(name: string, store: KvStore, close: () => Promise<void>): Target {
+/** A KvStore in this process: the embedded API (`open()`, whose reads and writes take KvStore's arguments) or a node's own store. */
+export function kvStoreTarget(name: string, store: Pick<KvStore, 'get' | 'put' | 'scan' | 'delete'>, close: () => Promise<void>): Target {
   return {
     name,
     get: async (key) => store.get(key),

@@ -26,6 +26,7 @@ import { adminRoutes, type ClusterView } from './admin-routes.js';
 import { ERROR_BODY_SCHEMA, ERROR_RESPONSE, HttpError, clientErrorResponse, errorReply, schemaError, truncate, type ErrorContext } from './errors.js';
 import { SCAN_PAGE_BYTES_MAX, kvRoutes } from './kv-routes.js';
 import { routableUrl, splitTarget } from './kv-url.js';
+import { REQUEST_ID_HEADER, requestIdOf } from './request-id.js';
 
 export interface HttpServerOptions {
   /** The store to serve; the server owns it and closes it on close(). */
@@ -86,6 +87,9 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     // arrives on an open connection while draining is served like an in-flight one (the store closes last).
     return503OnClosing: false,
     rewriteUrl: (req) => routableUrl(req.url ?? '/'),
+    // The caller's x-request-id if it is acceptable, else a fresh one (request-id.ts); onSend answers it.
+    requestIdHeader: false,
+    genReqId: requestIdOf,
     frameworkErrors: (err, request, reply) => sendError(err, request, reply),
     clientErrorHandler: (err: Error & { code?: string }, socket: Socket) => {
       if (err.code === 'ECONNRESET' || socket.destroyed) return;
@@ -138,14 +142,16 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     const mapped = errorReply(err, errorContext);
     if (mapped.unexpected) log.error({ reqId: request.id, err }, 'request failed unexpectedly');
     else log.debug({ reqId: request.id, code: mapped.body.error.code, statusCode: mapped.statusCode }, 'request failed');
-    void reply.code(mapped.statusCode).headers(mapped.headers).send(mapped.body);
+    // Also here: a request refused before routing (frameworkErrors, a bad URL) runs no onSend hook.
+    void reply.code(mapped.statusCode).headers(mapped.headers).header(REQUEST_ID_HEADER, request.id).send(mapped.body);
   }
   app.setErrorHandler((err, request, reply) => sendError(err, request, reply));
   app.setNotFoundHandler(async (request) => onUnknownRoute(routes, request));
 
   // The two hooks every request runs take a callback rather than returning a promise: an async hook costs
   // fastify a promise and a microtask turn per request, for work that is synchronous.
-  app.addHook('onSend', (_request, reply, payload, done) => {
+  app.addHook('onSend', (request, reply, payload, done) => {
+    void reply.header(REQUEST_ID_HEADER, request.id);
     // Otherwise an idle keep-alive connection after an in-flight reply holds close() open until the client hangs up.
     if (closing) void reply.header('connection', 'close');
     done(null, payload);

@@ -30,6 +30,8 @@ export const STATUS_BY_CODE = {
   METHOD_NOT_ALLOWED: 405,
   REQUEST_TIMEOUT: 408,
   PRECONDITION_FAILED: 412,
+  // No HTTP route answers it yet (the embedding API's atomic batch does); a batch route would send 400 too.
+  BATCH_SPANS_RANGES: 400,
   KEY_TOO_LARGE: 413,
   VALUE_TOO_LARGE: 413,
   HEADERS_TOO_LARGE: 431,

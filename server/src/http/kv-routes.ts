@@ -1,10 +1,18 @@
 // The KV API (fastify plugin):
 //
-//   GET    /kv/:key                     200 raw value bytes, ETag "<version>"; 404 NOT_FOUND
-//   PUT    /kv/:key                     200 { version }, ETag; the body (any Content-Type, absent = empty) is the value
+//   GET    /kv/:key                     200 raw value bytes with the Content-Type it was written with
+//                                       (application/octet-stream if none), ETag "<version>"; 404 NOT_FOUND
+//   PUT    /kv/:key                     201 { version } if the key was created, 200 if it was overwritten; ETag.
+//                                       The body (absent = empty) is the value, its Content-Type kept with it
 //   DELETE /kv/:key                     204 (deleting an absent key succeeds)
-//   GET    /kv?start=&end=&limit=&cursor=&encoding=&consistency=
+//   GET    /kv?start=&end=&limit=&cursor=&encoding=&consistency=&reverse=
 //                                       200 { encoding, items: [{ key, value, version }], cursor: string | null }
+//   DELETE /kv?start=&end=              200 { deletedCount, ranges: [{ rangeId, start, end, deletedCount }] }:
+//                                       every key of [start, end), atomically per range (at least one bound);
+//                                       each range part's bounds in base64
+//
+// A version (the ETag) is the Raft log index of the write that produced the
+// value: it grows with every write of the key, not by one.
 //
 // Keys and the scan bounds are bytes, read from the raw URL (kv-url.ts).
 // Conditional requests: If-Match: "<version>" and If-None-Match: * on writes
@@ -16,7 +24,7 @@
 // cannot carry a binary key or bound, so the handlers check the raw URL.
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, HTTPMethods } from 'fastify';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Consistency } from '@flotilla/shards';
+import { CONTENT_TYPE_BYTES_MAX, invalidContentType, type Consistency } from '@flotilla/shards';
 import { Deadline, SCAN_LIMIT_MAX, type KvStore, type ScanOptions, type ScanPage } from '../kv/store.js';
 import { ERROR_RESPONSE, HttpError, truncate } from './errors.js';
 import { KEY_PATH_PREFIX, asBuffer, enumOf, keyOf, parseQuery, textOf, utf8Decoder } from './kv-url.js';
@@ -35,7 +43,11 @@ export const SCAN_PAGE_BYTES_MAX = 32 * 1024 * 1024;
 type Encoding = 'base64' | 'utf8';
 const ENCODINGS: readonly Encoding[] = ['base64', 'utf8'];
 const CONSISTENCIES: readonly Consistency[] = ['linearizable', 'stale'];
-const SCAN_PARAMETERS = ['start', 'end', 'limit', 'cursor', 'encoding', 'consistency'] as const;
+const SCAN_PARAMETERS = ['start', 'end', 'limit', 'cursor', 'encoding', 'consistency', 'reverse'] as const;
+const CLEAR_PARAMETERS = ['start', 'end'] as const;
+const BOOLEANS: readonly ('true' | 'false')[] = ['true', 'false'];
+/** What GET answers for a value written without a Content-Type. */
+const DEFAULT_CONTENT_TYPE = 'application/octet-stream';
 
 export interface KvRoutesOptions {
   readonly store: KvStore;
@@ -60,6 +72,7 @@ export async function kvRoutes(app: FastifyInstance, context: KvRoutesOptions): 
     });
   };
   route('GET', '/kv', SCAN_SCHEMA, onScan);
+  route('DELETE', '/kv', CLEAR_SCHEMA, onClear);
   // One wildcard: a key may contain '/'. The path is rewritten before routing (routableUrl) so any escape matches.
   // OpenAPI has no wildcard, so the document names it {key}.
   const keyUrl = `${KEY_PATH_PREFIX}*`;
@@ -90,7 +103,11 @@ const CONSISTENCY_SCHEMA = {
   description: 'linearizable (default) reads through the range leader; stale reads this node\'s replica without asking a quorum.',
 } as const;
 
-const VERSION_SCHEMA = { type: 'integer', minimum: 1, description: "The key's version; its ETag is the version in double quotes." } as const;
+const VERSION_SCHEMA = {
+  type: 'integer',
+  minimum: 1,
+  description: "The key's version, its ETag in double quotes: the Raft log index of the write that produced the value. It grows with every write of the key, though not by one.",
+} as const;
 
 const ETAG_HEADER = { etag: { type: 'string', description: '"<version>"' } } as const;
 
@@ -109,7 +126,11 @@ const GET_KEY_SCHEMA = {
   querystring: { type: 'object', additionalProperties: false, properties: { consistency: CONSISTENCY_SCHEMA } },
   headers: CONDITION_HEADERS_SCHEMA,
   response: {
-    200: { description: "The value's bytes", headers: ETAG_HEADER, content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } },
+    200: {
+      description: "The value's bytes, with the Content-Type they were written with (application/octet-stream if none)",
+      headers: ETAG_HEADER,
+      content: { '*/*': { schema: { type: 'string', format: 'binary' } } },
+    },
     304: { description: 'Not modified: If-None-Match matched', headers: ETAG_HEADER, type: 'null' },
     default: ERROR_RESPONSE,
   },
@@ -122,11 +143,18 @@ const PUT_KEY_SCHEMA = {
   headers: CONDITION_HEADERS_SCHEMA,
   body: {
     content: {
-      '*/*': { schema: { type: 'string', format: 'binary', description: 'The value: the raw body whatever its Content-Type; an absent body is the empty value.' } },
+      '*/*': {
+        schema: {
+          type: 'string',
+          format: 'binary',
+          description: `The value: the raw body whatever its Content-Type, which is stored with it (at most ${CONTENT_TYPE_BYTES_MAX} visible ASCII characters) and given back by GET; an absent body is the empty value.`,
+        },
+      },
     },
   },
   response: {
-    200: { description: 'Written', headers: ETAG_HEADER, type: 'object', required: ['version'], properties: { version: VERSION_SCHEMA } },
+    200: { description: 'Overwritten: the key existed', headers: ETAG_HEADER, type: 'object', required: ['version'], properties: { version: VERSION_SCHEMA } },
+    201: { description: 'Created: the key did not exist', headers: ETAG_HEADER, type: 'object', required: ['version'], properties: { version: VERSION_SCHEMA } },
     default: ERROR_RESPONSE,
   },
 } as const satisfies FastifySchema;
@@ -157,6 +185,7 @@ const SCAN_SCHEMA = {
       cursor: { type: 'string', description: "The previous page's cursor, to continue after it." },
       encoding: { type: 'string', enum: ENCODINGS, default: 'base64', description: 'How keys and values are written; utf8 answers 400 for bytes that are not UTF-8.' },
       consistency: CONSISTENCY_SCHEMA,
+      reverse: { type: 'string', enum: BOOLEANS, default: 'false', description: 'true: from the last key of [start, end) down; the cursor continues downwards.' },
     },
   },
   response: {
@@ -171,6 +200,45 @@ const SCAN_SCHEMA = {
           items: { type: 'object', required: ['key', 'value', 'version'], properties: { key: { type: 'string' }, value: { type: 'string' }, version: VERSION_SCHEMA } },
         },
         cursor: { type: ['string', 'null'], description: 'null: the scan is complete; otherwise pass it to get the next page.' },
+      },
+    },
+    default: ERROR_RESPONSE,
+  },
+} as const satisfies FastifySchema;
+
+const CLEAR_SCHEMA = {
+  summary: 'Deletes every key in [start, end), atomically per range',
+  description:
+    'Each range the interval crosses deletes its part in one Raft entry, whole or not at all; the parts run one after another, so a failure part way leaves the earlier ranges cleared. Deleting is idempotent: repeat the request to finish. At least one bound is required.',
+  operationId: 'deleteRange',
+  querystring: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      start: { type: 'string', description: `The first key to delete, inclusive (default: the first key); ${SCAN_BOUND_DESCRIPTION}.` },
+      end: { type: 'string', description: `The key to stop before, exclusive (default: past the last key); ${SCAN_BOUND_DESCRIPTION}.` },
+    },
+  },
+  response: {
+    200: {
+      description: "Deleted: how many keys, and what each range's part deleted (its bounds in base64: a range boundary need not be UTF-8)",
+      type: 'object',
+      required: ['deletedCount', 'ranges'],
+      properties: {
+        deletedCount: { type: 'integer', minimum: 0 },
+        ranges: {
+          type: 'array',
+          items: {
+            type: 'object',
+            required: ['rangeId', 'start', 'end', 'deletedCount'],
+            properties: {
+              rangeId: { type: 'integer', minimum: 0 },
+              start: { type: 'string', description: 'base64' },
+              end: { type: ['string', 'null'], description: 'base64; null: to the end of the key space' },
+              deletedCount: { type: 'integer', minimum: 0 },
+            },
+          },
+        },
       },
     },
     default: ERROR_RESPONSE,
@@ -195,7 +263,10 @@ async function onGetKey(context: KvRoutesOptions, request: FastifyRequest, reply
   if (conditions.ifNoneMatch === '*' || conditions.ifNoneMatch === currentVersion) {
     return reply.code(304).header('etag', etagOf(currentVersion)).send();
   }
-  return reply.header('etag', etagOf(found.version)).type('application/octet-stream').send(asBuffer(found.value));
+  return reply
+    .header('etag', etagOf(found.version))
+    .type(found.contentType ?? DEFAULT_CONTENT_TYPE)
+    .send(asBuffer(found.value));
 }
 
 async function onPutKey(context: KvRoutesOptions, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
@@ -206,9 +277,23 @@ async function onPutKey(context: KvRoutesOptions, request: FastifyRequest, reply
   const value = body === undefined || body === null ? Buffer.alloc(0) : body;
   if (!Buffer.isBuffer(value)) throw new Error(`PUT body parsed as ${typeof value}, not a Buffer`);
   if (value.byteLength > context.valueBytesMax) throw new HttpError('VALUE_TOO_LARGE', `value of ${value.byteLength} B exceeds ${context.valueBytesMax} B`);
+  const contentType = contentTypeOf(request.headers['content-type']);
   const deadline = deadlineOf(context);
-  const { version } = await context.store.put(key, value, ifVersion === undefined ? { deadline } : { ifVersion, deadline });
-  return reply.header('etag', etagOf(version)).send({ version });
+  const { version, created } = await context.store.put(key, value, { deadline, ...(ifVersion === undefined ? {} : { ifVersion }), ...(contentType === undefined ? {} : { contentType }) });
+  return reply
+    .code(created ? 201 : 200)
+    .header('etag', etagOf(version))
+    .send({ version });
+}
+
+/** The Content-Type to store with a value: the header as sent (fastify checked it parses as a media type), or none. */
+function contentTypeOf(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const contentType = header.trim();
+  if (contentType === '') return undefined;
+  const invalid = invalidContentType(contentType);
+  if (invalid !== undefined) throw new HttpError('INVALID_ARGUMENT', `Content-Type cannot be stored with the value: ${invalid}`);
+  return contentType;
 }
 
 async function onDeleteKey(context: KvRoutesOptions, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
@@ -229,16 +314,33 @@ function deadlineOf(context: KvRoutesOptions): Deadline {
 
 async function onScan(context: KvRoutesOptions, request: FastifyRequest): Promise<unknown> {
   const query = parseQuery(request.originalUrl, SCAN_PARAMETERS);
-  const start = boundOf(query, 'start', context.keyBytesMax);
-  const end = boundOf(query, 'end', context.keyBytesMax);
+  const { start, end } = boundsOf(query, context.keyBytesMax);
   const limit = limitOf(query);
   const cursor = query.has('cursor') ? textOf(query, 'cursor') : undefined;
   const encoding = enumOf(query, 'encoding', ENCODINGS) ?? 'base64';
   const consistency = consistencyOf(query);
-  const page = await scanBounded(context, { start, end, limit, cursor, consistency, deadline: deadlineOf(context) });
+  const reverse = enumOf(query, 'reverse', BOOLEANS) === 'true';
+  const page = await scanBounded(context, { start, end, limit, cursor, consistency, deadline: deadlineOf(context), ...(reverse ? { reverse } : {}) });
   const encode = encoding === 'base64' ? encodeBase64 : encodeUtf8;
   const items = page.items.map((item, index) => ({ key: encode(item.key, `key of item ${index}`), value: encode(item.value, `value of item ${index}`), version: item.version }));
   return { encoding, items, cursor: page.cursor ?? null };
+}
+
+// ---- range deletes ----
+
+async function onClear(context: KvRoutesOptions, request: FastifyRequest): Promise<unknown> {
+  const query = parseQuery(request.originalUrl, CLEAR_PARAMETERS);
+  const { start, end } = boundsOf(query, context.keyBytesMax);
+  // Both bounds absent would delete every key: a mistake more often than not over HTTP, so it must be spelt out.
+  if (start === undefined && end === undefined) {
+    throw new HttpError('INVALID_ARGUMENT', 'DELETE /kv deletes the keys of [start, end): give start, end or both (to delete every key, start=%00%01, the first user key)');
+  }
+  const result = await context.store.clear({ deadline: deadlineOf(context), ...(start === undefined ? {} : { start }), ...(end === undefined ? {} : { end }) });
+  // base64 always: the keys are deleted by now, so the answer must not fail on a bound that is not UTF-8.
+  return {
+    deletedCount: result.deletedCount,
+    ranges: result.ranges.map((r) => ({ rangeId: r.rangeId, start: encodeBase64(r.start), end: r.end === null ? null : encodeBase64(r.end), deletedCount: r.deletedCount })),
+  };
 }
 
 /** One scan page within scanPageBytesMax, in as many store calls as that bound needs (see SCAN_PAGE_BYTES_MAX). */
@@ -272,12 +374,20 @@ function limitOf(query: ReadonlyMap<string, Buffer>): number {
   return limit;
 }
 
-function boundOf(query: ReadonlyMap<string, Buffer>, name: 'start' | 'end', keyBytesMax: number): Buffer | undefined {
-  const bound = query.get(name);
-  if (bound !== undefined && bound.byteLength > keyBytesMax) {
-    throw new HttpError('KEY_TOO_LARGE', `scan ${name} of ${bound.byteLength} B exceeds the key limit of ${keyBytesMax} B`);
+/** The `start` and `end` parameters: each at most a key long, and start not after end. */
+function boundsOf(query: ReadonlyMap<string, Buffer>, keyBytesMax: number): { start: Buffer | undefined; end: Buffer | undefined } {
+  for (const name of ['start', 'end'] as const) {
+    const bound = query.get(name);
+    if (bound !== undefined && bound.byteLength > keyBytesMax) {
+      throw new HttpError('KEY_TOO_LARGE', `${name} of ${bound.byteLength} B exceeds the key limit of ${keyBytesMax} B`);
+    }
   }
-  return bound;
+  const start = query.get('start');
+  const end = query.get('end');
+  if (start !== undefined && end !== undefined && Buffer.compare(start, end) > 0) {
+    throw new HttpError('INVALID_ARGUMENT', `start ${JSON.stringify(truncate(start.toString('hex')))} (hex) is after end ${JSON.stringify(truncate(end.toString('hex')))} (hex)`);
+  }
+  return { start, end };
 }
 
 function encodeBase64(bytes: Uint8Array): string {

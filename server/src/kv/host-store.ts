@@ -1,18 +1,34 @@
 import { SYSTEM_CLOCK, groupId, type Clock } from '@flotilla/core';
-import { META_RANGE_ID, USER_KEY_MIN, compareKeys, isSystemKey, type NodeRecord, type PlacementSettings, type RangeDescriptor, type RangeTable } from '@flotilla/placement';
-import { KEY_BYTES_MAX, VALUE_BYTES_MAX, type Consistency, type Host, type KvResult, type ShardStatus, type SplitOutcome } from '@flotilla/shards';
+import { META_RANGE_ID, USER_KEY_MIN, compareKeys, isSystemKey, rangeContains, type NodeRecord, type PlacementSettings, type RangeDescriptor, type RangeTable } from '@flotilla/placement';
+import { ATOMIC_BATCH_OPS_MAX, KEY_BYTES_MAX, VALUE_BYTES_MAX, invalidContentType, type Consistency, type Host, type KvResult, type ShardStatus, type SplitOutcome } from '@flotilla/shards';
 import { ForwardServer } from './forward-server.js';
 import { HostCalls } from './host-calls.js';
 import { MetaClient } from './meta-client.js';
 import { runLocally, type PlacementHandler, type RangeOp, type RangeOpResult } from './range-ops.js';
 import { Router, StaleRouteError } from './router.js';
-import { Deadline, KvError, REQUEST_DEADLINE_MS_DEFAULT, SCAN_LIMIT_MAX, type KvStore, type ScanOptions, type ScanPage, type VersionedValue, type WithDeadline } from './store.js';
+import {
+  Deadline,
+  KvError,
+  REQUEST_DEADLINE_MS_DEFAULT,
+  SCAN_LIMIT_MAX,
+  type BatchOutcome,
+  type BatchWrite,
+  type ClearOptions,
+  type ClearResult,
+  type KvStore,
+  type PutResult,
+  type ScanOptions,
+  type ScanPage,
+  type VersionedValue,
+  type WithDeadline,
+} from './store.js';
 
 /** Budget of the local status read behind readiness (only this node's cores answer it: no quorum is involved). */
 const LOCAL_STATUS_BUDGET_MS = 2_000;
 /** Reasons readiness lists at most (a node may hold thousands of ranges); the last one says how many more. */
 const READINESS_REASONS_MAX = 16;
 const CURSOR_PREFIX = 'v1.';
+const REVERSE_CURSOR_PREFIX = 'r1.';
 /** Times a split looks its range up again after the range moved on under it. */
 const ROUTE_RETRIES_MAX = 3;
 
@@ -127,16 +143,16 @@ export class HostKvStore implements KvStore {
     );
   }
 
-  async put(key: Uint8Array, value: Uint8Array, options: { ifVersion?: number } & WithDeadline = {}): Promise<{ version: number }> {
-    checkUserKey(key);
-    if (value.byteLength > VALUE_BYTES_MAX) throw new KvError('VALUE_TOO_LARGE', `value of ${value.byteLength} B exceeds ${VALUE_BYTES_MAX} B`);
-    checkIfVersion(options.ifVersion);
-    return this.call(options.deadline, async (deadline) => ({ version: await this.write(key, deadline, (rangeId) => ({ kind: 'put', rangeId, key, value, ifVersion: options.ifVersion })) }));
+  async put(key: Uint8Array, value: Uint8Array, options: { ifVersion?: number; contentType?: string } & WithDeadline = {}): Promise<PutResult> {
+    checkWrite({ op: 'put', key, value, ...options });
+    return this.call(options.deadline, async (deadline) => {
+      const result = await this.write(key, deadline, (rangeId) => ({ kind: 'put', rangeId, key, value, ifVersion: options.ifVersion, ...(options.contentType === undefined ? {} : { contentType: options.contentType }) }));
+      return { version: result.version, created: 'created' in result && result.created === true };
+    });
   }
 
   async delete(key: Uint8Array, options: { ifVersion?: number } & WithDeadline = {}): Promise<void> {
-    checkUserKey(key);
-    checkIfVersion(options.ifVersion);
+    checkWrite({ op: 'delete', key, ...options });
     await this.call(options.deadline, (deadline) => this.write(key, deadline, (rangeId) => ({ kind: 'delete', rangeId, key, ifVersion: options.ifVersion })));
   }
 
@@ -145,10 +161,9 @@ export class HostKvStore implements KvStore {
     if (!Number.isSafeInteger(options.limit) || options.limit < 1 || options.limit > SCAN_LIMIT_MAX) {
       throw new KvError('INVALID_ARGUMENT', `scan limit ${options.limit} is not an integer in [1, ${SCAN_LIMIT_MAX}]`);
     }
-    for (const [name, bound] of [['start', options.start], ['end', options.end]] as const) {
-      if (bound !== undefined && bound.byteLength > KEY_BYTES_MAX) throw new KvError('KEY_TOO_LARGE', `scan ${name} of ${bound.byteLength} B exceeds ${KEY_BYTES_MAX} B`);
-    }
-    const requested = options.cursor !== undefined ? decodeCursor(options.cursor) : (options.start ?? USER_KEY_MIN);
+    checkBounds('scan', options);
+    if (options.reverse === true) return this.scanReverse(options);
+    const requested = options.cursor !== undefined ? decodeCursor(options.cursor, 'forward') : (options.start ?? USER_KEY_MIN);
     return this.call(options.deadline, async (deadline) => {
       // System keys (the meta range) are not the user's: a scan starts at the first user key at the earliest.
       let position = compareKeys(requested, USER_KEY_MIN) < 0 ? USER_KEY_MIN : requested;
@@ -170,13 +185,130 @@ export class HostKvStore implements KvStore {
           const last = items[items.length - 1]!.key;
           const next = Buffer.concat([last, Buffer.of(0)]);
           const more = end === null || compareKeys(next, end) < 0;
-          return more ? { items, cursor: encodeCursor(next) } : { items };
+          return more ? { items, cursor: encodeCursor(next, 'forward') } : { items };
         }
         if (rangeEnd === null) break;
         position = rangeEnd;
       }
       return { items };
     });
+  }
+
+  /**
+   * scan with `reverse`: one range at a time from the upper bound down, each
+   * range's part read from its last key down. The cursor is the last key
+   * returned: the next page's exclusive upper bound.
+   */
+  private async scanReverse(options: ScanOptions): Promise<ScanPage> {
+    const requestedLower = options.start ?? USER_KEY_MIN;
+    // System keys (the meta range) are not the user's: a scan stops at the first user key at the latest.
+    const lower = compareKeys(requestedLower, USER_KEY_MIN) < 0 ? USER_KEY_MIN : requestedLower;
+    let upper: Uint8Array | null = options.cursor !== undefined ? decodeCursor(options.cursor, 'reverse') : (options.end ?? null);
+    const consistency = options.consistency ?? 'linearizable';
+    return this.call(options.deadline, async (deadline) => {
+      const items: { key: Uint8Array; value: Uint8Array; version: number }[] = [];
+      while (upper === null || compareKeys(lower, upper) < 0) {
+        const below: Uint8Array | null = upper;
+        const { page, rangeStart } = await this.router.routedBelow(below, deadline, { stale: consistency === 'stale' }, async (range) => {
+          const start = compareKeys(lower, range.start) > 0 ? lower : range.start;
+          const limit = options.limit - items.length;
+          const page = (await this.router.execute({ kind: 'scan', rangeId: range.rangeId, start, end: below, limit, consistency, reverse: true }, deadline)) as { key: Uint8Array; value: Uint8Array; version: number }[];
+          return { page, rangeStart: range.start };
+        });
+        items.push(...page);
+        if (items.length === options.limit) {
+          const last = items[items.length - 1]!.key;
+          return compareKeys(lower, last) < 0 ? { items, cursor: encodeCursor(last, 'reverse') } : { items };
+        }
+        if (compareKeys(rangeStart, lower) <= 0) break;
+        upper = rangeStart;
+      }
+      return { items };
+    });
+  }
+
+  async clear(options: ClearOptions): Promise<ClearResult> {
+    this.checkOpen();
+    checkBounds('clear', options);
+    const requested = options.start ?? USER_KEY_MIN;
+    const lower = compareKeys(requested, USER_KEY_MIN) < 0 ? USER_KEY_MIN : requested;
+    const end = options.end ?? null;
+    return this.call(options.deadline, async (deadline) => {
+      const ranges: ClearResult['ranges'][number][] = [];
+      // One range's part at a time from `position`; a range that split since the table was read refuses
+      // its part whole (KEY_OUT_OF_RANGE) and the part is routed again, now ending at the split.
+      for (let position = lower; end === null || compareKeys(position, end) < 0; ) {
+        const from = position;
+        const part = await this.router.routed(from, deadline, { stale: false }, async (range) => {
+          const to = end === null ? range.end : range.end === null || compareKeys(end, range.end) < 0 ? end : range.end;
+          const result = (await this.router.execute({ kind: 'deleteRange', rangeId: range.rangeId, start: from, end: to }, deadline)) as KvResult;
+          if (result.ok && 'deletedCount' in result) return { rangeId: range.rangeId, start: from, end: to, deletedCount: result.deletedCount };
+          if (!result.ok && result.code === 'KEY_OUT_OF_RANGE') throw new StaleRouteError(result.reason);
+          throw new KvError('INVALID_ARGUMENT', `range ${range.rangeId} refused the clear: ${result.ok ? 'unexpected answer' : 'reason' in result ? result.reason : result.code}`);
+        });
+        ranges.push(part);
+        if (part.end === null) break;
+        position = part.end;
+      }
+      return { deletedCount: ranges.reduce((sum, r) => sum + r.deletedCount, 0), ranges };
+    });
+  }
+
+  async batch(ops: readonly BatchWrite[], options: WithDeadline = {}): Promise<BatchOutcome> {
+    this.checkOpen();
+    if (ops.length > ATOMIC_BATCH_OPS_MAX) throw new KvError('INVALID_ARGUMENT', `a batch of ${ops.length} ops exceeds ${ATOMIC_BATCH_OPS_MAX}`);
+    for (const [i, op] of ops.entries()) checkWrite(op, `op ${i}: `);
+    if (ops.length === 0) return { versions: [] };
+    return this.call(options.deadline, (deadline) => {
+      // A batch that spans ranges by this node's table is checked against a fresh table once before it is
+      // refused: the table may hold a range that has split (then the batch may fit one half) or miss one.
+      let refreshed = false;
+      return this.router.routed(ops[0]!.key, deadline, { stale: false }, async (range) => {
+        if (ops.some((op) => !rangeContains(range, op.key))) {
+          if (!refreshed) {
+            refreshed = true;
+            throw new StaleRouteError(`batch spans ranges by node ${this.options.host.nodeId}'s table`);
+          }
+          throw this.spansRanges(ops);
+        }
+        const result = (await this.router.execute({ kind: 'atomicBatch', rangeId: range.rangeId, ops }, deadline)) as KvResult;
+        if (result.ok && 'versions' in result) return { versions: result.versions };
+        if (result.ok) throw new KvError('INVALID_ARGUMENT', `range ${range.rangeId} answered the batch without versions`);
+        if (result.code === 'VERSION_MISMATCH') {
+          const opIndex = result.opIndex ?? 0;
+          const op = ops[opIndex]!;
+          return Promise.reject(
+            new KvError('PRECONDITION_FAILED', `batch op ${opIndex} (${op.op} of key ${hexOf(op.key)}): the key's version is ${result.currentVersion}, not ${op.ifVersion}; nothing was written`, {
+              currentVersion: result.currentVersion,
+              opIndex,
+            }),
+          );
+        }
+        if (result.code === 'KEY_OUT_OF_RANGE') throw new StaleRouteError(result.reason);
+        throw new KvError('INVALID_ARGUMENT', 'reason' in result ? result.reason : result.code);
+      });
+    });
+  }
+
+  /** BATCH_SPANS_RANGES for `ops`, naming each range its keys lie in by this node's table. */
+  private spansRanges(ops: readonly BatchWrite[]): KvError {
+    const byRange = new Map<number, { range: RangeDescriptor | undefined; keyCount: number }>();
+    for (const op of ops) {
+      const range = this.ranges.lookup(op.key);
+      const id = range?.rangeId ?? 0;
+      const entry = byRange.get(id) ?? { range, keyCount: 0 };
+      entry.keyCount++;
+      byRange.set(id, entry);
+    }
+    const named = [...byRange.values()].map(({ range, keyCount }) =>
+      range === undefined ? `${keyCount} in no known range` : `${keyCount} in range ${range.rangeId} [${hexOf(range.start)}, ${range.end === null ? '∞' : hexOf(range.end)})`,
+    );
+    const rangeIds = [...byRange.keys()].filter((id) => id !== 0).sort((a, b) => a - b);
+    return new KvError(
+      'BATCH_SPANS_RANGES',
+      `an atomic batch must stay within one range, but its ${ops.length} keys lie in ${byRange.size} (${named.join('; ')}); nothing was written — send one batch per range, or the writes one by one`,
+      { rangeIds },
+    );
   }
 
   /**
@@ -367,11 +499,11 @@ export class HostKvStore implements KvStore {
     return this.calls.run(deadline, 'read the local replicas', () => this.options.host.shards());
   }
 
-  private async write(key: Uint8Array, deadline: Deadline, opFor: (rangeId: number) => Extract<RangeOp, { kind: 'put' | 'delete' }>): Promise<number> {
+  private async write(key: Uint8Array, deadline: Deadline, opFor: (rangeId: number) => Extract<RangeOp, { kind: 'put' | 'delete' }>): Promise<Extract<KvResult, { ok: true }>> {
     return this.router.routed(key, deadline, { stale: false }, async (range) => {
       const op = opFor(range.rangeId);
       const result = (await this.router.execute(op, deadline)) as KvResult;
-      if (result.ok) return result.version;
+      if (result.ok) return result;
       if (result.code === 'VERSION_MISMATCH') {
         throw new KvError('PRECONDITION_FAILED', `key's version is ${result.currentVersion}, not ${op.ifVersion}`, { currentVersion: result.currentVersion });
       }
@@ -392,19 +524,52 @@ function checkUserKey(key: Uint8Array): void {
   if (key.byteLength > KEY_BYTES_MAX) throw new KvError('KEY_TOO_LARGE', `key of ${key.byteLength} B exceeds ${KEY_BYTES_MAX} B`);
 }
 
-function checkIfVersion(v: number | undefined): void {
-  if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) throw new KvError('INVALID_ARGUMENT', `ifVersion ${v} is not a non-negative integer`);
+/** A put's or delete's arguments (alone, or op `prefix` of a batch), checked before anything is routed. */
+function checkWrite(op: BatchWrite, prefix = ''): void {
+  try {
+    checkUserKey(op.key);
+    if (op.ifVersion !== undefined && (!Number.isSafeInteger(op.ifVersion) || op.ifVersion < 0)) throw new KvError('INVALID_ARGUMENT', `ifVersion ${op.ifVersion} is not a non-negative integer`);
+    if (op.op === 'put') {
+      if (op.value.byteLength > VALUE_BYTES_MAX) throw new KvError('VALUE_TOO_LARGE', `value of ${op.value.byteLength} B exceeds ${VALUE_BYTES_MAX} B`);
+      const invalid = op.contentType === undefined ? undefined : invalidContentType(op.contentType);
+      if (invalid !== undefined) throw new KvError('INVALID_ARGUMENT', invalid);
+    }
+  } catch (err) {
+    if (prefix === '' || !(err instanceof KvError)) throw err;
+    throw new KvError(err.code, `${prefix}${err.message}`, err.details);
+  }
 }
 
-export function encodeCursor(next: Uint8Array): string {
-  return CURSOR_PREFIX + Buffer.from(next).toString('base64url');
+/** A scan's or clear's bounds: each at most KEY_BYTES_MAX, and start not after end. */
+function checkBounds(what: string, bounds: { readonly start?: Uint8Array; readonly end?: Uint8Array }): void {
+  for (const [name, bound] of [['start', bounds.start], ['end', bounds.end]] as const) {
+    if (bound !== undefined && bound.byteLength > KEY_BYTES_MAX) throw new KvError('KEY_TOO_LARGE', `${what} ${name} of ${bound.byteLength} B exceeds ${KEY_BYTES_MAX} B`);
+  }
+  if (bounds.start !== undefined && bounds.end !== undefined && compareKeys(bounds.start, bounds.end) > 0) {
+    throw new KvError('INVALID_ARGUMENT', `${what} start ${hexOf(bounds.start)} is after its end ${hexOf(bounds.end)}`);
+  }
 }
 
-export function decodeCursor(cursor: string): Uint8Array {
-  if (!cursor.startsWith(CURSOR_PREFIX) || !/^[A-Za-z0-9_-]+$/.test(cursor.slice(CURSOR_PREFIX.length))) {
+function hexOf(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('hex');
+}
+
+/**
+ * A scan cursor: the direction and the key the next page starts from
+ * (forward: its first key, inclusive; reverse: its exclusive upper bound).
+ */
+export function encodeCursor(next: Uint8Array, direction: 'forward' | 'reverse'): string {
+  return (direction === 'forward' ? CURSOR_PREFIX : REVERSE_CURSOR_PREFIX) + Buffer.from(next).toString('base64url');
+}
+
+export function decodeCursor(cursor: string, direction: 'forward' | 'reverse'): Uint8Array {
+  const prefix = direction === 'forward' ? CURSOR_PREFIX : REVERSE_CURSOR_PREFIX;
+  const other = direction === 'forward' ? REVERSE_CURSOR_PREFIX : CURSOR_PREFIX;
+  if (cursor.startsWith(other)) throw new KvError('INVALID_ARGUMENT', `scan cursor is from a ${direction === 'forward' ? 'reverse' : 'forward'} scan; continue it in the same direction`);
+  if (!cursor.startsWith(prefix) || !/^[A-Za-z0-9_-]+$/.test(cursor.slice(prefix.length))) {
     throw new KvError('INVALID_ARGUMENT', 'scan cursor is malformed (pass back the cursor of the previous page unchanged)');
   }
-  const key = Buffer.from(cursor.slice(CURSOR_PREFIX.length), 'base64url');
+  const key = Buffer.from(cursor.slice(prefix.length), 'base64url');
   if (key.byteLength === 0 || key.byteLength > KEY_BYTES_MAX + 1) throw new KvError('INVALID_ARGUMENT', 'scan cursor is malformed');
   return key;
 }

@@ -1,7 +1,7 @@
 import { FlotillaError, groupId } from '@flotilla/core';
 import { Packr } from 'msgpackr';
 import { META_RANGE_ID } from '@flotilla/placement';
-import { NotLeaderError, type ChecksumAnswer, type ChecksumBlockAnswer, type Consistency, type Host, type KvResult, type MembershipChange } from '@flotilla/shards';
+import { ATOMIC_BATCH_OPS_MAX, NotLeaderError, type ChecksumAnswer, type ChecksumBlockAnswer, type Consistency, type Host, type KvResult, type MembershipChange } from '@flotilla/shards';
 
 /**
  * One operation on one range, as run on the node that leads it: locally, or
@@ -10,8 +10,12 @@ import { NotLeaderError, type ChecksumAnswer, type ChecksumBlockAnswer, type Con
  */
 export type RangeOp =
   | { readonly kind: 'get'; readonly rangeId: number; readonly key: Uint8Array; readonly consistency: Consistency }
-  | { readonly kind: 'put'; readonly rangeId: number; readonly key: Uint8Array; readonly value: Uint8Array; readonly ifVersion: number | undefined }
+  | { readonly kind: 'put'; readonly rangeId: number; readonly key: Uint8Array; readonly value: Uint8Array; readonly ifVersion: number | undefined; readonly contentType?: string }
   | { readonly kind: 'delete'; readonly rangeId: number; readonly key: Uint8Array; readonly ifVersion: number | undefined }
+  /** Puts and deletes of keys of this range, applied all or none (one Raft entry: AtomicBatchCommand). */
+  | { readonly kind: 'atomicBatch'; readonly rangeId: number; readonly ops: readonly BatchWrite[] }
+  /** Deletes every key of [start, end), which must lie within the range (one Raft entry: DeleteRangeCommand). */
+  | { readonly kind: 'deleteRange'; readonly rangeId: number; readonly start: Uint8Array; readonly end: Uint8Array | null }
   | { readonly kind: 'split'; readonly rangeId: number; readonly key: Uint8Array; readonly newShardId: number; readonly epoch: number }
   /** A membership change on the range's leader (the placement driver's steps). */
   | { readonly kind: 'membership'; readonly rangeId: number; readonly epoch: number; readonly changes: readonly MembershipChange[] }
@@ -37,10 +41,17 @@ export type RangeOp =
       readonly end: Uint8Array | null;
       readonly limit: number;
       readonly consistency: Consistency;
+      /** The span's last `limit` keys, from the last down. */
+      readonly reverse?: boolean;
     };
 
+/** One write of an atomic batch. */
+export type BatchWrite =
+  | { readonly op: 'put'; readonly key: Uint8Array; readonly value: Uint8Array; readonly ifVersion?: number; readonly contentType?: string }
+  | { readonly op: 'delete'; readonly key: Uint8Array; readonly ifVersion?: number };
+
 export type RangeOpResult =
-  | { value: Uint8Array; version: number }
+  | { value: Uint8Array; version: number; contentType?: string }
   | undefined
   | KvResult
   | { key: Uint8Array; value: Uint8Array; version: number }[]
@@ -73,16 +84,28 @@ export async function runLocally(host: Host, op: RangeOp, placement?: PlacementH
     }
     case 'get': {
       const v = await host.get(shard, op.key, { consistency: op.consistency });
-      return v === undefined ? undefined : { value: v.value, version: v.version };
+      if (v === undefined) return undefined;
+      return v.contentType === undefined ? { value: v.value, version: v.version } : { value: v.value, version: v.version, contentType: v.contentType };
     }
     case 'put':
-      return host.propose(shard, { op: 'put', key: op.key, value: op.value, ...(op.ifVersion === undefined ? {} : { ifVersion: op.ifVersion }) });
+      return host.propose(shard, {
+        op: 'put',
+        key: op.key,
+        value: op.value,
+        ...(op.ifVersion === undefined ? {} : { ifVersion: op.ifVersion }),
+        ...(op.contentType === undefined ? {} : { contentType: op.contentType }),
+      });
     case 'delete':
       return host.propose(shard, { op: 'delete', key: op.key, ...(op.ifVersion === undefined ? {} : { ifVersion: op.ifVersion }) });
+    case 'atomicBatch':
+      if (op.ops.length === 0) throw new MalformedRangeOpError('atomic batch without ops');
+      return host.propose(shard, { op: 'atomicBatch', key: op.ops[0]!.key, ops: op.ops });
+    case 'deleteRange':
+      return host.propose(shard, { op: 'deleteRange', key: op.start, end: op.end });
     case 'split':
       return host.propose(shard, { op: 'split', key: op.key, newShardId: op.newShardId, epoch: op.epoch });
     case 'scan':
-      return host.scan(shard, { start: op.start, end: op.end, limit: op.limit }, { consistency: op.consistency });
+      return host.scan(shard, { start: op.start, end: op.end, limit: op.limit, ...(op.reverse === true ? { reverse: true } : {}) }, { consistency: op.consistency });
     case 'checksum':
       return host.proposeChecksum(shard, op.checksumId);
     case 'checksumResult':
@@ -103,13 +126,23 @@ export function encodeRangeOp(op: RangeOp): Uint8Array {
     case 'get':
       return packr.pack(['get', op.rangeId, op.key, op.consistency]);
     case 'put':
-      return packr.pack(['put', op.rangeId, op.key, op.value, op.ifVersion ?? -1]);
+      return packr.pack(op.contentType === undefined ? ['put', op.rangeId, op.key, op.value, op.ifVersion ?? -1] : ['put', op.rangeId, op.key, op.value, op.ifVersion ?? -1, op.contentType]);
     case 'delete':
       return packr.pack(['delete', op.rangeId, op.key, op.ifVersion ?? -1]);
+    case 'atomicBatch':
+      // The first op's key sits where every keyed op has its key; each op is [op, key, value|null, ifVersion|-1, contentType|null].
+      return packr.pack([
+        'atomicBatch',
+        op.rangeId,
+        op.ops[0]?.key ?? new Uint8Array(0),
+        op.ops.map((w) => [w.op, w.key, w.op === 'put' ? w.value : null, w.ifVersion ?? -1, w.op === 'put' ? (w.contentType ?? null) : null]),
+      ]);
+    case 'deleteRange':
+      return packr.pack(['deleteRange', op.rangeId, op.start, op.end]);
     case 'split':
       return packr.pack(['split', op.rangeId, op.key, op.newShardId, op.epoch]);
     case 'scan':
-      return packr.pack(['scan', op.rangeId, op.start, op.end, op.limit, op.consistency]);
+      return packr.pack(op.reverse === true ? ['scan', op.rangeId, op.start, op.end, op.limit, op.consistency, true] : ['scan', op.rangeId, op.start, op.end, op.limit, op.consistency]);
     case 'membership':
       return packr.pack(['membership', op.rangeId, op.epoch, op.changes.flatMap((c) => [c.type, c.nodeId])]);
     case 'transferLeader':
@@ -210,27 +243,52 @@ export function decodeRangeOp(bytes: Uint8Array): RangeOp {
     case 'get':
       if (raw.length !== 4) throw new MalformedRangeOpError('get arity');
       return { kind, rangeId, key, consistency: consistencyAt(3) };
-    case 'put':
-      if (raw.length !== 5 || !(raw[3] instanceof Uint8Array)) throw new MalformedRangeOpError('put');
-      return { kind, rangeId, key, value: raw[3], ifVersion: ifVersionAt(4) };
+    case 'put': {
+      if ((raw.length !== 5 && raw.length !== 6) || !(raw[3] instanceof Uint8Array)) throw new MalformedRangeOpError('put');
+      const contentType = raw[5];
+      if (raw.length === 6 && typeof contentType !== 'string') throw new MalformedRangeOpError('put content type');
+      return { kind, rangeId, key, value: raw[3], ifVersion: ifVersionAt(4), ...(typeof contentType === 'string' ? { contentType } : {}) };
+    }
     case 'delete':
       if (raw.length !== 4) throw new MalformedRangeOpError('delete arity');
       return { kind, rangeId, key, ifVersion: ifVersionAt(3) };
+    case 'atomicBatch': {
+      const writes = raw[3];
+      if (raw.length !== 4 || !Array.isArray(writes) || writes.length === 0 || writes.length > ATOMIC_BATCH_OPS_MAX) throw new MalformedRangeOpError('atomicBatch');
+      return { kind, rangeId, ops: writes.map(decodeBatchWrite) };
+    }
+    case 'deleteRange': {
+      const end = raw[3];
+      if (raw.length !== 4 || !(end === null || end instanceof Uint8Array)) throw new MalformedRangeOpError('deleteRange');
+      return { kind, rangeId, start: key, end };
+    }
     case 'split': {
       const [, , , newShardId, epoch] = raw as unknown[];
       if (raw.length !== 5 || !positive(newShardId) || !positive(epoch)) throw new MalformedRangeOpError('split');
       return { kind, rangeId, key, newShardId: newShardId as number, epoch: epoch as number };
     }
     case 'scan': {
-      const [, , , end, limit] = raw as unknown[];
-      if (raw.length !== 6 || !(end === null || end instanceof Uint8Array) || typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1) {
+      const [, , , end, limit, , reverse] = raw as unknown[];
+      if ((raw.length !== 6 && !(raw.length === 7 && reverse === true)) || !(end === null || end instanceof Uint8Array) || typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1) {
         throw new MalformedRangeOpError('scan');
       }
-      return { kind, rangeId, start: key, end, limit, consistency: consistencyAt(5) };
+      return { kind, rangeId, start: key, end, limit, consistency: consistencyAt(5), ...(reverse === true ? { reverse: true } : {}) };
     }
     default:
       throw new MalformedRangeOpError(`kind ${String(kind)}`);
   }
+}
+
+/** One write of a forwarded atomic batch: [op, key, value|null, ifVersion|-1, contentType|null]. */
+function decodeBatchWrite(raw: unknown): BatchWrite {
+  if (!Array.isArray(raw) || raw.length !== 5) throw new MalformedRangeOpError('atomicBatch op');
+  const [op, key, value, ifVersion, contentType] = raw as unknown[];
+  if (!(key instanceof Uint8Array)) throw new MalformedRangeOpError('atomicBatch op key');
+  if (typeof ifVersion !== 'number' || !Number.isSafeInteger(ifVersion) || ifVersion < -1) throw new MalformedRangeOpError('atomicBatch op ifVersion');
+  const condition = ifVersion === -1 ? {} : { ifVersion };
+  if (op === 'delete' && value === null && contentType === null) return { op, key, ...condition };
+  if (op !== 'put' || !(value instanceof Uint8Array) || !(contentType === null || typeof contentType === 'string')) throw new MalformedRangeOpError('atomicBatch op');
+  return { op, key, value, ...condition, ...(contentType === null ? {} : { contentType }) };
 }
 
 export function encodeRangeOpResult(result: RangeOpResult): Uint8Array {
@@ -247,9 +305,10 @@ export function decodeRangeOpResult(op: RangeOp, bytes: Uint8Array): RangeOpResu
   }
   if (op.kind === 'get') {
     if (raw === null) return undefined;
-    const v = raw as { value?: unknown; version?: unknown };
+    const v = raw as { value?: unknown; version?: unknown; contentType?: unknown };
     if (!(v.value instanceof Uint8Array) || typeof v.version !== 'number') throw new MalformedRangeOpError('get answer');
-    return { value: v.value, version: v.version };
+    if (v.contentType !== undefined && typeof v.contentType !== 'string') throw new MalformedRangeOpError('get answer content type');
+    return v.contentType === undefined ? { value: v.value, version: v.version } : { value: v.value, version: v.version, contentType: v.contentType };
   }
   if (op.kind === 'scan') {
     if (!Array.isArray(raw)) throw new MalformedRangeOpError('scan answer');

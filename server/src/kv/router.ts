@@ -1,5 +1,5 @@
 import { AssertionError, FlotillaError, assert, groupId } from '@flotilla/core';
-import { META_RANGE_ID, type RangeDescriptor, type RangeTable } from '@flotilla/placement';
+import { META_RANGE_ID, compareKeys, type RangeDescriptor, type RangeTable } from '@flotilla/placement';
 import type { Host } from '@flotilla/shards';
 import { DeadlineExceededError, closedOr, type HostCalls } from './host-calls.js';
 import { decodeRangeOpResult, encodeRangeOp, type RangeOp, type RangeOpResult } from './range-ops.js';
@@ -71,11 +71,24 @@ export class Router {
    * replicas only: they need no quorum, so they never wait on the meta range.
    */
   async routed<T>(key: Uint8Array, deadline: Deadline, o: { stale: boolean }, run: (range: RangeDescriptor) => Promise<T>): Promise<T> {
+    return this.routedBy(() => this.o.ranges.lookup(key), `key ${Buffer.from(key).toString('hex')}`, deadline, o, run);
+  }
+
+  /**
+   * As routed, for the range holding the keys just below `end` (null: the
+   * last range, which runs to the end of the key space): where a reverse
+   * scan goes next.
+   */
+  async routedBelow<T>(end: Uint8Array | null, deadline: Deadline, o: { stale: boolean }, run: (range: RangeDescriptor) => Promise<T>): Promise<T> {
+    return this.routedBy(() => rangeBelow(this.o.ranges, end), `the keys below ${end === null ? '∞' : Buffer.from(end).toString('hex')}`, deadline, o, run);
+  }
+
+  private async routedBy<T>(locate: () => RangeDescriptor | undefined, what: string, deadline: Deadline, o: { stale: boolean }, run: (range: RangeDescriptor) => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       this.o.checkOpen();
-      const range = this.o.ranges.lookup(key);
+      const range = locate();
       try {
-        if (range === undefined) throw new StaleRouteError(`no known range holds key ${Buffer.from(key).toString('hex')}`);
+        if (range === undefined) throw new StaleRouteError(`no known range holds ${what}`);
         return await run(range);
       } catch (err) {
         // KEY_OUT_OF_RANGE: a replica (here or forwarded) says the key is not its range's any more.
@@ -83,7 +96,7 @@ export class Router {
         await this.o.refresh(deadline, { fromMeta: !o.stale });
         await this.o.calls.pause(deadline, retryDelayMs(attempt));
         if (deadline.expired) {
-          throw new KvError('UNAVAILABLE', `no range reachable from node ${this.o.host.nodeId} holds key ${Buffer.from(key).toString('hex')} (${(err as Error).message})`, { retryAfterMs: RETRY_AFTER_MS });
+          throw new KvError('UNAVAILABLE', `no range reachable from node ${this.o.host.nodeId} holds ${what} (${(err as Error).message})`, { retryAfterMs: RETRY_AFTER_MS });
         }
       }
     }
@@ -236,7 +249,7 @@ export class Router {
    */
   private retryableFailure(op: RangeOp, target: number, err: unknown): { code: string; leaderHint?: number } {
     const e = err as { code?: string; leaderHint?: number; message?: string };
-    const isWrite = op.kind === 'put' || op.kind === 'delete' || op.kind === 'split' || op.kind === 'membership';
+    const isWrite = op.kind === 'put' || op.kind === 'delete' || op.kind === 'atomicBatch' || op.kind === 'deleteRange' || op.kind === 'split' || op.kind === 'membership';
     if (err instanceof DeadlineExceededError) {
       if (isWrite && err.handedOver) throw new KvError('TIMEOUT', `range ${op.rangeId}: node ${target} did not answer the ${op.kind} by its deadline; the write's outcome is unknown`, { retryAfterMs: RETRY_AFTER_MS });
       throw err;
@@ -272,6 +285,22 @@ export class Router {
     const leader = this.o.host.leaderOf(groupId(rangeId)) || this.leaderHints.get(rangeId);
     return leader !== undefined && leader !== 0 && live.has(leader) ? leader : undefined;
   }
+}
+
+/**
+ * The range holding the keys just below `end` (null: the range running to
+ * the end of the key space), or undefined when the table has no range
+ * there (a gap: stale). Linear in the table: once per page of a reverse scan.
+ */
+function rangeBelow(ranges: RangeTable, end: Uint8Array | null): RangeDescriptor | undefined {
+  const all = ranges.all();
+  for (let i = all.length - 1; i >= 0; i--) {
+    const r = all[i]!;
+    if (end === null) return r.end === null ? r : undefined;
+    if (compareKeys(r.start, end) >= 0) continue;
+    return r.end === null || compareKeys(r.end, end) >= 0 ? r : undefined;
+  }
+  return undefined;
 }
 
 /** Why one round over a range's replicas got no answer (askRound). */

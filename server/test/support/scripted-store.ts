@@ -1,7 +1,7 @@
-import type { KvStore, ScanOptions, ScanPage, VersionedValue } from '../../src/kv/store.js';
+import type { BatchOutcome, BatchWrite, ClearOptions, ClearResult, KvStore, PutResult, ScanOptions, ScanPage, VersionedValue } from '../../src/kv/store.js';
 import { MemoryKvStore } from '../../src/testing/memory-store.js';
 
-export type StoreOperation = 'get' | 'put' | 'delete' | 'scan';
+export type StoreOperation = 'get' | 'put' | 'delete' | 'scan' | 'clear' | 'batch';
 
 /**
  * A MemoryKvStore behind a hook, for what a well-behaved store never does on
@@ -19,7 +19,7 @@ export class ScriptedStore implements KvStore {
     return this.run('get', () => this.inner.get(key));
   }
 
-  async put(key: Uint8Array, value: Uint8Array, options: { ifVersion?: number } = {}): Promise<{ version: number }> {
+  async put(key: Uint8Array, value: Uint8Array, options: { ifVersion?: number; contentType?: string } = {}): Promise<PutResult> {
     return this.run('put', () => this.inner.put(key, value, options));
   }
 
@@ -30,6 +30,14 @@ export class ScriptedStore implements KvStore {
   async scan(options: ScanOptions): Promise<ScanPage> {
     this.scanLimits.push(options.limit);
     return this.run('scan', () => this.inner.scan(options));
+  }
+
+  async clear(options: ClearOptions): Promise<ClearResult> {
+    return this.run('clear', () => this.inner.clear(options));
+  }
+
+  async batch(ops: readonly BatchWrite[]): Promise<BatchOutcome> {
+    return this.run('batch', () => this.inner.batch(ops));
   }
 
   async close(): Promise<void> {
