@@ -1,13 +1,18 @@
-// The embedding API: Flotilla in this process, as a library (`open`).
-//
-// Keys and values go in as bytes (any Uint8Array, Buffer included) or as
-// strings, which are stored as their UTF-8 bytes: 'a' and Uint8Array [0x61]
-// are the same key. They come back in one form, chosen per store at `open`
-// and per call by `keyEncoding` / `valueEncoding`: 'binary' (the default) as
-// plain Uint8Arrays — never Buffers, from every call alike — or 'utf8' as
-// strings. This follows classic-level's per-store encodings with per-call
-// overrides, minus the encodings (JSON, msgpack) that would decide for the
-// caller how a value is serialised.
+/**
+ * The embedding API: Flotilla in this process, as a library (`open`).
+ *
+ * Keys and values go in as bytes (any Uint8Array, Buffer included) or as
+ * strings, which are stored as their UTF-8 bytes: `'a'` and
+ * `Uint8Array.of(0x61)` are the same key. They come back in one form,
+ * chosen per store at `open` and per call by `keyEncoding` /
+ * `valueEncoding`: `'binary'` (the default) as plain Uint8Arrays — never
+ * Buffers, from every call alike — or `'utf8'` as strings. This follows
+ * classic-level's per-store encodings with per-call overrides, minus the
+ * encodings (JSON, msgpack) that would decide for the caller how a value
+ * is serialised.
+ *
+ * @packageDocumentation
+ */
 import { Host, type Consistency, type ShellLogger } from '@flotilla/shards';
 import { NoNetworkTransport } from '@flotilla/transport';
 import { pino } from 'pino';
@@ -54,9 +59,13 @@ export interface OpenOptions<K extends Encoding = 'binary', V extends Encoding =
    * on every member) or joins a running cluster (`join`: any member's HTTP URL).
    */
   readonly cluster?: {
+    /** This member's node id: a positive integer, unique in the cluster and fixed for the directory. */
     readonly nodeId: number;
+    /** Where this member's transport listens for the other members. */
     readonly listen: { readonly host: string; readonly port: number };
+    /** A static member's peers: node id → transport address (`host:port`). */
     readonly peers?: Readonly<Record<number, string>>;
+    /** Join a running cluster through this member's HTTP URL instead. */
     readonly join?: string;
     /** A static member's cluster token (the same on every member; NodeOptions.clusterToken). */
     readonly clusterToken?: string;
@@ -137,12 +146,15 @@ export interface ClearOptions extends CallOptions, RangeOptions {}
 
 /** Options of `scan`, the paged read whose cursor outlives the process. */
 export interface ScanOptions extends ReadOptions {
+  /** The first key, inclusive. */
   readonly start?: Bytes;
+  /** The key to stop before, exclusive. */
   readonly end?: Bytes;
   /** Items in this page at most, in [1, SCAN_LIMIT_MAX]. */
   readonly limit: number;
   /** The `cursor` of the previous page, unchanged; it replaces `start` (`end` when reverse). */
   readonly cursor?: string;
+  /** From the last key of [start, end) down; the cursor then continues downwards. */
   readonly reverse?: boolean;
 }
 
@@ -159,12 +171,15 @@ export interface ScanPage {
  * of the key, though not by one.
  */
 export interface Entry<V> {
+  /** The value, as the encoding asked for gives it. */
   readonly value: V;
+  /** The Raft log index of the write that produced the value. */
   readonly version: number;
 }
 
 /** A key, its value and its version, as iteration yields them. */
 export interface Item<K, V> extends Entry<V> {
+  /** The key, as the encoding asked for gives it. */
   readonly key: K;
 }
 
@@ -312,5 +327,6 @@ export async function openKvStore(options: OpenOptions<Encoding, Encoding>): Pro
 }
 
 export { AbortError } from './embedded/arguments.js';
+export type { Consistency } from '@flotilla/shards';
 export { KvError, SCAN_LIMIT_MAX, KV_ERROR_CODES, type KvErrorCode, type KvErrorDetails, type PutResult, type BatchOutcome, type ClearResult } from './kv/store.js';
 export { ATOMIC_BATCH_BYTES_MAX, ATOMIC_BATCH_OPS_MAX, KEY_BYTES_MAX, VALUE_BYTES_MAX } from '@flotilla/shards';

@@ -67,6 +67,7 @@ export interface VersionedValue {
   readonly contentType?: string;
 }
 
+/** What a put answers. */
 export interface PutResult {
   /** The value's version (see KvStore). */
   readonly version: number;
@@ -74,6 +75,7 @@ export interface PutResult {
   readonly created: boolean;
 }
 
+/** The span a clear deletes. */
 export interface ClearOptions extends WithDeadline {
   /** Inclusive; absent: the first user key. */
   readonly start?: Uint8Array;
@@ -81,6 +83,7 @@ export interface ClearOptions extends WithDeadline {
   readonly end?: Uint8Array;
 }
 
+/** What a clear answers: the keys deleted, in total and by range. */
 export interface ClearResult {
   /** Keys deleted, over every range. */
   readonly deletedCount: number;
@@ -93,6 +96,7 @@ export type BatchWrite =
   | { readonly op: 'put'; readonly key: Uint8Array; readonly value: Uint8Array; readonly ifVersion?: number; readonly contentType?: string }
   | { readonly op: 'delete'; readonly key: Uint8Array; readonly ifVersion?: number };
 
+/** What an atomic batch answers once applied. */
 export interface BatchOutcome {
   /** Each op's new version, in the batch's order; 0 for a delete. */
   readonly versions: readonly number[];
@@ -193,6 +197,7 @@ export const KV_ERROR_CODES = [
   'CLOSED', // the store is shutting down
 ] as const;
 
+/** A KvError's stable code: one of KV_ERROR_CODES. */
 export type KvErrorCode = (typeof KV_ERROR_CODES)[number];
 
 /** What the store's retryable errors (UNAVAILABLE, TIMEOUT, DISK_FULL) tell the client to wait (`details.retryAfterMs`: the reply's Retry-After). */
@@ -213,13 +218,17 @@ export interface KvErrorDetails {
 /** An expected failure of a KvStore call; branch on `code` (KV_ERROR_CODES), never on the message. */
 export class KvError extends FlotillaError {
   constructor(
+    /** What failed, stable across versions (KV_ERROR_CODES). */
     readonly code: KvErrorCode,
+    /** For people: names the object, the values and the expectation. */
     message: string,
+    /** What some codes carry besides the message. */
     readonly details: KvErrorDetails = {},
   ) {
     super(message);
   }
 
+  /** The same call may succeed later (UNAVAILABLE, TIMEOUT, DISK_FULL): wait `details.retryAfterMs`, then retry. */
   get retryable(): boolean {
     return this.code === 'UNAVAILABLE' || this.code === 'TIMEOUT' || this.code === 'DISK_FULL';
   }
