@@ -12,6 +12,7 @@ import {
   type NodeRecord,
   type Operator,
   type PlacementSettings,
+  type RangeInfo,
   type Step,
   type StepOutcome,
 } from '@flotilla/placement';
@@ -170,7 +171,8 @@ export class PlacementService {
       case 'status':
         return packr.pack(JSON.stringify(statusJson(driver.status(nowMs))));
       case 'operator': {
-        const op = operatorOf(raw[1], (rangeId) => driver.snapshot(nowMs).ranges.find((r) => r.rangeId === rangeId));
+        const snapshot = driver.snapshot(nowMs);
+        const op = operatorOf(raw[1], { rangeOf: (rangeId) => snapshot.ranges.find((r) => r.rangeId === rangeId), nodeIds: snapshot.nodes.map((n) => n.nodeId) });
         try {
           driver.submit(op, nowMs);
         } catch (err) {
@@ -236,18 +238,30 @@ function decodeCollect(bytes: Uint8Array): number[] {
   return raw as number[];
 }
 
-function operatorOf(raw: unknown, rangeOf: (rangeId: number) => { epoch: number; leader: number } | undefined): Operator {
+/** What an admin operator is checked against: the driver's view of the ranges and of the nodes it knows. */
+interface OperatorContext {
+  rangeOf(rangeId: number): Pick<RangeInfo, 'epoch' | 'leader' | 'voters' | 'votersOutgoing' | 'learners'> | undefined;
+  readonly nodeIds: readonly number[];
+}
+
+function operatorOf(raw: unknown, context: OperatorContext): Operator {
   if (!Array.isArray(raw)) throw new KvError('INVALID_ARGUMENT', 'operator is not a tuple');
   const [kind, rangeId] = raw as unknown[];
   const positive = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n > 0;
   if (!positive(rangeId)) throw new KvError('INVALID_ARGUMENT', `range id ${String(rangeId)}`);
-  const range = rangeOf(rangeId);
+  const range = context.rangeOf(rangeId);
   if (range === undefined) throw new KvError('NOT_FOUND', `range ${rangeId} has not been reported to the placement driver`);
   const { epoch, leader } = range;
   switch (kind) {
     case 'moveReplica': {
       const [, , from, to] = raw as unknown[];
       if (!positive(from) || !positive(to) || from === to) throw new KvError('INVALID_ARGUMENT', 'a move needs two different node ids, from and to');
+      // Refused here, before the driver starts it: a move onto a holder or off a non-holder would still
+      // step through membership changes (each bumping the range's epoch) and end where it began.
+      const holders = [...new Set([...range.voters, ...range.votersOutgoing, ...range.learners])].sort((a, b) => a - b);
+      if (!holders.includes(from)) throw new KvError('PRECONDITION_FAILED', `node ${from} holds no replica of range ${rangeId} (its replicas are on nodes ${holders.join(', ')})`);
+      if (holders.includes(to)) throw new KvError('PRECONDITION_FAILED', `node ${to} already holds a replica of range ${rangeId} (its replicas are on nodes ${holders.join(', ')})`);
+      if (!context.nodeIds.includes(to)) throw new KvError('NOT_FOUND', `node ${to} is not a member the placement driver knows (members: ${context.nodeIds.join(', ')})`);
       return { kind, rangeId, epoch, from, to, reason: 'admin' };
     }
     case 'transferLeader': {

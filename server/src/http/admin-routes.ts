@@ -12,6 +12,7 @@
 // bytes, like every body (app.ts), and are parsed as JSON here whatever
 // their Content-Type, so a client need not send one.
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchemaValidationError, FastifySchema } from 'fastify';
+import { REPLICATION_FACTOR_MAX } from '@flotilla/placement';
 import { Deadline } from '../kv/store.js';
 import type { HttpMetrics } from '../metrics/http-metrics.js';
 import { ERROR_BODY_SCHEMA, ERROR_RESPONSE, HttpError, errorReply, schemaError } from './errors.js';
@@ -152,11 +153,21 @@ function clusterRoutes(app: FastifyInstance, view: ClusterView, options: AdminRo
   });
 }
 
+/** What a route's JSON body looks like, for its error messages: the route's name and the body's shape. */
+interface BodyUsage {
+  /** e.g. "settings". */
+  readonly what: string;
+  /** e.g. '{"paused": true|false}'. */
+  readonly shape: string;
+}
+
 /**
  * A route whose body is JSON: the body (bytes, see app.ts) is parsed before
- * validation, and a failure names `usage`, what the body must look like.
+ * validation. A body that is not JSON is told what it must be; a JSON body
+ * that fails the schema is told what is wrong first, then the shape (not
+ * "must be JSON": it was).
  */
-function jsonBody(usage: string): {
+function jsonBody(usage: BodyUsage): {
   preValidation: (request: FastifyRequest) => Promise<void>;
   schemaErrorFormatter: (errors: FastifySchemaValidationError[], dataVar: string) => Error;
 } {
@@ -166,10 +177,10 @@ function jsonBody(usage: string): {
       try {
         request.body = JSON.parse(Buffer.isBuffer(body) ? body.toString('utf8') : '') as unknown;
       } catch {
-        throw new HttpError('INVALID_ARGUMENT', usage);
+        throw new HttpError('INVALID_ARGUMENT', `${usage.what} body must be JSON: ${usage.shape}`);
       }
     },
-    schemaErrorFormatter: (errors, dataVar) => schemaError(errors, dataVar, usage),
+    schemaErrorFormatter: (errors, dataVar) => schemaError(errors, dataVar, `a ${usage.what} body is ${usage.shape}`),
   };
 }
 
@@ -263,7 +274,7 @@ const RANGES_SCHEMA = {
   response: jsonResponse("This node's ranges"),
 } as const satisfies FastifySchema;
 
-const JOIN_USAGE = 'join body must be JSON: {"nodeId": N, "address": "host:port", "httpAddress": "host:port"}';
+const JOIN_USAGE: BodyUsage = { what: 'join', shape: '{"nodeId": N, "address": "host:port", "httpAddress": "host:port"}' };
 const JOIN_SCHEMA = {
   tags: TAGS,
   summary: 'Records a joining node in the meta range',
@@ -281,7 +292,7 @@ const JOIN_SCHEMA = {
   response: jsonResponse('The membership the joining node starts with'),
 } as const satisfies FastifySchema;
 
-const SPLIT_USAGE = 'split body must be JSON: {"key": "<text>"} or {"keyBase64": "<base64>"}';
+const SPLIT_USAGE: BodyUsage = { what: 'split', shape: '{"key": "<text>"} or {"keyBase64": "<base64>"}' };
 const SPLIT_SCHEMA = {
   tags: TAGS,
   summary: "Splits a range at a key, the right half's first key",
@@ -308,7 +319,7 @@ const PLACEMENT_SCHEMA = {
   response: jsonResponse('Nodes with their state, operators in flight, settings'),
 } as const satisfies FastifySchema;
 
-const SETTINGS_USAGE = 'settings body must be JSON: {"paused": true|false, "replicationFactor": 1..7} (either or both)';
+const SETTINGS_USAGE: BodyUsage = { what: 'settings', shape: `{"paused": true|false, "replicationFactor": 1..${REPLICATION_FACTOR_MAX}} (either or both)` };
 const SETTINGS_SCHEMA = {
   tags: TAGS,
   summary: "Changes the placement driver's settings (kept in the meta range)",
@@ -318,7 +329,10 @@ const SETTINGS_SCHEMA = {
     type: 'object',
     additionalProperties: false,
     minProperties: 1,
-    properties: { paused: { type: 'boolean' }, replicationFactor: { type: 'integer', minimum: 1, maximum: 7 } },
+    properties: {
+      paused: { type: 'boolean', description: 'true or false' },
+      replicationFactor: { type: 'integer', minimum: 1, maximum: REPLICATION_FACTOR_MAX, description: `a replication factor: an integer in [1, ${REPLICATION_FACTOR_MAX}]` },
+    },
   },
   response: jsonResponse('The settings now'),
 } as const satisfies FastifySchema;
@@ -334,7 +348,7 @@ function nodeStateSchema(action: 'decommission' | 'recommission'): FastifySchema
   };
 }
 
-const MOVE_USAGE = 'move body must be JSON: {"from": N, "to": N}';
+const MOVE_USAGE: BodyUsage = { what: 'move', shape: '{"from": N, "to": N}' };
 const MOVE_SCHEMA = {
   tags: TAGS,
   summary: 'Asks the placement driver to move a replica',
@@ -345,7 +359,7 @@ const MOVE_SCHEMA = {
   response: jsonResponse('The operator started'),
 } as const satisfies FastifySchema;
 
-const TRANSFER_USAGE = 'transfer body must be JSON: {"to": N}';
+const TRANSFER_USAGE: BodyUsage = { what: 'transfer', shape: '{"to": N}' };
 const TRANSFER_SCHEMA = {
   tags: TAGS,
   summary: "Asks the placement driver to move a range's lead",
