@@ -2,6 +2,11 @@
 // node processes (`flotilla dev`, the tests, the benchmarks) waits for it with readyUrl.
 import type { ChildProcess } from 'node:child_process';
 
+/** The ready line itself, one JSON object; readyUrl reads `ready` and `http`, the rest is for people and tools. */
+export function readyLine(o: { nodeId: number; http: string; transport: string }): string {
+  return JSON.stringify({ ready: true, nodeId: o.nodeId, http: o.http, transport: o.transport });
+}
+
 /**
  * Resolves with the HTTP URL of `child`'s ready line (its stdout must be a pipe). Every other stdout line
  * goes to `onOtherLine`. Rejects if the child exits first, or prints no ready line within `timeoutMs`.
