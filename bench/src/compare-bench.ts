@@ -23,16 +23,37 @@
 // baseline has one process. Reads are linearizable on both (ReadIndex).
 import os from 'node:os';
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { compareChartSvg, type ChartRow } from './compare/chart.js';
 import { ETCD_INSTALL_HINT, etcdBinary, startBaseline, startEtcd, startFlotilla, type RunningSystem } from './compare/systems.js';
 import { loadKeys, run, type RunResult, type Target } from './load/runner.js';
 import { etcdTarget, HttpClient, httpTarget } from './load/targets.js';
 import { commandLine, fmt, machineHeadline, machineInfo, markdownTable, printTable, processesCpuMs, ProgressBar, ratio, writeResults } from './report.js';
-import type { Workload } from './workload/mix.js';
-import { distributionOf, positiveInt, positiveInts, workloadsOf } from './flags.js';
+import { WORKLOADS, type Workload } from './workload/mix.js';
+import { benchArgs, distributionOf, FlagError, flagsOrExit, positiveInt, positiveInts, workloadsOf, type BenchUsage } from './flags.js';
 
-const { values } = parseArgs({
+const USAGE: BenchUsage = {
+  name: 'compare-bench',
+  text: `compare-bench (flotilla bench compare): Flotilla side by side with etcd and a no-consensus baseline,
+each started locally on loopback; every workload at every concurrency on each system in turn. Writes
+JSON, Markdown and an SVG chart to bench/results/ (bench/README.md explains the table).
+
+  --workloads <list>    ${Object.keys(WORKLOADS).join(',')} (default write,a,b,c,f,scan; quick: write,c,f)
+  --concurrency <list>  clients, e.g. 1,16,64,256 (the default; quick: 1,8)
+  --systems <list>      flotilla,etcd,baseline (default all three; etcd only if installed)
+  --rounds <n>          every cell n times, the median round reported (default 1)
+  --dist <d>            uniform or zipfian (default zipfian)
+  --keys <n>            keys loaded first (default 10000; quick: 200)
+  --value-bytes <n>     value size (default 16)
+  --duration-ms <ms>    measured time per cell (default 5000; quick: 300)
+  --warmup-ms <ms>      unmeasured time before each cell (default 1000; quick: 100)
+  --ranges <n>          Flotilla's ranges (default 16)
+  --cores <n>           worker cores per Flotilla node (default 1)
+  --seed <n>            the workload's seed (default 1)
+  --quick               CI: tiny
+  -h, --help            this text`,
+};
+
+const { values } = benchArgs(USAGE, {
   options: {
     quick: { type: 'boolean', default: false },
     workloads: { type: 'string' },
@@ -52,19 +73,24 @@ const { values } = parseArgs({
 });
 
 const QUICK = values.quick;
-const workloads = workloadsOf(values.workloads ?? (QUICK ? 'write,c,f' : 'write,a,b,c,f,scan'));
-const concurrencies = positiveInts(values.concurrency ?? (QUICK ? '1,8' : '1,16,64,256'), '--concurrency');
-const distribution = distributionOf(values.dist);
-const keyCount = positiveInt(values.keys ?? (QUICK ? '200' : '10000'), '--keys');
-const valueBytes = positiveInt(values['value-bytes'], '--value-bytes');
-const durationMs = positiveInt(values['duration-ms'] ?? (QUICK ? '300' : '5000'), '--duration-ms');
-const warmupMs = positiveInt(values['warmup-ms'] ?? (QUICK ? '100' : '1000'), '--warmup-ms');
-const rangeCount = positiveInt(values.ranges, '--ranges');
-const coreCount = positiveInt(values.cores, '--cores');
-const seed = positiveInt(values.seed, '--seed');
-const rounds = positiveInt(values.rounds, '--rounds');
-const wanted = new Set(values.systems.split(','));
-for (const s of wanted) if (!['flotilla', 'etcd', 'baseline'].includes(s)) throw new RangeError(`--systems lists flotilla, etcd, baseline; got "${s}"`);
+const { workloads, concurrencies, distribution, keyCount, valueBytes, durationMs, warmupMs, rangeCount, coreCount, seed, rounds, wanted } = flagsOrExit(USAGE, () => {
+  const wanted = new Set(values.systems.split(','));
+  for (const s of wanted) if (!['flotilla', 'etcd', 'baseline'].includes(s)) throw new FlagError(`--systems lists flotilla, etcd, baseline; got "${s}"`);
+  return {
+    workloads: workloadsOf(values.workloads ?? (QUICK ? 'write,c,f' : 'write,a,b,c,f,scan')),
+    concurrencies: positiveInts(values.concurrency ?? (QUICK ? '1,8' : '1,16,64,256'), '--concurrency'),
+    distribution: distributionOf(values.dist),
+    keyCount: positiveInt(values.keys ?? (QUICK ? '200' : '10000'), '--keys'),
+    valueBytes: positiveInt(values['value-bytes'], '--value-bytes'),
+    durationMs: positiveInt(values['duration-ms'] ?? (QUICK ? '300' : '5000'), '--duration-ms'),
+    warmupMs: positiveInt(values['warmup-ms'] ?? (QUICK ? '100' : '1000'), '--warmup-ms'),
+    rangeCount: positiveInt(values.ranges, '--ranges'),
+    coreCount: positiveInt(values.cores, '--cores'),
+    seed: positiveInt(values.seed, '--seed'),
+    rounds: positiveInt(values.rounds, '--rounds'),
+    wanted,
+  };
+});
 
 /** The baseline's map scans by sorting every key (it is a test double): its scan numbers would say nothing. */
 const baselineServes = (w: Workload) => !w.name.startsWith('scan');

@@ -16,16 +16,40 @@
 //   node dist/soak-bench.js --quick                      (CI: 20 s at 100 ops/s; proves the bench works)
 import os from 'node:os';
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { startFlotilla, type RunningSystem } from './compare/systems.js';
 import { loadKeys, run, type RunResult, type Target } from './load/runner.js';
 import { HttpClient, httpTarget } from './load/targets.js';
-import { distributionOf, positiveInt, workloadsOf } from './flags.js';
+import { benchArgs, distributionOf, flagsOrExit, positiveInt, workloadsOf, type BenchUsage } from './flags.js';
+import { WORKLOADS } from './workload/mix.js';
 import { commandLine, fmt, machineHeadline, machineInfo, markdownTable, printTable, ProgressBar, ratio, sampleCpu, writeResults } from './report.js';
 import { dirBytes, metricsSampleOf, procSampleOf, seriesOf, SOAK_METRICS, type MetricUnit, type NodeSample, type SoakMetric } from './soak/sample.js';
 import { firstAndLastWindowMeans, trendOf, windowMeans, type GrowthRule, type Point, type Trend } from './soak/trend.js';
 
-const { values } = parseArgs({
+const USAGE: BenchUsage = {
+  name: 'soak-bench',
+  text: `soak-bench (flotilla bench soak): a 3-node cluster under a fixed offered load for a long time, every
+node process sampled once a second and watched for growth; writes JSON and Markdown to bench/results/
+(bench/README.md explains the rule and the table).
+
+  --rate <n>            offered operations per second (default 500; quick: 100)
+  --duration-ms <ms>    measured time (default 600000; quick: 15000)
+  --warmup-ms <ms>      the same load, unmeasured, first (default 60000; quick: 5000)
+  --value-bytes <n>     value size (default 256)
+  --keys <n>            keys loaded first (default 10000; quick: 500)
+  --concurrency <n>     clients in flight at most (default 64; quick: 16)
+  --workload <w>        ${Object.keys(WORKLOADS).join(', ')} (default soak)
+  --dist <d>            uniform or zipfian (default zipfian)
+  --ranges <n>          ranges (default 16)
+  --cores <n>           worker cores per node (default 1)
+  --sample-ms <ms>      sampling interval (default 1000)
+  --seed <n>            the workload's seed (default 1)
+  --fail-on-growth      exit 1 when a metric grows
+  --node-args <args>    added to every node's flotilla start, e.g. '--node-args=--consistency-check-ms 0'
+  --quick               CI: about 30 s
+  -h, --help            this text`,
+};
+
+const { values } = benchArgs(USAGE, {
   options: {
     quick: { type: 'boolean', default: false },
     rate: { type: 'string' },
@@ -47,18 +71,20 @@ const { values } = parseArgs({
 });
 
 const QUICK = values.quick;
-const rateOpsPerSec = positiveInt(values.rate ?? (QUICK ? '100' : '500'), '--rate');
-const durationMs = positiveInt(values['duration-ms'] ?? (QUICK ? '15000' : '600000'), '--duration-ms');
-const warmupMs = positiveInt(values['warmup-ms'] ?? (QUICK ? '5000' : '60000'), '--warmup-ms');
-const valueBytes = positiveInt(values['value-bytes'], '--value-bytes');
-const keyCount = positiveInt(values.keys ?? (QUICK ? '500' : '10000'), '--keys');
-const concurrency = positiveInt(values.concurrency ?? (QUICK ? '16' : '64'), '--concurrency');
-const [workload] = workloadsOf(values.workload);
-const distribution = distributionOf(values.dist);
-const rangeCount = positiveInt(values.ranges, '--ranges');
-const coreCount = positiveInt(values.cores, '--cores');
-const sampleIntervalMs = positiveInt(values['sample-ms'], '--sample-ms');
-const seed = positiveInt(values.seed, '--seed');
+const { rateOpsPerSec, durationMs, warmupMs, valueBytes, keyCount, concurrency, workload, distribution, rangeCount, coreCount, sampleIntervalMs, seed } = flagsOrExit(USAGE, () => ({
+  rateOpsPerSec: positiveInt(values.rate ?? (QUICK ? '100' : '500'), '--rate'),
+  durationMs: positiveInt(values['duration-ms'] ?? (QUICK ? '15000' : '600000'), '--duration-ms'),
+  warmupMs: positiveInt(values['warmup-ms'] ?? (QUICK ? '5000' : '60000'), '--warmup-ms'),
+  valueBytes: positiveInt(values['value-bytes'], '--value-bytes'),
+  keyCount: positiveInt(values.keys ?? (QUICK ? '500' : '10000'), '--keys'),
+  concurrency: positiveInt(values.concurrency ?? (QUICK ? '16' : '64'), '--concurrency'),
+  workload: workloadsOf(values.workload)[0]!,
+  distribution: distributionOf(values.dist),
+  rangeCount: positiveInt(values.ranges, '--ranges'),
+  coreCount: positiveInt(values.cores, '--cores'),
+  sampleIntervalMs: positiveInt(values['sample-ms'], '--sample-ms'),
+  seed: positiveInt(values.seed, '--seed'),
+}));
 /** Added to every node's `flotilla start` (split on spaces), e.g. `--node-args='--consistency-check-ms 0'` to soak without a feature. */
 const nodeArgs = values['node-args'].split(' ').filter((a) => a.length > 0);
 

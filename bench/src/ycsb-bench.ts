@@ -15,17 +15,41 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { assert } from '@flotilla/core';
 import { open } from '@flotilla/server';
 import { pino } from 'pino';
 import { loadKeys, run, type RunResult, type Target } from './load/runner.js';
 import { freePorts } from './compare/systems.js';
 import { etcdTarget, httpTarget, kvStoreTarget } from './load/targets.js';
-import { distributionOf, positiveInt, positiveInts, workloadsOf } from './flags.js';
+import { benchArgs, distributionOf, FlagError, flagsOrExit, httpUrl, positiveInt, positiveInts, workloadsOf, type BenchUsage } from './flags.js';
+import { WORKLOADS } from './workload/mix.js';
 import { commandLine, fmt, machineHeadline, machineInfo, markdownTable, printTable, ProgressBar, writeResults } from './report.js';
 import { compareChartSvg, type ChartRow } from './compare/chart.js';
 
-const { values } = parseArgs({
+const USAGE: BenchUsage = {
+  name: 'ycsb-bench',
+  text: `ycsb-bench (flotilla bench): the workloads against one target at one or more concurrencies; prints
+the table and writes JSON, Markdown and SVG to bench/results/ (bench/README.md explains every column).
+
+  --target <t>          embedded (default), embedded-replicated (3 members in this process),
+                        http (a running cluster, --url), etcd (etcd v3's JSON gateway, --url)
+  --url <URL,...>       the target's HTTP addresses (http, etcd)
+  --route <r>           http: any (default; nodes forward) or leaders (each op to its range's leader)
+  --workloads <list>    ${Object.keys(WORKLOADS).join(',')} (default write,a,b,c,f,scan)
+  --concurrency <list>  clients, e.g. 1,16,64 (default 1,16,64; quick: 4)
+  --dist <d>            uniform or zipfian (default zipfian)
+  --keys <n>            keys loaded first (default 100000; quick: 1000)
+  --value-bytes <n>     value size (default 16)
+  --duration-ms <ms>    measured time per row (default 10000; quick: 300)
+  --warmup-ms <ms>      unmeasured time before each row (default 2000; quick: 100)
+  --ops <n>             stop a row after this many operations
+  --ranges <n>          embedded-replicated: ranges (default 16)
+  --seed <n>            the workload's seed (default 1)
+  --quick               CI: every workload, tiny, embedded
+  -h, --help            this text`,
+};
+
+const { values } = benchArgs(USAGE, {
   options: {
     quick: { type: 'boolean', default: false },
     target: { type: 'string', default: 'embedded' },
@@ -45,21 +69,31 @@ const { values } = parseArgs({
   strict: true,
 });
 
+const TARGETS = ['embedded', 'embedded-replicated', 'http', 'etcd'] as const;
 const QUICK = values.quick;
-const keyCount = positiveInt(values.keys ?? (QUICK ? '1000' : '100000'), '--keys');
-const valueBytes = positiveInt(values['value-bytes'], '--value-bytes');
-const concurrencies = positiveInts(values.concurrency ?? (QUICK ? '4' : '1,16,64'), '--concurrency');
-const durationMs = positiveInt(values['duration-ms'] ?? (QUICK ? '300' : '10000'), '--duration-ms');
-const warmupMs = positiveInt(values['warmup-ms'] ?? (QUICK ? '100' : '2000'), '--warmup-ms');
-const rangeCount = positiveInt(values.ranges, '--ranges');
-const opCountMax = values.ops === undefined ? undefined : positiveInt(values.ops, '--ops');
-const distribution = distributionOf(values.dist);
-const workloads = workloadsOf(values.workloads);
+const { keyCount, valueBytes, concurrencies, durationMs, warmupMs, rangeCount, opCountMax, distribution, workloads, seed, urls } = flagsOrExit(USAGE, () => {
+  if (!(TARGETS as readonly string[]).includes(values.target)) throw new FlagError(`--target is ${TARGETS.join(', ')}, got "${values.target}"`);
+  if (values.route !== 'any' && values.route !== 'leaders') throw new FlagError(`--route is any or leaders, got "${values.route}"`);
+  const needsUrl = values.target === 'http' || values.target === 'etcd';
+  if (needsUrl && values.url === undefined) throw new FlagError(`--target ${values.target} needs --url URL[,URL...]`);
+  const urls = needsUrl ? values.url!.split(',').map((u) => httpUrl(u, '--url')) : [];
+  return {
+    keyCount: positiveInt(values.keys ?? (QUICK ? '1000' : '100000'), '--keys'),
+    valueBytes: positiveInt(values['value-bytes'], '--value-bytes'),
+    concurrencies: positiveInts(values.concurrency ?? (QUICK ? '4' : '1,16,64'), '--concurrency'),
+    durationMs: positiveInt(values['duration-ms'] ?? (QUICK ? '300' : '10000'), '--duration-ms'),
+    warmupMs: positiveInt(values['warmup-ms'] ?? (QUICK ? '100' : '2000'), '--warmup-ms'),
+    rangeCount: positiveInt(values.ranges, '--ranges'),
+    opCountMax: values.ops === undefined ? undefined : positiveInt(values.ops, '--ops'),
+    distribution: distributionOf(values.dist),
+    workloads: workloadsOf(values.workloads),
+    seed: positiveInt(values.seed, '--seed'),
+    urls,
+  };
+});
 
 async function targetOf(): Promise<{ target: Target; cleanup: () => void }> {
   if (values.target === 'http' || values.target === 'etcd') {
-    if (values.url === undefined) throw new RangeError(`--target ${values.target} needs --url URL[,URL...]`);
-    const urls = values.url.split(',');
     const target = values.target === 'http' ? await httpTarget(urls, { requestTimeoutMs: 10_000, routeToLeaders: values.route === 'leaders' }) : etcdTarget(urls, { requestTimeoutMs: 10_000 });
     return { target, cleanup: () => undefined };
   }
@@ -70,7 +104,7 @@ async function targetOf(): Promise<{ target: Target; cleanup: () => void }> {
     const store = await open({ dir, logger });
     return { target: kvStoreTarget('embedded', store, () => store.close()), cleanup };
   }
-  if (values.target !== 'embedded-replicated') throw new RangeError(`--target is embedded, embedded-replicated, http or etcd, got "${values.target}"`);
+  assert(values.target === 'embedded-replicated', () => `--target ${values.target} passed the flag checks`);
   // Three members of one cluster in this process (open() with \`cluster\`), each with its own worker core,
   // over TCP on loopback; the operations go through member 1's store, which forwards to the range leaders.
   const ports = await freePorts(3);
@@ -98,7 +132,7 @@ async function main(): Promise<void> {
         const label = `${workload.name} × ${concurrency}`;
         let loadAverageDuring: number[] = [];
         const sampler = setTimeout(() => (loadAverageDuring = os.loadavg()), warmupMs + durationMs / 2);
-        const result = await run(target, { workload, distribution, keyCount, valueBytes, concurrency, durationMs, warmupMs, seed: positiveInt(values.seed, '--seed'), onProgress: (f) => bar.update(step, f, label), ...(opCountMax === undefined ? {} : { opCountMax }) });
+        const result = await run(target, { workload, distribution, keyCount, valueBytes, concurrency, durationMs, warmupMs, seed, onProgress: (f) => bar.update(step, f, label), ...(opCountMax === undefined ? {} : { opCountMax }) });
         clearTimeout(sampler);
         runs.push({ workload: workload.name, distribution, concurrency, loadAverageDuring, result });
       }
