@@ -140,6 +140,8 @@ describe('exit codes', () => {
   it('no answer at all names the address and why', () => {
     const refused = Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } });
     expect(unreachableMessage('http://127.0.0.1:8101', refused, 1000)).toBe('cannot reach http://127.0.0.1:8101: connection refused (is a node running there? --url chooses the node)');
+    const blocked = Object.assign(new TypeError('fetch failed'), { cause: new Error('bad port') });
+    expect(unreachableMessage('http://127.0.0.1:6000', blocked, 1000)).toBe('cannot reach http://127.0.0.1:6000: fetch does not connect to that port (one browsers block); run the node on another');
     const timeout = Object.assign(new Error('aborted'), { name: 'TimeoutError' });
     expect(unreachableMessage('http://h:1', timeout, 1000)).toMatch(/^http:\/\/h:1 did not answer within 1000 ms/);
   });

@@ -71,6 +71,8 @@ export function unreachableMessage(base: string, err: unknown, timeoutMs: number
   const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
   if (e.name === 'TimeoutError') return `${base} did not answer within ${timeoutMs} ms (is the node overloaded or stopped? --url chooses the node)`;
   const code = e.cause?.code;
+  // fetch refuses the ports browsers block (1, 7, 9, ..., 6000) before connecting, saying only "bad port".
+  if (e.cause?.message === 'bad port') return `cannot reach ${base}: fetch does not connect to that port (one browsers block); run the node on another`;
   const cause = (code === undefined ? undefined : CONNECT_FAILURES[code]) ?? e.cause?.message ?? e.message ?? String(err);
   return `cannot reach ${base}: ${cause} (is a node running there? --url chooses the node)`;
 }
