@@ -12,3 +12,4 @@ export { MajorityConfig, JointConfig, type VoteResult, type AckedIndexer } from 
 export { Progress, Inflights, ProgressTracker, type ProgressState, type TrackerConfig } from './progress/index.js';
 export { Changer, restoreConfig, encodeConfChange, decodeConfChange, enterJoint } from './membership/index.js';
 export { ReadQueue } from './read/read-queue.js';
+export type { NodeLeases } from './read/node-leases.js';

@@ -8,6 +8,7 @@ import { Changer, restoreConfig, type ChangeResult } from './membership/changer.
 import { decodeConfChange, encodeConfChange, enterJoint } from './membership/codec.js';
 import type { Progress } from './progress/progress.js';
 import { ProgressTracker } from './progress/tracker.js';
+import type { NodeLeases } from './read/node-leases.js';
 import { ReadQueue, type PendingRead } from './read/read-queue.js';
 import type { Rng } from './rng.js';
 import {
@@ -79,6 +80,13 @@ export interface RaftConfig {
   readonly readMode?: ReadMode;
   /** Ticks subtracted from the lease for tick-rate drift between nodes. */
   readonly leaseMarginTicks?: number;
+  /**
+   * Leases kept per node by the shell (read/node-leases.ts), which survive
+   * quiescence: a leader serves a linearizable read at once while they cover
+   * a quorum of its voters, and followers keep the promises they stand for.
+   * Any readMode; needs checkQuorum (a leader that lost its quorum must step down).
+   */
+  readonly nodeLeases?: NodeLeases;
   /** When false, followers drop proposals instead of forwarding them to the leader. */
   readonly proposalForwarding?: boolean;
   /** A leader removed from (or demoted in) the config steps down when the change applies. */
@@ -120,7 +128,7 @@ export const DEFAULTS = {
   commitBroadcast: 'eager' as 'eager' | 'lazy',
 } as const;
 
-type ResolvedConfig = Required<Omit<RaftConfig, 'logger' | 'applied'>> & { logger: Logger; applied: LogIndex };
+type ResolvedConfig = Required<Omit<RaftConfig, 'logger' | 'applied' | 'nodeLeases'>> & { logger: Logger; applied: LogIndex; nodeLeases: NodeLeases | undefined };
 
 function resolveConfig(c: RaftConfig): ResolvedConfig {
   const r: ResolvedConfig = {
@@ -128,6 +136,7 @@ function resolveConfig(c: RaftConfig): ResolvedConfig {
     ...Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined)),
     logger: c.logger ?? SILENT_LOGGER,
     applied: c.applied ?? 0,
+    nodeLeases: c.nodeLeases,
   } as ResolvedConfig;
   if (r.id === NONE) throw new RangeError('raft config: id must not be 0 (reserved for "none")');
   if (!(r.heartbeatIntervalTicks > 0)) throw new RangeError(`raft config: heartbeatIntervalTicks must be positive, got ${r.heartbeatIntervalTicks}`);
@@ -139,6 +148,7 @@ function resolveConfig(c: RaftConfig): ResolvedConfig {
     throw new RangeError(`raft config: inflightBytesMax ${r.inflightBytesMax} must be at least appendBytesMax ${r.appendBytesMax}`);
   }
   if (r.readMode === 'lease' && !r.checkQuorum) throw new RangeError('raft config: readMode "lease" requires checkQuorum');
+  if (r.nodeLeases !== undefined && !r.checkQuorum) throw new RangeError('raft config: nodeLeases requires checkQuorum');
   if (!(r.leaseMarginTicks >= 0 && r.leaseMarginTicks < r.electionTimeoutTicks)) {
     throw new RangeError(`raft config: leaseMarginTicks ${r.leaseMarginTicks} must be in [0, electionTimeoutTicks)`);
   }
@@ -197,6 +207,8 @@ export class Raft {
   uncommittedBytes = 0;
 
   private readonly reads = new ReadQueue();
+  /** A campaign was refused for a node-lease promise (see takeHeldByPromise). */
+  private heldByPromise = false;
   /** Set once we sent TimeoutNow: the target may win a forced vote inside our lease. */
   private leaseRevoked = false;
 
@@ -251,15 +263,68 @@ export class Raft {
     return this.reads.pendingCount();
   }
 
+  /**
+   * A campaign was refused because of a node-lease promise since the last
+   * call: the shell asks the leader's node whether it still has this group
+   * (it may have lost or removed its replica while its node lives on, and
+   * the promise would hold the group leaderless until it answered).
+   */
+  takeHeldByPromise(): boolean {
+    const held = this.heldByPromise;
+    this.heldByPromise = false;
+    return held;
+  }
+
+  /**
+   * A follower forgets its leader (etcd-raft's ForgetLeader): it stays in its
+   * term, does not campaign now, and its promises to the leader's node no
+   * longer bind this group. For when that node says it holds no replica.
+   */
+  forgetLeader(): void {
+    if (this.role !== 'follower' || this.lead === NONE) return;
+    this.logger.info({ nodeId: this.id, term: this.term, leaderId: this.lead }, 'forgot the leader: its node holds no replica');
+    this.lead = NONE;
+  }
+
   /** Whether a lease read would be served without a round trip right now. */
   leaseValid(): boolean {
-    return (
-      this.role === 'leader' &&
-      this.config.readMode === 'lease' &&
-      !this.leaseRevoked &&
-      this.leadTransferee === NONE &&
-      this.nowTick < this.reads.quorumSentTick + this.config.electionTimeoutTicks - this.config.leaseMarginTicks
-    );
+    if (this.role !== 'leader' || this.leaseRevoked || this.leadTransferee !== NONE) return false;
+    if (this.config.readMode === 'lease' && this.nowTick < this.reads.quorumSentTick + this.config.electionTimeoutTicks - this.config.leaseMarginTicks) return true;
+    return this.nodeLeaseQuorum();
+  }
+
+  /** Whether the voters whose node leases hold, and who acknowledged this term since their node started, are a quorum (with us). */
+  private nodeLeaseQuorum(): boolean {
+    const leases = this.config.nodeLeases;
+    if (leases === undefined) return false;
+    const votes = new Map<NodeId, boolean>();
+    for (const id of this.tracker.config.voters.ids()) {
+      const p = this.tracker.progress.get(id);
+      votes.set(id, id === this.id || (p !== undefined && p.leaseMark >= 0 && leases.holds(id, p.leaseMark)));
+    }
+    return this.tracker.config.voters.voteResult(votes) === 'won';
+  }
+
+  /**
+   * Whether a promise this node made forbids helping `candidate` get
+   * elected: one to our leader's node (unless the candidate is that leader),
+   * or, knowing no leader, one we may have made before a restart.
+   */
+  private promisedAgainst(candidate: NodeId): boolean {
+    const leases = this.config.nodeLeases;
+    if (leases === undefined || this.lead === this.id) return false;
+    if (this.lead === NONE) return leases.promised(NONE);
+    // A leader no longer a voter here can never be elected again: a promise to it would hold the group leaderless.
+    return candidate !== this.lead && this.tracker.config.voters.has(this.lead) && leases.promised(this.lead);
+  }
+
+  /**
+   * The candidate is the leader our node promised: it stepped down (check-quorum) and stands again.
+   * Granting it is what the promise is for; a follower's recent contact with it (inLease) is no reason to refuse.
+   */
+  private promisedTo(candidate: NodeId): boolean {
+    const leases = this.config.nodeLeases;
+    return leases !== undefined && candidate === this.lead && candidate !== NONE && leases.promised(candidate);
   }
 
   private committedEntryInCurrentTerm(): boolean {
@@ -533,6 +598,12 @@ export class Raft {
       this.logger.warn({ nodeId: this.id, term: this.term }, 'cannot campaign: committed conf changes not yet applied');
       return;
     }
+    if (!transfer && this.promisedAgainst(this.id)) {
+      // Our node promised the leader's node not to help elect anyone else, ourselves included.
+      this.logger.debug({ nodeId: this.id, term: this.term, leaderId: this.lead }, "cannot campaign: promised to the leader's node");
+      this.heldByPromise = this.lead !== NONE;
+      return;
+    }
     if (!transfer && this.config.readMode === 'lease' && this.lead !== NONE && this.electionElapsed < this.config.electionTimeoutTicks) {
       // A forced campaign (RawNode.campaign) while we still hear from the leader: our last heartbeat
       // acknowledgement promised its lease that we would not vote, for ourselves either, for an
@@ -655,7 +726,7 @@ export class Raft {
       if (m.type === 'vote' || m.type === 'preVote') {
         // Thesis §4.2.3: while we hear from a live leader, a higher-term vote request is a
         // disruptive server. A transfer (TimeoutNow) is the leader's own request and is exempt.
-        if (!m.transfer && this.inLease()) {
+        if (!m.transfer && !this.promisedTo(m.from) && (this.inLease() || this.promisedAgainst(m.from))) {
           this.logger.info(
             { nodeId: this.id, term: this.term, from: m.from, candidateTerm: m.term, leaderId: this.lead, electionElapsedTicks: this.electionElapsed },
             'ignored vote request within leader lease',
@@ -899,6 +970,11 @@ export class Raft {
     }
   }
 
+  /** A response in this term: the follower knows us as its leader (it answers only the leader it follows). */
+  private markLeaseAck(from: NodeId, progress: Progress): void {
+    if (this.config.nodeLeases !== undefined && from !== this.id) progress.leaseMark = this.config.nodeLeases.ackMark(from);
+  }
+
   private onHeartbeatAck(from: NodeId, round: number): void {
     const progress = this.tracker.progress.get(from);
     if (progress === undefined || round <= progress.ackedRound || !this.reads.isKnownRound(round)) return;
@@ -912,6 +988,7 @@ export class Raft {
     const progress = this.tracker.progress.get(m.from);
     if (progress === undefined) return;
     progress.recentActive = true;
+    this.markLeaseAck(m.from, progress);
     progress.probeSent = false;
     this.onHeartbeatAck(m.from, m.round);
     // Every append filling the window may have been lost (or its ack): free one slot so the
@@ -925,6 +1002,7 @@ export class Raft {
     const progress = this.tracker.progress.get(m.from);
     if (progress === undefined) return;
     progress.recentActive = true;
+    this.markLeaseAck(m.from, progress);
     if (m.reject) {
       this.onAppendResponseRejected(m, progress);
       return;

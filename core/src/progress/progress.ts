@@ -25,6 +25,8 @@ export class Progress {
   probeSent = false;
   /** Highest heartbeat round the follower acknowledged in this term. */
   ackedRound = 0;
+  /** NodeLeases.ackMark of the follower's node at its latest response in this term; -1: none yet. */
+  leaseMark = -1;
   readonly inflights: Inflights;
   isLearner: boolean;
 
