@@ -28,6 +28,8 @@ export {
 export { encodeBatch, decodeBatch, BatchDecodeError, BATCH_MESSAGE_COUNT_MAX, type Envelope } from './host/message-codec.js';
 export { openNodeStores, lockNodeDir, prepareNodeDir, markNodeDirReady, coreDirName, CORE_COUNT_MAX, NODE_DIR_FORMAT_VERSION, NODE_FILE, type NodeDirOptions } from './host/node-dir.js';
 export { Host } from './host/host.js';
+/** A core's view of the node leases: exported for the simulation's deliberately broken builds (test/src/node-sim/bugs.ts). */
+export { CoreLeases } from './host/core-leases.js';
 export type { HostStats } from './host/stats.js';
 export { TICK_INTERVAL_MS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT, type HostOptions } from './host/options.js';
 export type { ShardStatus, CoreStats, CoreStatsReport, Consistency, RangeBoundsWire, MembershipChange } from './host/core-protocol.js';

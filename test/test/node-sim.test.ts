@@ -54,6 +54,7 @@ describe('whole-node simulation', () => {
       { bug: 'staleLeaderRead', what: 'linearizable reads served by a leader without a quorum check', from: 95 },
       { bug: 'applyBeforeCommit', what: 'entries applied before they commit', from: 1 },
       { bug: 'splitLosesRightHalf', what: "a split that loses its right half's writes", from: 1 },
+      { bug: 'leaseOutlivesPromise', what: 'a node lease that never runs out', from: 1 },
     ];
     for (const { bug, what, from } of bugs) {
       it(`${what} (${bug})`, async () => {

@@ -4,6 +4,7 @@ import { Worker } from 'node:worker_threads';
 import type { ShellLogger } from '../shell-logger.js';
 import { NodeStore, type StoreIo } from '../storage/node-store.js';
 import { decodeTransferred, encodeForTransfer, type CoreInput, type CoreOutput } from './core-protocol.js';
+import type { LeaseClocks } from './node-leases.js';
 import { ShardCore, type ShardCoreOptions } from './shard-core.js';
 
 /**
@@ -171,13 +172,15 @@ export async function startCoreChannels(
     readonly logFormat: LogFormat;
     readonly storeIo: StoreIo | undefined;
     readonly workerPath: string | URL | undefined;
+    /** For inline cores: the Host's lease clocks (workers read the process's, as their Host does). */
+    readonly leaseClocks: LeaseClocks;
     readonly handlers: (coreIndex: number) => CoreChannelHandlers;
   },
 ): Promise<void> {
   if (o.mode === 'inline') {
     for (let i = 0; i < o.coreDirs.length; i++) {
       const store = await NodeStore.open({ dir: o.coreDirs[i]!, nodeId: o.settings.nodeId, ...(o.storeIo === undefined ? {} : { io: o.storeIo }) });
-      into.push(new InlineCoreChannel({ settings: { ...o.settings, coreIndex: i, store }, logger: o.logger, handlers: o.handlers(i) }));
+      into.push(new InlineCoreChannel({ settings: { ...o.settings, coreIndex: i, store, leaseClocks: o.leaseClocks }, logger: o.logger, handlers: o.handlers(i) }));
     }
     return;
   }

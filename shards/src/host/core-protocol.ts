@@ -1,6 +1,7 @@
 import { Packr } from 'msgpackr';
 import type { WireError } from '../errors.js';
 import type { Segment } from './node-batch.js';
+import type { LeaseChanges } from './node-leases.js';
 import type { CoreLatencies } from './latency.js';
 
 /**
@@ -90,6 +91,8 @@ export type CoreEvent =
 export interface CoreInput {
   readonly ticks: number;
   readonly inbound: readonly (readonly [from: number, segment: Segment])[];
+  /** Node lease changes, each to apply after the first `after` inbound segments: in the order their frames arrived. */
+  readonly leases: readonly (readonly [after: number, changes: LeaseChanges])[];
   readonly requests: readonly CoreRequest[];
   readonly events: readonly CoreEvent[];
 }
@@ -164,6 +167,8 @@ export interface CoreStats {
   /** Entries those writes went into: writes of one shard that arrive in one turn share an entry (ShardRequests). */
   proposalEntries: number;
   reads: number;
+  /** Linearizable reads a leader answered under a node lease, with no heartbeat round (node-leases.ts). */
+  leaseReads: number;
   entriesPersisted: number;
   entriesApplied: number;
   /** Group commits made durable (entries, a term or a vote: NodeStore.persist), and those that were not (commits and applies only). */
@@ -203,6 +208,7 @@ export function zeroCoreStats(): CoreStats {
     proposals: 0,
     proposalEntries: 0,
     reads: 0,
+    leaseReads: 0,
     entriesPersisted: 0,
     entriesApplied: 0,
     commitsSynced: 0,

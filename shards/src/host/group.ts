@@ -1,4 +1,4 @@
-import { NONE, RawNode, SeededRng, type GroupId, type LogIndex, type Logger, type NodeId, type RaftConfig, type ReadContext, type Term } from '@flotilla/core';
+import { NONE, RawNode, SeededRng, type GroupId, type LogIndex, type Logger, type NodeId, type NodeLeases, type RaftConfig, type ReadContext, type Term } from '@flotilla/core';
 import type { SnapshotInstaller } from '../snapshot/installer.js';
 import type { ShardStorage } from '../storage/node-store.js';
 import type { ShardRange } from '../kv/range.js';
@@ -81,10 +81,11 @@ export class Group {
     readonly storage: ShardStorage,
     /** The range this replica owns now; applying a split or conf change, or installing a snapshot, replaces it. */
     public bounds: ShardRange,
-    options: { nodeId: NodeId; seed: number; raft: GroupRaftOptions; logger: Logger },
+    options: { nodeId: NodeId; seed: number; raft: GroupRaftOptions; nodeLeases: NodeLeases | undefined; logger: Logger },
   ) {
     this.raw = new RawNode({
       ...options.raft,
+      nodeLeases: options.nodeLeases,
       id: options.nodeId,
       storage,
       applied: storage.applied,

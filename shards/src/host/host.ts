@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { SYSTEM_CLOCK, assert, type Clock, type GroupId } from '@flotilla/core';
 import { BATCH_BYTES_MAX, type TransportStats } from '@flotilla/transport';
@@ -11,9 +12,23 @@ import type { RangeReport } from '@flotilla/placement';
 import type { MembershipChange, CoreEvent, CoreOutEvent, CoreOutput, CoreRequest, CoreStatsReport, RangeBoundsWire, ReadOp, ShardStatus, Consistency } from './core-protocol.js';
 import { Liveness } from './liveness.js';
 import { BatchDecodeError } from './message-codec.js';
-import { SEGMENT_BYTES_MAX, decodeFrame, joinSegments, splitSegment, type DecodedFrame, type Segment } from './node-batch.js';
+import { SEGMENT_BYTES_MAX, decodeFrame, encodeLeaseSegment, joinSegments, splitSegment, type DecodedFrame, type Segment } from './node-batch.js';
+import { NodeLeaseTable, type LeaseChanges } from './node-leases.js';
 import { lockNodeDir, markNodeDirReady, prepareNodeDir } from './node-dir.js';
-import { LIVENESS_INTERVAL_TICKS_DEFAULT, LIVENESS_TIMEOUT_TICKS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT, TICK_INTERVAL_MS_DEFAULT, checkHostOptions, coreSettingsOf, type HostOptions } from './options.js';
+import {
+  LEASE_DRIFT_MAX,
+  LEASE_INTERVAL_TICKS,
+  LIVENESS_INTERVAL_TICKS_DEFAULT,
+  LIVENESS_TIMEOUT_TICKS_DEFAULT,
+  REQUEST_TIMEOUT_TICKS_DEFAULT,
+  TICK_INTERVAL_MS_DEFAULT,
+  checkHostOptions,
+  coreSettingsOf,
+  leaseClocksOf,
+  leaseSettingsOf,
+  tickMsOf,
+  type HostOptions,
+} from './options.js';
 import { PendingRequests } from './pending-requests.js';
 import { NodeRpc, RequestIds, type RequestHandler } from './rpc.js';
 import { ShardTable } from './shard-table.js';
@@ -35,11 +50,12 @@ assert(SEGMENT_BYTES_MAX <= PEER_TURN_BYTES_MAX, 'one full segment must fit a pe
 interface CoreQueue {
   ticks: number;
   inbound: [number, Segment][];
+  leases: [number, LeaseChanges][];
   requests: CoreRequest[];
   events: CoreEvent[];
 }
 
-const emptyQueue = (): CoreQueue => ({ ticks: 0, inbound: [], requests: [], events: [] });
+const emptyQueue = (): CoreQueue => ({ ticks: 0, inbound: [], leases: [], requests: [], events: [] });
 
 /**
  * The per-node host of every shard replica (ARCHITECTURE.md, "shards: the
@@ -64,6 +80,8 @@ export class Host {
   private readonly shardTable: ShardTable;
   private readonly peerIds = new Set<number>();
   private readonly liveness: Liveness;
+  /** Node leases (undefined: off): promises this node made and leases it holds (node-leases.ts). */
+  private readonly leases: NodeLeaseTable | undefined;
   private readonly rpc: NodeRpc;
   private readonly snapshots: SnapshotRelay;
   private readonly adoption: ReplicaAdoption;
@@ -77,7 +95,7 @@ export class Host {
   private readonly log: ShellLogger;
   private lastDropLogMs = Number.NEGATIVE_INFINITY;
   private readonly clock: Clock;
-  readonly stats: HostStats = { framesDropped: 0, pingsSent: 0, corePosts: 0, requestsTimedOut: 0, rpcResponsesDropped: 0, rpcRequestsDuplicate: 0, segmentsDropped: 0, segmentBytesDropped: 0, peerTurnBytesMax: 0, requestsRefused: 0 };
+  readonly stats: HostStats = { framesDropped: 0, pingsSent: 0, leaseSegmentsSent: 0, corePosts: 0, requestsTimedOut: 0, rpcResponsesDropped: 0, rpcRequestsDuplicate: 0, segmentsDropped: 0, segmentBytesDropped: 0, peerTurnBytesMax: 0, requestsRefused: 0 };
   readonly coreCount: number;
 
   private constructor(private readonly options: HostOptions) {
@@ -94,6 +112,16 @@ export class Host {
       intervalTicks: options.livenessIntervalTicks ?? LIVENESS_INTERVAL_TICKS_DEFAULT,
       timeoutTicks: options.livenessTimeoutTicks ?? LIVENESS_TIMEOUT_TICKS_DEFAULT,
     });
+    if (options.nodeLeases !== false) {
+      this.leases = new NodeLeaseTable({
+        // In [2^31, 2^32): a fixed encoded size, so a simulated run's frames do not vary in size with it.
+        incarnation: randomInt(2 ** 31, 2 ** 32),
+        ...leaseSettingsOf(options),
+        tickMs: tickMsOf(options),
+        driftMax: LEASE_DRIFT_MAX,
+        clocks: leaseClocksOf(options, this.clock),
+      });
+    }
     const nowTick = () => this.nowTick;
     const isClosed = () => this.closed;
     this.rpc = new NodeRpc({
@@ -153,6 +181,7 @@ export class Host {
         logFormat: options.logFormat ?? 'json',
         storeIo: options.storeIo,
         workerPath: options.workerPath,
+        leaseClocks: leaseClocksOf(options, host.clock),
         handlers,
       });
       for (let core = 0; core < host.cores.length; core++) {
@@ -195,6 +224,8 @@ export class Host {
   }
 
   removePeer(id: number): void {
+    this.leases?.forget(id);
+    this.postLeaseChanges();
     this.rpc.forgetPeer(id);
     this.options.transport.removePeer(id);
     this.liveness.untrack(id);
@@ -220,6 +251,15 @@ export class Host {
     this.nowTick++;
     for (const q of this.queues) q.ticks++;
     const { ping, down, up } = this.liveness.onTick(this.nowTick);
+    // Whatever else goes out: each segment renews the leases both ways (and proves liveness). Not while a
+    // disk is full: those groups cannot act as leaders (nor campaign), and the promises our segments
+    // win would keep their followers from electing anyone else.
+    if (this.leases !== undefined && this.nowTick % LEASE_INTERVAL_TICKS === 0 && !this.disks.some((d) => d?.full === true)) {
+      for (const peer of this.peerIds) {
+        this.queueOutbound(peer, encodeLeaseSegment(this.leases.segmentFor(peer, this.nowTick)));
+        this.stats.leaseSegmentsSent++;
+      }
+    }
     for (const peer of ping) this.queueOutbound(peer, undefined);
     for (const peer of down) {
       this.log.warn({ peer, silentTicks: this.liveness.silentTicks(peer, this.nowTick) }, 'peer down');
@@ -255,6 +295,19 @@ export class Host {
       for (let i = 0; i < parts.length; i++) if (parts[i] !== undefined) this.queues[i]!.inbound.push([from, parts[i]!]);
     }
     for (const rpc of frame.rpcs) this.rpc.onSegment(from, rpc);
+    if (this.leases !== undefined && frame.leases.length > 0) {
+      for (const l of frame.leases) this.leases.onSegment(from, l, this.nowTick);
+      // After this frame's Raft traffic: an acknowledgement in it counts under the lease as it was (core-leases.ts).
+      this.postLeaseChanges();
+    }
+    this.scheduleFlush();
+  }
+
+  /** Hands every core the lease changes, between the traffic queued for it before and after. */
+  private postLeaseChanges(): void {
+    const changes = this.leases?.takeChanges();
+    if (changes === undefined) return;
+    for (const q of this.queues) q.leases.push([q.inbound.length, changes]);
     this.scheduleFlush();
   }
 
@@ -311,7 +364,7 @@ export class Host {
     if (this.closed) return;
     for (let i = 0; i < this.cores.length; i++) {
       const q = this.queues[i]!;
-      if (q.ticks === 0 && q.inbound.length === 0 && q.requests.length === 0 && q.events.length === 0) continue;
+      if (q.ticks === 0 && q.inbound.length === 0 && q.leases.length === 0 && q.requests.length === 0 && q.events.length === 0) continue;
       this.queues[i] = emptyQueue();
       this.stats.corePosts++;
       this.cores[i]!.post(q);

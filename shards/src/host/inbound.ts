@@ -1,4 +1,4 @@
-import { InvalidMessageError, StepPeerNotFoundError, type GroupId, type Message, type NodeId } from '@flotilla/core';
+import { InvalidMessageError, StepPeerNotFoundError, groupId, type GroupId, type Message, type NodeId } from '@flotilla/core';
 import { isInitialized } from '../kv/range.js';
 import type { ShellLogger } from '../shell-logger.js';
 import type { CoreStats } from './core-protocol.js';
@@ -19,7 +19,7 @@ export interface InboundTrafficPort {
   readonly self: NodeId;
   readonly stats: CoreStats;
   readonly log: ShellLogger;
-  readonly out: Pick<CoreOutputBuffer, 'event'>;
+  readonly out: Pick<CoreOutputBuffer, 'event' | 'outbox'>;
   readonly groups: ReadonlyMap<GroupId, Group>;
   /** Traffic wakes a quiesced group; a leader's quiescing heartbeat quiesces its follower. */
   readonly quiescence: Pick<Quiescence, 'wake' | 'maybeQuiesceFollower'>;
@@ -71,6 +71,15 @@ export class InboundTraffic {
     for (const shard of s.wakes) {
       const g = this.inboundGroup(shard, from);
       if (g !== undefined) quiescence.wake(g, { notifyLeader: false });
+      // A follower that still takes us for its leader, promised to our node (node leases), holds its group
+      // from electing anyone else: tell it we hold no replica, so it forgets us and the group can elect.
+      else this.port.out.outbox.absent(from, groupId(shard));
+    }
+    for (const shard of s.absent) {
+      const g = this.port.groups.get(groupId(shard));
+      if (g === undefined || g.raw.raft.lead !== from) continue;
+      g.raw.raft.forgetLeader();
+      this.port.touch(g);
     }
   }
 

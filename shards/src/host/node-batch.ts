@@ -2,6 +2,7 @@ import { assert, type GroupId } from '@flotilla/core';
 import { BATCH_BYTES_MAX } from '@flotilla/transport';
 import { Packr } from 'msgpackr';
 import { BatchDecodeError } from './message-codec.js';
+import type { LeaseSegment } from './node-leases.js';
 
 /**
  * The wire form of one frame between two nodes. A frame's payload is a
@@ -47,16 +48,18 @@ export interface Segment {
   readonly sections: (number | Uint8Array)[];
   /** Shards whose replica on the receiver should stop quiescing (a follower woke and wants its leader). */
   readonly wakes: number[];
+  /** Shards the sender holds no replica of: the answer to a wake for one (a follower of ours there forgets us as leader). */
+  readonly absent: number[];
 }
 
 function emptySegment(): Segment {
-  return { heartbeats: [], heartbeatResponses: [], sections: [], wakes: [] };
+  return { heartbeats: [], heartbeatResponses: [], sections: [], wakes: [], absent: [] };
 }
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
 export function encodeSegment(s: Segment): Uint8Array {
-  return packr.pack([SEGMENT_FORMAT, s.heartbeats, s.heartbeatResponses, s.sections, s.wakes]);
+  return packr.pack([SEGMENT_FORMAT, s.heartbeats, s.heartbeatResponses, s.sections, s.wakes, s.absent]);
 }
 
 /**
@@ -125,9 +128,17 @@ export function joinSegments(segments: readonly Uint8Array[]): Uint8Array[] {
   return frames;
 }
 
+/** A node lease exchange (node-leases.ts): one per frame at most, renewing leases both ways. */
+export const LEASE_SEGMENT_FORMAT = 3;
+
+export function encodeLeaseSegment(l: LeaseSegment): Uint8Array {
+  return packr.pack([LEASE_SEGMENT_FORMAT, l.inc, l.seq, l.ackInc, l.ackSeq, l.promised ? 1 : 0, l.monoMs, l.wallMs]);
+}
+
 export interface DecodedFrame {
   readonly segments: Segment[];
   readonly rpcs: RpcSegment[];
+  readonly leases: LeaseSegment[];
 }
 
 /**
@@ -138,7 +149,7 @@ export interface DecodedFrame {
  * core that decodes them.
  */
 export function decodeFrame(bytes: Uint8Array): DecodedFrame {
-  const frame: DecodedFrame = { segments: [], rpcs: [] };
+  const frame: DecodedFrame = { segments: [], rpcs: [], leases: [] };
   if (bytes.byteLength === 0) return frame;
   let values: unknown[];
   try {
@@ -148,6 +159,7 @@ export function decodeFrame(bytes: Uint8Array): DecodedFrame {
   }
   values.forEach((v, i) => {
     if (Array.isArray(v) && v[0] === RPC_SEGMENT_FORMAT) frame.rpcs.push(decodeRpcSegment(v, i));
+    else if (Array.isArray(v) && v[0] === LEASE_SEGMENT_FORMAT) frame.leases.push(decodeLeaseSegment(v, i));
     else frame.segments.push(decodeSegment(v, i));
   });
   return frame;
@@ -173,13 +185,27 @@ function decodeRpcSegment(raw: unknown[], position: number): RpcSegment {
   return { requests: requests as (number | Uint8Array)[], responses: responses as (number | Uint8Array)[] };
 }
 
+function decodeLeaseSegment(raw: unknown[], position: number): LeaseSegment {
+  const fail = (what: string): never => {
+    throw new BatchDecodeError(`lease segment ${position}: ${what}`);
+  };
+  if (raw.length !== 8) return fail('not an 8-tuple');
+  const [, inc, seq, ackInc, ackSeq, promised, monoMs, wallMs] = raw;
+  const count = (v: unknown, name: string): number => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : fail(`${name} ${String(v)}`));
+  const ms = (v: unknown, name: string): number => (typeof v === 'number' && Number.isFinite(v) ? v : fail(`${name} ${String(v)}`));
+  if (!isId(inc)) fail(`incarnation ${String(inc)}`);
+  if (!isId(seq)) fail(`seq ${String(seq)}`);
+  if (promised !== 0 && promised !== 1) fail(`promised flag ${String(promised)}`);
+  return { inc: inc as number, seq: seq as number, ackInc: count(ackInc, 'acknowledged incarnation'), ackSeq: count(ackSeq, 'acknowledged seq'), promised: promised === 1, monoMs: ms(monoMs, 'monotonic ms'), wallMs: ms(wallMs, 'wall ms') };
+}
+
 const isId = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
 
 function decodeSegment(raw: unknown, position: number): Segment {
   const fail = (what: string): never => {
     throw new BatchDecodeError(`segment ${position}: ${what}`);
   };
-  if (!Array.isArray(raw) || raw.length !== 5) return fail('not a 5-tuple');
+  if (!Array.isArray(raw) || raw.length !== 6) return fail('not a 6-tuple');
   if (raw[0] !== SEGMENT_FORMAT) return fail(`format ${String(raw[0])}; expected ${SEGMENT_FORMAT}`);
   const heartbeats = counts(raw[1], 'heartbeats', fail);
   if (heartbeats.length % HEARTBEAT_TUPLE_LENGTH !== 0) fail(`heartbeats hold ${heartbeats.length} numbers, not a multiple of ${HEARTBEAT_TUPLE_LENGTH}`);
@@ -203,7 +229,9 @@ function decodeSegment(raw: unknown, position: number): Segment {
   }
   const wakes = counts(raw[4], 'wakes', fail);
   if (wakes.includes(0)) fail('wake for shard 0');
-  return { heartbeats, heartbeatResponses, sections: sections as (number | Uint8Array)[], wakes };
+  const absent = counts(raw[5], 'absent shards', fail);
+  if (absent.includes(0)) fail('shard 0 absent');
+  return { heartbeats, heartbeatResponses, sections: sections as (number | Uint8Array)[], wakes, absent };
 }
 
 function counts(v: unknown, name: string, fail: (what: string) => never): number[] {
@@ -227,5 +255,6 @@ export function splitSegment(s: Segment, coreOf: (shard: GroupId) => number, cor
   }
   for (let i = 0; i < s.sections.length; i += 2) part(s.sections[i] as number).sections.push(s.sections[i]!, s.sections[i + 1]!);
   for (const shard of s.wakes) part(shard).wakes.push(shard);
+  for (const shard of s.absent) part(shard).absent.push(shard);
   return parts;
 }

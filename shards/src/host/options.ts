@@ -7,6 +7,7 @@ import type { StoreIo } from '../storage/node-store.js';
 import type { CoreSettingsBase, LogFormat } from './core-channel.js';
 import type { GroupRaftOptions } from './group.js';
 import { SEGMENT_BYTES_MAX } from './node-batch.js';
+import { PROCESS_LEASE_CLOCKS, leaseMsOf, type LeaseClocks } from './node-leases.js';
 
 /** 100 ms ticks with the core's 10-tick election timeout: elections after 1–2 s of silence (etcd's defaults). */
 export const TICK_INTERVAL_MS_DEFAULT = 100;
@@ -32,6 +33,11 @@ export const DISK_RESERVE_BYTES_DEFAULT = 16 * 1024 * 1024;
 const ENTRY_BYTES_MAX = KEY_BYTES_MAX + VALUE_BYTES_MAX + 1024;
 assert(LIVENESS_INTERVAL_TICKS_DEFAULT * 2 < LIVENESS_TIMEOUT_TICKS_DEFAULT, 'a peer must be able to miss a liveness ping without being declared down');
 
+/** How much faster than a leader's clock a peer's may run and still give it leases (node-leases.ts): a lease is the promise shortened by this. */
+export const LEASE_DRIFT_MAX = 0.25;
+/** Ticks between the lease segments a node sends each peer: well inside a lease, so one lost segment does not end it. */
+export const LEASE_INTERVAL_TICKS = 2;
+
 export interface HostOptions {
   readonly nodeId: number;
   /** The node's data directory (one LMDB environment per core under it). */
@@ -46,6 +52,14 @@ export interface HostOptions {
   readonly ticker?: { readonly kind: 'timer'; readonly intervalMs: number } | { readonly kind: 'manual' };
   readonly raft?: Partial<GroupRaftOptions>;
   readonly quiesce?: boolean;
+  /**
+   * Node leases (node-leases.ts; default on): a range's leader answers a
+   * linearizable read at once, without a heartbeat round, while its voters'
+   * nodes have promised its node not to elect anyone else — also when the
+   * range is quiesced. Off: every linearizable read confirms leadership
+   * with a heartbeat round (ReadIndex).
+   */
+  readonly nodeLeases?: boolean;
   readonly livenessIntervalTicks?: number;
   readonly livenessTimeoutTicks?: number;
   readonly requestTimeoutTicks?: number;
@@ -87,9 +101,35 @@ export function checkHostOptions(options: HostOptions): void {
     throw new RangeError(`raft appendBytesMax ${appendBytesMax} plus the largest entry (${ENTRY_BYTES_MAX} B) exceeds a segment (${SEGMENT_BYTES_MAX} B)`);
   }
   if (options.storeIo?.kind === 'simulated' && options.coreMode !== 'inline') throw new RangeError('simulated store I/O needs inline cores (coreMode "inline")');
+  if (options.nodeLeases !== false && leaseSettingsOf(options).leaseMs <= 0) {
+    throw new RangeError(`node leases: a ${leaseSettingsOf(options).promiseTicks}-tick election timeout leaves no lease at ${tickMsOf(options)} ms per tick; lengthen it or set nodeLeases: false`);
+  }
+  if (options.nodeLeases !== false && raft.checkQuorum === false) throw new RangeError('node leases need checkQuorum: a leader that lost its quorum must step down');
   const quiesce = options.quiesce ?? true;
   // Leases assume every replica ticks in step with real time; a quiesced group does not tick.
   assert(!(quiesce && raft.readMode === 'lease'), 'lease reads need groups that always tick: set quiesce: false to use readMode "lease"');
+}
+
+/** Milliseconds per tick: the timer's interval, or the default a manual ticker stands for. */
+export function tickMsOf(options: HostOptions): number {
+  return options.ticker?.kind === 'timer' ? options.ticker.intervalMs : TICK_INTERVAL_MS_DEFAULT;
+}
+
+/** How long a promise lasts (the election timeout) and the lease it gives (node-leases.ts leaseMsOf). */
+export function leaseSettingsOf(options: HostOptions): { leaseMs: number; promiseTicks: number } {
+  const promiseTicks = options.raft?.electionTimeoutTicks ?? DEFAULTS.electionTimeoutTicks;
+  return { promiseTicks, leaseMs: leaseMsOf({ promiseTicks, tickMs: tickMsOf(options), driftMax: LEASE_DRIFT_MAX }) };
+}
+
+/**
+ * The clocks node leases are checked against, the same on the Host's thread
+ * and in its cores: the injected clock for inline cores (a simulation's
+ * virtual time), else the process's clocks (a worker's performance.now()
+ * has its own origin).
+ */
+export function leaseClocksOf(options: HostOptions, clock: Clock): LeaseClocks {
+  if (options.coreMode !== 'inline') return PROCESS_LEASE_CLOCKS;
+  return { monoMs: () => clock.nowMs(), wallMs: () => clock.nowMs() };
 }
 
 /** What every core of a node is started with, from the Host's options and their defaults. */
@@ -106,5 +146,6 @@ export function coreSettingsOf(options: HostOptions, coreCount: number): CoreSet
     checksumChunkKeyCount: options.checksumChunkKeyCount ?? CHECKSUM_CHUNK_KEY_COUNT_DEFAULT,
     checksumHoldTicks: options.checksumHoldTicks ?? CHECKSUM_HOLD_TICKS_DEFAULT,
     seed: options.seed ?? options.nodeId,
+    ...(options.nodeLeases === false ? {} : { nodeLeases: leaseSettingsOf(options) }),
   };
 }

@@ -49,12 +49,13 @@ class Destination {
   readonly heartbeats: number[] = [];
   readonly heartbeatResponses: number[] = [];
   readonly wakes: number[] = [];
+  readonly absent: number[] = [];
   readonly messages = new Map<GroupId, Envelope[]>();
   /** Estimated bytes of the append messages queued (the per-flush budget's measure). */
   appendBytes = 0;
 
   isEmpty(): boolean {
-    return this.heartbeats.length === 0 && this.heartbeatResponses.length === 0 && this.wakes.length === 0 && this.messages.size === 0;
+    return this.heartbeats.length === 0 && this.heartbeatResponses.length === 0 && this.wakes.length === 0 && this.absent.length === 0 && this.messages.size === 0;
   }
 
   /**
@@ -82,6 +83,7 @@ class Destination {
     tuples(this.heartbeats, HEARTBEAT_TUPLE_LENGTH, (s) => s.heartbeats);
     tuples(this.heartbeatResponses, HEARTBEAT_RESPONSE_TUPLE_LENGTH, (s) => s.heartbeatResponses);
     tuples(this.wakes, 1, (s) => s.wakes);
+    tuples(this.absent, 1, (s) => s.absent);
     for (const [shardId, envelopes] of this.messages) {
       for (const chunk of sectionsOf(envelopes)) {
         const body = encodeBatch(chunk);
@@ -112,12 +114,12 @@ function* sectionsOf(envelopes: readonly Envelope[]): Generator<Envelope[]> {
   if (chunk.length > 0) yield chunk;
 }
 
-function emptySegment(): { heartbeats: number[]; heartbeatResponses: number[]; sections: (number | Uint8Array)[]; wakes: number[] } {
-  return { heartbeats: [], heartbeatResponses: [], sections: [], wakes: [] };
+function emptySegment(): { heartbeats: number[]; heartbeatResponses: number[]; sections: (number | Uint8Array)[]; wakes: number[]; absent: number[] } {
+  return { heartbeats: [], heartbeatResponses: [], sections: [], wakes: [], absent: [] };
 }
 
 function isEmptySegment(s: Segment): boolean {
-  return s.heartbeats.length === 0 && s.heartbeatResponses.length === 0 && s.sections.length === 0 && s.wakes.length === 0;
+  return s.heartbeats.length === 0 && s.heartbeatResponses.length === 0 && s.sections.length === 0 && s.wakes.length === 0 && s.absent.length === 0;
 }
 
 function encodeChecked(s: Segment): Uint8Array {
@@ -181,6 +183,11 @@ export class Outbox {
   /** Asks `node`'s replica of `shardId` to stop quiescing. */
   wake(node: NodeId, shardId: GroupId): void {
     this.to(node).wakes.push(shardId);
+  }
+
+  /** Tells `node` this node holds no replica of `shardId` (answering a wake: its follower may forget us as leader). */
+  absent(node: NodeId, shardId: GroupId): void {
+    this.to(node).absent.push(shardId);
   }
 
   isEmpty(): boolean {

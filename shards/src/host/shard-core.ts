@@ -13,7 +13,9 @@ import { CoreOutputBuffer } from './core-output.js';
 import { zeroCoreStats, type CoreEvent, type CoreInput, type CoreOutput, type CoreRequest, type CoreStats, type CoreStatsReport } from './core-protocol.js';
 import { DiskGuard, writeBytes } from './disk-guard.js';
 import { Group, type GroupRaftOptions } from './group.js';
+import { CoreLeases } from './core-leases.js';
 import { InboundTraffic } from './inbound.js';
+import { PROCESS_LEASE_CLOCKS, type LeaseClocks } from './node-leases.js';
 import { rangeReports } from './range-reports.js';
 import { Quiescence } from './quiescence.js';
 import { copyCoreLatencies, emptyCoreLatencies, observeLatency } from './latency.js';
@@ -53,6 +55,10 @@ export interface ShardCoreOptions {
   readonly checksumChunkKeyCount: number;
   /** Ticks a finished check keeps its snapshot for block details (CHECKSUM_HOLD_TICKS_DEFAULT). */
   readonly checksumHoldTicks: number;
+  /** Node leases (node-leases.ts): how long a lease and a promise last. Undefined: off (reads confirm with a heartbeat round). */
+  readonly nodeLeases?: { readonly leaseMs: number; readonly promiseTicks: number };
+  /** The clocks leases are checked against: the Host's, which must read the same (default: the process's monotonic and wall clocks). */
+  readonly leaseClocks?: LeaseClocks;
 }
 
 /**
@@ -95,6 +101,8 @@ export class ShardCore {
   private readonly touched = new Set<Group>();
   /** Ticks seen: the clock of the disk guard, the consistency checks and the unknown-shard reports. */
   private tickCount = 0;
+  /** This core's copy of the node's leases (undefined: node leases off). */
+  private readonly leases: CoreLeases | undefined;
 
   private readonly sm: KvStateMachine;
   /** Consistency check results and the passes computing them, one chunk per tick (kv/consistency.ts). */
@@ -131,6 +139,8 @@ export class ShardCore {
     this.log = childLogger(options.logger, { component: 'core', nodeId: options.nodeId, core: options.coreIndex });
     this.raftLog = childLogger(options.logger, { component: 'raft', nodeId: options.nodeId, core: options.coreIndex });
     this.out = new CoreOutputBuffer(options.emit);
+    const nl = options.nodeLeases;
+    this.leases = nl === undefined ? undefined : new CoreLeases({ ...nl, clocks: options.leaseClocks ?? PROCESS_LEASE_CLOCKS, nowTick: () => this.tickCount });
     this.checksums = new ReplicaChecksums(store, { chunkKeyCount: options.checksumChunkKeyCount, holdTicks: options.checksumHoldTicks }, (fields, message) => this.log.error(fields, message));
     // What the parts share: who we are, what we count and log, where answers go, the replicas and the
     // loop. Each part's port names what it takes of it.
@@ -195,6 +205,7 @@ export class ShardCore {
       nodeId: this.self,
       seed: this.options.seed,
       raft: this.options.raft,
+      nodeLeases: this.leases,
       logger: raftLogger(this.raftLog.child({ rangeId: shardId })),
     });
     this.groups.set(shardId, g);
@@ -209,11 +220,19 @@ export class ShardCore {
     if (this.closed) return;
     // Messages before ticks: a core that fell behind must not fire election timeouts against
     // heartbeats it already holds.
-    for (const [from, segment] of input.inbound) {
+    // Lease changes between the segments that arrived before and after them: an acknowledgement is
+    // stamped with the lease epoch current when it arrived (core-leases.ts).
+    let leaseAt = 0;
+    const applyLeases = (upTo: number): void => {
+      for (; leaseAt < input.leases.length && input.leases[leaseAt]![0] <= upTo; leaseAt++) this.leases?.apply(input.leases[leaseAt]![1]);
+    };
+    input.inbound.forEach(([from, segment], i) => {
+      applyLeases(i);
       // Nothing stepped now could be persisted, and leaders resend what a follower has not acknowledged.
       if (this.disk.isFull) this.stats.segmentsDroppedDiskFull++;
       else this.inbound.onSegment(nodeId(from), segment);
-    }
+    });
+    applyLeases(Number.POSITIVE_INFINITY);
     for (const e of input.events) this.onEvent(e);
     for (let t = 0; t < input.ticks; t++) this.onTick();
     for (const r of input.requests) this.onRequest(r);
@@ -232,6 +251,9 @@ export class ShardCore {
       g.raw.tick();
       this.stats.groupTicks++;
       this.touched.add(g);
+      // Held from campaigning by a promise to the leader's node: ask that node for its replica (it wakes, or
+      // answers that it has none and we forget it: inbound.ts).
+      if (g.raw.raft.takeHeldByPromise()) this.out.outbox.wake(g.raw.raft.lead, g.id);
     }
     this.quiescence.wakeQueued();
   }

@@ -122,7 +122,7 @@ export class ShardRequests {
 
   onRead(id: number, shardId: GroupId, read: PendingRead, consistency: 'linearizable' | 'stale'): void {
     const { out, stats, disk } = this.port;
-    const g = this.requestGroup(id, shardId);
+    const g = this.requestGroup(id, shardId, { read: true });
     if (g === undefined) return;
     // A replica waiting for its first snapshot (added by a move) owns no range yet: it sends the caller
     // on as a follower does. KEY_OUT_OF_RANGE would stop the caller: it means "the range moved".
@@ -140,6 +140,7 @@ export class ShardRequests {
     // A leader whose Readys wait for space sends no heartbeats: its ReadIndex would never be confirmed.
     if (disk.isFull) return out.fail(id, disk.refusal()!);
     const context = String(id);
+    if (g.raw.raft.leaseValid()) stats.leaseReads++;
     try {
       g.raw.readIndex(context);
     } catch (err) {
@@ -281,12 +282,14 @@ export class ShardRequests {
   }
 
   /** The group a client request addresses, woken; undefined (and answered) when it is not here. */
-  private requestGroup(id: number, shardId: GroupId): Group | undefined {
+  private requestGroup(id: number, shardId: GroupId, options: { read?: boolean } = {}): Group | undefined {
     const g = this.port.groups.get(shardId);
     if (g === undefined || g.removed) {
       this.port.out.fail(id, new ShardNotFoundError(shardId, this.port.self));
       return undefined;
     }
+    // A read its leader's node lease answers needs nothing of the group: it stays quiesced.
+    if (options.read === true && g.isLeader && g.raw.raft.leaseValid()) return g;
     if (g.quiesced && (g.isLeader || g.leader === NONE)) {
       this.port.wake(g);
       // A dormant group that knows no leader (a restarted node) campaigns at once instead of

@@ -4,6 +4,8 @@ export interface HostStats {
   framesDropped: number;
   /** Liveness pings sent (empty frames). */
   pingsSent: number;
+  /** Node lease segments sent (node-leases.ts): every LEASE_INTERVAL_TICKS to every peer, renewing leases and proving liveness. */
+  leaseSegmentsSent: number;
   /** Messages posted to cores (one per core per loop turn at most). */
   corePosts: number;
   requestsTimedOut: number;

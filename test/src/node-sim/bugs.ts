@@ -5,7 +5,7 @@
  * this thread), the way a bad commit would change the code.
  */
 import { RaftLog, RawNode, type Ready } from '@flotilla/core';
-import { NodeStore } from '@flotilla/shards';
+import { CoreLeases, NodeStore } from '@flotilla/shards';
 import type { SimBug } from './options.js';
 
 type Patch = () => () => void;
@@ -73,6 +73,14 @@ const PATCHES: Record<Exclude<SimBug, 'none'>, Patch> = {
       undoNext();
     };
   },
+  // A node lease never runs out once granted (its epoch still checked): a leader cut off from its
+  // followers answers reads under it after they elected another leader.
+  leaseOutlivesPromise: () =>
+    patch(CoreLeases.prototype, 'holds', () =>
+      function (this: CoreLeases, voter: Parameters<CoreLeases['holds']>[0], mark: number): boolean {
+        return this.ackMark(voter) === mark && mark > 1;
+      },
+    ),
   // A split's right half is created without the data it had: its keys' writes are gone.
   splitLosesRightHalf: () =>
     patch(NodeStore.prototype, 'writeShardRecords', (original) =>

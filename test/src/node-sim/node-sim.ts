@@ -76,6 +76,8 @@ export interface NodeSimStats {
   readonly adminFailed: number;
   readonly ranges: number;
   readonly snapshotsSent: number;
+  /** Linearizable reads answered under a node lease (no heartbeat round), by the nodes running at the end. */
+  readonly leaseReads: number;
 }
 
 export interface NodeSimResult {
@@ -890,10 +892,14 @@ export class NodeSim {
 
   private async stats(): Promise<NodeSimStats> {
     let snapshotsSent = 0;
+    let leaseReads = 0;
     for (const n of this.nodes) {
       const node = n.inc?.node;
       if (node === undefined || n.inc!.dead) continue;
-      for (const c of await this.pumped(node.host.coreStats())) snapshotsSent += c.snapshotsSent;
+      for (const c of await this.pumped(node.host.coreStats())) {
+        snapshotsSent += c.snapshotsSent;
+        leaseReads += c.leaseReads;
+      }
     }
     const ranges = this.nodes[0]!.inc!.node!.store.knownRanges().length;
     return {
@@ -908,6 +914,7 @@ export class NodeSim {
       adminFailed: this.counts.adminFailed,
       ranges,
       snapshotsSent,
+      leaseReads,
     };
   }
 }

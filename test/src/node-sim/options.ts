@@ -17,7 +17,7 @@ import { SeededRng } from '@flotilla/core';
  * - `splitLosesRightHalf`: a split's right half starts without the data it
  *   had in the left.
  */
-export const SIM_BUGS = ['none', 'ackBeforePersist', 'staleLeaderRead', 'applyBeforeCommit', 'splitLosesRightHalf'] as const;
+export const SIM_BUGS = ['none', 'ackBeforePersist', 'staleLeaderRead', 'applyBeforeCommit', 'splitLosesRightHalf', 'leaseOutlivesPromise'] as const;
 export type SimBug = (typeof SIM_BUGS)[number];
 
 export interface NodeSimOptions {

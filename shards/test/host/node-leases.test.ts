@@ -1,0 +1,141 @@
+// Node leases on running Hosts (src/host/node-leases.ts, core/src/read/node-leases.ts):
+// a quiesced range's leader answers a linearizable read with no heartbeat round
+// and stays quiesced; a leader cut off from its followers stops answering before
+// they elect another, so it never returns a value the new leader overwrote.
+import { afterEach, describe, expect, it } from 'vitest';
+import { groupId, type Clock, type Timer } from '@flotilla/core';
+import { HostCluster, key, shardKey } from '../support/host-cluster.js';
+import { RATE_WINDOW_LONG_MS } from '../../src/host/node-leases.js';
+
+const TICK_MS = 100;
+
+/** Virtual time for every node of a cluster: advanced one tick's worth per tick. */
+class VirtualClock implements Clock {
+  private now = 1_000;
+  private timers: { at: number; fn: () => void; cancelled: boolean }[] = [];
+  nowMs(): number {
+    return this.now;
+  }
+  setTimer(ms: number, fn: () => void): Timer {
+    const t = { at: this.now + Math.max(0, ms), fn, cancelled: false };
+    this.timers.push(t);
+    return { cancel: () => void (t.cancelled = true) };
+  }
+  advance(ms: number): void {
+    this.now += ms;
+    const due = this.timers.filter((t) => t.at <= this.now && !t.cancelled);
+    this.timers = this.timers.filter((t) => t.at > this.now && !t.cancelled);
+    for (const t of due) t.fn();
+  }
+}
+
+let cluster: HostCluster | undefined;
+afterEach(async () => {
+  if (cluster === undefined) return;
+  for (const id of [...cluster.hosts.keys()]) await cluster.stopNode(id);
+  cluster = undefined;
+});
+
+async function quiescedCluster(nodeLeases: boolean): Promise<{ c: HostCluster; clock: VirtualClock; leader: number }> {
+  const clock = new VirtualClock();
+  const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 41, host: { clock, nodeLeases } }));
+  const tick = async (n: number) => {
+    for (let i = 0; i < n; i++) {
+      clock.advance(TICK_MS);
+      await c.tick();
+    }
+  };
+  await c.createShards([1]);
+  // Past the rate window: every pair of nodes has measured the other's clock.
+  await tick(RATE_WINDOW_LONG_MS / TICK_MS + 30);
+  const leaders = await c.agreedLeaders([1]);
+  expect(leaders).toBeDefined();
+  expect((await c.write(1, { op: 'put', key: shardKey(1, 'k'), value: key('v1') })).ok).toBe(true);
+  await tick(30);
+  const statuses = await c.statuses();
+  for (const list of statuses.values()) expect(list.find((s) => s.shardId === 1)!.quiesced).toBe(true);
+  return { c, clock, leader: leaders!.get(1)! };
+}
+
+const coreTotals = async (c: HostCluster, node: number) => (await c.host(node).coreStats()).reduce((t, s) => ({ leaseReads: t.leaseReads + s.leaseReads, messagesSent: t.messagesSent + s.messagesSent, wakes: t.wakes + s.wakes }), { leaseReads: 0, messagesSent: 0, wakes: 0 });
+
+describe('node leases on running hosts', () => {
+  it('a quiesced leader answers a linearizable read at once: no heartbeat round, and it stays quiesced', async () => {
+    const { c, leader } = await quiescedCluster(true);
+    const before = await coreTotals(c, leader);
+    const got = await c.host(leader).get(groupId(1), shardKey(1, 'k'));
+    expect(got?.value.toString()).toBe('v1');
+    const after = await coreTotals(c, leader);
+    expect(after.leaseReads - before.leaseReads).toBe(1);
+    expect(after.messagesSent - before.messagesSent).toBe(0);
+    expect(after.wakes - before.wakes).toBe(0);
+  }, 120_000);
+
+  it('with node leases off the same read takes a heartbeat round (the control)', async () => {
+    const { c, leader } = await quiescedCluster(false);
+    const before = await coreTotals(c, leader);
+    const read = c.host(leader).get(groupId(1), shardKey(1, 'k'));
+    await c.tick(2);
+    expect((await read)?.value.toString()).toBe('v1');
+    const after = await coreTotals(c, leader);
+    expect(after.leaseReads - before.leaseReads).toBe(0);
+    expect(after.messagesSent - before.messagesSent).toBeGreaterThan(0);
+  }, 120_000);
+
+  it('a leader cut off from its followers stops answering before they elect another: it never returns what the new leader overwrote', async () => {
+    const { c, clock, leader } = await quiescedCluster(true);
+    const others = c.nodeIds.filter((n) => n !== leader);
+    for (const o of others) {
+      c.network.cut(leader, o);
+      c.network.cut(o, leader);
+    }
+    // Reads on the old leader while the followers elect and the new leader takes a write.
+    const oldReads: Promise<string | undefined>[] = [];
+    let newLeader: number | undefined;
+    for (let t = 0; t < 200 && newLeader === undefined; t++) {
+      oldReads.push(
+        c
+          .host(leader)
+          .get(groupId(1), shardKey(1, 'k'))
+          .then((v) => v?.value.toString(), () => 'failed'),
+      );
+      clock.advance(TICK_MS);
+      await c.tick();
+      const statuses = await c.statuses();
+      newLeader = others.find((o) => statuses.get(o)!.find((s) => s.shardId === 1)?.role === 'leader');
+    }
+    expect(newLeader).toBeDefined();
+    let written: boolean | undefined;
+    void c
+      .host(newLeader!)
+      .propose(groupId(1), { op: 'put', key: shardKey(1, 'k'), value: key('v2') })
+      .then((r) => (written = r.ok), () => (written = false));
+    for (let t = 0; t < 20 && written === undefined; t++) {
+      clock.advance(TICK_MS);
+      await c.tick();
+    }
+    expect(written).toBe(true);
+    // Linearizability: a read that starts after v2 was acknowledged must not answer v1. Cut off, the old
+    // leader can only fail it (its lease ran out before the election, so it needs a round it cannot have).
+    const afterWrite: Promise<string | undefined>[] = [];
+    for (let t = 0; t < 10; t++) {
+      afterWrite.push(
+        c
+          .host(leader)
+          .get(groupId(1), shardKey(1, 'k'))
+          .then((v) => v?.value.toString(), () => 'failed'),
+      );
+      clock.advance(TICK_MS);
+      await c.tick();
+    }
+    for (let t = 0; t < 80; t++) {
+      clock.advance(TICK_MS);
+      await c.tick();
+    }
+    expect(await Promise.all(afterWrite)).toEqual(Array.from({ length: 10 }, () => 'failed'));
+    // The first read after the cut was answered under the lease, before any election could end it.
+    const during = await Promise.all(oldReads);
+    expect(during[0]).toBe('v1');
+    expect(during).not.toContain('v2');
+  }, 240_000);
+});
