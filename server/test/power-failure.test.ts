@@ -124,6 +124,11 @@ function newDisk(mode: PowerFailMode): PowerFailDisk {
   return new PowerFailDisk({ tools: tools!, dir: join(base, 'watched'), imageDir: join(base, 'image'), mode });
 }
 
+/** A PUT that wrote: 201 when it created the key, 200 when it overwrote it. */
+function written(status: number | undefined): boolean {
+  return status === 200 || status === 201;
+}
+
 async function put(url: string, key: string, value: string): Promise<number | undefined> {
   try {
     const res = await fetch(`${url}/kv/${key}`, { method: 'PUT', body: value, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
@@ -190,9 +195,9 @@ describe.skipIf(tools === undefined)('power failure of flotilla start processes'
       if (clusterIds[0] !== clusterIds[1]) failures.push(`${mode} mode: node ${id} restarted with cluster id ${clusterIds[0]}, the members' is ${clusterIds[1]}`);
       const key = `%20join${id}`;
       let status: number | undefined;
-      for (let attempt = 0; attempt < PUT_ATTEMPTS && status !== 200; attempt++) status = await put(outcome.url, key, `via-${id}`);
+      for (let attempt = 0; attempt < PUT_ATTEMPTS && !written(status); attempt++) status = await put(outcome.url, key, `via-${id}`);
       const read = await get(members[1]!.url, key);
-      if (status !== 200 || typeof read === 'string' || read.body !== `via-${id}`) failures.push(`${mode} mode: node ${id} restarted but PUT ${status} through it ${PUT_ATTEMPTS} times, GET through node 2 ${JSON.stringify(read)}`);
+      if (!written(status) || typeof read === 'string' || read.body !== `via-${id}`) failures.push(`${mode} mode: node ${id} restarted but PUT ${status} through it ${PUT_ATTEMPTS} times, GET through node 2 ${JSON.stringify(read)}`);
       await stopHard(restart);
     }
     for (const m of members) await stopHard(m.run);
@@ -224,7 +229,7 @@ describe.skipIf(tools === undefined)('power failure of flotilla start processes'
           const n = seq++;
           const key = `%${['10', '50', '90', 'd0'][n % 4]}${phase}-${laneNo}-${n}`;
           const value = `${phase}${n}`;
-          if ((await put(urls[n % urls.length]!, key, value)) === 200) {
+          if (written(await put(urls[n % urls.length]!, key, value))) {
             acked.set(key, value);
             ackedCount++;
           } else await sleep(20); // a client's backoff, not a wait for anything
@@ -355,7 +360,7 @@ async function cutFirstStart(mode: PowerFailMode, crashAt: number): Promise<stri
       if (clusterId !== derived) return `${where}: restarted with cluster id ${clusterId}, not the derived ${derived}`;
       const status = await put(outcome.url, '%10probe', 'after-restart');
       const read = await get(outcome.url, '%10probe');
-      if (status !== 200 || typeof read === 'string' || read.body !== 'after-restart') return `${where}: restarted, but PUT answered ${status} and GET ${JSON.stringify(read)}`;
+      if (!written(status) || typeof read === 'string' || read.body !== 'after-restart') return `${where}: restarted, but PUT answered ${status} and GET ${JSON.stringify(read)}`;
       return undefined;
     } finally {
       await stopHard(second);

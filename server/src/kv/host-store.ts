@@ -277,12 +277,10 @@ export class HostKvStore implements KvStore {
         if (result.code === 'VERSION_MISMATCH') {
           const opIndex = result.opIndex ?? 0;
           const op = ops[opIndex]!;
-          return Promise.reject(
-            new KvError('PRECONDITION_FAILED', `batch op ${opIndex} (${op.op} of key ${hexOf(op.key)}): the key's version is ${result.currentVersion}, not ${op.ifVersion}; nothing was written`, {
-              currentVersion: result.currentVersion,
-              opIndex,
-            }),
-          );
+          throw new KvError('PRECONDITION_FAILED', `batch op ${opIndex} (${op.op} of key ${hexOf(op.key)}): the key's version is ${result.currentVersion}, not ${op.ifVersion}; nothing was written`, {
+            currentVersion: result.currentVersion,
+            opIndex,
+          });
         }
         if (result.code === 'KEY_OUT_OF_RANGE') throw new StaleRouteError(result.reason);
         throw new KvError('INVALID_ARGUMENT', 'reason' in result ? result.reason : result.code);
