@@ -191,8 +191,8 @@ describe('3 nodes in one process over TCP, 8 ranges on every node', () => {
       expect(sample('nodejs_active_resources{type="Timeout"}')).toBeGreaterThan(0);
       expect(sample('nodejs_eventloop_active_seconds_total')).toBeGreaterThan(0);
       if (process.platform === 'linux') expect(sample('process_open_fds')).toBeGreaterThan(0);
-      // Every sample line is name{labels} number, or name number.
-      for (const line of metrics.body.split('\n').filter((l) => l.length > 0 && !l.startsWith('#'))) expect(line).toMatch(/^[a-z_]+(\{[^}]*\})? [0-9.e+-]+$/);
+      // Every sample line is name{labels} number, or name number (prom-client writes NaN as Nan).
+      for (const line of metrics.body.split('\n').filter((l) => l.length > 0 && !l.startsWith('#'))) expect(line).toMatch(/^[a-z_][a-z0-9_]*(\{[^}]*\})? ([0-9.e+-]+|Nan|[+-]Inf)$/);
       expect((await http.app.inject({ method: 'POST', url: '/metrics' })).statusCode).toBe(405);
     } finally {
       await http.app.close();
