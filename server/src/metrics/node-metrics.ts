@@ -43,7 +43,7 @@ const EMPTY_SNAPSHOT: Snapshot = {
  * One node's metrics in a prom-client Registry of its own (two nodes in one
  * process each have theirs; no series carries a node label — the scrape
  * target names the node). The process's metrics (process-metrics.ts) are
- * added to it. Every value is read when scraped: the counters the Host,
+ * added to it at the first scrape. Every value is read when scraped: the counters the Host,
  * the transport, the KV store and the worker cores keep already, and the
  * cores' latency histograms (bucket counts, shards/src/host/latency.ts),
  * fetched once per scrape with the cores' stats. Only the HTTP histogram
@@ -54,12 +54,11 @@ export class NodeMetrics {
   readonly registry = new Registry();
   readonly http: HttpMetrics;
   private snapshot: Snapshot = EMPTY_SNAPSHOT;
+  private processMetricsAdded = false;
 
   constructor(private readonly sources: NodeMetricsSources) {
     const registry = this.registry;
     this.http = new HttpMetrics(registry);
-    // getMetricsAsArray is typed as plain objects; they are the metric instances themselves.
-    for (const m of processMetricsRegistry().getMetricsAsArray()) registry.registerMetric(m as unknown as Metric);
     this.coreMetrics();
     this.latencyMetrics();
     this.nodeMetrics();
@@ -84,6 +83,13 @@ export class NodeMetrics {
   }
 
   private async refresh(): Promise<void> {
+    // At the first scrape, not before: a node nobody scrapes (a simulation, most tests) starts no GC
+    // observer and no event-loop sampler (process-metrics.ts).
+    if (!this.processMetricsAdded) {
+      this.processMetricsAdded = true;
+      // getMetricsAsArray is typed as plain objects; they are the metric instances themselves.
+      for (const m of processMetricsRegistry().getMetricsAsArray()) this.registry.registerMetric(m as unknown as Metric);
+    }
     const { host } = this.sources;
     const [cores, shards] = await Promise.all([host.coreStats(), host.shards()]);
     const livePeers = host.livePeers();
