@@ -2,7 +2,7 @@
 // faults, episodes never overlap and end within the run, and a short run meets many different faults.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ADMIN_KINDS, FAULT_KINDS, planSchedule, type Schedule } from '../src/nemesis/schedule.js';
+import { ADMIN_KINDS, EPISODE_KINDS, FAULT_KINDS, planSchedule, type Schedule } from '../src/nemesis/schedule.js';
 
 const plan = (seed: number, nodeCount = 3, durationMs = 30_000): Schedule =>
   planSchedule({ seed, nodeCount, durationMs, warmupMs: 2_000, faults: FAULT_KINDS, admin: ADMIN_KINDS });
@@ -38,8 +38,8 @@ describe('nemesis schedule', () => {
 
   it('goes through the fault kinds before repeating one', () => {
     const s = plan(7, 5, 600_000);
-    const first = s.episodes.slice(0, FAULT_KINDS.length).map((e) => e.fault.kind);
-    expect(new Set(first).size).toBe(FAULT_KINDS.length);
+    const first = s.episodes.slice(0, EPISODE_KINDS.length).map((e) => e.fault.kind);
+    expect(new Set(first).size).toBe(EPISODE_KINDS.length);
   });
 
   it('plans only the faults asked for, and no small disk without disk-full', () => {

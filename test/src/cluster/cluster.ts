@@ -3,7 +3,8 @@
  * traffic goes through the fault proxy: each node listens on its own port,
  * advertises its proxy's, and is given its peers' proxies. The cluster kills,
  * pauses and restarts processes for the nemesis, remembers which exits it
- * caused, and samples every process's resident memory.
+ * caused, and samples every process's resident memory. One node may run
+ * under libfaketime (the clock fault), every process it runs as.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readyUrl } from '@flotilla/server';
 import { FaultNetwork } from '../faults/proxy.js';
+import type { FakeClock } from '../nemesis/clock.js';
 import { freePorts } from './ports.js';
 import { Tmpfs } from './tmpfs.js';
 
@@ -36,6 +38,8 @@ export interface ClusterOptions {
   readonly nowMs: () => number;
   /** This node's data directory goes on a tmpfs of this size (the disk-full fault). */
   readonly smallDisk?: { readonly nodeId: number; readonly sizeBytes: number; readonly name: string };
+  /** This node's processes run under libfaketime, reading their time from this clock's file (the clock fault). */
+  readonly clock?: FakeClock;
 }
 
 export interface ExitRecord {
@@ -82,6 +86,8 @@ export interface StateChange {
 
 export class Cluster {
   readonly exits: ExitRecord[] = [];
+  /** The faked clock of one node, if the run has clock faults. */
+  readonly clock: FakeClock | undefined;
   readonly stateChanges: StateChange[] = [];
   private readonly slots = new Map<number, NodeSlot>();
   private readonly rssTimer: NodeJS.Timeout;
@@ -95,6 +101,7 @@ export class Cluster {
     readonly disk: Tmpfs | undefined,
     slots: readonly NodeSlot[],
   ) {
+    this.clock = o.clock;
     for (const s of slots) this.slots.set(s.id, s);
     this.rssTimer = setInterval(() => this.sampleRss(), RSS_SAMPLE_INTERVAL_MS);
     this.rssTimer.unref();
@@ -194,12 +201,14 @@ export class Cluster {
       '--log-level', this.o.logLevel,
     ];
     const logFd = openSync(s.logPath, 'a');
+    const clock = this.clock?.node === id ? this.clock : undefined;
     let child: ChildProcess;
     try {
-      child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', logFd] });
+      child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', logFd], ...(clock === undefined ? {} : { env: { ...process.env, ...clock.env() } }) });
     } finally {
       closeSync(logFd);
     }
+    clock?.processStarted();
     s.child = child;
     this.setState(s, 'running');
     s.expectingExit = false;
@@ -208,6 +217,7 @@ export class Cluster {
       this.exits.push({ nodeId: id, pid, atMs: this.nowMs(), code, signal, expected: s.expectingExit, logTail: this.logTail(id) });
       if (s.child === child) {
         s.child = undefined;
+        clock?.processStopped();
         this.setState(s, 'stopped');
       }
     });

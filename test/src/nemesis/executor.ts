@@ -7,7 +7,7 @@
 import { SeededRng } from '@flotilla/core';
 import type { Cluster } from '../cluster/cluster.js';
 import { LINK_OK, type LinkFault } from '../faults/link.js';
-import { describeFault, type AdminAction, type Episode, type Fault, type Link, type Schedule } from './schedule.js';
+import { GATHER_LEADS_BEFORE_MS, describeFault, type AdminAction, type ClockEpisode, type Episode, type Fault, type Link, type Schedule } from './schedule.js';
 
 /** Budget of one admin request (a split waits for its Raft command). */
 const ADMIN_REQUEST_TIMEOUT_MS = 10_000;
@@ -28,6 +28,17 @@ export interface DiskFullReport {
   readonly freedAtMs: number;
 }
 
+/**
+ * A stretch of the run's clock in which a node's own deadlines did not run
+ * in real time: its timers waited out a clock stepped back, or ran on a slow
+ * clock. A request then is not owed an answer within the client's timeout.
+ */
+export interface ClockExcuse {
+  readonly node: number;
+  readonly fromMs: number;
+  readonly toMs: number;
+}
+
 interface RangeInfo {
   rangeId: number;
   start: string | null;
@@ -41,14 +52,15 @@ const blackhole: LinkFault = { ...LINK_OK, cut: 'blackhole' };
 export class Nemesis {
   readonly events: NemesisEvent[] = [];
   readonly diskFull: DiskFullReport[] = [];
+  readonly clockExcuses: ClockExcuse[] = [];
   private stopped = false;
   private wakeAll: () => void = () => undefined;
   /** Resolves when stop() begins: sleeping episodes wake to find themselves healed. */
   private readonly stopping = new Promise<void>((resolve) => (this.wakeAll = resolve));
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly running = new Set<Promise<void>>();
-  /** Faults applied and not yet healed, with how to heal each. */
-  private readonly open = new Map<Episode, () => Promise<void>>();
+  /** Faults applied and not yet healed, with what they are and how to heal each. */
+  private readonly open = new Map<Episode | ClockEpisode, { what: string; heal: () => Promise<void> }>();
 
   constructor(
     private readonly cluster: Cluster,
@@ -66,6 +78,23 @@ export class Nemesis {
   start(): void {
     for (const e of this.schedule.episodes) this.at(e.atMs, () => this.runEpisode(e));
     for (const a of this.schedule.admin) this.at(a.atMs, () => this.runAdmin(a));
+    for (const e of this.schedule.clockEpisodes) {
+      this.at(e.atMs, () => this.runClockEpisode(e));
+      if (e.gatherLeads) this.at(e.atMs - GATHER_LEADS_BEFORE_MS, () => this.gatherLeads());
+    }
+  }
+
+  /** Makes the clock node leader of every user range it holds a replica of (before a clock change met with a cut). */
+  private async gatherLeads(): Promise<void> {
+    const node = this.schedule.clockNode!;
+    const live = this.cluster.nodeIds.filter((n) => this.cluster.stateOf(n) === 'running');
+    const via = live.includes(node) ? node : live[0];
+    if (via === undefined) return this.log('gathering leads skipped: no node running');
+    const ranges = await this.rangesVia(via);
+    if (ranges === undefined) return this.log(`gathering leads skipped: node ${via} did not list its ranges`);
+    const moving = ranges.filter((r) => r.rangeId !== 1 && r.leader !== node && r.replicas.includes(node));
+    this.log(`gathering on node ${node} the lead of ranges ${moving.map((r) => r.rangeId).join(', ') || '(none: it leads all it holds)'}`);
+    await Promise.all(moving.map((r) => this.post(via, `/ranges/${r.rangeId}/transfer-leader`, { to: node })));
   }
 
   private at(atMs: number, task: () => Promise<void>): void {
@@ -80,15 +109,52 @@ export class Nemesis {
   }
 
   private async runEpisode(e: Episode): Promise<void> {
-    this.log(`start: ${describeFault(e.fault)}`);
-    const heal = await this.apply(e.fault);
-    this.open.set(e, heal);
+    const what = describeFault(e.fault);
+    this.log(`start: ${what}`);
+    this.open.set(e, { what, heal: await this.apply(e.fault) });
+    await this.holdOpen(e);
+  }
+
+  /** Waits for the episode's end and heals it, unless stop() healed it first. */
+  private async holdOpen(e: Episode | ClockEpisode): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([new Promise((r) => (timer = setTimeout(r, Math.max(0, e.atMs + e.durationMs - this.nowMs())))), this.stopping]);
     clearTimeout(timer);
-    if (!this.open.delete(e)) return; // healed by stop()
-    this.log(`heal: ${describeFault(e.fault)}`);
-    await heal();
+    const open = this.open.get(e);
+    if (open === undefined) return; // healed by stop()
+    this.open.delete(e);
+    this.log(`heal: ${open.what}`);
+    await open.heal();
+  }
+
+  /** A change of the clock node's clock (clock.ts); a rate is set back to the true one at the end, a step stays. */
+  private async runClockEpisode(e: ClockEpisode): Promise<void> {
+    const clock = this.cluster.clock;
+    if (clock === undefined) return this.log('clock fault skipped: no node runs under libfaketime');
+    const node = clock.node;
+    const change = e.change;
+    switch (change.kind) {
+      case 'step': {
+        clock.step(change.deltaMs);
+        const startMs = this.nowMs();
+        if (change.deltaMs < 0) this.clockExcuses.push({ node, fromMs: startMs, toMs: startMs - change.deltaMs });
+        return this.log(`clock: node ${node}'s clock steps ${change.deltaMs >= 0 ? 'forward' : 'back'} ${Math.abs(change.deltaMs)} ms (file "${clock.text}")`);
+      }
+      case 'rate': {
+        clock.setRate(change.rate);
+        const startMs = this.nowMs();
+        this.log(`clock: node ${node}'s clock runs x${change.rate} (file "${clock.text}")`);
+        this.open.set(e, {
+          what: `node ${node}'s clock at x${change.rate}`,
+          heal: async () => {
+            clock.setRate(1);
+            if (change.rate < 1) this.clockExcuses.push({ node, fromMs: startMs, toMs: this.nowMs() });
+            this.log(`clock: node ${node}'s clock runs at the true rate again (file "${clock.text}")`);
+          },
+        });
+        return this.holdOpen(e);
+      }
+    }
   }
 
   /** Applies a fault; answers how to heal it. */
@@ -226,10 +292,10 @@ export class Nemesis {
     this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
-    const heals = [...this.open.entries()];
+    const heals = [...this.open.values()];
     this.open.clear();
-    for (const [e, heal] of heals) {
-      this.log(`heal at the end: ${describeFault(e.fault)}`);
+    for (const { what, heal } of heals) {
+      this.log(`heal at the end: ${what}`);
       await heal();
     }
     this.wakeAll();

@@ -4,6 +4,7 @@
 import { randomInt } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { parseArgs } from 'node:util';
+import { findLibfaketime } from '../nemesis/clock.js';
 import { ADMIN_KINDS, FAULT_KINDS, type AdminKind, type FaultKind } from '../nemesis/schedule.js';
 import { runFaults, type RunOptions } from './run.js';
 
@@ -13,6 +14,7 @@ const USAGE = `usage: npm run faults -- [--seed N] [--seeds COUNT] [--nodes 3|5]
          [--ranges N] [--tick-ms MS] [--rss-max-mb MB] [--dir DIR] [--keep] [--node-log-level warn]
   --seed      first seed (default: random, printed); --seeds runs that many seeds from it
   --duration  fault phase in seconds (default 30); healing and checks come after
+  --faults    default all; clock needs libfaketime (Debian's faketime package)
   --value-bytes  pad every value to about N bytes (default: a short unique name), so lagging peers lag in bytes`;
 
 class UsageError extends Error {}
@@ -134,6 +136,15 @@ async function main(argv: string[]): Promise<number> {
     if (message === undefined) throw err;
     console.error(`${message.length > 0 ? `faults: ${message}\n\n` : ''}${USAGE}`);
     return 2;
+  }
+  if (cli.options.faults.includes('clock')) {
+    try {
+      findLibfaketime();
+    } catch (err) {
+      const others = FAULT_KINDS.filter((k) => k !== 'clock' && cli.options.faults.includes(k));
+      console.error(`faults: ${(err as Error).message}${others.length === 0 ? '' : `\n(or leave clock faults out: --faults ${others.join(',')})`}`);
+      return 2;
+    }
   }
   // SIGINT / SIGTERM: stop the node processes and unmount before exiting, not leave them behind.
   const abort = new AbortController();

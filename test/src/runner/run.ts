@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { Cluster } from '../cluster/cluster.js';
 import { Tmpfs } from '../cluster/tmpfs.js';
 import { checkRegisterHistory, describeVerdict, type HistoryVerdict } from '../lin/index.js';
-import { Nemesis } from '../nemesis/executor.js';
+import { FakeClock, findLibfaketime } from '../nemesis/clock.js';
+import { Nemesis, type ClockExcuse } from '../nemesis/executor.js';
 import { describeSchedule, planSchedule, type AdminKind, type FaultKind } from '../nemesis/schedule.js';
 import { Workload, type FailedAnswer, type WorkloadKey } from '../workload/workload.js';
 import { checkConvergence, waitPlacementIdle } from './convergence.js';
@@ -88,6 +89,8 @@ export function tmpfsUnavailableReason(dir: string): string | null {
 }
 
 export async function runFaults(o: RunOptions): Promise<RunReport> {
+  // Clock faults are never skipped: without libfaketime the run would pass having tested no clock at all.
+  const libfaketime = o.faults.includes('clock') ? findLibfaketime() : undefined;
   const dir = mkdtempSync(join(o.dir, `flotilla-faults-${o.seed}-`));
   // The run's clock — what the schedule, the history and the log lines share — starts once the cluster serves.
   let runStart: number | undefined;
@@ -108,6 +111,11 @@ export async function runFaults(o: RunOptions): Promise<RunReport> {
   log(`seed ${o.seed}: ${o.nodeCount} nodes, ${(o.durationMs / 1000).toFixed(0)} s, data and logs in ${dir}`);
   log('schedule (start, length, fault):');
   for (const line of describeSchedule(schedule)) o.log(line);
+  const clock =
+    schedule.clockNode === null
+      ? undefined
+      : new FakeClock({ node: schedule.clockNode, file: join(dir, `n${schedule.clockNode}.faketime`), library: libfaketime!, nowMs: () => performance.now() });
+  if (clock !== undefined) log(`node ${clock.node} runs under libfaketime (${libfaketime}), its time in ${join(dir, `n${clock.node}.faketime`)}`);
 
   const rng = new SeededRng(o.seed ^ 0x27d4eb2f);
   const cluster = await Cluster.start({
@@ -121,6 +129,7 @@ export async function runFaults(o: RunOptions): Promise<RunReport> {
     random: () => rng.nextFloat(),
     nowMs: () => (runStart === undefined ? 0 : runMs()),
     ...(schedule.diskNode === null ? {} : { smallDisk: { nodeId: schedule.diskNode, sizeBytes: SMALL_DISK_BYTES, name: `flotilla-faults-${process.pid}-n${schedule.diskNode}` } }),
+    ...(clock === undefined ? {} : { clock }),
   });
   const onAbort = () => {
     log('aborted: stopping every node');
@@ -190,8 +199,14 @@ export async function runFaults(o: RunOptions): Promise<RunReport> {
     log('answers per node (node, method, status or error → count), failures only:');
     for (const [k, v] of [...result.outcomes].filter(([k]) => !/ (200|204|404|412)( |$)/.test(k)).sort()) o.log(`    ${k.padEnd(40)} ${v}`);
     for (const r of result.unexpectedRefusals.slice(0, 10)) failures.push(`unexpected refusal: ${r}`);
-    // A request to a node that ran unpaused all along must be answered within the client's timeout (above the server's deadline).
-    const hung = result.failedAnswers.filter((a) => a.what.endsWith(' timeout') && cluster.runningThroughout(a.node, a.atMs - o.requestTimeoutMs, a.atMs));
+    // A request to a node that ran unpaused all along must be answered within the client's timeout (above the server's deadline)
+    // — unless the node's deadlines ran on a clock held back or slowed meanwhile.
+    const excused = (node: number, fromMs: number, toMs: number) => nemesis.clockExcuses.some((x: ClockExcuse) => x.node === node && x.fromMs <= toMs && fromMs <= x.toMs);
+    const hung = result.failedAnswers.filter(
+      (a) => a.what.endsWith(' timeout') && cluster.runningThroughout(a.node, a.atMs - o.requestTimeoutMs, a.atMs) && !excused(a.node, a.atMs - o.requestTimeoutMs, a.atMs),
+    );
+    const excusedCount = result.failedAnswers.filter((a) => a.what.endsWith(' timeout') && excused(a.node, a.atMs - o.requestTimeoutMs, a.atMs)).length;
+    if (excusedCount > 0) log(`${excusedCount} requests timed out at a node whose clock was held back or slow meanwhile (owed no answer in time)`);
     if (hung.length > 0) {
       const first = hung.slice(0, 5).map((a) => `node ${a.node} ${a.what.replace(/ timeout$/, '')} at ${(a.atMs / 1000).toFixed(1)} s`).join('; ');
       failures.push(`${hung.length} requests to running nodes got no answer within ${o.requestTimeoutMs} ms, e.g. ${first}`);
@@ -210,6 +225,7 @@ export async function runFaults(o: RunOptions): Promise<RunReport> {
     failures.push(...convergence.failures);
 
     for (const d of diskFullFindings(nemesis, result.failedAnswers, cluster)) log(d);
+    if (clock !== undefined) log(`node ${clock.node}'s clock ended ${(clock.spec.offsetMs / 1000).toFixed(1)} s off true time`);
   } catch (err) {
     failures.push(`run aborted: ${(err as Error).stack ?? String(err)}`);
   } finally {
