@@ -278,11 +278,11 @@ export class Raft {
   /**
    * A follower forgets its leader (etcd-raft's ForgetLeader): it stays in its
    * term, does not campaign now, and its promises to the leader's node no
-   * longer bind this group. For when that node says it holds no replica.
+   * longer bind this group. For when that node says its replica does not lead.
    */
   forgetLeader(): void {
     if (this.role !== 'follower' || this.lead === NONE) return;
-    this.logger.info({ nodeId: this.id, term: this.term, leaderId: this.lead }, 'forgot the leader: its node holds no replica');
+    this.logger.info({ nodeId: this.id, term: this.term, leaderId: this.lead }, 'forgot the leader: its node says its replica does not lead');
     this.lead = NONE;
   }
 

@@ -8,8 +8,8 @@ const concat = (...parts: Uint8Array[]) => Buffer.concat(parts);
 
 describe('node frames', () => {
   it('carry several cores’ segments and an rpc segment in one payload, decoded in order', () => {
-    const a = encodeSegment({ heartbeats: [4, 7, 10, 3, 1], heartbeatResponses: [5, 7, 2], sections: [4, Uint8Array.of(1, 2)], wakes: [9], absent: [] });
-    const b = encodeSegment({ heartbeats: [], heartbeatResponses: [], sections: [], wakes: [6], absent: [] });
+    const a = encodeSegment({ heartbeats: [4, 7, 10, 3, 1], heartbeatResponses: [5, 7, 2], sections: [4, Uint8Array.of(1, 2)], wakes: [9], notLeading: [] });
+    const b = encodeSegment({ heartbeats: [], heartbeatResponses: [], sections: [], wakes: [6], notLeading: [] });
     const r = encodeRpcSegment({ requests: [1, Uint8Array.of(7)], responses: [2, 1, Uint8Array.of(8)] });
     const frame = decodeFrame(concat(a, r, b));
     expect(frame.segments.map((s) => s.wakes)).toEqual([[9], [6]]);
@@ -20,7 +20,7 @@ describe('node frames', () => {
   });
 
   it('splits a segment by the core that owns each shard', () => {
-    const s = { heartbeats: [1, 5, 5, 1, 0, 2, 5, 5, 1, 0], heartbeatResponses: [2, 5, 1], sections: [1, Uint8Array.of(1), 2, Uint8Array.of(2)], wakes: [1], absent: [] };
+    const s = { heartbeats: [1, 5, 5, 1, 0, 2, 5, 5, 1, 0], heartbeatResponses: [2, 5, 1], sections: [1, Uint8Array.of(1), 2, Uint8Array.of(2)], wakes: [1], notLeading: [] };
     const parts = splitSegment(s, (shard) => shard % 2, 2);
     expect(parts[1]!.heartbeats).toEqual([1, 5, 5, 1, 0]);
     expect(parts[0]!.heartbeats).toEqual([2, 5, 5, 1, 0]);

@@ -8,4 +8,6 @@ describe('whole-node simulation', () => {
   describe('seeds with write bursts', () => seedBlocks(1, 50, { writeBurstMax: 4 }));
   // Half the write crashes strike right after the write: durable, but nothing it promised was sent.
   describe('seeds with crashes after writes', () => seedBlocks(1, 50, { crashAfterWrites: true }));
+  // Node clocks that run fast or slow and step forward or back: node leases stay safe, nothing livelocks.
+  describe('seeds with clock faults', () => seedBlocks(1, 50, { clockFaults: true }));
 });

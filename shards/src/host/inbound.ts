@@ -43,6 +43,16 @@ export class InboundTraffic {
 
   onSegment(from: NodeId, s: Segment): void {
     const { self, quiescence } = this.port;
+    // First: the sender answered before it sent anything else here (a leadership it won after answering
+    // comes in this segment's heartbeats and sections, or later), so a follower never forgets a leader
+    // it learned of after the answer.
+    for (let i = 0; i < s.notLeading.length; i += 2) {
+      const g = this.port.groups.get(groupId(s.notLeading[i]!));
+      const term = s.notLeading[i + 1]!;
+      if (g === undefined || g.raw.raft.lead !== from || (term !== 0 && g.raw.raft.term > term)) continue;
+      g.raw.raft.forgetLeader();
+      this.port.touch(g);
+    }
     for (let i = 0; i < s.heartbeats.length; i += HEARTBEAT_TUPLE_LENGTH) {
       const g = this.inboundGroup(s.heartbeats[i]!, from, { reportUnknown: true });
       if (g === undefined) continue;
@@ -71,15 +81,9 @@ export class InboundTraffic {
     for (const shard of s.wakes) {
       const g = this.inboundGroup(shard, from);
       if (g !== undefined) quiescence.wake(g, { notifyLeader: false });
-      // A follower that still takes us for its leader, promised to our node (node leases), holds its group
-      // from electing anyone else: tell it we hold no replica, so it forgets us and the group can elect.
-      else this.port.out.outbox.absent(from, groupId(shard));
-    }
-    for (const shard of s.absent) {
-      const g = this.port.groups.get(groupId(shard));
-      if (g === undefined || g.raw.raft.lead !== from) continue;
-      g.raw.raft.forgetLeader();
-      this.port.touch(g);
+      // A follower that takes us for its leader, promised to our node (node leases), holds its group from
+      // electing anyone else: unless our replica leads, tell it so, and it forgets us and can elect.
+      if (g === undefined || !g.isLeader) this.port.out.outbox.notLeading(from, groupId(shard), g?.raw.raft.term ?? 0);
     }
   }
 

@@ -48,18 +48,23 @@ export interface Segment {
   readonly sections: (number | Uint8Array)[];
   /** Shards whose replica on the receiver should stop quiescing (a follower woke and wants its leader). */
   readonly wakes: number[];
-  /** Shards the sender holds no replica of: the answer to a wake for one (a follower of ours there forgets us as leader). */
-  readonly absent: number[];
+  /**
+   * Flat pairs (shard, term): shards whose replica on the sender does not
+   * lead (term 0: it has none), answering a follower's wake. A follower that
+   * takes the sender for its leader forgets it (node leases: its promise to
+   * the sender's node would hold the group leaderless).
+   */
+  readonly notLeading: number[];
 }
 
 function emptySegment(): Segment {
-  return { heartbeats: [], heartbeatResponses: [], sections: [], wakes: [], absent: [] };
+  return { heartbeats: [], heartbeatResponses: [], sections: [], wakes: [], notLeading: [] };
 }
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
 export function encodeSegment(s: Segment): Uint8Array {
-  return packr.pack([SEGMENT_FORMAT, s.heartbeats, s.heartbeatResponses, s.sections, s.wakes, s.absent]);
+  return packr.pack([SEGMENT_FORMAT, s.heartbeats, s.heartbeatResponses, s.sections, s.wakes, s.notLeading]);
 }
 
 /**
@@ -229,9 +234,10 @@ function decodeSegment(raw: unknown, position: number): Segment {
   }
   const wakes = counts(raw[4], 'wakes', fail);
   if (wakes.includes(0)) fail('wake for shard 0');
-  const absent = counts(raw[5], 'absent shards', fail);
-  if (absent.includes(0)) fail('shard 0 absent');
-  return { heartbeats, heartbeatResponses, sections: sections as (number | Uint8Array)[], wakes, absent };
+  const notLeading = counts(raw[5], 'not-leading pairs', fail);
+  if (notLeading.length % 2 !== 0) fail(`not-leading pairs hold ${notLeading.length} numbers, not a multiple of 2`);
+  for (let i = 0; i < notLeading.length; i += 2) if (notLeading[i] === 0) fail('not-leading pair for shard 0');
+  return { heartbeats, heartbeatResponses, sections: sections as (number | Uint8Array)[], wakes, notLeading };
 }
 
 function counts(v: unknown, name: string, fail: (what: string) => never): number[] {
@@ -255,6 +261,6 @@ export function splitSegment(s: Segment, coreOf: (shard: GroupId) => number, cor
   }
   for (let i = 0; i < s.sections.length; i += 2) part(s.sections[i] as number).sections.push(s.sections[i]!, s.sections[i + 1]!);
   for (const shard of s.wakes) part(shard).wakes.push(shard);
-  for (const shard of s.absent) part(shard).absent.push(shard);
+  for (let i = 0; i < s.notLeading.length; i += 2) part(s.notLeading[i]!).notLeading.push(s.notLeading[i]!, s.notLeading[i + 1]!);
   return parts;
 }

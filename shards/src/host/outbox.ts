@@ -49,13 +49,13 @@ class Destination {
   readonly heartbeats: number[] = [];
   readonly heartbeatResponses: number[] = [];
   readonly wakes: number[] = [];
-  readonly absent: number[] = [];
+  readonly notLeading: number[] = [];
   readonly messages = new Map<GroupId, Envelope[]>();
   /** Estimated bytes of the append messages queued (the per-flush budget's measure). */
   appendBytes = 0;
 
   isEmpty(): boolean {
-    return this.heartbeats.length === 0 && this.heartbeatResponses.length === 0 && this.wakes.length === 0 && this.absent.length === 0 && this.messages.size === 0;
+    return this.heartbeats.length === 0 && this.heartbeatResponses.length === 0 && this.wakes.length === 0 && this.notLeading.length === 0 && this.messages.size === 0;
   }
 
   /**
@@ -83,7 +83,7 @@ class Destination {
     tuples(this.heartbeats, HEARTBEAT_TUPLE_LENGTH, (s) => s.heartbeats);
     tuples(this.heartbeatResponses, HEARTBEAT_RESPONSE_TUPLE_LENGTH, (s) => s.heartbeatResponses);
     tuples(this.wakes, 1, (s) => s.wakes);
-    tuples(this.absent, 1, (s) => s.absent);
+    tuples(this.notLeading, 2, (s) => s.notLeading);
     for (const [shardId, envelopes] of this.messages) {
       for (const chunk of sectionsOf(envelopes)) {
         const body = encodeBatch(chunk);
@@ -114,12 +114,12 @@ function* sectionsOf(envelopes: readonly Envelope[]): Generator<Envelope[]> {
   if (chunk.length > 0) yield chunk;
 }
 
-function emptySegment(): { heartbeats: number[]; heartbeatResponses: number[]; sections: (number | Uint8Array)[]; wakes: number[]; absent: number[] } {
-  return { heartbeats: [], heartbeatResponses: [], sections: [], wakes: [], absent: [] };
+function emptySegment(): { heartbeats: number[]; heartbeatResponses: number[]; sections: (number | Uint8Array)[]; wakes: number[]; notLeading: number[] } {
+  return { heartbeats: [], heartbeatResponses: [], sections: [], wakes: [], notLeading: [] };
 }
 
 function isEmptySegment(s: Segment): boolean {
-  return s.heartbeats.length === 0 && s.heartbeatResponses.length === 0 && s.sections.length === 0 && s.wakes.length === 0 && s.absent.length === 0;
+  return s.heartbeats.length === 0 && s.heartbeatResponses.length === 0 && s.sections.length === 0 && s.wakes.length === 0 && s.notLeading.length === 0;
 }
 
 function encodeChecked(s: Segment): Uint8Array {
@@ -185,9 +185,9 @@ export class Outbox {
     this.to(node).wakes.push(shardId);
   }
 
-  /** Tells `node` this node holds no replica of `shardId` (answering a wake: its follower may forget us as leader). */
-  absent(node: NodeId, shardId: GroupId): void {
-    this.to(node).absent.push(shardId);
+  /** Tells `node` our replica of `shardId` does not lead at `term` (0: we hold none), answering its wake: its follower may forget us as leader. */
+  notLeading(node: NodeId, shardId: GroupId, term: number): void {
+    this.to(node).notLeading.push(shardId, term);
   }
 
   isEmpty(): boolean {

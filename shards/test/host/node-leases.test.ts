@@ -29,6 +29,20 @@ class VirtualClock implements Clock {
   }
 }
 
+/** One node's clock over the shared one, running at `rate` (its Host's leases and timers follow it). */
+class SkewedClock implements Clock {
+  constructor(
+    private readonly base: VirtualClock,
+    private readonly rate: number,
+  ) {}
+  nowMs(): number {
+    return this.base.nowMs() * this.rate;
+  }
+  setTimer(ms: number, fn: () => void): Timer {
+    return this.base.setTimer(ms / this.rate, fn);
+  }
+}
+
 let cluster: HostCluster | undefined;
 afterEach(async () => {
   if (cluster === undefined) return;
@@ -80,6 +94,40 @@ describe('node leases on running hosts', () => {
     const after = await coreTotals(c, leader);
     expect(after.leaseReads - before.leaseReads).toBe(0);
     expect(after.messagesSent - before.messagesSent).toBeGreaterThan(0);
+  }, 120_000);
+
+  it('a leader whose clock runs slow holds no lease: its followers see their clocks run fast against it', async () => {
+    const clock = new VirtualClock();
+    // Node 1's clock at half speed: a lease it counted on it would outlast its followers' promises.
+    const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 43, host: { nodeLeases: true }, hostFor: (id) => ({ clock: id === 1 ? new SkewedClock(clock, 0.5) : clock }) }));
+    const tick = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        clock.advance(TICK_MS);
+        await c.tick();
+      }
+    };
+    await c.createShards([1, 2]);
+    await tick(RATE_WINDOW_LONG_MS / TICK_MS + 30);
+    // Node 1 leads range 1, another node range 2.
+    for (const [range, to] of [[1, 1], [2, 2]] as const) {
+      const led = (await c.agreedLeaders([range]))!.get(range)!;
+      if (led !== to) {
+        const moved = c.host(led).transferLeader(groupId(range), to);
+        await tick(5);
+        await moved;
+      }
+    }
+    await tick(20);
+    expect((await c.agreedLeaders([1, 2]))!.get(1)).toBe(1);
+    const leaseReads = async (node: number) => (await coreTotals(c, node)).leaseReads;
+    const [slowBefore, fastBefore] = [await leaseReads(1), await leaseReads(2)];
+    for (const [node, range] of [[1, 1], [2, 2]] as const) {
+      const read = c.host(node).get(groupId(range), shardKey(range, 'k'));
+      await tick(3);
+      await read;
+    }
+    expect((await leaseReads(1)) - slowBefore).toBe(0);
+    expect((await leaseReads(2)) - fastBefore).toBe(1);
   }, 120_000);
 
   it('a leader cut off from its followers stops answering before they elect another: it never returns what the new leader overwrote', async () => {

@@ -75,7 +75,7 @@ describe('shards on a running node', () => {
     // A candidate on node 1 (no replica of shard 7 there: only its messages are needed) asks node 3.
     for (const type of ['preVote', 'vote'] as const) {
       const vote = { type, from: nodeId(1), to: nodeId(3), term: termBefore + 5, index: 100, logTerm: termBefore + 4, transfer: false };
-      c.network.endpoint(1).send(3, encodeSegment({ heartbeats: [], heartbeatResponses: [], sections: [7, encodeBatch([{ shardId: groupId(7), message: vote }])], wakes: [], absent: [] }));
+      c.network.endpoint(1).send(3, encodeSegment({ heartbeats: [], heartbeatResponses: [], sections: [7, encodeBatch([{ shardId: groupId(7), message: vote }])], wakes: [], notLeading: [] }));
     }
     await c.settle();
     // Refused before Raft saw it: no vote, not even the candidate's term.

@@ -347,7 +347,7 @@ describe('a node process fed well-formed frames forged on its transport port', (
     const [statusBefore] = await node.shards();
     const before = await node.stats();
     // Heartbeat tuple: shard 1, a term above the leader's, commit far past its last index, round 1, no quiesce.
-    const heartbeat = encodeSegment({ heartbeats: [1, 1_000, 1_000_000, 1, 0], heartbeatResponses: [], sections: [], wakes: [], absent: [] });
+    const heartbeat = encodeSegment({ heartbeats: [1, 1_000, 1_000_000, 1, 0], heartbeatResponses: [], sections: [], wakes: [], notLeading: [] });
     const append = encodeSegment({
       heartbeats: [],
       heartbeatResponses: [],
@@ -361,7 +361,7 @@ describe('a node process fed well-formed frames forged on its transport port', (
         ]),
       ],
       wakes: [],
-      absent: [],
+      notLeading: [],
     });
     const forged = Buffer.concat([encodeFrame({ kind: 'batch', batch: heartbeat }), encodeFrame({ kind: 'batch', batch: append })]);
     // A stranger of this cluster and a member of another: refused at hello, nothing reaches a core.

@@ -26,6 +26,8 @@ export interface HostClusterOptions {
   readonly coreCount: number;
   readonly seed: number;
   readonly host?: Partial<HostOptions>;
+  /** Options of one node's Host, over `host` (e.g. a clock of its own). */
+  readonly hostFor?: (nodeId: number) => Partial<HostOptions>;
   /** Wraps each node's network endpoint (tests that watch what a Host sends). */
   readonly transportFor?: (nodeId: number, endpoint: Transport) => Transport;
   /** A node's data directory (default: a fresh temporary one). */
@@ -71,6 +73,7 @@ export class HostCluster {
         void started?.close();
       },
       ...this.options.host,
+      ...this.options.hostFor?.(id),
     });
     started = host;
     for (const peer of this.nodeIds) if (peer !== id) host.setPeer(peer, `memory:${peer}`);

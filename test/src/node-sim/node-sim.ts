@@ -24,7 +24,7 @@ import { pino } from 'pino';
 import { checkRegisterHistory, describeVerdict, type KeyedOperation, type RegisterInput, type RegisterOutput } from '../lin/index.js';
 import { installBug } from './bugs.js';
 import { TICK_MS, replayCommand, type NodeSimOptions } from './options.js';
-import { NodeClock, VirtualClock } from './virtual-clock.js';
+import { NodeClock, Skew, VirtualClock } from './virtual-clock.js';
 
 /** Event-loop turns a store write takes (see beforeWrite). */
 const WRITE_LATENCY_TURNS = 3;
@@ -36,6 +36,10 @@ const REQUEST_DEADLINE_MS = 5_000;
 const CRASH_POINT_SALT = 0x6166_7472;
 /** Salts a client's burst stream (see client). */
 const BURST_SALT = 0x6b75_7273;
+/** Seeds the clock faults' own stream (options.clockFaults): a run without them draws exactly as before. */
+const CLOCK_SALT = 0x636c_6f63;
+/** Chance per tick that a node's clock starts running fast or slow, or steps (options.clockFaults). */
+const CLOCK_FAULT_CHANCE = 0.03;
 /** Virtual time clients think between operations: up to this. */
 const THINK_MS_MAX = 300;
 /** A fault episode lasts this many ticks at most (a crashed node stays down, a partition stands...). */
@@ -112,6 +116,12 @@ interface SimNode {
   starts: number;
   /** Highest applied index ever seen per range on this node (applied state is durable: it never goes back). */
   readonly appliedSeen: Map<number, number>;
+  /** The machine's clock against the run's (clock faults); its processes' clocks and ticks follow it. */
+  readonly skew: Skew;
+  /** Ticks owed at its clock's rate: a node whose clock runs fast ticks more often than the run. */
+  tickDebt: number;
+  /** Ticks left until its clock runs at the run's rate again (0: it does). */
+  clockTicksLeft: number;
 }
 
 class SimulatedCrash extends Error {
@@ -141,6 +151,7 @@ export class NodeSim {
   private readonly nemesisRng: SeededRng;
   /** Whether an armed crash strikes after its write (options.crashAfterWrites). */
   private readonly crashPointRng: SeededRng;
+  private readonly clockRng: SeededRng;
   private readonly root: string;
   private readonly nodes: SimNode[] = [];
   private readonly keys: string[];
@@ -166,6 +177,7 @@ export class NodeSim {
   constructor(readonly options: NodeSimOptions) {
     this.rng = new SeededRng(options.seed);
     this.crashPointRng = new SeededRng((Math.imul(options.seed, 0x9e3779b1) ^ CRASH_POINT_SALT) >>> 0);
+    this.clockRng = new SeededRng((Math.imul(options.seed, 0x9e3779b1) ^ CLOCK_SALT) >>> 0);
     this.network = new MemoryNetwork({ rng: this.rng.fork(), verify: false });
     this.nemesisRng = this.rng.fork();
     this.root = simRoot();
@@ -181,7 +193,7 @@ export class NodeSim {
     try {
       for (let id = 1; id <= this.options.nodeCount; id++) {
         const dir = join(this.root, `n${id}`);
-        this.nodes.push({ id, dir, state: 'down', inc: undefined, episodeTicksLeft: 0, starts: 0, appliedSeen: new Map() });
+        this.nodes.push({ id, dir, state: 'down', inc: undefined, episodeTicksLeft: 0, starts: 0, appliedSeen: new Map(), skew: new Skew(this.clock), tickDebt: 0, clockTicksLeft: 0 });
       }
       for (const n of this.nodes) await this.start(n);
       await this.untilTicks('every range has a leader', 300, async () => (await this.rangesWithoutLeader()).length === 0);
@@ -232,7 +244,11 @@ export class NodeSim {
     while (this.clock.fireNext(target)) await this.settle();
     this.network.advance(1);
     this.tickCount++;
-    for (const n of this.nodes) if (n.state === 'up' && n.inc?.node !== undefined && !n.inc.dead) n.inc.node.host.tick();
+    for (const n of this.nodes) {
+      if (n.state !== 'up' || n.inc?.node === undefined || n.inc.dead) continue;
+      // At its clock's rate: a fast clock's tick timer fires more often, a slow one's less.
+      for (n.tickDebt += n.skew.rate; n.tickDebt >= 1; n.tickDebt--) n.inc.node.host.tick();
+    }
     await this.settle();
     this.checkBounds();
     if (this.tickCount % STATUS_SAMPLE_TICKS === 0) await this.sampleStatuses();
@@ -271,7 +287,7 @@ export class NodeSim {
   private async start(n: SimNode): Promise<void> {
     let markDied = () => undefined as void;
     const died = new Promise<void>((resolve) => (markDied = resolve));
-    const inc: Incarnation = { clock: new NodeClock(this.clock), node: undefined, dead: false, writesUntilCrash: undefined, crashAfterWrite: false, died, markDied, closing: undefined };
+    const inc: Incarnation = { clock: new NodeClock(this.clock, n.skew), node: undefined, dead: false, writesUntilCrash: undefined, crashAfterWrite: false, died, markDied, closing: undefined };
     n.inc = inc;
     n.starts++;
     const peers = Object.fromEntries(this.nodes.filter((m) => m.id !== n.id).map((m) => [m.id, `memory:${m.id}`]));
@@ -413,6 +429,7 @@ export class NodeSim {
   // Nemesis
 
   private async nemesisStep(): Promise<void> {
+    if (this.options.clockFaults) this.clockStep();
     const rng = this.nemesisRng;
     const chance = (p: number) => rng.intBelow(1_000_000) < p * 1_000_000;
     for (const n of this.nodes) {
@@ -550,7 +567,42 @@ export class NodeSim {
     );
   }
 
+  /**
+   * Clock faults, on their own random stream: now and then one node's clock
+   * runs 3x fast or at half speed for a while, or steps 1-5 s forward or
+   * back (its processes read it, and their tick timers follow it).
+   */
+  private clockStep(): void {
+    const rng = this.clockRng;
+    for (const n of this.nodes) {
+      if (n.clockTicksLeft > 0 && --n.clockTicksLeft === 0) {
+        n.skew.setRate(1);
+        this.note(`clock of node ${n.id} back to normal speed`);
+      }
+    }
+    if (rng.intBelow(1_000_000) >= CLOCK_FAULT_CHANCE * 1_000_000) return;
+    const n = this.nodes[rng.intBelow(this.nodes.length)]!;
+    const what = rng.intBelow(4);
+    if (what < 2) {
+      if (n.clockTicksLeft > 0) return;
+      const rate = what === 0 ? 3 : 0.5;
+      n.skew.setRate(rate);
+      n.clockTicksLeft = 10 + rng.intBelow(60);
+      this.note(`clock of node ${n.id} runs at ${rate}x for ${n.clockTicksLeft} ticks`);
+    } else {
+      // A few seconds: far past a lease (600 ms), and a stepped-back clock stretches every deadline on it by as much.
+      const ms = (what === 2 ? 1 : -1) * (1_000 + rng.intBelow(4_000));
+      n.skew.step(ms);
+      this.note(`clock of node ${n.id} steps ${ms > 0 ? '+' : ''}${ms} ms`);
+    }
+  }
+
   private async heal(): Promise<void> {
+    for (const n of this.nodes) {
+      if (n.clockTicksLeft === 0) continue;
+      n.clockTicksLeft = 0;
+      n.skew.setRate(1);
+    }
     this.episode?.heal();
     this.episode = undefined;
     this.network.healAll();

@@ -61,6 +61,12 @@ export interface NodeSimOptions {
    * asked for (--crash-after-writes), as writeBurstMax.
    */
   readonly crashAfterWrites: boolean;
+  /**
+   * Node clocks that run fast or slow (their ticks too) and step forward or
+   * back, a node at a time (node-sim.ts clockStep): node leases must stay
+   * safe. Off unless asked for (--clock-faults), as writeBurstMax.
+   */
+  readonly clockFaults: boolean;
   readonly bug: SimBug;
 }
 
@@ -69,6 +75,7 @@ export interface NodeSimOverrides {
   readonly faultTicks?: number;
   readonly writeBurstMax?: number;
   readonly crashAfterWrites?: boolean;
+  readonly clockFaults?: boolean;
   readonly bug?: SimBug;
 }
 
@@ -102,6 +109,7 @@ export function nodeSimOptionsForSeed(seed: number, o: NodeSimOverrides = {}): N
     profile: 'mixed',
     writeBurstMax: o.writeBurstMax ?? 1,
     crashAfterWrites: o.crashAfterWrites ?? false,
+    clockFaults: o.clockFaults ?? false,
     bug: o.bug ?? 'none',
   };
   // Every fourth seed: the crash profile (a fault episode starts on a quarter of the ticks).
@@ -111,6 +119,6 @@ export function nodeSimOptionsForSeed(seed: number, o: NodeSimOverrides = {}): N
 /** The one command that replays a run. */
 export function replayCommand(o: NodeSimOptions): string {
   const bursts = o.writeBurstMax > 1 ? ` --write-bursts ${o.writeBurstMax}` : '';
-  const afterWrites = o.crashAfterWrites ? ' --crash-after-writes' : '';
+  const afterWrites = `${o.crashAfterWrites ? ' --crash-after-writes' : ''}${o.clockFaults ? ' --clock-faults' : ''}`;
   return `npm run sim -- --seed ${o.seed} --nodes ${o.nodeCount} --fault-ticks ${o.faultTicks}${bursts}${afterWrites}${o.bug === 'none' ? '' : ` --bug ${o.bug}`}`;
 }

@@ -110,20 +110,55 @@ function before(a: Entry, b: Entry): boolean {
 }
 
 /** One node incarnation's view of the clock: same time, timers it can pause and lose. */
+/**
+ * A machine's clock against the run's: it may run at another rate, and be
+ * stepped forward or back (a clock fault). Kept per simulated node across its
+ * incarnations, as a machine's clock outlives its processes.
+ */
+export class Skew {
+  private anchorRunMs = 0;
+  private anchorLocalMs = 0;
+  rate = 1;
+
+  constructor(private readonly clock: VirtualClock) {}
+
+  nowMs(): number {
+    return this.anchorLocalMs + (this.clock.nowMs() - this.anchorRunMs) * this.rate;
+  }
+
+  setRate(rate: number): void {
+    this.anchorLocalMs = this.nowMs();
+    this.anchorRunMs = this.clock.nowMs();
+    this.rate = rate;
+  }
+
+  step(ms: number): void {
+    this.anchorLocalMs += ms;
+  }
+}
+
 export class NodeClock implements Clock {
   private paused = false;
   private killed = false;
   private readonly deferred: (() => void)[] = [];
 
-  constructor(private readonly clock: VirtualClock) {}
+  constructor(
+    private readonly clock: VirtualClock,
+    private readonly skew?: Skew,
+  ) {}
 
   nowMs(): number {
-    return this.clock.nowMs();
+    return this.skew === undefined ? this.clock.nowMs() : this.skew.nowMs();
   }
 
+  /** `ms` of this node's time: longer or shorter in the run's while its clock runs slow or fast. */
   setTimer(ms: number, fn: () => void): Timer {
     if (this.killed) return { cancel: () => undefined };
-    return this.clock.schedule(ms, fn, this);
+    const rate = this.skew?.rate ?? 1;
+    // Whole microseconds of the run's time, at least one for a positive wait: a timer re-armed for the
+    // float residue of a skewed clock (`deadline - now`, a few ulps) must still move time, or it fires
+    // at the same run time for ever.
+    return this.clock.schedule(rate === 1 || ms <= 0 ? ms : Math.max(0.001, Math.ceil((ms / rate) * 1000) / 1000), fn, this);
   }
 
   /** @internal */
