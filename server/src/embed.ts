@@ -20,6 +20,7 @@ import { EmbeddedKvStore } from './embedded/embedded-store.js';
 import { HostKvStore } from './kv/host-store.js';
 import { FlotillaNode, bootstrapRanges } from './node.js';
 import type { BatchOutcome, ClearResult, PutResult } from './kv/store.js';
+import type { MetricFamily } from './metrics/index.js';
 
 /** The node id of an embedded single-node store. */
 const EMBEDDED_NODE_ID = 1;
@@ -261,6 +262,12 @@ export interface EmbeddedStore<K extends Encoding = 'binary', V extends Encoding
    * cursor is a string). `iterate` is the convenient form.
    */
   scan(options: ScanOptions): Promise<ScanPage>;
+  /**
+   * This node's metrics as structured values: the numbers a server node
+   * shows at `/metrics` (ARCHITECTURE.md, "Metrics and logs"), read now.
+   * The process metrics start with the first call.
+   */
+  metrics(): Promise<MetricFamily[]>;
   /** Closes the store (and the node under it); later calls reject with CLOSED. Idempotent. */
   close(): Promise<void>;
   /** `close()`, for `await using store = await open(…)`. */

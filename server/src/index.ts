@@ -39,3 +39,4 @@ export {
 export { FlotillaNode, INITIAL_RANGE_COUNT_DEFAULT, type NodeOptions } from './node.js';
 export { createHttpServer, type HttpServer, type HttpServerOptions } from './http/app.js';
 export { readyUrl } from './ready-line.js';
+export type { MetricFamily } from './metrics/index.js';

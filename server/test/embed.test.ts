@@ -60,6 +60,19 @@ describe('open() — the embedded single-node store', () => {
     expect(await again.get(b('cherry'))).toBeUndefined();
   }, 30_000);
 
+  it('gives the same metrics a server node shows at /metrics, as values', async () => {
+    const store = await openAt(tempDir(), { keyEncoding: 'utf8', valueEncoding: 'utf8' });
+    const sample = async (name: string) => (await store.metrics()).find((f) => f.name === name)?.samples.reduce((n, s) => n + s.value, 0);
+    const before = (await sample('flotilla_core_proposals_total')) ?? 0;
+    for (let i = 0; i < 5; i++) await store.put(`m${i}`, 'v');
+    expect(await sample('flotilla_core_proposals_total')).toBeGreaterThanOrEqual(before + 5);
+    const families = await store.metrics();
+    const commit = families.find((f) => f.name === 'flotilla_raft_proposal_commit_duration_seconds');
+    expect(commit?.type).toBe('histogram');
+    expect(commit!.samples.find((s) => s.name.endsWith('_count'))!.value).toBeGreaterThanOrEqual(5);
+    expect(families.some((f) => f.name.startsWith('process_') || f.name.startsWith('nodejs_'))).toBe(true);
+  });
+
   it('makes conditional writes on the version and says the current one on a mismatch', async () => {
     const store = await openAt(tempDir());
     const created = await store.put(b('k'), b('1'), { ifVersion: 0 });

@@ -17,6 +17,7 @@ import type {
   WriteOptions,
 } from '../embed.js';
 import type { HostKvStore } from '../kv/host-store.js';
+import { NodeMetrics, type MetricFamily } from '../metrics/index.js';
 import { KvError, type BatchOutcome, type BatchWrite, type ClearResult, type Deadline, type PutResult, type VersionedValue } from '../kv/store.js';
 import {
   abortable,
@@ -49,6 +50,7 @@ const GET_MANY_IN_FLIGHT_MAX = 64;
  * signal and to one deadline.
  */
 export class EmbeddedKvStore<K extends Encoding, V extends Encoding> implements EmbeddedStore<K, V> {
+  private nodeMetrics: NodeMetrics | undefined;
   constructor(
     private readonly store: HostKvStore,
     private readonly encodings: { readonly keyEncoding: K; readonly valueEncoding: V },
@@ -148,6 +150,12 @@ export class EmbeddedKvStore<K extends Encoding, V extends Encoding> implements 
     );
     const items = page.items.map((i) => ({ key: fromBytes(i.key, 'binary') as Uint8Array, value: fromBytes(i.value, 'binary') as Uint8Array, version: i.version }));
     return page.cursor === undefined ? { items } : { items, cursor: page.cursor };
+  }
+
+  metrics(): Promise<MetricFamily[]> {
+    // Made at the first call: an embedder who never asks starts no process metrics.
+    this.nodeMetrics ??= new NodeMetrics({ host: this.store.host, store: this.store });
+    return this.nodeMetrics.values();
   }
 
   close(): Promise<void> {

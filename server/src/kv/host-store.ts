@@ -103,6 +103,11 @@ export class HostKvStore implements KvStore {
   private readonly learning = new Map<number, Promise<void>>();
   private requestsInFlight = 0;
 
+  /** The node's Host (its metrics read the cores' counters through it). */
+  get host(): Host {
+    return this.options.host;
+  }
+
   constructor(private readonly options: HostKvStoreOptions) {
     this.requestDeadlineMs = options.requestDeadlineMs ?? REQUEST_DEADLINE_MS_DEFAULT;
     if (!Number.isSafeInteger(this.requestDeadlineMs) || this.requestDeadlineMs < 1) throw new RangeError(`requestDeadlineMs ${this.requestDeadlineMs} is not a positive integer`);
