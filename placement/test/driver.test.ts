@@ -187,7 +187,7 @@ describe('PlacementDriver', () => {
     // Node 4's stale replica of range 7 (epoch 4) is collected while nothing adds it...
     expect(driver.onHeartbeat(heartbeat(4, [], [{ rangeId: 7, epoch: 4 }]), 10).collect).toEqual([7]);
     // ...but not once an operator moves range 7 onto node 4: the leader's next report will name it.
-    driver.submit({ kind: 'moveReplica', rangeId: 7, from: 3, to: 4 }, 20);
+    driver.submit({ kind: 'moveReplica', rangeId: 7, epoch: 5, from: 3, to: 4, reason: 'admin' }, 20);
     expect(driver.onHeartbeat(heartbeat(4, [], [{ rangeId: 7, epoch: 4 }]), 30).collect).toEqual([]);
   });
 
