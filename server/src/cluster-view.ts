@@ -1,5 +1,6 @@
 import { META_RANGE_ID, type NodeRecord } from '@flotilla/placement';
 import type { Host, ShellLogger } from '@flotilla/shards';
+import { advertiseProblem } from './advertise.js';
 import { KvError } from './kv/store.js';
 import type { ClusterView } from './http/admin-routes.js';
 import type { ConsistencyChecker } from './consistency.js';
@@ -21,7 +22,10 @@ export function clusterViewOf(o: {
   host: Host;
   store: HostKvStore;
   peers: Readonly<Record<number, string>>;
+  /** This node's advertised transport address: what /cluster and the join answer name it by. */
   transportAddress: string;
+  /** This node's advertised HTTP address ("host:port"), null if it serves none (embedded). */
+  httpAddress: string | null;
   log: ShellLogger;
   placement: PlacementService;
   /** Serves POST /ranges/:id/consistency-check (absent: no such route). */
@@ -56,11 +60,14 @@ export function clusterViewOf(o: {
       // read now: that would wait on the meta range's quorum. Until a first read, the static peers.
       const recorded = o.store.cachedMetaNodes();
       const known = otherMembers(recorded?.nodes ?? []);
+      // Each node's HTTP address as it recorded it (advertised); null until it has, or for a static peer
+      // before the meta range was read.
+      const httpOf = new Map((recorded?.nodes ?? []).map((n) => [n.nodeId, n.httpAddress]));
       return {
         nodeId: host.nodeId,
         nodes: [
-          { nodeId: host.nodeId, transport: o.transportAddress, state: 'self' },
-          ...[...known].map(([id, address]) => ({ nodeId: id, transport: address, state: live.has(id) ? 'up' : 'down' })),
+          { nodeId: host.nodeId, transport: o.transportAddress, http: o.httpAddress, state: 'self' },
+          ...[...known].map(([id, address]) => ({ nodeId: id, transport: address, http: httpOf.get(id) ?? null, state: live.has(id) ? 'up' : 'down' })),
         ].sort((a, b) => a.nodeId - b.nodeId),
         // Age of the meta range read the members come from; null: not read yet (only the static peers are listed).
         membersAgeMs: recorded === undefined ? null : Math.round(recorded.ageMs),
@@ -71,6 +78,11 @@ export function clusterViewOf(o: {
     ready: () => o.store.readiness(),
     join: async (node, deadline) => {
       if (node.nodeId === host.nodeId) throw new KvError('INVALID_ARGUMENT', `node id ${node.nodeId} is this node's own`);
+      // Recorded, a wildcard would send every node's traffic for the joiner to itself (advertise.ts).
+      for (const [what, address] of [['address', node.address], ['httpAddress', node.httpAddress]] as const) {
+        const problem = address === null ? undefined : advertiseProblem(address);
+        if (problem !== undefined) throw new KvError('INVALID_ARGUMENT', `node ${node.nodeId}'s ${what} ${address} cannot be recorded: ${problem} (start it with --advertise / --advertise-http)`);
+      }
       await o.store.recordNode({ ...node, state: 'up' }, { deadline });
       host.setPeer(node.nodeId, node.address);
       const nodes = otherMembers(await o.store.metaNodes({ deadline })).set(host.nodeId, o.transportAddress);

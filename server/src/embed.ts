@@ -64,6 +64,8 @@ export interface OpenOptions<K extends Encoding = 'binary', V extends Encoding =
     readonly nodeId: number;
     /** Where this member's transport listens for the other members. */
     readonly listen: { readonly host: string; readonly port: number };
+    /** The transport address the other members dial ("host:port"); default `listen`, required when it is 0.0.0.0 (NodeOptions.advertise). */
+    readonly advertise?: string;
     /** A static member's peers: node id → transport address (`host:port`). */
     readonly peers?: Readonly<Record<number, string>>;
     /** Join a running cluster through this member's HTTP URL instead. */
@@ -311,6 +313,7 @@ export async function openKvStore(options: OpenOptions<Encoding, Encoding>): Pro
       nodeId: c.nodeId,
       dir: options.dir,
       listen: c.listen,
+      ...(c.advertise === undefined ? {} : { advertise: c.advertise }),
       peers: c.peers ?? {},
       logger,
       coreCount: options.coreCount ?? 1,

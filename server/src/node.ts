@@ -5,6 +5,7 @@ import { DRIVER_CONFIG_DEFAULTS, META_RANGE_END, META_RANGE_ID, META_RANGE_START
 import { Host, childLogger, type HostOptions, type ShellLogger } from '@flotilla/shards';
 import { TcpTransport, type ClusterId, type Transport } from '@flotilla/transport';
 import type { Logger } from 'pino';
+import { AdvertiseError, advertiseProblem, advertisedAddress, isWildcardHost } from './advertise.js';
 import { clusterViewOf } from './cluster-view.js';
 import { CONSISTENCY_CHECK_INTERVAL_MS_DEFAULT, ConsistencyChecker, ConsistencyDuty } from './consistency.js';
 import type { ClusterView } from './http/admin-routes.js';
@@ -29,7 +30,9 @@ export interface NodeOptions {
   /**
    * The transport address peers dial ("host:port"), recorded in the meta
    * range and answered to joiners; default the bound listen address. Differs
-   * from it when something relays node traffic (the fault suite's proxy).
+   * from it when the node listens on a wildcard (0.0.0.0: required then), or
+   * when something relays node traffic (the fault suite's proxy). Never a
+   * wildcard nor port 0 (advertise.ts).
    */
   readonly advertise?: string;
   /** Every other member: node id → "host:port" of its transport. */
@@ -44,7 +47,11 @@ export interface NodeOptions {
   readonly onFatal?: (err: Error) => void;
   /** How often the node does its meta range duties: record itself, learn members, record the descriptors of ranges it leads (only changed ones are written). */
   readonly metaDutyIntervalMs?: number;
-  /** This node's HTTP address ("host:port"), recorded in the meta range. */
+  /**
+   * This node's HTTP address as others reach it ("host:port": `flotilla
+   * start`'s --advertise-http, else --http), recorded in the meta range and
+   * shown on /cluster. Never a wildcard nor port 0 (advertise.ts).
+   */
   readonly httpAddress?: string;
   /**
    * Join a running cluster through any member's HTTP URL instead of
@@ -141,6 +148,7 @@ export class FlotillaNode {
     if (!Number.isSafeInteger(count) || count < 1 || count > INITIAL_RANGE_COUNT_MAX) {
       throw new RangeError(`initial range count ${count} is not an integer in [1, ${INITIAL_RANGE_COUNT_MAX}]`);
     }
+    checkAdvertised(options);
     const consistencyIntervalMs = options.consistencyCheckIntervalMs ?? CONSISTENCY_CHECK_INTERVAL_MS_DEFAULT;
     if (!Number.isSafeInteger(consistencyIntervalMs) || consistencyIntervalMs < 0) throw new RangeError(`consistency check interval ${consistencyIntervalMs} ms is not a non-negative integer`);
     const tcp = options.transport === undefined ? new TcpTransport({ nodeId: options.nodeId, host: options.listen.host, port: options.listen.port, logger: options.logger as unknown as Logger }) : undefined;
@@ -218,7 +226,7 @@ export class FlotillaNode {
         consistencyDuty = new ConsistencyDuty({ host, checker: consistency, log: childLogger(options.logger, { component: 'consistency', nodeId: options.nodeId }), intervalMs: consistencyIntervalMs, clock });
       }
       const metrics = new NodeMetrics({ host, store, consistency });
-      const view = clusterViewOf({ host, store, peers: options.peers, transportAddress, log: childLogger(options.logger, { nodeId: options.nodeId }), placement, consistency, metrics });
+      const view = clusterViewOf({ host, store, peers: options.peers, transportAddress, httpAddress: self.httpAddress, log: childLogger(options.logger, { nodeId: options.nodeId }), placement, consistency, metrics });
       return new FlotillaNode(host, store, transportAddress, withClusterIdInJoinAnswer(view, clusterId), clusterId, metrics);
     } catch (err) {
       await host.close();
@@ -228,6 +236,24 @@ export class FlotillaNode {
 
   close(): Promise<void> {
     return this.store.close();
+  }
+}
+
+/**
+ * Refuses, before anything binds or is recorded, addresses others could not
+ * use: an advertised wildcard or port 0, or a wildcard listen without an
+ * advertised transport address (advertise.ts). A node given its own
+ * transport (the simulation) advertises that transport's address.
+ */
+function checkAdvertised(options: NodeOptions): void {
+  if (options.transport === undefined) {
+    const listen = `${options.listen.host}:${options.listen.port}`;
+    // Port 0 is fine to listen on: without an advertised address the node advertises the port it bound.
+    if (options.advertise !== undefined || isWildcardHost(options.listen.host)) advertisedAddress({ listen, advertise: options.advertise, flags: { listen: 'listen', advertise: 'advertise' } });
+  }
+  if (options.httpAddress !== undefined) {
+    const problem = advertiseProblem(options.httpAddress);
+    if (problem !== undefined) throw new AdvertiseError(`HTTP address ${options.httpAddress} cannot be advertised: ${problem}; pass the address clients and other nodes reach this node's HTTP API at`);
   }
 }
 

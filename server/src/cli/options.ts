@@ -2,6 +2,7 @@
 // prints naming the option and the value ("option '--nodes <count>' argument 'x' is invalid. …"): a
 // usage error, exit code 2.
 import { InvalidArgumentError } from 'commander';
+import { advertiseProblem } from '../advertise.js';
 
 /** Where client commands send their requests unless --url (or FLOTILLA_URL) says otherwise: node 1 of `flotilla dev`. */
 export const URL_DEFAULT = 'http://127.0.0.1:8101';
@@ -36,6 +37,18 @@ export function hostPortText(value: string): string {
   return value;
 }
 
+/**
+ * --advertise and --advertise-http: HOST:PORT that others dial, so never a wildcard host (0.0.0.0) nor
+ * port 0 (advertise.ts says why).
+ */
+export function advertiseHostPortText(value: string): string {
+  if (/^[^:\s/]+:0+$/.test(value)) throw new InvalidArgumentError('Port 0 lets the listener pick a port, which others cannot know: advertise the port they dial, e.g. 10.0.0.1:7101.');
+  hostPortOf(value);
+  const problem = advertiseProblem(value);
+  if (problem !== undefined) throw new InvalidArgumentError(`${problem}. Advertise the address others reach this node at, e.g. 10.0.0.1:${value.slice(value.lastIndexOf(':') + 1)}.`);
+  return value;
+}
+
 /** HOST:PORT split; throws InvalidArgumentError. */
 export function hostPortOf(value: string): HostPort {
   const m = /^([^:\s/]+):(\d{1,5})$/.exec(value);
@@ -56,6 +69,8 @@ export function peerList(value: string): Record<number, string> {
     } catch {
       throw new InvalidArgumentError(`Expected ID=HOST:PORT,... of the other members; "${m[2]}" is not HOST:PORT.`);
     }
+    const problem = advertiseProblem(m[2]!);
+    if (problem !== undefined) throw new InvalidArgumentError(`Node ${id} at ${m[2]}: ${problem}; name the address node ${id} advertises (its --advertise, else its --listen).`);
     if (peers[id] !== undefined) throw new InvalidArgumentError(`Node ${id} is listed twice.`);
     peers[id] = m[2]!;
   }

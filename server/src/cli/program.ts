@@ -11,7 +11,7 @@ import { CliError, EXIT, EXIT_CODES_HELP, UsageError } from './exit-codes.js';
 import { OUTPUT_FORMATS, type OutputFormat } from './format.js';
 import { NodeClient } from './node-client.js';
 import type { StartOptions } from './start.js';
-import { hostPortText, nodeUrl, nonNegativeInt, peerList, port, positiveInt, URL_DEFAULT } from './options.js';
+import { advertiseHostPortText, hostPortText, nodeUrl, nonNegativeInt, peerList, port, positiveInt, URL_DEFAULT } from './options.js';
 import { status } from './status.js';
 
 /**
@@ -104,16 +104,19 @@ export function buildProgram(outcome: Outcome): Command {
     .description(
       'Runs one node until SIGINT or SIGTERM. Once it serves it prints one JSON line on stdout ({"ready":true,"http":URL,...}); ' +
         'its logs go to stderr. A static cluster: every member gets the same --peers (the others) and --ranges. A later node: ' +
-        '--join through any member. A restart needs neither (the data directory remembers).',
+        '--join through any member. A restart needs neither (the data directory remembers). Other nodes and clients are told ' +
+        'the --advertise and --advertise-http addresses (default: --listen and --http), so a node listening on 0.0.0.0 must name ' +
+        'the address it is reached at (docs/operations.md).',
     )
     .requiredOption('--id <id>', "(required) this node's id: a positive integer, unique in the cluster", positiveInt)
     .requiredOption('--dir <dir>', '(required) its data directory (created if missing; one node per directory)')
-    .requiredOption('--listen <host:port>', '(required) where it listens for its peers (the transport)', hostPortText)
-    .requiredOption('--http <host:port>', '(required) where its HTTP API listens', hostPortText)
+    .requiredOption('--listen <host:port>', '(required) where it listens for its peers (the transport); 0.0.0.0 (every interface) needs --advertise', hostPortText)
+    .requiredOption('--http <host:port>', '(required) where its HTTP API listens; 0.0.0.0 (every interface) needs --advertise-http', hostPortText)
+    .option('--advertise <host:port>', 'the transport address its peers dial, recorded in the meta range (default: --listen; never a wildcard)', advertiseHostPortText)
+    .option('--advertise-http <host:port>', 'the HTTP address clients and other nodes are told, recorded in the meta range and printed in the ready line (default: --http; never a wildcard)', advertiseHostPortText)
     .option('--peers <list>', 'ID=HOST:PORT,... the transport addresses of the other members of a static cluster', peerList)
     .option('--cluster-token <token>', 'names a static cluster, so that two with the same members do not mix (with --peers)')
     .option('--join <url>', "joins a running cluster through any member's HTTP address, e.g. http://127.0.0.1:8101", nodeUrl)
-    .option('--advertise <host:port>', 'the transport address peers dial, recorded in the meta range (default: --listen)', hostPortText)
     .option('--ranges <count>', `ranges the key space starts split into, on the first start (default ${RANGE_COUNT_DEFAULT_SHOWN})`, positiveInt)
     .option('--cores <count>', 'worker threads, each with its own ranges and LMDB environment', positiveInt)
     .addOption(new Option('--log-level <level>', 'the least severe log level written (to stderr)').choices(LOG_LEVELS).default('info'))

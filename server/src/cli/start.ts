@@ -2,6 +2,7 @@
 // line on stdout (ready-line.ts); its logs go to stderr.
 import { resolve } from 'node:path';
 import type { ShellLogger } from '@flotilla/shards';
+import { AdvertiseError, advertisedAddress } from '../advertise.js';
 import { createHttpServer } from '../http/app.js';
 import { createNodeLogger, type LogFormat, type LogLevel } from '../logging.js';
 import { FlotillaNode, INITIAL_RANGE_COUNT_DEFAULT, type NodeOptions } from '../node.js';
@@ -29,7 +30,23 @@ export interface StartOptions {
   readonly dutyMs?: number;
   readonly downAfterMs?: number;
   readonly consistencyCheckMs?: number;
+  /** The transport address peers dial; absent: --listen, which must then not be a wildcard. */
   readonly advertise?: string;
+  /** The HTTP address others are told; absent: --http, which must then not be a wildcard. */
+  readonly advertiseHttp?: string;
+}
+
+/** The addresses the node tells others (advertise.ts); a wildcard or port 0 is a usage error naming the flag to add. */
+function advertisedAddresses(o: StartOptions): { transport: string; http: string } {
+  try {
+    return {
+      transport: advertisedAddress({ listen: o.listen, advertise: o.advertise, flags: { listen: '--listen', advertise: '--advertise' } }),
+      http: advertisedAddress({ listen: o.http, advertise: o.advertiseHttp, flags: { listen: '--http', advertise: '--advertise-http' } }),
+    };
+  } catch (err) {
+    if (err instanceof AdvertiseError) throw new UsageError(err.message, 'start');
+    throw err;
+  }
 }
 
 /** The driver's timings from the time after which a silent node is down: suspect at a sixth of it. */
@@ -42,14 +59,17 @@ export async function start(options: StartOptions): Promise<void> {
   if (o.join !== undefined && Object.keys(o.peers).length > 0) throw new UsageError('start takes --join URL or --peers, not both', 'start');
   if (o.join !== undefined && o.clusterToken !== undefined) throw new UsageError('--cluster-token is for a static bootstrap (--peers); a joining node takes the cluster id from the member it joins through', 'start');
   if (o.peers[o.id] !== undefined) throw new UsageError(`--peers lists the other members; node ${o.id} is this one`, 'start');
+  // Refused even for a node alone: it is the first member of a cluster others may join, and the meta
+  // range records its transport address for good at its first start (a node never moves: meta-client.ts).
+  const advertised = advertisedAddresses(o);
   const logger = createNodeLogger({ level: o.logLevel, format: o.logFormat, nodeId: o.id }) as unknown as ShellLogger & ReturnType<typeof createNodeLogger>;
   const node = await FlotillaNode.start({
     nodeId: o.id,
     dir: resolve(o.dir),
     listen: hostPortOf(o.listen),
-    ...(o.advertise === undefined ? {} : { advertise: o.advertise }),
+    advertise: advertised.transport,
     peers: o.peers,
-    httpAddress: o.http,
+    httpAddress: advertised.http,
     ...(o.join === undefined ? {} : { join: o.join }),
     ...(o.clusterToken === undefined ? {} : { clusterToken: o.clusterToken }),
     initialRangeCount: o.ranges ?? INITIAL_RANGE_COUNT_DEFAULT,
@@ -65,10 +85,13 @@ export async function start(options: StartOptions): Promise<void> {
     ...(o.consistencyCheckMs === undefined ? {} : { consistencyCheckIntervalMs: o.consistencyCheckMs }),
   });
   const http = await createHttpServer({ store: node.store, logger, cluster: node.view });
-  const url = await http.listen(hostPortOf(o.http));
+  const boundUrl = await http.listen(hostPortOf(o.http));
+  // The URL others are told, not the bound one: fastify names 127.0.0.1 for a wildcard listen, which on
+  // another host is that host.
+  const url = `http://${advertised.http}`;
   // One line on stdout says the node is serving (dev and the tests wait for it); logs go to stderr.
-  console.log(readyLine({ nodeId: o.id, http: url, transport: node.transportAddress }));
-  logger.info({ http: url, transport: node.transportAddress }, 'node serving');
+  console.log(readyLine({ nodeId: o.id, pid: process.pid, http: url, transport: node.transportAddress, listen: { http: o.http, transport: o.listen } }));
+  logger.info({ http: url, transport: node.transportAddress, httpBound: boundUrl, transportBound: o.listen }, 'node serving');
   await new Promise<void>((resolveStop) => {
     const stop = (signal: string) => {
       logger.info({ signal }, 'shutting down');

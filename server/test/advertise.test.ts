@@ -1,0 +1,168 @@
+// Advertise addresses: what a node tells others about where it is. A wildcard listen without an advertised
+// address, or an advertised wildcard or port 0, is refused before anything is bound or written (a usage
+// error from the CLI, ADVERTISE_INVALID from the API); a node started with --advertise-http prints that
+// URL in its ready line, records it, and every member's /cluster names it. Across hosts:
+// netns-cluster.test.ts.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePorts } from '@flotilla/shards/test-support/node-cluster';
+import pino from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+import { AdvertiseError, advertiseProblem, advertisedAddress, isWildcardHost } from '../src/advertise.js';
+import { FlotillaNode } from '../src/node.js';
+import { readyLineOf, type ReadyLine } from '../src/ready-line.js';
+import { CLI, runCli, STACK_FRAME } from './support/cli-run.js';
+
+describe('advertise addresses: the rules', () => {
+  it.each([
+    ['0.0.0.0', true],
+    ['0', true],
+    ['::', true],
+    ['[::]', true],
+    ['*', true],
+    ['127.0.0.1', false],
+    ['10.0.0.1', false],
+    ['node-1.example', false],
+    ['0.0.0.1', false],
+  ])('isWildcardHost(%j) is %s', (host, wildcard) => {
+    expect(isWildcardHost(host)).toBe(wildcard);
+  });
+
+  it.each([
+    ['10.0.0.1:7101', undefined],
+    ['db-1.internal:8101', undefined],
+    ['0.0.0.0:7101', /^0\.0\.0\.0 is a wildcard/],
+    ['10.0.0.1:0', /^port 0 is not a port in \[1, 65535\]/],
+    ['10.0.0.1:65536', /^port 65536 is not a port/],
+  ])('advertiseProblem(%j)', (address, problem) => {
+    if (problem === undefined) expect(advertiseProblem(address)).toBeUndefined();
+    else expect(advertiseProblem(address)).toMatch(problem);
+  });
+
+  const flags = { listen: '--listen', advertise: '--advertise' };
+  it('an address is advertised as given, else the listen address; a wildcard or port 0 never', () => {
+    expect(advertisedAddress({ listen: '0.0.0.0:7101', advertise: '10.0.0.1:7101', flags })).toBe('10.0.0.1:7101');
+    expect(advertisedAddress({ listen: '127.0.0.1:7101', advertise: undefined, flags })).toBe('127.0.0.1:7101');
+    // Behind NAT or a proxy the advertised port may differ from the bound one.
+    expect(advertisedAddress({ listen: '0.0.0.0:7101', advertise: 'gw.example:17101', flags })).toBe('gw.example:17101');
+    expect(() => advertisedAddress({ listen: '0.0.0.0:7101', advertise: undefined, flags })).toThrow(
+      new AdvertiseError('--listen 0.0.0.0:7101 cannot be advertised to other nodes and clients: 0.0.0.0 is a wildcard (every interface of this host); on another host it names that host. Add --advertise HOST:PORT with the address they reach this node at, e.g. --advertise 10.0.0.1:7101'),
+    );
+    expect(() => advertisedAddress({ listen: '0.0.0.0:7101', advertise: '0.0.0.0:7101', flags })).toThrow(/^--advertise 0\.0\.0\.0:7101 cannot be advertised: 0\.0\.0\.0 is a wildcard/);
+    expect(() => advertisedAddress({ listen: '10.0.0.1:7101', advertise: '10.0.0.1:0', flags })).toThrow(/^--advertise 10\.0\.0\.1:0 cannot be advertised: port 0 .* e\.g\. --advertise 10\.0\.0\.1:7101$/);
+  });
+});
+
+describe('flotilla start refuses what it cannot advertise', () => {
+  const root = mkdtempSync(join(tmpdir(), 'flotilla-advertise-usage-'));
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+  const base = (dir: string) => ['start', '--id', '1', '--dir', join(root, dir)];
+
+  it.each([
+    ['a wildcard --listen without --advertise', ['--listen', '0.0.0.0:7101', '--http', '127.0.0.1:8101'], /^flotilla: --listen 0\.0\.0\.0:7101 cannot be advertised to other nodes and clients: 0\.0\.0\.0 is a wildcard .*Add --advertise HOST:PORT .* e\.g\. --advertise 10\.0\.0\.1:7101\n\(flotilla start --help shows its usage\)\n$/],
+    ['a wildcard --http without --advertise-http', ['--listen', '127.0.0.1:7101', '--http', '0.0.0.0:8101'], /^flotilla: --http 0\.0\.0\.0:8101 cannot be advertised .*Add --advertise-http HOST:PORT .* e\.g\. --advertise-http 10\.0\.0\.1:8101\n/],
+    ['both wildcards, with --advertise only', ['--listen', '0.0.0.0:7101', '--advertise', '10.0.0.1:7101', '--http', '0.0.0.0:8101'], /Add --advertise-http HOST:PORT/],
+    ['an advertised wildcard', ['--listen', '0.0.0.0:7101', '--advertise', '0.0.0.0:7101', '--http', '127.0.0.1:8101'], /^flotilla: option '--advertise <host:port>' argument '0\.0\.0\.0:7101' is invalid\. 0\.0\.0\.0 is a wildcard/],
+    ['an advertised HTTP wildcard', ['--listen', '127.0.0.1:7101', '--http', '0.0.0.0:8101', '--advertise-http', '0.0.0.0:8101'], /^flotilla: option '--advertise-http <host:port>' argument '0\.0\.0\.0:8101' is invalid\. 0\.0\.0\.0 is a wildcard/],
+    ['an advertised port 0', ['--listen', '127.0.0.1:7101', '--http', '127.0.0.1:8101', '--advertise', '10.0.0.1:0'], /^flotilla: option '--advertise <host:port>' argument '10\.0\.0\.1:0' is invalid\. Port 0 lets the listener pick a port, which others cannot know/],
+    ['a wildcard in --peers', ['--listen', '127.0.0.1:7101', '--http', '127.0.0.1:8101', '--peers', '2=0.0.0.0:7102'], /^flotilla: option '--peers <list>' argument '2=0\.0\.0\.0:7102' is invalid\. Node 2 at 0\.0\.0\.0:7102: 0\.0\.0\.0 is a wildcard/],
+  ])('%s: usage error (exit 2), one message, nothing created', async (name, args, message) => {
+    const dir = name.replace(/\W+/g, '-');
+    const run = await runCli([...base(dir), ...args]);
+    expect(run.code, run.stderr).toBe(2);
+    expect(run.stderr).toMatch(message);
+    expect(run.stderr).not.toMatch(STACK_FRAME);
+    expect(run.stdout).toBe('');
+    expect(existsSync(join(root, dir))).toBe(false);
+  });
+
+  it('start --help names both advertise flags', async () => {
+    const help = await runCli(['start', '--help']);
+    expect(help.stdout).toContain('--advertise <host:port>');
+    expect(help.stdout).toContain('--advertise-http <host:port>');
+  });
+
+  it('the API refuses a wildcard listen without advertise, before it creates the data directory', async () => {
+    const dir = join(root, 'api');
+    const logger = pino({ level: 'silent' });
+    await expect(FlotillaNode.start({ nodeId: 1, dir, listen: { host: '0.0.0.0', port: 0 }, peers: {}, logger })).rejects.toMatchObject({ code: 'ADVERTISE_INVALID', message: expect.stringMatching(/^listen 0\.0\.0\.0:0 cannot be advertised/) });
+    await expect(FlotillaNode.start({ nodeId: 1, dir, listen: { host: '127.0.0.1', port: 0 }, httpAddress: '0.0.0.0:8101', peers: {}, logger })).rejects.toMatchObject({ code: 'ADVERTISE_INVALID', message: expect.stringMatching(/^HTTP address 0\.0\.0\.0:8101 cannot be advertised/) });
+    expect(existsSync(dir)).toBe(false);
+  });
+});
+
+interface Started {
+  readonly child: ReturnType<typeof spawn>;
+  readonly ready: Partial<ReadyLine> & { http: string };
+}
+
+/** `flotilla start` with `flags`, resolved with its ready line (killed here if it never prints one). */
+async function startNode(id: number, flags: readonly string[]): Promise<Started> {
+  const child = spawn(process.execPath, [CLI, 'start', '--id', String(id), ...flags], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    return { child, ready: await readyLineOf(child, { name: `node ${id}`, timeoutMs: 30_000 }) };
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
+}
+
+interface ClusterAnswer {
+  nodes: { nodeId: number; transport: string; http: string | null; state: string }[];
+}
+
+describe('advertised HTTP addresses on loopback: ready line, meta range, /cluster', () => {
+  const root = mkdtempSync(join(tmpdir(), 'flotilla-advertise-'));
+  const started: Started[] = [];
+  afterAll(async () => {
+    for (const s of started) {
+      if (s.child.exitCode !== null || s.child.signalCode !== null) continue;
+      const exited = new Promise((resolve) => s.child.once('exit', resolve));
+      s.child.kill('SIGKILL');
+      await exited;
+    }
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('a node prints, records and shows its advertised HTTP address; a joiner learns it; a wildcard join is refused', async () => {
+    const [t1, h1, t2, h2] = await freePorts(4);
+    // Names that resolve nowhere: what the nodes say can only have come from --advertise-http. The test
+    // talks to the bound addresses.
+    const advertised = (id: number, port: number) => `node${id}.flotilla.invalid:${port}`;
+    const common = ['--cores', '1', '--tick-ms', '50', '--duty-ms', '100', '--log-level', 'error'];
+    const n1 = await startNode(1, ['--dir', join(root, 'n1'), '--listen', `127.0.0.1:${t1}`, '--http', `127.0.0.1:${h1}`, '--advertise-http', advertised(1, h1!), '--ranges', '1', ...common]);
+    started.push(n1);
+    expect(n1.ready).toEqual({ ready: true, nodeId: 1, pid: n1.child.pid, http: `http://${advertised(1, h1!)}`, transport: `127.0.0.1:${t1}`, listen: { http: `127.0.0.1:${h1}`, transport: `127.0.0.1:${t1}` } });
+    const url1 = `http://127.0.0.1:${h1}`;
+    const n2 = await startNode(2, ['--dir', join(root, 'n2'), '--listen', `127.0.0.1:${t2}`, '--http', `127.0.0.1:${h2}`, '--advertise-http', advertised(2, h2!), '--join', url1, ...common]);
+    started.push(n2);
+    expect(n2.ready.http).toBe(`http://${advertised(2, h2!)}`);
+    const url2 = `http://127.0.0.1:${h2}`;
+
+    const expected = [
+      { nodeId: 1, transport: `127.0.0.1:${t1}`, http: advertised(1, h1!) },
+      { nodeId: 2, transport: `127.0.0.1:${t2}`, http: advertised(2, h2!) },
+    ];
+    // Each learns the other's record from the meta range on a duty tick (100 ms here).
+    for (const url of [url1, url2]) {
+      const deadline = Date.now() + 20_000;
+      let seen: unknown;
+      for (;;) {
+        const body = (await (await fetch(`${url}/cluster`)).json()) as ClusterAnswer;
+        seen = body.nodes.map(({ nodeId, transport, http }) => ({ nodeId, transport, http }));
+        if (JSON.stringify(seen) === JSON.stringify(expected)) break;
+        if (Date.now() > deadline) throw new Error(`${url}/cluster never named both nodes as advertised; last: ${JSON.stringify(seen)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+
+    // A node of an earlier release could still send a wildcard: the member refuses to record it.
+    for (const body of [{ nodeId: 3, address: `0.0.0.0:${t2}` }, { nodeId: 3, address: `127.0.0.1:${t2}`, httpAddress: `0.0.0.0:${h2}` }]) {
+      const res = await fetch(`${url1}/cluster/join`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      expect(((await res.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/cannot be recorded: 0\.0\.0\.0 is a wildcard/) });
+    }
+  });
+});
