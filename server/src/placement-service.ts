@@ -169,7 +169,7 @@ export class PlacementService {
         return packr.pack(driver.onHeartbeat(heartbeat, nowMs).collect);
       }
       case 'status':
-        return packr.pack(JSON.stringify(statusJson(driver.status(nowMs))));
+        return packr.pack(JSON.stringify(statusJson(driver.status(nowMs), driver.snapshot(nowMs).ranges)));
       case 'operator': {
         const snapshot = driver.snapshot(nowMs);
         const op = operatorOf(raw[1], { rangeOf: (rangeId) => snapshot.ranges.find((r) => r.rangeId === rangeId), nodeIds: snapshot.nodes.map((n) => n.nodeId) });
@@ -280,12 +280,29 @@ function operatorOf(raw: unknown, context: OperatorContext): Operator {
   }
 }
 
-function statusJson(s: DriverStatus): unknown {
+/** The driver's status, and each range as its leader last reported it (bounds in hex): /ui shows their size and load. */
+function statusJson(s: DriverStatus, ranges: readonly RangeInfo[]): unknown {
+  const hex = (b: Uint8Array | null): string | null => (b === null ? null : Buffer.from(b).toString('hex'));
   return {
     settings: s.settings,
     rangeCount: s.rangeCount,
     nodes: s.nodes,
     operators: s.operators.map((op) => (op.kind === 'split' ? { ...op, key: Buffer.from(op.key).toString('hex') } : op)),
+    keyEncoding: 'hex',
+    ranges: ranges.map((r) => ({
+      rangeId: r.rangeId,
+      start: hex(r.start),
+      end: hex(r.end),
+      epoch: r.epoch,
+      leader: r.leader,
+      replicas: r.voters,
+      votersOutgoing: r.votersOutgoing,
+      learners: r.learners,
+      sizeBytes: r.sizeBytes,
+      keyCount: r.keyCount,
+      writesPerSec: r.writesPerSec,
+      readsPerSec: r.readsPerSec,
+    })),
   };
 }
 

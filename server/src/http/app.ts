@@ -1,6 +1,7 @@
 // The HTTP API over a KvStore (fastify): the KV API (kv-routes.ts), the
-// operations and admin API (admin-routes.ts), and GET /openapi.json, the
-// OpenAPI 3 description generated from the routes' JSON schemas.
+// operations and admin API (admin-routes.ts), the dashboard at /ui
+// (ui-routes.ts), and GET /openapi.json, the OpenAPI 3 description
+// generated from the routes' JSON schemas.
 //
 // Every error is JSON { error: { code, message } } with its status from the
 // one table in errors.ts: the handlers' own errors, fastify's (body too
@@ -27,6 +28,7 @@ import { ERROR_BODY_SCHEMA, ERROR_RESPONSE, HttpError, clientErrorResponse, erro
 import { SCAN_PAGE_BYTES_MAX, kvRoutes } from './kv-routes.js';
 import { routableUrl, splitTarget } from './kv-url.js';
 import { REQUEST_ID_HEADER, requestIdOf } from './request-id.js';
+import { uiRoutes } from './ui-routes.js';
 
 export interface HttpServerOptions {
   /** The store to serve; the server owns it and closes it on close(). */
@@ -178,6 +180,8 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
   app.get('/openapi.json', { schema: OPENAPI_SCHEMA }, async () => app.swagger());
   await app.register(kvRoutes, { store: options.store, keyBytesMax, valueBytesMax, scanPageBytesMax, requestDeadlineMs });
   await app.register(adminRoutes, { view: options.cluster, keyBytesMax, valueBytesMax, requestDeadlineMs });
+  // The dashboard reads /cluster, /placement and /metrics: only a cluster node serves it.
+  if (options.cluster !== undefined) await app.register(uiRoutes);
   await app.ready();
 
   let closed: Promise<void> | undefined;
