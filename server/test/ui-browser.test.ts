@@ -33,25 +33,31 @@ interface PageView {
   readonly writeP99Ms: string | undefined;
 }
 
-/** What the page shows now, read from its DOM (throws while it navigates; the waits retry). */
+/**
+ * Reads the page's DOM, in the page: JavaScript source rather than a function, since this file is
+ * compiled for Node, without the DOM's types.
+ */
+const READ_PAGE = `(() => {
+  const text = (e) => (e === null ? '' : e.textContent);
+  const value = (id) => document.getElementById(id)?.dataset.value;
+  return {
+    source: document.getElementById('source')?.dataset.nodeId,
+    banners: [...document.querySelectorAll('#banners .banner')].map((b) => text(b)),
+    nodes: [...document.querySelectorAll('#nodes tbody tr')].map((tr) => ({
+      id: Number(tr.dataset.nodeId),
+      state: text(tr.querySelector('[data-col=state]')),
+      heard: text(tr.querySelector('[data-col=heard]')),
+    })),
+    ranges: [...document.querySelectorAll('#ranges tbody tr')].map((tr) => ({ id: Number(tr.dataset.rangeId), leader: text(tr.querySelector('[data-col=leader]')) })),
+    writesPerSec: value('writes-rate'),
+    readsPerSec: value('reads-rate'),
+    writeP99Ms: value('write-p99'),
+  };
+})()`;
+
+/** What the page shows now (throws while it navigates; the waits retry). */
 async function viewOf(page: Page): Promise<PageView> {
-  const dom = await page.evaluate(() => {
-    const text = (e: Element | null) => e?.textContent ?? '';
-    const value = (id: string) => document.getElementById(id)?.dataset.value;
-    return {
-      source: document.getElementById('source')?.dataset.nodeId,
-      banners: [...document.querySelectorAll('#banners .banner')].map((b) => text(b)),
-      nodes: [...document.querySelectorAll<HTMLElement>('#nodes tbody tr')].map((tr) => ({
-        id: Number(tr.dataset.nodeId),
-        state: text(tr.querySelector('[data-col=state]')),
-        heard: text(tr.querySelector('[data-col=heard]')),
-      })),
-      ranges: [...document.querySelectorAll<HTMLElement>('#ranges tbody tr')].map((tr) => ({ id: Number(tr.dataset.rangeId), leader: text(tr.querySelector('[data-col=leader]')) })),
-      writesPerSec: value('writes-rate'),
-      readsPerSec: value('reads-rate'),
-      writeP99Ms: value('write-p99'),
-    };
-  });
+  const dom = (await page.evaluate(READ_PAGE)) as Omit<PageView, 'url'>;
   return { url: page.url(), ...dom };
 }
 
