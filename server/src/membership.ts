@@ -154,6 +154,50 @@ function checkMembership(raw: unknown, bad: (detail: string) => Error): Membersh
 }
 
 /**
+ * The other members' transport addresses as this node last read them from
+ * the meta range, so that a restart can reach them before it can read the
+ * meta range again. Without it a node knows only its --peers (or the members
+ * of its join, in cluster.json): a founder that started alone and was
+ * joined by others, restarted, knew none of them and refused their hellos
+ * (not members) while they could not elect without it — and after a
+ * restart of every node no one knew anyone. Only a hint: the meta range
+ * stays the record (addresses never change there, and a decommissioned node
+ * is left out), so a damaged file is ignored with a warning.
+ */
+export const PEERS_FILE = 'peers.json';
+
+export interface KnownPeer {
+  readonly nodeId: number;
+  readonly address: string;
+}
+
+/** The peers PEERS_FILE remembers (none if there is no such file, or one that does not parse: it is only a hint). */
+export function readKnownPeers(dir: string, log: ShellLogger): KnownPeer[] {
+  const path = join(dir, PEERS_FILE);
+  if (!existsSync(path)) return [];
+  try {
+    const parsed = JSON.parse(readFileSync(path, 'utf8')) as { peers?: unknown };
+    if (!Array.isArray(parsed.peers)) throw new Error('"peers" is not an array');
+    return parsed.peers.map((p: unknown) => {
+      const peer = p as Partial<KnownPeer> | null;
+      if (peer === null || typeof peer !== 'object' || !Number.isSafeInteger(peer.nodeId) || (peer.nodeId as number) < 1 || typeof peer.address !== 'string' || !/^[^\s]+:\d{1,5}$/.test(peer.address)) {
+        throw new Error(`${JSON.stringify(p)} is not {"nodeId": positive integer, "address": "host:port"}`);
+      }
+      return { nodeId: peer.nodeId as number, address: peer.address };
+    });
+  } catch (err) {
+    log.warn({ err, path }, 'the remembered peers file is damaged; ignored (the meta range has the members, and the node rewrites it once it reads them)');
+    return [];
+  }
+}
+
+/** The file's text for `peers` (sorted, so the same members always give the same text). */
+function knownPeersText(peers: readonly KnownPeer[]): string {
+  const sorted = [...peers].sort((a, b) => a.nodeId - b.nodeId).map(({ nodeId, address }) => ({ nodeId, address }));
+  return `${JSON.stringify({ peers: sorted }, null, 2)}\n`;
+}
+
+/**
  * A node's background duty to the meta range, on a timer, one run at a time:
  * record itself (once it succeeds), learn the other members' addresses
  * (a node that joined later must be reachable to answer what it forwards),
@@ -183,9 +227,23 @@ export class MetaDuties {
       placement?: PlacementService;
       /** SYSTEM_CLOCK otherwise. */
       clock?: Clock;
+      /** Where PEERS_FILE is kept up to date with the members read (absent: not kept). */
+      dir?: string;
     },
   ) {
     this.timer = every(o.clock ?? SYSTEM_CLOCK, o.intervalMs, () => this.run());
+    if (o.dir !== undefined && existsSync(join(o.dir, PEERS_FILE))) this.peersWritten = readFileSync(join(o.dir, PEERS_FILE), 'utf8');
+  }
+
+  /** The text PEERS_FILE holds; rewritten only when the members read differ (a rare fsync, never one per tick). */
+  private peersWritten: string | undefined;
+
+  private rememberPeers(nodes: readonly { nodeId: number; address: string; state: string }[]): void {
+    if (this.o.dir === undefined) return;
+    const text = knownPeersText(nodes.filter((n) => n.nodeId !== this.o.self.nodeId && n.state !== 'decommissioned'));
+    if (text === this.peersWritten) return;
+    writeFileDurably({ dir: this.o.dir, name: PEERS_FILE, data: text });
+    this.peersWritten = text;
   }
 
   private run(): void {
@@ -215,6 +273,7 @@ export class MetaDuties {
     const nodes = store.metaNodes();
     const results = await Promise.allSettled([
       store.learnPeers(nodes),
+      nodes.then((read) => this.rememberPeers(read)),
       store.reportDescriptors().then((written) => {
         // At debug: ranges change (leaders, splits, moves) all the time in a busy cluster, each change a write here.
         if (written > 0) this.o.log.debug({ written }, 'range descriptors recorded in the meta range');

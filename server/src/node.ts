@@ -15,7 +15,7 @@ import { logFormatOf } from './logging.js';
 import { NodeMetrics } from './metrics/node-metrics.js';
 import { PlacementService } from './placement-service.js';
 import { CLUSTER_TOKEN_DEFAULT, LEGACY_CLUSTER_ID, deriveClusterId, readClusterIdentity, writeClusterIdentity, type ClusterIdentity } from './cluster-identity.js';
-import { MEMBERSHIP_FILE, MetaDuties, joinedMembership, metaDescriptorOf } from './membership.js';
+import { MEMBERSHIP_FILE, MetaDuties, joinedMembership, metaDescriptorOf, readKnownPeers } from './membership.js';
 
 /** Ranges a new cluster starts with when not told otherwise: enough to spread leaders over three nodes. */
 export const INITIAL_RANGE_COUNT_DEFAULT = 8;
@@ -191,6 +191,10 @@ export class FlotillaNode {
         const members = [options.nodeId, ...Object.keys(options.peers).map(Number)].sort((a, b) => a - b);
         ranges = await bootstrapRanges(host, members, count);
       }
+      // The members this node last read from the meta range (membership.ts, PEERS_FILE): a node that was
+      // joined by others after it started (a founder alone, a static member) knows them only from there.
+      // The flags and cluster.json were applied first and win: their addresses are the same or older.
+      for (const p of readKnownPeers(options.dir, options.logger)) if (p.nodeId !== options.nodeId && !host.hasPeer(p.nodeId)) host.setPeer(p.nodeId, p.address);
       let duties: MetaDuties | undefined;
       let consistencyDuty: ConsistencyDuty | undefined;
       const store = new HostKvStore({
@@ -214,7 +218,7 @@ export class FlotillaNode {
         clock,
         ...(options.disk === undefined ? {} : { disk: options.disk }),
       });
-      duties = new MetaDuties({ store, log: childLogger(options.logger, { component: 'meta', nodeId: options.nodeId }), self, intervalMs: options.metaDutyIntervalMs ?? META_DUTY_INTERVAL_MS_DEFAULT, placement, clock });
+      duties = new MetaDuties({ store, log: childLogger(options.logger, { component: 'meta', nodeId: options.nodeId }), self, intervalMs: options.metaDutyIntervalMs ?? META_DUTY_INTERVAL_MS_DEFAULT, placement, clock, dir: options.dir });
       const consistency = new ConsistencyChecker({
         host,
         store,

@@ -1,16 +1,17 @@
 // Advertise addresses: what a node tells others about where it is. A wildcard listen without an advertised
 // address, or an advertised wildcard or port 0, is refused before anything is bound or written (a usage
 // error from the CLI, ADVERTISE_INVALID from the API); a node started with --advertise-http prints that
-// URL in its ready line, records it, and every member's /cluster names it. Across hosts:
-// netns-cluster.test.ts.
+// URL in its ready line, records it, and every member's /cluster names it. A founder and the node that
+// joined it, restarted together, find each other from peers.json. Across hosts: netns-cluster.test.ts.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePorts } from '@flotilla/shards/test-support/node-cluster';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AdvertiseError, advertiseProblem, advertisedAddress, isWildcardHost } from '../src/advertise.js';
+import { PEERS_FILE, readKnownPeers } from '../src/membership.js';
 import { FlotillaNode } from '../src/node.js';
 import { readyLineOf, type ReadyLine } from '../src/ready-line.js';
 import { CLI, runCli, STACK_FRAME } from './support/cli-run.js';
@@ -111,22 +112,18 @@ async function startNode(id: number, flags: readonly string[]): Promise<Started>
 
 interface ClusterAnswer {
   nodes: { nodeId: number; transport: string; http: string | null; state: string }[];
+  ranges: { rangeId: number; leader: number; replicas: number[] }[];
 }
 
-describe('advertised HTTP addresses on loopback: ready line, meta range, /cluster', () => {
+describe('advertised HTTP addresses on loopback: ready line, meta range, /cluster; a restart of both', () => {
   const root = mkdtempSync(join(tmpdir(), 'flotilla-advertise-'));
   const started: Started[] = [];
   afterAll(async () => {
-    for (const s of started) {
-      if (s.child.exitCode !== null || s.child.signalCode !== null) continue;
-      const exited = new Promise((resolve) => s.child.once('exit', resolve));
-      s.child.kill('SIGKILL');
-      await exited;
-    }
+    for (const s of started) await killed(s);
     rmSync(root, { recursive: true, force: true });
   });
 
-  it('a node prints, records and shows its advertised HTTP address; a joiner learns it; a wildcard join is refused', async () => {
+  it('a node prints, records and shows its advertised HTTP address; a joiner learns it; a wildcard join is refused; restarted together they find each other', async () => {
     const [t1, h1, t2, h2] = await freePorts(4);
     // Names that resolve nowhere: what the nodes say can only have come from --advertise-http. The test
     // talks to the bound addresses.
@@ -164,5 +161,54 @@ describe('advertised HTTP addresses on loopback: ready line, meta range, /cluste
       expect(res.status, JSON.stringify(body)).toBe(400);
       expect(((await res.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/cannot be recorded: 0\.0\.0\.0 is a wildcard/) });
     }
+
+    // Restarted together, the founder knows node 2 only from what it last read of the meta range
+    // (peers.json): its flags name no peer. Both must hold replicas first, so that neither serves alone.
+    await until('every range on both nodes', async () => {
+      const body = (await (await fetch(`${url1}/cluster`)).json()) as ClusterAnswer;
+      return body.ranges.length > 0 && body.ranges.every((r) => r.replicas.length === 2 && r.leader !== 0);
+    });
+    expect(JSON.parse(readFileSync(join(root, 'n1', PEERS_FILE), 'utf8'))).toEqual({ peers: [{ nodeId: 2, address: `127.0.0.1:${t2}` }] });
+    for (const s of started.splice(0)) await killed(s);
+    started.push(await startNode(1, ['--dir', join(root, 'n1'), '--listen', `127.0.0.1:${t1}`, '--http', `127.0.0.1:${h1}`, '--advertise-http', advertised(1, h1!), ...common]));
+    started.push(await startNode(2, ['--dir', join(root, 'n2'), '--listen', `127.0.0.1:${t2}`, '--http', `127.0.0.1:${h2}`, '--advertise-http', advertised(2, h2!), ...common]));
+    // 200 or 201: an attempt that timed out here may have written it.
+    await until('a write through node 1 after both restarted', async () => [200, 201].includes((await fetch(`${url1}/kv/after-restart`, { method: 'PUT', body: 'yes', signal: AbortSignal.timeout(3_000) })).status));
+    expect(await (await fetch(`${url2}/kv/after-restart`)).text()).toBe('yes');
+  });
+});
+
+/** Polls `check` every 100 ms until it holds; fails after 30 s (a request that throws counts as not yet). */
+async function until(what: string, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within 30 s`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function killed(s: Started): Promise<void> {
+  if (s.child.exitCode !== null || s.child.signalCode !== null) return;
+  const exited = new Promise((resolve) => s.child.once('exit', resolve));
+  s.child.kill('SIGKILL');
+  await exited;
+}
+
+describe('remembered peers (peers.json)', () => {
+  const root = mkdtempSync(join(tmpdir(), 'flotilla-peers-file-'));
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+  const warnings: string[] = [];
+  const log = { warn: (_o: unknown, msg: string) => warnings.push(msg) } as unknown as Parameters<typeof readKnownPeers>[1];
+
+  it('a missing file is no peers; a damaged one is ignored with a warning (the meta range has the members)', () => {
+    expect(readKnownPeers(root, log)).toEqual([]);
+    for (const text of ['', '{', '{"peers": {}}', '{"peers": [{"nodeId": 0, "address": "a:1"}]}', '{"peers": [{"nodeId": 2, "address": "no port"}]}']) {
+      writeFileSync(join(root, PEERS_FILE), text);
+      warnings.length = 0;
+      expect(readKnownPeers(root, log), text).toEqual([]);
+      expect(warnings, text).toEqual(['the remembered peers file is damaged; ignored (the meta range has the members, and the node rewrites it once it reads them)']);
+    }
+    writeFileSync(join(root, PEERS_FILE), '{"peers": [{"nodeId": 2, "address": "10.0.0.2:7101"}, {"nodeId": 3, "address": "db-3:7101"}]}');
+    expect(readKnownPeers(root, log)).toEqual([{ nodeId: 2, address: '10.0.0.2:7101' }, { nodeId: 3, address: 'db-3:7101' }]);
   });
 });
