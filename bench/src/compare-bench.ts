@@ -16,6 +16,7 @@
 //   node dist/compare-bench.js --workloads write,c --concurrency 64 --duration-ms 20000
 //   node dist/compare-bench.js --rounds 3              (every cell three times; the median round is reported)
 //   node dist/compare-bench.js --quick                 (CI: tiny, etcd only if installed)
+//   node dist/compare-bench.js --threads 1             (the load from this thread only; default: one thread per core, at most 4)
 //
 // Each system is driven the way its own clients do: Flotilla's requests go to the leader of the key's
 // range (read from /ranges, refreshed every second; TiKV's and CockroachDB's clients route the same
@@ -25,8 +26,9 @@ import os from 'node:os';
 import { writeFileSync } from 'node:fs';
 import { compareChartSvg, type ChartRow } from './compare/chart.js';
 import { ETCD_INSTALL_HINT, etcdBinary, startBaseline, startEtcd, startFlotilla, type RunningSystem } from './compare/systems.js';
-import { loadKeys, run, type RunResult, type Target } from './load/runner.js';
-import { etcdTarget, HttpClient, httpTarget } from './load/targets.js';
+import { loadKeys, run, type RunOptions, type RunResult, type Target } from './load/runner.js';
+import { HttpClient, openTarget, type TargetSpec } from './load/targets.js';
+import { LOAD_THREADS_MAX, LoadPool, loadThreadsDefault } from './load/pool.js';
 import { commandLine, fmt, machineHeadline, machineInfo, markdownTable, printTable, processesCpuMs, ProgressBar, ratio, writeResults } from './report.js';
 import { WORKLOADS, type Workload } from './workload/mix.js';
 import { benchArgs, distributionOf, FlagError, flagsOrExit, positiveInt, positiveInts, workloadsOf, type BenchUsage } from './flags.js';
@@ -48,6 +50,8 @@ JSON, Markdown and an SVG chart to bench/results/ (bench/README.md explains the 
   --warmup-ms <ms>      unmeasured time before each cell (default 1000; quick: 100)
   --ranges <n>          Flotilla's ranges (default 16)
   --cores <n>           worker cores per Flotilla node (default 1)
+  --threads <n>         load threads the clients are dealt over (default: one per core, at most 4;
+                        here ${loadThreadsDefault()})
   --seed <n>            the workload's seed (default 1)
   --quick               CI: tiny
   -h, --help            this text`,
@@ -68,14 +72,17 @@ const { values } = benchArgs(USAGE, {
     systems: { type: 'string', default: 'flotilla,etcd,baseline' },
     seed: { type: 'string', default: '1' },
     rounds: { type: 'string', default: '1' },
+    threads: { type: 'string' },
   },
   strict: true,
 });
 
 const QUICK = values.quick;
-const { workloads, concurrencies, distribution, keyCount, valueBytes, durationMs, warmupMs, rangeCount, coreCount, seed, rounds, wanted } = flagsOrExit(USAGE, () => {
+const { workloads, concurrencies, distribution, keyCount, valueBytes, durationMs, warmupMs, rangeCount, coreCount, seed, rounds, wanted, threadCount } = flagsOrExit(USAGE, () => {
   const wanted = new Set(values.systems.split(','));
   for (const s of wanted) if (!['flotilla', 'etcd', 'baseline'].includes(s)) throw new FlagError(`--systems lists flotilla, etcd, baseline; got "${s}"`);
+  const threadCount = values.threads === undefined ? loadThreadsDefault() : positiveInt(values.threads, '--threads');
+  if (threadCount > LOAD_THREADS_MAX) throw new FlagError(`--threads is at most ${LOAD_THREADS_MAX}, got ${threadCount}`);
   return {
     workloads: workloadsOf(values.workloads ?? (QUICK ? 'write,c,f' : 'write,a,b,c,f,scan')),
     concurrencies: positiveInts(values.concurrency ?? (QUICK ? '1,8' : '1,16,64,256'), '--concurrency'),
@@ -89,6 +96,7 @@ const { workloads, concurrencies, distribution, keyCount, valueBytes, durationMs
     seed: positiveInt(values.seed, '--seed'),
     rounds: positiveInt(values.rounds, '--rounds'),
     wanted,
+    threadCount,
   };
 });
 
@@ -110,7 +118,13 @@ interface Cell {
 
 interface Side {
   readonly system: RunningSystem;
+  /** Opened in this thread (loading the keys, one load thread); the pool's threads open their own from `spec`. */
   readonly target: Target;
+  readonly spec: TargetSpec;
+}
+
+async function sideOf(system: RunningSystem, spec: TargetSpec): Promise<Side> {
+  return { system, target: await openTarget(spec), spec };
 }
 
 async function main(): Promise<void> {
@@ -125,21 +139,23 @@ async function main(): Promise<void> {
   }
   const cells: Cell[] = [];
   let flotillaRangesAtEnd: string | undefined;
+  let pool: LoadPool | undefined;
   try {
     if (wanted.has('flotilla')) {
       const system = await startFlotilla({ members: 3, ranges: rangeCount, cores: coreCount });
-      sides.push({ system, target: await httpTarget(system.urls, { requestTimeoutMs: 10_000, name: 'flotilla', routeToLeaders: true }) });
+      sides.push(await sideOf(system, { kind: 'http', urls: system.urls, requestTimeoutMs: 10_000, name: 'flotilla', routeToLeaders: true }));
     }
     if (etcd !== undefined) {
       const system = await startEtcd({ members: 3, binary: etcd });
-      sides.push({ system, target: etcdTarget(system.urls, { requestTimeoutMs: 10_000 }) });
+      sides.push(await sideOf(system, { kind: 'etcd', urls: system.urls, requestTimeoutMs: 10_000 }));
     }
     if (wanted.has('baseline')) {
       const system = await startBaseline();
-      sides.push({ system, target: await httpTarget(system.urls, { requestTimeoutMs: 10_000, name: 'baseline' }) });
+      sides.push(await sideOf(system, { kind: 'http', urls: system.urls, requestTimeoutMs: 10_000, name: 'baseline' }));
     }
     for (const s of sides) console.log(`${s.system.name}: ${s.system.urls.join(' ')} (pids ${s.system.pids.join(' ')})`);
     for (const s of sides) await loadKeys(s.target, { keyCount, valueBytes, concurrency: 64 });
+    if (threadCount > 1) pool = await LoadPool.start(threadCount);
 
     const plan: { round: number; workload: Workload; concurrency: number; side: Side }[] = [];
     let flip = false;
@@ -161,7 +177,8 @@ async function main(): Promise<void> {
       const isFlotilla = side.system.name === 'flotilla';
       const raftBefore = isFlotilla ? await raftCounters(side.system.urls) : undefined;
       const cpuBefore = processesCpuMs(side.system.pids);
-      const result = await run(side.target, { workload, distribution, keyCount, valueBytes, concurrency, durationMs, warmupMs, seed, onProgress: (f) => bar.update(i, f, label) });
+      const options: RunOptions = { workload, distribution, keyCount, valueBytes, concurrency, durationMs, warmupMs, seed, onProgress: (f) => bar.update(i, f, label) };
+      const result = await (pool === undefined ? run(side.target, options) : pool.run(side.spec, options));
       const cpuAfter = processesCpuMs(side.system.pids);
       const raftAfter = isFlotilla ? await raftCounters(side.system.urls) : undefined;
       clearTimeout(sampler);
@@ -185,6 +202,7 @@ async function main(): Promise<void> {
     const flotilla = sides.find((s) => s.system.name === 'flotilla');
     if (flotilla !== undefined) flotillaRangesAtEnd = await rangesSummary(flotilla.system.urls);
   } finally {
+    await pool?.close();
     for (const s of sides) await s.target.close();
     await Promise.all(sides.map((s) => s.system.stop()));
   }
@@ -197,7 +215,7 @@ async function main(): Promise<void> {
   };
   const cellOf = (workload: string, concurrency: number, system: string) => fullCellOf(workload, concurrency, system)?.result;
   const headline = machineHeadline(loadBefore);
-  const setup = `${fmt(keyCount)} keys (${distribution}), ${valueBytes} B values, ${fmt(warmupMs)} ms warm-up + ${fmt(durationMs)} ms per cell${rounds > 1 ? `, median of ${rounds} rounds` : ''}; Flotilla: 3 nodes, ${rangeCount} ranges, ${coreCount} core${coreCount === 1 ? '' : 's'} each`;
+  const setup = `${fmt(keyCount)} keys (${distribution}), ${valueBytes} B values, ${fmt(warmupMs)} ms warm-up + ${fmt(durationMs)} ms per cell${rounds > 1 ? `, median of ${rounds} rounds` : ''}; ${threadCount} load thread${threadCount === 1 ? '' : 's'}; Flotilla: 3 nodes, ${rangeCount} ranges, ${coreCount} core${coreCount === 1 ? '' : 's'} each`;
   console.log(`\ncompare bench${QUICK ? ' (quick)' : ''}: ${headline}`);
   console.log(setup);
   if (skipped.length > 0) console.log(`skipped: ${skipped.join(', ')}`);
@@ -252,7 +270,7 @@ async function main(): Promise<void> {
     machine: machineInfo(),
     loadAverageBefore: loadBefore,
     loadAverageAfter: os.loadavg(),
-    parameters: { workloads: workloads.map((w) => w.name), concurrencies, distribution, keyCount, valueBytes, durationMs, warmupMs, rangeCount, coreCount, rounds, systems, skipped },
+    parameters: { workloads: workloads.map((w) => w.name), concurrencies, threadCount, distribution, keyCount, valueBytes, durationMs, warmupMs, rangeCount, coreCount, rounds, systems, skipped },
     flotillaRangesAtEnd,
     cells,
   });

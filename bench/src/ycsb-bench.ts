@@ -11,16 +11,19 @@
 //   flotilla bench ...                       (the same, through the CLI)
 //
 // --route leaders sends each operation to its range's leader (read from /ranges); the default spreads
-// them over the URLs and lets the nodes forward. The side-by-side run against etcd is compare-bench.
+// them over the URLs and lets the nodes forward. --threads deals the clients of an http or etcd run out
+// over load threads (load/pool.ts); embedded targets run in this process. The side-by-side run against
+// etcd is compare-bench.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { assert } from '@flotilla/core';
 import { open } from '@flotilla/server';
 import { pino } from 'pino';
-import { loadKeys, run, type RunResult, type Target } from './load/runner.js';
+import { loadKeys, run, type RunOptions, type RunResult, type Target } from './load/runner.js';
 import { freePorts } from './compare/systems.js';
-import { etcdTarget, httpTarget, kvStoreTarget } from './load/targets.js';
+import { kvStoreTarget, openTarget, type TargetSpec } from './load/targets.js';
+import { LOAD_THREADS_MAX, LoadPool, loadThreadsDefault } from './load/pool.js';
 import { benchArgs, distributionOf, FlagError, flagsOrExit, httpUrl, positiveInt, positiveInts, workloadsOf, type BenchUsage } from './flags.js';
 import { WORKLOADS } from './workload/mix.js';
 import { commandLine, fmt, machineHeadline, machineInfo, markdownTable, printTable, ProgressBar, writeResults } from './report.js';
@@ -35,6 +38,8 @@ the table and writes JSON, Markdown and SVG to bench/results/ (bench/README.md e
                         http (a running cluster, --url), etcd (etcd v3's JSON gateway, --url)
   --url <URL,...>       the target's HTTP addresses (http, etcd)
   --route <r>           http: any (default; nodes forward) or leaders (each op to its range's leader)
+  --threads <n>         http, etcd: load threads the clients are dealt over (default: one per core, at
+                        most 4; here ${loadThreadsDefault()}); embedded targets run in this process (1 only)
   --workloads <list>    ${Object.keys(WORKLOADS).join(',')} (default write,a,b,c,f,scan)
   --concurrency <list>  clients, e.g. 1,16,64 (default 1,16,64; quick: 4)
   --dist <d>            uniform or zipfian (default zipfian)
@@ -65,18 +70,22 @@ const { values } = benchArgs(USAGE, {
     ops: { type: 'string' },
     seed: { type: 'string', default: '1' },
     ranges: { type: 'string', default: '16' },
+    threads: { type: 'string' },
   },
   strict: true,
 });
 
 const TARGETS = ['embedded', 'embedded-replicated', 'http', 'etcd'] as const;
 const QUICK = values.quick;
-const { keyCount, valueBytes, concurrencies, durationMs, warmupMs, rangeCount, opCountMax, distribution, workloads, seed, urls } = flagsOrExit(USAGE, () => {
+const { keyCount, valueBytes, concurrencies, durationMs, warmupMs, rangeCount, opCountMax, distribution, workloads, seed, urls, threadCount } = flagsOrExit(USAGE, () => {
   if (!(TARGETS as readonly string[]).includes(values.target)) throw new FlagError(`--target is ${TARGETS.join(', ')}, got "${values.target}"`);
   if (values.route !== 'any' && values.route !== 'leaders') throw new FlagError(`--route is any or leaders, got "${values.route}"`);
   const needsUrl = values.target === 'http' || values.target === 'etcd';
   if (needsUrl && values.url === undefined) throw new FlagError(`--target ${values.target} needs --url URL[,URL...]`);
   const urls = needsUrl ? values.url!.split(',').map((u) => httpUrl(u, '--url')) : [];
+  const threadCount = values.threads === undefined ? (needsUrl ? loadThreadsDefault() : 1) : positiveInt(values.threads, '--threads');
+  if (threadCount > LOAD_THREADS_MAX) throw new FlagError(`--threads is at most ${LOAD_THREADS_MAX}, got ${threadCount}`);
+  if (!needsUrl && threadCount !== 1) throw new FlagError(`--target ${values.target} runs in this process: --threads must be 1, got ${threadCount}`);
   return {
     keyCount: positiveInt(values.keys ?? (QUICK ? '1000' : '100000'), '--keys'),
     valueBytes: positiveInt(values['value-bytes'], '--value-bytes'),
@@ -89,13 +98,15 @@ const { keyCount, valueBytes, concurrencies, durationMs, warmupMs, rangeCount, o
     workloads: workloadsOf(values.workloads),
     seed: positiveInt(values.seed, '--seed'),
     urls,
+    threadCount,
   };
 });
 
-async function targetOf(): Promise<{ target: Target; cleanup: () => void }> {
+/** The target; for http and etcd also its spec, from which load threads open their own connections. */
+async function targetOf(): Promise<{ target: Target; spec?: TargetSpec; cleanup: () => void }> {
   if (values.target === 'http' || values.target === 'etcd') {
-    const target = values.target === 'http' ? await httpTarget(urls, { requestTimeoutMs: 10_000, routeToLeaders: values.route === 'leaders' }) : etcdTarget(urls, { requestTimeoutMs: 10_000 });
-    return { target, cleanup: () => undefined };
+    const spec: TargetSpec = values.target === 'http' ? { kind: 'http', urls, requestTimeoutMs: 10_000, routeToLeaders: values.route === 'leaders' } : { kind: 'etcd', urls, requestTimeoutMs: 10_000 };
+    return { target: await openTarget(spec), spec, cleanup: () => undefined };
   }
   const dir = mkdtempSync(join(os.tmpdir(), 'flotilla-ycsb-'));
   const cleanup = () => rmSync(dir, { recursive: true, force: true });
@@ -121,10 +132,14 @@ async function targetOf(): Promise<{ target: Target; cleanup: () => void }> {
 async function main(): Promise<void> {
   const startedAt = new Date();
   const loadBefore = os.loadavg();
-  const { target, cleanup } = await targetOf();
+  const { target, spec, cleanup } = await targetOf();
   const runs: { workload: string; distribution: string; concurrency: number; loadAverageDuring: number[]; result: RunResult }[] = [];
+  let pool: LoadPool | undefined;
   try {
     await loadKeys(target, { keyCount, valueBytes, concurrency: 32 });
+    // One load thread is this one: no pool, the clients run beside the progress bar as before.
+    if (spec !== undefined && threadCount > 1) pool = await LoadPool.start(threadCount);
+    const runRow = (o: RunOptions) => (pool === undefined || spec === undefined ? run(target, o) : pool.run(spec, o));
     const bar = new ProgressBar(workloads.length * concurrencies.length);
     for (const workload of workloads) {
       for (const concurrency of concurrencies) {
@@ -132,18 +147,19 @@ async function main(): Promise<void> {
         const label = `${workload.name} × ${concurrency}`;
         let loadAverageDuring: number[] = [];
         const sampler = setTimeout(() => (loadAverageDuring = os.loadavg()), warmupMs + durationMs / 2);
-        const result = await run(target, { workload, distribution, keyCount, valueBytes, concurrency, durationMs, warmupMs, seed, onProgress: (f) => bar.update(step, f, label), ...(opCountMax === undefined ? {} : { opCountMax }) });
+        const result = await runRow({ workload, distribution, keyCount, valueBytes, concurrency, durationMs, warmupMs, seed, onProgress: (f) => bar.update(step, f, label), ...(opCountMax === undefined ? {} : { opCountMax }) });
         clearTimeout(sampler);
         runs.push({ workload: workload.name, distribution, concurrency, loadAverageDuring, result });
       }
     }
     bar.done();
   } finally {
+    await pool?.close();
     await target.close();
     cleanup();
   }
   const headline = `ycsb bench${QUICK ? ' (quick)' : ''} → ${target.name}: ${machineHeadline(loadBefore)}`;
-  const setup = `${fmt(keyCount)} keys (${distribution}), ${valueBytes} B values; ${fmt(warmupMs)} ms warm-up, ${fmt(durationMs)} ms measured per row`;
+  const setup = `${fmt(keyCount)} keys (${distribution}), ${valueBytes} B values; ${fmt(warmupMs)} ms warm-up, ${fmt(durationMs)} ms measured per row; ${threadCount} load thread${threadCount === 1 ? '' : 's'}`;
   console.log(headline);
   console.log(setup);
   const headers = ['workload', 'clients', 'ops/s', 'errors', 'conflicts', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'load avg'];
@@ -162,7 +178,7 @@ async function main(): Promise<void> {
   ]);
   printTable(headers, rows);
   console.log(`checksum ${runs.reduce((a, r) => (a + r.result.checksum) >>> 0, 0)}`);
-  const file = writeResults('ycsb', startedAt, { command: commandLine(), machine: machineInfo(), loadAverageBefore: loadBefore, loadAverageAfter: os.loadavg(), parameters: { target: target.name, keyCount, valueBytes, distribution, durationMs, warmupMs, opCountMax }, runs });
+  const file = writeResults('ycsb', startedAt, { command: commandLine(), machine: machineInfo(), loadAverageBefore: loadBefore, loadAverageAfter: os.loadavg(), parameters: { target: target.name, threadCount, keyCount, valueBytes, distribution, durationMs, warmupMs, opCountMax }, runs });
   writeFileSync(file.replace(/\.json$/, '.md'), `**${headline}**  \n${setup}  \ncommand: \`${commandLine()}\`\n\n${markdownTable(headers, rows)}\n`);
   const chartRows: ChartRow[] = workloads.map((w) => ({
     workload: w.name,

@@ -37,7 +37,10 @@ describe('flotilla bench: help and usage errors', () => {
     [['bench', '--workloads', 'a,zz'], 'ycsb-bench: unknown workload "zz"'],
     [['bench', '--concurrency', '0'], 'ycsb-bench: --concurrency must be a positive integer, got "0"'],
     [['bench', '--nope'], "ycsb-bench: Unknown option '--nope'"],
+    [['bench', '--threads', '2'], 'ycsb-bench: --target embedded runs in this process: --threads must be 1, got 2'],
+    [['bench', '--target', 'http', '--url', 'http://127.0.0.1:1', '--threads', '65'], 'ycsb-bench: --threads is at most 64, got 65'],
     [['bench', 'compare', '--systems', 'flotilla,zz'], 'compare-bench: --systems lists flotilla, etcd, baseline; got "zz"'],
+    [['bench', 'compare', '--threads', '0'], 'compare-bench: --threads must be a positive integer, got "0"'],
     [['bench', 'soak', '--rate', 'fast'], 'soak-bench: --rate must be a positive integer, got "fast"'],
   ])('flotilla %j is a usage error: one line, exit code 2', async (args, message) => {
     const run = await flotilla(args);

@@ -1,4 +1,5 @@
 import http from 'node:http';
+import { unreachable } from '@flotilla/core';
 import type { KvStore } from '@flotilla/server';
 import type { Target } from './runner.js';
 
@@ -188,6 +189,26 @@ export async function httpTarget(urls: readonly string[], o: { requestTimeoutMs:
       client.close();
     },
   };
+}
+
+/**
+ * A network target as values: what a pool thread needs to open its own connections to it (a Target's
+ * sockets and timers belong to the thread that made them). The embedded targets have none: they are a
+ * store in this process.
+ */
+export type TargetSpec =
+  | { readonly kind: 'http'; readonly urls: readonly string[]; readonly requestTimeoutMs: number; readonly name?: string; readonly routeToLeaders?: boolean }
+  | { readonly kind: 'etcd'; readonly urls: readonly string[]; readonly requestTimeoutMs: number };
+
+export async function openTarget(spec: TargetSpec): Promise<Target> {
+  switch (spec.kind) {
+    case 'http':
+      return httpTarget(spec.urls, spec);
+    case 'etcd':
+      return etcdTarget(spec.urls, spec);
+    default:
+      return unreachable(spec, 'target spec');
+  }
 }
 
 /**
