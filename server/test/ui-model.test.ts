@@ -181,7 +181,10 @@ describe('model', () => {
       [3, null, 'up', 'http://127.0.0.1:8103'],
       [4, null, 'up', null],
     ]);
-    expect(rows[1]).toMatchObject({ replicaCount: 2, leaderCount: 1, writesPerSec: 5, silentMs: 200 });
+    expect(rows[1]).toMatchObject({ replicaCount: 2, leaderCount: 1, usedBytes: 10, writesPerSec: 5, silentMs: 200 });
+    // A node the driver never heard from: its disk is unknown, not zero.
+    const unheard = nodeRows(undefined, { nodes: [{ nodeId: 7, state: 'down', usedBytes: 0, availableBytes: 0, silentMs: null }] });
+    expect(unheard).toMatchObject([{ nodeId: 7, state: 'down', usedBytes: null, availableBytes: null, silentMs: null }]);
     // Without the driver, this node's view alone.
     expect(nodeRows(cluster, undefined).map((r) => r.state)).toEqual([null, null, null, null]);
     expect(nodeRows(undefined, undefined)).toEqual([]);

@@ -152,7 +152,7 @@ function onScrape(text) {
     /** @type {SVGSVGElement} */ (/** @type {unknown} */ (document.getElementById('rate-chart'))),
     [{ cls: 'write', values: series((s) => s.writesPerSec) }, { cls: 'read', values: series((s) => s.readsPerSec) }],
     HISTORY_POINTS_MAX,
-    (v) => formatRate(v),
+    (v) => (v === 0 ? '0' : formatRate(v)),
   );
   renderChart(
     /** @type {SVGSVGElement} */ (/** @type {unknown} */ (document.getElementById('latency-chart'))),

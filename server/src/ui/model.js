@@ -58,11 +58,12 @@ export function nodeRows(cluster, placement) {
     r.state = typeof n.state === 'string' ? n.state : null;
     r.replicaCount = num(n.replicaCount);
     r.leaderCount = num(n.leaderCount);
-    r.usedBytes = num(n.usedBytes);
-    r.availableBytes = num(n.availableBytes);
+    r.silentMs = num(n.silentMs);
+    // A node this driver never heard from (silentMs null) has no disk figures, only the zeros it starts with.
+    r.usedBytes = r.silentMs === null ? null : num(n.usedBytes);
+    r.availableBytes = r.silentMs === null ? null : num(n.availableBytes);
     r.writesPerSec = num(n.writesPerSec);
     r.readsPerSec = num(n.readsPerSec);
-    r.silentMs = num(n.silentMs);
   }
   return [...rows.values()].sort((a, b) => a.nodeId - b.nodeId);
 }

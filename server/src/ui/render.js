@@ -135,13 +135,13 @@ export function renderMoves(tbody, operators, empty) {
 }
 
 /**
- * A number at or above `v` that reads well as an axis maximum: 1, 2 or 5 times a power of ten.
+ * A number at or above `v` that reads well as an axis maximum: 1, 2, 2.5 or 5 times a power of ten.
  * @param {number} v
  */
 export function niceCeil(v) {
   if (!(v > 0)) return 1;
   const power = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 5, 10]) if (m * power >= v) return m * power;
+  for (const m of [1, 2, 2.5, 5, 10]) if (m * power >= v) return m * power;
   return 10 * power;
 }
 
