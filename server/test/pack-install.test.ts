@@ -45,6 +45,8 @@ describe('the published packages', () => {
       expect(paths, name).toContain('dist/index.js');
       expect(paths, name).toContain('package.json');
       expect(paths.filter((p) => p.startsWith('test/') || p.endsWith('.test.ts') || p.endsWith('.tsbuildinfo')), name).toEqual([]);
+      // The dashboard is served from src/ui as written (server/src/http/ui-routes.ts).
+      if (name === 'server') expect(paths, name).toEqual(expect.arrayContaining(['src/ui/index.html', 'src/ui/dashboard.js', 'src/ui/dashboard.css']));
       tarballs[packed!.name] = packed!.filename;
     }
     expect(Object.keys(tarballs).sort()).toEqual(PACKAGES.map((p) => `@flotilla/${p}`).sort());
