@@ -86,7 +86,9 @@ export function withRate(s: ClockSpec, rate: number, elapsedMs: number | undefin
 /** One node's faked clock: the file, what it says now, and when the node's current process started. */
 export class FakeClock {
   private current: ClockSpec = CLOCK_TRUE;
+  /** When the node's current process started: on the real clock, and on its own. */
   private processStartMs: number | undefined;
+  private processFakeStartMs = 0;
 
   constructor(
     private readonly o: {
@@ -121,10 +123,23 @@ export class FakeClock {
   /** The node's process was just spawned / has exited. */
   processStarted(): void {
     this.processStartMs = this.o.nowMs();
+    this.processFakeStartMs = fakeMs(this.current, { realMs: this.processStartMs, startMs: this.processStartMs });
   }
 
   processStopped(): void {
     this.processStartMs = undefined;
+  }
+
+  /**
+   * How far the running process's clocks have advanced since it started,
+   * by its own reckoning (steps and rates included); undefined when no
+   * process runs. A step back by more than this takes its monotonic clock
+   * below where it started, which Node does not survive: it aborts on
+   * `now >= timer_base()` (env.cc) at the next timer it sets.
+   */
+  processAgeMs(): number | undefined {
+    if (this.processStartMs === undefined) return undefined;
+    return fakeMs(this.current, { realMs: this.o.nowMs(), startMs: this.processStartMs }) - this.processFakeStartMs;
   }
 
   step(deltaMs: number): void {

@@ -13,6 +13,14 @@ import { GATHER_LEADS_BEFORE_MS, describeFault, type AdminAction, type ClockEpis
 const ADMIN_REQUEST_TIMEOUT_MS = 10_000;
 /** Budget of a status request (/ranges) the nemesis uses to choose a target. */
 const STATUS_REQUEST_TIMEOUT_MS = 3_000;
+/**
+ * A step back leaves the clock node's process at least this far past where
+ * its clocks started (FakeClock.processAgeMs): its worker threads start up
+ * to a second or two after it, each with its own timer base.
+ */
+const STEP_BACK_AGE_MARGIN_MS = 5_000;
+/** A step back shortened below this is skipped. */
+const STEP_BACK_MIN_MS = 500;
 
 export interface NemesisEvent {
   readonly atMs: number;
@@ -135,10 +143,19 @@ export class Nemesis {
     const change = e.change;
     switch (change.kind) {
       case 'step': {
-        clock.step(change.deltaMs);
+        if (change.deltaMs >= 0) {
+          clock.step(change.deltaMs);
+          return this.log(`clock: node ${node}'s clock steps forward ${change.deltaMs} ms (file "${clock.text}")`);
+        }
+        // A real monotonic clock never goes back at all; one going back past where the process started kills Node itself.
+        const ageMs = clock.processAgeMs();
+        const backMs = Math.min(-change.deltaMs, ageMs === undefined ? Infinity : Math.floor(ageMs - STEP_BACK_AGE_MARGIN_MS));
+        const shortened = backMs < -change.deltaMs ? ` (not ${-change.deltaMs} ms: its process is only ${Math.round(ageMs!)} ms old)` : '';
+        if (backMs < STEP_BACK_MIN_MS) return this.log(`clock: step back of node ${node}'s clock skipped: its process is only ${Math.round(ageMs!)} ms old`);
+        clock.step(-backMs);
         const startMs = this.nowMs();
-        if (change.deltaMs < 0) this.clockExcuses.push({ node, fromMs: startMs, toMs: startMs - change.deltaMs });
-        return this.log(`clock: node ${node}'s clock steps ${change.deltaMs >= 0 ? 'forward' : 'back'} ${Math.abs(change.deltaMs)} ms (file "${clock.text}")`);
+        this.clockExcuses.push({ node, fromMs: startMs, toMs: startMs + backMs });
+        return this.log(`clock: node ${node}'s clock steps back ${backMs} ms${shortened} (file "${clock.text}")`);
       }
       case 'rate': {
         clock.setRate(change.rate);

@@ -145,8 +145,8 @@ const ADMIN_ACTIONS_PER_MIN = 4;
  * a stale read. (Unsnapped steps come with the network whole, where the
  * peers' next segments show the step too.)
  */
-const CLOCK_SHORT = { firstMs: 8_000, gapMs: [8_000, 14_000], snapMs: 6_000, snapCutMinMs: 4_000, cutOffsetMs: [0, 300], snapStepBackMs: [3_000, 6_000], episodeMs: [2_000, 6_000], stepForwardMs: [1_000, 30_000], stepBackMs: [500, 4_000] } as const;
-const CLOCK_LONG = { firstMs: 8_000, gapMs: [8_000, 20_000], snapMs: 15_000, snapCutMinMs: 4_000, cutOffsetMs: [0, 300], snapStepBackMs: [3_000, 25_000], episodeMs: [4_000, 30_000], stepForwardMs: [1_000, 120_000], stepBackMs: [500, 25_000] } as const;
+const CLOCK_SHORT = { firstMs: 8_000, gapMs: [8_000, 14_000], snapMs: 6_000, snapCutMinMs: 4_000, cutOffsetMs: [0, 300], snapStepBackMs: [4_000, 8_000], episodeMs: [2_000, 6_000], stepForwardMs: [1_000, 30_000], stepBackMs: [500, 4_000] } as const;
+const CLOCK_LONG = { firstMs: 8_000, gapMs: [8_000, 20_000], snapMs: 15_000, snapCutMinMs: 4_000, cutOffsetMs: [0, 300], snapStepBackMs: [4_000, 25_000], episodeMs: [4_000, 30_000], stepForwardMs: [1_000, 120_000], stepBackMs: [500, 25_000] } as const;
 const CLOCK_RATES_FAST = [1.5, 2, 3] as const;
 const CLOCK_RATES_SLOW = [0.5, 0.7] as const;
 /** After a step back: time for the node's timers to run again before the next change. */
