@@ -16,7 +16,7 @@
 //   node dist/compare-bench.js --workloads write,c --concurrency 64 --duration-ms 20000
 //   node dist/compare-bench.js --rounds 3              (every cell three times; the median round is reported)
 //   node dist/compare-bench.js --quick                 (CI: tiny, etcd only if installed)
-//   node dist/compare-bench.js --threads 1             (the load from this thread only; default: one thread per core, at most 4)
+//   node dist/compare-bench.js --threads 4             (the load from 4 threads; default: half the cores, 1 to 4)
 //
 // Each system is driven the way its own clients do: Flotilla's requests go to the leader of the key's
 // range (read from /ranges, refreshed every second; TiKV's and CockroachDB's clients route the same
@@ -50,8 +50,8 @@ JSON, Markdown and an SVG chart to bench/results/ (bench/README.md explains the 
   --warmup-ms <ms>      unmeasured time before each cell (default 1000; quick: 100)
   --ranges <n>          Flotilla's ranges (default 16)
   --cores <n>           worker cores per Flotilla node (default 1)
-  --threads <n>         load threads the clients are dealt over (default: one per core, at most 4;
-                        here ${loadThreadsDefault()})
+  --threads <n>         load threads the clients are dealt over (default: half the cores, 1 to 4;
+                        here ${loadThreadsDefault()}; quick: 2, so CI runs the pool)
   --seed <n>            the workload's seed (default 1)
   --quick               CI: tiny
   -h, --help            this text`,
@@ -81,7 +81,7 @@ const QUICK = values.quick;
 const { workloads, concurrencies, distribution, keyCount, valueBytes, durationMs, warmupMs, rangeCount, coreCount, seed, rounds, wanted, threadCount } = flagsOrExit(USAGE, () => {
   const wanted = new Set(values.systems.split(','));
   for (const s of wanted) if (!['flotilla', 'etcd', 'baseline'].includes(s)) throw new FlagError(`--systems lists flotilla, etcd, baseline; got "${s}"`);
-  const threadCount = values.threads === undefined ? loadThreadsDefault() : positiveInt(values.threads, '--threads');
+  const threadCount = values.threads === undefined ? (QUICK ? 2 : loadThreadsDefault()) : positiveInt(values.threads, '--threads');
   if (threadCount > LOAD_THREADS_MAX) throw new FlagError(`--threads is at most ${LOAD_THREADS_MAX}, got ${threadCount}`);
   return {
     workloads: workloadsOf(values.workloads ?? (QUICK ? 'write,c,f' : 'write,a,b,c,f,scan')),

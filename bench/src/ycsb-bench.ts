@@ -38,8 +38,8 @@ the table and writes JSON, Markdown and SVG to bench/results/ (bench/README.md e
                         http (a running cluster, --url), etcd (etcd v3's JSON gateway, --url)
   --url <URL,...>       the target's HTTP addresses (http, etcd)
   --route <r>           http: any (default; nodes forward) or leaders (each op to its range's leader)
-  --threads <n>         http, etcd: load threads the clients are dealt over (default: one per core, at
-                        most 4; here ${loadThreadsDefault()}); embedded targets run in this process (1 only)
+  --threads <n>         http, etcd: load threads the clients are dealt over (default: half the cores,
+                        1 to 4; here ${loadThreadsDefault()}); embedded targets run in this process (1 only)
   --workloads <list>    ${Object.keys(WORKLOADS).join(',')} (default write,a,b,c,f,scan)
   --concurrency <list>  clients, e.g. 1,16,64 (default 1,16,64; quick: 4)
   --dist <d>            uniform or zipfian (default zipfian)

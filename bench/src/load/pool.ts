@@ -107,12 +107,14 @@ export class LoadPool {
 }
 
 /**
- * The default load thread count for a network target: one per core, at most 4. On a machine that also
- * runs the servers, more threads than cores only take CPU from them (bench/README.md, "The load
- * generator", has the measurement).
+ * The default load thread count for a network target: half the cores, at least 1 and at most 4. The
+ * benchmarks usually run beside the servers they drive (compare-bench and soak-bench start them here),
+ * and a load thread the servers cannot keep busy only takes CPU from them: on 2 shared cores a second
+ * thread bought no requests/s and cost more client CPU per request (bench/README.md, "The load
+ * generator"). Against a cluster elsewhere, give --threads the cores.
  */
 export function loadThreadsDefault(): number {
-  return Math.min(LOAD_THREADS_DEFAULT_MAX, os.availableParallelism());
+  return Math.max(1, Math.min(LOAD_THREADS_DEFAULT_MAX, Math.floor(os.availableParallelism() / 2)));
 }
 
 const LOAD_THREADS_DEFAULT_MAX = 4;
