@@ -50,8 +50,9 @@ const state = {
   switchProblem: null,
 };
 
-/** The node the previous page came from (?from=N), said in the header; digits only. */
-const movedFrom = /^\d{1,10}$/.test(new URLSearchParams(location.search).get('from') ?? '') ? new URLSearchParams(location.search).get('from') : null;
+/** The node the previous page came from (?from=N), said in a banner; digits only, else ignored. */
+const fromParameter = new URLSearchParams(location.search).get('from') ?? '';
+const movedFrom = /^\d{1,10}$/.test(fromParameter) ? fromParameter : null;
 
 /**
  * GET a path of this node: its JSON, or an Error naming what went wrong (the API's own error message when it sent one).
