@@ -125,6 +125,7 @@ export function buildProgram(outcome: Outcome): Command {
     .option('--duty-ms <ms>', 'how often the node reports to the placement driver (default 1000)', positiveInt)
     .option('--down-after-ms <ms>', 'when the placement driver calls a silent node down (default 30000)', positiveInt)
     .option('--consistency-check-ms <ms>', 'least time between background consistency checks of a range this node leads; 0: off (default 600000)', nonNegativeInt)
+    .option('--no-node-leases', "confirm every linearizable read with a heartbeat round instead of a node lease (for machines whose clocks can't be trusted to run near the same rate)")
     // Loaded when run: the node's modules (LMDB, fastify, workers) would slow every other command's start.
     .action(async (o: StartOptions) => (await import('./start.js')).start(o));
 

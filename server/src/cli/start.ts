@@ -30,6 +30,8 @@ export interface StartOptions {
   readonly dutyMs?: number;
   readonly downAfterMs?: number;
   readonly consistencyCheckMs?: number;
+  /** Node leases (on unless --no-node-leases): ARCHITECTURE.md, "Node leases". */
+  readonly nodeLeases: boolean;
   /** The transport address peers dial; absent: --listen, which must then not be a wildcard. */
   readonly advertise?: string;
   /** The HTTP address others are told; absent: --http, which must then not be a wildcard. */
@@ -83,6 +85,7 @@ export async function start(options: StartOptions): Promise<void> {
     ...(o.dutyMs === undefined ? {} : { metaDutyIntervalMs: o.dutyMs }),
     ...(o.downAfterMs === undefined ? {} : { placement: placementTimingsOf(o.downAfterMs) }),
     ...(o.consistencyCheckMs === undefined ? {} : { consistencyCheckIntervalMs: o.consistencyCheckMs }),
+    ...(o.nodeLeases ? {} : { hostOptions: { nodeLeases: false } }),
   });
   const http = await createHttpServer({ store: node.store, logger, cluster: node.view });
   const boundUrl = await http.listen(hostPortOf(o.http));

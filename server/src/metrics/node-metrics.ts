@@ -114,6 +114,7 @@ export class NodeMetrics {
     counter('flotilla_core_proposals_total', "Write and split requests taken by the core's leaders.", (c) => c.proposals);
     counter('flotilla_core_proposal_entries_total', 'Raft entries those requests were proposed in (the writes a range takes in one turn share one).', (c) => c.proposalEntries);
     counter('flotilla_core_reads_total', 'Reads the core served or started.', (c) => c.reads);
+    counter('flotilla_core_lease_reads_total', "Linearizable reads this node's leaders answered under a node lease, with no heartbeat round (ARCHITECTURE.md, \"Node leases\").", (c) => c.leaseReads);
     counter('flotilla_core_group_ticks_total', 'Raft ticks delivered to replicas (quiesced replicas get none).', (c) => c.groupTicks);
     counter('flotilla_core_messages_sent_total', 'Raft messages sent to peers.', (c) => c.messagesSent);
     counter('flotilla_core_messages_stepped_total', 'Raft messages from peers stepped.', (c) => c.messagesStepped);
