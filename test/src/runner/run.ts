@@ -224,6 +224,7 @@ export async function runFaults(o: RunOptions): Promise<RunReport> {
     for (const line of convergence.lines) o.log(`    ${line}`);
     failures.push(...convergence.failures);
 
+    log(`reads answered under a node lease (since each node's process last started): ${(await leaseReadCounts(cluster)).join(', ')}`);
     for (const d of diskFullFindings(nemesis, result.failedAnswers, cluster)) log(d);
     if (clock !== undefined) log(`node ${clock.node}'s clock ended ${(clock.spec.offsetMs / 1000).toFixed(1)} s off true time`);
   } catch (err) {
@@ -262,6 +263,22 @@ async function waitServing(cluster: Cluster, timeoutMs: number): Promise<void> {
       await sleep(200);
     }
   }
+}
+
+/** Each node's `flotilla_core_lease_reads_total` (shows whether the run's reads met leases at all). */
+async function leaseReadCounts(cluster: Cluster): Promise<string[]> {
+  return Promise.all(
+    cluster.nodeIds.map(async (n) => {
+      try {
+        const res = await fetch(`${cluster.urlOf(n)}/metrics`, { signal: AbortSignal.timeout(3_000) });
+        const text = await res.text();
+        const counts = [...text.matchAll(/^flotilla_core_lease_reads_total(?:\{[^}]*\})? (\d+)$/gm)].map((m) => Number(m[1]));
+        return `node ${n}: ${counts.length === 0 ? 'no counter' : counts.reduce((a, b) => a + b, 0)}`;
+      } catch {
+        return `node ${n}: no answer`;
+      }
+    }),
+  );
 }
 
 /** Reads every key through every node (recorded in the history); answers the reads that got no answer. */
