@@ -28,7 +28,7 @@ describe('flotilla bench: help and usage errors', () => {
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout.startsWith(heading)).toBe(true);
     expect(run.stdout).toContain('--quick');
-  });
+  }, RUN_TIMEOUT_MS);
 
   it.each([
     [['bench', '--target', 'nope'], 'ycsb-bench: --target is embedded, embedded-replicated, http, etcd, got "nope"'],
@@ -48,5 +48,5 @@ describe('flotilla bench: help and usage errors', () => {
     expect(run.stderr.startsWith(message)).toBe(true);
     expect(run.stderr).toMatch(/\(\S+ --help lists its flags\)\n$/);
     expect(run.stderr).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
-  });
+  }, RUN_TIMEOUT_MS);
 });
