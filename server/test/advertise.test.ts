@@ -95,15 +95,26 @@ describe('flotilla start refuses what it cannot advertise', () => {
 });
 
 interface Started {
+  readonly id: number;
   readonly child: ReturnType<typeof spawn>;
   readonly ready: Partial<ReadyLine> & { http: string };
 }
 
+/** The last lines each node started here wrote on stderr (its warnings), for failure messages. */
+const stderrTails = new Map<string, string[]>();
+const STDERR_TAIL_LINES = 30;
+
 /** `flotilla start` with `flags`, resolved with its ready line (killed here if it never prints one). */
 async function startNode(id: number, flags: readonly string[]): Promise<Started> {
-  const child = spawn(process.execPath, [CLI, 'start', '--id', String(id), ...flags], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [CLI, 'start', '--id', String(id), ...flags], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const tail: string[] = [];
+  stderrTails.set(`node ${id} (pid ${child.pid})`, tail);
+  child.stderr!.on('data', (chunk: Buffer) => {
+    tail.push(...chunk.toString().split('\n').filter((l) => l !== ''));
+    tail.splice(0, Math.max(0, tail.length - STDERR_TAIL_LINES));
+  });
   try {
-    return { child, ready: await readyLineOf(child, { name: `node ${id}`, timeoutMs: 30_000 }) };
+    return { id, child, ready: await readyLineOf(child, { name: `node ${id}`, timeoutMs: 30_000 }) };
   } catch (err) {
     child.kill('SIGKILL');
     throw err;
@@ -112,7 +123,7 @@ async function startNode(id: number, flags: readonly string[]): Promise<Started>
 
 interface ClusterAnswer {
   nodes: { nodeId: number; transport: string; http: string | null; state: string }[];
-  ranges: { rangeId: number; leader: number; replicas: number[] }[];
+  ranges: { rangeId: number; epoch: number; leader: number; replicas: number[] }[];
 }
 
 describe('advertised HTTP addresses on loopback: ready line, meta range, /cluster; a restart of both', () => {
@@ -128,7 +139,7 @@ describe('advertised HTTP addresses on loopback: ready line, meta range, /cluste
     // Names that resolve nowhere: what the nodes say can only have come from --advertise-http. The test
     // talks to the bound addresses.
     const advertised = (id: number, port: number) => `node${id}.flotilla.invalid:${port}`;
-    const common = ['--cores', '1', '--tick-ms', '50', '--duty-ms', '100', '--log-level', 'error'];
+    const common = ['--cores', '1', '--tick-ms', '50', '--duty-ms', '100', '--log-level', 'warn'];
     const n1 = await startNode(1, ['--dir', join(root, 'n1'), '--listen', `127.0.0.1:${t1}`, '--http', `127.0.0.1:${h1}`, '--advertise-http', advertised(1, h1!), '--ranges', '1', ...common]);
     started.push(n1);
     expect(n1.ready).toEqual({ ready: true, nodeId: 1, pid: n1.child.pid, http: `http://${advertised(1, h1!)}`, transport: `127.0.0.1:${t1}`, listen: { http: `127.0.0.1:${h1}`, transport: `127.0.0.1:${t1}` } });
@@ -163,26 +174,41 @@ describe('advertised HTTP addresses on loopback: ready line, meta range, /cluste
     }
 
     // Restarted together, the founder knows node 2 only from what it last read of the meta range
-    // (peers.json): its flags name no peer. Both must hold replicas first, so that neither serves alone.
-    await until('every range on both nodes', async () => {
-      const body = (await (await fetch(`${url1}/cluster`)).json()) as ClusterAnswer;
-      return body.ranges.length > 0 && body.ranges.every((r) => r.replicas.length === 2 && r.leader !== 0);
-    });
+    // (peers.json): its flags name no peer. Both must hold replicas first, so that neither serves alone —
+    // as each sees its own: killed while node 2's new replica still showed epoch 0 (the leader's view
+    // already listing it), range 2 came back without a leader for 30 s in 3 of 6 runs (reported, not
+    // this test's subject).
+    let seenBefore = '';
+    await until('every range on both nodes, as each sees its own replicas', async () => {
+      const views = await Promise.all([url1, url2].map(async (url) => (await (await fetch(`${url}/cluster`)).json()) as ClusterAnswer));
+      seenBefore = JSON.stringify(views.map((v) => v.ranges));
+      return views.every((v) => v.ranges.length === 2 && v.ranges.every((r) => r.replicas.length === 2 && r.leader !== 0 && r.epoch > 0));
+    }, async () => seenBefore);
+    const beforeKill = seenBefore;
     expect(JSON.parse(readFileSync(join(root, 'n1', PEERS_FILE), 'utf8'))).toEqual({ peers: [{ nodeId: 2, address: `127.0.0.1:${t2}` }] });
     for (const s of started.splice(0)) await killed(s);
     started.push(await startNode(1, ['--dir', join(root, 'n1'), '--listen', `127.0.0.1:${t1}`, '--http', `127.0.0.1:${h1}`, '--advertise-http', advertised(1, h1!), ...common]));
     started.push(await startNode(2, ['--dir', join(root, 'n2'), '--listen', `127.0.0.1:${t2}`, '--http', `127.0.0.1:${h2}`, '--advertise-http', advertised(2, h2!), ...common]));
     // 200 or 201: an attempt that timed out here may have written it.
-    await until('a write through node 1 after both restarted', async () => [200, 201].includes((await fetch(`${url1}/kv/after-restart`, { method: 'PUT', body: 'yes', signal: AbortSignal.timeout(3_000) })).status));
+    let last = '';
+    await until('a write through node 1 after both restarted', async () => {
+      last = 'no answer';
+      const res = await fetch(`${url1}/kv/after-restart`, { method: 'PUT', body: 'yes', signal: AbortSignal.timeout(3_000) });
+      last = `${res.status} ${await res.text()}`;
+      return res.status === 200 || res.status === 201;
+    }, async () => `before the kill: ${beforeKill}; last answer: ${last}; node 1's /cluster: ${await (await fetch(`${url1}/cluster`)).text()}; node 2's: ${await (await fetch(`${url2}/cluster`)).text()}`);
     expect(await (await fetch(`${url2}/kv/after-restart`)).text()).toBe('yes');
   });
 });
 
-/** Polls `check` every 100 ms until it holds; fails after 30 s (a request that throws counts as not yet). */
-async function until(what: string, check: () => Promise<boolean>): Promise<void> {
+/** Polls `check` every 100 ms until it holds; fails after 30 s (a request that throws counts as not yet), saying what `seen` returns. */
+async function until(what: string, check: () => Promise<boolean>, seen: () => Promise<string> = async () => ''): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within 30 s`);
+    if (Date.now() > deadline) {
+      const tails = [...stderrTails].map(([name, tail]) => `${name}:\n${tail.join('\n')}`).join('\n');
+      throw new Error(`${what}: not within 30 s; ${await seen().catch((err: unknown) => String(err))}\nthe nodes' stderr ended:\n${tails}`);
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
 }
