@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePorts } from '@flotilla/shards/test-support/node-cluster';
 import pino from 'pino';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AdvertiseError, advertiseProblem, advertisedAddress, isWildcardHost } from '../src/advertise.js';
 import { PEERS_FILE, readKnownPeers } from '../src/membership.js';
 import { FlotillaNode } from '../src/node.js';
@@ -57,7 +57,11 @@ describe('advertise addresses: the rules', () => {
 });
 
 describe('flotilla start refuses what it cannot advertise', () => {
-  const root = mkdtempSync(join(tmpdir(), 'flotilla-advertise-usage-'));
+  // Made when the suite runs: a suite left out by -t runs no afterAll to remove it.
+  let root = '';
+  beforeAll(() => {
+    root = mkdtempSync(join(tmpdir(), 'flotilla-advertise-usage-'));
+  });
   afterAll(() => rmSync(root, { recursive: true, force: true }));
   const base = (dir: string) => ['start', '--id', '1', '--dir', join(root, dir)];
 
@@ -127,7 +131,11 @@ interface ClusterAnswer {
 }
 
 describe('advertised HTTP addresses on loopback: ready line, meta range, /cluster; a restart of both', () => {
-  const root = mkdtempSync(join(tmpdir(), 'flotilla-advertise-'));
+  // Made when the suite runs: a suite left out by -t runs no afterAll to remove it.
+  let root = '';
+  beforeAll(() => {
+    root = mkdtempSync(join(tmpdir(), 'flotilla-advertise-'));
+  });
   const started: Started[] = [];
   afterAll(async () => {
     for (const s of started) await killed(s);
@@ -221,7 +229,11 @@ async function killed(s: Started): Promise<void> {
 }
 
 describe('remembered peers (peers.json)', () => {
-  const root = mkdtempSync(join(tmpdir(), 'flotilla-peers-file-'));
+  // Made when the suite runs: a suite left out by -t runs no afterAll to remove it.
+  let root = '';
+  beforeAll(() => {
+    root = mkdtempSync(join(tmpdir(), 'flotilla-peers-file-'));
+  });
   afterAll(() => rmSync(root, { recursive: true, force: true }));
   const warnings: string[] = [];
   const log = { warn: (_o: unknown, msg: string) => warnings.push(msg) } as unknown as Parameters<typeof readKnownPeers>[1];
