@@ -693,7 +693,10 @@ export class Raft {
     if (this.promotable() && this.pastElectionTimeout()) {
       // Reset after the hup, so hup sees how long we have not heard from a leader.
       this.step({ type: 'hup', from: this.id, to: this.id, term: 0, transfer: false });
-      this.electionElapsed = 0;
+      // Held by a node-lease promise: try again next tick, not a whole election timeout later (the
+      // promise runs out within a timeout of the leader's node falling silent, and failover must not
+      // wait a second timeout on top).
+      this.electionElapsed = this.heldByPromise ? this.randomizedElectionTimeout - 1 : 0;
     }
   }
 
