@@ -55,7 +55,9 @@ describe('whole-node simulation', () => {
       { bug: 'staleLeaderRead', what: 'linearizable reads served by a leader without a quorum check', from: 1 },
       { bug: 'applyBeforeCommit', what: 'entries applied before they commit', from: 1 },
       { bug: 'splitLosesRightHalf', what: "a split that loses its right half's writes", from: 1 },
-      { bug: 'leaseOutlivesPromise', what: 'a node lease that never runs out', from: 1 },
+      // Needs a leader cut off past its lease while the rest elects and writes: seed 82 the first (since followers
+      // held by a promise retry their campaign every tick).
+      { bug: 'leaseOutlivesPromise', what: 'a node lease that never runs out', from: 75 },
     ];
     for (const { bug, what, from } of bugs) {
       it(`${what} (${bug})`, async () => {
