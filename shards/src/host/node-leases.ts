@@ -158,7 +158,8 @@ export class NodeLeaseTable {
     }
     if (acked === undefined || !s.promised) return;
     if (!this.rateOk(p)) {
-      this.lapse(from, p);
+      // Once: a lapsed lease already started a new epoch, and re-posting it to every core each segment buys nothing.
+      if (p.untilMonoMs !== 0) this.lapse(from, p);
       return;
     }
     const untilMonoMs = acked.monoMs + this.leaseMs;
