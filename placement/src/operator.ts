@@ -201,8 +201,21 @@ export function matchOf(range: RangeInfo, node: number): number {
   return range.progress.find((p) => p.nodeId === node)?.match ?? 0;
 }
 
+/**
+ * A replica that acknowledged nothing is never caught up, however short the
+ * leader's log: a new range's log is a few entries long (its first index is
+ * INITIAL_LOG_INDEX), so "within the lag of the last index" alone held for
+ * an empty learner, and promoting it made a voter that holds no range. Such
+ * a replica refuses votes until a snapshot gives it the range (it cannot
+ * tell a stale candidate from a real one), so a crash of both nodes of a
+ * two-voter range before the snapshot left it without a leader for good. A
+ * joining replica starts at index 0 and every range's log starts past it,
+ * so any acknowledgement means a snapshot was installed, durably (its
+ * acknowledgement is sent after the round's sync).
+ */
 export function isCaughtUp(range: RangeInfo, node: number, catchUpLagEntriesMax: number): boolean {
-  return matchOf(range, node) >= range.lastIndex - catchUpLagEntriesMax;
+  const match = matchOf(range, node);
+  return match > 0 && match >= range.lastIndex - catchUpLagEntriesMax;
 }
 
 export function isMajority(count: number, of: number): boolean {

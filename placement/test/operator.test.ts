@@ -14,6 +14,8 @@ interface RangeSpec {
   epoch?: number;
   /** Replica match indexes; a replica not named here is fully caught up. */
   match?: Record<number, number>;
+  /** The leader's last index (default LAST_INDEX). */
+  lastIndex?: number;
   start?: string;
   end?: string | null;
 }
@@ -34,8 +36,8 @@ function range(spec: RangeSpec = {}): RangeInfo {
     votersOutgoing: outgoing,
     learners,
     leader,
-    lastIndex: LAST_INDEX,
-    progress: replicas.map((nodeId) => ({ nodeId, match: spec.match?.[nodeId] ?? LAST_INDEX })),
+    lastIndex: spec.lastIndex ?? LAST_INDEX,
+    progress: replicas.map((nodeId) => ({ nodeId, match: spec.match?.[nodeId] ?? spec.lastIndex ?? LAST_INDEX })),
     sizeBytes: 0,
     keyCount: 0,
     writesPerSec: 0,
@@ -98,6 +100,9 @@ describe('nextStep: addReplica', () => {
     ['waits for a lagging learner', addReplica(4), range({ epoch: 6, learners: [4], match: { 4: 50 } }), {}, 'wait'],
     ['waits for a learner its leader has not reported', addReplica(4), { ...range({ epoch: 6, learners: [4] }), progress: [] }, {}, 'wait'],
     ['waits one entry short of caught up', addReplica(4), range({ epoch: 6, learners: [4], match: { 4: LAST_INDEX - CATCH_UP_LAG_ENTRIES_MAX - 1 } }), {}, 'wait'],
+    // A new range's log is shorter than the lag: an empty learner was once "within the lag" and promoted.
+    ['waits for a learner that acknowledged nothing, on a log shorter than the lag', addReplica(4), range({ epoch: 6, learners: [4], lastIndex: 7, match: { 4: 0 } }), {}, 'wait'],
+    ['promotes a learner that installed its snapshot, on a log shorter than the lag', addReplica(4), range({ epoch: 6, learners: [4], lastIndex: 7, match: { 4: 5 } }), {}, step({ kind: 'promote', node: 4 })],
     ['promotes a learner exactly at the lag limit', addReplica(4), range({ epoch: 6, learners: [4], match: { 4: LAST_INDEX - CATCH_UP_LAG_ENTRIES_MAX } }), {}, step({ kind: 'promote', node: 4 })],
     ['promotes a learner on a suspect node (a blip)', addReplica(4), range({ epoch: 6, learners: [4] }), { 4: 'suspect' }, step({ kind: 'promote', node: 4 })],
     ['is done once the node votes', addReplica(4), range({ epoch: 7, voters: [1, 2, 3, 4] }), {}, 'done'],
@@ -116,6 +121,7 @@ describe('nextStep: moveReplica (adds before it removes)', () => {
     ['waits for the learner to catch up', moveReplica(3, 4), range({ epoch: 6, learners: [4], match: { 4: 10 } }), {}, 'wait'],
     ['abandons when the learner\'s node went down', moveReplica(3, 4), range({ epoch: 6, learners: [4] }), { 4: 'down' }, 'abandon'],
     ['swaps in one joint change once caught up', moveReplica(3, 4), range({ epoch: 6, learners: [4] }), {}, step({ kind: 'replaceVoter', add: 4, remove: 3 })],
+    ['waits for a move target that acknowledged nothing, on a log shorter than the lag', moveReplica(3, 4), range({ epoch: 6, learners: [4], lastIndex: 7, match: { 4: 0 } }), {}, 'wait'],
     [
       'moves the lead off the source first, to the most caught-up up voter',
       moveReplica(3, 4),
