@@ -63,7 +63,12 @@ export interface OpenOptions<K extends Encoding = 'binary', V extends Encoding =
     /** This member's node id: a positive integer, unique in the cluster and fixed for the directory. */
     readonly nodeId: number;
     /** Where this member's transport listens for the other members. */
-    readonly listen: { readonly host: string; readonly port: number };
+    readonly listen: {
+      /** The interface to bind: an IP address or a host name; 0.0.0.0 listens on every interface (then `advertise` is required). */
+      readonly host: string;
+      /** The TCP port; 0 binds a free one, which the member then advertises (unless `advertise` names another). */
+      readonly port: number;
+    };
     /** The transport address the other members dial ("host:port"); default `listen`, required when it is 0.0.0.0 (NodeOptions.advertise). */
     readonly advertise?: string;
     /** A static member's peers: node id → transport address (`host:port`). */
@@ -86,6 +91,7 @@ export interface OpenOptions<K extends Encoding = 'binary', V extends Encoding =
  * still apply after the abort: its outcome is unknown, as after a TIMEOUT.
  */
 export interface CallOptions {
+  /** Aborts the call when it fires; one already aborted rejects the call before it starts. */
   readonly signal?: AbortSignal;
 }
 
@@ -163,6 +169,11 @@ export interface ScanOptions extends ReadOptions {
 
 /** A page of `scan`: always binary (keys and values as Uint8Arrays). */
 export interface ScanPage {
+  /**
+   * The page's keys with their values and versions, in key order
+   * (descending when `reverse`): at most `limit`, and exactly `limit`
+   * whenever a `cursor` follows. The last page may hold none.
+   */
   readonly items: readonly Item<Uint8Array, Uint8Array>[];
   /** Absent on the last page; otherwise pass it back to get the next one. */
   readonly cursor?: string;
@@ -186,10 +197,30 @@ export interface Item<K, V> extends Entry<V> {
   readonly key: K;
 }
 
-/** One write of a `batch`. `ifVersion` as for `put` and `delete`, checked against the key as the ops before it in the batch left it. */
+/** One write of a `batch`: a put or a delete, told apart by `op`. */
 export type BatchOp =
-  | { readonly op: 'put'; readonly key: Bytes; readonly value: Bytes; readonly ifVersion?: number }
-  | { readonly op: 'delete'; readonly key: Bytes; readonly ifVersion?: number };
+  | {
+      /** Sets `key` to `value`, as `put` does. */
+      readonly op: 'put';
+      /** The key to set (a string is its UTF-8 bytes). */
+      readonly key: Bytes;
+      /** The value to store (a string is its UTF-8 bytes). */
+      readonly value: Bytes;
+      /**
+       * Write only if the key is at this version (0: absent), as for `put`;
+       * checked against the key as the ops before this one in the batch
+       * left it (after a delete op of the same key: 0).
+       */
+      readonly ifVersion?: number;
+    }
+  | {
+      /** Deletes `key`, as `delete` does; an absent key is no failure. */
+      readonly op: 'delete';
+      /** The key to delete (a string is its UTF-8 bytes). */
+      readonly key: Bytes;
+      /** Delete only if the key is at this version (0: absent), checked as for a put op. */
+      readonly ifVersion?: number;
+    };
 
 /**
  * An open store: Flotilla in this process. Every method returns a promise
@@ -337,6 +368,7 @@ export async function openKvStore(options: OpenOptions<Encoding, Encoding>): Pro
 }
 
 export { AbortError } from './embedded/arguments.js';
+export type { MetricFamily } from './metrics/index.js';
 export type { Consistency } from '@flotilla/shards';
 export { KvError, SCAN_LIMIT_MAX, KV_ERROR_CODES, type KvErrorCode, type KvErrorDetails, type PutResult, type BatchOutcome, type ClearResult } from './kv/store.js';
 export { ATOMIC_BATCH_BYTES_MAX, ATOMIC_BATCH_OPS_MAX, KEY_BYTES_MAX, VALUE_BYTES_MAX } from '@flotilla/shards';

@@ -16,8 +16,11 @@ const utf8Decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
  * those treats it alike; `cause` is the signal's reason.
  */
 export class AbortError extends Error {
+  /** Always 'AbortError': the name Node's and the DOM's aborted operations give, and what `err.name === 'AbortError'` checks for. */
   override readonly name = 'AbortError';
+  /** Always 'ABORT_ERR', Node's code for an aborted operation; unlike KvError's codes it is no member of KV_ERROR_CODES. */
   readonly code = 'ABORT_ERR';
+  /** The store makes these; `options.cause` is the signal's reason (an AbortSignal.timeout's TimeoutError, say). */
   constructor(message: string, options: { readonly cause: unknown }) {
     super(message, options);
   }

@@ -87,8 +87,17 @@ export interface ClearOptions extends WithDeadline {
 export interface ClearResult {
   /** Keys deleted, over every range. */
   readonly deletedCount: number;
-  /** Each range's part, in key order: the span it covered and the keys it deleted. Range id 0: a store without ranges. */
-  readonly ranges: readonly { readonly rangeId: number; readonly start: Uint8Array; readonly end: Uint8Array | null; readonly deletedCount: number }[];
+  /** Each range's part, in key order: the span it covered and the keys it deleted. */
+  readonly ranges: readonly {
+    /** The range this part ran in (as in `details.rangeIds`); 0 in a store without ranges (the in-memory KvStore of ./testing). */
+    readonly rangeId: number;
+    /** The part's first key, inclusive: the later of the clear's start and the range's first key. */
+    readonly start: Uint8Array;
+    /** The key the part stopped before, exclusive: the earlier of the clear's end and the range's end; null: the end of the key space. */
+    readonly end: Uint8Array | null;
+    /** Keys this part deleted (absent keys are not counted). */
+    readonly deletedCount: number;
+  }[];
 }
 
 /** One write of an atomic batch (KvStore.batch). */

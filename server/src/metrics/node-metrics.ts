@@ -15,13 +15,32 @@ export interface NodeMetricsSources {
   readonly consistency?: { readonly stats: ConsistencyStats };
 }
 
-/** One metric with its series, as `NodeMetrics.values()` gives them (the numbers /metrics shows). */
+/**
+ * One metric with its series, as `NodeMetrics.values()` gives them: the
+ * numbers /metrics shows, read at the call, without the text format to parse.
+ */
 export interface MetricFamily {
+  /** The Prometheus name, e.g. `flotilla_core_rounds_total`; its suffix gives the unit (`_seconds`, `_bytes`; `_total`: a count). */
   readonly name: string;
+  /** What the metric counts or measures, as /metrics prints it after `# HELP`. */
   readonly help: string;
+  /**
+   * Prometheus's metric type: a counter only grows, except that it starts
+   * from 0 again when whatever counts it restarts (compare two reads for a
+   * rate, as Prometheus does); a gauge goes up and down; a histogram
+   * gives cumulative buckets, a sum and a count. 'summary' is prom-client's
+   * fourth type; no metric of a node has it today.
+   */
   readonly type: 'counter' | 'gauge' | 'histogram' | 'summary';
-  /** A histogram's `_bucket` (with `le`), `_sum` and `_count` series are samples too, named so. */
-  readonly samples: readonly { readonly name: string; readonly labels: Readonly<Record<string, string | number>>; readonly value: number }[];
+  /** The metric's series: one per label set, and for a histogram each series' buckets, sum and count. */
+  readonly samples: readonly {
+    /** The series' name: the family's, or for a histogram the family's with `_bucket`, `_sum` or `_count`. */
+    readonly name: string;
+    /** The labels that tell the series apart (e.g. `core`: a worker core's index); a `_bucket` sample's `le` is its upper bound. */
+    readonly labels: Readonly<Record<string, string | number>>;
+    /** The number, in the unit the name gives; a `_bucket` sample's is the count of observations at or below `le`. */
+    readonly value: number;
+  }[];
 }
 
 /** What one scrape reads from the Host before the registry collects (each metric's collect() reads from it). */
