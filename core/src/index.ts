@@ -4,6 +4,7 @@ export * from './errors.js';
 export { assert, unreachable, AssertionError } from './assert.js';
 export { SILENT_LOGGER, type Logger } from './logger.js';
 export { SeededRng, type Rng } from './rng.js';
+export { AddressError, HOST_NAME_CHARS_MAX, formatHost, formatHostPort, hostPortProblem, isIpv4Address, isIpv6Address, parseHostPort, type HostPort } from './address.js';
 export { SYSTEM_CLOCK, every, sleep, type Clock, type Timer } from './clock.js';
 export { RawNode, type Ready, type Status, type ProgressStatus } from './raw-node.js';
 export { Raft, DEFAULTS, type RaftConfig, type ReadMode } from './raft.js';
