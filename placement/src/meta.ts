@@ -1,4 +1,4 @@
-import { assert, FlotillaError } from '@flotilla/core';
+import { assert, FlotillaError, hostPortProblem } from '@flotilla/core';
 import { Packr } from 'msgpackr';
 import { compareKeys, type RangeDescriptor } from './range.js';
 
@@ -114,9 +114,9 @@ export class MetaRecordError extends FlotillaError {
 /** A cluster member as the meta range records it. */
 export interface NodeRecord {
   readonly nodeId: number;
-  /** "host:port" (or "[v6]:port") of its transport. */
+  /** HOST:PORT of its transport (core's address.ts; an IPv6 host in brackets: [::1]:7101). */
   readonly address: string;
-  /** "host:port" of its HTTP API, null when it serves none. */
+  /** HOST:PORT of its HTTP API, null when it serves none. */
   readonly httpAddress: string | null;
   /** Set by the operator: `decommissioning` has its replicas moved off; the node records only its addresses. */
   readonly state: NodeAdminState;
@@ -209,24 +209,17 @@ export function decodeNodeRecord(bytes: Uint8Array): NodeRecord {
 function nodeRecordProblem(tuple: readonly unknown[]): string | undefined {
   const [nodeId, address, httpAddress, state] = tuple;
   if (!isKeyedId(nodeId)) return `node id ${show(nodeId)} is not an integer in [1, ${KEYED_ID_MAX}]`;
-  if (!isHostPort(address)) return `node ${nodeId}: address ${show(address)} is not host:port with a port in [1, 65535]`;
-  if (httpAddress !== null && !isHostPort(httpAddress)) {
-    return `node ${nodeId}: http address ${show(httpAddress)} is neither null nor host:port with a port in [1, 65535]`;
-  }
+  const addressProblem = hostPortProblemOf(address);
+  if (addressProblem !== undefined) return `node ${nodeId}: address ${addressProblem}`;
+  const httpProblem = httpAddress === null ? undefined : hostPortProblemOf(httpAddress);
+  if (httpProblem !== undefined) return `node ${nodeId}: http address ${httpProblem} (null or HOST:PORT)`;
   if (typeof state !== 'string' || !NODE_ADMIN_STATES.includes(state)) return `node ${nodeId}: state ${show(state)} is not one of ${NODE_ADMIN_STATES.join(', ')}`;
   return undefined;
 }
 
-/** "host:port" or "[v6]:port": a non-empty host without whitespace (an IPv6 host in brackets), a decimal port in [1, 65535]. */
-function isHostPort(address: unknown): boolean {
-  if (typeof address !== 'string') return false;
-  const colon = address.lastIndexOf(':');
-  if (colon <= 0) return false;
-  const host = address.slice(0, colon);
-  const portText = address.slice(colon + 1);
-  if (!/^[1-9][0-9]{0,4}$/.test(portText) || Number(portText) > 65535) return false;
-  if (host.startsWith('[')) return /^\[[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\]$/.test(host);
-  return /^[^\s:[\]]+$/.test(host);
+/** Why `address` is not HOST:PORT (core's address.ts: an IPv6 host in brackets), naming it; undefined if it is. */
+function hostPortProblemOf(address: unknown): string | undefined {
+  return typeof address === 'string' ? hostPortProblem(address) : `${show(address)} is not text`;
 }
 
 export function encodeCounter(n: number): Uint8Array {

@@ -13,7 +13,7 @@
  */
 import { createServer, connect, type Server, type Socket, type AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
-import { SeededRng, assert, type Rng } from '@flotilla/core';
+import { SeededRng, assert, formatHostPort, hostPortProblem, parseHostPort, type HostPort, type Rng } from '@flotilla/core';
 import { SnapshotStreamError } from './errors.js';
 import {
   BATCH_BYTES_MAX,
@@ -108,21 +108,14 @@ interface ResolvedOptions {
 
 
 
-export interface PeerAddress {
-  readonly host: string;
-  readonly port: number;
-}
+/** A peer's transport address, parsed: its host bare (an IPv6 one without brackets). */
+export type PeerAddress = HostPort;
 
-/** Parses "host:port" or "[v6]:port". Addresses come from our own configuration, so a bad one is a bug. */
+/** Parses HOST:PORT (core's address.ts). Addresses come from our own configuration, validated where they were given, so a bad one is a bug. */
 export function parsePeerAddress(address: string): PeerAddress {
-  const colon = address.lastIndexOf(':');
-  assert(colon > 0, () => `peer address "${address}" is not host:port`);
-  let host = address.slice(0, colon);
-  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
-  const portText = address.slice(colon + 1);
-  const port = Number(portText);
-  assert(/^[0-9]+$/.test(portText) && port > 0 && port <= 65535, () => `peer address "${address}": port must be in [1, 65535]`);
-  return { host, port };
+  const problem = hostPortProblem(address);
+  assert(problem === undefined, () => `peer address: ${problem}`);
+  return parseHostPort(address);
 }
 
 /** What a peer link needs from its transport. */
@@ -214,7 +207,7 @@ class PeerLink {
     this.socket = socket;
     this.context.trackSocket(socket);
     socket.setNoDelay(true);
-    socket.setTimeout(options.connectTimeoutMs, () => socket.destroy(new Error(`connect to ${this.address.host}:${this.address.port} timed out after ${options.connectTimeoutMs} ms`)));
+    socket.setTimeout(options.connectTimeoutMs, () => socket.destroy(new Error(`connect to ${formatHostPort(this.address)} timed out after ${options.connectTimeoutMs} ms`)));
     socket.on('connect', () => {
       socket.setTimeout(0);
       socket.setKeepAlive(true, options.connectTimeoutMs);
