@@ -11,16 +11,20 @@
 //               run: the same on one node with single-voter shards (÷1-node:
 //               the cost of replication), and coreCount 1 (÷cores=1: what the
 //               second worker core buys).
-//   idle        CPU of 3 nodes holding 10,000 quiesced shards each (created in
-//               batches, every batch elected and quiesced before the next),
-//               over an idle window, next to 3 nodes with no shard at all
-//               (liveness pings only).
+//   idle        CPU and memory of 3 nodes holding quiesced shards: one cluster
+//               per core count, measured over an idle window with no shard
+//               (liveness pings only), then grown to 1,000 and to 10,000
+//               shards per node (created in batches, every batch elected and
+//               quiesced before the next) and measured again at each size.
+//               Memory per replica: the V8 heap in use (the node's main thread
+//               plus its worker cores', via the `stats` op) and RSS, over the
+//               0-shard window and over the previous size.
 //
 //   node dist/host-bench.js                          full run (about five minutes on 2 cores)
 //   node dist/host-bench.js --quick                  tiny inputs, under a minute (CI, npm test)
 //   ... --filter '3-node cores=2 s=64'               only matching cases (and their baselines)
 //   ... --concurrency 64                             proposals in flight per loading node
-//   ... --idle-shards 10000 --creation-batch 1000    shards per node in the idle section, and per createShards request
+//   ... --idle-shards 1000,10000 --creation-batch 1000  shards per node in the idle section (ascending sizes), and per createShards request
 //   ... --cpu-prof-dir /tmp/prof                     every node process (and its worker cores) runs under --cpu-prof
 //   ... --compare results/host-<timestamp>.json      ratios against an earlier run (e.g. the base branch)
 //
@@ -34,7 +38,6 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { TICK_INTERVAL_MS_DEFAULT, type ShardStatus } from '@flotilla/shards';
 import {
   TcpCluster,
@@ -46,6 +49,7 @@ import {
   type LoadResult,
   type NodeChildStats,
 } from '@flotilla/shards/test-support/node-cluster';
+import { benchArgs, FlagError, flagsOrExit, positiveInt, positiveInts, type BenchUsage } from './flags.js';
 import { commandLine, fileSystemOf, fmt, hex32, loadAverageText, machineInfo, printTable, progress, ratio, sampleCpu, writeResults, type CpuSample } from './report.js';
 
 type Topology = '1-node' | '3-node';
@@ -69,7 +73,8 @@ interface HostBenchParameters {
   };
   readonly idle: {
     readonly nodeCount: number;
-    readonly shardCount: number;
+    /** Shards per node, ascending: one cluster per core count grows through them, with a window at 0 and after each. */
+    readonly shardCounts: readonly number[];
     readonly coreCounts: readonly number[];
     /** Shards created per createShards request; each batch is elected and quiesced before the next. */
     readonly creationBatch: number;
@@ -84,12 +89,12 @@ interface HostBenchParameters {
   };
 }
 
-// Full: 12 clusters × 2 payloads × (1 s warm-up + 5 s run) ≈ 2.5 min, idle ≈ 1.5 min (2 core counts × (10k shards + baseline)); ~4.5 min in all.
+// Full: 12 clusters × 2 payloads × (1 s warm-up + 5 s run) ≈ 2.5 min, idle ≈ 1.5 min (2 core counts × one cluster grown 0 → 1k → 10k shards, a window at each); ~4.5 min in all.
 const FULL: HostBenchParameters = {
   mode: 'full',
   tickIntervalMs: TICK_INTERVAL_MS_DEFAULT,
   throughput: { shardCounts: [1, 8, 64], valueBytesList: [16, 256], coreCounts: [1, 2], concurrencyPerNode: 64, warmupMs: 1_000, runMs: 5_000, countPerNodeMax: 1_000_000 },
-  idle: { nodeCount: 3, shardCount: 10_000, coreCounts: [1, 2], creationBatch: 1_000, settleMs: 3_000, nodeAgeMinMs: 15_000, windowMs: 10_000 },
+  idle: { nodeCount: 3, shardCounts: [1_000, 10_000], coreCounts: [1, 2], creationBatch: 1_000, settleMs: 3_000, nodeAgeMinMs: 15_000, windowMs: 10_000 },
 };
 
 // Quick: every code path with tiny inputs, so CI keeps the bench from rotting.
@@ -97,7 +102,7 @@ const QUICK: HostBenchParameters = {
   mode: 'quick',
   tickIntervalMs: TICK_INTERVAL_MS_DEFAULT,
   throughput: { shardCounts: [1, 8], valueBytesList: [16, 256], coreCounts: [1, 2], concurrencyPerNode: 64, warmupMs: 200, runMs: 500, countPerNodeMax: 50_000 },
-  idle: { nodeCount: 3, shardCount: 300, coreCounts: [2], creationBatch: 1_000, settleMs: 300, nodeAgeMinMs: 1_000, windowMs: 1_000 },
+  idle: { nodeCount: 3, shardCounts: [100, 300], coreCounts: [2], creationBatch: 1_000, settleMs: 300, nodeAgeMinMs: 1_000, windowMs: 1_000 },
 };
 
 /** First elections of ≤ 64 shards take a round trip; with CPU starved by neighbours, seconds. */
@@ -156,7 +161,7 @@ function plan(params: HostBenchParameters, filter: readonly string[] | undefined
   }
   const idle: IdleCase[] = [];
   for (const coreCount of params.idle.coreCounts) {
-    for (const shardCount of [0, params.idle.shardCount]) idle.push({ name: idleName({ coreCount, shardCount }, params.idle.nodeCount), coreCount, shardCount });
+    for (const shardCount of [0, ...params.idle.shardCounts]) idle.push({ name: idleName({ coreCount, shardCount }, params.idle.nodeCount), coreCount, shardCount });
   }
   if (filter === undefined) return { throughput, idle };
   const matches = (name: string) => filter.some((f) => name.includes(f));
@@ -431,7 +436,7 @@ function printThroughput(rows: readonly ThroughputRow[]): void {
 
 interface IdleRow extends IdleCase {
   readonly nodeCount: number;
-  /** From the first createShards to every group on every node quiesced. */
+  /** From this size's first createShards (after the previous size's window) to every group on every node quiesced. */
   readonly convergeMs: number;
   readonly creationBatchCount: number;
   readonly windowMs: number;
@@ -445,90 +450,148 @@ interface IdleRow extends IdleCase {
   readonly pingsSent: number;
   readonly frames: number;
   readonly activeGroupCountAfter: number;
+  /** At the end of the window. */
   readonly rssBytesPerNode: readonly number[];
+  /** V8 heap in use at the end of the window, per node: its main thread's plus every worker core's (garbage not yet collected included). */
+  readonly heapBytesPerNode: readonly number[];
+  readonly mainHeapBytesPerNode: readonly number[];
   readonly loadAverageBefore: readonly number[];
   readonly loadAverageAfter: readonly number[];
   /** Replicas and the sum of their applied indexes at the end of the window: what the nodes hold. */
   readonly checksum: { readonly replicaCount: number; readonly appliedSum: number };
   /** cpuPercentPerNode ÷ the 0-shard row of the same cores. */
   ratioToNoShards?: number;
+  /** Mean over the nodes of (this row − the 0-shard row of the same cluster) ÷ replicas per node. */
+  heapBytesPerReplica?: number;
+  rssBytesPerReplica?: number;
+  /** The same against the previous size of the same cluster: what one more replica costs, fixed costs left out. */
+  heapBytesPerReplicaAdded?: number;
+  rssBytesPerReplicaAdded?: number;
 }
 
 const activeGroups = (stats: Map<number, NodeChildStats>): number => sum([...stats.values()].map((s) => s.coreTotals['activeGroupCount'] ?? 0));
 const totalOf = (stats: Map<number, NodeChildStats>, name: string): number => sum([...stats.values()].map((s) => s.coreTotals[name] ?? 0));
+const heapOf = (s: NodeChildStats): number => s.memoryUsage.heapUsed + sum(s.cores.map((c) => c.heapUsedBytes));
+const mean = (xs: readonly number[]): number => sum(xs) / xs.length;
+/** A long creation says how far it got every this many batches (a 100,000-shard run takes many minutes). */
+const CREATION_PROGRESS_EVERY_BATCHES = 10;
 
-async function runIdleCase(c: IdleCase, params: HostBenchParameters, options: { dataDirParent: string; execArgv: readonly string[] }): Promise<IdleRow> {
+/**
+ * One cluster per core count, grown through the sizes in ascending order: the
+ * 0-shard window first, then each size's shards created (in batches, each
+ * elected and quiesced before the next) and its window measured. A size's
+ * memory is compared with the 0-shard window and with the size before it.
+ */
+async function runIdleCluster(cases: readonly IdleCase[], params: HostBenchParameters, options: { dataDirParent: string; execArgv: readonly string[] }): Promise<IdleRow[]> {
   const p = params.idle;
+  const coreCount = cases[0]!.coreCount;
   const clusterStartedMs = performance.now();
-  const cluster = await TcpCluster.start({ nodeCount: p.nodeCount, coreCount: c.coreCount, tickIntervalMs: params.tickIntervalMs, dataDirParent: options.dataDirParent, execArgv: options.execArgv });
+  const cluster = await TcpCluster.start({ nodeCount: p.nodeCount, coreCount, tickIntervalMs: params.tickIntervalMs, dataDirParent: options.dataDirParent, execArgv: options.execArgv });
+  const rows: IdleRow[] = [];
   try {
-    const started = performance.now();
-    let batches = 0;
-    for (let first = 1; first <= c.shardCount; first += p.creationBatch) {
-      const ids = Array.from({ length: Math.min(p.creationBatch, c.shardCount - first + 1) }, (_, i) => first + i);
-      await cluster.createShards(ids);
-      batches++;
-      await waitUntil(`shards ${first}–${ids.at(-1)} have agreed leaders`, () => cluster.agreedLeaders(ids), { timeoutMs: BATCH_CONVERGE_TIMEOUT_MS, intervalMs: 100 });
-      await waitUntil(`every group on every node quiesced (after shards ${first}–${ids.at(-1)})`, async () => (activeGroups(await cluster.stats()) === 0 ? true : undefined), {
-        timeoutMs: BATCH_CONVERGE_TIMEOUT_MS,
-        intervalMs: 100,
-      });
+    let created = 0;
+    for (const c of cases) {
+      const started = performance.now();
+      let batches = 0;
+      while (created < c.shardCount) {
+        const ids = Array.from({ length: Math.min(p.creationBatch, c.shardCount - created) }, (_, i) => created + 1 + i);
+        const batchStarted = performance.now();
+        await cluster.createShards(ids);
+        batches++;
+        const range = `shards ${ids[0]}–${ids.at(-1)}`;
+        // Quiesced first (stats are cheap), then the leaders (every shard's status, once in the common case).
+        await waitUntil(`every group on every node quiesced (after ${range})`, async () => (activeGroups(await cluster.stats()) === 0 ? true : undefined), { timeoutMs: BATCH_CONVERGE_TIMEOUT_MS, intervalMs: 100 });
+        await waitUntil(`${range} have agreed leaders`, () => cluster.agreedLeaders(ids), { timeoutMs: BATCH_CONVERGE_TIMEOUT_MS, intervalMs: 100 });
+        created += ids.length;
+        if (batches % CREATION_PROGRESS_EVERY_BATCHES === 0 && created < c.shardCount) {
+          const stats = await cluster.stats();
+          progress(c.name, `${fmt(created)} shards elected and quiesced after ${fmt((performance.now() - started) / 1_000, 1)} s (last batch ${fmt((performance.now() - batchStarted) / 1_000, 1)} s), heap ${[...stats.values()].map((s) => fmt(heapOf(s) / 1e6)).join('/')} MB/node`);
+        }
+      }
+      const convergeMs = performance.now() - started;
+      if (c.shardCount > 0) progress(c.name, `${fmt(c.shardCount)} shards (${batches} more batch(es)) elected and quiesced in ${fmt(convergeMs / 1_000, 1)} s`);
+      rows.push(await measureIdleWindow(cluster, c, { params, convergeMs, batches, clusterStartedMs }));
     }
-    const convergeMs = performance.now() - started;
-    if (c.shardCount > 0) progress(c.name, `${fmt(c.shardCount)} shards in ${batches} batch(es) elected and quiesced in ${fmt(convergeMs / 1_000, 1)} s`);
-    await new Promise((r) => setTimeout(r, Math.max(p.settleMs, p.nodeAgeMinMs - (performance.now() - clusterStartedMs))));
-    const loadAverageBefore = os.loadavg();
-    const from = await sampleWindowEdge(cluster);
-    await new Promise((r) => setTimeout(r, p.windowMs));
-    const to = await sampleWindowEdge(cluster);
-    const loadAverageAfter = os.loadavg();
-    const cpu = cpuWindow(from, to);
-    const statuses = await cluster.statuses();
-    const replicas = [...statuses.values()].flat();
-    const transportFrames = (s: Map<number, NodeChildStats>) => sum([...s.values()].map((x) => x.transport.batchesReceived));
-    const row: IdleRow = {
-      ...c,
-      nodeCount: p.nodeCount,
-      convergeMs,
-      creationBatchCount: batches,
-      windowMs: to.sample.atMs - from.sample.atMs,
-      cpu,
-      cpuPercentPerNode: cpu.nodesPercentOfCore / p.nodeCount,
-      groupTicks: totalOf(to.stats, 'groupTicks') - totalOf(from.stats, 'groupTicks'),
-      wakes: totalOf(to.stats, 'wakes') - totalOf(from.stats, 'wakes'),
-      messagesSent: totalOf(to.stats, 'messagesSent') - totalOf(from.stats, 'messagesSent'),
-      pingsSent: sum([...to.stats].map(([id, s]) => s.host.pingsSent - from.stats.get(id)!.host.pingsSent)),
-      frames: transportFrames(to.stats) - transportFrames(from.stats),
-      activeGroupCountAfter: activeGroups(to.stats),
-      rssBytesPerNode: [...to.stats.values()].map((s) => s.memoryUsage.rss),
-      loadAverageBefore,
-      loadAverageAfter,
-      checksum: { replicaCount: replicas.length, appliedSum: sum(replicas.map((s) => s.applied)) },
-    };
-    if (row.checksum.replicaCount !== c.shardCount * p.nodeCount) throw new Error(`${c.name}: the nodes hold ${row.checksum.replicaCount} replicas, expected ${c.shardCount * p.nodeCount}`);
-    progress(c.name, `${fmt(row.cpuPercentPerNode, 2)} % of a core per node (${cpu.perNodePercentOfCore.map((x) => fmt(x, 2)).join(' / ')}), group ticks ${row.groupTicks}, pings ${row.pingsSent}`);
-    return row;
   } catch (err) {
     const tails = [...cluster.nodes.values()].map((n) => `node ${n.nodeId} stderr:\n${n.stderr().slice(-2_000)}`).join('\n');
     throw new Error(`${String(err)}\n${tails}`);
   } finally {
     await cluster.close();
   }
+  const base = rows.find((r) => r.shardCount === 0);
+  rows.forEach((r, i) => {
+    if (r.shardCount === 0) return;
+    const perReplica = (bytes: (x: IdleRow) => readonly number[], from: IdleRow) => (mean(bytes(r)) - mean(bytes(from))) / (r.shardCount - from.shardCount);
+    if (base !== undefined) {
+      r.ratioToNoShards = r.cpuPercentPerNode / base.cpuPercentPerNode;
+      r.heapBytesPerReplica = perReplica((x) => x.heapBytesPerNode, base);
+      r.rssBytesPerReplica = perReplica((x) => x.rssBytesPerNode, base);
+    }
+    const previous = rows[i - 1];
+    if (previous !== undefined && previous.shardCount > 0) {
+      r.heapBytesPerReplicaAdded = perReplica((x) => x.heapBytesPerNode, previous);
+      r.rssBytesPerReplicaAdded = perReplica((x) => x.rssBytesPerNode, previous);
+    }
+  });
+  return rows;
+}
+
+async function measureIdleWindow(cluster: TcpCluster, c: IdleCase, o: { params: HostBenchParameters; convergeMs: number; batches: number; clusterStartedMs: number }): Promise<IdleRow> {
+  const p = o.params.idle;
+  await new Promise((r) => setTimeout(r, Math.max(p.settleMs, p.nodeAgeMinMs - (performance.now() - o.clusterStartedMs))));
+  const loadAverageBefore = os.loadavg();
+  const from = await sampleWindowEdge(cluster);
+  await new Promise((r) => setTimeout(r, p.windowMs));
+  const to = await sampleWindowEdge(cluster);
+  const loadAverageAfter = os.loadavg();
+  const cpu = cpuWindow(from, to);
+  const statuses = await cluster.statuses();
+  const replicas = [...statuses.values()].flat();
+  const transportFrames = (s: Map<number, NodeChildStats>) => sum([...s.values()].map((x) => x.transport.batchesReceived));
+  const row: IdleRow = {
+    ...c,
+    nodeCount: p.nodeCount,
+    convergeMs: o.convergeMs,
+    creationBatchCount: o.batches,
+    windowMs: to.sample.atMs - from.sample.atMs,
+    cpu,
+    cpuPercentPerNode: cpu.nodesPercentOfCore / p.nodeCount,
+    groupTicks: totalOf(to.stats, 'groupTicks') - totalOf(from.stats, 'groupTicks'),
+    wakes: totalOf(to.stats, 'wakes') - totalOf(from.stats, 'wakes'),
+    messagesSent: totalOf(to.stats, 'messagesSent') - totalOf(from.stats, 'messagesSent'),
+    pingsSent: sum([...to.stats].map(([id, s]) => s.host.pingsSent - from.stats.get(id)!.host.pingsSent)),
+    frames: transportFrames(to.stats) - transportFrames(from.stats),
+    activeGroupCountAfter: activeGroups(to.stats),
+    rssBytesPerNode: [...to.stats.values()].map((s) => s.memoryUsage.rss),
+    heapBytesPerNode: [...to.stats.values()].map(heapOf),
+    mainHeapBytesPerNode: [...to.stats.values()].map((s) => s.memoryUsage.heapUsed),
+    loadAverageBefore,
+    loadAverageAfter,
+    checksum: { replicaCount: replicas.length, appliedSum: sum(replicas.map((s) => s.applied)) },
+  };
+  if (row.checksum.replicaCount !== c.shardCount * p.nodeCount) throw new Error(`${c.name}: the nodes hold ${row.checksum.replicaCount} replicas, expected ${c.shardCount * p.nodeCount}`);
+  progress(
+    c.name,
+    `${fmt(row.cpuPercentPerNode, 2)} % of a core per node (${cpu.perNodePercentOfCore.map((x) => fmt(x, 2)).join(' / ')}), group ticks ${row.groupTicks}, pings ${row.pingsSent}, ` +
+      `heap ${row.heapBytesPerNode.map((b) => fmt(b / 1e6)).join('/')} MB, RSS ${row.rssBytesPerNode.map((b) => fmt(b / 1e6)).join('/')} MB per node`,
+  );
+  return row;
 }
 
 async function runIdleSection(cases: readonly IdleCase[], params: HostBenchParameters, options: { dataDirParent: string; execArgv: readonly string[] }): Promise<IdleRow[]> {
   const rows: IdleRow[] = [];
-  for (const c of cases) rows.push(await runIdleCase(c, params, options));
-  for (const r of rows) {
-    const base = rows.find((b) => b.shardCount === 0 && b.coreCount === r.coreCount);
-    if (r.shardCount > 0 && base !== undefined) r.ratioToNoShards = r.cpuPercentPerNode / base.cpuPercentPerNode;
+  for (const coreCount of params.idle.coreCounts) {
+    const ofCores = cases.filter((c) => c.coreCount === coreCount).sort((a, b) => a.shardCount - b.shardCount);
+    if (ofCores.length > 0) rows.push(...(await runIdleCluster(ofCores, params, options)));
   }
   return rows;
 }
 
+const kb = (bytes: number | undefined): string => (bytes === undefined ? '-' : fmt(bytes / 1_000, 1));
+
 function printIdle(rows: readonly IdleRow[]): void {
   printTable(
-    ['task', 'converged s', 'window s', 'CPU %/node', 'per node', '÷0 shards', 'group ticks', 'msgs sent', 'pings', 'frames in', 'RSS MB/node', 'others %', 'checksum (replicas/applied)'],
+    ['task', 'converged s', 'window s', 'CPU %/node', 'per node', '÷0 shards', 'group ticks', 'msgs sent', 'pings', 'frames in', 'heap MB/node', 'RSS MB/node', 'heap KB/replica', 'RSS KB/replica', 'heap KB/added', 'RSS KB/added', 'others %', 'checksum (replicas/applied)'],
     rows.map((r) => [
       r.name,
       r.shardCount === 0 ? '-' : fmt(r.convergeMs / 1_000, 1),
@@ -540,7 +603,12 @@ function printIdle(rows: readonly IdleRow[]): void {
       fmt(r.messagesSent),
       fmt(r.pingsSent),
       fmt(r.frames),
+      r.heapBytesPerNode.map((b) => fmt(b / 1e6)).join('/'),
       r.rssBytesPerNode.map((b) => fmt(b / 1e6)).join('/'),
+      kb(r.heapBytesPerReplica),
+      kb(r.rssBytesPerReplica),
+      kb(r.heapBytesPerReplicaAdded),
+      kb(r.rssBytesPerReplicaAdded),
       r.cpu.othersBusyPercent === undefined ? '-' : fmt(r.cpu.othersBusyPercent),
       `${r.checksum.replicaCount}/${r.checksum.appliedSum}`,
     ]),
@@ -580,15 +648,24 @@ function printComparison(now: HostReport, basePath: string): void {
   );
 }
 
-function positiveInteger(text: string | undefined, name: string): number | undefined {
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got ${JSON.stringify(text)}`);
-  return n;
-}
+const USAGE: BenchUsage = {
+  name: 'host-bench',
+  text: `host-bench: the per-node Host end to end — replicated write throughput, and the CPU and memory of
+quiesced shards (bench/README.md explains the tables). Writes JSON to bench/results/.
+
+  --quick                     CI: tiny inputs, under a minute
+  --filter <list>             only cases whose name contains one of these (their baselines kept)
+  --concurrency <n>           proposals in flight per loading node (default 64)
+  --idle-shards <list>        shards per node the idle section grows through, e.g. 1000,10000,100000
+                              (default 1000,10000; quick: 100,300)
+  --creation-batch <n>        shards per createShards request (default 1000)
+  --cpu-prof-dir <dir>        every node process (and its worker cores) runs under --cpu-prof
+  --compare <file>            ratios against an earlier run's results JSON
+  -h, --help                  this text`,
+};
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = benchArgs(USAGE, {
     options: {
       quick: { type: 'boolean' },
       filter: { type: 'string' },
@@ -601,19 +678,24 @@ async function main(): Promise<void> {
   });
   const quick = values.quick === true || process.env.FLOTILLA_BENCH_QUICK === '1';
   const base = quick ? QUICK : FULL;
-  const concurrency = positiveInteger(values.concurrency, 'concurrency') ?? base.throughput.concurrencyPerNode;
-  const params: HostBenchParameters = {
-    ...base,
-    throughput: { ...base.throughput, concurrencyPerNode: concurrency },
-    idle: {
-      ...base.idle,
-      shardCount: positiveInteger(values['idle-shards'], 'idle-shards') ?? base.idle.shardCount,
-      creationBatch: positiveInteger(values['creation-batch'], 'creation-batch') ?? base.idle.creationBatch,
-    },
-  };
-  const filter = values.filter?.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  const cases = plan(params, filter);
-  if (cases.throughput.length === 0 && cases.idle.length === 0) throw new Error(`--filter ${JSON.stringify(values.filter)} matches no case`);
+  const { params, filter, cases } = flagsOrExit(USAGE, () => {
+    const concurrency = values.concurrency === undefined ? base.throughput.concurrencyPerNode : positiveInt(values.concurrency, '--concurrency');
+    const params: HostBenchParameters = {
+      ...base,
+      throughput: { ...base.throughput, concurrencyPerNode: concurrency },
+      idle: {
+        ...base.idle,
+        // Ascending, each once: the idle cluster grows through them.
+        shardCounts: values['idle-shards'] === undefined ? base.idle.shardCounts : [...new Set(positiveInts(values['idle-shards'], '--idle-shards'))].sort((a, b) => a - b),
+        creationBatch: values['creation-batch'] === undefined ? base.idle.creationBatch : positiveInt(values['creation-batch'], '--creation-batch'),
+      },
+    };
+    const filter = values.filter?.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    const cases = plan(params, filter);
+    if (cases.throughput.length === 0 && cases.idle.length === 0) throw new FlagError(`--filter ${JSON.stringify(values.filter)} matches no case`);
+    return { params, filter, cases };
+  });
+  const concurrency = params.throughput.concurrencyPerNode;
   // Explicit, so the node processes never inherit this process's own flags (a --cpu-prof here would profile every child too).
   let execArgv: string[] = [];
   if (values['cpu-prof-dir'] !== undefined) {
@@ -647,7 +729,7 @@ async function main(): Promise<void> {
       `${t.concurrencyPerNode} in flight per loading node; ${t.runMs} ms (≤ ${fmt(t.countPerNodeMax)} proposals per node) after a discarded ${t.warmupMs} ms warm-up`,
   );
   console.log(
-    `idle: ${idle.nodeCount} nodes × ${fmt(idle.shardCount)} shards (batches of ${fmt(idle.creationBatch)}, each elected and quiesced) and × 0 shards, cores ${idle.coreCounts.join('/')}; ` +
+    `idle: ${idle.nodeCount} nodes × 0, then ${idle.shardCounts.map((n) => fmt(n)).join(', then ')} shards in one cluster per core count (batches of ${fmt(idle.creationBatch)}, each elected and quiesced), cores ${idle.coreCounts.join('/')}; ` +
       `${idle.windowMs} ms window after ${idle.settleMs} ms settling, nodes at least ${idle.nodeAgeMinMs} ms old`,
   );
   if (filter !== undefined) console.log(`filter ${JSON.stringify(filter)}: ${cases.throughput.length} throughput and ${cases.idle.length} idle case(s), baselines included`);
@@ -685,7 +767,7 @@ async function main(): Promise<void> {
     printThroughput(throughput);
   }
   if (idleRows !== undefined) {
-    console.log(`\nidle: CPU of ${idle.nodeCount} node processes holding quiesced shards, over ${idle.windowMs} ms (100 = one core)`);
+    console.log(`\nidle: CPU of ${idle.nodeCount} node processes holding quiesced shards, over ${idle.windowMs} ms (100 = one core); heap = V8 heap in use, main thread + worker cores, garbage included; per replica: over the 0-shard row, added: over the previous size`);
     printIdle(idleRows);
   }
   const ownMs = (cpuAtEnd.own.user - cpuAtStart.own.user + cpuAtEnd.own.system - cpuAtStart.own.system) / 1_000;

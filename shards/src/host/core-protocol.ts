@@ -189,6 +189,12 @@ export interface CoreStats {
   activeGroupCount: number;
   /** Bytes of the core's LMDB file in use: pages up to the last one written times the page size (freed pages inside are reused, not returned). A gauge, set when stats are asked for. */
   storeUsedBytes: number;
+  /**
+   * V8 heap in use (live objects and garbage not yet collected) of the thread the core runs on: a
+   * worker core's own isolate; an inline core shares the Host's thread, so its number is the Host's
+   * heap. A gauge, set when stats are asked for (host-bench's idle section divides it by replicas).
+   */
+  heapUsedBytes: number;
 }
 
 /** What a core answers `stats` with: its counters, and its latency histograms (latency.ts), shipped with them rather than per observation. */
@@ -225,6 +231,7 @@ export function zeroCoreStats(): CoreStats {
     groupCount: 0,
     activeGroupCount: 0,
     storeUsedBytes: 0,
+    heapUsedBytes: 0,
   };
 }
 

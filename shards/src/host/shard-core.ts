@@ -1,3 +1,4 @@
+import { getHeapStatistics } from 'node:v8';
 import { ProposalDroppedError, assert, groupId, nodeId, type GroupId, type Message, type NodeId } from '@flotilla/core';
 import { ReplicaChecksums } from '../kv/consistency.js';
 import type { ShardRange } from '../kv/range.js';
@@ -327,6 +328,7 @@ export class ShardCore {
         this.stats.checksumPassesFailed = this.checksums.stats.passesFailed;
         this.stats.checksumChunks = this.checksums.stats.chunks;
         this.stats.storeUsedBytes = storeUsedBytes(this.options.store);
+        this.stats.heapUsedBytes = getHeapStatistics().used_heap_size;
         return this.out.reply(r.id, { ...this.stats, latencies: copyCoreLatencies(this.latencies) } satisfies CoreStatsReport);
       case 'checksumPropose':
         return this.requests.onChecksumPropose(r.id, groupId(r.shardId), r.checksumId);
