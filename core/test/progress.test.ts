@@ -141,6 +141,20 @@ describe('Inflights', () => {
     expect(inflights.size).toBe(1);
   });
 
+  it('fresh windows share no slots: an append to one leaves the others empty', () => {
+    // Until its first append a window holds no storage of its own (memory per quiesced replica).
+    const [a, b, emptyClone] = [new Inflights(4, UNLIMITED_BYTES), new Inflights(4, UNLIMITED_BYTES), new Inflights(4, UNLIMITED_BYTES).clone()];
+    addRun(a, { firstIndex: 7, count: 3, bytes: 2 });
+    expect([a.size, b.size, emptyClone.size]).toEqual([3, 0, 0]);
+    addRun(b, { firstIndex: 1, count: 1, bytes: 9 });
+    addRun(emptyClone, { firstIndex: 3, count: 2, bytes: 1 });
+    a.freeLE(8);
+    expect([a.size, a.sizeBytes, b.size, b.sizeBytes, emptyClone.size, emptyClone.sizeBytes]).toEqual([1, 2, 1, 9, 2, 2]);
+    b.freeLE(1);
+    expect(b.size).toBe(0);
+    expect(a.size).toBe(1);
+  });
+
   it('rejects non-positive limits', () => {
     expect(() => new Inflights(0, 1)).toThrow(AssertionError);
     expect(() => new Inflights(1, 0)).toThrow(AssertionError);

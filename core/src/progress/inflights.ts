@@ -1,6 +1,8 @@
 import { assert } from '../assert.js';
 import type { LogIndex } from '../types.js';
 
+const NO_SLOTS: readonly number[] = Object.freeze([]);
+
 /**
  * The append messages sent to one follower and not yet acknowledged, as a ring
  * buffer of (last index, bytes). Bounded both in count and in bytes so a slow
@@ -10,9 +12,14 @@ export class Inflights {
   private start = 0;
   private count = 0;
   private bytes = 0;
-  /** Ring storage, grown on demand up to countMax: most followers never fill the window (etcd-raft grows it too). */
-  private indexes: LogIndex[] = [];
-  private sizes: number[] = [];
+  /**
+   * Ring storage, grown on demand up to countMax: most followers never fill the window (etcd-raft grows it too).
+   * Until the first add, both are the one frozen empty array every Inflights shares (a leader's progress of a
+   * follower it never sent entries to, and every progress a follower keeps: ~60 B each); grow() replaces it
+   * before anything is written, and a write to it would throw.
+   */
+  private indexes: LogIndex[] = NO_SLOTS as LogIndex[];
+  private sizes: number[] = NO_SLOTS as number[];
 
   constructor(
     readonly countMax: number,

@@ -29,11 +29,14 @@ export function confStateOf(config: TrackerConfig): ConfState {
 
 export type ProgressMap = Map<NodeId, Progress>;
 
+const NO_VOTES: ReadonlyMap<NodeId, boolean> = new Map();
+
 /** Tracks configuration, per-peer progress and election votes. */
 export class ProgressTracker {
   config: TrackerConfig = emptyTrackerConfig();
   progress: ProgressMap = new Map();
-  private votes = new Map<NodeId, boolean>();
+  /** Votes of the current election; undefined outside one (most replicas, most of the time: ~180 B each saved). */
+  private votes: Map<NodeId, boolean> | undefined;
 
   constructor(
     readonly inflightCountMax: number,
@@ -80,24 +83,26 @@ export class ProgressTracker {
   }
 
   resetVotes(): void {
-    this.votes = new Map();
+    this.votes = undefined;
   }
 
   recordVote(id: NodeId, granted: boolean): void {
-    if (!this.votes.has(id)) this.votes.set(id, granted);
+    const votes = (this.votes ??= new Map());
+    if (!votes.has(id)) votes.set(id, granted);
   }
 
   tallyVotes(): { granted: number; rejected: number; result: VoteResult } {
+    const votes: ReadonlyMap<NodeId, boolean> = this.votes ?? NO_VOTES;
     let granted = 0;
     let rejected = 0;
     for (const [id, p] of this.progress) {
       if (p.isLearner) continue;
-      const v = this.votes.get(id);
+      const v = votes.get(id);
       if (v === undefined) continue;
       if (v) granted++;
       else rejected++;
     }
-    return { granted, rejected, result: this.config.voters.voteResult(this.votes) };
+    return { granted, rejected, result: this.config.voters.voteResult(votes) };
   }
 
   newProgress(options: { next: LogIndex; match?: LogIndex; isLearner: boolean }): Progress {

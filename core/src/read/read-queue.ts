@@ -34,8 +34,12 @@ export class ReadQueue {
   private queued: PendingRead[] = [];
   private readonly rounds: Round[] = [];
   private lastRound = 0;
-  /** Send tick of each round not yet known to be quorum-acknowledged (oldest first). */
-  private readonly sentTicks = new Map<number, number>();
+  /**
+   * Send tick of each round not yet known to be quorum-acknowledged (oldest
+   * first). Undefined until this replica leads and sends one (a follower
+   * never does: ~180 B a replica), and again after a role change.
+   */
+  private sentTicks: Map<number, number> | undefined;
   private quorumRound = 0;
   /** Tick at which the latest quorum-acknowledged round was sent; -Infinity before any. */
   quorumSentTick = Number.NEGATIVE_INFINITY;
@@ -60,10 +64,11 @@ export class ReadQueue {
   /** Starts a heartbeat round sent at `nowTick`; queued reads join it at `commitIndex` when `withReads`. */
   startRound(options: { nowTick: number; commitIndex: LogIndex; withReads: boolean }): number {
     const round = ++this.lastRound;
-    this.sentTicks.set(round, options.nowTick);
-    if (this.sentTicks.size > ReadQueue.SENT_ROUNDS_MAX) {
-      const oldest = this.sentTicks.keys().next().value as number;
-      this.sentTicks.delete(oldest);
+    const sentTicks = (this.sentTicks ??= new Map());
+    sentTicks.set(round, options.nowTick);
+    if (sentTicks.size > ReadQueue.SENT_ROUNDS_MAX) {
+      const oldest = sentTicks.keys().next().value as number;
+      sentTicks.delete(oldest);
     }
     if (options.withReads && this.queued.length > 0) {
       this.rounds.push({ round, index: options.commitIndex, reads: this.queued });
@@ -87,11 +92,14 @@ export class ReadQueue {
     if (round <= this.quorumRound) return [];
     assert(round <= this.lastRound, () => `acked round ${round} was never sent (last ${this.lastRound})`);
     this.quorumRound = round;
-    const tick = this.sentTicks.get(round);
+    const sentTicks = this.sentTicks;
+    const tick = sentTicks?.get(round);
     if (tick !== undefined) this.quorumSentTick = Math.max(this.quorumSentTick, tick);
-    for (const r of [...this.sentTicks.keys()]) {
-      if (r > round) break;
-      this.sentTicks.delete(r);
+    if (sentTicks !== undefined) {
+      for (const r of [...sentTicks.keys()]) {
+        if (r > round) break;
+        sentTicks.delete(r);
+      }
     }
     const confirmed: ConfirmedReads[] = [];
     while (this.rounds.length > 0 && this.rounds[0]!.round <= round) {
@@ -112,7 +120,7 @@ export class ReadQueue {
     for (const r of this.rounds) dropped.push(...r.reads);
     this.queued = [];
     this.rounds.length = 0;
-    this.sentTicks.clear();
+    this.sentTicks = undefined;
     this.lastRound = 0;
     this.quorumRound = 0;
     this.quorumSentTick = Number.NEGATIVE_INFINITY;
