@@ -8,7 +8,7 @@ import { KvStateMachine } from '../src/kv/state-machine.js';
 import { CorruptRecordError } from '../src/storage/errors.js';
 import type { NodeStore } from '../src/storage/node-store.js';
 import { SNAPSHOT_CHUNK_BYTES_MAX, type RangeBounds } from '../src/storage/codec.js';
-import { decodeChunk, type SnapshotHeader } from '../src/snapshot/chunk.js';
+import { chunkPairs, decodeChunk, encodePairsBody, type SnapshotHeader, type SnapshotPair } from '../src/snapshot/chunk.js';
 import { SnapshotInstaller } from '../src/snapshot/installer.js';
 import { readSnapshot } from '../src/snapshot/reader.js';
 import {
@@ -100,7 +100,7 @@ function plainHeader(h: SnapshotHeader) {
 }
 
 function decodedPairs(chunks: readonly Uint8Array[]): Pair[] {
-  return chunks.flatMap((c) => decodeChunk(c).pairs.map(([k, version, v]): Pair => [Buffer.from(k).toString('hex'), version, Buffer.from(v).toString('hex')]));
+  return chunks.flatMap((c) => chunkPairs(decodeChunk(c).body).map(([k, version, v]): Pair => [Buffer.from(k).toString('hex'), version, Buffer.from(v).toString('hex')]));
 }
 
 describe('readSnapshot', () => {
@@ -130,7 +130,9 @@ describe('readSnapshot', () => {
     const store = await sourceStore(KEY_COUNT_SMALL);
     const { chunks } = readAll(store, SHARD, { start: bytes('x'), end: bytes('y') });
     expect(chunks).toHaveLength(1);
-    expect(decodeChunk(chunks[0]!)).toMatchObject({ seq: 0, last: true, pairs: [] });
+    const only = decodeChunk(chunks[0]!);
+    expect(only).toMatchObject({ seq: 0, last: true, firstKey: undefined, lastKey: undefined });
+    expect(chunkPairs(only.body)).toEqual([]);
   });
 
   it('an unbounded range reaches the end of the key space', async () => {
@@ -260,6 +262,28 @@ describe('SnapshotInstaller', () => {
     expect(kv.get(bytes('k-plain'))).not.toHaveProperty('contentType');
   });
 
+  it('passes every record shape the store writes, byte for byte: versions of every integer width, long content types, large values', async () => {
+    // Records travel as stored bytes, checked by their msgpack shape (chunk.ts recordProblem): each
+    // encoding lmdb-js picks must pass — fixint, uint8/16/32, a float64 for versions past 2^32; fixstr,
+    // str8 and the str16 msgpackr gives a string it sizes at 3 B a character.
+    const source = await openStore(tempDir(), 1);
+    await source.createShard(SHARD, { confState: confState({ voters: [1, 2, 3] }), startAt: { index: 5, term: TERM } });
+    const versions = [1, 127, 128, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2 ** 32, 2 ** 40, Number.MAX_SAFE_INTEGER];
+    const records = versions.map((version, i) => [version, Buffer.alloc(i === 3 ? 70_000 : i * 10, i), ...(i % 3 === 0 ? [] : ['t'.repeat([0, 5, 31, 32, 100, 255][i % 6]!)])]);
+    await source.write(() => records.forEach((r, i) => source.data.putSync(Buffer.from(`k${String(i).padStart(3, '0')}`), r)));
+    const { chunks } = readAll(source, SHARD, BOUNDS);
+    const target = await openStore(tempDir(), 2);
+    await target.createShard(SHARD, { confState: confState({ voters: [1, 2, 3] }) });
+    const installer = new SnapshotInstaller(target, SHARD);
+    for (const c of chunks) await installer.addChunk(c);
+    await installer.install({ term: TERM, vote: nodeId(1), commit: 0 });
+    const read = (store: NodeStore) => [...store.dataRecords.getRange({})].map(({ key, value }) => [key.toString(), value.toString('hex')]);
+    expect(read(target)).toEqual(read(source));
+    expect(read(target)).toHaveLength(versions.length);
+    const kv = new KvStateMachine(target);
+    expect(versions.map((_, i) => kv.get(bytes(`k${String(i).padStart(3, '0')}`))?.version)).toEqual(versions);
+  });
+
   it('records the commit at the snapshot point when Raft committed past it (the entries after it come in the round\'s own write)', async () => {
     const source = await sourceStore(KEY_COUNT_SMALL);
     const { chunks, header } = readAll(source, SHARD, BOUNDS);
@@ -302,13 +326,35 @@ describe('SnapshotInstaller', () => {
     expect([...pairsIn(target, { start: bytes('a'), end: bytes('b') }), ...pairsIn(target, { start: bytes('z'), end: null })]).toEqual(outsideBefore);
   });
 
-  /** Re-encodes a decoded chunk after `edit`: the wire format is [format, shard, index, term, conf, [start, end], seq, last, pairs]. */
+  /** Re-encodes a decoded chunk after `edit`: the wire format is [format, shard, index, term, conf, [start, end, epoch], seq, last, body]. */
   function tampered(chunk: Uint8Array, edit: (fields: unknown[]) => void): Uint8Array {
     const packr = new Packr({ useRecords: false, moreTypes: false });
     const fields = packr.unpack(chunk) as unknown[];
     expect(fields).toHaveLength(9);
     edit(fields);
     return packr.pack(fields);
+  }
+
+  /** A chunk whose pairs `edit` changed, re-framed into a well-formed body. */
+  function tamperedPairs(chunk: Uint8Array, edit: (pairs: SnapshotPair[]) => void): Uint8Array {
+    return tampered(chunk, (f) => {
+      const pairs = chunkPairs(f[8] as Uint8Array);
+      edit(pairs);
+      f[8] = encodePairsBody(pairs);
+    });
+  }
+
+  /** A chunk whose first pair's record bytes are `record`, framed correctly: only the record is wrong. */
+  function withRecord(chunk: Uint8Array, record: Uint8Array): Uint8Array {
+    return tampered(chunk, (f) => {
+      const key = chunkPairs(f[8] as Uint8Array)[0]![0];
+      const body = Buffer.alloc(6 + key.byteLength + record.byteLength);
+      body.writeUInt16BE(key.byteLength, 0);
+      body.set(key, 2);
+      body.writeUInt32BE(record.byteLength, 2 + key.byteLength);
+      body.set(record, 6 + key.byteLength);
+      f[8] = body;
+    });
   }
 
   function garbage(seed: number, length: number): Uint8Array {
@@ -334,10 +380,22 @@ describe('SnapshotInstaller', () => {
     { name: 'a chunk of another snapshot (index)', prefix: (c) => [c[0]!], bad: (c) => tampered(c[1]!, (f) => void (f[2] = (f[2] as number) + 1)) },
     { name: 'a chunk with other bounds', prefix: (c) => [c[0]!], bad: (c) => tampered(c[1]!, (f) => void (f[5] = [bytes('a'), null])) },
     { name: 'a chunk with another conf state', prefix: (c) => [c[0]!], bad: (c) => tampered(c[1]!, (f) => void (f[4] = { ...SOURCE_CONF, voters: [1] })) },
-    { name: 'a pair outside the bounds', prefix: (c) => [c[0]!], bad: (c) => tampered(c[1]!, (f) => void (f[8] as unknown[]).push([bytes('zz'), 1, bytes('x')])) },
-    { name: 'pairs out of key order', prefix: (c) => [c[0]!], bad: (c) => tampered(c[1]!, (f) => void (f[8] as unknown[]).reverse()) },
-    { name: 'a pair repeating the previous chunk’s last key', prefix: (c) => [c[0]!], bad: (c) => tampered(c[1]!, (f) => void (f[8] as unknown[]).unshift((decodeChunk(c[0]!).pairs.at(-1)!))) },
-    { name: 'a pair with version 0', prefix: (c) => [c[0]!], bad: (c) => tampered(c[1]!, (f) => void ((f[8] as unknown[][])[0]![1] = 0)) },
+    { name: 'a pair outside the bounds', prefix: (c) => [c[0]!], bad: (c) => tamperedPairs(c[1]!, (p) => void p.splice(-1, 1, [bytes('zz'), 1, bytes('x')])) },
+    { name: 'pairs out of key order', prefix: (c) => [c[0]!], bad: (c) => tamperedPairs(c[1]!, (p) => void p.reverse()) },
+    { name: 'a pair repeating the previous chunk’s last key', prefix: (c) => [c[0]!], bad: (c) => tamperedPairs(c[1]!, (p) => void p.splice(0, 1, chunkPairs(decodeChunk(c[0]!).body).at(-1)!)) },
+    { name: 'a pair with version 0', prefix: (c) => [c[0]!], bad: (c) => tamperedPairs(c[1]!, (p) => void (p[0]![1] = 0)) },
+    { name: 'a pair with an empty key', prefix: (c) => [c[0]!], bad: (c) => tamperedPairs(c[1]!, (p) => void (p[0]![0] = new Uint8Array(0))) },
+    // The body's framing and the records' shape: bytes that go into the data unread must be what the state machine reads.
+    { name: 'a body cut inside a pair', prefix: (c) => [c[0]!], bad: (c) => tampered(c[1]!, (f) => void (f[8] = (f[8] as Uint8Array).subarray(0, 9))) },
+    { name: 'a body that is not bytes', prefix: (c) => [c[0]!], bad: (c) => tampered(c[1]!, (f) => void (f[8] = [])) },
+    { name: 'a record that is not an array', prefix: (c) => [c[0]!], bad: (c) => withRecord(c[1]!, new Packr().pack('value')) },
+    { name: 'a record of one field', prefix: (c) => [c[0]!], bad: (c) => withRecord(c[1]!, new Packr().pack([3])) },
+    { name: 'a record whose value is a string', prefix: (c) => [c[0]!], bad: (c) => withRecord(c[1]!, new Packr().pack([3, 'text'])) },
+    { name: 'a record with a negative version', prefix: (c) => [c[0]!], bad: (c) => withRecord(c[1]!, new Packr().pack([-3, bytes('v')])) },
+    { name: 'a record with a fractional version', prefix: (c) => [c[0]!], bad: (c) => withRecord(c[1]!, new Packr().pack([1.5, bytes('v')])) },
+    { name: 'a record whose content type is not a string', prefix: (c) => [c[0]!], bad: (c) => withRecord(c[1]!, new Packr().pack([3, bytes('v'), 7])) },
+    { name: 'a record with bytes after its fields', prefix: (c) => [c[0]!], bad: (c) => withRecord(c[1]!, Buffer.concat([new Packr().pack([3, bytes('v')]), Buffer.from([0])])) },
+    { name: 'a record cut inside its value', prefix: (c) => [c[0]!], bad: (c) => withRecord(c[1]!, new Packr().pack([3, bytes('value')]).subarray(0, 6)) },
     { name: 'a chunk after the last one', prefix: (c) => c, bad: (c) => c[c.length - 1]! },
   ];
 

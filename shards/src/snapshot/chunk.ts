@@ -1,15 +1,25 @@
 import { assert, type ConfState, type GroupId, type LogIndex, type Term } from '@flotilla/core';
 import { Packr } from 'msgpackr';
-import { KEY_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX, decodeConfState, encodeConfState, type RangeBounds } from '../storage/codec.js';
+import { CONTENT_TYPE_BYTES_MAX, CONTENT_TYPE_OVERHEAD_BYTES, VALUE_BYTES_MAX } from '../kv/command.js';
+import { KEY_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_PAIR_BYTES_MAX, decodeConfState, encodeConfState, type RangeBounds } from '../storage/codec.js';
 import { CorruptRecordError } from '../storage/errors.js';
 
 // A snapshot's wire format: chunks of at most SNAPSHOT_CHUNK_BYTES_MAX, each
 // carrying the whole header, so every chunk can be checked against the
 // snapshot it claims to belong to. reader.ts produces them from the store,
 // installer.ts stages and installs them.
+//
+// A chunk's pairs travel as one binary body of records exactly as the data
+// sub-database stores them: the sender copies each record's bytes out of its
+// read transaction, the receiver stages the body as one value and installs
+// each record's bytes as they came. No value is decoded or encoded on the
+// way (format 1 decoded and re-encoded every pair four times, and a transfer
+// ran at the speed of msgpack). The receiver still checks every pair — key
+// in bounds and ascending, record shaped as the state machine reads it —
+// since the bytes come from the network and go into its data unread.
 
 /** Chunks of another format are refused (decodeChunk): a node never installs a layout it does not know. */
-export const SNAPSHOT_FORMAT = 1;
+export const SNAPSHOT_FORMAT = 2;
 
 export interface SnapshotHeader {
   readonly format: number;
@@ -22,24 +32,129 @@ export interface SnapshotHeader {
   readonly epoch: number;
 }
 
-/** A key's record in a chunk: [key, version, value], or with the value's content type [key, version, value, contentType]. */
+/** A key's record, decoded: [key, version, value], or with the value's content type [key, version, value, contentType]. */
 export type SnapshotPair = [Uint8Array, number, Uint8Array] | [Uint8Array, number, Uint8Array, string];
 
-interface Chunk {
+/**
+ * A pair in a body: key length (u16, big-endian), key, record length (u32),
+ * record. Beside the record's own msgpack framing (≤ 15 B: fixarray, version,
+ * bin header), that is 6 B: 21 B against the 16 SNAPSHOT_PAIR_OVERHEAD_BYTES
+ * that VALUE_BYTES_MAX leaves, so a body may exceed SNAPSHOT_PAIR_BYTES_MAX by
+ * the difference, which the chunk header's allowance holds.
+ */
+const PAIR_FRAMING_BYTES = 6;
+const RECORD_FRAMING_BYTES_MAX = 15;
+/** Largest body: the largest pair VALUE_BYTES_MAX allows fits, and so does everything smaller. */
+export const CHUNK_BODY_BYTES_MAX = SNAPSHOT_PAIR_BYTES_MAX + 16;
+assert(
+  PAIR_FRAMING_BYTES + KEY_BYTES_MAX + RECORD_FRAMING_BYTES_MAX + VALUE_BYTES_MAX + CONTENT_TYPE_OVERHEAD_BYTES + CONTENT_TYPE_BYTES_MAX <= CHUNK_BODY_BYTES_MAX,
+  'the largest pair must fit one chunk body',
+);
+
+export interface Chunk {
   readonly header: SnapshotHeader;
   readonly seq: number;
   readonly last: boolean;
-  /** Pairs in key order. */
-  readonly pairs: readonly SnapshotPair[];
+  /** Pairs in key order, framed as above. */
+  readonly body: Uint8Array;
+  /** Checked by decodeChunk: the body's first and last keys (undefined when it holds none). */
+  readonly firstKey?: Uint8Array | undefined;
+  readonly lastKey?: Uint8Array | undefined;
 }
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
 export function encodeChunk(c: Chunk): Uint8Array {
   const h = c.header;
-  const bytes = packr.pack([h.format, h.shardId, h.index, h.term, encodeConfState(h.confState), [h.bounds.start, h.bounds.end, h.epoch], c.seq, c.last, c.pairs]);
+  const bytes = packr.pack([h.format, h.shardId, h.index, h.term, encodeConfState(h.confState), [h.bounds.start, h.bounds.end, h.epoch], c.seq, c.last, c.body]);
   assert(bytes.byteLength <= SNAPSHOT_CHUNK_BYTES_MAX, () => `snapshot chunk of ${bytes.byteLength} B exceeds ${SNAPSHOT_CHUNK_BYTES_MAX}`);
   return bytes;
+}
+
+/** Fills chunk bodies pair by pair, in one reused buffer: take() hands out a view valid until the next add. */
+export class ChunkBodyWriter {
+  private readonly buffer = Buffer.allocUnsafe(CHUNK_BODY_BYTES_MAX);
+  private used = 0;
+
+  /** Whether a pair of this key and record still fits the body. */
+  fits(key: Uint8Array, record: Uint8Array): boolean {
+    return this.used + PAIR_FRAMING_BYTES + key.byteLength + record.byteLength <= CHUNK_BODY_BYTES_MAX;
+  }
+
+  add(key: Uint8Array, record: Uint8Array): void {
+    assert(this.fits(key, record), () => `snapshot pair of ${key.byteLength} + ${record.byteLength} B does not fit a chunk body`);
+    let at = this.buffer.writeUInt16BE(key.byteLength, this.used);
+    this.buffer.set(key, at);
+    at = this.buffer.writeUInt32BE(record.byteLength, at + key.byteLength);
+    this.buffer.set(record, at);
+    this.used = at + record.byteLength;
+  }
+
+  take(): Uint8Array {
+    const body = this.buffer.subarray(0, this.used);
+    this.used = 0;
+    return body;
+  }
+}
+
+/** Calls `each` for every pair of a body, with views into it; throws CorruptRecordError where the framing is broken. */
+export function forEachPair(body: Uint8Array, each: (key: Buffer, record: Buffer) => void): void {
+  const b = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  let at = 0;
+  while (at < b.length) {
+    if (at + 2 > b.length) throw new CorruptRecordError(`snapshot chunk body ends inside a key length at ${at}`);
+    const keyEnd = at + 2 + b.readUInt16BE(at);
+    if (keyEnd + 4 > b.length) throw new CorruptRecordError(`snapshot chunk body ends inside a key at ${at}`);
+    const recordEnd = keyEnd + 4 + b.readUInt32BE(keyEnd);
+    if (recordEnd > b.length) throw new CorruptRecordError(`snapshot chunk body ends inside a record at ${keyEnd}`);
+    each(b.subarray(at + 2, keyEnd), b.subarray(keyEnd + 4, recordEnd));
+    at = recordEnd;
+  }
+}
+
+/**
+ * Why `record` is not a data record as the state machine reads it
+ * (state-machine.ts: msgpack [version ≥ 1, bin] or [version, bin, str]),
+ * or undefined. Read from the bytes, without decoding the value.
+ */
+export function recordProblem(record: Uint8Array): string | undefined {
+  const b = Buffer.from(record.buffer, record.byteOffset, record.byteLength);
+  if (b.length < 1 || (b[0] !== 0x92 && b[0] !== 0x93)) return 'is not a 2- or 3-element array';
+  let at = 1;
+  const need = (n: number) => at + n <= b.length;
+  if (!need(1)) return 'ends before its version';
+  const t = b[at]!;
+  let version: number;
+  if (t <= 0x7f) [version, at] = [t, at + 1];
+  else if (t === 0xcc && need(2)) [version, at] = [b[at + 1]!, at + 2];
+  else if (t === 0xcd && need(3)) [version, at] = [b.readUInt16BE(at + 1), at + 3];
+  else if (t === 0xce && need(5)) [version, at] = [b.readUInt32BE(at + 1), at + 5];
+  else if (t === 0xcf && need(9)) [version, at] = [Number(b.readBigUInt64BE(at + 1)), at + 9];
+  else if (t === 0xcb && need(9)) [version, at] = [b.readDoubleBE(at + 1), at + 9];
+  else return 'has no unsigned version';
+  if (!Number.isSafeInteger(version) || version < 1) return `has version ${version}`;
+  if (!need(1)) return 'ends before its value';
+  const v = b[at]!;
+  let length: number;
+  if (v === 0xc4 && need(2)) [length, at] = [b[at + 1]!, at + 2];
+  else if (v === 0xc5 && need(3)) [length, at] = [b.readUInt16BE(at + 1), at + 3];
+  else if (v === 0xc6 && need(5)) [length, at] = [b.readUInt32BE(at + 1), at + 5];
+  else return 'has a value that is not bytes';
+  if (!need(length)) return 'ends inside its value';
+  at += length;
+  if (b[0] === 0x93) {
+    if (!need(1)) return 'ends before its content type';
+    const s = b[at]!;
+    if (s >= 0xa0 && s <= 0xbf) [length, at] = [s - 0xa0, at + 1];
+    else if (s === 0xd9 && need(2)) [length, at] = [b[at + 1]!, at + 2];
+    // msgpackr picks a string's header from its longest UTF-8 length (3 B a character), so a short one may have a long header.
+    else if (s === 0xda && need(3)) [length, at] = [b.readUInt16BE(at + 1), at + 3];
+    else if (s === 0xdb && need(5)) [length, at] = [b.readUInt32BE(at + 1), at + 5];
+    else return 'has a content type that is not a string';
+    if (!need(length)) return 'ends inside its content type';
+    at += length;
+  }
+  return at === b.length ? undefined : `has ${b.length - at} B after its fields`;
 }
 
 /** Decodes and validates one chunk from the network; throws CorruptRecordError on anything malformed. */
@@ -52,7 +167,7 @@ export function decodeChunk(bytes: Uint8Array): Chunk {
     throw new CorruptRecordError(`undecodable snapshot chunk (${(err as Error).message})`);
   }
   if (!Array.isArray(raw) || raw.length !== 9) throw new CorruptRecordError('snapshot chunk is not a 9-tuple');
-  const [format, shardId, index, term, conf, bounds, seq, last, pairs] = raw as unknown[];
+  const [format, shardId, index, term, conf, bounds, seq, last, body] = raw as unknown[];
   if (format !== SNAPSHOT_FORMAT) throw new CorruptRecordError(`snapshot format ${String(format)}; expected ${SNAPSHOT_FORMAT}`);
   for (const [name, n] of [['shardId', shardId], ['index', index], ['term', term], ['seq', seq]] as const) {
     if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new CorruptRecordError(`snapshot chunk ${name} ${String(n)}`);
@@ -68,24 +183,25 @@ export function decodeChunk(bytes: Uint8Array): Chunk {
   ) {
     throw new CorruptRecordError('snapshot chunk bounds are malformed');
   }
-  if (!Array.isArray(pairs)) throw new CorruptRecordError('snapshot chunk pairs are not a list');
+  if (!(body instanceof Uint8Array) || body.byteLength > CHUNK_BODY_BYTES_MAX) throw new CorruptRecordError('snapshot chunk body is not bytes within the body limit');
   const start = bounds[0] as Uint8Array;
   const end = bounds[1] as Uint8Array | null;
+  let firstKey: Uint8Array | undefined;
   let previous: Uint8Array | undefined;
-  for (const [i, p] of (pairs as unknown[]).entries()) {
-    if (!Array.isArray(p) || (p.length !== 3 && !(p.length === 4 && typeof p[3] === 'string')) || !(p[0] instanceof Uint8Array) || !Number.isSafeInteger(p[1]) || !(p[2] instanceof Uint8Array)) {
-      throw new CorruptRecordError(`snapshot chunk ${String(seq)} holds a malformed pair at ${i}`);
-    }
-    const [key, version] = p as SnapshotPair;
+  let i = 0;
+  forEachPair(body, (key, record) => {
     // Installing a key outside the range would overwrite another range's data on this node.
     if (key.byteLength === 0 || key.byteLength > KEY_BYTES_MAX) throw new CorruptRecordError(`snapshot chunk ${String(seq)} pair ${i} has a key of ${key.byteLength} B`);
     if (compareBytes(key, start) < 0 || (end !== null && compareBytes(key, end) >= 0)) {
       throw new CorruptRecordError(`snapshot chunk ${String(seq)} pair ${i} key ${hex(key)} is outside [${hex(start)}, ${end === null ? '∞' : hex(end)})`);
     }
     if (previous !== undefined && compareBytes(previous, key) >= 0) throw new CorruptRecordError(`snapshot chunk ${String(seq)} pair ${i} key ${hex(key)} is not after ${hex(previous)}`);
-    if (version < 1) throw new CorruptRecordError(`snapshot chunk ${String(seq)} pair ${i} has version ${version}`);
+    const problem = recordProblem(record);
+    if (problem !== undefined) throw new CorruptRecordError(`snapshot chunk ${String(seq)} pair ${i} (key ${hex(key)}): the record ${problem}`);
+    firstKey ??= key;
     previous = key;
-  }
+    i++;
+  });
   return {
     header: {
       format,
@@ -98,8 +214,27 @@ export function decodeChunk(bytes: Uint8Array): Chunk {
     },
     seq: seq as number,
     last,
-    pairs: pairs as SnapshotPair[],
+    body,
+    firstKey,
+    lastKey: previous,
   };
+}
+
+/** A body's pairs decoded (tests and tools: the install path never decodes a record). */
+export function chunkPairs(body: Uint8Array): SnapshotPair[] {
+  const pairs: SnapshotPair[] = [];
+  forEachPair(body, (key, record) => {
+    const [version, value, contentType] = packr.unpack(record) as [number, Uint8Array, string | undefined];
+    pairs.push(contentType === undefined ? [key, version, value] : [key, version, value, contentType]);
+  });
+  return pairs;
+}
+
+/** A body holding `pairs`, their records encoded as the data sub-database stores them (tests and tools). */
+export function encodePairsBody(pairs: readonly SnapshotPair[]): Uint8Array {
+  const writer = new ChunkBodyWriter();
+  for (const [key, version, value, contentType] of pairs) writer.add(key, packr.pack(contentType === undefined ? [version, value] : [version, value, contentType]));
+  return Uint8Array.from(writer.take());
 }
 
 function compareBytes(a: Uint8Array, b: Uint8Array): number {

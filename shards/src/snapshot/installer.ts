@@ -3,7 +3,7 @@ import { decodeShardRange, hexKey, isInitialized } from '../kv/range.js';
 import { encodeConfState, encodeHardState } from '../storage/codec.js';
 import { CorruptRecordError } from '../storage/errors.js';
 import type { NodeStore } from '../storage/node-store.js';
-import { decodeChunk, sameHeader, type SnapshotHeader, type SnapshotPair } from './chunk.js';
+import { decodeChunk, forEachPair, sameHeader, type SnapshotHeader } from './chunk.js';
 
 /**
  * Receives a snapshot's chunks into the staging sub-database, then swaps the
@@ -56,14 +56,16 @@ export class SnapshotInstaller {
         `snapshot chunk ${chunk.seq} is from snapshot ${chunk.header.index}/${chunk.header.term} of shard ${chunk.header.shardId} with other bounds or conf state than ${this.header.index}/${this.header.term}`,
       );
     }
-    const firstKey = chunk.pairs[0]?.[0];
+    const firstKey = chunk.firstKey;
     if (firstKey !== undefined && this.lastKey !== undefined && Buffer.compare(this.lastKey, firstKey) >= 0) {
       throw new CorruptRecordError(`snapshot chunk ${chunk.seq} starts at key ${hexKey(firstKey)}, not after ${hexKey(this.lastKey)}`);
     }
     if (this.header === undefined) await this.clear();
-    await this.store.write(() => this.store.staging.putSync([this.shardId, chunk.seq], chunk.pairs));
+    // The body as it came (decodeChunk checked every pair): one value, no pair decoded or encoded.
+    await this.store.write(() => this.store.staging.putSync([this.shardId, chunk.seq], chunk.body));
     this.header ??= chunk.header;
-    this.lastKey = chunk.pairs[chunk.pairs.length - 1]?.[0] ?? this.lastKey;
+    // Copied: the key is a view into a chunk the transport may reuse.
+    if (chunk.lastKey !== undefined) this.lastKey = Uint8Array.from(chunk.lastKey);
     this.nextSeq++;
     this.stagedByteCount += bytes.byteLength;
     this.complete = chunk.last;
@@ -106,9 +108,9 @@ export class SnapshotInstaller {
       if (owned !== undefined && isInitialized(owned)) store.deleteData(owned);
       store.deleteData(h.bounds);
       for (let seq = 0; seq < this.nextSeq; seq++) {
-        const pairs = store.staging.get([shardId, seq]) as SnapshotPair[] | undefined;
-        if (pairs === undefined) throw new CorruptRecordError(`shard ${shardId}: staged snapshot chunk ${seq} is missing`);
-        for (const [key, version, value, contentType] of pairs) store.data.putSync(Buffer.from(key), contentType === undefined ? [version, value] : [version, value, contentType]);
+        const body = store.staging.get([shardId, seq]);
+        if (!(body instanceof Uint8Array)) throw new CorruptRecordError(`shard ${shardId}: staged snapshot chunk ${seq} is missing`);
+        forEachPair(body, (key, record) => store.dataRecords.putSync(key, record));
         store.staging.removeSync([shardId, seq]);
       }
       for (const key of store.log.getKeys({ start: [shardId, 0], end: [shardId, Number.MAX_SAFE_INTEGER] })) store.log.removeSync(key);

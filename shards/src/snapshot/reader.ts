@@ -1,10 +1,9 @@
-import { assert, type GroupId, type Term } from '@flotilla/core';
-import { CONTENT_TYPE_OVERHEAD_BYTES } from '../kv/command.js';
+import type { GroupId, Term } from '@flotilla/core';
 import { WHOLE_KEY_SPACE, decodeShardRange } from '../kv/range.js';
-import { SNAPSHOT_PAIR_BYTES_MAX, SNAPSHOT_PAIR_OVERHEAD_BYTES, decodeConfState, type RangeBounds } from '../storage/codec.js';
+import { decodeConfState, type RangeBounds } from '../storage/codec.js';
 import { CorruptRecordError } from '../storage/errors.js';
 import type { NodeStore } from '../storage/node-store.js';
-import { SNAPSHOT_FORMAT, encodeChunk, type SnapshotHeader, type SnapshotPair } from './chunk.js';
+import { ChunkBodyWriter, SNAPSHOT_FORMAT, encodeChunk, type SnapshotHeader } from './chunk.js';
 
 /**
  * Reads a consistent snapshot of one shard — its data in its range (the stored descriptor; `fallback` for a shard without one), applied
@@ -26,28 +25,19 @@ export function* readSnapshot(store: NodeStore, shardId: GroupId, fallback: Rang
     const confState = decodeConfState(store.meta.get([shardId, 'conf'], at));
     const term = termAt(store, shardId, index as number, txn);
     const header: SnapshotHeader = { format: SNAPSHOT_FORMAT, shardId, index: index as number, term, confState, bounds, epoch };
-    let pairs: SnapshotPair[] = [];
-    let bytes = 0;
+    const body = new ChunkBodyWriter();
     let seq = 0;
-    const range = store.data.getRange({
+    // The records' bytes as stored: a chunk copies them, nothing decodes them (chunk.ts).
+    const range = store.dataRecords.getRange({
       start: Buffer.from(bounds.start),
       ...(bounds.end === null ? {} : { end: Buffer.from(bounds.end) }),
       transaction: txn,
     });
     for (const { key, value } of range) {
-      // A record is [version, bytes] or [version, bytes, contentType] (state-machine.ts); the pair carries the same.
-      const [version, data, contentType] = value as [number, Buffer, string | undefined];
-      const pairBytes = key.byteLength + data.byteLength + SNAPSHOT_PAIR_OVERHEAD_BYTES + (contentType === undefined ? 0 : contentType.length + CONTENT_TYPE_OVERHEAD_BYTES);
-      assert(pairBytes <= SNAPSHOT_PAIR_BYTES_MAX, () => `shard ${shardId}: pair of ${pairBytes} B exceeds the snapshot pair limit ${SNAPSHOT_PAIR_BYTES_MAX}`);
-      if (bytes + pairBytes > SNAPSHOT_PAIR_BYTES_MAX) {
-        yield encodeChunk({ header, seq: seq++, last: false, pairs });
-        pairs = [];
-        bytes = 0;
-      }
-      pairs.push(contentType === undefined ? [key, version, data] : [key, version, data, contentType]);
-      bytes += pairBytes;
+      if (!body.fits(key, value)) yield encodeChunk({ header, seq: seq++, last: false, body: body.take() });
+      body.add(key, value);
     }
-    yield encodeChunk({ header, seq, last: true, pairs });
+    yield encodeChunk({ header, seq, last: true, body: body.take() });
     return header;
   } finally {
     txn.done();

@@ -120,7 +120,7 @@ type MetaKey = [shardId: number, field: MetaField];
 /** Every per-shard meta record: destroyShard removes exactly these. */
 const META_FIELDS: readonly MetaField[] = ['hard', 'conf', 'applied', 'snap', 'desc'];
 type LogKey = [shardId: number, index: number];
-type SubDatabases = Pick<NodeStore, 'log' | 'meta' | 'data' | 'staging'>;
+type SubDatabases = Pick<NodeStore, 'log' | 'meta' | 'data' | 'dataRecords' | 'staging'>;
 
 /**
  * One LMDB environment per node holding every shard's Raft log, metadata and
@@ -134,6 +134,11 @@ export class NodeStore {
   readonly meta: Database<unknown, MetaKey>;
   /** User data, keyed by user key bytes; value [version, bytes]. Ranges on one node are disjoint. */
   readonly data: Database<unknown, Buffer>;
+  /**
+   * The same sub-database as `data`, its records as the bytes LMDB holds:
+   * snapshots copy records between stores without decoding them (snapshot/chunk.ts).
+   */
+  readonly dataRecords: Database<Buffer, Buffer>;
   /** Snapshot chunks received but not yet installed; cleared on open (an unfinished install never happened). */
   readonly staging: Database<unknown, [shardId: number, seq: number]>;
   private readonly shards = new Map<GroupId, ShardState>();
@@ -155,6 +160,7 @@ export class NodeStore {
     this.log = databases.log;
     this.meta = databases.meta;
     this.data = databases.data;
+    this.dataRecords = databases.dataRecords;
     this.staging = databases.staging;
   }
 
@@ -179,9 +185,9 @@ export class NodeStore {
     try {
       // Only a store being created may create sub-databases: creating one in an
       // existing store would write to a store we may be about to refuse.
-      const openSub = <K extends Key>(name: string, keyEncoding?: 'binary'): Database<unknown, K> => {
+      const openSub = <K extends Key>(name: string, keyEncoding?: 'binary', encoding?: 'binary'): Database<unknown, K> => {
         // `create` is an lmdb-js option its typings lack; with create: false a missing database comes back undefined.
-        const dbOptions = { name, create: created, ...(keyEncoding === undefined ? {} : { keyEncoding }) } as DatabaseOptions & { name: string };
+        const dbOptions = { name, create: created, ...(keyEncoding === undefined ? {} : { keyEncoding }), ...(encoding === undefined ? {} : { encoding }) } as DatabaseOptions & { name: string };
         const db = env.openDB<unknown, K>(dbOptions) as Database<unknown, K> | undefined;
         if (db === undefined) throw new DataDirError('DATA_DIR_DAMAGED', storePath, `lacks the "${name}" sub-database; expected the LMDB store of node ${options.nodeId}`);
         return db;
@@ -192,6 +198,7 @@ export class NodeStore {
         meta,
         log: openSub<LogKey>('log'),
         data: openSub<Buffer>('data', 'binary'),
+        dataRecords: openSub<Buffer>('data', 'binary', 'binary') as Database<Buffer, Buffer>,
         staging: openSub<[number, number]>('staging'),
       }, io);
       if (created) await env.flushed;
