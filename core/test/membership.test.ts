@@ -8,6 +8,7 @@ import { Changer, restoreConfig, type ChangeResult } from '../src/membership/cha
 import { decodeConfChange, encodeConfChange, enterJoint } from '../src/membership/codec.js';
 import { Progress } from '../src/progress/progress.js';
 import { confStateOf, emptyTrackerConfig } from '../src/progress/tracker.js';
+import { MajorityConfig } from '../src/quorum/quorum.js';
 import { nodeId, type ConfChange, type ConfChangeSingle, type ConfChangeTransition, type ConfState, type LogIndex, type NodeId } from '../src/types.js';
 
 const LAST_INDEX = 10;
@@ -204,6 +205,21 @@ describe('Changer.enterJoint and leaveJoint (thesis §4.3)', () => {
     expect(left.progress.get(nodeId(3))!.isLearner).toBe(true);
     expect(joint.progress.get(nodeId(3))!.isLearner).toBe(false);
     expect(show(joint)).toBe('voters=(1 2 4)&&(1 2 3) learnersNext=(3) autoLeave');
+  });
+
+  it('configs without learners or an outgoing half share the empty ones, and no change alters them', () => {
+    // Shared to save memory per replica; safe only while every change builds new sets.
+    const voters3 = [{ simple: 'v1' }, { simple: 'v2' }, { simple: 'v3' }].reduce(run, EMPTY);
+    const other = [{ simple: 'v4' }].reduce(run, EMPTY);
+    expect(voters3.config.voters.outgoing).toBe(MajorityConfig.EMPTY);
+    expect(voters3.config.learners).toBe(other.config.learners);
+    expect(voters3.config.learnersNext).toBe(other.config.learners);
+    const changed = [{ simple: 'l5' }, { enterJoint: 'l3 v6' }].reduce(run, voters3);
+    expect(show(changed)).toBe('voters=(1 2 6)&&(1 2 3) learners=(5) learnersNext=(3)');
+    expect(show(run(changed, { leaveJoint: true }))).toBe('voters=(1 2 6) learners=(3 5)');
+    expect(MajorityConfig.EMPTY.size).toBe(0);
+    expect([other.config.learners.size, other.config.learnersNext.size]).toEqual([0, 0]);
+    expect(show(voters3)).toBe('voters=(1 2 3)');
   });
 
   it('new members probe from the last index and count as recently active', () => {

@@ -1,7 +1,7 @@
 import { assert } from '../assert.js';
 import { InvalidConfChangeError } from '../errors.js';
 import { Progress } from '../progress/progress.js';
-import type { ProgressMap, TrackerConfig } from '../progress/tracker.js';
+import { NO_NODES, emptyTrackerConfig, type ProgressMap, type TrackerConfig } from '../progress/tracker.js';
 import { JointConfig, MajorityConfig } from '../quorum/quorum.js';
 import type { ConfChangeSingle, ConfState, LogIndex, NodeId } from '../types.js';
 
@@ -164,10 +164,11 @@ export class Changer {
     checkInvariants(cfg, progress);
     return {
       config: {
-        voters: new JointConfig(new MajorityConfig(cfg.incoming), new MajorityConfig(cfg.outgoing)),
+        voters: new JointConfig(MajorityConfig.of(cfg.incoming), MajorityConfig.of(cfg.outgoing)),
         autoLeave: cfg.autoLeave,
-        learners: cfg.learners,
-        learnersNext: cfg.learnersNext,
+        // Empty sets shared, as MajorityConfig.EMPTY: most groups have no learners (~180 B a replica).
+        learners: cfg.learners.size === 0 ? NO_NODES : cfg.learners,
+        learnersNext: cfg.learnersNext.size === 0 ? NO_NODES : cfg.learnersNext,
       },
       progress,
     };
@@ -220,7 +221,7 @@ export function restoreConfig(
     ...confState.learnersNext.map((id): ConfChangeSingle => ({ type: 'addLearner', nodeId: id })),
   ];
   let state: ChangeResult = {
-    config: { voters: new JointConfig(), autoLeave: false, learners: new Set(), learnersNext: new Set() },
+    config: emptyTrackerConfig(),
     progress: new Map(),
   };
   const step = (fn: (c: Changer) => ChangeResult): void => {

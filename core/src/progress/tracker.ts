@@ -12,8 +12,11 @@ export interface TrackerConfig {
   readonly learnersNext: ReadonlySet<NodeId>;
 }
 
+/** The empty set of nodes every config without learners shares: configs are replaced, never changed in place. */
+export const NO_NODES: ReadonlySet<NodeId> = new Set();
+
 export function emptyTrackerConfig(): TrackerConfig {
-  return { voters: new JointConfig(), autoLeave: false, learners: new Set(), learnersNext: new Set() };
+  return { voters: new JointConfig(), autoLeave: false, learners: NO_NODES, learnersNext: NO_NODES };
 }
 
 export function confStateOf(config: TrackerConfig): ConfState {

@@ -11,10 +11,22 @@ export type AckedIndexer = (id: NodeId) => LogIndex | undefined;
  * outgoing half behave like its incoming half alone.
  */
 export class MajorityConfig {
+  /**
+   * The empty config, shared: every group that is not joint has an empty
+   * outgoing half, and configs are never changed in place (the changer builds
+   * new ones), so one instance serves them all (~120 B a replica).
+   */
+  static readonly EMPTY = new MajorityConfig();
+
   readonly voters: ReadonlySet<NodeId>;
 
   constructor(voters: Iterable<NodeId> = []) {
     this.voters = new Set(voters);
+  }
+
+  /** A config over `voters`: the shared EMPTY when there are none. */
+  static of(voters: ReadonlySet<NodeId>): MajorityConfig {
+    return voters.size === 0 ? MajorityConfig.EMPTY : new MajorityConfig(voters);
   }
 
   get size(): number {
@@ -68,8 +80,8 @@ export class MajorityConfig {
  */
 export class JointConfig {
   constructor(
-    readonly incoming: MajorityConfig = new MajorityConfig(),
-    readonly outgoing: MajorityConfig = new MajorityConfig(),
+    readonly incoming: MajorityConfig = MajorityConfig.EMPTY,
+    readonly outgoing: MajorityConfig = MajorityConfig.EMPTY,
   ) {}
 
   get isJoint(): boolean {
