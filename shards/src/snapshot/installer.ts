@@ -61,8 +61,9 @@ export class SnapshotInstaller {
       throw new CorruptRecordError(`snapshot chunk ${chunk.seq} starts at key ${hexKey(firstKey)}, not after ${hexKey(this.lastKey)}`);
     }
     if (this.header === undefined) await this.clear();
-    // The body as it came (decodeChunk checked every pair): one value, no pair decoded or encoded.
-    await this.store.write(() => this.store.staging.putSync([this.shardId, chunk.seq], chunk.body));
+    // The body as it came (decodeChunk checked every pair): one value, no pair decoded or encoded. Not
+    // synced: opening clears the staging area, and the install's synced transaction covers it.
+    await this.store.writeUnsynced(() => this.store.staging.putSync([this.shardId, chunk.seq], chunk.body));
     this.header ??= chunk.header;
     // Copied: the key is a view into a chunk the transport may reuse.
     if (chunk.lastKey !== undefined) this.lastKey = Uint8Array.from(chunk.lastKey);

@@ -585,6 +585,16 @@ export class NodeStore {
     return writeTransaction(this.env, this.io, body);
   }
 
+  /**
+   * A transaction that resolves once committed, before its sync: for what a
+   * crash may lose because opening clears it anyway (snapshot staging). The
+   * durable write that later depends on it (the install) syncs it too:
+   * LMDB commits in order, and a sync covers every commit before it.
+   */
+  writeUnsynced(body: () => void): Promise<void> {
+    return writeTransaction(this.env, this.io, body, { sync: false });
+  }
+
   private checkOpen(): void {
     if (this.closed) throw new Error(`node store ${this.dir} is closed`);
   }
@@ -694,7 +704,7 @@ export class ShardStorage implements Storage {
  * then `flushed` (synced). Simulated: a synchronous commit without sync,
  * after the simulation's crash point.
  */
-async function writeTransaction(env: RootDatabase, io: StoreIo, body: () => void): Promise<void> {
+async function writeTransaction(env: RootDatabase, io: StoreIo, body: () => void, options: { sync: boolean } = { sync: true }): Promise<void> {
   if (io.kind === 'simulated') {
     await io.beforeWrite();
     env.transactionSync(body);
@@ -702,5 +712,5 @@ async function writeTransaction(env: RootDatabase, io: StoreIo, body: () => void
     return;
   }
   await env.transaction(body);
-  await env.flushed;
+  if (options.sync) await env.flushed;
 }
