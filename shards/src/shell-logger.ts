@@ -40,22 +40,47 @@ export function childLogger(parent: ShellLogger, bindings: Record<string, unknow
  * info lines (a one-node start wrote 63 of its 84, for 9 ranges), so they
  * go out at debug; a node's own state changes stay at info. Warnings stay
  * warnings.
+ *
+ * `bindings` (e.g. the range) are bound by a child made at the first line
+ * written, not before: a pino child and this adapter's closures cost a
+ * replica ~500 B, and most replicas never write a line at the levels a node
+ * runs at (ARCHITECTURE.md, "Memory per replica").
  */
-export function raftLogger(log: ShellLogger): Logger {
-  const debugEnabled = log.isLevelEnabled?.('debug') ?? true;
-  const withoutNodeId = (fields: Record<string, unknown>): Record<string, unknown> => {
-    if (!('nodeId' in fields)) return fields;
-    const { nodeId: _nodeId, ...rest } = fields;
-    return rest;
-  };
-  return {
-    // Checked first: Raft builds a debug line's fields whether or not it is written; the copy is only for written ones.
-    debug: (fields, message) => {
-      if (debugEnabled) log.debug(withoutNodeId(fields), message);
-    },
-    info: (fields, message) => {
-      if (debugEnabled) log.debug(withoutNodeId(fields), message);
-    },
-    warn: (fields, message) => log.warn(withoutNodeId(fields), message),
-  };
+export function raftLogger(log: ShellLogger, bindings?: Record<string, unknown>): Logger {
+  return new RaftLogger(log, bindings);
+}
+
+class RaftLogger implements Logger {
+  // Checked once: Raft builds a debug line's fields whether or not it is written; the copy is only for written ones.
+  private readonly debugEnabled: boolean;
+  private bound: ShellLogger | undefined;
+
+  constructor(
+    private readonly parent: ShellLogger,
+    private readonly bindings: Record<string, unknown> | undefined,
+  ) {
+    this.debugEnabled = parent.isLevelEnabled?.('debug') ?? true;
+  }
+
+  debug(fields: Record<string, unknown>, message: string): void {
+    if (this.debugEnabled) this.log().debug(withoutNodeId(fields), message);
+  }
+
+  info(fields: Record<string, unknown>, message: string): void {
+    if (this.debugEnabled) this.log().debug(withoutNodeId(fields), message);
+  }
+
+  warn(fields: Record<string, unknown>, message: string): void {
+    this.log().warn(withoutNodeId(fields), message);
+  }
+
+  private log(): ShellLogger {
+    return (this.bound ??= this.bindings === undefined ? this.parent : this.parent.child(this.bindings));
+  }
+}
+
+function withoutNodeId(fields: Record<string, unknown>): Record<string, unknown> {
+  if (!('nodeId' in fields)) return fields;
+  const { nodeId: _nodeId, ...rest } = fields;
+  return rest;
 }

@@ -1,5 +1,5 @@
 // childLogger binds a key once however many components name it, and the Raft logger neither repeats the
-// node nor writes per-range state changes at info.
+// node nor writes per-range state changes at info, and binds its range only when it writes.
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
@@ -43,6 +43,25 @@ describe('raftLogger', () => {
     expect(lines.map((l) => [JSON.parse(l).level, keysOf(l)])).toEqual([
       [20, ['level', 'nodeId', 'component', 'rangeId', 'term', 'msg']],
       [40, ['level', 'nodeId', 'component', 'rangeId', 'term', 'msg']],
+    ]);
+  });
+
+  it('binds the range with a child made at its first written line, once', () => {
+    const { log, lines } = capture('info', { nodeId: 1 });
+    const children: Record<string, unknown>[] = [];
+    const counting: ShellLogger = Object.assign(Object.create(log) as ShellLogger, {
+      child: (bindings: Record<string, unknown>) => (children.push(bindings), log.child(bindings)),
+    });
+    const raft = raftLogger(counting, { rangeId: 7 });
+    raft.info({ nodeId: 1, term: 2 }, 'became follower');
+    raft.debug({ term: 2 }, 'sent vote request');
+    expect(children).toEqual([]);
+    raft.warn({ nodeId: 1, term: 2 }, 'stepped down: quorum not active (check-quorum)');
+    raft.warn({ term: 3 }, 'stepped down: quorum not active (check-quorum)');
+    expect(children).toEqual([{ rangeId: 7 }]);
+    expect(lines.map((l) => keysOf(l))).toEqual([
+      ['level', 'nodeId', 'rangeId', 'term', 'msg'],
+      ['level', 'nodeId', 'rangeId', 'term', 'msg'],
     ]);
   });
 

@@ -207,7 +207,7 @@ export class ShardCore {
       seed: this.options.seed,
       raft: this.options.raft,
       nodeLeases: this.leases,
-      logger: raftLogger(this.raftLog.child({ rangeId: shardId })),
+      logger: raftLogger(this.raftLog, { rangeId: shardId }),
     });
     this.groups.set(shardId, g);
     return g;
