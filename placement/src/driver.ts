@@ -48,6 +48,13 @@ export interface StepOutcome {
 export interface DriverPorts {
   /** Runs one step on the range's leader; resolves once applied there. */
   runStep(rangeId: number, step: Step, at: { epoch: number; leader: number }): Promise<StepOutcome | undefined>;
+  /**
+   * A step was applied: the shell runs another pass soon rather than at its
+   * next duty tick, so an operator whose next step needs no new report (a
+   * promotion's joint change, leaving it) takes it at once, and a finished
+   * one frees its slot for the next move while others stream.
+   */
+  stepApplied?(): void;
   readonly log: {
     info(fields: Record<string, unknown>, message: string): void;
     warn(fields: Record<string, unknown>, message: string): void;
@@ -294,10 +301,16 @@ export class PlacementDriver {
         .then(
           (outcome) => {
             if (outcome !== undefined) this.applyOutcome(rangeId, outcome);
+            // Cleared here, not in a `finally`: the pass stepApplied asks for may send this operator's next step
+            // before a `finally` would run, which would then clear that step's flag.
+            t.pending = false;
+            this.o.ports.stepApplied?.();
           },
-          (err: unknown) => this.o.ports.log.debug({ rangeId, step: key, err }, 'operator step failed; retried on a later pass'),
-        )
-        .finally(() => (t.pending = false));
+          (err: unknown) => {
+            t.pending = false;
+            this.o.ports.log.debug({ rangeId, step: key, err }, 'operator step failed; retried on a later pass');
+          },
+        );
     }
   }
 

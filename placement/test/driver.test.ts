@@ -17,6 +17,7 @@ interface Sent {
 
 function driverWith(o: { answer?: (s: Sent) => StepOutcome | undefined; paused?: boolean } = {}) {
   const sent: Sent[] = [];
+  const applied = { count: 0 };
   const logs: string[] = [];
   const log = { info: (_f: unknown, m: string) => logs.push(m), warn: (_f: unknown, m: string) => logs.push(m), debug: () => undefined };
   const driver = new PlacementDriver({
@@ -29,10 +30,11 @@ function driverWith(o: { answer?: (s: Sent) => StepOutcome | undefined; paused?:
         sent.push(s);
         return o.answer?.(s);
       },
+      stepApplied: () => applied.count++,
       log,
     },
   });
-  return { driver, sent, logs };
+  return { driver, sent, logs, applied };
 }
 
 function report(rangeId: number, o: Partial<RangeReport> & { voters: number[] }): RangeReport {
@@ -132,6 +134,29 @@ describe('PlacementDriver', () => {
     driver.pass(600);
     await settle();
     expect(driver.status(600).operators.some((o) => o.rangeId === op.rangeId)).toBe(false);
+    expect(logs).toContain('operator finished');
+  });
+
+  it('asks for a pass as soon as a step applied: an operator its outcome finishes frees its slot without waiting for a report', async () => {
+    // Range 1 on nodes 1-3 led by 1, with node 4 a caught-up learner: an operator adding node 4 is at its promotion.
+    const { driver, sent, applied, logs } = driverWith({
+      answer: (s) => (s.step.kind === 'promote' ? { epoch: 3, voters: [1, 2, 3, 4], votersOutgoing: [], learners: [] } : undefined),
+    });
+    driver.setMembers([1, 2, 3, 4].map((nodeId) => ({ nodeId, state: 'up' as const })));
+    const range = report(1, { voters: [1, 2, 3], learners: [4], epoch: 2, progress: [2, 3, 4].map((nodeId) => ({ nodeId, match: 100 })) });
+    driver.onHeartbeat(heartbeat(1, [range]), 100);
+    for (const n of [2, 3, 4]) driver.onHeartbeat(heartbeat(n, []), 100);
+    driver.submit({ kind: 'addReplica', rangeId: 1, epoch: 2, node: 4, reason: 'admin' }, 100);
+    driver.pass(100);
+    await settle();
+    expect(sent.map((s) => s.step)).toEqual([{ kind: 'promote', node: 4 }]);
+    expect(applied.count).toBe(1);
+    expect(driver.status(100).operators).toHaveLength(1);
+    // The pass the shell runs on that request, with no heartbeat in between: the outcome says node 4 votes.
+    // (The same pass plans the range's fourth voter away: replicas above the factor are excess.)
+    driver.pass(100);
+    await settle();
+    expect(driver.status(100).operators.map((o) => o.kind)).not.toContain('addReplica');
     expect(logs).toContain('operator finished');
   });
 

@@ -54,6 +54,7 @@ const packr = new Packr({ useRecords: false, moreTypes: false });
 
 export class PlacementService {
   private driver: PlacementDriver | undefined;
+  private passQueued = false;
   private readonly nowMs: () => number;
   readonly defaults: PlacementSettings;
 
@@ -116,9 +117,20 @@ export class PlacementService {
       startMs: this.nowMs(),
       config: this.o.config,
       settings: this.o.defaults,
-      ports: { runStep: (rangeId, step, at) => this.runStep(rangeId, step, at), log: this.o.log },
+      ports: { runStep: (rangeId, step, at) => this.runStep(rangeId, step, at), stepApplied: () => this.passSoon(), log: this.o.log },
     });
     return this.driver;
+  }
+
+  /** One more pass once the current turn's work is done (several steps applied together share it). */
+  private passSoon(): void {
+    if (this.passQueued) return;
+    this.passQueued = true;
+    void Promise.resolve().then(() => {
+      this.passQueued = false;
+      if (this.driver === undefined || this.o.host.leaderOf(groupId(META_RANGE_ID)) !== this.o.host.nodeId) return;
+      this.driver.pass(this.nowMs());
+    });
   }
 
   /** Each step is one command on the range's leader, wherever it is (the router follows hints). */
