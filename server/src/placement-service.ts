@@ -280,6 +280,9 @@ function operatorOf(raw: unknown, context: OperatorContext): Operator {
       const to = (raw as unknown[])[2];
       if (!positive(to)) throw new KvError('INVALID_ARGUMENT', 'a leader transfer needs a node id');
       if (leader === 0) throw new KvError('UNAVAILABLE', `range ${rangeId} has no leader the placement driver knows of`, { retryAfterMs: 1_000 });
+      // As a move onto a holder: accepted, it would report a transfer that changes nothing.
+      if (to === leader) throw new KvError('PRECONDITION_FAILED', `node ${to} already leads range ${rangeId}`);
+      if (!range.voters.includes(to)) throw new KvError('PRECONDITION_FAILED', `node ${to} is not a voter of range ${rangeId} (its voters are nodes ${[...range.voters].sort((a, b) => a - b).join(', ')})`);
       return { kind, rangeId, epoch, from: leader, to, reason: 'admin' };
     }
     case 'split': {

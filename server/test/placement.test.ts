@@ -396,6 +396,9 @@ describe('placement admin over HTTP (3 nodes, then a 4th)', () => {
       const newLeader = [2, 3, 4].find((n) => n !== leaderOf2)!;
       expect((await call('POST', '/ranges/2/transfer-leader', { to: newLeader })).status).toBe(200);
       await until('range 2 led by the node asked for', async () => ((await mine.get(newLeader)!.host.shards()).find((x) => x.shardId === 2)?.role === 'leader' ? true : undefined), 20_000);
+      // A transfer that would change nothing, or to a node without a vote, is refused rather than reported as done.
+      expect((await call('POST', '/ranges/2/transfer-leader', { to: 1 })).status).toBe(412); // node 1 left range 2 above
+      await until('a transfer to the leader refused once the driver saw it lead', async () => ((await call('POST', '/ranges/2/transfer-leader', { to: newLeader })).status === 412 ? true : undefined), 20_000);
 
       // Decommission node 4 (and resume): its replicas go, and it is recorded decommissioned.
       expect((await call('POST', '/nodes/4/decommission')).body).toEqual({ nodeId: 4, state: 'decommissioning' });
