@@ -35,6 +35,19 @@ export interface PendingRead {
   readonly read: ReadOp;
 }
 
+/** A read confirmed at `index`, served once the state machine applied that far. */
+export interface AwaitingRead {
+  readonly index: LogIndex;
+  readonly read: PendingRead;
+}
+
+// The empty containers of a group without pending requests: shared, never written (typed read-only).
+const NO_PROPOSALS: ReadonlyMap<LogIndex, PendingProposal> = new Map();
+const NO_READS: ReadonlyMap<ReadContext, PendingRead> = new Map();
+const NO_AWAITING_READS: readonly AwaitingRead[] = Object.freeze([]);
+const NO_STREAMS: ReadonlyMap<NodeId, number> = new Map();
+const NO_BATCH: { readonly requestIds: readonly number[]; readonly commands: readonly Uint8Array[] } = Object.freeze({ requestIds: Object.freeze([]), commands: Object.freeze([]) });
+
 /** Raft settings every replica of every group on a node shares (core/README.md: readMode is per group and must agree). */
 export type GroupRaftOptions = Pick<
   RaftConfig,
@@ -53,14 +66,18 @@ export class Group {
   /** Last leader and term reported to the Host. */
   reportedLeader: NodeId = NONE;
   reportedTerm: Term = 0;
-  readonly proposals = new Map<LogIndex, PendingProposal>();
-  readonly batch: ProposalBatch = { requestIds: [], commands: [], bytes: 0 };
-  /** Reads waiting for their ReadState, by context. */
-  readonly reads = new Map<ReadContext, PendingRead>();
-  /** Reads confirmed at an index the state machine has not applied yet, in index order. */
-  readonly readsAwaitingApply: { index: LogIndex; read: PendingRead }[] = [];
-  /** Outgoing snapshot stream per follower. */
-  readonly snapshotsOut = new Map<NodeId, number>();
+  /*
+   * What requests and snapshot streams wait on: each created by its first
+   * write and dropped, once empty, when the group quiesces (releaseIdle).
+   * A quiesced replica holds none of them (~700 B a replica as empty
+   * containers: ARCHITECTURE.md, "Memory per replica"). Read through the
+   * getters, which never allocate; change through the methods.
+   */
+  private proposalsByIndex: Map<LogIndex, PendingProposal> | undefined;
+  private pendingBatch: ProposalBatch | undefined;
+  private readsByContext: Map<ReadContext, PendingRead> | undefined;
+  private readsAwaiting: AwaitingRead[] | undefined;
+  private streamsOut: Map<NodeId, number> | undefined;
   /** Incoming snapshot being staged, and the stream carrying it. */
   incoming: { streamId: number; installer: SnapshotInstaller; from: NodeId; term: Term } | undefined;
   /** A staged snapshot Raft accepted; installed when its Ready is handled. */
@@ -71,8 +88,8 @@ export class Group {
   /** Writes proposed and reads served here (placement's load signal). */
   writeCount = 0;
   readCount = 0;
-  /** Every KEY_SAMPLE_EVERY-th requested key, the last KEY_SAMPLE_COUNT of them: where load concentrates. */
-  private readonly keySamples: Uint8Array[] = [];
+  /** Every KEY_SAMPLE_EVERY-th requested key, the last KEY_SAMPLE_COUNT of them: where load concentrates (undefined until the first). */
+  private keySamples: Uint8Array[] | undefined;
   private keySampleNext = 0;
   private keysSeen = 0;
 
@@ -100,11 +117,102 @@ export class Group {
     });
   }
 
+  /** Proposals waiting for their entries to apply, by index. */
+  get proposals(): ReadonlyMap<LogIndex, PendingProposal> {
+    return this.proposalsByIndex ?? NO_PROPOSALS;
+  }
+
+  setProposal(index: LogIndex, proposal: PendingProposal): void {
+    (this.proposalsByIndex ??= new Map()).set(index, proposal);
+  }
+
+  deleteProposal(index: LogIndex): void {
+    this.proposalsByIndex?.delete(index);
+  }
+
+  /** Writes taken this turn and not yet proposed. */
+  get batchedCount(): number {
+    return this.pendingBatch?.commands.length ?? 0;
+  }
+
+  /** The batch this turn's writes join (made by the first). */
+  batch(): ProposalBatch {
+    return (this.pendingBatch ??= { requestIds: [], commands: [], bytes: 0 });
+  }
+
+  /** Empties the pending batch, returning what it held. */
+  takeBatch(): { readonly requestIds: readonly number[]; readonly commands: readonly Uint8Array[] } {
+    const b = this.pendingBatch ?? NO_BATCH;
+    this.pendingBatch = undefined;
+    return b;
+  }
+
+  /** Reads waiting for their ReadState, by context. */
+  get reads(): ReadonlyMap<ReadContext, PendingRead> {
+    return this.readsByContext ?? NO_READS;
+  }
+
+  setRead(context: ReadContext, read: PendingRead): void {
+    (this.readsByContext ??= new Map()).set(context, read);
+  }
+
+  deleteRead(context: ReadContext): void {
+    this.readsByContext?.delete(context);
+  }
+
+  /** Reads confirmed at an index the state machine has not applied yet, in index order. */
+  get readsAwaitingApply(): readonly AwaitingRead[] {
+    return this.readsAwaiting ?? NO_AWAITING_READS;
+  }
+
+  awaitApply(read: AwaitingRead): void {
+    (this.readsAwaiting ??= []).push(read);
+  }
+
+  /** The oldest read awaiting apply once `applied` reaches its index, removed; undefined when there is none. */
+  takeReadApplied(applied: LogIndex): PendingRead | undefined {
+    const first = this.readsAwaiting?.[0];
+    if (first === undefined || first.index > applied) return undefined;
+    this.readsAwaiting!.shift();
+    return first.read;
+  }
+
+  /** Forgets every pending proposal, batched write and read (their requests were answered). */
+  clearRequests(): void {
+    this.proposalsByIndex = undefined;
+    this.pendingBatch = undefined;
+    this.readsByContext = undefined;
+    this.readsAwaiting = undefined;
+  }
+
+  /** Outgoing snapshot stream per follower. */
+  get snapshotsOut(): ReadonlyMap<NodeId, number> {
+    return this.streamsOut ?? NO_STREAMS;
+  }
+
+  setSnapshotOut(to: NodeId, streamId: number): void {
+    (this.streamsOut ??= new Map()).set(to, streamId);
+  }
+
+  deleteSnapshotOut(to: NodeId): void {
+    this.streamsOut?.delete(to);
+  }
+
+  /** The group quiesced: drops the containers above that are empty (the next write makes them again). */
+  releaseIdle(): void {
+    if (this.proposalsByIndex?.size === 0) this.proposalsByIndex = undefined;
+    if (this.pendingBatch?.commands.length === 0) this.pendingBatch = undefined;
+    if (this.readsByContext?.size === 0) this.readsByContext = undefined;
+    if (this.readsAwaiting?.length === 0) this.readsAwaiting = undefined;
+    if (this.streamsOut?.size === 0) this.streamsOut = undefined;
+  }
+
   /** Notes a key a request touched (one in KEY_SAMPLE_EVERY is kept). */
   sampleKey(key: Uint8Array): void {
     if (this.keysSeen++ % KEY_SAMPLE_EVERY !== 0) return;
-    if (this.keySamples.length < KEY_SAMPLE_COUNT) this.keySamples.push(key);
-    else this.keySamples[this.keySampleNext] = key;
+    const samples = (this.keySamples ??= []);
+    if (samples.length < KEY_SAMPLE_COUNT) samples.push(key);
+    else samples[this.keySampleNext] = key;
     this.keySampleNext = (this.keySampleNext + 1) % KEY_SAMPLE_COUNT;
   }
 
@@ -114,7 +222,7 @@ export class Group {
    * split there halves the load, wherever the data lies.
    */
   loadSplitKey(): Uint8Array | undefined {
-    if (this.keySamples.length < KEY_SAMPLE_COUNT_MIN) return undefined;
+    if (this.keySamples === undefined || this.keySamples.length < KEY_SAMPLE_COUNT_MIN) return undefined;
     const inside = this.keySamples.filter((k) => Buffer.compare(k, this.bounds.start) > 0 && (this.bounds.end === null || Buffer.compare(k, this.bounds.end) < 0));
     if (inside.length < KEY_SAMPLE_COUNT_MIN) return undefined;
     inside.sort(Buffer.compare);
@@ -123,7 +231,7 @@ export class Group {
 
   /** Forgets samples and sizes (the range changed under them: a split, a snapshot). */
   resetLoad(): void {
-    this.keySamples.length = 0;
+    this.keySamples = undefined;
     this.keySampleNext = 0;
     this.sizes = undefined;
   }

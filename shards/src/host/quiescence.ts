@@ -88,6 +88,7 @@ export class Quiescence {
   maybeQuiesceLeader(g: Group): boolean {
     if (!this.port.quiesce || !g.canQuiesce(this.down)) return false;
     g.quiesced = true;
+    g.releaseIdle();
     this.active.delete(g);
     this.port.stats.quiesces++;
     // The heartbeats of this beat carry the quiesce flag (see ShardCore.route).
@@ -104,6 +105,7 @@ export class Quiescence {
     if (r.role !== 'follower' || r.lead !== from || r.term !== term) return;
     if (r.log.lastIndex() !== commit || r.log.committed !== commit || g.hasPendingRequests()) return;
     g.quiesced = true;
+    g.releaseIdle();
     this.active.delete(g);
     this.port.stats.quiesces++;
   }

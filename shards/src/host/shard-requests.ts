@@ -80,8 +80,9 @@ export class ShardRequests {
       this.proposeTracked(id, g, command);
       return;
     }
-    const b = g.batch;
-    if (b.commands.length >= BATCH_COMMAND_COUNT_MAX || (b.commands.length > 0 && b.bytes + command.byteLength > BATCH_BYTES_MAX)) this.proposeBatch(g);
+    const full = g.batchedCount >= BATCH_COMMAND_COUNT_MAX || (g.batchedCount > 0 && g.batch().bytes + command.byteLength > BATCH_BYTES_MAX);
+    if (full) this.proposeBatch(g);
+    const b = g.batch();
     b.requestIds.push(id);
     b.commands.push(command);
     b.bytes += command.byteLength;
@@ -101,8 +102,8 @@ export class ShardRequests {
    * since they arrived fails them as it would have on arrival.
    */
   private proposeBatch(g: Group): void {
-    if (g.batch.commands.length === 0) return;
-    const { requestIds, commands } = takeBatch(g);
+    if (g.batchedCount === 0) return;
+    const { requestIds, commands } = g.takeBatch();
     const fail = (err: Error): void => {
       for (const id of requestIds) this.port.out.fail(id, err);
     };
@@ -147,7 +148,7 @@ export class ShardRequests {
       if (err instanceof ProposalDroppedError) return out.fail(id, err);
       throw err;
     }
-    g.reads.set(context, read);
+    g.setRead(context, read);
     this.port.touch(g);
   }
 
@@ -195,17 +196,17 @@ export class ShardRequests {
     for (const rs of rd.readStates) {
       const read = g.reads.get(rs.context);
       if (read === undefined) continue;
-      g.reads.delete(rs.context);
+      g.deleteRead(rs.context);
       if (rs.index <= applied) this.serveRead(g, read);
-      else g.readsAwaitingApply.push({ index: rs.index, read });
+      else g.awaitApply({ index: rs.index, read });
     }
     for (const context of rd.droppedReads) {
       const read = g.reads.get(context);
       if (read === undefined) continue;
-      g.reads.delete(context);
+      g.deleteRead(context);
       out.fail(read.requestId, new NotLeaderError(g.id, self, g.leader));
     }
-    while (g.readsAwaitingApply.length > 0 && g.readsAwaitingApply[0]!.index <= applied) this.serveRead(g, g.readsAwaitingApply.shift()!.read);
+    for (let read = g.takeReadApplied(applied); read !== undefined; read = g.takeReadApplied(applied)) this.serveRead(g, read);
   }
 
   /** A consistency check starts on the leader: one checksum entry through Raft, answered once applied here. */
@@ -272,13 +273,11 @@ export class ShardRequests {
   failPending(g: Group, error: () => Error): void {
     const { out } = this.port;
     for (const p of g.proposals.values()) for (const id of p.requestIds) out.fail(id, error());
-    for (const id of takeBatch(g).requestIds) out.fail(id, error());
+    for (const id of g.takeBatch().requestIds) out.fail(id, error());
     for (const r of g.reads.values()) out.fail(r.requestId, error());
     for (const r of g.readsAwaitingApply) out.fail(r.read.requestId, error());
-    g.proposals.clear();
+    g.clearRequests();
     this.batching.delete(g);
-    g.reads.clear();
-    g.readsAwaitingApply.length = 0;
   }
 
   /** The group a client request addresses, woken; undefined (and answered) when it is not here. */
@@ -317,7 +316,7 @@ export class ShardRequests {
   private settleProposal(g: Group, e: Entry, result: EntryResult | undefined, times: ProposalTimes): void {
     const p = g.proposals.get(e.index);
     if (p === undefined) return;
-    g.proposals.delete(e.index);
+    g.deleteProposal(e.index);
     if (p.term !== e.term) {
       this.failProposal(p, new ProposalDroppedError(`entry ${e.index} of shard ${g.id} committed from term ${e.term}, not the proposal's term ${p.term}`));
       return;
@@ -366,7 +365,7 @@ export class ShardRequests {
     const previous = g.proposals.get(index);
     // An entry we proposed at this index in an earlier term was overwritten: it will never apply.
     if (previous !== undefined) this.failProposal(previous, new ProposalDroppedError(`entry ${index} of shard ${g.id} was replaced by a later leader`));
-    g.proposals.set(index, { requestIds, term: r.term, proposedAtMs: performance.now() });
+    g.setProposal(index, { requestIds, term: r.term, proposedAtMs: performance.now() });
   }
 
   private outOfRange(g: Group, key: Uint8Array, end?: Uint8Array | null): KeyOutOfRangeError {
@@ -393,11 +392,4 @@ function statusOf(g: Group): ShardStatus {
     end: g.bounds.end,
     epoch: g.bounds.epoch,
   };
-}
-
-/** Empties the group's pending batch, returning what it held. */
-function takeBatch(g: Group): { requestIds: number[]; commands: Uint8Array[] } {
-  const b = g.batch;
-  b.bytes = 0;
-  return { requestIds: b.requestIds.splice(0), commands: b.commands.splice(0) };
 }

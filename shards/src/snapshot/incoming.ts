@@ -147,7 +147,7 @@ export class IncomingSnapshots {
     for (const [index, p] of g.proposals) {
       if (index <= header.index) {
         for (const id of p.requestIds) this.port.out.fail(id, new ProposalDroppedError(`entry ${index} of shard ${g.id} was superseded by snapshot ${header.index}`));
-        g.proposals.delete(index);
+        g.deleteProposal(index);
       }
     }
     this.port.stats.snapshotsInstalled++;

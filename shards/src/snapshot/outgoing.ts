@@ -45,7 +45,7 @@ export class OutgoingSnapshots {
     const { coreIndex, coreCount, store, stats, log, out } = this.port;
     const streamId = coreIndex + coreCount * ++this.streamSeq;
     const chunks = readSnapshot(store, g.id);
-    g.snapshotsOut.set(to, streamId);
+    g.setSnapshotOut(to, streamId);
     this.streams.set(streamId, { group: g, to, chunks, ended: false });
     stats.snapshotsSent++;
     log.info({ rangeId: g.id, to, streamId }, 'streaming snapshot');
@@ -90,7 +90,7 @@ export class OutgoingSnapshots {
     const s = this.streams.get(streamId)!;
     this.streams.delete(streamId);
     s.chunks.return(undefined); // releases the read transaction
-    s.group.snapshotsOut.delete(s.to);
+    s.group.deleteSnapshotOut(s.to);
     if (!outcome.ok && !s.ended) this.port.out.event({ kind: 'snapshotAbort', streamId, reason: outcome.reason });
     if (s.group.removed) return;
     this.port.log.info({ rangeId: s.group.id, to: s.to, streamId, ok: outcome.ok }, 'snapshot stream ended');
