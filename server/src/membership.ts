@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { SYSTEM_CLOCK, assert, every, type Clock, type Timer } from '@flotilla/core';
+import { SYSTEM_CLOCK, assert, every, hostPortProblem, type Clock, type Timer } from '@flotilla/core';
 import { join } from 'node:path';
 import { META_RANGE_END, META_RANGE_ID, META_RANGE_START, type RangeDescriptor } from '@flotilla/placement';
 import { DataDirError, writeFileDurably, type ShellLogger } from '@flotilla/shards';
@@ -143,8 +143,8 @@ function checkMembership(raw: unknown, bad: (detail: string) => Error): Membersh
   if (!Array.isArray(m.nodes)) throw bad('"nodes" is not an array');
   for (const n of m.nodes as unknown[]) {
     const node = n as { nodeId?: unknown; address?: unknown } | null;
-    if (node === null || typeof node !== 'object' || !positive(node.nodeId) || typeof node.address !== 'string' || !/^[^\s]+:\d{1,5}$/.test(node.address)) {
-      throw bad(`node ${JSON.stringify(n)} is not {"nodeId": positive integer, "address": "host:port"}`);
+    if (node === null || typeof node !== 'object' || !positive(node.nodeId) || typeof node.address !== 'string' || hostPortProblem(node.address) !== undefined) {
+      throw bad(`node ${JSON.stringify(n)} is not {"nodeId": positive integer, "address": "HOST:PORT"}`);
     }
   }
   const meta = m.meta as { epoch?: unknown; replicas?: unknown } | null | undefined;
@@ -180,8 +180,8 @@ export function readKnownPeers(dir: string, log: ShellLogger): KnownPeer[] {
     if (!Array.isArray(parsed.peers)) throw new Error('"peers" is not an array');
     return parsed.peers.map((p: unknown) => {
       const peer = p as Partial<KnownPeer> | null;
-      if (peer === null || typeof peer !== 'object' || !Number.isSafeInteger(peer.nodeId) || (peer.nodeId as number) < 1 || typeof peer.address !== 'string' || !/^[^\s]+:\d{1,5}$/.test(peer.address)) {
-        throw new Error(`${JSON.stringify(p)} is not {"nodeId": positive integer, "address": "host:port"}`);
+      if (peer === null || typeof peer !== 'object' || !Number.isSafeInteger(peer.nodeId) || (peer.nodeId as number) < 1 || typeof peer.address !== 'string' || hostPortProblem(peer.address) !== undefined) {
+        throw new Error(`${JSON.stringify(p)} is not {"nodeId": positive integer, "address": "HOST:PORT"}`);
       }
       return { nodeId: peer.nodeId as number, address: peer.address };
     });

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { SYSTEM_CLOCK, groupId, type Clock } from '@flotilla/core';
+import { SYSTEM_CLOCK, formatHostPort, groupId, type Clock } from '@flotilla/core';
 import { DRIVER_CONFIG_DEFAULTS, META_RANGE_END, META_RANGE_ID, META_RANGE_START, RangeTable, SCHEDULER_CONFIG_DEFAULTS, USER_KEY_MIN, type DriverConfig } from '@flotilla/placement';
 import { Host, childLogger, type HostOptions, type ShellLogger } from '@flotilla/shards';
 import { TcpTransport, type ClusterId, type Transport } from '@flotilla/transport';
@@ -25,7 +25,7 @@ export const INITIAL_RANGE_COUNT_MAX = 256;
 export interface NodeOptions {
   readonly nodeId: number;
   readonly dir: string;
-  /** Where this node's transport listens (node-to-node traffic). */
+  /** Where this node's transport listens (node-to-node traffic); an IPv6 host bare (::1, :: for every interface). */
   readonly listen: { readonly host: string; readonly port: number };
   /**
    * The transport address peers dial ("host:port"), recorded in the meta
@@ -169,7 +169,7 @@ export class FlotillaNode {
     });
     try {
       const address = tcp?.address();
-      const transportAddress = options.advertise ?? (address === undefined ? options.transport!.address : `${address.host}:${address.port}`);
+      const transportAddress = options.advertise ?? (address === undefined ? options.transport!.address : formatHostPort(address));
       const self = { nodeId: options.nodeId, address: transportAddress, httpAddress: options.httpAddress ?? null };
       let ranges: RangeTable;
       let clusterId: ClusterId;
@@ -251,7 +251,7 @@ export class FlotillaNode {
  */
 function checkAdvertised(options: NodeOptions): void {
   if (options.transport === undefined) {
-    const listen = `${options.listen.host}:${options.listen.port}`;
+    const listen = formatHostPort(options.listen);
     // Port 0 is fine to listen on: without an advertised address the node advertises the port it bound.
     if (options.advertise !== undefined || isWildcardHost(options.listen.host)) advertisedAddress({ listen, advertise: options.advertise, flags: { listen: 'listen', advertise: 'advertise' } });
   }
@@ -279,7 +279,7 @@ async function recordedClusterIdentity(host: Host, options: NodeOptions): Promis
 /** A static member's first start: the id every member derives from the same members and token, recorded. */
 function recordBootstrapClusterId(options: NodeOptions): ClusterId {
   // Itself as the others name it in their --peers: the advertised address when something relays its traffic.
-  const self = options.advertise ?? `${options.listen.host}:${options.listen.port}`;
+  const self = options.advertise ?? formatHostPort(options.listen);
   const members = [{ nodeId: options.nodeId, address: self }, ...Object.entries(options.peers).map(([id, address]) => ({ nodeId: Number(id), address }))];
   const clusterId = deriveClusterId({ members, token: options.clusterToken ?? CLUSTER_TOKEN_DEFAULT });
   writeClusterIdentity(options.dir, { clusterId, origin: 'bootstrap' });

@@ -1,6 +1,7 @@
 // Advertise addresses: what a node tells others about where it is. A wildcard listen without an advertised
-// address, or an advertised wildcard or port 0, is refused before anything is bound or written (a usage
-// error from the CLI, ADVERTISE_INVALID from the API); a node started with --advertise-http prints that
+// address (0.0.0.0 or [::]), or an advertised wildcard, port 0 or IPv6 zone, is refused before anything is
+// bound or written (a usage error from the CLI, ADVERTISE_INVALID from the API), and so is an IPv6
+// address without brackets (ambiguous); a node started with --advertise-http prints that
 // URL in its ready line, records it, and every member's /cluster names it. A founder and the node that
 // joined it, restarted together, find each other from peers.json. Across hosts: netns-cluster.test.ts.
 import { spawn } from 'node:child_process';
@@ -20,10 +21,17 @@ describe('advertise addresses: the rules', () => {
   it.each([
     ['0.0.0.0', true],
     ['0', true],
+    ['0.0', true],
     ['::', true],
     ['[::]', true],
+    ['0:0:0:0:0:0:0:0', true],
+    ['[0::0]', true],
+    ['::0.0.0.0', true],
     ['*', true],
     ['127.0.0.1', false],
+    ['::1', false],
+    ['[::1]', false],
+    ['fe80::1', false],
     ['10.0.0.1', false],
     ['node-1.example', false],
     ['0.0.0.1', false],
@@ -34,9 +42,16 @@ describe('advertise addresses: the rules', () => {
   it.each([
     ['10.0.0.1:7101', undefined],
     ['db-1.internal:8101', undefined],
+    ['[::1]:7101', undefined],
+    ['[2001:db8::7]:7101', undefined],
     ['0.0.0.0:7101', /^0\.0\.0\.0 is a wildcard/],
-    ['10.0.0.1:0', /^port 0 is not a port in \[1, 65535\]/],
-    ['10.0.0.1:65536', /^port 65536 is not a port/],
+    ['[::]:7101', /^\[::\] is a wildcard \(every interface of this host\); on another host it names that host$/],
+    ['[0:0:0:0:0:0:0:0]:7101', /^\[0:0:0:0:0:0:0:0\] is a wildcard/],
+    ['[fe80::1%eth0]:7101', /^\[fe80::1%eth0\] carries a zone \(%eth0\), an interface of this host that another host does not share/],
+    ['10.0.0.1:0', /^"10\.0\.0\.1:0": port 0 lets a listener pick a port, which others cannot know$/],
+    ['10.0.0.1:65536', /^"10\.0\.0\.1:65536": port "65536" is not a decimal integer in \[1, 65535\]/],
+    ['::1:7101', /^"::1:7101" is ambiguous: an IPv6 address with a port goes in brackets, e\.g\. \[::1\]:7101$/],
+    [':::7101', /is ambiguous/],
   ])('advertiseProblem(%j)', (address, problem) => {
     if (problem === undefined) expect(advertiseProblem(address)).toBeUndefined();
     else expect(advertiseProblem(address)).toMatch(problem);
@@ -52,7 +67,13 @@ describe('advertise addresses: the rules', () => {
       new AdvertiseError('--listen 0.0.0.0:7101 cannot be advertised to other nodes and clients: 0.0.0.0 is a wildcard (every interface of this host); on another host it names that host. Add --advertise HOST:PORT with the address they reach this node at, e.g. --advertise 10.0.0.1:7101'),
     );
     expect(() => advertisedAddress({ listen: '0.0.0.0:7101', advertise: '0.0.0.0:7101', flags })).toThrow(/^--advertise 0\.0\.0\.0:7101 cannot be advertised: 0\.0\.0\.0 is a wildcard/);
-    expect(() => advertisedAddress({ listen: '10.0.0.1:7101', advertise: '10.0.0.1:0', flags })).toThrow(/^--advertise 10\.0\.0\.1:0 cannot be advertised: port 0 .* e\.g\. --advertise 10\.0\.0\.1:7101$/);
+    expect(() => advertisedAddress({ listen: '10.0.0.1:7101', advertise: '10.0.0.1:0', flags })).toThrow(/^--advertise 10\.0\.0\.1:0 cannot be advertised: "10\.0\.0\.1:0": port 0 .* e\.g\. --advertise 10\.0\.0\.1:7101$/);
+    // The IPv6 wildcard as the IPv4 one, with an IPv6 example.
+    expect(advertisedAddress({ listen: '[::]:7101', advertise: '[2001:db8::7]:7101', flags })).toBe('[2001:db8::7]:7101');
+    expect(() => advertisedAddress({ listen: '[::]:7101', advertise: undefined, flags })).toThrow(
+      new AdvertiseError('--listen [::]:7101 cannot be advertised to other nodes and clients: [::] is a wildcard (every interface of this host); on another host it names that host. Add --advertise HOST:PORT with the address they reach this node at, e.g. --advertise [2001:db8::1]:7101'),
+    );
+    expect(() => advertisedAddress({ listen: '[::1]:7101', advertise: '[::]:7101', flags })).toThrow(/^--advertise \[::\]:7101 cannot be advertised: \[::\] is a wildcard/);
   });
 });
 
@@ -71,7 +92,19 @@ describe('flotilla start refuses what it cannot advertise', () => {
     ['both wildcards, with --advertise only', ['--listen', '0.0.0.0:7101', '--advertise', '10.0.0.1:7101', '--http', '0.0.0.0:8101'], /Add --advertise-http HOST:PORT/],
     ['an advertised wildcard', ['--listen', '0.0.0.0:7101', '--advertise', '0.0.0.0:7101', '--http', '127.0.0.1:8101'], /^flotilla: option '--advertise <host:port>' argument '0\.0\.0\.0:7101' is invalid\. 0\.0\.0\.0 is a wildcard/],
     ['an advertised HTTP wildcard', ['--listen', '127.0.0.1:7101', '--http', '0.0.0.0:8101', '--advertise-http', '0.0.0.0:8101'], /^flotilla: option '--advertise-http <host:port>' argument '0\.0\.0\.0:8101' is invalid\. 0\.0\.0\.0 is a wildcard/],
-    ['an advertised port 0', ['--listen', '127.0.0.1:7101', '--http', '127.0.0.1:8101', '--advertise', '10.0.0.1:0'], /^flotilla: option '--advertise <host:port>' argument '10\.0\.0\.1:0' is invalid\. Port 0 lets the listener pick a port, which others cannot know/],
+    ['an advertised port 0', ['--listen', '127.0.0.1:7101', '--http', '127.0.0.1:8101', '--advertise', '10.0.0.1:0'], /^flotilla: option '--advertise <host:port>' argument '10\.0\.0\.1:0' is invalid\. "10\.0\.0\.1:0": port 0 lets a listener pick a port, which others cannot know\. Advertise the address others reach this node at, e\.g\. 10\.0\.0\.1:PORT\.\n/],
+    // IPv6: the wildcard [::] is refused as 0.0.0.0 is, with the flag to add; without brackets an address is ambiguous.
+    ['an IPv6 wildcard --listen without --advertise', ['--listen', '[::]:7101', '--http', '[::1]:8101'], /^flotilla: --listen \[::\]:7101 cannot be advertised to other nodes and clients: \[::\] is a wildcard .*Add --advertise HOST:PORT .* e\.g\. --advertise \[2001:db8::1\]:7101\n\(flotilla start --help shows its usage\)\n$/],
+    ['an IPv6 wildcard --http without --advertise-http', ['--listen', '[::1]:7101', '--http', '[::]:8101'], /^flotilla: --http \[::\]:8101 cannot be advertised .*Add --advertise-http HOST:PORT .* e\.g\. --advertise-http \[2001:db8::1\]:8101\n/],
+    ['an advertised IPv6 wildcard', ['--listen', '[::]:7101', '--advertise', '[::]:7101', '--http', '[::1]:8101'], /^flotilla: option '--advertise <host:port>' argument '\[::\]:7101' is invalid\. \[::\] is a wildcard/],
+    ['an advertised IPv6 HTTP wildcard', ['--listen', '[::1]:7101', '--http', '[::]:8101', '--advertise-http', '[::]:8101'], /^flotilla: option '--advertise-http <host:port>' argument '\[::\]:8101' is invalid\. \[::\] is a wildcard/],
+    ['an IPv6 wildcard in --peers', ['--listen', '[::1]:7101', '--http', '[::1]:8101', '--peers', '2=[::]:7102'], /^flotilla: option '--peers <list>' argument '2=\[::\]:7102' is invalid\. Node 2 at \[::\]:7102: \[::\] is a wildcard/],
+    ['an advertised IPv6 zone', ['--listen', '[::1]:7101', '--http', '[::1]:8101', '--advertise', '[fe80::1%eth0]:7101'], /^flotilla: option '--advertise <host:port>' argument '\[fe80::1%eth0\]:7101' is invalid\. \[fe80::1%eth0\] carries a zone/],
+    ['an unbracketed IPv6 --listen', ['--listen', '::1:7101', '--http', '[::1]:8101'], /^flotilla: option '--listen <host:port>' argument '::1:7101' is invalid\. "::1:7101" is ambiguous: an IPv6 address with a port goes in brackets, e\.g\. \[::1\]:7101\.\n/],
+    ['an unbracketed IPv6 --http', ['--listen', '[::1]:7101', '--http', '::1:8101'], /^flotilla: option '--http <host:port>' argument '::1:8101' is invalid\. "::1:8101" is ambiguous: .* e\.g\. \[::1\]:8101\.\n/],
+    ['an unbracketed IPv6 wildcard --advertise', ['--listen', '[::1]:7101', '--http', '[::1]:8101', '--advertise', ':::7101'], /^flotilla: option '--advertise <host:port>' argument ':::7101' is invalid\. ":::7101" is ambiguous: .* e\.g\. \[::\]:7101\. Advertise the address others reach this node at, e\.g\. \[2001:db8::1\]:PORT\.\n/],
+    ['an unbracketed IPv6 in --peers', ['--listen', '[::1]:7101', '--http', '[::1]:8101', '--peers', '2=::1:7102'], /^flotilla: option '--peers <list>' argument '2=::1:7102' is invalid\. Node 2 at ::1:7102: "::1:7102" is ambiguous: .* e\.g\. \[::1\]:7102;/],
+    ['an unbracketed IPv6 --join', ['--listen', '[::1]:7101', '--http', '[::1]:8101', '--join', 'http://::1:8101'], /^flotilla: option '--join <url>' argument 'http:\/\/::1:8101' is invalid\. Expected a node's HTTP address, e\.g\. http:\/\/127\.0\.0\.1:8101 or http:\/\/\[::1\]:8101\. "::1:8101" is ambiguous: .* e\.g\. \[::1\]:8101\.\n/],
     ['a wildcard in --peers', ['--listen', '127.0.0.1:7101', '--http', '127.0.0.1:8101', '--peers', '2=0.0.0.0:7102'], /^flotilla: option '--peers <list>' argument '2=0\.0\.0\.0:7102' is invalid\. Node 2 at 0\.0\.0\.0:7102: 0\.0\.0\.0 is a wildcard/],
   ])('%s: usage error (exit 2), one message, nothing created', async (name, args, message) => {
     const dir = name.replace(/\W+/g, '-');
@@ -94,6 +127,11 @@ describe('flotilla start refuses what it cannot advertise', () => {
     const logger = pino({ level: 'silent' });
     await expect(FlotillaNode.start({ nodeId: 1, dir, listen: { host: '0.0.0.0', port: 0 }, peers: {}, logger })).rejects.toMatchObject({ code: 'ADVERTISE_INVALID', message: expect.stringMatching(/^listen 0\.0\.0\.0:0 cannot be advertised/) });
     await expect(FlotillaNode.start({ nodeId: 1, dir, listen: { host: '127.0.0.1', port: 0 }, httpAddress: '0.0.0.0:8101', peers: {}, logger })).rejects.toMatchObject({ code: 'ADVERTISE_INVALID', message: expect.stringMatching(/^HTTP address 0\.0\.0\.0:8101 cannot be advertised/) });
+    // The IPv6 wildcard as the IPv4 one.
+    await expect(FlotillaNode.start({ nodeId: 1, dir, listen: { host: '::', port: 0 }, peers: {}, logger })).rejects.toMatchObject({ code: 'ADVERTISE_INVALID', message: expect.stringMatching(/^listen \[::\]:0 cannot be advertised/) });
+    await expect(FlotillaNode.start({ nodeId: 1, dir, listen: { host: '::1', port: 0 }, advertise: '[::]:7101', peers: {}, logger })).rejects.toMatchObject({ code: 'ADVERTISE_INVALID', message: expect.stringMatching(/^advertise \[::\]:7101 cannot be advertised: \[::\] is a wildcard/) });
+    await expect(FlotillaNode.start({ nodeId: 1, dir, listen: { host: '::1', port: 0 }, httpAddress: '[::]:8101', peers: {}, logger })).rejects.toMatchObject({ code: 'ADVERTISE_INVALID', message: expect.stringMatching(/^HTTP address \[::\]:8101 cannot be advertised: \[::\] is a wildcard/) });
+    await expect(FlotillaNode.start({ nodeId: 1, dir, listen: { host: '::1', port: 0 }, httpAddress: '::1:8101', peers: {}, logger })).rejects.toMatchObject({ code: 'ADVERTISE_INVALID', message: expect.stringMatching(/^HTTP address ::1:8101 cannot be advertised: "::1:8101" is ambiguous/) });
     expect(existsSync(dir)).toBe(false);
   });
 });

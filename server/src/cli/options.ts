@@ -2,7 +2,8 @@
 // prints naming the option and the value ("option '--nodes <count>' argument 'x' is invalid. …"): a
 // usage error, exit code 2.
 import { InvalidArgumentError } from 'commander';
-import { advertiseProblem } from '../advertise.js';
+import { AddressError, hostPortProblem, parseHostPort, type HostPort } from '@flotilla/core';
+import { advertiseExample, advertiseProblem } from '../advertise.js';
 
 /** Where client commands send their requests unless --url (or FLOTILLA_URL) says otherwise: node 1 of `flotilla dev`. */
 export const URL_DEFAULT = 'http://127.0.0.1:8101';
@@ -26,35 +27,30 @@ export function port(value: string): number {
   return n;
 }
 
-export interface HostPort {
-  readonly host: string;
-  readonly port: number;
-}
-
-/** HOST:PORT, as the value of an option; the value is kept as text (what the node records), checked here. */
+/** HOST:PORT (core's address.ts: an IPv6 host in brackets), as the value of an option; the value is kept as text (what the node records), checked here. */
 export function hostPortText(value: string): string {
   hostPortOf(value);
   return value;
 }
 
 /**
- * --advertise and --advertise-http: HOST:PORT that others dial, so never a wildcard host (0.0.0.0) nor
- * port 0 (advertise.ts says why).
+ * --advertise and --advertise-http: HOST:PORT that others dial, so never a wildcard host (0.0.0.0, [::]),
+ * port 0, nor an IPv6 zone (advertise.ts says why).
  */
 export function advertiseHostPortText(value: string): string {
-  if (/^[^:\s/]+:0+$/.test(value)) throw new InvalidArgumentError('Port 0 lets the listener pick a port, which others cannot know: advertise the port they dial, e.g. 10.0.0.1:7101.');
-  hostPortOf(value);
   const problem = advertiseProblem(value);
-  if (problem !== undefined) throw new InvalidArgumentError(`${problem}. Advertise the address others reach this node at, e.g. 10.0.0.1:${value.slice(value.lastIndexOf(':') + 1)}.`);
+  if (problem !== undefined) throw new InvalidArgumentError(`${problem}. Advertise the address others reach this node at, e.g. ${advertiseExample(value)}.`);
   return value;
 }
 
-/** HOST:PORT split; throws InvalidArgumentError. */
+/** HOST:PORT split, the host bare ([::1]:7101 is ::1 and 7101); throws InvalidArgumentError saying what is wrong. */
 export function hostPortOf(value: string): HostPort {
-  const m = /^([^:\s/]+):(\d{1,5})$/.exec(value);
-  const n = m === null ? NaN : Number(m[2]);
-  if (m === null || n < 1 || n > 65_535) throw new InvalidArgumentError('Expected HOST:PORT, e.g. 127.0.0.1:7101.');
-  return { host: m[1]!, port: n };
+  try {
+    return parseHostPort(value);
+  } catch (err) {
+    if (err instanceof AddressError) throw new InvalidArgumentError(`${err.message}.`);
+    throw err;
+  }
 }
 
 /** --peers: ID=HOST:PORT,... of the other members (empty: a one-node cluster, or a joining node). */
@@ -64,11 +60,6 @@ export function peerList(value: string): Record<number, string> {
     const m = /^(\d+)=(.+)$/.exec(entry);
     const id = m === null ? NaN : Number(m[1]);
     if (m === null || !Number.isSafeInteger(id) || id < 1) throw new InvalidArgumentError(`Expected ID=HOST:PORT,... of the other members; "${entry}" is not ID=HOST:PORT.`);
-    try {
-      hostPortOf(m[2]!);
-    } catch {
-      throw new InvalidArgumentError(`Expected ID=HOST:PORT,... of the other members; "${m[2]}" is not HOST:PORT.`);
-    }
     const problem = advertiseProblem(m[2]!);
     if (problem !== undefined) throw new InvalidArgumentError(`Node ${id} at ${m[2]}: ${problem}; name the address node ${id} advertises (its --advertise, else its --listen).`);
     if (peers[id] !== undefined) throw new InvalidArgumentError(`Node ${id} is listed twice.`);
@@ -77,14 +68,22 @@ export function peerList(value: string): Record<number, string> {
   return peers;
 }
 
-/** A node's HTTP address: http(s)://HOST:PORT; a bare HOST:PORT means http. Returned without a trailing slash. */
+/**
+ * A node's HTTP address: http(s)://HOST:PORT, an IPv6 host in brackets (http://[::1]:8101); a bare
+ * HOST:PORT means http. Returned without a trailing slash.
+ */
 export function nodeUrl(value: string): string {
   const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`;
   let url: URL;
   try {
     url = new URL(withScheme);
   } catch {
-    throw new InvalidArgumentError("Expected a node's HTTP address, e.g. http://127.0.0.1:8101.");
+    // Say what is wrong with HOST:PORT when the parser knows (an IPv6 host without brackets, say).
+    const authority = withScheme.slice(withScheme.indexOf('//') + 2).split(/[/?#]/)[0]!;
+    const problem = hostPortProblem(authority);
+    const zoned = problem === undefined && authority.includes('%');
+    const why = problem !== undefined ? ` ${problem}.` : zoned ? ' A URL cannot carry an IPv6 zone (%eth0): use an address without one, or a host name.' : '';
+    throw new InvalidArgumentError(`Expected a node's HTTP address, e.g. http://127.0.0.1:8101 or http://[::1]:8101.${why}`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidArgumentError("Expected an http:// or https:// address of a node's HTTP API.");
   if (url.search !== '' || url.hash !== '') throw new InvalidArgumentError("Expected a node's HTTP address without a query or fragment.");
