@@ -283,6 +283,25 @@ describe('restart', () => {
     expect({ initial: after.initialState(), applied: after.applied, log: logState(after) }).toEqual(before);
   });
 
+  it('a conf state keeps its lists through create, apply and reopen; the empty ones are one shared array', async () => {
+    const store = await openStore(tempDir());
+    await store.createShard(SHARD, { confState: confState({ voters: [1, 2, 3] }) });
+    await store.createShard(groupId(2), { confState: confState({ voters: [1, 2], learners: [3] }) });
+    const [a, b] = [store.storage(SHARD).initialState().confState, store.storage(groupId(2)).initialState().confState];
+    expect(a).toEqual(confState({ voters: [1, 2, 3] }));
+    expect(b).toEqual(confState({ voters: [1, 2], learners: [3] }));
+    // Memory per replica: no replica keeps empty lists of its own.
+    expect(new Set([a.votersOutgoing, a.learners, a.learnersNext, b.votersOutgoing, b.learnersNext]).size).toBe(1);
+    store.noteApplied(SHARD, 0, { ...confState({ voters: [1, 2, 3, 4] }), votersOutgoing: [nodeId(1), nodeId(2), nodeId(3)], learnersNext: [] });
+    const applied = store.storage(SHARD).initialState().confState;
+    expect(applied.votersOutgoing).toEqual([1, 2, 3]);
+    expect(applied.learnersNext).toBe(b.learnersNext);
+    const reopened = await reopen(store);
+    const [ra, rb] = [reopened.storage(SHARD).initialState().confState, reopened.storage(groupId(2)).initialState().confState];
+    expect(rb).toEqual(b);
+    expect(rb.votersOutgoing).toBe(ra.learners);
+  });
+
   it(`a log longer than the entry cache (${ENTRY_CACHE_COUNT_MAX} entries) reads the same from cache, LMDB and after reopen`, async () => {
     const store = await openStore(tempDir());
     await newShard(store);

@@ -15,7 +15,7 @@ import {
   type Term,
 } from '@flotilla/core';
 import { open, type Database, type DatabaseOptions, type Key, type RootDatabase } from 'lmdb';
-import { decodeConfState, decodeEntry, decodeHardState, encodeConfState, encodeEntry, encodeHardState, type RangeBounds } from './codec.js';
+import { compactConfState, decodeConfState, decodeEntry, decodeHardState, encodeConfState, encodeEntry, encodeHardState, type RangeBounds } from './codec.js';
 import { fsyncDir, markDataDirReady, prepareDataDir } from './data-dir.js';
 import { CorruptRecordError, DataDirError } from './errors.js';
 
@@ -332,7 +332,7 @@ export class NodeStore {
     this.away.delete(spec.shardId);
     this.shards.set(spec.shardId, {
       hardState,
-      confState: spec.confState,
+      confState: compactConfState(spec.confState),
       applied: start.index,
       snapshotIndex: start.index,
       snapshotTerm: start.term,
@@ -567,7 +567,7 @@ export class NodeStore {
   noteApplied(shardId: GroupId, applied: LogIndex, confState: ConfState | undefined): void {
     const s = this.shardState(shardId);
     s.applied = applied;
-    if (confState !== undefined) s.confState = confState;
+    if (confState !== undefined) s.confState = compactConfState(confState);
   }
 
   /** @internal Replaces a shard's whole state after a snapshot install committed. */
