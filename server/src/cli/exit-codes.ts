@@ -26,9 +26,11 @@ export const EXIT_CODES_HELP = `Exit codes:
   2  usage: unknown command or option, wrong arguments, a value the node rejected (400, 413, 431)
   3  not found: the key, range or node does not exist (404)
   4  precondition failed: --if-version did not match, or the operation conflicts with the
-     cluster's state (e.g. a move onto a node that already holds the range) (412)
+     cluster's state (e.g. a move onto a node that already holds the range) (412); start:
+     the data directory does not fit the flags (another node's, other --cores, damaged)
   5  unavailable: the node cannot be reached, or cannot serve now (no quorum, no leader,
-     timeout, disk full: 503, 507); retrying later may succeed`;
+     timeout, disk full: 503, 507); start: the directory is in use or the port is taken;
+     retrying later may succeed`;
 
 /**
  * The exit code of every error code the HTTP API answers with (server/src/http/errors.ts). `satisfies`

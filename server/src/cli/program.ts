@@ -7,7 +7,7 @@ import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from '../loggi
 import { bench, BENCH_SCRIPTS } from './bench.js';
 import * as client from './client-commands.js';
 import { dev } from './dev.js';
-import { CliError, EXIT, EXIT_CODES_HELP, UsageError } from './exit-codes.js';
+import { CliError, EXIT, EXIT_CODES_HELP, UsageError, type ExitCode } from './exit-codes.js';
 import { OUTPUT_FORMATS, type OutputFormat } from './format.js';
 import { NodeClient } from './node-client.js';
 import type { StartOptions } from './start.js';
@@ -250,9 +250,21 @@ function failed(err: unknown, argv: readonly string[]): number {
   if (typeof e.code === 'string' && typeof e.message === 'string') {
     // An expected failure with a stable code (DATA_DIR_LOCKED, EADDRINUSE, ...): its message says it all.
     console.error(`flotilla: ${e.code}: ${e.message}`);
-    return EXIT.internal;
+    return startRefusalExit(e.code);
   }
   // Our bug: the stack is what a report of it needs.
   console.error(`flotilla: internal error: ${typeof e.stack === 'string' ? e.stack : String(err)}`);
+  return EXIT.internal;
+}
+
+/**
+ * How `start` ends when it refuses to run. A data directory that does not fit the flags (another node's,
+ * another --cores, another cluster, damaged, a newer format) is a condition a restart cannot change:
+ * precondition failed, which a service manager should not retry (docs/operations.md). One held by
+ * another process, or a port in use, may clear: unavailable. Anything else with a code is still ours.
+ */
+export function startRefusalExit(code: string): ExitCode {
+  if (code === 'DATA_DIR_LOCKED' || code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL') return EXIT.unavailable;
+  if (code.startsWith('DATA_DIR_')) return EXIT.preconditionFailed;
   return EXIT.internal;
 }
