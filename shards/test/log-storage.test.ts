@@ -302,6 +302,23 @@ describe('restart', () => {
     expect(rb.votersOutgoing).toBe(ra.learners);
   });
 
+  it('a released entry cache (the group quiesced) reads the same log from LMDB, and caches what comes next', async () => {
+    const store = await openStore(tempDir());
+    await newShard(store);
+    await store.persist([{ shardId: SHARD, entries: entries(1, [1, 1, 2, 2, 2], 24) }]);
+    const s = store.storage(SHARD);
+    const cached = logState(s);
+    s.releaseCache();
+    expect(store.shardState(SHARD).cache).toHaveLength(0);
+    expect(logState(s)).toEqual(cached);
+    // A conflicting suffix and a compaction after the release: the cache holds only what was written since.
+    await store.persist([{ shardId: SHARD, entries: entries(4, [3, 3, 3], 24) }]);
+    expect(store.shardState(SHARD).cache.map((e) => e.index)).toEqual([4, 5, 6]);
+    await commitAndApplyStored(store, SHARD, 4);
+    await store.compact(SHARD, 2);
+    expect(logState(s)).toEqual(logState((await reopen(store)).storage(SHARD)));
+  });
+
   it(`a log longer than the entry cache (${ENTRY_CACHE_COUNT_MAX} entries) reads the same from cache, LMDB and after reopen`, async () => {
     const store = await openStore(tempDir());
     await newShard(store);

@@ -198,8 +198,12 @@ export class Group {
     this.streamsOut?.delete(to);
   }
 
-  /** The group quiesced: drops the containers above that are empty (the next write makes them again). */
+  /**
+   * The group quiesced: drops the containers above that are empty (the next
+   * write makes them again), and the store's cached entries of the shard.
+   */
   releaseIdle(): void {
+    this.storage.releaseCache();
     if (this.proposalsByIndex?.size === 0) this.proposalsByIndex = undefined;
     if (this.pendingBatch?.commands.length === 0) this.pendingBatch = undefined;
     if (this.readsByContext?.size === 0) this.readsByContext = undefined;

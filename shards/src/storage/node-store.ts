@@ -634,6 +634,16 @@ export class ShardStorage implements Storage {
     return { hardState: this.state.hardState, confState: this.state.confState ?? EMPTY_CONF_STATE };
   }
 
+  /**
+   * Empties the entry cache (its group quiesced): reads go to LMDB until new
+   * entries are persisted. A quiesced replica needs no entry until it wakes,
+   * and the cache holds up to ENTRY_CACHE_COUNT_MAX of them, whose payloads
+   * may be views into the larger buffers they arrived in.
+   */
+  releaseCache(): void {
+    this.state.cache = [];
+  }
+
   get applied(): LogIndex {
     return this.state.applied;
   }
