@@ -450,9 +450,9 @@ interface IdleRow extends IdleCase {
   readonly pingsSent: number;
   readonly frames: number;
   readonly activeGroupCountAfter: number;
-  /** At the end of the window. */
+  /** Right after the window, once every thread of the node ran a full GC. */
   readonly rssBytesPerNode: readonly number[];
-  /** V8 heap in use at the end of the window, per node: its main thread's plus every worker core's (garbage not yet collected included). */
+  /** V8 heap in use then (live objects), per node: its main thread's plus every worker core's. */
   readonly heapBytesPerNode: readonly number[];
   readonly mainHeapBytesPerNode: readonly number[];
   readonly loadAverageBefore: readonly number[];
@@ -486,7 +486,9 @@ async function runIdleCluster(cases: readonly IdleCase[], params: HostBenchParam
   const p = params.idle;
   const coreCount = cases[0]!.coreCount;
   const clusterStartedMs = performance.now();
-  const cluster = await TcpCluster.start({ nodeCount: p.nodeCount, coreCount, tickIntervalMs: params.tickIntervalMs, dataDirParent: options.dataDirParent, execArgv: options.execArgv });
+  // --expose-gc: after each window every thread of every node collects its garbage before its heap is read.
+  const execArgv = [...options.execArgv, '--expose-gc'];
+  const cluster = await TcpCluster.start({ nodeCount: p.nodeCount, coreCount, tickIntervalMs: params.tickIntervalMs, dataDirParent: options.dataDirParent, execArgv });
   const rows: IdleRow[] = [];
   try {
     let created = 0;
@@ -545,6 +547,8 @@ async function measureIdleWindow(cluster: TcpCluster, c: IdleCase, o: { params: 
   const to = await sampleWindowEdge(cluster);
   const loadAverageAfter = os.loadavg();
   const cpu = cpuWindow(from, to);
+  // After the window, so the collections' CPU is not in it.
+  const memory = await cluster.stats({ collectGarbage: true });
   const statuses = await cluster.statuses();
   const replicas = [...statuses.values()].flat();
   const transportFrames = (s: Map<number, NodeChildStats>) => sum([...s.values()].map((x) => x.transport.batchesReceived));
@@ -562,9 +566,9 @@ async function measureIdleWindow(cluster: TcpCluster, c: IdleCase, o: { params: 
     pingsSent: sum([...to.stats].map(([id, s]) => s.host.pingsSent - from.stats.get(id)!.host.pingsSent)),
     frames: transportFrames(to.stats) - transportFrames(from.stats),
     activeGroupCountAfter: activeGroups(to.stats),
-    rssBytesPerNode: [...to.stats.values()].map((s) => s.memoryUsage.rss),
-    heapBytesPerNode: [...to.stats.values()].map(heapOf),
-    mainHeapBytesPerNode: [...to.stats.values()].map((s) => s.memoryUsage.heapUsed),
+    rssBytesPerNode: [...memory.values()].map((s) => s.memoryUsage.rss),
+    heapBytesPerNode: [...memory.values()].map(heapOf),
+    mainHeapBytesPerNode: [...memory.values()].map((s) => s.memoryUsage.heapUsed),
     loadAverageBefore,
     loadAverageAfter,
     checksum: { replicaCount: replicas.length, appliedSum: sum(replicas.map((s) => s.applied)) },
@@ -767,7 +771,7 @@ async function main(): Promise<void> {
     printThroughput(throughput);
   }
   if (idleRows !== undefined) {
-    console.log(`\nidle: CPU of ${idle.nodeCount} node processes holding quiesced shards, over ${idle.windowMs} ms (100 = one core); heap = V8 heap in use, main thread + worker cores, garbage included; per replica: over the 0-shard row, added: over the previous size`);
+    console.log(`\nidle: CPU of ${idle.nodeCount} node processes holding quiesced shards, over ${idle.windowMs} ms (100 = one core); heap = V8 heap in use after a full GC, main thread + worker cores; per replica: over the 0-shard row, added: over the previous size`);
     printIdle(idleRows);
   }
   const ownMs = (cpuAtEnd.own.user - cpuAtStart.own.user + cpuAtEnd.own.system - cpuAtStart.own.system) / 1_000;

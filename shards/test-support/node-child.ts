@@ -145,7 +145,7 @@ export type NodeChildRequest =
   | { readonly id: number; readonly op: 'propose'; readonly shardId: number; readonly key: string; readonly value?: string; readonly delete?: boolean; readonly ifVersion?: number }
   | { readonly id: number; readonly op: 'get'; readonly shardId: number; readonly key: string; readonly consistency: 'linearizable' | 'stale' }
   | { readonly id: number; readonly op: 'shards' }
-  | { readonly id: number; readonly op: 'stats' }
+  | { readonly id: number; readonly op: 'stats'; readonly collectGarbage?: boolean }
   | ({ readonly id: number; readonly op: 'load' } & LoadArgs)
   | { readonly id: number; readonly op: 'close' };
 
@@ -274,7 +274,7 @@ class NodeChild {
       case 'shards':
         return this.host.shards();
       case 'stats':
-        return this.onStats();
+        return this.onStats(r);
       case 'load':
         return this.onLoad(r);
       case 'close':
@@ -316,8 +316,11 @@ class NodeChild {
     return v === undefined ? null : { value: hex(v.value), version: v.version };
   }
 
-  private async onStats(): Promise<NodeChildStats> {
-    const cores = await this.host.coreStats();
+  private async onStats(r: Record<string, unknown>): Promise<NodeChildStats> {
+    const collectGarbage = r['collectGarbage'] ?? false;
+    if (typeof collectGarbage !== 'boolean') fail(`collectGarbage must be a boolean, got ${JSON.stringify(collectGarbage)}`);
+    if (collectGarbage) (globalThis as { gc?: () => void }).gc?.();
+    const cores = await this.host.coreStats({ collectGarbage });
     const coreTotals: Record<string, number> = {};
     for (const c of cores) for (const [name, n] of Object.entries(c)) coreTotals[name] = (coreTotals[name] ?? 0) + n;
     return { cores, coreTotals, transport: this.host.transportStats(), host: { ...this.host.stats }, livePeers: this.host.livePeers(), cpuUsage: process.cpuUsage(), memoryUsage: process.memoryUsage() };

@@ -251,8 +251,9 @@ export class NodeProcess {
     return this.request<ShardStatus[]>({ op: 'shards' });
   }
 
-  stats(): Promise<NodeChildStats> {
-    return this.request<NodeChildStats>({ op: 'stats' });
+  /** `collectGarbage`: every thread of the node runs a full GC first, if the node runs with --expose-gc (heap numbers then count live objects only). */
+  stats(options: { collectGarbage?: boolean } = {}): Promise<NodeChildStats> {
+    return this.request<NodeChildStats>({ op: 'stats', ...(options.collectGarbage === true ? { collectGarbage: true } : {}) });
   }
 
   load(args: LoadArgs): Promise<LoadResult> {
@@ -439,8 +440,8 @@ export class TcpCluster {
   }
 
   /** Every running node's stats, by node id. */
-  async stats(): Promise<Map<number, NodeChildStats>> {
-    const entries = await Promise.all([...this.nodes].map(async ([id, n]) => [id, await n.stats()] as const));
+  async stats(options: { collectGarbage?: boolean } = {}): Promise<Map<number, NodeChildStats>> {
+    const entries = await Promise.all([...this.nodes].map(async ([id, n]) => [id, await n.stats(options)] as const));
     return new Map(entries);
   }
 

@@ -58,7 +58,8 @@ export type CoreRequest =
   | { readonly kind: 'rangeReports'; readonly id: number; readonly splitKeyMinBytes: number }
   | { readonly kind: 'status'; readonly id: number }
   | { readonly kind: 'transferLeader'; readonly id: number; readonly shardId: number; readonly to: number }
-  | { readonly kind: 'stats'; readonly id: number }
+  /** collectGarbage: a full GC first, where the process exposes one (node --expose-gc: benchmarks), so heapUsedBytes is the live heap. */
+  | { readonly kind: 'stats'; readonly id: number; readonly collectGarbage?: boolean }
   /** On the shard's leader: propose checksum entry `checksumId`; answered once applied here (KvResult with `checksum`). */
   | { readonly kind: 'checksumPropose'; readonly id: number; readonly shardId: number; readonly checksumId: number }
   /** This replica's result for the checksum entry at `index` (kv/consistency.ts ChecksumAnswer); `withBlocks` adds the block digests. */

@@ -561,8 +561,10 @@ export class Host {
     return all.flat().sort((a, b) => a.shardId - b.shardId);
   }
 
-  async coreStats(): Promise<CoreStatsReport[]> {
-    return Promise.all(this.cores.map((_, core) => this.request<CoreStatsReport>(0, (id) => ({ kind: 'stats', id }), core)));
+  /** `collectGarbage`: each core runs a full GC before it reads its heap, where the process exposes one (node --expose-gc). */
+  async coreStats(options: { collectGarbage?: boolean } = {}): Promise<CoreStatsReport[]> {
+    const collectGarbage = options.collectGarbage === true;
+    return Promise.all(this.cores.map((_, core) => this.request<CoreStatsReport>(0, (id) => ({ kind: 'stats', id, ...(collectGarbage ? { collectGarbage } : {}) }), core)));
   }
 
   /**

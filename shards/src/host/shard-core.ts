@@ -328,6 +328,7 @@ export class ShardCore {
         this.stats.checksumPassesFailed = this.checksums.stats.passesFailed;
         this.stats.checksumChunks = this.checksums.stats.chunks;
         this.stats.storeUsedBytes = storeUsedBytes(this.options.store);
+        if (r.collectGarbage === true) (globalThis as { gc?: () => void }).gc?.();
         this.stats.heapUsedBytes = getHeapStatistics().used_heap_size;
         return this.out.reply(r.id, { ...this.stats, latencies: copyCoreLatencies(this.latencies) } satisfies CoreStatsReport);
       case 'checksumPropose':
