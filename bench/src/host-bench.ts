@@ -26,6 +26,7 @@
 //   ... --concurrency 64                             proposals in flight per loading node
 //   ... --idle-shards 1000,10000 --creation-batch 1000  shards per node in the idle section (ascending sizes), and per createShards request
 //   ... --cpu-prof-dir /tmp/prof                     every node process (and its worker cores) runs under --cpu-prof
+//   ... --node-flags=--compact-on-every-full-gc      more flags for every node process (space-separated)
 //   ... --compare results/host-<timestamp>.json      ratios against an earlier run (e.g. the base branch)
 //
 // After every measured load the bench waits until every replica of every
@@ -86,6 +87,8 @@ interface HostBenchParameters {
      */
     readonly nodeAgeMinMs: number;
     readonly windowMs: number;
+    /** Between the full GCs after a window and reading RSS. */
+    readonly unmapSettleMs: number;
   };
 }
 
@@ -94,7 +97,7 @@ const FULL: HostBenchParameters = {
   mode: 'full',
   tickIntervalMs: TICK_INTERVAL_MS_DEFAULT,
   throughput: { shardCounts: [1, 8, 64], valueBytesList: [16, 256], coreCounts: [1, 2], concurrencyPerNode: 64, warmupMs: 1_000, runMs: 5_000, countPerNodeMax: 1_000_000 },
-  idle: { nodeCount: 3, shardCounts: [1_000, 10_000], coreCounts: [1, 2], creationBatch: 1_000, settleMs: 3_000, nodeAgeMinMs: 15_000, windowMs: 10_000 },
+  idle: { nodeCount: 3, shardCounts: [1_000, 10_000], coreCounts: [1, 2], creationBatch: 1_000, settleMs: 3_000, nodeAgeMinMs: 15_000, windowMs: 10_000, unmapSettleMs: 2_000 },
 };
 
 // Quick: every code path with tiny inputs, so CI keeps the bench from rotting.
@@ -102,7 +105,7 @@ const QUICK: HostBenchParameters = {
   mode: 'quick',
   tickIntervalMs: TICK_INTERVAL_MS_DEFAULT,
   throughput: { shardCounts: [1, 8], valueBytesList: [16, 256], coreCounts: [1, 2], concurrencyPerNode: 64, warmupMs: 200, runMs: 500, countPerNodeMax: 50_000 },
-  idle: { nodeCount: 3, shardCounts: [100, 300], coreCounts: [2], creationBatch: 1_000, settleMs: 300, nodeAgeMinMs: 1_000, windowMs: 1_000 },
+  idle: { nodeCount: 3, shardCounts: [100, 300], coreCounts: [2], creationBatch: 1_000, settleMs: 300, nodeAgeMinMs: 1_000, windowMs: 1_000, unmapSettleMs: 300 },
 };
 
 /** First elections of ≤ 64 shards take a round trip; with CPU starved by neighbours, seconds. */
@@ -450,7 +453,7 @@ interface IdleRow extends IdleCase {
   readonly pingsSent: number;
   readonly frames: number;
   readonly activeGroupCountAfter: number;
-  /** Right after the window, once every thread of the node ran a full GC. */
+  /** After the window: unmapSettleMs after every thread of the node ran a full GC. */
   readonly rssBytesPerNode: readonly number[];
   /** V8 heap in use then (live objects), per node: its main thread's plus every worker core's. */
   readonly heapBytesPerNode: readonly number[];
@@ -547,8 +550,11 @@ async function measureIdleWindow(cluster: TcpCluster, c: IdleCase, o: { params: 
   const to = await sampleWindowEdge(cluster);
   const loadAverageAfter = os.loadavg();
   const cpu = cpuWindow(from, to);
-  // After the window, so the collections' CPU is not in it.
-  const memory = await cluster.stats({ collectGarbage: true });
+  // After the window, so the collections' CPU is not in it; RSS a little later, once V8's background
+  // unmapper returned the pages the collections freed (read at once, RSS was tens of MB higher).
+  const collected = await cluster.stats({ collectGarbage: true });
+  await new Promise((r) => setTimeout(r, p.unmapSettleMs));
+  const memory = await cluster.stats();
   const statuses = await cluster.statuses();
   const replicas = [...statuses.values()].flat();
   const transportFrames = (s: Map<number, NodeChildStats>) => sum([...s.values()].map((x) => x.transport.batchesReceived));
@@ -567,8 +573,8 @@ async function measureIdleWindow(cluster: TcpCluster, c: IdleCase, o: { params: 
     frames: transportFrames(to.stats) - transportFrames(from.stats),
     activeGroupCountAfter: activeGroups(to.stats),
     rssBytesPerNode: [...memory.values()].map((s) => s.memoryUsage.rss),
-    heapBytesPerNode: [...memory.values()].map(heapOf),
-    mainHeapBytesPerNode: [...memory.values()].map((s) => s.memoryUsage.heapUsed),
+    heapBytesPerNode: [...collected.values()].map(heapOf),
+    mainHeapBytesPerNode: [...collected.values()].map((s) => s.memoryUsage.heapUsed),
     loadAverageBefore,
     loadAverageAfter,
     checksum: { replicaCount: replicas.length, appliedSum: sum(replicas.map((s) => s.applied)) },
@@ -664,6 +670,9 @@ quiesced shards (bench/README.md explains the tables). Writes JSON to bench/resu
                               (default 1000,10000; quick: 100,300)
   --creation-batch <n>        shards per createShards request (default 1000)
   --cpu-prof-dir <dir>        every node process (and its worker cores) runs under --cpu-prof
+  --node-flags='<flags>'      more V8/Node flags for every node process, space-separated (note the =),
+                              e.g. --node-flags=--compact-on-every-full-gc (the idle section's RSS
+                              without old-space fragmentation) or --node-flags=--max-semi-space-size=1
   --compare <file>            ratios against an earlier run's results JSON
   -h, --help                  this text`,
 };
@@ -677,12 +686,13 @@ async function main(): Promise<void> {
       'idle-shards': { type: 'string' },
       'creation-batch': { type: 'string' },
       'cpu-prof-dir': { type: 'string' },
+      'node-flags': { type: 'string' },
       compare: { type: 'string' },
     },
   });
   const quick = values.quick === true || process.env.FLOTILLA_BENCH_QUICK === '1';
   const base = quick ? QUICK : FULL;
-  const { params, filter, cases } = flagsOrExit(USAGE, () => {
+  const { params, filter, cases, nodeFlags } = flagsOrExit(USAGE, () => {
     const concurrency = values.concurrency === undefined ? base.throughput.concurrencyPerNode : positiveInt(values.concurrency, '--concurrency');
     const params: HostBenchParameters = {
       ...base,
@@ -697,15 +707,17 @@ async function main(): Promise<void> {
     const filter = values.filter?.split(',').map((s) => s.trim()).filter((s) => s !== '');
     const cases = plan(params, filter);
     if (cases.throughput.length === 0 && cases.idle.length === 0) throw new FlagError(`--filter ${JSON.stringify(values.filter)} matches no case`);
-    return { params, filter, cases };
+    const nodeFlags = (values['node-flags'] ?? '').split(' ').filter((f) => f !== '');
+    for (const f of nodeFlags) if (!/^--[a-z0-9-]+(=[A-Za-z0-9._/-]+)?$/.test(f)) throw new FlagError(`--node-flags takes flags like --name or --name=value, got ${JSON.stringify(f)}`);
+    return { params, filter, cases, nodeFlags };
   });
   const concurrency = params.throughput.concurrencyPerNode;
   // Explicit, so the node processes never inherit this process's own flags (a --cpu-prof here would profile every child too).
-  let execArgv: string[] = [];
+  const execArgv: string[] = [...nodeFlags];
   if (values['cpu-prof-dir'] !== undefined) {
     const dir = resolve(values['cpu-prof-dir']);
     mkdirSync(dir, { recursive: true });
-    execArgv = ['--cpu-prof', '--cpu-prof-dir', dir];
+    execArgv.push('--cpu-prof', '--cpu-prof-dir', dir);
   }
 
   const machine = machineInfo();
