@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { SYSTEM_CLOCK, formatHostPort, groupId, type Clock } from '@flotilla/core';
+import { SYSTEM_CLOCK, formatHostPort, groupId, sleep, type Clock } from '@flotilla/core';
 import { DRIVER_CONFIG_DEFAULTS, META_RANGE_END, META_RANGE_ID, META_RANGE_START, RangeTable, SCHEDULER_CONFIG_DEFAULTS, USER_KEY_MIN, type DriverConfig } from '@flotilla/placement';
 import { Host, childLogger, type HostOptions, type ShellLogger } from '@flotilla/shards';
 import { TcpTransport, type ClusterId, type Transport } from '@flotilla/transport';
@@ -173,6 +173,7 @@ export class FlotillaNode {
       const self = { nodeId: options.nodeId, address: transportAddress, httpAddress: options.httpAddress ?? null };
       let ranges: RangeTable;
       let clusterId: ClusterId;
+      let joinedPeers: number[] = [];
       const recorded = await recordedClusterIdentity(host, options);
       if (options.join !== undefined || existsSync(join(options.dir, MEMBERSHIP_FILE)) || recorded?.origin === 'join') {
         if (Object.keys(options.peers).length > 0) throw new RangeError('a node joins a cluster or is given its peers, not both');
@@ -181,6 +182,7 @@ export class FlotillaNode {
         // Before the first peer: hellos carry it, and until it is set the transport refuses every hello.
         tcp?.setClusterId(clusterId);
         for (const n of joined.membership.nodes) if (n.nodeId !== options.nodeId) host.setPeer(n.nodeId, n.address);
+        joinedPeers = joined.membership.nodes.map((n) => n.nodeId).filter((id) => id !== options.nodeId);
         ranges = new RangeTable([metaDescriptorOf(joined.membership)]);
         for (const s of await host.shards()) if (s.epoch > 0) ranges.upsert(descriptorOf(s));
       } else {
@@ -230,6 +232,11 @@ export class FlotillaNode {
         consistencyDuty = new ConsistencyDuty({ host, checker: consistency, log: childLogger(options.logger, { component: 'consistency', nodeId: options.nodeId }), intervalMs: consistencyIntervalMs, clock });
       }
       const metrics = new NodeMetrics({ host, store, consistency });
+      // A member learns a joiner's address from the meta range on its next duty tick, and until then
+      // refuses its connections: requests this node forwarded meanwhile were lost, and waited out their
+      // whole deadline (every client of the rebalance bench stalled 5 s on one). So the node serves once
+      // each member has been heard from, or after a few duty ticks (a member may be down).
+      if (joinedPeers.length > 0) await untilHeardFrom(host, joinedPeers, clock, JOIN_HEARD_WAIT_DUTY_TICKS * (options.metaDutyIntervalMs ?? META_DUTY_INTERVAL_MS_DEFAULT), options.logger);
       const view = clusterViewOf({ host, store, peers: options.peers, transportAddress, httpAddress: self.httpAddress, log: childLogger(options.logger, { nodeId: options.nodeId }), placement, consistency, metrics });
       return new FlotillaNode(host, store, transportAddress, withClusterIdInJoinAnswer(view, clusterId), clusterId, metrics);
     } catch (err) {
@@ -315,6 +322,25 @@ export async function bootstrapRanges(host: Host, members: readonly number[], co
   // A replica still waiting for its first snapshot (epoch 0, added by a move) knows no range yet.
   for (const s of shards) if (s.epoch > 0) table.upsert(descriptorOf(s));
   return table;
+}
+
+/** Duty ticks a joining node waits at most for every member to have learned its address (FlotillaNode.start). */
+const JOIN_HEARD_WAIT_DUTY_TICKS = 3;
+/** How often that wait looks. */
+const JOIN_HEARD_POLL_MS = 20;
+
+/** Resolves once every peer in `peers` was heard from, or after `waitMs` (logged: some member may be down). */
+async function untilHeardFrom(host: Host, peers: readonly number[], clock: Clock, waitMs: number, logger: NodeOptions['logger']): Promise<void> {
+  const deadline = clock.nowMs() + waitMs;
+  for (;;) {
+    const unheard = peers.filter((id) => !host.hasHeardFrom(id));
+    if (unheard.length === 0) return;
+    if (clock.nowMs() >= deadline) {
+      logger.info({ nodeId: host.nodeId, unheard, waitedMs: waitMs }, 'joined; serving before every member was heard from (down, or slow to read the meta range)');
+      return;
+    }
+    await sleep(clock, JOIN_HEARD_POLL_MS);
+  }
 }
 
 /** Replicas per range when the cluster has that many members (fewer members: every member holds every range). */

@@ -242,6 +242,15 @@ export class Host {
     return this.liveness.livePeers();
   }
 
+  /**
+   * Whether a frame from the peer arrived since this node learned its
+   * address: the peer knows this node and accepts its connections (a
+   * member refuses the hello of a node it has no address for).
+   */
+  hasHeardFrom(id: number): boolean {
+    return this.liveness.hasHeard(id);
+  }
+
   // ---------------------------------------------------------------------------
   // The tick loop and the mux
 

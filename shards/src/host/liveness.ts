@@ -2,6 +2,8 @@ import { assert } from '@flotilla/core';
 
 interface PeerLiveness {
   lastHeardTick: number;
+  /** Whether a frame from it arrived since it was tracked (track gives it a full timeout before that). */
+  everHeard: boolean;
   lastSentTick: number;
   down: boolean;
 }
@@ -23,7 +25,7 @@ export class Liveness {
 
   /** Starts watching a peer; it gets a full timeout to be heard from. */
   track(peer: number, nowTick: number): void {
-    if (!this.peers.has(peer)) this.peers.set(peer, { lastHeardTick: nowTick, lastSentTick: Number.NEGATIVE_INFINITY, down: false });
+    if (!this.peers.has(peer)) this.peers.set(peer, { lastHeardTick: nowTick, everHeard: false, lastSentTick: Number.NEGATIVE_INFINITY, down: false });
   }
 
   untrack(peer: number): void {
@@ -32,7 +34,14 @@ export class Liveness {
 
   heard(peer: number, nowTick: number): void {
     const p = this.peers.get(peer);
-    if (p !== undefined) p.lastHeardTick = nowTick;
+    if (p === undefined) return;
+    p.lastHeardTick = nowTick;
+    p.everHeard = true;
+  }
+
+  /** Whether any frame from the peer arrived since it was tracked. */
+  hasHeard(peer: number): boolean {
+    return this.peers.get(peer)?.everHeard ?? false;
   }
 
   sent(peer: number, nowTick: number): void {
