@@ -5,21 +5,33 @@
 // rebalance relative to before it (measured in the same run). Nodes run in this process (worker-thread
 // cores, TCP on loopback), so the client competes with them for the same CPUs, before and during alike.
 //
-//   node dist/rebalance-bench.js            full: 64 MiB of 1 KiB values, 5 s of baseline load
-//   node dist/rebalance-bench.js --quick    CI: 2 MiB, 1 s
+//   node dist/rebalance-bench.js                                   full: 64 MiB of 1 KiB values, 5 s of load before and after
+//   node dist/rebalance-bench.js --data-mib 1024 --value-bytes 65536  issue 19's size: 1 GiB
+//   node dist/rebalance-bench.js --quick                           CI: 2 MiB, 1 s
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { FlotillaNode, createHttpServer, type HttpServer } from '@flotilla/server';
 import { freePorts } from '@flotilla/shards/test-support/node-cluster';
 import { pino } from 'pino';
+import { benchArgs, flagsOrExit, positiveInt } from './flags.js';
 import { commandLine, fmt, loadAverageText, machineInfo, printTable, ratio, writeResults } from './report.js';
 
-const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false } }, strict: true });
-const QUICK = values.quick;
-const DATA_BYTES = QUICK ? 2 * 1024 * 1024 : 64 * 1024 * 1024;
-const VALUE_BYTES = 1024;
+const USAGE = {
+  name: 'rebalance-bench',
+  text: `rebalance-bench: 3 nodes loaded with data, a 4th joins under a write load; rebalance time, MB/s, and client ops/s and p99 before, during and after.
+
+  --data-mib <n>      data loaded before node 4 joins (default 64; quick: 2)
+  --value-bytes <n>   size of each loaded value (default 1024); large values load 1 GiB in minutes, not tens
+  --quick             CI: tiny and short
+  -h, --help          this text`,
+};
+const { values } = benchArgs(USAGE, { options: { quick: { type: 'boolean', default: false }, 'data-mib': { type: 'string' }, 'value-bytes': { type: 'string' } }, strict: true });
+const QUICK = values.quick === true;
+const { DATA_BYTES, VALUE_BYTES } = flagsOrExit(USAGE, () => ({
+  DATA_BYTES: (values['data-mib'] === undefined ? (QUICK ? 2 : 64) : positiveInt(values['data-mib'], '--data-mib')) * 1024 * 1024,
+  VALUE_BYTES: values['value-bytes'] === undefined ? 1024 : positiveInt(values['value-bytes'], '--value-bytes'),
+}));
 const BASELINE_MS = QUICK ? 1_000 : 5_000;
 /** Clients writing 16 B values throughout, each one request at a time. */
 const CLIENT_COUNT = 32;
@@ -137,6 +149,8 @@ async function main(): Promise<void> {
     const final = await view();
     const newNode = final.nodes.find((n) => n.nodeId === 4)!;
     const movedGiB = newNode.usedBytes / 1024 ** 3;
+    // The same load on the balanced 4-node cluster: what the move cost is judged against before and after.
+    const after = await clientLoad(() => nodes, sleep(BASELINE_MS));
 
     console.log(`rebalance bench${QUICK ? ' (quick)' : ''}: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; load average before ${loadAverageText(loadBefore)}`);
     console.log(`${fmt(DATA_BYTES / 1024 / 1024)} MiB of ${VALUE_BYTES} B values in ${RANGE_COUNT} ranges on 3 nodes; ${CLIENT_COUNT} clients writing 16 B values; node 4 joins`);
@@ -146,12 +160,13 @@ async function main(): Promise<void> {
         ['before (baseline)', fmt(before.ops / before.seconds), fmt(before.errors), fmt(before.p50Ms, 2), fmt(before.p99Ms, 2), fmt(before.maxMs, 1)],
         ['during rebalance', fmt(duringLoad.ops / duringLoad.seconds), fmt(duringLoad.errors), fmt(duringLoad.p50Ms, 2), fmt(duringLoad.p99Ms, 2), fmt(duringLoad.maxMs, 1)],
         ['during ÷ before', ratio(duringLoad.ops / duringLoad.seconds / (before.ops / before.seconds)), '', ratio(duringLoad.p50Ms / before.p50Ms), ratio(duringLoad.p99Ms / before.p99Ms), ''],
+        ['after (4 nodes)', fmt(after.ops / after.seconds), fmt(after.errors), fmt(after.p50Ms, 2), fmt(after.p99Ms, 2), fmt(after.maxMs, 1)],
       ],
     );
     console.log(
-      `rebalanced in ${fmt(rebalanceSeconds, 1)} s: node 4 holds ${newNode.replicaCount} replicas / ${newNode.leaderCount} leaders, ${fmt(newNode.usedBytes / 1024 / 1024, 1)} MiB on disk → ${fmt(rebalanceSeconds / Math.max(movedGiB, 1e-9), 0)} s per GiB moved`,
+      `rebalanced in ${fmt(rebalanceSeconds, 1)} s: node 4 holds ${newNode.replicaCount} replicas / ${newNode.leaderCount} leaders, ${fmt(newNode.usedBytes / 1024 / 1024, 1)} MiB on disk → ${fmt(rebalanceSeconds / Math.max(movedGiB, 1e-9), 0)} s per GiB moved, ${fmt(newNode.usedBytes / 1e6 / rebalanceSeconds, 1)} MB/s`,
     );
-    console.log(`final: ${final.nodes.map((n) => `node ${n.nodeId} ${n.replicaCount}/${n.leaderCount}`).join(', ')} (replicas/leaders); checksum ${before.checksum ^ duringLoad.checksum}`);
+    console.log(`final: ${final.nodes.map((n) => `node ${n.nodeId} ${n.replicaCount}/${n.leaderCount}`).join(', ')} (replicas/leaders); checksum ${before.checksum ^ duringLoad.checksum ^ after.checksum}`);
     const file = writeResults('rebalance', startedAt, {
       command: commandLine(),
       machine: machineInfo(),
@@ -160,7 +175,9 @@ async function main(): Promise<void> {
       parameters: { quick: QUICK, dataBytes: DATA_BYTES, valueBytes: VALUE_BYTES, rangeCount: RANGE_COUNT, clientCount: CLIENT_COUNT, baselineMs: BASELINE_MS },
       before,
       during: duringLoad,
+      after,
       rebalanceSeconds,
+      megabytesPerSecond: newNode.usedBytes / 1e6 / rebalanceSeconds,
       newNode,
       secondsPerGiB: rebalanceSeconds / Math.max(movedGiB, 1e-9),
       final: final.nodes,
