@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { SYSTEM_CLOCK, formatHostPort, groupId, sleep, type Clock } from '@flotilla/core';
-import { DRIVER_CONFIG_DEFAULTS, META_RANGE_END, META_RANGE_ID, META_RANGE_START, RangeTable, SCHEDULER_CONFIG_DEFAULTS, USER_KEY_MIN, type DriverConfig } from '@flotilla/placement';
+import { SYSTEM_CLOCK, assert, formatHostPort, groupId, sleep, type Clock } from '@flotilla/core';
+import { DRIVER_CONFIG_DEFAULTS, FIRST_ALLOCATED_RANGE_ID, META_RANGE_END, META_RANGE_ID, META_RANGE_START, RangeTable, SCHEDULER_CONFIG_DEFAULTS, USER_KEY_MIN, type DriverConfig } from '@flotilla/placement';
 import { Host, childLogger, type HostOptions, type ShellLogger } from '@flotilla/shards';
 import { TcpTransport, type ClusterId, type Transport } from '@flotilla/transport';
 import type { Logger } from 'pino';
@@ -19,8 +19,12 @@ import { MEMBERSHIP_FILE, MetaDuties, joinedMembership, metaDescriptorOf, readKn
 
 /** Ranges a new cluster starts with when not told otherwise: enough to spread leaders over three nodes. */
 export const INITIAL_RANGE_COUNT_DEFAULT = 8;
-/** Most ranges a static bootstrap may pre-split into (split points sit on the first key byte). */
-export const INITIAL_RANGE_COUNT_MAX = 256;
+/**
+ * Most ranges a static bootstrap may pre-split into. Their ids (2 up) must stay below the ids the meta
+ * range allocates for splits (FIRST_ALLOCATED_RANGE_ID, 1024), which every existing cluster's allocator
+ * already counts from; more ranges than this come from splits.
+ */
+export const INITIAL_RANGE_COUNT_MAX = 1_000;
 
 export interface NodeOptions {
   readonly nodeId: number;
@@ -346,14 +350,24 @@ async function untilHeardFrom(host: Host, peers: readonly number[], clock: Clock
 /** Replicas per range when the cluster has that many members (fewer members: every member holds every range). */
 export const REPLICATION_FACTOR_DEFAULT = 3;
 
-/** The ranges of a static bootstrap: the meta range (id 1), then `count` user ranges split evenly on the first key byte (ids from 2). */
+/**
+ * The ranges of a static bootstrap: the meta range (id 1), then `count` user ranges split evenly on the
+ * first key byte (ids from 2) — on the first two bytes when there are more than 256, so that each split
+ * point is distinct. (Up to 256 the points stay one byte: clusters bootstrapped before keep their bounds.)
+ */
 export function initialRanges(count: number): { rangeId: number; start: Uint8Array; end: Uint8Array | null }[] {
+  assert(count <= FIRST_ALLOCATED_RANGE_ID - META_RANGE_ID - 1, () => `${count} bootstrap ranges would reach the allocated range ids`);
+  const point = (i: number): Uint8Array => {
+    if (count <= 256) return Uint8Array.of(Math.floor((i * 256) / count));
+    const p = Math.floor((i * 65_536) / count);
+    return Uint8Array.of(p >> 8, p & 0xff);
+  };
   return [
     { rangeId: META_RANGE_ID, start: META_RANGE_START, end: META_RANGE_END },
     ...Array.from({ length: count }, (_, i) => ({
       rangeId: META_RANGE_ID + 1 + i,
-      start: i === 0 ? USER_KEY_MIN : Uint8Array.of(Math.floor((i * 256) / count)),
-      end: i === count - 1 ? null : Uint8Array.of(Math.floor(((i + 1) * 256) / count)),
+      start: i === 0 ? USER_KEY_MIN : point(i),
+      end: i === count - 1 ? null : point(i + 1),
     })),
   ];
 }

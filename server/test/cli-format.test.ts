@@ -6,11 +6,11 @@ import { selfCommand } from '../src/cli/dev.js';
 import { EXIT, EXIT_BY_ERROR_CODE, exitCodeOfStatus } from '../src/cli/exit-codes.js';
 import { bytesJson, bytesText, columns, keyText, printableText, shellWord, table, valueText } from '../src/cli/format.js';
 import { answerError, unreachableMessage } from '../src/cli/node-client.js';
-import { hostPortOf, nodeUrl, peerList, positiveInt } from '../src/cli/options.js';
+import { hostPortOf, nodeUrl, peerList, positiveInt, RANGE_COUNT_MAX_SHOWN } from '../src/cli/options.js';
 import { placementLines, replicationFactorEffective, type PlacementJson } from '../src/cli/status.js';
 import { RANGE_COUNT_DEFAULT_SHOWN } from '../src/cli/program.js';
 import { STATUS_BY_CODE } from '../src/http/errors.js';
-import { INITIAL_RANGE_COUNT_DEFAULT } from '../src/node.js';
+import { INITIAL_RANGE_COUNT_DEFAULT, INITIAL_RANGE_COUNT_MAX } from '../src/node.js';
 
 describe('bytesText: binary units, one decimal', () => {
   it.each([
@@ -102,6 +102,7 @@ describe('option values', () => {
 
 it("the help text's default range count is the node's", () => {
   expect(RANGE_COUNT_DEFAULT_SHOWN).toBe(INITIAL_RANGE_COUNT_DEFAULT);
+  expect(RANGE_COUNT_MAX_SHOWN).toBe(INITIAL_RANGE_COUNT_MAX);
 });
 
 describe('the command dev prints to restart a node', () => {

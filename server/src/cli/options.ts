@@ -14,6 +14,19 @@ export function positiveInt(value: string): number {
   return n;
 }
 
+/**
+ * The node's INITIAL_RANGE_COUNT_MAX (node.ts): importing node.ts would load the whole node for
+ * `--help`. cli-format.test.ts checks the two agree.
+ */
+export const RANGE_COUNT_MAX_SHOWN = 1_000;
+
+/** A static bootstrap's range count: 1 to RANGE_COUNT_MAX_SHOWN (more come from splits). */
+export function rangeCount(value: string): number {
+  const n = positiveInt(value);
+  if (n > RANGE_COUNT_MAX_SHOWN) throw new InvalidArgumentError(`At most ${RANGE_COUNT_MAX_SHOWN} ranges at the start; more come from splits.`);
+  return n;
+}
+
 export function nonNegativeInt(value: string): number {
   const n = Number(value);
   if (value.trim() === '' || !Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('Expected a non-negative integer.');

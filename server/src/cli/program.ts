@@ -11,7 +11,7 @@ import { CliError, EXIT, EXIT_CODES_HELP, UsageError, type ExitCode } from './ex
 import { OUTPUT_FORMATS, type OutputFormat } from './format.js';
 import { NodeClient } from './node-client.js';
 import type { StartOptions } from './start.js';
-import { advertiseHostPortText, hostPortText, nodeUrl, nonNegativeInt, peerList, port, positiveInt, URL_DEFAULT } from './options.js';
+import { advertiseHostPortText, hostPortText, nodeUrl, nonNegativeInt, peerList, port, positiveInt, RANGE_COUNT_MAX_SHOWN, rangeCount, URL_DEFAULT } from './options.js';
 import { status } from './status.js';
 
 /**
@@ -92,7 +92,7 @@ export function buildProgram(outcome: Outcome): Command {
     .option('--nodes <count>', 'nodes in the cluster', positiveInt, 3)
     .option('--port <port>', 'node N listens for its peers on PORT+N', port, 7100)
     .option('--http-port <port>', "node N's HTTP API listens on HTTP_PORT+N", port, 8100)
-    .option('--ranges <count>', `ranges the key space starts split into (default ${RANGE_COUNT_DEFAULT_SHOWN})`, positiveInt)
+    .option('--ranges <count>', `ranges the key space starts split into (default ${RANGE_COUNT_DEFAULT_SHOWN}, at most ${RANGE_COUNT_MAX_SHOWN})`, rangeCount)
     .addOption(new Option('--log-level <level>', "the nodes' least severe log level (their logs go to stderr)").choices(LOG_LEVELS).default('warn'))
     .addOption(new Option('--log-format <format>', "the nodes' log lines: pretty for a person, json for tools").choices(LOG_FORMATS).default('pretty'))
     .option('--restart', 'start a node that exits again after a second (default: print the command that does)', false)
@@ -117,7 +117,7 @@ export function buildProgram(outcome: Outcome): Command {
     .option('--peers <list>', 'ID=HOST:PORT,... the transport addresses of the other members of a static cluster', peerList)
     .option('--cluster-token <token>', 'names a static cluster, so that two with the same members do not mix (with --peers)')
     .option('--join <url>', "joins a running cluster through any member's HTTP address, e.g. http://127.0.0.1:8101", nodeUrl)
-    .option('--ranges <count>', `ranges the key space starts split into, on the first start (default ${RANGE_COUNT_DEFAULT_SHOWN})`, positiveInt)
+    .option('--ranges <count>', `ranges the key space starts split into, on the first start (default ${RANGE_COUNT_DEFAULT_SHOWN}, at most ${RANGE_COUNT_MAX_SHOWN})`, rangeCount)
     .option('--cores <count>', 'worker threads, each with its own ranges and LMDB environment', positiveInt)
     .addOption(new Option('--log-level <level>', 'the least severe log level written (to stderr)').choices(LOG_LEVELS).default('info'))
     .addOption(new Option('--log-format <format>', 'json lines for tools, pretty for a person').choices(LOG_FORMATS).default('json'))
