@@ -82,10 +82,55 @@ export class RangeTable {
    * it holds and ignores `r`, as it cannot tell which is current.
    */
   upsert(r: RangeDescriptor): boolean {
-    const next = upserted(this.ranges, r);
-    if (next === undefined) return false;
-    this.set(next);
+    assert(r.end === null || compareKeys(r.start, r.end) < 0, () => `range ${r.rangeId}: start must precede end`);
+    const ranges = this.ranges;
+    // The held ranges r overlaps are one run in key order, found by binary search: a refresh of the whole
+    // table (every descriptor of the meta range, each duty tick) is then n·log n, not n² (issue 19).
+    const first = this.firstEndingAfter(r.start);
+    let last = first;
+    while (last < ranges.length && (r.end === null || compareKeys(ranges[last]!.start, r.end) < 0)) last++;
+    const same = this.byId.get(r.rangeId);
+    if (same !== undefined && same.epoch > r.epoch) return false;
+    for (let i = first; i < last; i++) {
+      const held = ranges[i]!;
+      // Greater: r is stale. Equal: a conflict no correct cluster produces; keep what is held.
+      if (held.rangeId !== r.rangeId && held.epoch >= r.epoch) return false;
+    }
+    if (same !== undefined && last - first === 1 && ranges[first] === same && sameDescriptor(same, r)) return true;
+    // Out go the overlapped run and r's own old descriptor (outside the run if its bounds moved). A new
+    // array, not an edit in place: what all() handed out before stays as it was (a copy of pointers).
+    const removed = ranges.slice(first, last);
+    const next = [...ranges.slice(0, first), r, ...ranges.slice(last)];
+    if (same !== undefined && !removed.includes(same)) {
+      next.splice(next.indexOf(same), 1);
+      removed.push(same);
+    }
+    this.ranges = next;
+    for (const gone of removed) this.byId.delete(gone.rangeId);
+    this.byId.set(r.rangeId, r);
+    // Disjoint after every change: r against its neighbours is all that can have changed.
+    const at = next.indexOf(r);
+    for (const i of [at - 1, at]) {
+      const before = next[i];
+      const after = next[i + 1];
+      if (before === undefined || after === undefined) continue;
+      assert(before.end !== null, () => `range ${before.rangeId} runs to the end of the key space but range ${after.rangeId} starts after it`);
+      assert(compareKeys(before.end, after.start) <= 0, () => `ranges ${before.rangeId} and ${after.rangeId} overlap`);
+    }
     return true;
+  }
+
+  /** The index of the first held range whose end lies after `key` (ranges are sorted and disjoint, so ends ascend too). */
+  private firstEndingAfter(key: Uint8Array): number {
+    let lo = 0;
+    let hi = this.ranges.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const end = this.ranges[mid]!.end;
+      if (end !== null && compareKeys(end, key) <= 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
   }
 
   /**
@@ -99,9 +144,8 @@ export class RangeTable {
     const byEpochDescending = [...ranges].sort(
       (a, b) => b.epoch - a.epoch || a.rangeId - b.rangeId || compareKeys(a.start, b.start) || compareEnds(a.end, b.end),
     );
-    let next: RangeDescriptor[] = [];
-    for (const r of byEpochDescending) next = upserted(next, r) ?? next;
-    this.set(next);
+    this.set([]);
+    for (const r of byEpochDescending) this.upsert(r);
   }
 
   remove(rangeId: number): void {
@@ -128,26 +172,14 @@ export class RangeTable {
   }
 }
 
-/** `ranges` (sorted, disjoint) with `r` taken in, or undefined when `r` is stale (see RangeTable.upsert). */
-function upserted(ranges: readonly RangeDescriptor[], r: RangeDescriptor): RangeDescriptor[] | undefined {
-  assert(r.end === null || compareKeys(r.start, r.end) < 0, () => `range ${r.rangeId}: start must precede end`);
-  for (const held of ranges) {
-    if (held.rangeId === r.rangeId) {
-      if (held.epoch > r.epoch) return undefined;
-    } else if (spansOverlap(held, r) && held.epoch >= r.epoch) {
-      // Greater: r is stale. Equal: a conflict no correct cluster produces; keep what is held.
-      return undefined;
-    }
-  }
-  const next = ranges.filter((held) => held.rangeId !== r.rangeId && !spansOverlap(held, r));
-  next.push(r);
-  next.sort((a, b) => compareKeys(a.start, b.start));
-  for (let i = 1; i < next.length; i++) {
-    const prev = next[i - 1]!;
-    assert(prev.end !== null, () => `range ${prev.rangeId} runs to the end of the key space but range ${next[i]!.rangeId} starts after it`);
-    assert(compareKeys(prev.end, next[i]!.start) <= 0, () => `ranges ${prev.rangeId} and ${next[i]!.rangeId} overlap`);
-  }
-  return next;
+function sameDescriptor(a: RangeDescriptor, b: RangeDescriptor): boolean {
+  return (
+    a.epoch === b.epoch &&
+    compareKeys(a.start, b.start) === 0 &&
+    compareEnds(a.end, b.end) === 0 &&
+    a.replicas.length === b.replicas.length &&
+    a.replicas.every((n, i) => b.replicas[i] === n)
+  );
 }
 
 /** Orders range ends, null (the end of the key space) last. */
