@@ -318,7 +318,13 @@ export class PlacementDriver {
   private applyOutcome(rangeId: number, outcome: StepOutcome): void {
     const t = this.ranges.get(rangeId);
     if (t === undefined || outcome.epoch <= t.report.epoch) return;
-    t.report = { ...t.report, epoch: outcome.epoch, voters: outcome.voters, votersOutgoing: outcome.votersOutgoing, learners: outcome.learners };
+    // Progress is kept only for replicas that stay: one the change added (or removed and added back) has
+    // shown nothing yet. A match kept from a removed learner's earlier life counted its re-added, empty
+    // replica as caught up, and it was promoted before it held the range (node simulation seed 7106).
+    const before = new Set([...t.report.voters, ...t.report.votersOutgoing, ...t.report.learners]);
+    const after = new Set([...outcome.voters, ...outcome.votersOutgoing, ...outcome.learners]);
+    const progress = t.report.progress.filter((p) => before.has(p.nodeId) && after.has(p.nodeId));
+    t.report = { ...t.report, epoch: outcome.epoch, voters: outcome.voters, votersOutgoing: outcome.votersOutgoing, learners: outcome.learners, progress };
     this.noteReferenced(t.report);
   }
 

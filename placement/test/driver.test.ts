@@ -160,6 +160,38 @@ describe('PlacementDriver', () => {
     expect(logs).toContain('operator finished');
   });
 
+  it('does not promote a re-added learner on the match its removed replica had: it waits for a report', async () => {
+    // Range 1 on nodes 1-3 led by 1, node 4 a caught-up learner (match 100); the removal of that learner and its
+    // re-adding each come back as outcomes, with no report in between.
+    const outcomes: Record<string, StepOutcome> = {
+      removeNode: { epoch: 3, voters: [1, 2, 3], votersOutgoing: [], learners: [] },
+      addLearner: { epoch: 4, voters: [1, 2, 3], votersOutgoing: [], learners: [4] },
+    };
+    const { driver, sent } = driverWith({ answer: (s) => outcomes[s.step.kind] });
+    driver.setMembers([1, 2, 3, 4].map((nodeId) => ({ nodeId, state: 'up' as const })));
+    const range = report(1, { voters: [1, 2, 3], learners: [4], epoch: 2, progress: [2, 3, 4].map((nodeId) => ({ nodeId, match: 100 })) });
+    driver.onHeartbeat(heartbeat(1, [range]), 100);
+    for (const n of [2, 3, 4]) driver.onHeartbeat(heartbeat(n, []), 100);
+    driver.submit({ kind: 'removeReplica', rangeId: 1, epoch: 2, node: 4, reason: 'admin' }, 100);
+    driver.pass(100);
+    await settle();
+    driver.pass(100);
+    await settle();
+    expect(driver.status(100).operators).toEqual([]);
+    driver.submit({ kind: 'addReplica', rangeId: 1, epoch: 3, node: 4, reason: 'admin' }, 100);
+    driver.pass(100);
+    await settle();
+    driver.pass(100);
+    await settle();
+    // Learner 4 is back, empty: no promotion until its leader reports it caught up.
+    expect(sent.map((s) => s.step.kind)).toEqual(['removeNode', 'addLearner']);
+    const withLearner = report(1, { voters: [1, 2, 3], learners: [4], epoch: 4, progress: [...[2, 3].map((nodeId) => ({ nodeId, match: 110 })), { nodeId: 4, match: 110 }], lastIndex: 110 });
+    driver.onHeartbeat(heartbeat(1, [withLearner]), 200);
+    driver.pass(200);
+    await settle();
+    expect(sent.map((s) => s.step.kind)).toEqual(['removeNode', 'addLearner', 'promote']);
+  });
+
   it('calls a silent node suspect, then down, and rebuilds its replicas on a spare node', async () => {
     const { driver, sent } = driverWith();
     driver.setMembers([1, 2, 3, 4].map((nodeId) => ({ nodeId, state: 'up' as const })));
