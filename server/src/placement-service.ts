@@ -184,7 +184,7 @@ export class PlacementService {
         return packr.pack(JSON.stringify(statusJson(driver.status(nowMs), driver.snapshot(nowMs).ranges)));
       case 'operator': {
         const snapshot = driver.snapshot(nowMs);
-        const op = operatorOf(raw[1], { rangeOf: (rangeId) => snapshot.ranges.find((r) => r.rangeId === rangeId), nodeIds: snapshot.nodes.map((n) => n.nodeId) });
+        const op = operatorOf(raw[1], { rangeOf: (rangeId) => snapshot.ranges.find((r) => r.rangeId === rangeId), nodeIds: snapshot.nodes.map((n) => n.nodeId), warm: driver.isWarm(nowMs) });
         try {
           driver.submit(op, nowMs);
         } catch (err) {
@@ -254,6 +254,8 @@ function decodeCollect(bytes: Uint8Array): number[] {
 interface OperatorContext {
   rangeOf(rangeId: number): Pick<RangeInfo, 'epoch' | 'leader' | 'voters' | 'votersOutgoing' | 'learners'> | undefined;
   readonly nodeIds: readonly number[];
+  /** Whether the driver heard from every node since it started (isWarm): before that, a range unknown to it may just be unreported. */
+  readonly warm: boolean;
 }
 
 function operatorOf(raw: unknown, context: OperatorContext): Operator {
@@ -262,7 +264,12 @@ function operatorOf(raw: unknown, context: OperatorContext): Operator {
   const positive = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n > 0;
   if (!positive(rangeId)) throw new KvError('INVALID_ARGUMENT', `range id ${String(rangeId)}`);
   const range = context.rangeOf(rangeId);
-  if (range === undefined) throw new KvError('NOT_FOUND', `range ${rangeId} has not been reported to the placement driver`);
+  if (range === undefined) {
+    // A driver that just started (the meta range's lead moved, or the cluster is starting) knows only the
+    // ranges whose leaders reported already: unavailable for now, not "no such range".
+    if (!context.warm) throw new KvError('UNAVAILABLE', `the placement driver has not heard from every node yet, nor of range ${rangeId}; retry shortly`, { retryAfterMs: 1_000 });
+    throw new KvError('NOT_FOUND', `range ${rangeId} has not been reported to the placement driver`);
+  }
   const { epoch, leader } = range;
   switch (kind) {
     case 'moveReplica': {
