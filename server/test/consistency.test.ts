@@ -99,10 +99,16 @@ describe('POST /ranges/:id/consistency-check (3 nodes in one process over TCP)',
     });
     await store.close();
     nodes[2] = await FlotillaNode.start(optionsOf(2));
-    // A check skips a replica whose node the checking node calls down: node 3 was, while it restarted.
+    // A check skips a replica whose node the checking node calls down: node 3 was, while it restarted, and
+    // may be again for a moment if its start stalls past the liveness timeout (seen in CI at high load).
     await until('node 3 is up for node 1', () => nodes[0]!.host.livePeers().includes(3));
+    let { status, body } = await check();
+    let checks = 1;
+    for (; body.replicas?.find((r) => r.nodeId === 3)?.status === 'skipped' && checks <= 20; checks++) {
+      await new Promise((r) => setTimeout(r, 500));
+      ({ status, body } = await check());
+    }
 
-    const { status, body } = await check();
     expect(status, JSON.stringify(body)).toBe(200);
     expect(body.ok, JSON.stringify(body)).toBe(false);
     expect(body.firstDifferingKey, JSON.stringify(body)).toBe(corrupted.toString("hex"));
@@ -111,7 +117,7 @@ describe('POST /ranges/:id/consistency-check (3 nodes in one process over TCP)',
     expect(byNode.get(2)).toMatchObject({ status: 'agrees', checksum: byNode.get(1)!.checksum });
     expect(byNode.get(3)).toMatchObject({ status: 'differs', keyCount: 50, firstDifferingKey: corrupted.toString('hex') });
     expect(byNode.get(3)!.checksum).not.toBe(byNode.get(1)!.checksum);
-    expect(await metric('flotilla_consistency_checks_total')).toBe(2);
+    expect(await metric('flotilla_consistency_checks_total')).toBe(1 + checks);
     expect(await metric('flotilla_consistency_mismatches_total')).toBe(1);
   }, 60_000);
 
