@@ -61,6 +61,17 @@ async function startNode(dir: string): Promise<NodeProcess> {
   return node;
 }
 
+/** A node's directory holding k = v, its node killed with SIGKILL (nothing shut down cleanly). */
+async function killedWithData(): Promise<string> {
+  const dir = join(tempDir(), 'n1');
+  const node = await startNode(dir);
+  await putThrough(node.url, 'k', 'v');
+  const exited = new Promise((r) => node.child.once('exit', r));
+  node.child.kill('SIGKILL');
+  await exited;
+  return dir;
+}
+
 async function putThrough(url: string, key: string, value: string): Promise<void> {
   for (let attempt = 0; ; attempt++) {
     const response = await fetch(`${url}/kv/${key}`, { method: 'PUT', body: value, signal: AbortSignal.timeout(5_000) }).catch(() => undefined);
@@ -90,12 +101,7 @@ describe('one process per data directory', () => {
   }, 60_000);
 
   it('a start whose flags do not fit the directory exits 4 (precondition failed), naming the mismatch, and leaves the data', async () => {
-    const dir = join(tempDir(), 'n1');
-    const first = await startNode(dir);
-    await putThrough(first.url, 'k', 'v');
-    const exited = new Promise((r) => first.child.once('exit', r));
-    first.child.kill('SIGKILL');
-    await exited;
+    const dir = await killedWithData();
     for (const [flags, code] of [
       [['--id', '1', '--cores', '2'], 'DATA_DIR_CORES_MISMATCH'],
       [['--id', '2', '--cores', '1'], 'DATA_DIR_NODE_MISMATCH'],
@@ -111,12 +117,7 @@ describe('one process per data directory', () => {
   }, 60_000);
 
   it('after kill -9 of the node a restart on its directory comes up at once with its data', async () => {
-    const dir = join(tempDir(), 'n1');
-    const first = await startNode(dir);
-    await putThrough(first.url, 'k', 'v');
-    const exited = new Promise((r) => first.child.once('exit', r));
-    first.child.kill('SIGKILL');
-    await exited;
+    const dir = await killedWithData();
     const second = await startNode(dir);
     const got = await fetch(`${second.url}/kv/k`);
     expect(await got.text()).toBe('v');

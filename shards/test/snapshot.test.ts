@@ -103,6 +103,17 @@ function decodedPairs(chunks: readonly Uint8Array[]): Pair[] {
   return chunks.flatMap((c) => chunkPairs(decodeChunk(c).body).map(([k, version, v]): Pair => [Buffer.from(k).toString('hex'), version, Buffer.from(v).toString('hex')]));
 }
 
+/** `source`'s snapshot of SHARD staged and installed into a new store holding an empty replica of it. */
+async function transferredFrom(source: NodeStore): Promise<NodeStore> {
+  const { chunks } = readAll(source, SHARD, BOUNDS);
+  const target = await openStore(tempDir(), 2);
+  await target.createShard(SHARD, { confState: confState({ voters: [1, 2, 3] }) });
+  const installer = new SnapshotInstaller(target, SHARD);
+  for (const c of chunks) await installer.addChunk(c);
+  await installer.install({ term: TERM, vote: nodeId(1), commit: 0 });
+  return target;
+}
+
 describe('readSnapshot', () => {
   it('yields chunks within SNAPSHOT_CHUNK_BYTES_MAX, in order, carrying the applied index, term, conf state and only keys in bounds', async () => {
     const store = await sourceStore();
@@ -251,12 +262,7 @@ describe('SnapshotInstaller', () => {
       { index: first, term: TERM, type: 'normal', data: encodeCommand({ op: 'put', key: bytes('k-typed'), value: bytes('{}'), contentType: 'application/json' }) },
       putEntry(first + 1, TERM, bytes('k-plain'), bytes('x')),
     ]);
-    const { chunks } = readAll(source, SHARD, BOUNDS);
-    const target = await openStore(tempDir(), 2);
-    await target.createShard(SHARD, { confState: confState({ voters: [1, 2, 3] }) });
-    const installer = new SnapshotInstaller(target, SHARD);
-    for (const c of chunks) await installer.addChunk(c);
-    await installer.install({ term: TERM, vote: nodeId(1), commit: 0 });
+    const target = await transferredFrom(source);
     const kv = new KvStateMachine(target);
     expect(kv.get(bytes('k-typed'))).toMatchObject({ contentType: 'application/json', version: first });
     expect(kv.get(bytes('k-plain'))).not.toHaveProperty('contentType');
@@ -271,12 +277,7 @@ describe('SnapshotInstaller', () => {
     const versions = [1, 127, 128, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2 ** 32, 2 ** 40, Number.MAX_SAFE_INTEGER];
     const records = versions.map((version, i) => [version, Buffer.alloc(i === 3 ? 70_000 : i * 10, i), ...(i % 3 === 0 ? [] : ['t'.repeat([0, 5, 31, 32, 100, 255][i % 6]!)])]);
     await source.write(() => records.forEach((r, i) => source.data.putSync(Buffer.from(`k${String(i).padStart(3, '0')}`), r)));
-    const { chunks } = readAll(source, SHARD, BOUNDS);
-    const target = await openStore(tempDir(), 2);
-    await target.createShard(SHARD, { confState: confState({ voters: [1, 2, 3] }) });
-    const installer = new SnapshotInstaller(target, SHARD);
-    for (const c of chunks) await installer.addChunk(c);
-    await installer.install({ term: TERM, vote: nodeId(1), commit: 0 });
+    const target = await transferredFrom(source);
     const read = (store: NodeStore) => [...store.dataRecords.getRange({})].map(({ key, value }) => [key.toString(), value.toString('hex')]);
     expect(read(target)).toEqual(read(source));
     expect(read(target)).toHaveLength(versions.length);
