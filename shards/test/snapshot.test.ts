@@ -8,7 +8,7 @@ import { KvStateMachine } from '../src/kv/state-machine.js';
 import { CorruptRecordError } from '../src/storage/errors.js';
 import type { NodeStore } from '../src/storage/node-store.js';
 import { SNAPSHOT_CHUNK_BYTES_MAX, type RangeBounds } from '../src/storage/codec.js';
-import { chunkPairs, decodeChunk, encodePairsBody, type SnapshotHeader, type SnapshotPair } from '../src/snapshot/chunk.js';
+import { ChunkBodyWriter, decodeChunk, forEachPair, type SnapshotHeader } from '../src/snapshot/chunk.js';
 import { SnapshotInstaller } from '../src/snapshot/installer.js';
 import { readSnapshot } from '../src/snapshot/reader.js';
 import {
@@ -101,6 +101,27 @@ function plainHeader(h: SnapshotHeader) {
 
 function decodedPairs(chunks: readonly Uint8Array[]): Pair[] {
   return chunks.flatMap((c) => chunkPairs(decodeChunk(c).body).map(([k, version, v]): Pair => [Buffer.from(k).toString('hex'), version, Buffer.from(v).toString('hex')]));
+}
+
+/** A key's record, decoded: [key, version, value], or with the value's content type [key, version, value, contentType]. */
+type SnapshotPair = [Uint8Array, number, Uint8Array] | [Uint8Array, number, Uint8Array, string];
+const recordPackr = new Packr({ useRecords: false, moreTypes: false });
+
+/** A chunk body's pairs decoded (the install path never decodes a record; these tests do). */
+function chunkPairs(body: Uint8Array): SnapshotPair[] {
+  const pairs: SnapshotPair[] = [];
+  forEachPair(body, (key, record) => {
+    const [version, value, contentType] = recordPackr.unpack(record) as [number, Uint8Array, string | undefined];
+    pairs.push(contentType === undefined ? [key, version, value] : [key, version, value, contentType]);
+  });
+  return pairs;
+}
+
+/** A chunk body holding `pairs`, their records encoded as the data sub-database stores them. */
+function encodePairsBody(pairs: readonly SnapshotPair[]): Uint8Array {
+  const writer = new ChunkBodyWriter();
+  for (const [key, version, value, contentType] of pairs) writer.add(key, recordPackr.pack(contentType === undefined ? [version, value] : [version, value, contentType]));
+  return Uint8Array.from(writer.take());
 }
 
 /** `source`'s snapshot of SHARD staged and installed into a new store holding an empty replica of it. */

@@ -32,9 +32,6 @@ export interface SnapshotHeader {
   readonly epoch: number;
 }
 
-/** A key's record, decoded: [key, version, value], or with the value's content type [key, version, value, contentType]. */
-export type SnapshotPair = [Uint8Array, number, Uint8Array] | [Uint8Array, number, Uint8Array, string];
-
 /**
  * A pair in a body: key length (u16, big-endian), key, record length (u32),
  * record. Beside the record's own msgpack framing (≤ 15 B: fixarray, version,
@@ -218,23 +215,6 @@ export function decodeChunk(bytes: Uint8Array): Chunk {
     firstKey,
     lastKey: previous,
   };
-}
-
-/** A body's pairs decoded (tests and tools: the install path never decodes a record). */
-export function chunkPairs(body: Uint8Array): SnapshotPair[] {
-  const pairs: SnapshotPair[] = [];
-  forEachPair(body, (key, record) => {
-    const [version, value, contentType] = packr.unpack(record) as [number, Uint8Array, string | undefined];
-    pairs.push(contentType === undefined ? [key, version, value] : [key, version, value, contentType]);
-  });
-  return pairs;
-}
-
-/** A body holding `pairs`, their records encoded as the data sub-database stores them (tests and tools). */
-export function encodePairsBody(pairs: readonly SnapshotPair[]): Uint8Array {
-  const writer = new ChunkBodyWriter();
-  for (const [key, version, value, contentType] of pairs) writer.add(key, packr.pack(contentType === undefined ? [version, value] : [version, value, contentType]));
-  return Uint8Array.from(writer.take());
 }
 
 function compareBytes(a: Uint8Array, b: Uint8Array): number {
