@@ -28,6 +28,12 @@ export interface DriverConfig {
   readonly operatorTimeoutMs: number;
   /** The same step is not sent again for this long unless the range reports a change. */
   readonly stepRetryMs: number;
+  /**
+   * A range's load rates count for this long after its last report. Leaders
+   * report a range only when it changed, and any write or read does change
+   * it: a range not reported for longer has had no load since.
+   */
+  readonly rateFreshMs: number;
 }
 
 export const DRIVER_CONFIG_DEFAULTS: Omit<DriverConfig, 'scheduler'> = {
@@ -35,6 +41,7 @@ export const DRIVER_CONFIG_DEFAULTS: Omit<DriverConfig, 'scheduler'> = {
   downAfterMs: 30_000,
   operatorTimeoutMs: 120_000,
   stepRetryMs: 3_000,
+  rateFreshMs: 3_000,
 };
 
 /** What a step changed, when the range's leader answered with it (a membership change's outcome). */
@@ -71,8 +78,18 @@ interface TrackedNode {
   heardMs: number | undefined;
   usedBytes: number;
   availableBytes: number;
-  replicas: { rangeId: number; epoch: number }[];
+  /** The node's replicas and the epoch each applied, as its heartbeats told them. */
+  replicas: Map<number, number>;
+  /** The heartbeat session and the last seq taken from it (deltas build on it). */
+  session: number | undefined;
+  seq: number;
+  /** Its empty replicas of ranges that do not have it, and since when (see collectable). */
+  emptySince: Map<number, number>;
+  /** Ranges whose configuration dropped the node since its last heartbeat: its replica there may be collectable. */
+  dropped: Set<number>;
 }
+
+const untracked = (): TrackedNode => ({ heardMs: undefined, usedBytes: 0, availableBytes: 0, replicas: new Map(), session: undefined, seq: 0, emptySince: new Map(), dropped: new Set() });
 
 interface TrackedRange {
   report: RangeReport;
@@ -110,8 +127,6 @@ export class PlacementDriver {
   private readonly admin = new Map<number, NodeAdminState>();
   private readonly ranges = new Map<number, TrackedRange>();
   private readonly operators = new Map<number, TrackedOperator>();
-  /** Per node, its empty replicas of ranges that do not have it, and since when (see onHeartbeat). */
-  private readonly emptySince = new Map<number, Map<number, number>>();
   private settings: PlacementSettings;
 
   constructor(
@@ -131,38 +146,87 @@ export class PlacementDriver {
   setMembers(records: readonly NodeRecordView[]): void {
     for (const r of records) {
       this.admin.set(r.nodeId, r.state);
-      if (!this.nodes.has(r.nodeId)) this.nodes.set(r.nodeId, { heardMs: undefined, usedBytes: 0, availableBytes: 0, replicas: [] });
+      if (!this.nodes.has(r.nodeId)) this.nodes.set(r.nodeId, untracked());
     }
   }
 
-  /** Takes in one node's heartbeat; answers which of its replicas to destroy (their range removed them). */
+  /**
+   * Takes in one node's heartbeat (full, or the changes since one taken
+   * before: heartbeat.ts); answers which of its replicas to destroy (their
+   * range removed them), or `resync` for a delta it cannot place. Work
+   * follows what the heartbeat carries: the node's other replicas are
+   * looked at only when a range's report drops the node (`dropped`), or
+   * while they stay empty.
+   */
   onHeartbeat(h: StoreHeartbeat, nowMs: number): HeartbeatAnswer {
-    this.nodes.set(h.nodeId, { heardMs: nowMs, usedBytes: h.usedBytes, availableBytes: h.availableBytes, replicas: [...h.replicas] });
-    for (const report of h.leading) this.onRangeReport(h.nodeId, report, nowMs);
-    const collect: number[] = [];
-    const emptySeen = new Map<number, number>();
-    for (const { rangeId, epoch } of h.replicas) {
-      const r = this.ranges.get(rangeId);
-      if (r === undefined || holds(r.report, h.nodeId)) continue;
-      // A replica an operator is adding here is wanted, whatever the range's last report says: the
-      // report may predate the change, and a replica destroyed now would be missing from the group
-      // the change makes (its leader's traffic then meets a tombstone and creates nothing).
-      const op = this.operators.get(rangeId)?.op;
-      if (op !== undefined && ((op.kind === 'moveReplica' && op.to === h.nodeId) || (op.kind === 'addReplica' && op.node === h.nodeId))) continue;
-      if (epoch === 0) {
-        // An empty replica may be a learner about to be added (prepared before the change): only one
-        // that stayed empty and unclaimed past an operator's lifetime goes.
-        const since = this.emptySince.get(h.nodeId)?.get(rangeId) ?? nowMs;
-        emptySeen.set(rangeId, since);
-        if (nowMs - since > this.o.config.operatorTimeoutMs) collect.push(rangeId);
-        continue;
-      }
-      // A replica that applied an epoch older than the range's, which no longer has it.
-      if (epoch < r.report.epoch) collect.push(rangeId);
+    const known = this.nodes.get(h.nodeId);
+    const full = h.base === 0;
+    if (!full && (known === undefined || known.session !== h.session || h.base > known.seq)) return { collect: [], resync: true };
+    const n = known ?? untracked();
+    this.nodes.set(h.nodeId, n);
+    n.heardMs = nowMs;
+    n.usedBytes = h.usedBytes;
+    n.availableBytes = h.availableBytes;
+    n.session = h.session;
+    n.seq = Math.max(full ? 0 : n.seq, h.seq);
+    const leads = new Set<number>();
+    for (const report of h.leading) {
+      leads.add(report.rangeId);
+      this.onRangeReport(h.nodeId, report, nowMs);
     }
-    this.emptySince.set(h.nodeId, emptySeen);
+    if (full) {
+      n.replicas = new Map(h.replicas.map((r) => [r.rangeId, r.epoch]));
+      n.emptySince = new Map([...n.emptySince].filter(([rangeId]) => n.replicas.get(rangeId) === 0));
+    } else {
+      for (const rangeId of h.removed) n.replicas.delete(rangeId);
+      for (const r of h.replicas) n.replicas.set(r.rangeId, r.epoch);
+    }
+    // A replica the node reports without leading it: a range this node led has another leader (or none yet).
+    for (const { rangeId } of h.replicas) {
+      const t = this.ranges.get(rangeId);
+      if (t !== undefined && t.leader === h.nodeId && !leads.has(rangeId)) t.leader = 0;
+    }
+    const candidates = new Set([...h.replicas.map((r) => r.rangeId), ...n.dropped, ...n.emptySince.keys()]);
+    n.dropped.clear();
+    const collect: number[] = [];
+    for (const rangeId of candidates) if (this.collectable(h.nodeId, n, rangeId, nowMs)) collect.push(rangeId);
     if (collect.length > 0) this.o.ports.log.info({ holder: h.nodeId, rangeIds: collect }, 'replicas whose ranges no longer include them: collected');
-    return { collect };
+    return { collect, resync: false };
+  }
+
+  /** Whether the node's replica of the range (if it holds one) is one the range removed, and may go. */
+  private collectable(nodeId: number, n: TrackedNode, rangeId: number, nowMs: number): boolean {
+    const epoch = n.replicas.get(rangeId);
+    const r = this.ranges.get(rangeId);
+    if (epoch === undefined || r === undefined || holds(r.report, nodeId)) {
+      n.emptySince.delete(rangeId);
+      return false;
+    }
+    // A replica an operator is adding here is wanted, whatever the range's last report says: the
+    // report may predate the change, and a replica destroyed now would be missing from the group
+    // the change makes (its leader's traffic then meets a tombstone and creates nothing).
+    const op = this.operators.get(rangeId)?.op;
+    if (op !== undefined && ((op.kind === 'moveReplica' && op.to === nodeId) || (op.kind === 'addReplica' && op.node === nodeId))) {
+      n.emptySince.delete(rangeId);
+      return false;
+    }
+    if (epoch === 0) {
+      // An empty replica may be a learner about to be added (prepared before the change): only one
+      // that stayed empty and unclaimed past an operator's lifetime goes.
+      const since = n.emptySince.get(rangeId) ?? nowMs;
+      n.emptySince.set(rangeId, since);
+      return nowMs - since > this.o.config.operatorTimeoutMs;
+    }
+    n.emptySince.delete(rangeId);
+    // A replica that applied an epoch older than the range's, which no longer has it.
+    return epoch < r.report.epoch;
+  }
+
+  /** The range's configuration went from `before` to `after`: the nodes it dropped may hold a replica to collect. */
+  private noteDropped(rangeId: number, before: RangeMembers, after: RangeMembers): void {
+    for (const nodeId of [...before.voters, ...before.votersOutgoing, ...before.learners]) {
+      if (!holds(after, nodeId)) this.nodes.get(nodeId)?.dropped.add(rangeId);
+    }
   }
 
   /**
@@ -172,7 +236,7 @@ export class PlacementDriver {
    */
   private noteReferenced(report: RangeReport): void {
     for (const nodeId of [...report.voters, ...report.votersOutgoing, ...report.learners]) {
-      if (!this.nodes.has(nodeId)) this.nodes.set(nodeId, { heardMs: undefined, usedBytes: 0, availableBytes: 0, replicas: [] });
+      if (!this.nodes.has(nodeId)) this.nodes.set(nodeId, untracked());
     }
   }
 
@@ -189,6 +253,7 @@ export class PlacementDriver {
     }
     const hot = writesPerSec + readsPerSec >= this.o.config.scheduler.splitLoadOpsPerSec;
     const hotSinceMs = hot ? (known?.hotSinceMs ?? nowMs) : undefined;
+    if (known !== undefined) this.noteDropped(report.rangeId, known.report, report);
     this.ranges.set(report.rangeId, { report, leader: from, heardMs: nowMs, writesPerSec, readsPerSec, hotSinceMs });
     // A split's halves report separately; the parent's entry is replaced by the left half (same id).
   }
@@ -202,8 +267,10 @@ export class PlacementDriver {
       .sort((a, b) => a.report.rangeId - b.report.rangeId)
       .map((t) => {
         const r = t.report;
-        // A leader not heard from within the down timeout (or on a node that is down) leads nothing the driver can use.
-        const leaderLive = nowMs - t.heardMs < this.o.config.downAfterMs && this.nodeState(t.leader, nowMs) !== 'down';
+        // A leader on a node that is down leads nothing the driver can use. (A quiet range is not reported:
+        // its leader's liveness is its node's.)
+        const leaderLive = t.leader !== 0 && this.nodeState(t.leader, nowMs) !== 'down';
+        const loaded = nowMs - t.heardMs <= this.o.config.rateFreshMs;
         const overSize = r.sizeBytes >= this.o.config.scheduler.splitSizeBytes;
         return {
           rangeId: r.rangeId,
@@ -218,9 +285,9 @@ export class PlacementDriver {
           progress: r.progress,
           sizeBytes: r.sizeBytes,
           keyCount: r.keyCount,
-          writesPerSec: t.writesPerSec,
-          readsPerSec: t.readsPerSec,
-          hotForSec: t.hotSinceMs === undefined ? 0 : (nowMs - t.hotSinceMs) / 1000,
+          writesPerSec: loaded ? t.writesPerSec : 0,
+          readsPerSec: loaded ? t.readsPerSec : 0,
+          hotForSec: t.hotSinceMs === undefined || !loaded ? 0 : (nowMs - t.hotSinceMs) / 1000,
           splitKey: overSize ? r.sizeSplitKey : r.loadSplitKey,
         };
       });
@@ -324,7 +391,9 @@ export class PlacementDriver {
     const before = new Set([...t.report.voters, ...t.report.votersOutgoing, ...t.report.learners]);
     const after = new Set([...outcome.voters, ...outcome.votersOutgoing, ...outcome.learners]);
     const progress = t.report.progress.filter((p) => before.has(p.nodeId) && after.has(p.nodeId));
-    t.report = { ...t.report, epoch: outcome.epoch, voters: outcome.voters, votersOutgoing: outcome.votersOutgoing, learners: outcome.learners, progress };
+    const report = { ...t.report, epoch: outcome.epoch, voters: outcome.voters, votersOutgoing: outcome.votersOutgoing, learners: outcome.learners, progress };
+    this.noteDropped(rangeId, t.report, report);
+    t.report = report;
     this.noteReferenced(t.report);
   }
 
@@ -364,7 +433,9 @@ export class OperatorConflictError extends FlotillaError {
   readonly retryable = true;
 }
 
-function holds(r: Pick<RangeReport, 'voters' | 'votersOutgoing' | 'learners'>, nodeId: number): boolean {
+type RangeMembers = Pick<RangeReport, 'voters' | 'votersOutgoing' | 'learners'>;
+
+function holds(r: RangeMembers, nodeId: number): boolean {
   return r.voters.includes(nodeId) || r.votersOutgoing.includes(nodeId) || r.learners.includes(nodeId);
 }
 

@@ -4,8 +4,19 @@ import { MetaRecordError } from './meta.js';
 /**
  * What every node tells the placement driver once per heartbeat interval
  * (TiKV's store heartbeat with its region heartbeats folded in: one message
- * per node, not one per range): its disk, every replica it holds (so the
- * driver can collect ones the range has dropped), and every range it leads.
+ * per node, not one per range): its disk, its replicas (so the driver can
+ * collect ones the range has dropped), and the ranges it leads.
+ *
+ * A full heartbeat (`base` 0) carries every replica and every led range.
+ * The rest carry only what changed since heartbeat `base` of the same
+ * `session` (a node's run of heartbeats to one driver): a node with 100,000
+ * quiesced replicas sends a few bytes, and the driver's work per heartbeat
+ * follows what changed. What changed since `base` is also what changed
+ * since any later heartbeat, so the driver takes a delta whose base is at or
+ * before the last heartbeat it took (one whose answer was lost is sent again
+ * from the same base); a delta it cannot place (another session, a driver
+ * that never saw the base: a new one) is answered `resync`, and the node
+ * sends a full heartbeat.
  */
 export interface StoreHeartbeat {
   readonly nodeId: number;
@@ -13,9 +24,18 @@ export interface StoreHeartbeat {
   readonly usedBytes: number;
   /** Bytes free on the file system of its data directory. */
   readonly availableBytes: number;
-  /** Every replica on the node and the epoch it has applied (0: empty, waiting for a snapshot). */
+  /** The node's current run of heartbeats (a new one per process, and whenever it starts over). */
+  readonly session: number;
+  /** This heartbeat's place in the session: ascending. */
+  readonly seq: number;
+  /** 0: full. Otherwise the seq of an earlier heartbeat this one carries the changes since. */
+  readonly base: number;
+  /** Replicas on the node (changed ones in a delta) and the epoch each has applied (0: empty, waiting for a snapshot). */
   readonly replicas: readonly { readonly rangeId: number; readonly epoch: number }[];
+  /** Ranges the node leads (in a delta: led and changed; a changed replica not among them does not lead). */
   readonly leading: readonly RangeReport[];
+  /** A delta's replicas destroyed since its base (empty in a full heartbeat). */
+  readonly removed: readonly number[];
 }
 
 /** A range as its leader sees it. */
@@ -40,9 +60,10 @@ export interface RangeReport {
   readonly loadSplitKey?: Uint8Array | undefined;
 }
 
-/** The driver's answer: replicas the node should destroy (their range removed them). */
+/** The driver's answer: replicas the node should destroy (their range removed them); `resync`: the delta was not taken, send a full heartbeat. */
 export interface HeartbeatAnswer {
   readonly collect: readonly number[];
+  readonly resync: boolean;
 }
 
 /** Replicas and led ranges in one heartbeat, at most: bounds what a peer's message can make the driver hold. */
@@ -74,6 +95,10 @@ export function encodeStoreHeartbeat(h: StoreHeartbeat): Uint8Array {
       r.sizeSplitKey ?? null,
       r.loadSplitKey ?? null,
     ]),
+    h.session,
+    h.seq,
+    h.base,
+    h.removed,
   ]);
 }
 
@@ -93,9 +118,11 @@ export function decodeStoreHeartbeat(bytes: Uint8Array): StoreHeartbeat {
   const fail = (what: string): never => {
     throw new MetaRecordError(`heartbeat: ${what}`);
   };
-  if (!Array.isArray(raw) || raw.length !== 5) fail('not a 5-tuple');
-  const [nodeId, usedBytes, availableBytes, replicaPairs, leading] = raw as unknown[];
+  if (!Array.isArray(raw) || raw.length !== 9) fail('not a 9-tuple');
+  const [nodeId, usedBytes, availableBytes, replicaPairs, leading, session, seq, base, removed] = raw as unknown[];
   if (!isId(nodeId)) fail(`node id ${String(nodeId)}`);
+  if (!isCount(session) || !isId(seq) || !isCount(base) || (base as number) >= (seq as number)) fail(`sequence ${String(session)}/${String(seq)} from ${String(base)}`);
+  if (!isIds(removed) || ((base as number) === 0 && removed.length > 0)) fail('removed replicas');
   if (!isCount(usedBytes) || !isCount(availableBytes)) fail('disk byte counts');
   if (!Array.isArray(replicaPairs) || replicaPairs.length % 2 !== 0 || replicaPairs.length > 2 * HEARTBEAT_RANGE_COUNT_MAX || !replicaPairs.every(isCount)) fail('replicas');
   const replicas: { rangeId: number; epoch: number }[] = [];
@@ -134,5 +161,15 @@ export function decodeStoreHeartbeat(bytes: Uint8Array): StoreHeartbeat {
       loadSplitKey: (loadSplitKey as Uint8Array | null) ?? undefined,
     };
   });
-  return { nodeId: nodeId as number, usedBytes: usedBytes as number, availableBytes: availableBytes as number, replicas, leading: reports };
+  return {
+    nodeId: nodeId as number,
+    usedBytes: usedBytes as number,
+    availableBytes: availableBytes as number,
+    session: session as number,
+    seq: seq as number,
+    base: base as number,
+    replicas,
+    leading: reports,
+    removed: removed as number[],
+  };
 }

@@ -6,7 +6,7 @@ import { PlacementDriver, type DriverConfig, type StepOutcome } from '../src/dri
 import type { RangeReport, StoreHeartbeat } from '../src/heartbeat.js';
 
 const { paused: _p, replicationFactor: _r, ...scheduler } = SCHEDULER_CONFIG_DEFAULTS;
-const CONFIG: DriverConfig = { scheduler: { ...scheduler, movesInFlightMax: 8 }, suspectAfterMs: 500, downAfterMs: 2_000, operatorTimeoutMs: 10_000, stepRetryMs: 300 };
+const CONFIG: DriverConfig = { scheduler: { ...scheduler, movesInFlightMax: 8 }, suspectAfterMs: 500, downAfterMs: 2_000, operatorTimeoutMs: 10_000, stepRetryMs: 300, rateFreshMs: 3_000 };
 const b = (s: string) => Buffer.from(s);
 
 interface Sent {
@@ -56,8 +56,16 @@ function report(rangeId: number, o: Partial<RangeReport> & { voters: number[] })
   };
 }
 
+let heartbeatSeq = 0;
+
+/** A full heartbeat (every replica and led range), each with a new seq of session 1. */
 function heartbeat(nodeId: number, leading: RangeReport[], replicas: { rangeId: number; epoch: number }[] = []): StoreHeartbeat {
-  return { nodeId, usedBytes: 0, availableBytes: 1e9, replicas, leading };
+  return { nodeId, usedBytes: 0, availableBytes: 1e9, session: 1, seq: ++heartbeatSeq, base: 0, replicas, leading, removed: [] };
+}
+
+/** What changed since heartbeat `base` of `session` (StoreHeartbeat's delta). */
+function delta(nodeId: number, o: { session?: number; seq: number; base: number; leading?: RangeReport[]; replicas?: { rangeId: number; epoch: number }[]; removed?: number[] }): StoreHeartbeat {
+  return { nodeId, usedBytes: 0, availableBytes: 1e9, session: o.session ?? 1, seq: o.seq, base: o.base, replicas: o.replicas ?? [], leading: o.leading ?? [], removed: o.removed ?? [] };
 }
 
 /** Ranges 1..count, each on nodes 1–3, led round-robin. */
@@ -278,5 +286,68 @@ describe('PlacementDriver', () => {
     driver.pass(CONFIG.operatorTimeoutMs + 1);
     expect(driver.status(CONFIG.operatorTimeoutMs + 1).operators).toEqual([]);
     expect(logs).toContain('operator timed out; the next pass plans again');
+  });
+  describe('delta heartbeats', () => {
+    it('takes a delta on top of the heartbeat it builds on, and one resent from an earlier base; asks for everything otherwise', () => {
+      const { driver } = driverWith();
+      driver.onHeartbeat(delta(1, { seq: 5, base: 0, leading: [report(1, { voters: [1, 2, 3] })], replicas: [{ rangeId: 1, epoch: 1 }, { rangeId: 2, epoch: 1 }] }), 0);
+      // Range 2 destroyed, range 3 created, range 1 split (epoch 2): only what changed.
+      expect(driver.onHeartbeat(delta(1, { seq: 6, base: 5, leading: [report(1, { voters: [1, 2, 3], epoch: 2 })], replicas: [{ rangeId: 1, epoch: 2 }, { rangeId: 3, epoch: 2 }], removed: [2] }), 10)).toEqual({ collect: [], resync: false });
+      expect(driver.snapshot(10).ranges.map((r) => [r.rangeId, r.epoch])).toEqual([[1, 2]]);
+      // Its answer lost, the node sends what changed since 5 again, with more: still placeable.
+      expect(driver.onHeartbeat(delta(1, { seq: 7, base: 5, replicas: [{ rangeId: 1, epoch: 2 }] }), 20).resync).toBe(false);
+      // A base the driver never took (a new driver's first delta), or another session (the node restarted): everything, please.
+      expect(driver.onHeartbeat(delta(1, { seq: 9, base: 8 }), 30)).toEqual({ collect: [], resync: true });
+      expect(driver.onHeartbeat(delta(1, { session: 2, seq: 8, base: 7 }), 30).resync).toBe(true);
+      expect(driver.onHeartbeat(delta(4, { seq: 2, base: 1 }), 30).resync).toBe(true);
+      // A refused delta is not a heartbeat: node 4 is still unknown, and node 1 was last heard at 20.
+      expect(driver.status(30).nodes.map((n) => [n.nodeId, n.silentMs])).toEqual([[1, 10], [2, null], [3, null]]);
+    });
+
+    it('collects a replica its range dropped though the holder\'s deltas never name it again', () => {
+      const { driver } = driverWith();
+      driver.onHeartbeat(heartbeat(1, [report(7, { voters: [1, 2, 3], epoch: 5 })]), 0);
+      const full = heartbeat(3, [], [{ rangeId: 7, epoch: 5 }]);
+      expect(driver.onHeartbeat(full, 0).collect).toEqual([]);
+      // Node 3's replica is quiet, so its deltas are empty; the range's next report no longer has node 3.
+      expect(driver.onHeartbeat(delta(3, { seq: full.seq + 1, base: full.seq }), 10).collect).toEqual([]);
+      driver.onHeartbeat(heartbeat(1, [report(7, { voters: [1, 2, 4], epoch: 6 })]), 20);
+      expect(driver.onHeartbeat(delta(3, { seq: full.seq + 2, base: full.seq + 1 }), 30).collect).toEqual([7]);
+      // Looked at once: the next empty delta names nothing (the node destroys it and reports it removed).
+      expect(driver.onHeartbeat(delta(3, { seq: full.seq + 3, base: full.seq + 2 }), 40).collect).toEqual([]);
+    });
+
+    it('an empty replica left over is collected once it outlived an operator, though deltas do not name it again', () => {
+      const { driver } = driverWith();
+      driver.onHeartbeat(heartbeat(1, [report(7, { voters: [1, 2, 3], epoch: 5 })]), 0);
+      const full = heartbeat(5, [], [{ rangeId: 7, epoch: 0 }]);
+      expect(driver.onHeartbeat(full, 0).collect).toEqual([]);
+      expect(driver.onHeartbeat(delta(5, { seq: full.seq + 1, base: full.seq }), CONFIG.operatorTimeoutMs).collect).toEqual([]);
+      expect(driver.onHeartbeat(delta(5, { seq: full.seq + 2, base: full.seq + 1 }), CONFIG.operatorTimeoutMs + 1).collect).toEqual([7]);
+    });
+
+    it('a replica reported without its range among the led ones no longer leads it', () => {
+      const { driver } = driverWith();
+      const full = heartbeat(1, [report(7, { voters: [1, 2, 3] })], [{ rangeId: 7, epoch: 1 }]);
+      driver.onHeartbeat(full, 0);
+      expect(driver.snapshot(0).ranges[0]!.leader).toBe(1);
+      driver.onHeartbeat(delta(1, { seq: full.seq + 1, base: full.seq, replicas: [{ rangeId: 7, epoch: 1 }] }), 10);
+      expect(driver.snapshot(10).ranges[0]!.leader).toBe(0);
+      // The new leader's report names it.
+      driver.onHeartbeat(heartbeat(2, [report(7, { voters: [1, 2, 3], term: 7 })]), 20);
+      expect(driver.snapshot(20).ranges[0]!.leader).toBe(2);
+    });
+
+    it('a range not reported for rateFreshMs has no load: leaders report every range that served any', () => {
+      const { driver } = driverWith();
+      const at = (nowMs: number, writeCount: number) => driver.onHeartbeat(heartbeat(1, [report(1, { voters: [1], writeCount })]), nowMs);
+      at(0, 0);
+      at(1_000, 500);
+      expect(driver.snapshot(1_000 + CONFIG.rateFreshMs).ranges[0]!.writesPerSec).toBe(500);
+      expect(driver.snapshot(1_001 + CONFIG.rateFreshMs).ranges[0]!.writesPerSec).toBe(0);
+      // Unreported, its leader still leads it while that node is not down.
+      expect(driver.snapshot(999 + CONFIG.downAfterMs).ranges[0]!.leader).toBe(1);
+      expect(driver.snapshot(1_000 + CONFIG.downAfterMs).ranges[0]!.leader).toBe(0);
+    });
   });
 });

@@ -9,7 +9,11 @@ const HEARTBEAT: StoreHeartbeat = {
   nodeId: 3,
   usedBytes: 123_456,
   availableBytes: 9_000_000,
+  session: 77,
+  seq: 12,
+  base: 10,
   replicas: [{ rangeId: 1, epoch: 4 }, { rangeId: 7, epoch: 0 }],
+  removed: [9],
   leading: [
     {
       rangeId: 1,
@@ -57,6 +61,11 @@ describe('store heartbeat codec', () => {
     ['a voter id 0', edited((t) => (led(t)[5] = [0, 1]))],
     ['a start that is not bytes', edited((t) => (led(t)[1] = 'a'))],
     ['odd progress pairs', edited((t) => (led(t)[9] = [1]))],
+    ['the old 5-tuple', edited((t) => t.splice(5))],
+    ['a seq of 0', edited((t) => (t[6] = 0))],
+    ['a base at or after its seq', edited((t) => (t[7] = 12))],
+    ['a full heartbeat with removed replicas', edited((t) => (t[7] = 0))],
+    ['a removed replica of range 0', edited((t) => (t[8] = [0]))],
   ])('refuses %s with MetaRecordError', (_name, bytes) => {
     expect(() => decodeStoreHeartbeat(bytes)).toThrow(expect.objectContaining({ code: 'META_RECORD_MALFORMED' }) as Error);
   });

@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { readdirSync, statSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { SYSTEM_CLOCK, groupId, type Clock } from '@flotilla/core';
@@ -9,6 +10,7 @@ import {
   encodeStoreHeartbeat,
   type DriverConfig,
   type DriverStatus,
+  type HeartbeatAnswer,
   type NodeRecord,
   type Operator,
   type PlacementSettings,
@@ -55,6 +57,11 @@ const packr = new Packr({ useRecords: false, moreTypes: false });
 export class PlacementService {
   private driver: PlacementDriver | undefined;
   private passQueued = false;
+  /** This service's heartbeat session (heartbeat.ts): a node that restarts starts a new one. */
+  private readonly session = randomInt(2 ** 31);
+  private seq = 0;
+  /** The last heartbeat the driver took, and where the node's view was then: the next carries what changed since. */
+  private taken: { seq: number; cursor: number } | undefined;
   private readonly nowMs: () => number;
   readonly defaults: PlacementSettings;
 
@@ -72,21 +79,36 @@ export class PlacementService {
   }
 
   private async heartbeat(): Promise<void> {
-    const { host, store } = this.o;
-    const [shards, leading] = await Promise.all([host.shards(), host.rangeReports({ splitKeyMinBytes: this.o.config.scheduler.splitSizeBytes })]);
-    const heartbeat = encodeStoreHeartbeat({
-      nodeId: host.nodeId,
-      ...(this.o.disk?.() ?? diskOf(this.o.dir)),
-      replicas: shards.map((s) => ({ rangeId: s.shardId, epoch: s.epoch })),
-      leading,
-    });
-    const answer = (await store.runOnRange({ kind: 'placement', rangeId: META_RANGE_ID, payload: packr.pack(['heartbeat', heartbeat]) })) as Uint8Array;
-    const collect = decodeCollect(answer);
-    for (const rangeId of collect) {
+    const { host } = this.o;
+    let answer = await this.sendHeartbeat(this.taken);
+    // The driver could not place the delta (a new driver, or one that missed its base): everything, at once.
+    if (answer.resync) answer = await this.sendHeartbeat(undefined);
+    for (const rangeId of answer.collect) {
       if (!host.hasShard(groupId(rangeId))) continue;
       this.o.log.info({ rangeId }, 'replica collected: its range no longer has this node');
       await host.removeShard(groupId(rangeId));
     }
+  }
+
+  /** One heartbeat: what changed since `base` (the last one the driver took), or everything without one. */
+  private async sendHeartbeat(base: { seq: number; cursor: number } | undefined): Promise<HeartbeatAnswer> {
+    const { host, store } = this.o;
+    const view = await host.shardChanges(base?.cursor ?? 0, { splitKeyMinBytes: this.o.config.scheduler.splitSizeBytes });
+    const full = base === undefined || view.full;
+    const seq = ++this.seq;
+    const heartbeat = encodeStoreHeartbeat({
+      nodeId: host.nodeId,
+      ...(this.o.disk?.() ?? diskOf(this.o.dir)),
+      session: this.session,
+      seq,
+      base: full ? 0 : base.seq,
+      replicas: view.changed.map((c) => ({ rangeId: c.status.shardId, epoch: c.status.epoch })),
+      leading: view.changed.flatMap((c) => (c.report === null ? [] : [c.report])),
+      removed: full ? [] : view.removed,
+    });
+    const answer = decodeAnswer((await store.runOnRange({ kind: 'placement', rangeId: META_RANGE_ID, payload: packr.pack(['heartbeat', heartbeat]) })) as Uint8Array);
+    this.taken = answer.resync ? undefined : { seq, cursor: view.cursor };
+    return answer;
   }
 
   private async drive(nodes: Promise<NodeRecord[]>): Promise<void> {
@@ -178,7 +200,8 @@ export class PlacementService {
         } catch (err) {
           throw new KvError('INVALID_ARGUMENT', (err as Error).message);
         }
-        return packr.pack(driver.onHeartbeat(heartbeat, nowMs).collect);
+        const answer = driver.onHeartbeat(heartbeat, nowMs);
+        return packr.pack([answer.collect, answer.resync]);
       }
       case 'status':
         return packr.pack(JSON.stringify(statusJson(driver.status(nowMs), driver.snapshot(nowMs).ranges)));
@@ -244,10 +267,13 @@ function changesOf(step: Exclude<Step, { kind: 'split' | 'transferLeader' }>): M
   }
 }
 
-function decodeCollect(bytes: Uint8Array): number[] {
+function decodeAnswer(bytes: Uint8Array): HeartbeatAnswer {
   const raw = packr.unpack(bytes) as unknown;
-  if (!Array.isArray(raw) || !raw.every((n) => Number.isSafeInteger(n) && (n as number) > 0)) throw new KvError('UNAVAILABLE', 'malformed heartbeat answer');
-  return raw as number[];
+  const malformed = () => new KvError('UNAVAILABLE', 'malformed heartbeat answer');
+  if (!Array.isArray(raw) || raw.length !== 2 || typeof raw[1] !== 'boolean') throw malformed();
+  const [collect, resync] = raw as [unknown, boolean];
+  if (!Array.isArray(collect) || !collect.every((n) => Number.isSafeInteger(n) && (n as number) > 0)) throw malformed();
+  return { collect: collect as number[], resync };
 }
 
 /** What an admin operator is checked against: the driver's view of the ranges and of the nodes it knows. */
@@ -286,10 +312,11 @@ function operatorOf(raw: unknown, context: OperatorContext): Operator {
     case 'transferLeader': {
       const to = (raw as unknown[])[2];
       if (!positive(to)) throw new KvError('INVALID_ARGUMENT', 'a leader transfer needs a node id');
+      if (!range.voters.includes(to)) throw new KvError('PRECONDITION_FAILED', `node ${to} is not a voter of range ${rangeId} (its voters are nodes ${[...range.voters].sort((a, b) => a - b).join(', ')})`);
+      // Between leaders (the old one reported it no longer leads, the new one has not reported yet): ask again shortly.
       if (leader === 0) throw new KvError('UNAVAILABLE', `range ${rangeId} has no leader the placement driver knows of`, { retryAfterMs: 1_000 });
       // As a move onto a holder: accepted, it would report a transfer that changes nothing.
       if (to === leader) throw new KvError('PRECONDITION_FAILED', `node ${to} already leads range ${rangeId}`);
-      if (!range.voters.includes(to)) throw new KvError('PRECONDITION_FAILED', `node ${to} is not a voter of range ${rangeId} (its voters are nodes ${[...range.voters].sort((a, b) => a - b).join(', ')})`);
       return { kind, rangeId, epoch, from: leader, to, reason: 'admin' };
     }
     case 'split': {

@@ -330,9 +330,9 @@ describe('placement admin over HTTP (3 nodes, then a 4th)', () => {
         return { status: r.statusCode, body: r.json() as Record<string, unknown> };
       };
       const view = async () => (await call('GET', '/placement')).body as unknown as DriverView & { settings: { paused: boolean; replicationFactor: number } };
-      await until('the driver sees 5 ranges on 3 nodes', async () => {
+      await until('the driver heard from 3 nodes and sees 5 ranges', async () => {
         const v = await view();
-        return v.rangeCount === 5 && v.nodes.length === 3 && v.nodes.every((n) => n.state === 'up') ? v : undefined;
+        return v.rangeCount === 5 && v.nodes.length === 3 && v.nodes.every((n) => n.state === 'up' && n.silentMs !== null) ? v : undefined;
       }, 20_000);
 
       // Bad input: the right 4xx, nothing changes.

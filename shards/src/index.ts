@@ -33,6 +33,8 @@ export { CoreLeases } from './host/core-leases.js';
 export type { HostStats } from './host/stats.js';
 export { TICK_INTERVAL_MS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT, type HostOptions } from './host/options.js';
 export type { ShardStatus, CoreStats, CoreStatsReport, Consistency, RangeBoundsWire, MembershipChange } from './host/core-protocol.js';
+export type { ShardChange } from './host/shard-changes.js';
+export type { ShardViewChanges } from './host/shard-view.js';
 export { LATENCY_BUCKET_BOUNDS_SECONDS, emptyLatencyBuckets, observeLatency, type LatencyBuckets, type CoreLatencies } from './host/latency.js';
 export { childLogger, type ShellLogger } from './shell-logger.js';
 export { prettyLogDestination } from './pretty-log.js';

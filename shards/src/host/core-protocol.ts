@@ -57,6 +57,8 @@ export type CoreRequest =
   /** What placement needs of every shard this core leads (placement's RangeReport). */
   | { readonly kind: 'rangeReports'; readonly id: number; readonly splitKeyMinBytes: number }
   | { readonly kind: 'status'; readonly id: number }
+  /** The replicas changed since the last 'changes' (all with `full`), with their reports where led here (shard-changes.ts CoreChanges). */
+  | { readonly kind: 'changes'; readonly id: number; readonly splitKeyMinBytes: number; readonly full: boolean }
   | { readonly kind: 'transferLeader'; readonly id: number; readonly shardId: number; readonly to: number }
   /** collectGarbage: a full GC first, where the process exposes one (node --expose-gc: benchmarks), so heapUsedBytes is the live heap. */
   | { readonly kind: 'stats'; readonly id: number; readonly collectGarbage?: boolean }

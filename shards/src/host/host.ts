@@ -31,7 +31,9 @@ import {
 } from './options.js';
 import { PendingRequests } from './pending-requests.js';
 import { NodeRpc, RequestIds, type RequestHandler } from './rpc.js';
+import type { CoreChanges } from './shard-changes.js';
 import { ShardTable } from './shard-table.js';
+import { ShardView, type ShardViewChanges } from './shard-view.js';
 import type { HostStats } from './stats.js';
 import { ReplicaAdoption } from '../replica/adoption.js';
 import { SnapshotRelay } from '../snapshot/relay.js';
@@ -78,6 +80,10 @@ export class Host {
   private readonly outbound = new Map<number, { segments: Uint8Array[]; bytes: number; dropped?: boolean }>();
   private readonly pending: PendingRequests;
   private readonly shardTable: ShardTable;
+  /** Every replica's status and report as the cores last told them (shardChanges). */
+  private readonly view = new ShardView();
+  private viewLoaded = false;
+  private viewRefresh: Promise<void> | undefined;
   private readonly peerIds = new Set<number>();
   private readonly liveness: Liveness;
   /** Node leases (undefined: off): promises this node made and leases it holds (node-leases.ts). */
@@ -562,6 +568,35 @@ export class Host {
   /** One block's keys and per-key digests, from the snapshot that check hashed (held for checksumHoldTicks after it finished). */
   checksumBlock(shardId: GroupId, q: { index: number; checksumId: number; block: number }): Promise<ChecksumBlockAnswer> {
     return this.request(shardId, (id) => ({ kind: 'checksumBlock', id, shardId, index: q.index, checksumId: q.checksumId, block: q.block }));
+  }
+
+  /**
+   * The replicas changed since `cursor` (0: every one) with their reports
+   * where led here, once the view took in what the cores changed since it
+   * last asked (shard-view.ts): a duty that keeps its cursor reads only what
+   * changed. Reports carry a size split key for ranges of at least
+   * `splitKeyMinBytes`. Callers at once share one refresh.
+   */
+  async shardChanges(cursor: number, options: { splitKeyMinBytes: number }): Promise<ShardViewChanges> {
+    await this.refreshView(options.splitKeyMinBytes);
+    return this.view.since(cursor);
+  }
+
+  private refreshView(splitKeyMinBytes: number): Promise<void> {
+    this.viewRefresh ??= (async () => {
+      const full = !this.viewLoaded;
+      // A core's changes are its to give once: one refresh that fails part way lost some, and the next asks for all.
+      this.viewLoaded = false;
+      try {
+        const all = await Promise.all(this.cores.map((_, core) => this.request<CoreChanges>(0, (id) => ({ kind: 'changes', id, splitKeyMinBytes, full }), core)));
+        if (full) this.view.replaceAll(all);
+        else for (const c of all) this.view.apply(c);
+        this.viewLoaded = true;
+      } finally {
+        this.viewRefresh = undefined;
+      }
+    })();
+    return this.viewRefresh;
   }
 
   /** Every replica on this node, in shard order. */

@@ -11,37 +11,39 @@ type Scanner = Pick<KvStateMachine, 'scan'>;
 /** A report for every live group led here; a size split key only for ranges of at least `splitKeyMinBytes`. */
 export function rangeReports(groups: Iterable<Group>, sm: Scanner, options: { self: NodeId; splitKeyMinBytes: number }): RangeReport[] {
   const reports: RangeReport[] = [];
-  for (const g of groups) {
-    if (g.removed || !g.isLeader) continue;
-    const r = g.raw.raft;
-    const conf = r.tracker.confState();
-    const progress: { nodeId: number; match: number }[] = [];
-    r.tracker.visit((id, p) => {
-      if (id !== options.self) progress.push({ nodeId: id, match: p.match });
-    });
-    const sizes = sizesOf(g, sm);
-    const sizeSplitKey = sizes.sizeBytes >= options.splitKeyMinBytes && sizes.keyCount >= 2 ? middleKey(g, sm, sizes.keyCount) : undefined;
-    const loadSplitKey = g.loadSplitKey();
-    reports.push({
-      rangeId: g.id,
-      start: g.bounds.start,
-      end: g.bounds.end,
-      epoch: g.bounds.epoch,
-      term: r.term,
-      voters: [...conf.voters],
-      votersOutgoing: [...conf.votersOutgoing],
-      learners: [...conf.learners, ...conf.learnersNext],
-      lastIndex: r.log.lastIndex(),
-      progress,
-      keyCount: sizes.keyCount,
-      sizeBytes: sizes.sizeBytes,
-      writeCount: g.writeCount,
-      readCount: g.readCount,
-      ...(sizeSplitKey === undefined ? {} : { sizeSplitKey }),
-      ...(loadSplitKey === undefined ? {} : { loadSplitKey }),
-    });
-  }
+  for (const g of groups) if (!g.removed && g.isLeader) reports.push(rangeReportOf(g, sm, options));
   return reports;
+}
+
+/** The report of one group led here. */
+export function rangeReportOf(g: Group, sm: Scanner, options: { self: NodeId; splitKeyMinBytes: number }): RangeReport {
+  const r = g.raw.raft;
+  const conf = r.tracker.confState();
+  const progress: { nodeId: number; match: number }[] = [];
+  r.tracker.visit((id, p) => {
+    if (id !== options.self) progress.push({ nodeId: id, match: p.match });
+  });
+  const sizes = sizesOf(g, sm);
+  const sizeSplitKey = sizes.sizeBytes >= options.splitKeyMinBytes && sizes.keyCount >= 2 ? middleKey(g, sm, sizes.keyCount) : undefined;
+  const loadSplitKey = g.loadSplitKey();
+  return {
+    rangeId: g.id,
+    start: g.bounds.start,
+    end: g.bounds.end,
+    epoch: g.bounds.epoch,
+    term: r.term,
+    voters: [...conf.voters],
+    votersOutgoing: [...conf.votersOutgoing],
+    learners: [...conf.learners, ...conf.learnersNext],
+    lastIndex: r.log.lastIndex(),
+    progress,
+    keyCount: sizes.keyCount,
+    sizeBytes: sizes.sizeBytes,
+    writeCount: g.writeCount,
+    readCount: g.readCount,
+    ...(sizeSplitKey === undefined ? {} : { sizeSplitKey }),
+    ...(loadSplitKey === undefined ? {} : { loadSplitKey }),
+  };
 }
 
 /** The group's keys and bytes: counted once by a scan of its range, then kept current by each apply (ApplyPlan.afterApply). */

@@ -18,6 +18,7 @@ import { CoreLeases } from './core-leases.js';
 import { InboundTraffic } from './inbound.js';
 import { PROCESS_LEASE_CLOCKS, type LeaseClocks } from './node-leases.js';
 import { rangeReports } from './range-reports.js';
+import { ShardChangeTracker } from './shard-changes.js';
 import { Quiescence } from './quiescence.js';
 import { copyCoreLatencies, emptyCoreLatencies, observeLatency } from './latency.js';
 import { ShardRequests } from './shard-requests.js';
@@ -100,6 +101,8 @@ export class ShardCore {
   private readonly groups = new Map<GroupId, Group>();
   /** Groups that got input since the last round and may have a Ready. */
   private readonly touched = new Set<Group>();
+  /** Replicas whose status or report changed since the Host last asked (a superset of every touched group). */
+  private readonly changes = new ShardChangeTracker();
   /** Ticks seen: the clock of the disk guard, the consistency checks and the unknown-shard reports. */
   private tickCount = 0;
   /** This core's copy of the node's leases (undefined: node leases off). */
@@ -192,7 +195,10 @@ export class ShardCore {
         this.touched.delete(g);
         this.checksums.dropShard(g.id);
       },
-      forget: (g) => void this.groups.delete(g.id),
+      forget: (g) => {
+        this.groups.delete(g.id);
+        this.changes.forget(g);
+      },
     });
     this.applyPlan = new ApplyPlan({ ...shared, checksums: this.checksums, replicas: this.replicas, addGroup, start });
     this.replicas.openStored();
@@ -301,6 +307,12 @@ export class ShardCore {
   // Requests
 
   private onRequest(r: CoreRequest): void {
+    // A request to a replica changes what it reports (a write or a read counted). Each such path touches
+    // or wakes the group today; marking here keeps the view right if one stops doing so.
+    if ('shardId' in r) {
+      const g = this.groups.get(groupId(r.shardId));
+      if (g !== undefined) this.changes.mark(g);
+    }
     switch (r.kind) {
       case 'propose':
         return this.requests.onPropose(r.id, groupId(r.shardId), r.command);
@@ -318,6 +330,9 @@ export class ShardCore {
         return this.out.reply(r.id, rangeReports(this.groups.values(), this.sm, { self: this.self, splitKeyMinBytes: r.splitKeyMinBytes }));
       case 'status':
         return this.requests.onStatus(r.id);
+      case 'changes':
+        for (const g of this.touched) this.changes.mark(g);
+        return this.out.reply(r.id, this.changes.take(this.groups, this.sm, { self: this.self, splitKeyMinBytes: r.splitKeyMinBytes, full: r.full }));
       case 'transferLeader':
         return this.requests.onTransferLeader(r.id, groupId(r.shardId), nodeId(r.to));
       case 'stats':
@@ -369,7 +384,10 @@ export class ShardCore {
         // The writes this turn brought, one entry per shard, before their Readys are taken.
         this.requests.proposeBatches();
         const ready: Group[] = [];
-        for (const g of this.touched) if (!g.removed && g.raw.hasReady()) ready.push(g);
+        for (const g of this.touched) {
+          this.changes.mark(g);
+          if (!g.removed && g.raw.hasReady()) ready.push(g);
+        }
         this.touched.clear();
         if (ready.length === 0 || this.disk.isAbandoning) break;
         await this.round(ready);

@@ -5,7 +5,8 @@ import type { ReplicaChecksums } from '../kv/consistency.js';
 import { commandOutsideRange, coversSpan, describeRange, hexKey, inRange, isInitialized } from '../kv/range.js';
 import { isBatchResult, type EntryResult, type KvStateMachine } from '../kv/state-machine.js';
 import type { ShellLogger } from '../shell-logger.js';
-import type { CoreRequest, CoreStats, MembershipChange, ReadOp, ShardStatus } from './core-protocol.js';
+import type { CoreRequest, CoreStats, MembershipChange, ReadOp } from './core-protocol.js';
+import { statusOf } from './shard-changes.js';
 import type { CoreOutputBuffer } from './core-output.js';
 import type { DiskGuard } from './disk-guard.js';
 import type { Group, PendingProposal, PendingRead } from './group.js';
@@ -372,24 +373,4 @@ export class ShardRequests {
     const what = end === undefined ? `key ${hexKey(key)}` : `span [${hexKey(key)}, ${hexKey(end)})`;
     return new KeyOutOfRangeError(`${what} is outside shard ${g.id}'s range ${describeRange(g.bounds)} (epoch ${g.bounds.epoch}) on node ${this.port.self}`);
   }
-}
-
-function statusOf(g: Group): ShardStatus {
-  const s = g.raw.status();
-  return {
-    shardId: g.id,
-    role: s.softState.role,
-    leader: s.softState.leader,
-    term: s.hardState.term,
-    commit: s.hardState.commit,
-    applied: s.applied,
-    lastIndex: s.lastIndex,
-    firstIndex: g.storage.firstIndex(),
-    quiesced: g.quiesced,
-    voters: [...s.config.voters],
-    learners: [...s.config.learners],
-    start: g.bounds.start,
-    end: g.bounds.end,
-    epoch: g.bounds.epoch,
-  };
 }

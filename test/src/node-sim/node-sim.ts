@@ -15,7 +15,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SeededRng } from '@flotilla/core';
-import { META_RANGE_ID, type RangeDescriptor } from '@flotilla/placement';
+import { META_RANGE_ID, SCHEDULER_CONFIG_DEFAULTS, type RangeDescriptor } from '@flotilla/placement';
 import { FlotillaNode, KvError } from '@flotilla/server';
 import type { ShellLogger, ShardStatus } from '@flotilla/shards';
 import type { SnapshotSender, Transport, TransportHandlers } from '@flotilla/transport';
@@ -901,6 +901,15 @@ export class NodeSim {
         if (d === undefined) return `node ${id} holds range ${s.shardId}, which the meta range does not list`;
         if (!d.replicas.includes(id)) return `node ${id} still holds a replica of range ${s.shardId} (replicas ${d.replicas.join(',')} at epoch ${d.epoch}; it is a ${s.role} at epoch ${s.epoch} term ${s.term} applied ${s.applied} voters ${s.voters.join(',')} learners ${s.learners.join(',')})`;
       }
+    }
+    // Each node's view of its replicas, kept by the cores' changes alone (what its placement heartbeats
+    // carry), is what a full read of its cores says, both taken in one turn.
+    for (const n of this.running()) {
+      const host = n.inc?.node?.host;
+      if (host === undefined || n.inc?.dead === true) continue;
+      const [view, full] = await this.pumped(Promise.all([host.shardChanges(0, { splitKeyMinBytes: SCHEDULER_CONFIG_DEFAULTS.splitSizeBytes }), host.shards()]));
+      const viewText = JSON.stringify(view.changed.map((c) => c.status).sort((a, b) => a.shardId - b.shardId));
+      if (viewText !== JSON.stringify(full)) return `node ${n.id}: its view of its replicas differs from its cores'\n  view ${viewText}\n  full ${JSON.stringify(full)}`;
     }
     return undefined;
   }

@@ -1,0 +1,77 @@
+// What a core tells the Host of its replicas: each one's status and, where it
+// leads, its range report, for only the replicas that changed since the Host
+// last asked. The Host's copy (shard-view.ts) then costs a node's duties work
+// in proportion to what changed, not to how many replicas it holds.
+import type { NodeId } from '@flotilla/core';
+import type { RangeReport } from '@flotilla/placement';
+import type { KvStateMachine } from '../kv/state-machine.js';
+import type { ShardStatus } from './core-protocol.js';
+import type { Group } from './group.js';
+import { rangeReportOf } from './range-reports.js';
+
+/** One replica as it is now: its status, and its range report while it leads (null otherwise). */
+export interface ShardChange {
+  readonly status: ShardStatus;
+  readonly report: RangeReport | null;
+}
+
+/** A core's answer to 'changes': replicas changed (or, `full`, all of them) and ids removed since the last answer. */
+export interface CoreChanges {
+  readonly changed: readonly ShardChange[];
+  readonly removed: readonly number[];
+}
+
+export function statusOf(g: Group): ShardStatus {
+  const s = g.raw.status();
+  return {
+    shardId: g.id,
+    role: s.softState.role,
+    leader: s.softState.leader,
+    term: s.hardState.term,
+    commit: s.hardState.commit,
+    applied: s.applied,
+    lastIndex: s.lastIndex,
+    firstIndex: g.storage.firstIndex(),
+    quiesced: g.quiesced,
+    voters: [...s.config.voters],
+    learners: [...s.config.learners],
+    start: g.bounds.start,
+    end: g.bounds.end,
+    epoch: g.bounds.epoch,
+  };
+}
+
+/**
+ * The core's record of which replicas changed. Everything that can change a
+ * status or a report goes through the core loop's touched set (a message
+ * stepped, a tick, a round, a creation, a quiesce) or is a request addressed
+ * to the shard (a write counted, a lease read counted): both mark here. A
+ * quiesced replica nobody addresses is never visited.
+ */
+export class ShardChangeTracker {
+  private readonly changed = new Set<Group>();
+  private readonly removed = new Set<number>();
+
+  mark(g: Group): void {
+    this.changed.add(g);
+  }
+
+  /** The replica left this core (destroyed). */
+  forget(g: Group): void {
+    this.changed.delete(g);
+    this.removed.add(g.id);
+  }
+
+  /** What changed since the last take (every live replica with `full`), and starts over. */
+  take(groups: ReadonlyMap<number, Group>, sm: Pick<KvStateMachine, 'scan'>, o: { self: NodeId; splitKeyMinBytes: number; full: boolean }): CoreChanges {
+    const changed: ShardChange[] = [];
+    const removed = [...this.removed];
+    for (const g of o.full ? groups.values() : this.changed) {
+      if (g.removed) removed.push(g.id);
+      else changed.push({ status: statusOf(g), report: g.isLeader ? rangeReportOf(g, sm, o) : null });
+    }
+    this.changed.clear();
+    this.removed.clear();
+    return { changed, removed };
+  }
+}
