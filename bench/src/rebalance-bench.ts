@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { FlotillaNode, createHttpServer, type HttpServer } from '@flotilla/server';
 import { freePorts } from '@flotilla/shards/test-support/node-cluster';
 import { pino } from 'pino';
-import { benchArgs, flagsOrExit, positiveInt } from './flags.js';
+import { FlagError, benchArgs, flagsOrExit, positiveInt } from './flags.js';
 import { commandLine, fmt, loadAverageText, machineInfo, printTable, ratio, writeResults } from './report.js';
 
 const USAGE = {
@@ -23,14 +23,16 @@ const USAGE = {
 
   --data-mib <n>      data loaded before node 4 joins (default 64; quick: 2)
   --value-bytes <n>   size of each loaded value (default 1024); large values load 1 GiB in minutes, not tens
+  --snapshot-flow <on|off>  snapshot flow control on the nodes (default on; off: the fixed rate it replaced, for an A/B)
   --quick             CI: tiny and short
   -h, --help          this text`,
 };
-const { values } = benchArgs(USAGE, { options: { quick: { type: 'boolean', default: false }, 'data-mib': { type: 'string' }, 'value-bytes': { type: 'string' } }, strict: true });
+const { values } = benchArgs(USAGE, { options: { quick: { type: 'boolean', default: false }, 'data-mib': { type: 'string' }, 'value-bytes': { type: 'string' }, 'snapshot-flow': { type: 'string' } }, strict: true });
 const QUICK = values.quick === true;
-const { DATA_BYTES, VALUE_BYTES } = flagsOrExit(USAGE, () => ({
+const { DATA_BYTES, VALUE_BYTES, SNAPSHOT_FLOW } = flagsOrExit(USAGE, () => ({
   DATA_BYTES: (values['data-mib'] === undefined ? (QUICK ? 2 : 64) : positiveInt(values['data-mib'], '--data-mib')) * 1024 * 1024,
   VALUE_BYTES: values['value-bytes'] === undefined ? 1024 : positiveInt(values['value-bytes'], '--value-bytes'),
+  SNAPSHOT_FLOW: onOff(values['snapshot-flow'] ?? 'on', '--snapshot-flow'),
 }));
 const BASELINE_MS = QUICK ? 1_000 : 5_000;
 /** Clients writing 16 B values throughout, each one request at a time. */
@@ -40,6 +42,11 @@ const RANGE_COUNT = 16;
 const REBALANCE_TIMEOUT_MS = QUICK ? 90_000 : 600_000;
 /** Latency samples kept per phase, at most (reservoir by position: every op until full, then none). */
 const LATENCY_SAMPLES_MAX = 1_000_000;
+
+function onOff(value: string, flag: string): boolean {
+  if (value === 'on' || value === 'off') return value === 'on';
+  throw new FlagError(`${flag} is on or off, got "${value}"`);
+}
 
 const logger = pino({ level: process.env['FLOTILLA_BENCH_LOG'] ?? 'silent' });
 
@@ -100,7 +107,7 @@ async function main(): Promise<void> {
   const root = mkdtempSync(join(os.tmpdir(), 'flotilla-rebalance-bench-'));
   const ports = await freePorts(4);
   const address = (id: number) => `127.0.0.1:${ports[id - 1]}`;
-  const base = (id: number) => ({ nodeId: id, dir: join(root, `n${id}`), listen: { host: '127.0.0.1', port: ports[id - 1]! }, coreCount: 1, metaDutyIntervalMs: 250, logger });
+  const base = (id: number) => ({ nodeId: id, dir: join(root, `n${id}`), listen: { host: '127.0.0.1', port: ports[id - 1]! }, coreCount: 1, metaDutyIntervalMs: 250, logger, hostOptions: { snapshotFlowControl: SNAPSHOT_FLOW } });
   const nodes: FlotillaNode[] = [];
   let http: HttpServer | undefined;
   try {
@@ -135,6 +142,17 @@ async function main(): Promise<void> {
     const rebalanceStarted = performance.now();
     let finish: () => void = () => undefined;
     const finished = new Promise<void>((resolve) => (finish = resolve));
+    // What the nodes' snapshot flow control allowed through the move, sampled as often as it decides.
+    const flowSamples = new Map<number, { send: number[]; receive: number[] }>();
+    const flowSampler = setInterval(() => {
+      for (const n of nodes) {
+        const rates = n.host.snapshotBytesPerSec();
+        let s = flowSamples.get(n.host.nodeId);
+        if (s === undefined) flowSamples.set(n.host.nodeId, (s = { send: [], receive: [] }));
+        s.send.push(rates.send);
+        if (rates.receive !== undefined) s.receive.push(rates.receive);
+      }
+    }, 250);
     const during = clientLoad(() => nodes, finished);
     nodes.push(await FlotillaNode.start({ ...base(4), peers: {}, join: url }));
     let rebalanceError: unknown;
@@ -145,6 +163,14 @@ async function main(): Promise<void> {
     const rebalanceSeconds = (performance.now() - rebalanceStarted) / 1000;
     finish();
     const duringLoad = await during;
+    clearInterval(flowSampler);
+    const mib = (bytesPerSec: number) => bytesPerSec / 1024 / 1024;
+    const flow = [...flowSamples].sort(([a], [b]) => a - b).map(([nodeId, s]) => ({
+      nodeId,
+      sendMiBPerSecMin: mib(Math.min(...s.send)),
+      sendMiBPerSecMean: mib(s.send.reduce((a, c) => a + c, 0) / s.send.length),
+      ...(s.receive.length === 0 ? {} : { receiveMiBPerSecMin: mib(Math.min(...s.receive)), receiveMiBPerSecMean: mib(s.receive.reduce((a, c) => a + c, 0) / s.receive.length) }),
+    }));
     if (rebalanceError !== undefined) throw rebalanceError;
     const final = await view();
     const newNode = final.nodes.find((n) => n.nodeId === 4)!;
@@ -166,13 +192,20 @@ async function main(): Promise<void> {
     console.log(
       `rebalanced in ${fmt(rebalanceSeconds, 1)} s: node 4 holds ${newNode.replicaCount} replicas / ${newNode.leaderCount} leaders, ${fmt(newNode.usedBytes / 1024 / 1024, 1)} MiB on disk → ${fmt(rebalanceSeconds / Math.max(movedGiB, 1e-9), 0)} s per GiB moved, ${fmt(newNode.usedBytes / 1e6 / rebalanceSeconds, 1)} MB/s`,
     );
+    if (SNAPSHOT_FLOW) {
+      const text = (min: number | undefined, mean: number | undefined) => (min === undefined || mean === undefined ? '-' : `${fmt(min, 0)}/${fmt(mean, 0)}`);
+      console.log(`snapshot flow control, MiB/s allowed during the move (min/mean): ${flow.map((f) => `node ${f.nodeId} send ${text(f.sendMiBPerSecMin, f.sendMiBPerSecMean)} receive ${text(f.receiveMiBPerSecMin, f.receiveMiBPerSecMean)}`).join('; ')}`);
+    } else {
+      console.log('snapshot flow control off: a fixed send rate');
+    }
     console.log(`final: ${final.nodes.map((n) => `node ${n.nodeId} ${n.replicaCount}/${n.leaderCount}`).join(', ')} (replicas/leaders); checksum ${before.checksum ^ duringLoad.checksum ^ after.checksum}`);
     const file = writeResults('rebalance', startedAt, {
       command: commandLine(),
       machine: machineInfo(),
       loadAverageBefore: loadBefore,
       loadAverageAfter: os.loadavg(),
-      parameters: { quick: QUICK, dataBytes: DATA_BYTES, valueBytes: VALUE_BYTES, rangeCount: RANGE_COUNT, clientCount: CLIENT_COUNT, baselineMs: BASELINE_MS },
+      parameters: { quick: QUICK, dataBytes: DATA_BYTES, valueBytes: VALUE_BYTES, rangeCount: RANGE_COUNT, clientCount: CLIENT_COUNT, baselineMs: BASELINE_MS, snapshotFlow: SNAPSHOT_FLOW },
+      snapshotFlow: flow,
       before,
       during: duringLoad,
       after,

@@ -144,6 +144,7 @@ export class Host {
       log: this.log,
       clock: this.clock,
       bytesPerSecMax: options.snapshotBytesPerSecMax,
+      flowControl: options.snapshotFlowControl,
       transport: options.transport,
       coreOf: (shardId) => this.coreOf(shardId),
       postEvent: (core, e) => this.postEvent(core, e),
@@ -286,6 +287,7 @@ export class Host {
     }
     this.pending.expire(this.nowTick);
     this.rpc.onTick(this.nowTick);
+    this.snapshots.onTick();
     this.scheduleFlush();
   }
 
@@ -475,7 +477,14 @@ export class Host {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.request(shardId, (id) => ({ kind: 'propose', id, shardId, command: encoded }));
+    const startedMs = this.clock.nowMs();
+    const result = this.request<KvResult>(shardId, (id) => ({ kind: 'propose', id, shardId, command: encoded }));
+    // Answered writes are the foreground latency snapshot flow control protects; refusals (NOT_LEADER) say nothing of it.
+    void result.then(
+      () => this.snapshots.observeForeground(this.clock.nowMs() - startedMs),
+      () => undefined,
+    );
+    return result;
   }
 
   /** Linearizable (ReadIndex on the leader) unless `stale`, which reads this replica as it is. */
@@ -642,6 +651,11 @@ export class Host {
   /** The leader last reported by this node's replica (0: unknown, undefined: no replica here). */
   leaderOf(shardId: GroupId): number | undefined {
     return this.shardTable.leaderOf(shardId);
+  }
+
+  /** The snapshot rates flow control allows now, each way (receive undefined with flow control off: received chunks are not paced). */
+  snapshotBytesPerSec(): { send: number; receive: number | undefined } {
+    return this.snapshots.bytesPerSec;
   }
 
   transportStats(): TransportStats {

@@ -68,6 +68,13 @@ export interface HostOptions {
   readonly compactionKeepEntries?: number;
   /** Snapshot bytes this node sends per second, over all streams (default SNAPSHOT_BYTES_PER_SEC_DEFAULT, snapshot/relay.ts). */
   readonly snapshotBytesPerSecMax?: number;
+  /**
+   * Snapshot flow control (default on, snapshot/flow-control.ts): the rates
+   * snapshots are sent and staged at fall when this node's client writes
+   * slow down and climb back to snapshotBytesPerSecMax when they recover.
+   * Off: a fixed send rate, received chunks staged as they come.
+   */
+  readonly snapshotFlowControl?: boolean;
   /** Free disk bytes below which client writes are refused (default DISK_RESERVE_BYTES_DEFAULT). */
   readonly diskReserveBytes?: number;
   /** Keys a consistency check hashes per core per tick (default CHECKSUM_CHUNK_KEY_COUNT_DEFAULT). */

@@ -10,6 +10,8 @@ export class ByteRateLimiter {
   private tokens: number;
   private lastMs: number;
   private queue: Promise<void> = Promise.resolve();
+  private bytesPerSec: number;
+  private burstBytes: number;
 
   constructor(
     private readonly o: {
@@ -20,9 +22,24 @@ export class ByteRateLimiter {
       readonly sleep: (ms: number) => Promise<void>;
     },
   ) {
-    if (!(o.bytesPerSec > 0) || !(o.burstBytes > 0)) throw new RangeError(`rate ${o.bytesPerSec} B/s and burst ${o.burstBytes} B must be positive`);
+    checkRate(o.bytesPerSec, o.burstBytes);
+    this.bytesPerSec = o.bytesPerSec;
+    this.burstBytes = o.burstBytes;
     this.tokens = o.burstBytes;
     this.lastMs = o.nowMs();
+  }
+
+  /**
+   * A new rate from now on (SnapshotFlowControl moves it). Time until now
+   * refills at the old rate; a waiter already asleep wakes as planned, and
+   * the debt it leaves is repaid at the new rate by the takes after it.
+   */
+  setRate(bytesPerSec: number, burstBytes: number): void {
+    checkRate(bytesPerSec, burstBytes);
+    this.refill();
+    this.bytesPerSec = bytesPerSec;
+    this.burstBytes = burstBytes;
+    this.tokens = Math.min(this.tokens, burstBytes);
   }
 
   /** Resolves once `bytes` may be sent. */
@@ -36,13 +53,17 @@ export class ByteRateLimiter {
     this.refill();
     this.tokens -= bytes;
     if (this.tokens >= 0) return;
-    await this.o.sleep((-this.tokens / this.o.bytesPerSec) * 1000);
+    await this.o.sleep((-this.tokens / this.bytesPerSec) * 1000);
     this.refill();
   }
 
   private refill(): void {
     const now = this.o.nowMs();
-    this.tokens = Math.min(this.o.burstBytes, this.tokens + ((now - this.lastMs) / 1000) * this.o.bytesPerSec);
+    this.tokens = Math.min(this.burstBytes, this.tokens + ((now - this.lastMs) / 1000) * this.bytesPerSec);
     this.lastMs = now;
   }
+}
+
+function checkRate(bytesPerSec: number, burstBytes: number): void {
+  if (!(bytesPerSec > 0) || !(burstBytes > 0)) throw new RangeError(`rate ${bytesPerSec} B/s and burst ${burstBytes} B must be positive`);
 }

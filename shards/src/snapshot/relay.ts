@@ -2,11 +2,56 @@ import { sleep, type Clock } from '@flotilla/core';
 import type { SnapshotReceiver, SnapshotSender, Transport } from '@flotilla/transport';
 import type { CoreEvent, CoreOutEvent } from '../host/core-protocol.js';
 import type { ShellLogger } from '../shell-logger.js';
+import { SnapshotFlowControl, type SnapshotFlowDecision, type SnapshotFlowSettings } from './flow-control.js';
 import { ByteRateLimiter } from './rate-limit.js';
 import { decodeSnapshotStreamHeader } from './stream-header.js';
 
 /** Snapshot bandwidth a node sends by default: half a 1 Gbit/s link, well under a disk's write rate (TiKV's default is 100 MB/s). */
 export const SNAPSHOT_BYTES_PER_SEC_DEFAULT = 64 * 1024 * 1024;
+/**
+ * The flow control's floor (each way): a 64 MiB range still moves in 16 s
+ * on a node whose foreground latency never recovers, so a move always
+ * finishes; lowered to the ceiling when that is configured lower.
+ */
+export const SNAPSHOT_BYTES_PER_SEC_MIN = 4 * 1024 * 1024;
+/**
+ * Received snapshot bytes are paced against a ceiling of this many times
+ * the send ceiling: the placement driver sends at most 2 snapshots onto a
+ * node at once, each from a sender at most at its ceiling. Only flow
+ * control's decreases make the receiving side bind.
+ */
+const RECEIVE_CEILING_SENDERS = 2;
+/** How often the flow control looks at foreground latency: several chunks and, under a client load, tens of writes per interval. */
+export const SNAPSHOT_FLOW_INTERVAL_MS = 250;
+/** Bytes the limiter lets through at once after an idle spell: an eighth of a second at the rate, at least one chunk (a burst of a whole second would outrun a decrease). */
+const BURST_SECONDS = 0.125;
+const CHUNK_BYTES_MAX = 1024 * 1024;
+
+/** The flow control's tuning for a ceiling (ARCHITECTURE.md, "Snapshot bandwidth", says where each number comes from). */
+export function snapshotFlowSettings(bytesPerSecMax: number): SnapshotFlowSettings {
+  return {
+    bytesPerSecMax,
+    bytesPerSecMin: Math.min(SNAPSHOT_BYTES_PER_SEC_MIN, bytesPerSecMax),
+    intervalMs: SNAPSHOT_FLOW_INTERVAL_MS,
+    // From the floor back to the ceiling in 32 intervals (8 s) of good latency.
+    increaseBytesPerSec: bytesPerSecMax / 32,
+    decreaseFactor: 0.5,
+    decreaseAboveRatio: 1.5,
+    increaseBelowRatio: 1.2,
+    latencyQuantile: 0.9,
+    samplesPerIntervalMin: 20,
+  };
+}
+
+function burstBytesOf(bytesPerSec: number): number {
+  return Math.max(CHUNK_BYTES_MAX, bytesPerSec * BURST_SECONDS);
+}
+
+/** One direction's pacing: a token bucket, and the flow control that moves its rate (none: a fixed rate). */
+interface Pacing {
+  readonly limiter: ByteRateLimiter;
+  readonly flow: SnapshotFlowControl | undefined;
+}
 
 /** The core events that belong to a snapshot stream. */
 export type SnapshotOutEvent = Extract<CoreOutEvent, { kind: 'snapshotOpen' | 'snapshotChunk' | 'snapshotEnd' | 'snapshotAbort' | 'snapshotChunkAck' }>;
@@ -18,6 +63,8 @@ export interface SnapshotRelayPort {
   readonly clock: Clock;
   /** Snapshot bytes this node sends per second, over all streams (default SNAPSHOT_BYTES_PER_SEC_DEFAULT). */
   readonly bytesPerSecMax: number | undefined;
+  /** Adapt the snapshot rates to foreground latency (default true); off: a fixed send rate, receiving unpaced. */
+  readonly flowControl: boolean | undefined;
   readonly transport: Pick<Transport, 'openSnapshot'>;
   /** The core that owns a shard (incoming streams go there). */
   coreOf(shardId: number): number;
@@ -40,16 +87,51 @@ export class SnapshotRelay {
   /** Incoming streams waiting for their core to stage a chunk: resolves with the core's error, if any. */
   private readonly chunkAcks = new Map<number, (error: string | undefined) => void>();
   private nextIncomingStreamId = 1;
-  private readonly limiter: ByteRateLimiter;
+  /** What this node sends. */
+  private readonly sending: Pacing;
+  /** What this node stages (undefined without flow control: received chunks are not paced). */
+  private readonly receiving: Pacing | undefined;
 
   constructor(private readonly port: SnapshotRelayPort) {
-    const bytesPerSec = port.bytesPerSecMax ?? SNAPSHOT_BYTES_PER_SEC_DEFAULT;
-    this.limiter = new ByteRateLimiter({
-      bytesPerSec,
-      burstBytes: bytesPerSec,
-      nowMs: () => port.clock.nowMs(),
-      sleep: (ms) => sleep(port.clock, ms),
+    const bytesPerSecMax = port.bytesPerSecMax ?? SNAPSHOT_BYTES_PER_SEC_DEFAULT;
+    const flowControl = port.flowControl ?? true;
+    const pacing = (ceiling: number, adaptive: boolean): Pacing => ({
+      limiter: new ByteRateLimiter({
+        bytesPerSec: ceiling,
+        // Without flow control, the fixed bucket's burst stays what it was: a second at the rate.
+        burstBytes: adaptive ? burstBytesOf(ceiling) : ceiling,
+        nowMs: () => port.clock.nowMs(),
+        sleep: (ms) => sleep(port.clock, ms),
+      }),
+      flow: adaptive ? new SnapshotFlowControl(snapshotFlowSettings(ceiling), port.clock.nowMs()) : undefined,
     });
+    this.sending = pacing(bytesPerSecMax, flowControl);
+    this.receiving = flowControl ? pacing(RECEIVE_CEILING_SENDERS * bytesPerSecMax, true) : undefined;
+  }
+
+  /** The current snapshot rates, each way (metrics; receive undefined when received chunks are not paced). */
+  get bytesPerSec(): { send: number; receive: number | undefined } {
+    return { send: this.sending.flow?.bytesPerSec ?? this.port.bytesPerSecMax ?? SNAPSHOT_BYTES_PER_SEC_DEFAULT, receive: this.receiving?.flow?.bytesPerSec };
+  }
+
+  /** A client write this node proposed took `latencyMs` (from the Host's request to its core's answer): the foreground latency snapshots yield to. */
+  observeForeground(latencyMs: number): void {
+    this.sending.flow?.observeForeground(latencyMs);
+    this.receiving?.flow?.observeForeground(latencyMs);
+  }
+
+  /** The Host's tick: each flow control closes its interval when due and the limiters take its rate. */
+  onTick(): void {
+    const nowMs = this.port.clock.nowMs();
+    this.adjust('send', this.sending, nowMs);
+    if (this.receiving !== undefined) this.adjust('receive', this.receiving, nowMs);
+  }
+
+  private adjust(direction: 'send' | 'receive', pacing: Pacing, nowMs: number): void {
+    const decision: SnapshotFlowDecision | undefined = pacing.flow?.onTick(nowMs);
+    if (decision === undefined || decision.action === 'hold') return;
+    pacing.limiter.setRate(decision.bytesPerSec, burstBytesOf(decision.bytesPerSec));
+    this.port.log.debug({ direction, action: decision.action, bytesPerSec: Math.round(decision.bytesPerSec), signalMs: decision.signalMs, baselineMs: decision.baselineMs, sentBytes: decision.sentBytes }, 'snapshot rate changed');
   }
 
   onCoreEvent(coreIndex: number, e: SnapshotOutEvent): void {
@@ -61,9 +143,13 @@ export class SnapshotRelay {
         const sender = this.senders.get(e.streamId);
         if (sender === undefined) return;
         // The node's snapshot bandwidth bound applies before each chunk leaves (a stream aborted meanwhile fails its write).
-        this.limiter
+        const { limiter, flow } = this.sending;
+        limiter
           .take(e.bytes.byteLength)
-          .then(() => sender.write(e.bytes))
+          .then(() => {
+            flow?.onSent(e.bytes.byteLength);
+            return sender.write(e.bytes);
+          })
           .then(
             () => this.port.postEvent(coreIndex, { kind: 'snapshotCredit', streamId: e.streamId }),
             (err: unknown) => this.onSendFailed(coreIndex, e.streamId, err),
@@ -113,6 +199,11 @@ export class SnapshotRelay {
       for (;;) {
         const next = await iterator.next();
         if (next.done === true) break;
+        // Staging competes with the receiving core's Raft rounds: paced like sending, the sender waits for credit meanwhile.
+        if (this.receiving !== undefined) {
+          await this.receiving.limiter.take(next.value.byteLength);
+          this.receiving.flow?.onSent(next.value.byteLength);
+        }
         const acked = new Promise<string | undefined>((resolve) => this.chunkAcks.set(streamId, resolve));
         port.postEvent(core, { kind: 'snapshotChunk', streamId, bytes: next.value });
         const error = await acked;
