@@ -4,7 +4,7 @@
 // agree with each other and the first key where each outlier differs. Run on demand (POST
 // /ranges/:id/consistency-check) and periodically for the ranges a node leads (ConsistencyDuty).
 import { SYSTEM_CLOCK, every, groupId, sleep, type Clock, type Timer } from '@flotilla/core';
-import { firstDifferentBlock, firstDifferentKey, type BlockDetail, type ChecksumAnswer, type ChecksumBlockAnswer, type Host, type KvResult, type ShellLogger } from '@flotilla/shards';
+import { firstDifferentBlock, firstDifferentKey, type BlockDetail, type ChecksumAnswer, type ChecksumBlockAnswer, type Host, type KvResult, type ShardStatus, type ShellLogger } from '@flotilla/shards';
 import type { HostKvStore } from './kv/host-store.js';
 import { Deadline, KvError } from './kv/store.js';
 
@@ -280,6 +280,8 @@ export class ConsistencyDuty {
   private stopped = false;
   /** Per range led: when it is next due (on the clock's time). */
   private readonly dueAtMs = new Map<number, number>();
+  /** Where the last poll left off in the node's view of its replicas (Host.shardChanges). */
+  private cursor = 0;
   private readonly clock: Clock;
 
   constructor(
@@ -307,14 +309,23 @@ export class ConsistencyDuty {
 
   /** Runs the most overdue check, if one is due. */
   async once(): Promise<void> {
-    const led = (await this.o.host.shards()).filter((s) => s.role === 'leader' && s.epoch > 0).map((s) => s.shardId);
+    // The ranges led here follow the node's view of its replicas: only those changed since the last poll are read.
+    const changes = await this.o.host.shardChanges(this.cursor);
+    this.cursor = changes.cursor;
     const now = this.clock.nowMs();
-    const ledSet = new Set(led);
-    for (const rangeId of this.dueAtMs.keys()) if (!ledSet.has(rangeId)) this.dueAtMs.delete(rangeId);
+    const led = (s: ShardStatus) => s.role === 'leader' && s.epoch > 0;
+    if (changes.full) {
+      const ledNow = new Set(changes.changed.filter((c) => led(c.status)).map((c) => c.status.shardId));
+      for (const rangeId of this.dueAtMs.keys()) if (!ledNow.has(rangeId)) this.dueAtMs.delete(rangeId);
+    }
+    for (const rangeId of changes.removed) this.dueAtMs.delete(rangeId);
+    for (const { status } of changes.changed) {
+      if (!led(status)) this.dueAtMs.delete(status.shardId);
+      else if (!this.dueAtMs.has(status.shardId)) this.dueAtMs.set(status.shardId, now + staggerMs(status.shardId, this.o.intervalMs));
+    }
     let next: number | undefined;
-    for (const rangeId of led) {
-      if (!this.dueAtMs.has(rangeId)) this.dueAtMs.set(rangeId, now + staggerMs(rangeId, this.o.intervalMs));
-      if (this.dueAtMs.get(rangeId)! <= now && (next === undefined || this.dueAtMs.get(rangeId)! < this.dueAtMs.get(next)!)) next = rangeId;
+    for (const [rangeId, dueAtMs] of this.dueAtMs) {
+      if (dueAtMs <= now && (next === undefined || dueAtMs < this.dueAtMs.get(next)!)) next = rangeId;
     }
     if (next === undefined || this.stopped) return;
     this.dueAtMs.set(next, now + this.o.intervalMs);

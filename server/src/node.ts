@@ -168,6 +168,8 @@ export class FlotillaNode {
       clock,
       ...(options.coreCount === undefined ? {} : { coreCount: options.coreCount }),
       ...(options.snapshotBytesPerSecMax === undefined ? {} : { snapshotBytesPerSecMax: options.snapshotBytesPerSecMax }),
+      // The reports the placement heartbeat carries name a size split key where the driver would split.
+      splitKeyMinBytes: driverConfigOf(options.placement).scheduler.splitSizeBytes,
       ...(options.tickIntervalMs === undefined ? {} : { ticker: { kind: 'timer' as const, intervalMs: options.tickIntervalMs } }),
       ...(options.onFatal === undefined ? {} : { onFatal: options.onFatal }),
     });

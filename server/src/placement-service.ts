@@ -93,7 +93,7 @@ export class PlacementService {
   /** One heartbeat: what changed since `base` (the last one the driver took), or everything without one. */
   private async sendHeartbeat(base: { seq: number; cursor: number } | undefined): Promise<HeartbeatAnswer> {
     const { host, store } = this.o;
-    const view = await host.shardChanges(base?.cursor ?? 0, { splitKeyMinBytes: this.o.config.scheduler.splitSizeBytes });
+    const view = await host.shardChanges(base?.cursor ?? 0);
     const full = base === undefined || view.full;
     const seq = ++this.seq;
     const heartbeat = encodeStoreHeartbeat({

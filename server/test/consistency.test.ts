@@ -149,7 +149,8 @@ describe('ConsistencyDuty', () => {
     let led = [status(2, 'leader'), status(3, 'leader'), status(4, 'follower')];
     const checked: number[] = [];
     const checker = { check: async (rangeId: number) => void checked.push(rangeId) } as unknown as ConsistencyChecker;
-    const host = { shards: async () => led } as unknown as Host;
+    // The node's view answers with every replica each time (a cursor it does not know): full.
+    const host = { shardChanges: async () => ({ cursor: 1, full: true, changed: led.map((s) => ({ status: s, report: null })), removed: [] }) } as unknown as Host;
     const duty = new ConsistencyDuty({ host, checker, log: logger, intervalMs: INTERVAL_MS, clock: { nowMs: () => nowMs, setTimer: () => ({ cancel() {} }) } }); // its timer never fires: the test calls once()
     try {
       // Nothing is due at first: each range's first check falls somewhere in its first interval.

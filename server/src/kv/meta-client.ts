@@ -21,7 +21,7 @@ import {
   type RangeDescriptor,
   type RangeTable,
 } from '@flotilla/placement';
-import type { KvResult, ShardStatus } from '@flotilla/shards';
+import type { KvResult, ShardStatus, ShardViewChanges } from '@flotilla/shards';
 import { closedOr, type HostCalls } from './host-calls.js';
 import type { RangeOp, RangeOpResult } from './range-ops.js';
 import { KvError, REQUEST_DEADLINE_MS_DEFAULT, RETRY_AFTER_MS, SCAN_LIMIT_MAX, type Deadline, type VersionedValue } from './store.js';
@@ -52,6 +52,8 @@ export interface MetaClientOptions {
   readonly run: (op: RangeOp, deadline: Deadline) => Promise<RangeOpResult>;
   /** This node's replicas (Host.shards), given up at the deadline. */
   readonly localReplicas: (deadline: Deadline) => Promise<readonly ShardStatus[]>;
+  /** This node's replicas changed since `cursor` (Host.shardChanges), given up at the deadline. */
+  readonly localReplicaChanges: (cursor: number, deadline: Deadline) => Promise<ShardViewChanges>;
   /** Throws CLOSED once the store is closed. */
   readonly checkOpen: () => void;
 }
@@ -69,6 +71,9 @@ export class MetaClient {
   private refreshCount = 0;
   /** What reportDescriptors last recorded per range ("epoch/replicas"). */
   private readonly reported = new Map<number, string>();
+  /** Where reportDescriptors left off in the node's view of its replicas, and the led ones it has still to record. */
+  private reportCursor = 0;
+  private readonly toReport = new Map<number, ShardStatus>();
   /** The node records the last successful nodes() read returned, and when: what /cluster lists without a quorum. */
   private nodesRead: { readonly nodes: readonly NodeRecord[]; readonly atMs: number } | undefined;
 
@@ -130,19 +135,27 @@ export class MetaClient {
    * TiKV's region heartbeats to PD, pulled by the node's own timer.
    */
   async reportDescriptors(deadline: Deadline): Promise<number> {
+    // Only replicas changed since the last call are looked at: a node with many quiet ranges reads a few.
+    const changes = await this.o.localReplicaChanges(this.reportCursor, deadline);
+    this.reportCursor = changes.cursor;
+    if (changes.full) this.toReport.clear();
+    for (const shardId of changes.removed) this.toReport.delete(shardId);
+    for (const { status: s } of changes.changed) {
+      if (s.role === 'leader' && this.reported.get(s.shardId) !== fingerprintOf(s)) this.toReport.set(s.shardId, s);
+      else this.toReport.delete(s.shardId);
+    }
     let written = 0;
-    for (const s of await this.o.localReplicas(deadline)) {
-      if (s.role !== 'leader') continue;
+    // A write that fails throws with the rest still to record: the next call tries them again.
+    for (const [shardId, s] of this.toReport) {
       const local = descriptorOf(s);
-      const fingerprint = `${local.epoch}/${local.replicas.join(',')}`;
-      if (this.reported.get(s.shardId) === fingerprint) continue;
-      const wrote = await this.compareAndSet(rangeKey(s.shardId), `record range ${s.shardId}`, deadline, (stored) => {
+      const wrote = await this.compareAndSet(rangeKey(shardId), `record range ${shardId}`, deadline, (stored) => {
         const current = stored === undefined ? undefined : decodeRangeDescriptor(stored.value);
         if (current !== undefined && (current.epoch > local.epoch || (current.epoch === local.epoch && current.replicas.join(',') === local.replicas.join(',')))) return undefined;
         return encodeRangeDescriptor(local);
       });
       if (wrote) written++;
-      this.reported.set(s.shardId, fingerprint);
+      this.reported.set(shardId, fingerprintOf(s));
+      this.toReport.delete(shardId);
     }
     return written;
   }
@@ -285,4 +298,10 @@ export class MetaClient {
 /** The routing table's view of a replica here: its range, epoch and voters (sorted). */
 export function descriptorOf(s: ShardStatus): RangeDescriptor {
   return { rangeId: s.shardId, start: s.start, end: s.end, epoch: s.epoch, replicas: [...s.voters].sort((a, b) => a - b) };
+}
+
+/** What reportDescriptors compares a recorded descriptor by: "epoch/replicas". */
+function fingerprintOf(s: ShardStatus): string {
+  const d = descriptorOf(s);
+  return `${d.epoch}/${d.replicas.join(',')}`;
 }

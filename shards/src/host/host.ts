@@ -21,6 +21,7 @@ import {
   LIVENESS_INTERVAL_TICKS_DEFAULT,
   LIVENESS_TIMEOUT_TICKS_DEFAULT,
   REQUEST_TIMEOUT_TICKS_DEFAULT,
+  SPLIT_KEY_MIN_BYTES_DEFAULT,
   TICK_INTERVAL_MS_DEFAULT,
   checkHostOptions,
   coreSettingsOf,
@@ -584,14 +585,15 @@ export class Host {
    * where led here, once the view took in what the cores changed since it
    * last asked (shard-view.ts): a duty that keeps its cursor reads only what
    * changed. Reports carry a size split key for ranges of at least
-   * `splitKeyMinBytes`. Callers at once share one refresh.
+   * HostOptions.splitKeyMinBytes. Callers at once share one refresh.
    */
-  async shardChanges(cursor: number, options: { splitKeyMinBytes: number }): Promise<ShardViewChanges> {
-    await this.refreshView(options.splitKeyMinBytes);
+  async shardChanges(cursor: number): Promise<ShardViewChanges> {
+    await this.refreshView();
     return this.view.since(cursor);
   }
 
-  private refreshView(splitKeyMinBytes: number): Promise<void> {
+  private refreshView(): Promise<void> {
+    const splitKeyMinBytes = this.options.splitKeyMinBytes ?? SPLIT_KEY_MIN_BYTES_DEFAULT;
     this.viewRefresh ??= (async () => {
       const full = !this.viewLoaded;
       // A core's changes are its to give once: one refresh that fails part way lost some, and the next asks for all.

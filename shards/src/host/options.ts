@@ -33,6 +33,9 @@ export const DISK_RESERVE_BYTES_DEFAULT = 16 * 1024 * 1024;
 const ENTRY_BYTES_MAX = KEY_BYTES_MAX + VALUE_BYTES_MAX + 1024;
 assert(LIVENESS_INTERVAL_TICKS_DEFAULT * 2 < LIVENESS_TIMEOUT_TICKS_DEFAULT, 'a peer must be able to miss a liveness ping without being declared down');
 
+/** Placement's default split size (SCHEDULER_CONFIG_DEFAULTS.splitSizeBytes): where a range report starts to carry a size split key. */
+export const SPLIT_KEY_MIN_BYTES_DEFAULT = 64 * 1024 * 1024;
+
 /** How much faster than a leader's clock a peer's may run and still give it leases (node-leases.ts): a lease is the promise shortened by this. */
 export const LEASE_DRIFT_MAX = 0.25;
 /** Ticks between the lease segments a node sends each peer: well inside a lease, so one lost segment does not end it. */
@@ -77,6 +80,8 @@ export interface HostOptions {
   readonly snapshotFlowControl?: boolean;
   /** Free disk bytes below which client writes are refused (default DISK_RESERVE_BYTES_DEFAULT). */
   readonly diskReserveBytes?: number;
+  /** Range reports (shardChanges) carry a size split key for ranges of at least this many bytes (default SPLIT_KEY_MIN_BYTES_DEFAULT): placement's split size. */
+  readonly splitKeyMinBytes?: number;
   /** Keys a consistency check hashes per core per tick (default CHECKSUM_CHUNK_KEY_COUNT_DEFAULT). */
   readonly checksumChunkKeyCount?: number;
   /** Ticks a finished consistency check keeps its snapshot for block details (default CHECKSUM_HOLD_TICKS_DEFAULT). */

@@ -64,7 +64,7 @@ describe('ShardView', () => {
 
 /** What the view says (every replica) against a full read of the cores. */
 async function expectViewMatches(h: Host): Promise<void> {
-  const view = await h.shardChanges(0, { splitKeyMinBytes: 1 });
+  const view = await h.shardChanges(0);
   const [statuses, reports] = await Promise.all([h.shards(), h.rangeReports({ splitKeyMinBytes: 1 })]);
   const byId = (a: { shardId: number }, b: { shardId: number }) => a.shardId - b.shardId;
   expect(view.changed.map((c) => c.status).sort(byId)).toEqual(statuses);
@@ -78,36 +78,36 @@ async function allQuiesced(c: HostCluster): Promise<boolean> {
 
 describe('Host.shardChanges', () => {
   it('reads nothing while every group sleeps, only the shard written, a destroyed one as removed; and matches a full read', async () => {
-    const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 2, seed: 8 }));
+    const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 2, seed: 8, host: { splitKeyMinBytes: 1 } }));
     const shardIds = Array.from({ length: 40 }, (_, i) => i + 1);
     await c.createShards(shardIds);
     await c.tickUntil('every shard elected a leader', async () => (await c.agreedLeaders(shardIds)) !== undefined, 100);
     await c.tickUntil('every group quiesced', () => allQuiesced(c), 60);
     const h = c.host(1);
-    const first = await h.shardChanges(0, { splitKeyMinBytes: 1 });
+    const first = await h.shardChanges(0);
     expect([first.full, ids(first.changed)]).toEqual([true, shardIds]);
     for (const host of c.hosts.values()) await expectViewMatches(host);
 
     await c.tick(20);
-    const idle = await h.shardChanges(first.cursor, { splitKeyMinBytes: 1 });
+    const idle = await h.shardChanges(first.cursor);
     expect([idle.full, idle.changed, idle.removed]).toEqual([false, [], []]);
 
     expect(await c.write(17, { op: 'put', key: shardKey(17, 'k'), value: key('v') })).toMatchObject({ ok: true });
-    const written = await h.shardChanges(idle.cursor, { splitKeyMinBytes: 1 });
+    const written = await h.shardChanges(idle.cursor);
     expect(ids(written.changed)).toEqual([17]);
     await c.tickUntil('the written group quiesced again', () => allQuiesced(c), 60);
     for (const host of c.hosts.values()) await expectViewMatches(host);
 
     // A read counts in its leader's report.
     const leader = c.host((await c.agreedLeaders([5]))!.get(5)!);
-    const before = await leader.shardChanges(0, { splitKeyMinBytes: 1 });
+    const before = await leader.shardChanges(0);
     const readsBefore = before.changed.find((x) => x.status.shardId === 5)!.report!.readCount;
     await leader.get(groupId(5), shardKey(5, 'k'), { consistency: 'stale' });
-    const read = await leader.shardChanges(before.cursor, { splitKeyMinBytes: 1 });
+    const read = await leader.shardChanges(before.cursor);
     expect(read.changed.map((x) => [x.status.shardId, x.report?.readCount])).toEqual([[5, readsBefore + 1]]);
 
     await h.removeShard(groupId(23));
-    const removed = await h.shardChanges(written.cursor, { splitKeyMinBytes: 1 });
+    const removed = await h.shardChanges(written.cursor);
     expect(removed.removed).toEqual([23]);
     expect(ids(removed.changed)).not.toContain(23);
     await expectViewMatches(h);

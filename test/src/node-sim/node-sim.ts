@@ -15,7 +15,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SeededRng } from '@flotilla/core';
-import { META_RANGE_ID, SCHEDULER_CONFIG_DEFAULTS, type RangeDescriptor } from '@flotilla/placement';
+import { META_RANGE_ID, type RangeDescriptor } from '@flotilla/placement';
 import { FlotillaNode, KvError } from '@flotilla/server';
 import type { ShellLogger, ShardStatus } from '@flotilla/shards';
 import type { SnapshotSender, Transport, TransportHandlers } from '@flotilla/transport';
@@ -907,7 +907,7 @@ export class NodeSim {
     for (const n of this.running()) {
       const host = n.inc?.node?.host;
       if (host === undefined || n.inc?.dead === true) continue;
-      const [view, full] = await this.pumped(Promise.all([host.shardChanges(0, { splitKeyMinBytes: SCHEDULER_CONFIG_DEFAULTS.splitSizeBytes }), host.shards()]));
+      const [view, full] = await this.pumped(Promise.all([host.shardChanges(0), host.shards()]));
       const viewText = JSON.stringify(view.changed.map((c) => c.status).sort((a, b) => a.shardId - b.shardId));
       if (viewText !== JSON.stringify(full)) return `node ${n.id}: its view of its replicas differs from its cores'\n  view ${viewText}\n  full ${JSON.stringify(full)}`;
     }
