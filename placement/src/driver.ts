@@ -36,6 +36,9 @@ export interface DriverConfig {
   readonly rateFreshMs: number;
 }
 
+/** A pass plans at least this often, changed or not (disk use, which every heartbeat carries, does not count as a change). */
+const PLAN_INTERVAL_MAX_MS = 10_000;
+
 export const DRIVER_CONFIG_DEFAULTS: Omit<DriverConfig, 'scheduler'> = {
   suspectAfterMs: 5_000,
   downAfterMs: 30_000,
@@ -127,6 +130,13 @@ export class PlacementDriver {
   private readonly admin = new Map<number, NodeAdminState>();
   private readonly ranges = new Map<number, TrackedRange>();
   private readonly operators = new Map<number, TrackedOperator>();
+  /** What pass reads changed since its last plan (see pass). */
+  private planDirty = true;
+  private plannedStates = '';
+  private lastPlanMs = Number.NEGATIVE_INFINITY;
+  /** When a range report was last taken: load rates expire rateFreshMs after their report. */
+  private lastReportMs = Number.NEGATIVE_INFINITY;
+  private plans = 0;
   private settings: PlacementSettings;
 
   constructor(
@@ -138,6 +148,7 @@ export class PlacementDriver {
   setSettings(settings: PlacementSettings): void {
     if (settings.paused !== this.settings.paused || settings.replicationFactor !== this.settings.replicationFactor) {
       this.o.ports.log.info({ ...settings }, 'placement settings changed');
+      this.planDirty = true;
     }
     this.settings = settings;
   }
@@ -145,6 +156,7 @@ export class PlacementDriver {
   /** The nodes the meta range records, with their administrative state. A node never heard from counts as silent since the driver started. */
   setMembers(records: readonly NodeRecordView[]): void {
     for (const r of records) {
+      if (this.admin.get(r.nodeId) !== r.state) this.planDirty = true;
       this.admin.set(r.nodeId, r.state);
       if (!this.nodes.has(r.nodeId)) this.nodes.set(r.nodeId, untracked());
     }
@@ -184,7 +196,10 @@ export class PlacementDriver {
     // A replica the node reports without leading it: a range this node led has another leader (or none yet).
     for (const { rangeId } of h.replicas) {
       const t = this.ranges.get(rangeId);
-      if (t !== undefined && t.leader === h.nodeId && !leads.has(rangeId)) t.leader = 0;
+      if (t !== undefined && t.leader === h.nodeId && !leads.has(rangeId)) {
+        t.leader = 0;
+        this.planDirty = true;
+      }
     }
     const candidates = new Set([...h.replicas.map((r) => r.rangeId), ...n.dropped, ...n.emptySince.keys()]);
     n.dropped.clear();
@@ -255,43 +270,54 @@ export class PlacementDriver {
     const hotSinceMs = hot ? (known?.hotSinceMs ?? nowMs) : undefined;
     if (known !== undefined) this.noteDropped(report.rangeId, known.report, report);
     this.ranges.set(report.rangeId, { report, leader: from, heardMs: nowMs, writesPerSec, readsPerSec, hotSinceMs });
+    this.lastReportMs = nowMs;
+    this.planDirty = true;
     // A split's halves report separately; the parent's entry is replaced by the left half (same id).
   }
 
   /** The cluster as the scheduler sees it now. */
   snapshot(nowMs: number): ClusterSnapshot {
-    const nodes: NodeInfo[] = [...this.nodes.entries()]
+    const ranges = [...this.ranges.values()].sort((a, b) => a.report.rangeId - b.report.rangeId).map((t) => this.rangeInfo(t, nowMs));
+    return { nodes: this.nodeInfos(nowMs), ranges };
+  }
+
+  private nodeInfos(nowMs: number): NodeInfo[] {
+    return [...this.nodes.entries()]
       .sort(([a], [b]) => a - b)
       .map(([nodeId, n]) => ({ nodeId, state: this.nodeState(nodeId, nowMs), usedBytes: n.usedBytes, availableBytes: n.availableBytes }));
-    const ranges: RangeInfo[] = [...this.ranges.values()]
-      .sort((a, b) => a.report.rangeId - b.report.rangeId)
-      .map((t) => {
-        const r = t.report;
-        // A leader on a node that is down leads nothing the driver can use. (A quiet range is not reported:
-        // its leader's liveness is its node's.)
-        const leaderLive = t.leader !== 0 && this.nodeState(t.leader, nowMs) !== 'down';
-        const loaded = nowMs - t.heardMs <= this.o.config.rateFreshMs;
-        const overSize = r.sizeBytes >= this.o.config.scheduler.splitSizeBytes;
-        return {
-          rangeId: r.rangeId,
-          start: r.start,
-          end: r.end,
-          epoch: r.epoch,
-          voters: r.voters,
-          votersOutgoing: r.votersOutgoing,
-          learners: r.learners,
-          leader: leaderLive ? t.leader : 0,
-          lastIndex: r.lastIndex,
-          progress: r.progress,
-          sizeBytes: r.sizeBytes,
-          keyCount: r.keyCount,
-          writesPerSec: loaded ? t.writesPerSec : 0,
-          readsPerSec: loaded ? t.readsPerSec : 0,
-          hotForSec: t.hotSinceMs === undefined || !loaded ? 0 : (nowMs - t.hotSinceMs) / 1000,
-          splitKey: overSize ? r.sizeSplitKey : r.loadSplitKey,
-        };
-      });
-    return { nodes, ranges };
+  }
+
+  private rangeInfo(t: TrackedRange, nowMs: number): RangeInfo {
+    const r = t.report;
+    // A leader on a node that is down leads nothing the driver can use. (A quiet range is not reported:
+    // its leader's liveness is its node's.)
+    const leaderLive = t.leader !== 0 && this.nodeState(t.leader, nowMs) !== 'down';
+    const loaded = nowMs - t.heardMs <= this.o.config.rateFreshMs;
+    const overSize = r.sizeBytes >= this.o.config.scheduler.splitSizeBytes;
+    return {
+      rangeId: r.rangeId,
+      start: r.start,
+      end: r.end,
+      epoch: r.epoch,
+      voters: r.voters,
+      votersOutgoing: r.votersOutgoing,
+      learners: r.learners,
+      leader: leaderLive ? t.leader : 0,
+      lastIndex: r.lastIndex,
+      progress: r.progress,
+      sizeBytes: r.sizeBytes,
+      keyCount: r.keyCount,
+      writesPerSec: loaded ? t.writesPerSec : 0,
+      readsPerSec: loaded ? t.readsPerSec : 0,
+      hotForSec: t.hotSinceMs === undefined || !loaded ? 0 : (nowMs - t.hotSinceMs) / 1000,
+      splitKey: overSize ? r.sizeSplitKey : r.loadSplitKey,
+    };
+  }
+
+  /** The range as the scheduler would see it now (undefined: never reported). */
+  range(rangeId: number, nowMs: number): RangeInfo | undefined {
+    const t = this.ranges.get(rangeId);
+    return t === undefined ? undefined : this.rangeInfo(t, nowMs);
   }
 
   private nodeState(nodeId: number, nowMs: number): NodeState {
@@ -315,6 +341,7 @@ export class PlacementDriver {
 
   private start(op: Operator, nowMs: number): void {
     this.operators.set(op.rangeId, { op, startedMs: nowMs, pending: false, last: undefined });
+    this.planDirty = true;
     this.o.ports.log.info({ ...describeOperator(op) }, 'operator started');
   }
 
@@ -330,30 +357,56 @@ export class PlacementDriver {
     return true;
   }
 
-  /** One pass: advance every operator in flight, then plan new ones (unless paused, or not warm yet) and take their first steps. */
+  /**
+   * One pass: advance every operator in flight, then plan new ones (unless
+   * paused, or not warm yet) and take their first steps. Planning reads
+   * every range, so it runs only when something it reads may have changed
+   * since the last plan — a report taken, an operator started or ended,
+   * settings, members, a node's state, load rates expiring — or once every
+   * PLAN_INTERVAL_MAX_MS (disk use, which every heartbeat carries): a pass
+   * over a quiet cluster of 100,000 ranges costs work per node, not per range.
+   */
   pass(nowMs: number): void {
-    const snapshot = this.snapshot(nowMs);
-    this.advance(snapshot, nowMs);
+    this.advance(nowMs);
     if (!this.isWarm(nowMs)) return;
+    const nodes = this.nodeInfos(nowMs);
+    const states = nodes.map((n) => `${n.nodeId}:${n.state}`).join(',');
+    // The latest report's load rates expired since the last plan (earlier reports' went before them: close enough).
+    const expiryMs = this.lastReportMs + this.o.config.rateFreshMs;
+    const ratesExpired = this.lastPlanMs <= expiryMs && nowMs > expiryMs;
+    if (!this.planDirty && states === this.plannedStates && !ratesExpired && nowMs - this.lastPlanMs < PLAN_INTERVAL_MAX_MS) return;
+    this.planDirty = false;
+    this.plannedStates = states;
+    this.lastPlanMs = nowMs;
+    this.plans++;
     const config: SchedulerConfig = { ...this.o.config.scheduler, paused: this.settings.paused, replicationFactor: this.settings.replicationFactor };
-    const planned = plan(snapshot, config, [...this.operators.values()].map((t) => t.op));
+    const planned = plan(this.snapshot(nowMs), config, [...this.operators.values()].map((t) => t.op));
     for (const op of planned) if (!this.operators.has(op.rangeId)) this.start(op, nowMs);
-    if (planned.length > 0) this.advance(snapshot, nowMs);
+    if (planned.length > 0) this.advance(nowMs);
   }
 
-  private advance(snapshot: ClusterSnapshot, nowMs: number): void {
-    const ranges = new Map(snapshot.ranges.map((r) => [r.rangeId, r]));
-    const states = new Map(snapshot.nodes.map((n) => [n.nodeId, n.state]));
+  /** Plans made so far (pass plans only when something it reads changed). */
+  get planCount(): number {
+    return this.plans;
+  }
+
+  private advance(nowMs: number): void {
+    const states = new Map<number, NodeState>();
+    const nodeState = (id: number) => {
+      if (!this.nodes.has(id)) return undefined;
+      if (!states.has(id)) states.set(id, this.nodeState(id, nowMs));
+      return states.get(id);
+    };
     for (const [rangeId, t] of this.operators) {
       if (nowMs - t.startedMs > this.o.config.operatorTimeoutMs) {
-        this.operators.delete(rangeId);
+        this.endOperator(rangeId);
         this.o.ports.log.warn({ ...describeOperator(t.op), ageMs: nowMs - t.startedMs }, 'operator timed out; the next pass plans again');
         continue;
       }
-      const range = ranges.get(rangeId);
-      const decision = nextStep(t.op, range, { catchUpLagEntriesMax: this.o.config.scheduler.catchUpLagEntriesMax, nodeState: (id) => states.get(id) });
+      const range = this.range(rangeId, nowMs);
+      const decision = nextStep(t.op, range, { catchUpLagEntriesMax: this.o.config.scheduler.catchUpLagEntriesMax, nodeState });
       if (decision.kind === 'done' || decision.kind === 'abandon') {
-        this.operators.delete(rangeId);
+        this.endOperator(rangeId);
         this.o.ports.log.info({ ...describeOperator(t.op), ageMs: nowMs - t.startedMs, ...(decision.kind === 'abandon' ? { why: decision.why } : {}) }, decision.kind === 'done' ? 'operator finished' : 'operator abandoned');
         continue;
       }
@@ -381,6 +434,11 @@ export class PlacementDriver {
     }
   }
 
+  private endOperator(rangeId: number): void {
+    this.operators.delete(rangeId);
+    this.planDirty = true;
+  }
+
   /** What a step's answer says of the range, taken in before its leader's next report. */
   private applyOutcome(rangeId: number, outcome: StepOutcome): void {
     const t = this.ranges.get(rangeId);
@@ -394,7 +452,18 @@ export class PlacementDriver {
     const report = { ...t.report, epoch: outcome.epoch, voters: outcome.voters, votersOutgoing: outcome.votersOutgoing, learners: outcome.learners, progress };
     this.noteDropped(rangeId, t.report, report);
     t.report = report;
+    this.planDirty = true;
     this.noteReferenced(t.report);
+  }
+
+  /** Nodes being decommissioned that hold no replica any more (none before the driver is warm: it may not know their replicas yet). */
+  drained(nowMs: number): number[] {
+    if (!this.isWarm(nowMs)) return [];
+    const draining = [...this.nodes.keys()].filter((id) => this.nodeState(id, nowMs) === 'decommissioning');
+    if (draining.length === 0) return [];
+    const holding = new Set<number>();
+    for (const t of this.ranges.values()) for (const id of [...t.report.voters, ...t.report.votersOutgoing, ...t.report.learners]) holding.add(id);
+    return draining.filter((id) => !holding.has(id));
   }
 
   status(nowMs: number): DriverStatus {

@@ -350,4 +350,64 @@ describe('PlacementDriver', () => {
       expect(driver.snapshot(1_000 + CONFIG.downAfterMs).ranges[0]!.leader).toBe(0);
     });
   });
+  describe('work per pass', () => {
+    it('plans only when something it reads changed: a report, a node\'s state, an operator; or every 10 s', () => {
+      const { driver } = driverWith();
+      const ranges = threeNodeRanges(30);
+      for (const n of [1, 2, 3]) driver.onHeartbeat(heartbeat(n, ranges.get(n)!), 0);
+      driver.pass(0);
+      const first = driver.planCount;
+      expect(first).toBe(1);
+      // Quiet: heartbeats that carry nothing, pass after pass.
+      for (let t = 1; t <= 4; t++) {
+        for (const n of [1, 2, 3]) driver.onHeartbeat(heartbeat(n, []), t * 100);
+        driver.pass(t * 100);
+      }
+      expect(driver.planCount).toBe(first);
+      // A report taken: the next pass plans.
+      driver.onHeartbeat(heartbeat(1, [report(1, { voters: [1, 2, 3], lastIndex: 200 })]), 500);
+      driver.pass(500);
+      expect(driver.planCount).toBe(first + 1);
+      // Load rates of that report expire rateFreshMs after it: one more plan then, and none after.
+      const beat = (nowMs: number, nodes = [1, 2, 3]) => {
+        for (const n of nodes) driver.onHeartbeat(heartbeat(n, []), nowMs);
+        driver.pass(nowMs);
+      };
+      const expired = 500 + CONFIG.rateFreshMs + 1;
+      beat(expired);
+      expect(driver.planCount).toBe(first + 2);
+      beat(expired + 100);
+      expect(driver.planCount).toBe(first + 2);
+      // Node 3 falls silent: suspect is a state the plan reads.
+      beat(expired + 200, [1, 2]);
+      beat(expired + 100 + CONFIG.suspectAfterMs, [1, 2]);
+      expect(driver.planCount).toBe(first + 3);
+    });
+
+    it('plans at least every 10 s though nothing changed (disk use is not a change)', () => {
+      const { driver } = driverWith();
+      const ranges = threeNodeRanges(3);
+      const beat = (nowMs: number) => {
+        for (const n of [1, 2, 3]) driver.onHeartbeat(heartbeat(n, []), nowMs);
+        driver.pass(nowMs);
+      };
+      for (const n of [1, 2, 3]) driver.onHeartbeat(heartbeat(n, ranges.get(n)!), 0);
+      driver.pass(0);
+      for (let t = 1; t < 10; t++) beat(CONFIG.rateFreshMs + t * 100);
+      expect(driver.planCount).toBe(2); // the first, and the one after the rates expired
+      beat(CONFIG.rateFreshMs + 100 + 10_000);
+      expect(driver.planCount).toBe(3);
+    });
+
+    it('names a decommissioning node drained once no range has it, and none before it is warm', () => {
+      const { driver } = driverWith();
+      driver.setMembers([{ nodeId: 1, state: 'up' }, { nodeId: 2, state: 'up' }, { nodeId: 3, state: 'up' }, { nodeId: 4, state: 'decommissioning' }]);
+      driver.onHeartbeat(heartbeat(1, [report(1, { voters: [1, 2, 4] })]), 0);
+      expect(driver.drained(0)).toEqual([]); // not warm: nodes 2-4 unheard
+      for (const n of [2, 3, 4]) driver.onHeartbeat(heartbeat(n, []), 0);
+      expect(driver.drained(0)).toEqual([]); // range 1 still has node 4
+      driver.onHeartbeat(heartbeat(1, [report(1, { voters: [1, 2, 3], epoch: 2 })]), 10);
+      expect(driver.drained(10)).toEqual([4]);
+    });
+  });
 });

@@ -124,11 +124,9 @@ export class PlacementService {
     const nowMs = this.nowMs();
     driver.pass(nowMs);
     // A decommissioning node whose replicas are all gone is done: recorded so, it is no longer a member.
-    if (!driver.isWarm(nowMs)) return;
-    for (const n of driver.status(nowMs).nodes) {
-      if (n.state !== 'decommissioning' || n.replicaCount > 0) continue;
-      await store.setNodeState(n.nodeId, 'decommissioned');
-      this.o.log.info({ decommissioned: n.nodeId }, 'node drained and decommissioned');
+    for (const nodeId of driver.drained(nowMs)) {
+      await store.setNodeState(nodeId, 'decommissioned');
+      this.o.log.info({ decommissioned: nodeId }, 'node drained and decommissioned');
     }
   }
 
