@@ -185,6 +185,15 @@ export class NodeMetrics {
     gauge('flotilla_ranges_leaderless', "Ranges with an active (not quiesced) replica on this node that knows no leader (this node's view).", () => ranges().leaderless);
     gauge('flotilla_ranges_unavailable', "Ranges with a replica on this node whose voters it hears from, itself included, are not a majority (this node's view).", () => ranges().unavailable);
     gauge('flotilla_peers_up', 'Peers this node heard from within the liveness timeout.', () => this.snapshot.livePeerCount);
+    gauge('flotilla_snapshot_send_bytes_per_second', 'Snapshot bytes per second this node may send now: snapshot flow control lowers it while its client writes slow down (at most the configured maximum).', () => host.snapshotBytesPerSec().send);
+    mirroredGauge(registry, {
+      name: 'flotilla_snapshot_receive_bytes_per_second',
+      help: 'Snapshot bytes per second this node may stage now (flow control, as for sending); no sample with flow control off.',
+      samples: () => {
+        const receive = host.snapshotBytesPerSec().receive;
+        return receive === undefined ? [] : [{ value: receive }];
+      },
+    });
     counter('flotilla_host_frames_dropped_total', 'Frames from peers whose batch did not decode (dropped whole).', () => host.stats.framesDropped);
     counter('flotilla_host_requests_timed_out_total', 'Requests to cores or peers failed with REQUEST_TIMEOUT (outcome unknown).', () => host.stats.requestsTimedOut);
     counter('flotilla_host_requests_refused_total', 'Requests refused because too many were already waiting (OVERLOADED).', () => host.stats.requestsRefused);
