@@ -39,8 +39,8 @@ export class Quiescence {
    * cause replacing the earlier: a flapping peer never grows it past groups × peers.
    */
   private readonly wakeQueue = new Map<string, { group: Group; peer: NodeId; cause: 'down' | 'up' }>();
-  /** Groups whose first campaign is still to come, wakeCountPerTickMax per tick (new ones, and those a restart left dormant). */
-  private readonly campaignQueue: Group[] = [];
+  /** Groups whose campaign is still to come, wakeCountPerTickMax per tick (new ones, and those a restart left dormant), with the campaigns each may still try. */
+  private readonly campaignQueue: { readonly g: Group; readonly attemptsLeft: number }[] = [];
 
   constructor(private readonly port: QuiescencePort) {}
 
@@ -74,9 +74,16 @@ export class Quiescence {
     this.active.delete(g);
   }
 
-  /** The group campaigns once, within a few ticks (wakeCountPerTickMax per tick). */
-  campaignSoon(g: Group): void {
-    this.campaignQueue.push(g);
+  /**
+   * The group campaigns within a few ticks (wakeCountPerTickMax per tick),
+   * and again on each of the next `attempts - 1` ticks while it has no
+   * leader. A group every replica creates at about the same time (a new
+   * shard, a split's right half) needs the retries: its first pre-vote can
+   * reach peers that have no replica yet to answer with, and would then wait
+   * out a whole election timeout. Pre-votes that fail bump no term.
+   */
+  campaignSoon(g: Group, attempts = 1): void {
+    this.campaignQueue.push({ g, attemptsLeft: attempts });
   }
 
   /**
@@ -123,15 +130,20 @@ export class Quiescence {
   /** After the groups ticked: the next wakeCountPerTickMax queued campaigns, then as many queued wakes. */
   wakeQueued(): void {
     const { wakeCountPerTickMax } = this.port;
+    const again: { g: Group; attemptsLeft: number }[] = [];
     for (let n = 0; n < wakeCountPerTickMax && this.campaignQueue.length > 0; ) {
-      const g = this.campaignQueue.shift()!;
+      const { g, attemptsLeft } = this.campaignQueue.shift()!;
       if (g.removed || g.leader !== NONE || !g.raw.raft.promotable()) continue;
+      // A candidate has won its pre-vote and has its votes out: campaigning again would only bump its term.
+      if (g.raw.raft.role === 'candidate') continue;
       // Ticking from now: a pre-vote nobody answers (peers in a live leader's lease stay silent) is tried again.
       this.wake(g, { notifyLeader: false });
       g.raw.campaign();
       this.port.touch(g);
       n++;
+      if (attemptsLeft > 1) again.push({ g, attemptsLeft: attemptsLeft - 1 });
     }
+    this.campaignQueue.push(...again);
     let woken = 0;
     for (const [key, { group, peer, cause }] of this.wakeQueue) {
       if (woken >= wakeCountPerTickMax) break;

@@ -89,6 +89,9 @@ export interface ShardCoreOptions {
  * - disk-guard.ts: free space, and rounds that wait for it;
  * - core-output.ts: what goes to the Host, buffered until the loop flushes.
  */
+/** Campaigns a new group (created, or a split's right half) tries on successive ticks while it has no leader (Quiescence.campaignSoon). */
+const NEW_GROUP_CAMPAIGN_ATTEMPTS = 3;
+
 export class ShardCore {
   readonly stats: CoreStats = zeroCoreStats();
   /** Counted as rounds and proposals go; sent with the stats (latency.ts). */
@@ -163,7 +166,7 @@ export class ShardCore {
     };
     const start = (g: Group, { campaignSoon }: { campaignSoon: boolean }): void => {
       this.quiescence.start(g);
-      if (campaignSoon) this.quiescence.campaignSoon(g);
+      if (campaignSoon) this.quiescence.campaignSoon(g, NEW_GROUP_CAMPAIGN_ATTEMPTS);
       this.touched.add(g);
     };
     const addGroup = (shardId: GroupId, bounds: ShardRange): Group => this.addGroup(shardId, bounds);

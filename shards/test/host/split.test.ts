@@ -43,6 +43,18 @@ async function answered<T>(c: HostCluster, requests: Promise<T>[]): Promise<Prom
 }
 
 describe('split', () => {
+  it("elects the right half's leader within a few ticks, not an election timeout: it campaigns once the followers hold it", async () => {
+    const c = await started();
+    for (let i = 0; i < 20; i++) expect(await c.write(LEFT, { op: 'put', key: shardKey(LEFT, name(i)), value: key(`v${i}`) })).toMatchObject({ ok: true });
+    const leader = c.host(await leaderOf(c, LEFT));
+    const [split] = await answered(c, [leader.propose(groupId(LEFT), { op: 'split', key: SPLIT_KEY, newShardId: RIGHT, epoch: 1 })]);
+    expect(split).toMatchObject({ status: 'fulfilled', value: { ok: true } });
+    // Campaigning in the round that applied the split, its vote requests reached followers that had not
+    // applied it yet (no replica to vote with): the right half then waited out an election timeout.
+    const ticks = await c.tickUntil('a leader for the right half', async () => (await c.agreedLeaders([RIGHT])) !== undefined, 100);
+    expect(ticks).toBeLessThanOrEqual(3);
+  });
+
   it('splits a range under writes: both halves serve, writes after the split point are refused once and land on the right half', async () => {
     const c = await started();
     for (let i = 0; i < 20; i++) expect(await c.write(LEFT, { op: 'put', key: shardKey(LEFT, name(i)), value: key(`v${i}`) })).toMatchObject({ ok: true });
