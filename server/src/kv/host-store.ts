@@ -120,7 +120,7 @@ export class HostKvStore implements KvStore {
     // The placement handler of the moment: set and cleared as this node gains and loses the meta range's lead.
     const runHere = (op: RangeOp) => runLocally(host, op, this.placement);
     this.router = new Router({ host, ranges: this.ranges, calls, runHere, refresh: (deadline, o) => this.meta.refresh(deadline, o), checkOpen });
-    this.meta = new MetaClient({ ranges: this.ranges, calls, clock: this.clock, run: (op, deadline) => this.router.execute(op, deadline), localReplicas: (deadline) => this.localReplicas(deadline), localReplicaChanges: (cursor, deadline) => this.calls.run(deadline, 'read the local replicas', () => this.options.host.shardChanges(cursor)), checkOpen });
+    this.meta = new MetaClient({ ranges: this.ranges, calls, clock: this.clock, run: (op, deadline) => this.router.execute(op, deadline), localReplicaChanges: (cursor, deadline) => this.calls.run(deadline, 'read the local replicas', () => this.options.host.shardChanges(cursor)), checkOpen });
     const forwarded = new ForwardServer({ runHere, knowsPeer: (nodeId) => host.hasPeer(nodeId), learnPeer: (nodeId) => this.learnPeer(nodeId) });
     host.setRequestHandler((from, payload) => forwarded.answer(from, payload));
   }

@@ -50,8 +50,6 @@ export interface MetaClientOptions {
    * never refresh the table, so a refresh, which runs them, never recurses.
    */
   readonly run: (op: RangeOp, deadline: Deadline) => Promise<RangeOpResult>;
-  /** This node's replicas (Host.shards), given up at the deadline. */
-  readonly localReplicas: (deadline: Deadline) => Promise<readonly ShardStatus[]>;
   /** This node's replicas changed since `cursor` (Host.shardChanges), given up at the deadline. */
   readonly localReplicaChanges: (cursor: number, deadline: Deadline) => Promise<ShardViewChanges>;
   /** Throws CLOSED once the store is closed. */
@@ -73,6 +71,8 @@ export class MetaClient {
   private readonly reported = new Map<number, string>();
   /** Where reportDescriptors left off in the node's view of its replicas, and the led ones it has still to record. */
   private reportCursor = 0;
+  /** Where refreshFromReplicas left off in the node's view of its replicas. */
+  private routeCursor = 0;
   private readonly toReport = new Map<number, ShardStatus>();
   /** The node records the last successful nodes() read returned, and when: what /cluster lists without a quorum. */
   private nodesRead: { readonly nodes: readonly NodeRecord[]; readonly atMs: number } | undefined;
@@ -253,12 +253,15 @@ export class MetaClient {
     await this.refreshFromReplicas(deadline);
   }
 
+  /** The replicas changed here since the last call (all at first): the table takes the descriptors they hold. */
   private async refreshFromReplicas(deadline: Deadline): Promise<void> {
-    const shards = await this.o.localReplicas(deadline).catch((err: unknown) => {
+    const changes = await this.o.localReplicaChanges(this.routeCursor, deadline).catch((err: unknown) => {
       throw closedOr(err);
     });
+    // Callers at once read from the same cursor; what each takes in is current, so the latest cursor stands.
+    this.routeCursor = Math.max(this.routeCursor, changes.cursor);
     // A replica still waiting for its first snapshot (epoch 0) owns no keys yet.
-    for (const s of shards) if (s.epoch > 0) this.o.ranges.upsert(descriptorOf(s));
+    for (const { status: s } of changes.changed) if (s.epoch > 0) this.o.ranges.upsert(descriptorOf(s));
   }
 
   private async get(key: Uint8Array, deadline: Deadline): Promise<VersionedValue | undefined> {

@@ -93,7 +93,12 @@ export class Router {
       } catch (err) {
         // KEY_OUT_OF_RANGE: a replica (here or forwarded) says the key is not its range's any more.
         if (!(err instanceof StaleRouteError) && (err as { code?: string }).code !== 'KEY_OUT_OF_RANGE') throw err;
-        await this.o.refresh(deadline, { fromMeta: !o.stale });
+        // A split applied here (the usual case: every node holds most ranges) is in this node's own
+        // replicas: routed again at once, with no meta read and no pause, if they name another range.
+        await this.o.refresh(deadline, { fromMeta: false });
+        const next = locate();
+        if (next !== undefined && (range === undefined || next.rangeId !== range.rangeId || next.epoch !== range.epoch)) continue;
+        if (!o.stale) await this.o.refresh(deadline, { fromMeta: true });
         await this.o.calls.pause(deadline, retryDelayMs(attempt));
         if (deadline.expired) {
           throw new KvError('UNAVAILABLE', `no range reachable from node ${this.o.host.nodeId} holds ${what} (${(err as Error).message})`, { retryAfterMs: RETRY_AFTER_MS });
