@@ -1022,7 +1022,10 @@ export class Raft {
     // follower gets an append whose answer resyncs the window (etcd-raft's FreeFirstOne).
     // Without it replication to a live follower stalls forever (test/test/sim.test.ts regressions).
     if (progress.state === 'replicate' && progress.inflights.full()) progress.inflights.freeFirstOne();
-    if (progress.match < this.log.lastIndex()) this.sendAppend(m.from);
+    // A caught-up follower still in probe (an `unreachable` report moved it there) gets an empty
+    // append too: its answer moves it back to replicate (etcd-raft does the same). Otherwise it
+    // stays in probe until the next write, and a leader with a follower in probe never quiesces.
+    if (progress.match < this.log.lastIndex() || progress.state === 'probe') this.sendAppend(m.from);
   }
 
   private onAppendResponse(m: AppendResponseMessage): void {
