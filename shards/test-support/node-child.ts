@@ -24,6 +24,7 @@
 //   shards        —                                                 ShardStatus[] (every replica on this node)
 //   stats         —                                                 NodeChildStats
 //   load          LoadArgs (below)                                  LoadResult
+//   leaders       shardIdFirst, count                               LeadersView (below): cheap, from the Host's shard table
 //   close         —                                                 null, sent after host.close(); then exit 0
 //
 // Keys and values are lowercase hex strings both ways. Error codes are the
@@ -140,6 +141,23 @@ export interface NodeChildStats {
   readonly memoryUsage: NodeJS.MemoryUsage;
 }
 
+/**
+ * Every shard id in [shardIdFirst, shardIdFirst + count): the leader this node's replica last
+ * reported (0: unknown, -1: no replica here), read from the Host's shard table on the main thread
+ * without asking the cores, so a benchmark can poll it while the cores are busy (re-elections) at
+ * 100,000 shards, where the `shards` op's full statuses would stall the node for a second.
+ */
+export interface LeadersView {
+  readonly leaders: readonly number[];
+  /** Peers this node's liveness tracker considers up. */
+  readonly livePeers: readonly number[];
+  /** This process (every thread), as process.cpuUsage(). */
+  readonly cpuUsage: NodeJS.CpuUsage;
+}
+
+/** Shard ids one `leaders` request covers at most (answers stay a few hundred KB). */
+const LEADERS_COUNT_MAX = 1_000_000;
+
 export type NodeChildRequest =
   | { readonly id: number; readonly op: 'createShards'; readonly shardIds: readonly number[]; readonly voters: readonly number[]; readonly bounds?: BoundsHex }
   | { readonly id: number; readonly op: 'propose'; readonly shardId: number; readonly key: string; readonly value?: string; readonly delete?: boolean; readonly ifVersion?: number }
@@ -147,6 +165,7 @@ export type NodeChildRequest =
   | { readonly id: number; readonly op: 'shards' }
   | { readonly id: number; readonly op: 'stats'; readonly collectGarbage?: boolean }
   | ({ readonly id: number; readonly op: 'load' } & LoadArgs)
+  | { readonly id: number; readonly op: 'leaders'; readonly shardIdFirst: number; readonly count: number }
   | { readonly id: number; readonly op: 'close' };
 
 export interface WireErrorHex {
@@ -277,6 +296,8 @@ class NodeChild {
         return this.onStats(r);
       case 'load':
         return this.onLoad(r);
+      case 'leaders':
+        return Promise.resolve().then(() => this.onLeaders(r));
       case 'close':
         return this.onClose();
       default: {
@@ -338,6 +359,18 @@ class NodeChild {
     const tag = r['tag'] === undefined ? `n${this.config.nodeId}p${process.pid}l${++this.loadSeq}` : r['tag'];
     if (typeof tag !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(tag)) fail(`tag must be 1–64 characters of [A-Za-z0-9_.-], got ${JSON.stringify(tag)}`);
     return runLoad(this.host, { nodeId: this.config.nodeId, shardIds, count, concurrency, valueBytes, durationMsMax, keyCountPerShard, tag, ackedAs });
+  }
+
+  private onLeaders(r: Record<string, unknown>): LeadersView {
+    const first = integerArg(r, 'shardIdFirst', { min: 1, max: SHARD_ID_MAX });
+    const count = integerArg(r, 'count', { min: 0, max: Math.min(LEADERS_COUNT_MAX, SHARD_ID_MAX - first + 1) });
+    const leaders = new Array<number>(count);
+    for (let i = 0; i < count; i++) {
+      const shardId = (first + i) as GroupId;
+      // A replica a restart reopened has reported no leader yet: unknown (0), not absent.
+      leaders[i] = this.host.hasShard(shardId) ? (this.host.leaderOf(shardId) ?? 0) : -1;
+    }
+    return { leaders, livePeers: this.host.livePeers(), cpuUsage: process.cpuUsage() };
   }
 
   private async onClose(): Promise<null> {

@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import type { ShardStatus } from '@flotilla/shards';
 import type {
   LatencyHistogram,
+  LeadersView,
   LoadArgs,
   LoadResult,
   NodeChildConfig,
@@ -31,7 +32,7 @@ import type {
   WireErrorHex,
 } from './node-child.js';
 
-export type { LatencyHistogram, LoadArgs, LoadResult, NodeChildConfig, NodeChildStats, WireErrorHex } from './node-child.js';
+export type { LatencyHistogram, LeadersView, LoadArgs, LoadResult, NodeChildConfig, NodeChildStats, WireErrorHex } from './node-child.js';
 
 /** dist-support/node-child.js, from the built module next to it or from this source under a test runner. */
 function nodeChildEntry(): string {
@@ -133,6 +134,8 @@ export type RequestArgs = NodeChildRequest extends infer R ? (R extends { id: nu
 export interface NodeProcessOptions {
   /** Node flags for the child (e.g. ['--cpu-prof', '--cpu-prof-dir', dir]). Default: fork's, which is this process's own. */
   readonly execArgv?: readonly string[];
+  /** Fails the start if the child is not ready by then (default NODE_START_TIMEOUT_MS): a node reopening 100,000 replicas takes longer. */
+  readonly startTimeoutMs?: number;
 }
 
 interface PendingIpc {
@@ -188,8 +191,9 @@ export class NodeProcess {
     });
     liveChildren.add(child);
     const node = new NodeProcess(config, child);
+    const startTimeoutMs = options.startTimeoutMs ?? NODE_START_TIMEOUT_MS;
     const ready = await new Promise<NodeChildReady>((resolvePromise, reject) => {
-      const timer = setTimeout(() => reject(new Error(`node ${config.nodeId} not ready within ${NODE_START_TIMEOUT_MS} ms:\n${node.stderrTail}`)), NODE_START_TIMEOUT_MS);
+      const timer = setTimeout(() => reject(new Error(`node ${config.nodeId} not ready within ${startTimeoutMs} ms:\n${node.stderrTail}`)), startTimeoutMs);
       child.on('message', (m: NodeChildReply | NodeChildReady | NodeChildStartFailed) => {
         if ('id' in m) return;
         clearTimeout(timer);
@@ -254,6 +258,11 @@ export class NodeProcess {
   /** `collectGarbage`: every thread of the node runs a full GC first, if the node runs with --expose-gc (heap numbers then count live objects only). */
   stats(options: { collectGarbage?: boolean } = {}): Promise<NodeChildStats> {
     return this.request<NodeChildStats>({ op: 'stats', ...(options.collectGarbage === true ? { collectGarbage: true } : {}) });
+  }
+
+  /** The leader this node's replica of each shard in [shardIdFirst, shardIdFirst + count) last reported (0 unknown, -1 no replica), its live peers and its CPU. */
+  leaders(shardIdFirst: number, count: number): Promise<LeadersView> {
+    return this.request<LeadersView>({ op: 'leaders', shardIdFirst, count });
   }
 
   load(args: LoadArgs): Promise<LoadResult> {
@@ -402,8 +411,11 @@ export class TcpCluster {
     return c;
   }
 
-  private startNode(id: number): Promise<NodeProcess> {
-    return NodeProcess.start(this.configs.get(id)!, this.options.execArgv === undefined ? {} : { execArgv: this.options.execArgv });
+  private startNode(id: number, startTimeoutMs?: number): Promise<NodeProcess> {
+    return NodeProcess.start(this.configs.get(id)!, {
+      ...(this.options.execArgv === undefined ? {} : { execArgv: this.options.execArgv }),
+      ...(startTimeoutMs === undefined ? {} : { startTimeoutMs }),
+    });
   }
 
   get nodeIds(): number[] {
@@ -422,10 +434,10 @@ export class TcpCluster {
     await n.kill();
   }
 
-  /** Starts the node again on its data directory and port. */
-  async restart(id: number): Promise<NodeProcess> {
+  /** Starts the node again on its data directory and port (`startTimeoutMs`: see NodeProcessOptions). */
+  async restart(id: number, options: { startTimeoutMs?: number } = {}): Promise<NodeProcess> {
     if (this.nodes.has(id)) throw new Error(`node ${id} is still running`);
-    const n = await this.startNode(id);
+    const n = await this.startNode(id, options.startTimeoutMs);
     this.nodes.set(id, n);
     return n;
   }
