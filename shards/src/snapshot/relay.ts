@@ -1,7 +1,8 @@
-import { sleep, type Clock } from '@flotilla/core';
+import { assert, sleep, type Clock } from '@flotilla/core';
 import type { SnapshotReceiver, SnapshotSender, Transport } from '@flotilla/transport';
 import type { CoreEvent, CoreOutEvent } from '../host/core-protocol.js';
 import type { ShellLogger } from '../shell-logger.js';
+import { SNAPSHOT_CHUNK_BYTES_MAX } from '../storage/codec.js';
 import { SnapshotFlowControl, type SnapshotFlowDecision, type SnapshotFlowSettings } from './flow-control.js';
 import { ByteRateLimiter } from './rate-limit.js';
 import { decodeSnapshotStreamHeader } from './stream-header.js';
@@ -21,11 +22,17 @@ export const SNAPSHOT_BYTES_PER_SEC_MIN = 4 * 1024 * 1024;
  * control's decreases make the receiving side bind.
  */
 const RECEIVE_CEILING_SENDERS = 2;
-/** How often the flow control looks at foreground latency: several chunks and, under a client load, tens of writes per interval. */
+/**
+ * How often the flow control looks at foreground latency: several chunks
+ * and, under a client load, tens of writes per interval. An interval closes
+ * on the first Host tick this long after it opened (every third tick, 300
+ * ms, at the default 100 ms tick).
+ */
 export const SNAPSHOT_FLOW_INTERVAL_MS = 250;
 /** Bytes the limiter lets through at once after an idle spell: an eighth of a second at the rate, at least one chunk (a burst of a whole second would outrun a decrease). */
 const BURST_SECONDS = 0.125;
-const CHUNK_BYTES_MAX = 1024 * 1024;
+assert(SNAPSHOT_BYTES_PER_SEC_MIN <= SNAPSHOT_BYTES_PER_SEC_DEFAULT, 'the flow control floor must not exceed the default ceiling');
+assert(SNAPSHOT_CHUNK_BYTES_MAX <= SNAPSHOT_BYTES_PER_SEC_MIN, 'at the floor, a chunk must still go out at least once a second');
 
 /** The flow control's tuning for a ceiling (ARCHITECTURE.md, "Snapshot bandwidth", says where each number comes from). */
 export function snapshotFlowSettings(bytesPerSecMax: number): SnapshotFlowSettings {
@@ -44,7 +51,7 @@ export function snapshotFlowSettings(bytesPerSecMax: number): SnapshotFlowSettin
 }
 
 function burstBytesOf(bytesPerSec: number): number {
-  return Math.max(CHUNK_BYTES_MAX, bytesPerSec * BURST_SECONDS);
+  return Math.max(SNAPSHOT_CHUNK_BYTES_MAX, bytesPerSec * BURST_SECONDS);
 }
 
 /** One direction's pacing: a token bucket, and the flow control that moves its rate (none: a fixed rate). */
