@@ -1,8 +1,8 @@
 // Growth by splits (issue 19): 3 nodes start with one user range and a small split size; clients write
 // random keys until the placement driver's size-based splits have made `--target` ranges. Reports the
 // time to get there, splits per second over the run and over its last tenth, and client ops/s and p99
-// while the ranges multiply against a baseline run in the same process before the growth (the same load
-// with the driver paused). Nodes run in this process (worker-thread cores, TCP on loopback), so the
+// while the ranges multiply against the same load with the driver paused, before the growth (one user
+// range) and after it (all the ranges grown). Nodes run in this process (worker-thread cores, TCP on loopback), so the
 // clients compete with them for the same CPUs in both phases.
 //
 //   node dist/split-bench.js                              1,000 ranges, 16 KiB split size
@@ -141,6 +141,12 @@ async function main(): Promise<void> {
     const duringLoad = await during;
     const last = samples[samples.length - 1]!;
     if (!reached) throw new Error(`only ${last.ranges} of ${TARGET} ranges after ${fmt(last.seconds, 0)} s`);
+    // After: the same load over the ranges grown, the driver paused again. Many ranges spread the writes
+    // over many groups (less batching per group than one range had): what splitting itself costs is
+    // during ÷ after, not during ÷ before.
+    await nodes[0]!.store.updatePlacementSettings({ paused: true, replicationFactor: 3 }, { paused: true });
+    await sleep(2_000);
+    const after = await clientLoad(nodes, sleep(BASELINE_MS), written);
     // The last tenth of the run (at least the last two samples): whether splitting slows as ranges multiply.
     const tail = samples.filter((s) => s.seconds >= last.seconds * 0.9);
     const tailFrom = tail.length >= 2 ? tail[0]! : samples[samples.length - 2]!;
@@ -155,6 +161,8 @@ async function main(): Promise<void> {
         ['before (driver paused)', fmt(before.ops / before.seconds), fmt(before.errors), fmt(before.p50Ms, 2), fmt(before.p99Ms, 2)],
         ['while splitting', fmt(duringLoad.ops / duringLoad.seconds), fmt(duringLoad.errors), fmt(duringLoad.p50Ms, 2), fmt(duringLoad.p99Ms, 2)],
         ['splitting ÷ before', ratio(duringLoad.ops / duringLoad.seconds / (before.ops / before.seconds)), '', ratio(duringLoad.p50Ms / before.p50Ms), ratio(duringLoad.p99Ms / before.p99Ms)],
+        [`after (${last.ranges} ranges, paused)`, fmt(after.ops / after.seconds), fmt(after.errors), fmt(after.p50Ms, 2), fmt(after.p99Ms, 2)],
+        ['splitting ÷ after', ratio(duringLoad.ops / duringLoad.seconds / (after.ops / after.seconds)), '', ratio(duringLoad.p50Ms / after.p50Ms), ratio(duringLoad.p99Ms / after.p99Ms)],
       ],
     );
     console.log(`${last.ranges} ranges after ${fmt(last.seconds, 1)} s: ${fmt(splitsPerSec, 1)} splits/s over the run, ${fmt(tailSplitsPerSec, 1)} splits/s over its last tenth (from ${tailFrom.ranges} ranges)`);
@@ -164,6 +172,7 @@ async function main(): Promise<void> {
       parameters: { target: TARGET, splitBytes: SPLIT_BYTES, valueBytes: VALUE_BYTES, clients: CLIENT_COUNT, quick: QUICK },
       before,
       during: duringLoad,
+      after,
       growth: { seconds: last.seconds, startRanges, ranges: last.ranges, splitsPerSec, tailSplitsPerSec, samples },
       writes: written.count,
     });

@@ -36,6 +36,10 @@ import { KvError, REQUEST_DEADLINE_MS_DEFAULT, RETRY_AFTER_MS, SCAN_LIMIT_MAX, t
 const META_REFRESH_INTERVAL_MS_MIN = 250;
 /** Compare-and-set rounds on one meta key before giving up (only contention loses one). */
 const CAS_RETRIES_MAX = 16;
+/** Range ids a node takes from the allocator at once (allocateRangeId). */
+const RANGE_ID_BLOCK = 64;
+/** Descriptors reportDescriptors records at once: the meta range's leader takes a turn's writes in one entry. */
+const DESCRIPTOR_WRITES_IN_FLIGHT_MAX = 32;
 
 assert(META_REFRESH_INTERVAL_MS_MIN < REQUEST_DEADLINE_MS_DEFAULT, 'a request must be able to wait out the refresh interval within its default budget');
 
@@ -73,6 +77,9 @@ export class MetaClient {
   private reportCursor = 0;
   /** Where refreshFromReplicas left off in the node's view of its replicas. */
   private routeCursor = 0;
+  /** Range ids this node took from the allocator and has not used yet: [next, end). */
+  private idBlock = { next: 0, end: 0 };
+  private idBlockRead: Promise<void> | undefined;
   private readonly toReport = new Map<number, ShardStatus>();
   /** The node records the last successful nodes() read returned, and when: what /cluster lists without a quorum. */
   private nodesRead: { readonly nodes: readonly NodeRecord[]; readonly atMs: number } | undefined;
@@ -145,8 +152,10 @@ export class MetaClient {
       else this.toReport.delete(s.shardId);
     }
     let written = 0;
-    // A write that fails throws with the rest still to record: the next call tries them again.
-    for (const [shardId, s] of this.toReport) {
+    // Several at a time (each a read and a conditional write of its own key): a node that split or moved
+    // many ranges records them in a few meta rounds, not one round trip each. A write that fails throws
+    // once the others settle, with what is left still to record: the next call tries it again.
+    const record = async (shardId: number, s: ShardStatus): Promise<void> => {
       const local = descriptorOf(s);
       const wrote = await this.compareAndSet(rangeKey(shardId), `record range ${shardId}`, deadline, (stored) => {
         const current = stored === undefined ? undefined : decodeRangeDescriptor(stored.value);
@@ -155,23 +164,42 @@ export class MetaClient {
       });
       if (wrote) written++;
       this.reported.set(shardId, fingerprintOf(s));
-      this.toReport.delete(shardId);
-    }
+      // Only if no newer status replaced it meanwhile.
+      if (this.toReport.get(shardId) === s) this.toReport.delete(shardId);
+    };
+    const pending = [...this.toReport];
+    const workers = Array.from({ length: Math.min(DESCRIPTOR_WRITES_IN_FLIGHT_MAX, pending.length) }, async () => {
+      for (let next = pending.shift(); next !== undefined; next = pending.shift()) await record(...next);
+    });
+    const failed = (await Promise.allSettled(workers)).find((r) => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
     return written;
   }
 
   /**
-   * A fresh range id: a compare-and-set on the allocator key, retried on a
-   * lost race. Ids below FIRST_ALLOCATED_RANGE_ID belong to the bootstrap
-   * ranges.
+   * A fresh range id. Ids come from the allocator key a block at a time (a
+   * compare-and-set, retried on a lost race), as PD's id allocator hands
+   * them out: a node splitting many ranges reads and writes the meta range
+   * once per RANGE_ID_BLOCK splits, not twice per split. Ids a node took and
+   * had not used when it stopped are never used: they need only be unique.
+   * Ids below FIRST_ALLOCATED_RANGE_ID belong to the bootstrap ranges.
    */
   async allocateRangeId(deadline: Deadline): Promise<number> {
+    for (;;) {
+      if (this.idBlock.next < this.idBlock.end) return this.idBlock.next++;
+      this.idBlockRead ??= this.takeIdBlock(deadline).finally(() => (this.idBlockRead = undefined));
+      await this.idBlockRead;
+    }
+  }
+
+  /** The next RANGE_ID_BLOCK ids from the allocator, for this node's splits to take one at a time. */
+  private async takeIdBlock(deadline: Deadline): Promise<void> {
     let next = FIRST_ALLOCATED_RANGE_ID;
-    await this.compareAndSet(RANGE_ID_ALLOCATOR_KEY, 'allocate a range id', deadline, (stored) => {
+    await this.compareAndSet(RANGE_ID_ALLOCATOR_KEY, 'allocate range ids', deadline, (stored) => {
       next = stored === undefined ? FIRST_ALLOCATED_RANGE_ID : decodeCounter(stored.value);
-      return encodeCounter(next + 1);
+      return encodeCounter(next + RANGE_ID_BLOCK);
     });
-    return next;
+    this.idBlock = { next, end: next + RANGE_ID_BLOCK };
   }
 
   /** Every node recorded, in node id order (linearizable); remembered for cachedNodes. */
