@@ -96,7 +96,8 @@ export const BASELINE_INTERVALS_MIN = 4;
 const LIMITED_SHARE_MIN = 0.5;
 
 /**
- * The node's snapshot send rate, adapted to its foreground latency (AIMD,
+ * A snapshot rate (one for sending, one for staging what arrives), adapted
+ * to the node's foreground latency (AIMD,
  * as TCP adapts to loss and LEDBAT to queueing delay): every interval the
  * latency of the node's own client writes is compared with its baseline,
  * the same quantile in intervals when no snapshot was sending. Too high
@@ -106,7 +107,7 @@ const LIMITED_SHARE_MIN = 0.5;
  * baseline, or too few writes to tell), and the rate was what held the
  * streams back: the rate grows by increaseBytesPerSec. Always within
  * [bytesPerSecMin, bytesPerSecMax]. Pure: time and latencies come in as
- * numbers (ARCHITECTURE.md, "Snapshot bandwidth").
+ * numbers (ARCHITECTURE.md, "Snapshot flow control (issue 19)").
  */
 export class SnapshotFlowControl {
   private rate: number;

@@ -34,7 +34,7 @@ const BURST_SECONDS = 0.125;
 assert(SNAPSHOT_BYTES_PER_SEC_MIN <= SNAPSHOT_BYTES_PER_SEC_DEFAULT, 'the flow control floor must not exceed the default ceiling');
 assert(SNAPSHOT_CHUNK_BYTES_MAX <= SNAPSHOT_BYTES_PER_SEC_MIN, 'at the floor, a chunk must still go out at least once a second');
 
-/** The flow control's tuning for a ceiling (ARCHITECTURE.md, "Snapshot bandwidth", says where each number comes from). */
+/** The flow control's tuning for a ceiling (ARCHITECTURE.md, "Snapshot flow control (issue 19)", says why these numbers). */
 export function snapshotFlowSettings(bytesPerSecMax: number): SnapshotFlowSettings {
   return {
     bytesPerSecMax,
