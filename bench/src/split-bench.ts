@@ -146,6 +146,7 @@ async function main(): Promise<void> {
     // during ÷ after, not during ÷ before.
     await nodes[0]!.store.updatePlacementSettings({ paused: true, replicationFactor: 3 }, { paused: true });
     await sleep(2_000);
+    const leaders = (await view()).nodes.map((n) => n.leaderCount);
     const after = await clientLoad(nodes, sleep(BASELINE_MS), written);
     // The last tenth of the run (at least the last two samples): whether splitting slows as ranges multiply.
     const tail = samples.filter((s) => s.seconds >= last.seconds * 0.9);
@@ -165,6 +166,7 @@ async function main(): Promise<void> {
         ['splitting ÷ after', ratio(duringLoad.ops / duringLoad.seconds / (after.ops / after.seconds)), '', ratio(duringLoad.p50Ms / after.p50Ms), ratio(duringLoad.p99Ms / after.p99Ms)],
       ],
     );
+    console.log(`leaders per node once grown: ${leaders.join(' / ')}`);
     console.log(`${last.ranges} ranges after ${fmt(last.seconds, 1)} s: ${fmt(splitsPerSec, 1)} splits/s over the run, ${fmt(tailSplitsPerSec, 1)} splits/s over its last tenth (from ${tailFrom.ranges} ranges)`);
     writeResults('split', startedAt, {
       command: commandLine(),
@@ -175,6 +177,7 @@ async function main(): Promise<void> {
       after,
       growth: { seconds: last.seconds, startRanges, ranges: last.ranges, splitsPerSec, tailSplitsPerSec, samples },
       writes: written.count,
+      leadersPerNode: leaders,
     });
   } finally {
     await Promise.allSettled(nodes.map((n) => n.close()));

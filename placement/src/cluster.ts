@@ -73,6 +73,12 @@ export interface SchedulerConfig {
   readonly splitLoadSustainedSec: number;
   /** Replica moves and additions in flight across the cluster, at most. */
   readonly movesInFlightMax: number;
+  /**
+   * Splits in flight across the cluster, at most (the biggest ranges first). Each split writes
+   * the meta range, starts a group and has it elected; a load that fills many ranges at once
+   * would otherwise split hundreds together, and client writes stall behind them.
+   */
+  readonly splitsInFlightMax: number;
   /** Replicas being caught up (by snapshot) onto one node at a time, at most. */
   readonly snapshotsInFlightPerNodeMax: number;
   /** A learner within this many entries of the leader's last index counts as caught up. */
@@ -95,6 +101,7 @@ export const SCHEDULER_CONFIG_DEFAULTS: SchedulerConfig = {
   splitLoadOpsPerSec: 2_000,
   splitLoadSustainedSec: 30,
   movesInFlightMax: 4,
+  splitsInFlightMax: 16,
   snapshotsInFlightPerNodeMax: 2,
   catchUpLagEntriesMax: 16,
   unsplittable: [],

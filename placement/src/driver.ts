@@ -47,12 +47,19 @@ export const DRIVER_CONFIG_DEFAULTS: Omit<DriverConfig, 'scheduler'> = {
   rateFreshMs: 3_000,
 };
 
-/** What a step changed, when the range's leader answered with it (a membership change's outcome). */
-export interface StepOutcome {
+/** What a step changed, when the range's leader answered with it: a membership change's outcome, or a split's. */
+export type StepOutcome = MembershipStepOutcome | SplitStepOutcome;
+
+export interface MembershipStepOutcome {
   readonly epoch: number;
   readonly voters: readonly number[];
   readonly votersOutgoing: readonly number[];
   readonly learners: readonly number[];
+}
+
+/** The range's left half keeps its id; the right half is a new range. */
+export interface SplitStepOutcome {
+  readonly split: { readonly left: { readonly end: Uint8Array; readonly epoch: number } };
 }
 
 export interface DriverPorts {
@@ -441,6 +448,7 @@ export class PlacementDriver {
 
   /** What a step's answer says of the range, taken in before its leader's next report. */
   private applyOutcome(rangeId: number, outcome: StepOutcome): void {
+    if ('split' in outcome) return this.applySplit(rangeId, outcome.split.left);
     const t = this.ranges.get(rangeId);
     if (t === undefined || outcome.epoch <= t.report.epoch) return;
     // Progress is kept only for replicas that stay: one the change added (or removed and added back) has
@@ -454,6 +462,21 @@ export class PlacementDriver {
     t.report = report;
     this.planDirty = true;
     this.noteReferenced(t.report);
+  }
+
+  /**
+   * A split's answer: the range is its left half now, and its operator is done at the next pass rather
+   * than when the leader next reports (a heartbeat later: that wait set how fast a cluster could split).
+   * The right half joins the view with its leader's first report; until then nothing plans on it. The
+   * halves' sizes are the parent's halved and their split keys unknown until reported.
+   */
+  private applySplit(rangeId: number, left: SplitStepOutcome['split']['left']): void {
+    const t = this.ranges.get(rangeId);
+    if (t === undefined || left.epoch <= t.report.epoch) return;
+    const r = t.report;
+    t.report = { ...r, end: left.end, epoch: left.epoch, keyCount: Math.floor(r.keyCount / 2), sizeBytes: Math.floor(r.sizeBytes / 2), sizeSplitKey: undefined, loadSplitKey: undefined };
+    t.hotSinceMs = undefined;
+    this.planDirty = true;
   }
 
   /** Nodes being decommissioned that hold no replica any more (none before the driver is warm: it may not know their replicas yet). */

@@ -72,6 +72,8 @@ interface Planning {
   readonly busy: Set<number>;
   /** addReplica and moveReplica operators in flight or planned. */
   movesCount: number;
+  /** Split operators in flight or planned. */
+  splitsCount: number;
   /** addReplica and moveReplica operators in flight or planned, by the node they copy a replica to. */
   readonly snapshotsByNode: Map<number, number>;
   /** Replicas (voters, outgoing voters, learners) per node as they will be once every operator in flight or planned is done. */
@@ -93,6 +95,7 @@ function startPlanning(snapshot: ClusterSnapshot, config: SchedulerConfig, inFli
     replicasTarget: replicasTarget(snapshot.nodes, config),
     busy: new Set(inFlight.map((op) => op.rangeId)),
     movesCount: 0,
+    splitsCount: inFlight.filter((op) => op.kind === 'split').length,
     snapshotsByNode: new Map(),
     replicasByNode: new Map(),
     leadersByNode: new Map(),
@@ -241,14 +244,21 @@ function planDrains(planning: Planning): void {
 
 function planSplits(planning: Planning): void {
   const { config } = planning;
+  const due: { range: RangeInfo; key: Uint8Array; reason: 'size' | 'load' }[] = [];
   for (const range of openRanges(planning)) {
     if (config.unsplittable.includes(range.rangeId)) continue;
     if (range.splitKey === undefined || !keyStrictlyInside(range, range.splitKey)) continue;
     const big = range.sizeBytes >= config.splitSizeBytes;
     const hot = range.hotForSec >= config.splitLoadSustainedSec && range.writesPerSec + range.readsPerSec >= config.splitLoadOpsPerSec;
     if (!big && !hot) continue;
-    const reason = big ? 'size' : 'load';
-    propose(planning, range, { kind: 'split', rangeId: range.rangeId, epoch: range.epoch, key: range.splitKey, reason }, 'split');
+    due.push({ range, key: range.splitKey, reason: big ? 'size' : 'load' });
+  }
+  // The biggest first, then the busiest; by range id between equals (a plan is deterministic).
+  due.sort((a, b) => b.range.sizeBytes - a.range.sizeBytes || b.range.writesPerSec + b.range.readsPerSec - (a.range.writesPerSec + a.range.readsPerSec) || a.range.rangeId - b.range.rangeId);
+  for (const { range, key, reason } of due) {
+    if (planning.splitsCount >= config.splitsInFlightMax) return;
+    propose(planning, range, { kind: 'split', rangeId: range.rangeId, epoch: range.epoch, key, reason }, 'split');
+    planning.splitsCount++;
   }
 }
 
@@ -415,6 +425,7 @@ function assertConfig(config: SchedulerConfig): void {
     Number.isSafeInteger(config.movesInFlightMax) && config.movesInFlightMax >= 0,
     () => `moves in flight max ${config.movesInFlightMax} is not a non-negative integer`,
   );
+  assert(Number.isSafeInteger(config.splitsInFlightMax) && config.splitsInFlightMax >= 0, () => `splits in flight max ${config.splitsInFlightMax} is not a non-negative integer`);
   assert(
     Number.isSafeInteger(config.snapshotsInFlightPerNodeMax) && config.snapshotsInFlightPerNodeMax >= 0,
     () => `snapshots in flight per node max ${config.snapshotsInFlightPerNodeMax} is not a non-negative integer`,
@@ -435,6 +446,12 @@ function assertPlan(planning: Planning, inFlight: readonly Operator[], operators
   assert(
     movesNewCount === 0 || movesInFlightCount + movesNewCount <= planning.config.movesInFlightMax,
     () => `${movesNewCount} moves planned with ${movesInFlightCount} in flight, over ${planning.config.movesInFlightMax}`,
+  );
+  const splitsNewCount = operators.filter((op) => op.kind === 'split').length;
+  const splitsInFlightCount = inFlight.filter((op) => op.kind === 'split').length;
+  assert(
+    splitsNewCount === 0 || splitsInFlightCount + splitsNewCount <= planning.config.splitsInFlightMax,
+    () => `${splitsNewCount} splits planned with ${splitsInFlightCount} in flight, over ${planning.config.splitsInFlightMax}`,
   );
   for (const target of new Set(operators.map(snapshotTarget))) {
     if (target === undefined) continue;

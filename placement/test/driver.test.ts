@@ -350,6 +350,24 @@ describe('PlacementDriver', () => {
       expect(driver.snapshot(1_000 + CONFIG.downAfterMs).ranges[0]!.leader).toBe(0);
     });
   });
+  it("takes a split's answer as done at once, the range its left half until its leader reports again", async () => {
+    const splitKey = b('r1m');
+    const { driver, sent, applied } = driverWith({ answer: (s) => (s.step.kind === 'split' ? { split: { left: { end: splitKey, epoch: 2 } } } : undefined) });
+    const ranges = threeNodeRanges(3);
+    ranges.get(1)![0] = report(1, { voters: [1, 2, 3], sizeBytes: CONFIG.scheduler.splitSizeBytes, sizeSplitKey: splitKey });
+    for (const n of [1, 2, 3]) driver.onHeartbeat(heartbeat(n, ranges.get(n)!), 0);
+    driver.pass(0);
+    expect(sent.map((s) => [s.rangeId, s.step.kind])).toEqual([[1, 'split']]);
+    await settle();
+    expect(applied.count).toBe(1);
+    // No report yet: the answer alone ends the operator, and the range is its left half, not split again.
+    driver.pass(10);
+    expect(driver.status(10).operators).toEqual([]);
+    const left = driver.range(1, 10)!;
+    expect([Buffer.from(left.end!).toString(), left.epoch, left.sizeBytes, left.splitKey]).toEqual(['r1m', 2, CONFIG.scheduler.splitSizeBytes / 2, undefined]);
+    expect(sent).toHaveLength(1);
+  });
+
   describe('work per pass', () => {
     it('plans only when something it reads changed: a report, a node\'s state, an operator; or every 10 s', () => {
       const { driver } = driverWith();

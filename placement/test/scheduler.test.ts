@@ -616,6 +616,15 @@ describe('plan: splits', () => {
     for (const op of ops) expect(op.kind === 'split' && Buffer.from(op.key).equals(keyIn(1))).toBe(true);
   });
 
+  it('splits at most splitsInFlightMax ranges at once, counting those in flight, the biggest first', () => {
+    const ranges = [1, 2, 3, 4, 5].map((id) => ({ id, voters: [1, 2, 3], leader: ((id - 1) % 3) + 1, sizeBytes: splitSizeBytes + id * 1000, splitKey: 'm' }));
+    const snapshot = cluster({ nodes: [1, 2, 3], ranges });
+    expect(plan(snapshot, config({ splitsInFlightMax: 2 }), []).map(brief)).toEqual(['r4 split size', 'r5 split size']);
+    const inFlight: Operator[] = [{ kind: 'split', rangeId: 5, epoch: 1, key: keyIn(5), reason: 'size' }];
+    expect(plan(snapshot, config({ splitsInFlightMax: 2 }), inFlight).map(brief)).toEqual(['r4 split size']);
+    expect(plan(snapshot, config({ splitsInFlightMax: 1 }), inFlight).map(brief)).toEqual([]);
+  });
+
   it('never splits an unsplittable range', () => {
     const snapshot = cluster({ nodes: [1, 2, 3], ranges: [1, 2].map((id) => ({ id, voters: [1, 2, 3], leader: id, sizeBytes: splitSizeBytes, splitKey: 'm' })) });
     expect(plan(snapshot, config({ unsplittable: [1] }), []).map(brief)).toEqual(['r2 split size']);

@@ -158,8 +158,7 @@ export class PlacementService {
     const { store } = this.o;
     switch (step.kind) {
       case 'split':
-        await store.split(rangeId, step.key);
-        return undefined;
+        return { split: await store.split(rangeId, step.key) };
       case 'transferLeader':
         await store.runOnRange({ kind: 'transferLeader', rangeId, to: step.to });
         return undefined;
