@@ -162,14 +162,27 @@ export class Quiescence {
     for (const g of groups.values()) {
       // Followers of its leaders elect new ones; our leaders with it as a voter tick again, so
       // check-quorum steps them down if they lost their quorum (instead of taking writes that time out).
+      // A leader whose voters not known down still form a quorum stays quiesced: waking it would only
+      // re-check a quorum it has, and would take wake slots from the shards that have no leader (a
+      // third of the queue in a 3-node cluster; host-bench's failover section measured re-election
+      // twice as fast without them).
       const ledByPeer = g.leader === peer;
-      const ledHereWithPeer = g.leader === self && g.raw.raft.tracker.progress.has(peer);
+      const ledHereWithPeer = g.leader === self && g.raw.raft.tracker.progress.has(peer) && !this.hasLiveQuorum(g);
       if (g.quiesced && (ledByPeer || ledHereWithPeer)) {
         this.wakeQueue.set(`${g.id}/${peer}`, { group: g, peer, cause: 'down' });
         queued++;
       }
     }
     if (queued > 0) log.info({ peer, rangeCount: queued }, 'peer down; waking the ranges it led');
+  }
+
+  /** Whether the group's voters that are not known down form a quorum (a joint configuration counts as not: it is rare, and waking is the safe side). */
+  private hasLiveQuorum(g: Group): boolean {
+    const conf = g.raw.raft.tracker.confState();
+    if (conf.votersOutgoing.length > 0) return false;
+    let live = 0;
+    for (const id of conf.voters) if (!this.down.has(id)) live++;
+    return live * 2 > conf.voters.length;
   }
 
   /**

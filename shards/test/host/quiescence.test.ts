@@ -95,6 +95,34 @@ describe('quiescence', () => {
     expect(r.ok).toBe(true);
   }, 120_000);
 
+  it('a node going down wakes the groups it led, not the leaders elsewhere that keep a quorum', async () => {
+    const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 9 }));
+    const ids = Array.from({ length: 60 }, (_, i) => i + 1);
+    await c.createShards(ids);
+    await c.tickUntil('leaders', async () => (await c.agreedLeaders(ids)) !== undefined, 100);
+    await c.tickUntil('every group quiesced', () => allQuiesced(c), 50);
+    const leaders = (await c.agreedLeaders(ids))!;
+    const dead = leaders.get(1)!;
+    const led = ids.filter((id) => leaders.get(id) === dead);
+    const survivors = c.nodeIds.filter((n) => n !== dead);
+    // The survivors lead groups with the dead node as a voter too: those keep a quorum of two.
+    expect(ids.length - led.length).toBeGreaterThan(0);
+    const before = await totals(c);
+    await c.stopNode(dead);
+    await c.tickUntil(
+      'the survivors lead every group the dead node led',
+      async () => {
+        const statuses = await c.statuses();
+        return led.every((shardId) => survivors.some((n) => statuses.get(n)!.find((s) => s.shardId === shardId)!.role === 'leader'));
+      },
+      200,
+    );
+    await c.tickUntil('every group on the survivors quiesced', () => allQuiesced(c), 50);
+    const after = await totals(c);
+    // Each survivor's replica of a group the dead node led wakes once; nothing else wakes.
+    for (const n of survivors) expect(after.get(n)!.wakes - before.get(n)!.wakes, `wakes on node ${n}`).toBe(led.length);
+  }, 120_000);
+
   it('a leader that quiesced with a replica down catches it up when its node returns, without a write', async () => {
     const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 13 }));
     const ids = [1, 2, 3, 4];
