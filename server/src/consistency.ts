@@ -282,6 +282,8 @@ export class ConsistencyDuty {
   private readonly dueAtMs = new Map<number, number>();
   /** Where the last poll left off in the node's view of its replicas (Host.shardChanges). */
   private cursor = 0;
+  /** No range led here is due before this (a lower bound: a range forgotten since may have set it). */
+  private earliestDueMs = Number.POSITIVE_INFINITY;
   private readonly clock: Clock;
 
   constructor(
@@ -321,19 +323,29 @@ export class ConsistencyDuty {
     for (const rangeId of changes.removed) this.dueAtMs.delete(rangeId);
     for (const { status } of changes.changed) {
       if (!led(status)) this.dueAtMs.delete(status.shardId);
-      else if (!this.dueAtMs.has(status.shardId)) this.dueAtMs.set(status.shardId, now + staggerMs(status.shardId, this.o.intervalMs));
+      else if (!this.dueAtMs.has(status.shardId)) this.due(status.shardId, now + staggerMs(status.shardId, this.o.intervalMs));
     }
+    // Nothing due before the earliest time any range comes due: a poll looks at every range led here only then.
+    if (now < this.earliestDueMs) return;
     let next: number | undefined;
+    this.earliestDueMs = Number.POSITIVE_INFINITY;
     for (const [rangeId, dueAtMs] of this.dueAtMs) {
+      // Counting the one checked now too: the next poll scans once more, and finds the true earliest then.
+      this.earliestDueMs = Math.min(this.earliestDueMs, dueAtMs);
       if (dueAtMs <= now && (next === undefined || dueAtMs < this.dueAtMs.get(next)!)) next = rangeId;
     }
     if (next === undefined || this.stopped) return;
-    this.dueAtMs.set(next, now + this.o.intervalMs);
+    this.due(next, now + this.o.intervalMs);
     try {
       await this.o.checker.check(next);
     } catch (err) {
       this.o.log.warn({ rangeId: next, err }, 'periodic consistency check could not run; retried next interval');
     }
+  }
+
+  private due(rangeId: number, atMs: number): void {
+    this.dueAtMs.set(rangeId, atMs);
+    this.earliestDueMs = Math.min(this.earliestDueMs, atMs);
   }
 
   /** Stops the timer; a check in flight fails on its own once the store closes (and is only logged). */
