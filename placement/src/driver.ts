@@ -220,8 +220,14 @@ export class PlacementDriver {
   private collectable(nodeId: number, n: TrackedNode, rangeId: number, nowMs: number): boolean {
     const epoch = n.replicas.get(rangeId);
     const r = this.ranges.get(rangeId);
-    if (epoch === undefined || r === undefined || holds(r.report, nodeId)) {
+    if (epoch === undefined || (r !== undefined && holds(r.report, nodeId))) {
       n.emptySince.delete(rangeId);
+      return false;
+    }
+    // A range not reported yet (a new driver) decides nothing: an empty replica stays watched (its report
+    // may drop the node), and one with data is looked at again when the report comes (noteStrays).
+    if (r === undefined) {
+      if (epoch === 0 && !n.emptySince.has(rangeId)) n.emptySince.set(rangeId, nowMs);
       return false;
     }
     // A replica an operator is adding here is wanted, whatever the range's last report says: the
@@ -244,11 +250,13 @@ export class PlacementDriver {
     return epoch < r.report.epoch;
   }
 
-  /** The range's configuration went from `before` to `after`: the nodes it dropped may hold a replica to collect. */
-  private noteDropped(rangeId: number, before: RangeMembers, after: RangeMembers): void {
-    for (const nodeId of [...before.voters, ...before.votersOutgoing, ...before.learners]) {
-      if (!holds(after, nodeId)) this.nodes.get(nodeId)?.dropped.add(rangeId);
-    }
+  /**
+   * A range's report or a step's answer was taken: the nodes whose replica of it the configuration does
+   * not name are looked at for collection on their next heartbeat (their replica, quiet, may never be in
+   * a delta again). Work per node, not per replica.
+   */
+  private noteStrays(rangeId: number, r: RangeMembers): void {
+    for (const [nodeId, n] of this.nodes) if (n.replicas.has(rangeId) && !holds(r, nodeId)) n.dropped.add(rangeId);
   }
 
   /**
@@ -275,7 +283,7 @@ export class PlacementDriver {
     }
     const hot = writesPerSec + readsPerSec >= this.o.config.scheduler.splitLoadOpsPerSec;
     const hotSinceMs = hot ? (known?.hotSinceMs ?? nowMs) : undefined;
-    if (known !== undefined) this.noteDropped(report.rangeId, known.report, report);
+    this.noteStrays(report.rangeId, report);
     this.ranges.set(report.rangeId, { report, leader: from, heardMs: nowMs, writesPerSec, readsPerSec, hotSinceMs });
     this.lastReportMs = nowMs;
     this.planDirty = true;
@@ -458,7 +466,7 @@ export class PlacementDriver {
     const after = new Set([...outcome.voters, ...outcome.votersOutgoing, ...outcome.learners]);
     const progress = t.report.progress.filter((p) => before.has(p.nodeId) && after.has(p.nodeId));
     const report = { ...t.report, epoch: outcome.epoch, voters: outcome.voters, votersOutgoing: outcome.votersOutgoing, learners: outcome.learners, progress };
-    this.noteDropped(rangeId, t.report, report);
+    this.noteStrays(rangeId, report);
     t.report = report;
     this.planDirty = true;
     this.noteReferenced(t.report);

@@ -317,6 +317,19 @@ describe('PlacementDriver', () => {
       expect(driver.onHeartbeat(delta(3, { seq: full.seq + 3, base: full.seq + 2 }), 40).collect).toEqual([]);
     });
 
+    it('a new driver that heard the holder before the range collects the stale replica when the report comes', () => {
+      const { driver } = driverWith();
+      // Node 3's heartbeat first: range 7 is unknown yet, so nothing is decided.
+      const full = heartbeat(3, [], [{ rangeId: 7, epoch: 4 }, { rangeId: 8, epoch: 0 }]);
+      expect(driver.onHeartbeat(full, 0).collect).toEqual([]);
+      driver.onHeartbeat(heartbeat(1, [report(7, { voters: [1, 2, 4], epoch: 5 }), report(8, { voters: [1, 2, 4], epoch: 5 })]), 10);
+      // Its deltas are empty (the replicas are quiet): the reports alone put them up for a look.
+      expect(driver.onHeartbeat(delta(3, { seq: full.seq + 1, base: full.seq }), 20).collect).toEqual([7]);
+      // The empty one goes once it outlived an operator, counted from when it was first seen.
+      expect(driver.onHeartbeat(delta(3, { seq: full.seq + 2, base: full.seq + 1 }), CONFIG.operatorTimeoutMs).collect).toEqual([]);
+      expect(driver.onHeartbeat(delta(3, { seq: full.seq + 3, base: full.seq + 2 }), CONFIG.operatorTimeoutMs + 1).collect).toEqual([8]);
+    });
+
     it('an empty replica left over is collected once it outlived an operator, though deltas do not name it again', () => {
       const { driver } = driverWith();
       driver.onHeartbeat(heartbeat(1, [report(7, { voters: [1, 2, 3], epoch: 5 })]), 0);

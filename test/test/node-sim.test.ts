@@ -88,6 +88,7 @@ describe('whole-node simulation', () => {
       { seed: 2085, faultTicks: 300, nodeCount: 5, writeBurstMax: 4, crashAfterWrites: true, found: 'a replica collected as the driver moved its range back: the move found it present, then lost it' },
       { seed: 1140, faultTicks: 300, nodeCount: 5, found: 'followers promised to a leader that came back too far behind to win: no election for ever' },
       { seed: 7106, faultTicks: 300, nodeCount: 5, writeBurstMax: 4, crashAfterWrites: true, found: 'a learner removed and re-added was promoted on its removed replica\'s match, holding no range' },
+      { seed: 143, faultTicks: 200, nodeCount: 5, found: 'with delta heartbeats, a driver that heard a holder before its range never looked at the stale replica again' },
     ];
     for (const r of REGRESSIONS) {
       it(`${r.found} (seed ${r.seed})`, async () => {
