@@ -23,7 +23,7 @@ const USAGE = {
 
   --data-mib <n>      data loaded before node 4 joins (default 64; quick: 2)
   --value-bytes <n>   size of each loaded value (default 1024); large values load 1 GiB in minutes, not tens
-  --snapshot-flow <on|off>  snapshot flow control on the nodes (default on; off: the fixed rate it replaced, for an A/B)
+  --snapshot-flow <send|both|off>  snapshot flow control on the nodes (default send: the send rate adapts; both: the receive rate too; off: the fixed rate it replaced)
   --quick             CI: tiny and short
   -h, --help          this text`,
 };
@@ -32,7 +32,7 @@ const QUICK = values.quick === true;
 const { DATA_BYTES, VALUE_BYTES, SNAPSHOT_FLOW } = flagsOrExit(USAGE, () => ({
   DATA_BYTES: (values['data-mib'] === undefined ? (QUICK ? 2 : 64) : positiveInt(values['data-mib'], '--data-mib')) * 1024 * 1024,
   VALUE_BYTES: values['value-bytes'] === undefined ? 1024 : positiveInt(values['value-bytes'], '--value-bytes'),
-  SNAPSHOT_FLOW: onOff(values['snapshot-flow'] ?? 'on', '--snapshot-flow'),
+  SNAPSHOT_FLOW: flowMode(values['snapshot-flow'] ?? 'send', '--snapshot-flow'),
 }));
 const BASELINE_MS = QUICK ? 1_000 : 5_000;
 /** Clients writing 16 B values throughout, each one request at a time. */
@@ -43,9 +43,9 @@ const REBALANCE_TIMEOUT_MS = QUICK ? 90_000 : 600_000;
 /** Latency samples kept per phase, at most (reservoir by position: every op until full, then none). */
 const LATENCY_SAMPLES_MAX = 1_000_000;
 
-function onOff(value: string, flag: string): boolean {
-  if (value === 'on' || value === 'off') return value === 'on';
-  throw new FlagError(`${flag} is on or off, got "${value}"`);
+function flowMode(value: string, flag: string): 'send' | 'both' | 'off' {
+  if (value === 'send' || value === 'both' || value === 'off') return value;
+  throw new FlagError(`${flag} is send, both or off, got "${value}"`);
 }
 
 const logger = pino({ level: process.env['FLOTILLA_BENCH_LOG'] ?? 'silent' });
@@ -192,7 +192,7 @@ async function main(): Promise<void> {
     console.log(
       `rebalanced in ${fmt(rebalanceSeconds, 1)} s: node 4 holds ${newNode.replicaCount} replicas / ${newNode.leaderCount} leaders, ${fmt(newNode.usedBytes / 1024 / 1024, 1)} MiB on disk → ${fmt(rebalanceSeconds / Math.max(movedGiB, 1e-9), 0)} s per GiB moved, ${fmt(newNode.usedBytes / 1e6 / rebalanceSeconds, 1)} MB/s`,
     );
-    if (SNAPSHOT_FLOW) {
+    if (SNAPSHOT_FLOW !== 'off') {
       const text = (min: number | undefined, mean: number | undefined) => (min === undefined || mean === undefined ? '-' : `${fmt(min, 0)}/${fmt(mean, 0)}`);
       console.log(`snapshot flow control, MiB/s allowed during the move (min/mean): ${flow.map((f) => `node ${f.nodeId} send ${text(f.sendMiBPerSecMin, f.sendMiBPerSecMean)} receive ${text(f.receiveMiBPerSecMin, f.receiveMiBPerSecMean)}`).join('; ')}`);
     } else {

@@ -31,7 +31,7 @@ export { Host } from './host/host.js';
 /** A core's view of the node leases: exported for the simulation's deliberately broken builds (test/src/node-sim/bugs.ts). */
 export { CoreLeases } from './host/core-leases.js';
 export type { HostStats } from './host/stats.js';
-export { TICK_INTERVAL_MS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT, type HostOptions } from './host/options.js';
+export { TICK_INTERVAL_MS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT, type HostOptions, type SnapshotFlowMode } from './host/options.js';
 export type { ShardStatus, CoreStats, CoreStatsReport, Consistency, RangeBoundsWire, MembershipChange } from './host/core-protocol.js';
 export type { ShardChange } from './host/shard-changes.js';
 export type { ShardViewChanges } from './host/shard-view.js';

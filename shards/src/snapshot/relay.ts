@@ -70,8 +70,8 @@ export interface SnapshotRelayPort {
   readonly clock: Clock;
   /** Snapshot bytes this node sends per second, over all streams (default SNAPSHOT_BYTES_PER_SEC_DEFAULT). */
   readonly bytesPerSecMax: number | undefined;
-  /** Adapt the snapshot rates to foreground latency (default true); off: a fixed send rate, receiving unpaced. */
-  readonly flowControl: boolean | undefined;
+  /** Which snapshot rates adapt to foreground latency (default `send`; HostOptions.snapshotFlowControl). */
+  readonly flowControl: 'send' | 'both' | 'off' | undefined;
   readonly transport: Pick<Transport, 'openSnapshot'>;
   /** The core that owns a shard (incoming streams go there). */
   coreOf(shardId: number): number;
@@ -101,7 +101,7 @@ export class SnapshotRelay {
 
   constructor(private readonly port: SnapshotRelayPort) {
     const bytesPerSecMax = port.bytesPerSecMax ?? SNAPSHOT_BYTES_PER_SEC_DEFAULT;
-    const flowControl = port.flowControl ?? true;
+    const flowControl = port.flowControl ?? 'send';
     const pacing = (ceiling: number, adaptive: boolean): Pacing => ({
       limiter: new ByteRateLimiter({
         bytesPerSec: ceiling,
@@ -112,8 +112,8 @@ export class SnapshotRelay {
       }),
       flow: adaptive ? new SnapshotFlowControl(snapshotFlowSettings(ceiling), port.clock.nowMs()) : undefined,
     });
-    this.sending = pacing(bytesPerSecMax, flowControl);
-    this.receiving = flowControl ? pacing(RECEIVE_CEILING_SENDERS * bytesPerSecMax, true) : undefined;
+    this.sending = pacing(bytesPerSecMax, flowControl !== 'off');
+    this.receiving = flowControl === 'both' ? pacing(RECEIVE_CEILING_SENDERS * bytesPerSecMax, true) : undefined;
   }
 
   /** The current snapshot rates, each way (metrics; receive undefined when received chunks are not paced). */
