@@ -28,6 +28,17 @@ export interface QuiescencePort {
  * goes down or comes back. Groups a restart left dormant, and new ones that
  * should elect soon, campaign a few per tick as well.
  */
+/**
+ * How many times wakeCountPerTickMax a tick wakes for a peer gone down. Those wakes are what re-elects the
+ * ranges it led, and at 64 a tick they paced a failover far below what the CPUs could do; campaigns and
+ * wakes for a peer back up stay at the budget, because a restarting node's burst of them is what
+ * overloads (host-bench failover, 3 nodes × 30,000 shards, 1 core each: the dead node's 10,141 leaders
+ * all re-elected after 19.5 s at 64 a tick and 7.1 s at 256, survivors at 22 and 34 % of a core; with
+ * campaigns and up-wakes at 256 too, the restarted node had not settled after 3 minutes, at 64 it had in
+ * 28 s).
+ */
+const PEER_DOWN_WAKE_FACTOR = 4;
+
 export class Quiescence {
   /** Groups that tick: not quiesced. */
   private readonly active = new Set<Group>();
@@ -127,7 +138,7 @@ export class Quiescence {
     if (options.notifyLeader && leader !== NONE && leader !== this.port.self) this.port.out.outbox.wake(leader, g.id);
   }
 
-  /** After the groups ticked: the next wakeCountPerTickMax queued campaigns, then as many queued wakes. */
+  /** After the groups ticked: the next wakeCountPerTickMax queued campaigns, then queued wakes (PEER_DOWN_WAKE_FACTOR times as many for a peer down). */
   wakeQueued(): void {
     const { wakeCountPerTickMax } = this.port;
     const again: { g: Group; attemptsLeft: number }[] = [];
@@ -144,13 +155,18 @@ export class Quiescence {
       if (attemptsLeft > 1) again.push({ g, attemptsLeft: attemptsLeft - 1 });
     }
     this.campaignQueue.push(...again);
+    // Wakes for a peer that went down re-elect the ranges it led: they get PEER_DOWN_WAKE_FACTOR times the
+    // budget. Wakes for a peer back up stay within it, as campaigns do (see PEER_DOWN_WAKE_FACTOR).
     let woken = 0;
+    let wokenForUp = 0;
     for (const [key, { group, peer, cause }] of this.wakeQueue) {
-      if (woken >= wakeCountPerTickMax) break;
+      if (woken >= wakeCountPerTickMax * PEER_DOWN_WAKE_FACTOR) break;
+      if (cause === 'up' && wokenForUp >= wakeCountPerTickMax) continue;
       this.wakeQueue.delete(key);
       if (group.removed || !group.quiesced || this.down.has(peer) !== (cause === 'down')) continue;
       this.wake(group, { notifyLeader: false });
       woken++;
+      if (cause === 'up') wokenForUp++;
     }
   }
 

@@ -123,6 +123,30 @@ describe('quiescence', () => {
     for (const n of survivors) expect(after.get(n)!.wakes - before.get(n)!.wakes, `wakes on node ${n}`).toBe(led.length);
   }, 120_000);
 
+  it('wakes for a node gone down get four times the per-tick budget', async () => {
+    const budget = 2;
+    const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 9, host: { wakeCountPerTickMax: budget } }));
+    const ids = Array.from({ length: 60 }, (_, i) => i + 1);
+    await c.createShards(ids);
+    await c.tickUntil('leaders', async () => (await c.agreedLeaders(ids)) !== undefined, 200);
+    await c.tickUntil('every group quiesced', () => allQuiesced(c), 100);
+    const leaders = (await c.agreedLeaders(ids))!;
+    const dead = leaders.get(1)!;
+    const led = ids.filter((id) => leaders.get(id) === dead);
+    expect(led.length).toBeGreaterThan(4 * budget);
+    const survivor = c.nodeIds.find((n) => n !== dead)!;
+    await c.stopNode(dead);
+    let wakesBefore = (await totals(c)).get(survivor)!.wakes;
+    const perTick: number[] = [];
+    for (let t = 0; t < 40; t++) {
+      await c.tick();
+      const wakes = (await totals(c)).get(survivor)!.wakes;
+      perTick.push(wakes - wakesBefore);
+      wakesBefore = wakes;
+    }
+    expect(Math.max(...perTick)).toBe(4 * budget);
+  }, 120_000);
+
   it('a leader that quiesced with a replica down catches it up when its node returns, without a write', async () => {
     const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 13 }));
     const ids = [1, 2, 3, 4];
