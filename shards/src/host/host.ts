@@ -602,7 +602,8 @@ export class Host {
         const all = await Promise.all(this.cores.map((_, core) => this.request<CoreChanges>(0, (id) => ({ kind: 'changes', id, splitKeyMinBytes, full }), core)));
         if (full) this.view.replaceAll(all);
         else for (const c of all) this.view.apply(c);
-        this.viewLoaded = true;
+        // A core that lost count answered with all its replicas, but which of them went is lost: the next refresh reads every core whole.
+        this.viewLoaded = full || all.every((c) => !c.full);
       } finally {
         this.viewRefresh = undefined;
       }

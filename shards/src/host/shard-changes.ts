@@ -15,11 +15,15 @@ export interface ShardChange {
   readonly report: RangeReport | null;
 }
 
-/** A core's answer to 'changes': replicas changed (or, `full`, all of them) and ids removed since the last answer. */
+/** A core's answer to 'changes': replicas changed and ids removed since the last answer; with `full`, every replica (asked for, or the core lost count). */
 export interface CoreChanges {
   readonly changed: readonly ShardChange[];
   readonly removed: readonly number[];
+  readonly full: boolean;
 }
+
+/** Removed ids a core remembers for the Host at most: a Host that never asks (a bare Host, no node duties) must not make it grow for ever. */
+const REMOVED_REMEMBERED_MAX = 65_536;
 
 export function statusOf(g: Group): ShardStatus {
   const s = g.raw.status();
@@ -51,6 +55,8 @@ export function statusOf(g: Group): ShardStatus {
 export class ShardChangeTracker {
   private readonly changed = new Set<Group>();
   private readonly removed = new Set<number>();
+  /** Removed ids were dropped (REMOVED_REMEMBERED_MAX): the next answer is every replica. */
+  private lost = false;
 
   mark(g: Group): void {
     this.changed.add(g);
@@ -60,18 +66,24 @@ export class ShardChangeTracker {
   forget(g: Group): void {
     this.changed.delete(g);
     this.removed.add(g.id);
+    if (this.removed.size > REMOVED_REMEMBERED_MAX) {
+      this.removed.clear();
+      this.lost = true;
+    }
   }
 
   /** What changed since the last take (every live replica with `full`), and starts over. */
   take(groups: ReadonlyMap<number, Group>, sm: Pick<KvStateMachine, 'scan'>, o: { self: NodeId; splitKeyMinBytes: number; full: boolean }): CoreChanges {
+    const full = o.full || this.lost;
     const changed: ShardChange[] = [];
-    const removed = [...this.removed];
-    for (const g of o.full ? groups.values() : this.changed) {
+    const removed = full ? [] : [...this.removed];
+    for (const g of full ? groups.values() : this.changed) {
       if (g.removed) removed.push(g.id);
       else changed.push({ status: statusOf(g), report: g.isLeader ? rangeReportOf(g, sm, o) : null });
     }
     this.changed.clear();
     this.removed.clear();
-    return { changed, removed };
+    this.lost = false;
+    return { changed, removed, full };
   }
 }

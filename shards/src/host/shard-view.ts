@@ -29,7 +29,7 @@ export class ShardView {
   private journalStart = 1;
 
   /** Takes in one core's changes. */
-  apply(c: CoreChanges): void {
+  apply(c: Pick<CoreChanges, 'changed' | 'removed'>): void {
     for (const shardId of c.removed) {
       this.entries.delete(shardId);
       this.journal.push(shardId);
@@ -42,7 +42,7 @@ export class ShardView {
   }
 
   /** Takes in every core's full answer: replicas none of them named are gone. */
-  replaceAll(all: readonly CoreChanges[]): void {
+  replaceAll(all: readonly Pick<CoreChanges, 'changed'>[]): void {
     const named = new Set<number>();
     for (const c of all) for (const change of c.changed) named.add(change.status.shardId);
     const gone = [...this.entries.keys()].filter((shardId) => !named.has(shardId));

@@ -1,9 +1,10 @@
 // The main thread's view of a node's replicas (host/shard-view.ts): what a duty that keeps a cursor
 // reads is what changed since, and the view always equals what a full read of the cores says.
-import { groupId } from '@flotilla/core';
+import { groupId, nodeId } from '@flotilla/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Host } from '../../src/host/host.js';
-import type { ShardChange } from '../../src/host/shard-changes.js';
+import { ShardChangeTracker, type ShardChange } from '../../src/host/shard-changes.js';
+import type { Group } from '../../src/host/group.js';
 import { ShardView } from '../../src/host/shard-view.js';
 import type { ShardStatus } from '../../src/host/core-protocol.js';
 import { useTempStores } from '../support/fixtures.js';
@@ -41,7 +42,7 @@ describe('ShardView', () => {
     const view = new ShardView();
     view.apply({ changed: [change(1, 1), change(2, 1)], removed: [] });
     const cursor = view.cursor;
-    view.replaceAll([{ changed: [change(1, 1)], removed: [] }, { changed: [change(4, 1)], removed: [] }]);
+    view.replaceAll([{ changed: [change(1, 1)] }, { changed: [change(4, 1)] }]);
     const d = view.since(cursor);
     expect([ids(d.changed), d.removed]).toEqual([[1, 4], [2]]);
   });
@@ -59,6 +60,27 @@ describe('ShardView', () => {
     const d = view.since(recent);
     expect([d.full, ids(d.changed)]).toEqual([false, [1]]);
     expect((view as unknown as { journal: number[] }).journal.length).toBeLessThanOrEqual(2 * view.size + 1024);
+  });
+});
+
+describe('ShardChangeTracker', () => {
+  it('answers every replica, once, after it forgot more removed ids than it keeps', () => {
+    const tracker = new ShardChangeTracker();
+    const live = {
+      id: 1,
+      removed: false,
+      isLeader: false,
+      quiesced: true,
+      bounds: { start: new Uint8Array(0), end: null, epoch: 1 },
+      storage: { firstIndex: () => 1 },
+      raw: { status: () => ({ softState: { role: 'follower', leader: 2 }, hardState: { term: 1, commit: 5 }, applied: 5, lastIndex: 5, config: { voters: [1, 2], learners: [] } }) },
+    } as unknown as Group;
+    const groups = new Map<number, Group>([[1, live]]);
+    for (let id = 2; id <= 65_538; id++) tracker.forget({ id, removed: true } as unknown as Group);
+    const sm = { scan: () => [] } as never;
+    const first = tracker.take(groups, sm, { self: nodeId(1), splitKeyMinBytes: 1, full: false });
+    expect([first.full, first.changed.map((c) => c.status.shardId), first.removed]).toEqual([true, [1], []]);
+    expect(tracker.take(groups, sm, { self: nodeId(1), splitKeyMinBytes: 1, full: false })).toEqual({ changed: [], removed: [], full: false });
   });
 });
 
