@@ -39,6 +39,13 @@ export interface QuiescencePort {
  */
 const PEER_DOWN_WAKE_FACTOR = 4;
 
+/**
+ * Groups ticking on a core past which queued wakes wait: a group woken to elect ticks until it quiesces
+ * again, and waking faster than elections finish only adds groups to tick (a node with 30,000 leaders
+ * dying leaves 30,000 followers to wake on each survivor).
+ */
+const ACTIVE_GROUPS_WAKING_MAX = 8_192;
+
 export class Quiescence {
   /** Groups that tick: not quiesced. */
   private readonly active = new Set<Group>();
@@ -161,6 +168,8 @@ export class Quiescence {
     let wokenForUp = 0;
     for (const [key, { group, peer, cause }] of this.wakeQueue) {
       if (woken >= wakeCountPerTickMax * PEER_DOWN_WAKE_FACTOR) break;
+      // Groups already ticking bound what more wakes would add: past ACTIVE_GROUPS_WAKING_MAX they only add tick work.
+      if (this.active.size >= ACTIVE_GROUPS_WAKING_MAX) break;
       if (cause === 'up' && wokenForUp >= wakeCountPerTickMax) continue;
       this.wakeQueue.delete(key);
       if (group.removed || !group.quiesced || this.down.has(peer) !== (cause === 'down')) continue;
