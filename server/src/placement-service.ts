@@ -54,6 +54,9 @@ export type AdminOperator =
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
+/** Replicas (and their reports) one heartbeat carries at most: a full one from a bigger node goes in parts. */
+export const HEARTBEAT_PART_ENTRIES_MAX = 10_000;
+
 export class PlacementService {
   private driver: PlacementDriver | undefined;
   private passQueued = false;
@@ -90,25 +93,42 @@ export class PlacementService {
     }
   }
 
-  /** One heartbeat: what changed since `base` (the last one the driver took), or everything without one. */
+  /**
+   * One heartbeat: what changed since `base` (the last one the driver took), or everything without one.
+   * Everything, from a node with many replicas, goes in parts of HEARTBEAT_PART_ENTRIES_MAX: a full one
+   * first, then deltas each on the one before (a forwarded request's segment is at most 4 MiB, and a full
+   * report of 30,000 led ranges is about that). A part that fails leaves nothing taken: all again next tick.
+   */
   private async sendHeartbeat(base: { seq: number; cursor: number } | undefined): Promise<HeartbeatAnswer> {
     const { host, store } = this.o;
     const view = await host.shardChanges(base?.cursor ?? 0);
     const full = base === undefined || view.full;
-    const seq = ++this.seq;
-    const heartbeat = encodeStoreHeartbeat({
-      nodeId: host.nodeId,
-      ...(this.o.disk?.() ?? diskOf(this.o.dir)),
-      session: this.session,
-      seq,
-      base: full ? 0 : base.seq,
-      replicas: view.changed.map((c) => ({ rangeId: c.status.shardId, epoch: c.status.epoch })),
-      leading: view.changed.flatMap((c) => (c.report === null ? [] : [c.report])),
-      removed: full ? [] : view.removed,
-    });
-    const answer = decodeAnswer((await store.runOnRange({ kind: 'placement', rangeId: META_RANGE_ID, payload: packr.pack(['heartbeat', heartbeat]) })) as Uint8Array);
-    this.taken = answer.resync ? undefined : { seq, cursor: view.cursor };
-    return answer;
+    const disk = this.o.disk?.() ?? diskOf(this.o.dir);
+    let previous = full ? 0 : base.seq;
+    const collect: number[] = [];
+    for (let at = 0; at === 0 || at < view.changed.length; at += HEARTBEAT_PART_ENTRIES_MAX) {
+      const part = view.changed.slice(at, at + HEARTBEAT_PART_ENTRIES_MAX);
+      const seq = ++this.seq;
+      const heartbeat = encodeStoreHeartbeat({
+        nodeId: host.nodeId,
+        ...disk,
+        session: this.session,
+        seq,
+        base: previous,
+        replicas: part.map((c) => ({ rangeId: c.status.shardId, epoch: c.status.epoch })),
+        leading: part.flatMap((c) => (c.report === null ? [] : [c.report])),
+        removed: full || at > 0 ? [] : view.removed,
+      });
+      const answer = decodeAnswer((await store.runOnRange({ kind: 'placement', rangeId: META_RANGE_ID, payload: packr.pack(['heartbeat', heartbeat]) })) as Uint8Array);
+      if (answer.resync) {
+        this.taken = undefined;
+        return answer;
+      }
+      collect.push(...answer.collect);
+      previous = seq;
+    }
+    this.taken = { seq: previous, cursor: view.cursor };
+    return { collect, resync: false };
   }
 
   private async drive(nodes: Promise<NodeRecord[]>): Promise<void> {
