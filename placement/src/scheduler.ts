@@ -298,7 +298,9 @@ function findReplicaMove(planning: Planning, candidates: readonly number[]): { r
 
 /** As planReplicaBalance, for leaders: a transfer to one of the range's caught-up voters at least two leaders below. */
 function planLeaderBalance(planning: Planning): void {
-  const candidates = planning.nodes.filter((n) => n.state === 'up').map((n) => n.nodeId);
+  // Not onto a node still receiving snapshots: a leader there waits out every install on that node (one
+  // LMDB transaction and its sync each, up to half a second), and so do the writes it leads.
+  const candidates = planning.nodes.filter((n) => n.state === 'up' && (planning.snapshotsByNode.get(n.nodeId) ?? 0) === 0).map((n) => n.nodeId);
   for (;;) {
     const transfer = findLeaderTransfer(planning, candidates);
     if (transfer === undefined) return;
@@ -321,7 +323,7 @@ function findLeaderTransfer(planning: Planning, candidates: readonly number[]): 
         .filter(
           (v) =>
             v !== from &&
-            planning.nodeState(v) === 'up' &&
+            candidates.includes(v) &&
             leadersOn(v) <= fromCount - 2 &&
             isCaughtUp(range, v, planning.config.catchUpLagEntriesMax),
         )

@@ -685,6 +685,17 @@ describe('plan: leader balance', () => {
     expect(plan(snapshot, CONFIG, []).map(brief)).toEqual(['r1 lead 1→2 balance', 'r2 lead 1→3 balance', 'r3 lead 1→2 balance', 'r4 lead 1→3 balance']);
   });
 
+  it('transfers no lead onto a node still receiving a snapshot', () => {
+    const led = uniform(6, [1, 2, 3]).map(([id, v]) => [id, v, 1] as [number, number[], number]);
+    const snapshot = cluster({ nodes: [1, 2, 3, 4], ranges: [...led, [7, [1, 2, 4], 1]] });
+    const receiving: Operator[] = [{ kind: 'addReplica', rangeId: 8, epoch: 1, node: 3, reason: 'replicate' }];
+    // Node 3 is taking a snapshot: its share of the leads waits, and node 2 takes what it may.
+    const ops = plan(snapshot, config({ movesInFlightMax: 0 }), receiving).map(brief);
+    expect(ops.length).toBeGreaterThan(0);
+    for (const op of ops) expect(op).not.toMatch(/→3 balance$/);
+    expect(plan(snapshot, config({ movesInFlightMax: 0 }), []).map(brief).some((op) => op.endsWith('→3 balance'))).toBe(true);
+  });
+
   it('transfers only to a caught-up voter on an up node', () => {
     const ranges = Array.from({ length: 6 }, (_, i): RangeSpec => ({ id: i + 1, voters: [1, 2, 3, 4], leader: 1, match: { 2: LAST_INDEX - CONFIG.catchUpLagEntriesMax - 1 } }));
     const snapshot = cluster({ nodes: [1, 2, 3, { id: 4, state: 'suspect' }, 5], ranges });
