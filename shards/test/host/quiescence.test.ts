@@ -1,6 +1,7 @@
 import { groupId } from '@flotilla/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CoreStats } from '../../src/host/core-protocol.js';
+import type { HostOptions } from '../../src/host/options.js';
 import { useTempStores } from '../support/fixtures.js';
 import { HostCluster, key, shardKey, withSend } from '../support/host-cluster.js';
 
@@ -30,6 +31,33 @@ async function totals(c: HostCluster): Promise<Map<number, CoreStats>> {
 async function allQuiesced(c: HostCluster): Promise<boolean> {
   for (const h of c.hosts.values()) if ((await h.coreStats()).some((s) => s.activeGroupCount > 0)) return false;
   return true;
+}
+
+/**
+ * A 3-node cluster (one core each) with `count` shards elected and quiesced, the node leading shard 1
+ * (the one a test stops) and the shards it leads.
+ */
+async function quiescedWithVictim(count: number, host: Partial<HostOptions> = {}): Promise<{ c: HostCluster; ids: number[]; dead: number; led: number[] }> {
+  const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 9, host }));
+  const ids = Array.from({ length: count }, (_, i) => i + 1);
+  await c.createShards(ids);
+  await c.tickUntil('leaders', async () => (await c.agreedLeaders(ids)) !== undefined, 200);
+  await c.tickUntil('every group quiesced', () => allQuiesced(c), 100);
+  const leaders = (await c.agreedLeaders(ids))!;
+  const dead = leaders.get(1)!;
+  return { c, ids, dead, led: ids.filter((id) => leaders.get(id) === dead) };
+}
+
+/** Ticks until the survivors lead every shard in `led`; returns the ticks it took. */
+function untilSurvivorsLead(c: HostCluster, led: readonly number[], survivors: readonly number[]): Promise<number> {
+  return c.tickUntil(
+    'the survivors lead every group the dead node led',
+    async () => {
+      const statuses = await c.statuses();
+      return led.every((shardId) => survivors.some((n) => statuses.get(n)!.find((s) => s.shardId === shardId)!.role === 'leader'));
+    },
+    200,
+  );
 }
 
 describe('quiescence', () => {
@@ -72,51 +100,22 @@ describe('quiescence', () => {
   }, 240_000);
 
   it('followers of a quiesced group elect a new leader when the leader node goes silent', async () => {
-    const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 9 }));
-    const ids = Array.from({ length: 50 }, (_, i) => i + 1);
-    await c.createShards(ids);
-    await c.tickUntil('leaders', async () => (await c.agreedLeaders(ids)) !== undefined, 100);
-    await c.tickUntil('every group quiesced', () => allQuiesced(c), 50);
-    const leaders = (await c.agreedLeaders(ids))!;
-    const dead = leaders.get(1)!;
-    const led = ids.filter((id) => leaders.get(id) === dead);
+    const { c, dead, led } = await quiescedWithVictim(50);
     await c.stopNode(dead);
-    const survivors = c.nodeIds.filter((n) => c.hosts.has(n));
-    const ticks = await c.tickUntil(
-      'the survivors lead every group the dead node led',
-      async () => {
-        const statuses = await c.statuses();
-        return led.every((shardId) => survivors.some((n) => statuses.get(n)!.find((s) => s.shardId === shardId)!.role === 'leader'));
-      },
-      200,
-    );
+    const ticks = await untilSurvivorsLead(c, led, c.nodeIds.filter((n) => c.hosts.has(n)));
     expect(ticks).toBeGreaterThan(0);
     const r = await c.write(led[0]!, { op: 'put', key: shardKey(led[0]!, 'after'), value: key('x') });
     expect(r.ok).toBe(true);
   }, 120_000);
 
   it('a node going down wakes the groups it led, not the leaders elsewhere that keep a quorum', async () => {
-    const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 9 }));
-    const ids = Array.from({ length: 60 }, (_, i) => i + 1);
-    await c.createShards(ids);
-    await c.tickUntil('leaders', async () => (await c.agreedLeaders(ids)) !== undefined, 100);
-    await c.tickUntil('every group quiesced', () => allQuiesced(c), 50);
-    const leaders = (await c.agreedLeaders(ids))!;
-    const dead = leaders.get(1)!;
-    const led = ids.filter((id) => leaders.get(id) === dead);
+    const { c, ids, dead, led } = await quiescedWithVictim(60);
     const survivors = c.nodeIds.filter((n) => n !== dead);
     // The survivors lead groups with the dead node as a voter too: those keep a quorum of two.
     expect(ids.length - led.length).toBeGreaterThan(0);
     const before = await totals(c);
     await c.stopNode(dead);
-    await c.tickUntil(
-      'the survivors lead every group the dead node led',
-      async () => {
-        const statuses = await c.statuses();
-        return led.every((shardId) => survivors.some((n) => statuses.get(n)!.find((s) => s.shardId === shardId)!.role === 'leader'));
-      },
-      200,
-    );
+    await untilSurvivorsLead(c, led, survivors);
     await c.tickUntil('every group on the survivors quiesced', () => allQuiesced(c), 50);
     const after = await totals(c);
     // Each survivor's replica of a group the dead node led wakes once; nothing else wakes.
@@ -125,14 +124,7 @@ describe('quiescence', () => {
 
   it('wakes for a node gone down get four times the per-tick budget', async () => {
     const budget = 2;
-    const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 9, host: { wakeCountPerTickMax: budget } }));
-    const ids = Array.from({ length: 60 }, (_, i) => i + 1);
-    await c.createShards(ids);
-    await c.tickUntil('leaders', async () => (await c.agreedLeaders(ids)) !== undefined, 200);
-    await c.tickUntil('every group quiesced', () => allQuiesced(c), 100);
-    const leaders = (await c.agreedLeaders(ids))!;
-    const dead = leaders.get(1)!;
-    const led = ids.filter((id) => leaders.get(id) === dead);
+    const { c, dead, led } = await quiescedWithVictim(60, { wakeCountPerTickMax: budget });
     expect(led.length).toBeGreaterThan(4 * budget);
     const survivor = c.nodeIds.find((n) => n !== dead)!;
     await c.stopNode(dead);
