@@ -36,7 +36,7 @@ const HOST_PENDING_MAX = 64;
 const HOST_CALLS_PER_DUTY_TICK_MAX = 40;
 
 /** The Host calls the store makes, counted on one node. */
-const HOST_CALLS = ['get', 'scan', 'propose', 'forward', 'shards', 'changeMembership', 'rangeReports'] as const;
+const HOST_CALLS = ['get', 'scan', 'propose', 'forward', 'shards', 'shardChanges', 'changeMembership'] as const;
 
 function countHostCalls(host: Host): { count: () => number; restore: () => void } {
   const spies = HOST_CALLS.map((name) => vi.spyOn(host, name));
