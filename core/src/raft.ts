@@ -1392,6 +1392,14 @@ export class Raft {
     this.step({ type: 'propose', from: this.id, to: this.id, term: 0, entries });
   }
 
+  /** See RawNode.proposeConfFence. */
+  proposeConfFence(data: Uint8Array): void {
+    if (this.role !== 'leader') throw new ProposalDroppedError(`node ${this.id} is not the leader (term ${this.term}): a fence is proposed on the leader only`);
+    if (this.pendingConfIndex > this.log.applied) throw new ProposalDroppedError(`conf change at index ${this.pendingConfIndex} not yet applied (applied ${this.log.applied})`);
+    this.propose([{ term: 0, index: 0, type: 'normal', data }]);
+    this.pendingConfIndex = this.log.lastIndex();
+  }
+
   readIndex(context: ReadContext): void {
     this.step({ type: 'readIndex', from: this.id, to: this.id, term: 0, contexts: [context] });
   }

@@ -119,6 +119,18 @@ export class RawNode {
   }
 
   /**
+   * Proposes `data` as a fence for membership changes, on the leader only:
+   * refused while a change is pending (not yet applied), and no change is
+   * accepted until this entry is applied, as if it were one. A range
+   * freezing for a merge proposes its freeze so: no membership change can
+   * then land in its log after the freeze (once the leader applied the
+   * freeze it refuses them itself).
+   */
+  proposeConfFence(data: Uint8Array): void {
+    this.raft.proposeConfFence(data);
+  }
+
+  /**
    * Proposes a membership change. Throws ProposalDroppedError when another change is pending (or no
    * leader...), and InvalidConfChangeError on the leader when `cc` cannot apply to the current config.
    */
@@ -229,6 +241,38 @@ export class RawNode {
       r.onPersisted(last.index, last.term);
     }
     if (rd.committedEntries.length > 0) r.appliedTo(rd.committedEntries[rd.committedEntries.length - 1]!.index);
+  }
+
+  /**
+   * Stops applying at `index`, an entry among the committed entries of the
+   * Ready just taken: that Ready (returned trimmed, and advanced as such)
+   * keeps only the entries below it, and no later Ready hands out `index`
+   * or anything after it until resumeApply(). For an entry whose apply
+   * depends on something outside this group that is not there yet (a merge
+   * waits for the merged range's replica on this node to catch up). Raft
+   * goes on meanwhile: the log grows and commits, only applying waits.
+   */
+  holdApply(index: LogIndex): Ready {
+    const rd = this.pending;
+    assert(rd !== undefined, () => `holdApply() without ready() (node ${this.raft.id})`);
+    const at = rd.committedEntries.findIndex((e) => e.index === index);
+    assert(at >= 0, () => `holdApply(${index}): not among the Ready's committed entries (node ${this.raft.id})`);
+    this.raft.log.applyHeldAt = index;
+    const trimmed: Ready = { ...rd, committedEntries: rd.committedEntries.slice(0, at) };
+    this.raft.applyingCommittedEntries = at > 0;
+    this.pending = trimmed;
+    return trimmed;
+  }
+
+  /** Applying goes on past the index holdApply() stopped at. */
+  resumeApply(): void {
+    this.raft.log.applyHeldAt = Number.POSITIVE_INFINITY;
+  }
+
+  /** The index applying waits at (holdApply), or undefined. */
+  get applyHeldAt(): LogIndex | undefined {
+    const at = this.raft.log.applyHeldAt;
+    return at === Number.POSITIVE_INFINITY ? undefined : at;
   }
 
   /** Whether a Ready was taken and not yet advanced. */

@@ -15,6 +15,8 @@ export class RaftLog {
   committed: LogIndex;
   /** Highest index handed to the application to apply. */
   applied: LogIndex;
+  /** No entry at or past this index is handed out to apply (RawNode.holdApply); +∞ when none is held. */
+  applyHeldAt: number = Number.POSITIVE_INFINITY;
 
   constructor(
     readonly storage: Storage,
@@ -89,18 +91,21 @@ export class RaftLog {
     return this.unstable.entries;
   }
 
-  /** Committed entries not yet applied, up to applyBytesMax (none while a snapshot is pending install). */
+  /**
+   * Committed entries not yet applied, up to applyBytesMax and below
+   * applyHeldAt (none while a snapshot is pending install).
+   */
   nextCommittedEntries(): Entry[] {
     if (this.unstable.snapshot !== undefined) return [];
     const lo = Math.max(this.applied + 1, this.firstIndex());
-    const hi = this.committed + 1;
+    const hi = Math.min(this.committed + 1, this.applyHeldAt);
     if (lo >= hi) return [];
     return this.slice(lo, hi, this.applyBytesMax);
   }
 
   hasNextCommittedEntries(): boolean {
     if (this.unstable.snapshot !== undefined) return false;
-    return this.committed + 1 > Math.max(this.applied + 1, this.firstIndex());
+    return Math.min(this.committed + 1, this.applyHeldAt) > Math.max(this.applied + 1, this.firstIndex());
   }
 
   hasPendingSnapshot(): boolean {

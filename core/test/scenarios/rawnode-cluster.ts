@@ -70,6 +70,8 @@ export class Cluster {
   trace: SentMessage[] = [];
   /** Responses from peers the receiver no longer knows (RawNode refuses them); counted, not fatal. */
   stepErrors: { message: Message; code: string }[] = [];
+  /** Per replica: an entry whose apply must wait (the shell calls holdApply at it); cleared with resumeApply. */
+  applyHold = new Map<NodeId, (e: Entry) => boolean>();
   /** Called with every Ready before it is handled; lets a test look at Ready-level batching. */
   onReady: ((id: NodeId, rd: Ready) => void) | undefined;
 
@@ -167,6 +169,12 @@ export class Cluster {
 
   propose(id: number, data: string, options: { stabilize?: boolean } = {}): void {
     this.node(id).propose(bytes(data));
+    if (options.stabilize ?? true) this.stabilize();
+  }
+
+  resumeApply(id: number, options: { stabilize?: boolean } = {}): void {
+    this.applyHold.delete(nodeId(id));
+    this.node(id).resumeApply();
     if (options.stabilize ?? true) this.stabilize();
   }
 
@@ -353,7 +361,10 @@ export class Cluster {
 
   /** One pass of the shell's loop for one replica, in the order the contract prescribes. */
   handleReady(r: Replica): Ready {
-    const rd = r.node.ready();
+    let rd = r.node.ready();
+    const hold = this.applyHold.get(r.id);
+    const held = hold === undefined ? undefined : rd.committedEntries.find(hold);
+    if (held !== undefined) rd = r.node.holdApply(held.index);
     this.onReady?.(r.id, rd);
     this.send(rd.messages);
     if (rd.snapshot !== undefined) r.storage.applySnapshot(rd.snapshot);
