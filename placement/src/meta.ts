@@ -12,9 +12,18 @@ import { compareKeys, type RangeDescriptor } from './range.js';
  *   [∅, 00 01)          system keys, all owned by the meta range
  *     00 00 'a' <name>  id allocators (a counter)
  *     00 00 'c' <name>  settings (the placement driver's)
+ *     00 00 'e' 01 <end>  range end index: the range ending at <end> → [range id, epoch]
+ *     00 00 'e' 02        the same for the range running to the end of the key space
  *     00 00 'n' <id>    node records, id 4-byte big-endian
  *     00 00 'r' <id>    range descriptors, id 4-byte big-endian
  *   [00 01, ∞)          user keys
+ *
+ * Descriptors are keyed by id: one range's record has one key, whatever its
+ * bounds do. The end index (CockroachDB's meta2 is keyed the same way) finds
+ * the range holding a key k with one bounded read: the first entry past
+ * rangeEndKeyAfter(k) names the first range ending after k. It is a hint,
+ * never trusted alone: what it names is read by id and used only if it
+ * agrees (server/src/kv/meta-client.ts says why that is enough).
  *
  * The key constants are shared Uint8Arrays: never mutate them.
  */
@@ -36,6 +45,7 @@ export const KEYED_ID_MAX = 0xffff_ffff;
 
 const FAMILY_ALLOCATOR = 0x61; // 'a'
 const FAMILY_SETTINGS = 0x63; // 'c'
+const FAMILY_RANGE_END = 0x65; // 'e'
 const FAMILY_NODE = 0x6e; // 'n'
 const FAMILY_RANGE = 0x72; // 'r'
 
@@ -53,6 +63,15 @@ export interface KeySpan {
 export const RANGE_KEYS: KeySpan = familySpan(FAMILY_RANGE);
 /** Scan bounds of every node record key (and nothing else). */
 export const NODE_KEYS: KeySpan = familySpan(FAMILY_NODE);
+/** Scan bounds of every range end index key (and nothing else). */
+export const RANGE_END_KEYS: KeySpan = familySpan(FAMILY_RANGE_END);
+
+/** After the family byte of a range end key: a finite end follows; this tag sorts below the one of the end of the key space. */
+const RANGE_END_FINITE = 0x01;
+/** The range running to the end of the key space: the tag alone, which sorts after every finite end's key. */
+const RANGE_END_INFINITE = 0x02;
+/** Bytes a range end key adds to the end it indexes: the system prefix, the family and the tag. */
+export const RANGE_END_KEY_OVERHEAD_BYTES = SYSTEM_PREFIX.length + 2;
 
 export const RANGE_ID_ALLOCATOR_KEY = systemKey(FAMILY_ALLOCATOR, Buffer.from('range', 'latin1'));
 export const NODE_ID_ALLOCATOR_KEY = systemKey(FAMILY_ALLOCATOR, Buffer.from('node', 'latin1'));
@@ -64,6 +83,40 @@ export function rangeKey(rangeId: number): Uint8Array {
 
 export function nodeKey(nodeId: number): Uint8Array {
   return systemKey(FAMILY_NODE, keyedId(nodeId, 'node'));
+}
+
+/** The index key of the range ending at `end` (null: the range running to the end of the key space). Keys sort as the ends do, null last. */
+export function rangeEndKey(end: Uint8Array | null): Uint8Array {
+  if (end === null) return systemKey(FAMILY_RANGE_END, Uint8Array.of(RANGE_END_INFINITE));
+  const suffix = new Uint8Array(1 + end.length);
+  suffix[0] = RANGE_END_FINITE;
+  suffix.set(end, 1);
+  return systemKey(FAMILY_RANGE_END, suffix);
+}
+
+/**
+ * The smallest index key of a range ending after `key` (rangeEndKey of
+ * `key` followed by a zero byte, the next key in byte order): a forward
+ * scan from it meets first the index entry of the range that holds `key`,
+ * if the index is current.
+ */
+export function rangeEndKeyAfter(key: Uint8Array): Uint8Array {
+  const endKey = rangeEndKey(key);
+  const after = new Uint8Array(endKey.length + 1);
+  after.set(endKey, 0);
+  return after;
+}
+
+/** The range end an index key names (null: the end of the key space); MetaRecordError if `key` is no range end key. */
+export function decodeRangeEndKey(key: Uint8Array): Uint8Array | null {
+  const familyAt = SYSTEM_PREFIX.length;
+  if (key.length < familyAt + 2 || compareKeys(key.subarray(0, familyAt), SYSTEM_PREFIX) !== 0 || key[familyAt] !== FAMILY_RANGE_END) {
+    throw new MetaRecordError(`range end key ${show(key)} is not in the range end family`);
+  }
+  const tag = key[familyAt + 1];
+  if (tag === RANGE_END_INFINITE && key.length === familyAt + 2) return null;
+  if (tag === RANGE_END_FINITE && key.length > familyAt + 2) return key.slice(familyAt + 2);
+  throw new MetaRecordError(`range end key ${show(key)} has neither a finite end nor the end of the key space`);
 }
 
 function systemKey(family: number, suffix: Uint8Array): Uint8Array {
@@ -92,14 +145,18 @@ function isKeyedId(id: unknown): id is number {
 // The layout's invariants, checked once at load: every family lies below the user keys, and the families are disjoint.
 assert(compareKeys(SYSTEM_PREFIX, USER_KEY_MIN) < 0, 'the system prefix sorts below the user keys');
 assert(compareKeys(META_RANGE_START, META_RANGE_END) < 0, 'the meta range is not empty');
-for (const span of [RANGE_KEYS, NODE_KEYS]) {
+for (const span of [RANGE_KEYS, NODE_KEYS, RANGE_END_KEYS]) {
   assert(compareKeys(span.start, span.end) < 0, 'a key family span is not empty');
   assert(isSystemKey(span.start) && compareKeys(span.end, USER_KEY_MIN) <= 0, 'a key family lies in the system keys');
 }
 assert(compareKeys(NODE_KEYS.end, RANGE_KEYS.start) <= 0, 'node keys sort below range keys');
-for (const key of [RANGE_ID_ALLOCATOR_KEY, NODE_ID_ALLOCATOR_KEY]) {
-  assert(isSystemKey(key) && compareKeys(key, NODE_KEYS.start) < 0, 'allocator keys sort below node keys');
+assert(compareKeys(RANGE_END_KEYS.end, NODE_KEYS.start) <= 0, 'range end keys sort below node keys');
+for (const key of [RANGE_ID_ALLOCATOR_KEY, NODE_ID_ALLOCATOR_KEY, PLACEMENT_SETTINGS_KEY]) {
+  assert(isSystemKey(key) && compareKeys(key, RANGE_END_KEYS.start) < 0, 'allocator and settings keys sort below range end keys');
 }
+// The end of the key space sorts after every finite end (whose keys start with the lower tag) and inside the family.
+assert(compareKeys(rangeEndKey(USER_KEY_MIN), rangeEndKey(null)) < 0 && compareKeys(rangeEndKey(Uint8Array.of(0xff, 0xff)), rangeEndKey(null)) < 0, 'the end of the key space sorts last');
+assert(compareKeys(rangeEndKey(null), RANGE_END_KEYS.end) < 0 && compareKeys(RANGE_END_KEYS.start, rangeEndKey(new Uint8Array(0))) < 0, 'range end keys lie in their family');
 assert(META_RANGE_ID < FIRST_ALLOCATED_RANGE_ID, 'the meta range id is a static id');
 
 /** A stored meta record that does not decode: corruption or a writer's bug. Not retryable. */
@@ -152,6 +209,7 @@ const packr = new Packr({ useRecords: false, moreTypes: false });
 
 // Wire forms, plain tuples (no field names per record):
 //   range descriptor  [rangeId, start, end|null, epoch, replicas]
+//   range end entry   [rangeId, epoch]
 //   node record       [nodeId, address, httpAddress|null, state]
 //   counter           n
 // Each codec checks its record before encoding (a failure is our bug: assert) and after decoding (corruption: MetaRecordError).
@@ -188,6 +246,34 @@ function rangeDescriptorProblem(tuple: readonly unknown[]): string | undefined {
     if (seen.has(nodeId)) return `range ${rangeId}: replica node id ${nodeId} appears twice`;
     seen.add(nodeId);
   }
+  return undefined;
+}
+
+/** The value of a range end key: the range recorded as ending there, and the epoch of its descriptor that said so. */
+export interface RangeEndEntry {
+  readonly rangeId: number;
+  readonly epoch: number;
+}
+
+export function encodeRangeEndEntry(e: RangeEndEntry): Uint8Array {
+  const tuple: unknown[] = [e.rangeId, e.epoch];
+  const problem = rangeEndEntryProblem(tuple);
+  assert(problem === undefined, () => `range end entry of range ${e.rangeId}: ${problem}`);
+  return packr.pack(tuple);
+}
+
+export function decodeRangeEndEntry(bytes: Uint8Array): RangeEndEntry {
+  const tuple = unpackTuple(bytes, 'range end entry', 2);
+  const problem = rangeEndEntryProblem(tuple);
+  if (problem !== undefined) throw new MetaRecordError(`range end entry: ${problem}`);
+  const [rangeId, epoch] = tuple as [number, number];
+  return { rangeId, epoch };
+}
+
+function rangeEndEntryProblem(tuple: readonly unknown[]): string | undefined {
+  const [rangeId, epoch] = tuple;
+  if (!isKeyedId(rangeId)) return `range id ${show(rangeId)} is not an integer in [1, ${KEYED_ID_MAX}]`;
+  if (typeof epoch !== 'number' || !Number.isSafeInteger(epoch) || epoch < 1) return `range ${rangeId}: epoch ${show(epoch)} is not a positive integer`;
   return undefined;
 }
 

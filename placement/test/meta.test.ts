@@ -10,6 +10,7 @@ import {
   MetaRecordError,
   NODE_ID_ALLOCATOR_KEY,
   NODE_KEYS,
+  RANGE_END_KEYS,
   RANGE_ID_ALLOCATOR_KEY,
   RANGE_KEYS,
   SYSTEM_PREFIX,
@@ -17,11 +18,16 @@ import {
   decodeCounter,
   decodeNodeRecord,
   decodeRangeDescriptor,
+  decodeRangeEndEntry,
+  decodeRangeEndKey,
   encodeCounter,
   encodeNodeRecord,
   encodeRangeDescriptor,
+  encodeRangeEndEntry,
   isSystemKey,
   nodeKey,
+  rangeEndKey,
+  rangeEndKeyAfter,
   rangeKey,
   type NodeRecord,
 } from '../src/meta.js';
@@ -88,6 +94,52 @@ describe('meta key layout', () => {
     expect(isSystemKey(Buffer.from(key, 'hex'))).toBe(system);
   });
 
+  it('builds range end keys as prefix, family, tag 01 and the end; the end of the key space as tag 02 alone', () => {
+    expect(hex(rangeEndKey(bytes(0x00, 0x01)))).toBe('0000650100' + '01');
+    expect(hex(rangeEndKey(bytes(0xff)))).toBe('00006501ff');
+    expect(hex(rangeEndKey(null))).toBe('00006502');
+    expect(hex(rangeEndKeyAfter(bytes(0x40)))).toBe('0000650140' + '00');
+  });
+
+  it('orders range end keys as their ends, the end of the key space after every finite end', () => {
+    // Ends that a naive byte concatenation could misorder: prefixes, 0x00 and 0xff tails, and long keys.
+    const ends: (Uint8Array | null)[] = [bytes(0x00), bytes(0x00, 0x01), bytes(0x00, 0x01, 0x00), bytes(0x01), bytes(0x01, 0x00), bytes(0x02), bytes(0xff), bytes(0xff, 0xff), new Uint8Array(1900).fill(0xff), null];
+    const keys = ends.map((end) => rangeEndKey(end));
+    for (let i = 1; i < keys.length; i++) expect(compareKeys(keys[i - 1]!, keys[i]!), `${i}`).toBeLessThan(0);
+    for (const [i, key] of keys.entries()) {
+      expect(within(key, RANGE_END_KEYS), `${i}`).toBe(true);
+      expect(isSystemKey(key), `${i}`).toBe(true);
+      const end = decodeRangeEndKey(key);
+      expect(end === null ? null : hex(end), `${i}`).toBe(ends[i] === null ? null : hex(ends[i]!));
+    }
+    for (const key of [rangeKey(1), rangeKey(KEYED_ID_MAX), nodeKey(1), RANGE_ID_ALLOCATOR_KEY, NODE_ID_ALLOCATOR_KEY]) expect(within(key, RANGE_END_KEYS), hex(key)).toBe(false);
+  });
+
+  // The lookup's scan: from rangeEndKeyAfter(k), the first end key is the first end strictly after k.
+  it.each([
+    ['a key below every end', '10', '20'],
+    ['a key equal to an end (its range starts there)', '20', '2000'],
+    ['a key just below an end', '1fff', '20'],
+    ['a key between an end and its extension', '2000', '200001'],
+    ['a key past every finite end', 'ff', null],
+  ] as const)('the first end key at or past rangeEndKeyAfter is the first end after the key: %s', (_case, key, firstEnd) => {
+    const ends: (Uint8Array | null)[] = [bytes(0x20), bytes(0x20, 0x00), bytes(0x20, 0x00, 0x01), bytes(0x80), null];
+    const from = rangeEndKeyAfter(Buffer.from(key, 'hex'));
+    const first = ends.map((end) => rangeEndKey(end)).find((k) => compareKeys(k, from) >= 0)!;
+    const end = decodeRangeEndKey(first);
+    expect(end === null ? null : hex(end)).toBe(firstEnd);
+  });
+
+  it.each([
+    ['another family', rangeKey(3)],
+    ['no tag', Buffer.from('000065', 'hex')],
+    ['an unknown tag', Buffer.from('0000650340', 'hex')],
+    ['a finite tag without an end', Buffer.from('00006501', 'hex')],
+    ['the infinite tag with bytes after it', Buffer.from('0000650200', 'hex')],
+  ])('refuses a range end key with %s', (_case, key) => {
+    expect(() => decodeRangeEndKey(key)).toThrow(MetaRecordError);
+  });
+
   it('asserts that a keyed id fits in 4 bytes (a caller bug, not input)', () => {
     for (const id of [0, -1, 1.5, KEYED_ID_MAX + 1, Number.NaN]) {
       expect(() => rangeKey(id), `${id}`).toThrow(/range id/);
@@ -120,6 +172,22 @@ describe('meta record codecs', () => {
 
   it.each(nodes.map((n) => [n.nodeId, n] as const))('round-trips node record %i', (_id, n) => {
     expect(decodeNodeRecord(encodeNodeRecord(n))).toEqual(n);
+  });
+
+  it.each([
+    [{ rangeId: 1, epoch: 1 }],
+    [{ rangeId: KEYED_ID_MAX, epoch: Number.MAX_SAFE_INTEGER }],
+  ])('round-trips range end entry %o', (e) => {
+    expect(decodeRangeEndEntry(encodeRangeEndEntry(e))).toEqual(e);
+  });
+
+  it.each([
+    ['not a pair', packr.pack([5, 1, 2])],
+    ['range id 0', packr.pack([0, 1])],
+    ['epoch 0', packr.pack([5, 0])],
+    ['a text epoch', packr.pack([5, '1'])],
+  ])('refuses a range end entry that is %s', (_case, value) => {
+    expect(() => decodeRangeEndEntry(value)).toThrow(MetaRecordError);
   });
 
   it.each([1, 1024, 2 ** 32, Number.MAX_SAFE_INTEGER])('round-trips counter %i', (n) => {
