@@ -18,6 +18,7 @@ import {
   type ReadState,
   type Snapshot,
   type SoftState,
+  type Term,
 } from './types.js';
 
 /**
@@ -273,6 +274,21 @@ export class RawNode {
   get applyHeldAt(): LogIndex | undefined {
     const at = this.raft.log.applyHeldAt;
     return at === Number.POSITIVE_INFINITY ? undefined : at;
+  }
+
+  /**
+   * Learns from outside the group that its entry at `index` with `term` is
+   * committed (a merge carries that proof for the range it takes in): if
+   * this replica's log holds that entry, its commit index moves up to it
+   * (Log Matching: every entry before it is then committed too). Returns
+   * whether the log holds it. A replica whose peers are gone can so still
+   * apply what they committed.
+   */
+  commitKnown(index: LogIndex, term: Term): boolean {
+    const log = this.raft.log;
+    if (!log.matchTerm(index, term)) return false;
+    log.commitTo(index);
+    return true;
   }
 
   /** Whether a Ready was taken and not yet advanced. */

@@ -72,6 +72,19 @@ export class KeyOutOfRangeError extends FlotillaError {
   }
 }
 
+/**
+ * The range is frozen for a merge into its left neighbour: it serves
+ * nothing until the merge is done, then its keys belong to that neighbour.
+ * Retry after re-routing.
+ */
+export class RangeMergingError extends FlotillaError {
+  readonly code = 'RANGE_MERGING';
+  readonly retryable = true;
+  constructor(message: string) {
+    super(message);
+  }
+}
+
 /** A change planned against an epoch the range has moved past (a split or another membership change came first). */
 export class EpochMismatchError extends FlotillaError {
   readonly code = 'EPOCH_MISMATCH';
@@ -167,6 +180,8 @@ export function fromWire(e: WireError, target: { shardId: number; nodeId: number
       return new ShardExistsError(target.shardId, target.nodeId);
     case 'KEY_OUT_OF_RANGE':
       return new KeyOutOfRangeError(e.message);
+    case 'RANGE_MERGING':
+      return new RangeMergingError(e.message);
     case 'PROPOSAL_DROPPED':
       return new ProposalDroppedError(e.message.replace(/^proposal dropped: /, ''));
     case 'COMMAND_INVALID':

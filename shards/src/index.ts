@@ -10,7 +10,7 @@ export { readSnapshot } from './snapshot/reader.js';
 export { SnapshotInstaller } from './snapshot/installer.js';
 export { KvStateMachine, type ApplyBatch, type ApplyOutcome, type ApplyResults, type CreatedShard, type StagedApply, type StoredValue } from './kv/state-machine.js';
 export { WHOLE_KEY_SPACE, type ShardRange } from './kv/range.js';
-export { encodeCommand, decodeCommand, validateCommand, invalidContentType, KEY_BYTES_MAX, VALUE_BYTES_MAX, CONTENT_TYPE_BYTES_MAX, ATOMIC_BATCH_OPS_MAX, ATOMIC_BATCH_BYTES_MAX, INITIAL_LOG_INDEX, INITIAL_LOG_TERM, type KvCommand, type KvResult, type PutCommand, type DeleteCommand, type AtomicBatchCommand, type DeleteRangeCommand, type SplitCommand, type SplitOutcome, type MembershipOutcome, type ChecksumApplied } from './kv/command.js';
+export { encodeCommand, decodeCommand, validateCommand, invalidContentType, KEY_BYTES_MAX, VALUE_BYTES_MAX, CONTENT_TYPE_BYTES_MAX, ATOMIC_BATCH_OPS_MAX, ATOMIC_BATCH_BYTES_MAX, INITIAL_LOG_INDEX, INITIAL_LOG_TERM, type KvCommand, type KvResult, type PutCommand, type DeleteCommand, type AtomicBatchCommand, type DeleteRangeCommand, type SplitCommand, type SplitOutcome, type PrepareMergeCommand, type CommitMergeCommand, type FrozenRange, type MergeOutcome, type MembershipOutcome, type ChecksumApplied } from './kv/command.js';
 export {
   digestPairs,
   firstDifferentBlock,
@@ -38,4 +38,4 @@ export type { ShardViewChanges } from './host/shard-view.js';
 export { LATENCY_BUCKET_BOUNDS_SECONDS, emptyLatencyBuckets, observeLatency, type LatencyBuckets, type CoreLatencies } from './host/latency.js';
 export { childLogger, type ShellLogger } from './shell-logger.js';
 export { prettyLogDestination } from './pretty-log.js';
-export { NotLeaderError, ShardNotFoundError, ShardExistsError, KeyOutOfRangeError, EpochMismatchError, RequestTimeoutError, HostClosedError, CoreCrashedError, OverloadedError, DiskFullError, RemoteError, InvalidCommandError } from './errors.js';
+export { NotLeaderError, ShardNotFoundError, ShardExistsError, KeyOutOfRangeError, EpochMismatchError, RequestTimeoutError, HostClosedError, CoreCrashedError, RangeMergingError, OverloadedError, DiskFullError, RemoteError, InvalidCommandError } from './errors.js';

@@ -195,6 +195,8 @@ export class RaftLog {
     this.logger.info({ index: snapshot.metadata.index, term: snapshot.metadata.term }, 'log restored from snapshot');
     this.committed = snapshot.metadata.index;
     this.unstable.restore(snapshot);
+    // A held entry at or below the snapshot is in it: nothing is left to wait for.
+    if (this.applyHeldAt <= snapshot.metadata.index) this.applyHeldAt = Number.POSITIVE_INFINITY;
   }
 
   /** Entries in [lo, hi) from storage and the unstable tail, limited to bytesMax (at least one). */

@@ -71,3 +71,27 @@ describe('proposeConfFence', () => {
     expect(cluster.replica(2).stateMachine).toEqual(['freeze']);
   });
 });
+
+describe('commitKnown', () => {
+  it('commits an entry the log holds with that term, and nothing it does not hold', () => {
+    const cluster = new Cluster({ voters: [1, 2, 3] });
+    cluster.campaign(1);
+    // 3 gets the entries but never hears that they committed.
+    const release = cluster.drop((m) => m.to === 3 && (m.type === 'heartbeat' || (m.type === 'append' && m.entries.length === 0)));
+    cluster.propose(1, 'a');
+    cluster.propose(1, 'b');
+    const r3 = cluster.raft(3);
+    const last = r3.log.lastIndex();
+    expect(cluster.replica(1).appliedIndex).toBe(last);
+    expect(r3.log.committed).toBeLessThan(last);
+    const term = r3.log.term(last)!;
+
+    expect(cluster.node(3).commitKnown(last + 1, term)).toBe(false);
+    expect(cluster.node(3).commitKnown(last, term + 1)).toBe(false);
+    expect(r3.log.committed).toBeLessThan(last);
+    expect(cluster.node(3).commitKnown(last, term)).toBe(true);
+    cluster.stabilize();
+    expect(cluster.replica(3).stateMachine).toEqual(['a', 'b']);
+    release();
+  });
+});

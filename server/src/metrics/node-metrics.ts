@@ -141,6 +141,7 @@ export class NodeMetrics {
     counter('flotilla_core_snapshots_sent_total', 'Snapshot streams started to followers.', (c) => c.snapshotsSent);
     counter('flotilla_core_snapshots_installed_total', 'Snapshots installed from leaders.', (c) => c.snapshotsInstalled);
     counter('flotilla_core_compactions_total', 'Raft log compactions.', (c) => c.compactions);
+    counter('flotilla_core_merges_held_total', "Merges held on this node until its replica of the merged range caught up.", (c) => c.mergesHeld);
     counter('flotilla_core_disk_full_commits_total', 'Group commits that failed for want of disk space (each retried until one succeeds).', (c) => c.diskFullCommits);
     counter('flotilla_core_checksum_passes_total', "Consistency check passes started on the core's replicas.", (c) => c.checksumPasses);
     counter('flotilla_core_checksum_chunks_total', 'Chunks hashed by consistency check passes (at most one per core per tick).', (c) => c.checksumChunks);

@@ -30,8 +30,8 @@ export interface ApplyPlanPort {
   readonly out: Pick<CoreOutputBuffer, 'event'>;
   readonly groups: ReadonlyMap<GroupId, Group>;
   readonly checksums: Pick<ReplicaChecksums, 'capture'>;
-  /** A replica whose applied configuration drops this node is destroyed after the round's commit. */
-  readonly replicas: Pick<ReplicaLifecycle, 'noteRemovedByApply'>;
+  /** A replica whose applied configuration drops this node, or that a merge took in, is destroyed after the round's commit. */
+  readonly replicas: Pick<ReplicaLifecycle, 'noteRemovedByApply' | 'noteMergedAway'>;
   /** A shard a split created here joins the core (the apply wrote its store data), not ticking yet. */
   addGroup(shardId: GroupId, bounds: ShardRange): Group;
   /** The new replica ticks; with `campaignSoon` it campaigns within a tick or so (Quiescence.campaignSoon). */
@@ -122,6 +122,27 @@ export class ApplyPlan {
       sizes.keyCount += delta.keyCount;
       sizes.sizeBytes += delta.sizeBytes;
     }
+    for (const [shardId, frozen] of outcome.frozen) {
+      const g = groups.get(shardId);
+      if (g === undefined) continue;
+      g.frozen = frozen;
+      log.info({ rangeId: shardId, targetRangeId: frozen.targetShardId, freezeIndex: frozen.index, epoch: frozen.epoch }, 'range frozen for a merge');
+    }
+    for (const { target, source } of outcome.merged) {
+      const t = groups.get(target);
+      const s = groups.get(source);
+      if (s === undefined) continue;
+      // The source's keys are the target's now: so are their counts.
+      if (t?.sizes !== undefined) {
+        if (s.sizes === undefined) t.sizes = undefined;
+        else {
+          t.sizes.keyCount += s.sizes.keyCount;
+          t.sizes.sizeBytes += s.sizes.sizeBytes;
+        }
+      }
+      this.port.replicas.noteMergedAway(s);
+      log.info({ rangeId: target, sourceRangeId: source }, 'range merged in');
+    }
     for (const [shardId, range] of outcome.ranges) {
       const g = groups.get(shardId);
       if (g === undefined) continue;
@@ -166,7 +187,7 @@ export class ApplyPlan {
 
 /** A segment's batches for the state machine, with each group's range as it is now (after the segments before it). */
 export function segmentBatches(segment: ApplySegment): ApplyBatch[] {
-  return segment.pieces.map((p) => ({ ...p, shardId: p.g.id, range: p.g.bounds }));
+  return segment.pieces.map((p) => ({ ...p, shardId: p.g.id, range: p.g.bounds, frozen: p.g.frozen ?? null }));
 }
 
 /** Estimated bytes a segment's entries take once applied (the disk guard's measure). */

@@ -3,6 +3,7 @@ import type { WireError } from '../errors.js';
 import type { Segment } from './node-batch.js';
 import type { LeaseChanges } from './node-leases.js';
 import type { CoreLatencies } from './latency.js';
+import type { FrozenRange } from '../kv/command.js';
 
 /**
  * What crosses between the Host (main thread) and a worker core: one
@@ -147,6 +148,8 @@ export interface ShardStatus {
   readonly end: Uint8Array | null;
   /** Grows with every split and membership change (kv/range.ts). */
   readonly epoch: number;
+  /** Present while the replica is frozen for a merge (kv/merge.ts): into which range, from which index. */
+  readonly frozen?: FrozenRange;
 }
 
 /** Counters a core keeps; `stats` returns them. Monotonic unless noted. */
@@ -182,6 +185,8 @@ export interface CoreStats {
   snapshotsSent: number;
   snapshotsInstalled: number;
   compactions: number;
+  /** Merges this node's replica of a target held until its replica of the source caught up (merge-gate.ts). */
+  mergesHeld: number;
   /** Consistency checks: passes started, refused (too many waiting), failed to read their range, and chunks hashed (kv/consistency.ts). */
   checksumPasses: number;
   checksumPassesRefused: number;
@@ -227,6 +232,7 @@ export function zeroCoreStats(): CoreStats {
     snapshotsSent: 0,
     snapshotsInstalled: 0,
     compactions: 0,
+    mergesHeld: 0,
     checksumPasses: 0,
     checksumPassesRefused: 0,
     checksumPassesFailed: 0,

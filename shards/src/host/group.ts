@@ -2,6 +2,7 @@ import { NONE, RawNode, SeededRng, type GroupId, type LogIndex, type Logger, typ
 import type { SnapshotInstaller } from '../snapshot/installer.js';
 import type { ShardStorage } from '../storage/node-store.js';
 import type { ShardRange } from '../kv/range.js';
+import type { FrozenRange } from '../kv/command.js';
 import type { ReadOp } from './core-protocol.js';
 
 /** One requested key in this many is sampled: cheap on the request path, still hundreds per second under load. */
@@ -83,6 +84,8 @@ export class Group {
   /** A staged snapshot Raft accepted; installed when its Ready is handled. */
   accepted: SnapshotInstaller | undefined;
   removed = false;
+  /** Frozen for a merge into its left neighbour (kv/merge.ts): it serves nothing more; undefined when not. */
+  frozen: FrozenRange | undefined;
   /** Keys and bytes of its data, kept up to date on apply; undefined until counted (see range-reports.ts sizesOf). */
   sizes: { keyCount: number; sizeBytes: number } | undefined;
   /** Writes proposed and reads served here (placement's load signal). */

@@ -42,6 +42,7 @@ export function statusOf(g: Group): ShardStatus {
     start: g.bounds.start,
     end: g.bounds.end,
     epoch: g.bounds.epoch,
+    ...(g.frozen === undefined ? {} : { frozen: g.frozen }),
   };
 }
 

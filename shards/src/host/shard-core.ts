@@ -10,6 +10,8 @@ import { OutgoingSnapshots } from '../snapshot/outgoing.js';
 import { isOutOfSpace } from '../storage/disk-space.js';
 import type { NodeStore, ShardWrite } from '../storage/node-store.js';
 import { ApplyPlan, segmentBatches, segmentBytes, type GroupReady } from './apply-plan.js';
+import { MergeGate } from './merge-gate.js';
+import { decodeFrozen } from '../kv/merge.js';
 import { CoreOutputBuffer } from './core-output.js';
 import { zeroCoreStats, type CoreEvent, type CoreInput, type CoreOutput, type CoreRequest, type CoreStats, type CoreStatsReport } from './core-protocol.js';
 import { DiskGuard, writeBytes } from './disk-guard.js';
@@ -123,6 +125,7 @@ export class ShardCore {
   private readonly snapshotsOut: OutgoingSnapshots;
   private readonly snapshotsIn: IncomingSnapshots;
   private readonly applyPlan: ApplyPlan;
+  private readonly mergeGate: MergeGate;
 
   /** Store writes that run in the loop, between rounds (see schedule). */
   private readonly tasks: (() => Promise<void>)[] = [];
@@ -204,6 +207,7 @@ export class ShardCore {
       },
     });
     this.applyPlan = new ApplyPlan({ ...shared, checksums: this.checksums, replicas: this.replicas, addGroup, start });
+    this.mergeGate = new MergeGate(shared);
     this.replicas.openStored();
     this.replicas.destroyRemovedByApply();
     // Per core: the Host's 'host started' says how many there are.
@@ -218,6 +222,7 @@ export class ShardCore {
       nodeLeases: this.leases,
       logger: raftLogger(this.raftLog, { rangeId: shardId }),
     });
+    g.frozen = decodeFrozen(shardId, this.options.store.frozen(shardId));
     this.groups.set(shardId, g);
     return g;
   }
@@ -433,7 +438,8 @@ export class ShardCore {
   /** One round over every ready group (see the class comment for the order and why). */
   private async round(groups: Group[]): Promise<void> {
     this.stats.rounds++;
-    const items: GroupReady[] = groups.map((g) => ({ g, rd: g.raw.ready() }));
+    // A merge's commit waits here until this node's replica of its source caught up (merge-gate.ts).
+    const items: GroupReady[] = groups.map((g) => ({ g, rd: this.mergeGate.check(g, g.raw.ready()) }));
     // When the round took its Readys: the commit time of the entries they carry as committed (latency.ts).
     const readyAtMs = performance.now();
     // What does not depend on this round's writes: a leader's appends go out while it persists.
@@ -491,6 +497,7 @@ export class ShardCore {
       g.raw.advance();
       this.touched.add(g);
     }
+    this.mergeGate.afterRound();
     for (const { g } of items) await this.maybeCompact(g);
   }
 

@@ -1,5 +1,5 @@
 import { InvalidConfChangeError, NONE, ProposalDroppedError, assert, groupId, nodeId, type Entry, type GroupId, type LogIndex, type NodeId, type Ready } from '@flotilla/core';
-import { EpochMismatchError, InvalidCommandError, KeyOutOfRangeError, NotLeaderError, ShardNotFoundError } from '../errors.js';
+import { EpochMismatchError, InvalidCommandError, KeyOutOfRangeError, NotLeaderError, RangeMergingError, ShardNotFoundError } from '../errors.js';
 import { BATCH_BYTES_MAX, BATCH_COMMAND_COUNT_MAX, decodeCommand, encodeBatchCommand, encodeChecksumCommand, type KvResult } from '../kv/command.js';
 import type { ReplicaChecksums } from '../kv/consistency.js';
 import { commandOutsideRange, coversSpan, describeRange, hexKey, inRange, isInitialized } from '../kv/range.js';
@@ -72,6 +72,8 @@ export class ShardRequests {
     }
     const outside = commandOutsideRange(g.bounds, decoded);
     if (outside !== undefined) return this.port.out.fail(id, this.outOfRange(g, outside.key, outside.end));
+    if (g.frozen !== undefined) return this.port.out.fail(id, this.merging(g));
+    if (decoded.op === 'prepareMerge') return this.proposeFence(id, g, command);
     g.writeCount++;
     g.sampleKey(decoded.key);
     this.port.stats.proposals++;
@@ -134,6 +136,7 @@ export class ShardRequests {
     const invalid = invalidReadOp(op);
     if (invalid !== undefined) return out.fail(id, new InvalidCommandError(invalid));
     if (op.op === 'get' && !inRange(g.bounds, op.key)) return out.fail(id, this.outOfRange(g, op.key));
+    if (g.frozen !== undefined) return out.fail(id, this.merging(g));
     stats.reads++;
     g.readCount++;
     g.sampleKey(op.op === 'get' ? op.key : op.start);
@@ -163,6 +166,8 @@ export class ShardRequests {
   serveRead(g: Group, pending: PendingRead): void {
     const { out, sm } = this.port;
     const op: ReadOp = pending.read;
+    // Frozen since the read arrived: the merge may already let the target write these keys.
+    if (g.frozen !== undefined) return out.fail(pending.requestId, this.merging(g));
     if (op.op === 'get') {
       if (!inRange(g.bounds, op.key)) return out.fail(pending.requestId, this.outOfRange(g, op.key));
       const v = sm.get(op.key);
@@ -244,6 +249,8 @@ export class ShardRequests {
     const g = this.proposingGroup(id, shardId);
     if (g === undefined) return;
     if (g.bounds.epoch !== epoch) return this.port.out.fail(id, new EpochMismatchError(`shard ${shardId} is at epoch ${g.bounds.epoch}, not ${epoch} (node ${this.port.self})`));
+    // Its voters are the ones the merge checked (kv/merge.ts); the freeze's fence kept changes out until now.
+    if (g.frozen !== undefined) return this.port.out.fail(id, this.merging(g));
     this.proposeBatch(g);
     try {
       g.raw.proposeConfChange({ changes: changes.map((c) => ({ type: c.type, nodeId: nodeId(c.nodeId) })), transition: 'auto' });
@@ -357,6 +364,24 @@ export class ShardRequests {
     this.trackProposal(g, [id]);
     this.port.touch(g);
     return true;
+  }
+
+  /** Proposes a merge's freeze as a membership fence (RawNode.proposeConfFence), answered when it applies. */
+  private proposeFence(id: number, g: Group, command: Uint8Array): void {
+    this.proposeBatch(g);
+    try {
+      g.raw.proposeConfFence(command);
+    } catch (err) {
+      if (err instanceof ProposalDroppedError) return this.port.out.fail(id, err);
+      throw err;
+    }
+    this.trackProposal(g, [id]);
+    this.port.log.info({ rangeId: g.id }, 'merge freeze proposed');
+    this.port.touch(g);
+  }
+
+  private merging(g: Group): RangeMergingError {
+    return new RangeMergingError(`shard ${g.id} on node ${this.port.self} is frozen from index ${g.frozen?.index} for a merge into shard ${g.frozen?.targetShardId}`);
   }
 
   /** Requests `requestIds` wait for the entry just proposed (the log's last), answered when it applies in this term. */

@@ -29,7 +29,10 @@ assert(VALUE_BYTES_MAX >= 512 * 1024, `VALUE_BYTES_MAX ${VALUE_BYTES_MAX} fell b
  * to must hold it (and, for the atomic batch and the range delete, every
  * other key it touches, see commandOutsideRange).
  */
-export type KvCommand = PutCommand | DeleteCommand | AtomicBatchCommand | DeleteRangeCommand | SplitCommand;
+export type KvCommand = PutCommand | DeleteCommand | AtomicBatchCommand | DeleteRangeCommand | SplitCommand | PrepareMergeCommand | CommitMergeCommand;
+
+/** The commands that change a range's shape rather than its data. */
+export type RangeCommand = SplitCommand | PrepareMergeCommand | CommitMergeCommand;
 
 /** Sets `key` to `value`; `contentType` (a media type, stored with the value) is the HTTP API's. */
 export interface PutCommand {
@@ -85,6 +88,49 @@ export interface SplitCommand {
 }
 
 /**
+ * Freezes the range (the merge's source, the right one of two neighbours)
+ * for a merge into its left neighbour `targetShardId`, if it is still at
+ * `epoch` with exactly `voters` (sorted) as voters — the target's, which a
+ * merge requires — and no learner or membership change. From the index it
+ * applies at (the freeze index) the range refuses every write, split and
+ * read on every replica (RANGE_MERGING): its data stays as of that index,
+ * for the target's commitMerge to take in. `key` is the range's start.
+ * Proposed as a membership fence (RawNode.proposeConfFence), so no
+ * membership change follows it in the log.
+ */
+export interface PrepareMergeCommand {
+  readonly op: 'prepareMerge';
+  readonly key: Uint8Array;
+  readonly targetShardId: number;
+  readonly epoch: number;
+  readonly voters: readonly number[];
+}
+
+/**
+ * Takes the frozen right neighbour `sourceShardId` into this range (the
+ * merge's target), if this range is still at `epoch`, ends where the
+ * source starts, and has exactly `voters` (sorted) as voters and no learner
+ * or membership change. The range then ends at `sourceEnd`; its epoch
+ * becomes one past both ranges' (`sourceEpoch` is the source's after its
+ * freeze). On each node, applying waits until the node's replica of the
+ * source applied its freeze at `freezeIndex` (both share a store: user
+ * data is keyed by key, so nothing is copied); that replica is then
+ * destroyed, its data kept. `key` is this range's start.
+ */
+export interface CommitMergeCommand {
+  readonly op: 'commitMerge';
+  readonly key: Uint8Array;
+  readonly epoch: number;
+  readonly sourceShardId: number;
+  readonly sourceEnd: Uint8Array | null;
+  readonly sourceEpoch: number;
+  readonly freezeIndex: number;
+  /** The freeze entry's term: with its index, the proof that the source committed it (RawNode.commitKnown). */
+  readonly freezeTerm: number;
+  readonly voters: readonly number[];
+}
+
+/**
  * Every shard's log starts as if restored from a snapshot at this index and
  * term, the same on every replica: a range created at bootstrap and a
  * split's right half alike (TiKV's RAFT_INIT_LOG_INDEX). A replica added
@@ -99,6 +145,26 @@ export const INITIAL_LOG_TERM = 5;
 export interface SplitOutcome {
   readonly left: { readonly shardId: number; readonly start: Uint8Array; readonly end: Uint8Array; readonly epoch: number };
   readonly right: { readonly shardId: number; readonly start: Uint8Array; readonly end: Uint8Array | null; readonly epoch: number };
+}
+
+/** A range's freeze for a merge, as applied and as stored with the replica. */
+export interface FrozenRange {
+  readonly targetShardId: number;
+  /** The freeze's index: the range's data is final as of it. */
+  readonly index: number;
+  /** The freeze entry's term. */
+  readonly term: number;
+  /** The range's epoch after the freeze. */
+  readonly epoch: number;
+}
+
+/** The target after a merge applied. */
+export interface MergeOutcome {
+  readonly shardId: number;
+  readonly start: Uint8Array;
+  readonly end: Uint8Array | null;
+  readonly epoch: number;
+  readonly sourceShardId: number;
 }
 
 export interface MembershipOutcome {
@@ -141,6 +207,10 @@ export type KvResult =
   /** A range delete applied: how many keys it removed. */
   | { readonly ok: true; readonly version: 0; readonly deletedCount: number }
   | { readonly ok: true; readonly version: 0; readonly split: SplitOutcome }
+  /** A prepareMerge applied: the range is frozen from `index` at `epoch` (see PrepareMergeCommand). */
+  | { readonly ok: true; readonly version: 0; readonly frozen: FrozenRange }
+  /** A commitMerge applied: the range as it is now, with the source taken in. */
+  | { readonly ok: true; readonly version: 0; readonly merged: MergeOutcome }
   /** A checksum entry applied (see ChecksumCommand); each replica hashes its data as of `checksum.index`. */
   | { readonly ok: true; readonly version: 0; readonly checksum: ChecksumApplied }
   /** A membership change applied: the range's epoch and configuration after it. */
@@ -149,6 +219,8 @@ export type KvResult =
   | { readonly ok: false; readonly code: 'VERSION_MISMATCH'; readonly currentVersion: number; readonly opIndex?: number }
   /** The key (or split point) is outside the range as it was when the entry applied (a split got there first). */
   | { readonly ok: false; readonly code: 'KEY_OUT_OF_RANGE'; readonly reason: string }
+  /** The range is frozen for a merge (or an identical freeze is refused: already frozen); retried once merged, against the range that took it in. */
+  | { readonly ok: false; readonly code: 'RANGE_MERGING'; readonly reason: string }
   /** A split proposed against an epoch the range has left behind. */
   | { readonly ok: false; readonly code: 'EPOCH_MISMATCH'; readonly currentEpoch: number }
   /** A well-formed command the store cannot hold (see validateCommand); refused the same way on every replica. */
@@ -179,6 +251,17 @@ export function validateCommand(c: KvCommand): string | undefined {
       if (!Number.isSafeInteger(c.newShardId) || c.newShardId <= 0) return `split's new shard id ${c.newShardId} is not a positive integer`;
       if (!Number.isSafeInteger(c.epoch) || c.epoch < 1) return `split epoch ${c.epoch} is not a positive integer`;
       return undefined;
+    case 'prepareMerge':
+      if (!isPositiveInteger(c.targetShardId)) return `merge target ${c.targetShardId} is not a positive integer`;
+      if (!isPositiveInteger(c.epoch)) return `merge epoch ${c.epoch} is not a positive integer`;
+      return invalidVoters(c.voters);
+    case 'commitMerge':
+      if (!isPositiveInteger(c.sourceShardId)) return `merge source ${c.sourceShardId} is not a positive integer`;
+      if (!isPositiveInteger(c.epoch) || !isPositiveInteger(c.sourceEpoch)) return `merge epochs ${c.epoch}, ${c.sourceEpoch} are not positive integers`;
+      if (!isPositiveInteger(c.freezeIndex) || !isPositiveInteger(c.freezeTerm)) return `merge freeze index ${c.freezeIndex} and term ${c.freezeTerm} are not positive integers`;
+      if (c.sourceEnd !== null && c.sourceEnd.byteLength > KEY_BYTES_MAX) return `merge source end of ${c.sourceEnd.byteLength} B exceeds ${KEY_BYTES_MAX} B`;
+      if (c.sourceEnd !== null && Buffer.compare(c.key, c.sourceEnd) >= 0) return `merge source end ${hex(c.sourceEnd)} is not past the range's start ${hex(c.key)}`;
+      return invalidVoters(c.voters);
     default: {
       const never: never = c;
       return `unknown command ${JSON.stringify(never)}`;
@@ -196,6 +279,20 @@ export const ATOMIC_BATCH_OPS_MAX = 512;
 /** Encoded bytes of an atomic batch's ops together at most (keys, values, content types and their framing). */
 export const ATOMIC_BATCH_BYTES_MAX = VALUE_BYTES_MAX;
 assert(ATOMIC_BATCH_BYTES_MAX + ATOMIC_BATCH_OPS_MAX * 5 + 16 <= KEY_BYTES_MAX + VALUE_BYTES_MAX + 1024, 'an atomic batch entry must fit the largest entry the log is sized for');
+
+function isPositiveInteger(n: unknown): n is number {
+  return typeof n === 'number' && Number.isSafeInteger(n) && n > 0;
+}
+
+/** A merge's voters: node ids, ascending without repeats, at least one. */
+function invalidVoters(voters: readonly number[]): string | undefined {
+  if (!Array.isArray(voters) || voters.length === 0) return 'a merge names no voters';
+  for (let i = 0; i < voters.length; i++) {
+    if (!isPositiveInteger(voters[i])) return `merge voter ${String(voters[i])} is not a node id`;
+    if (i > 0 && voters[i]! <= voters[i - 1]!) return 'merge voters are not ascending without repeats';
+  }
+  return undefined;
+}
 
 function invalidAtomicBatch(c: AtomicBatchCommand): string | undefined {
   if (c.ops.length === 0) return 'an atomic batch has no ops';
@@ -232,7 +329,9 @@ function hex(b: Uint8Array): string {
 // Wire form: [opcode, key, value|null, ifVersion|-1], a put with a content type [OP_PUT, key, value, ifVersion|-1,
 // contentType], a split [OP_SPLIT, key, newShardId, epoch], a checksum [OP_CHECKSUM, empty key, id, -1], a batch
 // [OP_BATCH, empty key, [command bytes...], -1], an atomic batch [OP_ATOMIC_BATCH, first key, [put or delete
-// bytes...], -1], a range delete [OP_DELETE_RANGE, start, end|null, -1]. Plain arrays: no field names per entry.
+// bytes...], -1], a range delete [OP_DELETE_RANGE, start, end|null, -1], a freeze [OP_PREPARE_MERGE, start, [target,
+// epoch, voters], -1], a merge [OP_COMMIT_MERGE, start, [source, epoch, sourceEpoch, freezeIndex, freezeTerm,
+// sourceEnd|null, voters], -1]. Plain arrays: no field names per entry.
 const OP_PUT = 1;
 const OP_DELETE = 2;
 const OP_SPLIT = 3;
@@ -240,6 +339,8 @@ const OP_CHECKSUM = 4;
 const OP_BATCH = 5;
 const OP_ATOMIC_BATCH = 6;
 const OP_DELETE_RANGE = 7;
+const OP_PREPARE_MERGE = 8;
+const OP_COMMIT_MERGE = 9;
 /**
  * Writes one batch entry carries at most. The leader folds the writes a
  * shard receives in one turn of its core into one entry (ShardRequests):
@@ -271,6 +372,10 @@ function encodeValid(c: KvCommand): Uint8Array {
       return packr.pack([OP_ATOMIC_BATCH, c.key, c.ops.map(encodeValid), -1]);
     case 'deleteRange':
       return packr.pack([OP_DELETE_RANGE, c.key, c.end, -1]);
+    case 'prepareMerge':
+      return packr.pack([OP_PREPARE_MERGE, c.key, [c.targetShardId, c.epoch, [...c.voters]], -1]);
+    case 'commitMerge':
+      return packr.pack([OP_COMMIT_MERGE, c.key, [c.sourceShardId, c.epoch, c.sourceEpoch, c.freezeIndex, c.freezeTerm, c.sourceEnd, [...c.voters]], -1]);
   }
 }
 
@@ -331,6 +436,7 @@ export function decodeCommand(index: number, data: Uint8Array): KvCommand {
     if (typeof value !== 'number' || typeof ifVersion !== 'number') throw new CorruptRecordError(`entry ${index}: split without numeric shard id and epoch`);
     return { op: 'split', key, newShardId: value, epoch: ifVersion };
   }
+  if (op === OP_PREPARE_MERGE || op === OP_COMMIT_MERGE) return decodeMergeCommand(index, op, key, value, ifVersion);
   if (typeof ifVersion !== 'number' || !Number.isSafeInteger(ifVersion) || ifVersion < -1) {
     throw new CorruptRecordError(`entry ${index}: command ifVersion ${String(ifVersion)}`);
   }
@@ -356,6 +462,41 @@ export function decodeCommand(index: number, data: Uint8Array): KvCommand {
   if (op === OP_CHECKSUM) throw new CorruptRecordError(`entry ${index}: a checksum entry is not a KV command (decodeChecksumCommand)`);
   if (op === OP_BATCH) throw new CorruptRecordError(`entry ${index}: a batch entry is not one KV command (decodeBatchCommand)`);
   throw new CorruptRecordError(`entry ${index}: unknown opcode ${String(op)}`);
+}
+
+/** A merge command's fields, shaped only (their values are validateCommand's, refused alike at apply). */
+function decodeMergeCommand(index: number, op: number, key: Uint8Array, value: unknown, ifVersion: unknown): PrepareMergeCommand | CommitMergeCommand {
+  const numbers = (xs: unknown): xs is number[] => Array.isArray(xs) && xs.every((x) => typeof x === 'number');
+  if (ifVersion !== -1 || !Array.isArray(value)) throw new CorruptRecordError(`entry ${index}: merge command without its fields`);
+  if (op === OP_PREPARE_MERGE) {
+    const [targetShardId, epoch, voters] = value as unknown[];
+    if (value.length !== 3 || typeof targetShardId !== 'number' || typeof epoch !== 'number' || !numbers(voters)) throw new CorruptRecordError(`entry ${index}: prepareMerge fields are malformed`);
+    return { op: 'prepareMerge', key, targetShardId, epoch, voters };
+  }
+  const [sourceShardId, epoch, sourceEpoch, freezeIndex, freezeTerm, sourceEnd, voters] = value as unknown[];
+  if (
+    value.length !== 7 ||
+    typeof freezeTerm !== 'number' ||
+    typeof sourceShardId !== 'number' ||
+    typeof epoch !== 'number' ||
+    typeof sourceEpoch !== 'number' ||
+    typeof freezeIndex !== 'number' ||
+    !(sourceEnd === null || sourceEnd instanceof Uint8Array) ||
+    !numbers(voters)
+  ) {
+    throw new CorruptRecordError(`entry ${index}: commitMerge fields are malformed`);
+  }
+  return { op: 'commitMerge', key, epoch, sourceShardId, sourceEnd, sourceEpoch, freezeIndex, freezeTerm, voters };
+}
+
+/** Whether an entry's payload is a commitMerge (the round checks every committed entry before applying it: two bytes tell, as isChecksumCommand). */
+export function isCommitMergeCommand(data: Uint8Array): boolean {
+  return data.byteLength >= 2 && data[0] === TUPLE_4_HEADER && data[1] === OP_COMMIT_MERGE;
+}
+
+/** Whether an entry's payload changes a range's shape: a split, a freeze or a merge (two bytes tell, as isChecksumCommand). */
+export function isRangeCommand(data: Uint8Array): boolean {
+  return data.byteLength >= 2 && data[0] === TUPLE_4_HEADER && (data[1] === OP_SPLIT || data[1] === OP_PREPARE_MERGE || data[1] === OP_COMMIT_MERGE);
 }
 
 /**

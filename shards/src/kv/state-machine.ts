@@ -18,7 +18,12 @@ import {
   type KvResult,
   type PutCommand,
   type SplitCommand,
+  type RangeCommand,
+  type FrozenRange,
+  type PrepareMergeCommand,
+  type CommitMergeCommand,
 } from './command.js';
+import { commitMergeRefusal, decodeFrozen, encodeFrozen, mergedRange, prepareMergeRefusal, sourceCaughtUp } from './merge.js';
 import { commandOutsideRange, decodeShardRange, describeRange, encodeShardRange, hexKey, type ShardRange } from './range.js';
 
 /** One shard's committed entries to apply, and its configuration afterwards if a conf change was among them. */
@@ -30,6 +35,8 @@ export interface ApplyBatch {
   readonly confAt?: ReadonlyMap<LogIndex, ConfState>;
   /** The shard's range before these entries, if the caller holds it; otherwise read from its stored descriptor. */
   readonly range?: ShardRange;
+  /** The shard's freeze for a merge before these entries (null: none), if the caller holds it; otherwise read from the store. */
+  readonly frozen?: FrozenRange | null;
 }
 
 /** What one entry's apply produced: a batch entry's is a list, one result per command in order. */
@@ -64,6 +71,10 @@ export interface ApplyOutcome {
   /** Shards whose range or epoch the entries changed, with the new one. */
   readonly ranges: Map<GroupId, ShardRange>;
   readonly created: readonly CreatedShard[];
+  /** Shards a prepareMerge froze. */
+  readonly frozen: Map<GroupId, FrozenRange>;
+  /** Merges applied: the target took the source in (the source's replica here is to be destroyed, its data kept). */
+  readonly merged: readonly { readonly target: GroupId; readonly source: GroupId }[];
 }
 
 /** An apply split around a caller's transaction (see KvStateMachine.stage). */
@@ -151,6 +162,8 @@ export class KvStateMachine {
         const results: ApplyResults = new Map();
         const ranges = new Map<GroupId, ShardRange>();
         const sizes = new Map<GroupId, SizeDelta>();
+        const frozenNow = new Map<GroupId, FrozenRange>();
+        const merged: { target: GroupId; source: GroupId }[] = [];
         for (const b of batches) {
           if (b.entries.length === 0) continue;
           const shardResults = new Map<LogIndex, EntryResult>();
@@ -158,6 +171,7 @@ export class KvStateMachine {
           const before = b.range ?? decodeShardRange(b.shardId, this.store.descriptor(b.shardId));
           let range = before;
           let conf = this.store.shardState(b.shardId).confState;
+          let frozen = b.frozen === undefined ? decodeFrozen(b.shardId, this.store.frozen(b.shardId)) : (b.frozen ?? undefined);
           for (const e of b.entries) {
             if (e.type === 'confChange') {
               // A membership change moves the epoch: a router holding the old replica set is stale.
@@ -183,14 +197,37 @@ export class KvStateMachine {
                 const command = decodeCommand(e.index, data);
                 // Only puts and deletes are batched (ShardRequests): anything else in one is refused alike everywhere.
                 batchResults.push(
-                  command.op === 'put' || command.op === 'delete' ? this.applyWrite(e.index, command, range, delta) : { ok: false, code: 'COMMAND_INVALID', reason: `a ${command.op} cannot be batched` },
+                  frozen !== undefined
+                    ? frozenRefusal(b.shardId, frozen)
+                    : command.op === 'put' || command.op === 'delete'
+                      ? this.applyWrite(e.index, command, range, delta)
+                      : { ok: false, code: 'COMMAND_INVALID', reason: `a ${command.op} cannot be batched` },
                 );
               }
               shardResults.set(e.index, batchResults);
               continue;
             }
             const command = decodeCommand(e.index, e.data);
-            if (command.op === 'split') {
+            if (command.op === 'prepareMerge') {
+              const refused = prepareMergeRefusal(command, b.shardId, range, conf, frozen);
+              if (refused !== undefined) {
+                shardResults.set(e.index, refused);
+                continue;
+              }
+              range = { ...range, epoch: range.epoch + 1 };
+              frozen = { targetShardId: command.targetShardId, index: e.index, term: e.term, epoch: range.epoch };
+              this.store.writeFrozen(b.shardId, encodeFrozen(frozen));
+              frozenNow.set(b.shardId, frozen);
+              shardResults.set(e.index, { ok: true, version: 0, frozen });
+            } else if (frozen !== undefined) {
+              // Frozen: its data is final as of the freeze, for the target to take in.
+              shardResults.set(e.index, frozenRefusal(b.shardId, frozen));
+            } else if (command.op === 'commitMerge') {
+              const outcome = this.applyCommitMerge(b.shardId, command, range, conf);
+              shardResults.set(e.index, outcome.result);
+              if (outcome.result.ok) merged.push({ target: b.shardId, source: command.sourceShardId as GroupId });
+              range = outcome.range;
+            } else if (command.op === 'split') {
               const outcome = this.applySplit(b.shardId, command, range, conf, created);
               shardResults.set(e.index, outcome.result);
               range = outcome.range;
@@ -208,7 +245,7 @@ export class KvStateMachine {
           this.store.meta.putSync([b.shardId, 'applied'], done.index);
           if (done.confState !== undefined) this.store.meta.putSync([b.shardId, 'conf'], encodeConfState(done.confState));
         }
-        return { results, ranges, created, sizes };
+        return { results, ranges, created, sizes, frozen: frozenNow, merged };
       },
       committed: () => {
         for (const [shardId, done] of applied) this.store.noteApplied(shardId, done.index, done.confState);
@@ -258,8 +295,32 @@ export class KvStateMachine {
     };
   }
 
+  /**
+   * A merge's commit on the target (kv/merge.ts): refused from the target's
+   * own state alike everywhere, else the source's replica here must have
+   * applied its freeze — the core held this apply until it did
+   * (ShardCore's merge gate) — and the range now ends where the source
+   * ended. Nothing is copied: both replicas' data is this store's.
+   */
+  private applyCommitMerge(shardId: GroupId, c: CommitMergeCommand, range: ShardRange, conf: ConfState): { result: KvResult; range: ShardRange } {
+    const refused = commitMergeRefusal(c, shardId, range, conf, undefined);
+    if (refused !== undefined) return { result: refused, range };
+    const source = c.sourceShardId as GroupId;
+    assert(
+      this.store.hasShard(source) &&
+        sourceCaughtUp(c, shardId, range.end, {
+          range: decodeShardRange(source, this.store.descriptor(source)),
+          frozen: decodeFrozen(source, this.store.frozen(source)),
+          applied: this.store.shardState(source).applied,
+        }),
+      () => `shard ${shardId}: merge of shard ${source} applied before that shard's replica here caught up to its freeze ${c.freezeIndex}`,
+    );
+    const merged = mergedRange(range, c);
+    return { result: { ok: true, version: 0, merged: { shardId, start: merged.start, end: merged.end, epoch: merged.epoch, sourceShardId: source } }, range: merged };
+  }
+
   /** A write command: put, delete, atomic batch or range delete. */
-  private applyCommand(index: LogIndex, command: Exclude<KvCommand, SplitCommand>, range: ShardRange, delta: SizeDelta): KvResult {
+  private applyCommand(index: LogIndex, command: Exclude<KvCommand, RangeCommand>, range: ShardRange, delta: SizeDelta): KvResult {
     if (command.op === 'put' || command.op === 'delete') return this.applyWrite(index, command, range, delta);
     const refused = refusal(command, range);
     if (refused !== undefined) return refused;
@@ -409,13 +470,17 @@ export class KvStateMachine {
  * before a split that applied first, so the key belongs to the other half:
  * the client retries there.
  */
-function refusal(command: Exclude<KvCommand, SplitCommand>, range: ShardRange): KvResult | undefined {
+function refusal(command: Exclude<KvCommand, RangeCommand>, range: ShardRange): KvResult | undefined {
   const invalid = validateCommand(command);
   if (invalid !== undefined) return { ok: false, code: 'COMMAND_INVALID', reason: invalid };
   const outside = commandOutsideRange(range, command);
   if (outside === undefined) return undefined;
   const what = outside.end === undefined ? `key ${hexKey(outside.key)}` : `span [${hexKey(outside.key)}, ${hexKey(outside.end)})`;
   return { ok: false, code: 'KEY_OUT_OF_RANGE', reason: `${what} is outside ${describeRange(range)}` };
+}
+
+function frozenRefusal(shardId: GroupId, frozen: FrozenRange): KvResult {
+  return { ok: false, code: 'RANGE_MERGING', reason: `shard ${shardId} is frozen from index ${frozen.index} for a merge into shard ${frozen.targetShardId}` };
 }
 
 /**

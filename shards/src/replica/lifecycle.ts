@@ -1,7 +1,7 @@
 import { EMPTY_CONF_STATE, groupId, nodeId, type ConfState, type GroupId, type NodeId } from '@flotilla/core';
-import { DiskFullError, ShardExistsError, ShardNotFoundError } from '../errors.js';
+import { DiskFullError, RangeMergingError, ShardExistsError, ShardNotFoundError } from '../errors.js';
 import { INITIAL_LOG_INDEX, INITIAL_LOG_TERM } from '../kv/command.js';
-import { UNINITIALIZED, decodeShardRange, encodeShardRange, isInitialized, type ShardRange } from '../kv/range.js';
+import { UNINITIALIZED, decodeShardRange, encodeShardRange, isInitialized, overlaps, type ShardRange } from '../kv/range.js';
 import type { KvStateMachine } from '../kv/state-machine.js';
 import type { ClaimAnswer, CoreRequest } from '../host/core-protocol.js';
 import type { CoreOutputBuffer } from '../host/core-output.js';
@@ -54,6 +54,8 @@ export class ReplicaLifecycle {
   private readonly creating: CreateShardRequest[] = [];
   /** Groups whose applied configuration no longer has this node (destroyed after the round). */
   private readonly removedByApply = new Set<Group>();
+  /** Groups a merge took in (destroyed after the round, their data kept: it is the target's now). */
+  private readonly mergedAway = new Set<Group>();
 
   constructor(private readonly port: ReplicaLifecyclePort) {}
 
@@ -87,6 +89,13 @@ export class ReplicaLifecycle {
         // whose heartbeat brings it up to date, or elects one.
         if (g.quiesced && confState.voters.includes(self)) quiescence.campaignSoon(g);
       }
+    }
+    // A frozen replica whose target here already covers its range: the merge applied and the node stopped
+    // before this replica's destroy (destroyRemovedByApply runs after the round's commit). Finish it.
+    for (const g of this.port.groups.values()) {
+      if (g.frozen === undefined) continue;
+      const target = this.port.groups.get(g.frozen.targetShardId as GroupId);
+      if (target !== undefined && overlaps(target.bounds, g.bounds)) this.noteMergedAway(g);
     }
   }
 
@@ -147,12 +156,19 @@ export class ReplicaLifecycle {
   onRemoveShard(id: number, shardId: GroupId): void {
     const g = this.port.groups.get(shardId);
     if (g === undefined || g.removed) return this.port.out.fail(id, new ShardNotFoundError(shardId, this.port.self));
+    // Its target's replica here waits for it to catch up (merge-gate.ts): the merge removes it.
+    if (g.frozen !== undefined) return this.port.out.fail(id, new RangeMergingError(`shard ${shardId} on node ${this.port.self} is frozen for a merge into shard ${g.frozen.targetShardId}; the merge removes it`));
     this.destroyGroup(g, () => this.port.out.reply(id, null));
   }
 
   /** The group applied a configuration without this node: it is destroyed once the round has committed (destroyRemovedByApply). */
   noteRemovedByApply(g: Group): void {
     this.removedByApply.add(g);
+  }
+
+  /** A merge took the replica's range into its target's: destroyed after the round's commit, its data kept. */
+  noteMergedAway(g: Group): void {
+    this.mergedAway.add(g);
   }
 
   /**
@@ -168,6 +184,11 @@ export class ReplicaLifecycle {
       this.destroyGroup(g, () => this.port.out.event({ kind: 'shardRemoved', shardId: g.id }));
     }
     this.removedByApply.clear();
+    for (const g of this.mergedAway) {
+      if (g.removed) continue;
+      this.destroyGroup(g, () => this.port.out.event({ kind: 'shardRemoved', shardId: g.id }), { keepData: true });
+    }
+    this.mergedAway.clear();
   }
 
   /**
@@ -175,7 +196,7 @@ export class ReplicaLifecycle {
    * tombstone keeping its last term and vote: a replica created here again
    * must not vote twice in a term.
    */
-  private destroyGroup(g: Group, then: () => void): void {
+  private destroyGroup(g: Group, then: () => void, options: { keepData?: boolean } = {}): void {
     const { self, store, out } = this.port;
     const shardId = g.id;
     g.removed = true;
@@ -188,7 +209,8 @@ export class ReplicaLifecycle {
       const config = g.raw.raft.tracker.confState();
       for (const peer of new Set([...config.voters, ...config.votersOutgoing, ...config.learners])) if (peer !== self) out.outbox.wake(peer, shardId);
       // A Ready taken but not advanced cannot exist here: rounds run inside the loop, and so do tasks.
-      await store.destroyShard(shardId, isInitialized(g.bounds) ? { start: g.bounds.start, end: g.bounds.end } : undefined, { tombstone: g.raw.raft.hardState() });
+      const bounds = isInitialized(g.bounds) && options.keepData !== true ? { start: g.bounds.start, end: g.bounds.end } : undefined;
+      await store.destroyShard(shardId, bounds, { tombstone: g.raw.raft.hardState() });
       this.port.forget(g);
       this.port.log.info({ rangeId: shardId }, 'replica removed');
       then();

@@ -115,10 +115,10 @@ interface ShardState {
  * `away` (the shard lives in another core's store on this node: a split
  * applied here must not create it a second time).
  */
-type MetaField = 'hard' | 'conf' | 'applied' | 'snap' | 'desc' | 'tomb' | 'away';
+type MetaField = 'hard' | 'conf' | 'applied' | 'snap' | 'desc' | 'tomb' | 'away' | 'merge';
 type MetaKey = [shardId: number, field: MetaField];
 /** Every per-shard meta record: destroyShard removes exactly these. */
-const META_FIELDS: readonly MetaField[] = ['hard', 'conf', 'applied', 'snap', 'desc'];
+const META_FIELDS: readonly MetaField[] = ['hard', 'conf', 'applied', 'snap', 'desc', 'merge'];
 type LogKey = [shardId: number, index: number];
 type SubDatabases = Pick<NodeStore, 'log' | 'meta' | 'data' | 'dataRecords' | 'staging'>;
 
@@ -379,6 +379,18 @@ export class NodeStore {
   descriptor(shardId: GroupId): unknown {
     this.checkOpen();
     return this.meta.get([shardId, 'desc']);
+  }
+
+  /** The shard's freeze for a merge (kv/merge.ts) as stored, or undefined when it is not frozen. */
+  frozen(shardId: GroupId): unknown {
+    this.checkOpen();
+    return this.meta.get([shardId, 'merge']);
+  }
+
+  /** @internal Records (or with undefined clears) the shard's freeze inside the caller's write transaction: an apply, a snapshot install. */
+  writeFrozen(shardId: GroupId, stored: unknown): void {
+    if (stored === undefined) this.meta.removeSync([shardId, 'merge']);
+    else this.meta.putSync([shardId, 'merge'], stored);
   }
 
   /**

@@ -1,11 +1,14 @@
 // An in-process cluster of Hosts over the deterministic MemoryNetwork, with
 // inline cores and a manual tick: the test owns time and delivery.
-import { SeededRng, groupId, type GroupId } from '@flotilla/core';
+import { SeededRng, groupId, type GroupId, type Message } from '@flotilla/core';
 import type { Transport } from '@flotilla/transport';
 import { MemoryNetwork } from '@flotilla/transport/testing';
+import { Packr } from 'msgpackr';
 import { pino } from 'pino';
 import type { KvCommand, KvResult } from '../../src/kv/command.js';
 import { Host } from '../../src/host/host.js';
+import { decodeBatch, encodeBatch } from '../../src/host/message-codec.js';
+import { HEARTBEAT_RESPONSE_TUPLE_LENGTH, HEARTBEAT_TUPLE_LENGTH, SEGMENT_FORMAT } from '../../src/host/node-batch.js';
 import type { HostOptions } from '../../src/host/options.js';
 import type { ShardStatus } from '../../src/host/core-protocol.js';
 import type { ShellLogger } from '../../src/shell-logger.js';
@@ -225,3 +228,45 @@ export const shardKey = (shardId: number, name: string): Uint8Array => key(`s${S
 
 export const key = (s: string): Uint8Array => new TextEncoder().encode(s);
 export const text = (b: Uint8Array | undefined): string | undefined => (b === undefined ? undefined : new TextDecoder().decode(b));
+
+const framePackr = new Packr({ useRecords: false, moreTypes: false });
+
+/**
+ * A frame (node-batch.ts) with all of one shard's Raft traffic taken out —
+ * its heartbeats, responses, wakes, and its messages unless `rewrite`
+ * returns one to send instead — and the rest as it was, in order: cuts one
+ * range off a node while its other ranges talk.
+ */
+export function withoutShard(frame: Uint8Array, shardId: number, rewrite: (m: Message) => Message | undefined = () => undefined): Uint8Array {
+  if (frame.byteLength === 0) return frame;
+  const tuples = (flat: number[], size: number): number[] => flat.filter((_, i) => flat[i - (i % size)] !== shardId);
+  const pairs = (flat: unknown[]): unknown[] => flat.filter((_, i) => flat[i - (i % 2)] !== shardId);
+  const sectionsOf = (flat: unknown[]): unknown[] => {
+    const out: unknown[] = [];
+    for (let i = 0; i < flat.length; i += 2) {
+      if (flat[i] !== shardId) {
+        out.push(flat[i], flat[i + 1]);
+        continue;
+      }
+      const kept = decodeBatch(flat[i + 1] as Uint8Array).flatMap((e) => {
+        const m = rewrite(e.message);
+        return m === undefined ? [] : [{ shardId: e.shardId, message: m }];
+      });
+      if (kept.length > 0) out.push(flat[i], encodeBatch(kept));
+    }
+    return out;
+  };
+  const parts = (framePackr.unpackMultiple(frame) as unknown[]).map((v) => {
+    if (!Array.isArray(v) || v[0] !== SEGMENT_FORMAT) return framePackr.pack(v);
+    const [format, heartbeats, responses, sections, wakes, notLeading] = v as [number, number[], number[], unknown[], number[], number[]];
+    return framePackr.pack([
+      format,
+      tuples(heartbeats, HEARTBEAT_TUPLE_LENGTH),
+      tuples(responses, HEARTBEAT_RESPONSE_TUPLE_LENGTH),
+      sectionsOf(sections),
+      wakes.filter((w) => w !== shardId),
+      pairs(notLeading),
+    ]);
+  });
+  return Buffer.concat(parts);
+}
