@@ -401,6 +401,8 @@ describe('SnapshotInstaller', () => {
     { name: 'an oversized chunk', prefix: (c) => [c[0]!], bad: (c) => new Uint8Array([...c[1]!, ...new Uint8Array(SNAPSHOT_CHUNK_BYTES_MAX)]) },
     { name: 'a chunk of another snapshot (index)', prefix: (c) => [c[0]!], bad: (c) => tampered(c[1]!, (f) => void (f[2] = (f[2] as number) + 1)) },
     { name: 'a chunk with other bounds', prefix: (c) => [c[0]!], bad: (c) => tampered(c[1]!, (f) => void (f[5] = [bytes('a'), null])) },
+    { name: 'a chunk claiming a freeze the first one did not', prefix: (c) => [c[0]!], bad: (c) => tampered(c[1]!, (f) => void (f[5] = [...(f[5] as unknown[]), [7, 10, 3, 2]])) },
+    { name: 'a chunk with a malformed freeze', prefix: () => [], bad: (c) => tampered(c[0]!, (f) => void (f[5] = [...(f[5] as unknown[]), [7, -1, 3]])) },
     { name: 'a chunk with another conf state', prefix: (c) => [c[0]!], bad: (c) => tampered(c[1]!, (f) => void (f[4] = { ...SOURCE_CONF, voters: [1] })) },
     { name: 'a pair outside the bounds', prefix: (c) => [c[0]!], bad: (c) => tamperedPairs(c[1]!, (p) => void p.splice(-1, 1, [bytes('zz'), 1, bytes('x')])) },
     { name: 'pairs out of key order', prefix: (c) => [c[0]!], bad: (c) => tamperedPairs(c[1]!, (p) => void p.reverse()) },

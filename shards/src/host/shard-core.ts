@@ -185,7 +185,7 @@ export class ShardCore {
         this.kick();
       },
     });
-    this.snapshotsIn = new IncomingSnapshots({ ...shared, disk: this.disk, step: (g, m) => this.inbound.step(g, m) });
+    this.snapshotsIn = new IncomingSnapshots({ ...shared, disk: this.disk, step: (g, m) => this.inbound.step(g, m), supersede: (g) => this.replicas.noteMergedAway(g) });
     this.requests = new ShardRequests({ ...shared, sm: this.sm, checksums: this.checksums, disk: this.disk });
     this.replicas = new ReplicaLifecycle({
       ...shared,
@@ -451,15 +451,21 @@ export class ShardCore {
 
     // Each write waits while the disk is full. The core closing meanwhile abandons the Ready, as a crash
     // would (the log replays it): the round ends there.
+    let installed = false;
     for (const { g, rd } of items) {
-      if (rd.snapshot !== undefined && !(await this.disk.untilWritten(() => this.snapshotsIn.install(g, rd), 2 * (g.accepted?.stagedBytes ?? 0)))) return;
+      if (rd.snapshot === undefined) continue;
+      if (!(await this.disk.untilWritten(() => this.snapshotsIn.install(g, rd), 2 * (g.accepted?.stagedBytes ?? 0)))) return;
+      installed = true;
     }
+    // A replica a snapshot just took over (a range merged into the snapshot's) applies, answers and serves
+    // nothing more: its keys are the snapshot's now. It is destroyed after the round.
+    const live = installed ? items.filter(({ g }) => !this.replicas.isMergedAway(g)) : items;
     const writes = this.logWrites(items);
     // Committed entries are applied in the group commit's own transaction: they are committed by a
     // quorum already, and one transaction per round instead of two halves the syncs a round waits for.
     // A checksum entry ends its transaction (ApplyPlan.segments): the entries after it apply in another one.
     const results: ApplyResults = new Map();
-    const segments = this.applyPlan.segments(items);
+    const segments = this.applyPlan.segments(live);
     for (let i = 0; i < segments.length; i++) {
       const segment = segments[i]!;
       // Staged only now: each segment starts where the one before it left the store and the groups' ranges.
@@ -491,8 +497,8 @@ export class ShardCore {
     for (const { g, rd } of items) this.route(g, rd.messagesAfterPersist);
     this.out.flush();
     const times = { readyAtMs, appliedAtMs: performance.now() };
-    for (const { g, rd } of items) this.requests.settleProposals(g, rd.committedEntries, results.get(g.id), times);
-    for (const { g, rd } of items) this.requests.answerReads(g, rd);
+    for (const { g, rd } of live) this.requests.settleProposals(g, rd.committedEntries, results.get(g.id), times);
+    for (const { g, rd } of live) this.requests.answerReads(g, rd);
     for (const { g } of items) {
       g.raw.advance();
       this.touched.add(g);

@@ -171,6 +171,11 @@ export class ReplicaLifecycle {
     this.mergedAway.add(g);
   }
 
+  /** Whether the replica was taken in by a merge and waits for its destroy. */
+  isMergedAway(g: Group): boolean {
+    return this.mergedAway.has(g);
+  }
+
   /**
    * Replicas that applied their own removal destroy themselves (TiKV does
    * the same): the rest of the group goes on without them, and a tombstone

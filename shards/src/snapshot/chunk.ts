@@ -1,6 +1,7 @@
 import { assert, type ConfState, type GroupId, type LogIndex, type Term } from '@flotilla/core';
 import { Packr } from 'msgpackr';
-import { CONTENT_TYPE_BYTES_MAX, CONTENT_TYPE_OVERHEAD_BYTES, VALUE_BYTES_MAX } from '../kv/command.js';
+import { CONTENT_TYPE_BYTES_MAX, CONTENT_TYPE_OVERHEAD_BYTES, VALUE_BYTES_MAX, type FrozenRange } from '../kv/command.js';
+import { decodeFrozen, encodeFrozen } from '../kv/merge.js';
 import { KEY_BYTES_MAX, SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_PAIR_BYTES_MAX, decodeConfState, encodeConfState, type RangeBounds } from '../storage/codec.js';
 import { CorruptRecordError } from '../storage/errors.js';
 
@@ -30,6 +31,8 @@ export interface SnapshotHeader {
   readonly bounds: RangeBounds;
   /** The range's epoch at the snapshot (kv/range.ts). */
   readonly epoch: number;
+  /** Present when the range is frozen for a merge (kv/merge.ts): the replica installing it is frozen too. */
+  readonly frozen?: FrozenRange | undefined;
 }
 
 /**
@@ -63,7 +66,7 @@ const packr = new Packr({ useRecords: false, moreTypes: false });
 
 export function encodeChunk(c: Chunk): Uint8Array {
   const h = c.header;
-  const bytes = packr.pack([h.format, h.shardId, h.index, h.term, encodeConfState(h.confState), [h.bounds.start, h.bounds.end, h.epoch], c.seq, c.last, c.body]);
+  const bytes = packr.pack([h.format, h.shardId, h.index, h.term, encodeConfState(h.confState), h.frozen === undefined ? [h.bounds.start, h.bounds.end, h.epoch] : [h.bounds.start, h.bounds.end, h.epoch, encodeFrozen(h.frozen)], c.seq, c.last, c.body]);
   assert(bytes.byteLength <= SNAPSHOT_CHUNK_BYTES_MAX, () => `snapshot chunk of ${bytes.byteLength} B exceeds ${SNAPSHOT_CHUNK_BYTES_MAX}`);
   return bytes;
 }
@@ -172,7 +175,7 @@ export function decodeChunk(bytes: Uint8Array): Chunk {
   if (typeof last !== 'boolean') throw new CorruptRecordError('snapshot chunk lacks the last flag');
   if (
     !Array.isArray(bounds) ||
-    bounds.length !== 3 ||
+    (bounds.length !== 3 && bounds.length !== 4) ||
     !(bounds[0] instanceof Uint8Array) ||
     !(bounds[1] === null || bounds[1] instanceof Uint8Array) ||
     !Number.isSafeInteger(bounds[2]) ||
@@ -180,6 +183,8 @@ export function decodeChunk(bytes: Uint8Array): Chunk {
   ) {
     throw new CorruptRecordError('snapshot chunk bounds are malformed');
   }
+  // A freeze rides as the bounds' fourth element (decodeFrozen throws CorruptRecordError on a bad one).
+  const frozen = bounds.length === 4 ? decodeFrozen(shardId as number, bounds[3]) : undefined;
   if (!(body instanceof Uint8Array) || body.byteLength > CHUNK_BODY_BYTES_MAX) throw new CorruptRecordError('snapshot chunk body is not bytes within the body limit');
   const start = bounds[0] as Uint8Array;
   const end = bounds[1] as Uint8Array | null;
@@ -208,6 +213,7 @@ export function decodeChunk(bytes: Uint8Array): Chunk {
       confState: decodeConfState(conf),
       bounds: { start: bounds[0] as Uint8Array, end: bounds[1] as Uint8Array | null },
       epoch: bounds[2] as number,
+      ...(frozen === undefined ? {} : { frozen }),
     },
     seq: seq as number,
     last,
@@ -235,6 +241,7 @@ export function sameHeader(a: SnapshotHeader, b: SnapshotHeader): boolean {
     JSON.stringify(encodeConfState(a.confState)) === JSON.stringify(encodeConfState(b.confState)) &&
     sameBytes(a.bounds.start, b.bounds.start) &&
     sameBytes(a.bounds.end, b.bounds.end) &&
-    a.epoch === b.epoch
+    a.epoch === b.epoch &&
+    JSON.stringify(a.frozen === undefined ? null : encodeFrozen(a.frozen)) === JSON.stringify(b.frozen === undefined ? null : encodeFrozen(b.frozen))
   );
 }

@@ -1,5 +1,5 @@
 import { ProposalDroppedError, assert, type GroupId, type Message, type NodeId, type Ready } from '@flotilla/core';
-import { describeRange, overlaps, type ShardRange } from '../kv/range.js';
+import { coversSpan, describeRange, isInitialized, overlaps, type ShardRange } from '../kv/range.js';
 import type { CoreStats } from '../host/core-protocol.js';
 import type { CoreOutputBuffer } from '../host/core-output.js';
 import type { DiskGuard } from '../host/disk-guard.js';
@@ -7,6 +7,17 @@ import type { Group } from '../host/group.js';
 import type { ShellLogger } from '../shell-logger.js';
 import type { NodeStore } from '../storage/node-store.js';
 import { SnapshotInstaller } from './installer.js';
+
+/**
+ * Whether a snapshot of `by` takes over `r`, another replica's range in the
+ * same store: it covers all of `r` at a higher epoch. Ranges only grow by a
+ * merge, and a merge commits only once the range it takes in is frozen, so
+ * that replica is of a range merged into the snapshot's, only behind: its
+ * data is in the snapshot, and it will never serve again.
+ */
+function superseded(r: ShardRange, by: ShardRange): boolean {
+  return isInitialized(r) && isInitialized(by) && r.epoch < by.epoch && coversSpan(by, r.start, r.end);
+}
 
 /** A snapshot that would overlap another replica's range in this core's store (see checkRange). */
 class SnapshotOverlapError extends Error {
@@ -29,6 +40,8 @@ export interface IncomingSnapshotsPort {
   wake(g: Group): void;
   /** Steps a message into the group as network input (refused, not asserted, when Raft rejects it). */
   step(g: Group, m: Message): void;
+  /** A replica whose range an installed snapshot took over (see superseded): it applies nothing more and is destroyed after the round, its data kept. */
+  supersede(g: Group): void;
 }
 
 /**
@@ -142,7 +155,13 @@ export class IncomingSnapshots {
     const header = await installer.install(rd.hardState ?? g.raw.raft.hardState());
     g.accepted = undefined;
     g.bounds = { start: header.bounds.start, end: header.bounds.end, epoch: header.epoch };
+    g.frozen = header.frozen;
     g.resetLoad();
+    for (const other of this.port.groups.values()) {
+      if (other === g || other.removed || !superseded(other.bounds, g.bounds)) continue;
+      this.port.supersede(other);
+      this.port.log.info({ rangeId: other.id, byRangeId: g.id, epoch: other.bounds.epoch, byEpoch: g.bounds.epoch }, 'replica superseded by a snapshot of the range that merged it in');
+    }
     // Whatever waited on entries the snapshot replaced was decided elsewhere; its outcome is unknown here.
     for (const [index, p] of g.proposals) {
       if (index <= header.index) {
@@ -172,6 +191,8 @@ export class IncomingSnapshots {
       const pending = other.accepted?.stagedHeader;
       const claimed = [other.bounds, ...(pending === undefined ? [] : [{ start: pending.bounds.start, end: pending.bounds.end, epoch: pending.epoch }])];
       for (const r of claimed) {
+        // A replica the snapshot's range merged in (see superseded) gives way when it installs.
+        if (r === other.bounds && superseded(r, range)) continue;
         if (overlaps(r, range)) {
           throw new SnapshotOverlapError(
             `snapshot ${h.index} of shard ${g.id} covers ${describeRange(range)} (epoch ${range.epoch}), overlapping shard ${other.id}'s ${describeRange(r)} (epoch ${r.epoch}) on node ${this.port.self}; retried once that shard catches up`,

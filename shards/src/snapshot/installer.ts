@@ -1,4 +1,5 @@
 import { SnapshotOutOfDateError, assert, type GroupId, type HardState } from '@flotilla/core';
+import { encodeFrozen } from '../kv/merge.js';
 import { decodeShardRange, hexKey, isInitialized } from '../kv/range.js';
 import { encodeConfState, encodeHardState } from '../storage/codec.js';
 import { CorruptRecordError } from '../storage/errors.js';
@@ -120,6 +121,8 @@ export class SnapshotInstaller {
       store.meta.putSync([shardId, 'applied'], h.index);
       store.meta.putSync([shardId, 'snap'], [h.index, h.term]);
       store.meta.putSync([shardId, 'desc'], [h.bounds.start, h.bounds.end, h.epoch]);
+      // Frozen for a merge as the range was at the snapshot, or not: nothing of the replica's own survives.
+      store.writeFrozen(shardId, h.frozen === undefined ? undefined : encodeFrozen(h.frozen));
     });
     store.noteInstalled(shardId, {
       hardState,

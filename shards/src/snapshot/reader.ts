@@ -1,4 +1,5 @@
 import type { GroupId, Term } from '@flotilla/core';
+import { decodeFrozen } from '../kv/merge.js';
 import { WHOLE_KEY_SPACE, decodeShardRange } from '../kv/range.js';
 import { decodeConfState, type RangeBounds } from '../storage/codec.js';
 import { CorruptRecordError } from '../storage/errors.js';
@@ -24,7 +25,8 @@ export function* readSnapshot(store: NodeStore, shardId: GroupId, fallback: Rang
     if (!Number.isSafeInteger(index)) throw new CorruptRecordError(`shard ${shardId}: applied index ${String(index)}`);
     const confState = decodeConfState(store.meta.get([shardId, 'conf'], at));
     const term = termAt(store, shardId, index as number, txn);
-    const header: SnapshotHeader = { format: SNAPSHOT_FORMAT, shardId, index: index as number, term, confState, bounds, epoch };
+    const frozen = decodeFrozen(shardId, store.meta.get([shardId, 'merge'], at));
+    const header: SnapshotHeader = { format: SNAPSHOT_FORMAT, shardId, index: index as number, term, confState, bounds, epoch, ...(frozen === undefined ? {} : { frozen }) };
     const body = new ChunkBodyWriter();
     let seq = 0;
     // The records' bytes as stored: a chunk copies them, nothing decodes them (chunk.ts).

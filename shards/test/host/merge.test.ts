@@ -181,4 +181,41 @@ describe('merge', () => {
     expect(await staleValue(c, hidden, LEFT, shardKey(LEFT, name(11)))).toBe('hidden');
     expect(await staleValue(c, hidden, LEFT, shardKey(LEFT, name(13)))).toBe('r13');
   });
+
+  it('a node that missed the whole merge gets the merged range by snapshot, which supersedes its stale replica of the right half', async () => {
+    const c = await splitCluster({ host: { compactionTriggerEntries: 16, compactionKeepEntries: 4 } });
+    const leaders = (await c.agreedLeaders([LEFT, RIGHT]))!;
+    const away = c.nodeIds.find((id) => id !== leaders.get(LEFT) && id !== leaders.get(RIGHT))!;
+    await c.stopNode(away);
+    expect(await c.write(RIGHT, { op: 'put', key: shardKey(LEFT, name(14)), value: key('while-away') })).toMatchObject({ ok: true });
+    const frozen = await freeze(c);
+    expect(await c.write(LEFT, await commitCommand(c, frozen))).toMatchObject({ ok: true });
+    // Enough writes to the merged range that its log is compacted past what `away` holds.
+    for (let i = 0; i < 30; i++) expect(await c.write(LEFT, { op: 'put', key: shardKey(LEFT, name(i % 20)), value: key(`m${i}`) })).toMatchObject({ ok: true });
+
+    await c.startNode(away);
+    // Its stale replica of the right half (never frozen, at a lower epoch) overlaps the snapshot's range.
+    expect((await statusOn(c, away, RIGHT))?.frozen).toBeUndefined();
+    await untilMergedEverywhere(c);
+    expect((await c.host(away).coreStats()).reduce((n, s) => n + s.snapshotsInstalled, 0)).toBeGreaterThan(0);
+    for (let i = 0; i < 20; i++) expect(await staleValue(c, away, LEFT, shardKey(LEFT, name(i)))).toBe(`m${i < 10 ? i + 20 : i}`);
+  });
+
+  it('a frozen range caught up by snapshot is frozen too', async () => {
+    const c = await splitCluster({ host: { compactionTriggerEntries: 16, compactionKeepEntries: 4 } });
+    const leaders = (await c.agreedLeaders([LEFT, RIGHT]))!;
+    const away = c.nodeIds.find((id) => id !== leaders.get(LEFT) && id !== leaders.get(RIGHT))!;
+    await c.stopNode(away);
+    // The right half's log moves past what `away` holds, then freezes.
+    for (let i = 0; i < 30; i++) expect(await c.write(RIGHT, { op: 'put', key: shardKey(LEFT, name(10 + (i % 10))), value: key(`w${i}`) })).toMatchObject({ ok: true });
+    const frozen = await freeze(c);
+    await c.startNode(away);
+    await untilEveryReplicaFrozen(c, frozen);
+    expect((await c.host(away).coreStats()).reduce((n, s) => n + s.snapshotsInstalled, 0)).toBeGreaterThan(0);
+    expect((await statusOn(c, away, RIGHT))?.frozen).toEqual(frozen);
+    await expect(c.host(away).get(groupId(RIGHT), shardKey(LEFT, name(12)), { consistency: 'stale' })).rejects.toMatchObject({ code: 'RANGE_MERGING' });
+    expect(await c.write(LEFT, await commitCommand(c, frozen))).toMatchObject({ ok: true });
+    await untilMergedEverywhere(c);
+    for (let i = 0; i < 10; i++) expect(await staleValue(c, away, LEFT, shardKey(LEFT, name(10 + i)))).toBe(`w${20 + i}`);
+  });
 });
