@@ -61,8 +61,12 @@ export interface HostKvStoreStats {
   readonly hostCallsAbandoned: number;
   /** 0 or 1: every caller shares the one read of the meta range in flight. */
   readonly refreshesInFlight: number;
-  /** Reads of the descriptors from the meta range started so far (at most one per META_REFRESH_INTERVAL_MS_MIN, meta-client.ts). */
+  /** Reads of every descriptor from the meta range started so far (at most one per META_REFRESH_INTERVAL_MS_MIN, meta-client.ts). */
   readonly metaRefreshesStarted: number;
+  /** Routing misses looked up in the meta range's range end index: each one bounded read and at most one descriptor read (range-lookup.ts). */
+  readonly metaLookupsStarted: number;
+  /** Rounds of those lookups that fell back to reading every descriptor. */
+  readonly metaLookupFallbacks: number;
 }
 
 /** Whether this node can serve linearizable traffic, and if not, why (see readiness). */
@@ -132,6 +136,8 @@ export class HostKvStore implements KvStore {
       hostCallsAbandoned: this.calls.abandonedCount,
       refreshesInFlight: this.meta.refreshesInFlight,
       metaRefreshesStarted: this.meta.refreshesStarted,
+      metaLookupsStarted: this.meta.lookupsStarted,
+      metaLookupFallbacks: this.meta.lookupFallbacks,
     };
   }
 

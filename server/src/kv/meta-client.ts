@@ -10,20 +10,26 @@ import {
   decodeNodeRecord,
   decodePlacementSettings,
   decodeRangeDescriptor,
+  decodeRangeEndEntry,
   encodeCounter,
   encodeNodeRecord,
   encodePlacementSettings,
   encodeRangeDescriptor,
+  encodeRangeEndEntry,
   nodeKey,
+  rangeEndKey,
+  rangeEndKeyAfter,
   rangeKey,
   type NodeRecord,
   type PlacementSettings,
   type RangeDescriptor,
   type RangeTable,
 } from '@flotilla/placement';
-import type { KvResult, ShardStatus, ShardViewChanges } from '@flotilla/shards';
+import { ATOMIC_BATCH_BYTES_MAX, ATOMIC_BATCH_OPS_MAX, KEY_BYTES_MAX, type KvResult, type ShardStatus, type ShardViewChanges } from '@flotilla/shards';
 import { closedOr, type HostCalls } from './host-calls.js';
-import type { RangeOp, RangeOpResult } from './range-ops.js';
+import { RangeLookups, isIndexable } from './range-lookup.js';
+import type { BatchWrite, RangeOp, RangeOpResult } from './range-ops.js';
+import type { RouteMiss } from './route-target.js';
 import { KvError, REQUEST_DEADLINE_MS_DEFAULT, RETRY_AFTER_MS, SCAN_LIMIT_MAX, type Deadline, type VersionedValue } from './store.js';
 
 /**
@@ -40,6 +46,16 @@ const CAS_RETRIES_MAX = 16;
 const RANGE_ID_BLOCK = 64;
 /** Descriptors reportDescriptors records at once: the meta range's leader takes a turn's writes in one entry. */
 const DESCRIPTOR_WRITES_IN_FLIGHT_MAX = 32;
+/**
+ * Stale range end entries inside a range's span that one recording deletes
+ * at most (range-lookup.ts, rule W2). Only a merge leaves any, one per range
+ * it took in since the range was last recorded; one left over costs a
+ * lookup its fallback, never a wrong route.
+ */
+const INSIDE_ENTRIES_DELETED_MAX = 16;
+
+assert(INSIDE_ENTRIES_DELETED_MAX + 2 <= ATOMIC_BATCH_OPS_MAX, 'a recording (descriptor, end entry, deletions) must fit one atomic batch');
+assert((INSIDE_ENTRIES_DELETED_MAX + 2) * (KEY_BYTES_MAX + 64) + 4096 <= ATOMIC_BATCH_BYTES_MAX, 'a recording must fit one atomic batch in bytes');
 
 assert(META_REFRESH_INTERVAL_MS_MIN < REQUEST_DEADLINE_MS_DEFAULT, 'a request must be able to wait out the refresh interval within its default budget');
 
@@ -75,6 +91,8 @@ export class MetaClient {
   private readonly reported = new Map<number, string>();
   /** Where reportDescriptors left off in the node's view of its replicas, and the led ones it has still to record. */
   private reportCursor = 0;
+  /** Routing misses looked up in the meta range's end index (range-lookup.ts). */
+  private readonly lookups: RangeLookups;
   /** Where refreshFromReplicas left off in the node's view of its replicas. */
   private routeCursor = 0;
   /** Range ids this node took from the allocator and has not used yet: [next, end). */
@@ -84,33 +102,48 @@ export class MetaClient {
   /** The node records the last successful nodes() read returned, and when: what /cluster lists without a quorum. */
   private nodesRead: { readonly nodes: readonly NodeRecord[]; readonly atMs: number } | undefined;
 
-  constructor(private readonly o: MetaClientOptions) {}
+  constructor(private readonly o: MetaClientOptions) {
+    this.lookups = new RangeLookups({ ranges: o.ranges, calls: o.calls, run: o.run, readAll: (deadline) => this.readAll(deadline) });
+  }
 
   /** 0 or 1: every caller shares the one read of the meta range in flight. */
   get refreshesInFlight(): number {
     return this.refreshInFlight === undefined ? 0 : 1;
   }
 
-  /** Reads of the descriptors from the meta range started so far (at most one per META_REFRESH_INTERVAL_MS_MIN). */
+  /** Reads of every descriptor from the meta range started so far (at most one per META_REFRESH_INTERVAL_MS_MIN). */
   get refreshesStarted(): number {
     return this.refreshCount;
   }
 
+  /** Routing misses looked up in the range end index so far: each one bounded read, then at most one descriptor read. */
+  get lookupsStarted(): number {
+    return this.lookups.lookupsStarted;
+  }
+
+  /** Rounds of lookups that fell back to reading every descriptor (no agreeing entry, or the route that had just failed). */
+  get lookupFallbacks(): number {
+    return this.lookups.fallbacks;
+  }
+
   /**
    * Brings the range table up to date: this node's own replicas at once, and
-   * with `fromMeta` the descriptors recorded in the meta range, then the
-   * replicas again over them (fresher for the ranges held here; a newer
-   * epoch evicts the stale descriptors it overlaps). Meta reads are
-   * single-flight — a caller joins the one in flight, waiting no longer than
-   * its own deadline — and start at most once per
-   * META_REFRESH_INTERVAL_MS_MIN (a caller waits out the rest of it). They
-   * are meta-range operations, which never refresh, so a refresh never
-   * recurses. A refresh takes at most half of what is left of its request's
-   * budget: the rest is the request's own, to ask the replicas it learned of
-   * (or, with the meta range unreachable, the ones it knew). Throws only
-   * CLOSED: a meta range that cannot answer leaves the table as it was.
+   * with `fromMeta` the meta range — for a routing miss (`miss`), the range
+   * of its target found in the range end index (range-lookup.ts: one bounded
+   * read and one descriptor, concurrent misses in one range sharing one
+   * lookup), else every descriptor recorded — then the replicas again over
+   * them (fresher for the ranges held here; a newer epoch evicts the stale
+   * descriptors it overlaps). Reads of every descriptor are single-flight —
+   * a caller joins the one in flight, waiting no longer than its own
+   * deadline — and start at most once per META_REFRESH_INTERVAL_MS_MIN (a
+   * caller waits out the rest of it). They are meta-range operations, which
+   * never refresh, so a refresh never recurses. A refresh takes at most half
+   * of what is left of its request's budget: the rest is the request's own,
+   * to ask the replicas it learned of (or, with the meta range unreachable,
+   * the ones it knew). Throws only CLOSED: a meta range that cannot answer
+   * leaves the table as it was.
    */
-  async refresh(request: Deadline, o: { fromMeta: boolean }): Promise<void> {
+  async refresh(request: Deadline, o: { fromMeta: boolean; miss?: RouteMiss }): Promise<void> {
     const deadline = request.within(request.remainingMs() / 2);
     try {
       await this.refreshFromReplicas(deadline);
@@ -120,10 +153,22 @@ export class MetaClient {
       return;
     }
     if (!o.fromMeta) return;
+    if (o.miss === undefined) {
+      await this.readAll(deadline);
+      this.o.checkOpen();
+      return;
+    }
+    await this.lookups.lookUp(o.miss, deadline);
+    this.o.checkOpen();
+    // What the lookup found, under what this node's own replicas know (the fresher for the ranges held here).
+    await this.refreshFromReplicas(deadline).catch(() => undefined);
+  }
+
+  /** Every descriptor into the table: the read in flight, or a new one once META_REFRESH_INTERVAL_MS_MIN passed. Never rejects. */
+  private async readAll(deadline: Deadline): Promise<void> {
     if (this.refreshInFlight === undefined) {
       await this.o.calls.pause(deadline, this.refreshStartMs + META_REFRESH_INTERVAL_MS_MIN - this.o.clock.nowMs());
       if (deadline.expired) return;
-      this.o.checkOpen();
     }
     await this.o.calls.waitAtMost(deadline, this.refreshInFlight ?? this.startRefresh(deadline));
   }
@@ -136,10 +181,11 @@ export class MetaClient {
   /**
    * Records in the meta range the descriptor of every range this node leads
    * whose epoch or replicas moved since this node last recorded it (the
-   * first call records them all): a compare-and-set that keeps whichever
-   * descriptor has the higher epoch, so reporters racing each other, or a
-   * stale leader, never move meta backwards. Returns how many it wrote.
-   * TiKV's region heartbeats to PD, pulled by the node's own timer.
+   * first call records them all), with its range end index entry
+   * (recordDescriptor): a descriptor is never moved to a lower epoch, so
+   * reporters racing each other, or a stale leader, never move meta
+   * backwards. Returns how many ranges it wrote for. TiKV's region
+   * heartbeats to PD, pulled by the node's own timer.
    */
   async reportDescriptors(deadline: Deadline): Promise<number> {
     // Only replicas changed since the last call are looked at: a node with many quiet ranges reads a few.
@@ -152,17 +198,11 @@ export class MetaClient {
       else this.toReport.delete(s.shardId);
     }
     let written = 0;
-    // Several at a time (each a read and a conditional write of its own key): a node that split or moved
-    // many ranges records them in a few meta rounds, not one round trip each. A write that fails throws
-    // once the others settle, with what is left still to record: the next call tries it again.
+    // Several at a time (each two reads and one conditional batch): a node that split or moved many ranges
+    // records them in a few meta rounds, not one round trip each. A write that fails throws once the
+    // others settle, with what is left still to record: the next call tries it again.
     const record = async (shardId: number, s: ShardStatus): Promise<void> => {
-      const local = descriptorOf(s);
-      const wrote = await this.compareAndSet(rangeKey(shardId), `record range ${shardId}`, deadline, (stored) => {
-        const current = stored === undefined ? undefined : decodeRangeDescriptor(stored.value);
-        if (current !== undefined && (current.epoch > local.epoch || (current.epoch === local.epoch && current.replicas.join(',') === local.replicas.join(',')))) return undefined;
-        return encodeRangeDescriptor(local);
-      });
-      if (wrote) written++;
+      if (await this.recordDescriptor(descriptorOf(s), deadline)) written++;
       this.reported.set(shardId, fingerprintOf(s));
       // Only if no newer status replaced it meanwhile.
       if (this.toReport.get(shardId) === s) this.toReport.delete(shardId);
@@ -174,6 +214,45 @@ export class MetaClient {
     const failed = (await Promise.allSettled(workers)).find((r) => r.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
     return written;
+  }
+
+  /**
+   * Records `local`, a range's descriptor as its leader holds it, and its
+   * range end index entry: reads the stored descriptor and the index
+   * entries over its span, then writes what recordingOps decides in one
+   * atomic batch, each write conditional on the version read (retried on a
+   * lost race). One batch, so no crash leaves the descriptor written and its
+   * entry not (range-lookup.ts, rule W1, says why that matters). A node
+   * restarted on a data dir from before the index records every range it
+   * leads on its first call: that fills the index in. Resolves to whether it
+   * wrote anything.
+   */
+  private async recordDescriptor(local: RangeDescriptor, deadline: Deadline): Promise<boolean> {
+    const what = `record range ${local.rangeId}`;
+    for (let attempt = 0; attempt < CAS_RETRIES_MAX; attempt++) {
+      const [stored, index] = await Promise.all([this.get(rangeKey(local.rangeId), deadline), isIndexable(local) ? this.indexOver(local, deadline) : undefined]);
+      const ops = recordingOps(local, stored, index);
+      if (ops.length === 0) return false;
+      const result = (await this.o.run({ kind: 'atomicBatch', rangeId: META_RANGE_ID, ops }, deadline)) as KvResult;
+      if (result.ok) return true;
+      if (result.code !== 'VERSION_MISMATCH') throw new KvError('UNAVAILABLE', `the meta range refused to ${what}: ${result.code}`, { retryAfterMs: RETRY_AFTER_MS });
+    }
+    throw new KvError('UNAVAILABLE', `could not ${what} in ${CAS_RETRIES_MAX} tries (contention)`, { retryAfterMs: RETRY_AFTER_MS });
+  }
+
+  /**
+   * The range end index over `d`'s span: the entry at its end, and up to
+   * INSIDE_ENTRIES_DELETED_MAX entries strictly inside it (highest first),
+   * in one reverse scan from the end entry down to just past the start's.
+   */
+  private async indexOver(d: RangeDescriptor, deadline: Deadline): Promise<IndexOverSpan> {
+    const endKey = rangeEndKey(d.end);
+    const page = (await this.o.run(
+      { kind: 'scan', rangeId: META_RANGE_ID, start: rangeEndKeyAfter(d.start), end: Buffer.concat([endKey, Buffer.of(0)]), limit: INSIDE_ENTRIES_DELETED_MAX + 1, consistency: 'linearizable', reverse: true },
+      deadline,
+    )) as IndexEntryRead[];
+    const atEnd = page[0] !== undefined && Buffer.compare(page[0].key, endKey) === 0 ? page[0] : undefined;
+    return { atEnd, inside: (atEnd === undefined ? page : page.slice(1)).slice(0, INSIDE_ENTRIES_DELETED_MAX) };
   }
 
   /**
@@ -323,6 +402,66 @@ export class MetaClient {
       if (page.length < SCAN_LIMIT_MAX) return out;
       start = Buffer.concat([page[page.length - 1]!.key, Buffer.of(0)]);
     }
+  }
+}
+
+/** One range end index entry as read: its key, value and version. */
+interface IndexEntryRead {
+  readonly key: Uint8Array;
+  readonly value: Uint8Array;
+  readonly version: number;
+}
+
+/** The range end index over a range's span (MetaClient.indexOver). */
+export interface IndexOverSpan {
+  /** The entry at the range's end, if there is one. */
+  readonly atEnd: IndexEntryRead | undefined;
+  /** Entries strictly inside the span (only a merge leaves any). */
+  readonly inside: readonly IndexEntryRead[];
+}
+
+/**
+ * What recording `local` writes, given the stored descriptor of its range and
+ * the index over its span (undefined: its bounds are too long to index), each
+ * write conditional on the version read:
+ * - nothing at all if a newer descriptor of the range is recorded (this
+ *   leader is stale; its entry would point lookups at a range that moved on);
+ * - the descriptor if it is absent, older, or at the same epoch with other
+ *   replicas;
+ * - the end entry if it is absent or older (a higher epoch there is a fresher
+ *   range that ends where this one does: kept);
+ * - while the end entry is, or becomes, this range's at this epoch, a
+ *   conditional delete of every entry inside the span with a lower epoch
+ *   (rule W2 in range-lookup.ts).
+ * An index entry that does not decode counts as the lowest epoch: replaced.
+ */
+export function recordingOps(local: RangeDescriptor, stored: VersionedValue | undefined, index: IndexOverSpan | undefined): BatchWrite[] {
+  const current = stored === undefined ? undefined : decodeRangeDescriptor(stored.value);
+  if (current !== undefined && current.epoch > local.epoch) return [];
+  const ops: BatchWrite[] = [];
+  const sameReplicas = current !== undefined && current.replicas.join(',') === local.replicas.join(',');
+  if (current === undefined || current.epoch < local.epoch || !sameReplicas) {
+    ops.push({ op: 'put', key: rangeKey(local.rangeId), value: encodeRangeDescriptor(local), ifVersion: stored?.version ?? 0 });
+  }
+  if (index === undefined) return ops;
+  const atEnd = index.atEnd === undefined ? undefined : entryOf(index.atEnd);
+  if (atEnd === undefined || atEnd.epoch < local.epoch) {
+    ops.push({ op: 'put', key: rangeEndKey(local.end), value: encodeRangeEndEntry({ rangeId: local.rangeId, epoch: local.epoch }), ifVersion: index.atEnd?.version ?? 0 });
+  } else if (atEnd.rangeId !== local.rangeId || atEnd.epoch !== local.epoch) {
+    return ops;
+  }
+  for (const inside of index.inside) {
+    if (entryOf(inside).epoch < local.epoch) ops.push({ op: 'delete', key: inside.key, ifVersion: inside.version });
+  }
+  return ops;
+}
+
+/** A read index entry's range and epoch; a malformed one as epoch 0, which any recording replaces. */
+function entryOf(read: IndexEntryRead): { rangeId: number; epoch: number } {
+  try {
+    return decodeRangeEndEntry(read.value);
+  } catch {
+    return { rangeId: 0, epoch: 0 };
   }
 }
 

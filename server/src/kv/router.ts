@@ -1,8 +1,9 @@
 import { AssertionError, FlotillaError, assert, groupId } from '@flotilla/core';
-import { META_RANGE_ID, compareKeys, type RangeDescriptor, type RangeTable } from '@flotilla/placement';
+import { META_RANGE_ID, type RangeDescriptor, type RangeTable } from '@flotilla/placement';
 import type { Host } from '@flotilla/shards';
 import { DeadlineExceededError, closedOr, type HostCalls } from './host-calls.js';
 import { decodeRangeOpResult, encodeRangeOp, type RangeOp, type RangeOpResult } from './range-ops.js';
+import { describeTarget, locateTarget, missAnswered, type RouteMiss, type RouteTarget } from './route-target.js';
 import { KvError, RETRY_AFTER_MS, type Deadline } from './store.js';
 
 /** First pause between rounds of asking a range's replicas while none of them leads it; doubles each round. */
@@ -31,9 +32,10 @@ export interface RouterOptions {
   readonly runHere: (op: RangeOp) => Promise<RangeOpResult>;
   /**
    * Brings the table up to date (MetaClient.refresh): this node's replicas,
-   * and with `fromMeta` the descriptors in the meta range. Throws only CLOSED.
+   * and with `fromMeta` the meta range — the range of `miss`'s target if
+   * given, else every descriptor. Throws only CLOSED.
    */
-  readonly refresh: (deadline: Deadline, o: { fromMeta: boolean }) => Promise<void>;
+  readonly refresh: (deadline: Deadline, o: { fromMeta: boolean; miss?: RouteMiss }) => Promise<void>;
   /** Throws CLOSED once the store is closed. */
   readonly checkOpen: () => void;
 }
@@ -71,7 +73,7 @@ export class Router {
    * replicas only: they need no quorum, so they never wait on the meta range.
    */
   async routed<T>(key: Uint8Array, deadline: Deadline, o: { stale: boolean }, run: (range: RangeDescriptor) => Promise<T>): Promise<T> {
-    return this.routedBy(() => this.o.ranges.lookup(key), `key ${Buffer.from(key).toString('hex')}`, deadline, o, run);
+    return this.routedBy({ kind: 'key', key }, deadline, o, run);
   }
 
   /**
@@ -80,13 +82,14 @@ export class Router {
    * scan goes next.
    */
   async routedBelow<T>(end: Uint8Array | null, deadline: Deadline, o: { stale: boolean }, run: (range: RangeDescriptor) => Promise<T>): Promise<T> {
-    return this.routedBy(() => rangeBelow(this.o.ranges, end), `the keys below ${end === null ? '∞' : Buffer.from(end).toString('hex')}`, deadline, o, run);
+    return this.routedBy({ kind: 'below', end }, deadline, o, run);
   }
 
-  private async routedBy<T>(locate: () => RangeDescriptor | undefined, what: string, deadline: Deadline, o: { stale: boolean }, run: (range: RangeDescriptor) => Promise<T>): Promise<T> {
+  private async routedBy<T>(target: RouteTarget, deadline: Deadline, o: { stale: boolean }, run: (range: RangeDescriptor) => Promise<T>): Promise<T> {
+    const what = describeTarget(target);
     for (let attempt = 0; ; attempt++) {
       this.o.checkOpen();
-      const range = locate();
+      const range = locateTarget(this.o.ranges, target);
       try {
         if (range === undefined) throw new StaleRouteError(`no known range holds ${what}`);
         return await run(range);
@@ -95,10 +98,15 @@ export class Router {
         if (!(err instanceof StaleRouteError) && (err as { code?: string }).code !== 'KEY_OUT_OF_RANGE') throw err;
         // A split applied here (the usual case: every node holds most ranges) is in this node's own
         // replicas: routed again at once, with no meta read and no pause, if they name another range.
+        const miss: RouteMiss = { target, failed: range };
         await this.o.refresh(deadline, { fromMeta: false });
-        const next = locate();
-        if (next !== undefined && (range === undefined || next.rangeId !== range.rangeId || next.epoch !== range.epoch)) continue;
-        if (!o.stale) await this.o.refresh(deadline, { fromMeta: true });
+        if (missAnswered(this.o.ranges, miss)) continue;
+        // Then the meta range: the target's range looked up by key (one index read, one descriptor), routed
+        // again at once if it names another range; the same one means meta is behind, worth a pause.
+        if (!o.stale) {
+          await this.o.refresh(deadline, { fromMeta: true, miss });
+          if (missAnswered(this.o.ranges, miss)) continue;
+        }
         await this.o.calls.pause(deadline, retryDelayMs(attempt));
         if (deadline.expired) {
           throw new KvError('UNAVAILABLE', `no range reachable from node ${this.o.host.nodeId} holds ${what} (${(err as Error).message})`, { retryAfterMs: RETRY_AFTER_MS });
@@ -290,22 +298,6 @@ export class Router {
     const leader = this.o.host.leaderOf(groupId(rangeId)) || this.leaderHints.get(rangeId);
     return leader !== undefined && leader !== 0 && live.has(leader) ? leader : undefined;
   }
-}
-
-/**
- * The range holding the keys just below `end` (null: the range running to
- * the end of the key space), or undefined when the table has no range
- * there (a gap: stale). Linear in the table: once per page of a reverse scan.
- */
-function rangeBelow(ranges: RangeTable, end: Uint8Array | null): RangeDescriptor | undefined {
-  const all = ranges.all();
-  for (let i = all.length - 1; i >= 0; i--) {
-    const r = all[i]!;
-    if (end === null) return r.end === null ? r : undefined;
-    if (compareKeys(r.start, end) >= 0) continue;
-    return r.end === null || compareKeys(r.end, end) >= 0 ? r : undefined;
-  }
-  return undefined;
 }
 
 /** Why one round over a range's replicas got no answer (askRound). */
