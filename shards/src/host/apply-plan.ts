@@ -128,6 +128,12 @@ export class ApplyPlan {
       g.frozen = frozen;
       log.info({ rangeId: shardId, targetRangeId: frozen.targetShardId, freezeIndex: frozen.index, epoch: frozen.epoch }, 'range frozen for a merge');
     }
+    for (const shardId of outcome.unfrozen) {
+      const g = groups.get(shardId);
+      if (g === undefined) continue;
+      g.frozen = undefined;
+      log.info({ rangeId: shardId }, 'merge rolled back: the range serves again');
+    }
     for (const { target, source } of outcome.merged) {
       const t = groups.get(target);
       const s = groups.get(source);

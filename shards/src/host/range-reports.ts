@@ -43,6 +43,7 @@ export function rangeReportOf(g: Group, sm: Scanner, options: { self: NodeId; sp
     readCount: g.readCount,
     ...(sizeSplitKey === undefined ? {} : { sizeSplitKey }),
     ...(loadSplitKey === undefined ? {} : { loadSplitKey }),
+    ...(g.frozen === undefined ? {} : { frozen: { targetRangeId: g.frozen.targetShardId, index: g.frozen.index, term: g.frozen.term, epoch: g.frozen.epoch } }),
   };
 }
 

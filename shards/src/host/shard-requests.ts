@@ -72,7 +72,7 @@ export class ShardRequests {
     }
     const outside = commandOutsideRange(g.bounds, decoded);
     if (outside !== undefined) return this.port.out.fail(id, this.outOfRange(g, outside.key, outside.end));
-    if (g.frozen !== undefined) return this.port.out.fail(id, this.merging(g));
+    if (g.frozen !== undefined && decoded.op !== 'rollbackMerge') return this.port.out.fail(id, this.merging(g));
     if (decoded.op === 'prepareMerge') return this.proposeFence(id, g, command);
     g.writeCount++;
     g.sampleKey(decoded.key);

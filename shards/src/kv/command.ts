@@ -29,10 +29,10 @@ assert(VALUE_BYTES_MAX >= 512 * 1024, `VALUE_BYTES_MAX ${VALUE_BYTES_MAX} fell b
  * to must hold it (and, for the atomic batch and the range delete, every
  * other key it touches, see commandOutsideRange).
  */
-export type KvCommand = PutCommand | DeleteCommand | AtomicBatchCommand | DeleteRangeCommand | SplitCommand | PrepareMergeCommand | CommitMergeCommand;
+export type KvCommand = PutCommand | DeleteCommand | AtomicBatchCommand | DeleteRangeCommand | SplitCommand | PrepareMergeCommand | CommitMergeCommand | FenceMergeCommand | RollbackMergeCommand;
 
-/** The commands that change a range's shape rather than its data. */
-export type RangeCommand = SplitCommand | PrepareMergeCommand | CommitMergeCommand;
+/** The commands that change a range's shape or epoch rather than its data. */
+export type RangeCommand = SplitCommand | PrepareMergeCommand | CommitMergeCommand | FenceMergeCommand | RollbackMergeCommand;
 
 /** Sets `key` to `value`; `contentType` (a media type, stored with the value) is the HTTP API's. */
 export interface PutCommand {
@@ -131,6 +131,30 @@ export interface CommitMergeCommand {
 }
 
 /**
+ * Moves a merge target's epoch on (if still `epoch`), so that no
+ * commitMerge planned against that epoch can apply any more: the first
+ * half of rolling a merge back (kv/merge.ts). `key` is the range's start.
+ */
+export interface FenceMergeCommand {
+  readonly op: 'fenceMerge';
+  readonly key: Uint8Array;
+  readonly epoch: number;
+}
+
+/**
+ * Unfreezes a range frozen for a merge into `targetShardId` at `epoch`
+ * (its epoch since the freeze): the second half of a rollback, proposed
+ * only once the target was fenced without taking it in. `key` is the
+ * range's start.
+ */
+export interface RollbackMergeCommand {
+  readonly op: 'rollbackMerge';
+  readonly key: Uint8Array;
+  readonly epoch: number;
+  readonly targetShardId: number;
+}
+
+/**
  * Every shard's log starts as if restored from a snapshot at this index and
  * term, the same on every replica: a range created at bootstrap and a
  * split's right half alike (TiKV's RAFT_INIT_LOG_INDEX). A replica added
@@ -211,6 +235,10 @@ export type KvResult =
   | { readonly ok: true; readonly version: 0; readonly frozen: FrozenRange }
   /** A commitMerge applied: the range as it is now, with the source taken in. */
   | { readonly ok: true; readonly version: 0; readonly merged: MergeOutcome }
+  /** A fenceMerge applied: the range's epoch now. */
+  | { readonly ok: true; readonly version: 0; readonly fenced: { readonly epoch: number } }
+  /** A rollbackMerge applied: the range serves again, at this epoch. */
+  | { readonly ok: true; readonly version: 0; readonly unfrozen: { readonly epoch: number } }
   /** A checksum entry applied (see ChecksumCommand); each replica hashes its data as of `checksum.index`. */
   | { readonly ok: true; readonly version: 0; readonly checksum: ChecksumApplied }
   /** A membership change applied: the range's epoch and configuration after it. */
@@ -255,6 +283,11 @@ export function validateCommand(c: KvCommand): string | undefined {
       if (!isPositiveInteger(c.targetShardId)) return `merge target ${c.targetShardId} is not a positive integer`;
       if (!isPositiveInteger(c.epoch)) return `merge epoch ${c.epoch} is not a positive integer`;
       return invalidVoters(c.voters);
+    case 'fenceMerge':
+      return isPositiveInteger(c.epoch) ? undefined : `fence epoch ${c.epoch} is not a positive integer`;
+    case 'rollbackMerge':
+      if (!isPositiveInteger(c.targetShardId)) return `rollback target ${c.targetShardId} is not a positive integer`;
+      return isPositiveInteger(c.epoch) ? undefined : `rollback epoch ${c.epoch} is not a positive integer`;
     case 'commitMerge':
       if (!isPositiveInteger(c.sourceShardId)) return `merge source ${c.sourceShardId} is not a positive integer`;
       if (!isPositiveInteger(c.epoch) || !isPositiveInteger(c.sourceEpoch)) return `merge epochs ${c.epoch}, ${c.sourceEpoch} are not positive integers`;
@@ -331,7 +364,8 @@ function hex(b: Uint8Array): string {
 // [OP_BATCH, empty key, [command bytes...], -1], an atomic batch [OP_ATOMIC_BATCH, first key, [put or delete
 // bytes...], -1], a range delete [OP_DELETE_RANGE, start, end|null, -1], a freeze [OP_PREPARE_MERGE, start, [target,
 // epoch, voters], -1], a merge [OP_COMMIT_MERGE, start, [source, epoch, sourceEpoch, freezeIndex, freezeTerm,
-// sourceEnd|null, voters], -1]. Plain arrays: no field names per entry.
+// sourceEnd|null, voters], -1], a fence [OP_FENCE_MERGE, start, epoch, -1], a rollback [OP_ROLLBACK_MERGE, start,
+// [target, epoch], -1]. Plain arrays: no field names per entry.
 const OP_PUT = 1;
 const OP_DELETE = 2;
 const OP_SPLIT = 3;
@@ -341,6 +375,8 @@ const OP_ATOMIC_BATCH = 6;
 const OP_DELETE_RANGE = 7;
 const OP_PREPARE_MERGE = 8;
 const OP_COMMIT_MERGE = 9;
+const OP_FENCE_MERGE = 10;
+const OP_ROLLBACK_MERGE = 11;
 /**
  * Writes one batch entry carries at most. The leader folds the writes a
  * shard receives in one turn of its core into one entry (ShardRequests):
@@ -374,6 +410,10 @@ function encodeValid(c: KvCommand): Uint8Array {
       return packr.pack([OP_DELETE_RANGE, c.key, c.end, -1]);
     case 'prepareMerge':
       return packr.pack([OP_PREPARE_MERGE, c.key, [c.targetShardId, c.epoch, [...c.voters]], -1]);
+    case 'fenceMerge':
+      return packr.pack([OP_FENCE_MERGE, c.key, c.epoch, -1]);
+    case 'rollbackMerge':
+      return packr.pack([OP_ROLLBACK_MERGE, c.key, [c.targetShardId, c.epoch], -1]);
     case 'commitMerge':
       return packr.pack([OP_COMMIT_MERGE, c.key, [c.sourceShardId, c.epoch, c.sourceEpoch, c.freezeIndex, c.freezeTerm, c.sourceEnd, [...c.voters]], -1]);
   }
@@ -437,6 +477,14 @@ export function decodeCommand(index: number, data: Uint8Array): KvCommand {
     return { op: 'split', key, newShardId: value, epoch: ifVersion };
   }
   if (op === OP_PREPARE_MERGE || op === OP_COMMIT_MERGE) return decodeMergeCommand(index, op, key, value, ifVersion);
+  if (op === OP_FENCE_MERGE) {
+    if (ifVersion !== -1 || typeof value !== 'number') throw new CorruptRecordError(`entry ${index}: fenceMerge without a numeric epoch`);
+    return { op: 'fenceMerge', key, epoch: value };
+  }
+  if (op === OP_ROLLBACK_MERGE) {
+    if (ifVersion !== -1 || !Array.isArray(value) || value.length !== 2 || !value.every((n) => typeof n === 'number')) throw new CorruptRecordError(`entry ${index}: rollbackMerge fields are malformed`);
+    return { op: 'rollbackMerge', key, targetShardId: value[0] as number, epoch: value[1] as number };
+  }
   if (typeof ifVersion !== 'number' || !Number.isSafeInteger(ifVersion) || ifVersion < -1) {
     throw new CorruptRecordError(`entry ${index}: command ifVersion ${String(ifVersion)}`);
   }
@@ -496,7 +544,9 @@ export function isCommitMergeCommand(data: Uint8Array): boolean {
 
 /** Whether an entry's payload changes a range's shape: a split, a freeze or a merge (two bytes tell, as isChecksumCommand). */
 export function isRangeCommand(data: Uint8Array): boolean {
-  return data.byteLength >= 2 && data[0] === TUPLE_4_HEADER && (data[1] === OP_SPLIT || data[1] === OP_PREPARE_MERGE || data[1] === OP_COMMIT_MERGE);
+  if (data.byteLength < 2 || data[0] !== TUPLE_4_HEADER) return false;
+  const op = data[1];
+  return op === OP_SPLIT || op === OP_PREPARE_MERGE || op === OP_COMMIT_MERGE || op === OP_FENCE_MERGE || op === OP_ROLLBACK_MERGE;
 }
 
 /**

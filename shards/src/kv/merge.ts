@@ -1,6 +1,6 @@
 import type { ConfState } from '@flotilla/core';
 import { CorruptRecordError } from '../storage/errors.js';
-import { validateCommand, type CommitMergeCommand, type FrozenRange, type KvResult, type PrepareMergeCommand } from './command.js';
+import { validateCommand, type CommitMergeCommand, type FenceMergeCommand, type FrozenRange, type KvResult, type PrepareMergeCommand, type RollbackMergeCommand } from './command.js';
 import { describeRange, hexKey, type ShardRange } from './range.js';
 
 /*
@@ -66,6 +66,26 @@ export function commitMergeRefusal(c: CommitMergeCommand, shardId: number, range
     return { ok: false, code: 'KEY_OUT_OF_RANGE', reason: `the source's end ${hexKey(c.sourceEnd)} is not past the range ${describeRange(range)}` };
   }
   return membershipRefusal(conf, c.voters);
+}
+
+/** Why a fence is refused, alike on every replica, or undefined (a frozen range refuses it before this). */
+export function fenceMergeRefusal(c: FenceMergeCommand, range: ShardRange): KvResult | undefined {
+  const invalid = validateCommand(c);
+  if (invalid !== undefined) return { ok: false, code: 'COMMAND_INVALID', reason: invalid };
+  if (c.epoch !== range.epoch) return { ok: false, code: 'EPOCH_MISMATCH', currentEpoch: range.epoch };
+  if (Buffer.compare(c.key, range.start) !== 0) return { ok: false, code: 'KEY_OUT_OF_RANGE', reason: `fence names start ${hexKey(c.key)}, the range is ${describeRange(range)}` };
+  return undefined;
+}
+
+/** Why a rollback is refused, alike on every replica, or undefined: the range must be frozen for that target, at that epoch. */
+export function rollbackMergeRefusal(c: RollbackMergeCommand, shardId: number, range: ShardRange, frozen: FrozenRange | undefined): KvResult | undefined {
+  const invalid = validateCommand(c);
+  if (invalid !== undefined) return { ok: false, code: 'COMMAND_INVALID', reason: invalid };
+  if (frozen === undefined) return { ok: false, code: 'COMMAND_INVALID', reason: `shard ${shardId} is not frozen` };
+  if (frozen.targetShardId !== c.targetShardId) return { ok: false, code: 'COMMAND_INVALID', reason: `shard ${shardId} is frozen for shard ${frozen.targetShardId}, not ${c.targetShardId}` };
+  if (c.epoch !== range.epoch) return { ok: false, code: 'EPOCH_MISMATCH', currentEpoch: range.epoch };
+  if (Buffer.compare(c.key, range.start) !== 0) return { ok: false, code: 'KEY_OUT_OF_RANGE', reason: `rollback names start ${hexKey(c.key)}, the range is ${describeRange(range)}` };
+  return undefined;
 }
 
 /** The target's range once the source is taken in: its epoch passes both. */

@@ -23,7 +23,7 @@ import {
   type PrepareMergeCommand,
   type CommitMergeCommand,
 } from './command.js';
-import { commitMergeRefusal, decodeFrozen, encodeFrozen, mergedRange, prepareMergeRefusal, sourceCaughtUp } from './merge.js';
+import { commitMergeRefusal, decodeFrozen, encodeFrozen, fenceMergeRefusal, mergedRange, prepareMergeRefusal, rollbackMergeRefusal, sourceCaughtUp } from './merge.js';
 import { commandOutsideRange, decodeShardRange, describeRange, encodeShardRange, hexKey, type ShardRange } from './range.js';
 
 /** One shard's committed entries to apply, and its configuration afterwards if a conf change was among them. */
@@ -73,6 +73,8 @@ export interface ApplyOutcome {
   readonly created: readonly CreatedShard[];
   /** Shards a prepareMerge froze. */
   readonly frozen: Map<GroupId, FrozenRange>;
+  /** Shards a rollbackMerge unfroze (after any freeze in the same apply). */
+  readonly unfrozen: Set<GroupId>;
   /** Merges applied: the target took the source in (the source's replica here is to be destroyed, its data kept). */
   readonly merged: readonly { readonly target: GroupId; readonly source: GroupId }[];
 }
@@ -163,6 +165,7 @@ export class KvStateMachine {
         const ranges = new Map<GroupId, ShardRange>();
         const sizes = new Map<GroupId, SizeDelta>();
         const frozenNow = new Map<GroupId, FrozenRange>();
+        const unfrozen = new Set<GroupId>();
         const merged: { target: GroupId; source: GroupId }[] = [];
         for (const b of batches) {
           if (b.entries.length === 0) continue;
@@ -218,10 +221,31 @@ export class KvStateMachine {
               frozen = { targetShardId: command.targetShardId, index: e.index, term: e.term, epoch: range.epoch };
               this.store.writeFrozen(b.shardId, encodeFrozen(frozen));
               frozenNow.set(b.shardId, frozen);
+              unfrozen.delete(b.shardId);
               shardResults.set(e.index, { ok: true, version: 0, frozen });
+            } else if (command.op === 'rollbackMerge') {
+              const refused = rollbackMergeRefusal(command, b.shardId, range, frozen);
+              if (refused !== undefined) {
+                shardResults.set(e.index, refused);
+                continue;
+              }
+              range = { ...range, epoch: range.epoch + 1 };
+              frozen = undefined;
+              this.store.writeFrozen(b.shardId, undefined);
+              unfrozen.add(b.shardId);
+              frozenNow.delete(b.shardId);
+              shardResults.set(e.index, { ok: true, version: 0, unfrozen: { epoch: range.epoch } });
             } else if (frozen !== undefined) {
               // Frozen: its data is final as of the freeze, for the target to take in.
               shardResults.set(e.index, frozenRefusal(b.shardId, frozen));
+            } else if (command.op === 'fenceMerge') {
+              const refused = fenceMergeRefusal(command, range);
+              if (refused !== undefined) {
+                shardResults.set(e.index, refused);
+                continue;
+              }
+              range = { ...range, epoch: range.epoch + 1 };
+              shardResults.set(e.index, { ok: true, version: 0, fenced: { epoch: range.epoch } });
             } else if (command.op === 'commitMerge') {
               const outcome = this.applyCommitMerge(b.shardId, command, range, conf);
               shardResults.set(e.index, outcome.result);
@@ -245,7 +269,7 @@ export class KvStateMachine {
           this.store.meta.putSync([b.shardId, 'applied'], done.index);
           if (done.confState !== undefined) this.store.meta.putSync([b.shardId, 'conf'], encodeConfState(done.confState));
         }
-        return { results, ranges, created, sizes, frozen: frozenNow, merged };
+        return { results, ranges, created, sizes, frozen: frozenNow, unfrozen, merged };
       },
       committed: () => {
         for (const [shardId, done] of applied) this.store.noteApplied(shardId, done.index, done.confState);

@@ -81,6 +81,14 @@ async function untilMergedEverywhere(c: HostCluster): Promise<void> {
   }, 200);
 }
 
+/** Ticks until every running node's replica of `shardId` reads `value` at `k` (followers apply a commit from the next heartbeat). */
+async function untilEveryNodeReads(c: HostCluster, shardId: number, k: Uint8Array, value: string): Promise<void> {
+  await c.tickUntil(`every node reads ${value}`, async () => {
+    for (const id of c.hosts.keys()) if ((await staleValue(c, id, shardId, k)) !== value) return false;
+    return true;
+  }, 50);
+}
+
 async function staleValue(c: HostCluster, node: number, shardId: number, k: Uint8Array): Promise<string | undefined> {
   let value: string | undefined | null = null;
   void c.host(node).get(groupId(shardId), k, { consistency: 'stale' }).then((v) => (value = v === undefined ? undefined : text(v.value)));
@@ -107,7 +115,7 @@ describe('merge', () => {
     // Writes to the old right half go to the left range now; the right one is gone everywhere.
     expect(await c.write(LEFT, { op: 'put', key: shardKey(LEFT, name(15)), value: key('merged') })).toMatchObject({ ok: true });
     await expect(c.write(RIGHT, { op: 'put', key: shardKey(LEFT, name(16)), value: key('x') }, 3)).rejects.toThrow();
-    for (const id of c.hosts.keys()) expect(await staleValue(c, id, LEFT, shardKey(LEFT, name(15)))).toBe('merged');
+    await untilEveryNodeReads(c, LEFT, shardKey(LEFT, name(15)), 'merged');
 
     // A merge proposed again (a driver retrying) is refused from the target's own state, and holds nothing.
     expect(await c.write(LEFT, commit)).toMatchObject({ ok: false, code: 'EPOCH_MISMATCH' });
@@ -217,5 +225,30 @@ describe('merge', () => {
     expect(await c.write(LEFT, await commitCommand(c, frozen))).toMatchObject({ ok: true });
     await untilMergedEverywhere(c);
     for (let i = 0; i < 10; i++) expect(await staleValue(c, away, LEFT, shardKey(LEFT, name(10 + i)))).toBe(`w${20 + i}`);
+  });
+
+  it('rolls a merge back: the target fenced first (a commit planned before is refused), then the source serves again', async () => {
+    const c = await splitCluster();
+    const frozen = await freeze(c);
+    await untilEveryReplicaFrozen(c, frozen);
+    const commit = await commitCommand(c, frozen);
+    const left = await anyStatus(c, LEFT);
+    const rightStart = (await anyStatus(c, RIGHT)).start;
+    // The commands check the freeze they undo; that the target is fenced first is the driver's rule.
+    expect(await c.write(RIGHT, { op: 'rollbackMerge', key: rightStart, epoch: frozen.epoch, targetShardId: 999 })).toMatchObject({ ok: false, code: 'COMMAND_INVALID' });
+    expect(await c.write(LEFT, { op: 'fenceMerge', key: left.start, epoch: left.epoch })).toMatchObject({ ok: true, fenced: { epoch: left.epoch + 1 } });
+    expect(await c.write(LEFT, commit)).toMatchObject({ ok: false, code: 'EPOCH_MISMATCH' });
+    expect(await c.write(RIGHT, { op: 'rollbackMerge', key: rightStart, epoch: frozen.epoch, targetShardId: LEFT })).toMatchObject({ ok: true, unfrozen: { epoch: frozen.epoch + 1 } });
+    await c.tickUntil('every replica of the right half unfrozen', async () => {
+      for (const id of c.hosts.keys()) if ((await statusOn(c, id, RIGHT))?.frozen !== undefined) return false;
+      return true;
+    }, 50);
+    expect(await c.write(RIGHT, { op: 'put', key: shardKey(LEFT, name(12)), value: key('after-rollback') })).toMatchObject({ ok: true });
+    await untilEveryNodeReads(c, RIGHT, shardKey(LEFT, name(12)), 'after-rollback');
+    // And the pair can merge later, from the new epochs.
+    const again = await freeze(c);
+    await untilEveryReplicaFrozen(c, again);
+    expect(await c.write(LEFT, await commitCommand(c, again))).toMatchObject({ ok: true });
+    await untilMergedEverywhere(c);
   });
 });
