@@ -40,7 +40,7 @@ function coldClient(run: (op: RangeOp) => Promise<RangeOpResult>) {
   const ranges = new RangeTable();
   const client = new MetaClient({ ranges, calls: new HostCalls(testClock), clock: testClock, run, localReplicaChanges: async () => noChanges(), checkOpen: () => undefined });
   const lookUp = async (key: Uint8Array) => {
-    await client.refresh(Deadline.after(10_000), { fromMeta: true, miss: { target: { kind: 'key', key }, failed: undefined } });
+    await client.refresh(Deadline.after(10_000), { kind: 'miss', miss: { target: { kind: 'key', key }, failed: undefined } });
     return { rangeId: ranges.lookup(key)?.rangeId, lookups: client.lookupsStarted, fallbacks: client.lookupFallbacks, fullReads: client.refreshesStarted };
   };
   return { lookUp };

@@ -26,7 +26,7 @@ async function lookUp(meta: FakeMeta, target: RouteTarget, o: { client?: MetaCli
   const ranges = o.ranges ?? new RangeTable();
   const client = o.client ?? metaClient(meta, { ranges });
   const before = { ...meta.ops };
-  await client.refresh(Deadline.after(5_000), { fromMeta: true, miss: { target, failed: o.failed } });
+  await client.refresh(Deadline.after(5_000), { kind: 'miss', miss: { target, failed: o.failed } });
   const found = target.kind === 'key' ? ranges.lookup(target.key) : ranges.all().find((r) => r.end === null);
   return { found, fullReads: client.refreshesStarted, fallbacks: client.lookupFallbacks, lookups: client.lookupsStarted, scans: meta.ops.scan - before.scan, gets: meta.ops.get - before.get };
 }
@@ -127,6 +127,26 @@ describe('a routing miss looks its range up in the range end index', () => {
   });
 });
 
+describe('a range an op names but the table lacks is read by id', () => {
+  it('reads that one descriptor, once for concurrent callers, never every descriptor', async () => {
+    const meta = await splitRecorded();
+    const ranges = new RangeTable();
+    const client = metaClient(meta, { ranges });
+    const gets = meta.ops.get;
+    const deadline = Deadline.after(5_000);
+    await Promise.all(Array.from({ length: 10 }, () => client.refresh(deadline, { kind: 'range', rangeId: 3 })));
+    expect(hex(ranges.get(3)!.start)).toBe('40');
+    expect(ranges.get(2), 'only the range asked for').toBeUndefined();
+    expect(meta.ops.get - gets).toBe(1);
+    expect({ lookups: client.lookupsStarted, fullReads: client.refreshesStarted }).toEqual({ lookups: 1, fullReads: 0 });
+    // A range never recorded, or an id no key can hold: nothing read into the table, and no full read.
+    await client.refresh(deadline, { kind: 'range', rangeId: 77 });
+    await client.refresh(deadline, { kind: 'range', rangeId: 2 ** 40 });
+    expect(ranges.size).toBe(1);
+    expect(client.refreshesStarted).toBe(0);
+  });
+});
+
 describe('concurrent routing misses share lookups', () => {
   it('misses for keys in one range share one lookup, in two ranges two', async () => {
     const meta = await splitRecorded();
@@ -134,13 +154,13 @@ describe('concurrent routing misses share lookups', () => {
     const client = metaClient(meta, { ranges });
     const deadline = Deadline.after(5_000);
     const keys = Array.from({ length: 20 }, (_, i) => b(0x40 + i * 8));
-    await Promise.all(keys.map((k) => client.refresh(deadline, { fromMeta: true, miss: { target: { kind: 'key', key: k }, failed: undefined } })));
+    await Promise.all(keys.map((k) => client.refresh(deadline, { kind: 'miss', miss: { target: { kind: 'key', key: k }, failed: undefined } })));
     for (const k of keys) expect(ranges.lookup(k)?.rangeId, hex(k)).toBe(3);
     expect(client.lookupsStarted).toBe(1);
     expect(meta.ops.scan).toBe(3); // the two recordings' index scans, and the one lookup's
     const other = Array.from({ length: 10 }, (_, i) => [b(0x11 + i), b(0xa0 + i)]).flat();
     const fresh = metaClient(meta, { ranges: new RangeTable() });
-    await Promise.all(other.map((k) => fresh.refresh(deadline, { fromMeta: true, miss: { target: { kind: 'key', key: k }, failed: undefined } })));
+    await Promise.all(other.map((k) => fresh.refresh(deadline, { kind: 'miss', miss: { target: { kind: 'key', key: k }, failed: undefined } })));
     expect(fresh.lookupsStarted).toBe(2);
     expect(fresh.refreshesStarted).toBe(0);
   });

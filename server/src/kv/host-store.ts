@@ -63,7 +63,7 @@ export interface HostKvStoreStats {
   readonly refreshesInFlight: number;
   /** Reads of every descriptor from the meta range started so far (at most one per META_REFRESH_INTERVAL_MS_MIN, meta-client.ts). */
   readonly metaRefreshesStarted: number;
-  /** Routing misses looked up in the meta range's range end index: each one bounded read and at most one descriptor read (range-lookup.ts). */
+  /** Routing misses looked up in the meta range: by key in its range end index (one bounded read, at most one descriptor read; range-lookup.ts), or by range id (one descriptor read). */
   readonly metaLookupsStarted: number;
   /** Rounds of those lookups that fell back to reading every descriptor. */
   readonly metaLookupFallbacks: number;
@@ -345,7 +345,7 @@ export class HostKvStore implements KvStore {
         }
         // The range split or changed membership since we looked: look again (the allocated id is simply not used).
         if (!result.ok && (result.code === 'EPOCH_MISMATCH' || result.code === 'KEY_OUT_OF_RANGE') && attempt < ROUTE_RETRIES_MAX) {
-          await this.meta.refresh(deadline, { fromMeta: true });
+          await this.meta.refresh(deadline, { kind: 'range', rangeId });
           continue;
         }
         throw new KvError('INVALID_ARGUMENT', `range ${rangeId} refused the split: ${!result.ok ? result.code : 'unexpected answer'}`);

@@ -1,6 +1,7 @@
-import { assert, type Clock } from '@flotilla/core';
+import { AssertionError, assert, type Clock } from '@flotilla/core';
 import {
   FIRST_ALLOCATED_RANGE_ID,
+  KEYED_ID_MAX,
   META_RANGE_ID,
   NODE_KEYS,
   PLACEMENT_SETTINGS_KEY,
@@ -29,7 +30,7 @@ import { ATOMIC_BATCH_BYTES_MAX, ATOMIC_BATCH_OPS_MAX, KEY_BYTES_MAX, type KvRes
 import { closedOr, type HostCalls } from './host-calls.js';
 import { RangeLookups, isIndexable } from './range-lookup.js';
 import type { BatchWrite, RangeOp, RangeOpResult } from './range-ops.js';
-import type { RouteMiss } from './route-target.js';
+import type { MetaRead } from './route-target.js';
 import { KvError, REQUEST_DEADLINE_MS_DEFAULT, RETRY_AFTER_MS, SCAN_LIMIT_MAX, type Deadline, type VersionedValue } from './store.js';
 
 /**
@@ -93,6 +94,9 @@ export class MetaClient {
   private reportCursor = 0;
   /** Routing misses looked up in the meta range's end index (range-lookup.ts). */
   private readonly lookups: RangeLookups;
+  /** Reads of one range's descriptor in flight, by range id (readRange), and how many started. */
+  private readonly rangeReads = new Map<number, Promise<void>>();
+  private rangeReadCount = 0;
   /** Where refreshFromReplicas left off in the node's view of its replicas. */
   private routeCursor = 0;
   /** Range ids this node took from the allocator and has not used yet: [next, end). */
@@ -116,9 +120,13 @@ export class MetaClient {
     return this.refreshCount;
   }
 
-  /** Routing misses looked up in the range end index so far: each one bounded read, then at most one descriptor read. */
+  /**
+   * Routing misses looked up so far: by key in the range end index (one
+   * bounded read, then at most one descriptor read), or by range id (one
+   * descriptor read).
+   */
   get lookupsStarted(): number {
-    return this.lookups.lookupsStarted;
+    return this.lookups.lookupsStarted + this.rangeReadCount;
   }
 
   /** Rounds of lookups that fell back to reading every descriptor (no agreeing entry, or the route that had just failed). */
@@ -127,23 +135,24 @@ export class MetaClient {
   }
 
   /**
-   * Brings the range table up to date: this node's own replicas at once, and
-   * with `fromMeta` the meta range — for a routing miss (`miss`), the range
-   * of its target found in the range end index (range-lookup.ts: one bounded
-   * read and one descriptor, concurrent misses in one range sharing one
-   * lookup), else every descriptor recorded — then the replicas again over
-   * them (fresher for the ranges held here; a newer epoch evicts the stale
-   * descriptors it overlaps). Reads of every descriptor are single-flight —
-   * a caller joins the one in flight, waiting no longer than its own
-   * deadline — and start at most once per META_REFRESH_INTERVAL_MS_MIN (a
-   * caller waits out the rest of it). They are meta-range operations, which
-   * never refresh, so a refresh never recurses. A refresh takes at most half
-   * of what is left of its request's budget: the rest is the request's own,
-   * to ask the replicas it learned of (or, with the meta range unreachable,
-   * the ones it knew). Throws only CLOSED: a meta range that cannot answer
-   * leaves the table as it was.
+   * Brings the range table up to date: this node's own replicas at once,
+   * then what `read` asks of the meta range — the range of a routing miss,
+   * found in the range end index (range-lookup.ts: one bounded read and one
+   * descriptor, concurrent misses in one range sharing one lookup); one
+   * range's descriptor by id (concurrent reads of one id sharing one); or
+   * every descriptor — then the replicas again over what it found (fresher
+   * for the ranges held here; a newer epoch evicts the stale descriptors it
+   * overlaps). Reads of every descriptor are single-flight — a caller joins
+   * the one in flight, waiting no longer than its own deadline — and start
+   * at most once per META_REFRESH_INTERVAL_MS_MIN (a caller waits out the
+   * rest of it). They are meta-range operations, which never refresh, so a
+   * refresh never recurses. A refresh takes at most half of what is left of
+   * its request's budget: the rest is the request's own, to ask the replicas
+   * it learned of (or, with the meta range unreachable, the ones it knew).
+   * Throws only CLOSED: a meta range that cannot answer leaves the table as
+   * it was.
    */
-  async refresh(request: Deadline, o: { fromMeta: boolean; miss?: RouteMiss }): Promise<void> {
+  async refresh(request: Deadline, read: MetaRead): Promise<void> {
     const deadline = request.within(request.remainingMs() / 2);
     try {
       await this.refreshFromReplicas(deadline);
@@ -152,16 +161,42 @@ export class MetaClient {
       if (err instanceof KvError && err.code === 'CLOSED') throw err;
       return;
     }
-    if (!o.fromMeta) return;
-    if (o.miss === undefined) {
-      await this.readAll(deadline);
-      this.o.checkOpen();
-      return;
+    switch (read.kind) {
+      case 'none':
+        return;
+      case 'miss':
+        await this.lookups.lookUp(read.miss, deadline);
+        break;
+      case 'range':
+        await this.readRange(read.rangeId, deadline);
+        break;
+      case 'all':
+        await this.readAll(deadline);
+        break;
+      default:
+        return unreachable(read);
     }
-    await this.lookups.lookUp(o.miss, deadline);
     this.o.checkOpen();
-    // What the lookup found, under what this node's own replicas know (the fresher for the ranges held here).
     await this.refreshFromReplicas(deadline).catch(() => undefined);
+  }
+
+  /** Range `rangeId`'s descriptor into the table: one read, shared by every caller meanwhile. Never rejects. */
+  private readRange(rangeId: number, deadline: Deadline): Promise<void> {
+    // An id no key can hold names no recorded range: nothing to read.
+    if (!Number.isSafeInteger(rangeId) || rangeId < 1 || rangeId > KEYED_ID_MAX) return Promise.resolve();
+    let read = this.rangeReads.get(rangeId);
+    if (read === undefined) {
+      this.rangeReadCount++;
+      read = this.get(rangeKey(rangeId), deadline)
+        .then((stored) => {
+          if (stored !== undefined) this.o.ranges.upsert(decodeRangeDescriptor(stored.value));
+        })
+        .catch(() => undefined)
+        .finally(() => this.rangeReads.delete(rangeId));
+      // Bounded by the callers' concurrency: each request reads at most one range at a time.
+      this.rangeReads.set(rangeId, read);
+    }
+    return this.o.calls.waitAtMost(deadline, read);
   }
 
   /** Every descriptor into the table: the read in flight, or a new one once META_REFRESH_INTERVAL_MS_MIN passed. Never rejects. */
@@ -474,4 +509,8 @@ export function descriptorOf(s: ShardStatus): RangeDescriptor {
 function fingerprintOf(s: ShardStatus): string {
   const d = descriptorOf(s);
   return `${d.epoch}/${d.replicas.join(',')}`;
+}
+
+function unreachable(read: never): never {
+  throw new AssertionError(`unknown meta read ${JSON.stringify(read)}`);
 }

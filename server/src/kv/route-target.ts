@@ -17,6 +17,18 @@ export interface RouteMiss {
   readonly failed: RangeDescriptor | undefined;
 }
 
+/**
+ * What a refresh of the range table reads beyond this node's own replicas:
+ * nothing; the range of a routing miss (looked up by key, range-lookup.ts);
+ * one range's descriptor by id (a range an op names but the table lacks, or
+ * whose replicas all say they hold none); or every descriptor.
+ */
+export type MetaRead =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'miss'; readonly miss: RouteMiss }
+  | { readonly kind: 'range'; readonly rangeId: number }
+  | { readonly kind: 'all' };
+
 /** Does `range` hold `target`? */
 export function holdsTarget(range: Pick<RangeDescriptor, 'start' | 'end'>, target: RouteTarget): boolean {
   if (target.kind === 'key') return rangeContains(range, target.key);

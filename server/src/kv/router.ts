@@ -3,7 +3,7 @@ import { META_RANGE_ID, type RangeDescriptor, type RangeTable } from '@flotilla/
 import type { Host } from '@flotilla/shards';
 import { DeadlineExceededError, closedOr, type HostCalls } from './host-calls.js';
 import { decodeRangeOpResult, encodeRangeOp, type RangeOp, type RangeOpResult } from './range-ops.js';
-import { describeTarget, locateTarget, missAnswered, type RouteMiss, type RouteTarget } from './route-target.js';
+import { describeTarget, locateTarget, missAnswered, type MetaRead, type RouteMiss, type RouteTarget } from './route-target.js';
 import { KvError, RETRY_AFTER_MS, type Deadline } from './store.js';
 
 /** First pause between rounds of asking a range's replicas while none of them leads it; doubles each round. */
@@ -30,12 +30,8 @@ export interface RouterOptions {
   readonly calls: HostCalls;
   /** Runs an op on this node's replica (runLocally, with the placement handler of the moment). */
   readonly runHere: (op: RangeOp) => Promise<RangeOpResult>;
-  /**
-   * Brings the table up to date (MetaClient.refresh): this node's replicas,
-   * and with `fromMeta` the meta range — the range of `miss`'s target if
-   * given, else every descriptor. Throws only CLOSED.
-   */
-  readonly refresh: (deadline: Deadline, o: { fromMeta: boolean; miss?: RouteMiss }) => Promise<void>;
+  /** Brings the table up to date (MetaClient.refresh): this node's replicas, and what `read` says of the meta range. Throws only CLOSED. */
+  readonly refresh: (deadline: Deadline, read: MetaRead) => Promise<void>;
   /** Throws CLOSED once the store is closed. */
   readonly checkOpen: () => void;
 }
@@ -99,12 +95,12 @@ export class Router {
         // A split applied here (the usual case: every node holds most ranges) is in this node's own
         // replicas: routed again at once, with no meta read and no pause, if they name another range.
         const miss: RouteMiss = { target, failed: range };
-        await this.o.refresh(deadline, { fromMeta: false });
+        await this.o.refresh(deadline, { kind: 'none' });
         if (missAnswered(this.o.ranges, miss)) continue;
         // Then the meta range: the target's range looked up by key (one index read, one descriptor), routed
         // again at once if it names another range; the same one means meta is behind, worth a pause.
         if (!o.stale) {
-          await this.o.refresh(deadline, { fromMeta: true, miss });
+          await this.o.refresh(deadline, { kind: 'miss', miss });
           if (missAnswered(this.o.ranges, miss)) continue;
         }
         await this.o.calls.pause(deadline, retryDelayMs(attempt));
@@ -176,7 +172,8 @@ export class Router {
         return outcome.answered ? { kind: 'answered', result: outcome.result } : { kind: 'unanswered', unanswered: outcome };
       }
       case 'refresh':
-        await this.o.refresh(deadline, { fromMeta: true });
+        // The range's own descriptor, read by id: what the op needs, not every range's.
+        await this.o.refresh(deadline, { kind: 'range', rangeId: op.rangeId });
         return { kind: 'refreshed' };
       case 'backOff':
         await this.o.calls.pause(deadline, retryDelayMs(state.round));

@@ -210,7 +210,7 @@ export class NodeMetrics {
     gauge('flotilla_kv_host_calls_abandoned', 'Host calls given up at their deadline that the Host still holds.', () => store.stats.hostCallsAbandoned);
     gauge('flotilla_kv_refreshes_in_flight', 'Reads of the range descriptors from the meta range in flight (at most one).', () => store.stats.refreshesInFlight);
     counter('flotilla_kv_meta_refreshes_total', 'Reads of every range descriptor from the meta range started.', () => store.stats.metaRefreshesStarted);
-    counter('flotilla_kv_meta_lookups_total', 'Routing misses looked up in the meta range by key: one bounded index read, then at most one descriptor.', () => store.stats.metaLookupsStarted);
+    counter('flotilla_kv_meta_lookups_total', 'Routing misses looked up in the meta range by key (one bounded index read, then at most one descriptor) or by range id (one descriptor).', () => store.stats.metaLookupsStarted);
     counter('flotilla_kv_meta_lookup_fallbacks_total', 'Rounds of lookups by key that fell back to reading every range descriptor.', () => store.stats.metaLookupFallbacks);
     if (consistency !== undefined) {
       counter('flotilla_consistency_checks_total', 'Consistency checks this node ran to a verdict (periodic and on request).', () => consistency.stats.checks);
