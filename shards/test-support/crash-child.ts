@@ -125,9 +125,11 @@ async function roundAnnounced(store: NodeStore, machine: KvStateMachine, writes:
   );
 }
 
-async function createAnnounced(store: NodeStore, shard: number): Promise<void> {
+/** Creates a shard; with `range`, its descriptor says it owns that range at epoch 1 (snapshots check what other shards own). */
+async function createAnnounced(store: NodeStore, shard: number, range?: { start: Uint8Array; end: Uint8Array }): Promise<void> {
   emit({ kind: 'create', shard });
-  await store.createShard(shard as GroupId, { confState: { voters: [TARGET_NODE as NodeId], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false } });
+  const confState = { voters: [TARGET_NODE as NodeId], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+  await store.createShard(shard as GroupId, { confState, ...(range === undefined ? {} : { descriptor: [range.start, range.end, 1] }) });
   emit({ kind: 'created', shard });
 }
 
@@ -231,7 +233,7 @@ async function runSnapshot(dir: string, rng: SeededRng): Promise<never> {
     await source.createShard(SNAPSHOT_SHARD as GroupId, { confState: { voters: [SOURCE_NODE as NodeId], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false } });
   }
   for (const shard of [SNAPSHOT_SHARD, BYSTANDER_SHARD]) {
-    if (!target.hasShard(shard as GroupId)) await createAnnounced(target, shard);
+    if (!target.hasShard(shard as GroupId)) await createAnnounced(target, shard, shardRange(shard));
   }
   // The bystander's range is written once and must survive every install next door.
   const bystander = view(target, BYSTANDER_SHARD);

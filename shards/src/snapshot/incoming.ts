@@ -1,28 +1,13 @@
 import { ProposalDroppedError, assert, type GroupId, type Message, type NodeId, type Ready } from '@flotilla/core';
-import { coversSpan, describeRange, isInitialized, overlaps, type ShardRange } from '../kv/range.js';
+import { describeRange, type ShardRange } from '../kv/range.js';
 import type { CoreStats } from '../host/core-protocol.js';
 import type { CoreOutputBuffer } from '../host/core-output.js';
 import type { DiskGuard } from '../host/disk-guard.js';
 import type { Group } from '../host/group.js';
 import type { ShellLogger } from '../shell-logger.js';
 import type { NodeStore } from '../storage/node-store.js';
+import { SnapshotOverlapError, coreClaims, describeClaim, overlappingClaim, supersedes, type RangeClaims } from './claims.js';
 import { SnapshotInstaller } from './installer.js';
-
-/**
- * Whether a snapshot of `by` takes over `r`, another replica's range in the
- * same store: it covers all of `r` at a higher epoch. Ranges only grow by a
- * merge, and a merge commits only once the range it takes in is frozen, so
- * that replica is of a range merged into the snapshot's, only behind: its
- * data is in the snapshot, and it will never serve again.
- */
-function superseded(r: ShardRange, by: ShardRange): boolean {
-  return isInitialized(r) && isInitialized(by) && r.epoch < by.epoch && coversSpan(by, r.start, r.end);
-}
-
-/** A snapshot that would overlap another replica's range in this core's store (see checkRange). */
-class SnapshotOverlapError extends Error {
-  readonly code = 'SNAPSHOT_OVERLAP';
-}
 
 /** What the receiving side needs of its core. */
 export interface IncomingSnapshotsPort {
@@ -40,21 +25,27 @@ export interface IncomingSnapshotsPort {
   wake(g: Group): void;
   /** Steps a message into the group as network input (refused, not asserted, when Raft rejects it). */
   step(g: Group, m: Message): void;
-  /** A replica whose range an installed snapshot took over (see superseded): it applies nothing more and is destroyed after the round, its data kept. */
+  /** A replica whose range an installed snapshot took over (claims.ts supersedes): it applies nothing more and is destroyed after the round, its data kept. */
   supersede(g: Group): void;
 }
 
 /**
- * The core's side of the snapshots it receives: a stream is staged chunk by
- * chunk (SnapshotInstaller), offered to Raft as a snapshot message once
+ * The core's side of the snapshots it receives: a stream is received chunk
+ * by chunk (SnapshotInstaller: staged, or straight into the data for a
+ * replica that owns no keys yet), offered to Raft as a snapshot message once
  * complete, and installed by the round that handles the Ready in which Raft
- * accepted it.
+ * accepted it. A stream that ends otherwise (refused, broken, replaced, its
+ * replica removed) has what it received cleared.
  */
 export class IncomingSnapshots {
   /** The group each incoming stream stages into (the group's `incoming` names the stream it still takes). */
   private readonly streams = new Map<number, Group>();
+  /** What the replicas of this store own or claim: the overlap check of every chunk and the spared keys of every clear. */
+  private readonly claims: RangeClaims;
 
-  constructor(private readonly port: IncomingSnapshotsPort) {}
+  constructor(private readonly port: IncomingSnapshotsPort) {
+    this.claims = coreClaims(port.groups, port.store);
+  }
 
   onIncoming(streamId: number, shardId: GroupId, from: NodeId, term: number): void {
     const { groups, self, out } = this.port;
@@ -64,7 +55,7 @@ export class IncomingSnapshots {
       return;
     }
     // A snapshot accepted by Raft but not installed yet (the next round installs it) owns the shard's
-    // staging area: a second transfer staging now would clear it under that install. Refused; the
+    // staging area and receiving marker: a second transfer's first chunk would clear them under that install. Refused; the
     // leader retries once this replica answers. (Only here: while a stream is incoming, none is
     // accepted — accepting one ends it, and a newer stream replaces it before its end is handled.)
     if (g.accepted !== undefined) {
@@ -73,7 +64,7 @@ export class IncomingSnapshots {
     }
     // A newer transfer replaces an older one (the leader retried).
     if (g.incoming !== undefined) this.streams.delete(g.incoming.streamId);
-    g.incoming = { streamId, installer: new SnapshotInstaller(this.port.store, shardId), from, term };
+    g.incoming = { streamId, installer: new SnapshotInstaller(this.port.store, shardId, { claims: this.claims }), from, term };
     this.streams.set(streamId, g);
     this.port.wake(g);
   }
@@ -86,11 +77,17 @@ export class IncomingSnapshots {
     }
     const incoming = g.incoming;
     this.port.schedule(async () => {
+      // Replaced by a newer transfer, or the replica is going: this stream writes nothing more (whatever it
+      // wrote, the newer transfer's first chunk or forget's clear deletes).
+      if (g.incoming !== incoming || g.removed) {
+        this.port.out.event({ kind: 'snapshotChunkAck', streamId, error: `snapshot stream ${streamId} of shard ${g.id} on node ${this.port.self} was replaced or its replica removed` });
+        return;
+      }
       try {
         const shortfall = this.port.disk.spaceShortfall(2 * bytes.byteLength);
         if (shortfall !== undefined) throw shortfall;
+        // The overlap check runs inside the chunk's write transaction (installer.ts).
         await incoming.installer.addChunk(bytes);
-        this.checkRange(g, incoming.installer);
         this.port.out.event({ kind: 'snapshotChunkAck', streamId });
       } catch (err) {
         this.port.log.warn({ rangeId: g.id, streamId, err }, 'snapshot chunk refused');
@@ -116,10 +113,9 @@ export class IncomingSnapshots {
       }
       this.streams.delete(streamId);
       g.incoming = undefined;
-      try {
-        this.checkRange(g, incoming.installer);
-      } catch (err) {
-        this.port.log.warn({ rangeId: g.id, streamId, err }, 'snapshot refused');
+      const refusal = this.overlapOf(g, incoming.installer);
+      if (refusal !== undefined) {
+        this.port.log.warn({ rangeId: g.id, streamId, err: refusal }, 'snapshot refused');
         await incoming.installer.clear();
         return;
       }
@@ -138,9 +134,20 @@ export class IncomingSnapshots {
     });
   }
 
-  /** The group is being destroyed: its incoming stream, if any, is no longer routed to it. */
+  /**
+   * The group is being destroyed: its incoming stream, if any, is no longer
+   * routed to it, and what it received straight into the data is cleared
+   * next (destroyShard leaves it: which keys may go depends on the other
+   * replicas' claims). Until then its marker still claims the keys.
+   */
   forget(g: Group): void {
     if (g.incoming !== undefined) this.streams.delete(g.incoming.streamId);
+    g.incoming = undefined;
+    g.accepted = undefined;
+    if (!this.port.store.receiving().has(g.id)) return;
+    const installer = new SnapshotInstaller(this.port.store, g.id, { claims: this.claims });
+    // A task, so it runs after the destroy that called this; a creation of the same shard queues after it.
+    this.port.schedule(() => installer.clear());
   }
 
   /**
@@ -152,13 +159,15 @@ export class IncomingSnapshots {
     const snapshot = rd.snapshot!;
     assert(installer !== undefined, () => `shard ${g.id}: Raft restored snapshot ${snapshot.metadata.index} that was never staged`);
     assert(installer.stagedHeader?.index === snapshot.metadata.index, () => `shard ${g.id}: staged snapshot ${installer.stagedHeader?.index} is not Raft's ${snapshot.metadata.index}`);
+    const startMs = performance.now();
     const header = await installer.install(rd.hardState ?? g.raw.raft.hardState());
+    const durationMs = performance.now() - startMs;
     g.accepted = undefined;
     g.bounds = { start: header.bounds.start, end: header.bounds.end, epoch: header.epoch };
     g.frozen = header.frozen;
     g.resetLoad();
     for (const other of this.port.groups.values()) {
-      if (other === g || other.removed || !superseded(other.bounds, g.bounds)) continue;
+      if (other === g || other.removed || !supersedes(g.bounds, other.bounds)) continue;
       this.port.supersede(other);
       this.port.log.info({ rangeId: other.id, byRangeId: g.id, epoch: other.bounds.epoch, byEpoch: g.bounds.epoch }, 'replica superseded by a snapshot of the range that merged it in');
     }
@@ -170,36 +179,20 @@ export class IncomingSnapshots {
       }
     }
     this.port.stats.snapshotsInstalled++;
-    this.port.log.info({ rangeId: g.id, snapshotIndex: header.index, snapshotTerm: header.term }, 'snapshot installed');
+    this.port.log.info({ rangeId: g.id, snapshotIndex: header.index, snapshotTerm: header.term, receiveMode: installer.receiveMode, durationMs: Math.round(durationMs * 10) / 10 }, 'snapshot installed');
   }
 
-  /**
-   * Ranges in one store are disjoint: user data is keyed by user key alone.
-   * A snapshot whose range overlaps another replica's here is refused (the
-   * leader retries later): that replica has not applied a split the
-   * snapshot's shard came from, and installing now would let its older
-   * entries overwrite the snapshot's data. It fits once that replica
-   * applies the split or installs a snapshot of its own past it (TiKV's
-   * snapshot overlap check).
-   */
-  private checkRange(g: Group, installer: SnapshotInstaller): void {
+  /** Why the snapshot `installer` received may not be offered to Raft now (claims.ts), or undefined. */
+  private overlapOf(g: Group, installer: SnapshotInstaller): SnapshotOverlapError | undefined {
     const h = installer.stagedHeader;
-    if (h === undefined) return;
+    const mode = installer.receiveMode;
+    if (h === undefined || mode === undefined) return undefined;
     const range: ShardRange = { start: h.bounds.start, end: h.bounds.end, epoch: h.epoch };
-    for (const other of this.port.groups.values()) {
-      if (other === g || other.removed) continue;
-      const pending = other.accepted?.stagedHeader;
-      const claimed = [other.bounds, ...(pending === undefined ? [] : [{ start: pending.bounds.start, end: pending.bounds.end, epoch: pending.epoch }])];
-      for (const r of claimed) {
-        // A replica the snapshot's range merged in (see superseded) gives way when it installs.
-        if (r === other.bounds && superseded(r, range)) continue;
-        if (overlaps(r, range)) {
-          throw new SnapshotOverlapError(
-            `snapshot ${h.index} of shard ${g.id} covers ${describeRange(range)} (epoch ${range.epoch}), overlapping shard ${other.id}'s ${describeRange(r)} (epoch ${r.epoch}) on node ${this.port.self}; retried once that shard catches up`,
-          );
-        }
-      }
-    }
+    const claim = overlappingClaim(this.claims, g.id, range, mode);
+    if (claim === undefined) return undefined;
+    return new SnapshotOverlapError(
+      `snapshot ${h.index} of shard ${g.id} covers ${describeRange(range)} (epoch ${range.epoch}), overlapping ${describeClaim(claim)} on node ${this.port.self}; retried once that shard catches up`,
+    );
   }
 
   private drop(g: Group, streamId: number): void {

@@ -25,6 +25,17 @@ export const ENTRY_CACHE_COUNT_MAX = 1024;
 const MAP_SIZE_INITIAL_BYTES = 256 * 1024 * 1024;
 /** Sub-databases: log, meta, data, snapshot staging. */
 const SUB_DATABASE_COUNT_MAX = 8;
+/**
+ * The staging record that marks a snapshot being received straight into
+ * `data` (snapshot/installer.ts, direct mode): key [shardId, RECEIVING_SEQ],
+ * value [start, end], the bounds its records lie in. It is written in the
+ * transaction of the transfer's first chunk, before any record, and removed
+ * in the transaction that installs the snapshot or deletes its records, so
+ * every received record that exists has its marker (LMDB commits in
+ * order). Seq -1 sorts before the shard's chunks ([shardId, 0..]), outside
+ * the range they are read and removed by.
+ */
+const RECEIVING_SEQ = -1;
 
 /**
  * lmdb-js transaction flags (its `TransactionFlags` plus LMDB's per-transaction
@@ -147,6 +158,8 @@ export class NodeStore {
   private readonly away = new Set<GroupId>();
   /** Shards with a destroyShard in flight: a persist for one is a bug (asserted). */
   private readonly destroying = new Set<GroupId>();
+  /** The receiving markers (RECEIVING_SEQ) as of the last commit, by shard: records in these bounds belong to no replica yet. */
+  private readonly receivingByShard = new Map<GroupId, RangeBounds>();
   private closed = false;
 
   private constructor(
@@ -269,11 +282,34 @@ export class NodeStore {
     if (s.hardState.commit > s.lastIndex) throw new CorruptRecordError(`commit index ${s.hardState.commit} exceeds last index ${s.lastIndex} ${where}`);
   }
 
+  /**
+   * At open: whatever was staged belongs to a transfer that can no longer
+   * finish (the stream died with the process). Staged chunks go, and so do
+   * the records of a snapshot that was being received straight into `data`
+   * (its marker names their bounds) — except keys a shard here owns by its
+   * descriptor, which no transfer may have claimed (snapshot/claims.ts), and
+   * are spared all the same.
+   */
   private async clearStaging(): Promise<void> {
     if (this.staging.getKeysCount() === 0) return;
+    const received: RangeBounds[] = [];
+    for (const key of this.staging.getKeys()) if (key[1] === RECEIVING_SEQ) received.push(decodeReceivingMarker(key[0], this.staging.get(key)));
+    const owned = received.length === 0 ? [] : this.ownedRanges();
     await this.write(() => {
+      for (const bounds of received) this.deleteOutside(bounds, owned);
       for (const key of this.staging.getKeys()) this.staging.removeSync(key);
     });
+    assert(this.staging.getKeysCount() === 0, () => `staging not empty after the open-time cleanup (node ${this.nodeId}, ${this.dir})`);
+  }
+
+  /** Every shard's range by its stored descriptor (see ownedBoundsOf): what no cleanup of received records may delete. */
+  private ownedRanges(): RangeBounds[] {
+    const owned: RangeBounds[] = [];
+    for (const shardId of this.shards.keys()) {
+      const bounds = ownedBoundsOf(shardId, this.meta.get([shardId, 'desc']));
+      if (bounds !== undefined) owned.push(bounds);
+    }
+    return owned;
   }
 
   shardIds(): GroupId[] {
@@ -369,10 +405,93 @@ export class NodeStore {
     await this.write(() => this.meta.putSync([shardId, 'away'], true));
   }
 
-  /** @internal Deletes user data in [start, end) inside the caller's write transaction (a split's right half that lives elsewhere). */
+  /**
+   * @internal Deletes user data in [start, end) inside the caller's write
+   * transaction (a split's right half that lives elsewhere, a range a
+   * snapshot replaces, a destroyed replica's range). Never where a snapshot
+   * is being received (asserted, before anything is deleted: call it before
+   * the transaction's other writes): those records are that transfer's, and
+   * its install would find keys missing.
+   */
   deleteData(bounds: RangeBounds): void {
+    for (const [shardId, received] of this.receivingByShard) {
+      assert(!boundsOverlap(received, bounds), () => `deleting data in ${describeBounds(bounds)} would delete shard ${shardId}'s incoming snapshot records in ${describeBounds(received)} (node ${this.nodeId})`);
+    }
+    this.deleteRange(bounds);
+  }
+
+  private deleteRange(bounds: RangeBounds): void {
     const dataRange = { start: Buffer.from(bounds.start), ...(bounds.end === null ? {} : { end: Buffer.from(bounds.end) }) };
     for (const key of this.data.getKeys(dataRange)) this.data.removeSync(key);
+  }
+
+  /** Deletes the user data in `bounds` that lies outside every range of `keep`. */
+  private deleteOutside(bounds: RangeBounds, keep: readonly RangeBounds[]): void {
+    for (const part of boundsOutside(bounds, keep)) this.deleteRange(part);
+  }
+
+  /**
+   * Snapshots being received straight into `data`, by shard: the bounds
+   * their records lie in (see RECEIVING_SEQ), as of the last commit. No
+   * other replica here may own or claim keys in them (snapshot/claims.ts).
+   */
+  receiving(): ReadonlyMap<GroupId, RangeBounds> {
+    return this.receivingByShard;
+  }
+
+  /**
+   * @internal Inside a write transaction, before the first record of a
+   * snapshot received straight into `data`: marks `bounds` as receiving for
+   * the shard, and deletes what the data holds there outside `keep` (the
+   * ranges other replicas own or claim, none once the overlap check
+   * passed): keys no replica owns are nobody's, and must not pass for the
+   * snapshot's at its install. The shard must have no marker (deleteStaged
+   * first, in the same transaction). Call noteReceiving once the
+   * transaction committed.
+   */
+  markReceiving(shardId: GroupId, bounds: RangeBounds, keep: readonly RangeBounds[]): void {
+    assert(this.staging.get([shardId, RECEIVING_SEQ]) === undefined, () => `shard ${shardId} already has a receiving marker (node ${this.nodeId})`);
+    this.deleteOutside(bounds, keep);
+    this.staging.putSync([shardId, RECEIVING_SEQ], [bounds.start, bounds.end]);
+  }
+
+  /**
+   * @internal Inside a write transaction: removes the shard's receiving
+   * marker, leaving its records in place (the install that makes them the
+   * shard's own). Returns the marker's bounds; call noteReceiving once the
+   * transaction committed.
+   */
+  unmarkReceiving(shardId: GroupId): RangeBounds {
+    const bounds = decodeReceivingMarker(shardId, this.staging.get([shardId, RECEIVING_SEQ]));
+    this.staging.removeSync([shardId, RECEIVING_SEQ]);
+    return bounds;
+  }
+
+  /**
+   * @internal Inside a write transaction: drops all the shard has staged —
+   * its chunks, and its receiving marker with the records in its bounds,
+   * except keys in the ranges `keep` names for those bounds (what other
+   * replicas here own or claim). Read from the store, not from a transfer's
+   * memory: whichever transfer wrote them. Every read and `keep` run before
+   * the first write. Call noteReceiving(shardId, undefined) once the
+   * transaction committed.
+   */
+  deleteStaged(shardId: GroupId, keep: (received: RangeBounds) => readonly RangeBounds[]): void {
+    const marker = this.staging.get([shardId, RECEIVING_SEQ]);
+    const received = marker === undefined ? undefined : decodeReceivingMarker(shardId, marker);
+    const spared = received === undefined ? [] : keep(received);
+    const chunks = [...this.staging.getKeys({ start: [shardId, 0], end: [shardId, Number.MAX_SAFE_INTEGER] })];
+    if (received !== undefined) {
+      this.deleteOutside(received, spared);
+      this.staging.removeSync([shardId, RECEIVING_SEQ]);
+    }
+    for (const key of chunks) this.staging.removeSync(key);
+  }
+
+  /** @internal The shard's receiving marker after a commit that wrote or removed it (markReceiving, unmarkReceiving, deleteStaged). */
+  noteReceiving(shardId: GroupId, bounds: RangeBounds | undefined): void {
+    if (bounds === undefined) this.receivingByShard.delete(shardId);
+    else this.receivingByShard.set(shardId, bounds);
   }
 
   /** What createShard or a snapshot install stored as the shard's descriptor; undefined if none (or no such shard). */
@@ -405,6 +524,11 @@ export class NodeStore {
    * ShardStorage dropped (they would keep reading the old in-memory state).
    * The bounds must be the shard's own: keys there are deleted whoever's
    * they are (ranges on one node are disjoint).
+   *
+   * A snapshot the shard was receiving straight into `data` stays, marker
+   * and records: which of its keys may go depends on the other replicas'
+   * ranges, which the snapshot layer knows (IncomingSnapshots.forget clears
+   * it next; after a crash, the next open does).
    */
   async destroyShard(shardId: GroupId, bounds?: RangeBounds, options: { tombstone?: HardState } = {}): Promise<void> {
     this.checkOpen();
@@ -419,10 +543,11 @@ export class NodeStore {
     this.destroying.add(shardId);
     try {
       await this.write(() => {
+        // First: its fence may refuse, and a throw in an async transaction does not roll back what came before.
+        if (bounds !== undefined) this.deleteData(bounds);
         for (const key of this.log.getKeys(logRange)) this.log.removeSync(key);
         for (const field of META_FIELDS) this.meta.removeSync([shardId, field]);
         for (const key of this.staging.getKeys(stagingRange)) this.staging.removeSync(key);
-        if (bounds !== undefined) this.deleteData(bounds);
         if (options.tombstone !== undefined) this.meta.putSync([shardId, 'tomb'], encodeHardState(options.tombstone));
       });
     } finally {
@@ -621,6 +746,65 @@ export class NodeStore {
 
 function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
+}
+
+function describeBounds(b: RangeBounds): string {
+  return `[${hex(b.start)}, ${b.end === null ? '∞' : hex(b.end)})`;
+}
+
+/** Whether [start, end) holds no key. */
+function isEmptyBounds(b: RangeBounds): boolean {
+  return b.end !== null && Buffer.compare(b.start, b.end) >= 0;
+}
+
+/** Whether two ranges share a key (`end` null: to the end of the key space). */
+export function boundsOverlap(a: RangeBounds, b: RangeBounds): boolean {
+  if (isEmptyBounds(a) || isEmptyBounds(b)) return false;
+  return (a.end === null || Buffer.compare(b.start, a.end) < 0) && (b.end === null || Buffer.compare(a.start, b.end) < 0);
+}
+
+/** The parts of `bounds` that no range of `keep` covers, in key order, none empty. */
+export function boundsOutside(bounds: RangeBounds, keep: readonly RangeBounds[]): RangeBounds[] {
+  if (isEmptyBounds(bounds)) return [];
+  const cuts = keep.filter((k) => boundsOverlap(k, bounds)).sort((a, b) => Buffer.compare(a.start, b.start));
+  const parts: RangeBounds[] = [];
+  // The first key not yet placed in a part or a cut; null once a cut reached the end of the key space.
+  let from: Uint8Array | null = bounds.start;
+  for (const cut of cuts) {
+    if (from === null) break;
+    // An overlapping cut starts before bounds.end, so it ends this part inside the bounds.
+    if (Buffer.compare(cut.start, from) > 0) parts.push({ start: from, end: cut.start });
+    if (cut.end === null) from = null;
+    else if (Buffer.compare(cut.end, from) > 0) from = cut.end;
+  }
+  if (from !== null && (bounds.end === null || Buffer.compare(from, bounds.end) < 0)) parts.push({ start: from, end: bounds.end });
+  return parts;
+}
+
+function decodeReceivingMarker(shardId: number, stored: unknown): RangeBounds {
+  if (!Array.isArray(stored) || stored.length !== 2 || !(stored[0] instanceof Uint8Array) || !(stored[1] === null || stored[1] instanceof Uint8Array)) {
+    throw new CorruptRecordError(`shard ${shardId}: receiving snapshot marker ${JSON.stringify(stored)} is not [start, end]`);
+  }
+  return { start: stored[0], end: stored[1] };
+}
+
+/**
+ * The keys a shard owns by its stored descriptor, read as kv/range.ts
+ * decodeShardRange reads it (storage cannot import kv; a test holds the
+ * two to the same answers): [start, end, epoch ≥ 1] or [start, end] own
+ * [start, end); [empty, empty, 0], a replica waiting for its first
+ * snapshot, owns nothing (undefined); a shard stored without one owns the
+ * whole key space. Anything else is a CorruptRecordError.
+ */
+export function ownedBoundsOf(shardId: number, stored: unknown): RangeBounds | undefined {
+  if (stored === undefined) return { start: new Uint8Array(0), end: null };
+  if (Array.isArray(stored) && (stored.length === 2 || stored.length === 3) && stored[0] instanceof Uint8Array && (stored[1] === null || stored[1] instanceof Uint8Array)) {
+    if (stored.length === 2) return { start: stored[0], end: stored[1] };
+    const epoch: unknown = stored[2];
+    if (Number.isSafeInteger(epoch) && (epoch as number) >= 1) return { start: stored[0], end: stored[1] };
+    if (epoch === 0 && stored[0].byteLength === 0 && stored[1] !== null && stored[1].byteLength === 0) return undefined;
+  }
+  throw new CorruptRecordError(`shard ${shardId}: range descriptor is malformed`);
 }
 
 interface WritePlan {

@@ -1,0 +1,130 @@
+import type { GroupId } from '@flotilla/core';
+import { coversSpan, decodeShardRange, describeRange, isInitialized, type ShardRange } from '../kv/range.js';
+import type { Group } from '../host/group.js';
+import type { RangeBounds } from '../storage/codec.js';
+import { boundsOverlap, type NodeStore } from '../storage/node-store.js';
+
+/*
+ * Ranges in one store are disjoint: user data is keyed by user key alone. A
+ * snapshot received here must not overlap what another replica in the store
+ * owns or claims (TiKV's snapshot overlap check): that replica has not
+ * applied a split the snapshot's range came from, and installing now would
+ * let its older entries overwrite the snapshot's data. It fits once that
+ * replica applies the split or installs a snapshot of its own past it; the
+ * leader retries meanwhile.
+ *
+ * Besides the ranges replicas own, two kinds of claims hold keys before
+ * they are anyone's: a snapshot Raft accepted, installed by the next round,
+ * and a snapshot being received straight into the data sub-database
+ * (installer.ts, direct mode) from its first chunk's transaction until its
+ * install or clear. A claim keeps every other snapshot out of its keys, so
+ * no install deletes or overwrites what a transfer wrote, and a clear of a
+ * transfer's records spares every key another replica owns or claims.
+ */
+
+/** A snapshot that would overlap another replica's range or claim in this store. */
+export class SnapshotOverlapError extends Error {
+  readonly code = 'SNAPSHOT_OVERLAP';
+}
+
+/** Keys another replica holds in this store. */
+export interface RangeClaim {
+  readonly shardId: GroupId;
+  /** `owned`: its applied range; `installing`: a snapshot Raft accepted, installed in the next round; `receiving`: records of a snapshot received straight into the data. */
+  readonly kind: 'owned' | 'installing' | 'receiving';
+  readonly bounds: RangeBounds;
+  /** The range's epoch (`owned` and `installing`; a receiving claim's records are no range's yet). */
+  readonly epoch?: number | undefined;
+}
+
+/** Who holds which keys in one store. */
+export interface RangeClaims {
+  /** Every claim of a replica other than `shardId`, in no particular order. */
+  forEachOther(shardId: GroupId, each: (claim: RangeClaim) => void): void;
+}
+
+/** How a snapshot's records reach the data: staged and copied by the install, or written as they arrive (installer.ts). */
+export type ReceiveMode = 'staged' | 'direct';
+
+/**
+ * Whether a snapshot of `by` takes over `r`, another replica's range in the
+ * same store: it covers all of `r` at a higher epoch. Ranges only grow by a
+ * merge, and a merge commits only once the range it takes in is frozen, so
+ * that replica is of a range merged into the snapshot's, only behind: its
+ * data is in the snapshot, and it will never serve again. It gives way when
+ * the snapshot installs (IncomingSnapshots.install) — which a staged
+ * snapshot does in one transaction. A direct one would write into the
+ * range while that replica may still apply its last entries, so it never
+ * takes one over: such a snapshot is received staged (installer.ts).
+ */
+export function supersedes(by: ShardRange, r: ShardRange): boolean {
+  return isInitialized(r) && isInitialized(by) && r.epoch < by.epoch && coversSpan(by, r.start, r.end);
+}
+
+/** The first claim of another replica that a snapshot of `shardId` over `range` received in `mode` would overlap, or undefined. */
+export function overlappingClaim(claims: RangeClaims, shardId: GroupId, range: ShardRange, mode: ReceiveMode): RangeClaim | undefined {
+  let found: RangeClaim | undefined;
+  claims.forEachOther(shardId, (claim) => {
+    if (found !== undefined || !boundsOverlap(claim.bounds, range)) return;
+    if (mode === 'staged' && claim.kind === 'owned' && supersedes(range, { ...claim.bounds, epoch: claim.epoch! })) return;
+    found = claim;
+  });
+  return found;
+}
+
+/** What a clear of `shardId`'s received records in `bounds` must spare: every other replica's claim on keys there. */
+export function claimsWithin(claims: RangeClaims, shardId: GroupId, bounds: RangeBounds): RangeBounds[] {
+  const within: RangeBounds[] = [];
+  claims.forEachOther(shardId, (claim) => {
+    if (boundsOverlap(claim.bounds, bounds)) within.push(claim.bounds);
+  });
+  return within;
+}
+
+export function describeClaim(c: RangeClaim): string {
+  const what = c.kind === 'owned' ? `shard ${c.shardId}'s` : c.kind === 'installing' ? `the snapshot shard ${c.shardId} installs next,` : `the snapshot shard ${c.shardId} is receiving,`;
+  return `${what} ${describeRange(c.bounds)}${c.epoch === undefined ? '' : ` (epoch ${c.epoch})`}`;
+}
+
+function receivingClaims(store: NodeStore, shardId: GroupId, each: (claim: RangeClaim) => void): void {
+  for (const [id, bounds] of store.receiving()) if (id !== shardId) each({ shardId: id, kind: 'receiving', bounds });
+}
+
+/**
+ * A core's claims: its replicas' ranges (a removed one's too, until its
+ * destroy, which deletes its range's data, is durable), the snapshots they
+ * accepted, and the store's receiving markers (those of a destroyed
+ * replica too, until cleared).
+ */
+export function coreClaims(groups: ReadonlyMap<GroupId, Group>, store: NodeStore): RangeClaims {
+  return {
+    forEachOther(shardId, each) {
+      for (const other of groups.values()) {
+        if (other.id === shardId) continue;
+        if (isInitialized(other.bounds)) each({ shardId: other.id, kind: 'owned', bounds: other.bounds, epoch: other.bounds.epoch });
+        const pending = other.accepted?.stagedHeader;
+        if (pending !== undefined) each({ shardId: other.id, kind: 'installing', bounds: pending.bounds, epoch: pending.epoch });
+      }
+      receivingClaims(store, shardId, each);
+    },
+  };
+}
+
+/**
+ * The claims a store holds by itself, without a core: every other shard's
+ * range by its stored descriptor (one read per shard) and the receiving
+ * markers. For an installer used on its own (tools, tests); a core knows
+ * more (coreClaims: the snapshots its replicas accepted).
+ */
+export function storeClaims(store: NodeStore): RangeClaims {
+  return {
+    forEachOther(shardId, each) {
+      for (const id of store.shardIds()) {
+        if (id === shardId) continue;
+        const range = decodeShardRange(id, store.descriptor(id));
+        if (isInitialized(range)) each({ shardId: id, kind: 'owned', bounds: range, epoch: range.epoch });
+      }
+      receivingClaims(store, shardId, each);
+    },
+  };
+}
