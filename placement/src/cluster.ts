@@ -55,6 +55,18 @@ export interface RangeInfo {
   readonly hotForSec: number;
   /** A key near the middle of its data, picked by its leader from its keys; undefined below two keys. */
   readonly splitKey?: Uint8Array | undefined;
+  /** How long (s) its load has stayed at or below mergeLoadOpsPerSec, without a break: merges take cold ranges only. */
+  readonly coldForSec: number;
+  /** Present while the range is frozen for a merge into its left neighbour (RangeReport.frozen). */
+  readonly frozen?: FrozenInfo | undefined;
+}
+
+/** A range's freeze for a merge: into which range, the freeze entry's index and term, the epoch it moved the range to. */
+export interface FrozenInfo {
+  readonly targetRangeId: number;
+  readonly index: number;
+  readonly term: number;
+  readonly epoch: number;
 }
 
 export interface ClusterSnapshot {
@@ -83,8 +95,20 @@ export interface SchedulerConfig {
   readonly snapshotsInFlightPerNodeMax: number;
   /** A learner within this many entries of the leader's last index counts as caught up. */
   readonly catchUpLagEntriesMax: number;
-  /** Ranges never split (the meta range). */
+  /** Ranges never split (the meta range); they take no part in a merge either. */
   readonly unsplittable: readonly number[];
+  /**
+   * Merge two neighbouring ranges once together they hold fewer bytes than this (0: never), both
+   * have been cold for mergeColdSec, and they have the same voters. Well under splitSizeBytes, so
+   * the merged range is not split again at once.
+   */
+  readonly mergeSizeBytes: number;
+  /** A range at or below this load (writes and reads per second) is cold... */
+  readonly mergeLoadOpsPerSec: number;
+  /** ...once it has been so for this long (s). */
+  readonly mergeColdSec: number;
+  /** Merges in flight across the cluster, at most. */
+  readonly mergesInFlightMax: number;
   /**
    * Ranges whose lead leader balancing leaves where it is (the meta range: the driver runs on its
    * leader, and moving it restarts the driver with an empty view). Moves still transfer it off a
@@ -105,6 +129,10 @@ export const SCHEDULER_CONFIG_DEFAULTS: SchedulerConfig = {
   snapshotsInFlightPerNodeMax: 2,
   catchUpLagEntriesMax: 16,
   unsplittable: [],
+  mergeSizeBytes: 8 * 1024 * 1024,
+  mergeLoadOpsPerSec: 5,
+  mergeColdSec: 600,
+  mergesInFlightMax: 4,
   leaderPinned: [],
   paused: false,
 };
@@ -124,7 +152,14 @@ export type Operator =
   | { readonly kind: 'removeReplica'; readonly rangeId: number; readonly epoch: number; readonly node: number; readonly reason: 'excess' | 'undo' | 'admin' }
   | { readonly kind: 'transferLeader'; readonly rangeId: number; readonly epoch: number; readonly from: number; readonly to: number; readonly reason: 'balance' | 'admin' }
   /** leave a joint configuration left behind (a leader that crashed mid-change). */
-  | { readonly kind: 'leaveJoint'; readonly rangeId: number; readonly epoch: number; readonly reason: 'repair' };
+  | { readonly kind: 'leaveJoint'; readonly rangeId: number; readonly epoch: number; readonly reason: 'repair' }
+  /**
+   * Merge range `rangeId` (the source) into its left neighbour `targetId` (operator.ts nextMerge):
+   * freeze the source, wait until every voter's replica of it applied the freeze, commit on the
+   * target; or, once the merge cannot finish (a voter down, the target changed), fence the target
+   * and unfreeze the source. `epoch` and `targetEpoch` are the two ranges' when planned.
+   */
+  | { readonly kind: 'merge'; readonly rangeId: number; readonly epoch: number; readonly targetId: number; readonly targetEpoch: number; readonly reason: 'size' | 'resume' | 'admin' };
 
 /** One Raft command on a range, sent to its leader. */
 export type Step =
@@ -135,7 +170,25 @@ export type Step =
   | { readonly kind: 'replaceVoter'; readonly add: number; readonly remove: number }
   | { readonly kind: 'removeNode'; readonly node: number }
   | { readonly kind: 'transferLeader'; readonly to: number }
-  | { readonly kind: 'leaveJoint' };
+  | { readonly kind: 'leaveJoint' }
+  /** On the source: prepareMerge (it freezes for `targetId`, which must have exactly `voters`). */
+  | { readonly kind: 'freeze'; readonly start: Uint8Array; readonly epoch: number; readonly targetId: number; readonly voters: readonly number[] }
+  /** On the target (sent to `targetId`'s leader): commitMerge of the frozen source. */
+  | {
+      readonly kind: 'commitMerge';
+      readonly targetId: number;
+      readonly targetStart: Uint8Array;
+      readonly targetEpoch: number;
+      readonly sourceEnd: Uint8Array | null;
+      readonly sourceEpoch: number;
+      readonly freezeIndex: number;
+      readonly freezeTerm: number;
+      readonly voters: readonly number[];
+    }
+  /** On the target (sent to `targetId`'s leader): moves its epoch, so no commitMerge planned against `targetEpoch` can apply. */
+  | { readonly kind: 'fenceMerge'; readonly targetId: number; readonly targetStart: Uint8Array; readonly targetEpoch: number }
+  /** On the source: unfreezes it (the target was fenced first: the merge can never apply). */
+  | { readonly kind: 'rollbackMerge'; readonly start: Uint8Array; readonly epoch: number; readonly targetId: number };
 
 /** What an operator needs next, given the range as last reported. */
 export type StepDecision =

@@ -1,5 +1,6 @@
 import { FlotillaError } from '@flotilla/core';
-import type { ClusterSnapshot, NodeInfo, NodeState, Operator, RangeInfo, SchedulerConfig, Step } from './cluster.js';
+import type { ClusterSnapshot, FrozenInfo, NodeInfo, NodeState, Operator, RangeInfo, SchedulerConfig, Step } from './cluster.js';
+import { compareKeys } from './range.js';
 import type { RangeReport, StoreHeartbeat, HeartbeatAnswer } from './heartbeat.js';
 import type { NodeAdminState, PlacementSettings } from './meta.js';
 import { nextStep } from './operator.js';
@@ -48,7 +49,14 @@ export const DRIVER_CONFIG_DEFAULTS: Omit<DriverConfig, 'scheduler'> = {
 };
 
 /** What a step changed, when the range's leader answered with it: a membership change's outcome, or a split's. */
-export type StepOutcome = MembershipStepOutcome | SplitStepOutcome;
+export type StepOutcome = MembershipStepOutcome | SplitStepOutcome | MergeStepOutcome;
+
+/** A merge step's answer: the source froze or unfroze, the target took it in or was fenced. */
+export type MergeStepOutcome =
+  | { readonly frozen: FrozenInfo }
+  | { readonly unfrozen: { readonly epoch: number } }
+  | { readonly merged: { readonly targetId: number; readonly end: Uint8Array | null; readonly epoch: number } }
+  | { readonly fenced: { readonly targetId: number; readonly epoch: number } };
 
 export interface MembershipStepOutcome {
   readonly epoch: number;
@@ -108,6 +116,8 @@ interface TrackedRange {
   writesPerSec: number;
   readsPerSec: number;
   hotSinceMs: number | undefined;
+  /** Since when its load has stayed at or below mergeLoadOpsPerSec (undefined: loaded at its last report). */
+  coldSinceMs: number | undefined;
 }
 
 interface TrackedOperator {
@@ -283,8 +293,11 @@ export class PlacementDriver {
     }
     const hot = writesPerSec + readsPerSec >= this.o.config.scheduler.splitLoadOpsPerSec;
     const hotSinceMs = hot ? (known?.hotSinceMs ?? nowMs) : undefined;
+    const cold = writesPerSec + readsPerSec <= this.o.config.scheduler.mergeLoadOpsPerSec;
+    const coldSinceMs = cold ? (known?.coldSinceMs ?? nowMs) : undefined;
     this.noteStrays(report.rangeId, report);
-    this.ranges.set(report.rangeId, { report, leader: from, heardMs: nowMs, writesPerSec, readsPerSec, hotSinceMs });
+    this.ranges.set(report.rangeId, { report, leader: from, heardMs: nowMs, writesPerSec, readsPerSec, hotSinceMs, coldSinceMs });
+    if (known !== undefined && endsPast(report.end, known.report.end)) this.dropMergedInto(report);
     this.lastReportMs = nowMs;
     this.planDirty = true;
     // A split's halves report separately; the parent's entry is replaced by the left half (same id).
@@ -326,6 +339,9 @@ export class PlacementDriver {
       readsPerSec: loaded ? t.readsPerSec : 0,
       hotForSec: t.hotSinceMs === undefined || !loaded ? 0 : (nowMs - t.hotSinceMs) / 1000,
       splitKey: overSize ? r.sizeSplitKey : r.loadSplitKey,
+      // A quiet range is not reported: once its rates expired it has been cold since then, at the latest.
+      coldForSec: Math.max(0, nowMs - (t.coldSinceMs ?? (loaded ? nowMs : t.heardMs + this.o.config.rateFreshMs))) / 1000,
+      ...(r.frozen === undefined ? {} : { frozen: { targetRangeId: r.frozen.targetRangeId, index: r.frozen.index, term: r.frozen.term, epoch: r.frozen.epoch } }),
     };
   }
 
@@ -419,7 +435,12 @@ export class PlacementDriver {
         continue;
       }
       const range = this.range(rangeId, nowMs);
-      const decision = nextStep(t.op, range, { catchUpLagEntriesMax: this.o.config.scheduler.catchUpLagEntriesMax, nodeState });
+      const decision = nextStep(t.op, range, {
+        catchUpLagEntriesMax: this.o.config.scheduler.catchUpLagEntriesMax,
+        nodeState,
+        rangeOf: (id) => this.range(id, nowMs),
+        replicaEpoch: (nodeId, id) => this.nodes.get(nodeId)?.replicas.get(id),
+      });
       if (decision.kind === 'done' || decision.kind === 'abandon') {
         this.endOperator(rangeId);
         this.o.ports.log.info({ ...describeOperator(t.op), ageMs: nowMs - t.startedMs, ...(decision.kind === 'abandon' ? { why: decision.why } : {}) }, decision.kind === 'done' ? 'operator finished' : 'operator abandoned');
@@ -457,6 +478,7 @@ export class PlacementDriver {
   /** What a step's answer says of the range, taken in before its leader's next report. */
   private applyOutcome(rangeId: number, outcome: StepOutcome): void {
     if ('split' in outcome) return this.applySplit(rangeId, outcome.split.left);
+    if ('frozen' in outcome || 'unfrozen' in outcome || 'merged' in outcome || 'fenced' in outcome) return this.applyMergeOutcome(rangeId, outcome);
     const t = this.ranges.get(rangeId);
     if (t === undefined || outcome.epoch <= t.report.epoch) return;
     // Progress is kept only for replicas that stay: one the change added (or removed and added back) has
@@ -485,6 +507,41 @@ export class PlacementDriver {
     t.report = { ...r, end: left.end, epoch: left.epoch, keyCount: Math.floor(r.keyCount / 2), sizeBytes: Math.floor(r.sizeBytes / 2), sizeSplitKey: undefined, loadSplitKey: undefined };
     t.hotSinceMs = undefined;
     this.planDirty = true;
+  }
+
+  /** A merge step's answer, taken in before the ranges' next reports (as applySplit). */
+  private applyMergeOutcome(rangeId: number, outcome: MergeStepOutcome): void {
+    this.planDirty = true;
+    if ('merged' in outcome || 'fenced' in outcome) {
+      const { targetId, epoch } = 'merged' in outcome ? outcome.merged : outcome.fenced;
+      const t = this.ranges.get(targetId);
+      if (t === undefined || epoch <= t.report.epoch) return;
+      t.report = { ...t.report, epoch, ...('merged' in outcome ? { end: outcome.merged.end } : {}) };
+      if ('merged' in outcome) this.dropMergedInto(t.report);
+      return;
+    }
+    const t = this.ranges.get(rangeId);
+    if (t === undefined) return;
+    if ('frozen' in outcome) {
+      if (outcome.frozen.epoch > t.report.epoch) t.report = { ...t.report, epoch: outcome.frozen.epoch, frozen: { targetRangeId: outcome.frozen.targetRangeId, index: outcome.frozen.index, term: outcome.frozen.term, epoch: outcome.frozen.epoch } };
+    } else if (outcome.unfrozen.epoch > t.report.epoch) {
+      t.report = { ...t.report, epoch: outcome.unfrozen.epoch, frozen: undefined };
+    }
+  }
+
+  /**
+   * Ranges a merged range took in leave the view: every range it now
+   * covers at a lower epoch (ranges grow only by a merge, so each of them
+   * was merged in). Runs only when a range's end moved right: O(ranges) per
+   * merge, not per report.
+   */
+  private dropMergedInto(merged: RangeReport): void {
+    for (const [id, t] of this.ranges) {
+      if (id === merged.rangeId || t.report.epoch >= merged.epoch) continue;
+      if (compareKeys(t.report.start, merged.start) < 0 || endsPast(t.report.end, merged.end)) continue;
+      this.ranges.delete(id);
+      this.o.ports.log.info({ rangeId: id, intoRangeId: merged.rangeId }, 'range merged away');
+    }
   }
 
   /** Nodes being decommissioned that hold no replica any more (none before the driver is warm: it may not know their replicas yet). */
@@ -553,7 +610,21 @@ function stepKey(s: Step): string {
       return `transferLeader(${s.to})`;
     case 'leaveJoint':
       return 'leaveJoint';
+    case 'freeze':
+      return `freeze(into ${s.targetId})`;
+    case 'commitMerge':
+      return `commitMerge(${s.targetId}@${s.targetEpoch})`;
+    case 'fenceMerge':
+      return `fenceMerge(${s.targetId}@${s.targetEpoch})`;
+    case 'rollbackMerge':
+      return `rollbackMerge(${s.targetId})`;
   }
+}
+
+/** Whether end `a` lies past end `b` (null: the end of the key space). */
+function endsPast(a: Uint8Array | null, b: Uint8Array | null): boolean {
+  if (b === null) return false;
+  return a === null || compareKeys(a, b) > 0;
 }
 
 /** Log fields for an operator (keys as hex: never raw bytes in logs). */

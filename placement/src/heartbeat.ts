@@ -58,6 +58,8 @@ export interface RangeReport {
   readonly readCount: number;
   readonly sizeSplitKey?: Uint8Array | undefined;
   readonly loadSplitKey?: Uint8Array | undefined;
+  /** Present while the range is frozen for a merge into its left neighbour `targetRangeId` (the freeze entry's index and term, the epoch it moved the range to). */
+  readonly frozen?: { readonly targetRangeId: number; readonly index: number; readonly term: number; readonly epoch: number } | undefined;
 }
 
 /** The driver's answer: replicas the node should destroy (their range removed them); `resync`: the delta was not taken, send a full heartbeat. */
@@ -94,6 +96,7 @@ export function encodeStoreHeartbeat(h: StoreHeartbeat): Uint8Array {
       r.readCount,
       r.sizeSplitKey ?? null,
       r.loadSplitKey ?? null,
+      r.frozen === undefined ? null : [r.frozen.targetRangeId, r.frozen.index, r.frozen.term, r.frozen.epoch],
     ]),
     h.session,
     h.seq,
@@ -133,8 +136,11 @@ export function decodeStoreHeartbeat(bytes: Uint8Array): StoreHeartbeat {
   }
   if (!Array.isArray(leading) || leading.length > HEARTBEAT_RANGE_COUNT_MAX) fail('led ranges');
   const reports = (leading as unknown[]).map((r, i): RangeReport => {
-    if (!Array.isArray(r) || r.length !== 16) fail(`led range ${i} is not a 16-tuple`);
-    const [rangeId, start, end, epoch, term, voters, votersOutgoing, learners, lastIndex, progressPairs, keyCount, sizeBytes, writeCount, readCount, sizeSplitKey, loadSplitKey] = r as unknown[];
+    // 16 fields from a node built before merges, 17 with the freeze (null when not frozen).
+    if (!Array.isArray(r) || (r.length !== 16 && r.length !== 17)) fail(`led range ${i} is not a 16- or 17-tuple`);
+    const [rangeId, start, end, epoch, term, voters, votersOutgoing, learners, lastIndex, progressPairs, keyCount, sizeBytes, writeCount, readCount, sizeSplitKey, loadSplitKey, frozen] = r as unknown[];
+    if (frozen !== undefined && frozen !== null && !(Array.isArray(frozen) && frozen.length === 4 && frozen.every(isId))) fail(`led range ${i}: freeze`);
+    const [targetRangeId, freezeIndex, freezeTerm, freezeEpoch] = Array.isArray(frozen) ? (frozen as number[]) : [];
     if (!isId(rangeId) || !isId(epoch) || !isCount(term) || !isCount(lastIndex)) fail(`led range ${i}: ids, epoch, term or index`);
     if (!(start instanceof Uint8Array) || !isKeyOrNull(end) || !isKeyOrNull(sizeSplitKey) || !isKeyOrNull(loadSplitKey)) fail(`led range ${i}: keys`);
     if (!isIds(voters) || !isIds(votersOutgoing) || !isIds(learners)) fail(`led range ${i}: configuration`);
@@ -159,6 +165,7 @@ export function decodeStoreHeartbeat(bytes: Uint8Array): StoreHeartbeat {
       readCount: readCount as number,
       sizeSplitKey: (sizeSplitKey as Uint8Array | null) ?? undefined,
       loadSplitKey: (loadSplitKey as Uint8Array | null) ?? undefined,
+      ...(targetRangeId === undefined ? {} : { frozen: { targetRangeId, index: freezeIndex!, term: freezeTerm!, epoch: freezeEpoch! } }),
     };
   });
   return {

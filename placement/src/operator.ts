@@ -25,6 +25,10 @@ export interface NextStepOptions {
   readonly catchUpLagEntriesMax: number;
   /** The driver's view of a node; undefined for a node it does not know. */
   readonly nodeState: (nodeId: number) => NodeState | undefined;
+  /** Another range as last reported (a merge looks at its target); undefined when not known. */
+  readonly rangeOf: (rangeId: number) => RangeInfo | undefined;
+  /** The epoch a node's replica of the range applied, as its heartbeats said; undefined when it has none. */
+  readonly replicaEpoch: (nodeId: number, rangeId: number) => number | undefined;
 }
 
 type OperatorOf<K extends Operator['kind']> = Extract<Operator, { kind: K }>;
@@ -35,7 +39,8 @@ interface Context {
 }
 
 export function nextStep(op: Operator, range: RangeInfo | undefined, options: NextStepOptions): StepDecision {
-  if (range === undefined) return abandon(`range ${op.rangeId} is gone`);
+  // A merge's source leaves the driver's view once its target took it in.
+  if (range === undefined) return op.kind === 'merge' ? done() : abandon(`range ${op.rangeId} is gone`);
   assert(range.rangeId === op.rangeId, () => `operator for range ${op.rangeId} stepped with range ${range.rangeId}`);
   if (range.epoch < op.epoch) {
     return wait(`report older than the plan (range ${range.rangeId} at epoch ${range.epoch}, planned at ${op.epoch})`);
@@ -71,9 +76,89 @@ function decide(op: Operator, context: Context): StepDecision {
       return nextTransferLeader(op, context);
     case 'leaveJoint':
       return nextLeaveJoint(op, context);
+    case 'merge':
+      return nextMerge(op, context);
     default:
       return unreachable(op, 'operator');
   }
+}
+
+/**
+ * A merge (shards: kv/merge.ts), decided from the two ranges' reports:
+ * 1. the source not frozen: freeze it, if both ranges are still as planned
+ *    and fit (neighbours, same voters on up nodes, no change under way);
+ * 2. frozen: once every voter's replica of the source applied the freeze
+ *    (its epoch, from the nodes' heartbeats), commit on the target;
+ * 3. done once the target covers the source.
+ * A frozen source serves nothing, so a merge that cannot finish — the
+ * target changed, a voter's node is down — is rolled back: first the
+ * target is fenced (its epoch moves, so no commitMerge planned against the
+ * old one can apply; any already in its log applied before the fence),
+ * then the source unfreezes. Both only once the target's report shows the
+ * fence applied without the merge, so a rollback never races a commit.
+ */
+function nextMerge(op: OperatorOf<'merge'>, { range: source, options }: Context): StepDecision {
+  const target = options.rangeOf(op.targetId);
+  if (target === undefined) return source.frozen === undefined ? abandon(`target range ${op.targetId} is not known`) : wait(`target range ${op.targetId} is not known`);
+  if (covers(target, source)) return done();
+  const frozen = source.frozen;
+  if (frozen === undefined) {
+    // Unfrozen: not frozen yet, or rolled back (the epoch moved on).
+    if (source.epoch !== op.epoch || target.epoch !== op.targetEpoch) return abandon(`range ${source.rangeId} or ${target.rangeId} changed before the freeze`);
+    const problem = mergeProblem(target, source, options.nodeState);
+    if (problem !== undefined) return abandon(problem);
+    return step({ kind: 'freeze', start: source.start, epoch: source.epoch, targetId: target.rangeId, voters: sorted(source.voters) });
+  }
+  if (frozen.targetRangeId !== op.targetId) return abandon(`range ${source.rangeId} is frozen for a merge into range ${frozen.targetRangeId}`);
+  // A suspect node is a blip, not a reason to undo a merge; a down one would hold it for as long as it stays down.
+  const notDown = (id: number): NodeState | undefined => (options.nodeState(id) === 'suspect' ? 'up' : options.nodeState(id));
+  const rollback = target.epoch !== op.targetEpoch ? `target range ${target.rangeId} changed (epoch ${op.targetEpoch} → ${target.epoch})` : mergeProblem(target, source, notDown);
+  if (rollback !== undefined) {
+    if (target.leader === 0 || options.nodeState(target.leader) === 'down') return wait(`range ${target.rangeId} has no live leader to fence`);
+    if (target.epoch === op.targetEpoch) return step({ kind: 'fenceMerge', targetId: target.rangeId, targetStart: target.start, targetEpoch: target.epoch });
+    // Fenced (or moved on by itself) without taking the source in: no commit can apply any more.
+    return step({ kind: 'rollbackMerge', start: source.start, epoch: source.epoch, targetId: target.rangeId });
+  }
+  const behind = source.voters.filter((v) => (options.replicaEpoch(v, source.rangeId) ?? 0) < frozen.epoch);
+  if (behind.length > 0) return wait(`replicas of range ${source.rangeId} on nodes ${behind.join(', ')} have not applied the freeze`);
+  if (target.leader === 0) return wait(`range ${target.rangeId} has no known leader`);
+  return step({
+    kind: 'commitMerge',
+    targetId: target.rangeId,
+    targetStart: target.start,
+    targetEpoch: target.epoch,
+    sourceEnd: source.end,
+    sourceEpoch: frozen.epoch,
+    freezeIndex: frozen.index,
+    freezeTerm: frozen.term,
+    voters: sorted(source.voters),
+  });
+}
+
+/**
+ * Why `left` cannot take in `right` now, or undefined: they must be
+ * neighbours, with the same voters, every one on an up node (a merge waits
+ * for every replica of the source), and no learner or change under way.
+ */
+export function mergeProblem(left: RangeInfo, right: RangeInfo, nodeState: (nodeId: number) => NodeState | undefined): string | undefined {
+  if (left.end === null || compareKeys(left.end, right.start) !== 0) return `range ${left.rangeId} does not end where range ${right.rangeId} starts`;
+  if (left.learners.length > 0 || right.learners.length > 0 || left.votersOutgoing.length > 0 || right.votersOutgoing.length > 0) return 'a learner or a membership change is under way';
+  const [a, b] = [sorted(left.voters), sorted(right.voters)];
+  if (a.length !== b.length || a.some((v, i) => v !== b[i])) return `ranges ${left.rangeId} and ${right.rangeId} have different voters`;
+  const notUp = a.filter((v) => nodeState(v) !== 'up');
+  if (notUp.length > 0) return `nodes ${notUp.join(', ')} are not up`;
+  return undefined;
+}
+
+/** Whether `left` took `right` in: it starts before it and ends where it ends, or past. */
+function covers(left: RangeInfo, right: RangeInfo): boolean {
+  if (compareKeys(left.start, right.start) >= 0) return false;
+  if (left.end === null) return true;
+  return right.end !== null && compareKeys(left.end, right.end) >= 0;
+}
+
+function sorted(nodes: readonly number[]): number[] {
+  return [...nodes].sort((a, b) => a - b);
 }
 
 function nextSplit(op: OperatorOf<'split'>, { range }: Context): StepDecision {
@@ -249,6 +334,10 @@ function keepsQuorum(range: RangeInfo, s: Step, nodeState: (nodeId: number) => N
     case 'addLearner':
     case 'transferLeader':
     case 'leaveJoint':
+    case 'freeze':
+    case 'commitMerge':
+    case 'fenceMerge':
+    case 'rollbackMerge':
       return true;
     default:
       return unreachable(s, 'step');

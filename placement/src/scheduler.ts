@@ -1,6 +1,7 @@
 import { assert, unreachable } from '@flotilla/core';
 import type { ClusterSnapshot, NodeInfo, NodeState, Operator, RangeInfo, SchedulerConfig } from './cluster.js';
-import { hasQuorum, isCaughtUp, keyStrictlyInside } from './operator.js';
+import { hasQuorum, isCaughtUp, keyStrictlyInside, mergeProblem } from './operator.js';
+import { compareKeys } from './range.js';
 
 /**
  * The placement driver's planner: from a cluster snapshot and the operators
@@ -15,8 +16,9 @@ import { hasQuorum, isCaughtUp, keyStrictlyInside } from './operator.js';
  *   5. excess       too many voters: remove one, the one on the least healthy node first
  *   6. drain        a replica on a decommissioning (or decommissioned) node moves off it
  *   7. split        by size, or by load sustained
- *   8. balance      replicas per up node within one of each other
- *   9. balance      leaders per up node within one of each other
+ *   8. merge        a frozen range's merge resumed; two small, cold neighbours with the same voters
+ *   9. balance      replicas per up node within one of each other
+ *  10. balance      leaders per up node within one of each other
  *
  * At most one operator per range (counting those in flight): operators on
  * one range would race for its membership. Ranges that lost their quorum
@@ -39,6 +41,7 @@ export function plan(snapshot: ClusterSnapshot, config: SchedulerConfig, inFligh
   planExcess(planning);
   planDrains(planning);
   planSplits(planning);
+  planMerges(planning);
   planReplicaBalance(planning);
   planLeaderBalance(planning);
   const operators = [...planning.planned].sort((a, b) => a.priority - b.priority || a.op.rangeId - b.op.rangeId).map((p) => p.op);
@@ -55,8 +58,9 @@ const PRIORITY = {
   excess: 4,
   drain: 5,
   split: 6,
-  balanceReplicas: 7,
-  balanceLeaders: 8,
+  merge: 7,
+  balanceReplicas: 8,
+  balanceLeaders: 9,
 } as const;
 type Rule = keyof typeof PRIORITY;
 
@@ -74,6 +78,10 @@ interface Planning {
   movesCount: number;
   /** Split operators in flight or planned. */
   splitsCount: number;
+  /** Merge operators in flight or planned. */
+  mergesCount: number;
+  /** Frozen ranges with no operator in flight: planMerges resumes their merges. */
+  readonly frozenIdle: RangeInfo[];
   /** addReplica and moveReplica operators in flight or planned, by the node they copy a replica to. */
   readonly snapshotsByNode: Map<number, number>;
   /** Replicas (voters, outgoing voters, learners) per node as they will be once every operator in flight or planned is done. */
@@ -96,6 +104,8 @@ function startPlanning(snapshot: ClusterSnapshot, config: SchedulerConfig, inFli
     busy: new Set(inFlight.map((op) => op.rangeId)),
     movesCount: 0,
     splitsCount: inFlight.filter((op) => op.kind === 'split').length,
+    mergesCount: inFlight.filter((op) => op.kind === 'merge').length,
+    frozenIdle: [],
     snapshotsByNode: new Map(),
     replicasByNode: new Map(),
     leadersByNode: new Map(),
@@ -106,6 +116,16 @@ function startPlanning(snapshot: ClusterSnapshot, config: SchedulerConfig, inFli
     if (range.leader !== 0) add(planning.leadersByNode, range.leader, 1);
   }
   for (const op of inFlight) spend(planning, op, rangeById.get(op.rangeId));
+  // A merge holds its target as well as its source; a frozen range holds its target until its merge is
+  // done or rolled back (planMerges resumes it): no other operator may change either meanwhile.
+  for (const op of inFlight) if (op.kind === 'merge') planning.busy.add(op.targetId);
+  for (const range of ranges) {
+    if (range.frozen === undefined) continue;
+    planning.busy.add(range.frozen.targetRangeId);
+    // A frozen range takes no other operator (it would be refused); planMerges resumes its merge.
+    if (!planning.busy.has(range.rangeId)) planning.frozenIdle.push(range);
+    planning.busy.add(range.rangeId);
+  }
   return planning;
 }
 
@@ -263,6 +283,58 @@ function planSplits(planning: Planning): void {
 }
 
 /**
+ * Merges. First every frozen range without an operator gets one back (the
+ * driver restarted, or the last one timed out): it finishes the merge or
+ * rolls it back (operator.ts nextMerge). Then neighbours that are small
+ * together (mergeSizeBytes), both cold for mergeColdSec, with the same
+ * voters on up nodes and no change under way: the right one merges into
+ * the left, smallest pairs first. The meta range and other unsplittable
+ * ranges take no part.
+ */
+function planMerges(planning: Planning): void {
+  const { config } = planning;
+  const byId = new Map(planning.ranges.map((r) => [r.rangeId, r]));
+  for (const range of planning.frozenIdle) {
+    const target = byId.get(range.frozen!.targetRangeId);
+    if (target === undefined) continue;
+    planning.busy.delete(range.rangeId);
+    proposeMerge(planning, range, target, 'resume');
+  }
+  if (config.mergeSizeBytes <= 0) return;
+  const byStart = [...planning.ranges].sort((a, b) => compareKeys(a.start, b.start));
+  const due: { left: RangeInfo; right: RangeInfo }[] = [];
+  for (let i = 0; i + 1 < byStart.length; i++) {
+    const [left, right] = [byStart[i]!, byStart[i + 1]!];
+    if (mergeable(planning, left, right)) due.push({ left, right });
+  }
+  due.sort((a, b) => a.left.sizeBytes + a.right.sizeBytes - (b.left.sizeBytes + b.right.sizeBytes) || a.right.rangeId - b.right.rangeId);
+  for (const { left, right } of due) {
+    if (planning.mergesCount >= config.mergesInFlightMax) return;
+    // A pair overlapping one planned just now (a range has one neighbour on each side) waits for the next plan.
+    if (planning.busy.has(left.rangeId) || planning.busy.has(right.rangeId)) continue;
+    proposeMerge(planning, right, left, 'size');
+  }
+}
+
+function proposeMerge(planning: Planning, source: RangeInfo, target: RangeInfo, reason: 'size' | 'resume'): void {
+  propose(planning, source, { kind: 'merge', rangeId: source.rangeId, epoch: source.epoch, targetId: target.rangeId, targetEpoch: target.epoch, reason }, 'merge');
+  planning.busy.add(target.rangeId);
+  planning.mergesCount++;
+}
+
+function mergeable(planning: Planning, left: RangeInfo, right: RangeInfo): boolean {
+  const { config } = planning;
+  if (left.end === null || compareKeys(left.end, right.start) !== 0) return false;
+  if (!isOpen(planning, left) || !isOpen(planning, right)) return false;
+  if (config.unsplittable.includes(left.rangeId) || config.unsplittable.includes(right.rangeId)) return false;
+  if (left.frozen !== undefined || right.frozen !== undefined) return false;
+  if (left.sizeBytes + right.sizeBytes >= config.mergeSizeBytes) return false;
+  if (left.coldForSec < config.mergeColdSec || right.coldForSec < config.mergeColdSec) return false;
+  if (left.leader === 0 || right.leader === 0) return false;
+  return mergeProblem(left, right, planning.nodeState) === undefined;
+}
+
+/**
  * Moves replicas from the most loaded up node to less loaded ones until every pair is within one. A move only goes
  * to a node at least two below its source, so each one lowers the spread and the loop ends (it is bounded by the
  * move budget besides).
@@ -388,6 +460,7 @@ function holdersAfter(range: RangeInfo, op: Operator): Set<number> {
       break;
     case 'split':
     case 'transferLeader':
+    case 'merge':
       break;
     default:
       return unreachable(op, 'operator');
@@ -428,6 +501,8 @@ function assertConfig(config: SchedulerConfig): void {
     () => `moves in flight max ${config.movesInFlightMax} is not a non-negative integer`,
   );
   assert(Number.isSafeInteger(config.splitsInFlightMax) && config.splitsInFlightMax >= 0, () => `splits in flight max ${config.splitsInFlightMax} is not a non-negative integer`);
+  assert(Number.isSafeInteger(config.mergesInFlightMax) && config.mergesInFlightMax >= 0, () => `merges in flight max ${config.mergesInFlightMax} is not a non-negative integer`);
+  assert(config.mergeSizeBytes >= 0 && config.mergeColdSec >= 0 && config.mergeLoadOpsPerSec >= 0, () => 'merge thresholds must not be negative');
   assert(
     Number.isSafeInteger(config.snapshotsInFlightPerNodeMax) && config.snapshotsInFlightPerNodeMax >= 0,
     () => `snapshots in flight per node max ${config.snapshotsInFlightPerNodeMax} is not a non-negative integer`,

@@ -42,6 +42,15 @@ describe('store heartbeat codec', () => {
     expect({ ...back, leading: back.leading.map((r) => ({ ...r, start: Buffer.from(r.start), end: r.end && Buffer.from(r.end), sizeSplitKey: r.sizeSplitKey && Buffer.from(r.sizeSplitKey) })) }).toEqual(HEARTBEAT);
   });
 
+  it('round-trips a frozen range, and takes a 16-field led range from a node built before merges', () => {
+    const frozen = { targetRangeId: 2, index: 30, term: 4, epoch: 5 };
+    const withFreeze: StoreHeartbeat = { ...HEARTBEAT, leading: [{ ...HEARTBEAT.leading[0]!, frozen }] };
+    expect(decodeStoreHeartbeat(encodeStoreHeartbeat(withFreeze)).leading[0]!.frozen).toEqual(frozen);
+    const t = packr.unpack(encodeStoreHeartbeat(HEARTBEAT)) as unknown[];
+    (t[4] as unknown[][])[0]!.splice(16);
+    expect(decodeStoreHeartbeat(packr.pack(t)).leading[0]!.frozen).toBeUndefined();
+  });
+
   const valid = packr.unpack(encodeStoreHeartbeat(HEARTBEAT)) as unknown[];
   const edited = (edit: (t: unknown[]) => void) => {
     const t = structuredClone(valid);
@@ -56,7 +65,9 @@ describe('store heartbeat codec', () => {
     ['negative bytes', edited((t) => (t[1] = -1))],
     ['odd replica list', edited((t) => (t[3] = [1, 2, 3]))],
     ['a replica of range 0', edited((t) => (t[3] = [0, 1]))],
-    ['a led range of 15 fields', edited((t) => led(t).pop())],
+    ['a led range of 15 fields', edited((t) => void led(t).splice(15))],
+    ['a freeze of three numbers', edited((t) => (led(t)[16] = [2, 30, 4]))],
+    ['a freeze at index 0', edited((t) => (led(t)[16] = [2, 0, 4, 5]))],
     ['a fractional epoch', edited((t) => (led(t)[3] = 1.5))],
     ['a voter id 0', edited((t) => (led(t)[5] = [0, 1]))],
     ['a start that is not bytes', edited((t) => (led(t)[1] = 'a'))],

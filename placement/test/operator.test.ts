@@ -43,6 +43,7 @@ function range(spec: RangeSpec = {}): RangeInfo {
     writesPerSec: 0,
     readsPerSec: 0,
     hotForSec: 0,
+    coldForSec: 0,
   };
 }
 
@@ -60,7 +61,7 @@ const step = (s: (StepDecision & { kind: 'step' })['step']): Expected => ({ kind
 type Case = [name: string, op: Operator, range: RangeInfo | undefined, states: Record<number, NodeState>, expected: Expected];
 
 function decide(op: Operator, r: RangeInfo | undefined, states: Record<number, NodeState>): StepDecision {
-  return nextStep(op, r, { catchUpLagEntriesMax: CATCH_UP_LAG_ENTRIES_MAX, nodeState: (n) => states[n] ?? (n <= 9 ? 'up' : undefined) });
+  return nextStep(op, r, { catchUpLagEntriesMax: CATCH_UP_LAG_ENTRIES_MAX, nodeState: (n) => states[n] ?? (n <= 9 ? 'up' : undefined), rangeOf: () => undefined, replicaEpoch: () => undefined });
 }
 
 function check([, op, r, states, expected]: Case): void {
@@ -196,5 +197,75 @@ describe('nextStep: the safety net under every kind', () => {
   it('says why it waits', () => {
     const decision = decide(removeReplica(3), range(), { 2: 'suspect' });
     expect(decision).toEqual({ kind: 'wait', why: 'removing node 3 would leave range 7 with 1 of 2 voters up' });
+  });
+});
+
+describe('nextStep: merge', () => {
+  // Source: range 7, [b, m) (range()); target: range 3, [a, b), epoch 9, the same voters.
+  const target = (spec: { epoch?: number; end?: string | null; voters?: number[]; leader?: number; learners?: number[] } = {}): RangeInfo => ({
+    ...range({ voters: spec.voters ?? [1, 2, 3], leader: spec.leader ?? 2, learners: spec.learners ?? [] }),
+    rangeId: 3,
+    start: key('a'),
+    end: spec.end === null ? null : key(spec.end ?? 'b'),
+    epoch: spec.epoch ?? 9,
+  });
+  const merge: Operator = { kind: 'merge', rangeId: 7, epoch: 5, targetId: 3, targetEpoch: 9, reason: 'size' };
+  const FROZEN = { targetRangeId: 3, index: 120, term: 4, epoch: 6 };
+  const frozenSource = (spec: RangeSpec = {}): RangeInfo => ({ ...range({ epoch: 6, ...spec }), frozen: FROZEN });
+
+  function decideMerge(source: RangeInfo | undefined, t: RangeInfo | undefined, options: { states?: Record<number, NodeState>; applied?: Record<number, number> } = {}): StepDecision {
+    return nextStep(merge, source, {
+      catchUpLagEntriesMax: CATCH_UP_LAG_ENTRIES_MAX,
+      nodeState: (n) => options.states?.[n] ?? (n <= 9 ? 'up' : undefined),
+      rangeOf: (id) => (id === 3 ? t : undefined),
+      replicaEpoch: (node, id) => (id === 7 ? (options.applied?.[node] ?? source?.epoch) : undefined),
+    });
+  }
+
+  it('freezes the source against the target it was planned with', () => {
+    expect(decideMerge(range(), target())).toEqual({ kind: 'step', step: { kind: 'freeze', start: key('b'), epoch: 5, targetId: 3, voters: [1, 2, 3] } });
+  });
+
+  it('abandons before the freeze when either range changed or they do not fit', () => {
+    expect(decideMerge(range(), target({ epoch: 10 })).kind).toBe('abandon');
+    expect(decideMerge(range({ epoch: 6 }), target()).kind).toBe('abandon');
+    expect(decideMerge(range(), target({ end: 'c' })).kind).toBe('abandon');
+    expect(decideMerge(range(), target({ voters: [1, 2, 4] })).kind).toBe('abandon');
+    expect(decideMerge(range({ learners: [4] }), target()).kind).toBe('abandon');
+    expect(decideMerge(range(), target(), { states: { 3: 'suspect' } }).kind).toBe('abandon');
+  });
+
+  it('commits once every voter applied the freeze, with the freeze as proof', () => {
+    expect(decideMerge(frozenSource(), target(), { applied: { 3: 5 } })).toEqual({ kind: 'wait', why: 'replicas of range 7 on nodes 3 have not applied the freeze' });
+    expect(decideMerge(frozenSource(), target())).toEqual({
+      kind: 'step',
+      step: { kind: 'commitMerge', targetId: 3, targetStart: key('a'), targetEpoch: 9, sourceEnd: key('m'), sourceEpoch: 6, freezeIndex: 120, freezeTerm: 4, voters: [1, 2, 3] },
+    });
+    // A suspect node is waited for, not rolled back over.
+    expect(decideMerge(frozenSource(), target(), { states: { 3: 'suspect' }, applied: { 3: 5 } }).kind).toBe('wait');
+  });
+
+  it('is done once the target covers the source, or the source left the view', () => {
+    expect(decideMerge(frozenSource(), target({ end: 'm', epoch: 10 }))).toEqual({ kind: 'done' });
+    expect(decideMerge(undefined, target({ end: 'm', epoch: 10 }))).toEqual({ kind: 'done' });
+  });
+
+  it('rolls back a merge that cannot finish: fences the target first, then unfreezes the source', () => {
+    // A voter down: the freeze would never reach it.
+    expect(decideMerge(frozenSource(), target(), { states: { 3: 'down' }, applied: { 3: 5 } })).toEqual({
+      kind: 'step',
+      step: { kind: 'fenceMerge', targetId: 3, targetStart: key('a'), targetEpoch: 9 },
+    });
+    // The target moved past the planned epoch without taking the source in: no commit can apply any more.
+    expect(decideMerge(frozenSource(), target({ epoch: 10 }), { states: { 3: 'down' } })).toEqual({ kind: 'step', step: { kind: 'rollbackMerge', start: key('b'), epoch: 6, targetId: 3 } });
+    expect(decideMerge(frozenSource(), target({ epoch: 11, voters: [1, 2, 4] }))).toEqual({ kind: 'step', step: { kind: 'rollbackMerge', start: key('b'), epoch: 6, targetId: 3 } });
+    // Unfrozen by the rollback: the operator ends.
+    expect(decideMerge(range({ epoch: 7 }), target({ epoch: 10 })).kind).toBe('abandon');
+  });
+
+  it('waits for a target leader to fence, and for a frozen source whose target is unknown', () => {
+    expect(decideMerge(frozenSource(), target({ leader: 0 }), { states: { 3: 'down' } }).kind).toBe('wait');
+    expect(decideMerge(frozenSource(), undefined).kind).toBe('wait');
+    expect(decideMerge(range(), undefined).kind).toBe('abandon');
   });
 });

@@ -33,6 +33,8 @@ interface RangeSpec {
   writesPerSec?: number;
   readsPerSec?: number;
   hotForSec?: number;
+  coldForSec?: number;
+  frozen?: RangeInfo['frozen'];
 }
 
 /** Range `id` spans [r0001, r0002) and so on: a split key 'm' sits strictly inside (`keyIn(id)`). */
@@ -64,6 +66,8 @@ function rangeInfo(spec: RangeSpec | [id: number, voters: number[], leader: numb
     writesPerSec: s.writesPerSec ?? 0,
     readsPerSec: s.readsPerSec ?? 0,
     hotForSec: s.hotForSec ?? 0,
+    coldForSec: s.coldForSec ?? 0,
+    ...(s.frozen === undefined ? {} : { frozen: s.frozen }),
     splitKey: s.splitKey === undefined ? undefined : Buffer.concat([keyOf(s.id), Buffer.from(s.splitKey)]),
   };
 }
@@ -95,6 +99,8 @@ function brief(op: Operator): string {
       return `r${op.rangeId} lead ${op.from}→${op.to} ${op.reason}`;
     case 'leaveJoint':
       return `r${op.rangeId} leaveJoint ${op.reason}`;
+    case 'merge':
+      return `r${op.rangeId} merge into r${op.targetId} ${op.reason}`;
   }
 }
 
@@ -115,7 +121,7 @@ interface SimRange {
   lastIndex: number;
   /** Every replica's match, the leader's too. */
   match: Map<number, number>;
-  rest: Pick<RangeInfo, 'sizeBytes' | 'keyCount' | 'writesPerSec' | 'readsPerSec' | 'hotForSec' | 'splitKey'>;
+  rest: Pick<RangeInfo, 'sizeBytes' | 'keyCount' | 'writesPerSec' | 'readsPerSec' | 'hotForSec' | 'coldForSec' | 'splitKey'>;
 }
 
 class Simulator {
@@ -138,7 +144,7 @@ class Simulator {
         leader: r.leader,
         lastIndex: r.lastIndex,
         match,
-        rest: { sizeBytes: r.sizeBytes, keyCount: r.keyCount, writesPerSec: r.writesPerSec, readsPerSec: r.readsPerSec, hotForSec: r.hotForSec, splitKey: r.splitKey },
+        rest: { sizeBytes: r.sizeBytes, keyCount: r.keyCount, writesPerSec: r.writesPerSec, readsPerSec: r.readsPerSec, hotForSec: r.hotForSec, coldForSec: r.coldForSec, splitKey: r.splitKey },
       });
     }
   }
@@ -275,7 +281,7 @@ function hasQuorumNaive(r: SimRange, nodeState: (n: number) => NodeState | undef
  */
 function runOperator(sim: Simulator, op: Operator, stepsMax = 40): 'done' | 'abandon' | 'stuck' {
   for (let i = 0; i < stepsMax; i++) {
-    const decision = nextStep(op, sim.info(op.rangeId), { catchUpLagEntriesMax: CONFIG.catchUpLagEntriesMax, nodeState: sim.nodeState });
+    const decision = nextStep(op, sim.info(op.rangeId), { catchUpLagEntriesMax: CONFIG.catchUpLagEntriesMax, nodeState: sim.nodeState, rangeOf: (id) => sim.info(id), replicaEpoch: () => undefined });
     if (decision.kind === 'done' || decision.kind === 'abandon') return decision.kind;
     const r = sim.ranges.get(op.rangeId)!;
     const hadQuorum = hasQuorumNaive(r, sim.nodeState);
@@ -317,7 +323,7 @@ function drive(sim: Simulator, cfg: SchedulerConfig, roundsMax = 400): { rounds:
     if (inFlight.length === 0) return { rounds: round, planned };
     const still: Operator[] = [];
     for (const op of inFlight) {
-      const decision = nextStep(op, sim.info(op.rangeId), { catchUpLagEntriesMax: cfg.catchUpLagEntriesMax, nodeState: sim.nodeState });
+      const decision = nextStep(op, sim.info(op.rangeId), { catchUpLagEntriesMax: cfg.catchUpLagEntriesMax, nodeState: sim.nodeState, rangeOf: (id) => sim.info(id), replicaEpoch: () => undefined });
       expect(decision.kind, `${brief(op)} abandoned: ${JSON.stringify(decision)}`).not.toBe('abandon');
       if (decision.kind === 'step') sim.apply(op.rangeId, decision.step);
       if (decision.kind !== 'done') still.push(op);
@@ -326,7 +332,7 @@ function drive(sim: Simulator, cfg: SchedulerConfig, roundsMax = 400): { rounds:
     sim.tick();
   }
   const stuck = inFlight.map((op) => {
-    const decision = nextStep(op, sim.info(op.rangeId), { catchUpLagEntriesMax: cfg.catchUpLagEntriesMax, nodeState: sim.nodeState });
+    const decision = nextStep(op, sim.info(op.rangeId), { catchUpLagEntriesMax: cfg.catchUpLagEntriesMax, nodeState: sim.nodeState, rangeOf: (id) => sim.info(id), replicaEpoch: () => undefined });
     return `${brief(op)}: ${JSON.stringify(decision)}`;
   });
   throw new Error(`no quiescence after ${roundsMax} rounds; in flight: ${stuck.join('; ') || 'none'}; last planned: ${planned.at(-1)!.map(brief).join(', ')}`);
@@ -634,6 +640,50 @@ describe('plan: splits', () => {
     const snapshot = cluster({ nodes: [1, 2, 3], ranges: [[1, [1, 2, 3], 1], [2, [1, 2, 3], 1], [3, [1, 2, 3], 1]] });
     expect(plan(snapshot, config({}), []).map(brief)).toEqual(['r1 lead 1→2 balance', 'r2 lead 1→3 balance']);
     expect(plan(snapshot, config({ leaderPinned: [1] }), []).map(brief)).toEqual(['r2 lead 1→2 balance', 'r3 lead 1→3 balance']);
+  });
+});
+
+describe('plan: merges', () => {
+  const { mergeSizeBytes, mergeColdSec } = CONFIG;
+  const cold = { coldForSec: mergeColdSec, sizeBytes: 1_000 };
+  const neighbours = (a: Partial<RangeSpec>, b: Partial<RangeSpec>): ClusterSnapshot =>
+    cluster({ nodes: [1, 2, 3], ranges: [{ id: 1, voters: [1, 2, 3], leader: 1, ...cold, ...a }, { id: 2, voters: [1, 2, 3], leader: 2, ...cold, ...b }] });
+
+  it.each<[string, Partial<RangeSpec>, Partial<RangeSpec>, string[]]>([
+    ['merges two small, cold neighbours: the right into the left', {}, {}, ['r2 merge into r1 size']],
+    ['leaves a pair too big together', { sizeBytes: mergeSizeBytes / 2 }, { sizeBytes: mergeSizeBytes / 2 }, []],
+    ['leaves a pair cold for too short a time', {}, { coldForSec: mergeColdSec - 1 }, []],
+    ['leaves neighbours with other voters', {}, { voters: [1, 2] }, []],
+    ['leaves neighbours with a learner', { learners: [4] }, {}, []],
+    ['leaves a pair with a leaderless range', {}, { leader: 0 }, []],
+  ])('%s', (_name, a, b, expected) => {
+    // Other rules may plan for these ranges too (a replica to add, a learner to promote): only merges are asked about.
+    const snapshot = cluster({ nodes: [1, 2, 3, 4], ranges: [{ id: 1, voters: [1, 2, 3], leader: 1, ...cold, ...a }, { id: 2, voters: [1, 2, 3], leader: 2, ...cold, ...b }] });
+    expect(plan(snapshot, CONFIG, []).filter((op) => op.kind === 'merge').map(brief)).toEqual(expected);
+  });
+
+  it('never merges an unsplittable range, nor with merges off, nor past mergesInFlightMax', () => {
+    expect(plan(neighbours({}, {}), config({ unsplittable: [1] }), []).map(brief)).toEqual([]);
+    expect(plan(neighbours({}, {}), config({ mergeSizeBytes: 0 }), []).map(brief)).toEqual([]);
+    const inFlight: Operator[] = [{ kind: 'merge', rangeId: 9, epoch: 1, targetId: 8, targetEpoch: 1, reason: 'size' }];
+    expect(plan(neighbours({}, {}), config({ mergesInFlightMax: 1 }), inFlight).map(brief)).toEqual([]);
+  });
+
+  it('merges a range into one neighbour only: of three in a row, the smallest pair goes first, the third waits', () => {
+    const snapshot = cluster({ nodes: [1, 2, 3], ranges: [1, 2, 3].map((id) => ({ id, voters: [1, 2, 3], leader: id, ...cold, sizeBytes: id * 1_000 })) });
+    expect(plan(snapshot, CONFIG, []).map(brief)).toEqual(['r2 merge into r1 size']);
+  });
+
+  it("resumes a frozen range's merge, and plans nothing else on it or its target", () => {
+    const frozen = { targetRangeId: 1, index: 40, term: 3, epoch: 2 };
+    // Range 1 over the split size, range 2 on a node to drain: neither gets its operator while the merge holds them.
+    const snapshot = cluster({
+      nodes: [1, 2, 3, { id: 4, state: 'decommissioning' }],
+      ranges: [{ id: 1, voters: [1, 2, 3], leader: 1, sizeBytes: CONFIG.splitSizeBytes, splitKey: 'm' }, { id: 2, voters: [1, 2, 3], leader: 2, frozen }],
+    });
+    expect(plan(snapshot, CONFIG, []).map(brief)).toEqual(['r2 merge into r1 resume']);
+    const resumed: Operator[] = [{ kind: 'merge', rangeId: 2, epoch: 1, targetId: 1, targetEpoch: 1, reason: 'resume' }];
+    expect(plan(snapshot, CONFIG, resumed).map(brief)).toEqual([]);
   });
 });
 

@@ -21,6 +21,7 @@ import {
 import { RemoteError, type Host, type KvResult, type MembershipChange, type ShellLogger } from '@flotilla/shards';
 import { Packr } from 'msgpackr';
 import type { HostKvStore } from './kv/host-store.js';
+import type { MergeStepCommand } from './kv/range-ops.js';
 import { KV_ERROR_CODES, KvError, type KvErrorCode } from './kv/store.js';
 
 /**
@@ -182,6 +183,11 @@ export class PlacementService {
       case 'transferLeader':
         await store.runOnRange({ kind: 'transferLeader', rangeId, to: step.to });
         return undefined;
+      case 'freeze':
+      case 'commitMerge':
+      case 'fenceMerge':
+      case 'rollbackMerge':
+        return this.runMergeStep(rangeId, step);
       case 'addLearner':
         // The new node creates its empty replica first: traffic alone would not override a tombstone a
         // replica removed from it earlier left (its leader's messages then look stale).
@@ -192,7 +198,45 @@ export class PlacementService {
     }
   }
 
-  private async changeMembership(rangeId: number, step: Exclude<Step, { kind: 'split' | 'transferLeader' }>, at: { epoch: number }): Promise<StepOutcome | undefined> {
+  /** A merge step (placement operator.ts nextMerge): the freeze and rollback on the source, the commit and fence on the target. */
+  private async runMergeStep(source: number, step: Extract<Step, { kind: 'freeze' | 'commitMerge' | 'fenceMerge' | 'rollbackMerge' }>): Promise<StepOutcome | undefined> {
+    const run = async (rangeId: number, command: MergeStepCommand): Promise<KvResult> => (await this.o.store.runOnRange({ kind: 'mergeStep', rangeId, command })) as KvResult;
+    switch (step.kind) {
+      case 'freeze': {
+        const r = await run(source, { op: 'prepareMerge', key: step.start, targetShardId: step.targetId, epoch: step.epoch, voters: step.voters });
+        if (!r.ok || !('frozen' in r)) return undefined;
+        return { frozen: { targetRangeId: r.frozen.targetShardId, index: r.frozen.index, term: r.frozen.term, epoch: r.frozen.epoch } };
+      }
+      case 'commitMerge': {
+        const r = await run(step.targetId, {
+          op: 'commitMerge',
+          key: step.targetStart,
+          epoch: step.targetEpoch,
+          sourceShardId: source,
+          sourceEnd: step.sourceEnd,
+          sourceEpoch: step.sourceEpoch,
+          freezeIndex: step.freezeIndex,
+          freezeTerm: step.freezeTerm,
+          voters: step.voters,
+        });
+        if (!r.ok || !('merged' in r)) return undefined;
+        this.o.log.info({ rangeId: step.targetId, sourceRangeId: source, epoch: r.merged.epoch }, 'ranges merged');
+        return { merged: { targetId: step.targetId, end: r.merged.end, epoch: r.merged.epoch } };
+      }
+      case 'fenceMerge': {
+        const r = await run(step.targetId, { op: 'fenceMerge', key: step.targetStart, epoch: step.targetEpoch });
+        return r.ok && 'fenced' in r ? { fenced: { targetId: step.targetId, epoch: r.fenced.epoch } } : undefined;
+      }
+      case 'rollbackMerge': {
+        const r = await run(source, { op: 'rollbackMerge', key: step.start, epoch: step.epoch, targetShardId: step.targetId });
+        if (!r.ok || !('unfrozen' in r)) return undefined;
+        this.o.log.info({ rangeId: source, targetRangeId: step.targetId }, 'merge rolled back');
+        return { unfrozen: { epoch: r.unfrozen.epoch } };
+      }
+    }
+  }
+
+  private async changeMembership(rangeId: number, step: Exclude<Step, { kind: 'split' | 'transferLeader' | 'freeze' | 'commitMerge' | 'fenceMerge' | 'rollbackMerge' }>, at: { epoch: number }): Promise<StepOutcome | undefined> {
     const result = (await this.o.store.runOnRange({ kind: 'membership', rangeId, epoch: at.epoch, changes: changesOf(step) })) as KvResult;
     return result.ok && 'membership' in result ? result.membership : undefined;
   }
@@ -266,7 +310,7 @@ export class PlacementService {
   }
 }
 
-function changesOf(step: Exclude<Step, { kind: 'split' | 'transferLeader' }>): MembershipChange[] {
+function changesOf(step: Exclude<Step, { kind: 'split' | 'transferLeader' | 'freeze' | 'commitMerge' | 'fenceMerge' | 'rollbackMerge' }>): MembershipChange[] {
   switch (step.kind) {
     case 'addLearner':
       return [{ type: 'addLearner', nodeId: step.node }];

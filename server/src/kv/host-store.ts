@@ -254,7 +254,7 @@ export class HostKvStore implements KvStore {
           const to = end === null ? range.end : range.end === null || compareKeys(end, range.end) < 0 ? end : range.end;
           const result = (await this.router.execute({ kind: 'deleteRange', rangeId: range.rangeId, start: from, end: to }, deadline)) as KvResult;
           if (result.ok && 'deletedCount' in result) return { rangeId: range.rangeId, start: from, end: to, deletedCount: result.deletedCount };
-          if (!result.ok && result.code === 'KEY_OUT_OF_RANGE') throw new StaleRouteError(result.reason);
+          if (!result.ok && (result.code === 'KEY_OUT_OF_RANGE' || result.code === 'RANGE_MERGING')) throw new StaleRouteError(result.reason);
           throw new KvError('INVALID_ARGUMENT', `range ${range.rangeId} refused the clear: ${result.ok ? 'unexpected answer' : 'reason' in result ? result.reason : result.code}`);
         });
         ranges.push(part);
@@ -293,7 +293,7 @@ export class HostKvStore implements KvStore {
             opIndex,
           });
         }
-        if (result.code === 'KEY_OUT_OF_RANGE') throw new StaleRouteError(result.reason);
+        if (result.code === 'KEY_OUT_OF_RANGE' || result.code === 'RANGE_MERGING') throw new StaleRouteError(result.reason);
         throw new KvError('INVALID_ARGUMENT', 'reason' in result ? result.reason : result.code);
       });
     });
@@ -516,8 +516,8 @@ export class HostKvStore implements KvStore {
       if (result.code === 'VERSION_MISMATCH') {
         throw new KvError('PRECONDITION_FAILED', `key's version is ${result.currentVersion}, not ${op.ifVersion}`, { currentVersion: result.currentVersion });
       }
-      // Refused at apply (a split applied first): nothing was written, so it is safe to route again.
-      if (result.code === 'KEY_OUT_OF_RANGE') throw new StaleRouteError(result.reason);
+      // Refused at apply (a split applied first, or a freeze for a merge): nothing was written, so it is safe to route again.
+      if (result.code === 'KEY_OUT_OF_RANGE' || result.code === 'RANGE_MERGING') throw new StaleRouteError(result.reason);
       throw new KvError('INVALID_ARGUMENT', 'reason' in result ? result.reason : result.code);
     });
   }

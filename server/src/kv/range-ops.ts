@@ -1,7 +1,7 @@
 import { FlotillaError, groupId } from '@flotilla/core';
 import { Packr } from 'msgpackr';
 import { META_RANGE_ID } from '@flotilla/placement';
-import { ATOMIC_BATCH_OPS_MAX, NotLeaderError, type ChecksumAnswer, type ChecksumBlockAnswer, type Consistency, type Host, type KvResult, type MembershipChange } from '@flotilla/shards';
+import { ATOMIC_BATCH_OPS_MAX, NotLeaderError, decodeCommand, encodeCommand, type KvCommand, type ChecksumAnswer, type ChecksumBlockAnswer, type Consistency, type Host, type KvResult, type MembershipChange } from '@flotilla/shards';
 
 /**
  * One operation on one range, as run on the node that leads it: locally, or
@@ -26,6 +26,8 @@ export type RangeOp =
    * where a removed replica left a tombstone, which traffic alone never overrides.
    */
   | { readonly kind: 'prepareReplica'; readonly rangeId: number }
+  /** A merge's command on the range's leader (the placement driver's merge steps: shards kv/merge.ts). */
+  | { readonly kind: 'mergeStep'; readonly rangeId: number; readonly command: MergeStepCommand }
   /** A request for the placement driver, which runs where the meta range is led (`rangeId` is always META_RANGE_ID). */
   | { readonly kind: 'placement'; readonly rangeId: number; readonly payload: Uint8Array }
   /** Starts a consistency check on the range's leader: checksum entry `checksumId` through Raft (answers KvResult with `checksum`). */
@@ -44,6 +46,10 @@ export type RangeOp =
       /** The span's last `limit` keys, from the last down. */
       readonly reverse?: boolean;
     };
+
+/** The commands a merge step proposes. */
+export type MergeStepCommand = Extract<KvCommand, { op: 'prepareMerge' | 'commitMerge' | 'fenceMerge' | 'rollbackMerge' }>;
+const MERGE_STEP_OPS: readonly string[] = ['prepareMerge', 'commitMerge', 'fenceMerge', 'rollbackMerge'] satisfies readonly MergeStepCommand['op'][];
 
 /** One write of an atomic batch. */
 export type BatchWrite =
@@ -104,6 +110,8 @@ export async function runLocally(host: Host, op: RangeOp, placement?: PlacementH
       return host.propose(shard, { op: 'deleteRange', key: op.start, end: op.end });
     case 'split':
       return host.propose(shard, { op: 'split', key: op.key, newShardId: op.newShardId, epoch: op.epoch });
+    case 'mergeStep':
+      return host.propose(shard, op.command);
     case 'scan':
       return host.scan(shard, { start: op.start, end: op.end, limit: op.limit, ...(op.reverse === true ? { reverse: true } : {}) }, { consistency: op.consistency });
     case 'checksum':
@@ -151,6 +159,9 @@ export function encodeRangeOp(op: RangeOp): Uint8Array {
       return packr.pack(['prepareReplica', op.rangeId, null]);
     case 'placement':
       return packr.pack(['placement', op.rangeId, op.payload]);
+    case 'mergeStep':
+      // The command in its Raft form: decoded and checked on arrival as an entry is (decodeCommand).
+      return packr.pack(['mergeStep', op.rangeId, encodeCommand(op.command)]);
     case 'checksum':
       return packr.pack(['checksum', op.rangeId, op.checksumId]);
     case 'checksumResult':
@@ -189,6 +200,17 @@ function decodeAdminOp(raw: unknown[]): RangeOp | undefined {
     case 'placement':
       if (raw.length !== 3 || !(raw[2] instanceof Uint8Array) || rangeId !== META_RANGE_ID) throw new MalformedRangeOpError('placement');
       return { kind, rangeId, payload: raw[2] };
+    case 'mergeStep': {
+      if (raw.length !== 3 || !(raw[2] instanceof Uint8Array)) throw new MalformedRangeOpError('mergeStep');
+      let command: KvCommand;
+      try {
+        command = decodeCommand(0, raw[2]);
+      } catch {
+        throw new MalformedRangeOpError('mergeStep command');
+      }
+      if (!MERGE_STEP_OPS.includes(command.op)) throw new MalformedRangeOpError(`mergeStep of a ${command.op}`);
+      return { kind, rangeId, command: command as MergeStepCommand };
+    }
     case 'checksum':
       if (raw.length !== 3 || !positive(raw[2])) throw new MalformedRangeOpError('checksum');
       return { kind, rangeId, checksumId: raw[2] };

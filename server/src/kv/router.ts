@@ -91,7 +91,9 @@ export class Router {
         return await run(range);
       } catch (err) {
         // KEY_OUT_OF_RANGE: a replica (here or forwarded) says the key is not its range's any more.
-        if (!(err instanceof StaleRouteError) && (err as { code?: string }).code !== 'KEY_OUT_OF_RANGE') throw err;
+        // RANGE_MERGING: its range is frozen for a merge: once merged, the key is its left neighbour's.
+        const code = (err as { code?: string }).code;
+        if (!(err instanceof StaleRouteError) && code !== 'KEY_OUT_OF_RANGE' && code !== 'RANGE_MERGING') throw err;
         // A split applied here (the usual case: every node holds most ranges) is in this node's own
         // replicas: routed again at once, with no meta read and no pause, if they name another range.
         const miss: RouteMiss = { target, failed: range };
