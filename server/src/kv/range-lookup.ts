@@ -31,34 +31,45 @@ import type { Deadline, VersionedValue } from './store.js';
  * The writers (MetaClient.recordDescriptor) keep two rules:
  *   (W1) an entry is written only in the atomic batch that writes its range's
  *        descriptor at that epoch, or while that descriptor is recorded at
- *        that epoch; so every descriptor D recorded has an entry at D.end
- *        with an epoch at least D's (there is no crash between the two
+ *        that epoch, and never by a leader whose range has a newer
+ *        descriptor recorded; so every descriptor D recorded has an entry at
+ *        D.end with an epoch at least D's (there is no crash between the two
  *        writes: one batch is one Raft entry on the meta range). Entries
  *        only move to higher epochs, except that
  *   (W2) in the same batch, entries strictly inside D's span with a lower
  *        epoch than D are deleted (only a merge leaves any).
- * Epochs grow along any key's history (a split gives both halves one more
- * than the parent, a membership change one more, a merge one past both
- * ranges). Say a lookup of k takes D, the first entry past k sitting at
- * D.end, and a fresher D* recorded also holds k. With splits only, ranges
- * shrink along k's history, so D*.end ≤ D.end; by (W1) the entry at D*.end
- * has an epoch ≥ D*'s > D's, so D*.end is not D.end (that entry names D's
- * epoch), nor below it (D.end is the first entry past k): no such D*. With a
- * merge, the widened range's batch takes the absorbed range's end entry to
- * its own higher epoch and deletes the entries inside it (W2): the absorbed
- * range, whatever its descriptor still says, is no longer reachable by an
- * entry that agrees with it. Concurrent splits and recordings only make one
- * of the two reads newer than the other, which the agreement check refuses.
+ * Each batch is conditional on the versions it read, so a recording races
+ * others as if it happened at once. Epochs grow along any key's history (a
+ * split gives both halves one more than the parent, a membership change one
+ * more, a merge one past both ranges). Say a lookup of k takes D, found at
+ * the first entry past k, which sits at D.end, and a fresher D* is recorded
+ * that also holds k; by (W1) the entry at D*.end has an epoch ≥ D*'s > D's,
+ * so D*.end is not D.end (that entry names D's epoch) nor below it (D.end is
+ * the first entry past k): D* reaches past D.end.
+ *   Splits only: ranges shrink along k's history, so D*.end ≤ D.end: no such
+ *   D*, whoever recorded what, stale leaders included.
+ *   With merges, if every recording is of its range's current descriptor: D*
+ *   was recorded after D (it came later), and its batch, whose end entry it
+ *   held (a range ending there at a higher epoch would be later still, yet
+ *   recorded earlier), deleted the entry at D.end (W2, lower epoch); only a
+ *   recording of D could write it again, and D was no longer current: no
+ *   such D*.
+ * Concurrent splits, merges and recordings make one of a lookup's two reads
+ * newer than the other, which the agreement check refuses, or give what the
+ * scan would have given at the first read. server/test/range-lookup.test.ts
+ * checks all of it against a naive oracle over random histories.
  *
- * What this does not cover — a data dir from before the index (descriptors
- * without entries, filled in by their leaders' next recording), a range whose
- * bounds are too long to index (INDEXED_KEY_BYTES_MAX), a stale leader
- * recording a merged-away range again after its entries went — ends in a
- * lookup that disagrees, so the full scan answers; or, at worst, in a range
- * that refuses the key (every replica checks the range of each key it serves,
- * KEY_OUT_OF_RANGE), whereupon the lookup answers the very route that just
- * failed, and that falls back to the full scan too. It costs a scan, never a
- * read from the wrong range, and never a loop.
+ * What this does not cover: a data dir from before the index (descriptors
+ * without entries, filled in by their leaders' next recording), a range
+ * whose bounds are too long to index (INDEXED_KEY_BYTES_MAX), more entries
+ * inside a merged range than one recording deletes, and a stale leader
+ * recording, after a merge, a descriptor whose end the merge covered (it
+ * writes that entry again). Each ends in a lookup that disagrees, so the
+ * full scan answers; or, at worst, in a descriptor the scan would overrule,
+ * whose range then refuses the key (every replica checks the range of each
+ * key it serves: KEY_OUT_OF_RANGE) — and a lookup that answers the very
+ * route that just failed falls back to the full scan too. It costs a scan
+ * and a refused request, never a read from the wrong range, and never a loop.
  */
 
 /**
