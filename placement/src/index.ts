@@ -43,6 +43,7 @@ export {
 export {
   SCHEDULER_CONFIG_DEFAULTS,
   type ClusterSnapshot,
+  type FrozenInfo,
   type NodeInfo,
   type NodeState,
   type Operator,
@@ -52,7 +53,7 @@ export {
   type Step,
   type StepDecision,
 } from './cluster.js';
-export { nextStep, type NextStepOptions } from './operator.js';
+export { nextStep, mergeProblem, type NextStepOptions } from './operator.js';
 export { plan } from './scheduler.js';
 export { DRIVER_CONFIG_DEFAULTS, OperatorConflictError, PlacementDriver, describeOperator, type DriverConfig, type DriverPorts, type DriverStatus, type MembershipStepOutcome, type SplitStepOutcome, type StepOutcome } from './driver.js';
 export { HEARTBEAT_RANGE_COUNT_MAX, decodeStoreHeartbeat, encodeStoreHeartbeat, type HeartbeatAnswer, type RangeReport, type StoreHeartbeat } from './heartbeat.js';

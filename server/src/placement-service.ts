@@ -7,10 +7,12 @@ import {
   PlacementDriver,
   decodeStoreHeartbeat,
   describeOperator,
+  mergeProblem,
   encodeStoreHeartbeat,
   type DriverConfig,
   type DriverStatus,
   type HeartbeatAnswer,
+  type NodeState,
   type NodeRecord,
   type Operator,
   type PlacementSettings,
@@ -51,7 +53,9 @@ export interface PlacementServiceOptions {
 export type AdminOperator =
   | { readonly kind: 'moveReplica'; readonly rangeId: number; readonly from: number; readonly to: number }
   | { readonly kind: 'transferLeader'; readonly rangeId: number; readonly to: number }
-  | { readonly kind: 'split'; readonly rangeId: number; readonly key: Uint8Array };
+  | { readonly kind: 'split'; readonly rangeId: number; readonly key: Uint8Array }
+  /** Merge the range into its left neighbour. */
+  | { readonly kind: 'merge'; readonly rangeId: number };
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
@@ -268,7 +272,14 @@ export class PlacementService {
         return packr.pack(JSON.stringify(statusJson(driver.status(nowMs), driver.snapshot(nowMs).ranges)));
       case 'operator': {
         const snapshot = driver.snapshot(nowMs);
-        const op = operatorOf(raw[1], { rangeOf: (rangeId) => snapshot.ranges.find((r) => r.rangeId === rangeId), nodeIds: snapshot.nodes.map((n) => n.nodeId), warm: driver.isWarm(nowMs) });
+        const op = operatorOf(raw[1], {
+          rangeOf: (rangeId) => snapshot.ranges.find((r) => r.rangeId === rangeId),
+          leftOf: (range) => snapshot.ranges.find((r) => r.end !== null && Buffer.compare(r.end, range.start) === 0),
+          nodeState: (nodeId) => snapshot.nodes.find((n) => n.nodeId === nodeId)?.state,
+          unsplittable: this.o.config.scheduler.unsplittable,
+          nodeIds: snapshot.nodes.map((n) => n.nodeId),
+          warm: driver.isWarm(nowMs),
+        });
         try {
           driver.submit(op, nowMs);
         } catch (err) {
@@ -290,7 +301,8 @@ export class PlacementService {
 
   /** Hands an operator to the driver (it fills in the range's epoch); PRECONDITION_FAILED while the range has one in flight. */
   submit(op: AdminOperator): Promise<unknown> {
-    const wire = op.kind === 'split' ? [op.kind, op.rangeId, op.key] : op.kind === 'moveReplica' ? [op.kind, op.rangeId, op.from, op.to] : [op.kind, op.rangeId, op.to];
+    const wire =
+      op.kind === 'split' ? [op.kind, op.rangeId, op.key] : op.kind === 'moveReplica' ? [op.kind, op.rangeId, op.from, op.to] : op.kind === 'merge' ? [op.kind, op.rangeId, null] : [op.kind, op.rangeId, op.to];
     return this.ask(['operator', wire]);
   }
 
@@ -339,7 +351,12 @@ function decodeAnswer(bytes: Uint8Array): HeartbeatAnswer {
 
 /** What an admin operator is checked against: the driver's view of the ranges and of the nodes it knows. */
 interface OperatorContext {
-  rangeOf(rangeId: number): Pick<RangeInfo, 'epoch' | 'leader' | 'voters' | 'votersOutgoing' | 'learners'> | undefined;
+  rangeOf(rangeId: number): RangeInfo | undefined;
+  /** The range ending where `range` starts (a merge's target). */
+  leftOf(range: RangeInfo): RangeInfo | undefined;
+  nodeState(nodeId: number): NodeState | undefined;
+  /** Ranges that take part in no split or merge (the meta range). */
+  readonly unsplittable: readonly number[];
   readonly nodeIds: readonly number[];
   /** Whether the driver heard from every node since it started (isWarm): before that, a range unknown to it may just be unreported. */
   readonly warm: boolean;
@@ -384,6 +401,16 @@ function operatorOf(raw: unknown, context: OperatorContext): Operator {
       const key = (raw as unknown[])[2];
       if (!(key instanceof Uint8Array) || key.byteLength === 0) throw new KvError('INVALID_ARGUMENT', 'a split needs a key');
       return { kind, rangeId, epoch, key, reason: 'admin' };
+    }
+    case 'merge': {
+      // Checked here as the driver would before its freeze, so a merge that cannot start says why.
+      const target = context.leftOf(range);
+      if (target === undefined) throw new KvError('PRECONDITION_FAILED', `range ${rangeId} has no left neighbour the placement driver knows of`);
+      if (context.unsplittable.includes(rangeId) || context.unsplittable.includes(target.rangeId)) throw new KvError('PRECONDITION_FAILED', `range ${target.rangeId} or ${rangeId} takes part in no merge`);
+      if (range.frozen !== undefined) throw new KvError('PRECONDITION_FAILED', `range ${rangeId} is already frozen for a merge into range ${range.frozen.targetRangeId}`);
+      const problem = mergeProblem(target, range, context.nodeState);
+      if (problem !== undefined) throw new KvError('PRECONDITION_FAILED', `range ${rangeId} cannot merge into range ${target.rangeId} now: ${problem}`);
+      return { kind, rangeId, epoch, targetId: target.rangeId, targetEpoch: target.epoch, reason: 'admin' };
     }
     default:
       throw new KvError('INVALID_ARGUMENT', `unknown operator ${String(kind)}`);

@@ -1,5 +1,5 @@
 // The commands that talk to a running node over its HTTP API: keys (put, get, del, scan), ranges
-// (ranges, split, move, transfer-leader) and the placement driver (decommission, recommission, pause,
+// (ranges, split, merge, move, transfer-leader) and the placement driver (decommission, recommission, pause,
 // resume, replication-factor). Data goes to stdout (a table, or JSON with -o json); errors are CliErrors.
 import { CliError, EXIT } from './exit-codes.js';
 import { bytesJson, columns, cut, keyText, printableText, table, valueText, type OutputFormat } from './format.js';
@@ -131,6 +131,11 @@ export async function move(client: NodeClient, rangeId: number, from: number, to
 export async function transferLeader(client: NodeClient, rangeId: number, to: number): Promise<void> {
   const op = (await client.json('POST', `/ranges/${rangeId}/transfer-leader`, { body: { to }, what: `transfer range ${rangeId}'s lead to node ${to}` })) as { from?: number };
   console.log(`ok, moving range ${rangeId}'s lead${op.from === undefined ? '' : ` from node ${op.from}`} to node ${to}`);
+}
+
+export async function merge(client: NodeClient, rangeId: number): Promise<void> {
+  const op = (await client.json('POST', `/ranges/${rangeId}/merge`, { what: `merge range ${rangeId} into its left neighbour` })) as { targetId?: number };
+  console.log(`ok, merging range ${rangeId} into range ${op.targetId ?? '(its left neighbour)'} (\`flotilla status\` shows it in flight)`);
 }
 
 export async function nodeState(client: NodeClient, nodeId: number, action: 'decommission' | 'recommission'): Promise<void> {

@@ -170,6 +170,10 @@ export function buildProgram(outcome: Outcome): Command {
     .argument('<key>', 'the split key, as text', keyArgument)
     .action((rangeId: number, key: string, o: { url: string; output: OutputFormat }) => client.split(nodeOf(o), rangeId, key, o));
 
+  withUrl(command('merge', 'merge a range into its left neighbour (both with the same voters)'))
+    .argument('<range-id>', 'the range (the right one of the two)', positiveInt)
+    .action((rangeId: number, o: { url: string }) => client.merge(nodeOf(o), rangeId));
+
   withUrl(command('move', "move a range's replica from one node to another"))
     .argument('<range-id>', 'the range', positiveInt)
     .argument('<from-node>', 'a node that holds a replica of it', positiveInt)

@@ -56,8 +56,8 @@ export interface ClusterView {
   placementSettings(change: { paused?: boolean; replicationFactor?: number }, deadline: Deadline): Promise<unknown>;
   /** Sets a node's administrative state: `decommissioning` moves its replicas off, `up` stops that. */
   nodeState(nodeId: number, state: 'up' | 'decommissioning', deadline: Deadline): Promise<unknown>;
-  /** Asks the driver to move a replica, or a range's lead; JSON: the operator started. */
-  operator(op: { kind: 'moveReplica'; rangeId: number; from: number; to: number } | { kind: 'transferLeader'; rangeId: number; to: number }): Promise<unknown>;
+  /** Asks the driver to move a replica or a range's lead, or to merge a range into its left neighbour; JSON: the operator started. */
+  operator(op: { kind: 'moveReplica'; rangeId: number; from: number; to: number } | { kind: 'transferLeader'; rangeId: number; to: number } | { kind: 'merge'; rangeId: number }): Promise<unknown>;
   /**
    * Checks that every replica of the range holds the same data as of one
    * Raft index (server/src/consistency.ts); JSON: the report, mismatch or
@@ -146,6 +146,7 @@ function clusterRoutes(app: FastifyInstance, view: ClusterView, options: AdminRo
   app.post<{ Params: IdParams; Body: TransferBody }>('/ranges/:id/transfer-leader', { schema: TRANSFER_SCHEMA, ...jsonBody(TRANSFER_USAGE) }, async (request) =>
     view.operator({ kind: 'transferLeader', rangeId: Number(request.params.id), to: request.body.to }),
   );
+  app.post<{ Params: IdParams }>('/ranges/:id/merge', { schema: MERGE_SCHEMA }, async (request) => view.operator({ kind: 'merge', rangeId: Number(request.params.id) }));
   const consistencyCheck = view.consistencyCheck?.bind(view);
   if (consistencyCheck !== undefined) {
     app.post<{ Params: IdParams }>('/ranges/:id/consistency-check', { schema: CONSISTENCY_CHECK_SCHEMA }, async (request) => consistencyCheck(Number(request.params.id)));
@@ -383,6 +384,17 @@ const TRANSFER_SCHEMA = {
   params: idParamsSchema('range'),
   querystring: NO_QUERY_SCHEMA,
   body: { type: 'object', additionalProperties: false, required: ['to'], properties: { to: NODE_ID_SCHEMA } },
+  response: jsonResponse('The operator started'),
+} as const satisfies FastifySchema;
+
+const MERGE_SCHEMA = {
+  tags: TAGS,
+  summary: 'Asks the placement driver to merge a range into its left neighbour',
+  description:
+    'Both ranges must have the same voters, all on up nodes, and no learner or membership change under way (412 says which does not hold). The range freezes, then its neighbour takes it in once every replica applied the freeze; a merge that cannot finish is rolled back. The driver also merges small, cold neighbours on its own.',
+  operationId: 'mergeRange',
+  params: idParamsSchema('range'),
+  querystring: NO_QUERY_SCHEMA,
   response: jsonResponse('The operator started'),
 } as const satisfies FastifySchema;
 
