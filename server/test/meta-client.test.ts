@@ -94,12 +94,23 @@ describe('recordingOps: what recording a descriptor writes', () => {
     ['the same descriptor, no entry (recorded before the index): the entry only', stored({}), index(undefined), [`put ${END}@0`]],
     ['the same epoch, other replicas: the descriptor only', stored({ replicas: [1, 2, 4] }), index(entry(b(0x20), 5, 4, 8)), [`put ${DESCRIPTOR}@7`]],
     ['an older descriptor and entry: both, at their versions', stored({ epoch: 3, end: b(0x30) }), index(entry(b(0x20), 5, 3, 8)), [`put ${DESCRIPTOR}@7`, `put ${END}@8`]],
-    ['a fresher range ends where this one does: its entry stays, nothing inside is deleted', stored({ epoch: 3 }), index(entry(b(0x20), 6, 5, 8), [entry(b(0x18), 7, 1, 9)]), [`put ${DESCRIPTOR}@7`]],
+    // The two overlap just below the shared end: this range split or merged since, and its leader is behind.
+    ['a fresher range ends where this one does (this leader is stale): nothing', stored({ epoch: 3 }), index(entry(b(0x20), 6, 5, 8), [entry(b(0x18), 7, 1, 9)]), []],
     ['lower-epoch entries inside the span (a merge took them in): deleted at their versions', stored({}), index(entry(b(0x20), 5, 4, 8), [entry(b(0x18), 7, 3, 9), entry(b(0x14), 6, 2, 10)]), [`delete ${hex(rangeEndKey(b(0x18)))}@9`, `delete ${hex(rangeEndKey(b(0x14)))}@10`]],
     ['a higher-epoch entry inside the span: kept', stored({}), index(entry(b(0x20), 5, 4, 8), [entry(b(0x18), 7, 9, 9)]), []],
     ['a malformed entry at the end: replaced', stored({}), index({ key: rangeEndKey(b(0x20)), value: b(0xc1), version: 8 }), [`put ${END}@8`]],
     ['bounds too long to index: the descriptor only', undefined, undefined, [`put ${DESCRIPTOR}@0`]],
   ] as const)('%s', (_case, storedValue, indexOver, expected) => {
     expect(written(recordingOps(local, storedValue, indexOver))).toEqual(expected);
+  });
+
+  // Range 5 took range 9 ([0x18, 0x20), epoch 3) in: the end entry was 9's.
+  const source = (d: Partial<RangeDescriptor>, version = 11) => ({ rangeId: 9, stored: { value: encodeRangeDescriptor({ rangeId: 9, start: b(0x18), end: b(0x20), epoch: 3, replicas: [1, 2, 3], ...d }), version } });
+  it.each([
+    ['a range merged in (covered, lower epoch): its descriptor deleted at its version', source({}), [`put ${END}@8`, `delete ${hex(rangeKey(9))}@11`]],
+    ['a descriptor of it recorded since at a higher epoch: kept', source({ epoch: 6 }), [`put ${END}@8`]],
+    ['one reaching past this range (not covered): kept', source({ end: b(0x28) }), [`put ${END}@8`]],
+  ] as const)('%s', (_case, candidate, expected) => {
+    expect(written(recordingOps(local, stored({}), index(entry(b(0x20), 9, 3, 8)), [candidate]))).toEqual(expected);
   });
 });

@@ -266,7 +266,11 @@ export class MetaClient {
     const what = `record range ${local.rangeId}`;
     for (let attempt = 0; attempt < CAS_RETRIES_MAX; attempt++) {
       const [stored, index] = await Promise.all([this.get(rangeKey(local.rangeId), deadline), isIndexable(local) ? this.indexOver(local, deadline) : undefined]);
-      const ops = recordingOps(local, stored, index);
+      // Ranges the index names inside this one's span or at its end, at a lower epoch: taken in by a merge,
+      // their descriptors are read so recordingOps can delete those this range now covers.
+      const candidates = index === undefined ? [] : mergedCandidates(local, index);
+      const covered = await Promise.all(candidates.map(async (rangeId) => ({ rangeId, stored: await this.get(rangeKey(rangeId), deadline) })));
+      const ops = recordingOps(local, stored, index, covered);
       if (ops.length === 0) return false;
       const result = (await this.o.run({ kind: 'atomicBatch', rangeId: META_RANGE_ID, ops }, deadline)) as KvResult;
       if (result.ok) return true;
@@ -470,7 +474,12 @@ export interface IndexOverSpan {
  *   (rule W2 in range-lookup.ts).
  * An index entry that does not decode counts as the lowest epoch: replaced.
  */
-export function recordingOps(local: RangeDescriptor, stored: VersionedValue | undefined, index: IndexOverSpan | undefined): BatchWrite[] {
+export function recordingOps(
+  local: RangeDescriptor,
+  stored: VersionedValue | undefined,
+  index: IndexOverSpan | undefined,
+  candidates: readonly { readonly rangeId: number; readonly stored: VersionedValue | undefined }[] = [],
+): BatchWrite[] {
   const current = stored === undefined ? undefined : decodeRangeDescriptor(stored.value);
   if (current !== undefined && current.epoch > local.epoch) return [];
   const ops: BatchWrite[] = [];
@@ -480,6 +489,10 @@ export function recordingOps(local: RangeDescriptor, stored: VersionedValue | un
   }
   if (index === undefined) return ops;
   const atEnd = index.atEnd === undefined ? undefined : entryOf(index.atEnd);
+  // Another range ending where this one ends, at a higher epoch: the two overlap just below the end, so
+  // this range is the stale one (split or merged since). Nothing is written: a frozen range's leader
+  // recording late must not bring back the descriptor a merge deleted.
+  if (atEnd !== undefined && atEnd.rangeId !== local.rangeId && atEnd.epoch > local.epoch) return [];
   if (atEnd === undefined || atEnd.epoch < local.epoch) {
     ops.push({ op: 'put', key: rangeEndKey(local.end), value: encodeRangeEndEntry({ rangeId: local.rangeId, epoch: local.epoch }), ifVersion: index.atEnd?.version ?? 0 });
   } else if (atEnd.rangeId !== local.rangeId || atEnd.epoch !== local.epoch) {
@@ -488,7 +501,37 @@ export function recordingOps(local: RangeDescriptor, stored: VersionedValue | un
   for (const inside of index.inside) {
     if (entryOf(inside).epoch < local.epoch) ops.push({ op: 'delete', key: inside.key, ifVersion: inside.version });
   }
+  // A range this one covers at a lower epoch was merged into it (ranges grow only by a merge): its
+  // descriptor goes, so the meta range's descriptors tile the key space again. Conditional on the version
+  // read: a newer descriptor recorded meanwhile (the range moved on) is kept.
+  for (const c of candidates) {
+    if (c.stored === undefined || c.rangeId === local.rangeId) continue;
+    let d: RangeDescriptor;
+    try {
+      d = decodeRangeDescriptor(c.stored.value);
+    } catch {
+      continue;
+    }
+    if (d.epoch < local.epoch && coversSpan(local, d.start, d.end)) ops.push({ op: 'delete', key: rangeKey(c.rangeId), ifVersion: c.stored.version });
+  }
   return ops;
+}
+
+/** Range ids the index names at `local`'s end or inside its span, at a lower epoch than `local`'s. */
+function mergedCandidates(local: RangeDescriptor, index: IndexOverSpan): number[] {
+  const ids = new Set<number>();
+  for (const read of [...(index.atEnd === undefined ? [] : [index.atEnd]), ...index.inside]) {
+    const e = entryOf(read);
+    if (e.rangeId !== 0 && e.rangeId !== local.rangeId && e.epoch < local.epoch) ids.add(e.rangeId);
+  }
+  return [...ids];
+}
+
+/** Whether [start, end) lies within `r` (null: to the end of the key space). */
+function coversSpan(r: RangeDescriptor, start: Uint8Array, end: Uint8Array | null): boolean {
+  if (Buffer.compare(start, r.start) < 0) return false;
+  if (r.end === null) return true;
+  return end !== null && Buffer.compare(end, r.end) <= 0;
 }
 
 /** A read index entry's range and epoch; a malformed one as epoch 0, which any recording replaces. */
