@@ -1,4 +1,4 @@
-// Crash-test child: `node dist-support/crash-child.js <dir> <log|snapshot> <seed>`.
+// Crash-test child: `node dist-support/crash-child.js <dir> <log|snapshot|receive> <seed>`.
 //
 // Writes a deterministic workload (workload.ts) into a NodeStore at <dir>
 // until it is killed, announcing every durable step on stdout (protocol.ts).
@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { NONE, SeededRng, assert, type GroupId, type HardState, type NodeId } from '@flotilla/core';
 import { KvStateMachine, NodeStore, SnapshotInstaller, readSnapshot, type ApplyBatch, type ShardStorage, type ShardWrite } from '@flotilla/shards';
 import { formatLine, type ApplyTarget, type Line, type WriteIntent } from './protocol.js';
-import { WORKLOADS, entryDataOf, shardRange, type CrashMode, type WorkloadSpec } from './workload.js';
+import { RECEIVE_LAYOUT, WORKLOADS, entryDataOf, neighbourRecords, shardRange, type CrashMode, type WorkloadSpec } from './workload.js';
 
 /** A child the parent forgot must not run forever: it exits on its own after this long. */
 const CHILD_LIFETIME_MS_MAX = 120_000;
@@ -206,8 +206,8 @@ async function runLog(dir: string, rng: SeededRng): Promise<never> {
  * receives; it is not announced (the parent checks only the target), but it
  * is killed like everything else and must reopen.
  */
-async function advanceSource(source: NodeStore, machine: KvStateMachine, target: number, spec: WorkloadSpec): Promise<void> {
-  const shard = SNAPSHOT_SHARD as GroupId;
+async function advanceSource(source: NodeStore, machine: KvStateMachine, target: number, spec: WorkloadSpec, shardNo = SNAPSHOT_SHARD): Promise<void> {
+  const shard = shardNo as GroupId;
   for (;;) {
     const storage = source.storage(shard);
     if (storage.applied < storage.initialState().hardState.commit) {
@@ -218,7 +218,7 @@ async function advanceSource(source: NodeStore, machine: KvStateMachine, target:
     if (storage.lastIndex() >= target) return;
     const from = storage.lastIndex() + 1;
     const last = Math.min(target, from + SOURCE_BATCH_ENTRY_COUNT_MAX - 1);
-    await source.persist([{ shardId: shard, entries: entriesOf(SNAPSHOT_SHARD, from, last, SNAPSHOT_MODE_TERM, spec), hardState: { term: SNAPSHOT_MODE_TERM, vote: SOURCE_NODE as NodeId, commit: last } }]);
+    await source.persist([{ shardId: shard, entries: entriesOf(shardNo, from, last, SNAPSHOT_MODE_TERM, spec), hardState: { term: SNAPSHOT_MODE_TERM, vote: SOURCE_NODE as NodeId, commit: last } }]);
   }
 }
 
@@ -294,18 +294,117 @@ async function runSnapshot(dir: string, rng: SeededRng): Promise<never> {
   }
 }
 
+/** Receive mode: chance that a transfer is given up after some chunks (its records cleared), or replaced by a new one. */
+const RECEIVE_ABORT_PROBABILITY = 0.2;
+const RECEIVE_REPLACE_PROBABILITY = 0.2;
+/** A replica waiting for its first snapshot: range epoch 0 (kv/range.ts UNINITIALIZED). */
+const EMPTY_DESCRIPTOR = [new Uint8Array(0), new Uint8Array(0), 0];
+const EMPTY_CONF = { voters: [], votersOutgoing: [], learners: [], learnersNext: [], autoLeave: false };
+
+function isEmptyReplica(store: NodeStore, shard: number): boolean {
+  const desc = store.descriptor(shard as GroupId) as unknown[] | undefined;
+  return desc !== undefined && desc[2] === 0;
+}
+
+/**
+ * Receive mode: the receiver, an empty replica, gets the source's range
+ * straight into its data (SnapshotInstaller, direct mode) between two
+ * neighbours, over and over: once installed it is destroyed and created
+ * empty again (a move off the node and back). Some transfers are given up
+ * (cleared) or replaced by a new one partway. Nothing but the receiver's
+ * range may ever change, and after any kill and reopen no record of an
+ * uninstalled transfer may remain (receive-crash.test.ts checks).
+ */
+async function runReceive(dir: string, rng: SeededRng): Promise<never> {
+  const spec = WORKLOADS.receive;
+  const { receiver, left, right, ranges } = RECEIVE_LAYOUT;
+  const rangeOf = (shard: number) => ranges.get(shard)!;
+  emit({ kind: 'start' });
+  const target = await NodeStore.open({ dir: join(dir, 'target'), nodeId: TARGET_NODE });
+  const source = await NodeStore.open({ dir: join(dir, 'source'), nodeId: SOURCE_NODE });
+  const sourceMachine = new KvStateMachine(source);
+  if (!source.hasShard(receiver as GroupId)) {
+    const { start, end } = rangeOf(receiver);
+    await source.createShard(receiver as GroupId, { confState: { ...EMPTY_CONF, voters: [SOURCE_NODE as NodeId] }, descriptor: [start, end, 1] });
+  }
+  // Setup, each step one transaction, redone from where a kill left it.
+  const missing = [left, right].filter((shard) => !target.hasShard(shard as GroupId));
+  if (missing.length > 0) {
+    await target.createShards(missing.map((shard) => ({ shardId: shard as GroupId, confState: { ...EMPTY_CONF, voters: [TARGET_NODE as NodeId] }, descriptor: [rangeOf(shard).start, rangeOf(shard).end, 1] })));
+  }
+  if (target.data.get(Buffer.from('k30')) === undefined) {
+    const records = neighbourRecords();
+    await target.write(() => {
+      for (const [key, r] of records) target.data.putSync(Buffer.from(key, 'latin1'), [r.version, r.value]);
+    });
+  }
+  if (!target.hasShard(receiver as GroupId)) await target.createShard(receiver as GroupId, { confState: EMPTY_CONF, descriptor: EMPTY_DESCRIPTOR });
+  emit({ kind: 'ready' });
+
+  for (;;) {
+    if (!isEmptyReplica(target, receiver)) {
+      emit({ kind: 'destroy', shard: receiver });
+      const { start, end } = rangeOf(receiver);
+      await target.destroyShard(receiver as GroupId, { start, end });
+      await target.createShard(receiver as GroupId, { confState: EMPTY_CONF, descriptor: EMPTY_DESCRIPTOR });
+      emit({ kind: 'destroyed', shard: receiver });
+    }
+    const sourceLast = source.storage(receiver as GroupId).lastIndex();
+    const index = Math.max(RECEIVE_LAYOUT.indexMin, sourceLast) + 1 + rng.intBelow(200);
+    await advanceSource(source, sourceMachine, index, spec, receiver);
+
+    const roll = rng.nextFloat();
+    const stopAt = roll < RECEIVE_ABORT_PROBABILITY + RECEIVE_REPLACE_PROBABILITY ? 1 + rng.intBelow(2) : Number.POSITIVE_INFINITY;
+    let installer = new SnapshotInstaller(target, receiver as GroupId);
+    let seq = 0;
+    let aborted = false;
+    for (const chunk of readSnapshot(source, receiver as GroupId)) {
+      emit({ kind: 'stage', shard: receiver, index, seq });
+      await installer.addChunk(chunk);
+      emit({ kind: 'staged', shard: receiver, index, seq });
+      seq++;
+      if (seq !== stopAt) continue;
+      if (roll < RECEIVE_ABORT_PROBABILITY) {
+        emit({ kind: 'abort', shard: receiver, index });
+        await installer.clear();
+        emit({ kind: 'aborted', shard: receiver, index });
+        aborted = true;
+        break;
+      }
+      // Replaced: a new transfer of the same snapshot from its first chunk (the leader retried).
+      installer = new SnapshotInstaller(target, receiver as GroupId);
+      seq = 0;
+      for (const again of readSnapshot(source, receiver as GroupId)) {
+        emit({ kind: 'stage', shard: receiver, index, seq });
+        await installer.addChunk(again);
+        emit({ kind: 'staged', shard: receiver, index, seq });
+        seq++;
+      }
+      break;
+    }
+    if (aborted) continue;
+    const hardState: HardState = { term: SNAPSHOT_MODE_TERM, vote: NONE, commit: index };
+    emit({ kind: 'install', shard: receiver, index, term: SNAPSHOT_MODE_TERM, hardState });
+    await installer.install(hardState);
+    emit({ kind: 'installed', shard: receiver, index });
+    const sourceStorage = source.storage(receiver as GroupId);
+    if (sourceStorage.applied > sourceStorage.firstIndex()) await source.compact(receiver as GroupId, sourceStorage.applied);
+  }
+}
+
 async function main(): Promise<void> {
   const [dir, mode, seedText] = process.argv.slice(2);
   const seed = Number(seedText);
-  if (dir === undefined || (mode !== 'log' && mode !== 'snapshot') || !Number.isSafeInteger(seed)) {
-    throw new Error(`usage: crash-child.js <dir> <log|snapshot> <seed>; got ${process.argv.slice(2).join(' ')}`);
+  if (dir === undefined || (mode !== 'log' && mode !== 'snapshot' && mode !== 'receive') || !Number.isSafeInteger(seed)) {
+    throw new Error(`usage: crash-child.js <dir> <log|snapshot|receive> <seed>; got ${process.argv.slice(2).join(' ')}`);
   }
   setTimeout(() => {
     process.stderr.write(`crash child ${process.pid} ran ${CHILD_LIFETIME_MS_MAX} ms without being killed; exiting\n`);
     process.exit(3);
   }, CHILD_LIFETIME_MS_MAX);
   const rng = new SeededRng(seed);
-  const run: (dir: string, rng: SeededRng) => Promise<never> = (mode as CrashMode) === 'log' ? runLog : runSnapshot;
+  const runs: Record<CrashMode, (dir: string, rng: SeededRng) => Promise<never>> = { log: runLog, snapshot: runSnapshot, receive: runReceive };
+  const run = runs[mode as CrashMode];
   await run(dir, rng);
 }
 

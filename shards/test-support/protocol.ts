@@ -15,6 +15,8 @@
 //   install <shard> <index> <term> <hsTerm> <vote> <commit>
 //                                                         installed <shard> <index>
 //   stage <shard> <index> <seq>                           staged <shard> <index> <seq>   (staging is not visible state)
+//   abort <shard> <index>                                 aborted <shard> <index>        (receive mode: a transfer cleared)
+//   destroy <shard>                                       destroyed <shard>              (receive mode: destroyed and created empty)
 //   start, ready                                          (process milestones)
 //
 // A round is the Host's write (ShardCore.round): one NodeStore.persist of the
@@ -61,7 +63,9 @@ export type Ack =
 export type Info =
   | { readonly kind: 'start' }
   | { readonly kind: 'ready' }
-  | { readonly kind: 'stage' | 'staged'; readonly shard: number; readonly index: number; readonly seq: number };
+  | { readonly kind: 'stage' | 'staged'; readonly shard: number; readonly index: number; readonly seq: number }
+  | { readonly kind: 'abort' | 'aborted'; readonly shard: number; readonly index: number }
+  | { readonly kind: 'destroy' | 'destroyed'; readonly shard: number };
 
 export type Line = Intent | Ack | Info;
 
@@ -91,6 +95,12 @@ export function formatLine(line: Line): string {
     case 'stage':
     case 'staged':
       return `${line.kind} ${line.shard} ${line.index} ${line.seq}`;
+    case 'abort':
+    case 'aborted':
+      return `${line.kind} ${line.shard} ${line.index}`;
+    case 'destroy':
+    case 'destroyed':
+      return `${line.kind} ${line.shard}`;
     case 'start':
     case 'ready':
       return line.kind;
@@ -152,6 +162,14 @@ export function parseLine(text: string): Line {
       const [shard, index, seq] = ints(rest, 3) as [number, number, number];
       return { kind, shard, index, seq };
     }
+    case 'abort':
+    case 'aborted': {
+      const [shard, index] = ints(rest, 2) as [number, number];
+      return { kind, shard, index };
+    }
+    case 'destroy':
+    case 'destroyed':
+      return { kind, shard: ints(rest, 1)[0]! };
     case 'start':
     case 'ready':
       ints(rest, 0);

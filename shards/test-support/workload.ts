@@ -5,7 +5,7 @@
 // and compaction or a snapshot install cannot hide what the data should be.
 import { encodeCommand, type KvCommand } from '@flotilla/shards';
 
-export type CrashMode = 'log' | 'snapshot';
+export type CrashMode = 'log' | 'snapshot' | 'receive';
 
 export interface WorkloadSpec {
   /** Distinct keys per shard: small enough that keys are overwritten and deleted often. */
@@ -19,7 +19,38 @@ export const WORKLOADS: Record<CrashMode, WorkloadSpec> = {
   // ~1.3 MB of live data per shard once every key was written, so a snapshot
   // is two chunks of SNAPSHOT_CHUNK_BYTES_MAX and staging spans transactions.
   snapshot: { keyCount: 900, valueBytes: () => 1536 },
+  // ~2.3 MB: three chunks, so a kill lands between a transfer's chunks as well as in them.
+  receive: { keyCount: 1500, valueBytes: () => 1536 },
 };
+
+/**
+ * Receive mode's node (crash-child.ts runReceive): an empty replica of the
+ * receiver's range gets its snapshot straight into the data, between two
+ * neighbours whose ranges touch it on both sides. The neighbours' records
+ * are written once, as they are (neighbourRecords), and must never change.
+ */
+export const RECEIVE_LAYOUT = {
+  receiver: 3,
+  left: 2,
+  right: 4,
+  /** The receiver's is shardRange(3); the neighbours end and start exactly at its bounds. */
+  ranges: new Map<number, { start: Buffer; end: Buffer }>([
+    [2, { start: Buffer.from('k2/'), end: shardRange(3).start }],
+    [3, shardRange(3)],
+    [4, { start: shardRange(3).end, end: Buffer.from('k5') }],
+  ]),
+  /** The source's snapshots start here: by then every receiver key was written. */
+  indexMin: 1600,
+} as const;
+
+/** Every record of the neighbours, by key (latin1): keys next to both of the receiver's bounds among them. */
+export function neighbourRecords(): Map<string, { version: number; value: Buffer }> {
+  const records = new Map<string, { version: number; value: Buffer }>();
+  const keys = ['k2/', 'k2/zz', 'k3', 'k3.\xff', 'k30', 'k30\x00', 'k4/', 'k4\xff\xff'];
+  for (let i = 0; i < 40; i++) keys.push(`k2/${String(i).padStart(3, '0')}`, `k4/${String(i).padStart(3, '0')}`);
+  for (const key of keys) records.set(Buffer.from(key, 'latin1').toString('latin1'), { version: 1, value: Buffer.from(`neighbour ${key};`.repeat(8), 'latin1') });
+  return records;
+}
 
 /** A shard's key range: keys `k<shard>/…`; the end `k<shard>0` is the first key after that prefix. */
 export function shardRange(shard: number): { start: Buffer; end: Buffer } {

@@ -75,12 +75,27 @@ export function killLeftoverChildren(): number {
 
 export interface KillPlan {
   /** The first line of this kind starts the kill timer. */
-  readonly after: 'start' | 'firstAck' | 'install';
+  readonly after: 'start' | 'firstAck' | 'install' | 'stage' | 'staged' | 'ready';
   readonly delayMs: number;
 }
 
+/**
+ * Receive mode: most kills are timed from a transfer's first chunk — its
+ * announcement or its acknowledgement — so they land inside a transfer
+ * (within a chunk's transaction, or between chunks with records already
+ * written) on any machine; the rest from `ready`, anywhere in the loop.
+ */
+const STAGE_KILL_PROBABILITY = 0.5;
+const STAGE_KILL_DELAY_MS_MAX = 8;
+
 export function planKill(rng: SeededRng, mode: CrashMode): KillPlan {
   if (rng.chance(STARTUP_KILL_PROBABILITY)) return { after: 'start', delayMs: rng.intBelow(STARTUP_KILL_DELAY_MS_MAX) };
+  if (mode === 'receive') {
+    if (rng.chance(STAGE_KILL_PROBABILITY)) return { after: rng.chance(0.5) ? 'stage' : 'staged', delayMs: rng.intBelow(STAGE_KILL_DELAY_MS_MAX) };
+    if (rng.chance(INSTALL_KILL_PROBABILITY)) return { after: 'install', delayMs: rng.intBelow(INSTALL_KILL_DELAY_MS_MAX) };
+    // The receive child acknowledges little (installs); `ready` comes once per start.
+    return { after: 'ready', delayMs: KILL_DELAY_MS_MIN + rng.intBelow(KILL_DELAY_MS_MAX - KILL_DELAY_MS_MIN + 1) };
+  }
   if (mode === 'snapshot' && rng.chance(INSTALL_KILL_PROBABILITY)) return { after: 'install', delayMs: rng.intBelow(INSTALL_KILL_DELAY_MS_MAX) };
   return { after: 'firstAck', delayMs: KILL_DELAY_MS_MIN + rng.intBelow(KILL_DELAY_MS_MAX - KILL_DELAY_MS_MIN + 1) };
 }
