@@ -72,6 +72,11 @@ export interface FrozenInfo {
 export interface ClusterSnapshot {
   readonly nodes: readonly NodeInfo[];
   readonly ranges: readonly RangeInfo[];
+  /**
+   * Whether a node holds its replicas of two ranges in one store (the same worker core), as merges need;
+   * absent: every node has one store.
+   */
+  readonly sameStore?: (nodeId: number, a: number, b: number) => boolean;
 }
 
 export interface SchedulerConfig {

@@ -98,6 +98,8 @@ interface TrackedNode {
   availableBytes: number;
   /** The node's replicas and the epoch each applied, as its heartbeats told them. */
   replicas: Map<number, number>;
+  /** The worker core holding each of its replicas, where not core 0 (merges need both ranges in one store). */
+  cores: Map<number, number>;
   /** The heartbeat session and the last seq taken from it (deltas build on it). */
   session: number | undefined;
   seq: number;
@@ -107,7 +109,7 @@ interface TrackedNode {
   dropped: Set<number>;
 }
 
-const untracked = (): TrackedNode => ({ heardMs: undefined, usedBytes: 0, availableBytes: 0, replicas: new Map(), session: undefined, seq: 0, emptySince: new Map(), dropped: new Set() });
+const untracked = (): TrackedNode => ({ heardMs: undefined, usedBytes: 0, availableBytes: 0, replicas: new Map(), cores: new Map(), session: undefined, seq: 0, emptySince: new Map(), dropped: new Set() });
 
 interface TrackedRange {
   report: RangeReport;
@@ -205,10 +207,18 @@ export class PlacementDriver {
     }
     if (full) {
       n.replicas = new Map(h.replicas.map((r) => [r.rangeId, r.epoch]));
+      n.cores = new Map(h.replicas.flatMap((r) => (r.core === undefined || r.core === 0 ? [] : [[r.rangeId, r.core] as [number, number]])));
       n.emptySince = new Map([...n.emptySince].filter(([rangeId]) => n.replicas.get(rangeId) === 0));
     } else {
-      for (const rangeId of h.removed) n.replicas.delete(rangeId);
-      for (const r of h.replicas) n.replicas.set(r.rangeId, r.epoch);
+      for (const rangeId of h.removed) {
+        n.replicas.delete(rangeId);
+        n.cores.delete(rangeId);
+      }
+      for (const r of h.replicas) {
+        n.replicas.set(r.rangeId, r.epoch);
+        if (r.core === undefined || r.core === 0) n.cores.delete(r.rangeId);
+        else n.cores.set(r.rangeId, r.core);
+      }
     }
     // A replica the node reports without leading it: a range this node led has another leader (or none yet).
     for (const { rangeId } of h.replicas) {
@@ -306,7 +316,7 @@ export class PlacementDriver {
   /** The cluster as the scheduler sees it now. */
   snapshot(nowMs: number): ClusterSnapshot {
     const ranges = [...this.ranges.values()].sort((a, b) => a.report.rangeId - b.report.rangeId).map((t) => this.rangeInfo(t, nowMs));
-    return { nodes: this.nodeInfos(nowMs), ranges };
+    return { nodes: this.nodeInfos(nowMs), ranges, sameStore: (nodeId, a, b) => this.sameStore(nodeId, a, b) };
   }
 
   private nodeInfos(nowMs: number): NodeInfo[] {
@@ -362,12 +372,39 @@ export class PlacementDriver {
     return 'up';
   }
 
+  /** Whether a node holds its replicas of ranges `a` and `b` in one store (the same worker core). */
+  sameStore(nodeId: number, a: number, b: number): boolean {
+    const cores = this.nodes.get(nodeId)?.cores;
+    return (cores?.get(a) ?? 0) === (cores?.get(b) ?? 0);
+  }
+
   /** Starts an operator an operator asked for (admin API); refused while the range has one. */
   submit(op: Operator, nowMs: number): void {
     const existing = this.operators.get(op.rangeId);
     if (existing !== undefined) throw new OperatorConflictError(`range ${op.rangeId} already has a ${existing.op.kind} operator in flight`);
     if (!this.ranges.has(op.rangeId)) throw new OperatorConflictError(`range ${op.rangeId} has not been reported by its leader`);
+    // A merge holds its target too, and a frozen range its target until merged or rolled back (as the
+    // scheduler's rule): an operator on either would change what the merge checked.
+    const held = this.mergeHolding(op.rangeId);
+    if (held !== undefined) throw new OperatorConflictError(`range ${op.rangeId} is held by ${held}`);
+    if (op.kind === 'merge') {
+      if (this.operators.has(op.targetId)) throw new OperatorConflictError(`range ${op.targetId} already has a ${this.operators.get(op.targetId)!.op.kind} operator in flight`);
+      const targetHeld = this.mergeHolding(op.targetId);
+      if (targetHeld !== undefined) throw new OperatorConflictError(`range ${op.targetId} is held by ${targetHeld}`);
+    }
     this.start(op, nowMs);
+  }
+
+  /** What merge holds range `rangeId` as its target, or it as a frozen source, if any: said in a refusal. */
+  private mergeHolding(rangeId: number): string | undefined {
+    for (const t of this.operators.values()) if (t.op.kind === 'merge' && t.op.targetId === rangeId) return `the merge of range ${t.op.rangeId} into it`;
+    for (const t of this.ranges.values()) {
+      const frozen = t.report.frozen;
+      if (frozen === undefined) continue;
+      if (t.report.rangeId === rangeId) return `its freeze for a merge into range ${frozen.targetRangeId}`;
+      if (frozen.targetRangeId === rangeId) return `range ${t.report.rangeId}, frozen for a merge into it`;
+    }
+    return undefined;
   }
 
   private start(op: Operator, nowMs: number): void {
@@ -440,6 +477,7 @@ export class PlacementDriver {
         nodeState,
         rangeOf: (id) => this.range(id, nowMs),
         replicaEpoch: (nodeId, id) => this.nodes.get(nodeId)?.replicas.get(id),
+        sameStore: (nodeId, a, b) => this.sameStore(nodeId, a, b),
       });
       if (decision.kind === 'done' || decision.kind === 'abandon') {
         this.endOperator(rangeId);

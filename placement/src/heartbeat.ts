@@ -30,8 +30,12 @@ export interface StoreHeartbeat {
   readonly seq: number;
   /** 0: full. Otherwise the seq of an earlier heartbeat this one carries the changes since. */
   readonly base: number;
-  /** Replicas on the node (changed ones in a delta) and the epoch each has applied (0: empty, waiting for a snapshot). */
-  readonly replicas: readonly { readonly rangeId: number; readonly epoch: number }[];
+  /**
+   * Replicas on the node (changed ones in a delta), the epoch each has applied (0: empty, waiting for a
+   * snapshot), and on a node of several worker cores the core whose store holds it (absent: 0). Two
+   * ranges merge only where they share a store on every node (shards kv/merge.ts).
+   */
+  readonly replicas: readonly { readonly rangeId: number; readonly epoch: number; readonly core?: number }[];
   /** Ranges the node leads (in a delta: led and changed; a changed replica not among them does not lead). */
   readonly leading: readonly RangeReport[];
   /** A delta's replicas destroyed since its base (empty in a full heartbeat). */
@@ -102,6 +106,8 @@ export function encodeStoreHeartbeat(h: StoreHeartbeat): Uint8Array {
     h.seq,
     h.base,
     h.removed,
+    // Sparse: only replicas off core 0, so a single-core node sends nothing more.
+    h.replicas.flatMap((r) => (r.core === undefined || r.core === 0 ? [] : [r.rangeId, r.core])),
   ]);
 }
 
@@ -121,18 +127,23 @@ export function decodeStoreHeartbeat(bytes: Uint8Array): StoreHeartbeat {
   const fail = (what: string): never => {
     throw new MetaRecordError(`heartbeat: ${what}`);
   };
-  if (!Array.isArray(raw) || raw.length !== 9) fail('not a 9-tuple');
-  const [nodeId, usedBytes, availableBytes, replicaPairs, leading, session, seq, base, removed] = raw as unknown[];
+  // 9 fields from a node built before merges, 10 with the replicas' cores.
+  if (!Array.isArray(raw) || (raw.length !== 9 && raw.length !== 10)) fail('not a 9- or 10-tuple');
+  const [nodeId, usedBytes, availableBytes, replicaPairs, leading, session, seq, base, removed, corePairs] = raw as unknown[];
+  if (corePairs !== undefined && (!Array.isArray(corePairs) || corePairs.length % 2 !== 0 || corePairs.length > 2 * HEARTBEAT_RANGE_COUNT_MAX || !corePairs.every(isCount))) fail('replica cores');
+  const cores = new Map<number, number>();
+  for (let i = 0; i < ((corePairs as number[] | undefined)?.length ?? 0); i += 2) cores.set((corePairs as number[])[i]!, (corePairs as number[])[i + 1]!);
   if (!isId(nodeId)) fail(`node id ${String(nodeId)}`);
   if (!isCount(session) || !isId(seq) || !isCount(base) || (base as number) >= (seq as number)) fail(`sequence ${String(session)}/${String(seq)} from ${String(base)}`);
   if (!isIds(removed) || ((base as number) === 0 && removed.length > 0)) fail('removed replicas');
   if (!isCount(usedBytes) || !isCount(availableBytes)) fail('disk byte counts');
   if (!Array.isArray(replicaPairs) || replicaPairs.length % 2 !== 0 || replicaPairs.length > 2 * HEARTBEAT_RANGE_COUNT_MAX || !replicaPairs.every(isCount)) fail('replicas');
-  const replicas: { rangeId: number; epoch: number }[] = [];
+  const replicas: { rangeId: number; epoch: number; core?: number }[] = [];
   for (let i = 0; i < (replicaPairs as number[]).length; i += 2) {
     const [rangeId, epoch] = [(replicaPairs as number[])[i]!, (replicaPairs as number[])[i + 1]!];
     if (rangeId === 0) fail('replica of range 0');
-    replicas.push({ rangeId, epoch });
+    const core = cores.get(rangeId);
+    replicas.push(core === undefined ? { rangeId, epoch } : { rangeId, epoch, core });
   }
   if (!Array.isArray(leading) || leading.length > HEARTBEAT_RANGE_COUNT_MAX) fail('led ranges');
   const reports = (leading as unknown[]).map((r, i): RangeReport => {

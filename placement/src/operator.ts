@@ -29,6 +29,8 @@ export interface NextStepOptions {
   readonly rangeOf: (rangeId: number) => RangeInfo | undefined;
   /** The epoch a node's replica of the range applied, as its heartbeats said; undefined when it has none. */
   readonly replicaEpoch: (nodeId: number, rangeId: number) => number | undefined;
+  /** Whether a node holds its replicas of two ranges in one store (ClusterSnapshot.sameStore); absent: always. */
+  readonly sameStore?: (nodeId: number, a: number, b: number) => boolean;
 }
 
 type OperatorOf<K extends Operator['kind']> = Extract<Operator, { kind: K }>;
@@ -105,14 +107,14 @@ function nextMerge(op: OperatorOf<'merge'>, { range: source, options }: Context)
   if (frozen === undefined) {
     // Unfrozen: not frozen yet, or rolled back (the epoch moved on).
     if (source.epoch !== op.epoch || target.epoch !== op.targetEpoch) return abandon(`range ${source.rangeId} or ${target.rangeId} changed before the freeze`);
-    const problem = mergeProblem(target, source, options.nodeState);
+    const problem = mergeProblem(target, source, options.nodeState, options.sameStore);
     if (problem !== undefined) return abandon(problem);
     return step({ kind: 'freeze', start: source.start, epoch: source.epoch, targetId: target.rangeId, voters: sorted(source.voters) });
   }
   if (frozen.targetRangeId !== op.targetId) return abandon(`range ${source.rangeId} is frozen for a merge into range ${frozen.targetRangeId}`);
   // A suspect node is a blip, not a reason to undo a merge; a down one would hold it for as long as it stays down.
   const notDown = (id: number): NodeState | undefined => (options.nodeState(id) === 'suspect' ? 'up' : options.nodeState(id));
-  const rollback = target.epoch !== op.targetEpoch ? `target range ${target.rangeId} changed (epoch ${op.targetEpoch} → ${target.epoch})` : mergeProblem(target, source, notDown);
+  const rollback = target.epoch !== op.targetEpoch ? `target range ${target.rangeId} changed (epoch ${op.targetEpoch} → ${target.epoch})` : mergeProblem(target, source, notDown, options.sameStore);
   if (rollback !== undefined) {
     if (target.leader === 0 || options.nodeState(target.leader) === 'down') return wait(`range ${target.rangeId} has no live leader to fence`);
     if (target.epoch === op.targetEpoch) return step({ kind: 'fenceMerge', targetId: target.rangeId, targetStart: target.start, targetEpoch: target.epoch });
@@ -140,13 +142,21 @@ function nextMerge(op: OperatorOf<'merge'>, { range: source, options }: Context)
  * neighbours, with the same voters, every one on an up node (a merge waits
  * for every replica of the source), and no learner or change under way.
  */
-export function mergeProblem(left: RangeInfo, right: RangeInfo, nodeState: (nodeId: number) => NodeState | undefined): string | undefined {
+export function mergeProblem(
+  left: RangeInfo,
+  right: RangeInfo,
+  nodeState: (nodeId: number) => NodeState | undefined,
+  sameStore: (nodeId: number, a: number, b: number) => boolean = () => true,
+): string | undefined {
   if (left.end === null || compareKeys(left.end, right.start) !== 0) return `range ${left.rangeId} does not end where range ${right.rangeId} starts`;
   if (left.learners.length > 0 || right.learners.length > 0 || left.votersOutgoing.length > 0 || right.votersOutgoing.length > 0) return 'a learner or a membership change is under way';
   const [a, b] = [sorted(left.voters), sorted(right.voters)];
   if (a.length !== b.length || a.some((v, i) => v !== b[i])) return `ranges ${left.rangeId} and ${right.rangeId} have different voters`;
   const notUp = a.filter((v) => nodeState(v) !== 'up');
   if (notUp.length > 0) return `nodes ${notUp.join(', ')} are not up`;
+  // The target's replica takes the source's data where it lies: both must be in one store on every node.
+  const apart = a.filter((v) => !sameStore(v, left.rangeId, right.rangeId));
+  if (apart.length > 0) return `nodes ${apart.join(', ')} hold ranges ${left.rangeId} and ${right.rangeId} in different stores (worker cores)`;
   return undefined;
 }
 

@@ -69,6 +69,7 @@ interface Planning {
   readonly config: SchedulerConfig;
   readonly nodes: readonly NodeInfo[];
   readonly nodeState: (nodeId: number) => NodeState | undefined;
+  readonly sameStore: (nodeId: number, a: number, b: number) => boolean;
   /** By range id, so every rule visits ranges in the same order. */
   readonly ranges: readonly RangeInfo[];
   readonly replicasTarget: number;
@@ -99,6 +100,7 @@ function startPlanning(snapshot: ClusterSnapshot, config: SchedulerConfig, inFli
     config,
     nodes: [...snapshot.nodes].sort((a, b) => a.nodeId - b.nodeId),
     nodeState: (nodeId) => stateById.get(nodeId),
+    sameStore: snapshot.sameStore ?? (() => true),
     ranges,
     replicasTarget: replicasTarget(snapshot.nodes, config),
     busy: new Set(inFlight.map((op) => op.rangeId)),
@@ -331,7 +333,7 @@ function mergeable(planning: Planning, left: RangeInfo, right: RangeInfo): boole
   if (left.sizeBytes + right.sizeBytes >= config.mergeSizeBytes) return false;
   if (left.coldForSec < config.mergeColdSec || right.coldForSec < config.mergeColdSec) return false;
   if (left.leader === 0 || right.leader === 0) return false;
-  return mergeProblem(left, right, planning.nodeState) === undefined;
+  return mergeProblem(left, right, planning.nodeState, planning.sameStore) === undefined;
 }
 
 /**

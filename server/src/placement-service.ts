@@ -120,7 +120,7 @@ export class PlacementService {
         session: this.session,
         seq,
         base: previous,
-        replicas: part.map((c) => ({ rangeId: c.status.shardId, epoch: c.status.epoch })),
+        replicas: part.map((c) => ({ rangeId: c.status.shardId, epoch: c.status.epoch, core: host.coreOf(c.status.shardId) })),
         leading: part.flatMap((c) => (c.report === null ? [] : [c.report])),
         removed: full || at > 0 ? [] : view.removed,
       });
@@ -276,6 +276,7 @@ export class PlacementService {
           rangeOf: (rangeId) => snapshot.ranges.find((r) => r.rangeId === rangeId),
           leftOf: (range) => snapshot.ranges.find((r) => r.end !== null && Buffer.compare(r.end, range.start) === 0),
           nodeState: (nodeId) => snapshot.nodes.find((n) => n.nodeId === nodeId)?.state,
+          sameStore: (nodeId, a, b) => driver.sameStore(nodeId, a, b),
           unsplittable: this.o.config.scheduler.unsplittable,
           nodeIds: snapshot.nodes.map((n) => n.nodeId),
           warm: driver.isWarm(nowMs),
@@ -355,6 +356,7 @@ interface OperatorContext {
   /** The range ending where `range` starts (a merge's target). */
   leftOf(range: RangeInfo): RangeInfo | undefined;
   nodeState(nodeId: number): NodeState | undefined;
+  sameStore(nodeId: number, a: number, b: number): boolean;
   /** Ranges that take part in no split or merge (the meta range). */
   readonly unsplittable: readonly number[];
   readonly nodeIds: readonly number[];
@@ -408,7 +410,7 @@ function operatorOf(raw: unknown, context: OperatorContext): Operator {
       if (target === undefined) throw new KvError('PRECONDITION_FAILED', `range ${rangeId} has no left neighbour the placement driver knows of`);
       if (context.unsplittable.includes(rangeId) || context.unsplittable.includes(target.rangeId)) throw new KvError('PRECONDITION_FAILED', `range ${target.rangeId} or ${rangeId} takes part in no merge`);
       if (range.frozen !== undefined) throw new KvError('PRECONDITION_FAILED', `range ${rangeId} is already frozen for a merge into range ${range.frozen.targetRangeId}`);
-      const problem = mergeProblem(target, range, context.nodeState);
+      const problem = mergeProblem(target, range, context.nodeState, context.sameStore);
       if (problem !== undefined) throw new KvError('PRECONDITION_FAILED', `range ${rangeId} cannot merge into range ${target.rangeId} now: ${problem}`);
       return { kind, rangeId, epoch, targetId: target.rangeId, targetEpoch: target.epoch, reason: 'admin' };
     }

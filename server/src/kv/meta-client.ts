@@ -6,6 +6,7 @@ import {
   NODE_KEYS,
   PLACEMENT_SETTINGS_KEY,
   RANGE_ID_ALLOCATOR_KEY,
+  RANGE_END_KEYS,
   RANGE_KEYS,
   decodeCounter,
   decodeNodeRecord,
@@ -229,7 +230,9 @@ export class MetaClient {
     if (changes.full) this.toReport.clear();
     for (const shardId of changes.removed) this.toReport.delete(shardId);
     for (const { status: s } of changes.changed) {
-      if (s.role === 'leader' && this.reported.get(s.shardId) !== fingerprintOf(s)) this.toReport.set(s.shardId, s);
+      // A frozen range is merged away or unfrozen soon: it serves nothing meanwhile, and its descriptor
+      // recorded late would bring back one the merge deleted (recordingOps).
+      if (s.role === 'leader' && s.frozen === undefined && this.reported.get(s.shardId) !== fingerprintOf(s)) this.toReport.set(s.shardId, s);
       else this.toReport.delete(s.shardId);
     }
     let written = 0;
@@ -266,6 +269,12 @@ export class MetaClient {
     const what = `record range ${local.rangeId}`;
     for (let attempt = 0; attempt < CAS_RETRIES_MAX; attempt++) {
       const [stored, index] = await Promise.all([this.get(rangeKey(local.rangeId), deadline), isIndexable(local) ? this.indexOver(local, deadline) : undefined]);
+      // No descriptor recorded: a new range (a split's right half), or one a merge took in and deleted. If
+      // another range's descriptor holds this one's first key at a higher epoch, it is the latter: the
+      // epochs of a key's holders only grow (a split's halves and a merge go past their parents), so this
+      // leader is behind, and recording would bring back what the merge deleted. (The index only points at
+      // the candidate: its descriptor decides.) Only here, so a recorded range's updates cost no more reads.
+      if (stored === undefined && (await this.heldByFresher(local, deadline))) return false;
       // Ranges the index names inside this one's span or at its end, at a lower epoch: taken in by a merge,
       // their descriptors are read so recordingOps can delete those this range now covers.
       const candidates = index === undefined ? [] : mergedCandidates(local, index);
@@ -277,6 +286,16 @@ export class MetaClient {
       if (result.code !== 'VERSION_MISMATCH') throw new KvError('UNAVAILABLE', `the meta range refused to ${what}: ${result.code}`, { retryAfterMs: RETRY_AFTER_MS });
     }
     throw new KvError('UNAVAILABLE', `could not ${what} in ${CAS_RETRIES_MAX} tries (contention)`, { retryAfterMs: RETRY_AFTER_MS });
+  }
+
+  /** Whether another range's recorded descriptor holds `local`'s first key at a higher epoch (found through the index's first entry ending past it). */
+  private async heldByFresher(local: RangeDescriptor, deadline: Deadline): Promise<boolean> {
+    const page = (await this.o.run({ kind: 'scan', rangeId: META_RANGE_ID, start: rangeEndKeyAfter(local.start), end: RANGE_END_KEYS.end, limit: 1, consistency: 'linearizable' }, deadline)) as IndexEntryRead[];
+    const owner = page[0] === undefined ? undefined : entryOf(page[0]);
+    if (owner === undefined || owner.rangeId === 0 || owner.rangeId === local.rangeId || owner.epoch <= local.epoch) return false;
+    const held = await this.get(rangeKey(owner.rangeId), deadline);
+    const d = held === undefined ? undefined : decodeRangeDescriptor(held.value);
+    return d !== undefined && d.epoch > local.epoch && keyInside(d, local.start);
   }
 
   /**
@@ -525,6 +544,11 @@ function mergedCandidates(local: RangeDescriptor, index: IndexOverSpan): number[
     if (e.rangeId !== 0 && e.rangeId !== local.rangeId && e.epoch < local.epoch) ids.add(e.rangeId);
   }
   return [...ids];
+}
+
+/** Whether `key` lies in `r`. */
+function keyInside(r: RangeDescriptor, key: Uint8Array): boolean {
+  return Buffer.compare(key, r.start) >= 0 && (r.end === null || Buffer.compare(key, r.end) < 0);
 }
 
 /** Whether [start, end) lies within `r` (null: to the end of the key space). */

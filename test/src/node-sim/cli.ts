@@ -5,13 +5,14 @@ import { parseArgs } from 'node:util';
 import { NodeSim, SimFailure } from './node-sim.js';
 import { FAULT_TICKS_DEFAULT, SIM_BUGS, nodeSimOptionsForSeed, type SimBug } from './options.js';
 
-const USAGE = `usage: npm run sim -- [--seed N | --from N --seeds COUNT] [--nodes 3|5] [--fault-ticks N] [--write-bursts N] [--crash-after-writes] [--clock-faults] [--bug ${SIM_BUGS.join('|')}] [--stop-on-failure] [--trace]
+const USAGE = `usage: npm run sim -- [--seed N | --from N --seeds COUNT] [--nodes 3|5] [--fault-ticks N] [--write-bursts N] [--crash-after-writes] [--clock-faults] [--merges] [--bug ${SIM_BUGS.join('|')}] [--stop-on-failure] [--trace]
   --seed         one seed (replays a failure)
   --from/--seeds seeds from..from+count-1 (default 1, 100)
   --fault-ticks  ticks of faults and clients per run (default ${FAULT_TICKS_DEFAULT}; a tick is 100 virtual ms)
   --write-bursts a client's put sometimes goes with up to N-1 more at once (default 1: one at a time)
   --crash-after-writes  half the crashes armed at a store write strike right after it commits
-  --clock-faults a node's clock now and then runs fast or slow, or steps forward or back`;
+  --clock-faults a node's clock now and then runs fast or slow, or steps forward or back
+  --merges      the placement driver merges cold neighbours, and admin merges are asked for now and then`;
 
 function int(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
@@ -34,6 +35,7 @@ async function main(): Promise<void> {
       'write-bursts': { type: 'string' },
       'crash-after-writes': { type: 'boolean' },
       'clock-faults': { type: 'boolean' },
+      merges: { type: 'boolean' },
       bug: { type: 'string' },
       'stop-on-failure': { type: 'boolean' },
       trace: { type: 'boolean' },
@@ -61,7 +63,7 @@ async function main(): Promise<void> {
   let operations = 0;
   let crashes = 0;
   for (let seed = from; seed < from + count; seed++) {
-    const options = nodeSimOptionsForSeed(seed, { bug, ...(nodes === undefined ? {} : { nodeCount: nodes }), ...(faultTicks === undefined ? {} : { faultTicks }), ...(writeBurstMax === undefined ? {} : { writeBurstMax }), ...(values['crash-after-writes'] ? { crashAfterWrites: true } : {}), ...(values['clock-faults'] ? { clockFaults: true } : {}) });
+    const options = nodeSimOptionsForSeed(seed, { bug, ...(nodes === undefined ? {} : { nodeCount: nodes }), ...(faultTicks === undefined ? {} : { faultTicks }), ...(writeBurstMax === undefined ? {} : { writeBurstMax }), ...(values['crash-after-writes'] ? { crashAfterWrites: true } : {}), ...(values['clock-faults'] ? { clockFaults: true } : {}), ...(values.merges ? { merges: true } : {}) });
     const sim = new NodeSim(options);
     try {
       const { stats, trace } = await sim.run();

@@ -38,6 +38,9 @@ const CRASH_POINT_SALT = 0x6166_7472;
 const BURST_SALT = 0x6b75_7273;
 /** Seeds the clock faults' own stream (options.clockFaults): a run without them draws exactly as before. */
 const CLOCK_SALT = 0x636c_6f63;
+const MERGE_SALT = 0x6d65_7267;
+/** Chance per tick of an admin merge (options.merges). */
+const ADMIN_MERGE_CHANCE = 0.03;
 /** Chance per tick that a node's clock starts running fast or slow, or steps (options.clockFaults). */
 const CLOCK_FAULT_CHANCE = 0.03;
 /** Virtual time clients think between operations: up to this. */
@@ -152,6 +155,8 @@ export class NodeSim {
   /** Whether an armed crash strikes after its write (options.crashAfterWrites). */
   private readonly crashPointRng: SeededRng;
   private readonly clockRng: SeededRng;
+  /** Admin merges' own stream (options.merges): runs without merges draw exactly as before. */
+  private readonly mergeRng: SeededRng;
   private readonly root: string;
   private readonly nodes: SimNode[] = [];
   private readonly keys: string[];
@@ -178,6 +183,7 @@ export class NodeSim {
     this.rng = new SeededRng(options.seed);
     this.crashPointRng = new SeededRng((Math.imul(options.seed, 0x9e3779b1) ^ CRASH_POINT_SALT) >>> 0);
     this.clockRng = new SeededRng((Math.imul(options.seed, 0x9e3779b1) ^ CLOCK_SALT) >>> 0);
+    this.mergeRng = new SeededRng((Math.imul(options.seed, 0x9e3779b1) ^ MERGE_SALT) >>> 0);
     this.network = new MemoryNetwork({ rng: this.rng.fork(), verify: false });
     this.nemesisRng = this.rng.fork();
     this.root = simRoot();
@@ -306,7 +312,15 @@ export class NodeSim {
         metaDutyIntervalMs: 1_000,
         requestDeadlineMs: REQUEST_DEADLINE_MS,
         consistencyCheckIntervalMs: 0,
-        placement: { suspectAfterMs: 3_000, downAfterMs: 15_000, stepRetryMs: 1_000, operatorTimeoutMs: 30_000, paused: false },
+        placement: {
+          suspectAfterMs: 3_000,
+          downAfterMs: 15_000,
+          stepRetryMs: 1_000,
+          operatorTimeoutMs: 30_000,
+          paused: false,
+          // With merges: any two neighbours cold for 3 s merge (the workload is light: 1,000 ops/s counts as cold).
+          ...(this.options.merges ? { scheduler: { mergeColdSec: 3, mergeLoadOpsPerSec: 1_000, mergeSizeBytes: 64 * 1024 * 1024 } } : {}),
+        },
         hostOptions: {
           coreMode: 'inline',
           ticker: { kind: 'manual' },
@@ -430,6 +444,7 @@ export class NodeSim {
 
   private async nemesisStep(): Promise<void> {
     if (this.options.clockFaults) this.clockStep();
+    if (this.options.merges && this.mergeRng.intBelow(1_000_000) < ADMIN_MERGE_CHANCE * 1_000_000) this.adminMerge();
     const rng = this.nemesisRng;
     const chance = (p: number) => rng.intBelow(1_000_000) < p * 1_000_000;
     for (const n of this.nodes) {
@@ -562,6 +577,22 @@ export class NodeSim {
     }
     this.note(label);
     work.then(
+      () => this.counts.adminOk++,
+      () => this.counts.adminFailed++,
+    );
+  }
+
+  /** An admin merge of a random range into its left neighbour, on the merges' own stream; refused (412) when they do not fit. */
+  private adminMerge(): void {
+    const rng = this.mergeRng;
+    const up = this.running();
+    if (up.length === 0) return;
+    const via = up[rng.intBelow(up.length)]!.inc!.node!;
+    const ranges = via.store.knownRanges().filter((r) => r.rangeId !== META_RANGE_ID);
+    if (ranges.length === 0) return;
+    const range = ranges[rng.intBelow(ranges.length)]!;
+    this.note(`merge range ${range.rangeId} into its left neighbour`);
+    via.view.operator({ kind: 'merge', rangeId: range.rangeId }).then(
       () => this.counts.adminOk++,
       () => this.counts.adminFailed++,
     );

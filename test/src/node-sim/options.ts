@@ -67,6 +67,14 @@ export interface NodeSimOptions {
    * safe. Off unless asked for (--clock-faults), as writeBurstMax.
    */
   readonly clockFaults: boolean;
+  /**
+   * Range merges: the placement driver merges any two neighbours cold for a
+   * few seconds (the workload barely counts as load), and now and then an
+   * admin merge is asked for, on a random stream of its own — so they
+   * interleave with the admin splits and every fault. Off unless asked for
+   * (--merges), as writeBurstMax.
+   */
+  readonly merges: boolean;
   readonly bug: SimBug;
 }
 
@@ -76,6 +84,7 @@ export interface NodeSimOverrides {
   readonly writeBurstMax?: number;
   readonly crashAfterWrites?: boolean;
   readonly clockFaults?: boolean;
+  readonly merges?: boolean;
   readonly bug?: SimBug;
 }
 
@@ -110,6 +119,7 @@ export function nodeSimOptionsForSeed(seed: number, o: NodeSimOverrides = {}): N
     writeBurstMax: o.writeBurstMax ?? 1,
     crashAfterWrites: o.crashAfterWrites ?? false,
     clockFaults: o.clockFaults ?? false,
+    merges: o.merges ?? false,
     bug: o.bug ?? 'none',
   };
   // Every fourth seed: the crash profile (a fault episode starts on a quarter of the ticks).
@@ -119,6 +129,6 @@ export function nodeSimOptionsForSeed(seed: number, o: NodeSimOverrides = {}): N
 /** The one command that replays a run. */
 export function replayCommand(o: NodeSimOptions): string {
   const bursts = o.writeBurstMax > 1 ? ` --write-bursts ${o.writeBurstMax}` : '';
-  const afterWrites = `${o.crashAfterWrites ? ' --crash-after-writes' : ''}${o.clockFaults ? ' --clock-faults' : ''}`;
+  const afterWrites = `${o.crashAfterWrites ? ' --crash-after-writes' : ''}${o.clockFaults ? ' --clock-faults' : ''}${o.merges ? ' --merges' : ''}`;
   return `npm run sim -- --seed ${o.seed} --nodes ${o.nodeCount} --fault-ticks ${o.faultTicks}${bursts}${afterWrites}${o.bug === 'none' ? '' : ` --bug ${o.bug}`}`;
 }
