@@ -442,3 +442,34 @@ describe('PlacementDriver', () => {
     });
   });
 });
+
+describe('PlacementDriver: merges', () => {
+  // Range 1 [a, m) and range 2 [m, z), both on nodes 1-3, led by node 1.
+  const left = (o: Partial<Omit<RangeReport, 'voters'>> = {}) => report(1, { voters: [1, 2, 3], start: b('a'), end: b('m'), epoch: 3, ...o });
+  const right = (o: Partial<Omit<RangeReport, 'voters'>> = {}) => report(2, { voters: [1, 2, 3], start: b('m'), end: b('z'), epoch: 2, ...o });
+  const replicas = (rightEpoch: number, core?: number) => [{ rangeId: 1, epoch: 3 }, { rangeId: 2, epoch: rightEpoch, ...(core === undefined ? {} : { core }) }];
+
+  it('refuses an operator on a range a merge holds, and a merge of ranges one node keeps in two stores', () => {
+    const { driver } = driverWith({ paused: true });
+    for (const node of [1, 2, 3]) driver.onHeartbeat(heartbeat(node, node === 1 ? [left(), right()] : [], replicas(2, node === 3 ? 1 : undefined)), 0);
+    expect(driver.sameStore(3, 1, 2)).toBe(false);
+    expect(driver.sameStore(2, 1, 2)).toBe(true);
+    driver.submit({ kind: 'merge', rangeId: 2, epoch: 2, targetId: 1, targetEpoch: 3, reason: 'admin' }, 10);
+    // Its target is held: no other operator may change it meanwhile.
+    expect(() => driver.submit({ kind: 'transferLeader', rangeId: 1, epoch: 3, from: 1, to: 2, reason: 'admin' }, 10)).toThrow(/held by the merge of range 2/);
+    // The merge itself abandons before its freeze: node 3 keeps the two ranges in different stores.
+    driver.pass(20);
+    expect(driver.status(20).operators).toEqual([]);
+  });
+
+  it('a frozen range holds itself and its target; the target covering it drops it from the view', () => {
+    const { driver } = driverWith({ paused: true });
+    const frozen = { targetRangeId: 1, index: 40, term: 6, epoch: 3 };
+    for (const node of [1, 2, 3]) driver.onHeartbeat(heartbeat(node, node === 1 ? [left(), right({ epoch: 3, frozen })] : [], replicas(3)), 0);
+    expect(() => driver.submit({ kind: 'split', rangeId: 1, epoch: 3, key: b('c'), reason: 'admin' }, 10)).toThrow(/frozen for a merge into it/);
+    expect(() => driver.submit({ kind: 'split', rangeId: 2, epoch: 3, key: b('p'), reason: 'admin' }, 10)).toThrow(/its freeze/);
+    expect(driver.snapshot(10).ranges.map((r) => r.rangeId)).toEqual([1, 2]);
+    driver.onHeartbeat(heartbeat(1, [left({ end: b('z'), epoch: 4 })], [{ rangeId: 1, epoch: 4 }]), 20);
+    expect(driver.snapshot(20).ranges.map((r) => r.rangeId)).toEqual([1]);
+  });
+});

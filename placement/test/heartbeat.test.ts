@@ -42,6 +42,16 @@ describe('store heartbeat codec', () => {
     expect({ ...back, leading: back.leading.map((r) => ({ ...r, start: Buffer.from(r.start), end: r.end && Buffer.from(r.end), sizeSplitKey: r.sizeSplitKey && Buffer.from(r.sizeSplitKey) })) }).toEqual(HEARTBEAT);
   });
 
+  it('carries replicas off core 0 with their core, sparsely, and takes the 9-field form of a node built before', () => {
+    const withCores: StoreHeartbeat = { ...HEARTBEAT, replicas: [{ rangeId: 1, epoch: 4, core: 1 }, { rangeId: 7, epoch: 0 }] };
+    const bytes = encodeStoreHeartbeat(withCores);
+    expect(decodeStoreHeartbeat(bytes).replicas).toEqual(withCores.replicas);
+    expect((packr.unpack(bytes) as unknown[])[9]).toEqual([1, 1]);
+    const t = packr.unpack(encodeStoreHeartbeat(HEARTBEAT)) as unknown[];
+    expect(t[9]).toEqual([]);
+    expect(decodeStoreHeartbeat(packr.pack(t.slice(0, 9))).replicas).toEqual(HEARTBEAT.replicas);
+  });
+
   it('round-trips a frozen range, and takes a 16-field led range from a node built before merges', () => {
     const frozen = { targetRangeId: 2, index: 30, term: 4, epoch: 5 };
     const withFreeze: StoreHeartbeat = { ...HEARTBEAT, leading: [{ ...HEARTBEAT.leading[0]!, frozen }] };
@@ -66,6 +76,8 @@ describe('store heartbeat codec', () => {
     ['odd replica list', edited((t) => (t[3] = [1, 2, 3]))],
     ['a replica of range 0', edited((t) => (t[3] = [0, 1]))],
     ['a led range of 15 fields', edited((t) => void led(t).splice(15))],
+    ['odd replica core pairs', edited((t) => (t[9] = [1]))],
+    ['a negative core', edited((t) => (t[9] = [1, -1]))],
     ['a freeze of three numbers', edited((t) => (led(t)[16] = [2, 30, 4]))],
     ['a freeze at index 0', edited((t) => (led(t)[16] = [2, 0, 4, 5]))],
     ['a fractional epoch', edited((t) => (led(t)[3] = 1.5))],

@@ -662,6 +662,12 @@ describe('plan: merges', () => {
     expect(plan(snapshot, CONFIG, []).filter((op) => op.kind === 'merge').map(brief)).toEqual(expected);
   });
 
+  it('merges only where every voter keeps both ranges in one store (worker core)', () => {
+    const snapshot = neighbours({}, {});
+    expect(plan({ ...snapshot, sameStore: (node) => node !== 2 }, CONFIG, []).map(brief)).toEqual([]);
+    expect(plan({ ...snapshot, sameStore: () => true }, CONFIG, []).map(brief)).toEqual(['r2 merge into r1 size']);
+  });
+
   it('never merges an unsplittable range, nor with merges off, nor past mergesInFlightMax', () => {
     expect(plan(neighbours({}, {}), config({ unsplittable: [1] }), []).map(brief)).toEqual([]);
     expect(plan(neighbours({}, {}), config({ mergeSizeBytes: 0 }), []).map(brief)).toEqual([]);

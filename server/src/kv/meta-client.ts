@@ -189,8 +189,12 @@ export class MetaClient {
     if (read === undefined) {
       this.rangeReadCount++;
       read = this.get(rangeKey(rangeId), deadline)
-        .then((stored) => {
-          if (stored !== undefined) this.o.ranges.upsert(decodeRangeDescriptor(stored.value));
+        .then(async (stored) => {
+          if (stored !== undefined) return void this.o.ranges.upsert(decodeRangeDescriptor(stored.value));
+          // No descriptor: the range was merged into a neighbour (its descriptor deleted), or is too new to be
+          // recorded. Whatever holds its first key now says which, and replaces it in the table if it is gone.
+          const held = this.o.ranges.get(rangeId);
+          if (held !== undefined) await this.lookups.lookUp({ target: { kind: 'key', key: held.start }, failed: held }, deadline);
         })
         .catch(() => undefined)
         .finally(() => this.rangeReads.delete(rangeId));
