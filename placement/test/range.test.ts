@@ -192,6 +192,27 @@ describe('RangeTable property: random split histories', () => {
       }
     }
   });
+
+  it('upsertMany is upsert of each in turn: over a table holding some versions already, overlapping or not', () => {
+    for (let seed = 1; seed <= SEEDS; seed++) {
+      const random = mulberry32(seed);
+      const { versions, current } = simulateHistory(random, HISTORY_STEPS);
+      // The current ranges tile the key space: the fast path; any subset of all versions: mostly the slow one.
+      for (const list of [shuffled(current, random), ...Array.from({ length: SUBSETS_PER_SEED }, () => shuffled(versions.filter(() => random() < 0.3), random))]) {
+        const held = shuffled(versions.filter(() => random() < 0.1), random);
+        const one = new RangeTable();
+        const many = new RangeTable();
+        for (const r of held) {
+          one.upsert(r);
+          many.upsert(r);
+        }
+        for (const r of list) one.upsert(r);
+        many.upsertMany(list);
+        expectDisjoint(many, seed);
+        expect(many.all().map(describeRange), `seed ${seed}`).toEqual(one.all().map(describeRange));
+      }
+    }
+  });
 });
 
 /** Keys are 2-byte big-endian integers 1..65535; bound 0 is the empty key and KEY_SPACE_END is "no end". */

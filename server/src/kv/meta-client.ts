@@ -418,7 +418,7 @@ export class MetaClient {
   }
 
   private async refreshFromMeta(deadline: Deadline): Promise<void> {
-    for (const value of await this.scan(RANGE_KEYS, deadline)) this.o.ranges.upsert(decodeRangeDescriptor(value));
+    this.o.ranges.upsertMany((await this.scan(RANGE_KEYS, deadline)).map((value) => decodeRangeDescriptor(value)));
     await this.refreshFromReplicas(deadline);
   }
 
