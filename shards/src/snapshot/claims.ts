@@ -39,8 +39,8 @@ export interface RangeClaim {
 
 /** Who holds which keys in one store. */
 export interface RangeClaims {
-  /** Every claim of a replica other than `shardId`, in no particular order. */
-  forEachOther(shardId: GroupId, each: (claim: RangeClaim) => void): void;
+  /** Every claim of a replica other than `shardId` on keys in `within`, in no particular order. */
+  forEachOther(shardId: GroupId, within: RangeBounds, each: (claim: RangeClaim) => void): void;
 }
 
 /** How a snapshot's records reach the data: staged and copied by the install, or written as they arrive (installer.ts). */
@@ -64,8 +64,8 @@ export function supersedes(by: ShardRange, r: ShardRange): boolean {
 /** The first claim of another replica that a snapshot of `shardId` over `range` received in `mode` would overlap, or undefined. */
 export function overlappingClaim(claims: RangeClaims, shardId: GroupId, range: ShardRange, mode: ReceiveMode): RangeClaim | undefined {
   let found: RangeClaim | undefined;
-  claims.forEachOther(shardId, (claim) => {
-    if (found !== undefined || !boundsOverlap(claim.bounds, range)) return;
+  claims.forEachOther(shardId, range, (claim) => {
+    if (found !== undefined) return;
     if (mode === 'staged' && claim.kind === 'owned' && supersedes(range, { ...claim.bounds, epoch: claim.epoch! })) return;
     found = claim;
   });
@@ -75,9 +75,7 @@ export function overlappingClaim(claims: RangeClaims, shardId: GroupId, range: S
 /** What a clear of `shardId`'s received records in `bounds` must spare: every other replica's claim on keys there. */
 export function claimsWithin(claims: RangeClaims, shardId: GroupId, bounds: RangeBounds): RangeBounds[] {
   const within: RangeBounds[] = [];
-  claims.forEachOther(shardId, (claim) => {
-    if (boundsOverlap(claim.bounds, bounds)) within.push(claim.bounds);
-  });
+  claims.forEachOther(shardId, bounds, (claim) => within.push(claim.bounds));
   return within;
 }
 
@@ -86,8 +84,8 @@ export function describeClaim(c: RangeClaim): string {
   return `${what} ${describeRange(c.bounds)}${c.epoch === undefined ? '' : ` (epoch ${c.epoch})`}`;
 }
 
-function receivingClaims(store: NodeStore, shardId: GroupId, each: (claim: RangeClaim) => void): void {
-  for (const [id, bounds] of store.receiving()) if (id !== shardId) each({ shardId: id, kind: 'receiving', bounds });
+function receivingClaims(store: NodeStore, shardId: GroupId, within: RangeBounds, each: (claim: RangeClaim) => void): void {
+  for (const [id, bounds] of store.receiving()) if (id !== shardId && boundsOverlap(bounds, within)) each({ shardId: id, kind: 'receiving', bounds });
 }
 
 /**
@@ -98,14 +96,15 @@ function receivingClaims(store: NodeStore, shardId: GroupId, each: (claim: Range
  */
 export function coreClaims(groups: ReadonlyMap<GroupId, Group>, store: NodeStore): RangeClaims {
   return {
-    forEachOther(shardId, each) {
+    // Called for every chunk: a pass over every replica, allocating only for an overlap (the rare case).
+    forEachOther(shardId, within, each) {
       for (const other of groups.values()) {
         if (other.id === shardId) continue;
-        if (isInitialized(other.bounds)) each({ shardId: other.id, kind: 'owned', bounds: other.bounds, epoch: other.bounds.epoch });
+        if (isInitialized(other.bounds) && boundsOverlap(other.bounds, within)) each({ shardId: other.id, kind: 'owned', bounds: other.bounds, epoch: other.bounds.epoch });
         const pending = other.accepted?.stagedHeader;
-        if (pending !== undefined) each({ shardId: other.id, kind: 'installing', bounds: pending.bounds, epoch: pending.epoch });
+        if (pending !== undefined && boundsOverlap(pending.bounds, within)) each({ shardId: other.id, kind: 'installing', bounds: pending.bounds, epoch: pending.epoch });
       }
-      receivingClaims(store, shardId, each);
+      receivingClaims(store, shardId, within, each);
     },
   };
 }
@@ -118,13 +117,13 @@ export function coreClaims(groups: ReadonlyMap<GroupId, Group>, store: NodeStore
  */
 export function storeClaims(store: NodeStore): RangeClaims {
   return {
-    forEachOther(shardId, each) {
+    forEachOther(shardId, within, each) {
       for (const id of store.shardIds()) {
         if (id === shardId) continue;
         const range = decodeShardRange(id, store.descriptor(id));
-        if (isInitialized(range)) each({ shardId: id, kind: 'owned', bounds: range, epoch: range.epoch });
+        if (isInitialized(range) && boundsOverlap(range, within)) each({ shardId: id, kind: 'owned', bounds: range, epoch: range.epoch });
       }
-      receivingClaims(store, shardId, each);
+      receivingClaims(store, shardId, within, each);
     },
   };
 }
