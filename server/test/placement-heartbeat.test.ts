@@ -20,7 +20,7 @@ const follower = (shardId: number): ShardChange => ({
 function harness(changes: (cursor: number) => ShardViewChanges) {
   const sent: StoreHeartbeat[] = [];
   const driver = { current: new PlacementDriver({ startMs: 0, config: { ...DRIVER_CONFIG_DEFAULTS, scheduler }, settings: { paused: true, replicationFactor: 3 }, ports: { runStep: async () => undefined, log } }) };
-  const host = { nodeId: 1, shardChanges: async (cursor: number) => changes(cursor), hasShard: () => false, leaderOf: () => 2 } as unknown as Host;
+  const host = { nodeId: 1, shardChanges: async (cursor: number) => changes(cursor), hasShard: () => false, leaderOf: () => 2, coreOf: () => 0 } as unknown as Host;
   const store = {
     setPlacementHandler: () => undefined,
     runOnRange: async (op: { payload: Uint8Array }) => {
