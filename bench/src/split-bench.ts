@@ -8,6 +8,11 @@
 //   node dist/split-bench.js                              1,000 ranges, 16 KiB split size
 //   node dist/split-bench.js --target 5000 --split-kib 8   more, smaller
 //   node dist/split-bench.js --quick                      CI: 24 ranges
+//   node dist/split-bench.js --merge-back 60              then merges for 60 s under the same load
+//
+// --merge-back restarts the nodes with splits off and every range counted cold, so the driver merges
+// neighbours as fast as its merge rules allow (mergesInFlightMax at a time, each waiting for every
+// replica to apply its freeze): merges/s, and the clients' ops/s and p99 against the grown cluster's.
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -24,15 +29,17 @@ const USAGE = {
   --target <n>        ranges to grow to (default 1000; quick: 24)
   --split-kib <n>     the driver's split size in KiB (default 16)
   --value-bytes <n>   size of each written value (default 512)
+  --merge-back <s>    then restart with merges on (every range cold, no splits) and merge for s seconds
   --quick             CI: tiny and short
   -h, --help          this text`,
 };
-const { values } = benchArgs(USAGE, { options: { quick: { type: 'boolean', default: false }, target: { type: 'string' }, 'split-kib': { type: 'string' }, 'value-bytes': { type: 'string' } }, strict: true });
+const { values } = benchArgs(USAGE, { options: { quick: { type: 'boolean', default: false }, target: { type: 'string' }, 'split-kib': { type: 'string' }, 'value-bytes': { type: 'string' }, 'merge-back': { type: 'string' } }, strict: true });
 const QUICK = values.quick === true;
-const { TARGET, SPLIT_BYTES, VALUE_BYTES } = flagsOrExit(USAGE, () => ({
+const { TARGET, SPLIT_BYTES, VALUE_BYTES, MERGE_BACK_SECONDS } = flagsOrExit(USAGE, () => ({
   TARGET: values.target === undefined ? (QUICK ? 24 : 1_000) : positiveInt(values.target, '--target'),
   SPLIT_BYTES: (values['split-kib'] === undefined ? 16 : positiveInt(values['split-kib'], '--split-kib')) * 1024,
   VALUE_BYTES: values['value-bytes'] === undefined ? 512 : positiveInt(values['value-bytes'], '--value-bytes'),
+  MERGE_BACK_SECONDS: values['merge-back'] === undefined ? 0 : positiveInt(values['merge-back'], '--merge-back'),
 }));
 const CLIENT_COUNT = 32;
 const BASELINE_MS = QUICK ? 1_000 : 5_000;
@@ -90,23 +97,23 @@ async function main(): Promise<void> {
   const ports = await freePorts(3);
   const address = (id: number) => `127.0.0.1:${ports[id - 1]}`;
   const nodes: FlotillaNode[] = [];
-  try {
-    nodes.push(
-      ...(await Promise.all(
-        [1, 2, 3].map((id) =>
-          FlotillaNode.start({
-            nodeId: id,
-            dir: join(root, `n${id}`),
-            listen: { host: '127.0.0.1', port: ports[id - 1]! },
-            coreCount: 1,
-            logger,
-            peers: Object.fromEntries([1, 2, 3].filter((j) => j !== id).map((j) => [j, address(j)])),
-            initialRangeCount: 1,
-            placement: { paused: true, scheduler: { splitSizeBytes: SPLIT_BYTES } },
-          }),
-        ),
-      )),
+  const startNodes = (scheduler: NonNullable<NonNullable<Parameters<typeof FlotillaNode.start>[0]['placement']>['scheduler']>) =>
+    Promise.all(
+      [1, 2, 3].map((id) =>
+        FlotillaNode.start({
+          nodeId: id,
+          dir: join(root, `n${id}`),
+          listen: { host: '127.0.0.1', port: ports[id - 1]! },
+          coreCount: 1,
+          logger,
+          peers: Object.fromEntries([1, 2, 3].filter((j) => j !== id).map((j) => [j, address(j)])),
+          initialRangeCount: 1,
+          placement: { paused: true, scheduler },
+        }),
+      ),
     );
+  try {
+    nodes.push(...(await startNodes({ splitSizeBytes: SPLIT_BYTES })));
     const view = async (): Promise<DriverView> => (await nodes[0]!.view.placement()) as DriverView;
     const deadline = performance.now() + 60_000;
     while ((await view().catch(() => ({ rangeCount: 0 }))).rangeCount < 2) {
@@ -168,6 +175,7 @@ async function main(): Promise<void> {
     );
     console.log(`leaders per node once grown: ${leaders.join(' / ')}`);
     console.log(`${last.ranges} ranges after ${fmt(last.seconds, 1)} s: ${fmt(splitsPerSec, 1)} splits/s over the run, ${fmt(tailSplitsPerSec, 1)} splits/s over its last tenth (from ${tailFrom.ranges} ranges)`);
+    const mergeBack = MERGE_BACK_SECONDS > 0 ? await runMergeBack() : undefined;
     writeResults('split', startedAt, {
       command: commandLine(),
       machine: { ...machineInfo(), loadAverageBefore: loadBefore, loadAverageAfter: os.loadavg() },
@@ -178,7 +186,49 @@ async function main(): Promise<void> {
       growth: { seconds: last.seconds, startRanges, ranges: last.ranges, splitsPerSec, tailSplitsPerSec, samples },
       writes: written.count,
       leadersPerNode: leaders,
+      ...(mergeBack === undefined ? {} : { mergeBack }),
     });
+
+    /** Restarts the nodes with merges on and splits off, and merges for MERGE_BACK_SECONDS under the same load. */
+    async function runMergeBack() {
+      await Promise.all(nodes.splice(0).map((n) => n.close()));
+      // Every range cold whatever its load, and nothing splits again: how fast the driver merges.
+      nodes.push(...(await startNodes({ splitSizeBytes: 1024 ** 3, mergeSizeBytes: 512 * 1024 ** 2, mergeColdSec: 1, mergeLoadOpsPerSec: 1e12 })));
+      // The new driver learns the ranges from the nodes' heartbeats: counted once the count holds for 3 s.
+      const warm = performance.now() + 60_000;
+      let rangesBefore = 0;
+      for (let steady = 0; steady < 6 && performance.now() < warm; ) {
+        await sleep(500);
+        const count = (await view().catch(() => ({ rangeCount: 0 }))).rangeCount;
+        steady = count === rangesBefore && count > 0 ? steady + 1 : 0;
+        rangesBefore = count;
+      }
+      await nodes[0]!.store.updatePlacementSettings({ paused: true, replicationFactor: 3 }, { paused: false });
+      const mergeStarted = performance.now();
+      let stopMerging: () => void = () => undefined;
+      const mergingDone = new Promise<void>((resolve) => (stopMerging = resolve));
+      const load = clientLoad(nodes, mergingDone, written);
+      const mergeSamples: { seconds: number; ranges: number }[] = [{ seconds: 0, ranges: rangesBefore }];
+      while (performance.now() - mergeStarted < MERGE_BACK_SECONDS * 1000) {
+        await sleep(1_000);
+        const ranges = (await view().catch(() => undefined))?.rangeCount;
+        if (ranges !== undefined) mergeSamples.push({ seconds: (performance.now() - mergeStarted) / 1000, ranges });
+        if (ranges === 2) break;
+      }
+      stopMerging();
+      const merging = await load;
+      const end = mergeSamples[mergeSamples.length - 1]!;
+      const mergesPerSec = (rangesBefore - end.ranges) / end.seconds;
+      console.log(`merge back: ${rangesBefore} ranges to ${end.ranges} in ${fmt(end.seconds, 1)} s: ${fmt(mergesPerSec, 1)} merges/s`);
+      printTable(
+        ['phase', 'ops/s', 'errors', 'p50 ms', 'p99 ms'],
+        [
+          ['while merging', fmt(merging.ops / merging.seconds), fmt(merging.errors), fmt(merging.p50Ms, 2), fmt(merging.p99Ms, 2)],
+          ['merging ÷ after growth', ratio(merging.ops / merging.seconds / (after.ops / after.seconds)), '', ratio(merging.p50Ms / after.p50Ms), ratio(merging.p99Ms / after.p99Ms)],
+        ],
+      );
+      return { rangesBefore, ranges: end.ranges, seconds: end.seconds, mergesPerSec, load: merging, samples: mergeSamples };
+    }
   } finally {
     await Promise.allSettled(nodes.map((n) => n.close()));
     rmSync(root, { recursive: true, force: true });

@@ -481,6 +481,10 @@ export class PlacementDriver {
       });
       if (decision.kind === 'done' || decision.kind === 'abandon') {
         this.endOperator(rangeId);
+        // A merge done: its target covers the source, which may still be in the view (a driver that started
+        // after the merge heard the source's last report, and the target's with nothing to compare it to).
+        const target = t.op.kind === 'merge' && decision.kind === 'done' ? this.ranges.get(t.op.targetId) : undefined;
+        if (target !== undefined) this.dropMergedInto(target.report);
         this.o.ports.log.info({ ...describeOperator(t.op), ageMs: nowMs - t.startedMs, ...(decision.kind === 'abandon' ? { why: decision.why } : {}) }, decision.kind === 'done' ? 'operator finished' : 'operator abandoned');
         continue;
       }
