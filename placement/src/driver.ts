@@ -372,6 +372,25 @@ export class PlacementDriver {
     return 'up';
   }
 
+  /**
+   * A range next to `rangeId` (the left one first) that `nodeId` holds a
+   * replica of: a replica of `rangeId` created there goes into that one's
+   * store, so the two can merge later. O(ranges): asked once per replica
+   * added, not per pass.
+   */
+  neighbourOn(rangeId: number, nodeId: number): number | undefined {
+    const r = this.ranges.get(rangeId)?.report;
+    const held = this.nodes.get(nodeId)?.replicas;
+    if (r === undefined || held === undefined) return undefined;
+    let right: number | undefined;
+    for (const [id, t] of this.ranges) {
+      if (id === rangeId || !held.has(id)) continue;
+      if (t.report.end !== null && compareKeys(t.report.end, r.start) === 0) return id;
+      if (r.end !== null && compareKeys(t.report.start, r.end) === 0) right = id;
+    }
+    return right;
+  }
+
   /** Whether a node holds its replicas of ranges `a` and `b` in one store (the same worker core). */
   sameStore(nodeId: number, a: number, b: number): boolean {
     const cores = this.nodes.get(nodeId)?.cores;

@@ -462,6 +462,17 @@ describe('PlacementDriver: merges', () => {
     expect(driver.status(20).operators).toEqual([]);
   });
 
+  it('names the neighbour a node holds, the left one first, for a replica added there to share its store', () => {
+    const { driver } = driverWith({ paused: true });
+    const third = report(3, { voters: [1, 2, 3], start: b('z'), end: null, epoch: 1 });
+    driver.onHeartbeat(heartbeat(1, [left(), right(), third], [{ rangeId: 1, epoch: 3 }, { rangeId: 2, epoch: 2 }, { rangeId: 3, epoch: 1 }]), 0);
+    driver.onHeartbeat(heartbeat(4, [], [{ rangeId: 3, epoch: 1 }]), 0);
+    expect(driver.neighbourOn(2, 1)).toBe(1);
+    expect(driver.neighbourOn(2, 4)).toBe(3);
+    expect(driver.neighbourOn(1, 4)).toBeUndefined();
+    expect(driver.neighbourOn(99, 1)).toBeUndefined();
+  });
+
   it('a frozen range holds itself and its target; the target covering it drops it from the view', () => {
     const { driver } = driverWith({ paused: true });
     const frozen = { targetRangeId: 1, index: 40, term: 6, epoch: 3 };

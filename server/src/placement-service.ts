@@ -195,7 +195,11 @@ export class PlacementService {
       case 'addLearner':
         // The new node creates its empty replica first: traffic alone would not override a tombstone a
         // replica removed from it earlier left (its leader's messages then look stale).
-        await store.runOnNode(step.node, { kind: 'prepareReplica', rangeId });
+        {
+          // Into the store of a neighbouring range the node holds, if any: two ranges merge only where one store holds both.
+          const colocateWith = this.driver?.neighbourOn(rangeId, step.node);
+          await store.runOnNode(step.node, { kind: 'prepareReplica', rangeId, ...(colocateWith === undefined ? {} : { colocateWith }) });
+        }
         return this.changeMembership(rangeId, step, at);
       default:
         return this.changeMembership(rangeId, step, at);

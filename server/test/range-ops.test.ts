@@ -1,4 +1,4 @@
-// The forwarded form of a merge step: one range's merge command, carried in its Raft form and checked on
+// The forwarded form of a prepared replica's store hint, and of a merge step: one range's merge command, carried in its Raft form and checked on
 // arrival as an entry is; anything else in its place is refused as malformed.
 import { Packr } from 'msgpackr';
 import { encodeCommand } from '@flotilla/shards';
@@ -26,5 +26,20 @@ describe('range op codec: merge steps', () => {
     ['a missing command', ['mergeStep', 9]],
   ])('refuses %s as RANGE_OP_MALFORMED', (_name, raw) => {
     expect(() => decodeRangeOp(packr.pack(raw))).toThrow(expect.objectContaining({ code: 'RANGE_OP_MALFORMED' }) as Error);
+  });
+});
+
+describe('range op codec: a replica prepared next to a neighbour', () => {
+  it('round-trips the hint, and the form without one', () => {
+    expect(decodeRangeOp(encodeRangeOp({ kind: 'prepareReplica', rangeId: 9, colocateWith: 8 }))).toEqual({ kind: 'prepareReplica', rangeId: 9, colocateWith: 8 });
+    expect(decodeRangeOp(encodeRangeOp({ kind: 'prepareReplica', rangeId: 9 }))).toEqual({ kind: 'prepareReplica', rangeId: 9 });
+  });
+
+  it.each<[string, unknown]>([
+    ['a range id of 0', 0],
+    ['a negative one', -3],
+    ['a string', '8'],
+  ])('refuses a hint that is %s', (_name, hint) => {
+    expect(() => decodeRangeOp(packr.pack(['prepareReplica', 9, hint]))).toThrow(expect.objectContaining({ code: 'RANGE_OP_MALFORMED' }) as Error);
   });
 });

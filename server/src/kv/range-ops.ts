@@ -25,7 +25,12 @@ export type RangeOp =
    * it adds the node (the driver sends it before adding a learner). Explicit, so it is created even
    * where a removed replica left a tombstone, which traffic alone never overrides.
    */
-  | { readonly kind: 'prepareReplica'; readonly rangeId: number }
+  | {
+      readonly kind: 'prepareReplica';
+      readonly rangeId: number;
+      /** A neighbouring range this node holds: the new replica goes into that one's store, so the two can merge later. */
+      readonly colocateWith?: number;
+    }
   /** A merge's command on the range's leader (the placement driver's merge steps: shards kv/merge.ts). */
   | { readonly kind: 'mergeStep'; readonly rangeId: number; readonly command: MergeStepCommand }
   /** A request for the placement driver, which runs where the meta range is led (`rangeId` is always META_RANGE_ID). */
@@ -77,11 +82,14 @@ export async function runLocally(host: Host, op: RangeOp, placement?: PlacementH
     case 'transferLeader':
       await host.transferLeader(shard, op.to);
       return undefined;
-    case 'prepareReplica':
-      await host.createShard({ shardId: shard, voters: [], join: true }).catch((err: unknown) => {
+    case 'prepareReplica': {
+      // Next to the neighbour it may merge with, if this node still holds that one (it may have moved off since).
+      const colocateWith = op.colocateWith !== undefined && host.hasShard(groupId(op.colocateWith)) ? groupId(op.colocateWith) : undefined;
+      await host.createShard({ shardId: shard, voters: [], join: true, ...(colocateWith === undefined ? {} : { colocateWith }) }).catch((err: unknown) => {
         if ((err as { code?: string }).code !== 'SHARD_EXISTS') throw err;
       });
       return undefined;
+    }
     case 'placement': {
       // The driver runs next to the meta range's leader: elsewhere, point the caller there.
       const leader = host.leaderOf(groupId(META_RANGE_ID));
@@ -156,7 +164,7 @@ export function encodeRangeOp(op: RangeOp): Uint8Array {
     case 'transferLeader':
       return packr.pack(['transferLeader', op.rangeId, op.to]);
     case 'prepareReplica':
-      return packr.pack(['prepareReplica', op.rangeId, null]);
+      return packr.pack(['prepareReplica', op.rangeId, op.colocateWith ?? null]);
     case 'placement':
       return packr.pack(['placement', op.rangeId, op.payload]);
     case 'mergeStep':
@@ -195,8 +203,8 @@ function decodeAdminOp(raw: unknown[]): RangeOp | undefined {
       if (raw.length !== 3 || !positive(raw[2])) throw new MalformedRangeOpError('transferLeader');
       return { kind, rangeId, to: raw[2] };
     case 'prepareReplica':
-      if (raw.length !== 3 || raw[2] !== null) throw new MalformedRangeOpError('prepareReplica');
-      return { kind, rangeId };
+      if (raw.length !== 3 || !(raw[2] === null || positive(raw[2]))) throw new MalformedRangeOpError('prepareReplica');
+      return raw[2] === null ? { kind, rangeId } : { kind, rangeId, colocateWith: raw[2] };
     case 'placement':
       if (raw.length !== 3 || !(raw[2] instanceof Uint8Array) || rangeId !== META_RANGE_ID) throw new MalformedRangeOpError('placement');
       return { kind, rangeId, payload: raw[2] };
