@@ -109,6 +109,9 @@ interface TrackedNode {
   dropped: Set<number>;
 }
 
+/** Merged-away ranges the driver remembers, to collect replicas of them left behind (a node down through the merge). */
+const MERGED_AWAY_REMEMBERED_MAX = 65_536;
+
 const untracked = (): TrackedNode => ({ heardMs: undefined, usedBytes: 0, availableBytes: 0, replicas: new Map(), cores: new Map(), session: undefined, seq: 0, emptySince: new Map(), dropped: new Set() });
 
 interface TrackedRange {
@@ -149,6 +152,8 @@ export class PlacementDriver {
   private readonly admin = new Map<number, NodeAdminState>();
   private readonly ranges = new Map<number, TrackedRange>();
   private readonly operators = new Map<number, TrackedOperator>();
+  /** Ranges merged away, by id: the target and its epoch once merged (bounded: the oldest go first). */
+  private readonly mergedAway = new Map<number, { readonly targetId: number; readonly epoch: number }>();
   /** What pass reads changed since its last plan (see pass). */
   private planDirty = true;
   private plannedStates = '';
@@ -247,6 +252,10 @@ export class PlacementDriver {
     // A range not reported yet (a new driver) decides nothing: an empty replica stays watched (its report
     // may drop the node), and one with data is looked at again when the report comes (noteStrays).
     if (r === undefined) {
+      // Merged away: its data is the target's. A replica left where the target's replica is past the merge
+      // (or where there is none) has nothing to wait for; one the target's merge may still need stays.
+      const merged = this.mergedAway.get(rangeId);
+      if (merged !== undefined) return (n.replicas.get(merged.targetId) ?? merged.epoch) >= merged.epoch;
       if (epoch === 0 && !n.emptySince.has(rangeId)) n.emptySince.set(rangeId, nowMs);
       return false;
     }
@@ -601,6 +610,8 @@ export class PlacementDriver {
       if (id === merged.rangeId || t.report.epoch >= merged.epoch) continue;
       if (compareKeys(t.report.start, merged.start) < 0 || endsPast(t.report.end, merged.end)) continue;
       this.ranges.delete(id);
+      this.mergedAway.set(id, { targetId: merged.rangeId, epoch: merged.epoch });
+      if (this.mergedAway.size > MERGED_AWAY_REMEMBERED_MAX) this.mergedAway.delete(this.mergedAway.keys().next().value!);
       this.o.ports.log.info({ rangeId: id, intoRangeId: merged.rangeId }, 'range merged away');
     }
   }

@@ -483,4 +483,16 @@ describe('PlacementDriver: merges', () => {
     driver.onHeartbeat(heartbeat(1, [left({ end: b('z'), epoch: 4 })], [{ rangeId: 1, epoch: 4 }]), 20);
     expect(driver.snapshot(20).ranges.map((r) => r.rangeId)).toEqual([1]);
   });
+
+  it('collects a replica of a merged-away range left on a node, unless that node\'s target replica is behind the merge', () => {
+    const { driver } = driverWith({ paused: true });
+    for (const node of [1, 2, 3]) driver.onHeartbeat(heartbeat(node, node === 1 ? [left(), right()] : [], replicas(2)), 0);
+    // Range 1 took range 2 in, at epoch 4.
+    driver.onHeartbeat(heartbeat(1, [left({ end: b('z'), epoch: 4 })], [{ rangeId: 1, epoch: 4 }]), 10);
+    // Node 4 was moved off both while down and still holds a replica of range 2: nothing needs it.
+    expect(driver.onHeartbeat(heartbeat(4, [], [{ rangeId: 2, epoch: 2 }]), 20).collect).toEqual([2]);
+    // Node 2's replica of range 1 has not applied the merge yet: its merge gate needs its replica of range 2.
+    expect(driver.onHeartbeat(heartbeat(2, [], [{ rangeId: 1, epoch: 3 }, { rangeId: 2, epoch: 3 }]), 30).collect).toEqual([]);
+    expect(driver.onHeartbeat(heartbeat(2, [], [{ rangeId: 1, epoch: 4 }, { rangeId: 2, epoch: 3 }]), 40).collect).toEqual([2]);
+  });
 });

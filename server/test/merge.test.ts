@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { freePorts } from '@flotilla/shards/test-support/node-cluster';
 import { FlotillaNode, type NodeOptions } from '../src/node.js';
 import { MonotonicRegisters, outcomeOfWriteError } from './support/registers.js';
+import { until } from './support/until.js';
 
 const logger = pino({ level: process.env['FLOTILLA_TEST_LOG'] ?? 'silent' }) as unknown as ShellLogger;
 const b = (s: string) => Buffer.from(s);
@@ -27,6 +28,8 @@ const PLACEMENT: NodeOptions['placement'] = {
   scheduler: { mergeColdSec: 1, mergeLoadOpsPerSec: 1_000, mergeSizeBytes: 64 * 1024 * 1024 },
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** What a wait that timed out reports: a node stopped on a fatal error says why at once. */
+const fatalSeen = () => (fatal.length > 0 ? fatal : 'no fatal error');
 const WRITER_COUNT = 3;
 const WRITES_PER_WRITER_MAX = 100_000;
 const READS_PER_READER_MAX = 1_000_000;
@@ -39,22 +42,6 @@ afterAll(async () => {
   for (const n of nodes.values()) await n.close().catch(() => undefined);
   if (root !== undefined) rmSync(root, { recursive: true, force: true });
 });
-
-async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    if (fatal.length > 0) throw new Error(`${what}: a node stopped on a fatal error: ${fatal.join('; ')}`);
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms (last error: ${String(last)})`);
-    await sleep(100);
-  }
-}
 
 /** Every range led somewhere, with the node leading it. */
 async function ledRanges(): Promise<Map<number, { start: Uint8Array; end: Uint8Array | null }>> {
@@ -87,7 +74,7 @@ describe('merges on a live cluster (3 nodes, one process, TCP)', () => {
     );
     for (const n of started) nodes.set(n.host.nodeId, n);
     const live = [...nodes.values()];
-    await until('leaders for every range', async () => ((await ledRanges()).size === RANGE_COUNT + 1 ? true : undefined), 20_000);
+    await until('leaders for every range', 20_000, async () => ((await ledRanges()).size === RANGE_COUNT + 1 ? true : undefined), fatalSeen);
     // A key under every fourth first byte: data in every range before any merge.
     for (let i = 4; i < 256; i += 4) await nodes.get(1)!.store.put(Uint8Array.of(i, 7), b(`data-${i}`));
 
@@ -132,12 +119,12 @@ describe('merges on a live cluster (3 nodes, one process, TCP)', () => {
     };
     const running = [...Array.from({ length: WRITER_COUNT }, (_, w) => writer(w)), reader(0), reader(1)];
     try {
-      await until('the user key space merged into one range', async () => {
+      await until('the user key space merged into one range', 120_000, async () => {
         const led = await ledRanges();
         // The meta range stays apart (unsplittable); every user range merged into the first.
         return led.size === 2 ? led : undefined;
-      }, 120_000);
-      await until('100 writes acknowledged after the merges', async () => (writes >= 100 ? true : undefined), 30_000);
+      }, fatalSeen);
+      await until('100 writes acknowledged after the merges', 30_000, () => (writes >= 100 ? true : undefined), fatalSeen);
     } finally {
       stopped = true;
       await Promise.all(running);
@@ -148,7 +135,7 @@ describe('merges on a live cluster (3 nodes, one process, TCP)', () => {
     expect(errors.write, 'failed writes').toEqual([]);
     expect(errors.read, 'failed reads').toEqual([]);
     // The merged ranges' descriptors leave the meta range: its descriptors tile the key space again.
-    await until('the meta range lists the two ranges left', async () => ((await nodes.get(1)!.store.metaDescriptors()).length === 2 ? true : undefined), 20_000);
+    await until('the meta range lists the two ranges left', 20_000, async () => ((await nodes.get(1)!.store.metaDescriptors()).length === 2 ? true : undefined), fatalSeen);
     for (const n of nodes.values()) {
       const shards = await n.host.shards();
       expect(shards.length, `node ${n.host.nodeId} replicas`).toBe(2);

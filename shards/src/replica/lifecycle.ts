@@ -156,8 +156,9 @@ export class ReplicaLifecycle {
   onRemoveShard(id: number, shardId: GroupId): void {
     const g = this.port.groups.get(shardId);
     if (g === undefined || g.removed) return this.port.out.fail(id, new ShardNotFoundError(shardId, this.port.self));
-    // Its target's replica here waits for it to catch up (merge-gate.ts): the merge removes it.
-    if (g.frozen !== undefined) return this.port.out.fail(id, new RangeMergingError(`shard ${shardId} on node ${this.port.self} is frozen for a merge into shard ${g.frozen.targetShardId}; the merge removes it`));
+    // Its target's replica here waits for it to catch up (merge-gate.ts): the merge removes it. With no
+    // target replica here (moved off), nothing here needs it.
+    if (g.frozen !== undefined && this.port.groups.has(g.frozen.targetShardId as GroupId)) return this.port.out.fail(id, new RangeMergingError(`shard ${shardId} on node ${this.port.self} is frozen for a merge into shard ${g.frozen.targetShardId}; the merge removes it`));
     this.destroyGroup(g, () => this.port.out.reply(id, null));
   }
 
