@@ -57,6 +57,9 @@ export type AdminOperator =
   /** Merge the range into its left neighbour. */
   | { readonly kind: 'merge'; readonly rangeId: number };
 
+/** How often the driver sweeps the meta range for stale descriptors. */
+const DESCRIPTOR_SWEEP_INTERVAL_MS = 30_000;
+
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
 /** Replicas (and their reports) one heartbeat carries at most: a full one from a bigger node goes in parts. */
@@ -64,6 +67,8 @@ export const HEARTBEAT_PART_ENTRIES_MAX = 10_000;
 
 export class PlacementService {
   private driver: PlacementDriver | undefined;
+  /** When the driver last swept stale descriptors (DESCRIPTOR_SWEEP_INTERVAL_MS). */
+  private lastSweepMs = Number.NEGATIVE_INFINITY;
   private passQueued = false;
   /** This service's heartbeat session (heartbeat.ts): a node that restarts starts a new one. */
   private readonly session = randomInt(2 ** 31);
@@ -145,6 +150,17 @@ export class PlacementService {
     }
     const driver = this.ensureDriver();
     driver.setSettings(await store.placementSettings(this.o.defaults));
+    // Now and then, descriptors a merge's recording missed (MetaClient.sweepStaleDescriptors): a read of
+    // every descriptor, so not every tick.
+    if (this.nowMs() - this.lastSweepMs >= DESCRIPTOR_SWEEP_INTERVAL_MS) {
+      this.lastSweepMs = this.nowMs();
+      // A sweep that fails (a meta write timing out) is tried again at the next interval; the driver goes on.
+      const swept = await store.sweepStaleDescriptors().catch((err: unknown) => {
+        this.o.log.warn({ err }, 'sweeping stale range descriptors failed');
+        return 0;
+      });
+      if (swept > 0) this.o.log.info({ swept }, 'stale range descriptors deleted from the meta range');
+    }
     driver.setMembers(await nodes);
     const nowMs = this.nowMs();
     driver.pass(nowMs);

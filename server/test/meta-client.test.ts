@@ -76,6 +76,17 @@ describe('MetaClient', () => {
     expect(meta.data.get(hex(rangeKey(3)))!.version, 'the descriptor, unchanged, is not rewritten').toBe(versionBefore);
     expect(decodeRangeEndEntry(meta.data.get(hex(rangeEndKey(b(4))))!.value)).toEqual({ rangeId: 3, epoch: 2 });
   });
+  it('sweeps away descriptors another overlaps at a higher epoch, and only those', async () => {
+    const meta = fakeMeta();
+    const d = (rangeId: number, start: number, end: number | null, epoch: number): RangeDescriptor => ({ rangeId, start: b(start), end: end === null ? null : b(end), epoch, replicas: [1, 2, 3] });
+    // Range 5 took ranges 6 and 7 in; 7's descriptor was missed. Range 8 is a neighbour, untouched.
+    for (const r of [d(5, 0x10, 0x40, 9), d(7, 0x30, 0x40, 4), d(8, 0x40, null, 2)]) meta.poke(rangeKey(r.rangeId), encodeRangeDescriptor(r));
+    const client = metaClient(meta);
+    expect(await client.sweepStaleDescriptors(Deadline.after(5_000))).toBe(1);
+    expect([5, 7, 8].map((id) => meta.data.has(hex(rangeKey(id))))).toEqual([true, false, true]);
+    // Nothing stale left: a second sweep writes nothing.
+    expect(await client.sweepStaleDescriptors(Deadline.after(5_000))).toBe(0);
+  });
 });
 
 describe('recordingOps: what recording a descriptor writes', () => {

@@ -362,6 +362,11 @@ export class HostKvStore implements KvStore {
     return this.call(options.deadline, (deadline) => this.meta.reportDescriptors(deadline));
   }
 
+  /** Deletes descriptors another overlaps at a higher epoch (MetaClient.sweepStaleDescriptors); how many went. */
+  async sweepStaleDescriptors(options: WithDeadline = {}): Promise<number> {
+    return this.call(options.deadline, (deadline) => this.meta.sweepStaleDescriptors(deadline));
+  }
+
   /** Every range descriptor recorded in the meta range, in range id order (linearizable). */
   async metaDescriptors(options: WithDeadline = {}): Promise<RangeDescriptor[]> {
     return this.call(options.deadline, (deadline) => this.meta.rangeDescriptors(deadline));

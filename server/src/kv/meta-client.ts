@@ -46,6 +46,8 @@ const META_REFRESH_INTERVAL_MS_MIN = 250;
 const CAS_RETRIES_MAX = 16;
 /** Range ids a node takes from the allocator at once (allocateRangeId). */
 const RANGE_ID_BLOCK = 64;
+/** Stale descriptors one sweep deletes at most (one atomic batch; the next sweep takes the rest). */
+const SWEEP_DELETES_MAX = 256;
 /** Descriptors reportDescriptors records at once: the meta range's leader takes a turn's writes in one entry. */
 const DESCRIPTOR_WRITES_IN_FLIGHT_MAX = 32;
 /**
@@ -456,14 +458,51 @@ export class MetaClient {
 
   /** Every value under `span`, page after page (linearizable). */
   private async scan(span: { start: Uint8Array; end: Uint8Array }, deadline: Deadline): Promise<Uint8Array[]> {
-    const out: Uint8Array[] = [];
+    return (await this.scanVersioned(span, deadline)).map((p) => p.value);
+  }
+
+  private async scanVersioned(span: { start: Uint8Array; end: Uint8Array }, deadline: Deadline): Promise<IndexEntryRead[]> {
+    const out: IndexEntryRead[] = [];
     let start = span.start;
     for (;;) {
-      const page = (await this.o.run({ kind: 'scan', rangeId: META_RANGE_ID, start, end: span.end, limit: SCAN_LIMIT_MAX, consistency: 'linearizable' }, deadline)) as { key: Uint8Array; value: Uint8Array }[];
-      out.push(...page.map((p) => p.value));
+      const page = (await this.o.run({ kind: 'scan', rangeId: META_RANGE_ID, start, end: span.end, limit: SCAN_LIMIT_MAX, consistency: 'linearizable' }, deadline)) as IndexEntryRead[];
+      out.push(...page);
       if (page.length < SCAN_LIMIT_MAX) return out;
       start = Buffer.concat([page[page.length - 1]!.key, Buffer.of(0)]);
     }
+  }
+
+  /**
+   * Deletes every recorded descriptor that another one overlaps at a higher
+   * epoch: the stale one's range split or was merged away since, and the
+   * recording that should have deleted it (a merge's target, through the
+   * range end index) missed it. Each delete is conditional on the version
+   * read. Reads every descriptor: the placement driver runs it rarely
+   * (SWEEP_INTERVAL in placement-service.ts). Resolves to how many went.
+   */
+  async sweepStaleDescriptors(deadline: Deadline): Promise<number> {
+    const all = (await this.scanVersioned(RANGE_KEYS, deadline)).flatMap((read) => {
+      try {
+        return [{ read, d: decodeRangeDescriptor(read.value) }];
+      } catch {
+        return [];
+      }
+    });
+    all.sort((a, b) => Buffer.compare(a.d.start, b.d.start));
+    const stale = new Set<IndexEntryRead>();
+    // Sorted by start, a descriptor can only overlap those after it that start before it ends.
+    for (let i = 0; i < all.length; i++) {
+      const a = all[i]!;
+      for (let j = i + 1; j < all.length && (a.d.end === null || Buffer.compare(all[j]!.d.start, a.d.end) < 0); j++) {
+        const b = all[j]!;
+        if (a.d.epoch < b.d.epoch) stale.add(a.read);
+        else if (b.d.epoch < a.d.epoch) stale.add(b.read);
+      }
+    }
+    const ops: BatchWrite[] = [...stale].slice(0, SWEEP_DELETES_MAX).map((read) => ({ op: 'delete', key: read.key, ifVersion: read.version }));
+    if (ops.length === 0) return 0;
+    const result = (await this.o.run({ kind: 'atomicBatch', rangeId: META_RANGE_ID, ops }, deadline)) as KvResult;
+    return result.ok ? ops.length : 0;
   }
 }
 
