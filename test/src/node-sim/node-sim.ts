@@ -546,13 +546,20 @@ export class NodeSim {
     this.network.healAll();
   }
 
-  private adminOperation(rng: SeededRng): void {
+  /** A running node to ask and a user range its router knows, drawn from `rng` (undefined: none yet). */
+  private pickRange(rng: SeededRng): { via: FlotillaNode; range: RangeDescriptor } | undefined {
     const up = this.running();
-    if (up.length === 0) return;
+    if (up.length === 0) return undefined;
     const via = up[rng.intBelow(up.length)]!.inc!.node!;
     const ranges = via.store.knownRanges().filter((r) => r.rangeId !== META_RANGE_ID);
-    if (ranges.length === 0) return;
-    const range = ranges[rng.intBelow(ranges.length)]!;
+    if (ranges.length === 0) return undefined;
+    return { via, range: ranges[rng.intBelow(ranges.length)]! };
+  }
+
+  private adminOperation(rng: SeededRng): void {
+    const picked = this.pickRange(rng);
+    if (picked === undefined) return;
+    const { via, range } = picked;
     const what = rng.intBelow(3);
     let work: Promise<unknown>;
     let label: string;
@@ -584,13 +591,9 @@ export class NodeSim {
 
   /** An admin merge of a random range into its left neighbour, on the merges' own stream; refused (412) when they do not fit. */
   private adminMerge(): void {
-    const rng = this.mergeRng;
-    const up = this.running();
-    if (up.length === 0) return;
-    const via = up[rng.intBelow(up.length)]!.inc!.node!;
-    const ranges = via.store.knownRanges().filter((r) => r.rangeId !== META_RANGE_ID);
-    if (ranges.length === 0) return;
-    const range = ranges[rng.intBelow(ranges.length)]!;
+    const picked = this.pickRange(this.mergeRng);
+    if (picked === undefined) return;
+    const { via, range } = picked;
     this.note(`merge range ${range.rangeId} into its left neighbour`);
     via.view.operator({ kind: 'merge', rangeId: range.rangeId }).then(
       () => this.counts.adminOk++,
