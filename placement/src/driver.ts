@@ -40,6 +40,15 @@ export interface DriverConfig {
 /** A pass plans at least this often, changed or not (disk use, which every heartbeat carries, does not count as a change). */
 const PLAN_INTERVAL_MAX_MS = 10_000;
 
+/**
+ * Plans are at least one millisecond apart per this many ranges (none apart below it), unless node states,
+ * members or settings changed. A plan reads every range, about a microsecond each (`npm run bench:plan`:
+ * 9 ms at 10,000 ranges, 100 ms at 100,000), and runs on the main thread of the node leading the meta
+ * range; during growth by splits every step applied asks for one. At most one plan per range-count ÷ 100
+ * ms keeps the driver near a tenth of that thread (split-bench at 8,000 ranges had it at two thirds).
+ */
+const PLAN_RANGES_PER_MS = 100;
+
 export const DRIVER_CONFIG_DEFAULTS: Omit<DriverConfig, 'scheduler'> = {
   suspectAfterMs: 5_000,
   downAfterMs: 30_000,
@@ -156,8 +165,12 @@ export class PlacementDriver {
   private readonly mergedAway = new Map<number, { readonly targetId: number; readonly epoch: number }>();
   /** What pass reads changed since its last plan (see pass). */
   private planDirty = true;
+  /** Settings changed since the last plan: the next pass plans at once, however recent the last (a member's admin state is in the node states it compares). */
+  private planUrgent = true;
   private plannedStates = '';
   private lastPlanMs = Number.NEGATIVE_INFINITY;
+  /** Range ids in ascending order for snapshot(); undefined once a range joins or leaves the view. */
+  private idsSorted: number[] | undefined;
   /** When a range report was last taken: load rates expire rateFreshMs after their report. */
   private lastReportMs = Number.NEGATIVE_INFINITY;
   private plans = 0;
@@ -173,6 +186,7 @@ export class PlacementDriver {
     if (settings.paused !== this.settings.paused || settings.replicationFactor !== this.settings.replicationFactor) {
       this.o.ports.log.info({ ...settings }, 'placement settings changed');
       this.planDirty = true;
+      this.planUrgent = true;
     }
     this.settings = settings;
   }
@@ -315,6 +329,7 @@ export class PlacementDriver {
     const cold = writesPerSec + readsPerSec <= this.o.config.scheduler.mergeLoadOpsPerSec;
     const coldSinceMs = cold ? (known?.coldSinceMs ?? nowMs) : undefined;
     this.noteStrays(report.rangeId, report);
+    if (known === undefined) this.idsSorted = undefined;
     this.ranges.set(report.rangeId, { report, leader: from, heardMs: nowMs, writesPerSec, readsPerSec, hotSinceMs, coldSinceMs });
     if (known !== undefined && endsPast(report.end, known.report.end)) this.dropMergedInto(report);
     this.lastReportMs = nowMs;
@@ -324,7 +339,10 @@ export class PlacementDriver {
 
   /** The cluster as the scheduler sees it now. */
   snapshot(nowMs: number): ClusterSnapshot {
-    const ranges = [...this.ranges.values()].sort((a, b) => a.report.rangeId - b.report.rangeId).map((t) => this.rangeInfo(t, nowMs));
+    this.idsSorted ??= [...this.ranges.keys()].sort((a, b) => a - b);
+    // Node states once, not per range: every range's leader is looked up in them.
+    const down = new Set([...this.nodes.keys()].filter((nodeId) => this.nodeState(nodeId, nowMs) === 'down'));
+    const ranges = this.idsSorted.map((id) => this.rangeInfo(this.ranges.get(id)!, nowMs, down));
     return { nodes: this.nodeInfos(nowMs), ranges, sameStore: (nodeId, a, b) => this.sameStore(nodeId, a, b) };
   }
 
@@ -334,14 +352,14 @@ export class PlacementDriver {
       .map(([nodeId, n]) => ({ nodeId, state: this.nodeState(nodeId, nowMs), usedBytes: n.usedBytes, availableBytes: n.availableBytes }));
   }
 
-  private rangeInfo(t: TrackedRange, nowMs: number): RangeInfo {
+  private rangeInfo(t: TrackedRange, nowMs: number, down?: ReadonlySet<number>): RangeInfo {
     const r = t.report;
     // A leader on a node that is down leads nothing the driver can use. (A quiet range is not reported:
     // its leader's liveness is its node's.)
-    const leaderLive = t.leader !== 0 && this.nodeState(t.leader, nowMs) !== 'down';
+    const leaderLive = t.leader !== 0 && !(down?.has(t.leader) ?? this.nodeState(t.leader, nowMs) === 'down');
     const loaded = nowMs - t.heardMs <= this.o.config.rateFreshMs;
     const overSize = r.sizeBytes >= this.o.config.scheduler.splitSizeBytes;
-    return {
+    const info: RangeInfo & { frozen?: FrozenInfo } = {
       rangeId: r.rangeId,
       start: r.start,
       end: r.end,
@@ -360,8 +378,10 @@ export class PlacementDriver {
       splitKey: overSize ? r.sizeSplitKey : r.loadSplitKey,
       // A quiet range is not reported: once its rates expired it has been cold since then, at the latest.
       coldForSec: Math.max(0, nowMs - (t.coldSinceMs ?? (loaded ? nowMs : t.heardMs + this.o.config.rateFreshMs))) / 1000,
-      ...(r.frozen === undefined ? {} : { frozen: { targetRangeId: r.frozen.targetRangeId, index: r.frozen.index, term: r.frozen.term, epoch: r.frozen.epoch } }),
     };
+    // Added to the few frozen ones only: a spread in the literal cost every range an object and a clone.
+    if (r.frozen !== undefined) info.frozen = { targetRangeId: r.frozen.targetRangeId, index: r.frozen.index, term: r.frozen.term, epoch: r.frozen.epoch };
+    return info;
   }
 
   /** The range as the scheduler would see it now (undefined: never reported). */
@@ -470,8 +490,12 @@ export class PlacementDriver {
     // The latest report's load rates expired since the last plan (earlier reports' went before them: close enough).
     const expiryMs = this.lastReportMs + this.o.config.rateFreshMs;
     const ratesExpired = this.lastPlanMs <= expiryMs && nowMs > expiryMs;
-    if (!this.planDirty && states === this.plannedStates && !ratesExpired && nowMs - this.lastPlanMs < PLAN_INTERVAL_MAX_MS) return;
+    const statesChanged = states !== this.plannedStates;
+    if (!this.planDirty && !statesChanged && !ratesExpired && nowMs - this.lastPlanMs < PLAN_INTERVAL_MAX_MS) return;
+    // Dirty, but planned just now: the pass a step applied or the next duty tick asks for plans then.
+    if (!this.planUrgent && !statesChanged && nowMs - this.lastPlanMs < Math.floor(this.ranges.size / PLAN_RANGES_PER_MS)) return;
     this.planDirty = false;
+    this.planUrgent = false;
     this.plannedStates = states;
     this.lastPlanMs = nowMs;
     this.plans++;
@@ -610,6 +634,7 @@ export class PlacementDriver {
       if (id === merged.rangeId || t.report.epoch >= merged.epoch) continue;
       if (compareKeys(t.report.start, merged.start) < 0 || endsPast(t.report.end, merged.end)) continue;
       this.ranges.delete(id);
+      this.idsSorted = undefined;
       this.mergedAway.set(id, { targetId: merged.rangeId, epoch: merged.epoch });
       if (this.mergedAway.size > MERGED_AWAY_REMEMBERED_MAX) this.mergedAway.delete(this.mergedAway.keys().next().value!);
       this.o.ports.log.info({ rangeId: id, intoRangeId: merged.rangeId }, 'range merged away');

@@ -72,6 +72,15 @@ interface Planning {
   readonly sameStore: (nodeId: number, a: number, b: number) => boolean;
   /** By range id, so every rule visits ranges in the same order. */
   readonly ranges: readonly RangeInfo[];
+  /**
+   * The ranges each rule may act on, by range id, sorted out in one visit of every range (`classify`): a
+   * rule visits its own few rather than every range, so a plan over a settled cluster of 100,000 ranges
+   * costs one pass over them, not one per rule (plan-bench). Whether a range is open is still checked as
+   * each rule goes, so a rule sees what the rules before it proposed.
+   */
+  readonly candidates: Candidates;
+  /** Whether the range's voters (and outgoing voters) have a live majority; node states are fixed for a plan. */
+  readonly quorate: (range: RangeInfo) => boolean;
   readonly replicasTarget: number;
   /** Ranges with an operator in flight or planned: each gets at most one. */
   readonly busy: Set<number>;
@@ -94,15 +103,21 @@ interface Planning {
 
 function startPlanning(snapshot: ClusterSnapshot, config: SchedulerConfig, inFlight: readonly Operator[]): Planning {
   const stateById = new Map(snapshot.nodes.map((n) => [n.nodeId, n.state]));
-  const ranges = [...snapshot.ranges].sort((a, b) => a.rangeId - b.rangeId);
-  const rangeById = new Map(ranges.map((r) => [r.rangeId, r]));
+  const nodeState = (nodeId: number) => stateById.get(nodeId);
+  // The driver hands them over by id already: sorting only what is not.
+  const ranges = isSortedById(snapshot.ranges) ? snapshot.ranges : [...snapshot.ranges].sort((a, b) => a.rangeId - b.rangeId);
+  // With no node down every range has its quorum: no per-range check at all.
+  const anyDown = snapshot.nodes.some((n) => n.state === 'down');
+  const replicasTargetCount = replicasTarget(snapshot.nodes, config);
   const planning: Planning = {
     config,
     nodes: [...snapshot.nodes].sort((a, b) => a.nodeId - b.nodeId),
-    nodeState: (nodeId) => stateById.get(nodeId),
+    nodeState,
     sameStore: snapshot.sameStore ?? (() => true),
     ranges,
-    replicasTarget: replicasTarget(snapshot.nodes, config),
+    candidates: classify(ranges, snapshot.nodes, config, replicasTargetCount),
+    quorate: anyDown ? (range) => hasQuorum(range, nodeState) : (range) => range.voters.length > 0,
+    replicasTarget: replicasTargetCount,
     busy: new Set(inFlight.map((op) => op.rangeId)),
     movesCount: 0,
     splitsCount: inFlight.filter((op) => op.kind === 'split').length,
@@ -114,10 +129,10 @@ function startPlanning(snapshot: ClusterSnapshot, config: SchedulerConfig, inFli
     planned: [],
   };
   for (const range of ranges) {
-    for (const node of holders(range)) add(planning.replicasByNode, node, 1);
+    forEachHolder(range, (node) => add(planning.replicasByNode, node, 1));
     if (range.leader !== 0) add(planning.leadersByNode, range.leader, 1);
   }
-  for (const op of inFlight) spend(planning, op, rangeById.get(op.rangeId));
+  for (const op of inFlight) spend(planning, op, rangeById(ranges, op.rangeId));
   // A merge holds its target as well as its source; a frozen range holds its target until its merge is
   // done or rolled back (planMerges resumes it): no other operator may change either meanwhile.
   for (const op of inFlight) if (op.kind === 'merge') planning.busy.add(op.targetId);
@@ -129,6 +144,85 @@ function startPlanning(snapshot: ClusterSnapshot, config: SchedulerConfig, inFli
     planning.busy.add(range.rangeId);
   }
   return planning;
+}
+
+/** The ranges each rule may act on (Planning.candidates), each list by range id. */
+interface Candidates {
+  /** In a joint configuration (leaveJoint). */
+  readonly joint: RangeInfo[];
+  /** With a voter on a down node, not over-replicated (repair). */
+  readonly damaged: RangeInfo[];
+  /** With learners (stray). */
+  readonly withLearners: RangeInfo[];
+  /** Fewer voters than the target (replicate). */
+  readonly under: RangeInfo[];
+  /** More voters than the target (excess). */
+  readonly over: RangeInfo[];
+  /** With a replica on a node leaving (drain). */
+  readonly leaving: RangeInfo[];
+  /** Over the split size or hot for long enough, with a split key inside (split). */
+  readonly splits: RangeInfo[];
+  /** Able to take part in a size merge by themselves: small, cold, led, not frozen, splittable (merge). */
+  readonly mergeable: RangeInfo[];
+}
+
+/**
+ * One visit of every range, sorting out those a rule may act on. Only what a plan cannot change is checked
+ * here (the range's own state, node states, the config); budgets and whether a range is still open are
+ * checked by each rule as it goes.
+ */
+function classify(ranges: readonly RangeInfo[], nodes: readonly NodeInfo[], config: SchedulerConfig, target: number): Candidates {
+  const c: Candidates = { joint: [], damaged: [], withLearners: [], under: [], over: [], leaving: [], splits: [], mergeable: [] };
+  const down = new Set(nodes.filter((n) => n.state === 'down').map((n) => n.nodeId));
+  const leavingNodes = new Set(nodes.filter((n) => n.state === 'decommissioning' || n.state === 'decommissioned').map((n) => n.nodeId));
+  const unsplittable = new Set(config.unsplittable);
+  for (const range of ranges) {
+    if (range.votersOutgoing.length > 0) c.joint.push(range);
+    if (down.size > 0 && range.voters.length <= target && range.voters.some((v) => down.has(v))) c.damaged.push(range);
+    if (range.learners.length > 0) c.withLearners.push(range);
+    if (range.voters.length < target) c.under.push(range);
+    if (range.voters.length > target) c.over.push(range);
+    if (leavingNodes.size > 0 && (range.voters.some((n) => leavingNodes.has(n)) || range.learners.some((n) => leavingNodes.has(n)))) c.leaving.push(range);
+    if (unsplittable.has(range.rangeId)) continue;
+    if (splitDue(range, config) !== undefined) c.splits.push(range);
+    if (
+      config.mergeSizeBytes > 0 &&
+      range.frozen === undefined &&
+      range.leader !== 0 &&
+      range.sizeBytes < config.mergeSizeBytes &&
+      range.coldForSec >= config.mergeColdSec
+    ) {
+      c.mergeable.push(range);
+    }
+  }
+  return c;
+}
+
+/** Why a range is due a split, if it is: over the size, or loaded for long enough, with a key to split at inside it. */
+function splitDue(range: RangeInfo, config: SchedulerConfig): 'size' | 'load' | undefined {
+  if (range.splitKey === undefined || !keyStrictlyInside(range, range.splitKey)) return undefined;
+  if (range.sizeBytes >= config.splitSizeBytes) return 'size';
+  const hot = range.hotForSec >= config.splitLoadSustainedSec && range.writesPerSec + range.readsPerSec >= config.splitLoadOpsPerSec;
+  return hot ? 'load' : undefined;
+}
+
+/** The range of that id among ranges sorted by id (a binary search: no map of every range per plan). */
+function rangeById(ranges: readonly RangeInfo[], rangeId: number): RangeInfo | undefined {
+  let lo = 0;
+  let hi = ranges.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const id = ranges[mid]!.rangeId;
+    if (id === rangeId) return ranges[mid];
+    if (id < rangeId) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return undefined;
+}
+
+function isSortedById(ranges: readonly RangeInfo[]): boolean {
+  for (let i = 1; i < ranges.length; i++) if (ranges[i - 1]!.rangeId >= ranges[i]!.rangeId) return false;
+  return true;
 }
 
 /**
@@ -178,17 +272,14 @@ function propose(planning: Planning, range: RangeInfo, op: Operator, rule: Rule)
 // --- The rules, in priority order. Each visits the ranges open to a new operator, by range id. ---
 
 function planLeaveJoint(planning: Planning): void {
-  for (const range of openRanges(planning)) {
-    if (range.votersOutgoing.length === 0) continue;
+  for (const range of openOf(planning, planning.candidates.joint)) {
     propose(planning, range, { kind: 'leaveJoint', rangeId: range.rangeId, epoch: range.epoch, reason: 'repair' }, 'leaveJoint');
   }
 }
 
 function planRepairs(planning: Planning): void {
   // An over-replicated range loses its down voter to the excess rule instead: no snapshot needed.
-  const damaged = [...openRanges(planning)].filter(
-    (r) => r.voters.length <= planning.replicasTarget && r.voters.some((v) => planning.nodeState(v) === 'down'),
-  );
+  const damaged = [...openOf(planning, planning.candidates.damaged)];
   // The range closest to losing its quorum first: it gets the budget if there is not enough for all.
   damaged.sort((a, b) => quorumMargin(planning, a) - quorumMargin(planning, b) || a.rangeId - b.rangeId);
   for (const range of damaged) {
@@ -205,8 +296,7 @@ function planRepairs(planning: Planning): void {
  * finishes the promotion (the learner may be caught up already); otherwise the learner is undone.
  */
 function planStrayLearners(planning: Planning): void {
-  for (const range of openRanges(planning)) {
-    if (range.learners.length === 0) continue;
+  for (const range of openOf(planning, planning.candidates.withLearners)) {
     const learners = [...range.learners].sort((a, b) => a - b);
     if (range.voters.length < planning.replicasTarget) {
       const promotable = learners.filter((l) => planning.nodeState(l) === 'up');
@@ -223,10 +313,10 @@ function planStrayLearners(planning: Planning): void {
 }
 
 function planReplication(planning: Planning): void {
-  for (const range of openRanges(planning)) {
+  for (const range of openOf(planning, planning.candidates.under)) {
     if (!movesLeft(planning)) return;
     // A range with a learner left over was skipped by the stray rule for want of budget; it is finished there.
-    if (range.learners.length > 0 || range.voters.length >= planning.replicasTarget) continue;
+    if (range.learners.length > 0) continue;
     const node = bestCandidate(planning, range);
     if (node === undefined) continue;
     propose(planning, range, { kind: 'addReplica', rangeId: range.rangeId, epoch: range.epoch, node, reason: 'replicate' }, 'replicate');
@@ -237,8 +327,7 @@ function planReplication(planning: Planning): void {
 const KEEP_RANK: Record<NodeState, number> = { down: 0, decommissioned: 1, decommissioning: 1, suspect: 2, up: 3 };
 
 function planExcess(planning: Planning): void {
-  for (const range of openRanges(planning)) {
-    if (range.voters.length <= planning.replicasTarget) continue;
+  for (const range of openOf(planning, planning.candidates.over)) {
     const keepRank = (v: number) => KEEP_RANK[planning.nodeState(v) ?? 'suspect'];
     const isLeader = (v: number) => (v === range.leader ? 1 : 0);
     const node = [...range.voters].sort(
@@ -249,7 +338,7 @@ function planExcess(planning: Planning): void {
 }
 
 function planDrains(planning: Planning): void {
-  for (const range of openRanges(planning)) {
+  for (const range of openOf(planning, planning.candidates.leaving)) {
     if (!movesLeft(planning)) return;
     // A decommissioned node should hold nothing; a replica it still holds is drained like a decommissioning one's.
     const leaving = [...range.voters, ...range.learners].filter((n) => {
@@ -267,13 +356,8 @@ function planDrains(planning: Planning): void {
 function planSplits(planning: Planning): void {
   const { config } = planning;
   const due: { range: RangeInfo; key: Uint8Array; reason: 'size' | 'load' }[] = [];
-  for (const range of openRanges(planning)) {
-    if (config.unsplittable.includes(range.rangeId)) continue;
-    if (range.splitKey === undefined || !keyStrictlyInside(range, range.splitKey)) continue;
-    const big = range.sizeBytes >= config.splitSizeBytes;
-    const hot = range.hotForSec >= config.splitLoadSustainedSec && range.writesPerSec + range.readsPerSec >= config.splitLoadOpsPerSec;
-    if (!big && !hot) continue;
-    due.push({ range, key: range.splitKey, reason: big ? 'size' : 'load' });
+  for (const range of openOf(planning, planning.candidates.splits)) {
+    due.push({ range, key: range.splitKey!, reason: splitDue(range, config)! });
   }
   // The biggest first, then the busiest; by range id between equals (a plan is deterministic).
   due.sort((a, b) => b.range.sizeBytes - a.range.sizeBytes || b.range.writesPerSec + b.range.readsPerSec - (a.range.writesPerSec + a.range.readsPerSec) || a.range.rangeId - b.range.rangeId);
@@ -295,15 +379,16 @@ function planSplits(planning: Planning): void {
  */
 function planMerges(planning: Planning): void {
   const { config } = planning;
-  const byId = new Map(planning.ranges.map((r) => [r.rangeId, r]));
   for (const range of planning.frozenIdle) {
-    const target = byId.get(range.frozen!.targetRangeId);
+    const target = rangeById(planning.ranges, range.frozen!.targetRangeId);
     if (target === undefined) continue;
     planning.busy.delete(range.rangeId);
     proposeMerge(planning, range, target, 'resume');
   }
   if (config.mergeSizeBytes <= 0) return;
-  const byStart = [...planning.ranges].sort((a, b) => compareKeys(a.start, b.start));
+  // Both ranges of a pair must be mergeable by themselves, so only those are sorted: two neighbours in the
+  // key space are neighbours among them too (nothing lies between them).
+  const byStart = [...planning.candidates.mergeable].sort((a, b) => compareKeys(a.start, b.start));
   const due: { left: RangeInfo; right: RangeInfo }[] = [];
   for (let i = 0; i + 1 < byStart.length; i++) {
     const [left, right] = [byStart[i]!, byStart[i + 1]!];
@@ -359,7 +444,7 @@ function findReplicaMove(planning: Planning, candidates: readonly number[]): { r
     const fromCount = replicasOn(planning, from);
     if (fromCount - countMin <= 1) return undefined;
     // A source that leads needs a leader transfer first; prefer ranges it only follows.
-    const ranges = [...openRanges(planning)]
+    const ranges = [...openOf(planning, planning.ranges)]
       .filter((r) => r.voters.includes(from))
       .sort((a, b) => Number(a.leader === from) - Number(b.leader === from) || a.rangeId - b.rangeId);
     for (const range of ranges) {
@@ -375,15 +460,52 @@ function planLeaderBalance(planning: Planning): void {
   // Not onto a node still receiving snapshots: a leader there waits out every install on that node (one
   // LMDB transaction and its sync each, up to half a second), and so do the writes it leads.
   const candidates = planning.nodes.filter((n) => n.state === 'up' && (planning.snapshotsByNode.get(n.nodeId) ?? 0) === 0).map((n) => n.nodeId);
+  const led = new LeaderIndex(planning.ranges);
   for (;;) {
-    const transfer = findLeaderTransfer(planning, candidates);
+    const transfer = findLeaderTransfer(planning, candidates, led);
     if (transfer === undefined) return;
     const { range, from, to } = transfer;
     propose(planning, range, { kind: 'transferLeader', rangeId: range.rangeId, epoch: range.epoch, from, to, reason: 'balance' }, 'balanceLeaders');
   }
 }
 
-function findLeaderTransfer(planning: Planning, candidates: readonly number[]): { range: RangeInfo; from: number; to: number } | undefined {
+/**
+ * The ranges each node leads, by range id, and for each node how many of the first of them are out of the
+ * leader balance for the rest of the plan: busy (which only grows), without a quorum, pinned, or with no
+ * caught-up voter on a candidate node. A range that fails only on leader counts is looked at again on the
+ * next call (counts move both ways as transfers are planned). So a plan of many transfers does not look
+ * through the same settled ranges once per transfer, nor through every range for each.
+ */
+class LeaderIndex {
+  private readonly byNode = new Map<number, RangeInfo[]>();
+  private readonly skip = new Map<number, number>();
+
+  constructor(ranges: readonly RangeInfo[]) {
+    for (const r of ranges) {
+      if (r.leader === 0) continue;
+      let list = this.byNode.get(r.leader);
+      if (list === undefined) this.byNode.set(r.leader, (list = []));
+      list.push(r);
+    }
+  }
+
+  /** The first range `from` leads that `fits`, passing for good over those at the front that are `out`. */
+  find<T>(from: number, out: (range: RangeInfo) => boolean, fits: (range: RangeInfo) => T | undefined): T | undefined {
+    const list = this.byNode.get(from) ?? [];
+    let i = this.skip.get(from) ?? 0;
+    while (i < list.length && out(list[i]!)) i++;
+    this.skip.set(from, i);
+    for (; i < list.length; i++) {
+      const range = list[i]!;
+      if (out(range)) continue;
+      const found = fits(range);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+}
+
+function findLeaderTransfer(planning: Planning, candidates: readonly number[], led: LeaderIndex): { range: RangeInfo; from: number; to: number } | undefined {
   if (candidates.length < 2) return undefined;
   const leadersOn = (n: number) => planning.leadersByNode.get(n) ?? 0;
   const countMin = Math.min(...candidates.map(leadersOn));
@@ -391,33 +513,29 @@ function findLeaderTransfer(planning: Planning, candidates: readonly number[]): 
   for (const from of sources) {
     const fromCount = leadersOn(from);
     if (fromCount - countMin <= 1) return undefined;
-    for (const range of planning.ranges) {
-      if (range.leader !== from || !isOpen(planning, range) || planning.config.leaderPinned.includes(range.rangeId)) continue;
-      const to = range.voters
-        .filter(
-          (v) =>
-            v !== from &&
-            candidates.includes(v) &&
-            leadersOn(v) <= fromCount - 2 &&
-            isCaughtUp(range, v, planning.config.catchUpLagEntriesMax),
-        )
+    const votersFor = (range: RangeInfo) => range.voters.filter((v) => v !== from && candidates.includes(v) && isCaughtUp(range, v, planning.config.catchUpLagEntriesMax));
+    const out = (range: RangeInfo) => !isOpen(planning, range) || planning.config.leaderPinned.includes(range.rangeId) || votersFor(range).length === 0;
+    const transfer = led.find(from, out, (range) => {
+      const to = votersFor(range)
+        .filter((v) => leadersOn(v) <= fromCount - 2)
         .sort((a, b) => leadersOn(a) - leadersOn(b) || a - b)[0];
-      if (to !== undefined) return { range, from, to };
-    }
+      return to === undefined ? undefined : { range, from, to };
+    });
+    if (transfer !== undefined) return transfer;
   }
   return undefined;
 }
 
 // --- Helpers. ---
 
-/** Ranges a new operator may go to, by range id. Checked as it goes, so a rule sees its own proposals. */
-function* openRanges(planning: Planning): Generator<RangeInfo> {
-  for (const range of planning.ranges) if (isOpen(planning, range)) yield range;
+/** Those of `ranges` a new operator may go to, in their order. Checked as it goes, so a rule sees its own proposals. */
+function* openOf(planning: Planning, ranges: readonly RangeInfo[]): Generator<RangeInfo> {
+  for (const range of ranges) if (isOpen(planning, range)) yield range;
 }
 
 /** No operator in flight or planned, and a quorum to commit one. */
 function isOpen(planning: Planning, range: RangeInfo): boolean {
-  return !planning.busy.has(range.rangeId) && hasQuorum(range, planning.nodeState);
+  return !planning.busy.has(range.rangeId) && planning.quorate(range);
 }
 
 /**
@@ -441,6 +559,13 @@ function quorumMargin(planning: Planning, range: RangeInfo): number {
 /** Nodes with any replica of the range: voters, outgoing voters, learners. */
 function holders(range: RangeInfo): Set<number> {
   return new Set([...range.voters, ...range.votersOutgoing, ...range.learners]);
+}
+
+/** `holders(range)` without building the set: each node once (run for every range on every plan). */
+function forEachHolder(range: RangeInfo, f: (node: number) => void): void {
+  for (const n of range.voters) f(n);
+  for (const n of range.votersOutgoing) if (!range.voters.includes(n)) f(n);
+  for (const n of range.learners) if (!range.voters.includes(n) && !range.votersOutgoing.includes(n)) f(n);
 }
 
 /** The nodes holding the range once `op` is done. */

@@ -415,6 +415,41 @@ describe('PlacementDriver', () => {
       expect(driver.planCount).toBe(first + 3);
     });
 
+    it('at many ranges, plans at most once per range count ÷ 100 ms, unless settings or node states changed', () => {
+      const { driver } = driverWith({ paused: true });
+      const ranges = threeNodeRanges(3_000); // plans at least 30 ms apart
+      for (const n of [1, 2, 3]) driver.onHeartbeat(heartbeat(n, ranges.get(n)!), 0);
+      driver.pass(0);
+      expect(driver.planCount).toBe(1);
+      const reportAt = (nowMs: number, lastIndex: number) => {
+        driver.onHeartbeat(heartbeat(1, [report(1, { voters: [1, 2, 3], lastIndex })]), nowMs);
+        driver.pass(nowMs);
+      };
+      // Reports keep coming: dirty, but the plans wait out the interval.
+      reportAt(10, 200);
+      reportAt(29, 201);
+      expect(driver.planCount).toBe(1);
+      reportAt(30, 202);
+      expect(driver.planCount).toBe(2);
+      // Still dirty from a report deferred: a later pass with nothing new plans it once the interval is up.
+      reportAt(40, 203);
+      driver.pass(59);
+      expect(driver.planCount).toBe(2);
+      driver.pass(60);
+      expect(driver.planCount).toBe(3);
+      // A member's admin state (a node state) and the settings plan at once.
+      driver.setMembers([{ nodeId: 3, state: 'decommissioning' }] as Parameters<typeof driver.setMembers>[0]);
+      driver.pass(61);
+      expect(driver.planCount).toBe(4);
+      driver.setSettings({ paused: false, replicationFactor: 3 });
+      driver.pass(62);
+      expect(driver.planCount).toBe(5);
+      // So does a node's state: node 2 falls silent past suspectAfterMs.
+      for (const n of [1, 3]) driver.onHeartbeat(heartbeat(n, []), 62 + CONFIG.suspectAfterMs);
+      driver.pass(62 + CONFIG.suspectAfterMs);
+      expect(driver.planCount).toBe(6);
+    });
+
     it('plans at least every 10 s though nothing changed (disk use is not a change)', () => {
       const { driver } = driverWith();
       const ranges = threeNodeRanges(3);
