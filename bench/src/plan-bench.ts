@@ -16,31 +16,25 @@
 //   node dist/plan-bench.js                       1,000 / 10,000 / 100,000 ranges
 //   node dist/plan-bench.js --ranges 20000 --passes 50
 //   node dist/plan-bench.js --quick               CI: 1,000 ranges, a few passes
-import { parseArgs } from 'node:util';
 import { PlacementDriver, SCHEDULER_CONFIG_DEFAULTS, plan, type DriverConfig, type RangeReport, type StoreHeartbeat } from '@flotilla/placement';
+import { benchArgs, flagsOrExit, positiveInt, positiveInts } from './flags.js';
 import { commandLine, finishRun, fmt, printTable, startRun, writeResults } from './report.js';
 
-const { values: args } = parseArgs({
-  options: {
-    ranges: { type: 'string' },
-    passes: { type: 'string' },
-    quick: { type: 'boolean', default: false },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
-});
-if (args.help) {
-  console.log(`plan-bench: milliseconds per placement driver pass (snapshot + plan) at many ranges.
+const USAGE = {
+  name: 'plan-bench',
+  text: `plan-bench: milliseconds per placement driver pass (snapshot + plan) at many ranges.
 
   --ranges <list>     range counts (default 1000,10000,100000; quick: 1000)
   --passes <n>        passes timed per size (default 30; quick: 3)
   --quick             CI: tiny
-  -h, --help          this text`);
-  process.exit(0);
-}
-const QUICK = args.quick;
-const SIZES = (args.ranges ?? (QUICK ? '1000' : '1000,10000,100000')).split(',').map(Number);
-const PASSES = Number(args.passes ?? (QUICK ? 3 : 30));
-for (const n of [...SIZES, PASSES]) if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`not a positive integer: ${n}`);
+  -h, --help          this text`,
+};
+const { values: args } = benchArgs(USAGE, { options: { ranges: { type: 'string' }, passes: { type: 'string' }, quick: { type: 'boolean', default: false } }, strict: true });
+const QUICK = args.quick === true;
+const { SIZES, PASSES } = flagsOrExit(USAGE, () => ({
+  SIZES: positiveInts(args.ranges ?? (QUICK ? '1000' : '1000,10000,100000'), '--ranges'),
+  PASSES: args.passes === undefined ? (QUICK ? 3 : 30) : positiveInt(args.passes, '--passes'),
+}));
 
 const { paused: _p, replicationFactor: _r, ...scheduler } = SCHEDULER_CONFIG_DEFAULTS;
 const CONFIG: DriverConfig = { scheduler, suspectAfterMs: 3_000, downAfterMs: 10_000, operatorTimeoutMs: 600_000, stepRetryMs: 1_000, rateFreshMs: 60_000 };
