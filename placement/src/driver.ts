@@ -169,7 +169,7 @@ export class PlacementDriver {
   private planUrgent = true;
   private plannedStates = '';
   private lastPlanMs = Number.NEGATIVE_INFINITY;
-  /** Range ids in ascending order for snapshot(); undefined once a range joins or leaves the view. */
+  /** Range ids in ascending order for snapshot(), kept as ranges join (undefined: sort again, once one left). */
   private idsSorted: number[] | undefined;
   /** When a range report was last taken: load rates expire rateFreshMs after their report. */
   private lastReportMs = Number.NEGATIVE_INFINITY;
@@ -329,7 +329,7 @@ export class PlacementDriver {
     const cold = writesPerSec + readsPerSec <= this.o.config.scheduler.mergeLoadOpsPerSec;
     const coldSinceMs = cold ? (known?.coldSinceMs ?? nowMs) : undefined;
     this.noteStrays(report.rangeId, report);
-    if (known === undefined) this.idsSorted = undefined;
+    if (known === undefined && this.idsSorted !== undefined) insertSorted(this.idsSorted, report.rangeId);
     this.ranges.set(report.rangeId, { report, leader: from, heardMs: nowMs, writesPerSec, readsPerSec, hotSinceMs, coldSinceMs });
     if (known !== undefined && endsPast(report.end, known.report.end)) this.dropMergedInto(report);
     this.lastReportMs = nowMs;
@@ -727,4 +727,18 @@ function endsPast(a: Uint8Array | null, b: Uint8Array | null): boolean {
 /** Log fields for an operator (keys as hex: never raw bytes in logs). */
 export function describeOperator(op: Operator): Record<string, unknown> {
   return op.kind === 'split' ? { ...op, key: Buffer.from(op.key).toString('hex') } : { ...op };
+}
+
+/** Inserts `id` into ascending `ids`: new ranges mostly take ids above every other (a push). */
+function insertSorted(ids: number[], id: number): void {
+  let at = ids.length;
+  if (at > 0 && ids[at - 1]! > id) {
+    let lo = 0;
+    while (lo < at) {
+      const mid = (lo + at) >>> 1;
+      if (ids[mid]! < id) lo = mid + 1;
+      else at = mid;
+    }
+  }
+  ids.splice(at, 0, id);
 }

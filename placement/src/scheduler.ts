@@ -200,10 +200,11 @@ function classify(ranges: readonly RangeInfo[], nodes: readonly NodeInfo[], conf
 
 /** Why a range is due a split, if it is: over the size, or loaded for long enough, with a key to split at inside it. */
 function splitDue(range: RangeInfo, config: SchedulerConfig): 'size' | 'load' | undefined {
-  if (range.splitKey === undefined || !keyStrictlyInside(range, range.splitKey)) return undefined;
-  if (range.sizeBytes >= config.splitSizeBytes) return 'size';
+  const big = range.sizeBytes >= config.splitSizeBytes;
   const hot = range.hotForSec >= config.splitLoadSustainedSec && range.writesPerSec + range.readsPerSec >= config.splitLoadOpsPerSec;
-  return hot ? 'load' : undefined;
+  // The numbers first: comparing the key with the bounds is what costs, run for every range.
+  if ((!big && !hot) || range.splitKey === undefined || !keyStrictlyInside(range, range.splitKey)) return undefined;
+  return big ? 'size' : 'load';
 }
 
 /** The range of that id among ranges sorted by id (a binary search: no map of every range per plan). */
@@ -355,15 +356,22 @@ function planDrains(planning: Planning): void {
 
 function planSplits(planning: Planning): void {
   const { config } = planning;
-  const due: { range: RangeInfo; key: Uint8Array; reason: 'size' | 'load' }[] = [];
+  // The biggest first, then the busiest; by range id between equals (a plan is deterministic). Only the
+  // first few are taken (the budget), and while a cluster grows most ranges are due: those are picked,
+  // not every due range sorted.
+  const before = (a: RangeInfo, b: RangeInfo) => b.sizeBytes - a.sizeBytes || b.writesPerSec + b.readsPerSec - (a.writesPerSec + a.readsPerSec) || a.rangeId - b.rangeId;
+  const room = config.splitsInFlightMax - planning.splitsCount;
+  if (room <= 0) return;
+  const picked: RangeInfo[] = [];
   for (const range of openOf(planning, planning.candidates.splits)) {
-    due.push({ range, key: range.splitKey!, reason: splitDue(range, config)! });
+    if (picked.length === room && before(range, picked[room - 1]!) >= 0) continue;
+    let at = picked.length;
+    while (at > 0 && before(range, picked[at - 1]!) < 0) at--;
+    picked.splice(at, 0, range);
+    if (picked.length > room) picked.pop();
   }
-  // The biggest first, then the busiest; by range id between equals (a plan is deterministic).
-  due.sort((a, b) => b.range.sizeBytes - a.range.sizeBytes || b.range.writesPerSec + b.range.readsPerSec - (a.range.writesPerSec + a.range.readsPerSec) || a.range.rangeId - b.range.rangeId);
-  for (const { range, key, reason } of due) {
-    if (planning.splitsCount >= config.splitsInFlightMax) return;
-    propose(planning, range, { kind: 'split', rangeId: range.rangeId, epoch: range.epoch, key, reason }, 'split');
+  for (const range of picked) {
+    propose(planning, range, { kind: 'split', rangeId: range.rangeId, epoch: range.epoch, key: range.splitKey!, reason: splitDue(range, config)! }, 'split');
     planning.splitsCount++;
   }
 }
