@@ -114,7 +114,8 @@ async function main(): Promise<void> {
     );
   try {
     nodes.push(...(await startNodes({ splitSizeBytes: SPLIT_BYTES })));
-    const view = async (): Promise<DriverView> => (await nodes[0]!.view.placement()) as DriverView;
+    // Counts only: the view of every range, once a second, took 7 % of the main thread at 14,000 ranges.
+    const view = async (): Promise<DriverView> => (await nodes[0]!.view.placement({ ranges: false })) as DriverView;
     const deadline = performance.now() + 60_000;
     while ((await view().catch(() => ({ rangeCount: 0 }))).rangeCount < 2) {
       if (performance.now() > deadline) throw new Error('the driver never saw the meta range and the user range');

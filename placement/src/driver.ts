@@ -651,8 +651,7 @@ export class PlacementDriver {
     return draining.filter((id) => !holding.has(id));
   }
 
-  status(nowMs: number): DriverStatus {
-    const snapshot = this.snapshot(nowMs);
+  status(nowMs: number, snapshot: ClusterSnapshot = this.snapshot(nowMs)): DriverStatus {
     const replicaCount = new Map<number, number>();
     const leaderCount = new Map<number, number>();
     const load = new Map<number, { writesPerSec: number; readsPerSec: number }>();

@@ -95,7 +95,7 @@ export function clusterViewOf(o: {
       const half = (h: { shardId: number; start: Uint8Array; end: Uint8Array | null; epoch: number }) => ({ rangeId: h.shardId, start: hex(h.start), end: hex(h.end), epoch: h.epoch });
       return { keyEncoding: 'hex', left: half(left), right: half(right) };
     },
-    placement: () => o.placement.status(),
+    placement: (options) => o.placement.status(options),
     placementSettings: async (change, deadline) => ({ settings: await o.store.updatePlacementSettings(o.placement.defaults, change, { deadline }) }),
     nodeState: async (nodeId, state, deadline) => {
       const record = await o.store.setNodeState(nodeId, state, { deadline });

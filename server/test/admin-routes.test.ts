@@ -45,6 +45,10 @@ describe('admin routes check requests against their schemas', () => {
     expect(metrics.body).toBe('flotilla_stub 1\n');
     expect((await inject({ method: 'GET', url: '/health?ready=1' })).json()).toEqual({ ready: true, reasons: [] });
     expect((await inject({ method: 'GET', url: '/health?ready=' })).json()).toEqual({ status: 'ok' });
+    for (const [query, ranges] of [['', true], ['?ranges=1', true], ['?ranges=true', true], ['?ranges=', true], ['?ranges=0', false], ['?ranges=false', false]] as const) {
+      expect((await inject({ method: 'GET', url: `/placement${query}` })).json(), query).toEqual({ call: ['placement', { ranges }] });
+    }
+    expect((await inject({ method: 'GET', url: '/placement?ranges=no' })).statusCode).toBe(400);
   });
 
   // Ids are decimal in [1, 2^32): the boundaries of each alternative of the schema's pattern.

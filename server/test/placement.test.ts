@@ -334,6 +334,13 @@ describe('placement admin over HTTP (3 nodes, then a 4th)', () => {
         const v = await view();
         return v.rangeCount === 5 && v.nodes.length === 3 && v.nodes.every((n) => n.state === 'up' && n.silentMs !== null) ? v : undefined;
       }, 20_000);
+      // Every range listed, or with ranges=0 only the counts (the same view, no list).
+      const full = (await call('GET', '/placement')).body;
+      expect((full.ranges as unknown[]).length).toBe(5);
+      const counts = (await call('GET', '/placement?ranges=0')).body;
+      expect(counts.ranges).toBeUndefined();
+      expect(counts.rangeCount).toBe(5);
+      expect(counts.nodes).toHaveLength(3);
 
       // Bad input: the right 4xx, nothing changes.
       for (const [method, path, body, status] of [

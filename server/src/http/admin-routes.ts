@@ -50,8 +50,8 @@ export interface ClusterView {
   split(rangeId: number, key: Uint8Array, deadline: Deadline): Promise<unknown>;
   /** Records a joining node in the meta range; JSON: the membership it starts with. */
   join(node: { nodeId: number; address: string; httpAddress: string | null }, deadline: Deadline): Promise<unknown>;
-  /** JSON: the placement driver's view (nodes with their state, operators in flight, settings), from wherever it runs. */
-  placement(): Promise<unknown>;
+  /** JSON: the placement driver's view (nodes with their state, operators in flight, settings, every range unless `ranges` is false), from wherever it runs. */
+  placement(options?: { readonly ranges?: boolean }): Promise<unknown>;
   /** Changes the driver's settings (kept in the meta range); JSON: the settings now. */
   placementSettings(change: { paused?: boolean; replicationFactor?: number }, deadline: Deadline): Promise<unknown>;
   /** Sets a node's administrative state: `decommissioning` moves its replicas off, `up` stops that. */
@@ -131,7 +131,9 @@ function clusterRoutes(app: FastifyInstance, view: ClusterView, options: AdminRo
   app.post<{ Params: IdParams; Body: SplitBody }>('/ranges/:id/split', { schema: SPLIT_SCHEMA, ...jsonBody(SPLIT_USAGE) }, async (request) =>
     view.split(Number(request.params.id), splitKeyOf(request.body, options.keyBytesMax), deadline()),
   );
-  app.get('/placement', { schema: PLACEMENT_SCHEMA }, async () => view.placement());
+  app.get<{ Querystring: { ranges?: string } }>('/placement', { schema: PLACEMENT_SCHEMA }, async (request) =>
+    view.placement({ ranges: !(request.query.ranges === '0' || request.query.ranges === 'false') }),
+  );
   app.put<{ Body: SettingsBody }>('/placement/settings', { schema: SETTINGS_SCHEMA, ...jsonBody(SETTINGS_USAGE) }, async (request) => {
     const { paused, replicationFactor } = request.body;
     return view.placementSettings({ ...(paused === undefined ? {} : { paused }), ...(replicationFactor === undefined ? {} : { replicationFactor }) }, deadline());
@@ -332,8 +334,12 @@ const PLACEMENT_SCHEMA = {
   tags: TAGS,
   summary: "The placement driver's view, from wherever it runs",
   operationId: 'placement',
-  querystring: NO_QUERY_SCHEMA,
-  response: jsonResponse('Nodes with their state, operators in flight, settings'),
+  querystring: {
+    type: 'object',
+    additionalProperties: false,
+    properties: { ranges: { type: 'string', enum: ['1', 'true', '0', 'false', ''], description: 'a flag: 0 or false leaves out the list of every range (rangeCount stays), for callers polling counts; 1, true or empty (absent) includes it' } },
+  },
+  response: jsonResponse('Nodes with their state, operators in flight, settings, and every range'),
 } as const satisfies FastifySchema;
 
 const SETTINGS_USAGE: BodyUsage = { what: 'settings', shape: `{"paused": true|false, "replicationFactor": 1..${REPLICATION_FACTOR_MAX}} (either or both)` };

@@ -27,8 +27,8 @@ export class StubClusterView implements ClusterView {
   async join(node: { nodeId: number; address: string; httpAddress: string | null }): Promise<unknown> {
     return this.record('join', node);
   }
-  async placement(): Promise<unknown> {
-    return this.record('placement');
+  async placement(options?: { readonly ranges?: boolean }): Promise<unknown> {
+    return this.record('placement', options);
   }
   async placementSettings(change: { paused?: boolean; replicationFactor?: number }): Promise<unknown> {
     return this.record('placementSettings', change);
