@@ -492,8 +492,11 @@ export class PlacementDriver {
     const ratesExpired = this.lastPlanMs <= expiryMs && nowMs > expiryMs;
     const statesChanged = states !== this.plannedStates;
     if (!this.planDirty && !statesChanged && !ratesExpired && nowMs - this.lastPlanMs < PLAN_INTERVAL_MAX_MS) return;
-    // Dirty, but planned just now: the pass a step applied or the next duty tick asks for plans then.
-    if (!this.planUrgent && !statesChanged && nowMs - this.lastPlanMs < Math.floor(this.ranges.size / PLAN_RANGES_PER_MS)) return;
+    // Dirty, but planned just now: the pass a step applied or the next duty tick asks for plans then. A
+    // clock that went back since the last plan waits for nothing (it may have gone back by seconds).
+    const spacingMs = Math.floor(this.ranges.size / PLAN_RANGES_PER_MS);
+    const sinceMs = nowMs - this.lastPlanMs;
+    if (!this.planUrgent && !statesChanged && sinceMs >= 0 && sinceMs < spacingMs) return;
     this.planDirty = false;
     this.planUrgent = false;
     this.plannedStates = states;

@@ -444,10 +444,17 @@ describe('PlacementDriver', () => {
       driver.setSettings({ paused: false, replicationFactor: 3 });
       driver.pass(62);
       expect(driver.planCount).toBe(5);
+      // A clock that went back plans at once (it waits out no interval measured from the future).
+      reportAt(92, 204);
+      expect(driver.planCount).toBe(6);
+      reportAt(93, 205);
+      expect(driver.planCount).toBe(6);
+      reportAt(20, 206);
+      expect(driver.planCount).toBe(7);
       // So does a node's state: node 2 falls silent past suspectAfterMs.
       for (const n of [1, 3]) driver.onHeartbeat(heartbeat(n, []), 62 + CONFIG.suspectAfterMs);
       driver.pass(62 + CONFIG.suspectAfterMs);
-      expect(driver.planCount).toBe(6);
+      expect(driver.planCount).toBe(8);
     });
 
     it('plans at least every 10 s though nothing changed (disk use is not a change)', () => {
