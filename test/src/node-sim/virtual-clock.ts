@@ -157,8 +157,10 @@ export class NodeClock implements Clock {
     const rate = this.skew?.rate ?? 1;
     // Whole microseconds of the run's time, at least one for a positive wait: a timer re-armed for the
     // float residue of a skewed clock (`deadline - now`, a few ulps) must still move time, or it fires
-    // at the same run time for ever.
-    return this.clock.schedule(rate === 1 || ms <= 0 ? ms : Math.max(0.001, Math.ceil((ms / rate) * 1000) / 1000), fn, this);
+    // at the same run time for ever. At rate 1 too: a clock stepped back or forward keeps its offset's
+    // residue, and a router backing off for a deadline's last 1e-10 ms looped for ever at one instant
+    // (seed 9542 with clock faults and merges). A real timer waits at least a millisecond.
+    return this.clock.schedule(ms <= 0 ? ms : Math.max(0.001, Math.ceil((ms / rate) * 1000) / 1000), fn, this);
   }
 
   /** @internal */
