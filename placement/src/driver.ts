@@ -41,10 +41,10 @@ export interface DriverConfig {
 const PLAN_INTERVAL_MAX_MS = 10_000;
 
 /**
- * Plans are at least one millisecond apart per this many ranges (none apart below it), unless node states,
- * members or settings changed. A plan reads every range, about a microsecond each (`npm run bench:plan`:
- * 9 ms at 10,000 ranges, 100 ms at 100,000), and runs on the main thread of the node leading the meta
- * range; during growth by splits every step applied asks for one. At most one plan per range-count ÷ 100
+ * Plans are at least one millisecond apart per this many ranges (none apart below it), unless node states
+ * (a member's admin state among them) or settings changed. A plan reads every range, about a microsecond
+ * each (`npm run bench:plan`: 6 ms at 10,000 ranges, 96 ms at 100,000), and runs on the main thread of the
+ * node leading the meta range; during growth by splits every step applied asks for one. At most one plan per range-count ÷ 100
  * ms keeps the driver near a tenth of that thread (split-bench at 8,000 ranges had it at two thirds).
  */
 const PLAN_RANGES_PER_MS = 100;

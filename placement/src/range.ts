@@ -103,13 +103,12 @@ export class RangeTable {
     }
     if (same !== undefined && last - first === 1 && ranges[first] === same && sameDescriptor(same, r)) return true;
     // Out go the overlapped run and r's own old descriptor (outside the run if its bounds moved).
-    const next = ranges;
     this.view = undefined;
-    const removed = next.splice(first, last - first, r);
+    const removed = ranges.splice(first, last - first, r);
     let at = first;
     if (same !== undefined && !removed.includes(same)) {
-      const sameAt = next.indexOf(same);
-      next.splice(sameAt, 1);
+      const sameAt = ranges.indexOf(same);
+      ranges.splice(sameAt, 1);
       if (sameAt < at) at--;
       removed.push(same);
     }
@@ -117,8 +116,8 @@ export class RangeTable {
     this.byId.set(r.rangeId, r);
     // Disjoint after every change: r against its neighbours is all that can have changed.
     for (const i of [at - 1, at]) {
-      const before = next[i];
-      const after = next[i + 1];
+      const before = ranges[i];
+      const after = ranges[i + 1];
       if (before === undefined || after === undefined) continue;
       assert(before.end !== null, () => `range ${before.rangeId} runs to the end of the key space but range ${after.rangeId} starts after it`);
       assert(compareKeys(before.end, after.start) <= 0, () => `ranges ${before.rangeId} and ${after.rangeId} overlap`);

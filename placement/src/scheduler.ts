@@ -417,15 +417,11 @@ function proposeMerge(planning: Planning, source: RangeInfo, target: RangeInfo, 
   planning.mergesCount++;
 }
 
+/** Whether two merge candidates (each small, cold, led, not frozen, splittable: classify) may merge as a pair. */
 function mergeable(planning: Planning, left: RangeInfo, right: RangeInfo): boolean {
-  const { config } = planning;
   if (left.end === null || compareKeys(left.end, right.start) !== 0) return false;
   if (!isOpen(planning, left) || !isOpen(planning, right)) return false;
-  if (config.unsplittable.includes(left.rangeId) || config.unsplittable.includes(right.rangeId)) return false;
-  if (left.frozen !== undefined || right.frozen !== undefined) return false;
-  if (left.sizeBytes + right.sizeBytes >= config.mergeSizeBytes) return false;
-  if (left.coldForSec < config.mergeColdSec || right.coldForSec < config.mergeColdSec) return false;
-  if (left.leader === 0 || right.leader === 0) return false;
+  if (left.sizeBytes + right.sizeBytes >= planning.config.mergeSizeBytes) return false;
   return mergeProblem(left, right, planning.nodeState, planning.sameStore) === undefined;
 }
 
@@ -500,13 +496,14 @@ class LeaderIndex {
   /** The first range `from` leads that `fits`, passing for good over those at the front that are `out`. */
   find<T>(from: number, out: (range: RangeInfo) => boolean, fits: (range: RangeInfo) => T | undefined): T | undefined {
     const list = this.byNode.get(from) ?? [];
-    let i = this.skip.get(from) ?? 0;
-    while (i < list.length && out(list[i]!)) i++;
-    this.skip.set(from, i);
-    for (; i < list.length; i++) {
-      const range = list[i]!;
-      if (out(range)) continue;
-      const found = fits(range);
+    let front = true;
+    for (let i = this.skip.get(from) ?? 0; i < list.length; i++) {
+      if (out(list[i]!)) {
+        if (front) this.skip.set(from, i + 1);
+        continue;
+      }
+      front = false;
+      const found = fits(list[i]!);
       if (found !== undefined) return found;
     }
     return undefined;
