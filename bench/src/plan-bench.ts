@@ -99,7 +99,8 @@ function measure(count: number): SizeResult {
     availableBytes: 1e12,
     session: 1,
     seq: ++seq,
-    base: full ? 0 : seq - 1,
+    // A delta of session 1 (base 1: any seq the driver has seen of it will do).
+    base: full ? 0 : 1,
     replicas: full ? Array.from({ length: count }, (_, i) => ({ rangeId: i + 1, epoch: 2 })) : leading.map((r) => ({ rangeId: r.rangeId, epoch: r.epoch })),
     leading,
     removed: [],
@@ -124,15 +125,14 @@ function measure(count: number): SizeResult {
     // One range reports again (its leader's node sends a delta); its id walks so no report repeats.
     const id = 1 + ((i * 7919) % count);
     const leader = NODES[(id - 1) % NODES.length]!;
-    // A delta of session 1 (base 1: any seq the driver has seen of it will do).
-    driver.onHeartbeat({ ...heartbeat(leader, [report(id, count, 6, 2_000 + i)], false), base: 1 }, nowMs);
+    driver.onHeartbeat(heartbeat(leader, [report(id, count, 6, 2_000 + i)], false), nowMs);
     let t = performance.now();
     driver.pass(nowMs);
     passMs.push(performance.now() - t);
     t = performance.now();
     const snapshot = driver.snapshot(nowMs);
     snapshotMs.push(performance.now() - t);
-    const inFlight = driver.status(nowMs).operators.map(({ ageMs: _a, lastStep: _l, ...op }) => op);
+    const inFlight = driver.status(nowMs, snapshot).operators.map(({ ageMs: _a, lastStep: _l, ...op }) => op);
     t = performance.now();
     plan(snapshot, { ...CONFIG.scheduler, paused: false, replicationFactor: 3 }, inFlight);
     planMs.push(performance.now() - t);
