@@ -263,15 +263,22 @@ export class PlacementDriver {
       n.emptySince.delete(rangeId);
       return false;
     }
-    // A range not reported yet (a new driver) decides nothing: an empty replica stays watched (its report
-    // may drop the node), and one with data is looked at again when the report comes (noteStrays).
+    // A range not reported yet (a new driver) decides little: one with data is looked at again when the
+    // report comes (noteStrays), and an empty replica stays watched (its report may drop the node).
     if (r === undefined) {
       // Merged away: its data is the target's. A replica left where the target's replica is past the merge
       // (or where there is none) has nothing to wait for; one the target's merge may still need stays.
       const merged = this.mergedAway.get(rangeId);
       if (merged !== undefined) return (n.replicas.get(merged.targetId) ?? merged.epoch) >= merged.epoch;
-      if (epoch === 0 && !n.emptySince.has(rangeId)) n.emptySince.set(rangeId, nowMs);
-      return false;
+      if (epoch !== 0) return false;
+      // Empty, and no leader reported its range to this driver, warm, for an operator's lifetime: the range
+      // was merged away before this driver started (mergedAway is memory), or has had no leader that long.
+      // Either way the replica holds no entry and no data (a snapshot would have given it an epoch); its
+      // tombstone keeps its term and vote, and a split applied here later creates it again from its parent
+      // (NodeStore.writeShardRecords). Kept, it would stay forever: nothing else names it.
+      const since = n.emptySince.get(rangeId) ?? nowMs;
+      n.emptySince.set(rangeId, since);
+      return this.isWarm(nowMs) && nowMs - since > this.o.config.operatorTimeoutMs;
     }
     // A replica an operator is adding here is wanted, whatever the range's last report says: the
     // report may predate the change, and a replica destroyed now would be missing from the group
