@@ -357,7 +357,7 @@ describe('IncomingSnapshots: a core\'s streams into an empty replica', () => {
     const store = await targetStore();
     const groups = new Map<GroupId, Group>();
     const add = (id: GroupId, range: ShardRange) =>
-      groups.set(id, new Group(id, store.storage(id), range, { nodeId: nodeId(1), seed: 1, raft: {}, nodeLeases: undefined, logger: SILENT_LOGGER }));
+      groups.set(id, new Group(id, store.storage(id), range, { nodeId: nodeId(1), seed: 1, raft: {}, nodeLeases: undefined, logger: () => SILENT_LOGGER }));
     add(RECEIVER, UNINITIALIZED);
     add(OTHER, UNINITIALIZED);
     add(LEFT, LEFT_RANGE);

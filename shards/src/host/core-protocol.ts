@@ -195,6 +195,8 @@ export interface CoreStats {
   /** Gauges. */
   groupCount: number;
   activeGroupCount: number;
+  /** Replicas whose Raft node is built: the rest were opened at start and have had no traffic since (Group.raw). */
+  loadedGroupCount: number;
   /** Bytes of the core's LMDB file in use: pages up to the last one written times the page size (freed pages inside are reused, not returned). A gauge, set when stats are asked for. */
   storeUsedBytes: number;
   /**
@@ -239,6 +241,7 @@ export function zeroCoreStats(): CoreStats {
     checksumChunks: 0,
     groupCount: 0,
     activeGroupCount: 0,
+    loadedGroupCount: 0,
     storeUsedBytes: 0,
     heapUsedBytes: 0,
   };

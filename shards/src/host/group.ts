@@ -55,13 +55,26 @@ export type GroupRaftOptions = Pick<
   'electionTimeoutTicks' | 'heartbeatIntervalTicks' | 'readMode' | 'checkQuorum' | 'preVote' | 'appendBytesMax' | 'inflightCountMax' | 'uncommittedBytesMax' | 'applyBytesMax'
 >;
 
+/** What a group's Raft node is built with (Group.raw). */
+export interface GroupOptions {
+  readonly nodeId: NodeId;
+  readonly seed: number;
+  readonly raft: GroupRaftOptions;
+  readonly nodeLeases: NodeLeases | undefined;
+  /** The replica's Raft logger, made when its node is built. */
+  readonly logger: (id: GroupId) => Logger;
+  /** Called once per group, when its Raft node is built. */
+  readonly onLoad?: () => void;
+}
+
 /**
  * One replica of one shard on this core: its RawNode and everything the shell
  * tracks for it between Readys (pending proposals and reads, quiescence,
  * snapshot transfers). Owned by exactly one core for its whole life.
  */
 export class Group {
-  readonly raw: RawNode;
+  /** Made on first use (see raw); until then the replica is exactly a fresh, dormant follower of its stored state. */
+  private rawNode: RawNode | undefined;
   /** Not ticking: idle and fully replicated (leader), or told so by the leader (follower). */
   quiesced = false;
   /** Last leader and term reported to the Host. */
@@ -101,23 +114,44 @@ export class Group {
     readonly storage: ShardStorage,
     /** The range this replica owns now; applying a split or conf change, or installing a snapshot, replaces it. */
     public bounds: ShardRange,
-    options: { nodeId: NodeId; seed: number; raft: GroupRaftOptions; nodeLeases: NodeLeases | undefined; logger: Logger },
-  ) {
-    this.raw = new RawNode({
+    /** Shared by every group of the core. */
+    private readonly options: GroupOptions,
+  ) {}
+
+  /**
+   * The replica's Raft node, built from its stored state on first use: a
+   * node restarting with 100,000 replicas builds none of them until traffic,
+   * a request or its campaign turn needs one (ARCHITECTURE.md, "Lazy
+   * replicas"). Until then every question the core asks of a dormant
+   * replica without it — leader, role, status (storedStatus) — has the
+   * answer a freshly built node would give: follower, no leader, the stored
+   * term and configuration.
+   */
+  get raw(): RawNode {
+    if (this.rawNode !== undefined) return this.rawNode;
+    const { options } = this;
+    this.rawNode = new RawNode({
       ...options.raft,
       nodeLeases: options.nodeLeases,
       id: options.nodeId,
-      storage,
-      applied: storage.applied,
+      storage: this.storage,
+      applied: this.storage.applied,
       // Every group on every node draws its own election jitter, reproducibly from the node's seed.
-      rng: new SeededRng((options.seed ^ Math.imul(id, 0x9e3779b1) ^ Math.imul(options.nodeId, 0x85ebca6b)) >>> 0),
-      logger: options.logger,
+      rng: new SeededRng((options.seed ^ Math.imul(this.id, 0x9e3779b1) ^ Math.imul(options.nodeId, 0x85ebca6b)) >>> 0),
+      logger: options.logger(this.id),
       // The shell answers non-leaders with a leader hint instead (proposals are matched by index and term on the leader).
       proposalForwarding: false,
       // Followers learn a new commit index from the next append or the coalesced heartbeat (every tick), not from
       // an append of its own: ARCHITECTURE.md, "Commit indexes ride on appends and heartbeats".
       commitBroadcast: 'lazy',
     });
+    options.onLoad?.();
+    return this.rawNode;
+  }
+
+  /** Whether the Raft node was built (raw used). */
+  get loaded(): boolean {
+    return this.rawNode !== undefined;
   }
 
   /** Proposals waiting for their entries to apply, by index. */
@@ -243,12 +277,13 @@ export class Group {
     this.sizes = undefined;
   }
 
+  /** Never builds the Raft node: one not built yet leads nothing and knows no leader. */
   get isLeader(): boolean {
-    return this.raw.raft.role === 'leader';
+    return this.rawNode?.raft.role === 'leader';
   }
 
   get leader(): NodeId {
-    return this.raw.raft.lead;
+    return this.rawNode?.raft.lead ?? NONE;
   }
 
   /** Whether any request of a client still waits on this group. */

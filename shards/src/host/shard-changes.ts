@@ -2,7 +2,7 @@
 // leads, its range report, for only the replicas that changed since the Host
 // last asked. The Host's copy (shard-view.ts) then costs a node's duties work
 // in proportion to what changed, not to how many replicas it holds.
-import type { NodeId } from '@flotilla/core';
+import { NONE, type NodeId } from '@flotilla/core';
 import type { RangeReport } from '@flotilla/placement';
 import type { KvStateMachine } from '../kv/state-machine.js';
 import type { ShardStatus } from './core-protocol.js';
@@ -26,19 +26,23 @@ export interface CoreChanges {
 const REMOVED_REMEMBERED_MAX = 65_536;
 
 export function statusOf(g: Group): ShardStatus {
-  const s = g.raw.status();
+  // A replica whose Raft node is not built yet is a dormant follower of its stored state: answered from the
+  // store, so listing a core's replicas builds none of them.
+  const s = g.loaded ? g.raw.status() : undefined;
+  const stored = s === undefined ? g.storage.initialState() : undefined;
+  const config = s?.config ?? stored!.confState;
   return {
     shardId: g.id,
-    role: s.softState.role,
-    leader: s.softState.leader,
-    term: s.hardState.term,
-    commit: s.hardState.commit,
-    applied: s.applied,
-    lastIndex: s.lastIndex,
+    role: s?.softState.role ?? 'follower',
+    leader: s?.softState.leader ?? NONE,
+    term: (s ?? stored!).hardState.term,
+    commit: (s ?? stored!).hardState.commit,
+    applied: s?.applied ?? g.storage.applied,
+    lastIndex: s?.lastIndex ?? g.storage.lastIndex(),
     firstIndex: g.storage.firstIndex(),
     quiesced: g.quiesced,
-    voters: [...s.config.voters],
-    learners: [...s.config.learners],
+    voters: [...config.voters],
+    learners: [...config.learners],
     start: g.bounds.start,
     end: g.bounds.end,
     epoch: g.bounds.epoch,

@@ -15,7 +15,7 @@ import { decodeFrozen } from '../kv/merge.js';
 import { CoreOutputBuffer } from './core-output.js';
 import { zeroCoreStats, type CoreEvent, type CoreInput, type CoreOutput, type CoreRequest, type CoreStats, type CoreStatsReport } from './core-protocol.js';
 import { DiskGuard, writeBytes } from './disk-guard.js';
-import { Group, type GroupRaftOptions } from './group.js';
+import { Group, type GroupOptions, type GroupRaftOptions } from './group.js';
 import { CoreLeases } from './core-leases.js';
 import { InboundTraffic } from './inbound.js';
 import { PROCESS_LEASE_CLOCKS, type LeaseClocks } from './node-leases.js';
@@ -108,6 +108,10 @@ export class ShardCore {
   private readonly touched = new Set<Group>();
   /** Replicas whose status or report changed since the Host last asked (a superset of every touched group). */
   private readonly changes = new ShardChangeTracker();
+  /** What every group's Raft node is built with, one object for all (Group.raw). */
+  private readonly groupOptions: GroupOptions;
+  /** Groups here whose Raft node was built: CoreStats.loadedGroupCount. */
+  private loadedGroupCount = 0;
   /** Ticks seen: the clock of the disk guard, the consistency checks and the unknown-shard reports. */
   private tickCount = 0;
   /** This core's copy of the node's leases (undefined: node leases off). */
@@ -151,6 +155,14 @@ export class ShardCore {
     this.out = new CoreOutputBuffer(options.emit);
     const nl = options.nodeLeases;
     this.leases = nl === undefined ? undefined : new CoreLeases({ ...nl, clocks: options.leaseClocks ?? PROCESS_LEASE_CLOCKS, nowTick: () => this.tickCount });
+    this.groupOptions = {
+      nodeId: this.self,
+      seed: options.seed,
+      raft: options.raft,
+      nodeLeases: this.leases,
+      logger: (id) => raftLogger(this.raftLog, { rangeId: id }),
+      onLoad: () => void this.loadedGroupCount++,
+    };
     this.checksums = new ReplicaChecksums(store, { chunkKeyCount: options.checksumChunkKeyCount, holdTicks: options.checksumHoldTicks }, (fields, message) => this.log.error(fields, message));
     // What the parts share: who we are, what we count and log, where answers go, the replicas and the
     // loop. Each part's port names what it takes of it.
@@ -203,6 +215,7 @@ export class ShardCore {
       },
       forget: (g) => {
         this.groups.delete(g.id);
+        if (g.loaded) this.loadedGroupCount--;
         this.changes.forget(g);
       },
     });
@@ -215,13 +228,7 @@ export class ShardCore {
   }
 
   private addGroup(shardId: GroupId, bounds: ShardRange): Group {
-    const g = new Group(shardId, this.options.store.storage(shardId), bounds, {
-      nodeId: this.self,
-      seed: this.options.seed,
-      raft: this.options.raft,
-      nodeLeases: this.leases,
-      logger: raftLogger(this.raftLog, { rangeId: shardId }),
-    });
+    const g = new Group(shardId, this.options.store.storage(shardId), bounds, this.groupOptions);
     g.frozen = decodeFrozen(shardId, this.options.store.frozen(shardId));
     this.groups.set(shardId, g);
     return g;
@@ -346,6 +353,7 @@ export class ShardCore {
       case 'stats':
         this.stats.groupCount = this.groups.size;
         this.stats.activeGroupCount = this.quiescence.ticking.size;
+        this.stats.loadedGroupCount = this.loadedGroupCount;
         this.stats.checksumPasses = this.checksums.stats.passes;
         this.stats.checksumPassesRefused = this.checksums.stats.passesRefused;
         this.stats.checksumPassesFailed = this.checksums.stats.passesFailed;

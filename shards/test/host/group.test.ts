@@ -1,9 +1,10 @@
 // A group's pending-request and snapshot-stream containers: made by the first write, read without being
 // made, and dropped once empty when the group quiesces, so a quiesced replica holds none of its own
-// (ARCHITECTURE.md, "Memory per replica").
+// (ARCHITECTURE.md, "Memory per replica"); and its Raft node, built on first use.
 import { SILENT_LOGGER, groupId, nodeId, type ReadContext } from '@flotilla/core';
 import { describe, expect, it } from 'vitest';
 import { Group } from '../../src/host/group.js';
+import { statusOf } from '../../src/host/shard-changes.js';
 import { WHOLE_KEY_SPACE } from '../../src/kv/range.js';
 import { confState, openStore, tempDir, useTempStores } from '../support/fixtures.js';
 
@@ -18,7 +19,7 @@ async function twoGroups(): Promise<[Group, Group]> {
       seed: 7,
       raft: {},
       nodeLeases: undefined,
-      logger: SILENT_LOGGER,
+      logger: () => SILENT_LOGGER,
     });
   };
   return [await make(1), await make(2)];
@@ -87,5 +88,22 @@ describe('Group request containers', () => {
     a.setProposal(6, { requestIds: [2], term: 3, proposedAtMs: 0 });
     expect(a.proposals.size).toBe(1);
     expect(b.proposals.size).toBe(0);
+  });
+});
+
+describe('Group Raft node, built on first use', () => {
+  it('a replica not built reports what its freshly built node reports, and building it is counted once', async () => {
+    const store = await openStore(tempDir());
+    const id = groupId(4);
+    // Stored as a split's right half: applied, committed and at a term, so the store's answers are not all zero.
+    await store.createShard(id, { confState: confState({ voters: [1, 2, 3], learners: [4] }), startAt: { index: 12, term: 3 } });
+    let loads = 0;
+    const g = new Group(id, store.storage(id), WHOLE_KEY_SPACE, { nodeId: nodeId(1), seed: 7, raft: {}, nodeLeases: undefined, logger: () => SILENT_LOGGER, onLoad: () => loads++ });
+    const lazy = statusOf(g);
+    expect([g.loaded, g.isLeader, g.leader, loads]).toEqual([false, false, 0, 0]);
+    expect(lazy).toMatchObject({ role: 'follower', leader: 0, applied: 12, lastIndex: 12, voters: [1, 2, 3], learners: [4] });
+    expect(g.raw).toBe(g.raw);
+    expect([g.loaded, loads]).toEqual([true, 1]);
+    expect(statusOf(g)).toEqual(lazy);
   });
 });

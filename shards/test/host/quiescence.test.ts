@@ -162,6 +162,34 @@ describe('quiescence', () => {
     expect((await back.get(groupId(1), shardKey(1, 'k4'), { consistency: 'stale' }))?.value.toString()).toBe('v4');
   }, 120_000);
 
+  it('a restarted node builds no replica\'s Raft node until traffic, a request or its campaign turn needs it', async () => {
+    const { c, ids, dead } = await quiescedWithVictim(300, { wakeCountPerTickMax: 16 });
+    const node = c.nodeIds.find((n) => n !== dead)!;
+    const before = new Map((await c.host(node).shards()).map((s) => [s.shardId, s]));
+    expect((await c.write(7, { op: 'put', key: shardKey(7, 'k'), value: key('v') })).ok).toBe(true);
+    await c.tickUntil('every group quiesced', () => allQuiesced(c), 100);
+    await c.stopNode(node);
+    const back = await c.startNode(node);
+    const loaded = async () => (await back.coreStats()).reduce((n, s) => n + s.loadedGroupCount, 0);
+    // Open and listed without one built: statuses come from the store, as a fresh node would give them.
+    const listed = await back.shards();
+    expect(listed).toHaveLength(ids.length);
+    for (const s of listed) {
+      const was = before.get(s.shardId)!;
+      expect({ role: s.role, leader: s.leader, term: s.term, voters: s.voters, epoch: s.epoch }).toEqual({ role: 'follower', leader: 0, term: was.term, voters: was.voters, epoch: was.epoch });
+    }
+    expect(await loaded()).toBe(0);
+    // A request is traffic: it builds its replica (which, knowing no leader, campaigns) and no other.
+    expect((await back.get(groupId(7), shardKey(7, 'k'), { consistency: 'stale' }))?.value.toString()).toBe('v');
+    expect(await loaded()).toBe(1);
+    // Each tick builds at most the campaign budget, plus what the peers' traffic reaches.
+    await c.tick(1);
+    expect(await loaded()).toBeLessThan(ids.length);
+    await c.tickUntil('every group quiesced again', async () => (await c.agreedLeaders(ids)) !== undefined && (await allQuiesced(c)), 300);
+    // Every stored replica campaigned once (a whole-cluster restart needs that to elect anyone): all built now.
+    expect(await loaded()).toBe(ids.length);
+  }, 240_000);
+
   it('a replica back from a quick restart with entries it never saw committed learns the commit though its leader quiesced', async () => {
     // Found by the whole-node simulation (seeds 85, 431): the follower persisted an entry, restarted
     // before the leader's commit update reached it, and came back too fast to be seen down. Its leader

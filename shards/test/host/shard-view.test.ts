@@ -73,6 +73,7 @@ describe('ShardChangeTracker', () => {
       quiesced: true,
       bounds: { start: new Uint8Array(0), end: null, epoch: 1 },
       storage: { firstIndex: () => 1 },
+      loaded: true,
       raw: { status: () => ({ softState: { role: 'follower', leader: 2 }, hardState: { term: 1, commit: 5 }, applied: 5, lastIndex: 5, config: { voters: [1, 2], learners: [] } }) },
     } as unknown as Group;
     const groups = new Map<number, Group>([[1, live]]);
