@@ -147,6 +147,7 @@ export class NodeMetrics {
     counter('flotilla_core_checksum_chunks_total', 'Chunks hashed by consistency check passes (at most one per core per tick).', (c) => c.checksumChunks);
     gauge('flotilla_core_groups', 'Replicas on the core.', (c) => c.groupCount);
     gauge('flotilla_core_groups_active', 'Replicas on the core that are not quiesced (they tick).', (c) => c.activeGroupCount);
+    gauge('flotilla_core_groups_loaded', 'Replicas on the core whose Raft state is built in memory (the rest were opened at start and have had no traffic since).', (c) => c.loadedGroupCount);
     gauge('flotilla_storage_used_bytes', "Bytes of the core's LMDB file in use: pages up to the last one written times the page size (freed pages inside it are reused, never returned).", (c) => c.storeUsedBytes);
   }
 
