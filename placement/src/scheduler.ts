@@ -16,7 +16,7 @@ import { compareKeys } from './range.js';
  *   5. excess       too many voters: remove one, the one on the least healthy node first
  *   6. drain        a replica on a decommissioning (or decommissioned) node moves off it
  *   7. split        by size, or by load sustained
- *   8. merge        a frozen range's merge resumed; two small, cold neighbours with the same voters
+ *   8. merge        a frozen range's merge resumed; two small, cold neighbours with the same voters (moved there first)
  *   9. balance      replicas per up node within one of each other
  *  10. balance      leaders per up node within one of each other
  *
@@ -88,8 +88,10 @@ interface Planning {
   movesCount: number;
   /** Split operators in flight or planned. */
   splitsCount: number;
-  /** Merge operators in flight or planned. */
+  /** Merge operators, and replica moves that align a pair's voters for one (reason 'merge'), in flight or planned. */
   mergesCount: number;
+  /** Ranges of pairs due a merge or being aligned for one: replica balance leaves them where they are. */
+  readonly mergeHeld: Set<number>;
   /** Frozen ranges with no operator in flight: planMerges resumes their merges. */
   readonly frozenIdle: RangeInfo[];
   /** addReplica and moveReplica operators in flight or planned, by the node they copy a replica to. */
@@ -121,7 +123,8 @@ function startPlanning(snapshot: ClusterSnapshot, config: SchedulerConfig, inFli
     busy: new Set(inFlight.map((op) => op.rangeId)),
     movesCount: 0,
     splitsCount: inFlight.filter((op) => op.kind === 'split').length,
-    mergesCount: inFlight.filter((op) => op.kind === 'merge').length,
+    mergesCount: inFlight.filter((op) => op.kind === 'merge' || (op.kind === 'moveReplica' && op.reason === 'merge')).length,
+    mergeHeld: new Set(),
     frozenIdle: [],
     snapshotsByNode: new Map(),
     replicasByNode: new Map(),
@@ -382,8 +385,11 @@ function planSplits(planning: Planning): void {
  * rolls it back (operator.ts nextMerge). Then neighbours that are small
  * together (mergeSizeBytes), both cold for mergeColdSec, with the same
  * voters on up nodes and no change under way: the right one merges into
- * the left, smallest pairs first. The meta range and other unsplittable
- * ranges take no part.
+ * the left, smallest pairs first. A pair that differs only in where its
+ * voters are gets them aligned first, one replica move at a time (PD's
+ * merge checker does the same), within the move budget and counted as a
+ * merge in flight. The meta range and other unsplittable ranges take no
+ * part.
  */
 function planMerges(planning: Planning): void {
   const { config } = planning;
@@ -397,18 +403,43 @@ function planMerges(planning: Planning): void {
   // Both ranges of a pair must be mergeable by themselves, so only those are sorted: two neighbours in the
   // key space are neighbours among them too (nothing lies between them).
   const byStart = [...planning.candidates.mergeable].sort((a, b) => compareKeys(a.start, b.start));
-  const due: { left: RangeInfo; right: RangeInfo }[] = [];
+  const due: MergePair[] = [];
+  const apart: MergePair[] = [];
   for (let i = 0; i + 1 < byStart.length; i++) {
-    const [left, right] = [byStart[i]!, byStart[i + 1]!];
-    if (mergeable(planning, left, right)) due.push({ left, right });
+    const pair = { left: byStart[i]!, right: byStart[i + 1]! };
+    const fit = mergeFit(planning, pair.left, pair.right);
+    if (fit === 'now') due.push(pair);
+    else if (fit === 'aligned first') apart.push(pair);
   }
-  due.sort((a, b) => a.left.sizeBytes + a.right.sizeBytes - (b.left.sizeBytes + b.right.sizeBytes) || a.right.rangeId - b.right.rangeId);
+  const smallestFirst = (a: MergePair, b: MergePair) => a.left.sizeBytes + a.right.sizeBytes - (b.left.sizeBytes + b.right.sizeBytes) || a.right.rangeId - b.right.rangeId;
+  due.sort(smallestFirst);
   for (const { left, right } of due) {
-    if (planning.mergesCount >= config.mergesInFlightMax) return;
+    // Held from replica balance whether merged now or at a later plan: a move would take the pair apart again.
+    planning.mergeHeld.add(left.rangeId).add(right.rangeId);
+    if (planning.mergesCount >= config.mergesInFlightMax) continue;
     // A pair overlapping one planned just now (a range has one neighbour on each side) waits for the next plan.
     if (planning.busy.has(left.rangeId) || planning.busy.has(right.rangeId)) continue;
     proposeMerge(planning, right, left, 'size');
   }
+  apart.sort(smallestFirst);
+  for (const { left, right } of apart) {
+    if (planning.mergesCount >= config.mergesInFlightMax || !movesLeft(planning)) return;
+    if (planning.busy.has(left.rangeId) || planning.busy.has(right.rangeId)) continue;
+    // The smaller range moves: fewer bytes to copy. Its voter that the other lacks goes to one of the other's it lacks.
+    const [moving, staying] = right.sizeBytes <= left.sizeBytes ? [right, left] : [left, right];
+    const from = Math.min(...moving.voters.filter((v) => !staying.voters.includes(v)));
+    const to = staying.voters.filter((v) => !moving.voters.includes(v) && snapshotRoom(planning, v)).sort((a, b) => a - b)[0];
+    if (to === undefined) continue;
+    propose(planning, moving, { kind: 'moveReplica', rangeId: moving.rangeId, epoch: moving.epoch, from, to, reason: 'merge' }, 'merge');
+    planning.busy.add(staying.rangeId);
+    planning.mergeHeld.add(left.rangeId).add(right.rangeId);
+    planning.mergesCount++;
+  }
+}
+
+interface MergePair {
+  readonly left: RangeInfo;
+  readonly right: RangeInfo;
 }
 
 function proposeMerge(planning: Planning, source: RangeInfo, target: RangeInfo, reason: 'size' | 'resume'): void {
@@ -417,12 +448,22 @@ function proposeMerge(planning: Planning, source: RangeInfo, target: RangeInfo, 
   planning.mergesCount++;
 }
 
-/** Whether two merge candidates (each small, cold, led, not frozen, splittable: classify) may merge as a pair. */
-function mergeable(planning: Planning, left: RangeInfo, right: RangeInfo): boolean {
-  if (left.end === null || compareKeys(left.end, right.start) !== 0) return false;
-  if (!isOpen(planning, left) || !isOpen(planning, right)) return false;
-  if (left.sizeBytes + right.sizeBytes >= planning.config.mergeSizeBytes) return false;
-  return mergeProblem(left, right, planning.nodeState, planning.sameStore) === undefined;
+/**
+ * Whether two merge candidates (each small, cold, led, not frozen, splittable: classify) may merge as a pair
+ * now, or once replica moves put their voters on the same nodes: adjacent, open, small together, as many
+ * voters each, every one up, no change under way, and (for now) both in one store on every common voter.
+ */
+function mergeFit(planning: Planning, left: RangeInfo, right: RangeInfo): 'now' | 'aligned first' | 'no' {
+  if (left.end === null || compareKeys(left.end, right.start) !== 0) return 'no';
+  if (!isOpen(planning, left) || !isOpen(planning, right)) return 'no';
+  if (left.sizeBytes + right.sizeBytes >= planning.config.mergeSizeBytes) return 'no';
+  if (mergeProblem(left, right, planning.nodeState, planning.sameStore) === undefined) return 'now';
+  if (left.learners.length > 0 || right.learners.length > 0 || left.votersOutgoing.length > 0 || right.votersOutgoing.length > 0) return 'no';
+  if (left.voters.length !== right.voters.length) return 'no';
+  if ([...left.voters, ...right.voters].some((v) => planning.nodeState(v) !== 'up')) return 'no';
+  // Voters both share but in different stores would still block the merge after the moves.
+  if (left.voters.some((v) => right.voters.includes(v) && !planning.sameStore(v, left.rangeId, right.rangeId))) return 'no';
+  return 'aligned first';
 }
 
 /**
@@ -449,7 +490,7 @@ function findReplicaMove(planning: Planning, candidates: readonly number[]): { r
     if (fromCount - countMin <= 1) return undefined;
     // A source that leads needs a leader transfer first; prefer ranges it only follows.
     const ranges = [...openOf(planning, planning.ranges)]
-      .filter((r) => r.voters.includes(from))
+      .filter((r) => r.voters.includes(from) && !planning.mergeHeld.has(r.rangeId))
       .sort((a, b) => Number(a.leader === from) - Number(b.leader === from) || a.rangeId - b.rangeId);
     for (const range of ranges) {
       const to = bestCandidate(planning, range, (n) => replicasOn(planning, n) <= fromCount - 2);

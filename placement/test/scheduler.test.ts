@@ -680,6 +680,38 @@ describe('plan: merges', () => {
     expect(plan(snapshot, CONFIG, []).map(brief)).toEqual(['r2 merge into r1 size']);
   });
 
+  it('moves the smaller range\'s voters onto its neighbour\'s nodes first, one replica a plan, then merges', () => {
+    // Range 2 lives on 1, 2, 4 and range 1 on 1, 2, 3: range 2 (the smaller) moves its replica on 4 to 3.
+    const snapshot = cluster({ nodes: [1, 2, 3, 4], ranges: [{ id: 1, voters: [1, 2, 3], leader: 1, ...cold, sizeBytes: 2_000 }, { id: 2, voters: [1, 2, 4], leader: 4, ...cold }] });
+    const ops = plan(snapshot, CONFIG, []);
+    expect(ops.map(brief)).toEqual(['r2 move 4→3 merge']);
+    const sim = new Simulator(snapshot);
+    expect(runOperator(sim, ops[0]!)).toBe('done');
+    expect([...sim.info(2)!.voters].sort()).toEqual([1, 2, 3]);
+    expect(plan(sim.snapshot(), CONFIG, []).map(brief)).toEqual(['r2 merge into r1 size']);
+  });
+
+  it('aligns no pair it could not merge afterwards, and counts an alignment as a merge in flight', () => {
+    const apart = (a: Partial<RangeSpec>, b: Partial<RangeSpec>, nodes: NodeSpec[] = [1, 2, 3, 4]) =>
+      cluster({ nodes, ranges: [{ id: 1, voters: [1, 2, 3], leader: 1, ...cold, ...a }, { id: 2, voters: [1, 2, 4], leader: 2, ...cold, ...b }] });
+    expect(plan(apart({}, {}), CONFIG, []).map(brief)).toEqual(['r2 move 4→3 merge']);
+    // Too big together, a voter not up, voter counts that differ, a shared voter keeping them in two stores.
+    expect(plan(apart({ sizeBytes: mergeSizeBytes / 2 }, { sizeBytes: mergeSizeBytes / 2 }), CONFIG, []).map(brief)).toEqual([]);
+    expect(plan(apart({}, {}, [1, 2, 3, { id: 4, state: 'suspect' }]), CONFIG, []).filter((op) => op.kind === 'moveReplica').map(brief)).toEqual([]);
+    expect(plan(apart({}, { voters: [1, 4] }), CONFIG, []).filter((op) => op.reason === 'merge').map(brief)).toEqual([]);
+    expect(plan({ ...apart({}, {}), sameStore: (node) => node !== 2 }, CONFIG, []).map(brief)).toEqual([]);
+    const aligning: Operator[] = [{ kind: 'moveReplica', rangeId: 9, epoch: 1, from: 4, to: 3, reason: 'merge' }];
+    expect(plan(apart({}, {}), config({ mergesInFlightMax: 1 }), aligning).map(brief)).toEqual([]);
+    expect(plan(apart({}, {}), config({ movesInFlightMax: 1 }), aligning).map(brief)).toEqual([]);
+  });
+
+  it('leaves a pair due a merge out of replica balance while the merge budget holds it back', () => {
+    // Node 4 is empty: balance would move a replica there, but not one of the pair waiting for its merge.
+    const snapshot = cluster({ nodes: [1, 2, 3, 4], ranges: [{ id: 1, voters: [1, 2, 3], leader: 1, ...cold }, { id: 2, voters: [1, 2, 3], leader: 2, ...cold }, { id: 3, voters: [1, 2, 3], leader: 3 }] });
+    const busy: Operator[] = [{ kind: 'merge', rangeId: 9, epoch: 1, targetId: 8, targetEpoch: 1, reason: 'size' }];
+    expect(plan(snapshot, config({ mergesInFlightMax: 1 }), busy).map(brief)).toEqual(['r3 move 1→4 balance']);
+  });
+
   it("resumes a frozen range's merge, and plans nothing else on it or its target", () => {
     const frozen = { targetRangeId: 1, index: 40, term: 3, epoch: 2 };
     // Range 1 over the split size, range 2 on a node to drain: neither gets its operator while the merge holds them.
