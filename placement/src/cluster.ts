@@ -151,8 +151,11 @@ export type Operator =
   | { readonly kind: 'split'; readonly rangeId: number; readonly epoch: number; readonly key: Uint8Array; readonly reason: 'size' | 'load' | 'admin' }
   /** add a learner on `node`, wait until it caught up, promote it to voter. */
   | { readonly kind: 'addReplica'; readonly rangeId: number; readonly epoch: number; readonly node: number; readonly reason: 'replicate' | 'repair' | 'admin' }
-  /** add a learner on `to`, wait until it caught up, move the lead off `from` if it leads, then one joint change: `to` voter, `from` removed. */
-  | { readonly kind: 'moveReplica'; readonly rangeId: number; readonly epoch: number; readonly from: number; readonly to: number; readonly reason: 'balance' | 'repair' | 'drain' | 'merge' | 'admin' }
+  /**
+   * add a learner on `to`, wait until it caught up, move the lead off `from` if it leads, then one joint change: `to` voter, `from` removed.
+   * With reason 'merge', `mergeWith` names the neighbour whose voters the move aligns the range's with.
+   */
+  | { readonly kind: 'moveReplica'; readonly rangeId: number; readonly epoch: number; readonly from: number; readonly to: number; readonly reason: 'balance' | 'repair' | 'drain' | 'merge' | 'admin'; readonly mergeWith?: number }
   /** move the lead off `node` if it leads, then remove its replica (voter or learner). */
   | { readonly kind: 'removeReplica'; readonly rangeId: number; readonly epoch: number; readonly node: number; readonly reason: 'excess' | 'undo' | 'admin' }
   | { readonly kind: 'transferLeader'; readonly rangeId: number; readonly epoch: number; readonly from: number; readonly to: number; readonly reason: 'balance' | 'admin' }

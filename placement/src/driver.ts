@@ -409,18 +409,22 @@ export class PlacementDriver {
   }
 
   /**
-   * A range next to `rangeId` (the left one first) that `nodeId` holds a
-   * replica of: a replica of `rangeId` created there goes into that one's
-   * store, so the two can merge later. O(ranges): asked once per replica
-   * added, not per pass.
+   * A range next to `rangeId` that `nodeId` holds a replica of: a replica
+   * of `rangeId` created there goes into that one's store, so the two can
+   * merge later. The neighbour a move aligns the range with for a merge
+   * first, then the left one; never one that takes part in no merge (the
+   * meta range). O(ranges): asked once per replica added, not per pass.
    */
   neighbourOn(rangeId: number, nodeId: number): number | undefined {
     const r = this.ranges.get(rangeId)?.report;
     const held = this.nodes.get(nodeId)?.replicas;
     if (r === undefined || held === undefined) return undefined;
+    const op = this.operators.get(rangeId)?.op;
+    if (op?.kind === 'moveReplica' && op.mergeWith !== undefined && held.has(op.mergeWith)) return op.mergeWith;
+    const unsplittable = this.o.config.scheduler.unsplittable;
     let right: number | undefined;
     for (const [id, t] of this.ranges) {
-      if (id === rangeId || !held.has(id)) continue;
+      if (id === rangeId || !held.has(id) || unsplittable.includes(id)) continue;
       if (t.report.end !== null && compareKeys(t.report.end, r.start) === 0) return id;
       if (r.end !== null && compareKeys(t.report.start, r.end) === 0) right = id;
     }

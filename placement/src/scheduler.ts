@@ -139,6 +139,9 @@ function startPlanning(snapshot: ClusterSnapshot, config: SchedulerConfig, inFli
   // A merge holds its target as well as its source; a frozen range holds its target until its merge is
   // done or rolled back (planMerges resumes it): no other operator may change either meanwhile.
   for (const op of inFlight) if (op.kind === 'merge') planning.busy.add(op.targetId);
+  // A move aligning two neighbours' voters for a merge holds both from replica balance until it is done: the
+  // moving range has a learner or a joint configuration meanwhile and fits no pair (planMerges).
+  for (const op of inFlight) if (op.kind === 'moveReplica' && op.mergeWith !== undefined) planning.mergeHeld.add(op.rangeId).add(op.mergeWith);
   for (const range of ranges) {
     if (range.frozen === undefined) continue;
     planning.busy.add(range.frozen.targetRangeId);
@@ -408,15 +411,18 @@ function planMerges(planning: Planning): void {
   for (let i = 0; i + 1 < byStart.length; i++) {
     const pair = { left: byStart[i]!, right: byStart[i + 1]! };
     const fit = mergeFit(planning, pair.left, pair.right);
+    if (fit === 'no') continue;
+    // Held from replica balance whether merged now or later (and while an alignment moves: startPlanning): a
+    // balance move would take the pair apart again, and the two rules would trade its replicas for ever.
+    planning.mergeHeld.add(pair.left.rangeId).add(pair.right.rangeId);
+    if (!isOpen(planning, pair.left) || !isOpen(planning, pair.right)) continue;
     if (fit === 'now') due.push(pair);
-    else if (fit === 'aligned first') apart.push(pair);
+    else apart.push(pair);
   }
   const smallestFirst = (a: MergePair, b: MergePair) => a.left.sizeBytes + a.right.sizeBytes - (b.left.sizeBytes + b.right.sizeBytes) || a.right.rangeId - b.right.rangeId;
   due.sort(smallestFirst);
   for (const { left, right } of due) {
-    // Held from replica balance whether merged now or at a later plan: a move would take the pair apart again.
-    planning.mergeHeld.add(left.rangeId).add(right.rangeId);
-    if (planning.mergesCount >= config.mergesInFlightMax) continue;
+    if (planning.mergesCount >= config.mergesInFlightMax) return;
     // A pair overlapping one planned just now (a range has one neighbour on each side) waits for the next plan.
     if (planning.busy.has(left.rangeId) || planning.busy.has(right.rangeId)) continue;
     proposeMerge(planning, right, left, 'size');
@@ -430,9 +436,8 @@ function planMerges(planning: Planning): void {
     const from = Math.min(...moving.voters.filter((v) => !staying.voters.includes(v)));
     const to = staying.voters.filter((v) => !moving.voters.includes(v) && snapshotRoom(planning, v)).sort((a, b) => a - b)[0];
     if (to === undefined) continue;
-    propose(planning, moving, { kind: 'moveReplica', rangeId: moving.rangeId, epoch: moving.epoch, from, to, reason: 'merge' }, 'merge');
+    propose(planning, moving, { kind: 'moveReplica', rangeId: moving.rangeId, epoch: moving.epoch, from, to, reason: 'merge', mergeWith: staying.rangeId }, 'merge');
     planning.busy.add(staying.rangeId);
-    planning.mergeHeld.add(left.rangeId).add(right.rangeId);
     planning.mergesCount++;
   }
 }
@@ -449,13 +454,13 @@ function proposeMerge(planning: Planning, source: RangeInfo, target: RangeInfo, 
 }
 
 /**
- * Whether two merge candidates (each small, cold, led, not frozen, splittable: classify) may merge as a pair
- * now, or once replica moves put their voters on the same nodes: adjacent, open, small together, as many
- * voters each, every one up, no change under way, and (for now) both in one store on every common voter.
+ * Whether two merge candidates (each small, cold, led, not frozen, splittable: classify) fit a merge as a pair
+ * now, or once replica moves put their voters on the same nodes: adjacent, small together, as many voters
+ * each, every one up, no change under way, and both in one store on every voter they share. Whether both are
+ * open (no operator, a quorum) is the caller's to check.
  */
 function mergeFit(planning: Planning, left: RangeInfo, right: RangeInfo): 'now' | 'aligned first' | 'no' {
   if (left.end === null || compareKeys(left.end, right.start) !== 0) return 'no';
-  if (!isOpen(planning, left) || !isOpen(planning, right)) return 'no';
   if (left.sizeBytes + right.sizeBytes >= planning.config.mergeSizeBytes) return 'no';
   if (mergeProblem(left, right, planning.nodeState, planning.sameStore) === undefined) return 'now';
   if (left.learners.length > 0 || right.learners.length > 0 || left.votersOutgoing.length > 0 || right.votersOutgoing.length > 0) return 'no';

@@ -539,6 +539,20 @@ describe('PlacementDriver: merges', () => {
     expect(driver.neighbourOn(99, 1)).toBeUndefined();
   });
 
+  it('names the neighbour a merge alignment moves the range towards, and never one that takes part in no merge', () => {
+    // Node 1 holds ranges 1 and 3 on both sides of range 2. Range 1 is unsplittable (like the meta range).
+    const { driver } = driverWith({ paused: true, config: { scheduler: { ...CONFIG.scheduler, unsplittable: [1] } } });
+    const third = report(3, { voters: [1, 2, 4], start: b('z'), end: null, epoch: 1 });
+    const second = report(2, { voters: [2, 3, 4], start: b('m'), end: b('z'), epoch: 2 });
+    driver.onHeartbeat(heartbeat(1, [left(), second, third], [{ rangeId: 1, epoch: 3 }, { rangeId: 3, epoch: 1 }]), 0);
+    expect(driver.neighbourOn(2, 1)).toBe(3);
+    const { driver: other } = driverWith({ paused: true });
+    other.onHeartbeat(heartbeat(1, [left(), second, third], [{ rangeId: 1, epoch: 3 }, { rangeId: 3, epoch: 1 }]), 0);
+    expect(other.neighbourOn(2, 1)).toBe(1);
+    other.submit({ kind: 'moveReplica', rangeId: 2, epoch: 2, from: 3, to: 1, reason: 'merge', mergeWith: 3 }, 0);
+    expect(other.neighbourOn(2, 1)).toBe(3);
+  });
+
   it('a frozen range holds itself and its target; the target covering it drops it from the view', () => {
     const { driver } = driverWith({ paused: true });
     const frozen = { targetRangeId: 1, index: 40, term: 6, epoch: 3 };

@@ -685,6 +685,7 @@ describe('plan: merges', () => {
     const snapshot = cluster({ nodes: [1, 2, 3, 4], ranges: [{ id: 1, voters: [1, 2, 3], leader: 1, ...cold, sizeBytes: 2_000 }, { id: 2, voters: [1, 2, 4], leader: 4, ...cold }] });
     const ops = plan(snapshot, CONFIG, []);
     expect(ops.map(brief)).toEqual(['r2 move 4→3 merge']);
+    expect(ops[0]).toMatchObject({ mergeWith: 1 });
     const sim = new Simulator(snapshot);
     expect(runOperator(sim, ops[0]!)).toBe('done');
     expect([...sim.info(2)!.voters].sort()).toEqual([1, 2, 3]);
@@ -703,6 +704,23 @@ describe('plan: merges', () => {
     const aligning: Operator[] = [{ kind: 'moveReplica', rangeId: 9, epoch: 1, from: 4, to: 3, reason: 'merge' }];
     expect(plan(apart({}, {}), config({ mergesInFlightMax: 1 }), aligning).map(brief)).toEqual([]);
     expect(plan(apart({}, {}), config({ movesInFlightMax: 1 }), aligning).map(brief)).toEqual([]);
+  });
+
+  it('leaves both ranges of an alignment in flight out of replica balance (the two rules traded a pair for ever)', () => {
+    // Range 2 moves its voter on 4 to 3 to match range 1 and has the learner meanwhile; nodes 4 and 5 will hold none. Range 1
+    // (led by 2, so balance's first pick off node 1) must stay put; range 3 (led by node 1) moves instead.
+    const snapshot = cluster({
+      nodes: [1, 2, 3, 4, 5],
+      ranges: [
+        { id: 1, voters: [1, 2, 3], leader: 2, ...cold },
+        { id: 2, voters: [1, 2, 4], learners: [3], leader: 4, ...cold },
+        { id: 3, voters: [1, 2, 3], leader: 1 },
+      ],
+    });
+    const aligning: Operator[] = [{ kind: 'moveReplica', rangeId: 2, epoch: 1, from: 4, to: 3, reason: 'merge', mergeWith: 1 }];
+    expect(plan(snapshot, CONFIG, aligning).map(brief)).toEqual(['r3 move 1→4 balance']);
+    const { mergeWith: _m, ...unnamed } = aligning[0] as Extract<Operator, { kind: 'moveReplica' }>;
+    expect(plan(snapshot, CONFIG, [unnamed]).map(brief)[0]).toBe('r1 move 1→4 balance');
   });
 
   it('leaves a pair due a merge out of replica balance while the merge budget holds it back', () => {

@@ -41,13 +41,16 @@ export type CoreRequest =
       readonly bounds: RangeBoundsWire;
       /** A replica joining an existing group: empty configuration, no range (UNINITIALIZED), caught up by the leader's snapshot. */
       readonly join: boolean;
+      /** The last term and vote of the shard's replicas removed from the node's other cores (their claim answers): the new one starts there. */
+      readonly tombstone?: { readonly term: number; readonly vote: number };
     }
   | { readonly kind: 'removeShard'; readonly id: number; readonly shardId: number }
   /**
-   * The Host is about to create a replica of `shardId` in another core's store. Answers `here` (this
-   * core has it, or a split being applied is creating it), `removed` (a replica was removed here:
-   * messages for it are stale), or `free` — after durably marking it away, so no split applied here
-   * creates it a second time (see NodeStore.markAway).
+   * The Host is about to create a replica of `shardId` in some core's store. Answers `here` (this
+   * core has it, or a split being applied is creating it); else, after durably marking it away so no
+   * split applied here creates it a second time (see NodeStore.markAway; the core that creates it
+   * clears its mark), `{ removed }` with the term and vote the tombstone of a replica removed here
+   * kept (messages for it are stale), or `free`.
    */
   | { readonly kind: 'claimShard'; readonly id: number; readonly shardId: number }
   /**
@@ -121,7 +124,7 @@ export type CoreOutEvent =
   /** The core's view of its store's disk changed: `full` (a group commit failed for want of space), `low` (below the reserve: writes refused). */
   | { readonly kind: 'disk'; readonly full: boolean; readonly low: boolean; readonly freeBytes: number };
 
-export type ClaimAnswer = 'here' | 'removed' | 'free';
+export type ClaimAnswer = 'here' | 'free' | { readonly removed: { readonly term: number; readonly vote: number } };
 
 export interface CoreOutput {
   /** Per destination node: one encoded segment (see node-batch.ts). */

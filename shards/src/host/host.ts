@@ -515,7 +515,7 @@ export class Host {
   async createShard(spec: { shardId: GroupId; voters: readonly number[]; learners?: readonly number[]; bounds?: RangeBoundsWire; join?: boolean; colocateWith?: GroupId }): Promise<void> {
     assert(spec.shardId > 0, () => `shard id must be positive, got ${spec.shardId}`);
     if (spec.join === true) {
-      await this.adoption.join(spec.shardId);
+      await this.adoption.join(spec.shardId, spec.colocateWith === undefined ? {} : { colocateWith: spec.colocateWith });
       return;
     }
     this.shardTable.assign(spec.shardId, this.shardTable.place(spec.shardId, spec.colocateWith));

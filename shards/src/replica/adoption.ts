@@ -1,7 +1,9 @@
+import { nodeId, type Term } from '@flotilla/core';
 import { ShardExistsError } from '../errors.js';
 import type { ClaimAnswer, CoreRequest } from '../host/core-protocol.js';
 import type { ShardTable } from '../host/shard-table.js';
 import type { ShellLogger } from '../shell-logger.js';
+import { laterTombstone, type TermAndVote } from '../storage/node-store.js';
 
 /**
  * Ticks a shard's traffic must keep arriving before this node makes an empty replica for it: two
@@ -45,8 +47,8 @@ export class ReplicaAdoption {
   constructor(private readonly port: ReplicaAdoptionPort) {}
 
   /** An empty replica asked for (createShard with `join`); SHARD_EXISTS if a core already holds the shard. */
-  async join(shardId: number): Promise<void> {
-    if ((await this.serially(shardId, () => this.adopt(shardId, { explicit: true }))) === 'here') throw new ShardExistsError(shardId, this.port.nodeId);
+  async join(shardId: number, options: { colocateWith?: number } = {}): Promise<void> {
+    if ((await this.serially(shardId, () => this.adopt(shardId, { explicit: true, ...options }))) === 'here') throw new ShardExistsError(shardId, this.port.nodeId);
   }
 
   /**
@@ -108,24 +110,38 @@ export class ReplicaAdoption {
    * is created; every other core marks it away first, so a split applied
    * there later skips it instead of making a second copy. A shard removed
    * here is not re-created by traffic (`explicit` false: a stale leader's
-   * messages), only when asked, in the store holding the tombstone (it keeps
-   * the last vote).
+   * messages), only when asked. The replica goes next to `colocateWith` if
+   * this node still holds it (two ranges merge only where one store holds
+   * both), else into the store of a replica removed here, else where fewest
+   * are; it starts from the latest term and vote the removed ones' tombstones
+   * kept, wherever they are (Raft's one vote per term is per node).
    */
-  private async adopt(shardId: number, options: { explicit: boolean }): Promise<ClaimAnswer> {
+  private async adopt(shardId: number, options: { explicit: boolean; colocateWith?: number }): Promise<'here' | 'removed' | 'free'> {
     const { port } = this;
     const answers = await Promise.all(Array.from({ length: port.coreCount }, (_, core) => port.request<ClaimAnswer>(shardId, (id) => ({ kind: 'claimShard', id, shardId }), core)));
     if (answers.includes('here')) return 'here';
-    const tombstoneCore = answers.indexOf('removed');
-    if (tombstoneCore >= 0 && !options.explicit) {
+    let tombstoneCore = -1;
+    let tombstone: TermAndVote | undefined;
+    answers.forEach((a, core) => {
+      if (typeof a !== 'object') return;
+      if (tombstoneCore < 0) tombstoneCore = core;
+      tombstone = laterTombstone(tombstone, { term: a.removed.term as Term, vote: nodeId(a.removed.vote) });
+    });
+    if (tombstone !== undefined && !options.explicit) {
       this.removedShards.add(shardId);
       port.log.info({ rangeId: shardId }, 'traffic for a range removed from this node ignored');
       return 'removed';
     }
-    const core = tombstoneCore >= 0 ? tombstoneCore : port.shards.place(shardId, undefined);
+    const colocateWith = options.colocateWith !== undefined && port.shards.has(options.colocateWith) ? options.colocateWith : undefined;
+    const core = colocateWith !== undefined || tombstoneCore < 0 ? port.shards.place(shardId, colocateWith) : tombstoneCore;
     port.shards.assign(shardId, core);
     this.removedShards.delete(shardId);
     try {
-      await port.request(shardId, (id) => ({ kind: 'createShard', id, shardId, voters: [], learners: [], bounds: { start: new Uint8Array(0), end: null }, join: true }), core);
+      await port.request(
+        shardId,
+        (id) => ({ kind: 'createShard', id, shardId, voters: [], learners: [], bounds: { start: new Uint8Array(0), end: null }, join: true, ...(tombstone === undefined ? {} : { tombstone }) }),
+        core,
+      );
     } catch (err) {
       port.shards.unassign(shardId);
       throw err;

@@ -1,4 +1,4 @@
-import { EMPTY_CONF_STATE, groupId, nodeId, type ConfState, type GroupId, type NodeId } from '@flotilla/core';
+import { EMPTY_CONF_STATE, groupId, nodeId, type ConfState, type GroupId, type NodeId, type Term } from '@flotilla/core';
 import { DiskFullError, RangeMergingError, ShardExistsError, ShardNotFoundError } from '../errors.js';
 import { INITIAL_LOG_INDEX, INITIAL_LOG_TERM } from '../kv/command.js';
 import { UNINITIALIZED, decodeShardRange, encodeShardRange, isInitialized, overlaps, type ShardRange } from '../kv/range.js';
@@ -117,7 +117,13 @@ export class ReplicaLifecycle {
     const initial = { index: INITIAL_LOG_INDEX, term: INITIAL_LOG_TERM };
     try {
       await store.createShards(
-        batch.map((r) => ({ shardId: groupId(r.shardId), confState: confStateOf(r), descriptor: encodeShardRange(rangeOf(r)), ...(r.join ? {} : { startAt: initial }) })),
+        batch.map((r) => ({
+          shardId: groupId(r.shardId),
+          confState: confStateOf(r),
+          descriptor: encodeShardRange(rangeOf(r)),
+          ...(r.join ? {} : { startAt: initial }),
+          ...(r.tombstone === undefined ? {} : { tombstone: { term: r.tombstone.term as Term, vote: nodeId(r.tombstone.vote) } }),
+        })),
       );
     } catch (err) {
       if (!isOutOfSpace(err, store.dir)) throw err;
@@ -141,15 +147,17 @@ export class ReplicaLifecycle {
   onClaimShard(id: number, shardId: GroupId): void {
     const { store, out } = this.port;
     if (this.port.groups.has(shardId) || this.creating.some((c) => c.shardId === shardId) || this.port.sm.isCreating(shardId)) return out.reply(id, 'here' satisfies ClaimAnswer);
-    if (store.tombstone(shardId) !== undefined) return out.reply(id, 'removed' satisfies ClaimAnswer);
-    // Marked in memory now, before any later apply can run; answered once durable.
+    const tombstone = store.tombstone(shardId);
+    const answer: ClaimAnswer = tombstone === undefined ? 'free' : { removed: { term: tombstone.term, vote: tombstone.vote } };
+    // Marked in memory now, before any later apply can run; answered once durable. A removed replica's
+    // store is marked too: the new one may go to another core's store (next to a neighbour it merges with).
     const marked = store.markAway(shardId);
     // Handled here at once: the scheduled step awaits it later, and a failed write (a dying disk) must
     // reach it, and so the core's fatal path, not end the process as an unhandled rejection first.
     marked.catch(() => undefined);
     this.port.schedule(async () => {
       await marked;
-      out.reply(id, 'free' satisfies ClaimAnswer);
+      out.reply(id, answer);
     });
   }
 

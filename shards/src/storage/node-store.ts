@@ -2,6 +2,7 @@ import {
   CompactedError,
   EMPTY_CONF_STATE,
   EMPTY_HARD_STATE,
+  NONE,
   UnavailableError,
   assert,
   entrySizeBytes,
@@ -93,18 +94,32 @@ export interface NewShard {
   readonly descriptor?: unknown;
   /** As if restored from a snapshot at this index and term, applied and committed there (a split's right half). */
   readonly startAt?: { readonly index: LogIndex; readonly term: Term };
+  /** The last term and vote of the shard's replicas removed from this node's other stores (their tombstones). */
+  readonly tombstone?: TermAndVote;
 }
+
+/** What a tombstone keeps of a removed replica's hard state. */
+export type TermAndVote = Pick<HardState, 'term' | 'vote'>;
 
 /**
  * A new shard's hard state. A replica re-created where one was removed
- * starts from the term and vote its tombstone kept: it may have voted in that
- * term, and a fresh hard state would let it vote again (Raft's one vote per
- * term is per node, across incarnations).
+ * starts from the term and vote its tombstone kept — this store's, or one
+ * another store of the node kept (`spec.tombstone`), the later of the two:
+ * it may have voted in that term, and a fresh hard state would let it vote
+ * again (Raft's one vote per term is per node, across incarnations).
  */
-function initialHardState(spec: NewShard, tombstone: HardState | undefined): HardState {
+function initialHardState(spec: NewShard, own: TermAndVote | undefined): HardState {
   const start = spec.startAt === undefined ? EMPTY_HARD_STATE : { ...EMPTY_HARD_STATE, term: spec.startAt.term, commit: spec.startAt.index };
+  const tombstone = laterTombstone(own, spec.tombstone);
   if (tombstone === undefined || tombstone.term <= start.term) return start;
   return { ...start, term: tombstone.term, vote: tombstone.vote };
+}
+
+/** The later of two tombstones: the higher term; in one term the one that voted (a node votes once a term, so two that voted agree). */
+export function laterTombstone(a: TermAndVote | undefined, b: TermAndVote | undefined): TermAndVote | undefined {
+  if (a === undefined || b === undefined) return a ?? b;
+  if (a.term !== b.term) return a.term > b.term ? a : b;
+  return a.vote !== NONE ? a : b;
 }
 
 /** Per-shard metadata kept in memory, mirroring the `meta` sub-database after each commit. */

@@ -153,6 +153,35 @@ describe('shards on a running node', () => {
     expect((await c.write(16, { op: 'put', key: shardKey(16, 'k'), value: key('v') })).ok).toBe(true);
   });
 
+  it('puts an empty replica asked for next to its neighbour, though a removed one left its tombstone in another core, and starts it from that tombstone', async () => {
+    // A move that aligns two ranges' voters for a merge adds the replica next to the neighbour it merges with.
+    // A tombstone pinned it to its own core, where the merge could never happen (node simulation seed 209).
+    const c = (cluster = await HostCluster.start({ nodeCount: 1, coreCount: 2, seed: 26 }));
+    const h = c.host(1);
+    await h.createShard({ shardId: groupId(10), voters: [1], bounds: shardBounds(10) });
+    await h.createShard({ shardId: groupId(12), voters: [1], bounds: shardBounds(12) });
+    expect(h.coreOf(12)).not.toBe(h.coreOf(10));
+    await h.createShard({ shardId: groupId(4), voters: [1], bounds: shardBounds(4), colocateWith: groupId(12) });
+    await c.tickUntil('shard 4 elected', async () => (await c.agreedLeaders([4])) !== undefined, 100);
+    const term = (await h.shards()).find((s) => s.shardId === 4)!.term;
+    expect(term).toBeGreaterThan(0);
+    await h.removeShard(groupId(4));
+
+    await h.createShard({ shardId: groupId(4), voters: [], join: true, colocateWith: groupId(10) });
+    expect(h.coreOf(4)).toBe(h.coreOf(10));
+    const joined = (await h.shards()).find((s) => s.shardId === 4)!;
+    expect({ term: joined.term, epoch: joined.epoch }).toEqual({ term, epoch: 0 });
+    // One replica across a restart: the store holding the tombstone does not claim it too.
+    await c.stopNode(1);
+    const again = await c.startNode(1);
+    expect(again.coreOf(4)).toBe(again.coreOf(10));
+    expect((await again.shards()).filter((s) => s.shardId === 4)).toHaveLength(1);
+    // Without a neighbour to join, it goes into a core holding one of its tombstones (both do now).
+    await again.removeShard(groupId(4));
+    await again.createShard({ shardId: groupId(4), voters: [], join: true });
+    expect(again.coreOf(4)).toBe(again.coreOf(10));
+  });
+
   it('refuses reads LMDB cannot serve (oversized keys and scan bounds) and keeps serving', async () => {
     const c = (cluster = await HostCluster.start({ nodeCount: 1, coreCount: 1, seed: 25 }));
     const h = c.host(1);
