@@ -63,6 +63,21 @@ export class ShardExistsError extends FlotillaError {
   }
 }
 
+/**
+ * The shard's replica here is being destroyed (it applied its own removal, or a merge took it in): a
+ * replica asked for now would be found present and then lost. Retry once the removal is done.
+ */
+export class ShardRemovingError extends FlotillaError {
+  readonly code = 'SHARD_REMOVING';
+  readonly retryable = true;
+  constructor(
+    readonly shardId: number,
+    readonly nodeId: number,
+  ) {
+    super(`shard ${shardId} on node ${nodeId} is being removed; ask again once it is gone`);
+  }
+}
+
 /** A key outside the shard's range: the caller routed to the wrong shard (stale routing). */
 export class KeyOutOfRangeError extends FlotillaError {
   readonly code = 'KEY_OUT_OF_RANGE';

@@ -1,5 +1,5 @@
 import { EMPTY_CONF_STATE, groupId, nodeId, type ConfState, type GroupId, type NodeId, type Term } from '@flotilla/core';
-import { DiskFullError, RangeMergingError, ShardExistsError, ShardNotFoundError } from '../errors.js';
+import { DiskFullError, RangeMergingError, ShardExistsError, ShardNotFoundError, ShardRemovingError } from '../errors.js';
 import { INITIAL_LOG_INDEX, INITIAL_LOG_TERM } from '../kv/command.js';
 import { UNINITIALIZED, decodeShardRange, encodeShardRange, isInitialized, overlaps, type ShardRange } from '../kv/range.js';
 import type { KvStateMachine } from '../kv/state-machine.js';
@@ -146,7 +146,11 @@ export class ReplicaLifecycle {
 
   onClaimShard(id: number, shardId: GroupId): void {
     const { store, out } = this.port;
-    if (this.port.groups.has(shardId) || this.creating.some((c) => c.shardId === shardId) || this.port.sm.isCreating(shardId)) return out.reply(id, 'here' satisfies ClaimAnswer);
+    const g = this.port.groups.get(shardId);
+    // Applied its own removal (or was merged away) and not destroyed yet: a replica created after the destroy
+    // is wanted, and "here" would have the caller believe it exists (its peers' traffic then meets the tombstone).
+    if (g !== undefined && (g.removed || this.removedByApply.has(g) || this.mergedAway.has(g))) return out.fail(id, new ShardRemovingError(shardId, this.port.self));
+    if (g !== undefined || this.creating.some((c) => c.shardId === shardId) || this.port.sm.isCreating(shardId)) return out.reply(id, 'here' satisfies ClaimAnswer);
     const tombstone = store.tombstone(shardId);
     const answer: ClaimAnswer = tombstone === undefined ? 'free' : { removed: { term: tombstone.term, vote: tombstone.vote } };
     // Marked in memory now, before any later apply can run; answered once durable. A removed replica's
