@@ -49,7 +49,8 @@ export class InboundTraffic {
     for (let i = 0; i < s.notLeading.length; i += 2) {
       const g = this.port.groups.get(groupId(s.notLeading[i]!));
       const term = s.notLeading[i + 1]!;
-      if (g === undefined || g.raw.raft.lead !== from || (term !== 0 && g.raw.raft.term > term)) continue;
+      // g.leader, not g.raw: a replica whose Raft node is not built yet knows no leader to forget, and is not built for it.
+      if (g === undefined || g.leader !== from || (term !== 0 && g.raw.raft.term > term)) continue;
       g.raw.raft.forgetLeader();
       this.port.touch(g);
     }
