@@ -197,7 +197,7 @@ export class ShardCore {
         this.kick();
       },
     });
-    this.snapshotsIn = new IncomingSnapshots({ ...shared, disk: this.disk, step: (g, m) => this.inbound.step(g, m), supersede: (g) => this.replicas.noteMergedAway(g) });
+    this.snapshotsIn = new IncomingSnapshots({ ...shared, disk: this.disk, step: (g, m) => this.inbound.step(g, m), supersede: (g, outside) => this.replicas.noteMergedAway(g, outside) });
     this.requests = new ShardRequests({ ...shared, sm: this.sm, checksums: this.checksums, disk: this.disk });
     this.replicas = new ReplicaLifecycle({
       ...shared,

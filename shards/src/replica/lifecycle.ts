@@ -12,6 +12,7 @@ import type { ShellLogger } from '../shell-logger.js';
 import type { IncomingSnapshots } from '../snapshot/incoming.js';
 import type { OutgoingSnapshots } from '../snapshot/outgoing.js';
 import { isOutOfSpace } from '../storage/disk-space.js';
+import type { RangeBounds } from '../storage/codec.js';
 import type { NodeStore } from '../storage/node-store.js';
 
 type CreateShardRequest = Extract<CoreRequest, { kind: 'createShard' }>;
@@ -54,8 +55,8 @@ export class ReplicaLifecycle {
   private readonly creating: CreateShardRequest[] = [];
   /** Groups whose applied configuration no longer has this node (destroyed after the round). */
   private readonly removedByApply = new Set<Group>();
-  /** Groups a merge took in (destroyed after the round, their data kept: it is the target's now). */
-  private readonly mergedAway = new Set<Group>();
+  /** Groups a merge took in (destroyed after the round, their data kept: it is the target's now), with keys of theirs to delete all the same (IncomingSnapshots.install). */
+  private readonly mergedAway = new Map<Group, readonly RangeBounds[]>();
 
   constructor(private readonly port: ReplicaLifecyclePort) {}
 
@@ -179,9 +180,12 @@ export class ReplicaLifecycle {
     this.removedByApply.add(g);
   }
 
-  /** A merge took the replica's range into its target's: destroyed after the round's commit, its data kept. */
-  noteMergedAway(g: Group): void {
-    this.mergedAway.add(g);
+  /**
+   * A merge took the replica's range into its target's: destroyed after the round's commit, its data kept
+   * but for `outside` (keys a stale replica held past the range that took it over: claims.ts staleUnder).
+   */
+  noteMergedAway(g: Group, outside: readonly RangeBounds[] = []): void {
+    this.mergedAway.set(g, outside);
   }
 
   /** Whether the replica was taken in by a merge and waits for its destroy. */
@@ -202,9 +206,9 @@ export class ReplicaLifecycle {
       this.destroyGroup(g, () => this.port.out.event({ kind: 'shardRemoved', shardId: g.id }));
     }
     this.removedByApply.clear();
-    for (const g of this.mergedAway) {
+    for (const [g, outside] of this.mergedAway) {
       if (g.removed) continue;
-      this.destroyGroup(g, () => this.port.out.event({ kind: 'shardRemoved', shardId: g.id }), { keepData: true });
+      this.destroyGroup(g, () => this.port.out.event({ kind: 'shardRemoved', shardId: g.id }), { keepData: true, deleteAlso: outside });
     }
     this.mergedAway.clear();
   }
@@ -214,7 +218,7 @@ export class ReplicaLifecycle {
    * tombstone keeping its last term and vote: a replica created here again
    * must not vote twice in a term.
    */
-  private destroyGroup(g: Group, then: () => void, options: { keepData?: boolean } = {}): void {
+  private destroyGroup(g: Group, then: () => void, options: { keepData?: boolean; deleteAlso?: readonly RangeBounds[] } = {}): void {
     const { self, store, out } = this.port;
     const shardId = g.id;
     g.removed = true;
@@ -227,7 +231,7 @@ export class ReplicaLifecycle {
       const config = g.raw.raft.tracker.confState();
       for (const peer of new Set([...config.voters, ...config.votersOutgoing, ...config.learners])) if (peer !== self) out.outbox.wake(peer, shardId);
       // A Ready taken but not advanced cannot exist here: rounds run inside the loop, and so do tasks.
-      const bounds = isInitialized(g.bounds) && options.keepData !== true ? { start: g.bounds.start, end: g.bounds.end } : undefined;
+      const bounds = isInitialized(g.bounds) && options.keepData !== true ? [{ start: g.bounds.start, end: g.bounds.end }] : (options.deleteAlso ?? []);
       await store.destroyShard(shardId, bounds, { tombstone: g.raw.raft.hardState() });
       this.port.forget(g);
       this.port.log.info({ rangeId: shardId }, 'replica removed');

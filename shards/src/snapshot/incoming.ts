@@ -5,8 +5,9 @@ import type { CoreOutputBuffer } from '../host/core-output.js';
 import type { DiskGuard } from '../host/disk-guard.js';
 import type { Group } from '../host/group.js';
 import type { ShellLogger } from '../shell-logger.js';
-import type { NodeStore } from '../storage/node-store.js';
-import { SnapshotOverlapError, coreClaims, describeClaim, overlappingClaim, supersedes, type RangeClaims } from './claims.js';
+import type { RangeBounds } from '../storage/codec.js';
+import { boundsOutside, describeBounds, type NodeStore } from '../storage/node-store.js';
+import { SnapshotOverlapError, coreClaims, describeClaim, overlappingClaim, staleUnder, type RangeClaims } from './claims.js';
 import { SnapshotInstaller } from './installer.js';
 
 /** What the receiving side needs of its core. */
@@ -25,8 +26,11 @@ export interface IncomingSnapshotsPort {
   wake(g: Group): void;
   /** Steps a message into the group as network input (refused, not asserted, when Raft rejects it). */
   step(g: Group, m: Message): void;
-  /** A replica whose range an installed snapshot took over (claims.ts supersedes): it applies nothing more and is destroyed after the round, its data kept. */
-  supersede(g: Group): void;
+  /**
+   * A replica an installed snapshot took over (claims.ts staleUnder): it applies nothing more and is destroyed
+   * after the round, its data in the snapshot's range kept (it is the snapshot's now) and its keys in `outside` deleted.
+   */
+  supersede(g: Group, outside: readonly RangeBounds[]): void;
 }
 
 /**
@@ -166,10 +170,21 @@ export class IncomingSnapshots {
     g.bounds = { start: header.bounds.start, end: header.bounds.end, epoch: header.epoch };
     g.frozen = header.frozen;
     g.resetLoad();
-    for (const other of this.port.groups.values()) {
-      if (other === g || other.removed || !supersedes(g.bounds, other.bounds)) continue;
-      this.port.supersede(other);
-      this.port.log.info({ rangeId: other.id, byRangeId: g.id, epoch: other.bounds.epoch, byEpoch: g.bounds.epoch }, 'replica superseded by a snapshot of the range that merged it in');
+    const stale = [...this.port.groups.values()].filter((other) => other !== g && !other.removed && staleUnder(g.bounds, other.bounds));
+    const staleIds = new Set(stale.map((other) => other.id));
+    for (const other of stale) {
+      // Its keys past the snapshot's range, but for what another replica here (the snapshot's included) owns
+      // or is receiving: the ranges they moved to since catch up here by snapshot, if this node holds them.
+      const keep: RangeBounds[] = [];
+      this.claims.forEachOther(other.id, other.bounds, (claim) => {
+        if (!staleIds.has(claim.shardId)) keep.push(claim.bounds);
+      });
+      const outside = boundsOutside(other.bounds, keep);
+      this.port.supersede(other, outside);
+      this.port.log.info(
+        { rangeId: other.id, byRangeId: g.id, epoch: other.bounds.epoch, byEpoch: g.bounds.epoch, ...(outside.length === 0 ? {} : { deleted: outside.map(describeBounds) }) },
+        outside.length === 0 ? 'replica superseded by a snapshot of the range that merged it in' : 'stale replica superseded by a snapshot of a range that merged part of it in; its keys outside that range deleted',
+      );
     }
     // Whatever waited on entries the snapshot replaced was decided elsewhere; its outcome is unknown here.
     for (const [index, p] of g.proposals) {

@@ -530,27 +530,29 @@ export class NodeStore {
   /**
    * Removes every trace of a shard in one transaction: its log entries, meta
    * records and staged snapshot chunks, and, given `bounds` (the range it
-   * owned), every user-data key in them. Resolves once that is durable; only
+   * owned, or parts of it: a superseded stale replica's keys outside the
+   * range that took it over), every user-data key in them. Resolves once that is durable; only
    * then does the shard leave the in-memory view. Afterwards the id is free
    * for createShard. A crash leaves the shard whole or gone, never half.
    *
    * The caller must have stopped the shard first: no persist, apply, compact
    * or snapshot install in flight or to come, and its RawNode and
    * ShardStorage dropped (they would keep reading the old in-memory state).
-   * The bounds must be the shard's own: keys there are deleted whoever's
-   * they are (ranges on one node are disjoint).
+   * The bounds must be the shard's own, no other replica's here: keys there
+   * are deleted whoever's they are.
    *
    * A snapshot the shard was receiving straight into `data` stays, marker
    * and records: which of its keys may go depends on the other replicas'
    * ranges, which the snapshot layer knows (IncomingSnapshots.forget clears
    * it next; after a crash, the next open does).
    */
-  async destroyShard(shardId: GroupId, bounds?: RangeBounds, options: { tombstone?: HardState } = {}): Promise<void> {
+  async destroyShard(shardId: GroupId, bounds?: RangeBounds | readonly RangeBounds[], options: { tombstone?: HardState } = {}): Promise<void> {
     this.checkOpen();
     this.shardState(shardId); // throws for a shard this node does not have, before anything is written
     assert(!this.destroying.has(shardId), () => `shard ${shardId} is already being destroyed (node ${this.nodeId})`);
-    if (bounds !== undefined && bounds.end !== null) {
-      assert(Buffer.compare(bounds.start, bounds.end) < 0, () => `shard ${shardId}: destroy bounds start ${hex(bounds.start)} is not before end ${hex(bounds.end!)} (node ${this.nodeId})`);
+    const deleted: readonly RangeBounds[] = bounds === undefined ? [] : 'start' in bounds ? [bounds] : bounds;
+    for (const b of deleted) {
+      if (b.end !== null) assert(Buffer.compare(b.start, b.end) < 0, () => `shard ${shardId}: destroy bounds start ${hex(b.start)} is not before end ${hex(b.end!)} (node ${this.nodeId})`);
     }
     const logRange = { start: [shardId, 0] as LogKey, end: [shardId, Number.MAX_SAFE_INTEGER] as LogKey };
     const stagingRange = { start: [shardId, 0] as [number, number], end: [shardId, Number.MAX_SAFE_INTEGER] as [number, number] };
@@ -559,7 +561,7 @@ export class NodeStore {
     try {
       await this.write(() => {
         // First: its fence may refuse, and a throw in an async transaction does not roll back what came before.
-        if (bounds !== undefined) this.deleteData(bounds);
+        for (const b of deleted) this.deleteData(b);
         for (const key of this.log.getKeys(logRange)) this.log.removeSync(key);
         for (const field of META_FIELDS) this.meta.removeSync([shardId, field]);
         for (const key of this.staging.getKeys(stagingRange)) this.staging.removeSync(key);
@@ -763,7 +765,7 @@ function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 }
 
-function describeBounds(b: RangeBounds): string {
+export function describeBounds(b: RangeBounds): string {
   return `[${hex(b.start)}, ${b.end === null ? '∞' : hex(b.end)})`;
 }
 
