@@ -1,5 +1,5 @@
 import type { GroupId } from '@flotilla/core';
-import { coversSpan, decodeShardRange, describeRange, isInitialized, type ShardRange } from '../kv/range.js';
+import { coversSpan, decodeShardRange, describeRange, inRange, isInitialized, type ShardRange } from '../kv/range.js';
 import type { Group } from '../host/group.js';
 import type { RangeBounds } from '../storage/codec.js';
 import { boundsOverlap, type NodeStore } from '../storage/node-store.js';
@@ -62,20 +62,23 @@ export function supersedes(by: ShardRange, r: ShardRange): boolean {
 }
 
 /**
- * Whether `r`, another replica's range in the same store, is behind a
- * snapshot of `by` on some of its keys and so on all of them: they overlap
- * and `r` is at a lower epoch. The epochs of a key's holders only grow (a
- * split's halves and a merge go past their parents), so the keys they share
- * moved from `r`'s range into `by`'s since, by a merge; and a range gives up
- * keys only by a split, which raises its epoch too. Where `r` reaches past
- * `by` (the merged range split again since: node simulation seed 47), those
- * keys are another range's now, one this node holds no live replica of (its
- * snapshot would overlap `r` as well). Such a replica gives way like a
- * superseded one, and its keys outside `by` go with it (IncomingSnapshots.install):
- * waiting for it to catch up would be waiting for a group that merged it away.
+ * Whether `r`, another replica's range in the same store, is of a range
+ * that a snapshot of `by` shows merged away: `by` holds `r`'s first key, at
+ * a higher epoch. A live range's first key never leaves it (a split keeps
+ * the left part under the range's id, a merge keeps the target's start), so
+ * a range that lost its first key was taken in by a merge, and the epochs
+ * of a key's holders only grow. Where `r` reaches past `by` (the merged
+ * range split again since: node simulation seed 47), those keys are another
+ * range's now, one this node holds no live replica of (its snapshot would
+ * overlap `r` as well). Such a replica gives way like a covered one, and
+ * its keys outside `by` go with it (IncomingSnapshots.install): waiting for
+ * it to catch up would be waiting for a group that merged it away. A
+ * lagging replica of a live range (a parent that has not applied its split
+ * yet, overlapped by its right half's snapshot) keeps its first key, and is
+ * waited for.
  */
 export function staleUnder(by: ShardRange, r: ShardRange): boolean {
-  return isInitialized(r) && isInitialized(by) && r.epoch < by.epoch && boundsOverlap(by, r);
+  return isInitialized(r) && isInitialized(by) && r.epoch < by.epoch && inRange(by, r.start);
 }
 
 /** The first claim of another replica that a snapshot of `shardId` over `range` received in `mode` would overlap, or undefined. */
