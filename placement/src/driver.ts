@@ -544,6 +544,11 @@ export class PlacementDriver {
         rangeOf: (id) => this.range(id, nowMs),
         replicaEpoch: (nodeId, id) => this.nodes.get(nodeId)?.replicas.get(id),
         sameStore: (nodeId, a, b) => this.sameStore(nodeId, a, b),
+        // O(ranges), asked only by a merge whose target left the view.
+        rangeEndingAt: (key) => {
+          for (const [id, t] of this.ranges) if (t.report.end !== null && compareKeys(t.report.end, key) === 0) return this.range(id, nowMs);
+          return undefined;
+        },
       });
       if (decision.kind === 'done' || decision.kind === 'abandon') {
         this.endOperator(rangeId);

@@ -31,6 +31,8 @@ export interface NextStepOptions {
   readonly replicaEpoch: (nodeId: number, rangeId: number) => number | undefined;
   /** Whether a node holds its replicas of two ranges in one store (ClusterSnapshot.sameStore); absent: always. */
   readonly sameStore?: (nodeId: number, a: number, b: number) => boolean;
+  /** The range of the view that ends at `key` (the left neighbour of one starting there); undefined when not known. */
+  readonly rangeEndingAt?: (key: Uint8Array) => RangeInfo | undefined;
 }
 
 type OperatorOf<K extends Operator['kind']> = Extract<Operator, { kind: K }>;
@@ -101,7 +103,21 @@ function decide(op: Operator, context: Context): StepDecision {
  */
 function nextMerge(op: OperatorOf<'merge'>, { range: source, options }: Context): StepDecision {
   const target = options.rangeOf(op.targetId);
-  if (target === undefined) return source.frozen === undefined ? abandon(`target range ${op.targetId} is not known`) : wait(`target range ${op.targetId} is not known`);
+  if (target === undefined) {
+    if (source.frozen === undefined) return abandon(`target range ${op.targetId} is not known`);
+    // Gone from the view, and another range now ends where the source starts: the target lost the keys next
+    // to the source. Merged away, it froze first, and a frozen range takes nothing in (commitMergeRefusal);
+    // split short or changed, any commitMerge proposed before carries an epoch it no longer has. It will
+    // never take the source in, so the freeze is undone without a fence. (Had it taken the source in, every
+    // replica of the source would have been destroyed as it applied that, and the rollback could not commit.)
+    // Node simulation seed 659: an admin merge took the target in while the source's group had no leader
+    // to report its freeze, and the source stayed frozen, serving nothing, for good.
+    const left = options.rangeEndingAt?.(source.start);
+    if (left !== undefined && left.rangeId !== op.targetId && source.frozen.targetRangeId === op.targetId) {
+      return step({ kind: 'rollbackMerge', start: source.start, epoch: source.epoch, targetId: op.targetId });
+    }
+    return wait(`target range ${op.targetId} is not known`);
+  }
   if (covers(target, source)) return done();
   const frozen = source.frozen;
   if (frozen === undefined) {

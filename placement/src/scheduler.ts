@@ -397,10 +397,17 @@ function planSplits(planning: Planning): void {
 function planMerges(planning: Planning): void {
   const { config } = planning;
   for (const range of planning.frozenIdle) {
-    const target = rangeById(planning.ranges, range.frozen!.targetRangeId);
-    if (target === undefined) continue;
+    const targetId = range.frozen!.targetRangeId;
+    const target = rangeById(planning.ranges, targetId);
     planning.busy.delete(range.rangeId);
-    proposeMerge(planning, range, target, 'resume');
+    // A target gone from the view is resumed too: the operator rolls the freeze back once the view shows the
+    // target can no longer take the source in (operator.ts nextMerge), and waits while it cannot tell.
+    if (target !== undefined) {
+      proposeMerge(planning, range, target, 'resume');
+      continue;
+    }
+    propose(planning, range, { kind: 'merge', rangeId: range.rangeId, epoch: range.epoch, targetId, targetEpoch: 0, reason: 'resume' }, 'merge');
+    planning.mergesCount++;
   }
   if (config.mergeSizeBytes <= 0) return;
   // Both ranges of a pair must be mergeable by themselves, so only those are sorted: two neighbours in the

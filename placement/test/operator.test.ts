@@ -213,12 +213,17 @@ describe('nextStep: merge', () => {
   const FROZEN = { targetRangeId: 3, index: 120, term: 4, epoch: 6 };
   const frozenSource = (spec: RangeSpec = {}): RangeInfo => ({ ...range({ epoch: 6, ...spec }), frozen: FROZEN });
 
-  function decideMerge(source: RangeInfo | undefined, t: RangeInfo | undefined, options: { states?: Record<number, NodeState>; applied?: Record<number, number> } = {}): StepDecision {
+  function decideMerge(
+    source: RangeInfo | undefined,
+    t: RangeInfo | undefined,
+    options: { states?: Record<number, NodeState>; applied?: Record<number, number>; endingAt?: (k: Uint8Array) => RangeInfo | undefined } = {},
+  ): StepDecision {
     return nextStep(merge, source, {
       catchUpLagEntriesMax: CATCH_UP_LAG_ENTRIES_MAX,
       nodeState: (n) => options.states?.[n] ?? (n <= 9 ? 'up' : undefined),
       rangeOf: (id) => (id === 3 ? t : undefined),
       replicaEpoch: (node, id) => (id === 7 ? (options.applied?.[node] ?? source?.epoch) : undefined),
+      ...(options.endingAt === undefined ? {} : { rangeEndingAt: options.endingAt }),
     });
   }
 
@@ -267,5 +272,19 @@ describe('nextStep: merge', () => {
     expect(decideMerge(frozenSource(), target({ leader: 0 }), { states: { 3: 'down' } }).kind).toBe('wait');
     expect(decideMerge(frozenSource(), undefined).kind).toBe('wait');
     expect(decideMerge(range(), undefined).kind).toBe('abandon');
+  });
+
+  it('unfreezes, without a fence, a source whose target is gone and another range now ends where the source starts', () => {
+    // Range 2 took the target in (node simulation seed 659): it ends at the source's start, b.
+    const left: RangeInfo = { ...target({ epoch: 12 }), rangeId: 2 };
+    expect(decideMerge(frozenSource(), undefined, { endingAt: (k) => (Buffer.compare(k, key('b')) === 0 ? left : undefined) })).toEqual({
+      kind: 'step',
+      step: { kind: 'rollbackMerge', start: key('b'), epoch: 6, targetId: 3 },
+    });
+    // Nothing known to end there (the view is missing ranges): it waits.
+    expect(decideMerge(frozenSource(), undefined, { endingAt: () => undefined }).kind).toBe('wait');
+    // Frozen for another target: not this operator's to undo.
+    const other = { ...range({ epoch: 6 }), frozen: { ...FROZEN, targetRangeId: 9 } };
+    expect(decideMerge(other, undefined, { endingAt: () => left }).kind).toBe('wait');
   });
 });

@@ -741,6 +741,14 @@ describe('plan: merges', () => {
     const resumed: Operator[] = [{ kind: 'merge', rangeId: 2, epoch: 1, targetId: 1, targetEpoch: 1, reason: 'resume' }];
     expect(plan(snapshot, CONFIG, resumed).map(brief)).toEqual([]);
   });
+
+  it("resumes a frozen range's merge whose target left the view: the operator decides whether to undo it", () => {
+    const frozen = { targetRangeId: 9, index: 40, term: 3, epoch: 2 };
+    const snapshot = cluster({ nodes: [1, 2, 3], ranges: [{ id: 1, voters: [1, 2, 3], leader: 1 }, { id: 2, voters: [1, 2, 3], leader: 2, frozen }] });
+    const ops = plan(snapshot, CONFIG, []);
+    expect(ops.map(brief)).toEqual(['r2 merge into r9 resume']);
+    expect(ops[0]).toMatchObject({ targetEpoch: 0 });
+  });
 });
 
 describe('plan: limits', () => {
