@@ -73,7 +73,15 @@ export class ShardRequests {
     const outside = commandOutsideRange(g.bounds, decoded);
     if (outside !== undefined) return this.port.out.fail(id, this.outOfRange(g, outside.key, outside.end));
     if (g.frozen !== undefined && decoded.op !== 'rollbackMerge') return this.port.out.fail(id, this.merging(g));
-    if (decoded.op === 'prepareMerge') return this.proposeFence(id, g, command);
+    if (decoded.op === 'prepareMerge') {
+      // A range another range here is frozen into does not merge away meanwhile: that merge could never
+      // finish, and its source would wait for a rollback. The driver holds such a target too, but only if it
+      // heard the freeze (node simulation seed 659). Best effort: this node's replica of the source may not
+      // have applied its freeze yet.
+      const source = this.frozenInto(g);
+      if (source !== undefined) return this.port.out.fail(id, new RangeMergingError(`shard ${g.id} on node ${this.port.self} is the target of shard ${source}'s merge (frozen into it); it cannot merge away meanwhile`));
+      return this.proposeFence(id, g, command);
+    }
     g.writeCount++;
     g.sampleKey(decoded.key);
     this.port.stats.proposals++;
@@ -378,6 +386,12 @@ export class ShardRequests {
     this.trackProposal(g, [id]);
     this.port.log.info({ rangeId: g.id }, 'merge freeze proposed');
     this.port.touch(g);
+  }
+
+  /** A replica on this core frozen for a merge into `g`, by id; O(replicas), asked only before a freeze. */
+  private frozenInto(g: Group): GroupId | undefined {
+    for (const other of this.port.groups.values()) if (!other.removed && other.frozen?.targetShardId === g.id) return other.id;
+    return undefined;
   }
 
   private merging(g: Group): RangeMergingError {

@@ -145,6 +145,12 @@ describe('merge', () => {
     await expect(c.host(leader).removeShard(groupId(RIGHT))).rejects.toMatchObject({ code: 'RANGE_MERGING' });
     // A second freeze, or a split, is refused too.
     await expect(c.write(RIGHT, { op: 'split', key: shardKey(LEFT, 'k15'), newShardId: 101, epoch: frozen.epoch })).rejects.toMatchObject({ code: 'RANGE_MERGING' });
+    // And the target does not freeze to merge away meanwhile (node simulation seed 659): its leader's node holds the frozen source.
+    const left = await anyStatus(c, LEFT);
+    await expect(c.write(LEFT, { op: 'prepareMerge', key: left.start, targetShardId: 99, epoch: left.epoch, voters: [...left.voters].sort((a, b) => a - b) })).rejects.toMatchObject({
+      code: 'RANGE_MERGING',
+      message: expect.stringContaining(`the target of shard ${RIGHT}'s merge`),
+    });
 
     for (const id of c.nodeIds) await c.stopNode(id);
     for (const id of c.nodeIds) await c.startNode(id);
