@@ -123,7 +123,7 @@ export class Group {
    * node restarting with 100,000 replicas builds none of them until traffic,
    * a request or its campaign turn needs one (ARCHITECTURE.md, "Lazy
    * replicas"). Until then every question the core asks of a dormant
-   * replica without it — leader, role, status (storedStatus) — has the
+   * replica without it — leader, role, status (shard-changes.ts statusOf) — has the
    * answer a freshly built node would give: follower, no leader, the stored
    * term and configuration.
    */

@@ -1,5 +1,5 @@
 import type { GroupId } from '@flotilla/core';
-import { coversSpan, decodeShardRange, describeRange, inRange, isInitialized, type ShardRange } from '../kv/range.js';
+import { decodeShardRange, describeRange, inRange, isInitialized, type ShardRange } from '../kv/range.js';
 import type { Group } from '../host/group.js';
 import type { RangeBounds } from '../storage/codec.js';
 import { boundsOverlap, type NodeStore } from '../storage/node-store.js';
@@ -48,34 +48,23 @@ export type ReceiveMode = 'staged' | 'direct';
 
 /**
  * Whether a snapshot of `by` takes over `r`, another replica's range in the
- * same store: it covers all of `r` at a higher epoch. Ranges only grow by a
- * merge, and a merge commits only once the range it takes in is frozen, so
- * that replica is of a range merged into the snapshot's, only behind: its
- * data is in the snapshot, and it will never serve again. It gives way when
- * the snapshot installs (IncomingSnapshots.install) — which a staged
- * snapshot does in one transaction. A direct one would write into the
- * range while that replica may still apply its last entries, so it never
- * takes one over: such a snapshot is received staged (installer.ts).
- */
-export function supersedes(by: ShardRange, r: ShardRange): boolean {
-  return staleUnder(by, r) && coversSpan(by, r.start, r.end);
-}
-
-/**
- * Whether `r`, another replica's range in the same store, is of a range
- * that a snapshot of `by` shows merged away: `by` holds `r`'s first key, at
- * a higher epoch. A live range's first key never leaves it (a split keeps
- * the left part under the range's id, a merge keeps the target's start), so
- * a range that lost its first key was taken in by a merge, and the epochs
- * of a key's holders only grow. Where `r` reaches past `by` (the merged
- * range split again since: node simulation seed 47), those keys are another
+ * same store: `by` holds `r`'s first key, at a higher epoch. A live range's
+ * first key never leaves it (a split keeps the left part under the range's
+ * id, a merge keeps the target's start), so a range that lost its first key
+ * was taken in by a merge, and the epochs of a key's holders only grow:
+ * that replica is behind, its data in `by`'s range is in the snapshot, and
+ * it will never serve again. Where `r` reaches past `by` (the merged range
+ * split again since: node simulation seed 47), those keys are another
  * range's now, one this node holds no live replica of (its snapshot would
- * overlap `r` as well). Such a replica gives way like a covered one, and
- * its keys outside `by` go with it (IncomingSnapshots.install): waiting for
- * it to catch up would be waiting for a group that merged it away. A
+ * overlap `r` as well): they go with it (IncomingSnapshots.install). A
  * lagging replica of a live range (a parent that has not applied its split
  * yet, overlapped by its right half's snapshot) keeps its first key, and is
  * waited for.
+ *
+ * It gives way when the snapshot installs — which a staged snapshot does in
+ * one transaction. A direct one would write into the range while that
+ * replica may still apply its last entries, so it never takes one over:
+ * such a snapshot is received staged (installer.ts).
  */
 export function staleUnder(by: ShardRange, r: ShardRange): boolean {
   return isInitialized(r) && isInitialized(by) && r.epoch < by.epoch && inRange(by, r.start);

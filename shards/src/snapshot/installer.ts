@@ -156,7 +156,7 @@ export class SnapshotInstaller {
   /**
    * Direct when the replica owns no keys (by its stored range: the truth
    * an install replaces) and the snapshot takes over no other replica here
-   * (claims.ts supersedes); staged otherwise.
+   * (claims.ts staleUnder); staged otherwise.
    */
   private modeFor(range: ShardRange): ReceiveMode {
     if (isInitialized(decodeShardRange(this.shardId, this.store.descriptor(this.shardId)))) return 'staged';
