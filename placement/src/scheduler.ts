@@ -501,8 +501,12 @@ function findReplicaMove(planning: Planning, candidates: readonly number[]): { r
     const fromCount = replicasOn(planning, from);
     if (fromCount - countMin <= 1) return undefined;
     // A source that leads needs a leader transfer first; prefer ranges it only follows.
+    // Nor a pinned range's replica on its leader: the move would hand the lead on, and the meta range's lead
+    // carries the driver, which would restart without the move it was making and undo it as a stray learner,
+    // then plan it again (node simulation seeds 4194 and 14183: the meta range's replica moved for ever).
+    const pinnedLead = (r: RangeInfo) => r.leader === from && planning.config.leaderPinned.includes(r.rangeId);
     const ranges = [...openOf(planning, planning.ranges)]
-      .filter((r) => r.voters.includes(from) && !planning.mergeHeld.has(r.rangeId))
+      .filter((r) => r.voters.includes(from) && !planning.mergeHeld.has(r.rangeId) && !pinnedLead(r))
       .sort((a, b) => Number(a.leader === from) - Number(b.leader === from) || a.rangeId - b.rangeId);
     for (const range of ranges) {
       const to = bestCandidate(planning, range, (n) => replicasOn(planning, n) <= fromCount - 2);

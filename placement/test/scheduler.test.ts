@@ -643,6 +643,15 @@ describe('plan: splits', () => {
   });
 });
 
+describe('plan: a pinned lead', () => {
+  it('moves no replica of a pinned range off its leader (the move would hand the meta range, and the driver, on)', () => {
+    const snapshot = cluster({ nodes: [1, 2, 3, 4], ranges: [[1, [1, 2, 3], 1], [2, [1, 2, 3], 1]] });
+    const movesOf = (cfg: SchedulerConfig) => moves(plan(snapshot, cfg, [])).map(brief);
+    expect(movesOf(config({ leaderPinned: [1] }))).toEqual(['r2 move 1→4 balance']);
+    expect(movesOf(config({}))).toEqual(['r1 move 1→4 balance']);
+  });
+});
+
 describe('plan: merges', () => {
   const { mergeSizeBytes, mergeColdSec } = CONFIG;
   const cold = { coldForSec: mergeColdSec, sizeBytes: 1_000 };
