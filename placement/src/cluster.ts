@@ -116,8 +116,9 @@ export interface SchedulerConfig {
   readonly mergesInFlightMax: number;
   /**
    * Ranges whose lead leader balancing leaves where it is (the meta range: the driver runs on its
-   * leader, and moving it restarts the driver with an empty view). Moves still transfer it off a
-   * replica they remove.
+   * leader, and moving it restarts the driver with an empty view). Replica balance does not move the
+   * replica its leader holds either; other moves (repair, drain) still transfer the lead off a replica
+   * they remove.
    */
   readonly leaderPinned: readonly number[];
   /** A paused scheduler plans nothing; operators in flight still finish. */
