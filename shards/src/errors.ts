@@ -118,6 +118,19 @@ export class RequestTimeoutError extends FlotillaError {
   }
 }
 
+/**
+ * The transport refused the frame carrying a forwarded request (no connection
+ * to the peer right now, or its send queue is full): the request never left
+ * this node, so it did not run, and a write may be tried again.
+ */
+export class PeerUnreachableError extends FlotillaError {
+  readonly code = 'PEER_UNREACHABLE';
+  readonly retryable = true;
+  constructor(detail: string) {
+    super(`request not sent: ${detail}`);
+  }
+}
+
 /** Too many requests are waiting on this node already (Host's PENDING_*_MAX): retry after a moment. */
 export class OverloadedError extends FlotillaError {
   readonly code = 'OVERLOADED';

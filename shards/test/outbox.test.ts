@@ -51,8 +51,10 @@ describe('outbox', () => {
     const first = decodeFrame(segments[0]!).segments[0]!;
     expect(first.heartbeats.length / 5).toBe(6);
     const frames = joinSegments(segments);
-    for (const f of frames) expect(f.byteLength).toBeLessThanOrEqual(BATCH_BYTES_MAX);
-    expect(appendsIn(frames)).toEqual(sent);
+    for (const f of frames) expect(f.frame.byteLength).toBeLessThanOrEqual(BATCH_BYTES_MAX);
+    const parts = frames.flatMap((f) => f.parts);
+    expect(parts.length === segments.length && parts.every((p, i) => p === segments[i])).toBe(true);
+    expect(appendsIn(frames.map((f) => f.frame))).toEqual(sent);
     expect(outbox.isEmpty()).toBe(true);
   });
 
@@ -72,10 +74,12 @@ describe('outbox', () => {
     for (let id = 1; id <= 20; id++) requests.push(id, payload);
     for (let id = 21; id <= 30; id++) responses.push(id, 1, payload);
     const segments = encodeRpcSegments({ requests, responses });
-    for (const s of segments) expect(s.byteLength).toBeLessThanOrEqual(SEGMENT_BYTES_MAX);
-    const decoded = segments.flatMap((s) => decodeFrame(s).rpcs);
-    expect(decoded.flatMap((r) => r.requests.filter((_, i) => i % 2 === 0))).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
-    expect(decoded.flatMap((r) => r.responses.filter((_, i) => i % 3 === 0))).toEqual(Array.from({ length: 10 }, (_, i) => i + 21));
+    for (const s of segments) expect(s.segment.byteLength).toBeLessThanOrEqual(SEGMENT_BYTES_MAX);
+    const decoded = segments.map((s) => decodeFrame(s.segment).rpcs);
+    // Each segment names the requests it carries (a refused frame fails exactly those).
+    for (const [i, rpcs] of decoded.entries()) expect(rpcs.flatMap((r) => r.requests.filter((_, j) => j % 2 === 0))).toEqual(segments[i]!.requestIds);
+    expect(decoded.flat().flatMap((r) => r.requests.filter((_, i) => i % 2 === 0))).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    expect(decoded.flat().flatMap((r) => r.responses.filter((_, i) => i % 3 === 0))).toEqual(Array.from({ length: 10 }, (_, i) => i + 21));
     expect(encodeRpcSegments({ requests: [], responses: [] })).toEqual([]);
   });
 });

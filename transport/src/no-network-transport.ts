@@ -50,12 +50,13 @@ export class NoNetworkTransport implements Transport {
     this.handlers = handlers;
   }
 
-  send(to: PeerId, batch: Uint8Array): void {
+  send(to: PeerId, batch: Uint8Array): boolean {
     assertPeerId(to, 'peer id');
     this.counters.batchesDropped += 1;
     // Counted apart like TcpTransport does: a batch over the frame limit is the caller's bug, whatever the network.
     if (batch.byteLength > BATCH_BYTES_MAX) this.counters.batchesOversized += 1;
     this.reportUnreachable(to);
+    return false;
   }
 
   openSnapshot(to: PeerId, _header: Uint8Array): SnapshotSender {

@@ -516,7 +516,7 @@ export class TcpTransport implements Transport {
     return { host: info.address, port: info.port };
   }
 
-  send(to: PeerId, batch: Uint8Array): void {
+  send(to: PeerId, batch: Uint8Array): boolean {
     // The caller splits its batches (the Host does, node-batch.ts); one that is too large anyway is
     // dropped like any batch the link cannot take — Raft resends — never an assertion that stops a
     // healthy node because of what a peer's lag made it send.
@@ -528,19 +528,20 @@ export class TcpTransport implements Transport {
         this.log.error({ peerId: to, batchBytes: batch.byteLength, batchBytesMax: BATCH_BYTES_MAX, oversizedCount: this.counters.batchesOversized }, 'batch over the frame limit dropped');
       }
       this.reportUnreachable(to);
-      return;
+      return false;
     }
     if (this.closed) {
       this.counters.batchesDropped += 1;
-      return;
+      return false;
     }
     const link = this.links.get(to);
     if (link === undefined || !link.enqueue(batch)) {
       this.counters.batchesDropped += 1;
       this.reportUnreachable(to);
-      return;
+      return false;
     }
     this.scheduleFlush();
+    return true;
   }
 
   openSnapshot(to: PeerId, header: Uint8Array): SnapshotSender {

@@ -76,8 +76,12 @@ export interface Transport {
   readonly nodeId: PeerId;
   /** Starts delivering inbound traffic to `handlers` (call once, before traffic is expected). */
   start(handlers: TransportHandlers): Promise<void>;
-  /** Queues one batch for `to`. Never blocks or throws for network reasons: failures are counted and reported via onUnreachable. */
-  send(to: PeerId, batch: Uint8Array): void;
+  /**
+   * Queues one batch for `to`. Never blocks or throws for network reasons: failures are counted and reported via onUnreachable.
+   * False: dropped here, never sent (no connection to the peer now, its queue full, the transport closed). True says nothing
+   * of delivery: a queued batch may still be lost with its connection.
+   */
+  send(to: PeerId, batch: Uint8Array): boolean;
   /**
    * Writes what `send` queued now rather than on a later turn: a caller that
    * gathered a turn's traffic itself (the Host's flush) saves the event-loop

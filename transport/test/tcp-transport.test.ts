@@ -170,11 +170,13 @@ describe('TcpTransport batches', () => {
     await new Promise<void>((r) => probe.close(() => r()));
     a.transport.setPeer(9, `127.0.0.1:${deadPort}`);
 
-    for (let i = 0; i < 5; i++) a.transport.send(9, text(`lost#${i}`));
+    // Queued while connecting (send cannot know yet), then dropped with the refused connection.
+    for (let i = 0; i < 5; i++) expect(a.transport.send(9, text(`lost#${i}`))).toBe(true);
     await waitFor(() => a.transport.stats().batchesDropped === 5, 'queued batches dropped on refused connection');
-    for (let i = 0; i < 5; i++) a.transport.send(9, text(`lost-again#${i}`));
+    // Backing off: refused at once, and send says so (the caller knows these never left).
+    for (let i = 0; i < 5; i++) expect(a.transport.send(9, text(`lost-again#${i}`))).toBe(false);
     await waitFor(() => a.transport.stats().batchesDropped === 10, 'batches dropped while backing off');
-    a.transport.send(42, text('nobody'));
+    expect(a.transport.send(42, text('nobody'))).toBe(false);
     await waitFor(() => a.unreachable.includes(42), 'unknown peer reported');
     expect(a.transport.stats().batchesDropped).toBe(11);
     expect(a.unreachable.filter((p) => p === 9)).toEqual([9]);
@@ -186,9 +188,9 @@ describe('TcpTransport batches', () => {
     const [a, b] = [await startNode(1, { sendQueueBytesMax }), await startNode(2)];
     connectAll([a, b]);
     const big = new Uint8Array(FRAME_BYTES_MAX - 2);
-    a.transport.send(2, big);
-    a.transport.send(2, big);
-    a.transport.send(2, big); // over the bound within one turn
+    expect(a.transport.send(2, big)).toBe(true);
+    expect(a.transport.send(2, big)).toBe(true);
+    expect(a.transport.send(2, big)).toBe(false); // over the bound within one turn
     await waitFor(() => a.unreachable.includes(2), 'queue overflow reported');
     expect(a.transport.stats().batchesDropped).toBe(1);
     await waitFor(() => b.received.length === 2, 'the two that fit');
@@ -197,8 +199,8 @@ describe('TcpTransport batches', () => {
   it('drops, counts and reports a batch over the frame limit instead of failing the sender', async () => {
     const [a, b] = [await startNode(1), await startNode(2)];
     connectAll([a, b]);
-    a.transport.send(2, new Uint8Array(FRAME_BYTES_MAX));
-    a.transport.send(2, text('after'));
+    expect(a.transport.send(2, new Uint8Array(FRAME_BYTES_MAX))).toBe(false);
+    expect(a.transport.send(2, text('after'))).toBe(true);
     await waitFor(() => b.received.length === 1, 'the batch after the oversized one');
     expect(a.transport.stats()).toMatchObject({ batchesDropped: 1, batchesOversized: 1 });
     expect(a.unreachable).toContain(2);

@@ -15,7 +15,7 @@ const RETRY_DELAY_MS_MIN = 10;
  */
 const RETRY_DELAY_MS_MAX = 250;
 /** Failures of one attempt worth asking another replica, or the same one next round, about. */
-const RETRYABLE_CODES: ReadonlySet<string> = new Set(['NOT_LEADER', 'PROPOSAL_DROPPED', 'REQUEST_TIMEOUT', 'SHARD_NOT_FOUND', 'OVERLOADED', 'NO_HANDLER', 'DISK_FULL']);
+const RETRYABLE_CODES: ReadonlySet<string> = new Set(['NOT_LEADER', 'PROPOSAL_DROPPED', 'REQUEST_TIMEOUT', 'SHARD_NOT_FOUND', 'OVERLOADED', 'PEER_UNREACHABLE', 'NO_HANDLER', 'DISK_FULL']);
 
 assert(RETRY_DELAY_MS_MIN > 0, 'the first retry delay must be positive');
 assert(RETRY_DELAY_MS_MIN <= RETRY_DELAY_MS_MAX, 'the first retry delay must not exceed the longest');

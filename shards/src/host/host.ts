@@ -50,6 +50,14 @@ import type { DirLock } from '../storage/dir-lock.js';
 export const PEER_TURN_BYTES_MAX = 2 * BATCH_BYTES_MAX;
 assert(SEGMENT_BYTES_MAX <= PEER_TURN_BYTES_MAX, 'one full segment must fit a peer\'s turn');
 
+/** What goes to one peer this turn (Host.outbound). */
+interface OutboundBox {
+  segments: Uint8Array[];
+  bytes: number;
+  dropped?: boolean;
+  requests?: Map<Uint8Array, readonly number[]>;
+}
+
 interface CoreQueue {
   ticks: number;
   inbound: [number, Segment][];
@@ -77,8 +85,11 @@ export class Host {
   /** Each core's last report on its store's disk (`disk` events); undefined until a core reports a problem. */
   private readonly disks: ({ full: boolean; low: boolean; freeBytes: number } | undefined)[] = [];
   private readonly queues: CoreQueue[];
-  /** Segments for each peer this turn, their bytes, and whether one was dropped over the bound (see queueOutbound). */
-  private readonly outbound = new Map<number, { segments: Uint8Array[]; bytes: number; dropped?: boolean }>();
+  /**
+   * Segments for each peer this turn, their bytes, whether one was dropped over the bound (see queueOutbound), and the
+   * forwarded requests each RPC segment carries (failed at once if their frame is refused: they were never sent).
+   */
+  private readonly outbound = new Map<number, OutboundBox>();
   private readonly pending: PendingRequests;
   private readonly shardTable: ShardTable;
   /** Every replica's status and report as the cores last told them (shardChanges). */
@@ -345,9 +356,10 @@ export class Host {
    * else goes out this turn. What one peer is sent per turn is bounded
    * (PEER_TURN_BYTES_MAX): past it a segment is dropped and counted, and the
    * cores hear the peer was unreachable, so their leaders probe it and resend
-   * instead of counting the lost appends as in flight.
+   * instead of counting the lost appends as in flight. Returns the peer's box
+   * for this turn, or undefined if `segment` was dropped.
    */
-  private queueOutbound(to: number, segment: Uint8Array | undefined): void {
+  private queueOutbound(to: number, segment: Uint8Array | undefined): OutboundBox | undefined {
     let box = this.outbound.get(to);
     if (box === undefined) {
       box = { segments: [], bytes: 0 };
@@ -361,6 +373,8 @@ export class Host {
           box.dropped = true;
           this.broadcastEvent({ kind: 'unreachable', peer: to });
         }
+        this.scheduleFlush();
+        return undefined;
       } else {
         box.segments.push(segment);
         box.bytes += segment.byteLength;
@@ -368,6 +382,7 @@ export class Host {
       }
     }
     this.scheduleFlush();
+    return box;
   }
 
   private scheduleFlush(): void {
@@ -387,15 +402,26 @@ export class Host {
       this.stats.corePosts++;
       this.cores[i]!.post(q);
     }
-    this.rpc.takeSegments((to, segment) => this.queueOutbound(to, segment));
-    for (const [to, { segments }] of this.outbound) {
+    this.rpc.takeSegments((to, segment, requestIds) => {
+      const box = this.queueOutbound(to, segment);
+      if (requestIds.length === 0) return;
+      if (box === undefined) this.rpc.notSent(to, requestIds);
+      else (box.requests ??= new Map()).set(segment, requestIds);
+    });
+    for (const [to, { segments, requests }] of this.outbound) {
       this.liveness.sent(to, this.nowTick);
       if (segments.length === 0) {
         this.stats.pingsSent++;
         this.options.transport.send(to, new Uint8Array(0));
         continue;
       }
-      for (const frame of joinSegments(segments)) this.options.transport.send(to, frame);
+      for (const { frame, parts } of joinSegments(segments)) {
+        if (this.options.transport.send(to, frame) || requests === undefined) continue;
+        for (const part of parts) {
+          const ids = requests.get(part);
+          if (ids !== undefined) this.rpc.notSent(to, ids);
+        }
+      }
     }
     this.outbound.clear();
     // This flush already gathered the turn: the sockets are written now, not one event-loop iteration later.

@@ -88,25 +88,30 @@ export function encodeRpcSegment(s: RpcSegment): Uint8Array {
 /**
  * Encodes an RPC outbox as segments of at most SEGMENT_BYTES_MAX each (one
  * larger item goes alone: forwarded payloads are bounded by the KV limits,
- * well under a frame).
+ * well under a frame), each with the ids of the requests it carries.
  */
-export function encodeRpcSegments(s: RpcSegment): Uint8Array[] {
-  const out: Uint8Array[] = [];
+export function encodeRpcSegments(s: RpcSegment): { segment: Uint8Array; requestIds: number[] }[] {
+  const out: { segment: Uint8Array; requestIds: number[] }[] = [];
   let current: { requests: (number | Uint8Array)[]; responses: (number | Uint8Array)[] } = { requests: [], responses: [] };
+  let requestIds: number[] = [];
   let bytes = 0;
   const add = (payload: Uint8Array, put: (c: typeof current) => void): void => {
     const itemBytes = payload.byteLength + RPC_ITEM_OVERHEAD_BYTES;
     if (bytes > 0 && bytes + itemBytes > SEGMENT_BYTES_MAX) {
-      out.push(encodeRpcSegment(current));
+      out.push({ segment: encodeRpcSegment(current), requestIds });
       current = { requests: [], responses: [] };
+      requestIds = [];
       bytes = 0;
     }
     put(current);
     bytes += itemBytes;
   };
-  for (let i = 0; i < s.requests.length; i += 2) add(s.requests[i + 1] as Uint8Array, (c) => c.requests.push(s.requests[i]!, s.requests[i + 1]!));
+  for (let i = 0; i < s.requests.length; i += 2) {
+    add(s.requests[i + 1] as Uint8Array, (c) => c.requests.push(s.requests[i]!, s.requests[i + 1]!));
+    requestIds.push(s.requests[i] as number);
+  }
   for (let i = 0; i < s.responses.length; i += 3) add(s.responses[i + 2] as Uint8Array, (c) => c.responses.push(s.responses[i]!, s.responses[i + 1]!, s.responses[i + 2]!));
-  if (bytes > 0) out.push(encodeRpcSegment(current));
+  if (bytes > 0) out.push({ segment: encodeRpcSegment(current), requestIds });
   return out;
 }
 
@@ -115,22 +120,28 @@ export function encodeRpcSegments(s: RpcSegment): Uint8Array[] {
  * never split: cores and the RPC outbox build them at most SEGMENT_BYTES_MAX,
  * and the Host's queueOutbound refuses anything larger than a frame).
  */
-export function joinSegments(segments: readonly Uint8Array[]): Uint8Array[] {
-  if (segments.length === 1) return [segments[0]!];
-  const frames: Uint8Array[] = [];
+export function joinSegments(segments: readonly Uint8Array[]): JoinedFrame[] {
+  if (segments.length === 1) return [{ frame: segments[0]!, parts: segments }];
+  const frames: JoinedFrame[] = [];
   let group: Uint8Array[] = [];
   let bytes = 0;
   for (const s of segments) {
     if (group.length > 0 && bytes + s.byteLength > BATCH_BYTES_MAX) {
-      frames.push(group.length === 1 ? group[0]! : Buffer.concat(group));
+      frames.push({ frame: group.length === 1 ? group[0]! : Buffer.concat(group), parts: group });
       group = [];
       bytes = 0;
     }
     group.push(s);
     bytes += s.byteLength;
   }
-  if (group.length > 0) frames.push(group.length === 1 ? group[0]! : Buffer.concat(group));
+  if (group.length > 0) frames.push({ frame: group.length === 1 ? group[0]! : Buffer.concat(group), parts: group });
   return frames;
+}
+
+/** One frame joinSegments made, and the segments in it (a refused frame's requests were never sent). */
+export interface JoinedFrame {
+  readonly frame: Uint8Array;
+  readonly parts: readonly Uint8Array[];
 }
 
 /** A node lease exchange (node-leases.ts): one per frame at most, renewing leases both ways. */

@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { Packr } from 'msgpackr';
-import { OverloadedError, RemoteError, RequestTimeoutError, toWire } from '../errors.js';
+import { OverloadedError, PeerUnreachableError, RemoteError, RequestTimeoutError, toWire } from '../errors.js';
 import type { ShellLogger } from '../shell-logger.js';
 import { encodeRpcSegments, type RpcSegment } from './node-batch.js';
 import type { HostStats } from './stats.js';
@@ -140,10 +140,26 @@ export class NodeRpc {
     }
   }
 
-  /** Hands every peer's waiting requests and answers over as segments (at most SEGMENT_BYTES_MAX each), and forgets them. */
-  takeSegments(send: (to: number, segment: Uint8Array) => void): void {
-    for (const [to, box] of this.outbound) for (const segment of encodeRpcSegments(box)) send(to, segment);
+  /**
+   * Hands every peer's waiting requests and answers over as segments (at most SEGMENT_BYTES_MAX each), each with the
+   * ids of the requests in it (for notSent), and forgets them.
+   */
+  takeSegments(send: (to: number, segment: Uint8Array, requestIds: readonly number[]) => void): void {
+    for (const [to, box] of this.outbound) for (const { segment, requestIds } of encodeRpcSegments(box)) send(to, segment, requestIds);
     this.outbound.clear();
+  }
+
+  /**
+   * Fails at once, as PEER_UNREACHABLE, forwards whose segment never left this node (the transport refused its frame):
+   * they did not run, so the caller may try again rather than wait out the deadline for an unknown outcome.
+   */
+  notSent(to: number, requestIds: readonly number[]): void {
+    for (const id of requestIds) {
+      const p = this.pending.get(id);
+      if (p === undefined) continue;
+      this.pending.delete(id);
+      p.reject(new PeerUnreachableError(`no connection from node ${this.port.nodeId} to node ${to} took the request`));
+    }
   }
 
   forgetPeer(id: number): void {

@@ -55,14 +55,46 @@ describe('requests forwarded between Hosts', () => {
     expect(none.ok ? undefined : none.err).toMatchObject({ code: 'NO_HANDLER' });
   });
 
-  it('time out when the peer is unreachable, and drop answers nobody waits for', async () => {
+  it('time out when the wire loses them, and drop answers nobody waits for', async () => {
     const c = (cluster = await HostCluster.start({ nodeCount: 2, coreCount: 1, seed: 32, host: { requestTimeoutTicks: 5 } }));
-    c.host(2).setRequestHandler(async () => bytes('late'));
-    c.network.partition(1, 2);
+    let served = 0;
+    c.host(2).setRequestHandler(async () => {
+      served++;
+      return bytes('late');
+    });
+    // Accepted by the transport, lost on the way: the sender cannot know whether it ran.
+    c.network.setLinkFaults(1, 2, { dropProbability: 1 });
     const lost = await answer(c, c.host(1).forward(2, bytes('x')));
     expect(lost.ok ? undefined : lost.err).toMatchObject({ code: 'REQUEST_TIMEOUT', retryable: true });
-    c.network.healAll();
-    const fine = await answer(c, c.host(1).forward(2, bytes('y')));
+    // The answer lost instead: the request ran, its answer is dropped and counted when it comes late.
+    c.network.clearLinkFaults(1, 2);
+    c.network.setLinkFaults(2, 1, { dropProbability: 1 });
+    const unanswered = await answer(c, c.host(1).forward(2, bytes('y')));
+    expect(unanswered.ok ? undefined : unanswered.err).toMatchObject({ code: 'REQUEST_TIMEOUT' });
+    expect(served).toBe(1);
+    c.network.clearLinkFaults(2, 1);
+    const fine = await answer(c, c.host(1).forward(2, bytes('z')));
     expect(fine.ok && text(fine.value)).toBe('late');
+  });
+
+  it('fail at once as PEER_UNREACHABLE, not run, when the transport refuses their frame', async () => {
+    const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 33, host: { requestTimeoutTicks: 50 } }));
+    let served = 0;
+    c.host(2).setRequestHandler(async () => {
+      served++;
+      return bytes('ran');
+    });
+    // A cut link refuses sends (TCP: no connection, or one in backoff after a refused hello).
+    c.network.cut(1, 2);
+    const refused = await answer(c, c.host(1).forward(2, bytes('x')), 1);
+    expect(refused.ok ? undefined : refused.err).toMatchObject({ code: 'PEER_UNREACHABLE', retryable: true });
+    // Many at once, beside traffic to another peer that goes through: each refused one fails, none runs.
+    const burst = await answer(c, Promise.allSettled(Array.from({ length: 20 }, () => c.host(1).forward(2, bytes('y')))), 1);
+    expect(burst.ok && burst.value.map((r) => (r.status === 'rejected' ? (r.reason as { code?: string }).code : 'ran'))).toEqual(Array(20).fill('PEER_UNREACHABLE'));
+    expect(c.host(1).stats.requestsTimedOut).toBe(0);
+    c.network.heal(1, 2);
+    const fine = await answer(c, c.host(1).forward(2, bytes('z')));
+    expect(fine.ok && text(fine.value)).toBe('ran');
+    expect(served).toBe(1);
   });
 });

@@ -204,12 +204,15 @@ export class HostCluster {
   }
 }
 
-/** `endpoint` with its sends going through `send` (which may pass them on, count or drop them); the rest as is. */
-export function withSend(endpoint: Transport, send: (to: number, batch: Uint8Array) => void): Transport {
+/**
+ * `endpoint` with its sends going through `send` (which may pass them on, count or drop them); the rest as is.
+ * A send that returns nothing counts as accepted (a batch `send` drops is lost on the wire, unseen by the sender).
+ */
+export function withSend(endpoint: Transport, send: (to: number, batch: Uint8Array) => boolean | undefined | void): Transport {
   return {
     nodeId: endpoint.nodeId,
     start: (handlers) => endpoint.start(handlers),
-    send,
+    send: (to, batch) => send(to, batch) ?? true,
     openSnapshot: (to, header) => endpoint.openSnapshot(to, header),
     setPeer: (id, address) => endpoint.setPeer(id, address),
     removePeer: (id) => endpoint.removePeer(id),

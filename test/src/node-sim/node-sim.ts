@@ -1059,7 +1059,7 @@ function guarded(endpoint: Transport, dead: () => boolean): Transport {
         onUnreachable: (to) => (dead() ? undefined : handlers.onUnreachable?.(to)),
         onSnapshot: (stream) => (dead() ? undefined : handlers.onSnapshot?.(stream)),
       }),
-    send: (to, batch) => (dead() ? undefined : endpoint.send(to, batch)),
+    send: (to, batch) => !dead() && endpoint.send(to, batch),
     openSnapshot: (to, header): SnapshotSender => {
       if (!dead()) return endpoint.openSnapshot(to, header);
       return { write: () => Promise.reject(new Error('node crashed')), end: () => Promise.reject(new Error('node crashed')), abort: () => undefined };

@@ -11,7 +11,8 @@
  * 1. send(): the batch is copied (the caller may reuse its buffer). A send
  *    the link refuses (cut, isolated, peer closed, not started or removed,
  *    in-flight bound reached) is dropped, counted in the sender's
- *    `batchesDropped`, and reported via `onUnreachable` (see below).
+ *    `batchesDropped`, and reported via `onUnreachable` (see below); send
+ *    returns false for it (a TCP link in backoff refuses the same way).
  *    Otherwise the link's faults apply: drop (counted in `batchesDropped`,
  *    not reported, as a lossy wire is invisible to the sender), delay
  *    (uniform in [delayTicksMin, delayTicksMax]) and duplicate (the copy
@@ -427,8 +428,8 @@ class MemoryEndpoint implements Transport {
     return Promise.resolve();
   }
 
-  send(to: PeerId, batch: Uint8Array): void {
-    this.fabric.send(this, to, batch);
+  send(to: PeerId, batch: Uint8Array): boolean {
+    return this.fabric.send(this, to, batch);
   }
 
   openSnapshot(to: PeerId, header: Uint8Array): SnapshotSender {
@@ -535,34 +536,35 @@ class Fabric {
 
   // --- sending ---
 
-  send(sender: MemoryEndpoint, to: PeerId, batch: Uint8Array): void {
+  send(sender: MemoryEndpoint, to: PeerId, batch: Uint8Array): boolean {
     assertPeerId(to, 'destination');
     const from = sender.nodeId;
     // As TcpTransport: a batch over the frame limit is a caller's bug, dropped and counted.
     if (batch.byteLength > BATCH_BYTES_MAX) {
       sender.counters.batchesDropped++;
       sender.counters.batchesOversized++;
-      return;
+      return false;
     }
     if (sender.closed) {
       // No handlers run after close; the drop is still counted.
       sender.counters.batchesDropped++;
-      return;
+      return false;
     }
     const refusal = this.refusalOf(sender, to, { needsReturnPath: false });
     if (refusal !== undefined) {
       this.refuse(sender, to);
-      return;
+      return false;
     }
     const faults = this.faultsOf(from, to);
+    // A lossy wire is invisible to the sender: accepted, then lost.
     if (this.chance(faults.dropProbability)) {
       sender.counters.batchesDropped++;
-      return;
+      return true;
     }
     const key = linkKey(from, to);
     if (this.inFlightBatchCount(key) >= this.linkInFlightBatchCountMax) {
       this.refuse(sender, to);
-      return;
+      return false;
     }
     const bytes = batch.slice();
     this.enqueue({ kind: 'batch', seq: this.seqNext++, dueTick: this.nowTicks + this.drawDelayTicks(faults), from, to, bytes });
@@ -575,6 +577,7 @@ class Fabric {
       this.enqueue({ kind: 'batch', seq: this.seqNext++, dueTick, from, to, bytes: bytes.slice() });
     }
     this.check();
+    return true;
   }
 
   openSnapshot(sender: MemoryEndpoint, to: PeerId, header: Uint8Array): SnapshotSender {
