@@ -22,6 +22,8 @@ import { CorruptRecordError, DataDirError } from './errors.js';
 
 /** Entries of one shard's log kept in memory, newest first to go: followers and the apply path read recent entries. */
 export const ENTRY_CACHE_COUNT_MAX = 1024;
+/** lmdb-js's `maxFreeSpaceToRetain` (its typings lack it): free pages kept in memory across write transactions (see open). */
+const LMDB_FREE_PAGES_RETAINED = 0;
 /** LMDB map grows on demand (lmdb-js resizes); start at 256 MiB so small nodes stay small. */
 const MAP_SIZE_INITIAL_BYTES = 256 * 1024 * 1024;
 /** Sub-databases: log, meta, data, snapshot staging. */
@@ -205,7 +207,12 @@ export class NodeStore {
     let env: RootDatabase;
     try {
       const noSync = io.kind === 'simulated';
-      env = open({ path: storePath, maxDbs: SUB_DATABASE_COUNT_MAX, mapSize: MAP_SIZE_INITIAL_BYTES, noMetaSync: noSync, noSync });
+      // maxFreeSpaceToRetain 0: lmdb-js keeps the free-page list it loaded in memory from one transaction to the
+      // next and rewrites only the records it thinks changed; under heavy page churn (splits, 4 KiB values) that
+      // bookkeeping aborted the process (mdb.c:4374, `freelist_written_start >= mop_len` in mdb_freelist_save;
+      // lmdb-js 3.5.6; Harper reports kindred freelist failures, HarperFast/harper#685-#689). With 0 the list is dropped at the end of
+      // every write transaction, as stock LMDB does, so each save writes it whole. Cost measured in ARCHITECTURE.md.
+      env = open({ path: storePath, maxDbs: SUB_DATABASE_COUNT_MAX, mapSize: MAP_SIZE_INITIAL_BYTES, noMetaSync: noSync, noSync, maxFreeSpaceToRetain: LMDB_FREE_PAGES_RETAINED } as Parameters<typeof open>[0]);
     } catch (err) {
       throw new DataDirError('DATA_DIR_DAMAGED', storePath, `cannot be opened as an LMDB store (${(err as Error).message}); expected the node's LMDB store`);
     }
