@@ -131,6 +131,20 @@ export class PeerUnreachableError extends FlotillaError {
   }
 }
 
+/**
+ * A write whose entry was in the leader's log when the leader stopped
+ * waiting for it (its replica was removed, or its core closed): the entry
+ * may still commit under another leader, so its outcome is unknown, as
+ * after REQUEST_TIMEOUT. Never retried blindly.
+ */
+export class OutcomeUnknownError extends FlotillaError {
+  readonly code = 'OUTCOME_UNKNOWN';
+  readonly retryable = true;
+  constructor(detail: string) {
+    super(`outcome unknown: ${detail}`);
+  }
+}
+
 /** Too many requests are waiting on this node already (Host's PENDING_*_MAX): retry after a moment. */
 export class OverloadedError extends FlotillaError {
   readonly code = 'OVERLOADED';

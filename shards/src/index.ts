@@ -38,4 +38,4 @@ export type { ShardViewChanges } from './host/shard-view.js';
 export { LATENCY_BUCKET_BOUNDS_SECONDS, emptyLatencyBuckets, observeLatency, type LatencyBuckets, type CoreLatencies } from './host/latency.js';
 export { childLogger, type ShellLogger } from './shell-logger.js';
 export { prettyLogDestination } from './pretty-log.js';
-export { NotLeaderError, ShardNotFoundError, ShardExistsError, KeyOutOfRangeError, EpochMismatchError, RequestTimeoutError, HostClosedError, CoreCrashedError, RangeMergingError, ShardRemovingError, OverloadedError, PeerUnreachableError, DiskFullError, RemoteError, InvalidCommandError } from './errors.js';
+export { NotLeaderError, ShardNotFoundError, ShardExistsError, KeyOutOfRangeError, EpochMismatchError, RequestTimeoutError, HostClosedError, CoreCrashedError, RangeMergingError, ShardRemovingError, OverloadedError, PeerUnreachableError, OutcomeUnknownError, DiskFullError, RemoteError, InvalidCommandError } from './errors.js';

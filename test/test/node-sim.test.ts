@@ -89,6 +89,7 @@ describe('whole-node simulation', () => {
       { seed: 1140, faultTicks: 300, nodeCount: 5, found: 'followers promised to a leader that came back too far behind to win: no election for ever' },
       { seed: 7106, faultTicks: 300, nodeCount: 5, writeBurstMax: 4, crashAfterWrites: true, found: 'a learner removed and re-added was promoted on its removed replica\'s match, holding no range' },
       { seed: 143, faultTicks: 200, nodeCount: 5, found: 'with delta heartbeats, a driver that heard a holder before its range never looked at the stale replica again' },
+      { seed: 30039, faultTicks: 300, nodeCount: 5, found: 'a write in the log of a leader whose replica was removed failed SHARD_NOT_FOUND; the router retried it and the entry committed too (a conditional put ran twice)' },
       // With merges: each failed on the build before its fix, and each passes on it (they ran before the pin).
       { seed: 2, faultTicks: 300, nodeCount: 3, merges: true, found: "two neighbours in different cores' stores merged: the target waited for ever" },
       { seed: 6, faultTicks: 300, nodeCount: 3, merges: true, found: 'an admin merge took in a range another frozen range named as its target' },

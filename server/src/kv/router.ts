@@ -269,6 +269,9 @@ export class Router {
     if (e.code === 'REQUEST_TIMEOUT' && isWrite) {
       throw new KvError('TIMEOUT', `range ${op.rangeId}: node ${target} did not answer the ${op.kind} in time; the write's outcome is unknown`, { retryAfterMs: RETRY_AFTER_MS });
     }
+    if (e.code === 'OUTCOME_UNKNOWN') {
+      throw new KvError('TIMEOUT', `range ${op.rangeId}: node ${target} stopped waiting for the ${op.kind} with its entry in the log (${e.message}); the write's outcome is unknown`, { retryAfterMs: RETRY_AFTER_MS });
+    }
     if (e.code === 'HOST_CLOSED' || e.code === 'CORE_CRASHED') throw closedOr(err);
     if (e.code === 'COMMAND_INVALID') throw new KvError('INVALID_ARGUMENT', e.message ?? 'invalid command');
     if (e.code === undefined || !RETRYABLE_CODES.has(e.code)) throw err;

@@ -1,5 +1,5 @@
 import { InvalidConfChangeError, NONE, ProposalDroppedError, assert, groupId, nodeId, type Entry, type GroupId, type LogIndex, type NodeId, type Ready } from '@flotilla/core';
-import { EpochMismatchError, InvalidCommandError, KeyOutOfRangeError, NotLeaderError, RangeMergingError, ShardNotFoundError } from '../errors.js';
+import { EpochMismatchError, InvalidCommandError, KeyOutOfRangeError, NotLeaderError, OutcomeUnknownError, RangeMergingError, ShardNotFoundError } from '../errors.js';
 import { BATCH_BYTES_MAX, BATCH_COMMAND_COUNT_MAX, decodeCommand, encodeBatchCommand, encodeChecksumCommand, type KvResult } from '../kv/command.js';
 import type { ReplicaChecksums } from '../kv/consistency.js';
 import { commandOutsideRange, coversSpan, describeRange, hexKey, inRange, isInitialized } from '../kv/range.js';
@@ -285,10 +285,16 @@ export class ShardRequests {
     this.port.out.reply(id, [...this.port.groups.values()].filter((g) => !g.removed).map((g) => statusOf(g)));
   }
 
-  /** Fails every request still waiting on the group (it is being removed, or the core closes). */
+  /**
+   * Fails every request still waiting on the group (it is being removed, or the core closes) with `error`, but
+   * proposals already in the log with OUTCOME_UNKNOWN: their entries were sent to followers and may commit under
+   * the next leader (a retry on `error`'s say-so would run the write twice).
+   */
   failPending(g: Group, error: () => Error): void {
     const { out } = this.port;
-    for (const p of g.proposals.values()) for (const id of p.requestIds) out.fail(id, error());
+    for (const [index, p] of g.proposals) {
+      for (const id of p.requestIds) out.fail(id, new OutcomeUnknownError(`${error().message}, with the write's entry ${index} of shard ${g.id} in its log`));
+    }
     for (const id of g.takeBatch().requestIds) out.fail(id, error());
     for (const r of g.reads.values()) out.fail(r.requestId, error());
     for (const r of g.readsAwaitingApply) out.fail(r.read.requestId, error());

@@ -130,6 +130,30 @@ describe('shards on a running node', () => {
     expect(held!.epoch).toBe(0); // the new, empty replica: its leader catches it up
   });
 
+  it('a write whose entry is in the log when its replica is removed fails OUTCOME_UNKNOWN, and may still commit', async () => {
+    // Found by the whole-node simulation (seed 30039, 5 nodes): such a write failed SHARD_NOT_FOUND, the router
+    // retried it, and the entry committed under the next leader too, so a conditional put ran twice.
+    const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 25 }));
+    await c.createShards([5]);
+    await c.tickUntil('a leader', async () => (await c.agreedLeaders([5])) !== undefined, 100);
+    const leader = (await c.agreedLeaders([5]))!.get(5)!;
+    const others = c.nodeIds.filter((n) => n !== leader);
+    // The followers get the entry; the leader hears nothing back, so it cannot commit it.
+    for (const n of others) c.network.cut(n, leader);
+    let outcome: { code?: string } | undefined;
+    c.host(leader)
+      .propose(groupId(5), { op: 'put', key: shardKey(5, 'once'), value: key('v'), ifVersion: 0 })
+      .then(() => (outcome = { code: 'ok' }), (err: { code?: string }) => (outcome = err));
+    await c.tick(3);
+    expect(outcome, 'not committed while the leader hears no follower').toBeUndefined();
+    await c.host(leader).removeShard(groupId(5));
+    await c.tickUntil('the write answered', () => outcome !== undefined, 20);
+    expect(outcome).toMatchObject({ code: 'OUTCOME_UNKNOWN', retryable: true });
+    // It was right not to say "not written": the followers elect one of them, which commits the entry.
+    const after = await c.write(5, { op: 'put', key: shardKey(5, 'once'), value: key('w'), ifVersion: 0 });
+    expect(after).toMatchObject({ ok: false, code: 'VERSION_MISMATCH' });
+  });
+
   it('refuses a duplicate shard and removal of one that is not there', async () => {
     const c = (cluster = await HostCluster.start({ nodeCount: 1, coreCount: 1, seed: 23 }));
     const h = c.host(1);
