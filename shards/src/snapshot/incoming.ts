@@ -1,4 +1,5 @@
-import { ProposalDroppedError, assert, type GroupId, type Message, type NodeId, type Ready } from '@flotilla/core';
+import { assert, type GroupId, type Message, type NodeId, type Ready } from '@flotilla/core';
+import { OutcomeUnknownError } from '../errors.js';
 import { describeRange, type ShardRange } from '../kv/range.js';
 import type { CoreStats } from '../host/core-protocol.js';
 import type { CoreOutputBuffer } from '../host/core-output.js';
@@ -189,7 +190,8 @@ export class IncomingSnapshots {
     // Whatever waited on entries the snapshot replaced was decided elsewhere; its outcome is unknown here.
     for (const [index, p] of g.proposals) {
       if (index <= header.index) {
-        for (const id of p.requestIds) this.port.out.fail(id, new ProposalDroppedError(`entry ${index} of shard ${g.id} was superseded by snapshot ${header.index}`));
+        // Not PROPOSAL_DROPPED: the entry may be in the snapshot, applied, and a retry would run it twice.
+        for (const id of p.requestIds) this.port.out.fail(id, new OutcomeUnknownError(`entry ${index} of shard ${g.id} was superseded by snapshot ${header.index}`));
         g.deleteProposal(index);
       }
     }

@@ -65,4 +65,32 @@ describe('a replica behind the compacted log', () => {
     await c.tick(3);
     expect(text((await restarted.get(groupId(1), shardKey(1, 'after'), { consistency: 'stale' }))?.value)).toBe('x');
   }, 120_000);
+
+  it('fails a proposal its snapshot superseded with OUTCOME_UNKNOWN: the snapshot may hold it applied', async () => {
+    const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 12, host: { compactionTriggerEntries: 30, compactionKeepEntries: 5, requestTimeoutTicks: 2000 } }));
+    await c.createShards([1]);
+    await c.tickUntil('a leader', async () => (await c.agreedLeaders([1])) !== undefined, 100);
+    const old = (await c.agreedLeaders([1]))!.get(1)!;
+    // The leader appends a write nobody else hears of, then the others move on and compact past it.
+    c.network.isolate(old);
+    let outcome: { code?: string } | undefined;
+    c.host(old)
+      .propose(groupId(1), { op: 'put', key: shardKey(1, 'ghost'), value: key('g') })
+      .then(() => (outcome = { code: 'ok' }), (err: { code?: string }) => (outcome = err));
+    await c.tick(2);
+    const others = c.nodeIds.filter((n) => n !== old);
+    const newLeader = async () => (await Promise.all(others.map((n) => c.host(n).shards()))).flat().find((s) => s.shardId === 1 && s.leader !== 0 && s.leader !== old)?.leader;
+    await c.tickUntil('a new leader', async () => (await newLeader()) !== undefined, 200);
+    const leader = c.host((await newLeader())!);
+    for (let i = 0; i < 60; i++) {
+      let done = false;
+      void leader.propose(groupId(1), { op: 'put', key: shardKey(1, `k${i % 5}`), value: key(`v${i}`) }).then(() => (done = true));
+      await c.tickUntil(`write ${i} on the new leader`, () => done, 20);
+    }
+    expect(outcome, 'still waiting while isolated').toBeUndefined();
+    c.network.rejoin(old);
+    await c.tickUntil('the old leader answered', () => outcome !== undefined, 300);
+    expect(outcome).toMatchObject({ code: 'OUTCOME_UNKNOWN' });
+    expect((await c.host(old).coreStats()).reduce((n, s) => n + s.snapshotsInstalled, 0)).toBeGreaterThanOrEqual(1);
+  }, 60_000);
 });
