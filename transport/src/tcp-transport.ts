@@ -130,6 +130,8 @@ interface LinkContext {
   trackSocket(socket: Socket): void;
   scheduleFlush(): void;
   reportUnreachable(peer: PeerId): void;
+  /** Hands batches dropped from the queue, never written, back to the sender (TransportHandlers.onDropped). */
+  reportDropped(peer: PeerId, batches: readonly Uint8Array[]): void;
   rejectFrame(socket: Socket, err: FrameError, peerId: PeerId | undefined): void;
 }
 
@@ -257,6 +259,7 @@ class PeerLink {
   private dropQueue(): number {
     const dropped = this.queue.length;
     this.context.counters.batchesDropped += dropped;
+    if (dropped > 0) this.context.reportDropped(this.peerId, this.queue);
     this.queue = [];
     this.queuedBytes = 0;
     return dropped;
@@ -720,6 +723,13 @@ export class TcpTransport implements Transport {
     });
   }
 
+  private reportDropped(peer: PeerId, batches: readonly Uint8Array[]): void {
+    const onDropped = this.handlers?.onDropped;
+    if (onDropped === undefined) return;
+    // Also after close: the sender learns what never left, so nothing waits out a deadline for it.
+    queueMicrotask(() => onDropped.call(this.handlers, peer, batches));
+  }
+
   private linkContext(): LinkContext {
     return {
       nodeId: this.nodeId,
@@ -731,6 +741,7 @@ export class TcpTransport implements Transport {
       trackSocket: (socket) => this.trackSocket(socket),
       scheduleFlush: () => this.scheduleFlush(),
       reportUnreachable: (peer) => this.reportUnreachable(peer),
+      reportDropped: (peer, batches) => this.reportDropped(peer, batches),
       rejectFrame: (socket, err, peerId) => this.rejectFrame(socket, err, peerId),
     };
   }

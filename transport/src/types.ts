@@ -68,6 +68,12 @@ export interface TransportHandlers {
   onBatch(from: PeerId, batch: Uint8Array): void;
   /** A send to `to` could not be delivered (connection down, queue full); the Raft layer reports it unreachable. */
   onUnreachable?(to: PeerId): void;
+  /**
+   * Batches `send` accepted (returned true) that were then dropped before any byte of them left this process (their
+   * connection failed while they waited in its queue), the same objects `send` was given; a microtask later, never
+   * from inside `send`. A batch written to a socket that then broke is never reported: it may have arrived.
+   */
+  onDropped?(to: PeerId, batches: readonly Uint8Array[]): void;
   /** A peer opened a snapshot stream. */
   onSnapshot?(stream: SnapshotReceiver): void;
 }

@@ -26,6 +26,8 @@ interface Node {
   readonly received: { from: PeerId; text: string }[];
   readonly unreachable: PeerId[];
   readonly snapshots: SnapshotReceiver[];
+  /** Batches handed back by onDropped: accepted, then dropped unsent. */
+  readonly dropped: { to: PeerId; batch: Uint8Array }[];
   readonly address: string;
 }
 
@@ -37,11 +39,12 @@ afterEach(async () => {
 async function startNode(nodeId: PeerId, options: Partial<TcpTransportOptions> = {}): Promise<Node> {
   const transport = new TcpTransport({ nodeId, clusterId: CLUSTER, host: '127.0.0.1', port: 0, reconnectDelayMsMin: 10, reconnectDelayMsMax: 100, unreachableReportIntervalMs: 50, ...options });
   opened.push(transport);
-  const node: Node = { transport, received: [], unreachable: [], snapshots: [], address: '' };
+  const node: Node = { transport, received: [], unreachable: [], snapshots: [], dropped: [], address: '' };
   await transport.start({
     onBatch: (from, batch) => node.received.push({ from, text: Buffer.from(batch).toString('utf8') }),
     onUnreachable: (to) => node.unreachable.push(to),
     onSnapshot: (stream) => node.snapshots.push(stream),
+    onDropped: (to, batches) => node.dropped.push(...batches.map((batch) => ({ to, batch }))),
   });
   const { port } = transport.address();
   return { ...node, address: `127.0.0.1:${port}` };
@@ -63,6 +66,7 @@ describe('TcpTransport batches', () => {
       if (i % 50 === 0) await new Promise((r) => setImmediate(r));
     }
     await waitFor(() => nodes.every((n) => n.received.length === 2 * COUNT), 'all batches');
+    expect(nodes.map((n) => n.dropped.length), 'nothing delivered is handed back as dropped').toEqual([0, 0, 0]);
     for (const b of nodes) {
       for (const a of nodes) {
         if (a === b) continue;
@@ -170,9 +174,12 @@ describe('TcpTransport batches', () => {
     await new Promise<void>((r) => probe.close(() => r()));
     a.transport.setPeer(9, `127.0.0.1:${deadPort}`);
 
-    // Queued while connecting (send cannot know yet), then dropped with the refused connection.
-    for (let i = 0; i < 5; i++) expect(a.transport.send(9, text(`lost#${i}`))).toBe(true);
+    // Queued while connecting (send cannot know yet), then dropped with the refused connection: handed back.
+    const queued = Array.from({ length: 5 }, (_, i) => text(`lost#${i}`));
+    for (const batch of queued) expect(a.transport.send(9, batch)).toBe(true);
     await waitFor(() => a.transport.stats().batchesDropped === 5, 'queued batches dropped on refused connection');
+    await waitFor(() => a.dropped.length === 5, 'dropped batches handed back');
+    expect(a.dropped.every((d, i) => d.to === 9 && d.batch === queued[i])).toBe(true);
     // Backing off: refused at once, and send says so (the caller knows these never left).
     for (let i = 0; i < 5; i++) expect(a.transport.send(9, text(`lost-again#${i}`))).toBe(false);
     await waitFor(() => a.transport.stats().batchesDropped === 10, 'batches dropped while backing off');
@@ -181,6 +188,8 @@ describe('TcpTransport batches', () => {
     expect(a.transport.stats().batchesDropped).toBe(11);
     expect(a.unreachable.filter((p) => p === 9)).toEqual([9]);
     expect(a.transport.stats().batchesSent).toBe(0);
+    // Those refused at once were never accepted: send said so, and they are not handed back again.
+    expect(a.dropped).toHaveLength(5);
   });
 
   it('drops batches over the send queue bound', async () => {

@@ -90,6 +90,8 @@ export class Host {
    * forwarded requests each RPC segment carries (failed at once if their frame is refused: they were never sent).
    */
   private readonly outbound = new Map<number, OutboundBox>();
+  /** Frames the transport accepted that carry forwarded requests, with their ids: failed at once if it drops them unsent. */
+  private readonly framesWithRequests = new WeakMap<Uint8Array, readonly number[]>();
   private readonly pending: PendingRequests;
   private readonly shardTable: ShardTable;
   /** Every replica's status and report as the cores last told them (shardChanges). */
@@ -211,6 +213,7 @@ export class Host {
       await options.transport.start({
         onBatch: (from, batch) => host.onBatch(from, batch),
         onUnreachable: (to) => host.broadcastEvent({ kind: 'unreachable', peer: to }),
+        onDropped: (to, frames) => host.onFramesDropped(to, frames),
         onSnapshot: (stream) => void host.snapshots.onSnapshot(stream),
       });
     } catch (err) {
@@ -385,6 +388,14 @@ export class Host {
     return box;
   }
 
+  /** The transport dropped frames it had accepted, before they left (their connection failed): their forwards never ran. */
+  private onFramesDropped(to: number, frames: readonly Uint8Array[]): void {
+    for (const frame of frames) {
+      const ids = this.framesWithRequests.get(frame);
+      if (ids !== undefined) this.rpc.notSent(to, ids);
+    }
+  }
+
   private scheduleFlush(): void {
     if (this.flushScheduled || this.closed) return;
     this.flushScheduled = true;
@@ -416,11 +427,13 @@ export class Host {
         continue;
       }
       for (const { frame, parts } of joinSegments(segments)) {
-        if (this.options.transport.send(to, frame) || requests === undefined) continue;
-        for (const part of parts) {
-          const ids = requests.get(part);
-          if (ids !== undefined) this.rpc.notSent(to, ids);
+        if (requests === undefined) {
+          this.options.transport.send(to, frame);
+          continue;
         }
+        const ids = parts.flatMap((part) => requests.get(part) ?? []);
+        if (!this.options.transport.send(to, frame)) this.rpc.notSent(to, ids);
+        else if (ids.length > 0) this.framesWithRequests.set(frame, ids);
       }
     }
     this.outbound.clear();

@@ -1,4 +1,6 @@
+import { createServer } from 'node:net';
 import { FlotillaError } from '@flotilla/core';
+import { TcpTransport } from '@flotilla/transport';
 import { afterEach, describe, expect, it } from 'vitest';
 import { useTempStores } from '../support/fixtures.js';
 import { HostCluster } from '../support/host-cluster.js';
@@ -96,5 +98,24 @@ describe('requests forwarded between Hosts', () => {
     const fine = await answer(c, c.host(1).forward(2, bytes('z')));
     expect(fine.ok && text(fine.value)).toBe('ran');
     expect(served).toBe(1);
+  });
+
+  it('fail at once as PEER_UNREACHABLE when a frame the transport took is dropped unsent (the connection failed)', async () => {
+    // Over TCP: queued while the connection opens (send cannot know yet), dropped when it is refused.
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const deadPort = (probe.address() as { port: number }).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const c = (cluster = await HostCluster.start({
+      nodeCount: 1,
+      coreCount: 1,
+      seed: 34,
+      transportFor: () => new TcpTransport({ nodeId: 1, clusterId: 'f0'.repeat(16), host: '127.0.0.1', port: 0 }),
+    }));
+    c.host(1).setPeer(9, `127.0.0.1:${deadPort}`);
+    const sent = c.host(1).forward(9, bytes('x'));
+    // No tick passes, so no deadline can fire: only the dropped frame can answer.
+    await expect(sent).rejects.toMatchObject({ code: 'PEER_UNREACHABLE' });
+    expect(c.host(1).stats.requestsTimedOut).toBe(0);
   });
 });
