@@ -1,7 +1,7 @@
 import { FlotillaError } from '@flotilla/core';
 import type { ClusterSnapshot, FrozenInfo, NodeInfo, NodeState, Operator, RangeInfo, SchedulerConfig, Step } from './cluster.js';
-import { compareKeys } from './range.js';
-import type { RangeReport, StoreHeartbeat, HeartbeatAnswer } from './heartbeat.js';
+import { compareKeys, rangeContains } from './range.js';
+import type { HeartbeatAnswer, RangeReport, ReplicaBounds, StoreHeartbeat } from './heartbeat.js';
 import type { NodeAdminState, PlacementSettings } from './meta.js';
 import { nextStep } from './operator.js';
 import { plan } from './scheduler.js';
@@ -116,12 +116,40 @@ interface TrackedNode {
   emptySince: Map<number, number>;
   /** Ranges whose configuration dropped the node since its last heartbeat: its replica there may be collectable. */
   dropped: Set<number>;
+  /** Its replicas with data of ranges this driver does not know, and since when (see collectable). */
+  unknownSince: Map<number, number>;
+  /** The key ranges of those the node described (HeartbeatAnswer.describe). */
+  described: Map<number, ReplicaBounds>;
+  /** Its heartbeats carry `described`: it may be asked to describe replicas (a node built before does not). */
+  describes: boolean;
 }
 
 /** Merged-away ranges the driver remembers, to collect replicas of them left behind (a node down through the merge). */
 const MERGED_AWAY_REMEMBERED_MAX = 65_536;
 
-const untracked = (): TrackedNode => ({ heardMs: undefined, usedBytes: 0, availableBytes: 0, replicas: new Map(), cores: new Map(), session: undefined, seq: 0, emptySince: new Map(), dropped: new Set() });
+/**
+ * A replica with data of a range the driver does not know is described (its key range asked of its node)
+ * once it stayed unknown this long: a split's right half is unknown only until its leader's first report.
+ */
+const UNKNOWN_DESCRIBE_AFTER_MS = 10_000;
+
+/** Replicas one heartbeat answer asks a node to describe, at most. */
+const DESCRIBE_PER_ANSWER_MAX = 1_000;
+
+const untracked = (): TrackedNode => ({
+  heardMs: undefined,
+  usedBytes: 0,
+  availableBytes: 0,
+  replicas: new Map(),
+  cores: new Map(),
+  session: undefined,
+  seq: 0,
+  emptySince: new Map(),
+  dropped: new Set(),
+  unknownSince: new Map(),
+  described: new Map(),
+  describes: false,
+});
 
 interface TrackedRange {
   report: RangeReport;
@@ -211,7 +239,7 @@ export class PlacementDriver {
   onHeartbeat(h: StoreHeartbeat, nowMs: number): HeartbeatAnswer {
     const known = this.nodes.get(h.nodeId);
     const full = h.base === 0;
-    if (!full && (known === undefined || known.session !== h.session || h.base > known.seq)) return { collect: [], resync: true };
+    if (!full && (known === undefined || known.session !== h.session || h.base > known.seq)) return { collect: [], resync: true, describe: [] };
     const n = known ?? untracked();
     this.nodes.set(h.nodeId, n);
     n.heardMs = nowMs;
@@ -228,6 +256,7 @@ export class PlacementDriver {
       n.replicas = new Map(h.replicas.map((r) => [r.rangeId, r.epoch]));
       n.cores = new Map(h.replicas.flatMap((r) => (r.core === undefined || r.core === 0 ? [] : [[r.rangeId, r.core] as [number, number]])));
       n.emptySince = new Map([...n.emptySince].filter(([rangeId]) => n.replicas.get(rangeId) === 0));
+      n.unknownSince = new Map([...n.unknownSince].filter(([rangeId]) => (n.replicas.get(rangeId) ?? 0) !== 0));
     } else {
       for (const rangeId of h.removed) {
         n.replicas.delete(rangeId);
@@ -247,18 +276,35 @@ export class PlacementDriver {
         this.planDirty = true;
       }
     }
-    const candidates = new Set([...h.replicas.map((r) => r.rangeId), ...n.dropped, ...n.emptySince.keys()]);
+    n.describes = h.described !== undefined;
+    for (const d of h.described ?? []) n.described.set(d.rangeId, d);
+    const candidates = new Set([...h.replicas.map((r) => r.rangeId), ...n.dropped, ...n.emptySince.keys(), ...n.unknownSince.keys()]);
     n.dropped.clear();
     const collect: number[] = [];
-    for (const rangeId of candidates) if (this.collectable(h.nodeId, n, rangeId, nowMs)) collect.push(rangeId);
+    const describe: number[] = [];
+    for (const rangeId of candidates) {
+      const verdict = this.collectable(h.nodeId, n, rangeId, nowMs);
+      if (verdict === 'collect') collect.push(rangeId);
+      else if (verdict === 'describe' && describe.length < DESCRIBE_PER_ANSWER_MAX) describe.push(rangeId);
+    }
+    for (const rangeId of n.described.keys()) if (!n.unknownSince.has(rangeId)) n.described.delete(rangeId);
     if (collect.length > 0) this.o.ports.log.info({ holder: h.nodeId, rangeIds: collect }, 'replicas whose ranges no longer include them: collected');
-    return { collect, resync: false };
+    return { collect, resync: false, describe };
   }
 
-  /** Whether the node's replica of the range (if it holds one) is one the range removed, and may go. */
-  private collectable(nodeId: number, n: TrackedNode, rangeId: number, nowMs: number): boolean {
+  /**
+   * Whether the node's replica of the range (if it holds one) is one the range removed, and may go;
+   * `describe`: the range is unknown here, and the replica's key range (asked of its node) would tell.
+   */
+  private collectable(nodeId: number, n: TrackedNode, rangeId: number, nowMs: number): 'collect' | 'keep' | 'describe' {
+    const verdict = this.collectableReplica(nodeId, n, rangeId, nowMs);
+    return verdict === true ? 'collect' : verdict === false ? 'keep' : verdict;
+  }
+
+  private collectableReplica(nodeId: number, n: TrackedNode, rangeId: number, nowMs: number): boolean | 'describe' {
     const epoch = n.replicas.get(rangeId);
     const r = this.ranges.get(rangeId);
+    if (r !== undefined || epoch === undefined || epoch === 0) n.unknownSince.delete(rangeId);
     if (epoch === undefined || (r !== undefined && holds(r.report, nodeId))) {
       n.emptySince.delete(rangeId);
       return false;
@@ -270,7 +316,7 @@ export class PlacementDriver {
       // (or where there is none) has nothing to wait for; one the target's merge may still need stays.
       const merged = this.mergedAway.get(rangeId);
       if (merged !== undefined) return (n.replicas.get(merged.targetId) ?? merged.epoch) >= merged.epoch;
-      if (epoch !== 0) return false;
+      if (epoch !== 0) return this.unknownWithData(nodeId, n, rangeId, epoch, nowMs);
       // Empty, and no leader reported its range to this driver, warm, for an operator's lifetime: the range
       // was merged away before this driver started (mergedAway is memory), or has had no leader that long.
       // Either way the replica holds no entry and no data (a snapshot would have given it an epoch); its
@@ -298,6 +344,39 @@ export class PlacementDriver {
     n.emptySince.delete(rangeId);
     // A replica that applied an epoch older than the range's, which no longer has it.
     return epoch < r.report.epoch;
+  }
+
+  /**
+   * A replica with data of a range this driver does not know: the last live copy of a range whose
+   * other replicas are down (no leader to report it), or a replica of a range merged away while its
+   * node was down, which the driver that saw the merge (mergedAway is memory) did not live to collect
+   * (node simulation seed 40030). Its key range tells them apart: a range's start key never changes
+   * (a split keeps the left part, a merge keeps the target's start), and a key leaves a range only by a
+   * merge into its left neighbour, for good (ids are not reused). So another range reported holding
+   * the replica's first key at a higher epoch than the replica applied took it in: the replica's range
+   * is gone, its data the other's. Kept while the node holds a replica, left of that key, behind its
+   * range: it may be the merge's target waiting for this one to catch up (merge-gate.ts).
+   */
+  private unknownWithData(nodeId: number, n: TrackedNode, rangeId: number, epoch: number, nowMs: number): boolean | 'describe' {
+    const since = n.unknownSince.get(rangeId) ?? nowMs;
+    n.unknownSince.set(rangeId, since);
+    if (!n.describes || !this.isWarm(nowMs) || nowMs - since < UNKNOWN_DESCRIBE_AFTER_MS) return false;
+    const d = n.described.get(rangeId);
+    if (d === undefined || d.epoch !== epoch) return 'describe';
+    let cover: RangeReport | undefined;
+    for (const t of this.ranges.values()) {
+      if (rangeContains(t.report, d.start)) {
+        cover = t.report;
+        break;
+      }
+    }
+    if (cover === undefined || cover.epoch <= d.epoch) return false;
+    for (const [id, replicaEpoch] of n.replicas) {
+      const t = this.ranges.get(id);
+      if (t !== undefined && replicaEpoch < t.report.epoch && compareKeys(t.report.start, d.start) < 0) return false;
+    }
+    this.o.ports.log.info({ holder: nodeId, rangeId, epoch, byRangeId: cover.rangeId, byEpoch: cover.epoch }, 'replica of a range merged away while its node was down: collected');
+    return true;
   }
 
   /**

@@ -40,6 +40,19 @@ export interface StoreHeartbeat {
   readonly leading: readonly RangeReport[];
   /** A delta's replicas destroyed since its base (empty in a full heartbeat). */
   readonly removed: readonly number[];
+  /**
+   * The key ranges of replicas the driver asked about (HeartbeatAnswer.describe) that the node still
+   * holds. Absent from a node built before it: the driver asks only nodes that send it (empty or not).
+   */
+  readonly described?: readonly ReplicaBounds[];
+}
+
+/** A replica's key range as the replica applied it, and the epoch it applied. */
+export interface ReplicaBounds {
+  readonly rangeId: number;
+  readonly epoch: number;
+  readonly start: Uint8Array;
+  readonly end: Uint8Array | null;
 }
 
 /** A range as its leader sees it. */
@@ -66,10 +79,16 @@ export interface RangeReport {
   readonly frozen?: { readonly targetRangeId: number; readonly index: number; readonly term: number; readonly epoch: number } | undefined;
 }
 
-/** The driver's answer: replicas the node should destroy (their range removed them); `resync`: the delta was not taken, send a full heartbeat. */
+/**
+ * The driver's answer: replicas the node should destroy (their range removed them); `resync`: the delta
+ * was not taken, send a full heartbeat; `describe`: replicas of ranges the driver does not know, whose
+ * key ranges the next heartbeat should carry (`described`), so it can tell one merged away from one
+ * whose range has no leader to report it.
+ */
 export interface HeartbeatAnswer {
   readonly collect: readonly number[];
   readonly resync: boolean;
+  readonly describe: readonly number[];
 }
 
 /** Replicas and led ranges in one heartbeat, at most: bounds what a peer's message can make the driver hold. */
@@ -108,6 +127,7 @@ export function encodeStoreHeartbeat(h: StoreHeartbeat): Uint8Array {
     h.removed,
     // Sparse: only replicas off core 0, so a single-core node sends nothing more.
     h.replicas.flatMap((r) => (r.core === undefined || r.core === 0 ? [] : [r.rangeId, r.core])),
+    (h.described ?? []).flatMap((d) => [d.rangeId, d.epoch, d.start, d.end]),
   ]);
 }
 
@@ -127,9 +147,10 @@ export function decodeStoreHeartbeat(bytes: Uint8Array): StoreHeartbeat {
   const fail = (what: string): never => {
     throw new MetaRecordError(`heartbeat: ${what}`);
   };
-  // 9 fields from a node built before merges, 10 with the replicas' cores.
-  if (!Array.isArray(raw) || (raw.length !== 9 && raw.length !== 10)) fail('not a 9- or 10-tuple');
-  const [nodeId, usedBytes, availableBytes, replicaPairs, leading, session, seq, base, removed, corePairs] = raw as unknown[];
+  // 9 fields from a node built before merges, 10 with the replicas' cores, 11 with replicas described.
+  if (!Array.isArray(raw) || raw.length < 9 || raw.length > 11) fail('not a 9-, 10- or 11-tuple');
+  const [nodeId, usedBytes, availableBytes, replicaPairs, leading, session, seq, base, removed, corePairs, describedFlat] = raw as unknown[];
+  const described = describedFlat === undefined ? undefined : decodeDescribed(describedFlat, fail);
   if (corePairs !== undefined && (!Array.isArray(corePairs) || corePairs.length % 2 !== 0 || corePairs.length > 2 * HEARTBEAT_RANGE_COUNT_MAX || !corePairs.every(isCount))) fail('replica cores');
   const cores = new Map<number, number>();
   for (let i = 0; i < ((corePairs as number[] | undefined)?.length ?? 0); i += 2) cores.set((corePairs as number[])[i]!, (corePairs as number[])[i + 1]!);
@@ -189,5 +210,17 @@ export function decodeStoreHeartbeat(bytes: Uint8Array): StoreHeartbeat {
     replicas,
     leading: reports,
     removed: removed as number[],
+    ...(described === undefined ? {} : { described }),
   };
+}
+
+function decodeDescribed(flat: unknown, fail: (what: string) => never): ReplicaBounds[] {
+  if (!Array.isArray(flat) || flat.length % 4 !== 0 || flat.length > 4 * HEARTBEAT_RANGE_COUNT_MAX) return fail('described replicas');
+  const out: ReplicaBounds[] = [];
+  for (let i = 0; i < flat.length; i += 4) {
+    const [rangeId, epoch, start, end] = flat.slice(i, i + 4) as unknown[];
+    if (!isId(rangeId) || !isCount(epoch) || !(start instanceof Uint8Array) || !isKeyOrNull(end)) fail(`described replica ${i / 4}`);
+    out.push({ rangeId: rangeId as number, epoch: epoch as number, start: start as Uint8Array, end: end as Uint8Array | null });
+  }
+  return out;
 }

@@ -56,4 +56,4 @@ export {
 export { nextStep, mergeProblem, type NextStepOptions } from './operator.js';
 export { plan } from './scheduler.js';
 export { DRIVER_CONFIG_DEFAULTS, OperatorConflictError, PlacementDriver, describeOperator, type DriverConfig, type DriverPorts, type DriverStatus, type MembershipStepOutcome, type SplitStepOutcome, type StepOutcome } from './driver.js';
-export { HEARTBEAT_RANGE_COUNT_MAX, decodeStoreHeartbeat, encodeStoreHeartbeat, type HeartbeatAnswer, type RangeReport, type StoreHeartbeat } from './heartbeat.js';
+export { HEARTBEAT_RANGE_COUNT_MAX, decodeStoreHeartbeat, encodeStoreHeartbeat, type HeartbeatAnswer, type RangeReport, type ReplicaBounds, type StoreHeartbeat } from './heartbeat.js';

@@ -292,12 +292,12 @@ describe('PlacementDriver', () => {
       const { driver } = driverWith();
       driver.onHeartbeat(delta(1, { seq: 5, base: 0, leading: [report(1, { voters: [1, 2, 3] })], replicas: [{ rangeId: 1, epoch: 1 }, { rangeId: 2, epoch: 1 }] }), 0);
       // Range 2 destroyed, range 3 created, range 1 split (epoch 2): only what changed.
-      expect(driver.onHeartbeat(delta(1, { seq: 6, base: 5, leading: [report(1, { voters: [1, 2, 3], epoch: 2 })], replicas: [{ rangeId: 1, epoch: 2 }, { rangeId: 3, epoch: 2 }], removed: [2] }), 10)).toEqual({ collect: [], resync: false });
+      expect(driver.onHeartbeat(delta(1, { seq: 6, base: 5, leading: [report(1, { voters: [1, 2, 3], epoch: 2 })], replicas: [{ rangeId: 1, epoch: 2 }, { rangeId: 3, epoch: 2 }], removed: [2] }), 10)).toEqual({ collect: [], resync: false, describe: [] });
       expect(driver.snapshot(10).ranges.map((r) => [r.rangeId, r.epoch])).toEqual([[1, 2]]);
       // Its answer lost, the node sends what changed since 5 again, with more: still placeable.
       expect(driver.onHeartbeat(delta(1, { seq: 7, base: 5, replicas: [{ rangeId: 1, epoch: 2 }] }), 20).resync).toBe(false);
       // A base the driver never took (a new driver's first delta), or another session (the node restarted): everything, please.
-      expect(driver.onHeartbeat(delta(1, { seq: 9, base: 8 }), 30)).toEqual({ collect: [], resync: true });
+      expect(driver.onHeartbeat(delta(1, { seq: 9, base: 8 }), 30)).toEqual({ collect: [], resync: true, describe: [] });
       expect(driver.onHeartbeat(delta(1, { session: 2, seq: 8, base: 7 }), 30).resync).toBe(true);
       expect(driver.onHeartbeat(delta(4, { seq: 2, base: 1 }), 30).resync).toBe(true);
       // A refused delta is not a heartbeat: node 4 is still unknown, and node 1 was last heard at 20.
@@ -349,6 +349,55 @@ describe('PlacementDriver', () => {
       expect(driver.onHeartbeat(delta(2, { seq: full.seq + 2, base: full.seq + 1 }), CONFIG.operatorTimeoutMs + 1).collect).toEqual([1024]);
       // The one with data waits for its range's report, however long (node 2 destroyed the empty one).
       expect(driver.onHeartbeat(delta(2, { seq: full.seq + 3, base: full.seq + 2, replicas: [{ rangeId: 1025, epoch: 3 }], removed: [1024] }), 10 * CONFIG.operatorTimeoutMs).collect).toEqual([]);
+    });
+
+    it('describes a replica with data of an unknown range, and collects it once another range holds its first key at a higher epoch', () => {
+      // Node simulation seed 40030: node 4 was down while range 7 merged into range 1, and the driver that saw
+      // the merge has since been replaced; range 7 is gone from every report, its replica on node 4 stays.
+      const { driver } = driverWith({ paused: true });
+      const covering = (epoch: number) => report(1, { voters: [1, 2, 3], start: b('a'), end: null, epoch });
+      driver.onHeartbeat(heartbeat(1, [covering(5)], [{ rangeId: 1, epoch: 5 }]), 0);
+      for (const node of [2, 3]) driver.onHeartbeat(heartbeat(node, [], [{ rangeId: 1, epoch: 5 }]), 0);
+      const full = { ...heartbeat(4, [], [{ rangeId: 7, epoch: 2 }]), described: [] };
+      let seq = full.seq;
+      const next = (nowMs: number, described: { rangeId: number; epoch: number; start: Buffer; end: Buffer | null }[] = [], replicas: { rangeId: number; epoch: number }[] = []) => {
+        seq++;
+        return driver.onHeartbeat({ ...delta(4, { seq, base: seq - 1, replicas }), described }, nowMs);
+      };
+      expect(driver.onHeartbeat(full, 0)).toEqual({ collect: [], resync: false, describe: [] });
+      // A split's right half is unknown until its leader's first report: nothing is asked at once.
+      expect(next(5_000)).toEqual({ collect: [], resync: false, describe: [] });
+      expect(next(10_000)).toEqual({ collect: [], resync: false, describe: [7] });
+      // Its first key, 'm', is range 1's at epoch 5, past the 2 the replica applied: taken in by a merge.
+      expect(next(10_100, [{ rangeId: 7, epoch: 2, start: b('m'), end: null }])).toEqual({ collect: [7], resync: false, describe: [] });
+    });
+
+    it('keeps a described replica whose first key no range reports at a higher epoch, or while a replica left of it lags', () => {
+      const { driver } = driverWith({ paused: true });
+      // Range 1 ends at 'k'; range 3 covers 'k'.. at epoch 2 only.
+      driver.onHeartbeat(heartbeat(1, [report(1, { voters: [1, 2, 3], start: b('a'), end: b('k'), epoch: 6 }), report(3, { voters: [1, 2, 3], start: b('k'), end: null, epoch: 2 })]), 0);
+      for (const node of [2, 3]) driver.onHeartbeat(heartbeat(node, []), 0);
+      const full = { ...heartbeat(4, [], [{ rangeId: 7, epoch: 2 }, { rangeId: 8, epoch: 3 }, { rangeId: 1, epoch: 5 }]), described: [] };
+      let seq = full.seq;
+      const next = (nowMs: number, described: { rangeId: number; epoch: number; start: Buffer; end: Buffer | null }[] = [], replicas: { rangeId: number; epoch: number }[] = []) => {
+        seq++;
+        return driver.onHeartbeat({ ...delta(4, { seq, base: seq - 1, replicas }), described }, nowMs);
+      };
+      driver.onHeartbeat(full, 0);
+      expect([...next(10_000).describe].sort()).toEqual([7, 8]);
+      // Range 7's first key 'm' is range 3's, but at epoch 2, not past the replica's: maybe the last copy of a live range.
+      // Range 8's first key 'c' is range 1's at epoch 6: merged away, but node 4's replica of range 1 lags
+      // (epoch 5 of 6) and starts left of 'c': it may be the merge's target, waiting for range 8 here.
+      const described = [
+        { rangeId: 7, epoch: 2, start: b('m'), end: null },
+        { rangeId: 8, epoch: 3, start: b('c'), end: b('k') },
+      ];
+      expect(next(10_100, described)).toEqual({ collect: [], resync: false, describe: [] });
+      expect(next(20_000)).toEqual({ collect: [], resync: false, describe: [] });
+      // Once range 1's replica there caught up, range 8 goes; range 7 never does.
+      expect(next(20_100, [], [{ rangeId: 1, epoch: 6 }]).collect).toEqual([8]);
+      expect(next(30_100, [], [{ rangeId: 8, epoch: 3 }]).collect).toEqual([8]);
+      expect(next(90_000).collect).toEqual([8]);
     });
 
     it('an empty replica of an unknown range waits while the driver is not warm', () => {

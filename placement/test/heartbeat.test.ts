@@ -14,6 +14,7 @@ const HEARTBEAT: StoreHeartbeat = {
   base: 10,
   replicas: [{ rangeId: 1, epoch: 4 }, { rangeId: 7, epoch: 0 }],
   removed: [9],
+  described: [{ rangeId: 5, epoch: 3, start: b('m'), end: null }],
   leading: [
     {
       rangeId: 1,
@@ -39,7 +40,18 @@ const HEARTBEAT: StoreHeartbeat = {
 describe('store heartbeat codec', () => {
   it('round-trips', () => {
     const back = decodeStoreHeartbeat(encodeStoreHeartbeat(HEARTBEAT));
-    expect({ ...back, leading: back.leading.map((r) => ({ ...r, start: Buffer.from(r.start), end: r.end && Buffer.from(r.end), sizeSplitKey: r.sizeSplitKey && Buffer.from(r.sizeSplitKey) })) }).toEqual(HEARTBEAT);
+    expect({
+      ...back,
+      leading: back.leading.map((r) => ({ ...r, start: Buffer.from(r.start), end: r.end && Buffer.from(r.end), sizeSplitKey: r.sizeSplitKey && Buffer.from(r.sizeSplitKey) })),
+      described: back.described?.map((d) => ({ ...d, start: Buffer.from(d.start) })),
+    }).toEqual(HEARTBEAT);
+  });
+
+  it('takes the 10-field form of a node built before replicas were described: it says nothing of `described`', () => {
+    const t = packr.unpack(encodeStoreHeartbeat(HEARTBEAT)) as unknown[];
+    expect(t).toHaveLength(11);
+    expect(decodeStoreHeartbeat(packr.pack(t.slice(0, 10))).described).toBeUndefined();
+    expect(decodeStoreHeartbeat(encodeStoreHeartbeat({ ...HEARTBEAT, described: undefined })).described).toEqual([]);
   });
 
   it('carries replicas off core 0 with their core, sparsely, and takes the 9-field form of a node built before', () => {
@@ -89,6 +101,10 @@ describe('store heartbeat codec', () => {
     ['a base at or after its seq', edited((t) => (t[7] = 12))],
     ['a full heartbeat with removed replicas', edited((t) => (t[7] = 0))],
     ['a removed replica of range 0', edited((t) => (t[8] = [0]))],
+    ['a described replica of three fields', edited((t) => (t[10] = [5, 3, b('m')]))],
+    ['a described replica whose start is not bytes', edited((t) => (t[10] = [5, 3, 'm', null]))],
+    ['a described replica of range 0', edited((t) => (t[10] = [0, 3, b('m'), null]))],
+    ['a 12-tuple', edited((t) => t.push([]))],
   ])('refuses %s with MetaRecordError', (_name, bytes) => {
     expect(() => decodeStoreHeartbeat(bytes)).toThrow(expect.objectContaining({ code: 'META_RECORD_MALFORMED' }) as Error);
   });

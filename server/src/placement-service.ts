@@ -75,6 +75,8 @@ export class PlacementService {
   private seq = 0;
   /** The last heartbeat the driver took, and where the node's view was then: the next carries what changed since. */
   private taken: { seq: number; cursor: number } | undefined;
+  /** Replicas the driver asked about (HeartbeatAnswer.describe): the next heartbeat carries their key ranges. */
+  private toDescribe: readonly number[] = [];
   private readonly nowMs: () => number;
   readonly defaults: PlacementSettings;
 
@@ -96,6 +98,7 @@ export class PlacementService {
     let answer = await this.sendHeartbeat(this.taken);
     // The driver could not place the delta (a new driver, or one that missed its base): everything, at once.
     if (answer.resync) answer = await this.sendHeartbeat(undefined);
+    this.toDescribe = answer.describe;
     for (const rangeId of answer.collect) {
       if (!host.hasShard(groupId(rangeId))) continue;
       this.o.log.info({ rangeId }, 'replica collected: its range no longer has this node');
@@ -116,6 +119,11 @@ export class PlacementService {
     const disk = this.o.disk?.() ?? diskOf(this.o.dir);
     let previous = full ? 0 : base.seq;
     const collect: number[] = [];
+    const describe: number[] = [];
+    const described = this.toDescribe.flatMap((rangeId) => {
+      const status = host.viewedStatus(groupId(rangeId));
+      return status === undefined ? [] : [{ rangeId, epoch: status.epoch, start: status.start, end: status.end }];
+    });
     for (let at = 0; at === 0 || at < view.changed.length; at += HEARTBEAT_PART_ENTRIES_MAX) {
       const part = view.changed.slice(at, at + HEARTBEAT_PART_ENTRIES_MAX);
       const seq = ++this.seq;
@@ -128,6 +136,7 @@ export class PlacementService {
         replicas: part.map((c) => ({ rangeId: c.status.shardId, epoch: c.status.epoch, core: host.coreOf(c.status.shardId) })),
         leading: part.flatMap((c) => (c.report === null ? [] : [c.report])),
         removed: full || at > 0 ? [] : view.removed,
+        described: at === 0 ? described : [],
       });
       const answer = decodeAnswer((await store.runOnRange({ kind: 'placement', rangeId: META_RANGE_ID, payload: packr.pack(['heartbeat', heartbeat]) })) as Uint8Array);
       if (answer.resync) {
@@ -135,10 +144,11 @@ export class PlacementService {
         return answer;
       }
       collect.push(...answer.collect);
+      describe.push(...answer.describe);
       previous = seq;
     }
     this.taken = { seq: previous, cursor: view.cursor };
-    return { collect, resync: false };
+    return { collect, resync: false, describe };
   }
 
   private async drive(nodes: Promise<NodeRecord[]>): Promise<void> {
@@ -286,7 +296,7 @@ export class PlacementService {
           throw new KvError('INVALID_ARGUMENT', (err as Error).message);
         }
         const answer = driver.onHeartbeat(heartbeat, nowMs);
-        return packr.pack([answer.collect, answer.resync]);
+        return packr.pack([answer.collect, answer.resync, answer.describe]);
       }
       case 'status': {
         // One snapshot for both: at 20,000 ranges each is milliseconds. Without the ranges (raw[1] === 0) the
@@ -368,10 +378,12 @@ function changesOf(step: Exclude<Step, { kind: 'split' | 'transferLeader' | 'fre
 function decodeAnswer(bytes: Uint8Array): HeartbeatAnswer {
   const raw = packr.unpack(bytes) as unknown;
   const malformed = () => new KvError('UNAVAILABLE', 'malformed heartbeat answer');
-  if (!Array.isArray(raw) || raw.length !== 2 || typeof raw[1] !== 'boolean') throw malformed();
-  const [collect, resync] = raw as [unknown, boolean];
-  if (!Array.isArray(collect) || !collect.every((n) => Number.isSafeInteger(n) && (n as number) > 0)) throw malformed();
-  return { collect: collect as number[], resync };
+  // 2 fields from a driver built before it asked nodes to describe replicas.
+  if (!Array.isArray(raw) || (raw.length !== 2 && raw.length !== 3) || typeof raw[1] !== 'boolean') throw malformed();
+  const [collect, resync, describe = []] = raw as [unknown, boolean, unknown];
+  const isIds = (v: unknown): v is number[] => Array.isArray(v) && v.every((n) => Number.isSafeInteger(n) && (n as number) > 0);
+  if (!isIds(collect) || !isIds(describe)) throw malformed();
+  return { collect, resync, describe };
 }
 
 /** What an admin operator is checked against: the driver's view of the ranges and of the nodes it knows. */

@@ -690,6 +690,11 @@ export class Host {
     return this.shardTable.has(shardId);
   }
 
+  /** The replica's status as of the last shardChanges (undefined: none here then). */
+  viewedStatus(shardId: GroupId): ShardStatus | undefined {
+    return this.view.get(shardId)?.status;
+  }
+
   /** The leader last reported by this node's replica (0: unknown, undefined: no replica here). */
   leaderOf(shardId: GroupId): number | undefined {
     return this.shardTable.leaderOf(shardId);

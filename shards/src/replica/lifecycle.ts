@@ -13,7 +13,8 @@ import type { IncomingSnapshots } from '../snapshot/incoming.js';
 import type { OutgoingSnapshots } from '../snapshot/outgoing.js';
 import { isOutOfSpace } from '../storage/disk-space.js';
 import type { RangeBounds } from '../storage/codec.js';
-import type { NodeStore } from '../storage/node-store.js';
+import { boundsOutside, type NodeStore } from '../storage/node-store.js';
+import { claimsWithin, coreClaims } from '../snapshot/claims.js';
 
 type CreateShardRequest = Extract<CoreRequest, { kind: 'createShard' }>;
 
@@ -172,7 +173,10 @@ export class ReplicaLifecycle {
     // Its target's replica here waits for it to catch up (merge-gate.ts): the merge removes it. With no
     // target replica here (moved off), nothing here needs it.
     if (g.frozen !== undefined && this.port.groups.has(g.frozen.targetShardId as GroupId)) return this.port.out.fail(id, new RangeMergingError(`shard ${shardId} on node ${this.port.self} is frozen for a merge into shard ${g.frozen.targetShardId}; the merge removes it`));
-    this.destroyGroup(g, () => this.port.out.reply(id, null));
+    // Keys another replica here claims are not this one's to delete: a stale replica of a range merged
+    // away, collected by the placement driver, may sit under the range that took its keys in.
+    const others = isInitialized(g.bounds) ? claimsWithin(coreClaims(this.port.groups, this.port.store), shardId, g.bounds) : [];
+    this.destroyGroup(g, () => this.port.out.reply(id, null), others.length === 0 ? {} : { keepData: true, deleteAlso: boundsOutside(g.bounds, others) });
   }
 
   /** The group applied a configuration without this node: it is destroyed once the round has committed (destroyRemovedByApply). */

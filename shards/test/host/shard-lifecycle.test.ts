@@ -3,11 +3,12 @@ import { EMPTY_CONF_STATE, groupId, nodeId } from '@flotilla/core';
 import { encodeBatch } from '../../src/host/message-codec.js';
 import { encodeSegment } from '../../src/host/node-batch.js';
 import { coreDirName } from '../../src/host/node-dir.js';
+import { encodeShardRange } from '../../src/kv/range.js';
 import { encodeConfState } from '../../src/storage/codec.js';
 import { NodeStore } from '../../src/storage/node-store.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { useTempStores } from '../support/fixtures.js';
-import { HostCluster, key, shardBounds, shardKey } from '../support/host-cluster.js';
+import { HostCluster, key, shardBounds, shardKey, text } from '../support/host-cluster.js';
 
 useTempStores();
 
@@ -61,6 +62,26 @@ describe('shards on a running node', () => {
     await c.settle();
     expect((await c.host(removed).shards()).map((s) => s.shardId)).not.toContain(5);
     expect(c.host(removed).hasShard(groupId(5))).toBe(false);
+  });
+
+  it('a replica removed on request leaves the keys another replica here holds: a stale one under the range that took it in', async () => {
+    // The placement driver collects a replica of a range merged away while its node was down (node
+    // simulation seed 40030); the range that took its keys in may hold them on the same node.
+    const c = (cluster = await HostCluster.start({ nodeCount: 1, coreCount: 1, seed: 26 }));
+    await c.createShards([5]);
+    await c.tickUntil('a leader', async () => (await c.agreedLeaders([5])) !== undefined, 100);
+    for (const name of ['a', 'z']) expect((await c.write(5, { op: 'put', key: shardKey(5, name), value: key(name) })).ok).toBe(true);
+    await c.stopNode(1);
+    // Range 6 held [s000005/m, the end of range 5) at epoch 1 before range 5 took it in.
+    const store = await NodeStore.open({ dir: join(c.dirs.get(1)!, coreDirName(0)), nodeId: 1 });
+    await store.createShard(groupId(6), { confState: { ...EMPTY_CONF_STATE, voters: [1, 2, 3].map(nodeId) }, descriptor: encodeShardRange({ start: shardKey(5, 'm'), end: shardBounds(5).end, epoch: 1 }) });
+    await store.close();
+    await c.startNode(1);
+    await c.host(1).removeShard(groupId(6));
+    expect(c.host(1).hasShard(groupId(6))).toBe(false);
+    await c.tickUntil('a leader again', async () => (await c.agreedLeaders([5])) !== undefined, 100);
+    const read = async (name: string) => text((await c.host(1).get(groupId(5), shardKey(5, name)))?.value);
+    expect([await read('a'), await read('z')]).toEqual(['a', 'z']);
   });
 
   it('a replica still waiting for its first snapshot grants no vote', async () => {
