@@ -15,7 +15,7 @@ import { KvStateMachine } from '../src/kv/state-machine.js';
 import type { ShellLogger } from '../src/shell-logger.js';
 import type { RangeBounds } from '../src/storage/codec.js';
 import { boundsOutside, ownedBoundsOf, type NodeStore } from '../src/storage/node-store.js';
-import { storeClaims, type RangeClaims } from '../src/snapshot/claims.js';
+import { CoreClaims, storeClaims, type RangeClaims } from '../src/snapshot/claims.js';
 import { IncomingSnapshots } from '../src/snapshot/incoming.js';
 import { SnapshotInstaller } from '../src/snapshot/installer.js';
 import { readSnapshot } from '../src/snapshot/reader.js';
@@ -356,8 +356,12 @@ describe('IncomingSnapshots: a core\'s streams into an empty replica', () => {
   async function core() {
     const store = await targetStore();
     const groups = new Map<GroupId, Group>();
-    const add = (id: GroupId, range: ShardRange) =>
-      groups.set(id, new Group(id, store.storage(id), range, { nodeId: nodeId(1), seed: 1, raft: {}, nodeLeases: undefined, logger: () => SILENT_LOGGER }));
+    const claims = new CoreClaims(store);
+    const add = (id: GroupId, range: ShardRange) => {
+      const g = new Group(id, store.storage(id), range, { nodeId: nodeId(1), seed: 1, raft: {}, nodeLeases: undefined, logger: () => SILENT_LOGGER, claimsChanged: (changed) => claims.track(changed) });
+      groups.set(id, g);
+      claims.track(g);
+    };
     add(RECEIVER, UNINITIALIZED);
     add(OTHER, UNINITIALIZED);
     add(LEFT, LEFT_RANGE);
@@ -375,6 +379,7 @@ describe('IncomingSnapshots: a core\'s streams into an empty replica', () => {
         fail: () => undefined,
       },
       groups,
+      claims,
       disk: { spaceShortfall: () => undefined },
       schedule: (task) => void tasks.push(task),
       wake: () => undefined,

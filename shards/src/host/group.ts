@@ -65,6 +65,8 @@ export interface GroupOptions {
   readonly logger: (id: GroupId) => Logger;
   /** Called once per group, when its Raft node is built. */
   readonly onLoad?: () => void;
+  /** Called when a group's range or accepted snapshot changed: the keys it claims (snapshot/claims.ts CoreClaims). */
+  readonly claimsChanged?: (g: Group) => void;
 }
 
 /**
@@ -94,8 +96,7 @@ export class Group {
   private streamsOut: Map<NodeId, number> | undefined;
   /** Incoming snapshot being staged, and the stream carrying it. */
   incoming: { streamId: number; installer: SnapshotInstaller; from: NodeId; term: Term } | undefined;
-  /** A staged snapshot Raft accepted; installed when its Ready is handled. */
-  accepted: SnapshotInstaller | undefined;
+  private acceptedSnapshot: SnapshotInstaller | undefined;
   removed = false;
   /** Frozen for a merge into its left neighbour (kv/merge.ts): it serves nothing more; undefined when not. */
   frozen: FrozenRange | undefined;
@@ -109,14 +110,37 @@ export class Group {
   private keySampleNext = 0;
   private keysSeen = 0;
 
+  private ownedRange: ShardRange;
+
   constructor(
     readonly id: GroupId,
     readonly storage: ShardStorage,
-    /** The range this replica owns now; applying a split or conf change, or installing a snapshot, replaces it. */
-    public bounds: ShardRange,
+    bounds: ShardRange,
     /** Shared by every group of the core. */
     private readonly options: GroupOptions,
-  ) {}
+  ) {
+    this.ownedRange = bounds;
+  }
+
+  /** The range this replica owns now; applying a split or conf change, or installing a snapshot, replaces it. */
+  get bounds(): ShardRange {
+    return this.ownedRange;
+  }
+
+  set bounds(bounds: ShardRange) {
+    this.ownedRange = bounds;
+    this.options.claimsChanged?.(this);
+  }
+
+  /** A staged snapshot Raft accepted; installed when its Ready is handled. */
+  get accepted(): SnapshotInstaller | undefined {
+    return this.acceptedSnapshot;
+  }
+
+  set accepted(installer: SnapshotInstaller | undefined) {
+    this.acceptedSnapshot = installer;
+    this.options.claimsChanged?.(this);
+  }
 
   /**
    * The replica's Raft node, built from its stored state on first use: a

@@ -5,6 +5,7 @@ import type { ShardRange } from '../kv/range.js';
 import { KvStateMachine, type ApplyOutcome, type ApplyResults } from '../kv/state-machine.js';
 import { ReplicaLifecycle } from '../replica/lifecycle.js';
 import { childLogger, raftLogger, type ShellLogger } from '../shell-logger.js';
+import { CoreClaims } from '../snapshot/claims.js';
 import { IncomingSnapshots } from '../snapshot/incoming.js';
 import { OutgoingSnapshots } from '../snapshot/outgoing.js';
 import { isOutOfSpace } from '../storage/disk-space.js';
@@ -110,6 +111,8 @@ export class ShardCore {
   private readonly changes = new ShardChangeTracker();
   /** What every group's Raft node is built with, one object for all (Group.raw). */
   private readonly groupOptions: GroupOptions;
+  /** The keys each replica here owns or claims, indexed (snapshot/claims.ts). */
+  private readonly claims: CoreClaims;
   /** Groups here whose Raft node was built: CoreStats.loadedGroupCount. */
   private loadedGroupCount = 0;
   /** Ticks seen: the clock of the disk guard, the consistency checks and the unknown-shard reports. */
@@ -155,6 +158,7 @@ export class ShardCore {
     this.out = new CoreOutputBuffer(options.emit);
     const nl = options.nodeLeases;
     this.leases = nl === undefined ? undefined : new CoreLeases({ ...nl, clocks: options.leaseClocks ?? PROCESS_LEASE_CLOCKS, nowTick: () => this.tickCount });
+    this.claims = new CoreClaims(store);
     this.groupOptions = {
       nodeId: this.self,
       seed: options.seed,
@@ -162,6 +166,7 @@ export class ShardCore {
       nodeLeases: this.leases,
       logger: (id) => raftLogger(this.raftLog, { rangeId: id }),
       onLoad: () => void this.loadedGroupCount++,
+      claimsChanged: (g) => this.claims.track(g),
     };
     this.checksums = new ReplicaChecksums(store, { chunkKeyCount: options.checksumChunkKeyCount, holdTicks: options.checksumHoldTicks }, (fields, message) => this.log.error(fields, message));
     // What the parts share: who we are, what we count and log, where answers go, the replicas and the
@@ -174,6 +179,7 @@ export class ShardCore {
       out: this.out,
       store,
       groups: this.groups,
+      claims: this.claims,
       touch: (g: Group): void => void this.touched.add(g),
       /** Quietly: a follower's wake does not ask its leader to wake too. */
       wake: (g: Group): void => this.quiescence.wake(g, { notifyLeader: false }),
@@ -215,6 +221,7 @@ export class ShardCore {
       },
       forget: (g) => {
         this.groups.delete(g.id);
+        this.claims.forget(g);
         if (g.loaded) this.loadedGroupCount--;
         this.changes.forget(g);
       },
@@ -231,6 +238,7 @@ export class ShardCore {
     const g = new Group(shardId, this.options.store.storage(shardId), bounds, this.groupOptions);
     g.frozen = decodeFrozen(shardId, this.options.store.frozen(shardId));
     this.groups.set(shardId, g);
+    this.claims.track(g);
     return g;
   }
 

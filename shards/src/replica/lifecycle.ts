@@ -14,7 +14,7 @@ import type { OutgoingSnapshots } from '../snapshot/outgoing.js';
 import { isOutOfSpace } from '../storage/disk-space.js';
 import type { RangeBounds } from '../storage/codec.js';
 import { boundsOutside, type NodeStore } from '../storage/node-store.js';
-import { claimsWithin, coreClaims } from '../snapshot/claims.js';
+import { claimsWithin, type RangeClaims } from '../snapshot/claims.js';
 
 type CreateShardRequest = Extract<CoreRequest, { kind: 'createShard' }>;
 
@@ -26,6 +26,8 @@ export interface ReplicaLifecyclePort {
   readonly out: Pick<CoreOutputBuffer, 'reply' | 'fail' | 'event' | 'outbox'>;
   /** The core's replicas, removed ones included until their destroy is durable. */
   readonly groups: ReadonlyMap<GroupId, Group>;
+  /** The keys each of them owns or claims. */
+  readonly claims: RangeClaims;
   readonly sm: Pick<KvStateMachine, 'isCreating'>;
   readonly requests: Pick<ShardRequests, 'failPending'>;
   readonly snapshotsOut: Pick<OutgoingSnapshots, 'endAll'>;
@@ -175,7 +177,7 @@ export class ReplicaLifecycle {
     if (g.frozen !== undefined && this.port.groups.has(g.frozen.targetShardId as GroupId)) return this.port.out.fail(id, new RangeMergingError(`shard ${shardId} on node ${this.port.self} is frozen for a merge into shard ${g.frozen.targetShardId}; the merge removes it`));
     // Keys another replica here claims are not this one's to delete: a stale replica of a range merged
     // away, collected by the placement driver, may sit under the range that took its keys in.
-    const others = isInitialized(g.bounds) ? claimsWithin(coreClaims(this.port.groups, this.port.store), shardId, g.bounds) : [];
+    const others = isInitialized(g.bounds) ? claimsWithin(this.port.claims, shardId, g.bounds) : [];
     this.destroyGroup(g, () => this.port.out.reply(id, null), others.length === 0 ? {} : { keepData: true, deleteAlso: boundsOutside(g.bounds, others) });
   }
 

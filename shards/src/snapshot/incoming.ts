@@ -8,7 +8,7 @@ import type { Group } from '../host/group.js';
 import type { ShellLogger } from '../shell-logger.js';
 import type { RangeBounds } from '../storage/codec.js';
 import { boundsOutside, describeBounds, type NodeStore } from '../storage/node-store.js';
-import { SnapshotOverlapError, coreClaims, describeClaim, overlappingClaim, staleUnder, type RangeClaims } from './claims.js';
+import { SnapshotOverlapError, describeClaim, overlappingClaim, staleUnder, type CoreClaims } from './claims.js';
 import { SnapshotInstaller } from './installer.js';
 
 /** What the receiving side needs of its core. */
@@ -18,8 +18,10 @@ export interface IncomingSnapshotsPort {
   readonly stats: CoreStats;
   readonly log: ShellLogger;
   readonly out: Pick<CoreOutputBuffer, 'event' | 'fail'>;
-  /** Every replica of this core's store: a snapshot's range must not overlap another's. */
+  /** Every replica of this core's store. */
   readonly groups: ReadonlyMap<GroupId, Group>;
+  /** What the replicas of this store own or claim: a snapshot's range must not overlap another's. */
+  readonly claims: CoreClaims;
   readonly disk: Pick<DiskGuard, 'spaceShortfall'>;
   /** Runs a store write in the core's loop, between rounds. */
   schedule(task: () => Promise<void>): void;
@@ -46,10 +48,10 @@ export class IncomingSnapshots {
   /** The group each incoming stream stages into (the group's `incoming` names the stream it still takes). */
   private readonly streams = new Map<number, Group>();
   /** What the replicas of this store own or claim: the overlap check of every chunk and the spared keys of every clear. */
-  private readonly claims: RangeClaims;
+  private readonly claims: CoreClaims;
 
   constructor(private readonly port: IncomingSnapshotsPort) {
-    this.claims = coreClaims(port.groups, port.store);
+    this.claims = port.claims;
   }
 
   onIncoming(streamId: number, shardId: GroupId, from: NodeId, term: number): void {
@@ -171,7 +173,10 @@ export class IncomingSnapshots {
     g.bounds = { start: header.bounds.start, end: header.bounds.end, epoch: header.epoch };
     g.frozen = header.frozen;
     g.resetLoad();
-    const stale = [...this.port.groups.values()].filter((other) => other !== g && !other.removed && staleUnder(g.bounds, other.bounds));
+    const stale: Group[] = [];
+    this.claims.forEachOwner(g.bounds, (other) => {
+      if (other !== g && !other.removed && staleUnder(g.bounds, other.bounds)) stale.push(other);
+    });
     const staleIds = new Set(stale.map((other) => other.id));
     for (const other of stale) {
       // Its keys past the snapshot's range, but for what another replica here (the snapshot's included) owns
