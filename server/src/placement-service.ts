@@ -296,7 +296,8 @@ export class PlacementService {
           throw new KvError('INVALID_ARGUMENT', (err as Error).message);
         }
         const answer = driver.onHeartbeat(heartbeat, nowMs);
-        return packr.pack([answer.collect, answer.resync, answer.describe]);
+        // The third field only when asking: a node built before decodes two (and is never asked: it sends no `described`).
+        return packr.pack(answer.describe.length === 0 ? [answer.collect, answer.resync] : [answer.collect, answer.resync, answer.describe]);
       }
       case 'status': {
         // One snapshot for both: at 20,000 ranges each is milliseconds. Without the ranges (raw[1] === 0) the
