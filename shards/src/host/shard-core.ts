@@ -166,7 +166,10 @@ export class ShardCore {
       nodeLeases: this.leases,
       logger: (id) => raftLogger(this.raftLog, { rangeId: id }),
       onLoad: () => void this.loadedGroupCount++,
-      claimsChanged: (g) => this.claims.track(g),
+      // Only a group the core still holds: one forgotten (destroyed) must not come back into the claims.
+      claimsChanged: (g) => {
+        if (this.groups.get(g.id) === g) this.claims.track(g);
+      },
     };
     this.checksums = new ReplicaChecksums(store, { chunkKeyCount: options.checksumChunkKeyCount, holdTicks: options.checksumHoldTicks }, (fields, message) => this.log.error(fields, message));
     // What the parts share: who we are, what we count and log, where answers go, the replicas and the
