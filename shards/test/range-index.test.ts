@@ -45,7 +45,8 @@ describe('RangeIndex', () => {
       } else if (r < 0.85) {
         index.delete(id);
         oracle.delete(id);
-      } else {
+      } else if (step >= 1500 * (seed % 2)) {
+        // Odd seeds ask nothing for their first 1,500 steps: the blocks are then built from many ranges at once.
         const within = randomRange();
         const found: number[] = [];
         index.forEachOverlapping(within, (item) => found.push(item));

@@ -17,6 +17,11 @@ import type { RangeBounds } from '../storage/codec.js';
 export class RangeIndex<T> {
   private blocks: Block<T>[] = [];
   private readonly entries = new Map<T, Entry<T>>();
+  /**
+   * The blocks are built on the first query, in one sort: a core starting with 100,000 replicas indexes
+   * them all, and inserting them one by one took ~300 ms of its start, for a query that may never come.
+   */
+  private built = false;
 
   get size(): number {
     return this.entries.size;
@@ -28,6 +33,7 @@ export class RangeIndex<T> {
     if (bounds.end !== null && Buffer.compare(bounds.start, bounds.end) >= 0) return;
     const entry: Entry<T> = { item, start: bounds.start, end: bounds.end };
     this.entries.set(item, entry);
+    if (!this.built) return;
     if (this.blocks.length === 0) {
       this.blocks.push({ entries: [entry], furthest: entry.end });
       return;
@@ -47,6 +53,7 @@ export class RangeIndex<T> {
     const entry = this.entries.get(item);
     if (entry === undefined) return;
     this.entries.delete(item);
+    if (!this.built) return;
     // Entries of one start key may spread over neighbouring blocks: look from the last that may hold it, leftwards.
     for (let b = this.lastBlockStartingAtOrBefore(entry.start); b >= 0; b--) {
       const block = this.blocks[b]!;
@@ -63,6 +70,7 @@ export class RangeIndex<T> {
   /** Calls `each` for every item whose range shares a key with `within` (an empty `within` shares none). */
   forEachOverlapping(within: RangeBounds, each: (item: T, bounds: RangeBounds) => void): void {
     if (within.end !== null && Buffer.compare(within.start, within.end) >= 0) return;
+    if (!this.built) this.build();
     const last = within.end === null ? this.blocks.length - 1 : this.lastBlockStartingBefore(within.end);
     for (let b = last; b >= 0; b--) {
       const block = this.blocks[b]!;
@@ -72,6 +80,19 @@ export class RangeIndex<T> {
         if (endsAfter(e.end, within.start)) each(e.item, e);
       }
     }
+  }
+
+  private build(): void {
+    // By latin1 strings: they order as the bytes do, and compare several times faster than Buffer.compare from a sort callback.
+    const keyed = [...this.entries.values()].map((e) => ({ e, k: Buffer.from(e.start.buffer, e.start.byteOffset, e.start.byteLength).toString('latin1') }));
+    keyed.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
+    const sorted = keyed.map(({ e }) => e);
+    this.blocks = [];
+    for (let i = 0; i < sorted.length; i += BLOCK) {
+      const entries = sorted.slice(i, i + BLOCK);
+      this.blocks.push({ entries, furthest: furthestOf(entries) });
+    }
+    this.built = true;
   }
 
   /** The last block whose first entry starts at or before `key`, or -1. */
