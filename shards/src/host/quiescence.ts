@@ -30,14 +30,21 @@ export interface QuiescencePort {
  */
 /**
  * How many times wakeCountPerTickMax a tick wakes for a peer gone down. Those wakes are what re-elects the
- * ranges it led, and at 64 a tick they paced a failover far below what the CPUs could do; campaigns and
- * wakes for a peer back up stay at the budget, because a restarting node's burst of them is what
- * overloads (host-bench failover, 3 nodes × 30,000 shards, 1 core each: the dead node's 10,141 leaders
- * all re-elected after 19.5 s at 64 a tick and 7.1 s at 256, survivors at 22 and 34 % of a core; with
- * campaigns and up-wakes at 256 too, the restarted node had not settled after 3 minutes, at 64 it had in
- * 28 s).
+ * ranges it led, and at 64 a tick they paced a failover far below what the CPUs could do (host-bench
+ * failover, 3 nodes × 30,000 shards, 1 core each: the dead node's 10,141 leaders all re-elected after
+ * 19.5 s at 64 a tick and 7.1 s at 256, survivors at 22 and 34 % of a core).
  */
 const PEER_DOWN_WAKE_FACTOR = 4;
+
+/**
+ * How many times wakeCountPerTickMax a tick wakes for a peer back up: our leaders that include it, whose
+ * heartbeats tell its restarted replicas their leader (and catch them up). Campaigns stay at the budget.
+ * A restarted node's replicas all hear from their leaders this way or by campaigning once, and its
+ * burst is what overloads: at 100,000 shards per node (same bench, ACTIVE_GROUPS_WAKING_MAX in force),
+ * every leader known after 84 s at 1×, 42–43 s at 2× (two runs, no check-quorum step-down), 23 s at 4×
+ * in one run of two — the other, like one at 8×, ended in check-quorum step-downs on every node.
+ */
+const PEER_UP_WAKE_FACTOR = 2;
 
 /**
  * Groups ticking on a core past which queued wakes wait: a group woken to elect ticks until it quiesces
@@ -145,7 +152,7 @@ export class Quiescence {
     if (options.notifyLeader && leader !== NONE && leader !== this.port.self) this.port.out.outbox.wake(leader, g.id);
   }
 
-  /** After the groups ticked: the next wakeCountPerTickMax queued campaigns, then queued wakes (PEER_DOWN_WAKE_FACTOR times as many for a peer down). */
+  /** After the groups ticked: the next wakeCountPerTickMax queued campaigns, then queued wakes (PEER_DOWN_WAKE_FACTOR times as many for a peer down, PEER_UP_WAKE_FACTOR for one back up). */
   wakeQueued(): void {
     const { wakeCountPerTickMax } = this.port;
     const again: { g: Group; attemptsLeft: number }[] = [];
@@ -163,14 +170,14 @@ export class Quiescence {
     }
     this.campaignQueue.push(...again);
     // Wakes for a peer that went down re-elect the ranges it led: they get PEER_DOWN_WAKE_FACTOR times the
-    // budget. Wakes for a peer back up stay within it, as campaigns do (see PEER_DOWN_WAKE_FACTOR).
+    // budget; wakes for a peer back up PEER_UP_WAKE_FACTOR times, within that.
     let woken = 0;
     let wokenForUp = 0;
     for (const [key, { group, peer, cause }] of this.wakeQueue) {
       if (woken >= wakeCountPerTickMax * PEER_DOWN_WAKE_FACTOR) break;
       // Groups already ticking bound what more wakes would add: past ACTIVE_GROUPS_WAKING_MAX they only add tick work.
       if (this.active.size >= ACTIVE_GROUPS_WAKING_MAX) break;
-      if (cause === 'up' && wokenForUp >= wakeCountPerTickMax) continue;
+      if (cause === 'up' && wokenForUp >= wakeCountPerTickMax * PEER_UP_WAKE_FACTOR) continue;
       this.wakeQueue.delete(key);
       if (group.removed || !group.quiesced || this.down.has(peer) !== (cause === 'down')) continue;
       this.wake(group, { notifyLeader: false });
