@@ -370,10 +370,15 @@ export class PlacementDriver {
         break;
       }
     }
-    if (cover === undefined || cover.epoch <= d.epoch) return false;
+    // Kept: looked at again only after as long once more (each look is a pass over the ranges and the node's replicas).
+    const keep = (): false => {
+      n.unknownSince.set(rangeId, nowMs);
+      return false;
+    };
+    if (cover === undefined || cover.epoch <= d.epoch) return keep();
     for (const [id, replicaEpoch] of n.replicas) {
       const t = this.ranges.get(id);
-      if (t !== undefined && replicaEpoch < t.report.epoch && compareKeys(t.report.start, d.start) < 0) return false;
+      if (t !== undefined && replicaEpoch < t.report.epoch && compareKeys(t.report.start, d.start) < 0) return keep();
     }
     this.o.ports.log.info({ holder: nodeId, rangeId, epoch, byRangeId: cover.rangeId, byEpoch: cover.epoch }, 'replica of a range merged away while its node was down: collected');
     return true;
