@@ -284,7 +284,7 @@ export class PlacementDriver {
     const describe: number[] = [];
     for (const rangeId of candidates) {
       const verdict = this.collectable(h.nodeId, n, rangeId, nowMs);
-      if (verdict === 'collect') collect.push(rangeId);
+      if (verdict === true) collect.push(rangeId);
       else if (verdict === 'describe' && describe.length < DESCRIBE_PER_ANSWER_MAX) describe.push(rangeId);
     }
     for (const rangeId of n.described.keys()) if (!n.unknownSince.has(rangeId)) n.described.delete(rangeId);
@@ -296,12 +296,7 @@ export class PlacementDriver {
    * Whether the node's replica of the range (if it holds one) is one the range removed, and may go;
    * `describe`: the range is unknown here, and the replica's key range (asked of its node) would tell.
    */
-  private collectable(nodeId: number, n: TrackedNode, rangeId: number, nowMs: number): 'collect' | 'keep' | 'describe' {
-    const verdict = this.collectableReplica(nodeId, n, rangeId, nowMs);
-    return verdict === true ? 'collect' : verdict === false ? 'keep' : verdict;
-  }
-
-  private collectableReplica(nodeId: number, n: TrackedNode, rangeId: number, nowMs: number): boolean | 'describe' {
+  private collectable(nodeId: number, n: TrackedNode, rangeId: number, nowMs: number): boolean | 'describe' {
     const epoch = n.replicas.get(rangeId);
     const r = this.ranges.get(rangeId);
     if (r !== undefined || epoch === undefined || epoch === 0) n.unknownSince.delete(rangeId);

@@ -38,9 +38,10 @@ export class RangeIndex<T> {
       this.blocks.push({ entries: [entry], furthest: entry.end });
       return;
     }
-    const b = Math.max(0, this.lastBlockStartingAtOrBefore(entry.start));
+    const b = Math.max(0, this.lastBlockStarting(entry.start, true));
     const block = this.blocks[b]!;
-    block.entries.splice(upperBound(block.entries, entry.start), 0, entry);
+    // After every entry starting at or before it.
+    block.entries.splice(countBefore(block.entries.length, (i) => block.entries[i]!.start, entry.start, true), 0, entry);
     if (endsAfter(entry.end, block.furthest)) block.furthest = entry.end;
     if (block.entries.length > 2 * BLOCK) {
       const right = block.entries.splice(BLOCK);
@@ -55,7 +56,7 @@ export class RangeIndex<T> {
     this.entries.delete(item);
     if (!this.built) return;
     // Entries of one start key may spread over neighbouring blocks: look from the last that may hold it, leftwards.
-    for (let b = this.lastBlockStartingAtOrBefore(entry.start); b >= 0; b--) {
+    for (let b = this.lastBlockStarting(entry.start, true); b >= 0; b--) {
       const block = this.blocks[b]!;
       const at = block.entries.indexOf(entry);
       if (at < 0) continue;
@@ -71,7 +72,7 @@ export class RangeIndex<T> {
   forEachOverlapping(within: RangeBounds, each: (item: T, bounds: RangeBounds) => void): void {
     if (within.end !== null && Buffer.compare(within.start, within.end) >= 0) return;
     if (!this.built) this.build();
-    const last = within.end === null ? this.blocks.length - 1 : this.lastBlockStartingBefore(within.end);
+    const last = within.end === null ? this.blocks.length - 1 : this.lastBlockStarting(within.end, false);
     for (let b = last; b >= 0; b--) {
       const block = this.blocks[b]!;
       if (!endsAfter(block.furthest, within.start)) continue;
@@ -95,28 +96,9 @@ export class RangeIndex<T> {
     this.built = true;
   }
 
-  /** The last block whose first entry starts at or before `key`, or -1. */
-  private lastBlockStartingAtOrBefore(key: Uint8Array): number {
-    let lo = 0;
-    let hi = this.blocks.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (Buffer.compare(this.blocks[mid]!.entries[0]!.start, key) <= 0) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo - 1;
-  }
-
-  /** The last block whose first entry starts before `key`, or -1. */
-  private lastBlockStartingBefore(key: Uint8Array): number {
-    let lo = 0;
-    let hi = this.blocks.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (Buffer.compare(this.blocks[mid]!.entries[0]!.start, key) < 0) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo - 1;
+  /** The last block whose first entry starts before `key` (or at it, with `orAt`), or -1. */
+  private lastBlockStarting(key: Uint8Array, orAt: boolean): number {
+    return countBefore(this.blocks.length, (i) => this.blocks[i]!.entries[0]!.start, key, orAt) - 1;
   }
 }
 
@@ -148,13 +130,14 @@ function furthestOf<T>(entries: readonly Entry<T>[]): Uint8Array | null {
   return furthest;
 }
 
-/** Where an entry starting at `start` goes: after every entry starting at or before it. */
-function upperBound<T>(entries: readonly Entry<T>[], start: Uint8Array): number {
+/** How many of `count` start keys sorted ascending (`startOf(i)`) lie before `key` (or at it, with `orAt`). */
+function countBefore(count: number, startOf: (i: number) => Uint8Array, key: Uint8Array, orAt: boolean): number {
   let lo = 0;
-  let hi = entries.length;
+  let hi = count;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (Buffer.compare(entries[mid]!.start, start) <= 0) lo = mid + 1;
+    const c = Buffer.compare(startOf(mid), key);
+    if (c < 0 || (orAt && c === 0)) lo = mid + 1;
     else hi = mid;
   }
   return lo;

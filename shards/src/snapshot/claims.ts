@@ -150,7 +150,7 @@ export class CoreClaims implements RangeClaims {
  * The claims a store holds by itself, without a core: every other shard's
  * range by its stored descriptor (one read per shard) and the receiving
  * markers. For an installer used on its own (tools, tests); a core knows
- * more (coreClaims: the snapshots its replicas accepted).
+ * more (CoreClaims: the snapshots its replicas accepted).
  */
 export function storeClaims(store: NodeStore): RangeClaims {
   return {

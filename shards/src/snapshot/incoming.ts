@@ -20,7 +20,7 @@ export interface IncomingSnapshotsPort {
   readonly out: Pick<CoreOutputBuffer, 'event' | 'fail'>;
   /** Every replica of this core's store. */
   readonly groups: ReadonlyMap<GroupId, Group>;
-  /** What the replicas of this store own or claim: a snapshot's range must not overlap another's. */
+  /** What the replicas of this store own or claim: the overlap check of every chunk and the spared keys of every clear. */
   readonly claims: CoreClaims;
   readonly disk: Pick<DiskGuard, 'spaceShortfall'>;
   /** Runs a store write in the core's loop, between rounds. */
@@ -47,12 +47,7 @@ export interface IncomingSnapshotsPort {
 export class IncomingSnapshots {
   /** The group each incoming stream stages into (the group's `incoming` names the stream it still takes). */
   private readonly streams = new Map<number, Group>();
-  /** What the replicas of this store own or claim: the overlap check of every chunk and the spared keys of every clear. */
-  private readonly claims: CoreClaims;
-
-  constructor(private readonly port: IncomingSnapshotsPort) {
-    this.claims = port.claims;
-  }
+  constructor(private readonly port: IncomingSnapshotsPort) {}
 
   onIncoming(streamId: number, shardId: GroupId, from: NodeId, term: number): void {
     const { groups, self, out } = this.port;
@@ -71,7 +66,7 @@ export class IncomingSnapshots {
     }
     // A newer transfer replaces an older one (the leader retried).
     if (g.incoming !== undefined) this.streams.delete(g.incoming.streamId);
-    g.incoming = { streamId, installer: new SnapshotInstaller(this.port.store, shardId, { claims: this.claims }), from, term };
+    g.incoming = { streamId, installer: new SnapshotInstaller(this.port.store, shardId, { claims: this.port.claims }), from, term };
     this.streams.set(streamId, g);
     this.port.wake(g);
   }
@@ -152,7 +147,7 @@ export class IncomingSnapshots {
     g.incoming = undefined;
     g.accepted = undefined;
     if (!this.port.store.receiving().has(g.id)) return;
-    const installer = new SnapshotInstaller(this.port.store, g.id, { claims: this.claims });
+    const installer = new SnapshotInstaller(this.port.store, g.id, { claims: this.port.claims });
     // A task, so it runs after the destroy that called this; a creation of the same shard queues after it.
     this.port.schedule(() => installer.clear());
   }
@@ -174,7 +169,7 @@ export class IncomingSnapshots {
     g.frozen = header.frozen;
     g.resetLoad();
     const stale: Group[] = [];
-    this.claims.forEachOwner(g.bounds, (other) => {
+    this.port.claims.forEachOwner(g.bounds, (other) => {
       if (other !== g && !other.removed && staleUnder(g.bounds, other.bounds)) stale.push(other);
     });
     const staleIds = new Set(stale.map((other) => other.id));
@@ -182,7 +177,7 @@ export class IncomingSnapshots {
       // Its keys past the snapshot's range, but for what another replica here (the snapshot's included) owns
       // or is receiving: the ranges they moved to since catch up here by snapshot, if this node holds them.
       const keep: RangeBounds[] = [];
-      this.claims.forEachOther(other.id, other.bounds, (claim) => {
+      this.port.claims.forEachOther(other.id, other.bounds, (claim) => {
         if (!staleIds.has(claim.shardId)) keep.push(claim.bounds);
       });
       const outside = boundsOutside(other.bounds, keep);
@@ -210,7 +205,7 @@ export class IncomingSnapshots {
     const mode = installer.receiveMode;
     if (h === undefined || mode === undefined) return undefined;
     const range: ShardRange = { start: h.bounds.start, end: h.bounds.end, epoch: h.epoch };
-    const claim = overlappingClaim(this.claims, g.id, range, mode);
+    const claim = overlappingClaim(this.port.claims, g.id, range, mode);
     if (claim === undefined) return undefined;
     return new SnapshotOverlapError(
       `snapshot ${h.index} of shard ${g.id} covers ${describeRange(range)} (epoch ${range.epoch}), overlapping ${describeClaim(claim)} on node ${this.port.self}; retried once that shard catches up`,
