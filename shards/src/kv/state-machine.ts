@@ -1,6 +1,7 @@
 import { assert, type ConfState, type Entry, type GroupId, type LogIndex } from '@flotilla/core';
 import { encodeConfState } from '../storage/codec.js';
 import { CorruptRecordError } from '../storage/errors.js';
+import { decodeStoredValue, readStored, scanStored, type ScanOptions, type StoredValue } from './data-reads.js';
 import type { NewShard, NodeStore } from '../storage/node-store.js';
 import {
   INITIAL_LOG_INDEX,
@@ -88,17 +89,7 @@ export interface StagedApply {
   committed(): void;
 }
 
-/**
- * A key's record: its value, its version and, if the writer gave one, the
- * value's content type. Stored as [version, value] or, with a content type,
- * [version, value, contentType]: records written before content types
- * existed read back unchanged.
- */
-export interface StoredValue {
-  readonly value: Buffer;
-  readonly version: number;
-  readonly contentType?: string;
-}
+export type { StoredValue } from './data-reads.js';
 
 /**
  * The KV state machine of every range on a node. Applying a batch and
@@ -444,47 +435,16 @@ export class KvStateMachine {
   }
 
   private readRaw(key: Buffer): StoredValue | undefined {
-    const raw = this.store.data.get(key);
-    return raw === undefined ? undefined : decodeStoredValue(key, raw);
+    return readStored(this.store.data, key);
   }
 
   get(key: Uint8Array): StoredValue | undefined {
     return this.readRaw(asBuffer(key));
   }
 
-  /**
-   * Keys in [start, end) in order, at most `limit`, skipping the first
-   * `offset`; `end` undefined means to the end of the key space. `reverse`:
-   * the same keys from the last down (the span is still [start, end)).
-   */
-  *scan(options: { start: Uint8Array; end?: Uint8Array | undefined; limit: number; offset?: number; reverse?: boolean }): Generator<{ key: Buffer; value: Buffer; version: number }> {
-    const start = Buffer.from(options.start);
-    const end = options.end === undefined ? undefined : Buffer.from(options.end);
-    if (options.reverse !== true) {
-      const range = this.store.data.getRange({ start, ...(end === undefined ? {} : { end }), limit: options.limit, ...(options.offset === undefined ? {} : { offset: options.offset }) });
-      for (const { key, value } of range) {
-        const stored = decodeStoredValue(key, value);
-        yield { key, value: stored.value, version: stored.version };
-      }
-      return;
-    }
-    // lmdb-js walks a reverse range from its `start` (inclusive) down to its `end` (exclusive): the opposite
-    // of ours. So it starts at our `end` (skipped when present: ours is exclusive) and runs, lazily, until a
-    // key below our `start`. Its default reverse end excludes the key 0x00; the empty key (which LMDB never
-    // stores) excludes nothing.
-    let skipCount = options.offset ?? 0;
-    let yieldedCount = 0;
-    for (const { key, value } of this.store.data.getRange({ ...(end === undefined ? {} : { start: end }), end: EMPTY_KEY, reverse: true })) {
-      if (end !== undefined && Buffer.compare(key, end) >= 0) continue;
-      if (Buffer.compare(key, start) < 0 || yieldedCount === options.limit) return;
-      if (skipCount > 0) {
-        skipCount--;
-        continue;
-      }
-      const stored = decodeStoredValue(key, value);
-      yieldedCount++;
-      yield { key, value: stored.value, version: stored.version };
-    }
+  /** Keys in [start, end) in order (see data-reads.ts scanStored). */
+  scan(options: ScanOptions): Generator<{ key: Buffer; value: Buffer; version: number }> {
+    return scanStored(this.store.data, options);
   }
 }
 
@@ -524,19 +484,6 @@ function newShardOf(c: CreatedShard): NewShard {
   return { shardId: c.shardId, confState: c.confState, descriptor: encodeShardRange(c.range), startAt: { index: INITIAL_LOG_INDEX, term: INITIAL_LOG_TERM } };
 }
 
-/** A data record as read back from LMDB: [version, bytes] or [version, bytes, contentType], checked so damage fails loudly. */
-function decodeStoredValue(key: Buffer, raw: unknown): StoredValue {
-  if (!Array.isArray(raw) || (raw.length !== 2 && raw.length !== 3) || !Number.isSafeInteger(raw[0]) || (raw[0] as number) < 1 || !(raw[1] instanceof Uint8Array)) {
-    throw new CorruptRecordError(`data record for key ${key.toString('hex')} is malformed`);
-  }
-  if (raw.length === 3) {
-    if (typeof raw[2] !== 'string') throw new CorruptRecordError(`data record for key ${key.toString('hex')} has a content type that is not a string`);
-    return { version: raw[0] as number, value: raw[1] as Buffer, contentType: raw[2] };
-  }
-  return { version: raw[0] as number, value: raw[1] as Buffer };
-}
-
-const EMPTY_KEY = Buffer.alloc(0);
 
 function asBuffer(b: Uint8Array): Buffer {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
