@@ -309,6 +309,27 @@ export class Raft {
     return this.nodeLeaseQuorum();
   }
 
+  /**
+   * What a reader outside Raft needs to serve a node-lease read of this
+   * leader's applied state (the shell's local reads): each voter with the
+   * lease mark its acknowledgement of this term carries (-1: none yet; this
+   * node's own counts always). Undefined whenever such a read would not be
+   * linearizable whatever the leases say: not the leader, a transfer under
+   * way or the lease revoked, no entry of this term committed yet, committed
+   * entries not all applied, a joint configuration, or no node leases. The
+   * reader counts `voters` a majority with the node leases it holds now,
+   * as nodeLeaseQuorum does.
+   */
+  nodeLeaseReadVoters(): (readonly [voter: NodeId, mark: number])[] | undefined {
+    if (this.config.nodeLeases === undefined || this.role !== 'leader' || this.leaseRevoked || this.leadTransferee !== NONE) return undefined;
+    if (!this.committedEntryInCurrentTerm() || this.log.applied !== this.log.committed) return undefined;
+    const voters = this.tracker.config.voters;
+    if (voters.isJoint) return undefined;
+    const out: (readonly [NodeId, number])[] = [];
+    for (const id of voters.incoming.voters) out.push([id, id === this.id ? 0 : (this.tracker.progress.get(id)?.leaseMark ?? -1)]);
+    return out;
+  }
+
   /** Whether the voters whose node leases hold, and who acknowledged this term since their node started, are a quorum (with us). */
   private nodeLeaseQuorum(): boolean {
     const leases = this.config.nodeLeases;

@@ -161,3 +161,46 @@ describe('node leases', () => {
     expect(cluster.leader()).toBe(3);
   });
 });
+
+// What a reader outside Raft (the shell's local reads) is told it may rely on.
+describe('nodeLeaseReadVoters', () => {
+  it("names each voter with its acknowledgement's lease mark, on a leader whose committed entries are all applied", () => {
+    const { cluster, leases } = elected();
+    leases.get(1)!.epochs.set(3, 4);
+    cluster.propose(1, 'b'); // node 3 acknowledges in epoch 4 now
+    expect(cluster.raft(1).nodeLeaseReadVoters()).toEqual([
+      [1, 0],
+      [2, 1],
+      [3, 4],
+    ]);
+    expect(cluster.raft(2).nodeLeaseReadVoters()).toBeUndefined();
+  });
+
+  it('is undefined from the moment a commit index is known until its entries are applied', () => {
+    const { cluster } = elected();
+    const seen: ((readonly [number, number])[] | undefined)[] = [];
+    cluster.onReady = (id, rd) => {
+      if (id === 1 && rd.committedEntries.length > 0) seen.push(cluster.raft(1).nodeLeaseReadVoters());
+    };
+    cluster.propose(1, 'c');
+    expect(seen).toEqual([undefined]);
+    expect(cluster.raft(1).nodeLeaseReadVoters()).toHaveLength(3);
+  });
+
+  it('is undefined while a leadership transfer is under way, and on the new leader until its term commits', () => {
+    const { cluster } = elected();
+    cluster.transferLeader(1, 2, { stabilize: false });
+    expect(cluster.raft(1).nodeLeaseReadVoters()).toBeUndefined();
+    cluster.stabilize();
+    expect(cluster.leader()).toBe(2);
+    expect(cluster.raft(1).nodeLeaseReadVoters()).toBeUndefined();
+    expect(cluster.raft(2).nodeLeaseReadVoters()).toHaveLength(3);
+  });
+
+  it('is undefined without node leases', () => {
+    const cluster = new Cluster({ voters: [1, 2, 3], config: { checkQuorum: true, preVote: true } });
+    cluster.campaign(1);
+    cluster.propose(1, 'a');
+    expect(cluster.raft(1).nodeLeaseReadVoters()).toBeUndefined();
+  });
+});
