@@ -30,6 +30,8 @@ export { openNodeStores, lockNodeDir, prepareNodeDir, markNodeDirReady, coreDirN
 export { Host } from './host/host.js';
 /** A core's view of the node leases: exported for the simulation's deliberately broken builds (test/src/node-sim/bugs.ts). */
 export { CoreLeases } from './host/core-leases.js';
+/** The Host's side of node leases (its local reads check them): exported for the same broken builds. */
+export { NodeLeaseTable } from './host/node-leases.js';
 export type { HostStats } from './host/stats.js';
 export { TICK_INTERVAL_MS_DEFAULT, REQUEST_TIMEOUT_TICKS_DEFAULT, type HostOptions, type SnapshotFlowMode } from './host/options.js';
 export type { ShardStatus, CoreStats, CoreStatsReport, Consistency, RangeBoundsWire, MembershipChange } from './host/core-protocol.js';

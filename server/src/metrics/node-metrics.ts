@@ -198,6 +198,7 @@ export class NodeMetrics {
     });
     counter('flotilla_host_frames_dropped_total', 'Frames from peers whose batch did not decode (dropped whole).', () => host.stats.framesDropped);
     counter('flotilla_host_requests_timed_out_total', 'Requests to cores or peers failed with REQUEST_TIMEOUT (outcome unknown).', () => host.stats.requestsTimedOut);
+    counter('flotilla_host_local_reads_total', "Linearizable reads served on the node's main thread under the node lease, without a hop to the core (also counted in flotilla_core_lease_reads_total).", () => host.stats.localReads);
     counter('flotilla_host_requests_refused_total', 'Requests refused because too many were already waiting (OVERLOADED).', () => host.stats.requestsRefused);
     const transport = () => this.snapshot.transport;
     counter('flotilla_transport_batches_sent_total', 'Batches of Raft traffic sent (or queued) to peers, one frame each.', () => transport().batchesSent);

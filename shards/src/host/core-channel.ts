@@ -174,20 +174,24 @@ export async function startCoreChannels(
     readonly workerPath: string | URL | undefined;
     /** For inline cores: the Host's lease clocks (workers read the process's, as their Host does). */
     readonly leaseClocks: LeaseClocks;
+    /** Per core, where it publishes shards for the Host's local reads (local-reads.ts); undefined: none. */
+    readonly localReads: readonly SharedArrayBuffer[] | undefined;
     readonly handlers: (coreIndex: number) => CoreChannelHandlers;
   },
 ): Promise<void> {
   if (o.mode === 'inline') {
     for (let i = 0; i < o.coreDirs.length; i++) {
       const store = await NodeStore.open({ dir: o.coreDirs[i]!, nodeId: o.settings.nodeId, ...(o.storeIo === undefined ? {} : { io: o.storeIo }) });
-      into.push(new InlineCoreChannel({ settings: { ...o.settings, coreIndex: i, store, leaseClocks: o.leaseClocks }, logger: o.logger, handlers: o.handlers(i) }));
+      const localReads = o.localReads?.[i];
+      into.push(new InlineCoreChannel({ settings: { ...o.settings, coreIndex: i, store, leaseClocks: o.leaseClocks, ...(localReads === undefined ? {} : { localReads }) }, logger: o.logger, handlers: o.handlers(i) }));
     }
     return;
   }
   const workerPath = o.workerPath ?? defaultWorkerPath();
   const started = await Promise.allSettled(
     o.coreDirs.map((storeDir, i) => {
-      const settings: CoreSettings = { ...o.settings, coreIndex: i, storeDir, logLevel: o.logger.level ?? 'info', logFormat: o.logFormat };
+      const localReads = o.localReads?.[i];
+      const settings: CoreSettings = { ...o.settings, coreIndex: i, storeDir, logLevel: o.logger.level ?? 'info', logFormat: o.logFormat, ...(localReads === undefined ? {} : { localReads }) };
       return WorkerCoreChannel.start({ workerPath, settings, handlers: o.handlers(i) });
     }),
   );

@@ -93,7 +93,9 @@ export type CoreEvent =
   | { readonly kind: 'snapshotIncoming'; readonly streamId: number; readonly shardId: number; readonly from: number; readonly term: number }
   | { readonly kind: 'snapshotChunk'; readonly streamId: number; readonly bytes: Uint8Array }
   /** Incoming stream ended: `ok` after the last chunk, false when it broke. */
-  | { readonly kind: 'snapshotEnd'; readonly streamId: number; readonly ok: boolean };
+  | { readonly kind: 'snapshotEnd'; readonly streamId: number; readonly ok: boolean }
+  /** Linearizable reads the Host served itself (local-reads.ts): per shard, how many and a sample of their keys. */
+  | { readonly kind: 'localReads'; readonly reads: readonly (readonly [shardId: number, count: number, keys: readonly Uint8Array[]])[] };
 
 export interface CoreInput {
   readonly ticks: number;
@@ -122,7 +124,9 @@ export type CoreOutEvent =
   /** This replica applied its own removal from the shard and destroyed itself (a tombstone remains). */
   | { readonly kind: 'shardRemoved'; readonly shardId: number }
   /** The core's view of its store's disk changed: `full` (a group commit failed for want of space), `low` (below the reserve: writes refused). */
-  | { readonly kind: 'disk'; readonly full: boolean; readonly low: boolean; readonly freeBytes: number };
+  | { readonly kind: 'disk'; readonly full: boolean; readonly low: boolean; readonly freeBytes: number }
+  /** The bounds the core published a shard for local reads under `version` (local-reads.ts); version 0: the shard left the core. */
+  | { readonly kind: 'readBounds'; readonly shardId: number; readonly version: number; readonly start: Uint8Array; readonly end: Uint8Array | null };
 
 export type ClaimAnswer = 'here' | 'free' | { readonly removed: { readonly term: number; readonly vote: number } };
 

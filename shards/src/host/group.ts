@@ -272,9 +272,9 @@ export class Group {
     if (this.streamsOut?.size === 0) this.streamsOut = undefined;
   }
 
-  /** Notes a key a request touched (one in KEY_SAMPLE_EVERY is kept). */
-  sampleKey(key: Uint8Array): void {
-    if (this.keysSeen++ % KEY_SAMPLE_EVERY !== 0) return;
+  /** Notes a key a request touched (one in KEY_SAMPLE_EVERY is kept; all when `sampled`: the Host's local reads sample their own). */
+  sampleKey(key: Uint8Array, sampled = false): void {
+    if (!sampled && this.keysSeen++ % KEY_SAMPLE_EVERY !== 0) return;
     const samples = (this.keySamples ??= []);
     if (samples.length < KEY_SAMPLE_COUNT) samples.push(key);
     else samples[this.keySampleNext] = key;

@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { SYSTEM_CLOCK, assert, type Clock, type GroupId } from '@flotilla/core';
+import { SYSTEM_CLOCK, assert, groupId, nodeId, type Clock, type GroupId } from '@flotilla/core';
 import { BATCH_BYTES_MAX, type TransportStats } from '@flotilla/transport';
 import { CoreCrashedError, HostClosedError } from '../errors.js';
 import { encodeCommand, type KvCommand, type KvResult } from '../kv/command.js';
@@ -10,7 +10,9 @@ import { childLogger, type ShellLogger } from '../shell-logger.js';
 import { InlineCoreChannel, startCoreChannels, type CoreChannel } from './core-channel.js';
 import type { RangeReport } from '@flotilla/placement';
 import type { MembershipChange, CoreEvent, CoreOutEvent, CoreOutput, CoreRequest, CoreStatsReport, RangeBoundsWire, ReadOp, ShardStatus, Consistency } from './core-protocol.js';
+import { invalidReadOp } from './input-checks.js';
 import { Liveness } from './liveness.js';
+import { LocalReads, localReadBuffer } from './local-reads.js';
 import { BatchDecodeError } from './message-codec.js';
 import { SEGMENT_BYTES_MAX, decodeFrame, encodeLeaseSegment, joinSegments, splitSegment, type DecodedFrame, type Segment } from './node-batch.js';
 import { NodeLeaseTable, type LeaseChanges } from './node-leases.js';
@@ -39,6 +41,7 @@ import type { HostStats } from './stats.js';
 import { ReplicaAdoption } from '../replica/adoption.js';
 import { SnapshotRelay } from '../snapshot/relay.js';
 import type { DirLock } from '../storage/dir-lock.js';
+import { StoreDataReader } from '../storage/data-reader.js';
 
 /**
  * Bytes sent to one peer per turn of the Host's loop, over every core and
@@ -102,6 +105,11 @@ export class Host {
   private readonly liveness: Liveness;
   /** Node leases (undefined: off): promises this node made and leases it holds (node-leases.ts). */
   private readonly leases: NodeLeaseTable | undefined;
+  /** Linearizable reads served on this thread under the node lease (local-reads.ts); undefined: off. */
+  private readonly localReads: LocalReads | undefined;
+  private readonly localReadBuffers: SharedArrayBuffer[] | undefined;
+  /** Per core, its store opened for local reads (after the cores started; closed before they close). */
+  private readonly dataReaders: (StoreDataReader | undefined)[] = [];
   private readonly rpc: NodeRpc;
   private readonly snapshots: SnapshotRelay;
   private readonly adoption: ReplicaAdoption;
@@ -115,7 +123,7 @@ export class Host {
   private readonly log: ShellLogger;
   private lastDropLogMs = Number.NEGATIVE_INFINITY;
   private readonly clock: Clock;
-  readonly stats: HostStats = { framesDropped: 0, pingsSent: 0, leaseSegmentsSent: 0, corePosts: 0, requestsTimedOut: 0, rpcResponsesDropped: 0, rpcRequestsDuplicate: 0, segmentsDropped: 0, segmentBytesDropped: 0, peerTurnBytesMax: 0, requestsRefused: 0 };
+  readonly stats: HostStats = { framesDropped: 0, pingsSent: 0, leaseSegmentsSent: 0, corePosts: 0, requestsTimedOut: 0, rpcResponsesDropped: 0, rpcRequestsDuplicate: 0, segmentsDropped: 0, segmentBytesDropped: 0, peerTurnBytesMax: 0, requestsRefused: 0, localReads: 0 };
   readonly coreCount: number;
 
   private constructor(private readonly options: HostOptions) {
@@ -140,6 +148,16 @@ export class Host {
         tickMs: tickMsOf(options),
         driftMax: LEASE_DRIFT_MAX,
         clocks: leaseClocksOf(options, this.clock),
+      });
+    }
+    if (this.leases !== undefined && options.localReads !== false) {
+      const leases = this.leases;
+      this.localReadBuffers = Array.from({ length: this.coreCount }, localReadBuffer);
+      this.localReads = new LocalReads({
+        buffers: this.localReadBuffers,
+        self: nodeId(options.nodeId),
+        holds: (voter, mark) => leases.holdsIn(voter, mark),
+        data: (core) => this.dataReaders[core],
       });
     }
     const nowTick = () => this.nowTick;
@@ -203,8 +221,10 @@ export class Host {
         storeIo: options.storeIo,
         workerPath: options.workerPath,
         leaseClocks: leaseClocksOf(options, host.clock),
+        localReads: host.localReadBuffers,
         handlers,
       });
+      if (host.localReads !== undefined) for (const dir of coreDirs) host.dataReaders.push(StoreDataReader.open(dir));
       for (let core = 0; core < host.cores.length; core++) {
         for (const s of await host.request<ShardStatus[]>(0, (id) => ({ kind: 'status', id }), core)) host.shardTable.loaded(s.shardId, core);
       }
@@ -218,6 +238,7 @@ export class Host {
       });
     } catch (err) {
       host.closed = true;
+      await host.closeDataReaders();
       await Promise.allSettled(host.cores.map((c) => c.close()));
       dirLock.release();
       throw err;
@@ -281,6 +302,7 @@ export class Host {
     if (this.closed) return;
     this.nowTick++;
     for (const q of this.queues) q.ticks++;
+    this.postLocalReadCounts();
     const { ping, down, up } = this.liveness.onTick(this.nowTick);
     // Whatever else goes out: each segment renews the leases both ways (and proves liveness). Not while a
     // disk is full: those groups cannot act as leaders (nor campaign), and the promises our segments
@@ -443,6 +465,8 @@ export class Host {
 
   private onCoreOutput(coreIndex: number, output: CoreOutput): void {
     if (this.closed) return;
+    // First: a read served from here on must see whatever this output reveals (local-reads.ts).
+    this.localReads?.onOutput(coreIndex);
     for (const [to, segment] of output.outbound) this.queueOutbound(to, segment);
     for (const r of output.replies) this.pending.settle(r);
     for (const e of output.events) this.onCoreEvent(coreIndex, e);
@@ -458,6 +482,9 @@ export class Host {
         return;
       case 'disk':
         this.disks[coreIndex] = { full: e.full, low: e.low, freeBytes: e.freeBytes };
+        return;
+      case 'readBounds':
+        this.localReads?.onBounds(coreIndex, groupId(e.shardId), e.version, { start: e.start, end: e.end });
         return;
       case 'shardRemoved':
         this.shardTable.removed(e.shardId);
@@ -530,6 +557,8 @@ export class Host {
   /** Linearizable (ReadIndex on the leader) unless `stale`, which reads this replica as it is. */
   async get(shardId: GroupId, key: Uint8Array, options: { consistency?: Consistency } = {}): Promise<StoredValue | undefined> {
     const read: ReadOp = { op: 'get', key };
+    const local = this.localRead(options.consistency, read, (lr, core) => lr.get(core, shardId, key), shardId);
+    if (local !== undefined) return local ?? undefined;
     const v = await this.request<{ value: Uint8Array; version: number; contentType?: string } | null>(shardId, (id) => ({ kind: 'read', id, shardId, read, consistency: options.consistency ?? 'linearizable' }));
     if (v === null) return undefined;
     const value = Buffer.from(v.value.buffer, v.value.byteOffset, v.value.byteLength);
@@ -542,8 +571,45 @@ export class Host {
    */
   async scan(shardId: GroupId, range: { start: Uint8Array; end: Uint8Array | null; limit: number; reverse?: boolean }, options: { consistency?: Consistency } = {}): Promise<{ key: Uint8Array; value: Uint8Array; version: number }[]> {
     const read: ReadOp = { op: 'scan', ...range };
+    const local = this.localRead(options.consistency, read, (lr, core) => lr.scan(core, shardId, range), shardId);
+    if (local !== undefined) return local;
     const pairs = await this.request<[Uint8Array, Uint8Array, number][]>(shardId, (id) => ({ kind: 'read', id, shardId, read, consistency: options.consistency ?? 'linearizable' }));
     return pairs.map(([key, value, version]) => ({ key, value, version }));
+  }
+
+  /**
+   * A linearizable read served on this thread (local-reads.ts), or undefined
+   * for the core to serve. Reads the core refuses (keys LMDB would refuse)
+   * go to it, so they get the error every read of them gets.
+   */
+  private localRead<T>(consistency: Consistency | undefined, op: ReadOp, read: (lr: LocalReads, core: number) => T | undefined, shardId: GroupId): T | undefined {
+    const lr = this.localReads;
+    if (lr === undefined || (consistency ?? 'linearizable') !== 'linearizable' || this.closed || this.failure !== undefined) return undefined;
+    if (invalidReadOp(op) !== undefined) return undefined;
+    try {
+      const served = read(lr, this.coreOf(shardId));
+      if (served !== undefined) this.stats.localReads++;
+      return served;
+    } catch (err) {
+      // A key LMDB refuses, or a record that does not decode: the core's read reports it properly.
+      this.log.debug({ err, rangeId: shardId }, 'local read failed; the core serves it');
+      return undefined;
+    }
+  }
+
+  /** Tells each core how many reads of its shards were served here (placement's load signal). */
+  private postLocalReadCounts(): void {
+    if (this.localReads === undefined) return;
+    for (let core = 0; core < this.coreCount; core++) {
+      const counts = this.localReads.takeCounts(core);
+      if (counts === undefined) continue;
+      this.postEvent(core, { kind: 'localReads', reads: [...counts].map(([shardId, c]) => [shardId, c.count, c.keys] as const) });
+    }
+  }
+
+  private async closeDataReaders(): Promise<void> {
+    const readers = this.dataReaders.splice(0);
+    await Promise.allSettled(readers.map((r) => r?.close()));
   }
 
   /**
@@ -741,6 +807,7 @@ export class Host {
     this.rpc.rejectAll(closing);
     this.snapshots.close();
     await this.options.transport.close();
+    await this.closeDataReaders();
     await Promise.allSettled(this.cores.map((c) => c.close()));
     // Last: a new opener must not find a store of ours still closing.
     this.dirLock?.release();

@@ -182,6 +182,12 @@ export class NodeLeaseTable {
     return p !== undefined && this.valid(p, this.o.clocks.monoMs(), this.o.clocks.wallMs());
   }
 
+  /** Whether we hold a lease from `peer` now in lease epoch `epoch` (what CoreLeases.holds asks of its copy; local-reads.ts asks it here). */
+  holdsIn(peer: number, epoch: number): boolean {
+    const p = this.peers.get(peer);
+    return p !== undefined && p.epoch === epoch && this.valid(p, this.o.clocks.monoMs(), this.o.clocks.wallMs());
+  }
+
   /** The peer's measured clock rate against ours over the long window (undefined until measured). */
   rateOf(peer: number): number | undefined {
     const p = this.peers.get(peer);

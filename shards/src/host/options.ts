@@ -66,6 +66,12 @@ export interface HostOptions {
    * with a heartbeat round (ReadIndex).
    */
   readonly nodeLeases?: boolean;
+  /**
+   * With node leases: a linearizable read of a range this node leads is
+   * served on the Host's thread from its core's store, without the hop to
+   * the core (local-reads.ts). Default on; off: every read goes to its core.
+   */
+  readonly localReads?: boolean;
   readonly livenessIntervalTicks?: number;
   readonly livenessTimeoutTicks?: number;
   readonly requestTimeoutTicks?: number;

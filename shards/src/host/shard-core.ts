@@ -1,7 +1,7 @@
 import { getHeapStatistics } from 'node:v8';
 import { ProposalDroppedError, assert, groupId, nodeId, type GroupId, type Message, type NodeId } from '@flotilla/core';
 import { ReplicaChecksums } from '../kv/consistency.js';
-import type { ShardRange } from '../kv/range.js';
+import { isInitialized, type ShardRange } from '../kv/range.js';
 import { KvStateMachine, type ApplyOutcome, type ApplyResults } from '../kv/state-machine.js';
 import { ReplicaLifecycle } from '../replica/lifecycle.js';
 import { childLogger, raftLogger, type ShellLogger } from '../shell-logger.js';
@@ -19,6 +19,7 @@ import { DiskGuard, writeBytes } from './disk-guard.js';
 import { Group, type GroupOptions, type GroupRaftOptions } from './group.js';
 import { CoreLeases } from './core-leases.js';
 import { InboundTraffic } from './inbound.js';
+import { LocalReadPublisher } from './local-reads.js';
 import { PROCESS_LEASE_CLOCKS, type LeaseClocks } from './node-leases.js';
 import { rangeReports } from './range-reports.js';
 import { ShardChangeTracker } from './shard-changes.js';
@@ -64,6 +65,8 @@ export interface ShardCoreOptions {
   readonly nodeLeases?: { readonly leaseMs: number; readonly promiseTicks: number };
   /** The clocks leases are checked against: the Host's, which must read the same (default: the process's monotonic and wall clocks). */
   readonly leaseClocks?: LeaseClocks;
+  /** Where the core publishes the shards whose reads the Host may serve itself (local-reads.ts); undefined: it serves them all. */
+  readonly localReads?: SharedArrayBuffer;
 }
 
 /**
@@ -119,6 +122,7 @@ export class ShardCore {
   private tickCount = 0;
   /** This core's copy of the node's leases (undefined: node leases off). */
   private readonly leases: CoreLeases | undefined;
+  private readonly localReads: LocalReadPublisher | undefined;
 
   private readonly sm: KvStateMachine;
   /** Consistency check results and the passes computing them, one chunk per tick (kv/consistency.ts). */
@@ -159,6 +163,10 @@ export class ShardCore {
     const nl = options.nodeLeases;
     this.leases = nl === undefined ? undefined : new CoreLeases({ ...nl, clocks: options.leaseClocks ?? PROCESS_LEASE_CLOCKS, nowTick: () => this.tickCount });
     this.claims = new CoreClaims(store);
+    this.localReads =
+      options.localReads === undefined || this.leases === undefined
+        ? undefined
+        : new LocalReadPublisher(options.localReads, (shardId, version, b) => this.out.event({ kind: 'readBounds', shardId, version, start: b.start, end: b.end }));
     this.groupOptions = {
       nodeId: this.self,
       seed: options.seed,
@@ -218,11 +226,13 @@ export class ShardCore {
       addGroup,
       start,
       stop: (g) => {
+        this.localReads?.withdraw(g.id);
         this.quiescence.stop(g);
         this.touched.delete(g);
         this.checksums.dropShard(g.id);
       },
       forget: (g) => {
+        this.localReads?.forget(g.id, g.bounds);
         this.groups.delete(g.id);
         this.claims.forget(g);
         if (g.loaded) this.loadedGroupCount--;
@@ -309,6 +319,8 @@ export class ShardCore {
         return this.snapshotsIn.onChunk(e.streamId, e.bytes);
       case 'snapshotEnd':
         return this.snapshotsIn.onEnd(e.streamId, e.ok);
+      case 'localReads':
+        return this.requests.onLocalReads(e.reads);
       default: {
         const never: never = e;
         throw new Error(`unknown core event ${JSON.stringify(never)}`);
@@ -461,6 +473,8 @@ export class ShardCore {
     const items: GroupReady[] = groups.map((g) => ({ g, rd: this.mergeGate.check(g, g.raw.ready()) }));
     // When the round took its Readys: the commit time of the entries they carry as committed (latency.ts).
     const readyAtMs = performance.now();
+    // Before anything this round sends: a commit index it carries is not applied yet (local-reads.ts).
+    for (const { g } of items) this.publishLocalRead(g);
     // What does not depend on this round's writes: a leader's appends go out while it persists.
     for (const { g, rd } of items) {
       if (rd.softState !== undefined || rd.hardState !== undefined) this.noteLeader(g);
@@ -521,9 +535,19 @@ export class ShardCore {
     for (const { g } of items) {
       g.raw.advance();
       this.touched.add(g);
+      // Applied and committed to the store: its reads may be served by the Host again.
+      this.publishLocalRead(g);
     }
     this.mergeGate.afterRound();
     for (const { g } of items) await this.maybeCompact(g);
+  }
+
+  /** Publishes the group for the Host's local reads, or withdraws it (local-reads.ts says when either is safe). */
+  private publishLocalRead(g: Group): void {
+    const lr = this.localReads;
+    if (lr === undefined) return;
+    const servable = !g.removed && g.frozen === undefined && isInitialized(g.bounds) && !this.disk.isFull && this.groups.get(g.id) === g;
+    lr.set(g.id, g.bounds, servable ? g.raw.raft.nodeLeaseReadVoters() : undefined);
   }
 
   /** Tells the Host when the group's leader or term changed since it last heard. */

@@ -164,6 +164,19 @@ export class ShardRequests {
     this.port.touch(g);
   }
 
+  /** Counts the reads the Host served itself (local-reads.ts) as this replica's: placement's load signal and key samples. */
+  onLocalReads(reads: readonly (readonly [shardId: number, count: number, keys: readonly Uint8Array[]])[]): void {
+    const { stats, groups } = this.port;
+    for (const [shardId, count, keys] of reads) {
+      stats.reads += count;
+      stats.leaseReads += count;
+      const g = groups.get(groupId(shardId));
+      if (g === undefined || g.removed) continue;
+      g.readCount += count;
+      for (const key of keys) g.sampleKey(key, true);
+    }
+  }
+
   /**
    * Serves a read from the applied state. The range is checked here, at
    * serving time, not only on arrival: a split applied while a ReadIndex was

@@ -20,4 +20,6 @@ export interface HostStats {
   peerTurnBytesMax: number;
   /** Requests refused because PENDING_REQUESTS_MAX (pending-requests.ts) or PENDING_FORWARDS_MAX (rpc.ts) were already waiting. */
   requestsRefused: number;
+  /** Linearizable reads served on the Host's thread under the node lease, without their core (local-reads.ts). */
+  localReads: number;
 }

@@ -27,7 +27,7 @@ const LMDB_FREE_PAGES_RETAINED = 0;
 /** LMDB map grows on demand (lmdb-js resizes); start at 256 MiB so small nodes stay small. */
 const MAP_SIZE_INITIAL_BYTES = 256 * 1024 * 1024;
 /** Sub-databases: log, meta, data, snapshot staging. */
-const SUB_DATABASE_COUNT_MAX = 8;
+export const SUB_DATABASE_COUNT_MAX = 8;
 /**
  * The staging record that marks a snapshot being received straight into
  * `data` (snapshot/installer.ts, direct mode): key [shardId, RECEIVING_SEQ],

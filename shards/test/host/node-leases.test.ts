@@ -50,9 +50,9 @@ afterEach(async () => {
   cluster = undefined;
 });
 
-async function quiescedCluster(nodeLeases: boolean): Promise<{ c: HostCluster; clock: VirtualClock; leader: number }> {
+async function quiescedCluster(nodeLeases: boolean, options: { localReads?: boolean } = {}): Promise<{ c: HostCluster; clock: VirtualClock; leader: number }> {
   const clock = new VirtualClock();
-  const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 41, host: { clock, nodeLeases } }));
+  const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 41, host: { clock, nodeLeases, ...options } }));
   const tick = async (n: number) => {
     for (let i = 0; i < n; i++) {
       clock.advance(TICK_MS);
@@ -77,9 +77,25 @@ describe('node leases on running hosts', () => {
   it('a quiesced leader answers a linearizable read at once: no heartbeat round, and it stays quiesced', async () => {
     const { c, leader } = await quiescedCluster(true);
     const before = await coreTotals(c, leader);
+    const localBefore = c.host(leader).stats.localReads;
+    const got = await c.host(leader).get(groupId(1), shardKey(1, 'k'));
+    expect(got?.value.toString()).toBe('v1');
+    // Served on the Host's thread (local-reads.ts); the core counts it at the next tick.
+    expect(c.host(leader).stats.localReads - localBefore).toBe(1);
+    await c.tick();
+    const after = await coreTotals(c, leader);
+    expect(after.leaseReads - before.leaseReads).toBe(1);
+    expect(after.messagesSent - before.messagesSent).toBe(0);
+    expect(after.wakes - before.wakes).toBe(0);
+  }, 120_000);
+
+  it('with local reads off the core answers the same read under the lease, as quietly', async () => {
+    const { c, leader } = await quiescedCluster(true, { localReads: false });
+    const before = await coreTotals(c, leader);
     const got = await c.host(leader).get(groupId(1), shardKey(1, 'k'));
     expect(got?.value.toString()).toBe('v1');
     const after = await coreTotals(c, leader);
+    expect(c.host(leader).stats.localReads).toBe(0);
     expect(after.leaseReads - before.leaseReads).toBe(1);
     expect(after.messagesSent - before.messagesSent).toBe(0);
     expect(after.wakes - before.wakes).toBe(0);

@@ -5,7 +5,7 @@
  * this thread), the way a bad commit would change the code.
  */
 import { RaftLog, RawNode, type Ready } from '@flotilla/core';
-import { CoreLeases, NodeStore } from '@flotilla/shards';
+import { CoreLeases, NodeLeaseTable, NodeStore } from '@flotilla/shards';
 import type { SimBug } from './options.js';
 
 type Patch = () => () => void;
@@ -75,12 +75,25 @@ const PATCHES: Record<Exclude<SimBug, 'none'>, Patch> = {
   },
   // A node lease never runs out once granted (its epoch still checked): a leader cut off from its
   // followers answers reads under it after they elected another leader.
-  leaseOutlivesPromise: () =>
-    patch(CoreLeases.prototype, 'holds', () =>
+  // Both copies: the cores' (their lease reads) and the Host's (its local reads).
+  leaseOutlivesPromise: () => {
+    const undoCore = patch(CoreLeases.prototype, 'holds', () =>
       function (this: CoreLeases, voter: Parameters<CoreLeases['holds']>[0], mark: number): boolean {
         return this.ackMark(voter) === mark && mark > 1;
       },
-    ),
+    );
+    const undoHost = patch(NodeLeaseTable.prototype, 'holdsIn', () =>
+      function (this: NodeLeaseTable, peer: number, epoch: number): boolean {
+        const p = (this as unknown as { peers: Map<number, { epoch: number }> }).peers.get(peer);
+        return p !== undefined && p.epoch === epoch && epoch > 1;
+      },
+    );
+    return () => {
+      undoHost();
+      undoCore();
+    };
+  },
+
   // A split's right half is created without the data it had: its keys' writes are gone.
   splitLosesRightHalf: () =>
     patch(NodeStore.prototype, 'writeShardRecords', (original) =>

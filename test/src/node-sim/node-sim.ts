@@ -85,6 +85,8 @@ export interface NodeSimStats {
   readonly snapshotsSent: number;
   /** Linearizable reads answered under a node lease (no heartbeat round), by the nodes running at the end. */
   readonly leaseReads: number;
+  /** Of those, the ones the Host served on its own thread (shards/src/host/local-reads.ts). */
+  readonly localReads: number;
 }
 
 export interface NodeSimResult {
@@ -1000,9 +1002,11 @@ export class NodeSim {
   private async stats(): Promise<NodeSimStats> {
     let snapshotsSent = 0;
     let leaseReads = 0;
+    let localReads = 0;
     for (const n of this.nodes) {
       const node = n.inc?.node;
       if (node === undefined || n.inc!.dead) continue;
+      localReads += node.host.stats.localReads;
       for (const c of await this.pumped(node.host.coreStats())) {
         snapshotsSent += c.snapshotsSent;
         leaseReads += c.leaseReads;
@@ -1022,6 +1026,7 @@ export class NodeSim {
       ranges,
       snapshotsSent,
       leaseReads,
+      localReads,
     };
   }
 }

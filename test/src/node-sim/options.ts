@@ -15,7 +15,9 @@ import { SeededRng } from '@flotilla/core';
  * - `applyBeforeCommit`: replicas apply every persisted entry, committed or
  *   not;
  * - `splitLosesRightHalf`: a split's right half starts without the data it
- *   had in the left.
+ *   had in the left;
+ * - `leaseOutlivesPromise`: a node lease never runs out once granted (on
+ *   the cores and on the Host, whose local reads check it).
  */
 export const SIM_BUGS = ['none', 'ackBeforePersist', 'staleLeaderRead', 'applyBeforeCommit', 'splitLosesRightHalf', 'leaseOutlivesPromise'] as const;
 export type SimBug = (typeof SIM_BUGS)[number];
