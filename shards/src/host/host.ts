@@ -83,6 +83,9 @@ const emptyQueue = (): CoreQueue => ({ ticks: 0, inbound: [], leases: [], reques
  * inbound traffic, requests and events together) and sends at most one frame
  * to each peer (every core's outbound segments for it, concatenated).
  */
+/** Local reads served in one turn of the event loop at most; the rest go through their cores (see localRead). */
+const LOCAL_READS_PER_TURN_MAX = 256;
+
 export class Host {
   private readonly cores: CoreChannel[] = [];
   /** Each core's last report on its store's disk (`disk` events); undefined until a core reports a problem. */
@@ -110,6 +113,8 @@ export class Host {
   private readonly localReadBuffers: SharedArrayBuffer[] | undefined;
   /** Per core, its store opened for local reads (after the cores started; closed before they close). */
   private readonly dataReaders: (StoreDataReader | undefined)[] = [];
+  /** Local reads served since the event loop last turned (LOCAL_READS_PER_TURN_MAX). */
+  private localReadsThisTurn = 0;
   private readonly rpc: NodeRpc;
   private readonly snapshots: SnapshotRelay;
   private readonly adoption: ReplicaAdoption;
@@ -586,6 +591,11 @@ export class Host {
     const lr = this.localReads;
     if (lr === undefined || (consistency ?? 'linearizable') !== 'linearizable' || this.closed || this.failure !== undefined) return undefined;
     if (invalidReadOp(op) !== undefined) return undefined;
+    // A local read resolves without a turn of the event loop: a caller reading in a loop would starve the
+    // tick, the transport and the cores' outputs (and so this node's own Raft duties) until its leases ran
+    // out. Past a turn's budget, reads go through their core, which yields.
+    if (this.localReadsThisTurn >= LOCAL_READS_PER_TURN_MAX) return undefined;
+    if (this.localReadsThisTurn++ === 0) setImmediate(() => (this.localReadsThisTurn = 0));
     try {
       const served = read(lr, this.coreOf(shardId));
       if (served !== undefined) this.stats.localReads++;

@@ -116,6 +116,11 @@ describe('worker cores', () => {
     expect(host.stats.localReads - localBefore).toBeGreaterThan(1_000);
     // A key outside the range still gets the core's refusal.
     await expect(host.get(groupId(1), key('z'))).rejects.toMatchObject({ code: 'KEY_OUT_OF_RANGE' });
+    // A caller reading in a loop does not keep the event loop (ticks, transport, cores' outputs) from turning.
+    let turned = false;
+    setImmediate(() => (turned = true));
+    for (let i = 0; i < 2_000 && !turned; i++) await host.get(groupId(1), key('b'));
+    expect(turned).toBe(true);
   }, 60_000);
 
   it('a dead core stops the node with one clear log line and fails what was pending', async () => {
