@@ -71,6 +71,9 @@ interface CoreQueue {
 
 const emptyQueue = (): CoreQueue => ({ ticks: 0, inbound: [], leases: [], requests: [], events: [] });
 
+/** Local reads served in one turn of the event loop at most; the rest go through their cores (see localRead). */
+const LOCAL_READS_PER_TURN_MAX = 256;
+
 /**
  * The per-node host of every shard replica (ARCHITECTURE.md, "shards: the
  * Host and its worker cores"): one tick loop for all groups, the mux between
@@ -83,9 +86,6 @@ const emptyQueue = (): CoreQueue => ({ ticks: 0, inbound: [], leases: [], reques
  * inbound traffic, requests and events together) and sends at most one frame
  * to each peer (every core's outbound segments for it, concatenated).
  */
-/** Local reads served in one turn of the event loop at most; the rest go through their cores (see localRead). */
-const LOCAL_READS_PER_TURN_MAX = 256;
-
 export class Host {
   private readonly cores: CoreChannel[] = [];
   /** Each core's last report on its store's disk (`disk` events); undefined until a core reports a problem. */
