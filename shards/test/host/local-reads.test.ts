@@ -7,24 +7,9 @@
 // the write and serve it (a ReadIndex answered in the same round), so the
 // leader must not answer the old value from its Host.
 import { afterEach, describe, expect, it } from 'vitest';
-import { groupId, type Clock, type Timer } from '@flotilla/core';
+import { groupId } from '@flotilla/core';
 import { HostCluster, key, shardKey } from '../support/host-cluster.js';
-import { RATE_WINDOW_LONG_MS } from '../../src/host/node-leases.js';
-
-const TICK_MS = 100;
-
-class VirtualClock implements Clock {
-  private now = 1_000;
-  nowMs(): number {
-    return this.now;
-  }
-  setTimer(): Timer {
-    return { cancel: () => undefined };
-  }
-  advance(ms: number): void {
-    this.now += ms;
-  }
-}
+import { leasedCluster } from '../support/lease-cluster.js';
 
 /** A node's store writes, passed through until `hold` says to keep the n-th from now waiting. */
 class WriteGate {
@@ -66,23 +51,9 @@ const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 describe('local reads on running hosts', () => {
   it("are withdrawn before a round lets out a commit index its leader has not applied", async () => {
-    const clock = new VirtualClock();
     const gates = new Map([1, 2, 3].map((id) => [id, new WriteGate()]));
-    const c = (cluster = await HostCluster.start({
-      nodeCount: 3,
-      coreCount: 1,
-      seed: 51,
-      host: { clock, nodeLeases: true },
-      hostFor: (id) => ({ storeIo: { kind: 'simulated', beforeWrite: () => gates.get(id)!.beforeWrite() } }),
-    }));
-    const tick = async (n: number) => {
-      for (let i = 0; i < n; i++) {
-        clock.advance(TICK_MS);
-        await c.tick();
-      }
-    };
-    await c.createShards([1]);
-    await tick(RATE_WINDOW_LONG_MS / TICK_MS + 30);
+    const { c, tick } = await leasedCluster({ seed: 51, shardIds: [1], host: { nodeLeases: true }, hostFor: (id) => ({ storeIo: { kind: 'simulated', beforeWrite: () => gates.get(id)!.beforeWrite() } }) });
+    cluster = c;
     const leader = (await c.agreedLeaders([1]))!.get(1)!;
     const k = shardKey(1, 'k');
     expect((await c.write(1, { op: 'put', key: k, value: key('v1') })).ok).toBe(true);

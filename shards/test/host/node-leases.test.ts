@@ -5,29 +5,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { groupId, type Clock, type Timer } from '@flotilla/core';
 import { HostCluster, key, shardKey } from '../support/host-cluster.js';
+import { TICK_MS, VirtualClock, leasedCluster } from '../support/lease-cluster.js';
 import { RATE_WINDOW_LONG_MS } from '../../src/host/node-leases.js';
-
-const TICK_MS = 100;
-
-/** Virtual time for every node of a cluster: advanced one tick's worth per tick. */
-class VirtualClock implements Clock {
-  private now = 1_000;
-  private timers: { at: number; fn: () => void; cancelled: boolean }[] = [];
-  nowMs(): number {
-    return this.now;
-  }
-  setTimer(ms: number, fn: () => void): Timer {
-    const t = { at: this.now + Math.max(0, ms), fn, cancelled: false };
-    this.timers.push(t);
-    return { cancel: () => void (t.cancelled = true) };
-  }
-  advance(ms: number): void {
-    this.now += ms;
-    const due = this.timers.filter((t) => t.at <= this.now && !t.cancelled);
-    this.timers = this.timers.filter((t) => t.at > this.now && !t.cancelled);
-    for (const t of due) t.fn();
-  }
-}
 
 /** One node's clock over the shared one, running at `rate` (its Host's leases and timers follow it). */
 class SkewedClock implements Clock {
@@ -51,17 +30,8 @@ afterEach(async () => {
 });
 
 async function quiescedCluster(nodeLeases: boolean, options: { localReads?: boolean } = {}): Promise<{ c: HostCluster; clock: VirtualClock; leader: number }> {
-  const clock = new VirtualClock();
-  const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 41, host: { clock, nodeLeases, ...options } }));
-  const tick = async (n: number) => {
-    for (let i = 0; i < n; i++) {
-      clock.advance(TICK_MS);
-      await c.tick();
-    }
-  };
-  await c.createShards([1]);
-  // Past the rate window: every pair of nodes has measured the other's clock.
-  await tick(RATE_WINDOW_LONG_MS / TICK_MS + 30);
+  const { c, clock, tick } = await leasedCluster({ seed: 41, shardIds: [1], host: { nodeLeases, ...options } });
+  cluster = c;
   const leaders = await c.agreedLeaders([1]);
   expect(leaders).toBeDefined();
   expect((await c.write(1, { op: 'put', key: shardKey(1, 'k'), value: key('v1') })).ok).toBe(true);
