@@ -38,6 +38,23 @@ describe('node liveness (ticks only, no clock)', () => {
     expect(l.onTick(200)).toEqual({ ping: [], down: [], up: [] });
   });
 
+  it('answers livePeers anew after every track, untrack, down and up (the answer is kept in between)', () => {
+    const l = new Liveness({ intervalTicks: 2, timeoutTicks: 5 });
+    expect(l.livePeers()).toEqual([]);
+    l.track(3, 0);
+    l.track(2, 0);
+    expect(l.livePeers()).toEqual([2, 3]);
+    expect(l.livePeers()).toBe(l.livePeers());
+    l.heard(3, 5);
+    expect(l.onTick(6).down).toEqual([2]);
+    expect(l.livePeers()).toEqual([3]);
+    l.heard(2, 7);
+    expect(l.onTick(7).up).toEqual([2]);
+    expect(l.livePeers()).toEqual([2, 3]);
+    l.untrack(3);
+    expect(l.livePeers()).toEqual([2]);
+  });
+
   it('refuses a timeout not above the ping interval (a peer could never miss a ping)', () => {
     expect(() => new Liveness({ intervalTicks: 5, timeoutTicks: 5 })).toThrow(/must exceed/);
   });

@@ -286,7 +286,7 @@ export class Host {
   }
 
   /** Peers currently considered up. */
-  livePeers(): number[] {
+  livePeers(): readonly number[] {
     return this.liveness.livePeers();
   }
 

@@ -17,6 +17,8 @@ interface PeerLiveness {
  */
 export class Liveness {
   private readonly peers = new Map<number, PeerLiveness>();
+  /** livePeers' answer until a peer is tracked, untracked, goes down or comes up: the KV router asks on every request. */
+  private live: readonly number[] | undefined;
 
   constructor(private readonly options: { intervalTicks: number; timeoutTicks: number }) {
     assert(options.intervalTicks > 0, `liveness interval must be positive, got ${options.intervalTicks}`);
@@ -25,11 +27,13 @@ export class Liveness {
 
   /** Starts watching a peer; it gets a full timeout to be heard from. */
   track(peer: number, nowTick: number): void {
-    if (!this.peers.has(peer)) this.peers.set(peer, { lastHeardTick: nowTick, everHeard: false, lastSentTick: Number.NEGATIVE_INFINITY, down: false });
+    if (this.peers.has(peer)) return;
+    this.peers.set(peer, { lastHeardTick: nowTick, everHeard: false, lastSentTick: Number.NEGATIVE_INFINITY, down: false });
+    this.live = undefined;
   }
 
   untrack(peer: number): void {
-    this.peers.delete(peer);
+    if (this.peers.delete(peer)) this.live = undefined;
   }
 
   heard(peer: number, nowTick: number): void {
@@ -54,8 +58,8 @@ export class Liveness {
     return p === undefined ? 0 : nowTick - p.lastHeardTick;
   }
 
-  livePeers(): number[] {
-    return [...this.peers].filter(([, p]) => !p.down).map(([id]) => id).sort((a, b) => a - b);
+  livePeers(): readonly number[] {
+    return (this.live ??= [...this.peers].filter(([, p]) => !p.down).map(([id]) => id).sort((a, b) => a - b));
   }
 
   /** Advances to `nowTick`: which peers to ping, and which changed state. */
@@ -74,6 +78,7 @@ export class Liveness {
         up.push(id);
       }
     }
+    if (down.length > 0 || up.length > 0) this.live = undefined;
     return { ping, down, up };
   }
 }
