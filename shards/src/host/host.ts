@@ -559,7 +559,7 @@ export class Host {
     return result;
   }
 
-  /** Linearizable (ReadIndex on the leader) unless `stale`, which reads this replica as it is. */
+  /** Linearizable (on the leader: served here under the node lease when local-reads.ts allows, else by the core, under the lease or after a ReadIndex round) unless `stale`, which reads this replica as it is. */
   async get(shardId: GroupId, key: Uint8Array, options: { consistency?: Consistency } = {}): Promise<StoredValue | undefined> {
     const read: ReadOp = { op: 'get', key };
     const local = this.localRead(options.consistency, read, (lr, core) => lr.get(core, shardId, key), shardId);
