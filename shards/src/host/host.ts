@@ -229,7 +229,7 @@ export class Host {
         localReads: host.localReadBuffers,
         handlers,
       });
-      if (host.localReads !== undefined) for (const dir of coreDirs) host.dataReaders.push(StoreDataReader.open(dir));
+      if (host.localReads !== undefined) for (const dir of coreDirs) host.dataReaders.push(host.openDataReader(dir));
       for (let core = 0; core < host.cores.length; core++) {
         for (const s of await host.request<ShardStatus[]>(0, (id) => ({ kind: 'status', id }), core)) host.shardTable.loaded(s.shardId, core);
       }
@@ -614,6 +614,16 @@ export class Host {
       const counts = this.localReads.takeCounts(core);
       if (counts === undefined) continue;
       this.postEvent(core, { kind: 'localReads', reads: [...counts].map(([shardId, c]) => [shardId, c.count, c.keys] as const) });
+    }
+  }
+
+  /** A core's store for local reads; undefined (its reads go through the core, as before) if it cannot be opened here. */
+  private openDataReader(coreDir: string): StoreDataReader | undefined {
+    try {
+      return StoreDataReader.open(coreDir);
+    } catch (err) {
+      this.log.warn({ err, dir: coreDir }, "cannot open the core's store for local reads; its reads go through the core");
+      return undefined;
     }
   }
 
