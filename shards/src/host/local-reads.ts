@@ -1,7 +1,7 @@
 import type { GroupId, NodeId } from '@flotilla/core';
 import type { RangeBounds } from '../storage/codec.js';
 import { coversSpan, inRange } from '../kv/range.js';
-import { readStored, scanStored, type DataDb, type StoredValue } from '../kv/data-reads.js';
+import { readSpan, readStored, type DataDb, type StoredValue } from '../kv/data-reads.js';
 
 /**
  * Local reads: a linearizable read of a shard this node leads, served on the
@@ -166,7 +166,7 @@ export class LocalReads {
   get(core: number, shardId: GroupId, key: Uint8Array): StoredValue | null | undefined {
     const bounds = this.servable(core, shardId);
     if (bounds === undefined || !inRange(bounds, key)) return undefined;
-    const v = readStored(this.o.data(core)!.data, Buffer.from(key.buffer, key.byteOffset, key.byteLength));
+    const v = readStored(this.o.data(core)!.data, key);
     this.count(core, shardId, key);
     return v ?? null;
   }
@@ -175,10 +175,7 @@ export class LocalReads {
   scan(core: number, shardId: GroupId, range: { start: Uint8Array; end: Uint8Array | null; limit: number; reverse?: boolean }): { key: Uint8Array; value: Uint8Array; version: number }[] | undefined {
     const bounds = this.servable(core, shardId);
     if (bounds === undefined || !coversSpan(bounds, range.start, range.end)) return undefined;
-    const pairs: { key: Uint8Array; value: Uint8Array; version: number }[] = [];
-    if (range.end === null || Buffer.compare(range.start, range.end) < 0) {
-      for (const p of scanStored(this.o.data(core)!.data, { start: range.start, end: range.end ?? undefined, limit: range.limit, reverse: range.reverse === true })) pairs.push(p);
-    }
+    const pairs = readSpan(this.o.data(core)!.data, range);
     this.count(core, shardId, range.start);
     return pairs;
   }

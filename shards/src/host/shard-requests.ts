@@ -31,7 +31,7 @@ export interface ShardRequestsPort {
   readonly log: ShellLogger;
   readonly out: Pick<CoreOutputBuffer, 'reply' | 'fail'>;
   readonly groups: ReadonlyMap<GroupId, Group>;
-  readonly sm: Pick<KvStateMachine, 'get' | 'scan'>;
+  readonly sm: Pick<KvStateMachine, 'get' | 'readSpan'>;
   readonly checksums: Pick<ReplicaChecksums, 'answer' | 'block'>;
   readonly disk: Pick<DiskGuard, 'isFull' | 'refusal'>;
   /** Lets a quiesced group tick again (its leader is not asked to). */
@@ -195,10 +195,7 @@ export class ShardRequests {
       return out.reply(pending.requestId, v === undefined ? null : { value: v.value, version: v.version, ...(v.contentType === undefined ? {} : { contentType: v.contentType }) });
     }
     if (!coversSpan(g.bounds, op.start, op.end)) return out.fail(pending.requestId, this.outOfRange(g, op.start, op.end));
-    const pairs: [Uint8Array, Uint8Array, number][] = [];
-    if (op.end === null || Buffer.compare(op.start, op.end) < 0) {
-      for (const p of sm.scan({ start: op.start, end: op.end ?? undefined, limit: op.limit, reverse: op.reverse === true })) pairs.push([p.key, p.value, p.version]);
-    }
+    const pairs = sm.readSpan(op).map((p): [Uint8Array, Uint8Array, number] => [p.key, p.value, p.version]);
     out.reply(pending.requestId, pairs);
   }
 

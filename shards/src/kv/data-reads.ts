@@ -32,9 +32,16 @@ export interface ScanOptions {
 /** The data sub-database: user key → record (default lmdb-js value encoding). */
 export type DataDb = Database<unknown, Buffer>;
 
-export function readStored(data: DataDb, key: Buffer): StoredValue | undefined {
-  const raw = data.get(key);
-  return raw === undefined ? undefined : decodeStoredValue(key, raw);
+export function readStored(data: DataDb, key: Uint8Array): StoredValue | undefined {
+  const k = Buffer.isBuffer(key) ? key : Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+  const raw = data.get(k);
+  return raw === undefined ? undefined : decodeStoredValue(k, raw);
+}
+
+/** A scan request's records: [start, end) (`end` null: to the end of the key space), none when the span is empty. */
+export function readSpan(data: DataDb, span: { readonly start: Uint8Array; readonly end: Uint8Array | null; readonly limit: number; readonly reverse?: boolean }): { key: Buffer; value: Buffer; version: number }[] {
+  if (span.end !== null && Buffer.compare(span.start, span.end) >= 0) return [];
+  return [...scanStored(data, { start: span.start, end: span.end ?? undefined, limit: span.limit, reverse: span.reverse === true })];
 }
 
 export function* scanStored(data: DataDb, options: ScanOptions): Generator<{ key: Buffer; value: Buffer; version: number }> {

@@ -1,7 +1,6 @@
 import { assert, type ConfState, type Entry, type GroupId, type LogIndex } from '@flotilla/core';
 import { encodeConfState } from '../storage/codec.js';
-import { CorruptRecordError } from '../storage/errors.js';
-import { decodeStoredValue, readStored, scanStored, type ScanOptions, type StoredValue } from './data-reads.js';
+import { decodeStoredValue, readSpan, readStored, scanStored, type ScanOptions, type StoredValue } from './data-reads.js';
 import type { NewShard, NodeStore } from '../storage/node-store.js';
 import {
   INITIAL_LOG_INDEX,
@@ -346,7 +345,7 @@ export class KvStateMachine {
     const refused = refusal(command, range);
     if (refused !== undefined) return refused;
     const key = asBuffer(command.key);
-    const current = this.readRaw(key);
+    const current = this.get(key);
     const currentVersion = current?.version ?? 0;
     if (command.ifVersion !== undefined && command.ifVersion !== currentVersion) {
       return { ok: false, code: 'VERSION_MISMATCH', currentVersion };
@@ -375,7 +374,7 @@ export class KvStateMachine {
     for (const [opIndex, op] of command.ops.entries()) {
       const key = asBuffer(op.key);
       const id = key.toString('latin1');
-      if (!before.has(id)) before.set(id, { key, record: this.readRaw(key) });
+      if (!before.has(id)) before.set(id, { key, record: this.get(key) });
       const current = after.has(id) ? after.get(id) : before.get(id)!.record;
       const currentVersion = current?.version ?? 0;
       if (op.ifVersion !== undefined && op.ifVersion !== currentVersion) return { ok: false, code: 'VERSION_MISMATCH', currentVersion, opIndex };
@@ -434,12 +433,13 @@ export class KvStateMachine {
     }
   }
 
-  private readRaw(key: Buffer): StoredValue | undefined {
+  get(key: Uint8Array): StoredValue | undefined {
     return readStored(this.store.data, key);
   }
 
-  get(key: Uint8Array): StoredValue | undefined {
-    return this.readRaw(asBuffer(key));
+  /** A scan request's records (see data-reads.ts readSpan). */
+  readSpan(span: Parameters<typeof readSpan>[1]): ReturnType<typeof readSpan> {
+    return readSpan(this.store.data, span);
   }
 
   /** Keys in [start, end) in order (see data-reads.ts scanStored). */
