@@ -90,6 +90,7 @@ describe('whole-node simulation', () => {
       { seed: 7106, faultTicks: 300, nodeCount: 5, writeBurstMax: 4, crashAfterWrites: true, found: 'a learner removed and re-added was promoted on its removed replica\'s match, holding no range' },
       { seed: 143, faultTicks: 200, nodeCount: 5, found: 'with delta heartbeats, a driver that heard a holder before its range never looked at the stale replica again' },
       { seed: 30039, faultTicks: 300, nodeCount: 5, found: 'a write in the log of a leader whose replica was removed failed SHARD_NOT_FOUND; the router retried it and the entry committed too (a conditional put ran twice)' },
+      { seed: 76109, faultTicks: 400, nodeCount: 5, writeBurstMax: 4, crashAfterWrites: true, clockFaults: true, found: "a right half whose only holder was a candidate: the other nodes adopted it empty on its vote requests before applying the split, dropping the split's data" },
       // With merges: each failed on the build before its fix, and each passes on it (they ran before the pin).
       { seed: 2, faultTicks: 300, nodeCount: 3, merges: true, found: "two neighbours in different cores' stores merged: the target waited for ever" },
       { seed: 6, faultTicks: 300, nodeCount: 3, merges: true, found: 'an admin merge took in a range another frozen range named as its target' },

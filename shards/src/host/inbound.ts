@@ -13,6 +13,8 @@ import type { Quiescence } from './quiescence.js';
 const UNKNOWN_REPORT_TICKS = 20;
 /** Bounds the memory a flood of unknown shard ids could take. */
 const UNKNOWN_REPORTED_COUNT_MAX = 4096;
+/** Messages only a leader sends: the traffic for an unknown shard that may make the Host adopt it. */
+const LEADER_TRAFFIC: ReadonlySet<Message['type']> = new Set(['append', 'snapshot']);
 
 /** What inbound traffic needs of its core. */
 export interface InboundTrafficPort {
@@ -104,13 +106,17 @@ export class InboundTraffic {
   }
 
   private onSection(from: NodeId, shard: number, body: Uint8Array): void {
-    const g = this.inboundGroup(shard, from, { reportUnknown: true });
-    if (g === undefined) return;
+    const g = this.inboundGroup(shard, from);
+    if (g === undefined && !this.reportDue(shard)) return;
     let envelopes;
     try {
       envelopes = decodeBatch(body);
     } catch (err) {
       this.reject({ rangeId: shard, from, err }, 'undecodable range messages from the network');
+      return;
+    }
+    if (g === undefined) {
+      if (envelopes.some((e) => e.message.from === from && LEADER_TRAFFIC.has(e.message.type))) this.reportUnknown(shard, from);
       return;
     }
     for (const { shardId, message } of envelopes) {
@@ -140,11 +146,7 @@ export class InboundTraffic {
   /**
    * The group a message from the network is for. A shard this node has no
    * replica of is reported to the Host (at most once per UNKNOWN_REPORT_TICKS
-   * per shard), which may create an empty replica for the sender's leader to
-   * catch up: how a replica that got the left half of a split by snapshot —
-   * past the split entry — gets the right half (TiKV does the same). Only
-   * traffic a leader or candidate starts counts: answers are for replicas
-   * this node had.
+   * per shard, see reportUnknown) when a leader sends the traffic.
    */
   private inboundGroup(shard: number, from: NodeId, options: { reportUnknown?: boolean } = {}): Group | undefined {
     const g = this.port.groups.get(shard as GroupId);
@@ -156,12 +158,27 @@ export class InboundTraffic {
     return g;
   }
 
-  private reportUnknown(shard: number, from: NodeId): void {
-    const tickCount = this.port.tickCount();
+  private reportDue(shard: number): boolean {
     const last = this.unknownReported.get(shard);
-    if (last !== undefined && tickCount - last < UNKNOWN_REPORT_TICKS) return;
+    return last === undefined || this.port.tickCount() - last >= UNKNOWN_REPORT_TICKS;
+  }
+
+  /**
+   * Tells the Host a leader keeps sending traffic for a shard this node has
+   * no replica of; it may create an empty replica for that leader to catch
+   * up: how a replica that got the left half of a split by snapshot — past
+   * the split entry — gets the right half (TiKV does the same). Only a
+   * leader's traffic counts. A candidate's does not: an empty replica
+   * refuses votes, so it cannot help one, and made while this node's replica
+   * of the parent range has yet to apply the split, it would take the right
+   * half's place and that split's data would be dropped — a right half whose
+   * only other holders are candidates then never elects (sim seed 76109).
+   * Answers are for replicas this node had.
+   */
+  private reportUnknown(shard: number, from: NodeId): void {
+    if (!this.reportDue(shard)) return;
     if (this.unknownReported.size >= UNKNOWN_REPORTED_COUNT_MAX) this.unknownReported.clear();
-    this.unknownReported.set(shard, tickCount);
+    this.unknownReported.set(shard, this.port.tickCount());
     this.port.out.event({ kind: 'unknownShard', shardId: shard, from });
   }
 

@@ -104,6 +104,30 @@ describe('shards on a running node', () => {
     expect(await rejectedOf()).toBe(rejectedBefore + 2);
   });
 
+  it('makes an empty replica for a leader that keeps sending to it, never for a candidate', async () => {
+    // Found by the whole-node simulation (seed 76109): a right half held only by a candidate. The other
+    // nodes adopted it empty on its vote requests (which an empty replica refuses anyway) before their
+    // replicas of the parent applied the split, and the split then dropped the right half's data there.
+    const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 2, seed: 26 }));
+    const send = (type: 'preVote' | 'vote' | 'append', term: number) => {
+      const message = type === 'append' ? { type, from: nodeId(1), to: nodeId(3), term, index: 5, logTerm: 5, entries: [], commit: 5 } : { type, from: nodeId(1), to: nodeId(3), term, index: 5, logTerm: 5, transfer: false };
+      c.network.endpoint(1).send(3, encodeSegment({ heartbeats: [], heartbeatResponses: [], sections: [9, encodeBatch([{ shardId: groupId(9), message }])], wakes: [], notLeading: [] }));
+    };
+    // Vote requests every few ticks, long past the Host's adoption delay (20 ticks of traffic).
+    for (let t = 0; t < 30; t++) {
+      send(t % 2 === 0 ? 'preVote' : 'vote', 6 + t);
+      await c.tick(4);
+    }
+    expect(c.host(3).hasShard(groupId(9))).toBe(false);
+    // A leader's appends as long: the node makes a replica for it to catch up.
+    for (let t = 0; t < 30 && !c.host(3).hasShard(groupId(9)); t++) {
+      send('append', 40);
+      await c.tick(4);
+    }
+    expect(c.host(3).hasShard(groupId(9))).toBe(true);
+    expect((await c.host(3).shards()).find((s) => s.shardId === 9)).toMatchObject({ epoch: 0, applied: 0 });
+  });
+
   it('creates and removes shards while others keep serving; a removed replica drops its data and its traffic', async () => {
     const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 2, seed: 22 }));
     await c.createShards([1, 2]);
