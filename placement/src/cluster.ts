@@ -121,7 +121,7 @@ export interface SchedulerConfig {
    * they remove.
    */
   readonly leaderPinned: readonly number[];
-  /** A paused scheduler plans nothing; operators in flight still finish. */
+  /** A paused scheduler plans nothing new; operators in flight still finish, and so does what an interrupted one left (scheduler.ts). */
   readonly paused: boolean;
 }
 

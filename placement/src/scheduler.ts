@@ -20,6 +20,12 @@ import { compareKeys } from './range.js';
  *   9. balance      replicas per up node within one of each other
  *  10. balance      leaders per up node within one of each other
  *
+ * Paused, it plans only what finishes work an operator left half done (a
+ * driver that crashed or lost the meta lead mid-operator: its operators
+ * were in its memory): rules 1 and 3 and the resumed merges of 8. A pause
+ * then leaves no range with a joint configuration, a stray learner or a
+ * freeze, as it leaves none with an operator in flight.
+ *
  * At most one operator per range (counting those in flight): operators on
  * one range would race for its membership. Ranges that lost their quorum
  * get nothing: no command can commit there, and an operator would only hold
@@ -32,18 +38,22 @@ import { compareKeys } from './range.js';
  */
 export function plan(snapshot: ClusterSnapshot, config: SchedulerConfig, inFlight: readonly Operator[]): Operator[] {
   assertConfig(config);
-  if (config.paused) return [];
   const planning = startPlanning(snapshot, config, inFlight);
   planLeaveJoint(planning);
-  planRepairs(planning);
+  if (!config.paused) planRepairs(planning);
   planStrayLearners(planning);
-  planReplication(planning);
-  planExcess(planning);
-  planDrains(planning);
-  planSplits(planning);
-  planMerges(planning);
-  planReplicaBalance(planning);
-  planLeaderBalance(planning);
+  if (!config.paused) {
+    planReplication(planning);
+    planExcess(planning);
+    planDrains(planning);
+    planSplits(planning);
+  }
+  planResumedMerges(planning);
+  if (!config.paused) {
+    planMerges(planning);
+    planReplicaBalance(planning);
+    planLeaderBalance(planning);
+  }
   const operators = [...planning.planned].sort((a, b) => a.priority - b.priority || a.op.rangeId - b.op.rangeId).map((p) => p.op);
   assertPlan(planning, inFlight, operators);
   return operators;
@@ -394,8 +404,8 @@ function planSplits(planning: Planning): void {
  * merge in flight. The meta range and other unsplittable ranges take no
  * part.
  */
-function planMerges(planning: Planning): void {
-  const { config } = planning;
+/** Frozen ranges no operator owns (a driver that crashed mid-merge): each merge is resumed, or rolled back. */
+function planResumedMerges(planning: Planning): void {
   for (const range of planning.frozenIdle) {
     const targetId = range.frozen!.targetRangeId;
     const target = rangeById(planning.ranges, targetId);
@@ -409,6 +419,10 @@ function planMerges(planning: Planning): void {
     propose(planning, range, { kind: 'merge', rangeId: range.rangeId, epoch: range.epoch, targetId, targetEpoch: 0, reason: 'resume' }, 'merge');
     planning.mergesCount++;
   }
+}
+
+function planMerges(planning: Planning): void {
+  const { config } = planning;
   if (config.mergeSizeBytes <= 0) return;
   // Both ranges of a pair must be mergeable by themselves, so only those are sorted: two neighbours in the
   // key space are neighbours among them too (nothing lies between them).

@@ -583,6 +583,27 @@ describe('plan: stray learners and joint configurations (a driver that crashed m
   });
 });
 
+describe('plan: paused', () => {
+  it('starts nothing new, but finishes what a driver that lost its operators left half done', () => {
+    // Found by the whole-node simulation (seed 78146): a move of the meta range handed the meta lead, so
+    // the driver, to another node while the pause was set; the new driver, paused, left the move's
+    // learner in place for good.
+    const snapshot = cluster({
+      nodes: [1, 2, 3, 4, { id: 5, state: 'down' }],
+      ranges: [
+        { id: 1, voters: [1, 2, 3], learners: [4] },
+        { id: 2, voters: [1, 2, 4], outgoing: [1, 2, 3] },
+        { id: 3, voters: [1, 2], learners: [3] },
+        { id: 4, voters: [1, 2, 5] },
+      ],
+    });
+    const paused = plan(snapshot, { ...config({ movesInFlightMax: 4 }), paused: true }, []).map(brief);
+    expect(paused).toEqual(['r2 leaveJoint repair', 'r1 remove 4 undo', 'r3 add 3 replicate']);
+    // Unpaused, the down node's voter is also repaired.
+    expect(plan(snapshot, config({ movesInFlightMax: 4 }), []).map(brief)).toEqual(expect.arrayContaining([...paused, 'r4 move 5→3 repair']));
+  });
+});
+
 describe('plan: drain', () => {
   it('moves replicas off a decommissioning node', () => {
     const snapshot = cluster({ nodes: [1, 2, { id: 3, state: 'decommissioning' }, 4], ranges: uniform(3, [1, 2, 3]) });
@@ -747,6 +768,8 @@ describe('plan: merges', () => {
       ranges: [{ id: 1, voters: [1, 2, 3], leader: 1, sizeBytes: CONFIG.splitSizeBytes, splitKey: 'm' }, { id: 2, voters: [1, 2, 3], leader: 2, frozen }],
     });
     expect(plan(snapshot, CONFIG, []).map(brief)).toEqual(['r2 merge into r1 resume']);
+    // Paused too: a freeze left in place refuses the range's writes.
+    expect(plan(snapshot, { ...CONFIG, paused: true }, []).map(brief)).toEqual(['r2 merge into r1 resume']);
     const resumed: Operator[] = [{ kind: 'merge', rangeId: 2, epoch: 1, targetId: 1, targetEpoch: 1, reason: 'resume' }];
     expect(plan(snapshot, CONFIG, resumed).map(brief)).toEqual([]);
   });
