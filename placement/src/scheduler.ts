@@ -392,18 +392,6 @@ function planSplits(planning: Planning): void {
   }
 }
 
-/**
- * Merges. First every frozen range without an operator gets one back (the
- * driver restarted, or the last one timed out): it finishes the merge or
- * rolls it back (operator.ts nextMerge). Then neighbours that are small
- * together (mergeSizeBytes), both cold for mergeColdSec, with the same
- * voters on up nodes and no change under way: the right one merges into
- * the left, smallest pairs first. A pair that differs only in where its
- * voters are gets them aligned first, one replica move at a time (PD's
- * merge checker does the same), within the move budget and counted as a
- * merge in flight. The meta range and other unsplittable ranges take no
- * part.
- */
 /** Frozen ranges no operator owns (a driver that crashed mid-merge): each merge is resumed, or rolled back. */
 function planResumedMerges(planning: Planning): void {
   for (const range of planning.frozenIdle) {
@@ -421,6 +409,16 @@ function planResumedMerges(planning: Planning): void {
   }
 }
 
+/**
+ * New merges (a frozen range's is resumed by planResumedMerges): neighbours
+ * that are small together (mergeSizeBytes), both cold for mergeColdSec,
+ * with the same voters on up nodes and no change under way: the right one
+ * merges into the left, smallest pairs first. A pair that differs only in where its
+ * voters are gets them aligned first, one replica move at a time (PD's
+ * merge checker does the same), within the move budget and counted as a
+ * merge in flight. The meta range and other unsplittable ranges take no
+ * part.
+ */
 function planMerges(planning: Planning): void {
   const { config } = planning;
   if (config.mergeSizeBytes <= 0) return;
