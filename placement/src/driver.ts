@@ -118,6 +118,8 @@ interface TrackedNode {
   dropped: Set<number>;
   /** Its replicas with data of ranges this driver does not know, and since when (see collectable). */
   unknownSince: Map<number, number>;
+  /** Its replicas of ranges merged away that the target's replica here may still need (see collectable). */
+  mergeWaiting: Set<number>;
   /** The key ranges of those the node described (HeartbeatAnswer.describe). */
   described: Map<number, ReplicaBounds>;
   /** Its heartbeats carry `described`: it may be asked to describe replicas (a node built before does not). */
@@ -142,6 +144,7 @@ const untracked = (): TrackedNode => ({
   availableBytes: 0,
   replicas: new Map(),
   cores: new Map(),
+  mergeWaiting: new Set(),
   session: undefined,
   seq: 0,
   emptySince: new Map(),
@@ -257,6 +260,7 @@ export class PlacementDriver {
       n.cores = new Map(h.replicas.flatMap((r) => (r.core === undefined || r.core === 0 ? [] : [[r.rangeId, r.core] as [number, number]])));
       n.emptySince = new Map([...n.emptySince].filter(([rangeId]) => n.replicas.get(rangeId) === 0));
       n.unknownSince = new Map([...n.unknownSince].filter(([rangeId]) => (n.replicas.get(rangeId) ?? 0) !== 0));
+      n.mergeWaiting = new Set([...n.mergeWaiting].filter((rangeId) => n.replicas.has(rangeId)));
     } else {
       for (const rangeId of h.removed) {
         n.replicas.delete(rangeId);
@@ -278,7 +282,7 @@ export class PlacementDriver {
     }
     n.describes = h.described !== undefined;
     for (const d of h.described ?? []) n.described.set(d.rangeId, d);
-    const candidates = new Set([...h.replicas.map((r) => r.rangeId), ...n.dropped, ...n.emptySince.keys(), ...n.unknownSince.keys()]);
+    const candidates = new Set([...h.replicas.map((r) => r.rangeId), ...n.dropped, ...n.emptySince.keys(), ...n.unknownSince.keys(), ...n.mergeWaiting]);
     n.dropped.clear();
     const collect: number[] = [];
     const describe: number[] = [];
@@ -300,6 +304,7 @@ export class PlacementDriver {
     const epoch = n.replicas.get(rangeId);
     const r = this.ranges.get(rangeId);
     if (r !== undefined || epoch === undefined || epoch === 0) n.unknownSince.delete(rangeId);
+    n.mergeWaiting.delete(rangeId);
     if (epoch === undefined || (r !== undefined && holds(r.report, nodeId))) {
       n.emptySince.delete(rangeId);
       return false;
@@ -310,7 +315,13 @@ export class PlacementDriver {
       // Merged away: its data is the target's. A replica left where the target's replica is past the merge
       // (or where there is none) has nothing to wait for; one the target's merge may still need stays.
       const merged = this.mergedAway.get(rangeId);
-      if (merged !== undefined) return (n.replicas.get(merged.targetId) ?? merged.epoch) >= merged.epoch;
+      if (merged !== undefined) {
+        if ((n.replicas.get(merged.targetId) ?? merged.epoch) >= merged.epoch) return true;
+        // Looked at again on every heartbeat until the target's replica here passes the merge or goes: the
+        // replica, quiet, is in no delta again (node simulation seed 79303 kept one for ever).
+        n.mergeWaiting.add(rangeId);
+        return false;
+      }
       if (epoch !== 0) return this.unknownWithData(nodeId, n, rangeId, epoch, nowMs);
       // Empty, and no leader reported its range to this driver, warm, for an operator's lifetime: the range
       // was merged away before this driver started (mergedAway is memory), or has had no leader that long.

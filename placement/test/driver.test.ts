@@ -624,4 +624,22 @@ describe('PlacementDriver: merges', () => {
     expect(driver.onHeartbeat(heartbeat(2, [], [{ rangeId: 1, epoch: 3 }, { rangeId: 2, epoch: 3 }]), 30).collect).toEqual([]);
     expect(driver.onHeartbeat(heartbeat(2, [], [{ rangeId: 1, epoch: 4 }, { rangeId: 2, epoch: 3 }]), 40).collect).toEqual([2]);
   });
+
+  it('looks again at a merged-away replica kept for its target, though the holder\'s deltas never name it again', () => {
+    // Node simulation seed 79303: the target's replica on the node was itself stale and collected later; the
+    // source's replica, quiet, was in no delta after the one that kept it, and stayed for good.
+    const { driver } = driverWith({ paused: true });
+    for (const node of [1, 2, 3]) driver.onHeartbeat(heartbeat(node, node === 1 ? [left(), right()] : [], replicas(2)), 0);
+    driver.onHeartbeat(heartbeat(1, [left({ end: b('z'), epoch: 4 })], [{ rangeId: 1, epoch: 4 }]), 10);
+    const keptThenCollected = (node: number, firstCollect: number[], last: { replicas?: { rangeId: number; epoch: number }[]; removed?: number[] }) => {
+      const full = heartbeat(node, [], [{ rangeId: 1, epoch: 3 }, { rangeId: 2, epoch: 3 }]);
+      expect(driver.onHeartbeat(full, 20).collect).toEqual(firstCollect);
+      expect(driver.onHeartbeat(delta(node, { seq: full.seq + 1, base: full.seq }), 30).collect).toEqual([]);
+      expect(driver.onHeartbeat(delta(node, { seq: full.seq + 2, base: full.seq + 1, ...last }), 40).collect).toEqual([2]);
+    };
+    // Node 2 (a voter of range 1): its replica of range 1 applies the merge.
+    keptThenCollected(2, [], { replicas: [{ rangeId: 1, epoch: 4 }] });
+    // Node 4 (moved off range 1): its stale replica of range 1 is collected first, then goes.
+    keptThenCollected(4, [1], { removed: [1] });
+  });
 });

@@ -102,6 +102,7 @@ describe('whole-node simulation', () => {
       { seed: 4194, faultTicks: 400, nodeCount: 5, writeBurstMax: 4, crashAfterWrites: true, merges: true, found: "replica balance moved the meta range's replica off its leader: the driver restarted, undid the move as a stray learner, and planned it again for ever" },
       { seed: 12062, faultTicks: 300, nodeCount: 5, writeBurstMax: 4, crashAfterWrites: true, clockFaults: true, merges: true, found: 'a replica asked for while it applied its own removal was answered present, then destroyed: its learner never caught up' },
       { seed: 78146, faultTicks: 300, nodeCount: 5, merges: true, found: "a move of the meta range handed the driver to another node as it was paused: the paused driver left the move's learner for good" },
+      { seed: 79303, faultTicks: 400, nodeCount: 5, writeBurstMax: 4, crashAfterWrites: true, clockFaults: true, merges: true, found: "a merged-away range's replica kept for its target's lagging replica there was never looked at again once that replica went" },
       { seed: 40030, faultTicks: 400, nodeCount: 5, writeBurstMax: 4, crashAfterWrites: true, merges: true, found: 'a replica with data of a range merged away while its node was down, the driver that saw the merge since replaced, was never collected' },
     ];
     for (const r of REGRESSIONS) {
