@@ -1,5 +1,5 @@
 import { NONE, type NodeId, type NodeLeases } from '@flotilla/core';
-import { leaseLive, type LeaseChanges, type LeaseClocks } from './node-leases.js';
+import { ClockSteps, leaseHeld, type LeaseChanges, type LeaseClocks } from './node-leases.js';
 
 /**
  * A core's copy of its node's leases (node-leases.ts keeps them on the
@@ -12,7 +12,8 @@ import { leaseLive, type LeaseChanges, type LeaseClocks } from './node-leases.js
  */
 export class CoreLeases implements NodeLeases {
   private readonly promises = new Map<number, number>();
-  private readonly held = new Map<number, { epoch: number; untilMonoMs: number; untilWallMs: number }>();
+  private readonly held = new Map<number, { epoch: number; untilMonoMs: number; untilWallMs: number; steps: number }>();
+  private readonly steps: ClockSteps;
 
   constructor(
     private readonly o: {
@@ -22,12 +23,16 @@ export class CoreLeases implements NodeLeases {
       readonly promiseTicks: number;
       /** The core's tick count: the Host's ticks it has stepped. */
       readonly nowTick: () => number;
+      /** The node's clock steps (node-leases.ts clockStepBuffer), shared with its Host; a buffer of its own if not given. */
+      readonly clockSteps?: SharedArrayBuffer;
     },
-  ) {}
+  ) {
+    this.steps = new ClockSteps(o.clockSteps);
+  }
 
   apply(changes: LeaseChanges): void {
     for (const [node, untilTick] of changes.promises) this.promises.set(node, untilTick);
-    for (const [node, epoch, untilMonoMs, untilWallMs] of changes.holds) this.held.set(node, { epoch, untilMonoMs, untilWallMs });
+    for (const [node, epoch, untilMonoMs, untilWallMs, steps] of changes.holds) this.held.set(node, { epoch, untilMonoMs, untilWallMs, steps });
   }
 
   ackMark(voter: NodeId): number {
@@ -37,7 +42,7 @@ export class CoreLeases implements NodeLeases {
   holds(voter: NodeId, mark: number): boolean {
     const h = this.held.get(voter);
     if (h === undefined || h.epoch !== mark) return false;
-    return leaseLive(h.untilMonoMs, this.o.clocks.monoMs(), this.o.leaseMs) && leaseLive(h.untilWallMs, this.o.clocks.wallMs(), this.o.leaseMs);
+    return leaseHeld(h, this.o.clocks.monoMs(), this.o.clocks.wallMs(), this.o.leaseMs, this.steps);
   }
 
   promised(leader: NodeId): boolean {

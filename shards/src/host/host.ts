@@ -15,7 +15,7 @@ import { Liveness } from './liveness.js';
 import { LocalReads, localReadBuffer } from './local-reads.js';
 import { BatchDecodeError } from './message-codec.js';
 import { SEGMENT_BYTES_MAX, decodeFrame, encodeLeaseSegment, joinSegments, splitSegment, type DecodedFrame, type Segment } from './node-batch.js';
-import { NodeLeaseTable, type LeaseChanges } from './node-leases.js';
+import { NodeLeaseTable, clockStepBuffer, type LeaseChanges } from './node-leases.js';
 import { lockNodeDir, markNodeDirReady, prepareNodeDir } from './node-dir.js';
 import {
   LEASE_DRIFT_MAX,
@@ -111,6 +111,8 @@ export class Host {
   /** Linearizable reads served on this thread under the node lease (local-reads.ts); undefined: off. */
   private readonly localReads: LocalReads | undefined;
   private readonly localReadBuffers: SharedArrayBuffer[] | undefined;
+  /** Backward steps of the lease clocks, seen by this thread and the cores' (node-leases.ts ClockSteps). */
+  private readonly clockSteps = clockStepBuffer();
   /** Per core, its store opened for local reads (after the cores started; closed before they close). */
   private readonly dataReaders: (StoreDataReader | undefined)[] = [];
   /** Local reads served since the event loop last turned (LOCAL_READS_PER_TURN_MAX). */
@@ -153,6 +155,7 @@ export class Host {
         tickMs: tickMsOf(options),
         driftMax: LEASE_DRIFT_MAX,
         clocks: leaseClocksOf(options, this.clock),
+        clockSteps: this.clockSteps,
       });
     }
     if (this.leases !== undefined && options.localReads !== false) {
@@ -219,7 +222,7 @@ export class Host {
     try {
       await startCoreChannels(host.cores, {
         mode: options.coreMode ?? 'worker',
-        settings: coreSettingsOf(options, host.coreCount),
+        settings: coreSettingsOf(options, host.coreCount, host.clockSteps),
         coreDirs,
         logger: options.logger,
         logFormat: options.logFormat ?? 'json',

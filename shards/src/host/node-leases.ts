@@ -18,9 +18,14 @@ import { assert } from '@flotilla/core';
  *   promised, gives us a lease from it until `sent(s) + leaseMs` on both our
  *   monotonic and our wall clock, each checked on its own; a lease further
  *   than `leaseMs` in the future is as void as an expired one, so a clock
- *   stepped back or forward ends every lease instead of stretching one.
+ *   stepped forward, or back while a lease runs, ends it instead of
+ *   stretching it. A clock stepped back also ends every lease whose
+ *   segment was sent before the step (ClockSteps): read against the
+ *   stepped-back clock, a lease that had run out would be live again (node
+ *   simulation seed 79550: an isolated leader, its clock stepped back 2.5
+ *   s, served reads older than writes its successor had acknowledged).
  *   `leaseMs` is the promise shortened by a peer clock up to `driftMax`
- *   fast, less two ticks for tick granularity.
+ *   fast, less two ticks for tick granularity and the step tolerance.
  * - **Clock rates.** A promise counted in a peer's ticks is shorter in real
  *   time if the peer's clock runs fast. From the peer's monotonic readings
  *   against ours we hold no lease from a peer whose clock ran more than
@@ -46,13 +51,66 @@ export interface LeaseSegment {
 /** What the cores need: promises made (until a main-loop tick), and leases held (epoch, until on each clock). */
 export interface LeaseChanges {
   readonly promises: (readonly [node: number, untilTick: number])[];
-  readonly holds: (readonly [node: number, epoch: number, untilMonoMs: number, untilWallMs: number])[];
+  readonly holds: (readonly [node: number, epoch: number, untilMonoMs: number, untilWallMs: number, steps: number])[];
 }
 
 /** The two clocks a lease is checked against. */
 export interface LeaseClocks {
   monoMs(): number;
   wallMs(): number;
+}
+
+/** Readings this far behind the furthest one are a clock stepped back; a step back by less may stretch a lease by as much (leaseMsOf takes it off). */
+export const CLOCK_STEP_TOLERANCE_MS = 5;
+const CLOCK_STEP_TOLERANCE_US = BigInt(CLOCK_STEP_TOLERANCE_MS * 1_000);
+
+/** Cells of a ClockSteps buffer: the furthest monotonic and wall readings (µs), and the steps back seen. */
+const STEP_CELLS = 3;
+
+/** A ClockSteps buffer, shared by a node's Host and its cores (they may run on other threads). */
+export function clockStepBuffer(): SharedArrayBuffer {
+  const buffer = new SharedArrayBuffer(STEP_CELLS * BigInt64Array.BYTES_PER_ELEMENT);
+  const cells = new BigInt64Array(buffer);
+  cells[0] = cells[1] = -(2n ** 63n);
+  return buffer;
+}
+
+/**
+ * Counts the times a node's lease clocks were read behind their furthest
+ * reading (stepped back), over every thread sharing the buffer. A lease
+ * holds only while the count is what it was when its segment was sent. A
+ * step back shows once some thread reads the clock before it caught up
+ * again: the Host's lease segments, its cores' lease checks, every lease
+ * read. A node that reads no clock for that whole time had a clock that
+ * stood still, outside the bounded drift leases assume.
+ */
+export class ClockSteps {
+  private readonly cells: BigInt64Array;
+
+  constructor(buffer: SharedArrayBuffer = clockStepBuffer()) {
+    this.cells = new BigInt64Array(buffer);
+  }
+
+  /** The steps back seen so far, these readings taken in. */
+  observe(monoMs: number, wallMs: number): number {
+    this.see(0, monoMs);
+    this.see(1, wallMs);
+    return Number(Atomics.load(this.cells, 2));
+  }
+
+  private see(cell: number, ms: number): void {
+    const us = BigInt(Math.round(ms * 1_000));
+    for (;;) {
+      const furthest = Atomics.load(this.cells, cell);
+      const back = furthest - us > CLOCK_STEP_TOLERANCE_US;
+      if (!back && us <= furthest) return;
+      // A step back moves the mark back with it: later readings are measured from where the clock is now.
+      if (Atomics.compareExchange(this.cells, cell, furthest, us) === furthest) {
+        if (back) Atomics.add(this.cells, 2, 1n);
+        return;
+      }
+    }
+  }
 }
 
 /** The process's clocks, the same on every thread (performance.now() is per thread): what worker cores and their Host check leases against. */
@@ -75,6 +133,8 @@ interface Sent {
   tick: number;
   monoMs: number;
   wallMs: number;
+  /** ClockSteps' count when sent. */
+  steps: number;
 }
 
 interface Peer {
@@ -91,6 +151,8 @@ interface Peer {
   epoch: number;
   untilMonoMs: number;
   untilWallMs: number;
+  /** ClockSteps' count when the segment giving the lease was sent. */
+  steps: number;
   /** (our monotonic ms at receipt, the peer's monotonic ms at sending), spaced RATE_SAMPLE_SPACING_MS. */
   samples: [number, number][];
 }
@@ -105,11 +167,13 @@ export interface NodeLeaseOptions {
   /** How much faster than ours a peer's clock may run over a rate window and still give leases. */
   readonly driftMax: number;
   readonly clocks: LeaseClocks;
+  /** Shared with the node's cores (clockStepBuffer); a buffer of its own if not given. */
+  readonly clockSteps?: SharedArrayBuffer;
 }
 
 /** How long a lease from a peer lasts on our clocks (see the module comment). */
 export function leaseMsOf(o: Pick<NodeLeaseOptions, 'promiseTicks' | 'tickMs' | 'driftMax'>): number {
-  return Math.floor((o.promiseTicks * o.tickMs) / (1 + o.driftMax)) - 2 * o.tickMs;
+  return Math.floor((o.promiseTicks * o.tickMs) / (1 + o.driftMax)) - 2 * o.tickMs - CLOCK_STEP_TOLERANCE_MS;
 }
 
 export class NodeLeaseTable {
@@ -117,9 +181,11 @@ export class NodeLeaseTable {
   private readonly changedPromises = new Set<number>();
   private readonly changedHolds = new Set<number>();
   readonly leaseMs: number;
+  private readonly steps: ClockSteps;
 
   constructor(private readonly o: NodeLeaseOptions) {
     assert(o.incarnation > 0, 'incarnation must be positive');
+    this.steps = new ClockSteps(o.clockSteps);
     this.leaseMs = leaseMsOf(o);
     assert(this.leaseMs > 0, () => `no lease is left of a ${o.promiseTicks}-tick promise at ${o.tickMs} ms per tick and drift ${o.driftMax}`);
   }
@@ -130,7 +196,7 @@ export class NodeLeaseTable {
     const seq = ++p.seq;
     const monoMs = this.o.clocks.monoMs();
     const wallMs = this.o.clocks.wallMs();
-    p.sent[seq % SENT_REMEMBERED] = { seq, tick: nowTick, monoMs, wallMs };
+    p.sent[seq % SENT_REMEMBERED] = { seq, tick: nowTick, monoMs, wallMs, steps: this.steps.observe(monoMs, wallMs) };
     return { inc: this.o.incarnation, seq, ackInc: p.inc, ackSeq: p.lastSeq, promised: p.promisedLast, monoMs, wallMs };
   }
 
@@ -164,14 +230,16 @@ export class NodeLeaseTable {
     }
     const untilMonoMs = acked.monoMs + this.leaseMs;
     const untilWallMs = acked.wallMs + this.leaseMs;
-    if (!this.valid(p, monoMs, this.o.clocks.wallMs())) {
+    const wallMs = this.o.clocks.wallMs();
+    if (!this.valid(p, monoMs, wallMs)) {
       // Lapsed (or never held): a new epoch, and only if this acknowledgement still gives a lease.
-      if (untilMonoMs <= monoMs) return;
+      if (untilMonoMs <= monoMs || acked.steps !== this.steps.observe(monoMs, wallMs)) return;
       this.lapse(from, p);
     }
     if (untilMonoMs > p.untilMonoMs) {
       p.untilMonoMs = untilMonoMs;
       p.untilWallMs = untilWallMs;
+      p.steps = acked.steps;
       this.changedHolds.add(from);
     }
   }
@@ -210,7 +278,7 @@ export class NodeLeaseTable {
     for (const id of this.changedPromises) changes.promises.push([id, this.peers.get(id)?.promiseUntilTick ?? 0]);
     for (const id of this.changedHolds) {
       const p = this.peers.get(id);
-      changes.holds.push([id, p?.epoch ?? 0, p?.untilMonoMs ?? 0, p?.untilWallMs ?? 0]);
+      changes.holds.push([id, p?.epoch ?? 0, p?.untilMonoMs ?? 0, p?.untilWallMs ?? 0, p?.steps ?? 0]);
     }
     this.changedPromises.clear();
     this.changedHolds.clear();
@@ -218,7 +286,7 @@ export class NodeLeaseTable {
   }
 
   private valid(p: Peer, monoMs: number, wallMs: number): boolean {
-    return leaseLive(p.untilMonoMs, monoMs, this.leaseMs) && leaseLive(p.untilWallMs, wallMs, this.leaseMs);
+    return leaseHeld(p, monoMs, wallMs, this.leaseMs, this.steps);
   }
 
   private lapse(id: number, p: Peer): void {
@@ -265,11 +333,16 @@ export class NodeLeaseTable {
   private peer(id: number): Peer {
     let p = this.peers.get(id);
     if (p === undefined) {
-      p = { seq: 0, sent: new Array<Sent | undefined>(SENT_REMEMBERED), inc: 0, lastSeq: 0, promisedLast: false, promiseUntilTick: 0, epoch: 1, untilMonoMs: 0, untilWallMs: 0, samples: [] };
+      p = { seq: 0, sent: new Array<Sent | undefined>(SENT_REMEMBERED), inc: 0, lastSeq: 0, promisedLast: false, promiseUntilTick: 0, epoch: 1, untilMonoMs: 0, untilWallMs: 0, steps: 0, samples: [] };
       this.peers.set(id, p);
     }
     return p;
   }
+}
+
+/** Whether a lease held (until each clock reading, got while `steps` stood at its count) is live at these readings. */
+export function leaseHeld(h: { readonly untilMonoMs: number; readonly untilWallMs: number; readonly steps: number }, monoMs: number, wallMs: number, leaseMs: number, steps: ClockSteps): boolean {
+  return steps.observe(monoMs, wallMs) === h.steps && leaseLive(h.untilMonoMs, monoMs, leaseMs) && leaseLive(h.untilWallMs, wallMs, leaseMs);
 }
 
 /** A lease until `untilMs` is live at `nowMs` if it has not run out and is not further ahead than a lease can be (a clock stepped back). */

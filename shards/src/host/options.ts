@@ -157,7 +157,7 @@ export function leaseClocksOf(options: HostOptions, clock: Clock): LeaseClocks {
 }
 
 /** What every core of a node is started with, from the Host's options and their defaults. */
-export function coreSettingsOf(options: HostOptions, coreCount: number): CoreSettingsBase {
+export function coreSettingsOf(options: HostOptions, coreCount: number, clockSteps: SharedArrayBuffer): CoreSettingsBase {
   return {
     nodeId: options.nodeId,
     coreCount,
@@ -170,6 +170,6 @@ export function coreSettingsOf(options: HostOptions, coreCount: number): CoreSet
     checksumChunkKeyCount: options.checksumChunkKeyCount ?? CHECKSUM_CHUNK_KEY_COUNT_DEFAULT,
     checksumHoldTicks: options.checksumHoldTicks ?? CHECKSUM_HOLD_TICKS_DEFAULT,
     seed: options.seed ?? options.nodeId,
-    ...(options.nodeLeases === false ? {} : { nodeLeases: leaseSettingsOf(options) }),
+    ...(options.nodeLeases === false ? {} : { nodeLeases: { ...leaseSettingsOf(options), clockSteps } }),
   };
 }

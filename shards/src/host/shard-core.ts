@@ -62,7 +62,7 @@ export interface ShardCoreOptions {
   /** Ticks a finished check keeps its snapshot for block details (CHECKSUM_HOLD_TICKS_DEFAULT). */
   readonly checksumHoldTicks: number;
   /** Node leases (node-leases.ts): how long a lease and a promise last. Undefined: off (reads confirm with a heartbeat round). */
-  readonly nodeLeases?: { readonly leaseMs: number; readonly promiseTicks: number };
+  readonly nodeLeases?: { readonly leaseMs: number; readonly promiseTicks: number; readonly clockSteps?: SharedArrayBuffer };
   /** The clocks leases are checked against: the Host's, which must read the same (default: the process's monotonic and wall clocks). */
   readonly leaseClocks?: LeaseClocks;
   /** Where the core publishes the shards whose reads the Host may serve itself (local-reads.ts); undefined: it serves them all. */

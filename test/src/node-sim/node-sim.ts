@@ -136,7 +136,8 @@ class SimulatedCrash extends Error {
   }
 }
 
-const silentLogger = (): ShellLogger => pino({ level: process.env['FLOTILLA_TEST_LOG'] ?? 'silent' }) as unknown as ShellLogger;
+/** Silent unless FLOTILLA_TEST_LOG names a level; each line then carries the simulation's time (`simMs`), to line up with the trace. */
+const silentLogger = (nowMs: () => number): ShellLogger => pino({ level: process.env['FLOTILLA_TEST_LOG'] ?? 'silent', timestamp: () => `,"simMs":${nowMs()}` }) as unknown as ShellLogger;
 
 /** Where run directories go: tmpfs when there is one (the store never syncs in a simulation anyway). */
 function simRoot(): string {
@@ -307,7 +308,7 @@ export class NodeSim {
         peers,
         initialRangeCount: this.options.initialRangeCount,
         coreCount: this.options.coreCount,
-        logger: silentLogger(),
+        logger: silentLogger(() => this.clock.nowMs()),
         transport: { endpoint: guarded(this.network.endpoint(n.id), () => inc.dead), address: `memory:${n.id}` },
         clock: inc.clock,
         disk: () => ({ usedBytes: 0, availableBytes: 1e12 }),
