@@ -103,6 +103,7 @@ describe('whole-node simulation', () => {
       { seed: 12062, faultTicks: 300, nodeCount: 5, writeBurstMax: 4, crashAfterWrites: true, clockFaults: true, merges: true, found: 'a replica asked for while it applied its own removal was answered present, then destroyed: its learner never caught up' },
       { seed: 78146, faultTicks: 300, nodeCount: 5, merges: true, found: "a move of the meta range handed the driver to another node as it was paused: the paused driver left the move's learner for good" },
       { seed: 79303, faultTicks: 400, nodeCount: 5, writeBurstMax: 4, crashAfterWrites: true, clockFaults: true, merges: true, found: "a merged-away range's replica kept for its target's lagging replica there was never looked at again once that replica went" },
+      { seed: 79550, faultTicks: 400, nodeCount: 5, writeBurstMax: 4, crashAfterWrites: true, clockFaults: true, merges: true, found: 'a leader cut off, its clock stepped back past its run-out lease, held that lease again and served stale reads' },
       { seed: 40030, faultTicks: 400, nodeCount: 5, writeBurstMax: 4, crashAfterWrites: true, merges: true, found: 'a replica with data of a range merged away while its node was down, the driver that saw the merge since replaced, was never collected' },
     ];
     for (const r of REGRESSIONS) {
