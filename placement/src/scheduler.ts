@@ -413,11 +413,11 @@ function planResumedMerges(planning: Planning): void {
  * New merges (a frozen range's is resumed by planResumedMerges): neighbours
  * that are small together (mergeSizeBytes), both cold for mergeColdSec,
  * with the same voters on up nodes and no change under way: the right one
- * merges into the left, smallest pairs first. A pair that differs only in where its
- * voters are gets them aligned first, one replica move at a time (PD's
- * merge checker does the same), within the move budget and counted as a
- * merge in flight. The meta range and other unsplittable ranges take no
- * part.
+ * merges into the left, smallest pairs first. A pair that differs only in
+ * where its voters are gets them aligned first, one replica move at a time
+ * (PD's merge checker does the same), within the move budget and counted
+ * as a merge in flight. The meta range and other unsplittable ranges take
+ * no part.
  */
 function planMerges(planning: Planning): void {
   const { config } = planning;

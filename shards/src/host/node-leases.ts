@@ -231,9 +231,11 @@ export class NodeLeaseTable {
     const untilMonoMs = acked.monoMs + this.leaseMs;
     const untilWallMs = acked.wallMs + this.leaseMs;
     const wallMs = this.o.clocks.wallMs();
+    // Sent before a clock step: its times were read on the clock as it was, and give nothing now.
+    if (acked.steps !== this.steps.observe(monoMs, wallMs)) return;
     if (!this.valid(p, monoMs, wallMs)) {
       // Lapsed (or never held): a new epoch, and only if this acknowledgement still gives a lease.
-      if (untilMonoMs <= monoMs || acked.steps !== this.steps.observe(monoMs, wallMs)) return;
+      if (untilMonoMs <= monoMs) return;
       this.lapse(from, p);
     }
     if (untilMonoMs > p.untilMonoMs) {
