@@ -577,6 +577,23 @@ describe('PlacementDriver: merges', () => {
     expect(driver.status(20).operators).toEqual([]);
   });
 
+  it('drops a frozen range whose first key another range reports at a higher epoch, rather than resume its merge', () => {
+    // Node simulation seed 82065: range 2 merged into range 1, which split again (range 5 took [p, z)) before
+    // reporting; the view kept range 2 frozen, and its resumed merge stepped a range that was no more.
+    const { driver } = driverWith({ paused: true });
+    const frozen = { targetRangeId: 1, index: 40, term: 3, epoch: 3 };
+    for (const node of [1, 2, 3]) driver.onHeartbeat(heartbeat(node, node === 1 ? [left(), right({ epoch: 3, frozen })] : [], replicas(3)), 0);
+    driver.pass(10);
+    expect(driver.status(10).operators.map((op) => `${op.kind} ${op.rangeId} ${op.reason}`)).toEqual(['merge 2 resume']);
+    const { driver: other, sent: otherSent } = driverWith({ paused: true });
+    const grown = report(5, { voters: [1, 2, 3], start: b('p'), end: b('z'), epoch: 5 });
+    for (const node of [1, 2, 3]) other.onHeartbeat(heartbeat(node, node === 1 ? [left({ end: b('m') }), right({ epoch: 3, frozen, start: b('p') }), grown] : [], replicas(3)), 0);
+    other.pass(10);
+    expect(other.status(10).operators).toEqual([]);
+    expect(other.snapshot(10).ranges.map((r) => r.rangeId)).toEqual([1, 5]);
+    expect(otherSent).toEqual([]);
+  });
+
   it('names the neighbour a node holds, the left one first, for a replica added there to share its store', () => {
     const { driver } = driverWith({ paused: true });
     const third = report(3, { voters: [1, 2, 3], start: b('z'), end: null, epoch: 1 });
