@@ -50,6 +50,20 @@ async function keysOf(store: HostKvStore): Promise<string[]> {
   return page.items.map((i) => Buffer.from(i.key).toString());
 }
 
+describe('a static bootstrap', () => {
+  it('puts neighbouring ranges in one core\'s store, in one run per core, so that they can merge', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'flotilla-ranges-'));
+    dirs.push(dir);
+    const host = await Host.start({ nodeId: 1, dir, transport: new NoNetworkTransport({ nodeId: 1 }), coreCount: 2, logger });
+    closers.push(() => host.close());
+    const table = await bootstrapRanges(host, [1], 9);
+    // The meta range and 9 user ranges, by start key: the first five in one store, the other five in the other.
+    const byKey = [...table.all()].sort((x, y) => Buffer.compare(Buffer.from(x.start), Buffer.from(y.start))).map((r) => r.rangeId);
+    expect(byKey).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(byKey.map((id) => host.coreOf(id))).toEqual([0, 0, 0, 0, 0, 1, 1, 1, 1, 1]);
+  }, 60_000);
+});
+
 describe('across a split boundary', () => {
   it('a range delete deletes every key of the interval, one part per range', async () => {
     const { store, left, right } = await splitStore();
