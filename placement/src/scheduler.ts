@@ -33,7 +33,8 @@ import { compareKeys } from './range.js';
  *
  * Limits: replica additions and moves (each a snapshot to some node) in
  * flight across the cluster ≤ movesInFlightMax, and onto any one node ≤
- * snapshotsInFlightPerNodeMax, counting those already in flight. Splits,
+ * snapshotsInFlightPerNodeMax, counting those in flight whose replica has
+ * yet to catch up (snapshotPending: the steps after move no data). Splits,
  * transfers, removals and leaveJoint are cheap and unlimited.
  */
 export function plan(snapshot: ClusterSnapshot, config: SchedulerConfig, inFlight: readonly Operator[]): Operator[] {
@@ -255,7 +256,7 @@ function replicasTarget(nodes: readonly NodeInfo[], config: SchedulerConfig): nu
 
 /** Charges `op` (in flight, or just planned) to the budgets and the projected counts. `range` is undefined for a range no longer reported. */
 function spend(planning: Planning, op: Operator, range: RangeInfo | undefined): void {
-  const target = snapshotTarget(op);
+  const target = snapshotPending(planning, op, range);
   if (target !== undefined) {
     planning.movesCount += 1;
     add(planning.snapshotsByNode, target, 1);
@@ -676,6 +677,18 @@ function snapshotTarget(op: Operator): number | undefined {
   return undefined;
 }
 
+/**
+ * The node an operator's snapshot goes to while it has yet to arrive: an add or a move whose replica
+ * there has not caught up. The steps after (promotion, a lead transferred off, leaving the joint
+ * configuration) are Raft commands, not data, so they hold no snapshot budget: the next move streams
+ * meanwhile (a 1 GiB rebalance spent most of its time in those steps with both of a node's slots held).
+ */
+function snapshotPending(planning: Planning, op: Operator, range: RangeInfo | undefined): number | undefined {
+  const target = snapshotTarget(op);
+  if (target === undefined || range === undefined) return target;
+  return isCaughtUp(range, target, planning.config.catchUpLagEntriesMax) ? undefined : target;
+}
+
 function movesLeft(planning: Planning): boolean {
   return planning.movesCount < planning.config.movesInFlightMax;
 }
@@ -714,13 +727,14 @@ function assertConfig(config: SchedulerConfig): void {
 /** What plan() promises, checked on its own output (O(operators)). */
 function assertPlan(planning: Planning, inFlight: readonly Operator[], operators: readonly Operator[]): void {
   const seen = new Set(inFlight.map((op) => op.rangeId));
+  const pending = (op: Operator) => snapshotPending(planning, op, rangeById(planning.ranges, op.rangeId));
   let movesNewCount = 0;
   for (const op of operators) {
     assert(!seen.has(op.rangeId), () => `range ${op.rangeId} planned a second operator (${op.kind})`);
     seen.add(op.rangeId);
-    if (snapshotTarget(op) !== undefined) movesNewCount += 1;
+    if (pending(op) !== undefined) movesNewCount += 1;
   }
-  const movesInFlightCount = inFlight.filter((op) => snapshotTarget(op) !== undefined).length;
+  const movesInFlightCount = inFlight.filter((op) => pending(op) !== undefined).length;
   assert(
     movesNewCount === 0 || movesInFlightCount + movesNewCount <= planning.config.movesInFlightMax,
     () => `${movesNewCount} moves planned with ${movesInFlightCount} in flight, over ${planning.config.movesInFlightMax}`,
@@ -733,7 +747,7 @@ function assertPlan(planning: Planning, inFlight: readonly Operator[], operators
   );
   for (const target of new Set(operators.map(snapshotTarget))) {
     if (target === undefined) continue;
-    const count = [...inFlight, ...operators].filter((op) => snapshotTarget(op) === target).length;
+    const count = [...inFlight, ...operators].filter((op) => pending(op) === target).length;
     const countMax = planning.config.snapshotsInFlightPerNodeMax;
     assert(count <= countMax, () => `${count} snapshots onto node ${target}, over ${countMax}`);
   }
