@@ -46,6 +46,12 @@ export type ClusterIdOrigin = 'bootstrap' | 'join' | 'legacy';
 export interface ClusterIdentity {
   readonly clusterId: ClusterId;
   readonly origin: ClusterIdOrigin;
+  /**
+   * A static member created its bootstrap ranges (node.ts bootstrapRanges): a later start holding no
+   * replica lost them to the cluster (moved off, merged away) and must not create them again. Absent in
+   * files written before it (read as false), and by a start that has not created them yet.
+   */
+  readonly rangesCreated?: boolean;
 }
 
 interface ClusterFile extends ClusterIdentity {
@@ -100,11 +106,12 @@ export function readClusterIdentity(dir: string): ClusterIdentity | undefined {
   }
   if (!isClusterId(f.clusterId)) throw damaged(`has cluster id ${JSON.stringify(f.clusterId)}; expected ${CLUSTER_ID_BYTES} bytes of lowercase hex`);
   if (f.origin !== 'bootstrap' && f.origin !== 'join' && f.origin !== 'legacy') throw damaged(`has origin ${JSON.stringify(f.origin)}; expected "bootstrap", "join" or "legacy"`);
-  return { clusterId: f.clusterId, origin: f.origin };
+  if (f.rangesCreated !== undefined && typeof f.rangesCreated !== 'boolean') throw damaged(`has rangesCreated ${JSON.stringify(f.rangesCreated)}; expected true or false`);
+  return { clusterId: f.clusterId, origin: f.origin, ...(f.rangesCreated === true ? { rangesCreated: true } : {}) };
 }
 
 /** Records the identity durably (shards' durable-file.ts). Written once per data directory. */
 export function writeClusterIdentity(dir: string, identity: ClusterIdentity): void {
-  const file: ClusterFile = { format: CLUSTER_FORMAT_NAME, version: CLUSTER_FORMAT_VERSION, clusterId: identity.clusterId, origin: identity.origin };
+  const file: ClusterFile = { format: CLUSTER_FORMAT_NAME, version: CLUSTER_FORMAT_VERSION, clusterId: identity.clusterId, origin: identity.origin, ...(identity.rangesCreated === true ? { rangesCreated: true } : {}) };
   writeJsonDurably({ dir, name: CLUSTER_FILE, value: file });
 }

@@ -197,7 +197,8 @@ export class FlotillaNode {
         tcp?.setClusterId(clusterId);
         for (const [id, addr] of Object.entries(options.peers)) host.setPeer(Number(id), addr);
         const members = [options.nodeId, ...Object.keys(options.peers).map(Number)].sort((a, b) => a - b);
-        ranges = await bootstrapRanges(host, members, count);
+        ranges = await bootstrapRanges(host, members, count, { create: recorded?.rangesCreated !== true });
+        if (recorded?.rangesCreated !== true) writeClusterIdentity(options.dir, { clusterId, origin: recorded?.origin ?? 'bootstrap', rangesCreated: true });
       }
       // The members this node last read from the meta range (membership.ts, PEERS_FILE): a node that was
       // joined by others after it started (a founder alone, a static member) knows them only from there.
@@ -312,13 +313,17 @@ function withClusterIdInJoinAnswer(view: ClusterView, clusterId: ClusterId): Clu
  * cluster runs this with the same members and count, so all agree on which
  * ranges exist and where, and each creates its own replicas.
  */
-export async function bootstrapRanges(host: Host, members: readonly number[], count: number): Promise<RangeTable> {
+export async function bootstrapRanges(host: Host, members: readonly number[], count: number, options: { create?: boolean } = {}): Promise<RangeTable> {
   const sorted = [...members].sort((a, b) => a - b);
   const factor = Math.min(REPLICATION_FACTOR_DEFAULT, sorted.length);
   // Range i on `factor` members from member i on: the same on every member, leaders and data spread.
   const initial = initialRanges(count).map((r, i) => ({ ...r, epoch: 1, replicas: Array.from({ length: factor }, (_, k) => sorted[(i + k) % sorted.length]!).sort((a, b) => a - b) }));
   let shards = await host.shards();
-  if (shards.length === 0) {
+  // Only on a first start (`create`): a member whose replicas all left it since (moved off, merged away)
+  // holds none either, and made again they would be stale replicas at the bootstrap's index and members
+  // (node simulation seed 86019: a replica at applied 5 where the range had reached 30). A first start
+  // cut short after creating some keeps those; the rest come from their leaders (replica adoption).
+  if (shards.length === 0 && options.create !== false) {
     const mine = initial.filter((r) => r.replicas.includes(host.nodeId));
     // In key order, in one run per core: two ranges merge only where one store holds both, and dealt to
     // the cores one by one no two neighbours would share one. (createShard places each at once, in call order.)

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { groupId } from '@flotilla/core';
 import { pino } from 'pino';
-import type { ShellLogger } from '@flotilla/shards';
+import { NodeStore, coreDirName, type ShellLogger } from '@flotilla/shards';
 import { freePorts } from '@flotilla/shards/test-support/node-cluster';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLUSTER_FILE, LEGACY_CLUSTER_ID, deriveClusterId, readClusterIdentity, writeClusterIdentity } from '../src/cluster-identity.js';
@@ -97,7 +97,7 @@ describe('cluster id', () => {
   it('static members derive the same id from the member list and token, and record it', () => {
     const expected = deriveClusterId({ members: aPorts.map((port, i) => ({ nodeId: i + 1, address: `127.0.0.1:${port}` })), token: 'flotilla' });
     expect(a.map((n) => n.clusterId)).toEqual([expected, expected, expected]);
-    for (const i of [0, 1, 2]) expect(readClusterIdentity(join(root, `a${i + 1}`))).toEqual({ clusterId: expected, origin: 'bootstrap' });
+    for (const i of [0, 1, 2]) expect(readClusterIdentity(join(root, `a${i + 1}`))).toEqual({ clusterId: expected, origin: 'bootstrap', rangesCreated: true });
     expect(expected).not.toBe(LEGACY_CLUSTER_ID);
     // Another token or other ports: another cluster.
     expect(deriveClusterId({ members: aPorts.map((port, i) => ({ nodeId: i + 1, address: `127.0.0.1:${port}` })), token: 'other' })).not.toBe(expected);
@@ -210,6 +210,25 @@ describe('cluster id', () => {
     const upgraded = await solo('two');
     expect(upgraded.clusterId).toBe(LEGACY_CLUSTER_ID);
     await upgraded.close();
-    expect(readClusterIdentity(dir)).toEqual({ clusterId: LEGACY_CLUSTER_ID, origin: 'legacy' });
+    expect(readClusterIdentity(dir)).toEqual({ clusterId: LEGACY_CLUSTER_ID, origin: 'legacy', rangesCreated: true });
+  }, 60_000);
+
+  it('a static member whose replicas all left it does not create the bootstrap ranges again at its next start', async () => {
+    // Node simulation seed 86019: a member moved off its only range restarted holding no replica, took that
+    // for a first start, and made the range again at the bootstrap's index and members.
+    const [port] = await freePorts(1);
+    const dir = join(root, 'emptied');
+    const start = () => FlotillaNode.start({ nodeId: 1, dir, listen: { host: '127.0.0.1', port: port! }, peers: {}, initialRangeCount: 1, coreCount: 1, logger });
+    const first = await start();
+    expect((await first.host.shards()).map((s) => s.shardId)).toEqual([1, 2]);
+    await first.close();
+    expect(readClusterIdentity(dir)?.rangesCreated).toBe(true);
+    // Its replicas leave it (as a move off, or a merge, destroys them).
+    const store = await NodeStore.open({ dir: join(dir, coreDirName(0)), nodeId: 1 });
+    for (const id of [1, 2]) await store.destroyShard(groupId(id));
+    await store.close();
+    const again = await start();
+    expect(await again.host.shards()).toEqual([]);
+    await again.close();
   }, 60_000);
 });
