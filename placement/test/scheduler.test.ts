@@ -807,6 +807,22 @@ describe('plan: limits', () => {
     expect(ops.filter((op) => op.kind === 'moveReplica').length).toBe(movesExpected);
   });
 
+  it('counts a move against the snapshot limits only until its replica caught up', () => {
+    // Range 16 moves onto node 4, its learner there caught up or not: the steps left move no data.
+    const withLearner = (match: number | undefined) =>
+      cluster({ nodes: [1, 2, 3, 4, 5], ranges: [...uniform(15, [1, 2, 3]), { id: 16, voters: [1, 2, 3], leader: 1, learners: [4], ...(match === undefined ? {} : { match: { 4: match } }) }] });
+    const cfg = config({ movesInFlightMax: 1, snapshotsInFlightPerNodeMax: 1 });
+    const inFlight = [moveTo(16, 4)];
+    for (const [snapshot, movesExpected] of [
+      [withLearner(0), 0],
+      [withLearner(undefined), 1],
+    ] as const) {
+      const ops = plan(snapshot, cfg, inFlight);
+      checkPlan(snapshot, cfg, inFlight, ops);
+      expect(ops.filter((op) => op.kind === 'moveReplica').length).toBe(movesExpected);
+    }
+  });
+
   it('still splits, transfers leads and removes with the moves limit spent', () => {
     const snapshot = cluster({
       nodes: [1, 2, 3, 4],
