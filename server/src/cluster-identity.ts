@@ -110,7 +110,7 @@ export function readClusterIdentity(dir: string): ClusterIdentity | undefined {
   return { clusterId: f.clusterId, origin: f.origin, ...(f.rangesCreated === true ? { rangesCreated: true } : {}) };
 }
 
-/** Records the identity durably (shards' durable-file.ts). Written once per data directory. */
+/** Records the identity durably (shards' durable-file.ts): once the id is known, and once more when a static member's bootstrap ranges are created. */
 export function writeClusterIdentity(dir: string, identity: ClusterIdentity): void {
   const file: ClusterFile = { format: CLUSTER_FORMAT_NAME, version: CLUSTER_FORMAT_VERSION, clusterId: identity.clusterId, origin: identity.origin, ...(identity.rangesCreated === true ? { rangesCreated: true } : {}) };
   writeJsonDurably({ dir, name: CLUSTER_FILE, value: file });
