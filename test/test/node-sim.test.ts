@@ -106,6 +106,7 @@ describe('whole-node simulation', () => {
       { seed: 79550, faultTicks: 400, nodeCount: 5, writeBurstMax: 4, crashAfterWrites: true, clockFaults: true, merges: true, found: 'a leader cut off, its clock stepped back past its run-out lease, held that lease again and served stale reads' },
       { seed: 82065, faultTicks: 300, nodeCount: 3, writeBurstMax: 4, crashAfterWrites: true, clockFaults: true, merges: true, found: 'a frozen range merged away unseen (its target split again before reporting) had its merge resumed for ever' },
       { seed: 86019, faultTicks: 400, nodeCount: 5, writeBurstMax: 4, crashAfterWrites: true, clockFaults: true, found: 'a static member moved off its only range restarted holding no replica and created the bootstrap ranges again' },
+      { seed: 91385, faultTicks: 500, nodeCount: 3, clockFaults: true, merges: true, found: "a node adopted a merge target's replica into another core than the source frozen into it: the target's merge gate waited for ever" },
       { seed: 40030, faultTicks: 400, nodeCount: 5, writeBurstMax: 4, crashAfterWrites: true, merges: true, found: 'a replica with data of a range merged away while its node was down, the driver that saw the merge since replaced, was never collected' },
     ];
     for (const r of REGRESSIONS) {

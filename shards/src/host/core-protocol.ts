@@ -50,7 +50,8 @@ export type CoreRequest =
    * core has it, or a split being applied is creating it); else, after durably marking it away so no
    * split applied here creates it a second time (see NodeStore.markAway; the core that creates it
    * clears its mark), `{ removed }` with the term and vote the tombstone of a replica removed here
-   * kept (messages for it are stale), or `free`.
+   * kept (messages for it are stale), and `mergeSource` if a replica here is frozen for a merge into
+   * it; or `free`.
    */
   | { readonly kind: 'claimShard'; readonly id: number; readonly shardId: number }
   /**
@@ -128,7 +129,8 @@ export type CoreOutEvent =
   /** The bounds the core published a shard for local reads under `version` (local-reads.ts); version 0: the shard left the core. */
   | { readonly kind: 'readBounds'; readonly shardId: number; readonly version: number; readonly start: Uint8Array; readonly end: Uint8Array | null };
 
-export type ClaimAnswer = 'here' | 'free' | { readonly removed: { readonly term: number; readonly vote: number } };
+/** `mergeSource`: a replica on the core is frozen for a merge into the shard, whose replica must then share its store. */
+export type ClaimAnswer = 'here' | 'free' | { readonly removed?: { readonly term: number; readonly vote: number }; readonly mergeSource?: true };
 
 export interface CoreOutput {
   /** Per destination node: one encoded segment (see node-batch.ts). */

@@ -110,10 +110,11 @@ export class ReplicaAdoption {
    * is created; every other core marks it away first, so a split applied
    * there later skips it instead of making a second copy. A shard removed
    * here is not re-created by traffic (`explicit` false: a stale leader's
-   * messages), only when asked. The replica goes next to `colocateWith` if
-   * this node still holds it (two ranges merge only where one store holds
-   * both), else into the store of a replica removed here, else where fewest
-   * are; it starts from the latest term and vote the removed ones' tombstones
+   * messages), only when asked. The replica goes into the store of a
+   * replica here frozen for a merge into it (its merge gate waits for that
+   * one in its own store), else next to `colocateWith` if this node still
+   * holds it (two ranges merge only where one store holds both), else into
+   * the store of a replica removed here, else where fewest are; it starts from the latest term and vote the removed ones' tombstones
    * kept, wherever they are (Raft's one vote per term is per node).
    */
   private async adopt(shardId: number, options: { explicit: boolean; colocateWith?: number }): Promise<'here' | 'removed' | 'free'> {
@@ -121,9 +122,12 @@ export class ReplicaAdoption {
     const answers = await Promise.all(Array.from({ length: port.coreCount }, (_, core) => port.request<ClaimAnswer>(shardId, (id) => ({ kind: 'claimShard', id, shardId }), core)));
     if (answers.includes('here')) return 'here';
     let tombstoneCore = -1;
+    let mergeCore = -1;
     let tombstone: TermAndVote | undefined;
     answers.forEach((a, core) => {
       if (typeof a !== 'object') return;
+      if (a.mergeSource === true && mergeCore < 0) mergeCore = core;
+      if (a.removed === undefined) return;
       if (tombstoneCore < 0) tombstoneCore = core;
       tombstone = laterTombstone(tombstone, { term: a.removed.term as Term, vote: nodeId(a.removed.vote) });
     });
@@ -133,7 +137,7 @@ export class ReplicaAdoption {
       return 'removed';
     }
     const colocateWith = options.colocateWith !== undefined && port.shards.has(options.colocateWith) ? options.colocateWith : undefined;
-    const core = colocateWith !== undefined || tombstoneCore < 0 ? port.shards.place(shardId, colocateWith) : tombstoneCore;
+    const core = mergeCore >= 0 ? mergeCore : colocateWith !== undefined || tombstoneCore < 0 ? port.shards.place(shardId, colocateWith) : tombstoneCore;
     port.shards.assign(shardId, core);
     this.removedShards.delete(shardId);
     try {

@@ -156,7 +156,12 @@ export class ReplicaLifecycle {
     if (g !== undefined && (g.removed || this.removedByApply.has(g) || this.mergedAway.has(g))) return out.fail(id, new ShardRemovingError(shardId, this.port.self));
     if (g !== undefined || this.creating.some((c) => c.shardId === shardId) || this.port.sm.isCreating(shardId)) return out.reply(id, 'here' satisfies ClaimAnswer);
     const tombstone = store.tombstone(shardId);
-    const answer: ClaimAnswer = tombstone === undefined ? 'free' : { removed: { term: tombstone.term, vote: tombstone.vote } };
+    // O(replicas), and claims are rare: a replica here frozen into the shard is a merge source, which the
+    // target's replica must share a store with (its merge gate waits for it there: node simulation seed 91385).
+    let mergeSource = false;
+    for (const other of this.port.groups.values()) if (!other.removed && other.frozen?.targetShardId === shardId) mergeSource = true;
+    const answer: ClaimAnswer =
+      tombstone === undefined && !mergeSource ? 'free' : { ...(tombstone === undefined ? {} : { removed: { term: tombstone.term, vote: tombstone.vote } }), ...(mergeSource ? { mergeSource: true as const } : {}) };
     // Marked in memory now, before any later apply can run; answered once durable. A removed replica's
     // store is marked too: the new one may go to another core's store (next to a neighbour it merges with).
     const marked = store.markAway(shardId);

@@ -1,8 +1,11 @@
 // Merging two neighbouring ranges (kv/merge.ts): the right one freezes, the left one takes it in once
 // every replica of the right applied the freeze. Nothing is lost, nothing served stale, and a replica
 // behind holds the merge on its node until it caught up.
+import { join } from 'node:path';
 import { groupId } from '@flotilla/core';
 import { afterEach, describe, expect, it } from 'vitest';
+import { coreDirName } from '../../src/host/node-dir.js';
+import { NodeStore } from '../../src/storage/node-store.js';
 import type { CommitMergeCommand, FrozenRange, KvResult } from '../../src/kv/command.js';
 import type { ShardStatus } from '../../src/host/core-protocol.js';
 import { HostCluster, key, shardBounds, shardKey, text, withSend, withoutShard, type HostClusterOptions } from '../support/host-cluster.js';
@@ -245,6 +248,25 @@ describe('merge', () => {
     expect(await staleValue(c, away, TAIL, shardKey(LEFT, name(16)))).toBeUndefined();
     expect(await staleValue(c, away, TAIL, shardKey(LEFT, name(17)))).toBe('tail17');
     expect(await staleValue(c, away, TAIL, shardKey(LEFT, name(18)))).toBe('r18');
+  });
+
+  it("a target's replica made on a node holding the frozen source goes into the source's store", async () => {
+    // Node simulation seed 91385: a node adopted the target's replica into the core with fewest replicas,
+    // not the one holding the source frozen into it, and its merge gate waited there for ever.
+    const c = await splitCluster();
+    const node = 3;
+    const sourceCore = c.host(node).coreOf(RIGHT);
+    // The node loses its replica of the target, leaving no tombstone (it never held one here, say).
+    await c.stopNode(node);
+    const store = await NodeStore.open({ dir: join(c.dirs.get(node)!, coreDirName(sourceCore)), nodeId: node });
+    await store.destroyShard(groupId(LEFT), shardBounds(LEFT));
+    await store.close();
+    await c.startNode(node);
+    await freeze(c);
+    await c.tickUntil('the freeze applied on the node', async () => (await statusOn(c, node, RIGHT))?.epoch === 3, 100);
+    // The fewest-replicas core is the other one: only the frozen source's tells where the target goes.
+    await c.host(node).createShard({ shardId: groupId(LEFT), voters: [], join: true });
+    expect(c.host(node).coreOf(LEFT)).toBe(sourceCore);
   });
 
   it('a frozen range caught up by snapshot is frozen too', async () => {
