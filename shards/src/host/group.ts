@@ -343,3 +343,9 @@ export class Group {
     return caughtUp && liveVoters * 2 > voters.size;
   }
 }
+
+/** A replica among `groups` frozen for a merge into shard `targetId`, by id; O(replicas): asked only before a freeze or a new replica. */
+export function replicaFrozenInto(groups: ReadonlyMap<GroupId, Group>, targetId: number): GroupId | undefined {
+  for (const g of groups.values()) if (!g.removed && g.frozen?.targetShardId === targetId) return g.id;
+  return undefined;
+}

@@ -9,7 +9,7 @@ import type { CoreRequest, CoreStats, MembershipChange, ReadOp } from './core-pr
 import { statusOf } from './shard-changes.js';
 import type { CoreOutputBuffer } from './core-output.js';
 import type { DiskGuard } from './disk-guard.js';
-import type { Group, PendingProposal, PendingRead } from './group.js';
+import { replicaFrozenInto, type Group, type PendingProposal, type PendingRead } from './group.js';
 import { invalidReadOp } from './input-checks.js';
 import { observeLatency, type CoreLatencies } from './latency.js';
 
@@ -78,7 +78,7 @@ export class ShardRequests {
       // finish, and its source would wait for a rollback. The driver holds such a target too, but only if it
       // heard the freeze (node simulation seed 659). Best effort: this node's replica of the source may not
       // have applied its freeze yet.
-      const source = this.frozenInto(g);
+      const source = replicaFrozenInto(this.port.groups, g.id);
       if (source !== undefined) return this.port.out.fail(id, new RangeMergingError(`shard ${g.id} on node ${this.port.self} is the target of shard ${source}'s merge (frozen into it); it cannot merge away meanwhile`));
       return this.proposeFence(id, g, command);
     }
@@ -402,12 +402,6 @@ export class ShardRequests {
     this.trackProposal(g, [id]);
     this.port.log.info({ rangeId: g.id }, 'merge freeze proposed');
     this.port.touch(g);
-  }
-
-  /** A replica on this core frozen for a merge into `g`, by id; O(replicas), asked only before a freeze. */
-  private frozenInto(g: Group): GroupId | undefined {
-    for (const other of this.port.groups.values()) if (!other.removed && other.frozen?.targetShardId === g.id) return other.id;
-    return undefined;
   }
 
   private merging(g: Group): RangeMergingError {

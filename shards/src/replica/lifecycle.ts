@@ -5,7 +5,7 @@ import { UNINITIALIZED, decodeShardRange, encodeShardRange, isInitialized, overl
 import type { KvStateMachine } from '../kv/state-machine.js';
 import type { ClaimAnswer, CoreRequest } from '../host/core-protocol.js';
 import type { CoreOutputBuffer } from '../host/core-output.js';
-import type { Group } from '../host/group.js';
+import { replicaFrozenInto, type Group } from '../host/group.js';
 import type { Quiescence } from '../host/quiescence.js';
 import type { ShardRequests } from '../host/shard-requests.js';
 import type { ShellLogger } from '../shell-logger.js';
@@ -156,10 +156,9 @@ export class ReplicaLifecycle {
     if (g !== undefined && (g.removed || this.removedByApply.has(g) || this.mergedAway.has(g))) return out.fail(id, new ShardRemovingError(shardId, this.port.self));
     if (g !== undefined || this.creating.some((c) => c.shardId === shardId) || this.port.sm.isCreating(shardId)) return out.reply(id, 'here' satisfies ClaimAnswer);
     const tombstone = store.tombstone(shardId);
-    // O(replicas), and claims are rare: a replica here frozen into the shard is a merge source, which the
+    // A replica here frozen into the shard is a merge source, which the
     // target's replica must share a store with (its merge gate waits for it there: node simulation seed 91385).
-    let mergeSource = false;
-    for (const other of this.port.groups.values()) if (!other.removed && other.frozen?.targetShardId === shardId) mergeSource = true;
+    const mergeSource = replicaFrozenInto(this.port.groups, shardId) !== undefined;
     const answer: ClaimAnswer =
       tombstone === undefined && !mergeSource ? 'free' : { ...(tombstone === undefined ? {} : { removed: { term: tombstone.term, vote: tombstone.vote } }), ...(mergeSource ? { mergeSource: true as const } : {}) };
     // Marked in memory now, before any later apply can run; answered once durable. A removed replica's
