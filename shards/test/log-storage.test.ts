@@ -257,7 +257,12 @@ describe('reads at the boundaries', () => {
       const expected = plain(memory.entries(5, 11, bytesMax));
       expect(expected).toHaveLength(count);
       expect(plain(store.storage(SHARD).entries(5, 11, bytesMax))).toEqual(expected);
-      const reopened = await reopen(store); // cold cache: every entry comes from LMDB
+      // Reopened before a checkpoint, the log tail's entries come back into the cache.
+      const replayed = await reopen(store);
+      expect(replayed.shardState(SHARD).cache.map((e) => e.index)).toEqual([5, 6, 7, 8, 9, 10]);
+      expect(plain(replayed.storage(SHARD).entries(5, 11, bytesMax))).toEqual(expected);
+      expect(await replayed.checkpointTail()).toBe(true);
+      const reopened = await reopen(replayed); // after a checkpoint, a cold cache: every entry comes from LMDB
       expect(reopened.shardState(SHARD).cache).toHaveLength(0);
       expect(plain(reopened.storage(SHARD).entries(5, 11, bytesMax))).toEqual(expected);
     });
@@ -308,6 +313,11 @@ describe('restart', () => {
     await store.persist([{ shardId: SHARD, entries: entries(1, [1, 1, 2, 2, 2], 24) }]);
     const s = store.storage(SHARD);
     const cached = logState(s);
+    // Entries only the log tail holds stay cached until a checkpoint has put them in the per-shard log.
+    s.releaseCache();
+    expect(store.shardState(SHARD).cache).toHaveLength(5);
+    expect(await store.checkpointTail()).toBe(true);
+    expect(store.shardState(SHARD).cache).toHaveLength(0);
     s.releaseCache();
     expect(store.shardState(SHARD).cache).toHaveLength(0);
     expect(logState(s)).toEqual(cached);

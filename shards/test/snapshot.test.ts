@@ -275,6 +275,29 @@ describe('SnapshotInstaller', () => {
     expect(target.storage(SHARD).lastIndex()).toBe(header.index + 1);
   });
 
+  it('replaces entries only the log tail held: a reopen does not bring back what came before the install', async () => {
+    const source = await sourceStore(KEY_COUNT_SMALL);
+    const { chunks, header } = readAll(source, SHARD, BOUNDS);
+    let target = await targetStore();
+    // An old leader's uncommitted suffix reaching past the snapshot point, in the tail only (no checkpoint since).
+    const stale = Array.from({ length: header.index + 3 - 60 }, (_, i) => putEntry(61 + i, 2, bytes(`stale-tail-${i}`), bytes('x')));
+    await target.persist([{ shardId: SHARD, entries: stale }]);
+    expect(target.tail.getKeysCount()).toBeGreaterThan(0);
+    const installer = new SnapshotInstaller(target, SHARD);
+    for (const c of chunks) await installer.addChunk(c);
+    await installer.install(CURRENT);
+    const check = (store: NodeStore) => {
+      const s = store.storage(SHARD);
+      expect([s.firstIndex(), s.lastIndex(), s.term(header.index)]).toEqual([header.index + 1, header.index, TERM]);
+      expect(s.initialState().hardState).toEqual({ ...CURRENT, commit: header.index });
+    };
+    check(target);
+    target = await reopen(target);
+    check(target);
+    expect(await target.checkpointTail()).toBe(true);
+    check(await reopen(target));
+  });
+
   it('carries a value\'s content type: the installed record has it, a record without one stays without', async () => {
     const source = await openStore(tempDir(), 1);
     await source.createShard(SHARD, { confState: confState({ voters: [1, 2, 3] }) });

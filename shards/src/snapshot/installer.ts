@@ -190,51 +190,56 @@ export class SnapshotInstaller {
     // this one; a crash in between leaves a log ending at the snapshot, committed there, as it must.
     const hardState: HardState = { term: current.term, vote: current.vote, commit: h.index };
     const direct = this.mode === 'direct';
-    await store.write(() => {
-      // Every check before the first write (a throw here does not roll back what came before it).
-      const stored = store.meta.get([shardId, 'desc']);
-      const owned = stored === undefined ? undefined : decodeShardRange(shardId, stored);
-      if (direct) {
-        // The records are in the data already, claimed by the marker since the first chunk: the
-        // replica owned nothing then and nothing since (an install is the only way to a range).
-        assert(owned !== undefined && !isInitialized(owned), () => `shard ${shardId}: direct install over the owned range ${owned === undefined ? 'of the whole key space' : describeRange(owned)}`);
-        const marked = store.receiving().get(shardId);
-        assert(marked !== undefined && sameBounds(marked, h.bounds), () => `shard ${shardId}: direct install of ${describeRange(h.bounds)} without its receiving marker (${marked === undefined ? 'none' : describeRange(marked)})`);
-        store.unmarkReceiving(shardId);
-      } else {
-        for (let seq = 0; seq < this.nextSeq; seq++) {
-          if (!store.staging.doesExist([shardId, seq])) throw new CorruptRecordError(`shard ${shardId}: staged snapshot chunk ${seq} is missing`);
+    store.beginInstall();
+    try {
+      await store.write(() => {
+        // Every check before the first write (a throw here does not roll back what came before it).
+        const stored = store.meta.get([shardId, 'desc']);
+        const owned = stored === undefined ? undefined : decodeShardRange(shardId, stored);
+        if (direct) {
+          // The records are in the data already, claimed by the marker since the first chunk: the
+          // replica owned nothing then and nothing since (an install is the only way to a range).
+          assert(owned !== undefined && !isInitialized(owned), () => `shard ${shardId}: direct install over the owned range ${owned === undefined ? 'of the whole key space' : describeRange(owned)}`);
+          const marked = store.receiving().get(shardId);
+          assert(marked !== undefined && sameBounds(marked, h.bounds), () => `shard ${shardId}: direct install of ${describeRange(h.bounds)} without its receiving marker (${marked === undefined ? 'none' : describeRange(marked)})`);
+          store.unmarkReceiving(shardId);
+        } else {
+          for (let seq = 0; seq < this.nextSeq; seq++) {
+            if (!store.staging.doesExist([shardId, seq])) throw new CorruptRecordError(`shard ${shardId}: staged snapshot chunk ${seq} is missing`);
+          }
+          // The range this replica owned until now goes too: after a split it owned more than the
+          // snapshot's range, and what lies outside is no longer its own (ranges in one store are
+          // disjoint, see claims.ts, so nobody else's data is there).
+          // (A shard stored without a descriptor, from before ranges, is left to the snapshot's bounds.)
+          if (owned !== undefined && isInitialized(owned)) store.deleteData(owned);
+          store.deleteData(h.bounds);
+          for (let seq = 0; seq < this.nextSeq; seq++) {
+            const body = store.staging.get([shardId, seq]) as Uint8Array;
+            forEachPair(body, (key, record) => store.dataRecords.putSync(key, record));
+            store.staging.removeSync([shardId, seq]);
+          }
         }
-        // The range this replica owned until now goes too: after a split it owned more than the
-        // snapshot's range, and what lies outside is no longer its own (ranges in one store are
-        // disjoint, see claims.ts, so nobody else's data is there).
-        // (A shard stored without a descriptor, from before ranges, is left to the snapshot's bounds.)
-        if (owned !== undefined && isInitialized(owned)) store.deleteData(owned);
-        store.deleteData(h.bounds);
-        for (let seq = 0; seq < this.nextSeq; seq++) {
-          const body = store.staging.get([shardId, seq]) as Uint8Array;
-          forEachPair(body, (key, record) => store.dataRecords.putSync(key, record));
-          store.staging.removeSync([shardId, seq]);
-        }
-      }
-      for (const key of store.log.getKeys({ start: [shardId, 0], end: [shardId, Number.MAX_SAFE_INTEGER] })) store.log.removeSync(key);
-      store.meta.putSync([shardId, 'hard'], encodeHardState(hardState));
-      store.meta.putSync([shardId, 'conf'], encodeConfState(h.confState));
-      store.meta.putSync([shardId, 'applied'], h.index);
-      store.meta.putSync([shardId, 'snap'], [h.index, h.term]);
-      store.meta.putSync([shardId, 'desc'], [h.bounds.start, h.bounds.end, h.epoch]);
-      // Frozen for a merge as the range was at the snapshot, or not: nothing of the replica's own survives.
-      store.writeFrozen(shardId, h.frozen === undefined ? undefined : encodeFrozen(h.frozen));
-    });
-    if (direct) store.noteReceiving(shardId, undefined);
-    store.noteInstalled(shardId, {
-      hardState,
-      confState: h.confState,
-      applied: h.index,
-      snapshotIndex: h.index,
-      snapshotTerm: h.term,
-      lastIndex: h.index,
-    });
+        store.clearLogForInstall(shardId);
+        store.meta.putSync([shardId, 'hard'], encodeHardState(hardState));
+        store.meta.putSync([shardId, 'conf'], encodeConfState(h.confState));
+        store.meta.putSync([shardId, 'applied'], h.index);
+        store.meta.putSync([shardId, 'snap'], [h.index, h.term]);
+        store.meta.putSync([shardId, 'desc'], [h.bounds.start, h.bounds.end, h.epoch]);
+        // Frozen for a merge as the range was at the snapshot, or not: nothing of the replica's own survives.
+        store.writeFrozen(shardId, h.frozen === undefined ? undefined : encodeFrozen(h.frozen));
+      });
+      if (direct) store.noteReceiving(shardId, undefined);
+      store.noteInstalled(shardId, {
+        hardState,
+        confState: h.confState,
+        applied: h.index,
+        snapshotIndex: h.index,
+        snapshotTerm: h.term,
+        lastIndex: h.index,
+      });
+    } finally {
+      store.endInstall();
+    }
     return h;
   }
 

@@ -51,6 +51,9 @@ function termAt(store: NodeStore, shardId: GroupId, index: number, txn: ReturnTy
   const snap = store.meta.get([shardId, 'snap'], { transaction: txn }) as [number, number];
   if (snap[0] === index) return snap[1];
   const entry = store.log.get([shardId, index], { transaction: txn }) as [number, number, Uint8Array] | undefined;
-  if (entry === undefined) throw new CorruptRecordError(`shard ${shardId}: applied entry ${index} is missing from the log`);
-  return entry[0];
+  if (entry !== undefined) return entry[0];
+  // Not yet moved out of the log tail (storage/log-tail.ts): an applied entry's term never changes, so the live view may answer.
+  const term = store.termIfHeld(shardId, index);
+  if (term === undefined) throw new CorruptRecordError(`shard ${shardId}: applied entry ${index} is missing from the log`);
+  return term;
 }

@@ -207,7 +207,8 @@ function readWholeStore(storePath: string): string | undefined {
   const script = `
     const { open } = require(process.argv[1]);
     const env = open({ path: process.argv[2], readOnly: true, maxDbs: 64, encoding: 'binary', keyEncoding: 'binary' });
-    for (const { key } of env.getRange({})) {
+    // Names first: opening a sub-database while the main database's cursor is open broke that cursor (MDB_BAD_TXN, lmdb 3.5.6).
+    for (const key of [...env.getKeys({})]) {
       let db;
       try { db = env.openDB({ name: key.toString(), encoding: 'binary', keyEncoding: 'binary', create: false }); } catch { continue; }
       for (const { value } of db.getRange({})) if (value === undefined) process.exit(3);

@@ -19,6 +19,7 @@ import { open, type Database, type DatabaseOptions, type Key, type RootDatabase 
 import { compactConfState, decodeConfState, decodeEntry, decodeHardState, encodeConfState, encodeEntry, encodeHardState, type RangeBounds } from './codec.js';
 import { fsyncDir, markDataDirReady, prepareDataDir } from './data-dir.js';
 import { CorruptRecordError, DataDirError } from './errors.js';
+import { decodeTailRecord, encodeTailWrite, tailWriteBytes, type TailShardWrite } from './log-tail.js';
 
 /** Entries of one shard's log kept in memory, newest first to go: followers and the apply path read recent entries. */
 export const ENTRY_CACHE_COUNT_MAX = 1024;
@@ -26,7 +27,23 @@ export const ENTRY_CACHE_COUNT_MAX = 1024;
 const LMDB_FREE_PAGES_RETAINED = 0;
 /** LMDB map grows on demand (lmdb-js resizes); start at 256 MiB so small nodes stay small. */
 const MAP_SIZE_INITIAL_BYTES = 256 * 1024 * 1024;
-/** Sub-databases: log, meta, data, snapshot staging. */
+/**
+ * A checkpoint moves the log tail into the per-shard records once it holds
+ * this many records or bytes (log-tail.ts): the per-shard pages are then
+ * dirtied once per checkpoint instead of once per commit, and a restart
+ * replays at most this much.
+ */
+const TAIL_RECORDS_MAX = 256;
+const TAIL_BYTES_MAX = 8 * 1024 * 1024;
+/**
+ * A shard write with this many payload bytes goes straight into `log` when
+ * the tail holds no entries of the shard: its pages are mostly payload, so
+ * the tail would save little and write the payload twice.
+ */
+const DIRECT_WRITE_BYTES_MIN = 8 * 1024;
+/** meta [0, TAIL_NEXT]: the tail's next sequence number as of the last checkpoint (the tail may be empty then). */
+const TAIL_NEXT = 'tailNext';
+/** Sub-databases: log, meta, data, snapshot staging, log tail. */
 export const SUB_DATABASE_COUNT_MAX = 8;
 /**
  * The staging record that marks a snapshot being received straight into
@@ -133,9 +150,19 @@ interface ShardState {
   snapshotIndex: LogIndex;
   snapshotTerm: Term;
   lastIndex: LogIndex;
-  /** Recent entries, contiguous, ending at lastIndex. */
+  /** Recent entries, contiguous, ending at lastIndex; they include every entry from tailFrom on. */
   cache: Entry[];
+  /** The first index whose entry is only in the log tail, not yet in `log` (Infinity: none). */
+  tailFrom: number;
+  /** The hard state in `meta` is older than this one: the tail holds the newer. */
+  hardInTail: boolean;
+  /** The group quiesced while the tail held entries of it: its cache goes at the next checkpoint. */
+  releaseWanted: boolean;
+  /** Tail records below this sequence number predate the shard's creation or last snapshot install: replay skips them. */
+  tailFloor: number;
 }
+
+const NOTHING_IN_TAIL = Object.freeze({ tailFrom: Number.POSITIVE_INFINITY, hardInTail: false, releaseWanted: false });
 
 /**
  * Per-shard records, plus two that outlive a shard here: `tomb` (the hard
@@ -143,12 +170,12 @@ interface ShardState {
  * `away` (the shard lives in another core's store on this node: a split
  * applied here must not create it a second time).
  */
-type MetaField = 'hard' | 'conf' | 'applied' | 'snap' | 'desc' | 'tomb' | 'away' | 'merge';
+type MetaField = 'hard' | 'conf' | 'applied' | 'snap' | 'desc' | 'tomb' | 'away' | 'merge' | 'tailFloor';
 type MetaKey = [shardId: number, field: MetaField];
 /** Every per-shard meta record: destroyShard removes exactly these. */
-const META_FIELDS: readonly MetaField[] = ['hard', 'conf', 'applied', 'snap', 'desc', 'merge'];
+const META_FIELDS: readonly MetaField[] = ['hard', 'conf', 'applied', 'snap', 'desc', 'merge', 'tailFloor'];
 type LogKey = [shardId: number, index: number];
-type SubDatabases = Pick<NodeStore, 'log' | 'meta' | 'data' | 'dataRecords' | 'staging'>;
+type SubDatabases = Pick<NodeStore, 'log' | 'meta' | 'data' | 'dataRecords' | 'staging' | 'tail'>;
 
 /**
  * One LMDB environment per node holding every shard's Raft log, metadata and
@@ -169,6 +196,8 @@ export class NodeStore {
   readonly dataRecords: Database<Buffer, Buffer>;
   /** Snapshot chunks received but not yet installed; cleared on open (an unfinished install never happened). */
   readonly staging: Database<unknown, [shardId: number, seq: number]>;
+  /** The log tail (log-tail.ts): sequence number → one group commit's shard writes. */
+  readonly tail: Database<unknown, number>;
   private readonly shards = new Map<GroupId, ShardState>();
   private readonly storages = new Map<GroupId, ShardStorage>();
   /** Shards marked `away` (see MetaField), in memory as soon as marked. */
@@ -177,6 +206,16 @@ export class NodeStore {
   private readonly destroying = new Set<GroupId>();
   /** The receiving markers (RECEIVING_SEQ) as of the last commit, by shard: records in these bounds belong to no replica yet. */
   private readonly receivingByShard = new Map<GroupId, RangeBounds>();
+  /** The log tail's next sequence number, and what it holds since the last checkpoint. */
+  private tailNext = 1;
+  private tailRecords = 0;
+  private tailBytes = 0;
+  /** Shards with entries or a hard state only in the tail: what the next checkpoint moves. */
+  private readonly inTail = new Set<GroupId>();
+  /** Snapshot installs whose transaction may have run and not yet been noted: no checkpoint meanwhile (see checkpointDue). */
+  private installing = 0;
+  /** A shard's tail entries outgrew its entry cache's bound: checkpoint at the next group commit. */
+  private tailOverflow = false;
   private closed = false;
 
   private constructor(
@@ -192,6 +231,7 @@ export class NodeStore {
     this.data = databases.data;
     this.dataRecords = databases.dataRecords;
     this.staging = databases.staging;
+    this.tail = databases.tail;
   }
 
   /**
@@ -235,6 +275,8 @@ export class NodeStore {
         data: openSub<Buffer>('data', 'binary'),
         dataRecords: openSub<Buffer>('data', 'binary', 'binary') as Database<Buffer, Buffer>,
         staging: openSub<[number, number]>('staging'),
+        // Created in a store from before the log tail too: the identity check has passed.
+        tail: env.openDB<unknown, number>({ name: 'tail', create: true } as DatabaseOptions & { name: string }),
       }, io);
       if (created) await env.flushed;
       store.loadShards();
@@ -277,6 +319,68 @@ export class NodeStore {
       if (field !== 'hard') continue;
       this.shards.set(shardId as GroupId, this.readShardState(shardId as GroupId));
     }
+    this.replayTail();
+    for (const [shardId, state] of this.shards) this.checkShardInvariants(shardId, state);
+  }
+
+  /**
+   * Rebuilds what the log tail holds on top of the per-shard records: each
+   * record's shard writes in sequence order, as persist made them (entries
+   * replace the log from their first index on; a hard state replaces the
+   * one before). Writes for shards gone from this store, or from before a
+   * shard's creation or last install (its tailFloor), are skipped.
+   */
+  private replayTail(): void {
+    const stored = this.meta.get([0, TAIL_NEXT] as unknown as MetaKey);
+    let next = stored === undefined ? 1 : (stored as number);
+    if (!Number.isSafeInteger(next) || next < 1) throw new CorruptRecordError(`log tail sequence ${JSON.stringify(stored)} (node ${this.nodeId}, ${this.dir})`);
+    for (const { key: seq, value } of this.tail.getRange()) {
+      if (!Number.isSafeInteger(seq) || seq < 1) throw new CorruptRecordError(`log tail key ${JSON.stringify(seq)} (node ${this.nodeId}, ${this.dir})`);
+      next = Math.max(next, seq + 1);
+      this.tailRecords++;
+      for (const w of decodeTailRecord(seq, value)) {
+        const s = this.shards.get(w.shardId);
+        if (s === undefined || seq < s.tailFloor) continue;
+        this.tailBytes += tailWriteBytes(encodeTailWrite(w.shardId, w.hardState, w.entries));
+        if (w.hardState !== undefined) s.hardState = w.hardState;
+        if (w.hardState !== undefined) s.hardInTail = true;
+        // Unfiltered by the compaction point: a record's truncation must happen even where a later compaction dropped its entries.
+        if (w.entries.length > 0) this.appendToTail(w.shardId, s, w.entries, seq);
+        this.inTail.add(w.shardId);
+      }
+    }
+    this.tailNext = next;
+    for (const shardId of this.inTail) {
+      const s = this.shardState(shardId);
+      if (s.tailFrom > s.snapshotIndex) continue;
+      // Compacted since those records were written: what lies at or below the compaction point is gone.
+      s.cache.splice(0, Math.min(s.cache.length, s.snapshotIndex + 1 - s.tailFrom));
+      s.tailFrom = s.cache.length > 0 ? s.cache[0]!.index : s.snapshotIndex + 1;
+      if (s.lastIndex < s.snapshotIndex) {
+        throw new CorruptRecordError(`shard ${shardId}: the log tail ends at ${s.lastIndex}, below the compaction point ${s.snapshotIndex} (node ${this.nodeId}, ${this.dir})`);
+      }
+    }
+  }
+
+  /**
+   * Replay: appends entries a tail record holds, replacing the log from
+   * their first index on. During replay the cache holds exactly the tail's
+   * entries, from tailFrom; entries in `log` from the first index on are
+   * shadowed (the next checkpoint removes them).
+   */
+  private appendToTail(shardId: GroupId, s: ShardState, entries: readonly Entry[], seq: number): void {
+    const first = entries[0]!.index;
+    if (first > s.lastIndex + 1) {
+      throw new CorruptRecordError(`shard ${shardId}: log tail record ${seq} appends at ${first} past the last index ${s.lastIndex} (node ${this.nodeId}, ${this.dir})`);
+    }
+    if (s.tailFrom === Number.POSITIVE_INFINITY || first < s.tailFrom) {
+      s.tailFrom = first;
+      s.cache.length = 0;
+    } else {
+      s.cache.length = first - s.tailFrom;
+    }
+    for (const e of entries) s.cache.push(e);
+    s.lastIndex = entries[entries.length - 1]!.index;
   }
 
   private readShardState(shardId: GroupId): ShardState {
@@ -291,9 +395,9 @@ export class NodeStore {
     for (const key of this.log.getKeys({ start: [shardId, Number.MAX_SAFE_INTEGER], end: [shardId, snapshotIndex], reverse: true, limit: 1 })) {
       lastIndex = key[1];
     }
-    const state: ShardState = { hardState, confState, applied: applied as number, snapshotIndex, snapshotTerm, lastIndex, cache: [] };
-    this.checkShardInvariants(shardId, state);
-    return state;
+    const floor = this.meta.get([shardId, 'tailFloor']) ?? 0;
+    if (!Number.isSafeInteger(floor)) throw new CorruptRecordError(`shard ${shardId} log tail floor ${String(floor)}`);
+    return { hardState, confState, applied: applied as number, snapshotIndex, snapshotTerm, lastIndex, cache: [], ...NOTHING_IN_TAIL, tailFloor: floor as number };
   }
 
   /** What must hold for every shard after open and after every write; a violation means damaged storage. */
@@ -380,6 +484,8 @@ export class NodeStore {
     this.meta.putSync([spec.shardId, 'conf'], encodeConfState(spec.confState));
     this.meta.putSync([spec.shardId, 'applied'], start.index);
     this.meta.putSync([spec.shardId, 'snap'], [start.index, start.term]);
+    // Tail records of an earlier replica of this id, destroyed before a checkpoint, are not this one's.
+    this.meta.putSync([spec.shardId, 'tailFloor'], this.tailNext);
     if (spec.descriptor !== undefined) this.meta.putSync([spec.shardId, 'desc'], spec.descriptor);
   }
 
@@ -396,6 +502,8 @@ export class NodeStore {
       snapshotTerm: start.term,
       lastIndex: start.index,
       cache: [],
+      ...NOTHING_IN_TAIL,
+      tailFloor: this.meta.get([spec.shardId, 'tailFloor']) as number,
     });
   }
 
@@ -582,6 +690,7 @@ export class NodeStore {
     for (const field of META_FIELDS) assert(this.meta.get([shardId, field]) === undefined, () => `shard ${shardId}: meta ${field} left after destroy (node ${this.nodeId})`);
     this.shards.delete(shardId);
     this.storages.delete(shardId);
+    this.inTail.delete(shardId);
   }
 
   /** The core's Storage view of one shard. */
@@ -644,18 +753,107 @@ export class NodeStore {
     }
     const plans = writes.map((w) => this.planWrite(w));
     const mustSync = plans.some((p) => this.planNeedsSync(p));
+    const record: TailShardWrite[] = [];
+    const direct: WritePlan[] = [];
+    for (const p of plans) {
+      const viaTail = p.entries.length > 0 && (this.shardState(p.shardId).tailFrom !== Number.POSITIVE_INFINITY || payloadBytes(p.entries) < DIRECT_WRITE_BYTES_MIN);
+      if (p.entries.length > 0 && !viaTail) direct.push(p);
+      if (viaTail || p.hardState !== undefined) record.push(encodeTailWrite(p.shardId, p.hardState, viaTail ? p.entries : []));
+    }
+    const checkpoint = this.checkpointDue() ? [...this.inTail] : undefined;
+    const seq = this.tailNext;
     this.env.transactionSync(() => {
-      for (const plan of plans) {
-        const shardId = plan.shardId;
-        for (let i = plan.truncateFrom; i <= plan.previousLast; i++) this.log.removeSync([shardId, i]);
-        for (const e of plan.entries) this.log.putSync([shardId, e.index], encodeEntry(e));
-        if (plan.hardState !== undefined) this.meta.putSync([shardId, 'hard'], encodeHardState(plan.hardState));
+      if (checkpoint !== undefined) this.writeCheckpoint(checkpoint, seq);
+      // No tail record holds entries of these shards: `log` is their whole log.
+      for (const plan of direct) {
+        for (let i = plan.truncateFrom; i <= plan.previousLast; i++) this.log.removeSync([plan.shardId, i]);
+        for (const e of plan.entries) this.log.putSync([plan.shardId, e.index], encodeEntry(e));
       }
+      // Entries a tail record replaces stay in `log` until the next checkpoint, shadowed: the tail is read after it.
+      if (record.length > 0) this.tail.putSync(seq, record);
       options.alsoInTransaction?.();
     }, mustSync ? TXN_SYNCED : TXN_DATA_SYNCED);
     if (this.io.kind === 'simulated') this.io.afterWrite?.();
-    for (const plan of plans) this.applyPlan(plan);
+    if (checkpoint !== undefined) this.noteCheckpoint(checkpoint);
+    if (record.length > 0) {
+      this.tailNext = seq + 1;
+      this.tailRecords++;
+      for (const w of record) this.tailBytes += tailWriteBytes(w);
+    }
+    for (const plan of plans) this.applyPlan(plan, !direct.includes(plan));
     return mustSync;
+  }
+
+  /**
+   * Moves everything the log tail holds into the per-shard records now, in
+   * a commit of its own (a durable one: it is the last thing before a
+   * planned restart, or a test's way to reach the per-shard records).
+   * Answers false, writing nothing, while a snapshot install or a destroy
+   * is in flight (see checkpointDue).
+   */
+  async checkpointTail(): Promise<boolean> {
+    this.checkOpen();
+    if (this.installing > 0 || this.destroying.size > 0) return false;
+    if (this.inTail.size === 0 && this.tailRecords === 0) return true;
+    if (this.io.kind === 'simulated') {
+      await this.io.beforeWrite();
+      this.checkOpen();
+      if (this.installing > 0 || this.destroying.size > 0) return false;
+    }
+    const shards = [...this.inTail];
+    const seq = this.tailNext;
+    this.env.transactionSync(() => this.writeCheckpoint(shards, seq), TXN_SYNCED);
+    if (this.io.kind === 'simulated') this.io.afterWrite?.();
+    this.noteCheckpoint(shards);
+    return true;
+  }
+
+  /**
+   * Whether this group commit checkpoints the log tail: once it holds
+   * TAIL_RECORDS_MAX records or TAIL_BYTES_MAX bytes, or a shard's tail
+   * outgrew its cache. Never while a snapshot install may have rewritten a
+   * shard's log and not yet been noted, nor while a shard is being
+   * destroyed: the checkpoint would write that shard's old entries back.
+   */
+  private checkpointDue(): boolean {
+    if (this.installing > 0 || this.destroying.size > 0 || this.inTail.size === 0) return false;
+    return this.tailOverflow || this.tailRecords >= TAIL_RECORDS_MAX || this.tailBytes >= TAIL_BYTES_MAX;
+  }
+
+  /**
+   * Inside the group commit's transaction, before its own record: moves what
+   * the tail holds for `shards` into `log` and `meta`, and deletes every
+   * tail record before `seq`. Entries past the last index go from `log`:
+   * a tail record that replaced a suffix left them there (persist). Entries
+   * at or below the compaction point are left out; a compaction whose
+   * transaction ran but is not yet noted may see some written back below
+   * its point, which the next compaction of the shard removes (it clears
+   * the log from its start).
+   */
+  private writeCheckpoint(shards: readonly GroupId[], seq: number): void {
+    for (const shardId of shards) {
+      const s = this.shardState(shardId);
+      for (let i = Math.max(s.tailFrom, s.snapshotIndex + 1); i <= s.lastIndex; i++) this.log.putSync([shardId, i], encodeEntry(s.cache[i - s.cache[0]!.index]!));
+      for (const key of this.log.getKeys({ start: [shardId, s.lastIndex + 1], end: [shardId, Number.MAX_SAFE_INTEGER] })) this.log.removeSync(key);
+      if (s.hardInTail) this.meta.putSync([shardId, 'hard'], encodeHardState(s.hardState));
+    }
+    for (const key of this.tail.getKeys({ end: seq })) this.tail.removeSync(key);
+    this.meta.putSync([0, TAIL_NEXT] as unknown as MetaKey, seq);
+  }
+
+  /** After the checkpoint's commit: nothing of those shards is only in the tail any more. */
+  private noteCheckpoint(shards: readonly GroupId[]): void {
+    for (const shardId of shards) {
+      const s = this.shardState(shardId);
+      s.tailFrom = Number.POSITIVE_INFINITY;
+      s.hardInTail = false;
+      if (s.releaseWanted) s.cache = [];
+      s.releaseWanted = false;
+    }
+    this.inTail.clear();
+    this.tailRecords = 0;
+    this.tailBytes = 0;
+    this.tailOverflow = false;
   }
 
   /**
@@ -693,7 +891,7 @@ export class NodeStore {
     return { shardId: w.shardId, entries, truncateFrom, previousLast: s.lastIndex, hardState: w.hardState };
   }
 
-  private applyPlan(plan: WritePlan): void {
+  private applyPlan(plan: WritePlan, viaTail: boolean): void {
     const s = this.shardState(plan.shardId);
     if (plan.entries.length > 0) {
       const first = plan.entries[0]!.index;
@@ -701,10 +899,18 @@ export class NodeStore {
       s.cache.length = Math.max(0, keep);
       if (s.cache.length > 0 && s.cache[s.cache.length - 1]!.index !== first - 1) s.cache.length = 0;
       for (const e of plan.entries) s.cache.push(e);
-      if (s.cache.length > ENTRY_CACHE_COUNT_MAX) s.cache.splice(0, s.cache.length - ENTRY_CACHE_COUNT_MAX);
+      if (viaTail) s.tailFrom = Math.min(s.tailFrom, first);
+      // The cache keeps every entry only the tail holds (reads of older ones go to `log`).
+      const over = Math.min(s.cache.length - ENTRY_CACHE_COUNT_MAX, s.tailFrom - s.cache[0]!.index);
+      if (over > 0) s.cache.splice(0, over);
+      if (s.cache.length > ENTRY_CACHE_COUNT_MAX) this.tailOverflow = true;
       s.lastIndex = plan.entries[plan.entries.length - 1]!.index;
     }
-    if (plan.hardState !== undefined) s.hardState = plan.hardState;
+    if (plan.hardState !== undefined) {
+      s.hardState = plan.hardState;
+      s.hardInTail = true;
+    }
+    if ((viaTail && plan.entries.length > 0) || plan.hardState !== undefined) this.inTail.add(plan.shardId);
   }
 
   /** Drops log entries up to and including `upTo` (which must be applied); its term is kept as the compaction point. */
@@ -714,14 +920,23 @@ export class NodeStore {
     if (upTo <= s.snapshotIndex) return;
     assert(upTo <= s.applied, () => `shard ${shardId}: compact ${upTo} beyond applied ${s.applied}`);
     const term = this.storage(shardId).term(upTo);
-    const from = s.snapshotIndex + 1;
     await this.write(() => {
-      for (let i = from; i <= upTo; i++) this.log.removeSync([shardId, i]);
+      // From the log's start, not the compaction point: a checkpoint may have written entries back below it (writeCheckpoint).
+      for (const key of this.log.getKeys({ start: [shardId, 0], end: [shardId, upTo + 1] })) this.log.removeSync(key);
       this.meta.putSync([shardId, 'snap'], [upTo, term]);
     });
     s.snapshotIndex = upTo;
     s.snapshotTerm = term;
     while (s.cache.length > 0 && s.cache[0]!.index <= upTo) s.cache.shift();
+    // Still finite past the last index: tail records hold entries of the shard until the next checkpoint (persist's direct writes wait for it).
+    if (s.tailFrom <= upTo) s.tailFrom = upTo + 1;
+  }
+
+  /** The term of the shard's entry at `index` if this store still holds it (or its compaction point), else undefined. */
+  termIfHeld(shardId: GroupId, index: LogIndex): Term | undefined {
+    const s = this.shards.get(shardId);
+    if (s === undefined || index < s.snapshotIndex || index > s.lastIndex) return undefined;
+    return this.storage(shardId).term(index);
   }
 
   /** @internal Called by the state machine after its apply transaction committed. */
@@ -731,10 +946,31 @@ export class NodeStore {
     if (confState !== undefined) s.confState = compactConfState(confState);
   }
 
+  /**
+   * @internal Inside a snapshot install's write transaction: empties the
+   * shard's log, and makes replay skip the tail records written before it.
+   * Until the matching noteInstalled (or endInstall, when the write failed)
+   * no checkpoint runs: it would write the replaced entries back.
+   */
+  clearLogForInstall(shardId: GroupId): void {
+    for (const key of this.log.getKeys({ start: [shardId, 0], end: [shardId, Number.MAX_SAFE_INTEGER] })) this.log.removeSync(key);
+    this.meta.putSync([shardId, 'tailFloor'], this.tailNext);
+  }
+
+  /** @internal Before a snapshot install's write transaction: see clearLogForInstall. Call endInstall once it settled. */
+  beginInstall(): void {
+    this.installing++;
+  }
+
+  endInstall(): void {
+    this.installing--;
+  }
+
   /** @internal Replaces a shard's whole state after a snapshot install committed. */
-  noteInstalled(shardId: GroupId, state: Omit<ShardState, 'cache'>): void {
+  noteInstalled(shardId: GroupId, state: Omit<ShardState, 'cache' | 'tailFrom' | 'hardInTail' | 'releaseWanted' | 'tailFloor'>): void {
     // In place: RawNodes hold the ShardStorage that reads this object.
-    Object.assign(this.shardState(shardId), state, { cache: [] });
+    Object.assign(this.shardState(shardId), state, { cache: [], ...NOTHING_IN_TAIL, tailFloor: this.meta.get([shardId, 'tailFloor']) as number });
+    this.inTail.delete(shardId);
   }
 
   /**
@@ -766,6 +1002,12 @@ export class NodeStore {
     await this.env.flushed;
     await this.env.close();
   }
+}
+
+function payloadBytes(entries: readonly Entry[]): number {
+  let bytes = 0;
+  for (const e of entries) bytes += e.data.byteLength;
+  return bytes;
 }
 
 function hex(bytes: Uint8Array): string {
@@ -861,7 +1103,14 @@ export class ShardStorage implements Storage {
    * may be views into the larger buffers they arrived in.
    */
   releaseCache(): void {
-    this.state.cache = [];
+    const s = this.state;
+    if (s.tailFrom > s.lastIndex) {
+      s.cache = [];
+      return;
+    }
+    // Entries only the tail holds stay until the next checkpoint has put them in `log`.
+    s.cache = s.cache.slice(s.tailFrom - s.cache[0]!.index);
+    s.releaseWanted = true;
   }
 
   get applied(): LogIndex {

@@ -382,7 +382,7 @@ export interface StoreOnDisk {
   readonly stagedCount: number;
 }
 
-/** Opens the store as a restarted node would and reads every shard back, bypassing the entry cache. */
+/** Opens the store as a restarted node would and reads every shard back. */
 export async function readStore(dir: string, nodeId: number): Promise<StoreOnDisk> {
   const store = await NodeStore.open({ dir, nodeId });
   try {
@@ -393,13 +393,8 @@ export async function readStore(dir: string, nodeId: number): Promise<StoreOnDis
       const hardState = storage.initialState().hardState;
       const snapshotIndex = storage.firstIndex() - 1;
       const log: { index: number; term: number; data: Uint8Array }[] = [];
-      for (const { key, value } of store.log.getRange({ start: [shard, 0], end: [shard, Number.MAX_SAFE_INTEGER] })) {
-        const raw = value as unknown;
-        if (!Array.isArray(raw) || raw.length !== 3 || typeof raw[0] !== 'number' || !(raw[2] instanceof Uint8Array)) {
-          throw new Error(`shard ${shard}: log entry ${key[1]} is malformed: ${JSON.stringify(raw)}`);
-        }
-        log.push({ index: key[1], term: raw[0] as number, data: raw[2] as Uint8Array });
-      }
+      // Through the store's own reads: after a reopen the entry cache holds only what the log tail replayed from disk.
+      for (const e of storage.entries(snapshotIndex + 1, storage.lastIndex() + 1, Number.POSITIVE_INFINITY)) log.push({ index: e.index, term: e.term, data: e.data });
       const data = new Map<string, { version: number; value: Buffer }>();
       for (const { key, value } of store.data.getRange(shardRange(shard))) {
         const [version, bytes] = value as [number, Buffer];
