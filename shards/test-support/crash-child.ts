@@ -21,6 +21,8 @@ const LOG_WRITE_ENTRY_COUNT_MAX = 16;
 const LOG_APPLY_ONLY_PROBABILITY = 0.15;
 /** Chance per round of compacting one shard up to a random applied index. */
 const LOG_COMPACT_PROBABILITY = 0.15;
+/** Log tail records between checkpoints in log mode: small, so many kills fall in a round that checkpoints. */
+const LOG_TAIL_RECORDS_MAX = 6;
 /** Snapshot mode: the shard that receives snapshots and the bystander whose range must never change. */
 const SNAPSHOT_SHARD = 1;
 const BYSTANDER_SHARD = 2;
@@ -112,7 +114,7 @@ async function roundAnnounced(store: NodeStore, machine: KvStateMachine, writes:
     return { shardId: t.shard as GroupId, entries: entriesToApply(storage, t.to, writes.find((w) => w.shard === t.shard), spec) };
   });
   const apply = machine.stage(batches);
-  emit({ kind: 'round', writes, targets });
+  emit(store.checkpointDue() ? { kind: 'round', writes, targets, checkpoint: true } : { kind: 'round', writes, targets });
   const shardWrites = writes.map((w): ShardWrite => ({ shardId: w.shard as GroupId, entries: entriesOf(w.shard, w.from, w.last, w.term, spec), hardState: hardStateOf(w) }));
   await store.persist(shardWrites, { alsoInTransaction: () => void apply.write() });
   apply.committed();
@@ -164,7 +166,7 @@ function nextLogWrite(rng: SeededRng, shard: number, v: ShardView): WriteIntent 
 async function runLog(dir: string, rng: SeededRng): Promise<never> {
   const spec = WORKLOADS.log;
   emit({ kind: 'start' });
-  const store = await NodeStore.open({ dir, nodeId: TARGET_NODE });
+  const store = await NodeStore.open({ dir, nodeId: TARGET_NODE, tail: { recordsMax: LOG_TAIL_RECORDS_MAX } });
   const machine = new KvStateMachine(store);
   for (let shard = 1; shard <= LOG_SHARD_COUNT; shard++) {
     if (!store.hasShard(shard as GroupId)) await createAnnounced(store, shard);

@@ -49,7 +49,8 @@ export interface ApplyTarget {
 
 export type Intent =
   | { readonly kind: 'create'; readonly shard: number }
-  | { readonly kind: 'round'; readonly writes: readonly WriteIntent[]; readonly targets: readonly ApplyTarget[] }
+  /** `checkpoint`: the round's transaction also moves the store's log tail into the per-shard records. */
+  | { readonly kind: 'round'; readonly writes: readonly WriteIntent[]; readonly targets: readonly ApplyTarget[]; readonly checkpoint?: boolean }
   | { readonly kind: 'compact'; readonly shard: number; readonly upTo: number }
   | { readonly kind: 'install'; readonly shard: number; readonly index: number; readonly term: number; readonly hardState: HardStateLine };
 
@@ -79,7 +80,7 @@ export function formatLine(line: Line): string {
       return `${line.kind} ${line.shard}`;
     case 'round': {
       const writes = line.writes.map((w) => [w.shard, w.from, w.last, w.term, w.hardState.term, w.hardState.vote, w.hardState.commit].join(':'));
-      return ['round', ...writes, '|', ...line.targets.map((t) => `${t.shard}:${t.to}`)].join(' ');
+      return ['round', ...(line.checkpoint === true ? ['checkpoint'] : []), ...writes, '|', ...line.targets.map((t) => `${t.shard}:${t.to}`)].join(' ');
     }
     case 'ack':
       return `ack ${line.shard} ${line.lastIndex} ${line.lastTerm} ${line.commit}`;
@@ -109,7 +110,8 @@ export function formatLine(line: Line): string {
 
 /** Parses one line; throws on anything malformed (a child bug, or a torn line, which the pipe never produces). */
 export function parseLine(text: string): Line {
-  const [kind, ...rest] = text.trim().split(' ');
+  const [kind, ...words] = text.trim().split(' ');
+  let rest = words;
   const ints = (parts: readonly string[], count: number): number[] => {
     if (parts.length !== count) throw new Error(`line "${text}": expected ${count} numbers`);
     return parts.map((p) => {
@@ -123,6 +125,8 @@ export function parseLine(text: string): Line {
     case 'created':
       return { kind, shard: ints(rest, 1)[0]! };
     case 'round': {
+      const checkpoint = rest[0] === 'checkpoint';
+      if (checkpoint) rest = rest.slice(1);
       const bar = rest.indexOf('|');
       if (bar < 0 || rest.indexOf('|', bar + 1) >= 0) throw new Error(`line "${text}": a round needs exactly one "|" between writes and apply targets`);
       if (rest.length === 1) throw new Error(`line "${text}": a round without writes or apply targets`);
@@ -134,7 +138,7 @@ export function parseLine(text: string): Line {
         const [shard, to] = ints(part.split(':'), 2) as [number, number];
         return { shard, to };
       });
-      return { kind, writes, targets };
+      return checkpoint ? { kind, writes, targets, checkpoint } : { kind, writes, targets };
     }
     case 'ack': {
       const [shard, lastIndex, lastTerm, commit] = ints(rest, 4) as [number, number, number, number];

@@ -33,8 +33,11 @@ const MAP_SIZE_INITIAL_BYTES = 256 * 1024 * 1024;
  * dirtied once per checkpoint instead of once per commit, and a restart
  * replays at most this much.
  */
-const TAIL_RECORDS_MAX = 256;
-const TAIL_BYTES_MAX = 8 * 1024 * 1024;
+export interface TailLimits {
+  readonly recordsMax?: number;
+  readonly bytesMax?: number;
+}
+const DEFAULT_TAIL_LIMITS: Required<TailLimits> = { recordsMax: 256, bytesMax: 8 * 1024 * 1024 };
 /**
  * A shard write with this many payload bytes goes straight into `log` when
  * the tail holds no entries of the shard: its pages are mostly payload, so
@@ -224,6 +227,7 @@ export class NodeStore {
     env: RootDatabase,
     databases: SubDatabases,
     private readonly io: StoreIo,
+    private readonly tailLimits: Required<TailLimits>,
   ) {
     this.env = env;
     this.log = databases.log;
@@ -241,7 +245,7 @@ export class NodeStore {
    * record, so a crash in between starts over instead of leaving a directory
    * that looks damaged (see data-dir.ts).
    */
-  static async open(options: { dir: string; nodeId: number; io?: StoreIo }): Promise<NodeStore> {
+  static async open(options: { dir: string; nodeId: number; io?: StoreIo; tail?: TailLimits }): Promise<NodeStore> {
     const io = options.io ?? DURABLE_IO;
     const { storePath, created } = prepareDataDir(options.dir, options.nodeId);
     let env: RootDatabase;
@@ -277,7 +281,7 @@ export class NodeStore {
         staging: openSub<[number, number]>('staging'),
         // Created in a store from before the log tail too: the identity check has passed.
         tail: env.openDB<unknown, number>({ name: 'tail', create: true } as DatabaseOptions & { name: string }),
-      }, io);
+      }, io, { ...DEFAULT_TAIL_LIMITS, ...options.tail });
       if (created) await env.flushed;
       store.loadShards();
       await store.clearStaging();
@@ -809,15 +813,15 @@ export class NodeStore {
   }
 
   /**
-   * Whether this group commit checkpoints the log tail: once it holds
-   * TAIL_RECORDS_MAX records or TAIL_BYTES_MAX bytes, or a shard's tail
+   * Whether the next group commit checkpoints the log tail: once it holds
+   * `tail.recordsMax` records or `tail.bytesMax` bytes, or a shard's tail
    * outgrew its cache. Never while a snapshot install may have rewritten a
    * shard's log and not yet been noted, nor while a shard is being
    * destroyed: the checkpoint would write that shard's old entries back.
    */
-  private checkpointDue(): boolean {
+  checkpointDue(): boolean {
     if (this.installing > 0 || this.destroying.size > 0 || this.inTail.size === 0) return false;
-    return this.tailOverflow || this.tailRecords >= TAIL_RECORDS_MAX || this.tailBytes >= TAIL_BYTES_MAX;
+    return this.tailOverflow || this.tailRecords >= this.tailLimits.recordsMax || this.tailBytes >= this.tailLimits.bytesMax;
   }
 
   /**

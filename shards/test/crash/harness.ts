@@ -266,6 +266,7 @@ export interface ChildOutcome {
  */
 export function phaseOf(intent: Intent): string {
   if (intent.kind !== 'round') return intent.kind;
+  if (intent.checkpoint === true) return 'round:checkpoint';
   if (intent.writes.length > 0 && intent.targets.length > 0) return 'round:log+apply';
   return intent.writes.length > 0 ? 'round:log' : 'round:apply';
 }

@@ -25,6 +25,9 @@ describe('crash: log, hard state and apply under SIGKILL', () => {
       const combined = report.interrupted['round:log+apply'];
       expect(combined, 'no kill interrupted a combined log + apply round').toBeDefined();
       expect(combined!.before + combined!.after + combined!.same).toBeGreaterThan(0);
+      // And some interrupted a round whose transaction also checkpointed the log tail.
+      const checkpoint = report.interrupted['round:checkpoint'];
+      expect(checkpoint, 'no kill interrupted a round that checkpointed the log tail').toBeDefined();
     },
     TEST_TIMEOUT_MS,
   );
