@@ -8,10 +8,11 @@
 //             in the same run just before (the physical limit), as a ratio.
 //   snapshot  readSnapshot over one range (64 MiB; 4 MiB quick) and
 //             SnapshotInstaller (stage every chunk, then the atomic swap), MB/s.
-//   env       the layout decision: 2 worker threads each persisting group
-//             commits for their own shards into one shared LMDB env (env per
-//             node) or into one env each (env per core), plus one worker
-//             alone; aggregate durable entries/s.
+//   env       2 worker threads each persisting group commits for their own
+//             shards into one LMDB env each (env per core, the layout
+//             Flotilla uses), against one worker alone; aggregate durable
+//             entries/s. A shared env per node is no longer measured:
+//             NodeStore's log tail belongs to one NodeStore per environment.
 //
 //   node --expose-gc dist/storage-bench.js             full run (a few minutes)
 //   node --expose-gc dist/storage-bench.js --quick     tiny inputs, seconds (CI, npm test)
@@ -493,10 +494,10 @@ function printSnapshot(r: SnapshotRow): void {
 }
 
 // ---------------------------------------------------------------------------
-// env: one LMDB env per node vs one per worker core
+// env: one LMDB env per worker core, 2 workers against one
 
-type EnvLayout = 'env-per-node' | 'env-per-core' | 'one-worker';
-const ENV_LAYOUTS: readonly EnvLayout[] = ['env-per-node', 'env-per-core', 'one-worker'];
+type EnvLayout = 'env-per-core' | 'one-worker';
+const ENV_LAYOUTS: readonly EnvLayout[] = ['env-per-core', 'one-worker'];
 const WORKER_URL = new URL('./storage-worker.js', import.meta.url);
 
 interface EnvRunRow {
@@ -536,7 +537,7 @@ interface EnvSummaryRow {
   readonly latencyP99MsMax: number;
   readonly cpuPercentOfWallMean: number;
   readonly othersBusyPercentMean: number | undefined;
-  ratioToPerNode?: number;
+  ratioToOneWorker?: number;
 }
 
 interface EnvWorker {
@@ -600,15 +601,12 @@ async function runEnvCase(
   const { shardsPerWorker } = params.env;
   const workerCount = spec.layout === 'one-worker' ? 1 : params.env.workerCount;
   const caseDir = work.next(spec.layout);
-  const dirs = spec.layout === 'env-per-node' ? [join(caseDir, 'node')] : Array.from({ length: workerCount }, (_, w) => join(caseDir, `core-${w}`));
+  // One env per worker: NodeStore's log tail belongs to one NodeStore per LMDB environment.
+  const dirs = Array.from({ length: workerCount }, (_, w) => join(caseDir, `core-${w}`));
   try {
-    if (spec.layout === 'env-per-node') {
-      // Initialise the shared data dir once: two workers creating an empty dir at the same moment would race on its identity file.
-      await (await NodeStore.open({ dir: dirs[0]!, nodeId: BENCH_NODE_ID })).close();
-    }
     const workers = Array.from({ length: workerCount }, (_, w) =>
       startWorker({
-        dir: dirs[spec.layout === 'env-per-node' ? 0 : w]!,
+        dir: dirs[w]!,
         nodeId: BENCH_NODE_ID,
         shardIds: shardIdsFrom(1 + w * shardsPerWorker, shardsPerWorker),
         entriesPerCommit: spec.entriesPerCommit,
@@ -667,8 +665,8 @@ async function runEnvSection(params: StorageBenchParameters, work: WorkDir): Pro
       }
       runs.push(...configRuns);
       const rows = ENV_LAYOUTS.map((layout) => envSummaryRow(configRuns.filter((r) => r.layout === layout)));
-      const perNode = rows.find((r) => r.layout === 'env-per-node')!;
-      for (const r of rows) r.ratioToPerNode = r.entriesPerSecondMean / perNode.entriesPerSecondMean;
+      const oneWorker = rows.find((r) => r.layout === 'one-worker')!;
+      for (const r of rows) r.ratioToOneWorker = r.entriesPerSecondMean / oneWorker.entriesPerSecondMean;
       summary.push(...rows);
     }
   }
@@ -698,7 +696,7 @@ function envSummaryRow(runs: EnvRunRow[]): EnvSummaryRow {
 
 function printEnv(summary: EnvSummaryRow[], runs: EnvRunRow[]): void {
   printTable(
-    ['task', 'workers/envs', 'entries/s', 'by round', 'commits/s', 'p50 ms', 'p99 ms', '÷per-node', 'CPU %', 'others %', 'checksum (entries/hash, last round)'],
+    ['task', 'workers/envs', 'entries/s', 'by round', 'commits/s', 'p50 ms', 'p99 ms', '÷one-worker', 'CPU %', 'others %', 'checksum (entries/hash, last round)'],
     summary.map((r) => {
       const last = runs.filter((x) => x.name === r.name).at(-1)!;
       return [
@@ -709,17 +707,17 @@ function printEnv(summary: EnvSummaryRow[], runs: EnvRunRow[]): void {
         fmt(r.commitsPerSecondMean),
         fmt(r.latencyP50MsMean, 2),
         fmt(r.latencyP99MsMax, 2),
-        ratio(r.ratioToPerNode),
+        ratio(r.ratioToOneWorker),
         fmt(r.cpuPercentOfWallMean),
         r.othersBusyPercentMean === undefined ? '-' : fmt(r.othersBusyPercentMean),
         `${last.checksum.entryCount}/${hex32(last.checksum.lastEntryHashSum)}`,
       ];
     }),
   );
-  const perCore = summary.filter((r) => r.layout === 'env-per-core').map((r) => r.ratioToPerNode!);
+  const perCore = summary.filter((r) => r.layout === 'env-per-core').map((r) => r.ratioToOneWorker!);
   if (perCore.length > 0) {
     const geometricMean = Math.exp(perCore.reduce((a, x) => a + Math.log(x), 0) / perCore.length);
-    console.log(`env per core ÷ env per node, aggregate entries/s: geometric mean ${ratio(geometricMean)} (range ${ratio(Math.min(...perCore))}–${ratio(Math.max(...perCore))})`);
+    console.log(`env per core (2 workers) ÷ one worker, aggregate entries/s: geometric mean ${ratio(geometricMean)} (range ${ratio(Math.min(...perCore))}–${ratio(Math.max(...perCore))})`);
   }
 }
 
@@ -841,7 +839,7 @@ async function main(): Promise<void> {
     printSnapshot(snapshot);
   }
   if (env !== undefined) {
-    console.log(`\nenv layout: ${params.env.workerCount} worker threads persisting their own shards into one shared env (per node) or one env each (per core); one worker alone for reference`);
+    console.log(`\nenv layout: ${params.env.workerCount} worker threads persisting their own shards into one env each (per core), against one worker alone`);
     printEnv(env.summary, env.runs);
   }
   // The load average counts this bench's own threads waiting on the disk; "others" is the CPU the rest of the machine used.

@@ -1,7 +1,8 @@
 // Worker thread of the storage bench's env-layout comparison (storage-bench.ts):
-// one worker core's storage loop. It opens a NodeStore on the directory it is
-// given (shared with the other worker, or its own), creates its shards, warms
-// up, reports ready, and on `go` persists group commits for its shards only.
+// one worker core's storage loop. It opens a NodeStore on its own directory
+// (one LMDB env per worker: NodeStore's log tail belongs to one NodeStore per
+// environment), creates its shards, warms up, reports ready, and on `go`
+// persists group commits for its shards only.
 // Node 20 runs workers from built JavaScript only: this is dist/storage-worker.js.
 import { once } from 'node:events';
 import { parentPort, workerData } from 'node:worker_threads';
