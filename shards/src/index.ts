@@ -1,5 +1,5 @@
 // @flotilla/shards: where shards live — the Host and its worker cores, the node's LMDB stores, the KV state machine.
-export { NodeStore, ShardStorage, ENTRY_CACHE_COUNT_MAX, DURABLE_IO, type ShardWrite, type StoreIo } from './storage/node-store.js';
+export { NodeStore, ShardStorage, ENTRY_CACHE_COUNT_MAX, DURABLE_IO, type ShardWrite, type StoreIo, type TailLimits } from './storage/node-store.js';
 export { prepareDataDir, markDataDirReady, checkStoreFile, DATA_FORMAT_VERSION, IDENTITY_FILE, STORE_FILE, STORE_LOCK_FILE } from './storage/data-dir.js';
 export { DataDirError, DataDirLockedError, CorruptRecordError, type DataDirErrorCode } from './storage/errors.js';
 export { DirLock, LOCK_FILE } from './storage/dir-lock.js';

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { ShellLogger } from '../shell-logger.js';
-import { NodeStore, type StoreIo } from '../storage/node-store.js';
+import { NodeStore, type StoreIo, type TailLimits } from '../storage/node-store.js';
 import { decodeTransferred, encodeForTransfer, type CoreInput, type CoreOutput } from './core-protocol.js';
 import type { LeaseClocks } from './node-leases.js';
 import { ShardCore, type ShardCoreOptions } from './shard-core.js';
@@ -171,6 +171,7 @@ export async function startCoreChannels(
     readonly logger: ShellLogger & { level?: string };
     readonly logFormat: LogFormat;
     readonly storeIo: StoreIo | undefined;
+    readonly storeTail: TailLimits | undefined;
     readonly workerPath: string | URL | undefined;
     /** For inline cores: the Host's lease clocks (workers read the process's, as their Host does). */
     readonly leaseClocks: LeaseClocks;
@@ -181,7 +182,7 @@ export async function startCoreChannels(
 ): Promise<void> {
   if (o.mode === 'inline') {
     for (let i = 0; i < o.coreDirs.length; i++) {
-      const store = await NodeStore.open({ dir: o.coreDirs[i]!, nodeId: o.settings.nodeId, ...(o.storeIo === undefined ? {} : { io: o.storeIo }) });
+      const store = await NodeStore.open({ dir: o.coreDirs[i]!, nodeId: o.settings.nodeId, ...(o.storeIo === undefined ? {} : { io: o.storeIo }), ...(o.storeTail === undefined ? {} : { tail: o.storeTail }) });
       const localReads = o.localReads?.[i];
       into.push(new InlineCoreChannel({ settings: { ...o.settings, coreIndex: i, store, leaseClocks: o.leaseClocks, ...(localReads === undefined ? {} : { localReads }) }, logger: o.logger, handlers: o.handlers(i) }));
     }

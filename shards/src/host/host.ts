@@ -227,6 +227,7 @@ export class Host {
         logger: options.logger,
         logFormat: options.logFormat ?? 'json',
         storeIo: options.storeIo,
+        storeTail: options.storeTail,
         workerPath: options.workerPath,
         leaseClocks: leaseClocksOf(options, host.clock),
         localReads: host.localReadBuffers,

@@ -3,7 +3,7 @@ import type { Transport } from '@flotilla/transport';
 import { KEY_BYTES_MAX, VALUE_BYTES_MAX } from '../kv/command.js';
 import { CHECKSUM_CHUNK_KEY_COUNT_DEFAULT, CHECKSUM_HOLD_TICKS_DEFAULT } from '../kv/consistency.js';
 import type { ShellLogger } from '../shell-logger.js';
-import type { StoreIo } from '../storage/node-store.js';
+import type { StoreIo, TailLimits } from '../storage/node-store.js';
 import type { CoreSettingsBase, LogFormat } from './core-channel.js';
 import type { GroupRaftOptions } from './group.js';
 import { SEGMENT_BYTES_MAX } from './node-batch.js';
@@ -111,6 +111,8 @@ export interface HostOptions {
   readonly workerPath?: string | URL;
   /** How inline cores' stores reach the disk (NodeStore's StoreIo; default durable). Worker cores are always durable. */
   readonly storeIo?: StoreIo;
+  /** Log tail limits of inline cores' stores (NodeStore's `tail`; default its own): the simulation checkpoints often. */
+  readonly storeTail?: TailLimits;
   /** What the snapshot rate limit and log rate limits measure time with (default SYSTEM_CLOCK). */
   readonly clock?: Clock;
 }

@@ -758,10 +758,10 @@ export class NodeStore {
     const plans = writes.map((w) => this.planWrite(w));
     const mustSync = plans.some((p) => this.planNeedsSync(p));
     const record: TailShardWrite[] = [];
-    const direct: WritePlan[] = [];
+    const direct = new Set<WritePlan>();
     for (const p of plans) {
       const viaTail = p.entries.length > 0 && (this.shardState(p.shardId).tailFrom !== Number.POSITIVE_INFINITY || payloadBytes(p.entries) < DIRECT_WRITE_BYTES_MIN);
-      if (p.entries.length > 0 && !viaTail) direct.push(p);
+      if (p.entries.length > 0 && !viaTail) direct.add(p);
       if (viaTail || p.hardState !== undefined) record.push(encodeTailWrite(p.shardId, p.hardState, viaTail ? p.entries : []));
     }
     const checkpoint = this.checkpointDue() ? [...this.inTail] : undefined;
@@ -784,7 +784,7 @@ export class NodeStore {
       this.tailRecords++;
       for (const w of record) this.tailBytes += tailWriteBytes(w);
     }
-    for (const plan of plans) this.applyPlan(plan, !direct.includes(plan));
+    for (const plan of plans) this.applyPlan(plan, !direct.has(plan));
     return mustSync;
   }
 

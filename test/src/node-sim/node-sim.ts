@@ -27,6 +27,8 @@ import { TICK_MS, replayCommand, type NodeSimOptions } from './options.js';
 import { NodeClock, Skew, VirtualClock } from './virtual-clock.js';
 
 /** Event-loop turns a store write takes (see beforeWrite). */
+/** Log tail records between checkpoints in every simulated store (NodeStore default 256). */
+const SIM_TAIL_RECORDS_MAX = 8;
 const WRITE_LATENCY_TURNS = 3;
 /** Event-loop turns one settle may take before the run is declared livelocked. */
 const SETTLE_TURNS_MAX = 20_000;
@@ -330,6 +332,8 @@ export class NodeSim {
           // Per incarnation: a restarted node's forwarded request ids start elsewhere (Host.nextRequestId).
           seed: this.options.seed * 97 + n.id + 7_919 * n.starts,
           storeIo: { kind: 'simulated', beforeWrite: () => this.beforeWrite(n, inc), afterWrite: () => this.afterWrite(n, inc) },
+          // Checkpoints of the log tail every few rounds, so crashes and restarts meet them often.
+          storeTail: { recordsMax: SIM_TAIL_RECORDS_MAX },
           compactionTriggerEntries: this.options.compactionTriggerEntries,
           compactionKeepEntries: this.options.compactionKeepEntries,
         },
