@@ -123,6 +123,10 @@ describe('GET /metrics of a running node', () => {
     expect(syncs.map((s) => s.labels['core']).sort()).toEqual(['0', '1']);
     expect(syncs.reduce((sum, s) => sum + s.value, 0)).toBeGreaterThanOrEqual(WRITE_COUNT);
     expect(series.filter((s) => s.name === 'flotilla_core_entries_persisted_total').reduce((sum, s) => sum + s.value, 0)).toBeGreaterThanOrEqual(WRITE_COUNT);
+    // Every group commit wrote a log tail record; the tail holds them or a checkpoint moved them.
+    const tail = (name: string) => series.filter((s) => s.name === name);
+    expect(tail('flotilla_storage_tail_records').map((s) => s.labels['core']).sort()).toEqual(['0', '1']);
+    expect([...tail('flotilla_storage_tail_records'), ...tail('flotilla_storage_tail_checkpoints_total')].reduce((sum, s) => sum + s.value, 0)).toBeGreaterThan(0);
   });
 
   it("has the ranges' health, the store's size and the process's default metrics", async () => {

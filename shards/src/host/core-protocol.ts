@@ -208,6 +208,9 @@ export interface CoreStats {
   loadedGroupCount: number;
   /** Bytes of the core's LMDB file in use: pages up to the last one written times the page size (freed pages inside are reused, not returned). A gauge, set when stats are asked for. */
   storeUsedBytes: number;
+  /** The store's log tail (storage/log-tail.ts): records since its last checkpoint, and checkpoints since it opened. Set when stats are asked for. */
+  tailRecords: number;
+  tailCheckpoints: number;
   /**
    * V8 heap in use (live objects and garbage not yet collected) of the thread the core runs on: a
    * worker core's own isolate; an inline core shares the Host's thread, so its number is the Host's
@@ -252,6 +255,8 @@ export function zeroCoreStats(): CoreStats {
     activeGroupCount: 0,
     loadedGroupCount: 0,
     storeUsedBytes: 0,
+    tailRecords: 0,
+    tailCheckpoints: 0,
     heapUsedBytes: 0,
   };
 }

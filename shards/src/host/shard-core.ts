@@ -382,6 +382,9 @@ export class ShardCore {
         this.stats.checksumPassesFailed = this.checksums.stats.passesFailed;
         this.stats.checksumChunks = this.checksums.stats.chunks;
         this.stats.storeUsedBytes = storeUsedBytes(this.options.store);
+        const tail = this.options.store.tailStats();
+        this.stats.tailRecords = tail.records;
+        this.stats.tailCheckpoints = tail.checkpoints;
         if (r.collectGarbage === true) (globalThis as { gc?: () => void }).gc?.();
         this.stats.heapUsedBytes = getHeapStatistics().used_heap_size;
         return this.out.reply(r.id, { ...this.stats, latencies: copyCoreLatencies(this.latencies) } satisfies CoreStatsReport);

@@ -217,6 +217,8 @@ export class NodeStore {
   private readonly inTail = new Set<GroupId>();
   /** Snapshot installs whose transaction may have run and not yet been noted: no checkpoint meanwhile (see checkpointDue). */
   private installing = 0;
+  /** Checkpoints made since the store opened. */
+  private tailCheckpoints = 0;
   /** A shard's tail entries outgrew its entry cache's bound: checkpoint at the next group commit. */
   private tailOverflow = false;
   private closed = false;
@@ -812,6 +814,11 @@ export class NodeStore {
     return true;
   }
 
+  /** The log tail since the last checkpoint (records, estimated bytes), and checkpoints since the store opened: for /metrics. */
+  tailStats(): { readonly records: number; readonly bytes: number; readonly checkpoints: number } {
+    return { records: this.tailRecords, bytes: this.tailBytes, checkpoints: this.tailCheckpoints };
+  }
+
   /**
    * Whether the next group commit checkpoints the log tail: once it holds
    * `tail.recordsMax` records or `tail.bytesMax` bytes, or a shard's tail
@@ -855,6 +862,7 @@ export class NodeStore {
       s.releaseWanted = false;
     }
     this.inTail.clear();
+    this.tailCheckpoints++;
     this.tailRecords = 0;
     this.tailBytes = 0;
     this.tailOverflow = false;
