@@ -5,24 +5,12 @@
 // destroy-and-recreate and reopens over several shards must leave the store
 // reading exactly what core's MemoryStorage and a plain hard-state model
 // read, before and after every reopen.
-import { MemoryStorage, groupId, nodeId, type Entry, type GroupId, type HardState, type Storage } from '@flotilla/core';
+import { MemoryStorage, SeededRng, groupId, nodeId, type Entry, type GroupId, type HardState, type Storage } from '@flotilla/core';
 import { describe, expect, it } from 'vitest';
 import type { NodeStore } from '../src/storage/node-store.js';
 import { commitAndApplyStored, confState, entries, openStore, reopen, tempDir, useTempStores } from './support/fixtures.js';
 
 useTempStores();
-
-/** mulberry32: a small seeded generator, so a failing seed replays exactly. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Model {
   memory: MemoryStorage;
@@ -68,7 +56,8 @@ function randomAppend(rand: () => number, m: Model): Entry[] {
 }
 
 async function run(seed: number, steps: number): Promise<void> {
-  const rand = random(seed);
+  const rng = new SeededRng(seed);
+  const rand = () => rng.nextFloat();
   let store = await openStore(tempDir());
   const models = new Map<GroupId, Model>();
   const create = async (shardId: GroupId) => {
