@@ -211,6 +211,8 @@ export interface CoreStats {
   /** The store's log tail (storage/log-tail.ts): records since its last checkpoint, and checkpoints since it opened. Set when stats are asked for. */
   tailRecords: number;
   tailCheckpoints: number;
+  /** Quiesced replicas whose cached entries wait for a tail checkpoint (NodeStore.releasesWaiting). */
+  tailCachesWaiting: number;
   /**
    * V8 heap in use (live objects and garbage not yet collected) of the thread the core runs on: a
    * worker core's own isolate; an inline core shares the Host's thread, so its number is the Host's
@@ -257,6 +259,7 @@ export function zeroCoreStats(): CoreStats {
     storeUsedBytes: 0,
     tailRecords: 0,
     tailCheckpoints: 0,
+    tailCachesWaiting: 0,
     heapUsedBytes: 0,
   };
 }

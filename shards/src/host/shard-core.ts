@@ -95,6 +95,12 @@ export interface ShardCoreOptions {
  * - disk-guard.ts: free space, and rounds that wait for it;
  * - core-output.ts: what goes to the Host, buffered until the loop flushes.
  */
+/**
+ * Quiesced replicas whose cached entries wait for a log tail checkpoint
+ * (NodeStore.releasesWaiting) before the core makes one of its own: they
+ * commit nothing more, so no group commit would come to free them.
+ */
+const TAIL_RELEASES_CHECKPOINT_MIN = 64;
 /** Campaigns a new group (created, or a split's right half) tries on successive ticks while it has no leader (Quiescence.campaignSoon). */
 const NEW_GROUP_CAMPAIGN_ATTEMPTS = 3;
 
@@ -120,6 +126,8 @@ export class ShardCore {
   private loadedGroupCount = 0;
   /** Ticks seen: the clock of the disk guard, the consistency checks and the unknown-shard reports. */
   private tickCount = 0;
+  /** A log tail checkpoint for quiesced replicas' caches is scheduled (see TAIL_RELEASES_CHECKPOINT_MIN). */
+  private tailCheckpointScheduled = false;
   /** This core's copy of the node's leases (undefined: node leases off). */
   private readonly leases: CoreLeases | undefined;
   private readonly localReads: LocalReadPublisher | undefined;
@@ -289,6 +297,16 @@ export class ShardCore {
     this.disk.onTick(this.tickCount);
     // No group ticks: a node that cannot persist must not campaign, and its leaders must not look alive.
     if (this.disk.isFull) return;
+    if (!this.tailCheckpointScheduled && this.options.store.releasesWaiting() >= TAIL_RELEASES_CHECKPOINT_MIN) {
+      this.tailCheckpointScheduled = true;
+      this.schedule(async () => {
+        try {
+          await this.options.store.checkpointTail();
+        } finally {
+          this.tailCheckpointScheduled = false;
+        }
+      });
+    }
     for (const g of this.quiescence.ticking) {
       if (this.quiescence.maybeQuiesceLeader(g)) continue;
       g.raw.tick();
@@ -385,6 +403,7 @@ export class ShardCore {
         const tail = this.options.store.tailStats();
         this.stats.tailRecords = tail.records;
         this.stats.tailCheckpoints = tail.checkpoints;
+        this.stats.tailCachesWaiting = this.options.store.releasesWaiting();
         if (r.collectGarbage === true) (globalThis as { gc?: () => void }).gc?.();
         this.stats.heapUsedBytes = getHeapStatistics().used_heap_size;
         return this.out.reply(r.id, { ...this.stats, latencies: copyCoreLatencies(this.latencies) } satisfies CoreStatsReport);

@@ -155,17 +155,36 @@ interface ShardState {
   lastIndex: LogIndex;
   /** Recent entries, contiguous, ending at lastIndex; they include every entry from tailFrom on. */
   cache: Entry[];
-  /** The first index whose entry is only in the log tail, not yet in `log` (Infinity: none). */
+  /**
+   * The first index whose entry is only in the log tail, not yet in `log`;
+   * NO_TAIL (0) when the tail holds no entry of the shard. Not Infinity: a
+   * field holding a non-small integer costs a boxed number per replica.
+   */
   tailFrom: number;
   /** The hard state in `meta` is older than this one: the tail holds the newer. */
   hardInTail: boolean;
-  /** The group quiesced while the tail held entries of it: its cache goes at the next checkpoint. */
-  releaseWanted: boolean;
   /** Tail records below this sequence number predate the shard's creation or last snapshot install: replay skips them. */
   tailFloor: number;
 }
 
-const NOTHING_IN_TAIL = Object.freeze({ tailFrom: Number.POSITIVE_INFINITY, hardInTail: false, releaseWanted: false });
+/** ShardState.tailFrom when the tail holds no entry of the shard (log indices start at 1). */
+const NO_TAIL = 0;
+
+/** Every field in one order, so all replicas' states share one compact object shape (memory per replica). */
+function shardStateOf(f: Omit<ShardState, 'cache' | 'tailFrom' | 'hardInTail'>): ShardState {
+  return {
+    hardState: f.hardState,
+    confState: f.confState,
+    applied: f.applied,
+    snapshotIndex: f.snapshotIndex,
+    snapshotTerm: f.snapshotTerm,
+    lastIndex: f.lastIndex,
+    cache: [],
+    tailFrom: NO_TAIL,
+    hardInTail: false,
+    tailFloor: f.tailFloor,
+  };
+}
 
 /**
  * Per-shard records, plus two that outlive a shard here: `tomb` (the hard
@@ -217,6 +236,8 @@ export class NodeStore {
   private readonly inTail = new Set<GroupId>();
   /** Snapshot installs whose transaction may have run and not yet been noted: no checkpoint meanwhile (see checkpointDue). */
   private installing = 0;
+  /** Quiesced shards whose cache waits for a checkpoint (the tail holds entries of theirs): see releasesWaiting. */
+  private readonly releaseWanted = new Set<GroupId>();
   /** Checkpoints made since the store opened. */
   private tailCheckpoints = 0;
   /** A shard's tail entries outgrew its entry cache's bound: checkpoint at the next group commit. */
@@ -358,7 +379,7 @@ export class NodeStore {
     this.tailNext = next;
     for (const shardId of this.inTail) {
       const s = this.shardState(shardId);
-      if (s.tailFrom > s.snapshotIndex) continue;
+      if (s.tailFrom === NO_TAIL || s.tailFrom > s.snapshotIndex) continue;
       // Compacted since those records were written: what lies at or below the compaction point is gone.
       s.cache.splice(0, Math.min(s.cache.length, s.snapshotIndex + 1 - s.tailFrom));
       s.tailFrom = s.cache.length > 0 ? s.cache[0]!.index : s.snapshotIndex + 1;
@@ -379,7 +400,7 @@ export class NodeStore {
     if (first > s.lastIndex + 1) {
       throw new CorruptRecordError(`shard ${shardId}: log tail record ${seq} appends at ${first} past the last index ${s.lastIndex} (node ${this.nodeId}, ${this.dir})`);
     }
-    if (s.tailFrom === Number.POSITIVE_INFINITY || first < s.tailFrom) {
+    if (s.tailFrom === NO_TAIL || first < s.tailFrom) {
       s.tailFrom = first;
       s.cache.length = 0;
     } else {
@@ -403,7 +424,7 @@ export class NodeStore {
     }
     const floor = this.meta.get([shardId, 'tailFloor']) ?? 0;
     if (!Number.isSafeInteger(floor)) throw new CorruptRecordError(`shard ${shardId} log tail floor ${String(floor)}`);
-    return { hardState, confState, applied: applied as number, snapshotIndex, snapshotTerm, lastIndex, cache: [], ...NOTHING_IN_TAIL, tailFloor: floor as number };
+    return shardStateOf({ hardState, confState, applied: applied as number, snapshotIndex, snapshotTerm, lastIndex, tailFloor: floor as number });
   }
 
   /** What must hold for every shard after open and after every write; a violation means damaged storage. */
@@ -500,17 +521,18 @@ export class NodeStore {
     const start = spec.startAt ?? { index: 0, term: 0 };
     const hardState = decodeHardState(this.meta.get([spec.shardId, 'hard']));
     this.away.delete(spec.shardId);
-    this.shards.set(spec.shardId, {
-      hardState,
-      confState: compactConfState(spec.confState),
-      applied: start.index,
-      snapshotIndex: start.index,
-      snapshotTerm: start.term,
-      lastIndex: start.index,
-      cache: [],
-      ...NOTHING_IN_TAIL,
-      tailFloor: this.meta.get([spec.shardId, 'tailFloor']) as number,
-    });
+    this.shards.set(
+      spec.shardId,
+      shardStateOf({
+        hardState,
+        confState: compactConfState(spec.confState),
+        applied: start.index,
+        snapshotIndex: start.index,
+        snapshotTerm: start.term,
+        lastIndex: start.index,
+        tailFloor: this.meta.get([spec.shardId, 'tailFloor']) as number,
+      }),
+    );
   }
 
   private checkNewShard(shardId: GroupId): void {
@@ -697,6 +719,7 @@ export class NodeStore {
     this.shards.delete(shardId);
     this.storages.delete(shardId);
     this.inTail.delete(shardId);
+    this.releaseWanted.delete(shardId);
   }
 
   /** The core's Storage view of one shard. */
@@ -762,7 +785,7 @@ export class NodeStore {
     const record: TailShardWrite[] = [];
     const direct = new Set<WritePlan>();
     for (const p of plans) {
-      const viaTail = p.entries.length > 0 && (this.shardState(p.shardId).tailFrom !== Number.POSITIVE_INFINITY || payloadBytes(p.entries) < DIRECT_WRITE_BYTES_MIN);
+      const viaTail = p.entries.length > 0 && (this.shardState(p.shardId).tailFrom !== NO_TAIL || payloadBytes(p.entries) < DIRECT_WRITE_BYTES_MIN);
       if (p.entries.length > 0 && !viaTail) direct.add(p);
       if (viaTail || p.hardState !== undefined) record.push(encodeTailWrite(p.shardId, p.hardState, viaTail ? p.entries : []));
     }
@@ -814,6 +837,20 @@ export class NodeStore {
     return true;
   }
 
+  /** @internal ShardStorage.releaseCache: the shard's cache goes at the next checkpoint. */
+  wantRelease(shardId: GroupId): void {
+    this.releaseWanted.add(shardId);
+  }
+
+  /**
+   * Quiesced shards whose entry cache waits for a checkpoint. Their groups
+   * make no more commits, so the core asks for a checkpoint of its own once
+   * there are enough of them (ShardCore's tick): memory per quiesced replica.
+   */
+  releasesWaiting(): number {
+    return this.releaseWanted.size;
+  }
+
   /** The log tail since the last checkpoint (records, estimated bytes), and checkpoints since the store opened: for /metrics. */
   tailStats(): { readonly records: number; readonly bytes: number; readonly checkpoints: number } {
     return { records: this.tailRecords, bytes: this.tailBytes, checkpoints: this.tailCheckpoints };
@@ -844,7 +881,7 @@ export class NodeStore {
   private writeCheckpoint(shards: readonly GroupId[], seq: number): void {
     for (const shardId of shards) {
       const s = this.shardState(shardId);
-      for (let i = Math.max(s.tailFrom, s.snapshotIndex + 1); i <= s.lastIndex; i++) this.log.putSync([shardId, i], encodeEntry(s.cache[i - s.cache[0]!.index]!));
+      if (s.tailFrom !== NO_TAIL) for (let i = Math.max(s.tailFrom, s.snapshotIndex + 1); i <= s.lastIndex; i++) this.log.putSync([shardId, i], encodeEntry(s.cache[i - s.cache[0]!.index]!));
       for (const key of this.log.getKeys({ start: [shardId, s.lastIndex + 1], end: [shardId, Number.MAX_SAFE_INTEGER] })) this.log.removeSync(key);
       if (s.hardInTail) this.meta.putSync([shardId, 'hard'], encodeHardState(s.hardState));
     }
@@ -856,11 +893,11 @@ export class NodeStore {
   private noteCheckpoint(shards: readonly GroupId[]): void {
     for (const shardId of shards) {
       const s = this.shardState(shardId);
-      s.tailFrom = Number.POSITIVE_INFINITY;
+      s.tailFrom = NO_TAIL;
       s.hardInTail = false;
-      if (s.releaseWanted) s.cache = [];
-      s.releaseWanted = false;
+      if (this.releaseWanted.has(shardId)) s.cache = [];
     }
+    this.releaseWanted.clear();
     this.inTail.clear();
     this.tailCheckpoints++;
     this.tailRecords = 0;
@@ -911,9 +948,10 @@ export class NodeStore {
       s.cache.length = Math.max(0, keep);
       if (s.cache.length > 0 && s.cache[s.cache.length - 1]!.index !== first - 1) s.cache.length = 0;
       for (const e of plan.entries) s.cache.push(e);
-      if (viaTail) s.tailFrom = Math.min(s.tailFrom, first);
+      if (viaTail) s.tailFrom = s.tailFrom === NO_TAIL ? first : Math.min(s.tailFrom, first);
       // The cache keeps every entry only the tail holds (reads of older ones go to `log`).
-      const over = Math.min(s.cache.length - ENTRY_CACHE_COUNT_MAX, s.tailFrom - s.cache[0]!.index);
+      const droppable = s.tailFrom === NO_TAIL ? s.cache.length : s.tailFrom - s.cache[0]!.index;
+      const over = Math.min(s.cache.length - ENTRY_CACHE_COUNT_MAX, droppable);
       if (over > 0) s.cache.splice(0, over);
       if (s.cache.length > ENTRY_CACHE_COUNT_MAX) this.tailOverflow = true;
       s.lastIndex = plan.entries[plan.entries.length - 1]!.index;
@@ -941,7 +979,7 @@ export class NodeStore {
     s.snapshotTerm = term;
     while (s.cache.length > 0 && s.cache[0]!.index <= upTo) s.cache.shift();
     // Still finite past the last index: tail records hold entries of the shard until the next checkpoint (persist's direct writes wait for it).
-    if (s.tailFrom <= upTo) s.tailFrom = upTo + 1;
+    if (s.tailFrom !== NO_TAIL && s.tailFrom <= upTo) s.tailFrom = upTo + 1;
   }
 
   /** The term of the shard's entry at `index` if this store still holds it (or its compaction point), else undefined. */
@@ -979,10 +1017,11 @@ export class NodeStore {
   }
 
   /** @internal Replaces a shard's whole state after a snapshot install committed. */
-  noteInstalled(shardId: GroupId, state: Omit<ShardState, 'cache' | 'tailFrom' | 'hardInTail' | 'releaseWanted' | 'tailFloor'>): void {
+  noteInstalled(shardId: GroupId, state: Omit<ShardState, 'cache' | 'tailFrom' | 'hardInTail' | 'tailFloor'>): void {
     // In place: RawNodes hold the ShardStorage that reads this object.
-    Object.assign(this.shardState(shardId), state, { cache: [], ...NOTHING_IN_TAIL, tailFloor: this.meta.get([shardId, 'tailFloor']) as number });
+    Object.assign(this.shardState(shardId), shardStateOf({ ...state, tailFloor: this.meta.get([shardId, 'tailFloor']) as number }));
     this.inTail.delete(shardId);
+    this.releaseWanted.delete(shardId);
   }
 
   /**
@@ -1116,13 +1155,13 @@ export class ShardStorage implements Storage {
    */
   releaseCache(): void {
     const s = this.state;
-    if (s.tailFrom > s.lastIndex) {
+    if (s.tailFrom === NO_TAIL || s.tailFrom > s.lastIndex) {
       s.cache = [];
       return;
     }
     // Entries only the tail holds stay until the next checkpoint has put them in `log`.
     s.cache = s.cache.slice(s.tailFrom - s.cache[0]!.index);
-    s.releaseWanted = true;
+    this.store.wantRelease(this.shardId);
   }
 
   get applied(): LogIndex {

@@ -78,6 +78,8 @@ describe('quiescence', () => {
       expect(s.messagesSent - b.messagesSent, `node ${id} sent Raft messages`).toBe(0);
       expect(s.rounds - b.rounds, `node ${id} ran rounds`).toBe(0);
     }
+    // Idle, the cores checkpointed their log tails on their own: quiesced replicas keep no cached entries.
+    for (const h of c.hosts.values()) for (const s of await h.coreStats()) expect(s.tailCachesWaiting).toBeLessThan(64);
     // Liveness (and the node leases) still flow, node to node, not group to group.
     [...c.hosts.values()].forEach((h, i) => expect(livenessSent(h)).toBeGreaterThan(pingsBefore[i]!));
 
