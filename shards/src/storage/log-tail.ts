@@ -24,11 +24,16 @@ export function encodeTailWrite(shardId: GroupId, hardState: HardState | undefin
   return [shardId, hardState === undefined ? null : encodeHardState(hardState), entries.length === 0 ? 0 : entries[0]!.index, entries.map(encodeEntry)];
 }
 
-/** Roughly what a shard write adds to the tail (payloads plus a fixed overhead): what bounds it between checkpoints. */
-export function tailWriteBytes(w: TailShardWrite): number {
-  let bytes = ENTRY_OVERHEAD_BYTES;
-  for (const e of w[3]) bytes += e[2].byteLength + ENTRY_OVERHEAD_BYTES;
+/** Payload bytes of entries: what decides a direct write (node-store.ts) and, with tailWriteBytes, the tail's size. */
+export function payloadBytes(entries: readonly Entry[]): number {
+  let bytes = 0;
+  for (const e of entries) bytes += e.data.byteLength;
   return bytes;
+}
+
+/** Roughly what a shard write adds to the tail (payloads plus a fixed overhead): what bounds it between checkpoints. */
+export function tailWriteBytes(entryCount: number, payload: number): number {
+  return payload + (entryCount + 1) * ENTRY_OVERHEAD_BYTES;
 }
 
 export interface DecodedTailWrite {

@@ -19,7 +19,7 @@ import { open, type Database, type DatabaseOptions, type Key, type RootDatabase 
 import { compactConfState, decodeConfState, decodeEntry, decodeHardState, encodeConfState, encodeEntry, encodeHardState, type RangeBounds } from './codec.js';
 import { fsyncDir, markDataDirReady, prepareDataDir } from './data-dir.js';
 import { CorruptRecordError, DataDirError } from './errors.js';
-import { decodeTailRecord, encodeTailWrite, tailWriteBytes, type TailShardWrite } from './log-tail.js';
+import { decodeTailRecord, encodeTailWrite, payloadBytes, tailWriteBytes, type TailShardWrite } from './log-tail.js';
 
 /** Entries of one shard's log kept in memory, newest first to go: followers and the apply path read recent entries. */
 export const ENTRY_CACHE_COUNT_MAX = 1024;
@@ -163,8 +163,6 @@ interface ShardState {
   tailFrom: number;
   /** The hard state in `meta` is older than this one: the tail holds the newer. */
   hardInTail: boolean;
-  /** Tail records below this sequence number predate the shard's creation or last snapshot install: replay skips them. */
-  tailFloor: number;
 }
 
 /** ShardState.tailFrom when the tail holds no entry of the shard (log indices start at 1). */
@@ -182,7 +180,6 @@ function shardStateOf(f: Omit<ShardState, 'cache' | 'tailFrom' | 'hardInTail'>):
     cache: [],
     tailFrom: NO_TAIL,
     hardInTail: false,
-    tailFloor: f.tailFloor,
   };
 }
 
@@ -192,6 +189,7 @@ function shardStateOf(f: Omit<ShardState, 'cache' | 'tailFrom' | 'hardInTail'>):
  * `away` (the shard lives in another core's store on this node: a split
  * applied here must not create it a second time).
  */
+/** `tailFloor`: tail records below this sequence number predate the shard's creation or last snapshot install (replay skips them). */
 type MetaField = 'hard' | 'conf' | 'applied' | 'snap' | 'desc' | 'tomb' | 'away' | 'merge' | 'tailFloor';
 type MetaKey = [shardId: number, field: MetaField];
 /** Every per-shard meta record: destroyShard removes exactly these. */
@@ -355,9 +353,20 @@ export class NodeStore {
    * record's shard writes in sequence order, as persist made them (entries
    * replace the log from their first index on; a hard state replaces the
    * one before). Writes for shards gone from this store, or from before a
-   * shard's creation or last install (its tailFloor), are skipped.
+   * shard's creation or last install (its `tailFloor` record), are skipped.
    */
   private replayTail(): void {
+    const floors = new Map<GroupId, number>();
+    const floorOf = (shardId: GroupId): number => {
+      let floor = floors.get(shardId);
+      if (floor === undefined) {
+        const stored = this.meta.get([shardId, 'tailFloor']) ?? 0;
+        if (!Number.isSafeInteger(stored)) throw new CorruptRecordError(`shard ${shardId} log tail floor ${String(stored)} (node ${this.nodeId}, ${this.dir})`);
+        floor = stored as number;
+        floors.set(shardId, floor);
+      }
+      return floor;
+    };
     const stored = this.meta.get([0, TAIL_NEXT] as unknown as MetaKey);
     let next = stored === undefined ? 1 : (stored as number);
     if (!Number.isSafeInteger(next) || next < 1) throw new CorruptRecordError(`log tail sequence ${JSON.stringify(stored)} (node ${this.nodeId}, ${this.dir})`);
@@ -367,10 +376,12 @@ export class NodeStore {
       this.tailRecords++;
       for (const w of decodeTailRecord(seq, value)) {
         const s = this.shards.get(w.shardId);
-        if (s === undefined || seq < s.tailFloor) continue;
-        this.tailBytes += tailWriteBytes(encodeTailWrite(w.shardId, w.hardState, w.entries));
-        if (w.hardState !== undefined) s.hardState = w.hardState;
-        if (w.hardState !== undefined) s.hardInTail = true;
+        if (s === undefined || seq < floorOf(w.shardId)) continue;
+        this.tailBytes += tailWriteBytes(w.entries.length, payloadBytes(w.entries));
+        if (w.hardState !== undefined) {
+          s.hardState = w.hardState;
+          s.hardInTail = true;
+        }
         // Unfiltered by the compaction point: a record's truncation must happen even where a later compaction dropped its entries.
         if (w.entries.length > 0) this.appendToTail(w.shardId, s, w.entries, seq);
         this.inTail.add(w.shardId);
@@ -422,9 +433,7 @@ export class NodeStore {
     for (const key of this.log.getKeys({ start: [shardId, Number.MAX_SAFE_INTEGER], end: [shardId, snapshotIndex], reverse: true, limit: 1 })) {
       lastIndex = key[1];
     }
-    const floor = this.meta.get([shardId, 'tailFloor']) ?? 0;
-    if (!Number.isSafeInteger(floor)) throw new CorruptRecordError(`shard ${shardId} log tail floor ${String(floor)}`);
-    return shardStateOf({ hardState, confState, applied: applied as number, snapshotIndex, snapshotTerm, lastIndex, tailFloor: floor as number });
+    return shardStateOf({ hardState, confState, applied: applied as number, snapshotIndex, snapshotTerm, lastIndex });
   }
 
   /** What must hold for every shard after open and after every write; a violation means damaged storage. */
@@ -530,7 +539,6 @@ export class NodeStore {
         snapshotIndex: start.index,
         snapshotTerm: start.term,
         lastIndex: start.index,
-        tailFloor: this.meta.get([spec.shardId, 'tailFloor']) as number,
       }),
     );
   }
@@ -783,11 +791,15 @@ export class NodeStore {
     const plans = writes.map((w) => this.planWrite(w));
     const mustSync = plans.some((p) => this.planNeedsSync(p));
     const record: TailShardWrite[] = [];
+    let recordBytes = 0;
     const direct = new Set<WritePlan>();
     for (const p of plans) {
-      const viaTail = p.entries.length > 0 && (this.shardState(p.shardId).tailFrom !== NO_TAIL || payloadBytes(p.entries) < DIRECT_WRITE_BYTES_MIN);
+      const payload = payloadBytes(p.entries);
+      const viaTail = p.entries.length > 0 && (this.shardState(p.shardId).tailFrom !== NO_TAIL || payload < DIRECT_WRITE_BYTES_MIN);
       if (p.entries.length > 0 && !viaTail) direct.add(p);
-      if (viaTail || p.hardState !== undefined) record.push(encodeTailWrite(p.shardId, p.hardState, viaTail ? p.entries : []));
+      if (!viaTail && p.hardState === undefined) continue;
+      record.push(encodeTailWrite(p.shardId, p.hardState, viaTail ? p.entries : []));
+      recordBytes += viaTail ? tailWriteBytes(p.entries.length, payload) : tailWriteBytes(0, 0);
     }
     const checkpoint = this.checkpointDue() ? [...this.inTail] : undefined;
     const seq = this.tailNext;
@@ -807,7 +819,7 @@ export class NodeStore {
     if (record.length > 0) {
       this.tailNext = seq + 1;
       this.tailRecords++;
-      for (const w of record) this.tailBytes += tailWriteBytes(w);
+      this.tailBytes += recordBytes;
     }
     for (const plan of plans) this.applyPlan(plan, !direct.has(plan));
     return mustSync;
@@ -851,9 +863,9 @@ export class NodeStore {
     return this.releaseWanted.size;
   }
 
-  /** The log tail since the last checkpoint (records, estimated bytes), and checkpoints since the store opened: for /metrics. */
-  tailStats(): { readonly records: number; readonly bytes: number; readonly checkpoints: number } {
-    return { records: this.tailRecords, bytes: this.tailBytes, checkpoints: this.tailCheckpoints };
+  /** Records in the log tail since the last checkpoint, and checkpoints since the store opened: for /metrics. */
+  tailStats(): { readonly records: number; readonly checkpoints: number } {
+    return { records: this.tailRecords, checkpoints: this.tailCheckpoints };
   }
 
   /**
@@ -1017,9 +1029,9 @@ export class NodeStore {
   }
 
   /** @internal Replaces a shard's whole state after a snapshot install committed. */
-  noteInstalled(shardId: GroupId, state: Omit<ShardState, 'cache' | 'tailFrom' | 'hardInTail' | 'tailFloor'>): void {
+  noteInstalled(shardId: GroupId, state: Omit<ShardState, 'cache' | 'tailFrom' | 'hardInTail'>): void {
     // In place: RawNodes hold the ShardStorage that reads this object.
-    Object.assign(this.shardState(shardId), shardStateOf({ ...state, tailFloor: this.meta.get([shardId, 'tailFloor']) as number }));
+    Object.assign(this.shardState(shardId), shardStateOf(state));
     this.inTail.delete(shardId);
     this.releaseWanted.delete(shardId);
   }
@@ -1053,12 +1065,6 @@ export class NodeStore {
     await this.env.flushed;
     await this.env.close();
   }
-}
-
-function payloadBytes(entries: readonly Entry[]): number {
-  let bytes = 0;
-  for (const e of entries) bytes += e.data.byteLength;
-  return bytes;
 }
 
 function hex(bytes: Uint8Array): string {
