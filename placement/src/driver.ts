@@ -3,7 +3,7 @@ import type { ClusterSnapshot, FrozenInfo, NodeInfo, NodeState, Operator, RangeI
 import { compareKeys, rangeContains } from './range.js';
 import type { HeartbeatAnswer, RangeReport, ReplicaBounds, StoreHeartbeat } from './heartbeat.js';
 import type { NodeAdminState, PlacementSettings } from './meta.js';
-import { nextStep } from './operator.js';
+import { keyStrictlyInside, nextStep } from './operator.js';
 import { plan } from './scheduler.js';
 
 /**
@@ -206,6 +206,10 @@ export class PlacementDriver {
   private lastReportMs = Number.NEGATIVE_INFINITY;
   private plans = 0;
   private settings: PlacementSettings;
+  /** Ranges reported over the split size since a pass last looked: the candidates of startSizeSplits. */
+  private readonly oversized = new Set<number>();
+  /** Tracked ranges whose report says frozen for a merge (their targets are held: startSizeSplits). */
+  private frozenCount = 0;
 
   constructor(
     private readonly o: { startMs: number; config: DriverConfig; ports: DriverPorts; settings: PlacementSettings },
@@ -428,6 +432,8 @@ export class PlacementDriver {
     this.noteStrays(report.rangeId, report);
     if (known === undefined && this.idsSorted !== undefined) insertSorted(this.idsSorted, report.rangeId);
     this.ranges.set(report.rangeId, { report, leader: from, heardMs: nowMs, writesPerSec, readsPerSec, hotSinceMs, coldSinceMs });
+    this.frozenCount += Number(report.frozen !== undefined) - Number(known?.report.frozen !== undefined);
+    if (report.sizeBytes >= this.o.config.scheduler.splitSizeBytes) this.oversized.add(report.rangeId);
     if (known !== undefined && endsPast(report.end, known.report.end)) this.dropMergedInto(report);
     this.lastReportMs = nowMs;
     this.planDirty = true;
@@ -586,6 +592,7 @@ export class PlacementDriver {
   pass(nowMs: number): void {
     this.advance(nowMs);
     if (!this.isWarm(nowMs)) return;
+    this.startSizeSplits(nowMs);
     const nodes = this.nodeInfos(nowMs);
     const states = nodes.map((n) => `${n.nodeId}:${n.state}`).join(',');
     // The latest report's load rates expired since the last plan (earlier reports' went before them: close enough).
@@ -608,6 +615,54 @@ export class PlacementDriver {
     const planned = plan(this.snapshot(nowMs), config, [...this.operators.values()].map((t) => t.op));
     for (const op of planned) if (!this.operators.has(op.rangeId)) this.start(op, nowMs);
     if (planned.length > 0) this.advance(nowMs);
+  }
+
+  /**
+   * Size splits started as their ranges report, between plans. A plan reads
+   * every range, so plans are spaced by the range count (PLAN_RANGES_PER_MS);
+   * with splits only planned, a cluster of n ranges could split at most
+   * splitsInFlightMax times per n/100 ms — 16 a second at 100,000 ranges,
+   * however fast its ranges grow. A range over the split size splits here,
+   * within the same budget, when the split is the only rule that could want
+   * it: every node up, its voters complete and settled, a leader, no
+   * operator, no merge holding it. Anything else waits for the plan, which
+   * applies the rules in their order. Work per reported oversized range.
+   */
+  private startSizeSplits(nowMs: number): void {
+    if (this.oversized.size === 0 || this.settings.paused) return;
+    const config = this.o.config.scheduler;
+    let room = config.splitsInFlightMax;
+    const held = new Set<number>();
+    for (const t of this.operators.values()) {
+      if (t.op.kind === 'split') room--;
+      if (t.op.kind === 'merge') held.add(t.op.targetId);
+    }
+    // Candidates stay for a later pass while the budget is spent or a node is not up (the plan may take them first).
+    if (room <= 0) return;
+    let usable = 0;
+    for (const nodeId of this.nodes.keys()) {
+      const state = this.nodeState(nodeId, nowMs);
+      if (state === 'decommissioned') continue;
+      if (state !== 'up') return;
+      usable++;
+    }
+    if (this.frozenCount > 0) for (const t of this.ranges.values()) if (t.report.frozen !== undefined) held.add(t.report.frozen.targetRangeId);
+    const target = Math.max(1, Math.min(this.settings.replicationFactor, usable));
+    let started = 0;
+    for (const rangeId of this.oversized) {
+      if (room === 0) break;
+      this.oversized.delete(rangeId);
+      const t = this.ranges.get(rangeId);
+      if (t === undefined || this.operators.has(rangeId) || held.has(rangeId) || config.unsplittable.includes(rangeId)) continue;
+      const r = t.report;
+      const key = r.sizeSplitKey;
+      if (r.sizeBytes < config.splitSizeBytes || key === undefined || !keyStrictlyInside(r, key) || r.frozen !== undefined || t.leader === 0) continue;
+      if (r.voters.length !== target || r.votersOutgoing.length > 0 || r.learners.length > 0) continue;
+      this.start({ kind: 'split', rangeId, epoch: r.epoch, key, reason: 'size' }, nowMs);
+      room--;
+      started++;
+    }
+    if (started > 0) this.advance(nowMs);
   }
 
   /** Plans made so far (pass plans only when something it reads changed). */
@@ -727,8 +782,11 @@ export class PlacementDriver {
     const t = this.ranges.get(rangeId);
     if (t === undefined) return;
     if ('frozen' in outcome) {
-      if (outcome.frozen.epoch > t.report.epoch) t.report = { ...t.report, epoch: outcome.frozen.epoch, frozen: { targetRangeId: outcome.frozen.targetRangeId, index: outcome.frozen.index, term: outcome.frozen.term, epoch: outcome.frozen.epoch } };
+      if (outcome.frozen.epoch <= t.report.epoch) return;
+      if (t.report.frozen === undefined) this.frozenCount++;
+      t.report = { ...t.report, epoch: outcome.frozen.epoch, frozen: { targetRangeId: outcome.frozen.targetRangeId, index: outcome.frozen.index, term: outcome.frozen.term, epoch: outcome.frozen.epoch } };
     } else if (outcome.unfrozen.epoch > t.report.epoch) {
+      if (t.report.frozen !== undefined) this.frozenCount--;
       t.report = { ...t.report, epoch: outcome.unfrozen.epoch, frozen: undefined };
     }
   }
@@ -759,6 +817,7 @@ export class PlacementDriver {
   }
 
   private dropStale(id: number, intoRangeId: number, epoch: number): void {
+    if (this.ranges.get(id)?.report.frozen !== undefined) this.frozenCount--;
     this.ranges.delete(id);
     this.idsSorted = undefined;
     this.mergedAway.set(id, { targetId: intoRangeId, epoch });

@@ -530,6 +530,60 @@ describe('PlacementDriver', () => {
       expect(driver.planCount).toBe(8);
     });
 
+    it('splits a range reported over the split size at the next pass, between plans, within the split budget', () => {
+      const { driver, sent } = driverWith({ config: { scheduler: { ...CONFIG.scheduler, splitsInFlightMax: 2 } } });
+      const ranges = threeNodeRanges(3_000); // plans at least 30 ms apart
+      for (const n of [1, 2, 3]) driver.onHeartbeat(heartbeat(n, ranges.get(n)!), 0);
+      driver.pass(0);
+      expect(driver.planCount).toBe(1);
+      const big = (rangeId: number, o: Partial<RangeReport> & { voters?: number[] } = {}) =>
+        report(rangeId, { voters: [1, 2, 3], sizeBytes: CONFIG.scheduler.splitSizeBytes, sizeSplitKey: b(`r${rangeId}m`), ...o });
+      const splitsSent = () => sent.filter((s) => s.step.kind === 'split').map((s) => s.rangeId);
+      // Ranges 1 and 4 grew: split now, 5 ms into a 30 ms plan interval (no plan ran).
+      driver.onHeartbeat(heartbeat(1, [big(1), big(4)]), 5);
+      driver.pass(5);
+      expect(driver.planCount).toBe(1);
+      expect(splitsSent()).toEqual([1, 4]);
+      // The budget is spent: range 7 waits (and the plan, once due, keeps to the budget too).
+      driver.onHeartbeat(heartbeat(1, [big(7)]), 10);
+      driver.pass(10);
+      expect(splitsSent()).toEqual([1, 4]);
+      // Wanted by other rules: a range short of voters (the plan's replicate rule comes first), and a
+      // merge's target — a frozen range names it — wait for the plan.
+      const { driver: d2, sent: sent2 } = driverWith();
+      const r2 = threeNodeRanges(3_000);
+      for (const n of [1, 2, 3]) d2.onHeartbeat(heartbeat(n, r2.get(n)!), 0);
+      d2.pass(0);
+      const frozen = { targetRangeId: 10, index: 90, term: 6, epoch: 2 };
+      d2.onHeartbeat(heartbeat(1, [big(1, { voters: [1, 2] }), report(13, { voters: [1, 2, 3], epoch: 2, frozen }), big(10)]), 5);
+      d2.pass(5);
+      expect(sent2.filter((s) => s.step.kind === 'split')).toEqual([]);
+      // Paused, or with a node not up: nothing between plans either.
+      const { driver: d3, sent: sent3 } = driverWith({ paused: true });
+      for (const n of [1, 2, 3]) d3.onHeartbeat(heartbeat(n, r2.get(n)!), 0);
+      d3.pass(0);
+      d3.onHeartbeat(heartbeat(1, [big(1)]), 5);
+      d3.pass(5);
+      expect(sent3).toEqual([]);
+      const { driver: d4, sent: sent4 } = driverWith();
+      for (const n of [1, 2, 3]) d4.onHeartbeat(heartbeat(n, r2.get(n)!), 0);
+      d4.pass(0);
+      const beat = (nowMs: number, leading: RangeReport[]) => {
+        d4.onHeartbeat(heartbeat(1, leading), nowMs);
+        d4.onHeartbeat(heartbeat(2, []), nowMs);
+        d4.pass(nowMs);
+      };
+      // Node 3 turns suspect: that plan runs at once; range 4 grows 5 ms later, inside the plan interval.
+      beat(CONFIG.suspectAfterMs, []);
+      expect(d4.planCount).toBe(2);
+      beat(CONFIG.suspectAfterMs + 5, [big(4)]);
+      expect(sent4.filter((s) => s.step.kind === 'split')).toEqual([]);
+      // The plan, once due, splits it by its own rules.
+      beat(CONFIG.suspectAfterMs + 30, []);
+      expect(d4.planCount).toBe(3);
+      expect(sent4.filter((s) => s.step.kind === 'split').map((s) => s.rangeId)).toEqual([4]);
+    });
+
     it('plans at least every 10 s though nothing changed (disk use is not a change)', () => {
       const { driver } = driverWith();
       const ranges = threeNodeRanges(3);
