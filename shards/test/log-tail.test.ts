@@ -1,7 +1,8 @@
 // The node's log tail (storage/log-tail.ts): group commits write every shard's
 // entries and hard state as one record, checkpoints move them into the
 // per-shard records. Seeded runs of appends (conflicting suffixes included),
-// hard-state-only rounds, compactions, checkpoints, cache releases,
+// hard-state-only rounds, compactions, checkpoints (half of them compacting
+// shards they move), cache releases,
 // destroy-and-recreate and reopens over several shards must leave the store
 // reading exactly what core's MemoryStorage and a plain hard-state model
 // read, before and after every reopen.
@@ -66,6 +67,7 @@ async function run(seed: number, steps: number): Promise<void> {
   };
   for (const shardId of SHARDS) await create(shardId);
   const pick = () => SHARDS[Math.floor(rand() * SHARDS.length)]!;
+  let checkpointCompactions = 0;
   for (let step = 0; step < steps; step++) {
     const r = rand();
     const where = `seed ${seed} step ${step}`;
@@ -100,7 +102,35 @@ async function run(seed: number, steps: number): Promise<void> {
         m.memory.compact(upTo);
       }
     } else if (r < 0.75) {
+      // Half the checkpoints may compact the shards they move (setCheckpointCompaction), each up to an
+      // index picked here from its compaction point to one past what it applied (the store clamps to that).
+      const asked = new Map<GroupId, number>();
+      if (rand() < 0.5) {
+        const shardId = pick();
+        const m = models.get(shardId)!;
+        const first = m.memory.firstIndex();
+        const last = m.memory.lastIndex();
+        if (last >= first) {
+          const upTo = first + Math.floor(rand() * (last - first + 1));
+          await commitAndApplyStored(store, shardId, upTo);
+          m.hard = { ...m.hard, commit: Math.max(m.hard.commit, upTo) };
+        }
+        store.setCheckpointCompaction((id) => {
+          const point = models.get(id)!.memory.firstIndex() - 1;
+          const upTo = point + Math.floor(rand() * (store.storage(id).applied - point + 2));
+          asked.set(id, upTo);
+          return upTo;
+        });
+      }
       expect(await store.checkpointTail(), where).toBe(true);
+      store.setCheckpointCompaction(undefined);
+      for (const [id, upTo] of asked) {
+        const m = models.get(id)!;
+        const point = Math.min(upTo, store.storage(id).applied);
+        if (point < m.memory.firstIndex()) continue;
+        m.memory.compact(point);
+        checkpointCompactions++;
+      }
     } else if (r < 0.85) {
       store.storage(pick()).releaseCache();
     } else if (r < 0.9) {
@@ -119,6 +149,7 @@ async function run(seed: number, steps: number): Promise<void> {
   expect(await store.checkpointTail()).toBe(true);
   store = await reopen(store);
   check(store, models, `seed ${seed} reopen after the last checkpoint`);
+  expect(checkpointCompactions, `seed ${seed}: checkpoints that compacted a shard`).toBeGreaterThan(0);
 }
 
 describe('log tail: seeded runs against MemoryStorage', () => {

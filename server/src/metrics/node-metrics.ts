@@ -149,6 +149,7 @@ export class NodeMetrics {
     gauge('flotilla_core_groups_active', 'Replicas on the core that are not quiesced (they tick).', (c) => c.activeGroupCount);
     gauge('flotilla_core_groups_loaded', 'Replicas on the core whose Raft state is built in memory (the rest were opened at start and have had no traffic since).', (c) => c.loadedGroupCount);
     counter('flotilla_storage_tail_checkpoints_total', "Checkpoints of the core's log tail: group commits that also moved the tail's records into the per-shard log (ARCHITECTURE.md, \"The log tail\").", (c) => c.tailCheckpoints);
+    counter('flotilla_storage_tail_compactions_total', 'Quiesced replicas whose log a tail checkpoint compacted to their applied index instead of moving their entries into the per-shard log (ARCHITECTURE.md, "Compaction at checkpoints").', (c) => c.tailCompactions);
     gauge('flotilla_storage_tail_records', "Records in the core's log tail since its last checkpoint (one per group commit; a restart replays them).", (c) => c.tailRecords);
     gauge('flotilla_storage_used_bytes', "Bytes of the core's LMDB file in use: pages up to the last one written times the page size (freed pages inside it are reused, never returned).", (c) => c.storeUsedBytes);
   }

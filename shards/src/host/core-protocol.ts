@@ -208,9 +208,14 @@ export interface CoreStats {
   loadedGroupCount: number;
   /** Bytes of the core's LMDB file in use: pages up to the last one written times the page size (freed pages inside are reused, not returned). A gauge, set when stats are asked for. */
   storeUsedBytes: number;
-  /** The store's log tail (storage/log-tail.ts): records since its last checkpoint, and checkpoints since it opened. Set when stats are asked for. */
+  /**
+   * The store's log tail (storage/log-tail.ts): records since its last checkpoint, checkpoints since it
+   * opened, and quiesced replicas those checkpoints compacted (NodeStore.setCheckpointCompaction). Set when
+   * stats are asked for.
+   */
   tailRecords: number;
   tailCheckpoints: number;
+  tailCompactions: number;
   /** Quiesced replicas whose cached entries wait for a tail checkpoint (NodeStore.releasesWaiting). */
   tailCachesWaiting: number;
   /**
@@ -259,6 +264,7 @@ export function zeroCoreStats(): CoreStats {
     storeUsedBytes: 0,
     tailRecords: 0,
     tailCheckpoints: 0,
+    tailCompactions: 0,
     tailCachesWaiting: 0,
     heapUsedBytes: 0,
   };

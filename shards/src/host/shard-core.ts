@@ -249,6 +249,7 @@ export class ShardCore {
     });
     this.applyPlan = new ApplyPlan({ ...shared, checksums: this.checksums, replicas: this.replicas, addGroup, start });
     this.mergeGate = new MergeGate(shared);
+    store.setCheckpointCompaction((shardId) => this.checkpointCompaction(shardId));
     this.replicas.openStored();
     this.replicas.destroyRemovedByApply();
     // Per core: the Host's 'host started' says how many there are.
@@ -403,6 +404,7 @@ export class ShardCore {
         const tail = this.options.store.tailStats();
         this.stats.tailRecords = tail.records;
         this.stats.tailCheckpoints = tail.checkpoints;
+        this.stats.tailCompactions = tail.compactions;
         this.stats.tailCachesWaiting = this.options.store.releasesWaiting();
         if (r.collectGarbage === true) (globalThis as { gc?: () => void }).gc?.();
         this.stats.heapUsedBytes = getHeapStatistics().used_heap_size;
@@ -610,6 +612,25 @@ export class ShardCore {
       this.stats.entriesPersisted += rd.entries.length;
     }
     return writes;
+  }
+
+  /**
+   * How far a log tail checkpoint may compact this replica's log (NodeStore.setCheckpointCompaction):
+   * a quiesced one's applied entries, which no peer will ask for — a quiesced leader's followers all hold
+   * them, except one on a node that is down, whose match bounds it here so it catches up from the log
+   * when it returns. A quiesced follower drops them too: they would only serve its followers if it came to
+   * lead while one of them lagged, and a snapshot covers that. A replica that is not quiesced keeps its
+   * log until maybeCompact's trigger, as before.
+   */
+  private checkpointCompaction(shardId: GroupId): number | undefined {
+    const g = this.groups.get(shardId);
+    if (g === undefined || g.removed || !g.quiesced || !g.loaded) return undefined;
+    const r = g.raw.raft;
+    let upTo = g.storage.applied;
+    if (r.role === 'leader') r.tracker.visit((id, p) => void (id !== r.id && (upTo = Math.min(upTo, p.match))));
+    // Its status names the log's first index: the Host's view of its replicas must hear of the change.
+    if (upTo >= g.storage.firstIndex()) this.changes.mark(g);
+    return upTo;
   }
 
   private async maybeCompact(g: Group): Promise<void> {

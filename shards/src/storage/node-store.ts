@@ -33,6 +33,11 @@ const MAP_SIZE_INITIAL_BYTES = 256 * 1024 * 1024;
  * dirtied once per checkpoint instead of once per commit, and a restart
  * replays at most this much.
  */
+/** See NodeStore.setCheckpointCompaction: the index a checkpoint may compact a shard up to, if any. */
+export type CheckpointCompaction = (shardId: GroupId) => LogIndex | undefined;
+/** What one checkpoint compacted: each shard's new compaction point. */
+type Compacted = Map<GroupId, { readonly index: LogIndex; readonly term: Term }>;
+
 export interface TailLimits {
   readonly recordsMax?: number;
   readonly bytesMax?: number;
@@ -240,6 +245,10 @@ export class NodeStore {
   private tailCheckpoints = 0;
   /** A shard's tail entries outgrew its entry cache's bound: checkpoint at the next group commit. */
   private tailOverflow = false;
+  /** How far a checkpoint may compact a shard it moves (setCheckpointCompaction). */
+  private checkpointCompaction: CheckpointCompaction | undefined;
+  /** Shards a checkpoint compacted instead of moving their entries, since the store opened. */
+  private tailCompactions = 0;
   private closed = false;
 
   private constructor(
@@ -803,8 +812,9 @@ export class NodeStore {
     }
     const checkpoint = this.checkpointDue() ? [...this.inTail] : undefined;
     const seq = this.tailNext;
+    let compacted: Compacted | undefined;
     this.env.transactionSync(() => {
-      if (checkpoint !== undefined) this.writeCheckpoint(checkpoint, seq);
+      if (checkpoint !== undefined) compacted = this.writeCheckpoint(checkpoint, seq);
       // No tail record holds entries of these shards: `log` is their whole log.
       for (const plan of direct) {
         for (let i = plan.truncateFrom; i <= plan.previousLast; i++) this.log.removeSync([plan.shardId, i]);
@@ -815,7 +825,7 @@ export class NodeStore {
       options.alsoInTransaction?.();
     }, mustSync ? TXN_SYNCED : TXN_DATA_SYNCED);
     if (this.io.kind === 'simulated') this.io.afterWrite?.();
-    if (checkpoint !== undefined) this.noteCheckpoint(checkpoint);
+    if (checkpoint !== undefined) this.noteCheckpoint(checkpoint, compacted!);
     if (record.length > 0) {
       this.tailNext = seq + 1;
       this.tailRecords++;
@@ -843,9 +853,10 @@ export class NodeStore {
     }
     const shards = [...this.inTail];
     const seq = this.tailNext;
-    this.env.transactionSync(() => this.writeCheckpoint(shards, seq), TXN_SYNCED);
+    let compacted: Compacted | undefined;
+    this.env.transactionSync(() => (compacted = this.writeCheckpoint(shards, seq)), TXN_SYNCED);
     if (this.io.kind === 'simulated') this.io.afterWrite?.();
-    this.noteCheckpoint(shards);
+    this.noteCheckpoint(shards, compacted!);
     return true;
   }
 
@@ -863,9 +874,27 @@ export class NodeStore {
     return this.releaseWanted.size;
   }
 
-  /** Records in the log tail since the last checkpoint, and checkpoints since the store opened: for /metrics. */
-  tailStats(): { readonly records: number; readonly checkpoints: number } {
-    return { records: this.tailRecords, checkpoints: this.tailCheckpoints };
+  /**
+   * Records in the log tail since the last checkpoint, checkpoints since the
+   * store opened, and shards those checkpoints compacted instead of moving
+   * their entries (setCheckpointCompaction): for /metrics.
+   */
+  tailStats(): { readonly records: number; readonly checkpoints: number; readonly compactions: number } {
+    return { records: this.tailRecords, checkpoints: this.tailCheckpoints, compactions: this.tailCompactions };
+  }
+
+  /**
+   * Lets checkpoints compact the shards they move, up to the index `upTo`
+   * answers for each (clamped to what the shard applied; undefined: not this
+   * one): entries no replica will ask for again are then dropped from the
+   * tail instead of written to `log` first and compacted later. A shard's
+   * entries written to the tail and applied since the last checkpoint cost no
+   * per-shard log page at all, which is most of a commit's pages when many
+   * shards take a write each (ARCHITECTURE.md, storage, "Compaction at
+   * checkpoints"). The core answers for its quiesced replicas.
+   */
+  setCheckpointCompaction(upTo: CheckpointCompaction | undefined): void {
+    this.checkpointCompaction = upTo;
   }
 
   /**
@@ -888,21 +917,41 @@ export class NodeStore {
    * at or below the compaction point are left out; a compaction whose
    * transaction ran but is not yet noted may see some written back below
    * its point, which the next compaction of the shard removes (it clears
-   * the log from its start).
+   * the log from its start). A shard setCheckpointCompaction's answer lets
+   * go is compacted here, in the same transaction, and only its entries
+   * past that point are moved.
    */
-  private writeCheckpoint(shards: readonly GroupId[], seq: number): void {
+  private writeCheckpoint(shards: readonly GroupId[], seq: number): Compacted {
+    const compacted: Compacted = new Map();
     for (const shardId of shards) {
       const s = this.shardState(shardId);
-      if (s.tailFrom !== NO_TAIL) for (let i = Math.max(s.tailFrom, s.snapshotIndex + 1); i <= s.lastIndex; i++) this.log.putSync([shardId, i], encodeEntry(s.cache[i - s.cache[0]!.index]!));
+      const wanted = this.checkpointCompaction?.(shardId);
+      const upTo = wanted === undefined ? s.snapshotIndex : Math.max(s.snapshotIndex, Math.min(wanted, s.applied));
+      if (upTo > s.snapshotIndex) {
+        const term = this.storage(shardId).term(upTo);
+        for (const key of this.log.getKeys({ start: [shardId, 0], end: [shardId, upTo + 1] })) this.log.removeSync(key);
+        this.meta.putSync([shardId, 'snap'], [upTo, term]);
+        compacted.set(shardId, { index: upTo, term });
+      }
+      if (s.tailFrom !== NO_TAIL) for (let i = Math.max(s.tailFrom, upTo + 1); i <= s.lastIndex; i++) this.log.putSync([shardId, i], encodeEntry(s.cache[i - s.cache[0]!.index]!));
       for (const key of this.log.getKeys({ start: [shardId, s.lastIndex + 1], end: [shardId, Number.MAX_SAFE_INTEGER] })) this.log.removeSync(key);
       if (s.hardInTail) this.meta.putSync([shardId, 'hard'], encodeHardState(s.hardState));
     }
     for (const key of this.tail.getKeys({ end: seq })) this.tail.removeSync(key);
     this.meta.putSync([0, TAIL_NEXT] as unknown as MetaKey, seq);
+    return compacted;
   }
 
-  /** After the checkpoint's commit: nothing of those shards is only in the tail any more. */
-  private noteCheckpoint(shards: readonly GroupId[]): void {
+  /** After the checkpoint's commit: nothing of those shards is only in the tail any more, and what it compacted is gone. */
+  private noteCheckpoint(shards: readonly GroupId[], compacted: Compacted): void {
+    for (const [shardId, point] of compacted) {
+      const s = this.shardState(shardId);
+      s.snapshotIndex = point.index;
+      s.snapshotTerm = point.term;
+      const kept = s.cache.findIndex((e) => e.index > point.index);
+      s.cache.splice(0, kept < 0 ? s.cache.length : kept);
+    }
+    this.tailCompactions += compacted.size;
     for (const shardId of shards) {
       const s = this.shardState(shardId);
       s.tailFrom = NO_TAIL;
