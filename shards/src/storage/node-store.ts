@@ -27,17 +27,17 @@ export const ENTRY_CACHE_COUNT_MAX = 1024;
 const LMDB_FREE_PAGES_RETAINED = 0;
 /** LMDB map grows on demand (lmdb-js resizes); start at 256 MiB so small nodes stay small. */
 const MAP_SIZE_INITIAL_BYTES = 256 * 1024 * 1024;
+/** See NodeStore.setCheckpointCompaction: the index a checkpoint may compact a shard up to, if any. */
+export type CheckpointCompaction = (shardId: GroupId) => LogIndex | undefined;
+/** What one checkpoint compacted: each shard's new compaction point. */
+type Compacted = Map<GroupId, { readonly index: LogIndex; readonly term: Term }>;
+
 /**
  * A checkpoint moves the log tail into the per-shard records once it holds
  * this many records or bytes (log-tail.ts): the per-shard pages are then
  * dirtied once per checkpoint instead of once per commit, and a restart
  * replays at most this much.
  */
-/** See NodeStore.setCheckpointCompaction: the index a checkpoint may compact a shard up to, if any. */
-export type CheckpointCompaction = (shardId: GroupId) => LogIndex | undefined;
-/** What one checkpoint compacted: each shard's new compaction point. */
-type Compacted = Map<GroupId, { readonly index: LogIndex; readonly term: Term }>;
-
 export interface TailLimits {
   readonly recordsMax?: number;
   readonly bytesMax?: number;
@@ -887,11 +887,9 @@ export class NodeStore {
    * Lets checkpoints compact the shards they move, up to the index `upTo`
    * answers for each (clamped to what the shard applied; undefined: not this
    * one): entries no replica will ask for again are then dropped from the
-   * tail instead of written to `log` first and compacted later. A shard's
-   * entries written to the tail and applied since the last checkpoint cost no
-   * per-shard log page at all, which is most of a commit's pages when many
-   * shards take a write each (ARCHITECTURE.md, storage, "Compaction at
-   * checkpoints"). The core answers for its quiesced replicas.
+   * tail instead of written to `log` first and compacted later, and a range
+   * that takes a write now and then keeps no log (ARCHITECTURE.md, storage,
+   * "Compaction at checkpoints"). The core answers for its quiesced replicas.
    */
   setCheckpointCompaction(upTo: CheckpointCompaction | undefined): void {
     this.checkpointCompaction = upTo;
