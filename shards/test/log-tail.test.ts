@@ -68,6 +68,17 @@ async function run(seed: number, steps: number): Promise<void> {
   for (const shardId of SHARDS) await create(shardId);
   const pick = () => SHARDS[Math.floor(rand() * SHARDS.length)]!;
   let checkpointCompactions = 0;
+  /** Commits and applies the shard's log up to a random index it holds, if any: the index. */
+  const applySome = async (shardId: GroupId): Promise<number | undefined> => {
+    const m = models.get(shardId)!;
+    const first = m.memory.firstIndex();
+    const last = m.memory.lastIndex();
+    if (last < first) return undefined;
+    const upTo = first + Math.floor(rand() * (last - first + 1));
+    await commitAndApplyStored(store, shardId, upTo);
+    m.hard = { ...m.hard, commit: Math.max(m.hard.commit, upTo) };
+    return upTo;
+  };
   for (let step = 0; step < steps; step++) {
     const r = rand();
     const where = `seed ${seed} step ${step}`;
@@ -91,30 +102,17 @@ async function run(seed: number, steps: number): Promise<void> {
       }
     } else if (r < 0.65) {
       const shardId = pick();
-      const m = models.get(shardId)!;
-      const first = m.memory.firstIndex();
-      const last = m.memory.lastIndex();
-      if (last >= first) {
-        const upTo = first + Math.floor(rand() * (last - first + 1));
-        await commitAndApplyStored(store, shardId, upTo);
-        m.hard = { ...m.hard, commit: Math.max(m.hard.commit, upTo) };
+      const upTo = await applySome(shardId);
+      if (upTo !== undefined) {
         await store.compact(shardId, upTo);
-        m.memory.compact(upTo);
+        models.get(shardId)!.memory.compact(upTo);
       }
     } else if (r < 0.75) {
       // Half the checkpoints may compact the shards they move (setCheckpointCompaction), each up to an
       // index picked here from its compaction point to one past what it applied (the store clamps to that).
       const asked = new Map<GroupId, number>();
       if (rand() < 0.5) {
-        const shardId = pick();
-        const m = models.get(shardId)!;
-        const first = m.memory.firstIndex();
-        const last = m.memory.lastIndex();
-        if (last >= first) {
-          const upTo = first + Math.floor(rand() * (last - first + 1));
-          await commitAndApplyStored(store, shardId, upTo);
-          m.hard = { ...m.hard, commit: Math.max(m.hard.commit, upTo) };
-        }
+        await applySome(pick());
         store.setCheckpointCompaction((id) => {
           const point = models.get(id)!.memory.firstIndex() - 1;
           const upTo = point + Math.floor(rand() * (store.storage(id).applied - point + 2));
