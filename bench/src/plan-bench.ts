@@ -132,7 +132,7 @@ function measure(count: number): SizeResult {
     t = performance.now();
     const snapshot = driver.snapshot(nowMs);
     snapshotMs.push(performance.now() - t);
-    const inFlight = driver.status(nowMs, snapshot).operators.map(({ ageMs: _a, lastStep: _l, ...op }) => op);
+    const inFlight = driver.status(nowMs).operators.map(({ ageMs: _a, lastStep: _l, ...op }) => op);
     t = performance.now();
     plan(snapshot, { ...CONFIG.scheduler, paused: false, replicationFactor: 3 }, inFlight);
     planMs.push(performance.now() - t);

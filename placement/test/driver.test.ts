@@ -256,6 +256,38 @@ describe('PlacementDriver', () => {
     expect(driver.onHeartbeat(heartbeat(4, [], [{ rangeId: 7, epoch: 4 }]), 30).collect).toEqual([]);
   });
 
+  it("counts each node's replicas, leads and load as the per-range view shows them, without building it", () => {
+    const { driver } = driverWith({ paused: true });
+    // Joint configurations, learners, a node that goes down (its leads count no more), rates that expire.
+    const reports = (writeCount: number) =>
+      Array.from({ length: 40 }, (_, i) => {
+        const id = i + 1;
+        // A voter being demoted is in the outgoing voters and the learners at once: one replica.
+        const o = id % 5 === 0 ? { votersOutgoing: [1, 4], learners: [4] } : id % 7 === 0 ? { learners: [4] } : {};
+        return report(id, { voters: [1, 2, 3], writeCount: writeCount * id, ...o });
+      });
+    for (const n of [1, 2, 3]) driver.onHeartbeat(heartbeat(n, reports(0).filter((r) => r.rangeId % 3 === n % 3)), 0);
+    driver.onHeartbeat(heartbeat(4, []), 0);
+    for (const n of [1, 2]) driver.onHeartbeat(heartbeat(n, reports(10).filter((r) => r.rangeId % 3 === n % 3)), 1_000);
+    const expected = (nowMs: number) => {
+      const snapshot = driver.snapshot(nowMs);
+      return snapshot.nodes.map((n) => {
+        const held = snapshot.ranges.filter((r) => [...r.voters, ...r.votersOutgoing, ...r.learners].includes(n.nodeId)).length;
+        const led = snapshot.ranges.filter((r) => r.leader === n.nodeId);
+        return [n.nodeId, n.state, held, led.length, led.reduce((sum, r) => sum + r.writesPerSec, 0)];
+      });
+    };
+    const actual = (nowMs: number) => driver.status(nowMs).nodes.map((n) => [n.nodeId, n.state, n.replicaCount, n.leaderCount, n.writesPerSec]);
+    expect(actual(1_000), 'fresh rates').toEqual(expected(1_000));
+    expect(actual(1_000).find(([id]) => id === 1)![4]).toBeGreaterThan(0);
+    expect(actual(1_000).find(([id]) => id === 4)![2]).toBe(12);
+    // Node 3 falls silent past downAfterMs; the others stay up, and the rates they last reported expire.
+    const later = 1_000 + CONFIG.rateFreshMs + 1;
+    for (const n of [1, 2, 4]) driver.onHeartbeat(heartbeat(n, []), later);
+    expect(actual(later), 'node 3 down, rates expired').toEqual(expected(later));
+    expect(actual(later).map(([id, state, , , writes]) => [id, state, writes])).toEqual([[1, 'up', 0], [2, 'up', 0], [3, 'down', 0], [4, 'up', 0]]);
+  });
+
   it('takes load rates from successive reports of one leader, and how long a range has stayed hot', () => {
     const { driver } = driverWith();
     const hot = CONFIG.scheduler.splitLoadOpsPerSec;
