@@ -107,14 +107,18 @@ function entriesToApply(storage: ShardStorage, to: number, write: WriteIntent | 
  * apply's data and applied indexes; `committed()` once it returned. Announced
  * as one intent; acknowledged per write and per apply target.
  */
-async function roundAnnounced(store: NodeStore, machine: KvStateMachine, writes: readonly WriteIntent[], targets: readonly ApplyTarget[], spec: WorkloadSpec): Promise<void> {
+async function roundAnnounced(store: NodeStore, machine: KvStateMachine, writes: readonly WriteIntent[], targets: readonly ApplyTarget[], spec: WorkloadSpec, compact: readonly number[] = []): Promise<void> {
   assert(writes.length > 0 || targets.length > 0, 'a round with nothing to write');
   const batches: ApplyBatch[] = targets.map((t) => {
     const storage = store.storage(t.shard as GroupId);
     return { shardId: t.shard as GroupId, entries: entriesToApply(storage, t.to, writes.find((w) => w.shard === t.shard), spec) };
   });
   const apply = machine.stage(batches);
-  emit(store.checkpointDue() ? { kind: 'round', writes, targets, checkpoint: true } : { kind: 'round', writes, targets });
+  // A checkpoint may compact the shards in `compact` to what they applied before this round, as the
+  // core lets it compact its quiesced replicas (ShardCore.checkpointCompaction).
+  const checkpoint = store.checkpointDue();
+  store.setCheckpointCompaction(checkpoint && compact.length > 0 ? (id) => (compact.includes(id) ? store.storage(id).applied : undefined) : undefined);
+  emit(checkpoint ? { kind: 'round', writes, targets, checkpoint: true, ...(compact.length > 0 ? { compact } : {}) } : { kind: 'round', writes, targets });
   const shardWrites = writes.map((w): ShardWrite => ({ shardId: w.shard as GroupId, entries: entriesOf(w.shard, w.from, w.last, w.term, spec), hardState: hardStateOf(w) }));
   await store.persist(shardWrites, { alsoInTransaction: () => void apply.write() });
   apply.committed();
@@ -188,7 +192,9 @@ async function runLog(dir: string, rng: SeededRng): Promise<never> {
       const commit = writes.find((w) => w.shard === shard)?.hardState.commit ?? v.hardState.commit;
       if (v.applied < commit && rng.chance(0.8)) targets.push({ shard, to: v.applied + 1 + rng.intBelow(commit - v.applied) });
     }
-    if (writes.length > 0 || targets.length > 0) await roundAnnounced(store, machine, writes, targets, spec);
+    // Shards a checkpoint in this round may compact (the Host's quiesced replicas): any of them, about half the time.
+    const compact = rng.chance(0.5) ? shards.filter(() => rng.chance(0.5)) : [];
+    if (writes.length > 0 || targets.length > 0) await roundAnnounced(store, machine, writes, targets, spec, compact);
 
     if (rng.chance(LOG_COMPACT_PROBABILITY)) {
       const shard = shards[rng.intBelow(shards.length)]!;

@@ -49,8 +49,12 @@ export interface ApplyTarget {
 
 export type Intent =
   | { readonly kind: 'create'; readonly shard: number }
-  /** `checkpoint`: the round's transaction also moves the store's log tail into the per-shard records. */
-  | { readonly kind: 'round'; readonly writes: readonly WriteIntent[]; readonly targets: readonly ApplyTarget[]; readonly checkpoint?: boolean }
+  /**
+   * `checkpoint`: the round's transaction also moves the store's log tail into the per-shard records;
+   * `compact`: the shards that checkpoint may compact to their applied index (NodeStore.setCheckpointCompaction),
+   * those of them the tail holds.
+   */
+  | { readonly kind: 'round'; readonly writes: readonly WriteIntent[]; readonly targets: readonly ApplyTarget[]; readonly checkpoint?: boolean; readonly compact?: readonly number[] }
   | { readonly kind: 'compact'; readonly shard: number; readonly upTo: number }
   | { readonly kind: 'install'; readonly shard: number; readonly index: number; readonly term: number; readonly hardState: HardStateLine };
 
@@ -80,7 +84,8 @@ export function formatLine(line: Line): string {
       return `${line.kind} ${line.shard}`;
     case 'round': {
       const writes = line.writes.map((w) => [w.shard, w.from, w.last, w.term, w.hardState.term, w.hardState.vote, w.hardState.commit].join(':'));
-      return ['round', ...(line.checkpoint === true ? ['checkpoint'] : []), ...writes, '|', ...line.targets.map((t) => `${t.shard}:${t.to}`)].join(' ');
+      const compact = line.compact !== undefined && line.compact.length > 0 ? [`compact=${line.compact.join(',')}`] : [];
+      return ['round', ...(line.checkpoint === true ? ['checkpoint', ...compact] : []), ...writes, '|', ...line.targets.map((t) => `${t.shard}:${t.to}`)].join(' ');
     }
     case 'ack':
       return `ack ${line.shard} ${line.lastIndex} ${line.lastTerm} ${line.commit}`;
@@ -127,6 +132,8 @@ export function parseLine(text: string): Line {
     case 'round': {
       const checkpoint = rest[0] === 'checkpoint';
       if (checkpoint) rest = rest.slice(1);
+      const compact = checkpoint && rest[0]?.startsWith('compact=') === true ? (() => { const parts = rest[0]!.slice('compact='.length).split(','); return ints(parts, parts.length); })() : undefined;
+      if (compact !== undefined) rest = rest.slice(1);
       const bar = rest.indexOf('|');
       if (bar < 0 || rest.indexOf('|', bar + 1) >= 0) throw new Error(`line "${text}": a round needs exactly one "|" between writes and apply targets`);
       if (rest.length === 1) throw new Error(`line "${text}": a round without writes or apply targets`);
@@ -138,7 +145,8 @@ export function parseLine(text: string): Line {
         const [shard, to] = ints(part.split(':'), 2) as [number, number];
         return { shard, to };
       });
-      return checkpoint ? { kind, writes, targets, checkpoint } : { kind, writes, targets };
+      if (!checkpoint) return { kind, writes, targets };
+      return compact === undefined ? { kind, writes, targets, checkpoint } : { kind, writes, targets, checkpoint, compact };
     }
     case 'ack': {
       const [shard, lastIndex, lastTerm, commit] = ints(rest, 4) as [number, number, number, number];

@@ -172,6 +172,8 @@ export interface ShardModel {
   snapshotTerm: number;
   applied: number;
   hardState: HardStateLine;
+  /** The log tail holds a write of this shard since the last checkpoint: a checkpoint moves (and may compact) it. */
+  inTail: boolean;
 }
 
 export type StoreModel = Map<number, ShardModel>;
@@ -192,9 +194,20 @@ function shardOf(model: StoreModel, shard: number, intent: Intent): ShardModel {
 export function applyIntent(model: StoreModel, intent: Intent): void {
   switch (intent.kind) {
     case 'create':
-      model.set(intent.shard, { terms: [0], lastIndex: 0, snapshotIndex: 0, snapshotTerm: 0, applied: 0, hardState: { term: 0, vote: 0, commit: 0 } });
+      model.set(intent.shard, { terms: [0], lastIndex: 0, snapshotIndex: 0, snapshotTerm: 0, applied: 0, hardState: { term: 0, vote: 0, commit: 0 }, inTail: false });
       return;
     case 'round':
+      // The checkpoint first, in the round's transaction before its own record: each shard the tail holds
+      // that the round lets it compact goes up to what it applied before the round.
+      if (intent.checkpoint === true) {
+        for (const [shard, s] of model) {
+          if (s.inTail && intent.compact?.includes(shard) === true && s.applied > s.snapshotIndex) {
+            s.snapshotIndex = s.applied;
+            s.snapshotTerm = s.terms[s.applied]!;
+          }
+          s.inTail = false;
+        }
+      }
       // The log part first: an apply target may reach entries this round writes.
       for (const w of intent.writes) {
         const s = shardOf(model, w.shard, intent);
@@ -205,6 +218,7 @@ export function applyIntent(model: StoreModel, intent: Intent): void {
           s.lastIndex = w.last;
         }
         s.hardState = { ...w.hardState };
+        s.inTail = true;
       }
       for (const t of intent.targets) {
         const s = shardOf(model, t.shard, intent);
@@ -233,6 +247,8 @@ export function applyIntent(model: StoreModel, intent: Intent): void {
       s.snapshotTerm = intent.term;
       s.applied = intent.index;
       s.hardState = { ...intent.hardState };
+      // An install's tail floor: replay skips the shard's records before it, and nothing of it waits in the tail.
+      s.inTail = false;
       return;
     }
   }
