@@ -4,7 +4,7 @@ import { compareKeys, rangeContains } from './range.js';
 import type { HeartbeatAnswer, RangeReport, ReplicaBounds, StoreHeartbeat } from './heartbeat.js';
 import type { NodeAdminState, PlacementSettings } from './meta.js';
 import { keyStrictlyInside, nextStep } from './operator.js';
-import { plan } from './scheduler.js';
+import { plan, replicasTarget } from './scheduler.js';
 
 /**
  * The placement driver: the meta range's leader runs one. It keeps the
@@ -457,10 +457,9 @@ export class PlacementDriver {
 
   private rangeInfo(t: TrackedRange, nowMs: number, down?: ReadonlySet<number>): RangeInfo {
     const r = t.report;
-    // A leader on a node that is down leads nothing the driver can use. (A quiet range is not reported:
-    // its leader's liveness is its node's.)
-    const leaderLive = t.leader !== 0 && !(down?.has(t.leader) ?? this.nodeState(t.leader, nowMs) === 'down');
-    const loaded = nowMs - t.heardMs <= this.o.config.rateFreshMs;
+    // A quiet range is not reported: its leader's liveness is its node's.
+    const leaderLive = this.leadsLive(t, nowMs, down);
+    const loaded = this.ratesFresh(t, nowMs);
     const overSize = r.sizeBytes >= this.o.config.scheduler.splitSizeBytes;
     const info: RangeInfo & { frozen?: FrozenInfo } = {
       rangeId: r.rangeId,
@@ -485,6 +484,16 @@ export class PlacementDriver {
     // Added to the few frozen ones only: a spread in the literal cost every range an object and a clone.
     if (r.frozen !== undefined) info.frozen = { targetRangeId: r.frozen.targetRangeId, index: r.frozen.index, term: r.frozen.term, epoch: r.frozen.epoch };
     return info;
+  }
+
+  /** Whether the range's last reporting leader leads it still: a leader on a node that is down leads nothing the driver can use. */
+  private leadsLive(t: TrackedRange, nowMs: number, down?: ReadonlySet<number>): boolean {
+    return t.leader !== 0 && !(down?.has(t.leader) ?? this.nodeState(t.leader, nowMs) === 'down');
+  }
+
+  /** Whether the rates of the range's last report still hold: they expire rateFreshMs after it. */
+  private ratesFresh(t: TrackedRange, nowMs: number): boolean {
+    return nowMs - t.heardMs <= this.o.config.rateFreshMs;
   }
 
   /** The range as the scheduler would see it now (undefined: never reported). */
@@ -639,15 +648,10 @@ export class PlacementDriver {
     }
     // Candidates stay for a later pass while the budget is spent or a node is not up (the plan may take them first).
     if (room <= 0) return;
-    let usable = 0;
-    for (const nodeId of this.nodes.keys()) {
-      const state = this.nodeState(nodeId, nowMs);
-      if (state === 'decommissioned') continue;
-      if (state !== 'up') return;
-      usable++;
-    }
+    const nodes = this.nodeInfos(nowMs);
+    if (nodes.some((n) => n.state !== 'up' && n.state !== 'decommissioned')) return;
     if (this.frozenCount > 0) for (const t of this.ranges.values()) if (t.report.frozen !== undefined) held.add(t.report.frozen.targetRangeId);
-    const target = Math.max(1, Math.min(this.settings.replicationFactor, usable));
+    const target = replicasTarget(nodes, this.settings);
     let started = 0;
     for (const rangeId of this.oversized) {
       if (room === 0) break;
@@ -862,10 +866,9 @@ export class PlacementDriver {
       for (const n of r.voters) count(n);
       for (const n of r.votersOutgoing) if (!r.voters.includes(n)) count(n);
       for (const n of r.learners) if (!r.voters.includes(n) && !r.votersOutgoing.includes(n)) count(n);
-      // As rangeInfo: a leader on a node that is down leads nothing, and rates expire rateFreshMs after their report.
-      if (t.leader === 0 || down.has(t.leader)) continue;
+      if (!this.leadsLive(t, nowMs, down)) continue;
       leaderCount.set(t.leader, (leaderCount.get(t.leader) ?? 0) + 1);
-      if (nowMs - t.heardMs > this.o.config.rateFreshMs) continue;
+      if (!this.ratesFresh(t, nowMs)) continue;
       const l = load.get(t.leader) ?? { writesPerSec: 0, readsPerSec: 0 };
       load.set(t.leader, { writesPerSec: l.writesPerSec + t.writesPerSec, readsPerSec: l.readsPerSec + t.readsPerSec });
     }

@@ -249,7 +249,7 @@ function isSortedById(ranges: readonly RangeInfo[]): boolean {
  * shrinking now and growing back by snapshot when the node returns; with a spare, repair moves it. Nodes
  * leaving (decommissioning or decommissioned) do not count.
  */
-function replicasTarget(nodes: readonly NodeInfo[], config: SchedulerConfig): number {
+export function replicasTarget(nodes: readonly NodeInfo[], config: Pick<SchedulerConfig, 'replicationFactor'>): number {
   const usableCount = nodes.filter((n) => n.state !== 'decommissioning' && n.state !== 'decommissioned').length;
   return Math.max(1, Math.min(config.replicationFactor, usableCount));
 }
