@@ -927,8 +927,7 @@ export class NodeStore {
       const upTo = wanted === undefined ? s.snapshotIndex : Math.max(s.snapshotIndex, Math.min(wanted, s.applied));
       if (upTo > s.snapshotIndex) {
         const term = this.storage(shardId).term(upTo);
-        for (const key of this.log.getKeys({ start: [shardId, 0], end: [shardId, upTo + 1] })) this.log.removeSync(key);
-        this.meta.putSync([shardId, 'snap'], [upTo, term]);
+        this.writeCompaction(shardId, upTo, term);
         compacted.set(shardId, { index: upTo, term });
       }
       if (s.tailFrom !== NO_TAIL) for (let i = Math.max(s.tailFrom, upTo + 1); i <= s.lastIndex; i++) this.log.putSync([shardId, i], encodeEntry(s.cache[i - s.cache[0]!.index]!));
@@ -942,13 +941,7 @@ export class NodeStore {
 
   /** After the checkpoint's commit: nothing of those shards is only in the tail any more, and what it compacted is gone. */
   private noteCheckpoint(shards: readonly GroupId[], compacted: Compacted): void {
-    for (const [shardId, point] of compacted) {
-      const s = this.shardState(shardId);
-      s.snapshotIndex = point.index;
-      s.snapshotTerm = point.term;
-      const kept = s.cache.findIndex((e) => e.index > point.index);
-      s.cache.splice(0, kept < 0 ? s.cache.length : kept);
-    }
+    for (const [shardId, point] of compacted) this.noteCompaction(this.shardState(shardId), point.index, point.term);
     this.tailCompactions += compacted.size;
     for (const shardId of shards) {
       const s = this.shardState(shardId);
@@ -1029,14 +1022,23 @@ export class NodeStore {
     if (upTo <= s.snapshotIndex) return;
     assert(upTo <= s.applied, () => `shard ${shardId}: compact ${upTo} beyond applied ${s.applied}`);
     const term = this.storage(shardId).term(upTo);
-    await this.write(() => {
-      // From the log's start, not the compaction point: a checkpoint may have written entries back below it (writeCheckpoint).
-      for (const key of this.log.getKeys({ start: [shardId, 0], end: [shardId, upTo + 1] })) this.log.removeSync(key);
-      this.meta.putSync([shardId, 'snap'], [upTo, term]);
-    });
+    await this.write(() => this.writeCompaction(shardId, upTo, term));
+    this.noteCompaction(s, upTo, term);
+  }
+
+  /** Inside a write transaction: drops the shard's log up to `upTo` and records (upTo, term) as its compaction point. */
+  private writeCompaction(shardId: GroupId, upTo: LogIndex, term: Term): void {
+    // From the log's start, not the compaction point: a checkpoint may have written entries back below it (writeCheckpoint).
+    for (const key of this.log.getKeys({ start: [shardId, 0], end: [shardId, upTo + 1] })) this.log.removeSync(key);
+    this.meta.putSync([shardId, 'snap'], [upTo, term]);
+  }
+
+  /** After writeCompaction's transaction committed: the in-memory view follows. */
+  private noteCompaction(s: ShardState, upTo: LogIndex, term: Term): void {
     s.snapshotIndex = upTo;
     s.snapshotTerm = term;
-    while (s.cache.length > 0 && s.cache[0]!.index <= upTo) s.cache.shift();
+    const kept = s.cache.findIndex((e) => e.index > upTo);
+    s.cache.splice(0, kept < 0 ? s.cache.length : kept);
     // Still finite past the last index: tail records hold entries of the shard until the next checkpoint (persist's direct writes wait for it).
     if (s.tailFrom !== NO_TAIL && s.tailFrom <= upTo) s.tailFrom = upTo + 1;
   }
