@@ -101,6 +101,16 @@ export interface RaftConfig {
    * follower. Commitment itself, and so safety, is the same either way.
    */
   readonly commitBroadcast?: 'eager' | 'lazy';
+  /**
+   * Which replica of this node's this is: higher for each replica the node
+   * creates after destroying one (removed, then added back). Node ids name
+   * peers, so without it a leader takes a late answer of the destroyed
+   * replica's for the new one's: a match the new replica does not have,
+   * which it then probes forever (node simulation seed 104237), and which
+   * could count toward a quorum. TiKV gives each replica a new peer id for
+   * the same reason. 0 when the storage keeps none (a leader adopts any).
+   */
+  readonly incarnation?: number;
 }
 
 /** Defaults, each with where it comes from. */
@@ -126,6 +136,7 @@ export const DEFAULTS = {
   proposalForwarding: true,
   stepDownOnRemoval: true,
   commitBroadcast: 'eager' as 'eager' | 'lazy',
+  incarnation: 0,
 } as const;
 
 type ResolvedConfig = Required<Omit<RaftConfig, 'logger' | 'applied' | 'nodeLeases'>> & { logger: Logger; applied: LogIndex; nodeLeases: NodeLeases | undefined };
@@ -158,6 +169,7 @@ function resolveConfig(c: RaftConfig): ResolvedConfig {
     proposalForwarding: c.proposalForwarding ?? DEFAULTS.proposalForwarding,
     stepDownOnRemoval: c.stepDownOnRemoval ?? DEFAULTS.stepDownOnRemoval,
     commitBroadcast: c.commitBroadcast ?? DEFAULTS.commitBroadcast,
+    incarnation: c.incarnation ?? DEFAULTS.incarnation,
   };
   if (r.id === NONE) throw new RangeError('raft config: id must not be 0 (reserved for "none")');
   if (!(r.heartbeatIntervalTicks > 0)) throw new RangeError(`raft config: heartbeatIntervalTicks must be positive, got ${r.heartbeatIntervalTicks}`);
@@ -822,7 +834,7 @@ export class Raft {
       // A leader cut off by a partition keeps sending at its old term. Our answer at the
       // current term makes it step down; without it, check-quorum / pre-vote could leave the
       // cluster stuck with that node unable to rejoin (etcd-raft issue 5451).
-      this.send({ type: 'appendResponse', from: this.id, to: m.from, term: this.term, index: 0, reject: false, rejectHint: 0, logTerm: 0 });
+      this.send({ type: 'appendResponse', from: this.id, to: m.from, term: this.term, index: 0, reject: false, rejectHint: 0, logTerm: 0, incarnation: this.config.incarnation });
     } else if (m.type === 'preVote') {
       // Tell a lagging pre-candidate our term so it can catch up.
       this.send({ type: 'preVoteResponse', from: this.id, to: m.from, term: this.term, reject: true });
@@ -1052,6 +1064,19 @@ export class Raft {
   private onAppendResponse(m: AppendResponseMessage): void {
     const progress = this.tracker.progress.get(m.from);
     if (progress === undefined) return;
+    if (m.incarnation !== progress.incarnation) {
+      // A late answer of a replica its node has since destroyed: what it had is gone.
+      if (m.incarnation < progress.incarnation) return;
+      // A new replica on that node: what the one before it acknowledged is not there. Start over
+      // from its answer, as for a follower we never heard from.
+      if (progress.match > 0 || progress.incarnation > 0) {
+        this.logger.info({ nodeId: this.id, term: this.term, from: m.from, incarnation: m.incarnation, was: progress.incarnation, match: progress.match }, 'new replica on a follower node; replicating to it from the start');
+        // A rejection tells where its log fails to match: probe from there.
+        progress.restartFor(m.incarnation, m.reject ? m.index + 1 : progress.next);
+      } else {
+        progress.incarnation = m.incarnation;
+      }
+    }
     progress.recentActive = true;
     this.markLeaseAck(m.from, progress);
     if (m.reject) {
@@ -1282,11 +1307,11 @@ export class Raft {
     // Reject with a hint: our highest index <= m.index whose term is <= m.logTerm.
     const hint = this.log.findConflictByTerm(Math.min(m.index, this.log.lastIndex()), m.logTerm);
     this.logger.debug({ nodeId: this.id, term: this.term, index: m.index, logTerm: m.logTerm, hintIndex: hint.index, hintTerm: hint.term, from: m.from }, 'rejected append');
-    this.send({ type: 'appendResponse', from: this.id, to: m.from, term: this.term, index: m.index, reject: true, rejectHint: hint.index, logTerm: hint.term });
+    this.send({ type: 'appendResponse', from: this.id, to: m.from, term: this.term, index: m.index, reject: true, rejectHint: hint.index, logTerm: hint.term, incarnation: this.config.incarnation });
   }
 
   private sendAppendResponse(to: NodeId, index: LogIndex): void {
-    this.send({ type: 'appendResponse', from: this.id, to, term: this.term, index, reject: false, rejectHint: 0, logTerm: 0 });
+    this.send({ type: 'appendResponse', from: this.id, to, term: this.term, index, reject: false, rejectHint: 0, logTerm: 0, incarnation: this.config.incarnation });
   }
 
   private onHeartbeat(m: HeartbeatMessage): void {

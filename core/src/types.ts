@@ -137,6 +137,13 @@ export interface AppendResponseMessage extends MessageHeader {
   /** On reject: the follower's guess of the highest index that may match, and its term (fast backtracking). */
   readonly rejectHint: LogIndex;
   readonly logTerm: Term;
+  /**
+   * The answering replica's incarnation on its node (RaftConfig.incarnation):
+   * a node that destroyed its replica and holds a new one answers with a
+   * higher number, so the leader can tell a later replica's answer from a
+   * late one of the destroyed replica's.
+   */
+  readonly incarnation: number;
 }
 
 export type VoteKind = 'vote' | 'preVote';

@@ -54,8 +54,8 @@ function voteMsg(o: { from: number; to: number; term: Term; index?: LogIndex; lo
 function voteResponseMsg(o: { from: number; to: number; term: Term; reject: boolean }): VoteResponseMessage {
   return { type: 'voteResponse', from: ID(o.from), to: ID(o.to), term: o.term, reject: o.reject };
 }
-function appendResponseMsg(o: { from: number; to: number; term: Term; index: LogIndex; reject?: boolean; rejectHint?: LogIndex; logTerm?: Term }): AppendResponseMessage {
-  return { type: 'appendResponse', from: ID(o.from), to: ID(o.to), term: o.term, index: o.index, reject: o.reject ?? false, rejectHint: o.rejectHint ?? 0, logTerm: o.logTerm ?? 0 };
+function appendResponseMsg(o: { from: number; to: number; term: Term; index: LogIndex; reject?: boolean; rejectHint?: LogIndex; logTerm?: Term; incarnation?: number }): AppendResponseMessage {
+  return { type: 'appendResponse', from: ID(o.from), to: ID(o.to), term: o.term, index: o.index, reject: o.reject ?? false, rejectHint: o.rejectHint ?? 0, logTerm: o.logTerm ?? 0, incarnation: o.incarnation ?? 0 };
 }
 
 /** A replica whose storage already holds `log` and `hardState`, as after a restart. */
@@ -791,5 +791,36 @@ describe('§6 cluster membership changes', () => {
 
     expect(r.tracker.voterNodes()).toEqual([ID(1)]);
     expect(r.log.committed).toBe(changeIndex + 1);
+  });
+  it("a leader tells a node's new replica from the one the node destroyed: only the new one's answers count (§6)", () => {
+    // Node ids name peers: a node removed from the group and added back holds a new, empty replica, and the
+    // leader must not take a late answer of the destroyed one's for it (node simulation seed 104237).
+    const r = newRaft(1, { voters: [1, 2, 3] });
+    electLeader(r);
+    commitNoopEntry(r);
+    for (let i = 0; i < 3; i++) r.propose([proposal(`before ${i}`)]);
+    persist(r);
+    const sent = appendsIn(readMessages(r));
+    const acked = r.log.lastIndex();
+    for (const m of sent) r.step({ ...acceptAndReply(m), incarnation: 1 });
+    expect(r.tracker.progress.get(ID(2))!.match).toBe(acked);
+    readMessages(r);
+
+    // Node 2 destroys its replica and creates a new one, with an empty log, which rejects the next append.
+    r.propose([proposal('after')]);
+    persist(r);
+    const probe = appendsIn(readMessages(r)).find((m) => m.to === ID(2))!;
+    expect(probe.index).toBe(acked);
+    r.step(appendResponseMsg({ from: 2, to: 1, term: r.term, index: probe.index, reject: true, rejectHint: 0, incarnation: 2 }));
+
+    // What the destroyed replica acknowledged is gone: the leader replicates to the new one from the start.
+    expect(r.tracker.progress.get(ID(2))!.match).toBe(0);
+    const restart = appendsIn(readMessages(r)).filter((m) => m.to === ID(2));
+    expect(restart.map((m) => m.index)).toEqual([0]);
+    // A late answer of the destroyed replica's changes nothing.
+    r.step(appendResponseMsg({ from: 2, to: 1, term: r.term, index: acked, incarnation: 1 }));
+    expect(r.tracker.progress.get(ID(2))!.match).toBe(0);
+    r.step({ ...acceptAndReply(restart[0]!), incarnation: 2 });
+    expect(r.tracker.progress.get(ID(2))!.match).toBe(r.log.lastIndex());
   });
 });

@@ -1,7 +1,7 @@
 // Destroying a shard's replica on a node: its log, metadata, staged snapshot
 // chunks and its range's data go in one durable transaction; every other
 // shard's records, and every key outside the range, stay byte for byte.
-import { AssertionError, EMPTY_HARD_STATE, groupId, type GroupId } from '@flotilla/core';
+import { AssertionError, EMPTY_HARD_STATE, groupId, nodeId, type GroupId } from '@flotilla/core';
 import { describe, expect, it } from 'vitest';
 import { KvStateMachine } from '../src/kv/state-machine.js';
 import type { NodeStore } from '../src/storage/node-store.js';
@@ -23,7 +23,7 @@ const CONF = confState({ voters: [1, 2, 3] });
 /** Enough keys for the victim's range to span many LMDB pages. */
 const VICTIM_KEY_COUNT = 2000;
 
-const META_FIELDS = ['hard', 'conf', 'applied', 'snap', 'desc'] as const;
+const META_FIELDS = ['hard', 'conf', 'applied', 'snap', 'desc', 'inc'] as const;
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const inBounds = (key: Uint8Array, b: RangeBounds) => Buffer.compare(key, b.start) >= 0 && (b.end === null || Buffer.compare(key, b.end) < 0);
@@ -161,6 +161,37 @@ describe('destroyShard', () => {
     expect(again.shardIds()).toEqual([LOW, VICTIM, HIGH]);
     expect([again.storage(VICTIM).lastIndex(), again.storage(VICTIM).applied]).toEqual([1, 1]);
     expect(again.descriptor(VICTIM)).toEqual(secondLife);
+  });
+
+  it('each replica created after a destroy has a higher incarnation than the replicas any store of the node destroyed', async () => {
+    const store = await threeShardStore();
+    const conf = { confState: confState({ voters: [1] }) };
+    expect(store.incarnation(VICTIM)).toBe(1);
+    await store.destroyShard(VICTIM, VICTIM_BOUNDS, { tombstone: { term: 3, vote: nodeId(2), commit: 9 } });
+    expect(store.tombstone(VICTIM)).toEqual({ term: 3, vote: 2, incarnation: 1 });
+    expect(() => store.incarnation(VICTIM)).toThrow(`shard ${VICTIM} does not exist on node 1`);
+
+    await store.createShard(VICTIM, conf);
+    expect(store.storage(VICTIM).incarnation).toBe(2);
+    expect(store.storage(VICTIM).initialState().hardState).toEqual({ term: 3, vote: 2, commit: 0 });
+    const again = await reopen(store);
+    expect(again.storage(VICTIM).incarnation).toBe(2);
+
+    // A later replica removed from another core's store left incarnation 7 there (its claim answer says so).
+    await again.destroyShard(VICTIM, VICTIM_BOUNDS, { tombstone: { term: 4, vote: nodeId(0), commit: 0 } });
+    await again.createShard(VICTIM, { ...conf, tombstone: { term: 2, vote: nodeId(3), incarnation: 7 } });
+    expect(again.incarnation(VICTIM)).toBe(8);
+    expect(again.storage(VICTIM).initialState().hardState).toEqual({ term: 4, vote: 0, commit: 0 });
+  });
+
+  it('a tombstone from before incarnations reads as incarnation 0, and a replica created from it as 1', async () => {
+    const store = await threeShardStore();
+    await store.destroyShard(VICTIM, VICTIM_BOUNDS);
+    await store.write(() => store.meta.putSync([VICTIM, 'tomb'], [5, 1, 0]));
+    expect(store.tombstone(VICTIM)).toEqual({ term: 5, vote: 1, incarnation: 0 });
+    await store.createShard(VICTIM, { confState: confState({ voters: [1] }) });
+    expect(store.incarnation(VICTIM)).toBe(1);
+    expect(store.storage(VICTIM).initialState().hardState).toEqual({ term: 5, vote: 1, commit: 0 });
   });
 
   it('an unknown shard is an error naming the shard and the node, and changes nothing', async () => {

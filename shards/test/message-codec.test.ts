@@ -11,7 +11,7 @@ const confState = { voters: [n(1), n(2), n(3)], votersOutgoing: [], learners: [n
 const EVERY_NETWORK_MESSAGE: Message[] = [
   { type: 'append', ...h, index: 10, logTerm: 6, commit: 9, entries: [entry(11), entry(12, 'confChange')] },
   { type: 'append', ...h, index: 10, logTerm: 6, commit: 9, entries: [] },
-  { type: 'appendResponse', ...h, index: 12, reject: true, rejectHint: 8, logTerm: 5 },
+  { type: 'appendResponse', ...h, index: 12, reject: true, rejectHint: 8, logTerm: 5, incarnation: 3 },
   { type: 'vote', ...h, index: 12, logTerm: 7, transfer: true },
   { type: 'preVote', ...h, term: 8, index: 12, logTerm: 7, transfer: false },
   { type: 'voteResponse', ...h, reject: false },

@@ -64,7 +64,7 @@ describe('outbox', () => {
     expect(outbox.add(groupId(2), append(3, 1, 1, 10), { quiesce: false })).toBe(false);
     // Other peers have budgets of their own; non-append messages are always taken.
     expect(outbox.add(groupId(2), append(2, 1, 1, 10), { quiesce: false })).toBe(true);
-    expect(outbox.add(groupId(2), { type: 'appendResponse', from: nodeId(1), to: nodeId(3), term: 2, index: 4, reject: false, rejectHint: 0, logTerm: 0 }, { quiesce: false })).toBe(true);
+    expect(outbox.add(groupId(2), { type: 'appendResponse', from: nodeId(1), to: nodeId(3), term: 2, index: 4, reject: false, rejectHint: 0, logTerm: 0, incarnation: 1 }, { quiesce: false })).toBe(true);
   });
 
   it('splits an rpc outbox into segments that fit, keeping every request and response', () => {

@@ -108,6 +108,7 @@ describe('whole-node simulation', () => {
       { seed: 86019, faultTicks: 400, nodeCount: 5, writeBurstMax: 4, crashAfterWrites: true, clockFaults: true, found: 'a static member moved off its only range restarted holding no replica and created the bootstrap ranges again' },
       { seed: 91385, faultTicks: 500, nodeCount: 3, clockFaults: true, merges: true, found: "a node adopted a merge target's replica into another core than the source frozen into it: the target's merge gate waited for ever" },
       { seed: 40030, faultTicks: 400, nodeCount: 5, writeBurstMax: 4, crashAfterWrites: true, merges: true, found: 'a replica with data of a range merged away while its node was down, the driver that saw the merge since replaced, was never collected' },
+      { seed: 104237, faultTicks: 500, nodeCount: 5, writeBurstMax: 4, crashAfterWrites: true, clockFaults: true, merges: true, found: "a node's replica removed and added back: a late answer of the destroyed one gave the leader a match the new one lacked, and it probed it for ever" },
     ];
     for (const r of REGRESSIONS) {
       it(`${r.found} (seed ${r.seed})`, async () => {

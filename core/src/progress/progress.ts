@@ -27,6 +27,8 @@ export class Progress {
   ackedRound = 0;
   /** NodeLeases.ackMark of the follower's node at its latest response in this term; -1: none yet. */
   leaseMark = -1;
+  /** The follower's replica's incarnation (RaftConfig.incarnation) as of its latest append response; 0: none heard yet. */
+  incarnation = 0;
   readonly inflights: Inflights;
   isLearner: boolean;
 
@@ -54,6 +56,18 @@ export class Progress {
       this.resetState('probe');
       this.next = this.match + 1;
     }
+  }
+
+  /**
+   * The follower's node answers from a new replica (a higher incarnation):
+   * nothing the replica before it acknowledged is there. Back to probing
+   * from no match, the next probe at `next`.
+   */
+  restartFor(incarnation: number, next: LogIndex): void {
+    this.incarnation = incarnation;
+    this.match = 0;
+    this.resetState('probe');
+    this.next = next;
   }
 
   becomeReplicate(): void {

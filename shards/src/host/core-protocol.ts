@@ -41,16 +41,16 @@ export type CoreRequest =
       readonly bounds: RangeBoundsWire;
       /** A replica joining an existing group: empty configuration, no range (UNINITIALIZED), caught up by the leader's snapshot. */
       readonly join: boolean;
-      /** The last term and vote of the shard's replicas removed from the node's other cores (their claim answers): the new one starts there. */
-      readonly tombstone?: { readonly term: number; readonly vote: number };
+      /** What the shard's replicas removed from the node's other cores left (their claim answers): the new one starts from their last term and vote, past their incarnation. */
+      readonly tombstone?: { readonly term: number; readonly vote: number; readonly incarnation: number };
     }
   | { readonly kind: 'removeShard'; readonly id: number; readonly shardId: number }
   /**
    * The Host is about to create a replica of `shardId` in some core's store. Answers `here` (this
    * core has it, or a split being applied is creating it); else, after durably marking it away so no
    * split applied here creates it a second time (see NodeStore.markAway; the core that creates it
-   * clears its mark), `{ removed }` with the term and vote the tombstone of a replica removed here
-   * kept (messages for it are stale), and `mergeSource` if a replica here is frozen for a merge into
+   * clears its mark), `{ removed }` with the term, vote and incarnation the tombstone of a replica
+   * removed here kept (messages for it are stale), and `mergeSource` if a replica here is frozen for a merge into
    * it; or `free`.
    */
   | { readonly kind: 'claimShard'; readonly id: number; readonly shardId: number }
@@ -130,7 +130,7 @@ export type CoreOutEvent =
   | { readonly kind: 'readBounds'; readonly shardId: number; readonly version: number; readonly start: Uint8Array; readonly end: Uint8Array | null };
 
 /** `mergeSource`: a replica on the core is frozen for a merge into the shard, whose replica must then share its store. */
-export type ClaimAnswer = 'here' | 'free' | { readonly removed?: { readonly term: number; readonly vote: number }; readonly mergeSource?: true };
+export type ClaimAnswer = 'here' | 'free' | { readonly removed?: { readonly term: number; readonly vote: number; readonly incarnation: number }; readonly mergeSource?: true };
 
 export interface CoreOutput {
   /** Per destination node: one encoded segment (see node-batch.ts). */

@@ -160,6 +160,7 @@ export class Group {
       id: options.nodeId,
       storage: this.storage,
       applied: this.storage.applied,
+      incarnation: this.storage.incarnation,
       // Every group on every node draws its own election jitter, reproducibly from the node's seed.
       rng: new SeededRng((options.seed ^ Math.imul(this.id, 0x9e3779b1) ^ Math.imul(options.nodeId, 0x85ebca6b)) >>> 0),
       logger: options.logger(this.id),

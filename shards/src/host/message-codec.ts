@@ -59,7 +59,7 @@ function encodeMessage(shardId: GroupId, m: Message): unknown[] {
     case 'append':
       return [...head(TYPE_CODES.append), m.index, m.logTerm, m.commit, encodeEntries(m.entries)];
     case 'appendResponse':
-      return [...head(TYPE_CODES.appendResponse), m.index, m.reject, m.rejectHint, m.logTerm];
+      return [...head(TYPE_CODES.appendResponse), m.index, m.reject, m.rejectHint, m.logTerm, m.incarnation];
     case 'vote':
     case 'preVote':
       return [...head(TYPE_CODES[m.type]), m.index, m.logTerm, m.transfer];
@@ -129,8 +129,8 @@ function decodeMessage(raw: unknown, position: number): Envelope {
       message = { type, ...h, index: f.count(5, 'index'), logTerm: f.count(6, 'logTerm'), commit: f.count(7, 'commit'), entries: f.entries(8) };
       break;
     case 'appendResponse':
-      expect(4);
-      message = { type, ...h, index: f.count(5, 'index'), reject: f.bool(6, 'reject'), rejectHint: f.count(7, 'rejectHint'), logTerm: f.count(8, 'logTerm') };
+      expect(5);
+      message = { type, ...h, index: f.count(5, 'index'), reject: f.bool(6, 'reject'), rejectHint: f.count(7, 'rejectHint'), logTerm: f.count(8, 'logTerm'), incarnation: f.count(9, 'incarnation') };
       break;
     case 'vote':
     case 'preVote':

@@ -3,7 +3,7 @@ import { ShardExistsError } from '../errors.js';
 import type { ClaimAnswer, CoreRequest } from '../host/core-protocol.js';
 import type { ShardTable } from '../host/shard-table.js';
 import type { ShellLogger } from '../shell-logger.js';
-import { laterTombstone, type TermAndVote } from '../storage/node-store.js';
+import { laterTombstone, type Tombstone } from '../storage/node-store.js';
 
 /**
  * Ticks a shard's traffic must keep arriving before this node makes an empty replica for it: two
@@ -115,7 +115,7 @@ export class ReplicaAdoption {
    * one in its own store), else next to `colocateWith` if this node still
    * holds it (two ranges merge only where one store holds both), else into
    * the store of a replica removed here, else where fewest are; it starts from the latest term and vote the removed ones' tombstones
-   * kept, wherever they are (Raft's one vote per term is per node).
+   * kept, wherever they are (Raft's one vote per term is per node), and past their highest incarnation.
    */
   private async adopt(shardId: number, options: { explicit: boolean; colocateWith?: number }): Promise<'here' | 'removed' | 'free'> {
     const { port } = this;
@@ -123,13 +123,13 @@ export class ReplicaAdoption {
     if (answers.includes('here')) return 'here';
     let tombstoneCore = -1;
     let mergeCore = -1;
-    let tombstone: TermAndVote | undefined;
+    let tombstone: Tombstone | undefined;
     answers.forEach((a, core) => {
       if (typeof a !== 'object') return;
       if (a.mergeSource === true && mergeCore < 0) mergeCore = core;
       if (a.removed === undefined) return;
       if (tombstoneCore < 0) tombstoneCore = core;
-      tombstone = laterTombstone(tombstone, { term: a.removed.term as Term, vote: nodeId(a.removed.vote) });
+      tombstone = laterTombstone(tombstone, { term: a.removed.term as Term, vote: nodeId(a.removed.vote), incarnation: a.removed.incarnation });
     });
     if (tombstone !== undefined && !options.explicit) {
       this.removedShards.add(shardId);

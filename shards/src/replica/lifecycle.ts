@@ -126,7 +126,7 @@ export class ReplicaLifecycle {
           confState: confStateOf(r),
           descriptor: encodeShardRange(rangeOf(r)),
           ...(r.join ? {} : { startAt: initial }),
-          ...(r.tombstone === undefined ? {} : { tombstone: { term: r.tombstone.term as Term, vote: nodeId(r.tombstone.vote) } }),
+          ...(r.tombstone === undefined ? {} : { tombstone: { term: r.tombstone.term as Term, vote: nodeId(r.tombstone.vote), incarnation: r.tombstone.incarnation } }),
         })),
       );
     } catch (err) {
@@ -160,7 +160,7 @@ export class ReplicaLifecycle {
     // target's replica must share a store with (its merge gate waits for it there: node simulation seed 91385).
     const mergeSource = replicaFrozenInto(this.port.groups, shardId) !== undefined;
     const answer: ClaimAnswer =
-      tombstone === undefined && !mergeSource ? 'free' : { ...(tombstone === undefined ? {} : { removed: { term: tombstone.term, vote: tombstone.vote } }), ...(mergeSource ? { mergeSource: true as const } : {}) };
+      tombstone === undefined && !mergeSource ? 'free' : { ...(tombstone === undefined ? {} : { removed: { term: tombstone.term, vote: tombstone.vote, incarnation: tombstone.incarnation } }), ...(mergeSource ? { mergeSource: true as const } : {}) };
     // Marked in memory now, before any later apply can run; answered once durable. A removed replica's
     // store is marked too: the new one may go to another core's store (next to a neighbour it merges with).
     const marked = store.markAway(shardId);

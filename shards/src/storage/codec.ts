@@ -66,6 +66,22 @@ export function decodeHardState(raw: unknown): HardState {
   return { term: term!, vote: vote! as NodeId, commit: commit! };
 }
 
+/** A tombstone (node-store.ts Tombstone) as stored: [term, vote, commit, incarnation]; stores from before incarnations wrote the hard state alone. */
+export function encodeTombstone(t: { term: number; vote: NodeId; incarnation: number }): number[] {
+  return [t.term, t.vote, 0, t.incarnation];
+}
+
+export function decodeTombstone(raw: unknown): { term: number; vote: NodeId; incarnation: number } {
+  if (Array.isArray(raw) && raw.length === 4) {
+    const [term, vote, commit, incarnation] = raw as unknown[];
+    const { term: t, vote: v } = decodeHardState([term, vote, commit]);
+    if (!Number.isSafeInteger(incarnation) || (incarnation as number) < 0) throw new CorruptRecordError(`tombstone ${JSON.stringify(raw)} has incarnation ${String(incarnation)}`);
+    return { term: t, vote: v, incarnation: incarnation as number };
+  }
+  const { term, vote } = decodeHardState(raw);
+  return { term, vote, incarnation: 0 };
+}
+
 export function decodeConfState(raw: unknown): ConfState {
   const c = raw as Partial<Record<keyof ConfState, unknown>> | null;
   const isIds = (v: unknown): v is NodeId[] => Array.isArray(v) && v.every((n) => Number.isSafeInteger(n) && n > 0);

@@ -16,7 +16,7 @@ import {
   type Term,
 } from '@flotilla/core';
 import { open, type Database, type DatabaseOptions, type Key, type RootDatabase } from 'lmdb';
-import { compactConfState, decodeConfState, decodeEntry, decodeHardState, encodeConfState, encodeEntry, encodeHardState, type RangeBounds } from './codec.js';
+import { compactConfState, decodeConfState, decodeEntry, decodeHardState, decodeTombstone, encodeConfState, encodeEntry, encodeHardState, encodeTombstone, type RangeBounds } from './codec.js';
 import { fsyncDir, markDataDirReady, prepareDataDir } from './data-dir.js';
 import { CorruptRecordError, DataDirError } from './errors.js';
 import { decodeTailRecord, encodeTailWrite, payloadBytes, tailWriteBytes, type TailShardWrite } from './log-tail.js';
@@ -121,12 +121,18 @@ export interface NewShard {
   readonly descriptor?: unknown;
   /** As if restored from a snapshot at this index and term, applied and committed there (a split's right half). */
   readonly startAt?: { readonly index: LogIndex; readonly term: Term };
-  /** The last term and vote of the shard's replicas removed from this node's other stores (their tombstones). */
-  readonly tombstone?: TermAndVote;
+  /** What the shard's replicas removed from this node's other stores left (their tombstones). */
+  readonly tombstone?: Tombstone;
 }
 
-/** What a tombstone keeps of a removed replica's hard state. */
-export type TermAndVote = Pick<HardState, 'term' | 'vote'>;
+/**
+ * What a removed replica leaves: its last term and vote (initialHardState),
+ * and its incarnation, which the next replica of the shard here exceeds
+ * (RaftConfig.incarnation: the shard's leader tells the two apart).
+ */
+export interface Tombstone extends Pick<HardState, 'term' | 'vote'> {
+  readonly incarnation: number;
+}
 
 /**
  * A new shard's hard state. A replica re-created where one was removed
@@ -135,18 +141,21 @@ export type TermAndVote = Pick<HardState, 'term' | 'vote'>;
  * it may have voted in that term, and a fresh hard state would let it vote
  * again (Raft's one vote per term is per node, across incarnations).
  */
-function initialHardState(spec: NewShard, own: TermAndVote | undefined): HardState {
+function initialHardState(spec: NewShard, tombstone: Tombstone | undefined): HardState {
   const start = spec.startAt === undefined ? EMPTY_HARD_STATE : { ...EMPTY_HARD_STATE, term: spec.startAt.term, commit: spec.startAt.index };
-  const tombstone = laterTombstone(own, spec.tombstone);
   if (tombstone === undefined || tombstone.term <= start.term) return start;
   return { ...start, term: tombstone.term, vote: tombstone.vote };
 }
 
-/** The later of two tombstones: the higher term; in one term the one that voted (a node votes once a term, so two that voted agree). */
-export function laterTombstone(a: TermAndVote | undefined, b: TermAndVote | undefined): TermAndVote | undefined {
+/**
+ * What two tombstones leave together: the later term and vote — the higher
+ * term; in one term the one that voted (a node votes once a term, so two
+ * that voted agree) — and the higher incarnation.
+ */
+export function laterTombstone(a: Tombstone | undefined, b: Tombstone | undefined): Tombstone | undefined {
   if (a === undefined || b === undefined) return a ?? b;
-  if (a.term !== b.term) return a.term > b.term ? a : b;
-  return a.vote !== NONE ? a : b;
+  const later = a.term !== b.term ? (a.term > b.term ? a : b) : a.vote !== NONE ? a : b;
+  return { term: later.term, vote: later.vote, incarnation: Math.max(a.incarnation, b.incarnation) };
 }
 
 /** Per-shard metadata kept in memory, mirroring the `meta` sub-database after each commit. */
@@ -195,10 +204,11 @@ function shardStateOf(f: Omit<ShardState, 'cache' | 'tailFrom' | 'hardInTail'>):
  * applied here must not create it a second time).
  */
 /** `tailFloor`: tail records below this sequence number predate the shard's creation or last snapshot install (replay skips them). */
-type MetaField = 'hard' | 'conf' | 'applied' | 'snap' | 'desc' | 'tomb' | 'away' | 'merge' | 'tailFloor';
+/** `inc`: the replica's incarnation (Tombstone); absent in stores from before incarnations, read as 0. */
+type MetaField = 'hard' | 'conf' | 'applied' | 'snap' | 'desc' | 'tomb' | 'away' | 'merge' | 'tailFloor' | 'inc';
 type MetaKey = [shardId: number, field: MetaField];
 /** Every per-shard meta record: destroyShard removes exactly these. */
-const META_FIELDS: readonly MetaField[] = ['hard', 'conf', 'applied', 'snap', 'desc', 'merge', 'tailFloor'];
+const META_FIELDS: readonly MetaField[] = ['hard', 'conf', 'applied', 'snap', 'desc', 'merge', 'tailFloor', 'inc'];
 type LogKey = [shardId: number, index: number];
 type SubDatabases = Pick<NodeStore, 'log' | 'meta' | 'data' | 'dataRecords' | 'staging' | 'tail'>;
 
@@ -522,8 +532,10 @@ export class NodeStore {
   writeShardRecords(spec: NewShard): void {
     this.checkNewShard(spec.shardId);
     const start = spec.startAt ?? { index: 0, term: 0 };
-    const hardState = initialHardState(spec, this.tombstone(spec.shardId));
+    const tombstone = laterTombstone(this.tombstone(spec.shardId), spec.tombstone);
+    const hardState = initialHardState(spec, tombstone);
     this.meta.removeSync([spec.shardId, 'tomb']);
+    this.meta.putSync([spec.shardId, 'inc'], (tombstone?.incarnation ?? 0) + 1);
     this.meta.removeSync([spec.shardId, 'away']);
     this.meta.putSync([spec.shardId, 'hard'], encodeHardState(hardState));
     this.meta.putSync([spec.shardId, 'conf'], encodeConfState(spec.confState));
@@ -557,10 +569,19 @@ export class NodeStore {
     if (this.shards.has(shardId)) throw new Error(`shard ${shardId} already exists on node ${this.nodeId}`);
   }
 
-  /** The hard state a removed replica of the shard left here (destroyShard's `tombstone`), if any. */
-  tombstone(shardId: GroupId): HardState | undefined {
+  /** What a removed replica of the shard left here (destroyShard's `tombstone`), if any. */
+  tombstone(shardId: GroupId): Tombstone | undefined {
     const raw = this.meta.get([shardId, 'tomb']);
-    return raw === undefined ? undefined : decodeHardState(raw);
+    return raw === undefined ? undefined : decodeTombstone(raw);
+  }
+
+  /** The shard's replica's incarnation here (Tombstone; RaftConfig.incarnation). */
+  incarnation(shardId: GroupId): number {
+    this.shardState(shardId); // throws for a shard this node does not have
+    const raw = this.meta.get([shardId, 'inc']);
+    if (raw === undefined) return 0;
+    if (!Number.isSafeInteger(raw) || (raw as number) < 1) throw new CorruptRecordError(`shard ${shardId} incarnation ${String(raw)}`);
+    return raw as number;
   }
 
   /** Whether the shard is marked as living in another store of this node (markAway). */
@@ -708,7 +729,7 @@ export class NodeStore {
    */
   async destroyShard(shardId: GroupId, bounds?: RangeBounds | readonly RangeBounds[], options: { tombstone?: HardState } = {}): Promise<void> {
     this.checkOpen();
-    this.shardState(shardId); // throws for a shard this node does not have, before anything is written
+    const incarnation = this.incarnation(shardId); // throws for a shard this node does not have, before anything is written
     assert(!this.destroying.has(shardId), () => `shard ${shardId} is already being destroyed (node ${this.nodeId})`);
     const deleted: readonly RangeBounds[] = bounds === undefined ? [] : 'start' in bounds ? [bounds] : bounds;
     for (const b of deleted) {
@@ -725,7 +746,7 @@ export class NodeStore {
         for (const key of this.log.getKeys(logRange)) this.log.removeSync(key);
         for (const field of META_FIELDS) this.meta.removeSync([shardId, field]);
         for (const key of this.staging.getKeys(stagingRange)) this.staging.removeSync(key);
-        if (options.tombstone !== undefined) this.meta.putSync([shardId, 'tomb'], encodeHardState(options.tombstone));
+        if (options.tombstone !== undefined) this.meta.putSync([shardId, 'tomb'], encodeTombstone({ term: options.tombstone.term, vote: options.tombstone.vote, incarnation }));
       });
     } finally {
       this.destroying.delete(shardId);
@@ -1221,6 +1242,11 @@ export class ShardStorage implements Storage {
 
   get applied(): LogIndex {
     return this.state.applied;
+  }
+
+  /** This replica's incarnation on its node (RaftConfig.incarnation); read once, when its Raft node is built. */
+  get incarnation(): number {
+    return this.store.incarnation(this.shardId);
   }
 
   firstIndex(): LogIndex {
