@@ -3,7 +3,7 @@ import { isChecksumCommand } from '../kv/command.js';
 import type { ReplicaChecksums } from '../kv/consistency.js';
 import { describeRange, type ShardRange } from '../kv/range.js';
 import { isBatchResult, type ApplyBatch, type ApplyOutcome, type ApplyResults, type EntryResult } from '../kv/state-machine.js';
-import { isMember, type ReplicaLifecycle } from '../replica/lifecycle.js';
+import { addsBack, isMember, type ReplicaLifecycle } from '../replica/lifecycle.js';
 import type { ShellLogger } from '../shell-logger.js';
 import type { CoreStats } from './core-protocol.js';
 import type { CoreOutputBuffer } from './core-output.js';
@@ -57,7 +57,8 @@ export class ApplyPlan {
    * the log. Checksums are rare (one per range per check interval), so the
    * extra transaction and sync almost never happen. Raft takes each conf
    * change here, as it is planned for apply; a configuration without this
-   * node marks the replica for removal after the commit.
+   * node marks the replica for removal after the commit, unless its log
+   * past these entries adds the node back (lifecycle.ts addsBack).
    */
   segments(items: readonly GroupReady[]): ApplySegment[] {
     const { self, stats, replicas } = this.port;
@@ -71,7 +72,10 @@ export class ApplyPlan {
         confState = g.raw.applyConfChange(decodeConfChange(e.data));
         (confAt ??= new Map()).set(e.index, confState);
       }
-      if (confState !== undefined && !isMember(confState, self)) replicas.noteRemovedByApply(g);
+      if (confState !== undefined && !isMember(confState, self)) {
+        const { log } = g.raw.raft;
+        if (!addsBack(log.slice(rd.committedEntries.at(-1)!.index + 1, log.lastIndex() + 1, Number.MAX_SAFE_INTEGER), self)) replicas.noteRemovedByApply(g);
+      }
       stats.entriesApplied += rd.committedEntries.length;
       let from = 0;
       let segment = 0;

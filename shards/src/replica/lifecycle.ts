@@ -1,4 +1,4 @@
-import { EMPTY_CONF_STATE, groupId, nodeId, type ConfState, type GroupId, type NodeId, type Term } from '@flotilla/core';
+import { EMPTY_CONF_STATE, decodeConfChange, groupId, nodeId, type ConfState, type Entry, type GroupId, type NodeId, type Term } from '@flotilla/core';
 import { DiskFullError, RangeMergingError, ShardExistsError, ShardNotFoundError, ShardRemovingError } from '../errors.js';
 import { INITIAL_LOG_INDEX, INITIAL_LOG_TERM } from '../kv/command.js';
 import { UNINITIALIZED, decodeShardRange, encodeShardRange, isInitialized, overlaps, type ShardRange } from '../kv/range.js';
@@ -72,11 +72,12 @@ export class ReplicaLifecycle {
     const { store, self, quiescence } = this.port;
     for (const shardId of store.shardIds()) {
       const g = this.port.addGroup(shardId, decodeShardRange(shardId, store.descriptor(shardId)));
-      const { confState } = store.storage(shardId).initialState();
-      if (isInitialized(g.bounds) && !isMember(confState, self)) {
+      const storage = store.storage(shardId);
+      const { confState } = storage.initialState();
+      if (isInitialized(g.bounds) && !isMember(confState, self) && !addsBack(storage.applied < storage.lastIndex() ? storage.entries(storage.applied + 1, storage.lastIndex() + 1, Number.MAX_SAFE_INTEGER) : [], self)) {
         // It applied its own removal and stopped before destroying itself (destroyRemovedByApply runs
-        // after the round's commit): finish that now. Nobody else would (its epoch is the range's, so
-        // the placement driver does not collect it).
+        // after the round's commit): finish that now, unless its log adds it back (addsBack). Nobody else
+        // would (its epoch is the range's, so the placement driver does not collect it).
         this.noteRemovedByApply(g);
         continue;
       }
@@ -248,6 +249,19 @@ export class ReplicaLifecycle {
       then();
     });
   }
+}
+
+/**
+ * Whether `entries` (a replica's log past the removal it applied) hold a
+ * configuration change adding `node` back. Such a replica is not destroyed:
+ * it may have acknowledged entries past that change, which its leader counts
+ * toward a quorum once the change applies there, and destroying it would
+ * lose them. It applies the change next and stays a member. Should a
+ * later leader cut that change from its log, it stays until the range's
+ * epoch moves past the one it applied and the placement driver collects it.
+ */
+export function addsBack(entries: readonly Entry[], node: NodeId): boolean {
+  return entries.some((e) => e.type === 'confChange' && decodeConfChange(e.data).changes.some((c) => c.nodeId === node && c.type !== 'removeNode'));
 }
 
 /** Whether the configuration has `node` in any role. */
