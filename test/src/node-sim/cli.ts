@@ -65,14 +65,14 @@ async function main(): Promise<void> {
   for (let seed = from; seed < from + count; seed++) {
     const options = nodeSimOptionsForSeed(seed, { bug, ...(nodes === undefined ? {} : { nodeCount: nodes }), ...(faultTicks === undefined ? {} : { faultTicks }), ...(writeBurstMax === undefined ? {} : { writeBurstMax }), ...(values['crash-after-writes'] ? { crashAfterWrites: true } : {}), ...(values['clock-faults'] ? { clockFaults: true } : {}), ...(values.merges ? { merges: true } : {}) });
     const sim = new NodeSim(options);
+    // As the run goes, not at its end: a seed that never finishes shows where it stopped.
+    if (values.trace) sim.onTrace = (line) => console.log(line);
     try {
-      const { stats, trace } = await sim.run();
+      const { stats } = await sim.run();
       operations += stats.operations;
       crashes += stats.crashes;
-      if (values.trace) console.log(trace.join('\n'));
       if (count === 1) console.log(`seed ${seed}: passed ${JSON.stringify(stats)}`);
     } catch (err) {
-      if (values.trace) console.log(sim.trace.join('\n'));
       failed++;
       console.error(err instanceof SimFailure ? err.message : `seed ${seed}: ${(err as Error).stack}`);
       if (values['stop-on-failure']) break;

@@ -182,6 +182,8 @@ export class NodeSim {
   private readonly counts = { crashes: 0, pauses: 0, partitions: 0, lossyEpisodes: 0, adminOk: 0, adminFailed: 0, unknown: 0 };
   /** Every operation with its outcome and every fault, in order (NodeSimResult.trace; kept on failure too). */
   readonly trace: string[] = [];
+  /** Called with each trace line as it is added: a seed that never ends still shows how far it got (cli --trace). */
+  onTrace: ((line: string) => void) | undefined;
   private uninstallBug: (() => void) | undefined;
 
   constructor(readonly options: NodeSimOptions) {
@@ -773,11 +775,16 @@ export class NodeSim {
     const op: KeyedOperation = { id: this.nextOpId++, clientId, key, invokeMs, completeMs, input, output };
     this.ops.push(op);
     if (output === null) this.counts.unknown++;
-    this.trace.push(`${invokeMs}-${completeMs ?? '?'} c${clientId} ${key} ${JSON.stringify(input)} → ${JSON.stringify(output)}`);
+    this.traceLine(`${invokeMs}-${completeMs ?? '?'} c${clientId} ${key} ${JSON.stringify(input)} → ${JSON.stringify(output)}`);
   }
 
   private note(what: string): void {
-    this.trace.push(`${this.clock.nowMs()} ${what}`);
+    this.traceLine(`${this.clock.nowMs()} ${what}`);
+  }
+
+  private traceLine(line: string): void {
+    this.trace.push(line);
+    this.onTrace?.(line);
   }
 
   // ---------------------------------------------------------------------------
