@@ -83,6 +83,33 @@ describe('membership changes', () => {
     expect(c.host(leaving).hasShard(groupId(SHARD))).toBe(false);
   });
 
+  it('a replica that applies its own removal while its log already adds its node back is kept, and catches up', async () => {
+    // One committed entry per apply round: the cut-off replica catching up applies its removal in one
+    // round and the change adding it back in a later one. It may have acknowledged entries past that
+    // change by then, which its leader counts once the change applies there: destroying it lost them.
+    const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 22, host: { raft: { applyBytesMax: 1 } } }));
+    await c.createShards([SHARD], { voters: [1, 2, 3] });
+    for (let i = 0; i < 5; i++) expect(await c.write(SHARD, { op: 'put', key: shardKey(SHARD, name(i)), value: key(`v${i}`) })).toMatchObject({ ok: true });
+    const leader = await leaderOf(c);
+    const victim = [1, 2, 3].find((n) => n !== leader)!;
+    const other = [1, 2, 3].find((n) => n !== leader && n !== victim)!;
+    await c.tickUntil('every replica applied the writes', async () => (await statusOf(c, victim))?.applied === (await statusOf(c, leader))?.applied, 100);
+    const epoch = (await statusOf(c, leader))!.epoch;
+
+    c.network.partition(victim, [leader, other]);
+    expect(await run(c, c.host(leader).changeMembership(groupId(SHARD), { epoch, changes: [{ type: 'removeNode', nodeId: victim }] }))).toMatchObject({ ok: true });
+    expect(await run(c, c.host(leader).changeMembership(groupId(SHARD), { epoch: epoch + 1, changes: [{ type: 'addLearner', nodeId: victim }] }))).toMatchObject({ ok: true, membership: { learners: [victim] } });
+    expect(await c.write(SHARD, { op: 'put', key: shardKey(SHARD, name(5)), value: key('after') })).toMatchObject({ ok: true });
+    c.network.healAll();
+
+    await c.tickUntil('the replica cut off caught up as a learner', async () => {
+      const s = await statusOf(c, victim);
+      return s !== undefined && s.learners.includes(victim) && s.applied === (await statusOf(c, leader))!.applied;
+    }, 300);
+    const read = await run(c, c.host(victim).get(groupId(SHARD), shardKey(SHARD, name(5)), { consistency: 'stale' }));
+    expect(text(read?.value)).toBe('after');
+  });
+
   it('leader reports carry sizes kept current by apply, a middle key past a size, and a load split key', async () => {
     const c = (cluster = await HostCluster.start({ nodeCount: 3, coreCount: 1, seed: 22 }));
     await c.createShards([SHARD]);
