@@ -2,16 +2,12 @@
 // entries and hard state as one record, checkpoints move them into the
 // per-shard records. Seeded runs of appends (conflicting suffixes included),
 // hard-state-only rounds, compactions, checkpoints (half of them compacting
-// shards they move), cache releases, applies (half inside a group commit,
-// whose applied index the tail record carries, half on their own),
+// shards they move), cache releases,
 // destroy-and-recreate and reopens over several shards must leave the store
-// reading exactly what core's MemoryStorage and a plain hard-state and
-// applied-index model read, before and after every reopen; a snapshot read
-// must name the applied index too.
+// reading exactly what core's MemoryStorage and a plain hard-state model
+// read, before and after every reopen.
 import { MemoryStorage, SeededRng, groupId, nodeId, type Entry, type GroupId, type HardState, type Storage } from '@flotilla/core';
 import { describe, expect, it } from 'vitest';
-import { KvStateMachine } from '../src/kv/state-machine.js';
-import { readSnapshot } from '../src/snapshot/reader.js';
 import type { NodeStore } from '../src/storage/node-store.js';
 import { commitAndApplyStored, confState, entries, openStore, reopen, tempDir, useTempStores } from './support/fixtures.js';
 
@@ -20,7 +16,6 @@ useTempStores();
 interface Model {
   memory: MemoryStorage;
   hard: HardState;
-  applied: number;
 }
 
 const SHARDS = [1, 2, 3, 4, 5, 6].map(groupId);
@@ -41,23 +36,7 @@ function check(store: NodeStore, models: Map<GroupId, Model>, where: string): vo
     const s = store.storage(shardId);
     expect(view(s), `${where}: shard ${shardId} log`).toEqual(view(m.memory));
     expect(s.initialState().hardState, `${where}: shard ${shardId} hard state`).toEqual(m.hard);
-    expect(s.applied, `${where}: shard ${shardId} applied index`).toBe(m.applied);
-    const read = readSnapshot(store, shardId);
-    let step = read.next();
-    while (step.done !== true) step = read.next();
-    expect(step.value.index, `${where}: shard ${shardId} snapshot's applied index`).toBe(m.applied);
   }
-}
-
-/** Commits and applies the shard's log up to `upTo` in one group commit, as the Host's rounds do: the tail record carries the applied index. */
-async function commitAndApplyInRound(store: NodeStore, shardId: GroupId, upTo: number): Promise<void> {
-  const storage = store.storage(shardId);
-  if (upTo <= storage.applied) return;
-  const stored = storage.entries(storage.applied + 1, upTo + 1, Number.POSITIVE_INFINITY).map((e) => ({ ...e, data: new Uint8Array(0) }));
-  const previous = storage.initialState().hardState;
-  const apply = new KvStateMachine(store).stage([{ shardId, entries: stored }]);
-  await store.persist([{ shardId, entries: [], hardState: { ...previous, commit: Math.max(previous.commit, upTo) } }], { alsoInTransaction: () => void apply.write() });
-  apply.committed();
 }
 
 /** A write Raft could make: a suffix from above the commit index, terms never below what precedes it. */
@@ -84,7 +63,7 @@ async function run(seed: number, steps: number): Promise<void> {
   const models = new Map<GroupId, Model>();
   const create = async (shardId: GroupId) => {
     await store.createShard(shardId, { confState: CONF });
-    models.set(shardId, { memory: new MemoryStorage(), hard: store.storage(shardId).initialState().hardState, applied: 0 });
+    models.set(shardId, { memory: new MemoryStorage(), hard: store.storage(shardId).initialState().hardState });
   };
   for (const shardId of SHARDS) await create(shardId);
   const pick = () => SHARDS[Math.floor(rand() * SHARDS.length)]!;
@@ -96,9 +75,8 @@ async function run(seed: number, steps: number): Promise<void> {
     const last = m.memory.lastIndex();
     if (last < first) return undefined;
     const upTo = first + Math.floor(rand() * (last - first + 1));
-    await (rand() < 0.5 ? commitAndApplyInRound : commitAndApplyStored)(store, shardId, upTo);
+    await commitAndApplyStored(store, shardId, upTo);
     m.hard = { ...m.hard, commit: Math.max(m.hard.commit, upTo) };
-    m.applied = Math.max(m.applied, upTo);
     return upTo;
   };
   for (let step = 0; step < steps; step++) {

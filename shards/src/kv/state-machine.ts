@@ -256,7 +256,7 @@ export class KvStateMachine {
             ranges.set(b.shardId, range);
           }
           const done = applied.get(b.shardId)!;
-          this.store.writeApplied(b.shardId, done.index);
+          this.store.meta.putSync([b.shardId, 'applied'], done.index);
           if (done.confState !== undefined) this.store.meta.putSync([b.shardId, 'conf'], encodeConfState(done.confState));
         }
         return { results, ranges, created, sizes, frozen: frozenNow, unfrozen, merged };

@@ -21,8 +21,8 @@ export function* readSnapshot(store: NodeStore, shardId: GroupId, fallback: Rang
     // transfer was asked for must not leave a snapshot claiming the old bounds at the new index.
     const stored = store.meta.get([shardId, 'desc'], at);
     const { epoch, ...bounds } = stored === undefined ? { ...fallback, epoch: 1 } : decodeShardRange(shardId, stored);
-    // Where the log tail holds it, as of this transaction too (NodeStore.appliedAt).
-    const index = store.appliedAt(shardId, at);
+    const index = store.meta.get([shardId, 'applied'], at);
+    if (!Number.isSafeInteger(index)) throw new CorruptRecordError(`shard ${shardId}: applied index ${String(index)}`);
     const confState = decodeConfState(store.meta.get([shardId, 'conf'], at));
     const term = termAt(store, shardId, index as number, txn);
     const frozen = decodeFrozen(shardId, store.meta.get([shardId, 'merge'], at));

@@ -11,30 +11,17 @@ import { CorruptRecordError } from './errors.js';
  * `log` and `meta` records and deletes the records it covered.
  *
  * A record is a list of shard writes, each [shardId, hard state or null,
- * index of the first entry, entries], and the shard's applied index when
- * the commit applied entries of it (a fifth element; records from before
- * stop 36 have none). Replaying records in sequence order rebuilds what the
- * group commits wrote: a write's entries replace every entry from their
- * first index on, its hard state replaces the one before, its applied index
- * raises the shard's (applied indexes only grow: an install, the one thing
- * that sets one outright, also makes replay skip the records before it).
+ * index of the first entry, entries]. Replaying records in sequence order
+ * rebuilds what the group commits wrote: a write's entries replace every
+ * entry from their first index on, its hard state replaces the one before.
  */
-export type TailShardWrite = [shardId: number, hard: StoredHardState | null, first: number, entries: StoredEntry[], applied?: number];
+export type TailShardWrite = [shardId: number, hard: StoredHardState | null, first: number, entries: StoredEntry[]];
 
 /** Stored overhead per entry besides its payload, for the tail's size estimate (msgpack array and numbers). */
 const ENTRY_OVERHEAD_BYTES = 16;
 
 export function encodeTailWrite(shardId: GroupId, hardState: HardState | undefined, entries: readonly Entry[]): TailShardWrite {
   return [shardId, hardState === undefined ? null : encodeHardState(hardState), entries.length === 0 ? 0 : entries[0]!.index, entries.map(encodeEntry)];
-}
-
-/** The record's writes with each shard's applied index in `applied` added: to its write, or as a write of its own. */
-export function withApplied(record: readonly TailShardWrite[], applied: ReadonlyMap<GroupId, number>): TailShardWrite[] {
-  if (applied.size === 0) return record as TailShardWrite[];
-  const out = record.map((w): TailShardWrite => (applied.has(w[0] as GroupId) ? [w[0], w[1], w[2], w[3], applied.get(w[0] as GroupId)!] : w));
-  const named = new Set(record.map((w) => w[0]));
-  for (const [shardId, index] of applied) if (!named.has(shardId)) out.push([shardId, null, 0, [], index]);
-  return out;
 }
 
 /** Payload bytes of entries: what decides a direct write (node-store.ts) and, with tailWriteBytes, the tail's size. */
@@ -53,25 +40,22 @@ export interface DecodedTailWrite {
   readonly shardId: GroupId;
   readonly hardState: HardState | undefined;
   readonly entries: Entry[];
-  readonly applied: number | undefined;
 }
 
 /** One stored record, checked: a malformed one is a CorruptRecordError naming its sequence number. */
 export function decodeTailRecord(seq: number, raw: unknown): DecodedTailWrite[] {
   if (!Array.isArray(raw)) throw new CorruptRecordError(`log tail record ${seq} is not a list`);
   return raw.map((w: unknown) => {
-    if (!Array.isArray(w) || (w.length !== 4 && w.length !== 5)) throw new CorruptRecordError(`log tail record ${seq} holds a malformed shard write`);
-    const [shardId, hard, first, entries, applied] = w as unknown[];
+    if (!Array.isArray(w) || w.length !== 4) throw new CorruptRecordError(`log tail record ${seq} holds a malformed shard write`);
+    const [shardId, hard, first, entries] = w as unknown[];
     if (!Number.isSafeInteger(shardId) || (shardId as number) <= 0) throw new CorruptRecordError(`log tail record ${seq} names shard ${String(shardId)}`);
     if (!Number.isSafeInteger(first) || (first as number) < 0 || !Array.isArray(entries)) {
       throw new CorruptRecordError(`log tail record ${seq}: shard ${String(shardId)} entries are malformed`);
     }
-    if (applied !== undefined && (!Number.isSafeInteger(applied) || (applied as number) < 0)) throw new CorruptRecordError(`log tail record ${seq}: shard ${String(shardId)} applied index ${String(applied)}`);
     return {
       shardId: shardId as GroupId,
       hardState: hard === null ? undefined : decodeHardState(hard),
       entries: entries.map((e: unknown, i) => decodeEntry((first as number) + i, e)),
-      applied: applied as number | undefined,
     };
   });
 }

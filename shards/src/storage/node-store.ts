@@ -15,11 +15,11 @@ import {
   type Storage,
   type Term,
 } from '@flotilla/core';
-import { open, type Database, type DatabaseOptions, type GetOptions, type Key, type RootDatabase } from 'lmdb';
+import { open, type Database, type DatabaseOptions, type Key, type RootDatabase } from 'lmdb';
 import { compactConfState, decodeConfState, decodeEntry, decodeHardState, decodeTombstone, encodeConfState, encodeEntry, encodeHardState, encodeTombstone, type RangeBounds } from './codec.js';
 import { fsyncDir, markDataDirReady, prepareDataDir } from './data-dir.js';
 import { CorruptRecordError, DataDirError } from './errors.js';
-import { decodeTailRecord, encodeTailWrite, payloadBytes, tailWriteBytes, withApplied, type TailShardWrite } from './log-tail.js';
+import { decodeTailRecord, encodeTailWrite, payloadBytes, tailWriteBytes, type TailShardWrite } from './log-tail.js';
 
 /** Entries of one shard's log kept in memory, newest first to go: followers and the apply path read recent entries. */
 export const ENTRY_CACHE_COUNT_MAX = 1024;
@@ -245,19 +245,8 @@ export class NodeStore {
   private tailNext = 1;
   private tailRecords = 0;
   private tailBytes = 0;
-  /** Shards with entries, a hard state or an applied index only in the tail: what the next checkpoint moves. */
+  /** Shards with entries or a hard state only in the tail: what the next checkpoint moves. */
   private readonly inTail = new Set<GroupId>();
-  /**
-   * Shards whose applied index only the tail holds, with the (sequence,
-   * applied index) of each record since the last checkpoint that carries
-   * one, oldest first: what a snapshot read finds in its read transaction
-   * (appliedAt). Changed only right after a commit, synchronously.
-   */
-  private readonly appliedInTail = new Map<GroupId, [seq: number, applied: LogIndex][]>();
-  /** The sequence number the last checkpoint covered the tail below (its TAIL_NEXT record); 1 before any. */
-  private checkpointedBelow = 1;
-  /** Inside persist's transaction: the applied indexes its apply wrote (writeApplied), for the tail record. */
-  private appliedStaged: Map<GroupId, LogIndex> | undefined;
   /** Snapshot installs whose transaction may have run and not yet been noted: no checkpoint meanwhile (see checkpointDue). */
   private installing = 0;
   /** Quiesced shards whose cache waits for a checkpoint (the tail holds entries of theirs): see releasesWaiting. */
@@ -400,7 +389,6 @@ export class NodeStore {
     const stored = this.meta.get([0, TAIL_NEXT] as unknown as MetaKey);
     let next = stored === undefined ? 1 : (stored as number);
     if (!Number.isSafeInteger(next) || next < 1) throw new CorruptRecordError(`log tail sequence ${JSON.stringify(stored)} (node ${this.nodeId}, ${this.dir})`);
-    this.checkpointedBelow = next;
     for (const { key: seq, value } of this.tail.getRange()) {
       if (!Number.isSafeInteger(seq) || seq < 1) throw new CorruptRecordError(`log tail key ${JSON.stringify(seq)} (node ${this.nodeId}, ${this.dir})`);
       next = Math.max(next, seq + 1);
@@ -415,10 +403,6 @@ export class NodeStore {
         }
         // Unfiltered by the compaction point: a record's truncation must happen even where a later compaction dropped its entries.
         if (w.entries.length > 0) this.appendToTail(w.shardId, s, w.entries, seq);
-        if (w.applied !== undefined) {
-          s.applied = Math.max(s.applied, w.applied);
-          this.noteAppliedInTail(w.shardId, seq, w.applied);
-        }
         this.inTail.add(w.shardId);
       }
     }
@@ -773,7 +757,6 @@ export class NodeStore {
     this.shards.delete(shardId);
     this.storages.delete(shardId);
     this.inTail.delete(shardId);
-    this.appliedInTail.delete(shardId);
     this.releaseWanted.delete(shardId);
   }
 
@@ -851,37 +834,23 @@ export class NodeStore {
     const checkpoint = this.checkpointDue() ? [...this.inTail] : undefined;
     const seq = this.tailNext;
     let compacted: Compacted | undefined;
-    const applied = new Map<GroupId, LogIndex>();
-    let written: TailShardWrite[] = record;
     this.env.transactionSync(() => {
-      applied.clear();
       if (checkpoint !== undefined) compacted = this.writeCheckpoint(checkpoint, seq);
       // No tail record holds entries of these shards: `log` is their whole log.
       for (const plan of direct) {
         for (let i = plan.truncateFrom; i <= plan.previousLast; i++) this.log.removeSync([plan.shardId, i]);
         for (const e of plan.entries) this.log.putSync([plan.shardId, e.index], encodeEntry(e));
       }
-      // Before the record: the applied indexes the apply writes go into it (writeApplied).
-      this.appliedStaged = applied;
-      try {
-        options.alsoInTransaction?.();
-      } finally {
-        this.appliedStaged = undefined;
-      }
-      written = withApplied(record, applied);
       // Entries a tail record replaces stay in `log` until the next checkpoint, shadowed: the tail is read after it.
-      if (written.length > 0) this.tail.putSync(seq, written);
+      if (record.length > 0) this.tail.putSync(seq, record);
+      options.alsoInTransaction?.();
     }, mustSync ? TXN_SYNCED : TXN_DATA_SYNCED);
     if (this.io.kind === 'simulated') this.io.afterWrite?.();
     if (checkpoint !== undefined) this.noteCheckpoint(checkpoint, compacted!);
-    if (written.length > 0) {
+    if (record.length > 0) {
       this.tailNext = seq + 1;
       this.tailRecords++;
-      this.tailBytes += recordBytes + (written.length - record.length) * tailWriteBytes(0, 0);
-      for (const [shardId, index] of applied) {
-        this.noteAppliedInTail(shardId, seq, index);
-        this.inTail.add(shardId);
-      }
+      this.tailBytes += recordBytes;
     }
     for (const plan of plans) this.applyPlan(plan, !direct.has(plan));
     return mustSync;
@@ -985,7 +954,6 @@ export class NodeStore {
       if (s.tailFrom !== NO_TAIL) for (let i = Math.max(s.tailFrom, upTo + 1); i <= s.lastIndex; i++) this.log.putSync([shardId, i], encodeEntry(s.cache[i - s.cache[0]!.index]!));
       for (const key of this.log.getKeys({ start: [shardId, s.lastIndex + 1], end: [shardId, Number.MAX_SAFE_INTEGER] })) this.log.removeSync(key);
       if (s.hardInTail) this.meta.putSync([shardId, 'hard'], encodeHardState(s.hardState));
-      if (this.appliedInTail.has(shardId)) this.meta.putSync([shardId, 'applied'], s.applied);
     }
     for (const key of this.tail.getKeys({ end: seq })) this.tail.removeSync(key);
     this.meta.putSync([0, TAIL_NEXT] as unknown as MetaKey, seq);
@@ -1004,8 +972,6 @@ export class NodeStore {
     }
     this.releaseWanted.clear();
     this.inTail.clear();
-    this.appliedInTail.clear();
-    this.checkpointedBelow = this.tailNext;
     this.tailCheckpoints++;
     this.tailRecords = 0;
     this.tailBytes = 0;
@@ -1105,48 +1071,6 @@ export class NodeStore {
     return this.storage(shardId).term(index);
   }
 
-  /**
-   * @internal Inside the state machine's apply transaction: the shard's new
-   * applied index. Inside persist's transaction it goes into the round's
-   * tail record, which is written anyway (a `meta` leaf per shard and round
-   * was ~40 % of a node's page writes: ARCHITECTURE.md, "The applied index
-   * in the log tail"); a checkpoint moves it to `meta`. Elsewhere (an apply
-   * of its own) straight to `meta`.
-   */
-  writeApplied(shardId: GroupId, applied: LogIndex): void {
-    if (this.appliedStaged !== undefined) this.appliedStaged.set(shardId, applied);
-    else this.meta.putSync([shardId, 'applied'], applied);
-  }
-
-  private noteAppliedInTail(shardId: GroupId, seq: number, applied: LogIndex): void {
-    let records = this.appliedInTail.get(shardId);
-    if (records === undefined) this.appliedInTail.set(shardId, (records = []));
-    records.push([seq, applied]);
-  }
-
-  /**
-   * The shard's applied index as of a read transaction: `meta`'s, or the
-   * newest the tail holds in that transaction for this replica of the shard
-   * (at or above its `tailFloor`). For a read transaction opened after the
-   * latest commit (a snapshot read's, opened when it starts): the records
-   * noted since the last checkpoint are exactly what it sees.
-   */
-  appliedAt(shardId: GroupId, at: GetOptions): LogIndex {
-    const stored = this.meta.get([shardId, 'applied'], at);
-    if (!Number.isSafeInteger(stored)) throw new CorruptRecordError(`shard ${shardId}: applied index ${String(stored)} (node ${this.nodeId}, ${this.dir})`);
-    const below = this.meta.get([0, TAIL_NEXT] as unknown as MetaKey, at) ?? 1;
-    // Older than the last checkpoint, the transaction would see tail records no longer noted here.
-    assert(below === this.checkpointedBelow, () => `shard ${shardId}: a read transaction from before the log tail's last checkpoint (${String(below)}, now ${this.checkpointedBelow}; node ${this.nodeId})`);
-    const records = this.appliedInTail.get(shardId);
-    if (records === undefined) return stored as LogIndex;
-    const floor = (this.meta.get([shardId, 'tailFloor'], at) as number | undefined) ?? 0;
-    for (let i = records.length - 1; i >= 0; i--) {
-      const [seq, applied] = records[i]!;
-      if (seq >= floor && this.tail.doesExist(seq, undefined, at)) return Math.max(stored as LogIndex, applied);
-    }
-    return stored as LogIndex;
-  }
-
   /** @internal Called by the state machine after its apply transaction committed. */
   noteApplied(shardId: GroupId, applied: LogIndex, confState: ConfState | undefined): void {
     const s = this.shardState(shardId);
@@ -1179,7 +1103,6 @@ export class NodeStore {
     // In place: RawNodes hold the ShardStorage that reads this object.
     Object.assign(this.shardState(shardId), shardStateOf(state));
     this.inTail.delete(shardId);
-    this.appliedInTail.delete(shardId);
     this.releaseWanted.delete(shardId);
   }
 

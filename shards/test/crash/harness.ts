@@ -172,7 +172,7 @@ export interface ShardModel {
   snapshotTerm: number;
   applied: number;
   hardState: HardStateLine;
-  /** The log tail holds a write or an applied index of this shard since the last checkpoint: a checkpoint moves (and may compact) it. */
+  /** The log tail holds a write of this shard since the last checkpoint: a checkpoint moves (and may compact) it. */
   inTail: boolean;
 }
 
@@ -224,8 +224,6 @@ export function applyIntent(model: StoreModel, intent: Intent): void {
         const s = shardOf(model, t.shard, intent);
         if (t.to <= s.applied || t.to > s.hardState.commit) throw new Error(`round applies shard ${t.shard} to ${t.to}, outside (applied ${s.applied}, commit ${s.hardState.commit}]`);
         s.applied = t.to;
-        // Its applied index goes into the round's tail record (NodeStore.writeApplied).
-        s.inTail = true;
       }
       return;
     case 'compact': {
